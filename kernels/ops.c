@@ -1,0 +1,86 @@
+/* Float ops of the forward pass. Reductions that decide a normalisation (RMSNorm, softmax) sum in
+ * double, as the reference implementations do, so that long rows do not lose precision. */
+#include "spill_kernels.h"
+
+#include <math.h>
+
+typedef struct {
+    float *out;
+    const uint8_t *w;
+    spill_dtype wtype;
+    int64_t rows, cols;
+    const uint8_t *act;
+    uint64_t act_stride, row_bytes;
+    int batch;
+} matmul_job;
+
+static void matmul_worker(void *ctx, int ith, int nth) {
+    const matmul_job *j = ctx;
+    /* contiguous row ranges per thread: each thread streams its own slice of the weights */
+    int64_t r0 = j->rows * ith / nth, r1 = j->rows * (ith + 1) / nth;
+    for (int64_t r = r0; r < r1; r++) {
+        const void *wr = j->w + (uint64_t)r * j->row_bytes;
+        for (int t = 0; t < j->batch; t++)
+            j->out[(int64_t)t * j->rows + r] = spill_vec_dot(j->wtype, j->cols, wr, j->act + (uint64_t)t * j->act_stride);
+    }
+}
+
+void spill_matmul(spill_pool *pool, float *out, const void *w, spill_dtype wtype, int64_t rows,
+                  int64_t cols, const void *act, int batch) {
+    matmul_job j = {out, w, wtype, rows, cols, act, spill_act_bytes(wtype, cols),
+                    spill_dtype_row_bytes(wtype, (uint64_t)cols), batch};
+    SPILL_ASSERT(j.row_bytes > 0);
+    spill_pool_run(pool, matmul_worker, &j);
+}
+
+void spill_rmsnorm(float *out, const float *x, const float *w, int n, float eps) {
+    double sum = 0;
+    for (int i = 0; i < n; i++) sum += (double)(x[i] * x[i]);
+    float mean = (float)(sum / n);
+    float scale = 1.0f / sqrtf(mean + eps);
+    for (int i = 0; i < n; i++) out[i] = (x[i] * scale) * w[i];
+}
+
+void spill_rope(float *x, int n_heads, int head_dim, int rot_dims, int pos, float base, int adjacent) {
+    /* theta_i = pos * base^(-2i/rot_dims), built by repeated multiplication as ggml does */
+    float theta_scale = powf(base, -2.0f / (float)rot_dims);
+    for (int h = 0; h < n_heads; h++) {
+        float *v = x + (int64_t)h * head_dim;
+        float theta = (float)pos;
+        for (int i = 0; i < rot_dims / 2; i++) {
+            float c = cosf(theta), s = sinf(theta);
+            int a = adjacent ? 2 * i : i, b = adjacent ? 2 * i + 1 : i + rot_dims / 2;
+            float x0 = v[a], x1 = v[b];
+            v[a] = x0 * c - x1 * s;
+            v[b] = x0 * s + x1 * c;
+            theta *= theta_scale;
+        }
+    }
+}
+
+void spill_softmax(float *x, int n, float scale) {
+    float max = -INFINITY;
+    for (int i = 0; i < n; i++) {
+        x[i] *= scale;
+        if (x[i] > max) max = x[i];
+    }
+    double sum = 0;
+    for (int i = 0; i < n; i++) {
+        float e = expf(x[i] - max);
+        x[i] = e;
+        sum += (double)e;
+    }
+    float inv = (float)(1.0 / sum);
+    for (int i = 0; i < n; i++) x[i] *= inv;
+}
+
+void spill_swiglu(float *out, const float *gate, const float *up, int n) {
+    for (int i = 0; i < n; i++) {
+        float g = gate[i];
+        out[i] = g / (1.0f + expf(-g)) * up[i];
+    }
+}
+
+void spill_add(float *out, const float *x, int n) {
+    for (int i = 0; i < n; i++) out[i] += x[i];
+}

@@ -1,0 +1,76 @@
+/* kernels/: the math of a Llama-family forward pass on the CPU. Kernels know nothing about where
+ * memory lives; they take pointers. */
+#ifndef SPILL_KERNELS_H
+#define SPILL_KERNELS_H
+
+#include "spill_common.h"
+
+/* Tensor data types, numbered as GGUF/ggml number them so that a file's type id maps directly. */
+typedef enum spill_dtype {
+    SPILL_DT_F32 = 0,
+    SPILL_DT_F16 = 1,
+    SPILL_DT_Q4_0 = 2,
+    SPILL_DT_Q4_1 = 3,
+    SPILL_DT_Q8_0 = 8,
+    SPILL_DT_Q8_1 = 9, /* activations only */
+    SPILL_DT_BF16 = 30,
+} spill_dtype;
+
+/* Block formats (little-endian, packed), 32 values per block. */
+#define SPILL_QK 32
+typedef struct { uint16_t d; int8_t qs[SPILL_QK]; } spill_block_q8_0;            /* x = d*q */
+typedef struct { uint16_t d; uint16_t s; int8_t qs[SPILL_QK]; } spill_block_q8_1; /* s = d*sum(q) */
+typedef struct { uint16_t d; uint8_t qs[SPILL_QK / 2]; } spill_block_q4_0;        /* x = d*(q-8) */
+typedef struct { uint16_t d; uint16_t m; uint8_t qs[SPILL_QK / 2]; } spill_block_q4_1; /* x = d*q+m */
+/* In a 4-bit block, byte j holds value j in its low nibble and value j+16 in its high nibble. */
+
+/* 1 if the loader may accept this type for a weight tensor. */
+int spill_dtype_supported(uint32_t type);
+const char *spill_dtype_name(uint32_t type);
+/* values per block and bytes per block; 0 for unknown types */
+uint32_t spill_dtype_block_values(uint32_t type);
+uint32_t spill_dtype_block_bytes(uint32_t type);
+/* bytes of one row of n values (n a multiple of the block size), or 0 if n does not fit blocks */
+uint64_t spill_dtype_row_bytes(uint32_t type, uint64_t n);
+
+/* Dequantize n values of one row. */
+void spill_dequant_row(spill_dtype type, const void *row, float *out, int64_t n);
+
+/* A weight row of type W is multiplied with an activation vector converted to W's partner type:
+ * Q4_1 -> Q8_1, Q4_0/Q8_0 -> Q8_0, F16 -> F16, BF16 -> F32 (widened), F32 -> F32. */
+spill_dtype spill_act_type(spill_dtype wtype);
+uint64_t spill_act_bytes(spill_dtype wtype, int64_t n);
+void spill_act_quantize(spill_dtype wtype, const float *x, void *out, int64_t n);
+/* dot(weight row, converted activation) over n values */
+float spill_vec_dot(spill_dtype wtype, int64_t n, const void *wrow, const void *act);
+
+/* Scalar references used by tests: quantize a float row to a weight type (round to nearest). */
+void spill_quantize_row_ref(spill_dtype type, const float *x, void *out, int64_t n);
+
+/* ---- thread pool: run fn(ctx, i, n) for i in [0, n) workers, the caller included ---- */
+typedef struct spill_pool spill_pool;
+spill_pool *spill_pool_create(int n_threads);
+void spill_pool_free(spill_pool *p);
+int spill_pool_size(const spill_pool *p);
+typedef void (*spill_pool_fn)(void *ctx, int ith, int nth);
+void spill_pool_run(spill_pool *p, spill_pool_fn fn, void *ctx);
+
+/* ---- ops ---- */
+/* out[t*rows + r] = dot(W row r, act_t) for t < batch; W is rows x cols of wtype, act holds `batch`
+ * converted vectors of spill_act_bytes(wtype, cols) bytes each. */
+void spill_matmul(spill_pool *pool, float *out, const void *w, spill_dtype wtype, int64_t rows,
+                  int64_t cols, const void *act, int batch);
+/* out = x / rms(x) * w */
+void spill_rmsnorm(float *out, const float *x, const float *w, int n, float eps);
+/* In-place rotary embedding on n_heads vectors of head_dim at position pos.
+ * adjacent = 1: pairs (2i, 2i+1) as GGUF stores Llama; 0: pairs (i, i+d/2) as Hugging Face does. */
+void spill_rope(float *x, int n_heads, int head_dim, int rot_dims, int pos, float base, int adjacent);
+/* In place: x = softmax(x * scale) over n values */
+void spill_softmax(float *x, int n, float scale);
+/* out = silu(gate) * up */
+void spill_swiglu(float *out, const float *gate, const float *up, int n);
+/* out += x */
+void spill_add(float *out, const float *x, int n);
+float spill_dot_f32(const float *a, const float *b, int n);
+
+#endif

@@ -1,0 +1,14 @@
+/* Chat formatting without a template engine: the model's template (tokenizer.chat_template) is
+ * recognised by its markers, and the known format is written out directly. */
+#ifndef SPILL_CHAT_H
+#define SPILL_CHAT_H
+
+#include "gguf.h"
+
+typedef enum { SPILL_CHAT_CHATML, SPILL_CHAT_LLAMA3 } spill_chat_kind;
+
+/* Format one user turn plus the assistant header. *out is malloc'd. A template that is present
+ * but not understood is an error that says so; no template means ChatML. */
+int spill_chat_format(spill_str tmpl, const char *prompt, char **out, spill_err *err);
+
+#endif

@@ -1,0 +1,152 @@
+#include "forward.h"
+
+#include <math.h>
+
+static void *get(spill_state *s, uint64_t bytes, const char *what, spill_err *err) {
+    SPILL_ASSERT(s->n_buf < (int)(sizeof s->buf / sizeof *s->buf));
+    void *p = spill_mem_alloc(s->m->mem, bytes, spill_placement_host(), what, err);
+    if (p) s->buf[s->n_buf++] = (spill_owned){p, bytes, SPILL_TIER_HOST};
+    return p;
+}
+
+int spill_state_init(spill_state *s, const spill_model *m, int n_ctx, int max_batch, spill_pool *pool, spill_err *err) {
+    memset(s, 0, sizeof *s);
+    const spill_hparams *hp = &m->hp;
+    if (n_ctx < 1 || n_ctx > hp->ctx_train)
+        return spill_err_set(err, "context of %d tokens requested; this model allows 1..%d", n_ctx, hp->ctx_train);
+    if (max_batch < 1) max_batch = 1;
+    s->m = m;
+    s->pool = pool;
+    s->n_ctx = n_ctx;
+    s->max_batch = max_batch;
+    uint64_t B = (uint64_t)max_batch, q_dim = (uint64_t)hp->n_heads * hp->head_dim;
+    uint64_t kv_dim = (uint64_t)hp->n_kv_heads * hp->head_dim;
+    uint64_t wide = q_dim > (uint64_t)hp->dim ? q_dim : (uint64_t)hp->dim;
+    uint64_t act_row = 0;
+    uint64_t widths[3] = {(uint64_t)hp->dim, q_dim, (uint64_t)hp->ffn_dim};
+    for (int i = 0; i < 3; i++) {
+        /* the largest conversion any weight type needs for this width (F32 at 4 bytes per value) */
+        uint64_t b = widths[i] * 4 + 64;
+        if (b > act_row) act_row = b;
+    }
+    uint64_t kv = (uint64_t)hp->n_layers * (uint64_t)n_ctx * kv_dim * sizeof(float);
+    int nth = spill_pool_size(pool);
+    if (!(s->x = get(s, B * hp->dim * 4, "activations", err)) || !(s->xb = get(s, B * wide * 4, "activations", err)) ||
+        !(s->xb2 = get(s, B * hp->dim * 4, "activations", err)) || !(s->q = get(s, B * q_dim * 4, "activations", err)) ||
+        !(s->k = get(s, B * kv_dim * 4, "activations", err)) || !(s->v = get(s, B * kv_dim * 4, "activations", err)) ||
+        !(s->hb = get(s, B * hp->ffn_dim * 4, "activations", err)) ||
+        !(s->hb2 = get(s, B * hp->ffn_dim * 4, "activations", err)) ||
+        !(s->att = get(s, (uint64_t)nth * n_ctx * 4, "attention scores", err)) ||
+        !(s->logits = get(s, (uint64_t)hp->vocab * 4, "logits", err)) || !(s->act = get(s, B * act_row, "activations", err)) ||
+        !(s->kc = get(s, kv, "KV cache (keys)", err)) || !(s->vc = get(s, kv, "KV cache (values)", err))) {
+        spill_state_free(s);
+        return -1;
+    }
+    s->kv_bytes = 2 * kv;
+    for (int i = 0; i < s->n_buf - 2; i++) s->act_bytes += s->buf[i].size;
+    return 0;
+}
+
+void spill_state_free(spill_state *s) {
+    for (int i = 0; i < s->n_buf; i++) spill_mem_release(s->m->mem, s->buf[i].ptr, s->buf[i].size, s->buf[i].tier);
+    memset(s, 0, sizeof *s);
+}
+
+/* out (n, w->rows) = x (n, w->cols) @ w^T, converting x once per activation type */
+static void matmul(spill_state *s, float *out, const float *x, int n, const spill_weight *w) {
+    spill_dtype at = spill_act_type(w->type);
+    uint64_t stride = spill_act_bytes(w->type, w->cols);
+    if (s->act_src != x || s->act_type != at) {
+        for (int t = 0; t < n; t++) spill_act_quantize(w->type, x + (int64_t)t * w->cols, s->act + t * stride, w->cols);
+        s->act_src = x;
+        s->act_type = at;
+    }
+    spill_matmul(s->pool, out, w->data, w->type, w->rows, w->cols, s->act, n);
+}
+
+typedef struct {
+    spill_state *s;
+    int layer, n, pos;
+} attn_job;
+
+/* One (token, head) pair per unit of work: scores against every cached key up to the token's
+ * position, softmax, then the weighted sum of values. */
+static void attn_worker(void *ctx, int ith, int nth) {
+    const attn_job *j = ctx;
+    spill_state *s = j->s;
+    const spill_hparams *hp = &s->m->hp;
+    int hd = hp->head_dim, kv_dim = hp->n_kv_heads * hd, q_dim = hp->n_heads * hd;
+    int group = hp->n_heads / hp->n_kv_heads;
+    float scale = 1.0f / sqrtf((float)hd);
+    const float *kc = s->kc + (int64_t)j->layer * s->n_ctx * kv_dim;
+    const float *vc = s->vc + (int64_t)j->layer * s->n_ctx * kv_dim;
+    float *att = s->att + (int64_t)ith * s->n_ctx;
+    int units = j->n * hp->n_heads;
+    for (int u = ith; u < units; u += nth) {
+        int t = u / hp->n_heads, h = u % hp->n_heads, kvh = h / group;
+        int len = j->pos + t + 1;
+        const float *q = s->q + (int64_t)t * q_dim + (int64_t)h * hd;
+        for (int p = 0; p < len; p++) att[p] = spill_dot_f32(q, kc + (int64_t)p * kv_dim + (int64_t)kvh * hd, hd);
+        spill_softmax(att, len, scale);
+        float *out = s->xb + (int64_t)t * q_dim + (int64_t)h * hd;
+        for (int d = 0; d < hd; d++) out[d] = 0;
+        for (int p = 0; p < len; p++) {
+            const float *v = vc + (int64_t)p * kv_dim + (int64_t)kvh * hd;
+            float a = att[p];
+            for (int d = 0; d < hd; d++) out[d] = fmaf(a, v[d], out[d]);
+        }
+    }
+}
+
+int spill_forward(spill_state *s, const int *tokens, int n, int pos, spill_err *err) {
+    const spill_model *m = s->m;
+    const spill_hparams *hp = &m->hp;
+    if (n < 1 || n > s->max_batch) return spill_err_set(err, "forward: batch of %d tokens; 1..%d allowed", n, s->max_batch);
+    if (pos < 0 || pos + n > s->n_ctx)
+        return spill_err_set(err, "the context is full: %d tokens would need positions up to %d but the context holds %d "
+                                  "(raise -c/--ctx-size)", n, pos + n, s->n_ctx);
+    int dim = hp->dim, hd = hp->head_dim, q_dim = hp->n_heads * hd, kv_dim = hp->n_kv_heads * hd, ff = hp->ffn_dim;
+    for (int t = 0; t < n; t++) {
+        if (tokens[t] < 0 || tokens[t] >= hp->vocab)
+            return spill_err_set(err, "token id %d is outside the vocabulary of %d", tokens[t], hp->vocab);
+        uint64_t rb = spill_dtype_row_bytes(m->tok_embd.type, (uint64_t)dim);
+        spill_dequant_row(m->tok_embd.type, (const uint8_t *)m->tok_embd.data + (uint64_t)tokens[t] * rb, s->x + (int64_t)t * dim, dim);
+    }
+    for (int l = 0; l < hp->n_layers; l++) {
+        const spill_layer *L = &m->layers[l];
+        /* attention: norm -> q, k, v -> rope -> cache -> softmax(q k^T) v -> output -> residual */
+        for (int t = 0; t < n; t++) spill_rmsnorm(s->xb + (int64_t)t * dim, s->x + (int64_t)t * dim, L->attn_norm.data, dim, hp->eps);
+        s->act_src = NULL;
+        matmul(s, s->q, s->xb, n, &L->wq);
+        matmul(s, s->k, s->xb, n, &L->wk);
+        matmul(s, s->v, s->xb, n, &L->wv);
+        for (int t = 0; t < n; t++) {
+            spill_rope(s->q + (int64_t)t * q_dim, hp->n_heads, hd, hp->rope_dims, pos + t, hp->rope_base, hp->rope_adjacent);
+            spill_rope(s->k + (int64_t)t * kv_dim, hp->n_kv_heads, hd, hp->rope_dims, pos + t, hp->rope_base, hp->rope_adjacent);
+            int64_t at = ((int64_t)l * s->n_ctx + pos + t) * kv_dim;
+            memcpy(s->kc + at, s->k + (int64_t)t * kv_dim, sizeof(float) * (size_t)kv_dim);
+            memcpy(s->vc + at, s->v + (int64_t)t * kv_dim, sizeof(float) * (size_t)kv_dim);
+        }
+        attn_job aj = {s, l, n, pos};
+        spill_pool_run(s->pool, attn_worker, &aj);
+        s->act_src = NULL;
+        matmul(s, s->xb2, s->xb, n, &L->wo);
+        spill_add(s->x, s->xb2, n * dim);
+
+        /* feed-forward: norm -> gate, up -> silu(gate) * up -> down -> residual */
+        for (int t = 0; t < n; t++) spill_rmsnorm(s->xb + (int64_t)t * dim, s->x + (int64_t)t * dim, L->ffn_norm.data, dim, hp->eps);
+        s->act_src = NULL;
+        matmul(s, s->hb, s->xb, n, &L->w_gate);
+        matmul(s, s->hb2, s->xb, n, &L->w_up);
+        spill_swiglu(s->hb, s->hb, s->hb2, n * ff);
+        s->act_src = NULL;
+        matmul(s, s->xb2, s->hb, n, &L->w_down);
+        spill_add(s->x, s->xb2, n * dim);
+    }
+    /* head: only the last token's logits are needed */
+    const float *last = s->x + (int64_t)(n - 1) * dim;
+    spill_rmsnorm(s->xb, last, m->out_norm.data, dim, hp->eps);
+    s->act_src = NULL;
+    matmul(s, s->logits, s->xb, 1, &m->output);
+    return 0;
+}

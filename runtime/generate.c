@@ -1,0 +1,300 @@
+/* spill-generate: load a model, run a prompt, stream the continuation. stdout carries the prompt
+ * and the generated text only; everything else goes to stderr. */
+#include "chat.h"
+#include "forward.h"
+#include "sampler.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <time.h>
+#include <unistd.h>
+
+#define DEFAULT_PROMPT "Once upon a time"
+#define DEFAULT_MODEL_NAME "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+typedef struct opts {
+    const char *model, *prompt, *prompt_file, *policy, *backend;
+    int n_predict, top_k, threads, chat, verbose, ctx, batch, use_mmap, seed_set;
+    float temp, top_p;
+    uint64_t seed;
+} opts;
+
+static void usage(FILE *f) {
+    fprintf(f,
+        "usage: spill-generate [-m MODEL.gguf] [-p PROMPT] [options]\n"
+        "\n"
+        "Generate text with a Llama-family model. stdout gets the prompt and the continuation, streamed;\n"
+        "stderr gets load progress and a closing line with token counts, speeds and bytes per memory tier.\n"
+        "\n"
+        "  -m, --model FILE      GGUF model file (default: $SPILL_MODEL, else ~/.cache/spill/" DEFAULT_MODEL_NAME ",\n"
+        "                        fetched once by scripts/fetch-model.sh)\n"
+        "  -p, --prompt TEXT     prompt (default: \"" DEFAULT_PROMPT "\")\n"
+        "  -f, --file FILE       read the prompt from FILE instead\n"
+        "  -n, --n-predict N     generate at most N tokens (default: 128); stops earlier at end of text\n"
+        "      --temp T          sampling temperature; 0 is greedy and deterministic (default: 0.8)\n"
+        "      --top-k K         sample only among the K most likely tokens; 0 = all (default: 40)\n"
+        "      --top-p P         sample only among the most likely tokens whose mass reaches P (default: 0.95)\n"
+        "      --seed S          seed for sampling; the same seed gives the same text (default: from the clock)\n"
+        "      --chat            wrap the prompt in the model's chat template (ChatML for SmolLM2) as one user\n"
+        "                        turn and stop at the end of the assistant's turn\n"
+        "  -t, --threads N       CPU threads (default: all online CPUs)\n"
+        "  -c, --ctx-size N      context length in tokens: prompt plus generated (default: min(4096, model's))\n"
+        "  -b, --batch-size N    prompt tokens processed per forward step (default: 32)\n"
+        "      --policy NAME     placement policy (default: host; the only one in this build)\n"
+        "      --backend NAME    memory backend: host or auto (default: auto = host without a GPU)\n"
+        "      --no-mmap         copy weights into memory from the allocator instead of reading the file in place\n"
+        "  -v, --verbose         print model details, the plan and the backend on stderr\n"
+        "  -h, --help            show this help\n");
+}
+
+static int parse_int(const char *flag, const char *v, long lo, long hi, int *out) {
+    char *end;
+    errno = 0;
+    long x = v ? strtol(v, &end, 10) : 0;
+    if (!v || errno || *end || end == v || x < lo || x > hi) {
+        fprintf(stderr, "spill-generate: %s expects an integer in %ld..%ld, got '%s'\n", flag, lo, hi, v ? v : "(nothing)");
+        return -1;
+    }
+    *out = (int)x;
+    return 0;
+}
+
+static int parse_float(const char *flag, const char *v, float *out) {
+    char *end;
+    errno = 0;
+    float x = v ? strtof(v, &end) : 0;
+    if (!v || errno || *end || end == v) {
+        fprintf(stderr, "spill-generate: %s expects a number, got '%s'\n", flag, v ? v : "(nothing)");
+        return -1;
+    }
+    *out = x;
+    return 0;
+}
+
+static int parse_args(int argc, char **argv, opts *o) {
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        const char *v = i + 1 < argc ? argv[i + 1] : NULL;
+#define IS(s, l) (!strcmp(a, s) || !strcmp(a, l))
+#define NEEDV() do { if (!v) { fprintf(stderr, "spill-generate: %s needs a value\n", a); return -1; } i++; } while (0)
+        if (IS("-h", "--help")) { usage(stdout); exit(0); }
+        else if (IS("-m", "--model")) { NEEDV(); o->model = v; }
+        else if (IS("-p", "--prompt")) { NEEDV(); o->prompt = v; }
+        else if (IS("-f", "--file")) { NEEDV(); o->prompt_file = v; }
+        else if (IS("-n", "--n-predict")) { NEEDV(); if (parse_int(a, v, 0, 1 << 24, &o->n_predict)) return -1; }
+        else if (!strcmp(a, "--temp")) { NEEDV(); if (parse_float(a, v, &o->temp)) return -1; }
+        else if (!strcmp(a, "--top-k")) { NEEDV(); if (parse_int(a, v, 0, 1 << 24, &o->top_k)) return -1; }
+        else if (!strcmp(a, "--top-p")) { NEEDV(); if (parse_float(a, v, &o->top_p)) return -1; }
+        else if (!strcmp(a, "--seed")) {
+            NEEDV();
+            char *end;
+            errno = 0;
+            unsigned long long s = strtoull(v, &end, 10);
+            if (errno || *end || end == v || *v == '-') { fprintf(stderr, "spill-generate: --seed expects a non-negative integer, got '%s'\n", v); return -1; }
+            o->seed = s;
+            o->seed_set = 1;
+        }
+        else if (!strcmp(a, "--chat")) o->chat = 1;
+        else if (IS("-t", "--threads")) { NEEDV(); if (parse_int(a, v, 1, 1024, &o->threads)) return -1; }
+        else if (IS("-c", "--ctx-size")) { NEEDV(); if (parse_int(a, v, 1, 1 << 24, &o->ctx)) return -1; }
+        else if (IS("-b", "--batch-size")) { NEEDV(); if (parse_int(a, v, 1, 4096, &o->batch)) return -1; }
+        else if (!strcmp(a, "--policy")) { NEEDV(); o->policy = v; }
+        else if (!strcmp(a, "--backend")) { NEEDV(); o->backend = v; }
+        else if (!strcmp(a, "--no-mmap")) o->use_mmap = 0;
+        else if (IS("-v", "--verbose")) o->verbose = 1;
+        else {
+            fprintf(stderr, "spill-generate: unknown argument '%s' (see --help)\n", a);
+            return -1;
+        }
+#undef IS
+#undef NEEDV
+    }
+    return 0;
+}
+
+static char *read_file(const char *path) {
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        fprintf(stderr, "spill-generate: --file %s: %s\n", path, strerror(errno));
+        return NULL;
+    }
+    size_t cap = 4096, n = 0;
+    char *b = malloc(cap);
+    for (;;) {
+        if (!b) break;
+        if (n + 1 >= cap) {
+            if (cap > (1u << 30)) {
+                fprintf(stderr, "spill-generate: --file %s is larger than 1 GiB\n", path);
+                free(b);
+                b = NULL;
+                break;
+            }
+            char *nb = realloc(b, cap *= 2);
+            if (!nb) { free(b); b = NULL; break; }
+            b = nb;
+        }
+        size_t r = fread(b + n, 1, cap - n - 1, f);
+        if (!r) break;
+        n += r;
+    }
+    fclose(f);
+    if (b) b[n] = 0;
+    return b;
+}
+
+static volatile sig_atomic_t interrupted = 0;
+static void on_sigint(int sig) { (void)sig; interrupted = 1; }
+
+static double mib(uint64_t b) { return (double)b / (1 << 20); }
+
+int main(int argc, char **argv) {
+    opts o = {.n_predict = 128, .top_k = 40, .temp = 0.8f, .top_p = 0.95f, .batch = 32, .use_mmap = 1};
+    if (parse_args(argc, argv, &o)) return 2;
+    char default_model[4096];
+    if (!o.model) o.model = getenv("SPILL_MODEL");
+    if (!o.model || !*o.model) {
+        const char *home = getenv("HOME");
+        snprintf(default_model, sizeof default_model, "%s/.cache/spill/%s", home ? home : ".", DEFAULT_MODEL_NAME);
+        if (access(default_model, R_OK)) {
+            fprintf(stderr, "spill-generate: no model given and the default %s is not there; pass -m MODEL.gguf or run "
+                            "scripts/fetch-model.sh once\n", default_model);
+            return 2;
+        }
+        o.model = default_model;
+    }
+    char *prompt_buf = NULL;
+    if (o.prompt_file) {
+        if (!(prompt_buf = read_file(o.prompt_file))) return 2;
+        o.prompt = prompt_buf;
+    }
+    if (!o.prompt) o.prompt = DEFAULT_PROMPT;
+    if (!o.seed_set) o.seed = (uint64_t)time(NULL) ^ ((uint64_t)getpid() << 32);
+    if (!o.threads) {
+        long n = sysconf(_SC_NPROCESSORS_ONLN);
+        o.threads = n > 0 ? (int)n : 1;
+    }
+
+    int rc = 1;
+    spill_err err = {{0}};
+    spill_mem *mem = NULL;
+    spill_pool *pool = NULL;
+    spill_model model;
+    spill_state st;
+    spill_sampler smp;
+    int have_model = 0, have_state = 0, have_sampler = 0;
+    char *text = NULL;
+    int *toks = NULL;
+
+    if (!(mem = spill_mem_create(o.backend, &err))) goto out;
+    if (o.verbose) fprintf(stderr, "spill: memory backend '%s' (%s)\n", spill_mem_backend_name(mem),
+                           o.backend ? "chosen with --backend" : "auto: no GPU backend in this build");
+    fprintf(stderr, "spill: loading %s\n", o.model);
+    spill_model_params mp = {o.policy, o.use_mmap, o.verbose};
+    if (spill_model_load(&model, o.model, &mp, mem, &err)) goto out;
+    have_model = 1;
+    int n_ctx = o.ctx ? o.ctx : (model.hp.ctx_train < 4096 ? model.hp.ctx_train : 4096);
+    if (n_ctx > model.hp.ctx_train) {
+        fprintf(stderr, "spill-generate: --ctx-size %d is larger than the model's context of %d tokens\n", n_ctx, model.hp.ctx_train);
+        rc = 2;
+        goto out;
+    }
+    if (!(pool = spill_pool_create(o.threads))) {
+        spill_err_set(&err, "cannot start %d threads", o.threads);
+        goto out;
+    }
+    if (spill_state_init(&st, &model, n_ctx, o.batch, pool, &err)) goto out;
+    have_state = 1;
+    if (spill_sampler_init(&smp, model.hp.vocab, o.temp, o.top_k, o.top_p, o.seed, &err)) {
+        rc = 2;
+        goto out;
+    }
+    have_sampler = 1;
+
+    const char *to_tokenize = o.prompt;
+    if (o.chat) {
+        if (spill_chat_format(model.chat_template, o.prompt, &text, &err)) goto out;
+        to_tokenize = text;
+    }
+    int n_prompt = 0;
+    /* BOS is added when the model asks for it, unless the text already starts with it */
+    if (spill_tokenize(&model.tok, to_tokenize, strlen(to_tokenize), 0, 1, &toks, &n_prompt, &err)) goto out;
+    if (model.tok.add_bos && (n_prompt == 0 || toks[0] != model.tok.bos)) {
+        int *t2 = malloc(sizeof(int) * (size_t)(n_prompt + 1));
+        if (!t2) { spill_err_set(&err, "out of memory"); goto out; }
+        t2[0] = model.tok.bos;
+        memcpy(t2 + 1, toks, sizeof(int) * (size_t)n_prompt);
+        free(toks);
+        toks = t2;
+        n_prompt++;
+    }
+    if (n_prompt == 0) {
+        fprintf(stderr, "spill-generate: the prompt is empty and the model adds no BOS token; nothing to start from\n");
+        rc = 2;
+        goto out;
+    }
+    if (n_prompt >= n_ctx) {
+        fprintf(stderr, "spill-generate: the prompt is %d tokens but the context holds %d; raise -c/--ctx-size (the model allows %d)\n",
+                n_prompt, n_ctx, model.hp.ctx_train);
+        rc = 2;
+        goto out;
+    }
+    if (o.verbose) {
+        fprintf(stderr, "spill: prompt tokens:");
+        for (int i = 0; i < n_prompt; i++) fprintf(stderr, " %d", toks[i]);
+        fprintf(stderr, "\nspill: %d threads, context %d, KV cache %.2f MiB, seed %llu\n", spill_pool_size(pool), n_ctx,
+                mib(st.kv_bytes), (unsigned long long)o.seed);
+    }
+    signal(SIGINT, on_sigint);
+    fputs(o.prompt, stdout);
+    if (o.chat) fputc('\n', stdout);
+    fflush(stdout);
+
+    double t0 = spill_now();
+    for (int i = 0; i < n_prompt; i += o.batch) {
+        int nb = n_prompt - i < o.batch ? n_prompt - i : o.batch;
+        if (spill_forward(&st, toks + i, nb, i, &err)) goto out;
+    }
+    double t1 = spill_now();
+    int pos = n_prompt, n_gen = 0, n_fwd = 0;
+    char piece[512];
+    while (n_gen < o.n_predict && !interrupted) {
+        int next = spill_sampler_sample(&smp, st.logits);
+        if (spill_token_is_eog(&model.tok, next)) break;
+        n_gen++;
+        int pl = spill_token_to_bytes(&model.tok, next, piece, sizeof piece);
+        fwrite(piece, 1, (size_t)(pl < (int)sizeof piece ? pl : (int)sizeof piece), stdout);
+        fflush(stdout);
+        if (n_gen == o.n_predict) break;
+        if (pos >= n_ctx) {
+            fprintf(stderr, "\nspill: stopped: the context of %d tokens is full (raise -c/--ctx-size)\n", n_ctx);
+            break;
+        }
+        if (spill_forward(&st, &next, 1, pos, &err)) goto out;
+        pos++;
+        n_fwd++;
+    }
+    double t2 = spill_now();
+    fputc('\n', stdout);
+    fflush(stdout);
+    if (interrupted) fprintf(stderr, "spill: interrupted\n");
+    spill_mem_stats ms;
+    spill_mem_get_stats(mem, &ms);
+    fprintf(stderr,
+            "spill: prompt %d tokens, generated %d tokens, prefill %.2f tok/s, decode %.2f tok/s | weights: hbm %.2f MiB, host %.2f MiB | "
+            "KV cache: hbm 0.00 MiB, host %.2f MiB | backend %s, policy %s\n",
+            n_prompt, n_gen, n_prompt / (t1 - t0), n_fwd ? n_fwd / (t2 - t1) : 0.0,
+            mib(model.weight_bytes[SPILL_TIER_HBM]), mib(model.weight_bytes[SPILL_TIER_HOST]), mib(st.kv_bytes),
+            spill_mem_backend_name(mem), model.plan.policy);
+    rc = 0;
+out:
+    if (rc == 1 && err.msg[0]) fprintf(stderr, "spill-generate: %s\n", err.msg);
+    free(toks);
+    free(text);
+    free(prompt_buf);
+    if (have_sampler) spill_sampler_free(&smp);
+    if (have_state) spill_state_free(&st);
+    if (have_model) spill_model_free(&model);
+    spill_pool_free(pool);
+    spill_mem_free(mem);
+    return rc;
+}

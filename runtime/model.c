@@ -1,0 +1,242 @@
+#include "model.h"
+
+#include <unistd.h>
+
+static int get_u32(const spill_gguf *g, const char *arch, const char *key, int required, uint32_t *out, spill_err *err) {
+    char full[128];
+    snprintf(full, sizeof full, "%s.%s", arch, key);
+    int rc = spill_gguf_get_u32(g, full, out, err);
+    if (rc == 1 && required) return spill_err_set(err, "%s: metadata '%s' is missing", g->path, full);
+    return rc < 0 ? -1 : 0;
+}
+
+static int get_f32(const spill_gguf *g, const char *arch, const char *key, float *out, spill_err *err) {
+    char full[128];
+    snprintf(full, sizeof full, "%s.%s", arch, key);
+    return spill_gguf_get_f32(g, full, out, err) < 0 ? -1 : 0;
+}
+
+/* Find a tensor and check its shape: cols = ne[0], rows = ne[1] (1 for vectors). */
+static int bind(const spill_gguf *g, const char *name, int64_t rows, int64_t cols, int optional, spill_weight *w,
+                spill_err *err) {
+    const spill_gguf_tensor *t = spill_gguf_tensor_find(g, name);
+    if (!t) {
+        if (optional) return 1;
+        return spill_err_set(err, "%s: tensor '%s' is missing", g->path, name);
+    }
+    int is_vec = rows == 1;
+    if ((is_vec && (t->n_dims != 1 || t->ne[0] != (uint64_t)cols)) ||
+        (!is_vec && (t->n_dims != 2 || t->ne[0] != (uint64_t)cols || t->ne[1] != (uint64_t)rows))) {
+        if (is_vec)
+            return spill_err_set(err, "%s: tensor '%s' has shape [%llu x %llu]; expected [%lld]", g->path, name,
+                                 (unsigned long long)t->ne[0], (unsigned long long)t->ne[1], (long long)cols);
+        return spill_err_set(err, "%s: tensor '%s' has shape [%llu x %llu]; expected [%lld x %lld]", g->path, name,
+                             (unsigned long long)t->ne[0], (unsigned long long)t->ne[1], (long long)cols,
+                             (long long)rows);
+    }
+    if (!spill_dtype_supported(t->type) || (is_vec && t->type != SPILL_DT_F32))
+        return spill_err_set(err, "%s: tensor '%s' has type %s, which spill cannot use here (%s)", g->path, name,
+                             spill_dtype_name(t->type), is_vec ? "norm weights must be F32" : "F32, F16, BF16, Q8_0, Q4_0, Q4_1 are");
+    w->data = t->data;
+    w->type = (spill_dtype)t->type;
+    w->rows = rows;
+    w->cols = cols;
+    return 0;
+}
+
+static uint64_t wbytes(const spill_weight *w) {
+    return w->data ? spill_dtype_row_bytes(w->type, (uint64_t)w->cols) * (uint64_t)w->rows : 0;
+}
+
+static int read_hparams(spill_model *m, spill_err *err) {
+    const spill_gguf *g = &m->gguf;
+    spill_str arch;
+    int rc = spill_gguf_get_str(g, "general.architecture", &arch, err);
+    if (rc < 0) return -1;
+    if (rc == 1) return spill_err_set(err, "%s: metadata 'general.architecture' is missing", g->path);
+    if (!spill_str_eq(arch, "llama"))
+        return spill_err_set(err, "%s: architecture '%.*s' is not supported (llama is)", g->path,
+                             (int)(arch.len > 64 ? 64 : arch.len), arch.ptr);
+    const char *a = "llama";
+    uint32_t n_layers, dim, n_heads, n_kv = 0, ffn, ctx = 2048, rope_dims = 0;
+    if (get_u32(g, a, "block_count", 1, &n_layers, err) || get_u32(g, a, "embedding_length", 1, &dim, err) ||
+        get_u32(g, a, "attention.head_count", 1, &n_heads, err) ||
+        get_u32(g, a, "attention.head_count_kv", 0, &n_kv, err) ||
+        get_u32(g, a, "feed_forward_length", 1, &ffn, err) || get_u32(g, a, "context_length", 0, &ctx, err) ||
+        get_u32(g, a, "rope.dimension_count", 0, &rope_dims, err))
+        return -1;
+    if (!n_kv) n_kv = n_heads;
+    spill_hparams *hp = &m->hp;
+    if (n_layers < 1 || n_layers > 1024) return spill_err_set(err, "%s: llama.block_count is %u; 1..1024 is allowed", g->path, n_layers);
+    if (dim < 1 || dim > 65536) return spill_err_set(err, "%s: llama.embedding_length is %u; 1..65536 is allowed", g->path, dim);
+    if (n_heads < 1 || dim % n_heads)
+        return spill_err_set(err, "%s: llama.attention.head_count is %u, which does not divide embedding_length %u", g->path, n_heads, dim);
+    if (n_kv > n_heads || n_heads % n_kv)
+        return spill_err_set(err, "%s: llama.attention.head_count_kv is %u, which does not divide head_count %u", g->path, n_kv, n_heads);
+    if (ffn < 1 || ffn > 1u << 20) return spill_err_set(err, "%s: llama.feed_forward_length is %u; 1..1048576 is allowed", g->path, ffn);
+    if (ctx < 1) ctx = 2048;
+    hp->n_layers = (int)n_layers;
+    hp->dim = (int)dim;
+    hp->n_heads = (int)n_heads;
+    hp->n_kv_heads = (int)n_kv;
+    hp->head_dim = (int)(dim / n_heads);
+    hp->ffn_dim = (int)ffn;
+    hp->ctx_train = ctx > (1u << 24) ? (1 << 24) : (int)ctx;
+    hp->rope_dims = rope_dims ? (int)rope_dims : hp->head_dim;
+    if (hp->rope_dims > hp->head_dim || hp->rope_dims % 2)
+        return spill_err_set(err, "%s: llama.rope.dimension_count is %d; it must be even and at most the head size %d",
+                             g->path, hp->rope_dims, hp->head_dim);
+    hp->eps = 1e-5f;
+    hp->rope_base = 10000.0f;
+    if (get_f32(g, a, "attention.layer_norm_rms_epsilon", &hp->eps, err) || get_f32(g, a, "rope.freq_base", &hp->rope_base, err))
+        return -1;
+    if (!(hp->eps > 0 && hp->eps < 1)) return spill_err_set(err, "%s: llama.attention.layer_norm_rms_epsilon is %g; (0, 1) is allowed", g->path, hp->eps);
+    if (!(hp->rope_base > 1)) return spill_err_set(err, "%s: llama.rope.freq_base is %g; it must be > 1", g->path, hp->rope_base);
+    hp->rope_adjacent = 1;
+    return 0;
+}
+
+static int bind_all(spill_model *m, spill_err *err) {
+    const spill_gguf *g = &m->gguf;
+    spill_hparams *hp = &m->hp;
+    const spill_gguf_tensor *emb = spill_gguf_tensor_find(g, "token_embd.weight");
+    if (!emb) return spill_err_set(err, "%s: tensor 'token_embd.weight' is missing", g->path);
+    if (emb->n_dims != 2 || emb->ne[1] > (1u << 24))
+        return spill_err_set(err, "%s: tensor 'token_embd.weight' must be 2-D with at most 2^24 rows", g->path);
+    hp->vocab = (int)emb->ne[1];
+    if (hp->vocab != m->tok.n_vocab)
+        return spill_err_set(err, "%s: token_embd.weight has %d rows but the tokenizer has %d tokens", g->path, hp->vocab,
+                             m->tok.n_vocab);
+    int64_t q_dim = (int64_t)hp->n_heads * hp->head_dim, kv_dim = (int64_t)hp->n_kv_heads * hp->head_dim;
+    if (bind(g, "token_embd.weight", hp->vocab, hp->dim, 0, &m->tok_embd, err) ||
+        bind(g, "output_norm.weight", 1, hp->dim, 0, &m->out_norm, err))
+        return -1;
+    int rc = bind(g, "output.weight", hp->vocab, hp->dim, 1, &m->output, err);
+    if (rc < 0) return -1;
+    if (rc == 1) m->output = m->tok_embd; /* tied embeddings */
+    m->layers = calloc((size_t)hp->n_layers, sizeof *m->layers);
+    if (!m->layers) return spill_err_set(err, "out of memory");
+    for (int l = 0; l < hp->n_layers; l++) {
+        spill_layer *L = &m->layers[l];
+        char n[9][64];
+        const char *suffix[9] = {"attn_norm", "attn_q", "attn_k", "attn_v", "attn_output", "ffn_norm", "ffn_gate", "ffn_up", "ffn_down"};
+        for (int i = 0; i < 9; i++) snprintf(n[i], sizeof n[i], "blk.%d.%s.weight", l, suffix[i]);
+        if (bind(g, n[0], 1, hp->dim, 0, &L->attn_norm, err) || bind(g, n[1], q_dim, hp->dim, 0, &L->wq, err) ||
+            bind(g, n[2], kv_dim, hp->dim, 0, &L->wk, err) || bind(g, n[3], kv_dim, hp->dim, 0, &L->wv, err) ||
+            bind(g, n[4], hp->dim, q_dim, 0, &L->wo, err) || bind(g, n[5], 1, hp->dim, 0, &L->ffn_norm, err) ||
+            bind(g, n[6], hp->ffn_dim, hp->dim, 0, &L->w_gate, err) || bind(g, n[7], hp->ffn_dim, hp->dim, 0, &L->w_up, err) ||
+            bind(g, n[8], hp->dim, hp->ffn_dim, 0, &L->w_down, err))
+            return -1;
+    }
+    return 0;
+}
+
+/* Copy a group of weights into one region obtained from alloc/ and repoint them there. */
+static int place_copy(spill_model *m, spill_weight **ws, int nw, spill_region_plan rp, const char *what, spill_err *err) {
+    uint64_t size = 0;
+    for (int i = 0; i < nw; i++) size = spill_align_up(size, 64) + wbytes(ws[i]);
+    spill_placement pl = {rp.tier, -1, rp.advice};
+    uint8_t *dst = spill_mem_alloc(m->mem, size, pl, what, err);
+    if (!dst) return -1;
+    m->owned[m->n_owned++] = (spill_owned){dst, size, rp.tier};
+    uint64_t off = 0;
+    for (int i = 0; i < nw; i++) {
+        off = spill_align_up(off, 64);
+        memcpy(dst + off, ws[i]->data, wbytes(ws[i]));
+        ws[i]->data = dst + off;
+        off += wbytes(ws[i]);
+    }
+    return 0;
+}
+
+int spill_model_load(spill_model *m, const char *path, const spill_model_params *p, spill_mem *mem, spill_err *err) {
+    memset(m, 0, sizeof *m);
+    m->mem = mem;
+    double t0 = spill_now();
+    if (spill_gguf_open(&m->gguf, path, err)) return -1;
+    if (read_hparams(m, err) || spill_tokenizer_init(&m->tok, &m->gguf, err)) goto fail;
+    if (bind_all(m, err)) goto fail;
+    if (spill_gguf_get_str(&m->gguf, "tokenizer.chat_template", &m->chat_template, err) < 0) goto fail;
+
+    /* regions: one per layer, the embedding, the head (if untied) and the small rest */
+    const spill_hparams *hp = &m->hp;
+    int nreg = hp->n_layers + 3;
+    spill_region *reg = calloc((size_t)nreg, sizeof *reg);
+    m->owned = calloc((size_t)nreg, sizeof *m->owned);
+    if (!reg || !m->owned) {
+        free(reg);
+        spill_err_set(err, "out of memory");
+        goto fail;
+    }
+    int tied = m->output.data == m->tok_embd.data;
+    for (int l = 0; l < hp->n_layers; l++) {
+        spill_layer *L = &m->layers[l];
+        reg[l] = (spill_region){"layer", wbytes(&L->attn_norm) + wbytes(&L->wq) + wbytes(&L->wk) + wbytes(&L->wv) +
+                                             wbytes(&L->wo) + wbytes(&L->ffn_norm) + wbytes(&L->w_gate) +
+                                             wbytes(&L->w_up) + wbytes(&L->w_down),
+                                l, SPILL_REGION_WEIGHT, 1.0};
+    }
+    reg[hp->n_layers] = (spill_region){"token_embd", wbytes(&m->tok_embd), -1, SPILL_REGION_WEIGHT, tied ? 1.0 : 0.0};
+    reg[hp->n_layers + 1] = (spill_region){"output", tied ? 0 : wbytes(&m->output), -1, SPILL_REGION_WEIGHT, 1.0};
+    reg[hp->n_layers + 2] = (spill_region){"output_norm", wbytes(&m->out_norm), -1, SPILL_REGION_WEIGHT, 1.0};
+    spill_plan_params pp = {p->policy, {0}, p->use_mmap};
+    int rc = spill_plan_make(reg, nreg, &pp, &m->plan, err);
+    free(reg);
+    if (rc) goto fail;
+
+    for (int r = 0; r < nreg; r++) {
+        spill_region_plan rp = m->plan.region[r];
+        spill_weight *ws[9];
+        int nw = 0;
+        char what[64];
+        if (r < hp->n_layers) {
+            spill_layer *L = &m->layers[r];
+            spill_weight *all[9] = {&L->attn_norm, &L->wq, &L->wk, &L->wv, &L->wo, &L->ffn_norm, &L->w_gate, &L->w_up, &L->w_down};
+            memcpy(ws, all, sizeof all);
+            nw = 9;
+            snprintf(what, sizeof what, "layer %d weights", r);
+        } else if (r == hp->n_layers) {
+            ws[nw++] = &m->tok_embd;
+            snprintf(what, sizeof what, "token embedding");
+        } else if (r == hp->n_layers + 1) {
+            if (tied) continue;
+            ws[nw++] = &m->output;
+            snprintf(what, sizeof what, "output head");
+        } else {
+            ws[nw++] = &m->out_norm;
+            snprintf(what, sizeof what, "output norm");
+        }
+        uint64_t bytes = 0;
+        for (int i = 0; i < nw; i++) bytes += wbytes(ws[i]);
+        if (rp.in_place && rp.tier == SPILL_TIER_HOST) {
+            spill_mem_register(m->mem, SPILL_TIER_HOST, bytes);
+            m->mapped_bytes += bytes;
+        } else {
+            if (place_copy(m, ws, nw, rp, what, err)) goto fail;
+            if (tied && r == hp->n_layers) m->output = m->tok_embd;
+        }
+        m->weight_bytes[rp.tier] += bytes;
+        if (p->verbose && isatty(2))
+            fprintf(stderr, "\rspill: placing weights %d/%d", r + 1, nreg);
+    }
+    if (p->verbose)
+        fprintf(stderr, "%sspill: loaded %s: %d layers, dim %d, %d heads (%d kv), vocab %d, %.2f MiB of weights in %.2f s (policy %s%s)\n",
+                isatty(2) ? "\r" : "", path, hp->n_layers, hp->dim, hp->n_heads, hp->n_kv_heads, hp->vocab,
+                (double)(m->weight_bytes[0] + m->weight_bytes[1]) / (1 << 20), spill_now() - t0, m->plan.policy,
+                p->use_mmap ? ", weights mapped from the file" : ", weights copied");
+    return 0;
+fail:
+    spill_model_free(m);
+    return -1;
+}
+
+void spill_model_free(spill_model *m) {
+    for (int i = 0; i < m->n_owned; i++) spill_mem_release(m->mem, m->owned[i].ptr, m->owned[i].size, m->owned[i].tier);
+    if (m->mem && m->mapped_bytes) spill_mem_unregister(m->mem, SPILL_TIER_HOST, m->mapped_bytes);
+    free(m->owned);
+    free(m->layers);
+    spill_plan_free(&m->plan);
+    spill_tokenizer_free(&m->tok);
+    spill_gguf_close(&m->gguf);
+    memset(m, 0, sizeof *m);
+}

@@ -1,0 +1,81 @@
+#include "sampler.h"
+
+#include <math.h>
+
+int spill_sampler_init(spill_sampler *s, int n_vocab, float temp, int top_k, float top_p, uint64_t seed, spill_err *err) {
+    memset(s, 0, sizeof *s);
+    if (!(temp >= 0) || temp > 100) return spill_err_set(err, "--temp %g is out of range; use 0 (greedy) to 100", temp);
+    if (top_k < 0) return spill_err_set(err, "--top-k %d is out of range; use 0 (off) or a positive count", top_k);
+    if (!(top_p > 0 && top_p <= 1)) return spill_err_set(err, "--top-p %g is out of range; use a value in (0, 1]", top_p);
+    s->temp = temp;
+    s->top_k = top_k;
+    s->top_p = top_p;
+    s->n_vocab = n_vocab;
+    s->rng = seed ? seed : 0x853c49e6748fea9bull;
+    s->idx = malloc(sizeof(int) * (size_t)n_vocab);
+    s->prob = malloc(sizeof(float) * (size_t)n_vocab);
+    if (!s->idx || !s->prob) {
+        spill_sampler_free(s);
+        return spill_err_set(err, "out of memory for the sampler");
+    }
+    return 0;
+}
+
+void spill_sampler_free(spill_sampler *s) {
+    free(s->idx);
+    free(s->prob);
+    memset(s, 0, sizeof *s);
+}
+
+float spill_sampler_uniform(spill_sampler *s) {
+    /* xorshift64* */
+    s->rng ^= s->rng >> 12;
+    s->rng ^= s->rng << 25;
+    s->rng ^= s->rng >> 27;
+    return (float)((s->rng * 0x2545F4914F6CDD1Dull) >> 40) / 16777216.0f;
+}
+
+static const float *cmp_base;
+static int cmp_desc(const void *a, const void *b) {
+    float x = cmp_base[*(const int *)a], y = cmp_base[*(const int *)b];
+    if (x != y) return x > y ? -1 : 1;
+    return *(const int *)a - *(const int *)b;
+}
+
+int spill_sampler_sample(spill_sampler *s, float *logits) {
+    int n = s->n_vocab;
+    if (s->temp == 0) {
+        int best = 0; /* lowest id wins a tie */
+        for (int i = 1; i < n; i++)
+            if (logits[i] > logits[best]) best = i;
+        return best;
+    }
+    float max = -INFINITY;
+    for (int i = 0; i < n; i++) max = fmaxf(max, logits[i]);
+    double sum = 0;
+    for (int i = 0; i < n; i++) {
+        s->prob[i] = expf((logits[i] - max) / s->temp);
+        sum += s->prob[i];
+    }
+    for (int i = 0; i < n; i++) {
+        s->prob[i] = (float)(s->prob[i] / sum);
+        s->idx[i] = i;
+    }
+    /* keep the k most likely (all when k is 0), then the smallest prefix whose mass reaches top_p */
+    int k = s->top_k > 0 && s->top_k < n ? s->top_k : n;
+    cmp_base = s->prob;
+    qsort(s->idx, (size_t)n, sizeof(int), cmp_desc);
+    double mass = 0;
+    int keep = 0;
+    while (keep < k) {
+        mass += s->prob[s->idx[keep++]];
+        if (mass >= s->top_p) break;
+    }
+    float r = spill_sampler_uniform(s) * (float)mass;
+    double acc = 0;
+    for (int i = 0; i < keep; i++) {
+        acc += s->prob[s->idx[i]];
+        if (r < acc) return s->idx[i];
+    }
+    return s->idx[keep - 1];
+}

@@ -1,0 +1,25 @@
+/* Picks the next token from logits: greedy (temperature 0), or temperature + top-k + top-p with a
+ * seeded generator so that a seed reproduces a run. */
+#ifndef SPILL_SAMPLER_H
+#define SPILL_SAMPLER_H
+
+#include "spill_common.h"
+
+typedef struct spill_sampler {
+    float temp;  /* 0 = greedy */
+    int top_k;   /* 0 = whole vocabulary */
+    float top_p; /* 1 = off */
+    uint64_t rng;
+    int n_vocab;
+    int *idx;    /* (n_vocab) scratch */
+    float *prob; /* (n_vocab) scratch */
+} spill_sampler;
+
+int spill_sampler_init(spill_sampler *s, int n_vocab, float temp, int top_k, float top_p, uint64_t seed, spill_err *err);
+void spill_sampler_free(spill_sampler *s);
+/* logits are modified (scaled and normalised) */
+int spill_sampler_sample(spill_sampler *s, float *logits);
+/* uniform in [0, 1) */
+float spill_sampler_uniform(spill_sampler *s);
+
+#endif
