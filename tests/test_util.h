@@ -1,0 +1,87 @@
+/* Helpers shared by the tests: where the models are, reading the fixture file, skipping. */
+#ifndef SPILL_TEST_UTIL_H
+#define SPILL_TEST_UTIL_H
+
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+/* ctest treats this exit code as "skipped" (SKIP_RETURN_CODE) */
+#define SPILL_TEST_SKIP 77
+
+/* ../shared/models/stories260k-f32.gguf, or $SPILL_STORIES */
+static inline const char *stories_path(void) {
+    const char *e = getenv("SPILL_STORIES");
+    return e && *e ? e : SPILL_MODELS_DIR "/stories260k-f32.gguf";
+}
+
+/* the default model in the cache, or $SPILL_SMOLLM */
+static inline const char *smollm_path(void) {
+    static char buf[4096];
+    const char *e = getenv("SPILL_SMOLLM");
+    if (e && *e) return e;
+    const char *c = getenv("SPILL_CACHE");
+    if (c && *c) snprintf(buf, sizeof buf, "%s/SmolLM2-135M-Instruct.Q4_1.gguf", c);
+    else snprintf(buf, sizeof buf, "%s/.cache/spill/SmolLM2-135M-Instruct.Q4_1.gguf", getenv("HOME") ? getenv("HOME") : ".");
+    return buf;
+}
+
+/* Print why and exit with the skip code when a model is absent. */
+static inline void require_file(const char *path, const char *why) {
+    if (access(path, R_OK)) {
+        printf("SKIPPED: %s is not there (%s)\n", path, why);
+        fflush(stdout);
+        exit(SPILL_TEST_SKIP);
+    }
+}
+
+static inline char *hex_decode(const char *h, size_t n, size_t *out_len) {
+    char *o = malloc(n / 2 + 1);
+    for (size_t i = 0; i + 1 < n; i += 2) {
+        unsigned v;
+        sscanf(h + i, "%2x", &v);
+        o[i / 2] = (char)v;
+    }
+    o[n / 2] = 0;
+    *out_len = n / 2;
+    return o;
+}
+
+static inline int parse_ids(const char *s, size_t n, int *out, int cap) {
+    int k = 0;
+    size_t i = 0;
+    while (i < n && k < cap) {
+        char *end;
+        long v = strtol(s + i, &end, 10);
+        if (end == s + i) break;
+        out[k++] = (int)v;
+        i = (size_t)(end - s);
+        if (i < n && s[i] == ',') i++;
+    }
+    return k;
+}
+
+/* Split a tab-separated line into fields (in place). */
+static inline int split_tabs(char *line, char **f, int cap) {
+    int n = 0;
+    char *p = line;
+    while (n < cap) {
+        f[n++] = p;
+        char *t = strchr(p, '\t');
+        if (!t) break;
+        *t = 0;
+        p = t + 1;
+    }
+    char *nl = strchr(f[n - 1], '\n');
+    if (nl) *nl = 0;
+    return n;
+}
+
+#endif
