@@ -9,6 +9,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 /* Memory tiers: the vocabulary shared by alloc/ (which places memory) and policies/ (which decides). */
 typedef enum spill_tier {
     SPILL_TIER_HBM = 0,  /* GPU memory */
@@ -132,4 +136,7 @@ int spill_parse_size(const char *s, uint64_t *out);
 /* Monotonic clock in seconds. */
 double spill_now(void);
 
+#ifdef __cplusplus
+}
+#endif
 #endif

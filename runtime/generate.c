@@ -176,6 +176,16 @@ int main(int argc, char **argv) {
 
     int rc = 1;
     spill_err err = {{0}};
+    {
+        /* check the sampling flags before spending time on a load */
+        spill_sampler probe;
+        if (spill_sampler_init(&probe, 1, o.temp, o.top_k, o.top_p, 1, &err)) {
+            fprintf(stderr, "spill-generate: %s\n", err.msg);
+            free(prompt_buf);
+            return 2;
+        }
+        spill_sampler_free(&probe);
+    }
     spill_mem *mem = NULL;
     spill_pool *pool = NULL;
     spill_model model;
@@ -287,7 +297,7 @@ int main(int argc, char **argv) {
             spill_mem_backend_name(mem), model.plan.policy);
     rc = 0;
 out:
-    if (rc == 1 && err.msg[0]) fprintf(stderr, "spill-generate: %s\n", err.msg);
+    if (rc && err.msg[0]) fprintf(stderr, "spill-generate: %s\n", err.msg);
     free(toks);
     free(text);
     free(prompt_buf);

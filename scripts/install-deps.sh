@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# Installs what spill needs to build and test on Debian/Ubuntu, only what is missing.
+set -euo pipefail
+need=()
+for p in cmake pkg-config gcc make libhwloc-dev libnuma-dev libcmocka-dev python3 python3-pip; do
+  dpkg -s "$p" >/dev/null 2>&1 || need+=("$p")
+done
+command -v python3 >/dev/null && python3 -m pip --version >/dev/null 2>&1 && need=("${need[@]/python3-pip}")
+if [ "${#need[@]}" -gt 0 ] && [ -n "$(echo "${need[@]}" | tr -d ' ')" ]; then
+  sudo=""; [ "$(id -u)" = 0 ] || sudo="sudo"
+  echo "install-deps: installing ${need[*]}" >&2
+  $sudo apt-get update -qq
+  $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends ${need[@]} >&2
+fi

@@ -1,0 +1,130 @@
+/* Each quantized dot product against a scalar dequantize-then-dot reference in double, and the
+ * threaded matmul against single dots. Both sides see the same quantized values, so they differ
+ * only by float summation order: the tolerance is relative 1e-5 of the sum of |products|. */
+#include "spill_kernels.h"
+#include "test_util.h"
+
+#include <math.h>
+
+static uint64_t rng = 88172645463325252ull;
+static float frand(void) {
+    rng ^= rng << 13; rng ^= rng >> 7; rng ^= rng << 17;
+    return (float)((rng >> 11) * (1.0 / 9007199254740992.0)) * 2.0f - 1.0f;
+}
+
+static void check_type(spill_dtype t, int n) {
+    float *w = malloc(sizeof(float) * (size_t)n), *x = malloc(sizeof(float) * (size_t)n);
+    float *wd = malloc(sizeof(float) * (size_t)n), *xd = malloc(sizeof(float) * (size_t)n);
+    uint8_t *wq = malloc(spill_dtype_row_bytes(t, (uint64_t)n)), *xq = malloc(spill_act_bytes(t, n) + 64);
+    for (int trial = 0; trial < 50; trial++) {
+        float scale = powf(10.0f, (float)(trial % 7) - 3.0f);
+        for (int i = 0; i < n; i++) { w[i] = frand() * scale; x[i] = frand() * (1 + (trial % 5)); }
+        if (trial == 1) for (int i = 0; i < n; i++) x[i] = 0; /* all-zero blocks */
+        spill_quantize_row_ref(t, w, wq, n);
+        spill_dequant_row(t, wq, wd, n);
+        spill_act_quantize(t, x, xq, n);
+        spill_dequant_row(spill_act_type(t) == SPILL_DT_Q8_1 ? SPILL_DT_Q8_0 : spill_act_type(t), xq, xd, n);
+        if (spill_act_type(t) == SPILL_DT_Q8_1) { /* q8_1 blocks carry a sum: read them as such */
+            const spill_block_q8_1 *b = (const spill_block_q8_1 *)xq;
+            for (int i = 0; i < n / 32; i++)
+                for (int j = 0; j < 32; j++) xd[i * 32 + j] = spill_fp16_to_fp32(b[i].d) * b[i].qs[j];
+        }
+        double ref = 0, mag = 0;
+        for (int i = 0; i < n; i++) { ref += (double)wd[i] * xd[i]; mag += fabs((double)wd[i] * xd[i]); }
+        /* Q4_1 folds the block minimum through the fp16 sum s = d*sum(q): account for its rounding */
+        if (t == SPILL_DT_Q4_1) {
+            const spill_block_q4_1 *wb = (const spill_block_q4_1 *)wq;
+            const spill_block_q8_1 *xb = (const spill_block_q8_1 *)xq;
+            ref = 0;
+            for (int i = 0; i < n / 32; i++) {
+                double d = spill_fp16_to_fp32(wb[i].d), s = 0;
+                for (int j = 0; j < 16; j++)
+                    s += (double)(wb[i].qs[j] & 15) * xb[i].qs[j] + (double)(wb[i].qs[j] >> 4) * xb[i].qs[j + 16];
+                ref += d * spill_fp16_to_fp32(xb[i].d) * s + (double)spill_fp16_to_fp32(wb[i].m) * spill_fp16_to_fp32(xb[i].s);
+            }
+        }
+        float got = spill_vec_dot(t, n, wq, xq);
+        double tol = 1e-5 * mag + 1e-30;
+        if (fabs(got - ref) > tol)
+            fprintf(stderr, "%s n=%d trial %d: got %.9g want %.9g (tol %.3g)\n", spill_dtype_name(t), n, trial, got, ref, tol);
+        assert_true(fabs(got - ref) <= tol);
+        /* quantization stays within half a step of the input for the 8-bit activations, plus the
+         * rounding of the scale to fp16 (|q| <= 127 times a relative 2^-11) */
+        if (spill_act_type(t) == SPILL_DT_Q8_0 && trial != 1)
+            for (int i = 0; i < n; i++) {
+                float amax = 0;
+                for (int j = i / 32 * 32; j < i / 32 * 32 + 32; j++) amax = fmaxf(amax, fabsf(x[j]));
+                assert_true(fabsf(xd[i] - x[i]) <= amax / 127 * (0.5f + 127.0f / 2048) + 1e-6f * amax);
+            }
+    }
+    free(w); free(x); free(wd); free(xd); free(wq); free(xq);
+}
+
+static void test_q8_0(void **s) { (void)s; check_type(SPILL_DT_Q8_0, 256); check_type(SPILL_DT_Q8_0, 4096); }
+static void test_q4_0(void **s) { (void)s; check_type(SPILL_DT_Q4_0, 256); check_type(SPILL_DT_Q4_0, 1536); }
+static void test_q4_1(void **s) { (void)s; check_type(SPILL_DT_Q4_1, 256); check_type(SPILL_DT_Q4_1, 576); }
+static void test_f16(void **s) { (void)s; check_type(SPILL_DT_F16, 100); check_type(SPILL_DT_F16, 577); }
+static void test_bf16(void **s) { (void)s; check_type(SPILL_DT_BF16, 64); check_type(SPILL_DT_BF16, 333); }
+static void test_f32(void **s) { (void)s; check_type(SPILL_DT_F32, 7); check_type(SPILL_DT_F32, 1000); }
+
+static void test_dequant_q4_1_error_bound(void **s) {
+    (void)s;
+    float x[64], y[64];
+    spill_block_q4_1 b[2];
+    for (int i = 0; i < 64; i++) x[i] = frand() * 3;
+    spill_quantize_row_ref(SPILL_DT_Q4_1, x, b, 64);
+    spill_dequant_row(SPILL_DT_Q4_1, b, y, 64);
+    for (int i = 0; i < 64; i++) {
+        float d = spill_fp16_to_fp32(b[i / 32].d);
+        assert_true(fabsf(x[i] - y[i]) <= d * 0.5f + 2e-3f);
+    }
+}
+
+static void test_matmul_threads_equal_dots(void **s) {
+    (void)s;
+    int rows = 77, cols = 256, batch = 3;
+    spill_dtype t = SPILL_DT_Q4_1;
+    uint64_t rb = spill_dtype_row_bytes(t, (uint64_t)cols), ab = spill_act_bytes(t, cols);
+    uint8_t *w = malloc(rb * (uint64_t)rows), *a = malloc(ab * (uint64_t)batch);
+    float tmp[256], out1[77 * 3], out4[77 * 3];
+    for (int r = 0; r < rows; r++) {
+        for (int i = 0; i < cols; i++) tmp[i] = frand();
+        spill_quantize_row_ref(t, tmp, w + rb * (uint64_t)r, cols);
+    }
+    for (int b = 0; b < batch; b++) {
+        for (int i = 0; i < cols; i++) tmp[i] = frand();
+        spill_act_quantize(t, tmp, a + ab * (uint64_t)b, cols);
+    }
+    spill_pool *p1 = spill_pool_create(1), *p4 = spill_pool_create(4);
+    spill_matmul(p1, out1, w, t, rows, cols, a, batch);
+    spill_matmul(p4, out4, w, t, rows, cols, a, batch);
+    for (int b = 0; b < batch; b++)
+        for (int r = 0; r < rows; r++) {
+            float d = spill_vec_dot(t, cols, w + rb * (uint64_t)r, a + ab * (uint64_t)b);
+            assert_true(out1[b * rows + r] == d); /* bit-identical: same dot, any thread count */
+            assert_true(out4[b * rows + r] == d);
+        }
+    spill_pool_free(p1);
+    spill_pool_free(p4);
+    free(w);
+    free(a);
+}
+
+static void test_type_table(void **s) {
+    (void)s;
+    assert_int_equal(spill_dtype_row_bytes(SPILL_DT_Q4_1, 64), 40);
+    assert_int_equal(spill_dtype_row_bytes(SPILL_DT_Q4_1, 65), 0); /* not whole blocks */
+    assert_int_equal(spill_dtype_row_bytes(12, 256), 0);          /* Q4_K: not readable in this build */
+    assert_false(spill_dtype_supported(12));
+    assert_string_equal(spill_dtype_name(14), "Q6_K");
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_q8_0), cmocka_unit_test(test_q4_0), cmocka_unit_test(test_q4_1),
+        cmocka_unit_test(test_f16), cmocka_unit_test(test_bf16), cmocka_unit_test(test_f32),
+        cmocka_unit_test(test_dequant_q4_1_error_bound), cmocka_unit_test(test_matmul_threads_equal_dots),
+        cmocka_unit_test(test_type_table),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

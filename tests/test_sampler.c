@@ -1,0 +1,99 @@
+/* Sampler: greedy is argmax (lowest id on ties), a seed reproduces a run, top-k 1 and a tiny
+ * top-p reduce to greedy, temperature 1 follows the softmax, bad settings are refused. */
+#include "sampler.h"
+#include "test_util.h"
+
+#include <math.h>
+
+static void test_greedy(void **s) {
+    (void)s;
+    spill_sampler smp;
+    spill_err err = {{0}};
+    assert_int_equal(spill_sampler_init(&smp, 5, 0, 0, 1, 1, &err), 0);
+    float l[5] = {0.1f, 3, -1, 3, 2};
+    assert_int_equal(spill_sampler_sample(&smp, l), 1);
+    spill_sampler_free(&smp);
+}
+
+static void test_seed_reproduces(void **s) {
+    (void)s;
+    spill_sampler a, b;
+    spill_err err = {{0}};
+    assert_int_equal(spill_sampler_init(&a, 50, 1.0f, 0, 1, 42, &err), 0);
+    assert_int_equal(spill_sampler_init(&b, 50, 1.0f, 0, 1, 42, &err), 0);
+    int differ = 0;
+    for (int i = 0; i < 200; i++) {
+        float la[50], lb[50];
+        for (int k = 0; k < 50; k++) la[k] = lb[k] = sinf((float)(k * 7 + i));
+        int x = spill_sampler_sample(&a, la), y = spill_sampler_sample(&b, lb);
+        assert_int_equal(x, y);
+        differ += x != 0;
+    }
+    assert_true(differ > 0);
+    spill_sampler_free(&a);
+    spill_sampler_free(&b);
+}
+
+static void test_topk_topp_reduce_to_greedy(void **s) {
+    (void)s;
+    spill_sampler k1, p0;
+    spill_err err = {{0}};
+    assert_int_equal(spill_sampler_init(&k1, 100, 1.5f, 1, 1, 7, &err), 0);
+    assert_int_equal(spill_sampler_init(&p0, 100, 1.5f, 0, 1e-6f, 7, &err), 0);
+    for (int i = 0; i < 100; i++) {
+        float l[100], m[100];
+        for (int k = 0; k < 100; k++) l[k] = m[k] = cosf((float)(k * 13 + i * 3));
+        int best = 0;
+        for (int k = 1; k < 100; k++)
+            if (l[k] > l[best]) best = k;
+        assert_int_equal(spill_sampler_sample(&k1, l), best);
+        assert_int_equal(spill_sampler_sample(&p0, m), best);
+    }
+    spill_sampler_free(&k1);
+    spill_sampler_free(&p0);
+}
+
+static void test_distribution(void **s) {
+    (void)s;
+    spill_sampler smp;
+    spill_err err = {{0}};
+    assert_int_equal(spill_sampler_init(&smp, 4, 1.0f, 0, 1, 3, &err), 0);
+    const float base[4] = {0, 1, 2, -1};
+    double z = 0, p[4];
+    for (int k = 0; k < 4; k++) z += exp(base[k]);
+    for (int k = 0; k < 4; k++) p[k] = exp(base[k]) / z;
+    int count[4] = {0};
+    const int N = 40000;
+    for (int i = 0; i < N; i++) {
+        float l[4];
+        memcpy(l, base, sizeof l);
+        count[spill_sampler_sample(&smp, l)]++;
+    }
+    for (int k = 0; k < 4; k++) {
+        double sd = sqrt(N * p[k] * (1 - p[k]));
+        assert_true(fabs(count[k] - N * p[k]) < 5 * sd);
+    }
+    spill_sampler_free(&smp);
+}
+
+static void test_bad_settings(void **s) {
+    (void)s;
+    spill_sampler smp;
+    spill_err err = {{0}};
+    assert_int_equal(spill_sampler_init(&smp, 4, -1, 0, 1, 1, &err), -1);
+    assert_non_null(strstr(err.msg, "--temp"));
+    assert_int_equal(spill_sampler_init(&smp, 4, 1, -3, 1, 1, &err), -1);
+    assert_non_null(strstr(err.msg, "--top-k"));
+    assert_int_equal(spill_sampler_init(&smp, 4, 1, 0, 0, 1, &err), -1);
+    assert_non_null(strstr(err.msg, "--top-p"));
+    assert_int_equal(spill_sampler_init(&smp, 4, 1, 0, 1.5f, 1, &err), -1);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_greedy), cmocka_unit_test(test_seed_reproduces),
+        cmocka_unit_test(test_topk_topp_reduce_to_greedy), cmocka_unit_test(test_distribution),
+        cmocka_unit_test(test_bad_settings),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,133 @@
+/* stories260K end to end on the CPU: the greedy continuation independent implementations produce,
+ * SentencePiece tokenization round trips, and the same tokens whether weights are mapped or copied,
+ * prompts run batched or token by token, with 1 thread or 3. */
+#include "forward.h"
+#include "sampler.h"
+#include "test_util.h"
+
+static const char *EXPECT = ", there was a little girl named Lily. She loved to play outside in the park.";
+
+/* Greedy-generate n tokens after prompt; returns malloc'd text. */
+static char *generate(int use_mmap, int batch, int threads, int n, int *ids_out) {
+    spill_err err = {{0}};
+    spill_mem *mem = spill_mem_create("host", &err);
+    assert_non_null(mem);
+    spill_model m;
+    spill_model_params mp = {NULL, use_mmap, 0};
+    assert_int_equal(spill_model_load(&m, stories_path(), &mp, mem, &err), 0);
+    spill_pool *pool = spill_pool_create(threads);
+    spill_state st;
+    assert_int_equal(spill_state_init(&st, &m, 256, batch, pool, &err), 0);
+    int *toks = NULL, nt = 0;
+    assert_int_equal(spill_tokenize(&m.tok, "Once upon a time", 16, 1, 1, &toks, &nt, &err), 0);
+    assert_int_equal(toks[0], m.tok.bos);
+    for (int i = 0; i < nt; i += batch)
+        assert_int_equal(spill_forward(&st, toks + i, nt - i < batch ? nt - i : batch, i, &err), 0);
+    spill_sampler smp;
+    assert_int_equal(spill_sampler_init(&smp, m.hp.vocab, 0, 0, 1, 1, &err), 0);
+    char *text = calloc(1, 4096);
+    size_t len = 0;
+    for (int i = 0; i < n; i++) {
+        int next = spill_sampler_sample(&smp, st.logits);
+        ids_out[i] = next;
+        len += (size_t)spill_token_to_bytes(&m.tok, next, text + len, (int)(4096 - len));
+        assert_int_equal(spill_forward(&st, &next, 1, nt + i, &err), 0);
+    }
+    spill_mem_stats ms;
+    spill_mem_get_stats(mem, &ms);
+    if (use_mmap) assert_true(ms.registered[SPILL_TIER_HOST] > 1000000); /* weights read in place */
+    else assert_true(ms.tier[SPILL_TIER_HOST].current > st.kv_bytes + 1000000); /* copies */
+    spill_sampler_free(&smp);
+    free(toks);
+    spill_state_free(&st);
+    spill_pool_free(pool);
+    spill_model_free(&m);
+    spill_mem_get_stats(mem, &ms);
+    assert_int_equal(ms.tier[SPILL_TIER_HOST].current, 0);
+    assert_int_equal(ms.registered[SPILL_TIER_HOST], 0);
+    spill_mem_free(mem);
+    return text;
+}
+
+static void test_greedy_continuation(void **state) {
+    (void)state;
+    int ids[40];
+    char *text = generate(1, 32, 2, 40, ids);
+    printf("continuation: %s\n", text);
+    assert_memory_equal(text, EXPECT, strlen(EXPECT));
+    free(text);
+}
+
+static void test_paths_agree(void **state) {
+    (void)state;
+    int a[40], b[40], c[40];
+    free(generate(1, 32, 2, 40, a));
+    free(generate(0, 1, 1, 40, b)); /* copied weights, token by token, one thread */
+    free(generate(1, 3, 3, 40, c)); /* odd batch size, three threads */
+    assert_memory_equal(a, b, sizeof a);
+    assert_memory_equal(a, c, sizeof a);
+}
+
+static void test_spm_round_trip(void **state) {
+    (void)state;
+    spill_err err = {{0}};
+    spill_mem *mem = spill_mem_create("host", &err);
+    spill_model m;
+    spill_model_params mp = {NULL, 1, 0};
+    assert_int_equal(spill_model_load(&m, stories_path(), &mp, mem, &err), 0);
+    const char *cases[] = {"Once upon a time", "Lily   and  Ben!", "x", "Zürich, 日本 🙂", "a\nb\tc", "  lead"};
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        int *t = NULL, n = 0;
+        assert_int_equal(spill_tokenize(&m.tok, cases[i], strlen(cases[i]), 1, 1, &t, &n, &err), 0);
+        char buf[256];
+        int len = 0;
+        for (int k = 1; k < n; k++) len += spill_token_to_bytes(&m.tok, t[k], buf + len, (int)sizeof buf - len);
+        /* the space prefix comes back as a leading space */
+        assert_int_equal(len, (int)strlen(cases[i]) + 1);
+        assert_true(buf[0] == ' ');
+        assert_memory_equal(buf + 1, cases[i], strlen(cases[i]));
+        free(t);
+    }
+    /* characters outside the 512-token vocabulary fall back to <0xXX> byte tokens */
+    int *t = NULL, n = 0;
+    assert_int_equal(spill_tokenize(&m.tok, "日", 3, 0, 1, &t, &n, &err), 0);
+    int bytes = 0;
+    for (int k = 0; k < n; k++) bytes += m.tok.types[t[k]] == SPILL_TOKTYPE_BYTE;
+    assert_true(bytes >= 3);
+    free(t);
+    spill_model_free(&m);
+    spill_mem_free(mem);
+}
+
+static void test_context_full_is_an_error(void **state) {
+    (void)state;
+    spill_err err = {{0}};
+    spill_mem *mem = spill_mem_create("host", &err);
+    spill_model m;
+    spill_model_params mp = {NULL, 1, 0};
+    assert_int_equal(spill_model_load(&m, stories_path(), &mp, mem, &err), 0);
+    spill_state st;
+    assert_int_equal(spill_state_init(&st, &m, 4, 4, NULL, &err), 0);
+    int toks[5] = {1, 2, 3, 4, 5};
+    assert_int_equal(spill_forward(&st, toks, 4, 0, &err), 0);
+    assert_int_equal(spill_forward(&st, toks, 1, 4, &err), -1);
+    assert_non_null(strstr(err.msg, "context"));
+    int bad = 100000;
+    assert_int_equal(spill_forward(&st, &bad, 1, 0, &err), -1);
+    assert_non_null(strstr(err.msg, "100000"));
+    assert_int_equal(spill_state_init(&st, &m, 1 << 20, 4, NULL, &err), -1); /* beyond the model's context */
+    spill_state_free(&st);
+    spill_model_free(&m);
+    spill_mem_free(mem);
+}
+
+int main(void) {
+    require_file(stories_path(), "the shared test models live in ../shared/models");
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_greedy_continuation),
+        cmocka_unit_test(test_paths_agree),
+        cmocka_unit_test(test_spm_round_trip),
+        cmocka_unit_test(test_context_full_is_an_error),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
