@@ -181,7 +181,7 @@ static inline float hsum8(const float a[8]) {
         acc[l] = fmaf(d, (float)s_, acc[l]);                            \
     }
 
-static float dot_q8_0(int64_t n, const spill_block_q8_0 *x, const spill_block_q8_0 *y) {
+static float dot_q8_0_scalar(int64_t n, const spill_block_q8_0 *x, const spill_block_q8_0 *y) {
     float acc[8] = {0};
     for (int64_t i = 0; i < n / SPILL_QK; i++) {
         int p[SPILL_QK];
@@ -192,7 +192,7 @@ static float dot_q8_0(int64_t n, const spill_block_q8_0 *x, const spill_block_q8
     return hsum8(acc);
 }
 
-static float dot_q4_0(int64_t n, const spill_block_q4_0 *x, const spill_block_q8_0 *y) {
+static float dot_q4_0_scalar(int64_t n, const spill_block_q4_0 *x, const spill_block_q8_0 *y) {
     float acc[8] = {0};
     for (int64_t i = 0; i < n / SPILL_QK; i++) {
         int p[SPILL_QK];
@@ -206,7 +206,7 @@ static float dot_q4_0(int64_t n, const spill_block_q4_0 *x, const spill_block_q8
     return hsum8(acc);
 }
 
-static float dot_q4_1(int64_t n, const spill_block_q4_1 *x, const spill_block_q8_1 *y) {
+static float dot_q4_1_scalar(int64_t n, const spill_block_q4_1 *x, const spill_block_q8_1 *y) {
     float acc[8] = {0};
     float summs = 0;
     for (int64_t i = 0; i < n / SPILL_QK; i++) {
@@ -220,6 +220,87 @@ static float dot_q4_1(int64_t n, const spill_block_q4_1 *x, const spill_block_q8
         LANES_FMA(acc, d, p);
     }
     return hsum8(acc) + summs;
+}
+
+#if defined(__AVX2__) && defined(__FMA__) && defined(__F16C__)
+/* The same computation with AVX2: maddubs + madd give exactly the 8 lanes of 4 products above,
+ * the integer sums are exact, and the float steps (scale product, fused multiply-add per lane,
+ * pairwise reduction) are the same operations in the same order, so results are bit-identical
+ * to the scalar versions (tests/test_quant.c checks this). */
+#include <immintrin.h>
+#define SPILL_SIMD 1
+
+static inline float h2f(uint16_t h) { return _cvtsh_ss(h); }
+
+static inline float hsum8_avx(__m256 v) {
+    float a[8];
+    _mm256_storeu_ps(a, v);
+    return hsum8(a);
+}
+
+/* 32 unsigned nibbles of a 4-bit block, value j in byte j */
+static inline __m256i nibbles(const uint8_t *qs) {
+    __m128i b = _mm_loadu_si128((const __m128i *)qs);
+    __m256i both = _mm256_set_m128i(_mm_srli_epi16(b, 4), b);
+    return _mm256_and_si256(both, _mm256_set1_epi8(15));
+}
+
+/* lanes of 4 products of signed x and signed y */
+static inline __m256 lanes_ss(__m256i x, __m256i y) {
+    __m256i ax = _mm256_sign_epi8(x, x), sy = _mm256_sign_epi8(y, x);
+    __m256i p16 = _mm256_maddubs_epi16(ax, sy);
+    return _mm256_cvtepi32_ps(_mm256_madd_epi16(p16, _mm256_set1_epi16(1)));
+}
+
+static float dot_q8_0(int64_t n, const spill_block_q8_0 *x, const spill_block_q8_0 *y) {
+    __m256 acc = _mm256_setzero_ps();
+    for (int64_t i = 0; i < n / SPILL_QK; i++) {
+        __m256 d = _mm256_set1_ps(h2f(x[i].d) * h2f(y[i].d));
+        __m256 l = lanes_ss(_mm256_loadu_si256((const __m256i *)x[i].qs), _mm256_loadu_si256((const __m256i *)y[i].qs));
+        acc = _mm256_fmadd_ps(d, l, acc);
+    }
+    return hsum8_avx(acc);
+}
+
+static float dot_q4_0(int64_t n, const spill_block_q4_0 *x, const spill_block_q8_0 *y) {
+    __m256 acc = _mm256_setzero_ps();
+    for (int64_t i = 0; i < n / SPILL_QK; i++) {
+        __m256 d = _mm256_set1_ps(h2f(x[i].d) * h2f(y[i].d));
+        __m256i qx = _mm256_sub_epi8(nibbles(x[i].qs), _mm256_set1_epi8(8));
+        __m256 l = lanes_ss(qx, _mm256_loadu_si256((const __m256i *)y[i].qs));
+        acc = _mm256_fmadd_ps(d, l, acc);
+    }
+    return hsum8_avx(acc);
+}
+
+static float dot_q4_1(int64_t n, const spill_block_q4_1 *x, const spill_block_q8_1 *y) {
+    __m256 acc = _mm256_setzero_ps();
+    float summs = 0;
+    for (int64_t i = 0; i < n / SPILL_QK; i++) {
+        summs = fmaf(h2f(x[i].m), h2f(y[i].s), summs);
+        __m256 d = _mm256_set1_ps(h2f(x[i].d) * h2f(y[i].d));
+        __m256i p16 = _mm256_maddubs_epi16(nibbles(x[i].qs), _mm256_loadu_si256((const __m256i *)y[i].qs));
+        __m256 l = _mm256_cvtepi32_ps(_mm256_madd_epi16(p16, _mm256_set1_epi16(1)));
+        acc = _mm256_fmadd_ps(d, l, acc);
+    }
+    return hsum8_avx(acc) + summs;
+}
+#else
+#define SPILL_SIMD 0
+#define dot_q8_0 dot_q8_0_scalar
+#define dot_q4_0 dot_q4_0_scalar
+#define dot_q4_1 dot_q4_1_scalar
+#endif
+
+int spill_kernels_simd(void) { return SPILL_SIMD; }
+
+float spill_vec_dot_scalar(spill_dtype w, int64_t n, const void *wrow, const void *act) {
+    switch (w) {
+    case SPILL_DT_Q8_0: return dot_q8_0_scalar(n, wrow, act);
+    case SPILL_DT_Q4_0: return dot_q4_0_scalar(n, wrow, act);
+    case SPILL_DT_Q4_1: return dot_q4_1_scalar(n, wrow, act);
+    default: return spill_vec_dot(w, n, wrow, act);
+    }
 }
 
 float spill_dot_f32(const float *a, const float *b, int n) {

@@ -44,6 +44,11 @@ void spill_act_quantize(spill_dtype wtype, const float *x, void *out, int64_t n)
 /* dot(weight row, converted activation) over n values */
 float spill_vec_dot(spill_dtype wtype, int64_t n, const void *wrow, const void *act);
 
+/* The portable C version of spill_vec_dot; the SIMD one must equal it bit for bit. */
+float spill_vec_dot_scalar(spill_dtype wtype, int64_t n, const void *wrow, const void *act);
+/* 1 when this build's integer dot products use AVX2 */
+int spill_kernels_simd(void);
+
 /* Scalar references used by tests: quantize a float row to a weight type (round to nearest). */
 void spill_quantize_row_ref(spill_dtype type, const float *x, void *out, int64_t n);
 

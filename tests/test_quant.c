@@ -110,6 +110,25 @@ static void test_matmul_threads_equal_dots(void **s) {
     free(a);
 }
 
+/* The SIMD dot products (when this build has them) equal the portable C ones bit for bit. */
+static void test_simd_equals_scalar(void **s) {
+    (void)s;
+    printf("this build's integer dot products: %s\n", spill_kernels_simd() ? "AVX2" : "portable C only");
+    spill_dtype types[3] = {SPILL_DT_Q8_0, SPILL_DT_Q4_0, SPILL_DT_Q4_1};
+    float w[1024], x[1024];
+    uint8_t wq[2048], xq[2048];
+    for (int ti = 0; ti < 3; ti++)
+        for (int trial = 0; trial < 200; trial++) {
+            int n = 32 * (1 + trial % 32);
+            for (int i = 0; i < n; i++) { w[i] = frand() * (float)(trial % 9 + 1); x[i] = frand() * 100; }
+            spill_quantize_row_ref(types[ti], w, wq, n);
+            spill_act_quantize(types[ti], x, xq, n);
+            float a = spill_vec_dot(types[ti], n, wq, xq), b = spill_vec_dot_scalar(types[ti], n, wq, xq);
+            if (a != b) fprintf(stderr, "%s n=%d: simd %.9g scalar %.9g\n", spill_dtype_name(types[ti]), n, a, b);
+            assert_true(a == b);
+        }
+}
+
 static void test_type_table(void **s) {
     (void)s;
     assert_int_equal(spill_dtype_row_bytes(SPILL_DT_Q4_1, 64), 40);
@@ -124,7 +143,7 @@ int main(void) {
         cmocka_unit_test(test_q8_0), cmocka_unit_test(test_q4_0), cmocka_unit_test(test_q4_1),
         cmocka_unit_test(test_f16), cmocka_unit_test(test_bf16), cmocka_unit_test(test_f32),
         cmocka_unit_test(test_dequant_q4_1_error_bound), cmocka_unit_test(test_matmul_threads_equal_dots),
-        cmocka_unit_test(test_type_table),
+        cmocka_unit_test(test_simd_equals_scalar), cmocka_unit_test(test_type_table),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -16,17 +16,17 @@ extern "C" int spill_cuda_probe(spill_cuda_info *info, spill_err *err) {
     SPILL_CUDA_TRY(cudaRuntimeGetVersion(&info->runtime_version));
     cudaError_t e = cudaDriverGetVersion(&info->driver_version);
     if (e != cudaSuccess || info->driver_version == 0)
-        return spill_err_set(err, "no CUDA driver is installed; use --device cpu");
+        return spill_err_set(err, "no CUDA driver is installed; spill runs on the CPU");
     if (info->driver_version < info->runtime_version)
         return spill_err_set(err, "the CUDA driver supports CUDA %d.%d but spill was built with CUDA %d.%d; update the "
-                                  "driver or use --device cpu",
+                                  "driver or run on the CPU",
                              info->driver_version / 1000, info->driver_version % 1000 / 10,
                              info->runtime_version / 1000, info->runtime_version % 1000 / 10);
     e = cudaGetDeviceCount(&info->device_count);
     if (e == cudaErrorNoDevice || (e == cudaSuccess && info->device_count == 0))
-        return spill_err_set(err, "no CUDA device is present; use --device cpu");
+        return spill_err_set(err, "no CUDA device is present; spill runs on the CPU");
     if (e != cudaSuccess)
-        return spill_err_set(err, "cudaGetDeviceCount failed: %s; use --device cpu", cudaGetErrorString(e));
+        return spill_err_set(err, "cudaGetDeviceCount failed: %s; spill runs on the CPU", cudaGetErrorString(e));
     cudaDeviceProp p;
     SPILL_CUDA_TRY(cudaGetDeviceProperties(&p, 0));
     snprintf(info->name, sizeof info->name, "%s", p.name);

@@ -19,7 +19,7 @@ typedef struct spill_cuda_info {
 } spill_cuda_info;
 
 /* 0: at least one usable device, info filled. -1: none (no driver, no device, driver too old for
- * this runtime), with a message that says which and suggests --device cpu. */
+ * this runtime), with a message that says which. */
 int spill_cuda_probe(spill_cuda_info *info, spill_err *err);
 
 #ifdef __cplusplus
