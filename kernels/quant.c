@@ -230,6 +230,13 @@ static float dot_q4_1_scalar(int64_t n, const spill_block_q4_1 *x, const spill_b
 #include <immintrin.h>
 #define SPILL_SIMD 1
 
+/* Weights stream from memory once per token and the hardware prefetcher does not run far enough
+ * ahead of it, so the kernels ask for the bytes 4 KiB ahead. Measured on the 2-core x86 dev VM,
+ * SmolLM2 Q4_1 decode, 2 threads: none 67 tok/s, 512 B 89, 2 KiB 171, 4 KiB 189, 8 KiB 168. */
+#ifndef PREFETCH_AHEAD
+#define PREFETCH_AHEAD 4096
+#endif
+
 static inline float h2f(uint16_t h) { return _cvtsh_ss(h); }
 
 static inline float hsum8_avx(__m256 v) {
@@ -255,6 +262,7 @@ static inline __m256 lanes_ss(__m256i x, __m256i y) {
 static float dot_q8_0(int64_t n, const spill_block_q8_0 *x, const spill_block_q8_0 *y) {
     __m256 acc = _mm256_setzero_ps();
     for (int64_t i = 0; i < n / SPILL_QK; i++) {
+        _mm_prefetch((const char *)(x + i) + PREFETCH_AHEAD, _MM_HINT_T0);
         __m256 d = _mm256_set1_ps(h2f(x[i].d) * h2f(y[i].d));
         __m256 l = lanes_ss(_mm256_loadu_si256((const __m256i *)x[i].qs), _mm256_loadu_si256((const __m256i *)y[i].qs));
         acc = _mm256_fmadd_ps(d, l, acc);
@@ -265,6 +273,7 @@ static float dot_q8_0(int64_t n, const spill_block_q8_0 *x, const spill_block_q8
 static float dot_q4_0(int64_t n, const spill_block_q4_0 *x, const spill_block_q8_0 *y) {
     __m256 acc = _mm256_setzero_ps();
     for (int64_t i = 0; i < n / SPILL_QK; i++) {
+        _mm_prefetch((const char *)(x + i) + PREFETCH_AHEAD, _MM_HINT_T0);
         __m256 d = _mm256_set1_ps(h2f(x[i].d) * h2f(y[i].d));
         __m256i qx = _mm256_sub_epi8(nibbles(x[i].qs), _mm256_set1_epi8(8));
         __m256 l = lanes_ss(qx, _mm256_loadu_si256((const __m256i *)y[i].qs));
@@ -277,6 +286,7 @@ static float dot_q4_1(int64_t n, const spill_block_q4_1 *x, const spill_block_q8
     __m256 acc = _mm256_setzero_ps();
     float summs = 0;
     for (int64_t i = 0; i < n / SPILL_QK; i++) {
+        _mm_prefetch((const char *)(x + i) + PREFETCH_AHEAD, _MM_HINT_T0);
         summs = fmaf(h2f(x[i].m), h2f(y[i].s), summs);
         __m256 d = _mm256_set1_ps(h2f(x[i].d) * h2f(y[i].d));
         __m256i p16 = _mm256_maddubs_epi16(nibbles(x[i].qs), _mm256_loadu_si256((const __m256i *)y[i].qs));
