@@ -12,9 +12,8 @@ int spill_sampler_init(spill_sampler *s, int n_vocab, float temp, int top_k, flo
     s->top_p = top_p;
     s->n_vocab = n_vocab;
     s->rng = seed ? seed : 0x853c49e6748fea9bull;
-    s->idx = malloc(sizeof(int) * (size_t)n_vocab);
-    s->prob = malloc(sizeof(float) * (size_t)n_vocab);
-    if (!s->idx || !s->prob) {
+    s->cand = malloc(sizeof *s->cand * (size_t)n_vocab);
+    if (!s->cand) {
         spill_sampler_free(s);
         return spill_err_set(err, "out of memory for the sampler");
     }
@@ -22,8 +21,7 @@ int spill_sampler_init(spill_sampler *s, int n_vocab, float temp, int top_k, flo
 }
 
 void spill_sampler_free(spill_sampler *s) {
-    free(s->idx);
-    free(s->prob);
+    free(s->cand);
     memset(s, 0, sizeof *s);
 }
 
@@ -35,11 +33,10 @@ float spill_sampler_uniform(spill_sampler *s) {
     return (float)((s->rng * 0x2545F4914F6CDD1Dull) >> 40) / 16777216.0f;
 }
 
-static const float *cmp_base;
 static int cmp_desc(const void *a, const void *b) {
-    float x = cmp_base[*(const int *)a], y = cmp_base[*(const int *)b];
-    if (x != y) return x > y ? -1 : 1;
-    return *(const int *)a - *(const int *)b;
+    const spill_prob *x = a, *y = b;
+    if (x->p != y->p) return x->p > y->p ? -1 : 1;
+    return x->id - y->id;
 }
 
 int spill_sampler_sample(spill_sampler *s, float *logits) {
@@ -54,28 +51,25 @@ int spill_sampler_sample(spill_sampler *s, float *logits) {
     for (int i = 0; i < n; i++) max = fmaxf(max, logits[i]);
     double sum = 0;
     for (int i = 0; i < n; i++) {
-        s->prob[i] = expf((logits[i] - max) / s->temp);
-        sum += s->prob[i];
+        s->cand[i].p = expf((logits[i] - max) / s->temp);
+        s->cand[i].id = i;
+        sum += s->cand[i].p;
     }
-    for (int i = 0; i < n; i++) {
-        s->prob[i] = (float)(s->prob[i] / sum);
-        s->idx[i] = i;
-    }
+    for (int i = 0; i < n; i++) s->cand[i].p = (float)(s->cand[i].p / sum);
     /* keep the k most likely (all when k is 0), then the smallest prefix whose mass reaches top_p */
     int k = s->top_k > 0 && s->top_k < n ? s->top_k : n;
-    cmp_base = s->prob;
-    qsort(s->idx, (size_t)n, sizeof(int), cmp_desc);
+    qsort(s->cand, (size_t)n, sizeof *s->cand, cmp_desc);
     double mass = 0;
     int keep = 0;
     while (keep < k) {
-        mass += s->prob[s->idx[keep++]];
+        mass += s->cand[keep++].p;
         if (mass >= s->top_p) break;
     }
     float r = spill_sampler_uniform(s) * (float)mass;
     double acc = 0;
     for (int i = 0; i < keep; i++) {
-        acc += s->prob[s->idx[i]];
-        if (r < acc) return s->idx[i];
+        acc += s->cand[i].p;
+        if (r < acc) return s->cand[i].id;
     }
-    return s->idx[keep - 1];
+    return s->cand[keep - 1].id;
 }

@@ -5,14 +5,15 @@
 
 #include "spill_common.h"
 
+typedef struct spill_prob { float p; int id; } spill_prob;
+
 typedef struct spill_sampler {
     float temp;  /* 0 = greedy */
     int top_k;   /* 0 = whole vocabulary */
     float top_p; /* 1 = off */
     uint64_t rng;
     int n_vocab;
-    int *idx;    /* (n_vocab) scratch */
-    float *prob; /* (n_vocab) scratch */
+    spill_prob *cand; /* (n_vocab) scratch: candidates sorted by probability */
 } spill_sampler;
 
 int spill_sampler_init(spill_sampler *s, int n_vocab, float temp, int top_k, float top_p, uint64_t seed, spill_err *err);

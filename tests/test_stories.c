@@ -68,13 +68,21 @@ static void test_paths_agree(void **state) {
     assert_memory_equal(a, c, sizeof a);
 }
 
+/* The model with weights mapped from the file, on a fresh host allocator. */
+static spill_mem *load_stories(spill_model *m) {
+    spill_err err = {{0}};
+    spill_mem *mem = spill_mem_create("host", &err);
+    assert_non_null(mem);
+    spill_model_params mp = {NULL, 1, 0};
+    assert_int_equal(spill_model_load(m, stories_path(), &mp, mem, &err), 0);
+    return mem;
+}
+
 static void test_spm_round_trip(void **state) {
     (void)state;
     spill_err err = {{0}};
-    spill_mem *mem = spill_mem_create("host", &err);
     spill_model m;
-    spill_model_params mp = {NULL, 1, 0};
-    assert_int_equal(spill_model_load(&m, stories_path(), &mp, mem, &err), 0);
+    spill_mem *mem = load_stories(&m);
     const char *cases[] = {"Once upon a time", "Lily   and  Ben!", "x", "Zürich, 日本 🙂", "a\nb\tc", "  lead"};
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
         int *t = NULL, n = 0;
@@ -102,10 +110,8 @@ static void test_spm_round_trip(void **state) {
 static void test_context_full_is_an_error(void **state) {
     (void)state;
     spill_err err = {{0}};
-    spill_mem *mem = spill_mem_create("host", &err);
     spill_model m;
-    spill_model_params mp = {NULL, 1, 0};
-    assert_int_equal(spill_model_load(&m, stories_path(), &mp, mem, &err), 0);
+    spill_mem *mem = load_stories(&m);
     spill_state st;
     assert_int_equal(spill_state_init(&st, &m, 4, 4, NULL, &err), 0);
     int toks[5] = {1, 2, 3, 4, 5};
