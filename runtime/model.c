@@ -216,11 +216,9 @@ int spill_model_load(spill_model *m, const char *path, const spill_model_params 
             if (tied && r == hp->n_layers) m->output = m->tok_embd;
         }
         m->weight_bytes[rp.tier] += bytes;
-        if (p->verbose && isatty(2))
-            fprintf(stderr, "\rspill: placing weights %d/%d", r + 1, nreg);
+        if (isatty(2)) fprintf(stderr, "\rspill: placing weights %d/%d", r + 1, nreg);
     }
-    if (p->verbose)
-        fprintf(stderr, "%sspill: loaded %s: %d layers, dim %d, %d heads (%d kv), vocab %d, %.2f MiB of weights in %.2f s (policy %s%s)\n",
+    fprintf(stderr, "%sspill: loaded %s: %d layers, dim %d, %d heads (%d kv), vocab %d, %.2f MiB of weights in %.2f s (policy %s%s)\n",
                 isatty(2) ? "\r" : "", path, hp->n_layers, hp->dim, hp->n_heads, hp->n_kv_heads, hp->vocab,
                 (double)(m->weight_bytes[0] + m->weight_bytes[1]) / (1 << 20), spill_now() - t0, m->plan.policy,
                 p->use_mmap ? ", weights mapped from the file" : ", weights copied");
