@@ -43,7 +43,8 @@ int spill_state_init(spill_state *s, const spill_model *m, int n_ctx, int max_ba
         return -1;
     }
     s->kv_bytes = 2 * kv;
-    for (int i = 0; i < s->n_buf - 2; i++) s->act_bytes += s->buf[i].size;
+    for (int i = 0; i < s->n_buf; i++) s->act_bytes += s->buf[i].size;
+    s->act_bytes -= s->kv_bytes; /* everything but the KV cache */
     return 0;
 }
 

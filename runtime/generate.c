@@ -199,7 +199,7 @@ int main(int argc, char **argv) {
     if (o.verbose) fprintf(stderr, "spill: memory backend '%s' (%s)\n", spill_mem_backend_name(mem),
                            o.backend ? "chosen with --backend" : "auto: no GPU backend in this build");
     fprintf(stderr, "spill: loading %s\n", o.model);
-    spill_model_params mp = {o.policy, o.use_mmap, o.verbose};
+    spill_model_params mp = {o.policy, o.use_mmap};
     if (spill_model_load(&model, o.model, &mp, mem, &err)) goto out;
     have_model = 1;
     int n_ctx = o.ctx ? o.ctx : (model.hp.ctx_train < 4096 ? model.hp.ctx_train : 4096);

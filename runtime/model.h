@@ -36,7 +36,6 @@ typedef struct spill_hparams {
 typedef struct spill_model_params {
     const char *policy;  /* NULL = host */
     int use_mmap;        /* read weights in place from the file where the plan puts them in host memory */
-    int verbose;
 } spill_model_params;
 
 typedef struct spill_owned { void *ptr; size_t size; spill_tier tier; } spill_owned;
