@@ -2,16 +2,30 @@
  *
  * A placement says which tier a region should live in (GPU HBM or host memory), on which host NUMA
  * node, and who reads it. Callers use spill_mem_*; they never see which backend is underneath.
- * The wrapper checks arguments, supplies defaults for optional backend slots, enforces per-tier
- * limits and keeps statistics. This layer knows nothing about models. */
+ *
+ * The stack, bottom to top (as RMM composes memory resources):
+ *   leaf backend    host | system | cuda-managed | cuda-device   (one file each)
+ *   adaptors        limit (per-tier budget) -> statistics -> CSV log    (adaptor.c)
+ *   arena           2 MiB chunks per placement, sub-allocated at 256-byte granules (alloc.c)
+ * The arena guarantees that two placements never share a 2 MiB page, because managed memory
+ * migrates, and takes advice, at that grain. This layer knows nothing about models. */
 #ifndef SPILL_ALLOC_H
 #define SPILL_ALLOC_H
 
+#include <stdio.h>
+
 #include "spill_common.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define SPILL_ARENA_GRAIN ((size_t)2 << 20) /* managed memory's migration grain on Hopper */
+#define SPILL_ALLOC_ALIGN ((size_t)256)     /* every allocation starts on this boundary */
 
 typedef struct spill_placement {
     spill_tier tier;
-    int numa_node;  /* host NUMA node, or -1 for "let the system choose" */
+    int numa_node;  /* host NUMA node for HOST, or -1 for "let the system choose" */
     unsigned flags; /* SPILL_PLACE_* */
 } spill_placement;
 
@@ -21,22 +35,31 @@ static inline spill_placement spill_placement_host(void) {
 }
 
 const char *spill_tier_name(spill_tier t);
+/* "hbm", "host:node1 read-mostly gpu-reads" — for messages and logs */
+void spill_placement_str(spill_placement pl, char *buf, size_t len);
 
 /* One backend: a table of functions plus a context. Optional slots may be NULL; the wrapper then
- * supplies the default (advise/prefetch/discard: no-op success; residency: "where it was placed"). */
+ * supplies the default (advise/prefetch/discard: no-op success; residency: "where it was placed";
+ * zero: memset from the CPU). */
 typedef struct spill_backend_iface {
     const char *name;
+    size_t align; /* alignment of what alloc returns for sizes that are multiples of SPILL_ARENA_GRAIN */
     int (*alloc)(void *ctx, size_t size, spill_placement pl, void **out, spill_err *err);
-    void (*free)(void *ctx, void *ptr, size_t size);
+    void (*free)(void *ctx, void *ptr, size_t size, spill_placement pl);
     int (*advise)(void *ctx, void *ptr, size_t size, spill_placement pl, spill_err *err);
     int (*prefetch)(void *ctx, void *ptr, size_t size, spill_tier tier, int numa_node, void *queue,
                     spill_err *err);
+    /* many ranges to one tier in one call (cudaMemPrefetchBatchAsync); default: one prefetch each */
+    int (*prefetch_batch)(void *ctx, void *const *ptrs, const size_t *sizes, size_t n, spill_tier tier,
+                          int numa_node, void *queue, spill_err *err);
     int (*discard)(void *ctx, void *ptr, size_t size, spill_err *err);
     /* bytes of [ptr, ptr+size) resident in each tier now (pages never touched count nowhere) */
     int (*residency)(void *ctx, const void *ptr, size_t size, uint64_t out[SPILL_TIER_COUNT],
                      spill_err *err);
     int (*sync)(void *ctx, void *queue, spill_err *err);
+    int (*zero)(void *ctx, void *ptr, size_t size, spill_placement pl, spill_err *err);
     void (*destroy)(void *ctx);
+    int residency_exact; /* 0: residency reports where memory was asked to be, not where it is */
 } spill_backend_iface;
 
 typedef struct spill_backend {
@@ -44,8 +67,25 @@ typedef struct spill_backend {
     void *ctx;
 } spill_backend;
 
-/* The host backend: mmap + mbind (libnuma) + move_pages + madvise. CPU only. */
+/* ---- leaf backends (one file each) ---- */
+
+/* host: mmap + mbind (libnuma) + move_pages + madvise. CPU only; no HBM tier. */
 int spill_backend_host_init(spill_backend *out, spill_err *err);
+/* system: mmap + mbind for GPUs that read pageable memory (HMM, or ATS on Grace Hopper). When the
+ * GPU's memory is itself a NUMA node (gpu_numa_node >= 0), an HBM placement binds to that node and
+ * prefetch moves pages there with move_pages; otherwise HBM placements are refused. */
+int spill_backend_system_init(spill_backend *out, int gpu_numa_node, spill_err *err);
+/* cuda-managed: cudaMallocManaged + cudaMemAdvise + cudaMemPrefetchAsync on `device`. */
+int spill_backend_cuda_managed_init(spill_backend *out, int device, spill_err *err);
+/* cuda-device: cudaMalloc for HBM; mapped (cudaHostRegister) host memory bound to a NUMA node. */
+int spill_backend_cuda_device_init(spill_backend *out, int device, spill_err *err);
+
+/* ---- adaptors: each wraps a backend and is itself a backend; they take ownership of `inner` ---- */
+
+/* Per-tier limit on the bytes held through it (0 = none). */
+int spill_adaptor_limit_init(spill_backend *out, spill_backend inner, spill_err *err);
+void spill_adaptor_limit_set(spill_backend *limit, spill_tier tier, uint64_t bytes);
+uint64_t spill_adaptor_limit_get(const spill_backend *limit, spill_tier tier);
 
 typedef struct spill_tier_stats {
     uint64_t current; /* bytes held now */
@@ -54,30 +94,78 @@ typedef struct spill_tier_stats {
     uint64_t count;   /* allocations ever made */
 } spill_tier_stats;
 
+typedef struct spill_call_stats {
+    uint64_t alloc, free, advise, prefetch, discard, sync, failed;
+    uint64_t prefetch_bytes[SPILL_TIER_COUNT]; /* bytes asked to move to each tier */
+} spill_call_stats;
+
+int spill_adaptor_stats_init(spill_backend *out, spill_backend inner, spill_err *err);
+void spill_adaptor_stats_get(const spill_backend *stats, spill_tier_stats tier[SPILL_TIER_COUNT],
+                             spill_call_stats *calls);
+
+/* One CSV line per call: seconds since the log opened, op, address, bytes, placement, result.
+ * The file is created (truncated) here and closed when the adaptor is destroyed. */
+int spill_adaptor_log_init(spill_backend *out, spill_backend inner, const char *path, spill_err *err);
+
+/* ---- the allocator ---- */
+
 typedef struct spill_mem_stats {
+    /* what callers asked for: spill_mem_alloc/spill_mem_release */
     spill_tier_stats tier[SPILL_TIER_COUNT];
+    /* what the arena holds from the backend: 2 MiB chunks and large regions (>= tier[].current) */
+    spill_tier_stats reserved[SPILL_TIER_COUNT];
+    spill_call_stats calls;
     /* memory the caller mapped itself (e.g. a model file read in place) and registered here */
     uint64_t registered[SPILL_TIER_COUNT];
 } spill_mem_stats;
 
 typedef struct spill_mem spill_mem;
 
-/* Create an allocator on a backend ("host" or "auto"; NULL means auto). Takes ownership of nothing
- * the caller passed; free with spill_mem_free. */
+typedef struct spill_mem_config {
+    const char *backend;               /* "auto" (or NULL), "host", "system", "cuda-managed", "cuda-device" */
+    int device;                        /* CUDA device ordinal */
+    uint64_t limit[SPILL_TIER_COUNT];  /* 0 = none */
+    const char *log_path;              /* CSV log of backend calls, or NULL */
+} spill_mem_config;
+
+/* Open an allocator. With backend "auto" the choice comes from device attributes:
+ * no usable CUDA device -> host; concurrent managed access -> cuda-managed; otherwise cuda-device.
+ * spill_mem_backend_reason says why. */
+spill_mem *spill_mem_open(const spill_mem_config *cfg, spill_err *err);
+/* Shorthand: spill_mem_open with only a backend name. */
 spill_mem *spill_mem_create(const char *backend, spill_err *err);
+/* Build the adaptor stack and arena over a backend the caller made (tests, custom backends).
+ * Takes ownership of `leaf` even when it fails. */
+spill_mem *spill_mem_wrap(spill_backend leaf, const spill_mem_config *cfg, const char *reason, spill_err *err);
 void spill_mem_free(spill_mem *m);
 const char *spill_mem_backend_name(const spill_mem *m);
+const char *spill_mem_backend_reason(const spill_mem *m);
+int spill_mem_residency_exact(const spill_mem *m);
 
-/* Per-tier limit in bytes (0 = none). An allocation past it fails with requested/in use/limit. */
+/* Per-tier limit in bytes of backend memory (0 = none). A request that would need more fails with
+ * requested / in use / limit in the message. */
 void spill_mem_set_limit(spill_mem *m, spill_tier tier, uint64_t bytes);
+uint64_t spill_mem_get_limit(const spill_mem *m, spill_tier tier);
 
-/* Memory is zero-filled, at least 256-byte aligned. `what` names the region in error messages. */
+/* Memory is zero-filled and SPILL_ALLOC_ALIGN-aligned; requests of SPILL_ARENA_GRAIN or more are
+ * SPILL_ARENA_GRAIN-aligned. `what` names the region in error messages. */
 void *spill_mem_alloc(spill_mem *m, size_t size, spill_placement pl, const char *what, spill_err *err);
-/* Free with the size and tier it was allocated with. */
-void spill_mem_release(spill_mem *m, void *ptr, size_t size, spill_tier tier);
+/* Free with the size it was allocated with. A pointer this allocator does not hold, a second free
+ * or a size that disagrees is an error (and nothing is freed). */
+int spill_mem_release(spill_mem *m, void *ptr, size_t size, spill_err *err);
+/* For owners that know the pointer is theirs: release, and abort with the message if it is not. */
+void spill_mem_put(spill_mem *m, void *ptr, size_t size);
+/* Is ptr the start of a live allocation? Fills its size rounded up to SPILL_ALLOC_ALIGN (exact for
+ * large regions) and its placement. */
+int spill_mem_lookup(spill_mem *m, const void *ptr, size_t *size, spill_placement *pl);
+
+/* Advice applies to whole chunks, so it is only accepted for a region that owns its chunks
+ * (>= SPILL_ARENA_GRAIN); sub-allocations take their chunk's placement. */
 int spill_mem_advise(spill_mem *m, void *ptr, size_t size, spill_placement pl, spill_err *err);
 int spill_mem_prefetch(spill_mem *m, void *ptr, size_t size, spill_tier tier, int numa_node,
                        void *queue, spill_err *err);
+int spill_mem_prefetch_batch(spill_mem *m, void *const *ptrs, const size_t *sizes, size_t n, spill_tier tier,
+                             int numa_node, void *queue, spill_err *err);
 int spill_mem_discard(spill_mem *m, void *ptr, size_t size, spill_err *err);
 int spill_mem_residency(spill_mem *m, const void *ptr, size_t size, uint64_t out[SPILL_TIER_COUNT],
                         spill_err *err);
@@ -88,5 +176,13 @@ void spill_mem_register(spill_mem *m, spill_tier tier, uint64_t bytes);
 void spill_mem_unregister(spill_mem *m, spill_tier tier, uint64_t bytes);
 
 void spill_mem_get_stats(spill_mem *m, spill_mem_stats *out);
+/* The SPILL_STATS report: bytes per tier, peaks, call counts. */
+void spill_mem_print_stats(spill_mem *m, FILE *f);
 
+/* Host memory the kernel could give now (MemAvailable + SwapFree), or 0 if unknown. */
+uint64_t spill_host_available(void);
+
+#ifdef __cplusplus
+}
+#endif
 #endif

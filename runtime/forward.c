@@ -49,7 +49,7 @@ int spill_state_init(spill_state *s, const spill_model *m, int n_ctx, int max_ba
 }
 
 void spill_state_free(spill_state *s) {
-    for (int i = 0; i < s->n_buf; i++) spill_mem_release(s->m->mem, s->buf[i].ptr, s->buf[i].size, s->buf[i].tier);
+    for (int i = 0; i < s->n_buf; i++) spill_mem_put(s->m->mem, s->buf[i].ptr, s->buf[i].size);
     memset(s, 0, sizeof *s);
 }
 

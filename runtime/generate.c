@@ -3,6 +3,7 @@
 #include "chat.h"
 #include "forward.h"
 #include "sampler.h"
+#include "spill_options.h"
 
 #include <errno.h>
 #include <signal.h>
@@ -13,10 +14,11 @@
 #define DEFAULT_MODEL_NAME "SmolLM2-135M-Instruct.Q4_1.gguf"
 
 typedef struct opts {
-    const char *model, *prompt, *prompt_file, *policy, *backend;
+    const char *model, *prompt, *prompt_file;
     int n_predict, top_k, threads, chat, verbose, ctx, batch, use_mmap, seed_set;
     float temp, top_p;
     uint64_t seed;
+    spill_options env; /* the SPILL_* table: defaults < environment < the flags below */
 } opts;
 
 static void usage(FILE *f) {
@@ -37,14 +39,24 @@ static void usage(FILE *f) {
         "      --seed S          seed for sampling; the same seed gives the same text (default: from the clock)\n"
         "      --chat            wrap the prompt in the model's chat template (ChatML for SmolLM2) as one user\n"
         "                        turn and stop at the end of the assistant's turn\n"
-        "  -t, --threads N       CPU threads (default: all online CPUs)\n"
+        "  -t, --threads N       CPU threads (default: $SPILL_THREADS, else all online CPUs)\n"
         "  -c, --ctx-size N      context length in tokens: prompt plus generated (default: min(4096, model's))\n"
         "  -b, --batch-size N    prompt tokens processed per forward step (default: 32)\n"
         "      --policy NAME     placement policy (default: host; the only one in this build)\n"
-        "      --backend NAME    memory backend: host or auto (default: auto = host without a GPU)\n"
+        "      --device NAME     where the forward pass runs: auto, cpu or cuda (default: auto = cpu;\n"
+        "                        the CUDA forward pass is not in this build yet)\n"
+        "      --backend NAME    memory backend: auto, host, system, cuda-managed or cuda-device\n"
+        "                        (default: auto = host, since the forward pass runs on the CPU)\n"
+        "      --hbm-budget SIZE most GPU memory to use, e.g. 80G (default: free HBM minus 1G)\n"
+        "      --host-limit SIZE most host memory to allocate, e.g. 16G; the file itself, when read in\n"
+        "                        place, is not counted (default: what the machine has)\n"
+        "      --alloc-log FILE  write a CSV line per memory-backend call to FILE\n"
         "      --no-mmap         copy weights into memory from the allocator instead of reading the file in place\n"
         "  -v, --verbose         print model details, the plan and the backend on stderr\n"
-        "  -h, --help            show this help\n");
+        "  -h, --help            show this help\n"
+        "\n"
+        "Every SPILL_* environment variable (spill-info --options lists them) sets the flag of the same\n"
+        "name; a flag on the command line wins. SPILL_STATS=1 prints memory statistics at exit.\n");
 }
 
 static int parse_int(const char *flag, const char *v, long lo, long hi, int *out) {
@@ -98,8 +110,15 @@ static int parse_args(int argc, char **argv, opts *o) {
         else if (IS("-t", "--threads")) { NEEDV(); if (parse_int(a, v, 1, 1024, &o->threads)) return -1; }
         else if (IS("-c", "--ctx-size")) { NEEDV(); if (parse_int(a, v, 1, 1 << 24, &o->ctx)) return -1; }
         else if (IS("-b", "--batch-size")) { NEEDV(); if (parse_int(a, v, 1, 4096, &o->batch)) return -1; }
-        else if (!strcmp(a, "--policy")) { NEEDV(); o->policy = v; }
-        else if (!strcmp(a, "--backend")) { NEEDV(); o->backend = v; }
+        else if (!strcmp(a, "--policy") || !strcmp(a, "--device") || !strcmp(a, "--backend") ||
+                 !strcmp(a, "--hbm-budget") || !strcmp(a, "--host-limit") || !strcmp(a, "--alloc-log")) {
+            NEEDV();
+            spill_err err;
+            if (spill_options_set(&o->env, a, v, &err)) {
+                fprintf(stderr, "spill-generate: %s\n", err.msg);
+                return -1;
+            }
+        }
         else if (!strcmp(a, "--no-mmap")) o->use_mmap = 0;
         else if (IS("-v", "--verbose")) o->verbose = 1;
         else {
@@ -149,7 +168,21 @@ static double mib(uint64_t b) { return (double)b / (1 << 20); }
 
 int main(int argc, char **argv) {
     opts o = {.n_predict = 128, .top_k = 40, .temp = 0.8f, .top_p = 0.95f, .batch = 32, .use_mmap = 1};
+    {
+        spill_err err;
+        spill_options_defaults(&o.env);
+        if (spill_options_from_env(&o.env, stderr, &err)) {
+            fprintf(stderr, "spill-generate: %s\n", err.msg);
+            return 2;
+        }
+    }
     if (parse_args(argc, argv, &o)) return 2;
+    if (o.env.log) o.verbose = 1;
+    if (!o.threads) o.threads = o.env.threads;
+    if (!strcmp(o.env.device, "cuda")) {
+        fprintf(stderr, "spill-generate: --device cuda: the CUDA forward pass is not in this build yet; use --device cpu\n");
+        return 2;
+    }
     char default_model[4096];
     if (!o.model) o.model = getenv("SPILL_MODEL");
     if (!o.model || !*o.model) {
@@ -195,11 +228,21 @@ int main(int argc, char **argv) {
     char *text = NULL;
     int *toks = NULL;
 
-    if (!(mem = spill_mem_create(o.backend, &err))) goto out;
-    if (o.verbose) fprintf(stderr, "spill: memory backend '%s' (%s)\n", spill_mem_backend_name(mem),
-                           o.backend ? "chosen with --backend" : "auto: no GPU backend in this build");
+    {
+        /* the forward pass runs on the CPU, so "auto" means host memory */
+        int cpu_auto = !strcmp(o.env.backend, "auto");
+        spill_mem_config mc = {0};
+        mc.backend = cpu_auto ? "host" : o.env.backend;
+        mc.limit[SPILL_TIER_HBM] = o.env.hbm_budget;
+        mc.limit[SPILL_TIER_HOST] = o.env.host_limit;
+        mc.log_path = o.env.alloc_log;
+        if (!(mem = spill_mem_open(&mc, &err))) goto out;
+        if (o.verbose)
+            fprintf(stderr, "spill: memory backend '%s' (%s)\n", spill_mem_backend_name(mem),
+                    cpu_auto ? "auto: the forward pass runs on the CPU" : spill_mem_backend_reason(mem));
+    }
     fprintf(stderr, "spill: loading %s\n", o.model);
-    spill_model_params mp = {o.policy, o.use_mmap};
+    spill_model_params mp = {o.env.policy, o.use_mmap};
     if (spill_model_load(&model, o.model, &mp, mem, &err)) goto out;
     have_model = 1;
     int n_ctx = o.ctx ? o.ctx : (model.hp.ctx_train < 4096 ? model.hp.ctx_train : 4096);
@@ -295,6 +338,7 @@ int main(int argc, char **argv) {
             n_prompt, n_gen, n_prompt / (t1 - t0), n_fwd ? n_fwd / (t2 - t1) : 0.0,
             mib(model.weight_bytes[SPILL_TIER_HBM]), mib(model.weight_bytes[SPILL_TIER_HOST]), mib(st.kv_bytes),
             spill_mem_backend_name(mem), model.plan.policy);
+    if (o.env.stats) spill_mem_print_stats(mem, stderr);
     rc = 0;
 out:
     if (rc && err.msg[0]) fprintf(stderr, "spill-generate: %s\n", err.msg);

@@ -229,7 +229,7 @@ fail:
 }
 
 void spill_model_free(spill_model *m) {
-    for (int i = 0; i < m->n_owned; i++) spill_mem_release(m->mem, m->owned[i].ptr, m->owned[i].size, m->owned[i].tier);
+    for (int i = 0; i < m->n_owned; i++) spill_mem_put(m->mem, m->owned[i].ptr, m->owned[i].size);
     if (m->mem && m->mapped_bytes) spill_mem_unregister(m->mem, SPILL_TIER_HOST, m->mapped_bytes);
     free(m->owned);
     free(m->layers);

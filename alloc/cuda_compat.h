@@ -1,0 +1,71 @@
+/* The one place that knows how the CUDA runtime's memory-hint API changed between versions.
+ *   CUDA 13:       cudaMemAdvise(ptr, n, advice, struct cudaMemLocation)
+ *                  cudaMemPrefetchAsync(ptr, n, struct cudaMemLocation, flags, stream)
+ *   CUDA 12.2-12.9: the same shapes are spelt cudaMemAdvise_v2 / cudaMemPrefetchAsync_v2
+ *   before 12.2:   an int device, cudaCpuDeviceId (-1) for the host; no host NUMA locations
+ * Everything above this header speaks spill_cu_loc. Include after cuda_runtime_api.h. */
+#ifndef SPILL_CUDA_COMPAT_H
+#define SPILL_CUDA_COMPAT_H
+
+#include <cuda_runtime_api.h>
+
+#include "spill_common.h"
+
+/* Every CUDA call goes through this: a failure becomes an error naming the call. */
+#define SPILL_CU_TRY(call)                                                                                    \
+    do {                                                                                                      \
+        cudaError_t e_ = (call);                                                                              \
+        if (e_ != cudaSuccess)                                                                                \
+            return spill_err_set(err, "%s failed: %s (%s)", #call, cudaGetErrorString(e_), cudaGetErrorName(e_)); \
+    } while (0)
+
+typedef enum spill_cu_loc_kind {
+    SPILL_CU_LOC_DEVICE,    /* id = device ordinal */
+    SPILL_CU_LOC_HOST,      /* any host memory */
+    SPILL_CU_LOC_HOST_NUMA, /* id = host NUMA node */
+} spill_cu_loc_kind;
+
+typedef struct spill_cu_loc {
+    spill_cu_loc_kind kind;
+    int id;
+} spill_cu_loc;
+
+#if CUDART_VERSION >= 12020
+static inline struct cudaMemLocation spill_cu_loc_native(spill_cu_loc l) {
+    struct cudaMemLocation m;
+    memset(&m, 0, sizeof m);
+    switch (l.kind) {
+    case SPILL_CU_LOC_DEVICE: m.type = cudaMemLocationTypeDevice; m.id = l.id; break;
+    case SPILL_CU_LOC_HOST: m.type = cudaMemLocationTypeHost; m.id = 0; break;
+    case SPILL_CU_LOC_HOST_NUMA: m.type = cudaMemLocationTypeHostNuma; m.id = l.id; break;
+    }
+    return m;
+}
+#else
+static inline int spill_cu_loc_native(spill_cu_loc l) {
+    /* no NUMA-node locations before 12.2: any host location is the CPU */
+    return l.kind == SPILL_CU_LOC_DEVICE ? l.id : cudaCpuDeviceId;
+}
+#endif
+
+static inline cudaError_t spill_cu_advise(const void *p, size_t n, enum cudaMemoryAdvise a, spill_cu_loc l) {
+#if CUDART_VERSION >= 13000
+    return cudaMemAdvise(p, n, a, spill_cu_loc_native(l));
+#elif CUDART_VERSION >= 12020
+    return cudaMemAdvise_v2(p, n, a, spill_cu_loc_native(l));
+#else
+    return cudaMemAdvise(p, n, a, spill_cu_loc_native(l));
+#endif
+}
+
+static inline cudaError_t spill_cu_prefetch(const void *p, size_t n, spill_cu_loc l, cudaStream_t s) {
+#if CUDART_VERSION >= 13000
+    return cudaMemPrefetchAsync(p, n, spill_cu_loc_native(l), 0, s);
+#elif CUDART_VERSION >= 12020
+    return cudaMemPrefetchAsync_v2(p, n, spill_cu_loc_native(l), 0, s);
+#else
+    return cudaMemPrefetchAsync(p, n, spill_cu_loc_native(l), s);
+#endif
+}
+
+#endif

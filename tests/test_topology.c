@@ -1,0 +1,85 @@
+/* Topology from hwloc + libnuma on this machine, and the spill-info tool that prints it. */
+#include "spill_topology.h"
+#include "test_util.h"
+
+#include <sys/wait.h>
+
+static void test_read(void **state) {
+    (void)state;
+    spill_topology t;
+    spill_err err = {{0}};
+    assert_int_equal(spill_topology_read(&t, &err), 0);
+    assert_true(t.n_nodes >= 1);
+    assert_true(t.n_cpus >= 1);
+    assert_true(t.n_cores >= 1 && t.n_cores <= t.n_cpus);
+    assert_true(t.page_size >= 4096);
+    int cpus = 0;
+    for (int i = 0; i < t.n_nodes; i++) {
+        assert_true(t.node[i].total > 0);
+        assert_true(t.node[i].free <= t.node[i].total);
+        assert_int_equal(t.distance[i][i], 10);
+        cpus += t.node[i].n_cpus;
+    }
+    assert_int_equal(cpus, t.n_cpus); /* every CPU belongs to exactly one node */
+    if (t.n_gpus == 0) assert_true(strlen(t.gpu_note) > 0); /* says why there are none */
+    for (int g = 0; g < t.n_gpus; g++) {
+        assert_true(t.gpu[g].info.total_mem > 0);
+        assert_true(strlen(t.gpu[g].link) > 0);
+    }
+}
+
+/* run a command, capture stdout, return the exit status */
+static int run(const char *cmd, char *out, size_t len) {
+    FILE *p = popen(cmd, "r");
+    assert_non_null(p);
+    size_t n = fread(out, 1, len - 1, p);
+    out[n] = 0;
+    int st = pclose(p);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+static void test_spill_info(void **state) {
+    (void)state;
+    static char out[65536];
+    spill_topology t;
+    spill_err err;
+    assert_int_equal(spill_topology_read(&t, &err), 0);
+    assert_int_equal(run(SPILL_BIN_DIR "/spill-info", out, sizeof out), 0);
+    assert_non_null(strstr(out, "total GiB"));
+    assert_non_null(strstr(out, "distances"));
+    assert_non_null(strstr(out, "memory backend:"));
+    assert_int_equal(run(SPILL_BIN_DIR "/spill-info --json", out, sizeof out), 0);
+    assert_true(out[0] == '{');
+    assert_non_null(strstr(out, "\"nodes\": ["));
+    assert_non_null(strstr(out, "\"gpus\": ["));
+    char want[64];
+    snprintf(want, sizeof want, "\"logical_cpus\": %d", t.n_cpus);
+    assert_non_null(strstr(out, want));
+    /* braces balance: the JSON is at least well nested */
+    int depth = 0, ok = 1;
+    for (char *c = out; *c; c++) {
+        depth += (*c == '{' || *c == '[') - (*c == '}' || *c == ']');
+        if (depth < 0) ok = 0;
+    }
+    assert_true(ok && depth == 0);
+    assert_int_equal(run(SPILL_BIN_DIR "/spill-info --options", out, sizeof out), 0);
+    assert_non_null(strstr(out, "SPILL_HBM_BUDGET"));
+    assert_non_null(strstr(out, "SPILL_ALLOC_LOG"));
+    assert_int_equal(run(SPILL_BIN_DIR "/spill-info --help", out, sizeof out), 0);
+    assert_non_null(strstr(out, "--json"));
+    assert_int_equal(run(SPILL_BIN_DIR "/spill-info --bogus 2>/dev/null", out, sizeof out), 2);
+    assert_int_equal(run(SPILL_BIN_DIR "/spill-info --backend teleport 2>&1", out, sizeof out), 2);
+    assert_non_null(strstr(out, "teleport"));
+    assert_int_equal(run("SPILL_BACKEND=nope " SPILL_BIN_DIR "/spill-info 2>&1", out, sizeof out), 2);
+    assert_non_null(strstr(out, "SPILL_BACKEND"));
+    assert_int_equal(run(SPILL_BIN_DIR "/spill-info --backend host", out, sizeof out), 0);
+    assert_non_null(strstr(out, "memory backend: host (asked for by name)"));
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_read),
+        cmocka_unit_test(test_spill_info),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
