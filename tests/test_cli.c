@@ -28,7 +28,7 @@ static void test_help(void **s) {
     assert_int_equal(r->status, 0);
     const char *flags[] = {"--model", "--prompt", "--file", "--n-predict", "--temp", "--top-k", "--top-p", "--seed",
                            "--chat", "--threads", "--ctx-size", "--batch-size", "--policy", "--backend", "--no-mmap",
-                           "--verbose", "--help"};
+                           "--verbose", "--help", "--device", "--hbm-budget", "--host-limit", "--alloc-log"};
     for (size_t i = 0; i < sizeof flags / sizeof *flags; i++) {
         if (!strstr(r->out, flags[i])) fprintf(stderr, "--help does not explain %s\n", flags[i]);
         assert_non_null(strstr(r->out, flags[i]));
@@ -44,6 +44,11 @@ static void test_bad_flags(void **s) {
         {"--temp x", "--temp"},
         {"-t 0", "-t"},
         {"--seed -4", "--seed"},
+        {"--hbm-budget 80gigs", "--hbm-budget"},
+        {"--backend teleport", "cuda-managed"}, /* lists the backends there are */
+        {"--device tpu", "--device"},
+        {"--device cuda", "--device cpu"},     /* not in this build: says what to use instead */
+        {"--host-limit", "needs a value"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
         run_result *r = run(cases[i].args);
@@ -51,6 +56,10 @@ static void test_bad_flags(void **s) {
         assert_non_null(strstr(r->err, cases[i].expect));
         assert_string_equal(r->out, "");
     }
+    /* the environment goes through the same parser */
+    run_result *r = run("--help >/dev/null; SPILL_HBM_BUDGET=huge '" SPILL_BIN_DIR "/spill-generate' -p hi");
+    assert_int_equal(r->status, 2);
+    assert_non_null(strstr(r->err, "SPILL_HBM_BUDGET"));
 }
 
 static void test_bad_model_files(void **s) {
@@ -107,11 +116,41 @@ static void test_greedy_run(void **s) {
     assert_string_equal(run(args)->out, sampled);
 }
 
+static void test_memory_flags(void **s) {
+    (void)s;
+    char args[1024];
+    /* a host limit below what the run needs: an error with the numbers, nothing on stdout */
+    snprintf(args, sizeof args, "-m '%s' -p hi --temp 0 -n 4 --no-mmap --host-limit 64K", stories_path());
+    run_result *r = run(args);
+    assert_int_equal(r->status, 1);
+    assert_non_null(strstr(r->err, "the limit is 65536"));
+    assert_string_equal(r->out, "");
+    /* the CSV log and the statistics at exit */
+    snprintf(args, sizeof args, "-m '%s' -p hi --temp 0 -n 4 --no-mmap --alloc-log /tmp/spill-cli-alloc.csv", stories_path());
+    char cmd[1200];
+    snprintf(cmd, sizeof cmd, "--help >/dev/null; SPILL_STATS=1 '" SPILL_BIN_DIR "/spill-generate' %s", args);
+    r = run(cmd);
+    assert_int_equal(r->status, 0);
+    assert_non_null(strstr(r->err, "backend calls: alloc"));
+    FILE *f = fopen("/tmp/spill-cli-alloc.csv", "r");
+    assert_non_null(f);
+    char line[512];
+    int allocs = 0, frees = 0;
+    while (fgets(line, sizeof line, f)) {
+        allocs += strstr(line, ",alloc,") != NULL;
+        frees += strstr(line, ",free,") != NULL;
+    }
+    fclose(f);
+    unlink("/tmp/spill-cli-alloc.csv");
+    assert_true(allocs >= 2);
+    assert_int_equal(allocs, frees); /* everything obtained was given back */
+}
+
 int main(void) {
     require_file(stories_path(), "the shared test models live in ../shared/models");
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_help), cmocka_unit_test(test_bad_flags),
-        cmocka_unit_test(test_bad_model_files), cmocka_unit_test(test_greedy_run),
+        cmocka_unit_test(test_bad_model_files), cmocka_unit_test(test_greedy_run), cmocka_unit_test(test_memory_flags),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
