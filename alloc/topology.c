@@ -1,5 +1,6 @@
 /* Topology from hwloc (NUMA nodes, their memory and CPU sets), libnuma (free memory, distances),
  * the CUDA driver (GPUs and their attributes) and PCI sysfs (nearest node, link speed). */
+#include "spill_json.h"
 #include "spill_topology.h"
 
 #include <hwloc.h>
@@ -153,20 +154,9 @@ void spill_topology_print(const spill_topology *t, FILE *f) {
             t->gpu[0].info.runtime_version % 1000 / 10);
 }
 
-static void json_str(FILE *f, const char *s) {
-    fputc('"', f);
-    for (; *s; s++) {
-        unsigned char c = (unsigned char)*s;
-        if (c == '"' || c == '\\') fprintf(f, "\\%c", c);
-        else if (c < 0x20) fprintf(f, "\\u%04x", c);
-        else fputc(c, f);
-    }
-    fputc('"', f);
-}
-
 void spill_topology_print_json(const spill_topology *t, FILE *f) {
     fprintf(f, "{\n  \"cpu\": {\"model\": ");
-    json_str(f, t->cpu_model);
+    spill_json_write_str(f, t->cpu_model);
     fprintf(f, ", \"cores\": %d, \"logical_cpus\": %d, \"page_size\": %llu, \"numa_available\": %s},\n", t->n_cores,
             t->n_cpus, (unsigned long long)t->page_size, t->numa_available ? "true" : "false");
     fprintf(f, "  \"nodes\": [");
@@ -174,7 +164,7 @@ void spill_topology_print_json(const spill_topology *t, FILE *f) {
         const spill_topo_node *n = &t->node[i];
         fprintf(f, "%s\n    {\"id\": %d, \"total_bytes\": %llu, \"free_bytes\": %llu, \"cpus\": %d, \"cpu_list\": ",
                 i ? "," : "", n->id, (unsigned long long)n->total, (unsigned long long)n->free, n->n_cpus);
-        json_str(f, n->cpus);
+        spill_json_write_str(f, n->cpus);
         fprintf(f, ", \"gpu\": %d, \"distances\": [", n->gpu);
         for (int j = 0; j < t->n_nodes; j++) fprintf(f, "%s%d", j ? ", " : "", t->distance[i][j]);
         fprintf(f, "]}");
@@ -183,20 +173,20 @@ void spill_topology_print_json(const spill_topology *t, FILE *f) {
     for (int i = 0; i < t->n_gpus; i++) {
         const spill_topo_gpu *g = &t->gpu[i];
         fprintf(f, "%s\n    {\"device\": %d, \"name\": ", i ? "," : "", g->info.device);
-        json_str(f, g->info.name);
+        spill_json_write_str(f, g->info.name);
         fprintf(f, ", \"pci_bus_id\": ");
-        json_str(f, g->info.pci_bus_id);
+        spill_json_write_str(f, g->info.pci_bus_id);
         fprintf(f, ", \"compute_capability\": \"%d.%d\", \"total_bytes\": %llu, \"free_bytes\": %llu, "
                    "\"nearest_node\": %d, \"numa_id\": %d, \"link\": ",
                 g->info.cc_major, g->info.cc_minor, (unsigned long long)g->info.total_mem,
                 (unsigned long long)g->info.free_mem, g->nearest_node, g->info.numa_id);
-        json_str(f, g->link);
+        spill_json_write_str(f, g->link);
         fprintf(f, ", \"concurrent_managed_access\": %d, \"pageable_memory_access\": %d, \"uses_host_page_tables\": %d, "
                    "\"driver_version\": %d, \"runtime_version\": %d}",
                 g->info.concurrent_managed_access, g->info.pageable_memory_access, g->info.uses_host_page_tables,
                 g->info.driver_version, g->info.runtime_version);
     }
     fprintf(f, "%s],\n  \"gpu_note\": ", t->n_gpus ? "\n  " : "");
-    json_str(f, t->gpu_note);
+    spill_json_write_str(f, t->gpu_note);
     fprintf(f, "\n}\n");
 }

@@ -429,3 +429,14 @@ int spill_json_get_num(const spill_json *obj, const char *key, double def, doubl
     *out = v->number;
     return 0;
 }
+
+void spill_json_write_str(FILE *f, const char *s) {
+    fputc('"', f);
+    for (; *s; s++) {
+        unsigned char c = (unsigned char)*s;
+        if (c == '"' || c == '\\') fprintf(f, "\\%c", c);
+        else if (c < 0x20) fprintf(f, "\\u%04x", c);
+        else fputc(c, f);
+    }
+    fputc('"', f);
+}

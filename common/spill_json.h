@@ -54,6 +54,8 @@ int spill_json_get_int(const spill_json *obj, const char *key, int64_t lo, int64
 int spill_json_get_num(const spill_json *obj, const char *key, double def, double *out, const char *what,
                        spill_err *err);
 const char *spill_json_type_name(spill_json_type t);
+/* Write s as a JSON string literal (quotes, escapes). */
+void spill_json_write_str(FILE *f, const char *s);
 
 #ifdef __cplusplus
 }

@@ -1,10 +1,25 @@
-/* policies/: decides where each region of a model lives. Pure: plain data in, a plan out; no
- * memory is allocated for the regions and nothing touches a device, so policies are testable
- * with no memory at all. The runtime carries a plan out through alloc/. */
+/* policies/: decides where each region of a model lives and what moves when. Pure: plain data in,
+ * a plan out; no memory is allocated for the regions and nothing touches a device, so policies
+ * are testable with no memory at all. The runtime carries a plan out through alloc/.
+ *
+ * Policies:
+ *   host    everything in host memory, weights read in place (the CPU run; the reference)
+ *   fault   no hints at all: what a bare cudaMallocManaged gives (the baseline to beat)
+ *   pin     fill the HBM budget by benefit per byte; the rest stays in host memory, read in place.
+ *           Regions of equal benefit share what is left as the same fraction each, so that every
+ *           layer reads part from HBM and part from host memory at once (docs/policies.md)
+ *   stream  a ring of N HBM slots; layer i+k is prefetched while layer i runs
+ *   auto    the cost model picks, per phase, between a pinned core read in place around it and a
+ *           pinned core with the rest streamed through a ring
+ * Every time in a plan is a prediction of the cost model (cost.c), never a measurement. */
 #ifndef SPILL_POLICY_H
 #define SPILL_POLICY_H
 
 #include "spill_common.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
 
 typedef enum spill_region_kind {
     SPILL_REGION_WEIGHT,
@@ -18,26 +33,96 @@ typedef struct spill_region {
     uint64_t bytes;
     int layer; /* -1 for regions outside the layer stack */
     spill_region_kind kind;
-    double reads_per_step; /* how often one decode step reads it (1 for a weight) */
+    double reads_per_step; /* how much of it one decode step at batch 1 reads, in units of its size
+                              (1 for a weight matrix; ~0 for an embedding table, read one row at a time) */
+    uint64_t params;       /* weights: multiply-adds per token (its element count); 0 otherwise */
 } spill_region;
 
-typedef struct spill_region_plan {
+typedef enum spill_proc { SPILL_PROC_GPU, SPILL_PROC_CPU, SPILL_PROC_COUNT } spill_proc;
+
+/* A machine, as the cost model sees it. Bandwidths in bytes/s, compute in FLOP/s, both the
+ * achievable figures (docs/policies.md cites where each built-in number comes from). */
+typedef struct spill_profile {
+    char name[64];
+    char source[256];
+    int has_gpu;                                 /* 0: everything runs on the CPU */
+    uint64_t capacity[SPILL_TIER_COUNT];         /* bytes */
+    double read_bw[SPILL_TIER_COUNT][SPILL_PROC_COUNT]; /* processor p reading tier t in place */
+    double link_h2d, link_d2h;                   /* bulk copies and prefetch (DMA) */
+    double fault_bw;                             /* migration driven by GPU page faults */
+    uint64_t grain;                              /* migration grain, bytes */
+    double flops[SPILL_PROC_COUNT];              /* dense 16-bit multiply-add throughput */
+} spill_profile;
+
+/* Built-in profiles: gh200-96, gh200-144, h100-pcie, h200-pcie, cpu. NULL-terminated names. */
+extern const char *const spill_profile_names[];
+int spill_profile_builtin(const char *name, spill_profile *out, spill_err *err);
+/* A profile from JSON (spill-bench --profile-out writes one; docs/policies.md has the format). */
+int spill_profile_load(const char *path, spill_profile *out, spill_err *err);
+/* Write a profile as JSON that spill_profile_load reads back. */
+void spill_profile_write(const spill_profile *p, FILE *f);
+
+typedef struct spill_phase {
+    int prefill; /* 1: a prompt of `tokens` tokens in one step; 0: one decode step of `tokens` sequences */
+    int tokens;
+} spill_phase;
+
+typedef enum spill_action_kind {
+    SPILL_ACT_PREFETCH, /* bring the region into `tier` (HBM: into its ring slot) */
+    SPILL_ACT_EVICT,    /* let it go back to `tier` (its home; read-only weights need no copy back) */
+    SPILL_ACT_DISCARD,  /* its contents are dead */
+} spill_action_kind;
+
+typedef struct spill_action {
+    spill_action_kind kind;
+    int region;
     spill_tier tier;
-    unsigned advice; /* SPILL_PLACE_* */
-    int in_place;    /* weights: read from the mapped file where it already is, without a copy */
+    int slot; /* ring slot for streamed regions, else -1 */
+} spill_action;
+
+/* What to do at a layer boundary: before layer `layer` runs. */
+typedef struct spill_step {
+    int n;
+    spill_action *act;
+} spill_step;
+
+typedef struct spill_region_plan {
+    spill_tier tier;  /* where it lives (its home); HOST when only part of it is in HBM */
+    uint64_t hbm_bytes; /* how much of it is held in HBM: all of it, none, or (pin) a leading part,
+                           whose reads then run beside the reads of the rest in host memory */
+    unsigned advice;  /* SPILL_PLACE_* */
+    int in_place;     /* weights: read from the mapped file where it already is, without a copy */
+    int streamed;     /* runs from an HBM ring slot, prefetched ahead of use */
+    int prefetch_at;  /* streamed: the layer step that prefetches it; -1 otherwise */
 } spill_region_plan;
 
 typedef struct spill_plan_params {
-    const char *policy;          /* "host" (more arrive with the planner) */
-    uint64_t budget[SPILL_TIER_COUNT]; /* bytes per tier, 0 = unlimited */
-    int map_weights;             /* weights may be read in place from a mapped file */
+    const char *policy;                /* see above; NULL = host */
+    uint64_t budget[SPILL_TIER_COUNT]; /* bytes per tier, 0 = the profile's capacity (HOST) / none (HBM: 0 = no HBM) */
+    int map_weights;                   /* weights may be read in place from a mapped file */
+    const spill_profile *profile;      /* NULL = the built-in "cpu" profile */
+    spill_phase phase;                 /* tokens 0 = decode at batch 1 */
 } spill_plan_params;
 
+typedef struct spill_prediction {
+    double step_s;     /* predicted seconds per step */
+    double tok_s;      /* predicted tokens per second (tokens / step_s) */
+    double read[SPILL_TIER_COUNT]; /* bytes read per step from each tier */
+    double moved;      /* bytes migrated or copied per step */
+} spill_prediction;
+
 typedef struct spill_plan {
-    char policy[32];
+    char policy[32];      /* what was asked for */
+    char chosen[32];      /* auto: what it chose (pin or stream); else the same */
     int n;
     spill_region_plan *region; /* (n) one per input region, same order */
-    uint64_t bytes[SPILL_TIER_COUNT];
+    uint64_t bytes[SPILL_TIER_COUNT]; /* resident bytes per tier, ring included */
+    int n_layers;
+    spill_step *steps;    /* (n_layers) actions issued before each layer */
+    int ring_slots, ring_ahead;
+    uint64_t ring_slot_bytes;
+    spill_phase phase;
+    spill_prediction predicted; /* the cost model's, for `phase` */
 } spill_plan;
 
 /* Names of the policies this build knows, NULL-terminated. */
@@ -47,4 +132,15 @@ int spill_plan_make(const spill_region *regions, int n, const spill_plan_params 
                     spill_err *err);
 void spill_plan_free(spill_plan *plan);
 
+/* The cost model: predicted time of one step of `phase` under `plan` on `profile`. */
+spill_prediction spill_cost_predict(const spill_region *regions, const spill_plan *plan, const spill_profile *profile,
+                                    spill_phase phase);
+
+const char *spill_action_name(spill_action_kind k);
+/* "hbm gpu-reads read-mostly" */
+void spill_advice_str(spill_tier tier, unsigned advice, char *buf, size_t len);
+
+#ifdef __cplusplus
+}
+#endif
 #endif

@@ -174,12 +174,12 @@ int spill_model_load(spill_model *m, const char *path, const spill_model_params 
         reg[l] = (spill_region){"layer", wbytes(&L->attn_norm) + wbytes(&L->wq) + wbytes(&L->wk) + wbytes(&L->wv) +
                                              wbytes(&L->wo) + wbytes(&L->ffn_norm) + wbytes(&L->w_gate) +
                                              wbytes(&L->w_up) + wbytes(&L->w_down),
-                                l, SPILL_REGION_WEIGHT, 1.0};
+                                l, SPILL_REGION_WEIGHT, 1.0, 0};
     }
-    reg[hp->n_layers] = (spill_region){"token_embd", wbytes(&m->tok_embd), -1, SPILL_REGION_WEIGHT, tied ? 1.0 : 0.0};
-    reg[hp->n_layers + 1] = (spill_region){"output", tied ? 0 : wbytes(&m->output), -1, SPILL_REGION_WEIGHT, 1.0};
-    reg[hp->n_layers + 2] = (spill_region){"output_norm", wbytes(&m->out_norm), -1, SPILL_REGION_WEIGHT, 1.0};
-    spill_plan_params pp = {p->policy, {0}, p->use_mmap};
+    reg[hp->n_layers] = (spill_region){"token_embd", wbytes(&m->tok_embd), -1, SPILL_REGION_WEIGHT, tied ? 1.0 : 0.0, 0};
+    reg[hp->n_layers + 1] = (spill_region){"output", tied ? 0 : wbytes(&m->output), -1, SPILL_REGION_WEIGHT, 1.0, 0};
+    reg[hp->n_layers + 2] = (spill_region){"output_norm", wbytes(&m->out_norm), -1, SPILL_REGION_WEIGHT, 1.0, 0};
+    spill_plan_params pp = {p->policy, {0}, p->use_mmap, NULL, {0, 1}};
     int rc = spill_plan_make(reg, nreg, &pp, &m->plan, err);
     free(reg);
     if (rc) goto fail;

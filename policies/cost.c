@@ -1,0 +1,67 @@
+/* The cost model: predicted seconds per step from bytes per tier over bandwidth and FLOPs over
+ * throughput, with transfers overlapped where the plan overlaps them. Every number it returns is a
+ * prediction. Assumptions (docs/policies.md):
+ *  - a step runs region by region; a region takes max(its reads / its tier's bandwidth, its FLOPs /
+ *    the processor's throughput); a region split between HBM and host memory reads both parts at
+ *    once, so it takes the longer of the two;
+ *  - a GEMM re-reads its weights once per 128 tokens (tile width), so a prefill of n tokens reads a
+ *    weight ceil(n/128) times; decode at batch b <= 128 reads it once;
+ *  - streamed regions are read from HBM; their transfers run on the copy engine beside compute, so
+ *    the step takes max(compute, transfers), plus, for a prefill, the first k layers' transfers
+ *    before anything can start;
+ *  - fault (no hints): if everything fits in the budget, it all migrates once and stays; if not, an
+ *    LRU driver evicting under a cyclic scan larger than memory misses on every page, so every byte
+ *    migrates every step at the fault-driven rate. */
+#include <math.h>
+#include <strings.h>
+
+#include "spill_policy.h"
+
+spill_prediction spill_cost_predict(const spill_region *r, const spill_plan *plan, const spill_profile *prof,
+                                    spill_phase ph) {
+    spill_prediction out;
+    memset(&out, 0, sizeof out);
+    spill_proc proc = prof->has_gpu && strcasecmp(plan->chosen, "host") ? SPILL_PROC_GPU : SPILL_PROC_CPU;
+    int tok = ph.tokens > 0 ? ph.tokens : 1;
+    double passes = ceil(tok / 128.0);
+    double flops = prof->flops[proc] > 0 ? prof->flops[proc] : 1e30;
+    double exec = 0, xfer = 0, total_bytes = 0;
+    int streamed = 0;
+    int fault = !strcasecmp(plan->chosen, "fault") && prof->has_gpu;
+    for (int i = 0; i < plan->n; i++) {
+        const spill_region_plan *rp = &plan->region[i];
+        if (!r[i].bytes) continue;
+        double reads;
+        if (r[i].kind == SPILL_REGION_WEIGHT) reads = r[i].reads_per_step < 1 ? r[i].reads_per_step * tok : passes * r[i].reads_per_step;
+        else reads = r[i].reads_per_step;
+        /* the part in HBM and the part in host memory are read at the same time */
+        double in_hbm = rp->streamed || fault ? (double)r[i].bytes : (double)rp->hbm_bytes;
+        double in_host = (double)r[i].bytes - in_hbm;
+        double bh = prof->read_bw[SPILL_TIER_HBM][proc] > 0 ? prof->read_bw[SPILL_TIER_HBM][proc] : 1e-30;
+        double bc = prof->read_bw[SPILL_TIER_HOST][proc] > 0 ? prof->read_bw[SPILL_TIER_HOST][proc] : 1e-30;
+        exec += fmax(fmax(in_hbm * reads / bh, in_host * reads / bc), 2.0 * (double)r[i].params * tok / flops);
+        out.read[SPILL_TIER_HBM] += in_hbm * reads;
+        out.read[SPILL_TIER_HOST] += in_host * reads;
+        total_bytes += (double)r[i].bytes;
+        if (rp->streamed) {
+            double link = prof->link_h2d > 0 ? prof->link_h2d : prof->read_bw[SPILL_TIER_HOST][proc];
+            xfer += (double)r[i].bytes / link;
+            out.moved += (double)r[i].bytes;
+            streamed++;
+        }
+    }
+    double step = fmax(exec, xfer);
+    if (ph.prefill && streamed && plan->ring_ahead > 0) step += xfer * plan->ring_ahead / streamed;
+    if (fault) {
+        double budget = (double)prof->capacity[SPILL_TIER_HBM];
+        if (plan->bytes[SPILL_TIER_HBM] > 0) budget = (double)plan->bytes[SPILL_TIER_HBM];
+        if (total_bytes > budget) {
+            double fb = prof->fault_bw > 0 ? prof->fault_bw : 1e-30;
+            step += total_bytes / fb;
+            out.moved = total_bytes;
+        }
+    }
+    out.step_s = step;
+    out.tok_s = step > 0 ? tok / step : 0;
+    return out;
+}

@@ -1,0 +1,147 @@
+/* Hardware profiles: the numbers the cost model works from. Sources: docs/policies.md.
+ * "Achievable" figures: measured where a public measurement exists, else the vendor's peak times
+ * the ratio measured on the nearest part (GH200 HBM: 3.4 of 4.0 TB/s = 0.85), each noted below. */
+#include <strings.h>
+
+#include "spill_json.h"
+#include "spill_policy.h"
+
+const char *const spill_profile_names[] = {"gh200-96", "gh200-144", "h100-pcie", "h200-pcie", "cpu", NULL};
+
+#define GB 1e9
+#define TB 1e12
+
+static void set(spill_profile *p, const char *name, const char *src, int gpu, double hbm_cap, double host_cap,
+                double hbm_gpu, double hbm_cpu, double host_gpu, double host_cpu, double h2d, double d2h,
+                double gflops, double cflops) {
+    memset(p, 0, sizeof *p);
+    snprintf(p->name, sizeof p->name, "%s", name);
+    snprintf(p->source, sizeof p->source, "%s", src);
+    p->has_gpu = gpu;
+    p->capacity[SPILL_TIER_HBM] = (uint64_t)hbm_cap;
+    p->capacity[SPILL_TIER_HOST] = (uint64_t)host_cap;
+    p->read_bw[SPILL_TIER_HBM][SPILL_PROC_GPU] = hbm_gpu;
+    p->read_bw[SPILL_TIER_HBM][SPILL_PROC_CPU] = hbm_cpu;
+    p->read_bw[SPILL_TIER_HOST][SPILL_PROC_GPU] = host_gpu;
+    p->read_bw[SPILL_TIER_HOST][SPILL_PROC_CPU] = host_cpu;
+    p->link_h2d = h2d;
+    p->link_d2h = d2h;
+    /* assumption until spill-bench measures it: fault-driven migration moves 2 MiB at a time with a
+       fault round trip each, at a quarter of the DMA rate */
+    p->fault_bw = h2d / 4;
+    p->grain = 2u << 20;
+    p->flops[SPILL_PROC_GPU] = gflops;
+    p->flops[SPILL_PROC_CPU] = cflops;
+}
+
+int spill_profile_builtin(const char *name, spill_profile *p, spill_err *err) {
+    if (!name) name = "cpu";
+    if (!strcasecmp(name, "gh200-96"))
+        /* HBM3 96 GB; GPU HBM 3.4 TB/s, CPU STREAM 486 GB/s, C2C 375 GB/s H2D / 297 GB/s D2H measured
+           (Schieffer et al., ICPP'24); LPDDR5X 480 GB; BF16 dense 989 TFLOP/s peak x 0.7 */
+        set(p, "gh200-96", "GH200 96 GB: ICPP'24 measurements; NVIDIA GH200 datasheet", 1, 96 * GB, 480 * GB,
+            3.4 * TB, 297 * GB, 375 * GB, 486 * GB, 375 * GB, 297 * GB, 0.7 * 989 * TB, 7 * TB);
+    else if (!strcasecmp(name, "gh200-144"))
+        /* HBM3e 144 GB at 4.9 TB/s peak x 0.85; the rest as gh200-96 */
+        set(p, "gh200-144", "GH200 144 GB: NVIDIA datasheet, ICPP'24 ratios", 1, 144 * GB, 480 * GB, 0.85 * 4.9 * TB,
+            297 * GB, 375 * GB, 486 * GB, 375 * GB, 297 * GB, 0.7 * 989 * TB, 7 * TB);
+    else if (!strcasecmp(name, "h100-pcie"))
+        /* HBM2e 80 GB at 2.0 TB/s x 0.85; PCIe 5.0 x16: 64 GB/s per direction, ~53 GB/s pinned DMA;
+           the GPU reading mapped host memory in place: half of that (scattered 128-byte reads);
+           one socket of DDR5-4800 x 8 channels, 307 GB/s x 0.7; BF16 dense 756 TFLOP/s x 0.7 */
+        set(p, "h100-pcie", "H100 PCIe: NVIDIA datasheet; PCIe 5.0 x16", 1, 80 * GB, 512 * GB, 0.85 * 2.0 * TB,
+            26 * GB, 26 * GB, 215 * GB, 53 * GB, 53 * GB, 0.7 * 756 * TB, 3 * TB);
+    else if (!strcasecmp(name, "h200-pcie"))
+        /* H200 NVL: HBM3e 141 GB at 4.8 TB/s x 0.85; PCIe 5.0 x16 as h100-pcie; BF16 dense 835 TFLOP/s x 0.7 */
+        set(p, "h200-pcie", "H200 NVL: NVIDIA datasheet; PCIe 5.0 x16", 1, 141 * GB, 512 * GB, 0.85 * 4.8 * TB,
+            26 * GB, 26 * GB, 215 * GB, 53 * GB, 53 * GB, 0.7 * 835 * TB, 3 * TB);
+    else if (!strcasecmp(name, "cpu"))
+        /* no GPU: a small machine (measured here: SmolLM2 Q4_1 decode reads ~16 GB/s on 2 cores).
+           HBM, when a plan asks for it, is host memory standing in for it (the emulated backend),
+           so it reads at host speed. spill-bench tiers --profile-out writes a measured profile. */
+        set(p, "cpu", "a small CPU-only machine; measure yours with spill-bench", 0, 0, 0, 20 * GB, 20 * GB, 20 * GB,
+            20 * GB, 20 * GB, 20 * GB, 0, 0.2 * TB);
+    else {
+        char known[160] = "";
+        for (int i = 0; spill_profile_names[i]; i++) {
+            strcat(known, i ? ", " : "");
+            strcat(known, spill_profile_names[i]);
+        }
+        return spill_err_set(err, "--profile '%s' is not built in (known: %s; or --profile-file F.json)", name, known);
+    }
+    return 0;
+}
+
+static int num(const spill_json *o, const char *key, double *out, int required, const char *path, spill_err *err) {
+    const spill_json *v = spill_json_get(o, key);
+    if (!v) return required ? spill_err_set(err, "%s: \"%s\" is missing", path, key) : 0;
+    if (v->type != SPILL_JSON_NUMBER || v->number < 0)
+        return spill_err_set(err, "%s: \"%s\" must be a non-negative number", path, key);
+    *out = v->number;
+    return 0;
+}
+
+int spill_profile_load(const char *path, spill_profile *p, spill_err *err) {
+    spill_json *j;
+    if (spill_json_parse_file(path, 1 << 20, &j, err)) return -1;
+    spill_profile_builtin("cpu", p, err);
+    int rc = -1;
+    const spill_json *hbm = spill_json_get_type(j, "hbm", SPILL_JSON_OBJECT);
+    const spill_json *host = spill_json_get_type(j, "host", SPILL_JSON_OBJECT);
+    const spill_json *link = spill_json_get_type(j, "link", SPILL_JSON_OBJECT);
+    const spill_json *flops = spill_json_get_type(j, "flops", SPILL_JSON_OBJECT);
+    const spill_json *name = spill_json_get_type(j, "name", SPILL_JSON_STRING);
+    const spill_json *gpu = spill_json_get_type(j, "has_gpu", SPILL_JSON_BOOL);
+    if (j->type != SPILL_JSON_OBJECT || !hbm || !host || !link || !flops || !name || !gpu) {
+        spill_err_set(err, "%s: a profile needs \"name\", \"has_gpu\" and the objects \"hbm\", \"host\", \"link\", "
+                           "\"flops\" (see docs/policies.md)", path);
+        goto out;
+    }
+    snprintf(p->name, sizeof p->name, "%s", name->str);
+    const spill_json *src = spill_json_get_type(j, "source", SPILL_JSON_STRING);
+    snprintf(p->source, sizeof p->source, "%s", src ? src->str : path);
+    p->has_gpu = gpu->boolean;
+    double cap_h = 0, cap_c = 0, grain = (double)p->grain;
+    if (num(hbm, "capacity", &cap_h, 1, path, err) || num(hbm, "gpu_read", &p->read_bw[SPILL_TIER_HBM][SPILL_PROC_GPU], 1, path, err) ||
+        num(hbm, "cpu_read", &p->read_bw[SPILL_TIER_HBM][SPILL_PROC_CPU], 1, path, err) ||
+        num(host, "capacity", &cap_c, 1, path, err) || num(host, "gpu_read", &p->read_bw[SPILL_TIER_HOST][SPILL_PROC_GPU], 1, path, err) ||
+        num(host, "cpu_read", &p->read_bw[SPILL_TIER_HOST][SPILL_PROC_CPU], 1, path, err) ||
+        num(link, "h2d", &p->link_h2d, 1, path, err) || num(link, "d2h", &p->link_d2h, 1, path, err) ||
+        num(link, "fault", &p->fault_bw, 0, path, err) || num(flops, "gpu", &p->flops[SPILL_PROC_GPU], 1, path, err) ||
+        num(flops, "cpu", &p->flops[SPILL_PROC_CPU], 1, path, err) || num(j, "grain", &grain, 0, path, err))
+        goto out;
+    if (cap_h > 1e18 || cap_c > 1e18 || grain < 4096 || grain > 1e9) {
+        spill_err_set(err, "%s: a capacity above 10^18 bytes or a grain outside 4 KiB..1 GB", path);
+        goto out;
+    }
+    p->capacity[SPILL_TIER_HBM] = (uint64_t)cap_h;
+    p->capacity[SPILL_TIER_HOST] = (uint64_t)cap_c;
+    p->grain = (uint64_t)grain;
+    if (p->read_bw[SPILL_TIER_HOST][p->has_gpu ? SPILL_PROC_GPU : SPILL_PROC_CPU] <= 0 ||
+        (p->has_gpu && (p->read_bw[SPILL_TIER_HBM][SPILL_PROC_GPU] <= 0 || p->link_h2d <= 0))) {
+        spill_err_set(err, "%s: the bandwidths the model runs on must be positive", path);
+        goto out;
+    }
+    if (!spill_json_get(link, "fault")) p->fault_bw = p->link_h2d / 4;
+    rc = 0;
+out:
+    spill_json_free(j);
+    return rc;
+}
+
+void spill_profile_write(const spill_profile *p, FILE *f) {
+    fprintf(f, "{\n  \"name\": ");
+    spill_json_write_str(f, p->name);
+    fprintf(f, ",\n  \"source\": ");
+    spill_json_write_str(f, p->source);
+    fprintf(f, ",\n  \"has_gpu\": %s,\n", p->has_gpu ? "true" : "false");
+    fprintf(f, "  \"hbm\": {\"capacity\": %llu, \"gpu_read\": %.6g, \"cpu_read\": %.6g},\n",
+            (unsigned long long)p->capacity[SPILL_TIER_HBM], p->read_bw[SPILL_TIER_HBM][SPILL_PROC_GPU],
+            p->read_bw[SPILL_TIER_HBM][SPILL_PROC_CPU]);
+    fprintf(f, "  \"host\": {\"capacity\": %llu, \"gpu_read\": %.6g, \"cpu_read\": %.6g},\n",
+            (unsigned long long)p->capacity[SPILL_TIER_HOST], p->read_bw[SPILL_TIER_HOST][SPILL_PROC_GPU],
+            p->read_bw[SPILL_TIER_HOST][SPILL_PROC_CPU]);
+    fprintf(f, "  \"link\": {\"h2d\": %.6g, \"d2h\": %.6g, \"fault\": %.6g},\n", p->link_h2d, p->link_d2h, p->fault_bw);
+    fprintf(f, "  \"grain\": %llu,\n  \"flops\": {\"gpu\": %.6g, \"cpu\": %.6g}\n}\n", (unsigned long long)p->grain,
+            p->flops[SPILL_PROC_GPU], p->flops[SPILL_PROC_CPU]);
+}

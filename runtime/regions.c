@@ -1,0 +1,216 @@
+/* Model shapes for planning (see regions.h). */
+#include "regions.h"
+
+#include <strings.h>
+
+#include "spill_json.h"
+#include "spill_kernels.h"
+
+void spill_shape_free(spill_shape *s) {
+    free(s->layer_bytes);
+    free(s->layer_params);
+    memset(s, 0, sizeof *s);
+}
+
+static int alloc_layers(spill_shape *s, spill_err *err) {
+    s->layer_bytes = calloc((size_t)s->n_layers, sizeof *s->layer_bytes);
+    s->layer_params = calloc((size_t)s->n_layers, sizeof *s->layer_params);
+    if (!s->layer_bytes || !s->layer_params) return spill_err_set(err, "out of memory");
+    return 0;
+}
+
+static int get_u32(const spill_gguf *g, const char *arch, const char *key, int required, uint32_t *out, spill_err *err) {
+    char k[160];
+    snprintf(k, sizeof k, "%s.%s", arch, key);
+    int rc = spill_gguf_get_u32(g, k, out, err);
+    if (rc < 0) return -1;
+    if (rc == 1 && required) return spill_err_set(err, "%s: metadata '%s' is missing", g->path, k);
+    return 0;
+}
+
+int spill_shape_from_gguf(const spill_gguf *g, spill_shape *s, spill_err *err) {
+    memset(s, 0, sizeof *s);
+    spill_str arch;
+    int rc = spill_gguf_get_str(g, "general.architecture", &arch, err);
+    if (rc < 0) return -1;
+    if (rc == 1) return spill_err_set(err, "%s: metadata 'general.architecture' is missing", g->path);
+    snprintf(s->arch, sizeof s->arch, "%.*s", (int)(arch.len > 60 ? 60 : arch.len), arch.ptr);
+    uint32_t L = 0, dim = 0, heads = 0, kv = 0, ffn = 0, ctx = 0;
+    if (get_u32(g, s->arch, "block_count", 1, &L, err) || get_u32(g, s->arch, "embedding_length", 1, &dim, err) ||
+        get_u32(g, s->arch, "attention.head_count", 1, &heads, err) ||
+        get_u32(g, s->arch, "attention.head_count_kv", 0, &kv, err) ||
+        get_u32(g, s->arch, "feed_forward_length", 0, &ffn, err) || get_u32(g, s->arch, "context_length", 0, &ctx, err))
+        return -1;
+    if (L < 1 || L > 1024 || dim < 1 || dim > 65536 || heads < 1 || dim % heads)
+        return spill_err_set(err, "%s: block_count %u, embedding_length %u, head_count %u are not a model's", g->path, L,
+                             dim, heads);
+    s->n_layers = (int)L;
+    s->dim = (int)dim;
+    s->n_heads = (int)heads;
+    s->n_kv_heads = kv ? (int)kv : (int)heads;
+    s->head_dim = (int)(dim / heads);
+    s->ffn_dim = (int)ffn;
+    s->ctx_train = ctx ? (int)(ctx > (1u << 24) ? 1u << 24 : ctx) : 2048;
+    s->kv_elem_bytes = 4; /* the CPU runtime keeps K and V in F32 */
+    if (alloc_layers(s, err)) return -1;
+    uint64_t by_type[64] = {0};
+    for (uint64_t i = 0; i < g->n_tensors; i++) {
+        const spill_gguf_tensor *t = &g->tensors[i];
+        uint64_t elems = t->ne[0] * t->ne[1] * t->ne[2] * t->ne[3];
+        if (t->type < 64) by_type[t->type] += t->bytes;
+        char name[128];
+        snprintf(name, sizeof name, "%.*s", (int)(t->name.len > 120 ? 120 : t->name.len), t->name.ptr);
+        int layer;
+        if (sscanf(name, "blk.%d.", &layer) == 1) {
+            if (layer < 0 || layer >= s->n_layers)
+                return spill_err_set(err, "%s: tensor '%s' names layer %d but block_count is %d", g->path, name, layer,
+                                     s->n_layers);
+            s->layer_bytes[layer] += t->bytes;
+            s->layer_params[layer] += t->n_dims >= 2 ? elems : 0; /* norms and biases: no multiply-adds to speak of */
+        } else if (!strcmp(name, "token_embd.weight")) {
+            s->embd_bytes = t->bytes;
+            s->embd_params = elems;
+            s->vocab = (int)t->ne[1];
+        } else if (!strcmp(name, "output.weight")) {
+            s->output_bytes = t->bytes;
+            s->output_params = elems;
+        } else {
+            s->norm_bytes += t->bytes;
+        }
+    }
+    if (!s->embd_bytes) return spill_err_set(err, "%s: tensor 'token_embd.weight' is missing", g->path);
+    s->tied = s->output_bytes == 0;
+    int best = 0;
+    for (int t = 1; t < 64; t++)
+        if (by_type[t] > by_type[best]) best = t;
+    snprintf(s->dtype, sizeof s->dtype, "%s", spill_dtype_name((uint32_t)best));
+    return 0;
+}
+
+int spill_shape_from_config(const char *path, const char *dtype, spill_shape *s, spill_err *err) {
+    memset(s, 0, sizeof *s);
+    spill_json *j;
+    if (spill_json_parse_file(path, 4 << 20, &j, err)) return -1;
+    int rc = -1;
+    const spill_json *archs = spill_json_get_type(j, "architectures", SPILL_JSON_ARRAY);
+    if (!archs || archs->n < 1 || archs->items[0].type != SPILL_JSON_STRING) {
+        spill_err_set(err, "%s: \"architectures\" (a list naming the model class) is missing", path);
+        goto out;
+    }
+    const char *a = archs->items[0].str;
+    int qwen = !strcmp(a, "Qwen2ForCausalLM");
+    if (strcmp(a, "LlamaForCausalLM") && strcmp(a, "MistralForCausalLM") && !qwen) {
+        spill_err_set(err, "%s: architecture '%s' is not supported (LlamaForCausalLM, MistralForCausalLM and "
+                           "Qwen2ForCausalLM are)", path, a);
+        goto out;
+    }
+    snprintf(s->arch, sizeof s->arch, "%s", a);
+    int64_t L, dim, heads, kv, ffn, vocab, ctx, hd;
+    if (spill_json_get_int(j, "num_hidden_layers", 1, 1024, -1, &L, path, err) ||
+        spill_json_get_int(j, "hidden_size", 1, 65536, -1, &dim, path, err) ||
+        spill_json_get_int(j, "num_attention_heads", 1, 1024, -1, &heads, path, err) ||
+        spill_json_get_int(j, "num_key_value_heads", 1, 1024, 0, &kv, path, err) ||
+        spill_json_get_int(j, "intermediate_size", 1, 1 << 20, -1, &ffn, path, err) ||
+        spill_json_get_int(j, "vocab_size", 1, 1 << 24, -1, &vocab, path, err) ||
+        spill_json_get_int(j, "max_position_embeddings", 1, 1 << 24, 4096, &ctx, path, err) ||
+        spill_json_get_int(j, "head_dim", 1, 4096, 0, &hd, path, err))
+        goto out;
+    const char *need[] = {"num_hidden_layers", "hidden_size", "num_attention_heads", "intermediate_size", "vocab_size"};
+    int64_t *vals[] = {&L, &dim, &heads, &ffn, &vocab};
+    for (int i = 0; i < 5; i++)
+        if (*vals[i] < 0) {
+            spill_err_set(err, "%s: \"%s\" is missing", path, need[i]);
+            goto out;
+        }
+    if (!kv) kv = heads;
+    if (!hd) {
+        if (dim % heads) {
+            spill_err_set(err, "%s: hidden_size %lld is not a multiple of num_attention_heads %lld", path,
+                          (long long)dim, (long long)heads);
+            goto out;
+        }
+        hd = dim / heads;
+    }
+    if (heads % kv) {
+        spill_err_set(err, "%s: num_key_value_heads %lld does not divide num_attention_heads %lld", path, (long long)kv,
+                      (long long)heads);
+        goto out;
+    }
+    const spill_json *td = spill_json_get_type(j, "torch_dtype", SPILL_JSON_STRING);
+    const char *dt = dtype ? dtype : td ? td->str : "bfloat16";
+    int eb;
+    if (!strcasecmp(dt, "bfloat16") || !strcasecmp(dt, "bf16")) eb = 2, dt = "bf16";
+    else if (!strcasecmp(dt, "float16") || !strcasecmp(dt, "f16")) eb = 2, dt = "f16";
+    else if (!strcasecmp(dt, "float32") || !strcasecmp(dt, "f32")) eb = 4, dt = "f32";
+    else {
+        spill_err_set(err, "%s: dtype '%s' is not one of bfloat16, float16, float32", path, dt);
+        goto out;
+    }
+    snprintf(s->dtype, sizeof s->dtype, "%s", dt);
+    const spill_json *tie = spill_json_get_type(j, "tie_word_embeddings", SPILL_JSON_BOOL);
+    s->tied = tie ? tie->boolean : 0;
+    s->n_layers = (int)L;
+    s->dim = (int)dim;
+    s->n_heads = (int)heads;
+    s->n_kv_heads = (int)kv;
+    s->head_dim = (int)hd;
+    s->ffn_dim = (int)ffn;
+    s->vocab = (int)vocab;
+    s->ctx_train = (int)ctx;
+    s->kv_elem_bytes = 2; /* a GPU keeps K and V in 16 bits */
+    if (alloc_layers(s, err)) goto out;
+    uint64_t q = (uint64_t)heads * (uint64_t)hd, kvd = (uint64_t)kv * (uint64_t)hd, D = (uint64_t)dim;
+    uint64_t mat = D * q + 2 * D * kvd + q * D + 3 * D * (uint64_t)ffn;
+    uint64_t vec = 2 * D + (qwen ? q + 2 * kvd : 0); /* norms, and Qwen2's q/k/v biases */
+    for (int l = 0; l < s->n_layers; l++) {
+        s->layer_params[l] = mat;
+        s->layer_bytes[l] = (mat + vec) * (uint64_t)eb;
+    }
+    s->embd_params = (uint64_t)vocab * D;
+    s->embd_bytes = s->embd_params * (uint64_t)eb;
+    s->output_params = s->tied ? 0 : s->embd_params;
+    s->output_bytes = s->output_params * (uint64_t)eb;
+    s->norm_bytes = D * (uint64_t)eb;
+    rc = 0;
+out:
+    spill_json_free(j);
+    if (rc) spill_shape_free(s);
+    return rc;
+}
+
+uint64_t spill_shape_weight_bytes(const spill_shape *s) {
+    uint64_t b = s->embd_bytes + s->output_bytes + s->norm_bytes;
+    for (int l = 0; l < s->n_layers; l++) b += s->layer_bytes[l];
+    return b;
+}
+
+uint64_t spill_shape_kv_bytes_per_token(const spill_shape *s) {
+    return 2ull * (uint64_t)s->n_layers * (uint64_t)s->n_kv_heads * (uint64_t)s->head_dim * (uint64_t)s->kv_elem_bytes;
+}
+
+int spill_shape_regions(const spill_shape *s, int ctx, int batch, spill_region **out, int *n, spill_err *err) {
+    int L = s->n_layers, nr = 2 * L + SPILL_REGION_EXTRA;
+    /* names live right after the array, so one free releases everything */
+    size_t names = (size_t)nr * 16;
+    spill_region *r = calloc(1, sizeof *r * (size_t)nr + names);
+    if (!r) return spill_err_set(err, "out of memory");
+    char *nm = (char *)(r + nr);
+    uint64_t kv_layer = 2ull * (uint64_t)s->n_kv_heads * (uint64_t)s->head_dim * (uint64_t)s->kv_elem_bytes *
+                        (uint64_t)(ctx > 0 ? ctx : 1) * (uint64_t)(batch > 0 ? batch : 1);
+    for (int l = 0; l < L; l++) {
+        snprintf(nm + (size_t)l * 16, 16, "blk.%d", l);
+        r[l] = (spill_region){nm + (size_t)l * 16, s->layer_bytes[l], l, SPILL_REGION_WEIGHT, 1.0, s->layer_params[l]};
+        snprintf(nm + (size_t)(L + l) * 16, 16, "kv.%d", l);
+        r[L + l] = (spill_region){nm + (size_t)(L + l) * 16, kv_layer, l, SPILL_REGION_KV, 1.0, 0};
+    }
+    /* an untied embedding is read one row per token; a tied one is also the head, read whole */
+    double embd_reads = s->tied ? 1.0 : 1.0 / (s->vocab > 0 ? s->vocab : 1);
+    r[2 * L] = (spill_region){"token_embd", s->embd_bytes, -1, SPILL_REGION_WEIGHT, embd_reads, s->tied ? s->embd_params : 0};
+    r[2 * L + 1] = (spill_region){"output", s->output_bytes, -1, SPILL_REGION_WEIGHT, 1.0, s->output_params};
+    r[2 * L + 2] = (spill_region){"output_norm", s->norm_bytes, -1, SPILL_REGION_WEIGHT, 1.0, 0};
+    *out = r;
+    *n = nr;
+    return 0;
+}
+
+void spill_regions_free(spill_region *r) { free(r); }

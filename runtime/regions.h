@@ -1,0 +1,35 @@
+/* What planning needs to know about a model, from a GGUF header or a Hugging Face config.json,
+ * without reading any weight; and the region list the planner works on. */
+#ifndef SPILL_REGIONS_H
+#define SPILL_REGIONS_H
+
+#include "gguf.h"
+#include "spill_policy.h"
+
+typedef struct spill_shape {
+    char arch[64];  /* "llama", "LlamaForCausalLM" ... */
+    char dtype[16]; /* weights' type as read (GGUF: most common tensor type; config: torch_dtype) */
+    int n_layers, dim, n_heads, n_kv_heads, head_dim, ffn_dim, vocab, ctx_train;
+    int tied;
+    uint64_t *layer_bytes, *layer_params; /* (n_layers) */
+    uint64_t embd_bytes, embd_params, output_bytes, output_params, norm_bytes;
+    int kv_elem_bytes; /* bytes per cached K or V element */
+} spill_shape;
+
+/* Sizes from the tensors of a GGUF file (exact), hyperparameters from its metadata. */
+int spill_shape_from_gguf(const spill_gguf *g, spill_shape *s, spill_err *err);
+/* Sizes computed from a config.json (LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM) and
+ * its torch_dtype (or `dtype` when not NULL: bf16, f16, f32). */
+int spill_shape_from_config(const char *path, const char *dtype, spill_shape *s, spill_err *err);
+void spill_shape_free(spill_shape *s);
+uint64_t spill_shape_weight_bytes(const spill_shape *s);
+/* bytes of K and V for one token, all layers */
+uint64_t spill_shape_kv_bytes_per_token(const spill_shape *s);
+
+/* Regions, in this order: n_layers layer weights ("blk.N"), n_layers KV caches ("kv.N", for
+ * ctx tokens x batch sequences), then "token_embd", "output" (0 bytes when tied), "output_norm". */
+enum { SPILL_REGION_EXTRA = 3 };
+int spill_shape_regions(const spill_shape *s, int ctx, int batch, spill_region **out, int *n, spill_err *err);
+void spill_regions_free(spill_region *r);
+
+#endif
