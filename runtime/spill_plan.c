@@ -1,0 +1,289 @@
+/* spill-plan: where every region of a model would live under each policy, and the speed the cost
+ * model predicts — from a GGUF header or a config.json, without reading a single weight, so that a
+ * deployment can be planned before anything is downloaded. */
+#include <getopt.h>
+#include <strings.h>
+#include <sys/stat.h>
+
+#include "regions.h"
+#include "spill_alloc.h"
+#include "spill_json.h"
+#include "spill_options.h"
+#include "spill_policy.h"
+
+static void usage(FILE *f) {
+    fprintf(f,
+            "usage: spill-plan (-m MODEL.gguf | -m HF_DIR | --config config.json) [options]\n"
+            "\n"
+            "Prints, per region (layer weights, KV cache per layer, embedding, head), the tier, the\n"
+            "advice and when it is prefetched; totals per tier; and the decode and prefill speed each\n"
+            "policy is predicted to reach. Reads only the GGUF header or config.json: no weights.\n"
+            "Every speed printed is a prediction of the cost model (docs/policies.md), not a measurement.\n"
+            "\n"
+            "  -m, --model PATH       a GGUF file, or a Hugging Face directory with config.json\n"
+            "      --config FILE      a Hugging Face config.json (Llama, Mistral, Qwen2)\n"
+            "      --dtype T          weights' type for --config: bf16, f16 or f32 (default: torch_dtype)\n"
+            "      --profile NAME     built-in hardware profile: gh200-96, gh200-144, h100-pcie, h200-pcie,\n"
+            "                         cpu (default: gh200-96)\n"
+            "      --profile-file F   a hardware profile in JSON (spill-bench tiers --profile-out writes one)\n"
+            "      --hbm-budget SIZE  HBM to plan with, e.g. 80G (default: the profile's HBM minus\n"
+            "                         SPILL_HBM_RESERVE, 1G)\n"
+            "      --ctx N            context length in tokens for the KV cache (default: the model's)\n"
+            "      --batch B          sequences decoded together (default: 1)\n"
+            "      --prompt-tokens N  prompt length for the prefill prediction (default: 512)\n"
+            "      --policy P         fault, pin, stream, auto, or all (default: all: the predictions side by\n"
+            "                         side, and auto's plan region by region)\n"
+            "      --json             the same as JSON on stdout\n"
+            "  -h, --help             this text\n");
+}
+
+static double gib(double b) { return b / (1024.0 * 1024.0 * 1024.0); }
+
+typedef struct result {
+    const char *policy;
+    int ok[2];
+    spill_plan plan[2]; /* [0] decode, [1] prefill */
+    char err[2][1024];
+} result;
+
+static void run_policy(const char *policy, const spill_region *r, int n, const spill_profile *prof, uint64_t budget,
+                       int batch, int prompt, int map, result *out) {
+    memset(out, 0, sizeof *out);
+    out->policy = policy;
+    for (int ph = 0; ph < 2; ph++) {
+        spill_plan_params p = {policy, {budget, 0}, map, prof, {ph, ph ? prompt : batch}};
+        spill_err err;
+        out->ok[ph] = !spill_plan_make(r, n, &p, &out->plan[ph], &err);
+        if (!out->ok[ph]) snprintf(out->err[ph], sizeof out->err[ph], "%s", err.msg);
+    }
+}
+
+static void print_regions(const spill_region *r, const spill_plan *plan, FILE *f) {
+    fprintf(f, "%-12s %12s %-6s %12s  %-28s %s\n", "region", "MiB", "tier", "in HBM MiB", "advice", "prefetched");
+    for (int i = 0; i < plan->n; i++) {
+        const spill_region_plan *rp = &plan->region[i];
+        if (!r[i].bytes) continue;
+        char adv[64], when[48] = "-";
+        spill_advice_str(rp->tier, rp->advice, adv, sizeof adv);
+        if (rp->streamed) snprintf(when, sizeof when, "before layer %d (ring)", rp->prefetch_at);
+        else if (rp->tier == SPILL_TIER_HBM) snprintf(when, sizeof when, "at load");
+        fprintf(f, "%-12s %12.1f %-6s %12.1f  %-28s %s\n", r[i].name, r[i].bytes / 1048576.0,
+                rp->streamed ? "ring" : rp->tier == SPILL_TIER_HBM ? "hbm" : "host", rp->hbm_bytes / 1048576.0, adv,
+                when);
+    }
+}
+
+static void json_plan(const spill_plan *p, FILE *f) {
+    fprintf(f, "{\"chosen\": \"%s\", \"tok_s\": %.6g, \"step_s\": %.6g, \"hbm_bytes\": %llu, \"host_bytes\": %llu, "
+               "\"read_hbm\": %.6g, \"read_host\": %.6g, \"moved\": %.6g, \"ring_slots\": %d, \"ring_ahead\": %d, "
+               "\"ring_slot_bytes\": %llu}",
+            p->chosen, p->predicted.tok_s, p->predicted.step_s, (unsigned long long)p->bytes[SPILL_TIER_HBM],
+            (unsigned long long)p->bytes[SPILL_TIER_HOST], p->predicted.read[SPILL_TIER_HBM],
+            p->predicted.read[SPILL_TIER_HOST], p->predicted.moved, p->ring_slots, p->ring_ahead,
+            (unsigned long long)p->ring_slot_bytes);
+}
+
+int main(int argc, char **argv) {
+    static const struct option longopts[] = {
+        {"model", required_argument, 0, 'm'},       {"config", required_argument, 0, 'c'},
+        {"dtype", required_argument, 0, 'd'},       {"profile", required_argument, 0, 'p'},
+        {"profile-file", required_argument, 0, 'P'}, {"hbm-budget", required_argument, 0, 'b'},
+        {"ctx", required_argument, 0, 'x'},         {"batch", required_argument, 0, 'B'},
+        {"prompt-tokens", required_argument, 0, 'n'}, {"policy", required_argument, 0, 'y'},
+        {"json", no_argument, 0, 'j'},              {"help", no_argument, 0, 'h'},
+        {0, 0, 0, 0},
+    };
+    const char *model = NULL, *config = NULL, *dtype = NULL, *profile = "gh200-96", *profile_file = NULL;
+    const char *policy = "all";
+    int ctx = 0, batch = 1, prompt = 512, json = 0, c;
+    spill_options o;
+    spill_err err = {{0}};
+    spill_options_defaults(&o);
+    if (spill_options_from_env(&o, stderr, &err)) {
+        fprintf(stderr, "spill-plan: %s\n", err.msg);
+        return 2;
+    }
+    int budget_set = 0;
+    while ((c = getopt_long(argc, argv, "m:h", longopts, NULL)) != -1) {
+        char *end;
+        long v;
+        switch (c) {
+        case 'm': model = optarg; break;
+        case 'c': config = optarg; break;
+        case 'd': dtype = optarg; break;
+        case 'p': profile = optarg; break;
+        case 'P': profile_file = optarg; break;
+        case 'b':
+            if (spill_options_set(&o, "hbm-budget", optarg, &err)) {
+                fprintf(stderr, "spill-plan: %s\n", err.msg);
+                return 2;
+            }
+            budget_set = 1;
+            break;
+        case 'x':
+        case 'B':
+        case 'n':
+            v = strtol(optarg, &end, 10);
+            if (*end || end == optarg || v < 1 || v > (1 << 24)) {
+                fprintf(stderr, "spill-plan: --%s expects an integer in 1..16777216, got '%s'\n",
+                        c == 'x' ? "ctx" : c == 'B' ? "batch" : "prompt-tokens", optarg);
+                return 2;
+            }
+            *(c == 'x' ? &ctx : c == 'B' ? &batch : &prompt) = (int)v;
+            break;
+        case 'y': policy = optarg; break;
+        case 'j': json = 1; break;
+        case 'h': usage(stdout); return 0;
+        default: usage(stderr); return 2;
+        }
+    }
+    if (optind < argc) {
+        fprintf(stderr, "spill-plan: unexpected argument '%s' (see --help)\n", argv[optind]);
+        return 2;
+    }
+    if (!!model == !!config) {
+        fprintf(stderr, "spill-plan: give a model with -m MODEL.gguf / -m HF_DIR, or --config config.json (one of them)\n");
+        return 2;
+    }
+    int is_policy = !strcasecmp(policy, "all");
+    for (int i = 0; spill_policy_names[i]; i++) is_policy |= !strcasecmp(policy, spill_policy_names[i]);
+    if (!is_policy) {
+        fprintf(stderr, "spill-plan: --policy '%s' is not one of fault, pin, stream, auto, host, all\n", policy);
+        return 2;
+    }
+    spill_profile prof;
+    if (profile_file ? spill_profile_load(profile_file, &prof, &err) : spill_profile_builtin(profile, &prof, &err)) {
+        fprintf(stderr, "spill-plan: %s\n", err.msg);
+        return 2;
+    }
+    uint64_t budget = o.hbm_budget;
+    if (!budget_set && !budget) {
+        uint64_t cap = prof.capacity[SPILL_TIER_HBM];
+        budget = cap > o.hbm_reserve ? cap - o.hbm_reserve : 0;
+    }
+
+    spill_shape s;
+    spill_gguf g;
+    int have_gguf = 0;
+    char cfg[4096];
+    struct stat st;
+    if (model && !stat(model, &st) && S_ISDIR(st.st_mode)) {
+        snprintf(cfg, sizeof cfg, "%s/config.json", model);
+        config = cfg;
+        model = NULL;
+    }
+    if (model) {
+        if (spill_gguf_open(&g, model, &err)) {
+            fprintf(stderr, "spill-plan: %s\n", err.msg);
+            return 1;
+        }
+        have_gguf = 1;
+        if (spill_shape_from_gguf(&g, &s, &err)) {
+            fprintf(stderr, "spill-plan: %s\n", err.msg);
+            spill_gguf_close(&g);
+            return 1;
+        }
+    } else if (spill_shape_from_config(config, dtype, &s, &err)) {
+        fprintf(stderr, "spill-plan: %s\n", err.msg);
+        return 1;
+    }
+    if (!ctx) ctx = s.ctx_train;
+    spill_region *r = NULL;
+    int n = 0;
+    if (spill_shape_regions(&s, ctx, batch, &r, &n, &err)) {
+        fprintf(stderr, "spill-plan: %s\n", err.msg);
+        spill_shape_free(&s);
+        if (have_gguf) spill_gguf_close(&g);
+        return 1;
+    }
+    const char *all[] = {"fault", "pin", "stream", "auto"};
+    int np = is_policy && strcasecmp(policy, "all") ? 1 : 4;
+    result res[4];
+    for (int i = 0; i < np; i++) run_policy(np == 1 ? policy : all[i], r, n, &prof, budget, batch, prompt, 1, &res[i]);
+    const result *shown = np == 1 ? &res[0] : &res[3];
+    uint64_t kv = spill_shape_kv_bytes_per_token(&s) * (uint64_t)ctx * (uint64_t)batch;
+    double weights = (double)spill_shape_weight_bytes(&s);
+    int rc = 0;
+
+    if (json) {
+        printf("{\n  \"model\": {\"path\": ");
+        spill_json_write_str(stdout, model ? model : config);
+        printf(", \"arch\": ");
+        spill_json_write_str(stdout, s.arch);
+        printf(", \"dtype\": \"%s\", \"layers\": %d, \"weight_bytes\": %.0f, \"kv_bytes\": %llu, \"ctx\": %d, "
+               "\"batch\": %d},\n",
+               s.dtype, s.n_layers, weights, (unsigned long long)kv, ctx, batch);
+        printf("  \"profile\": ");
+        spill_json_write_str(stdout, prof.name);
+        printf(",\n  \"hbm_budget\": %llu,\n  \"prompt_tokens\": %d,\n  \"predictions_are\": \"cost-model predictions, "
+               "not measurements\",\n  \"policies\": [",
+               (unsigned long long)budget, prompt);
+        for (int i = 0; i < np; i++) {
+            printf("%s\n    {\"policy\": \"%s\"", i ? "," : "", res[i].policy);
+            const char *ph[2] = {"decode", "prefill"};
+            for (int k = 0; k < 2; k++) {
+                printf(", \"%s\": ", ph[k]);
+                if (res[i].ok[k]) json_plan(&res[i].plan[k], stdout);
+                else {
+                    printf("{\"error\": ");
+                    spill_json_write_str(stdout, res[i].err[k]);
+                    printf("}");
+                }
+            }
+            printf("}");
+        }
+        printf("\n  ],\n  \"plan\": {\"policy\": \"%s\", \"phase\": \"decode\", \"regions\": [", shown->policy);
+        if (shown->ok[0])
+            for (int i = 0; i < n; i++) {
+                const spill_region_plan *rp = &shown->plan[0].region[i];
+                char adv[64];
+                spill_advice_str(rp->tier, rp->advice, adv, sizeof adv);
+                printf("%s\n    {\"name\": \"%s\", \"bytes\": %llu, \"tier\": \"%s\", \"hbm_bytes\": %llu, \"advice\": \"%s\", "
+                       "\"streamed\": %s, \"prefetch_at\": %d}",
+                       i ? "," : "", r[i].name, (unsigned long long)r[i].bytes, spill_tier_name(rp->tier),
+                       (unsigned long long)rp->hbm_bytes, adv, rp->streamed ? "true" : "false", rp->prefetch_at);
+            }
+        printf("\n  ]}\n}\n");
+    } else {
+        printf("model:   %s (%s, %s): %d layers, %.2f GiB of weights; KV cache %.2f GiB for %d tokens x %d sequence%s\n",
+               model ? model : config, s.arch, s.dtype, s.n_layers, gib(weights), gib((double)kv), ctx, batch,
+               batch == 1 ? "" : "s");
+        printf("profile: %s (%s); HBM budget %.2f GiB\n", prof.name, prof.source, gib((double)budget));
+        printf("\npredicted by the cost model (not measured): decode at batch %d, prefill of %d tokens\n", batch, prompt);
+        printf("%-8s %-8s %14s %15s %10s %10s %8s\n", "policy", "chooses", "decode tok/s", "prefill tok/s", "HBM GiB",
+               "host GiB", "ring");
+        for (int i = 0; i < np; i++) {
+            if (!res[i].ok[0]) {
+                printf("%-8s error: %s\n", res[i].policy, res[i].err[0]);
+                continue;
+            }
+            const spill_plan *d = &res[i].plan[0];
+            char pre[32], ring[32] = "-";
+            if (res[i].ok[1]) snprintf(pre, sizeof pre, "%.1f", res[i].plan[1].predicted.tok_s);
+            else snprintf(pre, sizeof pre, "error");
+            if (d->ring_slots) snprintf(ring, sizeof ring, "%dx%.0fM", d->ring_slots, d->ring_slot_bytes / 1048576.0);
+            printf("%-8s %-8s %14.2f %15s %10.2f %10.2f %8s\n", res[i].policy,
+                   res[i].ok[1] && strcmp(d->chosen, res[i].plan[1].chosen) ? "per phase" : d->chosen, d->predicted.tok_s,
+                   pre, gib((double)d->bytes[SPILL_TIER_HBM]), gib((double)d->bytes[SPILL_TIER_HOST]), ring);
+        }
+        if (np == 4 && res[3].ok[0] && res[3].ok[1])
+            printf("auto chooses %s for decode and %s for prefill\n", res[3].plan[0].chosen, res[3].plan[1].chosen);
+        if (shown->ok[0]) {
+            printf("\nplan: %s, decode\n", shown->policy);
+            print_regions(r, &shown->plan[0], stdout);
+            printf("total: hbm %.2f GiB, host %.2f GiB\n", gib((double)shown->plan[0].bytes[SPILL_TIER_HBM]),
+                   gib((double)shown->plan[0].bytes[SPILL_TIER_HOST]));
+        }
+    }
+    if (np == 1 && !shown->ok[0]) {
+        fprintf(stderr, "spill-plan: %s\n", shown->err[0]);
+        rc = 1;
+    }
+    for (int i = 0; i < np; i++)
+        for (int k = 0; k < 2; k++)
+            if (res[i].ok[k]) spill_plan_free(&res[i].plan[k]);
+    spill_regions_free(r);
+    spill_shape_free(&s);
+    if (have_gguf) spill_gguf_close(&g);
+    return rc;
+}
