@@ -101,6 +101,10 @@ static int choose_leaf(const spill_mem_config *cfg, spill_backend *leaf, char *w
         snprintf(why, why_len, "asked for by name");
         return spill_backend_host_init(leaf, err);
     }
+    if (!strcasecmp(name, "emulated")) {
+        snprintf(why, why_len, "asked for by name: host memory stands in for HBM");
+        return spill_backend_emulated_init(leaf, err);
+    }
     if (!strcasecmp(name, "cuda-managed")) {
         snprintf(why, why_len, "asked for by name");
         return spill_backend_cuda_managed_init(leaf, dev, err);
@@ -127,8 +131,8 @@ static int choose_leaf(const spill_mem_config *cfg, spill_backend *leaf, char *w
 #endif
     }
     if (strcasecmp(name, "auto"))
-        return spill_err_set(err, "unknown memory backend '%s' (known: auto, host, system, cuda-managed, "
-                                  "cuda-device)", name);
+        return spill_err_set(err, "unknown memory backend '%s' (known: auto, host, emulated, system, "
+                                  "cuda-managed, cuda-device)", name);
 #ifdef SPILL_HAVE_CUDA
     spill_gpu_info g;
     spill_err perr;

@@ -71,6 +71,9 @@ typedef struct spill_backend {
 
 /* host: mmap + mbind (libnuma) + move_pages + madvise. CPU only; no HBM tier. */
 int spill_backend_host_init(spill_backend *out, spill_err *err);
+/* emulated: the host backend with host memory standing in for HBM, so that plans with HBM regions
+ * run on a CPU-only machine (the runtime's CPU path uses it for every policy but `host`). */
+int spill_backend_emulated_init(spill_backend *out, spill_err *err);
 /* system: mmap + mbind for GPUs that read pageable memory (HMM, or ATS on Grace Hopper). When the
  * GPU's memory is itself a NUMA node (gpu_numa_node >= 0), an HBM placement binds to that node and
  * prefetch moves pages there with move_pages; otherwise HBM placements are refused. */

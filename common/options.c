@@ -8,10 +8,10 @@
 #include <strings.h>
 
 const spill_option_def spill_option_table[] = {
-    {"backend", "SPILL_BACKEND", SPILL_OPT_CHOICE, "auto", "auto|host|system|cuda-managed|cuda-device",
+    {"backend", "SPILL_BACKEND", SPILL_OPT_CHOICE, "auto", "auto|host|emulated|system|cuda-managed|cuda-device",
      "memory backend; auto picks from the device's attributes (host when there is no GPU)"},
     {"device", "SPILL_DEVICE", SPILL_OPT_CHOICE, "auto", "auto|cpu|cuda", "where the forward pass runs"},
-    {"policy", "SPILL_POLICY", SPILL_OPT_STRING, "host", NULL, "placement policy (this build has: host)"},
+    {"policy", "SPILL_POLICY", SPILL_OPT_CHOICE, "host", "host|fault|pin|stream|auto", "placement policy (see spill-plan --help)"},
     {"hbm-budget", "SPILL_HBM_BUDGET", SPILL_OPT_SIZE, "0", NULL,
      "most GPU memory spill may hold; 0 = free HBM at start minus SPILL_HBM_RESERVE"},
     {"hbm-reserve", "SPILL_HBM_RESERVE", SPILL_OPT_SIZE, "1G", NULL,

@@ -12,6 +12,7 @@ typedef struct {
     const uint8_t *act;
     uint64_t act_stride, row_bytes;
     int batch;
+    int64_t ldo; /* out[t * ldo + r] */
 } matmul_job;
 
 static void matmul_worker(void *ctx, int ith, int nth) {
@@ -21,14 +22,20 @@ static void matmul_worker(void *ctx, int ith, int nth) {
     for (int64_t r = r0; r < r1; r++) {
         const void *wr = j->w + (uint64_t)r * j->row_bytes;
         for (int t = 0; t < j->batch; t++)
-            j->out[(int64_t)t * j->rows + r] = spill_vec_dot(j->wtype, j->cols, wr, j->act + (uint64_t)t * j->act_stride);
+            j->out[(int64_t)t * j->ldo + r] = spill_vec_dot(j->wtype, j->cols, wr, j->act + (uint64_t)t * j->act_stride);
     }
 }
 
 void spill_matmul(spill_pool *pool, float *out, const void *w, spill_dtype wtype, int64_t rows,
                   int64_t cols, const void *act, int batch) {
+    spill_matmul_ld(pool, out, rows, w, wtype, rows, cols, act, batch);
+}
+
+void spill_matmul_ld(spill_pool *pool, float *out, int64_t ldo, const void *w, spill_dtype wtype, int64_t rows,
+                     int64_t cols, const void *act, int batch) {
+    SPILL_ASSERT(ldo >= rows);
     matmul_job j = {out, w, wtype, rows, cols, act, spill_act_bytes(wtype, cols),
-                    spill_dtype_row_bytes(wtype, (uint64_t)cols), batch};
+                    spill_dtype_row_bytes(wtype, (uint64_t)cols), batch, ldo};
     SPILL_ASSERT(j.row_bytes > 0);
     spill_pool_run(pool, matmul_worker, &j);
 }

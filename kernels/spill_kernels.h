@@ -65,6 +65,9 @@ void spill_pool_run(spill_pool *p, spill_pool_fn fn, void *ctx);
  * converted vectors of spill_act_bytes(wtype, cols) bytes each. */
 void spill_matmul(spill_pool *pool, float *out, const void *w, spill_dtype wtype, int64_t rows,
                   int64_t cols, const void *act, int batch);
+/* The same with out[t*ldo + r]: a block of rows of a wider result (a weight split between tiers). */
+void spill_matmul_ld(spill_pool *pool, float *out, int64_t ldo, const void *w, spill_dtype wtype, int64_t rows,
+                     int64_t cols, const void *act, int batch);
 /* out = x / rms(x) * w */
 void spill_rmsnorm(float *out, const float *x, const float *w, int n, float eps);
 /* In-place rotary embedding on n_heads vectors of head_dim at position pos.

@@ -29,7 +29,7 @@ int spill_state_init(spill_state *s, const spill_model *m, int n_ctx, int max_ba
         uint64_t b = widths[i] * 4 + 64;
         if (b > act_row) act_row = b;
     }
-    uint64_t kv = (uint64_t)hp->n_layers * (uint64_t)n_ctx * kv_dim * sizeof(float);
+    uint64_t kv = (uint64_t)n_ctx * kv_dim * sizeof(float); /* one layer's keys (or values) */
     int nth = spill_pool_size(pool);
     if (!(s->x = get(s, B * hp->dim * 4, "activations", err)) || !(s->xb = get(s, B * wide * 4, "activations", err)) ||
         !(s->xb2 = get(s, B * hp->dim * 4, "activations", err)) || !(s->q = get(s, B * q_dim * 4, "activations", err)) ||
@@ -37,19 +37,52 @@ int spill_state_init(spill_state *s, const spill_model *m, int n_ctx, int max_ba
         !(s->hb = get(s, B * hp->ffn_dim * 4, "activations", err)) ||
         !(s->hb2 = get(s, B * hp->ffn_dim * 4, "activations", err)) ||
         !(s->att = get(s, (uint64_t)nth * n_ctx * 4, "attention scores", err)) ||
-        !(s->logits = get(s, (uint64_t)hp->vocab * 4, "logits", err)) || !(s->act = get(s, B * act_row, "activations", err)) ||
-        !(s->kc = get(s, kv, "KV cache (keys)", err)) || !(s->vc = get(s, kv, "KV cache (values)", err))) {
+        !(s->logits = get(s, (uint64_t)hp->vocab * 4, "logits", err)) || !(s->act = get(s, B * act_row, "activations", err))) {
         spill_state_free(s);
         return -1;
     }
-    s->kv_bytes = 2 * kv;
     for (int i = 0; i < s->n_buf; i++) s->act_bytes += s->buf[i].size;
-    s->act_bytes -= s->kv_bytes; /* everything but the KV cache */
+    /* the KV cache, layer by layer, in the tier the plan gives each layer's KV region */
+    int L = hp->n_layers;
+    s->kc = calloc((size_t)L, sizeof *s->kc);
+    s->vc = calloc((size_t)L, sizeof *s->vc);
+    s->kv_buf = calloc(2 * (size_t)L, sizeof *s->kv_buf);
+    if (!s->kc || !s->vc || !s->kv_buf) {
+        spill_state_free(s);
+        return spill_err_set(err, "out of memory");
+    }
+    for (int l = 0; l < L; l++) {
+        const spill_region_plan *rp = &m->plan.region[L + l];
+        spill_placement pl = {rp->tier, -1, rp->advice};
+        char what[48];
+        for (int kv_i = 0; kv_i < 2; kv_i++) {
+            snprintf(what, sizeof what, "KV cache (%s, layer %d)", kv_i ? "values" : "keys", l);
+            float *p = spill_mem_alloc(m->mem, kv, pl, what, err);
+            if (!p) {
+                spill_state_free(s);
+                return -1;
+            }
+            s->kv_buf[2 * l + kv_i] = (spill_owned){p, kv, rp->tier};
+            *(kv_i ? &s->vc[l] : &s->kc[l]) = p;
+            s->kv_bytes += kv;
+            s->kv_bytes_tier[rp->tier] += kv;
+        }
+    }
+    if (spill_exec_init(&s->exec, m, err)) {
+        spill_state_free(s);
+        return -1;
+    }
     return 0;
 }
 
 void spill_state_free(spill_state *s) {
+    spill_exec_free(s->exec);
     for (int i = 0; i < s->n_buf; i++) spill_mem_put(s->m->mem, s->buf[i].ptr, s->buf[i].size);
+    for (int i = 0; s->kv_buf && i < 2 * s->m->hp.n_layers; i++)
+        if (s->kv_buf[i].ptr) spill_mem_put(s->m->mem, s->kv_buf[i].ptr, s->kv_buf[i].size);
+    free(s->kv_buf);
+    free(s->kc);
+    free(s->vc);
     memset(s, 0, sizeof *s);
 }
 
@@ -62,7 +95,13 @@ static void matmul(spill_state *s, float *out, const float *x, int n, const spil
         s->act_src = x;
         s->act_type = at;
     }
-    spill_matmul(s->pool, out, w->data, w->type, w->rows, w->cols, s->act, n);
+    if (w->split >= w->rows) {
+        spill_matmul(s->pool, out, w->data, w->type, w->rows, w->cols, s->act, n);
+    } else {
+        /* split between tiers: the leading rows from one, the rest from the other */
+        if (w->split > 0) spill_matmul_ld(s->pool, out, w->rows, w->data, w->type, w->split, w->cols, s->act, n);
+        spill_matmul_ld(s->pool, out + w->split, w->rows, w->data_hi, w->type, w->rows - w->split, w->cols, s->act, n);
+    }
 }
 
 typedef struct {
@@ -79,8 +118,8 @@ static void attn_worker(void *ctx, int ith, int nth) {
     int hd = hp->head_dim, kv_dim = hp->n_kv_heads * hd, q_dim = hp->n_heads * hd;
     int group = hp->n_heads / hp->n_kv_heads;
     float scale = 1.0f / sqrtf((float)hd);
-    const float *kc = s->kc + (int64_t)j->layer * s->n_ctx * kv_dim;
-    const float *vc = s->vc + (int64_t)j->layer * s->n_ctx * kv_dim;
+    const float *kc = s->kc[j->layer];
+    const float *vc = s->vc[j->layer];
     float *att = s->att + (int64_t)ith * s->n_ctx;
     int units = j->n * hp->n_heads;
     for (int u = ith; u < units; u += nth) {
@@ -110,11 +149,13 @@ int spill_forward(spill_state *s, const int *tokens, int n, int pos, spill_err *
     for (int t = 0; t < n; t++) {
         if (tokens[t] < 0 || tokens[t] >= hp->vocab)
             return spill_err_set(err, "token id %d is outside the vocabulary of %d", tokens[t], hp->vocab);
-        uint64_t rb = spill_dtype_row_bytes(m->tok_embd.type, (uint64_t)dim);
-        spill_dequant_row(m->tok_embd.type, (const uint8_t *)m->tok_embd.data + (uint64_t)tokens[t] * rb, s->x + (int64_t)t * dim, dim);
+        spill_dequant_row(m->tok_embd.type, spill_weight_row(&m->tok_embd, tokens[t]), s->x + (int64_t)t * dim, dim);
+        spill_exec_account(s->exec, tokens[t] < m->tok_embd.split && m->region_hbm[2 * hp->n_layers] ? SPILL_TIER_HBM : SPILL_TIER_HOST,
+                           spill_weight_row_bytes(&m->tok_embd));
     }
     for (int l = 0; l < hp->n_layers; l++) {
-        const spill_layer *L = &m->layers[l];
+        /* the layer boundary: the plan's prefetches and evictions, and the layer's weights as placed */
+        const spill_layer *L = spill_exec_layer(s->exec, l);
         /* attention: norm -> q, k, v -> rope -> cache -> softmax(q k^T) v -> output -> residual */
         for (int t = 0; t < n; t++) spill_rmsnorm(s->xb + (int64_t)t * dim, s->x + (int64_t)t * dim, L->attn_norm.data, dim, hp->eps);
         s->act_src = NULL;
@@ -124,9 +165,9 @@ int spill_forward(spill_state *s, const int *tokens, int n, int pos, spill_err *
         for (int t = 0; t < n; t++) {
             spill_rope(s->q + (int64_t)t * q_dim, hp->n_heads, hd, hp->rope_dims, pos + t, hp->rope_base, hp->rope_adjacent);
             spill_rope(s->k + (int64_t)t * kv_dim, hp->n_kv_heads, hd, hp->rope_dims, pos + t, hp->rope_base, hp->rope_adjacent);
-            int64_t at = ((int64_t)l * s->n_ctx + pos + t) * kv_dim;
-            memcpy(s->kc + at, s->k + (int64_t)t * kv_dim, sizeof(float) * (size_t)kv_dim);
-            memcpy(s->vc + at, s->v + (int64_t)t * kv_dim, sizeof(float) * (size_t)kv_dim);
+            int64_t at = (int64_t)(pos + t) * kv_dim;
+            memcpy(s->kc[l] + at, s->k + (int64_t)t * kv_dim, sizeof(float) * (size_t)kv_dim);
+            memcpy(s->vc[l] + at, s->v + (int64_t)t * kv_dim, sizeof(float) * (size_t)kv_dim);
         }
         attn_job aj = {s, l, n, pos};
         spill_pool_run(s->pool, attn_worker, &aj);
@@ -149,5 +190,9 @@ int spill_forward(spill_state *s, const int *tokens, int n, int pos, spill_err *
     spill_rmsnorm(s->xb, last, m->out_norm.data, dim, hp->eps);
     s->act_src = NULL;
     matmul(s, s->logits, s->xb, 1, &m->output);
+    int L = hp->n_layers, out_r = m->tied ? 2 * L : 2 * L + 1;
+    spill_exec_account(s->exec, SPILL_TIER_HBM, m->region_hbm[out_r] + m->region_hbm[2 * L + 2]);
+    spill_exec_account(s->exec, SPILL_TIER_HOST, m->regions[out_r].bytes - m->region_hbm[out_r] +
+                                                     m->regions[2 * L + 2].bytes - m->region_hbm[2 * L + 2]);
     return 0;
 }

@@ -1,8 +1,9 @@
-/* The forward pass and the state it runs in: activations and the KV cache, both obtained from
- * alloc/ with a host placement. */
+/* The forward pass and the state it runs in: activations (host memory) and the KV cache (placed
+ * per layer as the plan says), both obtained from alloc/. */
 #ifndef SPILL_FORWARD_H
 #define SPILL_FORWARD_H
 
+#include "exec.h"
 #include "model.h"
 
 typedef struct spill_state {
@@ -20,10 +21,13 @@ typedef struct spill_state {
     uint8_t *act;  /* (batch, act bytes) converted activations for the next matmul */
     const float *act_src; /* what `act` holds, to avoid converting the same rows twice */
     spill_dtype act_type;
-    float *kc, *vc; /* (layer, n_ctx, kv_dim) KV cache */
+    float **kc, **vc; /* (layer) -> (n_ctx, kv_dim) KV cache, placed per layer as the plan says */
+    spill_exec *exec; /* carries out the plan at each layer boundary */
     spill_owned buf[16];
     int n_buf;
     uint64_t kv_bytes, act_bytes;
+    uint64_t kv_bytes_tier[SPILL_TIER_COUNT];
+    spill_owned *kv_buf; /* (2 * layer) */
 } spill_state;
 
 int spill_state_init(spill_state *s, const spill_model *m, int n_ctx, int max_batch, spill_pool *pool, spill_err *err);

@@ -6,6 +6,7 @@
 #include "spill_options.h"
 
 #include <errno.h>
+#include <strings.h>
 #include <signal.h>
 #include <time.h>
 #include <unistd.h>
@@ -14,7 +15,7 @@
 #define DEFAULT_MODEL_NAME "SmolLM2-135M-Instruct.Q4_1.gguf"
 
 typedef struct opts {
-    const char *model, *prompt, *prompt_file;
+    const char *model, *prompt, *prompt_file, *profile, *profile_file;
     int n_predict, top_k, threads, chat, verbose, ctx, batch, use_mmap, seed_set;
     float temp, top_p;
     uint64_t seed;
@@ -42,7 +43,12 @@ static void usage(FILE *f) {
         "  -t, --threads N       CPU threads (default: $SPILL_THREADS, else all online CPUs)\n"
         "  -c, --ctx-size N      context length in tokens: prompt plus generated (default: min(4096, model's))\n"
         "  -b, --batch-size N    prompt tokens processed per forward step (default: 32)\n"
-        "      --policy NAME     placement policy (default: host; the only one in this build)\n"
+        "      --policy NAME     placement policy: host (everything in host memory, the CPU default), fault,\n"
+        "                        pin, stream or auto (see spill-plan --help). On the CPU, HBM is emulated in\n"
+        "                        host memory so that any plan runs, with the same tokens\n"
+        "      --profile NAME    hardware profile the plan is made for: gh200-96, gh200-144, h100-pcie,\n"
+        "                        h200-pcie or cpu (default: cpu)\n"
+        "      --profile-file F  a hardware profile in JSON\n"
         "      --device NAME     where the forward pass runs: auto, cpu or cuda (default: auto = cpu;\n"
         "                        the CUDA forward pass is not in this build yet)\n"
         "      --backend NAME    memory backend: auto, host, system, cuda-managed or cuda-device\n"
@@ -110,6 +116,8 @@ static int parse_args(int argc, char **argv, opts *o) {
         else if (IS("-t", "--threads")) { NEEDV(); if (parse_int(a, v, 1, 1024, &o->threads)) return -1; }
         else if (IS("-c", "--ctx-size")) { NEEDV(); if (parse_int(a, v, 1, 1 << 24, &o->ctx)) return -1; }
         else if (IS("-b", "--batch-size")) { NEEDV(); if (parse_int(a, v, 1, 4096, &o->batch)) return -1; }
+        else if (!strcmp(a, "--profile")) { NEEDV(); o->profile = v; }
+        else if (!strcmp(a, "--profile-file")) { NEEDV(); o->profile_file = v; }
         else if (!strcmp(a, "--policy") || !strcmp(a, "--device") || !strcmp(a, "--backend") ||
                  !strcmp(a, "--hbm-budget") || !strcmp(a, "--host-limit") || !strcmp(a, "--alloc-log")) {
             NEEDV();
@@ -228,28 +236,43 @@ int main(int argc, char **argv) {
     char *text = NULL;
     int *toks = NULL;
 
+    spill_profile prof;
+    if (o.profile_file ? spill_profile_load(o.profile_file, &prof, &err)
+                       : spill_profile_builtin(o.profile ? o.profile : "cpu", &prof, &err)) {
+        rc = 2;
+        goto out;
+    }
     {
-        /* the forward pass runs on the CPU, so "auto" means host memory */
+        /* the forward pass runs on the CPU, so "auto" means host memory; a plan with HBM in it runs
+           with host memory standing in for HBM */
         int cpu_auto = !strcmp(o.env.backend, "auto");
+        int emulate = strcasecmp(o.env.policy, "host") != 0;
         spill_mem_config mc = {0};
-        mc.backend = cpu_auto ? "host" : o.env.backend;
+        mc.backend = cpu_auto ? (emulate ? "emulated" : "host") : o.env.backend;
         mc.limit[SPILL_TIER_HBM] = o.env.hbm_budget;
         mc.limit[SPILL_TIER_HOST] = o.env.host_limit;
         mc.log_path = o.env.alloc_log;
         if (!(mem = spill_mem_open(&mc, &err))) goto out;
         if (o.verbose)
             fprintf(stderr, "spill: memory backend '%s' (%s)\n", spill_mem_backend_name(mem),
-                    cpu_auto ? "auto: the forward pass runs on the CPU" : spill_mem_backend_reason(mem));
+                    cpu_auto ? (emulate ? "auto: the forward pass runs on the CPU; host memory stands in for HBM"
+                                        : "auto: the forward pass runs on the CPU")
+                             : spill_mem_backend_reason(mem));
     }
     fprintf(stderr, "spill: loading %s\n", o.model);
-    spill_model_params mp = {o.env.policy, o.use_mmap};
+    spill_model_params mp = {o.env.policy, o.use_mmap, o.ctx, &prof, o.env.hbm_budget};
     if (spill_model_load(&model, o.model, &mp, mem, &err)) goto out;
     have_model = 1;
-    int n_ctx = o.ctx ? o.ctx : (model.hp.ctx_train < 4096 ? model.hp.ctx_train : 4096);
-    if (n_ctx > model.hp.ctx_train) {
-        fprintf(stderr, "spill-generate: --ctx-size %d is larger than the model's context of %d tokens\n", n_ctx, model.hp.ctx_train);
-        rc = 2;
-        goto out;
+    int n_ctx = model.n_ctx;
+    if (o.verbose) {
+        const spill_plan *pl = &model.plan;
+        fprintf(stderr, "spill: plan %s%s%s for profile %s, HBM budget %.1f MiB: hbm %.1f MiB, host %.1f MiB",
+                pl->policy, strcmp(pl->policy, pl->chosen) ? " -> " : "", strcmp(pl->policy, pl->chosen) ? pl->chosen : "",
+                prof.name, mib(o.env.hbm_budget), mib(pl->bytes[SPILL_TIER_HBM]), mib(pl->bytes[SPILL_TIER_HOST]));
+        if (pl->ring_slots)
+            fprintf(stderr, ", ring %d x %.1f MiB, %d ahead", pl->ring_slots, mib(pl->ring_slot_bytes), pl->ring_ahead);
+        fprintf(stderr, "; predicted %.1f tok/s decode (a prediction of the cost model for %s)\n", pl->predicted.tok_s,
+                prof.name);
     }
     if (!(pool = spill_pool_create(o.threads))) {
         spill_err_set(&err, "cannot start %d threads", o.threads);
@@ -330,14 +353,17 @@ int main(int argc, char **argv) {
     fputc('\n', stdout);
     fflush(stdout);
     if (interrupted) fprintf(stderr, "spill: interrupted\n");
-    spill_mem_stats ms;
-    spill_mem_get_stats(mem, &ms);
+    spill_exec_stats xs;
+    spill_exec_get_stats(st.exec, &xs);
     fprintf(stderr,
             "spill: prompt %d tokens, generated %d tokens, prefill %.2f tok/s, decode %.2f tok/s | weights: hbm %.2f MiB, host %.2f MiB | "
-            "KV cache: hbm 0.00 MiB, host %.2f MiB | backend %s, policy %s\n",
+            "KV cache: hbm %.2f MiB, host %.2f MiB | read: hbm %.2f MiB, host %.2f MiB, prefetched %.2f MiB, waited %.1f ms | "
+            "backend %s, policy %s\n",
             n_prompt, n_gen, n_prompt / (t1 - t0), n_fwd ? n_fwd / (t2 - t1) : 0.0,
-            mib(model.weight_bytes[SPILL_TIER_HBM]), mib(model.weight_bytes[SPILL_TIER_HOST]), mib(st.kv_bytes),
-            spill_mem_backend_name(mem), model.plan.policy);
+            mib(model.weight_bytes[SPILL_TIER_HBM]), mib(model.weight_bytes[SPILL_TIER_HOST]),
+            mib(st.kv_bytes_tier[SPILL_TIER_HBM]), mib(st.kv_bytes_tier[SPILL_TIER_HOST]), mib(xs.read[SPILL_TIER_HBM]),
+            mib(xs.read[SPILL_TIER_HOST]), mib(xs.prefetched), xs.wait_s * 1e3, spill_mem_backend_name(mem),
+            strcmp(model.plan.policy, model.plan.chosen) ? model.plan.chosen : model.plan.policy);
     if (o.env.stats) spill_mem_print_stats(mem, stderr);
     rc = 0;
 out:

@@ -41,6 +41,8 @@ static int bind(const spill_gguf *g, const char *name, int64_t rows, int64_t col
     w->type = (spill_dtype)t->type;
     w->rows = rows;
     w->cols = cols;
+    w->split = rows;
+    w->data_hi = NULL;
     return 0;
 }
 
@@ -113,7 +115,10 @@ static int bind_all(spill_model *m, spill_err *err) {
         return -1;
     int rc = bind(g, "output.weight", hp->vocab, hp->dim, 1, &m->output, err);
     if (rc < 0) return -1;
-    if (rc == 1) m->output = m->tok_embd; /* tied embeddings */
+    if (rc == 1) {
+        m->output = m->tok_embd; /* tied embeddings */
+        m->tied = 1;
+    }
     m->layers = calloc((size_t)hp->n_layers, sizeof *m->layers);
     if (!m->layers) return spill_err_set(err, "out of memory");
     for (int l = 0; l < hp->n_layers; l++) {
@@ -131,14 +136,26 @@ static int bind_all(spill_model *m, spill_err *err) {
     return 0;
 }
 
+static int own(spill_model *m, void *p, size_t size, spill_tier tier, spill_err *err) {
+    spill_owned *n = realloc(m->owned, sizeof *n * (size_t)(m->n_owned + 1));
+    if (!n) {
+        spill_mem_put(m->mem, p, size);
+        return spill_err_set(err, "out of memory");
+    }
+    m->owned = n;
+    m->owned[m->n_owned++] = (spill_owned){p, size, tier};
+    return 0;
+}
+
 /* Copy a group of weights into one region obtained from alloc/ and repoint them there. */
-static int place_copy(spill_model *m, spill_weight **ws, int nw, spill_region_plan rp, const char *what, spill_err *err) {
+static int place_copy(spill_model *m, spill_weight **ws, int nw, spill_tier tier, unsigned advice, const char *what,
+                      spill_err *err) {
     uint64_t size = 0;
     for (int i = 0; i < nw; i++) size = spill_align_up(size, 64) + wbytes(ws[i]);
-    spill_placement pl = {rp.tier, -1, rp.advice};
+    if (!size) return 0;
+    spill_placement pl = {tier, -1, advice};
     uint8_t *dst = spill_mem_alloc(m->mem, size, pl, what, err);
-    if (!dst) return -1;
-    m->owned[m->n_owned++] = (spill_owned){dst, size, rp.tier};
+    if (!dst || own(m, dst, size, tier, err)) return -1;
     uint64_t off = 0;
     for (int i = 0; i < nw; i++) {
         off = spill_align_up(off, 64);
@@ -147,6 +164,90 @@ static int place_copy(spill_model *m, spill_weight **ws, int nw, spill_region_pl
         off += wbytes(ws[i]);
     }
     return 0;
+}
+
+/* Move the leading rows of each matrix of a group into HBM, about `hbm` bytes in all, in the same
+ * proportion for each; the rest stays where it is. Returns the bytes actually moved. */
+static int place_split(spill_model *m, spill_weight **ws, int nw, uint64_t total, uint64_t hbm, unsigned advice,
+                       const char *what, uint64_t *moved, spill_err *err) {
+    *moved = 0;
+    double f = total ? (double)hbm / (double)total : 0;
+    uint64_t size = 0;
+    int64_t rows[16];
+    for (int i = 0; i < nw; i++) {
+        rows[i] = ws[i]->rows > 1 ? (int64_t)(f * (double)ws[i]->rows) : 0;
+        size = spill_align_up(size, 64) + (uint64_t)rows[i] * spill_weight_row_bytes(ws[i]);
+    }
+    if (!size) return 0;
+    spill_placement pl = {SPILL_TIER_HBM, -1, advice};
+    uint8_t *dst = spill_mem_alloc(m->mem, size, pl, what, err);
+    if (!dst || own(m, dst, size, SPILL_TIER_HBM, err)) return -1;
+    uint64_t off = 0;
+    for (int i = 0; i < nw; i++) {
+        if (!rows[i]) continue;
+        off = spill_align_up(off, 64);
+        uint64_t rb = spill_weight_row_bytes(ws[i]), n = (uint64_t)rows[i] * rb;
+        memcpy(dst + off, ws[i]->data, n);
+        ws[i]->data_hi = (const uint8_t *)ws[i]->data + n;
+        ws[i]->data = dst + off;
+        ws[i]->split = rows[i];
+        off += n;
+        *moved += n;
+    }
+    return 0;
+}
+
+/* the weights of region r (see regions.h for the order); 0 for KV regions */
+static int region_weights(spill_model *m, int r, spill_weight **ws, char *what, size_t len) {
+    int L = m->hp.n_layers;
+    if (r < L) {
+        spill_layer *l = &m->layers[r];
+        spill_weight *all[9] = {&l->attn_norm, &l->wq, &l->wk, &l->wv, &l->wo, &l->ffn_norm, &l->w_gate, &l->w_up, &l->w_down};
+        memcpy(ws, all, sizeof all);
+        snprintf(what, len, "layer %d weights", r);
+        return 9;
+    }
+    if (r < 2 * L) return 0;
+    if (r == 2 * L) {
+        ws[0] = &m->tok_embd;
+        snprintf(what, len, "token embedding");
+        return 1;
+    }
+    if (r == 2 * L + 1) {
+        if (m->tied) return 0; /* the embedding is the head */
+        ws[0] = &m->output;
+        snprintf(what, len, "output head");
+        return 1;
+    }
+    ws[0] = &m->out_norm;
+    snprintf(what, len, "output norm");
+    return 1;
+}
+
+/* Bytes the arena adds on top of a plan's HBM bytes: rounding of regions of 2 MiB or more to whole
+ * chunks, rounding of the small ones packed together, and a chunk per placement class. */
+static uint64_t plan_slack(const spill_model *m) {
+    const uint64_t G = SPILL_ARENA_GRAIN;
+    uint64_t small = 0, slack = 0;
+    int L = m->hp.n_layers, any = 0;
+    for (int r = 0; r < m->n_regions; r++) {
+        uint64_t h = m->plan.region[r].hbm_bytes;
+        int parts = r >= L && r < 2 * L ? 2 : 1; /* a KV region is two allocations: keys and values */
+        for (int k = 0; k < parts && h; k++) {
+            uint64_t a = h / (uint64_t)parts;
+            if (a >= G) slack += spill_align_up(a, G) - a;
+            else small += a;
+            any = 1;
+        }
+    }
+    for (int i = 0; i < m->plan.ring_slots; i++) {
+        uint64_t a = m->plan.ring_slot_bytes + 9 * 64;
+        if (a >= G) slack += spill_align_up(a, G) - a;
+        else small += a;
+        any = 1;
+    }
+    if (!any) return 0;
+    return slack + (spill_align_up(small, G) - small) + 2 * G;
 }
 
 int spill_model_load(spill_model *m, const char *path, const spill_model_params *p, spill_mem *mem, spill_err *err) {
@@ -158,65 +259,67 @@ int spill_model_load(spill_model *m, const char *path, const spill_model_params 
     if (bind_all(m, err)) goto fail;
     if (spill_gguf_get_str(&m->gguf, "tokenizer.chat_template", &m->chat_template, err) < 0) goto fail;
 
-    /* regions: one per layer, the embedding, the head (if untied) and the small rest */
     const spill_hparams *hp = &m->hp;
-    int nreg = hp->n_layers + 3;
-    spill_region *reg = calloc((size_t)nreg, sizeof *reg);
-    m->owned = calloc((size_t)nreg, sizeof *m->owned);
-    if (!reg || !m->owned) {
-        free(reg);
+    m->n_ctx = p->ctx ? p->ctx : (hp->ctx_train < 4096 ? hp->ctx_train : 4096);
+    if (m->n_ctx > hp->ctx_train) {
+        spill_err_set(err, "--ctx-size %d is larger than the model's context of %d tokens", m->n_ctx, hp->ctx_train);
+        goto fail;
+    }
+    /* regions from the file's own tensors (the same list spill-plan shows), then the plan */
+    spill_shape shape;
+    if (spill_shape_from_gguf(&m->gguf, &shape, err)) goto fail;
+    int rc = spill_shape_regions(&shape, m->n_ctx, 1, &m->regions, &m->n_regions, err);
+    spill_shape_free(&shape);
+    if (rc) goto fail;
+    SPILL_ASSERT(m->n_regions == 2 * hp->n_layers + SPILL_REGION_EXTRA);
+    m->region_hbm = calloc((size_t)m->n_regions, sizeof *m->region_hbm);
+    if (!m->region_hbm) {
         spill_err_set(err, "out of memory");
         goto fail;
     }
-    int tied = m->output.data == m->tok_embd.data;
-    for (int l = 0; l < hp->n_layers; l++) {
-        spill_layer *L = &m->layers[l];
-        reg[l] = (spill_region){"layer", wbytes(&L->attn_norm) + wbytes(&L->wq) + wbytes(&L->wk) + wbytes(&L->wv) +
-                                             wbytes(&L->wo) + wbytes(&L->ffn_norm) + wbytes(&L->w_gate) +
-                                             wbytes(&L->w_up) + wbytes(&L->w_down),
-                                l, SPILL_REGION_WEIGHT, 1.0, 0};
+    spill_plan_params pp = {p->policy, {p->hbm_budget, 0}, p->use_mmap, p->profile, {0, 1}};
+    if (spill_plan_make(m->regions, m->n_regions, &pp, &m->plan, err)) goto fail;
+    /* The budget limits what alloc/ really holds, and its arena rounds to 2 MiB chunks per placement.
+       Plan again with that slack taken off, so that carrying the plan out stays within the budget. */
+    uint64_t slack = plan_slack(m);
+    if (slack && p->hbm_budget) {
+        spill_plan_free(&m->plan);
+        pp.budget[SPILL_TIER_HBM] = p->hbm_budget > slack ? p->hbm_budget - slack : 0;
+        if (spill_plan_make(m->regions, m->n_regions, &pp, &m->plan, err)) {
+            size_t l = strlen(err->msg);
+            snprintf(err->msg + l, sizeof err->msg - l, " (%.1f MiB of the budget go to 2 MiB chunk rounding)",
+                     slack / 1048576.0);
+            goto fail;
+        }
     }
-    reg[hp->n_layers] = (spill_region){"token_embd", wbytes(&m->tok_embd), -1, SPILL_REGION_WEIGHT, tied ? 1.0 : 0.0, 0};
-    reg[hp->n_layers + 1] = (spill_region){"output", tied ? 0 : wbytes(&m->output), -1, SPILL_REGION_WEIGHT, 1.0, 0};
-    reg[hp->n_layers + 2] = (spill_region){"output_norm", wbytes(&m->out_norm), -1, SPILL_REGION_WEIGHT, 1.0, 0};
-    spill_plan_params pp = {p->policy, {0}, p->use_mmap, NULL, {0, 1}};
-    int rc = spill_plan_make(reg, nreg, &pp, &m->plan, err);
-    free(reg);
-    if (rc) goto fail;
 
-    for (int r = 0; r < nreg; r++) {
+    for (int r = 0; r < m->n_regions; r++) {
         spill_region_plan rp = m->plan.region[r];
         spill_weight *ws[9];
-        int nw = 0;
         char what[64];
-        if (r < hp->n_layers) {
-            spill_layer *L = &m->layers[r];
-            spill_weight *all[9] = {&L->attn_norm, &L->wq, &L->wk, &L->wv, &L->wo, &L->ffn_norm, &L->w_gate, &L->w_up, &L->w_down};
-            memcpy(ws, all, sizeof all);
-            nw = 9;
-            snprintf(what, sizeof what, "layer %d weights", r);
-        } else if (r == hp->n_layers) {
-            ws[nw++] = &m->tok_embd;
-            snprintf(what, sizeof what, "token embedding");
-        } else if (r == hp->n_layers + 1) {
-            if (tied) continue;
-            ws[nw++] = &m->output;
-            snprintf(what, sizeof what, "output head");
-        } else {
-            ws[nw++] = &m->out_norm;
-            snprintf(what, sizeof what, "output norm");
-        }
+        int nw = region_weights(m, r, ws, what, sizeof what);
+        if (!nw) continue;
         uint64_t bytes = 0;
         for (int i = 0; i < nw; i++) bytes += wbytes(ws[i]);
-        if (rp.in_place && rp.tier == SPILL_TIER_HOST) {
-            spill_mem_register(m->mem, SPILL_TIER_HOST, bytes);
-            m->mapped_bytes += bytes;
+        if (rp.tier == SPILL_TIER_HBM) {
+            if (place_copy(m, ws, nw, SPILL_TIER_HBM, rp.advice, what, err)) goto fail;
+            m->region_hbm[r] = bytes;
         } else {
-            if (place_copy(m, ws, nw, rp, what, err)) goto fail;
-            if (tied && r == hp->n_layers) m->output = m->tok_embd;
+            /* the home is host memory: the file itself, or a copy */
+            if (rp.in_place) {
+                spill_mem_register(m->mem, SPILL_TIER_HOST, bytes);
+                m->mapped_bytes += bytes;
+            } else if (place_copy(m, ws, nw, SPILL_TIER_HOST, rp.advice, what, err)) {
+                goto fail;
+            }
+            if (rp.hbm_bytes && !rp.streamed &&
+                place_split(m, ws, nw, bytes, rp.hbm_bytes, rp.advice, what, &m->region_hbm[r], err))
+                goto fail;
         }
-        m->weight_bytes[rp.tier] += bytes;
-        if (isatty(2)) fprintf(stderr, "\rspill: placing weights %d/%d", r + 1, nreg);
+        if (r == 2 * hp->n_layers && m->tied) m->output = m->tok_embd; /* the head follows the embedding */
+        m->weight_bytes[SPILL_TIER_HBM] += m->region_hbm[r];
+        m->weight_bytes[SPILL_TIER_HOST] += bytes - m->region_hbm[r];
+        if (isatty(2)) fprintf(stderr, "\rspill: placing weights %d/%d", r + 1, m->n_regions);
     }
     fprintf(stderr, "%sspill: loaded %s: %d layers, dim %d, %d heads (%d kv), vocab %d, %.2f MiB of weights in %.2f s (policy %s%s)\n",
                 isatty(2) ? "\r" : "", path, hp->n_layers, hp->dim, hp->n_heads, hp->n_kv_heads, hp->vocab,
@@ -233,6 +336,8 @@ void spill_model_free(spill_model *m) {
     if (m->mem && m->mapped_bytes) spill_mem_unregister(m->mem, SPILL_TIER_HOST, m->mapped_bytes);
     free(m->owned);
     free(m->layers);
+    free(m->region_hbm);
+    spill_regions_free(m->regions);
     spill_plan_free(&m->plan);
     spill_tokenizer_free(&m->tok);
     spill_gguf_close(&m->gguf);

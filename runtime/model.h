@@ -5,15 +5,28 @@
 #include "gguf.h"
 #include "spill_alloc.h"
 #include "spill_kernels.h"
+#include "regions.h"
 #include "spill_policy.h"
 #include "tokenizer.h"
 
-/* A weight matrix of `rows` rows of `cols` values (GGUF ne[1] x ne[0]); vectors have rows = 1. */
+/* A weight matrix of `rows` rows of `cols` values (GGUF ne[1] x ne[0]); vectors have rows = 1.
+ * A plan may split a matrix between tiers: rows [0, split) are at `data` (its HBM part) and rows
+ * [split, rows) at `data_hi` (its host part). Unsplit: split == rows. */
 typedef struct spill_weight {
     const void *data;
     spill_dtype type;
     int64_t rows, cols;
+    int64_t split;
+    const void *data_hi;
 } spill_weight;
+
+static inline uint64_t spill_weight_row_bytes(const spill_weight *w) {
+    return spill_dtype_row_bytes(w->type, (uint64_t)w->cols);
+}
+static inline const void *spill_weight_row(const spill_weight *w, int64_t r) {
+    return r < w->split ? (const uint8_t *)w->data + (uint64_t)r * spill_weight_row_bytes(w)
+                        : (const uint8_t *)w->data_hi + (uint64_t)(r - w->split) * spill_weight_row_bytes(w);
+}
 
 typedef struct spill_layer {
     spill_weight attn_norm; /* (dim) F32 */
@@ -36,6 +49,9 @@ typedef struct spill_hparams {
 typedef struct spill_model_params {
     const char *policy;  /* NULL = host */
     int use_mmap;        /* read weights in place from the file where the plan puts them in host memory */
+    int ctx;             /* context the KV cache is planned for; 0 = min(4096, the model's) */
+    const spill_profile *profile; /* NULL = the built-in cpu profile */
+    uint64_t hbm_budget; /* bytes of HBM the plan may use */
 } spill_model_params;
 
 typedef struct spill_owned { void *ptr; size_t size; spill_tier tier; } spill_owned;
@@ -45,12 +61,17 @@ typedef struct spill_model {
     spill_weight tok_embd;  /* (vocab, dim) */
     spill_weight out_norm;  /* (dim) F32 */
     spill_weight output;    /* (vocab, dim); the embedding when tied */
+    int tied;
     spill_layer *layers;    /* (n_layers) */
     spill_gguf gguf;
     spill_tokenizer tok;
     spill_str chat_template; /* inside the file; len 0 if none */
     spill_mem *mem;
-    spill_plan plan;
+    int n_ctx;              /* the context the plan (and the KV cache) is for */
+    spill_region *regions;  /* (n_regions) as planned: see regions.h for the order */
+    int n_regions;
+    spill_plan plan;        /* the decode plan, carried out for the whole run */
+    uint64_t *region_hbm;   /* (n_regions) bytes of each region actually placed in HBM */
     spill_owned *owned;     /* copies made through alloc/ */
     int n_owned;
     uint64_t mapped_bytes;  /* weights read in place from the file (registered with alloc/) */

@@ -181,7 +181,7 @@ static void test_random_flips(void **state) {
         }
         const char *path = write_tmp(c, orig_len, "flip.gguf");
         spill_model m;
-        spill_model_params mp = {NULL, 1};
+        spill_model_params mp = {.use_mmap = 1};
         memset(&err, 0, sizeof err);
         if (spill_model_load(&m, path, &mp, mem, &err) == 0) {
             accepted++;

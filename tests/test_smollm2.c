@@ -15,7 +15,7 @@ static int setup(void **state) {
     spill_err err = {{0}};
     mem = spill_mem_create("host", &err);
     assert_non_null(mem);
-    spill_model_params mp = {NULL, 1};
+    spill_model_params mp = {.use_mmap = 1};
     if (spill_model_load(&model, smollm_path(), &mp, mem, &err)) {
         fprintf(stderr, "%s\n", err.msg);
         return -1;

@@ -13,7 +13,7 @@ static char *generate(int use_mmap, int batch, int threads, int n, int *ids_out)
     spill_mem *mem = spill_mem_create("host", &err);
     assert_non_null(mem);
     spill_model m;
-    spill_model_params mp = {NULL, use_mmap};
+    spill_model_params mp = {.use_mmap = use_mmap};
     assert_int_equal(spill_model_load(&m, stories_path(), &mp, mem, &err), 0);
     spill_pool *pool = spill_pool_create(threads);
     spill_state st;
@@ -73,7 +73,7 @@ static spill_mem *load_stories(spill_model *m) {
     spill_err err = {{0}};
     spill_mem *mem = spill_mem_create("host", &err);
     assert_non_null(mem);
-    spill_model_params mp = {NULL, 1};
+    spill_model_params mp = {.use_mmap = 1};
     assert_int_equal(spill_model_load(m, stories_path(), &mp, mem, &err), 0);
     return mem;
 }
