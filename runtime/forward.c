@@ -10,7 +10,14 @@ static void *get(spill_state *s, uint64_t bytes, const char *what, spill_err *er
 }
 
 int spill_state_init(spill_state *s, const spill_model *m, int n_ctx, int max_batch, spill_pool *pool, spill_err *err) {
+    spill_state_params p = {n_ctx, max_batch, 1, 0};
+    return spill_state_init_params(s, m, &p, pool, err);
+}
+
+int spill_state_init_params(spill_state *s, const spill_model *m, const spill_state_params *sp, spill_pool *pool,
+                            spill_err *err) {
     memset(s, 0, sizeof *s);
+    int n_ctx = sp->n_ctx, max_batch = sp->max_batch;
     const spill_hparams *hp = &m->hp;
     if (n_ctx < 1 || n_ctx > hp->ctx_train)
         return spill_err_set(err, "context of %d tokens requested; this model allows 1..%d", n_ctx, hp->ctx_train);
@@ -29,7 +36,6 @@ int spill_state_init(spill_state *s, const spill_model *m, int n_ctx, int max_ba
         uint64_t b = widths[i] * 4 + 64;
         if (b > act_row) act_row = b;
     }
-    uint64_t kv = (uint64_t)n_ctx * kv_dim * sizeof(float); /* one layer's keys (or values) */
     int nth = spill_pool_size(pool);
     if (!(s->x = get(s, B * hp->dim * 4, "activations", err)) || !(s->xb = get(s, B * wide * 4, "activations", err)) ||
         !(s->xb2 = get(s, B * hp->dim * 4, "activations", err)) || !(s->q = get(s, B * q_dim * 4, "activations", err)) ||
@@ -42,31 +48,19 @@ int spill_state_init(spill_state *s, const spill_model *m, int n_ctx, int max_ba
         return -1;
     }
     for (int i = 0; i < s->n_buf; i++) s->act_bytes += s->buf[i].size;
-    /* the KV cache, layer by layer, in the tier the plan gives each layer's KV region */
+    /* the KV cache: each layer may keep as much in HBM as the plan gives its KV region */
     int L = hp->n_layers;
-    s->kc = calloc((size_t)L, sizeof *s->kc);
-    s->vc = calloc((size_t)L, sizeof *s->vc);
-    s->kv_buf = calloc(2 * (size_t)L, sizeof *s->kv_buf);
-    if (!s->kc || !s->vc || !s->kv_buf) {
+    uint64_t *hbm = calloc((size_t)L, sizeof *hbm);
+    if (!hbm) {
         spill_state_free(s);
         return spill_err_set(err, "out of memory");
     }
-    for (int l = 0; l < L; l++) {
-        const spill_region_plan *rp = &m->plan.region[L + l];
-        spill_placement pl = {rp->tier, -1, rp->advice};
-        char what[48];
-        for (int kv_i = 0; kv_i < 2; kv_i++) {
-            snprintf(what, sizeof what, "KV cache (%s, layer %d)", kv_i ? "values" : "keys", l);
-            float *p = spill_mem_alloc(m->mem, kv, pl, what, err);
-            if (!p) {
-                spill_state_free(s);
-                return -1;
-            }
-            s->kv_buf[2 * l + kv_i] = (spill_owned){p, kv, rp->tier};
-            *(kv_i ? &s->vc[l] : &s->kc[l]) = p;
-            s->kv_bytes += kv;
-            s->kv_bytes_tier[rp->tier] += kv;
-        }
+    for (int l = 0; l < L; l++) hbm[l] = m->plan.region[L + l].hbm_bytes;
+    int rc = spill_kv_init(&s->kv, m->mem, L, (int)kv_dim, n_ctx, sp->n_seqs > 0 ? sp->n_seqs : 1, sp->kv_block, 0, hbm, err);
+    free(hbm);
+    if (rc || spill_kv_seq_open(&s->kv, 0, err)) {
+        spill_state_free(s);
+        return -1;
     }
     if (spill_exec_init(&s->exec, m, err)) {
         spill_state_free(s);
@@ -78,11 +72,7 @@ int spill_state_init(spill_state *s, const spill_model *m, int n_ctx, int max_ba
 void spill_state_free(spill_state *s) {
     spill_exec_free(s->exec);
     for (int i = 0; i < s->n_buf; i++) spill_mem_put(s->m->mem, s->buf[i].ptr, s->buf[i].size);
-    for (int i = 0; s->kv_buf && i < 2 * s->m->hp.n_layers; i++)
-        if (s->kv_buf[i].ptr) spill_mem_put(s->m->mem, s->kv_buf[i].ptr, s->kv_buf[i].size);
-    free(s->kv_buf);
-    free(s->kc);
-    free(s->vc);
+    if (s->kv.mem) spill_kv_free(&s->kv);
     memset(s, 0, sizeof *s);
 }
 
@@ -118,22 +108,30 @@ static void attn_worker(void *ctx, int ith, int nth) {
     int hd = hp->head_dim, kv_dim = hp->n_kv_heads * hd, q_dim = hp->n_heads * hd;
     int group = hp->n_heads / hp->n_kv_heads;
     float scale = 1.0f / sqrtf((float)hd);
-    const float *kc = s->kc[j->layer];
-    const float *vc = s->vc[j->layer];
+    const spill_kv *kv = &s->kv;
     float *att = s->att + (int64_t)ith * s->n_ctx;
     int units = j->n * hp->n_heads;
     for (int u = ith; u < units; u += nth) {
         int t = u / hp->n_heads, h = u % hp->n_heads, kvh = h / group;
         int len = j->pos + t + 1;
         const float *q = s->q + (int64_t)t * q_dim + (int64_t)h * hd;
-        for (int p = 0; p < len; p++) att[p] = spill_dot_f32(q, kc + (int64_t)p * kv_dim + (int64_t)kvh * hd, hd);
+        /* through the block table, one block of T positions at a time */
+        for (int p0 = 0; p0 < len; p0 += kv->T) {
+            const float *kb = spill_kv_k(kv, s->seq, j->layer, p0) + (int64_t)kvh * hd;
+            int end = p0 + kv->T < len ? p0 + kv->T : len;
+            for (int p = p0; p < end; p++) att[p] = spill_dot_f32(q, kb + (int64_t)(p - p0) * kv_dim, hd);
+        }
         spill_softmax(att, len, scale);
         float *out = s->xb + (int64_t)t * q_dim + (int64_t)h * hd;
         for (int d = 0; d < hd; d++) out[d] = 0;
-        for (int p = 0; p < len; p++) {
-            const float *v = vc + (int64_t)p * kv_dim + (int64_t)kvh * hd;
-            float a = att[p];
-            for (int d = 0; d < hd; d++) out[d] = fmaf(a, v[d], out[d]);
+        for (int p0 = 0; p0 < len; p0 += kv->T) {
+            const float *vb = spill_kv_v(kv, s->seq, j->layer, p0) + (int64_t)kvh * hd;
+            int end = p0 + kv->T < len ? p0 + kv->T : len;
+            for (int p = p0; p < end; p++) {
+                const float *v = vb + (int64_t)(p - p0) * kv_dim;
+                float a = att[p];
+                for (int d = 0; d < hd; d++) out[d] = fmaf(a, v[d], out[d]);
+            }
         }
     }
 }
@@ -146,6 +144,7 @@ int spill_forward(spill_state *s, const int *tokens, int n, int pos, spill_err *
         return spill_err_set(err, "the context is full: %d tokens would need positions up to %d but the context holds %d "
                                   "(raise -c/--ctx-size)", n, pos + n, s->n_ctx);
     int dim = hp->dim, hd = hp->head_dim, q_dim = hp->n_heads * hd, kv_dim = hp->n_kv_heads * hd, ff = hp->ffn_dim;
+    if (spill_kv_prepare(&s->kv, s->seq, pos, n, err)) return -1;
     for (int t = 0; t < n; t++) {
         if (tokens[t] < 0 || tokens[t] >= hp->vocab)
             return spill_err_set(err, "token id %d is outside the vocabulary of %d", tokens[t], hp->vocab);
@@ -165,9 +164,8 @@ int spill_forward(spill_state *s, const int *tokens, int n, int pos, spill_err *
         for (int t = 0; t < n; t++) {
             spill_rope(s->q + (int64_t)t * q_dim, hp->n_heads, hd, hp->rope_dims, pos + t, hp->rope_base, hp->rope_adjacent);
             spill_rope(s->k + (int64_t)t * kv_dim, hp->n_kv_heads, hd, hp->rope_dims, pos + t, hp->rope_base, hp->rope_adjacent);
-            int64_t at = (int64_t)(pos + t) * kv_dim;
-            memcpy(s->kc[l] + at, s->k + (int64_t)t * kv_dim, sizeof(float) * (size_t)kv_dim);
-            memcpy(s->vc[l] + at, s->v + (int64_t)t * kv_dim, sizeof(float) * (size_t)kv_dim);
+            memcpy(spill_kv_k(&s->kv, s->seq, l, pos + t), s->k + (int64_t)t * kv_dim, sizeof(float) * (size_t)kv_dim);
+            memcpy(spill_kv_v(&s->kv, s->seq, l, pos + t), s->v + (int64_t)t * kv_dim, sizeof(float) * (size_t)kv_dim);
         }
         attn_job aj = {s, l, n, pos};
         spill_pool_run(s->pool, attn_worker, &aj);

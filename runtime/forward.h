@@ -4,6 +4,7 @@
 #define SPILL_FORWARD_H
 
 #include "exec.h"
+#include "kv.h"
 #include "model.h"
 
 typedef struct spill_state {
@@ -21,20 +22,29 @@ typedef struct spill_state {
     uint8_t *act;  /* (batch, act bytes) converted activations for the next matmul */
     const float *act_src; /* what `act` holds, to avoid converting the same rows twice */
     spill_dtype act_type;
-    float **kc, **vc; /* (layer) -> (n_ctx, kv_dim) KV cache, placed per layer as the plan says */
+    spill_kv kv;      /* the paged KV cache, placed per layer as the plan says */
+    int seq;          /* the sequence spill_forward extends */
     spill_exec *exec; /* carries out the plan at each layer boundary */
     spill_owned buf[16];
     int n_buf;
-    uint64_t kv_bytes, act_bytes;
-    uint64_t kv_bytes_tier[SPILL_TIER_COUNT];
-    spill_owned *kv_buf; /* (2 * layer) */
+    uint64_t act_bytes;
 } spill_state;
 
+typedef struct spill_state_params {
+    int n_ctx;     /* positions per sequence */
+    int max_batch; /* tokens per forward step */
+    int n_seqs;    /* sequences the KV cache holds at once (--n-parallel); 0 = 1 */
+    int kv_block;  /* tokens per KV block; 0 = the default */
+} spill_state_params;
+
+/* One sequence (0), open and empty, with the default KV block size. */
 int spill_state_init(spill_state *s, const spill_model *m, int n_ctx, int max_batch, spill_pool *pool, spill_err *err);
+int spill_state_init_params(spill_state *s, const spill_model *m, const spill_state_params *p, spill_pool *pool,
+                            spill_err *err);
 void spill_state_free(spill_state *s);
 
-/* Run tokens[0..n) at positions pos..pos+n-1 (n <= max_batch, pos+n <= n_ctx); leaves the logits of
- * the last token in s->logits. */
+/* Run tokens[0..n) of sequence s->seq at positions pos..pos+n-1 (n <= max_batch, pos+n <= n_ctx);
+ * leaves the logits of the last token in s->logits. */
 int spill_forward(spill_state *s, const int *tokens, int n, int pos, spill_err *err);
 
 #endif

@@ -16,7 +16,7 @@
 
 typedef struct opts {
     const char *model, *prompt, *prompt_file, *profile, *profile_file;
-    int n_predict, top_k, threads, chat, verbose, ctx, batch, use_mmap, seed_set;
+    int n_predict, top_k, threads, chat, verbose, ctx, batch, use_mmap, seed_set, n_parallel, kv_block;
     float temp, top_p;
     uint64_t seed;
     spill_options env; /* the SPILL_* table: defaults < environment < the flags below */
@@ -43,6 +43,10 @@ static void usage(FILE *f) {
         "  -t, --threads N       CPU threads (default: $SPILL_THREADS, else all online CPUs)\n"
         "  -c, --ctx-size N      context length in tokens: prompt plus generated (default: min(4096, model's))\n"
         "  -b, --batch-size N    prompt tokens processed per forward step (default: 32)\n"
+        "      --n-parallel N    generate N continuations of the prompt (1..64, default 1); they share the\n"
+        "                        prompt's KV blocks, and each sample uses seed S+i. With N > 1 the texts are\n"
+        "                        printed one after another when all are done, not streamed\n"
+        "      --kv-block N      tokens per KV cache block, a power of two (default: 64)\n"
         "      --policy NAME     placement policy: host (everything in host memory, the CPU default), fault,\n"
         "                        pin, stream or auto (see spill-plan --help). On the CPU, HBM is emulated in\n"
         "                        host memory so that any plan runs, with the same tokens\n"
@@ -117,6 +121,15 @@ static int parse_args(int argc, char **argv, opts *o) {
         else if (IS("-c", "--ctx-size")) { NEEDV(); if (parse_int(a, v, 1, 1 << 24, &o->ctx)) return -1; }
         else if (IS("-b", "--batch-size")) { NEEDV(); if (parse_int(a, v, 1, 4096, &o->batch)) return -1; }
         else if (!strcmp(a, "--profile")) { NEEDV(); o->profile = v; }
+        else if (!strcmp(a, "--n-parallel")) { NEEDV(); if (parse_int(a, v, 1, 64, &o->n_parallel)) return -1; }
+        else if (!strcmp(a, "--kv-block")) {
+            NEEDV();
+            if (parse_int(a, v, 1, 65536, &o->kv_block)) return -1;
+            if (o->kv_block & (o->kv_block - 1)) {
+                fprintf(stderr, "spill-generate: --kv-block expects a power of two, got %d\n", o->kv_block);
+                return -1;
+            }
+        }
         else if (!strcmp(a, "--profile-file")) { NEEDV(); o->profile_file = v; }
         else if (!strcmp(a, "--policy") || !strcmp(a, "--device") || !strcmp(a, "--backend") ||
                  !strcmp(a, "--hbm-budget") || !strcmp(a, "--host-limit") || !strcmp(a, "--alloc-log")) {
@@ -174,8 +187,79 @@ static void on_sigint(int sig) { (void)sig; interrupted = 1; }
 
 static double mib(uint64_t b) { return (double)b / (1 << 20); }
 
+/* --n-parallel N: the prompt was run once as sequence 0; sequences 1..N-1 share its KV blocks
+ * (copy-on-write) and each continues with its own sampler, one token per sequence per round. The
+ * texts go to stdout one after another at the end. */
+static int decode_parallel(const opts *o, spill_model *model, spill_state *st, int n_prompt, int n_ctx, int *n_gen,
+                           int *n_fwd, spill_err *err) {
+    int N = o->n_parallel, rc = -1;
+    spill_sampler *smp = calloc((size_t)N, sizeof *smp);
+    int *next = calloc((size_t)N, sizeof *next), *done = calloc((size_t)N, sizeof *done), *count = calloc((size_t)N, sizeof *count);
+    char **text = calloc((size_t)N, sizeof *text);
+    size_t *len = calloc((size_t)N, sizeof *len);
+    float *logits0 = malloc(sizeof(float) * (size_t)model->hp.vocab);
+    int made = 0;
+    if (!smp || !next || !done || !count || !text || !len || !logits0) {
+        spill_err_set(err, "out of memory");
+        goto out;
+    }
+    memcpy(logits0, st->logits, sizeof(float) * (size_t)model->hp.vocab);
+    for (int i = 0; i < N; i++, made++) {
+        if (spill_sampler_init(&smp[i], model->hp.vocab, o->temp, o->top_k, o->top_p, o->seed + (uint64_t)i, err)) goto out;
+        if (i && spill_kv_fork(&st->kv, 0, i, err)) goto out;
+        next[i] = spill_sampler_sample(&smp[i], logits0);
+    }
+    for (int pos = n_prompt, live = N; live && !interrupted; pos++) {
+        live = 0;
+        for (int i = 0; i < N; i++) {
+            if (done[i]) continue;
+            if (spill_token_is_eog(&model->tok, next[i]) || count[i] >= o->n_predict) {
+                done[i] = 1;
+                spill_kv_release(&st->kv, i);
+                continue;
+            }
+            char piece[512];
+            int pl = spill_token_to_bytes(&model->tok, next[i], piece, sizeof piece);
+            if (pl > (int)sizeof piece) pl = (int)sizeof piece;
+            char *t = realloc(text[i], len[i] + (size_t)pl + 1);
+            if (!t) {
+                spill_err_set(err, "out of memory");
+                goto out;
+            }
+            text[i] = t;
+            memcpy(text[i] + len[i], piece, (size_t)pl);
+            len[i] += (size_t)pl;
+            count[i]++;
+            (*n_gen)++;
+            if (count[i] >= o->n_predict || pos >= n_ctx) {
+                done[i] = 1;
+                spill_kv_release(&st->kv, i);
+                continue;
+            }
+            st->seq = i;
+            if (spill_forward(st, &next[i], 1, pos, err)) goto out;
+            (*n_fwd)++;
+            next[i] = spill_sampler_sample(&smp[i], st->logits);
+            live++;
+        }
+    }
+    for (int i = 0; i < N; i++) {
+        fputs(o->prompt, stdout);
+        if (o->chat) fputc('\n', stdout);
+        if (len[i]) fwrite(text[i], 1, len[i], stdout);
+        fputs(i + 1 < N ? "\n\n" : "\n", stdout);
+    }
+    rc = 0;
+out:
+    st->seq = 0;
+    for (int i = 0; i < made; i++) spill_sampler_free(&smp[i]);
+    for (int i = 0; text && i < N; i++) free(text[i]);
+    free(smp), free(next), free(done), free(count), free(text), free(len), free(logits0);
+    return rc;
+}
+
 int main(int argc, char **argv) {
-    opts o = {.n_predict = 128, .top_k = 40, .temp = 0.8f, .top_p = 0.95f, .batch = 32, .use_mmap = 1};
+    opts o = {.n_predict = 128, .top_k = 40, .temp = 0.8f, .top_p = 0.95f, .batch = 32, .use_mmap = 1, .n_parallel = 1};
     {
         spill_err err;
         spill_options_defaults(&o.env);
@@ -278,7 +362,8 @@ int main(int argc, char **argv) {
         spill_err_set(&err, "cannot start %d threads", o.threads);
         goto out;
     }
-    if (spill_state_init(&st, &model, n_ctx, o.batch, pool, &err)) goto out;
+    spill_state_params sp = {n_ctx, o.batch, o.n_parallel, o.kv_block};
+    if (spill_state_init_params(&st, &model, &sp, pool, &err)) goto out;
     have_state = 1;
     if (spill_sampler_init(&smp, model.hp.vocab, o.temp, o.top_k, o.top_p, o.seed, &err)) {
         rc = 2;
@@ -317,13 +402,15 @@ int main(int argc, char **argv) {
     if (o.verbose) {
         fprintf(stderr, "spill: prompt tokens:");
         for (int i = 0; i < n_prompt; i++) fprintf(stderr, " %d", toks[i]);
-        fprintf(stderr, "\nspill: %d threads, context %d, KV cache %.2f MiB, seed %llu\n", spill_pool_size(pool), n_ctx,
-                mib(st.kv_bytes), (unsigned long long)o.seed);
+        fprintf(stderr, "\nspill: %d threads, context %d, KV blocks of %d tokens (%.1f KiB per layer), seed %llu\n",
+                spill_pool_size(pool), n_ctx, st.kv.T, st.kv.part_bytes / 1024.0, (unsigned long long)o.seed);
     }
     signal(SIGINT, on_sigint);
-    fputs(o.prompt, stdout);
-    if (o.chat) fputc('\n', stdout);
-    fflush(stdout);
+    if (o.n_parallel == 1) {
+        fputs(o.prompt, stdout);
+        if (o.chat) fputc('\n', stdout);
+        fflush(stdout);
+    }
 
     double t0 = spill_now();
     for (int i = 0; i < n_prompt; i += o.batch) {
@@ -331,37 +418,44 @@ int main(int argc, char **argv) {
         if (spill_forward(&st, toks + i, nb, i, &err)) goto out;
     }
     double t1 = spill_now();
-    int pos = n_prompt, n_gen = 0, n_fwd = 0;
+    int n_gen = 0, n_fwd = 0;
     char piece[512];
-    while (n_gen < o.n_predict && !interrupted) {
-        int next = spill_sampler_sample(&smp, st.logits);
-        if (spill_token_is_eog(&model.tok, next)) break;
-        n_gen++;
-        int pl = spill_token_to_bytes(&model.tok, next, piece, sizeof piece);
-        fwrite(piece, 1, (size_t)(pl < (int)sizeof piece ? pl : (int)sizeof piece), stdout);
-        fflush(stdout);
-        if (n_gen == o.n_predict) break;
-        if (pos >= n_ctx) {
-            fprintf(stderr, "\nspill: stopped: the context of %d tokens is full (raise -c/--ctx-size)\n", n_ctx);
-            break;
+    if (o.n_parallel == 1) {
+        int pos = n_prompt;
+        while (n_gen < o.n_predict && !interrupted) {
+            int next = spill_sampler_sample(&smp, st.logits);
+            if (spill_token_is_eog(&model.tok, next)) break;
+            n_gen++;
+            int pl = spill_token_to_bytes(&model.tok, next, piece, sizeof piece);
+            fwrite(piece, 1, (size_t)(pl < (int)sizeof piece ? pl : (int)sizeof piece), stdout);
+            fflush(stdout);
+            if (n_gen == o.n_predict) break;
+            if (pos >= n_ctx) {
+                fprintf(stderr, "\nspill: stopped: the context of %d tokens is full (raise -c/--ctx-size)\n", n_ctx);
+                break;
+            }
+            if (spill_forward(&st, &next, 1, pos, &err)) goto out;
+            pos++;
+            n_fwd++;
         }
-        if (spill_forward(&st, &next, 1, pos, &err)) goto out;
-        pos++;
-        n_fwd++;
+    } else if (decode_parallel(&o, &model, &st, n_prompt, n_ctx, &n_gen, &n_fwd, &err)) {
+        goto out;
     }
     double t2 = spill_now();
-    fputc('\n', stdout);
+    if (o.n_parallel == 1) fputc('\n', stdout);
     fflush(stdout);
     if (interrupted) fprintf(stderr, "spill: interrupted\n");
     spill_exec_stats xs;
     spill_exec_get_stats(st.exec, &xs);
     fprintf(stderr,
             "spill: prompt %d tokens, generated %d tokens, prefill %.2f tok/s, decode %.2f tok/s | weights: hbm %.2f MiB, host %.2f MiB | "
-            "KV cache: hbm %.2f MiB, host %.2f MiB | read: hbm %.2f MiB, host %.2f MiB, prefetched %.2f MiB, waited %.1f ms | "
+            "KV cache: hbm %.2f MiB, host %.2f MiB, %llu blocks (peak %llu), %llu shared, %llu copied on write | read: hbm %.2f MiB, host %.2f MiB, prefetched %.2f MiB, waited %.1f ms | "
             "backend %s, policy %s\n",
             n_prompt, n_gen, n_prompt / (t1 - t0), n_fwd ? n_fwd / (t2 - t1) : 0.0,
             mib(model.weight_bytes[SPILL_TIER_HBM]), mib(model.weight_bytes[SPILL_TIER_HOST]),
-            mib(st.kv_bytes_tier[SPILL_TIER_HBM]), mib(st.kv_bytes_tier[SPILL_TIER_HOST]), mib(xs.read[SPILL_TIER_HBM]),
+            mib(st.kv.st.bytes[SPILL_TIER_HBM]), mib(st.kv.st.bytes[SPILL_TIER_HOST]),
+            (unsigned long long)st.kv.st.blocks_in_use, (unsigned long long)st.kv.st.blocks_peak,
+            (unsigned long long)st.kv.st.shared, (unsigned long long)st.kv.st.cow_copies, mib(xs.read[SPILL_TIER_HBM]),
             mib(xs.read[SPILL_TIER_HOST]), mib(xs.prefetched), xs.wait_s * 1e3, spill_mem_backend_name(mem),
             strcmp(model.plan.policy, model.plan.chosen) ? model.plan.chosen : model.plan.policy);
     if (o.env.stats) spill_mem_print_stats(mem, stderr);

@@ -232,13 +232,12 @@ static uint64_t plan_slack(const spill_model *m) {
     int L = m->hp.n_layers, any = 0;
     for (int r = 0; r < m->n_regions; r++) {
         uint64_t h = m->plan.region[r].hbm_bytes;
-        int parts = r >= L && r < 2 * L ? 2 : 1; /* a KV region is two allocations: keys and values */
-        for (int k = 0; k < parts && h; k++) {
-            uint64_t a = h / (uint64_t)parts;
-            if (a >= G) slack += spill_align_up(a, G) - a;
-            else small += a;
-            any = 1;
-        }
+        if (!h) continue;
+        any = 1;
+        /* KV regions become many small blocks, packed together; weights one allocation per region */
+        if (r >= L && r < 2 * L) small += h;
+        else if (h >= G) slack += spill_align_up(h, G) - h;
+        else small += h;
     }
     for (int i = 0; i < m->plan.ring_slots; i++) {
         uint64_t a = m->plan.ring_slot_bytes + 9 * 64;

@@ -1,0 +1,156 @@
+/* The paged KV cache on its own: blocks on demand, copy-on-write forks that share a prefix and
+ * diverge, release and reuse, running out of blocks, and the HBM window (newest blocks in HBM, the
+ * oldest demoted to host memory) on the emulated backend. */
+#include "kv.h"
+#include "test_util.h"
+
+static spill_mem *open_mem(void) {
+    spill_err err = {{0}};
+    spill_mem *m = spill_mem_create("emulated", &err);
+    if (!m) fail_msg("%s", err.msg);
+    return m;
+}
+
+/* write a recognisable value for (seq, layer, pos) into K and V */
+static void put(spill_kv *kv, int seq, int pos, float tag) {
+    for (int l = 0; l < kv->L; l++) {
+        float *k = spill_kv_k(kv, seq, l, pos), *v = spill_kv_v(kv, seq, l, pos);
+        for (int d = 0; d < kv->kv_dim; d++) k[d] = tag + l * 0.5f + d, v[d] = -(tag + l * 0.5f + d);
+    }
+}
+
+static int has(const spill_kv *kv, int seq, int pos, float tag) {
+    for (int l = 0; l < kv->L; l++)
+        for (int d = 0; d < kv->kv_dim; d++)
+            if (spill_kv_k(kv, seq, l, pos)[d] != tag + l * 0.5f + d || spill_kv_v(kv, seq, l, pos)[d] != -(tag + l * 0.5f + d))
+                return 0;
+    return 1;
+}
+
+static void test_blocks_and_cow(void **s) {
+    (void)s;
+    spill_mem *m = open_mem();
+    spill_kv kv;
+    spill_err err = {{0}};
+    assert_int_equal(spill_kv_init(&kv, m, 3, 8, 64, 4, 4, 0, NULL, &err), 0);
+    assert_int_equal(kv.blocks_per_seq, 16);
+    assert_int_equal(spill_kv_seq_open(&kv, 0, &err), 0);
+    /* a 10-token prompt: blocks 0, 1, 2 (the last half full) */
+    assert_int_equal(spill_kv_prepare(&kv, 0, 0, 10, &err), 0);
+    for (int p = 0; p < 10; p++) put(&kv, 0, p, (float)p);
+    assert_int_equal(kv.st.blocks_in_use, 3);
+    /* fork twice: nothing is copied yet */
+    assert_int_equal(spill_kv_fork(&kv, 0, 1, &err), 0);
+    assert_int_equal(spill_kv_fork(&kv, 0, 2, &err), 0);
+    assert_int_equal(kv.st.blocks_in_use, 3);
+    assert_int_equal(kv.st.shared, 6);
+    for (int p = 0; p < 10; p++) assert_true(has(&kv, 2, p, (float)p));
+    /* each sequence writes position 10, inside the shared third block: copy-on-write */
+    for (int q = 0; q < 3; q++) {
+        assert_int_equal(spill_kv_prepare(&kv, q, 10, 1, &err), 0);
+        put(&kv, q, 10, 100.0f + q);
+    }
+    assert_int_equal(kv.st.cow_copies, 2); /* the last writer owns the original */
+    assert_int_equal(kv.st.blocks_in_use, 5);
+    for (int q = 0; q < 3; q++) {
+        assert_true(has(&kv, q, 10, 100.0f + q)); /* diverged */
+        for (int p = 0; p < 10; p++) assert_true(has(&kv, q, p, (float)p)); /* the prefix survived the copies */
+    }
+    /* the first two blocks are still stored once */
+    assert_ptr_equal(spill_kv_k(&kv, 0, 0, 0), spill_kv_k(&kv, 2, 0, 0));
+    assert_ptr_not_equal(spill_kv_k(&kv, 0, 0, 10), spill_kv_k(&kv, 1, 0, 10));
+    /* release: shared blocks stay while someone reads them */
+    spill_kv_release(&kv, 1);
+    assert_int_equal(kv.st.blocks_in_use, 4);
+    assert_true(has(&kv, 0, 3, 3.0f));
+    spill_kv_release(&kv, 0);
+    spill_kv_release(&kv, 2);
+    assert_int_equal(kv.st.blocks_in_use, 0);
+    assert_int_equal(kv.st.bytes[SPILL_TIER_HOST], 0);
+    spill_mem_stats ms;
+    spill_mem_get_stats(m, &ms);
+    assert_int_equal(ms.tier[SPILL_TIER_HOST].current, 0); /* every block went back to the allocator */
+    /* reuse after release */
+    assert_int_equal(spill_kv_seq_open(&kv, 1, &err), 0);
+    assert_int_equal(spill_kv_prepare(&kv, 1, 0, 64, &err), 0);
+    assert_int_equal(kv.st.blocks_in_use, 16);
+    /* errors: past the context, a sequence not open, one opened twice, forking onto a live one */
+    assert_int_equal(spill_kv_prepare(&kv, 1, 60, 5, &err), -1);
+    assert_non_null(strstr(err.msg, "context"));
+    assert_int_equal(spill_kv_prepare(&kv, 3, 0, 1, &err), -1);
+    assert_non_null(strstr(err.msg, "not open"));
+    assert_int_equal(spill_kv_seq_open(&kv, 1, &err), -1);
+    assert_int_equal(spill_kv_seq_open(&kv, 9, &err), -1);
+    assert_int_equal(spill_kv_fork(&kv, 1, 1, &err), -1);
+    spill_kv_free(&kv);
+    spill_mem_free(m);
+}
+
+static void test_out_of_blocks(void **s) {
+    (void)s;
+    spill_mem *m = open_mem();
+    spill_kv kv;
+    spill_err err = {{0}};
+    /* 5 blocks of 4 tokens in all: one full sequence (16 positions = 4 blocks) plus one block */
+    assert_int_equal(spill_kv_init(&kv, m, 2, 4, 16, 2, 4, 5, NULL, &err), 0);
+    assert_int_equal(spill_kv_seq_open(&kv, 0, &err), 0);
+    assert_int_equal(spill_kv_seq_open(&kv, 1, &err), 0);
+    assert_int_equal(spill_kv_prepare(&kv, 0, 0, 16, &err), 0);
+    assert_int_equal(spill_kv_prepare(&kv, 1, 0, 4, &err), 0);
+    assert_int_equal(spill_kv_prepare(&kv, 1, 4, 1, &err), -1);
+    assert_non_null(strstr(err.msg, "all 5 blocks of 4 tokens are in use"));
+    /* nothing leaked by the failure */
+    assert_int_equal(kv.st.blocks_in_use, 5);
+    spill_kv_release(&kv, 0);
+    assert_int_equal(spill_kv_prepare(&kv, 1, 4, 1, &err), 0);
+    spill_kv_free(&kv);
+    /* bad block sizes */
+    assert_int_equal(spill_kv_init(&kv, m, 2, 4, 16, 1, 3, 0, NULL, &err), -1);
+    assert_non_null(strstr(err.msg, "power of two"));
+    spill_mem_free(m);
+}
+
+static void test_hbm_window(void **s) {
+    (void)s;
+    spill_mem *m = open_mem();
+    spill_kv kv;
+    spill_err err = {{0}};
+    int L = 2, D = 16, T = 8;
+    uint64_t part = 2ull * T * D * sizeof(float);
+    uint64_t hbm[2] = {3 * part, 0}; /* layer 0 keeps 3 blocks in HBM, layer 1 none */
+    assert_int_equal(spill_kv_init(&kv, m, L, D, 128, 1, T, 0, hbm, &err), 0);
+    assert_int_equal(spill_kv_seq_open(&kv, 0, &err), 0);
+    for (int p = 0; p < 6 * T; p++) {
+        assert_int_equal(spill_kv_prepare(&kv, 0, p, 1, &err), 0);
+        put(&kv, 0, p, (float)p);
+    }
+    /* 6 blocks: the newest 3 of layer 0 in HBM, the older 3 demoted; layer 1 all in host memory */
+    assert_int_equal(kv.hbm_used[0], 3);
+    assert_int_equal(kv.hbm_used[1], 0);
+    assert_int_equal(kv.st.demoted, 3);
+    assert_int_equal(kv.st.bytes[SPILL_TIER_HBM], 3 * part);
+    assert_int_equal(kv.st.bytes[SPILL_TIER_HOST], 9 * part);
+    for (int b = 0; b < 6; b++) {
+        int id = kv.table[0][b];
+        assert_int_equal(kv.tier[(size_t)id * L + 0], b >= 3 ? SPILL_TIER_HBM : SPILL_TIER_HOST);
+        assert_int_equal(kv.tier[(size_t)id * L + 1], SPILL_TIER_HOST);
+    }
+    for (int p = 0; p < 6 * T; p++) assert_true(has(&kv, 0, p, (float)p)); /* demotion kept the contents */
+    spill_mem_stats ms;
+    spill_mem_get_stats(m, &ms);
+    assert_int_equal(ms.tier[SPILL_TIER_HBM].current, 3 * part);
+    spill_kv_free(&kv);
+    spill_mem_get_stats(m, &ms);
+    assert_int_equal(ms.tier[SPILL_TIER_HBM].current, 0);
+    assert_int_equal(ms.tier[SPILL_TIER_HOST].current, 0);
+    spill_mem_free(m);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_blocks_and_cow),
+        cmocka_unit_test(test_out_of_blocks),
+        cmocka_unit_test(test_hbm_window),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
