@@ -99,20 +99,12 @@ static int device_residency(void *ctx, const void *p, size_t n, uint64_t out[SPI
 
 static int device_zero(void *ctx, void *p, size_t n, spill_placement pl, spill_err *err) {
     (void)ctx;
-    if (pl.tier == SPILL_TIER_HBM) {
-        SPILL_CU_TRY(cudaMemset(p, 0, n));
-        SPILL_CU_TRY(cudaDeviceSynchronize());
-    } else {
-        memset(p, 0, n);
-    }
-    return 0;
+    return spill_cu_zero(p, n, pl.tier, err);
 }
 
 static int device_sync(void *ctx, void *queue, spill_err *err) {
     (void)ctx;
-    if (queue) SPILL_CU_TRY(cudaStreamSynchronize((cudaStream_t)queue));
-    else SPILL_CU_TRY(cudaDeviceSynchronize());
-    return 0;
+    return spill_cu_sync(queue, err);
 }
 
 static void device_destroy(void *ctx) { free(ctx); }

@@ -46,13 +46,7 @@ static int managed_advise(void *ctx, void *p, size_t n, spill_placement pl, spil
 
 static int managed_zero(void *ctx, void *p, size_t n, spill_placement pl, spill_err *err) {
     (void)ctx;
-    if (pl.tier == SPILL_TIER_HBM) {
-        SPILL_CU_TRY(cudaMemset(p, 0, n));
-        SPILL_CU_TRY(cudaDeviceSynchronize());
-    } else {
-        memset(p, 0, n);
-    }
-    return 0;
+    return spill_cu_zero(p, n, pl.tier, err);
 }
 
 static int managed_alloc(void *ctx, size_t size, spill_placement pl, void **out, spill_err *err) {
@@ -129,9 +123,7 @@ static int managed_residency(void *ctx, const void *p, size_t n, uint64_t out[SP
 
 static int managed_sync(void *ctx, void *queue, spill_err *err) {
     (void)ctx;
-    if (queue) SPILL_CU_TRY(cudaStreamSynchronize((cudaStream_t)queue));
-    else SPILL_CU_TRY(cudaDeviceSynchronize());
-    return 0;
+    return spill_cu_sync(queue, err);
 }
 
 static void managed_destroy(void *ctx) {

@@ -68,4 +68,23 @@ static inline cudaError_t spill_cu_prefetch(const void *p, size_t n, spill_cu_lo
 #endif
 }
 
+/* Zero memory where it lives: on the device for HBM (a CPU memset would fault managed pages over to
+ * the host, or crash on device memory), on the CPU for host memory (first touch puts pages there). */
+static inline int spill_cu_zero(void *p, size_t n, spill_tier tier, spill_err *err) {
+    if (tier == SPILL_TIER_HBM) {
+        SPILL_CU_TRY(cudaMemset(p, 0, n));
+        SPILL_CU_TRY(cudaDeviceSynchronize());
+    } else {
+        memset(p, 0, n);
+    }
+    return 0;
+}
+
+/* Wait for a queue (a cudaStream_t), or for the whole device when it is NULL. */
+static inline int spill_cu_sync(void *queue, spill_err *err) {
+    if (queue) SPILL_CU_TRY(cudaStreamSynchronize((cudaStream_t)queue));
+    else SPILL_CU_TRY(cudaDeviceSynchronize());
+    return 0;
+}
+
 #endif

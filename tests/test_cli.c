@@ -3,28 +3,11 @@
  * stdout with the closing statistics line on stderr. */
 #include "test_util.h"
 
-#include <sys/wait.h>
 
-typedef struct { int status; char out[65536]; char err[65536]; } run_result;
-
-static run_result *run(const char *args) {
-    static run_result r;
-    char cmd[8192];
-    snprintf(cmd, sizeof cmd, "'%s/spill-generate' %s >/tmp/spill-cli-out.txt 2>/tmp/spill-cli-err.txt", SPILL_BIN_DIR, args);
-    int st = system(cmd);
-    r.status = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
-    memset(r.out, 0, sizeof r.out);
-    memset(r.err, 0, sizeof r.err);
-    FILE *f = fopen("/tmp/spill-cli-out.txt", "r");
-    if (f) { size_t n = fread(r.out, 1, sizeof r.out - 1, f); (void)n; fclose(f); }
-    f = fopen("/tmp/spill-cli-err.txt", "r");
-    if (f) { size_t n = fread(r.err, 1, sizeof r.err - 1, f); (void)n; fclose(f); }
-    return &r;
-}
 
 static void test_help(void **s) {
     (void)s;
-    run_result *r = run("--help");
+    run_result *r = run_generate("--help");
     assert_int_equal(r->status, 0);
     const char *flags[] = {"--model", "--prompt", "--file", "--n-predict", "--temp", "--top-k", "--top-p", "--seed",
                            "--chat", "--threads", "--ctx-size", "--batch-size", "--policy", "--backend", "--no-mmap",
@@ -51,20 +34,20 @@ static void test_bad_flags(void **s) {
         {"--host-limit", "needs a value"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
-        run_result *r = run(cases[i].args);
+        run_result *r = run_generate(cases[i].args);
         assert_int_equal(r->status, 2);
         assert_non_null(strstr(r->err, cases[i].expect));
         assert_string_equal(r->out, "");
     }
     /* the environment goes through the same parser */
-    run_result *r = run("--help >/dev/null; SPILL_HBM_BUDGET=huge '" SPILL_BIN_DIR "/spill-generate' -p hi");
+    run_result *r = run_generate("--help >/dev/null; SPILL_HBM_BUDGET=huge '" SPILL_BIN_DIR "/spill-generate' -p hi");
     assert_int_equal(r->status, 2);
     assert_non_null(strstr(r->err, "SPILL_HBM_BUDGET"));
 }
 
 static void test_bad_model_files(void **s) {
     (void)s;
-    run_result *r = run("-m /nonexistent.gguf -p hi");
+    run_result *r = run_generate("-m /nonexistent.gguf -p hi");
     assert_int_equal(r->status, 1);
     assert_non_null(strstr(r->err, "/nonexistent.gguf"));
     assert_string_equal(r->out, "");
@@ -72,19 +55,19 @@ static void test_bad_model_files(void **s) {
     char cmd[1024];
     snprintf(cmd, sizeof cmd, "head -c 500000 '%s' > /tmp/spill-cli-trunc.gguf", stories_path());
     assert_int_equal(system(cmd), 0);
-    r = run("-m /tmp/spill-cli-trunc.gguf -p hi");
+    r = run_generate("-m /tmp/spill-cli-trunc.gguf -p hi");
     assert_int_equal(r->status, 1);
     assert_non_null(strstr(r->err, "spill-cli-trunc.gguf"));
     assert_non_null(strstr(r->err, "ends at byte"));
     assert_string_equal(r->out, "");
     /* sampling settings out of range */
     snprintf(cmd, sizeof cmd, "-m '%s' --top-p 3", stories_path());
-    r = run(cmd);
+    r = run_generate(cmd);
     assert_int_equal(r->status, 2);
     assert_non_null(strstr(r->err, "--top-p"));
     /* a context too small for the prompt */
     snprintf(cmd, sizeof cmd, "-m '%s' -c 3 -p 'Once upon a time there was'", stories_path());
-    r = run(cmd);
+    r = run_generate(cmd);
     assert_int_equal(r->status, 2);
     assert_non_null(strstr(r->err, "--ctx-size"));
 }
@@ -93,7 +76,7 @@ static void test_greedy_run(void **s) {
     (void)s;
     char args[1024];
     snprintf(args, sizeof args, "-m '%s' -p 'Once upon a time' --temp 0 -n 20 -t 2", stories_path());
-    run_result *r = run(args);
+    run_result *r = run_generate(args);
     assert_int_equal(r->status, 0);
     const char *want = "Once upon a time, there was a little girl named Lily.";
     assert_memory_equal(r->out, want, strlen(want));
@@ -107,13 +90,13 @@ static void test_greedy_run(void **s) {
     char first[65536];
     strcpy(first, r->out);
     snprintf(args, sizeof args, "-m '%s' -p 'Once upon a time' --temp 0 -n 20 -t 1 --no-mmap", stories_path());
-    r = run(args);
+    r = run_generate(args);
     assert_string_equal(r->out, first);
     /* a seed reproduces a sampled run */
     snprintf(args, sizeof args, "-m '%s' --temp 1 --seed 9 -n 30", stories_path());
     char sampled[65536];
-    strcpy(sampled, run(args)->out);
-    assert_string_equal(run(args)->out, sampled);
+    strcpy(sampled, run_generate(args)->out);
+    assert_string_equal(run_generate(args)->out, sampled);
 }
 
 static void test_memory_flags(void **s) {
@@ -121,7 +104,7 @@ static void test_memory_flags(void **s) {
     char args[1024];
     /* a host limit below what the run needs: an error with the numbers, nothing on stdout */
     snprintf(args, sizeof args, "-m '%s' -p hi --temp 0 -n 4 --no-mmap --host-limit 64K", stories_path());
-    run_result *r = run(args);
+    run_result *r = run_generate(args);
     assert_int_equal(r->status, 1);
     assert_non_null(strstr(r->err, "the limit is 65536"));
     assert_string_equal(r->out, "");
@@ -129,7 +112,7 @@ static void test_memory_flags(void **s) {
     snprintf(args, sizeof args, "-m '%s' -p hi --temp 0 -n 4 --no-mmap --alloc-log /tmp/spill-cli-alloc.csv", stories_path());
     char cmd[1200];
     snprintf(cmd, sizeof cmd, "--help >/dev/null; SPILL_STATS=1 '" SPILL_BIN_DIR "/spill-generate' %s", args);
-    r = run(cmd);
+    r = run_generate(cmd);
     assert_int_equal(r->status, 0);
     assert_non_null(strstr(r->err, "backend calls: alloc"));
     FILE *f = fopen("/tmp/spill-cli-alloc.csv", "r");

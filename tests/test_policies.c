@@ -7,7 +7,6 @@
 #include "test_util.h"
 
 #include <math.h>
-#include <sys/wait.h>
 
 #define GB 1000000000ull
 
@@ -260,31 +259,20 @@ static void test_profiles(void **s) {
     unlink("/tmp/spill-profile-bad.json");
 }
 
-/* run a command, capture stdout+stderr, return the exit status */
-static int run(const char *cmd, char *out, size_t len) {
-    char full[2048];
-    snprintf(full, sizeof full, "%s 2>&1", cmd);
-    FILE *p = popen(full, "r");
-    assert_non_null(p);
-    size_t n = fread(out, 1, len - 1, p);
-    out[n] = 0;
-    int st = pclose(p);
-    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-}
 
 static void test_spill_plan_cli(void **s) {
     (void)s;
     static char out[1 << 17];
     char cmd[1024];
     snprintf(cmd, sizeof cmd, SPILL_BIN_DIR "/spill-plan --config %s --ctx 8192 --hbm-budget 90G", cfg_path);
-    assert_int_equal(run(cmd, out, sizeof out), 0);
+    assert_int_equal(run_capture(cmd, 1, out, sizeof out), 0);
     assert_non_null(strstr(out, "not measured"));
     assert_non_null(strstr(out, "auto chooses pin for decode and stream for prefill"));
     assert_non_null(strstr(out, "blk.79"));
     assert_non_null(strstr(out, "kv.0"));
     assert_non_null(strstr(out, "total: hbm"));
     snprintf(cmd, sizeof cmd, SPILL_BIN_DIR "/spill-plan --config %s --profile h100-pcie --policy stream --json", cfg_path);
-    assert_int_equal(run(cmd, out, sizeof out), 0);
+    assert_int_equal(run_capture(cmd, 1, out, sizeof out), 0);
     assert_true(out[0] == '{');
     assert_non_null(strstr(out, "\"ring_slots\": 3"));
     assert_non_null(strstr(out, "\"streamed\": true"));
@@ -293,25 +281,25 @@ static void test_spill_plan_cli(void **s) {
     assert_int_equal(depth, 0);
     /* errors: a budget too small for the ring, flags that conflict or are wrong, files that are not there */
     snprintf(cmd, sizeof cmd, SPILL_BIN_DIR "/spill-plan --config %s --policy stream --hbm-budget 2G", cfg_path);
-    assert_int_equal(run(cmd, out, sizeof out), 1);
+    assert_int_equal(run_capture(cmd, 1, out, sizeof out), 1);
     assert_non_null(strstr(out, "the ring needs"));
     snprintf(cmd, sizeof cmd, SPILL_BIN_DIR "/spill-plan --config %s -m x.gguf", cfg_path);
-    assert_int_equal(run(cmd, out, sizeof out), 2);
-    assert_int_equal(run(SPILL_BIN_DIR "/spill-plan --config /nonexistent/config.json", out, sizeof out), 1);
+    assert_int_equal(run_capture(cmd, 1, out, sizeof out), 2);
+    assert_int_equal(run_capture(SPILL_BIN_DIR "/spill-plan --config /nonexistent/config.json", 1, out, sizeof out), 1);
     assert_non_null(strstr(out, "/nonexistent/config.json"));
     snprintf(cmd, sizeof cmd, SPILL_BIN_DIR "/spill-plan --config %s --profile tpu", cfg_path);
-    assert_int_equal(run(cmd, out, sizeof out), 2);
+    assert_int_equal(run_capture(cmd, 1, out, sizeof out), 2);
     snprintf(cmd, sizeof cmd, SPILL_BIN_DIR "/spill-plan --config %s --hbm-budget lots", cfg_path);
-    assert_int_equal(run(cmd, out, sizeof out), 2);
+    assert_int_equal(run_capture(cmd, 1, out, sizeof out), 2);
     assert_non_null(strstr(out, "--hbm-budget"));
-    assert_int_equal(run(SPILL_BIN_DIR "/spill-plan --help", out, sizeof out), 0);
+    assert_int_equal(run_capture(SPILL_BIN_DIR "/spill-plan --help", 1, out, sizeof out), 0);
     const char *flags[] = {"--model", "--config", "--dtype", "--profile", "--profile-file", "--hbm-budget", "--ctx",
                            "--batch", "--prompt-tokens", "--policy", "--json"};
     for (size_t i = 0; i < sizeof flags / sizeof *flags; i++) assert_non_null(strstr(out, flags[i]));
     /* a GGUF header: the shared stories260K file plans without reading weights */
     if (!access(stories_path(), R_OK)) {
         snprintf(cmd, sizeof cmd, SPILL_BIN_DIR "/spill-plan -m '%s' --profile cpu", stories_path());
-        assert_int_equal(run(cmd, out, sizeof out), 0);
+        assert_int_equal(run_capture(cmd, 1, out, sizeof out), 0);
         assert_non_null(strstr(out, "5 layers"));
     }
 }

@@ -5,24 +5,7 @@
  * HBM is emulated in host memory here, so the bytes are the same as on a GPU and only the speed is not. */
 #include "test_util.h"
 
-#include <sys/wait.h>
 
-typedef struct { int status; char out[65536]; char err[65536]; } run_result;
-
-static run_result *run(const char *args) {
-    static run_result r;
-    char cmd[8192];
-    snprintf(cmd, sizeof cmd, "'%s/spill-generate' %s >/tmp/spill-e2e-out.txt 2>/tmp/spill-e2e-err.txt", SPILL_BIN_DIR, args);
-    int st = system(cmd);
-    r.status = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
-    memset(r.out, 0, sizeof r.out);
-    memset(r.err, 0, sizeof r.err);
-    FILE *f = fopen("/tmp/spill-e2e-out.txt", "r");
-    if (f) { size_t n = fread(r.out, 1, sizeof r.out - 1, f); (void)n; fclose(f); }
-    f = fopen("/tmp/spill-e2e-err.txt", "r");
-    if (f) { size_t n = fread(r.err, 1, sizeof r.err - 1, f); (void)n; fclose(f); }
-    return &r;
-}
 
 static double field(const char *err, const char *label) {
     const char *p = strstr(err, label);
@@ -33,7 +16,7 @@ static void sweep(const char *model, const char *prompt, int n, const char *cons
                   const char *ring_error_budget) {
     char args[8192], ref[65536];
     snprintf(args, sizeof args, "-m '%s' -p '%s' --temp 0 -n %d -t 2", model, prompt, n);
-    run_result *r = run(args);
+    run_result *r = run_generate(args);
     assert_int_equal(r->status, 0);
     strcpy(ref, r->out);
     const char *policies[] = {"fault", "pin", "stream", "auto"};
@@ -44,7 +27,7 @@ static void sweep(const char *model, const char *prompt, int n, const char *cons
             for (int b = 0; b < nb; b++) {
                 snprintf(args, sizeof args, "-m '%s' -p '%s' --temp 0 -n %d -t 2 --policy %s --profile %s --hbm-budget %s",
                          model, prompt, n, policies[p], profiles[pr], budgets[b]);
-                r = run(args);
+                r = run_generate(args);
                 if (r->status) fprintf(stderr, "%s %s %s: %s\n", policies[p], profiles[pr], budgets[b], r->err);
                 assert_int_equal(r->status, 0);
                 if (strcmp(r->out, ref)) fprintf(stderr, "%s %s %s differs:\n%s\nvs\n%s\n", policies[p], profiles[pr], budgets[b], r->out, ref);
@@ -65,7 +48,7 @@ static void sweep(const char *model, const char *prompt, int n, const char *cons
     /* a budget too small for the ring: an error with the numbers, nothing on stdout */
     snprintf(args, sizeof args, "-m '%s' -p '%s' --temp 0 -n 4 --policy stream --profile h100-pcie --hbm-budget %s", model,
              prompt, ring_error_budget);
-    r = run(args);
+    r = run_generate(args);
     assert_int_equal(r->status, 1);
     assert_non_null(strstr(r->err, "the ring needs"));
     assert_non_null(strstr(r->err, "--hbm-budget"));
@@ -83,7 +66,7 @@ static void test_stories_small_budgets(void **s) {
     (void)s;
     char args[8192], ref[65536];
     snprintf(args, sizeof args, "-m '%s' -p 'Once upon a time' --temp 0 -n 30 -t 2", stories_path());
-    run_result *r = run(args);
+    run_result *r = run_generate(args);
     strcpy(ref, r->out);
     const char *policies[] = {"fault", "pin", "auto"};
     const char *budgets[] = {"0", "5M"};
@@ -91,7 +74,7 @@ static void test_stories_small_budgets(void **s) {
         for (int b = 0; b < 2; b++) {
             snprintf(args, sizeof args, "-m '%s' -p 'Once upon a time' --temp 0 -n 30 -t 2 --policy %s --profile h100-pcie "
                      "--hbm-budget %s", stories_path(), policies[p], budgets[b]);
-            r = run(args);
+            r = run_generate(args);
             assert_int_equal(r->status, 0);
             assert_string_equal(r->out, ref);
         }
@@ -114,14 +97,14 @@ static void test_n_parallel(void **s) {
     const char *model = access(smollm_path(), R_OK) ? stories_path() : smollm_path();
     char args[8192], ref[65536];
     snprintf(args, sizeof args, "-m '%s' -p 'Once upon a time in a land far away' --temp 0 -n 16 -t 2", model);
-    run_result *r = run(args);
+    run_result *r = run_generate(args);
     assert_int_equal(r->status, 0);
     strcpy(ref, r->out);
     size_t rl = strlen(ref);
     while (rl && ref[rl - 1] == '\n') ref[--rl] = 0;
     snprintf(args, sizeof args, "-m '%s' -p 'Once upon a time in a land far away' --temp 0 -n 16 -t 2 --n-parallel 4 "
              "--kv-block 4 --policy pin --profile gh200-96 --hbm-budget 64M", model);
-    r = run(args);
+    r = run_generate(args);
     assert_int_equal(r->status, 0);
     /* four continuations, each the greedy one */
     char *p = r->out;

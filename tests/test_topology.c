@@ -2,7 +2,6 @@
 #include "spill_topology.h"
 #include "test_util.h"
 
-#include <sys/wait.h>
 
 static void test_read(void **state) {
     (void)state;
@@ -28,15 +27,6 @@ static void test_read(void **state) {
     }
 }
 
-/* run a command, capture stdout, return the exit status */
-static int run(const char *cmd, char *out, size_t len) {
-    FILE *p = popen(cmd, "r");
-    assert_non_null(p);
-    size_t n = fread(out, 1, len - 1, p);
-    out[n] = 0;
-    int st = pclose(p);
-    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-}
 
 static void test_spill_info(void **state) {
     (void)state;
@@ -44,11 +34,11 @@ static void test_spill_info(void **state) {
     spill_topology t;
     spill_err err;
     assert_int_equal(spill_topology_read(&t, &err), 0);
-    assert_int_equal(run(SPILL_BIN_DIR "/spill-info", out, sizeof out), 0);
+    assert_int_equal(run_capture(SPILL_BIN_DIR "/spill-info", 0, out, sizeof out), 0);
     assert_non_null(strstr(out, "total GiB"));
     assert_non_null(strstr(out, "distances"));
     assert_non_null(strstr(out, "memory backend:"));
-    assert_int_equal(run(SPILL_BIN_DIR "/spill-info --json", out, sizeof out), 0);
+    assert_int_equal(run_capture(SPILL_BIN_DIR "/spill-info --json", 0, out, sizeof out), 0);
     assert_true(out[0] == '{');
     assert_non_null(strstr(out, "\"nodes\": ["));
     assert_non_null(strstr(out, "\"gpus\": ["));
@@ -62,17 +52,17 @@ static void test_spill_info(void **state) {
         if (depth < 0) ok = 0;
     }
     assert_true(ok && depth == 0);
-    assert_int_equal(run(SPILL_BIN_DIR "/spill-info --options", out, sizeof out), 0);
+    assert_int_equal(run_capture(SPILL_BIN_DIR "/spill-info --options", 0, out, sizeof out), 0);
     assert_non_null(strstr(out, "SPILL_HBM_BUDGET"));
     assert_non_null(strstr(out, "SPILL_ALLOC_LOG"));
-    assert_int_equal(run(SPILL_BIN_DIR "/spill-info --help", out, sizeof out), 0);
+    assert_int_equal(run_capture(SPILL_BIN_DIR "/spill-info --help", 0, out, sizeof out), 0);
     assert_non_null(strstr(out, "--json"));
-    assert_int_equal(run(SPILL_BIN_DIR "/spill-info --bogus 2>/dev/null", out, sizeof out), 2);
-    assert_int_equal(run(SPILL_BIN_DIR "/spill-info --backend teleport 2>&1", out, sizeof out), 2);
+    assert_int_equal(run_capture(SPILL_BIN_DIR "/spill-info --bogus 2>/dev/null", 0, out, sizeof out), 2);
+    assert_int_equal(run_capture(SPILL_BIN_DIR "/spill-info --backend teleport 2>&1", 0, out, sizeof out), 2);
     assert_non_null(strstr(out, "teleport"));
-    assert_int_equal(run("SPILL_BACKEND=nope " SPILL_BIN_DIR "/spill-info 2>&1", out, sizeof out), 2);
+    assert_int_equal(run_capture("SPILL_BACKEND=nope " SPILL_BIN_DIR "/spill-info 2>&1", 0, out, sizeof out), 2);
     assert_non_null(strstr(out, "SPILL_BACKEND"));
-    assert_int_equal(run(SPILL_BIN_DIR "/spill-info --backend host", out, sizeof out), 0);
+    assert_int_equal(run_capture(SPILL_BIN_DIR "/spill-info --backend host", 0, out, sizeof out), 0);
     assert_non_null(strstr(out, "memory backend: host (asked for by name)"));
 }
 

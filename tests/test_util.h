@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include <cmocka.h>
+#include <sys/wait.h>
 
 /* ctest treats this exit code as "skipped" (SKIP_RETURN_CODE) */
 #define SPILL_TEST_SKIP 77
@@ -82,6 +83,49 @@ static inline int split_tabs(char *line, char **f, int cap) {
     char *nl = strchr(f[n - 1], '\n');
     if (nl) *nl = 0;
     return n;
+}
+
+/* Run a shell command; stdout (and stderr too when merge is set) into out; the exit status. */
+static inline int run_capture(const char *cmd, int merge, char *out, size_t len) {
+    char full[16384];
+    snprintf(full, sizeof full, "%s%s", cmd, merge ? " 2>&1" : "");
+    FILE *p = popen(full, "r");
+    if (!p) return -1;
+    size_t n = fread(out, 1, len - 1, p);
+    out[n] = 0;
+    int st = pclose(p);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+/* Run spill-generate with args; its stdout and stderr apart, and its exit status. */
+typedef struct run_result {
+    int status;
+    char out[65536];
+    char err[65536];
+} run_result;
+
+static inline run_result *run_generate(const char *args) {
+    static run_result r;
+    char cmd[16384];
+    snprintf(cmd, sizeof cmd, "'%s/spill-generate' %s >/tmp/spill-test-out.%d 2>/tmp/spill-test-err.%d", SPILL_BIN_DIR,
+             args, (int)getpid(), (int)getpid());
+    int st = system(cmd);
+    r.status = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+    char path[64];
+    char *dst[2] = {r.out, r.err};
+    const char *which[2] = {"out", "err"};
+    for (int i = 0; i < 2; i++) {
+        memset(dst[i], 0, sizeof r.out);
+        snprintf(path, sizeof path, "/tmp/spill-test-%s.%d", which[i], (int)getpid());
+        FILE *f = fopen(path, "r");
+        if (f) {
+            size_t n = fread(dst[i], 1, sizeof r.out - 1, f);
+            (void)n;
+            fclose(f);
+        }
+        unlink(path);
+    }
+    return &r;
 }
 
 #endif
