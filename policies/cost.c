@@ -9,6 +9,8 @@
  *  - streamed regions are read from HBM; their transfers run on the copy engine beside compute, so
  *    the step takes max(compute, transfers), plus, for a prefill, the first k layers' transfers
  *    before anything can start;
+ *  - a profile with no GPU runs HBM plans with host memory standing in for HBM (the emulated
+ *    backend): both "tiers" and the copies share one memory bus, so their times add;
  *  - fault (no hints): if everything fits in the budget, it all migrates once and stays; if not, an
  *    LRU driver evicting under a cyclic scan larger than memory misses on every page, so every byte
  *    migrates every step at the fault-driven rate. */
@@ -39,7 +41,10 @@ spill_prediction spill_cost_predict(const spill_region *r, const spill_plan *pla
         double in_host = (double)r[i].bytes - in_hbm;
         double bh = prof->read_bw[SPILL_TIER_HBM][proc] > 0 ? prof->read_bw[SPILL_TIER_HBM][proc] : 1e-30;
         double bc = prof->read_bw[SPILL_TIER_HOST][proc] > 0 ? prof->read_bw[SPILL_TIER_HOST][proc] : 1e-30;
-        exec += fmax(fmax(in_hbm * reads / bh, in_host * reads / bc), 2.0 * (double)r[i].params * tok / flops);
+        /* two memory systems read at once on a GPU; with no GPU, "HBM" is the same host memory
+           standing in for it, so the two parts take turns on one memory bus */
+        double mem = prof->has_gpu ? fmax(in_hbm * reads / bh, in_host * reads / bc) : in_hbm * reads / bh + in_host * reads / bc;
+        exec += fmax(mem, 2.0 * (double)r[i].params * tok / flops);
         out.read[SPILL_TIER_HBM] += in_hbm * reads;
         out.read[SPILL_TIER_HOST] += in_host * reads;
         total_bytes += (double)r[i].bytes;
@@ -50,7 +55,9 @@ spill_prediction spill_cost_predict(const spill_region *r, const spill_plan *pla
             streamed++;
         }
     }
-    double step = fmax(exec, xfer);
+    /* a copy engine moves streamed layers beside compute; without a GPU the copies are the CPU's
+       own memcpy on the same memory bus, so they add */
+    double step = prof->has_gpu ? fmax(exec, xfer) : exec + xfer;
     if (ph.prefill && streamed && plan->ring_ahead > 0) step += xfer * plan->ring_ahead / streamed;
     if (fault) {
         double budget = (double)prof->capacity[SPILL_TIER_HBM];

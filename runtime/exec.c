@@ -16,6 +16,7 @@ struct spill_exec {
     const spill_model *m;
     int L, n_slots;
     uint64_t slot_bytes;
+    uint8_t *ring; /* one allocation for all slots: one chunk rounding, not one per slot */
     slot *slots;
     int *slot_of; /* (L) the slot holding a streamed layer, or -1 */
     /* the prefetch queue: layers to load, in order */
@@ -128,21 +129,22 @@ int spill_exec_init(spill_exec **out, const spill_model *m, spill_err *err) {
     if (p->ring_slots > 0) {
         e->n_slots = p->ring_slots;
         /* a slot holds the largest layer plus the 64-byte alignment of each of its 9 tensors */
-        e->slot_bytes = p->ring_slot_bytes + 9 * 64;
+        e->slot_bytes = spill_align_up(p->ring_slot_bytes + 9 * 64, 64);
         e->slots = calloc((size_t)e->n_slots, sizeof *e->slots);
         if (!e->slots) {
             spill_exec_free(e);
             return spill_err_set(err, "out of memory");
         }
         spill_placement pl = {SPILL_TIER_HBM, -1, SPILL_PLACE_GPU_READS | SPILL_PLACE_READ_MOSTLY};
+        char what[64];
+        snprintf(what, sizeof what, "ring of %d layer slots", e->n_slots);
+        if (!(e->ring = spill_mem_alloc(m->mem, e->slot_bytes * (uint64_t)e->n_slots, pl, what, err))) {
+            spill_exec_free(e);
+            return -1;
+        }
         for (int i = 0; i < e->n_slots; i++) {
-            char what[48];
-            snprintf(what, sizeof what, "ring slot %d of %d", i, e->n_slots);
             e->slots[i].layer = -1;
-            if (!(e->slots[i].mem = spill_mem_alloc(m->mem, e->slot_bytes, pl, what, err))) {
-                spill_exec_free(e);
-                return -1;
-            }
+            e->slots[i].mem = e->ring + e->slot_bytes * (uint64_t)i;
         }
         if (pthread_create(&e->thread, NULL, prefetch_main, e)) {
             spill_exec_free(e);
@@ -172,8 +174,7 @@ void spill_exec_free(spill_exec *e) {
         pthread_mutex_unlock(&e->lock);
         pthread_join(e->thread, NULL);
     }
-    for (int i = 0; e->slots && i < e->n_slots; i++)
-        if (e->slots[i].mem) spill_mem_put(e->m->mem, e->slots[i].mem, e->slot_bytes);
+    if (e->ring) spill_mem_put(e->m->mem, e->ring, e->slot_bytes * (uint64_t)e->n_slots);
     pthread_mutex_destroy(&e->lock);
     pthread_cond_destroy(&e->cv);
     free(e->slots);

@@ -137,6 +137,7 @@ static int bind_all(spill_model *m, spill_err *err) {
 }
 
 static int own(spill_model *m, void *p, size_t size, spill_tier tier, spill_err *err) {
+    if (!p) return -1;
     spill_owned *n = realloc(m->owned, sizeof *n * (size_t)(m->n_owned + 1));
     if (!n) {
         spill_mem_put(m->mem, p, size);
@@ -147,54 +148,49 @@ static int own(spill_model *m, void *p, size_t size, spill_tier tier, spill_err 
     return 0;
 }
 
-/* Copy a group of weights into one region obtained from alloc/ and repoint them there. */
-static int place_copy(spill_model *m, spill_weight **ws, int nw, spill_tier tier, unsigned advice, const char *what,
-                      spill_err *err) {
-    uint64_t size = 0;
-    for (int i = 0; i < nw; i++) size = spill_align_up(size, 64) + wbytes(ws[i]);
-    if (!size) return 0;
-    spill_placement pl = {tier, -1, advice};
-    uint8_t *dst = spill_mem_alloc(m->mem, size, pl, what, err);
-    if (!dst || own(m, dst, size, tier, err)) return -1;
-    uint64_t off = 0;
-    for (int i = 0; i < nw; i++) {
-        off = spill_align_up(off, 64);
-        memcpy(dst + off, ws[i]->data, wbytes(ws[i]));
-        ws[i]->data = dst + off;
-        off += wbytes(ws[i]);
-    }
-    return 0;
+/* All copies of one tier share one allocation: a 2 MiB-grained arena would otherwise round every
+ * region up on its own, which for layers of 2-4 MiB wastes up to half of them. Placing runs twice:
+ * first counting (base == NULL), then copying into the block that count asked for. */
+typedef struct bump {
+    uint8_t *base;
+    uint64_t used;
+} bump;
+
+static uint8_t *bump_take(bump *b, uint64_t n) {
+    b->used = spill_align_up(b->used, 64);
+    uint8_t *p = b->base ? b->base + b->used : NULL;
+    b->used += n;
+    return p;
 }
 
-/* Move the leading rows of each matrix of a group into HBM, about `hbm` bytes in all, in the same
- * proportion for each; the rest stays where it is. Returns the bytes actually moved. */
-static int place_split(spill_model *m, spill_weight **ws, int nw, uint64_t total, uint64_t hbm, unsigned advice,
-                       const char *what, uint64_t *moved, spill_err *err) {
-    *moved = 0;
+/* Copy a group of weights into a block and repoint them there. */
+static void place_copy(bump *b, spill_weight **ws, int nw) {
+    for (int i = 0; i < nw; i++) {
+        uint8_t *dst = bump_take(b, wbytes(ws[i]));
+        if (!dst) continue;
+        memcpy(dst, ws[i]->data, wbytes(ws[i]));
+        ws[i]->data = dst;
+    }
+}
+
+/* Move the leading rows of each matrix of a group into an HBM block, about `hbm` bytes in all, in the
+ * same proportion for each; the rest stays where it is. Returns the bytes moved. */
+static uint64_t place_split(bump *b, spill_weight **ws, int nw, uint64_t total, uint64_t hbm) {
     double f = total ? (double)hbm / (double)total : 0;
-    uint64_t size = 0;
-    int64_t rows[16];
+    uint64_t moved = 0;
     for (int i = 0; i < nw; i++) {
-        rows[i] = ws[i]->rows > 1 ? (int64_t)(f * (double)ws[i]->rows) : 0;
-        size = spill_align_up(size, 64) + (uint64_t)rows[i] * spill_weight_row_bytes(ws[i]);
-    }
-    if (!size) return 0;
-    spill_placement pl = {SPILL_TIER_HBM, -1, advice};
-    uint8_t *dst = spill_mem_alloc(m->mem, size, pl, what, err);
-    if (!dst || own(m, dst, size, SPILL_TIER_HBM, err)) return -1;
-    uint64_t off = 0;
-    for (int i = 0; i < nw; i++) {
-        if (!rows[i]) continue;
-        off = spill_align_up(off, 64);
-        uint64_t rb = spill_weight_row_bytes(ws[i]), n = (uint64_t)rows[i] * rb;
-        memcpy(dst + off, ws[i]->data, n);
+        int64_t rows = ws[i]->rows > 1 ? (int64_t)(f * (double)ws[i]->rows) : 0;
+        if (!rows) continue;
+        uint64_t n = (uint64_t)rows * spill_weight_row_bytes(ws[i]);
+        uint8_t *dst = bump_take(b, n);
+        moved += n;
+        if (!dst) continue;
+        memcpy(dst, ws[i]->data, n);
         ws[i]->data_hi = (const uint8_t *)ws[i]->data + n;
-        ws[i]->data = dst + off;
-        ws[i]->split = rows[i];
-        off += n;
-        *moved += n;
+        ws[i]->data = dst;
+        ws[i]->split = rows;
     }
-    return 0;
+    return moved;
 }
 
 /* the weights of region r (see regions.h for the order); 0 for KV regions */
@@ -224,29 +220,17 @@ static int region_weights(spill_model *m, int r, spill_weight **ws, char *what, 
     return 1;
 }
 
-/* Bytes the arena adds on top of a plan's HBM bytes: rounding of regions of 2 MiB or more to whole
- * chunks, rounding of the small ones packed together, and a chunk per placement class. */
+/* Bytes the arena adds on top of a plan's HBM bytes: the weights' block and the ring each round up
+ * to whole 2 MiB chunks, and KV blocks fill chunks of their own. */
 static uint64_t plan_slack(const spill_model *m) {
     const uint64_t G = SPILL_ARENA_GRAIN;
-    uint64_t small = 0, slack = 0;
-    int L = m->hp.n_layers, any = 0;
+    int L = m->hp.n_layers, weights = 0, kv = 0;
     for (int r = 0; r < m->n_regions; r++) {
-        uint64_t h = m->plan.region[r].hbm_bytes;
-        if (!h) continue;
-        any = 1;
-        /* KV regions become many small blocks, packed together; weights one allocation per region */
-        if (r >= L && r < 2 * L) small += h;
-        else if (h >= G) slack += spill_align_up(h, G) - h;
-        else small += h;
+        if (!m->plan.region[r].hbm_bytes) continue;
+        if (r >= L && r < 2 * L) kv = 1;
+        else weights = 1;
     }
-    for (int i = 0; i < m->plan.ring_slots; i++) {
-        uint64_t a = m->plan.ring_slot_bytes + 9 * 64;
-        if (a >= G) slack += spill_align_up(a, G) - a;
-        else small += a;
-        any = 1;
-    }
-    if (!any) return 0;
-    return slack + (spill_align_up(small, G) - small) + 2 * G;
+    return (uint64_t)(weights + kv + (m->plan.ring_slots > 0)) * G;
 }
 
 int spill_model_load(spill_model *m, const char *path, const spill_model_params *p, spill_mem *mem, spill_err *err) {
@@ -292,33 +276,50 @@ int spill_model_load(spill_model *m, const char *path, const spill_model_params 
         }
     }
 
-    for (int r = 0; r < m->n_regions; r++) {
-        spill_region_plan rp = m->plan.region[r];
-        spill_weight *ws[9];
-        char what[64];
-        int nw = region_weights(m, r, ws, what, sizeof what);
-        if (!nw) continue;
-        uint64_t bytes = 0;
-        for (int i = 0; i < nw; i++) bytes += wbytes(ws[i]);
-        if (rp.tier == SPILL_TIER_HBM) {
-            if (place_copy(m, ws, nw, SPILL_TIER_HBM, rp.advice, what, err)) goto fail;
-            m->region_hbm[r] = bytes;
-        } else {
-            /* the home is host memory: the file itself, or a copy */
-            if (rp.in_place) {
-                spill_mem_register(m->mem, SPILL_TIER_HOST, bytes);
-                m->mapped_bytes += bytes;
-            } else if (place_copy(m, ws, nw, SPILL_TIER_HOST, rp.advice, what, err)) {
-                goto fail;
+    /* twice: count what each tier's block must hold, then allocate the blocks and copy */
+    bump blk[SPILL_TIER_COUNT] = {{NULL, 0}, {NULL, 0}};
+    for (int pass = 0; pass < 2; pass++) {
+        if (pass == 1) {
+            for (int t = 0; t < SPILL_TIER_COUNT; t++) {
+                uint64_t need = blk[t].used;
+                blk[t].used = 0;
+                if (!need) continue;
+                /* one placement per block: weights are read-mostly; the reader is the GPU for a GPU profile */
+                const spill_profile *prof = p->profile;
+                unsigned adv = SPILL_PLACE_READ_MOSTLY | (prof && prof->has_gpu && strcmp(m->plan.chosen, "host")
+                                                              ? SPILL_PLACE_GPU_READS : SPILL_PLACE_CPU_READS);
+                spill_placement pl = {(spill_tier)t, -1, adv};
+                const char *what = t == SPILL_TIER_HBM ? "weights in HBM" : "weights copied into host memory";
+                if (!(blk[t].base = spill_mem_alloc(m->mem, need, pl, what, err)) || own(m, blk[t].base, need, (spill_tier)t, err))
+                    goto fail;
             }
-            if (rp.hbm_bytes && !rp.streamed &&
-                place_split(m, ws, nw, bytes, rp.hbm_bytes, rp.advice, what, &m->region_hbm[r], err))
-                goto fail;
         }
-        if (r == 2 * hp->n_layers && m->tied) m->output = m->tok_embd; /* the head follows the embedding */
-        m->weight_bytes[SPILL_TIER_HBM] += m->region_hbm[r];
-        m->weight_bytes[SPILL_TIER_HOST] += bytes - m->region_hbm[r];
-        if (isatty(2)) fprintf(stderr, "\rspill: placing weights %d/%d", r + 1, m->n_regions);
+        for (int r = 0; r < m->n_regions; r++) {
+            spill_region_plan rp = m->plan.region[r];
+            spill_weight *ws[9];
+            char what[64];
+            int nw = region_weights(m, r, ws, what, sizeof what);
+            if (!nw) continue;
+            uint64_t bytes = 0;
+            for (int i = 0; i < nw; i++) bytes += wbytes(ws[i]);
+            if (rp.tier == SPILL_TIER_HBM) {
+                place_copy(&blk[SPILL_TIER_HBM], ws, nw);
+                m->region_hbm[r] = bytes;
+            } else {
+                /* the home is host memory: the file itself, or a copy */
+                if (!rp.in_place) place_copy(&blk[SPILL_TIER_HOST], ws, nw);
+                if (rp.hbm_bytes && !rp.streamed) m->region_hbm[r] = place_split(&blk[SPILL_TIER_HBM], ws, nw, bytes, rp.hbm_bytes);
+                if (pass == 1 && rp.in_place) {
+                    spill_mem_register(m->mem, SPILL_TIER_HOST, bytes);
+                    m->mapped_bytes += bytes;
+                }
+            }
+            if (pass == 0) continue;
+            if (r == 2 * hp->n_layers && m->tied) m->output = m->tok_embd; /* the head follows the embedding */
+            m->weight_bytes[SPILL_TIER_HBM] += m->region_hbm[r];
+            m->weight_bytes[SPILL_TIER_HOST] += bytes - m->region_hbm[r];
+            if (isatty(2)) fprintf(stderr, "\rspill: placing weights %d/%d", r + 1, m->n_regions);
+        }
     }
     fprintf(stderr, "%sspill: loaded %s: %d layers, dim %d, %d heads (%d kv), vocab %d, %.2f MiB of weights in %.2f s (policy %s%s)\n",
                 isatty(2) ? "\r" : "", path, hp->n_layers, hp->dim, hp->n_heads, hp->n_kv_heads, hp->vocab,

@@ -4,7 +4,7 @@ same GGUF file with the same thread count: median of N runs each, reported as a 
 measured here, never asserted by a test.
 
   pip install llama-cpp-python numpy
-  python3 benchmarks/bench_decode.py [--model M.gguf] [--threads T] [--tokens 64] [--runs 5]
+  python3 benchmarks/peers/bench_decode.py [--model M.gguf] [--threads T] [--tokens 64] [--runs 5]
 """
 import argparse
 import os
@@ -14,7 +14,7 @@ import subprocess
 import sys
 import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def spill_run(binary, model, prompt, threads, n):

@@ -1,0 +1,873 @@
+/* spill-bench: measure the tiers and the placements.
+ *
+ *   spill-bench tiers [--size 256M] [--reps 5] [--profile-out F.json] [--json | --csv]
+ *   spill-bench placement (-m MODEL.gguf | --synthetic SPEC) [--budgets 25%,50%,75%,100%]
+ *       [--policies fault,pin,stream,auto] [--device cpu] [--prompt-tokens 512] [--gen-tokens 128]
+ *       [-t THREADS] [--profile-file F] [--json | --csv] [--plot F.svg]
+ *
+ * Speeds are measured here; predictions (the cost model's) are printed next to them and labelled.
+ * Long runs report progress on stderr; Ctrl-C stops and prints what was measured so far. */
+#include <errno.h>
+#include <signal.h>
+#include <strings.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "forward.h"
+#include "regions.h"
+#include "spill_alloc.h"
+#include "spill_cuda_bench.h"
+#include "spill_json.h"
+#include "spill_options.h"
+#include "spill_platform.h"
+#include "spill_topology.h"
+#include "synthetic.h"
+
+static volatile sig_atomic_t stop;
+static void on_sigint(int s) {
+    (void)s;
+    stop = 1;
+}
+
+static double gb(double b) { return b / 1e9; }
+static double mib(double b) { return b / 1048576.0; }
+
+typedef enum fmt { FMT_TABLE, FMT_JSON, FMT_CSV } fmt;
+
+/* ---------------------------------------------------------------- tiers */
+
+typedef struct read_job {
+    const uint64_t *p;
+    size_t n; /* words */
+    uint64_t out[256];
+} read_job;
+
+static void read_worker(void *ctx, int ith, int nth) {
+    read_job *j = ctx;
+    size_t a = j->n * (size_t)ith / (size_t)nth, b = j->n * (size_t)(ith + 1) / (size_t)nth;
+    uint64_t s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+    size_t i = a;
+    for (; i + 4 <= b; i += 4) s0 ^= j->p[i], s1 ^= j->p[i + 1], s2 ^= j->p[i + 2], s3 ^= j->p[i + 3];
+    for (; i < b; i++) s0 ^= j->p[i];
+    if (ith < 256) j->out[ith] = s0 ^ s1 ^ s2 ^ s3;
+}
+
+static int cmp_d(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+static void summarize(double *v, int n, spill_bw_result *r) {
+    qsort(v, (size_t)n, sizeof *v, cmp_d);
+    r->med = v[n / 2];
+    r->min = v[0];
+    r->max = v[n - 1];
+    r->ok = 1;
+}
+
+/* the CPU reading memory bound to one NUMA node, every thread streaming its share */
+static int cpu_read(spill_mem *mem, spill_pool *pool, int node, size_t bytes, int reps, spill_bw_result *r,
+                    spill_err *err) {
+    snprintf(r->name, sizeof r->name, "cpu reads host node %d", node);
+    spill_placement pl = {SPILL_TIER_HOST, node, SPILL_PLACE_CPU_READS};
+    uint64_t *p = spill_mem_alloc(mem, bytes, pl, "bandwidth buffer", err);
+    if (!p) return -1;
+    for (size_t i = 0; i < bytes / 8; i++) p[i] = i * 0x9E3779B97F4A7C15ull;
+    read_job j = {p, bytes / 8, {0}};
+    double v[64];
+    spill_pool_run(pool, read_worker, &j); /* warm */
+    for (int k = 0; k < reps && !stop; k++) {
+        double t0 = spill_now();
+        spill_pool_run(pool, read_worker, &j);
+        v[k] = (double)bytes / (spill_now() - t0);
+    }
+    summarize(v, reps, r);
+    spill_mem_put(mem, p, bytes);
+    return 0;
+}
+
+/* host memcpy: what a CPU-side "transfer" (the emulated ring's prefetch) moves */
+static int cpu_copy(spill_mem *mem, size_t bytes, int reps, spill_bw_result *r, spill_err *err) {
+    snprintf(r->name, sizeof r->name, "cpu copies host -> host (memcpy)");
+    uint8_t *a = spill_mem_alloc(mem, bytes, spill_placement_host(), "copy source", err);
+    uint8_t *b = a ? spill_mem_alloc(mem, bytes, spill_placement_host(), "copy target", err) : NULL;
+    if (!b) {
+        if (a) spill_mem_put(mem, a, bytes);
+        return -1;
+    }
+    memset(a, 1, bytes);
+    memset(b, 2, bytes);
+    double v[64];
+    for (int k = 0; k < reps && !stop; k++) {
+        double t0 = spill_now();
+        memcpy(b, a, bytes);
+        v[k] = (double)bytes / (spill_now() - t0);
+    }
+    summarize(v, reps, r);
+    spill_mem_put(mem, a, bytes);
+    spill_mem_put(mem, b, bytes);
+    return 0;
+}
+
+/* multiply-adds the CPU does per second in the forward pass's own matmul (Q8_0 weights, a batch
+   of 32 tokens: the prefill case, where compute rather than memory sets the pace) */
+static double cpu_flops(spill_pool *pool) {
+    enum { R = 1024, C = 1024, B = 32 };
+    uint64_t rb = spill_dtype_row_bytes(SPILL_DT_Q8_0, C), ab = spill_act_bytes(SPILL_DT_Q8_0, C);
+    uint8_t *w = malloc(rb * R), *act = malloc(ab * B);
+    float *x = malloc(sizeof(float) * C), *out = malloc(sizeof(float) * R * B);
+    if (!w || !x || !out || !act) {
+        free(w), free(x), free(out), free(act);
+        return 0;
+    }
+    for (int r = 0; r < R; r++) {
+        for (int c = 0; c < C; c++) x[c] = (float)((r * 31 + c) % 17) * 0.01f - 0.08f;
+        spill_quantize_row_ref(SPILL_DT_Q8_0, x, w + (uint64_t)r * rb, C);
+    }
+    for (int t = 0; t < B; t++) spill_act_quantize(SPILL_DT_Q8_0, x, act + (uint64_t)t * ab, C);
+    spill_matmul(pool, out, w, SPILL_DT_Q8_0, R, C, act, B);
+    double t0 = spill_now();
+    int it = 0;
+    while (spill_now() - t0 < 0.3) {
+        spill_matmul(pool, out, w, SPILL_DT_Q8_0, R, C, act, B);
+        it++;
+    }
+    double f = 2.0 * R * C * B * it / (spill_now() - t0);
+    free(w), free(x), free(out), free(act);
+    return f;
+}
+
+typedef struct tiers_result {
+    spill_bw_result r[SPILL_TOPO_MAX_NODES + SPILL_GPU_BW_MAX + 2];
+    int n;
+    double cpu_flops;
+    spill_topology topo;
+    char gpu_note[1100];
+} tiers_result;
+
+static int run_tiers(size_t bytes, int reps, int threads, tiers_result *t, int quiet, spill_err *err) {
+    memset(t, 0, sizeof *t);
+    if (spill_topology_read(&t->topo, err)) return -1;
+    spill_mem *mem = spill_mem_create("host", err);
+    if (!mem) return -1;
+    spill_pool *pool = spill_pool_create(threads);
+    if (!pool) {
+        spill_mem_free(mem);
+        return spill_err_set(err, "cannot start %d threads", threads);
+    }
+    int rc = 0;
+    for (int i = 0; i < t->topo.n_nodes && !stop && !rc; i++) {
+        if (t->topo.node[i].gpu >= 0) continue; /* a GPU's memory node is measured from the GPU */
+        if (!quiet) fprintf(stderr, "spill-bench: cpu reading node %d (%.0f MiB x %d)\n", t->topo.node[i].id, mib((double)bytes), reps);
+        rc = cpu_read(mem, pool, t->topo.numa_available ? t->topo.node[i].id : -1, bytes, reps, &t->r[t->n], err);
+        if (!rc) t->n++;
+    }
+    if (!rc && !stop) {
+        if (!quiet) fprintf(stderr, "spill-bench: cpu memcpy\n");
+        rc = cpu_copy(mem, bytes, reps, &t->r[t->n], err);
+        if (!rc) t->n++;
+    }
+    if (!rc && !stop) t->cpu_flops = cpu_flops(pool);
+    spill_pool_free(pool);
+    spill_mem_free(mem);
+    if (rc) return -1;
+    if (t->topo.n_gpus && !stop) {
+        int n = 0;
+        spill_err gerr;
+        if (!quiet) fprintf(stderr, "spill-bench: GPU tiers on device 0\n");
+        if (spill_cuda_bench_tiers(0, bytes, reps, &t->r[t->n], &n, &gerr))
+            snprintf(t->gpu_note, sizeof t->gpu_note, "%s", gerr.msg);
+        t->n += n;
+    } else if (!t->topo.n_gpus) {
+        snprintf(t->gpu_note, sizeof t->gpu_note, "%s", t->topo.gpu_note);
+    }
+    return 0;
+}
+
+static const spill_bw_result *find(const tiers_result *t, const char *prefix) {
+    for (int i = 0; i < t->n; i++)
+        if (t->r[i].ok && !strncmp(t->r[i].name, prefix, strlen(prefix))) return &t->r[i];
+    return NULL;
+}
+
+/* A profile from what was measured: the cost model's view of this machine. */
+static void tiers_profile(const tiers_result *t, spill_profile *p) {
+    spill_err err;
+    spill_profile_builtin("cpu", p, &err);
+    char host[64] = "this machine";
+    gethostname(host, sizeof host);
+    host[sizeof host - 1] = 0;
+    snprintf(p->name, sizeof p->name, "measured-%s", host);
+    time_t now = time(NULL);
+    char date[32];
+    strftime(date, sizeof date, "%Y-%m-%d", gmtime(&now));
+    snprintf(p->source, sizeof p->source, "spill-bench tiers on %s, %s", host, date);
+    uint64_t host_cap = 0;
+    double cpu_bw = 0;
+    for (int i = 0; i < t->topo.n_nodes; i++)
+        if (t->topo.node[i].gpu < 0) host_cap += t->topo.node[i].total;
+    for (int i = 0; i < t->n; i++)
+        if (t->r[i].ok && !strncmp(t->r[i].name, "cpu reads host", 14) && t->r[i].med > cpu_bw) cpu_bw = t->r[i].med;
+    const spill_bw_result *cp = find(t, "cpu copies");
+    p->capacity[SPILL_TIER_HOST] = host_cap;
+    p->read_bw[SPILL_TIER_HOST][SPILL_PROC_CPU] = cpu_bw;
+    p->flops[SPILL_PROC_CPU] = t->cpu_flops;
+    const spill_bw_result *hbm = find(t, "gpu reads hbm");
+    if (!hbm || !t->topo.n_gpus) {
+        /* no GPU: HBM, when a plan asks for it, is emulated in host memory and reads at host speed */
+        p->has_gpu = 0;
+        p->read_bw[SPILL_TIER_HBM][SPILL_PROC_CPU] = cpu_bw;
+        p->read_bw[SPILL_TIER_HBM][SPILL_PROC_GPU] = cpu_bw;
+        p->read_bw[SPILL_TIER_HOST][SPILL_PROC_GPU] = cpu_bw;
+        p->link_h2d = p->link_d2h = cp ? cp->med : cpu_bw;
+        p->fault_bw = p->link_h2d / 4;
+        return;
+    }
+    const spill_topo_gpu *g = &t->topo.gpu[0];
+    p->has_gpu = 1;
+    p->capacity[SPILL_TIER_HBM] = g->info.total_mem;
+    p->read_bw[SPILL_TIER_HBM][SPILL_PROC_GPU] = hbm->med;
+    const spill_bw_result *inplace = find(t, "gpu reads host (managed");
+    if (!inplace) inplace = find(t, "gpu reads host (mapped");
+    p->read_bw[SPILL_TIER_HOST][SPILL_PROC_GPU] = inplace ? inplace->med : 0;
+    const spill_bw_result *d2h = find(t, "prefetch device -> host");
+    const spill_bw_result *h2d = find(t, "copy host -> device");
+    p->link_h2d = h2d ? h2d->med : 0;
+    p->link_d2h = d2h ? d2h->med : p->link_h2d;
+    p->read_bw[SPILL_TIER_HBM][SPILL_PROC_CPU] = p->link_d2h;
+    const spill_bw_result *pf = find(t, "prefetch host -> device");
+    p->fault_bw = (pf ? pf->med : p->link_h2d) / 4; /* an assumption: faults reach a quarter of prefetch */
+    /* GPU FLOPs are not measured yet (no cuBLAS here): Hopper's BF16 dense peak x 0.7, else 100 TFLOP/s */
+    p->flops[SPILL_PROC_GPU] = g->info.cc_major == 9 ? 0.7 * 989e12 : 100e12;
+}
+
+static void print_tiers(const tiers_result *t, fmt f, FILE *o) {
+    if (f == FMT_JSON) {
+        fprintf(o, "{\"measurements\": [");
+        for (int i = 0; i < t->n; i++) {
+            fprintf(o, "%s\n  {\"name\": ", i ? "," : "");
+            spill_json_write_str(o, t->r[i].name);
+            if (t->r[i].ok)
+                fprintf(o, ", \"median_bytes_per_s\": %.6g, \"min\": %.6g, \"max\": %.6g}", t->r[i].med, t->r[i].min, t->r[i].max);
+            else {
+                fprintf(o, ", \"measured\": false, \"note\": ");
+                spill_json_write_str(o, t->r[i].note);
+                fprintf(o, "}");
+            }
+        }
+        fprintf(o, "\n], \"cpu_flops\": %.6g, \"gpu_note\": ", t->cpu_flops);
+        spill_json_write_str(o, t->gpu_note);
+        fprintf(o, "}\n");
+        return;
+    }
+    if (f == FMT_CSV) {
+        fprintf(o, "name,median_GBps,min_GBps,max_GBps,note\n");
+        for (int i = 0; i < t->n; i++)
+            fprintf(o, "\"%s\",%.3f,%.3f,%.3f,\"%s\"\n", t->r[i].name, gb(t->r[i].med), gb(t->r[i].min), gb(t->r[i].max),
+                    t->r[i].note);
+        return;
+    }
+    fprintf(o, "| measurement | median GB/s | min | max | note |\n|---|---:|---:|---:|---|\n");
+    for (int i = 0; i < t->n; i++) {
+        if (t->r[i].ok)
+            fprintf(o, "| %s | %.2f | %.2f | %.2f | %s |\n", t->r[i].name, gb(t->r[i].med), gb(t->r[i].min), gb(t->r[i].max),
+                    t->r[i].note);
+        else
+            fprintf(o, "| %s | - | - | - | not measured: %s |\n", t->r[i].name, t->r[i].note);
+    }
+    fprintf(o, "| cpu matmul (Q8_0, 32 tokens) | %.1f GFLOP/s | | | |\n", t->cpu_flops / 1e9);
+    if (t->gpu_note[0]) fprintf(o, "\nGPU: %s\n", t->gpu_note);
+}
+
+/* ---------------------------------------------------------------- placement */
+
+typedef struct row {
+    char policy[32], chosen[32];
+    double budget_frac;
+    uint64_t budget;
+    int ok;
+    char error[512];
+    double prefill_tok_s, decode_tok_s;
+    double w_hbm, w_host, kv_hbm, kv_host;
+    double read_hbm_tok, read_host_tok; /* bytes read per decoded token */
+    double prefetched, wait_ms;
+    double bound_tok_s, pred_decode, pred_prefill;
+} row;
+
+typedef struct place_opts {
+    const char *model, *synthetic, *profile_file, *plot, *plan_profile;
+    char budgets[256], policies[256];
+    int prompt, gen, threads, reps;
+    fmt f;
+} place_opts;
+
+static int tok_of(int i, int vocab) { return 3 + (int)(((uint64_t)i * 7919u) % (uint64_t)(vocab > 4 ? vocab - 3 : 1)); }
+
+static int argmax(const float *x, int n) {
+    int b = 0;
+    for (int i = 1; i < n; i++)
+        if (x[i] > x[b]) b = i;
+    return b;
+}
+
+/* one (budget, policy) point, measured */
+static void run_point(const place_opts *po, const char *model, const spill_profile *plan_prof, const spill_profile *prof,
+                      double cpu_bw, row *r) {
+    spill_err err = {{0}};
+    int host = !strcasecmp(r->policy, "host");
+    spill_mem_config mc = {0};
+    mc.backend = host ? "host" : "emulated";
+    mc.limit[SPILL_TIER_HBM] = r->budget;
+    spill_mem *mem = spill_mem_open(&mc, &err);
+    spill_model m;
+    spill_state st;
+    spill_pool *pool = NULL;
+    int have_m = 0, have_st = 0;
+    int *toks = NULL;
+    if (!mem) goto fail;
+    spill_model_params mp = {r->policy, 1, po->prompt + po->gen, plan_prof, r->budget};
+    if (spill_model_load(&m, model, &mp, mem, &err)) goto fail;
+    have_m = 1;
+    snprintf(r->chosen, sizeof r->chosen, "%s", m.plan.chosen);
+    if (!(pool = spill_pool_create(po->threads))) {
+        spill_err_set(&err, "cannot start %d threads", po->threads);
+        goto fail;
+    }
+    spill_state_params sp = {po->prompt + po->gen, 32, 1, 0};
+    if (spill_state_init_params(&st, &m, &sp, pool, &err)) goto fail;
+    have_st = 1;
+    toks = malloc(sizeof(int) * (size_t)po->prompt);
+    if (!toks) goto fail;
+    for (int i = 0; i < po->prompt; i++) toks[i] = tok_of(i, m.hp.vocab);
+    double t0 = spill_now();
+    for (int i = 0; i < po->prompt && !stop; i += 32) {
+        int nb = po->prompt - i < 32 ? po->prompt - i : 32;
+        if (spill_forward(&st, toks + i, nb, i, &err)) goto fail;
+    }
+    double t1 = spill_now();
+    spill_exec_stats x0;
+    spill_exec_get_stats(st.exec, &x0);
+    int next = argmax(st.logits, m.hp.vocab), n_dec = 0;
+    for (int i = 0; i < po->gen && !stop; i++) {
+        if (spill_forward(&st, &next, 1, po->prompt + i, &err)) goto fail;
+        next = argmax(st.logits, m.hp.vocab);
+        n_dec++;
+    }
+    double t2 = spill_now();
+    spill_exec_stats x1;
+    spill_exec_get_stats(st.exec, &x1);
+    r->prefill_tok_s = po->prompt / (t1 - t0);
+    r->decode_tok_s = n_dec ? n_dec / (t2 - t1) : 0;
+    r->w_hbm = (double)m.weight_bytes[SPILL_TIER_HBM];
+    r->w_host = (double)m.weight_bytes[SPILL_TIER_HOST];
+    r->kv_hbm = (double)st.kv.st.bytes[SPILL_TIER_HBM];
+    r->kv_host = (double)st.kv.st.bytes[SPILL_TIER_HOST];
+    if (n_dec) {
+        r->read_hbm_tok = (double)(x1.read[SPILL_TIER_HBM] - x0.read[SPILL_TIER_HBM]) / n_dec;
+        r->read_host_tok = (double)(x1.read[SPILL_TIER_HOST] - x0.read[SPILL_TIER_HOST]) / n_dec;
+    }
+    r->prefetched = (double)x1.prefetched;
+    r->wait_ms = x1.wait_s * 1e3;
+    /* the bound: the weight bytes one decode step reads, at the measured bandwidth of where they are */
+    double bh = prof->has_gpu ? prof->read_bw[SPILL_TIER_HBM][SPILL_PROC_GPU] : cpu_bw;
+    double bc = prof->has_gpu ? prof->read_bw[SPILL_TIER_HOST][SPILL_PROC_GPU] : cpu_bw;
+    double tmin = (bh > 0 ? r->read_hbm_tok / bh : 0) + (bc > 0 ? r->read_host_tok / bc : 0);
+    r->bound_tok_s = tmin > 0 ? 1.0 / tmin : 0;
+    /* the prediction for the plan that ran, on the machine it ran on */
+    spill_phase dec = {0, 1}, pre = {1, po->prompt};
+    r->pred_decode = spill_cost_predict(m.regions, &m.plan, prof, dec).tok_s;
+    r->pred_prefill = spill_cost_predict(m.regions, &m.plan, prof, pre).tok_s;
+    r->ok = 1;
+    goto done;
+fail:
+    snprintf(r->error, sizeof r->error, "%s", err.msg[0] ? err.msg : "out of memory");
+done:
+    free(toks);
+    if (have_st) spill_state_free(&st);
+    spill_pool_free(pool);
+    if (have_m) spill_model_free(&m);
+    spill_mem_free(mem);
+}
+
+static void print_rows(const row *rows, int n, fmt f, const place_opts *po, const char *model,
+                       const spill_profile *plan_prof, const spill_profile *prof, FILE *o) {
+    if (f == FMT_JSON) {
+        fprintf(o, "{\"model\": ");
+        spill_json_write_str(o, model);
+        fprintf(o, ", \"profile\": ");
+        spill_json_write_str(o, prof->name);
+        fprintf(o, ", \"plans_made_for\": ");
+        spill_json_write_str(o, plan_prof->name);
+        fprintf(o, ", \"prompt_tokens\": %d, \"gen_tokens\": %d, \"threads\": %d, \"predictions_are\": \"cost-model "
+                   "predictions, not measurements\", \"results\": [", po->prompt, po->gen, po->threads);
+        for (int i = 0; i < n; i++) {
+            const row *r = &rows[i];
+            fprintf(o, "%s\n  {\"policy\": \"%s\", \"budget_fraction\": %.4f, \"budget_bytes\": %llu", i ? "," : "",
+                    r->policy, r->budget_frac, (unsigned long long)r->budget);
+            if (!r->ok) {
+                fprintf(o, ", \"error\": ");
+                spill_json_write_str(o, r->error);
+                fprintf(o, "}");
+                continue;
+            }
+            fprintf(o, ", \"chosen\": \"%s\", \"prefill_tok_s\": %.4f, \"decode_tok_s\": %.4f, \"weights_hbm\": %.0f, "
+                       "\"weights_host\": %.0f, \"kv_hbm\": %.0f, \"kv_host\": %.0f, \"read_hbm_per_token\": %.0f, "
+                       "\"read_host_per_token\": %.0f, \"prefetched\": %.0f, \"prefetch_wait_ms\": %.3f, "
+                       "\"bound_decode_tok_s\": %.4f, \"percent_of_bound\": %.2f, \"predicted_decode_tok_s\": %.4f, "
+                       "\"predicted_prefill_tok_s\": %.4f}",
+                    r->chosen, r->prefill_tok_s, r->decode_tok_s, r->w_hbm, r->w_host, r->kv_hbm, r->kv_host, r->read_hbm_tok,
+                    r->read_host_tok, r->prefetched, r->wait_ms, r->bound_tok_s,
+                    r->bound_tok_s > 0 ? 100 * r->decode_tok_s / r->bound_tok_s : 0, r->pred_decode, r->pred_prefill);
+        }
+        fprintf(o, "\n]}\n");
+        return;
+    }
+    if (f == FMT_CSV) {
+        fprintf(o, "policy,chosen,budget_fraction,budget_bytes,prefill_tok_s,decode_tok_s,weights_hbm,weights_host,"
+                   "read_hbm_per_token,read_host_per_token,prefetch_wait_ms,bound_decode_tok_s,percent_of_bound,"
+                   "predicted_decode_tok_s,predicted_prefill_tok_s,error\n");
+        for (int i = 0; i < n; i++) {
+            const row *r = &rows[i];
+            fprintf(o, "%s,%s,%.4f,%llu,%.4f,%.4f,%.0f,%.0f,%.0f,%.0f,%.3f,%.4f,%.2f,%.4f,%.4f,\"%s\"\n", r->policy,
+                    r->chosen, r->budget_frac, (unsigned long long)r->budget, r->prefill_tok_s, r->decode_tok_s, r->w_hbm,
+                    r->w_host, r->read_hbm_tok, r->read_host_tok, r->wait_ms, r->bound_tok_s,
+                    r->bound_tok_s > 0 ? 100 * r->decode_tok_s / r->bound_tok_s : 0, r->pred_decode, r->pred_prefill,
+                    r->error);
+        }
+        return;
+    }
+    fprintf(o, "| budget | policy | chooses | prefill tok/s | decode tok/s | HBM MiB (w+kv) | host MiB (w+kv) | read/token "
+               "hbm MiB | host MiB | prefetch wait ms | bound tok/s | %% of bound | predicted decode | predicted prefill |\n");
+    fprintf(o, "|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
+    for (int i = 0; i < n; i++) {
+        const row *r = &rows[i];
+        char b[32];
+        snprintf(b, sizeof b, "%.0f%% (%.0f MiB)", 100 * r->budget_frac, mib((double)r->budget));
+        if (!r->ok) {
+            fprintf(o, "| %s | %s | error: %s |||||||||||\n", b, r->policy, r->error);
+            continue;
+        }
+        fprintf(o, "| %s | %s | %s | %.1f | %.2f | %.1f | %.1f | %.2f | %.2f | %.1f | %.2f | %.0f%% | %.2f | %.1f |\n", b,
+                r->policy, r->chosen, r->prefill_tok_s, r->decode_tok_s, mib(r->w_hbm + r->kv_hbm), mib(r->w_host + r->kv_host),
+                mib(r->read_hbm_tok), mib(r->read_host_tok), r->wait_ms, r->bound_tok_s,
+                r->bound_tok_s > 0 ? 100 * r->decode_tok_s / r->bound_tok_s : 0, r->pred_decode, r->pred_prefill);
+    }
+    fprintf(o, "\nmodel %s, %d prompt tokens, %d generated, %d threads; plans made for %s; bound and predictions for %s "
+               "(predictions are the cost model's, not measurements)\n", model, po->prompt, po->gen, po->threads,
+            plan_prof->name, prof->name);
+}
+
+/* decode tok/s against budget, one line per policy, the bound dashed: SVG written directly */
+static int write_svg(const char *path, const row *rows, int n, spill_err *err) {
+    FILE *f = fopen(path, "w");
+    if (!f) return spill_err_set(err, "--plot %s: cannot create: %s", path, strerror(errno));
+    const double W = 720, H = 440, L = 70, R = 170, T = 40, B = 60;
+    double ymax = 0, xmax = 0;
+    for (int i = 0; i < n; i++)
+        if (rows[i].ok) {
+            if (rows[i].decode_tok_s > ymax) ymax = rows[i].decode_tok_s;
+            if (rows[i].bound_tok_s > ymax) ymax = rows[i].bound_tok_s;
+            if (rows[i].budget_frac > xmax) xmax = rows[i].budget_frac;
+        }
+    if (ymax <= 0) ymax = 1;
+    if (xmax <= 0) xmax = 1;
+    ymax *= 1.1;
+#define X(v) (L + (v) / xmax * (W - L - R))
+#define Y(v) (H - B - (v) / ymax * (H - T - B))
+    fprintf(f, "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%.0f\" height=\"%.0f\" font-family=\"sans-serif\" "
+               "font-size=\"12\">\n<rect width=\"100%%\" height=\"100%%\" fill=\"white\"/>\n", W, H);
+    fprintf(f, "<text x=\"%.0f\" y=\"22\" font-size=\"14\">decode tok/s vs HBM budget (measured; bound dashed)</text>\n", L);
+    fprintf(f, "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"black\"/>\n", L, H - B, W - R, H - B);
+    fprintf(f, "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"black\"/>\n", L, T, L, H - B);
+    for (int k = 0; k <= 4; k++) {
+        double yv = ymax * k / 4, xv = xmax * k / 4;
+        fprintf(f, "<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"end\">%.3g</text>\n", L - 6, Y(yv) + 4, yv);
+        fprintf(f, "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"#ddd\"/>\n", L, Y(yv), W - R, Y(yv));
+        fprintf(f, "<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"middle\">%.0f%%</text>\n", X(xv), H - B + 18, 100 * xv);
+    }
+    fprintf(f, "<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"middle\">HBM budget (share of weights + KV cache)</text>\n",
+            (L + W - R) / 2, H - 18);
+    static const char *colors[] = {"#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b"};
+    char seen[8][32];
+    int ns = 0;
+    for (int i = 0; i < n; i++) {
+        int k = 0;
+        while (k < ns && strcmp(seen[k], rows[i].policy)) k++;
+        if (k == ns && ns < 8) snprintf(seen[ns++], sizeof seen[0], "%.31s", rows[i].policy);
+    }
+    for (int k = 0; k < ns; k++) {
+        const char *c = colors[k % 6];
+        fprintf(f, "<polyline fill=\"none\" stroke=\"%s\" stroke-width=\"2\" points=\"", c);
+        for (int i = 0; i < n; i++)
+            if (rows[i].ok && !strcmp(rows[i].policy, seen[k])) fprintf(f, "%.1f,%.1f ", X(rows[i].budget_frac), Y(rows[i].decode_tok_s));
+        fprintf(f, "\"/>\n");
+        for (int i = 0; i < n; i++)
+            if (rows[i].ok && !strcmp(rows[i].policy, seen[k]))
+                fprintf(f, "<circle cx=\"%.1f\" cy=\"%.1f\" r=\"3\" fill=\"%s\"/>\n", X(rows[i].budget_frac), Y(rows[i].decode_tok_s), c);
+        fprintf(f, "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"%s\" stroke-width=\"2\"/>"
+                   "<text x=\"%.1f\" y=\"%.1f\">%s</text>\n",
+                W - R + 12, T + 16 + 18.0 * k, W - R + 36, T + 16 + 18.0 * k, c, W - R + 42, T + 20 + 18.0 * k, seen[k]);
+    }
+    /* the bound: the best any policy's reads allow at each budget */
+    fprintf(f, "<polyline fill=\"none\" stroke=\"black\" stroke-dasharray=\"6,4\" points=\"");
+    for (int i = 0; i < n; i++) {
+        if (!rows[i].ok) continue;
+        double best = 0;
+        int first = 1;
+        for (int j = 0; j < n; j++)
+            if (rows[j].ok && rows[j].budget_frac == rows[i].budget_frac) {
+                if (rows[j].bound_tok_s > best) best = rows[j].bound_tok_s;
+                if (j < i) first = 0;
+            }
+        if (first) fprintf(f, "%.1f,%.1f ", X(rows[i].budget_frac), Y(best));
+    }
+    fprintf(f, "\"/>\n<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"black\" stroke-dasharray=\"6,4\"/>"
+               "<text x=\"%.1f\" y=\"%.1f\">bound</text>\n</svg>\n",
+            W - R + 12, T + 16 + 18.0 * ns, W - R + 36, T + 16 + 18.0 * ns, W - R + 42, T + 20 + 18.0 * ns);
+#undef X
+#undef Y
+    if (fclose(f)) return spill_err_set(err, "--plot %s: %s", path, strerror(errno));
+    return 0;
+}
+
+static void synth_progress(uint64_t done, uint64_t total) {
+    static double last;
+    double now = spill_now();
+    if (now - last < 1 && done < total) return;
+    last = now;
+    fprintf(stderr, "\rspill-bench: writing the synthetic model: %.0f%% of %.1f GiB", 100.0 * (double)done / (double)total,
+            (double)total / (1u << 30));
+    if (done >= total) fputc('\n', stderr);
+}
+
+static int run_placement(place_opts *po) {
+    spill_err err = {{0}};
+    char synth_path[256] = "";
+    const char *model = po->model;
+    if (po->synthetic) {
+        spill_synth_spec s;
+        if (spill_synth_parse(po->synthetic, &s, &err)) {
+            fprintf(stderr, "spill-bench: %s\n", err.msg);
+            return 2;
+        }
+        uint64_t need = spill_synth_bytes(&s), avail = spill_host_available();
+        const char *dir = getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp";
+        snprintf(synth_path, sizeof synth_path, "%s/spill-synthetic-%d.gguf", dir, (int)getpid());
+        fprintf(stderr, "spill-bench: synthetic %s: %d layers, %.2f GiB of weights, written to %s\n", s.name, s.n_layers,
+                (double)need / (1u << 30), synth_path);
+        if (avail && need > avail)
+            fprintf(stderr, "spill-bench: note: the model (%.1f GiB) is larger than the memory available (%.1f GiB); it "
+                            "will be read from the file\n", (double)need / (1u << 30), (double)avail / (1u << 30));
+        if (spill_synth_write(&s, synth_path, 42, synth_progress, &err)) {
+            fprintf(stderr, "spill-bench: %s\n", err.msg);
+            return 1;
+        }
+        model = synth_path;
+    }
+    /* the machine: a profile file, or a quick measurement of this one */
+    spill_profile prof;
+    double cpu_bw;
+    if (po->profile_file) {
+        if (spill_profile_load(po->profile_file, &prof, &err)) {
+            fprintf(stderr, "spill-bench: %s\n", err.msg);
+            if (synth_path[0]) remove(synth_path);
+            return 2;
+        }
+        cpu_bw = prof.read_bw[SPILL_TIER_HOST][SPILL_PROC_CPU];
+    } else {
+        tiers_result t;
+        fprintf(stderr, "spill-bench: measuring this machine's tiers first (spill-bench tiers --profile-out F.json and "
+                        "--profile-file F.json skip this)\n");
+        if (run_tiers((size_t)128 << 20, 3, po->threads, &t, 1, &err)) {
+            fprintf(stderr, "spill-bench: %s\n", err.msg);
+            if (synth_path[0]) remove(synth_path);
+            return 1;
+        }
+        tiers_profile(&t, &prof);
+        cpu_bw = prof.read_bw[SPILL_TIER_HOST][SPILL_PROC_CPU];
+    }
+    /* the placement decisions: as on the machine named by --plan-profile (default: gh200-96 when this
+       one has no GPU, so that the plans hold HBM regions and rings worth running) */
+    spill_profile plan_prof;
+    const char *pp_name = po->plan_profile ? po->plan_profile : prof.has_gpu ? NULL : "gh200-96";
+    if (pp_name) {
+        if (spill_profile_builtin(pp_name, &plan_prof, &err)) {
+            fprintf(stderr, "spill-bench: %s\n", err.msg);
+            if (synth_path[0]) remove(synth_path);
+            return 2;
+        }
+    } else {
+        plan_prof = prof;
+    }
+    /* what 100% means: the model's weights plus its KV cache for this run */
+    spill_gguf g;
+    spill_shape sh;
+    if (spill_gguf_open(&g, model, &err) || spill_shape_from_gguf(&g, &sh, &err)) {
+        fprintf(stderr, "spill-bench: %s\n", err.msg);
+        if (synth_path[0]) remove(synth_path);
+        return 1;
+    }
+    double full = (double)spill_shape_weight_bytes(&sh) +
+                  (double)spill_shape_kv_bytes_per_token(&sh) * (po->prompt + po->gen);
+    int ctx_train = sh.ctx_train;
+    spill_shape_free(&sh);
+    spill_gguf_close(&g);
+    if (po->prompt + po->gen > ctx_train) {
+        fprintf(stderr, "spill-bench: --prompt-tokens %d + --gen-tokens %d exceed the model's context of %d\n", po->prompt,
+                po->gen, ctx_train);
+        if (synth_path[0]) remove(synth_path);
+        return 2;
+    }
+    row rows[256];
+    int n = 0;
+    char bl[256], pl[256];
+    snprintf(bl, sizeof bl, "%s", po->budgets);
+    char *sb = NULL, *b = strtok_r(bl, ",", &sb);
+    int total = 0;
+    for (char *c = po->policies; *c; c++) total += *c == ',';
+    total += 1;
+    int n_budgets = 0;
+    for (char *c = po->budgets; *c; c++) n_budgets += *c == ',';
+    total *= n_budgets + 1;
+    for (; b && n < 256 && !stop; b = strtok_r(NULL, ",", &sb)) {
+        double frac;
+        uint64_t bytes;
+        size_t len = strlen(b);
+        if (len && b[len - 1] == '%') {
+            frac = atof(b) / 100.0;
+            bytes = (uint64_t)(frac * full);
+        } else if (!spill_parse_size(b, &bytes)) {
+            frac = (double)bytes / full;
+        } else {
+            fprintf(stderr, "spill-bench: --budgets: '%s' is neither a percentage nor a size\n", b);
+            if (synth_path[0]) remove(synth_path);
+            return 2;
+        }
+        snprintf(pl, sizeof pl, "%s", po->policies);
+        char *sp = NULL;
+        for (char *p = strtok_r(pl, ",", &sp); p && n < 256 && !stop; p = strtok_r(NULL, ",", &sp)) {
+            row *r = &rows[n];
+            memset(r, 0, sizeof *r);
+            snprintf(r->policy, sizeof r->policy, "%.31s", p);
+            r->budget_frac = frac;
+            r->budget = bytes;
+            fprintf(stderr, "spill-bench: [%d/%d] policy %s, budget %.0f%% (%.1f MiB) ...", n + 1, total, p, 100 * frac,
+                    mib((double)bytes));
+            /* the median of --reps runs of the point (prefill and decode each) */
+            double pre[64], dec[64];
+            int got = 0;
+            for (int k = 0; k < po->reps && !stop; k++) {
+                row one = *r;
+                run_point(po, model, &plan_prof, &prof, cpu_bw, &one);
+                if (!one.ok) {
+                    *r = one;
+                    break;
+                }
+                pre[got] = one.prefill_tok_s;
+                dec[got] = one.decode_tok_s;
+                got++;
+                *r = one;
+            }
+            if (r->ok && got > 1) {
+                qsort(pre, (size_t)got, sizeof *pre, cmp_d);
+                qsort(dec, (size_t)got, sizeof *dec, cmp_d);
+                r->prefill_tok_s = pre[got / 2];
+                r->decode_tok_s = dec[got / 2];
+            }
+            if (r->ok) fprintf(stderr, " prefill %.1f tok/s, decode %.2f tok/s\n", r->prefill_tok_s, r->decode_tok_s);
+            else fprintf(stderr, " %s\n", r->error);
+            n++;
+        }
+    }
+    if (stop) fprintf(stderr, "spill-bench: interrupted; what was measured so far:\n");
+    print_rows(rows, n, po->f, po, po->synthetic ? po->synthetic : model, &plan_prof, &prof, stdout);
+    int rc = 0;
+    if (po->plot && write_svg(po->plot, rows, n, &err)) {
+        fprintf(stderr, "spill-bench: %s\n", err.msg);
+        rc = 1;
+    }
+    if (synth_path[0]) remove(synth_path);
+    return rc;
+}
+
+/* ---------------------------------------------------------------- main */
+
+static void usage(FILE *f) {
+    fprintf(f,
+            "usage: spill-bench tiers [options]\n"
+            "       spill-bench placement (-m MODEL.gguf | --synthetic SPEC) [options]\n"
+            "\n"
+            "tiers: read bandwidth of every tier from every processor — the CPU reading each NUMA node,\n"
+            "and with a GPU: HBM, host memory read in place (mapped pinned, managed preferring host with\n"
+            "accessed-by, pageable where supported), prefetch migration both ways, pinned copies.\n"
+            "  --size SIZE          buffer per measurement (default 256M)\n"
+            "  --reps N             repetitions; median, min and max are reported (tiers: default 5, at\n"
+            "                       least 5; placement: default 1, the median of N runs of each point)\n"
+            "  --profile-out F      write what was measured as a hardware profile (spill-plan --profile-file F)\n"
+            "\n"
+            "placement: prefill and decode speed for every (HBM budget, policy), bytes per tier, prefetch\n"
+            "waits, the bound from measured bandwidths, %% of it, and the cost model's prediction beside\n"
+            "each measurement. On the CPU, HBM is emulated in host memory (the plans run; the speed is the\n"
+            "CPU's).\n"
+            "  -m, --model F        a GGUF model\n"
+            "  --synthetic SPEC     a model of this shape with random weights instead of a file:\n"
+            "                       llama3-70b, llama3-8b or tiny, with :layers=N, :vocab=N, :type=bf16|f16|q8_0|q4_0\n"
+            "  --budgets LIST       HBM budgets: percentages of weights + KV cache, or sizes (default 25%%,50%%,75%%,100%%)\n"
+            "  --policies LIST      from fault, pin, stream, auto, host (default fault,pin,stream,auto)\n"
+            "  --device D           cpu (the CUDA forward pass is not in this build yet)\n"
+            "  --prompt-tokens N    prompt length for prefill (default 512)\n"
+            "  --gen-tokens N       tokens decoded (default 128)\n"
+            "  -t, --threads N      CPU threads (default: all)\n"
+            "  --profile-file F     hardware profile for predictions and the bound (default: measure now)\n"
+            "  --plan-profile NAME  make the plans for this built-in profile (default: gh200-96 on a machine\n"
+            "                       without a GPU, so that HBM regions and rings are exercised; else measured)\n"
+            "  --plot F.svg         decode tok/s vs budget, one line per policy, the bound dashed\n"
+            "\n"
+            "both:\n"
+            "  --json, --csv        instead of the markdown table\n"
+            "  -h, --help           this text\n"
+            "Progress goes to stderr; Ctrl-C stops and prints what was measured so far.\n");
+}
+
+static int need_int(const char *flag, const char *v, int lo, int hi, int *out) {
+    char *end;
+    long x = v ? strtol(v, &end, 10) : 0;
+    if (!v || *end || end == v || x < lo || x > hi) {
+        fprintf(stderr, "spill-bench: %s expects an integer in %d..%d, got '%s'\n", flag, lo, hi, v ? v : "(nothing)");
+        return -1;
+    }
+    *out = (int)x;
+    return 0;
+}
+
+int main(int argc, char **argv) {
+    if (argc < 2 || !strcmp(argv[1], "-h") || !strcmp(argv[1], "--help")) {
+        usage(argc < 2 ? stderr : stdout);
+        return argc < 2 ? 2 : 0;
+    }
+    const char *cmd = argv[1];
+    if (strcmp(cmd, "tiers") && strcmp(cmd, "placement")) {
+        fprintf(stderr, "spill-bench: unknown command '%s' (tiers or placement; see --help)\n", cmd);
+        return 2;
+    }
+    spill_options env;
+    spill_err err;
+    spill_options_defaults(&env);
+    if (spill_options_from_env(&env, stderr, &err)) {
+        fprintf(stderr, "spill-bench: %s\n", err.msg);
+        return 2;
+    }
+    long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+    place_opts po = {0};
+    snprintf(po.budgets, sizeof po.budgets, "25%%,50%%,75%%,100%%");
+    snprintf(po.policies, sizeof po.policies, "fault,pin,stream,auto");
+    po.prompt = 512;
+    po.gen = 128;
+    po.reps = 1;
+    po.threads = env.threads ? env.threads : (ncpu > 0 ? (int)ncpu : 1);
+    uint64_t size = 256u << 20;
+    int reps = 5;
+    const char *profile_out = NULL;
+    for (int i = 2; i < argc; i++) {
+        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+#define TAKES (v ? (i++, 1) : (fprintf(stderr, "spill-bench: %s needs a value\n", a), 0))
+        if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+            usage(stdout);
+            return 0;
+        } else if (!strcmp(a, "--json")) po.f = FMT_JSON;
+        else if (!strcmp(a, "--csv")) po.f = FMT_CSV;
+        else if (!strcmp(a, "--size")) {
+            if (!TAKES) return 2;
+            if (spill_parse_size(v, &size) || size < (1u << 20) || size > (64ull << 30)) {
+                fprintf(stderr, "spill-bench: --size expects 1M..64G, got '%s'\n", v);
+                return 2;
+            }
+        } else if (!strcmp(a, "--reps")) {
+            if (!TAKES || need_int(a, v, strcmp(cmd, "tiers") ? 1 : 5, 64, &reps)) return 2;
+            po.reps = reps;
+        } else if (!strcmp(a, "--profile-out")) {
+            if (!TAKES) return 2;
+            profile_out = v;
+        } else if (!strcmp(a, "-m") || !strcmp(a, "--model")) {
+            if (!TAKES) return 2;
+            po.model = v;
+        } else if (!strcmp(a, "--synthetic")) {
+            if (!TAKES) return 2;
+            po.synthetic = v;
+        } else if (!strcmp(a, "--budgets")) {
+            if (!TAKES) return 2;
+            snprintf(po.budgets, sizeof po.budgets, "%s", v);
+        } else if (!strcmp(a, "--policies")) {
+            if (!TAKES) return 2;
+            for (const char *c = v; *c;) {
+                size_t l = strcspn(c, ",");
+                int ok = 0;
+                for (int k = 0; spill_policy_names[k]; k++)
+                    ok |= strlen(spill_policy_names[k]) == l && !strncasecmp(c, spill_policy_names[k], l);
+                if (!ok) {
+                    fprintf(stderr, "spill-bench: --policies: '%.*s' is not one of fault, pin, stream, auto, host\n", (int)l, c);
+                    return 2;
+                }
+                c += l + (c[l] == ',');
+            }
+            snprintf(po.policies, sizeof po.policies, "%s", v);
+        } else if (!strcmp(a, "--device")) {
+            if (!TAKES) return 2;
+            if (strcasecmp(v, "cpu")) {
+                fprintf(stderr, "spill-bench: --device %s: the CUDA forward pass is not in this build yet; use --device cpu "
+                                "(spill-bench tiers measures the GPU's tiers)\n", v);
+                return 2;
+            }
+        } else if (!strcmp(a, "--prompt-tokens")) {
+            if (!TAKES || need_int(a, v, 1, 1 << 20, &po.prompt)) return 2;
+        } else if (!strcmp(a, "--gen-tokens")) {
+            if (!TAKES || need_int(a, v, 1, 1 << 20, &po.gen)) return 2;
+        } else if (!strcmp(a, "-t") || !strcmp(a, "--threads")) {
+            if (!TAKES || need_int(a, v, 1, 1024, &po.threads)) return 2;
+        } else if (!strcmp(a, "--profile-file")) {
+            if (!TAKES) return 2;
+            po.profile_file = v;
+        } else if (!strcmp(a, "--plan-profile")) {
+            if (!TAKES) return 2;
+            po.plan_profile = v;
+        } else if (!strcmp(a, "--plot")) {
+            if (!TAKES) return 2;
+            po.plot = v;
+        } else {
+            fprintf(stderr, "spill-bench: unknown argument '%s' (see --help)\n", a);
+            return 2;
+        }
+#undef TAKES
+    }
+    signal(SIGINT, on_sigint);
+    if (!strcmp(cmd, "tiers")) {
+        tiers_result t;
+        if (run_tiers((size_t)size, reps, po.threads, &t, 0, &err)) {
+            fprintf(stderr, "spill-bench: %s\n", err.msg);
+            return 1;
+        }
+        if (stop) fprintf(stderr, "spill-bench: interrupted; what was measured so far:\n");
+        print_tiers(&t, po.f, stdout);
+        if (profile_out) {
+            spill_profile p;
+            tiers_profile(&t, &p);
+            FILE *f = fopen(profile_out, "w");
+            if (!f) {
+                fprintf(stderr, "spill-bench: --profile-out %s: %s\n", profile_out, strerror(errno));
+                return 1;
+            }
+            spill_profile_write(&p, f);
+            if (fclose(f)) {
+                fprintf(stderr, "spill-bench: --profile-out %s: %s\n", profile_out, strerror(errno));
+                return 1;
+            }
+            fprintf(stderr, "spill-bench: wrote the profile %s to %s\n", p.name, profile_out);
+        }
+        return 0;
+    }
+    if (!!po.model == !!po.synthetic) {
+        fprintf(stderr, "spill-bench: placement needs -m MODEL.gguf or --synthetic SPEC (one of them)\n");
+        return 2;
+    }
+    return run_placement(&po);
+}

@@ -1,0 +1,142 @@
+/* spill-bench as a user meets it: tiers measures something and writes a profile spill-plan can read;
+ * placement runs every (budget, policy) point and reports it as a table, JSON, CSV and an SVG plot;
+ * a synthetic model is written and removed again; bad flags are refused. Speeds are never asserted,
+ * only that they were measured. */
+#include "spill_json.h"
+#include "spill_policy.h"
+#include "test_util.h"
+
+static char out[1 << 18];
+
+static void test_tiers(void **s) {
+    (void)s;
+    assert_int_equal(run_capture(SPILL_BIN_DIR "/spill-bench tiers --size 8M --reps 5 --json --profile-out /tmp/spill-bench-prof.json 2>/dev/null",
+                                 0, out, sizeof out), 0);
+    spill_json *j;
+    spill_err err = {{0}};
+    if (spill_json_parse(out, strlen(out), "tiers", &j, &err)) fail_msg("%s\n%s", err.msg, out);
+    const spill_json *m = spill_json_get_type(j, "measurements", SPILL_JSON_ARRAY);
+    assert_non_null(m);
+    assert_true(m->n >= 2);
+    const spill_json *med = spill_json_get_type(&m->items[0], "median_bytes_per_s", SPILL_JSON_NUMBER);
+    assert_non_null(med);
+    assert_true(med->number > 0);
+    spill_json_free(j);
+    spill_profile p;
+    if (spill_profile_load("/tmp/spill-bench-prof.json", &p, &err)) fail_msg("%s", err.msg);
+    assert_true(p.read_bw[SPILL_TIER_HOST][SPILL_PROC_CPU] > 0);
+    assert_true(p.flops[SPILL_PROC_CPU] > 0);
+    assert_non_null(strstr(p.name, "measured-"));
+    /* spill-plan plans with it */
+    char cmd[1024];
+    snprintf(cmd, sizeof cmd, SPILL_BIN_DIR "/spill-plan -m '%s' --profile-file /tmp/spill-bench-prof.json", stories_path());
+    assert_int_equal(run_capture(cmd, 1, out, sizeof out), 0);
+    assert_non_null(strstr(out, "measured-"));
+    unlink("/tmp/spill-bench-prof.json");
+    /* the markdown table */
+    assert_int_equal(run_capture(SPILL_BIN_DIR "/spill-bench tiers --size 4M 2>/dev/null", 0, out, sizeof out), 0);
+    assert_non_null(strstr(out, "| cpu reads host node"));
+}
+
+static void test_placement(void **s) {
+    (void)s;
+    char cmd[2048];
+    snprintf(cmd, sizeof cmd,
+             SPILL_BIN_DIR "/spill-bench placement -m '%s' --prompt-tokens 16 --gen-tokens 8 --budgets 8M,64M "
+                           "--policies pin,stream,auto --json --plot /tmp/spill-bench-plot.svg 2>/dev/null",
+             stories_path());
+    assert_int_equal(run_capture(cmd, 0, out, sizeof out), 0);
+    spill_json *j;
+    spill_err err = {{0}};
+    if (spill_json_parse(out, strlen(out), "placement", &j, &err)) fail_msg("%s\n%s", err.msg, out);
+    const spill_json *res = spill_json_get_type(j, "results", SPILL_JSON_ARRAY);
+    assert_non_null(res);
+    assert_int_equal(res->n, 6);
+    for (size_t i = 0; i < res->n; i++) {
+        const spill_json *r = &res->items[i];
+        if (spill_json_get(r, "error")) fail_msg("point %zu failed: %s", i, spill_json_get(r, "error")->str);
+        const char *keys[] = {"prefill_tok_s", "decode_tok_s", "bound_decode_tok_s", "predicted_decode_tok_s",
+                              "predicted_prefill_tok_s", "read_hbm_per_token", "read_host_per_token"};
+        for (int k = 0; k < 7; k++) {
+            const spill_json *v = spill_json_get_type(r, keys[k], SPILL_JSON_NUMBER);
+            assert_non_null(v);
+            assert_true(v->number >= 0);
+        }
+        assert_true(spill_json_get(r, "decode_tok_s")->number > 0);
+        /* the weights read per token are the model's, wherever they were */
+        double read = spill_json_get(r, "read_hbm_per_token")->number + spill_json_get(r, "read_host_per_token")->number;
+        assert_true(read > 1000000 && read < 1300000);
+    }
+    spill_json_free(j);
+    FILE *f = fopen("/tmp/spill-bench-plot.svg", "r");
+    assert_non_null(f);
+    size_t n = fread(out, 1, sizeof out - 1, f);
+    out[n] = 0;
+    fclose(f);
+    assert_non_null(strstr(out, "<svg"));
+    assert_non_null(strstr(out, "polyline"));
+    assert_non_null(strstr(out, "stroke-dasharray")); /* the bound */
+    assert_non_null(strstr(out, "</svg>"));
+    unlink("/tmp/spill-bench-plot.svg");
+    /* CSV and the table */
+    snprintf(cmd, sizeof cmd, SPILL_BIN_DIR "/spill-bench placement -m '%s' --prompt-tokens 8 --gen-tokens 4 --budgets 1M "
+                              "--policies fault --csv 2>/dev/null", stories_path());
+    assert_int_equal(run_capture(cmd, 0, out, sizeof out), 0);
+    assert_true(!strncmp(out, "policy,chosen,budget_fraction", 29));
+    snprintf(cmd, sizeof cmd, SPILL_BIN_DIR "/spill-bench placement -m '%s' --prompt-tokens 8 --gen-tokens 4 --budgets 100%% "
+                              "--policies host 2>/dev/null", stories_path());
+    assert_int_equal(run_capture(cmd, 0, out, sizeof out), 0);
+    assert_non_null(strstr(out, "| budget | policy |"));
+    assert_non_null(strstr(out, "not measurements"));
+}
+
+static void test_synthetic(void **s) {
+    (void)s;
+    assert_int_equal(run_capture(SPILL_BIN_DIR "/spill-bench placement --synthetic tiny:layers=2 --prompt-tokens 8 "
+                                               "--gen-tokens 4 --budgets 100% --policies pin --json 2>&1 >/dev/null",
+                                 0, out, sizeof out), 0);
+    assert_non_null(strstr(out, "synthetic tiny: 2 layers"));
+    /* the file it wrote is gone */
+    const char *p = strstr(out, "written to ");
+    assert_non_null(p);
+    char path[256];
+    sscanf(p + 11, "%255s", path);
+    assert_int_not_equal(access(path, F_OK), 0);
+}
+
+static void test_bad_flags(void **s) {
+    (void)s;
+    const char *cases[][2] = {
+        {"", "usage"},
+        {"frobnicate", "unknown command"},
+        {"tiers --reps 2", "--reps"},
+        {"tiers --size lots", "--size"},
+        {"placement", "-m MODEL.gguf or --synthetic"},
+        {"placement --synthetic gpt5", "llama3-70b"},
+        {"placement --synthetic tiny:layers=0", "layers=1..1024"},
+        {"placement --synthetic tiny --policies yolo", "yolo"},
+        {"placement --synthetic tiny --device cuda", "--device cpu"},
+        {"placement -m /nonexistent.gguf --profile-file /nonexistent.json", "/nonexistent.json"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        char cmd[512];
+        snprintf(cmd, sizeof cmd, SPILL_BIN_DIR "/spill-bench %s", cases[i][0]);
+        int rc = run_capture(cmd, 1, out, sizeof out);
+        if (rc != 2 || !strstr(out, cases[i][1])) fail_msg("'%s' gave %d: %s", cases[i][0], rc, out);
+    }
+    assert_int_equal(run_capture(SPILL_BIN_DIR "/spill-bench --help", 0, out, sizeof out), 0);
+    const char *flags[] = {"--size", "--reps", "--profile-out", "--synthetic", "--budgets", "--policies", "--device",
+                           "--prompt-tokens", "--gen-tokens", "--profile-file", "--plan-profile", "--plot", "--json", "--csv"};
+    for (size_t i = 0; i < sizeof flags / sizeof *flags; i++) assert_non_null(strstr(out, flags[i]));
+}
+
+int main(void) {
+    require_file(stories_path(), "the shared test models live in ../shared/models");
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_tiers),
+        cmocka_unit_test(test_placement),
+        cmocka_unit_test(test_synthetic),
+        cmocka_unit_test(test_bad_flags),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
