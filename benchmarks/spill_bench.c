@@ -201,7 +201,7 @@ static void tiers_profile(const tiers_result *t, spill_profile *p) {
     time_t now = time(NULL);
     char date[32];
     strftime(date, sizeof date, "%Y-%m-%d", gmtime(&now));
-    snprintf(p->source, sizeof p->source, "spill-bench tiers on %s, %s", host, date);
+    snprintf(p->source, sizeof p->source, "spill-bench tiers on %.40s, %s", host, date);
     uint64_t host_cap = 0;
     double cpu_bw = 0;
     for (int i = 0; i < t->topo.n_nodes; i++)
@@ -286,7 +286,7 @@ typedef struct row {
     double budget_frac;
     uint64_t budget;
     int ok;
-    char error[512];
+    char error[1024];
     double prefill_tok_s, decode_tok_s;
     double w_hbm, w_host, kv_hbm, kv_host;
     double read_hbm_tok, read_host_tok; /* bytes read per decoded token */
