@@ -197,7 +197,7 @@ static void tiers_profile(const tiers_result *t, spill_profile *p) {
     char host[64] = "this machine";
     gethostname(host, sizeof host);
     host[sizeof host - 1] = 0;
-    snprintf(p->name, sizeof p->name, "measured-%s", host);
+    snprintf(p->name, sizeof p->name, "measured-%.40s", host);
     time_t now = time(NULL);
     char date[32];
     strftime(date, sizeof date, "%Y-%m-%d", gmtime(&now));
