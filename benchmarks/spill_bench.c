@@ -354,6 +354,10 @@ static void run_point(const place_opts *po, const char *model, const spill_profi
         n_dec++;
     }
     double t2 = spill_now();
+    if (stop) {
+        spill_err_set(&err, "interrupted before this point was measured");
+        goto fail;
+    }
     spill_exec_stats x1;
     spill_exec_get_stats(st.exec, &x1);
     r->prefill_tok_s = po->prompt / (t1 - t0);

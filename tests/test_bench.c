@@ -130,6 +130,28 @@ static void test_bad_flags(void **s) {
     for (size_t i = 0; i < sizeof flags / sizeof *flags; i++) assert_non_null(strstr(out, flags[i]));
 }
 
+static void test_interrupt(void **s) {
+    (void)s;
+    /* many points; Ctrl-C after a moment: what was measured so far is printed, and it says so */
+    char cmd[1024];
+    snprintf(cmd, sizeof cmd,
+             "timeout --preserve-status -s INT 2 " SPILL_BIN_DIR "/spill-bench placement -m '%s' --prompt-tokens 64 --gen-tokens 64 "
+             "--budgets 8M,16M,32M,64M,128M,256M --policies fault,pin,stream,auto --reps 5 2>/tmp/spill-bench-int.err",
+             stories_path());
+    int rc = run_capture(cmd, 0, out, sizeof out);
+    assert_int_equal(rc, 0);
+    assert_non_null(strstr(out, "| budget | policy |"));
+    FILE *f = fopen("/tmp/spill-bench-int.err", "r");
+    assert_non_null(f);
+    char err[1 << 16];
+    size_t n = fread(err, 1, sizeof err - 1, f);
+    err[n] = 0;
+    fclose(f);
+    unlink("/tmp/spill-bench-int.err");
+    assert_non_null(strstr(err, "interrupted"));
+    assert_non_null(strstr(err, "[1/24]")); /* progress */
+}
+
 int main(void) {
     require_file(stories_path(), "the shared test models live in ../shared/models");
     const struct CMUnitTest tests[] = {
@@ -137,6 +159,7 @@ int main(void) {
         cmocka_unit_test(test_placement),
         cmocka_unit_test(test_synthetic),
         cmocka_unit_test(test_bad_flags),
+        cmocka_unit_test(test_interrupt),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
