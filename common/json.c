@@ -229,6 +229,8 @@ static int lit(parser *p, const char *word) {
 }
 
 static void free_value(spill_json *v);
+typedef struct keyset keyset;
+static int parse_container_body(parser *p, spill_json *v, int object, size_t start, keyset *ks);
 
 /* grow-by-doubling arrays for items while parsing */
 static int push(parser *p, spill_json *v, size_t *cap, int object) {
@@ -246,8 +248,57 @@ static int push(parser *p, spill_json *v, size_t *cap, int object) {
     return 0;
 }
 
+/* duplicate keys: a linear scan for small objects, a hash set once an object grows (a tokenizer's
+   vocabulary is an object of 150,000 keys) */
+typedef struct keyset {
+    size_t *slot; /* index + 1 into the object's keys; 0 = empty */
+    size_t cap;
+} keyset;
+
+static uint64_t key_hash(const char *k) {
+    uint64_t h = 1469598103934665603ull;
+    for (; *k; k++) h = (h ^ (unsigned char)*k) * 1099511628211ull;
+    return h;
+}
+
+/* 1 if key is already in obj (keys[0..n)), else adds index n; -1 out of memory */
+static int keyset_add(keyset *ks, spill_json *obj, size_t n, const char *key) {
+    if (n < 32) {
+        for (size_t k = 0; k < n; k++)
+            if (!strcmp(obj->keys[k], key)) return 1;
+        return 0;
+    }
+    if ((n + 1) * 2 > ks->cap) {
+        size_t cap = ks->cap ? ks->cap * 4 : 256;
+        size_t *ns = calloc(cap, sizeof *ns);
+        if (!ns) return -1;
+        free(ks->slot);
+        ks->slot = ns;
+        ks->cap = cap;
+        for (size_t k = 0; k < n; k++) { /* keys[0..n) are distinct by now */
+            size_t i = (size_t)key_hash(obj->keys[k]) & (cap - 1);
+            while (ns[i]) i = (i + 1) & (cap - 1);
+            ns[i] = k + 1;
+        }
+    }
+    size_t i = (size_t)key_hash(key) & (ks->cap - 1);
+    while (ks->slot[i]) {
+        if (!strcmp(obj->keys[ks->slot[i] - 1], key)) return 1;
+        i = (i + 1) & (ks->cap - 1);
+    }
+    ks->slot[i] = n + 1;
+    return 0;
+}
+
 static int parse_container(parser *p, spill_json *v, int object) {
     size_t start = p->i;
+    keyset ks = {NULL, 0};
+    int rc = parse_container_body(p, v, object, start, &ks);
+    free(ks.slot);
+    return rc;
+}
+
+static int parse_container_body(parser *p, spill_json *v, int object, size_t start, keyset *ks) {
     if (++p->depth > SPILL_JSON_MAX_DEPTH) return perr(p, start, "nested deeper than 128 levels");
     v->type = object ? SPILL_JSON_OBJECT : SPILL_JSON_ARRAY;
     p->i++;
@@ -266,11 +317,11 @@ static int parse_container(parser *p, spill_json *v, int object) {
             size_t klen, kat = p->i;
             if (p->i >= p->n || p->s[p->i] != '"') return perr(p, p->i, "object key (a string) expected");
             if (parse_string(p, &key, &klen)) return -1;
-            for (size_t k = 0; k < v->n; k++)
-                if (!strcmp(v->keys[k], key)) {
-                    free(key);
-                    return perr(p, kat, "duplicate key");
-                }
+            int dup = keyset_add(ks, v, v->n, key);
+            if (dup) {
+                free(key);
+                return dup < 0 ? spill_err_set(p->err, "%s: out of memory", p->what) : perr(p, kat, "duplicate key");
+            }
             skip_ws(p);
             if (p->i >= p->n || p->s[p->i] != ':') {
                 free(key);

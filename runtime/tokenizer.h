@@ -31,14 +31,20 @@ typedef struct spill_tokenizer {
     struct spill_merge *merges;
     uint64_t merge_cap;
     int pre_digits;         /* split every digit into its own piece (smollm) */
+    int pre_llama3;         /* 0: GPT-2 rules; 3: Llama-3's (numbers in groups of up to 3); 1: Qwen2's (one digit) */
     int byte_tok[256];      /* SPM: id of <0xXX>, or -1 */
     int *special;           /* ids of tokens split out before tokenizing, longest text first */
     int n_special;
     int bos, eos, eot;      /* eot: end of turn (e.g. <|im_end|>), or -1 */
+    int eog_extra[8];       /* more ids that end generation (generation_config.json), -1 = none */
     int add_bos, add_space_prefix;
 } spill_tokenizer;
 
 int spill_tokenizer_init(spill_tokenizer *t, const spill_gguf *g, spill_err *err);
+/* From a Hugging Face directory: tokenizer.json (a byte-level BPE: vocab, merges, added tokens; the
+ * GPT-2, Llama-3 or Qwen2 pre-tokenizer), tokenizer_config.json (bos/eos, add_bos_token) and
+ * generation_config.json (the ids that end generation). */
+int spill_tokenizer_init_hf(spill_tokenizer *t, const char *dir, spill_err *err);
 void spill_tokenizer_free(spill_tokenizer *t);
 
 /* Tokenize text[0..len). *out is malloc'd; the caller frees it. parse_special: treat the text of

@@ -112,6 +112,27 @@ static void test_truncations(void **s) {
         }
 }
 
+static void test_large_objects(void **s) {
+    (void)s;
+    /* a vocabulary-sized object: duplicates found by hashing, not by comparing every pair */
+    size_t cap = 4 << 20, n = 0;
+    char *doc = malloc(cap);
+    n += (size_t)snprintf(doc + n, cap - n, "{");
+    for (int i = 0; i < 150000; i++) n += (size_t)snprintf(doc + n, cap - n, "%s\"tok%d\": %d", i ? ", " : "", i, i);
+    size_t closed = n;
+    n += (size_t)snprintf(doc + n, cap - n, "}");
+    spill_json *j;
+    spill_err err = {{0}};
+    assert_int_equal(spill_json_parse(doc, n, "vocab.json", &j, &err), 0);
+    assert_int_equal(j->n, 150000);
+    assert_int_equal(spill_json_get(j, "tok149999")->integer, 149999);
+    spill_json_free(j);
+    n = closed + (size_t)snprintf(doc + closed, cap - closed, ", \"tok77777\": 1}");
+    assert_int_equal(spill_json_parse(doc, n, "vocab.json", &j, &err), -1);
+    assert_non_null(strstr(err.msg, "duplicate key"));
+    free(doc);
+}
+
 static void test_file(void **s) {
     (void)s;
     char path[] = "/tmp/spill-json-XXXXXX";
@@ -135,6 +156,7 @@ int main(void) {
         cmocka_unit_test(test_values),
         cmocka_unit_test(test_bad),
         cmocka_unit_test(test_truncations),
+        cmocka_unit_test(test_large_objects),
         cmocka_unit_test(test_file),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
