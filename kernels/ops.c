@@ -65,6 +65,20 @@ void spill_rope(float *x, int n_heads, int head_dim, int rot_dims, int pos, floa
     }
 }
 
+void spill_rope_freqs(float *x, int n_heads, int head_dim, int rot_dims, int pos, const float *inv_freq, int adjacent) {
+    for (int h = 0; h < n_heads; h++) {
+        float *v = x + (int64_t)h * head_dim;
+        for (int i = 0; i < rot_dims / 2; i++) {
+            float theta = (float)pos * inv_freq[i];
+            float c = cosf(theta), s = sinf(theta);
+            int a = adjacent ? 2 * i : i, b = adjacent ? 2 * i + 1 : i + rot_dims / 2;
+            float x0 = v[a], x1 = v[b];
+            v[a] = x0 * c - x1 * s;
+            v[b] = x0 * s + x1 * c;
+        }
+    }
+}
+
 void spill_softmax(float *x, int n, float scale) {
     float max = -INFINITY;
     for (int i = 0; i < n; i++) {

@@ -73,6 +73,8 @@ void spill_rmsnorm(float *out, const float *x, const float *w, int n, float eps)
 /* In-place rotary embedding on n_heads vectors of head_dim at position pos.
  * adjacent = 1: pairs (2i, 2i+1) as GGUF stores Llama; 0: pairs (i, i+d/2) as Hugging Face does. */
 void spill_rope(float *x, int n_heads, int head_dim, int rot_dims, int pos, float base, int adjacent);
+/* The same with the inverse frequencies given: theta_i = pos * inv_freq[i] (scaled RoPE, e.g. llama3). */
+void spill_rope_freqs(float *x, int n_heads, int head_dim, int rot_dims, int pos, const float *inv_freq, int adjacent);
 /* In place: x = softmax(x * scale) over n values */
 void spill_softmax(float *x, int n, float scale);
 /* out = silu(gate) * up */

@@ -161,9 +161,20 @@ int spill_forward(spill_state *s, const int *tokens, int n, int pos, spill_err *
         matmul(s, s->q, s->xb, n, &L->wq);
         matmul(s, s->k, s->xb, n, &L->wk);
         matmul(s, s->v, s->xb, n, &L->wv);
+        if (L->bq.data) /* Qwen2's q/k/v biases */
+            for (int t = 0; t < n; t++) {
+                spill_add(s->q + (int64_t)t * q_dim, L->bq.data, q_dim);
+                spill_add(s->k + (int64_t)t * kv_dim, L->bk.data, kv_dim);
+                spill_add(s->v + (int64_t)t * kv_dim, L->bv.data, kv_dim);
+            }
         for (int t = 0; t < n; t++) {
-            spill_rope(s->q + (int64_t)t * q_dim, hp->n_heads, hd, hp->rope_dims, pos + t, hp->rope_base, hp->rope_adjacent);
-            spill_rope(s->k + (int64_t)t * kv_dim, hp->n_kv_heads, hd, hp->rope_dims, pos + t, hp->rope_base, hp->rope_adjacent);
+            if (m->rope_freq) { /* scaled frequencies (llama3) */
+                spill_rope_freqs(s->q + (int64_t)t * q_dim, hp->n_heads, hd, hp->rope_dims, pos + t, m->rope_freq, hp->rope_adjacent);
+                spill_rope_freqs(s->k + (int64_t)t * kv_dim, hp->n_kv_heads, hd, hp->rope_dims, pos + t, m->rope_freq, hp->rope_adjacent);
+            } else {
+                spill_rope(s->q + (int64_t)t * q_dim, hp->n_heads, hd, hp->rope_dims, pos + t, hp->rope_base, hp->rope_adjacent);
+                spill_rope(s->k + (int64_t)t * kv_dim, hp->n_kv_heads, hd, hp->rope_dims, pos + t, hp->rope_base, hp->rope_adjacent);
+            }
             memcpy(spill_kv_k(&s->kv, s->seq, l, pos + t), s->k + (int64_t)t * kv_dim, sizeof(float) * (size_t)kv_dim);
             memcpy(spill_kv_v(&s->kv, s->seq, l, pos + t), s->v + (int64_t)t * kv_dim, sizeof(float) * (size_t)kv_dim);
         }

@@ -1,5 +1,10 @@
 #include "model.h"
 
+#include <math.h>
+#include <sys/stat.h>
+
+#include "spill_json.h"
+
 #include <unistd.h>
 
 static int get_u32(const spill_gguf *g, const char *arch, const char *key, int required, uint32_t *out, spill_err *err) {
@@ -16,29 +21,83 @@ static int get_f32(const spill_gguf *g, const char *arch, const char *key, float
     return spill_gguf_get_f32(g, full, out, err) < 0 ? -1 : 0;
 }
 
-/* Find a tensor and check its shape: cols = ne[0], rows = ne[1] (1 for vectors). */
-static int bind(const spill_gguf *g, const char *name, int64_t rows, int64_t cols, int optional, spill_weight *w,
+/* A tensor as the loader needs it, from either source. ne0 = cols (contiguous), ne1 = rows. */
+typedef struct tview {
+    const void *data;
+    uint32_t type;
+    int n_dims;
+    uint64_t ne0, ne1;
+} tview;
+
+/* GGUF tensor names -> Hugging Face's (Llama, Mistral and Qwen2 share them) */
+static void hf_name(const char *g, char *out, size_t n) {
+    static const struct { const char *gguf, *hf; } layer[] = {
+        {"attn_norm.weight", "input_layernorm.weight"},   {"attn_q.weight", "self_attn.q_proj.weight"},
+        {"attn_k.weight", "self_attn.k_proj.weight"},     {"attn_v.weight", "self_attn.v_proj.weight"},
+        {"attn_q.bias", "self_attn.q_proj.bias"},         {"attn_k.bias", "self_attn.k_proj.bias"},
+        {"attn_v.bias", "self_attn.v_proj.bias"},         {"attn_output.weight", "self_attn.o_proj.weight"},
+        {"ffn_norm.weight", "post_attention_layernorm.weight"}, {"ffn_gate.weight", "mlp.gate_proj.weight"},
+        {"ffn_up.weight", "mlp.up_proj.weight"},          {"ffn_down.weight", "mlp.down_proj.weight"},
+    };
+    int l, off = 0;
+    if (sscanf(g, "blk.%d.%n", &l, &off) == 1 && off > 0) {
+        for (size_t i = 0; i < sizeof layer / sizeof *layer; i++)
+            if (!strcmp(g + off, layer[i].gguf)) {
+                snprintf(out, n, "model.layers.%d.%s", l, layer[i].hf);
+                return;
+            }
+    }
+    if (!strcmp(g, "token_embd.weight")) snprintf(out, n, "model.embed_tokens.weight");
+    else if (!strcmp(g, "output_norm.weight")) snprintf(out, n, "model.norm.weight");
+    else if (!strcmp(g, "output.weight")) snprintf(out, n, "lm_head.weight");
+    else snprintf(out, n, "%s", g);
+}
+
+/* 1 and *v when the tensor is there; the name it has in its file in `shown` */
+static int find_tensor(const spill_model *m, const char *name, tview *v, char *shown, size_t len) {
+    if (!m->hf) {
+        snprintf(shown, len, "%s", name);
+        const spill_gguf_tensor *t = spill_gguf_tensor_find(&m->gguf, name);
+        if (!t) return 0;
+        *v = (tview){t->data, t->type, (int)t->n_dims, t->ne[0], t->ne[1]};
+        return 1;
+    }
+    hf_name(name, shown, len);
+    const spill_st_tensor *t = spill_st_find(&m->st, shown);
+    if (!t) return 0;
+    *v = (tview){t->data, t->type, t->n_dims, t->n_dims >= 2 ? t->shape[1] : t->n_dims == 1 ? t->shape[0] : 1,
+                 t->n_dims >= 2 ? t->shape[0] : 1};
+    if (t->n_dims > 2) v->n_dims = t->n_dims;
+    return 1;
+}
+
+/* Find a tensor and check its shape: cols = ne[0], rows = ne[1] (1 for vectors). Vectors (norms,
+ * biases) may be any float type here; they are made F32 after binding. */
+static int bind(spill_model *m, const char *name, int64_t rows, int64_t cols, int optional, spill_weight *w,
                 spill_err *err) {
-    const spill_gguf_tensor *t = spill_gguf_tensor_find(g, name);
-    if (!t) {
+    tview t;
+    char shown[160];
+    if (!find_tensor(m, name, &t, shown, sizeof shown)) {
         if (optional) return 1;
-        return spill_err_set(err, "%s: tensor '%s' is missing", g->path, name);
+        return spill_err_set(err, "%s: tensor '%s' is missing", m->path, shown);
     }
     int is_vec = rows == 1;
-    if ((is_vec && (t->n_dims != 1 || t->ne[0] != (uint64_t)cols)) ||
-        (!is_vec && (t->n_dims != 2 || t->ne[0] != (uint64_t)cols || t->ne[1] != (uint64_t)rows))) {
+    if ((is_vec && (t.n_dims != 1 || t.ne0 != (uint64_t)cols)) ||
+        (!is_vec && (t.n_dims != 2 || t.ne0 != (uint64_t)cols || t.ne1 != (uint64_t)rows))) {
         if (is_vec)
-            return spill_err_set(err, "%s: tensor '%s' has shape [%llu x %llu]; expected [%lld]", g->path, name,
-                                 (unsigned long long)t->ne[0], (unsigned long long)t->ne[1], (long long)cols);
-        return spill_err_set(err, "%s: tensor '%s' has shape [%llu x %llu]; expected [%lld x %lld]", g->path, name,
-                             (unsigned long long)t->ne[0], (unsigned long long)t->ne[1], (long long)cols,
-                             (long long)rows);
+            return spill_err_set(err, "%s: tensor '%s' has shape [%llu x %llu]; expected [%lld]", m->path, shown,
+                                 (unsigned long long)t.ne0, (unsigned long long)t.ne1, (long long)cols);
+        return spill_err_set(err, "%s: tensor '%s' has shape [%llu x %llu]; expected [%lld x %lld] (from the model's "
+                                  "hyperparameters)", m->path, shown, (unsigned long long)t.ne0, (unsigned long long)t.ne1,
+                             (long long)cols, (long long)rows);
     }
-    if (!spill_dtype_supported(t->type) || (is_vec && t->type != SPILL_DT_F32))
-        return spill_err_set(err, "%s: tensor '%s' has type %s, which spill cannot use here (%s)", g->path, name,
-                             spill_dtype_name(t->type), is_vec ? "norm weights must be F32" : "F32, F16, BF16, Q8_0, Q4_0, Q4_1 are");
-    w->data = t->data;
-    w->type = (spill_dtype)t->type;
+    int vec_ok = t.type == SPILL_DT_F32 || t.type == SPILL_DT_F16 || t.type == SPILL_DT_BF16;
+    if (!spill_dtype_supported(t.type) || (is_vec && !vec_ok))
+        return spill_err_set(err, "%s: tensor '%s' has type %s, which spill cannot use here (%s)", m->path, shown,
+                             spill_dtype_name(t.type),
+                             is_vec ? "norms and biases must be F32, F16 or BF16" : "F32, F16, BF16, Q8_0, Q4_0, Q4_1 are");
+    w->data = t.data;
+    w->type = (spill_dtype)t.type;
     w->rows = rows;
     w->cols = cols;
     w->split = rows;
@@ -56,10 +115,10 @@ static int read_hparams(spill_model *m, spill_err *err) {
     int rc = spill_gguf_get_str(g, "general.architecture", &arch, err);
     if (rc < 0) return -1;
     if (rc == 1) return spill_err_set(err, "%s: metadata 'general.architecture' is missing", g->path);
-    if (!spill_str_eq(arch, "llama"))
-        return spill_err_set(err, "%s: architecture '%.*s' is not supported (llama is)", g->path,
+    if (!spill_str_eq(arch, "llama") && !spill_str_eq(arch, "qwen2"))
+        return spill_err_set(err, "%s: architecture '%.*s' is not supported (llama and qwen2 are)", g->path,
                              (int)(arch.len > 64 ? 64 : arch.len), arch.ptr);
-    const char *a = "llama";
+    const char *a = spill_str_eq(arch, "llama") ? "llama" : "qwen2";
     uint32_t n_layers, dim, n_heads, n_kv = 0, ffn, ctx = 2048, rope_dims = 0;
     if (get_u32(g, a, "block_count", 1, &n_layers, err) || get_u32(g, a, "embedding_length", 1, &dim, err) ||
         get_u32(g, a, "attention.head_count", 1, &n_heads, err) ||
@@ -94,26 +153,142 @@ static int read_hparams(spill_model *m, spill_err *err) {
         return -1;
     if (!(hp->eps > 0 && hp->eps < 1)) return spill_err_set(err, "%s: llama.attention.layer_norm_rms_epsilon is %g; (0, 1) is allowed", g->path, hp->eps);
     if (!(hp->rope_base > 1)) return spill_err_set(err, "%s: llama.rope.freq_base is %g; it must be > 1", g->path, hp->rope_base);
-    hp->rope_adjacent = 1;
+    hp->rope_adjacent = !strcmp(a, "llama"); /* llama.cpp stores Qwen2 with rotate-half (NEOX) RoPE */
     return 0;
 }
 
-static int bind_all(spill_model *m, spill_err *err) {
-    const spill_gguf *g = &m->gguf;
+/* The Hugging Face config.json: LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM. */
+static int read_hparams_hf(spill_model *m, spill_err *err) {
+    char path[4200];
+    snprintf(path, sizeof path, "%s/config.json", m->path);
+    spill_json *j;
+    if (spill_json_parse_file(path, 4 << 20, &j, err)) return -1;
+    int rc = -1;
     spill_hparams *hp = &m->hp;
-    const spill_gguf_tensor *emb = spill_gguf_tensor_find(g, "token_embd.weight");
-    if (!emb) return spill_err_set(err, "%s: tensor 'token_embd.weight' is missing", g->path);
-    if (emb->n_dims != 2 || emb->ne[1] > (1u << 24))
-        return spill_err_set(err, "%s: tensor 'token_embd.weight' must be 2-D with at most 2^24 rows", g->path);
-    hp->vocab = (int)emb->ne[1];
-    if (hp->vocab != m->tok.n_vocab)
-        return spill_err_set(err, "%s: token_embd.weight has %d rows but the tokenizer has %d tokens", g->path, hp->vocab,
+    const spill_json *archs = spill_json_get_type(j, "architectures", SPILL_JSON_ARRAY);
+    const char *a = archs && archs->n && archs->items[0].type == SPILL_JSON_STRING ? archs->items[0].str : NULL;
+    if (!a || (strcmp(a, "LlamaForCausalLM") && strcmp(a, "MistralForCausalLM") && strcmp(a, "Qwen2ForCausalLM"))) {
+        spill_err_set(err, "%s: architecture '%s' is not supported (LlamaForCausalLM, MistralForCausalLM and "
+                           "Qwen2ForCausalLM are)", path, a ? a : "(none given)");
+        goto out;
+    }
+    int64_t L, dim, heads, kv, ffn, vocab, ctx, hd, sw = 0;
+    if (spill_json_get_int(j, "num_hidden_layers", 1, 1024, -1, &L, path, err) ||
+        spill_json_get_int(j, "hidden_size", 1, 65536, -1, &dim, path, err) ||
+        spill_json_get_int(j, "num_attention_heads", 1, 1024, -1, &heads, path, err) ||
+        spill_json_get_int(j, "num_key_value_heads", 1, 1024, 0, &kv, path, err) ||
+        spill_json_get_int(j, "intermediate_size", 1, 1 << 20, -1, &ffn, path, err) ||
+        spill_json_get_int(j, "vocab_size", 1, 1 << 24, -1, &vocab, path, err) ||
+        spill_json_get_int(j, "max_position_embeddings", 1, 1 << 24, 4096, &ctx, path, err) ||
+        spill_json_get_int(j, "head_dim", 1, 4096, 0, &hd, path, err))
+        goto out;
+    if (L < 0 || dim < 0 || heads < 0 || ffn < 0 || vocab < 0) {
+        spill_err_set(err, "%s: num_hidden_layers, hidden_size, num_attention_heads, intermediate_size and vocab_size "
+                           "are all needed", path);
+        goto out;
+    }
+    if (!kv) kv = heads;
+    if (!hd) hd = dim / heads;
+    if (heads % kv || hd % 2 || hd * heads < 1) {
+        spill_err_set(err, "%s: %lld heads, %lld key/value heads and head size %lld do not fit together", path,
+                      (long long)heads, (long long)kv, (long long)hd);
+        goto out;
+    }
+    hp->n_layers = (int)L;
+    hp->dim = (int)dim;
+    hp->n_heads = (int)heads;
+    hp->n_kv_heads = (int)kv;
+    hp->head_dim = (int)hd;
+    hp->ffn_dim = (int)ffn;
+    hp->vocab = (int)vocab;
+    hp->ctx_train = (int)ctx;
+    hp->rope_dims = (int)hd;
+    hp->rope_adjacent = 0; /* Hugging Face rotates pairs (i, i + d/2) */
+    double eps = 1e-5, theta = 10000.0;
+    /* rope_theta and rope_scaling at the top (transformers 4.x) or inside rope_parameters (5.x) */
+    const spill_json *rp = spill_json_get_type(j, "rope_parameters", SPILL_JSON_OBJECT);
+    const spill_json *rs = spill_json_get_type(j, "rope_scaling", SPILL_JSON_OBJECT);
+    if (!rs) rs = rp;
+    if (spill_json_get_num(j, "rms_norm_eps", 1e-5, &eps, path, err) ||
+        spill_json_get_num(rp ? rp : j, "rope_theta", 10000.0, &theta, path, err))
+        goto out;
+    if (rp && !spill_json_get(rp, "rope_theta") && spill_json_get_num(j, "rope_theta", 10000.0, &theta, path, err)) goto out;
+    if (!(eps > 0 && eps < 1) || !(theta > 1)) {
+        spill_err_set(err, "%s: rms_norm_eps %g or rope_theta %g is out of range", path, eps, theta);
+        goto out;
+    }
+    hp->eps = (float)eps;
+    hp->rope_base = (float)theta;
+    const spill_json *sws = spill_json_get(j, "sliding_window");
+    const spill_json *use_sw = spill_json_get_type(j, "use_sliding_window", SPILL_JSON_BOOL);
+    if (sws && sws->type == SPILL_JSON_NUMBER && (!use_sw || use_sw->boolean) &&
+        spill_json_get_int(j, "sliding_window", 1, 1 << 24, 0, &sw, path, err))
+        goto out;
+    hp->sliding_window = (int)sw;
+    /* llama3 frequency scaling: long wavelengths slowed by `factor`, short ones kept, a smooth ramp between */
+    const spill_json *rt = rs ? spill_json_get_type(rs, "rope_type", SPILL_JSON_STRING) : NULL;
+    if (!rt && rs) rt = spill_json_get_type(rs, "type", SPILL_JSON_STRING);
+    if (rt && !strcmp(rt->str, "llama3")) {
+        double factor, lo, hi, old_ctx;
+        if (spill_json_get_num(rs, "factor", 8.0, &factor, path, err) ||
+            spill_json_get_num(rs, "low_freq_factor", 1.0, &lo, path, err) ||
+            spill_json_get_num(rs, "high_freq_factor", 4.0, &hi, path, err) ||
+            spill_json_get_num(rs, "original_max_position_embeddings", 8192, &old_ctx, path, err))
+            goto out;
+        if (!(factor >= 1) || !(hi > lo) || !(lo > 0) || !(old_ctx >= 1)) {
+            spill_err_set(err, "%s: rope_scaling (llama3) has factor %g, low_freq_factor %g, high_freq_factor %g: "
+                               "factor >= 1 and high > low > 0 are needed", path, factor, lo, hi);
+            goto out;
+        }
+        int half = hp->rope_dims / 2;
+        m->rope_freq = malloc(sizeof(float) * (size_t)half);
+        if (!m->rope_freq) {
+            spill_err_set(err, "out of memory");
+            goto out;
+        }
+        double lo_wl = old_ctx / lo, hi_wl = old_ctx / hi;
+        for (int i = 0; i < half; i++) {
+            float inv = 1.0f / powf((float)theta, (float)(2 * i) / (float)hp->rope_dims);
+            double wl = 2 * M_PI / inv;
+            double f = inv;
+            if (wl > lo_wl) f = inv / factor;
+            else if (wl >= hi_wl) {
+                double smooth = (old_ctx / wl - lo) / (hi - lo);
+                f = (1 - smooth) * inv / factor + smooth * inv;
+            }
+            m->rope_freq[i] = (float)f;
+        }
+    } else if (rt && strcmp(rt->str, "default")) {
+        spill_err_set(err, "%s: rope scaling '%s' is not supported (llama3 is)", path, rt->str);
+        goto out;
+    }
+    rc = 0;
+out:
+    spill_json_free(j);
+    return rc;
+}
+
+static int bind_all(spill_model *m, spill_err *err) {
+    spill_hparams *hp = &m->hp;
+    tview emb;
+    char shown[160];
+    if (!find_tensor(m, "token_embd.weight", &emb, shown, sizeof shown))
+        return spill_err_set(err, "%s: tensor '%s' is missing", m->path, shown);
+    if (emb.n_dims != 2 || emb.ne1 > (1u << 24))
+        return spill_err_set(err, "%s: tensor '%s' must be 2-D with at most 2^24 rows", m->path, shown);
+    if (m->hf && emb.ne1 != (uint64_t)hp->vocab)
+        return spill_err_set(err, "%s: tensor '%s' has %llu rows but config.json says vocab_size %d", m->path, shown,
+                             (unsigned long long)emb.ne1, hp->vocab);
+    hp->vocab = (int)emb.ne1;
+    /* a Hugging Face vocabulary may be padded past the tokenizer's last id; a GGUF one may not */
+    if (hp->vocab < m->tok.n_vocab || (!m->hf && hp->vocab != m->tok.n_vocab))
+        return spill_err_set(err, "%s: %s has %d rows but the tokenizer has %d tokens", m->path, shown, hp->vocab,
                              m->tok.n_vocab);
     int64_t q_dim = (int64_t)hp->n_heads * hp->head_dim, kv_dim = (int64_t)hp->n_kv_heads * hp->head_dim;
-    if (bind(g, "token_embd.weight", hp->vocab, hp->dim, 0, &m->tok_embd, err) ||
-        bind(g, "output_norm.weight", 1, hp->dim, 0, &m->out_norm, err))
+    if (bind(m, "token_embd.weight", hp->vocab, hp->dim, 0, &m->tok_embd, err) ||
+        bind(m, "output_norm.weight", 1, hp->dim, 0, &m->out_norm, err))
         return -1;
-    int rc = bind(g, "output.weight", hp->vocab, hp->dim, 1, &m->output, err);
+    int rc = bind(m, "output.weight", hp->vocab, hp->dim, 1, &m->output, err);
     if (rc < 0) return -1;
     if (rc == 1) {
         m->output = m->tok_embd; /* tied embeddings */
@@ -126,12 +301,22 @@ static int bind_all(spill_model *m, spill_err *err) {
         char n[9][64];
         const char *suffix[9] = {"attn_norm", "attn_q", "attn_k", "attn_v", "attn_output", "ffn_norm", "ffn_gate", "ffn_up", "ffn_down"};
         for (int i = 0; i < 9; i++) snprintf(n[i], sizeof n[i], "blk.%d.%s.weight", l, suffix[i]);
-        if (bind(g, n[0], 1, hp->dim, 0, &L->attn_norm, err) || bind(g, n[1], q_dim, hp->dim, 0, &L->wq, err) ||
-            bind(g, n[2], kv_dim, hp->dim, 0, &L->wk, err) || bind(g, n[3], kv_dim, hp->dim, 0, &L->wv, err) ||
-            bind(g, n[4], hp->dim, q_dim, 0, &L->wo, err) || bind(g, n[5], 1, hp->dim, 0, &L->ffn_norm, err) ||
-            bind(g, n[6], hp->ffn_dim, hp->dim, 0, &L->w_gate, err) || bind(g, n[7], hp->ffn_dim, hp->dim, 0, &L->w_up, err) ||
-            bind(g, n[8], hp->dim, hp->ffn_dim, 0, &L->w_down, err))
+        if (bind(m, n[0], 1, hp->dim, 0, &L->attn_norm, err) || bind(m, n[1], q_dim, hp->dim, 0, &L->wq, err) ||
+            bind(m, n[2], kv_dim, hp->dim, 0, &L->wk, err) || bind(m, n[3], kv_dim, hp->dim, 0, &L->wv, err) ||
+            bind(m, n[4], hp->dim, q_dim, 0, &L->wo, err) || bind(m, n[5], 1, hp->dim, 0, &L->ffn_norm, err) ||
+            bind(m, n[6], hp->ffn_dim, hp->dim, 0, &L->w_gate, err) || bind(m, n[7], hp->ffn_dim, hp->dim, 0, &L->w_up, err) ||
+            bind(m, n[8], hp->dim, hp->ffn_dim, 0, &L->w_down, err))
             return -1;
+        /* q/k/v biases (Qwen2): all three or none */
+        char b[3][64];
+        snprintf(b[0], sizeof b[0], "blk.%d.attn_q.bias", l);
+        snprintf(b[1], sizeof b[1], "blk.%d.attn_k.bias", l);
+        snprintf(b[2], sizeof b[2], "blk.%d.attn_v.bias", l);
+        int r0 = bind(m, b[0], 1, q_dim, 1, &L->bq, err), r1 = r0 < 0 ? -1 : bind(m, b[1], 1, kv_dim, 1, &L->bk, err);
+        int r2 = r1 < 0 ? -1 : bind(m, b[2], 1, kv_dim, 1, &L->bv, err);
+        if (r0 < 0 || r1 < 0 || r2 < 0) return -1;
+        if (r0 != r1 || r1 != r2)
+            return spill_err_set(err, "%s: layer %d has some of the q/k/v biases but not all three", m->path, l);
     }
     return 0;
 }
@@ -220,6 +405,104 @@ static int region_weights(spill_model *m, int r, spill_weight **ws, char *what, 
     return 1;
 }
 
+/* Norms and biases as F32 (the forward pass reads them as floats): a converted copy from alloc/
+ * when the file has them in 16 bits. Also the llama3 frequency table of a GGUF (rope_freqs.weight). */
+static int vectors_to_f32(spill_model *m, spill_err *err) {
+    spill_weight *vs[3 + 5 * 1024];
+    int n = 0;
+    vs[n++] = &m->out_norm;
+    for (int l = 0; l < m->hp.n_layers; l++) {
+        spill_layer *L = &m->layers[l];
+        vs[n++] = &L->attn_norm;
+        vs[n++] = &L->ffn_norm;
+        if (L->bq.data) vs[n++] = &L->bq, vs[n++] = &L->bk, vs[n++] = &L->bv;
+    }
+    uint64_t need = 0;
+    for (int i = 0; i < n; i++)
+        if (vs[i]->type != SPILL_DT_F32) need += (uint64_t)vs[i]->cols * 4;
+    if (need) {
+        float *dst = spill_mem_alloc(m->mem, need, spill_placement_host(), "norms and biases as F32", err);
+        if (!dst || own(m, dst, need, SPILL_TIER_HOST, err)) return -1;
+        for (int i = 0; i < n; i++) {
+            if (vs[i]->type == SPILL_DT_F32) continue;
+            spill_dequant_row(vs[i]->type, vs[i]->data, dst, vs[i]->cols);
+            vs[i]->data = dst;
+            vs[i]->type = SPILL_DT_F32;
+            dst += vs[i]->cols;
+        }
+    }
+    if (!m->hf && !m->rope_freq) {
+        spill_weight f;
+        int rc = bind(m, "rope_freqs.weight", 1, m->hp.rope_dims / 2, 1, &f, err);
+        if (rc < 0) return -1;
+        if (rc == 0) { /* per-dimension divisors of the frequencies (llama.cpp's form of llama3 scaling) */
+            int half = m->hp.rope_dims / 2;
+            float *div = malloc(sizeof(float) * (size_t)half);
+            if (!(m->rope_freq = malloc(sizeof(float) * (size_t)half)) || !div) {
+                free(div);
+                return spill_err_set(err, "out of memory");
+            }
+            spill_dequant_row(f.type, f.data, div, half);
+            for (int i = 0; i < half; i++)
+                m->rope_freq[i] = 1.0f / powf(m->hp.rope_base, (float)(2 * i) / (float)m->hp.rope_dims) / div[i];
+            free(div);
+        }
+    }
+    return 0;
+}
+
+static int load_chat_template_hf(spill_model *m, spill_err *err) {
+    char path[4200];
+    snprintf(path, sizeof path, "%s/tokenizer_config.json", m->path);
+    if (access(path, R_OK)) return 0;
+    spill_json *j;
+    if (spill_json_parse_file(path, 64 << 20, &j, err)) return -1;
+    const spill_json *t = spill_json_get_type(j, "chat_template", SPILL_JSON_STRING);
+    if (t && !(m->chat_template_buf = strdup(t->str))) {
+        spill_json_free(j);
+        return spill_err_set(err, "out of memory");
+    }
+    if (t) m->chat_template = (spill_str){m->chat_template_buf, strlen(m->chat_template_buf)};
+    spill_json_free(j);
+    return 0;
+}
+
+/* The planner's view of the model, from the weights as bound (GGUF or safetensors alike). */
+static int model_shape(const spill_model *m, spill_shape *s, spill_err *err) {
+    memset(s, 0, sizeof *s);
+    const spill_hparams *hp = &m->hp;
+    s->n_layers = hp->n_layers;
+    s->dim = hp->dim;
+    s->n_heads = hp->n_heads;
+    s->n_kv_heads = hp->n_kv_heads;
+    s->head_dim = hp->head_dim;
+    s->ffn_dim = hp->ffn_dim;
+    s->vocab = hp->vocab;
+    s->ctx_train = hp->ctx_train;
+    s->kv_elem_bytes = 4;
+    s->tied = m->tied;
+    s->layer_bytes = calloc((size_t)hp->n_layers, sizeof *s->layer_bytes);
+    s->layer_params = calloc((size_t)hp->n_layers, sizeof *s->layer_params);
+    if (!s->layer_bytes || !s->layer_params) {
+        spill_shape_free(s);
+        return spill_err_set(err, "out of memory");
+    }
+    for (int l = 0; l < hp->n_layers; l++) {
+        const spill_layer *L = &m->layers[l];
+        const spill_weight *ws[9] = {&L->attn_norm, &L->wq, &L->wk, &L->wv, &L->wo, &L->ffn_norm, &L->w_gate, &L->w_up, &L->w_down};
+        for (int i = 0; i < 9; i++) {
+            s->layer_bytes[l] += wbytes(ws[i]);
+            if (ws[i]->rows > 1) s->layer_params[l] += (uint64_t)ws[i]->rows * (uint64_t)ws[i]->cols;
+        }
+    }
+    s->embd_bytes = wbytes(&m->tok_embd);
+    s->embd_params = (uint64_t)m->tok_embd.rows * (uint64_t)m->tok_embd.cols;
+    s->output_bytes = m->tied ? 0 : wbytes(&m->output);
+    s->output_params = m->tied ? 0 : s->embd_params;
+    s->norm_bytes = wbytes(&m->out_norm);
+    return 0;
+}
+
 /* Bytes the arena adds on top of a plan's HBM bytes: the weights' block and the ring each round up
  * to whole 2 MiB chunks, and KV blocks fill chunks of their own. */
 static uint64_t plan_slack(const spill_model *m) {
@@ -237,10 +520,21 @@ int spill_model_load(spill_model *m, const char *path, const spill_model_params 
     memset(m, 0, sizeof *m);
     m->mem = mem;
     double t0 = spill_now();
-    if (spill_gguf_open(&m->gguf, path, err)) return -1;
-    if (read_hparams(m, err) || spill_tokenizer_init(&m->tok, &m->gguf, err)) goto fail;
-    if (bind_all(m, err)) goto fail;
-    if (spill_gguf_get_str(&m->gguf, "tokenizer.chat_template", &m->chat_template, err) < 0) goto fail;
+    struct stat sb;
+    m->hf = !stat(path, &sb) && S_ISDIR(sb.st_mode);
+    if (!(m->path = strdup(path))) return spill_err_set(err, "out of memory");
+    if (m->hf) {
+        /* a Hugging Face directory: config.json, tokenizer.json, safetensors (mapped, read lazily) */
+        if (read_hparams_hf(m, err) || spill_tokenizer_init_hf(&m->tok, path, err)) goto fail;
+        if (spill_st_open_dir(&m->st, path, err)) goto fail;
+        if (bind_all(m, err) || load_chat_template_hf(m, err)) goto fail;
+    } else {
+        if (spill_gguf_open(&m->gguf, path, err)) goto fail;
+        if (read_hparams(m, err) || spill_tokenizer_init(&m->tok, &m->gguf, err)) goto fail;
+        if (bind_all(m, err)) goto fail;
+        if (spill_gguf_get_str(&m->gguf, "tokenizer.chat_template", &m->chat_template, err) < 0) goto fail;
+    }
+    if (vectors_to_f32(m, err)) goto fail;
 
     const spill_hparams *hp = &m->hp;
     m->n_ctx = p->ctx ? p->ctx : (hp->ctx_train < 4096 ? hp->ctx_train : 4096);
@@ -248,9 +542,14 @@ int spill_model_load(spill_model *m, const char *path, const spill_model_params 
         spill_err_set(err, "--ctx-size %d is larger than the model's context of %d tokens", m->n_ctx, hp->ctx_train);
         goto fail;
     }
-    /* regions from the file's own tensors (the same list spill-plan shows), then the plan */
+    if (hp->sliding_window && m->n_ctx > hp->sliding_window) {
+        spill_err_set(err, "%s: this model attends through a sliding window of %d tokens, which spill does not implement "
+                           "yet; use -c/--ctx-size %d or less", path, hp->sliding_window, hp->sliding_window);
+        goto fail;
+    }
+    /* regions from the model's own tensors (the same list spill-plan shows), then the plan */
     spill_shape shape;
-    if (spill_shape_from_gguf(&m->gguf, &shape, err)) goto fail;
+    if (model_shape(m, &shape, err)) goto fail;
     int rc = spill_shape_regions(&shape, m->n_ctx, 1, &m->regions, &m->n_regions, err);
     spill_shape_free(&shape);
     if (rc) goto fail;
@@ -337,9 +636,13 @@ void spill_model_free(spill_model *m) {
     free(m->owned);
     free(m->layers);
     free(m->region_hbm);
+    free(m->rope_freq);
+    free(m->chat_template_buf);
+    free(m->path);
+    spill_st_close(&m->st);
     spill_regions_free(m->regions);
     spill_plan_free(&m->plan);
     spill_tokenizer_free(&m->tok);
-    spill_gguf_close(&m->gguf);
+    if (m->gguf.map) spill_gguf_close(&m->gguf);
     memset(m, 0, sizeof *m);
 }

@@ -3,6 +3,7 @@
 #define SPILL_MODEL_H
 
 #include "gguf.h"
+#include "safetensors.h"
 #include "spill_alloc.h"
 #include "spill_kernels.h"
 #include "regions.h"
@@ -38,12 +39,14 @@ typedef struct spill_layer {
     spill_weight w_gate;    /* (ffn_dim, dim) */
     spill_weight w_up;      /* (ffn_dim, dim) */
     spill_weight w_down;    /* (dim, ffn_dim) */
+    spill_weight bq, bk, bv; /* (q_dim), (kv_dim), (kv_dim) F32 biases (Qwen2); data NULL when absent */
 } spill_layer;
 
 typedef struct spill_hparams {
     int n_layers, dim, n_heads, n_kv_heads, head_dim, ffn_dim, vocab, ctx_train, rope_dims;
     float eps, rope_base;
-    int rope_adjacent; /* 1: pairs (2i, 2i+1) as GGUF stores Llama; 0: rotate-half (HF) */
+    int rope_adjacent; /* 1: pairs (2i, 2i+1) as GGUF stores Llama; 0: rotate-half (HF, and GGUF Qwen2) */
+    int sliding_window; /* Mistral: attention window in tokens, 0 = none */
 } spill_hparams;
 
 typedef struct spill_model_params {
@@ -63,8 +66,13 @@ typedef struct spill_model {
     spill_weight output;    /* (vocab, dim); the embedding when tied */
     int tied;
     spill_layer *layers;    /* (n_layers) */
-    spill_gguf gguf;
+    spill_gguf gguf;        /* a GGUF model ... */
+    spill_safetensors st;   /* ... or a Hugging Face directory's safetensors */
+    int hf;
+    char *path;
     spill_tokenizer tok;
+    char *chat_template_buf; /* HF: tokenizer_config.json's template (chat_template points here) */
+    float *rope_freq;       /* (rope_dims/2) inverse frequencies when scaled (llama3), else NULL */
     spill_str chat_template; /* inside the file; len 0 if none */
     spill_mem *mem;
     int n_ctx;              /* the context the plan (and the KV cache) is for */
