@@ -137,12 +137,106 @@ static void test_qwen2_logits(void **s) {
     check_logits(fx("hf-qwen2"));
 }
 
+/* a copy of a fixture directory to break */
+static void copy_fixture(const char *name, const char *dst) {
+    char cmd[1200];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s' && cp -r '%s' '%s'", dst, fx(name), dst);
+    assert_int_equal(system(cmd), 0);
+}
+
+static void edit(const char *path, const char *from, const char *to) {
+    FILE *f = fopen(path, "rb");
+    assert_non_null(f);
+    static char buf[1 << 20];
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = 0;
+    char *at = memmem(buf, n, from, strlen(from)); /* binary files too: the safetensors header */
+    if (!at) fail_msg("'%s' not in %s", from, path);
+    f = fopen(path, "wb");
+    fwrite(buf, 1, (size_t)(at - buf), f);
+    fputs(to, f);
+    size_t rest = n - (size_t)(at - buf) - strlen(from);
+    fwrite(at + strlen(from), 1, rest, f);
+    fclose(f);
+}
+
+static void expect_error(const char *dir, const char *want1, const char *want2) {
+    char args[1200];
+    snprintf(args, sizeof args, "-m '%s' -p hi -n 2 --temp 0", dir);
+    run_result *r = run_generate(args);
+    if (r->status == 0 || !strstr(r->err, want1) || (want2 && !strstr(r->err, want2)))
+        fail_msg("%s: status %d, stderr: %s (wanted '%s'%s%s)", dir, r->status, r->err, want1, want2 ? " and " : "",
+                 want2 ? want2 : "");
+    assert_true(r->status == 1 || r->status == 2);
+    assert_string_equal(r->out, "");
+}
+
+static void test_bad_directories(void **s) {
+    (void)s;
+    char d[128];
+    snprintf(d, sizeof d, "/tmp/spill-hf-bad-%d", (int)getpid());
+    char p[300];
+    /* it runs as it is */
+    copy_fixture("hf-llama3", d);
+    char args[400];
+    snprintf(args, sizeof args, "-m '%s' -p 'Once upon' -n 4 --temp 0", d);
+    assert_int_equal(run_generate(args)->status, 0);
+    /* an architecture spill does not run */
+    snprintf(p, sizeof p, "%s/config.json", d);
+    edit(p, "LlamaForCausalLM", "GPTNeoXForCausalLM");
+    expect_error(d, "GPTNeoXForCausalLM", "config.json");
+    /* malformed JSON */
+    copy_fixture("hf-llama3", d);
+    edit(p, "\"hidden_size\": 64,", "\"hidden_size\": 64,,");
+    expect_error(d, "config.json", "invalid JSON");
+    /* a shape that disagrees with config.json: the tensor and the file are named */
+    copy_fixture("hf-llama3", d);
+    edit(p, "\"intermediate_size\": 160", "\"intermediate_size\": 128");
+    expect_error(d, "mlp.gate_proj.weight", "expected");
+    /* a missing tensor */
+    copy_fixture("hf-llama3", d);
+    snprintf(p, sizeof p, "%s/model.safetensors", d);
+    edit(p, "model.norm.weight", "model.norx.weight");
+    expect_error(d, "model.norm.weight", "missing");
+    /* a truncated shard */
+    copy_fixture("hf-llama3", d);
+    assert_int_equal(truncate(p, 300000), 0);
+    expect_error(d, "model.safetensors", NULL);
+    /* the weights missing altogether, or a shard the index names */
+    copy_fixture("hf-llama3", d);
+    unlink(p);
+    expect_error(d, "model.safetensors", NULL);
+    snprintf(p, sizeof p, "%s/model.safetensors.index.json", d);
+    FILE *f = fopen(p, "w");
+    fputs("{\"weight_map\": {\"lm_head.weight\": \"model-00001-of-00002.safetensors\"}}", f);
+    fclose(f);
+    expect_error(d, "model-00001-of-00002.safetensors", "missing");
+    /* a tokenizer spill cannot read */
+    copy_fixture("hf-llama3", d);
+    snprintf(p, sizeof p, "%s/tokenizer.json", d);
+    edit(p, "\"type\": \"BPE\"", "\"type\": \"Unigram\"");
+    expect_error(d, "tokenizer.json", "BPE");
+    /* a sliding window shorter than the context asked for */
+    copy_fixture("hf-llama3", d);
+    snprintf(p, sizeof p, "%s/config.json", d);
+    edit(p, "LlamaForCausalLM", "MistralForCausalLM");
+    edit(p, "\"vocab_size\": 400", "\"vocab_size\": 400, \"sliding_window\": 64");
+    expect_error(d, "sliding window of 64 tokens", "-c/--ctx-size 64");
+    snprintf(args, sizeof args, "-m '%s' -p 'Once upon' -n 4 --temp 0 -c 64", d);
+    assert_int_equal(run_generate(args)->status, 0);
+    char cmd[200];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", d);
+    assert_int_equal(system(cmd), 0);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_tokenizer_llama3),
         cmocka_unit_test(test_tokenizer_qwen2),
         cmocka_unit_test(test_llama3_logits),
         cmocka_unit_test(test_qwen2_logits),
+        cmocka_unit_test(test_bad_directories),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
