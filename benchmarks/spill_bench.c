@@ -715,7 +715,7 @@ static void usage(FILE *f) {
             "CPU's).\n"
             "  -m, --model F        a GGUF model\n"
             "  --synthetic SPEC     a model of this shape with random weights instead of a file:\n"
-            "                       llama3-70b, llama3-8b or tiny, with :layers=N, :vocab=N, :type=bf16|f16|q8_0|q4_0\n"
+            "                       llama3-70b, llama3-8b or tiny, with :layers=N, :vocab=N, :type=f32|bf16|f16|q8_0|q4_0|q4_k|q6_k\n"
             "  --budgets LIST       HBM budgets: percentages of weights + KV cache, or sizes (default 25%%,50%%,75%%,100%%)\n"
             "  --policies LIST      from fault, pin, stream, auto, host (default fault,pin,stream,auto)\n"
             "  --device D           cpu (the CUDA forward pass is not in this build yet)\n"

@@ -11,7 +11,7 @@
 int spill_dtype_supported(uint32_t t) {
     switch (t) {
     case SPILL_DT_F32: case SPILL_DT_F16: case SPILL_DT_BF16:
-    case SPILL_DT_Q4_0: case SPILL_DT_Q4_1: case SPILL_DT_Q8_0:
+    case SPILL_DT_Q4_0: case SPILL_DT_Q4_1: case SPILL_DT_Q8_0: case SPILL_DT_Q4_K: case SPILL_DT_Q6_K:
         return 1;
     default:
         return 0;
@@ -43,6 +43,7 @@ uint32_t spill_dtype_block_values(uint32_t t) {
     switch (t) {
     case SPILL_DT_F32: case SPILL_DT_F16: case SPILL_DT_BF16: return 1;
     case SPILL_DT_Q4_0: case SPILL_DT_Q4_1: case SPILL_DT_Q8_0: case SPILL_DT_Q8_1: return SPILL_QK;
+    case SPILL_DT_Q4_K: case SPILL_DT_Q6_K: return SPILL_QK_K;
     default: return 0;
     }
 }
@@ -55,6 +56,8 @@ uint32_t spill_dtype_block_bytes(uint32_t t) {
     case SPILL_DT_Q4_1: return sizeof(spill_block_q4_1);
     case SPILL_DT_Q8_0: return sizeof(spill_block_q8_0);
     case SPILL_DT_Q8_1: return sizeof(spill_block_q8_1);
+    case SPILL_DT_Q4_K: return sizeof(spill_block_q4_k);
+    case SPILL_DT_Q6_K: return sizeof(spill_block_q6_k);
     default: return 0;
     }
 }
@@ -115,6 +118,12 @@ void spill_dequant_row(spill_dtype t, const void *row, float *out, int64_t n) {
         }
         return;
     }
+    case SPILL_DT_Q4_K:
+        for (int64_t i = 0; i < n / SPILL_QK_K; i++) spill_dequant_q4_k((const spill_block_q4_k *)row + i, out + i * SPILL_QK_K);
+        return;
+    case SPILL_DT_Q6_K:
+        for (int64_t i = 0; i < n / SPILL_QK_K; i++) spill_dequant_q6_k((const spill_block_q6_k *)row + i, out + i * SPILL_QK_K);
+        return;
     default:
         SPILL_ASSERT(!"dequant of an unsupported type");
     }
@@ -352,6 +361,7 @@ float spill_vec_dot(spill_dtype w, int64_t n, const void *wrow, const void *act)
     case SPILL_DT_Q8_0: return dot_q8_0(n, wrow, act);
     case SPILL_DT_Q4_0: return dot_q4_0(n, wrow, act);
     case SPILL_DT_Q4_1: return dot_q4_1(n, wrow, act);
+    case SPILL_DT_Q4_K: case SPILL_DT_Q6_K: return spill_dot_kquant(w, n, wrow, act);
     default: SPILL_ASSERT(!"dot of an unsupported type"); return 0;
     }
 }
@@ -394,6 +404,12 @@ void spill_quantize_row_ref(spill_dtype t, const float *x, void *out, int64_t n)
         }
         return;
     }
+    case SPILL_DT_Q4_K:
+        for (int64_t i = 0; i < n / SPILL_QK_K; i++) spill_quantize_q4_k(x + i * SPILL_QK_K, (spill_block_q4_k *)out + i);
+        return;
+    case SPILL_DT_Q6_K:
+        for (int64_t i = 0; i < n / SPILL_QK_K; i++) spill_quantize_q6_k(x + i * SPILL_QK_K, (spill_block_q6_k *)out + i);
+        return;
     default: SPILL_ASSERT(!"quantize of an unsupported type");
     }
 }

@@ -13,6 +13,8 @@ typedef enum spill_dtype {
     SPILL_DT_Q4_1 = 3,
     SPILL_DT_Q8_0 = 8,
     SPILL_DT_Q8_1 = 9, /* activations only */
+    SPILL_DT_Q4_K = 12,
+    SPILL_DT_Q6_K = 14,
     SPILL_DT_BF16 = 30,
 } spill_dtype;
 
@@ -23,6 +25,16 @@ typedef struct { uint16_t d; uint16_t s; int8_t qs[SPILL_QK]; } spill_block_q8_1
 typedef struct { uint16_t d; uint8_t qs[SPILL_QK / 2]; } spill_block_q4_0;        /* x = d*(q-8) */
 typedef struct { uint16_t d; uint16_t m; uint8_t qs[SPILL_QK / 2]; } spill_block_q4_1; /* x = d*q+m */
 /* In a 4-bit block, byte j holds value j in its low nibble and value j+16 in its high nibble. */
+
+/* K-quant super-blocks of 256 values (kernels/kquant.c says how they are laid out). */
+#define SPILL_QK_K 256
+typedef struct { uint16_t d, dmin; uint8_t scales[12]; uint8_t qs[128]; } spill_block_q4_k;
+typedef struct { uint8_t ql[128]; uint8_t qh[64]; int8_t scales[16]; uint16_t d; } spill_block_q6_k;
+void spill_dequant_q4_k(const spill_block_q4_k *b, float *y);
+void spill_dequant_q6_k(const spill_block_q6_k *b, float *y);
+void spill_quantize_q4_k(const float *x, spill_block_q4_k *b);
+void spill_quantize_q6_k(const float *x, spill_block_q6_k *b);
+float spill_dot_kquant(spill_dtype t, int64_t n, const void *row, const float *x);
 
 /* 1 if the loader may accept this type for a weight tensor. */
 int spill_dtype_supported(uint32_t type);
@@ -37,7 +49,7 @@ uint64_t spill_dtype_row_bytes(uint32_t type, uint64_t n);
 void spill_dequant_row(spill_dtype type, const void *row, float *out, int64_t n);
 
 /* A weight row of type W is multiplied with an activation vector converted to W's partner type:
- * Q4_1 -> Q8_1, Q4_0/Q8_0 -> Q8_0, F16 -> F16, BF16 -> F32 (widened), F32 -> F32. */
+ * Q4_1 -> Q8_1, Q4_0/Q8_0 -> Q8_0, F16 -> F16, BF16, Q4_K, Q6_K and F32 -> F32. */
 spill_dtype spill_act_type(spill_dtype wtype);
 uint64_t spill_act_bytes(spill_dtype wtype, int64_t n);
 void spill_act_quantize(spill_dtype wtype, const float *x, void *out, int64_t n);

@@ -95,7 +95,7 @@ static int bind(spill_model *m, const char *name, int64_t rows, int64_t cols, in
     if (!spill_dtype_supported(t.type) || (is_vec && !vec_ok))
         return spill_err_set(err, "%s: tensor '%s' has type %s, which spill cannot use here (%s)", m->path, shown,
                              spill_dtype_name(t.type),
-                             is_vec ? "norms and biases must be F32, F16 or BF16" : "F32, F16, BF16, Q8_0, Q4_0, Q4_1 are");
+                             is_vec ? "norms and biases must be F32, F16 or BF16" : "F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q4_K, Q6_K are");
     w->data = t.data;
     w->type = (spill_dtype)t.type;
     w->rows = rows;

@@ -26,7 +26,7 @@ int spill_synth_parse(const char *spec, spill_synth_spec *out, spill_err *err) {
         }
     if (!found)
         return spill_err_set(err, "--synthetic '%s': known shapes are llama3-70b, llama3-8b and tiny, with optional "
-                                  ":layers=N, :vocab=N, :type=bf16|f16|q8_0|q4_0", spec ? spec : "");
+                                  ":layers=N, :vocab=N, :type=f32|bf16|f16|q8_0|q4_0|q4_k|q6_k", spec ? spec : "");
     while ((tok = strtok_r(NULL, ":", &save))) {
         char *eq = strchr(tok, '=');
         if (!eq) return spill_err_set(err, "--synthetic: '%s' is not key=value", tok);
@@ -40,9 +40,12 @@ int spill_synth_parse(const char *spec, spill_synth_spec *out, spill_err *err) {
         else if (!strcmp(k, "type") && !strcasecmp(v, "f16")) out->type = SPILL_DT_F16;
         else if (!strcmp(k, "type") && !strcasecmp(v, "q8_0")) out->type = SPILL_DT_Q8_0;
         else if (!strcmp(k, "type") && !strcasecmp(v, "q4_0")) out->type = SPILL_DT_Q4_0;
+        else if (!strcmp(k, "type") && !strcasecmp(v, "q4_k")) out->type = SPILL_DT_Q4_K;
+        else if (!strcmp(k, "type") && !strcasecmp(v, "q6_k")) out->type = SPILL_DT_Q6_K;
+        else if (!strcmp(k, "type") && !strcasecmp(v, "f32")) out->type = SPILL_DT_F32;
         else
             return spill_err_set(err, "--synthetic: '%s=%s' is not valid (layers=1..1024, vocab=260..1048576, "
-                                      "type=bf16|f16|q8_0|q4_0)", k, v);
+                                      "type=f32|bf16|f16|q8_0|q4_0|q4_k|q6_k)", k, v);
     }
     return 0;
 }

@@ -13,7 +13,7 @@ typedef struct spill_synth_spec {
     uint32_t type; /* weight type (spill_dtype); norms are F32 */
 } spill_synth_spec;
 
-/* "llama3-70b", "llama3-8b" or "tiny", with optional ":layers=N", ":vocab=N", ":type=bf16|f16|q8_0|q4_0". */
+/* "llama3-70b", "llama3-8b" or "tiny", with optional ":layers=N", ":vocab=N", ":type=f32|bf16|f16|q8_0|q4_0|q4_k|q6_k". */
 int spill_synth_parse(const char *spec, spill_synth_spec *out, spill_err *err);
 /* Bytes the file will hold (weights only; the header is small). */
 uint64_t spill_synth_bytes(const spill_synth_spec *s);
