@@ -144,7 +144,8 @@ static void test_targeted_corruptions(void **state) {
         {"zero dimension", ti_dims, 0, 8, "dimension 0"},
         {"dimension overflow", ti_dims, 1ull << 62, 8, "overflow"},
         {"bad tensor type", ti_type, 77, 4, "type 77"},
-        {"K-quant not read", ti_type, 12, 4, "Q4_K"},
+        {"Q4_K on 64-wide rows (not whole 256-value blocks)", ti_type, 12, 4, "Q4_K"},
+        {"a K-quant type spill does not read", ti_type, 11, 4, "Q3_K"},
         {"offset past end", ti_off, 1ull << 40, 8, "ends at byte"},
         {"unaligned offset", ti_off, 3, 8, "alignment"},
     };

@@ -133,8 +133,12 @@ static void test_type_table(void **s) {
     (void)s;
     assert_int_equal(spill_dtype_row_bytes(SPILL_DT_Q4_1, 64), 40);
     assert_int_equal(spill_dtype_row_bytes(SPILL_DT_Q4_1, 65), 0); /* not whole blocks */
-    assert_int_equal(spill_dtype_row_bytes(12, 256), 0);          /* Q4_K: not readable in this build */
-    assert_false(spill_dtype_supported(12));
+    assert_int_equal(spill_dtype_row_bytes(SPILL_DT_Q4_K, 256), 144);
+    assert_int_equal(spill_dtype_row_bytes(SPILL_DT_Q6_K, 512), 420);
+    assert_int_equal(spill_dtype_row_bytes(SPILL_DT_Q4_K, 64), 0); /* a K-quant row is whole 256-value blocks */
+    assert_int_equal(spill_dtype_row_bytes(11, 256), 0);           /* Q3_K: not readable in this build */
+    assert_false(spill_dtype_supported(11));
+    assert_true(spill_dtype_supported(SPILL_DT_Q6_K));
     assert_string_equal(spill_dtype_name(14), "Q6_K");
 }
 
