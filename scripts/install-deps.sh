@@ -12,3 +12,10 @@ if [ "${#need[@]}" -gt 0 ] && [ -n "$(echo "${need[@]}" | tr -d ' ')" ]; then
   $sudo apt-get update -qq
   $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends ${need[@]} >&2
 fi
+# the test fixture writer (tests/gen_stories_variants.py) uses numpy and gguf from PyPI; without
+# them that one test skips and says why
+if ! python3 -c "import numpy, gguf" >/dev/null 2>&1; then
+  echo "install-deps: pip install numpy gguf (for the model-variant fixtures)" >&2
+  python3 -m pip install -q numpy gguf >&2 2>/dev/null || python3 -m pip install -q --break-system-packages numpy gguf >&2 2>/dev/null ||
+    echo "install-deps: could not install numpy/gguf; test_variants will skip" >&2
+fi
