@@ -157,115 +157,43 @@ static int read_hparams(spill_model *m, spill_err *err) {
     return 0;
 }
 
-/* The Hugging Face config.json: LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM. */
+/* The Hugging Face config.json (spill_hf_config_read reads and checks it). */
 static int read_hparams_hf(spill_model *m, spill_err *err) {
     char path[4200];
     snprintf(path, sizeof path, "%s/config.json", m->path);
-    spill_json *j;
-    if (spill_json_parse_file(path, 4 << 20, &j, err)) return -1;
-    int rc = -1;
+    spill_hf_config c;
+    if (spill_hf_config_read(path, NULL, &c, err)) return -1;
     spill_hparams *hp = &m->hp;
-    const spill_json *archs = spill_json_get_type(j, "architectures", SPILL_JSON_ARRAY);
-    const char *a = archs && archs->n && archs->items[0].type == SPILL_JSON_STRING ? archs->items[0].str : NULL;
-    if (!a || (strcmp(a, "LlamaForCausalLM") && strcmp(a, "MistralForCausalLM") && strcmp(a, "Qwen2ForCausalLM"))) {
-        spill_err_set(err, "%s: architecture '%s' is not supported (LlamaForCausalLM, MistralForCausalLM and "
-                           "Qwen2ForCausalLM are)", path, a ? a : "(none given)");
-        goto out;
-    }
-    int64_t L, dim, heads, kv, ffn, vocab, ctx, hd, sw = 0;
-    if (spill_json_get_int(j, "num_hidden_layers", 1, 1024, -1, &L, path, err) ||
-        spill_json_get_int(j, "hidden_size", 1, 65536, -1, &dim, path, err) ||
-        spill_json_get_int(j, "num_attention_heads", 1, 1024, -1, &heads, path, err) ||
-        spill_json_get_int(j, "num_key_value_heads", 1, 1024, 0, &kv, path, err) ||
-        spill_json_get_int(j, "intermediate_size", 1, 1 << 20, -1, &ffn, path, err) ||
-        spill_json_get_int(j, "vocab_size", 1, 1 << 24, -1, &vocab, path, err) ||
-        spill_json_get_int(j, "max_position_embeddings", 1, 1 << 24, 4096, &ctx, path, err) ||
-        spill_json_get_int(j, "head_dim", 1, 4096, 0, &hd, path, err))
-        goto out;
-    if (L < 0 || dim < 0 || heads < 0 || ffn < 0 || vocab < 0) {
-        spill_err_set(err, "%s: num_hidden_layers, hidden_size, num_attention_heads, intermediate_size and vocab_size "
-                           "are all needed", path);
-        goto out;
-    }
-    if (!kv) kv = heads;
-    if (!hd) hd = dim / heads;
-    if (heads % kv || hd % 2 || hd * heads < 1) {
-        spill_err_set(err, "%s: %lld heads, %lld key/value heads and head size %lld do not fit together", path,
-                      (long long)heads, (long long)kv, (long long)hd);
-        goto out;
-    }
-    hp->n_layers = (int)L;
-    hp->dim = (int)dim;
-    hp->n_heads = (int)heads;
-    hp->n_kv_heads = (int)kv;
-    hp->head_dim = (int)hd;
-    hp->ffn_dim = (int)ffn;
-    hp->vocab = (int)vocab;
-    hp->ctx_train = (int)ctx;
-    hp->rope_dims = (int)hd;
+    hp->n_layers = c.n_layers;
+    hp->dim = c.dim;
+    hp->n_heads = c.n_heads;
+    hp->n_kv_heads = c.n_kv_heads;
+    hp->head_dim = c.head_dim;
+    hp->ffn_dim = c.ffn_dim;
+    hp->vocab = c.vocab;
+    hp->ctx_train = c.ctx;
+    hp->rope_dims = c.head_dim;
     hp->rope_adjacent = 0; /* Hugging Face rotates pairs (i, i + d/2) */
-    double eps = 1e-5, theta = 10000.0;
-    /* rope_theta and rope_scaling at the top (transformers 4.x) or inside rope_parameters (5.x) */
-    const spill_json *rp = spill_json_get_type(j, "rope_parameters", SPILL_JSON_OBJECT);
-    const spill_json *rs = spill_json_get_type(j, "rope_scaling", SPILL_JSON_OBJECT);
-    if (!rs) rs = rp;
-    if (spill_json_get_num(j, "rms_norm_eps", 1e-5, &eps, path, err) ||
-        spill_json_get_num(rp ? rp : j, "rope_theta", 10000.0, &theta, path, err))
-        goto out;
-    if (rp && !spill_json_get(rp, "rope_theta") && spill_json_get_num(j, "rope_theta", 10000.0, &theta, path, err)) goto out;
-    if (!(eps > 0 && eps < 1) || !(theta > 1)) {
-        spill_err_set(err, "%s: rms_norm_eps %g or rope_theta %g is out of range", path, eps, theta);
-        goto out;
-    }
-    hp->eps = (float)eps;
-    hp->rope_base = (float)theta;
-    const spill_json *sws = spill_json_get(j, "sliding_window");
-    const spill_json *use_sw = spill_json_get_type(j, "use_sliding_window", SPILL_JSON_BOOL);
-    if (sws && sws->type == SPILL_JSON_NUMBER && (!use_sw || use_sw->boolean) &&
-        spill_json_get_int(j, "sliding_window", 1, 1 << 24, 0, &sw, path, err))
-        goto out;
-    hp->sliding_window = (int)sw;
+    hp->eps = (float)c.eps;
+    hp->rope_base = (float)c.rope_theta;
+    hp->sliding_window = c.sliding_window;
+    if (!c.llama3) return 0;
     /* llama3 frequency scaling: long wavelengths slowed by `factor`, short ones kept, a smooth ramp between */
-    const spill_json *rt = rs ? spill_json_get_type(rs, "rope_type", SPILL_JSON_STRING) : NULL;
-    if (!rt && rs) rt = spill_json_get_type(rs, "type", SPILL_JSON_STRING);
-    if (rt && !strcmp(rt->str, "llama3")) {
-        double factor, lo, hi, old_ctx;
-        if (spill_json_get_num(rs, "factor", 8.0, &factor, path, err) ||
-            spill_json_get_num(rs, "low_freq_factor", 1.0, &lo, path, err) ||
-            spill_json_get_num(rs, "high_freq_factor", 4.0, &hi, path, err) ||
-            spill_json_get_num(rs, "original_max_position_embeddings", 8192, &old_ctx, path, err))
-            goto out;
-        if (!(factor >= 1) || !(hi > lo) || !(lo > 0) || !(old_ctx >= 1)) {
-            spill_err_set(err, "%s: rope_scaling (llama3) has factor %g, low_freq_factor %g, high_freq_factor %g: "
-                               "factor >= 1 and high > low > 0 are needed", path, factor, lo, hi);
-            goto out;
+    int half = hp->rope_dims / 2;
+    if (!(m->rope_freq = malloc(sizeof(float) * (size_t)half))) return spill_err_set(err, "out of memory");
+    double lo_wl = c.rope_old_ctx / c.rope_low, hi_wl = c.rope_old_ctx / c.rope_high;
+    for (int i = 0; i < half; i++) {
+        float inv = 1.0f / powf((float)c.rope_theta, (float)(2 * i) / (float)hp->rope_dims);
+        double wl = 2 * M_PI / inv, f = inv;
+        if (wl > lo_wl) {
+            f = inv / c.rope_factor;
+        } else if (wl >= hi_wl) {
+            double smooth = (c.rope_old_ctx / wl - c.rope_low) / (c.rope_high - c.rope_low);
+            f = (1 - smooth) * inv / c.rope_factor + smooth * inv;
         }
-        int half = hp->rope_dims / 2;
-        m->rope_freq = malloc(sizeof(float) * (size_t)half);
-        if (!m->rope_freq) {
-            spill_err_set(err, "out of memory");
-            goto out;
-        }
-        double lo_wl = old_ctx / lo, hi_wl = old_ctx / hi;
-        for (int i = 0; i < half; i++) {
-            float inv = 1.0f / powf((float)theta, (float)(2 * i) / (float)hp->rope_dims);
-            double wl = 2 * M_PI / inv;
-            double f = inv;
-            if (wl > lo_wl) f = inv / factor;
-            else if (wl >= hi_wl) {
-                double smooth = (old_ctx / wl - lo) / (hi - lo);
-                f = (1 - smooth) * inv / factor + smooth * inv;
-            }
-            m->rope_freq[i] = (float)f;
-        }
-    } else if (rt && strcmp(rt->str, "default")) {
-        spill_err_set(err, "%s: rope scaling '%s' is not supported (llama3 is)", path, rt->str);
-        goto out;
+        m->rope_freq[i] = (float)f;
     }
-    rc = 0;
-out:
-    spill_json_free(j);
-    return rc;
+    return 0;
 }
 
 static int bind_all(spill_model *m, spill_err *err) {

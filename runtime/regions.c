@@ -87,25 +87,21 @@ int spill_shape_from_gguf(const spill_gguf *g, spill_shape *s, spill_err *err) {
     return 0;
 }
 
-int spill_shape_from_config(const char *path, const char *dtype, spill_shape *s, spill_err *err) {
-    memset(s, 0, sizeof *s);
+int spill_hf_config_read(const char *path, const char *dtype, spill_hf_config *c, spill_err *err) {
+    memset(c, 0, sizeof *c);
     spill_json *j;
     if (spill_json_parse_file(path, 4 << 20, &j, err)) return -1;
     int rc = -1;
     const spill_json *archs = spill_json_get_type(j, "architectures", SPILL_JSON_ARRAY);
-    if (!archs || archs->n < 1 || archs->items[0].type != SPILL_JSON_STRING) {
-        spill_err_set(err, "%s: \"architectures\" (a list naming the model class) is missing", path);
-        goto out;
-    }
-    const char *a = archs->items[0].str;
-    int qwen = !strcmp(a, "Qwen2ForCausalLM");
-    if (strcmp(a, "LlamaForCausalLM") && strcmp(a, "MistralForCausalLM") && !qwen) {
+    const char *a = archs && archs->n && archs->items[0].type == SPILL_JSON_STRING ? archs->items[0].str : NULL;
+    if (!a || (strcmp(a, "LlamaForCausalLM") && strcmp(a, "MistralForCausalLM") && strcmp(a, "Qwen2ForCausalLM"))) {
         spill_err_set(err, "%s: architecture '%s' is not supported (LlamaForCausalLM, MistralForCausalLM and "
-                           "Qwen2ForCausalLM are)", path, a);
+                           "Qwen2ForCausalLM are)", path, a ? a : "(none given)");
         goto out;
     }
-    snprintf(s->arch, sizeof s->arch, "%s", a);
-    int64_t L, dim, heads, kv, ffn, vocab, ctx, hd;
+    snprintf(c->arch, sizeof c->arch, "%s", a);
+    c->qkv_bias = !strcmp(a, "Qwen2ForCausalLM");
+    int64_t L, dim, heads, kv, ffn, vocab, ctx, hd, sw = 0;
     if (spill_json_get_int(j, "num_hidden_layers", 1, 1024, -1, &L, path, err) ||
         spill_json_get_int(j, "hidden_size", 1, 65536, -1, &dim, path, err) ||
         spill_json_get_int(j, "num_attention_heads", 1, 1024, -1, &heads, path, err) ||
@@ -131,51 +127,102 @@ int spill_shape_from_config(const char *path, const char *dtype, spill_shape *s,
         }
         hd = dim / heads;
     }
-    if (heads % kv) {
-        spill_err_set(err, "%s: num_key_value_heads %lld does not divide num_attention_heads %lld", path, (long long)kv,
-                      (long long)heads);
+    if (heads % kv || hd % 2) {
+        spill_err_set(err, "%s: %lld heads, %lld key/value heads and head size %lld do not fit together", path,
+                      (long long)heads, (long long)kv, (long long)hd);
         goto out;
     }
+    c->n_layers = (int)L, c->dim = (int)dim, c->n_heads = (int)heads, c->n_kv_heads = (int)kv;
+    c->head_dim = (int)hd, c->ffn_dim = (int)ffn, c->vocab = (int)vocab, c->ctx = (int)ctx;
     const spill_json *td = spill_json_get_type(j, "torch_dtype", SPILL_JSON_STRING);
+    if (!td) td = spill_json_get_type(j, "dtype", SPILL_JSON_STRING);
     const char *dt = dtype ? dtype : td ? td->str : "bfloat16";
-    int eb;
-    if (!strcasecmp(dt, "bfloat16") || !strcasecmp(dt, "bf16")) eb = 2, dt = "bf16";
-    else if (!strcasecmp(dt, "float16") || !strcasecmp(dt, "f16")) eb = 2, dt = "f16";
-    else if (!strcasecmp(dt, "float32") || !strcasecmp(dt, "f32")) eb = 4, dt = "f32";
+    if (!strcasecmp(dt, "bfloat16") || !strcasecmp(dt, "bf16")) c->dtype_bytes = 2, dt = "bf16";
+    else if (!strcasecmp(dt, "float16") || !strcasecmp(dt, "f16")) c->dtype_bytes = 2, dt = "f16";
+    else if (!strcasecmp(dt, "float32") || !strcasecmp(dt, "f32")) c->dtype_bytes = 4, dt = "f32";
     else {
         spill_err_set(err, "%s: dtype '%s' is not one of bfloat16, float16, float32", path, dt);
         goto out;
     }
-    snprintf(s->dtype, sizeof s->dtype, "%s", dt);
+    snprintf(c->dtype, sizeof c->dtype, "%s", dt);
     const spill_json *tie = spill_json_get_type(j, "tie_word_embeddings", SPILL_JSON_BOOL);
-    s->tied = tie ? tie->boolean : 0;
-    s->n_layers = (int)L;
-    s->dim = (int)dim;
-    s->n_heads = (int)heads;
-    s->n_kv_heads = (int)kv;
-    s->head_dim = (int)hd;
-    s->ffn_dim = (int)ffn;
-    s->vocab = (int)vocab;
-    s->ctx_train = (int)ctx;
-    s->kv_elem_bytes = 2; /* a GPU keeps K and V in 16 bits */
-    if (alloc_layers(s, err)) goto out;
-    uint64_t q = (uint64_t)heads * (uint64_t)hd, kvd = (uint64_t)kv * (uint64_t)hd, D = (uint64_t)dim;
-    uint64_t mat = D * q + 2 * D * kvd + q * D + 3 * D * (uint64_t)ffn;
-    uint64_t vec = 2 * D + (qwen ? q + 2 * kvd : 0); /* norms, and Qwen2's q/k/v biases */
-    for (int l = 0; l < s->n_layers; l++) {
-        s->layer_params[l] = mat;
-        s->layer_bytes[l] = (mat + vec) * (uint64_t)eb;
+    c->tied = tie ? tie->boolean : 0;
+    /* rope_theta and rope_scaling at the top (transformers 4) or inside rope_parameters (5) */
+    const spill_json *rp = spill_json_get_type(j, "rope_parameters", SPILL_JSON_OBJECT);
+    const spill_json *rs = spill_json_get_type(j, "rope_scaling", SPILL_JSON_OBJECT);
+    if (!rs) rs = rp;
+    if (spill_json_get_num(j, "rms_norm_eps", 1e-5, &c->eps, path, err) ||
+        spill_json_get_num(j, "rope_theta", 10000.0, &c->rope_theta, path, err) ||
+        (rp && spill_json_get_num(rp, "rope_theta", c->rope_theta, &c->rope_theta, path, err)))
+        goto out;
+    if (!(c->eps > 0 && c->eps < 1) || !(c->rope_theta > 1)) {
+        spill_err_set(err, "%s: rms_norm_eps %g or rope_theta %g is out of range", path, c->eps, c->rope_theta);
+        goto out;
     }
-    s->embd_params = (uint64_t)vocab * D;
-    s->embd_bytes = s->embd_params * (uint64_t)eb;
-    s->output_params = s->tied ? 0 : s->embd_params;
-    s->output_bytes = s->output_params * (uint64_t)eb;
-    s->norm_bytes = D * (uint64_t)eb;
+    const spill_json *sws = spill_json_get(j, "sliding_window");
+    const spill_json *use_sw = spill_json_get_type(j, "use_sliding_window", SPILL_JSON_BOOL);
+    if (sws && sws->type == SPILL_JSON_NUMBER && (!use_sw || use_sw->boolean) &&
+        spill_json_get_int(j, "sliding_window", 1, 1 << 24, 0, &sw, path, err))
+        goto out;
+    c->sliding_window = (int)sw;
+    const spill_json *rt = rs ? spill_json_get_type(rs, "rope_type", SPILL_JSON_STRING) : NULL;
+    if (!rt && rs) rt = spill_json_get_type(rs, "type", SPILL_JSON_STRING);
+    if (rt && !strcmp(rt->str, "llama3")) {
+        c->llama3 = 1;
+        if (spill_json_get_num(rs, "factor", 8.0, &c->rope_factor, path, err) ||
+            spill_json_get_num(rs, "low_freq_factor", 1.0, &c->rope_low, path, err) ||
+            spill_json_get_num(rs, "high_freq_factor", 4.0, &c->rope_high, path, err) ||
+            spill_json_get_num(rs, "original_max_position_embeddings", 8192, &c->rope_old_ctx, path, err))
+            goto out;
+        if (!(c->rope_factor >= 1) || !(c->rope_high > c->rope_low) || !(c->rope_low > 0) || !(c->rope_old_ctx >= 1)) {
+            spill_err_set(err, "%s: rope_scaling (llama3) has factor %g, low_freq_factor %g, high_freq_factor %g: "
+                               "factor >= 1 and high > low > 0 are needed", path, c->rope_factor, c->rope_low, c->rope_high);
+            goto out;
+        }
+    } else if (rt && strcmp(rt->str, "default")) {
+        spill_err_set(err, "%s: rope scaling '%s' is not supported (llama3 is)", path, rt->str);
+        goto out;
+    }
     rc = 0;
 out:
     spill_json_free(j);
-    if (rc) spill_shape_free(s);
     return rc;
+}
+
+int spill_shape_from_config(const char *path, const char *dtype, spill_shape *s, spill_err *err) {
+    memset(s, 0, sizeof *s);
+    spill_hf_config c;
+    if (spill_hf_config_read(path, dtype, &c, err)) return -1;
+    snprintf(s->arch, sizeof s->arch, "%s", c.arch);
+    snprintf(s->dtype, sizeof s->dtype, "%s", c.dtype);
+    s->tied = c.tied;
+    s->n_layers = c.n_layers;
+    s->dim = c.dim;
+    s->n_heads = c.n_heads;
+    s->n_kv_heads = c.n_kv_heads;
+    s->head_dim = c.head_dim;
+    s->ffn_dim = c.ffn_dim;
+    s->vocab = c.vocab;
+    s->ctx_train = c.ctx;
+    s->kv_elem_bytes = 2; /* a GPU keeps K and V in 16 bits */
+    if (alloc_layers(s, err)) {
+        spill_shape_free(s);
+        return -1;
+    }
+    uint64_t eb = (uint64_t)c.dtype_bytes, D = (uint64_t)c.dim;
+    uint64_t q = (uint64_t)c.n_heads * (uint64_t)c.head_dim, kvd = (uint64_t)c.n_kv_heads * (uint64_t)c.head_dim;
+    uint64_t mat = D * q + 2 * D * kvd + q * D + 3 * D * (uint64_t)c.ffn_dim;
+    uint64_t vec = 2 * D + (c.qkv_bias ? q + 2 * kvd : 0); /* norms, and Qwen2's q/k/v biases */
+    for (int l = 0; l < s->n_layers; l++) {
+        s->layer_params[l] = mat;
+        s->layer_bytes[l] = (mat + vec) * eb;
+    }
+    s->embd_params = (uint64_t)c.vocab * D;
+    s->embd_bytes = s->embd_params * eb;
+    s->output_params = s->tied ? 0 : s->embd_params;
+    s->output_bytes = s->output_params * eb;
+    s->norm_bytes = D * eb;
+    return 0;
 }
 
 uint64_t spill_shape_weight_bytes(const spill_shape *s) {

@@ -16,6 +16,21 @@ typedef struct spill_shape {
     int kv_elem_bytes; /* bytes per cached K or V element */
 } spill_shape;
 
+/* A Hugging Face config.json, read once for both the loader and the planner. */
+typedef struct spill_hf_config {
+    char arch[64];   /* LlamaForCausalLM, MistralForCausalLM or Qwen2ForCausalLM (others are refused) */
+    char dtype[16];  /* torch_dtype: bf16, f16 or f32 */
+    int dtype_bytes;
+    int n_layers, dim, n_heads, n_kv_heads, head_dim, ffn_dim, vocab, ctx;
+    double eps, rope_theta;
+    int tied, qkv_bias, sliding_window; /* sliding_window 0 = none */
+    int llama3;      /* rope_type llama3, with: */
+    double rope_factor, rope_low, rope_high, rope_old_ctx;
+} spill_hf_config;
+
+/* dtype: override torch_dtype (bf16, f16, f32) or NULL */
+int spill_hf_config_read(const char *path, const char *dtype, spill_hf_config *c, spill_err *err);
+
 /* Sizes from the tensors of a GGUF file (exact), hyperparameters from its metadata. */
 int spill_shape_from_gguf(const spill_gguf *g, spill_shape *s, spill_err *err);
 /* Sizes computed from a config.json (LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM) and
