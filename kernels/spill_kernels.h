@@ -5,6 +5,10 @@
 
 #include "spill_common.h"
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 /* Tensor data types, numbered as GGUF/ggml number them so that a file's type id maps directly. */
 typedef enum spill_dtype {
     SPILL_DT_F32 = 0,
@@ -95,4 +99,7 @@ void spill_swiglu(float *out, const float *gate, const float *up, int n);
 void spill_add(float *out, const float *x, int n);
 float spill_dot_f32(const float *a, const float *b, int n);
 
+#ifdef __cplusplus
+}
+#endif
 #endif

@@ -1,0 +1,70 @@
+// Weight matmuls through cuBLAS: W (rows x cols, row-major, F16 or BF16) times the tokens' F32
+// activations converted to W's type, accumulated in FP32 (cublasGemmEx, CUBLAS_COMPUTE_32F).
+// Row-major W is column-major W^T, so out^T (rows x n_tok) = W x^T is one GEMM with W transposed.
+#include <cublas_v2.h>
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+
+#include "cuda_check.cuh"
+#include "spill_cuda_ops.h"
+
+struct spill_cu_blas {
+    cublasHandle_t h;
+};
+
+#define SPILL_CUBLAS_CHECK(call)                                                                                \
+    do {                                                                                                        \
+        cublasStatus_t s_ = (call);                                                                             \
+        if (s_ != CUBLAS_STATUS_SUCCESS)                                                                        \
+            return spill_err_set(err, "%s failed: %s", #call, cublasGetStatusString(s_));                      \
+    } while (0)
+
+__global__ static void to_f16(__half *o, const float *x, long long n) {
+    long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x;
+    if (i < n) o[i] = __float2half_rn(x[i]);
+}
+
+__global__ static void to_bf16(__nv_bfloat16 *o, const float *x, long long n) {
+    long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x;
+    if (i < n) o[i] = __float2bfloat16_rn(x[i]);
+}
+
+extern "C" int spill_cu_blas_create(spill_cu_blas **out, spill_err *err) {
+    *out = nullptr;
+    spill_cu_blas *b = (spill_cu_blas *)calloc(1, sizeof *b);
+    if (!b) return spill_err_set(err, "out of memory");
+    cublasStatus_t s = cublasCreate(&b->h);
+    if (s != CUBLAS_STATUS_SUCCESS) {
+        free(b);
+        return spill_err_set(err, "cublasCreate failed: %s", cublasGetStatusString(s));
+    }
+    *out = b;
+    return 0;
+}
+
+extern "C" void spill_cu_blas_destroy(spill_cu_blas *b) {
+    if (!b) return;
+    cublasDestroy(b->h);
+    free(b);
+}
+
+extern "C" int spill_cu_gemm(spill_cu_blas *b, float *out, const void *w, spill_dtype wtype, int64_t rows, int64_t cols,
+                             const float *x, int n_tok, void *scratch, void *stream, spill_err *err) {
+    if (wtype != SPILL_DT_F16 && wtype != SPILL_DT_BF16)
+        return spill_err_set(err, "gemm: %s weights; cuBLAS takes F16 or BF16 (quantized weights are expanded at load)",
+                             spill_dtype_name(wtype));
+    if (rows <= 0 || cols <= 0 || n_tok <= 0 || rows > INT32_MAX || cols > INT32_MAX)
+        return spill_err_set(err, "gemm: %lld x %lld by %d tokens", (long long)rows, (long long)cols, n_tok);
+    cudaStream_t s = (cudaStream_t)stream;
+    long long nx = (long long)n_tok * cols;
+    if (wtype == SPILL_DT_F16) to_f16<<<spill_cu_blocks(nx, 256), 256, 0, s>>>((__half *)scratch, x, nx);
+    else to_bf16<<<spill_cu_blocks(nx, 256), 256, 0, s>>>((__nv_bfloat16 *)scratch, x, nx);
+    SPILL_CU_LAUNCHED("gemm: activation conversion");
+    cudaDataType_t t = wtype == SPILL_DT_F16 ? CUDA_R_16F : CUDA_R_16BF;
+    const float one = 1.0f, zero = 0.0f;
+    SPILL_CUBLAS_CHECK(cublasSetStream(b->h, s));
+    SPILL_CUBLAS_CHECK(cublasGemmEx(b->h, CUBLAS_OP_T, CUBLAS_OP_N, (int)rows, n_tok, (int)cols, &one, w, t, (int)cols,
+                                    scratch, t, (int)cols, &zero, out, CUDA_R_32F, (int)rows, CUBLAS_COMPUTE_32F,
+                                    CUBLAS_GEMM_DEFAULT));
+    return 0;
+}

@@ -1,0 +1,47 @@
+/* The forward pass's operations on the GPU, callable from C. One .cu file per op holds its kernel
+ * and its launcher; each has a CPU twin in kernels/ops.c or kernels/quant.c that tests/test_cuda_ops.c
+ * (label gpu) compares it with. Pointers are device (or managed / mapped) memory; `stream` is a
+ * cudaStream_t (NULL: the legacy stream). Every launcher checks its launch and returns 0, or -1 with
+ * the failing call named. Without CUDA in the build they all say so. Kernels know nothing of placement.
+ * Never run on a GPU by the session that wrote them: docs/gpu.md. */
+#ifndef SPILL_CUDA_OPS_H
+#define SPILL_CUDA_OPS_H
+
+#include "spill_common.h"
+#include "spill_kernels.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* out[r] = x[r] / rms(x[r]) * w for n_rows rows of dim values */
+int spill_cu_rmsnorm(float *out, const float *x, const float *w, int n_rows, int dim, float eps, void *stream,
+                     spill_err *err);
+/* RoPE in place on n_tok rows of n_heads x head_dim, token t at position pos0 + t; inv_freq (device,
+ * rot_dims/2 values) or NULL for base^(-2i/rot_dims); adjacent pairs (GGUF Llama) or rotate-half */
+int spill_cu_rope(float *x, int n_tok, int n_heads, int head_dim, int rot_dims, int pos0, float base,
+                  const float *inv_freq, int adjacent, void *stream, spill_err *err);
+/* in place: each of `rows` rows of n values becomes softmax(row * scale) */
+int spill_cu_softmax(float *x, int rows, int n, float scale, void *stream, spill_err *err);
+/* out = silu(gate) * up over n values */
+int spill_cu_swiglu(float *out, const float *gate, const float *up, int64_t n, void *stream, spill_err *err);
+/* out += x over n values */
+int spill_cu_add(float *out, const float *x, int64_t n, void *stream, spill_err *err);
+/* out[i] = row ids[i] of a table of `cols`-wide rows, dequantized (F32, F16, BF16, Q8_0, Q4_0, Q4_1) */
+int spill_cu_get_rows(float *out, const void *table, spill_dtype type, int64_t cols, const int *ids, int n,
+                      void *stream, spill_err *err);
+/* *out = the index of the largest of n values (the first, on ties) */
+int spill_cu_argmax(const float *x, int n, int *out, void *stream, spill_err *err);
+
+/* cuBLAS: out[t][r] = dot(W row r, x[t]) for n_tok tokens; W is rows x cols of F16 or BF16, x is F32
+ * (converted to W's type into `scratch`, which holds n_tok*cols 16-bit values); FP32 accumulation. */
+typedef struct spill_cu_blas spill_cu_blas;
+int spill_cu_blas_create(spill_cu_blas **out, spill_err *err);
+void spill_cu_blas_destroy(spill_cu_blas *b);
+int spill_cu_gemm(spill_cu_blas *b, float *out, const void *w, spill_dtype wtype, int64_t rows, int64_t cols,
+                  const float *x, int n_tok, void *scratch, void *stream, spill_err *err);
+
+#ifdef __cplusplus
+}
+#endif
+#endif
