@@ -105,3 +105,22 @@ void spill_swiglu(float *out, const float *gate, const float *up, int n) {
 void spill_add(float *out, const float *x, int n) {
     for (int i = 0; i < n; i++) out[i] += x[i];
 }
+
+void spill_attention_paged(float *out, const float *q, const float *const *blocks, int T, int n_tok, int pos0,
+                           int n_heads, int n_kv_heads, int head_dim, float scale, float *scores) {
+    int kv_dim = n_kv_heads * head_dim, group = n_heads / n_kv_heads;
+    for (int t = 0; t < n_tok; t++)
+        for (int h = 0; h < n_heads; h++) {
+            int len = pos0 + t + 1, kvh = h / group;
+            const float *qv = q + ((int64_t)t * n_heads + h) * head_dim;
+            for (int p = 0; p < len; p++)
+                scores[p] = spill_dot_f32(qv, blocks[p / T] + (int64_t)(p % T) * kv_dim + (int64_t)kvh * head_dim, head_dim);
+            spill_softmax(scores, len, scale);
+            float *o = out + ((int64_t)t * n_heads + h) * head_dim;
+            for (int d = 0; d < head_dim; d++) o[d] = 0;
+            for (int p = 0; p < len; p++) {
+                const float *v = blocks[p / T] + (int64_t)T * kv_dim + (int64_t)(p % T) * kv_dim + (int64_t)kvh * head_dim;
+                for (int d = 0; d < head_dim; d++) o[d] = fmaf(scores[p], v[d], o[d]);
+            }
+        }
+}

@@ -91,6 +91,12 @@ void spill_rmsnorm(float *out, const float *x, const float *w, int n, float eps)
 void spill_rope(float *x, int n_heads, int head_dim, int rot_dims, int pos, float base, int adjacent);
 /* The same with the inverse frequencies given: theta_i = pos * inv_freq[i] (scaled RoPE, e.g. llama3). */
 void spill_rope_freqs(float *x, int n_heads, int head_dim, int rot_dims, int pos, const float *inv_freq, int adjacent);
+/* Causal attention of n_tok query tokens (positions pos0..pos0+n_tok-1) over a paged KV cache:
+ * blocks[i] holds positions [i*T, (i+1)*T): T rows of keys (kv_dim = n_kv_heads*head_dim) then T rows
+ * of values. out and q are (n_tok, n_heads*head_dim); scores is scratch of pos0+n_tok floats. The
+ * reference (one thread) for the GPU kernel; the forward pass runs the same math in parallel. */
+void spill_attention_paged(float *out, const float *q, const float *const *blocks, int T, int n_tok, int pos0,
+                           int n_heads, int n_kv_heads, int head_dim, float scale, float *scores);
 /* In place: x = softmax(x * scale) over n values */
 void spill_softmax(float *x, int n, float scale);
 /* out = silu(gate) * up */

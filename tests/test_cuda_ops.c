@@ -1,7 +1,7 @@
 /* gpu: every CUDA operation against its CPU twin on random inputs, with the tolerance it is held to:
  *   rmsnorm, swiglu, add, get_rows (all types): 1e-5 relative (the same arithmetic, other rounding)
  *   rope (both conventions, with and without a frequency table): 1e-4 (cosf/sinf differ in the last bits)
- *   softmax: 1e-5; argmax: the same index
+ *   softmax: 1e-5; argmax: the same index; attention over a paged KV cache: 1e-5
  *   gemm (cuBLAS, F16 and BF16 weights): 2e-2 relative to the largest output, because the GPU rounds the
  *   activations to the weight type and the CPU keeps them in F32 (BF16) or F16 (F16)
  * Skips with the driver's reason without a device. */
@@ -130,6 +130,31 @@ static void test_get_rows(void **s) {
     }
 }
 
+static void test_attention(void **s) {
+    (void)s;
+    spill_err err = {{0}};
+    enum { T = 4, NB = 5, H = 4, KVH = 2, HD = 32, KV = KVH * HD, NT = 3, POS0 = 15 };
+    /* five blocks of four positions, out of order in memory as a block table leaves them */
+    static float kv[NB][2 * T * KV], q[NT * H * HD], ref[NT * H * HD], got[NT * H * HD], scores[64];
+    for (int b = 0; b < NB; b++) rnd(kv[b], 2 * T * KV, 20 + (uint64_t)b);
+    rnd(q, NT * H * HD, 30);
+    int order[NB] = {3, 0, 4, 1, 2};
+    const float *host_blocks[NB];
+    for (int i = 0; i < NB; i++) host_blocks[i] = kv[order[i]];
+    spill_attention_paged(ref, q, host_blocks, T, NT, POS0, H, KVH, HD, 1.0f / sqrtf(HD), scores);
+    float *dkv = dev(kv, sizeof kv), *dq = dev(q, sizeof q), *dout = dev(NULL, sizeof got);
+    float *dscores = dev(NULL, sizeof(float) * NT * H * (POS0 + NT));
+    const float *dev_blocks[NB];
+    for (int i = 0; i < NB; i++) dev_blocks[i] = dkv + (size_t)order[i] * 2 * T * KV;
+    void *dtable = dev(dev_blocks, sizeof dev_blocks);
+    if (spill_cu_attention(dout, dq, (const float *const *)dtable, T, NT, POS0, H, KVH, HD, 1.0f / sqrtf(HD), dscores, NULL,
+                           &err))
+        fail_msg("%s", err.msg);
+    back(got, dout, sizeof got);
+    close_to(got, ref, NT * H * HD, 1e-5, "attention (paged, causal, GQA)");
+    cudaFree(dkv), cudaFree(dq), cudaFree(dout), cudaFree(dscores), cudaFree(dtable);
+}
+
 static void test_gemm(void **s) {
     (void)s;
     spill_err err = {{0}};
@@ -166,6 +191,7 @@ int main(void) {
         cmocka_unit_test(test_norm_and_elementwise),
         cmocka_unit_test(test_rope_softmax_argmax),
         cmocka_unit_test(test_get_rows),
+        cmocka_unit_test(test_attention),
         cmocka_unit_test(test_gemm),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

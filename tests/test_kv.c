@@ -1,7 +1,10 @@
 /* The paged KV cache on its own: blocks on demand, copy-on-write forks that share a prefix and
  * diverge, release and reuse, running out of blocks, and the HBM window (newest blocks in HBM, the
  * oldest demoted to host memory) on the emulated backend. */
+#include <math.h>
+
 #include "kv.h"
+#include "spill_kernels.h"
 #include "test_util.h"
 
 static spill_mem *open_mem(void) {
@@ -146,11 +149,59 @@ static void test_hbm_window(void **s) {
     spill_mem_free(m);
 }
 
+/* the reference attention (the GPU kernel's CPU twin) reads through the block table and equals a
+   plain attention over contiguous K and V */
+static void test_attention_reference(void **s) {
+    (void)s;
+    spill_mem *m = open_mem();
+    spill_kv kv;
+    spill_err err = {{0}};
+    enum { H = 4, KVH = 2, HD = 8, D = KVH * HD, NT = 3, POS0 = 9, LEN = POS0 + NT };
+    assert_int_equal(spill_kv_init(&kv, m, 1, D, 64, 2, 4, 0, NULL, &err), 0);
+    assert_int_equal(spill_kv_seq_open(&kv, 1, &err), 0);
+    assert_int_equal(spill_kv_prepare(&kv, 1, 0, LEN, &err), 0);
+    float K[LEN][D], V[LEN][D], q[NT * H * HD], got[NT * H * HD], scores[LEN];
+    uint64_t r = 5;
+    for (int p = 0; p < LEN; p++)
+        for (int d = 0; d < D; d++) {
+            r = r * 6364136223846793005ull + 1442695040888963407ull;
+            K[p][d] = (float)(r >> 40) / (float)(1 << 24) - 0.5f;
+            V[p][d] = (float)((r >> 20) & 0xFFFF) / 65536.0f - 0.5f;
+            spill_kv_k(&kv, 1, 0, p)[d] = K[p][d];
+            spill_kv_v(&kv, 1, 0, p)[d] = V[p][d];
+        }
+    for (int i = 0; i < NT * H * HD; i++) q[i] = (float)((i * 37) % 17) / 17.0f - 0.5f;
+    const float *blocks[16];
+    for (int b = 0; b * kv.T < LEN; b++) blocks[b] = kv.part[(size_t)kv.table[1][b] * (size_t)kv.L];
+    float scale = 1.0f / sqrtf(HD);
+    spill_attention_paged(got, q, blocks, kv.T, NT, POS0, H, KVH, HD, scale, scores);
+    for (int t = 0; t < NT; t++)
+        for (int h = 0; h < H; h++) {
+            int len = POS0 + t + 1, kvh = h / (H / KVH);
+            double w[LEN], mx = -1e30, sum = 0;
+            for (int p = 0; p < len; p++) {
+                double dot = 0;
+                for (int d = 0; d < HD; d++) dot += (double)q[(t * H + h) * HD + d] * K[p][kvh * HD + d];
+                w[p] = dot * scale;
+                if (w[p] > mx) mx = w[p];
+            }
+            for (int p = 0; p < len; p++) sum += (w[p] = exp(w[p] - mx));
+            for (int d = 0; d < HD; d++) {
+                double o = 0;
+                for (int p = 0; p < len; p++) o += w[p] / sum * V[p][kvh * HD + d];
+                assert_true(fabs(o - got[(t * H + h) * HD + d]) < 1e-5);
+            }
+        }
+    spill_kv_free(&kv);
+    spill_mem_free(m);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_blocks_and_cow),
         cmocka_unit_test(test_out_of_blocks),
         cmocka_unit_test(test_hbm_window),
+        cmocka_unit_test(test_attention_reference),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

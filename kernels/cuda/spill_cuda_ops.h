@@ -30,6 +30,10 @@ int spill_cu_add(float *out, const float *x, int64_t n, void *stream, spill_err 
 /* out[i] = row ids[i] of a table of `cols`-wide rows, dequantized (F32, F16, BF16, Q8_0, Q4_0, Q4_1) */
 int spill_cu_get_rows(float *out, const void *table, spill_dtype type, int64_t cols, const int *ids, int n,
                       void *stream, spill_err *err);
+/* Causal attention over the paged KV cache, as spill_attention_paged (kernels/spill_kernels.h);
+ * blocks is a device array of device pointers; scores is scratch of n_tok*n_heads*(pos0+n_tok) floats */
+int spill_cu_attention(float *out, const float *q, const float *const *blocks, int T, int n_tok, int pos0, int n_heads,
+                       int n_kv_heads, int head_dim, float scale, float *scores, void *stream, spill_err *err);
 /* *out = the index of the largest of n values (the first, on ties) */
 int spill_cu_argmax(const float *x, int n, int *out, void *stream, spill_err *err);
 
