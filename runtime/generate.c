@@ -2,6 +2,8 @@
  * and the generated text only; everything else goes to stderr. */
 #include "chat.h"
 #include "forward.h"
+#include "forward_cuda.h"
+#include "spill_platform.h"
 #include "sampler.h"
 #include "spill_options.h"
 
@@ -16,7 +18,7 @@
 
 typedef struct opts {
     const char *model, *prompt, *prompt_file, *profile, *profile_file;
-    int n_predict, top_k, threads, chat, verbose, ctx, batch, use_mmap, seed_set, n_parallel, kv_block;
+    int n_predict, top_k, threads, chat, verbose, ctx, batch, use_mmap, seed_set, n_parallel, kv_block, policy_set;
     float temp, top_p;
     uint64_t seed;
     spill_options env; /* the SPILL_* table: defaults < environment < the flags below */
@@ -53,8 +55,10 @@ static void usage(FILE *f) {
         "      --profile NAME    hardware profile the plan is made for: gh200-96, gh200-144, h100-pcie,\n"
         "                        h200-pcie or cpu (default: cpu)\n"
         "      --profile-file F  a hardware profile in JSON\n"
-        "      --device NAME     where the forward pass runs: auto, cpu or cuda (default: auto = cpu;\n"
-        "                        the CUDA forward pass is not in this build yet)\n"
+        "      --device NAME     where the forward pass runs: auto, cpu or cuda (default: auto = cpu). cuda\n"
+        "                        runs every matmul through cuBLAS over memory placed by the plan (default\n"
+        "                        policy pin, profile gh200-96 or h100-pcie from the GPU); it has never\n"
+        "                        run on a GPU yet (docs/gpu.md)\n"
         "      --backend NAME    memory backend: auto, host, system, cuda-managed or cuda-device\n"
         "                        (default: auto = host, since the forward pass runs on the CPU)\n"
         "      --hbm-budget SIZE most GPU memory to use, e.g. 80G (default: free HBM minus 1G)\n"
@@ -131,7 +135,7 @@ static int parse_args(int argc, char **argv, opts *o) {
             }
         }
         else if (!strcmp(a, "--profile-file")) { NEEDV(); o->profile_file = v; }
-        else if (!strcmp(a, "--policy") || !strcmp(a, "--device") || !strcmp(a, "--backend") ||
+        else if ((!strcmp(a, "--policy") && (o->policy_set = 1)) || !strcmp(a, "--device") || !strcmp(a, "--backend") ||
                  !strcmp(a, "--hbm-budget") || !strcmp(a, "--host-limit") || !strcmp(a, "--alloc-log")) {
             NEEDV();
             spill_err err;
@@ -271,9 +275,24 @@ int main(int argc, char **argv) {
     if (parse_args(argc, argv, &o)) return 2;
     if (o.env.log) o.verbose = 1;
     if (!o.threads) o.threads = o.env.threads;
-    if (!strcmp(o.env.device, "cuda")) {
-        fprintf(stderr, "spill-generate: --device cuda: the CUDA forward pass is not in this build yet; use --device cpu\n");
-        return 2;
+    int use_cuda = !strcmp(o.env.device, "cuda");
+    spill_gpu_info gpu;
+    memset(&gpu, 0, sizeof gpu);
+    if (use_cuda) {
+        spill_err gerr;
+        if (o.n_parallel > 1) {
+            fprintf(stderr, "spill-generate: --n-parallel with --device cuda is not supported yet; use --device cpu\n");
+            return 2;
+        }
+        if (spill_gpu_query(0, &gpu, &gerr)) {
+            fprintf(stderr, "spill-generate: --device cuda: %s\n", gerr.msg);
+            return 1;
+        }
+        /* a GPU run plans for a GPU: fill HBM (pin) unless a policy was chosen */
+        if (!o.policy_set && !getenv("SPILL_POLICY")) snprintf(o.env.policy, sizeof o.env.policy, "pin");
+        if (!o.profile && !o.profile_file) o.profile = gpu.uses_host_page_tables ? "gh200-96" : "h100-pcie";
+        if (!o.env.hbm_budget)
+            o.env.hbm_budget = gpu.free_mem > o.env.hbm_reserve ? gpu.free_mem - o.env.hbm_reserve : 0;
     }
     char default_model[4096];
     if (!o.model) o.model = getenv("SPILL_MODEL");
@@ -316,7 +335,9 @@ int main(int argc, char **argv) {
     spill_model model;
     spill_state st;
     spill_sampler smp;
-    int have_model = 0, have_state = 0, have_sampler = 0;
+    int have_model = 0, have_state = 0, have_sampler = 0, have_cuda = 0;
+    spill_cu_state cs;
+    memset(&cs, 0, sizeof cs);
     char *text = NULL;
     int *toks = NULL;
 
@@ -329,7 +350,7 @@ int main(int argc, char **argv) {
     {
         /* the forward pass runs on the CPU, so "auto" means host memory; a plan with HBM in it runs
            with host memory standing in for HBM */
-        int cpu_auto = !strcmp(o.env.backend, "auto");
+        int cpu_auto = !strcmp(o.env.backend, "auto") && !use_cuda;
         int emulate = strcasecmp(o.env.policy, "host") != 0;
         spill_mem_config mc = {0};
         mc.backend = cpu_auto ? (emulate ? "emulated" : "host") : o.env.backend;
@@ -337,6 +358,12 @@ int main(int argc, char **argv) {
         mc.limit[SPILL_TIER_HOST] = o.env.host_limit;
         mc.log_path = o.env.alloc_log;
         if (!(mem = spill_mem_open(&mc, &err))) goto out;
+        if (use_cuda && (!strcmp(spill_mem_backend_name(mem), "cuda-device") || !strcmp(spill_mem_backend_name(mem), "host") ||
+                         !strcmp(spill_mem_backend_name(mem), "emulated"))) {
+            spill_err_set(&err, "--device cuda needs the cuda-managed (or system) memory backend; '%s' cannot hold a KV "
+                                "cache the CPU also writes", spill_mem_backend_name(mem));
+            goto out;
+        }
         if (o.verbose)
             fprintf(stderr, "spill: memory backend '%s' (%s)\n", spill_mem_backend_name(mem),
                     cpu_auto ? (emulate ? "auto: the forward pass runs on the CPU; host memory stands in for HBM"
@@ -362,9 +389,15 @@ int main(int argc, char **argv) {
         spill_err_set(&err, "cannot start %d threads", o.threads);
         goto out;
     }
-    spill_state_params sp = {n_ctx, o.batch, o.n_parallel, o.kv_block};
-    if (spill_state_init_params(&st, &model, &sp, pool, &err)) goto out;
-    have_state = 1;
+    if (use_cuda) {
+        if (spill_cu_state_init(&cs, &model, mem, n_ctx, o.batch, &err)) goto out;
+        have_cuda = 1;
+    } else {
+        spill_state_params sp = {n_ctx, o.batch, o.n_parallel, o.kv_block};
+        if (spill_state_init_params(&st, &model, &sp, pool, &err)) goto out;
+        have_state = 1;
+    }
+    float *logits = use_cuda ? cs.logits_host : st.logits;
     if (spill_sampler_init(&smp, model.hp.vocab, o.temp, o.top_k, o.top_p, o.seed, &err)) {
         rc = 2;
         goto out;
@@ -415,7 +448,7 @@ int main(int argc, char **argv) {
     double t0 = spill_now();
     for (int i = 0; i < n_prompt; i += o.batch) {
         int nb = n_prompt - i < o.batch ? n_prompt - i : o.batch;
-        if (spill_forward(&st, toks + i, nb, i, &err)) goto out;
+        if (use_cuda ? spill_cu_forward(&cs, toks + i, nb, i, &err) : spill_forward(&st, toks + i, nb, i, &err)) goto out;
     }
     double t1 = spill_now();
     int n_gen = 0, n_fwd = 0;
@@ -423,7 +456,7 @@ int main(int argc, char **argv) {
     if (o.n_parallel == 1) {
         int pos = n_prompt;
         while (n_gen < o.n_predict && !interrupted) {
-            int next = spill_sampler_sample(&smp, st.logits);
+            int next = spill_sampler_sample(&smp, logits);
             if (spill_token_is_eog(&model.tok, next)) break;
             n_gen++;
             int pl = spill_token_to_bytes(&model.tok, next, piece, sizeof piece);
@@ -434,7 +467,7 @@ int main(int argc, char **argv) {
                 fprintf(stderr, "\nspill: stopped: the context of %d tokens is full (raise -c/--ctx-size)\n", n_ctx);
                 break;
             }
-            if (spill_forward(&st, &next, 1, pos, &err)) goto out;
+            if (use_cuda ? spill_cu_forward(&cs, &next, 1, pos, &err) : spill_forward(&st, &next, 1, pos, &err)) goto out;
             pos++;
             n_fwd++;
         }
@@ -446,16 +479,19 @@ int main(int argc, char **argv) {
     fflush(stdout);
     if (interrupted) fprintf(stderr, "spill: interrupted\n");
     spill_exec_stats xs;
-    spill_exec_get_stats(st.exec, &xs);
+    memset(&xs, 0, sizeof xs);
+    if (!use_cuda) spill_exec_get_stats(st.exec, &xs);
+    const spill_kv *kvp = use_cuda ? &cs.kv : &st.kv;
+    const uint64_t *wb = use_cuda ? cs.weight_bytes : model.weight_bytes;
     fprintf(stderr,
             "spill: prompt %d tokens, generated %d tokens, prefill %.2f tok/s, decode %.2f tok/s | weights: hbm %.2f MiB, host %.2f MiB | "
             "KV cache: hbm %.2f MiB, host %.2f MiB, %llu blocks (peak %llu), %llu shared, %llu copied on write | read: hbm %.2f MiB, host %.2f MiB, prefetched %.2f MiB, waited %.1f ms | "
             "backend %s, policy %s\n",
             n_prompt, n_gen, n_prompt / (t1 - t0), n_fwd ? n_fwd / (t2 - t1) : 0.0,
-            mib(model.weight_bytes[SPILL_TIER_HBM]), mib(model.weight_bytes[SPILL_TIER_HOST]),
-            mib(st.kv.st.bytes[SPILL_TIER_HBM]), mib(st.kv.st.bytes[SPILL_TIER_HOST]),
-            (unsigned long long)st.kv.st.blocks_in_use, (unsigned long long)st.kv.st.blocks_peak,
-            (unsigned long long)st.kv.st.shared, (unsigned long long)st.kv.st.cow_copies, mib(xs.read[SPILL_TIER_HBM]),
+            mib(wb[SPILL_TIER_HBM]), mib(wb[SPILL_TIER_HOST]),
+            mib(kvp->st.bytes[SPILL_TIER_HBM]), mib(kvp->st.bytes[SPILL_TIER_HOST]),
+            (unsigned long long)kvp->st.blocks_in_use, (unsigned long long)kvp->st.blocks_peak,
+            (unsigned long long)kvp->st.shared, (unsigned long long)kvp->st.cow_copies, mib(xs.read[SPILL_TIER_HBM]),
             mib(xs.read[SPILL_TIER_HOST]), mib(xs.prefetched), xs.wait_s * 1e3, spill_mem_backend_name(mem),
             strcmp(model.plan.policy, model.plan.chosen) ? model.plan.chosen : model.plan.policy);
     if (o.env.stats) spill_mem_print_stats(mem, stderr);
@@ -467,6 +503,7 @@ out:
     free(prompt_buf);
     if (have_sampler) spill_sampler_free(&smp);
     if (have_state) spill_state_free(&st);
+    if (have_cuda) spill_cu_state_free(&cs);
     if (have_model) spill_model_free(&model);
     spill_pool_free(pool);
     spill_mem_free(mem);

@@ -7,7 +7,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 cache="${SPILL_CACHE:-$HOME/.cache/spill}/cuda-headers"
 mkdir -p "$cache"
-srcs=(alloc/platform_cuda.c alloc/backend_cuda_managed.c alloc/backend_cuda_device.c)
+srcs=(alloc/platform_cuda.c alloc/backend_cuda_managed.c alloc/backend_cuda_device.c runtime/forward_cuda.c)
 status=0
 for spec in "cu12 12.4.127" "cu11 11.8.89"; do
   set -- $spec
@@ -22,7 +22,7 @@ for spec in "cu12 12.4.127" "cu11 11.8.89"; do
   fi
   for f in "${srcs[@]}"; do
     if ! ${CC:-cc} -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -fsyntax-only \
-        -I"$dir/nvidia/cuda_runtime/include" -Icommon -Ialloc "$f"; then
+        -I"$dir/nvidia/cuda_runtime/include" -Icommon -Ialloc -Ikernels -Ikernels/cuda -Ipolicies -Iruntime "$f"; then
       echo "check-cuda-headers: $f does not compile against CUDA $2 headers" >&2
       status=1
     fi

@@ -1,6 +1,7 @@
 /* spill-generate as a user meets it: --help documents every flag, bad flags and bad files give
  * one clear line and a non-zero exit, and a greedy run prints exactly prompt + continuation on
  * stdout with the closing statistics line on stderr. */
+#include "spill_platform.h"
 #include "test_util.h"
 
 
@@ -30,7 +31,6 @@ static void test_bad_flags(void **s) {
         {"--hbm-budget 80gigs", "--hbm-budget"},
         {"--backend teleport", "cuda-managed"}, /* lists the backends there are */
         {"--device tpu", "--device"},
-        {"--device cuda", "--device cpu"},     /* not in this build: says what to use instead */
         {"--host-limit", "needs a value"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
@@ -38,6 +38,15 @@ static void test_bad_flags(void **s) {
         assert_int_equal(r->status, 2);
         assert_non_null(strstr(r->err, cases[i].expect));
         assert_string_equal(r->out, "");
+    }
+    /* without a GPU, --device cuda fails at once and says what to use instead */
+    int n_gpu;
+    spill_err gerr;
+    if (spill_gpu_count(&n_gpu, &gerr)) {
+        run_result *c = run_generate("--device cuda -p hi");
+        assert_int_equal(c->status, 1);
+        assert_non_null(strstr(c->err, "--device cpu"));
+        assert_string_equal(c->out, "");
     }
     /* the environment goes through the same parser */
     run_result *r = run_generate("--help >/dev/null; SPILL_HBM_BUDGET=huge '" SPILL_BIN_DIR "/spill-generate' -p hi");

@@ -37,8 +37,9 @@ int spill_cu_attention(float *out, const float *q, const float *const *blocks, i
 /* *out = the index of the largest of n values (the first, on ties) */
 int spill_cu_argmax(const float *x, int n, int *out, void *stream, spill_err *err);
 
-/* cuBLAS: out[t][r] = dot(W row r, x[t]) for n_tok tokens; W is rows x cols of F16 or BF16, x is F32
- * (converted to W's type into `scratch`, which holds n_tok*cols 16-bit values); FP32 accumulation. */
+/* cuBLAS: out[t][r] = dot(W row r, x[t]) for n_tok tokens; W is rows x cols of F16, BF16 or F32; x is
+ * F32 (converted to a 16-bit W's type into `scratch`, which holds n_tok*cols 16-bit values; unused for
+ * F32); FP32 accumulation (F32 weights: without TF32). */
 typedef struct spill_cu_blas spill_cu_blas;
 int spill_cu_blas_create(spill_cu_blas **out, spill_err *err);
 void spill_cu_blas_destroy(spill_cu_blas *b);
