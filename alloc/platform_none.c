@@ -4,7 +4,7 @@
 int spill_gpu_count(int *n, spill_err *err) {
     *n = 0;
     return spill_err_set(err, "this build of spill has no CUDA support (configure with the CUDA toolkit "
-                              "installed); spill runs on the CPU");
+                              "installed); spill runs on the CPU (--device cpu)");
 }
 
 int spill_gpu_query(int device, spill_gpu_info *g, spill_err *err) {
