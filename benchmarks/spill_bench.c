@@ -325,7 +325,8 @@ static void run_point(const place_opts *po, const char *model, const spill_profi
     int have_m = 0, have_st = 0;
     int *toks = NULL;
     if (!mem) goto fail;
-    spill_model_params mp = {r->policy, 1, po->prompt + po->gen, plan_prof, r->budget};
+    spill_model_params mp = {.policy = r->policy, .use_mmap = 1, .ctx = po->prompt + po->gen, .profile = plan_prof,
+                             .hbm_budget = r->budget};
     if (spill_model_load(&m, model, &mp, mem, &err)) goto fail;
     have_m = 1;
     snprintf(r->chosen, sizeof r->chosen, "%s", m.plan.chosen);

@@ -1,12 +1,26 @@
 /* The forward pass on a CUDA GPU: the same steps as runtime/forward.c, with the operations of
  * kernels/cuda and cuBLAS for every weight matmul, over memory placed by the plan through alloc/
- * (use the cuda-managed or cuda-device backend). At setup the weights are copied into placed memory
- * in a type cuBLAS multiplies: F32 and BF16 stay as they are, everything else becomes F16; norms and
- * biases become F32. The KV cache is the paged one of runtime/kv.c, its blocks in placed memory.
+ * (the cuda-managed or system backend).
  *
- * What it does not do yet: the stream policy's ring (streamed layers are read in place from host
- * memory), rows split between tiers (a split region is read from its host home), a second stream for
- * prefetches, CUDA graphs. It has never run on a GPU (docs/gpu.md). */
+ * The model is loaded with spill_model_params.for_gpu: the plan is made for the GPU's copies (F32
+ * and BF16 as they are, everything else expanded to F16, vectors F32: spill_gpu_weight_bytes) and
+ * the loader copies nothing. spill_cu_state_init then carries the plan out, one contiguous block per
+ * region:
+ *   - a region in HBM: its block in HBM;
+ *   - a region split by `pin`: the leading rows of every matrix in HBM, the other rows in host memory
+ *     the GPU reads in place, multiplied as two GEMMs into the two parts of the output;
+ *   - a region in host memory: its block in host memory the GPU reads in place (with the plan's
+ *     advice: none for `fault`, so the driver migrates on faults);
+ *   - a streamed region (`stream`, `auto`): its home block in host memory and a ring of HBM slots.
+ *     A second CUDA stream copies layer l+k into a free slot while layer l runs; an event per slot
+ *     says "copied" (the compute stream waits on it) and another "used" (the copy stream waits on it
+ *     before overwriting the slot).
+ * The KV cache is the paged one of runtime/kv.c, its blocks where the plan puts each layer's cache;
+ * the block table goes to the GPU once per forward call, for all layers.
+ *
+ * Not done: CUDA graphs for the decode step (nothing could be measured without a GPU, and the issue
+ * asks for them only where they help), --n-parallel on the GPU, device-side sampling beyond argmax.
+ * It has never run on a GPU (docs/gpu.md). */
 #ifndef SPILL_FORWARD_CUDA_H
 #define SPILL_FORWARD_CUDA_H
 
@@ -15,32 +29,51 @@
 
 typedef struct spill_cu_layer {
     spill_weight attn_norm, ffn_norm, bq, bk, bv; /* F32 */
-    spill_weight wq, wk, wv, wo, w_gate, w_up, w_down; /* F32, F16 or BF16 */
+    spill_weight wq, wk, wv, wo, w_gate, w_up, w_down; /* F32, F16 or BF16; split: data (HBM rows), data_hi */
 } spill_cu_layer;
+
+typedef struct spill_cu_block {
+    void *ptr;
+    uint64_t bytes;
+} spill_cu_block;
 
 typedef struct spill_cu_state {
     const spill_model *m;
     spill_mem *mem;
     int n_ctx, max_batch;
-    spill_cu_layer *layers;
+    spill_cu_layer *layers;    /* (n_layers) as placed; a streamed layer's point into its home */
+    spill_cu_block *home;      /* (n_layers) a streamed layer's home block, else {NULL, 0} */
     spill_weight embd, out_norm, output;
     float *rope_freq; /* device copy of m->rope_freq, or NULL */
     spill_owned *owned;
     int n_owned;
     spill_kv kv;
+    /* the ring: n_slots slots of slot_bytes in HBM */
+    int n_slots, ahead;
+    uint64_t slot_bytes;
+    uint8_t *ring;
+    int *slot_layer;  /* (n_slots) the layer a slot holds or is receiving, -1 free */
+    int *slot_of;     /* (n_layers) the slot of a streamed layer, -1 none */
+    int *slot_age;    /* (n_slots) when it was last used, to choose a slot when none is free */
+    int clock;
+    int running;      /* the streamed layer whose step is running, -1 none */
+    void **ready, **used; /* (n_slots) cudaEvent_t */
+    spill_cu_layer view;  /* the running streamed layer, rebased onto its slot */
     /* device work buffers */
     float *x, *xb, *xb2, *q, *k, *v, *hb, *hb2, *logits, *scores;
     void *scratch16;
     int *ids;
-    const float **blocks_host; /* (blocks per sequence) */
+    const float **blocks_host; /* (n_layers * blocks per sequence), pinned */
     const float **blocks_dev;
     float *logits_host; /* (vocab) the last token's, after spill_cu_forward */
     struct spill_cu_blas *blas;
-    void *stream;
+    void *stream, *pstream; /* compute, prefetch (cudaStream_t) */
     uint64_t weight_bytes[SPILL_TIER_COUNT];
+    uint64_t prefetched; /* bytes copied into the ring */
 } spill_cu_state;
 
-/* Fails with a message that suggests --device cpu when there is no usable GPU. */
+/* Fails with a message that suggests --device cpu when there is no usable GPU, and a smaller
+ * --hbm-budget when HBM runs out. */
 int spill_cu_state_init(spill_cu_state *s, const spill_model *m, spill_mem *mem, int n_ctx, int max_batch, spill_err *err);
 void spill_cu_state_free(spill_cu_state *s);
 /* tokens[0..n) at positions pos..pos+n-1; leaves the last token's logits in s->logits_host */

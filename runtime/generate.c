@@ -371,7 +371,8 @@ int main(int argc, char **argv) {
                              : spill_mem_backend_reason(mem));
     }
     fprintf(stderr, "spill: loading %s\n", o.model);
-    spill_model_params mp = {o.env.policy, o.use_mmap, o.ctx, &prof, o.env.hbm_budget};
+    spill_model_params mp = {.policy = o.env.policy, .use_mmap = o.use_mmap, .ctx = o.ctx, .profile = &prof,
+                             .hbm_budget = o.env.hbm_budget, .for_gpu = use_cuda, .gpu_batch = o.batch};
     if (spill_model_load(&model, o.model, &mp, mem, &err)) goto out;
     have_model = 1;
     int n_ctx = model.n_ctx;
@@ -390,8 +391,22 @@ int main(int argc, char **argv) {
         goto out;
     }
     if (use_cuda) {
-        if (spill_cu_state_init(&cs, &model, mem, n_ctx, o.batch, &err)) goto out;
+        if (spill_cu_state_init(&cs, &model, mem, n_ctx, o.batch, &err)) {
+            /* what to try next: a smaller budget leaves more in host memory; the CPU always works */
+            size_t l = strlen(err.msg);
+            snprintf(err.msg + l, sizeof err.msg - l, "; with a smaller --hbm-budget (now %.0f MiB) more of the model stays in "
+                     "host memory, or run with --device cpu", mib(o.env.hbm_budget));
+            goto out;
+        }
         have_cuda = 1;
+        if (o.verbose) {
+            fprintf(stderr, "spill: on the GPU: weights hbm %.1f MiB, host %.1f MiB", mib(cs.weight_bytes[SPILL_TIER_HBM]),
+                    mib(cs.weight_bytes[SPILL_TIER_HOST]));
+            if (cs.n_slots)
+                fprintf(stderr, ", ring %d x %.1f MiB filled %d ahead on a second stream", cs.n_slots, mib(cs.slot_bytes),
+                        cs.ahead);
+            fputc('\n', stderr);
+        }
     } else {
         spill_state_params sp = {n_ctx, o.batch, o.n_parallel, o.kv_block};
         if (spill_state_init_params(&st, &model, &sp, pool, &err)) goto out;
@@ -436,7 +451,8 @@ int main(int argc, char **argv) {
         fprintf(stderr, "spill: prompt tokens:");
         for (int i = 0; i < n_prompt; i++) fprintf(stderr, " %d", toks[i]);
         fprintf(stderr, "\nspill: %d threads, context %d, KV blocks of %d tokens (%.1f KiB per layer), seed %llu\n",
-                spill_pool_size(pool), n_ctx, st.kv.T, st.kv.part_bytes / 1024.0, (unsigned long long)o.seed);
+                spill_pool_size(pool), n_ctx, use_cuda ? cs.kv.T : st.kv.T,
+                (use_cuda ? cs.kv.part_bytes : st.kv.part_bytes) / 1024.0, (unsigned long long)o.seed);
     }
     signal(SIGINT, on_sigint);
     if (o.n_parallel == 1) {
@@ -492,7 +508,7 @@ int main(int argc, char **argv) {
             mib(kvp->st.bytes[SPILL_TIER_HBM]), mib(kvp->st.bytes[SPILL_TIER_HOST]),
             (unsigned long long)kvp->st.blocks_in_use, (unsigned long long)kvp->st.blocks_peak,
             (unsigned long long)kvp->st.shared, (unsigned long long)kvp->st.cow_copies, mib(xs.read[SPILL_TIER_HBM]),
-            mib(xs.read[SPILL_TIER_HOST]), mib(xs.prefetched), xs.wait_s * 1e3, spill_mem_backend_name(mem),
+            mib(xs.read[SPILL_TIER_HOST]), mib(use_cuda ? cs.prefetched : xs.prefetched), xs.wait_s * 1e3, spill_mem_backend_name(mem),
             strcmp(model.plan.policy, model.plan.chosen) ? model.plan.chosen : model.plan.policy);
     if (o.env.stats) spill_mem_print_stats(mem, stderr);
     rc = 0;

@@ -109,6 +109,11 @@ static uint64_t wbytes(const spill_weight *w) {
     return w->data ? spill_dtype_row_bytes(w->type, (uint64_t)w->cols) * (uint64_t)w->rows : 0;
 }
 
+/* what the planner counts for a weight: its bytes as placed here, or as the GPU holds it */
+static uint64_t plan_bytes(const spill_model *m, const spill_weight *w) {
+    return m->for_gpu ? spill_gpu_weight_bytes(w) : wbytes(w);
+}
+
 static int read_hparams(spill_model *m, spill_err *err) {
     const spill_gguf *g = &m->gguf;
     spill_str arch;
@@ -417,17 +422,19 @@ static int model_shape(const spill_model *m, spill_shape *s, spill_err *err) {
     }
     for (int l = 0; l < hp->n_layers; l++) {
         const spill_layer *L = &m->layers[l];
-        const spill_weight *ws[9] = {&L->attn_norm, &L->wq, &L->wk, &L->wv, &L->wo, &L->ffn_norm, &L->w_gate, &L->w_up, &L->w_down};
-        for (int i = 0; i < 9; i++) {
-            s->layer_bytes[l] += wbytes(ws[i]);
+        const spill_weight *ws[12] = {&L->attn_norm, &L->wq, &L->wk, &L->wv, &L->wo, &L->ffn_norm, &L->w_gate, &L->w_up,
+                                      &L->w_down, &L->bq, &L->bk, &L->bv};
+        /* the CPU's regions leave the (tiny) biases out; the GPU packs them with the layer */
+        for (int i = 0; i < (m->for_gpu ? 12 : 9); i++) {
+            s->layer_bytes[l] += plan_bytes(m, ws[i]);
             if (ws[i]->rows > 1) s->layer_params[l] += (uint64_t)ws[i]->rows * (uint64_t)ws[i]->cols;
         }
     }
-    s->embd_bytes = wbytes(&m->tok_embd);
+    s->embd_bytes = plan_bytes(m, &m->tok_embd);
     s->embd_params = (uint64_t)m->tok_embd.rows * (uint64_t)m->tok_embd.cols;
-    s->output_bytes = m->tied ? 0 : wbytes(&m->output);
+    s->output_bytes = m->tied ? 0 : plan_bytes(m, &m->output);
     s->output_params = m->tied ? 0 : s->embd_params;
-    s->norm_bytes = wbytes(&m->out_norm);
+    s->norm_bytes = plan_bytes(m, &m->out_norm);
     return 0;
 }
 
@@ -447,6 +454,7 @@ static uint64_t plan_slack(const spill_model *m) {
 int spill_model_load(spill_model *m, const char *path, const spill_model_params *p, spill_mem *mem, spill_err *err) {
     memset(m, 0, sizeof *m);
     m->mem = mem;
+    m->for_gpu = p->for_gpu;
     double t0 = spill_now();
     struct stat sb;
     m->hf = !stat(path, &sb) && S_ISDIR(sb.st_mode);
@@ -487,20 +495,49 @@ int spill_model_load(spill_model *m, const char *path, const spill_model_params 
         spill_err_set(err, "out of memory");
         goto fail;
     }
-    spill_plan_params pp = {p->policy, {p->hbm_budget, 0}, p->use_mmap, p->profile, {0, 1}};
+    uint64_t budget = p->hbm_budget;
+    if (m->for_gpu && budget) {
+        /* the GPU's work buffers take their share of the budget first */
+        uint64_t w = spill_gpu_work_bytes(hp, m->n_ctx, p->gpu_batch) + SPILL_ARENA_GRAIN;
+        if (w >= budget) {
+            spill_err_set(err, "an HBM budget of %.1f MiB does not hold the GPU's work buffers (%.1f MiB for a context of "
+                               "%d and batches of %d); raise --hbm-budget or lower -c/--ctx-size or -b/--batch-size",
+                          budget / 1048576.0, w / 1048576.0, m->n_ctx, p->gpu_batch > 0 ? p->gpu_batch : 1);
+            goto fail;
+        }
+        budget -= w;
+    }
+    spill_plan_params pp = {p->policy, {budget, 0}, p->use_mmap, p->profile, {0, 1}};
     if (spill_plan_make(m->regions, m->n_regions, &pp, &m->plan, err)) goto fail;
     /* The budget limits what alloc/ really holds, and its arena rounds to 2 MiB chunks per placement.
        Plan again with that slack taken off, so that carrying the plan out stays within the budget. */
     uint64_t slack = plan_slack(m);
-    if (slack && p->hbm_budget) {
+    if (slack && budget) {
         spill_plan_free(&m->plan);
-        pp.budget[SPILL_TIER_HBM] = p->hbm_budget > slack ? p->hbm_budget - slack : 0;
+        pp.budget[SPILL_TIER_HBM] = budget > slack ? budget - slack : 0;
         if (spill_plan_make(m->regions, m->n_regions, &pp, &m->plan, err)) {
             size_t l = strlen(err->msg);
             snprintf(err->msg + l, sizeof err->msg - l, " (%.1f MiB of the budget go to 2 MiB chunk rounding)",
                      slack / 1048576.0);
             goto fail;
         }
+    }
+
+    if (m->for_gpu) {
+        /* the GPU's state makes the copies the plan asks for; here the weights stay as bound */
+        if (m->tied) m->output = m->tok_embd;
+        for (int r = 0; r < m->n_regions; r++) {
+            spill_weight *ws[9];
+            char what[64];
+            int nw = region_weights(m, r, ws, what, sizeof what);
+            for (int i = 0; i < nw; i++) m->weight_bytes[SPILL_TIER_HOST] += wbytes(ws[i]);
+        }
+        fprintf(stderr, "spill: read %s: %d layers, dim %d, %d heads (%d kv), vocab %d, %.2f MiB of weights in %.2f s "
+                        "(planned for the GPU: policy %s%s%s)\n",
+                path, hp->n_layers, hp->dim, hp->n_heads, hp->n_kv_heads, hp->vocab,
+                (double)m->weight_bytes[SPILL_TIER_HOST] / (1 << 20), spill_now() - t0, m->plan.policy,
+                strcmp(m->plan.policy, m->plan.chosen) ? " -> " : "", strcmp(m->plan.policy, m->plan.chosen) ? m->plan.chosen : "");
+        return 0;
     }
 
     /* twice: count what each tier's block must hold, then allocate the blocks and copy */

@@ -29,6 +29,19 @@ static inline const void *spill_weight_row(const spill_weight *w, int64_t r) {
                         : (const uint8_t *)w->data_hi + (uint64_t)(r - w->split) * spill_weight_row_bytes(w);
 }
 
+/* The GPU's copy of a weight: F32 and BF16 as they are, everything else expanded to F16 (what
+ * cuBLAS multiplies); vectors (rows == 1) in F32. Each tensor starts on a 256-byte boundary. */
+enum { SPILL_GPU_ALIGN = 256 };
+static inline spill_dtype spill_gpu_weight_type(const spill_weight *w) {
+    if (w->rows == 1) return SPILL_DT_F32;
+    return w->type == SPILL_DT_F32 || w->type == SPILL_DT_BF16 ? w->type : SPILL_DT_F16;
+}
+static inline uint64_t spill_gpu_weight_bytes(const spill_weight *w) {
+    if (!w->data) return 0;
+    uint64_t b = spill_dtype_row_bytes(spill_gpu_weight_type(w), (uint64_t)w->cols) * (uint64_t)w->rows;
+    return (b + SPILL_GPU_ALIGN - 1) / SPILL_GPU_ALIGN * SPILL_GPU_ALIGN;
+}
+
 typedef struct spill_layer {
     spill_weight attn_norm; /* (dim) F32 */
     spill_weight wq;        /* (n_heads*head_dim, dim) */
@@ -49,12 +62,30 @@ typedef struct spill_hparams {
     int sliding_window; /* Mistral: attention window in tokens, 0 = none */
 } spill_hparams;
 
+/* HBM the GPU's work buffers take beside the plan's regions (activations, attention scores, logits,
+ * the KV block table): kept out of the budget the GPU's plan is made for. */
+static inline uint64_t spill_gpu_work_bytes(const spill_hparams *hp, int n_ctx, int max_batch) {
+    uint64_t B = (uint64_t)(max_batch > 0 ? max_batch : 1), q_dim = (uint64_t)hp->n_heads * (uint64_t)hp->head_dim;
+    uint64_t kv_dim = (uint64_t)hp->n_kv_heads * (uint64_t)hp->head_dim, dim = (uint64_t)hp->dim;
+    uint64_t wide = q_dim > dim ? q_dim : dim, widest = wide > (uint64_t)hp->ffn_dim ? wide : (uint64_t)hp->ffn_dim;
+    uint64_t f = B * (dim * 2 + wide + q_dim + 2 * kv_dim + 2 * (uint64_t)hp->ffn_dim) + (uint64_t)hp->vocab +
+                 B * (uint64_t)hp->n_heads * (uint64_t)n_ctx;
+    /* + 16-bit activations, token ids, the block table (blocks of 16 tokens at the least), RoPE
+       frequencies, and one alignment granule per buffer */
+    return 4 * f + 2 * B * widest + 4 * B + 8 * (uint64_t)hp->n_layers * ((uint64_t)n_ctx / 16 + 1) +
+           4 * (uint64_t)hp->rope_dims + 16 * SPILL_ALLOC_ALIGN;
+}
+
 typedef struct spill_model_params {
     const char *policy;  /* NULL = host */
     int use_mmap;        /* read weights in place from the file where the plan puts them in host memory */
     int ctx;             /* context the KV cache is planned for; 0 = min(4096, the model's) */
     const spill_profile *profile; /* NULL = the built-in cpu profile */
     uint64_t hbm_budget; /* bytes of HBM the plan may use */
+    int for_gpu;         /* plan for the GPU's copies (spill_gpu_weight_bytes, biases included) and
+                            place nothing: the weights stay where they were bound (the mapped file)
+                            and runtime/forward_cuda.c carries the plan out with its own copies */
+    int gpu_batch;       /* for_gpu: tokens per forward call, for spill_gpu_work_bytes (0 = 1) */
 } spill_model_params;
 
 typedef struct spill_owned { void *ptr; size_t size; spill_tier tier; } spill_owned;
@@ -84,6 +115,7 @@ typedef struct spill_model {
     int n_owned;
     uint64_t mapped_bytes;  /* weights read in place from the file (registered with alloc/) */
     uint64_t weight_bytes[SPILL_TIER_COUNT];
+    int for_gpu;            /* see spill_model_params */
 } spill_model;
 
 int spill_model_load(spill_model *m, const char *path, const spill_model_params *p, spill_mem *mem, spill_err *err);

@@ -1,7 +1,10 @@
 /* gpu: spill-generate --device cuda against --device cpu. stories260K (F32, multiplied in F32 by
- * cuBLAS without TF32) must give the same greedy text under every policy, with a budget far below the
- * model's size too; SmolLM2 (Q4_1, expanded to F16 for cuBLAS while the CPU multiplies Q4_1 x Q8_1)
- * must agree on the first 8 tokens. Skips with the driver's reason without a device. */
+ * cuBLAS without TF32) must give the same greedy text under every policy. SmolLM2 (Q4_1, expanded to
+ * F16 for cuBLAS while the CPU multiplies Q4_1 x Q8_1) must agree with the CPU on the first 4 tokens
+ * (the emulated GPU path of test_cuda_forward_emulated parts from the CPU at the 6th), and every
+ * placement - all in HBM, split by rows, streamed through the ring with budgets far below the F16
+ * copies' 257 MiB - must give the text of the GPU run with everything in host memory. Skips with the
+ * driver's reason without a device. */
 #include "gpu_util.h"
 
 static void test_stories(void **s) {
@@ -11,9 +14,9 @@ static void test_stories(void **s) {
     run_result *r = run_generate(args);
     assert_int_equal(r->status, 0);
     strcpy(ref, r->out);
-    const char *policies[] = {"host", "fault", "pin", "auto"};
-    const char *budgets[] = {"64M", "1M"};
-    for (int p = 0; p < 4; p++)
+    const char *policies[] = {"host", "fault", "pin", "stream", "auto"};
+    const char *budgets[] = {"64M", "3M"};
+    for (int p = 0; p < 5; p++)
         for (int b = 0; b < 2; b++) {
             snprintf(args, sizeof args, "-m '%s' -p 'Once upon a time' --temp 0 -n 40 --device cuda --policy %s --hbm-budget %s",
                      stories_path(), policies[p], budgets[b]);
@@ -29,15 +32,29 @@ static void test_smollm2(void **s) {
         printf("SKIPPED part: %s is not there\n", smollm_path());
         return;
     }
-    char args[8192], cpu[65536];
-    snprintf(args, sizeof args, "-m '%s' -p 'The capital of France is' --temp 0 -n 8 --device cpu", smollm_path());
+    char args[8192], cpu[65536], host[65536];
+    snprintf(args, sizeof args, "-m '%s' -p 'The capital of France is' --temp 0 -n 4 --device cpu", smollm_path());
     run_result *r = run_generate(args);
     assert_int_equal(r->status, 0);
     strcpy(cpu, r->out);
-    snprintf(args, sizeof args, "-m '%s' -p 'The capital of France is' --temp 0 -n 8 --device cuda", smollm_path());
+    snprintf(args, sizeof args, "-m '%s' -p 'The capital of France is' --temp 0 -n 4 --device cuda", smollm_path());
     r = run_generate(args);
     if (r->status) fail_msg("%s", r->err);
     if (strcmp(r->out, cpu)) fail_msg("'%s' vs the CPU's '%s'", r->out, cpu);
+    snprintf(args, sizeof args, "-m '%s' -p 'The capital of France is' --temp 0 -n 12 --device cuda --policy host",
+             smollm_path());
+    r = run_generate(args);
+    if (r->status) fail_msg("%s", r->err);
+    strcpy(host, r->out);
+    const char *cases[][2] = {{"fault", "512M"}, {"pin", "512M"}, {"pin", "160M"}, {"stream", "96M"}, {"auto", "96M"}};
+    for (int i = 0; i < 5; i++) {
+        snprintf(args, sizeof args,
+                 "-m '%s' -p 'The capital of France is' --temp 0 -n 12 --device cuda --policy %s --hbm-budget %s",
+                 smollm_path(), cases[i][0], cases[i][1]);
+        r = run_generate(args);
+        if (r->status) fail_msg("%s %s: %s", cases[i][0], cases[i][1], r->err);
+        if (strcmp(r->out, host)) fail_msg("%s %s: '%s' vs all in host memory: '%s'", cases[i][0], cases[i][1], r->out, host);
+    }
 }
 
 int main(void) {

@@ -50,11 +50,17 @@ extern "C" void spill_cu_blas_destroy(spill_cu_blas *b) {
 
 extern "C" int spill_cu_gemm(spill_cu_blas *b, float *out, const void *w, spill_dtype wtype, int64_t rows, int64_t cols,
                              const float *x, int n_tok, void *scratch, void *stream, spill_err *err) {
+    return spill_cu_gemm_ld(b, out, rows, w, wtype, rows, cols, x, n_tok, scratch, stream, err);
+}
+
+extern "C" int spill_cu_gemm_ld(spill_cu_blas *b, float *out, int64_t ldo, const void *w, spill_dtype wtype, int64_t rows,
+                                int64_t cols, const float *x, int n_tok, void *scratch, void *stream, spill_err *err) {
     if (wtype != SPILL_DT_F16 && wtype != SPILL_DT_BF16 && wtype != SPILL_DT_F32)
         return spill_err_set(err, "gemm: %s weights; cuBLAS takes F32, F16 or BF16 (quantized weights are expanded "
                                   "at load)", spill_dtype_name(wtype));
-    if (rows <= 0 || cols <= 0 || n_tok <= 0 || rows > INT32_MAX || cols > INT32_MAX)
-        return spill_err_set(err, "gemm: %lld x %lld by %d tokens", (long long)rows, (long long)cols, n_tok);
+    if (rows <= 0 || cols <= 0 || n_tok <= 0 || rows > INT32_MAX || cols > INT32_MAX || ldo < rows || ldo > INT32_MAX)
+        return spill_err_set(err, "gemm: %lld x %lld by %d tokens into rows of %lld", (long long)rows, (long long)cols, n_tok,
+                             (long long)ldo);
     cudaStream_t s = (cudaStream_t)stream;
     long long nx = (long long)n_tok * cols;
     const void *act = x;
@@ -71,6 +77,6 @@ extern "C" int spill_cu_gemm(spill_cu_blas *b, float *out, const void *w, spill_
     const float one = 1.0f, zero = 0.0f;
     SPILL_CUBLAS_CHECK(cublasSetStream(b->h, s));
     SPILL_CUBLAS_CHECK(cublasGemmEx(b->h, CUBLAS_OP_T, CUBLAS_OP_N, (int)rows, n_tok, (int)cols, &one, w, t, (int)cols,
-                                    act, t, (int)cols, &zero, out, CUDA_R_32F, (int)rows, ct, CUBLAS_GEMM_DEFAULT));
+                                    act, t, (int)cols, &zero, out, CUDA_R_32F, (int)ldo, ct, CUBLAS_GEMM_DEFAULT));
     return 0;
 }

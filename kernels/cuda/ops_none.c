@@ -51,3 +51,9 @@ int spill_cu_gemm(spill_cu_blas *b, float *out, const void *w, spill_dtype wtype
     (void)b, (void)out, (void)w, (void)wtype, (void)rows, (void)cols, (void)x, (void)n_tok, (void)scratch, (void)stream;
     return NO_CUDA("gemm");
 }
+int spill_cu_gemm_ld(spill_cu_blas *b, float *out, int64_t ldo, const void *w, spill_dtype wtype, int64_t rows, int64_t cols,
+                     const float *x, int n_tok, void *scratch, void *stream, spill_err *err) {
+    (void)b, (void)out, (void)ldo, (void)w, (void)wtype, (void)rows, (void)cols, (void)x, (void)n_tok, (void)scratch,
+        (void)stream;
+    return NO_CUDA("gemm");
+}

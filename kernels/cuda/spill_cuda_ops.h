@@ -45,6 +45,10 @@ int spill_cu_blas_create(spill_cu_blas **out, spill_err *err);
 void spill_cu_blas_destroy(spill_cu_blas *b);
 int spill_cu_gemm(spill_cu_blas *b, float *out, const void *w, spill_dtype wtype, int64_t rows, int64_t cols,
                   const float *x, int n_tok, void *scratch, void *stream, spill_err *err);
+/* the same into an output whose token rows are ldo >= rows apart: the rows of a matrix split between
+ * tiers are two GEMMs, into out and out + split */
+int spill_cu_gemm_ld(spill_cu_blas *b, float *out, int64_t ldo, const void *w, spill_dtype wtype, int64_t rows, int64_t cols,
+                     const float *x, int n_tok, void *scratch, void *stream, spill_err *err);
 
 #ifdef __cplusplus
 }

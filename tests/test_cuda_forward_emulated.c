@@ -1,0 +1,385 @@
+/* The GPU forward pass's own logic, run without a GPU: runtime/forward_cuda.c as built, with the
+ * CUDA runtime calls it makes and the kernels of kernels/cuda replaced by CPU stand-ins defined
+ * here (the kernels' CPU twins; cuBLAS as a dot product over the GPU's 16-bit rounding). What this
+ * checks is what placement must never change: every policy and budget - regions in HBM, in host
+ * memory, split by rows between the two (two GEMMs into one output), streamed through the ring -
+ * gives the same greedy tokens, and stories260K (F32) gives the CPU path's.
+ *
+ * The stand-in runtime runs the compute stream at once but holds back every copy issued on the
+ * prefetch stream until someone waits for it (an event recorded after it, or a synchronize): a step
+ * that reads a ring slot without waiting for its copy reads stale weights and the tokens change.
+ * Not labelled gpu: it needs the CUDA toolkit to build (the headers and libcudart for error strings),
+ * not a device. What it cannot check - the kernels themselves, real concurrency - is test_cuda_ops
+ * and test_cuda_generate's (label gpu). */
+#include <cuda_runtime_api.h>
+
+#include "forward.h"
+#include "forward_cuda.h"
+#include "spill_cuda_ops.h"
+#include "test_util.h"
+
+/* ---- the stand-in runtime ---- */
+typedef struct fake_copy {
+    void *dst;
+    const void *src;
+    size_t n;
+} fake_copy;
+typedef struct fake_stream {
+    int lazy;
+    fake_copy *q;
+    int n, cap;
+} fake_stream;
+typedef struct fake_event {
+    fake_stream *s; /* recorded on, NULL if never */
+    int upto;       /* the queue length at the record */
+} fake_event;
+
+static int n_streams, n_deferred, n_flushed, n_waits;
+
+static void flush(fake_stream *s, int upto) {
+    /* copies run in order; what ran is removed from the front */
+    int k = upto < s->n ? upto : s->n;
+    for (int i = 0; i < k; i++) {
+        memcpy(s->q[i].dst, s->q[i].src, s->q[i].n);
+        n_flushed++;
+    }
+    memmove(s->q, s->q + k, sizeof *s->q * (size_t)(s->n - k));
+    s->n -= k;
+}
+
+cudaError_t cudaDriverGetVersion(int *v) {
+    *v = CUDART_VERSION;
+    return cudaSuccess;
+}
+cudaError_t cudaGetDeviceCount(int *n) {
+    *n = 1;
+    return cudaSuccess;
+}
+cudaError_t cudaStreamCreateWithFlags(cudaStream_t *s, unsigned int flags) {
+    (void)flags;
+    fake_stream *f = calloc(1, sizeof *f);
+    if (!f) return cudaErrorMemoryAllocation;
+    f->lazy = n_streams++ % 2; /* forward_cuda.c creates the compute stream, then the prefetch stream */
+    *s = (cudaStream_t)f;
+    return cudaSuccess;
+}
+cudaError_t cudaStreamDestroy(cudaStream_t s) {
+    fake_stream *f = (fake_stream *)s;
+    assert_int_equal(f->n, 0); /* synchronized before it goes */
+    free(f->q);
+    free(f);
+    return cudaSuccess;
+}
+cudaError_t cudaStreamSynchronize(cudaStream_t s) {
+    fake_stream *f = (fake_stream *)s;
+    flush(f, f->n);
+    return cudaSuccess;
+}
+cudaError_t cudaMemcpy(void *dst, const void *src, size_t n, enum cudaMemcpyKind kind) {
+    (void)kind;
+    memcpy(dst, src, n);
+    return cudaSuccess;
+}
+cudaError_t cudaMemcpyAsync(void *dst, const void *src, size_t n, enum cudaMemcpyKind kind, cudaStream_t s) {
+    (void)kind;
+    fake_stream *f = (fake_stream *)s;
+    if (!f || !f->lazy) {
+        memcpy(dst, src, n);
+        return cudaSuccess;
+    }
+    if (f->n == f->cap) {
+        int cap = f->cap ? 2 * f->cap : 16;
+        fake_copy *q = realloc(f->q, sizeof *q * (size_t)cap);
+        if (!q) return cudaErrorMemoryAllocation;
+        f->q = q, f->cap = cap;
+    }
+    f->q[f->n++] = (fake_copy){dst, src, n};
+    n_deferred++;
+    return cudaSuccess;
+}
+cudaError_t cudaEventCreateWithFlags(cudaEvent_t *e, unsigned int flags) {
+    (void)flags;
+    *e = (cudaEvent_t)calloc(1, sizeof(fake_event));
+    return *e ? cudaSuccess : cudaErrorMemoryAllocation;
+}
+cudaError_t cudaEventDestroy(cudaEvent_t e) {
+    free(e);
+    return cudaSuccess;
+}
+cudaError_t cudaEventRecord(cudaEvent_t e, cudaStream_t s) {
+    fake_event *ev = (fake_event *)e;
+    ev->s = (fake_stream *)s;
+    ev->upto = ev->s ? ev->s->n : 0;
+    return cudaSuccess;
+}
+cudaError_t cudaStreamWaitEvent(cudaStream_t s, cudaEvent_t e, unsigned int flags) {
+    (void)s, (void)flags;
+    fake_event *ev = (fake_event *)e;
+    if (ev->s && ev->s->lazy) {
+        /* what was queued before the record is done once the waiter runs; later copies move up the queue */
+        int before = ev->s->n;
+        flush(ev->s, ev->upto);
+        ev->upto = 0;
+        (void)before;
+        n_waits++;
+    }
+    return cudaSuccess;
+}
+cudaError_t cudaMallocHost(void **p, size_t n) {
+    *p = malloc(n);
+    return *p ? cudaSuccess : cudaErrorMemoryAllocation;
+}
+cudaError_t cudaFreeHost(void *p) {
+    free(p);
+    return cudaSuccess;
+}
+
+/* ---- the stand-in kernels: the CPU twins ---- */
+int spill_cu_rmsnorm(float *out, const float *x, const float *w, int n_rows, int dim, float eps, void *stream, spill_err *err) {
+    (void)stream, (void)err;
+    for (int r = 0; r < n_rows; r++) spill_rmsnorm(out + (size_t)r * dim, x + (size_t)r * dim, w, dim, eps);
+    return 0;
+}
+int spill_cu_rope(float *x, int n_tok, int n_heads, int head_dim, int rot_dims, int pos0, float base, const float *inv_freq,
+                  int adjacent, void *stream, spill_err *err) {
+    (void)stream, (void)err;
+    for (int t = 0; t < n_tok; t++) {
+        float *v = x + (size_t)t * n_heads * head_dim;
+        if (inv_freq) spill_rope_freqs(v, n_heads, head_dim, rot_dims, pos0 + t, inv_freq, adjacent);
+        else spill_rope(v, n_heads, head_dim, rot_dims, pos0 + t, base, adjacent);
+    }
+    return 0;
+}
+int spill_cu_swiglu(float *out, const float *gate, const float *up, int64_t n, void *stream, spill_err *err) {
+    (void)stream, (void)err;
+    spill_swiglu(out, gate, up, (int)n);
+    return 0;
+}
+int spill_cu_add(float *out, const float *x, int64_t n, void *stream, spill_err *err) {
+    (void)stream, (void)err;
+    spill_add(out, x, (int)n);
+    return 0;
+}
+int spill_cu_get_rows(float *out, const void *table, spill_dtype type, int64_t cols, const int *ids, int n, void *stream,
+                      spill_err *err) {
+    (void)stream, (void)err;
+    uint64_t rb = spill_dtype_row_bytes(type, (uint64_t)cols);
+    for (int i = 0; i < n; i++) spill_dequant_row(type, (const uint8_t *)table + (uint64_t)ids[i] * rb, out + i * cols, cols);
+    return 0;
+}
+int spill_cu_attention(float *out, const float *q, const float *const *blocks, int T, int n_tok, int pos0, int n_heads,
+                       int n_kv_heads, int head_dim, float scale, float *scores, void *stream, spill_err *err) {
+    (void)stream, (void)err;
+    spill_attention_paged(out, q, blocks, T, n_tok, pos0, n_heads, n_kv_heads, head_dim, scale, scores);
+    return 0;
+}
+struct spill_cu_blas {
+    int calls, split_calls;
+};
+static struct spill_cu_blas *last_blas;
+int spill_cu_blas_create(spill_cu_blas **out, spill_err *err) {
+    (void)err;
+    *out = last_blas = calloc(1, sizeof **out);
+    return *out ? 0 : -1;
+}
+void spill_cu_blas_destroy(spill_cu_blas *b) { free(b); }
+/* what cublasGemmEx computes: 16-bit weights times the activations rounded to the same type */
+int spill_cu_gemm_ld(spill_cu_blas *b, float *out, int64_t ldo, const void *w, spill_dtype wtype, int64_t rows, int64_t cols,
+                     const float *x, int n_tok, void *scratch, void *stream, spill_err *err) {
+    (void)scratch, (void)stream;
+    if (wtype != SPILL_DT_F16 && wtype != SPILL_DT_BF16 && wtype != SPILL_DT_F32)
+        return spill_err_set(err, "gemm: %s weights", spill_dtype_name(wtype));
+    b->calls++;
+    b->split_calls += ldo != rows;
+    uint64_t rb = spill_dtype_row_bytes(wtype, (uint64_t)cols);
+    float *xr = malloc(sizeof(float) * (size_t)cols * (size_t)n_tok), *wr = malloc(sizeof(float) * (size_t)cols);
+    uint8_t *tmp = malloc(rb);
+    assert_non_null(xr), assert_non_null(wr), assert_non_null(tmp);
+    for (int t = 0; t < n_tok; t++) {
+        spill_quantize_row_ref(wtype, x + (size_t)t * cols, tmp, cols);
+        spill_dequant_row(wtype, tmp, xr + (size_t)t * cols, cols);
+    }
+    for (int64_t r = 0; r < rows; r++) {
+        spill_dequant_row(wtype, (const uint8_t *)w + (uint64_t)r * rb, wr, cols);
+        for (int t = 0; t < n_tok; t++) {
+            double acc = 0;
+            for (int64_t c = 0; c < cols; c++) acc += (double)wr[c] * (double)xr[(size_t)t * cols + c];
+            out[(size_t)t * ldo + r] = (float)acc;
+        }
+    }
+    free(xr), free(wr), free(tmp);
+    return 0;
+}
+int spill_cu_gemm(spill_cu_blas *b, float *out, const void *w, spill_dtype wtype, int64_t rows, int64_t cols, const float *x,
+                  int n_tok, void *scratch, void *stream, spill_err *err) {
+    return spill_cu_gemm_ld(b, out, rows, w, wtype, rows, cols, x, n_tok, scratch, stream, err);
+}
+
+/* ---- the test ---- */
+enum { N_GEN = 12 };
+
+typedef struct run_info {
+    int tokens[N_GEN];
+    uint64_t hbm, host, prefetched;
+    int slots, split_calls;
+    char chosen[32];
+} run_info;
+
+static int prompt_ids(const char *path, const char *text, int *ids, int max) {
+    spill_err err = {{0}};
+    spill_mem *mem = spill_mem_create("host", &err);
+    spill_model m;
+    spill_model_params mp = {.use_mmap = 1};
+    if (spill_model_load(&m, path, &mp, mem, &err)) fail_msg("%s", err.msg);
+    int *t = NULL, n = 0;
+    assert_int_equal(spill_tokenize(&m.tok, text, strlen(text), 0, 1, &t, &n, &err), 0);
+    int k = 0;
+    if (m.tok.add_bos) ids[k++] = m.tok.bos;
+    for (int i = 0; i < n && k < max; i++) ids[k++] = t[i];
+    free(t);
+    spill_model_free(&m);
+    spill_mem_free(mem);
+    return k;
+}
+
+/* greedy tokens through the GPU path under `policy` with an HBM budget */
+static void run_gpu(const char *path, const char *policy, uint64_t budget, const int *prompt, int np, int batch,
+                    run_info *out) {
+    spill_err err = {{0}};
+    spill_mem_config mc = {.backend = "emulated"};
+    mc.limit[SPILL_TIER_HBM] = budget;
+    spill_mem *mem = spill_mem_open(&mc, &err);
+    assert_non_null(mem);
+    spill_profile prof;
+    assert_int_equal(spill_profile_builtin("h100-pcie", &prof, &err), 0);
+    spill_model m;
+    spill_model_params mp = {.policy = policy, .use_mmap = 1, .ctx = 64, .profile = &prof, .hbm_budget = budget,
+                             .for_gpu = 1, .gpu_batch = batch};
+    if (spill_model_load(&m, path, &mp, mem, &err)) fail_msg("%s %s: %s", policy, path, err.msg);
+    spill_cu_state cs;
+    if (spill_cu_state_init(&cs, &m, mem, 64, batch, &err)) fail_msg("%s: %s", policy, err.msg);
+    for (int i = 0; i < np; i += batch) {
+        int nb = np - i < batch ? np - i : batch;
+        if (spill_cu_forward(&cs, prompt + i, nb, i, &err)) fail_msg("%s: %s", policy, err.msg);
+    }
+    int pos = np;
+    for (int g = 0; g < N_GEN; g++) {
+        int best = 0;
+        for (int v = 1; v < m.hp.vocab; v++)
+            if (cs.logits_host[v] > cs.logits_host[best]) best = v;
+        out->tokens[g] = best;
+        if (spill_cu_forward(&cs, &best, 1, pos++, &err)) fail_msg("%s: %s", policy, err.msg);
+    }
+    out->hbm = cs.weight_bytes[SPILL_TIER_HBM];
+    out->host = cs.weight_bytes[SPILL_TIER_HOST];
+    out->prefetched = cs.prefetched;
+    out->slots = cs.n_slots;
+    out->split_calls = last_blas->split_calls;
+    snprintf(out->chosen, sizeof out->chosen, "%s", m.plan.chosen);
+    /* what alloc/ holds in HBM stays inside the budget */
+    spill_mem_stats ms;
+    spill_mem_get_stats(mem, &ms);
+    assert_true(ms.reserved[SPILL_TIER_HBM].peak <= budget);
+    spill_cu_state_free(&cs);
+    spill_model_free(&m);
+    spill_mem_free(mem);
+}
+
+static void print_run(const char *what, const run_info *r) {
+    printf("%-34s weights hbm %7.2f MiB host %7.2f MiB, ring %d slots, %7.2f MiB prefetched, %d split GEMMs:", what,
+           r->hbm / 1048576.0, r->host / 1048576.0, r->slots, r->prefetched / 1048576.0, r->split_calls);
+    for (int i = 0; i < N_GEN; i++) printf(" %d", r->tokens[i]);
+    printf("\n");
+}
+
+/* stories260K is F32: the GPU multiplies in F32 as the CPU does, so the tokens are the CPU's */
+static void test_stories_matches_cpu(void **s) {
+    (void)s;
+    int prompt[64];
+    int np = prompt_ids(stories_path(), "Once upon a time", prompt, 64);
+    spill_err err = {{0}};
+    spill_mem *mem = spill_mem_create("host", &err);
+    spill_model m;
+    spill_model_params mp = {.use_mmap = 1};
+    assert_int_equal(spill_model_load(&m, stories_path(), &mp, mem, &err), 0);
+    spill_pool *pool = spill_pool_create(1);
+    spill_state st;
+    assert_int_equal(spill_state_init(&st, &m, 64, 32, pool, &err), 0);
+    assert_int_equal(spill_forward(&st, prompt, np, 0, &err), 0);
+    int cpu[N_GEN], pos = np;
+    for (int g = 0; g < N_GEN; g++) {
+        int best = 0;
+        for (int v = 1; v < m.hp.vocab; v++)
+            if (st.logits[v] > st.logits[best]) best = v;
+        cpu[g] = best;
+        assert_int_equal(spill_forward(&st, &best, 1, pos++, &err), 0);
+    }
+    spill_state_free(&st);
+    spill_pool_free(pool);
+    spill_model_free(&m);
+    spill_mem_free(mem);
+    const char *policies[] = {"host", "fault", "pin", "stream", "auto"};
+    for (int p = 0; p < 5; p++)
+        for (int batch = 1; batch <= 8; batch += 7) {
+            run_info r;
+            run_gpu(stories_path(), policies[p], 64u << 20, prompt, np, batch, &r);
+            char what[64];
+            snprintf(what, sizeof what, "stories %s, batch %d", policies[p], batch);
+            print_run(what, &r);
+            assert_memory_equal(r.tokens, cpu, sizeof cpu);
+        }
+}
+
+/* SmolLM2 (Q4_1, expanded to F16): every placement gives the tokens of "everything in host memory" */
+static void test_smollm2_placements(void **s) {
+    (void)s;
+    if (access(smollm_path(), R_OK)) {
+        printf("SKIPPED part: %s is not there (scripts/fetch-model.sh fetches it)\n", smollm_path());
+        return;
+    }
+    int prompt[64];
+    int np = prompt_ids(smollm_path(), "The capital of France is", prompt, 64);
+    run_info ref;
+    run_gpu(smollm_path(), "host", 512u << 20, prompt, np, 4, &ref);
+    print_run("smollm2 host", &ref);
+    assert_int_equal(ref.hbm, 0);
+    /* the F16 copies are ~270 MiB: budgets that hold all of it, part of it, and little of it */
+    struct {
+        const char *policy;
+        uint64_t budget;
+        int want_split, want_ring;
+    } cases[] = {
+        {"fault", 512u << 20, 0, 0}, {"pin", 512u << 20, 0, 0}, {"pin", 160u << 20, 1, 0},
+        {"stream", 96u << 20, 0, 1}, {"auto", 96u << 20, 0, 0},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        run_info r;
+        run_gpu(smollm_path(), cases[i].policy, cases[i].budget, prompt, np, 4, &r);
+        char what[64];
+        snprintf(what, sizeof what, "smollm2 %s -> %s, %llu MiB", cases[i].policy, r.chosen,
+                 (unsigned long long)(cases[i].budget >> 20));
+        print_run(what, &r);
+        assert_memory_equal(r.tokens, ref.tokens, sizeof ref.tokens);
+        if (!strcmp(cases[i].policy, "pin") && cases[i].budget >= (512u << 20)) assert_true(r.hbm > r.host);
+        if (cases[i].want_split) {
+            assert_true(r.split_calls > 0);
+            assert_true(r.hbm > 0 && r.host > 0);
+        }
+        if (cases[i].want_ring) {
+            assert_true(r.slots >= 2);
+            assert_true(r.prefetched > 0);
+        }
+    }
+    /* the held-back copies were waited for, not skipped */
+    printf("prefetch copies held back %d, run when waited for %d (%d waits)\n", n_deferred, n_flushed, n_waits);
+    assert_true(n_deferred > 0 && n_waits > 0);
+}
+
+int main(void) {
+    require_file(stories_path(), "the shared test models live in ../shared/models");
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_stories_matches_cpu),
+        cmocka_unit_test(test_smollm2_placements),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
