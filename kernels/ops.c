@@ -58,8 +58,10 @@ void spill_rope(float *x, int n_heads, int head_dim, int rot_dims, int pos, floa
             float c = cosf(theta), s = sinf(theta);
             int a = adjacent ? 2 * i : i, b = adjacent ? 2 * i + 1 : i + rot_dims / 2;
             float x0 = v[a], x1 = v[b];
-            v[a] = x0 * c - x1 * s;
-            v[b] = x0 * s + x1 * c;
+            /* one rounding for the first product and the sum, as an FMA machine does it (and as
+               llama.cpp built with -march=native does: docs/correctness.md) */
+            v[a] = fmaf(x0, c, -(x1 * s));
+            v[b] = fmaf(x0, s, x1 * c);
             theta *= theta_scale;
         }
     }
@@ -73,8 +75,8 @@ void spill_rope_freqs(float *x, int n_heads, int head_dim, int rot_dims, int pos
             float c = cosf(theta), s = sinf(theta);
             int a = adjacent ? 2 * i : i, b = adjacent ? 2 * i + 1 : i + rot_dims / 2;
             float x0 = v[a], x1 = v[b];
-            v[a] = x0 * c - x1 * s;
-            v[b] = x0 * s + x1 * c;
+            v[a] = fmaf(x0, c, -(x1 * s));
+            v[b] = fmaf(x0, s, x1 * c);
         }
     }
 }

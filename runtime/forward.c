@@ -136,6 +136,11 @@ static void attn_worker(void *ctx, int ith, int nth) {
     }
 }
 
+#define TRACE(name, layer, x, count)                                                       \
+    do {                                                                                    \
+        if (s->trace) s->trace(s->trace_ctx, name, layer, x, count);                       \
+    } while (0)
+
 int spill_forward(spill_state *s, const int *tokens, int n, int pos, spill_err *err) {
     const spill_model *m = s->m;
     const spill_hparams *hp = &m->hp;
@@ -157,6 +162,7 @@ int spill_forward(spill_state *s, const int *tokens, int n, int pos, spill_err *
         const spill_layer *L = spill_exec_layer(s->exec, l);
         /* attention: norm -> q, k, v -> rope -> cache -> softmax(q k^T) v -> output -> residual */
         for (int t = 0; t < n; t++) spill_rmsnorm(s->xb + (int64_t)t * dim, s->x + (int64_t)t * dim, L->attn_norm.data, dim, hp->eps);
+        TRACE("attn_norm", l, s->xb, (int64_t)n * dim);
         s->act_src = NULL;
         matmul(s, s->q, s->xb, n, &L->wq);
         matmul(s, s->k, s->xb, n, &L->wk);
@@ -178,27 +184,41 @@ int spill_forward(spill_state *s, const int *tokens, int n, int pos, spill_err *
             memcpy(spill_kv_k(&s->kv, s->seq, l, pos + t), s->k + (int64_t)t * kv_dim, sizeof(float) * (size_t)kv_dim);
             memcpy(spill_kv_v(&s->kv, s->seq, l, pos + t), s->v + (int64_t)t * kv_dim, sizeof(float) * (size_t)kv_dim);
         }
+        TRACE("Qcur", l, s->q, (int64_t)n * q_dim);
+        TRACE("Kcur", l, s->k, (int64_t)n * kv_dim);
+        TRACE("Vcur", l, s->v, (int64_t)n * kv_dim);
         attn_job aj = {s, l, n, pos};
         spill_pool_run(s->pool, attn_worker, &aj);
+        TRACE("kqv_out", l, s->xb, (int64_t)n * q_dim);
         s->act_src = NULL;
         matmul(s, s->xb2, s->xb, n, &L->wo);
+        TRACE("attn_out", l, s->xb2, (int64_t)n * dim);
         spill_add(s->x, s->xb2, n * dim);
+        TRACE("ffn_inp", l, s->x, (int64_t)n * dim);
 
         /* feed-forward: norm -> gate, up -> silu(gate) * up -> down -> residual */
         for (int t = 0; t < n; t++) spill_rmsnorm(s->xb + (int64_t)t * dim, s->x + (int64_t)t * dim, L->ffn_norm.data, dim, hp->eps);
+        TRACE("ffn_norm", l, s->xb, (int64_t)n * dim);
         s->act_src = NULL;
         matmul(s, s->hb, s->xb, n, &L->w_gate);
         matmul(s, s->hb2, s->xb, n, &L->w_up);
+        TRACE("ffn_gate", l, s->hb, (int64_t)n * ff);
+        TRACE("ffn_up", l, s->hb2, (int64_t)n * ff);
         spill_swiglu(s->hb, s->hb, s->hb2, n * ff);
+        TRACE("ffn_swiglu", l, s->hb, (int64_t)n * ff);
         s->act_src = NULL;
         matmul(s, s->xb2, s->hb, n, &L->w_down);
+        TRACE("ffn_out", l, s->xb2, (int64_t)n * dim);
         spill_add(s->x, s->xb2, n * dim);
+        TRACE("l_out", l, s->x, (int64_t)n * dim);
     }
     /* head: only the last token's logits are needed */
     const float *last = s->x + (int64_t)(n - 1) * dim;
     spill_rmsnorm(s->xb, last, m->out_norm.data, dim, hp->eps);
+    TRACE("result_norm", -1, s->xb, dim);
     s->act_src = NULL;
     matmul(s, s->logits, s->xb, 1, &m->output);
+    TRACE("result_output", -1, s->logits, hp->vocab);
     int L = hp->n_layers, out_r = m->tied ? 2 * L : 2 * L + 1;
     spill_exec_account(s->exec, SPILL_TIER_HBM, m->region_hbm[out_r] + m->region_hbm[2 * L + 2]);
     spill_exec_account(s->exec, SPILL_TIER_HOST, m->regions[out_r].bytes - m->region_hbm[out_r] +

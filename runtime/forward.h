@@ -28,6 +28,12 @@ typedef struct spill_state {
     spill_owned buf[16];
     int n_buf;
     uint64_t act_bytes;
+    /* Optional: called with each intermediate tensor of a forward step as it is produced (names as
+     * llama.cpp's graph calls them: attn_norm, Qcur, Kcur, Vcur (after RoPE for Q/K), kqv_out,
+     * attn_out, ffn_inp, ffn_norm, ffn_gate, ffn_up, ffn_swiglu, ffn_out, l_out; layer -1 for
+     * result_norm and result_output). For comparing with a peer's intermediates, token by token. */
+    void (*trace)(void *ctx, const char *name, int layer, const float *x, int64_t n);
+    void *trace_ctx;
 } spill_state;
 
 typedef struct spill_state_params {

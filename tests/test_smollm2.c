@@ -182,9 +182,10 @@ static void test_greedy_matches_llamacpp(void **state) {
     assert_true(checked >= 5);
     printf("%d of %d prompts agree on all %d tokens; %d near-tie step(s) elsewhere\n", total_match, checked, 32, ties);
     /* the issue asks for 5 prompts that agree all the way; with the llama.cpp build the fixtures
-     * were last written with, 3 of 10 do (docs/correctness.md). A systematic error would break
-     * every prompt at its first step, so at least 3 must. */
-    assert_true(total_match >= 3);
+     * were last written with, 4 of 10 do (docs/correctness.md: what still differs is ggml's SIMD
+     * exp in SiLU and softmax, and its order of sums). A systematic error would break every prompt
+     * at its first step. */
+    assert_true(total_match >= 4);
 }
 
 int main(void) {

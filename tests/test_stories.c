@@ -78,6 +78,46 @@ static spill_mem *load_stories(spill_model *m) {
     return mem;
 }
 
+/* The trace hook sees every intermediate of every layer, in order, and the last one is the logits. */
+typedef struct trace_rec {
+    int calls, layers_seen, last_layer_ok;
+    float logits0;
+    char last[32];
+} trace_rec;
+
+static void on_trace(void *ctx, const char *name, int layer, const float *x, int64_t n) {
+    trace_rec *r = ctx;
+    r->calls++;
+    if (!strcmp(name, "l_out")) r->layers_seen = layer + 1;
+    if (!strcmp(name, "result_output")) r->logits0 = x[0], r->last_layer_ok = layer == -1 && n == 512;
+    snprintf(r->last, sizeof r->last, "%s", name);
+}
+
+static void test_trace_hook(void **state) {
+    (void)state;
+    spill_err err = {{0}};
+    spill_model m;
+    spill_mem *mem = load_stories(&m);
+    spill_pool *pool = spill_pool_create(1);
+    spill_state st;
+    assert_int_equal(spill_state_init(&st, &m, 64, 8, pool, &err), 0);
+    trace_rec r = {0};
+    st.trace = on_trace;
+    st.trace_ctx = &r;
+    int tok = 1;
+    assert_int_equal(spill_forward(&st, &tok, 1, 0, &err), 0);
+    /* 13 per layer, 2 for the head */
+    assert_int_equal(r.calls, 13 * m.hp.n_layers + 2);
+    assert_int_equal(r.layers_seen, m.hp.n_layers);
+    assert_string_equal(r.last, "result_output");
+    assert_true(r.last_layer_ok);
+    assert_true(r.logits0 == st.logits[0]);
+    spill_state_free(&st);
+    spill_pool_free(pool);
+    spill_model_free(&m);
+    spill_mem_free(mem);
+}
+
 static void test_spm_round_trip(void **state) {
     (void)state;
     spill_err err = {{0}};
@@ -134,6 +174,7 @@ int main(void) {
         cmocka_unit_test(test_greedy_continuation),
         cmocka_unit_test(test_paths_agree),
         cmocka_unit_test(test_spm_round_trip),
+        cmocka_unit_test(test_trace_hook),
         cmocka_unit_test(test_context_full_is_an_error),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

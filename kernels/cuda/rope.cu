@@ -22,8 +22,8 @@ __global__ static void rope_kernel(float *x, int n_tok, int n_heads, int head_di
     float *v = x + ((size_t)t * n_heads + h) * head_dim;
     int a = adjacent ? 2 * i : i, b = adjacent ? 2 * i + 1 : i + half;
     float x0 = v[a], x1 = v[b];
-    v[a] = x0 * c - x1 * s;
-    v[b] = x0 * s + x1 * c;
+    v[a] = fmaf(x0, c, -(x1 * s)); /* the CPU twin rounds the same way */
+    v[b] = fmaf(x0, s, x1 * c);
 }
 
 extern "C" int spill_cu_rope(float *x, int n_tok, int n_heads, int head_dim, int rot_dims, int pos0, float base,
