@@ -3,6 +3,7 @@
 #include "spill_kernels.h"
 
 #include <math.h>
+#include <string.h>
 
 typedef struct {
     float *out;
@@ -106,6 +107,15 @@ void spill_swiglu(float *out, const float *gate, const float *up, int n) {
 
 void spill_add(float *out, const float *x, int n) {
     for (int i = 0; i < n; i++) out[i] += x[i];
+}
+
+void spill_kv_store_paged(float *const *blocks, int T, int kv_dim, int pos0, int n_tok, const float *k, const float *v) {
+    for (int t = 0; t < n_tok; t++) {
+        int p = pos0 + t;
+        float *kb = blocks[p / T] + (int64_t)(p % T) * kv_dim;
+        memcpy(kb, k + (int64_t)t * kv_dim, sizeof(float) * (size_t)kv_dim);
+        memcpy(kb + (int64_t)T * kv_dim, v + (int64_t)t * kv_dim, sizeof(float) * (size_t)kv_dim);
+    }
 }
 
 void spill_attention_paged(float *out, const float *q, const float *const *blocks, int T, int n_tok, int pos0,

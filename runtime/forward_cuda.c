@@ -114,7 +114,7 @@ static uint8_t *take(bump *b, uint64_t bytes) {
  * host memory rather than split it. */
 static int place_region(stage *sg, int pass, bump *hbm, bump *host, const spill_region_plan *rp,
                         uint64_t region_bytes, const spill_weight *const *src, spill_weight *const *dst, int n, int no_split,
-                        spill_cu_block *home, spill_err *err) {
+                        spill_cu_block *home, uint64_t *placed, spill_err *err) {
     double frac = 0; /* of each matrix's rows, in HBM */
     if (rp->streamed) frac = 0;
     else if (rp->tier == SPILL_TIER_HBM) frac = 1;
@@ -149,6 +149,8 @@ static int place_region(stage *sg, int pass, bump *hbm, bump *host, const spill_
     }
     if (hbm->used > hbm0) hbm->advice |= rp->advice;
     if (host->used > host0) host->advice |= rp->advice;
+    placed[SPILL_TIER_HBM] = hbm->used - hbm0;
+    placed[SPILL_TIER_HOST] = host->used - host0;
     if (pass && home)
         *home = rp->streamed ? (spill_cu_block){host->base + host0, host->used - host0} : (spill_cu_block){NULL, 0};
     return 0;
@@ -166,21 +168,21 @@ static int place_all(spill_cu_state *s, stage *sg, int pass, bump *hbm, bump *ho
             const spill_weight *src[LAYER_TENSORS];
             spill_weight *dst[LAYER_TENSORS];
             layer_ptrs(&m->layers[r], &s->layers[r], src, dst);
-            if (place_region(sg, pass, hbm, host, rp, rb, src, dst, LAYER_TENSORS, 0, &s->home[r], err)) return -1;
+            if (place_region(sg, pass, hbm, host, rp, rb, src, dst, LAYER_TENSORS, 0, &s->home[r], s->region_bytes + 2 * r, err)) return -1;
         } else if (r == 2 * L) {
             /* rows are looked up: a table the plan splits stays whole in host memory */
             const spill_weight *src[1] = {&m->tok_embd};
             spill_weight *dst[1] = {&s->embd};
-            if (place_region(sg, pass, hbm, host, rp, rb, src, dst, 1, 1, NULL, err)) return -1;
+            if (place_region(sg, pass, hbm, host, rp, rb, src, dst, 1, 1, NULL, s->region_bytes + 2 * r, err)) return -1;
             if (m->tied) s->output = s->embd;
         } else if (r == 2 * L + 1 && !m->tied) {
             const spill_weight *src[1] = {&m->output};
             spill_weight *dst[1] = {&s->output};
-            if (place_region(sg, pass, hbm, host, rp, rb, src, dst, 1, 0, NULL, err)) return -1;
+            if (place_region(sg, pass, hbm, host, rp, rb, src, dst, 1, 0, NULL, s->region_bytes + 2 * r, err)) return -1;
         } else if (r == 2 * L + 2) {
             const spill_weight *src[1] = {&m->out_norm};
             spill_weight *dst[1] = {&s->out_norm};
-            if (place_region(sg, pass, hbm, host, rp, rb, src, dst, 1, 0, NULL, err)) return -1;
+            if (place_region(sg, pass, hbm, host, rp, rb, src, dst, 1, 0, NULL, s->region_bytes + 2 * r, err)) return -1;
         }
         if (pass && isatty(2) && spill_now() - t0 > 1.0)
             fprintf(stderr, "\rspill: placing weights for the GPU %d/%d", r + 1, m->n_regions);
@@ -289,9 +291,10 @@ int spill_cu_state_init(spill_cu_state *s, const spill_model *m, spill_mem *mem,
     stage sg = {NULL, 0, NULL, 0};
     s->layers = calloc((size_t)L, sizeof *s->layers);
     s->home = calloc((size_t)L, sizeof *s->home);
+    s->region_bytes = calloc((size_t)m->n_regions * 2, sizeof *s->region_bytes);
     sg.cap = 16u << 20;
     sg.buf = malloc(sg.cap);
-    if (!s->layers || !s->home || !sg.buf) {
+    if (!s->layers || !s->home || !s->region_bytes || !sg.buf) {
         free(sg.buf);
         return spill_err_set(err, "out of memory");
     }
@@ -387,6 +390,7 @@ void spill_cu_state_free(spill_cu_state *s) {
     free(s->owned);
     free(s->layers);
     free(s->home);
+    free(s->region_bytes);
     free(s->slot_layer), free(s->slot_of), free(s->slot_age), free(s->ready), free(s->used);
     free(s->logits_host);
     memset(s, 0, sizeof *s);
@@ -460,6 +464,8 @@ int spill_cu_forward(spill_cu_state *s, const int *tokens, int n, int pos, spill
                         cudaMemcpyHostToDevice, st));
     TRY(cudaMemcpyAsync(s->ids, tokens, sizeof(int) * (size_t)n, cudaMemcpyHostToDevice, st));
     if (spill_cu_get_rows(s->x, s->embd.data, s->embd.type, dim, s->ids, n, st, err)) return -1;
+    const uint64_t *eb = s->region_bytes + 2 * (2 * L);
+    s->read[eb[SPILL_TIER_HBM] ? SPILL_TIER_HBM : SPILL_TIER_HOST] += (uint64_t)n * spill_weight_row_bytes(&s->embd);
     for (int l = 0; l < L; l++) {
         const spill_cu_layer *W = layer_begin(s, l, err);
         if (!W) return -1;
@@ -477,13 +483,9 @@ int spill_cu_forward(spill_cu_state *s, const int *tokens, int n, int pos, spill
             spill_cu_rope(s->k, n, hp->n_kv_heads, hd, hp->rope_dims, pos, hp->rope_base, s->rope_freq, hp->rope_adjacent, st,
                           err))
             return -1;
-        for (int t = 0; t < n; t++) {
-            TRY(cudaMemcpyAsync(spill_kv_k(&s->kv, 0, l, pos + t), s->k + (size_t)t * kv_dim, sizeof(float) * (size_t)kv_dim,
-                                cudaMemcpyDefault, st));
-            TRY(cudaMemcpyAsync(spill_kv_v(&s->kv, 0, l, pos + t), s->v + (size_t)t * kv_dim, sizeof(float) * (size_t)kv_dim,
-                                cudaMemcpyDefault, st));
-        }
-        if (spill_cu_attention(s->xb, s->q, s->blocks_dev + (size_t)l * (size_t)bps, s->kv.T, n, pos, hp->n_heads,
+        const float **lblocks = s->blocks_dev + (size_t)l * (size_t)bps;
+        if (spill_cu_kv_store((float *const *)lblocks, s->kv.T, kv_dim, pos, n, s->k, s->v, st, err)) return -1;
+        if (spill_cu_attention(s->xb, s->q, lblocks, s->kv.T, n, pos, hp->n_heads,
                                hp->n_kv_heads, hd, scale, s->scores, st, err) ||
             mm(s, s->xb2, &W->wo, s->xb, n, err) || spill_cu_add(s->x, s->xb2, (int64_t)n * dim, st, err))
             return -1;
@@ -494,6 +496,18 @@ int spill_cu_forward(spill_cu_state *s, const int *tokens, int n, int pos, spill
             spill_cu_add(s->x, s->xb2, (int64_t)n * dim, st, err))
             return -1;
         if (layer_end(s, l, err)) return -1;
+        const uint64_t *lb = s->region_bytes + 2 * l;
+        if (W == &s->view) {
+            s->read[SPILL_TIER_HBM] += s->home[l].bytes;
+        } else {
+            s->read[SPILL_TIER_HBM] += lb[SPILL_TIER_HBM];
+            s->read[SPILL_TIER_HOST] += lb[SPILL_TIER_HOST];
+        }
+    }
+    for (int r = 2 * L + 1; r < 2 * L + 3; r++) { /* the head (tied: the embedding, read whole) and the norm */
+        const uint64_t *rb = s->region_bytes + 2 * (m->tied && r == 2 * L + 1 ? 2 * L : r);
+        s->read[SPILL_TIER_HBM] += rb[SPILL_TIER_HBM];
+        s->read[SPILL_TIER_HOST] += rb[SPILL_TIER_HOST];
     }
     /* head: the last token only */
     if (spill_cu_rmsnorm(s->xb, s->x + (size_t)(n - 1) * dim, s->out_norm.data, 1, dim, hp->eps, st, err) ||

@@ -70,6 +70,9 @@ typedef struct spill_cu_state {
     void *stream, *pstream; /* compute, prefetch (cudaStream_t) */
     uint64_t weight_bytes[SPILL_TIER_COUNT];
     uint64_t prefetched; /* bytes copied into the ring */
+    uint64_t *region_bytes; /* (n_regions x 2) each region's bytes in HBM and in host memory */
+    uint64_t read[SPILL_TIER_COUNT]; /* weight bytes the forward calls read from each tier (a streamed
+                                        layer: from its slot, so HBM) */
 } spill_cu_state;
 
 /* Fails with a message that suggests --device cpu when there is no usable GPU, and a smaller

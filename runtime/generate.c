@@ -507,8 +507,10 @@ int main(int argc, char **argv) {
             mib(wb[SPILL_TIER_HBM]), mib(wb[SPILL_TIER_HOST]),
             mib(kvp->st.bytes[SPILL_TIER_HBM]), mib(kvp->st.bytes[SPILL_TIER_HOST]),
             (unsigned long long)kvp->st.blocks_in_use, (unsigned long long)kvp->st.blocks_peak,
-            (unsigned long long)kvp->st.shared, (unsigned long long)kvp->st.cow_copies, mib(xs.read[SPILL_TIER_HBM]),
-            mib(xs.read[SPILL_TIER_HOST]), mib(use_cuda ? cs.prefetched : xs.prefetched), xs.wait_s * 1e3, spill_mem_backend_name(mem),
+            (unsigned long long)kvp->st.shared, (unsigned long long)kvp->st.cow_copies,
+            mib(use_cuda ? cs.read[SPILL_TIER_HBM] : xs.read[SPILL_TIER_HBM]),
+            mib(use_cuda ? cs.read[SPILL_TIER_HOST] : xs.read[SPILL_TIER_HOST]), mib(use_cuda ? cs.prefetched : xs.prefetched),
+            xs.wait_s * 1e3, spill_mem_backend_name(mem),
             strcmp(model.plan.policy, model.plan.chosen) ? model.plan.chosen : model.plan.policy);
     if (o.env.stats) spill_mem_print_stats(mem, stderr);
     rc = 0;

@@ -167,6 +167,12 @@ int spill_cu_get_rows(float *out, const void *table, spill_dtype type, int64_t c
     for (int i = 0; i < n; i++) spill_dequant_row(type, (const uint8_t *)table + (uint64_t)ids[i] * rb, out + i * cols, cols);
     return 0;
 }
+int spill_cu_kv_store(float *const *blocks, int T, int kv_dim, int pos0, int n_tok, const float *k, const float *v,
+                      void *stream, spill_err *err) {
+    (void)stream, (void)err;
+    spill_kv_store_paged(blocks, T, kv_dim, pos0, n_tok, k, v);
+    return 0;
+}
 int spill_cu_attention(float *out, const float *q, const float *const *blocks, int T, int n_tok, int pos0, int n_heads,
                        int n_kv_heads, int head_dim, float scale, float *scores, void *stream, spill_err *err) {
     (void)stream, (void)err;
@@ -220,7 +226,7 @@ enum { N_GEN = 12 };
 
 typedef struct run_info {
     int tokens[N_GEN];
-    uint64_t hbm, host, prefetched;
+    uint64_t hbm, host, prefetched, read_hbm, read_host;
     int slots, split_calls;
     char chosen[32];
 } run_info;
@@ -273,6 +279,8 @@ static void run_gpu(const char *path, const char *policy, uint64_t budget, const
     out->hbm = cs.weight_bytes[SPILL_TIER_HBM];
     out->host = cs.weight_bytes[SPILL_TIER_HOST];
     out->prefetched = cs.prefetched;
+    out->read_hbm = cs.read[SPILL_TIER_HBM];
+    out->read_host = cs.read[SPILL_TIER_HOST];
     out->slots = cs.n_slots;
     out->split_calls = last_blas->split_calls;
     snprintf(out->chosen, sizeof out->chosen, "%s", m.plan.chosen);
@@ -343,6 +351,8 @@ static void test_smollm2_placements(void **s) {
     run_gpu(smollm_path(), "host", 512u << 20, prompt, np, 4, &ref);
     print_run("smollm2 host", &ref);
     assert_int_equal(ref.hbm, 0);
+    assert_int_equal(ref.read_hbm, 0); /* what the closing line reports: every weight read from host memory */
+    assert_true(ref.read_host >= (uint64_t)(np / 4 + N_GEN) * ref.host / 2);
     /* the F16 copies are ~270 MiB: budgets that hold all of it, part of it, and little of it */
     struct {
         const char *policy;
@@ -360,7 +370,8 @@ static void test_smollm2_placements(void **s) {
                  (unsigned long long)(cases[i].budget >> 20));
         print_run(what, &r);
         assert_memory_equal(r.tokens, ref.tokens, sizeof ref.tokens);
-        if (!strcmp(cases[i].policy, "pin") && cases[i].budget >= (512u << 20)) assert_true(r.hbm > r.host);
+        if (!strcmp(cases[i].policy, "pin") && cases[i].budget >= (512u << 20))
+            assert_true(r.hbm > r.host && r.read_hbm > 10 * r.read_host);
         if (cases[i].want_split) {
             assert_true(r.split_calls > 0);
             assert_true(r.hbm > 0 && r.host > 0);
@@ -368,6 +379,7 @@ static void test_smollm2_placements(void **s) {
         if (cases[i].want_ring) {
             assert_true(r.slots >= 2);
             assert_true(r.prefetched > 0);
+            assert_true(r.read_hbm >= r.prefetched); /* each streamed layer is read from its slot after its copy */
         }
     }
     /* the held-back copies were waited for, not skipped */

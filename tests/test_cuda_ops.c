@@ -1,7 +1,7 @@
 /* gpu: every CUDA operation against its CPU twin on random inputs, with the tolerance it is held to:
  *   rmsnorm, swiglu, add, get_rows (all types): 1e-5 relative (the same arithmetic, other rounding)
  *   rope (both conventions, with and without a frequency table): 1e-4 (cosf/sinf differ in the last bits)
- *   softmax: 1e-5; argmax: the same index; attention over a paged KV cache: 1e-5
+ *   softmax: 1e-5; argmax: the same index; attention over a paged KV cache: 1e-5; KV store: exact
  *   gemm (cuBLAS, F16 and BF16 weights): 2e-2 relative to the largest output, because the GPU rounds the
  *   activations to the weight type and the CPU keeps them in F32 (BF16) or F16 (F16)
  * Skips with the driver's reason without a device. */
@@ -155,6 +155,29 @@ static void test_attention(void **s) {
     cudaFree(dkv), cudaFree(dq), cudaFree(dout), cudaFree(dscores), cudaFree(dtable);
 }
 
+static void test_kv_store(void **s) {
+    (void)s;
+    spill_err err = {{0}};
+    enum { T = 4, NB = 3, KV = 96, NT = 5, POS0 = 2 };
+    static float blocks[NB][2 * T * KV], ref[NB][2 * T * KV], k[NT * KV], v[NT * KV];
+    rnd(blocks[0], NB * 2 * T * KV, 40);
+    memcpy(ref, blocks, sizeof ref);
+    rnd(k, NT * KV, 41), rnd(v, NT * KV, 42);
+    int order[NB] = {2, 0, 1};
+    float *host_blocks[NB];
+    for (int i = 0; i < NB; i++) host_blocks[i] = ref[order[i]];
+    spill_kv_store_paged(host_blocks, T, KV, POS0, NT, k, v);
+    float *dblocks = dev(blocks, sizeof blocks), *dk = dev(k, sizeof k), *dv = dev(v, sizeof v);
+    float *dev_blocks[NB];
+    for (int i = 0; i < NB; i++) dev_blocks[i] = dblocks + (size_t)order[i] * 2 * T * KV;
+    void *dtable = dev(dev_blocks, sizeof dev_blocks);
+    if (spill_cu_kv_store((float *const *)dtable, T, KV, POS0, NT, dk, dv, NULL, &err)) fail_msg("%s", err.msg);
+    static float got[NB][2 * T * KV];
+    back(got, dblocks, sizeof got);
+    assert_memory_equal(got, ref, sizeof got); /* a copy: exact, and nothing else touched */
+    cudaFree(dblocks), cudaFree(dk), cudaFree(dv), cudaFree(dtable);
+}
+
 static void test_gemm(void **s) {
     (void)s;
     spill_err err = {{0}};
@@ -192,6 +215,7 @@ int main(void) {
         cmocka_unit_test(test_rope_softmax_argmax),
         cmocka_unit_test(test_get_rows),
         cmocka_unit_test(test_attention),
+        cmocka_unit_test(test_kv_store),
         cmocka_unit_test(test_gemm),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -192,6 +192,21 @@ static void test_attention_reference(void **s) {
                 assert_true(fabs(o - got[(t * H + h) * HD + d]) < 1e-5);
             }
         }
+    /* the store twin (the GPU's kv_store) writes where spill_kv_k / spill_kv_v read, across a block edge */
+    enum { SP = POS0 - 2 };
+    float k2[NT * D], v2[NT * D];
+    for (int i = 0; i < NT * D; i++) k2[i] = (float)i, v2[i] = -(float)i;
+    float *wblocks[16];
+    for (int b = 0; b * kv.T < LEN; b++) wblocks[b] = kv.part[(size_t)kv.table[1][b] * (size_t)kv.L];
+    assert_true(SP / kv.T != (SP + NT - 1) / kv.T);
+    spill_kv_store_paged(wblocks, kv.T, D, SP, NT, k2, v2);
+    for (int t = 0; t < NT; t++) {
+        assert_memory_equal(spill_kv_k(&kv, 1, 0, SP + t), k2 + t * D, sizeof(float) * D);
+        assert_memory_equal(spill_kv_v(&kv, 1, 0, SP + t), v2 + t * D, sizeof(float) * D);
+    }
+    /* the positions on either side are untouched */
+    assert_memory_equal(spill_kv_k(&kv, 1, 0, SP - 1), K[SP - 1], sizeof(float) * D);
+    assert_memory_equal(spill_kv_v(&kv, 1, 0, SP + NT), V[SP + NT], sizeof(float) * D);
     spill_kv_free(&kv);
     spill_mem_free(m);
 }

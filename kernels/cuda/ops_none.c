@@ -57,3 +57,8 @@ int spill_cu_gemm_ld(spill_cu_blas *b, float *out, int64_t ldo, const void *w, s
         (void)stream;
     return NO_CUDA("gemm");
 }
+int spill_cu_kv_store(float *const *blocks, int T, int kv_dim, int pos0, int n_tok, const float *k, const float *v,
+                      void *stream, spill_err *err) {
+    (void)blocks, (void)T, (void)kv_dim, (void)pos0, (void)n_tok, (void)k, (void)v, (void)stream;
+    return NO_CUDA("kv_store");
+}

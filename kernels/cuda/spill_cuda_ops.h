@@ -34,6 +34,9 @@ int spill_cu_get_rows(float *out, const void *table, spill_dtype type, int64_t c
  * blocks is a device array of device pointers; scores is scratch of n_tok*n_heads*(pos0+n_tok) floats */
 int spill_cu_attention(float *out, const float *q, const float *const *blocks, int T, int n_tok, int pos0, int n_heads,
                        int n_kv_heads, int head_dim, float scale, float *scores, void *stream, spill_err *err);
+/* K and V rows of n_tok tokens into the paged cache, as spill_kv_store_paged; blocks is a device array */
+int spill_cu_kv_store(float *const *blocks, int T, int kv_dim, int pos0, int n_tok, const float *k, const float *v,
+                      void *stream, spill_err *err);
 /* *out = the index of the largest of n values (the first, on ties) */
 int spill_cu_argmax(const float *x, int n, int *out, void *stream, spill_err *err);
 
