@@ -1,7 +1,7 @@
 /* gpu: every CUDA operation against its CPU twin on random inputs, with the tolerance it is held to:
  *   rmsnorm, swiglu, add, get_rows (all types): 1e-5 relative (the same arithmetic, other rounding)
  *   rope (both conventions, with and without a frequency table): 1e-4 (cosf/sinf differ in the last bits)
- *   softmax: 1e-5; argmax: the same index; attention over a paged KV cache: 1e-5; KV store: exact
+ *   softmax: 1e-5; argmax: the same index; attention over a paged KV cache: 1e-5; KV store, top-k: exact
  *   gemm (cuBLAS, F16 and BF16 weights): 2e-2 relative to the largest output, because the GPU rounds the
  *   activations to the weight type and the CPU keeps them in F32 (BF16) or F16 (F16)
  * Skips with the driver's reason without a device. */
@@ -105,6 +105,26 @@ static void test_rope_softmax_argmax(void **s) {
     back(&best, dbest, sizeof best);
     assert_int_equal(best, 1234);
     cudaFree(dsx), cudaFree(dbest);
+}
+
+static void test_topk(void **s) {
+    (void)s;
+    spill_err err = {{0}};
+    enum { N = 50000, K = 40 };
+    static float x[N];
+    rnd(x, N, 77);
+    x[100] = x[200] = 5.0f; /* a tie at the top: the lower index first */
+    x[300] = NAN;
+    int ref_i[K], got_i[K];
+    float ref_v[K], got_v[K];
+    spill_topk(x, N, K, ref_i, ref_v);
+    float *dx = dev(x, sizeof x), *dv = dev(NULL, sizeof got_v);
+    int *di = dev(NULL, sizeof got_i);
+    if (spill_cu_topk(dx, N, K, di, dv, NULL, &err)) fail_msg("%s", err.msg);
+    back(got_i, di, sizeof got_i), back(got_v, dv, sizeof got_v);
+    assert_memory_equal(got_i, ref_i, sizeof ref_i);
+    assert_memory_equal(got_v, ref_v, sizeof ref_v);
+    cudaFree(dx), cudaFree(dv), cudaFree(di);
 }
 
 static void test_get_rows(void **s) {
@@ -216,6 +236,7 @@ int main(void) {
         cmocka_unit_test(test_get_rows),
         cmocka_unit_test(test_attention),
         cmocka_unit_test(test_kv_store),
+        cmocka_unit_test(test_topk),
         cmocka_unit_test(test_gemm),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

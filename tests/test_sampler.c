@@ -1,6 +1,8 @@
 /* Sampler: greedy is argmax (lowest id on ties), a seed reproduces a run, top-k 1 and a tiny
- * top-p reduce to greedy, temperature 1 follows the softmax, bad settings are refused. */
+ * top-p reduce to greedy, temperature 1 follows the softmax, bad settings are refused; the top-k
+ * twin of the GPU kernel equals a full sort. */
 #include "sampler.h"
+#include "spill_kernels.h"
 #include "test_util.h"
 
 #include <math.h>
@@ -76,6 +78,41 @@ static void test_distribution(void **s) {
     spill_sampler_free(&smp);
 }
 
+/* spill_topk (the GPU top-k's twin) against a full sort, with ties and a NaN */
+typedef struct pair { float v; int i; } pair;
+static int by_rank(const void *a, const void *b) {
+    const pair *x = a, *y = b;
+    if (x->v != y->v) return x->v > y->v ? -1 : 1;
+    return x->i - y->i;
+}
+static void test_topk_twin(void **s) {
+    (void)s;
+    enum { N = 3000 };
+    static float x[N];
+    static pair p[N];
+    uint64_t r = 9;
+    for (int i = 0; i < N; i++) {
+        r = r * 6364136223846793005ull + 1442695040888963407ull;
+        x[i] = (float)((r >> 40) % 200) / 10.0f; /* many equal values */
+    }
+    x[17] = NAN;
+    for (int i = 0; i < N; i++) p[i] = (pair){x[i] != x[i] ? -3.4e38f : x[i], i};
+    qsort(p, N, sizeof *p, by_rank);
+    for (int k = 1; k <= 300; k += 37) {
+        int idx[300];
+        float val[300];
+        spill_topk(x, N, k, idx, val);
+        for (int j = 0; j < k; j++) {
+            assert_int_equal(idx[j], p[j].i);
+            assert_true(val[j] == p[j].v);
+        }
+    }
+    int idx[N];
+    float val[N];
+    spill_topk(x, N, N, idx, val); /* all of them: the NaN last */
+    assert_int_equal(idx[N - 1], 17);
+}
+
 static void test_bad_settings(void **s) {
     (void)s;
     spill_sampler smp;
@@ -93,7 +130,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_greedy), cmocka_unit_test(test_seed_reproduces),
         cmocka_unit_test(test_topk_topp_reduce_to_greedy), cmocka_unit_test(test_distribution),
-        cmocka_unit_test(test_bad_settings),
+        cmocka_unit_test(test_bad_settings), cmocka_unit_test(test_topk_twin),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

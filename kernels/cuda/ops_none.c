@@ -62,3 +62,7 @@ int spill_cu_kv_store(float *const *blocks, int T, int kv_dim, int pos0, int n_t
     (void)blocks, (void)T, (void)kv_dim, (void)pos0, (void)n_tok, (void)k, (void)v, (void)stream;
     return NO_CUDA("kv_store");
 }
+int spill_cu_topk(const float *x, int n, int k, int *idx, float *val, void *stream, spill_err *err) {
+    (void)x, (void)n, (void)k, (void)idx, (void)val, (void)stream;
+    return NO_CUDA("topk");
+}

@@ -37,6 +37,8 @@ int spill_cu_attention(float *out, const float *q, const float *const *blocks, i
 /* K and V rows of n_tok tokens into the paged cache, as spill_kv_store_paged; blocks is a device array */
 int spill_cu_kv_store(float *const *blocks, int T, int kv_dim, int pos0, int n_tok, const float *k, const float *v,
                       void *stream, spill_err *err);
+/* the k largest of n values into idx[k], val[k] (device), ordered as spill_topk */
+int spill_cu_topk(const float *x, int n, int k, int *idx, float *val, void *stream, spill_err *err);
 /* *out = the index of the largest of n values (the first, on ties) */
 int spill_cu_argmax(const float *x, int n, int *out, void *stream, spill_err *err);
 
