@@ -39,6 +39,7 @@ static int n_streams, n_deferred, n_flushed, n_waits;
 static void flush(fake_stream *s, int upto) {
     /* copies run in order; what ran is removed from the front */
     int k = upto < s->n ? upto : s->n;
+    if (k <= 0) return;
     for (int i = 0; i < k; i++) {
         memcpy(s->q[i].dst, s->q[i].src, s->q[i].n);
         n_flushed++;
