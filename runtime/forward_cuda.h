@@ -16,10 +16,12 @@
  *     says "copied" (the compute stream waits on it) and another "used" (the copy stream waits on it
  *     before overwriting the slot).
  * The KV cache is the paged one of runtime/kv.c, its blocks where the plan puts each layer's cache;
- * the block table goes to the GPU once per forward call, for all layers.
+ * the block table goes to the GPU once per forward call, for all layers, and a step's K and V go
+ * into their blocks in one launch.
  *
  * Not done: CUDA graphs for the decode step (nothing could be measured without a GPU, and the issue
- * asks for them only where they help), --n-parallel on the GPU, device-side sampling beyond argmax.
+ * asks for them only where they help), --n-parallel on the GPU; sampling runs on the host from the
+ * copied logits (the argmax and top-k kernels exist).
  * It has never run on a GPU (docs/gpu.md). */
 #ifndef SPILL_FORWARD_CUDA_H
 #define SPILL_FORWARD_CUDA_H
