@@ -3,7 +3,8 @@
  * here (the kernels' CPU twins; cuBLAS as a dot product over the GPU's 16-bit rounding). What this
  * checks is what placement must never change: every policy and budget - regions in HBM, in host
  * memory, split by rows between the two (two GEMMs into one output), streamed through the ring -
- * gives the same greedy tokens, and stories260K (F32) gives the CPU path's.
+ * gives the same greedy tokens, stories260K (F32) gives the CPU path's, and the F32 Hugging Face
+ * fixtures (Qwen2 biases, Llama-3 RoPE table) give the CPU's logits.
  *
  * The stand-in runtime runs the compute stream at once but holds back every copy issued on the
  * prefetch stream until someone waits for it (an event recorded after it, or a synchronize): a step
@@ -12,6 +13,7 @@
  * not a device. What it cannot check - the kernels themselves, real concurrency - is test_cuda_ops
  * and test_cuda_generate's (label gpu). */
 #include <cuda_runtime_api.h>
+#include <math.h>
 
 #include "forward.h"
 #include "forward_cuda.h"
@@ -388,11 +390,76 @@ static void test_smollm2_placements(void **s) {
     assert_true(n_deferred > 0 && n_waits > 0);
 }
 
+/* The committed Hugging Face fixtures (F32): Qwen2's q/k/v biases, Llama-3's scaled RoPE frequencies
+ * (a table copied to the device) and rotate-half pairs, through the GPU pass, against the CPU's logits. */
+static void logits_cpu(spill_model *m, const int *ids, int n, float *out) {
+    spill_err err = {{0}};
+    spill_pool *pool = spill_pool_create(1);
+    spill_state st;
+    assert_int_equal(spill_state_init(&st, m, 32, 8, pool, &err), 0);
+    assert_int_equal(spill_forward(&st, ids, n, 0, &err), 0);
+    memcpy(out, st.logits, sizeof(float) * (size_t)m->hp.vocab);
+    spill_state_free(&st);
+    spill_pool_free(pool);
+}
+
+static void test_hf_fixtures(void **s) {
+    (void)s;
+    const char *dirs[] = {"hf-qwen2", "hf-llama3"};
+    for (int d = 0; d < 2; d++) {
+        char path[512];
+        snprintf(path, sizeof path, "%s/%s", SPILL_FIXTURES_DIR, dirs[d]);
+        spill_err err = {{0}};
+        spill_mem *mem = spill_mem_create("host", &err);
+        spill_model m;
+        spill_model_params mp = {.use_mmap = 1};
+        if (spill_model_load(&m, path, &mp, mem, &err)) fail_msg("%s", err.msg);
+        int V = m.hp.vocab, ids[7];
+        for (int i = 0; i < 7; i++) ids[i] = (i * 37 + 5) % V;
+        float *ref = malloc(sizeof(float) * (size_t)V), *got = malloc(sizeof(float) * (size_t)V);
+        assert_non_null(ref), assert_non_null(got);
+        logits_cpu(&m, ids, 7, ref);
+        assert_true(d == 1 || m.layers[0].bq.data); /* Qwen2 has the biases this is meant to run */
+        assert_true(d == 0 || m.rope_freq);          /* Llama-3 the scaled frequencies */
+        spill_model_free(&m);
+        spill_mem_free(mem);
+        const char *policies[] = {"host", "pin"};
+        for (int p = 0; p < 2; p++) {
+            spill_mem_config mc = {.backend = "emulated"};
+            mc.limit[SPILL_TIER_HBM] = 64u << 20;
+            mem = spill_mem_open(&mc, &err);
+            spill_profile prof;
+            assert_int_equal(spill_profile_builtin("gh200-96", &prof, &err), 0);
+            spill_model_params gp = {.policy = policies[p], .use_mmap = 1, .ctx = 32, .profile = &prof,
+                                     .hbm_budget = 64u << 20, .for_gpu = 1, .gpu_batch = 4};
+            if (spill_model_load(&m, path, &gp, mem, &err)) fail_msg("%s", err.msg);
+            spill_cu_state cs;
+            if (spill_cu_state_init(&cs, &m, mem, 32, 4, &err)) fail_msg("%s", err.msg);
+            /* batches of 4 then 3, positions continuing */
+            assert_int_equal(spill_cu_forward(&cs, ids, 4, 0, &err), 0);
+            assert_int_equal(spill_cu_forward(&cs, ids + 4, 3, 4, &err), 0);
+            memcpy(got, cs.logits_host, sizeof(float) * (size_t)V);
+            double worst = 0, scale = 0;
+            for (int v = 0; v < V; v++) {
+                worst = fmax(worst, fabs((double)got[v] - ref[v]));
+                scale = fmax(scale, fabs((double)ref[v]));
+            }
+            printf("%s, policy %s: logits within %.2e of the CPU's (largest %.3f)\n", dirs[d], policies[p], worst, scale);
+            assert_true(worst <= 1e-4 * fmax(scale, 1.0));
+            spill_cu_state_free(&cs);
+            spill_model_free(&m);
+            spill_mem_free(mem);
+        }
+        free(ref), free(got);
+    }
+}
+
 int main(void) {
     require_file(stories_path(), "the shared test models live in ../shared/models");
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_stories_matches_cpu),
         cmocka_unit_test(test_smollm2_placements),
+        cmocka_unit_test(test_hf_fixtures),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
