@@ -272,7 +272,13 @@ static const spill_cu_layer *ring_view(spill_cu_state *s, int l) {
 }
 
 int spill_cu_state_init(spill_cu_state *s, const spill_model *m, spill_mem *mem, int n_ctx, int max_batch, spill_err *err) {
+    return spill_cu_state_init_seqs(s, m, mem, n_ctx, max_batch, 1, 0, err);
+}
+
+int spill_cu_state_init_seqs(spill_cu_state *s, const spill_model *m, spill_mem *mem, int n_ctx, int max_batch, int n_seqs,
+                             int kv_block, spill_err *err) {
     memset(s, 0, sizeof *s);
+    if (n_seqs < 1 || kv_block < 0) return spill_err_set(err, "%d sequences, KV blocks of %d tokens", n_seqs, kv_block);
     int n_gpu = 0;
     spill_err gerr;
     if (spill_gpu_count(&n_gpu, &gerr)) return spill_err_set(err, "%s", gerr.msg);
@@ -342,7 +348,7 @@ int spill_cu_state_init(spill_cu_state *s, const spill_model *m, spill_mem *mem,
     }
     for (int l = 0; l < L; l++) kv_hbm[l] = m->plan.region[L + l].hbm_bytes;
     int kv_dim = hp->n_kv_heads * hp->head_dim, q_dim = hp->n_heads * hp->head_dim;
-    int rc = spill_kv_init(&s->kv, mem, L, kv_dim, n_ctx, 1, 0, 0, kv_hbm, err);
+    int rc = spill_kv_init(&s->kv, mem, L, kv_dim, n_ctx, n_seqs, kv_block, 0, kv_hbm, err);
     free(kv_hbm);
     if (rc || spill_kv_seq_open(&s->kv, 0, err)) goto fail;
     size_t B = (size_t)max_batch, wide = (size_t)(q_dim > hp->dim ? q_dim : hp->dim);
@@ -450,7 +456,9 @@ int spill_cu_forward(spill_cu_state *s, const int *tokens, int n, int pos, spill
     for (int t = 0; t < n; t++)
         if (tokens[t] < 0 || tokens[t] >= hp->vocab)
             return spill_err_set(err, "token id %d is outside the vocabulary of %d", tokens[t], hp->vocab);
-    if (spill_kv_prepare(&s->kv, 0, pos, n, err)) return -1;
+    if (s->seq < 0 || s->seq >= s->kv.max_seqs) return spill_err_set(err, "sequence %d of %d", s->seq, s->kv.max_seqs);
+    /* (a copy-on-write here is a CPU memcpy of blocks the GPU wrote: the previous call synchronized) */
+    if (spill_kv_prepare(&s->kv, s->seq, pos, n, err)) return -1;
     cudaStream_t st = (cudaStream_t)s->stream;
     int dim = hp->dim, hd = hp->head_dim, q_dim = hp->n_heads * hd, kv_dim = hp->n_kv_heads * hd;
     float scale = 1.0f / sqrtf((float)hd);
@@ -459,7 +467,7 @@ int spill_cu_forward(spill_cu_state *s, const int *tokens, int n, int pos, spill
     /* every layer's blocks in table order, in one copy (the previous call's copy ended with its sync) */
     for (int l = 0; l < L; l++)
         for (int b = 0; b < n_blocks; b++)
-            s->blocks_host[(size_t)l * (size_t)bps + (size_t)b] = s->kv.part[(size_t)s->kv.table[0][b] * (size_t)s->kv.L + (size_t)l];
+            s->blocks_host[(size_t)l * (size_t)bps + (size_t)b] = s->kv.part[(size_t)s->kv.table[s->seq][b] * (size_t)s->kv.L + (size_t)l];
     TRY(cudaMemcpyAsync((void *)s->blocks_dev, s->blocks_host, sizeof(float *) * (size_t)L * (size_t)bps,
                         cudaMemcpyHostToDevice, st));
     TRY(cudaMemcpyAsync(s->ids, tokens, sizeof(int) * (size_t)n, cudaMemcpyHostToDevice, st));

@@ -20,7 +20,7 @@
  * into their blocks in one launch.
  *
  * Not done: CUDA graphs for the decode step (nothing could be measured without a GPU, and the issue
- * asks for them only where they help), --n-parallel on the GPU; sampling runs on the host from the
+ * asks for them only where they help); sampling runs on the host from the
  * copied logits (the argmax and top-k kernels exist).
  * It has never run on a GPU (docs/gpu.md). */
 #ifndef SPILL_FORWARD_CUDA_H
@@ -43,6 +43,7 @@ typedef struct spill_cu_state {
     const spill_model *m;
     spill_mem *mem;
     int n_ctx, max_batch;
+    int seq; /* the sequence spill_cu_forward extends */
     spill_cu_layer *layers;    /* (n_layers) as placed; a streamed layer's point into its home */
     spill_cu_block *home;      /* (n_layers) a streamed layer's home block, else {NULL, 0} */
     spill_weight embd, out_norm, output;
@@ -80,6 +81,11 @@ typedef struct spill_cu_state {
 /* Fails with a message that suggests --device cpu when there is no usable GPU, and a smaller
  * --hbm-budget when HBM runs out. */
 int spill_cu_state_init(spill_cu_state *s, const spill_model *m, spill_mem *mem, int n_ctx, int max_batch, spill_err *err);
+/* the same with room for n_seqs sequences in the KV cache (--n-parallel: spill_kv_fork shares the
+ * prompt's blocks, copy-on-write by the CPU on memory both can reach) and KV blocks of kv_block tokens
+ * (0 = the default); spill_cu_forward extends sequence s->seq */
+int spill_cu_state_init_seqs(spill_cu_state *s, const spill_model *m, spill_mem *mem, int n_ctx, int max_batch, int n_seqs,
+                             int kv_block, spill_err *err);
 void spill_cu_state_free(spill_cu_state *s);
 /* tokens[0..n) at positions pos..pos+n-1; leaves the last token's logits in s->logits_host */
 int spill_cu_forward(spill_cu_state *s, const int *tokens, int n, int pos, spill_err *err);

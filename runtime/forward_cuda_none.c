@@ -14,3 +14,9 @@ int spill_cu_forward(spill_cu_state *s, const int *tokens, int n, int pos, spill
     (void)s, (void)tokens, (void)n, (void)pos;
     return spill_err_set(err, "this build of spill has no CUDA support");
 }
+
+int spill_cu_state_init_seqs(spill_cu_state *s, const spill_model *m, spill_mem *mem, int n_ctx, int max_batch, int n_seqs,
+                             int kv_block, spill_err *err) {
+    (void)n_seqs, (void)kv_block;
+    return spill_cu_state_init(s, m, mem, n_ctx, max_batch, err);
+}

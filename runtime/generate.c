@@ -194,8 +194,10 @@ static double mib(uint64_t b) { return (double)b / (1 << 20); }
 /* --n-parallel N: the prompt was run once as sequence 0; sequences 1..N-1 share its KV blocks
  * (copy-on-write) and each continues with its own sampler, one token per sequence per round. The
  * texts go to stdout one after another at the end. */
-static int decode_parallel(const opts *o, spill_model *model, spill_state *st, int n_prompt, int n_ctx, int *n_gen,
-                           int *n_fwd, spill_err *err) {
+static int decode_parallel(const opts *o, spill_model *model, spill_state *st, spill_cu_state *cs, int n_prompt, int n_ctx,
+                           int *n_gen, int *n_fwd, spill_err *err) {
+    /* the CPU's state or the GPU's (cs); the same KV cache either way */
+    spill_kv *kv = cs ? &cs->kv : &st->kv;
     int N = o->n_parallel, rc = -1;
     spill_sampler *smp = calloc((size_t)N, sizeof *smp);
     int *next = calloc((size_t)N, sizeof *next), *done = calloc((size_t)N, sizeof *done), *count = calloc((size_t)N, sizeof *count);
@@ -207,10 +209,10 @@ static int decode_parallel(const opts *o, spill_model *model, spill_state *st, i
         spill_err_set(err, "out of memory");
         goto out;
     }
-    memcpy(logits0, st->logits, sizeof(float) * (size_t)model->hp.vocab);
+    memcpy(logits0, cs ? cs->logits_host : st->logits, sizeof(float) * (size_t)model->hp.vocab);
     for (int i = 0; i < N; i++, made++) {
         if (spill_sampler_init(&smp[i], model->hp.vocab, o->temp, o->top_k, o->top_p, o->seed + (uint64_t)i, err)) goto out;
-        if (i && spill_kv_fork(&st->kv, 0, i, err)) goto out;
+        if (i && spill_kv_fork(kv, 0, i, err)) goto out;
         next[i] = spill_sampler_sample(&smp[i], logits0);
     }
     for (int pos = n_prompt, live = N; live && !interrupted; pos++) {
@@ -219,7 +221,7 @@ static int decode_parallel(const opts *o, spill_model *model, spill_state *st, i
             if (done[i]) continue;
             if (spill_token_is_eog(&model->tok, next[i]) || count[i] >= o->n_predict) {
                 done[i] = 1;
-                spill_kv_release(&st->kv, i);
+                spill_kv_release(kv, i);
                 continue;
             }
             char piece[512];
@@ -237,13 +239,18 @@ static int decode_parallel(const opts *o, spill_model *model, spill_state *st, i
             (*n_gen)++;
             if (count[i] >= o->n_predict || pos >= n_ctx) {
                 done[i] = 1;
-                spill_kv_release(&st->kv, i);
+                spill_kv_release(kv, i);
                 continue;
             }
-            st->seq = i;
-            if (spill_forward(st, &next[i], 1, pos, err)) goto out;
+            if (cs) {
+                cs->seq = i;
+                if (spill_cu_forward(cs, &next[i], 1, pos, err)) goto out;
+            } else {
+                st->seq = i;
+                if (spill_forward(st, &next[i], 1, pos, err)) goto out;
+            }
             (*n_fwd)++;
-            next[i] = spill_sampler_sample(&smp[i], st->logits);
+            next[i] = spill_sampler_sample(&smp[i], cs ? cs->logits_host : st->logits);
             live++;
         }
     }
@@ -255,7 +262,8 @@ static int decode_parallel(const opts *o, spill_model *model, spill_state *st, i
     }
     rc = 0;
 out:
-    st->seq = 0;
+    if (cs) cs->seq = 0;
+    else st->seq = 0;
     for (int i = 0; i < made; i++) spill_sampler_free(&smp[i]);
     for (int i = 0; text && i < N; i++) free(text[i]);
     free(smp), free(next), free(done), free(count), free(text), free(len), free(logits0);
@@ -280,10 +288,6 @@ int main(int argc, char **argv) {
     memset(&gpu, 0, sizeof gpu);
     if (use_cuda) {
         spill_err gerr;
-        if (o.n_parallel > 1) {
-            fprintf(stderr, "spill-generate: --n-parallel with --device cuda is not supported yet; use --device cpu\n");
-            return 2;
-        }
         if (spill_gpu_query(0, &gpu, &gerr)) {
             fprintf(stderr, "spill-generate: --device cuda: %s\n", gerr.msg);
             return 1;
@@ -391,7 +395,7 @@ int main(int argc, char **argv) {
         goto out;
     }
     if (use_cuda) {
-        if (spill_cu_state_init(&cs, &model, mem, n_ctx, o.batch, &err)) {
+        if (spill_cu_state_init_seqs(&cs, &model, mem, n_ctx, o.batch, o.n_parallel, o.kv_block, &err)) {
             /* what to try next: a smaller budget leaves more in host memory; the CPU always works */
             size_t l = strlen(err.msg);
             snprintf(err.msg + l, sizeof err.msg - l, "; with a smaller --hbm-budget (now %.0f MiB) more of the model stays in "
@@ -487,7 +491,7 @@ int main(int argc, char **argv) {
             pos++;
             n_fwd++;
         }
-    } else if (decode_parallel(&o, &model, &st, n_prompt, n_ctx, &n_gen, &n_fwd, &err)) {
+    } else if (decode_parallel(&o, &model, use_cuda ? NULL : &st, use_cuda ? &cs : NULL, n_prompt, n_ctx, &n_gen, &n_fwd, &err)) {
         goto out;
     }
     double t2 = spill_now();

@@ -26,6 +26,23 @@ static void test_stories(void **s) {
         }
 }
 
+/* --n-parallel: three sampled continuations sharing the prompt's KV blocks, as on the CPU (the
+ * logits agree to ~1e-6, so a seeded sampler draws the same tokens but for a 1e-6 chance per step) */
+static void test_parallel(void **s) {
+    (void)s;
+    char args[8192], cpu[65536];
+    snprintf(args, sizeof args, "-m '%s' -p 'Once upon a time' --temp 0.8 --seed 5 -n 24 --n-parallel 3 --device cpu",
+             stories_path());
+    run_result *r = run_generate(args);
+    assert_int_equal(r->status, 0);
+    strcpy(cpu, r->out);
+    snprintf(args, sizeof args, "-m '%s' -p 'Once upon a time' --temp 0.8 --seed 5 -n 24 --n-parallel 3 --device cuda",
+             stories_path());
+    r = run_generate(args);
+    if (r->status) fail_msg("%s", r->err);
+    if (strcmp(r->out, cpu)) fail_msg("'%s' vs the CPU's '%s'", r->out, cpu);
+}
+
 static void test_smollm2(void **s) {
     (void)s;
     if (access(smollm_path(), R_OK)) {
@@ -62,6 +79,7 @@ int main(void) {
     require_file(stories_path(), "the shared test models live in ../shared/models");
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_stories),
+        cmocka_unit_test(test_parallel),
         cmocka_unit_test(test_smollm2),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
