@@ -114,7 +114,24 @@ static uint8_t *take(bump *b, uint64_t bytes) {
  * host memory rather than split it. */
 static int place_region(stage *sg, int pass, bump *hbm, bump *host, const spill_region_plan *rp,
                         uint64_t region_bytes, const spill_weight *const *src, spill_weight *const *dst, int n, int no_split,
-                        spill_cu_block *home, uint64_t *placed, spill_err *err) {
+                        spill_cu_block *home, uint64_t *placed, int read_mapped, uint64_t *mapped, spill_err *err) {
+    /* in host memory, in place, in a type cuBLAS takes as it is, on a GPU that reads through the
+       CPU's page tables: no copy at all */
+    int as_is = read_mapped && rp->in_place && !rp->streamed && rp->tier != SPILL_TIER_HBM && !rp->hbm_bytes;
+    for (int i = 0; i < n && as_is; i++)
+        if (src[i]->data && spill_gpu_weight_type(src[i]) != src[i]->type) as_is = 0;
+    if (as_is) {
+        uint64_t b = 0;
+        for (int i = 0; i < n; i++) {
+            if (pass) *dst[i] = *src[i];
+            if (src[i]->data) b += spill_dtype_row_bytes(src[i]->type, (uint64_t)src[i]->cols) * (uint64_t)src[i]->rows;
+        }
+        placed[SPILL_TIER_HBM] = 0;
+        placed[SPILL_TIER_HOST] = b;
+        if (pass) *mapped += b;
+        if (pass && home) *home = (spill_cu_block){NULL, 0};
+        return 0;
+    }
     double frac = 0; /* of each matrix's rows, in HBM */
     if (rp->streamed) frac = 0;
     else if (rp->tier == SPILL_TIER_HBM) frac = 1;
@@ -168,21 +185,21 @@ static int place_all(spill_cu_state *s, stage *sg, int pass, bump *hbm, bump *ho
             const spill_weight *src[LAYER_TENSORS];
             spill_weight *dst[LAYER_TENSORS];
             layer_ptrs(&m->layers[r], &s->layers[r], src, dst);
-            if (place_region(sg, pass, hbm, host, rp, rb, src, dst, LAYER_TENSORS, 0, &s->home[r], s->region_bytes + 2 * r, err)) return -1;
+            if (place_region(sg, pass, hbm, host, rp, rb, src, dst, LAYER_TENSORS, 0, &s->home[r], s->region_bytes + 2 * r, s->read_mapped, &s->mapped_bytes, err)) return -1;
         } else if (r == 2 * L) {
             /* rows are looked up: a table the plan splits stays whole in host memory */
             const spill_weight *src[1] = {&m->tok_embd};
             spill_weight *dst[1] = {&s->embd};
-            if (place_region(sg, pass, hbm, host, rp, rb, src, dst, 1, 1, NULL, s->region_bytes + 2 * r, err)) return -1;
+            if (place_region(sg, pass, hbm, host, rp, rb, src, dst, 1, 1, NULL, s->region_bytes + 2 * r, s->read_mapped, &s->mapped_bytes, err)) return -1;
             if (m->tied) s->output = s->embd;
         } else if (r == 2 * L + 1 && !m->tied) {
             const spill_weight *src[1] = {&m->output};
             spill_weight *dst[1] = {&s->output};
-            if (place_region(sg, pass, hbm, host, rp, rb, src, dst, 1, 0, NULL, s->region_bytes + 2 * r, err)) return -1;
+            if (place_region(sg, pass, hbm, host, rp, rb, src, dst, 1, 0, NULL, s->region_bytes + 2 * r, s->read_mapped, &s->mapped_bytes, err)) return -1;
         } else if (r == 2 * L + 2) {
             const spill_weight *src[1] = {&m->out_norm};
             spill_weight *dst[1] = {&s->out_norm};
-            if (place_region(sg, pass, hbm, host, rp, rb, src, dst, 1, 0, NULL, s->region_bytes + 2 * r, err)) return -1;
+            if (place_region(sg, pass, hbm, host, rp, rb, src, dst, 1, 0, NULL, s->region_bytes + 2 * r, s->read_mapped, &s->mapped_bytes, err)) return -1;
         }
         if (pass && isatty(2) && spill_now() - t0 > 1.0)
             fprintf(stderr, "\rspill: placing weights for the GPU %d/%d", r + 1, m->n_regions);
@@ -272,13 +289,16 @@ static const spill_cu_layer *ring_view(spill_cu_state *s, int l) {
 }
 
 int spill_cu_state_init(spill_cu_state *s, const spill_model *m, spill_mem *mem, int n_ctx, int max_batch, spill_err *err) {
-    return spill_cu_state_init_seqs(s, m, mem, n_ctx, max_batch, 1, 0, err);
+    spill_cu_params p = {n_ctx, max_batch, 1, 0, 0};
+    return spill_cu_state_init_params(s, m, mem, &p, err);
 }
 
-int spill_cu_state_init_seqs(spill_cu_state *s, const spill_model *m, spill_mem *mem, int n_ctx, int max_batch, int n_seqs,
-                             int kv_block, spill_err *err) {
+int spill_cu_state_init_params(spill_cu_state *s, const spill_model *m, spill_mem *mem, const spill_cu_params *p,
+                               spill_err *err) {
     memset(s, 0, sizeof *s);
+    int n_ctx = p->n_ctx, max_batch = p->max_batch, n_seqs = p->n_seqs ? p->n_seqs : 1, kv_block = p->kv_block;
     if (n_seqs < 1 || kv_block < 0) return spill_err_set(err, "%d sequences, KV blocks of %d tokens", n_seqs, kv_block);
+    s->read_mapped = p->read_mapped;
     int n_gpu = 0;
     spill_err gerr;
     if (spill_gpu_count(&n_gpu, &gerr)) return spill_err_set(err, "%s", gerr.msg);
@@ -322,10 +342,10 @@ int spill_cu_state_init_seqs(spill_cu_state *s, const spill_model *m, spill_mem 
         spill_placement pl = {SPILL_TIER_HOST, -1, host.advice};
         if (!(host.base = place_alloc(s, host.used, pl, "weights in host memory for the GPU", err))) goto fail;
     }
-    s->weight_bytes[SPILL_TIER_HBM] = hbm.used;
-    s->weight_bytes[SPILL_TIER_HOST] = host.used;
     hbm.used = host.used = 0;
     if (place_all(s, &sg, 1, &hbm, &host, err)) goto fail;
+    s->weight_bytes[SPILL_TIER_HBM] = hbm.used;
+    s->weight_bytes[SPILL_TIER_HOST] = host.used + s->mapped_bytes;
     free(sg.buf), free(sg.row);
     sg.buf = NULL, sg.row = NULL;
     if (ring_init(s, err)) goto fail;

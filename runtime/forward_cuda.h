@@ -44,6 +44,7 @@ typedef struct spill_cu_state {
     spill_mem *mem;
     int n_ctx, max_batch;
     int seq; /* the sequence spill_cu_forward extends */
+    int read_mapped;
     spill_cu_layer *layers;    /* (n_layers) as placed; a streamed layer's point into its home */
     spill_cu_block *home;      /* (n_layers) a streamed layer's home block, else {NULL, 0} */
     spill_weight embd, out_norm, output;
@@ -71,7 +72,8 @@ typedef struct spill_cu_state {
     float *logits_host; /* (vocab) the last token's, after spill_cu_forward */
     struct spill_cu_blas *blas;
     void *stream, *pstream; /* compute, prefetch (cudaStream_t) */
-    uint64_t weight_bytes[SPILL_TIER_COUNT];
+    uint64_t weight_bytes[SPILL_TIER_COUNT]; /* HOST includes mapped_bytes */
+    uint64_t mapped_bytes; /* weights read in place from the mapped file (read_mapped) */
     uint64_t prefetched; /* bytes copied into the ring */
     uint64_t *region_bytes; /* (n_regions x 2) each region's bytes in HBM and in host memory */
     uint64_t read[SPILL_TIER_COUNT]; /* weight bytes the forward calls read from each tier (a streamed
@@ -81,11 +83,18 @@ typedef struct spill_cu_state {
 /* Fails with a message that suggests --device cpu when there is no usable GPU, and a smaller
  * --hbm-budget when HBM runs out. */
 int spill_cu_state_init(spill_cu_state *s, const spill_model *m, spill_mem *mem, int n_ctx, int max_batch, spill_err *err);
-/* the same with room for n_seqs sequences in the KV cache (--n-parallel: spill_kv_fork shares the
- * prompt's blocks, copy-on-write by the CPU on memory both can reach) and KV blocks of kv_block tokens
- * (0 = the default); spill_cu_forward extends sequence s->seq */
-int spill_cu_state_init_seqs(spill_cu_state *s, const spill_model *m, spill_mem *mem, int n_ctx, int max_batch, int n_seqs,
-                             int kv_block, spill_err *err);
+typedef struct spill_cu_params {
+    int n_ctx, max_batch;
+    int n_seqs;      /* sequences the KV cache holds (--n-parallel: spill_kv_fork shares the prompt's
+                        blocks, copy-on-write by the CPU on memory both reach); 0 = 1. spill_cu_forward
+                        extends sequence s->seq */
+    int kv_block;    /* tokens per KV block; 0 = the default */
+    int read_mapped; /* the GPU reads system memory through the CPU's page tables (ATS, Grace): a region
+                        the plan leaves in host memory, in place, whose type the GPU multiplies as it
+                        is (F32/BF16, or F16 weights) is read from the mapped file without a copy */
+} spill_cu_params;
+int spill_cu_state_init_params(spill_cu_state *s, const spill_model *m, spill_mem *mem, const spill_cu_params *p,
+                               spill_err *err);
 void spill_cu_state_free(spill_cu_state *s);
 /* tokens[0..n) at positions pos..pos+n-1; leaves the last token's logits in s->logits_host */
 int spill_cu_forward(spill_cu_state *s, const int *tokens, int n, int pos, spill_err *err);

@@ -15,8 +15,7 @@ int spill_cu_forward(spill_cu_state *s, const int *tokens, int n, int pos, spill
     return spill_err_set(err, "this build of spill has no CUDA support");
 }
 
-int spill_cu_state_init_seqs(spill_cu_state *s, const spill_model *m, spill_mem *mem, int n_ctx, int max_batch, int n_seqs,
-                             int kv_block, spill_err *err) {
-    (void)n_seqs, (void)kv_block;
-    return spill_cu_state_init(s, m, mem, n_ctx, max_batch, err);
+int spill_cu_state_init_params(spill_cu_state *s, const spill_model *m, spill_mem *mem, const spill_cu_params *p,
+                               spill_err *err) {
+    return spill_cu_state_init(s, m, mem, p->n_ctx, p->max_batch, err);
 }

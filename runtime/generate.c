@@ -395,7 +395,9 @@ int main(int argc, char **argv) {
         goto out;
     }
     if (use_cuda) {
-        if (spill_cu_state_init_seqs(&cs, &model, mem, n_ctx, o.batch, o.n_parallel, o.kv_block, &err)) {
+        /* on Grace (ATS) the GPU reads the mapped file where the plan leaves weights in host memory */
+        spill_cu_params cp = {n_ctx, o.batch, o.n_parallel, o.kv_block, gpu.uses_host_page_tables > 0 && o.use_mmap};
+        if (spill_cu_state_init_params(&cs, &model, mem, &cp, &err)) {
             /* what to try next: a smaller budget leaves more in host memory; the CPU always works */
             size_t l = strlen(err.msg);
             snprintf(err.msg + l, sizeof err.msg - l, "; with a smaller --hbm-budget (now %.0f MiB) more of the model stays in "
@@ -404,8 +406,8 @@ int main(int argc, char **argv) {
         }
         have_cuda = 1;
         if (o.verbose) {
-            fprintf(stderr, "spill: on the GPU: weights hbm %.1f MiB, host %.1f MiB", mib(cs.weight_bytes[SPILL_TIER_HBM]),
-                    mib(cs.weight_bytes[SPILL_TIER_HOST]));
+            fprintf(stderr, "spill: on the GPU: weights hbm %.1f MiB, host %.1f MiB (%.1f MiB of it read from the mapped file)",
+                    mib(cs.weight_bytes[SPILL_TIER_HBM]), mib(cs.weight_bytes[SPILL_TIER_HOST]), mib(cs.mapped_bytes));
             if (cs.n_slots)
                 fprintf(stderr, ", ring %d x %.1f MiB filled %d ahead on a second stream", cs.n_slots, mib(cs.slot_bytes),
                         cs.ahead);

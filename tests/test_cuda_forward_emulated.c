@@ -229,7 +229,7 @@ enum { N_GEN = 12 };
 
 typedef struct run_info {
     int tokens[N_GEN];
-    uint64_t hbm, host, prefetched, read_hbm, read_host;
+    uint64_t hbm, host, prefetched, read_hbm, read_host, mapped;
     int slots, split_calls;
     char chosen[32];
 } run_info;
@@ -252,8 +252,8 @@ static int prompt_ids(const char *path, const char *text, int *ids, int max) {
 }
 
 /* greedy tokens through the GPU path under `policy` with an HBM budget */
-static void run_gpu(const char *path, const char *policy, uint64_t budget, const int *prompt, int np, int batch,
-                    run_info *out) {
+static void run_gpu_opt(const char *path, const char *policy, uint64_t budget, const int *prompt, int np, int batch,
+                        int read_mapped, run_info *out) {
     spill_err err = {{0}};
     spill_mem_config mc = {.backend = "emulated"};
     mc.limit[SPILL_TIER_HBM] = budget;
@@ -266,7 +266,8 @@ static void run_gpu(const char *path, const char *policy, uint64_t budget, const
                              .for_gpu = 1, .gpu_batch = batch};
     if (spill_model_load(&m, path, &mp, mem, &err)) fail_msg("%s %s: %s", policy, path, err.msg);
     spill_cu_state cs;
-    if (spill_cu_state_init(&cs, &m, mem, 64, batch, &err)) fail_msg("%s: %s", policy, err.msg);
+    spill_cu_params cp = {64, batch, 1, 0, read_mapped};
+    if (spill_cu_state_init_params(&cs, &m, mem, &cp, &err)) fail_msg("%s: %s", policy, err.msg);
     for (int i = 0; i < np; i += batch) {
         int nb = np - i < batch ? np - i : batch;
         if (spill_cu_forward(&cs, prompt + i, nb, i, &err)) fail_msg("%s: %s", policy, err.msg);
@@ -284,6 +285,7 @@ static void run_gpu(const char *path, const char *policy, uint64_t budget, const
     out->prefetched = cs.prefetched;
     out->read_hbm = cs.read[SPILL_TIER_HBM];
     out->read_host = cs.read[SPILL_TIER_HOST];
+    out->mapped = cs.mapped_bytes;
     out->slots = cs.n_slots;
     out->split_calls = last_blas->split_calls;
     snprintf(out->chosen, sizeof out->chosen, "%s", m.plan.chosen);
@@ -294,6 +296,11 @@ static void run_gpu(const char *path, const char *policy, uint64_t budget, const
     spill_cu_state_free(&cs);
     spill_model_free(&m);
     spill_mem_free(mem);
+}
+
+static void run_gpu(const char *path, const char *policy, uint64_t budget, const int *prompt, int np, int batch,
+                    run_info *out) {
+    run_gpu_opt(path, policy, budget, prompt, np, batch, 0, out);
 }
 
 static void print_run(const char *what, const run_info *r) {
@@ -338,7 +345,21 @@ static void test_stories_matches_cpu(void **s) {
             snprintf(what, sizeof what, "stories %s, batch %d", policies[p], batch);
             print_run(what, &r);
             assert_memory_equal(r.tokens, cpu, sizeof cpu);
+            assert_int_equal(r.mapped, 0);
         }
+    /* a GPU that reads the mapped file (ATS): host regions in place take no copy (F32 stays F32) */
+    const char *mapped_policies[] = {"host", "pin", "stream"};
+    for (int p = 0; p < 3; p++) {
+        run_info r;
+        run_gpu_opt(stories_path(), mapped_policies[p], !strcmp(mapped_policies[p], "pin") ? (5u << 20) / 2 : 64u << 20, prompt,
+                    np, 4, 1, &r);
+        char what[64];
+        snprintf(what, sizeof what, "stories %s, file read in place", mapped_policies[p]);
+        print_run(what, &r);
+        printf("  %.2f MiB read from the mapped file\n", r.mapped / 1048576.0);
+        assert_memory_equal(r.tokens, cpu, sizeof cpu);
+        if (!strcmp(mapped_policies[p], "host")) assert_true(r.mapped > 0 && r.mapped == r.host);
+    }
 }
 
 /* SmolLM2 (Q4_1, expanded to F16): every placement gives the tokens of "everything in host memory" */
@@ -499,7 +520,8 @@ static void test_parallel_sequences(void **s) {
                              .for_gpu = 1, .gpu_batch = 8};
     assert_int_equal(spill_model_load(&m, stories_path(), &gp, mem, &err), 0);
     spill_cu_state cs;
-    if (spill_cu_state_init_seqs(&cs, &m, mem, 64, 8, N, KVB, &err)) fail_msg("%s", err.msg);
+    spill_cu_params cp = {64, 8, N, KVB, 0};
+    if (spill_cu_state_init_params(&cs, &m, mem, &cp, &err)) fail_msg("%s", err.msg);
     assert_int_equal(spill_cu_forward(&cs, prompt, np, 0, &err), 0);
     for (int i = 1; i < N; i++) assert_int_equal(spill_kv_fork(&cs.kv, 0, i, &err), 0);
     double worst = 0;
