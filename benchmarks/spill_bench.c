@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "forward.h"
+#include "forward_cuda.h"
 #include "regions.h"
 #include "spill_alloc.h"
 #include "spill_cuda_bench.h"
@@ -298,6 +299,7 @@ typedef struct place_opts {
     const char *model, *synthetic, *profile_file, *plot, *plan_profile;
     char budgets[256], policies[256];
     int prompt, gen, threads, reps;
+    int cuda; /* --device cuda: the GPU forward pass over cuda-managed memory */
     fmt f;
 } place_opts;
 
@@ -310,9 +312,85 @@ static int argmax(const float *x, int n) {
     return b;
 }
 
+/* one (budget, policy) point on the GPU (runtime/forward_cuda.c): the same measurements, the placement
+ * carried out by the GPU's state. Never run on a GPU yet (docs/gpu.md). */
+static void run_point_cuda(const place_opts *po, const char *model, const spill_profile *plan_prof,
+                           const spill_profile *prof, row *r) {
+    spill_err err = {{0}};
+    spill_mem_config mc = {0};
+    mc.backend = "cuda-managed";
+    mc.limit[SPILL_TIER_HBM] = r->budget;
+    spill_mem *mem = spill_mem_open(&mc, &err);
+    spill_model m;
+    spill_cu_state cs;
+    int have_m = 0, have_cs = 0, *toks = NULL;
+    spill_gpu_info gpu;
+    if (!mem || spill_gpu_query(0, &gpu, &err)) goto fail;
+    int ctx = po->prompt + po->gen;
+    spill_model_params mp = {.policy = r->policy, .use_mmap = 1, .ctx = ctx, .profile = plan_prof, .hbm_budget = r->budget,
+                             .for_gpu = 1, .gpu_batch = 32};
+    if (spill_model_load(&m, model, &mp, mem, &err)) goto fail;
+    have_m = 1;
+    snprintf(r->chosen, sizeof r->chosen, "%s", m.plan.chosen);
+    spill_cu_params cp = {ctx, 32, 1, 0, gpu.uses_host_page_tables > 0};
+    if (spill_cu_state_init_params(&cs, &m, mem, &cp, &err)) goto fail;
+    have_cs = 1;
+    if (!(toks = malloc(sizeof(int) * (size_t)po->prompt))) goto fail;
+    for (int i = 0; i < po->prompt; i++) toks[i] = tok_of(i, m.hp.vocab);
+    double t0 = spill_now();
+    for (int i = 0; i < po->prompt && !stop; i += 32) {
+        int nb = po->prompt - i < 32 ? po->prompt - i : 32;
+        if (spill_cu_forward(&cs, toks + i, nb, i, &err)) goto fail;
+    }
+    double t1 = spill_now();
+    uint64_t r0[SPILL_TIER_COUNT] = {cs.read[SPILL_TIER_HBM], cs.read[SPILL_TIER_HOST]};
+    int next = argmax(cs.logits_host, m.hp.vocab), n_dec = 0;
+    for (int i = 0; i < po->gen && !stop; i++) {
+        if (spill_cu_forward(&cs, &next, 1, po->prompt + i, &err)) goto fail;
+        next = argmax(cs.logits_host, m.hp.vocab);
+        n_dec++;
+    }
+    double t2 = spill_now();
+    if (stop) {
+        spill_err_set(&err, "interrupted before this point was measured");
+        goto fail;
+    }
+    r->prefill_tok_s = po->prompt / (t1 - t0);
+    r->decode_tok_s = n_dec ? n_dec / (t2 - t1) : 0;
+    r->w_hbm = (double)cs.weight_bytes[SPILL_TIER_HBM];
+    r->w_host = (double)cs.weight_bytes[SPILL_TIER_HOST];
+    r->kv_hbm = (double)cs.kv.st.bytes[SPILL_TIER_HBM];
+    r->kv_host = (double)cs.kv.st.bytes[SPILL_TIER_HOST];
+    if (n_dec) {
+        r->read_hbm_tok = (double)(cs.read[SPILL_TIER_HBM] - r0[SPILL_TIER_HBM]) / n_dec;
+        r->read_host_tok = (double)(cs.read[SPILL_TIER_HOST] - r0[SPILL_TIER_HOST]) / n_dec;
+    }
+    r->prefetched = (double)cs.prefetched;
+    r->wait_ms = 0; /* the compute stream waits on events; nothing on the host measures it */
+    double bh = prof->read_bw[SPILL_TIER_HBM][SPILL_PROC_GPU], bc = prof->read_bw[SPILL_TIER_HOST][SPILL_PROC_GPU];
+    double tmin = (bh > 0 ? r->read_hbm_tok / bh : 0) + (bc > 0 ? r->read_host_tok / bc : 0);
+    r->bound_tok_s = tmin > 0 ? 1.0 / tmin : 0;
+    spill_phase dec = {0, 1}, pre = {1, po->prompt};
+    r->pred_decode = spill_cost_predict(m.regions, &m.plan, prof, dec).tok_s;
+    r->pred_prefill = spill_cost_predict(m.regions, &m.plan, prof, pre).tok_s;
+    r->ok = 1;
+    goto done;
+fail:
+    snprintf(r->error, sizeof r->error, "%s", err.msg[0] ? err.msg : "out of memory");
+done:
+    free(toks);
+    if (have_cs) spill_cu_state_free(&cs);
+    if (have_m) spill_model_free(&m);
+    spill_mem_free(mem);
+}
+
 /* one (budget, policy) point, measured */
 static void run_point(const place_opts *po, const char *model, const spill_profile *plan_prof, const spill_profile *prof,
                       double cpu_bw, row *r) {
+    if (po->cuda) {
+        run_point_cuda(po, model, plan_prof, prof, r);
+        return;
+    }
     spill_err err = {{0}};
     int host = !strcasecmp(r->policy, "host");
     spill_mem_config mc = {0};
@@ -719,7 +797,8 @@ static void usage(FILE *f) {
             "                       llama3-70b, llama3-8b or tiny, with :layers=N, :vocab=N, :type=f32|bf16|f16|q8_0|q4_0|q4_k|q6_k\n"
             "  --budgets LIST       HBM budgets: percentages of weights + KV cache, or sizes (default 25%%,50%%,75%%,100%%)\n"
             "  --policies LIST      from fault, pin, stream, auto, host (default fault,pin,stream,auto)\n"
-            "  --device D           cpu (the CUDA forward pass is not in this build yet)\n"
+            "  --device D           cpu (default) or cuda: the GPU forward pass over cuda-managed memory,\n"
+            "                       plans carried out by the GPU (never run on a GPU yet: docs/gpu.md)\n"
             "  --prompt-tokens N    prompt length for prefill (default 512)\n"
             "  --gen-tokens N       tokens decoded (default 128)\n"
             "  -t, --threads N      CPU threads (default: all)\n"
@@ -818,9 +897,16 @@ int main(int argc, char **argv) {
             snprintf(po.policies, sizeof po.policies, "%s", v);
         } else if (!strcmp(a, "--device")) {
             if (!TAKES) return 2;
-            if (strcasecmp(v, "cpu")) {
-                fprintf(stderr, "spill-bench: --device %s: the CUDA forward pass is not in this build yet; use --device cpu "
-                                "(spill-bench tiers measures the GPU's tiers)\n", v);
+            if (!strcasecmp(v, "cuda")) {
+                int n_gpu;
+                spill_err gerr = {{0}};
+                if (spill_gpu_count(&n_gpu, &gerr)) {
+                    fprintf(stderr, "spill-bench: --device cuda: %s\n", gerr.msg);
+                    return 2;
+                }
+                po.cuda = 1;
+            } else if (strcasecmp(v, "cpu")) {
+                fprintf(stderr, "spill-bench: --device %s: cpu or cuda\n", v);
                 return 2;
             }
         } else if (!strcmp(a, "--prompt-tokens")) {
