@@ -312,6 +312,17 @@ static int argmax(const float *x, int n) {
     return b;
 }
 
+/* The bound (the weight bytes one decode step reads, each at the bandwidth of where it is read from:
+ * bh from HBM, bc from host memory) and the cost model's predictions for the plan that ran. */
+static void finish_row(row *r, const spill_model *m, const spill_profile *prof, int prompt, double bh, double bc) {
+    double tmin = (bh > 0 ? r->read_hbm_tok / bh : 0) + (bc > 0 ? r->read_host_tok / bc : 0);
+    r->bound_tok_s = tmin > 0 ? 1.0 / tmin : 0;
+    spill_phase dec = {0, 1}, pre = {1, prompt};
+    r->pred_decode = spill_cost_predict(m->regions, &m->plan, prof, dec).tok_s;
+    r->pred_prefill = spill_cost_predict(m->regions, &m->plan, prof, pre).tok_s;
+    r->ok = 1;
+}
+
 /* one (budget, policy) point on the GPU (runtime/forward_cuda.c): the same measurements, the placement
  * carried out by the GPU's state. Never run on a GPU yet (docs/gpu.md). */
 static void run_point_cuda(const place_opts *po, const char *model, const spill_profile *plan_prof,
@@ -367,13 +378,8 @@ static void run_point_cuda(const place_opts *po, const char *model, const spill_
     }
     r->prefetched = (double)cs.prefetched;
     r->wait_ms = 0; /* the compute stream waits on events; nothing on the host measures it */
-    double bh = prof->read_bw[SPILL_TIER_HBM][SPILL_PROC_GPU], bc = prof->read_bw[SPILL_TIER_HOST][SPILL_PROC_GPU];
-    double tmin = (bh > 0 ? r->read_hbm_tok / bh : 0) + (bc > 0 ? r->read_host_tok / bc : 0);
-    r->bound_tok_s = tmin > 0 ? 1.0 / tmin : 0;
-    spill_phase dec = {0, 1}, pre = {1, po->prompt};
-    r->pred_decode = spill_cost_predict(m.regions, &m.plan, prof, dec).tok_s;
-    r->pred_prefill = spill_cost_predict(m.regions, &m.plan, prof, pre).tok_s;
-    r->ok = 1;
+    finish_row(r, &m, prof, po->prompt, prof->read_bw[SPILL_TIER_HBM][SPILL_PROC_GPU],
+               prof->read_bw[SPILL_TIER_HOST][SPILL_PROC_GPU]);
     goto done;
 fail:
     snprintf(r->error, sizeof r->error, "%s", err.msg[0] ? err.msg : "out of memory");
@@ -451,16 +457,9 @@ static void run_point(const place_opts *po, const char *model, const spill_profi
     }
     r->prefetched = (double)x1.prefetched;
     r->wait_ms = x1.wait_s * 1e3;
-    /* the bound: the weight bytes one decode step reads, at the measured bandwidth of where they are */
-    double bh = prof->has_gpu ? prof->read_bw[SPILL_TIER_HBM][SPILL_PROC_GPU] : cpu_bw;
-    double bc = prof->has_gpu ? prof->read_bw[SPILL_TIER_HOST][SPILL_PROC_GPU] : cpu_bw;
-    double tmin = (bh > 0 ? r->read_hbm_tok / bh : 0) + (bc > 0 ? r->read_host_tok / bc : 0);
-    r->bound_tok_s = tmin > 0 ? 1.0 / tmin : 0;
-    /* the prediction for the plan that ran, on the machine it ran on */
-    spill_phase dec = {0, 1}, pre = {1, po->prompt};
-    r->pred_decode = spill_cost_predict(m.regions, &m.plan, prof, dec).tok_s;
-    r->pred_prefill = spill_cost_predict(m.regions, &m.plan, prof, pre).tok_s;
-    r->ok = 1;
+    /* the CPU reads every tier at the CPU's bandwidth unless the profile is a GPU's */
+    finish_row(r, &m, prof, po->prompt, prof->has_gpu ? prof->read_bw[SPILL_TIER_HBM][SPILL_PROC_GPU] : cpu_bw,
+               prof->has_gpu ? prof->read_bw[SPILL_TIER_HOST][SPILL_PROC_GPU] : cpu_bw);
     goto done;
 fail:
     snprintf(r->error, sizeof r->error, "%s", err.msg[0] ? err.msg : "out of memory");

@@ -234,12 +234,20 @@ typedef struct run_info {
     char chosen[32];
 } run_info;
 
-static int prompt_ids(const char *path, const char *text, int *ids, int max) {
+/* the model for the CPU path, on a host allocator of its own (free both) */
+static spill_mem *load_host(const char *path, spill_model *m) {
     spill_err err = {{0}};
     spill_mem *mem = spill_mem_create("host", &err);
-    spill_model m;
+    assert_non_null(mem);
     spill_model_params mp = {.use_mmap = 1};
-    if (spill_model_load(&m, path, &mp, mem, &err)) fail_msg("%s", err.msg);
+    if (spill_model_load(m, path, &mp, mem, &err)) fail_msg("%s: %s", path, err.msg);
+    return mem;
+}
+
+static int prompt_ids(const char *path, const char *text, int *ids, int max) {
+    spill_err err = {{0}};
+    spill_model m;
+    spill_mem *mem = load_host(path, &m);
     int *t = NULL, n = 0;
     assert_int_equal(spill_tokenize(&m.tok, text, strlen(text), 0, 1, &t, &n, &err), 0);
     int k = 0;
@@ -316,10 +324,8 @@ static void test_stories_matches_cpu(void **s) {
     int prompt[64];
     int np = prompt_ids(stories_path(), "Once upon a time", prompt, 64);
     spill_err err = {{0}};
-    spill_mem *mem = spill_mem_create("host", &err);
     spill_model m;
-    spill_model_params mp = {.use_mmap = 1};
-    assert_int_equal(spill_model_load(&m, stories_path(), &mp, mem, &err), 0);
+    spill_mem *mem = load_host(stories_path(), &m);
     spill_pool *pool = spill_pool_create(1);
     spill_state st;
     assert_int_equal(spill_state_init(&st, &m, 64, 32, pool, &err), 0);
@@ -431,10 +437,8 @@ static void test_hf_fixtures(void **s) {
         char path[512];
         snprintf(path, sizeof path, "%s/%s", SPILL_FIXTURES_DIR, dirs[d]);
         spill_err err = {{0}};
-        spill_mem *mem = spill_mem_create("host", &err);
         spill_model m;
-        spill_model_params mp = {.use_mmap = 1};
-        if (spill_model_load(&m, path, &mp, mem, &err)) fail_msg("%s", err.msg);
+        spill_mem *mem = load_host(path, &m);
         int V = m.hp.vocab, ids[7];
         for (int i = 0; i < 7; i++) ids[i] = (i * 37 + 5) % V;
         float *ref = malloc(sizeof(float) * (size_t)V), *got = malloc(sizeof(float) * (size_t)V);
@@ -485,10 +489,8 @@ static void test_parallel_sequences(void **s) {
     enum { N = 3, STEPS = 6, KVB = 4 };
     spill_err err = {{0}};
     /* the CPU */
-    spill_mem *mem = spill_mem_create("host", &err);
     spill_model m;
-    spill_model_params mp = {.use_mmap = 1};
-    assert_int_equal(spill_model_load(&m, stories_path(), &mp, mem, &err), 0);
+    spill_mem *mem = load_host(stories_path(), &m);
     spill_pool *pool = spill_pool_create(1);
     spill_state st;
     spill_state_params sp = {64, 8, N, KVB};
