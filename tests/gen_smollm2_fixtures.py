@@ -59,6 +59,17 @@ PROMPTS = [
     ("plain", "import numpy as np\n"),
     ("chat", "Give me three tips for sleeping well."),
     ("chat", "Translate 'good morning' into Spanish."),
+    # added in session 4, written down before any of them was run and kept whatever they gave
+    ("plain", "Water boils at a temperature of"),
+    ("plain", "The best way to learn a new language is"),
+    ("plain", "for i in range(10):"),
+    ("plain", "Photosynthesis is the process by which"),
+    ("plain", "My favorite book is"),
+    ("chat", "What is 12 times 7?"),
+    ("chat", "Explain what a CPU does in one sentence."),
+    ("chat", "Name three animals that live in the ocean."),
+    ("chat", "Write a short poem about the sea."),
+    ("chat", "How do I boil an egg?"),
 ]
 
 

@@ -181,11 +181,13 @@ static void test_greedy_matches_llamacpp(void **state) {
     fclose(f);
     assert_true(checked >= 5);
     printf("%d of %d prompts agree on all %d tokens; %d near-tie step(s) elsewhere\n", total_match, checked, 32, ties);
-    /* the issue asks for 5 prompts that agree all the way; with the llama.cpp build the fixtures
-     * were last written with, 4 of 10 do (docs/correctness.md: what still differs is ggml's SIMD
-     * exp in SiLU and softmax, and its order of sums). A systematic error would break every prompt
-     * at its first step. */
-    assert_true(total_match >= 4);
+    /* The issue asks for at least 5 prompts that agree all the way. With the fixtures as written
+     * (20 prompts, llama-cpp-python 0.3.16 built here with AVX-512), 5 do, in every build of spill
+     * tried (gcc, clang, ASan, AVX-512, AVX2, plain x86-64). Which prompts agree is decided by
+     * rounding: spill against itself with SiLU written as g * (1 / (1 + e)) instead of g / (1 + e)
+     * agrees on 11 of the 20 (docs/correctness.md). A systematic error would break every prompt
+     * at its first step, which the near-tie check above catches. */
+    assert_true(total_match >= 5);
 }
 
 int main(void) {
