@@ -1,11 +1,14 @@
 // GPU tier bandwidths (spill-bench tiers). A read kernel streams a buffer with 16-byte loads and
 // folds it into one value per block, so the loads cannot be optimised away; transfers are timed
 // with events. Every CUDA call is checked; a way that this platform does not offer (pageable memory
-// without HMM/ATS) is reported as not measured, with the reason. Never run on a GPU by the session
-// that wrote it (docs/results.md says what has run where).
+// without HMM/ATS) is reported as not measured, with the reason. It lives in alloc/ because it
+// measures placements, and it states them through cuda_compat.h like the CUDA backends do. Never
+// run on a GPU by the session that wrote it (docs/results.md says what has run where).
 #include "spill_cuda_bench.h"
 
 #include <cuda_runtime.h>
+
+#include "cuda_compat.h"
 
 #include <algorithm>
 #include <vector>
@@ -36,19 +39,18 @@ static void stats(std::vector<double> &v, spill_bw_result *r) {
     r->ok = 1;
 }
 
-// time `reps` runs of the read kernel over p (bytes) on the device
-static int time_reads(const void *p, size_t bytes, int reps, unsigned *sink, int sms, spill_bw_result *r, spill_err *err) {
+// Time `reps` runs of `op` (work queued on the default stream) between two events; `setup` runs
+// untimed before each. Bytes per second of each run go into r (median, min, max).
+template <class Setup, class Op>
+static int time_runs(size_t bytes, int reps, Setup setup, Op op, spill_bw_result *r, spill_err *err) {
     cudaEvent_t a = nullptr, b = nullptr;
     std::vector<double> v;
     TRY(cudaEventCreate(&a));
     TRY(cudaEventCreate(&b));
-    read_kernel<<<sms * 4, 512>>>((const uint4 *)p, bytes / 16, sink); // warm: first touch, TLB, migration
-    TRY(cudaGetLastError());
-    TRY(cudaDeviceSynchronize());
     for (int i = 0; i < reps; i++) {
+        TRY(setup());
         TRY(cudaEventRecord(a));
-        read_kernel<<<sms * 4, 512>>>((const uint4 *)p, bytes / 16, sink);
-        TRY(cudaGetLastError());
+        TRY(op());
         TRY(cudaEventRecord(b));
         TRY(cudaEventSynchronize(b));
         float ms = 0;
@@ -65,13 +67,27 @@ fail:
     return -1;
 }
 
+static cudaError_t nothing() { return cudaSuccess; }
+
+// the read kernel over p (bytes), once untimed first: first touch, TLB, migration
+static int time_reads(const void *p, size_t bytes, int reps, unsigned *sink, int sms, spill_bw_result *r, spill_err *err) {
+    auto launch = [=] {
+        read_kernel<<<sms * 4, 512>>>((const uint4 *)p, bytes / 16, sink);
+        return cudaGetLastError();
+    };
+    TRY(launch());
+    TRY(cudaDeviceSynchronize());
+    return time_runs(bytes, reps, nothing, launch, r, err);
+fail:
+    return -1;
+}
+
 extern "C" int spill_cuda_bench_tiers(int device, size_t bytes, int reps, spill_bw_result *out, int *n, spill_err *err) {
     *n = 0;
     int count = 0, sms = 0, pageable = 0, cma = 0;
     void *hbm = nullptr, *hbm2 = nullptr, *pinned = nullptr, *managed = nullptr, *sys = nullptr;
     unsigned *sink = nullptr;
-    cudaEvent_t a = nullptr, b = nullptr;
-    std::vector<double> v;
+    const spill_cu_loc on_host = {SPILL_CU_LOC_HOST, 0}, on_gpu = {SPILL_CU_LOC_DEVICE, device};
     bytes = bytes / 16 * 16;
     if (cudaGetDeviceCount(&count) != cudaSuccess || count == 0) return spill_err_set(err, "no CUDA device");
     TRY(cudaSetDevice(device));
@@ -79,8 +95,6 @@ extern "C" int spill_cuda_bench_tiers(int device, size_t bytes, int reps, spill_
     TRY(cudaDeviceGetAttribute(&pageable, cudaDevAttrPageableMemoryAccess, device));
     TRY(cudaDeviceGetAttribute(&cma, cudaDevAttrConcurrentManagedAccess, device));
     TRY(cudaMalloc(&sink, sizeof(unsigned) * (size_t)sms * 4));
-    TRY(cudaEventCreate(&a));
-    TRY(cudaEventCreate(&b));
 
     // 1. HBM
     snprintf(out[*n].name, sizeof out[*n].name, "gpu reads hbm");
@@ -105,17 +119,8 @@ extern "C" int spill_cuda_bench_tiers(int device, size_t bytes, int reps, spill_
     } else {
         TRY(cudaMallocManaged(&managed, bytes, cudaMemAttachGlobal));
         memset(managed, 3, bytes); // first touch on the CPU: pages in host memory
-#if CUDART_VERSION >= 13000
-        cudaMemLocation host{}, dev{};
-        host.type = cudaMemLocationTypeHost;
-        dev.type = cudaMemLocationTypeDevice;
-        dev.id = device;
-        TRY(cudaMemAdvise(managed, bytes, cudaMemAdviseSetPreferredLocation, host));
-        TRY(cudaMemAdvise(managed, bytes, cudaMemAdviseSetAccessedBy, dev));
-#else
-        TRY(cudaMemAdvise(managed, bytes, cudaMemAdviseSetPreferredLocation, cudaCpuDeviceId));
-        TRY(cudaMemAdvise(managed, bytes, cudaMemAdviseSetAccessedBy, device));
-#endif
+        TRY(spill_cu_advise(managed, bytes, cudaMemAdviseSetPreferredLocation, on_host));
+        TRY(spill_cu_advise(managed, bytes, cudaMemAdviseSetAccessedBy, on_gpu));
         if (time_reads(managed, bytes, reps, sink, sms, &out[*n], err)) goto fail;
     }
     (*n)++;
@@ -133,56 +138,30 @@ extern "C" int spill_cuda_bench_tiers(int device, size_t bytes, int reps, spill_
         if (time_reads(sys, bytes, reps, sink, sms, &out[*n], err)) goto fail;
     }
     (*n)++;
-    // 5./6. prefetch migration host -> device and back (managed)
+    // 5./6. prefetch migration host -> device and back (managed), each run starting on the other side
     for (int dir = 0; dir < 2; dir++) {
         spill_bw_result *r = &out[*n];
         snprintf(r->name, sizeof r->name, dir ? "prefetch device -> host (managed)" : "prefetch host -> device (managed)");
         if (!managed) {
             snprintf(r->note, sizeof r->note, "no managed memory measurement on this device");
-            (*n)++;
-            continue;
+        } else {
+            spill_cu_loc to = dir ? on_host : on_gpu, from = dir ? on_gpu : on_host;
+            auto start = [=] {
+                cudaError_t e = spill_cu_prefetch(managed, bytes, from, 0);
+                return e != cudaSuccess ? e : cudaDeviceSynchronize();
+            };
+            auto move = [=] { return spill_cu_prefetch(managed, bytes, to, 0); };
+            if (time_runs(bytes, reps, start, move, r, err)) goto fail;
         }
-        v.clear();
-        for (int i = 0; i < reps; i++) {
-#if CUDART_VERSION >= 13000
-            cudaMemLocation to{}, back{};
-            to.type = dir ? cudaMemLocationTypeHost : cudaMemLocationTypeDevice;
-            to.id = dir ? 0 : device;
-            back.type = dir ? cudaMemLocationTypeDevice : cudaMemLocationTypeHost;
-            back.id = dir ? device : 0;
-            TRY(cudaMemPrefetchAsync(managed, bytes, back, 0, 0)); // start on the other side
-            TRY(cudaDeviceSynchronize());
-            TRY(cudaEventRecord(a));
-            TRY(cudaMemPrefetchAsync(managed, bytes, to, 0, 0));
-#else
-            TRY(cudaMemPrefetchAsync(managed, bytes, dir ? device : cudaCpuDeviceId, 0));
-            TRY(cudaDeviceSynchronize());
-            TRY(cudaEventRecord(a));
-            TRY(cudaMemPrefetchAsync(managed, bytes, dir ? cudaCpuDeviceId : device, 0));
-#endif
-            TRY(cudaEventRecord(b));
-            TRY(cudaEventSynchronize(b));
-            float ms = 0;
-            TRY(cudaEventElapsedTime(&ms, a, b));
-            v.push_back((double)bytes / (ms * 1e-3));
-        }
-        stats(v, r);
         (*n)++;
     }
     // 7. pinned cudaMemcpyAsync host -> device
     snprintf(out[*n].name, sizeof out[*n].name, "copy host -> device (pinned cudaMemcpyAsync)");
     TRY(cudaMalloc(&hbm2, bytes));
-    v.clear();
-    for (int i = 0; i < reps; i++) {
-        TRY(cudaEventRecord(a));
-        TRY(cudaMemcpyAsync(hbm2, pinned, bytes, cudaMemcpyHostToDevice, 0));
-        TRY(cudaEventRecord(b));
-        TRY(cudaEventSynchronize(b));
-        float ms = 0;
-        TRY(cudaEventElapsedTime(&ms, a, b));
-        v.push_back((double)bytes / (ms * 1e-3));
+    {
+        auto copy = [=] { return cudaMemcpyAsync(hbm2, pinned, bytes, cudaMemcpyHostToDevice, 0); };
+        if (time_runs(bytes, reps, nothing, copy, &out[*n], err)) goto fail;
     }
-    stats(v, &out[*n]);
     (*n)++;
     cudaFree(hbm);
     cudaFree(hbm2);
@@ -190,8 +169,6 @@ extern "C" int spill_cuda_bench_tiers(int device, size_t bytes, int reps, spill_
     if (managed) cudaFree(managed);
     free(sys);
     cudaFree(sink);
-    cudaEventDestroy(a);
-    cudaEventDestroy(b);
     return 0;
 fail:
     if (hbm) cudaFree(hbm);
@@ -200,7 +177,5 @@ fail:
     if (managed) cudaFree(managed);
     free(sys);
     if (sink) cudaFree(sink);
-    if (a) cudaEventDestroy(a);
-    if (b) cudaEventDestroy(b);
     return -1;
 }
