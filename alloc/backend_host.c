@@ -50,18 +50,16 @@ static int host_residency(void *ctx, const void *ptr, size_t size, uint64_t out[
 
 static void host_destroy(void *ctx) { free(ctx); }
 
+/* what both host-memory backends do; sync and zero stay NULL: everything is synchronous, and
+ * zeroing is a memset from the CPU */
+#define HOST_OPS                                                                                  \
+    .align = SPILL_ARENA_GRAIN, .alloc = host_alloc, .free = host_free, .advise = host_advise, \
+    .prefetch = host_prefetch, .discard = host_discard, .destroy = host_destroy
+
 static const spill_backend_iface host_iface = {
     .name = "host",
-    .align = SPILL_ARENA_GRAIN,
-    .alloc = host_alloc,
-    .free = host_free,
-    .advise = host_advise,
-    .prefetch = host_prefetch,
-    .discard = host_discard,
+    HOST_OPS,
     .residency = host_residency,
-    .sync = NULL, /* everything is synchronous */
-    .zero = NULL, /* memset from the CPU */
-    .destroy = host_destroy,
     .residency_exact = 1,
 };
 
@@ -71,16 +69,8 @@ static const spill_backend_iface host_iface = {
  * for, since both tiers are the same memory. */
 static const spill_backend_iface emulated_iface = {
     .name = "emulated",
-    .align = SPILL_ARENA_GRAIN,
-    .alloc = host_alloc,
-    .free = host_free,
-    .advise = host_advise,
-    .prefetch = host_prefetch,
-    .discard = host_discard,
+    HOST_OPS,
     .residency = NULL,
-    .sync = NULL,
-    .zero = NULL,
-    .destroy = host_destroy,
     .residency_exact = 0,
 };
 
