@@ -50,21 +50,10 @@ def write_gguf(kv, tensors, qtype, path):
     for k, (types, v) in kv.items():
         if k == "general.architecture":
             continue
-        t0 = types[0]
-        if t0 == GGUFValueType.ARRAY:
-            w.add_array(k, v)
-        elif t0 == GGUFValueType.STRING:
-            w.add_string(k, v)
-        elif t0 == GGUFValueType.UINT32:
-            w.add_uint32(k, v)
-        elif t0 == GGUFValueType.INT32:
-            w.add_int32(k, v)
-        elif t0 == GGUFValueType.FLOAT32:
-            w.add_float32(k, v)
-        elif t0 == GGUFValueType.BOOL:
-            w.add_bool(k, v)
+        if types[0] == GGUFValueType.ARRAY:
+            w.add_array(k, v)  # the element type is taken from the values
         else:
-            w.add_key_value(k, v, t0)
+            w.add_key_value(k, v, types[0])
     for name, a in tensors.items():
         if a.ndim == 2 and qtype not in (Q.F16, Q.BF16) and a.shape[-1] % 32:
             w.add_tensor(name, a)  # rows that are not whole 32-value blocks stay F32, as llama.cpp does
