@@ -116,24 +116,22 @@ static void limit_destroy(void *ctx) {
     free(c);
 }
 
-static spill_backend_iface limit_iface_for(const spill_backend_iface *in) {
-    spill_backend_iface f = {
-        .name = in->name,
-        .align = in->align,
-        .alloc = limit_alloc,
-        .free = limit_free,
-        .advise = limit_advise,
-        .prefetch = limit_prefetch,
-        .prefetch_batch = limit_prefetch_batch,
-        .discard = limit_discard,
-        .residency = limit_residency,
-        .sync = limit_sync,
-        .zero = limit_zero,
-        .destroy = limit_destroy,
-        .residency_exact = in->residency_exact,
-    };
-    return f;
-}
+/* An adaptor's table: its own operations (type##_alloc ... type##_destroy) over the inner backend's
+ * name, alignment and residency exactness. */
+#define ADAPTOR_IFACE(type, in)                                                                            \
+    ((spill_backend_iface){.name = (in)->name,                                                             \
+                           .align = (in)->align,                                                           \
+                           .alloc = type##_alloc,                                                          \
+                           .free = type##_free,                                                            \
+                           .advise = type##_advise,                                                        \
+                           .prefetch = type##_prefetch,                                                    \
+                           .prefetch_batch = type##_prefetch_batch,                                        \
+                           .discard = type##_discard,                                                      \
+                           .residency = type##_residency,                                                  \
+                           .sync = type##_sync,                                                            \
+                           .zero = type##_zero,                                                            \
+                           .destroy = type##_destroy,                                                      \
+                           .residency_exact = (in)->residency_exact})
 
 /* Adaptors copy the inner backend's name and alignment, so each keeps its own iface table. */
 typedef struct limit_box {
@@ -149,7 +147,7 @@ int spill_adaptor_limit_init(spill_backend *out, spill_backend inner, spill_err 
     }
     b->c.in = inner;
     pthread_mutex_init(&b->c.lock, NULL);
-    b->iface = limit_iface_for(inner.iface);
+    b->iface = ADAPTOR_IFACE(limit, inner.iface);
     out->iface = &b->iface;
     out->ctx = &b->c; /* first member: freeing the ctx frees the box */
     return 0;
@@ -293,22 +291,7 @@ int spill_adaptor_stats_init(spill_backend *out, spill_backend inner, spill_err 
     }
     b->c.in = inner;
     pthread_mutex_init(&b->c.lock, NULL);
-    spill_backend_iface f = {
-        .name = inner.iface->name,
-        .align = inner.iface->align,
-        .alloc = stats_alloc,
-        .free = stats_free,
-        .advise = stats_advise,
-        .prefetch = stats_prefetch,
-        .prefetch_batch = stats_prefetch_batch,
-        .discard = stats_discard,
-        .residency = stats_residency,
-        .sync = stats_sync,
-        .zero = stats_zero,
-        .destroy = stats_destroy,
-        .residency_exact = inner.iface->residency_exact,
-    };
-    b->iface = f;
+    b->iface = ADAPTOR_IFACE(stats, inner.iface);
     out->iface = &b->iface;
     out->ctx = &b->c;
     return 0;
@@ -438,22 +421,7 @@ int spill_adaptor_log_init(spill_backend *out, spill_backend inner, const char *
     b->c.f = f;
     b->c.t0 = spill_now();
     pthread_mutex_init(&b->c.lock, NULL);
-    spill_backend_iface fi = {
-        .name = inner.iface->name,
-        .align = inner.iface->align,
-        .alloc = log_alloc,
-        .free = log_free,
-        .advise = log_advise,
-        .prefetch = log_prefetch,
-        .prefetch_batch = log_prefetch_batch,
-        .discard = log_discard,
-        .residency = log_residency,
-        .sync = log_sync,
-        .zero = log_zero,
-        .destroy = log_destroy,
-        .residency_exact = inner.iface->residency_exact,
-    };
-    b->iface = fi;
+    b->iface = ADAPTOR_IFACE(log, inner.iface);
     out->iface = &b->iface;
     out->ctx = &b->c;
     return 0;
