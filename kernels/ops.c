@@ -106,6 +106,10 @@ void spill_swiglu(float *out, const float *gate, const float *up, int n) {
     }
 }
 
+void spill_add_rows(float *out, const float *bias, int rows, int cols) {
+    for (int r = 0; r < rows; r++) spill_add(out + (int64_t)r * cols, bias, cols);
+}
+
 void spill_add(float *out, const float *x, int n) {
     for (int i = 0; i < n; i++) out[i] += x[i];
 }

@@ -109,6 +109,8 @@ void spill_softmax(float *x, int n, float scale);
 void spill_swiglu(float *out, const float *gate, const float *up, int n);
 /* out += x */
 void spill_add(float *out, const float *x, int n);
+/* each of `rows` rows of out (cols wide) += bias (cols): the q/k/v biases of a batch */
+void spill_add_rows(float *out, const float *bias, int rows, int cols);
 float spill_dot_f32(const float *a, const float *b, int n);
 
 #ifdef __cplusplus

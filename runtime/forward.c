@@ -167,12 +167,11 @@ int spill_forward(spill_state *s, const int *tokens, int n, int pos, spill_err *
         matmul(s, s->q, s->xb, n, &L->wq);
         matmul(s, s->k, s->xb, n, &L->wk);
         matmul(s, s->v, s->xb, n, &L->wv);
-        if (L->bq.data) /* Qwen2's q/k/v biases */
-            for (int t = 0; t < n; t++) {
-                spill_add(s->q + (int64_t)t * q_dim, L->bq.data, q_dim);
-                spill_add(s->k + (int64_t)t * kv_dim, L->bk.data, kv_dim);
-                spill_add(s->v + (int64_t)t * kv_dim, L->bv.data, kv_dim);
-            }
+        if (L->bq.data) { /* Qwen2's q/k/v biases */
+            spill_add_rows(s->q, L->bq.data, n, q_dim);
+            spill_add_rows(s->k, L->bk.data, n, kv_dim);
+            spill_add_rows(s->v, L->bv.data, n, kv_dim);
+        }
         for (int t = 0; t < n; t++) {
             if (m->rope_freq) { /* scaled frequencies (llama3) */
                 spill_rope_freqs(s->q + (int64_t)t * q_dim, hp->n_heads, hd, hp->rope_dims, pos + t, m->rope_freq, hp->rope_adjacent);

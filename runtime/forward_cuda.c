@@ -501,12 +501,10 @@ int spill_cu_forward(spill_cu_state *s, const int *tokens, int n, int pos, spill
         if (spill_cu_rmsnorm(s->xb, s->x, W->attn_norm.data, n, dim, hp->eps, st, err) || mm(s, s->q, &W->wq, s->xb, n, err) ||
             mm(s, s->k, &W->wk, s->xb, n, err) || mm(s, s->v, &W->wv, s->xb, n, err))
             return -1;
-        if (W->bq.data)
-            for (int t = 0; t < n; t++)
-                if (spill_cu_add(s->q + (size_t)t * q_dim, W->bq.data, q_dim, st, err) ||
-                    spill_cu_add(s->k + (size_t)t * kv_dim, W->bk.data, kv_dim, st, err) ||
-                    spill_cu_add(s->v + (size_t)t * kv_dim, W->bv.data, kv_dim, st, err))
-                    return -1;
+        if (W->bq.data && (spill_cu_add_rows(s->q, W->bq.data, n, q_dim, st, err) ||
+                           spill_cu_add_rows(s->k, W->bk.data, n, kv_dim, st, err) ||
+                           spill_cu_add_rows(s->v, W->bv.data, n, kv_dim, st, err)))
+            return -1;
         if (spill_cu_rope(s->q, n, hp->n_heads, hd, hp->rope_dims, pos, hp->rope_base, s->rope_freq, hp->rope_adjacent, st, err) ||
             spill_cu_rope(s->k, n, hp->n_kv_heads, hd, hp->rope_dims, pos, hp->rope_base, s->rope_freq, hp->rope_adjacent, st,
                           err))

@@ -163,6 +163,11 @@ int spill_cu_add(float *out, const float *x, int64_t n, void *stream, spill_err 
     spill_add(out, x, (int)n);
     return 0;
 }
+int spill_cu_add_rows(float *out, const float *bias, int rows, int cols, void *stream, spill_err *err) {
+    (void)stream, (void)err;
+    spill_add_rows(out, bias, rows, cols);
+    return 0;
+}
 int spill_cu_get_rows(float *out, const void *table, spill_dtype type, int64_t cols, const int *ids, int n, void *stream,
                       spill_err *err) {
     (void)stream, (void)err;

@@ -63,6 +63,11 @@ static void test_norm_and_elementwise(void **s) {
     assert_int_equal(spill_cu_add(dx, du, R * D, NULL, &err), 0);
     back(got, dx, sizeof got);
     close_to(got, ref, R * D, 1e-6, "add");
+    memcpy(ref, got, sizeof got); /* dx as it now is, plus w on every row */
+    spill_add_rows(ref, w, R, D);
+    assert_int_equal(spill_cu_add_rows(dx, dw, R, D, NULL, &err), 0);
+    back(got, dx, sizeof got);
+    close_to(got, ref, R * D, 1e-6, "add_rows");
     cudaFree(dx), cudaFree(dw), cudaFree(dy), cudaFree(du);
 }
 

@@ -1,4 +1,4 @@
-// Element-wise ops: SwiGLU (silu(gate) * up) and the residual add.
+// Element-wise ops: SwiGLU (silu(gate) * up), the residual add and a bias added to every row.
 #include "cuda_check.cuh"
 #include "spill_cuda_ops.h"
 
@@ -12,6 +12,11 @@ __global__ static void add_kernel(float *out, const float *x, long long n) {
     if (i < n) out[i] += x[i];
 }
 
+__global__ static void add_rows_kernel(float *out, const float *bias, long long n, int cols) {
+    long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x;
+    if (i < n) out[i] += bias[i % cols];
+}
+
 extern "C" int spill_cu_swiglu(float *out, const float *gate, const float *up, int64_t n, void *stream, spill_err *err) {
     if (n <= 0) return 0;
     swiglu_kernel<<<spill_cu_blocks(n, 256), 256, 0, (cudaStream_t)stream>>>(out, gate, up, n);
@@ -23,5 +28,13 @@ extern "C" int spill_cu_add(float *out, const float *x, int64_t n, void *stream,
     if (n <= 0) return 0;
     add_kernel<<<spill_cu_blocks(n, 256), 256, 0, (cudaStream_t)stream>>>(out, x, n);
     SPILL_CU_LAUNCHED("add");
+    return 0;
+}
+
+extern "C" int spill_cu_add_rows(float *out, const float *bias, int rows, int cols, void *stream, spill_err *err) {
+    long long n = (long long)rows * cols;
+    if (n <= 0) return 0;
+    add_rows_kernel<<<spill_cu_blocks(n, 256), 256, 0, (cudaStream_t)stream>>>(out, bias, n, cols);
+    SPILL_CU_LAUNCHED("add_rows");
     return 0;
 }

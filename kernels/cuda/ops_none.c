@@ -26,6 +26,10 @@ int spill_cu_add(float *out, const float *x, int64_t n, void *stream, spill_err 
     (void)out, (void)x, (void)n, (void)stream;
     return NO_CUDA("add");
 }
+int spill_cu_add_rows(float *out, const float *bias, int rows, int cols, void *stream, spill_err *err) {
+    (void)out, (void)bias, (void)rows, (void)cols, (void)stream;
+    return NO_CUDA("add_rows");
+}
 int spill_cu_get_rows(float *out, const void *table, spill_dtype type, int64_t cols, const int *ids, int n,
                       void *stream, spill_err *err) {
     (void)out, (void)table, (void)type, (void)cols, (void)ids, (void)n, (void)stream;

@@ -27,6 +27,8 @@ int spill_cu_softmax(float *x, int rows, int n, float scale, void *stream, spill
 int spill_cu_swiglu(float *out, const float *gate, const float *up, int64_t n, void *stream, spill_err *err);
 /* out += x over n values */
 int spill_cu_add(float *out, const float *x, int64_t n, void *stream, spill_err *err);
+/* each of `rows` rows of out (cols wide) += bias (cols), as spill_add_rows */
+int spill_cu_add_rows(float *out, const float *bias, int rows, int cols, void *stream, spill_err *err);
 /* out[i] = row ids[i] of a table of `cols`-wide rows, dequantized (F32, F16, BF16, Q8_0, Q4_0, Q4_1) */
 int spill_cu_get_rows(float *out, const void *table, spill_dtype type, int64_t cols, const int *ids, int n,
                       void *stream, spill_err *err);
