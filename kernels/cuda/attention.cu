@@ -2,8 +2,7 @@
 // positions (dot products with the keys found through the block table), the block reduces the
 // softmax in double as the CPU does, then each thread accumulates one output dimension over the
 // positions. Correct first; flash-style tiling is a later step.
-#include <float.h>
-
+#include "block_reduce.cuh"
 #include "cuda_check.cuh"
 #include "spill_cuda_ops.h"
 
@@ -13,41 +12,18 @@ __global__ static void attention_kernel(float *out, const float *q, const float 
     int len = pos0 + t + 1;
     const float *qv = q + ((size_t)t * n_heads + h) * hd;
     float *sc = scores + (size_t)blockIdx.x * ctx;
-    __shared__ float red[256];
-    __shared__ double sred[256];
-    float m = -FLT_MAX;
     for (int p = threadIdx.x; p < len; p += blockDim.x) {
         const float *k = blocks[p / T] + (size_t)(p % T) * kv_dim + (size_t)kvh * hd;
         float s = 0;
         for (int d = 0; d < hd; d++) s = fmaf(qv[d], k[d], s);
-        s *= scale;
-        sc[p] = s;
-        m = fmaxf(m, s);
+        sc[p] = s * scale;
     }
-    red[threadIdx.x] = m;
-    __syncthreads();
-    for (int k = blockDim.x / 2; k > 0; k >>= 1) {
-        if ((int)threadIdx.x < k) red[threadIdx.x] = fmaxf(red[threadIdx.x], red[threadIdx.x + k]);
-        __syncthreads();
-    }
-    m = red[0];
-    double sum = 0;
-    for (int p = threadIdx.x; p < len; p += blockDim.x) {
-        sc[p] = expf(sc[p] - m);
-        sum += sc[p];
-    }
-    sred[threadIdx.x] = sum;
-    __syncthreads();
-    for (int k = blockDim.x / 2; k > 0; k >>= 1) {
-        if ((int)threadIdx.x < k) sred[threadIdx.x] += sred[threadIdx.x + k];
-        __syncthreads();
-    }
-    float inv = (float)(1.0 / sred[0]);
+    spill_block_softmax(sc, len); // ends synchronized: every thread may read every weight
     for (int d = threadIdx.x; d < hd; d += blockDim.x) {
         float o = 0;
         for (int p = 0; p < len; p++) {
             const float *v = blocks[p / T] + (size_t)T * kv_dim + (size_t)(p % T) * kv_dim + (size_t)kvh * hd;
-            o = fmaf(sc[p] * inv, v[d], o);
+            o = fmaf(sc[p], v[d], o);
         }
         out[((size_t)t * n_heads + h) * hd + d] = o;
     }
@@ -59,7 +35,7 @@ extern "C" int spill_cu_attention(float *out, const float *q, const float *const
     if (n_tok <= 0 || pos0 < 0 || T <= 0 || n_heads <= 0 || n_kv_heads <= 0 || n_heads % n_kv_heads || head_dim <= 0)
         return spill_err_set(err, "attention: %d tokens at %d, %d heads (%d kv) of %d, blocks of %d", n_tok, pos0, n_heads,
                              n_kv_heads, head_dim, T);
-    attention_kernel<<<n_tok * n_heads, 256, 0, (cudaStream_t)stream>>>(out, q, blocks, T, pos0, n_heads,
+    attention_kernel<<<n_tok * n_heads, SPILL_CU_ROW_THREADS, 0, (cudaStream_t)stream>>>(out, q, blocks, T, pos0, n_heads,
                                                                         n_heads / n_kv_heads, head_dim,
                                                                         n_kv_heads * head_dim, scale, scores,
                                                                         pos0 + n_tok);

@@ -1,27 +1,22 @@
 // RMSNorm: one block per row; the sum of squares reduced in double, as the CPU twin does.
+#include "block_reduce.cuh"
 #include "cuda_check.cuh"
 #include "spill_cuda_ops.h"
 
 __global__ static void rmsnorm_kernel(float *out, const float *x, const float *w, int dim, float eps) {
-    __shared__ double part[256];
     const float *xr = x + (size_t)blockIdx.x * dim;
     float *yr = out + (size_t)blockIdx.x * dim;
     double s = 0;
     for (int i = threadIdx.x; i < dim; i += blockDim.x) s += (double)(xr[i] * xr[i]);
-    part[threadIdx.x] = s;
-    __syncthreads();
-    for (int k = blockDim.x / 2; k > 0; k >>= 1) {
-        if ((int)threadIdx.x < k) part[threadIdx.x] += part[threadIdx.x + k];
-        __syncthreads();
-    }
-    float scale = 1.0f / sqrtf((float)(part[0] / dim) + eps);
+    s = spill_block_sum(s);
+    float scale = 1.0f / sqrtf((float)(s / dim) + eps);
     for (int i = threadIdx.x; i < dim; i += blockDim.x) yr[i] = (xr[i] * scale) * w[i];
 }
 
 extern "C" int spill_cu_rmsnorm(float *out, const float *x, const float *w, int n_rows, int dim, float eps, void *stream,
                                 spill_err *err) {
     if (n_rows <= 0 || dim <= 0) return spill_err_set(err, "rmsnorm: %d rows of %d", n_rows, dim);
-    rmsnorm_kernel<<<n_rows, 256, 0, (cudaStream_t)stream>>>(out, x, w, dim, eps);
+    rmsnorm_kernel<<<n_rows, SPILL_CU_ROW_THREADS, 0, (cudaStream_t)stream>>>(out, x, w, dim, eps);
     SPILL_CU_LAUNCHED("rmsnorm");
     return 0;
 }
