@@ -2,6 +2,8 @@
 
 #include <math.h>
 
+#include "spill_kernels.h"
+
 int spill_sampler_init(spill_sampler *s, int n_vocab, float temp, int top_k, float top_p, uint64_t seed, spill_err *err) {
     memset(s, 0, sizeof *s);
     if (!(temp >= 0) || temp > 100) return spill_err_set(err, "--temp %g is out of range; use 0 (greedy) to 100", temp);
@@ -13,7 +15,12 @@ int spill_sampler_init(spill_sampler *s, int n_vocab, float temp, int top_k, flo
     s->n_vocab = n_vocab;
     s->rng = seed ? seed : 0x853c49e6748fea9bull;
     s->cand = malloc(sizeof *s->cand * (size_t)n_vocab);
-    if (!s->cand) {
+    if (top_k > 0 && top_k < n_vocab) {
+        s->prob = malloc(sizeof *s->prob * (size_t)n_vocab);
+        s->top_id = malloc(sizeof *s->top_id * (size_t)top_k);
+        s->top_p_val = malloc(sizeof *s->top_p_val * (size_t)top_k);
+    }
+    if (!s->cand || (top_k > 0 && top_k < n_vocab && (!s->prob || !s->top_id || !s->top_p_val))) {
         spill_sampler_free(s);
         return spill_err_set(err, "out of memory for the sampler");
     }
@@ -22,6 +29,9 @@ int spill_sampler_init(spill_sampler *s, int n_vocab, float temp, int top_k, flo
 
 void spill_sampler_free(spill_sampler *s) {
     free(s->cand);
+    free(s->prob);
+    free(s->top_id);
+    free(s->top_p_val);
     memset(s, 0, sizeof *s);
 }
 
@@ -56,9 +66,16 @@ int spill_sampler_sample(spill_sampler *s, float *logits) {
         sum += s->cand[i].p;
     }
     for (int i = 0; i < n; i++) s->cand[i].p = (float)(s->cand[i].p / sum);
-    /* keep the k most likely (all when k is 0), then the smallest prefix whose mass reaches top_p */
+    /* keep the k most likely (all when k is 0), then the smallest prefix whose mass reaches top_p;
+     * both ways order by probability, then lower id */
     int k = s->top_k > 0 && s->top_k < n ? s->top_k : n;
-    qsort(s->cand, (size_t)n, sizeof *s->cand, cmp_desc);
+    if (k < n) { /* select k without sorting the vocabulary */
+        for (int i = 0; i < n; i++) s->prob[i] = s->cand[i].p;
+        spill_topk(s->prob, n, k, s->top_id, s->top_p_val);
+        for (int i = 0; i < k; i++) s->cand[i] = (spill_prob){.p = s->top_p_val[i], .id = s->top_id[i]};
+    } else {
+        qsort(s->cand, (size_t)n, sizeof *s->cand, cmp_desc);
+    }
     double mass = 0;
     int keep = 0;
     while (keep < k) {

@@ -1,6 +1,6 @@
 /* Sampler: greedy is argmax (lowest id on ties), a seed reproduces a run, top-k 1 and a tiny
  * top-p reduce to greedy, temperature 1 follows the softmax, bad settings are refused; the top-k
- * twin of the GPU kernel equals a full sort. */
+ * twin of the GPU kernel equals a full sort, and top-k draws follow the softmax over the k kept. */
 #include "sampler.h"
 #include "spill_kernels.h"
 #include "test_util.h"
@@ -53,6 +53,34 @@ static void test_topk_topp_reduce_to_greedy(void **s) {
     }
     spill_sampler_free(&k1);
     spill_sampler_free(&p0);
+}
+
+/* top-k 3 of 8: only the three most likely come out, in the softmax's proportions among them
+ * (the probabilities are the whole vocabulary's; the draw is over the mass the three keep) */
+static void test_topk_distribution(void **s) {
+    (void)s;
+    spill_sampler smp;
+    spill_err err = {{0}};
+    assert_int_equal(spill_sampler_init(&smp, 8, 1.0f, 3, 1, 11, &err), 0);
+    const float base[8] = {0.5f, 2, -1, 1.5f, 0, 2.5f, -3, 1};
+    double z = exp(2.0) + exp(1.5) + exp(2.5), p[8] = {0};
+    p[1] = exp(2.0) / z, p[3] = exp(1.5) / z, p[5] = exp(2.5) / z;
+    int count[8] = {0};
+    const int N = 30000;
+    for (int i = 0; i < N; i++) {
+        float l[8];
+        memcpy(l, base, sizeof l);
+        count[spill_sampler_sample(&smp, l)]++;
+    }
+    for (int k = 0; k < 8; k++) {
+        if (p[k] == 0) {
+            assert_int_equal(count[k], 0);
+            continue;
+        }
+        double sd = sqrt(N * p[k] * (1 - p[k]));
+        assert_true(fabs(count[k] - N * p[k]) < 5 * sd);
+    }
+    spill_sampler_free(&smp);
 }
 
 static void test_distribution(void **s) {
@@ -130,6 +158,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_greedy), cmocka_unit_test(test_seed_reproduces),
         cmocka_unit_test(test_topk_topp_reduce_to_greedy), cmocka_unit_test(test_distribution),
+        cmocka_unit_test(test_topk_distribution),
         cmocka_unit_test(test_bad_settings), cmocka_unit_test(test_topk_twin),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
