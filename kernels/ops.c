@@ -50,37 +50,39 @@ void spill_rmsnorm(float *out, const float *x, const float *w, int n, float eps)
     for (int i = 0; i < n; i++) out[i] = (x[i] * scale) * w[i];
 }
 
-void spill_rope(float *x, int n_heads, int head_dim, int rot_dims, int pos, float base, int adjacent) {
-    /* theta_i = pos * base^(-2i/rot_dims), built by repeated multiplication as ggml does */
-    float theta_scale = powf(base, -2.0f / (float)rot_dims);
+void spill_rope_angles(float *cs, int rot_dims, int pos, float base, const float *inv_freq) {
+    /* without a table, theta_i = pos * base^(-2i/rot_dims) built by repeated multiplication, as
+       ggml does */
+    float theta_scale = powf(base, -2.0f / (float)rot_dims), theta = (float)pos;
+    for (int i = 0; i < rot_dims / 2; i++) {
+        float t = inv_freq ? (float)pos * inv_freq[i] : theta;
+        cs[2 * i] = cosf(t);
+        cs[2 * i + 1] = sinf(t);
+        theta *= theta_scale;
+    }
+}
+
+void spill_rope_apply(float *x, int n_heads, int head_dim, int rot_dims, const float *cs, int adjacent) {
     for (int h = 0; h < n_heads; h++) {
         float *v = x + (int64_t)h * head_dim;
-        float theta = (float)pos;
         for (int i = 0; i < rot_dims / 2; i++) {
-            float c = cosf(theta), s = sinf(theta);
+            float c = cs[2 * i], s = cs[2 * i + 1];
             int a = adjacent ? 2 * i : i, b = adjacent ? 2 * i + 1 : i + rot_dims / 2;
             float x0 = v[a], x1 = v[b];
             /* one rounding for the first product and the sum, as an FMA machine does it (and as
                llama.cpp built with -march=native does: docs/correctness.md) */
             v[a] = fmaf(x0, c, -(x1 * s));
             v[b] = fmaf(x0, s, x1 * c);
-            theta *= theta_scale;
         }
     }
 }
 
-void spill_rope_freqs(float *x, int n_heads, int head_dim, int rot_dims, int pos, const float *inv_freq, int adjacent) {
-    for (int h = 0; h < n_heads; h++) {
-        float *v = x + (int64_t)h * head_dim;
-        for (int i = 0; i < rot_dims / 2; i++) {
-            float theta = (float)pos * inv_freq[i];
-            float c = cosf(theta), s = sinf(theta);
-            int a = adjacent ? 2 * i : i, b = adjacent ? 2 * i + 1 : i + rot_dims / 2;
-            float x0 = v[a], x1 = v[b];
-            v[a] = fmaf(x0, c, -(x1 * s));
-            v[b] = fmaf(x0, s, x1 * c);
-        }
-    }
+void spill_rope(float *x, int n_heads, int head_dim, int rot_dims, int pos, float base, const float *inv_freq,
+                int adjacent) {
+    float cs[1024];
+    SPILL_ASSERT(rot_dims <= 1024);
+    spill_rope_angles(cs, rot_dims, pos, base, inv_freq);
+    spill_rope_apply(x, n_heads, head_dim, rot_dims, cs, adjacent);
 }
 
 void spill_softmax(float *x, int n, float scale) {

@@ -86,11 +86,16 @@ void spill_matmul_ld(spill_pool *pool, float *out, int64_t ldo, const void *w, s
                      int64_t cols, const void *act, int batch);
 /* out = x / rms(x) * w */
 void spill_rmsnorm(float *out, const float *x, const float *w, int n, float eps);
-/* In-place rotary embedding on n_heads vectors of head_dim at position pos.
- * adjacent = 1: pairs (2i, 2i+1) as GGUF stores Llama; 0: pairs (i, i+d/2) as Hugging Face does. */
-void spill_rope(float *x, int n_heads, int head_dim, int rot_dims, int pos, float base, int adjacent);
-/* The same with the inverse frequencies given: theta_i = pos * inv_freq[i] (scaled RoPE, e.g. llama3). */
-void spill_rope_freqs(float *x, int n_heads, int head_dim, int rot_dims, int pos, const float *inv_freq, int adjacent);
+/* Rotary embedding in two steps, so that one position's angles serve every head of every layer.
+ * spill_rope_angles: cs[2i], cs[2i+1] = cos, sin of theta_i for i < rot_dims/2, where theta_i =
+ * pos * inv_freq[i] when inv_freq is given (scaled RoPE, e.g. llama3), else pos * base^(-2i/rot_dims).
+ * spill_rope_apply: rotates n_heads vectors of head_dim in place by those angles; adjacent = 1:
+ * pairs (2i, 2i+1) as GGUF stores Llama; 0: pairs (i, i+d/2) as Hugging Face does. */
+void spill_rope_angles(float *cs, int rot_dims, int pos, float base, const float *inv_freq);
+void spill_rope_apply(float *x, int n_heads, int head_dim, int rot_dims, const float *cs, int adjacent);
+/* Both at once for one position (what the CUDA RoPE kernel is compared with); rot_dims <= 1024. */
+void spill_rope(float *x, int n_heads, int head_dim, int rot_dims, int pos, float base, const float *inv_freq,
+                int adjacent);
 /* Causal attention of n_tok query tokens (positions pos0..pos0+n_tok-1) over a paged KV cache:
  * blocks[i] holds positions [i*T, (i+1)*T): T rows of keys (kv_dim = n_kv_heads*head_dim) then T rows
  * of values. out and q are (n_tok, n_heads*head_dim); scores is scratch of pos0+n_tok floats. The

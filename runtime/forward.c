@@ -43,7 +43,8 @@ int spill_state_init_params(spill_state *s, const spill_model *m, const spill_st
         !(s->hb = get(s, B * hp->ffn_dim * 4, "activations", err)) ||
         !(s->hb2 = get(s, B * hp->ffn_dim * 4, "activations", err)) ||
         !(s->att = get(s, (uint64_t)nth * n_ctx * 4, "attention scores", err)) ||
-        !(s->logits = get(s, (uint64_t)hp->vocab * 4, "logits", err)) || !(s->act = get(s, B * act_row, "activations", err))) {
+        !(s->logits = get(s, (uint64_t)hp->vocab * 4, "logits", err)) || !(s->act = get(s, B * act_row, "activations", err)) ||
+        !(s->rope_cs = get(s, B * (uint64_t)hp->rope_dims * 4, "activations", err))) {
         spill_state_free(s);
         return -1;
     }
@@ -157,6 +158,9 @@ int spill_forward(spill_state *s, const int *tokens, int n, int pos, spill_err *
         spill_exec_account(s->exec, tokens[t] < m->tok_embd.split && m->region_hbm[2 * hp->n_layers] ? SPILL_TIER_HBM : SPILL_TIER_HOST,
                            spill_weight_row_bytes(&m->tok_embd));
     }
+    /* RoPE's angles for each token's position, once for every head of every layer */
+    for (int t = 0; t < n; t++)
+        spill_rope_angles(s->rope_cs + (int64_t)t * hp->rope_dims, hp->rope_dims, pos + t, hp->rope_base, m->rope_freq);
     for (int l = 0; l < hp->n_layers; l++) {
         /* the layer boundary: the plan's prefetches and evictions, and the layer's weights as placed */
         const spill_layer *L = spill_exec_layer(s->exec, l);
@@ -173,13 +177,9 @@ int spill_forward(spill_state *s, const int *tokens, int n, int pos, spill_err *
             spill_add_rows(s->v, L->bv.data, n, kv_dim);
         }
         for (int t = 0; t < n; t++) {
-            if (m->rope_freq) { /* scaled frequencies (llama3) */
-                spill_rope_freqs(s->q + (int64_t)t * q_dim, hp->n_heads, hd, hp->rope_dims, pos + t, m->rope_freq, hp->rope_adjacent);
-                spill_rope_freqs(s->k + (int64_t)t * kv_dim, hp->n_kv_heads, hd, hp->rope_dims, pos + t, m->rope_freq, hp->rope_adjacent);
-            } else {
-                spill_rope(s->q + (int64_t)t * q_dim, hp->n_heads, hd, hp->rope_dims, pos + t, hp->rope_base, hp->rope_adjacent);
-                spill_rope(s->k + (int64_t)t * kv_dim, hp->n_kv_heads, hd, hp->rope_dims, pos + t, hp->rope_base, hp->rope_adjacent);
-            }
+            const float *cs = s->rope_cs + (int64_t)t * hp->rope_dims;
+            spill_rope_apply(s->q + (int64_t)t * q_dim, hp->n_heads, hd, hp->rope_dims, cs, hp->rope_adjacent);
+            spill_rope_apply(s->k + (int64_t)t * kv_dim, hp->n_kv_heads, hd, hp->rope_dims, cs, hp->rope_adjacent);
             memcpy(spill_kv_k(&s->kv, s->seq, l, pos + t), s->k + (int64_t)t * kv_dim, sizeof(float) * (size_t)kv_dim);
             memcpy(spill_kv_v(&s->kv, s->seq, l, pos + t), s->v + (int64_t)t * kv_dim, sizeof(float) * (size_t)kv_dim);
         }

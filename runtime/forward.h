@@ -19,6 +19,7 @@ typedef struct spill_state {
     float *hb, *hb2; /* (batch, ffn_dim) */
     float *att;    /* (threads, n_ctx) attention scores */
     float *logits; /* (vocab) of the last token */
+    float *rope_cs; /* (batch, rope_dims) cos and sin of each token's RoPE angles */
     uint8_t *act;  /* (batch, act bytes) converted activations for the next matmul */
     const float *act_src; /* what `act` holds, to avoid converting the same rows twice */
     spill_dtype act_type;

@@ -148,8 +148,7 @@ int spill_cu_rope(float *x, int n_tok, int n_heads, int head_dim, int rot_dims, 
     (void)stream, (void)err;
     for (int t = 0; t < n_tok; t++) {
         float *v = x + (size_t)t * n_heads * head_dim;
-        if (inv_freq) spill_rope_freqs(v, n_heads, head_dim, rot_dims, pos0 + t, inv_freq, adjacent);
-        else spill_rope(v, n_heads, head_dim, rot_dims, pos0 + t, base, adjacent);
+        spill_rope(v, n_heads, head_dim, rot_dims, pos0 + t, base, inv_freq, adjacent);
     }
     return 0;
 }
