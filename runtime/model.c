@@ -7,14 +7,6 @@
 
 #include <unistd.h>
 
-static int get_u32(const spill_gguf *g, const char *arch, const char *key, int required, uint32_t *out, spill_err *err) {
-    char full[128];
-    snprintf(full, sizeof full, "%s.%s", arch, key);
-    int rc = spill_gguf_get_u32(g, full, out, err);
-    if (rc == 1 && required) return spill_err_set(err, "%s: metadata '%s' is missing", g->path, full);
-    return rc < 0 ? -1 : 0;
-}
-
 static int get_f32(const spill_gguf *g, const char *arch, const char *key, float *out, spill_err *err) {
     char full[128];
     snprintf(full, sizeof full, "%s.%s", arch, key);
@@ -114,6 +106,18 @@ static uint64_t plan_bytes(const spill_model *m, const spill_weight *w) {
     return m->for_gpu ? spill_gpu_weight_bytes(w) : wbytes(w);
 }
 
+static void set_dims(spill_hparams *hp, const spill_dims *d) {
+    hp->n_layers = d->n_layers;
+    hp->dim = d->dim;
+    hp->n_heads = d->n_heads;
+    hp->n_kv_heads = d->n_kv_heads;
+    hp->head_dim = d->head_dim;
+    hp->ffn_dim = d->ffn_dim;
+    hp->vocab = d->vocab;
+    hp->ctx_train = d->ctx;
+    hp->rope_dims = d->rope_dims;
+}
+
 static int read_hparams(spill_model *m, spill_err *err) {
     const spill_gguf *g = &m->gguf;
     spill_str arch;
@@ -124,40 +128,17 @@ static int read_hparams(spill_model *m, spill_err *err) {
         return spill_err_set(err, "%s: architecture '%.*s' is not supported (llama and qwen2 are)", g->path,
                              (int)(arch.len > 64 ? 64 : arch.len), arch.ptr);
     const char *a = spill_str_eq(arch, "llama") ? "llama" : "qwen2";
-    uint32_t n_layers, dim, n_heads, n_kv = 0, ffn, ctx = 2048, rope_dims = 0;
-    if (get_u32(g, a, "block_count", 1, &n_layers, err) || get_u32(g, a, "embedding_length", 1, &dim, err) ||
-        get_u32(g, a, "attention.head_count", 1, &n_heads, err) ||
-        get_u32(g, a, "attention.head_count_kv", 0, &n_kv, err) ||
-        get_u32(g, a, "feed_forward_length", 1, &ffn, err) || get_u32(g, a, "context_length", 0, &ctx, err) ||
-        get_u32(g, a, "rope.dimension_count", 0, &rope_dims, err))
-        return -1;
-    if (!n_kv) n_kv = n_heads;
+    spill_dims d;
+    if (spill_gguf_dims_read(g, a, &d, err)) return -1;
     spill_hparams *hp = &m->hp;
-    if (n_layers < 1 || n_layers > 1024) return spill_err_set(err, "%s: llama.block_count is %u; 1..1024 is allowed", g->path, n_layers);
-    if (dim < 1 || dim > 65536) return spill_err_set(err, "%s: llama.embedding_length is %u; 1..65536 is allowed", g->path, dim);
-    if (n_heads < 1 || dim % n_heads)
-        return spill_err_set(err, "%s: llama.attention.head_count is %u, which does not divide embedding_length %u", g->path, n_heads, dim);
-    if (n_kv > n_heads || n_heads % n_kv)
-        return spill_err_set(err, "%s: llama.attention.head_count_kv is %u, which does not divide head_count %u", g->path, n_kv, n_heads);
-    if (ffn < 1 || ffn > 1u << 20) return spill_err_set(err, "%s: llama.feed_forward_length is %u; 1..1048576 is allowed", g->path, ffn);
-    if (ctx < 1) ctx = 2048;
-    hp->n_layers = (int)n_layers;
-    hp->dim = (int)dim;
-    hp->n_heads = (int)n_heads;
-    hp->n_kv_heads = (int)n_kv;
-    hp->head_dim = (int)(dim / n_heads);
-    hp->ffn_dim = (int)ffn;
-    hp->ctx_train = ctx > (1u << 24) ? (1 << 24) : (int)ctx;
-    hp->rope_dims = rope_dims ? (int)rope_dims : hp->head_dim;
-    if (hp->rope_dims > hp->head_dim || hp->rope_dims % 2)
-        return spill_err_set(err, "%s: llama.rope.dimension_count is %d; it must be even and at most the head size %d",
-                             g->path, hp->rope_dims, hp->head_dim);
+    set_dims(hp, &d); /* vocab: from token_embd.weight */
     hp->eps = 1e-5f;
     hp->rope_base = 10000.0f;
     if (get_f32(g, a, "attention.layer_norm_rms_epsilon", &hp->eps, err) || get_f32(g, a, "rope.freq_base", &hp->rope_base, err))
         return -1;
-    if (!(hp->eps > 0 && hp->eps < 1)) return spill_err_set(err, "%s: llama.attention.layer_norm_rms_epsilon is %g; (0, 1) is allowed", g->path, hp->eps);
-    if (!(hp->rope_base > 1)) return spill_err_set(err, "%s: llama.rope.freq_base is %g; it must be > 1", g->path, hp->rope_base);
+    if (!(hp->eps > 0 && hp->eps < 1))
+        return spill_err_set(err, "%s: %s.attention.layer_norm_rms_epsilon is %g; (0, 1) is allowed", g->path, a, hp->eps);
+    if (!(hp->rope_base > 1)) return spill_err_set(err, "%s: %s.rope.freq_base is %g; it must be > 1", g->path, a, hp->rope_base);
     hp->rope_adjacent = !strcmp(a, "llama"); /* llama.cpp stores Qwen2 with rotate-half (NEOX) RoPE */
     return 0;
 }
@@ -169,15 +150,7 @@ static int read_hparams_hf(spill_model *m, spill_err *err) {
     spill_hf_config c;
     if (spill_hf_config_read(path, NULL, &c, err)) return -1;
     spill_hparams *hp = &m->hp;
-    hp->n_layers = c.n_layers;
-    hp->dim = c.dim;
-    hp->n_heads = c.n_heads;
-    hp->n_kv_heads = c.n_kv_heads;
-    hp->head_dim = c.head_dim;
-    hp->ffn_dim = c.ffn_dim;
-    hp->vocab = c.vocab;
-    hp->ctx_train = c.ctx;
-    hp->rope_dims = c.head_dim;
+    set_dims(hp, &c.d);
     hp->rope_adjacent = 0; /* Hugging Face rotates pairs (i, i + d/2) */
     hp->eps = (float)c.eps;
     hp->rope_base = (float)c.rope_theta;

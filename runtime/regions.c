@@ -19,12 +19,61 @@ static int alloc_layers(spill_shape *s, spill_err *err) {
     return 0;
 }
 
-static int get_u32(const spill_gguf *g, const char *arch, const char *key, int required, uint32_t *out, spill_err *err) {
+int spill_gguf_arch_u32(const spill_gguf *g, const char *arch, const char *key, int required, uint32_t *out,
+                        spill_err *err) {
     char k[160];
     snprintf(k, sizeof k, "%s.%s", arch, key);
     int rc = spill_gguf_get_u32(g, k, out, err);
-    if (rc < 0) return -1;
     if (rc == 1 && required) return spill_err_set(err, "%s: metadata '%s' is missing", g->path, k);
+    return rc;
+}
+
+void spill_shape_set_dims(spill_shape *s, const spill_dims *d) {
+    s->n_layers = d->n_layers;
+    s->dim = d->dim;
+    s->n_heads = d->n_heads;
+    s->n_kv_heads = d->n_kv_heads;
+    s->head_dim = d->head_dim;
+    s->ffn_dim = d->ffn_dim;
+    s->vocab = d->vocab;
+    s->ctx_train = d->ctx;
+}
+
+int spill_gguf_dims_read(const spill_gguf *g, const char *a, spill_dims *d, spill_err *err) {
+    uint32_t n_layers = 0, dim = 0, n_heads = 0, n_kv = 0, ffn = 0, ctx = 0, rope_dims = 0;
+    if (spill_gguf_arch_u32(g, a, "block_count", 1, &n_layers, err) < 0 ||
+        spill_gguf_arch_u32(g, a, "embedding_length", 1, &dim, err) < 0 ||
+        spill_gguf_arch_u32(g, a, "attention.head_count", 1, &n_heads, err) < 0 ||
+        spill_gguf_arch_u32(g, a, "attention.head_count_kv", 0, &n_kv, err) < 0 ||
+        spill_gguf_arch_u32(g, a, "feed_forward_length", 1, &ffn, err) < 0 ||
+        spill_gguf_arch_u32(g, a, "context_length", 0, &ctx, err) < 0 ||
+        spill_gguf_arch_u32(g, a, "rope.dimension_count", 0, &rope_dims, err) < 0)
+        return -1;
+    if (!n_kv) n_kv = n_heads;
+    if (n_layers < 1 || n_layers > 1024)
+        return spill_err_set(err, "%s: %s.block_count is %u; 1..1024 is allowed", g->path, a, n_layers);
+    if (dim < 1 || dim > 65536)
+        return spill_err_set(err, "%s: %s.embedding_length is %u; 1..65536 is allowed", g->path, a, dim);
+    if (n_heads < 1 || dim % n_heads)
+        return spill_err_set(err, "%s: %s.attention.head_count is %u, which does not divide embedding_length %u", g->path,
+                             a, n_heads, dim);
+    if (n_kv > n_heads || n_heads % n_kv)
+        return spill_err_set(err, "%s: %s.attention.head_count_kv is %u, which does not divide head_count %u", g->path, a,
+                             n_kv, n_heads);
+    if (ffn < 1 || ffn > 1u << 20)
+        return spill_err_set(err, "%s: %s.feed_forward_length is %u; 1..1048576 is allowed", g->path, a, ffn);
+    memset(d, 0, sizeof *d);
+    d->n_layers = (int)n_layers;
+    d->dim = (int)dim;
+    d->n_heads = (int)n_heads;
+    d->n_kv_heads = (int)n_kv;
+    d->head_dim = (int)(dim / n_heads);
+    d->ffn_dim = (int)ffn;
+    d->ctx = ctx < 1 ? 2048 : ctx > (1u << 24) ? 1 << 24 : (int)ctx;
+    d->rope_dims = rope_dims ? (int)rope_dims : d->head_dim;
+    if (d->rope_dims > d->head_dim || d->rope_dims % 2)
+        return spill_err_set(err, "%s: %s.rope.dimension_count is %d; it must be even and at most the head size %d",
+                             g->path, a, d->rope_dims, d->head_dim);
     return 0;
 }
 
@@ -35,22 +84,9 @@ int spill_shape_from_gguf(const spill_gguf *g, spill_shape *s, spill_err *err) {
     if (rc < 0) return -1;
     if (rc == 1) return spill_err_set(err, "%s: metadata 'general.architecture' is missing", g->path);
     snprintf(s->arch, sizeof s->arch, "%.*s", (int)(arch.len > 60 ? 60 : arch.len), arch.ptr);
-    uint32_t L = 0, dim = 0, heads = 0, kv = 0, ffn = 0, ctx = 0;
-    if (get_u32(g, s->arch, "block_count", 1, &L, err) || get_u32(g, s->arch, "embedding_length", 1, &dim, err) ||
-        get_u32(g, s->arch, "attention.head_count", 1, &heads, err) ||
-        get_u32(g, s->arch, "attention.head_count_kv", 0, &kv, err) ||
-        get_u32(g, s->arch, "feed_forward_length", 0, &ffn, err) || get_u32(g, s->arch, "context_length", 0, &ctx, err))
-        return -1;
-    if (L < 1 || L > 1024 || dim < 1 || dim > 65536 || heads < 1 || dim % heads)
-        return spill_err_set(err, "%s: block_count %u, embedding_length %u, head_count %u are not a model's", g->path, L,
-                             dim, heads);
-    s->n_layers = (int)L;
-    s->dim = (int)dim;
-    s->n_heads = (int)heads;
-    s->n_kv_heads = kv ? (int)kv : (int)heads;
-    s->head_dim = (int)(dim / heads);
-    s->ffn_dim = (int)ffn;
-    s->ctx_train = ctx ? (int)(ctx > (1u << 24) ? 1u << 24 : ctx) : 2048;
+    spill_dims d;
+    if (spill_gguf_dims_read(g, s->arch, &d, err)) return -1;
+    spill_shape_set_dims(s, &d); /* vocab: from token_embd.weight below */
     s->kv_elem_bytes = 4; /* the CPU runtime keeps K and V in F32 */
     if (alloc_layers(s, err)) return -1;
     uint64_t by_type[64] = {0};
@@ -132,8 +168,9 @@ int spill_hf_config_read(const char *path, const char *dtype, spill_hf_config *c
                       (long long)heads, (long long)kv, (long long)hd);
         goto out;
     }
-    c->n_layers = (int)L, c->dim = (int)dim, c->n_heads = (int)heads, c->n_kv_heads = (int)kv;
-    c->head_dim = (int)hd, c->ffn_dim = (int)ffn, c->vocab = (int)vocab, c->ctx = (int)ctx;
+    c->d = (spill_dims){.n_layers = (int)L, .dim = (int)dim, .n_heads = (int)heads, .n_kv_heads = (int)kv,
+                        .head_dim = (int)hd, .ffn_dim = (int)ffn, .vocab = (int)vocab, .ctx = (int)ctx,
+                        .rope_dims = (int)hd};
     const spill_json *td = spill_json_get_type(j, "torch_dtype", SPILL_JSON_STRING);
     if (!td) td = spill_json_get_type(j, "dtype", SPILL_JSON_STRING);
     const char *dt = dtype ? dtype : td ? td->str : "bfloat16";
@@ -196,28 +233,21 @@ int spill_shape_from_config(const char *path, const char *dtype, spill_shape *s,
     snprintf(s->arch, sizeof s->arch, "%s", c.arch);
     snprintf(s->dtype, sizeof s->dtype, "%s", c.dtype);
     s->tied = c.tied;
-    s->n_layers = c.n_layers;
-    s->dim = c.dim;
-    s->n_heads = c.n_heads;
-    s->n_kv_heads = c.n_kv_heads;
-    s->head_dim = c.head_dim;
-    s->ffn_dim = c.ffn_dim;
-    s->vocab = c.vocab;
-    s->ctx_train = c.ctx;
+    spill_shape_set_dims(s, &c.d);
     s->kv_elem_bytes = 2; /* a GPU keeps K and V in 16 bits */
     if (alloc_layers(s, err)) {
         spill_shape_free(s);
         return -1;
     }
-    uint64_t eb = (uint64_t)c.dtype_bytes, D = (uint64_t)c.dim;
-    uint64_t q = (uint64_t)c.n_heads * (uint64_t)c.head_dim, kvd = (uint64_t)c.n_kv_heads * (uint64_t)c.head_dim;
-    uint64_t mat = D * q + 2 * D * kvd + q * D + 3 * D * (uint64_t)c.ffn_dim;
+    uint64_t eb = (uint64_t)c.dtype_bytes, D = (uint64_t)c.d.dim;
+    uint64_t q = (uint64_t)c.d.n_heads * (uint64_t)c.d.head_dim, kvd = (uint64_t)c.d.n_kv_heads * (uint64_t)c.d.head_dim;
+    uint64_t mat = D * q + 2 * D * kvd + q * D + 3 * D * (uint64_t)c.d.ffn_dim;
     uint64_t vec = 2 * D + (c.qkv_bias ? q + 2 * kvd : 0); /* norms, and Qwen2's q/k/v biases */
     for (int l = 0; l < s->n_layers; l++) {
         s->layer_params[l] = mat;
         s->layer_bytes[l] = (mat + vec) * eb;
     }
-    s->embd_params = (uint64_t)c.vocab * D;
+    s->embd_params = (uint64_t)c.d.vocab * D;
     s->embd_bytes = s->embd_params * eb;
     s->output_params = s->tied ? 0 : s->embd_params;
     s->output_bytes = s->output_params * eb;

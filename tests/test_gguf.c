@@ -1,5 +1,5 @@
 /* GGUF reader: a valid file reads back, and a set of corrupted files generated here (truncations
- * at many offsets, huge counts, bad types, offsets past the end, random byte flips) each give one
+ * at many offsets, huge counts, bad types, offsets past the end, random byte flips, dimensions that are not a model's) each give one
  * error naming the file, never a crash. Run under ASan in CI (SPILL_SANITIZE). */
 #include "gguf.h"
 #include "model.h"
@@ -202,6 +202,56 @@ static void test_random_flips(void **state) {
     assert_true(refused > 0);
 }
 
+/* Dimensions that are not a model's: the loader and the planner (spill_shape_from_gguf, behind
+ * spill-plan and spill-bench) read them through one check and refuse them with the same message,
+ * naming the file and the key. */
+static void test_hostile_dimensions(void **state) {
+    (void)state;
+    struct { const char *key; uint32_t val; const char *expect; } cases[] = {
+        {"llama.block_count", 0, "llama.block_count is 0; 1..1024"},
+        {"llama.block_count", 5000, "llama.block_count is 5000"},
+        {"llama.embedding_length", 70000, "llama.embedding_length is 70000"},
+        {"llama.attention.head_count", 7, "head_count is 7, which does not divide embedding_length 64"},
+        {"llama.attention.head_count_kv", 3, "head_count_kv is 3, which does not divide head_count 8"},
+        {"llama.feed_forward_length", 0, "llama.feed_forward_length is 0"},
+        {"llama.rope.dimension_count", 3, "rope.dimension_count is 3; it must be even"},
+        {"llama.rope.dimension_count", 16, "at most the head size 8"},
+    };
+    spill_err err = {{0}};
+    spill_mem *mem = spill_mem_create("host", &err);
+    assert_non_null(mem);
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        spill_gguf g;
+        assert_int_equal(spill_gguf_open(&g, stories_path(), &err), 0);
+        const spill_gguf_kv *kv = spill_gguf_find(&g, cases[i].key);
+        assert_non_null(kv);
+        size_t val_off = (size_t)((const uint8_t *)kv->key.ptr - g.map) + kv->key.len + 4; /* after the type */
+        spill_gguf_close(&g);
+        uint8_t *c = patched(val_off, &cases[i].val, 4);
+        const char *path = write_tmp(c, orig_len, "dims.gguf");
+        free(c);
+        printf("case: %s = %u\n", cases[i].key, cases[i].val);
+        spill_model m;
+        spill_model_params mp = {.use_mmap = 1};
+        memset(&err, 0, sizeof err);
+        assert_int_equal(spill_model_load(&m, path, &mp, mem, &err), -1);
+        assert_non_null(strstr(err.msg, path));
+        if (!strstr(err.msg, cases[i].expect)) fprintf(stderr, "loader: '%s' lacks '%s'\n", err.msg, cases[i].expect);
+        assert_non_null(strstr(err.msg, cases[i].expect));
+        char loader_msg[sizeof err.msg];
+        snprintf(loader_msg, sizeof loader_msg, "%s", err.msg);
+        spill_shape sh;
+        assert_int_equal(spill_gguf_open(&g, path, &err), 0);
+        assert_int_equal(spill_shape_from_gguf(&g, &sh, &err), -1);
+        spill_gguf_close(&g);
+        assert_string_equal(err.msg, loader_msg);
+    }
+    spill_mem_stats st;
+    spill_mem_get_stats(mem, &st);
+    assert_int_equal(st.tier[SPILL_TIER_HOST].current, 0);
+    spill_mem_free(mem);
+}
+
 static void test_missing_and_empty(void **state) {
     (void)state;
     spill_gguf g;
@@ -219,6 +269,7 @@ int main(void) {
         cmocka_unit_test(test_truncations),
         cmocka_unit_test(test_targeted_corruptions),
         cmocka_unit_test(test_random_flips),
+        cmocka_unit_test(test_hostile_dimensions),
         cmocka_unit_test(test_missing_and_empty),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
