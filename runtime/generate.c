@@ -192,13 +192,31 @@ static void on_sigint(int sig) { (void)sig; interrupted = 1; }
 
 static double mib(uint64_t b) { return (double)b / (1 << 20); }
 
+/* Where the forward pass runs: the CPU's state, or the GPU's when cs is set. The rest of
+ * spill-generate goes through these three and does not care which. */
+typedef struct engine {
+    spill_state *st;
+    spill_cu_state *cs;
+} engine;
+
+/* n tokens of sequence seq at positions pos.. */
+static int run(const engine *e, int seq, const int *toks, int n, int pos, spill_err *err) {
+    if (e->cs) {
+        e->cs->seq = seq;
+        return spill_cu_forward(e->cs, toks, n, pos, err);
+    }
+    e->st->seq = seq;
+    return spill_forward(e->st, toks, n, pos, err);
+}
+static float *logits_of(const engine *e) { return e->cs ? e->cs->logits_host : e->st->logits; }
+static spill_kv *kv_of(const engine *e) { return e->cs ? &e->cs->kv : &e->st->kv; }
+
 /* --n-parallel N: the prompt was run once as sequence 0; sequences 1..N-1 share its KV blocks
  * (copy-on-write) and each continues with its own sampler, one token per sequence per round. The
  * texts go to stdout one after another at the end. */
-static int decode_parallel(const opts *o, spill_model *model, spill_state *st, spill_cu_state *cs, int n_prompt, int n_ctx,
-                           int *n_gen, int *n_fwd, spill_err *err) {
-    /* the CPU's state or the GPU's (cs); the same KV cache either way */
-    spill_kv *kv = cs ? &cs->kv : &st->kv;
+static int decode_parallel(const opts *o, spill_model *model, const engine *e, int n_prompt, int n_ctx, int *n_gen,
+                           int *n_fwd, spill_err *err) {
+    spill_kv *kv = kv_of(e);
     int N = o->n_parallel, rc = -1;
     spill_sampler *smp = calloc((size_t)N, sizeof *smp);
     int *next = calloc((size_t)N, sizeof *next), *done = calloc((size_t)N, sizeof *done), *count = calloc((size_t)N, sizeof *count);
@@ -210,7 +228,7 @@ static int decode_parallel(const opts *o, spill_model *model, spill_state *st, s
         spill_err_set(err, "out of memory");
         goto out;
     }
-    memcpy(logits0, cs ? cs->logits_host : st->logits, sizeof(float) * (size_t)model->hp.vocab);
+    memcpy(logits0, logits_of(e), sizeof(float) * (size_t)model->hp.vocab);
     for (int i = 0; i < N; i++, made++) {
         if (spill_sampler_init(&smp[i], model->hp.vocab, o->temp, o->top_k, o->top_p, o->seed + (uint64_t)i, err)) goto out;
         if (i && spill_kv_fork(kv, 0, i, err)) goto out;
@@ -243,15 +261,9 @@ static int decode_parallel(const opts *o, spill_model *model, spill_state *st, s
                 spill_kv_release(kv, i);
                 continue;
             }
-            if (cs) {
-                cs->seq = i;
-                if (spill_cu_forward(cs, &next[i], 1, pos, err)) goto out;
-            } else {
-                st->seq = i;
-                if (spill_forward(st, &next[i], 1, pos, err)) goto out;
-            }
+            if (run(e, i, &next[i], 1, pos, err)) goto out;
             (*n_fwd)++;
-            next[i] = spill_sampler_sample(&smp[i], cs ? cs->logits_host : st->logits);
+            next[i] = spill_sampler_sample(&smp[i], logits_of(e));
             live++;
         }
     }
@@ -263,8 +275,6 @@ static int decode_parallel(const opts *o, spill_model *model, spill_state *st, s
     }
     rc = 0;
 out:
-    if (cs) cs->seq = 0;
-    else st->seq = 0;
     for (int i = 0; i < made; i++) spill_sampler_free(&smp[i]);
     for (int i = 0; text && i < N; i++) free(text[i]);
     free(smp), free(next), free(done), free(count), free(text), free(len), free(logits0);
@@ -419,7 +429,7 @@ int main(int argc, char **argv) {
         if (spill_state_init_params(&st, &model, &sp, pool, &err)) goto out;
         have_state = 1;
     }
-    float *logits = use_cuda ? cs.logits_host : st.logits;
+    const engine eng = {&st, use_cuda ? &cs : NULL};
     if (spill_sampler_init(&smp, model.hp.vocab, o.temp, o.top_k, o.top_p, o.seed, &err)) {
         rc = 2;
         goto out;
@@ -458,8 +468,7 @@ int main(int argc, char **argv) {
         fprintf(stderr, "spill: prompt tokens:");
         for (int i = 0; i < n_prompt; i++) fprintf(stderr, " %d", toks[i]);
         fprintf(stderr, "\nspill: %d threads, context %d, KV blocks of %d tokens (%.1f KiB per layer), seed %llu\n",
-                spill_pool_size(pool), n_ctx, use_cuda ? cs.kv.T : st.kv.T,
-                (use_cuda ? cs.kv.part_bytes : st.kv.part_bytes) / 1024.0, (unsigned long long)o.seed);
+                spill_pool_size(pool), n_ctx, kv_of(&eng)->T, kv_of(&eng)->part_bytes / 1024.0, (unsigned long long)o.seed);
     }
     signal(SIGINT, on_sigint);
     if (o.n_parallel == 1) {
@@ -471,7 +480,7 @@ int main(int argc, char **argv) {
     double t0 = spill_now();
     for (int i = 0; i < n_prompt; i += o.batch) {
         int nb = n_prompt - i < o.batch ? n_prompt - i : o.batch;
-        if (use_cuda ? spill_cu_forward(&cs, toks + i, nb, i, &err) : spill_forward(&st, toks + i, nb, i, &err)) goto out;
+        if (run(&eng, 0, toks + i, nb, i, &err)) goto out;
     }
     double t1 = spill_now();
     int n_gen = 0, n_fwd = 0;
@@ -479,7 +488,7 @@ int main(int argc, char **argv) {
     if (o.n_parallel == 1) {
         int pos = n_prompt;
         while (n_gen < o.n_predict && !interrupted) {
-            int next = spill_sampler_sample(&smp, logits);
+            int next = spill_sampler_sample(&smp, logits_of(&eng));
             if (spill_token_is_eog(&model.tok, next)) break;
             n_gen++;
             int pl = spill_token_to_bytes(&model.tok, next, piece, sizeof piece);
@@ -490,11 +499,11 @@ int main(int argc, char **argv) {
                 fprintf(stderr, "\nspill: stopped: the context of %d tokens is full (raise -c/--ctx-size)\n", n_ctx);
                 break;
             }
-            if (use_cuda ? spill_cu_forward(&cs, &next, 1, pos, &err) : spill_forward(&st, &next, 1, pos, &err)) goto out;
+            if (run(&eng, 0, &next, 1, pos, &err)) goto out;
             pos++;
             n_fwd++;
         }
-    } else if (decode_parallel(&o, &model, use_cuda ? NULL : &st, use_cuda ? &cs : NULL, n_prompt, n_ctx, &n_gen, &n_fwd, &err)) {
+    } else if (decode_parallel(&o, &model, &eng, n_prompt, n_ctx, &n_gen, &n_fwd, &err)) {
         goto out;
     }
     double t2 = spill_now();
@@ -504,7 +513,7 @@ int main(int argc, char **argv) {
     spill_exec_stats xs;
     memset(&xs, 0, sizeof xs);
     if (!use_cuda) spill_exec_get_stats(st.exec, &xs);
-    const spill_kv *kvp = use_cuda ? &cs.kv : &st.kv;
+    const spill_kv *kvp = kv_of(&eng);
     const uint64_t *wb = use_cuda ? cs.weight_bytes : model.weight_bytes;
     fprintf(stderr,
             "spill: prompt %d tokens, generated %d tokens, prefill %.2f tok/s, decode %.2f tok/s | weights: hbm %.2f MiB, host %.2f MiB | "
