@@ -13,8 +13,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "forward.h"
-#include "forward_cuda.h"
+#include "engine.h"
 #include "regions.h"
 #include "spill_alloc.h"
 #include "spill_cuda_bench.h"
@@ -323,6 +322,54 @@ static void finish_row(row *r, const spill_model *m, const spill_profile *prof, 
     r->ok = 1;
 }
 
+/* The measurement of one point, on either engine: po->prompt made-up tokens in batches of 32, then
+ * po->gen greedy tokens; speeds, bytes as placed, and weight bytes read per decode step into r. */
+static int measure(const spill_engine *e, const place_opts *po, int vocab, row *r, spill_err *err) {
+    int *toks = malloc(sizeof(int) * (size_t)po->prompt), n_dec = 0, rc = -1;
+    if (!toks) {
+        spill_err_set(err, "out of memory");
+        return -1;
+    }
+    for (int i = 0; i < po->prompt; i++) toks[i] = tok_of(i, vocab);
+    double t0 = spill_now();
+    for (int i = 0; i < po->prompt && !stop; i += 32) {
+        int nb = po->prompt - i < 32 ? po->prompt - i : 32;
+        if (spill_engine_forward(e, 0, toks + i, nb, i, err)) goto out;
+    }
+    double t1 = spill_now();
+    spill_exec_stats x0 = spill_engine_stats(e);
+    int next = argmax(spill_engine_logits(e), vocab);
+    for (int i = 0; i < po->gen && !stop; i++) {
+        if (spill_engine_forward(e, 0, &next, 1, po->prompt + i, err)) goto out;
+        next = argmax(spill_engine_logits(e), vocab);
+        n_dec++;
+    }
+    double t2 = spill_now();
+    if (stop) {
+        spill_err_set(err, "interrupted before this point was measured");
+        goto out;
+    }
+    spill_exec_stats x1 = spill_engine_stats(e);
+    const uint64_t *wb = spill_engine_weight_bytes(e);
+    const spill_kv *kv = spill_engine_kv(e);
+    r->prefill_tok_s = po->prompt / (t1 - t0);
+    r->decode_tok_s = n_dec ? n_dec / (t2 - t1) : 0;
+    r->w_hbm = (double)wb[SPILL_TIER_HBM];
+    r->w_host = (double)wb[SPILL_TIER_HOST];
+    r->kv_hbm = (double)kv->st.bytes[SPILL_TIER_HBM];
+    r->kv_host = (double)kv->st.bytes[SPILL_TIER_HOST];
+    if (n_dec) {
+        r->read_hbm_tok = (double)(x1.read[SPILL_TIER_HBM] - x0.read[SPILL_TIER_HBM]) / n_dec;
+        r->read_host_tok = (double)(x1.read[SPILL_TIER_HOST] - x0.read[SPILL_TIER_HOST]) / n_dec;
+    }
+    r->prefetched = (double)x1.prefetched;
+    r->wait_ms = x1.wait_s * 1e3;
+    rc = 0;
+out:
+    free(toks);
+    return rc;
+}
+
 /* one (budget, policy) point on the GPU (runtime/forward_cuda.c): the same measurements, the placement
  * carried out by the GPU's state. Never run on a GPU yet (docs/gpu.md). */
 static void run_point_cuda(const place_opts *po, const char *model, const spill_profile *plan_prof,
@@ -334,7 +381,7 @@ static void run_point_cuda(const place_opts *po, const char *model, const spill_
     spill_mem *mem = spill_mem_open(&mc, &err);
     spill_model m;
     spill_cu_state cs;
-    int have_m = 0, have_cs = 0, *toks = NULL;
+    int have_m = 0, have_cs = 0;
     spill_gpu_info gpu;
     if (!mem || spill_gpu_query(0, &gpu, &err)) goto fail;
     int ctx = po->prompt + po->gen;
@@ -346,45 +393,14 @@ static void run_point_cuda(const place_opts *po, const char *model, const spill_
     spill_cu_params cp = {ctx, 32, 1, 0, gpu.uses_host_page_tables > 0};
     if (spill_cu_state_init_params(&cs, &m, mem, &cp, &err)) goto fail;
     have_cs = 1;
-    if (!(toks = malloc(sizeof(int) * (size_t)po->prompt))) goto fail;
-    for (int i = 0; i < po->prompt; i++) toks[i] = tok_of(i, m.hp.vocab);
-    double t0 = spill_now();
-    for (int i = 0; i < po->prompt && !stop; i += 32) {
-        int nb = po->prompt - i < 32 ? po->prompt - i : 32;
-        if (spill_cu_forward(&cs, toks + i, nb, i, &err)) goto fail;
-    }
-    double t1 = spill_now();
-    uint64_t r0[SPILL_TIER_COUNT] = {cs.read[SPILL_TIER_HBM], cs.read[SPILL_TIER_HOST]};
-    int next = argmax(cs.logits_host, m.hp.vocab), n_dec = 0;
-    for (int i = 0; i < po->gen && !stop; i++) {
-        if (spill_cu_forward(&cs, &next, 1, po->prompt + i, &err)) goto fail;
-        next = argmax(cs.logits_host, m.hp.vocab);
-        n_dec++;
-    }
-    double t2 = spill_now();
-    if (stop) {
-        spill_err_set(&err, "interrupted before this point was measured");
-        goto fail;
-    }
-    r->prefill_tok_s = po->prompt / (t1 - t0);
-    r->decode_tok_s = n_dec ? n_dec / (t2 - t1) : 0;
-    r->w_hbm = (double)cs.weight_bytes[SPILL_TIER_HBM];
-    r->w_host = (double)cs.weight_bytes[SPILL_TIER_HOST];
-    r->kv_hbm = (double)cs.kv.st.bytes[SPILL_TIER_HBM];
-    r->kv_host = (double)cs.kv.st.bytes[SPILL_TIER_HOST];
-    if (n_dec) {
-        r->read_hbm_tok = (double)(cs.read[SPILL_TIER_HBM] - r0[SPILL_TIER_HBM]) / n_dec;
-        r->read_host_tok = (double)(cs.read[SPILL_TIER_HOST] - r0[SPILL_TIER_HOST]) / n_dec;
-    }
-    r->prefetched = (double)cs.prefetched;
-    r->wait_ms = 0; /* the compute stream waits on events; nothing on the host measures it */
+    const spill_engine eng = {NULL, &cs};
+    if (measure(&eng, po, m.hp.vocab, r, &err)) goto fail;
     finish_row(r, &m, prof, po->prompt, prof->read_bw[SPILL_TIER_HBM][SPILL_PROC_GPU],
                prof->read_bw[SPILL_TIER_HOST][SPILL_PROC_GPU]);
     goto done;
 fail:
     snprintf(r->error, sizeof r->error, "%s", err.msg[0] ? err.msg : "out of memory");
 done:
-    free(toks);
     if (have_cs) spill_cu_state_free(&cs);
     if (have_m) spill_model_free(&m);
     spill_mem_free(mem);
@@ -407,7 +423,6 @@ static void run_point(const place_opts *po, const char *model, const spill_profi
     spill_state st;
     spill_pool *pool = NULL;
     int have_m = 0, have_st = 0;
-    int *toks = NULL;
     if (!mem) goto fail;
     spill_model_params mp = {.policy = r->policy, .use_mmap = 1, .ctx = po->prompt + po->gen, .profile = plan_prof,
                              .hbm_budget = r->budget};
@@ -421,42 +436,8 @@ static void run_point(const place_opts *po, const char *model, const spill_profi
     spill_state_params sp = {po->prompt + po->gen, 32, 1, 0};
     if (spill_state_init_params(&st, &m, &sp, pool, &err)) goto fail;
     have_st = 1;
-    toks = malloc(sizeof(int) * (size_t)po->prompt);
-    if (!toks) goto fail;
-    for (int i = 0; i < po->prompt; i++) toks[i] = tok_of(i, m.hp.vocab);
-    double t0 = spill_now();
-    for (int i = 0; i < po->prompt && !stop; i += 32) {
-        int nb = po->prompt - i < 32 ? po->prompt - i : 32;
-        if (spill_forward(&st, toks + i, nb, i, &err)) goto fail;
-    }
-    double t1 = spill_now();
-    spill_exec_stats x0;
-    spill_exec_get_stats(st.exec, &x0);
-    int next = argmax(st.logits, m.hp.vocab), n_dec = 0;
-    for (int i = 0; i < po->gen && !stop; i++) {
-        if (spill_forward(&st, &next, 1, po->prompt + i, &err)) goto fail;
-        next = argmax(st.logits, m.hp.vocab);
-        n_dec++;
-    }
-    double t2 = spill_now();
-    if (stop) {
-        spill_err_set(&err, "interrupted before this point was measured");
-        goto fail;
-    }
-    spill_exec_stats x1;
-    spill_exec_get_stats(st.exec, &x1);
-    r->prefill_tok_s = po->prompt / (t1 - t0);
-    r->decode_tok_s = n_dec ? n_dec / (t2 - t1) : 0;
-    r->w_hbm = (double)m.weight_bytes[SPILL_TIER_HBM];
-    r->w_host = (double)m.weight_bytes[SPILL_TIER_HOST];
-    r->kv_hbm = (double)st.kv.st.bytes[SPILL_TIER_HBM];
-    r->kv_host = (double)st.kv.st.bytes[SPILL_TIER_HOST];
-    if (n_dec) {
-        r->read_hbm_tok = (double)(x1.read[SPILL_TIER_HBM] - x0.read[SPILL_TIER_HBM]) / n_dec;
-        r->read_host_tok = (double)(x1.read[SPILL_TIER_HOST] - x0.read[SPILL_TIER_HOST]) / n_dec;
-    }
-    r->prefetched = (double)x1.prefetched;
-    r->wait_ms = x1.wait_s * 1e3;
+    const spill_engine eng = {&st, NULL};
+    if (measure(&eng, po, m.hp.vocab, r, &err)) goto fail;
     /* the CPU reads every tier at the CPU's bandwidth unless the profile is a GPU's */
     finish_row(r, &m, prof, po->prompt, prof->has_gpu ? prof->read_bw[SPILL_TIER_HBM][SPILL_PROC_GPU] : cpu_bw,
                prof->has_gpu ? prof->read_bw[SPILL_TIER_HOST][SPILL_PROC_GPU] : cpu_bw);
@@ -464,7 +445,6 @@ static void run_point(const place_opts *po, const char *model, const spill_profi
 fail:
     snprintf(r->error, sizeof r->error, "%s", err.msg[0] ? err.msg : "out of memory");
 done:
-    free(toks);
     if (have_st) spill_state_free(&st);
     spill_pool_free(pool);
     if (have_m) spill_model_free(&m);

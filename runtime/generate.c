@@ -1,8 +1,7 @@
 /* spill-generate: load a model, run a prompt, stream the continuation. stdout carries the prompt
  * and the generated text only; everything else goes to stderr. */
 #include "chat.h"
-#include "forward.h"
-#include "forward_cuda.h"
+#include "engine.h"
 #include "spill_platform.h"
 #include "sampler.h"
 #include "spill_options.h"
@@ -192,31 +191,12 @@ static void on_sigint(int sig) { (void)sig; interrupted = 1; }
 
 static double mib(uint64_t b) { return (double)b / (1 << 20); }
 
-/* Where the forward pass runs: the CPU's state, or the GPU's when cs is set. The rest of
- * spill-generate goes through these three and does not care which. */
-typedef struct engine {
-    spill_state *st;
-    spill_cu_state *cs;
-} engine;
-
-/* n tokens of sequence seq at positions pos.. */
-static int run(const engine *e, int seq, const int *toks, int n, int pos, spill_err *err) {
-    if (e->cs) {
-        e->cs->seq = seq;
-        return spill_cu_forward(e->cs, toks, n, pos, err);
-    }
-    e->st->seq = seq;
-    return spill_forward(e->st, toks, n, pos, err);
-}
-static float *logits_of(const engine *e) { return e->cs ? e->cs->logits_host : e->st->logits; }
-static spill_kv *kv_of(const engine *e) { return e->cs ? &e->cs->kv : &e->st->kv; }
-
 /* --n-parallel N: the prompt was run once as sequence 0; sequences 1..N-1 share its KV blocks
  * (copy-on-write) and each continues with its own sampler, one token per sequence per round. The
  * texts go to stdout one after another at the end. */
-static int decode_parallel(const opts *o, spill_model *model, const engine *e, int n_prompt, int n_ctx, int *n_gen,
+static int decode_parallel(const opts *o, spill_model *model, const spill_engine *e, int n_prompt, int n_ctx, int *n_gen,
                            int *n_fwd, spill_err *err) {
-    spill_kv *kv = kv_of(e);
+    spill_kv *kv = spill_engine_kv(e);
     int N = o->n_parallel, rc = -1;
     spill_sampler *smp = calloc((size_t)N, sizeof *smp);
     int *next = calloc((size_t)N, sizeof *next), *done = calloc((size_t)N, sizeof *done), *count = calloc((size_t)N, sizeof *count);
@@ -228,7 +208,7 @@ static int decode_parallel(const opts *o, spill_model *model, const engine *e, i
         spill_err_set(err, "out of memory");
         goto out;
     }
-    memcpy(logits0, logits_of(e), sizeof(float) * (size_t)model->hp.vocab);
+    memcpy(logits0, spill_engine_logits(e), sizeof(float) * (size_t)model->hp.vocab);
     for (int i = 0; i < N; i++, made++) {
         if (spill_sampler_init(&smp[i], model->hp.vocab, o->temp, o->top_k, o->top_p, o->seed + (uint64_t)i, err)) goto out;
         if (i && spill_kv_fork(kv, 0, i, err)) goto out;
@@ -261,9 +241,9 @@ static int decode_parallel(const opts *o, spill_model *model, const engine *e, i
                 spill_kv_release(kv, i);
                 continue;
             }
-            if (run(e, i, &next[i], 1, pos, err)) goto out;
+            if (spill_engine_forward(e, i, &next[i], 1, pos, err)) goto out;
             (*n_fwd)++;
-            next[i] = spill_sampler_sample(&smp[i], logits_of(e));
+            next[i] = spill_sampler_sample(&smp[i], spill_engine_logits(e));
             live++;
         }
     }
@@ -429,7 +409,7 @@ int main(int argc, char **argv) {
         if (spill_state_init_params(&st, &model, &sp, pool, &err)) goto out;
         have_state = 1;
     }
-    const engine eng = {&st, use_cuda ? &cs : NULL};
+    const spill_engine eng = {&st, use_cuda ? &cs : NULL};
     if (spill_sampler_init(&smp, model.hp.vocab, o.temp, o.top_k, o.top_p, o.seed, &err)) {
         rc = 2;
         goto out;
@@ -468,7 +448,7 @@ int main(int argc, char **argv) {
         fprintf(stderr, "spill: prompt tokens:");
         for (int i = 0; i < n_prompt; i++) fprintf(stderr, " %d", toks[i]);
         fprintf(stderr, "\nspill: %d threads, context %d, KV blocks of %d tokens (%.1f KiB per layer), seed %llu\n",
-                spill_pool_size(pool), n_ctx, kv_of(&eng)->T, kv_of(&eng)->part_bytes / 1024.0, (unsigned long long)o.seed);
+                spill_pool_size(pool), n_ctx, spill_engine_kv(&eng)->T, spill_engine_kv(&eng)->part_bytes / 1024.0, (unsigned long long)o.seed);
     }
     signal(SIGINT, on_sigint);
     if (o.n_parallel == 1) {
@@ -480,7 +460,7 @@ int main(int argc, char **argv) {
     double t0 = spill_now();
     for (int i = 0; i < n_prompt; i += o.batch) {
         int nb = n_prompt - i < o.batch ? n_prompt - i : o.batch;
-        if (run(&eng, 0, toks + i, nb, i, &err)) goto out;
+        if (spill_engine_forward(&eng, 0, toks + i, nb, i, &err)) goto out;
     }
     double t1 = spill_now();
     int n_gen = 0, n_fwd = 0;
@@ -488,7 +468,7 @@ int main(int argc, char **argv) {
     if (o.n_parallel == 1) {
         int pos = n_prompt;
         while (n_gen < o.n_predict && !interrupted) {
-            int next = spill_sampler_sample(&smp, logits_of(&eng));
+            int next = spill_sampler_sample(&smp, spill_engine_logits(&eng));
             if (spill_token_is_eog(&model.tok, next)) break;
             n_gen++;
             int pl = spill_token_to_bytes(&model.tok, next, piece, sizeof piece);
@@ -499,7 +479,7 @@ int main(int argc, char **argv) {
                 fprintf(stderr, "\nspill: stopped: the context of %d tokens is full (raise -c/--ctx-size)\n", n_ctx);
                 break;
             }
-            if (run(&eng, 0, &next, 1, pos, &err)) goto out;
+            if (spill_engine_forward(&eng, 0, &next, 1, pos, &err)) goto out;
             pos++;
             n_fwd++;
         }
@@ -510,11 +490,9 @@ int main(int argc, char **argv) {
     if (o.n_parallel == 1) fputc('\n', stdout);
     fflush(stdout);
     if (interrupted) fprintf(stderr, "spill: interrupted\n");
-    spill_exec_stats xs;
-    memset(&xs, 0, sizeof xs);
-    if (!use_cuda) spill_exec_get_stats(st.exec, &xs);
-    const spill_kv *kvp = kv_of(&eng);
-    const uint64_t *wb = use_cuda ? cs.weight_bytes : model.weight_bytes;
+    spill_exec_stats xs = spill_engine_stats(&eng);
+    const spill_kv *kvp = spill_engine_kv(&eng);
+    const uint64_t *wb = spill_engine_weight_bytes(&eng);
     fprintf(stderr,
             "spill: prompt %d tokens, generated %d tokens, prefill %.2f tok/s, decode %.2f tok/s | weights: hbm %.2f MiB, host %.2f MiB | "
             "KV cache: hbm %.2f MiB, host %.2f MiB, %llu blocks (peak %llu), %llu shared, %llu copied on write | read: hbm %.2f MiB, host %.2f MiB, prefetched %.2f MiB, waited %.1f ms | "
@@ -524,8 +502,7 @@ int main(int argc, char **argv) {
             mib(kvp->st.bytes[SPILL_TIER_HBM]), mib(kvp->st.bytes[SPILL_TIER_HOST]),
             (unsigned long long)kvp->st.blocks_in_use, (unsigned long long)kvp->st.blocks_peak,
             (unsigned long long)kvp->st.shared, (unsigned long long)kvp->st.cow_copies,
-            mib(use_cuda ? cs.read[SPILL_TIER_HBM] : xs.read[SPILL_TIER_HBM]),
-            mib(use_cuda ? cs.read[SPILL_TIER_HOST] : xs.read[SPILL_TIER_HOST]), mib(use_cuda ? cs.prefetched : xs.prefetched),
+            mib(xs.read[SPILL_TIER_HBM]), mib(xs.read[SPILL_TIER_HOST]), mib(xs.prefetched),
             xs.wait_s * 1e3, spill_mem_backend_name(mem),
             strcmp(model.plan.policy, model.plan.chosen) ? model.plan.chosen : model.plan.policy);
     if (o.env.stats) spill_mem_print_stats(mem, stderr);
