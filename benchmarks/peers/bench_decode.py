@@ -12,9 +12,10 @@ import re
 import statistics
 import subprocess
 import sys
-import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from llamacpp import timed_greedy  # noqa: E402  (the same timed loop as the placement peer)
 
 
 def spill_run(binary, model, prompt, threads, n):
@@ -27,19 +28,7 @@ def spill_run(binary, model, prompt, threads, n):
 
 
 def llama_run(llm, prompt, n):
-    import llama_cpp
-    import numpy as np
-    toks = llm.tokenize(prompt.encode(), add_bos=False, special=True)
-    llm.reset()
-    t0 = time.perf_counter()
-    llm.eval(toks)
-    t1 = time.perf_counter()
-    nv = llm.n_vocab()
-    for _ in range(n):
-        logits = np.ctypeslib.as_array(llama_cpp.llama_get_logits_ith(llm.ctx, -1), shape=(nv,))
-        llm.eval([int(np.argmax(logits))])
-    t2 = time.perf_counter()
-    return len(toks) / (t1 - t0), n / (t2 - t1)
+    return timed_greedy(llm, llm.tokenize(prompt.encode(), add_bos=False, special=True), n)
 
 
 def main():

@@ -27,12 +27,11 @@ def token_ids(n, vocab):
     return [3 + (i * 7919) % (vocab - 3) for i in range(n)]
 
 
-def llama_once(model, threads, prompt, gen, n_gpu_layers):
+def timed_greedy(llm, toks, gen):
+    """llama.cpp evaluates toks, then gen greedy tokens: (prefill tok/s, decode tok/s)"""
     import llama_cpp
     import numpy as np
-    llm = llama_cpp.Llama(model_path=model, n_ctx=prompt + gen + 8, n_threads=threads, n_threads_batch=threads,
-                          n_batch=512, n_gpu_layers=n_gpu_layers, verbose=False, logits_all=False)
-    toks = token_ids(prompt, llm.n_vocab())
+    llm.reset()
     t0 = time.perf_counter()
     llm.eval(toks)
     t1 = time.perf_counter()
@@ -41,9 +40,17 @@ def llama_once(model, threads, prompt, gen, n_gpu_layers):
         logits = np.ctypeslib.as_array(llama_cpp.llama_get_logits_ith(llm.ctx, -1), shape=(nv,))
         llm.eval([int(np.argmax(logits))])
     t2 = time.perf_counter()
+    return len(toks) / (t1 - t0), gen / (t2 - t1)
+
+
+def llama_once(model, threads, prompt, gen, n_gpu_layers):
+    import llama_cpp
+    llm = llama_cpp.Llama(model_path=model, n_ctx=prompt + gen + 8, n_threads=threads, n_threads_batch=threads,
+                          n_batch=512, n_gpu_layers=n_gpu_layers, verbose=False, logits_all=False)
+    pre, dec = timed_greedy(llm, token_ids(prompt, llm.n_vocab()), gen)
     n_layers = int(llm.metadata.get("llama.block_count", "0") or 0)
     llm.close() if hasattr(llm, "close") else None
-    return prompt / (t1 - t0), gen / (t2 - t1), n_layers
+    return pre, dec, n_layers
 
 
 def llama_point(args, n_gpu_layers, unified):
