@@ -1,50 +1,35 @@
-/* Adaptors: backends that wrap another backend, as RMM's resource adaptors do.
+/* Adaptors: backends that wrap another backend, as RMM's resource adaptors do (spill_backend.h).
  *   limit  — refuses an allocation that would take a tier past its limit (reserve first, so that
  *            threads racing for the last bytes cannot overshoot together)
  *   stats  — {current, peak, total, count} per tier and counts of every call
  *   log    — one CSV line per call, with a timestamp
- * Each forwards every slot it does not change; a NULL slot of the inner backend stays a default. */
-#include "spill_alloc.h"
+ * Each implements allocate and free; the other operations reach the leaf directly and the adaptors
+ * hear of them through `note`, which each passes on inwards. */
+#include "spill_backend.h"
 
 #include <errno.h>
 #include <pthread.h>
 
-/* ---- shared forwarding for the slots an adaptor leaves alone ---- */
-
-typedef struct wrap {
+/* Every adaptor's context starts with the backend it wraps, so that a note can be passed on. */
+typedef struct inner_ctx {
     spill_backend in;
-} wrap;
+} inner_ctx;
 
-static int fwd_advise(spill_backend in, void *p, size_t n, spill_placement pl, spill_err *err) {
-    return in.iface->advise ? in.iface->advise(in.ctx, p, n, pl, err) : 0;
+static void pass_note(void *ctx, const spill_backend_note *n) {
+    spill_backend in = ((inner_ctx *)ctx)->in;
+    if (in.iface->note) in.iface->note(in.ctx, n);
 }
-static int fwd_prefetch(spill_backend in, void *p, size_t n, spill_tier t, int node, void *q, spill_err *err) {
-    return in.iface->prefetch ? in.iface->prefetch(in.ctx, p, n, t, node, q, err) : 0;
-}
-static int fwd_prefetch_batch(spill_backend in, void *const *p, const size_t *n, size_t k, spill_tier t, int node,
-                              void *q, spill_err *err) {
-    if (in.iface->prefetch_batch) return in.iface->prefetch_batch(in.ctx, p, n, k, t, node, q, err);
-    for (size_t i = 0; i < k; i++)
-        if (fwd_prefetch(in, p[i], n[i], t, node, q, err)) return -1;
-    return 0;
-}
-static int fwd_discard(spill_backend in, void *p, size_t n, spill_err *err) {
-    return in.iface->discard ? in.iface->discard(in.ctx, p, n, err) : 0;
-}
-static int fwd_residency(spill_backend in, const void *p, size_t n, uint64_t out[SPILL_TIER_COUNT], spill_err *err) {
-    if (in.iface->residency) return in.iface->residency(in.ctx, p, n, out, err);
-    memset(out, 0, sizeof(uint64_t) * SPILL_TIER_COUNT);
-    out[SPILL_TIER_HOST] = n;
-    return 0;
-}
-static int fwd_sync(spill_backend in, void *q, spill_err *err) {
-    return in.iface->sync ? in.iface->sync(in.ctx, q, err) : 0;
-}
-static int fwd_zero(spill_backend in, void *p, size_t n, spill_placement pl, spill_err *err) {
-    if (in.iface->zero) return in.iface->zero(in.ctx, p, n, pl, err);
-    memset(p, 0, n);
-    return 0;
-}
+
+/* An adaptor's table over the inner backend's name and alignment. Each adaptor instance keeps its
+ * own table (the name is the leaf's), in a box with its context. */
+#define ADAPTOR_IFACE(type, inner, note_fn)                                                                \
+    ((spill_backend_iface){.name = (inner)->name,                                                          \
+                           .align = (inner)->align,                                                        \
+                           .alloc = type##_alloc,                                                          \
+                           .free = type##_free,                                                            \
+                           .destroy = type##_destroy,                                                      \
+                           .residency_exact = (inner)->residency_exact,                                    \
+                           .note = (note_fn)})
 
 /* ---- limit ---- */
 
@@ -83,32 +68,6 @@ static void limit_free(void *ctx, void *p, size_t size, spill_placement pl) {
     pthread_mutex_unlock(&c->lock);
 }
 
-#define FWD_SLOTS(type)                                                                                     \
-    static int type##_advise(void *ctx, void *p, size_t n, spill_placement pl, spill_err *err) {            \
-        return fwd_advise(((type##_ctx *)ctx)->in, p, n, pl, err);                                          \
-    }                                                                                                       \
-    static int type##_discard(void *ctx, void *p, size_t n, spill_err *err) {                               \
-        return fwd_discard(((type##_ctx *)ctx)->in, p, n, err);                                             \
-    }                                                                                                       \
-    static int type##_residency(void *ctx, const void *p, size_t n, uint64_t out[SPILL_TIER_COUNT],        \
-                                spill_err *err) {                                                           \
-        return fwd_residency(((type##_ctx *)ctx)->in, p, n, out, err);                                      \
-    }                                                                                                       \
-    static int type##_zero(void *ctx, void *p, size_t n, spill_placement pl, spill_err *err) {              \
-        return fwd_zero(((type##_ctx *)ctx)->in, p, n, pl, err);                                            \
-    }
-
-FWD_SLOTS(limit)
-
-static int limit_prefetch(void *ctx, void *p, size_t n, spill_tier t, int node, void *q, spill_err *err) {
-    return fwd_prefetch(((limit_ctx *)ctx)->in, p, n, t, node, q, err);
-}
-static int limit_prefetch_batch(void *ctx, void *const *p, const size_t *n, size_t k, spill_tier t, int node,
-                                void *q, spill_err *err) {
-    return fwd_prefetch_batch(((limit_ctx *)ctx)->in, p, n, k, t, node, q, err);
-}
-static int limit_sync(void *ctx, void *q, spill_err *err) { return fwd_sync(((limit_ctx *)ctx)->in, q, err); }
-
 static void limit_destroy(void *ctx) {
     limit_ctx *c = ctx;
     c->in.iface->destroy(c->in.ctx);
@@ -116,26 +75,8 @@ static void limit_destroy(void *ctx) {
     free(c);
 }
 
-/* An adaptor's table: its own operations (type##_alloc ... type##_destroy) over the inner backend's
- * name, alignment and residency exactness. */
-#define ADAPTOR_IFACE(type, in)                                                                            \
-    ((spill_backend_iface){.name = (in)->name,                                                             \
-                           .align = (in)->align,                                                           \
-                           .alloc = type##_alloc,                                                          \
-                           .free = type##_free,                                                            \
-                           .advise = type##_advise,                                                        \
-                           .prefetch = type##_prefetch,                                                    \
-                           .prefetch_batch = type##_prefetch_batch,                                        \
-                           .discard = type##_discard,                                                      \
-                           .residency = type##_residency,                                                  \
-                           .sync = type##_sync,                                                            \
-                           .zero = type##_zero,                                                            \
-                           .destroy = type##_destroy,                                                      \
-                           .residency_exact = (in)->residency_exact})
-
-/* Adaptors copy the inner backend's name and alignment, so each keeps its own iface table. */
 typedef struct limit_box {
-    limit_ctx c;
+    limit_ctx c; /* first: freeing the ctx frees the box */
     spill_backend_iface iface;
 } limit_box;
 
@@ -147,9 +88,8 @@ int spill_adaptor_limit_init(spill_backend *out, spill_backend inner, spill_err 
     }
     b->c.in = inner;
     pthread_mutex_init(&b->c.lock, NULL);
-    b->iface = ADAPTOR_IFACE(limit, inner.iface);
-    out->iface = &b->iface;
-    out->ctx = &b->c; /* first member: freeing the ctx frees the box */
+    b->iface = ADAPTOR_IFACE(limit, inner.iface, pass_note);
+    *out = (spill_backend){&b->iface, &b->c, inner.caps};
     return 0;
 }
 
@@ -207,68 +147,24 @@ static void stats_free(void *ctx, void *p, size_t size, spill_placement pl) {
     pthread_mutex_unlock(&c->lock);
 }
 
-static void stats_count(stats_ctx *c, uint64_t *counter, int rc) {
-    pthread_mutex_lock(&c->lock);
-    if (rc) c->calls.failed++;
-    else (*counter)++;
-    pthread_mutex_unlock(&c->lock);
-}
-
-static int stats_advise(void *ctx, void *p, size_t n, spill_placement pl, spill_err *err) {
+static void stats_note(void *ctx, const spill_backend_note *n) {
     stats_ctx *c = ctx;
-    int rc = fwd_advise(c->in, p, n, pl, err);
-    stats_count(c, &c->calls.advise, rc);
-    return rc;
-}
-
-static int stats_prefetch(void *ctx, void *p, size_t n, spill_tier t, int node, void *q, spill_err *err) {
-    stats_ctx *c = ctx;
-    int rc = fwd_prefetch(c->in, p, n, t, node, q, err);
     pthread_mutex_lock(&c->lock);
-    if (rc) {
+    if (n->rc) {
         c->calls.failed++;
     } else {
-        c->calls.prefetch++;
-        c->calls.prefetch_bytes[t] += n;
+        switch (n->op) {
+        case SPILL_OP_ADVISE: c->calls.advise++; break;
+        case SPILL_OP_PREFETCH:
+            c->calls.prefetch++;
+            c->calls.prefetch_bytes[n->pl.tier] += n->size;
+            break;
+        case SPILL_OP_DISCARD: c->calls.discard++; break;
+        case SPILL_OP_SYNC: c->calls.sync++; break;
+        }
     }
     pthread_mutex_unlock(&c->lock);
-    return rc;
-}
-
-static int stats_prefetch_batch(void *ctx, void *const *p, const size_t *n, size_t k, spill_tier t, int node,
-                                void *q, spill_err *err) {
-    stats_ctx *c = ctx;
-    int rc = fwd_prefetch_batch(c->in, p, n, k, t, node, q, err);
-    pthread_mutex_lock(&c->lock);
-    if (rc) {
-        c->calls.failed++;
-    } else {
-        c->calls.prefetch += k;
-        for (size_t i = 0; i < k; i++) c->calls.prefetch_bytes[t] += n[i];
-    }
-    pthread_mutex_unlock(&c->lock);
-    return rc;
-}
-
-static int stats_discard(void *ctx, void *p, size_t n, spill_err *err) {
-    stats_ctx *c = ctx;
-    int rc = fwd_discard(c->in, p, n, err);
-    stats_count(c, &c->calls.discard, rc);
-    return rc;
-}
-
-static int stats_sync(void *ctx, void *q, spill_err *err) {
-    stats_ctx *c = ctx;
-    int rc = fwd_sync(c->in, q, err);
-    stats_count(c, &c->calls.sync, rc);
-    return rc;
-}
-
-static int stats_residency(void *ctx, const void *p, size_t n, uint64_t out[SPILL_TIER_COUNT], spill_err *err) {
-    return fwd_residency(((stats_ctx *)ctx)->in, p, n, out, err);
-}
-static int stats_zero(void *ctx, void *p, size_t n, spill_placement pl, spill_err *err) {
-    return fwd_zero(((stats_ctx *)ctx)->in, p, n, pl, err);
+    pass_note(ctx, n);
 }
 
 static void stats_destroy(void *ctx) {
@@ -291,9 +187,8 @@ int spill_adaptor_stats_init(spill_backend *out, spill_backend inner, spill_err 
     }
     b->c.in = inner;
     pthread_mutex_init(&b->c.lock, NULL);
-    b->iface = ADAPTOR_IFACE(stats, inner.iface);
-    out->iface = &b->iface;
-    out->ctx = &b->c;
+    b->iface = ADAPTOR_IFACE(stats, inner.iface, stats_note);
+    *out = (spill_backend){&b->iface, &b->c, inner.caps};
     return 0;
 }
 
@@ -339,55 +234,17 @@ static void log_free(void *ctx, void *p, size_t size, spill_placement pl) {
     log_line(c, "free", p, size, w, 0);
 }
 
-static int log_advise(void *ctx, void *p, size_t n, spill_placement pl, spill_err *err) {
-    log_ctx *c = ctx;
-    int rc = fwd_advise(c->in, p, n, pl, err);
-    char w[96];
-    spill_placement_str(pl, w, sizeof w);
-    log_line(c, "advise", p, n, w, rc);
-    return rc;
-}
-
-static int log_prefetch(void *ctx, void *p, size_t n, spill_tier t, int node, void *q, spill_err *err) {
-    log_ctx *c = ctx;
-    int rc = fwd_prefetch(c->in, p, n, t, node, q, err);
-    char w[64];
-    if (node >= 0) snprintf(w, sizeof w, "%s:node%d", spill_tier_name(t), node);
-    else snprintf(w, sizeof w, "%s", spill_tier_name(t));
-    log_line(c, "prefetch", p, n, w, rc);
-    return rc;
-}
-
-static int log_prefetch_batch(void *ctx, void *const *p, const size_t *n, size_t k, spill_tier t, int node,
-                              void *q, spill_err *err) {
-    log_ctx *c = ctx;
-    int rc = fwd_prefetch_batch(c->in, p, n, k, t, node, q, err);
-    char w[64];
-    if (node >= 0) snprintf(w, sizeof w, "%s:node%d", spill_tier_name(t), node);
-    else snprintf(w, sizeof w, "%s", spill_tier_name(t));
-    for (size_t i = 0; i < k; i++) log_line(c, "prefetch", p[i], n[i], w, rc);
-    return rc;
-}
-
-static int log_discard(void *ctx, void *p, size_t n, spill_err *err) {
-    log_ctx *c = ctx;
-    int rc = fwd_discard(c->in, p, n, err);
-    log_line(c, "discard", p, n, "", rc);
-    return rc;
-}
-
-static int log_sync(void *ctx, void *q, spill_err *err) {
-    log_ctx *c = ctx;
-    int rc = fwd_sync(c->in, q, err);
-    log_line(c, "sync", q, 0, "", rc);
-    return rc;
-}
-
-static int log_residency(void *ctx, const void *p, size_t n, uint64_t out[SPILL_TIER_COUNT], spill_err *err) {
-    return fwd_residency(((log_ctx *)ctx)->in, p, n, out, err);
-}
-static int log_zero(void *ctx, void *p, size_t n, spill_placement pl, spill_err *err) {
-    return fwd_zero(((log_ctx *)ctx)->in, p, n, pl, err);
+static void log_note(void *ctx, const spill_backend_note *n) {
+    static const char *const names[] = {"advise", "prefetch", "discard", "sync"};
+    char w[96] = "";
+    if (n->op == SPILL_OP_ADVISE) {
+        spill_placement_str(n->pl, w, sizeof w);
+    } else if (n->op == SPILL_OP_PREFETCH) {
+        if (n->pl.numa_node >= 0) snprintf(w, sizeof w, "%s:node%d", spill_tier_name(n->pl.tier), n->pl.numa_node);
+        else snprintf(w, sizeof w, "%s", spill_tier_name(n->pl.tier));
+    }
+    log_line(ctx, names[n->op], n->ptr, n->size, w, n->rc);
+    pass_note(ctx, n);
 }
 
 static void log_destroy(void *ctx) {
@@ -421,8 +278,7 @@ int spill_adaptor_log_init(spill_backend *out, spill_backend inner, const char *
     b->c.f = f;
     b->c.t0 = spill_now();
     pthread_mutex_init(&b->c.lock, NULL);
-    b->iface = ADAPTOR_IFACE(log, inner.iface);
-    out->iface = &b->iface;
-    out->ctx = &b->c;
+    b->iface = ADAPTOR_IFACE(log, inner.iface, log_note);
+    *out = (spill_backend){&b->iface, &b->c, inner.caps};
     return 0;
 }

@@ -6,7 +6,7 @@
  * size. Larger requests get a region of their own, rounded up to whole chunks. Chunks are kept in an
  * array sorted by address, so finding the chunk of a pointer is a binary search.
  * One mutex guards the arena; backend calls for new chunks happen under it (they are rare). */
-#include "spill_alloc.h"
+#include "spill_backend.h"
 
 #include <pthread.h>
 #include <strings.h>
@@ -33,10 +33,12 @@ typedef struct pclass {
 } pclass;
 
 struct spill_mem {
-    spill_backend top;   /* the stack: log? -> stats -> limit -> leaf */
+    spill_backend top;   /* the stack for allocate and free: log? -> stats -> limit -> leaf */
     spill_backend limit; /* views into the stack (not owned separately) */
     spill_backend stats;
-    const spill_backend_iface *leaf;
+    spill_backend_iface leaf_ops; /* the leaf's table with the defaults filled in: every other operation */
+    void *leaf_ctx;
+    unsigned caps;
     char reason[1200];
     pthread_mutex_t lock;
     chunk **idx; /* sorted by base */
@@ -63,7 +65,40 @@ void spill_placement_str(spill_placement pl, char *buf, size_t len) {
     if ((pl.flags & SPILL_PLACE_CPU_READS) && n >= 0 && (size_t)n < len) snprintf(buf + n, len - n, " cpu-reads");
 }
 
-/* ---- opening: pick the leaf, stack the adaptors ---- */
+void spill_mem_caps_str(unsigned caps, char *buf, size_t len) {
+    static const char *const names[] = {"hbm", "real-hbm", "cpu-reads-hbm", "gpu-reads-host"};
+    size_t n = 0;
+    buf[0] = 0;
+    for (int i = 0; i < 4; i++)
+        if (caps & (1u << i) && n < len) n += (size_t)snprintf(buf + n, len - n, "%s%s", n ? ", " : "", names[i]);
+    if (!n) snprintf(buf, len, "host memory only");
+}
+
+/* ---- the defaults of the leaf's optional operations, applied once ---- */
+
+static int def_advise(void *ctx, void *p, size_t n, spill_placement pl, spill_err *err) {
+    (void)ctx, (void)p, (void)n, (void)pl, (void)err;
+    return 0;
+}
+static int def_prefetch(void *ctx, void *p, size_t n, spill_tier t, int node, void *q, spill_err *err) {
+    (void)ctx, (void)p, (void)n, (void)t, (void)node, (void)q, (void)err;
+    return 0;
+}
+static int def_discard(void *ctx, void *p, size_t n, spill_err *err) {
+    (void)ctx, (void)p, (void)n, (void)err;
+    return 0;
+}
+static int def_sync(void *ctx, void *q, spill_err *err) {
+    (void)ctx, (void)q, (void)err;
+    return 0;
+}
+static int def_zero(void *ctx, void *p, size_t n, spill_placement pl, spill_err *err) {
+    (void)ctx, (void)pl, (void)err;
+    memset(p, 0, n);
+    return 0;
+}
+
+/* ---- opening: stack the adaptors over the leaf ---- */
 
 spill_mem *spill_mem_wrap(spill_backend leaf, const spill_mem_config *cfg, const char *reason, spill_err *err) {
     spill_mem *m = calloc(1, sizeof *m);
@@ -72,7 +107,15 @@ spill_mem *spill_mem_wrap(spill_backend leaf, const spill_mem_config *cfg, const
         spill_err_set(err, "out of memory creating the allocator");
         return NULL;
     }
-    m->leaf = leaf.iface;
+    m->leaf_ops = *leaf.iface;
+    m->leaf_ctx = leaf.ctx;
+    m->caps = leaf.caps;
+    if (!m->leaf_ops.advise) m->leaf_ops.advise = def_advise;
+    if (!m->leaf_ops.prefetch) m->leaf_ops.prefetch = def_prefetch;
+    if (!m->leaf_ops.discard) m->leaf_ops.discard = def_discard;
+    if (!m->leaf_ops.sync) m->leaf_ops.sync = def_sync;
+    if (!m->leaf_ops.zero) m->leaf_ops.zero = def_zero;
+    /* prefetch_batch and residency stay NULL when absent: their defaults need the allocator itself */
     snprintf(m->reason, sizeof m->reason, "%s", reason ? reason : "chosen by the caller");
     if (spill_adaptor_limit_init(&m->limit, leaf, err)) goto fail;
     if (spill_adaptor_stats_init(&m->stats, m->limit, err)) goto fail; /* it destroyed what it wrapped */
@@ -106,9 +149,17 @@ void spill_mem_free(spill_mem *m) {
     free(m);
 }
 
-const char *spill_mem_backend_name(const spill_mem *m) { return m->leaf->name; }
+const char *spill_mem_backend_name(const spill_mem *m) { return m->leaf_ops.name; }
 const char *spill_mem_backend_reason(const spill_mem *m) { return m->reason; }
-int spill_mem_residency_exact(const spill_mem *m) { return m->leaf->residency_exact; }
+int spill_mem_residency_exact(const spill_mem *m) { return m->leaf_ops.residency_exact; }
+unsigned spill_mem_caps(const spill_mem *m) { return m->caps; }
+
+/* tell the adaptors what the leaf did */
+static int noted(spill_mem *m, spill_backend_op op, const void *ptr, size_t size, spill_placement pl, int rc) {
+    spill_backend_note n = {op, ptr, size, pl, rc};
+    if (m->top.iface->note) m->top.iface->note(m->top.ctx, &n);
+    return rc;
+}
 
 void spill_mem_set_limit(spill_mem *m, spill_tier tier, uint64_t bytes) {
     SPILL_ASSERT(tier < SPILL_TIER_COUNT);
@@ -295,8 +346,7 @@ void *spill_mem_alloc(spill_mem *m, size_t size, spill_placement pl, const char 
         c->used += n;
         ptr = (void *)(c->base + (size_t)g * SPILL_ALLOC_ALIGN);
         /* a granule may have been used before: zero what the caller gets */
-        int rc = m->top.iface->zero ? m->top.iface->zero(m->top.ctx, ptr, sz, pl, &berr) : (memset(ptr, 0, sz), 0);
-        if (rc) {
+        if (m->leaf_ops.zero(m->leaf_ctx, ptr, sz, pl, &berr)) {
             for (int i = g; i < g + n; i++) bit_clear(c->used_bits, i);
             bit_clear(c->start_bits, g);
             c->used -= n;
@@ -443,16 +493,16 @@ int spill_mem_advise(spill_mem *m, void *ptr, size_t size, spill_placement pl, s
                                   "placement, and advice applies to whole chunks; allocate it with the "
                                   "placement it needs instead", size);
     }
-    if (!m->top.iface->advise) return 0;
-    return m->top.iface->advise(m->top.ctx, ptr, size, pl, err);
+    return noted(m, SPILL_OP_ADVISE, ptr, size, pl, m->leaf_ops.advise(m->leaf_ctx, ptr, size, pl, err));
 }
 
 int spill_mem_prefetch(spill_mem *m, void *ptr, size_t size, spill_tier tier, int numa_node,
                        void *queue, spill_err *err) {
     if (!ptr || !size) return spill_err_set(err, "prefetch: empty range");
     if ((unsigned)tier >= SPILL_TIER_COUNT) return spill_err_set(err, "prefetch: bad tier %d", (int)tier);
-    if (!m->top.iface->prefetch) return 0;
-    return m->top.iface->prefetch(m->top.ctx, ptr, size, tier, numa_node, queue, err);
+    spill_placement to = {tier, numa_node, 0};
+    return noted(m, SPILL_OP_PREFETCH, ptr, size, to,
+                 m->leaf_ops.prefetch(m->leaf_ctx, ptr, size, tier, numa_node, queue, err));
 }
 
 int spill_mem_prefetch_batch(spill_mem *m, void *const *ptrs, const size_t *sizes, size_t n, spill_tier tier,
@@ -461,8 +511,12 @@ int spill_mem_prefetch_batch(spill_mem *m, void *const *ptrs, const size_t *size
     for (size_t i = 0; i < n; i++)
         if (!ptrs[i] || !sizes[i]) return spill_err_set(err, "prefetch: range %zu of %zu is empty", i, n);
     if (n == 0) return 0;
-    if (m->top.iface->prefetch_batch)
-        return m->top.iface->prefetch_batch(m->top.ctx, ptrs, sizes, n, tier, numa_node, queue, err);
+    if (m->leaf_ops.prefetch_batch) {
+        int rc = m->leaf_ops.prefetch_batch(m->leaf_ctx, ptrs, sizes, n, tier, numa_node, queue, err);
+        spill_placement to = {tier, numa_node, 0};
+        for (size_t i = 0; i < n; i++) noted(m, SPILL_OP_PREFETCH, ptrs[i], sizes[i], to, rc);
+        return rc;
+    }
     for (size_t i = 0; i < n; i++)
         if (spill_mem_prefetch(m, ptrs[i], sizes[i], tier, numa_node, queue, err)) return -1;
     return 0;
@@ -476,25 +530,23 @@ int spill_mem_discard(spill_mem *m, void *ptr, size_t size, spill_err *err) {
     pthread_mutex_unlock(&m->lock);
     /* memory this allocator does not hold (a mapped file) may still be discarded by the backend */
     if (small) return 0; /* a shared chunk's pages also hold other allocations: keep the contents */
-    if (!m->top.iface->discard) return 0;
-    return m->top.iface->discard(m->top.ctx, ptr, size, err);
+    return noted(m, SPILL_OP_DISCARD, ptr, size, spill_placement_host(), m->leaf_ops.discard(m->leaf_ctx, ptr, size, err));
 }
 
 int spill_mem_residency(spill_mem *m, const void *ptr, size_t size, uint64_t out[SPILL_TIER_COUNT],
                         spill_err *err) {
     if (!ptr || !size) return spill_err_set(err, "residency: empty range");
     memset(out, 0, sizeof(uint64_t) * SPILL_TIER_COUNT);
-    if (!m->top.iface->residency) {
+    if (!m->leaf_ops.residency) {
         spill_placement pl;
         out[spill_mem_lookup(m, ptr, NULL, &pl) ? pl.tier : SPILL_TIER_HOST] = size;
         return 0;
     }
-    return m->top.iface->residency(m->top.ctx, ptr, size, out, err);
+    return m->leaf_ops.residency(m->leaf_ctx, ptr, size, out, err);
 }
 
 int spill_mem_sync(spill_mem *m, void *queue, spill_err *err) {
-    if (!m->top.iface->sync) return 0;
-    return m->top.iface->sync(m->top.ctx, queue, err);
+    return noted(m, SPILL_OP_SYNC, queue, 0, spill_placement_host(), m->leaf_ops.sync(m->leaf_ctx, queue, err));
 }
 
 /* ---- accounting ---- */

@@ -10,7 +10,7 @@
 
 #include "cuda_compat.h"
 #include "host_mem.h"
-#include "spill_alloc.h"
+#include "spill_backend.h"
 #include "spill_platform.h"
 
 typedef struct device_ctx {
@@ -135,5 +135,7 @@ int spill_backend_cuda_device_init(spill_backend *out, int device, spill_err *er
     spill_host_numa_init(&c->h);
     out->iface = &device_iface;
     out->ctx = c;
+    /* cudaMalloc'd HBM is the GPU's alone; host memory is mapped for the GPU */
+    out->caps = SPILL_MEM_HBM | SPILL_MEM_REAL_HBM | SPILL_MEM_GPU_READS_HOST;
     return 0;
 }

@@ -11,7 +11,7 @@
 #include <cuda_runtime_api.h>
 
 #include "cuda_compat.h"
-#include "spill_alloc.h"
+#include "spill_backend.h"
 #include "spill_platform.h"
 
 typedef struct managed_ctx {
@@ -168,5 +168,7 @@ int spill_backend_cuda_managed_init(spill_backend *out, int device, spill_err *e
     }
     out->iface = &managed_iface;
     out->ctx = c;
+    /* managed memory: the CPU reaches pages in HBM (they migrate or are mapped), the GPU host pages */
+    out->caps = SPILL_MEM_HBM | SPILL_MEM_REAL_HBM | SPILL_MEM_CPU_READS_HBM | SPILL_MEM_GPU_READS_HOST;
     return 0;
 }

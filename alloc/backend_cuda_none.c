@@ -1,5 +1,5 @@
 /* Built without the CUDA toolkit: the CUDA backends exist only to say so. */
-#include "spill_alloc.h"
+#include "spill_backend.h"
 
 int spill_backend_cuda_managed_init(spill_backend *out, int device, spill_err *err) {
     (void)out, (void)device;

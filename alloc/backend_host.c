@@ -81,6 +81,7 @@ static int host_make(spill_backend *out, int emulate, spill_err *err) {
     c->emulate_hbm = emulate;
     out->iface = emulate ? &emulated_iface : &host_iface;
     out->ctx = c;
+    out->caps = emulate ? SPILL_MEM_HBM | SPILL_MEM_CPU_READS_HBM : 0;
     return 0;
 }
 

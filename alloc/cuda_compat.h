@@ -10,14 +10,7 @@
 #include <cuda_runtime_api.h>
 
 #include "spill_common.h"
-
-/* Every CUDA call goes through this: a failure becomes an error naming the call. */
-#define SPILL_CU_TRY(call)                                                                                    \
-    do {                                                                                                      \
-        cudaError_t e_ = (call);                                                                              \
-        if (e_ != cudaSuccess)                                                                                \
-            return spill_err_set(err, "%s failed: %s (%s)", #call, cudaGetErrorString(e_), cudaGetErrorName(e_)); \
-    } while (0)
+#include "spill_cuda_check.h"
 
 typedef enum spill_cu_loc_kind {
     SPILL_CU_LOC_DEVICE,    /* id = device ordinal */

@@ -3,7 +3,7 @@
 #ifndef SPILL_HOST_MEM_H
 #define SPILL_HOST_MEM_H
 
-#include "spill_alloc.h"
+#include "spill_backend.h"
 
 typedef struct spill_host_numa {
     int numa_ok;  /* the kernel has NUMA (libnuma's numa_available) */

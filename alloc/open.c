@@ -3,7 +3,7 @@
  * the CUDA backends. */
 #include <strings.h>
 
-#include "spill_alloc.h"
+#include "spill_backend.h"
 #ifdef SPILL_HAVE_CUDA
 #include "spill_platform.h"
 #endif
@@ -74,6 +74,7 @@ spill_mem *spill_mem_open(const spill_mem_config *cfg, spill_err *err) {
     spill_backend leaf;
     char why[1200];
     if (choose_leaf(cfg, &leaf, why, sizeof why, err)) return NULL;
+    if (cfg && cfg->why) snprintf(why, sizeof why, "%s", cfg->why);
     return spill_mem_wrap(leaf, cfg, why, err);
 }
 

@@ -20,7 +20,7 @@
 #include <stdarg.h>
 #include <sys/types.h>
 
-#include "spill_alloc.h"
+#include "spill_backend.h"
 #include "spill_options.h"
 
 #define SPILL_EXPORT __attribute__((visibility("default")))
@@ -300,7 +300,8 @@ static int ensure_ready(void) {
         if (real.mem_get_info) real.mem_get_info(&fr, &tot);
         budget = opts.hbm_budget ? opts.hbm_budget : (fr > opts.hbm_reserve ? fr - opts.hbm_reserve : 0);
         host_at_start = spill_host_available();
-        spill_backend leaf = {&shim_iface, NULL};
+        /* managed memory past the budget, read by the GPU in place */
+        spill_backend leaf = {&shim_iface, NULL, SPILL_MEM_HBM | SPILL_MEM_REAL_HBM | SPILL_MEM_GPU_READS_HOST};
         spill_mem_config cfg = {0};
         cfg.limit[SPILL_TIER_HBM] = budget ? budget : 1; /* a budget of 0 sends everything to managed memory */
         cfg.log_path = opts.alloc_log;

@@ -3,8 +3,9 @@
  * A placement says which tier a region should live in (GPU HBM or host memory), on which host NUMA
  * node, and who reads it. Callers use spill_mem_*; they never see which backend is underneath.
  *
+ * This is the users' header. Who writes a backend or an adaptor reads spill_backend.h too.
  * The stack, bottom to top (as RMM composes memory resources):
- *   leaf backend    host | system | cuda-managed | cuda-device   (one file each)
+ *   leaf backend    host | emulated | system | cuda-managed | cuda-device   (one file each)
  *   adaptors        limit (per-tier budget) -> statistics -> CSV log    (adaptor.c)
  *   arena           2 MiB chunks per placement, sub-allocated at 256-byte granules (alloc.c)
  * The arena guarantees that two placements never share a 2 MiB page, because managed memory
@@ -38,57 +39,7 @@ const char *spill_tier_name(spill_tier t);
 /* "hbm", "host:node1 read-mostly gpu-reads" — for messages and logs */
 void spill_placement_str(spill_placement pl, char *buf, size_t len);
 
-/* One backend: a table of functions plus a context. Optional slots may be NULL; the wrapper then
- * supplies the default (advise/prefetch/discard: no-op success; residency: "where it was placed";
- * zero: memset from the CPU). */
-typedef struct spill_backend_iface {
-    const char *name;
-    size_t align; /* alignment of what alloc returns for sizes that are multiples of SPILL_ARENA_GRAIN */
-    int (*alloc)(void *ctx, size_t size, spill_placement pl, void **out, spill_err *err);
-    void (*free)(void *ctx, void *ptr, size_t size, spill_placement pl);
-    int (*advise)(void *ctx, void *ptr, size_t size, spill_placement pl, spill_err *err);
-    int (*prefetch)(void *ctx, void *ptr, size_t size, spill_tier tier, int numa_node, void *queue,
-                    spill_err *err);
-    /* many ranges to one tier in one call (cudaMemPrefetchBatchAsync); default: one prefetch each */
-    int (*prefetch_batch)(void *ctx, void *const *ptrs, const size_t *sizes, size_t n, spill_tier tier,
-                          int numa_node, void *queue, spill_err *err);
-    int (*discard)(void *ctx, void *ptr, size_t size, spill_err *err);
-    /* bytes of [ptr, ptr+size) resident in each tier now (pages never touched count nowhere) */
-    int (*residency)(void *ctx, const void *ptr, size_t size, uint64_t out[SPILL_TIER_COUNT],
-                     spill_err *err);
-    int (*sync)(void *ctx, void *queue, spill_err *err);
-    int (*zero)(void *ctx, void *ptr, size_t size, spill_placement pl, spill_err *err);
-    void (*destroy)(void *ctx);
-    int residency_exact; /* 0: residency reports where memory was asked to be, not where it is */
-} spill_backend_iface;
-
-typedef struct spill_backend {
-    const spill_backend_iface *iface;
-    void *ctx;
-} spill_backend;
-
-/* ---- leaf backends (one file each) ---- */
-
-/* host: mmap + mbind (libnuma) + move_pages + madvise. CPU only; no HBM tier. */
-int spill_backend_host_init(spill_backend *out, spill_err *err);
-/* emulated: the host backend with host memory standing in for HBM, so that plans with HBM regions
- * run on a CPU-only machine (the runtime's CPU path uses it for every policy but `host`). */
-int spill_backend_emulated_init(spill_backend *out, spill_err *err);
-/* system: mmap + mbind for GPUs that read pageable memory (HMM, or ATS on Grace Hopper). When the
- * GPU's memory is itself a NUMA node (gpu_numa_node >= 0), an HBM placement binds to that node and
- * prefetch moves pages there with move_pages; otherwise HBM placements are refused. */
-int spill_backend_system_init(spill_backend *out, int gpu_numa_node, spill_err *err);
-/* cuda-managed: cudaMallocManaged + cudaMemAdvise + cudaMemPrefetchAsync on `device`. */
-int spill_backend_cuda_managed_init(spill_backend *out, int device, spill_err *err);
-/* cuda-device: cudaMalloc for HBM; mapped (cudaHostRegister) host memory bound to a NUMA node. */
-int spill_backend_cuda_device_init(spill_backend *out, int device, spill_err *err);
-
-/* ---- adaptors: each wraps a backend and is itself a backend; they take ownership of `inner` ---- */
-
-/* Per-tier limit on the bytes held through it (0 = none). */
-int spill_adaptor_limit_init(spill_backend *out, spill_backend inner, spill_err *err);
-void spill_adaptor_limit_set(spill_backend *limit, spill_tier tier, uint64_t bytes);
-uint64_t spill_adaptor_limit_get(const spill_backend *limit, spill_tier tier);
+/* ---- the allocator ---- */
 
 typedef struct spill_tier_stats {
     uint64_t current; /* bytes held now */
@@ -102,15 +53,16 @@ typedef struct spill_call_stats {
     uint64_t prefetch_bytes[SPILL_TIER_COUNT]; /* bytes asked to move to each tier */
 } spill_call_stats;
 
-int spill_adaptor_stats_init(spill_backend *out, spill_backend inner, spill_err *err);
-void spill_adaptor_stats_get(const spill_backend *stats, spill_tier_stats tier[SPILL_TIER_COUNT],
-                             spill_call_stats *calls);
+/* What the memory behind an allocator can do: the runtime asks for capabilities, never for a name. */
+enum {
+    SPILL_MEM_HBM = 1u << 0,            /* HBM placements are accepted (real or standing in) */
+    SPILL_MEM_REAL_HBM = 1u << 1,       /* ... and they are GPU memory, not host memory standing in for it */
+    SPILL_MEM_CPU_READS_HBM = 1u << 2,  /* the CPU may read and write memory placed in HBM */
+    SPILL_MEM_GPU_READS_HOST = 1u << 3, /* a GPU may read memory placed in host memory where it is */
+};
+/* "hbm, cpu-reads-hbm" — for messages */
+void spill_mem_caps_str(unsigned caps, char *buf, size_t len);
 
-/* One CSV line per call: seconds since the log opened, op, address, bytes, placement, result.
- * The file is created (truncated) here and closed when the adaptor is destroyed. */
-int spill_adaptor_log_init(spill_backend *out, spill_backend inner, const char *path, spill_err *err);
-
-/* ---- the allocator ---- */
 
 typedef struct spill_mem_stats {
     /* what callers asked for: spill_mem_alloc/spill_mem_release */
@@ -129,6 +81,7 @@ typedef struct spill_mem_config {
     int device;                        /* CUDA device ordinal */
     uint64_t limit[SPILL_TIER_COUNT];  /* 0 = none */
     const char *log_path;              /* CSV log of backend calls, or NULL */
+    const char *why;                   /* the caller's reason for a backend it named (spill_mem_backend_reason) */
 } spill_mem_config;
 
 /* Open an allocator. With backend "auto" the choice comes from device attributes:
@@ -137,11 +90,11 @@ typedef struct spill_mem_config {
 spill_mem *spill_mem_open(const spill_mem_config *cfg, spill_err *err);
 /* Shorthand: spill_mem_open with only a backend name. */
 spill_mem *spill_mem_create(const char *backend, spill_err *err);
-/* Build the adaptor stack and arena over a backend the caller made (tests, custom backends).
- * Takes ownership of `leaf` even when it fails. */
-spill_mem *spill_mem_wrap(spill_backend leaf, const spill_mem_config *cfg, const char *reason, spill_err *err);
+/* NULL is a no-op. */
 void spill_mem_free(spill_mem *m);
+/* the leaf's name, for messages and logs; decisions ask spill_mem_caps */
 const char *spill_mem_backend_name(const spill_mem *m);
+unsigned spill_mem_caps(const spill_mem *m);
 const char *spill_mem_backend_reason(const spill_mem *m);
 int spill_mem_residency_exact(const spill_mem *m);
 

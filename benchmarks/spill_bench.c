@@ -14,11 +14,10 @@
 #include <unistd.h>
 
 #include "engine.h"
-#include "regions.h"
 #include "spill_alloc.h"
 #include "spill_cuda_bench.h"
 #include "spill_json.h"
-#include "spill_options.h"
+#include "spill_args.h"
 #include "spill_platform.h"
 #include "spill_topology.h"
 #include "synthetic.h"
@@ -313,18 +312,20 @@ static int argmax(const float *x, int n) {
 
 /* The bound (the weight bytes one decode step reads, each at the bandwidth of where it is read from:
  * bh from HBM, bc from host memory) and the cost model's predictions for the plan that ran. */
-static void finish_row(row *r, const spill_model *m, const spill_profile *prof, int prompt, double bh, double bc) {
+static void finish_row(row *r, const spill_engine *e, const spill_profile *prof, int prompt, double bh, double bc) {
     double tmin = (bh > 0 ? r->read_hbm_tok / bh : 0) + (bc > 0 ? r->read_host_tok / bc : 0);
     r->bound_tok_s = tmin > 0 ? 1.0 / tmin : 0;
     spill_phase dec = {0, 1}, pre = {1, prompt};
-    r->pred_decode = spill_cost_predict(m->regions, &m->plan, prof, dec).tok_s;
-    r->pred_prefill = spill_cost_predict(m->regions, &m->plan, prof, pre).tok_s;
+    const spill_region *regions = spill_engine_regions(e, NULL);
+    r->pred_decode = spill_cost_predict(regions, spill_engine_plan(e), prof, dec).tok_s;
+    r->pred_prefill = spill_cost_predict(regions, spill_engine_plan(e), prof, pre).tok_s;
     r->ok = 1;
 }
 
 /* The measurement of one point, on either engine: po->prompt made-up tokens in batches of 32, then
  * po->gen greedy tokens; speeds, bytes as placed, and weight bytes read per decode step into r. */
-static int measure(const spill_engine *e, const place_opts *po, int vocab, row *r, spill_err *err) {
+static int measure(spill_engine *e, const place_opts *po, row *r, spill_err *err) {
+    int vocab = spill_engine_model(e)->hp.vocab;
     int *toks = malloc(sizeof(int) * (size_t)po->prompt), n_dec = 0, rc = -1;
     if (!toks) {
         spill_err_set(err, "out of memory");
@@ -337,7 +338,8 @@ static int measure(const spill_engine *e, const place_opts *po, int vocab, row *
         if (spill_engine_forward(e, 0, toks + i, nb, i, err)) goto out;
     }
     double t1 = spill_now();
-    spill_exec_stats x0 = spill_engine_stats(e);
+    spill_engine_stats x0, x1;
+    spill_engine_get_stats(e, &x0);
     int next = argmax(spill_engine_logits(e), vocab);
     for (int i = 0; i < po->gen && !stop; i++) {
         if (spill_engine_forward(e, 0, &next, 1, po->prompt + i, err)) goto out;
@@ -349,15 +351,13 @@ static int measure(const spill_engine *e, const place_opts *po, int vocab, row *
         spill_err_set(err, "interrupted before this point was measured");
         goto out;
     }
-    spill_exec_stats x1 = spill_engine_stats(e);
-    const uint64_t *wb = spill_engine_weight_bytes(e);
-    const spill_kv *kv = spill_engine_kv(e);
+    spill_engine_get_stats(e, &x1);
     r->prefill_tok_s = po->prompt / (t1 - t0);
     r->decode_tok_s = n_dec ? n_dec / (t2 - t1) : 0;
-    r->w_hbm = (double)wb[SPILL_TIER_HBM];
-    r->w_host = (double)wb[SPILL_TIER_HOST];
-    r->kv_hbm = (double)kv->st.bytes[SPILL_TIER_HBM];
-    r->kv_host = (double)kv->st.bytes[SPILL_TIER_HOST];
+    r->w_hbm = (double)x1.weights[SPILL_TIER_HBM];
+    r->w_host = (double)x1.weights[SPILL_TIER_HOST];
+    r->kv_hbm = (double)x1.kv.bytes[SPILL_TIER_HBM];
+    r->kv_host = (double)x1.kv.bytes[SPILL_TIER_HOST];
     if (n_dec) {
         r->read_hbm_tok = (double)(x1.read[SPILL_TIER_HBM] - x0.read[SPILL_TIER_HBM]) / n_dec;
         r->read_host_tok = (double)(x1.read[SPILL_TIER_HOST] - x0.read[SPILL_TIER_HOST]) / n_dec;
@@ -370,85 +370,35 @@ out:
     return rc;
 }
 
-/* one (budget, policy) point on the GPU (runtime/forward_cuda.c): the same measurements, the placement
- * carried out by the GPU's state. Never run on a GPU yet (docs/gpu.md). */
-static void run_point_cuda(const place_opts *po, const char *model, const spill_profile *plan_prof,
-                           const spill_profile *prof, row *r) {
-    spill_err err = {{0}};
-    spill_mem_config mc = {0};
-    mc.backend = "cuda-managed";
-    mc.limit[SPILL_TIER_HBM] = r->budget;
-    spill_mem *mem = spill_mem_open(&mc, &err);
-    spill_model m;
-    spill_cu_state cs;
-    int have_m = 0, have_cs = 0;
-    spill_gpu_info gpu;
-    if (!mem || spill_gpu_query(0, &gpu, &err)) goto fail;
-    int ctx = po->prompt + po->gen;
-    spill_model_params mp = {.policy = r->policy, .use_mmap = 1, .ctx = ctx, .profile = plan_prof, .hbm_budget = r->budget,
-                             .for_gpu = 1, .gpu_batch = 32};
-    if (spill_model_load(&m, model, &mp, mem, &err)) goto fail;
-    have_m = 1;
-    snprintf(r->chosen, sizeof r->chosen, "%s", m.plan.chosen);
-    spill_cu_params cp = {ctx, 32, 1, 0, gpu.uses_host_page_tables > 0};
-    if (spill_cu_state_init_params(&cs, &m, mem, &cp, &err)) goto fail;
-    have_cs = 1;
-    const spill_engine eng = {NULL, &cs};
-    if (measure(&eng, po, m.hp.vocab, r, &err)) goto fail;
-    finish_row(r, &m, prof, po->prompt, prof->read_bw[SPILL_TIER_HBM][SPILL_PROC_GPU],
-               prof->read_bw[SPILL_TIER_HOST][SPILL_PROC_GPU]);
-    goto done;
-fail:
-    snprintf(r->error, sizeof r->error, "%s", err.msg[0] ? err.msg : "out of memory");
-done:
-    if (have_cs) spill_cu_state_free(&cs);
-    if (have_m) spill_model_free(&m);
-    spill_mem_free(mem);
-}
-
-/* one (budget, policy) point, measured */
+/* One (budget, policy) point, measured on either device: the model loaded and the plan carried out
+ * for this point's budget, then prefill and decode. On the CPU, HBM is emulated in host memory. */
 static void run_point(const place_opts *po, const char *model, const spill_profile *plan_prof, const spill_profile *prof,
                       double cpu_bw, row *r) {
-    if (po->cuda) {
-        run_point_cuda(po, model, plan_prof, prof, r);
-        return;
-    }
     spill_err err = {{0}};
-    int host = !strcasecmp(r->policy, "host");
-    spill_mem_config mc = {0};
-    mc.backend = host ? "host" : "emulated";
-    mc.limit[SPILL_TIER_HBM] = r->budget;
-    spill_mem *mem = spill_mem_open(&mc, &err);
-    spill_model m;
-    spill_state st;
-    spill_pool *pool = NULL;
-    int have_m = 0, have_st = 0;
-    if (!mem) goto fail;
-    spill_model_params mp = {.policy = r->policy, .use_mmap = 1, .ctx = po->prompt + po->gen, .profile = plan_prof,
-                             .hbm_budget = r->budget};
-    if (spill_model_load(&m, model, &mp, mem, &err)) goto fail;
-    have_m = 1;
-    snprintf(r->chosen, sizeof r->chosen, "%s", m.plan.chosen);
-    if (!(pool = spill_pool_create(po->threads))) {
-        spill_err_set(&err, "cannot start %d threads", po->threads);
-        goto fail;
+    spill_engine_params p = spill_engine_defaults();
+    p.model = model;
+    p.device = po->cuda ? "cuda" : "cpu";
+    p.backend = po->cuda ? "cuda-managed" : strcasecmp(r->policy, "host") ? "emulated" : "host";
+    p.policy = r->policy;
+    p.profile = plan_prof;
+    p.hbm_budget = r->budget;
+    p.ctx = po->prompt + po->gen;
+    p.batch = 32;
+    p.threads = po->threads;
+    p.quiet = 1;
+    spill_engine *e = NULL;
+    if (spill_engine_open(&p, &e, &err) || (snprintf(r->chosen, sizeof r->chosen, "%s", spill_engine_plan(e)->chosen),
+                                            measure(e, po, r, &err))) {
+        snprintf(r->error, sizeof r->error, "%s", err.msg[0] ? err.msg : "out of memory");
+    } else if (po->cuda) {
+        finish_row(r, e, prof, po->prompt, prof->read_bw[SPILL_TIER_HBM][SPILL_PROC_GPU],
+                   prof->read_bw[SPILL_TIER_HOST][SPILL_PROC_GPU]);
+    } else {
+        /* the CPU reads every tier at the CPU's bandwidth unless the profile is a GPU's */
+        finish_row(r, e, prof, po->prompt, prof->has_gpu ? prof->read_bw[SPILL_TIER_HBM][SPILL_PROC_GPU] : cpu_bw,
+                   prof->has_gpu ? prof->read_bw[SPILL_TIER_HOST][SPILL_PROC_GPU] : cpu_bw);
     }
-    spill_state_params sp = {po->prompt + po->gen, 32, 1, 0};
-    if (spill_state_init_params(&st, &m, &sp, pool, &err)) goto fail;
-    have_st = 1;
-    const spill_engine eng = {&st, NULL};
-    if (measure(&eng, po, m.hp.vocab, r, &err)) goto fail;
-    /* the CPU reads every tier at the CPU's bandwidth unless the profile is a GPU's */
-    finish_row(r, &m, prof, po->prompt, prof->has_gpu ? prof->read_bw[SPILL_TIER_HBM][SPILL_PROC_GPU] : cpu_bw,
-               prof->has_gpu ? prof->read_bw[SPILL_TIER_HOST][SPILL_PROC_GPU] : cpu_bw);
-    goto done;
-fail:
-    snprintf(r->error, sizeof r->error, "%s", err.msg[0] ? err.msg : "out of memory");
-done:
-    if (have_st) spill_state_free(&st);
-    spill_pool_free(pool);
-    if (have_m) spill_model_free(&m);
-    spill_mem_free(mem);
+    spill_engine_free(e);
 }
 
 static void print_rows(const row *rows, int n, fmt f, const place_opts *po, const char *model,
@@ -671,7 +621,7 @@ static int run_placement(place_opts *po) {
     }
     double full = (double)spill_shape_weight_bytes(&sh) +
                   (double)spill_shape_kv_bytes_per_token(&sh) * (po->prompt + po->gen);
-    int ctx_train = sh.ctx_train;
+    int ctx_train = sh.hp.ctx_train;
     spill_shape_free(&sh);
     spill_gguf_close(&g);
     if (po->prompt + po->gen > ctx_train) {
@@ -754,67 +704,38 @@ static int run_placement(place_opts *po) {
 
 /* ---------------------------------------------------------------- main */
 
-static void usage(FILE *f) {
-    fprintf(f,
-            "usage: spill-bench tiers [options]\n"
-            "       spill-bench placement (-m MODEL.gguf | --synthetic SPEC) [options]\n"
-            "\n"
-            "tiers: read bandwidth of every tier from every processor — the CPU reading each NUMA node,\n"
-            "and with a GPU: HBM, host memory read in place (mapped pinned, managed preferring host with\n"
-            "accessed-by, pageable where supported), prefetch migration both ways, pinned copies.\n"
-            "  --size SIZE          buffer per measurement (default 256M)\n"
-            "  --reps N             repetitions; median, min and max are reported (tiers: default 5, at\n"
-            "                       least 5; placement: default 1, the median of N runs of each point)\n"
-            "  --profile-out F      write what was measured as a hardware profile (spill-plan --profile-file F)\n"
-            "\n"
-            "placement: prefill and decode speed for every (HBM budget, policy), bytes per tier, prefetch\n"
-            "waits, the bound from measured bandwidths, %% of it, and the cost model's prediction beside\n"
-            "each measurement. On the CPU, HBM is emulated in host memory (the plans run; the speed is the\n"
-            "CPU's).\n"
-            "  -m, --model F        a GGUF model\n"
-            "  --synthetic SPEC     a model of this shape with random weights instead of a file:\n"
-            "                       llama3-70b, llama3-8b or tiny, with :layers=N, :vocab=N, :type=f32|bf16|f16|q8_0|q4_0|q4_k|q6_k\n"
-            "  --budgets LIST       HBM budgets: percentages of weights + KV cache, or sizes (default 25%%,50%%,75%%,100%%)\n"
-            "  --policies LIST      from fault, pin, stream, auto, host (default fault,pin,stream,auto)\n"
-            "  --device D           cpu (default) or cuda: the GPU forward pass over cuda-managed memory,\n"
-            "                       plans carried out by the GPU (never run on a GPU yet: docs/gpu.md)\n"
-            "  --prompt-tokens N    prompt length for prefill (default 512)\n"
-            "  --gen-tokens N       tokens decoded (default 128)\n"
-            "  -t, --threads N      CPU threads (default: all)\n"
-            "  --profile-file F     hardware profile for predictions and the bound (default: measure now)\n"
-            "  --plan-profile NAME  make the plans for this built-in profile (default: gh200-96 on a machine\n"
-            "                       without a GPU, so that HBM regions and rings are exercised; else measured)\n"
-            "  --plot F.svg         decode tok/s vs budget, one line per policy, the bound dashed\n"
-            "\n"
-            "both:\n"
-            "  --json, --csv        instead of the markdown table\n"
-            "  -h, --help           this text\n"
-            "Progress goes to stderr; Ctrl-C stops and prints what was measured so far.\n");
-}
+static const char usage_head[] =
+    "usage: spill-bench tiers [options]\n"
+    "       spill-bench placement (-m MODEL.gguf | --synthetic SPEC) [options]\n"
+    "\n"
+    "tiers: read bandwidth of every tier from every processor - the CPU reading each NUMA node,\n"
+    "and with a GPU: HBM, host memory read in place (mapped pinned, managed preferring host with\n"
+    "accessed-by, pageable where supported), prefetch migration both ways, pinned copies.\n"
+    "placement: prefill and decode speed for every (HBM budget, policy), bytes per tier, prefetch\n"
+    "waits, the bound from measured bandwidths, % of it, and the cost model's prediction beside\n"
+    "each measurement. On the CPU, HBM is emulated in host memory (the plans run; the speed is the\n"
+    "CPU's). Progress goes to stderr; Ctrl-C stops and prints what was measured so far.\n"
+    "\n";
 
-static int need_int(const char *flag, const char *v, int lo, int hi, int *out) {
-    char *end;
-    long x = v ? strtol(v, &end, 10) : 0;
-    if (!v || *end || end == v || x < lo || x > hi) {
-        fprintf(stderr, "spill-bench: %s expects an integer in %d..%d, got '%s'\n", flag, lo, hi, v ? v : "(nothing)");
-        return -1;
+/* the comma-separated policy list names known policies only */
+static int check_policies(const char *v) {
+    for (const char *c = v; *c;) {
+        size_t l = strcspn(c, ",");
+        int ok = 0;
+        for (int k = 0; spill_policy_names[k]; k++) ok |= strlen(spill_policy_names[k]) == l && !strncasecmp(c, spill_policy_names[k], l);
+        if (!ok) {
+            fprintf(stderr, "spill-bench: --policies: '%.*s' is not one of fault, pin, stream, auto, host\n", (int)l, c);
+            return -1;
+        }
+        c += l + (c[l] == ',');
     }
-    *out = (int)x;
     return 0;
 }
 
 int main(int argc, char **argv) {
-    if (argc < 2 || !strcmp(argv[1], "-h") || !strcmp(argv[1], "--help")) {
-        usage(argc < 2 ? stderr : stdout);
-        return argc < 2 ? 2 : 0;
-    }
-    const char *cmd = argv[1];
-    if (strcmp(cmd, "tiers") && strcmp(cmd, "placement")) {
-        fprintf(stderr, "spill-bench: unknown command '%s' (tiers or placement; see --help)\n", cmd);
-        return 2;
-    }
+    const char *cmd = argc >= 2 ? argv[1] : "";
     spill_options env;
-    spill_err err;
+    spill_err err = {{0}};
     spill_options_defaults(&env);
     if (spill_options_from_env(&env, stderr, &err)) {
         fprintf(stderr, "spill-bench: %s\n", err.msg);
@@ -822,92 +743,80 @@ int main(int argc, char **argv) {
     }
     long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
     place_opts po = {0};
-    snprintf(po.budgets, sizeof po.budgets, "25%%,50%%,75%%,100%%");
-    snprintf(po.policies, sizeof po.policies, "fault,pin,stream,auto");
+    const char *budgets = "25%,50%,75%,100%", *policies = "fault,pin,stream,auto", *device = "cpu", *profile_out = NULL;
     po.prompt = 512;
     po.gen = 128;
-    po.reps = 1;
+    po.reps = 0;
     po.threads = env.threads ? env.threads : (ncpu > 0 ? (int)ncpu : 1);
     uint64_t size = 256u << 20;
-    int reps = 5;
-    const char *profile_out = NULL;
-    for (int i = 2; i < argc; i++) {
-        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-#define TAKES (v ? (i++, 1) : (fprintf(stderr, "spill-bench: %s needs a value\n", a), 0))
-        if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
-            usage(stdout);
+    int json = 0, csv = 0, help = 0;
+    const spill_arg args[] = {
+        SPILL_ARG(0, "size", SPILL_ARG_SIZE, &size, 0, 0, "SIZE", "tiers: buffer per measurement (default 256M)"),
+        SPILL_ARG(0, "reps", SPILL_ARG_INT, &po.reps, 1, 64, "N", "repetitions; median, min and max are reported (tiers: default 5, at\n"
+         "least 5; placement: default 1, the median of N runs of each point)"),
+        SPILL_ARG(0, "profile-out", SPILL_ARG_STRING, &profile_out, 0, 0, "F",
+         "tiers: write what was measured as a hardware profile (spill-plan --profile-file F)"),
+        SPILL_ARG('m', "model", SPILL_ARG_STRING, &po.model, 0, 0, "F", "placement: a GGUF model"),
+        SPILL_ARG(0, "synthetic", SPILL_ARG_STRING, &po.synthetic, 0, 0, "SPEC", "placement: a model of this shape with random weights instead of a file:\n"
+         "llama3-70b, llama3-8b or tiny, with :layers=N, :vocab=N,\n:type=f32|bf16|f16|q8_0|q4_0|q4_k|q6_k"),
+        SPILL_ARG(0, "budgets", SPILL_ARG_STRING, &budgets, 0, 0, "LIST",
+         "HBM budgets: percentages of weights + KV cache, or sizes (default 25%,50%,75%,100%)"),
+        SPILL_ARG(0, "policies", SPILL_ARG_STRING, &policies, 0, 0, "LIST", "from fault, pin, stream, auto, host (default fault,pin,stream,auto)"),
+        SPILL_ARG(0, "device", SPILL_ARG_STRING, &device, 0, 0, "D", "cpu (default) or cuda: the GPU forward pass over cuda-managed memory,\n"
+         "plans carried out by the GPU (docs/status.md says what has run on a GPU)"),
+        SPILL_ARG(0, "prompt-tokens", SPILL_ARG_INT, &po.prompt, 1, 1 << 20, "N", "prompt length for prefill (default 512)"),
+        SPILL_ARG(0, "gen-tokens", SPILL_ARG_INT, &po.gen, 1, 1 << 20, "N", "tokens decoded (default 128)"),
+        SPILL_ARG('t', "threads", SPILL_ARG_INT, &po.threads, 1, 1024, "N", "CPU threads (default: all)"),
+        SPILL_ARG(0, "profile-file", SPILL_ARG_STRING, &po.profile_file, 0, 0, "F",
+         "hardware profile for predictions and the bound (default: measure now)"),
+        SPILL_ARG(0, "plan-profile", SPILL_ARG_STRING, &po.plan_profile, 0, 0, "NAME",
+         "make the plans for this built-in profile (default: gh200-96 on a machine\nwithout a GPU, so that HBM regions and "
+         "rings are exercised; else measured)"),
+        SPILL_ARG(0, "plot", SPILL_ARG_STRING, &po.plot, 0, 0, "F.svg", "decode tok/s vs budget, one line per policy, the bound dashed"),
+        SPILL_ARG(0, "json", SPILL_ARG_FLAG, &json, 0, 0, NULL, "JSON instead of the markdown table"),
+        SPILL_ARG(0, "csv", SPILL_ARG_FLAG, &csv, 0, 0, NULL, "CSV instead of the markdown table"),
+        SPILL_ARG('h', "help", SPILL_ARG_HELP, &help, 0, 0, NULL, "this text"),
+        SPILL_ARG_END,
+    };
+    if (strcmp(cmd, "tiers") && strcmp(cmd, "placement")) {
+        if (!strcmp(cmd, "-h") || !strcmp(cmd, "--help")) {
+            spill_args_usage(args, usage_head, stdout);
             return 0;
-        } else if (!strcmp(a, "--json")) po.f = FMT_JSON;
-        else if (!strcmp(a, "--csv")) po.f = FMT_CSV;
-        else if (!strcmp(a, "--size")) {
-            if (!TAKES) return 2;
-            if (spill_parse_size(v, &size) || size < (1u << 20) || size > (64ull << 30)) {
-                fprintf(stderr, "spill-bench: --size expects 1M..64G, got '%s'\n", v);
-                return 2;
-            }
-        } else if (!strcmp(a, "--reps")) {
-            if (!TAKES || need_int(a, v, strcmp(cmd, "tiers") ? 1 : 5, 64, &reps)) return 2;
-            po.reps = reps;
-        } else if (!strcmp(a, "--profile-out")) {
-            if (!TAKES) return 2;
-            profile_out = v;
-        } else if (!strcmp(a, "-m") || !strcmp(a, "--model")) {
-            if (!TAKES) return 2;
-            po.model = v;
-        } else if (!strcmp(a, "--synthetic")) {
-            if (!TAKES) return 2;
-            po.synthetic = v;
-        } else if (!strcmp(a, "--budgets")) {
-            if (!TAKES) return 2;
-            snprintf(po.budgets, sizeof po.budgets, "%s", v);
-        } else if (!strcmp(a, "--policies")) {
-            if (!TAKES) return 2;
-            for (const char *c = v; *c;) {
-                size_t l = strcspn(c, ",");
-                int ok = 0;
-                for (int k = 0; spill_policy_names[k]; k++)
-                    ok |= strlen(spill_policy_names[k]) == l && !strncasecmp(c, spill_policy_names[k], l);
-                if (!ok) {
-                    fprintf(stderr, "spill-bench: --policies: '%.*s' is not one of fault, pin, stream, auto, host\n", (int)l, c);
-                    return 2;
-                }
-                c += l + (c[l] == ',');
-            }
-            snprintf(po.policies, sizeof po.policies, "%s", v);
-        } else if (!strcmp(a, "--device")) {
-            if (!TAKES) return 2;
-            if (!strcasecmp(v, "cuda")) {
-                int n_gpu;
-                spill_err gerr = {{0}};
-                if (spill_gpu_count(&n_gpu, &gerr)) {
-                    fprintf(stderr, "spill-bench: --device cuda: %s\n", gerr.msg);
-                    return 2;
-                }
-                po.cuda = 1;
-            } else if (strcasecmp(v, "cpu")) {
-                fprintf(stderr, "spill-bench: --device %s: cpu or cuda\n", v);
-                return 2;
-            }
-        } else if (!strcmp(a, "--prompt-tokens")) {
-            if (!TAKES || need_int(a, v, 1, 1 << 20, &po.prompt)) return 2;
-        } else if (!strcmp(a, "--gen-tokens")) {
-            if (!TAKES || need_int(a, v, 1, 1 << 20, &po.gen)) return 2;
-        } else if (!strcmp(a, "-t") || !strcmp(a, "--threads")) {
-            if (!TAKES || need_int(a, v, 1, 1024, &po.threads)) return 2;
-        } else if (!strcmp(a, "--profile-file")) {
-            if (!TAKES) return 2;
-            po.profile_file = v;
-        } else if (!strcmp(a, "--plan-profile")) {
-            if (!TAKES) return 2;
-            po.plan_profile = v;
-        } else if (!strcmp(a, "--plot")) {
-            if (!TAKES) return 2;
-            po.plot = v;
-        } else {
-            fprintf(stderr, "spill-bench: unknown argument '%s' (see --help)\n", a);
+        }
+        spill_args_usage(args, usage_head, stderr);
+        if (*cmd) fprintf(stderr, "spill-bench: unknown command '%s' (tiers or placement)\n", cmd);
+        return 2;
+    }
+    int prc = spill_args_parse(args, argc, argv, 2, usage_head, &err);
+    if (prc) {
+        if (prc < 0) fprintf(stderr, "spill-bench: %s\n", err.msg);
+        return prc < 0 ? 2 : 0;
+    }
+    po.f = json ? FMT_JSON : csv ? FMT_CSV : FMT_TABLE;
+    snprintf(po.budgets, sizeof po.budgets, "%s", budgets);
+    if (check_policies(policies)) return 2;
+    snprintf(po.policies, sizeof po.policies, "%s", policies);
+    int reps = po.reps ? po.reps : 5;
+    if (!po.reps) po.reps = 1;
+    if (!strcmp(cmd, "tiers") && reps < 5) {
+        fprintf(stderr, "spill-bench: --reps expects an integer in 5..64 for tiers, got %d\n", reps);
+        return 2;
+    }
+    if (size < (1u << 20) || size > (64ull << 30)) {
+        fprintf(stderr, "spill-bench: --size expects 1M..64G\n");
+        return 2;
+    }
+    if (!strcasecmp(device, "cuda")) {
+        int n_gpu;
+        spill_err gerr = {{0}};
+        if (spill_gpu_count(&n_gpu, &gerr)) {
+            fprintf(stderr, "spill-bench: --device cuda: %s\n", gerr.msg);
             return 2;
         }
-#undef TAKES
+        po.cuda = 1;
+    } else if (strcasecmp(device, "cpu")) {
+        fprintf(stderr, "spill-bench: --device %s: cpu or cuda\n", device);
+        return 2;
     }
     signal(SIGINT, on_sigint);
     if (!strcmp(cmd, "tiers")) {

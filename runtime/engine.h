@@ -1,49 +1,90 @@
-/* Where the forward pass runs: the CPU's state, or the GPU's when cs is set. For the callers that
- * do not care which (spill-generate, spill-bench): one forward call, the logits, the KV cache, the
- * weights as placed and the bytes read, whichever state holds them. */
+/* The engine: what a program opens to run a model. It owns the memory (alloc/), the model (its files,
+ * tokenizer and regions), the plan (policies/), the thread pool and one device's state, and runs
+ * forward steps of any sequence through that device's one small interface (device.h):
+ *
+ *   spill_engine *e;
+ *   spill_engine_params p = spill_engine_defaults();
+ *   p.model = "model.gguf";
+ *   if (spill_engine_open(&p, &e, &err)) ...;
+ *   spill_engine_forward(e, seq, tokens, n, pos, &err);   // logits of the last token:
+ *   const float *logits = spill_engine_logits(e);
+ *   spill_engine_free(e);
+ *
+ * Devices: "cpu" (kernels/, host memory; HBM regions of a plan emulated in host memory) and "cuda"
+ * (kernels/cuda and cuBLAS over memory the plan placed). Each has a placer (place.h) that carries
+ * the plan out and a forward pass; they give the same tokens for every policy and budget. */
 #ifndef SPILL_ENGINE_H
 #define SPILL_ENGINE_H
 
-#include "forward.h"
-#include "forward_cuda.h"
+#include "kv.h"
+#include "model.h"
+#include "spill_alloc.h"
+#include "spill_policy.h"
 
-typedef struct spill_engine {
-    spill_state *st;    /* the CPU's, when cs is NULL */
-    spill_cu_state *cs; /* the GPU's */
-} spill_engine;
+typedef struct spill_engine spill_engine;
 
-/* n tokens of sequence seq at positions pos.. */
-static inline int spill_engine_forward(const spill_engine *e, int seq, const int *toks, int n, int pos, spill_err *err) {
-    if (e->cs) {
-        e->cs->seq = seq;
-        return spill_cu_forward(e->cs, toks, n, pos, err);
-    }
-    e->st->seq = seq;
-    return spill_forward(e->st, toks, n, pos, err);
-}
+typedef struct spill_engine_params {
+    const char *model;   /* a GGUF file or a Hugging Face directory */
+    const char *device;  /* "auto" (= cpu), "cpu" or "cuda" */
+    const char *backend; /* memory backend: "auto", "host", "emulated", "system", "cuda-managed", "cuda-device" */
+    spill_mem *mem;      /* or an allocator of the caller's (not freed by the engine); backend is then unused */
+    const char *policy;  /* NULL: the device's default (cpu: host; cuda: pin) */
+    const spill_profile *profile; /* NULL: the device's default (cpu; cuda: gh200-96 on ATS, else h100-pcie) */
+    uint64_t hbm_budget; /* bytes of HBM the plan and the allocator may use; 0: cpu none, cuda free - reserve */
+    uint64_t hbm_reserve;  /* cuda with no budget: HBM left free */
+    uint64_t host_limit; /* 0: what the machine has */
+    const char *alloc_log; /* CSV of backend calls, or NULL */
+    int use_mmap;        /* weights the plan leaves in host memory are read where they lie in the file */
+    int ctx;             /* positions per sequence; 0 = min(4096, the model's) */
+    int batch;           /* tokens per forward step (prefill chunk); 0 = 32 */
+    int n_seqs;          /* sequences the KV cache holds at once; 0 = 1 */
+    int kv_block;        /* tokens per KV block (a power of two); 0 = the default */
+    int threads;         /* CPU threads; 0 = every online CPU */
+    int quiet;           /* no progress lines on stderr */
+    /* cpu only: called with each intermediate tensor of a step as it is produced (names as
+       llama.cpp's graph has them: attn_norm, Qcur, Kcur, Vcur, kqv_out, attn_out, ffn_inp, ffn_norm,
+       ffn_gate, ffn_up, ffn_swiglu, ffn_out, l_out; layer -1 for result_norm, result_output) */
+    void (*trace)(void *ctx, const char *name, int layer, const float *x, int64_t n);
+    void *trace_ctx;
+} spill_engine_params;
 
-/* the last token's logits, in host memory */
-static inline float *spill_engine_logits(const spill_engine *e) { return e->cs ? e->cs->logits_host : e->st->logits; }
+spill_engine_params spill_engine_defaults(void);
 
-static inline spill_kv *spill_engine_kv(const spill_engine *e) { return e->cs ? &e->cs->kv : &e->st->kv; }
+int spill_engine_open(const spill_engine_params *p, spill_engine **out, spill_err *err);
+/* NULL is a no-op. */
+void spill_engine_free(spill_engine *e);
 
-/* weight bytes per tier as this state holds them (the GPU keeps its own copies) */
-static inline const uint64_t *spill_engine_weight_bytes(const spill_engine *e) {
-    return e->cs ? e->cs->weight_bytes : e->st->m->weight_bytes;
-}
+/* tokens[0..n) of sequence seq at positions pos..pos+n-1 (n <= batch, pos+n <= ctx); the last token's
+ * logits then in spill_engine_logits. Sequence 0 is open; others start by spill_kv_fork or
+ * spill_kv_seq_open on spill_engine_kv. */
+int spill_engine_forward(spill_engine *e, int seq, const int *tokens, int n, int pos, spill_err *err);
+/* (vocab) the last token's logits, in host memory; the caller may change them (a sampler scales them
+ * in place) until the next forward step overwrites them */
+float *spill_engine_logits(spill_engine *e);
+spill_kv *spill_engine_kv(spill_engine *e);
 
-/* So far: weight bytes read per tier, bytes prefetched, time waited for prefetches (the CPU's; on
- * the GPU the compute stream waits on events and nothing on the host measures it, so 0). */
-static inline spill_exec_stats spill_engine_stats(const spill_engine *e) {
-    spill_exec_stats x;
-    memset(&x, 0, sizeof x);
-    if (!e->cs) {
-        spill_exec_get_stats(e->st->exec, &x);
-        return x;
-    }
-    for (int t = 0; t < SPILL_TIER_COUNT; t++) x.read[t] = e->cs->read[t];
-    x.prefetched = e->cs->prefetched;
-    return x;
-}
+typedef struct spill_engine_stats {
+    uint64_t weights[SPILL_TIER_COUNT]; /* weight bytes held per tier as this device holds them */
+    uint64_t mapped;                    /* of the host ones, read in place from the model file */
+    uint64_t read[SPILL_TIER_COUNT];    /* weight bytes the forward steps read from each tier */
+    uint64_t prefetched;                /* bytes copied into the ring */
+    double wait_s;                      /* time waited on the host for the ring's copies */
+    int ring_slots, ring_ahead;
+    uint64_t slot_bytes;
+    uint64_t act_bytes;                 /* the device's work buffers */
+    spill_kv_stats kv;
+} spill_engine_stats;
+void spill_engine_get_stats(const spill_engine *e, spill_engine_stats *out);
+
+const spill_model *spill_engine_model(const spill_engine *e);
+const spill_plan *spill_engine_plan(const spill_engine *e);
+const spill_region *spill_engine_regions(const spill_engine *e, int *n);
+const spill_profile *spill_engine_profile(const spill_engine *e);
+spill_mem *spill_engine_mem(spill_engine *e);
+int spill_engine_ctx(const spill_engine *e);
+int spill_engine_batch(const spill_engine *e);
+int spill_engine_threads(const spill_engine *e);
+uint64_t spill_engine_hbm_budget(const spill_engine *e);
+const char *spill_engine_device(const spill_engine *e);
 
 #endif

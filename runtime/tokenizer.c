@@ -646,7 +646,14 @@ int spill_tokenize(const spill_tokenizer *t, const char *text, size_t len, int a
             }
         }
     }
-    if (add_bos && t->bos >= 0) ivec_push(&o, t->bos);
+    /* the tokenizer's own rule: BOS when it adds one, unless the text already begins with it */
+    int starts_with_bos = 0;
+    for (int f = 0; f < nf && !starts_with_bos; f++) {
+        if (fr[f].id < 0 && fr[f].len == 0) continue;
+        starts_with_bos = fr[f].id == t->bos;
+        break;
+    }
+    if (add_bos && t->add_bos && t->bos >= 0 && !starts_with_bos) ivec_push(&o, t->bos);
     int prev_special = 1;
     for (int f = 0; f < nf; f++) {
         if (fr[f].id >= 0) {

@@ -2,7 +2,7 @@
  * chunk, alignment, reuse is zeroed, release catches double frees and wrong sizes), the adaptors
  * (limits with numbers in the message, statistics, CSV log), the host and system backends
  * (discard, residency, prefetch between NUMA nodes), error paths, and 8 threads at once. */
-#include "spill_alloc.h"
+#include "spill_backend.h"
 #include "spill_platform.h"
 #include "test_util.h"
 
@@ -424,7 +424,7 @@ static const spill_backend_iface fake_iface = {
 static void test_arena_aligns_unaligned_backend(void **state) {
     (void)state;
     spill_err err = {{0}};
-    spill_backend be = {&fake_iface, NULL};
+    spill_backend be = {&fake_iface, NULL, 0};
     spill_mem *m = spill_mem_wrap(be, NULL, "test", &err);
     assert_non_null(m);
     uint8_t *a = spill_mem_alloc(m, 100, spill_placement_host(), "a", &err);

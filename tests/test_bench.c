@@ -154,7 +154,7 @@ static void test_interrupt(void **s) {
 }
 
 int main(void) {
-    require_file(stories_path(), "the shared test models live in ../shared/models");
+    require_file(stories_path(), "the small test models live in tests/models");
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_tiers),
         cmocka_unit_test(test_placement),

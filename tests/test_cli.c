@@ -139,7 +139,7 @@ static void test_memory_flags(void **s) {
 }
 
 int main(void) {
-    require_file(stories_path(), "the shared test models live in ../shared/models");
+    require_file(stories_path(), "the small test models live in tests/models");
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_help), cmocka_unit_test(test_bad_flags),
         cmocka_unit_test(test_bad_model_files), cmocka_unit_test(test_greedy_run), cmocka_unit_test(test_memory_flags),

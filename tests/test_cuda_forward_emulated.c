@@ -1,6 +1,8 @@
-/* The GPU forward pass's own logic, run without a GPU: runtime/forward_cuda.c as built, with the
- * CUDA runtime calls it makes and the kernels of kernels/cuda replaced by CPU stand-ins defined
- * here (the kernels' CPU twins; cuBLAS as a dot product over the GPU's 16-bit rounding). What this
+/* The GPU forward pass's own logic, run without a GPU: the engine with --device cuda as built
+ * (runtime/cuda, kernels/cuda/queue.c, alloc/platform_cuda.c), with the CUDA runtime calls they
+ * make and the kernels of kernels/cuda replaced by CPU stand-ins defined here (the kernels' CPU
+ * twins; cuBLAS as a dot product over the GPU's 16-bit rounding; a device that answers the driver's
+ * queries like an H100 on PCIe, or like a GH200 when `fake_ats` is set). What this
  * checks is what placement must never change: every policy and budget - regions in HBM, in host
  * memory, split by rows between the two (two GEMMs into one output), streamed through the ring -
  * gives the same greedy tokens, stories260K (F32) gives the CPU path's, and the F32 Hugging Face
@@ -15,8 +17,8 @@
 #include <cuda_runtime_api.h>
 #include <math.h>
 
-#include "forward.h"
-#include "forward_cuda.h"
+#include "engine.h"
+#include "spill_backend.h"
 #include "spill_cuda_ops.h"
 #include "test_util.h"
 
@@ -54,8 +56,50 @@ cudaError_t cudaDriverGetVersion(int *v) {
     *v = CUDART_VERSION;
     return cudaSuccess;
 }
+cudaError_t cudaRuntimeGetVersion(int *v) {
+    *v = CUDART_VERSION;
+    return cudaSuccess;
+}
 cudaError_t cudaGetDeviceCount(int *n) {
     *n = 1;
+    return cudaSuccess;
+}
+static int fake_ats; /* the stand-in device reads system memory through the CPU's page tables (GH200) */
+cudaError_t cudaGetDeviceProperties(struct cudaDeviceProp *p, int dev) {
+    if (dev != 0) return cudaErrorInvalidDevice;
+    memset(p, 0, sizeof *p);
+    snprintf(p->name, sizeof p->name, "stand-in %s", fake_ats ? "GH200" : "H100 PCIe");
+    p->major = 9;
+    return cudaSuccess;
+}
+cudaError_t cudaDeviceGetPCIBusId(char *id, int len, int dev) {
+    (void)dev;
+    snprintf(id, (size_t)len, "0000:01:00.0");
+    return cudaSuccess;
+}
+cudaError_t cudaDeviceGetAttribute(int *v, enum cudaDeviceAttr a, int dev) {
+    if (dev != 0) return cudaErrorInvalidDevice;
+    switch (a) {
+    case cudaDevAttrConcurrentManagedAccess: *v = 1; break;
+    case cudaDevAttrPageableMemoryAccess:
+    case cudaDevAttrPageableMemoryAccessUsesHostPageTables: *v = fake_ats; break;
+    default: *v = 0;
+    }
+    return cudaSuccess;
+}
+static int fake_device;
+cudaError_t cudaGetDevice(int *d) {
+    *d = fake_device;
+    return cudaSuccess;
+}
+cudaError_t cudaSetDevice(int d) {
+    if (d != 0) return cudaErrorInvalidDevice;
+    fake_device = d;
+    return cudaSuccess;
+}
+cudaError_t cudaMemGetInfo(size_t *free_b, size_t *total) {
+    *free_b = (size_t)80 << 30;
+    *total = (size_t)80 << 30;
     return cudaSuccess;
 }
 cudaError_t cudaStreamCreateWithFlags(cudaStream_t *s, unsigned int flags) {
@@ -238,28 +282,54 @@ typedef struct run_info {
     char chosen[32];
 } run_info;
 
-/* the model for the CPU path, on a host allocator of its own (free both) */
-static spill_mem *load_host(const char *path, spill_model *m) {
+/* An allocator for the stand-in GPU: host memory standing in for HBM, which the stand-in device
+ * (the CPU) reads from anywhere; the HBM budget is the allocator's limit, as spill-generate sets it. */
+static spill_mem *gpu_mem(uint64_t budget) {
     spill_err err = {{0}};
-    spill_mem *mem = spill_mem_create("host", &err);
+    spill_backend leaf;
+    assert_int_equal(spill_backend_emulated_init(&leaf, &err), 0);
+    leaf.caps |= SPILL_MEM_GPU_READS_HOST;
+    spill_mem_config mc = {0};
+    mc.limit[SPILL_TIER_HBM] = budget;
+    spill_mem *mem = spill_mem_wrap(leaf, &mc, "stand-in GPU memory", &err);
     assert_non_null(mem);
-    spill_model_params mp = {.use_mmap = 1};
-    if (spill_model_load(m, path, &mp, mem, &err)) fail_msg("%s: %s", path, err.msg);
     return mem;
+}
+
+/* the engine on the stand-in GPU */
+static spill_engine *open_gpu(const char *path, const char *policy, const char *profile, uint64_t budget, int ctx, int batch,
+                              int n_seqs, int kv_block, spill_mem *mem) {
+    spill_err err = {{0}};
+    spill_profile prof;
+    assert_int_equal(spill_profile_builtin(profile, &prof, &err), 0);
+    spill_engine_params p = spill_engine_defaults();
+    p.model = path;
+    p.device = "cuda";
+    p.mem = mem;
+    p.policy = policy;
+    p.profile = &prof;
+    p.hbm_budget = budget;
+    p.ctx = ctx;
+    p.batch = batch;
+    p.n_seqs = n_seqs;
+    p.kv_block = kv_block;
+    p.threads = 1;
+    p.quiet = 1;
+    spill_engine *e;
+    if (spill_engine_open(&p, &e, &err)) fail_msg("%s %s: %s", policy, path, err.msg);
+    return e;
 }
 
 static int prompt_ids(const char *path, const char *text, int *ids, int max) {
     spill_err err = {{0}};
     spill_model m;
-    spill_mem *mem = load_host(path, &m);
+    if (spill_model_load(&m, path, &err)) fail_msg("%s: %s", path, err.msg);
     int *t = NULL, n = 0;
-    assert_int_equal(spill_tokenize(&m.tok, text, strlen(text), 0, 1, &t, &n, &err), 0);
-    int k = 0;
-    if (m.tok.add_bos) ids[k++] = m.tok.bos;
-    for (int i = 0; i < n && k < max; i++) ids[k++] = t[i];
+    assert_int_equal(spill_tokenize(&m.tok, text, strlen(text), 1, 1, &t, &n, &err), 0);
+    int k = n < max ? n : max;
+    memcpy(ids, t, sizeof(int) * (size_t)k);
     free(t);
     spill_model_free(&m);
-    spill_mem_free(mem);
     return k;
 }
 
@@ -267,46 +337,40 @@ static int prompt_ids(const char *path, const char *text, int *ids, int max) {
 static void run_gpu_opt(const char *path, const char *policy, uint64_t budget, const int *prompt, int np, int batch,
                         int read_mapped, run_info *out) {
     spill_err err = {{0}};
-    spill_mem_config mc = {.backend = "emulated"};
-    mc.limit[SPILL_TIER_HBM] = budget;
-    spill_mem *mem = spill_mem_open(&mc, &err);
-    assert_non_null(mem);
-    spill_profile prof;
-    assert_int_equal(spill_profile_builtin("h100-pcie", &prof, &err), 0);
-    spill_model m;
-    spill_model_params mp = {.policy = policy, .use_mmap = 1, .ctx = 64, .profile = &prof, .hbm_budget = budget,
-                             .for_gpu = 1, .gpu_batch = batch};
-    if (spill_model_load(&m, path, &mp, mem, &err)) fail_msg("%s %s: %s", policy, path, err.msg);
-    spill_cu_state cs;
-    spill_cu_params cp = {64, batch, 1, 0, read_mapped};
-    if (spill_cu_state_init_params(&cs, &m, mem, &cp, &err)) fail_msg("%s: %s", policy, err.msg);
+    spill_mem *mem = gpu_mem(budget);
+    fake_ats = read_mapped;
+    spill_engine *e = open_gpu(path, policy, "h100-pcie", budget, 64, batch, 1, 0, mem);
+    fake_ats = 0;
+    int V = spill_engine_model(e)->hp.vocab;
     for (int i = 0; i < np; i += batch) {
         int nb = np - i < batch ? np - i : batch;
-        if (spill_cu_forward(&cs, prompt + i, nb, i, &err)) fail_msg("%s: %s", policy, err.msg);
+        if (spill_engine_forward(e, 0, prompt + i, nb, i, &err)) fail_msg("%s: %s", policy, err.msg);
     }
     int pos = np;
     for (int g = 0; g < N_GEN; g++) {
-        int best = 0;
-        for (int v = 1; v < m.hp.vocab; v++)
-            if (cs.logits_host[v] > cs.logits_host[best]) best = v;
+        int best = argmax_logit(spill_engine_logits(e), V);
         out->tokens[g] = best;
-        if (spill_cu_forward(&cs, &best, 1, pos++, &err)) fail_msg("%s: %s", policy, err.msg);
+        if (spill_engine_forward(e, 0, &best, 1, pos++, &err)) fail_msg("%s: %s", policy, err.msg);
     }
-    out->hbm = cs.weight_bytes[SPILL_TIER_HBM];
-    out->host = cs.weight_bytes[SPILL_TIER_HOST];
-    out->prefetched = cs.prefetched;
-    out->read_hbm = cs.read[SPILL_TIER_HBM];
-    out->read_host = cs.read[SPILL_TIER_HOST];
-    out->mapped = cs.mapped_bytes;
-    out->slots = cs.n_slots;
+    spill_engine_stats st;
+    spill_engine_get_stats(e, &st);
+    out->hbm = st.weights[SPILL_TIER_HBM];
+    out->host = st.weights[SPILL_TIER_HOST];
+    out->prefetched = st.prefetched;
+    out->read_hbm = st.read[SPILL_TIER_HBM];
+    out->read_host = st.read[SPILL_TIER_HOST];
+    out->mapped = st.mapped;
+    out->slots = st.ring_slots;
     out->split_calls = last_blas->split_calls;
-    snprintf(out->chosen, sizeof out->chosen, "%s", m.plan.chosen);
+    snprintf(out->chosen, sizeof out->chosen, "%s", spill_engine_plan(e)->chosen);
     /* what alloc/ holds in HBM stays inside the budget */
     spill_mem_stats ms;
     spill_mem_get_stats(mem, &ms);
     assert_true(ms.reserved[SPILL_TIER_HBM].peak <= budget);
-    spill_cu_state_free(&cs);
-    spill_model_free(&m);
+    spill_engine_free(e);
+    spill_mem_get_stats(mem, &ms);
+    assert_int_equal(ms.tier[SPILL_TIER_HBM].current, 0);
+    assert_int_equal(ms.tier[SPILL_TIER_HOST].current, 0);
     spill_mem_free(mem);
 }
 
@@ -328,24 +392,14 @@ static void test_stories_matches_cpu(void **s) {
     int prompt[64];
     int np = prompt_ids(stories_path(), "Once upon a time", prompt, 64);
     spill_err err = {{0}};
-    spill_model m;
-    spill_mem *mem = load_host(stories_path(), &m);
-    spill_pool *pool = spill_pool_create(1);
-    spill_state st;
-    assert_int_equal(spill_state_init(&st, &m, 64, 32, pool, &err), 0);
-    assert_int_equal(spill_forward(&st, prompt, np, 0, &err), 0);
-    int cpu[N_GEN], pos = np;
+    spill_engine *e = open_engine(stories_path(), 64, 32, 1);
+    assert_int_equal(spill_engine_forward(e, 0, prompt, np, 0, &err), 0);
+    int cpu[N_GEN], pos = np, V = spill_engine_model(e)->hp.vocab;
     for (int g = 0; g < N_GEN; g++) {
-        int best = 0;
-        for (int v = 1; v < m.hp.vocab; v++)
-            if (st.logits[v] > st.logits[best]) best = v;
-        cpu[g] = best;
-        assert_int_equal(spill_forward(&st, &best, 1, pos++, &err), 0);
+        cpu[g] = argmax_logit(spill_engine_logits(e), V);
+        assert_int_equal(spill_engine_forward(e, 0, &cpu[g], 1, pos++, &err), 0);
     }
-    spill_state_free(&st);
-    spill_pool_free(pool);
-    spill_model_free(&m);
-    spill_mem_free(mem);
+    spill_engine_free(e);
     const char *policies[] = {"host", "fault", "pin", "stream", "auto"};
     for (int p = 0; p < 5; p++)
         for (int batch = 1; batch <= 8; batch += 7) {
@@ -423,15 +477,14 @@ static void test_smollm2_placements(void **s) {
 
 /* The committed Hugging Face fixtures (F32): Qwen2's q/k/v biases, Llama-3's scaled RoPE frequencies
  * (a table copied to the device) and rotate-half pairs, through the GPU pass, against the CPU's logits. */
-static void logits_cpu(spill_model *m, const int *ids, int n, float *out) {
+static void logits_cpu(const char *path, const int *ids, int n, float *out, int *vocab) {
     spill_err err = {{0}};
-    spill_pool *pool = spill_pool_create(1);
-    spill_state st;
-    assert_int_equal(spill_state_init(&st, m, 32, 8, pool, &err), 0);
-    assert_int_equal(spill_forward(&st, ids, n, 0, &err), 0);
-    memcpy(out, st.logits, sizeof(float) * (size_t)m->hp.vocab);
-    spill_state_free(&st);
-    spill_pool_free(pool);
+    spill_engine *e = open_engine(path, 32, 8, 1);
+    assert_int_equal(spill_engine_forward(e, 0, ids, n, 0, &err), 0);
+    const spill_model *m = spill_engine_model(e);
+    *vocab = m->hp.vocab;
+    memcpy(out, spill_engine_logits(e), sizeof(float) * (size_t)m->hp.vocab);
+    spill_engine_free(e);
 }
 
 static void test_hf_fixtures(void **s) {
@@ -442,32 +495,23 @@ static void test_hf_fixtures(void **s) {
         snprintf(path, sizeof path, "%s/%s", SPILL_FIXTURES_DIR, dirs[d]);
         spill_err err = {{0}};
         spill_model m;
-        spill_mem *mem = load_host(path, &m);
+        if (spill_model_load(&m, path, &err)) fail_msg("%s", err.msg);
+        assert_true(d == 1 || m.hp.qkv_bias); /* Qwen2 has the biases this is meant to run */
+        assert_true(d == 0 || m.rope_freq);   /* Llama-3 the scaled frequencies */
         int V = m.hp.vocab, ids[7];
+        spill_model_free(&m);
         for (int i = 0; i < 7; i++) ids[i] = (i * 37 + 5) % V;
         float *ref = malloc(sizeof(float) * (size_t)V), *got = malloc(sizeof(float) * (size_t)V);
         assert_non_null(ref), assert_non_null(got);
-        logits_cpu(&m, ids, 7, ref);
-        assert_true(d == 1 || m.layers[0].bq.data); /* Qwen2 has the biases this is meant to run */
-        assert_true(d == 0 || m.rope_freq);          /* Llama-3 the scaled frequencies */
-        spill_model_free(&m);
-        spill_mem_free(mem);
+        logits_cpu(path, ids, 7, ref, &V);
         const char *policies[] = {"host", "pin"};
         for (int p = 0; p < 2; p++) {
-            spill_mem_config mc = {.backend = "emulated"};
-            mc.limit[SPILL_TIER_HBM] = 64u << 20;
-            mem = spill_mem_open(&mc, &err);
-            spill_profile prof;
-            assert_int_equal(spill_profile_builtin("gh200-96", &prof, &err), 0);
-            spill_model_params gp = {.policy = policies[p], .use_mmap = 1, .ctx = 32, .profile = &prof,
-                                     .hbm_budget = 64u << 20, .for_gpu = 1, .gpu_batch = 4};
-            if (spill_model_load(&m, path, &gp, mem, &err)) fail_msg("%s", err.msg);
-            spill_cu_state cs;
-            if (spill_cu_state_init(&cs, &m, mem, 32, 4, &err)) fail_msg("%s", err.msg);
+            spill_mem *mem = gpu_mem(64u << 20);
+            spill_engine *e = open_gpu(path, policies[p], "gh200-96", 64u << 20, 32, 4, 1, 0, mem);
             /* batches of 4 then 3, positions continuing */
-            assert_int_equal(spill_cu_forward(&cs, ids, 4, 0, &err), 0);
-            assert_int_equal(spill_cu_forward(&cs, ids + 4, 3, 4, &err), 0);
-            memcpy(got, cs.logits_host, sizeof(float) * (size_t)V);
+            assert_int_equal(spill_engine_forward(e, 0, ids, 4, 0, &err), 0);
+            assert_int_equal(spill_engine_forward(e, 0, ids + 4, 3, 4, &err), 0);
+            memcpy(got, spill_engine_logits(e), sizeof(float) * (size_t)V);
             double worst = 0, scale = 0;
             for (int v = 0; v < V; v++) {
                 worst = fmax(worst, fabs((double)got[v] - ref[v]));
@@ -475,8 +519,7 @@ static void test_hf_fixtures(void **s) {
             }
             printf("%s, policy %s: logits within %.2e of the CPU's (largest %.3f)\n", dirs[d], policies[p], worst, scale);
             assert_true(worst <= 1e-4 * fmax(scale, 1.0));
-            spill_cu_state_free(&cs);
-            spill_model_free(&m);
+            spill_engine_free(e);
             spill_mem_free(mem);
         }
         free(ref), free(got);
@@ -493,65 +536,56 @@ static void test_parallel_sequences(void **s) {
     enum { N = 3, STEPS = 6, KVB = 4 };
     spill_err err = {{0}};
     /* the CPU */
-    spill_model m;
-    spill_mem *mem = load_host(stories_path(), &m);
-    spill_pool *pool = spill_pool_create(1);
-    spill_state st;
-    spill_state_params sp = {64, 8, N, KVB};
-    assert_int_equal(spill_state_init_params(&st, &m, &sp, pool, &err), 0);
+    spill_engine_params p = spill_engine_defaults();
+    p.model = stories_path();
+    p.ctx = 64;
+    p.batch = 8;
+    p.n_seqs = N;
+    p.kv_block = KVB;
+    p.threads = 1;
+    p.quiet = 1;
+    spill_engine *e;
+    if (spill_engine_open(&p, &e, &err)) fail_msg("%s", err.msg);
     assert_true(np % KVB != 0);
-    assert_int_equal(spill_forward(&st, prompt, np, 0, &err), 0);
-    for (int i = 1; i < N; i++) assert_int_equal(spill_kv_fork(&st.kv, 0, i, &err), 0);
+    assert_int_equal(spill_engine_forward(e, 0, prompt, np, 0, &err), 0);
+    for (int i = 1; i < N; i++) assert_int_equal(spill_kv_fork(spill_engine_kv(e), 0, i, &err), 0);
     static float cpu[STEPS][N][512];
-    int V = m.hp.vocab;
+    int V = spill_engine_model(e)->hp.vocab;
     assert_true(V <= 512);
     for (int k = 0; k < STEPS; k++)
         for (int i = 0; i < N; i++) {
             int tok = 10 + 7 * i + 3 * k; /* a different continuation per sequence */
-            st.seq = i;
-            assert_int_equal(spill_forward(&st, &tok, 1, np + k, &err), 0);
-            memcpy(cpu[k][i], st.logits, sizeof(float) * (size_t)V);
+            assert_int_equal(spill_engine_forward(e, i, &tok, 1, np + k, &err), 0);
+            memcpy(cpu[k][i], spill_engine_logits(e), sizeof(float) * (size_t)V);
         }
-    spill_state_free(&st);
-    spill_pool_free(pool);
-    spill_model_free(&m);
-    spill_mem_free(mem);
+    spill_engine_free(e);
     /* the GPU path, streamed through the ring too */
-    spill_mem_config mc = {.backend = "emulated"};
-    mc.limit[SPILL_TIER_HBM] = 64u << 20;
-    mem = spill_mem_open(&mc, &err);
-    spill_profile prof;
-    assert_int_equal(spill_profile_builtin("h100-pcie", &prof, &err), 0);
-    spill_model_params gp = {.policy = "stream", .use_mmap = 1, .ctx = 64, .profile = &prof, .hbm_budget = 64u << 20,
-                             .for_gpu = 1, .gpu_batch = 8};
-    assert_int_equal(spill_model_load(&m, stories_path(), &gp, mem, &err), 0);
-    spill_cu_state cs;
-    spill_cu_params cp = {64, 8, N, KVB, 0};
-    if (spill_cu_state_init_params(&cs, &m, mem, &cp, &err)) fail_msg("%s", err.msg);
-    assert_int_equal(spill_cu_forward(&cs, prompt, np, 0, &err), 0);
-    for (int i = 1; i < N; i++) assert_int_equal(spill_kv_fork(&cs.kv, 0, i, &err), 0);
+    spill_mem *mem = gpu_mem(64u << 20);
+    e = open_gpu(stories_path(), "stream", "h100-pcie", 64u << 20, 64, 8, N, KVB, mem);
+    assert_int_equal(spill_engine_forward(e, 0, prompt, np, 0, &err), 0);
+    for (int i = 1; i < N; i++) assert_int_equal(spill_kv_fork(spill_engine_kv(e), 0, i, &err), 0);
     double worst = 0;
     for (int k = 0; k < STEPS; k++)
         for (int i = 0; i < N; i++) {
             int tok = 10 + 7 * i + 3 * k;
-            cs.seq = i;
-            assert_int_equal(spill_cu_forward(&cs, &tok, 1, np + k, &err), 0);
-            for (int v = 0; v < V; v++) worst = fmax(worst, fabs((double)cs.logits_host[v] - cpu[k][i][v]));
+            assert_int_equal(spill_engine_forward(e, i, &tok, 1, np + k, &err), 0);
+            const float *got = spill_engine_logits(e);
+            for (int v = 0; v < V; v++) worst = fmax(worst, fabs((double)got[v] - cpu[k][i][v]));
         }
+    spill_engine_stats st;
+    spill_engine_get_stats(e, &st);
     printf("%d sequences x %d steps: logits within %.2e of the CPU's; %llu blocks copied on write\n", N, STEPS, worst,
-           (unsigned long long)cs.kv.st.cow_copies);
+           (unsigned long long)st.kv.cow_copies);
     assert_true(worst < 1e-4);
-    assert_true(cs.kv.st.cow_copies >= N - 1);
-    cs.seq = N; /* no such sequence */
+    assert_true(st.kv.cow_copies >= N - 1);
     int tok = 1;
-    assert_int_equal(spill_cu_forward(&cs, &tok, 1, np, &err), -1);
-    spill_cu_state_free(&cs);
-    spill_model_free(&m);
+    assert_int_equal(spill_engine_forward(e, N, &tok, 1, np, &err), -1); /* no such sequence */
+    spill_engine_free(e);
     spill_mem_free(mem);
 }
 
 int main(void) {
-    require_file(stories_path(), "the shared test models live in ../shared/models");
+    require_file(stories_path(), "the small test models live in tests/models");
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_stories_matches_cpu),
         cmocka_unit_test(test_smollm2_placements),

@@ -76,7 +76,7 @@ static void test_smollm2(void **s) {
 
 int main(void) {
     require_gpu();
-    require_file(stories_path(), "the shared test models live in ../shared/models");
+    require_file(stories_path(), "the small test models live in tests/models");
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_stories),
         cmocka_unit_test(test_parallel),

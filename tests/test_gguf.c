@@ -2,7 +2,7 @@
  * at many offsets, huge counts, bad types, offsets past the end, random byte flips, dimensions that are not a model's) each give one
  * error naming the file, never a crash. Run under ASan in CI (SPILL_SANITIZE). */
 #include "gguf.h"
-#include "model.h"
+#include "engine.h"
 #include "test_util.h"
 
 #include <sys/stat.h>
@@ -181,12 +181,16 @@ static void test_random_flips(void **state) {
             c[off] = (uint8_t)(rng >> 13);
         }
         const char *path = write_tmp(c, orig_len, "flip.gguf");
-        spill_model m;
-        spill_model_params mp = {.use_mmap = 1};
+        spill_engine_params p = spill_engine_defaults();
+        p.model = path;
+        p.mem = mem;
+        p.threads = 1;
+        p.quiet = 1;
+        spill_engine *e;
         memset(&err, 0, sizeof err);
-        if (spill_model_load(&m, path, &mp, mem, &err) == 0) {
+        if (spill_engine_open(&p, &e, &err) == 0) {
             accepted++;
-            spill_model_free(&m);
+            spill_engine_free(e);
         } else {
             refused++;
             assert_true(err.msg[0] != 0);
@@ -195,7 +199,7 @@ static void test_random_flips(void **state) {
     free(c);
     spill_mem_stats st;
     spill_mem_get_stats(mem, &st);
-    assert_int_equal(st.registered[SPILL_TIER_HOST], 0); /* every load, good or bad, gave back what it took */
+    assert_int_equal(st.registered[SPILL_TIER_HOST], 0); /* every open, good or bad, gave back what it took */
     assert_int_equal(st.tier[SPILL_TIER_HOST].current, 0);
     spill_mem_free(mem);
     printf("random flips: %d refused, %d still loadable\n", refused, accepted);
@@ -218,8 +222,6 @@ static void test_hostile_dimensions(void **state) {
         {"llama.rope.dimension_count", 16, "at most the head size 8"},
     };
     spill_err err = {{0}};
-    spill_mem *mem = spill_mem_create("host", &err);
-    assert_non_null(mem);
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
         spill_gguf g;
         assert_int_equal(spill_gguf_open(&g, stories_path(), &err), 0);
@@ -232,9 +234,8 @@ static void test_hostile_dimensions(void **state) {
         free(c);
         printf("case: %s = %u\n", cases[i].key, cases[i].val);
         spill_model m;
-        spill_model_params mp = {.use_mmap = 1};
         memset(&err, 0, sizeof err);
-        assert_int_equal(spill_model_load(&m, path, &mp, mem, &err), -1);
+        assert_int_equal(spill_model_load(&m, path, &err), -1);
         assert_non_null(strstr(err.msg, path));
         if (!strstr(err.msg, cases[i].expect)) fprintf(stderr, "loader: '%s' lacks '%s'\n", err.msg, cases[i].expect);
         assert_non_null(strstr(err.msg, cases[i].expect));
@@ -246,10 +247,6 @@ static void test_hostile_dimensions(void **state) {
         spill_gguf_close(&g);
         assert_string_equal(err.msg, loader_msg);
     }
-    spill_mem_stats st;
-    spill_mem_get_stats(mem, &st);
-    assert_int_equal(st.tier[SPILL_TIER_HOST].current, 0);
-    spill_mem_free(mem);
 }
 
 static void test_missing_and_empty(void **state) {
@@ -263,7 +260,7 @@ static void test_missing_and_empty(void **state) {
 }
 
 int main(void) {
-    require_file(stories_path(), "the shared test models live in ../shared/models");
+    require_file(stories_path(), "the small test models live in tests/models");
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_valid_file),
         cmocka_unit_test(test_truncations),

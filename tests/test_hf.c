@@ -4,7 +4,7 @@
  * logits transformers computed (tests/gen_hf_fixtures.py wrote both). */
 #include <math.h>
 
-#include "forward.h"
+#include "engine.h"
 #include "test_util.h"
 #include "tokenizer.h"
 
@@ -89,29 +89,27 @@ static void check_logits(const char *dir) {
     int n = parse_ids(line, strlen(line), ids, 64);
     assert_true(n >= 8);
     spill_err err = {{0}};
-    spill_mem *mem = spill_mem_create("host", &err);
     spill_model m;
-    spill_model_params mp = {.use_mmap = 1};
-    if (spill_model_load(&m, dir, &mp, mem, &err)) fail_msg("%s", err.msg);
+    if (spill_model_load(&m, dir, &err)) fail_msg("%s", err.msg);
     int V = m.hp.vocab;
+    spill_model_free(&m);
     float *ref = malloc(sizeof(float) * (size_t)V * (size_t)n);
     snprintf(path, sizeof path, "%s/logits.bin", dir);
     f = fopen(path, "rb");
     assert_non_null(f);
     assert_int_equal(fread(ref, sizeof(float), (size_t)V * (size_t)n, f), (size_t)V * (size_t)n);
     fclose(f);
-    spill_pool *pool = spill_pool_create(2);
     for (int batch = 1; batch <= n; batch += n - 1) {
-        spill_state st;
-        assert_int_equal(spill_state_init(&st, &m, 64, batch, pool, &err), 0);
+        spill_engine *e = open_engine(dir, 64, batch, 2);
         double worst = 0;
         for (int p = 0; p < n; p += batch) {
             int nb = n - p < batch ? n - p : batch;
-            assert_int_equal(spill_forward(&st, ids + p, nb, p, &err), 0);
+            assert_int_equal(spill_engine_forward(e, 0, ids + p, nb, p, &err), 0);
+            const float *got = spill_engine_logits(e);
             const float *want = ref + (size_t)(p + nb - 1) * (size_t)V; /* the logits of the last token fed */
             double dmax = 0, rmax = 0;
             for (int v = 0; v < V; v++) {
-                double d = fabs((double)st.logits[v] - want[v]);
+                double d = fabs((double)got[v] - want[v]);
                 if (d > dmax) dmax = d;
                 if (fabs(want[v]) > rmax) rmax = fabs(want[v]);
             }
@@ -119,12 +117,9 @@ static void check_logits(const char *dir) {
         }
         printf("%s, batch %d: worst relative logit error %.2e\n", dir, batch, worst);
         assert_true(worst < 1e-4);
-        spill_state_free(&st);
+        spill_engine_free(e);
     }
-    spill_pool_free(pool);
     free(ref);
-    spill_model_free(&m);
-    spill_mem_free(mem);
 }
 
 static void test_llama3_logits(void **s) {

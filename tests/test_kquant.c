@@ -5,7 +5,7 @@
 #include <math.h>
 #include <sys/wait.h>
 
-#include "forward.h"
+#include "engine.h"
 #include "spill_kernels.h"
 #include "synthetic.h"
 #include "test_util.h"
@@ -63,21 +63,12 @@ static float *logits_of(const char *spec, const int *ids, int n, int *vocab) {
     spill_err err = {{0}};
     assert_int_equal(spill_synth_parse(spec, &sp, &err), 0);
     assert_int_equal(spill_synth_write(&sp, path, 7, NULL, &err), 0);
-    spill_mem *mem = spill_mem_create("host", &err);
-    spill_model m;
-    spill_model_params mp = {.use_mmap = 1};
-    if (spill_model_load(&m, path, &mp, mem, &err)) fail_msg("%s", err.msg);
-    spill_pool *pool = spill_pool_create(2);
-    spill_state st;
-    assert_int_equal(spill_state_init(&st, &m, 64, n, pool, &err), 0);
-    assert_int_equal(spill_forward(&st, ids, n, 0, &err), 0);
-    *vocab = m.hp.vocab;
-    float *out = malloc(sizeof(float) * (size_t)m.hp.vocab);
-    memcpy(out, st.logits, sizeof(float) * (size_t)m.hp.vocab);
-    spill_state_free(&st);
-    spill_pool_free(pool);
-    spill_model_free(&m);
-    spill_mem_free(mem);
+    spill_engine *e = open_engine(path, 64, n, 2);
+    assert_int_equal(spill_engine_forward(e, 0, ids, n, 0, &err), 0);
+    int V = *vocab = spill_engine_model(e)->hp.vocab;
+    float *out = malloc(sizeof(float) * (size_t)V);
+    memcpy(out, spill_engine_logits(e), sizeof(float) * (size_t)V);
+    spill_engine_free(e);
     unlink(path);
     return out;
 }

@@ -2,33 +2,23 @@
  * tests/gen_smollm2_fixtures.py): tokenization of a fixed set of strings, chat formatting, and
  * the first 32 greedy token ids for plain and chat prompts. */
 #include "chat.h"
-#include "forward.h"
+#include "engine.h"
 #include "sampler.h"
 #include "test_util.h"
 
-static spill_mem *mem;
-static spill_model model;
-static spill_pool *pool;
+static spill_engine *eng;
+static const spill_model *model;
 
 static int setup(void **state) {
     (void)state;
-    spill_err err = {{0}};
-    mem = spill_mem_create("host", &err);
-    assert_non_null(mem);
-    spill_model_params mp = {.use_mmap = 1};
-    if (spill_model_load(&model, smollm_path(), &mp, mem, &err)) {
-        fprintf(stderr, "%s\n", err.msg);
-        return -1;
-    }
-    pool = spill_pool_create(2);
+    eng = open_engine(smollm_path(), 512, 64, 2);
+    model = spill_engine_model(eng);
     return 0;
 }
 
 static int teardown(void **state) {
     (void)state;
-    spill_model_free(&model);
-    spill_pool_free(pool);
-    spill_mem_free(mem);
+    spill_engine_free(eng);
     return 0;
 }
 
@@ -52,7 +42,7 @@ static void test_tokenize_matches_llamacpp(void **state) {
         int nw = parse_ids(fl[2], strlen(fl[2]), want, 4096);
         int *got = NULL, ng = 0;
         spill_err err = {{0}};
-        assert_int_equal(spill_tokenize(&model.tok, text, tl, 0, 1, &got, &ng, &err), 0);
+        assert_int_equal(spill_tokenize(&model->tok, text, tl, 0, 1, &got, &ng, &err), 0);
         if (ng != nw || memcmp(got, want, sizeof(int) * (size_t)nw)) {
             fprintf(stderr, "tokenization of '%s' differs:\n  llama.cpp:", text);
             for (int i = 0; i < nw; i++) fprintf(stderr, " %d", want[i]);
@@ -66,12 +56,12 @@ static void test_tokenize_matches_llamacpp(void **state) {
         char buf[1 << 16];
         size_t o = 0;
         for (int i = 0; i < ng; i++) {
-            if (model.tok.types[got[i]] == SPILL_TOKTYPE_CONTROL) { /* control tokens print nothing; compare their text */
-                size_t l = strlen(model.tok.text_buf + model.tok.text_off[got[i]]);
-                memcpy(buf + o, model.tok.text_buf + model.tok.text_off[got[i]], l);
+            if (model->tok.types[got[i]] == SPILL_TOKTYPE_CONTROL) { /* control tokens print nothing; compare their text */
+                size_t l = strlen(model->tok.text_buf + model->tok.text_off[got[i]]);
+                memcpy(buf + o, model->tok.text_buf + model->tok.text_off[got[i]], l);
                 o += l;
             } else {
-                o += (size_t)spill_token_to_bytes(&model.tok, got[i], buf + o, (int)(sizeof buf - o));
+                o += (size_t)spill_token_to_bytes(&model->tok, got[i], buf + o, (int)(sizeof buf - o));
             }
         }
         assert_int_equal(o, tl);
@@ -131,27 +121,29 @@ static void test_greedy_matches_llamacpp(void **state) {
         spill_err err = {{0}};
         if (!strcmp(fl[1], "chat")) {
             char *mine = NULL;
-            assert_int_equal(spill_chat_format(model.chat_template, prompt, &mine, &err), 0);
+            assert_int_equal(spill_chat_format(model->chat_template, prompt, &mine, &err), 0);
             assert_string_equal(mine, formatted);
             free(mine);
         }
         int *toks = NULL, nt = 0;
-        assert_int_equal(spill_tokenize(&model.tok, formatted, fmtl, 0, 1, &toks, &nt, &err), 0);
+        assert_int_equal(spill_tokenize(&model->tok, formatted, fmtl, 0, 1, &toks, &nt, &err), 0);
         assert_int_equal(nt, nwp);
         assert_memory_equal(toks, want_prompt, sizeof(int) * (size_t)nt);
 
-        spill_state st;
-        assert_int_equal(spill_state_init(&st, &model, 512, 64, pool, &err), 0);
-        assert_int_equal(spill_forward(&st, toks, nt, 0, &err), 0);
+        /* each prompt from an empty sequence 0 */
+        spill_kv_release(spill_engine_kv(eng), 0);
+        assert_int_equal(spill_kv_seq_open(spill_engine_kv(eng), 0, &err), 0);
+        assert_int_equal(spill_engine_forward(eng, 0, toks, nt, 0, &err), 0);
+        float *logits = spill_engine_logits(eng);
         spill_sampler smp;
-        assert_int_equal(spill_sampler_init(&smp, model.hp.vocab, 0, 0, 1, 1, &err), 0);
+        assert_int_equal(spill_sampler_init(&smp, model->hp.vocab, 0, 0, 1, 1, &err), 0);
         int pos = nt, differ = 0, first = -1;
         for (int i = 0; i < nwg; i++) {
             const peer_top *pt = &tops[i];
             assert_int_equal(pt->id[0], want_gen[i]);
-            int mine = spill_sampler_sample(&smp, st.logits);
+            int mine = spill_sampler_sample(&smp, logits);
             if (mine != want_gen[i]) {
-                float gap = st.logits[mine] - st.logits[want_gen[i]];
+                float gap = logits[mine] - logits[want_gen[i]];
                 int k = 1;
                 while (k < pt->n && pt->id[k] != mine) k++;
                 float peer_gap = k < pt->n ? pt->logit[0] - pt->logit[k] : 1e9f;
@@ -162,7 +154,7 @@ static void test_greedy_matches_llamacpp(void **state) {
                 differ++;
                 if (first < 0) first = i;
             }
-            assert_int_equal(spill_forward(&st, &want_gen[i], 1, pos++, &err), 0);
+            assert_int_equal(spill_engine_forward(eng, 0, &want_gen[i], 1, pos++, &err), 0);
         }
         if (differ)
             printf("%s '%s': first %d of %d greedy tokens equal llama.cpp's, %d near-tie step(s)\n", fl[1], prompt,
@@ -172,7 +164,6 @@ static void test_greedy_matches_llamacpp(void **state) {
         total_match += differ == 0;
         ties += differ;
         spill_sampler_free(&smp);
-        spill_state_free(&st);
         free(toks);
         free(prompt);
         free(formatted);

@@ -1,7 +1,7 @@
 /* stories260K end to end on the CPU: the greedy continuation independent implementations produce,
  * SentencePiece tokenization round trips, and the same tokens whether weights are mapped or copied,
  * prompts run batched or token by token, with 1 thread or 3. */
-#include "forward.h"
+#include "engine.h"
 #include "sampler.h"
 #include "test_util.h"
 
@@ -12,36 +12,42 @@ static char *generate(int use_mmap, int batch, int threads, int n, int *ids_out)
     spill_err err = {{0}};
     spill_mem *mem = spill_mem_create("host", &err);
     assert_non_null(mem);
-    spill_model m;
-    spill_model_params mp = {.use_mmap = use_mmap};
-    assert_int_equal(spill_model_load(&m, stories_path(), &mp, mem, &err), 0);
-    spill_pool *pool = spill_pool_create(threads);
-    spill_state st;
-    assert_int_equal(spill_state_init(&st, &m, 256, batch, pool, &err), 0);
+    spill_engine_params p = spill_engine_defaults();
+    p.model = stories_path();
+    p.mem = mem;
+    p.use_mmap = use_mmap;
+    p.ctx = 256;
+    p.batch = batch;
+    p.threads = threads;
+    p.quiet = 1;
+    spill_engine *e;
+    if (spill_engine_open(&p, &e, &err)) fail_msg("%s", err.msg);
+    const spill_model *m = spill_engine_model(e);
     int *toks = NULL, nt = 0;
-    assert_int_equal(spill_tokenize(&m.tok, "Once upon a time", 16, 1, 1, &toks, &nt, &err), 0);
-    assert_int_equal(toks[0], m.tok.bos);
+    assert_int_equal(spill_tokenize(&m->tok, "Once upon a time", 16, 1, 1, &toks, &nt, &err), 0);
+    assert_int_equal(toks[0], m->tok.bos);
     for (int i = 0; i < nt; i += batch)
-        assert_int_equal(spill_forward(&st, toks + i, nt - i < batch ? nt - i : batch, i, &err), 0);
+        assert_int_equal(spill_engine_forward(e, 0, toks + i, nt - i < batch ? nt - i : batch, i, &err), 0);
     spill_sampler smp;
-    assert_int_equal(spill_sampler_init(&smp, m.hp.vocab, 0, 0, 1, 1, &err), 0);
+    assert_int_equal(spill_sampler_init(&smp, m->hp.vocab, 0, 0, 1, 1, &err), 0);
     char *text = calloc(1, 4096);
     size_t len = 0;
     for (int i = 0; i < n; i++) {
-        int next = spill_sampler_sample(&smp, st.logits);
+        int next = spill_sampler_sample(&smp, spill_engine_logits(e));
         ids_out[i] = next;
-        len += (size_t)spill_token_to_bytes(&m.tok, next, text + len, (int)(4096 - len));
-        assert_int_equal(spill_forward(&st, &next, 1, nt + i, &err), 0);
+        len += (size_t)spill_token_to_bytes(&m->tok, next, text + len, (int)(4096 - len));
+        assert_int_equal(spill_engine_forward(e, 0, &next, 1, nt + i, &err), 0);
     }
     spill_mem_stats ms;
+    spill_engine_stats es;
     spill_mem_get_stats(mem, &ms);
+    spill_engine_get_stats(e, &es);
     if (use_mmap) assert_true(ms.registered[SPILL_TIER_HOST] > 1000000); /* weights read in place */
-    else assert_true(ms.tier[SPILL_TIER_HOST].current > st.kv.st.bytes[SPILL_TIER_HOST] + 1000000); /* copies */
+    else assert_true(ms.tier[SPILL_TIER_HOST].current > es.kv.bytes[SPILL_TIER_HOST] + 1000000); /* copies */
+    assert_int_equal(es.mapped, use_mmap ? ms.registered[SPILL_TIER_HOST] : 0);
     spill_sampler_free(&smp);
     free(toks);
-    spill_state_free(&st);
-    spill_pool_free(pool);
-    spill_model_free(&m);
+    spill_engine_free(e);
     spill_mem_get_stats(mem, &ms);
     assert_int_equal(ms.tier[SPILL_TIER_HOST].current, 0);
     assert_int_equal(ms.registered[SPILL_TIER_HOST], 0);
@@ -68,16 +74,6 @@ static void test_paths_agree(void **state) {
     assert_memory_equal(a, c, sizeof a);
 }
 
-/* The model with weights mapped from the file, on a fresh host allocator. */
-static spill_mem *load_stories(spill_model *m) {
-    spill_err err = {{0}};
-    spill_mem *mem = spill_mem_create("host", &err);
-    assert_non_null(mem);
-    spill_model_params mp = {.use_mmap = 1};
-    assert_int_equal(spill_model_load(m, stories_path(), &mp, mem, &err), 0);
-    return mem;
-}
-
 /* The trace hook sees every intermediate of every layer, in order, and the last one is the logits. */
 typedef struct trace_rec {
     int calls, layers_seen, last_layer_ok;
@@ -96,33 +92,33 @@ static void on_trace(void *ctx, const char *name, int layer, const float *x, int
 static void test_trace_hook(void **state) {
     (void)state;
     spill_err err = {{0}};
-    spill_model m;
-    spill_mem *mem = load_stories(&m);
-    spill_pool *pool = spill_pool_create(1);
-    spill_state st;
-    assert_int_equal(spill_state_init(&st, &m, 64, 8, pool, &err), 0);
     trace_rec r = {0};
-    st.trace = on_trace;
-    st.trace_ctx = &r;
-    int tok = 1;
-    assert_int_equal(spill_forward(&st, &tok, 1, 0, &err), 0);
+    spill_engine_params p = spill_engine_defaults();
+    p.model = stories_path();
+    p.ctx = 64;
+    p.batch = 8;
+    p.threads = 1;
+    p.quiet = 1;
+    p.trace = on_trace;
+    p.trace_ctx = &r;
+    spill_engine *e;
+    if (spill_engine_open(&p, &e, &err)) fail_msg("%s", err.msg);
+    int tok = 1, L = spill_engine_model(e)->hp.n_layers;
+    assert_int_equal(spill_engine_forward(e, 0, &tok, 1, 0, &err), 0);
     /* 13 per layer, 2 for the head */
-    assert_int_equal(r.calls, 13 * m.hp.n_layers + 2);
-    assert_int_equal(r.layers_seen, m.hp.n_layers);
+    assert_int_equal(r.calls, 13 * L + 2);
+    assert_int_equal(r.layers_seen, L);
     assert_string_equal(r.last, "result_output");
     assert_true(r.last_layer_ok);
-    assert_true(r.logits0 == st.logits[0]);
-    spill_state_free(&st);
-    spill_pool_free(pool);
-    spill_model_free(&m);
-    spill_mem_free(mem);
+    assert_true(r.logits0 == spill_engine_logits(e)[0]);
+    spill_engine_free(e);
 }
 
 static void test_spm_round_trip(void **state) {
     (void)state;
     spill_err err = {{0}};
     spill_model m;
-    spill_mem *mem = load_stories(&m);
+    if (spill_model_load(&m, stories_path(), &err)) fail_msg("%s", err.msg);
     const char *cases[] = {"Once upon a time", "Lily   and  Ben!", "x", "Zürich, 日本 🙂", "a\nb\tc", "  lead"};
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
         int *t = NULL, n = 0;
@@ -144,32 +140,36 @@ static void test_spm_round_trip(void **state) {
     assert_true(bytes >= 3);
     free(t);
     spill_model_free(&m);
-    spill_mem_free(mem);
 }
 
 static void test_context_full_is_an_error(void **state) {
     (void)state;
     spill_err err = {{0}};
-    spill_model m;
-    spill_mem *mem = load_stories(&m);
-    spill_state st;
-    assert_int_equal(spill_state_init(&st, &m, 4, 4, NULL, &err), 0);
+    spill_engine_params p = spill_engine_defaults();
+    p.model = stories_path();
+    p.ctx = 4;
+    p.batch = 4;
+    p.threads = 1;
+    p.quiet = 1;
+    spill_engine *e;
+    if (spill_engine_open(&p, &e, &err)) fail_msg("%s", err.msg);
     int toks[5] = {1, 2, 3, 4, 5};
-    assert_int_equal(spill_forward(&st, toks, 4, 0, &err), 0);
-    assert_int_equal(spill_forward(&st, toks, 1, 4, &err), -1);
+    assert_int_equal(spill_engine_forward(e, 0, toks, 4, 0, &err), 0);
+    assert_int_equal(spill_engine_forward(e, 0, toks, 1, 4, &err), -1);
     assert_non_null(strstr(err.msg, "context"));
     int bad = 100000;
-    assert_int_equal(spill_forward(&st, &bad, 1, 0, &err), -1);
+    assert_int_equal(spill_engine_forward(e, 0, &bad, 1, 0, &err), -1);
     assert_non_null(strstr(err.msg, "100000"));
-    spill_state_free(&st);
-    assert_int_equal(spill_state_init(&st, &m, 1 << 20, 4, NULL, &err), -1); /* beyond the model's context */
-    spill_state_free(&st); /* a failed init leaves a state that can be freed */
-    spill_model_free(&m);
-    spill_mem_free(mem);
+    spill_engine_free(e);
+    p.ctx = 1 << 20; /* beyond the model's context */
+    assert_int_equal(spill_engine_open(&p, &e, &err), -1);
+    assert_non_null(strstr(err.msg, "--ctx-size"));
+    assert_null(e);
+    spill_engine_free(NULL); /* a no-op */
 }
 
 int main(void) {
-    require_file(stories_path(), "the shared test models live in ../shared/models");
+    require_file(stories_path(), "the small test models live in tests/models");
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_greedy_continuation),
         cmocka_unit_test(test_paths_agree),

@@ -17,7 +17,7 @@
 /* ctest treats this exit code as "skipped" (SKIP_RETURN_CODE) */
 #define SPILL_TEST_SKIP 77
 
-/* ../shared/models/stories260k-f32.gguf, or $SPILL_STORIES */
+/* tests/models/stories260k-f32.gguf, or $SPILL_STORIES */
 static inline const char *stories_path(void) {
     const char *e = getenv("SPILL_STORIES");
     return e && *e ? e : SPILL_MODELS_DIR "/stories260k-f32.gguf";
@@ -127,5 +127,30 @@ static inline run_result *run_generate(const char *args) {
     }
     return &r;
 }
+
+#ifdef SPILL_ENGINE_H
+/* An engine on the CPU (or the device in p->device) for a model, quiet; fails the test with the
+ * message when it cannot open. */
+static inline spill_engine *open_engine(const char *path, int ctx, int batch, int threads) {
+    spill_err err = {{0}};
+    spill_engine_params p = spill_engine_defaults();
+    p.model = path;
+    p.ctx = ctx;
+    p.batch = batch;
+    p.threads = threads;
+    p.quiet = 1;
+    spill_engine *e = NULL;
+    if (spill_engine_open(&p, &e, &err)) fail_msg("%s: %s", path, err.msg);
+    return e;
+}
+
+/* the index of the largest logit, the lower one on ties */
+static inline int argmax_logit(const float *x, int n) {
+    int b = 0;
+    for (int i = 1; i < n; i++)
+        if (x[i] > x[b]) b = i;
+    return b;
+}
+#endif
 
 #endif

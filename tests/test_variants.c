@@ -6,7 +6,7 @@
 #include <math.h>
 #include <sys/stat.h>
 
-#include "forward.h"
+#include "engine.h"
 #include "test_util.h"
 
 static char dir[128];
@@ -14,27 +14,16 @@ enum { N_GEN = 30 };
 
 static int greedy(const char *path, const int *prompt, int np, int *out, float *first_logits) {
     spill_err err = {{0}};
-    spill_mem *mem = spill_mem_create("host", &err);
-    spill_model m;
-    spill_model_params mp = {.use_mmap = 1};
-    if (spill_model_load(&m, path, &mp, mem, &err)) fail_msg("%s: %s", path, err.msg);
-    spill_pool *pool = spill_pool_create(2);
-    spill_state st;
-    assert_int_equal(spill_state_init(&st, &m, 256, 32, pool, &err), 0);
-    assert_int_equal(spill_forward(&st, prompt, np, 0, &err), 0);
-    int V = m.hp.vocab;
-    if (first_logits) memcpy(first_logits, st.logits, sizeof(float) * (size_t)V);
+    spill_engine *e = open_engine(path, 256, 32, 2);
+    assert_int_equal(spill_engine_forward(e, 0, prompt, np, 0, &err), 0);
+    int V = spill_engine_model(e)->hp.vocab;
+    if (first_logits) memcpy(first_logits, spill_engine_logits(e), sizeof(float) * (size_t)V);
     for (int i = 0; i < N_GEN; i++) {
-        int b = 0;
-        for (int v = 1; v < V; v++)
-            if (st.logits[v] > st.logits[b]) b = v;
+        int b = argmax_logit(spill_engine_logits(e), V);
         out[i] = b;
-        assert_int_equal(spill_forward(&st, &b, 1, np + i, &err), 0);
+        assert_int_equal(spill_engine_forward(e, 0, &b, 1, np + i, &err), 0);
     }
-    spill_state_free(&st);
-    spill_pool_free(pool);
-    spill_model_free(&m);
-    spill_mem_free(mem);
+    spill_engine_free(e);
     return V;
 }
 
@@ -89,7 +78,7 @@ static void test_variants(void **s) {
 }
 
 int main(void) {
-    require_file(stories_path(), "the shared test models live in ../shared/models");
+    require_file(stories_path(), "the small test models live in tests/models");
     snprintf(dir, sizeof dir, "/tmp/spill-variants-%d", (int)getpid());
     char cmd[1024];
     snprintf(cmd, sizeof cmd, "python3 '%s/../gen_stories_variants.py' '%s' '%s' >/dev/null 2>/tmp/spill-variants.err",

@@ -1,12 +1,12 @@
 /* spill-trace MODEL POS TOKEN... : runs the tokens one at a time on the CPU and writes every
- * intermediate tensor of position POS (spill_state.trace; names as llama.cpp's graph has them) to
+ * intermediate tensor of position POS (spill_engine_params.trace; names as llama.cpp's graph has them) to
  * stdout as records: int32 name length, name, int64 count, count floats. trace_compare.py reads them
  * beside llama.cpp's own (its eval callback) and reports which tensors differ in which bits. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "forward.h"
+#include "engine.h"
 
 typedef struct tctx {
     int pos, want;
@@ -37,42 +37,30 @@ int main(int argc, char **argv) {
         return 2;
     }
     spill_err err = {{0}};
-    spill_mem *mem = spill_mem_create("host", &err);
-    if (!mem) {
-        fprintf(stderr, "spill-trace: %s\n", err.msg);
-        return 1;
-    }
-    spill_model m;
-    spill_model_params mp = {.use_mmap = 1};
-    if (spill_model_load(&m, argv[1], &mp, mem, &err)) {
-        fprintf(stderr, "spill-trace: %s\n", err.msg);
-        spill_mem_free(mem);
-        return 1;
-    }
-    spill_pool *pool = spill_pool_create(1);
-    spill_state st;
-    int rc = 1;
-    if (!pool || spill_state_init(&st, &m, n_tok, 1, pool, &err)) {
-        fprintf(stderr, "spill-trace: %s\n", pool ? err.msg : "cannot start a thread");
-        goto out_model;
-    }
     tctx c = {0, want, stdout};
-    st.trace = on_trace;
-    st.trace_ctx = &c;
-    for (int i = 0; i <= want; i++) {
+    spill_engine_params p = spill_engine_defaults();
+    p.model = argv[1];
+    p.ctx = n_tok;
+    p.batch = 1;
+    p.threads = 1;
+    p.quiet = 1;
+    p.trace = on_trace;
+    p.trace_ctx = &c;
+    spill_engine *e;
+    if (spill_engine_open(&p, &e, &err)) {
+        fprintf(stderr, "spill-trace: %s\n", err.msg);
+        return 1;
+    }
+    int rc = 0;
+    for (int i = 0; i <= want && !rc; i++) {
         int t = atoi(argv[3 + i]);
         c.pos = i;
-        if (spill_forward(&st, &t, 1, i, &err)) {
+        if (spill_engine_forward(e, 0, &t, 1, i, &err)) {
             fprintf(stderr, "spill-trace: %s\n", err.msg);
-            goto out_state;
+            rc = 1;
         }
     }
-    rc = fflush(stdout) ? 1 : 0;
-out_state:
-    spill_state_free(&st);
-out_model:
-    spill_pool_free(pool);
-    spill_model_free(&m);
-    spill_mem_free(mem);
+    if (!rc && fflush(stdout)) rc = 1;
+    spill_engine_free(e);
     return rc;
 }

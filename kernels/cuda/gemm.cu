@@ -12,13 +12,6 @@ struct spill_cu_blas {
     cublasHandle_t h;
 };
 
-#define SPILL_CUBLAS_CHECK(call)                                                                                \
-    do {                                                                                                        \
-        cublasStatus_t s_ = (call);                                                                             \
-        if (s_ != CUBLAS_STATUS_SUCCESS)                                                                        \
-            return spill_err_set(err, "%s failed: %s", #call, cublasGetStatusString(s_));                      \
-    } while (0)
-
 __global__ static void to_f16(__half *o, const float *x, long long n) {
     long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x;
     if (i < n) o[i] = __float2half_rn(x[i]);
@@ -75,8 +68,8 @@ extern "C" int spill_cu_gemm_ld(spill_cu_blas *b, float *out, int64_t ldo, const
         ct = CUBLAS_COMPUTE_32F;
     }
     const float one = 1.0f, zero = 0.0f;
-    SPILL_CUBLAS_CHECK(cublasSetStream(b->h, s));
-    SPILL_CUBLAS_CHECK(cublasGemmEx(b->h, CUBLAS_OP_T, CUBLAS_OP_N, (int)rows, n_tok, (int)cols, &one, w, t, (int)cols,
+    SPILL_CUBLAS_TRY(cublasSetStream(b->h, s));
+    SPILL_CUBLAS_TRY(cublasGemmEx(b->h, CUBLAS_OP_T, CUBLAS_OP_N, (int)rows, n_tok, (int)cols, &one, w, t, (int)cols,
                                     act, t, (int)cols, &zero, out, CUDA_R_32F, (int)ldo, ct, CUBLAS_GEMM_DEFAULT));
     return 0;
 }

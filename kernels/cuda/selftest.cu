@@ -4,14 +4,8 @@
 
 #include <cuda_runtime.h>
 
-#define SPILL_CUDA_TRY(call)                                                                                  \
-    do {                                                                                                      \
-        cudaError_t e_ = (call);                                                                              \
-        if (e_ != cudaSuccess) {                                                                              \
-            rc = spill_err_set(err, "%s failed: %s (%s)", #call, cudaGetErrorString(e_), cudaGetErrorName(e_)); \
-            goto out;                                                                                         \
-        }                                                                                                     \
-    } while (0)
+#include "spill_cuda_check.h"
+
 
 __global__ static void spill_selftest_kernel(unsigned *out, unsigned n) {
     unsigned i = blockIdx.x * blockDim.x + threadIdx.x;
@@ -22,11 +16,11 @@ extern "C" int spill_cuda_selftest(int device, spill_err *err) {
     enum { N = 4096 };
     unsigned *d = NULL, h[N];
     int rc = 0;
-    SPILL_CUDA_TRY(cudaSetDevice(device));
-    SPILL_CUDA_TRY(cudaMalloc(&d, N * sizeof(unsigned)));
+    if ((rc = SPILL_CU_CHECK(cudaSetDevice(device), err))) goto out;
+    if ((rc = SPILL_CU_CHECK(cudaMalloc(&d, N * sizeof(unsigned)), err))) goto out;
     spill_selftest_kernel<<<N / 256, 256>>>(d, N);
-    SPILL_CUDA_TRY(cudaGetLastError());
-    SPILL_CUDA_TRY(cudaMemcpy(h, d, sizeof h, cudaMemcpyDeviceToHost));
+    if ((rc = SPILL_CU_CHECK(cudaGetLastError(), err))) goto out;
+    if ((rc = SPILL_CU_CHECK(cudaMemcpy(h, d, sizeof h, cudaMemcpyDeviceToHost), err))) goto out;
     for (unsigned i = 0; i < N; i++)
         if (h[i] != i * 2654435761u + 12345u) {
             rc = spill_err_set(err, "the self-test kernel wrote %u at %u, expected %u", h[i], i, i * 2654435761u + 12345u);

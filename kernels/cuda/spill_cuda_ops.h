@@ -14,6 +14,24 @@
 extern "C" {
 #endif
 
+/* ---- queues, events and copies: how the runtime orders work on the GPU without calling CUDA ----
+ * A queue is a cudaStream_t (non-blocking), an event a cudaEvent_t without timing. Copies are
+ * cudaMemcpyDefault: source and destination may be device, managed, pinned or mapped memory (a
+ * copy from pageable memory is synchronous: the runtime stages it). Only in a CUDA build. */
+int spill_cu_queue_create(void **queue, spill_err *err);
+/* waits for what is queued, then destroys it; NULL is a no-op */
+void spill_cu_queue_free(void *queue);
+int spill_cu_queue_sync(void *queue, spill_err *err);
+int spill_cu_event_create(void **event, spill_err *err);
+void spill_cu_event_free(void *event);
+/* the event completes when what `queue` holds now has run */
+int spill_cu_event_record(void *event, void *queue, spill_err *err);
+/* what is queued on `queue` from now on waits for the event */
+int spill_cu_queue_wait(void *queue, void *event, spill_err *err);
+int spill_cu_copy_async(void *dst, const void *src, size_t n, void *queue, spill_err *err);
+/* synchronous */
+int spill_cu_copy(void *dst, const void *src, size_t n, spill_err *err);
+
 /* out[r] = x[r] / rms(x[r]) * w for n_rows rows of dim values */
 int spill_cu_rmsnorm(float *out, const float *x, const float *w, int n_rows, int dim, float eps, void *stream,
                      spill_err *err);

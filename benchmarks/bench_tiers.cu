@@ -1,25 +1,22 @@
 // GPU tier bandwidths (spill-bench tiers). A read kernel streams a buffer with 16-byte loads and
 // folds it into one value per block, so the loads cannot be optimised away; transfers are timed
 // with events. Every CUDA call is checked; a way that this platform does not offer (pageable memory
-// without HMM/ATS) is reported as not measured, with the reason. It lives in alloc/ because it
-// measures placements, and it states them through cuda_compat.h like the CUDA backends do. Never
+// without HMM/ATS) is reported as not measured, with the reason. It states its placements
+// through alloc/'s cuda_compat.h like the CUDA backends do. Never
 // run on a GPU by the session that wrote it (docs/results.md says what has run where).
 #include "spill_cuda_bench.h"
 
 #include <cuda_runtime.h>
 
 #include "cuda_compat.h"
+#include "spill_cuda_check.h"
 
 #include <algorithm>
 #include <vector>
 
 #define TRY(call)                                                                                        \
     do {                                                                                                 \
-        cudaError_t e_ = (call);                                                                         \
-        if (e_ != cudaSuccess) {                                                                         \
-            spill_err_set(err, "%s failed: %s (%s)", #call, cudaGetErrorString(e_), cudaGetErrorName(e_)); \
-            goto fail;                                                                                   \
-        }                                                                                                \
+        if (SPILL_CU_CHECK(call, err)) goto fail;                                                        \
     } while (0)
 
 __global__ static void read_kernel(const uint4 *p, size_t n, unsigned *sink) {

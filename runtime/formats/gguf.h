@@ -4,7 +4,7 @@
 #ifndef SPILL_GGUF_H
 #define SPILL_GGUF_H
 
-#include "spill_common.h"
+#include "hparams.h"
 
 enum {
     SPILL_GGUF_U8 = 0, SPILL_GGUF_I8 = 1, SPILL_GGUF_U16 = 2, SPILL_GGUF_I16 = 3,
@@ -70,6 +70,19 @@ int spill_gguf_get_arr(const spill_gguf *g, const char *key, uint32_t type, cons
 void spill_gguf_arr_strings(const spill_gguf_kv *kv, spill_str *out);
 
 int spill_str_eq(spill_str s, const char *c);
+
+/* ---- what the metadata says about the model (gguf_meta.c) ---- */
+/* general.architecture into arch (NUL-terminated) */
+int spill_gguf_arch(const spill_gguf *g, char *arch, size_t len, spill_err *err);
+/* "arch.key" as a u32: 0 read, 1 absent (an error naming it when required), -1 error */
+int spill_gguf_arch_u32(const spill_gguf *g, const char *arch, const char *key, int required, uint32_t *out,
+                        spill_err *err);
+/* The hyperparameters under the architecture's prefix, read and checked: block_count, embedding_length,
+ * attention.head_count(_kv), feed_forward_length, context_length (2048 when absent, at most 2^24),
+ * rope.dimension_count (the head size when absent), layer_norm_rms_epsilon, rope.freq_base; vocab from
+ * token_embd.weight's rows (0 when it is missing or malformed: the loader says why), tied when there
+ * is no output.weight. */
+int spill_gguf_hparams_read(const spill_gguf *g, const char *arch, spill_hparams *hp, spill_err *err);
 const char *spill_gguf_type_name(uint32_t t);
 
 #endif

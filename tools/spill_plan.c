@@ -1,41 +1,23 @@
 /* spill-plan: where every region of a model would live under each policy, and the speed the cost
  * model predicts — from a GGUF header or a config.json, without reading a single weight, so that a
  * deployment can be planned before anything is downloaded. */
-#include <getopt.h>
 #include <strings.h>
 #include <sys/stat.h>
 
 #include "regions.h"
 #include "spill_alloc.h"
 #include "spill_json.h"
-#include "spill_options.h"
+#include "spill_args.h"
 #include "spill_policy.h"
 
-static void usage(FILE *f) {
-    fprintf(f,
-            "usage: spill-plan (-m MODEL.gguf | -m HF_DIR | --config config.json) [options]\n"
-            "\n"
-            "Prints, per region (layer weights, KV cache per layer, embedding, head), the tier, the\n"
-            "advice and when it is prefetched; totals per tier; and the decode and prefill speed each\n"
-            "policy is predicted to reach. Reads only the GGUF header or config.json: no weights.\n"
-            "Every speed printed is a prediction of the cost model (docs/policies.md), not a measurement.\n"
-            "\n"
-            "  -m, --model PATH       a GGUF file, or a Hugging Face directory with config.json\n"
-            "      --config FILE      a Hugging Face config.json (Llama, Mistral, Qwen2)\n"
-            "      --dtype T          weights' type for --config: bf16, f16 or f32 (default: torch_dtype)\n"
-            "      --profile NAME     built-in hardware profile: gh200-96, gh200-144, h100-pcie, h200-pcie,\n"
-            "                         cpu (default: gh200-96)\n"
-            "      --profile-file F   a hardware profile in JSON (spill-bench tiers --profile-out writes one)\n"
-            "      --hbm-budget SIZE  HBM to plan with, e.g. 80G (default: the profile's HBM minus\n"
-            "                         SPILL_HBM_RESERVE, 1G)\n"
-            "      --ctx N            context length in tokens for the KV cache (default: the model's)\n"
-            "      --batch B          sequences decoded together (default: 1)\n"
-            "      --prompt-tokens N  prompt length for the prefill prediction (default: 512)\n"
-            "      --policy P         fault, pin, stream, auto, or all (default: all: the predictions side by\n"
-            "                         side, and auto's plan region by region)\n"
-            "      --json             the same as JSON on stdout\n"
-            "  -h, --help             this text\n");
-}
+static const char usage_head[] =
+    "usage: spill-plan (-m MODEL.gguf | -m HF_DIR | --config config.json) [options]\n"
+    "\n"
+    "Prints, per region (layer weights, KV cache per layer, embedding, head), the tier, the\n"
+    "advice and when it is prefetched; totals per tier; and the decode and prefill speed each\n"
+    "policy is predicted to reach. Reads only the GGUF header or config.json: no weights.\n"
+    "Every speed printed is a prediction of the cost model (docs/policies.md), not a measurement.\n"
+    "\n";
 
 static double gib(double b) { return b / (1024.0 * 1024.0 * 1024.0); }
 
@@ -84,62 +66,35 @@ static void json_plan(const spill_plan *p, FILE *f) {
 }
 
 int main(int argc, char **argv) {
-    static const struct option longopts[] = {
-        {"model", required_argument, 0, 'm'},       {"config", required_argument, 0, 'c'},
-        {"dtype", required_argument, 0, 'd'},       {"profile", required_argument, 0, 'p'},
-        {"profile-file", required_argument, 0, 'P'}, {"hbm-budget", required_argument, 0, 'b'},
-        {"ctx", required_argument, 0, 'x'},         {"batch", required_argument, 0, 'B'},
-        {"prompt-tokens", required_argument, 0, 'n'}, {"policy", required_argument, 0, 'y'},
-        {"json", no_argument, 0, 'j'},              {"help", no_argument, 0, 'h'},
-        {0, 0, 0, 0},
-    };
     const char *model = NULL, *config = NULL, *dtype = NULL, *profile = "gh200-96", *profile_file = NULL;
     const char *policy = "all";
-    int ctx = 0, batch = 1, prompt = 512, json = 0, c;
+    int ctx = 0, batch = 1, prompt = 512, json = 0, help = 0, budget_set = 0;
     spill_options o;
     spill_err err = {{0}};
     spill_options_defaults(&o);
-    if (spill_options_from_env(&o, stderr, &err)) {
-        fprintf(stderr, "spill-plan: %s\n", err.msg);
-        return 2;
-    }
-    int budget_set = 0;
-    while ((c = getopt_long(argc, argv, "m:h", longopts, NULL)) != -1) {
-        char *end;
-        long v;
-        switch (c) {
-        case 'm': model = optarg; break;
-        case 'c': config = optarg; break;
-        case 'd': dtype = optarg; break;
-        case 'p': profile = optarg; break;
-        case 'P': profile_file = optarg; break;
-        case 'b':
-            if (spill_options_set(&o, "hbm-budget", optarg, &err)) {
-                fprintf(stderr, "spill-plan: %s\n", err.msg);
-                return 2;
-            }
-            budget_set = 1;
-            break;
-        case 'x':
-        case 'B':
-        case 'n':
-            v = strtol(optarg, &end, 10);
-            if (*end || end == optarg || v < 1 || v > (1 << 24)) {
-                fprintf(stderr, "spill-plan: --%s expects an integer in 1..16777216, got '%s'\n",
-                        c == 'x' ? "ctx" : c == 'B' ? "batch" : "prompt-tokens", optarg);
-                return 2;
-            }
-            *(c == 'x' ? &ctx : c == 'B' ? &batch : &prompt) = (int)v;
-            break;
-        case 'y': policy = optarg; break;
-        case 'j': json = 1; break;
-        case 'h': usage(stdout); return 0;
-        default: usage(stderr); return 2;
-        }
-    }
-    if (optind < argc) {
-        fprintf(stderr, "spill-plan: unexpected argument '%s' (see --help)\n", argv[optind]);
-        return 2;
+    const spill_arg args[] = {
+        SPILL_ARG('m', "model", SPILL_ARG_STRING, &model, 0, 0, "PATH", "a GGUF file, or a Hugging Face directory with config.json"),
+        SPILL_ARG(0, "config", SPILL_ARG_STRING, &config, 0, 0, "FILE", "a Hugging Face config.json (Llama, Mistral, Qwen2)"),
+        SPILL_ARG(0, "dtype", SPILL_ARG_STRING, &dtype, 0, 0, "T", "weights' type for --config: bf16, f16 or f32 (default: torch_dtype)"),
+        SPILL_ARG(0, "profile", SPILL_ARG_STRING, &profile, 0, 0, "NAME",
+         "built-in hardware profile: gh200-96, gh200-144, h100-pcie, h200-pcie,\ncpu (default: gh200-96)"),
+        SPILL_ARG(0, "profile-file", SPILL_ARG_STRING, &profile_file, 0, 0, "F",
+         "a hardware profile in JSON (spill-bench tiers --profile-out writes one)"),
+        SPILL_ARG_G(0, "hbm-budget", SPILL_ARG_OPTION, &o, 0, 0, "SIZE",
+         "HBM to plan with, e.g. 80G (default: the profile's HBM minus\nSPILL_HBM_RESERVE, 1G)", &budget_set),
+        SPILL_ARG(0, "ctx", SPILL_ARG_INT, &ctx, 1, 1 << 24, "N", "context length in tokens for the KV cache (default: the model's)"),
+        SPILL_ARG(0, "batch", SPILL_ARG_INT, &batch, 1, 1 << 24, "B", "sequences decoded together (default: 1)"),
+        SPILL_ARG(0, "prompt-tokens", SPILL_ARG_INT, &prompt, 1, 1 << 24, "N", "prompt length for the prefill prediction (default: 512)"),
+        SPILL_ARG(0, "policy", SPILL_ARG_STRING, &policy, 0, 0, "P",
+         "fault, pin, stream, auto, or all (default: all: the predictions side by\nside, and auto's plan region by region)"),
+        SPILL_ARG(0, "json", SPILL_ARG_FLAG, &json, 0, 0, NULL, "the same as JSON on stdout"),
+        SPILL_ARG('h', "help", SPILL_ARG_HELP, &help, 0, 0, NULL, "this text"),
+        SPILL_ARG_END,
+    };
+    int prc = spill_options_from_env(&o, stderr, &err) ? -1 : spill_args_parse(args, argc, argv, 1, usage_head, &err);
+    if (prc) {
+        if (prc < 0) fprintf(stderr, "spill-plan: %s\n", err.msg);
+        return prc < 0 ? 2 : 0;
     }
     if (!!model == !!config) {
         fprintf(stderr, "spill-plan: give a model with -m MODEL.gguf / -m HF_DIR, or --config config.json (one of them)\n");
@@ -164,7 +119,7 @@ int main(int argc, char **argv) {
 
     spill_shape s;
     spill_gguf g;
-    int have_gguf = 0;
+    memset(&g, 0, sizeof g); /* closing a zeroed one is a no-op */
     char cfg[4096];
     struct stat st;
     if (model && !stat(model, &st) && S_ISDIR(st.st_mode)) {
@@ -177,7 +132,6 @@ int main(int argc, char **argv) {
             fprintf(stderr, "spill-plan: %s\n", err.msg);
             return 1;
         }
-        have_gguf = 1;
         if (spill_shape_from_gguf(&g, &s, &err)) {
             fprintf(stderr, "spill-plan: %s\n", err.msg);
             spill_gguf_close(&g);
@@ -187,13 +141,13 @@ int main(int argc, char **argv) {
         fprintf(stderr, "spill-plan: %s\n", err.msg);
         return 1;
     }
-    if (!ctx) ctx = s.ctx_train;
+    if (!ctx) ctx = s.hp.ctx_train;
     spill_region *r = NULL;
     int n = 0;
     if (spill_shape_regions(&s, ctx, batch, &r, &n, &err)) {
         fprintf(stderr, "spill-plan: %s\n", err.msg);
         spill_shape_free(&s);
-        if (have_gguf) spill_gguf_close(&g);
+        spill_gguf_close(&g);
         return 1;
     }
     const char *all[] = {"fault", "pin", "stream", "auto"};
@@ -212,7 +166,7 @@ int main(int argc, char **argv) {
         spill_json_write_str(stdout, s.arch);
         printf(", \"dtype\": \"%s\", \"layers\": %d, \"weight_bytes\": %.0f, \"kv_bytes\": %llu, \"ctx\": %d, "
                "\"batch\": %d},\n",
-               s.dtype, s.n_layers, weights, (unsigned long long)kv, ctx, batch);
+               s.dtype, s.hp.n_layers, weights, (unsigned long long)kv, ctx, batch);
         printf("  \"profile\": ");
         spill_json_write_str(stdout, prof.name);
         printf(",\n  \"hbm_budget\": %llu,\n  \"prompt_tokens\": %d,\n  \"predictions_are\": \"cost-model predictions, "
@@ -246,7 +200,7 @@ int main(int argc, char **argv) {
         printf("\n  ]}\n}\n");
     } else {
         printf("model:   %s (%s, %s): %d layers, %.2f GiB of weights; KV cache %.2f GiB for %d tokens x %d sequence%s\n",
-               model ? model : config, s.arch, s.dtype, s.n_layers, gib(weights), gib((double)kv), ctx, batch,
+               model ? model : config, s.arch, s.dtype, s.hp.n_layers, gib(weights), gib((double)kv), ctx, batch,
                batch == 1 ? "" : "s");
         printf("profile: %s (%s); HBM budget %.2f GiB\n", prof.name, prof.source, gib((double)budget));
         printf("\npredicted by the cost model (not measured): decode at batch %d, prefill of %d tokens\n", batch, prompt);
@@ -284,6 +238,6 @@ int main(int argc, char **argv) {
             if (res[i].ok[k]) spill_plan_free(&res[i].plan[k]);
     spill_regions_free(r);
     spill_shape_free(&s);
-    if (have_gguf) spill_gguf_close(&g);
+    spill_gguf_close(&g);
     return rc;
 }

@@ -1,0 +1,197 @@
+/* The CUDA device: its state and forward pass (see forward_cuda.h). Every operation is one of
+ * kernels/cuda's, each held to its CPU twin by tests/test_cuda_ops.c. */
+#include "forward_cuda.h"
+
+#include <math.h>
+
+#include "spill_platform.h"
+
+static void gpu_free(void *ctx) {
+    spill_cu_state *s = ctx;
+    if (!s) return;
+    /* nothing may still run on what is about to go */
+    spill_cu_queue_free(s->queue);
+    spill_cu_queue_free(s->copy_queue);
+    spill_exec_free(&s->exec);
+    spill_placed_free(&s->placed);
+    spill_cu_buffer b[SPILL_CU_BUFFERS];
+    int n = spill_cu_buffers(s->hp, s->n_ctx, s->max_batch, s->kv.T, s->m->rope_freq != NULL, s, b);
+    for (int i = 0; i < n; i++)
+        if (*b[i].dst) spill_mem_put(s->mem, *b[i].dst, b[i].bytes);
+    spill_kv_free(&s->kv);
+    for (int i = 0; i < s->n_events; i++) {
+        spill_cu_event_free(s->ready ? s->ready[i] : NULL);
+        spill_cu_event_free(s->used ? s->used[i] : NULL);
+    }
+    spill_cu_blas_destroy(s->blas);
+    free(s->ready), free(s->used), free(s->stage), free(s->stage_row), free(s->logits_host);
+    free(s);
+}
+
+int spill_cuda_open(const spill_device_params *p, spill_device *out, spill_err *err) {
+    int n_gpu = 0;
+    spill_err gerr;
+    if (spill_gpu_count(&n_gpu, &gerr)) return spill_err_set(err, "%s", gerr.msg);
+    const spill_hparams *hp = &p->model->hp;
+    spill_cu_state *s = calloc(1, sizeof *s);
+    if (!s) return spill_err_set(err, "out of memory");
+    *s = (spill_cu_state){.m = p->model, .hp = hp, .mem = p->mem, .n_ctx = p->n_ctx, .max_batch = p->batch,
+                          .read_mapped = p->read_mapped};
+    int L = hp->n_layers;
+    /* the KV cache first (its block size sizes the block table): the plan's HBM bytes per layer, the
+       rest in host memory the GPU reads */
+    uint64_t *kv_hbm = calloc((size_t)L, sizeof *kv_hbm);
+    if (!kv_hbm) {
+        spill_err_set(err, "out of memory");
+        goto fail;
+    }
+    for (int l = 0; l < L; l++) kv_hbm[l] = p->plan->region[spill_region_kv(L, l)].hbm_bytes;
+    int rc = spill_kv_init(&s->kv, s->mem, L, spill_hparams_kv_dim(hp), s->n_ctx, p->n_seqs, p->kv_block, 0, kv_hbm, err);
+    free(kv_hbm);
+    if (rc || spill_kv_seq_open(&s->kv, 0, err)) goto fail;
+    if (spill_cu_queue_create(&s->queue, err) || spill_cu_queue_create(&s->copy_queue, err) ||
+        spill_cu_blas_create(&s->blas, err))
+        goto fail;
+    /* two events per ring slot */
+    int slots = p->plan->ring_slots > 0 ? p->plan->ring_slots : 0;
+    s->ready = calloc((size_t)slots + 1, sizeof(void *));
+    s->used = calloc((size_t)slots + 1, sizeof(void *));
+    if (!s->ready || !s->used) {
+        spill_err_set(err, "out of memory");
+        goto fail;
+    }
+    for (; s->n_events < slots; s->n_events++)
+        if (spill_cu_event_create(&s->ready[s->n_events], err) || spill_cu_event_create(&s->used[s->n_events], err)) {
+            s->n_events++;
+            goto fail;
+        }
+    spill_placer placer = {&spill_cuda_placer, s};
+    if (spill_place(&placer, p->model, p->regions, p->plan, s->mem, &s->placed, err)) goto fail;
+    free(s->stage), free(s->stage_row);
+    s->stage = NULL, s->stage_row = NULL, s->stage_cap = 0, s->stage_row_cap = 0;
+    if (spill_exec_init(&s->exec, placer, hp, p->plan, &s->placed, s->mem, err)) goto fail;
+    spill_cu_buffer b[SPILL_CU_BUFFERS];
+    int n = spill_cu_buffers(hp, s->n_ctx, s->max_batch, s->kv.T, p->model->rope_freq != NULL, s, b);
+    for (int i = 0; i < n; i++) {
+        spill_placement pl = {b[i].tier, -1, SPILL_PLACE_GPU_READS};
+        if (!(*b[i].dst = spill_mem_alloc(s->mem, b[i].bytes, pl, b[i].what, err))) goto fail;
+        s->act_bytes += b[i].bytes;
+    }
+    if (s->rope_freq && spill_cu_copy(s->rope_freq, p->model->rope_freq, sizeof(float) * (size_t)(hp->rope_dims / 2), err))
+        goto fail;
+    if (!(s->logits_host = malloc(sizeof(float) * (size_t)hp->vocab))) {
+        spill_err_set(err, "out of memory");
+        goto fail;
+    }
+    *out = (spill_device){&spill_cuda_device, s};
+    return 0;
+fail:
+    gpu_free(s);
+    return -1;
+}
+
+/* out (n tokens x w->rows) = x @ w^T; a matrix split between tiers is two GEMMs into the two parts */
+static int mm(spill_cu_state *s, float *out, const spill_weight *w, const float *x, int n, spill_err *err) {
+    if (w->split >= w->rows)
+        return spill_cu_gemm(s->blas, out, w->data, w->type, w->rows, w->cols, x, n, s->scratch16, s->queue, err);
+    if (w->split > 0 &&
+        spill_cu_gemm_ld(s->blas, out, w->rows, w->data, w->type, w->split, w->cols, x, n, s->scratch16, s->queue, err))
+        return -1;
+    return spill_cu_gemm_ld(s->blas, out + w->split, w->rows, w->data_hi, w->type, w->rows - w->split, w->cols, x, n,
+                            s->scratch16, s->queue, err);
+}
+
+static int gpu_forward(void *ctx, int seq, const int *tokens, int n, int pos, spill_err *err) {
+    spill_cu_state *s = ctx;
+    const spill_hparams *hp = s->hp;
+    const spill_weights *W = &s->placed.w;
+    if (n < 1 || n > s->max_batch) return spill_err_set(err, "forward: batch of %d tokens; 1..%d allowed", n, s->max_batch);
+    if (pos < 0 || pos + n > s->n_ctx)
+        return spill_err_set(err, "the context is full: positions up to %d but the context holds %d (raise -c/--ctx-size)",
+                             pos + n, s->n_ctx);
+    for (int t = 0; t < n; t++)
+        if (tokens[t] < 0 || tokens[t] >= hp->vocab)
+            return spill_err_set(err, "token id %d is outside the vocabulary of %d", tokens[t], hp->vocab);
+    if (seq < 0 || seq >= s->kv.max_seqs) return spill_err_set(err, "sequence %d of %d", seq, s->kv.max_seqs);
+    /* (a copy-on-write here is a CPU memcpy of blocks the GPU wrote: the previous call synchronized) */
+    if (spill_kv_prepare(&s->kv, seq, pos, n, err)) return -1;
+    void *q = s->queue;
+    int dim = hp->dim, hd = hp->head_dim, q_dim = spill_hparams_q_dim(hp), kv_dim = spill_hparams_kv_dim(hp);
+    float scale = 1.0f / sqrtf((float)hd);
+    int L = hp->n_layers, bps = s->kv.blocks_per_seq;
+    int n_blocks = (pos + n + s->kv.T - 1) / s->kv.T;
+    /* every layer's blocks in table order, in one copy (the previous call's copy ended with its sync) */
+    for (int l = 0; l < L; l++)
+        for (int b = 0; b < n_blocks; b++)
+            s->blocks_host[(size_t)l * (size_t)bps + (size_t)b] = spill_kv_k(&s->kv, seq, l, b * s->kv.T);
+    if (spill_cu_copy_async((void *)s->blocks_dev, s->blocks_host, sizeof(float *) * (size_t)L * (size_t)bps, q, err) ||
+        spill_cu_copy_async(s->ids, tokens, sizeof(int) * (size_t)n, q, err) ||
+        spill_cu_get_rows(s->x, W->tok_embd.data, W->tok_embd.type, dim, s->ids, n, q, err))
+        return -1;
+    spill_exec_embd(&s->exec, tokens, n);
+    for (int l = 0; l < L; l++) {
+        /* the layer boundary: the plan's prefetches and evictions, and the layer's weights as placed */
+        const spill_layer *lw = spill_exec_begin(&s->exec, l, err);
+        if (!lw) return -1;
+        /* attention: norm -> q, k, v -> rope -> cache -> softmax(q k^T) v -> output -> residual */
+        if (spill_cu_rmsnorm(s->xb, s->x, lw->attn_norm.data, n, dim, hp->eps, q, err) || mm(s, s->q, &lw->wq, s->xb, n, err) ||
+            mm(s, s->k, &lw->wk, s->xb, n, err) || mm(s, s->v, &lw->wv, s->xb, n, err))
+            return -1;
+        if (lw->bq.data && (spill_cu_add_rows(s->q, lw->bq.data, n, q_dim, q, err) ||
+                            spill_cu_add_rows(s->k, lw->bk.data, n, kv_dim, q, err) ||
+                            spill_cu_add_rows(s->v, lw->bv.data, n, kv_dim, q, err)))
+            return -1;
+        if (spill_cu_rope(s->q, n, hp->n_heads, hd, hp->rope_dims, pos, hp->rope_base, s->rope_freq, hp->rope_adjacent, q, err) ||
+            spill_cu_rope(s->k, n, hp->n_kv_heads, hd, hp->rope_dims, pos, hp->rope_base, s->rope_freq, hp->rope_adjacent, q,
+                          err))
+            return -1;
+        const float **lblocks = s->blocks_dev + (size_t)l * (size_t)bps;
+        if (spill_cu_kv_store((float *const *)lblocks, s->kv.T, kv_dim, pos, n, s->k, s->v, q, err) ||
+            spill_cu_attention(s->xb, s->q, lblocks, s->kv.T, n, pos, hp->n_heads, hp->n_kv_heads, hd, scale, s->scores, q,
+                               err) ||
+            mm(s, s->xb2, &lw->wo, s->xb, n, err) || spill_cu_add(s->x, s->xb2, (int64_t)n * dim, q, err))
+            return -1;
+        /* feed-forward: norm -> gate, up -> silu(gate) * up -> down -> residual */
+        if (spill_cu_rmsnorm(s->xb, s->x, lw->ffn_norm.data, n, dim, hp->eps, q, err) ||
+            mm(s, s->hb, &lw->w_gate, s->xb, n, err) || mm(s, s->hb2, &lw->w_up, s->xb, n, err) ||
+            spill_cu_swiglu(s->hb, s->hb, s->hb2, (int64_t)n * hp->ffn_dim, q, err) || mm(s, s->xb2, &lw->w_down, s->hb, n, err) ||
+            spill_cu_add(s->x, s->xb2, (int64_t)n * dim, q, err))
+            return -1;
+        if (spill_exec_end(&s->exec, l, err)) return -1;
+    }
+    /* head: the last token only */
+    if (spill_cu_rmsnorm(s->xb, s->x + (size_t)(n - 1) * dim, W->out_norm.data, 1, dim, hp->eps, q, err) ||
+        mm(s, s->logits, &W->output, s->xb, 1, err))
+        return -1;
+    spill_exec_head(&s->exec);
+    if (spill_cu_copy_async(s->logits_host, s->logits, sizeof(float) * (size_t)hp->vocab, q, err)) return -1;
+    return spill_cu_queue_sync(q, err);
+}
+
+static float *gpu_logits(void *ctx) { return ((spill_cu_state *)ctx)->logits_host; }
+static spill_kv *gpu_kv(void *ctx) { return &((spill_cu_state *)ctx)->kv; }
+
+static void gpu_stats(void *ctx, spill_engine_stats *out) {
+    spill_cu_state *s = ctx;
+    memset(out, 0, sizeof *out);
+    memcpy(out->weights, s->placed.bytes, sizeof out->weights);
+    out->mapped = s->placed.mapped;
+    memcpy(out->read, s->exec.st.read, sizeof out->read);
+    out->prefetched = s->exec.st.prefetched;
+    out->wait_s = 0; /* the compute queue waits on events; nothing on the host measures it */
+    out->ring_slots = s->exec.n_slots;
+    out->ring_ahead = s->exec.ahead;
+    out->slot_bytes = s->exec.slot_bytes;
+    out->act_bytes = s->act_bytes;
+    out->kv = s->kv.st;
+}
+
+const spill_device_iface spill_cuda_device = {
+    .name = "cuda",
+    .placer = &spill_cuda_placer,
+    .forward = gpu_forward,
+    .logits = gpu_logits,
+    .kv = gpu_kv,
+    .stats = gpu_stats,
+    .free = gpu_free,
+};

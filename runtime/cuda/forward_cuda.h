@@ -1,0 +1,61 @@
+/* The CUDA device (internal to runtime/): its placer (place_cuda.c) and its state and forward pass
+ * (forward_cuda.c), the same steps as the CPU's with the operations of kernels/cuda and cuBLAS for
+ * every weight matmul, over memory the plan placed through alloc/ (cuda-managed or system).
+ * The runtime reaches CUDA only through kernels/cuda (operations, queues, events, copies) and alloc/.
+ *
+ * Weights as the GPU holds them: F32 and BF16 as they are, everything else expanded to F16 (what
+ * cuBLAS multiplies), vectors F32, each tensor on a 256-byte boundary. A matrix split by `pin` is
+ * two GEMMs into the two parts of the output. A streamed layer is copied into a ring slot on a
+ * second queue while the layer before it runs: an event per slot says "copied" (the compute queue
+ * waits on it) and another "used" (the copy queue waits on it before overwriting the slot). The KV
+ * cache is runtime/kv.c's, its blocks where the plan puts each layer's cache; the block table goes
+ * to the GPU once per forward call, and a step's K and V go into their blocks in one launch.
+ * What has and has not run on a GPU: docs/status.md. */
+#ifndef SPILL_FORWARD_CUDA_H
+#define SPILL_FORWARD_CUDA_H
+
+#include "device.h"
+#include "spill_cuda_ops.h"
+
+typedef struct spill_cu_state {
+    const spill_model *m;
+    const spill_hparams *hp;
+    spill_mem *mem;
+    int n_ctx, max_batch;
+    int read_mapped; /* the GPU reads the mapped file where the plan leaves weights in host memory (ATS) */
+    void *queue;      /* compute */
+    void *copy_queue; /* the ring's copies */
+    int n_events;
+    void **ready, **used; /* (n_events) per ring slot: copied, done reading */
+    uint8_t *stage;   /* host-side conversion of weights before their copy */
+    size_t stage_cap;
+    float *stage_row;
+    int64_t stage_row_cap;
+    spill_placed placed;
+    spill_exec exec;
+    spill_kv kv;
+    spill_cu_blas *blas;
+    /* device work buffers, from the table in spill_cu_buffers */
+    float *x, *xb, *xb2, *q, *k, *v, *hb, *hb2, *logits, *scores, *rope_freq;
+    void *scratch16;
+    int *ids;
+    const float **blocks_dev; /* (n_layers * blocks per sequence) the KV block table */
+    const float **blocks_host; /* the same in host memory the GPU can copy from */
+    float *logits_host;        /* (vocab) the last token's, after a forward call */
+    uint64_t act_bytes;
+} spill_cu_state;
+
+/* The work buffers: sized from the hyperparameters, the context and the batch; s NULL: sizes only. */
+typedef struct spill_cu_buffer {
+    const char *what;
+    uint64_t bytes;
+    spill_tier tier;
+    void **dst;
+} spill_cu_buffer;
+enum { SPILL_CU_BUFFERS = 16 };
+int spill_cu_buffers(const spill_hparams *hp, int n_ctx, int batch, int kv_block, int has_rope_freq,
+                     spill_cu_state *s, spill_cu_buffer *b);
+
+extern const spill_placer_iface spill_cuda_placer;
+
+#endif

@@ -1,0 +1,259 @@
+/* The engine (see engine.h): memory, model, plan, threads and one device, opened in that order and
+ * freed in the reverse. */
+#include "engine.h"
+
+#include <strings.h>
+#include <unistd.h>
+
+#include "device.h"
+#include "spill_platform.h"
+
+struct spill_engine {
+    const spill_device_iface *dev_iface;
+    spill_device dev;
+    char device[8];
+    spill_mem *mem;
+    int own_mem;
+    spill_model model;
+    spill_profile profile;
+    spill_region *regions;
+    int n_regions;
+    spill_plan plan;
+    spill_pool *pool;
+    int n_ctx, batch, threads;
+    uint64_t hbm_budget;
+};
+
+spill_engine_params spill_engine_defaults(void) {
+    spill_engine_params p;
+    memset(&p, 0, sizeof p);
+    p.device = "auto";
+    p.backend = "auto";
+    p.use_mmap = 1;
+    p.hbm_reserve = 1ull << 30;
+    return p;
+}
+
+static double mib(uint64_t b) { return (double)b / (1 << 20); }
+
+/* What the device needs of the memory, said by capability. */
+static int check_caps(const spill_engine *e, spill_err *err) {
+    unsigned caps = spill_mem_caps(e->mem), need;
+    const char *why;
+    if (e->dev_iface == &spill_cuda_device) {
+        need = SPILL_MEM_GPU_READS_HOST | SPILL_MEM_CPU_READS_HBM;
+        why = "the GPU reads weights left in host memory, and the CPU writes the KV cache the GPU reads";
+    } else {
+        need = caps & SPILL_MEM_HBM ? SPILL_MEM_CPU_READS_HBM : 0;
+        why = "the forward pass runs on the CPU and reads whatever the plan puts in HBM";
+    }
+    if ((caps & need) == need) return 0;
+    char have[128], want[128];
+    spill_mem_caps_str(caps, have, sizeof have);
+    spill_mem_caps_str(need, want, sizeof want);
+    return spill_err_set(err, "--device %s needs memory with %s (%s); the '%s' backend has %s%s", e->device, want, why,
+                         spill_mem_backend_name(e->mem), have,
+                         e->dev_iface == &spill_cuda_device ? "; use --backend cuda-managed (or system)" : "; use --backend host");
+}
+
+/* Bytes the arena adds on top of a plan's HBM bytes: each HBM block of weights (one per advice), the
+ * KV cache's blocks and the ring round up to whole 2 MiB chunks. */
+static uint64_t plan_slack(const spill_plan *plan, int n_layers) {
+    unsigned seen[SPILL_PLACED_BLOCKS];
+    int n_seen = 0, kv = 0;
+    for (int r = 0; r < plan->n; r++) {
+        const spill_region_plan *rp = &plan->region[r];
+        if (!rp->hbm_bytes || rp->streamed) continue;
+        if (r >= spill_region_kv(n_layers, 0) && r < spill_region_kv(n_layers, n_layers)) {
+            kv = 1;
+            continue;
+        }
+        int k = 0;
+        while (k < n_seen && seen[k] != rp->advice) k++;
+        if (k == n_seen && n_seen < SPILL_PLACED_BLOCKS) seen[n_seen++] = rp->advice;
+    }
+    return (uint64_t)(n_seen + kv + (plan->ring_slots > 0)) * SPILL_ARENA_GRAIN;
+}
+
+/* The plan for the budget left once the device's work buffers and the arena's rounding are taken. */
+static int make_plan(spill_engine *e, const spill_engine_params *p, spill_err *err) {
+    const spill_placer_iface *placer = e->dev_iface->placer;
+    if (spill_model_regions(&e->model, spill_placer_bytes, placer, e->n_ctx, 1, &e->regions, &e->n_regions, err))
+        return -1;
+    uint64_t budget = e->hbm_budget;
+    if (budget) {
+        uint64_t w = placer->work_bytes(&e->model.hp, e->n_ctx, e->batch, p->kv_block);
+        if (w >= budget)
+            return spill_err_set(err, "an HBM budget of %.1f MiB does not hold the %s's work buffers (%.1f MiB for a "
+                                      "context of %d and batches of %d); raise --hbm-budget or lower -c/--ctx-size or "
+                                      "-b/--batch-size", mib(budget), placer->device, mib(w), e->n_ctx, e->batch);
+        budget -= w;
+    }
+    spill_plan_params pp = {p->policy, {budget, 0}, p->use_mmap, &e->profile, {0, 1}};
+    if (spill_plan_make(e->regions, e->n_regions, &pp, &e->plan, err)) return -1;
+    /* the budget limits what alloc/ really holds, and its arena rounds to 2 MiB chunks per placement:
+       plan again with that slack taken off, so that carrying the plan out stays within the budget */
+    uint64_t slack = plan_slack(&e->plan, e->model.hp.n_layers);
+    if (slack && budget) {
+        spill_plan_free(&e->plan);
+        pp.budget[SPILL_TIER_HBM] = budget > slack ? budget - slack : 0;
+        if (spill_plan_make(e->regions, e->n_regions, &pp, &e->plan, err)) {
+            size_t l = strlen(err->msg);
+            snprintf(err->msg + l, sizeof err->msg - l, " (%.1f MiB of the budget go to 2 MiB chunk rounding)", mib(slack));
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/* The device and what it defaults to: the GPU's are read from the driver. */
+static int choose_device(spill_engine *e, spill_engine_params *p, int *read_mapped, spill_err *err) {
+    const char *d = p->device && *p->device ? p->device : "auto";
+    if (!strcasecmp(d, "auto") || !strcasecmp(d, "cpu")) { /* auto: the CPU until the GPU path has run on a GPU */
+        e->dev_iface = &spill_cpu_device;
+        snprintf(e->device, sizeof e->device, "cpu");
+        if (!p->policy) p->policy = "host";
+        return 0;
+    }
+    if (strcasecmp(d, "cuda")) return spill_err_set(err, "--device '%s' is not one of auto, cpu, cuda", d);
+    e->dev_iface = &spill_cuda_device;
+    snprintf(e->device, sizeof e->device, "cuda");
+    spill_gpu_info gpu;
+    spill_err gerr;
+    if (!e->dev_iface->placer || spill_gpu_query(0, &gpu, &gerr))
+        return spill_err_set(err, "--device cuda: %s; run on the CPU with --device cpu",
+                             e->dev_iface->placer ? gerr.msg : "this build of spill has no CUDA support");
+    if (!p->policy) p->policy = "pin"; /* a GPU run fills HBM */
+    if (!p->profile && spill_profile_builtin(gpu.uses_host_page_tables ? "gh200-96" : "h100-pcie", &e->profile, err))
+        return -1;
+    if (!p->hbm_budget) p->hbm_budget = gpu.free_mem > p->hbm_reserve ? gpu.free_mem - p->hbm_reserve : 0;
+    /* on Grace (ATS) the GPU reads the mapped file where the plan leaves weights in host memory */
+    *read_mapped = gpu.uses_host_page_tables > 0 && p->use_mmap;
+    return 0;
+}
+
+static int open_mem(spill_engine *e, const spill_engine_params *p, spill_err *err) {
+    if (p->mem) {
+        e->mem = p->mem;
+        return 0;
+    }
+    const char *backend = p->backend && *p->backend ? p->backend : "auto";
+    /* on the CPU, "auto" is host memory; a plan with HBM in it runs with host memory standing in */
+    spill_mem_config mc = {0};
+    if (!strcasecmp(backend, "auto") && e->dev_iface == &spill_cpu_device) {
+        int emulate = strcasecmp(p->policy, "host") != 0;
+        backend = emulate ? "emulated" : "host";
+        mc.why = emulate ? "auto: the forward pass runs on the CPU; host memory stands in for HBM"
+                         : "auto: the forward pass runs on the CPU";
+    }
+    mc.backend = backend;
+    mc.limit[SPILL_TIER_HBM] = p->hbm_budget;
+    mc.limit[SPILL_TIER_HOST] = p->host_limit;
+    mc.log_path = p->alloc_log;
+    if (!(e->mem = spill_mem_open(&mc, err))) return -1;
+    e->own_mem = 1;
+    return 0;
+}
+
+int spill_engine_open(const spill_engine_params *given, spill_engine **out, spill_err *err) {
+    *out = NULL;
+    spill_engine_params p = *given;
+    spill_engine *e = calloc(1, sizeof *e);
+    if (!e) return spill_err_set(err, "out of memory");
+    double t0 = spill_now();
+    int read_mapped = 0;
+    if (!p.model || !*p.model) {
+        spill_err_set(err, "no model given");
+        goto fail;
+    }
+    if (p.profile) e->profile = *p.profile;
+    else if (spill_profile_builtin("cpu", &e->profile, err)) goto fail;
+    if (choose_device(e, &p, &read_mapped, err) || open_mem(e, &p, err) || check_caps(e, err)) goto fail;
+    e->hbm_budget = p.hbm_budget;
+    e->batch = p.batch > 0 ? p.batch : 32;
+    long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+    e->threads = p.threads > 0 ? p.threads : ncpu > 0 ? (int)ncpu : 1;
+    if (!p.quiet) fprintf(stderr, "spill: loading %s\n", p.model);
+    if (spill_model_load(&e->model, p.model, err)) goto fail;
+    const spill_hparams *hp = &e->model.hp;
+    e->n_ctx = p.ctx ? p.ctx : (hp->ctx_train < 4096 ? hp->ctx_train : 4096);
+    if (e->n_ctx < 1 || e->n_ctx > hp->ctx_train) {
+        spill_err_set(err, "--ctx-size %d: this model allows 1..%d tokens", e->n_ctx, hp->ctx_train);
+        goto fail;
+    }
+    if (hp->sliding_window && e->n_ctx > hp->sliding_window) {
+        spill_err_set(err, "%s: this model attends through a sliding window of %d tokens, which spill does not implement "
+                           "yet; use -c/--ctx-size %d or less", p.model, hp->sliding_window, hp->sliding_window);
+        goto fail;
+    }
+    if (make_plan(e, &p, err)) goto fail;
+    if (!(e->pool = spill_pool_create(e->threads))) {
+        spill_err_set(err, "cannot start %d threads", e->threads);
+        goto fail;
+    }
+    spill_device_params dp = {&e->model, e->regions, &e->plan, e->mem, e->pool, e->n_ctx, e->batch,
+                              p.n_seqs > 0 ? p.n_seqs : 1, p.kv_block, read_mapped, p.trace, p.trace_ctx};
+    if (p.trace && e->dev_iface != &spill_cpu_device) {
+        spill_err_set(err, "tracing intermediate tensors runs on the CPU only (--device cpu)");
+        goto fail;
+    }
+    int rc = e->dev_iface == &spill_cpu_device ? spill_cpu_open(&dp, &e->dev, err) : spill_cuda_open(&dp, &e->dev, err);
+    if (rc) {
+        if (e->dev_iface == &spill_cuda_device) {
+            /* what to try next: a smaller budget leaves more in host memory; the CPU always works */
+            size_t l = strlen(err->msg);
+            snprintf(err->msg + l, sizeof err->msg - l, "; with a smaller --hbm-budget (now %.0f MiB) more of the model "
+                     "stays in host memory, or run with --device cpu", mib(e->hbm_budget));
+        }
+        goto fail;
+    }
+    if (!p.quiet) {
+        spill_engine_stats st;
+        spill_engine_get_stats(e, &st);
+        const spill_plan *plan = &e->plan;
+        int chose = strcmp(plan->policy, plan->chosen) != 0;
+        fprintf(stderr, "spill: loaded %s: %d layers, dim %d, %d heads (%d kv), vocab %d, %.2f MiB of weights in %.2f s "
+                        "(%s, policy %s%s%s, %s)\n",
+                p.model, hp->n_layers, hp->dim, hp->n_heads, hp->n_kv_heads, hp->vocab,
+                mib(st.weights[SPILL_TIER_HBM] + st.weights[SPILL_TIER_HOST]), spill_now() - t0, e->device, plan->policy,
+                chose ? " -> " : "", chose ? plan->chosen : "",
+                p.use_mmap ? "weights in host memory read from the file where they lie" : "weights copied");
+    }
+    *out = e;
+    return 0;
+fail:
+    spill_engine_free(e);
+    return -1;
+}
+
+void spill_engine_free(spill_engine *e) {
+    if (!e) return;
+    if (e->dev.iface) e->dev.iface->free(e->dev.ctx);
+    spill_pool_free(e->pool);
+    spill_plan_free(&e->plan);
+    spill_regions_free(e->regions);
+    spill_model_free(&e->model);
+    if (e->own_mem) spill_mem_free(e->mem);
+    free(e);
+}
+
+int spill_engine_forward(spill_engine *e, int seq, const int *tokens, int n, int pos, spill_err *err) {
+    return e->dev.iface->forward(e->dev.ctx, seq, tokens, n, pos, err);
+}
+
+float *spill_engine_logits(spill_engine *e) { return e->dev.iface->logits(e->dev.ctx); }
+spill_kv *spill_engine_kv(spill_engine *e) { return e->dev.iface->kv(e->dev.ctx); }
+void spill_engine_get_stats(const spill_engine *e, spill_engine_stats *out) { e->dev.iface->stats(e->dev.ctx, out); }
+const spill_model *spill_engine_model(const spill_engine *e) { return &e->model; }
+const spill_plan *spill_engine_plan(const spill_engine *e) { return &e->plan; }
+const spill_region *spill_engine_regions(const spill_engine *e, int *n) {
+    if (n) *n = e->n_regions;
+    return e->regions;
+}
+const spill_profile *spill_engine_profile(const spill_engine *e) { return &e->profile; }
+spill_mem *spill_engine_mem(spill_engine *e) { return e->mem; }
+int spill_engine_ctx(const spill_engine *e) { return e->n_ctx; }
+int spill_engine_batch(const spill_engine *e) { return e->batch; }
+int spill_engine_threads(const spill_engine *e) { return e->threads; }
+uint64_t spill_engine_hbm_budget(const spill_engine *e) { return e->hbm_budget; }
+const char *spill_engine_device(const spill_engine *e) { return e->device; }

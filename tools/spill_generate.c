@@ -1,0 +1,378 @@
+/* spill-generate: load a model, run a prompt, stream the continuation. stdout carries the prompt
+ * and the generated text only; everything else goes to stderr. */
+#include <errno.h>
+#include <signal.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "chat.h"
+#include "engine.h"
+#include "sampler.h"
+#include "spill_args.h"
+
+#define DEFAULT_PROMPT "Once upon a time"
+#define DEFAULT_MODEL_NAME "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+typedef struct opts {
+    const char *model, *prompt, *prompt_file, *profile, *profile_file;
+    int n_predict, top_k, threads, chat, verbose, ctx, batch, use_mmap, n_parallel, kv_block, help;
+    int seed_set, policy_set;
+    float temp, top_p;
+    uint64_t seed;
+    spill_options env; /* the SPILL_* table: defaults < environment < the flags below */
+} opts;
+
+static const char usage_head[] =
+    "usage: spill-generate [-m MODEL] [-p PROMPT] [options]\n"
+    "\n"
+    "Generate text with a Llama-family model (a GGUF file or a Hugging Face directory). stdout gets the\n"
+    "prompt and the continuation, streamed; stderr gets load progress and a closing line with token\n"
+    "counts, speeds and bytes per memory tier. Every SPILL_* environment variable (spill-info --options\n"
+    "lists them) sets the flag of the same name; a flag on the command line wins. SPILL_STATS=1 prints\n"
+    "memory statistics at exit.\n"
+    "\n";
+
+static void make_args(opts *o, spill_arg *a) {
+    int n = 0;
+#define ARG(...) a[n++] = (spill_arg)SPILL_ARG(__VA_ARGS__)
+#define ARG_G(...) a[n++] = (spill_arg)SPILL_ARG_G(__VA_ARGS__)
+    ARG('m', "model", SPILL_ARG_STRING, &o->model, 0, 0, "PATH", "GGUF file or Hugging Face directory (default: $SPILL_MODEL, else\n"
+        "~/.cache/spill/" DEFAULT_MODEL_NAME ", fetched once by scripts/fetch-model.sh)");
+    ARG('p', "prompt", SPILL_ARG_STRING, &o->prompt, 0, 0, "TEXT", "prompt (default: \"" DEFAULT_PROMPT "\")");
+    ARG('f', "file", SPILL_ARG_STRING, &o->prompt_file, 0, 0, "FILE", "read the prompt from FILE instead");
+    ARG('n', "n-predict", SPILL_ARG_INT, &o->n_predict, 0, 1 << 24, "N", "generate at most N tokens (default: 128); stops earlier at end of text");
+    ARG(0, "temp", SPILL_ARG_FLOAT, &o->temp, 0, 0, "T", "sampling temperature; 0 is greedy and deterministic (default: 0.8)");
+    ARG(0, "top-k", SPILL_ARG_INT, &o->top_k, 0, 1 << 24, "K", "sample only among the K most likely tokens; 0 = all (default: 40)");
+    ARG(0, "top-p", SPILL_ARG_FLOAT, &o->top_p, 0, 0, "P", "sample only among the most likely tokens whose mass reaches P (default: 0.95)");
+    ARG_G(0, "seed", SPILL_ARG_U64, &o->seed, 0, 0, "S", "seed for sampling; the same seed gives the same text (default: from the clock)",
+        &o->seed_set);
+    ARG(0, "chat", SPILL_ARG_FLAG, &o->chat, 0, 0, NULL, "wrap the prompt in the model's chat template (ChatML for SmolLM2) as one\n"
+        "user turn and stop at the end of the assistant's turn");
+    ARG('t', "threads", SPILL_ARG_INT, &o->threads, 1, 1024, "N", "CPU threads (default: $SPILL_THREADS, else all online CPUs)");
+    ARG('c', "ctx-size", SPILL_ARG_INT, &o->ctx, 1, 1 << 24, "N", "context length in tokens: prompt plus generated (default: min(4096, the model's))");
+    ARG('b', "batch-size", SPILL_ARG_INT, &o->batch, 1, 4096, "N", "prompt tokens processed per forward step (default: 32)");
+    ARG(0, "n-parallel", SPILL_ARG_INT, &o->n_parallel, 1, 64, "N", "generate N continuations of the prompt (1..64, default 1); they share\n"
+        "the prompt's KV blocks, and each samples with seed S+i. With N > 1 the texts are\n"
+        "printed one after another when all are done, not streamed");
+    ARG(0, "kv-block", SPILL_ARG_INT, &o->kv_block, 1, 65536, "N", "tokens per KV cache block, a power of two (default: 64)");
+    ARG(0, "device", SPILL_ARG_OPTION, &o->env, 0, 0, "NAME", "where the forward pass runs: auto, cpu or cuda (default: auto = cpu;\n"
+        "docs/status.md says what has run on a GPU). cuda multiplies every weight through\n"
+        "cuBLAS over memory placed by the plan (default policy pin, profile gh200-96 on a\n"
+        "Grace machine, else h100-pcie, budget: free HBM minus SPILL_HBM_RESERVE)");
+    ARG_G(0, "policy", SPILL_ARG_OPTION, &o->env, 0, 0, "NAME", "placement policy: host (everything in host memory, the CPU's default),\n"
+        "fault, pin, stream or auto (see spill-plan --help). On the CPU, HBM is emulated in\n"
+        "host memory so that any plan runs, with the same tokens", &o->policy_set);
+    ARG(0, "profile", SPILL_ARG_STRING, &o->profile, 0, 0, "NAME", "hardware profile the plan is made for: gh200-96, gh200-144, h100-pcie,\n"
+        "h200-pcie or cpu (default: cpu; with --device cuda, from the GPU)");
+    ARG(0, "profile-file", SPILL_ARG_STRING, &o->profile_file, 0, 0, "FILE", "a hardware profile in JSON (spill-bench tiers --profile-out writes one)");
+    ARG(0, "backend", SPILL_ARG_OPTION, &o->env, 0, 0, "NAME", "memory backend: auto, host, emulated, system, cuda-managed or cuda-device\n"
+        "(default: auto = host on the CPU, or emulated when the plan has HBM in it; from\n"
+        "the GPU's attributes with --device cuda)");
+    ARG(0, "hbm-budget", SPILL_ARG_OPTION, &o->env, 0, 0, "SIZE", "most GPU memory to use, e.g. 80G (default: free HBM minus 1G with a GPU;\n"
+        "none on the CPU)");
+    ARG(0, "host-limit", SPILL_ARG_OPTION, &o->env, 0, 0, "SIZE", "most host memory to allocate, e.g. 16G; the file itself, when read in\n"
+        "place, is not counted (default: what the machine has)");
+    ARG(0, "alloc-log", SPILL_ARG_OPTION, &o->env, 0, 0, "FILE", "write a CSV line per memory-backend call to FILE");
+    ARG(0, "no-mmap", SPILL_ARG_UNSET, &o->use_mmap, 0, 0, NULL, "copy weights into memory from the allocator instead of reading the file in place");
+    ARG('v', "verbose", SPILL_ARG_FLAG, &o->verbose, 0, 0, NULL, "print model details, the plan and the backend on stderr");
+    ARG('h', "help", SPILL_ARG_HELP, &o->help, 0, 0, NULL, "show this help");
+    a[n] = (spill_arg)SPILL_ARG_END;
+#undef ARG
+#undef ARG_G
+}
+
+static char *read_prompt(const char *path, spill_err *err) {
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        spill_err_set(err, "--file %s: %s", path, strerror(errno));
+        return NULL;
+    }
+    size_t cap = 4096, n = 0;
+    char *b = malloc(cap);
+    while (b) {
+        if (n + 1 >= cap) {
+            char *nb = cap > (1u << 30) ? NULL : realloc(b, cap *= 2);
+            if (!nb) {
+                spill_err_set(err, "--file %s: %s", path, cap > (1u << 30) ? "larger than 1 GiB" : "out of memory");
+                free(b);
+                b = NULL;
+                break;
+            }
+            b = nb;
+        }
+        size_t r = fread(b + n, 1, cap - n - 1, f);
+        if (!r) break;
+        n += r;
+    }
+    fclose(f);
+    if (b) b[n] = 0;
+    return b;
+}
+
+static volatile sig_atomic_t interrupted = 0;
+static void on_sigint(int sig) { (void)sig; interrupted = 1; }
+
+static double mib(uint64_t b) { return (double)b / (1 << 20); }
+
+/* The prompt as token ids: the chat template when asked for, then the tokenizer's own BOS/EOS rules. */
+static int prompt_tokens(const opts *o, const spill_model *m, int n_ctx, int **toks, int *n, spill_err *err) {
+    char *text = NULL;
+    const char *src = o->prompt;
+    if (o->chat) {
+        if (spill_chat_format(m->chat_template, o->prompt, &text, err)) return -1;
+        src = text;
+    }
+    int rc = spill_tokenize(&m->tok, src, strlen(src), 1, 1, toks, n, err);
+    free(text);
+    if (rc) return -1;
+    if (*n == 0) return spill_err_set(err, "the prompt is empty and the model adds no BOS token; nothing to start from");
+    if (*n >= n_ctx)
+        return spill_err_set(err, "the prompt is %d tokens but the context holds %d; raise -c/--ctx-size (the model allows %d)",
+                             *n, n_ctx, m->hp.ctx_train);
+    return 0;
+}
+
+/* Decode one sequence, streaming each piece to stdout. */
+static int decode_one(spill_engine *e, spill_sampler *smp, const opts *o, int n_prompt, int *n_gen, int *n_fwd,
+                      spill_err *err) {
+    const spill_model *m = spill_engine_model(e);
+    int n_ctx = spill_engine_ctx(e), pos = n_prompt;
+    char piece[512];
+    while (*n_gen < o->n_predict && !interrupted) {
+        int next = spill_sampler_sample(smp, spill_engine_logits(e));
+        if (spill_token_is_eog(&m->tok, next)) break;
+        (*n_gen)++;
+        int pl = spill_token_to_bytes(&m->tok, next, piece, sizeof piece);
+        fwrite(piece, 1, (size_t)(pl < (int)sizeof piece ? pl : (int)sizeof piece), stdout);
+        fflush(stdout);
+        if (*n_gen == o->n_predict) break;
+        if (pos >= n_ctx) {
+            fprintf(stderr, "\nspill: stopped: the context of %d tokens is full (raise -c/--ctx-size)\n", n_ctx);
+            break;
+        }
+        if (spill_engine_forward(e, 0, &next, 1, pos++, err)) return -1;
+        (*n_fwd)++;
+    }
+    fputc('\n', stdout);
+    return 0;
+}
+
+/* --n-parallel N: the prompt was run once as sequence 0; sequences 1..N-1 share its KV blocks
+ * (copy-on-write) and each continues with its own sampler, one token per sequence per round. The
+ * texts go to stdout one after another at the end. */
+typedef struct par_seq {
+    spill_sampler smp;
+    int next, done, count;
+    char *text;
+    size_t len;
+} par_seq;
+
+static int decode_parallel(spill_engine *e, const opts *o, int n_prompt, int *n_gen, int *n_fwd, spill_err *err) {
+    const spill_model *m = spill_engine_model(e);
+    spill_kv *kv = spill_engine_kv(e);
+    int N = o->n_parallel, V = m->hp.vocab, n_ctx = spill_engine_ctx(e), rc = -1;
+    par_seq *sq = calloc((size_t)N, sizeof *sq);
+    float *logits0 = malloc(sizeof(float) * (size_t)V);
+    if (!sq || !logits0) {
+        spill_err_set(err, "out of memory");
+        goto out;
+    }
+    memcpy(logits0, spill_engine_logits(e), sizeof(float) * (size_t)V);
+    for (int i = 0; i < N; i++) {
+        float *l = malloc(sizeof(float) * (size_t)V);
+        if (!l) {
+            spill_err_set(err, "out of memory");
+            goto out;
+        }
+        memcpy(l, logits0, sizeof(float) * (size_t)V);
+        int bad = spill_sampler_init(&sq[i].smp, V, o->temp, o->top_k, o->top_p, o->seed + (uint64_t)i, err) ||
+                  (i && spill_kv_fork(kv, 0, i, err));
+        if (!bad) sq[i].next = spill_sampler_sample(&sq[i].smp, l);
+        free(l);
+        if (bad) goto out;
+    }
+    for (int pos = n_prompt, live = N; live && !interrupted; pos++) {
+        live = 0;
+        for (int i = 0; i < N; i++) {
+            par_seq *q = &sq[i];
+            if (q->done) continue;
+            char piece[512];
+            int pl = spill_token_is_eog(&m->tok, q->next) || q->count >= o->n_predict
+                         ? -1 : spill_token_to_bytes(&m->tok, q->next, piece, sizeof piece);
+            if (pl >= 0) {
+                if (pl > (int)sizeof piece) pl = (int)sizeof piece;
+                char *t = realloc(q->text, q->len + (size_t)pl + 1);
+                if (!t) {
+                    spill_err_set(err, "out of memory");
+                    goto out;
+                }
+                q->text = t;
+                memcpy(q->text + q->len, piece, (size_t)pl);
+                q->len += (size_t)pl;
+                q->count++;
+                (*n_gen)++;
+            }
+            if (pl < 0 || q->count >= o->n_predict || pos >= n_ctx) {
+                q->done = 1;
+                spill_kv_release(kv, i);
+                continue;
+            }
+            if (spill_engine_forward(e, i, &q->next, 1, pos, err)) goto out;
+            (*n_fwd)++;
+            q->next = spill_sampler_sample(&q->smp, spill_engine_logits(e));
+            live++;
+        }
+    }
+    for (int i = 0; i < N; i++) {
+        fputs(o->prompt, stdout);
+        if (o->chat) fputc('\n', stdout);
+        if (sq[i].len) fwrite(sq[i].text, 1, sq[i].len, stdout);
+        fputs(i + 1 < N ? "\n\n" : "\n", stdout);
+    }
+    rc = 0;
+out:
+    for (int i = 0; sq && i < N; i++) {
+        spill_sampler_free(&sq[i].smp);
+        free(sq[i].text);
+    }
+    free(sq), free(logits0);
+    return rc;
+}
+
+static void report(spill_engine *e, int n_prompt, int n_gen, int n_fwd, double t0, double t1, double t2, int stats) {
+    spill_engine_stats st;
+    spill_engine_get_stats(e, &st);
+    spill_mem *mem = spill_engine_mem(e);
+    const spill_plan *plan = spill_engine_plan(e);
+    fprintf(stderr,
+            "spill: prompt %d tokens, generated %d tokens, prefill %.2f tok/s, decode %.2f tok/s | weights: hbm %.2f MiB, "
+            "host %.2f MiB | KV cache: hbm %.2f MiB, host %.2f MiB, %llu blocks (peak %llu), %llu shared, %llu copied on "
+            "write | read: hbm %.2f MiB, host %.2f MiB, prefetched %.2f MiB, waited %.1f ms | backend %s, policy %s\n",
+            n_prompt, n_gen, n_prompt / (t1 - t0), n_fwd ? n_fwd / (t2 - t1) : 0.0, mib(st.weights[SPILL_TIER_HBM]),
+            mib(st.weights[SPILL_TIER_HOST]), mib(st.kv.bytes[SPILL_TIER_HBM]), mib(st.kv.bytes[SPILL_TIER_HOST]),
+            (unsigned long long)st.kv.blocks_in_use, (unsigned long long)st.kv.blocks_peak,
+            (unsigned long long)st.kv.shared, (unsigned long long)st.kv.cow_copies, mib(st.read[SPILL_TIER_HBM]),
+            mib(st.read[SPILL_TIER_HOST]), mib(st.prefetched), st.wait_s * 1e3, spill_mem_backend_name(mem), plan->chosen);
+    if (stats) spill_mem_print_stats(mem, stderr);
+}
+
+static void describe(spill_engine *e, const int *toks, int n_prompt, uint64_t seed) {
+    const spill_plan *plan = spill_engine_plan(e);
+    spill_mem *mem = spill_engine_mem(e);
+    spill_engine_stats st;
+    spill_engine_get_stats(e, &st);
+    int chose = strcmp(plan->policy, plan->chosen) != 0;
+    fprintf(stderr, "spill: memory backend '%s' (%s)\n", spill_mem_backend_name(mem), spill_mem_backend_reason(mem));
+    fprintf(stderr, "spill: plan %s%s%s for profile %s, HBM budget %.1f MiB: hbm %.1f MiB, host %.1f MiB", plan->policy,
+            chose ? " -> " : "", chose ? plan->chosen : "", spill_engine_profile(e)->name, mib(spill_engine_hbm_budget(e)),
+            mib(plan->bytes[SPILL_TIER_HBM]), mib(plan->bytes[SPILL_TIER_HOST]));
+    if (plan->ring_slots) fprintf(stderr, ", ring %d x %.1f MiB, %d ahead", plan->ring_slots, mib(plan->ring_slot_bytes), plan->ring_ahead);
+    fprintf(stderr, "; predicted %.1f tok/s decode (the cost model's prediction for %s)\n", plan->predicted.tok_s,
+            spill_engine_profile(e)->name);
+    fprintf(stderr, "spill: on the %s: weights hbm %.1f MiB, host %.1f MiB (%.1f MiB of it read from the mapped file)",
+            spill_engine_device(e), mib(st.weights[SPILL_TIER_HBM]), mib(st.weights[SPILL_TIER_HOST]), mib(st.mapped));
+    if (st.ring_slots) fprintf(stderr, ", ring %d x %.1f MiB filled %d ahead", st.ring_slots, mib(st.slot_bytes), st.ring_ahead);
+    fprintf(stderr, "\nspill: prompt tokens:");
+    for (int i = 0; i < n_prompt; i++) fprintf(stderr, " %d", toks[i]);
+    const spill_kv *kv = spill_engine_kv(e);
+    fprintf(stderr, "\nspill: %d threads, context %d, KV blocks of %d tokens (%.1f KiB per layer), seed %llu\n",
+            spill_engine_threads(e), spill_engine_ctx(e), kv->T, kv->part_bytes / 1024.0, (unsigned long long)seed);
+}
+
+int main(int argc, char **argv) {
+    opts o = {.n_predict = 128, .top_k = 40, .temp = 0.8f, .top_p = 0.95f, .batch = 32, .use_mmap = 1, .n_parallel = 1};
+    spill_err err = {{0}};
+    spill_arg args[32];
+    make_args(&o, args);
+    spill_options_defaults(&o.env);
+    int rc = spill_options_from_env(&o.env, stderr, &err) ? -1 : spill_args_parse(args, argc, argv, 1, usage_head, &err);
+    if (rc) {
+        if (rc < 0) fprintf(stderr, "spill-generate: %s\n", err.msg);
+        return rc < 0 ? 2 : 0;
+    }
+    if (o.kv_block & (o.kv_block - 1)) {
+        fprintf(stderr, "spill-generate: --kv-block expects a power of two, got %d\n", o.kv_block);
+        return 2;
+    }
+    spill_sampler smp; /* the sampling flags are checked before time goes into a load */
+    if (spill_sampler_init(&smp, 1, o.temp, o.top_k, o.top_p, 1, &err)) {
+        fprintf(stderr, "spill-generate: %s\n", err.msg);
+        return 2;
+    }
+    spill_sampler_free(&smp);
+    char default_model[4096], *prompt_buf = NULL;
+    if (!o.model && !(o.model = getenv("SPILL_MODEL"), o.model && *o.model)) {
+        const char *home = getenv("HOME");
+        snprintf(default_model, sizeof default_model, "%s/.cache/spill/%s", home ? home : ".", DEFAULT_MODEL_NAME);
+        if (access(default_model, R_OK)) {
+            fprintf(stderr, "spill-generate: no model given and the default %s is not there; pass -m MODEL.gguf or run "
+                            "scripts/fetch-model.sh once\n", default_model);
+            return 2;
+        }
+        o.model = default_model;
+    }
+    if (o.prompt_file && !(o.prompt = prompt_buf = read_prompt(o.prompt_file, &err))) {
+        fprintf(stderr, "spill-generate: %s\n", err.msg);
+        return 2;
+    }
+    if (!o.prompt) o.prompt = DEFAULT_PROMPT;
+    if (!o.seed_set) o.seed = (uint64_t)time(NULL) ^ ((uint64_t)getpid() << 32);
+
+    spill_profile prof;
+    spill_engine *e = NULL;
+    int *toks = NULL, n_prompt = 0, n_gen = 0, n_fwd = 0, status = 1;
+    spill_engine_params ep = spill_engine_defaults();
+    ep.model = o.model;
+    ep.device = o.env.device;
+    ep.backend = o.env.backend;
+    ep.policy = o.policy_set || getenv("SPILL_POLICY") ? o.env.policy : NULL; /* else the device's default */
+    ep.hbm_budget = o.env.hbm_budget;
+    ep.hbm_reserve = o.env.hbm_reserve;
+    ep.host_limit = o.env.host_limit;
+    ep.alloc_log = o.env.alloc_log[0] ? o.env.alloc_log : NULL;
+    ep.use_mmap = o.use_mmap;
+    ep.ctx = o.ctx;
+    ep.batch = o.batch;
+    ep.n_seqs = o.n_parallel;
+    ep.kv_block = o.kv_block;
+    ep.threads = o.threads ? o.threads : o.env.threads;
+    if (o.profile || o.profile_file) {
+        if (o.profile_file ? spill_profile_load(o.profile_file, &prof, &err) : spill_profile_builtin(o.profile, &prof, &err)) {
+            status = 2;
+            goto out;
+        }
+        ep.profile = &prof;
+    }
+    if (spill_engine_open(&ep, &e, &err)) goto out;
+    if (spill_sampler_init(&smp, spill_engine_model(e)->hp.vocab, o.temp, o.top_k, o.top_p, o.seed, &err)) goto out;
+    if (prompt_tokens(&o, spill_engine_model(e), spill_engine_ctx(e), &toks, &n_prompt, &err)) {
+        status = 2;
+        goto out;
+    }
+    if (o.verbose || o.env.log) describe(e, toks, n_prompt, o.seed);
+    signal(SIGINT, on_sigint);
+    if (o.n_parallel == 1) {
+        fputs(o.prompt, stdout);
+        if (o.chat) fputc('\n', stdout);
+        fflush(stdout);
+    }
+    double t0 = spill_now();
+    for (int i = 0; i < n_prompt; i += o.batch)
+        if (spill_engine_forward(e, 0, toks + i, n_prompt - i < o.batch ? n_prompt - i : o.batch, i, &err)) goto out;
+    double t1 = spill_now();
+    if (o.n_parallel == 1 ? decode_one(e, &smp, &o, n_prompt, &n_gen, &n_fwd, &err)
+                          : decode_parallel(e, &o, n_prompt, &n_gen, &n_fwd, &err))
+        goto out;
+    double t2 = spill_now();
+    fflush(stdout);
+    if (interrupted) fprintf(stderr, "spill: interrupted\n");
+    report(e, n_prompt, n_gen, n_fwd, t0, t1, t2, o.env.stats);
+    status = 0;
+out:
+    if (status && err.msg[0]) fprintf(stderr, "spill-generate: %s\n", err.msg);
+    spill_sampler_free(&smp);
+    spill_engine_free(e);
+    free(toks);
+    free(prompt_buf);
+    return status;
+}
