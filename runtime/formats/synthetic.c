@@ -6,6 +6,7 @@
 
 #include "gguf.h"
 #include "spill_kernels.h"
+#include "tensors.h"
 
 static const spill_synth_spec presets[] = {
     /* Llama-3(.1)-70B and -8B: hidden, ffn, heads, kv heads, vocab from their config.json */
@@ -57,30 +58,32 @@ typedef struct tinfo {
     uint32_t type;
 } tinfo;
 
+/* one tensor of the table with the spec's dimensions: vectors F32, matrices of the spec's type */
+static tinfo one(const spill_synth_spec *s, const spill_tensor_def *d, int layer) {
+    spill_hparams hp = {.dim = s->dim, .n_heads = s->n_heads, .n_kv_heads = s->n_kv_heads,
+                        .head_dim = s->dim / s->n_heads, .ffn_dim = s->ffn_dim, .vocab = s->vocab};
+    tinfo t;
+    spill_tensor_name(d, layer, 0, t.name, sizeof t.name);
+    t.rows = (uint64_t)spill_dim_value(&hp, d->rows);
+    t.cols = (uint64_t)spill_dim_value(&hp, d->cols);
+    t.type = d->rows == SPILL_DIM_ONE ? SPILL_DT_F32 : s->type;
+    return t;
+}
+
+/* Every tensor of the table a Llama has (no biases), in file order: the embedding, the layers, the
+ * final norm and the head. */
 static int tensors(const spill_synth_spec *s, tinfo **out) {
-    int n = 2 + 9 * s->n_layers + 1;
-    tinfo *t = calloc((size_t)n, sizeof *t);
+    int per_layer = 0;
+    for (int i = 0; i < SPILL_LAYER_TENSORS; i++) per_layer += spill_layer_defs[i].presence == SPILL_REQUIRED;
+    tinfo *t = calloc((size_t)(per_layer * s->n_layers + SPILL_OUTER_TENSORS), sizeof *t);
     if (!t) return -1;
-    uint64_t D = (uint64_t)s->dim, F = (uint64_t)s->ffn_dim, hd = D / (uint64_t)s->n_heads;
-    uint64_t Q = (uint64_t)s->n_heads * hd, KV = (uint64_t)s->n_kv_heads * hd;
     int k = 0;
-    t[k++] = (tinfo){"token_embd.weight", (uint64_t)s->vocab, D, s->type};
-    for (int l = 0; l < s->n_layers; l++) {
-        struct { const char *n; uint64_t r, c; uint32_t ty; } L[9] = {
-            {"attn_norm", 1, D, SPILL_DT_F32}, {"attn_q", Q, D, s->type}, {"attn_k", KV, D, s->type},
-            {"attn_v", KV, D, s->type}, {"attn_output", D, Q, s->type}, {"ffn_norm", 1, D, SPILL_DT_F32},
-            {"ffn_gate", F, D, s->type}, {"ffn_up", F, D, s->type}, {"ffn_down", D, F, s->type},
-        };
-        for (int i = 0; i < 9; i++) {
-            snprintf(t[k].name, sizeof t[k].name, "blk.%d.%s.weight", l, L[i].n);
-            t[k].rows = L[i].r;
-            t[k].cols = L[i].c;
-            t[k].type = L[i].ty;
-            k++;
-        }
-    }
-    t[k++] = (tinfo){"output_norm.weight", 1, D, SPILL_DT_F32};
-    t[k++] = (tinfo){"output.weight", (uint64_t)s->vocab, D, s->type};
+    t[k++] = one(s, &spill_outer_defs[SPILL_OT_EMBD], -1);
+    for (int l = 0; l < s->n_layers; l++)
+        for (int i = 0; i < SPILL_LAYER_TENSORS; i++)
+            if (spill_layer_defs[i].presence == SPILL_REQUIRED) t[k++] = one(s, &spill_layer_defs[i], l);
+    t[k++] = one(s, &spill_outer_defs[SPILL_OT_OUT_NORM], -1);
+    t[k++] = one(s, &spill_outer_defs[SPILL_OT_OUTPUT], -1);
     *out = t;
     return k;
 }
