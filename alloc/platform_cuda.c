@@ -63,7 +63,8 @@ int spill_gpu_query(int device, spill_gpu_info *g, spill_err *err) {
         attr(&g->uses_host_page_tables, cudaDevAttrPageableMemoryAccessUsesHostPageTables, device,
              "PageableMemoryAccessUsesHostPageTables", err) ||
         attr(&g->direct_managed_mem_access_from_host, cudaDevAttrDirectManagedMemAccessFromHost, device,
-             "DirectManagedMemAccessFromHost", err))
+             "DirectManagedMemAccessFromHost", err) ||
+        attr(&g->integrated, cudaDevAttrIntegrated, device, "Integrated", err))
         return -1;
     g->numa_id = -1;
     g->host_numa_id = -1;

@@ -23,6 +23,7 @@ typedef struct spill_gpu_info {
     int numa_id;               /* GPU memory as a NUMA node, else -1 */
     int host_numa_id;          /* nearest host NUMA node per the driver, else -1 */
     int direct_managed_mem_access_from_host;
+    int integrated;            /* an integrated GPU: its memory is the host's */
 } spill_gpu_info;
 
 /* Number of usable devices (0 with a reason in err when there are none). */

@@ -46,7 +46,8 @@ typedef struct spill_topology {
 
 int spill_topology_read(spill_topology *t, spill_err *err);
 void spill_topology_print(const spill_topology *t, FILE *f);
-void spill_topology_print_json(const spill_topology *t, FILE *f);
+/* extra: more members of the object (already JSON: "\"key\": value, ..."), or NULL */
+void spill_topology_print_json(const spill_topology *t, const char *extra, FILE *f);
 
 #ifdef __cplusplus
 }

@@ -154,7 +154,7 @@ void spill_topology_print(const spill_topology *t, FILE *f) {
             t->gpu[0].info.runtime_version % 1000 / 10);
 }
 
-void spill_topology_print_json(const spill_topology *t, FILE *f) {
+void spill_topology_print_json(const spill_topology *t, const char *extra, FILE *f) {
     fprintf(f, "{\n  \"cpu\": {\"model\": ");
     spill_json_write_str(f, t->cpu_model);
     fprintf(f, ", \"cores\": %d, \"logical_cpus\": %d, \"page_size\": %llu, \"numa_available\": %s},\n", t->n_cores,
@@ -188,5 +188,6 @@ void spill_topology_print_json(const spill_topology *t, FILE *f) {
     }
     fprintf(f, "%s],\n  \"gpu_note\": ", t->n_gpus ? "\n  " : "");
     spill_json_write_str(f, t->gpu_note);
+    if (extra && *extra) fprintf(f, ",\n  %s", extra);
     fprintf(f, "\n}\n");
 }

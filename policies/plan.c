@@ -141,6 +141,18 @@ static int plan_host(const spill_region *r, int n, const spill_plan_params *p, c
     return 0;
 }
 
+/* One pool shared by the CPU and the GPU (GB10): there is no HBM to place anything in and no link to
+ * cross, so every region stays where it is and the GPU reads it in place; no copies, no ring. Every
+ * GPU policy collapses to this. */
+static int plan_one_pool(const spill_region *r, int n, const spill_plan_params *p, const spill_profile *prof,
+                         spill_plan *out) {
+    for (int i = 0; i < n; i++) {
+        put_host(&r[i], p, prof, &out->region[i]);
+        out->bytes[SPILL_TIER_HOST] += r[i].bytes;
+    }
+    return 0;
+}
+
 /* No hints: data lives wherever it was first touched (host memory, as the loader writes it) and
  * the driver migrates on faults. */
 static int plan_fault(const spill_region *r, int n, const spill_plan_params *p, const spill_profile *prof,
@@ -299,6 +311,12 @@ static int plan_stream_mix(const spill_region *r, int n, const spill_plan_params
     return rc;
 }
 
+static int spill_policy_known(const char *name) {
+    for (int i = 0; spill_policy_names[i]; i++)
+        if (!strcasecmp(name, spill_policy_names[i])) return 1;
+    return !strcasecmp(name, "stream-mix");
+}
+
 static int plan_once(const char *name, const spill_region *r, int n, const spill_plan_params *p,
                      const spill_profile *prof, spill_plan *out, spill_err *err);
 
@@ -339,7 +357,10 @@ static int plan_once(const char *name, const spill_region *r, int n, const spill
     snprintf(out->policy, sizeof out->policy, "%s", name);
     snprintf(out->chosen, sizeof out->chosen, "%s", name);
     int rc;
-    if (!strcasecmp(name, "host")) rc = plan_host(r, n, p, prof, out, err);
+    if (prof->unified && prof->has_gpu && strcasecmp(name, "host") && spill_policy_known(name)) {
+        rc = plan_one_pool(r, n, p, prof, out);
+        snprintf(out->chosen, sizeof out->chosen, "one-pool");
+    } else if (!strcasecmp(name, "host")) rc = plan_host(r, n, p, prof, out, err);
     else if (!strcasecmp(name, "fault")) rc = plan_fault(r, n, p, prof, out, err);
     else if (!strcasecmp(name, "pin")) rc = plan_pin(r, n, p, prof, out, err);
     else if (!strcasecmp(name, "stream")) rc = plan_stream_mix(r, n, p, prof, 0, out, err);

@@ -6,7 +6,8 @@
 #include "spill_json.h"
 #include "spill_policy.h"
 
-const char *const spill_profile_names[] = {"gh200-96", "gh200-144", "h100-pcie", "h200-pcie", "cpu", NULL};
+const char *const spill_profile_names[] = {"gh200-96", "gh200-144", "gb200", "gb300", "gb10", "h100-pcie",
+                                           "h200-pcie", "cpu", NULL};
 
 #define GB 1e9
 #define TB 1e12
@@ -45,7 +46,32 @@ int spill_profile_builtin(const char *name, spill_profile *p, spill_err *err) {
         /* HBM3e 144 GB at 4.9 TB/s peak x 0.85; the rest as gh200-96 */
         set(p, "gh200-144", "GH200 144 GB: NVIDIA datasheet, ICPP'24 ratios", 1, 144 * GB, 480 * GB, 0.85 * 4.9 * TB,
             297 * GB, 375 * GB, 486 * GB, 375 * GB, 297 * GB, 0.7 * 989 * TB, 7 * TB);
-    else if (!strcasecmp(name, "h100-pcie"))
+    else if (!strcasecmp(name, "gb200"))
+        /* one Blackwell GPU of a GB200 superchip, both of its GPUs streaming at once. HBM3e: 186 GB
+           (13.4 TB over the 72 GPUs of an NVL72) at 8 TB/s peak x 0.85 (GH200's measured ratio).
+           Host: the superchip's one Grace with 480 GB LPDDR5X is shared by two GPUs; its STREAM rate
+           measured on GH200's Grace (486 GB/s, ICPP'24) halves when both stream: 243 GB/s each, below
+           the C2C link (NVIDIA: 900 GB/s bidirectional; GH200's measured 375 H2D / 297 D2H), so the
+           memory, not the link, bounds each GPU. BF16 dense 2.5 PFLOP/s per GPU (NVL72: 180 PFLOP/s
+           over 72 GPUs) x 0.7. The CPU: 72 Neoverse V2 cores, as GH200's. */
+        set(p, "gb200", "GB200 (one of its two GPUs, both streaming): NVIDIA GB200 NVL72 datasheet; Grace rates "
+                        "from ICPP'24 on GH200, halved for two GPUs", 1, 186 * GB, 240 * GB, 0.85 * 8.0 * TB,
+            297 * GB / 2, 243 * GB, 486 * GB / 2, 243 * GB, 243 * GB, 0.7 * 2500 * TB, 7 * TB / 2);
+    else if (!strcasecmp(name, "gb300"))
+        /* Blackwell Ultra in a GB300 superchip: HBM3e 288 GB at 8 TB/s peak x 0.85; BF16 dense
+           2.5 PFLOP/s x 0.7; the shared Grace as gb200 */
+        set(p, "gb300", "GB300 (one of its two GPUs, both streaming): NVIDIA GB300 NVL72 datasheet; Grace rates "
+                        "as gb200", 1, 288 * GB, 240 * GB, 0.85 * 8.0 * TB, 297 * GB / 2, 243 * GB, 486 * GB / 2,
+            243 * GB, 243 * GB, 0.7 * 2500 * TB, 7 * TB / 2);
+    else if (!strcasecmp(name, "gb10")) {
+        /* DGX Spark: one pool of 128 GB LPDDR5X at 273 GB/s peak x 0.85 that the CPU and the GPU share:
+           no HBM tier and no link to cross. BF16 dense: 1 PFLOP/s FP4 sparse / 8 = 125 TFLOP/s x 0.7.
+           The CPU: 10 Cortex-X925 + 10 Cortex-A725. */
+        set(p, "gb10", "GB10 (DGX Spark): NVIDIA DGX Spark datasheet; one shared LPDDR5X pool", 1, 0, 128 * GB,
+            0.85 * 273 * GB, 0.85 * 273 * GB, 0.85 * 273 * GB, 0.85 * 273 * GB, 0.85 * 273 * GB, 0.85 * 273 * GB,
+            0.7 * 125 * TB, 1 * TB);
+        p->unified = 1;
+    } else if (!strcasecmp(name, "h100-pcie"))
         /* HBM2e 80 GB at 2.0 TB/s x 0.85; PCIe 5.0 x16: 64 GB/s per direction, ~53 GB/s pinned DMA;
            the GPU reading mapped host memory in place: half of that (scattered 128-byte reads);
            one socket of DDR5-4800 x 8 channels, 307 GB/s x 0.7; BF16 dense 756 TFLOP/s x 0.7 */
@@ -101,6 +127,12 @@ int spill_profile_load(const char *path, spill_profile *p, spill_err *err) {
     const spill_json *src = spill_json_get_type(j, "source", SPILL_JSON_STRING);
     snprintf(p->source, sizeof p->source, "%s", src ? src->str : path);
     p->has_gpu = gpu->boolean;
+    const spill_json *uni = spill_json_get(j, "unified");
+    if (uni && uni->type != SPILL_JSON_BOOL) {
+        spill_err_set(err, "%s: \"unified\" must be true or false", path);
+        goto out;
+    }
+    p->unified = uni ? uni->boolean : 0;
     double cap_h = 0, cap_c = 0, grain = (double)p->grain;
     if (num(hbm, "capacity", &cap_h, 1, path, err) || num(hbm, "gpu_read", &p->read_bw[SPILL_TIER_HBM][SPILL_PROC_GPU], 1, path, err) ||
         num(hbm, "cpu_read", &p->read_bw[SPILL_TIER_HBM][SPILL_PROC_CPU], 1, path, err) ||
@@ -118,7 +150,7 @@ int spill_profile_load(const char *path, spill_profile *p, spill_err *err) {
     p->capacity[SPILL_TIER_HOST] = (uint64_t)cap_c;
     p->grain = (uint64_t)grain;
     if (p->read_bw[SPILL_TIER_HOST][p->has_gpu ? SPILL_PROC_GPU : SPILL_PROC_CPU] <= 0 ||
-        (p->has_gpu && (p->read_bw[SPILL_TIER_HBM][SPILL_PROC_GPU] <= 0 || p->link_h2d <= 0))) {
+        (p->has_gpu && !p->unified && (p->read_bw[SPILL_TIER_HBM][SPILL_PROC_GPU] <= 0 || p->link_h2d <= 0))) {
         spill_err_set(err, "%s: the bandwidths the model runs on must be positive", path);
         goto out;
     }
@@ -134,7 +166,8 @@ void spill_profile_write(const spill_profile *p, FILE *f) {
     spill_json_write_str(f, p->name);
     fprintf(f, ",\n  \"source\": ");
     spill_json_write_str(f, p->source);
-    fprintf(f, ",\n  \"has_gpu\": %s,\n", p->has_gpu ? "true" : "false");
+    fprintf(f, ",\n  \"has_gpu\": %s,\n  \"unified\": %s,\n", p->has_gpu ? "true" : "false",
+            p->unified ? "true" : "false");
     fprintf(f, "  \"hbm\": {\"capacity\": %llu, \"gpu_read\": %.6g, \"cpu_read\": %.6g},\n",
             (unsigned long long)p->capacity[SPILL_TIER_HBM], p->read_bw[SPILL_TIER_HBM][SPILL_PROC_GPU],
             p->read_bw[SPILL_TIER_HBM][SPILL_PROC_CPU]);
@@ -144,4 +177,46 @@ void spill_profile_write(const spill_profile *p, FILE *f) {
     fprintf(f, "  \"link\": {\"h2d\": %.6g, \"d2h\": %.6g, \"fault\": %.6g},\n", p->link_h2d, p->link_d2h, p->fault_bw);
     fprintf(f, "  \"grain\": %llu,\n  \"flops\": {\"gpu\": %.6g, \"cpu\": %.6g}\n}\n", (unsigned long long)p->grain,
             p->flops[SPILL_PROC_GPU], p->flops[SPILL_PROC_CPU]);
+}
+
+/* ---- choosing a profile from what the machine says of itself ---- */
+
+spill_platform_mode spill_platform_classify(const spill_platform_facts *f) {
+    if (!f->has_gpu) return SPILL_PLATFORM_CPU;
+    /* one pool: an integrated GPU, or a Grace machine whose GPU reports about all of the machine's
+       memory as its own (GB10); a GH200 in CDMM mode reports its HBM only, far below the host's */
+    if (f->integrated || (f->ats && f->host_bytes && f->gpu_bytes >= f->host_bytes / 10 * 9))
+        return SPILL_PLATFORM_ONE_POOL;
+    return f->ats ? SPILL_PLATFORM_C2C : SPILL_PLATFORM_PCIE;
+}
+
+const char *spill_platform_mode_name(spill_platform_mode m) {
+    switch (m) {
+    case SPILL_PLATFORM_CPU: return "CPU only";
+    case SPILL_PLATFORM_PCIE: return "separate HBM, host memory over PCIe";
+    case SPILL_PLATFORM_C2C: return "separate HBM, coherent host memory over NVLink-C2C";
+    case SPILL_PLATFORM_ONE_POOL: return "one memory pool shared by the CPU and the GPU";
+    }
+    return "?";
+}
+
+int spill_profile_pick(const spill_platform_facts *f, spill_profile *out, char *why, size_t len, spill_err *err) {
+    spill_platform_mode m = spill_platform_classify(f);
+    double gb = (double)f->gpu_bytes / 1e9;
+    const char *name;
+    switch (m) {
+    case SPILL_PLATFORM_CPU: name = "cpu"; break;
+    case SPILL_PLATFORM_ONE_POOL: name = "gb10"; break;
+    case SPILL_PLATFORM_C2C:
+        /* Hopper on Grace: GH200 with 96 or 144 GB; Blackwell on Grace: GB200 (B200, 10.0) or GB300 (B300, 10.3) */
+        if (f->cc_major >= 10) name = f->cc_minor >= 3 || gb > 240 ? "gb300" : "gb200";
+        else name = gb > 110 ? "gh200-144" : "gh200-96";
+        break;
+    default: name = gb > 100 ? "h200-pcie" : "h100-pcie"; break;
+    }
+    if (why && m == SPILL_PLATFORM_CPU) snprintf(why, len, "no GPU: profile %s", name);
+    else if (why)
+        snprintf(why, len, "%s (compute capability %d.%d, %.0f GB of GPU memory): profile %s", spill_platform_mode_name(m),
+                 f->cc_major, f->cc_minor, gb, name);
+    return spill_profile_builtin(name, out, err);
 }

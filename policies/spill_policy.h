@@ -11,6 +11,8 @@
  *   stream  a ring of N HBM slots; layer i+k is prefetched while layer i runs
  *   auto    the cost model picks, per phase, between a pinned core read in place around it and a
  *           pinned core with the rest streamed through a ring
+ * On a profile with one memory pool (GB10) every policy but host plans the same: everything read in
+ * place by the GPU, no copies, no ring (chosen "one-pool").
  * Every time in a plan is a prediction of the cost model (cost.c), never a measurement. */
 #ifndef SPILL_POLICY_H
 #define SPILL_POLICY_H
@@ -46,6 +48,8 @@ typedef struct spill_profile {
     char name[64];
     char source[256];
     int has_gpu;                                 /* 0: everything runs on the CPU */
+    int unified;                                 /* one memory pool the CPU and the GPU share (GB10):
+                                                    no HBM tier; every region is read where it lies */
     uint64_t capacity[SPILL_TIER_COUNT];         /* bytes */
     double read_bw[SPILL_TIER_COUNT][SPILL_PROC_COUNT]; /* processor p reading tier t in place */
     double link_h2d, link_d2h;                   /* bulk copies and prefetch (DMA) */
@@ -54,9 +58,33 @@ typedef struct spill_profile {
     double flops[SPILL_PROC_COUNT];              /* dense 16-bit multiply-add throughput */
 } spill_profile;
 
-/* Built-in profiles: gh200-96, gh200-144, h100-pcie, h200-pcie, cpu. NULL-terminated names. */
+/* Built-in profiles: gh200-96, gh200-144, gb200, gb300, gb10, h100-pcie, h200-pcie, cpu.
+ * NULL-terminated names. */
 extern const char *const spill_profile_names[];
 int spill_profile_builtin(const char *name, spill_profile *out, spill_err *err);
+
+/* What a machine says of itself, from device attributes (the runtime asks the driver; policies/
+ * only decides): the facts that pick a built-in profile. */
+typedef struct spill_platform_facts {
+    int has_gpu;
+    int cc_major, cc_minor;   /* compute capability: 9.0 Hopper, 10.0 B200, 10.3 B300, 12.x GB10 / RTX */
+    int ats;                  /* the GPU reads system memory through the CPU's page tables (Grace) */
+    int integrated;           /* cudaDevAttrIntegrated */
+    uint64_t gpu_bytes;       /* the GPU's memory as the driver reports it */
+    uint64_t host_bytes;      /* the machine's memory */
+} spill_platform_facts;
+
+typedef enum spill_platform_mode {
+    SPILL_PLATFORM_CPU,       /* no GPU */
+    SPILL_PLATFORM_PCIE,      /* separate HBM, host memory over PCIe (pinned or managed memory) */
+    SPILL_PLATFORM_C2C,       /* separate HBM, coherent host memory over NVLink-C2C (GH200, GB200, GB300) */
+    SPILL_PLATFORM_ONE_POOL,  /* one pool the CPU and the GPU share (GB10 / DGX Spark) */
+} spill_platform_mode;
+
+spill_platform_mode spill_platform_classify(const spill_platform_facts *f);
+const char *spill_platform_mode_name(spill_platform_mode m);
+/* The built-in profile for these facts ("auto"), and one line saying why into why[len]. */
+int spill_profile_pick(const spill_platform_facts *f, spill_profile *out, char *why, size_t len, spill_err *err);
 /* A profile from JSON (spill-bench --profile-out writes one; docs/policies.md has the format). */
 int spill_profile_load(const char *path, spill_profile *out, spill_err *err);
 /* Write a profile as JSON that spill_profile_load reads back. */

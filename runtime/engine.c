@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include "device.h"
+#include "platform.h"
 #include "spill_platform.h"
 
 struct spill_engine {
@@ -124,8 +125,7 @@ static int choose_device(spill_engine *e, spill_engine_params *p, int *read_mapp
         return spill_err_set(err, "--device cuda: %s; run on the CPU with --device cpu",
                              e->dev_iface->placer ? gerr.msg : "this build of spill has no CUDA support");
     if (!p->policy) p->policy = "pin"; /* a GPU run fills HBM */
-    if (!p->profile && spill_profile_builtin(gpu.uses_host_page_tables ? "gh200-96" : "h100-pcie", &e->profile, err))
-        return -1;
+    if (!p->profile && spill_profile_named("auto", &e->profile, NULL, 0, err)) return -1; /* from the attributes */
     if (!p->hbm_budget) p->hbm_budget = gpu.free_mem > p->hbm_reserve ? gpu.free_mem - p->hbm_reserve : 0;
     /* on Grace (ATS) the GPU reads the mapped file where the plan leaves weights in host memory */
     *read_mapped = gpu.uses_host_page_tables > 0 && p->use_mmap;

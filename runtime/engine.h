@@ -29,7 +29,8 @@ typedef struct spill_engine_params {
     const char *backend; /* memory backend: "auto", "host", "emulated", "system", "cuda-managed", "cuda-device" */
     spill_mem *mem;      /* or an allocator of the caller's (not freed by the engine); backend is then unused */
     const char *policy;  /* NULL: the device's default (cpu: host; cuda: pin) */
-    const spill_profile *profile; /* NULL: the device's default (cpu; cuda: gh200-96 on ATS, else h100-pcie) */
+    const spill_profile *profile; /* NULL: the device's default (cpu; cuda: picked from the GPU's attributes,
+                                     spill_profile_pick) */
     uint64_t hbm_budget; /* bytes of HBM the plan and the allocator may use; 0: cpu none, cuda free - reserve */
     uint64_t hbm_reserve;  /* cuda with no budget: HBM left free */
     uint64_t host_limit; /* 0: what the machine has */

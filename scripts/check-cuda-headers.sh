@@ -7,7 +7,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 cache="${SPILL_CACHE:-$HOME/.cache/spill}/cuda-headers"
 mkdir -p "$cache"
-srcs=(alloc/platform_cuda.c alloc/backend_cuda_managed.c alloc/backend_cuda_device.c runtime/forward_cuda.c)
+srcs=(alloc/platform_cuda.c alloc/backend_cuda_managed.c alloc/backend_cuda_device.c kernels/cuda/queue.c)
 status=0
 for spec in "cu12 12.4.127" "cu11 11.8.89"; do
   set -- $spec

@@ -239,6 +239,7 @@ static void test_profiles(void **s) {
         unlink(path);
         assert_string_equal(p.name, q.name);
         assert_int_equal(p.has_gpu, q.has_gpu);
+        assert_int_equal(p.unified, q.unified);
         assert_int_equal(p.capacity[SPILL_TIER_HBM], q.capacity[SPILL_TIER_HBM]);
         assert_true(fabs(p.link_h2d - q.link_h2d) <= 1e-5 * p.link_h2d);
         assert_true(fabs(p.read_bw[SPILL_TIER_HOST][SPILL_PROC_GPU] - q.read_bw[SPILL_TIER_HOST][SPILL_PROC_GPU]) <=
@@ -259,6 +260,119 @@ static void test_profiles(void **s) {
     unlink("/tmp/spill-profile-bad.json");
 }
 
+
+/* Grace Blackwell and the one-pool machine, on Llama-3.1-70B's config (its published hyperparameters,
+ * 128k context with llama3 RoPE scaling): every new profile gives a plan and a prediction; on GB10
+ * every policy collapses to reading everything in place, with no HBM bytes, no ring, no actions. */
+static const char *llama31_70b =
+    "{\"architectures\": [\"LlamaForCausalLM\"], \"hidden_size\": 8192, \"intermediate_size\": 28672,"
+    " \"num_attention_heads\": 64, \"num_hidden_layers\": 80, \"num_key_value_heads\": 8,"
+    " \"vocab_size\": 128256, \"max_position_embeddings\": 131072, \"torch_dtype\": \"bfloat16\","
+    " \"tie_word_embeddings\": false, \"rope_theta\": 500000.0, \"rms_norm_eps\": 1e-05,"
+    " \"rope_scaling\": {\"factor\": 8.0, \"low_freq_factor\": 1.0, \"high_freq_factor\": 4.0,"
+    " \"original_max_position_embeddings\": 8192, \"rope_type\": \"llama3\"}}";
+
+static void test_grace_blackwell(void **s) {
+    (void)s;
+    char path[64];
+    snprintf(path, sizeof path, "/tmp/spill-l31-%d.json", (int)getpid());
+    write_file(path, llama31_70b);
+    spill_shape sh;
+    spill_err err = {{0}};
+    if (spill_shape_from_config(path, NULL, &sh, &err)) fail_msg("%s", err.msg);
+    spill_region *r;
+    int n;
+    assert_int_equal(spill_shape_regions(&sh, 32768, 1, &r, &n, &err), 0);
+    const char *profiles[] = {"gb200", "gb300", "gb10"};
+    const char *policies[] = {"fault", "pin", "stream", "auto"};
+    for (int pi = 0; pi < 3; pi++) {
+        spill_profile prof;
+        assert_int_equal(spill_profile_builtin(profiles[pi], &prof, &err), 0);
+        uint64_t budget = prof.capacity[SPILL_TIER_HBM] ? prof.capacity[SPILL_TIER_HBM] - GB : 0;
+        for (int k = 0; k < 4; k++) {
+            spill_plan plan = make(policies[k], profiles[pi], budget, 0, 1, r, n);
+            printf("%-6s %-6s -> %-8s decode %7.2f tok/s, hbm %6.1f GB, ring %d\n", profiles[pi], policies[k], plan.chosen,
+                   plan.predicted.tok_s, plan.bytes[SPILL_TIER_HBM] / 1e9, plan.ring_slots);
+            assert_true(plan.predicted.tok_s > 0 && isfinite(plan.predicted.tok_s));
+            if (prof.unified) {
+                /* one pool: nothing in HBM, nothing streamed, nothing moved */
+                assert_string_equal(plan.chosen, "one-pool");
+                assert_int_equal(plan.bytes[SPILL_TIER_HBM], 0);
+                assert_int_equal(plan.ring_slots, 0);
+                for (int i = 0; i < n; i++) {
+                    assert_int_equal(plan.region[i].tier, SPILL_TIER_HOST);
+                    assert_int_equal(plan.region[i].hbm_bytes, 0);
+                    assert_false(plan.region[i].streamed);
+                    assert_true(r[i].kind != SPILL_REGION_WEIGHT || plan.region[i].in_place);
+                    assert_true(plan.region[i].advice & SPILL_PLACE_GPU_READS);
+                }
+                for (int l = 0; l < plan.n_layers; l++) assert_int_equal(plan.steps[l].n, 0);
+                assert_true(plan.predicted.moved == 0);
+                /* the bound: every byte once from the pool, 273 GB/s x 0.85 */
+                double bound = prof.read_bw[SPILL_TIER_HOST][SPILL_PROC_GPU] / (double)spill_shape_weight_bytes(&sh);
+                assert_true(plan.predicted.tok_s <= bound * 1.05);
+            } else if (!strcmp(policies[k], "pin")) {
+                /* 70B BF16 (141 GB) fits a Blackwell's HBM: all of it there */
+                assert_true(plan.bytes[SPILL_TIER_HBM] >= spill_shape_weight_bytes(&sh));
+            }
+            spill_plan_free(&plan);
+        }
+        /* the host policy is the CPU's run, whatever the profile */
+        spill_plan h = make("host", profiles[pi], budget, 0, 1, r, n);
+        assert_string_equal(h.chosen, "host");
+        spill_plan_free(&h);
+    }
+    /* two GPUs share one Grace: each gets half of its memory bandwidth, less than GH200's one GPU */
+    spill_profile gb, gh;
+    assert_int_equal(spill_profile_builtin("gb200", &gb, &err), 0);
+    assert_int_equal(spill_profile_builtin("gh200-96", &gh, &err), 0);
+    assert_true(gb.read_bw[SPILL_TIER_HOST][SPILL_PROC_GPU] < gh.read_bw[SPILL_TIER_HOST][SPILL_PROC_GPU]);
+    assert_true(gb.read_bw[SPILL_TIER_HBM][SPILL_PROC_GPU] > gh.read_bw[SPILL_TIER_HBM][SPILL_PROC_GPU]);
+    spill_regions_free(r);
+    spill_shape_free(&sh);
+    /* spill-plan shows the one pool */
+    static char out[1 << 17];
+    char cmd[256];
+    snprintf(cmd, sizeof cmd, SPILL_BIN_DIR "/spill-plan --config %s --profile gb10 --ctx 32768", path);
+    assert_int_equal(run_capture(cmd, 1, out, sizeof out), 0);
+    assert_non_null(strstr(out, "one memory pool"));
+    assert_non_null(strstr(out, "one-pool"));
+    assert_null(strstr(out, "ring)"));
+    snprintf(cmd, sizeof cmd, SPILL_BIN_DIR "/spill-plan --config %s --profile gb200 --json", path);
+    assert_int_equal(run_capture(cmd, 1, out, sizeof out), 0);
+    assert_non_null(strstr(out, "\"profile\": \"gb200\""));
+    unlink(path);
+}
+
+/* --profile auto: the attributes a machine reports pick the profile */
+static void test_profile_pick(void **s) {
+    (void)s;
+    struct {
+        spill_platform_facts f;
+        const char *want;
+        spill_platform_mode mode;
+    } cases[] = {
+        {{0, 0, 0, 0, 0, 0, 64 * GB}, "cpu", SPILL_PLATFORM_CPU},
+        {{1, 9, 0, 1, 0, 96 * GB, 480 * GB}, "gh200-96", SPILL_PLATFORM_C2C},
+        {{1, 9, 0, 1, 0, 144 * GB, 480 * GB}, "gh200-144", SPILL_PLATFORM_C2C},
+        {{1, 10, 0, 1, 0, 186 * GB, 480 * GB}, "gb200", SPILL_PLATFORM_C2C},
+        {{1, 10, 3, 1, 0, 288 * GB, 480 * GB}, "gb300", SPILL_PLATFORM_C2C},
+        {{1, 12, 1, 1, 0, 128 * GB, 128 * GB}, "gb10", SPILL_PLATFORM_ONE_POOL},
+        {{1, 12, 1, 0, 1, 120 * GB, 128 * GB}, "gb10", SPILL_PLATFORM_ONE_POOL},
+        {{1, 9, 0, 0, 0, 80 * GB, 512 * GB}, "h100-pcie", SPILL_PLATFORM_PCIE},
+        {{1, 9, 0, 0, 0, 141 * GB, 512 * GB}, "h200-pcie", SPILL_PLATFORM_PCIE},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        spill_profile p;
+        char why[256];
+        spill_err err = {{0}};
+        assert_int_equal(spill_profile_pick(&cases[i].f, &p, why, sizeof why, &err), 0);
+        printf("%s\n", why);
+        assert_string_equal(p.name, cases[i].want);
+        assert_int_equal(spill_platform_classify(&cases[i].f), cases[i].mode);
+        assert_int_equal(p.unified, cases[i].mode == SPILL_PLATFORM_ONE_POOL);
+    }
+}
 
 static void test_spill_plan_cli(void **s) {
     (void)s;
@@ -314,6 +428,8 @@ int main(void) {
         cmocka_unit_test(test_auto_and_fault),
         cmocka_unit_test(test_profiles),
         cmocka_unit_test(test_spill_plan_cli),
+        cmocka_unit_test(test_grace_blackwell),
+        cmocka_unit_test(test_profile_pick),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
     unlink(cfg_path);

@@ -7,6 +7,7 @@
 
 #include "chat.h"
 #include "engine.h"
+#include "platform.h"
 #include "sampler.h"
 #include "spill_args.h"
 
@@ -62,8 +63,9 @@ static void make_args(opts *o, spill_arg *a) {
     ARG_G(0, "policy", SPILL_ARG_OPTION, &o->env, 0, 0, "NAME", "placement policy: host (everything in host memory, the CPU's default),\n"
         "fault, pin, stream or auto (see spill-plan --help). On the CPU, HBM is emulated in\n"
         "host memory so that any plan runs, with the same tokens", &o->policy_set);
-    ARG(0, "profile", SPILL_ARG_STRING, &o->profile, 0, 0, "NAME", "hardware profile the plan is made for: gh200-96, gh200-144, h100-pcie,\n"
-        "h200-pcie or cpu (default: cpu; with --device cuda, from the GPU)");
+    ARG(0, "profile", SPILL_ARG_STRING, &o->profile, 0, 0, "NAME", "hardware profile the plan is made for: gh200-96, gh200-144, gb200, gb300,\n"
+        "gb10, h100-pcie, h200-pcie, cpu, or auto: the one this machine's GPU matches\n"
+        "(default: cpu; with --device cuda, auto)");
     ARG(0, "profile-file", SPILL_ARG_STRING, &o->profile_file, 0, 0, "FILE", "a hardware profile in JSON (spill-bench tiers --profile-out writes one)");
     ARG(0, "backend", SPILL_ARG_OPTION, &o->env, 0, 0, "NAME", "memory backend: auto, host, emulated, system, cuda-managed or cuda-device\n"
         "(default: auto = host on the CPU, or emulated when the plan has HBM in it; from\n"
@@ -337,7 +339,8 @@ int main(int argc, char **argv) {
     ep.kv_block = o.kv_block;
     ep.threads = o.threads ? o.threads : o.env.threads;
     if (o.profile || o.profile_file) {
-        if (o.profile_file ? spill_profile_load(o.profile_file, &prof, &err) : spill_profile_builtin(o.profile, &prof, &err)) {
+        if (o.profile_file ? spill_profile_load(o.profile_file, &prof, &err)
+                           : spill_profile_named(o.profile, &prof, NULL, 0, &err)) {
             status = 2;
             goto out;
         }

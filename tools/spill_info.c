@@ -2,6 +2,7 @@
  * would choose and why, and the SPILL_* options in effect. */
 #include "spill_alloc.h"
 #include "spill_args.h"
+#include "platform.h"
 #include "spill_topology.h"
 
 static const char usage_head[] =
@@ -44,11 +45,26 @@ int main(int argc, char **argv) {
     spill_mem_config cfg = {0};
     cfg.backend = o.backend;
     spill_mem *m = spill_mem_open(&cfg, &err);
+    /* the platform as the planner sees it, and the profile --profile auto takes */
+    spill_platform_facts facts;
+    spill_platform_read(&facts, NULL, 0);
+    spill_profile prof;
+    char why[256] = "", extra[1024];
+    spill_err perr;
+    if (spill_profile_pick(&facts, &prof, why, sizeof why, &perr)) snprintf(why, sizeof why, "%.250s", perr.msg);
+    const char *mode = spill_platform_mode_name(spill_platform_classify(&facts));
     if (json) {
-        spill_topology_print_json(&t, stdout);
+        char mode_j[128], why_j[256];
+        snprintf(mode_j, sizeof mode_j, "%s", mode);
+        snprintf(why_j, sizeof why_j, "%s", why);
+        for (char *c = why_j; *c; c++) if (*c == '"' || *c == '\\') *c = '\'';
+        snprintf(extra, sizeof extra, "\"platform\": \"%s\", \"profile\": \"%s\", \"profile_reason\": \"%s\"", mode_j,
+                 prof.name, why_j);
+        spill_topology_print_json(&t, extra, stdout);
     } else {
         spill_topology_print(&t, stdout);
-        if (m) printf("\nmemory backend: %s (%s)\n", spill_mem_backend_name(m), spill_mem_backend_reason(m));
+        printf("\nplatform: %s\nprofile for --profile auto: %s (%s)\n", mode, prof.name, why);
+        if (m) printf("memory backend: %s (%s)\n", spill_mem_backend_name(m), spill_mem_backend_reason(m));
     }
     if (!m) {
         fprintf(stderr, "spill-info: backend '%s': %s\n", o.backend, err.msg);

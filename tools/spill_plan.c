@@ -7,6 +7,7 @@
 #include "regions.h"
 #include "spill_alloc.h"
 #include "spill_json.h"
+#include "platform.h"
 #include "spill_args.h"
 #include "spill_policy.h"
 
@@ -77,7 +78,8 @@ int main(int argc, char **argv) {
         SPILL_ARG(0, "config", SPILL_ARG_STRING, &config, 0, 0, "FILE", "a Hugging Face config.json (Llama, Mistral, Qwen2)"),
         SPILL_ARG(0, "dtype", SPILL_ARG_STRING, &dtype, 0, 0, "T", "weights' type for --config: bf16, f16 or f32 (default: torch_dtype)"),
         SPILL_ARG(0, "profile", SPILL_ARG_STRING, &profile, 0, 0, "NAME",
-         "built-in hardware profile: gh200-96, gh200-144, h100-pcie, h200-pcie,\ncpu (default: gh200-96)"),
+         "built-in hardware profile: gh200-96, gh200-144, gb200, gb300, gb10,\nh100-pcie, h200-pcie, cpu, or auto: "
+         "the one this machine matches\n(default: gh200-96)"),
         SPILL_ARG(0, "profile-file", SPILL_ARG_STRING, &profile_file, 0, 0, "F",
          "a hardware profile in JSON (spill-bench tiers --profile-out writes one)"),
         SPILL_ARG_G(0, "hbm-budget", SPILL_ARG_OPTION, &o, 0, 0, "SIZE",
@@ -107,7 +109,8 @@ int main(int argc, char **argv) {
         return 2;
     }
     spill_profile prof;
-    if (profile_file ? spill_profile_load(profile_file, &prof, &err) : spill_profile_builtin(profile, &prof, &err)) {
+    char why[256] = "";
+    if (profile_file ? spill_profile_load(profile_file, &prof, &err) : spill_profile_named(profile, &prof, why, sizeof why, &err)) {
         fprintf(stderr, "spill-plan: %s\n", err.msg);
         return 2;
     }
@@ -169,6 +172,7 @@ int main(int argc, char **argv) {
                s.dtype, s.hp.n_layers, weights, (unsigned long long)kv, ctx, batch);
         printf("  \"profile\": ");
         spill_json_write_str(stdout, prof.name);
+        printf(",\n  \"unified\": %s", prof.unified ? "true" : "false");
         printf(",\n  \"hbm_budget\": %llu,\n  \"prompt_tokens\": %d,\n  \"predictions_are\": \"cost-model predictions, "
                "not measurements\",\n  \"policies\": [",
                (unsigned long long)budget, prompt);
@@ -203,6 +207,10 @@ int main(int argc, char **argv) {
                model ? model : config, s.arch, s.dtype, s.hp.n_layers, gib(weights), gib((double)kv), ctx, batch,
                batch == 1 ? "" : "s");
         printf("profile: %s (%s); HBM budget %.2f GiB\n", prof.name, prof.source, gib((double)budget));
+        if (!strcmp(profile, "auto") && !profile_file) printf("         chosen for this machine: %s\n", why);
+        if (prof.unified)
+            printf("         one memory pool shared by the CPU and the GPU: there is no HBM to place anything in,\n"
+                   "         so every policy reads every region where it lies, with no copies and no ring\n");
         printf("\npredicted by the cost model (not measured): decode at batch %d, prefill of %d tokens\n", batch, prompt);
         printf("%-8s %-8s %14s %15s %10s %10s %8s\n", "policy", "chooses", "decode tok/s", "prefill tok/s", "HBM GiB",
                "host GiB", "ring");

@@ -1,0 +1,22 @@
+# The CUDA kernels carry code for every architecture the build names (CMAKE_CUDA_ARCHITECTURES):
+# each appears in the kernels' library as the fat binary's "sm_NN" tag.
+# Run as: cmake -DLIB=<libspill_kernels.a> -DARCHS="90-real;100-real;...;121" -P cuda_archs.cmake
+file(STRINGS "${LIB}" tags REGEX "sm_[0-9]+")
+set(missing "")
+foreach(a IN LISTS ARCHS)
+  string(REGEX REPLACE "-(real|virtual)$" "" n "${a}")
+  set(found FALSE)
+  foreach(t IN LISTS tags)
+    if(t MATCHES "sm_${n}([^0-9]|$)")
+      set(found TRUE)
+      break()
+    endif()
+  endforeach()
+  if(NOT found)
+    list(APPEND missing "sm_${n}")
+  endif()
+endforeach()
+if(missing)
+  message(FATAL_ERROR "${LIB} has no code for: ${missing}")
+endif()
+message(STATUS "${LIB}: code for ${ARCHS}")
