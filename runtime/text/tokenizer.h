@@ -1,9 +1,12 @@
-/* Tokenizers built from GGUF metadata:
- *  - llama: SentencePiece-style, merges pairs by the highest score, <0xXX> byte fallback, an
- *    optional space prefix, '▁' for spaces;
- *  - gpt2: byte-level BPE with merge ranks, after a pre-tokenization that splits words, numbers,
- *    punctuation and whitespace (the GPT-2 rules; "smollm" also splits every digit apart).
- * Special (control and user-defined) tokens are split out of the text first. */
+/* Tokenizers of GGUF files and of Hugging Face tokenizer.json files (docs/tokenizer.md).
+ *
+ * Encoding runs the stages of the tokenizers library: invalid UTF-8 repaired, added and special
+ * tokens split out, normalizers, pre-tokenizers, the model (BPE with merge ranks, or
+ * SentencePiece-style score merges for GGUF "llama" vocabularies), then the post-processor's
+ * BOS/EOS. A tokenizer.json gives all of them; a GGUF file gives its vocabulary, merges and a
+ * tokenizer.ggml.pre type, which stands for the pre-tokenizer and flags of llama.cpp's table
+ * (tokenizer_gguf.c; unknown types are refused). Anything a file asks for that is not understood
+ * is an error naming the file and the field, never ignored. */
 #ifndef SPILL_TOKENIZER_H
 #define SPILL_TOKENIZER_H
 
@@ -11,12 +14,11 @@
 
 typedef enum spill_tok_kind { SPILL_TOK_SPM, SPILL_TOK_BPE } spill_tok_kind;
 
-enum { /* tokenizer.ggml.token_type values */
+enum { /* tokenizer.ggml.token_type values; a tokenizer.json's tokens are NORMAL (model vocabulary),
+        * CONTROL (special added tokens) or USER_DEFINED (other added tokens); UNUSED: no token */
     SPILL_TOKTYPE_NORMAL = 1, SPILL_TOKTYPE_UNKNOWN = 2, SPILL_TOKTYPE_CONTROL = 3,
     SPILL_TOKTYPE_USER_DEFINED = 4, SPILL_TOKTYPE_UNUSED = 5, SPILL_TOKTYPE_BYTE = 6,
 };
-
-typedef struct spill_strmap spill_strmap;
 
 typedef struct spill_tokenizer {
     spill_tok_kind kind;
@@ -26,35 +28,49 @@ typedef struct spill_tokenizer {
     uint32_t *text_len; /* (n_vocab) */
     float *scores;      /* (n_vocab) SPM only, else NULL */
     int32_t *types;     /* (n_vocab) SPILL_TOKTYPE_* */
-    spill_strmap *lookup; /* text -> id */
-    /* BPE merges: (left id, right id) -> rank and result id */
-    struct spill_merge *merges;
-    uint64_t merge_cap;
-    int pre_digits;         /* split every digit into its own piece (smollm) */
-    int pre_llama3;         /* 0: GPT-2 rules; 3: Llama-3's (numbers in groups of up to 3); 1: Qwen2's (one digit) */
-    int byte_tok[256];      /* SPM: id of <0xXX>, or -1 */
-    int *special;           /* ids of tokens split out before tokenizing, longest text first */
-    int n_special;
-    int bos, eos, eot;      /* eot: end of turn (e.g. <|im_end|>), or -1 */
-    int eog_extra[8];       /* more ids that end generation (generation_config.json), -1 = none */
-    int add_bos, add_space_prefix;
+    int bos, eos, eot;  /* -1 = none; eot: end of turn (e.g. <|im_end|>) */
+    int unk;            /* -1 = none */
+    int eog_extra[8];   /* more ids that end generation (generation_config.json), -1 = none */
+    int add_bos, add_eos; /* spill_tokenize(add_special = 1) starts with bos / ends with eos */
+    struct spill_tok_impl *impl; /* lookup, merges, added tokens, pipeline (tok_internal.h) */
 } spill_tokenizer;
 
+/* From a GGUF file's tokenizer.ggml.* metadata. */
 int spill_tokenizer_init(spill_tokenizer *t, const spill_gguf *g, spill_err *err);
-/* From a Hugging Face directory: tokenizer.json (a byte-level BPE: vocab, merges, added tokens; the
- * GPT-2, Llama-3 or Qwen2 pre-tokenizer), tokenizer_config.json (bos/eos, add_bos_token) and
- * generation_config.json (the ids that end generation). */
+/* The same, but reading the file's tokenizer.ggml.pre as `pre` (one of the known types): for files
+ * whose type is missing or unknown, by someone who knows which rules the model was trained with.
+ * pre = NULL behaves as spill_tokenizer_init. */
+int spill_tokenizer_init_pre(spill_tokenizer *t, const spill_gguf *g, const char *pre, spill_err *err);
+/* The tokenizer.ggml.pre types spill knows, comma-separated (for messages and --help). */
+const char *spill_tokenizer_pre_types(void);
+
+/* From a Hugging Face directory: tokenizer.json (the whole pipeline; its post-processor decides
+ * BOS/EOS, or tokenizer_config.json's add_bos_token/add_eos_token when the post-processor adds
+ * nothing), tokenizer_config.json (bos_token, eos_token) and generation_config.json (the ids that
+ * end generation). */
 int spill_tokenizer_init_hf(spill_tokenizer *t, const char *dir, spill_err *err);
+/* From one tokenizer.json file alone (no config files). */
+int spill_tokenizer_init_json(spill_tokenizer *t, const char *path, spill_err *err);
 void spill_tokenizer_free(spill_tokenizer *t);
 
-/* Tokenize text[0..len). *out is malloc'd; the caller frees it. parse_special: treat the text of
- * control tokens (e.g. <|im_start|>) as those tokens. */
-int spill_tokenize(const spill_tokenizer *t, const char *text, size_t len, int add_bos, int parse_special,
+/* Tokenize text[0..len). *out is malloc'd; the caller frees it.
+ * add_special = 1: the tokenizer's own BOS/EOS (the post-processor, add_bos_token/add_eos_token or
+ *   the GGUF type's default), except that no BOS is added when the ids already begin with it (the
+ *   text started with the BOS token's text and parse_special matched it); 0: nothing added.
+ * parse_special = 1: the texts of special tokens (e.g. <|im_start|>) in the text are those tokens;
+ *   0: they are tokenized as text (non-special added tokens always match, as in both libraries). */
+int spill_tokenize(const spill_tokenizer *t, const char *text, size_t len, int add_special, int parse_special,
                    int **out, int *n_out, spill_err *err);
 
-/* Bytes a token stands for when printed (control tokens print nothing). Writes at most cap bytes
- * and returns the full length. */
+/* Bytes a token stands for when printed in the middle of a text, for streaming output (control and
+ * special tokens print nothing). Writes at most cap bytes and returns the full length. */
 int spill_token_to_bytes(const spill_tokenizer *t, int id, char *buf, int cap);
+
+/* The text of a whole sequence of ids, as the tokenizers library's decode (tokenizer.json) or
+ * llama.cpp's detokenize (GGUF) gives it. skip_special: special/control tokens give no text (and
+ * for GGUF the BOS/EOS the tokenizer adds are dropped). *out is malloc'd and NUL-terminated. */
+int spill_detokenize(const spill_tokenizer *t, const int *ids, int n, int skip_special, char **out, size_t *out_len,
+                     spill_err *err);
 
 /* 1 if generation should stop at this token (EOS, end of turn, or another end-of-generation control). */
 int spill_token_is_eog(const spill_tokenizer *t, int id);
