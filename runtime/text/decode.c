@@ -346,8 +346,11 @@ static size_t clean_spaces(char *s, size_t n) {
 static int hf_token_text(const spill_tokenizer *t, int id, int skip_special, spill_pieces *ps) {
     if (id < 0 || id >= t->n_vocab || t->types[id] == SPILL_TOKTYPE_UNUSED) return 0;
     if (skip_special && t->impl->is_special[id]) return 0;
-    size_t off = spill_pieces_put(ps, spill_tok_text(t, id), t->text_len[id]);
-    spill_pieces_add(ps, off, t->text_len[id], 0, -1);
+    const char *s = spill_tok_text(t, id);
+    size_t n = t->text_len[id];
+    if (t->impl->dec_text && t->impl->dec_text[id]) s = t->impl->dec_text[id], n = t->impl->dec_len[id];
+    size_t off = spill_pieces_put(ps, s, n);
+    spill_pieces_add(ps, off, n, 0, -1);
     return 0;
 }
 

@@ -11,6 +11,50 @@ struct spill_regex {
     char what[160];
 };
 
+/* Oniguruma's \s is the White_Space property and its \w the Unicode word class; PCRE2's \s also
+ * takes U+180E and its \w leaves out marks and takes every number. Rewrite them to the properties
+ * (outside and inside character classes; a \W inside a class is left to PCRE2). */
+#define WORD_CLASS "\\p{Alphabetic}\\p{M}\\p{Nd}\\p{Pc}\\p{Join_Control}"
+static char *onig_classes(const char *p, size_t n, size_t *out_n) {
+    char *o = malloc(n * 40 + 1);
+    if (!o) return NULL;
+    size_t k = 0;
+    int in_class = 0;
+    for (size_t i = 0; i < n; i++) {
+        char c = p[i];
+        if (c == '\\' && i + 1 < n) {
+            char e = p[i + 1];
+            const char *rep = NULL;
+            if (e == 's') rep = "\\p{White_Space}";
+            else if (e == 'S') rep = "\\P{White_Space}";
+            else if (e == 'w') rep = in_class ? WORD_CLASS : "[" WORD_CLASS "]";
+            else if (e == 'W' && !in_class) rep = "[^" WORD_CLASS "]";
+            if (rep) {
+                size_t l = strlen(rep);
+                memcpy(o + k, rep, l);
+                k += l;
+            } else {
+                o[k++] = c;
+                o[k++] = e;
+            }
+            i++;
+            continue;
+        }
+        if (c == '[' && !in_class) {
+            in_class = 1;
+            o[k++] = c;
+            /* a ']' right after '[' or '[^' is a literal */
+            if (i + 1 < n && p[i + 1] == '^') o[k++] = p[++i];
+            if (i + 1 < n && p[i + 1] == ']') o[k++] = p[++i];
+            continue;
+        }
+        if (c == ']' && in_class) in_class = 0;
+        o[k++] = c;
+    }
+    *out_n = k;
+    return o;
+}
+
 spill_regex *spill_regex_compile(const char *pattern, size_t pattern_len, int literal, const char *what,
                                  spill_err *err) {
     spill_regex *re = calloc(1, sizeof *re);
@@ -19,10 +63,18 @@ spill_regex *spill_regex_compile(const char *pattern, size_t pattern_len, int li
         return NULL;
     }
     snprintf(re->what, sizeof re->what, "%s", what);
-    uint32_t opts = PCRE2_UTF | PCRE2_UCP | PCRE2_MULTILINE | (literal ? PCRE2_LITERAL : 0);
+    uint32_t opts = literal ? PCRE2_UTF | PCRE2_LITERAL : PCRE2_UTF | PCRE2_UCP | PCRE2_MULTILINE;
     int code;
     PCRE2_SIZE at;
-    re->code = pcre2_compile((PCRE2_SPTR)pattern, pattern_len, opts, &code, &at, NULL);
+    size_t tn = pattern_len;
+    char *translated = literal ? NULL : onig_classes(pattern, pattern_len, &tn);
+    if (!literal && !translated) {
+        free(re);
+        spill_err_set(err, "out of memory compiling %s", what);
+        return NULL;
+    }
+    re->code = pcre2_compile((PCRE2_SPTR)(literal ? pattern : translated), tn, opts, &code, &at, NULL);
+    free(translated);
     if (!re->code) {
         PCRE2_UCHAR msg[256];
         pcre2_get_error_message(code, msg, sizeof msg);

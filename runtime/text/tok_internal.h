@@ -181,6 +181,9 @@ struct spill_tok_impl {
     unsigned char *is_special; /* (n_vocab) tokenizer.json: the token is a special added token */
     unsigned char *added_only; /* (n_vocab) tokenizer.json: an added token the model's vocab lacks */
     char *owned;               /* normalized added-token contents, NUL-separated */
+    const char **dec_text;     /* (n_vocab) tokenizer.json: a normalized added token decodes as its
+                                * normalized content (the library's id_to_token); NULL: its text */
+    uint32_t *dec_len;
 };
 
 /* ---- vocabulary and construction (tokenizer.c) ---- */

@@ -101,6 +101,8 @@ void spill_tokenizer_free(spill_tokenizer *t) {
         free(im->is_special);
         free(im->added_only);
         free(im->owned);
+        free(im->dec_text);
+        free(im->dec_len);
         free(im);
     }
     free(t->text_buf);

@@ -611,7 +611,9 @@ static int load_added(hfctx *c, spill_tokenizer *t, const spill_json *added) {
     size_t owned = 0;
     for (size_t i = 0; i < n; i++) owned += spill_json_get(&added->items[i], "content")->len * 18 + 1;
     im->owned = malloc(owned + 1);
-    if (!raw || !norm || !im->owned) {
+    im->dec_text = calloc((size_t)t->n_vocab, sizeof *im->dec_text);
+    im->dec_len = calloc((size_t)t->n_vocab, sizeof *im->dec_len);
+    if (!raw || !norm || !im->owned || !im->dec_text || !im->dec_len) {
         free(raw);
         free(norm);
         return spill_err_set(c->err, "out of memory");
@@ -648,6 +650,8 @@ static int load_added(hfctx *c, spill_tokenizer *t, const spill_json *added) {
             free(s);
             at.text = im->owned + o;
             at.len = sl;
+            im->dec_text[id] = at.text;
+            im->dec_len[id] = (uint32_t)sl;
             o += sl + 1;
         }
         norm[nn++] = at;
