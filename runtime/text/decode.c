@@ -384,8 +384,8 @@ int spill_detokenize(const spill_tokenizer *t, const int *ids, int n, int skip_s
     if (im->flavor == SPILL_FLAVOR_GGUF) {
         /* llama.cpp's detokenize: with skip_special, a leading BOS and trailing EOS that the
          * tokenizer adds are dropped and control tokens print nothing */
-        int a = 0, b = n;
-        if (skip_special && t->add_bos && b > a && ids[a] == t->bos) a++;
+        int a = 0, b = n, strip = im->add_space_prefix;
+        if (skip_special && t->add_bos && b > a && ids[a] == t->bos) a++, strip = 0; /* llama.cpp keeps the space then */
         if (skip_special && t->add_eos && b > a && ids[b - 1] == t->eos) b--;
         size_t total = 0;
         for (int i = a; i < b; i++)
@@ -393,7 +393,6 @@ int spill_detokenize(const spill_tokenizer *t, const int *ids, int n, int skip_s
         char *s = malloc(total + 1);
         if (!s) return spill_err_set(err, "out of memory decoding %d tokens", n);
         size_t o = 0;
-        int strip = im->add_space_prefix;
         for (int i = a; i < b; i++) {
             if (ids[i] < 0 || ids[i] >= t->n_vocab) continue;
             size_t l = gguf_piece(t, ids[i], !skip_special, s + o, total - o);

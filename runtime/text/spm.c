@@ -7,6 +7,13 @@
 #include "tok_internal.h"
 
 typedef struct { int prev, next; size_t start, len; } ssym;
+
+/* llama.cpp's length of a UTF-8 sequence from its first byte: by the high four bits alone, so that
+ * 0xF8..0xFF start 4-byte symbols too (and then fall back to bytes) */
+static size_t lead_len(unsigned char c) {
+    static const unsigned char by_high[16] = {1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 2, 2, 3, 4};
+    return by_high[c >> 4];
+}
 typedef struct { float score; int left, right; size_t size; } sbigram;
 
 typedef struct {
@@ -92,7 +99,7 @@ void spill_spm_encode(const spill_tokenizer *t, const char *text, size_t n, int 
     }
     int m = 0;
     for (size_t i = 0; i < len;) {
-        size_t l = (size_t)spill_utf8_len((unsigned char)s[i]);
+        size_t l = lead_len((unsigned char)s[i]);
         if (l > len - i) l = len - i;
         w.sym[m] = (ssym){m - 1, i + l == len ? -1 : m + 1, i, l};
         m++;
