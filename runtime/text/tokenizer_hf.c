@@ -41,7 +41,7 @@ static int field(hfctx *c, const spill_json *obj, const char *jp, const char *ke
     if ((*out)->type != type) {
         char p[JP_MAX];
         jp_key(p, jp, key);
-        return spill_err_set(c->err, "%s: %s: is a %s where a %s is expected", c->file, p,
+        return spill_err_set(c->err, "%s: %s: is %s where %s is expected", c->file, p,
                              spill_json_type_name((*out)->type), spill_json_type_name(type));
     }
     return 1;
