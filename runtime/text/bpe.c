@@ -47,13 +47,22 @@ int spill_bpe_merge_find(const spill_tokenizer *t, int a, int b, int *result) {
 typedef struct { int id, prev, next; size_t start, len; } bsym;
 typedef struct { int rank, pos, id; } bmerge;
 
-typedef struct {
+typedef struct spill_bpe_scratch {
     bsym *sym;
     int n, cap;
     bmerge *heap;
     int hn, hcap;
     int oom;
 } bword;
+
+spill_bpe_scratch *spill_bpe_scratch_new(void) { return calloc(1, sizeof(bword)); }
+
+void spill_bpe_scratch_free(spill_bpe_scratch *w) {
+    if (!w) return;
+    free(w->sym);
+    free(w->heap);
+    free(w);
+}
 
 static void sym_add(bword *w, int id, size_t start, size_t len) {
     if (w->n == w->cap) {
@@ -141,7 +150,7 @@ static int model_find(const spill_tokenizer *t, const char *s, size_t n) {
     return id >= 0 && t->impl->added_only && t->impl->added_only[id] ? -1 : id;
 }
 
-void spill_bpe_encode(const spill_tokenizer *t, const char *s, size_t n, spill_ids *out) {
+void spill_bpe_encode(const spill_tokenizer *t, spill_bpe_scratch *scratch, const char *s, size_t n, spill_ids *out) {
     const struct spill_tok_impl *im = t->impl;
     if (n == 0) return;
     if (im->ignore_merges) {
@@ -151,7 +160,8 @@ void spill_bpe_encode(const spill_tokenizer *t, const char *s, size_t n, spill_i
             return;
         }
     }
-    bword w = {0};
+    bword w = *scratch; /* its buffers, grown as needed and handed back */
+    w.n = w.hn = w.oom = 0;
     int gguf = im->flavor == SPILL_FLAVOR_GGUF;
     int unk_pending = 0; /* fuse_unk: one <unk> for a run of unknown characters */
     for (size_t i = 0; i < n;) {
@@ -197,6 +207,5 @@ void spill_bpe_encode(const spill_tokenizer *t, const char *s, size_t n, spill_i
         if (y->next < 0) break;
     }
     if (w.oom) out->oom = 1;
-    free(w.sym);
-    free(w.heap);
+    *scratch = w;
 }

@@ -191,115 +191,149 @@ static void apply_behavior(spans *a, spill_split_behavior b) {
     }
 }
 
-static int split_piece(const char *s, size_t n, size_t zero, const spill_regex *re, spill_split_behavior b,
-                       int invert, spans *sp, spill_pieces *out, spill_err *err) {
+/* matches of one piece, split by a behaviour: spans with hit = 0 are the pieces to keep */
+static int split_spans(const char *s, size_t n, const spill_regex *re, spill_split_behavior b, int invert, spans *sp,
+                       spill_err *err) {
     if (find_spans(re, s, n, sp, err)) return -1;
     if (invert)
         for (size_t i = 0; i < sp->n; i++) sp->v[i].hit = !sp->v[i].hit;
     apply_behavior(sp, b);
+    return 0;
+}
+
+/* ---- the walk: each piece goes through the remaining steps at once (depth first), so that a long
+ * text never becomes a long list of pieces; each step has its own scratch ---- */
+typedef struct {
+    spans sp;
+    char *buf, *map; /* the piece rewritten (prefix, spaces); its bytes mapped */
+    size_t buf_cap, map_cap;
+} level;
+
+struct spill_pretok_scratch {
+    level *lv;
+    int n;
+};
+
+typedef struct {
+    const spill_pretok *pt;
+    spill_pretok_scratch *sc;
+    spill_piece_fn fn;
+    void *ctx;
+    spill_err *err;
+} walk;
+
+static int reserve(char **b, size_t *cap, size_t n) {
+    if (n <= *cap) return 0;
+    size_t nc = *cap ? *cap : 256;
+    while (nc < n) nc *= 2;
+    char *nb = realloc(*b, nc);
+    if (!nb) return -1;
+    *b = nb;
+    *cap = nc;
+    return 0;
+}
+
+static int step(const walk *w, int k, const char *s, size_t n, size_t zero);
+
+/* the spans of s that survive, each to the next step */
+static int each_span(const walk *w, int k, const char *s, size_t zero, const spans *sp) {
     for (size_t i = 0; i < sp->n; i++) {
-        if (sp->v[i].hit || sp->v[i].e == sp->v[i].s) continue;
-        size_t off = spill_pieces_put(out, s + sp->v[i].s, sp->v[i].e - sp->v[i].s);
-        spill_pieces_add(out, off, sp->v[i].e - sp->v[i].s, zero > sp->v[i].s ? zero - sp->v[i].s : 0, -1);
+        const span *x = &sp->v[i];
+        if (x->hit || x->e == x->s) continue;
+        if (step(w, k + 1, s + x->s, x->e - x->s, zero > x->s ? zero - x->s : 0)) return -1;
     }
     return 0;
 }
 
-/* ---- the rewriting steps ---- */
-
-/* every byte as the UTF-8 of the code point standing for it */
-static void byte_map(const char *s, size_t n, size_t zero, spill_pieces *out) {
-    size_t off = out->len, z = 0;
-    for (size_t i = 0; i < n; i++) {
-        char b[4];
-        int l = spill_utf8_encode(spill_byte_to_cp((unsigned char)s[i]), b);
-        spill_pieces_put(out, b, (size_t)l);
-        if (i < zero) z += (size_t)l;
+static int step(const walk *w, int k, const char *s, size_t n, size_t zero) {
+    if (n == 0) return 0; /* the library drops empty pieces */
+    if (k == w->pt->n) return w->fn(w->ctx, s, n, zero);
+    const pt_op *op = &w->pt->ops[k];
+    level *lv = &w->sc->lv[k];
+    switch (op->kind) {
+    case PT_SPLIT:
+        if (split_spans(s, n, op->re, op->behavior, op->invert, &lv->sp, w->err)) return -1;
+        return each_span(w, k, s, zero, &lv->sp);
+    case PT_BYTELEVEL: {
+        /* a leading space unless there is one; split by GPT-2's pattern; every byte mapped */
+        int prefix = op->add_prefix_space && s[0] != ' ';
+        if (reserve(&lv->buf, &lv->buf_cap, n + 1) || reserve(&lv->map, &lv->map_cap, 2 * (n + 1)))
+            return spill_err_set(w->err, "out of memory");
+        if (prefix) lv->buf[0] = ' ';
+        memcpy(lv->buf + prefix, s, n);
+        size_t len = n + (size_t)prefix;
+        if (zero) zero += (size_t)prefix; /* the space takes the place of the first character */
+        if (op->re) {
+            if (split_spans(lv->buf, len, op->re, SPILL_SPLIT_ISOLATED, 0, &lv->sp, w->err)) return -1;
+        } else {
+            lv->sp.n = 0;
+            if (spans_push(&lv->sp, 0, len, 0)) return spill_err_set(w->err, "out of memory");
+        }
+        for (size_t i = 0; i < lv->sp.n; i++) {
+            const span *x = &lv->sp.v[i];
+            if (x->e == x->s) continue;
+            size_t o = 0, z = 0;
+            for (size_t j = x->s; j < x->e; j++) {
+                int l = spill_utf8_encode(spill_byte_to_cp((unsigned char)lv->buf[j]), lv->map + o);
+                if (j < zero) z += (size_t)l;
+                o += (size_t)l;
+            }
+            if (step(w, k + 1, lv->map, o, z)) return -1;
+        }
+        return 0;
     }
-    spill_pieces_add(out, off, out->len - off, z, -1);
-}
-
-static int run_op(const pt_op *op, const spill_pieces *in, spill_pieces *out, spans *sp, spill_pieces *tmp,
-                  spill_pieces *tmp2, spill_err *err) {
-    spill_pieces_clear(out);
-    for (int i = 0; i < in->n; i++) {
-        const spill_piece *pc = &in->p[i];
-        if (pc->id >= 0) {
-            spill_pieces_copy(out, in, i);
-            continue;
+    case PT_METASPACE: {
+        /* spaces become the replacement (so a leading space counts as one); a leading one added
+         * always, or only to the piece that starts the input; then split before each */
+        size_t rl = (size_t)op->rep_len;
+        if (reserve(&lv->buf, &lv->buf_cap, (n + 1) * rl)) return spill_err_set(w->err, "out of memory");
+        int starts = s[0] == ' ' || (n >= rl && !memcmp(s, op->rep, rl));
+        int prepend = !starts && (op->prepend == SPILL_PREPEND_ALWAYS || (op->prepend == SPILL_PREPEND_FIRST && zero > 0));
+        size_t o = 0, z = 0;
+        if (prepend) {
+            memcpy(lv->buf, op->rep, rl);
+            o = rl;
+            if (zero) z = rl;
         }
-        const char *s = in->text + pc->off;
-        size_t n = pc->len, zero = pc->zero;
-        switch (op->kind) {
-        case PT_SPLIT:
-            if (split_piece(s, n, zero, op->re, op->behavior, op->invert, sp, out, err)) return -1;
-            break;
-        case PT_BYTELEVEL: {
-            spill_pieces_clear(tmp);
-            spill_pieces_clear(tmp2);
-            if (op->add_prefix_space && s[0] != ' ') {
-                spill_pieces_put(tmp, " ", 1);
-                if (zero) zero++; /* the space takes the place of the first character */
-            }
-            spill_pieces_put(tmp, s, n);
-            if (tmp->oom) return spill_err_set(err, "out of memory");
-            if (!op->re) {
-                byte_map(tmp->text, tmp->len, zero, out);
-                break;
-            }
-            if (split_piece(tmp->text, tmp->len, zero, op->re, SPILL_SPLIT_ISOLATED, 0, sp, tmp2, err)) return -1;
-            for (int k = 0; k < tmp2->n; k++)
-                byte_map(tmp2->text + tmp2->p[k].off, tmp2->p[k].len, tmp2->p[k].zero, out);
-            if (tmp2->oom) return spill_err_set(err, "out of memory");
-            break;
+        for (size_t j = 0; j < n; j++) {
+            size_t l = s[j] == ' ' ? rl : 1;
+            memcpy(lv->buf + o, s[j] == ' ' ? op->rep : s + j, l);
+            o += l;
+            if (j < zero) z += l;
         }
-        case PT_METASPACE: {
-            spill_pieces_clear(tmp);
-            size_t z = 0;
-            int starts_rep = n >= (size_t)op->rep_len && !memcmp(s, op->rep, (size_t)op->rep_len);
-            int starts_space = n > 0 && s[0] == ' ';
-            /* spaces become the replacement first, so a leading space counts as one */
-            int prepend = !(starts_rep || starts_space) &&
-                          (op->prepend == SPILL_PREPEND_ALWAYS || (op->prepend == SPILL_PREPEND_FIRST && zero > 0));
-            if (prepend) {
-                spill_pieces_put(tmp, op->rep, (size_t)op->rep_len);
-                if (zero) z += (size_t)op->rep_len;
-            }
-            for (size_t k = 0; k < n; k++) {
-                size_t l = s[k] == ' ' ? (size_t)op->rep_len : 1;
-                spill_pieces_put(tmp, s[k] == ' ' ? op->rep : s + k, l);
-                if (k < zero) z += l;
-            }
-            if (tmp->oom) return spill_err_set(err, "out of memory");
-            if (op->split) {
-                if (split_piece(tmp->text, tmp->len, z, op->re, SPILL_SPLIT_MERGED_WITH_NEXT, 0, sp, out, err))
-                    return -1;
-            } else {
-                size_t o = spill_pieces_put(out, tmp->text, tmp->len);
-                spill_pieces_add(out, o, tmp->len, z, -1);
-            }
-            break;
-        }
-        }
-        if (out->oom) return spill_err_set(err, "out of memory pre-tokenizing");
+        if (!op->split) return step(w, k + 1, lv->buf, o, z);
+        if (split_spans(lv->buf, o, op->re, SPILL_SPLIT_MERGED_WITH_NEXT, 0, &lv->sp, w->err)) return -1;
+        return each_span(w, k, lv->buf, z, &lv->sp);
+    }
     }
     return 0;
 }
 
-int spill_pretok_apply(const spill_pretok *pt, spill_pieces *ps, spill_err *err) {
-    if (!pt || pt->n == 0) return 0;
-    spill_pieces out = {0}, tmp = {0}, tmp2 = {0};
-    spans sp = {0};
-    int rc = 0;
-    for (int k = 0; k < pt->n && rc == 0; k++) {
-        rc = run_op(&pt->ops[k], ps, &out, &sp, &tmp, &tmp2, err);
-        spill_pieces t = *ps;
-        *ps = out;
-        out = t;
+spill_pretok_scratch *spill_pretok_scratch_new(const spill_pretok *pt) {
+    spill_pretok_scratch *sc = calloc(1, sizeof *sc);
+    int n = pt ? pt->n : 0;
+    if (!sc || !(sc->lv = calloc((size_t)(n ? n : 1), sizeof *sc->lv))) {
+        free(sc);
+        return NULL;
     }
-    spill_pieces_free(&out);
-    spill_pieces_free(&tmp);
-    spill_pieces_free(&tmp2);
-    free(sp.v);
-    return rc;
+    sc->n = n;
+    return sc;
+}
+
+void spill_pretok_scratch_free(spill_pretok_scratch *sc) {
+    if (!sc) return;
+    for (int i = 0; i < sc->n; i++) {
+        free(sc->lv[i].sp.v);
+        free(sc->lv[i].buf);
+        free(sc->lv[i].map);
+    }
+    free(sc->lv);
+    free(sc);
+}
+
+int spill_pretok_run(const spill_pretok *pt, spill_pretok_scratch *sc, const char *s, size_t n, size_t zero,
+                     spill_piece_fn fn, void *ctx, spill_err *err) {
+    static const spill_pretok none = {0};
+    walk w = {pt ? pt : &none, sc, fn, ctx, err};
+    return step(&w, 0, s, n, zero);
 }

@@ -119,8 +119,16 @@ int spill_pretok_add_split(spill_pretok *pt, spill_regex *re, spill_split_behavi
 int spill_pretok_add_bytelevel(spill_pretok *pt, int add_prefix_space, int use_regex, spill_err *err);
 int spill_pretok_add_metaspace(spill_pretok *pt, uint32_t replacement, spill_prepend prepend, int split,
                                spill_err *err);
-/* Pre-tokenize every text piece of *ps (pieces with an id pass through). */
-int spill_pretok_apply(const spill_pretok *pt, spill_pieces *ps, spill_err *err);
+/* Pre-tokenize s[0..n) (zero: as spill_piece) and hand every resulting pre-token to fn, in order,
+ * as soon as it is made (a long text never becomes a long list). sc: scratch from
+ * spill_pretok_scratch_new for this pre-tokenizer, reused across calls. pt may be NULL (no
+ * pre-tokenizer: the text is one pre-token). fn returns 0, or -1 to stop. */
+typedef int (*spill_piece_fn)(void *ctx, const char *s, size_t n, size_t zero);
+typedef struct spill_pretok_scratch spill_pretok_scratch;
+spill_pretok_scratch *spill_pretok_scratch_new(const spill_pretok *pt);
+void spill_pretok_scratch_free(spill_pretok_scratch *sc);
+int spill_pretok_run(const spill_pretok *pt, spill_pretok_scratch *sc, const char *s, size_t n, size_t zero,
+                     spill_piece_fn fn, void *ctx, spill_err *err);
 /* GPT-2's pattern (the ByteLevel pre-tokenizer's) */
 extern const char spill_gpt2_pattern[];
 
@@ -202,8 +210,11 @@ int spill_bpe_merges_alloc(spill_tokenizer *t, uint64_t n);
  * (the tokenizers library) rather than its first (llama.cpp). */
 void spill_bpe_merge_add(spill_tokenizer *t, int left, int right, int result, int rank, int keep_last);
 int spill_bpe_merge_find(const spill_tokenizer *t, int left, int right, int *result);
-/* Encode one pre-token s[0..n) */
-void spill_bpe_encode(const spill_tokenizer *t, const char *s, size_t n, spill_ids *out);
+/* Encode one pre-token s[0..n); scratch is reused from one pre-token to the next */
+typedef struct spill_bpe_scratch spill_bpe_scratch;
+spill_bpe_scratch *spill_bpe_scratch_new(void);
+void spill_bpe_scratch_free(spill_bpe_scratch *sc);
+void spill_bpe_encode(const spill_tokenizer *t, spill_bpe_scratch *scratch, const char *s, size_t n, spill_ids *out);
 /* Encode one text fragment llama.cpp's way: ' ' -> U+2581, a leading one when space_prefix */
 void spill_spm_encode(const spill_tokenizer *t, const char *s, size_t n, int space_prefix, spill_ids *out);
 

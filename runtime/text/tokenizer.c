@@ -129,10 +129,27 @@ static void swap_pieces(spill_pieces *a, spill_pieces *b) {
     *b = t;
 }
 
+typedef struct {
+    const spill_tokenizer *t;
+    spill_ids *ids;
+    spill_bpe_scratch *bpe;
+} model_ctx;
+
+/* the model on one pre-token */
+static int model_piece(void *ctx, const char *s, size_t n, size_t zero) {
+    model_ctx *m = ctx;
+    (void)zero;
+    if (m->t->kind == SPILL_TOK_SPM) spill_spm_encode(m->t, s, n, m->t->impl->add_space_prefix, m->ids);
+    else spill_bpe_encode(m->t, m->bpe, s, n, m->ids);
+    return m->ids->oom ? -1 : 0;
+}
+
 static int encode(const spill_tokenizer *t, const char *text, size_t len, int parse_special, spill_ids *ids,
                   spill_err *err) {
     const struct spill_tok_impl *im = t->impl;
     spill_pieces a = {0}, b = {0};
+    spill_pretok_scratch *sc = NULL;
+    model_ctx mc = {t, ids, NULL};
     int rc = -1;
     /* 1. invalid UTF-8, repaired as the library whose rules these are */
     char *fixed = NULL;
@@ -163,14 +180,15 @@ static int encode(const spill_tokenizer *t, const char *text, size_t len, int pa
         if (spill_added_split(&im->added_norm, im->added_mode, parse_special, im->word_re, &a, &b, err)) goto out;
         swap_pieces(&a, &b);
     }
-    /* 4. pre-tokenizers */
-    if (spill_pretok_apply(im->pre, &a, err)) goto out;
-    /* 5. the model */
+    /* 4. pre-tokenizers, and 5. the model on each pre-token as it comes */
+    if (!(sc = spill_pretok_scratch_new(im->pre)) || !(mc.bpe = spill_bpe_scratch_new())) goto oom;
     for (int i = 0; i < a.n; i++) {
         const spill_piece *pc = &a.p[i];
         if (pc->id >= 0) spill_ids_push(ids, pc->id);
-        else if (t->kind == SPILL_TOK_SPM) spill_spm_encode(t, a.text + pc->off, pc->len, im->add_space_prefix, ids);
-        else spill_bpe_encode(t, a.text + pc->off, pc->len, ids);
+        else if (spill_pretok_run(im->pre, sc, a.text + pc->off, pc->len, pc->zero, model_piece, &mc, err)) {
+            if (ids->oom) goto oom;
+            goto out;
+        }
     }
     if (ids->oom) goto oom;
     rc = 0;
@@ -178,6 +196,8 @@ static int encode(const spill_tokenizer *t, const char *text, size_t len, int pa
 oom:
     rc = spill_err_set(err, "out of memory tokenizing a %zu-byte prompt", len);
 out:
+    spill_pretok_scratch_free(sc);
+    spill_bpe_scratch_free(mc.bpe);
     free(fixed);
     spill_pieces_free(&a);
     spill_pieces_free(&b);
