@@ -54,6 +54,6 @@ void spill_pieces_add(spill_pieces *ps, size_t off, size_t len, size_t zero, int
 
 void spill_pieces_copy(spill_pieces *ps, const spill_pieces *from, int i) {
     const spill_piece *q = &from->p[i];
-    size_t off = spill_pieces_put(ps, from->text + q->off, q->len);
+    size_t off = spill_pieces_put(ps, q->len ? from->text + q->off : "", q->len);
     spill_pieces_add(ps, off, q->len, q->zero, q->id);
 }
