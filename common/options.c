@@ -27,6 +27,8 @@ const spill_option_def spill_option_table[] = {
     {"stats", "SPILL_STATS", SPILL_OPT_BOOL, "0", NULL, "print bytes per tier, peaks and call counts at exit"},
     {"memgetinfo", "SPILL_MEMGETINFO", SPILL_OPT_CHOICE, "real", "real|virtual",
      "preload shim: what cudaMemGetInfo reports; virtual adds host memory (programs may then overfill)"},
+    {"tokenizer-pre", "SPILL_TOKENIZER_PRE", SPILL_OPT_STRING, "", NULL,
+     "GGUF: read tokenizer.ggml.pre as this known type, for a file whose type is missing or unknown"},
     {NULL, NULL, 0, NULL, NULL, NULL},
 };
 
@@ -46,6 +48,7 @@ static const struct {
     {offsetof(spill_options, log), sizeof(int)},
     {offsetof(spill_options, stats), sizeof(int)},
     {offsetof(spill_options, memgetinfo), sizeof(((spill_options *)0)->memgetinfo)},
+    {offsetof(spill_options, tokenizer_pre), sizeof(((spill_options *)0)->tokenizer_pre)},
 };
 
 static int n_options(void) {

@@ -26,6 +26,7 @@ typedef struct spill_options {
     int log;              /* SPILL_LOG: diagnostic messages on stderr */
     int stats;            /* SPILL_STATS: per-tier statistics on stderr at exit */
     char memgetinfo[16];  /* SPILL_MEMGETINFO (preload shim): real | virtual */
+    char tokenizer_pre[64]; /* SPILL_TOKENIZER_PRE: read a GGUF's tokenizer.ggml.pre as this type, "" = as written */
 } spill_options;
 
 typedef enum spill_option_type {

@@ -174,7 +174,7 @@ int spill_engine_open(const spill_engine_params *given, spill_engine **out, spil
     long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
     e->threads = p.threads > 0 ? p.threads : ncpu > 0 ? (int)ncpu : 1;
     if (!p.quiet) fprintf(stderr, "spill: loading %s\n", p.model);
-    if (spill_model_load(&e->model, p.model, err)) goto fail;
+    if (spill_model_load_with(&e->model, p.model, p.tokenizer_pre, err)) goto fail;
     const spill_hparams *hp = &e->model.hp;
     e->n_ctx = p.ctx ? p.ctx : (hp->ctx_train < 4096 ? hp->ctx_train : 4096);
     if (e->n_ctx < 1 || e->n_ctx > hp->ctx_train) {

@@ -42,6 +42,7 @@ typedef struct spill_engine_params {
     int kv_block;        /* tokens per KV block (a power of two); 0 = the default */
     int threads;         /* CPU threads; 0 = every online CPU */
     int quiet;           /* no progress lines on stderr */
+    const char *tokenizer_pre; /* GGUF: read tokenizer.ggml.pre as this known type; NULL = as written */
     /* cpu only: called with each intermediate tensor of a step as it is produced (names as
        llama.cpp's graph has them: attn_norm, Qcur, Kcur, Vcur, kqv_out, attn_out, ffn_inp, ffn_norm,
        ffn_gate, ffn_up, ffn_swiglu, ffn_out, l_out; layer -1 for result_norm, result_output) */

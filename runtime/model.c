@@ -180,23 +180,26 @@ static int load_hf(spill_model *m, spill_err *err) {
     return chat_template_hf(m, err);
 }
 
-static int load_gguf(spill_model *m, spill_err *err) {
+static int load_gguf(spill_model *m, const char *tokenizer_pre, spill_err *err) {
     spill_gguf *g = &m->gguf;
     if (spill_gguf_open(g, m->path, err) || spill_gguf_arch(g, m->arch, sizeof m->arch, err)) return -1;
     if (strcmp(m->arch, "llama") && strcmp(m->arch, "qwen2"))
         return spill_err_set(err, "%s: architecture '%s' is not supported (llama and qwen2 are)", m->path, m->arch);
-    if (spill_gguf_hparams_read(g, m->arch, &m->hp, err) || spill_tokenizer_init(&m->tok, g, err) || bind_all(m, err) ||
+    if (spill_gguf_hparams_read(g, m->arch, &m->hp, err) || spill_tokenizer_init_pre(&m->tok, g, tokenizer_pre, err) ||
+        bind_all(m, err) ||
         rope_freqs_gguf(m, err))
         return -1;
     return spill_gguf_get_str(g, "tokenizer.chat_template", &m->chat_template, err) < 0 ? -1 : 0;
 }
 
-int spill_model_load(spill_model *m, const char *path, spill_err *err) {
+int spill_model_load(spill_model *m, const char *path, spill_err *err) { return spill_model_load_with(m, path, NULL, err); }
+
+int spill_model_load_with(spill_model *m, const char *path, const char *tokenizer_pre, spill_err *err) {
     memset(m, 0, sizeof *m);
     struct stat sb;
     m->hf = !stat(path, &sb) && S_ISDIR(sb.st_mode);
     if (!(m->path = strdup(path))) return spill_err_set(err, "out of memory");
-    if (m->hf ? load_hf(m, err) : load_gguf(m, err)) {
+    if (m->hf ? load_hf(m, err) : load_gguf(m, tokenizer_pre && *tokenizer_pre ? tokenizer_pre : NULL, err)) {
         spill_model_free(m);
         return -1;
     }

@@ -28,6 +28,8 @@ typedef struct spill_model {
 /* A GGUF file or a Hugging Face directory (config.json, tokenizer.json, safetensors). Every failure
  * names the file, the field and the value. */
 int spill_model_load(spill_model *m, const char *path, spill_err *err);
+/* The same, reading a GGUF's tokenizer.ggml.pre as `tokenizer_pre` (a known type) when not NULL. */
+int spill_model_load_with(spill_model *m, const char *path, const char *tokenizer_pre, spill_err *err);
 /* A zeroed model is freed as a no-op. */
 void spill_model_free(spill_model *m);
 

@@ -75,6 +75,8 @@ static void make_args(opts *o, spill_arg *a) {
     ARG(0, "host-limit", SPILL_ARG_OPTION, &o->env, 0, 0, "SIZE", "most host memory to allocate, e.g. 16G; the file itself, when read in\n"
         "place, is not counted (default: what the machine has)");
     ARG(0, "alloc-log", SPILL_ARG_OPTION, &o->env, 0, 0, "FILE", "write a CSV line per memory-backend call to FILE");
+    ARG(0, "tokenizer-pre", SPILL_ARG_OPTION, &o->env, 0, 0, "TYPE", "GGUF: tokenize as this tokenizer.ggml.pre type, for a file whose type is\n"
+        "missing or not one spill knows (the known ones are listed when a file is refused)");
     ARG(0, "no-mmap", SPILL_ARG_UNSET, &o->use_mmap, 0, 0, NULL, "copy weights into memory from the allocator instead of reading the file in place");
     ARG('v', "verbose", SPILL_ARG_FLAG, &o->verbose, 0, 0, NULL, "print model details, the plan and the backend on stderr");
     ARG('h', "help", SPILL_ARG_HELP, &o->help, 0, 0, NULL, "show this help");
@@ -338,6 +340,7 @@ int main(int argc, char **argv) {
     ep.n_seqs = o.n_parallel;
     ep.kv_block = o.kv_block;
     ep.threads = o.threads ? o.threads : o.env.threads;
+    ep.tokenizer_pre = o.env.tokenizer_pre[0] ? o.env.tokenizer_pre : NULL;
     if (o.profile || o.profile_file) {
         if (o.profile_file ? spill_profile_load(o.profile_file, &prof, &err)
                            : spill_profile_named(o.profile, &prof, NULL, 0, &err)) {
