@@ -277,8 +277,8 @@ int spill_tokenizer_init_pre(spill_tokenizer *t, const spill_gguf *g, const char
         pre = find_pre(pre_name.ptr, pre_name.len);
         if (!pre) {
             spill_err_set(err, "%s: %s '%.*s' is not a pre-tokenizer type spill knows (%s); its splitting rules "
-                               "decide the ids, so it is refused rather than guessed (spill_tokenizer_init_pre can "
-                               "force one of the known types)",
+                               "decide the ids, so it is refused rather than guessed (--tokenizer-pre TYPE or "
+                               "SPILL_TOKENIZER_PRE forces one of the known types)",
                           g->path, force_pre ? "the forced pre-tokenizer type" : "tokenizer.ggml.pre",
                           (int)(pre_name.len > 64 ? 64 : pre_name.len), pre_name.ptr, spill_tokenizer_pre_types());
             goto fail;
