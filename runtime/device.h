@@ -12,8 +12,9 @@
 typedef struct spill_device_iface {
     const char *name;
     const spill_placer_iface *placer;
-    int (*forward)(void *ctx, int seq, const int *tokens, int n, int pos, spill_err *err);
-    float *(*logits)(void *ctx);
+    /* a checked batch (engine.c); outputs in batch order */
+    int (*forward)(void *ctx, const spill_batch *b, spill_err *err);
+    float *(*logits)(void *ctx, int i);
     spill_kv *(*kv)(void *ctx);
     void (*stats)(void *ctx, spill_engine_stats *out);
     void (*free)(void *ctx);
@@ -31,7 +32,7 @@ typedef struct spill_device_params {
     const spill_plan *plan;
     spill_mem *mem;
     spill_pool *pool;
-    int n_ctx, batch, n_seqs, kv_block;
+    int n_ctx, batch, n_seqs, kv_block, kv_blocks;
     int read_mapped; /* cuda: the GPU reads system memory through the CPU's page tables (ATS) */
     void (*trace)(void *ctx, const char *name, int layer, const float *x, int64_t n);
     void *trace_ctx;

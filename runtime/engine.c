@@ -23,6 +23,8 @@ struct spill_engine {
     spill_pool *pool;
     int n_ctx, batch, threads;
     uint64_t hbm_budget;
+    int *seq_buf, *pos_buf; /* (batch) for spill_engine_forward's one-sequence step */
+    int n_out;              /* outputs the last step kept */
 };
 
 spill_engine_params spill_engine_defaults(void) {
@@ -191,8 +193,14 @@ int spill_engine_open(const spill_engine_params *given, spill_engine **out, spil
         spill_err_set(err, "cannot start %d threads", e->threads);
         goto fail;
     }
+    e->seq_buf = malloc(sizeof(int) * (size_t)e->batch);
+    e->pos_buf = malloc(sizeof(int) * (size_t)e->batch);
+    if (!e->seq_buf || !e->pos_buf) {
+        spill_err_set(err, "out of memory");
+        goto fail;
+    }
     spill_device_params dp = {&e->model, e->regions, &e->plan, e->mem, e->pool, e->n_ctx, e->batch,
-                              p.n_seqs > 0 ? p.n_seqs : 1, p.kv_block, read_mapped, p.trace, p.trace_ctx};
+                              p.n_seqs > 0 ? p.n_seqs : 1, p.kv_block, p.kv_blocks, read_mapped, p.trace, p.trace_ctx};
     if (p.trace && e->dev_iface != &spill_cpu_device) {
         spill_err_set(err, "tracing intermediate tensors runs on the CPU only (--device cpu)");
         goto fail;
@@ -234,14 +242,61 @@ void spill_engine_free(spill_engine *e) {
     spill_regions_free(e->regions);
     spill_model_free(&e->model);
     if (e->own_mem) spill_mem_free(e->mem);
+    free(e->seq_buf);
+    free(e->pos_buf);
     free(e);
 }
 
-int spill_engine_forward(spill_engine *e, int seq, const int *tokens, int n, int pos, spill_err *err) {
-    return e->dev.iface->forward(e->dev.ctx, seq, tokens, n, pos, err);
+/* What every device may take for granted about a batch. */
+static int check_batch(spill_engine *e, const spill_batch *b, spill_err *err) {
+    if (b->n < 1 || b->n > e->batch) return spill_err_set(err, "forward: batch of %d tokens; 1..%d allowed", b->n, e->batch);
+    spill_kv *kv = spill_engine_kv(e);
+    int vocab = e->model.hp.vocab;
+    for (int t = 0; t < b->n; t++)
+        if (b->pos[t] >= e->n_ctx)
+            return spill_err_set(err, "the context is full: sequence %d would need position %d but the context holds %d "
+                                      "(raise -c/--ctx-size)", b->seq[t], b->pos[t], e->n_ctx);
+    for (int t = 0; t < b->n; t++) {
+        if (b->token[t] < 0 || b->token[t] >= vocab)
+            return spill_err_set(err, "token id %d is outside the vocabulary of %d", b->token[t], vocab);
+        int s = b->seq[t];
+        if (spill_kv_len(kv, s) < 0) return spill_err_set(err, "sequence %d is not open (the cache holds 0..%d)", s, kv->max_seqs - 1);
+        if (t > 0 && s == b->seq[t - 1]) {
+            if (b->pos[t] != b->pos[t - 1] + 1)
+                return spill_err_set(err, "forward: sequence %d's tokens must be at consecutive positions (%d after %d)", s,
+                                     b->pos[t], b->pos[t - 1]);
+            continue;
+        }
+        /* the first token of a sequence's run: no other run of it in this batch, no gap after what it holds */
+        for (int u = 0; u < t; u++)
+            if (b->seq[u] == s) return spill_err_set(err, "forward: sequence %d appears twice in one batch", s);
+        if (b->pos[t] < 0 || b->pos[t] > spill_kv_len(kv, s))
+            return spill_err_set(err, "forward: sequence %d holds %d positions; a step cannot start at %d", s,
+                                 spill_kv_len(kv, s), b->pos[t]);
+    }
+    return 0;
 }
 
-float *spill_engine_logits(spill_engine *e) { return e->dev.iface->logits(e->dev.ctx); }
+int spill_engine_step(spill_engine *e, const spill_batch *b, spill_err *err) {
+    e->n_out = 0;
+    if (check_batch(e, b, err) || e->dev.iface->forward(e->dev.ctx, b, err)) return -1;
+    for (int t = 0; t < b->n; t++) e->n_out += b->out ? b->out[t] != 0 : t == b->n - 1;
+    return 0;
+}
+
+int spill_engine_forward(spill_engine *e, int seq, const int *tokens, int n, int pos, spill_err *err) {
+    if (n < 1 || n > e->batch) return spill_err_set(err, "forward: batch of %d tokens; 1..%d allowed", n, e->batch);
+    for (int t = 0; t < n; t++) e->seq_buf[t] = seq, e->pos_buf[t] = pos + t;
+    spill_batch b = {n, tokens, e->seq_buf, e->pos_buf, NULL};
+    return spill_engine_step(e, &b, err);
+}
+
+float *spill_engine_logits(spill_engine *e) { return e->dev.iface->logits(e->dev.ctx, e->n_out > 0 ? e->n_out - 1 : 0); }
+float *spill_engine_logits_at(spill_engine *e, int i) {
+    SPILL_ASSERT(i >= 0 && i < e->n_out);
+    return e->dev.iface->logits(e->dev.ctx, i);
+}
+int spill_engine_n_outputs(const spill_engine *e) { return e->n_out; }
 spill_kv *spill_engine_kv(spill_engine *e) { return e->dev.iface->kv(e->dev.ctx); }
 void spill_engine_get_stats(const spill_engine *e, spill_engine_stats *out) { e->dev.iface->stats(e->dev.ctx, out); }
 const spill_model *spill_engine_model(const spill_engine *e) { return &e->model; }

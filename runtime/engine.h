@@ -40,6 +40,7 @@ typedef struct spill_engine_params {
     int batch;           /* tokens per forward step (prefill chunk); 0 = 32 */
     int n_seqs;          /* sequences the KV cache holds at once; 0 = 1 */
     int kv_block;        /* tokens per KV block (a power of two); 0 = the default */
+    int kv_blocks;       /* physical KV blocks in all; 0 = enough for n_seqs full contexts */
     int threads;         /* CPU threads; 0 = every online CPU */
     int quiet;           /* no progress lines on stderr */
     const char *tokenizer_pre; /* GGUF: read tokenizer.ggml.pre as this known type; NULL = as written */
@@ -56,13 +57,30 @@ int spill_engine_open(const spill_engine_params *p, spill_engine **out, spill_er
 /* NULL is a no-op. */
 void spill_engine_free(spill_engine *e);
 
-/* tokens[0..n) of sequence seq at positions pos..pos+n-1 (n <= batch, pos+n <= ctx); the last token's
- * logits then in spill_engine_logits. Sequence 0 is open; others start by spill_kv_fork or
+/* One step over tokens of any number of sequences: every weight is read once for all of them (batched
+ * decode, chunked prefill beside decode). Token i extends sequence seq[i] at position pos[i]; the
+ * tokens of one sequence are consecutive positions, in order, starting at most at its length
+ * (spill_kv_len), and attend to their own sequence only. out[i] = 1 keeps token i's logits (the
+ * outputs are numbered in batch order); out NULL keeps the last token's only. The result of each
+ * token does not depend on what else is in the batch. */
+typedef struct spill_batch {
+    int n;            /* tokens, 1..the engine's batch */
+    const int *token; /* (n) */
+    const int *seq;   /* (n) */
+    const int *pos;   /* (n) */
+    const uint8_t *out; /* (n) or NULL */
+} spill_batch;
+int spill_engine_step(spill_engine *e, const spill_batch *b, spill_err *err);
+/* tokens[0..n) of sequence seq at positions pos..pos+n-1 (n <= batch, pos+n <= ctx): a step of one
+ * sequence, keeping the last token's logits. Sequence 0 is open; others start by spill_kv_fork or
  * spill_kv_seq_open on spill_engine_kv. */
 int spill_engine_forward(spill_engine *e, int seq, const int *tokens, int n, int pos, spill_err *err);
-/* (vocab) the last token's logits, in host memory; the caller may change them (a sampler scales them
- * in place) until the next forward step overwrites them */
+/* (vocab) the last kept output's logits of the last step, in host memory; the caller may change them
+ * (a sampler scales them in place) until the next step overwrites them */
 float *spill_engine_logits(spill_engine *e);
+/* the i-th kept output of the last step (0 <= i < spill_engine_n_outputs) */
+float *spill_engine_logits_at(spill_engine *e, int i);
+int spill_engine_n_outputs(const spill_engine *e);
 spill_kv *spill_engine_kv(spill_engine *e);
 
 typedef struct spill_engine_stats {

@@ -22,7 +22,9 @@ typedef struct cpu_state {
     float *k, *v;   /* (batch, kv_dim) */
     float *hb, *hb2; /* (batch, ffn_dim) */
     float *att;     /* (threads, n_ctx) attention scores */
-    float *logits;  /* (vocab) of the last token */
+    float *logits;  /* (batch, vocab) of the tokens whose outputs a step keeps */
+    int n_out;      /* how many the last step kept */
+    int *out_row;   /* (batch) the batch row of each kept output */
     float *rope_cs; /* (batch, rope_dims) cos and sin of each token's RoPE angles */
     uint8_t *act;   /* (batch, act bytes) converted activations for the next matmul */
     const float *act_src; /* what `act` holds, to avoid converting the same rows twice */
@@ -57,7 +59,8 @@ static int buffers(cpu_state *s, buffer *b) {
     b[n++] = (buffer){"activations", B * ff * 4, (void **)&s->hb};
     b[n++] = (buffer){"activations", B * ff * 4, (void **)&s->hb2};
     b[n++] = (buffer){"attention scores", nth * (uint64_t)s->n_ctx * 4, (void **)&s->att};
-    b[n++] = (buffer){"logits", (uint64_t)hp->vocab * 4, (void **)&s->logits};
+    b[n++] = (buffer){"logits", B * (uint64_t)hp->vocab * 4, (void **)&s->logits};
+    b[n++] = (buffer){"output rows", B * sizeof(int), (void **)&s->out_row};
     b[n++] = (buffer){"activations", B * act_row, (void **)&s->act};
     b[n++] = (buffer){"RoPE angles", B * (uint64_t)hp->rope_dims * 4, (void **)&s->rope_cs};
     return n;
@@ -97,7 +100,7 @@ int spill_cpu_open(const spill_device_params *p, spill_device *out, spill_err *e
         goto fail;
     }
     for (int l = 0; l < L; l++) kv_hbm[l] = p->plan->region[spill_region_kv(L, l)].hbm_bytes;
-    int rc = spill_kv_init(&s->kv, s->mem, L, spill_hparams_kv_dim(hp), s->n_ctx, p->n_seqs, p->kv_block, 0, kv_hbm, err);
+    int rc = spill_kv_init(&s->kv, s->mem, L, spill_hparams_kv_dim(hp), s->n_ctx, p->n_seqs, p->kv_block, p->kv_blocks, kv_hbm, err);
     free(kv_hbm);
     if (rc || spill_kv_seq_open(&s->kv, 0, err)) goto fail;
     if (spill_cpu_placer_open(&s->placer, p->plan->ring_slots, err) ||
@@ -131,11 +134,12 @@ static void matmul(cpu_state *s, float *out, const float *x, int n, const spill_
 
 typedef struct attn_job {
     cpu_state *s;
-    int seq, layer, n, pos;
+    const spill_batch *b;
+    int layer;
 } attn_job;
 
-/* One (token, head) pair per unit of work: scores against every cached key up to the token's
- * position, softmax, then the weighted sum of values. */
+/* One (token, head) pair per unit of work: scores against every cached key of the token's sequence up
+ * to its position, softmax, then the weighted sum of values. */
 static void attn_worker(void *ctx, int ith, int nth) {
     const attn_job *j = ctx;
     cpu_state *s = j->s;
@@ -145,14 +149,14 @@ static void attn_worker(void *ctx, int ith, int nth) {
     float scale = 1.0f / sqrtf((float)hd);
     const spill_kv *kv = &s->kv;
     float *att = s->att + (int64_t)ith * s->n_ctx;
-    int units = j->n * hp->n_heads;
+    int units = j->b->n * hp->n_heads;
     for (int u = ith; u < units; u += nth) {
         int t = u / hp->n_heads, h = u % hp->n_heads, kvh = h / group;
-        int len = j->pos + t + 1;
+        int seq = j->b->seq[t], len = j->b->pos[t] + 1;
         const float *q = s->q + (int64_t)t * q_dim + (int64_t)h * hd;
         /* through the block table, one block of T positions at a time */
         for (int p0 = 0; p0 < len; p0 += kv->T) {
-            const float *kb = spill_kv_k(kv, j->seq, j->layer, p0) + (int64_t)kvh * hd;
+            const float *kb = spill_kv_k(kv, seq, j->layer, p0) + (int64_t)kvh * hd;
             int end = p0 + kv->T < len ? p0 + kv->T : len;
             for (int p = p0; p < end; p++) att[p] = spill_dot_f32(q, kb + (int64_t)(p - p0) * kv_dim, hd);
         }
@@ -160,7 +164,7 @@ static void attn_worker(void *ctx, int ith, int nth) {
         float *out = s->xb + (int64_t)t * q_dim + (int64_t)h * hd;
         for (int d = 0; d < hd; d++) out[d] = 0;
         for (int p0 = 0; p0 < len; p0 += kv->T) {
-            const float *vb = spill_kv_v(kv, j->seq, j->layer, p0) + (int64_t)kvh * hd;
+            const float *vb = spill_kv_v(kv, seq, j->layer, p0) + (int64_t)kvh * hd;
             int end = p0 + kv->T < len ? p0 + kv->T : len;
             for (int p = p0; p < end; p++) {
                 const float *v = vb + (int64_t)(p - p0) * kv_dim;
@@ -176,26 +180,28 @@ static void attn_worker(void *ctx, int ith, int nth) {
         if (s->trace) s->trace(s->trace_ctx, name, layer, x, count);                       \
     } while (0)
 
-static int cpu_forward(void *ctx, int seq, const int *tokens, int n, int pos, spill_err *err) {
+/* A step over a batch the engine checked (engine.c: each sequence's tokens consecutive positions). */
+static int cpu_forward(void *ctx, const spill_batch *b, spill_err *err) {
     cpu_state *s = ctx;
     const spill_hparams *hp = s->hp;
     const spill_weights *W = &s->placed.w;
+    int n = b->n;
     if (n < 1 || n > s->max_batch) return spill_err_set(err, "forward: batch of %d tokens; 1..%d allowed", n, s->max_batch);
-    if (pos < 0 || pos + n > s->n_ctx)
-        return spill_err_set(err, "the context is full: %d tokens would need positions up to %d but the context holds %d "
-                                  "(raise -c/--ctx-size)", n, pos + n, s->n_ctx);
     int dim = hp->dim, hd = hp->head_dim, q_dim = spill_hparams_q_dim(hp), kv_dim = spill_hparams_kv_dim(hp);
     int ff = hp->ffn_dim;
+    /* each sequence's positions writable (blocks allocated, shared ones copied) */
     for (int t = 0; t < n; t++)
-        if (tokens[t] < 0 || tokens[t] >= hp->vocab)
-            return spill_err_set(err, "token id %d is outside the vocabulary of %d", tokens[t], hp->vocab);
-    if (spill_kv_prepare(&s->kv, seq, pos, n, err)) return -1;
+        if (t == 0 || b->seq[t] != b->seq[t - 1]) {
+            int e = t;
+            while (e + 1 < n && b->seq[e + 1] == b->seq[t]) e++;
+            if (spill_kv_prepare(&s->kv, b->seq[t], b->pos[t], e - t + 1, err)) return -1;
+        }
     for (int t = 0; t < n; t++)
-        spill_dequant_row(W->tok_embd.type, spill_weight_row(&W->tok_embd, tokens[t]), s->x + (int64_t)t * dim, dim);
-    spill_exec_embd(&s->exec, tokens, n);
+        spill_dequant_row(W->tok_embd.type, spill_weight_row(&W->tok_embd, b->token[t]), s->x + (int64_t)t * dim, dim);
+    spill_exec_embd(&s->exec, b->token, n);
     /* RoPE's angles for each token's position, once for every head of every layer */
     for (int t = 0; t < n; t++)
-        spill_rope_angles(s->rope_cs + (int64_t)t * hp->rope_dims, hp->rope_dims, pos + t, hp->rope_base, s->m->rope_freq);
+        spill_rope_angles(s->rope_cs + (int64_t)t * hp->rope_dims, hp->rope_dims, b->pos[t], hp->rope_base, s->m->rope_freq);
     for (int l = 0; l < hp->n_layers; l++) {
         /* the layer boundary: the plan's prefetches and evictions, and the layer's weights as placed */
         const spill_layer *lw = spill_exec_begin(&s->exec, l, err);
@@ -216,13 +222,13 @@ static int cpu_forward(void *ctx, int seq, const int *tokens, int n, int pos, sp
             const float *cs = s->rope_cs + (int64_t)t * hp->rope_dims;
             spill_rope_apply(s->q + (int64_t)t * q_dim, hp->n_heads, hd, hp->rope_dims, cs, hp->rope_adjacent);
             spill_rope_apply(s->k + (int64_t)t * kv_dim, hp->n_kv_heads, hd, hp->rope_dims, cs, hp->rope_adjacent);
-            memcpy(spill_kv_k(&s->kv, seq, l, pos + t), s->k + (int64_t)t * kv_dim, sizeof(float) * (size_t)kv_dim);
-            memcpy(spill_kv_v(&s->kv, seq, l, pos + t), s->v + (int64_t)t * kv_dim, sizeof(float) * (size_t)kv_dim);
+            memcpy(spill_kv_k(&s->kv, b->seq[t], l, b->pos[t]), s->k + (int64_t)t * kv_dim, sizeof(float) * (size_t)kv_dim);
+            memcpy(spill_kv_v(&s->kv, b->seq[t], l, b->pos[t]), s->v + (int64_t)t * kv_dim, sizeof(float) * (size_t)kv_dim);
         }
         TRACE("Qcur", l, s->q, (int64_t)n * q_dim);
         TRACE("Kcur", l, s->k, (int64_t)n * kv_dim);
         TRACE("Vcur", l, s->v, (int64_t)n * kv_dim);
-        attn_job aj = {s, seq, l, n, pos};
+        attn_job aj = {s, b, l};
         spill_pool_run(s->pool, attn_worker, &aj);
         TRACE("kqv_out", l, s->xb, (int64_t)n * q_dim);
         s->act_src = NULL;
@@ -248,18 +254,26 @@ static int cpu_forward(void *ctx, int seq, const int *tokens, int n, int pos, sp
         TRACE("l_out", l, s->x, (int64_t)n * dim);
         if (spill_exec_end(&s->exec, l, err)) return -1;
     }
-    /* head: only the last token's logits are needed */
-    const float *last = s->x + (int64_t)(n - 1) * dim;
-    spill_rmsnorm(s->xb, last, W->out_norm.data, dim, hp->eps);
-    TRACE("result_norm", -1, s->xb, dim);
+    /* head: only for the tokens whose logits are kept, in one matmul */
+    s->n_out = 0;
+    for (int t = 0; t < n; t++)
+        if (b->out ? b->out[t] : t == n - 1) {
+            spill_rmsnorm(s->xb + (int64_t)s->n_out * dim, s->x + (int64_t)t * dim, W->out_norm.data, dim, hp->eps);
+            s->out_row[s->n_out++] = t;
+        }
+    if (!s->n_out) return 0;
+    TRACE("result_norm", -1, s->xb, (int64_t)s->n_out * dim);
     s->act_src = NULL;
-    matmul(s, s->logits, s->xb, 1, &W->output);
-    TRACE("result_output", -1, s->logits, hp->vocab);
+    matmul(s, s->logits, s->xb, s->n_out, &W->output);
+    TRACE("result_output", -1, s->logits, (int64_t)s->n_out * hp->vocab);
     spill_exec_head(&s->exec);
     return 0;
 }
 
-static float *cpu_logits(void *ctx) { return ((cpu_state *)ctx)->logits; }
+static float *cpu_logits(void *ctx, int i) {
+    cpu_state *s = ctx;
+    return s->logits + (size_t)i * (size_t)s->hp->vocab;
+}
 static spill_kv *cpu_kv(void *ctx) { return &((cpu_state *)ctx)->kv; }
 
 static void cpu_stats(void *ctx, spill_engine_stats *out) {

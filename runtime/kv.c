@@ -196,6 +196,52 @@ int spill_kv_fork(spill_kv *kv, int src, int dst, spill_err *err) {
     return 0;
 }
 
+int spill_kv_fork_prefix(spill_kv *kv, int src, int dst, int n, spill_err *err) {
+    if (check_seq(kv, src, 1, err) || check_seq(kv, dst, 0, err)) return -1;
+    if (n < 0 || n > kv->len[src])
+        return spill_err_set(err, "KV cache: a prefix of %d positions of sequence %d, which holds %d", n, src, kv->len[src]);
+    kv->len[dst] = n;
+    int shared = (n + kv->T - 1) / kv->T;
+    for (int i = 0; i < kv->blocks_per_seq; i++) {
+        int b = i < shared ? kv->table[src][i] : -1;
+        kv->table[dst][i] = b;
+        if (b >= 0) {
+            kv->ref[b]++;
+            kv->st.shared++;
+        }
+    }
+    return 0;
+}
+
+int spill_kv_truncate(spill_kv *kv, int seq, int n, spill_err *err) {
+    if (check_seq(kv, seq, 1, err)) return -1;
+    if (n < 0 || n > kv->len[seq])
+        return spill_err_set(err, "KV cache: truncating sequence %d of %d positions to %d", seq, kv->len[seq], n);
+    for (int i = (n + kv->T - 1) / kv->T; i < kv->blocks_per_seq; i++)
+        if (kv->table[seq][i] >= 0) {
+            block_unref(kv, kv->table[seq][i]);
+            kv->table[seq][i] = -1;
+        }
+    kv->len[seq] = n;
+    return 0;
+}
+
+int spill_kv_blocks_free(const spill_kv *kv) {
+    int n = 0;
+    for (int b = 0; b < kv->max_blocks; b++) n += !kv->ref[b];
+    return n;
+}
+
+int spill_kv_blocks_needed(const spill_kv *kv, int seq, int pos, int n) {
+    if (seq < 0 || seq >= kv->max_seqs || n < 1 || pos < 0) return 0;
+    int need = 0, live = kv->len[seq] >= 0;
+    for (int lb = pos / kv->T; lb <= (pos + n - 1) / kv->T && lb < kv->blocks_per_seq; lb++) {
+        int b = live ? kv->table[seq][lb] : -1;
+        need += b < 0 || kv->ref[b] > 1;
+    }
+    return need;
+}
+
 void spill_kv_release(spill_kv *kv, int seq) {
     if (seq < 0 || seq >= kv->max_seqs || kv->len[seq] < 0) return;
     for (int i = 0; i < kv->blocks_per_seq; i++)

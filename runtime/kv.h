@@ -56,8 +56,19 @@ int spill_kv_seq_open(spill_kv *kv, int seq, spill_err *err);
 int spill_kv_prepare(spill_kv *kv, int seq, int pos, int n, spill_err *err);
 /* dst (not live) becomes a copy of src that shares all of src's blocks. */
 int spill_kv_fork(spill_kv *kv, int src, int dst, spill_err *err);
+/* dst (not live) becomes a sequence of src's first n positions (n <= src's length), sharing the blocks
+ * that hold them; a block only partly inside is shared too and copied on dst's first write into it. */
+int spill_kv_fork_prefix(spill_kv *kv, int src, int dst, int n, spill_err *err);
+/* Drop positions [n, len) of seq: the blocks wholly past n are released. */
+int spill_kv_truncate(spill_kv *kv, int seq, int n, spill_err *err);
 /* End a sequence: release, discard and free its blocks. */
 void spill_kv_release(spill_kv *kv, int seq);
+/* Physical blocks no sequence holds, and how many preparing [pos, pos+n) of seq would take (new
+ * blocks and copies on write). */
+int spill_kv_blocks_free(const spill_kv *kv);
+int spill_kv_blocks_needed(const spill_kv *kv, int seq, int pos, int n);
+/* positions written to seq, -1 when it is not open */
+static inline int spill_kv_len(const spill_kv *kv, int seq) { return seq >= 0 && seq < kv->max_seqs ? kv->len[seq] : -1; }
 
 /* Keys of (seq, layer) at position pos; the values are T * kv_dim floats further. */
 static inline float *spill_kv_k(const spill_kv *kv, int seq, int layer, int pos) {

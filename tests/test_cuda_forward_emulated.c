@@ -558,6 +558,14 @@ static void test_parallel_sequences(void **s) {
             assert_int_equal(spill_engine_forward(e, i, &tok, 1, np + k, &err), 0);
             memcpy(cpu[k][i], spill_engine_logits(e), sizeof(float) * (size_t)V);
         }
+    /* and one more token of every sequence in a single batched step */
+    static float cpu_batch[N][512];
+    int btok[N], bseq[N], bpos[N];
+    uint8_t bout[N];
+    for (int i = 0; i < N; i++) btok[i] = 40 + i, bseq[i] = i, bpos[i] = np + STEPS, bout[i] = 1;
+    spill_batch bb = {N, btok, bseq, bpos, bout};
+    assert_int_equal(spill_engine_step(e, &bb, &err), 0);
+    for (int i = 0; i < N; i++) memcpy(cpu_batch[i], spill_engine_logits_at(e, i), sizeof(float) * (size_t)V);
     spill_engine_free(e);
     /* the GPU path, streamed through the ring too */
     spill_mem *mem = gpu_mem(64u << 20);
@@ -572,9 +580,15 @@ static void test_parallel_sequences(void **s) {
             const float *got = spill_engine_logits(e);
             for (int v = 0; v < V; v++) worst = fmax(worst, fabs((double)got[v] - cpu[k][i][v]));
         }
+    assert_int_equal(spill_engine_step(e, &bb, &err), 0);
+    assert_int_equal(spill_engine_n_outputs(e), N);
+    for (int i = 0; i < N; i++) {
+        const float *got = spill_engine_logits_at(e, i);
+        for (int v = 0; v < V; v++) worst = fmax(worst, fabs((double)got[v] - cpu_batch[i][v]));
+    }
     spill_engine_stats st;
     spill_engine_get_stats(e, &st);
-    printf("%d sequences x %d steps: logits within %.2e of the CPU's; %llu blocks copied on write\n", N, STEPS, worst,
+    printf("%d sequences x %d steps and one batched step: logits within %.2e of the CPU's; %llu blocks copied on write\n", N, STEPS, worst,
            (unsigned long long)st.kv.cow_copies);
     assert_true(worst < 1e-4);
     assert_true(st.kv.cow_copies >= N - 1);

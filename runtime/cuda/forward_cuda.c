@@ -46,7 +46,7 @@ int spill_cuda_open(const spill_device_params *p, spill_device *out, spill_err *
         goto fail;
     }
     for (int l = 0; l < L; l++) kv_hbm[l] = p->plan->region[spill_region_kv(L, l)].hbm_bytes;
-    int rc = spill_kv_init(&s->kv, s->mem, L, spill_hparams_kv_dim(hp), s->n_ctx, p->n_seqs, p->kv_block, 0, kv_hbm, err);
+    int rc = spill_kv_init(&s->kv, s->mem, L, spill_hparams_kv_dim(hp), s->n_ctx, p->n_seqs, p->kv_block, p->kv_blocks, kv_hbm, err);
     free(kv_hbm);
     if (rc || spill_kv_seq_open(&s->kv, 0, err)) goto fail;
     if (spill_cu_queue_create(&s->queue, err) || spill_cu_queue_create(&s->copy_queue, err) ||
@@ -79,7 +79,7 @@ int spill_cuda_open(const spill_device_params *p, spill_device *out, spill_err *
     }
     if (s->rope_freq && spill_cu_copy(s->rope_freq, p->model->rope_freq, sizeof(float) * (size_t)(hp->rope_dims / 2), err))
         goto fail;
-    if (!(s->logits_host = malloc(sizeof(float) * (size_t)hp->vocab))) {
+    if (!(s->logits_host = malloc(sizeof(float) * (size_t)hp->vocab * (size_t)s->max_batch))) {
         spill_err_set(err, "out of memory");
         goto fail;
     }
@@ -101,18 +101,10 @@ static int mm(spill_cu_state *s, float *out, const spill_weight *w, const float 
                             s->scratch16, s->queue, err);
 }
 
-static int gpu_forward(void *ctx, int seq, const int *tokens, int n, int pos, spill_err *err) {
-    spill_cu_state *s = ctx;
+/* One sequence's run of a batch: tokens[0..n) at positions pos..; keep[i] says which outputs to keep. */
+static int gpu_run(spill_cu_state *s, int seq, const int *tokens, int n, int pos, const uint8_t *keep, spill_err *err) {
     const spill_hparams *hp = s->hp;
     const spill_weights *W = &s->placed.w;
-    if (n < 1 || n > s->max_batch) return spill_err_set(err, "forward: batch of %d tokens; 1..%d allowed", n, s->max_batch);
-    if (pos < 0 || pos + n > s->n_ctx)
-        return spill_err_set(err, "the context is full: positions up to %d but the context holds %d (raise -c/--ctx-size)",
-                             pos + n, s->n_ctx);
-    for (int t = 0; t < n; t++)
-        if (tokens[t] < 0 || tokens[t] >= hp->vocab)
-            return spill_err_set(err, "token id %d is outside the vocabulary of %d", tokens[t], hp->vocab);
-    if (seq < 0 || seq >= s->kv.max_seqs) return spill_err_set(err, "sequence %d of %d", seq, s->kv.max_seqs);
     /* (a copy-on-write here is a CPU memcpy of blocks the GPU wrote: the previous call synchronized) */
     if (spill_kv_prepare(&s->kv, seq, pos, n, err)) return -1;
     void *q = s->queue;
@@ -159,16 +151,44 @@ static int gpu_forward(void *ctx, int seq, const int *tokens, int n, int pos, sp
             return -1;
         if (spill_exec_end(&s->exec, l, err)) return -1;
     }
-    /* head: the last token only */
-    if (spill_cu_rmsnorm(s->xb, s->x + (size_t)(n - 1) * dim, W->out_norm.data, 1, dim, hp->eps, q, err) ||
-        mm(s, s->logits, &W->output, s->xb, 1, err))
-        return -1;
-    spill_exec_head(&s->exec);
-    if (spill_cu_copy_async(s->logits_host, s->logits, sizeof(float) * (size_t)hp->vocab, q, err)) return -1;
+    /* head: the kept tokens only, their rows gathered by one norm each, then one GEMM */
+    int k = 0;
+    for (int t = 0; t < n; t++)
+        if (keep[t] && spill_cu_rmsnorm(s->xb + (size_t)k++ * dim, s->x + (size_t)t * dim, W->out_norm.data, 1, dim, hp->eps,
+                                        q, err))
+            return -1;
+    if (k) {
+        if (mm(s, s->logits, &W->output, s->xb, k, err)) return -1;
+        spill_exec_head(&s->exec);
+        if (spill_cu_copy_async(s->logits_host + (size_t)s->n_out * (size_t)hp->vocab, s->logits,
+                                sizeof(float) * (size_t)hp->vocab * (size_t)k, q, err))
+            return -1;
+        s->n_out += k;
+    }
     return spill_cu_queue_sync(q, err);
 }
 
-static float *gpu_logits(void *ctx) { return ((spill_cu_state *)ctx)->logits_host; }
+/* A batch as runs of one sequence each (the engine checked it). Each run reads the weights once: the
+ * GPU does not yet batch tokens of different sequences into one step (docs/status.md). */
+static int gpu_forward(void *ctx, const spill_batch *b, spill_err *err) {
+    spill_cu_state *s = ctx;
+    s->n_out = 0;
+    for (int t = 0; t < b->n;) {
+        int e = t;
+        while (e + 1 < b->n && b->seq[e + 1] == b->seq[t]) e++;
+        uint8_t keep[4096];
+        SPILL_ASSERT(e - t + 1 <= (int)sizeof keep);
+        for (int i = t; i <= e; i++) keep[i - t] = b->out ? b->out[i] != 0 : i == b->n - 1;
+        if (gpu_run(s, b->seq[t], b->token + t, e - t + 1, b->pos[t], keep, err)) return -1;
+        t = e + 1;
+    }
+    return 0;
+}
+
+static float *gpu_logits(void *ctx, int i) {
+    spill_cu_state *s = ctx;
+    return s->logits_host + (size_t)i * (size_t)s->hp->vocab;
+}
 static spill_kv *gpu_kv(void *ctx) { return &((spill_cu_state *)ctx)->kv; }
 
 static void gpu_stats(void *ctx, spill_engine_stats *out) {

@@ -41,7 +41,8 @@ typedef struct spill_cu_state {
     int *ids;
     const float **blocks_dev; /* (n_layers * blocks per sequence) the KV block table */
     const float **blocks_host; /* the same in host memory the GPU can copy from */
-    float *logits_host;        /* (vocab) the last token's, after a forward call */
+    float *logits_host;        /* (batch, vocab) the kept outputs of the last step */
+    int n_out;
     uint64_t act_bytes;
 } spill_cu_state;
 

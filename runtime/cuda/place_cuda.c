@@ -120,7 +120,7 @@ int spill_cu_buffers(const spill_hparams *hp, int n_ctx, int batch, int kv_block
     BUF("activations", B * kv_dim * 4, SPILL_TIER_HBM, v);
     BUF("activations", B * ff * 4, SPILL_TIER_HBM, hb);
     BUF("activations", B * ff * 4, SPILL_TIER_HBM, hb2);
-    BUF("logits", (uint64_t)hp->vocab * 4, SPILL_TIER_HBM, logits);
+    BUF("logits", B * (uint64_t)hp->vocab * 4, SPILL_TIER_HBM, logits);
     BUF("attention scores", B * (uint64_t)hp->n_heads * (uint64_t)n_ctx * 4, SPILL_TIER_HBM, scores);
     BUF("16-bit activations", B * widest * 2, SPILL_TIER_HBM, scratch16);
     BUF("token ids", B * sizeof(int), SPILL_TIER_HBM, ids);
