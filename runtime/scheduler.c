@@ -1,0 +1,520 @@
+/* Continuous batching (see sched.h). */
+#include "scheduler.h"
+
+#include <pthread.h>
+
+#include "sampler.h"
+
+typedef struct req {
+    int id;
+    int *tokens;       /* the prompt, then what was generated: what a recompute after preemption feeds */
+    int n_tokens, cap;
+    int n_prompt, n_gen, max_tokens;
+    spill_sampler smp;
+    char **stop;
+    int n_stop;
+    char *text;        /* generated text */
+    size_t text_len, text_cap, sent; /* sent: bytes given to the sink */
+    int tokens_unsent;
+    spill_sched_sink sink;
+    void *user;
+    int slot;          /* the engine's sequence, -1 while waiting */
+    int computed;      /* positions of tokens[] in the KV cache */
+    int cancelled;
+    uint64_t admitted; /* admission order, for choosing whom to preempt */
+    spill_finish finish;
+    char error[256];
+    struct req *next;  /* the waiting queue */
+} req;
+
+struct spill_sched {
+    spill_engine *e;
+    const spill_model *m;
+    spill_kv *kv;
+    int n_slots, batch, chunk, max_waiting, ctx;
+    req **running;     /* (n_slots) by slot */
+    req *wait_head, *wait_tail;
+    int n_waiting, n_running, next_id;
+    uint64_t admit_clock;
+    int stopping, drain;
+    pthread_t thread;
+    int have_thread;
+    pthread_mutex_t lock;
+    pthread_cond_t cv;
+    spill_sched_stats st;
+    /* one step's batch */
+    int *tok, *seq, *pos;
+    uint8_t *out;
+    req **owner; /* (batch) the request each output belongs to */
+};
+
+const char *spill_finish_name(spill_finish f) {
+    switch (f) {
+    case SPILL_FINISH_STOP: return "stop";
+    case SPILL_FINISH_LENGTH: return "length";
+    case SPILL_FINISH_CANCELLED: return "cancelled";
+    case SPILL_FINISH_ERROR: return "error";
+    default: return "none";
+    }
+}
+
+static void req_free(req *r) {
+    if (!r) return;
+    spill_sampler_free(&r->smp);
+    for (int i = 0; i < r->n_stop; i++) free(r->stop[i]);
+    free(r->stop);
+    free(r->tokens);
+    free(r->text);
+    free(r);
+}
+
+/* ---- text: whole UTF-8 sequences, never part of a stop string ---- */
+
+static int append_text(req *r, const char *s, size_t n) {
+    if (r->text_len + n + 1 > r->text_cap) {
+        size_t cap = (r->text_len + n + 1) * 2;
+        char *t = realloc(r->text, cap);
+        if (!t) return -1;
+        r->text = t;
+        r->text_cap = cap;
+    }
+    memcpy(r->text + r->text_len, s, n);
+    r->text_len += n;
+    r->text[r->text_len] = 0;
+    return 0;
+}
+
+/* bytes at the end of text[0..n) that begin a UTF-8 sequence not complete yet */
+static size_t utf8_tail(const char *t, size_t n) {
+    for (size_t k = 1; k <= 3 && k <= n; k++) {
+        unsigned char c = (unsigned char)t[n - k];
+        if ((c & 0xC0) == 0x80) continue; /* a continuation byte: look further back */
+        size_t want = c >= 0xF0 ? 4 : c >= 0xE0 ? 3 : c >= 0xC0 ? 2 : 1;
+        return want > k ? k : 0;
+    }
+    return 0;
+}
+
+/* A stop string in the text generated so far ends it there: 1 when one was found. */
+static int find_stop(req *r) {
+    size_t best = SIZE_MAX;
+    for (int i = 0; i < r->n_stop; i++) {
+        const char *hit = strstr(r->text, r->stop[i]);
+        if (hit && (size_t)(hit - r->text) < best) best = (size_t)(hit - r->text);
+    }
+    if (best == SIZE_MAX) return 0;
+    r->text_len = best;
+    r->text[best] = 0;
+    return 1;
+}
+
+/* how much of the text may go to the client now */
+static size_t safe_end(const req *r) {
+    size_t end = r->text_len;
+    /* hold back a suffix that could still become a stop string */
+    for (int i = 0; i < r->n_stop; i++) {
+        size_t sl = strlen(r->stop[i]);
+        for (size_t k = sl - 1; k > 0; k--)
+            if (k <= r->text_len && !memcmp(r->text + r->text_len - k, r->stop[i], k)) {
+                if (r->text_len - k < end) end = r->text_len - k;
+                break;
+            }
+    }
+    return end - utf8_tail(r->text, end);
+}
+
+static void emit(req *r, int final) {
+    size_t end = final ? r->text_len : safe_end(r);
+    if (end < r->sent) end = r->sent;
+    if (end > r->sent || r->tokens_unsent || final) {
+        r->sink(r->user, r->text + r->sent, end - r->sent, r->tokens_unsent, final ? r->finish : SPILL_FINISH_NONE);
+        r->sent = end;
+        r->tokens_unsent = 0;
+    }
+}
+
+/* ---- the queue and the slots (under the lock) ---- */
+
+static void queue_push(spill_sched *s, req *r, int front) {
+    r->next = NULL;
+    if (front) {
+        r->next = s->wait_head;
+        s->wait_head = r;
+        if (!s->wait_tail) s->wait_tail = r;
+    } else {
+        if (s->wait_tail) s->wait_tail->next = r;
+        else s->wait_head = r;
+        s->wait_tail = r;
+    }
+    s->n_waiting++;
+}
+
+static req *queue_pop(spill_sched *s) {
+    req *r = s->wait_head;
+    if (!r) return NULL;
+    s->wait_head = r->next;
+    if (!s->wait_head) s->wait_tail = NULL;
+    s->n_waiting--;
+    return r;
+}
+
+static void release_slot(spill_sched *s, req *r) {
+    if (r->slot < 0) return;
+    spill_kv_release(s->kv, r->slot);
+    s->running[r->slot] = NULL;
+    s->n_running--;
+    r->slot = -1;
+}
+
+/* longest prefix r shares with a running sequence's computed positions, at least one block long */
+static int shared_prefix(spill_sched *s, const req *r, int *src) {
+    int best = 0;
+    *src = -1;
+    for (int i = 0; i < s->n_slots; i++) {
+        const req *o = s->running[i];
+        if (!o || o == r) continue;
+        int lim = o->computed < r->n_tokens - 1 ? o->computed : r->n_tokens - 1, k = 0;
+        while (k < lim && o->tokens[k] == r->tokens[k]) k++;
+        if (k > best) best = k, *src = i;
+    }
+    return best >= s->kv->T ? best : 0;
+}
+
+static int blocks_for(const spill_sched *s, int n) { return (n + s->kv->T - 1) / s->kv->T; }
+
+/* Admit from the front of the queue while a slot is free and the KV cache holds the prompt. */
+static void admit(spill_sched *s) {
+    while (s->wait_head && s->n_running < s->n_slots) {
+        req *r = s->wait_head;
+        int src, reuse = shared_prefix(s, r, &src);
+        /* the rest of the prompt, and one block to decode into */
+        int need = blocks_for(s, r->n_tokens) - reuse / s->kv->T + 1;
+        if (s->n_running && need > spill_kv_blocks_free(s->kv)) break;
+        int slot = 0;
+        while (s->running[slot]) slot++;
+        spill_err err;
+        if (reuse ? spill_kv_fork_prefix(s->kv, src, slot, reuse, &err) : spill_kv_seq_open(s->kv, slot, &err)) break;
+        queue_pop(s);
+        r->slot = slot;
+        r->computed = reuse;
+        r->admitted = ++s->admit_clock;
+        s->running[slot] = r;
+        s->n_running++;
+        s->st.reused_tokens += (uint64_t)reuse;
+    }
+}
+
+/* ---- one step ---- */
+
+/* Give back the most recently admitted sequence's blocks; it waits at the front to be recomputed. */
+static int preempt(spill_sched *s) {
+    req *v = NULL;
+    for (int i = 0; i < s->n_slots; i++)
+        if (s->running[i] && (!v || s->running[i]->admitted > v->admitted)) v = s->running[i];
+    if (!v || s->n_running < 2) return -1;
+    release_slot(s, v);
+    v->computed = 0;
+    queue_push(s, v, 1);
+    s->st.preempted++;
+    return 0;
+}
+
+/* The batch: one token of each decoding sequence, then prompt chunks; 0 tokens when nothing runs. */
+static int build(spill_sched *s) {
+    int n = 0;
+    for (int pass = 0; pass < 2; pass++)
+        for (int i = 0; i < s->n_slots && n < s->batch; i++) {
+            req *r = s->running[i];
+            if (!r || r->cancelled) continue;
+            int left = r->n_tokens - r->computed;
+            if ((pass == 0) != (left == 1)) continue; /* decode first, then prefill */
+            int c = left < s->chunk ? left : s->chunk;
+            if (c > s->batch - n) c = s->batch - n;
+            for (int k = 0; k < c; k++) {
+                s->tok[n] = r->tokens[r->computed + k];
+                s->seq[n] = r->slot;
+                s->pos[n] = r->computed + k;
+                s->out[n] = r->computed + k == r->n_tokens - 1;
+                s->owner[n] = r;
+                n++;
+            }
+        }
+    return n;
+}
+
+static int blocks_needed(spill_sched *s, int n) {
+    int need = 0;
+    for (int t = 0; t < n; t++)
+        if (t == 0 || s->seq[t] != s->seq[t - 1]) {
+            int e = t;
+            while (e + 1 < n && s->seq[e + 1] == s->seq[t]) e++;
+            need += spill_kv_blocks_needed(s->kv, s->seq[t], s->pos[t], e - t + 1);
+        }
+    return need;
+}
+
+/* a request is over: its blocks go back at once, its sink hears the reason */
+static void finish(spill_sched *s, req *r, spill_finish f, int locked) {
+    if (!locked) pthread_mutex_lock(&s->lock);
+    release_slot(s, r);
+    s->st.finished++;
+    if (f == SPILL_FINISH_CANCELLED) s->st.cancelled++;
+    pthread_mutex_unlock(&s->lock);
+    r->finish = f;
+    if (f == SPILL_FINISH_ERROR && r->error[0]) {
+        r->text_len = r->sent; /* the message replaces what was not sent */
+        append_text(r, r->error, strlen(r->error));
+    }
+    emit(r, 1);
+    req_free(r);
+    if (locked) pthread_mutex_lock(&s->lock);
+}
+
+/* A token sampled for r: the end, or text. */
+static void take_token(spill_sched *s, req *r, int id) {
+    const spill_tokenizer *tok = &s->m->tok;
+    if (spill_token_is_eog(tok, id)) {
+        r->finish = SPILL_FINISH_STOP;
+        return;
+    }
+    r->n_gen++;
+    r->tokens_unsent++;
+    r->tokens[r->n_tokens++] = id; /* room was made at submit: prompt + max_tokens */
+    char piece[512];
+    int pl = spill_token_to_bytes(tok, id, piece, sizeof piece);
+    if (pl > (int)sizeof piece) pl = (int)sizeof piece;
+    if (append_text(r, piece, (size_t)pl)) {
+        r->finish = SPILL_FINISH_ERROR;
+        snprintf(r->error, sizeof r->error, "out of memory");
+        return;
+    }
+    if (r->n_stop && find_stop(r)) r->finish = SPILL_FINISH_STOP;
+    else if (r->n_gen >= r->max_tokens || r->n_tokens >= s->ctx) r->finish = SPILL_FINISH_LENGTH;
+}
+
+static int step(spill_sched *s) {
+    pthread_mutex_lock(&s->lock);
+    /* the cancelled ones go first, so that their blocks are free for this step */
+    for (int i = 0; i < s->n_slots; i++)
+        if (s->running[i] && s->running[i]->cancelled) finish(s, s->running[i], SPILL_FINISH_CANCELLED, 1);
+    for (req **pp = &s->wait_head; *pp;) {
+        req *r = *pp;
+        if (!r->cancelled) {
+            pp = &r->next;
+            continue;
+        }
+        *pp = r->next;
+        if (s->wait_tail == r) {
+            s->wait_tail = NULL;
+            for (req *q = s->wait_head; q; q = q->next) s->wait_tail = q;
+        }
+        s->n_waiting--;
+        finish(s, r, SPILL_FINISH_CANCELLED, 1);
+    }
+    admit(s);
+    int n = build(s);
+    while (n && blocks_needed(s, n) > spill_kv_blocks_free(s->kv) && !preempt(s)) n = build(s);
+    pthread_mutex_unlock(&s->lock);
+    if (!n) return 0;
+    spill_batch b = {n, s->tok, s->seq, s->pos, s->out};
+    spill_err err = {{0}};
+    double t0 = spill_now();
+    int rc = spill_engine_step(s->e, &b, &err);
+    double dt = spill_now() - t0;
+    pthread_mutex_lock(&s->lock);
+    s->st.steps++;
+    s->st.step_tokens += (uint64_t)n;
+    s->st.busy_s += dt;
+    pthread_mutex_unlock(&s->lock);
+    /* what each request fed is in the cache now; the ones whose last token ran sample the next. When
+       the step failed, every request in it ends with the engine's message. */
+    int o = 0, generated = 0;
+    for (int t = 0; t < n; t++) {
+        req *r = s->owner[t];
+        if (rc) {
+            r->finish = SPILL_FINISH_ERROR;
+            snprintf(r->error, sizeof r->error, "%.250s", err.msg);
+            continue;
+        }
+        r->computed++;
+        if (!s->out[t]) continue;
+        int before = r->n_gen;
+        take_token(s, r, spill_sampler_sample(&r->smp, spill_engine_logits_at(s->e, o++)));
+        generated += r->n_gen - before;
+    }
+    pthread_mutex_lock(&s->lock);
+    s->st.generated_tokens += (uint64_t)generated;
+    pthread_mutex_unlock(&s->lock);
+    /* each request once: the last of its tokens in the batch */
+    for (int t = 0; t < n; t++) {
+        req *r = s->owner[t];
+        if (t + 1 < n && s->owner[t + 1] == r) continue;
+        if (r->finish != SPILL_FINISH_NONE) finish(s, r, r->finish, 0);
+        else if (s->out[t]) emit(r, 0);
+    }
+    return n;
+}
+
+static void *sched_main(void *arg) {
+    spill_sched *s = arg;
+    for (;;) {
+        pthread_mutex_lock(&s->lock);
+        while (!s->stopping && !s->n_running && !s->n_waiting) pthread_cond_wait(&s->cv, &s->lock);
+        int done = s->stopping && (!s->drain || (!s->n_running && !s->n_waiting));
+        if (s->stopping && !s->drain) {
+            for (int i = 0; i < s->n_slots; i++)
+                if (s->running[i]) s->running[i]->cancelled = 1;
+            for (req *r = s->wait_head; r; r = r->next) r->cancelled = 1;
+        }
+        pthread_mutex_unlock(&s->lock);
+        if (done) {
+            step(s); /* ends the cancelled ones */
+            break;
+        }
+        step(s);
+    }
+    return NULL;
+}
+
+/* ---- the public side ---- */
+
+int spill_sched_open(spill_sched **out, spill_engine *e, const spill_sched_params *p, spill_err *err) {
+    *out = NULL;
+    spill_sched *s = calloc(1, sizeof *s);
+    if (!s) return spill_err_set(err, "out of memory");
+    s->e = e;
+    s->m = spill_engine_model(e);
+    s->kv = spill_engine_kv(e);
+    s->n_slots = s->kv->max_seqs;
+    s->batch = spill_engine_batch(e);
+    s->chunk = p && p->prefill_chunk > 0 && p->prefill_chunk < s->batch ? p->prefill_chunk : s->batch;
+    s->max_waiting = p && p->max_waiting > 0 ? p->max_waiting : 64;
+    s->ctx = spill_engine_ctx(e);
+    s->running = calloc((size_t)s->n_slots, sizeof *s->running);
+    s->tok = malloc(sizeof(int) * (size_t)s->batch);
+    s->seq = malloc(sizeof(int) * (size_t)s->batch);
+    s->pos = malloc(sizeof(int) * (size_t)s->batch);
+    s->out = malloc((size_t)s->batch);
+    s->owner = malloc(sizeof *s->owner * (size_t)s->batch);
+    pthread_mutex_init(&s->lock, NULL);
+    pthread_cond_init(&s->cv, NULL);
+    if (!s->running || !s->tok || !s->seq || !s->pos || !s->out || !s->owner) {
+        spill_sched_free(s);
+        return spill_err_set(err, "out of memory");
+    }
+    spill_kv_release(s->kv, 0); /* every sequence is the scheduler's */
+    if (pthread_create(&s->thread, NULL, sched_main, s)) {
+        spill_sched_free(s);
+        return spill_err_set(err, "cannot start the scheduler's thread");
+    }
+    s->have_thread = 1;
+    *out = s;
+    return 0;
+}
+
+void spill_sched_stop(spill_sched *s, int drain) {
+    pthread_mutex_lock(&s->lock);
+    if (!s->stopping) {
+        s->stopping = 1;
+        s->drain = drain;
+    } else if (!drain) {
+        s->drain = 0;
+    }
+    pthread_cond_broadcast(&s->cv);
+    pthread_mutex_unlock(&s->lock);
+    if (s->have_thread) {
+        pthread_join(s->thread, NULL);
+        s->have_thread = 0;
+    }
+}
+
+void spill_sched_free(spill_sched *s) {
+    if (!s) return;
+    spill_sched_stop(s, 0);
+    pthread_mutex_destroy(&s->lock);
+    pthread_cond_destroy(&s->cv);
+    free(s->running), free(s->tok), free(s->seq), free(s->pos), free(s->out), free(s->owner);
+    free(s);
+}
+
+int spill_sched_submit(spill_sched *s, const spill_request *q, spill_sched_sink sink, void *user, int *id, int *full,
+                       spill_err *err) {
+    *full = 0;
+    if (q->n_prompt < 1) return spill_err_set(err, "the prompt is empty (no tokens, and the model adds no BOS)");
+    if (q->n_prompt >= s->ctx)
+        return spill_err_set(err, "the prompt is %d tokens but the context holds %d", q->n_prompt, s->ctx);
+    int max_tokens = q->max_tokens > 0 && q->max_tokens < s->ctx - q->n_prompt ? q->max_tokens : s->ctx - q->n_prompt;
+    int need = blocks_for(s, q->n_prompt + max_tokens);
+    if (need > s->kv->max_blocks)
+        return spill_err_set(err, "the prompt and max_tokens need %d KV blocks of %d tokens; the cache has %d in all", need,
+                             s->kv->T, s->kv->max_blocks);
+    for (int i = 0; i < q->n_prompt; i++)
+        if (q->prompt[i] < 0 || q->prompt[i] >= s->m->hp.vocab)
+            return spill_err_set(err, "token id %d is outside the vocabulary of %d", q->prompt[i], s->m->hp.vocab);
+    req *r = calloc(1, sizeof *r);
+    if (!r) return spill_err_set(err, "out of memory");
+    r->slot = -1;
+    r->sink = sink;
+    r->user = user;
+    r->n_prompt = r->n_tokens = q->n_prompt;
+    r->max_tokens = max_tokens;
+    r->cap = q->n_prompt + max_tokens + 1;
+    if (spill_sampler_init(&r->smp, s->m->hp.vocab, q->temp, q->top_k, q->top_p, q->seed, err)) {
+        req_free(r);
+        return -1;
+    }
+    r->tokens = malloc(sizeof(int) * (size_t)r->cap);
+    r->stop = q->n_stop ? calloc((size_t)q->n_stop, sizeof *r->stop) : NULL;
+    if (!r->tokens || (q->n_stop && !r->stop)) {
+        req_free(r);
+        return spill_err_set(err, "out of memory");
+    }
+    memcpy(r->tokens, q->prompt, sizeof(int) * (size_t)q->n_prompt);
+    for (int i = 0; i < q->n_stop; i++) {
+        if (!q->stop[i][0]) continue; /* an empty stop string would stop everything at once */
+        if (!(r->stop[r->n_stop] = strdup(q->stop[i]))) {
+            req_free(r);
+            return spill_err_set(err, "out of memory");
+        }
+        r->n_stop++;
+    }
+    pthread_mutex_lock(&s->lock);
+    if (s->stopping || s->n_waiting >= s->max_waiting) {
+        *full = 1;
+        s->st.rejected++;
+        int stopping = s->stopping;
+        pthread_mutex_unlock(&s->lock);
+        req_free(r);
+        return spill_err_set(err, stopping ? "the server is shutting down" : "%d requests are waiting already; retry later",
+                             s->max_waiting);
+    }
+    r->id = ++s->next_id;
+    *id = r->id;
+    queue_push(s, r, 0);
+    s->st.requests++;
+    s->st.prompt_tokens += (uint64_t)q->n_prompt;
+    pthread_cond_broadcast(&s->cv);
+    pthread_mutex_unlock(&s->lock);
+    return 0;
+}
+
+void spill_sched_cancel(spill_sched *s, int id) {
+    pthread_mutex_lock(&s->lock);
+    for (int i = 0; i < s->n_slots; i++)
+        if (s->running[i] && s->running[i]->id == id) s->running[i]->cancelled = 1;
+    for (req *r = s->wait_head; r; r = r->next)
+        if (r->id == id) r->cancelled = 1;
+    pthread_cond_broadcast(&s->cv);
+    pthread_mutex_unlock(&s->lock);
+}
+
+void spill_sched_get_stats(spill_sched *s, spill_sched_stats *out) {
+    pthread_mutex_lock(&s->lock);
+    *out = s->st;
+    out->running = s->n_running;
+    out->waiting = s->n_waiting;
+    out->kv_blocks = s->kv->max_blocks;
+    out->kv_blocks_free = spill_kv_blocks_free(s->kv);
+    out->kv = s->kv->st;
+    pthread_mutex_unlock(&s->lock);
+}

@@ -1,0 +1,291 @@
+/* Continuous batching (runtime/scheduler.c) on stories260K: many requests at once, more than there
+ * are slots, give each the text it gets alone (greedy); preemption when the KV cache runs out does
+ * not change a token; a cancelled request frees its blocks; stop strings end the text before them
+ * and are never streamed in part; a full queue says so; prompts that begin alike share blocks. */
+#include <pthread.h>
+
+#include "engine.h"
+#include "sampler.h"
+#include "scheduler.h"
+#include "test_util.h"
+
+typedef struct out {
+    pthread_mutex_t lock;
+    pthread_cond_t cv;
+    char text[4096];
+    size_t len;
+    int tokens, calls;
+    spill_finish finish;
+    int done;
+    int cancel_after; /* cancel itself once this many tokens arrived (0 = never) */
+    spill_sched *sched;
+    int id;
+} out;
+
+static void sink(void *user, const char *text, size_t len, int n_tokens, spill_finish finish) {
+    out *o = user;
+    pthread_mutex_lock(&o->lock);
+    if (o->len + len < sizeof o->text) {
+        memcpy(o->text + o->len, text, len);
+        o->len += len;
+        o->text[o->len] = 0;
+    }
+    o->tokens += n_tokens;
+    o->calls++;
+    if (finish != SPILL_FINISH_NONE) {
+        o->finish = finish;
+        o->done = 1;
+        pthread_cond_broadcast(&o->cv);
+    }
+    int cancel = o->cancel_after && o->tokens >= o->cancel_after && !o->done;
+    pthread_mutex_unlock(&o->lock);
+    if (cancel) spill_sched_cancel(o->sched, o->id);
+}
+
+static void out_init(out *o) {
+    memset(o, 0, sizeof *o);
+    pthread_mutex_init(&o->lock, NULL);
+    pthread_cond_init(&o->cv, NULL);
+}
+
+static void out_wait(out *o) {
+    pthread_mutex_lock(&o->lock);
+    while (!o->done) pthread_cond_wait(&o->cv, &o->lock);
+    pthread_mutex_unlock(&o->lock);
+}
+
+/* until the request has had a token (so it is running, not waiting) */
+static void wait_running(out *o) {
+    for (int k = 0; k < 20000; k++) {
+        pthread_mutex_lock(&o->lock);
+        int got = o->tokens || o->done;
+        pthread_mutex_unlock(&o->lock);
+        if (got) return;
+        usleep(1000);
+    }
+    fail_msg("a request did not start within 20 s");
+}
+
+static spill_engine *engine(int n_seqs, int kv_blocks) {
+    spill_err err = {{0}};
+    spill_engine_params p = spill_engine_defaults();
+    p.model = stories_path();
+    p.ctx = 256;
+    p.batch = 32;
+    p.n_seqs = n_seqs;
+    p.kv_block = 16;
+    p.kv_blocks = kv_blocks;
+    p.threads = 2;
+    p.quiet = 1;
+    spill_engine *e;
+    if (spill_engine_open(&p, &e, &err)) fail_msg("%s", err.msg);
+    return e;
+}
+
+static const char *prompts[] = {"Once upon a time", "The little dog", "Lily and Ben went to the park",
+                                "One day, a big bird", "Tom had a red ball", "The sun was hot and"};
+enum { N_P = 6, MAX_TOK = 24 };
+
+/* greedy text of a prompt, alone: the reference */
+static void alone(const char *prompt, int max_tokens, char *text, size_t cap) {
+    spill_err err = {{0}};
+    spill_engine *e = engine(1, 0);
+    const spill_model *m = spill_engine_model(e);
+    int *t, n;
+    assert_int_equal(spill_tokenize(&m->tok, prompt, strlen(prompt), 1, 1, &t, &n, &err), 0);
+    assert_int_equal(spill_engine_forward(e, 0, t, n, 0, &err), 0);
+    size_t len = 0;
+    text[0] = 0;
+    for (int g = 0; g < max_tokens; g++) {
+        int id = argmax_logit(spill_engine_logits(e), m->hp.vocab);
+        if (spill_token_is_eog(&m->tok, id)) break;
+        len += (size_t)spill_token_to_bytes(&m->tok, id, text + len, (int)(cap - len));
+        text[len] = 0;
+        assert_int_equal(spill_engine_forward(e, 0, &id, 1, n + g, &err), 0);
+    }
+    free(t);
+    spill_engine_free(e);
+}
+
+static int submit(spill_sched *s, spill_engine *e, const char *prompt, int max_tokens, const char *const *stop, int n_stop,
+                  out *o) {
+    spill_err err = {{0}};
+    const spill_model *m = spill_engine_model(e);
+    int *t, n, id, full;
+    assert_int_equal(spill_tokenize(&m->tok, prompt, strlen(prompt), 1, 1, &t, &n, &err), 0);
+    spill_request r = {t, n, max_tokens, 0, 1, 0, 1, stop, n_stop};
+    o->sched = s;
+    int rc = spill_sched_submit(s, &r, sink, o, &id, &full, &err);
+    free(t);
+    if (rc) fail_msg("%s", err.msg);
+    o->id = id;
+    return id;
+}
+
+static void run_all(int n_seqs, int kv_blocks, uint64_t *preempted) {
+    static char ref[N_P][4096];
+    for (int i = 0; i < N_P; i++) alone(prompts[i], MAX_TOK, ref[i], sizeof ref[i]);
+    spill_engine *e = engine(n_seqs, kv_blocks);
+    spill_sched *s;
+    spill_err err = {{0}};
+    assert_int_equal(spill_sched_open(&s, e, NULL, &err), 0);
+    out o[N_P];
+    for (int i = 0; i < N_P; i++) {
+        out_init(&o[i]);
+        submit(s, e, prompts[i], MAX_TOK, NULL, 0, &o[i]);
+    }
+    for (int i = 0; i < N_P; i++) {
+        out_wait(&o[i]);
+        if (strcmp(o[i].text, ref[i])) fail_msg("'%s': scheduled '%s' vs alone '%s'", prompts[i], o[i].text, ref[i]);
+        assert_true(o[i].finish == SPILL_FINISH_LENGTH || o[i].finish == SPILL_FINISH_STOP);
+    }
+    spill_sched_stats st;
+    spill_sched_get_stats(s, &st);
+    printf("%d slots, %d KV blocks: %llu steps, mean batch %.1f tokens, %llu preempted, %llu tokens generated\n", n_seqs,
+           st.kv_blocks, (unsigned long long)st.steps, (double)st.step_tokens / (double)st.steps,
+           (unsigned long long)st.preempted, (unsigned long long)st.generated_tokens);
+    assert_int_equal(st.finished, N_P);
+    assert_int_equal(st.running, 0);
+    assert_int_equal(st.kv_blocks_free, st.kv_blocks); /* every block came back */
+    assert_true((double)st.step_tokens / (double)st.steps > 1.5); /* steps really held several sequences */
+    *preempted = st.preempted;
+    spill_sched_free(s);
+    spill_engine_free(e);
+}
+
+static void test_many_requests(void **s) {
+    (void)s;
+    uint64_t pre;
+    run_all(4, 0, &pre); /* six requests on four slots: two wait */
+}
+
+static void test_preemption(void **s) {
+    (void)s;
+    uint64_t pre;
+    /* blocks of 16 tokens: a request needs 2-3; 8 in all cannot hold four at once */
+    run_all(4, 8, &pre);
+    assert_true(pre > 0);
+}
+
+static void test_cancel_and_stop(void **s) {
+    (void)s;
+    spill_engine *e = engine(2, 0);
+    spill_sched *sc;
+    spill_err err = {{0}};
+    assert_int_equal(spill_sched_open(&sc, e, NULL, &err), 0);
+    /* cancelled after 3 tokens */
+    out a;
+    out_init(&a);
+    a.cancel_after = 3;
+    submit(sc, e, prompts[0], 200, NULL, 0, &a);
+    out_wait(&a);
+    assert_int_equal(a.finish, SPILL_FINISH_CANCELLED);
+    assert_true(a.tokens >= 3 && a.tokens < 20);
+    /* a stop string inside the greedy text: the text ends before it, and no piece held part of it */
+    char ref[4096];
+    alone(prompts[0], MAX_TOK, ref, sizeof ref);
+    const char *cut = strstr(ref, "named");
+    assert_non_null(cut);
+    const char *stop[] = {"zzz", "named"};
+    out b;
+    out_init(&b);
+    submit(sc, e, prompts[0], MAX_TOK, stop, 2, &b);
+    out_wait(&b);
+    assert_int_equal(b.finish, SPILL_FINISH_STOP);
+    assert_int_equal(b.len, (size_t)(cut - ref));
+    assert_memory_equal(b.text, ref, b.len);
+    assert_null(strstr(b.text, "nam"));
+    spill_sched_stats st;
+    spill_sched_get_stats(sc, &st);
+    assert_int_equal(st.cancelled, 1);
+    assert_int_equal(st.kv_blocks_free, st.kv_blocks);
+    /* a prompt too long for the context is refused at once */
+    int big[300], id, full;
+    for (int i = 0; i < 300; i++) big[i] = 5;
+    spill_request r = {big, 300, 4, 0, 1, 0, 1, NULL, 0};
+    assert_int_equal(spill_sched_submit(sc, &r, sink, &b, &id, &full, &err), -1);
+    assert_int_equal(full, 0);
+    assert_non_null(strstr(err.msg, "context"));
+    spill_sched_free(sc);
+    spill_engine_free(e);
+}
+
+static void test_queue_full_and_sharing(void **s) {
+    (void)s;
+    spill_engine *e = engine(1, 0);
+    spill_sched *sc;
+    spill_err err = {{0}};
+    spill_sched_params sp = {1, 0};
+    assert_int_equal(spill_sched_open(&sc, e, &sp, &err), 0);
+    /* one slot, one waiting place: with the first running and the second waiting, a third is refused */
+    out o[3];
+    for (int i = 0; i < 3; i++) out_init(&o[i]);
+    submit(sc, e, prompts[2], 60, NULL, 0, &o[0]);
+    wait_running(&o[0]);
+    submit(sc, e, prompts[2], 60, NULL, 0, &o[1]);
+    const spill_model *m = spill_engine_model(e);
+    int *t, n, id, full, refused = 0;
+    assert_int_equal(spill_tokenize(&m->tok, prompts[1], strlen(prompts[1]), 1, 1, &t, &n, &err), 0);
+    spill_request r = {t, n, 4, 0, 1, 0, 1, NULL, 0};
+    for (int k = 0; k < 3 && !refused; k++) refused = spill_sched_submit(sc, &r, sink, &o[2], &id, &full, &err) != 0;
+    free(t);
+    assert_true(refused && full);
+    out_wait(&o[0]), out_wait(&o[1]);
+    assert_string_equal(o[0].text, o[1].text);
+    if (!o[2].done) spill_sched_cancel(sc, id);
+    spill_sched_free(sc);
+    spill_engine_free(e);
+    /* two slots: the second request with the same long prompt shares the first's blocks */
+    e = engine(2, 0);
+    assert_int_equal(spill_sched_open(&sc, e, NULL, &err), 0);
+    const char *longp = "Once upon a time, there was a little girl named Lily. She loved to play outside in the park. "
+                        "One day, she saw a big red ball";
+    out p1, p2;
+    out_init(&p1), out_init(&p2);
+    submit(sc, e, longp, 30, NULL, 0, &p1);
+    wait_running(&p1); /* its prompt is in the cache */
+    submit(sc, e, longp, 30, NULL, 0, &p2);
+    out_wait(&p1), out_wait(&p2);
+    assert_string_equal(p1.text, p2.text);
+    spill_sched_stats st;
+    spill_sched_get_stats(sc, &st);
+    printf("prompt positions shared instead of computed: %llu\n", (unsigned long long)st.reused_tokens);
+    assert_true(st.reused_tokens >= 16);
+    spill_sched_free(sc);
+    spill_engine_free(e);
+}
+
+/* stop with drain: what was submitted finishes; then submissions are refused */
+static void test_drain(void **s) {
+    (void)s;
+    spill_engine *e = engine(2, 0);
+    spill_sched *sc;
+    spill_err err = {{0}};
+    assert_int_equal(spill_sched_open(&sc, e, NULL, &err), 0);
+    out o[3];
+    for (int i = 0; i < 3; i++) {
+        out_init(&o[i]);
+        submit(sc, e, prompts[i], 10, NULL, 0, &o[i]);
+    }
+    spill_sched_stop(sc, 1);
+    for (int i = 0; i < 3; i++) {
+        assert_true(o[i].done);
+        assert_int_not_equal(o[i].finish, SPILL_FINISH_CANCELLED);
+    }
+    int t = 1, id, full;
+    spill_request r = {&t, 1, 4, 0, 1, 0, 1, NULL, 0};
+    assert_int_equal(spill_sched_submit(sc, &r, sink, &o[0], &id, &full, &err), -1);
+    assert_non_null(strstr(err.msg, "shutting down"));
+    spill_sched_free(sc);
+    spill_engine_free(e);
+}
+
+int main(void) {
+    require_file(stories_path(), "the small test models live in tests/models");
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_many_requests),    cmocka_unit_test(test_preemption),
+        cmocka_unit_test(test_cancel_and_stop),  cmocka_unit_test(test_queue_full_and_sharing),
+        cmocka_unit_test(test_drain),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
