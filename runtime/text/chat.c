@@ -22,33 +22,53 @@ static int append(char **buf, size_t *len, size_t *cap, const char *s, size_t n)
 }
 
 int spill_chat_format(spill_str tmpl, const char *prompt, char **out, spill_err *err) {
+    spill_chat_msg m = {"user", prompt};
+    return spill_chat_format_messages(tmpl, &m, 1, out, err);
+}
+
+int spill_chat_format_messages(spill_str tmpl, const spill_chat_msg *msgs, int n, char **out, spill_err *err) {
     char *buf = NULL;
     size_t len = 0, cap = 0;
     int bad = 0;
     const char *mark;
+    for (int i = 0; i < n; i++)
+        if (strcmp(msgs[i].role, "system") && strcmp(msgs[i].role, "user") && strcmp(msgs[i].role, "assistant"))
+            return spill_err_set(err, "messages[%d].role '%.32s' is not system, user or assistant", i, msgs[i].role);
+    int has_system = n > 0 && !strcmp(msgs[0].role, "system");
     if (tmpl.len == 0 || find_in(tmpl, "<|im_start|>")) {
         /* ChatML. A template that writes a literal default system turn (SmolLM2 does) gets it too. */
         const char *sys = "<|im_start|>system\n";
-        if (tmpl.len && (mark = find_in(tmpl, sys))) {
+        if (!has_system && tmpl.len && (mark = find_in(tmpl, sys))) {
             const char *body = mark + strlen(sys);
             spill_str rest = {body, tmpl.len - (uint64_t)(body - tmpl.ptr)};
             const char *end = find_in(rest, "<|im_end|>");
             if (end && !memchr(body, '{', (size_t)(end - body)) && !memchr(body, '\'', (size_t)(end - body))) {
                 bad |= append(&buf, &len, &cap, sys, strlen(sys));
                 bad |= append(&buf, &len, &cap, body, (size_t)(end - body));
-                bad |= append(&buf, &len, &cap, "<|im_end|>\n", 11);
+                bad |= append(&buf, &len, &cap, "<|im_end|>\n", sizeof "<|im_end|>\n" - 1);
             }
         }
-        bad |= append(&buf, &len, &cap, "<|im_start|>user\n", 17);
-        bad |= append(&buf, &len, &cap, prompt, strlen(prompt));
-        bad |= append(&buf, &len, &cap, "<|im_end|>\n<|im_start|>assistant\n", 33);
+        for (int i = 0; i < n; i++) {
+            bad |= append(&buf, &len, &cap, "<|im_start|>", sizeof "<|im_start|>" - 1);
+            bad |= append(&buf, &len, &cap, msgs[i].role, strlen(msgs[i].role));
+            bad |= append(&buf, &len, &cap, "\n", sizeof "\n" - 1);
+            bad |= append(&buf, &len, &cap, msgs[i].content, strlen(msgs[i].content));
+            bad |= append(&buf, &len, &cap, "<|im_end|>\n", sizeof "<|im_end|>\n" - 1);
+        }
+        bad |= append(&buf, &len, &cap, "<|im_start|>assistant\n", sizeof "<|im_start|>assistant\n" - 1);
     } else if (find_in(tmpl, "<|start_header_id|>")) {
-        bad |= append(&buf, &len, &cap, "<|start_header_id|>user<|end_header_id|>\n\n", 42);
-        bad |= append(&buf, &len, &cap, prompt, strlen(prompt));
-        bad |= append(&buf, &len, &cap, "<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n\n", 57);
+        for (int i = 0; i < n; i++) {
+            bad |= append(&buf, &len, &cap, "<|start_header_id|>", sizeof "<|start_header_id|>" - 1);
+            bad |= append(&buf, &len, &cap, msgs[i].role, strlen(msgs[i].role));
+            bad |= append(&buf, &len, &cap, "<|end_header_id|>\n\n", sizeof "<|end_header_id|>\n\n" - 1);
+            bad |= append(&buf, &len, &cap, msgs[i].content, strlen(msgs[i].content));
+            bad |= append(&buf, &len, &cap, "<|eot_id|>", sizeof "<|eot_id|>" - 1);
+        }
+        bad |= append(&buf, &len, &cap, "<|start_header_id|>assistant<|end_header_id|>\n\n", sizeof "<|start_header_id|>assistant<|end_header_id|>\n\n" - 1);
     } else {
-        return spill_err_set(err, "--chat: the model's chat template is not one spill understands (ChatML and "
-                                  "Llama-3 are); run without --chat and write the turn markers into -p yourself");
+        free(buf);
+        return spill_err_set(err, "the model's chat template is not one spill understands (ChatML and Llama-3 are); "
+                                  "send the turn markers in the prompt yourself");
     }
     if (bad) {
         free(buf);

@@ -11,4 +11,14 @@ typedef enum { SPILL_CHAT_CHATML, SPILL_CHAT_LLAMA3 } spill_chat_kind;
  * but not understood is an error that says so; no template means ChatML. */
 int spill_chat_format(spill_str tmpl, const char *prompt, char **out, spill_err *err);
 
+/* A conversation: role "system", "user" or "assistant", and the text. */
+typedef struct spill_chat_msg {
+    const char *role;
+    const char *content;
+} spill_chat_msg;
+/* Format the messages, then the assistant's header that the model continues from. With no system
+ * message of its own, a template that writes a literal default system turn (SmolLM2's) gets it. One
+ * user message formats as spill_chat_format does. An unknown role is an error naming it. */
+int spill_chat_format_messages(spill_str tmpl, const spill_chat_msg *msgs, int n, char **out, spill_err *err);
+
 #endif
