@@ -1,0 +1,336 @@
+/* The OpenAI-compatible API's requests and responses (see api.h). */
+#include "api.h"
+
+#include <math.h>
+#include <stdarg.h>
+
+#include "chat.h"
+#include "spill_json.h"
+
+static int fail(spill_api_err *e, int status, const char *param, const char *fmt, ...) SPILL_PRINTF(4, 5);
+static int fail(spill_api_err *e, int status, const char *param, const char *fmt, ...) {
+    e->status = status;
+    snprintf(e->param, sizeof e->param, "%s", param ? param : "");
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(e->msg, sizeof e->msg, fmt, ap);
+    va_end(ap);
+    return -1;
+}
+
+static int want(const spill_json *v, spill_json_type t, const char *key, spill_api_err *e) {
+    if (v->type == t) return 0;
+    e->status = 400;
+    snprintf(e->param, sizeof e->param, "%s", key);
+    snprintf(e->msg, sizeof e->msg, "'%s' must be %s, not %s", key, spill_json_type_name(t), spill_json_type_name(v->type));
+    return -1;
+}
+
+/* a number field within [lo, hi]; absent or null leaves *out as it is */
+static int num(const spill_json *j, const char *key, double lo, double hi, float *out, spill_api_err *e) {
+    const spill_json *v = spill_json_get(j, key);
+    if (!v || v->type == SPILL_JSON_NULL) return 0;
+    if (want(v, SPILL_JSON_NUMBER, key, e)) return -1;
+    if (!(v->number >= lo && v->number <= hi)) {
+        e->status = 400;
+        snprintf(e->param, sizeof e->param, "%s", key);
+        snprintf(e->msg, sizeof e->msg, "'%s' is %g; it must be in [%g, %g]", key, v->number, lo, hi);
+        return -1;
+    }
+    *out = (float)v->number;
+    return 0;
+}
+
+static int integer(const spill_json *j, const char *key, int64_t lo, int64_t hi, int64_t *out, int *given,
+                   spill_api_err *e) {
+    const spill_json *v = spill_json_get(j, key);
+    if (given) *given = 0;
+    if (!v || v->type == SPILL_JSON_NULL) return 0;
+    if (want(v, SPILL_JSON_NUMBER, key, e)) return -1;
+    if (!v->is_int || v->integer < lo || v->integer > hi) {
+        e->status = 400;
+        snprintf(e->param, sizeof e->param, "%s", key);
+        snprintf(e->msg, sizeof e->msg, "'%s' must be an integer in %lld..%lld", key, (long long)lo, (long long)hi);
+        return -1;
+    }
+    *out = v->integer;
+    if (given) *given = 1;
+    return 0;
+}
+
+/* "prompt": a string, an array of one string, token ids, or an array of one array of ids */
+static int read_prompt(const spill_json *p, const spill_model *m, spill_api_req *r, spill_api_err *e) {
+    if (p->type == SPILL_JSON_ARRAY && p->n == 1 &&
+        (p->items[0].type == SPILL_JSON_STRING || p->items[0].type == SPILL_JSON_ARRAY))
+        p = &p->items[0];
+    if (p->type == SPILL_JSON_STRING) {
+        if (!(r->prompt = malloc(p->len + 1))) return fail(e, 500, NULL, "out of memory");
+        memcpy(r->prompt, p->str, p->len + 1);
+        return 0;
+    }
+    if (p->type != SPILL_JSON_ARRAY) return want(p, SPILL_JSON_STRING, "prompt", e);
+    if (p->n == 0) return fail(e, 400, "prompt", "'prompt' is empty");
+    for (size_t i = 0; i < p->n; i++)
+        if (p->items[i].type != SPILL_JSON_NUMBER)
+            return fail(e, 400, "prompt", "'prompt' must be a string or token ids, one prompt per request; item %zu is "
+                                          "not a token id", i);
+    if (!(r->tokens = malloc(sizeof(int) * p->n))) return fail(e, 500, NULL, "out of memory");
+    for (size_t i = 0; i < p->n; i++) {
+        const spill_json *t = &p->items[i];
+        if (!t->is_int || t->integer < 0 || t->integer >= m->hp.vocab)
+            return fail(e, 400, "prompt", "'prompt' token %zu is not an id of this model's vocabulary", i);
+        r->tokens[i] = (int)t->integer;
+    }
+    r->n_tokens = (int)p->n;
+    return 0;
+}
+
+static int read_messages(const spill_json *msgs, const spill_model *m, spill_api_req *r, spill_api_err *e) {
+    if (want(msgs, SPILL_JSON_ARRAY, "messages", e)) return -1;
+    if (msgs->n == 0) return fail(e, 400, "messages", "'messages' is empty");
+    if (msgs->n > 4096) return fail(e, 400, "messages", "'messages' holds %zu messages; 4096 is the most", msgs->n);
+    spill_chat_msg *cm = calloc(msgs->n, sizeof *cm);
+    if (!cm) return fail(e, 500, NULL, "out of memory");
+    int rc = 0;
+    for (size_t i = 0; i < msgs->n && !rc; i++) {
+        const spill_json *it = &msgs->items[i];
+        char key[64];
+        snprintf(key, sizeof key, "messages[%zu]", i);
+        if (want(it, SPILL_JSON_OBJECT, key, e)) {
+            rc = -1;
+            break;
+        }
+        const spill_json *role = spill_json_get(it, "role"), *content = spill_json_get(it, "content");
+        snprintf(key, sizeof key, "messages[%zu].role", i);
+        if (!role) rc = fail(e, 400, key, "'%s' is missing", key);
+        else if (want(role, SPILL_JSON_STRING, key, e)) rc = -1;
+        snprintf(key, sizeof key, "messages[%zu].content", i);
+        if (!rc && !content) rc = fail(e, 400, key, "'%s' is missing", key);
+        else if (!rc && want(content, SPILL_JSON_STRING, key, e)) rc = -1;
+        if (!rc) cm[i] = (spill_chat_msg){role->str, content->str};
+    }
+    spill_err err = {{0}};
+    if (!rc && spill_chat_format_messages(m->chat_template, cm, (int)msgs->n, &r->prompt, &err))
+        rc = fail(e, 400, "messages", "%s", err.msg);
+    free(cm);
+    return rc;
+}
+
+int spill_api_parse(int chat, const char *body, size_t len, const spill_model *m, int ctx, spill_api_req *r,
+                    spill_api_err *e) {
+    memset(r, 0, sizeof *r);
+    memset(e, 0, sizeof *e);
+    r->chat = chat;
+    r->temperature = 1.0f; /* OpenAI's defaults */
+    r->top_p = 1.0f;
+    r->max_tokens = chat ? 0 : 16;
+    spill_json *j = NULL;
+    spill_err err = {{0}};
+    int rc = -1;
+    if (spill_json_parse(body, len, "the request body", &j, &err)) {
+        fail(e, 400, NULL, "%s", err.msg);
+        goto out;
+    }
+    if (want(j, SPILL_JSON_OBJECT, "the request body", e)) goto out;
+    const spill_json *model = spill_json_get(j, "model");
+    if (model && model->type != SPILL_JSON_NULL) {
+        if (want(model, SPILL_JSON_STRING, "model", e)) goto out;
+        snprintf(r->model, sizeof r->model, "%s", model->str);
+    }
+    /* the prompt */
+    if (chat) {
+        const spill_json *msgs = spill_json_get(j, "messages");
+        if (!msgs) {
+            fail(e, 400, "messages", "'messages' is missing");
+            goto out;
+        }
+        if (read_messages(msgs, m, r, e)) goto out;
+    } else {
+        const spill_json *p = spill_json_get(j, "prompt");
+        if (!p) {
+            fail(e, 400, "prompt", "'prompt' is missing");
+            goto out;
+        }
+        if (read_prompt(p, m, r, e)) goto out;
+    }
+    /* the sampling settings */
+    int64_t v = 0;
+    int given = 0;
+    if (integer(j, "max_tokens", 1, 1 << 24, &v, &given, e)) goto out;
+    if (given) r->max_tokens = (int)v;
+    if (integer(j, "max_completion_tokens", 1, 1 << 24, &v, &given, e)) goto out;
+    if (given) r->max_tokens = (int)v;
+    if (integer(j, "n", 1, 1, &v, NULL, e)) goto out;
+    if (num(j, "temperature", 0, 2, &r->temperature, e) || num(j, "top_p", 0, 1, &r->top_p, e)) goto out;
+    if (r->top_p == 0) r->top_p = 1e-6f; /* "only the likeliest token" */
+    if (integer(j, "top_k", 0, 1 << 24, &v, &given, e)) goto out;
+    if (given) r->top_k = (int)v;
+    if (integer(j, "seed", INT64_MIN, INT64_MAX, &v, &r->seed_set, e)) goto out;
+    r->seed = (uint64_t)v;
+    const spill_json *stream = spill_json_get(j, "stream");
+    if (stream && stream->type != SPILL_JSON_NULL) {
+        if (want(stream, SPILL_JSON_BOOL, "stream", e)) goto out;
+        r->stream = stream->boolean;
+    }
+    const spill_json *stop = spill_json_get(j, "stop");
+    if (stop && stop->type != SPILL_JSON_NULL) {
+        if (stop->type == SPILL_JSON_STRING) {
+            if (!(r->stop[r->n_stop++] = strdup(stop->str))) goto oom;
+        } else if (stop->type == SPILL_JSON_ARRAY) {
+            if (stop->n > SPILL_API_MAX_STOP) {
+                fail(e, 400, "stop", "'stop' holds %zu strings; 4 is the most", stop->n);
+                goto out;
+            }
+            for (size_t i = 0; i < stop->n; i++) {
+                if (stop->items[i].type != SPILL_JSON_STRING) {
+                    fail(e, 400, "stop", "'stop' must hold strings; item %zu does not", i);
+                    goto out;
+                }
+                if (!(r->stop[r->n_stop++] = strdup(stop->items[i].str))) goto oom;
+            }
+        } else {
+            fail(e, 400, "stop", "'stop' must be a string or an array of strings");
+            goto out;
+        }
+    }
+    /* tokenize, and check the prompt fits */
+    if (r->prompt) {
+        if (spill_tokenize(&m->tok, r->prompt, strlen(r->prompt), 1, 1, &r->tokens, &r->n_tokens, &err)) {
+            fail(e, 400, chat ? "messages" : "prompt", "%s", err.msg);
+            goto out;
+        }
+    }
+    if (r->n_tokens == 0) {
+        fail(e, 400, chat ? "messages" : "prompt", "the prompt has no tokens");
+        goto out;
+    }
+    if (r->n_tokens >= ctx) {
+        e->status = 400;
+        snprintf(e->param, sizeof e->param, "%s", chat ? "messages" : "prompt");
+        snprintf(e->msg, sizeof e->msg, "the prompt is %d tokens but the context holds %d (context_length_exceeded)",
+                 r->n_tokens, ctx);
+        goto out;
+    }
+    rc = 0;
+    goto out;
+oom:
+    fail(e, 500, NULL, "out of memory");
+out:
+    spill_json_free(j);
+    if (rc) spill_api_req_free(r);
+    return rc;
+}
+
+void spill_api_req_free(spill_api_req *r) {
+    free(r->prompt);
+    free(r->tokens);
+    for (int i = 0; i < r->n_stop; i++) free(r->stop[i]);
+    memset(r, 0, sizeof *r);
+}
+
+/* ---- writing ---- */
+
+void spill_api_write_str(FILE *f, const char *s, size_t n) {
+    fputc('"', f);
+    for (size_t i = 0; i < n;) {
+        unsigned char c = (unsigned char)s[i];
+        if (c < 0x80) {
+            if (c == '"' || c == '\\') fprintf(f, "\\%c", c);
+            else if (c == '\n') fputs("\\n", f);
+            else if (c == '\r') fputs("\\r", f);
+            else if (c == '\t') fputs("\\t", f);
+            else if (c < 0x20 || c == 0x7f) fprintf(f, "\\u%04x", c);
+            else fputc(c, f);
+            i++;
+            continue;
+        }
+        /* a whole, shortest-form UTF-8 sequence passes; anything else is U+FFFD */
+        int len = c >= 0xF0 && c <= 0xF4 ? 4 : c >= 0xE0 ? 3 : c >= 0xC2 && c < 0xE0 ? 2 : 0;
+        uint32_t cp = len == 4 ? c & 7u : len == 3 ? c & 15u : c & 31u;
+        int ok = len > 0 && i + (size_t)len <= n;
+        for (int k = 1; ok && k < len; k++) {
+            unsigned char d = (unsigned char)s[i + (size_t)k];
+            ok = (d & 0xC0) == 0x80;
+            cp = cp << 6 | (d & 63u);
+        }
+        if (ok) ok = !(len == 3 && cp < 0x800) && !(len == 4 && (cp < 0x10000 || cp > 0x10FFFF)) && !(cp >= 0xD800 && cp < 0xE000);
+        if (ok) {
+            fwrite(s + i, 1, (size_t)len, f);
+            i += (size_t)len;
+        } else {
+            fputs("\xef\xbf\xbd", f);
+            i++;
+        }
+    }
+    fputc('"', f);
+}
+
+static const char *reason(spill_finish f) { return f == SPILL_FINISH_LENGTH ? "length" : "stop"; }
+
+static void usage(FILE *f, int p, int c) {
+    fprintf(f, "\"usage\": {\"prompt_tokens\": %d, \"completion_tokens\": %d, \"total_tokens\": %d}", p, c, p + c);
+}
+
+static void head(FILE *f, const char *object, const char *id, long created, const char *model) {
+    fprintf(f, "{\"id\": ");
+    spill_api_write_str(f, id, strlen(id));
+    fprintf(f, ", \"object\": \"%s\", \"created\": %ld, \"model\": ", object, created);
+    spill_api_write_str(f, model, strlen(model));
+}
+
+void spill_api_write_error(FILE *f, const spill_api_err *e) {
+    fprintf(f, "{\"error\": {\"message\": ");
+    spill_api_write_str(f, e->msg, strlen(e->msg));
+    const char *type = e->status == 429 || e->status == 503 ? "server_busy"
+                       : e->status >= 500                  ? "server_error"
+                                                           : "invalid_request_error";
+    fprintf(f, ", \"type\": \"%s\", \"param\": ", type);
+    if (e->param[0]) spill_api_write_str(f, e->param, strlen(e->param));
+    else fputs("null", f);
+    fprintf(f, ", \"code\": %d}}", e->status);
+}
+
+void spill_api_write_response(FILE *f, const spill_api_req *r, const char *id, long created, const char *model,
+                              const char *text, size_t len, spill_finish finish, int prompt_tokens, int completion_tokens) {
+    head(f, r->chat ? "chat.completion" : "text_completion", id, created, model);
+    fputs(", \"choices\": [{\"index\": 0, ", f);
+    if (r->chat) {
+        fputs("\"message\": {\"role\": \"assistant\", \"content\": ", f);
+        spill_api_write_str(f, text, len);
+        fputs("}", f);
+    } else {
+        fputs("\"text\": ", f);
+        spill_api_write_str(f, text, len);
+        fputs(", \"logprobs\": null", f);
+    }
+    fprintf(f, ", \"finish_reason\": \"%s\"}], ", reason(finish));
+    usage(f, prompt_tokens, completion_tokens);
+    fputs("}", f);
+}
+
+void spill_api_write_chunk(FILE *f, const spill_api_req *r, const char *id, long created, const char *model, int first,
+                           const char *text, size_t len, spill_finish finish, int prompt_tokens, int completion_tokens) {
+    fputs("data: ", f);
+    head(f, r->chat ? "chat.completion.chunk" : "text_completion", id, created, model);
+    fputs(", \"choices\": [{\"index\": 0, ", f);
+    if (r->chat) {
+        fputs("\"delta\": {", f);
+        if (first) fputs("\"role\": \"assistant\"", f);
+        if (len) {
+            fputs(first ? ", \"content\": " : "\"content\": ", f);
+            spill_api_write_str(f, text, len);
+        }
+        fputs("}", f);
+    } else {
+        fputs("\"text\": ", f);
+        spill_api_write_str(f, text, len);
+        fputs(", \"logprobs\": null", f);
+    }
+    if (finish != SPILL_FINISH_NONE) {
+        fprintf(f, ", \"finish_reason\": \"%s\"}], ", reason(finish));
+        usage(f, prompt_tokens, completion_tokens);
+        fputs("}\n\n", f);
+    } else {
+        fputs(", \"finish_reason\": null}]}\n\n", f);
+    }
+}

@@ -1,0 +1,55 @@
+/* The OpenAI-compatible API as data: a request body parsed and checked into what the scheduler needs
+ * (no sockets here, so that it is tested and fuzzed on its own), and the JSON of the responses and of
+ * the server-sent-event chunks. */
+#ifndef SPILL_SERVER_API_H
+#define SPILL_SERVER_API_H
+
+#include <stdio.h>
+
+#include "model.h"
+#include "scheduler.h"
+
+enum { SPILL_API_MAX_STOP = 4 };
+
+typedef struct spill_api_req {
+    int chat;           /* /v1/chat/completions (else /v1/completions) */
+    char *prompt;       /* the text the model continues: the chat template applied for chat */
+    int *tokens;        /* the prompt's ids, with the tokenizer's own BOS */
+    int n_tokens;
+    int max_tokens;     /* 0: until the context ends */
+    float temperature, top_p;
+    int top_k;
+    uint64_t seed;
+    int seed_set;
+    char *stop[SPILL_API_MAX_STOP];
+    int n_stop;
+    int stream;
+    char model[128];    /* as the client named it (echoed back) */
+} spill_api_req;
+
+typedef struct spill_api_err {
+    int status;          /* HTTP status: 400, 404, 405, 413 ... */
+    char param[64];      /* the field at fault, or "" */
+    char msg[1024];
+} spill_api_err;
+
+/* Parse and check a request body for /v1/completions (chat 0) or /v1/chat/completions (chat 1) against
+ * the model: types, ranges, the prompt's length against ctx. 0, or -1 with e filled (status 400). */
+int spill_api_parse(int chat, const char *body, size_t len, const spill_model *m, int ctx, spill_api_req *out,
+                    spill_api_err *e);
+/* A zeroed one is a no-op. */
+void spill_api_req_free(spill_api_req *r);
+
+/* {"error": {"message", "type", "param", "code"}} */
+void spill_api_write_error(FILE *f, const spill_api_err *e);
+/* A whole (non-streamed) response. */
+void spill_api_write_response(FILE *f, const spill_api_req *r, const char *id, long created, const char *model,
+                              const char *text, size_t len, spill_finish finish, int prompt_tokens, int completion_tokens);
+/* One server-sent event "data: {...}\n\n" of a stream: first (chat: the assistant's role), a piece of
+ * text, or the last one with the finish reason (and usage). */
+void spill_api_write_chunk(FILE *f, const spill_api_req *r, const char *id, long created, const char *model, int first,
+                           const char *text, size_t len, spill_finish finish, int prompt_tokens, int completion_tokens);
+/* s[0..n) as a JSON string literal; bytes that are not UTF-8 become U+FFFD. */
+void spill_api_write_str(FILE *f, const char *s, size_t n);
+
+#endif

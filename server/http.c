@@ -1,0 +1,505 @@
+/* spill-server's HTTP side (see http.h). libmicrohttpd runs a thread per connection, so a handler may
+ * wait for its generation; while it waits it looks at the socket every 100 ms, and a client that has
+ * closed it has its request cancelled (its KV blocks are freed at the scheduler's next step). */
+#include "http.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <microhttpd.h>
+#include <pthread.h>
+#include <sys/socket.h>
+#include <time.h>
+
+#include "api.h"
+
+struct spill_http {
+    struct MHD_Daemon *d;
+    spill_http_params p;
+    char model_name[256];
+    double t0;
+    pthread_mutex_t lock;
+    int active, draining, next_id;
+    uint64_t http_requests, http_errors;
+};
+
+/* A generation in flight: what the scheduler's sink writes and the connection's thread sends. Held
+ * by the sink (until its last call) and by the HTTP side (until the answer is sent or abandoned). */
+typedef struct gen {
+    pthread_mutex_t lock;
+    pthread_cond_t cv;
+    int refs;
+    char *buf;          /* stream: server-sent events not sent yet; else: the text so far */
+    size_t len, cap, off;
+    int done;
+    spill_finish finish;
+    int n_prompt, n_gen, first;
+    spill_api_req req;  /* chat, stream, the model's name as asked */
+    char id[40], model[256];
+    long created;
+    spill_http *h;
+    spill_sched *sched;
+    int sched_id, fd;
+} gen;
+
+static void gen_unref(gen *g) {
+    pthread_mutex_lock(&g->lock);
+    int left = --g->refs;
+    pthread_mutex_unlock(&g->lock);
+    if (left) return;
+    spill_api_req_free(&g->req);
+    pthread_mutex_destroy(&g->lock);
+    pthread_cond_destroy(&g->cv);
+    free(g->buf);
+    free(g);
+}
+
+/* under g->lock */
+static void gen_append(gen *g, const char *s, size_t n) {
+    if (g->off && g->off == g->len) g->off = g->len = 0; /* all sent: start over */
+    if (g->len + n + 1 > g->cap) {
+        size_t cap = (g->len + n + 1) * 2;
+        char *b = realloc(g->buf, cap);
+        if (!b) return; /* out of memory: the text is cut short rather than the server brought down */
+        g->buf = b;
+        g->cap = cap;
+    }
+    memcpy(g->buf + g->len, s, n);
+    g->len += n;
+    g->buf[g->len] = 0;
+}
+
+/* the scheduler's sink, on its thread */
+static void sink(void *user, const char *text, size_t len, int n_tokens, spill_finish finish) {
+    gen *g = user;
+    pthread_mutex_lock(&g->lock);
+    g->n_gen += n_tokens;
+    if (!g->req.stream) {
+        gen_append(g, text, len);
+    } else if (len || finish != SPILL_FINISH_NONE || g->first) {
+        char *ev = NULL;
+        size_t evn = 0;
+        FILE *f = open_memstream(&ev, &evn);
+        if (f) {
+            if (finish == SPILL_FINISH_ERROR) {
+                spill_api_err e = {500, "", ""};
+                snprintf(e.msg, sizeof e.msg, "%.*s", (int)(len > 900 ? 900 : len), text);
+                fputs("data: ", f);
+                spill_api_write_error(f, &e);
+                fputs("\n\n", f);
+            } else {
+                int fin = finish == SPILL_FINISH_CANCELLED ? SPILL_FINISH_STOP : finish;
+                spill_api_write_chunk(f, &g->req, g->id, g->created, g->model, g->first, text, len, fin, g->n_prompt,
+                                      g->n_gen);
+            }
+            if (finish != SPILL_FINISH_NONE) fputs("data: [DONE]\n\n", f);
+            if (!fclose(f)) gen_append(g, ev, evn);
+            free(ev);
+        }
+        g->first = 0;
+    }
+    int last = finish != SPILL_FINISH_NONE;
+    if (last) {
+        g->done = 1;
+        g->finish = finish;
+    }
+    pthread_cond_broadcast(&g->cv);
+    pthread_mutex_unlock(&g->lock);
+    if (last) gen_unref(g); /* the sink's reference */
+}
+
+/* the client closed its side (a read would return end of file) */
+static int peer_closed(int fd) {
+    if (fd < 0) return 0;
+    char c;
+    ssize_t r = recv(fd, &c, 1, MSG_PEEK | MSG_DONTWAIT);
+    return r == 0 || (r < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR);
+}
+
+/* wait (under g->lock) for news, a tenth of a second at a time; 1 when the client went away */
+static int wait_news(gen *g) {
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    ts.tv_nsec += 100 * 1000 * 1000;
+    if (ts.tv_nsec >= 1000000000) ts.tv_sec++, ts.tv_nsec -= 1000000000;
+    pthread_cond_timedwait(&g->cv, &g->lock, &ts);
+    return peer_closed(g->fd);
+}
+
+/* a streamed answer: the events as they come */
+static ssize_t stream_reader(void *cls, uint64_t pos, char *buf, size_t max) {
+    (void)pos;
+    gen *g = cls;
+    pthread_mutex_lock(&g->lock);
+    while (g->off == g->len && !g->done)
+        if (wait_news(g)) {
+            pthread_mutex_unlock(&g->lock);
+            spill_sched_cancel(g->sched, g->sched_id);
+            return MHD_CONTENT_READER_END_WITH_ERROR;
+        }
+    if (g->off == g->len) {
+        pthread_mutex_unlock(&g->lock);
+        return MHD_CONTENT_READER_END_OF_STREAM;
+    }
+    size_t n = g->len - g->off < max ? g->len - g->off : max;
+    memcpy(buf, g->buf + g->off, n);
+    g->off += n;
+    pthread_mutex_unlock(&g->lock);
+    return (ssize_t)n;
+}
+
+static void stream_done(void *cls) {
+    gen *g = cls;
+    spill_sched_cancel(g->sched, g->sched_id); /* a no-op when it finished */
+    spill_http *h = g->h;
+    gen_unref(g);
+    pthread_mutex_lock(&h->lock);
+    h->active--;
+    pthread_mutex_unlock(&h->lock);
+}
+
+/* ---- responses ---- */
+
+static enum MHD_Result send_buf(struct MHD_Connection *c, int status, const char *type, char *body, size_t n,
+                                int retry_after) {
+    struct MHD_Response *r = MHD_create_response_from_buffer(n, body, MHD_RESPMEM_MUST_FREE);
+    if (!r) {
+        free(body);
+        return MHD_NO;
+    }
+    MHD_add_response_header(r, "Content-Type", type);
+    if (retry_after > 0) {
+        char s[16];
+        snprintf(s, sizeof s, "%d", retry_after);
+        MHD_add_response_header(r, "Retry-After", s);
+    }
+    enum MHD_Result rc = MHD_queue_response(c, (unsigned)status, r);
+    MHD_destroy_response(r);
+    return rc;
+}
+
+static enum MHD_Result send_error(spill_http *h, struct MHD_Connection *c, const spill_api_err *e) {
+    char *body = NULL;
+    size_t n = 0;
+    FILE *f = open_memstream(&body, &n);
+    if (!f) return MHD_NO;
+    spill_api_write_error(f, e);
+    fclose(f);
+    pthread_mutex_lock(&h->lock);
+    h->http_errors++;
+    pthread_mutex_unlock(&h->lock);
+    return send_buf(c, e->status, "application/json", body, n, e->status == 429 || e->status == 503 ? h->p.retry_after_s : 0);
+}
+
+static enum MHD_Result send_text(struct MHD_Connection *c, int status, const char *type, const char *text) {
+    char *b = strdup(text);
+    return b ? send_buf(c, status, type, b, strlen(b), 0) : MHD_NO;
+}
+
+static enum MHD_Result models(spill_http *h, struct MHD_Connection *c) {
+    char *body = NULL;
+    size_t n = 0;
+    FILE *f = open_memstream(&body, &n);
+    if (!f) return MHD_NO;
+    fputs("{\"object\": \"list\", \"data\": [{\"id\": ", f);
+    spill_api_write_str(f, h->model_name, strlen(h->model_name));
+    fprintf(f, ", \"object\": \"model\", \"created\": %ld, \"owned_by\": \"spill\", \"context_length\": %d}]}",
+            (long)time(NULL) - (long)(spill_now() - h->t0), spill_engine_ctx(h->p.engine));
+    fclose(f);
+    return send_buf(c, 200, "application/json", body, n, 0);
+}
+
+/* Prometheus text exposition */
+static enum MHD_Result metrics(spill_http *h, struct MHD_Connection *c) {
+    spill_sched_stats st;
+    spill_sched_get_stats(h->p.sched, &st);
+    spill_engine_stats es;
+    spill_engine_get_stats(h->p.engine, &es);
+    pthread_mutex_lock(&h->lock);
+    uint64_t http_requests = h->http_requests, http_errors = h->http_errors;
+    int active = h->active;
+    pthread_mutex_unlock(&h->lock);
+    double up = spill_now() - h->t0;
+    char *body = NULL;
+    size_t n = 0;
+    FILE *f = open_memstream(&body, &n);
+    if (!f) return MHD_NO;
+#define M(name, type, help, fmt, ...) fprintf(f, "# HELP " name " " help "\n# TYPE " name " " type "\n" name fmt "\n", __VA_ARGS__)
+    M("spill_uptime_seconds", "gauge", "Seconds since the server started.", " %.3f", up);
+    M("spill_http_requests_total", "counter", "HTTP requests received.", " %llu", (unsigned long long)http_requests);
+    M("spill_http_errors_total", "counter", "HTTP requests answered with an error status.", " %llu", (unsigned long long)http_errors);
+    M("spill_requests_total", "counter", "Generation requests accepted.", " %llu", (unsigned long long)st.requests);
+    M("spill_requests_finished_total", "counter", "Generation requests finished (any reason).", " %llu", (unsigned long long)st.finished);
+    M("spill_requests_cancelled_total", "counter", "Requests cancelled (client gone, shutdown).", " %llu", (unsigned long long)st.cancelled);
+    M("spill_requests_rejected_total", "counter", "Requests refused because the queue was full.", " %llu", (unsigned long long)st.rejected);
+    M("spill_preemptions_total", "counter", "Sequences preempted when the KV cache ran out.", " %llu", (unsigned long long)st.preempted);
+    M("spill_prompt_tokens_total", "counter", "Prompt tokens accepted.", " %llu", (unsigned long long)st.prompt_tokens);
+    M("spill_prompt_tokens_reused_total", "counter", "Prompt positions shared from a running sequence instead of computed.",
+      " %llu", (unsigned long long)st.reused_tokens);
+    M("spill_generated_tokens_total", "counter", "Tokens generated.", " %llu", (unsigned long long)st.generated_tokens);
+    M("spill_steps_total", "counter", "Engine steps.", " %llu", (unsigned long long)st.steps);
+    M("spill_step_tokens_total", "counter", "Tokens over all engine steps (divided by steps: the mean batch).", " %llu",
+      (unsigned long long)st.step_tokens);
+    M("spill_busy_seconds_total", "counter", "Seconds spent in engine steps.", " %.3f", st.busy_s);
+    M("spill_tokens_per_second", "gauge", "Generated tokens per second of engine time.", " %.3f",
+      st.busy_s > 0 ? (double)st.generated_tokens / st.busy_s : 0.0);
+    M("spill_queue_length", "gauge", "Requests waiting for a slot.", " %d", st.waiting);
+    M("spill_requests_running", "gauge", "Requests holding a slot.", " %d", st.running);
+    M("spill_http_active", "gauge", "Answers not fully sent yet.", " %d", active);
+    fprintf(f, "# HELP spill_kv_blocks KV cache blocks by state.\n# TYPE spill_kv_blocks gauge\n"
+               "spill_kv_blocks{state=\"free\"} %d\nspill_kv_blocks{state=\"used\"} %d\n",
+            st.kv_blocks_free, st.kv_blocks - st.kv_blocks_free);
+    fprintf(f, "# HELP spill_kv_bytes KV cache bytes by memory tier.\n# TYPE spill_kv_bytes gauge\n"
+               "spill_kv_bytes{tier=\"hbm\"} %llu\nspill_kv_bytes{tier=\"host\"} %llu\n",
+            (unsigned long long)st.kv.bytes[SPILL_TIER_HBM], (unsigned long long)st.kv.bytes[SPILL_TIER_HOST]);
+    fprintf(f, "# HELP spill_weight_bytes Weight bytes by memory tier.\n# TYPE spill_weight_bytes gauge\n"
+               "spill_weight_bytes{tier=\"hbm\"} %llu\nspill_weight_bytes{tier=\"host\"} %llu\n",
+            (unsigned long long)es.weights[SPILL_TIER_HBM], (unsigned long long)es.weights[SPILL_TIER_HOST]);
+#undef M
+    fclose(f);
+    return send_buf(c, 200, "text/plain; version=0.0.4", body, n, 0);
+}
+
+/* POST /v1/completions and /v1/chat/completions */
+static enum MHD_Result generate(spill_http *h, struct MHD_Connection *c, int chat, const char *body, size_t len) {
+    spill_api_err e;
+    gen *g = calloc(1, sizeof *g);
+    if (!g) return MHD_NO;
+    pthread_mutex_init(&g->lock, NULL);
+    pthread_cond_init(&g->cv, NULL);
+    g->refs = 1; /* the HTTP side's */
+    g->h = h;
+    g->sched = h->p.sched;
+    g->first = 1;
+    const spill_model *m = spill_engine_model(h->p.engine);
+    if (spill_api_parse(chat, body, len, m, spill_engine_ctx(h->p.engine), &g->req, &e)) {
+        gen_unref(g);
+        return send_error(h, c, &e);
+    }
+    pthread_mutex_lock(&h->lock);
+    int draining = h->draining, id = ++h->next_id;
+    if (!draining) h->active++;
+    pthread_mutex_unlock(&h->lock);
+    if (draining) {
+        gen_unref(g);
+        spill_api_err busy = {503, "", "the server is shutting down"};
+        return send_error(h, c, &busy);
+    }
+    snprintf(g->id, sizeof g->id, "%s-%d", chat ? "chatcmpl" : "cmpl", id);
+    snprintf(g->model, sizeof g->model, "%s", g->req.model[0] ? g->req.model : h->model_name);
+    g->created = (long)time(NULL);
+    g->n_prompt = g->req.n_tokens;
+    const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
+    g->fd = ci ? ci->connect_fd : -1;
+    spill_request r = {g->req.tokens, g->req.n_tokens, g->req.max_tokens, g->req.temperature, g->req.top_p,
+                       g->req.top_k, g->req.seed_set ? g->req.seed : (uint64_t)time(NULL) ^ (uint64_t)id,
+                       (const char *const *)g->req.stop, g->req.n_stop};
+    spill_err err = {{0}};
+    int full = 0;
+    g->refs++; /* the sink's, once submitted */
+    if (spill_sched_submit(h->p.sched, &r, sink, g, &g->sched_id, &full, &err)) {
+        g->refs--;
+        pthread_mutex_lock(&h->lock);
+        h->active--;
+        pthread_mutex_unlock(&h->lock);
+        gen_unref(g);
+        spill_api_err ee = {full ? 429 : 400, "", ""};
+        snprintf(ee.msg, sizeof ee.msg, "%s", err.msg);
+        if (full && strstr(err.msg, "shutting down")) ee.status = 503;
+        return send_error(h, c, &ee);
+    }
+    if (g->req.stream) {
+        struct MHD_Response *resp = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 4096, stream_reader, g, stream_done);
+        if (!resp) {
+            stream_done(g);
+            return MHD_NO;
+        }
+        MHD_add_response_header(resp, "Content-Type", "text/event-stream");
+        MHD_add_response_header(resp, "Cache-Control", "no-cache");
+        enum MHD_Result rc = MHD_queue_response(c, 200, resp);
+        MHD_destroy_response(resp);
+        return rc;
+    }
+    /* not streamed: wait for the end here (this connection's own thread), then answer at once */
+    pthread_mutex_lock(&g->lock);
+    int gone = 0;
+    while (!g->done && !gone) gone = wait_news(g);
+    pthread_mutex_unlock(&g->lock);
+    enum MHD_Result rc;
+    if (gone) {
+        spill_sched_cancel(h->p.sched, g->sched_id);
+        rc = MHD_NO;
+    } else if (g->finish == SPILL_FINISH_ERROR) {
+        spill_api_err ee = {500, "", ""};
+        snprintf(ee.msg, sizeof ee.msg, "%.900s", g->buf ? g->buf : "generation failed");
+        rc = send_error(h, c, &ee);
+    } else {
+        char *out = NULL;
+        size_t n = 0;
+        FILE *f = open_memstream(&out, &n);
+        if (!f) {
+            rc = MHD_NO;
+        } else {
+            spill_api_write_response(f, &g->req, g->id, g->created, g->model, g->buf ? g->buf : "", g->len, g->finish,
+                                     g->n_prompt, g->n_gen);
+            fclose(f);
+            rc = send_buf(c, 200, "application/json", out, n, 0);
+        }
+    }
+    pthread_mutex_lock(&h->lock);
+    h->active--;
+    pthread_mutex_unlock(&h->lock);
+    gen_unref(g);
+    return rc;
+}
+
+/* ---- the access handler ---- */
+
+typedef struct body {
+    char *buf;
+    size_t len, cap;
+    int too_big;
+} body;
+
+static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *url, const char *method,
+                              const char *version, const char *upload, size_t *upload_size, void **con_cls) {
+    (void)version;
+    spill_http *h = cls;
+    body *b = *con_cls;
+    if (!b) { /* the headers: make room for the body */
+        if (!(b = calloc(1, sizeof *b))) return MHD_NO;
+        *con_cls = b;
+        pthread_mutex_lock(&h->lock);
+        h->http_requests++;
+        pthread_mutex_unlock(&h->lock);
+        return MHD_YES;
+    }
+    if (*upload_size) {
+        size_t n = *upload_size;
+        *upload_size = 0;
+        if (b->too_big || b->len + n > h->p.max_body) {
+            b->too_big = 1;
+            return MHD_YES;
+        }
+        if (b->len + n + 1 > b->cap) {
+            size_t cap = (b->len + n + 1) * 2;
+            if (cap > h->p.max_body + 1) cap = h->p.max_body + 1;
+            char *nb = realloc(b->buf, cap);
+            if (!nb) return MHD_NO;
+            b->buf = nb;
+            b->cap = cap;
+        }
+        memcpy(b->buf + b->len, upload, n);
+        b->len += n;
+        return MHD_YES;
+    }
+    int get = !strcmp(method, "GET"), post = !strcmp(method, "POST");
+    if (!strcmp(url, "/health")) {
+        if (!get) goto not_allowed;
+        pthread_mutex_lock(&h->lock);
+        int draining = h->draining;
+        pthread_mutex_unlock(&h->lock);
+        return draining ? send_text(c, 503, "application/json", "{\"status\": \"shutting down\"}")
+                        : send_text(c, 200, "application/json", "{\"status\": \"ok\"}");
+    }
+    if (!strcmp(url, "/v1/models")) {
+        if (!get) goto not_allowed;
+        return models(h, c);
+    }
+    if (!strcmp(url, "/metrics")) {
+        if (!get) goto not_allowed;
+        return metrics(h, c);
+    }
+    int chat = !strcmp(url, "/v1/chat/completions");
+    if (chat || !strcmp(url, "/v1/completions")) {
+        if (!post) goto not_allowed;
+        if (b->too_big) {
+            spill_api_err e = {413, "", ""};
+            snprintf(e.msg, sizeof e.msg, "the request body is larger than %zu bytes", h->p.max_body);
+            return send_error(h, c, &e);
+        }
+        return generate(h, c, chat, b->buf ? b->buf : "", b->len);
+    }
+    {
+        spill_api_err e = {404, "", ""};
+        snprintf(e.msg, sizeof e.msg, "no route %.200s %.200s (the API has /v1/completions, /v1/chat/completions, "
+                                      "/v1/models, /health, /metrics)", method, url);
+        return send_error(h, c, &e);
+    }
+not_allowed: {
+    spill_api_err e = {405, "", ""};
+    snprintf(e.msg, sizeof e.msg, "%.200s takes %s, not %.20s", url,
+             !strcmp(url, "/v1/completions") || !strcmp(url, "/v1/chat/completions") ? "POST" : "GET", method);
+    return send_error(h, c, &e);
+}
+}
+
+static void completed(void *cls, struct MHD_Connection *c, void **con_cls, enum MHD_RequestTerminationCode code) {
+    (void)cls, (void)c, (void)code;
+    body *b = *con_cls;
+    if (b) free(b->buf);
+    free(b);
+    *con_cls = NULL;
+}
+
+int spill_http_start(spill_http **out, const spill_http_params *p, spill_err *err) {
+    *out = NULL;
+    spill_http *h = calloc(1, sizeof *h);
+    if (!h) return spill_err_set(err, "out of memory");
+    h->p = *p;
+    if (!h->p.max_body) h->p.max_body = 8u << 20;
+    if (!h->p.max_connections) h->p.max_connections = 256;
+    if (!h->p.retry_after_s) h->p.retry_after_s = 1;
+    snprintf(h->model_name, sizeof h->model_name, "%s", p->model_name ? p->model_name : "spill");
+    h->t0 = spill_now();
+    pthread_mutex_init(&h->lock, NULL);
+    struct sockaddr_in addr;
+    memset(&addr, 0, sizeof addr);
+    addr.sin_family = AF_INET;
+    addr.sin_port = htons((uint16_t)p->port);
+    const char *host = p->host && *p->host ? p->host : "127.0.0.1";
+    if (inet_pton(AF_INET, host, &addr.sin_addr) != 1) {
+        free(h);
+        return spill_err_set(err, "--host '%s' is not an IPv4 address (e.g. 127.0.0.1 or 0.0.0.0)", host);
+    }
+    if (p->port < 0 || p->port > 65535) {
+        free(h);
+        return spill_err_set(err, "--port %d: 0..65535 (0 = any free port)", p->port);
+    }
+    h->d = MHD_start_daemon(MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG, 0, NULL,
+                            NULL, handle, h, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&addr, MHD_OPTION_NOTIFY_COMPLETED,
+                            completed, h, MHD_OPTION_CONNECTION_LIMIT, (unsigned)h->p.max_connections,
+                            MHD_OPTION_CONNECTION_TIMEOUT, 600u, MHD_OPTION_END);
+    if (!h->d) {
+        int e = errno;
+        pthread_mutex_destroy(&h->lock);
+        free(h);
+        return spill_err_set(err, "cannot listen on %s:%d: %s", host, p->port, e ? strerror(e) : "libmicrohttpd refused");
+    }
+    *out = h;
+    return 0;
+}
+
+int spill_http_port(const spill_http *h) {
+    const union MHD_DaemonInfo *i = MHD_get_daemon_info(h->d, MHD_DAEMON_INFO_BIND_PORT);
+    return i ? i->port : -1;
+}
+
+void spill_http_drain(spill_http *h) {
+    pthread_mutex_lock(&h->lock);
+    h->draining = 1;
+    pthread_mutex_unlock(&h->lock);
+}
+
+int spill_http_active(spill_http *h) {
+    pthread_mutex_lock(&h->lock);
+    int n = h->active;
+    pthread_mutex_unlock(&h->lock);
+    return n;
+}
+
+void spill_http_stop(spill_http *h) {
+    if (!h) return;
+    MHD_stop_daemon(h->d);
+    pthread_mutex_destroy(&h->lock);
+    free(h);
+}
