@@ -22,3 +22,10 @@ if ! python3 -c "import numpy, gguf" >/dev/null 2>&1; then
   python3 -m pip install -q numpy gguf >&2 2>/dev/null || python3 -m pip install -q --break-system-packages numpy gguf >&2 2>/dev/null ||
     echo "install-deps: could not install numpy/gguf; test_variants will skip" >&2
 fi
+# spill-server's test drives it with the openai client (tests/test_server.py); without it that test
+# skips and says why
+if ! python3 -c "import openai" >/dev/null 2>&1; then
+  echo "install-deps: pip install openai (the client tests/test_server.py drives spill-server with)" >&2
+  python3 -m pip install -q openai >&2 2>/dev/null || python3 -m pip install -q --break-system-packages openai >&2 2>/dev/null ||
+    echo "install-deps: could not install openai; test_server will skip" >&2
+fi

@@ -1,0 +1,257 @@
+#!/usr/bin/env python3
+"""spill-server with real clients, on loopback only: the `openai` Python package and curl against a
+server this test starts (and stops). Checks: concurrent streamed requests each get the text of a
+sequential greedy run; a client that goes away has its request cancelled and its KV blocks freed;
+each bad request gets its 400 (or 404/405/413) with a JSON error naming the field; a full queue
+answers 429 with Retry-After; /health, /v1/models, /metrics; SIGTERM finishes what runs, then exits 0.
+
+usage: test_server.py SPILL_SERVER_BINARY MODEL.gguf    (exit 77 = skipped, with the reason printed)
+"""
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+
+SKIP = 77
+
+
+def skip(why):
+    print(f"SKIPPED: {why}")
+    sys.exit(SKIP)
+
+
+try:
+    import openai
+except ImportError:
+    skip("the openai package is not installed (pip install openai)")
+
+if len(sys.argv) != 3:
+    print(__doc__)
+    sys.exit(2)
+BIN, MODEL = sys.argv[1], sys.argv[2]
+if not os.access(MODEL, os.R_OK):
+    skip(f"{MODEL} is not there")
+failures = []
+
+
+def check(cond, what):
+    print(("ok   " if cond else "FAIL ") + what, flush=True)
+    if not cond:
+        failures.append(what)
+
+
+class Server:
+    def __init__(self, *args):
+        self.p = subprocess.Popen([BIN, "-m", MODEL, "--port", "0", "-t", "2", *args], stderr=subprocess.PIPE,
+                                  stdout=subprocess.DEVNULL, text=True)
+        self.log = []
+        deadline = time.time() + 60
+        while time.time() < deadline:
+            line = self.p.stderr.readline()
+            if not line:
+                break
+            self.log.append(line)
+            m = re.search(r"listening on http://127\.0\.0\.1:(\d+)", line)
+            if m:
+                self.port = int(m.group(1))
+                break
+        else:
+            line = ""
+        if not hasattr(self, "port"):
+            self.p.kill()
+            raise SystemExit("FAIL the server did not start:\n" + "".join(self.log))
+        threading.Thread(target=self._drain, daemon=True).start()
+        self.url = f"http://127.0.0.1:{self.port}"
+
+    def _drain(self):
+        for line in self.p.stderr:
+            self.log.append(line)
+
+    def stop(self):
+        self.p.send_signal(signal.SIGTERM)
+        return self.p.wait(timeout=60)
+
+
+def http(url, body=None, method=None):
+    data = json.dumps(body).encode() if isinstance(body, (dict, list)) else body
+    req = urllib.request.Request(url, data=data, method=method or ("POST" if data is not None else "GET"))
+    req.add_header("Content-Type", "application/json")
+    try:
+        with urllib.request.urlopen(req, timeout=120) as r:
+            return r.status, dict(r.headers), r.read().decode()
+    except urllib.error.HTTPError as e:
+        return e.code, dict(e.headers), e.read().decode()
+
+
+def metric(srv, name):
+    _, _, text = http(srv.url + "/metrics")
+    m = re.search(r"^" + re.escape(name) + r" ([0-9.e+]+)$", text, re.M)
+    return float(m.group(1)) if m else None
+
+
+PROMPTS = ["Once upon a time", "The little dog", "Lily and Ben went to the park", "One day, a big bird",
+           "Tom had a red ball", "The sun was hot and", "A cat sat on", "There was a girl who"]
+
+srv = Server("--parallel", "4", "--ctx-size", "256", "--kv-block", "16")
+try:
+    # /health, /v1/models, /metrics
+    st, hd, body = http(srv.url + "/health")
+    check(st == 200 and json.loads(body)["status"] == "ok", "/health answers ok")
+    st, hd, body = http(srv.url + "/v1/models")
+    check(st == 200 and json.loads(body)["data"][0]["id"] == os.path.basename(MODEL), "/v1/models lists the model")
+    st, hd, body = http(srv.url + "/metrics")
+    check(st == 200 and "# TYPE spill_requests_total counter" in body and "spill_kv_blocks{state=\"free\"}" in body
+          and hd.get("Content-Type", "").startswith("text/plain"), "/metrics is Prometheus text")
+
+    # the reference: each prompt alone, one after another, not streamed (curl)
+    ref = {}
+    for p in PROMPTS:
+        out = subprocess.run(["curl", "-s", "-X", "POST", srv.url + "/v1/completions", "-H", "Content-Type: application/json",
+                              "-d", json.dumps({"prompt": p, "max_tokens": 24, "temperature": 0})],
+                             capture_output=True, text=True, timeout=120)
+        r = json.loads(out.stdout)
+        ref[p] = r["choices"][0]["text"]
+        check(r["usage"]["completion_tokens"] > 0 and r["choices"][0]["finish_reason"] in ("length", "stop"),
+              f"curl: a completion of {p!r} with usage and a finish reason")
+
+    # eight streamed requests at once through the openai client: each the same text
+    client = openai.OpenAI(base_url=srv.url + "/v1", api_key="none", max_retries=0, timeout=120)
+    got = {}
+
+    def stream_one(p):
+        text, finish = "", None
+        for chunk in client.completions.create(model="x", prompt=p, max_tokens=24, temperature=0, stream=True):
+            text += chunk.choices[0].text or ""
+            finish = chunk.choices[0].finish_reason or finish
+        got[p] = (text, finish)
+
+    threads = [threading.Thread(target=stream_one, args=(p,)) for p in PROMPTS]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for p in PROMPTS:
+        check(p in got and got[p][0] == ref[p] and got[p][1] in ("length", "stop"),
+              f"openai, 8 streams at once: {p!r} gives the sequential text")
+    steps, step_tokens = metric(srv, "spill_steps_total"), metric(srv, "spill_step_tokens_total")
+    check(steps and step_tokens / steps > 1.5, f"steps held several sequences (mean {step_tokens / steps:.2f} tokens)")
+
+    # chat through the openai client, whole and streamed
+    msgs = [{"role": "user", "content": "Once upon a time"}]
+    whole = client.chat.completions.create(model="x", messages=msgs, max_tokens=16, temperature=0)
+    check(whole.choices[0].message.role == "assistant" and whole.choices[0].message.content and whole.usage.total_tokens > 0,
+          "openai chat: an assistant message with usage")
+    streamed = "".join(c.choices[0].delta.content or "" for c in
+                       client.chat.completions.create(model="x", messages=msgs, max_tokens=16, temperature=0, stream=True))
+    check(streamed == whole.choices[0].message.content, "openai chat: streamed equals whole")
+    # stop sequences and seeds
+    cut = ref[PROMPTS[0]]
+    word = cut.split()[3] if len(cut.split()) > 3 else None
+    if word:
+        r = client.completions.create(model="x", prompt=PROMPTS[0], max_tokens=24, temperature=0, stop=[word])
+        check(r.choices[0].text == cut[:cut.index(word)] and r.choices[0].finish_reason == "stop",
+              f"a stop sequence ({word!r}) ends the text before it")
+    a = client.completions.create(model="x", prompt=PROMPTS[1], max_tokens=16, temperature=0.9, seed=7).choices[0].text
+    b = client.completions.create(model="x", prompt=PROMPTS[1], max_tokens=16, temperature=0.9, seed=7).choices[0].text
+    check(a == b, "the same seed gives the same sampled text")
+
+    # a client that goes away: its request is cancelled, its blocks freed
+    cancelled0 = metric(srv, "spill_requests_cancelled_total")
+    proc = subprocess.Popen(["curl", "-sN", "-X", "POST", srv.url + "/v1/completions", "-H", "Content-Type: application/json",
+                             "-d", json.dumps({"prompt": PROMPTS[2], "max_tokens": 200, "temperature": 0, "stream": True})],
+                            stdout=subprocess.PIPE, text=True)
+    for _ in range(6):
+        proc.stdout.readline()  # a few events arrived
+    proc.kill()
+    proc.wait()
+    deadline = time.time() + 20
+    while time.time() < deadline and metric(srv, "spill_requests_cancelled_total") == cancelled0:
+        time.sleep(0.1)
+    check(metric(srv, "spill_requests_cancelled_total") == cancelled0 + 1, "a client that went away cancelled its request")
+    deadline = time.time() + 10
+    used = None
+    while time.time() < deadline:
+        _, _, text = http(srv.url + "/metrics")
+        used = int(re.search(r'spill_kv_blocks\{state="used"\} (\d+)', text).group(1))
+        if used == 0:
+            break
+        time.sleep(0.1)
+    check(used == 0, "its KV blocks are free again")
+
+    # bad requests: a 400 naming the field, as JSON
+    def bad(path, body, status, param=None, method=None):
+        st, hd, text = http(srv.url + path, body, method)
+        try:
+            err = json.loads(text)["error"]
+        except Exception:
+            err = {}
+        ok = st == status and "message" in err and (param is None or err.get("param") == param)
+        check(ok, f"{method or 'POST'} {path} {str(body)[:60]!r}: {status}" + (f" naming {param}" if param else "")
+              + ("" if ok else f" (got {st}: {text[:200]})"))
+
+    bad("/v1/completions", b"{not json", 400)
+    bad("/v1/completions", {"prompt": "hi", "max_tokens": "ten"}, 400, "max_tokens")
+    bad("/v1/completions", {"prompt": "hi", "temperature": 5}, 400, "temperature")
+    bad("/v1/completions", {"prompt": "hi", "stop": [1, 2]}, 400, "stop")
+    bad("/v1/completions", {"prompt": "hi", "stream": "yes"}, 400, "stream")
+    bad("/v1/completions", {"prompt": "hi", "n": 3}, 400, "n")
+    bad("/v1/completions", {"max_tokens": 3}, 400, "prompt")
+    bad("/v1/completions", {"prompt": "word " * 400}, 400, "prompt")  # longer than the context of 256
+    bad("/v1/chat/completions", {"messages": [{"role": "wizard", "content": "hi"}]}, 400, "messages")
+    bad("/v1/chat/completions", {"messages": "hi"}, 400, "messages")
+    bad("/v1/nothing", {"prompt": "hi"}, 404)
+    bad("/v1/completions", None, 405, method="GET")
+    bad("/v1/completions", b"{\"prompt\": \"" + b"x" * (9 << 20) + b"\"}", 413)
+    st, _, _ = http(srv.url + "/health")
+    check(st == 200, "the server is still healthy after the bad requests")
+
+    # SIGTERM with a request in flight: it finishes, then the server exits 0
+    result = {}
+
+    def long_one():
+        result["r"] = http(srv.url + "/v1/completions", {"prompt": PROMPTS[3], "max_tokens": 60, "temperature": 0})
+
+    t = threading.Thread(target=long_one)
+    t.start()
+    deadline = time.time() + 20
+    while time.time() < deadline and not metric(srv, "spill_requests_running"):
+        time.sleep(0.02)
+    rc = srv.stop()
+    t.join(timeout=60)
+    st, _, text = result.get("r", (0, None, ""))
+    check(st == 200 and json.loads(text)["choices"][0]["finish_reason"] in ("length", "stop"),
+          "SIGTERM: the request in flight finished")
+    check(rc == 0, f"SIGTERM: the server exited 0 (got {rc})")
+finally:
+    if srv.p.poll() is None:
+        srv.p.kill()
+
+# a full queue: one slot, one waiting place; the rest get 429 with Retry-After
+srv = Server("--parallel", "1", "--max-waiting", "1", "--ctx-size", "256")
+try:
+    codes, retry = [], []
+
+    def one(i):
+        st, hd, _ = http(srv.url + "/v1/completions", {"prompt": PROMPTS[i], "max_tokens": 60, "temperature": 0})
+        codes.append(st)
+        if st == 429:
+            retry.append(hd.get("Retry-After"))
+
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    check(codes.count(200) >= 2 and codes.count(429) >= 1 and all(r for r in retry),
+          f"a full queue: 429 with Retry-After (codes {sorted(codes)})")
+finally:
+    srv.stop()
+
+print(f"{len(failures)} failed" if failures else "all passed")
+sys.exit(1 if failures else 0)
