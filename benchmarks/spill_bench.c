@@ -704,9 +704,14 @@ static int run_placement(place_opts *po) {
 
 /* ---------------------------------------------------------------- main */
 
+#ifdef SPILL_BENCH_SERVE
+int spill_bench_serve(int argc, char **argv); /* bench_serve.c */
+#endif
+
 static const char usage_head[] =
     "usage: spill-bench tiers [options]\n"
     "       spill-bench placement (-m MODEL.gguf | --synthetic SPEC) [options]\n"
+    "       spill-bench serve --url URL [--url URL2] [options]   (spill-bench serve --help)\n"
     "\n"
     "tiers: read bandwidth of every tier from every processor - the CPU reading each NUMA node,\n"
     "and with a GPU: HBM, host memory read in place (mapped pinned, managed preferring host with\n"
@@ -778,13 +783,16 @@ int main(int argc, char **argv) {
         SPILL_ARG('h', "help", SPILL_ARG_HELP, &help, 0, 0, NULL, "this text"),
         SPILL_ARG_END,
     };
+#ifdef SPILL_BENCH_SERVE
+    if (!strcmp(cmd, "serve")) return spill_bench_serve(argc, argv);
+#endif
     if (strcmp(cmd, "tiers") && strcmp(cmd, "placement")) {
         if (!strcmp(cmd, "-h") || !strcmp(cmd, "--help")) {
             spill_args_usage(args, usage_head, stdout);
             return 0;
         }
         spill_args_usage(args, usage_head, stderr);
-        if (*cmd) fprintf(stderr, "spill-bench: unknown command '%s' (tiers or placement)\n", cmd);
+        if (*cmd) fprintf(stderr, "spill-bench: unknown command '%s' (tiers, placement or serve)\n", cmd);
         return 2;
     }
     int prc = spill_args_parse(args, argc, argv, 2, usage_head, &err);

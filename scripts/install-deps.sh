@@ -4,8 +4,9 @@ set -euo pipefail
 need=()
 # libpcre2-dev: the tokenizer's regular expressions (runtime/text/regex.c). Building for aarch64 on
 # another machine needs the :arm64 dev packages (libpcre2-dev:arm64 and the others) with multiarch.
-# libmicrohttpd-dev: spill-server's HTTP (server/http.c); curl: its tests as a client.
-for p in cmake pkg-config gcc make libhwloc-dev libnuma-dev libcmocka-dev libpcre2-dev libmicrohttpd-dev curl python3 python3-pip; do
+# libmicrohttpd-dev: spill-server's HTTP (server/http.c); libcurl: spill-bench serve's clients; curl: the
+# server's tests as a client.
+for p in cmake pkg-config gcc make libhwloc-dev libnuma-dev libcmocka-dev libpcre2-dev libmicrohttpd-dev libcurl4-openssl-dev curl python3 python3-pip; do
   dpkg -s "$p" >/dev/null 2>&1 || need+=("$p")
 done
 command -v python3 >/dev/null && python3 -m pip --version >/dev/null 2>&1 && need=("${need[@]/python3-pip}")

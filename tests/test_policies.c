@@ -385,6 +385,12 @@ static void test_spill_plan_cli(void **s) {
     assert_non_null(strstr(out, "blk.79"));
     assert_non_null(strstr(out, "kv.0"));
     assert_non_null(strstr(out, "total: hbm"));
+    /* batched decode: each weight read once for B sequences, so predicted tok/s grows with B */
+    const char *bd = strstr(out, "batched decode");
+    assert_non_null(bd);
+    const char *b1 = strstr(bd, "B=1: "), *b8 = strstr(bd, "B=8: ");
+    assert_non_null(b1), assert_non_null(b8);
+    assert_true(atof(b8 + 5) > 4 * atof(b1 + 5));
     snprintf(cmd, sizeof cmd, SPILL_BIN_DIR "/spill-plan --config %s --profile h100-pcie --policy stream --json", cfg_path);
     assert_int_equal(run_capture(cmd, 1, out, sizeof out), 0);
     assert_true(out[0] == '{');

@@ -5,7 +5,7 @@ sequential greedy run; a client that goes away has its request cancelled and its
 each bad request gets its 400 (or 404/405/413) with a JSON error naming the field; a full queue
 answers 429 with Retry-After; /health, /v1/models, /metrics; SIGTERM finishes what runs, then exits 0.
 
-usage: test_server.py SPILL_SERVER_BINARY MODEL.gguf    (exit 77 = skipped, with the reason printed)
+usage: test_server.py SPILL_SERVER_BINARY MODEL.gguf [SPILL_BENCH_BINARY]   (exit 77 = skipped, reason printed)
 """
 import json
 import os
@@ -31,10 +31,11 @@ try:
 except ImportError:
     skip("the openai package is not installed (pip install openai)")
 
-if len(sys.argv) != 3:
+if len(sys.argv) not in (3, 4):
     print(__doc__)
     sys.exit(2)
 BIN, MODEL = sys.argv[1], sys.argv[2]
+BENCH = sys.argv[3] if len(sys.argv) == 4 else None
 if not os.access(MODEL, os.R_OK):
     skip(f"{MODEL} is not there")
 failures = []
@@ -210,6 +211,18 @@ try:
     bad("/v1/completions", b"{\"prompt\": \"" + b"x" * (9 << 20) + b"\"}", 413)
     st, _, _ = http(srv.url + "/health")
     check(st == 200, "the server is still healthy after the bad requests")
+
+    # spill-bench serve drives it: every request answered, tokens counted, latencies measured
+    if BENCH:
+        out = subprocess.run([BENCH, "serve", "--url", srv.url, "--concurrency", "1,3", "--max-tokens", "8",
+                              "--min-requests", "3", "--json"], capture_output=True, text=True, timeout=300)
+        try:
+            lv = json.loads(out.stdout)["servers"][0]["levels"]
+        except Exception:
+            lv = []
+        check(len(lv) == 2 and all(x["ok"] >= 3 and x["failed"] == 0 and x["tokens"] > 0 and x["tok_s"] > 0
+                                   and x["itl_p50_s"] > 0 for x in lv),
+              "spill-bench serve measures it at concurrency 1 and 3" + ("" if lv else f" ({out.stderr[-300:]})"))
 
     # SIGTERM with a request in flight: it finishes, then the server exits 0
     result = {}

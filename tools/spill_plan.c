@@ -230,6 +230,23 @@ int main(int argc, char **argv) {
         }
         if (np == 4 && res[3].ok[0] && res[3].ok[1])
             printf("auto chooses %s for decode and %s for prefill\n", res[3].plan[0].chosen, res[3].plan[1].chosen);
+        /* batched decode: B sequences per step read each weight once, so tok/s grows with B until
+           compute or the KV cache's reads take over */
+        printf("\nbatched decode, %s, predicted (not measured), tok/s over all sequences:", shown->policy);
+        for (int B = 1; B <= 64; B *= 2) {
+            spill_region *rb = NULL;
+            int nb = 0;
+            spill_plan pb;
+            spill_plan_params pp = {shown->policy, {budget, 0}, 1, &prof, {0, B}};
+            if (spill_shape_regions(&s, ctx, B, &rb, &nb, &err) || spill_plan_make(rb, nb, &pp, &pb, &err)) {
+                printf(" B=%d: does not fit", B);
+            } else {
+                printf(" B=%d: %.1f", B, pb.predicted.tok_s);
+                spill_plan_free(&pb);
+            }
+            spill_regions_free(rb);
+        }
+        printf("\n");
         if (shown->ok[0]) {
             printf("\nplan: %s, decode\n", shown->policy);
             print_regions(r, &shown->plan[0], stdout);
