@@ -195,7 +195,16 @@ static int decode_parallel(spill_engine *e, const opts *o, int n_prompt, int *n_
         free(l);
         if (bad) goto out;
     }
-    for (int pos = n_prompt, live = N; live && !interrupted; pos++) {
+    /* one step per round: the next token of every live sequence together, each weight read once */
+    int *tok = malloc(sizeof(int) * (size_t)N), *seq = malloc(sizeof(int) * (size_t)N), *pos = malloc(sizeof(int) * (size_t)N);
+    int *who = malloc(sizeof(int) * (size_t)N);
+    if (!tok || !seq || !pos || !who) {
+        free(tok), free(seq), free(pos), free(who);
+        spill_err_set(err, "out of memory");
+        goto out;
+    }
+    int failed = 0;
+    for (int p = n_prompt, live = N; live && !interrupted && !failed; p++) {
         live = 0;
         for (int i = 0; i < N; i++) {
             par_seq *q = &sq[i];
@@ -208,7 +217,8 @@ static int decode_parallel(spill_engine *e, const opts *o, int n_prompt, int *n_
                 char *t = realloc(q->text, q->len + (size_t)pl + 1);
                 if (!t) {
                     spill_err_set(err, "out of memory");
-                    goto out;
+                    failed = 1;
+                    break;
                 }
                 q->text = t;
                 memcpy(q->text + q->len, piece, (size_t)pl);
@@ -216,17 +226,32 @@ static int decode_parallel(spill_engine *e, const opts *o, int n_prompt, int *n_
                 q->count++;
                 (*n_gen)++;
             }
-            if (pl < 0 || q->count >= o->n_predict || pos >= n_ctx) {
+            if (pl < 0 || q->count >= o->n_predict || p >= n_ctx) {
                 q->done = 1;
                 spill_kv_release(kv, i);
                 continue;
             }
-            if (spill_engine_forward(e, i, &q->next, 1, pos, err)) goto out;
-            (*n_fwd)++;
-            q->next = spill_sampler_sample(&q->smp, spill_engine_logits(e));
+            tok[live] = q->next, seq[live] = i, pos[live] = p, who[live] = i;
             live++;
         }
+        if (failed) break;
+        /* in steps of at most the engine's batch */
+        for (int k = 0; k < live; k += spill_engine_batch(e)) {
+            int nb = live - k < spill_engine_batch(e) ? live - k : spill_engine_batch(e);
+            spill_batch b = {nb, tok + k, seq + k, pos + k, NULL};
+            uint8_t keep[64];
+            for (int t = 0; t < nb; t++) keep[t] = 1;
+            b.out = keep;
+            if (spill_engine_step(e, &b, err)) {
+                failed = 1;
+                break;
+            }
+            (*n_fwd) += nb;
+            for (int t = 0; t < nb; t++) sq[who[k + t]].next = spill_sampler_sample(&sq[who[k + t]].smp, spill_engine_logits_at(e, t));
+        }
     }
+    free(tok), free(seq), free(pos), free(who);
+    if (failed) goto out;
     for (int i = 0; i < N; i++) {
         fputs(o->prompt, stdout);
         if (o->chat) fputc('\n', stdout);
