@@ -33,6 +33,7 @@ spill_prediction spill_cost_predict(const spill_region *r, const spill_plan *pla
     for (int i = 0; i < plan->n; i++) {
         const spill_region_plan *rp = &plan->region[i];
         if (!r[i].bytes) continue;
+        if (ph.skip && r[i].layer >= 0 && ph.skip[r[i].layer]) continue; /* a draft step leaves the layer out */
         double reads;
         if (r[i].kind == SPILL_REGION_WEIGHT) reads = r[i].reads_per_step < 1 ? r[i].reads_per_step * tok : passes * r[i].reads_per_step;
         else reads = r[i].reads_per_step;
@@ -71,4 +72,12 @@ spill_prediction spill_cost_predict(const spill_region *r, const spill_plan *pla
     out.step_s = step;
     out.tok_s = step > 0 ? tok / step : 0;
     return out;
+}
+
+double spill_cost_spec_tok_s(const spill_region *r, const spill_plan *plan, const spill_profile *prof, const uint8_t *skip,
+                             int k, double tau) {
+    spill_phase draft = {0, 1, skip}, verify = {0, k + 1, NULL};
+    double td = spill_cost_predict(r, plan, prof, draft).step_s, tv = spill_cost_predict(r, plan, prof, verify).step_s;
+    double round = k * td + tv;
+    return round > 0 ? tau / round : 0;
 }

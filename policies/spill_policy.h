@@ -93,6 +93,8 @@ void spill_profile_write(const spill_profile *p, FILE *f);
 typedef struct spill_phase {
     int prefill; /* 1: a prompt of `tokens` tokens in one step; 0: one decode step of `tokens` sequences */
     int tokens;
+    const uint8_t *skip; /* (n_layers) or NULL: layers the step leaves out (a layer-skip draft): their
+                            weights and KV are not read, their streamed copies not made */
 } spill_phase;
 
 typedef enum spill_action_kind {
@@ -163,6 +165,12 @@ void spill_plan_free(spill_plan *plan);
 /* The cost model: predicted time of one step of `phase` under `plan` on `profile`. */
 spill_prediction spill_cost_predict(const spill_region *regions, const spill_plan *plan, const spill_profile *profile,
                                     spill_phase phase);
+
+/* Self-speculative decoding: predicted tokens per second when each round runs k draft steps (the
+ * layers in skip left out) and one verification step of k+1 tokens, and yields tau tokens on
+ * average (1 <= tau <= k+1; measured, or (1 - a^(k+1)) / (1 - a) for a per-token acceptance a). */
+double spill_cost_spec_tok_s(const spill_region *regions, const spill_plan *plan, const spill_profile *profile,
+                             const uint8_t *skip, int k, double tau);
 
 const char *spill_action_name(spill_action_kind k);
 /* "hbm gpu-reads read-mostly" */

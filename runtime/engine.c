@@ -92,7 +92,7 @@ static int make_plan(spill_engine *e, const spill_engine_params *p, spill_err *e
                                       "-b/--batch-size", mib(budget), placer->device, mib(w), e->n_ctx, e->batch);
         budget -= w;
     }
-    spill_plan_params pp = {p->policy, {budget, 0}, p->use_mmap, &e->profile, {0, 1}};
+    spill_plan_params pp = {p->policy, {budget, 0}, p->use_mmap, &e->profile, {0, 1, NULL}};
     if (spill_plan_make(e->regions, e->n_regions, &pp, &e->plan, err)) return -1;
     /* the budget limits what alloc/ really holds, and its arena rounds to 2 MiB chunks per placement:
        plan again with that slack taken off, so that carrying the plan out stays within the budget */
@@ -287,7 +287,7 @@ int spill_engine_step(spill_engine *e, const spill_batch *b, spill_err *err) {
 int spill_engine_forward(spill_engine *e, int seq, const int *tokens, int n, int pos, spill_err *err) {
     if (n < 1 || n > e->batch) return spill_err_set(err, "forward: batch of %d tokens; 1..%d allowed", n, e->batch);
     for (int t = 0; t < n; t++) e->seq_buf[t] = seq, e->pos_buf[t] = pos + t;
-    spill_batch b = {n, tokens, e->seq_buf, e->pos_buf, NULL};
+    spill_batch b = {n, tokens, e->seq_buf, e->pos_buf, NULL, NULL};
     return spill_engine_step(e, &b, err);
 }
 

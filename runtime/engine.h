@@ -69,6 +69,10 @@ typedef struct spill_batch {
     const int *seq;   /* (n) */
     const int *pos;   /* (n) */
     const uint8_t *out; /* (n) or NULL */
+    /* (n_layers) or NULL: skip[l] = 1 runs the step without layer l (a layer-skip draft, spec.h):
+       the hidden state passes it unchanged, its KV entries at these positions are not written, and a
+       streamed one is not fetched */
+    const uint8_t *skip;
 } spill_batch;
 int spill_engine_step(spill_engine *e, const spill_batch *b, spill_err *err);
 /* tokens[0..n) of sequence seq at positions pos..pos+n-1 (n <= batch, pos+n <= ctx): a step of one

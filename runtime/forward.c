@@ -199,10 +199,13 @@ static int cpu_forward(void *ctx, const spill_batch *b, spill_err *err) {
     for (int t = 0; t < n; t++)
         spill_dequant_row(W->tok_embd.type, spill_weight_row(&W->tok_embd, b->token[t]), s->x + (int64_t)t * dim, dim);
     spill_exec_embd(&s->exec, b->token, n);
+    TRACE("inp_embd", -1, s->x, (int64_t)n * dim);
+    spill_exec_skip(&s->exec, b->skip);
     /* RoPE's angles for each token's position, once for every head of every layer */
     for (int t = 0; t < n; t++)
         spill_rope_angles(s->rope_cs + (int64_t)t * hp->rope_dims, hp->rope_dims, b->pos[t], hp->rope_base, s->m->rope_freq);
     for (int l = 0; l < hp->n_layers; l++) {
+        if (b->skip && b->skip[l]) continue;
         /* the layer boundary: the plan's prefetches and evictions, and the layer's weights as placed */
         const spill_layer *lw = spill_exec_begin(&s->exec, l, err);
         if (!lw) return -1;

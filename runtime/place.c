@@ -267,6 +267,19 @@ const spill_layer *spill_exec_begin(spill_exec *x, int l, spill_err *err) {
     const spill_step *step = p->steps ? &p->steps[l] : NULL;
     int streamed = is_streamed(x, l) && x->n_slots;
     x->st.layers_run++;
+    int want[64], n_want = 0; /* with layers skipped: the streamed layers to run next, in order */
+    if (x->skip && x->n_slots) {
+        for (int i = 1; i <= L && n_want < x->ahead && n_want < 64; i++) {
+            int nl = (l + i) % L;
+            if (!x->skip[nl] && is_streamed(x, nl)) want[n_want++] = nl;
+        }
+        for (int si = 0; si < x->n_slots; si++) {
+            int held = x->slot_layer[si], keep = held == l;
+            for (int i = 0; i < n_want && !keep; i++) keep = held == want[i];
+            if (held >= 0 && !keep) ring_evict(x, held);
+        }
+        step = NULL; /* the plan's actions assume every layer runs */
+    }
     for (int a = 0; step && a < step->n; a++) {
         int al = spill_region_weights_layer(L, step->act[a].region);
         if (step->act[a].kind == SPILL_ACT_EVICT && al >= 0 && al != l) ring_evict(x, al);
@@ -277,6 +290,8 @@ const spill_layer *spill_exec_begin(spill_exec *x, int l, spill_err *err) {
         x->running = l;
         x->slot_age[x->slot_of[l]] = ++x->clock; /* so that the prefetches below leave it alone */
     }
+    for (int i = 0; i < n_want; i++)
+        if (ring_fetch(x, want[i], err)) return NULL;
     for (int a = 0; step && a < step->n; a++) {
         int al = spill_region_weights_layer(L, step->act[a].region);
         if (step->act[a].kind == SPILL_ACT_PREFETCH && al >= 0 && al != l && is_streamed(x, al) && ring_fetch(x, al, err))
@@ -295,6 +310,8 @@ const spill_layer *spill_exec_begin(spill_exec *x, int l, spill_err *err) {
     x->st.read[SPILL_TIER_HBM] += held[SPILL_TIER_HBM] + held[SPILL_TIER_HOST]; /* all of it, from its slot */
     return &x->view[si];
 }
+
+void spill_exec_skip(spill_exec *x, const uint8_t *skip) { x->skip = skip; }
 
 int spill_exec_end(spill_exec *x, int l, spill_err *err) {
     if (l < 0 || l >= x->hp->n_layers || !x->n_slots) return 0;

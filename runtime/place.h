@@ -111,6 +111,7 @@ typedef struct spill_exec {
     int *slot_of;      /* (n_layers) the slot of a streamed layer, -1 none */
     spill_layer *view; /* (n_slots) each slot's layer, its tensors in the slot */
     int clock, running;
+    const uint8_t *skip; /* (n_layers) the layers this step skips, or NULL */
     spill_exec_stats st;
 } spill_exec;
 
@@ -121,6 +122,11 @@ int spill_exec_init(spill_exec *x, spill_placer placer, const spill_hparams *hp,
 void spill_exec_free(spill_exec *x);
 /* Before layer l: returns the layer as the forward pass reads it, or NULL with err set. */
 const spill_layer *spill_exec_begin(spill_exec *x, int l, spill_err *err);
+/* The layers the next step skips (NULL: none), set before its first spill_exec_begin. While layers
+ * are skipped the plan's ring actions (made for every layer in order) give way to: keep in the ring
+ * the running layer and the next `ahead` streamed layers that will run, in order, wrapping to the next
+ * step's first ones; let the others go. A skipped layer is never fetched. */
+void spill_exec_skip(spill_exec *x, const uint8_t *skip);
 /* After layer l. */
 int spill_exec_end(spill_exec *x, int l, spill_err *err);
 /* Reads outside the layer stack: the embedding rows of one step, and the head and final norm. */

@@ -49,14 +49,44 @@ static int cmp_desc(const void *a, const void *b) {
     return x->id - y->id;
 }
 
+static int argmax(const float *logits, int n) {
+    int best = 0; /* lowest id wins a tie */
+    for (int i = 1; i < n; i++)
+        if (logits[i] > logits[best]) best = i;
+    return best;
+}
+
+/* of the candidates sorted by probability (the k first): how many top-p keeps, and their mass */
+static int kept(const spill_sampler *s, int k, double *mass) {
+    int keep = 0;
+    *mass = 0;
+    while (keep < k) {
+        *mass += s->cand[keep++].p;
+        if (*mass >= s->top_p) break;
+    }
+    return keep;
+}
+
+/* softmax at the temperature, then the k most likely sorted into s->cand; returns k */
+static int candidates(spill_sampler *s, float *logits);
+
 int spill_sampler_sample(spill_sampler *s, float *logits) {
     int n = s->n_vocab;
-    if (s->temp == 0) {
-        int best = 0; /* lowest id wins a tie */
-        for (int i = 1; i < n; i++)
-            if (logits[i] > logits[best]) best = i;
-        return best;
+    if (s->temp == 0) return argmax(logits, n);
+    int k = candidates(s, logits);
+    double mass;
+    int keep = kept(s, k, &mass);
+    float r = spill_sampler_uniform(s) * (float)mass;
+    double acc = 0;
+    for (int i = 0; i < keep; i++) {
+        acc += s->cand[i].p;
+        if (r < acc) return s->cand[i].id;
     }
+    return s->cand[keep - 1].id;
+}
+
+static int candidates(spill_sampler *s, float *logits) {
+    int n = s->n_vocab;
     float max = -INFINITY;
     for (int i = 0; i < n; i++) max = fmaxf(max, logits[i]);
     double sum = 0;
@@ -76,17 +106,32 @@ int spill_sampler_sample(spill_sampler *s, float *logits) {
     } else {
         qsort(s->cand, (size_t)n, sizeof *s->cand, cmp_desc);
     }
+    return k;
+}
+
+void spill_sampler_probs(spill_sampler *s, float *logits, float *probs) {
+    int n = s->n_vocab;
+    memset(probs, 0, sizeof(float) * (size_t)n);
+    if (s->temp == 0) {
+        probs[argmax(logits, n)] = 1;
+        return;
+    }
+    int k = candidates(s, logits);
+    double mass;
+    int keep = kept(s, k, &mass);
+    for (int i = 0; i < keep; i++) probs[s->cand[i].id] = (float)(s->cand[i].p / mass);
+}
+
+int spill_sampler_draw(spill_sampler *s, const float *probs) {
+    int n = s->n_vocab, last = 0;
     double mass = 0;
-    int keep = 0;
-    while (keep < k) {
-        mass += s->cand[keep++].p;
-        if (mass >= s->top_p) break;
+    for (int i = 0; i < n; i++) mass += probs[i];
+    double r = (double)spill_sampler_uniform(s) * mass, acc = 0;
+    for (int i = 0; i < n; i++) {
+        if (probs[i] <= 0) continue;
+        acc += probs[i];
+        last = i;
+        if (r < acc) return i;
     }
-    float r = spill_sampler_uniform(s) * (float)mass;
-    double acc = 0;
-    for (int i = 0; i < keep; i++) {
-        acc += s->cand[i].p;
-        if (r < acc) return s->cand[i].id;
-    }
-    return s->cand[keep - 1].id;
+    return last;
 }

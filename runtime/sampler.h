@@ -23,6 +23,12 @@ int spill_sampler_init(spill_sampler *s, int n_vocab, float temp, int top_k, flo
 void spill_sampler_free(spill_sampler *s);
 /* logits are modified (scaled and normalised) */
 int spill_sampler_sample(spill_sampler *s, float *logits);
+/* The distribution sample draws from, written out: probs (n_vocab) gets each token's probability
+ * after temperature, top-k and top-p (0 for the tokens they cut; greedy: 1 for the argmax). logits
+ * are modified as by sample. Speculative decoding (spec.h) compares these. */
+void spill_sampler_probs(spill_sampler *s, float *logits, float *probs);
+/* A token drawn from probs (n_vocab, summing to about 1; the mass may be any positive total). */
+int spill_sampler_draw(spill_sampler *s, const float *probs);
 /* uniform in [0, 1) */
 float spill_sampler_uniform(spill_sampler *s);
 

@@ -316,7 +316,7 @@ static int step(spill_sched *s) {
     while (n && blocks_needed(s, n) > spill_kv_blocks_free(s->kv) && !preempt(s)) n = build(s);
     pthread_mutex_unlock(&s->lock);
     if (!n) return 0;
-    spill_batch b = {n, s->tok, s->seq, s->pos, s->out};
+    spill_batch b = {n, s->tok, s->seq, s->pos, s->out, NULL};
     spill_err err = {{0}};
     double t0 = spill_now();
     int rc = spill_engine_step(s->e, &b, &err);

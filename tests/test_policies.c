@@ -38,7 +38,7 @@ static spill_plan make(const char *policy, const char *profile, uint64_t budget,
     spill_profile prof;
     spill_err err = {{0}};
     assert_int_equal(spill_profile_builtin(profile, &prof, &err), 0);
-    spill_plan_params p = {policy, {budget, 0}, 1, &prof, {prefill, tokens}};
+    spill_plan_params p = {policy, {budget, 0}, 1, &prof, {prefill, tokens, NULL}};
     spill_plan plan;
     if (spill_plan_make(r, n, &p, &plan, &err)) fail_msg("%s %s %llu: %s", policy, profile, (unsigned long long)budget, err.msg);
     return plan;
@@ -167,7 +167,7 @@ static void test_stream_ring(void **s) {
     spill_profile prof;
     spill_err err = {{0}};
     spill_profile_builtin("h100-pcie", &prof, &err);
-    spill_plan_params pp = {"stream", {2 * GB, 0}, 1, &prof, {0, 1}};
+    spill_plan_params pp = {"stream", {2 * GB, 0}, 1, &prof, {0, 1, NULL}};
     spill_plan plan;
     assert_int_equal(spill_plan_make(r, n, &pp, &plan, &err), -1);
     assert_non_null(strstr(err.msg, "the ring needs"));
@@ -215,7 +215,7 @@ static void test_auto_and_fault(void **s) {
     spill_plan_free(&d), spill_plan_free(&pf), spill_plan_free(&hd), spill_plan_free(&hpin), spill_plan_free(&gpin);
     spill_plan_free(&f), spill_plan_free(&h);
     /* an unknown policy lists the known ones */
-    spill_plan_params pp = {"yolo", {0, 0}, 1, NULL, {0, 1}};
+    spill_plan_params pp = {"yolo", {0, 0}, 1, NULL, {0, 1, NULL}};
     spill_plan plan;
     spill_err err = {{0}};
     assert_int_equal(spill_plan_make(r, n, &pp, &plan, &err), -1);
@@ -374,6 +374,40 @@ static void test_profile_pick(void **s) {
     }
 }
 
+/* The cost of a self-speculative round: a draft step leaves the skipped layers' bytes out, the
+ * verification is a decode step of k+1 tokens, and tokens/s is tau over the round's time. */
+static void test_spec_cost(void **s) {
+    (void)s;
+    spill_region *r;
+    int n;
+    regions_70b(&r, &n, 4096);
+    const char *cases[][2] = {{"pin", "gh200-96"}, {"stream", "h100-pcie"}};
+    for (int c = 0; c < 2; c++) {
+        spill_profile prof;
+        spill_err err = {{0}};
+        assert_int_equal(spill_profile_builtin(cases[c][1], &prof, &err), 0);
+        spill_plan plan = make(cases[c][0], cases[c][1], 40ull << 30, 0, 1, r, n);
+        uint8_t skip[80] = {0}, none[80] = {0};
+        for (int l = 20; l < 60; l++) skip[l] = 1; /* half of the 80 layers */
+        spill_phase one = {0, 1, NULL}, draft = {0, 1, skip}, ver = {0, 5, NULL}, nothing = {0, 1, none};
+        double t1 = spill_cost_predict(r, &plan, &prof, one).step_s, td = spill_cost_predict(r, &plan, &prof, draft).step_s;
+        double tv = spill_cost_predict(r, &plan, &prof, ver).step_s;
+        assert_true(spill_cost_predict(r, &plan, &prof, nothing).step_s == t1); /* an empty skip list is no draft */
+        /* half the layers, and the embedding/head kept: a bit more than half the time */
+        assert_true(td < 0.6 * t1 && td > 0.45 * t1);
+        assert_true(tv >= t1);
+        double tok_s = spill_cost_spec_tok_s(r, &plan, &prof, skip, 4, 3.0);
+        assert_true(fabs(tok_s - 3.0 / (4 * td + tv)) < 1e-9 * tok_s);
+        /* a round that yields one token is slower than plain decoding; one that yields all five, faster */
+        assert_true(spill_cost_spec_tok_s(r, &plan, &prof, skip, 4, 1.0) < 1 / t1);
+        assert_true(spill_cost_spec_tok_s(r, &plan, &prof, skip, 4, 5.0) > 1 / t1);
+        printf("%s on %s: plain %.2f tok/s, draft step %.1f%% of a step, verification of 5 %.2fx; at 3 tokens a round "
+               "%.2f tok/s\n", cases[c][0], cases[c][1], 1 / t1, 100 * td / t1, tv / t1, tok_s);
+        spill_plan_free(&plan);
+    }
+    spill_regions_free(r);
+}
+
 static void test_spill_plan_cli(void **s) {
     (void)s;
     static char out[1 << 17];
@@ -436,6 +470,7 @@ int main(void) {
         cmocka_unit_test(test_spill_plan_cli),
         cmocka_unit_test(test_grace_blackwell),
         cmocka_unit_test(test_profile_pick),
+        cmocka_unit_test(test_spec_cost),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
     unlink(cfg_path);

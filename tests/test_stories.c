@@ -105,8 +105,8 @@ static void test_trace_hook(void **state) {
     if (spill_engine_open(&p, &e, &err)) fail_msg("%s", err.msg);
     int tok = 1, L = spill_engine_model(e)->hp.n_layers;
     assert_int_equal(spill_engine_forward(e, 0, &tok, 1, 0, &err), 0);
-    /* 13 per layer, 2 for the head */
-    assert_int_equal(r.calls, 13 * L + 2);
+    /* the embedding, 13 per layer, 2 for the head */
+    assert_int_equal(r.calls, 13 * L + 3);
     assert_int_equal(r.layers_seen, L);
     assert_string_equal(r.last, "result_output");
     assert_true(r.last_layer_ok);

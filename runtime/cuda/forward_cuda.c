@@ -102,7 +102,8 @@ static int mm(spill_cu_state *s, float *out, const spill_weight *w, const float 
 }
 
 /* One sequence's run of a batch: tokens[0..n) at positions pos..; keep[i] says which outputs to keep. */
-static int gpu_run(spill_cu_state *s, int seq, const int *tokens, int n, int pos, const uint8_t *keep, spill_err *err) {
+static int gpu_run(spill_cu_state *s, int seq, const int *tokens, int n, int pos, const uint8_t *keep, const uint8_t *skip,
+                   spill_err *err) {
     const spill_hparams *hp = s->hp;
     const spill_weights *W = &s->placed.w;
     /* (a copy-on-write here is a CPU memcpy of blocks the GPU wrote: the previous call synchronized) */
@@ -121,7 +122,9 @@ static int gpu_run(spill_cu_state *s, int seq, const int *tokens, int n, int pos
         spill_cu_get_rows(s->x, W->tok_embd.data, W->tok_embd.type, dim, s->ids, n, q, err))
         return -1;
     spill_exec_embd(&s->exec, tokens, n);
+    spill_exec_skip(&s->exec, skip);
     for (int l = 0; l < L; l++) {
+        if (skip && skip[l]) continue;
         /* the layer boundary: the plan's prefetches and evictions, and the layer's weights as placed */
         const spill_layer *lw = spill_exec_begin(&s->exec, l, err);
         if (!lw) return -1;
@@ -179,7 +182,7 @@ static int gpu_forward(void *ctx, const spill_batch *b, spill_err *err) {
         uint8_t keep[4096];
         SPILL_ASSERT(e - t + 1 <= (int)sizeof keep);
         for (int i = t; i <= e; i++) keep[i - t] = b->out ? b->out[i] != 0 : i == b->n - 1;
-        if (gpu_run(s, b->seq[t], b->token + t, e - t + 1, b->pos[t], keep, err)) return -1;
+        if (gpu_run(s, b->seq[t], b->token + t, e - t + 1, b->pos[t], keep, b->skip, err)) return -1;
         t = e + 1;
     }
     return 0;
