@@ -16,6 +16,7 @@
 #include "engine.h"
 #include "spill_alloc.h"
 #include "spill_cuda_bench.h"
+#include "spec.h"
 #include "spill_json.h"
 #include "spill_args.h"
 #include "spill_platform.h"
@@ -291,6 +292,8 @@ typedef struct row {
     double read_hbm_tok, read_host_tok; /* bytes read per decoded token */
     double prefetched, wait_ms;
     double bound_tok_s, pred_decode, pred_prefill;
+    /* --draft-skip: decode with the self-speculative draft on the same engine */
+    double draft_tok_s, accept, tau, pred_draft;
 } row;
 
 typedef struct place_opts {
@@ -298,10 +301,32 @@ typedef struct place_opts {
     char budgets[256], policies[256];
     int prompt, gen, threads, reps;
     int cuda; /* --device cuda: the GPU forward pass over cuda-managed memory */
+    const char *draft_skip; /* --draft-skip, resolved into skip once */
+    int draft_k, n_layers;
+    uint8_t *skip;
     fmt f;
 } place_opts;
 
 static int tok_of(int i, int vocab) { return 3 + (int)(((uint64_t)i * 7919u) % (uint64_t)(vocab > 4 ? vocab - 3 : 1)); }
+
+/* The prompt: this text (repeated) as the model's tokenizer reads it, so that a draft is measured on
+ * text and not on noise; made-up ids when the model has no usable tokenizer (a synthetic one). */
+static const char bench_text[] =
+    "The history of the printing press begins in the fifteenth century, when Johannes Gutenberg combined "
+    "movable metal type, oil-based ink and a wooden screw press. Books became cheaper, and ideas travelled "
+    "faster than ever before. Within fifty years, presses were running in more than two hundred cities "
+    "across Europe, and the number of books in circulation grew from thousands to millions. ";
+
+static void bench_prompt(const spill_model *m, int *toks, int n) {
+    spill_err err = {{0}};
+    int *t = NULL, nt = 0;
+    if (m->tok.n_vocab > 0 && !spill_tokenize(&m->tok, bench_text, sizeof bench_text - 1, 0, 0, &t, &nt, &err) && nt > 0) {
+        for (int i = 0; i < n; i++) toks[i] = t[i % nt];
+    } else {
+        for (int i = 0; i < n; i++) toks[i] = tok_of(i, m->hp.vocab);
+    }
+    free(t);
+}
 
 static int argmax(const float *x, int n) {
     int b = 0;
@@ -312,13 +337,16 @@ static int argmax(const float *x, int n) {
 
 /* The bound (the weight bytes one decode step reads, each at the bandwidth of where it is read from:
  * bh from HBM, bc from host memory) and the cost model's predictions for the plan that ran. */
-static void finish_row(row *r, const spill_engine *e, const spill_profile *prof, int prompt, double bh, double bc) {
+static void finish_row(row *r, const spill_engine *e, const spill_profile *prof, const place_opts *po, double bh,
+                       double bc) {
+    int prompt = po->prompt;
     double tmin = (bh > 0 ? r->read_hbm_tok / bh : 0) + (bc > 0 ? r->read_host_tok / bc : 0);
     r->bound_tok_s = tmin > 0 ? 1.0 / tmin : 0;
-    spill_phase dec = {0, 1}, pre = {1, prompt};
+    spill_phase dec = {0, 1, NULL}, pre = {1, prompt, NULL};
     const spill_region *regions = spill_engine_regions(e, NULL);
     r->pred_decode = spill_cost_predict(regions, spill_engine_plan(e), prof, dec).tok_s;
     r->pred_prefill = spill_cost_predict(regions, spill_engine_plan(e), prof, pre).tok_s;
+    if (po->skip) r->pred_draft = spill_cost_spec_tok_s(regions, spill_engine_plan(e), prof, po->skip, po->draft_k, r->tau);
     r->ok = 1;
 }
 
@@ -331,7 +359,7 @@ static int measure(spill_engine *e, const place_opts *po, row *r, spill_err *err
         spill_err_set(err, "out of memory");
         return -1;
     }
-    for (int i = 0; i < po->prompt; i++) toks[i] = tok_of(i, vocab);
+    bench_prompt(spill_engine_model(e), toks, po->prompt);
     double t0 = spill_now();
     for (int i = 0; i < po->prompt && !stop; i += 32) {
         int nb = po->prompt - i < 32 ? po->prompt - i : 32;
@@ -370,6 +398,52 @@ out:
     return rc;
 }
 
+/* The same decode with the draft (--draft-skip): the prompt but its last token, then rounds of
+ * po->draft_k proposals checked by one step, until po->gen tokens. */
+static int measure_draft(spill_engine *e, const place_opts *po, row *r, spill_err *err) {
+    int vocab = spill_engine_model(e)->hp.vocab, rc = -1;
+    int *toks = malloc(sizeof(int) * (size_t)po->prompt), *buf = malloc(sizeof(int) * (size_t)(po->draft_k + 1));
+    spill_sampler smp;
+    spill_spec sp;
+    memset(&sp, 0, sizeof sp);
+    if (!toks || !buf || spill_sampler_init(&smp, vocab, 0, 0, 1, 1, err)) {
+        if (!err->msg[0]) spill_err_set(err, "out of memory");
+        free(toks);
+        free(buf);
+        return -1;
+    }
+    bench_prompt(spill_engine_model(e), toks, po->prompt);
+    if (spill_kv_truncate(spill_engine_kv(e), 0, 0, err) || spill_spec_init(&sp, e, 0, po->skip, po->draft_k, err)) goto out;
+    for (int i = 0; i < po->prompt - 1 && !stop; i += 32) {
+        int nb = po->prompt - 1 - i < 32 ? po->prompt - 1 - i : 32;
+        if (spill_engine_forward(e, 0, toks + i, nb, i, err)) goto out;
+    }
+    int last = toks[po->prompt - 1], pos = po->prompt - 1, got = 0;
+    double t0 = spill_now();
+    while (got < po->gen && !stop) {
+        int n = spill_spec_round(&sp, &smp, last, pos, buf, err);
+        if (n < 0) goto out;
+        got += n;
+        last = buf[n - 1];
+        pos += n;
+    }
+    double t1 = spill_now();
+    if (stop) {
+        spill_err_set(err, "interrupted before this point was measured");
+        goto out;
+    }
+    r->draft_tok_s = got / (t1 - t0);
+    r->accept = sp.st.drafted ? (double)sp.st.accepted / (double)sp.st.drafted : 0;
+    r->tau = sp.st.rounds ? (double)sp.st.produced / (double)sp.st.rounds : 0;
+    rc = 0;
+out:
+    spill_spec_free(&sp);
+    spill_sampler_free(&smp);
+    free(toks);
+    free(buf);
+    return rc;
+}
+
 /* One (budget, policy) point, measured on either device: the model loaded and the plan carried out
  * for this point's budget, then prefill and decode. On the CPU, HBM is emulated in host memory. */
 static void run_point(const place_opts *po, const char *model, const spill_profile *plan_prof, const spill_profile *prof,
@@ -387,15 +461,17 @@ static void run_point(const place_opts *po, const char *model, const spill_profi
     p.threads = po->threads;
     p.quiet = 1;
     spill_engine *e = NULL;
+    if (po->skip) p.ctx += po->draft_k + 1; /* the last round may verify past the plain run's end */
     if (spill_engine_open(&p, &e, &err) || (snprintf(r->chosen, sizeof r->chosen, "%s", spill_engine_plan(e)->chosen),
-                                            measure(e, po, r, &err))) {
+                                            measure(e, po, r, &err)) ||
+        (po->skip && measure_draft(e, po, r, &err))) {
         snprintf(r->error, sizeof r->error, "%s", err.msg[0] ? err.msg : "out of memory");
     } else if (po->cuda) {
-        finish_row(r, e, prof, po->prompt, prof->read_bw[SPILL_TIER_HBM][SPILL_PROC_GPU],
+        finish_row(r, e, prof, po, prof->read_bw[SPILL_TIER_HBM][SPILL_PROC_GPU],
                    prof->read_bw[SPILL_TIER_HOST][SPILL_PROC_GPU]);
     } else {
         /* the CPU reads every tier at the CPU's bandwidth unless the profile is a GPU's */
-        finish_row(r, e, prof, po->prompt, prof->has_gpu ? prof->read_bw[SPILL_TIER_HBM][SPILL_PROC_GPU] : cpu_bw,
+        finish_row(r, e, prof, po, prof->has_gpu ? prof->read_bw[SPILL_TIER_HBM][SPILL_PROC_GPU] : cpu_bw,
                    prof->has_gpu ? prof->read_bw[SPILL_TIER_HOST][SPILL_PROC_GPU] : cpu_bw);
     }
     spill_engine_free(e);
@@ -426,10 +502,16 @@ static void print_rows(const row *rows, int n, fmt f, const place_opts *po, cons
                        "\"weights_host\": %.0f, \"kv_hbm\": %.0f, \"kv_host\": %.0f, \"read_hbm_per_token\": %.0f, "
                        "\"read_host_per_token\": %.0f, \"prefetched\": %.0f, \"prefetch_wait_ms\": %.3f, "
                        "\"bound_decode_tok_s\": %.4f, \"percent_of_bound\": %.2f, \"predicted_decode_tok_s\": %.4f, "
-                       "\"predicted_prefill_tok_s\": %.4f}",
+                       "\"predicted_prefill_tok_s\": %.4f",
                     r->chosen, r->prefill_tok_s, r->decode_tok_s, r->w_hbm, r->w_host, r->kv_hbm, r->kv_host, r->read_hbm_tok,
                     r->read_host_tok, r->prefetched, r->wait_ms, r->bound_tok_s,
                     r->bound_tok_s > 0 ? 100 * r->decode_tok_s / r->bound_tok_s : 0, r->pred_decode, r->pred_prefill);
+            if (po->skip)
+                fprintf(o, ", \"draft\": {\"decode_tok_s\": %.4f, \"acceptance\": %.4f, \"tokens_per_round\": %.4f, "
+                           "\"speedup\": %.4f, \"predicted_decode_tok_s\": %.4f, \"predicted_speedup\": %.4f}",
+                        r->draft_tok_s, r->accept, r->tau, r->decode_tok_s > 0 ? r->draft_tok_s / r->decode_tok_s : 0,
+                        r->pred_draft, r->pred_decode > 0 ? r->pred_draft / r->pred_decode : 0);
+            fprintf(o, "}");
         }
         fprintf(o, "\n]}\n");
         return;
@@ -463,6 +545,24 @@ static void print_rows(const row *rows, int n, fmt f, const place_opts *po, cons
                 r->policy, r->chosen, r->prefill_tok_s, r->decode_tok_s, mib(r->w_hbm + r->kv_hbm), mib(r->w_host + r->kv_host),
                 mib(r->read_hbm_tok), mib(r->read_host_tok), r->wait_ms, r->bound_tok_s,
                 r->bound_tok_s > 0 ? 100 * r->decode_tok_s / r->bound_tok_s : 0, r->pred_decode, r->pred_prefill);
+    }
+    if (po->skip) {
+        int ns = 0;
+        char list[512] = "";
+        for (int l = 0; l < po->n_layers; l++)
+            if (po->skip[l] && ns++ < 64) snprintf(list + strlen(list), sizeof list - strlen(list), "%s%d", ns > 1 ? "," : "", l);
+        fprintf(o, "\nSelf-speculative decoding: the draft skips %d of %d layers (%s), %d proposals per round; greedy, so the "
+                   "tokens are plain decoding's.\n\n", ns, po->n_layers, list, po->draft_k);
+        fprintf(o, "| budget | policy | decode tok/s | with draft tok/s | proposals kept | tokens/round | speedup | "
+                   "predicted speedup | predicted with draft tok/s |\n|---:|---|---:|---:|---:|---:|---:|---:|---:|\n");
+        for (int i = 0; i < n; i++) {
+            const row *r = &rows[i];
+            if (!r->ok) continue;
+            fprintf(o, "| %.0f%% (%.0f MiB) | %s | %.2f | %.2f | %.0f%% | %.2f | %.2fx | %.2fx | %.2f |\n", 100 * r->budget_frac,
+                    mib((double)r->budget), r->policy, r->decode_tok_s, r->draft_tok_s, 100 * r->accept, r->tau,
+                    r->decode_tok_s > 0 ? r->draft_tok_s / r->decode_tok_s : 0, r->pred_decode > 0 ? r->pred_draft / r->pred_decode : 0,
+                    r->pred_draft);
+        }
     }
     fprintf(o, "\nmodel %s, %d prompt tokens, %d generated, %d threads; plans made for %s; bound and predictions for %s "
                "(predictions are the cost model's, not measurements)\n", model, po->prompt, po->gen, po->threads,
@@ -622,8 +722,23 @@ static int run_placement(place_opts *po) {
     double full = (double)spill_shape_weight_bytes(&sh) +
                   (double)spill_shape_kv_bytes_per_token(&sh) * (po->prompt + po->gen);
     int ctx_train = sh.hp.ctx_train;
+    po->n_layers = sh.hp.n_layers;
     spill_shape_free(&sh);
     spill_gguf_close(&g);
+    uint8_t *skip = NULL;
+    if (po->draft_skip) {
+        spill_engine_params dp = spill_engine_defaults();
+        dp.model = model;
+        dp.threads = po->threads;
+        if (!(skip = calloc((size_t)po->n_layers, 1)) ||
+            spill_draft_resolve(&dp, po->n_layers, po->draft_skip, NULL, 0, skip, &err)) {
+            fprintf(stderr, "spill-bench: %s\n", err.msg[0] ? err.msg : "out of memory");
+            free(skip);
+            if (synth_path[0]) remove(synth_path);
+            return 2;
+        }
+        po->skip = skip;
+    }
     if (po->prompt + po->gen > ctx_train) {
         fprintf(stderr, "spill-bench: --prompt-tokens %d + --gen-tokens %d exceed the model's context of %d\n", po->prompt,
                 po->gen, ctx_train);
@@ -699,6 +814,8 @@ static int run_placement(place_opts *po) {
         rc = 1;
     }
     if (synth_path[0]) remove(synth_path);
+    free(skip);
+    po->skip = NULL;
     return rc;
 }
 
@@ -751,6 +868,7 @@ int main(int argc, char **argv) {
     const char *budgets = "25%,50%,75%,100%", *policies = "fault,pin,stream,auto", *device = "cpu", *profile_out = NULL;
     po.prompt = 512;
     po.gen = 128;
+    po.draft_k = 3;
     po.reps = 0;
     po.threads = env.threads ? env.threads : (ncpu > 0 ? (int)ncpu : 1);
     uint64_t size = 256u << 20;
@@ -777,6 +895,10 @@ int main(int argc, char **argv) {
         SPILL_ARG(0, "plan-profile", SPILL_ARG_STRING, &po.plan_profile, 0, 0, "NAME",
          "make the plans for this built-in profile (default: gh200-96 on a machine\nwithout a GPU, so that HBM regions and "
          "rings are exercised; else measured)"),
+        SPILL_ARG(0, "draft-skip", SPILL_ARG_STRING, &po.draft_skip, 0, 0, "N|LIST", "placement: also decode with a self-speculative draft that skips these\n"
+         "layers (a count chosen by calibration, or a list; see spill-generate --help) and\n"
+         "report its speed, acceptance and the cost model's predicted speedup"),
+        SPILL_ARG(0, "draft-k", SPILL_ARG_INT, &po.draft_k, 1, 63, "K", "placement: proposals per round with --draft-skip (default 3)"),
         SPILL_ARG(0, "plot", SPILL_ARG_STRING, &po.plot, 0, 0, "F.svg", "decode tok/s vs budget, one line per policy, the bound dashed"),
         SPILL_ARG(0, "json", SPILL_ARG_FLAG, &json, 0, 0, NULL, "JSON instead of the markdown table"),
         SPILL_ARG(0, "csv", SPILL_ARG_FLAG, &csv, 0, 0, NULL, "CSV instead of the markdown table"),

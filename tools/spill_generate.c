@@ -9,13 +9,15 @@
 #include "engine.h"
 #include "platform.h"
 #include "sampler.h"
+#include "spec.h"
 #include "spill_args.h"
 
 #define DEFAULT_PROMPT "Once upon a time"
 #define DEFAULT_MODEL_NAME "SmolLM2-135M-Instruct.Q4_1.gguf"
 
 typedef struct opts {
-    const char *model, *prompt, *prompt_file, *profile, *profile_file;
+    const char *model, *prompt, *prompt_file, *profile, *profile_file, *draft_skip, *draft_file;
+    int draft_k;
     int n_predict, top_k, threads, chat, verbose, ctx, batch, use_mmap, n_parallel, kv_block, help;
     int seed_set, policy_set;
     float temp, top_p;
@@ -55,6 +57,13 @@ static void make_args(opts *o, spill_arg *a) {
     ARG(0, "n-parallel", SPILL_ARG_INT, &o->n_parallel, 1, 64, "N", "generate N continuations of the prompt (1..64, default 1); they share\n"
         "the prompt's KV blocks, and each samples with seed S+i. With N > 1 the texts are\n"
         "printed one after another when all are done, not streamed");
+    ARG(0, "draft-skip", SPILL_ARG_STRING, &o->draft_skip, 0, 0, "N|LIST", "self-speculative decoding: a draft that is this model without some\n"
+        "layers proposes --draft-k tokens, one step of the whole model checks them (the\n"
+        "text is what plain decoding gives). N: skip the N layers that change the hidden\n"
+        "state least, found by a calibration run once and kept in MODEL.spill-draft.json;\n"
+        "LIST: these layers, e.g. 3,5,10-14 (one layer: 7,). Off by default");
+    ARG(0, "draft-k", SPILL_ARG_INT, &o->draft_k, 1, 64, "K", "tokens the draft proposes per round (default: 3; at most --batch-size - 1)");
+    ARG(0, "draft-file", SPILL_ARG_STRING, &o->draft_file, 0, 0, "FILE", "where the draft's calibration is read and written (default: beside the model)");
     ARG(0, "kv-block", SPILL_ARG_INT, &o->kv_block, 1, 65536, "N", "tokens per KV cache block, a power of two (default: 64)");
     ARG(0, "device", SPILL_ARG_OPTION, &o->env, 0, 0, "NAME", "where the forward pass runs: auto, cpu or cuda (default: auto = cpu;\n"
         "docs/status.md says what has run on a GPU). cuda multiplies every weight through\n"
@@ -161,6 +170,44 @@ static int decode_one(spill_engine *e, spill_sampler *smp, const opts *o, int n_
     return 0;
 }
 
+/* --draft-skip: rounds of self-speculative decoding (spec.h) from the last prompt token, which the
+ * prefill left unrun; each round's tokens are streamed as they come. */
+static int decode_spec(spill_engine *e, spill_sampler *smp, spill_spec *sp, const opts *o, const int *toks, int n_prompt,
+                       int *n_gen, spill_err *err) {
+    const spill_model *m = spill_engine_model(e);
+    int n_ctx = spill_engine_ctx(e), pos = n_prompt - 1, last = toks[n_prompt - 1];
+    int *buf = malloc(sizeof(int) * (size_t)(o->draft_k + 1));
+    if (!buf) return spill_err_set(err, "out of memory");
+    char piece[512];
+    int done = 0;
+    while (!done && *n_gen < o->n_predict && !interrupted) {
+        if (pos >= n_ctx) {
+            fprintf(stderr, "\nspill: stopped: the context of %d tokens is full (raise -c/--ctx-size)\n", n_ctx);
+            break;
+        }
+        int n = spill_spec_round(sp, smp, last, pos, buf, err);
+        if (n < 0) {
+            free(buf);
+            return -1;
+        }
+        for (int i = 0; i < n && !done; i++) {
+            if (spill_token_is_eog(&m->tok, buf[i]) || *n_gen == o->n_predict) {
+                done = 1;
+                break;
+            }
+            (*n_gen)++;
+            int pl = spill_token_to_bytes(&m->tok, buf[i], piece, sizeof piece);
+            fwrite(piece, 1, (size_t)(pl < (int)sizeof piece ? pl : (int)sizeof piece), stdout);
+        }
+        fflush(stdout);
+        last = buf[n - 1];
+        pos += n;
+    }
+    fputc('\n', stdout);
+    free(buf);
+    return 0;
+}
+
 /* --n-parallel N: the prompt was run once as sequence 0; sequences 1..N-1 share its KV blocks
  * (copy-on-write) and each continues with its own sampler, one token per sequence per round. The
  * texts go to stdout one after another at the end. */
@@ -238,7 +285,7 @@ static int decode_parallel(spill_engine *e, const opts *o, int n_prompt, int *n_
         /* in steps of at most the engine's batch */
         for (int k = 0; k < live; k += spill_engine_batch(e)) {
             int nb = live - k < spill_engine_batch(e) ? live - k : spill_engine_batch(e);
-            spill_batch b = {nb, tok + k, seq + k, pos + k, NULL};
+            spill_batch b = {nb, tok + k, seq + k, pos + k, NULL, NULL};
             uint8_t keep[64];
             for (int t = 0; t < nb; t++) keep[t] = 1;
             b.out = keep;
@@ -309,7 +356,8 @@ static void describe(spill_engine *e, const int *toks, int n_prompt, uint64_t se
 }
 
 int main(int argc, char **argv) {
-    opts o = {.n_predict = 128, .top_k = 40, .temp = 0.8f, .top_p = 0.95f, .batch = 32, .use_mmap = 1, .n_parallel = 1};
+    opts o = {.n_predict = 128, .top_k = 40, .temp = 0.8f, .top_p = 0.95f, .batch = 32, .use_mmap = 1, .n_parallel = 1,
+              .draft_k = 3};
     spill_err err = {{0}};
     spill_arg args[32];
     make_args(&o, args);
@@ -318,6 +366,11 @@ int main(int argc, char **argv) {
     if (rc) {
         if (rc < 0) fprintf(stderr, "spill-generate: %s\n", err.msg);
         return rc < 0 ? 2 : 0;
+    }
+    if (o.draft_skip && o.n_parallel > 1) {
+        fprintf(stderr, "spill-generate: --draft-skip decodes one sequence; it cannot be combined with --n-parallel %d\n",
+                o.n_parallel);
+        return 2;
     }
     if (o.kv_block & (o.kv_block - 1)) {
         fprintf(stderr, "spill-generate: --kv-block expects a power of two, got %d\n", o.kv_block);
@@ -349,6 +402,8 @@ int main(int argc, char **argv) {
 
     spill_profile prof;
     spill_engine *e = NULL;
+    spill_spec sp = {0};
+    int spec_on = 0;
     int *toks = NULL, n_prompt = 0, n_gen = 0, n_fwd = 0, status = 1;
     spill_engine_params ep = spill_engine_defaults();
     ep.model = o.model;
@@ -376,6 +431,19 @@ int main(int argc, char **argv) {
     }
     if (spill_engine_open(&ep, &e, &err)) goto out;
     if (spill_sampler_init(&smp, spill_engine_model(e)->hp.vocab, o.temp, o.top_k, o.top_p, o.seed, &err)) goto out;
+    if (o.draft_skip) {
+        int L = spill_engine_model(e)->hp.n_layers;
+        uint8_t *skip = calloc((size_t)L, 1);
+        int bad = !skip || spill_draft_resolve(&ep, L, o.draft_skip, o.draft_file, 0, skip, &err) ||
+                  spill_spec_init(&sp, e, 0, skip, o.draft_k, &err);
+        free(skip);
+        if (bad) {
+            if (!err.msg[0]) spill_err_set(&err, "out of memory");
+            status = 2;
+            goto out;
+        }
+        spec_on = 1;
+    }
     if (prompt_tokens(&o, spill_engine_model(e), spill_engine_ctx(e), &toks, &n_prompt, &err)) {
         status = 2;
         goto out;
@@ -388,20 +456,36 @@ int main(int argc, char **argv) {
         fflush(stdout);
     }
     double t0 = spill_now();
-    for (int i = 0; i < n_prompt; i += o.batch)
-        if (spill_engine_forward(e, 0, toks + i, n_prompt - i < o.batch ? n_prompt - i : o.batch, i, &err)) goto out;
+    /* with a draft the last prompt token starts the first round */
+    int n_pre = spec_on ? n_prompt - 1 : n_prompt;
+    for (int i = 0; i < n_pre; i += o.batch)
+        if (spill_engine_forward(e, 0, toks + i, n_pre - i < o.batch ? n_pre - i : o.batch, i, &err)) goto out;
     double t1 = spill_now();
-    if (o.n_parallel == 1 ? decode_one(e, &smp, &o, n_prompt, &n_gen, &n_fwd, &err)
-                          : decode_parallel(e, &o, n_prompt, &n_gen, &n_fwd, &err))
+    if (spec_on) {
+        if (decode_spec(e, &smp, &sp, &o, toks, n_prompt, &n_gen, &err)) goto out;
+        n_fwd = n_gen;
+    } else if (o.n_parallel == 1 ? decode_one(e, &smp, &o, n_prompt, &n_gen, &n_fwd, &err)
+                                 : decode_parallel(e, &o, n_prompt, &n_gen, &n_fwd, &err)) {
         goto out;
+    }
     double t2 = spill_now();
     fflush(stdout);
     if (interrupted) fprintf(stderr, "spill: interrupted\n");
     report(e, n_prompt, n_gen, n_fwd, t0, t1, t2, o.env.stats);
+    if (spec_on) {
+        const spill_spec_stats *ss = &sp.st;
+        fprintf(stderr, "spill: draft: %llu of %llu proposals kept (acceptance %.1f%%), %.2f tokens per verification step "
+                        "(%llu rounds of k=%d); time in the draft %.2f s, in verification %.2f s\n",
+                (unsigned long long)ss->accepted, (unsigned long long)ss->drafted,
+                ss->drafted ? 100.0 * (double)ss->accepted / (double)ss->drafted : 0.0,
+                ss->rounds ? (double)ss->produced / (double)ss->rounds : 0.0, (unsigned long long)ss->rounds, o.draft_k,
+                ss->draft_s, ss->verify_s);
+    }
     status = 0;
 out:
     if (status && err.msg[0]) fprintf(stderr, "spill-generate: %s\n", err.msg);
     spill_sampler_free(&smp);
+    spill_spec_free(&sp);
     spill_engine_free(e);
     free(toks);
     free(prompt_buf);
