@@ -13,6 +13,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "disk.h"
 #include "engine.h"
 #include "spill_alloc.h"
 #include "spill_cuda_bench.h"
@@ -138,12 +139,54 @@ static double cpu_flops(spill_pool *pool) {
 }
 
 typedef struct tiers_result {
-    spill_bw_result r[SPILL_TOPO_MAX_NODES + SPILL_GPU_BW_MAX + 2];
+    spill_bw_result r[SPILL_TOPO_MAX_NODES + SPILL_GPU_BW_MAX + 3];
     int n;
     double cpu_flops;
     spill_topology topo;
     char gpu_note[1100];
 } tiers_result;
+
+/* The disk: sequential reads as the disk tier makes them, of `file`, or of a temporary file of `bytes`
+ * written (and synced) first in $TMPDIR (default /var/tmp: on disk where /tmp may be tmpfs). */
+static int disk_read(const char *file, size_t bytes, int reps, spill_bw_result *r, int quiet, spill_err *err) {
+    char tmp[4096] = "";
+    if (!file) {
+        const char *dir = getenv("TMPDIR") && *getenv("TMPDIR") ? getenv("TMPDIR") : "/var/tmp";
+        snprintf(tmp, sizeof tmp, "%s/spill-bench-disk-XXXXXX", dir);
+        int fd = mkstemp(tmp);
+        if (fd < 0) return spill_err_set(err, "a temporary file in %s for the disk measurement: %s (set TMPDIR, or "
+                                              "--disk-file F)", dir, strerror(errno));
+        if (!quiet) fprintf(stderr, "spill-bench: writing %.0f MiB to %s for the disk measurement\n", mib((double)bytes), tmp);
+        uint8_t *b = malloc(1 << 20);
+        int bad = !b;
+        for (size_t o = 0; o < bytes && !bad; o += 1 << 20) {
+            size_t n = bytes - o < (1u << 20) ? bytes - o : 1u << 20;
+            for (size_t i = 0; i < n; i++) b[i] = (uint8_t)(i * 2654435761u >> 13 ^ o);
+            bad = write(fd, b, n) != (ssize_t)n;
+        }
+        bad = bad || fsync(fd);
+        int e = errno;
+        free(b);
+        close(fd);
+        if (bad) {
+            unlink(tmp);
+            return spill_err_set(err, "writing %s for the disk measurement: %s", tmp, strerror(e));
+        }
+        file = tmp;
+    }
+    if (!quiet) fprintf(stderr, "spill-bench: disk reading %s (%d x)\n", file, reps);
+    double v[64];
+    int direct = 0;
+    int rc = spill_disk_bench(file, bytes, reps, v, &direct, err);
+    if (tmp[0]) unlink(tmp);
+    if (rc) return -1;
+    snprintf(r->name, sizeof r->name, "disk reads (%s, 1 MiB x 64 queued)", direct ? "O_DIRECT" : "page cache dropped");
+    snprintf(r->note, sizeof r->note, "%s", file == tmp ? "a temporary file" : file);
+    summarize(v, reps, r);
+    return 0;
+}
+
+static const char *disk_file; /* --disk-file */
 
 static int run_tiers(size_t bytes, int reps, int threads, tiers_result *t, int quiet, spill_err *err) {
     memset(t, 0, sizeof *t);
@@ -168,6 +211,10 @@ static int run_tiers(size_t bytes, int reps, int threads, tiers_result *t, int q
         if (!rc) t->n++;
     }
     if (!rc && !stop) t->cpu_flops = cpu_flops(pool);
+    if (!rc && !stop) {
+        rc = disk_read(disk_file, bytes, reps, &t->r[t->n], quiet, err);
+        if (!rc) t->n++;
+    }
     spill_pool_free(pool);
     spill_mem_free(mem);
     if (rc) return -1;
@@ -212,6 +259,8 @@ static void tiers_profile(const tiers_result *t, spill_profile *p) {
     p->capacity[SPILL_TIER_HOST] = host_cap;
     p->read_bw[SPILL_TIER_HOST][SPILL_PROC_CPU] = cpu_bw;
     p->flops[SPILL_PROC_CPU] = t->cpu_flops;
+    const spill_bw_result *disk = find(t, "disk reads");
+    if (disk) p->disk_bw = disk->med;
     const spill_bw_result *hbm = find(t, "gpu reads hbm");
     if (!hbm || !t->topo.n_gpus) {
         /* no GPU: HBM, when a plan asks for it, is emulated in host memory and reads at host speed */
@@ -292,6 +341,10 @@ typedef struct row {
     double read_hbm_tok, read_host_tok; /* bytes read per decoded token */
     double prefetched, wait_ms;
     double bound_tok_s, pred_decode, pred_prefill;
+    uint64_t tokens_hash;   /* the greedy tokens decoded, hashed: equal runs decode the same text */
+    double disk_tok;        /* bytes read from disk per decoded token (the disk tier) */
+    int disk_layers, disk_direct;
+    char host_limit[32], disk_io[8];
     /* --draft-skip: decode with the self-speculative draft on the same engine */
     double draft_tok_s, accept, tau, pred_draft;
 } row;
@@ -301,6 +354,7 @@ typedef struct place_opts {
     char budgets[256], policies[256];
     int prompt, gen, threads, reps;
     int cuda; /* --device cuda: the GPU forward pass over cuda-managed memory */
+    const char *host_limits, *disk_io; /* --host-limits: the disk tier's sweep instead */
     const char *draft_skip; /* --draft-skip, resolved into skip once */
     int draft_k, n_layers;
     uint8_t *skip;
@@ -369,7 +423,9 @@ static int measure(spill_engine *e, const place_opts *po, row *r, spill_err *err
     spill_engine_stats x0, x1;
     spill_engine_get_stats(e, &x0);
     int next = argmax(spill_engine_logits(e), vocab);
+    r->tokens_hash = 1469598103934665603ull;
     for (int i = 0; i < po->gen && !stop; i++) {
+        r->tokens_hash = (r->tokens_hash ^ (uint64_t)next) * 1099511628211ull;
         if (spill_engine_forward(e, 0, &next, 1, po->prompt + i, err)) goto out;
         next = argmax(spill_engine_logits(e), vocab);
         n_dec++;
@@ -389,7 +445,10 @@ static int measure(spill_engine *e, const place_opts *po, row *r, spill_err *err
     if (n_dec) {
         r->read_hbm_tok = (double)(x1.read[SPILL_TIER_HBM] - x0.read[SPILL_TIER_HBM]) / n_dec;
         r->read_host_tok = (double)(x1.read[SPILL_TIER_HOST] - x0.read[SPILL_TIER_HOST]) / n_dec;
+        r->disk_tok = (double)(x1.disk_read - x0.disk_read) / n_dec;
     }
+    r->disk_layers = x1.disk_layers;
+    r->disk_direct = x1.disk_direct;
     r->prefetched = (double)x1.prefetched;
     r->wait_ms = x1.wait_s * 1e3;
     rc = 0;
@@ -652,6 +711,118 @@ static void synth_progress(uint64_t done, uint64_t total) {
     if (done >= total) fputc('\n', stderr);
 }
 
+/* --host-limits: the disk tier. For each host limit (the first row: none, everything in memory) and
+ * each --disk-io mode, the host policy with that limit: the layers past it are read from the model file
+ * every step. The bound is the disk's measured rate over the bytes a token reads from it. */
+static int run_disk_sweep(const place_opts *po, const char *model, const spill_profile *prof, double full) {
+    row rows[64];
+    int n = 0;
+    char list[256];
+    snprintf(list, sizeof list, "none,%s", po->host_limits);
+    char *sl = NULL;
+    for (char *h = strtok_r(list, ",", &sl); h && n < 64 && !stop; h = strtok_r(NULL, ",", &sl)) {
+        uint64_t limit = 0;
+        size_t len = strlen(h);
+        if (strcmp(h, "none")) {
+            if (len && h[len - 1] == '%') limit = (uint64_t)(atof(h) / 100.0 * full);
+            else if (spill_parse_size(h, &limit)) {
+                fprintf(stderr, "spill-bench: --host-limits: '%s' is neither a percentage nor a size\n", h);
+                return 2;
+            }
+        }
+        char modes[64];
+        snprintf(modes, sizeof modes, "%s", limit ? po->disk_io : "uring");
+        char *sm = NULL;
+        for (char *io = strtok_r(modes, ",", &sm); io && n < 64 && !stop; io = strtok_r(NULL, ",", &sm)) {
+            row *r = &rows[n];
+            memset(r, 0, sizeof *r);
+            snprintf(r->policy, sizeof r->policy, "host");
+            snprintf(r->host_limit, sizeof r->host_limit, "%.31s", h);
+            snprintf(r->disk_io, sizeof r->disk_io, "%.7s", limit ? io : "-");
+            r->budget = limit;
+            r->budget_frac = limit ? (double)limit / full : 1;
+            fprintf(stderr, "spill-bench: host limit %s (%.1f MiB), %s ...", h, mib((double)limit), limit ? io : "in memory");
+            spill_err err = {{0}};
+            spill_engine_params p = spill_engine_defaults();
+            p.model = model;
+            p.device = "cpu";
+            p.policy = "host";
+            p.profile = prof;
+            p.host_limit = limit;
+            p.disk_io = io;
+            p.ctx = po->prompt + po->gen;
+            p.batch = 32;
+            p.threads = po->threads;
+            p.quiet = 1;
+            spill_engine *e = NULL;
+            if (spill_engine_open(&p, &e, &err) || measure(e, po, r, &err)) {
+                snprintf(r->error, sizeof r->error, "%s", err.msg);
+                fprintf(stderr, " %s\n", r->error);
+            } else {
+                r->pred_decode = spill_cost_predict(spill_engine_regions(e, NULL), spill_engine_plan(e), prof,
+                                                    (spill_phase){0, 1, NULL}).tok_s;
+                r->bound_tok_s = r->disk_tok > 0 && prof->disk_bw > 0 ? prof->disk_bw / r->disk_tok : 0;
+                r->ok = 1;
+                fprintf(stderr, " decode %.2f tok/s\n", r->decode_tok_s);
+            }
+            spill_engine_free(e);
+            n++;
+        }
+    }
+    FILE *o = stdout;
+    if (po->f == FMT_JSON) {
+        fprintf(o, "{\"model\": ");
+        spill_json_write_str(o, po->synthetic ? po->synthetic : model);
+        fprintf(o, ", \"disk_bw\": %.6g, \"prompt_tokens\": %d, \"gen_tokens\": %d, \"threads\": %d, \"results\": [",
+                prof->disk_bw, po->prompt, po->gen, po->threads);
+        for (int i = 0; i < n; i++) {
+            const row *r = &rows[i];
+            fprintf(o, "%s\n  {\"host_limit\": \"%s\", \"host_limit_bytes\": %llu, \"disk_io\": \"%s\"", i ? "," : "",
+                    r->host_limit, (unsigned long long)r->budget, r->disk_io);
+            if (!r->ok) {
+                fprintf(o, ", \"error\": ");
+                spill_json_write_str(o, r->error);
+                fprintf(o, "}");
+                continue;
+            }
+            fprintf(o, ", \"layers_on_disk\": %d, \"o_direct\": %s, \"disk_bytes_per_token\": %.0f, \"decode_tok_s\": %.4f, "
+                       "\"disk_bound_tok_s\": %.4f, \"percent_of_disk_bound\": %.2f, \"predicted_decode_tok_s\": %.4f, "
+                       "\"same_tokens_as_in_memory\": %s}",
+                    r->disk_layers, r->disk_direct ? "true" : "false", r->disk_tok, r->decode_tok_s, r->bound_tok_s,
+                    r->bound_tok_s > 0 ? 100 * r->decode_tok_s / r->bound_tok_s : 0, r->pred_decode,
+                    rows[0].ok && r->tokens_hash == rows[0].tokens_hash ? "true" : "false");
+        }
+        fprintf(o, "\n]}\n");
+        return 0;
+    }
+    fprintf(o, "| host limit | reads | layers on disk | disk MiB/token | decode tok/s | disk bound tok/s | %% of bound | "
+               "predicted tok/s | same tokens |\n|---|---|---:|---:|---:|---:|---:|---:|---|\n");
+    for (int i = 0; i < n; i++) {
+        const row *r = &rows[i];
+        char lim[64];
+        if (r->budget) snprintf(lim, sizeof lim, "%s (%.0f MiB)", r->host_limit, mib((double)r->budget));
+        else snprintf(lim, sizeof lim, "none (in memory)");
+        if (!r->ok) {
+            fprintf(o, "| %s | %s | error: %s ||||||\n", lim, r->disk_io, r->error);
+            continue;
+        }
+        char bound[32] = "-", pct[32] = "-";
+        if (r->bound_tok_s > 0) {
+            snprintf(bound, sizeof bound, "%.2f", r->bound_tok_s);
+            snprintf(pct, sizeof pct, "%.0f%%", 100 * r->decode_tok_s / r->bound_tok_s);
+        }
+        fprintf(o, "| %s | %s | %d | %.1f | %.2f | %s | %s | %.2f | %s |\n", lim,
+                !r->budget ? "-" : !strcmp(r->disk_io, "mmap") ? "mmap, pages dropped" : r->disk_direct ? "O_DIRECT + io_uring" : "io_uring, page cache",
+                r->disk_layers, mib(r->disk_tok), r->decode_tok_s, bound, pct, r->pred_decode,
+                !rows[0].ok ? "?" : r->tokens_hash == rows[0].tokens_hash ? "yes" : "NO");
+    }
+    fprintf(o, "\nmodel %s, %d prompt tokens, %d generated, %d threads; disk %.2f GB/s (%s); limits are fractions of weights + "
+               "KV cache (%.1f MiB); the bound is the disk's rate over the bytes a token reads from it; predictions are the "
+               "cost model's\n", po->synthetic ? po->synthetic : model, po->prompt, po->gen, po->threads, prof->disk_bw / 1e9,
+            prof->source, mib(full));
+    return 0;
+}
+
 static int run_placement(place_opts *po) {
     spill_err err = {{0}};
     char synth_path[256] = "";
@@ -744,6 +915,11 @@ static int run_placement(place_opts *po) {
                 po->gen, ctx_train);
         if (synth_path[0]) remove(synth_path);
         return 2;
+    }
+    if (po->host_limits) {
+        int rc = run_disk_sweep(po, model, &prof, full);
+        if (synth_path[0]) remove(synth_path);
+        return rc;
     }
     row rows[256];
     int n = 0;
@@ -869,6 +1045,7 @@ int main(int argc, char **argv) {
     po.prompt = 512;
     po.gen = 128;
     po.draft_k = 3;
+    po.disk_io = "uring,mmap";
     po.reps = 0;
     po.threads = env.threads ? env.threads : (ncpu > 0 ? (int)ncpu : 1);
     uint64_t size = 256u << 20;
@@ -879,9 +1056,11 @@ int main(int argc, char **argv) {
          "least 5; placement: default 1, the median of N runs of each point)"),
         SPILL_ARG(0, "profile-out", SPILL_ARG_STRING, &profile_out, 0, 0, "F",
          "tiers: write what was measured as a hardware profile (spill-plan --profile-file F)"),
+        SPILL_ARG(0, "disk-file", SPILL_ARG_STRING, &disk_file, 0, 0, "F", "tiers: measure the disk by reading F (e.g. a model file; default: a\n"
+         "temporary file of --size in $TMPDIR, else /var/tmp)"),
         SPILL_ARG('m', "model", SPILL_ARG_STRING, &po.model, 0, 0, "F", "placement: a GGUF model"),
         SPILL_ARG(0, "synthetic", SPILL_ARG_STRING, &po.synthetic, 0, 0, "SPEC", "placement: a model of this shape with random weights instead of a file:\n"
-         "llama3-70b, llama3-8b or tiny, with :layers=N, :vocab=N,\n:type=f32|bf16|f16|q8_0|q4_0|q4_k|q6_k"),
+         "llama3-70b, llama3-8b, llama3.2-1b or tiny, with :layers=N, :vocab=N,\n:type=f32|bf16|f16|q8_0|q4_0|q4_k|q6_k"),
         SPILL_ARG(0, "budgets", SPILL_ARG_STRING, &budgets, 0, 0, "LIST",
          "HBM budgets: percentages of weights + KV cache, or sizes (default 25%,50%,75%,100%)"),
         SPILL_ARG(0, "policies", SPILL_ARG_STRING, &policies, 0, 0, "LIST", "from fault, pin, stream, auto, host (default fault,pin,stream,auto)"),
@@ -895,6 +1074,11 @@ int main(int argc, char **argv) {
         SPILL_ARG(0, "plan-profile", SPILL_ARG_STRING, &po.plan_profile, 0, 0, "NAME",
          "make the plans for this built-in profile (default: gh200-96 on a machine\nwithout a GPU, so that HBM regions and "
          "rings are exercised; else measured)"),
+        SPILL_ARG(0, "host-limits", SPILL_ARG_STRING, &po.host_limits, 0, 0, "LIST", "placement: instead of HBM budgets, sweep host memory limits (percentages\n"
+         "of weights + KV cache, or sizes) with the host policy: the layers past each\n"
+         "limit are read from the model file every step (the disk tier); the first row is\n"
+         "the run with everything in memory"),
+        SPILL_ARG(0, "disk-io", SPILL_ARG_STRING, &po.disk_io, 0, 0, "LIST", "placement with --host-limits: uring, mmap or both (default uring,mmap)"),
         SPILL_ARG(0, "draft-skip", SPILL_ARG_STRING, &po.draft_skip, 0, 0, "N|LIST", "placement: also decode with a self-speculative draft that skips these\n"
          "layers (a count chosen by calibration, or a list; see spill-generate --help) and\n"
          "report its speed, acceptance and the cost model's predicted speedup"),

@@ -30,6 +30,7 @@ spill_prediction spill_cost_predict(const spill_region *r, const spill_plan *pla
     double exec = 0, xfer = 0, total_bytes = 0;
     int streamed = 0;
     int fault = !strcasecmp(plan->chosen, "fault") && prof->has_gpu;
+    double disk = 0; /* seconds of reads from the disk tier; the drive's DMA runs beside compute */
     for (int i = 0; i < plan->n; i++) {
         const spill_region_plan *rp = &plan->region[i];
         if (!r[i].bytes) continue;
@@ -49,6 +50,7 @@ spill_prediction spill_cost_predict(const spill_region *r, const spill_plan *pla
         out.read[SPILL_TIER_HBM] += in_hbm * reads;
         out.read[SPILL_TIER_HOST] += in_host * reads;
         total_bytes += (double)r[i].bytes;
+        if (rp->on_disk) disk += (double)r[i].bytes * reads / (prof->disk_bw > 0 ? prof->disk_bw : 1e-30);
         if (rp->streamed) {
             double link = prof->link_h2d > 0 ? prof->link_h2d : prof->read_bw[SPILL_TIER_HOST][proc];
             xfer += (double)r[i].bytes / link;
@@ -59,6 +61,7 @@ spill_prediction spill_cost_predict(const spill_region *r, const spill_plan *pla
     /* a copy engine moves streamed layers beside compute; without a GPU the copies are the CPU's
        own memcpy on the same memory bus, so they add */
     double step = prof->has_gpu ? fmax(exec, xfer) : exec + xfer;
+    step = fmax(step, disk);
     if (ph.prefill && streamed && plan->ring_ahead > 0) step += xfer * plan->ring_ahead / streamed;
     if (fault) {
         double budget = (double)prof->capacity[SPILL_TIER_HBM];

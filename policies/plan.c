@@ -317,6 +317,94 @@ static int spill_policy_known(const char *name) {
     return !strcasecmp(name, "stream-mix");
 }
 
+/* The disk tier: when the host budget is set and the weights the plan leaves in host memory, the KV
+ * cache planned there and the disk ring do not fit it, whole layers go to disk — evenly spaced, so
+ * that reads have compute between them — until they do. The ring: up to disk_ahead + 1 slots of the
+ * largest layer on disk (one being read by the computation, the others being filled), and fewer than
+ * the layers on disk. */
+static int plan_disk(const spill_region *r, int n, const spill_plan_params *p, spill_plan *out, spill_err *err) {
+    uint64_t limit = p->budget[SPILL_TIER_HOST];
+    if (!limit) return 0;
+    int L = out->n_layers;
+    uint64_t host = 0, layer_host_max = 0;
+    uint64_t *lb = calloc(L ? (size_t)L : 1, sizeof *lb);
+    int *movable = calloc(L ? (size_t)L : 1, sizeof *movable);
+    if (!lb || !movable) {
+        free(lb);
+        free(movable);
+        return spill_err_set(err, "out of memory");
+    }
+    for (int l = 0; l < L; l++) movable[l] = 1;
+    for (int i = 0; i < n; i++) {
+        const spill_region_plan *rp = &out->region[i];
+        if (rp->streamed) {
+            if (r[i].layer >= 0) movable[r[i].layer] = 0;
+            continue;
+        }
+        uint64_t in_host = r[i].bytes - rp->hbm_bytes;
+        host += in_host;
+        if (is_layer_weight(&r[i])) {
+            if (rp->hbm_bytes) movable[r[i].layer] = 0; /* partly in HBM: stays */
+            lb[r[i].layer] += in_host;
+        }
+    }
+    for (int l = 0; l < L; l++)
+        if (movable[l] && lb[l] > layer_host_max) layer_host_max = lb[l];
+    int ahead = 2, slots = 0, n_disk = 0, n_movable = 0;
+    for (int l = 0; l < L; l++) n_movable += movable[l] && lb[l] > 0;
+    uint64_t ring = 0;
+    if (host <= limit) goto done;
+    /* how many layers must go (layers are alike, so count them): the ring holds up to ahead + 1 of them,
+       and fewer than the layers on disk, or it would simply hold them all */
+    uint64_t freed = 0;
+    int want = 0;
+    for (int l = 0; l < L; l++) {
+        if (!movable[l] || !lb[l]) continue;
+        freed += lb[l];
+        want++;
+        /* ahead + 1 slots if they fit, else fewer: two still read one layer while another computes */
+        slots = want - 1 < ahead + 1 ? want - 1 : ahead + 1;
+        while (slots > 2 && host + (uint64_t)slots * layer_host_max > limit + freed) slots--;
+        if (slots < 1) slots = 1;
+        ring = (uint64_t)slots * layer_host_max;
+        if (host + ring <= limit + freed) break;
+    }
+    if (host + ring > limit + freed || !n_movable) {
+        uint64_t floor_ = host - freed + ring;
+        free(lb);
+        free(movable);
+        return spill_err_set(err, "--host-limit %.1f MiB: even with every layer read from disk the host memory needs "
+                                  "%.1f MiB (the embedding, head, KV cache and a ring of %d layer slots); raise it",
+                             mib(limit), mib(floor_), slots);
+    }
+    /* evenly spaced among the movable layers */
+    int seen = 0;
+    for (int l = 0; l < L && n_disk < want; l++) {
+        if (!movable[l] || !lb[l]) continue;
+        /* the k-th movable layer goes when floor((k+1) * want / n_movable) steps up */
+        if ((long)(seen + 1) * want / n_movable > (long)seen * want / n_movable) {
+            for (int i = 0; i < n; i++)
+                if (is_layer_weight(&r[i]) && r[i].layer == l) {
+                    out->region[i].on_disk = 1;
+                    out->region[i].in_place = 1; /* its home is still the mapped file (tiny vectors) */
+                    out->disk_bytes += r[i].bytes;
+                }
+            n_disk++;
+        }
+        seen++;
+    }
+    out->disk_slots = slots;
+    /* one slot is the running layer's: the others take the next ones (one slot: filled between them) */
+    out->disk_ahead = slots > 1 ? (ahead < slots - 1 ? ahead : slots - 1) : 1;
+    out->disk_slot_bytes = layer_host_max;
+    out->bytes[SPILL_TIER_HOST] -= out->disk_bytes;
+    out->bytes[SPILL_TIER_HOST] += ring;
+done:
+    free(lb);
+    free(movable);
+    return 0;
+}
+
 static int plan_once(const char *name, const spill_region *r, int n, const spill_plan_params *p,
                      const spill_profile *prof, spill_plan *out, spill_err *err);
 
@@ -376,6 +464,11 @@ static int plan_once(const char *name, const spill_region *r, int n, const spill
         }
         rc = spill_err_set(err, "--policy '%s' is not known (this build has: %s)", name, known);
     }
+    if (rc) {
+        spill_plan_free(out);
+        return -1;
+    }
+    if (!rc && plan_disk(r, n, p, out, err)) rc = -1;
     if (rc) {
         spill_plan_free(out);
         return -1;

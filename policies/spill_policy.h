@@ -55,6 +55,8 @@ typedef struct spill_profile {
     double link_h2d, link_d2h;                   /* bulk copies and prefetch (DMA) */
     double fault_bw;                             /* migration driven by GPU page faults */
     uint64_t grain;                              /* migration grain, bytes */
+    double disk_bw;                              /* sequential reads of the model file with O_DIRECT: the
+                                                    third tier (0: unknown, no disk plans costed) */
     double flops[SPILL_PROC_COUNT];              /* dense 16-bit multiply-add throughput */
 } spill_profile;
 
@@ -124,11 +126,16 @@ typedef struct spill_region_plan {
     int in_place;     /* weights: read from the mapped file where it already is, without a copy */
     int streamed;     /* runs from an HBM ring slot, prefetched ahead of use */
     int prefetch_at;  /* streamed: the layer step that prefetches it; -1 otherwise */
+    int on_disk;      /* a layer's weights that fit neither HBM nor the host budget: read from the model
+                         file into a host ring slot every step, a few layers ahead (tier is HOST) */
 } spill_region_plan;
 
 typedef struct spill_plan_params {
     const char *policy;                /* see above; NULL = host */
-    uint64_t budget[SPILL_TIER_COUNT]; /* bytes per tier, 0 = the profile's capacity (HOST) / none (HBM: 0 = no HBM) */
+    uint64_t budget[SPILL_TIER_COUNT]; /* bytes per tier. HBM: 0 = no HBM. HOST: 0 = no limit; else the
+                                          host memory the weights left out of HBM may take, the mapped
+                                          file's pages included, beside the KV cache: layers beyond it are
+                                          read from the file (the disk tier, on_disk) */
     int map_weights;                   /* weights may be read in place from a mapped file */
     const spill_profile *profile;      /* NULL = the built-in "cpu" profile */
     spill_phase phase;                 /* tokens 0 = decode at batch 1 */
@@ -151,6 +158,10 @@ typedef struct spill_plan {
     spill_step *steps;    /* (n_layers) actions issued before each layer */
     int ring_slots, ring_ahead;
     uint64_t ring_slot_bytes;
+    /* the disk tier: slots in host memory that layers on disk are read into, ahead of use */
+    int disk_slots, disk_ahead;
+    uint64_t disk_slot_bytes;
+    uint64_t disk_bytes; /* weight bytes read from disk per step */
     spill_phase phase;
     spill_prediction predicted; /* the cost model's, for `phase` */
 } spill_plan;

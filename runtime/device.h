@@ -34,6 +34,7 @@ typedef struct spill_device_params {
     spill_pool *pool;
     int n_ctx, batch, n_seqs, kv_block, kv_blocks;
     int read_mapped; /* cuda: the GPU reads system memory through the CPU's page tables (ATS) */
+    spill_disk_mode disk_mode;
     void (*trace)(void *ctx, const char *name, int layer, const float *x, int64_t n);
     void *trace_ctx;
 } spill_device_params;

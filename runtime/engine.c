@@ -92,7 +92,18 @@ static int make_plan(spill_engine *e, const spill_engine_params *p, spill_err *e
                                       "-b/--batch-size", mib(budget), placer->device, mib(w), e->n_ctx, e->batch);
         budget -= w;
     }
-    spill_plan_params pp = {p->policy, {budget, 0}, p->use_mmap, &e->profile, {0, 1, NULL}};
+    /* the host limit: what the plan may put in host memory. When the engine's own allocator enforces the
+       limit, its arena rounds the host allocations the plan does not count (work buffers, the KV cache's
+       blocks, the disk ring) up to 2 MiB chunks: keep four of them aside */
+    uint64_t host = p->host_limit;
+    if (host && e->own_mem) {
+        uint64_t aside = 4 * SPILL_ARENA_GRAIN;
+        if (host <= aside + SPILL_ARENA_GRAIN)
+            return spill_err_set(err, "--host-limit %.1f MiB: the allocator's rounding alone takes %.0f MiB of it; give at "
+                                      "least %.0f MiB", mib(host), mib(aside), mib(aside + 2 * SPILL_ARENA_GRAIN));
+        host -= aside;
+    }
+    spill_plan_params pp = {p->policy, {budget, host}, p->use_mmap, &e->profile, {0, 1, NULL}};
     if (spill_plan_make(e->regions, e->n_regions, &pp, &e->plan, err)) return -1;
     /* the budget limits what alloc/ really holds, and its arena rounds to 2 MiB chunks per placement:
        plan again with that slack taken off, so that carrying the plan out stays within the budget */
@@ -199,8 +210,23 @@ int spill_engine_open(const spill_engine_params *given, spill_engine **out, spil
         spill_err_set(err, "out of memory");
         goto fail;
     }
+    spill_disk_mode disk_mode = SPILL_DISK_URING;
+    if (p.disk_io && *p.disk_io && strcasecmp(p.disk_io, "uring")) {
+        if (strcasecmp(p.disk_io, "mmap")) {
+            spill_err_set(err, "--disk-io '%s': uring or mmap", p.disk_io);
+            goto fail;
+        }
+        disk_mode = SPILL_DISK_MMAP;
+    }
+    if (e->plan.disk_slots && e->dev_iface != &spill_cpu_device) {
+        spill_err_set(err, "--host-limit %.1f MiB puts %.1f MiB of layers on disk, and the disk tier runs with --device "
+                           "cpu only in this build (docs/disk.md); raise --host-limit", mib(p.host_limit),
+                      mib(e->plan.disk_bytes));
+        goto fail;
+    }
     spill_device_params dp = {&e->model, e->regions, &e->plan, e->mem, e->pool, e->n_ctx, e->batch,
-                              p.n_seqs > 0 ? p.n_seqs : 1, p.kv_block, p.kv_blocks, read_mapped, p.trace, p.trace_ctx};
+                              p.n_seqs > 0 ? p.n_seqs : 1, p.kv_block, p.kv_blocks, read_mapped, disk_mode, p.trace,
+                              p.trace_ctx};
     if (p.trace && e->dev_iface != &spill_cpu_device) {
         spill_err_set(err, "tracing intermediate tensors runs on the CPU only (--device cpu)");
         goto fail;

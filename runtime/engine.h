@@ -33,7 +33,11 @@ typedef struct spill_engine_params {
                                      spill_profile_pick) */
     uint64_t hbm_budget; /* bytes of HBM the plan and the allocator may use; 0: cpu none, cuda free - reserve */
     uint64_t hbm_reserve;  /* cuda with no budget: HBM left free */
-    uint64_t host_limit; /* 0: what the machine has */
+    uint64_t host_limit; /* 0: what the machine has. Below what the plan leaves in host memory (weights,
+                            the mapped file's pages included, and the KV cache), whole layers are read
+                            from the model file every step instead (the disk tier, disk.h) */
+    const char *disk_io; /* the disk tier's reads: "uring" (O_DIRECT + io_uring, the default) or "mmap"
+                            (through the mapping, pages dropped after use: the comparison) */
     const char *alloc_log; /* CSV of backend calls, or NULL */
     int use_mmap;        /* weights the plan leaves in host memory are read where they lie in the file */
     int ctx;             /* positions per sequence; 0 = min(4096, the model's) */
@@ -96,6 +100,9 @@ typedef struct spill_engine_stats {
     int ring_slots, ring_ahead;
     uint64_t slot_bytes;
     uint64_t act_bytes;                 /* the device's work buffers */
+    uint64_t disk_read, disk_used;      /* the disk tier: bytes read from the files, and of them tensor bytes */
+    double disk_wait_s;                 /* time waited for the disk tier's reads */
+    int disk_layers, disk_direct;       /* layers on disk; 1 when read with O_DIRECT */
     spill_kv_stats kv;
 } spill_engine_stats;
 void spill_engine_get_stats(const spill_engine *e, spill_engine_stats *out);

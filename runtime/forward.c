@@ -105,7 +105,8 @@ int spill_cpu_open(const spill_device_params *p, spill_device *out, spill_err *e
     if (rc || spill_kv_seq_open(&s->kv, 0, err)) goto fail;
     if (spill_cpu_placer_open(&s->placer, p->plan->ring_slots, err) ||
         spill_place(&s->placer, p->model, p->regions, p->plan, s->mem, &s->placed, err) ||
-        spill_exec_init(&s->exec, s->placer, hp, p->plan, &s->placed, s->mem, err))
+        spill_exec_init(&s->exec, s->placer, hp, p->plan, &s->placed, s->mem, err) ||
+        spill_exec_open_disk(&s->exec, p->model, p->disk_mode, err))
         goto fail;
     *out = (spill_device){&spill_cpu_device, s};
     return 0;
@@ -292,6 +293,13 @@ static void cpu_stats(void *ctx, spill_engine_stats *out) {
     out->slot_bytes = s->exec.slot_bytes;
     out->act_bytes = s->act_bytes;
     out->kv = s->kv.st;
+    spill_disk_stats ds;
+    spill_disk_get_stats(s->exec.disk, &ds);
+    out->disk_read = ds.read;
+    out->disk_used = ds.used;
+    out->disk_wait_s = ds.wait_s;
+    out->disk_direct = ds.direct;
+    for (int l = 0; l < s->hp->n_layers; l++) out->disk_layers += spill_disk_is_on(s->exec.disk, l);
 }
 
 const spill_device_iface spill_cpu_device = {

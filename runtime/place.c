@@ -252,7 +252,26 @@ int spill_exec_init(spill_exec *x, spill_placer placer, const spill_hparams *hp,
     return 0;
 }
 
+/* the next plan->disk_ahead layers on disk that will run after l (wrapping into the next step) */
+static int disk_ahead(spill_exec *x, int l, spill_err *err) {
+    int L = x->hp->n_layers, got = 0;
+    for (int i = 1; i <= L && got < x->plan->disk_ahead; i++) {
+        int nl = (l + i) % L;
+        if (!spill_disk_is_on(x->disk, nl) || (x->skip && x->skip[nl])) continue;
+        if (spill_disk_fetch(x->disk, nl, err)) return -1;
+        got++;
+    }
+    return 0;
+}
+
+int spill_exec_open_disk(spill_exec *x, const spill_model *m, spill_disk_mode mode, spill_err *err) {
+    if (x->plan->disk_slots <= 0) return 0;
+    if (spill_disk_open(&x->disk, m, x->plan, x->placed->w.layers, x->mem, mode, err)) return -1;
+    return disk_ahead(x, x->hp->n_layers - 1, err); /* the first step's */
+}
+
 void spill_exec_free(spill_exec *x) {
+    spill_disk_free(x->disk);
     if (x->ring) spill_mem_put(x->mem, x->ring, x->slot_bytes * (uint64_t)x->n_slots);
     free(x->slot_layer);
     free(x->slot_age);
@@ -267,6 +286,15 @@ const spill_layer *spill_exec_begin(spill_exec *x, int l, spill_err *err) {
     const spill_step *step = p->steps ? &p->steps[l] : NULL;
     int streamed = is_streamed(x, l) && x->n_slots;
     x->st.layers_run++;
+    if (x->disk) {
+        if (spill_disk_hold(x->disk, l, err)) return NULL;
+        if (disk_ahead(x, l, err)) return NULL;
+        if (spill_disk_is_on(x->disk, l)) {
+            const spill_layer *lw = spill_disk_begin(x->disk, l, err);
+            if (lw) x->st.read[SPILL_TIER_HOST] += x->placed->region[r][SPILL_TIER_HOST];
+            return lw;
+        }
+    }
     int want[64], n_want = 0; /* with layers skipped: the streamed layers to run next, in order */
     if (x->skip && x->n_slots) {
         for (int i = 1; i <= L && n_want < x->ahead && n_want < 64; i++) {
@@ -314,7 +342,9 @@ const spill_layer *spill_exec_begin(spill_exec *x, int l, spill_err *err) {
 void spill_exec_skip(spill_exec *x, const uint8_t *skip) { x->skip = skip; }
 
 int spill_exec_end(spill_exec *x, int l, spill_err *err) {
-    if (l < 0 || l >= x->hp->n_layers || !x->n_slots) return 0;
+    if (l < 0 || l >= x->hp->n_layers) return 0;
+    spill_disk_release(x->disk, l);
+    if (!x->n_slots) return 0;
     int si = x->slot_of[l];
     if (!is_streamed(x, l) || si < 0) return 0;
     return x->placer.iface->done(x->placer.ctx, si, err);

@@ -21,6 +21,7 @@
 #ifndef SPILL_PLACE_H
 #define SPILL_PLACE_H
 
+#include "disk.h"
 #include "model.h"
 #include "spill_alloc.h"
 
@@ -112,12 +113,16 @@ typedef struct spill_exec {
     spill_layer *view; /* (n_slots) each slot's layer, its tensors in the slot */
     int clock, running;
     const uint8_t *skip; /* (n_layers) the layers this step skips, or NULL */
+    spill_disk *disk;    /* the plan's layers on disk, or NULL */
     spill_exec_stats st;
 } spill_exec;
 
 /* The ring the plan asks for, in HBM, and the fill: the first `ahead` streamed layers. */
 int spill_exec_init(spill_exec *x, spill_placer placer, const spill_hparams *hp, const spill_plan *plan,
                     const spill_placed *placed, spill_mem *mem, spill_err *err);
+/* The disk tier, when the plan has layers on disk: their reads start here (the first `disk_ahead`),
+ * and spill_exec_begin of any layer keeps the next ones coming. */
+int spill_exec_open_disk(spill_exec *x, const spill_model *m, spill_disk_mode mode, spill_err *err);
 /* A zeroed one is freed as a no-op. The device's queues must be idle. */
 void spill_exec_free(spill_exec *x);
 /* Before layer l: returns the layer as the forward pass reads it, or NULL with err set. */

@@ -16,7 +16,7 @@
 #define DEFAULT_MODEL_NAME "SmolLM2-135M-Instruct.Q4_1.gguf"
 
 typedef struct opts {
-    const char *model, *prompt, *prompt_file, *profile, *profile_file, *draft_skip, *draft_file;
+    const char *model, *prompt, *prompt_file, *profile, *profile_file, *draft_skip, *draft_file, *disk_io;
     int draft_k;
     int n_predict, top_k, threads, chat, verbose, ctx, batch, use_mmap, n_parallel, kv_block, help;
     int seed_set, policy_set;
@@ -81,8 +81,12 @@ static void make_args(opts *o, spill_arg *a) {
         "the GPU's attributes with --device cuda)");
     ARG(0, "hbm-budget", SPILL_ARG_OPTION, &o->env, 0, 0, "SIZE", "most GPU memory to use, e.g. 80G (default: free HBM minus 1G with a GPU;\n"
         "none on the CPU)");
-    ARG(0, "host-limit", SPILL_ARG_OPTION, &o->env, 0, 0, "SIZE", "most host memory to allocate, e.g. 16G; the file itself, when read in\n"
-        "place, is not counted (default: what the machine has)");
+    ARG(0, "host-limit", SPILL_ARG_OPTION, &o->env, 0, 0, "SIZE", "most host memory to use, e.g. 16G: weights (the mapped file's pages\n"
+        "included), KV cache and buffers. Layers that do not fit are read from the model\n"
+        "file every step (the disk tier, --disk-io) (default: what the machine has)");
+    ARG(0, "disk-io", SPILL_ARG_STRING, &o->disk_io, 0, 0, "MODE", "how layers on disk (past --host-limit) are read: uring (O_DIRECT reads\n"
+        "queued with io_uring, the default) or mmap (through the mapping, pages dropped\n"
+        "after each use: what a page cache too small for the model gives)");
     ARG(0, "alloc-log", SPILL_ARG_OPTION, &o->env, 0, 0, "FILE", "write a CSV line per memory-backend call to FILE");
     ARG(0, "tokenizer-pre", SPILL_ARG_OPTION, &o->env, 0, 0, "TYPE", "GGUF: tokenize as this tokenizer.ggml.pre type, for a file whose type is\n"
         "missing or not one spill knows (the known ones are listed when a file is refused)");
@@ -329,6 +333,10 @@ static void report(spill_engine *e, int n_prompt, int n_gen, int n_fwd, double t
             (unsigned long long)st.kv.blocks_in_use, (unsigned long long)st.kv.blocks_peak,
             (unsigned long long)st.kv.shared, (unsigned long long)st.kv.cow_copies, mib(st.read[SPILL_TIER_HBM]),
             mib(st.read[SPILL_TIER_HOST]), mib(st.prefetched), st.wait_s * 1e3, spill_mem_backend_name(mem), plan->chosen);
+    if (st.disk_layers)
+        fprintf(stderr, "spill: disk tier: %d layers read from the model file every step (%s), %.2f MiB read, %.2f MiB "
+                        "of it tensors, waited %.1f ms\n", st.disk_layers, st.disk_direct ? "O_DIRECT" : "through the page cache",
+                mib(st.disk_read), mib(st.disk_used), st.disk_wait_s * 1e3);
     if (stats) spill_mem_print_stats(mem, stderr);
 }
 
@@ -343,6 +351,9 @@ static void describe(spill_engine *e, const int *toks, int n_prompt, uint64_t se
             chose ? " -> " : "", chose ? plan->chosen : "", spill_engine_profile(e)->name, mib(spill_engine_hbm_budget(e)),
             mib(plan->bytes[SPILL_TIER_HBM]), mib(plan->bytes[SPILL_TIER_HOST]));
     if (plan->ring_slots) fprintf(stderr, ", ring %d x %.1f MiB, %d ahead", plan->ring_slots, mib(plan->ring_slot_bytes), plan->ring_ahead);
+    if (plan->disk_slots)
+        fprintf(stderr, ", disk %.1f MiB per step into %d x %.1f MiB host slots, %d ahead", mib(plan->disk_bytes),
+                plan->disk_slots, mib(plan->disk_slot_bytes), plan->disk_ahead);
     fprintf(stderr, "; predicted %.1f tok/s decode (the cost model's prediction for %s)\n", plan->predicted.tok_s,
             spill_engine_profile(e)->name);
     fprintf(stderr, "spill: on the %s: weights hbm %.1f MiB, host %.1f MiB (%.1f MiB of it read from the mapped file)",
@@ -413,6 +424,7 @@ int main(int argc, char **argv) {
     ep.hbm_budget = o.env.hbm_budget;
     ep.hbm_reserve = o.env.hbm_reserve;
     ep.host_limit = o.env.host_limit;
+    ep.disk_io = o.disk_io;
     ep.alloc_log = o.env.alloc_log[0] ? o.env.alloc_log : NULL;
     ep.use_mmap = o.use_mmap;
     ep.ctx = o.ctx;

@@ -29,12 +29,14 @@ typedef struct result {
     char err[2][1024];
 } result;
 
+static uint64_t host_limit; /* --host-limit: past it, layers are read from disk */
+
 static void run_policy(const char *policy, const spill_region *r, int n, const spill_profile *prof, uint64_t budget,
                        int batch, int prompt, int map, result *out) {
     memset(out, 0, sizeof *out);
     out->policy = policy;
     for (int ph = 0; ph < 2; ph++) {
-        spill_plan_params p = {policy, {budget, 0}, map, prof, {ph, ph ? prompt : batch, NULL}};
+        spill_plan_params p = {policy, {budget, host_limit}, map, prof, {ph, ph ? prompt : batch, NULL}};
         spill_err err;
         out->ok[ph] = !spill_plan_make(r, n, &p, &out->plan[ph], &err);
         if (!out->ok[ph]) snprintf(out->err[ph], sizeof out->err[ph], "%s", err.msg);
@@ -50,26 +52,27 @@ static void print_regions(const spill_region *r, const spill_plan *plan, FILE *f
         spill_advice_str(rp->tier, rp->advice, adv, sizeof adv);
         if (rp->streamed) snprintf(when, sizeof when, "before layer %d (ring)", rp->prefetch_at);
         else if (rp->tier == SPILL_TIER_HBM) snprintf(when, sizeof when, "at load");
+        else if (rp->on_disk) snprintf(when, sizeof when, "every step, %d ahead (disk)", plan->disk_ahead);
         fprintf(f, "%-12s %12.1f %-6s %12.1f  %-28s %s\n", r[i].name, r[i].bytes / 1048576.0,
-                rp->streamed ? "ring" : rp->tier == SPILL_TIER_HBM ? "hbm" : "host", rp->hbm_bytes / 1048576.0, adv,
-                when);
+                rp->streamed ? "ring" : rp->on_disk ? "disk" : rp->tier == SPILL_TIER_HBM ? "hbm" : "host",
+                rp->hbm_bytes / 1048576.0, adv, when);
     }
 }
 
 static void json_plan(const spill_plan *p, FILE *f) {
     fprintf(f, "{\"chosen\": \"%s\", \"tok_s\": %.6g, \"step_s\": %.6g, \"hbm_bytes\": %llu, \"host_bytes\": %llu, "
                "\"read_hbm\": %.6g, \"read_host\": %.6g, \"moved\": %.6g, \"ring_slots\": %d, \"ring_ahead\": %d, "
-               "\"ring_slot_bytes\": %llu}",
+               "\"ring_slot_bytes\": %llu, \"disk_bytes\": %llu, \"disk_slots\": %d}",
             p->chosen, p->predicted.tok_s, p->predicted.step_s, (unsigned long long)p->bytes[SPILL_TIER_HBM],
             (unsigned long long)p->bytes[SPILL_TIER_HOST], p->predicted.read[SPILL_TIER_HBM],
             p->predicted.read[SPILL_TIER_HOST], p->predicted.moved, p->ring_slots, p->ring_ahead,
-            (unsigned long long)p->ring_slot_bytes);
+            (unsigned long long)p->ring_slot_bytes, (unsigned long long)p->disk_bytes, p->disk_slots);
 }
 
 int main(int argc, char **argv) {
     const char *model = NULL, *config = NULL, *dtype = NULL, *profile = "gh200-96", *profile_file = NULL;
     const char *policy = "all";
-    int ctx = 0, batch = 1, prompt = 512, json = 0, help = 0, budget_set = 0;
+    int ctx = 0, batch = 1, prompt = 512, json = 0, help = 0, budget_set = 0, host_set = 0;
     spill_options o;
     spill_err err = {{0}};
     spill_options_defaults(&o);
@@ -84,6 +87,9 @@ int main(int argc, char **argv) {
          "a hardware profile in JSON (spill-bench tiers --profile-out writes one)"),
         SPILL_ARG_G(0, "hbm-budget", SPILL_ARG_OPTION, &o, 0, 0, "SIZE",
          "HBM to plan with, e.g. 80G (default: the profile's HBM minus\nSPILL_HBM_RESERVE, 1G)", &budget_set),
+        SPILL_ARG_G(0, "host-limit", SPILL_ARG_OPTION, &o, 0, 0, "SIZE",
+         "host memory for weights (the mapped file's pages included) and the KV\ncache: layers past it are read from "
+         "the model file every step, a few\nahead (the disk tier; default: no limit)", &host_set),
         SPILL_ARG(0, "ctx", SPILL_ARG_INT, &ctx, 1, 1 << 24, "N", "context length in tokens for the KV cache (default: the model's)"),
         SPILL_ARG(0, "batch", SPILL_ARG_INT, &batch, 1, 1 << 24, "B", "sequences decoded together (default: 1)"),
         SPILL_ARG(0, "prompt-tokens", SPILL_ARG_INT, &prompt, 1, 1 << 24, "N", "prompt length for the prefill prediction (default: 512)"),
@@ -115,6 +121,7 @@ int main(int argc, char **argv) {
         return 2;
     }
     uint64_t budget = o.hbm_budget;
+    host_limit = o.host_limit;
     if (!budget_set && !budget) {
         uint64_t cap = prof.capacity[SPILL_TIER_HBM];
         budget = cap > o.hbm_reserve ? cap - o.hbm_reserve : 0;
@@ -197,9 +204,10 @@ int main(int argc, char **argv) {
                 char adv[64];
                 spill_advice_str(rp->tier, rp->advice, adv, sizeof adv);
                 printf("%s\n    {\"name\": \"%s\", \"bytes\": %llu, \"tier\": \"%s\", \"hbm_bytes\": %llu, \"advice\": \"%s\", "
-                       "\"streamed\": %s, \"prefetch_at\": %d}",
+                       "\"streamed\": %s, \"on_disk\": %s, \"prefetch_at\": %d}",
                        i ? "," : "", r[i].name, (unsigned long long)r[i].bytes, spill_tier_name(rp->tier),
-                       (unsigned long long)rp->hbm_bytes, adv, rp->streamed ? "true" : "false", rp->prefetch_at);
+                       (unsigned long long)rp->hbm_bytes, adv, rp->streamed ? "true" : "false",
+                       rp->on_disk ? "true" : "false", rp->prefetch_at);
             }
         printf("\n  ]}\n}\n");
     } else {
@@ -237,7 +245,7 @@ int main(int argc, char **argv) {
             spill_region *rb = NULL;
             int nb = 0;
             spill_plan pb;
-            spill_plan_params pp = {shown->policy, {budget, 0}, 1, &prof, {0, B, NULL}};
+            spill_plan_params pp = {shown->policy, {budget, host_limit}, 1, &prof, {0, B, NULL}};
             if (spill_shape_regions(&s, ctx, B, &rb, &nb, &err) || spill_plan_make(rb, nb, &pp, &pb, &err)) {
                 printf(" B=%d: does not fit", B);
             } else {
@@ -250,8 +258,13 @@ int main(int argc, char **argv) {
         if (shown->ok[0]) {
             printf("\nplan: %s, decode\n", shown->policy);
             print_regions(r, &shown->plan[0], stdout);
-            printf("total: hbm %.2f GiB, host %.2f GiB\n", gib((double)shown->plan[0].bytes[SPILL_TIER_HBM]),
+            printf("total: hbm %.2f GiB, host %.2f GiB", gib((double)shown->plan[0].bytes[SPILL_TIER_HBM]),
                    gib((double)shown->plan[0].bytes[SPILL_TIER_HOST]));
+            if (shown->plan[0].disk_slots)
+                printf(", disk %.2f GiB read every step into %d host slots of %.1f MiB (%.2f GB/s assumed for the disk)",
+                       gib((double)shown->plan[0].disk_bytes), shown->plan[0].disk_slots,
+                       shown->plan[0].disk_slot_bytes / 1048576.0, prof.disk_bw / 1e9);
+            printf("\n");
         }
     }
     if (np == 1 && !shown->ok[0]) {

@@ -12,6 +12,7 @@ static const spill_synth_spec presets[] = {
     /* Llama-3(.1)-70B and -8B: hidden, ffn, heads, kv heads, vocab from their config.json */
     {"llama3-70b", 80, 8192, 28672, 64, 8, 128256, 8192, 500000.0f, SPILL_DT_BF16},
     {"llama3-8b", 32, 4096, 14336, 32, 8, 128256, 8192, 500000.0f, SPILL_DT_BF16},
+    {"llama3.2-1b", 16, 2048, 8192, 32, 8, 128256, 8192, 500000.0f, SPILL_DT_BF16},
     {"tiny", 4, 256, 768, 8, 2, 512, 1024, 10000.0f, SPILL_DT_F16},
 };
 
@@ -26,7 +27,7 @@ int spill_synth_parse(const char *spec, spill_synth_spec *out, spill_err *err) {
             found = 1;
         }
     if (!found)
-        return spill_err_set(err, "--synthetic '%s': known shapes are llama3-70b, llama3-8b and tiny, with optional "
+        return spill_err_set(err, "--synthetic '%s': known shapes are llama3-70b, llama3-8b, llama3.2-1b and tiny, with optional "
                                   ":layers=N, :vocab=N, :type=f32|bf16|f16|q8_0|q4_0|q4_k|q6_k", spec ? spec : "");
     while ((tok = strtok_r(NULL, ":", &save))) {
         char *eq = strchr(tok, '=');
