@@ -6,7 +6,8 @@ need=()
 # another machine needs the :arm64 dev packages (libpcre2-dev:arm64 and the others) with multiarch.
 # libmicrohttpd-dev: spill-server's HTTP (server/http.c); libcurl: spill-bench serve's clients; curl: the
 # server's tests as a client.
-for p in cmake pkg-config gcc make libhwloc-dev libnuma-dev libcmocka-dev libpcre2-dev libmicrohttpd-dev libcurl4-openssl-dev curl python3 python3-pip; do
+# liburing-dev: the disk tier's reads (runtime/disk.c; without it they are synchronous preads).
+for p in cmake pkg-config gcc make libhwloc-dev libnuma-dev libcmocka-dev libpcre2-dev liburing-dev libmicrohttpd-dev libcurl4-openssl-dev curl python3 python3-pip; do
   dpkg -s "$p" >/dev/null 2>&1 || need+=("$p")
 done
 command -v python3 >/dev/null && python3 -m pip --version >/dev/null 2>&1 && need=("${need[@]/python3-pip}")
