@@ -99,8 +99,9 @@ static int make_plan(spill_engine *e, const spill_engine_params *p, spill_err *e
     if (host && e->own_mem) {
         uint64_t aside = 4 * SPILL_ARENA_GRAIN;
         if (host <= aside + SPILL_ARENA_GRAIN)
-            return spill_err_set(err, "--host-limit %.1f MiB: the allocator's rounding alone takes %.0f MiB of it; give at "
-                                      "least %.0f MiB", mib(host), mib(aside), mib(aside + 2 * SPILL_ARENA_GRAIN));
+            return spill_err_set(err, "--host-limit: the limit is %llu bytes (%.1f MiB), and the allocator's rounding alone "
+                                      "takes %.0f MiB of it; give at least %.0f MiB", (unsigned long long)host, mib(host),
+                                 mib(aside), mib(aside + 2 * SPILL_ARENA_GRAIN));
         host -= aside;
     }
     spill_plan_params pp = {p->policy, {budget, host}, p->use_mmap, &e->profile, {0, 1, NULL}};
