@@ -23,8 +23,10 @@ static void matmul_worker(void *ctx, int ith, int nth) {
     int64_t r0 = j->rows * ith / nth, r1 = j->rows * (ith + 1) / nth;
     for (int64_t r = r0; r < r1; r++) {
         const void *wr = j->w + (uint64_t)r * j->row_bytes;
-        for (int t = 0; t < j->batch; t++)
-            j->out[(int64_t)t * j->ldo + r] = spill_vec_dot(j->wtype, j->cols, wr, j->act + (uint64_t)t * j->act_stride);
+        if (j->batch == 1)
+            j->out[r] = spill_vec_dot(j->wtype, j->cols, wr, j->act);
+        else /* the row decoded once for several tokens (kernels/dots.c), the same bits as one by one */
+            spill_vec_dots(j->wtype, j->cols, wr, j->act, j->act_stride, j->batch, j->out + r, j->ldo);
     }
 }
 

@@ -65,6 +65,13 @@ float spill_vec_dot_scalar(spill_dtype wtype, int64_t n, const void *wrow, const
 /* 1 when this build's integer dot products use AVX2 */
 int spill_kernels_simd(void);
 
+/* One weight row against nt tokens: out[t * ldo] = spill_vec_dot(w, n, wrow, act + t * stride), bit for
+ * bit, with the row decoded once per SPILL_DOTS_TILE tokens where spill_dots_tiled(w) (kernels/dots.c). */
+#define SPILL_DOTS_TILE 4
+int spill_dots_tiled(spill_dtype w);
+void spill_vec_dots(spill_dtype w, int64_t n, const void *wrow, const void *act, uint64_t stride, int nt, float *out,
+                    int64_t ldo);
+
 /* Scalar references used by tests: quantize a float row to a weight type (round to nearest). */
 void spill_quantize_row_ref(spill_dtype type, const float *x, void *out, int64_t n);
 

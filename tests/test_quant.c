@@ -110,6 +110,50 @@ static void test_matmul_threads_equal_dots(void **s) {
     free(a);
 }
 
+/* The tiled products (one row against several tokens, kernels/dots.c) equal spill_vec_dot per token bit
+ * for bit, for every type, at every batch size around the tile (remainders 0..3), with an output stride,
+ * and with hostile extremes (-128 in a Q8_0 weight, large scales). */
+static void test_dots_tiled_equal_dot(void **s) {
+    (void)s;
+    spill_dtype types[] = {SPILL_DT_Q8_0, SPILL_DT_Q4_0, SPILL_DT_Q4_1, SPILL_DT_F16, SPILL_DT_BF16, SPILL_DT_F32,
+                           SPILL_DT_Q4_K, SPILL_DT_Q6_K};
+    int tiled = 0;
+    for (unsigned ti = 0; ti < sizeof types / sizeof *types; ti++) {
+        spill_dtype t = types[ti];
+        tiled += spill_dots_tiled(t);
+        int blk = (int)spill_dtype_block_values(t);
+        for (int n = blk; n <= 1536; n += blk * (blk >= 256 ? 2 : 13)) {
+            uint64_t rb = spill_dtype_row_bytes(t, (uint64_t)n), ab = spill_act_bytes(t, n);
+            uint8_t *w = malloc(rb), *a = malloc(ab * 11);
+            float *tmp = malloc(sizeof(float) * (size_t)n), out[11 * 3], want[11];
+            for (int i = 0; i < n; i++) tmp[i] = frand() * (float)(1 + n % 5);
+            spill_quantize_row_ref(t, tmp, w, n);
+            if (t == SPILL_DT_Q8_0) ((spill_block_q8_0 *)w)[0].qs[3] = -128;
+            for (int b = 0; b < 11; b++) {
+                for (int i = 0; i < n; i++) tmp[i] = frand() * (b == 5 ? 1000.0f : 3.0f);
+                spill_act_quantize(t, tmp, a + ab * (uint64_t)b, n);
+                want[b] = spill_vec_dot(t, n, w, a + ab * (uint64_t)b);
+            }
+            for (int nt = 1; nt <= 11; nt++) {
+                for (int i = 0; i < 11 * 3; i++) out[i] = -1.0f;
+                spill_vec_dots(t, n, w, a, ab, nt, out, 3);
+                for (int b = 0; b < nt; b++) {
+                    if (out[b * 3] != want[b])
+                        fprintf(stderr, "%s n=%d nt=%d token %d: tiled %.9g, one by one %.9g\n", spill_dtype_name(t), n,
+                                nt, b, out[b * 3], want[b]);
+                    assert_true(out[b * 3] == want[b]);
+                    assert_true(out[b * 3 + 1] == -1.0f && out[b * 3 + 2] == -1.0f); /* nothing between rows */
+                }
+                assert_true(nt == 11 || out[nt * 3] == -1.0f);                   /* nothing past the batch */
+            }
+            free(w);
+            free(a);
+            free(tmp);
+        }
+    }
+    printf("types with a tiled kernel in this build: %d\n", tiled);
+}
+
 /* The SIMD dot products (when this build has them) equal the portable C ones bit for bit. */
 static void test_simd_equals_scalar(void **s) {
     (void)s;
@@ -147,7 +191,7 @@ int main(void) {
         cmocka_unit_test(test_q8_0), cmocka_unit_test(test_q4_0), cmocka_unit_test(test_q4_1),
         cmocka_unit_test(test_f16), cmocka_unit_test(test_bf16), cmocka_unit_test(test_f32),
         cmocka_unit_test(test_dequant_q4_1_error_bound), cmocka_unit_test(test_matmul_threads_equal_dots),
-        cmocka_unit_test(test_simd_equals_scalar), cmocka_unit_test(test_type_table),
+        cmocka_unit_test(test_simd_equals_scalar), cmocka_unit_test(test_dots_tiled_equal_dot), cmocka_unit_test(test_type_table),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
