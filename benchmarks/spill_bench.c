@@ -343,6 +343,7 @@ typedef struct row {
     double bound_tok_s, pred_decode, pred_prefill;
     uint64_t tokens_hash;   /* the greedy tokens decoded, hashed: equal runs decode the same text */
     double disk_tok;        /* bytes read from disk per decoded token (the disk tier) */
+    double disk_bw_now;     /* the disk tier: the model file read with O_DIRECT just before and after the row */
     int disk_layers, disk_direct;
     char host_limit[32], disk_io[8];
     /* --draft-skip: decode with the self-speculative draft on the same engine */
@@ -711,6 +712,14 @@ static void synth_progress(uint64_t done, uint64_t total) {
     if (done >= total) fputc('\n', stderr);
 }
 
+/* The model file's sequential O_DIRECT read rate now (up to 1 GiB of it, once); 0 when it cannot be read */
+static void disk_rate_now(const char *model, double *bw) {
+    spill_err err = {{0}};
+    int direct = 0;
+    double v[1] = {0};
+    *bw = spill_disk_bench(model, 1ull << 30, 1, v, &direct, &err) ? 0 : v[0];
+}
+
 /* --host-limits: the disk tier. For each host limit (the first row: none, everything in memory) and
  * each --disk-io mode, the host policy with that limit: the layers past it are read from the model file
  * every step. The bound is the disk's measured rate over the bytes a token reads from it. */
@@ -755,13 +764,21 @@ static int run_disk_sweep(const place_opts *po, const char *model, const spill_p
             p.threads = po->threads;
             p.quiet = 1;
             spill_engine *e = NULL;
+            /* a virtual or shared disk's rate moves from minute to minute (0.5 to 2.4 GB/s on the
+               development VM): the bound of each row is the model file's own O_DIRECT read rate,
+               measured just before and just after the row */
+            double bw_before = 0, bw_after = 0;
+            if (limit) disk_rate_now(model, &bw_before);
             if (spill_engine_open(&p, &e, &err) || measure(e, po, r, &err)) {
                 snprintf(r->error, sizeof r->error, "%s", err.msg);
                 fprintf(stderr, " %s\n", r->error);
             } else {
                 r->pred_decode = spill_cost_predict(spill_engine_regions(e, NULL), spill_engine_plan(e), prof,
                                                     (spill_phase){0, 1, NULL}).tok_s;
-                r->bound_tok_s = r->disk_tok > 0 && prof->disk_bw > 0 ? prof->disk_bw / r->disk_tok : 0;
+                if (limit) disk_rate_now(model, &bw_after);
+                r->disk_bw_now = bw_before > 0 && bw_after > 0 ? (bw_before + bw_after) / 2 : bw_before + bw_after;
+                double bw = r->disk_bw_now > 0 ? r->disk_bw_now : prof->disk_bw;
+                r->bound_tok_s = r->disk_tok > 0 && bw > 0 ? bw / r->disk_tok : 0;
                 r->ok = 1;
                 fprintf(stderr, " decode %.2f tok/s\n", r->decode_tok_s);
             }
@@ -786,39 +803,41 @@ static int run_disk_sweep(const place_opts *po, const char *model, const spill_p
                 continue;
             }
             fprintf(o, ", \"layers_on_disk\": %d, \"o_direct\": %s, \"disk_bytes_per_token\": %.0f, \"decode_tok_s\": %.4f, "
-                       "\"disk_bound_tok_s\": %.4f, \"percent_of_disk_bound\": %.2f, \"predicted_decode_tok_s\": %.4f, "
+                       "\"disk_bw_measured\": %.6g, \"disk_bound_tok_s\": %.4f, \"percent_of_disk_bound\": %.2f, \"predicted_decode_tok_s\": %.4f, "
                        "\"same_tokens_as_in_memory\": %s}",
-                    r->disk_layers, r->disk_direct ? "true" : "false", r->disk_tok, r->decode_tok_s, r->bound_tok_s,
+                    r->disk_layers, r->disk_direct ? "true" : "false", r->disk_tok, r->decode_tok_s, r->disk_bw_now, r->bound_tok_s,
                     r->bound_tok_s > 0 ? 100 * r->decode_tok_s / r->bound_tok_s : 0, r->pred_decode,
                     rows[0].ok && r->tokens_hash == rows[0].tokens_hash ? "true" : "false");
         }
         fprintf(o, "\n]}\n");
         return 0;
     }
-    fprintf(o, "| host limit | reads | layers on disk | disk MiB/token | decode tok/s | disk bound tok/s | %% of bound | "
-               "predicted tok/s | same tokens |\n|---|---|---:|---:|---:|---:|---:|---:|---|\n");
+    fprintf(o, "| host limit | reads | layers on disk | disk MiB/token | decode tok/s | disk GB/s then | disk bound tok/s | "
+               "%% of bound | predicted tok/s | same tokens |\n|---|---|---:|---:|---:|---:|---:|---:|---:|---|\n");
     for (int i = 0; i < n; i++) {
         const row *r = &rows[i];
         char lim[64];
         if (r->budget) snprintf(lim, sizeof lim, "%s (%.0f MiB)", r->host_limit, mib((double)r->budget));
         else snprintf(lim, sizeof lim, "none (in memory)");
         if (!r->ok) {
-            fprintf(o, "| %s | %s | error: %s ||||||\n", lim, r->disk_io, r->error);
+            fprintf(o, "| %s | %s | error: %s |||||||\n", lim, r->disk_io, r->error);
             continue;
         }
-        char bound[32] = "-", pct[32] = "-";
+        char bound[32] = "-", pct[32] = "-", bwnow[32] = "-";
+        if (r->disk_bw_now > 0) snprintf(bwnow, sizeof bwnow, "%.2f", r->disk_bw_now / 1e9);
         if (r->bound_tok_s > 0) {
             snprintf(bound, sizeof bound, "%.2f", r->bound_tok_s);
             snprintf(pct, sizeof pct, "%.0f%%", 100 * r->decode_tok_s / r->bound_tok_s);
         }
-        fprintf(o, "| %s | %s | %d | %.1f | %.2f | %s | %s | %.2f | %s |\n", lim,
+        fprintf(o, "| %s | %s | %d | %.1f | %.2f | %s | %s | %s | %.2f | %s |\n", lim,
                 !r->budget ? "-" : !strcmp(r->disk_io, "mmap") ? "mmap, pages dropped" : r->disk_direct ? "O_DIRECT + io_uring" : "io_uring, page cache",
-                r->disk_layers, mib(r->disk_tok), r->decode_tok_s, bound, pct, r->pred_decode,
+                r->disk_layers, mib(r->disk_tok), r->decode_tok_s, bwnow, bound, pct, r->pred_decode,
                 !rows[0].ok ? "?" : r->tokens_hash == rows[0].tokens_hash ? "yes" : "NO");
     }
     fprintf(o, "\nmodel %s, %d prompt tokens, %d generated, %d threads; disk %.2f GB/s (%s); limits are fractions of weights + "
-               "KV cache (%.1f MiB); the bound is the disk's rate over the bytes a token reads from it; predictions are the "
-               "cost model's\n", po->synthetic ? po->synthetic : model, po->prompt, po->gen, po->threads, prof->disk_bw / 1e9,
+               "KV cache (%.1f MiB); the bound is the disk's rate over the bytes a token reads from it, the rate being the "
+               "model file read with O_DIRECT just before and after each row (\"disk GB/s then\"); predictions are the "
+               "cost model's, with the profile's disk rate\n", po->synthetic ? po->synthetic : model, po->prompt, po->gen, po->threads, prof->disk_bw / 1e9,
             prof->source, mib(full));
     return 0;
 }
