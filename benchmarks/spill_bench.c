@@ -20,6 +20,7 @@
 #include "spec.h"
 #include "spill_json.h"
 #include "spill_args.h"
+#include "spill_file.h"
 #include "spill_platform.h"
 #include "spill_topology.h"
 #include "synthetic.h"
@@ -631,8 +632,9 @@ static void print_rows(const row *rows, int n, fmt f, const place_opts *po, cons
 
 /* decode tok/s against budget, one line per policy, the bound dashed: SVG written directly */
 static int write_svg(const char *path, const row *rows, int n, spill_err *err) {
-    FILE *f = fopen(path, "w");
-    if (!f) return spill_err_set(err, "--plot %s: cannot create: %s", path, strerror(errno));
+    spill_file_out out; /* whole or not at all: a full disk leaves no half plot */
+    if (spill_file_begin(&out, path, "--plot", err)) return -1;
+    FILE *f = out.f;
     const double W = 720, H = 440, L = 70, R = 170, T = 40, B = 60;
     double ymax = 0, xmax = 0;
     for (int i = 0; i < n; i++)
@@ -698,8 +700,7 @@ static int write_svg(const char *path, const row *rows, int n, spill_err *err) {
             W - R + 12, T + 16 + 18.0 * ns, W - R + 36, T + 16 + 18.0 * ns, W - R + 42, T + 20 + 18.0 * ns);
 #undef X
 #undef Y
-    if (fclose(f)) return spill_err_set(err, "--plot %s: %s", path, strerror(errno));
-    return 0;
+    return spill_file_commit(&out, err);
 }
 
 static void synth_progress(uint64_t done, uint64_t total) {
@@ -1163,14 +1164,14 @@ int main(int argc, char **argv) {
         if (profile_out) {
             spill_profile p;
             tiers_profile(&t, &p);
-            FILE *f = fopen(profile_out, "w");
-            if (!f) {
-                fprintf(stderr, "spill-bench: --profile-out %s: %s\n", profile_out, strerror(errno));
+            spill_file_out out; /* whole or not at all: a full disk leaves the old profile, or none */
+            if (spill_file_begin(&out, profile_out, "--profile-out", &err)) {
+                fprintf(stderr, "spill-bench: %s\n", err.msg);
                 return 1;
             }
-            spill_profile_write(&p, f);
-            if (fclose(f)) {
-                fprintf(stderr, "spill-bench: --profile-out %s: %s\n", profile_out, strerror(errno));
+            spill_profile_write(&p, out.f);
+            if (spill_file_commit(&out, &err)) {
+                fprintf(stderr, "spill-bench: %s\n", err.msg);
                 return 1;
             }
             fprintf(stderr, "spill-bench: wrote the profile %s to %s\n", p.name, profile_out);

@@ -306,7 +306,9 @@ static int check_batch(spill_engine *e, const spill_batch *b, spill_err *err) {
 
 int spill_engine_step(spill_engine *e, const spill_batch *b, spill_err *err) {
     e->n_out = 0;
-    if (check_batch(e, b, err) || e->dev.iface->forward(e->dev.ctx, b, err)) return -1;
+    /* a model file truncated under the mapping would be a SIGBUS in the forward pass: an error instead */
+    if (spill_model_check_files(&e->model, err) || check_batch(e, b, err) || e->dev.iface->forward(e->dev.ctx, b, err))
+        return -1;
     for (int t = 0; t < b->n; t++) e->n_out += b->out ? b->out[t] != 0 : t == b->n - 1;
     return 0;
 }

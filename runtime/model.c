@@ -2,6 +2,7 @@
  * check its shape, build the tokenizer (see model.h). */
 #include "model.h"
 
+#include <errno.h>
 #include <math.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -192,6 +193,23 @@ static int load_gguf(spill_model *m, const char *tokenizer_pre, spill_err *err) 
     return spill_gguf_get_str(g, "tokenizer.chat_template", &m->chat_template, err) < 0 ? -1 : 0;
 }
 
+/* the identity of every mapped file, for spill_model_check_files */
+static int note_files(spill_model *m, spill_err *err) {
+    int n = m->hf ? m->st.n_files : 1;
+    if (!(m->files = calloc((size_t)n, sizeof *m->files))) return spill_err_set(err, "out of memory");
+    for (int i = 0; i < n; i++) {
+        spill_model_file *f = &m->files[i];
+        f->path = m->hf ? m->st.files[i].path : m->gguf.path;
+        f->mapped = m->hf ? m->st.files[i].size : m->gguf.size;
+        struct stat sb;
+        if (stat(f->path, &sb)) return spill_err_set(err, "%s: %s", f->path, strerror(errno));
+        f->dev = (uint64_t)sb.st_dev, f->ino = (uint64_t)sb.st_ino;
+        f->mtime_s = (int64_t)sb.st_mtim.tv_sec, f->mtime_ns = (int64_t)sb.st_mtim.tv_nsec;
+    }
+    m->n_files = n;
+    return 0;
+}
+
 int spill_model_load(spill_model *m, const char *path, spill_err *err) { return spill_model_load_with(m, path, NULL, err); }
 
 int spill_model_load_with(spill_model *m, const char *path, const char *tokenizer_pre, spill_err *err) {
@@ -199,9 +217,26 @@ int spill_model_load_with(spill_model *m, const char *path, const char *tokenize
     struct stat sb;
     m->hf = !stat(path, &sb) && S_ISDIR(sb.st_mode);
     if (!(m->path = strdup(path))) return spill_err_set(err, "out of memory");
-    if (m->hf ? load_hf(m, err) : load_gguf(m, tokenizer_pre && *tokenizer_pre ? tokenizer_pre : NULL, err)) {
+    if (m->hf ? load_hf(m, err) : load_gguf(m, tokenizer_pre && *tokenizer_pre ? tokenizer_pre : NULL, err) ||
+        note_files(m, err)) {
         spill_model_free(m);
         return -1;
+    }
+    return 0;
+}
+
+int spill_model_check_files(const spill_model *m, spill_err *err) {
+    for (int i = 0; i < m->n_files; i++) {
+        const spill_model_file *f = &m->files[i];
+        struct stat sb;
+        if (stat(f->path, &sb) || (uint64_t)sb.st_dev != f->dev || (uint64_t)sb.st_ino != f->ino) continue;
+        if ((uint64_t)sb.st_size < f->mapped)
+            return spill_err_set(err, "%s: the file is now %llu bytes but %llu were mapped when the model was loaded: it "
+                                      "was truncated while in use", f->path, (unsigned long long)sb.st_size,
+                                 (unsigned long long)f->mapped);
+        if ((int64_t)sb.st_mtim.tv_sec != f->mtime_s || (int64_t)sb.st_mtim.tv_nsec != f->mtime_ns)
+            return spill_err_set(err, "%s: the file was modified while in use (it changed after the model was loaded); "
+                                      "replace a model file by renaming a new one over it", f->path);
     }
     return 0;
 }
@@ -210,6 +245,7 @@ void spill_model_free(spill_model *m) {
     free(m->w.layers);
     free(m->rope_freq);
     free(m->chat_template_buf);
+    free(m->files);
     free(m->path);
     spill_st_close(&m->st);
     spill_tokenizer_free(&m->tok);

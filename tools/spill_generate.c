@@ -393,6 +393,9 @@ int main(int argc, char **argv) {
         return 2;
     }
     spill_sampler_free(&smp);
+    /* from here Ctrl-C is ours: during the load it ends the program once the load returns (exit 130,
+       nothing generated); during the prompt or the decode it ends the generation with what it has */
+    signal(SIGINT, on_sigint);
     char default_model[4096], *prompt_buf = NULL;
     if (!o.model && !(o.model = getenv("SPILL_MODEL"), o.model && *o.model)) {
         const char *home = getenv("HOME");
@@ -460,8 +463,12 @@ int main(int argc, char **argv) {
         status = 2;
         goto out;
     }
+    if (interrupted) {
+        fprintf(stderr, "spill: interrupted while loading; nothing was generated\n");
+        status = 130;
+        goto out;
+    }
     if (o.verbose || o.env.log) describe(e, toks, n_prompt, o.seed);
-    signal(SIGINT, on_sigint);
     if (o.n_parallel == 1) {
         fputs(o.prompt, stdout);
         if (o.chat) fputc('\n', stdout);
@@ -470,7 +477,7 @@ int main(int argc, char **argv) {
     double t0 = spill_now();
     /* with a draft the last prompt token starts the first round */
     int n_pre = spec_on ? n_prompt - 1 : n_prompt;
-    for (int i = 0; i < n_pre; i += o.batch)
+    for (int i = 0; i < n_pre && !interrupted; i += o.batch)
         if (spill_engine_forward(e, 0, toks + i, n_pre - i < o.batch ? n_pre - i : o.batch, i, &err)) goto out;
     double t1 = spill_now();
     if (spec_on) {
