@@ -2,9 +2,11 @@
  *
  *   LD_PRELOAD=libspill-preload.so python train.py
  *
- * Interposes cudaMalloc, cudaFree, cudaMallocAsync, cudaFreeAsync, cudaMemGetInfo and the driver
- * API's cuMemAlloc_v2 / cuMemFree_v2. Allocations go through alloc/ (arena, budget, statistics) over
- * a leaf backend that calls the program's own CUDA runtime, found with dlsym(RTLD_NEXT):
+ * Interposes cudaMalloc, cudaFree, cudaMallocAsync, cudaFreeAsync, cudaMemGetInfo,
+ * cudaIpcGetMemHandle and the driver API's cuMemAlloc_v2 / cuMemFree_v2. Allocations go through
+ * alloc/ (arena, budget, statistics) over a leaf backend that calls the program's own CUDA runtime,
+ * found with dlsym(RTLD_NEXT), or, where that cannot see it (the shim or the runtime loaded
+ * RTLD_LOCAL), among the loaded libraries (find_real):
  *   - while the HBM budget (SPILL_HBM_BUDGET, default: free HBM at start minus SPILL_HBM_RESERVE)
  *     lasts: the real cudaMalloc;
  *   - past it: cudaMallocManaged, preferred location host, accessed-by the GPU — the GPU reads it in
@@ -16,6 +18,7 @@
  * are the CUDA runtime's ABI (docs/preload.md). Pointers the shim did not allocate pass through
  * untouched; a second free of a pointer it did allocate is reported and refused. */
 #include <dlfcn.h>
+#include <link.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <sys/types.h>
@@ -30,7 +33,10 @@ typedef int cudaError_t;
 typedef void *cudaStream_t;
 typedef int CUresult;
 typedef unsigned long long CUdeviceptr;
-enum { cudaSuccess = 0, cudaErrorInvalidValue = 1, cudaErrorMemoryAllocation = 2, cudaErrorInitializationError = 3 };
+enum { cudaSuccess = 0, cudaErrorInvalidValue = 1, cudaErrorMemoryAllocation = 2, cudaErrorInitializationError = 3,
+       cudaErrorNotReady = 600, cudaErrorStreamCaptureUnsupported = 900 };
+enum { cudaStreamCaptureStatusNone = 0, cudaEventDisableTiming = 2 };
+typedef void *cudaEvent_t;
 enum { CUDA_SUCCESS = 0, CUDA_ERROR_INVALID_VALUE = 1, CUDA_ERROR_OUT_OF_MEMORY = 2 };
 enum { cudaMemAttachGlobal = 1, cudaCpuDeviceId = -1 };
 enum { cudaMemAdviseSetReadMostly = 1, cudaMemAdviseSetPreferredLocation = 3, cudaMemAdviseSetAccessedBy = 5 };
@@ -48,6 +54,15 @@ typedef struct real_api {
     cudaError_t (*get_device)(int *);
     cudaError_t (*device_sync)(void);
     cudaError_t (*stream_sync)(cudaStream_t);
+    cudaError_t (*set_device)(int);
+    cudaError_t (*get_last_error)(void);
+    cudaError_t (*is_capturing)(cudaStream_t, int *);
+    cudaError_t (*event_create)(cudaEvent_t *, unsigned);
+    cudaError_t (*event_record)(cudaEvent_t, cudaStream_t);
+    cudaError_t (*event_query)(cudaEvent_t);
+    cudaError_t (*event_sync)(cudaEvent_t);
+    cudaError_t (*event_destroy)(cudaEvent_t);
+    cudaError_t (*ipc_get_handle)(void *, void *);
     /* CUDA 13: (ptr, n, advice, location); 12.2-12.9: the _v2 names; before: (ptr, n, advice, int) */
     cudaError_t (*advise_loc)(const void *, size_t, int, struct spill_cu_location);
     cudaError_t (*advise_dev)(const void *, size_t, int, int);
@@ -92,7 +107,9 @@ static void count(uint64_t *c) {
 
 /* ---- which pointers are ours: an open-addressing table with tombstones for freed ones ---- */
 
-enum { SLOT_EMPTY = 0, SLOT_LIVE = 1, SLOT_FREED = 2 };
+/* SLOT_GONE: a freed pointer whose address the runtime has since handed out past the shim (another
+   device, a pass-through under capture): no longer ours, not a double free */
+enum { SLOT_EMPTY = 0, SLOT_LIVE = 1, SLOT_FREED = 2, SLOT_GONE = 3 };
 typedef struct entry {
     uintptr_t ptr;
     size_t size;
@@ -155,11 +172,19 @@ static int tab_put(uintptr_t p, size_t size) {
     return 0;
 }
 
+/* an allocation passed through to the runtime got address p: a tombstone there is stale */
+static void tab_forget(uintptr_t p) {
+    pthread_mutex_lock(&tab.lock);
+    entry *e = tab_find(p);
+    if (e && e->state == SLOT_FREED) e->state = SLOT_GONE;
+    pthread_mutex_unlock(&tab.lock);
+}
+
 /* SLOT_LIVE: it was ours and is now marked freed (size returned); SLOT_FREED: freed before; 0: not ours */
 static int tab_take(uintptr_t p, size_t *size) {
     pthread_mutex_lock(&tab.lock);
     entry *e = tab_find(p);
-    int st = e ? e->state : 0;
+    int st = e && e->state != SLOT_GONE ? e->state : 0;
     if (e && st == SLOT_LIVE) {
         *size = e->size;
         e->state = SLOT_FREED;
@@ -176,28 +201,48 @@ static int cu_advise(const void *p, size_t n, int advice, int loc_type, int id) 
     return cudaErrorInitializationError;
 }
 
+/* A failure the shim absorbs (it falls back, or carries on unadvised) must not stay in the calling
+ * thread's last-error slot: the program's next cudaGetLastError would report it at an unrelated
+ * call (PyTorch raises "out of memory" at its next kernel). The error reached the slot only through
+ * the shim's own call, so reading it away loses nothing of the program's. (Issue 21, defect 4.) */
+static void absorb_error(void) {
+    if (real.get_last_error) real.get_last_error();
+}
+
 static int shim_alloc(void *ctx, size_t size, spill_placement pl, void **out, spill_err *err) {
     (void)ctx;
     cudaError_t e;
     if (pl.tier == SPILL_TIER_HBM) {
         e = real.malloc(out, size);
-        if (e) return spill_err_set(err, "cudaMalloc of %zu bytes failed (error %d)", size, e);
+        if (e) {
+            absorb_error(); /* the arena falls back to managed memory, or the caller gets e itself */
+            return spill_err_set(err, "cudaMalloc of %zu bytes failed (error %d)", size, e);
+        }
         return 0;
     }
     if (!real.malloc_managed) return spill_err_set(err, "the CUDA runtime has no cudaMallocManaged");
     e = real.malloc_managed(out, size, cudaMemAttachGlobal);
-    if (e) return spill_err_set(err, "cudaMallocManaged of %zu bytes failed (error %d)", size, e);
+    if (e) {
+        absorb_error();
+        return spill_err_set(err, "cudaMallocManaged of %zu bytes failed (error %d)", size, e);
+    }
     /* host memory that the GPU reads in place: no migration on faults, no thrashing */
     int a1 = cu_advise(*out, size, cudaMemAdviseSetPreferredLocation, cudaMemLocationTypeHost, 0);
     int a2 = cu_advise(*out, size, cudaMemAdviseSetAccessedBy, cudaMemLocationTypeDevice, device);
-    if (a1 || a2) logf_("cudaMemAdvise on %p failed (errors %d, %d); the memory works, unadvised", *out, a1, a2);
+    if (a1 || a2) {
+        absorb_error();
+        logf_("cudaMemAdvise on %p failed (errors %d, %d); the memory works, unadvised", *out, a1, a2);
+    }
     return 0;
 }
 
 static void shim_free(void *ctx, void *p, size_t size, spill_placement pl) {
     (void)ctx, (void)size, (void)pl;
     cudaError_t e = real.free(p);
-    if (e) logf_("cudaFree(%p) failed (error %d)", p, e);
+    if (e) {
+        absorb_error();
+        logf_("cudaFree(%p) failed (error %d)", p, e);
+    }
 }
 
 static int shim_zero(void *ctx, void *p, size_t n, spill_placement pl, spill_err *err) {
@@ -212,7 +257,10 @@ static int shim_prefetch(void *ctx, void *p, size_t n, spill_tier tier, int node
     cudaError_t e = real.prefetch_loc ? real.prefetch_loc(p, n, l, 0, q)
                     : real.prefetch_dev ? real.prefetch_dev(p, n, tier == SPILL_TIER_HBM ? device : cudaCpuDeviceId, q)
                                         : cudaErrorInitializationError;
-    if (e) return spill_err_set(err, "cudaMemPrefetchAsync failed (error %d)", e);
+    if (e) {
+        absorb_error();
+        return spill_err_set(err, "cudaMemPrefetchAsync failed (error %d)", e);
+    }
     return 0;
 }
 
@@ -231,7 +279,44 @@ static const spill_backend_iface shim_iface = {
 
 /* ---- setting up ---- */
 
-static void *sym(const char *name) { return dlsym(RTLD_NEXT, name); }
+/* The program's CUDA runtime. dlsym(RTLD_NEXT) finds it when the shim is preloaded and the runtime
+ * is in the global scope. It does not when the shim itself was loaded RTLD_LOCAL (ctypes.CDLL, as
+ * PyTorch's CUDAPluggableAllocator does: RTLD_NEXT then searches only the shim's own dependencies),
+ * nor when the runtime came in inside an RTLD_LOCAL module (a Python extension such as CuPy): then
+ * the loaded libraries are searched, each through a handle of its own (dlopen RTLD_NOLOAD reaches a
+ * library whatever scope it was loaded in), skipping the shim. Issue 21, defects 1 and 2. */
+static int is_shim(const void *addr) {
+    static char here;
+    Dl_info a, b;
+    return addr && dladdr(addr, &a) && dladdr(&here, &b) && a.dli_fbase == b.dli_fbase;
+}
+
+typedef struct sym_search {
+    const char *name;
+    void *found;
+} sym_search;
+
+static int search_object(struct dl_phdr_info *info, size_t size, void *arg) {
+    (void)size;
+    sym_search *q = arg;
+    if (q->found || !info->dlpi_name || !info->dlpi_name[0]) return q->found != NULL;
+    void *h = dlopen(info->dlpi_name, RTLD_LAZY | RTLD_NOLOAD);
+    if (!h) return 0;
+    void *f = dlsym(h, q->name);
+    if (f && !is_shim(f)) q->found = f;
+    dlclose(h); /* RTLD_NOLOAD took a reference; the library stays loaded */
+    return q->found != NULL;
+}
+
+static void *sym(const char *name) {
+    void *f = dlsym(RTLD_NEXT, name);
+    if (f) return f;
+    f = dlsym(RTLD_DEFAULT, name); /* the shim loaded RTLD_LOCAL, the runtime global */
+    if (f && !is_shim(f)) return f;
+    sym_search q = {name, NULL};
+    dl_iterate_phdr(search_object, &q);
+    return q.found;
+}
 
 static void resolve(void) {
     real.malloc = (cudaError_t(*)(void **, size_t))sym("cudaMalloc");
@@ -244,6 +329,15 @@ static void resolve(void) {
     real.get_device = (cudaError_t(*)(int *))sym("cudaGetDevice");
     real.device_sync = (cudaError_t(*)(void))sym("cudaDeviceSynchronize");
     real.stream_sync = (cudaError_t(*)(cudaStream_t))sym("cudaStreamSynchronize");
+    real.set_device = (cudaError_t(*)(int))sym("cudaSetDevice");
+    real.get_last_error = (cudaError_t(*)(void))sym("cudaGetLastError");
+    real.is_capturing = (cudaError_t(*)(cudaStream_t, int *))sym("cudaStreamIsCapturing");
+    real.event_create = (cudaError_t(*)(cudaEvent_t *, unsigned))sym("cudaEventCreateWithFlags");
+    real.event_record = (cudaError_t(*)(cudaEvent_t, cudaStream_t))sym("cudaEventRecord");
+    real.event_query = (cudaError_t(*)(cudaEvent_t))sym("cudaEventQuery");
+    real.event_sync = (cudaError_t(*)(cudaEvent_t))sym("cudaEventSynchronize");
+    real.event_destroy = (cudaError_t(*)(cudaEvent_t))sym("cudaEventDestroy");
+    real.ipc_get_handle = (cudaError_t(*)(void *, void *))sym("cudaIpcGetMemHandle");
     real.cu_alloc = (CUresult(*)(CUdeviceptr *, size_t))sym("cuMemAlloc_v2");
     real.cu_free = (CUresult(*)(CUdeviceptr))sym("cuMemFree_v2");
     int v = 0;
@@ -330,6 +424,99 @@ static int on_our_device(void) {
     return d == device;
 }
 
+/* ---- stream-ordered frees: deferred behind an event ----
+ * cudaFreeAsync and PyTorch's free say "free when the stream gets here". Synchronizing the stream at
+ * each free (what the shim did) stalls the host on every tensor freed, and is prohibited under graph
+ * capture. Instead an event is recorded on the stream and the memory goes back to the arena once the
+ * event has completed: polled at each later entry into the shim, and waited for when an allocation
+ * would otherwise fail or leave HBM. Issue 21, defects 8 and 9. */
+typedef struct pending_free {
+    void *p;
+    size_t size;
+    cudaEvent_t ev;
+} pending_free;
+
+static struct {
+    pthread_mutex_t lock;
+    pending_free *q;
+    size_t n, cap;
+    cudaEvent_t *spare; /* completed events, for reuse */
+    size_t n_spare, cap_spare;
+} pending = {PTHREAD_MUTEX_INITIALIZER, NULL, 0, 0, NULL, 0, 0};
+
+static int events_usable(void) {
+    return real.event_create && real.event_record && real.event_query && real.event_sync && real.event_destroy;
+}
+
+/* release the deferred frees whose events completed; with wait, all of them (after waiting). 1 when
+   anything was released. */
+static int drain_pending(int wait) {
+    pthread_mutex_lock(&pending.lock);
+    if (!pending.n) {
+        pthread_mutex_unlock(&pending.lock);
+        return 0;
+    }
+    int any = 0;
+    for (size_t i = 0; i < pending.n;) {
+        pending_free f = pending.q[i];
+        cudaError_t e = wait ? real.event_sync(f.ev) : real.event_query(f.ev);
+        if (e == cudaErrorNotReady) {
+            i++;
+            continue;
+        }
+        if (e) absorb_error(); /* a sticky device error: the program sees it at its own calls */
+        pending.q[i] = pending.q[--pending.n];
+        if (pending.n_spare < pending.cap_spare) pending.spare[pending.n_spare++] = f.ev;
+        else real.event_destroy(f.ev);
+        in_shim = 1;
+        spill_mem_put(mem, f.p, f.size);
+        in_shim = 0;
+        any = 1;
+    }
+    pthread_mutex_unlock(&pending.lock);
+    return any;
+}
+
+/* Free p (ours, already taken out of the table) once `stream` has reached this point. Falls back to
+   synchronizing the stream where the runtime has no events. */
+static void defer_free(void *p, size_t size, cudaStream_t stream) {
+    pthread_mutex_lock(&pending.lock);
+    cudaEvent_t ev = NULL;
+    int ok = events_usable();
+    if (ok && pending.n == pending.cap) {
+        size_t cap = pending.cap ? pending.cap * 2 : 256;
+        pending_free *q = realloc(pending.q, cap * sizeof *q);
+        cudaEvent_t *sp = realloc(pending.spare, cap * sizeof *sp);
+        if (q) pending.q = q;
+        if (sp) pending.spare = sp;
+        if (q && sp) pending.cap = pending.cap_spare = cap;
+        ok = pending.n < pending.cap;
+    }
+    if (ok) {
+        if (pending.n_spare) ev = pending.spare[--pending.n_spare];
+        else if (real.event_create(&ev, cudaEventDisableTiming)) ev = NULL;
+    }
+    if (ev && real.event_record(ev, stream) == cudaSuccess) {
+        pending.q[pending.n++] = (pending_free){p, size, ev};
+        pthread_mutex_unlock(&pending.lock);
+        drain_pending(0);
+        return;
+    }
+    if (ev) real.event_destroy(ev);
+    absorb_error();
+    pthread_mutex_unlock(&pending.lock);
+    if (real.stream_sync && real.stream_sync(stream)) absorb_error();
+    in_shim = 1;
+    spill_mem_put(mem, p, size);
+    in_shim = 0;
+}
+
+static int stream_capturing(cudaStream_t s) {
+    int st = cudaStreamCaptureStatusNone;
+    if (!real.is_capturing || real.is_capturing(s, &st)) return 0;
+    return st != cudaStreamCaptureStatusNone;
+}
+
 /* 0 and *p set, or a cudaError_t */
 static cudaError_t shim_malloc(void **p, size_t size, const char *api) {
     if (!p) return cudaErrorInvalidValue;
@@ -340,8 +527,15 @@ static cudaError_t shim_malloc(void **p, size_t size, const char *api) {
     spill_err err;
     spill_placement hbm = {SPILL_TIER_HBM, -1, SPILL_PLACE_GPU_READS};
     spill_placement host = {SPILL_TIER_HOST, -1, SPILL_PLACE_GPU_READS};
+    drain_pending(0);
     in_shim = 1;
     void *q = spill_mem_alloc(mem, size, hbm, api, &err);
+    if (!q && pending.n) { /* memory freed in stream order may be enough once its streams get there */
+        in_shim = 0;
+        drain_pending(1);
+        in_shim = 1;
+        q = spill_mem_alloc(mem, size, hbm, api, &err);
+    }
     if (!q) {
         logf_("%s(%zu): %s; placing it in host memory the GPU reads in place", api, size, err.msg);
         q = spill_mem_alloc(mem, size, host, api, &err);
@@ -361,8 +555,9 @@ static cudaError_t shim_malloc(void **p, size_t size, const char *api) {
     return cudaSuccess;
 }
 
-/* 1: it was ours and is freed; 0: not ours (pass it on); -1: a double free, refused */
-static int shim_release(void *p, const char *api) {
+/* 1: it was ours and is freed (at once, or once `stream` gets here when deferred); 0: not ours (pass
+   it on); -1: a double free, refused */
+static int shim_release_on(void *p, const char *api, int deferred, cudaStream_t stream) {
     size_t size = 0;
     int st = tab_take((uintptr_t)p, &size);
     if (st == SLOT_FREED) {
@@ -371,11 +566,42 @@ static int shim_release(void *p, const char *api) {
         return -1;
     }
     if (st != SLOT_LIVE) return 0;
-    in_shim = 1;
-    spill_mem_put(mem, p, size);
-    in_shim = 0;
+    if (deferred) {
+        defer_free(p, size, stream);
+    } else {
+        in_shim = 1;
+        spill_mem_put(mem, p, size);
+        in_shim = 0;
+    }
     count(&calls.free_calls);
     return 1;
+}
+static int shim_release(void *p, const char *api) { return shim_release_on(p, api, 0, NULL); }
+
+static int is_ours(void *p) {
+    pthread_mutex_lock(&tab.lock);
+    entry *e = tab_find((uintptr_t)p);
+    int ours = e && (e->state == SLOT_LIVE || e->state == SLOT_FREED);
+    pthread_mutex_unlock(&tab.lock);
+    return ours;
+}
+
+/* cudaFree's promise: the device has finished with the memory. Synchronize the device the shim
+   allocates on, whichever is current in the calling thread, and leave the current one as it was. */
+static cudaError_t sync_our_device(void) {
+    if (!real.device_sync) return cudaSuccess;
+    int cur = device;
+    if (real.get_device) real.get_device(&cur);
+    if (cur != device && real.set_device && real.set_device(device)) return real.get_last_error ? real.get_last_error() : 1;
+    cudaError_t e = real.device_sync();
+    if (cur != device && real.set_device) real.set_device(cur);
+    return e;
+}
+
+/* a pass-through allocation: its address is no longer a freed pointer of ours */
+static cudaError_t passed_through(cudaError_t e, void **p) {
+    if (!e && p && *p && tab.cap) tab_forget((uintptr_t)*p);
+    return e;
 }
 
 /* ---- the interposed runtime API ---- */
@@ -385,18 +611,23 @@ SPILL_EXPORT cudaError_t cudaMalloc(void **p, size_t size) {
         if (!resolved) resolve();
         if (!real.malloc) return cudaErrorInitializationError;
         if (!in_shim) count(&calls.passed_through);
-        return real.malloc(p, size);
+        return passed_through(real.malloc(p, size), p);
     }
     return shim_malloc(p, size, "cudaMalloc");
 }
 
 SPILL_EXPORT cudaError_t cudaFree(void *p) {
     if (p && !in_shim && ensure_ready()) {
-        /* cudaFree synchronizes the device; a sub-allocation's memory may be handed out again at
-           once, so keep that promise before giving it back */
-        if (real.device_sync) real.device_sync();
-        int r = shim_release(p, "cudaFree");
-        if (r) return r > 0 ? cudaSuccess : cudaErrorInvalidValue;
+        if (is_ours(p)) {
+            /* cudaFree synchronizes the device; a sub-allocation's memory may be handed out again at
+               once, so keep that promise before giving it back, and free nothing the device may
+               still be using when the synchronize failed (the caller gets its error) */
+            cudaError_t e = sync_our_device();
+            if (e) return e;
+            drain_pending(0); /* the device is idle: every deferred free can go too */
+            int r = shim_release(p, "cudaFree");
+            if (r) return r > 0 ? cudaSuccess : cudaErrorInvalidValue;
+        }
         count(&calls.passed_through);
     }
     if (!resolved) resolve();
@@ -404,26 +635,29 @@ SPILL_EXPORT cudaError_t cudaFree(void *p) {
 }
 
 SPILL_EXPORT cudaError_t cudaMallocAsync(void **p, size_t size, cudaStream_t s) {
-    if (in_shim || !ensure_ready() || !on_our_device()) {
+    /* under graph capture the allocation is a node of the graph, made each time the graph runs:
+       only the runtime can do that (a shim allocation now would be a prohibited cudaMalloc) */
+    if (in_shim || !ensure_ready() || !on_our_device() || stream_capturing(s)) {
         if (!resolved) resolve();
         if (!real.malloc_async) return cudaErrorInitializationError;
-        return real.malloc_async(p, size, s);
+        return passed_through(real.malloc_async(p, size, s), p);
     }
     return shim_malloc(p, size, "cudaMallocAsync"); /* available at once, so also in stream order */
 }
 
 SPILL_EXPORT cudaError_t cudaFreeAsync(void *p, cudaStream_t s) {
-    if (p && !in_shim && ensure_ready()) {
-        /* the stream may still use it: wait for the stream before the memory can be reused */
-        pthread_mutex_lock(&tab.lock);
-        entry *e = tab_find((uintptr_t)p);
-        int ours = e && e->state != SLOT_EMPTY;
-        pthread_mutex_unlock(&tab.lock);
-        if (ours) {
-            if (real.stream_sync) real.stream_sync(s);
-            int r = shim_release(p, "cudaFreeAsync");
-            return r > 0 ? cudaSuccess : cudaErrorInvalidValue;
+    if (p && !in_shim && ensure_ready() && is_ours(p)) {
+        if (stream_capturing(s)) {
+            /* a graph node freeing memory the shim placed before the capture: the shim cannot free
+               at the graph's launch, and a synchronize here would break the capture */
+            fprintf(stderr, "spill-preload: cudaFreeAsync(%p) on a capturing stream: this memory was placed by "
+                            "the shim before the capture and cannot be freed by a graph; free it outside the "
+                            "capture (refused)\n", p);
+            return cudaErrorStreamCaptureUnsupported;
         }
+        /* the stream may still use it: it goes back once the stream has passed this point */
+        int r = shim_release_on(p, "cudaFreeAsync", 1, s);
+        return r > 0 ? cudaSuccess : cudaErrorInvalidValue;
     }
     if (!resolved) resolve();
     return real.free_async ? real.free_async(p, s) : cudaErrorInitializationError;
@@ -447,7 +681,10 @@ SPILL_EXPORT cudaError_t cudaMemGetInfo(size_t *fr, size_t *tot) {
 SPILL_EXPORT CUresult cuMemAlloc_v2(CUdeviceptr *dptr, size_t size) {
     if (in_shim || !ensure_ready() || !on_our_device()) {
         if (!resolved) resolve();
-        return real.cu_alloc ? real.cu_alloc(dptr, size) : CUDA_ERROR_INVALID_VALUE;
+        CUresult e = real.cu_alloc ? real.cu_alloc(dptr, size) : CUDA_ERROR_INVALID_VALUE;
+        void *q = dptr && !e ? (void *)(uintptr_t)*dptr : NULL;
+        passed_through(e, &q);
+        return e;
     }
     void *p = NULL;
     cudaError_t e = shim_malloc(&p, size, "cuMemAlloc_v2");
@@ -457,8 +694,11 @@ SPILL_EXPORT CUresult cuMemAlloc_v2(CUdeviceptr *dptr, size_t size) {
 }
 
 SPILL_EXPORT CUresult cuMemFree_v2(CUdeviceptr dptr) {
-    if (dptr && !in_shim && ensure_ready()) {
-        if (real.device_sync) real.device_sync();
+    if (dptr && !in_shim && ensure_ready() && is_ours((void *)(uintptr_t)dptr)) {
+        if (sync_our_device()) {
+            absorb_error();
+            return CUDA_ERROR_INVALID_VALUE; /* the device may still use it: not freed */
+        }
         int r = shim_release((void *)(uintptr_t)dptr, "cuMemFree_v2");
         if (r) return r > 0 ? CUDA_SUCCESS : CUDA_ERROR_INVALID_VALUE;
     }
@@ -475,7 +715,7 @@ SPILL_EXPORT void *spill_torch_malloc(ssize_t size, int dev, cudaStream_t stream
     void *p = NULL;
     if (size < 0) return NULL;
     if (!ensure_ready() || dev != device) {
-        if (!real.malloc || real.malloc(&p, (size_t)size)) return NULL;
+        if (!real.malloc || passed_through(real.malloc(&p, (size_t)size), &p)) return NULL;
         return p;
     }
     return shim_malloc(&p, (size_t)size, "spill_torch_malloc") ? NULL : p;
@@ -484,9 +724,31 @@ SPILL_EXPORT void *spill_torch_malloc(ssize_t size, int dev, cudaStream_t stream
 SPILL_EXPORT void spill_torch_free(void *p, ssize_t size, int dev, cudaStream_t stream) {
     (void)size, (void)dev;
     if (!p) return;
-    if (ensure_ready()) {
-        if (real.stream_sync) real.stream_sync(stream);
-        if (shim_release(p, "spill_torch_free")) return;
-    }
+    /* stream-ordered, like PyTorch's own allocator: back to the arena once the stream gets here */
+    if (ensure_ready() && shim_release_on(p, "spill_torch_free", 1, stream)) return;
     if (real.free) real.free(p);
+}
+
+/* ---- IPC ----
+ * A handle names the whole runtime allocation behind a pointer. Managed memory has none (the runtime
+ * refuses it, obscurely), and a sub-allocation shares its 2 MiB chunk with unrelated allocations
+ * that the other process would map too. Refuse both, saying why; a large device allocation (its own
+ * cudaMalloc) and memory the shim did not place pass through. */
+typedef struct { char reserved[64]; } spill_ipc_handle; /* cudaIpcMemHandle_t */
+
+SPILL_EXPORT cudaError_t cudaIpcGetMemHandle(spill_ipc_handle *h, void *p) {
+    if (!resolved) resolve();
+    if (p && !in_shim && ready > 0 && is_ours(p)) {
+        size_t size = 0;
+        spill_placement pl;
+        int whole = spill_mem_lookup(mem, p, &size, &pl) && pl.tier == SPILL_TIER_HBM && size >= SPILL_ARENA_GRAIN;
+        if (!whole) {
+            fprintf(stderr, "spill-preload: cudaIpcGetMemHandle(%p): this memory was placed by the shim %s; an IPC "
+                            "handle would not describe it. Allocate memory to share with IPC without the shim "
+                            "(or with a budget that keeps it in HBM, at 2 MiB or more); refused\n", p,
+                    pl.tier != SPILL_TIER_HBM ? "in managed host memory" : "inside a 2 MiB chunk shared with other allocations");
+            return cudaErrorInvalidValue;
+        }
+    }
+    return real.ipc_get_handle ? real.ipc_get_handle(h, p) : cudaErrorInitializationError;
 }

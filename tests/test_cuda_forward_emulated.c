@@ -17,6 +17,7 @@
 #include <cuda_runtime_api.h>
 #include <math.h>
 
+#include "cuda_generate_settings.h"
 #include "engine.h"
 #include "spill_backend.h"
 #include "spill_cuda_ops.h"
@@ -339,7 +340,7 @@ static void run_gpu_opt(const char *path, const char *policy, uint64_t budget, c
     spill_err err = {{0}};
     spill_mem *mem = gpu_mem(budget);
     fake_ats = read_mapped;
-    spill_engine *e = open_gpu(path, policy, "h100-pcie", budget, 64, batch, 1, 0, mem);
+    spill_engine *e = open_gpu(path, policy, SPILL_GEN_PROFILE, budget, SPILL_GEN_CTX, batch, 1, 0, mem);
     fake_ats = 0;
     int V = spill_engine_model(e)->hp.vocab;
     for (int i = 0; i < np; i += batch) {
@@ -411,6 +412,19 @@ static void test_stories_matches_cpu(void **s) {
             assert_memory_equal(r.tokens, cpu, sizeof cpu);
             assert_int_equal(r.mapped, 0);
         }
+    /* test_cuda_generate's exact settings (tests/cuda_generate_settings.h): every case it runs on a
+       GPU must open and give the CPU's tokens here */
+    for (int c = 0; c < SPILL_GEN_N_STORIES_CASES; c++) {
+        uint64_t budget = 0;
+        assert_int_equal(spill_parse_size(spill_gen_stories_cases[c].budget, &budget), 0);
+        run_info r;
+        run_gpu(stories_path(), spill_gen_stories_cases[c].policy, budget, prompt, np, SPILL_GEN_BATCH, &r);
+        char what[64];
+        snprintf(what, sizeof what, "stories %s -> %s, %s", spill_gen_stories_cases[c].policy, r.chosen,
+                 spill_gen_stories_cases[c].budget);
+        print_run(what, &r);
+        assert_memory_equal(r.tokens, cpu, sizeof cpu);
+    }
     /* a GPU that reads the mapped file (ATS): host regions in place take no copy (F32 stays F32) */
     const char *mapped_policies[] = {"host", "pin", "stream"};
     for (int p = 0; p < 3; p++) {

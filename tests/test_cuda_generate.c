@@ -5,25 +5,26 @@
  * placement - all in HBM, split by rows, streamed through the ring with budgets far below the F16
  * copies' 257 MiB - must give the text of the GPU run with everything in host memory. Skips with the
  * driver's reason without a device. */
+#include "cuda_generate_settings.h"
 #include "gpu_util.h"
 
 static void test_stories(void **s) {
     (void)s;
     char args[8192], ref[65536];
-    snprintf(args, sizeof args, "-m '%s' -p 'Once upon a time' --temp 0 -n 40 --device cpu", stories_path());
+    snprintf(args, sizeof args, "-m '%s' -p 'Once upon a time' --temp 0 -n 40 " SPILL_GEN_ARGS " --device cpu", stories_path());
     run_result *r = run_generate(args);
     assert_int_equal(r->status, 0);
     strcpy(ref, r->out);
-    const char *policies[] = {"host", "fault", "pin", "stream", "auto"};
-    const char *budgets[] = {"64M", "3M"};
-    for (int p = 0; p < 5; p++)
-        for (int b = 0; b < 2; b++) {
-            snprintf(args, sizeof args, "-m '%s' -p 'Once upon a time' --temp 0 -n 40 --device cuda --policy %s --hbm-budget %s",
-                     stories_path(), policies[p], budgets[b]);
-            r = run_generate(args);
-            if (r->status) fail_msg("%s %s: %s", policies[p], budgets[b], r->err);
-            if (strcmp(r->out, ref)) fail_msg("%s %s: '%s' vs the CPU's '%s'", policies[p], budgets[b], r->out, ref);
-        }
+    /* the settings test_cuda_forward_emulated runs on the CPU: each case there opens and matches */
+    for (int c = 0; c < SPILL_GEN_N_STORIES_CASES; c++) {
+        const spill_gen_case *k = &spill_gen_stories_cases[c];
+        snprintf(args, sizeof args,
+                 "-m '%s' -p 'Once upon a time' --temp 0 -n 40 " SPILL_GEN_ARGS " --device cuda --policy %s --hbm-budget %s",
+                 stories_path(), k->policy, k->budget);
+        r = run_generate(args);
+        if (r->status) fail_msg("%s %s: %s", k->policy, k->budget, r->err);
+        if (strcmp(r->out, ref)) fail_msg("%s %s: '%s' vs the CPU's '%s'", k->policy, k->budget, r->out, ref);
+    }
 }
 
 /* --n-parallel: three sampled continuations sharing the prompt's KV blocks, as on the CPU (the

@@ -1,7 +1,10 @@
 /* The program the preload tests run, linked against the fake CUDA runtime (tests/fake_cudart.c).
  *   test_preload_prog shim     under LD_PRELOAD=libspill-preload.so, SPILL_HBM_BUDGET=64M
  *   test_preload_prog plain    without the shim: every call must reach the runtime unchanged
- *   test_preload_prog virtual  under the shim with SPILL_MEMGETINFO=virtual */
+ *   test_preload_prog virtual  under the shim with SPILL_MEMGETINFO=virtual
+ *   test_preload_prog oom      under the shim, the device smaller than the budget, advice failing
+ *   test_preload_prog local SHIM  without LD_PRELOAD: the shim dlopen'ed RTLD_LOCAL, as Python's
+ *                              ctypes (PyTorch's CUDAPluggableAllocator) loads it */
 #include <dlfcn.h>
 #include <pthread.h>
 #include <setjmp.h>
@@ -29,6 +32,14 @@ int fake_cuda_advice_count(int advice, int loc_type, int loc_id);
 int fake_cuda_live(void);
 size_t fake_cuda_device_used(void);
 cudaError_t fake_cuda_malloc_direct(void **p, size_t n);
+cudaError_t cudaGetLastError(void);
+cudaError_t cudaSetDevice(int d);
+cudaError_t cudaStreamBeginCapture(void *s, int mode);
+cudaError_t cudaStreamEndCapture(void *s, void **graph);
+cudaError_t cudaIpcGetMemHandle(void *handle, void *p);
+void fake_cuda_stream_hold(void *s, int held);
+void fake_cuda_reuse_next(void *p);
+int fake_cuda_sync_count(int dev);
 
 #define MiB ((size_t)1 << 20)
 enum { SET_PREFERRED_LOCATION = 3, SET_ACCESSED_BY = 5, LOC_DEVICE = 1, LOC_HOST = 2 };
@@ -144,6 +155,152 @@ static void test_eight_threads(void **s) {
     assert_true(fake_cuda_bytes("cudaMalloc") > 0);
 }
 
+/* defect 8: under CUDA graph capture, stream-ordered allocation passes through (it becomes a graph
+   node) instead of turning into a cudaMalloc that capture prohibits */
+static void test_capture(void **s) {
+    (void)s;
+    void *st = (void *)0x1234, *p = NULL, *graph = NULL;
+    int async = fake_cuda_count("cudaMallocAsync"), fasync = fake_cuda_count("cudaFreeAsync");
+    assert_int_equal(cudaStreamBeginCapture(st, 0), 0);
+    assert_int_equal(cudaMallocAsync(&p, 4 * MiB, st), 0);
+    assert_non_null(p);
+    assert_int_equal(fake_cuda_count("cudaMallocAsync"), async + 1); /* the runtime's own, in the graph */
+    assert_int_equal(cudaFreeAsync(p, st), 0);
+    assert_int_equal(fake_cuda_count("cudaFreeAsync"), fasync + 1);
+    assert_int_equal(cudaStreamEndCapture(st, &graph), 0); /* the capture was not invalidated */
+    assert_non_null(graph);
+    assert_int_equal(fake_cuda_count("capture-violation"), 0);
+    assert_int_equal(cudaGetLastError(), 0);
+}
+
+/* defect 8: cudaFree whose device synchronize failed does not free (the device may still use it) */
+static void test_free_after_failed_sync(void **s) {
+    (void)s;
+    void *st = (void *)0x2345, *p = NULL, *graph = NULL;
+    assert_int_equal(cudaMalloc(&p, 1000), 0);
+    assert_int_equal(cudaStreamBeginCapture(st, 0), 0);
+    assert_int_not_equal(cudaFree(p), 0); /* synchronizing the device is prohibited while capturing */
+    assert_int_not_equal(cudaStreamEndCapture(st, &graph), 0); /* the program's own mistake: invalidated */
+    (void)cudaGetLastError();
+    assert_int_equal(cudaFree(p), 0); /* still ours, and freed now: not a double free */
+    assert_int_equal(cudaGetLastError(), 0);
+}
+
+/* defects 8 and 9: stream-ordered frees wait on an event, not on the stream; the memory is not
+   handed out again before the stream has passed the free */
+static void test_deferred_free(void **s) {
+    (void)s;
+    void *st = (void *)0x3456;
+    void *(*tm)(ssize_t, int, void *) = (void *(*)(ssize_t, int, void *))dlsym(RTLD_DEFAULT, "spill_torch_malloc");
+    void (*tf)(void *, ssize_t, int, void *) = (void (*)(void *, ssize_t, int, void *))dlsym(RTLD_DEFAULT, "spill_torch_free");
+    int syncs = fake_cuda_count("cudaStreamSynchronize");
+    fake_cuda_stream_hold(st, 1); /* work queued on st has not run */
+    void *p = tm(1000, 0, st), *q = NULL, *r = NULL;
+    assert_non_null(p);
+    tf(p, 1000, 0, st);
+    assert_int_equal(fake_cuda_count("cudaStreamSynchronize"), syncs); /* no synchronize per free */
+    q = tm(1000, 0, st);
+    assert_non_null(q);
+    assert_ptr_not_equal(q, p); /* p may still be read by the stream */
+    assert_int_equal(cudaMallocAsync(&r, 3 * MiB, st), 0);
+    assert_int_equal(cudaFreeAsync(r, st), 0);
+    assert_int_equal(fake_cuda_count("cudaStreamSynchronize"), syncs);
+    fake_cuda_stream_hold(st, 0); /* the stream ran */
+    tf(q, 1000, 0, st);
+    void *again = tm(1000, 0, NULL);
+    assert_non_null(again);
+    tf(again, 1000, 0, NULL);
+    assert_int_equal(fake_cuda_live(), 0); /* every deferred free happened */
+}
+
+/* risk: a freed pointer's tombstone must not refuse a later allocation at the same address that the
+   runtime handed out past the shim */
+static void test_tombstone_reuse(void **s) {
+    (void)s;
+    void *p = NULL, *q = NULL;
+    assert_int_equal(cudaMalloc(&p, 4 * MiB), 0);
+    fake_cuda_reuse_next(p);
+    assert_int_equal(cudaFree(p), 0);
+    assert_int_equal(cudaSetDevice(1), 0); /* another device: passed through */
+    assert_int_equal(cudaMalloc(&q, 4 * MiB), 0);
+    assert_ptr_equal(q, p);
+    assert_int_equal(cudaFree(q), 0); /* not a double free */
+    assert_int_equal(cudaSetDevice(0), 0);
+    assert_int_equal(fake_cuda_count("bad-free"), 0);
+}
+
+/* risk: cudaFree synchronizes the device the memory belongs to, whichever is current */
+static void test_free_syncs_its_device(void **s) {
+    (void)s;
+    void *p = NULL;
+    assert_int_equal(cudaMalloc(&p, 1000), 0);
+    int n0 = fake_cuda_sync_count(0);
+    assert_int_equal(cudaSetDevice(1), 0);
+    assert_int_equal(cudaFree(p), 0);
+    int dev = -1;
+    extern cudaError_t cudaGetDevice(int *);
+    assert_int_equal(cudaGetDevice(&dev), 0);
+    assert_int_equal(dev, 1); /* the caller's device is left as it was */
+    assert_int_equal(cudaSetDevice(0), 0);
+    assert_true(fake_cuda_sync_count(0) > n0);
+}
+
+/* risk: an IPC handle to sub-allocated or managed memory is refused with a message; a large
+   device allocation (its own cudaMalloc) passes through */
+static void test_ipc(void **s) {
+    (void)s;
+    char handle[64];
+    void *small = NULL, *big = NULL;
+    assert_int_equal(cudaMalloc(&small, 1000), 0);
+    assert_int_equal(cudaMalloc(&big, 4 * MiB), 0);
+    int n = fake_cuda_count("cudaIpcGetMemHandle");
+    assert_int_not_equal(cudaIpcGetMemHandle(handle, small), 0);
+    assert_int_equal(fake_cuda_count("cudaIpcGetMemHandle"), n); /* refused before the runtime */
+    assert_int_equal(cudaIpcGetMemHandle(handle, big), 0);
+    assert_int_equal(fake_cuda_count("cudaIpcGetMemHandle"), n + 1);
+    /* past the budget: managed memory */
+    void *m[20];
+    for (int i = 0; i < 20; i++) assert_int_equal(cudaMalloc(&m[i], 4 * MiB), 0);
+    assert_int_not_equal(cudaIpcGetMemHandle(handle, m[19]), 0);
+    assert_int_equal(fake_cuda_count("cudaIpcGetMemHandle"), n + 1);
+    for (int i = 0; i < 20; i++) assert_int_equal(cudaFree(m[i]), 0);
+    assert_int_equal(cudaFree(small), 0);
+    assert_int_equal(cudaFree(big), 0);
+}
+
+/* defect 4: a failure the shim absorbs (cudaMalloc out of memory before the budget, a failed
+   advise) does not stay in the runtime's last-error slot for the program to find later */
+static void test_oom_absorbed(void **s) {
+    (void)s;
+    void *p[8];
+    for (int i = 0; i < 8; i++) {
+        assert_int_equal(cudaMalloc(&p[i], 4 * MiB), 0);
+        assert_int_equal(cudaGetLastError(), 0);
+    }
+    assert_true(fake_cuda_count("cudaMallocManaged") > 0); /* the device ran out first */
+    for (int i = 0; i < 8; i++) assert_int_equal(cudaFree(p[i]), 0);
+    assert_int_equal(cudaGetLastError(), 0);
+}
+
+/* defect 1: PyTorch's CUDAPluggableAllocator loads the shim with ctypes.CDLL, RTLD_LOCAL; the
+   runtime (linked into this program) must still be found */
+static const char *shim_path;
+static void test_local(void **s) {
+    (void)s;
+    void *h = dlopen(shim_path, RTLD_NOW | RTLD_LOCAL);
+    assert_non_null(h);
+    void *(*tm)(ssize_t, int, void *) = (void *(*)(ssize_t, int, void *))dlsym(h, "spill_torch_malloc");
+    void (*tf)(void *, ssize_t, int, void *) = (void (*)(void *, ssize_t, int, void *))dlsym(h, "spill_torch_free");
+    assert_non_null(tm);
+    assert_non_null(tf);
+    void *p = tm(1000, 0, NULL);
+    assert_non_null(p);
+    assert_int_equal(fake_cuda_count("cudaMalloc"), 1); /* the shim's chunk */
+    memset(p, 1, 1000);
+    tf(p, 1000, 0, NULL);
+    assert_int_equal(fake_cuda_live(), 0);
+}
+
 static void test_plain(void **s) {
     (void)s;
     void *p[10];
@@ -174,6 +331,12 @@ int main(int argc, char **argv) {
             cmocka_unit_test(test_double_free_and_foreign),
             cmocka_unit_test(test_other_entry_points),
             cmocka_unit_test(test_eight_threads),
+            cmocka_unit_test(test_capture),
+            cmocka_unit_test(test_free_after_failed_sync),
+            cmocka_unit_test(test_deferred_free),
+            cmocka_unit_test(test_tombstone_reuse),
+            cmocka_unit_test(test_free_syncs_its_device),
+            cmocka_unit_test(test_ipc),
         };
         return cmocka_run_group_tests(t, NULL, NULL);
     }
@@ -185,6 +348,15 @@ int main(int argc, char **argv) {
         const struct CMUnitTest t[] = {cmocka_unit_test(test_virtual)};
         return cmocka_run_group_tests(t, NULL, NULL);
     }
-    fprintf(stderr, "usage: test_preload_prog shim|plain|virtual\n");
+    if (!strcmp(mode, "oom")) {
+        const struct CMUnitTest t[] = {cmocka_unit_test(test_oom_absorbed)};
+        return cmocka_run_group_tests(t, NULL, NULL);
+    }
+    if (!strcmp(mode, "local") && argc > 2) {
+        shim_path = argv[2];
+        const struct CMUnitTest t[] = {cmocka_unit_test(test_local)};
+        return cmocka_run_group_tests(t, NULL, NULL);
+    }
+    fprintf(stderr, "usage: test_preload_prog shim|plain|virtual|oom|local SHIM\n");
     return 2;
 }
