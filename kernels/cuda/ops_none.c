@@ -36,9 +36,9 @@ int spill_cu_get_rows(float *out, const void *table, spill_dtype type, int64_t c
     return NO_CUDA("get_rows");
 }
 int spill_cu_attention(float *out, const float *q, const float *const *blocks, int T, int n_tok, int pos0, int n_heads,
-                       int n_kv_heads, int head_dim, float scale, float *scores, void *stream, spill_err *err) {
+                       int n_kv_heads, int head_dim, float scale, float *partial, void *stream, spill_err *err) {
     (void)out, (void)q, (void)blocks, (void)T, (void)n_tok, (void)pos0, (void)n_heads, (void)n_kv_heads, (void)head_dim;
-    (void)scale, (void)scores, (void)stream;
+    (void)scale, (void)partial, (void)stream;
     return NO_CUDA("attention");
 }
 int spill_cu_argmax(const float *x, int n, int *out, void *stream, spill_err *err) {
