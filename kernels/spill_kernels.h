@@ -128,6 +128,16 @@ uint64_t spill_flash_partial_floats(int n_heads, int n_kv_heads, int head_dim);
 void spill_flash_combine(float *out, const float *partial, int rows, int splits, int hd);
 int spill_flash_attention(float *out, const float *q, const float *const *blocks, int T, int n_tok, int pos0, int n_heads,
                           int n_kv_heads, int head_dim, float scale, float *partial);
+/* Decode's matmul on weights as the file holds them (F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q4_K, Q6_K):
+ * out[t*ldo + r] = dot(row r of w, x[t]) for n_tok <= SPILL_GEMV_MAX_TOK tokens of `cols` F32 values,
+ * each block dequantized to F32 as it is read, F32 sums. The CPU twin of kernels/cuda/gemv.cu (same
+ * decoder, same order of sums); the CPU's forward pass has its own quantized dot products. */
+#define SPILL_GEMV_MAX_TOK 8
+void spill_gemv(float *out, int64_t ldo, const void *w, spill_dtype type, int64_t rows, int64_t cols, const float *x,
+                int n_tok);
+/* rows x cols of w, dequantized and rounded to BF16 (row-major, cols apart): prefill's tiles for
+ * cuBLAS. BF16, not F16: F16 overflows past 65504, which activations and some weights reach. */
+void spill_dequant_bf16(uint16_t *out, const void *w, spill_dtype type, int64_t rows, int64_t cols);
 /* In place: x = softmax(x * scale) over n values */
 void spill_softmax(float *x, int n, float scale);
 /* out = silu(gate) * up */

@@ -2,6 +2,8 @@
  *   rmsnorm, swiglu, add, get_rows (all types): 1e-5 relative (the same arithmetic, other rounding)
  *   rope (both conventions, with and without a frequency table): 1e-4 (cosf/sinf differ in the last bits)
  *   softmax: 1e-5; argmax: the same index; KV store, top-k: exact
+ *   fused dequantize-GEMV vs its twin (kernels/gemv.c): 1e-6 of the largest output (the same decoder and
+ *   order of sums); BF16 tiles for prefill: equal to the twin's
  *   flash-decoding attention over a paged KV cache vs its twin (kernels/flash.c): 1e-5, decode with many
  *   splits, batched decode, prefill, a 128k context
  *   gemm (cuBLAS, F16 and BF16 weights): 2e-2 relative to the largest output, because the GPU rounds the
@@ -140,7 +142,8 @@ static void test_get_rows(void **s) {
     float table[V * C], ref[3 * C], got[3 * C];
     rnd(table, V * C, 7);
     int ids[3] = {0, 49, 17};
-    spill_dtype types[] = {SPILL_DT_F32, SPILL_DT_F16, SPILL_DT_BF16, SPILL_DT_Q8_0, SPILL_DT_Q4_0, SPILL_DT_Q4_1};
+    spill_dtype types[] = {SPILL_DT_F32,  SPILL_DT_F16,  SPILL_DT_BF16, SPILL_DT_Q8_0,
+                           SPILL_DT_Q4_0, SPILL_DT_Q4_1, SPILL_DT_Q4_K, SPILL_DT_Q6_K};
     static uint8_t q[V * C * 4];
     for (size_t k = 0; k < sizeof types / sizeof *types; k++) {
         uint64_t rb = spill_dtype_row_bytes(types[k], C);
@@ -251,6 +254,48 @@ static void test_gemm(void **s) {
     spill_cu_blas_destroy(b);
 }
 
+/* the fused dequantize-GEMV and the BF16 tiles vs their twins (kernels/gemv.c, themselves checked
+   against dequantize-then-dot in test_twins): every format, 1..8 tokens, an output with a row gap */
+static void test_gemv(void **s) {
+    (void)s;
+    spill_err err = {{0}};
+    spill_dtype types[] = {SPILL_DT_F32,  SPILL_DT_F16,  SPILL_DT_BF16, SPILL_DT_Q8_0,
+                           SPILL_DT_Q4_0, SPILL_DT_Q4_1, SPILL_DT_Q4_K, SPILL_DT_Q6_K};
+    enum { R = 301, C = 4096, LDO = 320 };
+    static float wf[C], x[SPILL_GEMV_MAX_TOK * C], ref[SPILL_GEMV_MAX_TOK * LDO], got[SPILL_GEMV_MAX_TOK * LDO];
+    static uint8_t w[(size_t)R * C * 4];
+    static uint16_t bref[(size_t)R * C], bgot[(size_t)R * C];
+    rnd(x, SPILL_GEMV_MAX_TOK * C, 50);
+    for (size_t k = 0; k < sizeof types / sizeof *types; k++) {
+        uint64_t rb = spill_dtype_row_bytes(types[k], C);
+        for (int r = 0; r < R; r++) {
+            rnd(wf, C, 60 + (uint64_t)r);
+            spill_quantize_row_ref(types[k], wf, w + (uint64_t)r * rb, C);
+        }
+        void *dw = dev(w, rb * R);
+        float *dx = dev(x, sizeof x), *dout = dev(NULL, sizeof got);
+        int tokens[] = {1, 2, 5, 8};
+        for (int i = 0; i < 4; i++) {
+            int nt = tokens[i];
+            memset(ref, 0, sizeof ref);
+            spill_gemv(ref, LDO, w, types[k], R, C, x, nt);
+            assert_int_equal(cudaMemset(dout, 0, sizeof got), cudaSuccess);
+            if (spill_cu_gemv(dout, LDO, dw, types[k], R, C, dx, nt, NULL, &err)) fail_msg("%s", err.msg);
+            back(got, dout, sizeof got);
+            char what[64];
+            snprintf(what, sizeof what, "gemv %s, %d tokens", spill_dtype_name(types[k]), nt);
+            close_to(got, ref, (size_t)LDO * nt, 1e-6, what);
+        }
+        spill_dequant_bf16(bref, w, types[k], R, C);
+        void *dbf = dev(NULL, sizeof bgot);
+        if (spill_cu_dequant_bf16(dbf, dw, types[k], R, C, NULL, &err)) fail_msg("%s", err.msg);
+        back(bgot, dbf, sizeof bgot);
+        assert_memory_equal(bgot, bref, sizeof bref);
+        printf("dequant_bf16 %s: equal to the twin\n", spill_dtype_name(types[k]));
+        cudaFree(dw), cudaFree(dx), cudaFree(dout), cudaFree(dbf);
+    }
+}
+
 int main(void) {
     require_gpu();
     const struct CMUnitTest tests[] = {
@@ -261,10 +306,53 @@ int main(void) {
         cmocka_unit_test(test_kv_store),
         cmocka_unit_test(test_topk),
         cmocka_unit_test(test_gemm),
+        cmocka_unit_test(test_gemv),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
 #else
+/* the fused dequantize-GEMV and the BF16 tiles vs their twins (kernels/gemv.c, themselves checked
+   against dequantize-then-dot in test_twins): every format, 1..8 tokens, an output with a row gap */
+static void test_gemv(void **s) {
+    (void)s;
+    spill_err err = {{0}};
+    spill_dtype types[] = {SPILL_DT_F32,  SPILL_DT_F16,  SPILL_DT_BF16, SPILL_DT_Q8_0,
+                           SPILL_DT_Q4_0, SPILL_DT_Q4_1, SPILL_DT_Q4_K, SPILL_DT_Q6_K};
+    enum { R = 301, C = 4096, LDO = 320 };
+    static float wf[C], x[SPILL_GEMV_MAX_TOK * C], ref[SPILL_GEMV_MAX_TOK * LDO], got[SPILL_GEMV_MAX_TOK * LDO];
+    static uint8_t w[(size_t)R * C * 4];
+    static uint16_t bref[(size_t)R * C], bgot[(size_t)R * C];
+    rnd(x, SPILL_GEMV_MAX_TOK * C, 50);
+    for (size_t k = 0; k < sizeof types / sizeof *types; k++) {
+        uint64_t rb = spill_dtype_row_bytes(types[k], C);
+        for (int r = 0; r < R; r++) {
+            rnd(wf, C, 60 + (uint64_t)r);
+            spill_quantize_row_ref(types[k], wf, w + (uint64_t)r * rb, C);
+        }
+        void *dw = dev(w, rb * R);
+        float *dx = dev(x, sizeof x), *dout = dev(NULL, sizeof got);
+        int tokens[] = {1, 2, 5, 8};
+        for (int i = 0; i < 4; i++) {
+            int nt = tokens[i];
+            memset(ref, 0, sizeof ref);
+            spill_gemv(ref, LDO, w, types[k], R, C, x, nt);
+            assert_int_equal(cudaMemset(dout, 0, sizeof got), cudaSuccess);
+            if (spill_cu_gemv(dout, LDO, dw, types[k], R, C, dx, nt, NULL, &err)) fail_msg("%s", err.msg);
+            back(got, dout, sizeof got);
+            char what[64];
+            snprintf(what, sizeof what, "gemv %s, %d tokens", spill_dtype_name(types[k]), nt);
+            close_to(got, ref, (size_t)LDO * nt, 1e-6, what);
+        }
+        spill_dequant_bf16(bref, w, types[k], R, C);
+        void *dbf = dev(NULL, sizeof bgot);
+        if (spill_cu_dequant_bf16(dbf, dw, types[k], R, C, NULL, &err)) fail_msg("%s", err.msg);
+        back(bgot, dbf, sizeof bgot);
+        assert_memory_equal(bgot, bref, sizeof bref);
+        printf("dequant_bf16 %s: equal to the twin\n", spill_dtype_name(types[k]));
+        cudaFree(dw), cudaFree(dx), cudaFree(dout), cudaFree(dbf);
+    }
+}
+
 int main(void) {
     require_gpu(); /* says there is no CUDA in this build, and skips */
     return SPILL_TEST_SKIP;

@@ -2,7 +2,12 @@
  * kernels are held to these twins by test_cuda_ops (label gpu).
  *   flash-decoding attention (kernels/flash.c) vs spill_attention_paged: decode at long context (many
  *   splits), prefill (one split, and splits with empty chunks), GQA groups of 1, 3 and 4, a 128k
- *   context; the partial buffer never written past spill_flash_partial_floats. */
+ *   context; the partial buffer never written past spill_flash_partial_floats.
+ *   fused dequantize-GEMV (kernels/gemv.c) vs dequantize-then-dot (spill_dequant_row, double sums):
+ *   every format the GPU keeps (F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q4_K, Q6_K), 1..8 tokens, odd row
+ *   counts, rows not a multiple of 32 values (16-bit and F32), an output with rows further apart;
+ *   1e-5 of the largest output. The BF16 tiles (spill_dequant_bf16) are the reference's values rounded
+ *   to BF16, exactly. */
 #include <math.h>
 
 #include "spill_kernels.h"
@@ -79,11 +84,88 @@ static void test_flash_128k(void **s) {
     assert_true(spill_flash_partial_floats(64, 8, 128) * 4 < 8u << 20); /* Llama-3-70B's shape: under 8 MiB */
 }
 
+static const spill_dtype gemv_types[] = {SPILL_DT_F32,  SPILL_DT_F16,  SPILL_DT_BF16, SPILL_DT_Q8_0,
+                                         SPILL_DT_Q4_0, SPILL_DT_Q4_1, SPILL_DT_Q4_K, SPILL_DT_Q6_K};
+
+/* rows x cols weights of `type` from random values; cols must suit the type */
+static uint8_t *make_weights(spill_dtype type, int64_t rows, int64_t cols, uint64_t seed) {
+    uint64_t rb = spill_dtype_row_bytes(type, (uint64_t)cols);
+    assert_true(rb > 0);
+    float *f = malloc(sizeof(float) * (size_t)cols);
+    uint8_t *w = malloc(rb * (uint64_t)rows);
+    assert_non_null(f), assert_non_null(w);
+    for (int64_t r = 0; r < rows; r++) {
+        rnd(f, (size_t)cols, seed + (uint64_t)r);
+        spill_quantize_row_ref(type, f, w + (uint64_t)r * rb, cols);
+    }
+    free(f);
+    return w;
+}
+
+static void gemv_case(spill_dtype type, int64_t rows, int64_t cols, int n_tok, int64_t ldo) {
+    uint64_t rb = spill_dtype_row_bytes(type, (uint64_t)cols);
+    uint8_t *w = make_weights(type, rows, cols, 100 + (uint64_t)type);
+    float *x = malloc(sizeof(float) * (size_t)(cols * n_tok)), *wr = malloc(sizeof(float) * (size_t)cols);
+    float *ref = calloc((size_t)(ldo * n_tok), sizeof(float)), *got = calloc((size_t)(ldo * n_tok), sizeof(float));
+    assert_non_null(x), assert_non_null(wr), assert_non_null(ref), assert_non_null(got);
+    rnd(x, (size_t)(cols * n_tok), 200 + (uint64_t)n_tok);
+    for (int64_t r = 0; r < rows; r++) {
+        spill_dequant_row(type, w + (uint64_t)r * rb, wr, cols);
+        for (int t = 0; t < n_tok; t++) {
+            double acc = 0;
+            for (int64_t c = 0; c < cols; c++) acc += (double)wr[c] * x[t * cols + c];
+            ref[t * ldo + r] = (float)acc;
+        }
+    }
+    for (int64_t i = 0; i < ldo * n_tok; i++) got[i] = 7.0f; /* the gaps between rows stay untouched */
+    spill_gemv(got, ldo, w, type, rows, cols, x, n_tok);
+    for (int t = 0; t < n_tok; t++)
+        for (int64_t r = rows; r < ldo; r++) assert_true(got[t * ldo + r] == 7.0f), got[t * ldo + r] = 0;
+    char what[96];
+    snprintf(what, sizeof what, "gemv %s %lld x %lld, %d tokens", spill_dtype_name(type), (long long)rows, (long long)cols,
+             n_tok);
+    close_to(got, ref, (size_t)(ldo * n_tok), 1e-5, what);
+    /* prefill's BF16 tiles: the reference's values, rounded */
+    uint16_t *bf = malloc(sizeof(uint16_t) * (size_t)(rows * cols));
+    assert_non_null(bf);
+    spill_dequant_bf16(bf, w, type, rows, cols);
+    for (int64_t r = 0; r < rows; r++) {
+        spill_dequant_row(type, w + (uint64_t)r * rb, wr, cols);
+        for (int64_t c = 0; c < cols; c++) {
+            float a = spill_bf16_to_fp32(bf[r * cols + c]), b = spill_bf16_to_fp32(spill_fp32_to_bf16(wr[c]));
+            if (a != b && fabsf(a - b) > 1e-6f * fabsf(b) + 1e-30f) /* (fused d*q+m may round otherwise: one BF16 ulp) */
+                assert_true(fabsf(a - b) <= fabsf(b) / 128);
+        }
+    }
+    free(w), free(x), free(wr), free(ref), free(got), free(bf);
+}
+
+static void test_gemv_formats(void **s) {
+    (void)s;
+    for (size_t k = 0; k < sizeof gemv_types / sizeof *gemv_types; k++) {
+        spill_dtype t = gemv_types[k];
+        int kq = t == SPILL_DT_Q4_K || t == SPILL_DT_Q6_K;
+        gemv_case(t, 37, kq ? 768 : 96, 1, 37);      /* decode: one token, odd rows, fewer chunks than lanes */
+        gemv_case(t, 5, kq ? 2304 : 1120, 3, 9);     /* more chunks than lanes, an output with rows 9 apart */
+        gemv_case(t, 11, kq ? 256 : 32, 8, 11);      /* the most tokens, one chunk or one super-block */
+    }
+}
+
+/* F32 and 16-bit rows need not hold whole chunks of 32 */
+static void test_gemv_ragged(void **s) {
+    (void)s;
+    gemv_case(SPILL_DT_F32, 7, 45, 2, 7);
+    gemv_case(SPILL_DT_F16, 3, 1001, 5, 4);
+    gemv_case(SPILL_DT_BF16, 2, 17, 1, 2);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_flash_decode),
         cmocka_unit_test(test_flash_prefill),
         cmocka_unit_test(test_flash_128k),
+        cmocka_unit_test(test_gemv_formats),
+        cmocka_unit_test(test_gemv_ragged),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

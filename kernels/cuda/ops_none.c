@@ -70,3 +70,13 @@ int spill_cu_topk(const float *x, int n, int k, int *idx, float *val, void *stre
     (void)x, (void)n, (void)k, (void)idx, (void)val, (void)stream;
     return NO_CUDA("topk");
 }
+int spill_cu_gemv(float *out, int64_t ldo, const void *w, spill_dtype type, int64_t rows, int64_t cols, const float *x,
+                  int n_tok, void *stream, spill_err *err) {
+    (void)out, (void)ldo, (void)w, (void)type, (void)rows, (void)cols, (void)x, (void)n_tok, (void)stream;
+    return NO_CUDA("gemv");
+}
+int spill_cu_dequant_bf16(void *out, const void *w, spill_dtype type, int64_t rows, int64_t cols, void *stream,
+                          spill_err *err) {
+    (void)out, (void)w, (void)type, (void)rows, (void)cols, (void)stream;
+    return NO_CUDA("dequant_bf16");
+}
