@@ -115,6 +115,36 @@ void spill_topk(const float *x, int n, int k, int *idx, float *val);
 void spill_kv_store_paged(float *const *blocks, int T, int kv_dim, int pos0, int n_tok, const float *k, const float *v);
 void spill_attention_paged(float *out, const float *q, const float *const *blocks, int T, int n_tok, int pos0,
                            int n_heads, int n_kv_heads, int head_dim, float scale, float *scores);
+/* Flash-decoding attention: the same result as spill_attention_paged (to float rounding) with no
+ * scores scratch. The positions of each (query token, KV head) are cut into `splits` chunks
+ * (spill_flash_splits: enough chunks to give the GPU about SPILL_FLASH_BLOCKS blocks at small batch,
+ * one chunk when the tokens alone fill it); each chunk is walked in tiles of SPILL_FLASH_TILE positions
+ * with an online softmax for all the query heads of the KV head's group, so each K and V row is read
+ * once per group. With several chunks, each leaves its unnormalised output, running max and running
+ * sum in `partial` (spill_flash_partial_floats floats: bounded by the model's shape, not by the
+ * context) and spill_flash_combine weighs them together. The CPU twin of kernels/cuda/attention.cu;
+ * returns -1 only when out of memory. */
+#define SPILL_FLASH_TILE 16
+#define SPILL_FLASH_MIN_CHUNK 64
+#define SPILL_FLASH_BLOCKS 512
+int spill_flash_splits(int n_tok, int n_kv_heads, int max_len);
+/* positions per chunk: max_len / splits rounded up to whole tiles */
+int spill_flash_chunk(int max_len, int splits);
+uint64_t spill_flash_partial_floats(int n_heads, int n_kv_heads, int head_dim);
+/* partial: rows x splits x hd outputs, then rows x splits x (max, sum); rows = n_tok * n_heads */
+void spill_flash_combine(float *out, const float *partial, int rows, int splits, int hd);
+int spill_flash_attention(float *out, const float *q, const float *const *blocks, int T, int n_tok, int pos0, int n_heads,
+                          int n_kv_heads, int head_dim, float scale, float *partial);
+/* Decode's matmul on weights as the file holds them (F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q4_K, Q6_K):
+ * out[t*ldo + r] = dot(row r of w, x[t]) for n_tok <= SPILL_GEMV_MAX_TOK tokens of `cols` F32 values,
+ * each block dequantized to F32 as it is read, F32 sums. The CPU twin of kernels/cuda/gemv.cu (same
+ * decoder, same order of sums); the CPU's forward pass has its own quantized dot products. */
+#define SPILL_GEMV_MAX_TOK 8
+void spill_gemv(float *out, int64_t ldo, const void *w, spill_dtype type, int64_t rows, int64_t cols, const float *x,
+                int n_tok);
+/* rows x cols of w, dequantized and rounded to BF16 (row-major, cols apart): prefill's tiles for
+ * cuBLAS. BF16, not F16: F16 overflows past 65504, which activations and some weights reach. */
+void spill_dequant_bf16(uint16_t *out, const void *w, spill_dtype type, int64_t rows, int64_t cols);
 /* In place: x = softmax(x * scale) over n values */
 void spill_softmax(float *x, int n, float scale);
 /* out = silu(gate) * up */

@@ -226,9 +226,11 @@ int spill_cu_kv_store(float *const *blocks, int T, int kv_dim, int pos0, int n_t
     return 0;
 }
 int spill_cu_attention(float *out, const float *q, const float *const *blocks, int T, int n_tok, int pos0, int n_heads,
-                       int n_kv_heads, int head_dim, float scale, float *scores, void *stream, spill_err *err) {
-    (void)stream, (void)err;
-    spill_attention_paged(out, q, blocks, T, n_tok, pos0, n_heads, n_kv_heads, head_dim, scale, scores);
+                       int n_kv_heads, int head_dim, float scale, float *partial, void *stream, spill_err *err) {
+    (void)stream;
+    /* the GPU kernel's twin: its splits and its bounded partial buffer, as forward_cuda.c sized it */
+    if (spill_flash_attention(out, q, blocks, T, n_tok, pos0, n_heads, n_kv_heads, head_dim, scale, partial))
+        return spill_err_set(err, "attention: out of memory");
     return 0;
 }
 struct spill_cu_blas {

@@ -1,7 +1,11 @@
 /* gpu: every CUDA operation against its CPU twin on random inputs, with the tolerance it is held to:
  *   rmsnorm, swiglu, add, get_rows (all types): 1e-5 relative (the same arithmetic, other rounding)
  *   rope (both conventions, with and without a frequency table): 1e-4 (cosf/sinf differ in the last bits)
- *   softmax: 1e-5; argmax: the same index; attention over a paged KV cache: 1e-5; KV store, top-k: exact
+ *   softmax: 1e-5; argmax: the same index; KV store, top-k: exact
+ *   fused dequantize-GEMV vs its twin (kernels/gemv.c): 1e-6 of the largest output (the same decoder and
+ *   order of sums); BF16 tiles for prefill: equal to the twin's
+ *   flash-decoding attention over a paged KV cache vs its twin (kernels/flash.c): 1e-5, decode with many
+ *   splits, batched decode, prefill, a 128k context
  *   gemm (cuBLAS, F16 and BF16 weights): 2e-2 relative to the largest output, because the GPU rounds the
  *   activations to the weight type and the CPU keeps them in F32 (BF16) or F16 (F16)
  * Skips with the driver's reason without a device. */
@@ -138,7 +142,8 @@ static void test_get_rows(void **s) {
     float table[V * C], ref[3 * C], got[3 * C];
     rnd(table, V * C, 7);
     int ids[3] = {0, 49, 17};
-    spill_dtype types[] = {SPILL_DT_F32, SPILL_DT_F16, SPILL_DT_BF16, SPILL_DT_Q8_0, SPILL_DT_Q4_0, SPILL_DT_Q4_1};
+    spill_dtype types[] = {SPILL_DT_F32,  SPILL_DT_F16,  SPILL_DT_BF16, SPILL_DT_Q8_0,
+                           SPILL_DT_Q4_0, SPILL_DT_Q4_1, SPILL_DT_Q4_K, SPILL_DT_Q6_K};
     static uint8_t q[V * C * 4];
     for (size_t k = 0; k < sizeof types / sizeof *types; k++) {
         uint64_t rb = spill_dtype_row_bytes(types[k], C);
@@ -154,29 +159,46 @@ static void test_get_rows(void **s) {
     }
 }
 
+/* flash-decoding on the GPU vs its twin (kernels/flash.c, itself checked against the plain attention
+   in test_twins): blocks of T positions, out of order in memory as a block table leaves them */
+static void attention_case(int T, int NT, int POS0, int H, int KVH, int HD) {
+    spill_err err = {{0}};
+    int len = POS0 + NT, NB = (len + T - 1) / T, KV = KVH * HD;
+    size_t bfl = (size_t)2 * T * KV, nq = (size_t)NT * H * HD;
+    uint64_t pf = spill_flash_partial_floats(H, KVH, HD);
+    float *kv = malloc(sizeof(float) * bfl * NB), *q = malloc(sizeof(float) * nq), *ref = malloc(sizeof(float) * nq);
+    float *got = malloc(sizeof(float) * nq), *partial = malloc(sizeof(float) * pf), *scores = malloc(sizeof(float) * len);
+    const float **host_blocks = malloc(sizeof(float *) * NB), **dev_blocks = malloc(sizeof(float *) * NB);
+    assert_true(kv && q && ref && got && partial && scores && host_blocks && dev_blocks);
+    rnd(kv, bfl * NB, 20 + (uint64_t)len), rnd(q, nq, 30);
+    for (int i = 0; i < NB; i++) host_blocks[i] = kv + (size_t)((i * 7) % NB) * bfl;
+    float scale = 1.0f / sqrtf((float)HD);
+    assert_int_equal(spill_flash_attention(ref, q, host_blocks, T, NT, POS0, H, KVH, HD, scale, partial), 0);
+    spill_attention_paged(got, q, host_blocks, T, NT, POS0, H, KVH, HD, scale, scores);
+    close_to(got, ref, nq, 1e-5, "twin vs plain attention");
+    float *dkv = dev(kv, sizeof(float) * bfl * NB), *dq = dev(q, sizeof(float) * nq), *dout = dev(NULL, sizeof(float) * nq);
+    float *dpartial = dev(NULL, sizeof(float) * pf);
+    for (int i = 0; i < NB; i++) dev_blocks[i] = dkv + (host_blocks[i] - kv);
+    void *dtable = dev(dev_blocks, sizeof(float *) * NB);
+    if (spill_cu_attention(dout, dq, (const float *const *)dtable, T, NT, POS0, H, KVH, HD, scale, dpartial, NULL, &err))
+        fail_msg("%s", err.msg);
+    back(got, dout, sizeof(float) * nq);
+    char what[128];
+    snprintf(what, sizeof what, "attention (%d tokens at %d, %d heads, %d kv, %d dims, %d splits)", NT, POS0, H, KVH, HD,
+             spill_flash_splits(NT, KVH, len));
+    close_to(got, ref, nq, 1e-5, what);
+    cudaFree(dkv), cudaFree(dq), cudaFree(dout), cudaFree(dpartial), cudaFree(dtable);
+    free(kv), free(q), free(ref), free(got), free(partial), free(scores), free(host_blocks), free(dev_blocks);
+}
+
 static void test_attention(void **s) {
     (void)s;
-    spill_err err = {{0}};
-    enum { T = 4, NB = 5, H = 4, KVH = 2, HD = 32, KV = KVH * HD, NT = 3, POS0 = 15 };
-    /* five blocks of four positions, out of order in memory as a block table leaves them */
-    static float kv[NB][2 * T * KV], q[NT * H * HD], ref[NT * H * HD], got[NT * H * HD], scores[64];
-    for (int b = 0; b < NB; b++) rnd(kv[b], 2 * T * KV, 20 + (uint64_t)b);
-    rnd(q, NT * H * HD, 30);
-    int order[NB] = {3, 0, 4, 1, 2};
-    const float *host_blocks[NB];
-    for (int i = 0; i < NB; i++) host_blocks[i] = kv[order[i]];
-    spill_attention_paged(ref, q, host_blocks, T, NT, POS0, H, KVH, HD, 1.0f / sqrtf(HD), scores);
-    float *dkv = dev(kv, sizeof kv), *dq = dev(q, sizeof q), *dout = dev(NULL, sizeof got);
-    float *dscores = dev(NULL, sizeof(float) * NT * H * (POS0 + NT));
-    const float *dev_blocks[NB];
-    for (int i = 0; i < NB; i++) dev_blocks[i] = dkv + (size_t)order[i] * 2 * T * KV;
-    void *dtable = dev(dev_blocks, sizeof dev_blocks);
-    if (spill_cu_attention(dout, dq, (const float *const *)dtable, T, NT, POS0, H, KVH, HD, 1.0f / sqrtf(HD), dscores, NULL,
-                           &err))
-        fail_msg("%s", err.msg);
-    back(got, dout, sizeof got);
-    close_to(got, ref, NT * H * HD, 1e-5, "attention (paged, causal, GQA)");
-    cudaFree(dkv), cudaFree(dq), cudaFree(dout), cudaFree(dscores), cudaFree(dtable);
+    attention_case(4, 3, 15, 4, 2, 32);        /* the old case: a short context, one split */
+    attention_case(16, 1, 4000, 32, 8, 128);   /* decode, Llama-3-8B's heads: many splits and the combine */
+    attention_case(16, 8, 2000, 64, 8, 128);   /* batched decode, Llama-3-70B's heads */
+    attention_case(16, 200, 0, 9, 3, 64);      /* prefill from position 0: empty chunks for the first tokens */
+    attention_case(7, 5, 333, 14, 2, 24);      /* odd block size and head size, group of 7 */
+    attention_case(16, 1, 131071, 8, 1, 256);  /* 128k context, head size 256: more than 48 KiB of shared memory */
 }
 
 static void test_kv_store(void **s) {
@@ -232,6 +254,48 @@ static void test_gemm(void **s) {
     spill_cu_blas_destroy(b);
 }
 
+/* the fused dequantize-GEMV and the BF16 tiles vs their twins (kernels/gemv.c, themselves checked
+   against dequantize-then-dot in test_twins): every format, 1..8 tokens, an output with a row gap */
+static void test_gemv(void **s) {
+    (void)s;
+    spill_err err = {{0}};
+    spill_dtype types[] = {SPILL_DT_F32,  SPILL_DT_F16,  SPILL_DT_BF16, SPILL_DT_Q8_0,
+                           SPILL_DT_Q4_0, SPILL_DT_Q4_1, SPILL_DT_Q4_K, SPILL_DT_Q6_K};
+    enum { R = 301, C = 4096, LDO = 320 };
+    static float wf[C], x[SPILL_GEMV_MAX_TOK * C], ref[SPILL_GEMV_MAX_TOK * LDO], got[SPILL_GEMV_MAX_TOK * LDO];
+    static uint8_t w[(size_t)R * C * 4];
+    static uint16_t bref[(size_t)R * C], bgot[(size_t)R * C];
+    rnd(x, SPILL_GEMV_MAX_TOK * C, 50);
+    for (size_t k = 0; k < sizeof types / sizeof *types; k++) {
+        uint64_t rb = spill_dtype_row_bytes(types[k], C);
+        for (int r = 0; r < R; r++) {
+            rnd(wf, C, 60 + (uint64_t)r);
+            spill_quantize_row_ref(types[k], wf, w + (uint64_t)r * rb, C);
+        }
+        void *dw = dev(w, rb * R);
+        float *dx = dev(x, sizeof x), *dout = dev(NULL, sizeof got);
+        int tokens[] = {1, 2, 5, 8};
+        for (int i = 0; i < 4; i++) {
+            int nt = tokens[i];
+            memset(ref, 0, sizeof ref);
+            spill_gemv(ref, LDO, w, types[k], R, C, x, nt);
+            assert_int_equal(cudaMemset(dout, 0, sizeof got), cudaSuccess);
+            if (spill_cu_gemv(dout, LDO, dw, types[k], R, C, dx, nt, NULL, &err)) fail_msg("%s", err.msg);
+            back(got, dout, sizeof got);
+            char what[64];
+            snprintf(what, sizeof what, "gemv %s, %d tokens", spill_dtype_name(types[k]), nt);
+            close_to(got, ref, (size_t)LDO * nt, 1e-6, what);
+        }
+        spill_dequant_bf16(bref, w, types[k], R, C);
+        void *dbf = dev(NULL, sizeof bgot);
+        if (spill_cu_dequant_bf16(dbf, dw, types[k], R, C, NULL, &err)) fail_msg("%s", err.msg);
+        back(bgot, dbf, sizeof bgot);
+        assert_memory_equal(bgot, bref, sizeof bref);
+        printf("dequant_bf16 %s: equal to the twin\n", spill_dtype_name(types[k]));
+        cudaFree(dw), cudaFree(dx), cudaFree(dout), cudaFree(dbf);
+    }
+}
+
 int main(void) {
     require_gpu();
     const struct CMUnitTest tests[] = {
@@ -242,10 +306,53 @@ int main(void) {
         cmocka_unit_test(test_kv_store),
         cmocka_unit_test(test_topk),
         cmocka_unit_test(test_gemm),
+        cmocka_unit_test(test_gemv),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
 #else
+/* the fused dequantize-GEMV and the BF16 tiles vs their twins (kernels/gemv.c, themselves checked
+   against dequantize-then-dot in test_twins): every format, 1..8 tokens, an output with a row gap */
+static void test_gemv(void **s) {
+    (void)s;
+    spill_err err = {{0}};
+    spill_dtype types[] = {SPILL_DT_F32,  SPILL_DT_F16,  SPILL_DT_BF16, SPILL_DT_Q8_0,
+                           SPILL_DT_Q4_0, SPILL_DT_Q4_1, SPILL_DT_Q4_K, SPILL_DT_Q6_K};
+    enum { R = 301, C = 4096, LDO = 320 };
+    static float wf[C], x[SPILL_GEMV_MAX_TOK * C], ref[SPILL_GEMV_MAX_TOK * LDO], got[SPILL_GEMV_MAX_TOK * LDO];
+    static uint8_t w[(size_t)R * C * 4];
+    static uint16_t bref[(size_t)R * C], bgot[(size_t)R * C];
+    rnd(x, SPILL_GEMV_MAX_TOK * C, 50);
+    for (size_t k = 0; k < sizeof types / sizeof *types; k++) {
+        uint64_t rb = spill_dtype_row_bytes(types[k], C);
+        for (int r = 0; r < R; r++) {
+            rnd(wf, C, 60 + (uint64_t)r);
+            spill_quantize_row_ref(types[k], wf, w + (uint64_t)r * rb, C);
+        }
+        void *dw = dev(w, rb * R);
+        float *dx = dev(x, sizeof x), *dout = dev(NULL, sizeof got);
+        int tokens[] = {1, 2, 5, 8};
+        for (int i = 0; i < 4; i++) {
+            int nt = tokens[i];
+            memset(ref, 0, sizeof ref);
+            spill_gemv(ref, LDO, w, types[k], R, C, x, nt);
+            assert_int_equal(cudaMemset(dout, 0, sizeof got), cudaSuccess);
+            if (spill_cu_gemv(dout, LDO, dw, types[k], R, C, dx, nt, NULL, &err)) fail_msg("%s", err.msg);
+            back(got, dout, sizeof got);
+            char what[64];
+            snprintf(what, sizeof what, "gemv %s, %d tokens", spill_dtype_name(types[k]), nt);
+            close_to(got, ref, (size_t)LDO * nt, 1e-6, what);
+        }
+        spill_dequant_bf16(bref, w, types[k], R, C);
+        void *dbf = dev(NULL, sizeof bgot);
+        if (spill_cu_dequant_bf16(dbf, dw, types[k], R, C, NULL, &err)) fail_msg("%s", err.msg);
+        back(bgot, dbf, sizeof bgot);
+        assert_memory_equal(bgot, bref, sizeof bref);
+        printf("dequant_bf16 %s: equal to the twin\n", spill_dtype_name(types[k]));
+        cudaFree(dw), cudaFree(dx), cudaFree(dout), cudaFree(dbf);
+    }
+}
+
 int main(void) {
     require_gpu(); /* says there is no CUDA in this build, and skips */
     return SPILL_TEST_SKIP;

@@ -36,9 +36,9 @@ int spill_cu_get_rows(float *out, const void *table, spill_dtype type, int64_t c
     return NO_CUDA("get_rows");
 }
 int spill_cu_attention(float *out, const float *q, const float *const *blocks, int T, int n_tok, int pos0, int n_heads,
-                       int n_kv_heads, int head_dim, float scale, float *scores, void *stream, spill_err *err) {
+                       int n_kv_heads, int head_dim, float scale, float *partial, void *stream, spill_err *err) {
     (void)out, (void)q, (void)blocks, (void)T, (void)n_tok, (void)pos0, (void)n_heads, (void)n_kv_heads, (void)head_dim;
-    (void)scale, (void)scores, (void)stream;
+    (void)scale, (void)partial, (void)stream;
     return NO_CUDA("attention");
 }
 int spill_cu_argmax(const float *x, int n, int *out, void *stream, spill_err *err) {
@@ -69,4 +69,14 @@ int spill_cu_kv_store(float *const *blocks, int T, int kv_dim, int pos0, int n_t
 int spill_cu_topk(const float *x, int n, int k, int *idx, float *val, void *stream, spill_err *err) {
     (void)x, (void)n, (void)k, (void)idx, (void)val, (void)stream;
     return NO_CUDA("topk");
+}
+int spill_cu_gemv(float *out, int64_t ldo, const void *w, spill_dtype type, int64_t rows, int64_t cols, const float *x,
+                  int n_tok, void *stream, spill_err *err) {
+    (void)out, (void)ldo, (void)w, (void)type, (void)rows, (void)cols, (void)x, (void)n_tok, (void)stream;
+    return NO_CUDA("gemv");
+}
+int spill_cu_dequant_bf16(void *out, const void *w, spill_dtype type, int64_t rows, int64_t cols, void *stream,
+                          spill_err *err) {
+    (void)out, (void)w, (void)type, (void)rows, (void)cols, (void)stream;
+    return NO_CUDA("dequant_bf16");
 }

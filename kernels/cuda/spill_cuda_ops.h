@@ -47,13 +47,15 @@ int spill_cu_swiglu(float *out, const float *gate, const float *up, int64_t n, v
 int spill_cu_add(float *out, const float *x, int64_t n, void *stream, spill_err *err);
 /* each of `rows` rows of out (cols wide) += bias (cols), as spill_add_rows */
 int spill_cu_add_rows(float *out, const float *bias, int rows, int cols, void *stream, spill_err *err);
-/* out[i] = row ids[i] of a table of `cols`-wide rows, dequantized (F32, F16, BF16, Q8_0, Q4_0, Q4_1) */
+/* out[i] = row ids[i] of a table of `cols`-wide rows, dequantized (F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q4_K, Q6_K) */
 int spill_cu_get_rows(float *out, const void *table, spill_dtype type, int64_t cols, const int *ids, int n,
                       void *stream, spill_err *err);
-/* Causal attention over the paged KV cache, as spill_attention_paged (kernels/spill_kernels.h);
- * blocks is a device array of device pointers; scores is scratch of n_tok*n_heads*(pos0+n_tok) floats */
+/* Causal attention over the paged KV cache, flash-decoding: as spill_flash_attention (kernels/flash.c,
+ * its twin; the same result as spill_attention_paged). blocks is a device array of device pointers;
+ * partial is scratch of spill_flash_partial_floats(n_heads, n_kv_heads, head_dim) floats, whatever the
+ * context. n_tok <= 65535. */
 int spill_cu_attention(float *out, const float *q, const float *const *blocks, int T, int n_tok, int pos0, int n_heads,
-                       int n_kv_heads, int head_dim, float scale, float *scores, void *stream, spill_err *err);
+                       int n_kv_heads, int head_dim, float scale, float *partial, void *stream, spill_err *err);
 /* K and V rows of n_tok tokens into the paged cache, as spill_kv_store_paged; blocks is a device array */
 int spill_cu_kv_store(float *const *blocks, int T, int kv_dim, int pos0, int n_tok, const float *k, const float *v,
                       void *stream, spill_err *err);
@@ -61,6 +63,15 @@ int spill_cu_kv_store(float *const *blocks, int T, int kv_dim, int pos0, int n_t
 int spill_cu_topk(const float *x, int n, int k, int *idx, float *val, void *stream, spill_err *err);
 /* *out = the index of the largest of n values (the first, on ties) */
 int spill_cu_argmax(const float *x, int n, int *out, void *stream, spill_err *err);
+
+/* Decode's matmul on weights as the file holds them, as spill_gemv (kernels/gemv.c, its twin):
+ * out[t*ldo + r] = dot(row r of w, x[t]) for 1..SPILL_GEMV_MAX_TOK tokens; F32, F16, BF16, Q8_0, Q4_0,
+ * Q4_1, Q4_K, Q6_K */
+int spill_cu_gemv(float *out, int64_t ldo, const void *w, spill_dtype type, int64_t rows, int64_t cols, const float *x,
+                  int n_tok, void *stream, spill_err *err);
+/* rows x cols of w dequantized into out (BF16, rows cols apart), as spill_dequant_bf16: prefill's tiles */
+int spill_cu_dequant_bf16(void *out, const void *w, spill_dtype type, int64_t rows, int64_t cols, void *stream,
+                          spill_err *err);
 
 /* cuBLAS: out[t][r] = dot(W row r, x[t]) for n_tok tokens; W is rows x cols of F16, BF16 or F32; x is
  * F32 (converted to a 16-bit W's type into `scratch`, which holds n_tok*cols 16-bit values; unused for

@@ -142,7 +142,7 @@ static int gpu_run(spill_cu_state *s, int seq, const int *tokens, int n, int pos
             return -1;
         const float **lblocks = s->blocks_dev + (size_t)l * (size_t)bps;
         if (spill_cu_kv_store((float *const *)lblocks, s->kv.T, kv_dim, pos, n, s->k, s->v, q, err) ||
-            spill_cu_attention(s->xb, s->q, lblocks, s->kv.T, n, pos, hp->n_heads, hp->n_kv_heads, hd, scale, s->scores, q,
+            spill_cu_attention(s->xb, s->q, lblocks, s->kv.T, n, pos, hp->n_heads, hp->n_kv_heads, hd, scale, s->attn_partial, q,
                                err) ||
             mm(s, s->xb2, &lw->wo, s->xb, n, err) || spill_cu_add(s->x, s->xb2, (int64_t)n * dim, q, err))
             return -1;

@@ -36,7 +36,7 @@ typedef struct spill_cu_state {
     spill_kv kv;
     spill_cu_blas *blas;
     /* device work buffers, from the table in spill_cu_buffers */
-    float *x, *xb, *xb2, *q, *k, *v, *hb, *hb2, *logits, *scores, *rope_freq;
+    float *x, *xb, *xb2, *q, *k, *v, *hb, *hb2, *logits, *attn_partial, *rope_freq;
     void *scratch16;
     int *ids;
     const float **blocks_dev; /* (n_layers * blocks per sequence) the KV block table */

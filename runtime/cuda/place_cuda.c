@@ -121,7 +121,9 @@ int spill_cu_buffers(const spill_hparams *hp, int n_ctx, int batch, int kv_block
     BUF("activations", B * ff * 4, SPILL_TIER_HBM, hb);
     BUF("activations", B * ff * 4, SPILL_TIER_HBM, hb2);
     BUF("logits", B * (uint64_t)hp->vocab * 4, SPILL_TIER_HBM, logits);
-    BUF("attention scores", B * (uint64_t)hp->n_heads * (uint64_t)n_ctx * 4, SPILL_TIER_HBM, scores);
+    /* flash-decoding's partial results: bounded by the heads, not by the context or the batch */
+    BUF("attention partials", 4 * spill_flash_partial_floats(hp->n_heads, hp->n_kv_heads, hp->head_dim), SPILL_TIER_HBM,
+        attn_partial);
     BUF("16-bit activations", B * widest * 2, SPILL_TIER_HBM, scratch16);
     BUF("token ids", B * sizeof(int), SPILL_TIER_HBM, ids);
     BUF("KV block table", table, SPILL_TIER_HBM, blocks_dev);
