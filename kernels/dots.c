@@ -53,9 +53,21 @@ static inline __m256 lanes_us(__m256i u, __m256i s) {
 
 #define PREFETCH_AHEAD 4096
 
-static void dots_q8_0(int64_t n, const spill_block_q8_0 *x, const uint8_t *act, uint64_t stride, float *out,
-                      int64_t ldo) {
-    __m256 acc[T];
+/* The activations' block scales as floats, 4 tokens side by side: sc[(tile * nb + i) * 8 + t] is
+ * token t's d in block i, [.. + 4 + t] its s (Q8_1). Converted once per matmul, not once per row. */
+static inline const float *tile_scales(const float *sc, int64_t nb, int tile) { return sc + (size_t)tile * (size_t)nb * 8; }
+
+/* out[t] for the 4 tokens, given the block's integer lanes per token and the scale products d4 */
+#define TILE_FMA(acc, d4, lanes)                                                             \
+    do {                                                                                     \
+        float dt_[4];                                                                        \
+        _mm_storeu_ps(dt_, d4);                                                              \
+        for (int t = 0; t < T; t++) acc[t] = _mm256_fmadd_ps(_mm256_broadcast_ss(&dt_[t]), lanes[t], acc[t]); \
+    } while (0)
+
+static void dots_q8_0(int64_t n, const spill_block_q8_0 *x, const uint8_t *act, uint64_t stride, const float *sc,
+                      float *out, int64_t ldo) {
+    __m256 acc[T], l[T];
     const spill_block_q8_0 *y[T];
     for (int t = 0; t < T; t++) {
         acc[t] = _mm256_setzero_ps();
@@ -65,18 +77,16 @@ static void dots_q8_0(int64_t n, const spill_block_q8_0 *x, const uint8_t *act, 
         _mm_prefetch((const char *)(x + i) + PREFETCH_AHEAD, _MM_HINT_T0);
         __m256i qx = _mm256_loadu_si256((const __m256i *)x[i].qs);
         __m256i ax = _mm256_sign_epi8(qx, qx);
-        float dx = h2f(x[i].d);
-        for (int t = 0; t < T; t++) {
-            __m256i sy = _mm256_sign_epi8(_mm256_loadu_si256((const __m256i *)y[t][i].qs), qx);
-            acc[t] = _mm256_fmadd_ps(_mm256_set1_ps(dx * h2f(y[t][i].d)), lanes_us(ax, sy), acc[t]);
-        }
+        __m128 d4 = _mm_mul_ps(_mm_set1_ps(h2f(x[i].d)), _mm_loadu_ps(sc + i * 8));
+        for (int t = 0; t < T; t++) l[t] = lanes_us(ax, _mm256_sign_epi8(_mm256_loadu_si256((const __m256i *)y[t][i].qs), qx));
+        TILE_FMA(acc, d4, l);
     }
     for (int t = 0; t < T; t++) out[(int64_t)t * ldo] = hsum8(acc[t]);
 }
 
-static void dots_q4_0(int64_t n, const spill_block_q4_0 *x, const uint8_t *act, uint64_t stride, float *out,
-                      int64_t ldo) {
-    __m256 acc[T];
+static void dots_q4_0(int64_t n, const spill_block_q4_0 *x, const uint8_t *act, uint64_t stride, const float *sc,
+                      float *out, int64_t ldo) {
+    __m256 acc[T], l[T];
     const spill_block_q8_0 *y[T];
     for (int t = 0; t < T; t++) {
         acc[t] = _mm256_setzero_ps();
@@ -86,51 +96,76 @@ static void dots_q4_0(int64_t n, const spill_block_q4_0 *x, const uint8_t *act, 
         _mm_prefetch((const char *)(x + i) + PREFETCH_AHEAD, _MM_HINT_T0);
         __m256i qx = _mm256_sub_epi8(nibbles(x[i].qs), _mm256_set1_epi8(8));
         __m256i ax = _mm256_sign_epi8(qx, qx);
-        float dx = h2f(x[i].d);
-        for (int t = 0; t < T; t++) {
-            __m256i sy = _mm256_sign_epi8(_mm256_loadu_si256((const __m256i *)y[t][i].qs), qx);
-            acc[t] = _mm256_fmadd_ps(_mm256_set1_ps(dx * h2f(y[t][i].d)), lanes_us(ax, sy), acc[t]);
-        }
+        __m128 d4 = _mm_mul_ps(_mm_set1_ps(h2f(x[i].d)), _mm_loadu_ps(sc + i * 8));
+        for (int t = 0; t < T; t++) l[t] = lanes_us(ax, _mm256_sign_epi8(_mm256_loadu_si256((const __m256i *)y[t][i].qs), qx));
+        TILE_FMA(acc, d4, l);
     }
     for (int t = 0; t < T; t++) out[(int64_t)t * ldo] = hsum8(acc[t]);
 }
 
-static void dots_q4_1(int64_t n, const spill_block_q4_1 *x, const uint8_t *act, uint64_t stride, float *out,
-                      int64_t ldo) {
-    __m256 acc[T];
-    float summs[T];
+static void dots_q4_1(int64_t n, const spill_block_q4_1 *x, const uint8_t *act, uint64_t stride, const float *sc,
+                      float *out, int64_t ldo) {
+    __m256 acc[T], l[T];
+    __m128 summs = _mm_setzero_ps(); /* lane t: token t's sum of m * s, each step a fused multiply-add */
     const spill_block_q8_1 *y[T];
     for (int t = 0; t < T; t++) {
         acc[t] = _mm256_setzero_ps();
-        summs[t] = 0;
         y[t] = (const spill_block_q8_1 *)(act + (uint64_t)t * stride);
     }
     for (int64_t i = 0; i < n / SPILL_QK; i++) {
         _mm_prefetch((const char *)(x + i) + PREFETCH_AHEAD, _MM_HINT_T0);
         __m256i qx = nibbles(x[i].qs);
-        float dx = h2f(x[i].d), mx = h2f(x[i].m);
-        for (int t = 0; t < T; t++) {
-            summs[t] = fmaf(mx, h2f(y[t][i].s), summs[t]);
-            __m256 l = lanes_us(qx, _mm256_loadu_si256((const __m256i *)y[t][i].qs));
-            acc[t] = _mm256_fmadd_ps(_mm256_set1_ps(dx * h2f(y[t][i].d)), l, acc[t]);
-        }
+        summs = _mm_fmadd_ps(_mm_set1_ps(h2f(x[i].m)), _mm_loadu_ps(sc + i * 8 + 4), summs);
+        __m128 d4 = _mm_mul_ps(_mm_set1_ps(h2f(x[i].d)), _mm_loadu_ps(sc + i * 8));
+        for (int t = 0; t < T; t++) l[t] = lanes_us(qx, _mm256_loadu_si256((const __m256i *)y[t][i].qs));
+        TILE_FMA(acc, d4, l);
     }
-    for (int t = 0; t < T; t++) out[(int64_t)t * ldo] = hsum8(acc[t]) + summs[t];
+    float sm[4];
+    _mm_storeu_ps(sm, summs);
+    for (int t = 0; t < T; t++) out[(int64_t)t * ldo] = hsum8(acc[t]) + sm[t];
 }
 
 int spill_dots_tiled(spill_dtype w) { return w == SPILL_DT_Q8_0 || w == SPILL_DT_Q4_0 || w == SPILL_DT_Q4_1; }
 
-void spill_vec_dots(spill_dtype w, int64_t n, const void *wrow, const void *act, uint64_t stride, int nt, float *out,
-                    int64_t ldo) {
+size_t spill_dots_scales_len(spill_dtype w, int64_t n, int nt) {
+    return spill_dots_tiled(w) ? (size_t)(nt / T) * (size_t)(n / SPILL_QK) * 8 : 0;
+}
+
+void spill_dots_prepare(spill_dtype w, int64_t n, const void *act, uint64_t stride, int nt, float *sc) {
+    if (!spill_dots_tiled(w)) return;
+    int64_t nb = n / SPILL_QK;
+    for (int tile = 0; tile < nt / T; tile++) {
+        float *s = sc + (size_t)tile * (size_t)nb * 8;
+        for (int t = 0; t < T; t++) {
+            const uint8_t *a = (const uint8_t *)act + (uint64_t)(tile * T + t) * stride;
+            for (int64_t i = 0; i < nb; i++) {
+                if (w == SPILL_DT_Q4_1) {
+                    const spill_block_q8_1 *b = (const spill_block_q8_1 *)a + i;
+                    s[i * 8 + t] = h2f(b->d);
+                    s[i * 8 + 4 + t] = h2f(b->s);
+                } else {
+                    s[i * 8 + t] = h2f(((const spill_block_q8_0 *)a + i)->d);
+                    s[i * 8 + 4 + t] = 0;
+                }
+            }
+        }
+    }
+}
+
+void spill_vec_dots(spill_dtype w, int64_t n, const void *wrow, const void *act, uint64_t stride, int nt,
+                    const float *sc, float *out, int64_t ldo) {
     int t = 0;
-    for (; t + T <= nt; t += T) {
-        const uint8_t *a = (const uint8_t *)act + (uint64_t)t * stride;
-        float *o = out + (int64_t)t * ldo;
-        switch (w) {
-        case SPILL_DT_Q8_0: dots_q8_0(n, wrow, a, stride, o, ldo); break;
-        case SPILL_DT_Q4_0: dots_q4_0(n, wrow, a, stride, o, ldo); break;
-        case SPILL_DT_Q4_1: dots_q4_1(n, wrow, a, stride, o, ldo); break;
-        default: dots_each(w, n, wrow, a, stride, T, o, ldo); break;
+    if (spill_dots_tiled(w)) {
+        int64_t nb = n / SPILL_QK;
+        for (; t + T <= nt; t += T) {
+            const uint8_t *a = (const uint8_t *)act + (uint64_t)t * stride;
+            const float *s = tile_scales(sc, nb, t / T);
+            float *o = out + (int64_t)t * ldo;
+            switch (w) {
+            case SPILL_DT_Q8_0: dots_q8_0(n, wrow, a, stride, s, o, ldo); break;
+            case SPILL_DT_Q4_0: dots_q4_0(n, wrow, a, stride, s, o, ldo); break;
+            default: dots_q4_1(n, wrow, a, stride, s, o, ldo); break;
+            }
         }
     }
     dots_each(w, n, wrow, (const uint8_t *)act + (uint64_t)t * stride, stride, nt - t, out + (int64_t)t * ldo, ldo);
@@ -141,8 +176,18 @@ int spill_dots_tiled(spill_dtype w) {
     return 0;
 }
 
-void spill_vec_dots(spill_dtype w, int64_t n, const void *wrow, const void *act, uint64_t stride, int nt, float *out,
-                    int64_t ldo) {
+size_t spill_dots_scales_len(spill_dtype w, int64_t n, int nt) {
+    (void)w, (void)n, (void)nt;
+    return 0;
+}
+
+void spill_dots_prepare(spill_dtype w, int64_t n, const void *act, uint64_t stride, int nt, float *sc) {
+    (void)w, (void)n, (void)act, (void)stride, (void)nt, (void)sc;
+}
+
+void spill_vec_dots(spill_dtype w, int64_t n, const void *wrow, const void *act, uint64_t stride, int nt,
+                    const float *sc, float *out, int64_t ldo) {
+    (void)sc;
     dots_each(w, n, wrow, act, stride, nt, out, ldo);
 }
 #endif

@@ -17,16 +17,34 @@ typedef struct {
     int64_t ldo; /* out[t * ldo + r] */
 } matmul_job;
 
+/* floats of activation scales a worker keeps on its stack for the tiled dots (kernels/dots.c): 32 KiB,
+ * enough for one tile of 4 tokens up to 32768 columns; a larger batch goes in chunks of tokens */
+#define SCALES_CAP 8192
+
 static void matmul_worker(void *ctx, int ith, int nth) {
     const matmul_job *j = ctx;
     /* contiguous row ranges per thread: each thread streams its own slice of the weights */
     int64_t r0 = j->rows * ith / nth, r1 = j->rows * (ith + 1) / nth;
-    for (int64_t r = r0; r < r1; r++) {
-        const void *wr = j->w + (uint64_t)r * j->row_bytes;
-        if (j->batch == 1)
-            j->out[r] = spill_vec_dot(j->wtype, j->cols, wr, j->act);
-        else /* the row decoded once for several tokens (kernels/dots.c), the same bits as one by one */
-            spill_vec_dots(j->wtype, j->cols, wr, j->act, j->act_stride, j->batch, j->out + r, j->ldo);
+    size_t per_tile = spill_dots_scales_len(j->wtype, j->cols, SPILL_DOTS_TILE);
+    if (j->batch == 1 || per_tile == 0 || per_tile > SCALES_CAP) {
+        for (int64_t r = r0; r < r1; r++) {
+            const void *wr = j->w + (uint64_t)r * j->row_bytes;
+            for (int t = 0; t < j->batch; t++)
+                j->out[(int64_t)t * j->ldo + r] = spill_vec_dot(j->wtype, j->cols, wr, j->act + (uint64_t)t * j->act_stride);
+        }
+        return;
+    }
+    /* the row decoded once for several tokens (kernels/dots.c), the same bits as one by one; each row
+       meets every token of the chunk while it is in L1 */
+    float sc[SCALES_CAP];
+    int chunk = (int)(SCALES_CAP / per_tile) * SPILL_DOTS_TILE;
+    for (int t0 = 0; t0 < j->batch; t0 += chunk) {
+        int nt = j->batch - t0 < chunk ? j->batch - t0 : chunk;
+        const uint8_t *act = j->act + (uint64_t)t0 * j->act_stride;
+        spill_dots_prepare(j->wtype, j->cols, act, j->act_stride, nt, sc);
+        for (int64_t r = r0; r < r1; r++)
+            spill_vec_dots(j->wtype, j->cols, j->w + (uint64_t)r * j->row_bytes, act, j->act_stride, nt, sc,
+                           j->out + (int64_t)t0 * j->ldo + r, j->ldo);
     }
 }
 

@@ -82,32 +82,43 @@ static void test_dequant_q4_1_error_bound(void **s) {
 
 static void test_matmul_threads_equal_dots(void **s) {
     (void)s;
-    int rows = 77, cols = 256, batch = 3;
-    spill_dtype t = SPILL_DT_Q4_1;
-    uint64_t rb = spill_dtype_row_bytes(t, (uint64_t)cols), ab = spill_act_bytes(t, cols);
-    uint8_t *w = malloc(rb * (uint64_t)rows), *a = malloc(ab * (uint64_t)batch);
-    float tmp[256], out1[77 * 3], out4[77 * 3];
-    for (int r = 0; r < rows; r++) {
-        for (int i = 0; i < cols; i++) tmp[i] = frand();
-        spill_quantize_row_ref(t, tmp, w + rb * (uint64_t)r, cols);
-    }
-    for (int b = 0; b < batch; b++) {
-        for (int i = 0; i < cols; i++) tmp[i] = frand();
-        spill_act_quantize(t, tmp, a + ab * (uint64_t)b, cols);
-    }
-    spill_pool *p1 = spill_pool_create(1), *p4 = spill_pool_create(4);
-    spill_matmul(p1, out1, w, t, rows, cols, a, batch);
-    spill_matmul(p4, out4, w, t, rows, cols, a, batch);
-    for (int b = 0; b < batch; b++)
-        for (int r = 0; r < rows; r++) {
-            float d = spill_vec_dot(t, cols, w + rb * (uint64_t)r, a + ab * (uint64_t)b);
-            assert_true(out1[b * rows + r] == d); /* bit-identical: same dot, any thread count */
-            assert_true(out4[b * rows + r] == d);
+    /* batches below, at and past the tile, and columns so wide that the workers split the batch into
+       chunks of tokens (kernels/ops.c keeps 32 KiB of scales on its stack) */
+    spill_dtype types[] = {SPILL_DT_Q4_1, SPILL_DT_Q8_0, SPILL_DT_Q4_0, SPILL_DT_F16};
+    int shapes[][3] = {{77, 256, 3}, {77, 256, 37}, {9, 16384, 11}};
+    for (unsigned ti = 0; ti < sizeof types / sizeof *types; ti++)
+        for (unsigned si = 0; si < sizeof shapes / sizeof *shapes; si++) {
+            spill_dtype t = types[ti];
+            int rows = shapes[si][0], cols = shapes[si][1], batch = shapes[si][2];
+            uint64_t rb = spill_dtype_row_bytes(t, (uint64_t)cols), ab = spill_act_bytes(t, cols);
+            uint8_t *w = malloc(rb * (uint64_t)rows), *a = malloc(ab * (uint64_t)batch);
+            float *tmp = malloc(sizeof(float) * (size_t)cols);
+            float *out1 = malloc(sizeof(float) * (size_t)(rows * batch)), *out4 = malloc(sizeof(float) * (size_t)(rows * batch));
+            for (int r = 0; r < rows; r++) {
+                for (int i = 0; i < cols; i++) tmp[i] = frand();
+                spill_quantize_row_ref(t, tmp, w + rb * (uint64_t)r, cols);
+            }
+            for (int b = 0; b < batch; b++) {
+                for (int i = 0; i < cols; i++) tmp[i] = frand();
+                spill_act_quantize(t, tmp, a + ab * (uint64_t)b, cols);
+            }
+            spill_pool *p1 = spill_pool_create(1), *p4 = spill_pool_create(4);
+            spill_matmul(p1, out1, w, t, rows, cols, a, batch);
+            spill_matmul(p4, out4, w, t, rows, cols, a, batch);
+            for (int b = 0; b < batch; b++)
+                for (int r = 0; r < rows; r++) {
+                    float d = spill_vec_dot(t, cols, w + rb * (uint64_t)r, a + ab * (uint64_t)b);
+                    assert_true(out1[b * rows + r] == d); /* bit-identical: same dot, any thread count or batch */
+                    assert_true(out4[b * rows + r] == d);
+                }
+            spill_pool_free(p1);
+            spill_pool_free(p4);
+            free(w);
+            free(a);
+            free(tmp);
+            free(out1);
+            free(out4);
         }
-    spill_pool_free(p1);
-    spill_pool_free(p4);
-    free(w);
-    free(a);
 }
 
 /* The tiled products (one row against several tokens, kernels/dots.c) equal spill_vec_dot per token bit
@@ -136,7 +147,10 @@ static void test_dots_tiled_equal_dot(void **s) {
             }
             for (int nt = 1; nt <= 11; nt++) {
                 for (int i = 0; i < 11 * 3; i++) out[i] = -1.0f;
-                spill_vec_dots(t, n, w, a, ab, nt, out, 3);
+                float *sc = malloc(sizeof(float) * (spill_dots_scales_len(t, n, nt) + 1));
+                spill_dots_prepare(t, n, a, ab, nt, sc);
+                spill_vec_dots(t, n, w, a, ab, nt, sc, out, 3);
+                free(sc);
                 for (int b = 0; b < nt; b++) {
                     if (out[b * 3] != want[b])
                         fprintf(stderr, "%s n=%d nt=%d token %d: tiled %.9g, one by one %.9g\n", spill_dtype_name(t), n,
