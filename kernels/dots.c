@@ -65,38 +65,25 @@ static inline const float *tile_scales(const float *sc, int64_t nb, int tile) { 
         for (int t = 0; t < T; t++) acc[t] = _mm256_fmadd_ps(_mm256_broadcast_ss(&dt_[t]), lanes[t], acc[t]); \
     } while (0)
 
-static void dots_q8_0(int64_t n, const spill_block_q8_0 *x, const uint8_t *act, uint64_t stride, const float *sc,
-                      float *out, int64_t ldo) {
+/* Q8_0 and Q4_0 weights against Q8_0 activations: the weight's signed values, their magnitudes
+ * against the activations with the weight's signs (maddubs takes unsigned x signed) */
+static inline __attribute__((always_inline)) void dots_signed(int q4, int64_t n, const void *xv, const uint8_t *act,
+                                                              uint64_t stride, const float *sc, float *out, int64_t ldo) {
     __m256 acc[T], l[T];
     const spill_block_q8_0 *y[T];
     for (int t = 0; t < T; t++) {
         acc[t] = _mm256_setzero_ps();
         y[t] = (const spill_block_q8_0 *)(act + (uint64_t)t * stride);
     }
+    const spill_block_q8_0 *x8 = xv;
+    const spill_block_q4_0 *x4 = xv;
     for (int64_t i = 0; i < n / SPILL_QK; i++) {
-        _mm_prefetch((const char *)(x + i) + PREFETCH_AHEAD, _MM_HINT_T0);
-        __m256i qx = _mm256_loadu_si256((const __m256i *)x[i].qs);
+        const void *xb = q4 ? (const void *)(x4 + i) : (const void *)(x8 + i);
+        _mm_prefetch((const char *)xb + PREFETCH_AHEAD, _MM_HINT_T0);
+        __m256i qx = q4 ? _mm256_sub_epi8(nibbles(x4[i].qs), _mm256_set1_epi8(8))
+                        : _mm256_loadu_si256((const __m256i *)x8[i].qs);
         __m256i ax = _mm256_sign_epi8(qx, qx);
-        __m128 d4 = _mm_mul_ps(_mm_set1_ps(h2f(x[i].d)), _mm_loadu_ps(sc + i * 8));
-        for (int t = 0; t < T; t++) l[t] = lanes_us(ax, _mm256_sign_epi8(_mm256_loadu_si256((const __m256i *)y[t][i].qs), qx));
-        TILE_FMA(acc, d4, l);
-    }
-    for (int t = 0; t < T; t++) out[(int64_t)t * ldo] = hsum8(acc[t]);
-}
-
-static void dots_q4_0(int64_t n, const spill_block_q4_0 *x, const uint8_t *act, uint64_t stride, const float *sc,
-                      float *out, int64_t ldo) {
-    __m256 acc[T], l[T];
-    const spill_block_q8_0 *y[T];
-    for (int t = 0; t < T; t++) {
-        acc[t] = _mm256_setzero_ps();
-        y[t] = (const spill_block_q8_0 *)(act + (uint64_t)t * stride);
-    }
-    for (int64_t i = 0; i < n / SPILL_QK; i++) {
-        _mm_prefetch((const char *)(x + i) + PREFETCH_AHEAD, _MM_HINT_T0);
-        __m256i qx = _mm256_sub_epi8(nibbles(x[i].qs), _mm256_set1_epi8(8));
-        __m256i ax = _mm256_sign_epi8(qx, qx);
-        __m128 d4 = _mm_mul_ps(_mm_set1_ps(h2f(x[i].d)), _mm_loadu_ps(sc + i * 8));
+        __m128 d4 = _mm_mul_ps(_mm_set1_ps(h2f(q4 ? x4[i].d : x8[i].d)), _mm_loadu_ps(sc + i * 8));
         for (int t = 0; t < T; t++) l[t] = lanes_us(ax, _mm256_sign_epi8(_mm256_loadu_si256((const __m256i *)y[t][i].qs), qx));
         TILE_FMA(acc, d4, l);
     }
@@ -162,8 +149,8 @@ void spill_vec_dots(spill_dtype w, int64_t n, const void *wrow, const void *act,
             const float *s = tile_scales(sc, nb, t / T);
             float *o = out + (int64_t)t * ldo;
             switch (w) {
-            case SPILL_DT_Q8_0: dots_q8_0(n, wrow, a, stride, s, o, ldo); break;
-            case SPILL_DT_Q4_0: dots_q4_0(n, wrow, a, stride, s, o, ldo); break;
+            case SPILL_DT_Q8_0: dots_signed(0, n, wrow, a, stride, s, o, ldo); break;
+            case SPILL_DT_Q4_0: dots_signed(1, n, wrow, a, stride, s, o, ldo); break;
             default: dots_q4_1(n, wrow, a, stride, s, o, ldo); break;
             }
         }
