@@ -42,6 +42,11 @@ struct spill_sched {
     pthread_mutex_t lock;
     pthread_cond_t cv;
     spill_sched_stats st;
+    /* The engine step runs outside the lock and writes the KV cache; meanwhile the statistics (any
+       thread, under the lock) read this copy of the cache's numbers, taken before the step began. */
+    int in_step;
+    spill_kv_stats kv_st;
+    int kv_free;
     /* one step's batch */
     int *tok, *seq, *pos;
     uint8_t *out;
@@ -314,6 +319,9 @@ static int step(spill_sched *s) {
     admit(s);
     int n = build(s);
     while (n && blocks_needed(s, n) > spill_kv_blocks_free(s->kv) && !preempt(s)) n = build(s);
+    s->kv_st = s->kv->st;
+    s->kv_free = spill_kv_blocks_free(s->kv);
+    s->in_step = n > 0;
     pthread_mutex_unlock(&s->lock);
     if (!n) return 0;
     spill_batch b = {n, s->tok, s->seq, s->pos, s->out, NULL};
@@ -322,6 +330,7 @@ static int step(spill_sched *s) {
     int rc = spill_engine_step(s->e, &b, &err);
     double dt = spill_now() - t0;
     pthread_mutex_lock(&s->lock);
+    s->in_step = 0;
     s->st.steps++;
     s->st.step_tokens += (uint64_t)n;
     s->st.busy_s += dt;
@@ -514,7 +523,7 @@ void spill_sched_get_stats(spill_sched *s, spill_sched_stats *out) {
     out->running = s->n_running;
     out->waiting = s->n_waiting;
     out->kv_blocks = s->kv->max_blocks;
-    out->kv_blocks_free = spill_kv_blocks_free(s->kv);
-    out->kv = s->kv->st;
+    out->kv_blocks_free = s->in_step ? s->kv_free : spill_kv_blocks_free(s->kv);
+    out->kv = s->in_step ? s->kv_st : s->kv->st;
     pthread_mutex_unlock(&s->lock);
 }

@@ -7,7 +7,9 @@ need=()
 # libmicrohttpd-dev: spill-server's HTTP (server/http.c); libcurl: spill-bench serve's clients; curl: the
 # server's tests as a client.
 # liburing-dev: the disk tier's reads (runtime/disk.c; without it they are synchronous preads).
-for p in cmake pkg-config gcc make libhwloc-dev libnuma-dev libcmocka-dev libpcre2-dev liburing-dev libmicrohttpd-dev libcurl4-openssl-dev curl python3 python3-pip; do
+# clang, libclang-rt-dev: libFuzzer and the sanitizer runtimes for scripts/fuzz.sh and scripts/tsan.sh
+# (the ordinary build and tests need neither).
+for p in cmake pkg-config gcc make libhwloc-dev libnuma-dev libcmocka-dev libpcre2-dev liburing-dev libmicrohttpd-dev libcurl4-openssl-dev curl python3 python3-pip clang libclang-rt-dev; do
   dpkg -s "$p" >/dev/null 2>&1 || need+=("$p")
 done
 command -v python3 >/dev/null && python3 -m pip --version >/dev/null 2>&1 && need=("${need[@]/python3-pip}")
