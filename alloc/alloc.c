@@ -66,10 +66,10 @@ void spill_placement_str(spill_placement pl, char *buf, size_t len) {
 }
 
 void spill_mem_caps_str(unsigned caps, char *buf, size_t len) {
-    static const char *const names[] = {"hbm", "real-hbm", "cpu-reads-hbm", "gpu-reads-host"};
+    static const char *const names[] = {"hbm", "real-hbm", "cpu-reads-hbm", "gpu-reads-host", "host-pageable"};
     size_t n = 0;
     buf[0] = 0;
-    for (int i = 0; i < 4; i++)
+    for (int i = 0; i < 5; i++)
         if (caps & (1u << i) && n < len) n += (size_t)snprintf(buf + n, len - n, "%s%s", n ? ", " : "", names[i]);
     if (!n) snprintf(buf, len, "host memory only");
 }
@@ -310,7 +310,7 @@ static int find_run(const chunk *c, int n) {
 
 /* ---- alloc / release ---- */
 
-void *spill_mem_alloc(spill_mem *m, size_t size, spill_placement pl, const char *what, spill_err *err) {
+static void *mem_alloc(spill_mem *m, size_t size, spill_placement pl, const char *what, int zero, spill_err *err) {
     if (!what) what = "region";
     if (size == 0) {
         spill_err_set(err, "%s: zero-byte allocation", what);
@@ -346,7 +346,7 @@ void *spill_mem_alloc(spill_mem *m, size_t size, spill_placement pl, const char 
         c->used += n;
         ptr = (void *)(c->base + (size_t)g * SPILL_ALLOC_ALIGN);
         /* a granule may have been used before: zero what the caller gets */
-        if (m->leaf_ops.zero(m->leaf_ctx, ptr, sz, pl, &berr)) {
+        if (zero && m->leaf_ops.zero(m->leaf_ctx, ptr, sz, pl, &berr)) {
             for (int i = g; i < g + n; i++) bit_clear(c->used_bits, i);
             bit_clear(c->start_bits, g);
             c->used -= n;
@@ -610,4 +610,12 @@ uint64_t spill_host_available(void) {
     }
     fclose(f);
     return have ? (uint64_t)(avail + swap) * 1024 : 0;
+}
+
+void *spill_mem_alloc(spill_mem *m, size_t size, spill_placement pl, const char *what, spill_err *err) {
+    return mem_alloc(m, size, pl, what, 1, err);
+}
+
+void *spill_mem_alloc_uninit(spill_mem *m, size_t size, spill_placement pl, const char *what, spill_err *err) {
+    return mem_alloc(m, size, pl, what, 0, err);
 }

@@ -31,12 +31,19 @@ static spill_cu_loc loc_of(const managed_ctx *c, spill_tier tier, int node) {
     return l;
 }
 
+/* ReadMostly is never set on host memory the GPU reads in place: it overrides the other advice, and
+ * the GPU's reads would make read-only copies in HBM outside any budget (issue 21, defect 5).
+ * SPILL_PLACE_FAULTS unsets the preferred location, so that pages migrate on faults (defect 6). */
 static int managed_advise(void *ctx, void *p, size_t n, spill_placement pl, spill_err *err) {
     managed_ctx *c = ctx;
     spill_cu_loc dev = {SPILL_CU_LOC_DEVICE, c->device}, host = {SPILL_CU_LOC_HOST, 0};
-    SPILL_CU_TRY(spill_cu_advise(p, n, (pl.flags & SPILL_PLACE_READ_MOSTLY) ? cudaMemAdviseSetReadMostly
-                                                                            : cudaMemAdviseUnsetReadMostly, dev));
-    SPILL_CU_TRY(spill_cu_advise(p, n, cudaMemAdviseSetPreferredLocation, loc_of(c, pl.tier, pl.numa_node)));
+    int read_mostly = (pl.flags & SPILL_PLACE_READ_MOSTLY) &&
+                      !(pl.tier == SPILL_TIER_HOST && (pl.flags & SPILL_PLACE_GPU_READS));
+    SPILL_CU_TRY(spill_cu_advise(p, n, read_mostly ? cudaMemAdviseSetReadMostly : cudaMemAdviseUnsetReadMostly, dev));
+    if (pl.flags & SPILL_PLACE_FAULTS)
+        SPILL_CU_TRY(spill_cu_advise(p, n, cudaMemAdviseUnsetPreferredLocation, dev));
+    else
+        SPILL_CU_TRY(spill_cu_advise(p, n, cudaMemAdviseSetPreferredLocation, loc_of(c, pl.tier, pl.numa_node)));
     SPILL_CU_TRY(spill_cu_advise(p, n, (pl.flags & SPILL_PLACE_GPU_READS) ? cudaMemAdviseSetAccessedBy
                                                                           : cudaMemAdviseUnsetAccessedBy, dev));
     SPILL_CU_TRY(spill_cu_advise(p, n, (pl.flags & SPILL_PLACE_CPU_READS) ? cudaMemAdviseSetAccessedBy

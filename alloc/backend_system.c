@@ -117,7 +117,7 @@ int spill_backend_system_init(spill_backend *out, int gpu_numa_node, spill_err *
     out->iface = &system_iface;
     out->ctx = c;
     /* pageable memory both processors reach; HBM only where it is a NUMA node */
-    out->caps = SPILL_MEM_CPU_READS_HBM | SPILL_MEM_GPU_READS_HOST |
+    out->caps = SPILL_MEM_CPU_READS_HBM | SPILL_MEM_GPU_READS_HOST | SPILL_MEM_HOST_PAGEABLE |
                 (gpu_numa_node >= 0 ? SPILL_MEM_HBM | SPILL_MEM_REAL_HBM : 0);
     return 0;
 }

@@ -35,6 +35,7 @@ static int attr(int *v, enum cudaDeviceAttr a, int dev, const char *what, spill_
     cudaError_t e = cudaDeviceGetAttribute(v, a, dev);
     if (e == cudaErrorInvalidValue) { /* an attribute this driver does not know */
         *v = -1;
+        (void)cudaGetLastError(); /* absorbed: leave no error for the next unrelated check (issue 21) */
         return 0;
     }
     if (e != cudaSuccess)

@@ -48,6 +48,9 @@ typedef struct real_api {
     cudaError_t (*free)(void *);
     cudaError_t (*malloc_async)(void **, size_t, cudaStream_t);
     cudaError_t (*free_async)(void *, cudaStream_t);
+    /* the per-thread-default-stream spellings (nvcc --default-stream per-thread) */
+    cudaError_t (*malloc_async_ptsz)(void **, size_t, cudaStream_t);
+    cudaError_t (*free_async_ptsz)(void *, cudaStream_t);
     cudaError_t (*mem_get_info)(size_t *, size_t *);
     cudaError_t (*malloc_managed)(void **, size_t, unsigned);
     cudaError_t (*runtime_version)(int *);
@@ -323,6 +326,8 @@ static void resolve(void) {
     real.free = (cudaError_t(*)(void *))sym("cudaFree");
     real.malloc_async = (cudaError_t(*)(void **, size_t, cudaStream_t))sym("cudaMallocAsync");
     real.free_async = (cudaError_t(*)(void *, cudaStream_t))sym("cudaFreeAsync");
+    real.malloc_async_ptsz = (cudaError_t(*)(void **, size_t, cudaStream_t))sym("cudaMallocAsync_ptsz");
+    real.free_async_ptsz = (cudaError_t(*)(void *, cudaStream_t))sym("cudaFreeAsync_ptsz");
     real.mem_get_info = (cudaError_t(*)(size_t *, size_t *))sym("cudaMemGetInfo");
     real.malloc_managed = (cudaError_t(*)(void **, size_t, unsigned))sym("cudaMallocManaged");
     real.runtime_version = (cudaError_t(*)(int *))sym("cudaRuntimeGetVersion");
@@ -634,18 +639,22 @@ SPILL_EXPORT cudaError_t cudaFree(void *p) {
     return real.free ? real.free(p) : cudaErrorInitializationError;
 }
 
-SPILL_EXPORT cudaError_t cudaMallocAsync(void **p, size_t size, cudaStream_t s) {
+static cudaError_t malloc_async(void **p, size_t size, cudaStream_t s, int ptsz) {
     /* under graph capture the allocation is a node of the graph, made each time the graph runs:
        only the runtime can do that (a shim allocation now would be a prohibited cudaMalloc) */
     if (in_shim || !ensure_ready() || !on_our_device() || stream_capturing(s)) {
         if (!resolved) resolve();
-        if (!real.malloc_async) return cudaErrorInitializationError;
-        return passed_through(real.malloc_async(p, size, s), p);
+        cudaError_t (*f)(void **, size_t, cudaStream_t) = ptsz ? real.malloc_async_ptsz : real.malloc_async;
+        if (!f) return cudaErrorInitializationError;
+        return passed_through(f(p, size, s), p);
     }
     return shim_malloc(p, size, "cudaMallocAsync"); /* available at once, so also in stream order */
 }
 
-SPILL_EXPORT cudaError_t cudaFreeAsync(void *p, cudaStream_t s) {
+SPILL_EXPORT cudaError_t cudaMallocAsync(void **p, size_t size, cudaStream_t s) { return malloc_async(p, size, s, 0); }
+SPILL_EXPORT cudaError_t cudaMallocAsync_ptsz(void **p, size_t size, cudaStream_t s) { return malloc_async(p, size, s, 1); }
+
+static cudaError_t free_async(void *p, cudaStream_t s, int ptsz) {
     if (p && !in_shim && ensure_ready() && is_ours(p)) {
         if (stream_capturing(s)) {
             /* a graph node freeing memory the shim placed before the capture: the shim cannot free
@@ -660,8 +669,12 @@ SPILL_EXPORT cudaError_t cudaFreeAsync(void *p, cudaStream_t s) {
         return r > 0 ? cudaSuccess : cudaErrorInvalidValue;
     }
     if (!resolved) resolve();
-    return real.free_async ? real.free_async(p, s) : cudaErrorInitializationError;
+    cudaError_t (*f)(void *, cudaStream_t) = ptsz ? real.free_async_ptsz : real.free_async;
+    return f ? f(p, s) : cudaErrorInitializationError;
 }
+
+SPILL_EXPORT cudaError_t cudaFreeAsync(void *p, cudaStream_t s) { return free_async(p, s, 0); }
+SPILL_EXPORT cudaError_t cudaFreeAsync_ptsz(void *p, cudaStream_t s) { return free_async(p, s, 1); }
 
 SPILL_EXPORT cudaError_t cudaMemGetInfo(size_t *fr, size_t *tot) {
     if (!resolved) resolve();

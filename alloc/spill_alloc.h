@@ -59,6 +59,8 @@ enum {
     SPILL_MEM_REAL_HBM = 1u << 1,       /* ... and they are GPU memory, not host memory standing in for it */
     SPILL_MEM_CPU_READS_HBM = 1u << 2,  /* the CPU may read and write memory placed in HBM */
     SPILL_MEM_GPU_READS_HOST = 1u << 3, /* a GPU may read memory placed in host memory where it is */
+    SPILL_MEM_HOST_PAGEABLE = 1u << 4,  /* host placements are pageable memory: a GPU copy from them is
+                                           staged through a bounce buffer and synchronous */
 };
 /* "hbm, cpu-reads-hbm" — for messages */
 void spill_mem_caps_str(unsigned caps, char *buf, size_t len);
@@ -106,6 +108,10 @@ uint64_t spill_mem_get_limit(const spill_mem *m, spill_tier tier);
 /* Memory is zero-filled and SPILL_ALLOC_ALIGN-aligned; requests of SPILL_ARENA_GRAIN or more are
  * SPILL_ARENA_GRAIN-aligned. `what` names the region in error messages. */
 void *spill_mem_alloc(spill_mem *m, size_t size, spill_placement pl, const char *what, spill_err *err);
+/* The same, for a caller that writes before it reads (a KV block): a sub-allocation is not zeroed,
+ * which on a GPU backend saves a cudaMemset and a device synchronize per call. A new chunk may still
+ * be zeroed by its backend. */
+void *spill_mem_alloc_uninit(spill_mem *m, size_t size, spill_placement pl, const char *what, spill_err *err);
 /* Free with the size it was allocated with. A pointer this allocator does not hold, a second free
  * or a size that disagrees is an error (and nothing is freed). */
 int spill_mem_release(spill_mem *m, void *ptr, size_t size, spill_err *err);

@@ -25,6 +25,7 @@ enum {
     SPILL_PLACE_READ_MOSTLY = 1u << 0, /* cudaMemAdviseSetReadMostly where the backend has it */
     SPILL_PLACE_GPU_READS = 1u << 1,   /* the GPU reads it in place (accessed-by GPU) */
     SPILL_PLACE_CPU_READS = 1u << 2,   /* the CPU reads it in place (accessed-by CPU) */
+    SPILL_PLACE_FAULTS = 1u << 3,      /* no preferred location: pages migrate to whoever faults on them */
 };
 
 /* An expected failure carries one line that names the file/flag, the value and the limit. */

@@ -164,14 +164,14 @@ void spill_attention_paged(float *out, const float *q, const float *const *block
         }
 }
 
-/* (v, i) ranks before (w, j): larger value, then lower index; NaN as the smallest value */
+/* (v, i) ranks before (w, j): larger value, then lower index; NaN counts as -inf */
 static int topk_before(float v, int i, float w, int j) { return v > w || (v == w && i < j); }
 
 void spill_topk(const float *x, int n, int k, int *idx, float *val) {
     /* insertion into a sorted list of k: fine for the k of sampling */
     int m = 0;
     for (int i = 0; i < n; i++) {
-        float v = x[i] != x[i] ? -FLT_MAX : x[i];
+        float v = x[i] != x[i] ? -INFINITY : x[i];
         if (m == k && !topk_before(v, i, val[k - 1], idx[k - 1])) continue;
         int p = m < k ? m++ : k - 1;
         while (p > 0 && topk_before(v, i, val[p - 1], idx[p - 1])) {

@@ -111,8 +111,9 @@ void spill_rope(float *x, int n_heads, int head_dim, int rot_dims, int pos, floa
  * blocks[i] holds positions [i*T, (i+1)*T): T rows of keys (kv_dim = n_kv_heads*head_dim) then T rows
  * of values. out and q are (n_tok, n_heads*head_dim); scores is scratch of pos0+n_tok floats. The
  * reference (one thread) for the GPU kernel; the forward pass runs the same math in parallel. */
-/* The k (<= n) largest of n values, largest first, the lower index first among equals; NaN ranks as
- * the smallest value. The GPU's top-k kernel's twin. */
+/* The k (<= n) largest of n values, largest first, the lower index first among equals; NaN counts as
+ * -inf (so with fewer than k finite values the rest are -inf and NaN entries by index). The GPU's
+ * top-k kernel's twin. */
 void spill_topk(const float *x, int n, int k, int *idx, float *val);
 /* Write n_tok tokens' K and V rows (kv_dim each) at positions pos0.. into the paged cache: blocks[b]
  * holds T positions of K, then T of V (runtime/kv.c's layout for one layer). */

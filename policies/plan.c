@@ -16,9 +16,9 @@ const char *spill_action_name(spill_action_kind k) {
 }
 
 void spill_advice_str(spill_tier tier, unsigned advice, char *buf, size_t len) {
-    snprintf(buf, len, "%s%s%s%s", tier == SPILL_TIER_HBM ? "hbm" : "host",
+    snprintf(buf, len, "%s%s%s%s%s", tier == SPILL_TIER_HBM ? "hbm" : "host",
              (advice & SPILL_PLACE_GPU_READS) ? " gpu-reads" : "", (advice & SPILL_PLACE_CPU_READS) ? " cpu-reads" : "",
-             (advice & SPILL_PLACE_READ_MOSTLY) ? " read-mostly" : "");
+             (advice & SPILL_PLACE_READ_MOSTLY) ? " read-mostly" : "", (advice & SPILL_PLACE_FAULTS) ? " faults" : "");
 }
 
 static double mib(uint64_t b) { return (double)b / 1048576.0; }
@@ -35,13 +35,15 @@ static double reads_in(const spill_region *r, spill_phase ph) {
 }
 
 /* Where a region lives when it is not in HBM: host memory, read in place by whichever processor
- * computes (the GPU over C2C/PCIe, or the CPU). */
+ * computes (the GPU over C2C/PCIe, or the CPU). Never ReadMostly where the GPU reads it: that advice
+ * overrides preferred location and accessed-by, so GPU reads would make read-only copies in HBM,
+ * outside the budget, evicting what the plan put there, every token (issue 21, defect 5). */
 static void put_host(const spill_region *r, const spill_plan_params *p, const spill_profile *prof,
                      spill_region_plan *rp) {
     rp->tier = SPILL_TIER_HOST;
     rp->hbm_bytes = 0;
-    rp->advice = (prof->has_gpu ? SPILL_PLACE_GPU_READS : SPILL_PLACE_CPU_READS) |
-                 (r->kind == SPILL_REGION_WEIGHT ? SPILL_PLACE_READ_MOSTLY : 0);
+    rp->advice = prof->has_gpu ? SPILL_PLACE_GPU_READS
+                               : SPILL_PLACE_CPU_READS | (r->kind == SPILL_REGION_WEIGHT ? SPILL_PLACE_READ_MOSTLY : 0);
     rp->in_place = r->kind == SPILL_REGION_WEIGHT && p->map_weights;
     rp->streamed = 0;
     rp->prefetch_at = -1;
@@ -154,14 +156,15 @@ static int plan_one_pool(const spill_region *r, int n, const spill_plan_params *
 }
 
 /* No hints: data lives wherever it was first touched (host memory, as the loader writes it) and
- * the driver migrates on faults. */
+ * the driver migrates on faults. SPILL_PLACE_FAULTS asks the backend to unset the preferred location
+ * (a preferred location of host would keep every page there: that is `host`, not `fault`). */
 static int plan_fault(const spill_region *r, int n, const spill_plan_params *p, const spill_profile *prof,
                       spill_plan *out, spill_err *err) {
     (void)prof, (void)err;
     for (int i = 0; i < n; i++) {
         spill_region_plan *rp = &out->region[i];
         rp->tier = SPILL_TIER_HOST;
-        rp->advice = 0;
+        rp->advice = SPILL_PLACE_FAULTS;
         rp->in_place = r[i].kind == SPILL_REGION_WEIGHT && p->map_weights;
         rp->prefetch_at = -1;
         out->bytes[SPILL_TIER_HOST] += r[i].bytes;

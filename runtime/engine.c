@@ -219,6 +219,15 @@ int spill_engine_open(const spill_engine_params *given, spill_engine **out, spil
         }
         disk_mode = SPILL_DISK_MMAP;
     }
+    /* the ring's copies come from the streamed layers' homes in host memory; from pageable memory the
+       GPU stages each copy and the host waits for it, so the ring could not run beside the layers */
+    if (e->plan.ring_slots > 0 && e->dev_iface == &spill_cuda_device && (spill_mem_caps(e->mem) & SPILL_MEM_HOST_PAGEABLE)) {
+        spill_err_set(err, "--policy %s streams layers through a ring of %d HBM slots, but the '%s' backend's host "
+                           "memory is pageable: each copy from it is staged and synchronous, so the ring cannot "
+                           "overlap the layers; use --backend cuda-managed, or --policy pin (reads in place)",
+                      e->plan.chosen, e->plan.ring_slots, spill_mem_backend_name(e->mem));
+        goto fail;
+    }
     if (e->plan.disk_slots && e->dev_iface != &spill_cpu_device) {
         spill_err_set(err, "--host-limit %.1f MiB puts %.1f MiB of layers on disk, and the disk tier runs with --device "
                            "cpu only in this build (docs/disk.md); raise --host-limit", mib(p.host_limit),

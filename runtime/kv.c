@@ -85,7 +85,7 @@ static int demote_oldest(spill_kv *kv, int l, spill_err *err) {
     }
     if (best == SIZE_MAX) return 0;
     spill_placement pl = {SPILL_TIER_HOST, -1, SPILL_PLACE_CPU_READS | SPILL_PLACE_GPU_READS};
-    float *h = spill_mem_alloc(kv->mem, kv->part_bytes, pl, "KV block (demoted to host memory)", err);
+    float *h = spill_mem_alloc_uninit(kv->mem, kv->part_bytes, pl, "KV block (demoted to host memory)", err);
     if (!h) return -1;
     memcpy(h, kv->part[best], kv->part_bytes);
     spill_mem_put(kv->mem, kv->part[best], kv->part_bytes);
@@ -118,7 +118,9 @@ static int block_new(spill_kv *kv, int *out, spill_err *err) {
         spill_placement pl = {t, -1, SPILL_PLACE_CPU_READS | SPILL_PLACE_GPU_READS};
         char what[64];
         snprintf(what, sizeof what, "KV block %d, layer %d (%s)", b, l, spill_tier_name(t));
-        if (!(kv->part[i] = spill_mem_alloc(kv->mem, kv->part_bytes, pl, what, err))) goto fail;
+        /* written (kv_store) before attention reads a position of it: no zeroing, which on the GPU
+           was a cudaMemset and a device synchronize per new block in the decode loop (issue 21) */
+        if (!(kv->part[i] = spill_mem_alloc_uninit(kv->mem, kv->part_bytes, pl, what, err))) goto fail;
         kv->tier[i] = (uint8_t)t;
         kv->stamp[i] = ++kv->clock;
         if (t == SPILL_TIER_HBM) kv->hbm_used[l]++;

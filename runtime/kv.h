@@ -11,7 +11,11 @@
  * Placement: each layer may keep hbm_blocks[l] blocks in HBM (the plan's HBM bytes for that
  * layer's KV region over the block size). New blocks go to HBM; when a layer's allowance is used
  * up, its oldest HBM block is demoted to host memory (copied), so HBM holds the most recent window
- * and the rest lives in host memory. Block size: docs/policies.md. */
+ * and the rest lives in host memory. Block size: docs/policies.md.
+ *
+ * A new block is not zeroed (on a GPU that would be a cudaMemset and a device synchronize per block
+ * in the decode loop): positions not yet written hold garbage, possibly NaN. Attention must not
+ * read them, not even to multiply them by a zero weight (0 x NaN is NaN). */
 #ifndef SPILL_KV_H
 #define SPILL_KV_H
 

@@ -315,6 +315,11 @@ const spill_layer *spill_exec_begin(spill_exec *x, int l, spill_err *err) {
     x->running = -1;
     if (streamed) {
         if (ring_fetch(x, l, err)) return NULL; /* normally already there; after an early stop it may not be */
+        if (x->slot_of[l] < 0) { /* a plan that streams a layer but left the ring no slot for it */
+            spill_err_set(err, "layer %d is streamed but the ring has %d slots of %.2f MiB for it; the plan and the "
+                               "ring disagree (ring_slots %d)", l, x->n_slots, x->slot_bytes / 1048576.0, x->plan->ring_slots);
+            return NULL;
+        }
         x->running = l;
         x->slot_age[x->slot_of[l]] = ++x->clock; /* so that the prefetches below leave it alone */
     }

@@ -158,6 +158,9 @@ API cudaError_t cudaMallocAsync(void **p, size_t n, cudaStream_t s) { (void)s; r
 API cudaError_t cudaMallocManaged(void **p, size_t n, unsigned flags) { (void)flags; return take(p, n, 1, "cudaMallocManaged"); }
 API cudaError_t cudaFree(void *p) { return give(p, "cudaFree"); }
 API cudaError_t cudaFreeAsync(void *p, cudaStream_t s) { (void)s; return give(p, "cudaFreeAsync"); }
+/* what nvcc --default-stream per-thread makes of cudaMallocAsync / cudaFreeAsync */
+API cudaError_t cudaMallocAsync_ptsz(void **p, size_t n, cudaStream_t s) { (void)s; return take(p, n, 0, "cudaMallocAsync"); }
+API cudaError_t cudaFreeAsync_ptsz(void *p, cudaStream_t s) { (void)s; return give(p, "cudaFreeAsync"); }
 API int cuMemAlloc_v2(unsigned long long *d, size_t n) {
     void *p = NULL;
     int e = take(&p, n, 0, "cuMemAlloc_v2");

@@ -11,6 +11,11 @@
  * The stand-in runtime runs the compute stream at once but holds back every copy issued on the
  * prefetch stream until someone waits for it (an event recorded after it, or a synchronize): a step
  * that reads a ring slot without waiting for its copy reads stale weights and the tokens change.
+ * It keeps the real runtime's rules that issue 21 found broken: a per-thread last-error slot (an
+ * error the engine absorbs must be read away), host memory advised ReadMostly that the GPU reads
+ * counted against HBM (the driver's read-only copies), and host memory marked pageable (the system
+ * backend's) refused for the ring, whose copies from it would be staged and synchronous. The cases
+ * test_cuda_generate runs on a GPU (tests/cuda_generate_settings.h) all run here first.
  * Not labelled gpu: it needs the CUDA toolkit to build (the headers and libcudart for error strings),
  * not a device. What it cannot check - the kernels themselves, real concurrency - is test_cuda_ops
  * and test_cuda_generate's (label gpu). */
@@ -78,9 +83,19 @@ cudaError_t cudaDeviceGetPCIBusId(char *id, int len, int dev) {
     snprintf(id, (size_t)len, "0000:01:00.0");
     return cudaSuccess;
 }
+/* the runtime's per-thread last-error slot: a failing call leaves its error there until
+   cudaGetLastError reads it away */
+static __thread cudaError_t fake_last_error;
+cudaError_t cudaGetLastError(void) {
+    cudaError_t e = fake_last_error;
+    fake_last_error = cudaSuccess;
+    return e;
+}
+cudaError_t cudaPeekAtLastError(void) { return fake_last_error; }
 cudaError_t cudaDeviceGetAttribute(int *v, enum cudaDeviceAttr a, int dev) {
-    if (dev != 0) return cudaErrorInvalidDevice;
+    if (dev != 0) return fake_last_error = cudaErrorInvalidDevice;
     switch (a) {
+    case cudaDevAttrHostNumaId: return fake_last_error = cudaErrorInvalidValue; /* a driver that predates it */
     case cudaDevAttrConcurrentManagedAccess: *v = 1; break;
     case cudaDevAttrPageableMemoryAccess:
     case cudaDevAttrPageableMemoryAccessUsesHostPageTables: *v = fake_ats; break;
@@ -285,13 +300,41 @@ typedef struct run_info {
     char chosen[32];
 } run_info;
 
+/* The stand-in's managed memory keeps one rule of the real driver's (issue 21, defect 5): host memory
+ * advised ReadMostly that the GPU reads gets read-only copies in HBM, outside any budget, evicting
+ * what is meant to stay there; ReadMostly overrides preferred location and accessed-by. So the bytes
+ * of live host-tier blocks with both READ_MOSTLY and GPU_READS count against HBM here. */
+static spill_backend emu_leaf;
+static uint64_t rm_live, rm_peak; /* host bytes the GPU would duplicate in HBM */
+static int rm_counted(spill_placement pl) {
+    return pl.tier == SPILL_TIER_HOST && (pl.flags & SPILL_PLACE_READ_MOSTLY) && (pl.flags & SPILL_PLACE_GPU_READS);
+}
+static int rm_alloc(void *ctx, size_t size, spill_placement pl, void **out, spill_err *err) {
+    int rc = emu_leaf.iface->alloc(ctx, size, pl, out, err);
+    if (!rc && rm_counted(pl) && (rm_live += size) > rm_peak) rm_peak = rm_live;
+    return rc;
+}
+static void rm_free(void *ctx, void *p, size_t size, spill_placement pl) {
+    if (rm_counted(pl)) rm_live -= size;
+    emu_leaf.iface->free(ctx, p, size, pl);
+}
+static spill_backend_iface rm_iface;
+static int mem_pageable; /* the next gpu_mem is pageable host memory, as the system backend's */
+
 /* An allocator for the stand-in GPU: host memory standing in for HBM, which the stand-in device
  * (the CPU) reads from anywhere; the HBM budget is the allocator's limit, as spill-generate sets it. */
 static spill_mem *gpu_mem(uint64_t budget) {
     spill_err err = {{0}};
     spill_backend leaf;
     assert_int_equal(spill_backend_emulated_init(&leaf, &err), 0);
+    emu_leaf = leaf;
+    rm_iface = *leaf.iface;
+    rm_iface.alloc = rm_alloc;
+    rm_iface.free = rm_free;
+    leaf.iface = &rm_iface;
+    rm_live = rm_peak = 0;
     leaf.caps |= SPILL_MEM_GPU_READS_HOST;
+    if (mem_pageable) leaf.caps |= SPILL_MEM_HOST_PAGEABLE;
     spill_mem_config mc = {0};
     mc.limit[SPILL_TIER_HBM] = budget;
     spill_mem *mem = spill_mem_wrap(leaf, &mc, "stand-in GPU memory", &err);
@@ -344,6 +387,8 @@ static void run_gpu_opt(const char *path, const char *policy, uint64_t budget, c
     fake_ats = read_mapped;
     spill_engine *e = open_gpu(path, policy, SPILL_GEN_PROFILE, budget, SPILL_GEN_CTX, batch, 1, 0, mem);
     fake_ats = 0;
+    /* failures the engine absorbed (an attribute the driver does not know) left no last error */
+    assert_int_equal(cudaPeekAtLastError(), cudaSuccess);
     int V = spill_engine_model(e)->hp.vocab;
     for (int i = 0; i < np; i += batch) {
         int nb = np - i < batch ? np - i : batch;
@@ -370,6 +415,11 @@ static void run_gpu_opt(const char *path, const char *policy, uint64_t budget, c
     spill_mem_stats ms;
     spill_mem_get_stats(mem, &ms);
     assert_true(ms.reserved[SPILL_TIER_HBM].peak <= budget);
+    /* and with the read-only copies ReadMostly would make (none, when host regions are advised right) */
+    if (ms.reserved[SPILL_TIER_HBM].peak + rm_peak > budget)
+        fail_msg("%s: %.2f MiB in HBM and %.2f MiB of host memory advised ReadMostly that the GPU reads (copied into "
+                 "HBM by the driver) exceed the budget of %.2f MiB", policy, ms.reserved[SPILL_TIER_HBM].peak / 1048576.0,
+                 rm_peak / 1048576.0, budget / 1048576.0);
     spill_engine_free(e);
     spill_mem_get_stats(mem, &ms);
     assert_int_equal(ms.tier[SPILL_TIER_HBM].current, 0);
@@ -440,6 +490,37 @@ static void test_stories_matches_cpu(void **s) {
         assert_memory_equal(r.tokens, cpu, sizeof cpu);
         if (!strcmp(mapped_policies[p], "host")) assert_true(r.mapped > 0 && r.mapped == r.host);
     }
+}
+
+/* a ring on pageable host memory (the system backend) is refused: copies from pageable memory are
+   staged and synchronous, so the ring would serialize (issue 21) */
+static void test_ring_refused_on_pageable(void **s) {
+    (void)s;
+    spill_err err = {{0}};
+    mem_pageable = 1;
+    spill_mem *mem = gpu_mem(64u << 20);
+    mem_pageable = 0;
+    spill_profile prof;
+    assert_int_equal(spill_profile_builtin(SPILL_GEN_PROFILE, &prof, &err), 0);
+    spill_engine_params p = spill_engine_defaults();
+    p.model = stories_path();
+    p.device = "cuda";
+    p.mem = mem;
+    p.policy = "stream";
+    p.profile = &prof;
+    p.hbm_budget = 64u << 20;
+    p.ctx = SPILL_GEN_CTX;
+    p.batch = SPILL_GEN_BATCH;
+    p.threads = 1;
+    p.quiet = 1;
+    spill_engine *e = NULL;
+    assert_int_equal(spill_engine_open(&p, &e, &err), -1);
+    printf("%s\n", err.msg);
+    assert_non_null(strstr(err.msg, "pageable"));
+    p.policy = "pin"; /* reading in place is fine */
+    assert_int_equal(spill_engine_open(&p, &e, &err), 0);
+    spill_engine_free(e);
+    spill_mem_free(mem);
 }
 
 /* SmolLM2 (Q4_1, expanded to F16): every placement gives the tokens of "everything in host memory" */
@@ -617,6 +698,7 @@ static void test_parallel_sequences(void **s) {
 int main(void) {
     require_file(stories_path(), "the small test models live in tests/models");
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_ring_refused_on_pageable),
         cmocka_unit_test(test_stories_matches_cpu),
         cmocka_unit_test(test_smollm2_placements),
         cmocka_unit_test(test_hf_fixtures),

@@ -133,6 +133,17 @@ static void test_topk(void **s) {
     assert_memory_equal(got_i, ref_i, sizeof ref_i);
     assert_memory_equal(got_v, ref_v, sizeof ref_v);
     cudaFree(dx), cudaFree(dv), cudaFree(di);
+    /* fewer finite values than k (masked logits): every index inside the vocabulary, as the twin */
+    for (int i = 0; i < N; i++) x[i] = i % 1000 == 0 ? (float)(i / 1000) : -INFINITY;
+    x[5] = NAN;
+    spill_topk(x, N, K, ref_i, ref_v);
+    dx = dev(x, sizeof x), dv = dev(NULL, sizeof got_v), di = dev(NULL, sizeof got_i);
+    if (spill_cu_topk(dx, N, K, di, dv, NULL, &err)) fail_msg("%s", err.msg);
+    back(got_i, di, sizeof got_i), back(got_v, dv, sizeof got_v);
+    for (int j = 0; j < K; j++) assert_true(got_i[j] >= 0 && got_i[j] < N);
+    assert_memory_equal(got_i, ref_i, sizeof ref_i);
+    assert_memory_equal(got_v, ref_v, sizeof ref_v);
+    cudaFree(dx), cudaFree(dv), cudaFree(di);
 }
 
 static void test_get_rows(void **s) {

@@ -37,6 +37,8 @@ cudaError_t cudaSetDevice(int d);
 cudaError_t cudaStreamBeginCapture(void *s, int mode);
 cudaError_t cudaStreamEndCapture(void *s, void **graph);
 cudaError_t cudaIpcGetMemHandle(void *handle, void *p);
+cudaError_t cudaMallocAsync_ptsz(void **p, size_t n, void *s);
+cudaError_t cudaFreeAsync_ptsz(void *p, void *s);
 void fake_cuda_stream_hold(void *s, int held);
 void fake_cuda_reuse_next(void *p);
 int fake_cuda_sync_count(int dev);
@@ -301,6 +303,21 @@ static void test_local(void **s) {
     assert_int_equal(fake_cuda_live(), 0);
 }
 
+/* risk: a program built with --default-stream per-thread calls cudaFreeAsync_ptsz; a pointer the
+   shim placed must not reach the runtime's free through it */
+static void test_ptsz(void **s) {
+    (void)s;
+    void *first = NULL, *p = NULL, *q = NULL;
+    assert_int_equal(cudaMalloc(&first, 1000), 0);
+    assert_int_equal(cudaMalloc(&p, 1000), 0); /* inside the chunk, not at its start */
+    assert_int_equal(cudaFreeAsync_ptsz(p, NULL), 0);
+    assert_int_equal(cudaFreeAsync_ptsz(first, NULL), 0);
+    assert_int_equal(cudaMallocAsync_ptsz(&q, 3 * MiB, NULL), 0);
+    assert_int_equal(cudaFreeAsync_ptsz(q, NULL), 0);
+    assert_int_equal(fake_cuda_count("bad-free"), 0);
+    assert_int_equal(fake_cuda_live(), 0);
+}
+
 static void test_plain(void **s) {
     (void)s;
     void *p[10];
@@ -337,6 +354,7 @@ int main(int argc, char **argv) {
             cmocka_unit_test(test_tombstone_reuse),
             cmocka_unit_test(test_free_syncs_its_device),
             cmocka_unit_test(test_ipc),
+            cmocka_unit_test(test_ptsz),
         };
         return cmocka_run_group_tests(t, NULL, NULL);
     }

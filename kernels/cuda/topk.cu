@@ -1,7 +1,7 @@
 // The k largest logits on the device, for top-k sampling without copying the vocabulary back: k
 // rounds of one block's (value, index) reduction, each round taking the best element ranked below the
 // previous round's winner. Order: larger value first, the lower index first among equals (the CPU
-// twin spill_topk's order). NaN counts as the smallest value. O(k * n / 1024) per thread: meant for
+// twin spill_topk's order). NaN counts as -inf. O(k * n / 1024) per thread: meant for
 // k up to a few hundred.
 #include <float.h>
 
@@ -19,11 +19,13 @@ __global__ static void topk_kernel(const float *x, int n, int k, int *idx, float
     if (threadIdx.x == 0) pv = FLT_MAX, pi = -1;
     __syncthreads();
     for (int r = 0; r < k; r++) {
-        float v = -FLT_MAX;
+        /* -inf, not -FLT_MAX: a masked logit (-inf) must still beat "nothing", or with fewer than k
+           finite values a round would return index n, past the end (issue 21) */
+        float v = -INFINITY;
         int id = n; /* past the end: loses every comparison */
         for (int i = threadIdx.x; i < n; i += blockDim.x) {
             float xi = x[i];
-            if (xi != xi) xi = -FLT_MAX; /* NaN */
+            if (xi != xi) xi = -INFINITY; /* NaN */
             if (before(pv, pi, xi, i) && before(xi, i, v, id)) v = xi, id = i;
         }
         bv[threadIdx.x] = v;
