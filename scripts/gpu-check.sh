@@ -148,10 +148,11 @@ else
     echo "Not run: $smollm is not there (scripts/fetch-model.sh fetches it where there is a network)." >>"$out.tmp"
     echo >>"$out.tmp"
 fi
-# 70B-shaped layers (Llama-3-70B's dimensions, a few layers): what one layer costs in each tier
-step "Placement sweep: 4 Llama-3-70B-shaped layers, Q4_K" 75 "$bench" placement --synthetic llama3-70b:layers=4:vocab=32000:type=q4_k \
+# 70B-shaped layers (Llama-3-70B's dimensions, two layers, written to a temporary GGUF by one CPU
+# thread first: a Q4_K layer is ~0.45 GB, a BF16 one ~1.7 GB): what a layer costs in each tier
+step "Placement sweep: 2 Llama-3-70B-shaped layers, Q4_K" 90 "$bench" placement --synthetic llama3-70b:layers=2:vocab=32000:type=q4_k \
     --device cuda "${profile_args[@]}" --budgets 25%,50%,100% --policies pin,stream,auto --prompt-tokens 64 --gen-tokens 16
-step "Placement sweep: 4 Llama-3-70B-shaped layers, BF16" 75 "$bench" placement --synthetic llama3-70b:layers=4:vocab=32000:type=bf16 \
+step "Placement sweep: 2 Llama-3-70B-shaped layers, BF16" 90 "$bench" placement --synthetic llama3-70b:layers=2:vocab=32000:type=bf16 \
     --device cuda "${profile_args[@]}" --budgets 25%,50%,100% --policies pin,stream,auto --prompt-tokens 64 --gen-tokens 16
 
 {
