@@ -1,7 +1,8 @@
 /* Flash-decoding attention on the CPU: the twin of kernels/cuda/attention.cu, step for step (see
- * spill_kernels.h). One "block" is (query token, KV head, split of the positions); it walks its
- * positions in tiles of SPILL_FLASH_TILE with an online softmax for every query head of its group,
- * so each K and V row is read once per group. With more than one split, the blocks leave partial
+ * spill_kernels.h). One "block" is (tile of up to SPILL_FLASH_QTILE query tokens, KV head, split of
+ * the positions); it walks its positions in tiles of SPILL_FLASH_TILE with an online softmax for every
+ * query head of its group and every token of its tile, so each K and V row is read once per group and
+ * token tile (prefill reads the cache a quarter as often as one token per block would). With more than one split, the blocks leave partial
  * results (unnormalised output, running max, running sum) that a second pass combines. */
 #include <math.h>
 #include <stdlib.h>
@@ -9,7 +10,8 @@
 #include "spill_kernels.h"
 
 int spill_flash_splits(int n_tok, int n_kv_heads, int max_len) {
-    int64_t rows = (int64_t)n_tok * n_kv_heads;
+    /* blocks before splitting: one per tile of query tokens and KV head */
+    int64_t rows = (int64_t)((n_tok + SPILL_FLASH_QTILE - 1) / SPILL_FLASH_QTILE) * n_kv_heads;
     if (rows <= 0 || rows * 2 > SPILL_FLASH_BLOCKS) return 1;
     int64_t s = SPILL_FLASH_BLOCKS / rows;
     int64_t by_len = ((int64_t)max_len + SPILL_FLASH_MIN_CHUNK - 1) / SPILL_FLASH_MIN_CHUNK;
@@ -23,45 +25,55 @@ int spill_flash_chunk(int max_len, int splits) {
 }
 
 uint64_t spill_flash_partial_floats(int n_heads, int n_kv_heads, int head_dim) {
-    /* splits > 1 only while n_tok * n_kv_heads * splits <= SPILL_FLASH_BLOCKS */
-    return (uint64_t)SPILL_FLASH_BLOCKS * (uint64_t)(n_heads / n_kv_heads) * ((uint64_t)head_dim + 2);
+    /* splits > 1 only while token tiles * n_kv_heads * splits <= SPILL_FLASH_BLOCKS, and a tile holds at
+       most SPILL_FLASH_QTILE tokens of n_heads / n_kv_heads rows each */
+    return (uint64_t)SPILL_FLASH_BLOCKS * SPILL_FLASH_QTILE * (uint64_t)(n_heads / n_kv_heads) * ((uint64_t)head_dim + 2);
 }
 
-/* One block: positions [p0, p1) of token t's keys for the `group` query heads of KV head kvh.
- * o (group x hd), m and l (group) receive the unnormalised output, the running max and sum. */
-static void flash_block(const float *q, const float *const *blocks, int T, int kv_dim, int hd, int group, int kvh,
-                        int p0, int p1, float scale, float *o, float *m, float *l) {
+/* One block: up to SPILL_FLASH_QTILE query tokens t0.. (nt of them) x the `group` query heads of KV
+ * head kvh (row qr = ti * group + g), over positions [p0, p1); token t0 + ti sees positions below
+ * pos0 + t0 + ti + 1 (causal: the others score -inf). o (rows x hd), m and l (rows) receive the
+ * unnormalised output, the running max and sum; a row that saw no position keeps m = -inf, l = 0. */
+static void flash_block(const float *q, int q_stride, const float *const *blocks, int T, int kv_dim, int hd, int group,
+                        int kvh, int nt, int len0, int p0, int p1, float scale, float *o, float *m, float *l) {
     float s[SPILL_FLASH_TILE];
-    for (int g = 0; g < group; g++) m[g] = -INFINITY, l[g] = 0;
-    for (int i = 0; i < group * hd; i++) o[i] = 0;
+    int rows = nt * group;
+    for (int r = 0; r < rows; r++) m[r] = -INFINITY, l[r] = 0;
+    for (int i = 0; i < rows * hd; i++) o[i] = 0;
     for (int pt = p0; pt < p1; pt += SPILL_FLASH_TILE) {
         int n = p1 - pt < SPILL_FLASH_TILE ? p1 - pt : SPILL_FLASH_TILE;
-        for (int g = 0; g < group; g++) {
-            const float *qg = q + (int64_t)g * hd;
-            float mx = m[g];
+        for (int r = 0; r < rows; r++) {
+            int ti = r / group, g = r % group, len = len0 + ti;
+            const float *qr = q + (int64_t)ti * q_stride + (int64_t)g * hd;
+            float mx = m[r];
             for (int j = 0; j < n; j++) {
                 int p = pt + j;
+                if (p >= len) {
+                    s[j] = -INFINITY;
+                    continue;
+                }
                 const float *k = blocks[p / T] + (int64_t)(p % T) * kv_dim + (int64_t)kvh * hd;
                 float d = 0;
-                for (int i = 0; i < hd; i++) d = fmaf(qg[i], k[i], d);
+                for (int i = 0; i < hd; i++) d = fmaf(qr[i], k[i], d);
                 s[j] = d * scale;
                 if (s[j] > mx) mx = s[j];
             }
-            float corr = m[g] == -INFINITY ? 0.0f : expf(m[g] - mx), sum = 0;
+            if (mx == -INFINITY) continue; /* nothing this row may see yet */
+            float corr = m[r] == -INFINITY ? 0.0f : expf(m[r] - mx), sum = 0;
             for (int j = 0; j < n; j++) {
                 s[j] = expf(s[j] - mx);
                 sum += s[j];
             }
-            l[g] = l[g] * corr + sum, m[g] = mx;
-            float *og = o + (int64_t)g * hd;
+            l[r] = l[r] * corr + sum, m[r] = mx;
+            float *orow = o + (int64_t)r * hd;
             for (int i = 0; i < hd; i++) {
-                float acc = og[i] * corr;
+                float acc = orow[i] * corr;
                 for (int j = 0; j < n; j++) {
                     int p = pt + j;
                     const float *v = blocks[p / T] + (int64_t)T * kv_dim + (int64_t)(p % T) * kv_dim + (int64_t)kvh * hd;
                     acc = fmaf(s[j], v[i], acc);
                 }
-                og[i] = acc;
+                orow[i] = acc;
             }
         }
     }
@@ -96,24 +108,27 @@ int spill_flash_attention(float *out, const float *q, const float *const *blocks
                           int n_kv_heads, int head_dim, float scale, float *partial) {
     int group = n_heads / n_kv_heads, kv_dim = n_kv_heads * head_dim, hd = head_dim, max_len = pos0 + n_tok;
     int splits = spill_flash_splits(n_tok, n_kv_heads, max_len), chunk = spill_flash_chunk(max_len, splits);
-    float *o = malloc(sizeof(float) * (size_t)group * (size_t)(hd + 2));
+    int qrows = SPILL_FLASH_QTILE * group;
+    float *o = malloc(sizeof(float) * (size_t)qrows * (size_t)(hd + 2));
     if (!o) return -1;
-    float *m = o + (int64_t)group * hd, *l = m + group;
+    float *m = o + (int64_t)qrows * hd, *l = m + qrows;
     int64_t rows = (int64_t)n_tok * n_heads;
     float *ml = partial + rows * splits * hd;
-    for (int t = 0; t < n_tok; t++)
+    for (int t0 = 0; t0 < n_tok; t0 += SPILL_FLASH_QTILE)
         for (int kvh = 0; kvh < n_kv_heads; kvh++)
             for (int sp = 0; sp < splits; sp++) {
-                int len = pos0 + t + 1, p0 = sp * chunk, p1 = p0 + chunk < len ? p0 + chunk : len;
-                const float *qt = q + ((int64_t)t * n_heads + (int64_t)kvh * group) * hd;
-                flash_block(qt, blocks, T, kv_dim, hd, group, kvh, p0, p1, scale, o, m, l);
-                for (int g = 0; g < group; g++) {
-                    int64_t r = (int64_t)t * n_heads + (int64_t)kvh * group + g;
+                int nt = n_tok - t0 < SPILL_FLASH_QTILE ? n_tok - t0 : SPILL_FLASH_QTILE;
+                int len0 = pos0 + t0 + 1, last = len0 + nt - 1; /* the first and the last token's lengths */
+                int p0 = sp * chunk, p1 = p0 + chunk < last ? p0 + chunk : last;
+                const float *qt = q + ((int64_t)t0 * n_heads + (int64_t)kvh * group) * hd;
+                flash_block(qt, n_heads * hd, blocks, T, kv_dim, hd, group, kvh, nt, len0, p0, p1, scale, o, m, l);
+                for (int qr = 0; qr < nt * group; qr++) {
+                    int64_t r = (int64_t)(t0 + qr / group) * n_heads + (int64_t)kvh * group + qr % group;
                     if (splits == 1) {
-                        for (int i = 0; i < hd; i++) out[r * hd + i] = o[(int64_t)g * hd + i] / l[g];
+                        for (int i = 0; i < hd; i++) out[r * hd + i] = o[(int64_t)qr * hd + i] / l[qr];
                     } else {
-                        for (int i = 0; i < hd; i++) partial[(r * splits + sp) * hd + i] = o[(int64_t)g * hd + i];
-                        ml[2 * (r * splits + sp)] = m[g], ml[2 * (r * splits + sp) + 1] = l[g];
+                        for (int i = 0; i < hd; i++) partial[(r * splits + sp) * hd + i] = o[(int64_t)qr * hd + i];
+                        ml[2 * (r * splits + sp)] = m[qr], ml[2 * (r * splits + sp) + 1] = l[qr];
                     }
                 }
             }

@@ -124,12 +124,14 @@ void spill_attention_paged(float *out, const float *q, const float *const *block
  * scores scratch. The positions of each (query token, KV head) are cut into `splits` chunks
  * (spill_flash_splits: enough chunks to give the GPU about SPILL_FLASH_BLOCKS blocks at small batch,
  * one chunk when the tokens alone fill it); each chunk is walked in tiles of SPILL_FLASH_TILE positions
- * with an online softmax for all the query heads of the KV head's group, so each K and V row is read
- * once per group. With several chunks, each leaves its unnormalised output, running max and running
+ * with an online softmax for all the query heads of the KV head's group and up to SPILL_FLASH_QTILE
+ * query tokens at once (causal within the tile), so each K and V row is read once per group and tile
+ * of tokens. With several chunks, each leaves its unnormalised output, running max and running
  * sum in `partial` (spill_flash_partial_floats floats: bounded by the model's shape, not by the
  * context) and spill_flash_combine weighs them together. The CPU twin of kernels/cuda/attention.cu;
  * returns -1 only when out of memory. */
 #define SPILL_FLASH_TILE 16
+#define SPILL_FLASH_QTILE 4
 #define SPILL_FLASH_MIN_CHUNK 64
 #define SPILL_FLASH_BLOCKS 512
 int spill_flash_splits(int n_tok, int n_kv_heads, int max_len);

@@ -208,6 +208,8 @@ static void test_attention(void **s) {
     attention_case(16, 1, 4000, 32, 8, 128);   /* decode, Llama-3-8B's heads: many splits and the combine */
     attention_case(16, 8, 2000, 64, 8, 128);   /* batched decode, Llama-3-70B's heads */
     attention_case(16, 200, 0, 9, 3, 64);      /* prefill from position 0: empty chunks for the first tokens */
+    attention_case(16, 102, 2, 3, 1, 24);      /* a chunk edge inside a tile of query tokens, a last tile of two */
+    attention_case(16, 600, 7, 32, 8, 128);    /* a longer prompt: one split, tiles of 4 query tokens */
     attention_case(7, 5, 333, 14, 2, 24);      /* odd block size and head size, group of 7 */
     attention_case(16, 1, 131071, 8, 1, 256);  /* 128k context, head size 256: more than 48 KiB of shared memory */
 }
@@ -322,48 +324,6 @@ int main(void) {
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
 #else
-/* the fused dequantize-GEMV and the BF16 tiles vs their twins (kernels/gemv.c, themselves checked
-   against dequantize-then-dot in test_twins): every format, 1..8 tokens, an output with a row gap */
-static void test_gemv(void **s) {
-    (void)s;
-    spill_err err = {{0}};
-    spill_dtype types[] = {SPILL_DT_F32,  SPILL_DT_F16,  SPILL_DT_BF16, SPILL_DT_Q8_0,
-                           SPILL_DT_Q4_0, SPILL_DT_Q4_1, SPILL_DT_Q4_K, SPILL_DT_Q6_K};
-    enum { R = 301, C = 4096, LDO = 320 };
-    static float wf[C], x[SPILL_GEMV_MAX_TOK * C], ref[SPILL_GEMV_MAX_TOK * LDO], got[SPILL_GEMV_MAX_TOK * LDO];
-    static uint8_t w[(size_t)R * C * 4];
-    static uint16_t bref[(size_t)R * C], bgot[(size_t)R * C];
-    rnd(x, SPILL_GEMV_MAX_TOK * C, 50);
-    for (size_t k = 0; k < sizeof types / sizeof *types; k++) {
-        uint64_t rb = spill_dtype_row_bytes(types[k], C);
-        for (int r = 0; r < R; r++) {
-            rnd(wf, C, 60 + (uint64_t)r);
-            spill_quantize_row_ref(types[k], wf, w + (uint64_t)r * rb, C);
-        }
-        void *dw = dev(w, rb * R);
-        float *dx = dev(x, sizeof x), *dout = dev(NULL, sizeof got);
-        int tokens[] = {1, 2, 5, 8};
-        for (int i = 0; i < 4; i++) {
-            int nt = tokens[i];
-            memset(ref, 0, sizeof ref);
-            spill_gemv(ref, LDO, w, types[k], R, C, x, nt);
-            assert_int_equal(cudaMemset(dout, 0, sizeof got), cudaSuccess);
-            if (spill_cu_gemv(dout, LDO, dw, types[k], R, C, dx, nt, NULL, &err)) fail_msg("%s", err.msg);
-            back(got, dout, sizeof got);
-            char what[64];
-            snprintf(what, sizeof what, "gemv %s, %d tokens", spill_dtype_name(types[k]), nt);
-            close_to(got, ref, (size_t)LDO * nt, 1e-6, what);
-        }
-        spill_dequant_bf16(bref, w, types[k], R, C);
-        void *dbf = dev(NULL, sizeof bgot);
-        if (spill_cu_dequant_bf16(dbf, dw, types[k], R, C, NULL, &err)) fail_msg("%s", err.msg);
-        back(bgot, dbf, sizeof bgot);
-        assert_memory_equal(bgot, bref, sizeof bref);
-        printf("dequant_bf16 %s: equal to the twin\n", spill_dtype_name(types[k]));
-        cudaFree(dw), cudaFree(dx), cudaFree(dout), cudaFree(dbf);
-    }
-}
-
 int main(void) {
     require_gpu(); /* says there is no CUDA in this build, and skips */
     return SPILL_TEST_SKIP;

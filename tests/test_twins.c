@@ -1,7 +1,8 @@
 /* The CPU twins of the CUDA kernels against the reference math, on the CPU (no GPU needed); the GPU
  * kernels are held to these twins by test_cuda_ops (label gpu).
  *   flash-decoding attention (kernels/flash.c) vs spill_attention_paged: decode at long context (many
- *   splits), prefill (one split, and splits with empty chunks), GQA groups of 1, 3 and 4, a 128k
+ *   splits), prefill (one split, and splits with empty chunks and chunk edges inside a tile of query
+ *   tokens), GQA groups of 1, 3 and 4, a 128k
  *   context; the partial buffer never written past spill_flash_partial_floats.
  *   fused dequantize-GEMV (kernels/gemv.c) vs dequantize-then-dot (spill_dequant_row, double sums):
  *   every format the GPU keeps (F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q4_K, Q6_K), 1..8 tokens, odd row
@@ -73,7 +74,9 @@ static void test_flash_decode(void **s) {
 static void test_flash_prefill(void **s) {
     (void)s;
     flash_case(16, 100, 0, 3, 1, 24, 2, 2);  /* causal: the first tokens' second chunk is empty */
-    flash_case(16, 300, 5, 8, 2, 16, 1, 1);  /* the tokens alone fill the GPU: one split */
+    flash_case(16, 100, 2, 3, 1, 24, 2, 2);  /* a chunk edge inside a tile of query tokens: some see none of it */
+    flash_case(16, 1200, 5, 8, 2, 16, 1, 1); /* the tokens alone fill the GPU: one split */
+    flash_case(16, 301, 5, 8, 2, 16, 3, 3);  /* a last tile of one token */
     flash_case(32, 17, 200, 6, 6, 16, 4, 4); /* no grouping */
 }
 
@@ -81,7 +84,7 @@ static void test_flash_prefill(void **s) {
 static void test_flash_128k(void **s) {
     (void)s;
     flash_case(256, 1, 131071, 4, 1, 32, 512, 512);
-    assert_true(spill_flash_partial_floats(64, 8, 128) * 4 < 8u << 20); /* Llama-3-70B's shape: under 8 MiB */
+    assert_true(spill_flash_partial_floats(64, 8, 128) * 4 < 9u << 20); /* Llama-3-70B's shape: under 9 MiB */
 }
 
 static const spill_dtype gemv_types[] = {SPILL_DT_F32,  SPILL_DT_F16,  SPILL_DT_BF16, SPILL_DT_Q8_0,

@@ -1,7 +1,8 @@
 // Flash-decoding attention over the paged KV cache; the CPU twin is kernels/flash.c, step for step.
-// One block per (split of the positions, KV head, query token): it loads a tile of SPILL_FLASH_TILE
-// K and V rows into shared memory once and scores it against every query head of the KV head's
-// group, keeping an online softmax (running max, running sum, unnormalised output) per head. There is
+// One block per (split of the positions, KV head, tile of up to SPILL_FLASH_QTILE query tokens): it
+// loads a tile of SPILL_FLASH_TILE K and V rows into shared memory once and scores it against every
+// query head of the KV head's group for every token of its tile (causal within the tile), keeping an
+// online softmax (running max, running sum, unnormalised output) per row. There is
 // no scores scratch: memory is bounded by the model's shape, not by the context (128k fits). At small
 // batch the positions are split so that the GPU gets about SPILL_FLASH_BLOCKS blocks; the splits'
 // partial results are then weighed together by a second small kernel.
@@ -12,24 +13,30 @@
 
 #define FLASH_THREADS 128
 
-// shared memory, in floats: q and o of the group, K tile (rows padded by one against bank conflicts),
-// V tile, the tile's scores per head, and max, sum, correction per head
-static size_t flash_shared_floats(int group, int hd) {
-    return 2 * (size_t)group * hd + (size_t)SPILL_FLASH_TILE * (hd + 1) + (size_t)SPILL_FLASH_TILE * hd +
-           (size_t)group * SPILL_FLASH_TILE + 3 * (size_t)group;
+// shared memory, in floats, for `rows` query rows (tokens x group): q and o of the rows, the K tile
+// (rows padded by one against bank conflicts), the V tile, the tile's scores per row, and max, sum,
+// correction per row
+static size_t flash_shared_floats(int rows, int hd) {
+    return 2 * (size_t)rows * hd + (size_t)SPILL_FLASH_TILE * (hd + 1) + (size_t)SPILL_FLASH_TILE * hd +
+           (size_t)rows * SPILL_FLASH_TILE + 3 * (size_t)rows;
 }
 
+// grid (split, KV head, tile of query tokens); row qr = ti * group + g is token t0 + ti, head kvh * group + g
 __global__ static void __launch_bounds__(FLASH_THREADS)
-    flash_kernel(float *out, float *partial, const float *q, const float *const *blocks, int T, int pos0, int n_heads,
-                 int group, int hd, int kv_dim, float scale, int splits, int chunk) {
+    flash_kernel(float *out, float *partial, const float *q, const float *const *blocks, int T, int n_tok, int pos0,
+                 int n_heads, int group, int hd, int kv_dim, float scale, int splits, int chunk) {
     extern __shared__ float sh[];
-    const int sp = blockIdx.x, kvh = blockIdx.y, t = blockIdx.z, gh = group * hd, ks = hd + 1;
-    float *q_s = sh, *o_s = q_s + gh, *k_s = o_s + gh, *v_s = k_s + SPILL_FLASH_TILE * ks;
-    float *s_s = v_s + SPILL_FLASH_TILE * hd, *m_s = s_s + group * SPILL_FLASH_TILE, *l_s = m_s + group, *c_s = l_s + group;
-    const int len = pos0 + t + 1, p0 = sp * chunk, p1 = min(p0 + chunk, len);
-    const float *qt = q + ((size_t)t * n_heads + (size_t)kvh * group) * hd;
-    for (int i = threadIdx.x; i < gh; i += blockDim.x) q_s[i] = qt[i], o_s[i] = 0;
-    for (int g = threadIdx.x; g < group; g += blockDim.x) m_s[g] = -INFINITY, l_s[g] = 0;
+    const int sp = blockIdx.x, kvh = blockIdx.y, t0 = blockIdx.z * SPILL_FLASH_QTILE;
+    const int nt = min(SPILL_FLASH_QTILE, n_tok - t0), rows = nt * group, rh = rows * hd, ks = hd + 1;
+    float *q_s = sh, *o_s = q_s + rh, *k_s = o_s + rh, *v_s = k_s + SPILL_FLASH_TILE * ks;
+    float *s_s = v_s + SPILL_FLASH_TILE * hd, *m_s = s_s + rows * SPILL_FLASH_TILE, *l_s = m_s + rows, *c_s = l_s + rows;
+    const int len0 = pos0 + t0 + 1, p0 = sp * chunk, p1 = min(p0 + chunk, len0 + nt - 1);
+    for (int i = threadIdx.x; i < rh; i += blockDim.x) {
+        int ti = i / (group * hd), rest = i % (group * hd);
+        q_s[i] = q[((size_t)(t0 + ti) * n_heads + (size_t)kvh * group) * hd + rest];
+        o_s[i] = 0;
+    }
+    for (int r = threadIdx.x; r < rows; r += blockDim.x) m_s[r] = -INFINITY, l_s[r] = 0;
     __syncthreads();
     for (int pt = p0; pt < p1; pt += SPILL_FLASH_TILE) {
         const int n = min(SPILL_FLASH_TILE, p1 - pt);
@@ -41,49 +48,58 @@ __global__ static void __launch_bounds__(FLASH_THREADS)
             v_s[j * hd + d] = kb[(size_t)T * kv_dim + d];
         }
         __syncthreads();
-        for (int i = threadIdx.x; i < group * n; i += blockDim.x) {
-            int g = i / n, j = i % n;
-            float d = 0;
-            for (int e = 0; e < hd; e++) d = fmaf(q_s[g * hd + e], k_s[j * ks + e], d);
-            s_s[g * SPILL_FLASH_TILE + j] = d * scale;
-        }
-        __syncthreads();
-        for (int g = threadIdx.x; g < group; g += blockDim.x) {
-            float *sg = s_s + g * SPILL_FLASH_TILE, mx = m_s[g];
-            for (int j = 0; j < n; j++)
-                if (sg[j] > mx) mx = sg[j];
-            float corr = m_s[g] == -INFINITY ? 0.0f : expf(m_s[g] - mx), sum = 0;
-            for (int j = 0; j < n; j++) {
-                sg[j] = expf(sg[j] - mx);
-                sum += sg[j];
+        for (int i = threadIdx.x; i < rows * n; i += blockDim.x) {
+            int r = i / n, j = i % n;
+            float d = -INFINITY; // causal: token t0 + r / group sees positions below len0 + r / group
+            if (pt + j < len0 + r / group) {
+                d = 0;
+                for (int e = 0; e < hd; e++) d = fmaf(q_s[r * hd + e], k_s[j * ks + e], d);
+                d *= scale;
             }
-            l_s[g] = l_s[g] * corr + sum, m_s[g] = mx, c_s[g] = corr;
+            s_s[r * SPILL_FLASH_TILE + j] = d;
         }
         __syncthreads();
-        for (int i = threadIdx.x; i < gh; i += blockDim.x) {
-            int g = i / hd, d = i % hd;
-            const float *sg = s_s + g * SPILL_FLASH_TILE;
-            float acc = o_s[i] * c_s[g];
-            for (int j = 0; j < n; j++) acc = fmaf(sg[j], v_s[j * hd + d], acc);
+        for (int r = threadIdx.x; r < rows; r += blockDim.x) {
+            float *sr = s_s + r * SPILL_FLASH_TILE, mx = m_s[r];
+            for (int j = 0; j < n; j++)
+                if (sr[j] > mx) mx = sr[j];
+            if (mx == -INFINITY) { // nothing this row may see yet: it stays as it is
+                c_s[r] = 1;
+                for (int j = 0; j < n; j++) sr[j] = 0;
+                continue;
+            }
+            float corr = m_s[r] == -INFINITY ? 0.0f : expf(m_s[r] - mx), sum = 0;
+            for (int j = 0; j < n; j++) {
+                sr[j] = expf(sr[j] - mx);
+                sum += sr[j];
+            }
+            l_s[r] = l_s[r] * corr + sum, m_s[r] = mx, c_s[r] = corr;
+        }
+        __syncthreads();
+        for (int i = threadIdx.x; i < rh; i += blockDim.x) {
+            int r = i / hd, d = i % hd;
+            const float *sr = s_s + r * SPILL_FLASH_TILE;
+            float acc = o_s[i] * c_s[r];
+            for (int j = 0; j < n; j++) acc = fmaf(sr[j], v_s[j * hd + d], acc);
             o_s[i] = acc;
         }
         __syncthreads();
     }
-    const size_t r0 = (size_t)t * n_heads + (size_t)kvh * group;
-    for (int i = threadIdx.x; i < gh; i += blockDim.x) {
-        int g = i / hd, d = i % hd;
+    float *ml = partial + (size_t)n_tok * n_heads * splits * hd;
+    for (int i = threadIdx.x; i < rh; i += blockDim.x) {
+        int r = i / hd, d = i % hd;
+        size_t row = (size_t)(t0 + r / group) * n_heads + (size_t)kvh * group + r % group;
         if (splits == 1)
-            out[(r0 + g) * hd + d] = o_s[i] / l_s[g];
+            out[row * hd + d] = o_s[i] / l_s[r];
         else
-            partial[((r0 + g) * splits + sp) * hd + d] = o_s[i];
+            partial[(row * splits + sp) * hd + d] = o_s[i];
     }
-    if (splits > 1) {
-        float *ml = partial + (size_t)gridDim.z * n_heads * splits * hd;
-        for (int g = threadIdx.x; g < group; g += blockDim.x) {
-            ml[2 * ((r0 + g) * splits + sp)] = m_s[g];
-            ml[2 * ((r0 + g) * splits + sp) + 1] = l_s[g];
+    if (splits > 1)
+        for (int r = threadIdx.x; r < rows; r += blockDim.x) {
+            size_t row = (size_t)(t0 + r / group) * n_heads + (size_t)kvh * group + r % group;
+            ml[2 * (row * splits + sp)] = m_s[r];
+            ml[2 * (row * splits + sp) + 1] = l_s[r];
         }
-    }
 }
 
 // one block per (token, head): the splits' outputs weighed by exp(max - overall max)
@@ -116,15 +132,16 @@ extern "C" int spill_cu_attention(float *out, const float *q, const float *const
                              n_kv_heads, head_dim, T);
     const int group = n_heads / n_kv_heads, max_len = pos0 + n_tok;
     const int splits = spill_flash_splits(n_tok, n_kv_heads, max_len), chunk = spill_flash_chunk(max_len, splits);
-    const size_t shared = sizeof(float) * flash_shared_floats(group, head_dim);
+    const int tiles = (n_tok + SPILL_FLASH_QTILE - 1) / SPILL_FLASH_QTILE;
+    const size_t shared = sizeof(float) * flash_shared_floats(min(n_tok, SPILL_FLASH_QTILE) * group, head_dim);
     if (shared > 48 * 1024 && SPILL_CU_CHECK(cudaFuncSetAttribute((const void *)flash_kernel,
                                                                   cudaFuncAttributeMaxDynamicSharedMemorySize, (int)shared),
                                              err))
         return -1;
-    dim3 grid((unsigned)splits, (unsigned)n_kv_heads, (unsigned)n_tok);
-    flash_kernel<<<grid, FLASH_THREADS, shared, (cudaStream_t)stream>>>(out, partial, q, blocks, T, pos0, n_heads, group,
-                                                                         head_dim, n_kv_heads * head_dim, scale, splits,
-                                                                         chunk);
+    dim3 grid((unsigned)splits, (unsigned)n_kv_heads, (unsigned)tiles);
+    flash_kernel<<<grid, FLASH_THREADS, shared, (cudaStream_t)stream>>>(out, partial, q, blocks, T, n_tok, pos0, n_heads,
+                                                                         group, head_dim, n_kv_heads * head_dim, scale,
+                                                                         splits, chunk);
     SPILL_CU_LAUNCHED("attention");
     if (splits > 1) {
         flash_combine_kernel<<<n_tok * n_heads, FLASH_THREADS, 0, (cudaStream_t)stream>>>(out, partial, n_tok * n_heads,

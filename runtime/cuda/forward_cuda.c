@@ -90,15 +90,31 @@ fail:
     return -1;
 }
 
-/* out (n tokens x w->rows) = x @ w^T; a matrix split between tiers is two GEMMs into the two parts */
+/* rows of a weight into out, token rows ldo apart: cuBLAS for F32/F16/BF16; a quantized weight by the
+ * fused GEMV at decode, or expanded to BF16 a tile of rows at a time for cuBLAS (one queue orders the
+ * tile's reuse) */
+static int mm_rows(spill_cu_state *s, float *out, int64_t ldo, const void *w, spill_dtype type, int64_t rows,
+                   int64_t cols, const float *x, int n, spill_err *err) {
+    if (type == SPILL_DT_F32 || type == SPILL_DT_F16 || type == SPILL_DT_BF16)
+        return spill_cu_gemm_ld(s->blas, out, ldo, w, type, rows, cols, x, n, s->scratch16, s->queue, err);
+    if (n <= SPILL_GEMV_MAX_TOK) return spill_cu_gemv(out, ldo, w, type, rows, cols, x, n, s->queue, err);
+    uint64_t rb = spill_dtype_row_bytes(type, (uint64_t)cols);
+    int64_t tile = (int64_t)(spill_cu_tile_elems(s->hp) / (uint64_t)cols);
+    SPILL_ASSERT(tile >= 1);
+    for (int64_t r0 = 0; r0 < rows; r0 += tile) {
+        int64_t tr = rows - r0 < tile ? rows - r0 : tile;
+        if (spill_cu_dequant_bf16(s->wtile, (const uint8_t *)w + (uint64_t)r0 * rb, type, tr, cols, s->queue, err) ||
+            spill_cu_gemm_ld(s->blas, out + r0, ldo, s->wtile, SPILL_DT_BF16, tr, cols, x, n, s->scratch16, s->queue, err))
+            return -1;
+    }
+    return 0;
+}
+
+/* out (n tokens x w->rows) = x @ w^T; a matrix split between tiers is two matmuls into the two parts */
 static int mm(spill_cu_state *s, float *out, const spill_weight *w, const float *x, int n, spill_err *err) {
-    if (w->split >= w->rows)
-        return spill_cu_gemm(s->blas, out, w->data, w->type, w->rows, w->cols, x, n, s->scratch16, s->queue, err);
-    if (w->split > 0 &&
-        spill_cu_gemm_ld(s->blas, out, w->rows, w->data, w->type, w->split, w->cols, x, n, s->scratch16, s->queue, err))
-        return -1;
-    return spill_cu_gemm_ld(s->blas, out + w->split, w->rows, w->data_hi, w->type, w->rows - w->split, w->cols, x, n,
-                            s->scratch16, s->queue, err);
+    if (w->split >= w->rows) return mm_rows(s, out, w->rows, w->data, w->type, w->rows, w->cols, x, n, err);
+    if (w->split > 0 && mm_rows(s, out, w->rows, w->data, w->type, w->split, w->cols, x, n, err)) return -1;
+    return mm_rows(s, out + w->split, w->rows, w->data_hi, w->type, w->rows - w->split, w->cols, x, n, err);
 }
 
 /* One sequence's run of a batch: tokens[0..n) at positions pos..; keep[i] says which outputs to keep. */

@@ -3,9 +3,11 @@
  * every weight matmul, over memory the plan placed through alloc/ (cuda-managed or system).
  * The runtime reaches CUDA only through kernels/cuda (operations, queues, events, copies) and alloc/.
  *
- * Weights as the GPU holds them: F32 and BF16 as they are, everything else expanded to F16 (what
- * cuBLAS multiplies), vectors F32, each tensor on a 256-byte boundary. A matrix split by `pin` is
- * two GEMMs into the two parts of the output. A streamed layer is copied into a ring slot on a
+ * Weights as the GPU holds them: as the file holds them (F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q4_K,
+ * Q6_K), vectors F32, each tensor on a 256-byte boundary. F32/F16/BF16 matrices go through cuBLAS;
+ * quantized ones through the fused dequantize-GEMV for up to SPILL_GEMV_MAX_TOK tokens and, for more,
+ * as BF16 tiles of rows expanded into `wtile` and multiplied by cuBLAS. A matrix split by `pin` is
+ * two matmuls into the two parts of the output. A streamed layer is copied into a ring slot on a
  * second queue while the layer before it runs: an event per slot says "copied" (the compute queue
  * waits on it) and another "used" (the copy queue waits on it before overwriting the slot). The KV
  * cache is runtime/kv.c's, its blocks where the plan puts each layer's cache; the block table goes
@@ -38,6 +40,7 @@ typedef struct spill_cu_state {
     /* device work buffers, from the table in spill_cu_buffers */
     float *x, *xb, *xb2, *q, *k, *v, *hb, *hb2, *logits, *attn_partial, *rope_freq;
     void *scratch16;
+    void *wtile; /* (spill_cu_tile_elems) BF16: rows of a quantized weight expanded for prefill's cuBLAS */
     int *ids;
     const float **blocks_dev; /* (n_layers * blocks per sequence) the KV block table */
     const float **blocks_host; /* the same in host memory the GPU can copy from */
@@ -54,6 +57,9 @@ typedef struct spill_cu_buffer {
     void **dst;
 } spill_cu_buffer;
 enum { SPILL_CU_BUFFERS = 16 };
+/* The BF16 tile: whole rows of the widest matrix, at most SPILL_CU_TILE_ELEMS values (8 MiB), at least one row */
+#define SPILL_CU_TILE_ELEMS (4u << 20)
+uint64_t spill_cu_tile_elems(const spill_hparams *hp);
 int spill_cu_buffers(const spill_hparams *hp, int n_ctx, int batch, int kv_block, int has_rope_freq,
                      spill_cu_state *s, spill_cu_buffer *b);
 

@@ -1,13 +1,32 @@
-/* The GPU's placer (see forward_cuda.h and place.h): weights converted on the host to the type cuBLAS
- * multiplies and copied into placed memory (managed, device or mapped alike: cudaMemcpyDefault);
+/* The GPU's placer (see forward_cuda.h and place.h): weights copied as the file holds them (vectors
+ * converted to F32) into placed memory (managed, device or mapped alike: cudaMemcpyDefault);
  * the ring's copies on a second queue, ordered by two events per slot. */
 #include "forward_cuda.h"
 
 #include "kv.h"
 
+/* Weights stay as the file holds them: decode multiplies quantized blocks as they are read
+ * (spill_cu_gemv) and prefill expands tiles of rows to BF16 for cuBLAS, so a Q4 weight costs the plan
+ * and every decode step its Q4 bytes, not those of an F16 copy. A type the kernels do not decode
+ * (none that a model file may hold today) becomes BF16, which does not overflow where F16 would. */
 static spill_dtype gpu_held_type(const spill_weight *w) {
     if (w->rows == 1) return SPILL_DT_F32;
-    return w->type == SPILL_DT_F32 || w->type == SPILL_DT_BF16 ? w->type : SPILL_DT_F16;
+    switch (w->type) {
+    case SPILL_DT_F32: case SPILL_DT_F16: case SPILL_DT_BF16: case SPILL_DT_Q8_0: case SPILL_DT_Q4_0:
+    case SPILL_DT_Q4_1: case SPILL_DT_Q4_K: case SPILL_DT_Q6_K:
+        return w->type;
+    default:
+        return SPILL_DT_BF16;
+    }
+}
+
+uint64_t spill_cu_tile_elems(const spill_hparams *hp) {
+    uint64_t q_dim = (uint64_t)spill_hparams_q_dim(hp), dim = (uint64_t)hp->dim, ff = (uint64_t)hp->ffn_dim;
+    uint64_t cols = dim > q_dim ? dim : q_dim, rows = (uint64_t)hp->vocab;
+    if (ff > cols) cols = ff;
+    if (cols > rows) rows = cols;
+    uint64_t e = rows * cols < SPILL_CU_TILE_ELEMS ? rows * cols : SPILL_CU_TILE_ELEMS;
+    return e > cols ? e : cols;
 }
 
 /* What the arena will hold for these buffers: a large one rounds up to whole chunks of its own; the
@@ -125,6 +144,7 @@ int spill_cu_buffers(const spill_hparams *hp, int n_ctx, int batch, int kv_block
     BUF("attention partials", 4 * spill_flash_partial_floats(hp->n_heads, hp->n_kv_heads, hp->head_dim), SPILL_TIER_HBM,
         attn_partial);
     BUF("16-bit activations", B * widest * 2, SPILL_TIER_HBM, scratch16);
+    BUF("BF16 weight tile (prefill of quantized weights)", 2 * spill_cu_tile_elems(hp), SPILL_TIER_HBM, wtile);
     BUF("token ids", B * sizeof(int), SPILL_TIER_HBM, ids);
     BUF("KV block table", table, SPILL_TIER_HBM, blocks_dev);
     BUF("KV block table (host side)", table, SPILL_TIER_HOST, blocks_host);
