@@ -70,7 +70,7 @@ static int cpu_has(spill_isa isa) {
 }
 
 int spill_isa_available(spill_isa isa) {
-    if (isa < 0 || isa >= SPILL_ISA_COUNT) return 0;
+    if ((int)isa < 0 || (int)isa >= SPILL_ISA_COUNT) return 0;
     return spill_dot_table_of(isa) != NULL && cpu_has(isa);
 }
 
