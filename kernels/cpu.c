@@ -5,6 +5,8 @@
  * the kernel's HWCAP (Neoverse V2, i.e. Grace, has it). */
 #include "dot.h"
 
+#include <stdatomic.h>
+
 #if defined(__x86_64__) || defined(__i386__)
 #include <cpuid.h>
 #endif
@@ -71,7 +73,14 @@ static int cpu_has(spill_isa isa) {
 
 int spill_isa_available(spill_isa isa) {
     if ((int)isa < 0 || (int)isa >= SPILL_ISA_COUNT) return 0;
-    return spill_dot_table_of(isa) != NULL && cpu_has(isa);
+    /* asked once per ISA: CPUID traps to the hypervisor in a VM and costs microseconds */
+    static atomic_int known[SPILL_ISA_COUNT]; /* 0: not asked yet, 1: no, 2: yes */
+    int k = atomic_load_explicit(&known[isa], memory_order_relaxed);
+    if (!k) {
+        k = spill_dot_table_of(isa) != NULL && cpu_has(isa) ? 2 : 1;
+        atomic_store_explicit(&known[isa], k, memory_order_relaxed);
+    }
+    return k == 2;
 }
 
 spill_isa spill_isa_best(void) {
