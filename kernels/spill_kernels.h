@@ -60,9 +60,27 @@ void spill_act_quantize(spill_dtype wtype, const float *x, void *out, int64_t n)
 /* dot(weight row, converted activation) over n values */
 float spill_vec_dot(spill_dtype wtype, int64_t n, const void *wrow, const void *act);
 
-/* The portable C version of spill_vec_dot; the SIMD one must equal it bit for bit. */
+/* The portable C version of spill_vec_dot; the SIMD ones must equal it bit for bit. */
 float spill_vec_dot_scalar(spill_dtype wtype, int64_t n, const void *wrow, const void *act);
-/* 1 when this build's integer dot products use AVX2 */
+
+/* Instruction sets the CPU dot products come in. Every build has the portable C kernels; an x86-64
+ * build also has AVX2 ones, an aarch64 build NEON ones with and without the int8 dot product. Which
+ * run is decided at run time from what the CPU reports (kernels/cpu.c), never at build time. */
+typedef enum spill_isa {
+    SPILL_ISA_PORTABLE = 0, /* C: the reference */
+    SPILL_ISA_AVX2,         /* x86-64 with AVX2, FMA and F16C */
+    SPILL_ISA_NEON,         /* aarch64: Advanced SIMD, on every aarch64 CPU */
+    SPILL_ISA_NEON_DOTPROD, /* aarch64 with the int8 dot product (SDOT; Grace has it) */
+    SPILL_ISA_COUNT
+} spill_isa;
+const char *spill_isa_name(spill_isa isa);
+/* 1 when this build has isa's kernels and this CPU runs them */
+int spill_isa_available(spill_isa isa);
+/* the one spill_vec_dot and spill_dot_f32 use: the best available */
+spill_isa spill_isa_best(void);
+/* spill_vec_dot with isa's kernels (which must be available): how the tests compare them */
+float spill_vec_dot_isa(spill_isa isa, spill_dtype wtype, int64_t n, const void *wrow, const void *act);
+/* 1 when spill_vec_dot uses SIMD kernels on this CPU */
 int spill_kernels_simd(void);
 
 /* One weight row against nt tokens: out[t * ldo] = spill_vec_dot(w, n, wrow, act + t * stride), bit for

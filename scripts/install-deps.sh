@@ -2,8 +2,8 @@
 # Installs what spill needs to build and test on Debian/Ubuntu, only what is missing.
 set -euo pipefail
 need=()
-# libpcre2-dev: the tokenizer's regular expressions (runtime/text/regex.c). Building for aarch64 on
-# another machine needs the :arm64 dev packages (libpcre2-dev:arm64 and the others) with multiarch.
+# libpcre2-dev: the tokenizer's regular expressions (runtime/text/regex.c). The aarch64 build's own
+# packages (the cross compiler, qemu, the :arm64 dev packages) are installed by scripts/aarch64.sh.
 # libmicrohttpd-dev: spill-server's HTTP (server/http.c); libcurl: spill-bench serve's clients; curl: the
 # server's tests as a client.
 # liburing-dev: the disk tier's reads (runtime/disk.c; without it they are synchronous preads).

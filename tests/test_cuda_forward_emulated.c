@@ -648,11 +648,7 @@ static void test_hf_fixtures(void **s) {
             assert_int_equal(spill_engine_forward(e, 0, ids, 4, 0, &err), 0);
             assert_int_equal(spill_engine_forward(e, 0, ids + 4, 3, 4, &err), 0);
             memcpy(got, spill_engine_logits(e), sizeof(float) * (size_t)V);
-            double worst = 0, scale = 0;
-            for (int v = 0; v < V; v++) {
-                worst = fmax(worst, fabs((double)got[v] - ref[v]));
-                scale = fmax(scale, fabs((double)ref[v]));
-            }
+            double worst = max_abs_diff(got, ref, (size_t)V), scale = max_abs_diff(ref, NULL, (size_t)V);
             printf("%s, policy %s: logits within %.2e of the CPU's (largest %.3f)\n", dirs[d], policies[p], worst, scale);
             assert_true(worst <= 1e-4 * fmax(scale, 1.0));
             spill_engine_free(e);
@@ -714,13 +710,13 @@ static void test_parallel_sequences(void **s) {
             int tok = 10 + 7 * i + 3 * k;
             assert_int_equal(spill_engine_forward(e, i, &tok, 1, np + k, &err), 0);
             const float *got = spill_engine_logits(e);
-            for (int v = 0; v < V; v++) worst = fmax(worst, fabs((double)got[v] - cpu[k][i][v]));
+            worst = fmax(worst, max_abs_diff(got, cpu[k][i], (size_t)V));
         }
     assert_int_equal(spill_engine_step(e, &bb, &err), 0);
     assert_int_equal(spill_engine_n_outputs(e), N);
     for (int i = 0; i < N; i++) {
         const float *got = spill_engine_logits_at(e, i);
-        for (int v = 0; v < V; v++) worst = fmax(worst, fabs((double)got[v] - cpu_batch[i][v]));
+        worst = fmax(worst, max_abs_diff(got, cpu_batch[i], (size_t)V));
     }
     spill_engine_stats st;
     spill_engine_get_stats(e, &st);

@@ -26,12 +26,8 @@ static void roundtrip(spill_dtype t, double tol) {
     assert_int_equal(spill_dtype_row_bytes(t, N), (N / 256) * spill_dtype_block_bytes(t));
     spill_quantize_row_ref(t, x, q, N);
     spill_dequant_row(t, q, y, N);
-    double err = 0, mag = 0, dot = 0;
-    for (int i = 0; i < N; i++) {
-        err = fmax(err, fabs((double)x[i] - y[i]));
-        mag = fmax(mag, fabs((double)x[i]));
-        dot += (double)y[i] * a[i];
-    }
+    double err = max_abs_diff(x, y, N), mag = max_abs_diff(x, NULL, N), dot = 0;
+    for (int i = 0; i < N; i++) dot += (double)y[i] * a[i];
     printf("%s: max error %.4f of max %.3f\n", spill_dtype_name(t), err, mag);
     assert_true(err / mag < tol);
     /* the dot product is the dot of the dequantized row */
@@ -82,11 +78,7 @@ static void test_models(void **s) {
     double rel[5];
     for (int k = 0; k < 5; k++) {
         float *got = logits_of(specs[k], ids, 8, &V);
-        double dmax = 0, rmax = 0;
-        for (int v = 0; v < V; v++) {
-            dmax = fmax(dmax, fabs((double)got[v] - ref[v]));
-            rmax = fmax(rmax, fabs((double)ref[v]));
-        }
+        double dmax = max_abs_diff(got, ref, (size_t)V), rmax = max_abs_diff(ref, NULL, (size_t)V);
         printf("%s: logits within %.4f of F32's (max %.3f), relative %.3f\n", specs[k], dmax, rmax, dmax / rmax);
         rel[k] = dmax / rmax;
         free(got);

@@ -168,23 +168,52 @@ static void test_dots_tiled_equal_dot(void **s) {
     printf("types with a tiled kernel in this build: %d\n", tiled);
 }
 
-/* The SIMD dot products (when this build has them) equal the portable C ones bit for bit. */
-static void test_simd_equals_scalar(void **s) {
+/* Every instruction set's dot products that this build has and this CPU runs equal the portable C
+ * ones bit for bit: every format, sizes of 1 to 33 blocks (float formats: any size, so that the
+ * tails after the last 8 values are covered), scales from tiny (F16 subnormals) to large. */
+static void test_simd_equals_portable(void **s) {
     (void)s;
-    printf("this build's integer dot products: %s\n", spill_kernels_simd() ? "AVX2" : "portable C only");
-    spill_dtype types[3] = {SPILL_DT_Q8_0, SPILL_DT_Q4_0, SPILL_DT_Q4_1};
-    float w[1024], x[1024];
-    uint8_t wq[2048], xq[2048];
-    for (int ti = 0; ti < 3; ti++)
-        for (int trial = 0; trial < 200; trial++) {
-            int n = 32 * (1 + trial % 32);
-            for (int i = 0; i < n; i++) { w[i] = frand() * (float)(trial % 9 + 1); x[i] = frand() * 100; }
-            spill_quantize_row_ref(types[ti], w, wq, n);
-            spill_act_quantize(types[ti], x, xq, n);
-            float a = spill_vec_dot(types[ti], n, wq, xq), b = spill_vec_dot_scalar(types[ti], n, wq, xq);
-            if (a != b) fprintf(stderr, "%s n=%d: simd %.9g scalar %.9g\n", spill_dtype_name(types[ti]), n, a, b);
-            assert_true(a == b);
+    static const spill_dtype types[] = {SPILL_DT_F32, SPILL_DT_F16, SPILL_DT_BF16, SPILL_DT_Q8_0,
+                                        SPILL_DT_Q4_0, SPILL_DT_Q4_1, SPILL_DT_Q4_K, SPILL_DT_Q6_K};
+    enum { NMAX = 256 * 5 };
+    static float w[NMAX], x[NMAX];
+    static uint8_t wq[NMAX * 4], xq[NMAX * 4];
+    int simd = 0;
+    printf("dot products used here: %s\n", spill_isa_name(spill_isa_best()));
+    for (int isa = 1; isa < SPILL_ISA_COUNT; isa++) {
+        if (!spill_isa_available((spill_isa)isa)) {
+            printf("%s: not in this build or not on this CPU\n", spill_isa_name((spill_isa)isa));
+            continue;
         }
+        simd++;
+        long checked = 0;
+        for (size_t ti = 0; ti < sizeof types / sizeof *types; ti++) {
+            spill_dtype t = types[ti];
+            int bv = (int)spill_dtype_block_values(t);
+            for (int trial = 0; trial < 120; trial++) {
+                int n = bv == 1 ? 1 + (trial * 37) % 1031 : bv * (1 + trial % (bv == 32 ? 33 : 5));
+                float scale = trial % 7 == 3 ? 1e-5f : (float)(trial % 9 + 1);
+                for (int i = 0; i < n; i++) {
+                    w[i] = frand() * scale;
+                    x[i] = frand() * (trial % 2 ? 100 : 1e-3f);
+                }
+                spill_quantize_row_ref(t, w, wq, n);
+                spill_act_quantize(t, x, xq, n);
+                float a = spill_vec_dot_isa((spill_isa)isa, t, n, wq, xq), b = spill_vec_dot_scalar(t, n, wq, xq);
+                if (memcmp(&a, &b, sizeof a))
+                    fail_msg("%s %s n=%d: %.9g, portable %.9g", spill_isa_name((spill_isa)isa), spill_dtype_name(t), n, a, b);
+                checked++;
+            }
+        }
+        printf("%s: %ld dot products of 8 formats equal to the portable ones\n", spill_isa_name((spill_isa)isa), checked);
+    }
+    /* what runs is one of them */
+    assert_true(spill_isa_available(spill_isa_best()));
+    assert_int_equal(spill_kernels_simd(), spill_isa_best() != SPILL_ISA_PORTABLE);
+#if defined(__aarch64__)
+    assert_true(spill_isa_available(SPILL_ISA_NEON)); /* part of the architecture */
+#endif
+    if (!simd) printf("no SIMD dot products to compare on this machine\n");
 }
 
 static void test_type_table(void **s) {
@@ -205,7 +234,7 @@ int main(void) {
         cmocka_unit_test(test_q8_0), cmocka_unit_test(test_q4_0), cmocka_unit_test(test_q4_1),
         cmocka_unit_test(test_f16), cmocka_unit_test(test_bf16), cmocka_unit_test(test_f32),
         cmocka_unit_test(test_dequant_q4_1_error_bound), cmocka_unit_test(test_matmul_threads_equal_dots),
-        cmocka_unit_test(test_simd_equals_scalar), cmocka_unit_test(test_dots_tiled_equal_dot), cmocka_unit_test(test_type_table),
+        cmocka_unit_test(test_simd_equals_portable), cmocka_unit_test(test_dots_tiled_equal_dot), cmocka_unit_test(test_type_table),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

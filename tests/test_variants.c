@@ -63,11 +63,7 @@ static void test_variants(void **s) {
         char p[256];
         snprintf(p, sizeof p, "%s/%s", dir, four[i]);
         greedy(p, prompt, np, got, logits);
-        double d = 0, r = 0;
-        for (int v = 0; v < V; v++) {
-            d = fmax(d, fabs((double)logits[v] - ref_logits[v]));
-            r = fmax(r, fabs((double)ref_logits[v]));
-        }
+        double d = max_abs_diff(logits, ref_logits, (size_t)V), r = max_abs_diff(ref_logits, NULL, (size_t)V);
         int same = 0;
         while (same < N_GEN && got[same] == ref[same]) same++;
         printf("%s: first logits within %.3f of %.3f (%.1f%%); greedy agrees for %d tokens\n", four[i], d, r, 100 * d / r, same);

@@ -1,0 +1,91 @@
+/* Which instruction sets the CPU kernels may use: what this build compiled (CMake adds the SIMD
+ * files the compiler can build for the target, whatever the build machine is) and what this CPU
+ * reports, asked once. x86-64: CPUID for AVX2, FMA and F16C, and XGETBV for whether the OS saves the
+ * 256-bit registers. aarch64: NEON is part of the architecture; the int8 dot product (SDOT) is in
+ * the kernel's HWCAP (Neoverse V2, i.e. Grace, has it). */
+#include "dot.h"
+
+#include <stdatomic.h>
+
+#if defined(__x86_64__) || defined(__i386__)
+#include <cpuid.h>
+#endif
+#if defined(__aarch64__) && defined(__linux__)
+#include <sys/auxv.h>
+#endif
+
+const char *spill_isa_name(spill_isa isa) {
+    switch (isa) {
+    case SPILL_ISA_PORTABLE: return "portable";
+    case SPILL_ISA_AVX2: return "avx2";
+    case SPILL_ISA_NEON: return "neon";
+    case SPILL_ISA_NEON_DOTPROD: return "neon-dotprod";
+    default: return "unknown";
+    }
+}
+
+const spill_dot_table *spill_dot_table_of(spill_isa isa) {
+    switch (isa) {
+    case SPILL_ISA_PORTABLE: return &spill_dot_portable;
+#if defined(SPILL_DOT_AVX2)
+    case SPILL_ISA_AVX2: return &spill_dot_avx2;
+#endif
+#if defined(SPILL_DOT_NEON)
+    case SPILL_ISA_NEON: return &spill_dot_neon;
+#endif
+#if defined(SPILL_DOT_NEON_DOTPROD)
+    case SPILL_ISA_NEON_DOTPROD: return &spill_dot_neon_dotprod;
+#endif
+    default: return NULL;
+    }
+}
+
+#if defined(__x86_64__) || defined(__i386__)
+static int cpu_has_avx2_fma_f16c(void) {
+    unsigned a, b, c, d;
+    if (!__get_cpuid(1, &a, &b, &c, &d)) return 0;
+    int fma = (c >> 12) & 1, osxsave = (c >> 27) & 1, avx = (c >> 28) & 1, f16c = (c >> 29) & 1;
+    if (!(fma && osxsave && avx && f16c)) return 0;
+    unsigned lo, hi;
+    __asm__ volatile("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
+    (void)hi;
+    if ((lo & 6) != 6) return 0; /* the OS saves the SSE and AVX state */
+    if (!__get_cpuid_count(7, 0, &a, &b, &c, &d)) return 0;
+    return (b >> 5) & 1;
+}
+#endif
+
+static int cpu_has(spill_isa isa) {
+    switch (isa) {
+    case SPILL_ISA_PORTABLE: return 1;
+#if defined(__x86_64__) || defined(__i386__)
+    case SPILL_ISA_AVX2: return cpu_has_avx2_fma_f16c();
+#endif
+#if defined(__aarch64__)
+    case SPILL_ISA_NEON: return 1;
+#if defined(__linux__) && defined(HWCAP_ASIMDDP)
+    case SPILL_ISA_NEON_DOTPROD: return (getauxval(AT_HWCAP) & HWCAP_ASIMDDP) != 0;
+#endif
+#endif
+    default: return 0;
+    }
+}
+
+int spill_isa_available(spill_isa isa) {
+    if ((int)isa < 0 || (int)isa >= SPILL_ISA_COUNT) return 0;
+    /* asked once per ISA: CPUID traps to the hypervisor in a VM and costs microseconds */
+    static atomic_int known[SPILL_ISA_COUNT]; /* 0: not asked yet, 1: no, 2: yes */
+    int k = atomic_load_explicit(&known[isa], memory_order_relaxed);
+    if (!k) {
+        k = spill_dot_table_of(isa) != NULL && cpu_has(isa) ? 2 : 1;
+        atomic_store_explicit(&known[isa], k, memory_order_relaxed);
+    }
+    return k == 2;
+}
+
+spill_isa spill_isa_best(void) {
+    static const spill_isa order[] = {SPILL_ISA_NEON_DOTPROD, SPILL_ISA_NEON, SPILL_ISA_AVX2};
+    for (size_t i = 0; i < sizeof order / sizeof *order; i++)
+        if (spill_isa_available(order[i])) return order[i];
+    return SPILL_ISA_PORTABLE;
+}

@@ -1,0 +1,119 @@
+/* The dot products with AVX2 + FMA + F16C (x86-64), compiled with those instructions enabled for
+ * this file only (CMakeLists.txt) and run only where kernels/cpu.c finds them. maddubs + madd give
+ * exactly the 8 lanes of 4 products of kernels/dot.h, the integer sums are exact, and the float steps
+ * are the portable ones in the same order, so the results are bit-identical to kernels/dot.c. */
+#include "dot_avx2.h"
+
+/* lanes of 4 products of signed x and signed y */
+static inline __m256 lanes_ss(__m256i x, __m256i y) {
+    __m256i ax = _mm256_sign_epi8(x, x), sy = _mm256_sign_epi8(y, x);
+    __m256i p16 = _mm256_maddubs_epi16(ax, sy);
+    return _mm256_cvtepi32_ps(_mm256_madd_epi16(p16, _mm256_set1_epi16(1)));
+}
+
+static float dot_q8_0(int64_t n, const void *wv, const void *av) {
+    const spill_block_q8_0 *x = wv, *y = av;
+    __m256 acc = _mm256_setzero_ps();
+    for (int64_t i = 0; i < n / SPILL_QK; i++) {
+        _mm_prefetch((const char *)(x + i) + SPILL_PREFETCH_AHEAD, _MM_HINT_T0);
+        __m256 d = _mm256_set1_ps(h2f(x[i].d) * h2f(y[i].d));
+        __m256 l = lanes_ss(_mm256_loadu_si256((const __m256i *)x[i].qs), _mm256_loadu_si256((const __m256i *)y[i].qs));
+        acc = _mm256_fmadd_ps(d, l, acc);
+    }
+    return hsum(acc);
+}
+
+static float dot_q4_0(int64_t n, const void *wv, const void *av) {
+    const spill_block_q4_0 *x = wv;
+    const spill_block_q8_0 *y = av;
+    __m256 acc = _mm256_setzero_ps();
+    for (int64_t i = 0; i < n / SPILL_QK; i++) {
+        _mm_prefetch((const char *)(x + i) + SPILL_PREFETCH_AHEAD, _MM_HINT_T0);
+        __m256 d = _mm256_set1_ps(h2f(x[i].d) * h2f(y[i].d));
+        __m256i qx = _mm256_sub_epi8(nibbles(x[i].qs), _mm256_set1_epi8(8));
+        __m256 l = lanes_ss(qx, _mm256_loadu_si256((const __m256i *)y[i].qs));
+        acc = _mm256_fmadd_ps(d, l, acc);
+    }
+    return hsum(acc);
+}
+
+static float dot_q4_1(int64_t n, const void *wv, const void *av) {
+    const spill_block_q4_1 *x = wv;
+    const spill_block_q8_1 *y = av;
+    __m256 acc = _mm256_setzero_ps();
+    float summs = 0;
+    for (int64_t i = 0; i < n / SPILL_QK; i++) {
+        _mm_prefetch((const char *)(x + i) + SPILL_PREFETCH_AHEAD, _MM_HINT_T0);
+        summs = fmaf(h2f(x[i].m), h2f(y[i].s), summs);
+        __m256 d = _mm256_set1_ps(h2f(x[i].d) * h2f(y[i].d));
+        __m256i p16 = _mm256_maddubs_epi16(nibbles(x[i].qs), _mm256_loadu_si256((const __m256i *)y[i].qs));
+        __m256 l = _mm256_cvtepi32_ps(_mm256_madd_epi16(p16, _mm256_set1_epi16(1)));
+        acc = _mm256_fmadd_ps(d, l, acc);
+    }
+    return hsum(acc) + summs;
+}
+
+static float dot_f32(int64_t n, const void *wv, const void *av) {
+    const float *a = wv, *b = av;
+    __m256 acc = _mm256_setzero_ps();
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        _mm_prefetch((const char *)(a + i) + SPILL_PREFETCH_AHEAD, _MM_HINT_T0);
+        acc = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i), acc);
+    }
+    float s = hsum(acc);
+    for (; i < n; i++) s = fmaf(a[i], b[i], s);
+    return s;
+}
+
+static float dot_f16(int64_t n, const void *wv, const void *av) {
+    const uint16_t *x = wv, *y = av;
+    __m256 acc = _mm256_setzero_ps();
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        _mm_prefetch((const char *)(x + i) + SPILL_PREFETCH_AHEAD, _MM_HINT_T0);
+        __m256 a = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(x + i)));
+        __m256 b = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(y + i)));
+        acc = _mm256_fmadd_ps(a, b, acc);
+    }
+    float s = hsum(acc);
+    for (; i < n; i++) s = fmaf(h2f(x[i]), h2f(y[i]), s);
+    return s;
+}
+
+static inline __m256 bf16x8(const uint16_t *p) {
+    __m256i w = _mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)p));
+    return _mm256_castsi256_ps(_mm256_slli_epi32(w, 16));
+}
+
+static float dot_bf16(int64_t n, const void *wv, const void *av) {
+    const uint16_t *x = wv;
+    const float *y = av;
+    __m256 acc = _mm256_setzero_ps();
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        _mm_prefetch((const char *)(x + i) + SPILL_PREFETCH_AHEAD, _MM_HINT_T0);
+        acc = _mm256_fmadd_ps(bf16x8(x + i), _mm256_loadu_ps(y + i), acc);
+    }
+    float s = hsum(acc);
+    for (; i < n; i++) s = fmaf(spill_bf16_to_fp32(x[i]), y[i], s);
+    return s;
+}
+
+/* K-quants: a super-block dequantized by the portable code, then multiplied in 8 lanes */
+static float dot_kquant(spill_dtype t, int64_t n, const void *row, const float *x) {
+    float y[SPILL_QK_K];
+    __m256 acc = _mm256_setzero_ps();
+    for (int64_t i = 0; i < n / SPILL_QK_K; i++) {
+        if (t == SPILL_DT_Q4_K) spill_dequant_q4_k((const spill_block_q4_k *)row + i, y);
+        else spill_dequant_q6_k((const spill_block_q6_k *)row + i, y);
+        const float *xb = x + i * SPILL_QK_K;
+        for (int k = 0; k < SPILL_QK_K; k += 8) acc = _mm256_fmadd_ps(_mm256_loadu_ps(y + k), _mm256_loadu_ps(xb + k), acc);
+    }
+    return hsum(acc);
+}
+
+static float dot_q4_k(int64_t n, const void *w, const void *act) { return dot_kquant(SPILL_DT_Q4_K, n, w, act); }
+static float dot_q6_k(int64_t n, const void *w, const void *act) { return dot_kquant(SPILL_DT_Q6_K, n, w, act); }
+
+const spill_dot_table spill_dot_avx2 = {dot_f32, dot_f16, dot_bf16, dot_q8_0, dot_q4_0, dot_q4_1, dot_q4_k, dot_q6_k};

@@ -1,0 +1,12 @@
+/* The NEON dot products for every aarch64 CPU (kernels/dot_neon.h): a block's 4-product sums from
+ * widening multiplies (int8 x int8 fits int16 exactly) and two pairwise adds. */
+#include <arm_neon.h>
+
+static inline int32x4_t sum4_neon(int8x16_t a, int8x16_t b) {
+    int16x8_t lo = vmull_s8(vget_low_s8(a), vget_low_s8(b)), hi = vmull_s8(vget_high_s8(a), vget_high_s8(b));
+    return vpaddq_s32(vpaddlq_s16(lo), vpaddlq_s16(hi));
+}
+
+#define SUM4(a, b) sum4_neon(a, b)
+#define DOT_TABLE spill_dot_neon
+#include "dot_neon.h"
