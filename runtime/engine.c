@@ -108,15 +108,21 @@ static int make_plan(spill_engine *e, const spill_engine_params *p, spill_err *e
     if (spill_plan_make(e->regions, e->n_regions, &pp, &e->plan, err)) return -1;
     /* the budget limits what alloc/ really holds, and its arena rounds to 2 MiB chunks per placement:
        plan again with that slack taken off, so that carrying the plan out stays within the budget */
-    uint64_t slack = plan_slack(&e->plan, e->model.hp.n_layers);
-    if (slack && budget) {
+    uint64_t slack = plan_slack(&e->plan, e->model.hp.n_layers), taken = 0;
+    /* planning again with less may split a region and so add a block of another advice: repeat until
+       the slack taken covers the plan's blocks (a few rounds at most: there are few distinct advices) */
+    for (int round = 0; budget && slack > taken && round < 8; round++) {
         spill_plan_free(&e->plan);
+        /* nothing left after the rounding: the plan puts nothing in HBM, or says what it needs */
         pp.budget[SPILL_TIER_HBM] = budget > slack ? budget - slack : 0;
         if (spill_plan_make(e->regions, e->n_regions, &pp, &e->plan, err)) {
             size_t l = strlen(err->msg);
             snprintf(err->msg + l, sizeof err->msg - l, " (%.1f MiB of the budget go to 2 MiB chunk rounding)", mib(slack));
             return -1;
         }
+        taken = slack;
+        uint64_t again = plan_slack(&e->plan, e->model.hp.n_layers);
+        if (again > slack) slack = again;
     }
     return 0;
 }
