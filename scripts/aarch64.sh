@@ -59,10 +59,12 @@ echo "aarch64: built in $(( $(date +%s) - start )) s; running the tests under qe
 # Emulation is 10-20 times slower than the machine: the tests that run SmolLM2 many times over
 # (every policy at several budgets, 20 prompts against llama.cpp, speculative decoding, the disk
 # tier) are left out here (x86-64 runs them); SmolLM2's own token check (test_tokens_smollm2, 1 and 2
-# threads) stays. SPILL_AARCH64_ALL=1 runs every test.
-skip='^(test_policy_e2e|test_smollm2|test_spec_smollm2|test_disk_smollm2)$'
+# threads) stays. test_spec (speculative decoding on stories260K, hundreds of 2-thread steps) ran past
+# its 900 s under qemu on the shared 2-core VM (2026-12-03; 490 s natively there at the time) and is
+# left out too. SPILL_AARCH64_ALL=1 runs every test.
+skip='^(test_policy_e2e|test_smollm2|test_spec_smollm2|test_disk_smollm2|test_spec)$'
 if [ "${SPILL_AARCH64_ALL:-0}" = 1 ]; then skip='^$'; else
-  echo "aarch64: left out under qemu (SmolLM2 many times over; x86-64 runs them): test_policy_e2e test_smollm2 test_spec_smollm2 test_disk_smollm2" >&2
+  echo "aarch64: left out under qemu (x86-64 runs them): test_policy_e2e test_smollm2 test_spec_smollm2 test_disk_smollm2 (SmolLM2 many times over), test_spec (too slow emulated)" >&2
 fi
 rc=0
 (cd "$build" && ctest --output-on-failure -j "$(nproc)" -E "$skip") || rc=$?
