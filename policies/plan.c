@@ -49,11 +49,14 @@ static void put_host(const spill_region *r, const spill_plan_params *p, const sp
     rp->prefetch_at = -1;
 }
 
+/* The same advice as put_host's: nothing but the GPU reads weights on the GPU path, so ReadMostly buys
+ * nothing in HBM either, and one advice for both tiers keeps a split region's HBM rows in the same
+ * HBM block as the whole regions' (the engine's chunk rounding counts one block per advice). */
 static void put_hbm(const spill_region *r, const spill_profile *prof, spill_region_plan *rp) {
     rp->tier = SPILL_TIER_HBM;
     rp->hbm_bytes = r->bytes;
-    rp->advice = (prof->has_gpu ? SPILL_PLACE_GPU_READS : SPILL_PLACE_CPU_READS) |
-                 (r->kind == SPILL_REGION_WEIGHT ? SPILL_PLACE_READ_MOSTLY : 0);
+    rp->advice = prof->has_gpu ? SPILL_PLACE_GPU_READS
+                               : SPILL_PLACE_CPU_READS | (r->kind == SPILL_REGION_WEIGHT ? SPILL_PLACE_READ_MOSTLY : 0);
     rp->in_place = 0;
     rp->streamed = 0;
     rp->prefetch_at = -1;
