@@ -134,20 +134,27 @@ static void test_arena_eight_threads(void **state) {
 
 /* ---- the KV cache with forked sequences, read by the pool's workers ---- */
 
-static void test_kv_forked_engine(void **state) {
-    (void)state;
+/* stories260K for 4 sequences in blocks of 16 positions, 4 threads */
+static spill_engine *open_forked(int batch) {
     require_file(stories_path(), "stories260K");
     spill_err err = {{0}};
     spill_engine_params p = spill_engine_defaults();
     p.model = stories_path();
     p.ctx = 128;
-    p.batch = 8;
+    p.batch = batch;
     p.n_seqs = 4;
     p.kv_block = 16;
     p.threads = 4;
     p.quiet = 1;
     spill_engine *e = NULL;
     if (spill_engine_open(&p, &e, &err)) fail_msg("%s", err.msg);
+    return e;
+}
+
+static void test_kv_forked_engine(void **state) {
+    (void)state;
+    spill_err err = {{0}};
+    spill_engine *e = open_forked(8);
     int vocab = spill_engine_model(e)->hp.vocab;
     int prompt[20];
     for (int i = 0; i < 20; i++) prompt[i] = 1 + (i * 7) % (vocab - 1);
@@ -233,18 +240,8 @@ static void *submit_worker(void *arg) {
 
 static void test_kv_forked_scheduler(void **state) {
     (void)state;
-    require_file(stories_path(), "stories260K");
     spill_err err = {{0}};
-    spill_engine_params p = spill_engine_defaults();
-    p.model = stories_path();
-    p.ctx = 128;
-    p.batch = 16;
-    p.n_seqs = 4;
-    p.kv_block = 16;
-    p.threads = 4;
-    p.quiet = 1;
-    spill_engine *e = NULL;
-    if (spill_engine_open(&p, &e, &err)) fail_msg("%s", err.msg);
+    spill_engine *e = open_forked(16);
     spill_sched *s = NULL;
     spill_sched_params sp = {0};
     if (spill_sched_open(&s, e, &sp, &err)) fail_msg("%s", err.msg);
