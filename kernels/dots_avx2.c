@@ -20,7 +20,6 @@ static inline __m256 lanes_us(__m256i u, __m256i s) {
 
 /* The activations' block scales as floats, 4 tokens side by side: sc[(tile * nb + i) * 8 + t] is
  * token t's d in block i, [.. + 4 + t] its s (Q8_1). Converted once per matmul, not once per row. */
-static inline const float *tile_scales(const float *sc, int64_t nb, int tile) { return sc + (size_t)tile * (size_t)nb * 8; }
 
 /* out[t] for the 4 tokens, given the block's integer lanes per token and the scale products d4 */
 #define TILE_FMA(acc, d4, lanes)                                                             \
