@@ -18,8 +18,9 @@ static inline __m256 lanes_us(__m256i u, __m256i s) {
 
 #define PREFETCH_AHEAD 4096
 
-/* The activations' block scales as floats, 4 tokens side by side: sc[(tile * nb + i) * 8 + t] is
- * token t's d in block i, [.. + 4 + t] its s (Q8_1). Converted once per matmul, not once per row. */
+/* sc, in every function below: the activations' block scales as floats, 4 tokens side by side:
+ * sc[(tile * nb + i) * 8 + t] is token t's d in block i, [.. + 4 + t] its s (Q8_1). Converted once per
+ * matmul (spill_dots_prepare_avx2), not once per row. */
 
 /* out[t] for the 4 tokens, given the block's integer lanes per token and the scale products d4 */
 #define TILE_FMA(acc, d4, lanes)                                                             \
