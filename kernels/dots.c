@@ -14,6 +14,8 @@
  * types, CPUs and architectures (NEON has no tile yet) take spill_vec_dot per token. */
 #include "dot.h"
 
+#include <stdatomic.h>
+
 #define T SPILL_DOTS_TILE
 
 static void dots_each(spill_dtype w, int64_t n, const void *wrow, const uint8_t *act, uint64_t stride, int nt,
@@ -23,7 +25,14 @@ static void dots_each(spill_dtype w, int64_t n, const void *wrow, const uint8_t 
 
 int spill_dots_tiled(spill_dtype w) {
 #if defined(SPILL_DOT_AVX2)
-    if (spill_isa_best() == SPILL_ISA_AVX2) return w == SPILL_DT_Q8_0 || w == SPILL_DT_Q4_0 || w == SPILL_DT_Q4_1;
+    /* asked once: spill_vec_dots asks for every row of every batched matmul */
+    static atomic_int avx2; /* 0: not asked yet, 1: no, 2: yes */
+    int a = atomic_load_explicit(&avx2, memory_order_relaxed);
+    if (!a) {
+        a = spill_isa_best() == SPILL_ISA_AVX2 ? 2 : 1;
+        atomic_store_explicit(&avx2, a, memory_order_relaxed);
+    }
+    if (a == 2) return w == SPILL_DT_Q8_0 || w == SPILL_DT_Q4_0 || w == SPILL_DT_Q4_1;
 #endif
     (void)w;
     return 0;
