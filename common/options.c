@@ -11,6 +11,8 @@ const spill_option_def spill_option_table[] = {
     {"backend", "SPILL_BACKEND", SPILL_OPT_CHOICE, "auto", "auto|host|emulated|system|cuda-managed|cuda-device",
      "memory backend; auto picks from the device's attributes (host when there is no GPU)"},
     {"device", "SPILL_DEVICE", SPILL_OPT_CHOICE, "auto", "auto|cpu|cuda", "where the forward pass runs"},
+    {"cuda-graphs", "SPILL_CUDA_GRAPHS", SPILL_OPT_BOOL, "1", NULL,
+     "cuda: replay each decode step as one CUDA graph where the plan allows (no ring, no disk tier)"},
     {"policy", "SPILL_POLICY", SPILL_OPT_CHOICE, "host", "host|fault|pin|stream|auto", "placement policy (see spill-plan --help)"},
     {"hbm-budget", "SPILL_HBM_BUDGET", SPILL_OPT_SIZE, "0", NULL,
      "most GPU memory spill may hold; 0 = free HBM at start minus SPILL_HBM_RESERVE"},
@@ -38,6 +40,7 @@ static const struct {
 } slot[] = {
     {offsetof(spill_options, backend), sizeof(((spill_options *)0)->backend)},
     {offsetof(spill_options, device), sizeof(((spill_options *)0)->device)},
+    {offsetof(spill_options, cuda_graphs), sizeof(int)},
     {offsetof(spill_options, policy), sizeof(((spill_options *)0)->policy)},
     {offsetof(spill_options, hbm_budget), sizeof(uint64_t)},
     {offsetof(spill_options, hbm_reserve), sizeof(uint64_t)},

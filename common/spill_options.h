@@ -16,6 +16,7 @@ extern "C" {
 typedef struct spill_options {
     char backend[32];     /* SPILL_BACKEND */
     char device[16];      /* SPILL_DEVICE */
+    int cuda_graphs;      /* SPILL_CUDA_GRAPHS: decode steps replayed as CUDA graphs */
     char policy[32];      /* SPILL_POLICY */
     uint64_t hbm_budget;  /* SPILL_HBM_BUDGET, bytes; 0 = free HBM at start minus the reserve */
     uint64_t hbm_reserve; /* SPILL_HBM_RESERVE, bytes */

@@ -34,6 +34,7 @@ spill_engine_params spill_engine_defaults(void) {
     p.backend = "auto";
     p.use_mmap = 1;
     p.hbm_reserve = 1ull << 30;
+    p.cuda_graphs = 1;
     return p;
 }
 
@@ -242,7 +243,7 @@ int spill_engine_open(const spill_engine_params *given, spill_engine **out, spil
     }
     spill_device_params dp = {&e->model, e->regions, &e->plan, e->mem, e->pool, e->n_ctx, e->batch,
                               p.n_seqs > 0 ? p.n_seqs : 1, p.kv_block, p.kv_blocks, read_mapped, disk_mode, p.trace,
-                              p.trace_ctx};
+                              p.trace_ctx, p.cuda_graphs};
     if (p.trace && e->dev_iface != &spill_cpu_device) {
         spill_err_set(err, "tracing intermediate tensors runs on the CPU only (--device cpu)");
         goto fail;

@@ -47,6 +47,7 @@ typedef struct spill_engine_params {
     int kv_blocks;       /* physical KV blocks in all; 0 = enough for n_seqs full contexts */
     int threads;         /* CPU threads; 0 = every online CPU */
     int quiet;           /* no progress lines on stderr */
+    int cuda_graphs;     /* cuda: replay decode steps as CUDA graphs (the default; SPILL_CUDA_GRAPHS) */
     const char *tokenizer_pre; /* GGUF: read tokenizer.ggml.pre as this known type; NULL = as written */
     /* cpu only: called with each intermediate tensor of a step as it is produced (names as
        llama.cpp's graph has them: attn_norm, Qcur, Kcur, Vcur, kqv_out, attn_out, ffn_inp, ffn_norm,
@@ -103,6 +104,7 @@ typedef struct spill_engine_stats {
     uint64_t disk_read, disk_used;      /* the disk tier: bytes read from the files, and of them tensor bytes */
     double disk_wait_s;                 /* time waited for the disk tier's reads */
     int disk_layers, disk_direct;       /* layers on disk; 1 when read with O_DIRECT */
+    uint64_t graph_launches, graphs_made; /* cuda: steps replayed as CUDA graphs; graphs instantiated */
     spill_kv_stats kv;
 } spill_engine_stats;
 void spill_engine_get_stats(const spill_engine *e, spill_engine_stats *out);

@@ -34,10 +34,23 @@ typedef struct fake_copy {
     const void *src;
     size_t n;
 } fake_copy;
+/* a kernel launch as a stand-in graph holds it: its CPU twin and its arguments, by value */
+typedef struct fake_op {
+    void (*run)(const struct fake_op *);
+    void *p[8];
+    int64_t i[8];
+    float f[2];
+} fake_op;
+typedef struct fake_graph {
+    fake_op *op;
+    int n, cap;
+} fake_graph;
 typedef struct fake_stream {
     int lazy;
     fake_copy *q;
     int n, cap;
+    fake_graph *capture; /* capturing into this graph, or NULL */
+    int invalid;         /* the capture was spoilt by a call it cannot hold */
 } fake_stream;
 typedef struct fake_event {
     fake_stream *s; /* recorded on, NULL if never */
@@ -45,6 +58,36 @@ typedef struct fake_event {
 } fake_event;
 
 static int n_streams, n_deferred, n_flushed, n_waits;
+static int n_captures, n_refused, n_graph_launches, n_instantiated, n_updated;
+static int capturing;       /* streams in capture mode: an allocation now is refused (thread-local capture) */
+static int fake_spoil_next; /* the next capture is spoilt by a call inside it that a graph cannot hold */
+
+/* a call a capture cannot hold, made on a capturing stream: the real runtime fails it and the capture
+   is invalidated; everything launched into it afterwards fails too */
+static cudaError_t spoil(fake_stream *f) {
+    f->invalid = 1;
+    n_refused++;
+    return cudaErrorStreamCaptureUnsupported;
+}
+
+/* a kernel launch: run now, or into the capture (an invalidated capture refuses it) */
+static int submit(void *stream, fake_op op, spill_err *err) {
+    fake_stream *f = (fake_stream *)stream;
+    if (!f || !f->capture) {
+        op.run(&op);
+        return 0;
+    }
+    if (f->invalid) return spill_err_set(err, "kernel launch: %s", cudaGetErrorString(cudaErrorStreamCaptureInvalidated));
+    fake_graph *g = f->capture;
+    if (g->n == g->cap) {
+        int cap = g->cap ? 2 * g->cap : 64;
+        fake_op *o = realloc(g->op, sizeof *o * (size_t)cap);
+        if (!o) return spill_err_set(err, "out of memory");
+        g->op = o, g->cap = cap;
+    }
+    g->op[g->n++] = op;
+    return 0;
+}
 
 static void flush(fake_stream *s, int upto) {
     /* copies run in order; what ran is removed from the front */
@@ -135,6 +178,7 @@ cudaError_t cudaStreamDestroy(cudaStream_t s) {
 }
 cudaError_t cudaStreamSynchronize(cudaStream_t s) {
     fake_stream *f = (fake_stream *)s;
+    if (f->capture) return spoil(f);
     flush(f, f->n);
     return cudaSuccess;
 }
@@ -146,6 +190,9 @@ cudaError_t cudaMemcpy(void *dst, const void *src, size_t n, enum cudaMemcpyKind
 cudaError_t cudaMemcpyAsync(void *dst, const void *src, size_t n, enum cudaMemcpyKind kind, cudaStream_t s) {
     (void)kind;
     fake_stream *f = (fake_stream *)s;
+    /* stricter than the runtime, which captures device-to-device copies: the stand-in cannot tell
+       pageable memory (refused) from device memory, and the captured step has no copy in it */
+    if (f && f->capture) return spoil(f);
     if (!f || !f->lazy) {
         memcpy(dst, src, n);
         return cudaSuccess;
@@ -171,12 +218,14 @@ cudaError_t cudaEventDestroy(cudaEvent_t e) {
 }
 cudaError_t cudaEventRecord(cudaEvent_t e, cudaStream_t s) {
     fake_event *ev = (fake_event *)e;
+    if (s && ((fake_stream *)s)->capture) return spoil((fake_stream *)s); /* the ring's events: not in a graph */
     ev->s = (fake_stream *)s;
     ev->upto = ev->s ? ev->s->n : 0;
     return cudaSuccess;
 }
 cudaError_t cudaStreamWaitEvent(cudaStream_t s, cudaEvent_t e, unsigned int flags) {
-    (void)s, (void)flags;
+    (void)flags;
+    if (s && ((fake_stream *)s)->capture) return spoil((fake_stream *)s);
     fake_event *ev = (fake_event *)e;
     if (ev->s && ev->s->lazy) {
         /* what was queued before the record is done once the waiter runs; later copies move up the queue */
@@ -188,6 +237,98 @@ cudaError_t cudaStreamWaitEvent(cudaStream_t s, cudaEvent_t e, unsigned int flag
     }
     return cudaSuccess;
 }
+/* ---- graphs: a capture records the stand-in kernels; a launch runs them in order ---- */
+cudaError_t cudaStreamBeginCapture(cudaStream_t s, enum cudaStreamCaptureMode mode) {
+    fake_stream *f = (fake_stream *)s;
+    if (!f || f->capture || mode != cudaStreamCaptureModeThreadLocal) return fake_last_error = cudaErrorInvalidValue;
+    assert_int_equal(f->n, 0); /* the copies issued before are done first (this stream runs at once) */
+    if (!(f->capture = calloc(1, sizeof *f->capture))) return cudaErrorMemoryAllocation;
+    f->invalid = fake_spoil_next;
+    fake_spoil_next = 0;
+    capturing++;
+    n_captures++;
+    return cudaSuccess;
+}
+cudaError_t cudaStreamEndCapture(cudaStream_t s, cudaGraph_t *graph) {
+    fake_stream *f = (fake_stream *)s;
+    *graph = NULL;
+    if (!f || !f->capture) return fake_last_error = cudaErrorIllegalState;
+    fake_graph *g = f->capture;
+    f->capture = NULL;
+    capturing--;
+    if (f->invalid) {
+        f->invalid = 0;
+        free(g->op), free(g);
+        return fake_last_error = cudaErrorStreamCaptureInvalidated;
+    }
+    *graph = (cudaGraph_t)g;
+    return cudaSuccess;
+}
+static void graph_free(fake_graph *g) {
+    if (g) free(g->op), free(g);
+}
+cudaError_t cudaGraphDestroy(cudaGraph_t graph) {
+    graph_free((fake_graph *)graph);
+    return cudaSuccess;
+}
+static fake_graph *graph_copy(const fake_graph *g) {
+    fake_graph *c = calloc(1, sizeof *c);
+    if (!c) return NULL;
+    c->op = malloc(sizeof *c->op * (size_t)(g->n ? g->n : 1));
+    if (!c->op) return free(c), NULL;
+    memcpy(c->op, g->op, sizeof *c->op * (size_t)g->n);
+    c->n = c->cap = g->n;
+    return c;
+}
+#if CUDART_VERSION >= 12000
+cudaError_t cudaGraphInstantiate(cudaGraphExec_t *exec, cudaGraph_t graph, unsigned long long flags) {
+    (void)flags;
+#else
+cudaError_t cudaGraphInstantiate(cudaGraphExec_t *exec, cudaGraph_t graph, cudaGraphNode_t *node, char *log, size_t n) {
+    (void)node, (void)log, (void)n;
+#endif
+    /* an executable graph is a copy: what the captured graph becomes later does not change it */
+    *exec = (cudaGraphExec_t)graph_copy((const fake_graph *)graph);
+    if (!*exec) return cudaErrorMemoryAllocation;
+    n_instantiated++;
+    return cudaSuccess;
+}
+#if CUDART_VERSION >= 12000
+cudaError_t cudaGraphExecUpdate(cudaGraphExec_t exec, cudaGraph_t graph, cudaGraphExecUpdateResultInfo *info) {
+    if (info) memset(info, 0, sizeof *info);
+#else
+cudaError_t cudaGraphExecUpdate(cudaGraphExec_t exec, cudaGraph_t graph, cudaGraphNode_t *node,
+                                enum cudaGraphExecUpdateResult *res) {
+    if (node) *node = NULL;
+#endif
+    /* the same kernels in the same order take the new arguments; anything else is a changed topology */
+    fake_graph *x = (fake_graph *)exec;
+    const fake_graph *g = (const fake_graph *)graph;
+    int same = x->n == g->n;
+    for (int i = 0; same && i < g->n; i++) same = x->op[i].run == g->op[i].run;
+#if CUDART_VERSION >= 12000
+    if (info) info->result = same ? cudaGraphExecUpdateSuccess : cudaGraphExecUpdateErrorTopologyChanged;
+#else
+    if (res) *res = same ? cudaGraphExecUpdateSuccess : cudaGraphExecUpdateErrorTopologyChanged;
+#endif
+    if (!same) return fake_last_error = cudaErrorGraphExecUpdateFailure;
+    memcpy(x->op, g->op, sizeof *x->op * (size_t)g->n);
+    n_updated++;
+    return cudaSuccess;
+}
+cudaError_t cudaGraphExecDestroy(cudaGraphExec_t exec) {
+    graph_free((fake_graph *)exec);
+    return cudaSuccess;
+}
+cudaError_t cudaGraphLaunch(cudaGraphExec_t exec, cudaStream_t s) {
+    fake_stream *f = (fake_stream *)s;
+    if (f && f->capture) return spoil(f);
+    const fake_graph *x = (const fake_graph *)exec;
+    for (int i = 0; i < x->n; i++) x->op[i].run(&x->op[i]);
+    n_graph_launches++;
+    return cudaSuccess;
+}
+
 cudaError_t cudaMallocHost(void **p, size_t n) {
     *p = malloc(n);
     return *p ? cudaSuccess : cudaErrorMemoryAllocation;
@@ -197,56 +338,71 @@ cudaError_t cudaFreeHost(void *p) {
     return cudaSuccess;
 }
 
-/* ---- the stand-in kernels: the CPU twins ---- */
+/* ---- the stand-in kernels: the CPU twins, launched through submit (now, or into a capture) ---- */
+static void run_rmsnorm(const fake_op *o) {
+    float *out = o->p[0];
+    const float *x = o->p[1];
+    int n_rows = (int)o->i[0], dim = (int)o->i[1];
+    for (int r = 0; r < n_rows; r++) spill_rmsnorm(out + (size_t)r * dim, x + (size_t)r * dim, o->p[2], dim, o->f[0]);
+}
 int spill_cu_rmsnorm(float *out, const float *x, const float *w, int n_rows, int dim, float eps, void *stream, spill_err *err) {
-    (void)stream, (void)err;
-    for (int r = 0; r < n_rows; r++) spill_rmsnorm(out + (size_t)r * dim, x + (size_t)r * dim, w, dim, eps);
-    return 0;
+    return submit(stream, (fake_op){run_rmsnorm, {out, (void *)x, (void *)w}, {n_rows, dim}, {eps}}, err);
+}
+static void run_rope(const fake_op *o) {
+    int n_tok = (int)o->i[0], n_heads = (int)o->i[1], head_dim = (int)o->i[2];
+    for (int t = 0; t < n_tok; t++) {
+        float *v = (float *)o->p[0] + (size_t)t * n_heads * head_dim;
+        spill_rope(v, n_heads, head_dim, (int)o->i[3], (int)o->i[4] + t, o->f[0], o->p[1], (int)o->i[5]);
+    }
 }
 int spill_cu_rope(float *x, int n_tok, int n_heads, int head_dim, int rot_dims, int pos0, float base, const float *inv_freq,
                   int adjacent, void *stream, spill_err *err) {
-    (void)stream, (void)err;
-    for (int t = 0; t < n_tok; t++) {
-        float *v = x + (size_t)t * n_heads * head_dim;
-        spill_rope(v, n_heads, head_dim, rot_dims, pos0 + t, base, inv_freq, adjacent);
-    }
-    return 0;
+    return submit(stream, (fake_op){run_rope, {x, (void *)inv_freq}, {n_tok, n_heads, head_dim, rot_dims, pos0, adjacent}, {base}},
+                  err);
 }
+static void run_swiglu(const fake_op *o) { spill_swiglu(o->p[0], o->p[1], o->p[2], (int)o->i[0]); }
 int spill_cu_swiglu(float *out, const float *gate, const float *up, int64_t n, void *stream, spill_err *err) {
-    (void)stream, (void)err;
-    spill_swiglu(out, gate, up, (int)n);
-    return 0;
+    return submit(stream, (fake_op){run_swiglu, {out, (void *)gate, (void *)up}, {n}, {0}}, err);
 }
+static void run_add(const fake_op *o) { spill_add(o->p[0], o->p[1], (int)o->i[0]); }
 int spill_cu_add(float *out, const float *x, int64_t n, void *stream, spill_err *err) {
-    (void)stream, (void)err;
-    spill_add(out, x, (int)n);
-    return 0;
+    return submit(stream, (fake_op){run_add, {out, (void *)x}, {n}, {0}}, err);
 }
+static void run_add_rows(const fake_op *o) { spill_add_rows(o->p[0], o->p[1], (int)o->i[0], (int)o->i[1]); }
 int spill_cu_add_rows(float *out, const float *bias, int rows, int cols, void *stream, spill_err *err) {
-    (void)stream, (void)err;
-    spill_add_rows(out, bias, rows, cols);
-    return 0;
+    return submit(stream, (fake_op){run_add_rows, {out, (void *)bias}, {rows, cols}, {0}}, err);
+}
+static void run_get_rows(const fake_op *o) {
+    spill_dtype type = (spill_dtype)o->i[0];
+    int64_t cols = o->i[1];
+    const int *ids = o->p[2]; /* read when the launch runs, as the kernel does: the ids copied before it */
+    uint64_t rb = spill_dtype_row_bytes(type, (uint64_t)cols);
+    for (int i = 0; i < (int)o->i[2]; i++)
+        spill_dequant_row(type, (const uint8_t *)o->p[1] + (uint64_t)ids[i] * rb, (float *)o->p[0] + i * cols, cols);
 }
 int spill_cu_get_rows(float *out, const void *table, spill_dtype type, int64_t cols, const int *ids, int n, void *stream,
                       spill_err *err) {
-    (void)stream, (void)err;
-    uint64_t rb = spill_dtype_row_bytes(type, (uint64_t)cols);
-    for (int i = 0; i < n; i++) spill_dequant_row(type, (const uint8_t *)table + (uint64_t)ids[i] * rb, out + i * cols, cols);
-    return 0;
+    return submit(stream, (fake_op){run_get_rows, {out, (void *)table, (void *)ids}, {type, cols, n}, {0}}, err);
+}
+static void run_kv_store(const fake_op *o) {
+    spill_kv_store_paged(o->p[0], (int)o->i[0], (int)o->i[1], (int)o->i[2], (int)o->i[3], o->p[1], o->p[2]);
 }
 int spill_cu_kv_store(float *const *blocks, int T, int kv_dim, int pos0, int n_tok, const float *k, const float *v,
                       void *stream, spill_err *err) {
-    (void)stream, (void)err;
-    spill_kv_store_paged(blocks, T, kv_dim, pos0, n_tok, k, v);
-    return 0;
+    return submit(stream, (fake_op){run_kv_store, {(void *)blocks, (void *)k, (void *)v}, {T, kv_dim, pos0, n_tok}, {0}}, err);
+}
+static void run_attention(const fake_op *o) {
+    /* the GPU kernel's twin: its splits and its bounded partial buffer, as forward_cuda.c sized it */
+    int rc = spill_flash_attention(o->p[0], o->p[1], o->p[2], (int)o->i[0], (int)o->i[1], (int)o->i[2], (int)o->i[3],
+                                   (int)o->i[4], (int)o->i[5], o->f[0], o->p[3]);
+    assert_int_equal(rc, 0);
 }
 int spill_cu_attention(float *out, const float *q, const float *const *blocks, int T, int n_tok, int pos0, int n_heads,
                        int n_kv_heads, int head_dim, float scale, float *partial, void *stream, spill_err *err) {
-    (void)stream;
-    /* the GPU kernel's twin: its splits and its bounded partial buffer, as forward_cuda.c sized it */
-    if (spill_flash_attention(out, q, blocks, T, n_tok, pos0, n_heads, n_kv_heads, head_dim, scale, partial))
-        return spill_err_set(err, "attention: out of memory");
-    return 0;
+    return submit(stream,
+                  (fake_op){run_attention, {out, (void *)q, (void *)blocks, partial}, {T, n_tok, pos0, n_heads, n_kv_heads, head_dim},
+                            {scale}},
+                  err);
 }
 struct spill_cu_blas {
     int calls, split_calls;
@@ -260,13 +416,12 @@ int spill_cu_blas_create(spill_cu_blas **out, spill_err *err) {
 }
 void spill_cu_blas_destroy(spill_cu_blas *b) { free(b); }
 /* what cublasGemmEx computes: 16-bit weights times the activations rounded to the same type */
-int spill_cu_gemm_ld(spill_cu_blas *b, float *out, int64_t ldo, const void *w, spill_dtype wtype, int64_t rows, int64_t cols,
-                     const float *x, int n_tok, void *scratch, void *stream, spill_err *err) {
-    (void)scratch, (void)stream;
-    if (wtype != SPILL_DT_F16 && wtype != SPILL_DT_BF16 && wtype != SPILL_DT_F32)
-        return spill_err_set(err, "gemm: %s weights", spill_dtype_name(wtype));
-    b->calls++;
-    b->split_calls += ldo != rows;
+static void run_gemm(const fake_op *o) {
+    float *out = o->p[0];
+    const float *x = o->p[2];
+    spill_dtype wtype = (spill_dtype)o->i[0];
+    int64_t ldo = o->i[1], rows = o->i[2], cols = o->i[3];
+    int n_tok = (int)o->i[4];
     uint64_t rb = spill_dtype_row_bytes(wtype, (uint64_t)cols);
     float *xr = malloc(sizeof(float) * (size_t)cols * (size_t)n_tok), *wr = malloc(sizeof(float) * (size_t)cols);
     uint8_t *tmp = malloc(rb);
@@ -276,7 +431,7 @@ int spill_cu_gemm_ld(spill_cu_blas *b, float *out, int64_t ldo, const void *w, s
         spill_dequant_row(wtype, tmp, xr + (size_t)t * cols, cols);
     }
     for (int64_t r = 0; r < rows; r++) {
-        spill_dequant_row(wtype, (const uint8_t *)w + (uint64_t)r * rb, wr, cols);
+        spill_dequant_row(wtype, (const uint8_t *)o->p[1] + (uint64_t)r * rb, wr, cols);
         for (int t = 0; t < n_tok; t++) {
             double acc = 0;
             for (int64_t c = 0; c < cols; c++) acc += (double)wr[c] * (double)xr[(size_t)t * cols + c];
@@ -284,25 +439,33 @@ int spill_cu_gemm_ld(spill_cu_blas *b, float *out, int64_t ldo, const void *w, s
         }
     }
     free(xr), free(wr), free(tmp);
-    return 0;
+}
+int spill_cu_gemm_ld(spill_cu_blas *b, float *out, int64_t ldo, const void *w, spill_dtype wtype, int64_t rows, int64_t cols,
+                     const float *x, int n_tok, void *scratch, void *stream, spill_err *err) {
+    (void)scratch;
+    if (wtype != SPILL_DT_F16 && wtype != SPILL_DT_BF16 && wtype != SPILL_DT_F32)
+        return spill_err_set(err, "gemm: %s weights", spill_dtype_name(wtype));
+    b->calls++;
+    b->split_calls += ldo != rows;
+    return submit(stream, (fake_op){run_gemm, {out, (void *)w, (void *)x}, {wtype, ldo, rows, cols, n_tok}, {0}}, err);
 }
 /* the quantized matmuls: their CPU twins (the same decoder and order of sums as the kernels) */
+static void run_gemv(const fake_op *o) {
+    spill_gemv(o->p[0], o->i[0], o->p[1], (spill_dtype)o->i[1], o->i[2], o->i[3], o->p[2], (int)o->i[4]);
+}
 int spill_cu_gemv(float *out, int64_t ldo, const void *w, spill_dtype type, int64_t rows, int64_t cols, const float *x,
                   int n_tok, void *stream, spill_err *err) {
-    (void)stream;
     if (n_tok < 1 || n_tok > SPILL_GEMV_MAX_TOK || ldo < rows || !spill_dtype_row_bytes(type, (uint64_t)cols))
         return spill_err_set(err, "gemv: %d tokens of %s", n_tok, spill_dtype_name(type));
     n_gemv++;
     if (last_blas) last_blas->split_calls += ldo != rows;
-    spill_gemv(out, ldo, w, type, rows, cols, x, n_tok);
-    return 0;
+    return submit(stream, (fake_op){run_gemv, {out, (void *)w, (void *)x}, {ldo, type, rows, cols, n_tok}, {0}}, err);
 }
+static void run_dequant_bf16(const fake_op *o) { spill_dequant_bf16(o->p[0], o->p[1], (spill_dtype)o->i[0], o->i[1], o->i[2]); }
 int spill_cu_dequant_bf16(void *out, const void *w, spill_dtype type, int64_t rows, int64_t cols, void *stream,
                           spill_err *err) {
-    (void)stream, (void)err;
     n_tiles++;
-    spill_dequant_bf16(out, w, type, rows, cols);
-    return 0;
+    return submit(stream, (fake_op){run_dequant_bf16, {out, (void *)w}, {type, rows, cols}, {0}}, err);
 }
 int spill_cu_gemm(spill_cu_blas *b, float *out, const void *w, spill_dtype wtype, int64_t rows, int64_t cols, const float *x,
                   int n_tok, void *scratch, void *stream, spill_err *err) {
@@ -316,8 +479,10 @@ typedef struct run_info {
     int tokens[N_GEN];
     uint64_t hbm, host, prefetched, read_hbm, read_host, mapped;
     int slots, split_calls;
+    uint64_t graph_launches, graphs_made;
     char chosen[32];
 } run_info;
+static int fake_graphs = 1; /* the engine's cuda_graphs for the next open_gpu */
 
 /* The stand-in's managed memory keeps one rule of the real driver's (issue 21, defect 5): host memory
  * advised ReadMostly that the GPU reads gets read-only copies in HBM, outside any budget, evicting
@@ -329,6 +494,8 @@ static int rm_counted(spill_placement pl) {
     return pl.tier == SPILL_TIER_HOST && (pl.flags & SPILL_PLACE_READ_MOSTLY) && (pl.flags & SPILL_PLACE_GPU_READS);
 }
 static int rm_alloc(void *ctx, size_t size, spill_placement pl, void **out, spill_err *err) {
+    if (capturing) /* cudaMallocManaged on a thread whose stream captures (thread-local mode) */
+        return spill_err_set(err, "cudaMallocManaged: %s", cudaGetErrorString(cudaErrorStreamCaptureUnsupported));
     int rc = emu_leaf.iface->alloc(ctx, size, pl, out, err);
     if (!rc && rm_counted(pl) && (rm_live += size) > rm_peak) rm_peak = rm_live;
     return rc;
@@ -380,6 +547,7 @@ static spill_engine *open_gpu(const char *path, const char *policy, const char *
     p.kv_block = kv_block;
     p.threads = 1;
     p.quiet = 1;
+    p.cuda_graphs = fake_graphs;
     spill_engine *e;
     if (spill_engine_open(&p, &e, &err)) fail_msg("%s %s: %s", policy, path, err.msg);
     return e;
@@ -428,6 +596,8 @@ static void run_gpu_opt(const char *path, const char *policy, uint64_t budget, c
     out->read_host = st.read[SPILL_TIER_HOST];
     out->mapped = st.mapped;
     out->slots = st.ring_slots;
+    out->graph_launches = st.graph_launches;
+    out->graphs_made = st.graphs_made;
     out->split_calls = last_blas->split_calls;
     snprintf(out->chosen, sizeof out->chosen, "%s", spill_engine_plan(e)->chosen);
     /* what alloc/ holds in HBM stays inside the budget */
@@ -509,6 +679,47 @@ static void test_stories_matches_cpu(void **s) {
         assert_memory_equal(r.tokens, cpu, sizeof cpu);
         if (!strcmp(mapped_policies[p], "host")) assert_true(r.mapped > 0 && r.mapped == r.host);
     }
+}
+
+/* Decode steps as CUDA graphs: the stand-in records each captured step's kernels and replays them at
+ * the launch, so a step that read something at capture time that changes by the launch, or a graph
+ * kept with last token's arguments, gives other tokens. Captured once, then updated in place; off,
+ * and with a ring (its events and copies are the host's between layers), nothing is captured; a
+ * capture the runtime refuses turns graphs off and the step runs eagerly, with the same tokens. */
+static void test_graphs(void **s) {
+    (void)s;
+    int prompt[64];
+    int np = prompt_ids(stories_path(), "Once upon a time", prompt, 64);
+    run_info off, on, ring, spoilt;
+    fake_graphs = 0;
+    run_gpu(stories_path(), "pin", 64u << 20, prompt, np, 8, &off);
+    assert_int_equal(off.graph_launches, 0);
+    fake_graphs = 1;
+    int launches0 = n_graph_launches, made0 = n_instantiated, updated0 = n_updated;
+    run_gpu(stories_path(), "pin", 64u << 20, prompt, np, 8, &on);
+    print_run("stories pin, CUDA graphs", &on);
+    printf("  %llu steps replayed as graphs, %llu instantiated\n", (unsigned long long)on.graph_launches,
+           (unsigned long long)on.graphs_made);
+    assert_memory_equal(on.tokens, off.tokens, sizeof on.tokens);
+    /* every decode step (and a last prompt chunk of one token), one graph updated in place */
+    int expect = N_GEN + (np % 8 == 1);
+    assert_int_equal(on.graph_launches, expect);
+    assert_int_equal(n_graph_launches - launches0, expect);
+    assert_int_equal(on.graphs_made, 1);
+    assert_int_equal(n_instantiated - made0, 1);
+    assert_int_equal(n_updated - updated0, expect - 1);
+    run_gpu(stories_path(), "stream", 9u << 20, prompt, np, 8, &ring);
+    assert_true(ring.slots > 0);
+    assert_int_equal(ring.graph_launches, 0);
+    assert_memory_equal(ring.tokens, off.tokens, sizeof ring.tokens);
+    int refused0 = n_refused;
+    fake_spoil_next = 1;
+    run_gpu(stories_path(), "pin", 64u << 20, prompt, np, 8, &spoilt);
+    assert_int_equal(fake_spoil_next, 0); /* a capture was tried */
+    assert_int_equal(spoilt.graph_launches, 0);
+    assert_true(n_refused > refused0 || spoilt.graphs_made == 0);
+    assert_memory_equal(spoilt.tokens, off.tokens, sizeof spoilt.tokens);
+    assert_int_equal(cudaPeekAtLastError(), cudaSuccess); /* the refused capture left no error behind */
 }
 
 /* a ring on pageable host memory (the system backend) is refused: copies from pageable memory are
@@ -734,6 +945,7 @@ int main(void) {
     require_file(stories_path(), "the small test models live in tests/models");
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_ring_refused_on_pageable),
+        cmocka_unit_test(test_graphs),
         cmocka_unit_test(test_stories_matches_cpu),
         cmocka_unit_test(test_smollm2_placements),
         cmocka_unit_test(test_hf_fixtures),

@@ -32,6 +32,20 @@ int spill_cu_copy_async(void *dst, const void *src, size_t n, void *queue, spill
 /* synchronous */
 int spill_cu_copy(void *dst, const void *src, size_t n, spill_err *err);
 
+/* ---- CUDA graphs: a step captured from a queue and replayed as one launch (only in a CUDA build) ----
+ * begin puts the queue in capture mode (thread-local: a call on this thread that a graph cannot hold,
+ * such as a synchronize, a copy from pageable memory or an allocation, fails and spoils the capture
+ * rather than running out of order). end takes the graph: with launch, it updates the executable graph
+ * kept from the last capture in place when the kernels are the same (new arguments), else instantiates
+ * it anew, and launches it on the queue; without launch (the step failed) it discards it. An error from
+ * end leaves the queue out of capture mode; nothing captured has run. */
+typedef struct spill_cu_graph spill_cu_graph;
+int spill_cu_graph_create(spill_cu_graph **out, spill_err *err);
+void spill_cu_graph_free(spill_cu_graph *g);
+int spill_cu_graph_begin(spill_cu_graph *g, void *queue, spill_err *err);
+int spill_cu_graph_end(spill_cu_graph *g, void *queue, int launch, spill_err *err);
+void spill_cu_graph_counts(const spill_cu_graph *g, uint64_t *launches, uint64_t *instantiated, uint64_t *updated);
+
 /* out[r] = x[r] / rms(x[r]) * w for n_rows rows of dim values */
 int spill_cu_rmsnorm(float *out, const float *x, const float *w, int n_rows, int dim, float eps, void *stream,
                      spill_err *err);

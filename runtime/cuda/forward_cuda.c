@@ -12,6 +12,8 @@ static void gpu_free(void *ctx) {
     /* nothing may still run on what is about to go */
     spill_cu_queue_free(s->queue);
     spill_cu_queue_free(s->copy_queue);
+    spill_cu_graph_free(s->graph[0]);
+    spill_cu_graph_free(s->graph[1]);
     spill_exec_free(&s->exec);
     spill_placed_free(&s->placed);
     spill_cu_buffer b[SPILL_CU_BUFFERS];
@@ -83,6 +85,9 @@ int spill_cuda_open(const spill_device_params *p, spill_device *out, spill_err *
         spill_err_set(err, "out of memory");
         goto fail;
     }
+    if ((s->graphs = p->cuda_graphs) &&
+        (spill_cu_graph_create(&s->graph[0], err) || spill_cu_graph_create(&s->graph[1], err)))
+        goto fail;
     *out = (spill_device){&spill_cuda_device, s};
     return 0;
 fail:
@@ -117,26 +122,18 @@ static int mm(spill_cu_state *s, float *out, const spill_weight *w, const float 
     return mm_rows(s, out + w->split, w->rows, w->data_hi, w->type, w->rows - w->split, w->cols, x, n, err);
 }
 
-/* One sequence's run of a batch: tokens[0..n) at positions pos..; keep[i] says which outputs to keep. */
-static int gpu_run(spill_cu_state *s, int seq, const int *tokens, int n, int pos, const uint8_t *keep, const uint8_t *skip,
-                   spill_err *err) {
+/* The kernels of one run, from the embedding lookup to the kept tokens' logits on the GPU: what a
+ * CUDA graph holds. No synchronize, no copy from or to pageable memory, no allocation in here. Returns
+ * the number of kept tokens, or -1. */
+static int gpu_body(spill_cu_state *s, const int *tokens, int n, int pos, const uint8_t *keep, const uint8_t *skip,
+                    spill_err *err) {
     const spill_hparams *hp = s->hp;
     const spill_weights *W = &s->placed.w;
-    /* (a copy-on-write here is a CPU memcpy of blocks the GPU wrote: the previous call synchronized) */
-    if (spill_kv_prepare(&s->kv, seq, pos, n, err)) return -1;
     void *q = s->queue;
     int dim = hp->dim, hd = hp->head_dim, q_dim = spill_hparams_q_dim(hp), kv_dim = spill_hparams_kv_dim(hp);
     float scale = 1.0f / sqrtf((float)hd);
     int L = hp->n_layers, bps = s->kv.blocks_per_seq;
-    int n_blocks = (pos + n + s->kv.T - 1) / s->kv.T;
-    /* every layer's blocks in table order, in one copy (the previous call's copy ended with its sync) */
-    for (int l = 0; l < L; l++)
-        for (int b = 0; b < n_blocks; b++)
-            s->blocks_host[(size_t)l * (size_t)bps + (size_t)b] = spill_kv_k(&s->kv, seq, l, b * s->kv.T);
-    if (spill_cu_copy_async((void *)s->blocks_dev, s->blocks_host, sizeof(float *) * (size_t)L * (size_t)bps, q, err) ||
-        spill_cu_copy_async(s->ids, tokens, sizeof(int) * (size_t)n, q, err) ||
-        spill_cu_get_rows(s->x, W->tok_embd.data, W->tok_embd.type, dim, s->ids, n, q, err))
-        return -1;
+    if (spill_cu_get_rows(s->x, W->tok_embd.data, W->tok_embd.type, dim, s->ids, n, q, err)) return -1;
     spill_exec_embd(&s->exec, tokens, n);
     spill_exec_skip(&s->exec, skip);
     for (int l = 0; l < L; l++) {
@@ -179,6 +176,58 @@ static int gpu_run(spill_cu_state *s, int seq, const int *tokens, int n, int pos
     if (k) {
         if (mm(s, s->logits, &W->output, s->xb, k, err)) return -1;
         spill_exec_head(&s->exec);
+    }
+    return k;
+}
+
+/* Whether a run is replayed as a CUDA graph: decode steps (one token), when graphs are on and nothing
+ * in the step is the host's to do between layers (a ring of streamed layers waits on events and
+ * issues copies on a second queue; the disk tier reads files), so the kernels are the whole step. */
+static int graph_fits(const spill_cu_state *s, int n) {
+    return s->graphs && n == 1 && s->exec.n_slots == 0 && !s->exec.disk;
+}
+
+/* Capture the run into a graph and launch it. A capture the runtime refuses (something in the step a
+ * graph cannot hold) turns graphs off for the rest of this engine's life, said once on stderr, and
+ * the run goes eagerly: nothing captured ran. */
+static int gpu_body_graph(spill_cu_state *s, const int *tokens, int n, int pos, const uint8_t *keep, const uint8_t *skip,
+                          spill_err *err) {
+    spill_cu_graph *g = s->graph[skip != NULL]; /* drafts (layers skipped) and whole steps: two shapes */
+    spill_err cerr = {{0}}, eerr = {{0}};
+    spill_exec_stats before = s->exec.st;
+    int k = -1;
+    if (!spill_cu_graph_begin(g, s->queue, &cerr)) {
+        k = gpu_body(s, tokens, n, pos, keep, skip, &cerr);
+        int ended = spill_cu_graph_end(g, s->queue, k >= 0, &eerr);
+        if (k >= 0 && !ended) return k;
+        if (k >= 0) cerr = eerr;
+    }
+    fprintf(stderr, "spill: CUDA graphs off from here: %s\n", cerr.msg);
+    s->graphs = 0;
+    s->exec.st = before; /* what the capture counted did not run */
+    return gpu_body(s, tokens, n, pos, keep, skip, err);
+}
+
+/* One sequence's run of a batch: tokens[0..n) at positions pos..; keep[i] says which outputs to keep. */
+static int gpu_run(spill_cu_state *s, int seq, const int *tokens, int n, int pos, const uint8_t *keep, const uint8_t *skip,
+                   spill_err *err) {
+    const spill_hparams *hp = s->hp;
+    /* (a copy-on-write here is a CPU memcpy of blocks the GPU wrote: the previous call synchronized) */
+    if (spill_kv_prepare(&s->kv, seq, pos, n, err)) return -1;
+    void *q = s->queue;
+    int L = hp->n_layers, bps = s->kv.blocks_per_seq;
+    int n_blocks = (pos + n + s->kv.T - 1) / s->kv.T;
+    /* every layer's blocks in table order, in one copy (the previous call's copy ended with its sync);
+       the copies from host memory stay outside a graph */
+    for (int l = 0; l < L; l++)
+        for (int b = 0; b < n_blocks; b++)
+            s->blocks_host[(size_t)l * (size_t)bps + (size_t)b] = spill_kv_k(&s->kv, seq, l, b * s->kv.T);
+    if (spill_cu_copy_async((void *)s->blocks_dev, s->blocks_host, sizeof(float *) * (size_t)L * (size_t)bps, q, err) ||
+        spill_cu_copy_async(s->ids, tokens, sizeof(int) * (size_t)n, q, err))
+        return -1;
+    int k = graph_fits(s, n) ? gpu_body_graph(s, tokens, n, pos, keep, skip, err) : gpu_body(s, tokens, n, pos, keep, skip, err);
+    if (k < 0) return -1;
+    if (k) {
         if (spill_cu_copy_async(s->logits_host + (size_t)s->n_out * (size_t)hp->vocab, s->logits,
                                 sizeof(float) * (size_t)hp->vocab * (size_t)k, q, err))
             return -1;
@@ -223,6 +272,12 @@ static void gpu_stats(void *ctx, spill_engine_stats *out) {
     out->slot_bytes = s->exec.slot_bytes;
     out->act_bytes = s->act_bytes;
     out->kv = s->kv.st;
+    for (int i = 0; i < 2; i++) {
+        uint64_t launched, made, updated;
+        spill_cu_graph_counts(s->graph[i], &launched, &made, &updated);
+        out->graph_launches += launched;
+        out->graphs_made += made;
+    }
 }
 
 const spill_device_iface spill_cuda_device = {

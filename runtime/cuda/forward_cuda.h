@@ -47,6 +47,8 @@ typedef struct spill_cu_state {
     float *logits_host;        /* (batch, vocab) the kept outputs of the last step */
     int n_out;
     uint64_t act_bytes;
+    int graphs;              /* decode steps replayed as CUDA graphs (turned off if a capture is refused) */
+    spill_cu_graph *graph[2]; /* whole steps, and drafts' steps with layers skipped */
 } spill_cu_state;
 
 /* The work buffers: sized from the hyperparameters, the context and the batch; s NULL: sizes only. */
