@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The first minutes on a GPU machine (one H100 / H200 / GH200): build for the GPU that is there, run
-# every `gpu` test, measure the tiers, sweep placements (SmolLM2 and 70B-shaped synthetic layers) over
+# every `gpu` test, measure the tiers, decode with CUDA graphs on and off, sweep placements (SmolLM2 and 70B-shaped synthetic layers) over
 # budgets and policies with the cost model's prediction beside each measurement, and write it all,
 # with the device, the driver, the date and every command, to docs/results-gpu.md. Commit that file.
 #
@@ -139,6 +139,12 @@ profile_args=()
 
 if [ -r "$smollm" ]; then
     step "SmolLM2 on the GPU (spill-generate, greedy)" 40 "$gen" -m "$smollm" -p "The capital of France is" --temp 0 -n 32 --device cuda
+    # CUDA graphs: the same greedy decode with each step replayed as one graph, then launched kernel by
+    # kernel; the closing lines give decode tok/s, and the texts must be equal
+    step "CUDA-graph decode on (SmolLM2, policy pin)" 30 env SPILL_CUDA_GRAPHS=1 "$gen" -m "$smollm" -p "The capital of France is" \
+        --temp 0 -n 128 --device cuda --policy pin
+    step "CUDA-graph decode off (SmolLM2, policy pin)" 30 env SPILL_CUDA_GRAPHS=0 "$gen" -m "$smollm" -p "The capital of France is" \
+        --temp 0 -n 128 --device cuda --policy pin
     step "Placement sweep: SmolLM2 (Q4_1, kept Q4_1 on the GPU)" 90 "$bench" placement -m "$smollm" --device cuda \
         "${profile_args[@]}" --budgets 25%,50%,100% --policies fault,pin,stream,auto --prompt-tokens 128 --gen-tokens 32 \
         --plot "$root/$build/placement-smollm2-gpu.svg"
@@ -158,7 +164,6 @@ step "Placement sweep: 2 Llama-3-70B-shaped layers, BF16" 90 "$bench" placement 
 {
     echo "## Not measured by this script"
     echo
-    echo "- CUDA-graph decode on and off: spill has no CUDA-graph decode yet (docs/gpu.md)."
     echo "- The preload shim under PyTorch: test_preload_torch in the gpu tests above (it skips, saying so, without torch)."
     echo
     echo "## Summary"
