@@ -1,0 +1,174 @@
+#!/usr/bin/env python3
+"""Every weight format against llama.cpp in one run (issue 16): the default model rewritten as F16,
+BF16, Q8_0 and Q4_0 (its own Q4_1 kept), then for each file spill-bench placement (policy host: every
+weight in host memory, as llama.cpp's CPU path holds it) and llama.cpp (llama-cpp-python) on the same
+file, the same token ids, the same threads, interleaved format by format. Reported per format: prefill
+and decode of both, their ratios, spill's decode as a percentage of the read-bandwidth bound (the
+bytes a token reads over the measured host read bandwidth) and the cost model's decode prediction
+beside the measurement. Speed is measured here, never asserted by a test.
+
+  pip install llama-cpp-python gguf numpy
+  python3 benchmarks/peers/bench_formats.py [-m MODEL.gguf] [--formats q4_1,q8_0,q4_0,f16,bf16]
+        [--threads T] [--reps 3] [--prompt-tokens 126] [--gen-tokens 64] [--json]
+
+The rewritten files go to ~/.cache/spill/formats/ (made once, from the model's weights dequantized:
+a Q4_1 weight rewritten as F16 holds the Q4_1 values, so every format computes the same model). The
+host read bandwidth comes from `spill-bench tiers`, run once first and written as a profile that
+every placement run then uses for its bound and its prediction.
+"""
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(os.path.dirname(HERE))
+sys.path.insert(0, HERE)
+import llamacpp  # noqa: E402  (the same llama.cpp loop and token ids as the placement peer)
+
+FORMATS = ["q4_1", "q8_0", "q4_0", "f16", "bf16"]
+
+
+def rewrite(src, fmt, dst):
+    """src's tensors dequantized, every matrix written as fmt (rows that are not whole 32-value blocks
+    stay F32, as llama.cpp does); metadata as it was"""
+    import numpy as np
+    from gguf import GGMLQuantizationType as Q
+    from gguf import GGUFReader, GGUFValueType, GGUFWriter, quants
+    qtype = {"q8_0": Q.Q8_0, "q4_0": Q.Q4_0, "q4_1": Q.Q4_1, "f16": Q.F16, "bf16": Q.BF16}[fmt]
+    r = GGUFReader(src)
+    arch = bytes(r.fields["general.architecture"].parts[-1]).decode()
+    tmp = dst + ".tmp"
+    w = GGUFWriter(tmp, arch)
+    for name, f in r.fields.items():
+        if name.startswith("GGUF.") or name in ("general.architecture", "general.alignment"):
+            continue
+        t = f.types[0]
+        if t == GGUFValueType.ARRAY:
+            if f.types[1] == GGUFValueType.STRING:
+                v = [bytes(f.parts[i]).decode("utf-8", "surrogateescape") for i in f.data]
+            else:
+                v = [f.parts[i].tolist()[0] for i in f.data]
+            w.add_array(name, v)
+        elif t == GGUFValueType.STRING:
+            w.add_key_value(name, bytes(f.parts[f.data[0]]).decode("utf-8", "surrogateescape"), t)
+        else:
+            w.add_key_value(name, f.parts[f.data[0]].tolist()[0], t)
+    for t in r.tensors:
+        shape = [int(x) for x in reversed(t.shape)]
+        a = quants.dequantize(t.data, t.tensor_type).astype(np.float32).reshape(shape)
+        if a.ndim == 2 and (qtype in (Q.F16, Q.BF16) or a.shape[-1] % 32 == 0):
+            if qtype == Q.F16:
+                w.add_tensor(t.name, a.astype(np.float16))
+            else:
+                q = quants.quantize(a, qtype)
+                w.add_tensor(t.name, q, raw_shape=q.shape, raw_dtype=qtype)
+        else:
+            w.add_tensor(t.name, a)
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    os.replace(tmp, dst)
+
+
+def model_for(args, fmt):
+    base = os.path.basename(args.model)
+    stem = base.split(".")[0]
+    own = base.split(".")[-2].lower() if base.count(".") >= 2 else ""
+    if fmt == own:
+        return args.model
+    os.makedirs(args.cache, exist_ok=True)
+    path = os.path.join(args.cache, f"{stem}.{fmt.upper()}.gguf")
+    if not os.path.exists(path):
+        print(f"bench_formats: writing {path}", file=sys.stderr)
+        t0 = time.time()
+        rewrite(args.model, fmt, path)
+        print(f"bench_formats: {os.path.getsize(path) / 2**20:.0f} MiB in {time.time() - t0:.0f} s", file=sys.stderr)
+    return path
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("-m", "--model", default=os.path.expanduser("~/.cache/spill/SmolLM2-135M-Instruct.Q4_1.gguf"))
+    ap.add_argument("--formats", default=",".join(FORMATS))
+    ap.add_argument("--spill-bench", default=os.path.join(ROOT, "build", "spill-bench"))
+    ap.add_argument("--cache", default=os.path.expanduser("~/.cache/spill/formats"))
+    ap.add_argument("--threads", type=int, default=os.cpu_count())
+    ap.add_argument("--prompt-tokens", type=int, default=126)
+    ap.add_argument("--gen-tokens", type=int, default=64)
+    ap.add_argument("--reps", type=int, default=3)
+    ap.add_argument("--json", action="store_true")
+    a = ap.parse_args()
+    try:
+        import llama_cpp
+    except ImportError:
+        sys.exit("llama-cpp-python is not installed: pip install llama-cpp-python gguf numpy")
+    formats = [f.strip().lower() for f in a.formats.split(",") if f.strip()]
+    bad = [f for f in formats if f not in FORMATS]
+    if bad:
+        sys.exit(f"--formats: {', '.join(bad)} not among {', '.join(FORMATS)}")
+    paths = {f: model_for(a, f) for f in formats}
+
+    with tempfile.TemporaryDirectory() as td:
+        prof = os.path.join(td, "profile.json")
+        r = subprocess.run([a.spill_bench, "tiers", "--size", "256M", "--reps", "5", "--profile-out", prof],
+                           capture_output=True, text=True)
+        if r.returncode:
+            sys.exit("spill-bench tiers failed:\n" + r.stderr)
+        rows = []
+        for f in formats:
+            print(f"bench_formats: {f} ({paths[f]})", file=sys.stderr)
+            pa = argparse.Namespace(spill_bench=a.spill_bench, model=paths[f], prompt_tokens=a.prompt_tokens,
+                                    gen_tokens=a.gen_tokens, threads=a.threads, reps=a.reps, budgets="100%",
+                                    policies="host")
+            # spill first, then the peer, per format: both see the same machine within minutes
+            cmd = [a.spill_bench, "placement", "-m", pa.model, "--prompt-tokens", str(pa.prompt_tokens),
+                   "--gen-tokens", str(pa.gen_tokens), "-t", str(pa.threads), "--reps", str(pa.reps),
+                   "--budgets", "100%", "--policies", "host", "--profile-file", prof, "--json"]
+            r = subprocess.run(cmd, capture_output=True, text=True)
+            if r.returncode:
+                sys.exit(f"spill-bench placement failed on {f}:\n" + r.stderr)
+            s = json.loads(r.stdout)["results"][0]
+            peer, err = llamacpp.llama_point(pa, 0, False)
+            row = {"format": f, "file_mib": os.path.getsize(paths[f]) / 2**20, "spill_prefill": s.get("prefill_tok_s"),
+                   "spill_decode": s.get("decode_tok_s"), "bound_decode": s.get("bound_decode_tok_s"),
+                   "percent_of_bound": s.get("percent_of_bound"), "predicted_decode": s.get("predicted_decode_tok_s"),
+                   "error": s.get("error")}
+            if peer:
+                row.update(peer_prefill=peer[0], peer_decode=peer[1])
+            else:
+                row["peer_error"] = " ".join(err)
+            rows.append(row)
+    if a.json:
+        print(json.dumps({"model": a.model, "threads": a.threads, "prompt_tokens": a.prompt_tokens,
+                          "gen_tokens": a.gen_tokens, "reps": a.reps, "llama_cpp": llama_cpp.__version__,
+                          "rows": rows}, indent=1))
+        return
+    print(f"{a.prompt_tokens}-token prompt, {a.gen_tokens} greedy tokens, {a.threads} threads, median of {a.reps}; "
+          f"llama.cpp = llama-cpp-python {llama_cpp.__version__}; spill policy host")
+    print()
+    print("| format | file MiB | spill prefill | llama.cpp prefill | ratio | spill decode | llama.cpp decode | ratio "
+          "| % of read bound | predicted decode | prediction error |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for r in rows:
+        if r.get("error"):
+            print(f"| {r['format']} | {r['file_mib']:.0f} | error: {r['error']} |||||||||")
+            continue
+        pp, pd = r.get("peer_prefill"), r.get("peer_decode")
+        rp = f"{r['spill_prefill'] / pp:.2f}" if pp else "-"
+        rd = f"{r['spill_decode'] / pd:.2f}" if pd else "-"
+        pe = (f"{100 * (r['predicted_decode'] - r['spill_decode']) / r['spill_decode']:+.0f}%"
+              if r.get("predicted_decode") else "-")
+        print(f"| {r['format']} | {r['file_mib']:.0f} | {r['spill_prefill']:.1f} | {pp and f'{pp:.1f}' or '-'} | {rp} "
+              f"| {r['spill_decode']:.1f} | {pd and f'{pd:.1f}' or '-'} | {rd} | {r['percent_of_bound']:.0f}% "
+              f"| {r['predicted_decode']:.1f} | {pe} |")
+        if r.get("peer_error"):
+            print(f"  (llama.cpp failed on {r['format']}: {r['peer_error']})")
+
+
+if __name__ == "__main__":
+    main()
