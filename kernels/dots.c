@@ -10,6 +10,7 @@
  * exact, and the float steps (scale product, fused multiply-add per lane, the pairwise reduction, the
  * Q4_1 min term) are the same operations in the same order. So batching never changes a greedy token,
  * and tests/test_quant.c compares this with spill_vec_dot for every type, length and tile remainder.
+ * F32, F16 and BF16 rows are widened to floats once for the tile's tokens (no scales to prepare).
  * The tiles are AVX2 (kernels/dots_avx2.c), used when kernels/cpu.c chose AVX2 for this CPU; other
  * types, CPUs and architectures (NEON has no tile yet) take spill_vec_dot per token. */
 #include "dot.h"
@@ -32,19 +33,24 @@ int spill_dots_tiled(spill_dtype w) {
         a = spill_isa_best() == SPILL_ISA_AVX2 ? 2 : 1;
         atomic_store_explicit(&avx2, a, memory_order_relaxed);
     }
-    if (a == 2) return w == SPILL_DT_Q8_0 || w == SPILL_DT_Q4_0 || w == SPILL_DT_Q4_1;
+    if (a == 2)
+        return w == SPILL_DT_Q8_0 || w == SPILL_DT_Q4_0 || w == SPILL_DT_Q4_1 || w == SPILL_DT_F32 || w == SPILL_DT_F16 ||
+               w == SPILL_DT_BF16;
 #endif
     (void)w;
     return 0;
 }
 
+/* the tiles whose activations have block scales to convert first */
+static int scaled(spill_dtype w) { return (w == SPILL_DT_Q8_0 || w == SPILL_DT_Q4_0 || w == SPILL_DT_Q4_1) && spill_dots_tiled(w); }
+
 size_t spill_dots_scales_len(spill_dtype w, int64_t n, int nt) {
-    return spill_dots_tiled(w) ? (size_t)(nt / T) * (size_t)(n / SPILL_QK) * 8 : 0;
+    return scaled(w) ? (size_t)(nt / T) * (size_t)(n / SPILL_QK) * 8 : 0;
 }
 
 void spill_dots_prepare(spill_dtype w, int64_t n, const void *act, uint64_t stride, int nt, float *sc) {
 #if defined(SPILL_DOT_AVX2)
-    if (spill_dots_tiled(w)) spill_dots_prepare_avx2(w, n, act, stride, nt, sc);
+    if (scaled(w)) spill_dots_prepare_avx2(w, n, act, stride, nt, sc);
 #else
     (void)w, (void)n, (void)act, (void)stride, (void)nt, (void)sc;
 #endif
@@ -54,7 +60,7 @@ void spill_vec_dots(spill_dtype w, int64_t n, const void *wrow, const void *act,
                     const float *sc, float *out, int64_t ldo) {
     int t = 0;
 #if defined(SPILL_DOT_AVX2)
-    if (sc && spill_dots_tiled(w))
+    if ((sc || !scaled(w)) && spill_dots_tiled(w))
         for (; t + T <= nt; t += T)
             spill_dots4_avx2(w, n, wrow, (const uint8_t *)act + (uint64_t)t * stride, stride,
                              sc + (size_t)(t / T) * (size_t)(n / SPILL_QK) * 8, out + (int64_t)t * ldo, ldo);

@@ -1,4 +1,4 @@
-/* The AVX2 tiles of kernels/dots.c: one weight row against 4 tokens (Q8_0, Q4_0, Q4_1), each token's
+/* The AVX2 tiles of kernels/dots.c: one weight row against 4 tokens (Q8_0, Q4_0, Q4_1, F32, F16, BF16), each token's
  * result bit-identical to the one-token dot. Compiled with AVX2, FMA and F16C enabled whatever the
  * build machine; kernels/dots.c calls it only when kernels/cpu.c chose AVX2 for this CPU. */
 #include "dot_avx2.h"
@@ -77,6 +77,41 @@ static void dots_q4_1(int64_t n, const spill_block_q4_1 *x, const uint8_t *act, 
     for (int t = 0; t < T; t++) out[(int64_t)t * ldo] = hsum(acc[t]) + sm[t];
 }
 
+/* F32, F16 and BF16 weights: 8 weights widened to floats once for the 4 tokens. Each token's lanes get
+ * the one-token dot's fused multiply-adds in the same order (kernels/dot_avx2.c: dot_f32, dot_f16,
+ * dot_bf16), then the same sum and the same scalar tail, so the result is the same bits. F16 weights
+ * meet F16 activations (widened exactly), F32 and BF16 ones F32 activations. */
+static inline __attribute__((always_inline)) __m256 wide8(spill_dtype w, const void *p, int64_t i) {
+    if (w == SPILL_DT_F16) return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)((const uint16_t *)p + i)));
+    if (w == SPILL_DT_BF16)
+        return _mm256_castsi256_ps(
+            _mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)((const uint16_t *)p + i))), 16));
+    return _mm256_loadu_ps((const float *)p + i);
+}
+static inline __attribute__((always_inline)) float wide1(spill_dtype w, const void *p, int64_t i) {
+    if (w == SPILL_DT_F16) return h2f(((const uint16_t *)p)[i]);
+    if (w == SPILL_DT_BF16) return spill_bf16_to_fp32(((const uint16_t *)p)[i]);
+    return ((const float *)p)[i];
+}
+static inline __attribute__((always_inline)) void dots_wide(spill_dtype w, int64_t n, const void *wrow, const uint8_t *act,
+                                                            uint64_t stride, float *out, int64_t ldo) {
+    const spill_dtype a = w == SPILL_DT_F16 ? SPILL_DT_F16 : SPILL_DT_F32; /* the activations' type */
+    const size_t wbytes = w == SPILL_DT_F32 ? 4 : 2;
+    __m256 acc[T];
+    for (int t = 0; t < T; t++) acc[t] = _mm256_setzero_ps();
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        _mm_prefetch((const char *)wrow + (size_t)i * wbytes + SPILL_PREFETCH_AHEAD, _MM_HINT_T0);
+        __m256 x = wide8(w, wrow, i);
+        for (int t = 0; t < T; t++) acc[t] = _mm256_fmadd_ps(x, wide8(a, act + (uint64_t)t * stride, i), acc[t]);
+    }
+    for (int t = 0; t < T; t++) {
+        float s = hsum(acc[t]);
+        for (int64_t k = i; k < n; k++) s = fmaf(wide1(w, wrow, k), wide1(a, act + (uint64_t)t * stride, k), s);
+        out[(int64_t)t * ldo] = s;
+    }
+}
+
 void spill_dots_prepare_avx2(spill_dtype w, int64_t n, const void *act, uint64_t stride, int nt, float *sc) {
     int64_t nb = n / SPILL_QK;
     for (int tile = 0; tile < nt / T; tile++) {
@@ -102,6 +137,9 @@ void spill_dots4_avx2(spill_dtype w, int64_t n, const void *wrow, const void *ac
     switch (w) {
     case SPILL_DT_Q8_0: dots_signed(0, n, wrow, act, stride, sc, out, ldo); break;
     case SPILL_DT_Q4_0: dots_signed(1, n, wrow, act, stride, sc, out, ldo); break;
+    case SPILL_DT_F32: dots_wide(SPILL_DT_F32, n, wrow, act, stride, out, ldo); break;
+    case SPILL_DT_F16: dots_wide(SPILL_DT_F16, n, wrow, act, stride, out, ldo); break;
+    case SPILL_DT_BF16: dots_wide(SPILL_DT_BF16, n, wrow, act, stride, out, ldo); break;
     default: dots_q4_1(n, wrow, act, stride, sc, out, ldo); break;
     }
 }

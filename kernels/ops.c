@@ -26,7 +26,7 @@ static void matmul_worker(void *ctx, int ith, int nth) {
     /* contiguous row ranges per thread: each thread streams its own slice of the weights */
     int64_t r0 = j->rows * ith / nth, r1 = j->rows * (ith + 1) / nth;
     size_t per_tile = spill_dots_scales_len(j->wtype, j->cols, SPILL_DOTS_TILE);
-    if (j->batch == 1 || per_tile == 0 || per_tile > SCALES_CAP) {
+    if (j->batch < SPILL_DOTS_TILE || !spill_dots_tiled(j->wtype) || per_tile > SCALES_CAP) {
         for (int64_t r = r0; r < r1; r++) {
             const void *wr = j->w + (uint64_t)r * j->row_bytes;
             for (int t = 0; t < j->batch; t++)
@@ -37,7 +37,7 @@ static void matmul_worker(void *ctx, int ith, int nth) {
     /* the row decoded once for several tokens (kernels/dots.c), the same bits as one by one; each row
        meets every token of the chunk while it is in L1 */
     float sc[SCALES_CAP];
-    int chunk = (int)(SCALES_CAP / per_tile) * SPILL_DOTS_TILE;
+    int chunk = per_tile ? (int)(SCALES_CAP / per_tile) * SPILL_DOTS_TILE : j->batch;
     for (int t0 = 0; t0 < j->batch; t0 += chunk) {
         int nt = j->batch - t0 < chunk ? j->batch - t0 : chunk;
         const uint8_t *act = j->act + (uint64_t)t0 * j->act_stride;
