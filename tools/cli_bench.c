@@ -112,6 +112,13 @@ int spill_bench_cli(spill_bench_opts *o, int argc, char **argv, FILE *help_out, 
     int rc = spill_args_parse(args, argc, argv, 2, usage_head, help_out, err);
     if (rc) return rc;
     o->f = f.json ? SPILL_BENCH_JSON : f.csv ? SPILL_BENCH_CSV : SPILL_BENCH_TABLE;
+    /* whole or not at all: a list cut short would end in a budget or policy nobody gave */
+    if (strlen(f.budgets) >= sizeof o->budgets)
+        return spill_err_set(err, "--budgets: a list of at most %d characters, got %zu", (int)sizeof o->budgets - 1,
+                             strlen(f.budgets));
+    if (strlen(f.policies) >= sizeof o->policies)
+        return spill_err_set(err, "--policies: a list of at most %d characters, got %zu", (int)sizeof o->policies - 1,
+                             strlen(f.policies));
     snprintf(o->budgets, sizeof o->budgets, "%s", f.budgets);
     if (check_policies(f.policies, err)) return -1;
     snprintf(o->policies, sizeof o->policies, "%s", f.policies);
@@ -168,11 +175,14 @@ int spill_bench_serve_cli(spill_bench_serve_opts *o, int argc, char **argv, FILE
     free(rest);
     if (rc) return rc;
     if (!o->n_urls) return spill_err_set(err, "give at least one --url");
-    for (const char *c = conc_list; *c && o->n_conc < SPILL_BENCH_SERVE_MAX_LEVELS;) {
+    /* an empty list is an error, not a run that measures nothing; a trailing comma is allowed */
+    for (const char *c = conc_list; *c || !o->n_conc;) {
         char *end;
         long v = strtol(c, &end, 10);
         if (end == c || v < 1 || v > 1024 || (*end && *end != ','))
             return spill_err_set(err, "--concurrency '%s': a comma-separated list of 1..1024", conc_list);
+        if (o->n_conc == SPILL_BENCH_SERVE_MAX_LEVELS)
+            return spill_err_set(err, "--concurrency '%s': at most %d levels", conc_list, SPILL_BENCH_SERVE_MAX_LEVELS);
         o->conc[o->n_conc++] = (int)v;
         c = *end ? end + 1 : end;
     }
