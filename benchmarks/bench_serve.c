@@ -9,7 +9,7 @@
 #include <pthread.h>
 #include <strings.h>
 
-#include "spill_args.h"
+#include "cli.h"
 #include "spill_json.h"
 
 typedef struct sample {
@@ -196,71 +196,18 @@ static const char *const prompts[] = {
     "The river ran through the valley and the children liked to",
 };
 
-static const char usage_head[] =
-    "usage: spill-bench serve --url URL [--url URL2 ...] [options]\n"
-    "\n"
-    "The same client load against each server's /v1/completions (streamed, temperature 0): at each\n"
-    "concurrency, aggregate generated tokens per second, time to first token and the time between\n"
-    "tokens (p50, p99). The servers must be running; benchmarks/peers/bench_serve.py starts spill-server\n"
-    "and llama.cpp's server on one model and runs this against both.\n"
-    "\n";
-
 int spill_bench_serve(int argc, char **argv) {
-    const char *urls[8];
-    int n_urls = 0, help = 0, json = 0, max_tokens = 64, per = 2, min_requests = 8;
-    const char *conc_list = "1,2,4,8,16,32", *url = NULL, *labels = NULL;
+    spill_bench_serve_opts o;
     spill_err err = {{0}};
-    const spill_arg args[] = {
-        SPILL_ARG(0, "url", SPILL_ARG_STRING, &url, 0, 0, "URL", "a server's base, e.g. http://127.0.0.1:8080 (repeat for several)"),
-        SPILL_ARG(0, "labels", SPILL_ARG_STRING, &labels, 0, 0, "A,B", "names of the servers in the table (default: their URLs)"),
-        SPILL_ARG(0, "concurrency", SPILL_ARG_STRING, &conc_list, 0, 0, "LIST", "clients at once (default 1,2,4,8,16,32)"),
-        SPILL_ARG(0, "max-tokens", SPILL_ARG_INT, &max_tokens, 1, 4096, "N", "tokens asked of each request (default 64)"),
-        SPILL_ARG(0, "requests-per-client", SPILL_ARG_INT, &per, 1, 1000, "N", "requests each client sends (default 2)"),
-        SPILL_ARG(0, "min-requests", SPILL_ARG_INT, &min_requests, 1, 100000, "N", "at least this many requests per level (default 8)"),
-        SPILL_ARG(0, "json", SPILL_ARG_FLAG, &json, 0, 0, NULL, "JSON instead of the markdown table"),
-        SPILL_ARG('h', "help", SPILL_ARG_HELP, &help, 0, 0, NULL, "this text"),
-        SPILL_ARG_END,
-    };
-    /* --url may repeat: collect them, then parse the rest */
-    char **rest = calloc((size_t)argc + 1, sizeof *rest);
-    int nr = 0;
-    for (int i = 0; i < argc; i++) {
-        if (!strcmp(argv[i], "--url") && i + 1 < argc && n_urls < 8) {
-            urls[n_urls++] = argv[++i];
-            continue;
-        }
-        rest[nr++] = argv[i];
-    }
-    int rc = spill_args_parse(args, nr, rest, 2, usage_head, &err);
-    free(rest);
+    int rc = spill_bench_serve_cli(&o, argc, argv, stdout, &err);
     if (rc) {
         if (rc < 0) fprintf(stderr, "spill-bench serve: %s\n", err.msg);
         return rc < 0 ? 2 : 0;
     }
-    if (!n_urls) {
-        fprintf(stderr, "spill-bench serve: give at least one --url\n");
-        return 2;
-    }
-    int conc[32], n_conc = 0;
-    for (const char *c = conc_list; *c && n_conc < 32;) {
-        char *end;
-        long v = strtol(c, &end, 10);
-        if (end == c || v < 1 || v > 1024 || (*end && *end != ',')) {
-            fprintf(stderr, "spill-bench serve: --concurrency '%s': a comma-separated list of 1..1024\n", conc_list);
-            return 2;
-        }
-        conc[n_conc++] = (int)v;
-        c = *end ? end + 1 : end;
-    }
-    char label[8][128];
-    for (int u = 0; u < n_urls; u++) snprintf(label[u], sizeof label[u], "%s", urls[u]);
-    if (labels) {
-        char buf[1024];
-        snprintf(buf, sizeof buf, "%s", labels);
-        char *save = NULL;
-        int u = 0;
-        for (char *t = strtok_r(buf, ",", &save); t && u < n_urls; t = strtok_r(NULL, ",", &save)) snprintf(label[u++], sizeof label[0], "%s", t);
-    }
+    const char *const *urls = o.url;
+    int n_urls = o.n_urls, n_conc = o.n_conc, max_tokens = o.max_tokens, per = o.per, min_requests = o.min_requests;
+    const int *conc = o.conc;
+    char (*label)[128] = o.label;
     curl_global_init(CURL_GLOBAL_ALL);
     result res[8][32];
     int n_p = (int)(sizeof prompts / sizeof *prompts);
@@ -276,7 +223,7 @@ int spill_bench_serve(int argc, char **argv) {
                     r->itl50 * 1e3, r->failed ? ", failed: " : "", r->failed ? r->err : "");
         }
     curl_global_cleanup();
-    if (json) {
+    if (o.json) {
         printf("{\"max_tokens\": %d, \"servers\": [", max_tokens);
         for (int u = 0; u < n_urls; u++) {
             printf("%s\n {\"label\": ", u ? "," : "");

@@ -13,13 +13,13 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "cli.h"
 #include "disk.h"
 #include "engine.h"
 #include "spill_alloc.h"
 #include "spill_cuda_bench.h"
 #include "spec.h"
 #include "spill_json.h"
-#include "spill_args.h"
 #include "spill_file.h"
 #include "spill_platform.h"
 #include "spill_topology.h"
@@ -34,7 +34,7 @@ static void on_sigint(int s) {
 static double gb(double b) { return b / 1e9; }
 static double mib(double b) { return b / 1048576.0; }
 
-typedef enum fmt { FMT_TABLE, FMT_JSON, FMT_CSV } fmt;
+typedef spill_bench_fmt fmt;
 
 /* ---------------------------------------------------------------- tiers */
 
@@ -187,7 +187,7 @@ static int disk_read(const char *file, size_t bytes, int reps, spill_bw_result *
     return 0;
 }
 
-static const char *disk_file; /* --disk-file */
+static const char *disk_file; /* --disk-file (cli.h) */
 
 static int run_tiers(size_t bytes, int reps, int threads, tiers_result *t, int quiet, spill_err *err) {
     memset(t, 0, sizeof *t);
@@ -292,7 +292,7 @@ static void tiers_profile(const tiers_result *t, spill_profile *p) {
 }
 
 static void print_tiers(const tiers_result *t, fmt f, FILE *o) {
-    if (f == FMT_JSON) {
+    if (f == SPILL_BENCH_JSON) {
         fprintf(o, "{\"measurements\": [");
         for (int i = 0; i < t->n; i++) {
             fprintf(o, "%s\n  {\"name\": ", i ? "," : "");
@@ -310,7 +310,7 @@ static void print_tiers(const tiers_result *t, fmt f, FILE *o) {
         fprintf(o, "}\n");
         return;
     }
-    if (f == FMT_CSV) {
+    if (f == SPILL_BENCH_CSV) {
         fprintf(o, "name,median_GBps,min_GBps,max_GBps,note\n");
         for (int i = 0; i < t->n; i++)
             fprintf(o, "\"%s\",%.3f,%.3f,%.3f,\"%s\"\n", t->r[i].name, gb(t->r[i].med), gb(t->r[i].min), gb(t->r[i].max),
@@ -352,15 +352,9 @@ typedef struct row {
 } row;
 
 typedef struct place_opts {
-    const char *model, *synthetic, *profile_file, *plot, *plan_profile;
-    char budgets[256], policies[256];
-    int prompt, gen, threads, reps;
-    int cuda; /* --device cuda: the GPU forward pass over cuda-managed memory */
-    const char *host_limits, *disk_io; /* --host-limits: the disk tier's sweep instead */
-    const char *draft_skip; /* --draft-skip, resolved into skip once */
-    int draft_k, n_layers;
-    uint8_t *skip;
-    fmt f;
+    spill_bench_opts cli; /* the command line (cli.h) */
+    int n_layers;
+    uint8_t *skip; /* --draft-skip, resolved once */
 } place_opts;
 
 static int tok_of(int i, int vocab) { return 3 + (int)(((uint64_t)i * 7919u) % (uint64_t)(vocab > 4 ? vocab - 3 : 1)); }
@@ -395,30 +389,30 @@ static int argmax(const float *x, int n) {
  * bh from HBM, bc from host memory) and the cost model's predictions for the plan that ran. */
 static void finish_row(row *r, const spill_engine *e, const spill_profile *prof, const place_opts *po, double bh,
                        double bc) {
-    int prompt = po->prompt;
+    int prompt = po->cli.prompt;
     double tmin = (bh > 0 ? r->read_hbm_tok / bh : 0) + (bc > 0 ? r->read_host_tok / bc : 0);
     r->bound_tok_s = tmin > 0 ? 1.0 / tmin : 0;
     spill_phase dec = {0, 1, NULL}, pre = {1, prompt, NULL};
     const spill_region *regions = spill_engine_regions(e, NULL);
     r->pred_decode = spill_cost_predict(regions, spill_engine_plan(e), prof, dec).tok_s;
     r->pred_prefill = spill_cost_predict(regions, spill_engine_plan(e), prof, pre).tok_s;
-    if (po->skip) r->pred_draft = spill_cost_spec_tok_s(regions, spill_engine_plan(e), prof, po->skip, po->draft_k, r->tau);
+    if (po->skip) r->pred_draft = spill_cost_spec_tok_s(regions, spill_engine_plan(e), prof, po->skip, po->cli.draft_k, r->tau);
     r->ok = 1;
 }
 
-/* The measurement of one point, on either engine: po->prompt made-up tokens in batches of 32, then
- * po->gen greedy tokens; speeds, bytes as placed, and weight bytes read per decode step into r. */
+/* The measurement of one point, on either engine: po->cli.prompt made-up tokens in batches of 32, then
+ * po->cli.gen greedy tokens; speeds, bytes as placed, and weight bytes read per decode step into r. */
 static int measure(spill_engine *e, const place_opts *po, row *r, spill_err *err) {
     int vocab = spill_engine_model(e)->hp.vocab;
-    int *toks = malloc(sizeof(int) * (size_t)po->prompt), n_dec = 0, rc = -1;
+    int *toks = malloc(sizeof(int) * (size_t)po->cli.prompt), n_dec = 0, rc = -1;
     if (!toks) {
         spill_err_set(err, "out of memory");
         return -1;
     }
-    bench_prompt(spill_engine_model(e), toks, po->prompt);
+    bench_prompt(spill_engine_model(e), toks, po->cli.prompt);
     double t0 = spill_now();
-    for (int i = 0; i < po->prompt && !stop; i += 32) {
-        int nb = po->prompt - i < 32 ? po->prompt - i : 32;
+    for (int i = 0; i < po->cli.prompt && !stop; i += 32) {
+        int nb = po->cli.prompt - i < 32 ? po->cli.prompt - i : 32;
         if (spill_engine_forward(e, 0, toks + i, nb, i, err)) goto out;
     }
     double t1 = spill_now();
@@ -426,9 +420,9 @@ static int measure(spill_engine *e, const place_opts *po, row *r, spill_err *err
     spill_engine_get_stats(e, &x0);
     int next = argmax(spill_engine_logits(e), vocab);
     r->tokens_hash = 1469598103934665603ull;
-    for (int i = 0; i < po->gen && !stop; i++) {
+    for (int i = 0; i < po->cli.gen && !stop; i++) {
         r->tokens_hash = (r->tokens_hash ^ (uint64_t)next) * 1099511628211ull;
-        if (spill_engine_forward(e, 0, &next, 1, po->prompt + i, err)) goto out;
+        if (spill_engine_forward(e, 0, &next, 1, po->cli.prompt + i, err)) goto out;
         next = argmax(spill_engine_logits(e), vocab);
         n_dec++;
     }
@@ -438,7 +432,7 @@ static int measure(spill_engine *e, const place_opts *po, row *r, spill_err *err
         goto out;
     }
     spill_engine_get_stats(e, &x1);
-    r->prefill_tok_s = po->prompt / (t1 - t0);
+    r->prefill_tok_s = po->cli.prompt / (t1 - t0);
     r->decode_tok_s = n_dec ? n_dec / (t2 - t1) : 0;
     r->w_hbm = (double)x1.weights[SPILL_TIER_HBM];
     r->w_host = (double)x1.weights[SPILL_TIER_HOST];
@@ -460,10 +454,10 @@ out:
 }
 
 /* The same decode with the draft (--draft-skip): the prompt but its last token, then rounds of
- * po->draft_k proposals checked by one step, until po->gen tokens. */
+ * po->cli.draft_k proposals checked by one step, until po->cli.gen tokens. */
 static int measure_draft(spill_engine *e, const place_opts *po, row *r, spill_err *err) {
     int vocab = spill_engine_model(e)->hp.vocab, rc = -1;
-    int *toks = malloc(sizeof(int) * (size_t)po->prompt), *buf = malloc(sizeof(int) * (size_t)(po->draft_k + 1));
+    int *toks = malloc(sizeof(int) * (size_t)po->cli.prompt), *buf = malloc(sizeof(int) * (size_t)(po->cli.draft_k + 1));
     spill_sampler smp;
     spill_spec sp;
     memset(&sp, 0, sizeof sp);
@@ -473,15 +467,15 @@ static int measure_draft(spill_engine *e, const place_opts *po, row *r, spill_er
         free(buf);
         return -1;
     }
-    bench_prompt(spill_engine_model(e), toks, po->prompt);
-    if (spill_kv_truncate(spill_engine_kv(e), 0, 0, err) || spill_spec_init(&sp, e, 0, po->skip, po->draft_k, err)) goto out;
-    for (int i = 0; i < po->prompt - 1 && !stop; i += 32) {
-        int nb = po->prompt - 1 - i < 32 ? po->prompt - 1 - i : 32;
+    bench_prompt(spill_engine_model(e), toks, po->cli.prompt);
+    if (spill_kv_truncate(spill_engine_kv(e), 0, 0, err) || spill_spec_init(&sp, e, 0, po->skip, po->cli.draft_k, err)) goto out;
+    for (int i = 0; i < po->cli.prompt - 1 && !stop; i += 32) {
+        int nb = po->cli.prompt - 1 - i < 32 ? po->cli.prompt - 1 - i : 32;
         if (spill_engine_forward(e, 0, toks + i, nb, i, err)) goto out;
     }
-    int last = toks[po->prompt - 1], pos = po->prompt - 1, got = 0;
+    int last = toks[po->cli.prompt - 1], pos = po->cli.prompt - 1, got = 0;
     double t0 = spill_now();
-    while (got < po->gen && !stop) {
+    while (got < po->cli.gen && !stop) {
         int n = spill_spec_round(&sp, &smp, last, pos, buf, err);
         if (n < 0) goto out;
         got += n;
@@ -512,22 +506,22 @@ static void run_point(const place_opts *po, const char *model, const spill_profi
     spill_err err = {{0}};
     spill_engine_params p = spill_engine_defaults();
     p.model = model;
-    p.device = po->cuda ? "cuda" : "cpu";
-    p.backend = po->cuda ? "cuda-managed" : strcasecmp(r->policy, "host") ? "emulated" : "host";
+    p.device = po->cli.cuda ? "cuda" : "cpu";
+    p.backend = po->cli.cuda ? "cuda-managed" : strcasecmp(r->policy, "host") ? "emulated" : "host";
     p.policy = r->policy;
     p.profile = plan_prof;
     p.hbm_budget = r->budget;
-    p.ctx = po->prompt + po->gen;
+    p.ctx = po->cli.prompt + po->cli.gen;
     p.batch = 32;
-    p.threads = po->threads;
+    p.threads = po->cli.threads;
     p.quiet = 1;
     spill_engine *e = NULL;
-    if (po->skip) p.ctx += po->draft_k + 1; /* the last round may verify past the plain run's end */
+    if (po->skip) p.ctx += po->cli.draft_k + 1; /* the last round may verify past the plain run's end */
     if (spill_engine_open(&p, &e, &err) || (snprintf(r->chosen, sizeof r->chosen, "%s", spill_engine_plan(e)->chosen),
                                             measure(e, po, r, &err)) ||
         (po->skip && measure_draft(e, po, r, &err))) {
         snprintf(r->error, sizeof r->error, "%s", err.msg[0] ? err.msg : "out of memory");
-    } else if (po->cuda) {
+    } else if (po->cli.cuda) {
         finish_row(r, e, prof, po, prof->read_bw[SPILL_TIER_HBM][SPILL_PROC_GPU],
                    prof->read_bw[SPILL_TIER_HOST][SPILL_PROC_GPU]);
     } else {
@@ -540,7 +534,7 @@ static void run_point(const place_opts *po, const char *model, const spill_profi
 
 static void print_rows(const row *rows, int n, fmt f, const place_opts *po, const char *model,
                        const spill_profile *plan_prof, const spill_profile *prof, FILE *o) {
-    if (f == FMT_JSON) {
+    if (f == SPILL_BENCH_JSON) {
         fprintf(o, "{\"model\": ");
         spill_json_write_str(o, model);
         fprintf(o, ", \"profile\": ");
@@ -548,7 +542,7 @@ static void print_rows(const row *rows, int n, fmt f, const place_opts *po, cons
         fprintf(o, ", \"plans_made_for\": ");
         spill_json_write_str(o, plan_prof->name);
         fprintf(o, ", \"prompt_tokens\": %d, \"gen_tokens\": %d, \"threads\": %d, \"predictions_are\": \"cost-model "
-                   "predictions, not measurements\", \"results\": [", po->prompt, po->gen, po->threads);
+                   "predictions, not measurements\", \"results\": [", po->cli.prompt, po->cli.gen, po->cli.threads);
         for (int i = 0; i < n; i++) {
             const row *r = &rows[i];
             fprintf(o, "%s\n  {\"policy\": \"%s\", \"budget_fraction\": %.4f, \"budget_bytes\": %llu", i ? "," : "",
@@ -577,7 +571,7 @@ static void print_rows(const row *rows, int n, fmt f, const place_opts *po, cons
         fprintf(o, "\n]}\n");
         return;
     }
-    if (f == FMT_CSV) {
+    if (f == SPILL_BENCH_CSV) {
         fprintf(o, "policy,chosen,budget_fraction,budget_bytes,prefill_tok_s,decode_tok_s,weights_hbm,weights_host,"
                    "read_hbm_per_token,read_host_per_token,prefetch_wait_ms,bound_decode_tok_s,percent_of_bound,"
                    "predicted_decode_tok_s,predicted_prefill_tok_s,error\n");
@@ -613,7 +607,7 @@ static void print_rows(const row *rows, int n, fmt f, const place_opts *po, cons
         for (int l = 0; l < po->n_layers; l++)
             if (po->skip[l] && ns++ < 64) snprintf(list + strlen(list), sizeof list - strlen(list), "%s%d", ns > 1 ? "," : "", l);
         fprintf(o, "\nSelf-speculative decoding: the draft skips %d of %d layers (%s), %d proposals per round; greedy, so the "
-                   "tokens are plain decoding's.\n\n", ns, po->n_layers, list, po->draft_k);
+                   "tokens are plain decoding's.\n\n", ns, po->n_layers, list, po->cli.draft_k);
         fprintf(o, "| budget | policy | decode tok/s | with draft tok/s | proposals kept | tokens/round | speedup | "
                    "predicted speedup | predicted with draft tok/s |\n|---:|---|---:|---:|---:|---:|---:|---:|---:|\n");
         for (int i = 0; i < n; i++) {
@@ -626,7 +620,7 @@ static void print_rows(const row *rows, int n, fmt f, const place_opts *po, cons
         }
     }
     fprintf(o, "\nmodel %s, %d prompt tokens, %d generated, %d threads; plans made for %s; bound and predictions for %s "
-               "(predictions are the cost model's, not measurements)\n", model, po->prompt, po->gen, po->threads,
+               "(predictions are the cost model's, not measurements)\n", model, po->cli.prompt, po->cli.gen, po->cli.threads,
             plan_prof->name, prof->name);
 }
 
@@ -728,7 +722,7 @@ static int run_disk_sweep(const place_opts *po, const char *model, const spill_p
     row rows[64];
     int n = 0;
     char list[256];
-    snprintf(list, sizeof list, "none,%s", po->host_limits);
+    snprintf(list, sizeof list, "none,%s", po->cli.host_limits);
     char *sl = NULL;
     for (char *h = strtok_r(list, ",", &sl); h && n < 64 && !stop; h = strtok_r(NULL, ",", &sl)) {
         uint64_t limit = 0;
@@ -741,7 +735,7 @@ static int run_disk_sweep(const place_opts *po, const char *model, const spill_p
             }
         }
         char modes[64];
-        snprintf(modes, sizeof modes, "%s", limit ? po->disk_io : "uring");
+        snprintf(modes, sizeof modes, "%s", limit ? po->cli.disk_io : "uring");
         char *sm = NULL;
         for (char *io = strtok_r(modes, ",", &sm); io && n < 64 && !stop; io = strtok_r(NULL, ",", &sm)) {
             row *r = &rows[n];
@@ -760,9 +754,9 @@ static int run_disk_sweep(const place_opts *po, const char *model, const spill_p
             p.profile = prof;
             p.host_limit = limit;
             p.disk_io = io;
-            p.ctx = po->prompt + po->gen;
+            p.ctx = po->cli.prompt + po->cli.gen;
             p.batch = 32;
-            p.threads = po->threads;
+            p.threads = po->cli.threads;
             p.quiet = 1;
             spill_engine *e = NULL;
             /* a virtual or shared disk's rate moves from minute to minute (0.5 to 2.4 GB/s on the
@@ -788,11 +782,11 @@ static int run_disk_sweep(const place_opts *po, const char *model, const spill_p
         }
     }
     FILE *o = stdout;
-    if (po->f == FMT_JSON) {
+    if (po->cli.f == SPILL_BENCH_JSON) {
         fprintf(o, "{\"model\": ");
-        spill_json_write_str(o, po->synthetic ? po->synthetic : model);
+        spill_json_write_str(o, po->cli.synthetic ? po->cli.synthetic : model);
         fprintf(o, ", \"disk_bw\": %.6g, \"prompt_tokens\": %d, \"gen_tokens\": %d, \"threads\": %d, \"results\": [",
-                prof->disk_bw, po->prompt, po->gen, po->threads);
+                prof->disk_bw, po->cli.prompt, po->cli.gen, po->cli.threads);
         for (int i = 0; i < n; i++) {
             const row *r = &rows[i];
             fprintf(o, "%s\n  {\"host_limit\": \"%s\", \"host_limit_bytes\": %llu, \"disk_io\": \"%s\"", i ? "," : "",
@@ -838,7 +832,7 @@ static int run_disk_sweep(const place_opts *po, const char *model, const spill_p
     fprintf(o, "\nmodel %s, %d prompt tokens, %d generated, %d threads; disk %.2f GB/s (%s); limits are fractions of weights + "
                "KV cache (%.1f MiB); the bound is the disk's rate over the bytes a token reads from it, the rate being the "
                "model file read with O_DIRECT just before and after each row (\"disk GB/s then\"); predictions are the "
-               "cost model's, with the profile's disk rate\n", po->synthetic ? po->synthetic : model, po->prompt, po->gen, po->threads, prof->disk_bw / 1e9,
+               "cost model's, with the profile's disk rate\n", po->cli.synthetic ? po->cli.synthetic : model, po->cli.prompt, po->cli.gen, po->cli.threads, prof->disk_bw / 1e9,
             prof->source, mib(full));
     return 0;
 }
@@ -846,10 +840,10 @@ static int run_disk_sweep(const place_opts *po, const char *model, const spill_p
 static int run_placement(place_opts *po) {
     spill_err err = {{0}};
     char synth_path[256] = "";
-    const char *model = po->model;
-    if (po->synthetic) {
+    const char *model = po->cli.model;
+    if (po->cli.synthetic) {
         spill_synth_spec s;
-        if (spill_synth_parse(po->synthetic, &s, &err)) {
+        if (spill_synth_parse(po->cli.synthetic, &s, &err)) {
             fprintf(stderr, "spill-bench: %s\n", err.msg);
             return 2;
         }
@@ -870,8 +864,8 @@ static int run_placement(place_opts *po) {
     /* the machine: a profile file, or a quick measurement of this one */
     spill_profile prof;
     double cpu_bw;
-    if (po->profile_file) {
-        if (spill_profile_load(po->profile_file, &prof, &err)) {
+    if (po->cli.profile_file) {
+        if (spill_profile_load(po->cli.profile_file, &prof, &err)) {
             fprintf(stderr, "spill-bench: %s\n", err.msg);
             if (synth_path[0]) remove(synth_path);
             return 2;
@@ -881,7 +875,7 @@ static int run_placement(place_opts *po) {
         tiers_result t;
         fprintf(stderr, "spill-bench: measuring this machine's tiers first (spill-bench tiers --profile-out F.json and "
                         "--profile-file F.json skip this)\n");
-        if (run_tiers((size_t)128 << 20, 3, po->threads, &t, 1, &err)) {
+        if (run_tiers((size_t)128 << 20, 3, po->cli.threads, &t, 1, &err)) {
             fprintf(stderr, "spill-bench: %s\n", err.msg);
             if (synth_path[0]) remove(synth_path);
             return 1;
@@ -892,7 +886,7 @@ static int run_placement(place_opts *po) {
     /* the placement decisions: as on the machine named by --plan-profile (default: gh200-96 when this
        one has no GPU, so that the plans hold HBM regions and rings worth running) */
     spill_profile plan_prof;
-    const char *pp_name = po->plan_profile ? po->plan_profile : prof.has_gpu ? NULL : "gh200-96";
+    const char *pp_name = po->cli.plan_profile ? po->cli.plan_profile : prof.has_gpu ? NULL : "gh200-96";
     if (pp_name) {
         if (spill_profile_builtin(pp_name, &plan_prof, &err)) {
             fprintf(stderr, "spill-bench: %s\n", err.msg);
@@ -911,18 +905,18 @@ static int run_placement(place_opts *po) {
         return 1;
     }
     double full = (double)spill_shape_weight_bytes(&sh) +
-                  (double)spill_shape_kv_bytes_per_token(&sh) * (po->prompt + po->gen);
+                  (double)spill_shape_kv_bytes_per_token(&sh) * (po->cli.prompt + po->cli.gen);
     int ctx_train = sh.hp.ctx_train;
     po->n_layers = sh.hp.n_layers;
     spill_shape_free(&sh);
     spill_gguf_close(&g);
     uint8_t *skip = NULL;
-    if (po->draft_skip) {
+    if (po->cli.draft_skip) {
         spill_engine_params dp = spill_engine_defaults();
         dp.model = model;
-        dp.threads = po->threads;
+        dp.threads = po->cli.threads;
         if (!(skip = calloc((size_t)po->n_layers, 1)) ||
-            spill_draft_resolve(&dp, po->n_layers, po->draft_skip, NULL, 0, skip, &err)) {
+            spill_draft_resolve(&dp, po->n_layers, po->cli.draft_skip, NULL, 0, skip, &err)) {
             fprintf(stderr, "spill-bench: %s\n", err.msg[0] ? err.msg : "out of memory");
             free(skip);
             if (synth_path[0]) remove(synth_path);
@@ -930,13 +924,13 @@ static int run_placement(place_opts *po) {
         }
         po->skip = skip;
     }
-    if (po->prompt + po->gen > ctx_train) {
-        fprintf(stderr, "spill-bench: --prompt-tokens %d + --gen-tokens %d exceed the model's context of %d\n", po->prompt,
-                po->gen, ctx_train);
+    if (po->cli.prompt + po->cli.gen > ctx_train) {
+        fprintf(stderr, "spill-bench: --prompt-tokens %d + --gen-tokens %d exceed the model's context of %d\n", po->cli.prompt,
+                po->cli.gen, ctx_train);
         if (synth_path[0]) remove(synth_path);
         return 2;
     }
-    if (po->host_limits) {
+    if (po->cli.host_limits) {
         int rc = run_disk_sweep(po, model, &prof, full);
         if (synth_path[0]) remove(synth_path);
         return rc;
@@ -944,13 +938,13 @@ static int run_placement(place_opts *po) {
     row rows[256];
     int n = 0;
     char bl[256], pl[256];
-    snprintf(bl, sizeof bl, "%s", po->budgets);
+    snprintf(bl, sizeof bl, "%s", po->cli.budgets);
     char *sb = NULL, *b = strtok_r(bl, ",", &sb);
     int total = 0;
-    for (char *c = po->policies; *c; c++) total += *c == ',';
+    for (char *c = po->cli.policies; *c; c++) total += *c == ',';
     total += 1;
     int n_budgets = 0;
-    for (char *c = po->budgets; *c; c++) n_budgets += *c == ',';
+    for (char *c = po->cli.budgets; *c; c++) n_budgets += *c == ',';
     total *= n_budgets + 1;
     for (; b && n < 256 && !stop; b = strtok_r(NULL, ",", &sb)) {
         double frac;
@@ -966,7 +960,7 @@ static int run_placement(place_opts *po) {
             if (synth_path[0]) remove(synth_path);
             return 2;
         }
-        snprintf(pl, sizeof pl, "%s", po->policies);
+        snprintf(pl, sizeof pl, "%s", po->cli.policies);
         char *sp = NULL;
         for (char *p = strtok_r(pl, ",", &sp); p && n < 256 && !stop; p = strtok_r(NULL, ",", &sp)) {
             row *r = &rows[n];
@@ -979,7 +973,7 @@ static int run_placement(place_opts *po) {
             /* the median of --reps runs of the point (prefill and decode each) */
             double pre[64], dec[64];
             int got = 0;
-            for (int k = 0; k < po->reps && !stop; k++) {
+            for (int k = 0; k < po->cli.reps && !stop; k++) {
                 row one = *r;
                 run_point(po, model, &plan_prof, &prof, cpu_bw, &one);
                 if (!one.ok) {
@@ -1003,9 +997,9 @@ static int run_placement(place_opts *po) {
         }
     }
     if (stop) fprintf(stderr, "spill-bench: interrupted; what was measured so far:\n");
-    print_rows(rows, n, po->f, po, po->synthetic ? po->synthetic : model, &plan_prof, &prof, stdout);
+    print_rows(rows, n, po->cli.f, po, po->cli.synthetic ? po->cli.synthetic : model, &plan_prof, &prof, stdout);
     int rc = 0;
-    if (po->plot && write_svg(po->plot, rows, n, &err)) {
+    if (po->cli.plot && write_svg(po->cli.plot, rows, n, &err)) {
         fprintf(stderr, "spill-bench: %s\n", err.msg);
         rc = 1;
     }
@@ -1021,37 +1015,7 @@ static int run_placement(place_opts *po) {
 int spill_bench_serve(int argc, char **argv); /* bench_serve.c */
 #endif
 
-static const char usage_head[] =
-    "usage: spill-bench tiers [options]\n"
-    "       spill-bench placement (-m MODEL.gguf | --synthetic SPEC) [options]\n"
-    "       spill-bench serve --url URL [--url URL2] [options]   (spill-bench serve --help)\n"
-    "\n"
-    "tiers: read bandwidth of every tier from every processor - the CPU reading each NUMA node,\n"
-    "and with a GPU: HBM, host memory read in place (mapped pinned, managed preferring host with\n"
-    "accessed-by, pageable where supported), prefetch migration both ways, pinned copies.\n"
-    "placement: prefill and decode speed for every (HBM budget, policy), bytes per tier, prefetch\n"
-    "waits, the bound from measured bandwidths, % of it, and the cost model's prediction beside\n"
-    "each measurement. On the CPU, HBM is emulated in host memory (the plans run; the speed is the\n"
-    "CPU's). Progress goes to stderr; Ctrl-C stops and prints what was measured so far.\n"
-    "\n";
-
-/* the comma-separated policy list names known policies only */
-static int check_policies(const char *v) {
-    for (const char *c = v; *c;) {
-        size_t l = strcspn(c, ",");
-        int ok = 0;
-        for (int k = 0; spill_policy_names[k]; k++) ok |= strlen(spill_policy_names[k]) == l && !strncasecmp(c, spill_policy_names[k], l);
-        if (!ok) {
-            fprintf(stderr, "spill-bench: --policies: '%.*s' is not one of fault, pin, stream, auto, host\n", (int)l, c);
-            return -1;
-        }
-        c += l + (c[l] == ',');
-    }
-    return 0;
-}
-
 int main(int argc, char **argv) {
-    const char *cmd = argc >= 2 ? argv[1] : "";
     spill_options env;
     spill_err err = {{0}};
     spill_options_defaults(&env);
@@ -1059,113 +1023,45 @@ int main(int argc, char **argv) {
         fprintf(stderr, "spill-bench: %s\n", err.msg);
         return 2;
     }
-    long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
-    place_opts po = {0};
-    const char *budgets = "25%,50%,75%,100%", *policies = "fault,pin,stream,auto", *device = "cpu", *profile_out = NULL;
-    po.prompt = 512;
-    po.gen = 128;
-    po.draft_k = 3;
-    po.disk_io = "uring,mmap";
-    po.reps = 0;
-    po.threads = env.threads ? env.threads : (ncpu > 0 ? (int)ncpu : 1);
-    uint64_t size = 256u << 20;
-    int json = 0, csv = 0, help = 0;
-    const spill_arg args[] = {
-        SPILL_ARG(0, "size", SPILL_ARG_SIZE, &size, 0, 0, "SIZE", "tiers: buffer per measurement (default 256M)"),
-        SPILL_ARG(0, "reps", SPILL_ARG_INT, &po.reps, 1, 64, "N", "repetitions; median, min and max are reported (tiers: default 5, at\n"
-         "least 5; placement: default 1, the median of N runs of each point)"),
-        SPILL_ARG(0, "profile-out", SPILL_ARG_STRING, &profile_out, 0, 0, "F",
-         "tiers: write what was measured as a hardware profile (spill-plan --profile-file F)"),
-        SPILL_ARG(0, "disk-file", SPILL_ARG_STRING, &disk_file, 0, 0, "F", "tiers: measure the disk by reading F (e.g. a model file; default: a\n"
-         "temporary file of --size in $TMPDIR, else /var/tmp)"),
-        SPILL_ARG('m', "model", SPILL_ARG_STRING, &po.model, 0, 0, "F", "placement: a GGUF model"),
-        SPILL_ARG(0, "synthetic", SPILL_ARG_STRING, &po.synthetic, 0, 0, "SPEC", "placement: a model of this shape with random weights instead of a file:\n"
-         "llama3-70b, llama3-8b, llama3.2-1b or tiny, with :layers=N, :vocab=N,\n:type=f32|bf16|f16|q8_0|q4_0|q4_k|q6_k"),
-        SPILL_ARG(0, "budgets", SPILL_ARG_STRING, &budgets, 0, 0, "LIST",
-         "HBM budgets: percentages of weights + KV cache, or sizes (default 25%,50%,75%,100%)"),
-        SPILL_ARG(0, "policies", SPILL_ARG_STRING, &policies, 0, 0, "LIST", "from fault, pin, stream, auto, host (default fault,pin,stream,auto)"),
-        SPILL_ARG(0, "device", SPILL_ARG_STRING, &device, 0, 0, "D", "cpu (default) or cuda: the GPU forward pass over cuda-managed memory,\n"
-         "plans carried out by the GPU (docs/status.md says what has run on a GPU)"),
-        SPILL_ARG(0, "prompt-tokens", SPILL_ARG_INT, &po.prompt, 1, 1 << 20, "N", "prompt length for prefill (default 512)"),
-        SPILL_ARG(0, "gen-tokens", SPILL_ARG_INT, &po.gen, 1, 1 << 20, "N", "tokens decoded (default 128)"),
-        SPILL_ARG('t', "threads", SPILL_ARG_INT, &po.threads, 1, 1024, "N", "CPU threads (default: all)"),
-        SPILL_ARG(0, "profile-file", SPILL_ARG_STRING, &po.profile_file, 0, 0, "F",
-         "hardware profile for predictions and the bound (default: measure now)"),
-        SPILL_ARG(0, "plan-profile", SPILL_ARG_STRING, &po.plan_profile, 0, 0, "NAME",
-         "make the plans for this built-in profile (default: gh200-96 on a machine\nwithout a GPU, so that HBM regions and "
-         "rings are exercised; else measured)"),
-        SPILL_ARG(0, "host-limits", SPILL_ARG_STRING, &po.host_limits, 0, 0, "LIST", "placement: instead of HBM budgets, sweep host memory limits (percentages\n"
-         "of weights + KV cache, or sizes) with the host policy: the layers past each\n"
-         "limit are read from the model file every step (the disk tier); the first row is\n"
-         "the run with everything in memory"),
-        SPILL_ARG(0, "disk-io", SPILL_ARG_STRING, &po.disk_io, 0, 0, "LIST", "placement with --host-limits: uring, mmap or both (default uring,mmap)"),
-        SPILL_ARG(0, "draft-skip", SPILL_ARG_STRING, &po.draft_skip, 0, 0, "N|LIST", "placement: also decode with a self-speculative draft that skips these\n"
-         "layers (a count chosen by calibration, or a list; see spill-generate --help) and\n"
-         "report its speed, acceptance and the cost model's predicted speedup"),
-        SPILL_ARG(0, "draft-k", SPILL_ARG_INT, &po.draft_k, 1, 63, "K", "placement: proposals per round with --draft-skip (default 3)"),
-        SPILL_ARG(0, "plot", SPILL_ARG_STRING, &po.plot, 0, 0, "F.svg", "decode tok/s vs budget, one line per policy, the bound dashed"),
-        SPILL_ARG(0, "json", SPILL_ARG_FLAG, &json, 0, 0, NULL, "JSON instead of the markdown table"),
-        SPILL_ARG(0, "csv", SPILL_ARG_FLAG, &csv, 0, 0, NULL, "CSV instead of the markdown table"),
-        SPILL_ARG('h', "help", SPILL_ARG_HELP, &help, 0, 0, NULL, "this text"),
-        SPILL_ARG_END,
-    };
 #ifdef SPILL_BENCH_SERVE
-    if (!strcmp(cmd, "serve")) return spill_bench_serve(argc, argv);
+    if (argc >= 2 && !strcmp(argv[1], "serve")) return spill_bench_serve(argc, argv);
 #endif
-    if (strcmp(cmd, "tiers") && strcmp(cmd, "placement")) {
-        if (!strcmp(cmd, "-h") || !strcmp(cmd, "--help")) {
-            spill_args_usage(args, usage_head, stdout);
-            return 0;
-        }
-        spill_args_usage(args, usage_head, stderr);
-        if (*cmd) fprintf(stderr, "spill-bench: unknown command '%s' (tiers, placement or serve)\n", cmd);
-        return 2;
-    }
-    int prc = spill_args_parse(args, argc, argv, 2, usage_head, &err);
+    place_opts po = {0};
+    int prc = spill_bench_cli(&po.cli, argc, argv, stdout, &err);
     if (prc) {
-        if (prc < 0) fprintf(stderr, "spill-bench: %s\n", err.msg);
+        if (prc < 0 && po.cli.cmd == SPILL_BENCH_NONE) {
+            spill_bench_usage(stderr);
+            if (argc >= 2 && *argv[1]) fprintf(stderr, "spill-bench: %s\n", err.msg);
+        } else if (prc < 0) {
+            fprintf(stderr, "spill-bench: %s\n", err.msg);
+        }
         return prc < 0 ? 2 : 0;
     }
-    po.f = json ? FMT_JSON : csv ? FMT_CSV : FMT_TABLE;
-    snprintf(po.budgets, sizeof po.budgets, "%s", budgets);
-    if (check_policies(policies)) return 2;
-    snprintf(po.policies, sizeof po.policies, "%s", policies);
-    int reps = po.reps ? po.reps : 5;
-    if (!po.reps) po.reps = 1;
-    if (!strcmp(cmd, "tiers") && reps < 5) {
-        fprintf(stderr, "spill-bench: --reps expects an integer in 5..64 for tiers, got %d\n", reps);
-        return 2;
-    }
-    if (size < (1u << 20) || size > (64ull << 30)) {
-        fprintf(stderr, "spill-bench: --size expects 1M..64G\n");
-        return 2;
-    }
-    if (!strcasecmp(device, "cuda")) {
+    long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+    if (!po.cli.threads) po.cli.threads = env.threads ? env.threads : (ncpu > 0 ? (int)ncpu : 1);
+    disk_file = po.cli.disk_file;
+    if (po.cli.cuda) {
         int n_gpu;
         spill_err gerr = {{0}};
         if (spill_gpu_count(&n_gpu, &gerr)) {
             fprintf(stderr, "spill-bench: --device cuda: %s\n", gerr.msg);
             return 2;
         }
-        po.cuda = 1;
-    } else if (strcasecmp(device, "cpu")) {
-        fprintf(stderr, "spill-bench: --device %s: cpu or cuda\n", device);
-        return 2;
     }
     signal(SIGINT, on_sigint);
-    if (!strcmp(cmd, "tiers")) {
+    if (po.cli.cmd == SPILL_BENCH_TIERS) {
         tiers_result t;
-        if (run_tiers((size_t)size, reps, po.threads, &t, 0, &err)) {
+        if (run_tiers((size_t)po.cli.size, po.cli.tier_reps, po.cli.threads, &t, 0, &err)) {
             fprintf(stderr, "spill-bench: %s\n", err.msg);
             return 1;
         }
         if (stop) fprintf(stderr, "spill-bench: interrupted; what was measured so far:\n");
-        print_tiers(&t, po.f, stdout);
-        if (profile_out) {
+        print_tiers(&t, po.cli.f, stdout);
+        if (po.cli.profile_out) {
             spill_profile p;
             tiers_profile(&t, &p);
             spill_file_out out; /* whole or not at all: a full disk leaves the old profile, or none */
-            if (spill_file_begin(&out, profile_out, "--profile-out", &err)) {
+            if (spill_file_begin(&out, po.cli.profile_out, "--profile-out", &err)) {
                 fprintf(stderr, "spill-bench: %s\n", err.msg);
                 return 1;
             }
@@ -1174,13 +1070,9 @@ int main(int argc, char **argv) {
                 fprintf(stderr, "spill-bench: %s\n", err.msg);
                 return 1;
             }
-            fprintf(stderr, "spill-bench: wrote the profile %s to %s\n", p.name, profile_out);
+            fprintf(stderr, "spill-bench: wrote the profile %s to %s\n", p.name, po.cli.profile_out);
         }
         return 0;
-    }
-    if (!!po.model == !!po.synthetic) {
-        fprintf(stderr, "spill-bench: placement needs -m MODEL.gguf or --synthetic SPEC (one of them)\n");
-        return 2;
     }
     return run_placement(&po);
 }

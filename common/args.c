@@ -57,7 +57,8 @@ static int set(const spill_arg *d, const char *flag, const char *v, spill_err *e
     return spill_err_set(err, "%s: unknown kind of flag", flag);
 }
 
-int spill_args_parse(const spill_arg *args, int argc, char **argv, int first, const char *usage_head, spill_err *err) {
+int spill_args_parse(const spill_arg *args, int argc, char **argv, int first, const char *usage_head, FILE *help_out,
+                     spill_err *err) {
     for (int i = first; i < argc; i++) {
         const char *a = argv[i];
         const spill_arg *d = find(args, a);
@@ -73,7 +74,7 @@ int spill_args_parse(const spill_arg *args, int argc, char **argv, int first, co
         if (set(d, a, v, err)) return -1;
         if (d->given) *d->given = 1;
         if (d->type == SPILL_ARG_HELP) {
-            spill_args_usage(args, usage_head, stdout);
+            spill_args_usage(args, usage_head, help_out);
             return 1;
         }
     }

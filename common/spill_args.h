@@ -18,7 +18,7 @@ typedef enum spill_arg_type {
     SPILL_ARG_SIZE,   /* uint64_t *: bytes with K/M/G/T suffixes */
     SPILL_ARG_STRING, /* const char **: the argument itself */
     SPILL_ARG_OPTION, /* spill_options *: set through spill_options_set under the flag's long name */
-    SPILL_ARG_HELP,   /* print the usage to stdout; spill_args_parse returns 1 */
+    SPILL_ARG_HELP,   /* print the usage to help_out; spill_args_parse returns 1 */
 } spill_arg_type;
 
 typedef struct spill_arg {
@@ -39,9 +39,10 @@ typedef struct spill_arg {
 #define SPILL_ARG_END {0, NULL, SPILL_ARG_FLAG, NULL, 0, 0, NULL, NULL, NULL}
 
 /* Parse argv[first..argc) against args (terminated by an entry with name NULL). 0: parsed; 1: --help
- * was asked for (the usage is printed to stdout); -1: err holds "-x ..." naming the flag, the value and
- * what is accepted. */
-int spill_args_parse(const spill_arg *args, int argc, char **argv, int first, const char *usage_head, spill_err *err);
+ * was asked for (the usage is printed to help_out, stdout in the programs); -1: err holds "-x ..."
+ * naming the flag, the value and what is accepted. */
+int spill_args_parse(const spill_arg *args, int argc, char **argv, int first, const char *usage_head, FILE *help_out,
+                     spill_err *err);
 /* usage_head (the synopsis and description, as given), then one entry per flag. */
 void spill_args_usage(const spill_arg *args, const char *usage_head, FILE *f);
 

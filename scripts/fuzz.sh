@@ -11,7 +11,7 @@ which="${1:-all}"
 secs="${2:-60}"
 build="${SPILL_FUZZ_BUILD:-build-fuzz}"
 jobs="${SPILL_FUZZ_JOBS:-1}"
-all=(json gguf model safetensors hf_config tokenizer_json chat profile options args server)
+all=(json gguf model safetensors hf_config tokenizer_json chat profile options args cli server)
 if [ "$which" = all ]; then targets=("${all[@]}"); else targets=("$which"); fi
 for t in "${targets[@]}"; do
   [ -f "tests/fuzz/fuzz_$t.c" ] || { echo "fuzz: no target '$t' (targets: ${all[*]})" >&2; exit 2; }

@@ -1,38 +1,22 @@
 /* spill-info: what this machine offers spill — NUMA nodes, GPUs, the memory backend that "auto"
  * would choose and why, and the SPILL_* options in effect. */
 #include "spill_alloc.h"
-#include "spill_args.h"
+#include "cli.h"
 #include "platform.h"
 #include "spill_topology.h"
 
-static const char usage_head[] =
-    "usage: spill-info [--json] [--options] [--backend NAME]\n"
-    "\n"
-    "Prints the machine's memory topology as spill sees it: host NUMA nodes (capacity, free\n"
-    "memory, CPUs, distances), GPUs (memory, nearest host node, GPU memory as a NUMA node on\n"
-    "Grace Hopper, link), and which memory backend would be used and why.\n"
-    "\n";
-
 int main(int argc, char **argv) {
-    int json = 0, options = 0, help = 0;
-    spill_options o;
+    spill_info_opts io;
+    spill_options env;
     spill_err err;
-    spill_options_defaults(&o);
-    const spill_arg args[] = {
-        SPILL_ARG(0, "json", SPILL_ARG_FLAG, &json, 0, 0, NULL, "the same as JSON on stdout"),
-        SPILL_ARG(0, "options", SPILL_ARG_FLAG, &options, 0, 0, NULL,
-         "list every SPILL_* environment variable, its default and current value"),
-        SPILL_ARG(0, "backend", SPILL_ARG_OPTION, &o, 0, 0, "NAME",
-         "open this backend instead of SPILL_BACKEND (auto, host, emulated,\nsystem, cuda-managed, cuda-device) and "
-         "report whether it works here"),
-        SPILL_ARG('h', "help", SPILL_ARG_HELP, &help, 0, 0, NULL, "this text"),
-        SPILL_ARG_END,
-    };
-    int rc = spill_options_from_env(&o, stderr, &err) ? -1 : spill_args_parse(args, argc, argv, 1, usage_head, &err);
+    spill_options_defaults(&env);
+    int rc = spill_options_from_env(&env, stderr, &err) ? -1 : spill_info_cli(&io, &env, argc, argv, stdout, &err);
     if (rc) {
         if (rc < 0) fprintf(stderr, "spill-info: %s\n", err.msg);
         return rc < 0 ? 2 : 0;
     }
+    const spill_options o = io.env;
+    int json = io.json, options = io.options;
     if (options) {
         spill_options_print(&o, stdout);
         return 0;

@@ -4,21 +4,12 @@
 #include <strings.h>
 #include <sys/stat.h>
 
+#include "cli.h"
 #include "regions.h"
 #include "spill_alloc.h"
 #include "spill_json.h"
 #include "platform.h"
-#include "spill_args.h"
 #include "spill_policy.h"
-
-static const char usage_head[] =
-    "usage: spill-plan (-m MODEL.gguf | -m HF_DIR | --config config.json) [options]\n"
-    "\n"
-    "Prints, per region (layer weights, KV cache per layer, embedding, head), the tier, the\n"
-    "advice and when it is prefetched; totals per tier; and the decode and prefill speed each\n"
-    "policy is predicted to reach. Reads only the GGUF header or config.json: no weights.\n"
-    "Every speed printed is a prediction of the cost model (docs/policies.md), not a measurement.\n"
-    "\n";
 
 static double gib(double b) { return b / (1024.0 * 1024.0 * 1024.0); }
 
@@ -70,50 +61,19 @@ static void json_plan(const spill_plan *p, FILE *f) {
 }
 
 int main(int argc, char **argv) {
-    const char *model = NULL, *config = NULL, *dtype = NULL, *profile = "gh200-96", *profile_file = NULL;
-    const char *policy = "all";
-    int ctx = 0, batch = 1, prompt = 512, json = 0, help = 0, budget_set = 0, host_set = 0;
-    spill_options o;
+    spill_plan_opts po;
+    spill_options env;
     spill_err err = {{0}};
-    spill_options_defaults(&o);
-    const spill_arg args[] = {
-        SPILL_ARG('m', "model", SPILL_ARG_STRING, &model, 0, 0, "PATH", "a GGUF file, or a Hugging Face directory with config.json"),
-        SPILL_ARG(0, "config", SPILL_ARG_STRING, &config, 0, 0, "FILE", "a Hugging Face config.json (Llama, Mistral, Qwen2)"),
-        SPILL_ARG(0, "dtype", SPILL_ARG_STRING, &dtype, 0, 0, "T", "weights' type for --config: bf16, f16 or f32 (default: torch_dtype)"),
-        SPILL_ARG(0, "profile", SPILL_ARG_STRING, &profile, 0, 0, "NAME",
-         "built-in hardware profile: gh200-96, gh200-144, gb200, gb300, gb10,\nh100-pcie, h200-pcie, cpu, or auto: "
-         "the one this machine matches\n(default: gh200-96)"),
-        SPILL_ARG(0, "profile-file", SPILL_ARG_STRING, &profile_file, 0, 0, "F",
-         "a hardware profile in JSON (spill-bench tiers --profile-out writes one)"),
-        SPILL_ARG_G(0, "hbm-budget", SPILL_ARG_OPTION, &o, 0, 0, "SIZE",
-         "HBM to plan with, e.g. 80G (default: the profile's HBM minus\nSPILL_HBM_RESERVE, 1G)", &budget_set),
-        SPILL_ARG_G(0, "host-limit", SPILL_ARG_OPTION, &o, 0, 0, "SIZE",
-         "host memory for weights (the mapped file's pages included) and the KV\ncache: layers past it are read from "
-         "the model file every step, a few\nahead (the disk tier; default: no limit)", &host_set),
-        SPILL_ARG(0, "ctx", SPILL_ARG_INT, &ctx, 1, 1 << 24, "N", "context length in tokens for the KV cache (default: the model's)"),
-        SPILL_ARG(0, "batch", SPILL_ARG_INT, &batch, 1, 1 << 24, "B", "sequences decoded together (default: 1)"),
-        SPILL_ARG(0, "prompt-tokens", SPILL_ARG_INT, &prompt, 1, 1 << 24, "N", "prompt length for the prefill prediction (default: 512)"),
-        SPILL_ARG(0, "policy", SPILL_ARG_STRING, &policy, 0, 0, "P",
-         "fault, pin, stream, auto, or all (default: all: the predictions side by\nside, and auto's plan region by region)"),
-        SPILL_ARG(0, "json", SPILL_ARG_FLAG, &json, 0, 0, NULL, "the same as JSON on stdout"),
-        SPILL_ARG('h', "help", SPILL_ARG_HELP, &help, 0, 0, NULL, "this text"),
-        SPILL_ARG_END,
-    };
-    int prc = spill_options_from_env(&o, stderr, &err) ? -1 : spill_args_parse(args, argc, argv, 1, usage_head, &err);
+    spill_options_defaults(&env);
+    int prc = spill_options_from_env(&env, stderr, &err) ? -1 : spill_plan_cli(&po, &env, argc, argv, stdout, &err);
     if (prc) {
         if (prc < 0) fprintf(stderr, "spill-plan: %s\n", err.msg);
         return prc < 0 ? 2 : 0;
     }
-    if (!!model == !!config) {
-        fprintf(stderr, "spill-plan: give a model with -m MODEL.gguf / -m HF_DIR, or --config config.json (one of them)\n");
-        return 2;
-    }
-    int is_policy = !strcasecmp(policy, "all");
-    for (int i = 0; spill_policy_names[i]; i++) is_policy |= !strcasecmp(policy, spill_policy_names[i]);
-    if (!is_policy) {
-        fprintf(stderr, "spill-plan: --policy '%s' is not one of fault, pin, stream, auto, host, all\n", policy);
-        return 2;
-    }
+    const char *model = po.model, *config = po.config, *dtype = po.dtype, *profile = po.profile;
+    const char *profile_file = po.profile_file, *policy = po.policy;
+    int ctx = po.ctx, batch = po.batch, prompt = po.prompt, json = po.json;
+    const spill_options o = po.env;
     spill_profile prof;
     char why[256] = "";
     if (profile_file ? spill_profile_load(profile_file, &prof, &err) : spill_profile_named(profile, &prof, why, sizeof why, &err)) {
@@ -122,7 +82,7 @@ int main(int argc, char **argv) {
     }
     uint64_t budget = o.hbm_budget;
     host_limit = o.host_limit;
-    if (!budget_set && !budget) {
+    if (!po.budget_set && !budget) {
         uint64_t cap = prof.capacity[SPILL_TIER_HBM];
         budget = cap > o.hbm_reserve ? cap - o.hbm_reserve : 0;
     }
@@ -161,7 +121,7 @@ int main(int argc, char **argv) {
         return 1;
     }
     const char *all[] = {"fault", "pin", "stream", "auto"};
-    int np = is_policy && strcasecmp(policy, "all") ? 1 : 4;
+    int np = strcasecmp(policy, "all") ? 1 : 4;
     result res[4];
     for (int i = 0; i < np; i++) run_policy(np == 1 ? policy : all[i], r, n, &prof, budget, batch, prompt, 1, &res[i]);
     const result *shown = np == 1 ? &res[0] : &res[3];

@@ -40,10 +40,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         SPILL_ARG_END,
     };
     spill_err err;
-    FILE *saved = stdout;
-    stdout = fuzz_null(); /* --help prints the usage to stdout */
-    int rc = spill_args_parse(args, argc, argv, 1, "usage: spill-fuzz [options]\n", &err);
-    stdout = saved;
+    int rc = spill_args_parse(args, argc, argv, 1, "usage: spill-fuzz [options]\n", fuzz_null(), &err);
     FUZZ_CHECK(rc == 0 || rc == 1 || (rc == -1 && err.msg[0]));
     if (rc == 0) {
         FUZZ_CHECK(n >= 0 && n <= 1 << 24);

@@ -173,6 +173,7 @@ def main():
     put("args", "options", b"\0".join([b"--hbm-budget=80G", b"--policy", b"auto", b"--threads", b"2", b"--log", b"1"]))
     put("args", "help", b"--help")
     put("args", "bad", b"\0".join([b"-n", b"-5", b"--temp", b"nan", b"--", b"-x"]))
+    write_cli()
     # server request bodies: first byte 0 = /v1/completions, 1 = /v1/chat/completions
     put("server", "completion", b"\0" + json.dumps({"model": "stories", "prompt": "Once upon a time", "max_tokens": 8,
                                                     "temperature": 0.5, "top_p": 0.9, "seed": 3, "stop": ["\n", "."],
@@ -181,6 +182,37 @@ def main():
     put("server", "chat", b"\1" + json.dumps({"model": "m", "messages": [{"role": "system", "content": "Be brief."},
                                                                           {"role": "user", "content": "Hi"}],
                                                "max_tokens": 4, "stop": "x", "stream": False}).encode())
+
+
+def write_cli():
+    """Every program's own command line (fuzz_cli.c): a byte picking the program, then NUL-separated words.
+    0 spill-generate, 1 spill-info, 2 spill-plan, 3 spill-server, 4 spill-bench tiers, 5 spill-bench
+    placement, 6 spill-bench with the command from the input, 7 spill-bench serve."""
+    def cl(name, which, *words):
+        put("cli", name, bytes([which]) + b"\0".join(w.encode() for w in words))
+    cl("generate", 0, "-m", "model.gguf", "-p", "Once upon", "-n", "32", "--temp", "0.7", "--top-k", "20", "--top-p", "0.9",
+       "--seed", "42", "--chat", "-t", "2", "-c", "512", "-b", "16", "--kv-block", "32", "--host-limit", "2G",
+       "--policy", "stream", "--device", "cpu", "--disk-io", "mmap", "--no-mmap", "-v")
+    cl("generate-draft", 0, "-f", "prompt.txt", "--draft-skip", "3,5,10-14", "--draft-k", "4", "--draft-file", "d.json",
+       "--profile", "gh200-96", "--backend", "emulated", "--hbm-budget", "1G", "--tokenizer-pre", "llama3")
+    cl("generate-bad", 0, "--n-parallel", "4", "--draft-skip", "2", "--kv-block", "48", "--top-p", "0")
+    cl("generate-help", 0, "--help")
+    cl("info", 1, "--json", "--options", "--backend", "host")
+    cl("plan", 2, "-m", "model.gguf", "--policy", "auto", "--profile", "gb200", "--hbm-budget", "20G", "--host-limit", "8G",
+       "--ctx", "8192", "--batch", "4", "--prompt-tokens", "256", "--json")
+    cl("plan-config", 2, "--config", "config.json", "--dtype", "bf16", "--profile-file", "p.json", "--policy", "ALL")
+    cl("server", 3, "-m", "model.gguf", "--host", "0.0.0.0", "--port", "0", "--name", "m", "-c", "1024", "-P", "4",
+       "-b", "32", "--prefill-chunk", "16", "--max-waiting", "8", "--kv-block", "16", "--kv-blocks", "64", "-t", "2",
+       "--policy", "pin", "--profile", "auto", "--no-mmap")
+    cl("tiers", 4, "--size", "64M", "--reps", "5", "--profile-out", "p.json", "--disk-file", "f", "--json")
+    cl("placement", 5, "-m", "model.gguf", "--budgets", "25%,1G", "--policies", "fault,PIN,auto", "--prompt-tokens", "64",
+       "--gen-tokens", "8", "--reps", "2", "--csv", "--plot", "f.svg", "--plan-profile", "gh200-96")
+    cl("placement-disk", 5, "--synthetic", "tiny:layers=2", "--host-limits", "50%,100%", "--disk-io", "uring",
+       "--draft-skip", "1", "--draft-k", "2", "--device", "cuda")
+    cl("bench-command", 6, "tiers", "--csv")
+    cl("bench-unknown", 6, "nope")
+    cl("serve", 7, "--url", "http://127.0.0.1:8080", "--url", "http://127.0.0.1:8081", "--labels", "spill,llama",
+       "--concurrency", "1,4,16", "--max-tokens", "32", "--requests-per-client", "3", "--min-requests", "4", "--json")
 
 
 if __name__ == "__main__":

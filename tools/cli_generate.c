@@ -1,0 +1,99 @@
+/* spill-generate's command line (cli.h). */
+#include <string.h>
+
+#include "cli.h"
+#include "sampler.h"
+#include "spill_args.h"
+
+static const char usage_head[] =
+    "usage: spill-generate [-m MODEL] [-p PROMPT] [options]\n"
+    "\n"
+    "Generate text with a Llama-family model (a GGUF file or a Hugging Face directory). stdout gets the\n"
+    "prompt and the continuation, streamed; stderr gets load progress and a closing line with token\n"
+    "counts, speeds and bytes per memory tier. Every SPILL_* environment variable (spill-info --options\n"
+    "lists them) sets the flag of the same name; a flag on the command line wins. SPILL_STATS=1 prints\n"
+    "memory statistics at exit.\n"
+    "\n";
+
+static void make_args(spill_generate_opts *o, int *help, spill_arg *a) {
+    int n = 0;
+#define ARG(...) a[n++] = (spill_arg)SPILL_ARG(__VA_ARGS__)
+#define ARG_G(...) a[n++] = (spill_arg)SPILL_ARG_G(__VA_ARGS__)
+    ARG('m', "model", SPILL_ARG_STRING, &o->model, 0, 0, "PATH", "GGUF file or Hugging Face directory (default: $SPILL_MODEL, else\n"
+        "~/.cache/spill/" SPILL_DEFAULT_MODEL_NAME ", fetched once by scripts/fetch-model.sh)");
+    ARG('p', "prompt", SPILL_ARG_STRING, &o->prompt, 0, 0, "TEXT", "prompt (default: \"" SPILL_GENERATE_DEFAULT_PROMPT "\")");
+    ARG('f', "file", SPILL_ARG_STRING, &o->prompt_file, 0, 0, "FILE", "read the prompt from FILE instead");
+    ARG('n', "n-predict", SPILL_ARG_INT, &o->n_predict, 0, 1 << 24, "N", "generate at most N tokens (default: 128); stops earlier at end of text");
+    ARG(0, "temp", SPILL_ARG_FLOAT, &o->temp, 0, 0, "T", "sampling temperature; 0 is greedy and deterministic (default: 0.8)");
+    ARG(0, "top-k", SPILL_ARG_INT, &o->top_k, 0, 1 << 24, "K", "sample only among the K most likely tokens; 0 = all (default: 40)");
+    ARG(0, "top-p", SPILL_ARG_FLOAT, &o->top_p, 0, 0, "P", "sample only among the most likely tokens whose mass reaches P (default: 0.95)");
+    ARG_G(0, "seed", SPILL_ARG_U64, &o->seed, 0, 0, "S", "seed for sampling; the same seed gives the same text (default: from the clock)",
+        &o->seed_set);
+    ARG(0, "chat", SPILL_ARG_FLAG, &o->chat, 0, 0, NULL, "wrap the prompt in the model's chat template (ChatML for SmolLM2) as one\n"
+        "user turn and stop at the end of the assistant's turn");
+    ARG('t', "threads", SPILL_ARG_INT, &o->threads, 1, 1024, "N", "CPU threads (default: $SPILL_THREADS, else all online CPUs)");
+    ARG('c', "ctx-size", SPILL_ARG_INT, &o->ctx, 1, 1 << 24, "N", "context length in tokens: prompt plus generated (default: min(4096, the model's))");
+    ARG('b', "batch-size", SPILL_ARG_INT, &o->batch, 1, 4096, "N", "prompt tokens processed per forward step (default: 32)");
+    ARG(0, "n-parallel", SPILL_ARG_INT, &o->n_parallel, 1, 64, "N", "generate N continuations of the prompt (1..64, default 1); they share\n"
+        "the prompt's KV blocks, and each samples with seed S+i. With N > 1 the texts are\n"
+        "printed one after another when all are done, not streamed");
+    ARG(0, "draft-skip", SPILL_ARG_STRING, &o->draft_skip, 0, 0, "N|LIST", "self-speculative decoding: a draft that is this model without some\n"
+        "layers proposes --draft-k tokens, one step of the whole model checks them (the\n"
+        "text is what plain decoding gives). N: skip the N layers that change the hidden\n"
+        "state least, found by a calibration run once and kept in MODEL.spill-draft.json;\n"
+        "LIST: these layers, e.g. 3,5,10-14 (one layer: 7,). Off by default");
+    ARG(0, "draft-k", SPILL_ARG_INT, &o->draft_k, 1, 64, "K", "tokens the draft proposes per round (default: 3; at most --batch-size - 1)");
+    ARG(0, "draft-file", SPILL_ARG_STRING, &o->draft_file, 0, 0, "FILE", "where the draft's calibration is read and written (default: beside the model)");
+    ARG(0, "kv-block", SPILL_ARG_INT, &o->kv_block, 1, 65536, "N", "tokens per KV cache block, a power of two (default: 64)");
+    ARG(0, "device", SPILL_ARG_OPTION, &o->env, 0, 0, "NAME", "where the forward pass runs: auto, cpu or cuda (default: auto = cpu;\n"
+        "docs/status.md says what has run on a GPU). cuda multiplies every weight through\n"
+        "cuBLAS over memory placed by the plan (default policy pin, profile gh200-96 on a\n"
+        "Grace machine, else h100-pcie, budget: free HBM minus SPILL_HBM_RESERVE)");
+    ARG_G(0, "policy", SPILL_ARG_OPTION, &o->env, 0, 0, "NAME", "placement policy: host (everything in host memory, the CPU's default),\n"
+        "fault, pin, stream or auto (see spill-plan --help). On the CPU, HBM is emulated in\n"
+        "host memory so that any plan runs, with the same tokens", &o->policy_set);
+    ARG(0, "profile", SPILL_ARG_STRING, &o->profile, 0, 0, "NAME", "hardware profile the plan is made for: gh200-96, gh200-144, gb200, gb300,\n"
+        "gb10, h100-pcie, h200-pcie, cpu, or auto: the one this machine's GPU matches\n"
+        "(default: cpu; with --device cuda, auto)");
+    ARG(0, "profile-file", SPILL_ARG_STRING, &o->profile_file, 0, 0, "FILE", "a hardware profile in JSON (spill-bench tiers --profile-out writes one)");
+    ARG(0, "backend", SPILL_ARG_OPTION, &o->env, 0, 0, "NAME", "memory backend: auto, host, emulated, system, cuda-managed or cuda-device\n"
+        "(default: auto = host on the CPU, or emulated when the plan has HBM in it; from\n"
+        "the GPU's attributes with --device cuda)");
+    ARG(0, "hbm-budget", SPILL_ARG_OPTION, &o->env, 0, 0, "SIZE", "most GPU memory to use, e.g. 80G (default: free HBM minus 1G with a GPU;\n"
+        "none on the CPU)");
+    ARG(0, "host-limit", SPILL_ARG_OPTION, &o->env, 0, 0, "SIZE", "most host memory to use, e.g. 16G: weights (the mapped file's pages\n"
+        "included), KV cache and buffers. Layers that do not fit are read from the model\n"
+        "file every step (the disk tier, --disk-io) (default: what the machine has)");
+    ARG(0, "disk-io", SPILL_ARG_STRING, &o->disk_io, 0, 0, "MODE", "how layers on disk (past --host-limit) are read: uring (O_DIRECT reads\n"
+        "queued with io_uring, the default) or mmap (through the mapping, pages dropped\n"
+        "after each use: what a page cache too small for the model gives)");
+    ARG(0, "alloc-log", SPILL_ARG_OPTION, &o->env, 0, 0, "FILE", "write a CSV line per memory-backend call to FILE");
+    ARG(0, "tokenizer-pre", SPILL_ARG_OPTION, &o->env, 0, 0, "TYPE", "GGUF: tokenize as this tokenizer.ggml.pre type, for a file whose type is\n"
+        "missing or not one spill knows (the known ones are listed when a file is refused)");
+    ARG(0, "no-mmap", SPILL_ARG_UNSET, &o->use_mmap, 0, 0, NULL, "copy weights into memory from the allocator instead of reading the file in place");
+    ARG('v', "verbose", SPILL_ARG_FLAG, &o->verbose, 0, 0, NULL, "print model details, the plan and the backend on stderr");
+    ARG('h', "help", SPILL_ARG_HELP, help, 0, 0, NULL, "show this help");
+    a[n] = (spill_arg)SPILL_ARG_END;
+#undef ARG
+#undef ARG_G
+}
+
+int spill_generate_cli(spill_generate_opts *o, const spill_options *env, int argc, char **argv, FILE *help_out,
+                       spill_err *err) {
+    *o = (spill_generate_opts){.n_predict = 128, .top_k = 40, .temp = 0.8f, .top_p = 0.95f, .batch = 32, .use_mmap = 1,
+                               .n_parallel = 1, .draft_k = 3, .env = *env};
+    spill_arg args[32];
+    int help = 0;
+    make_args(o, &help, args);
+    int rc = spill_args_parse(args, argc, argv, 1, usage_head, help_out, err);
+    if (rc) return rc;
+    if (o->draft_skip && o->n_parallel > 1)
+        return spill_err_set(err, "--draft-skip decodes one sequence; it cannot be combined with --n-parallel %d",
+                             o->n_parallel);
+    if (o->kv_block & (o->kv_block - 1))
+        return spill_err_set(err, "--kv-block expects a power of two, got %d", o->kv_block);
+    spill_sampler smp; /* the sampling flags are checked before time goes into a load */
+    if (spill_sampler_init(&smp, 1, o->temp, o->top_k, o->top_p, 1, err)) return -1;
+    spill_sampler_free(&smp);
+    return 0;
+}
