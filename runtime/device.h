@@ -37,6 +37,7 @@ typedef struct spill_device_params {
     spill_disk_mode disk_mode;
     void (*trace)(void *ctx, const char *name, int layer, const float *x, int64_t n);
     void *trace_ctx;
+    spill_dtype kv_type; /* the KV cache's elements: F32, F16 or BF16 */
 } spill_device_params;
 
 extern const spill_device_iface spill_cpu_device;  /* forward.c */
