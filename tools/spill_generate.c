@@ -65,6 +65,7 @@ static void make_args(opts *o, spill_arg *a) {
     ARG(0, "draft-k", SPILL_ARG_INT, &o->draft_k, 1, 64, "K", "tokens the draft proposes per round (default: 3; at most --batch-size - 1)");
     ARG(0, "draft-file", SPILL_ARG_STRING, &o->draft_file, 0, 0, "FILE", "where the draft's calibration is read and written (default: beside the model)");
     ARG(0, "kv-block", SPILL_ARG_INT, &o->kv_block, 1, 65536, "N", "tokens per KV cache block, a power of two (default: 64)");
+    ARG(0, "kv-type", SPILL_ARG_OPTION, &o->env, 0, 0, "TYPE", "KV cache elements: f32, f16 or bf16 (half the bytes: twice the context; default: f32)");
     ARG(0, "device", SPILL_ARG_OPTION, &o->env, 0, 0, "NAME", "where the forward pass runs: auto, cpu or cuda (default: auto = cpu;\n"
         "docs/status.md says what has run on a GPU). cuda multiplies every weight through\n"
         "cuBLAS over memory placed by the plan (default policy pin, profile gh200-96 on a\n"
@@ -434,6 +435,7 @@ int main(int argc, char **argv) {
     ep.batch = o.batch;
     ep.n_seqs = o.n_parallel;
     ep.kv_block = o.kv_block;
+    SPILL_ASSERT(spill_kv_type_parse(o.env.kv_type, &ep.kv_type) == 0); /* the option table checked it */
     ep.threads = o.threads ? o.threads : o.env.threads;
     ep.tokenizer_pre = o.env.tokenizer_pre[0] ? o.env.tokenizer_pre : NULL;
     if (o.profile || o.profile_file) {

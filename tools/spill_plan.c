@@ -91,6 +91,8 @@ int main(int argc, char **argv) {
          "host memory for weights (the mapped file's pages included) and the KV\ncache: layers past it are read from "
          "the model file every step, a few\nahead (the disk tier; default: no limit)", &host_set),
         SPILL_ARG(0, "ctx", SPILL_ARG_INT, &ctx, 1, 1 << 24, "N", "context length in tokens for the KV cache (default: the model's)"),
+        SPILL_ARG(0, "kv-type", SPILL_ARG_OPTION, &o, 0, 0, "TYPE",
+         "the KV cache's elements: f32, f16 or bf16 (as spill-generate; default: f32)"),
         SPILL_ARG(0, "batch", SPILL_ARG_INT, &batch, 1, 1 << 24, "B", "sequences decoded together (default: 1)"),
         SPILL_ARG(0, "prompt-tokens", SPILL_ARG_INT, &prompt, 1, 1 << 24, "N", "prompt length for the prefill prediction (default: 512)"),
         SPILL_ARG(0, "policy", SPILL_ARG_STRING, &policy, 0, 0, "P",
@@ -152,6 +154,9 @@ int main(int argc, char **argv) {
         return 1;
     }
     if (!ctx) ctx = s.hp.ctx_train;
+    spill_dtype kv_type;
+    SPILL_ASSERT(spill_kv_type_parse(o.kv_type, &kv_type) == 0); /* the option table checked it */
+    s.kv_elem_bytes = (int)spill_kv_type_bytes(kv_type);
     spill_region *r = NULL;
     int n = 0;
     if (spill_shape_regions(&s, ctx, batch, &r, &n, &err)) {
@@ -174,9 +179,9 @@ int main(int argc, char **argv) {
         spill_json_write_str(stdout, model ? model : config);
         printf(", \"arch\": ");
         spill_json_write_str(stdout, s.arch);
-        printf(", \"dtype\": \"%s\", \"layers\": %d, \"weight_bytes\": %.0f, \"kv_bytes\": %llu, \"ctx\": %d, "
-               "\"batch\": %d},\n",
-               s.dtype, s.hp.n_layers, weights, (unsigned long long)kv, ctx, batch);
+        printf(", \"dtype\": \"%s\", \"layers\": %d, \"weight_bytes\": %.0f, \"kv_bytes\": %llu, \"kv_type\": \"%s\", "
+               "\"ctx\": %d, \"batch\": %d},\n",
+               s.dtype, s.hp.n_layers, weights, (unsigned long long)kv, spill_kv_type_name(kv_type), ctx, batch);
         printf("  \"profile\": ");
         spill_json_write_str(stdout, prof.name);
         printf(",\n  \"unified\": %s", prof.unified ? "true" : "false");
@@ -211,9 +216,9 @@ int main(int argc, char **argv) {
             }
         printf("\n  ]}\n}\n");
     } else {
-        printf("model:   %s (%s, %s): %d layers, %.2f GiB of weights; KV cache %.2f GiB for %d tokens x %d sequence%s\n",
-               model ? model : config, s.arch, s.dtype, s.hp.n_layers, gib(weights), gib((double)kv), ctx, batch,
-               batch == 1 ? "" : "s");
+        printf("model:   %s (%s, %s): %d layers, %.2f GiB of weights; KV cache (%s) %.2f GiB for %d tokens x %d sequence%s\n",
+               model ? model : config, s.arch, s.dtype, s.hp.n_layers, gib(weights), spill_kv_type_name(kv_type),
+               gib((double)kv), ctx, batch, batch == 1 ? "" : "s");
         printf("profile: %s (%s); HBM budget %.2f GiB\n", prof.name, prof.source, gib((double)budget));
         if (!strcmp(profile, "auto") && !profile_file) printf("         chosen for this machine: %s\n", why);
         if (prof.unified)

@@ -44,6 +44,7 @@ static void make_args(opts *o, spill_arg *a) {
     ARG(0, "prefill-chunk", SPILL_ARG_INT, &o->chunk, 1, 4096, "N", "prompt tokens of one request per step (default: the batch)");
     ARG(0, "max-waiting", SPILL_ARG_INT, &o->max_waiting, 1, 1 << 20, "N", "requests queued beyond the running ones before 429 (default: 64)");
     ARG(0, "kv-block", SPILL_ARG_INT, &o->kv_block, 1, 65536, "N", "tokens per KV cache block, a power of two (default: 64)");
+    ARG(0, "kv-type", SPILL_ARG_OPTION, &o->env, 0, 0, "TYPE", "KV cache elements: f32, f16 or bf16 (as spill-generate)");
     ARG(0, "kv-blocks", SPILL_ARG_INT, &o->kv_blocks, 1, 1 << 24, "N", "KV cache blocks in all (default: every slot's whole context); fewer\n"
         "admit fewer requests at once and preempt (recompute) when they run out");
     ARG('t', "threads", SPILL_ARG_INT, &o->threads, 1, 1024, "N", "CPU threads (default: $SPILL_THREADS, else all online CPUs)");
@@ -78,6 +79,7 @@ static int open_engine(const opts *o, spill_profile *prof, spill_engine **e, spi
     p.n_seqs = o->parallel;
     p.kv_block = o->kv_block;
     p.kv_blocks = o->kv_blocks;
+    SPILL_ASSERT(spill_kv_type_parse(o->env.kv_type, &p.kv_type) == 0); /* the option table checked it */
     p.threads = o->threads ? o->threads : o->env.threads;
     if (o->profile || o->profile_file) {
         if (o->profile_file ? spill_profile_load(o->profile_file, prof, err) : spill_profile_named(o->profile, prof, NULL, 0, err))
