@@ -31,6 +31,8 @@ const spill_option_def spill_option_table[] = {
      "preload shim: what cudaMemGetInfo reports; virtual adds host memory (programs may then overfill)"},
     {"tokenizer-pre", "SPILL_TOKENIZER_PRE", SPILL_OPT_STRING, "", NULL,
      "GGUF: read tokenizer.ggml.pre as this known type, for a file whose type is missing or unknown"},
+    {"kv-type", "SPILL_KV_TYPE", SPILL_OPT_CHOICE, "f32", "f32|f16|bf16",
+     "the KV cache's element type; f16 and bf16 take half the bytes of f32 (twice the context in the same memory)"},
     {NULL, NULL, 0, NULL, NULL, NULL},
 };
 
@@ -52,6 +54,7 @@ static const struct {
     {offsetof(spill_options, stats), sizeof(int)},
     {offsetof(spill_options, memgetinfo), sizeof(((spill_options *)0)->memgetinfo)},
     {offsetof(spill_options, tokenizer_pre), sizeof(((spill_options *)0)->tokenizer_pre)},
+    {offsetof(spill_options, kv_type), sizeof(((spill_options *)0)->kv_type)},
 };
 
 static int n_options(void) {

@@ -28,6 +28,7 @@ typedef struct spill_options {
     int stats;            /* SPILL_STATS: per-tier statistics on stderr at exit */
     char memgetinfo[16];  /* SPILL_MEMGETINFO (preload shim): real | virtual */
     char tokenizer_pre[64]; /* SPILL_TOKENIZER_PRE: read a GGUF's tokenizer.ggml.pre as this type, "" = as written */
+    char kv_type[8];      /* SPILL_KV_TYPE: f32 | f16 | bf16, the KV cache's elements */
 } spill_options;
 
 typedef enum spill_option_type {

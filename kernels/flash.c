@@ -34,14 +34,25 @@ uint64_t spill_flash_partial_floats(int n_heads, int n_kv_heads, int head_dim) {
  * head kvh (row qr = ti * group + g), over positions [p0, p1); token t0 + ti sees positions below
  * pos0 + t0 + ti + 1 (causal: the others score -inf). o (rows x hd), m and l (rows) receive the
  * unnormalised output, the running max and sum; a row that saw no position keeps m = -inf, l = 0. */
-static void flash_block(const float *q, int q_stride, const float *const *blocks, int T, int kv_dim, int hd, int group,
-                        int kvh, int nt, int len0, int p0, int p1, float scale, float *o, float *m, float *l) {
+static void flash_block(const float *q, int q_stride, const void *const *blocks, spill_dtype kv_type, int T, int kv_dim,
+                        int hd, int group, int kvh, int nt, int len0, int p0, int p1, float scale, float *o, float *m,
+                        float *l, float *tile) {
     float s[SPILL_FLASH_TILE];
+    const float *krow[SPILL_FLASH_TILE], *vrow[SPILL_FLASH_TILE];
     int rows = nt * group;
+    size_t eb = spill_kv_type_bytes(kv_type), row = (size_t)kv_dim * eb, off = (size_t)kvh * (size_t)hd * eb;
     for (int r = 0; r < rows; r++) m[r] = -INFINITY, l[r] = 0;
     for (int i = 0; i < rows * hd; i++) o[i] = 0;
     for (int pt = p0; pt < p1; pt += SPILL_FLASH_TILE) {
         int n = p1 - pt < SPILL_FLASH_TILE ? p1 - pt : SPILL_FLASH_TILE;
+        /* the tile's K and V rows as floats, once for every row of the block (the GPU's shared-memory
+           tile): F32 rows are read where they lie, 16-bit ones converted into `tile` */
+        for (int j = 0; j < n; j++) {
+            int p = pt + j;
+            const uint8_t *kb = (const uint8_t *)blocks[p / T] + (size_t)(p % T) * row + off;
+            krow[j] = spill_kv_row_get(kv_type, kb, tile + (size_t)j * hd, hd);
+            vrow[j] = spill_kv_row_get(kv_type, kb + (size_t)T * row, tile + (size_t)(SPILL_FLASH_TILE + j) * hd, hd);
+        }
         for (int r = 0; r < rows; r++) {
             int ti = r / group, g = r % group, len = len0 + ti;
             const float *qr = q + (int64_t)ti * q_stride + (int64_t)g * hd;
@@ -52,7 +63,7 @@ static void flash_block(const float *q, int q_stride, const float *const *blocks
                     s[j] = -INFINITY;
                     continue;
                 }
-                const float *k = blocks[p / T] + (int64_t)(p % T) * kv_dim + (int64_t)kvh * hd;
+                const float *k = krow[j];
                 float d = 0;
                 for (int i = 0; i < hd; i++) d = fmaf(qr[i], k[i], d);
                 s[j] = d * scale;
@@ -68,11 +79,7 @@ static void flash_block(const float *q, int q_stride, const float *const *blocks
             float *orow = o + (int64_t)r * hd;
             for (int i = 0; i < hd; i++) {
                 float acc = orow[i] * corr;
-                for (int j = 0; j < n; j++) {
-                    int p = pt + j;
-                    const float *v = blocks[p / T] + (int64_t)T * kv_dim + (int64_t)(p % T) * kv_dim + (int64_t)kvh * hd;
-                    acc = fmaf(s[j], v[i], acc);
-                }
+                for (int j = 0; j < n; j++) acc = fmaf(s[j], vrow[j][i], acc);
                 orow[i] = acc;
             }
         }
@@ -104,14 +111,16 @@ void spill_flash_combine(float *out, const float *partial, int rows, int splits,
     }
 }
 
-int spill_flash_attention(float *out, const float *q, const float *const *blocks, int T, int n_tok, int pos0, int n_heads,
-                          int n_kv_heads, int head_dim, float scale, float *partial) {
+int spill_flash_attention(float *out, const float *q, const void *const *blocks, spill_dtype kv_type, int T, int n_tok,
+                          int pos0, int n_heads, int n_kv_heads, int head_dim, float scale, float *partial) {
     int group = n_heads / n_kv_heads, kv_dim = n_kv_heads * head_dim, hd = head_dim, max_len = pos0 + n_tok;
     int splits = spill_flash_splits(n_tok, n_kv_heads, max_len), chunk = spill_flash_chunk(max_len, splits);
     int qrows = SPILL_FLASH_QTILE * group;
-    float *o = malloc(sizeof(float) * (size_t)qrows * (size_t)(hd + 2));
+    SPILL_ASSERT(spill_kv_type_bytes(kv_type));
+    /* o, m, l of the rows, then the tile's K and V rows as floats */
+    float *o = malloc(sizeof(float) * ((size_t)qrows * (size_t)(hd + 2) + 2 * (size_t)SPILL_FLASH_TILE * (size_t)hd));
     if (!o) return -1;
-    float *m = o + (int64_t)qrows * hd, *l = m + qrows;
+    float *m = o + (int64_t)qrows * hd, *l = m + qrows, *tile = l + qrows;
     int64_t rows = (int64_t)n_tok * n_heads;
     float *ml = partial + rows * splits * hd;
     for (int t0 = 0; t0 < n_tok; t0 += SPILL_FLASH_QTILE)
@@ -121,7 +130,7 @@ int spill_flash_attention(float *out, const float *q, const float *const *blocks
                 int len0 = pos0 + t0 + 1, last = len0 + nt - 1; /* the first and the last token's lengths */
                 int p0 = sp * chunk, p1 = p0 + chunk < last ? p0 + chunk : last;
                 const float *qt = q + ((int64_t)t0 * n_heads + (int64_t)kvh * group) * hd;
-                flash_block(qt, n_heads * hd, blocks, T, kv_dim, hd, group, kvh, nt, len0, p0, p1, scale, o, m, l);
+                flash_block(qt, n_heads * hd, blocks, kv_type, T, kv_dim, hd, group, kvh, nt, len0, p0, p1, scale, o, m, l, tile);
                 for (int qr = 0; qr < nt * group; qr++) {
                     int64_t r = (int64_t)(t0 + qr / group) * n_heads + (int64_t)kvh * group + qr % group;
                     if (splits == 1) {

@@ -4,7 +4,9 @@
 
 #include <float.h>
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 typedef struct {
     float *out;
@@ -136,32 +138,79 @@ void spill_add(float *out, const float *x, int n) {
     for (int i = 0; i < n; i++) out[i] += x[i];
 }
 
-void spill_kv_store_paged(float *const *blocks, int T, int kv_dim, int pos0, int n_tok, const float *k, const float *v) {
-    for (int t = 0; t < n_tok; t++) {
-        int p = pos0 + t;
-        float *kb = blocks[p / T] + (int64_t)(p % T) * kv_dim;
-        memcpy(kb, k + (int64_t)t * kv_dim, sizeof(float) * (size_t)kv_dim);
-        memcpy(kb + (int64_t)T * kv_dim, v + (int64_t)t * kv_dim, sizeof(float) * (size_t)kv_dim);
+uint32_t spill_kv_type_bytes(spill_dtype t) {
+    return t == SPILL_DT_F32 ? 4 : t == SPILL_DT_F16 || t == SPILL_DT_BF16 ? 2 : 0;
+}
+
+const char *spill_kv_type_name(spill_dtype t) {
+    return t == SPILL_DT_F32 ? "f32" : t == SPILL_DT_F16 ? "f16" : t == SPILL_DT_BF16 ? "bf16" : "?";
+}
+
+int spill_kv_type_parse(const char *name, spill_dtype *out) {
+    static const spill_dtype types[] = {SPILL_DT_F32, SPILL_DT_F16, SPILL_DT_BF16};
+    for (size_t i = 0; name && i < sizeof types / sizeof *types; i++)
+        if (!strcasecmp(name, spill_kv_type_name(types[i]))) {
+            *out = types[i];
+            return 0;
+        }
+    return -1;
+}
+
+void spill_kv_row_put(spill_dtype t, void *dst, const float *src, int n) {
+    SPILL_ASSERT(spill_kv_type_bytes(t));
+    if (t == SPILL_DT_F32) {
+        memcpy(dst, src, sizeof(float) * (size_t)n);
+    } else if (t == SPILL_DT_F16) {
+        uint16_t *h = dst;
+        for (int i = 0; i < n; i++) h[i] = spill_fp32_to_fp16(src[i]);
+    } else {
+        uint16_t *h = dst;
+        for (int i = 0; i < n; i++) h[i] = spill_fp32_to_bf16(src[i]);
     }
 }
 
-void spill_attention_paged(float *out, const float *q, const float *const *blocks, int T, int n_tok, int pos0,
-                           int n_heads, int n_kv_heads, int head_dim, float scale, float *scores) {
+const float *spill_kv_row_get(spill_dtype t, const void *src, float *buf, int n) {
+    if (t == SPILL_DT_F32) return src;
+    spill_dequant_row(t, src, buf, n);
+    return buf;
+}
+
+void spill_kv_store_paged(void *const *blocks, spill_dtype kv_type, int T, int kv_dim, int pos0, int n_tok,
+                          const float *k, const float *v) {
+    size_t row = (size_t)kv_dim * spill_kv_type_bytes(kv_type);
+    for (int t = 0; t < n_tok; t++) {
+        int p = pos0 + t;
+        uint8_t *kb = (uint8_t *)blocks[p / T] + (size_t)(p % T) * row;
+        spill_kv_row_put(kv_type, kb, k + (int64_t)t * kv_dim, kv_dim);
+        spill_kv_row_put(kv_type, kb + (size_t)T * row, v + (int64_t)t * kv_dim, kv_dim);
+    }
+}
+
+void spill_attention_paged(float *out, const float *q, const void *const *blocks, spill_dtype kv_type, int T, int n_tok,
+                           int pos0, int n_heads, int n_kv_heads, int head_dim, float scale, float *scores) {
     int kv_dim = n_kv_heads * head_dim, group = n_heads / n_kv_heads;
+    size_t eb = spill_kv_type_bytes(kv_type), row = (size_t)kv_dim * eb;
+    float *buf = kv_type == SPILL_DT_F32 ? NULL : malloc(sizeof(float) * (size_t)head_dim);
+    SPILL_ASSERT(eb && (kv_type == SPILL_DT_F32 || buf));
     for (int t = 0; t < n_tok; t++)
         for (int h = 0; h < n_heads; h++) {
             int len = pos0 + t + 1, kvh = h / group;
+            size_t off = (size_t)kvh * (size_t)head_dim * eb;
             const float *qv = q + ((int64_t)t * n_heads + h) * head_dim;
-            for (int p = 0; p < len; p++)
-                scores[p] = spill_dot_f32(qv, blocks[p / T] + (int64_t)(p % T) * kv_dim + (int64_t)kvh * head_dim, head_dim);
+            for (int p = 0; p < len; p++) {
+                const uint8_t *k = (const uint8_t *)blocks[p / T] + (size_t)(p % T) * row + off;
+                scores[p] = spill_dot_f32(qv, spill_kv_row_get(kv_type, k, buf, head_dim), head_dim);
+            }
             spill_softmax(scores, len, scale);
             float *o = out + ((int64_t)t * n_heads + h) * head_dim;
             for (int d = 0; d < head_dim; d++) o[d] = 0;
             for (int p = 0; p < len; p++) {
-                const float *v = blocks[p / T] + (int64_t)T * kv_dim + (int64_t)(p % T) * kv_dim + (int64_t)kvh * head_dim;
+                const uint8_t *vb = (const uint8_t *)blocks[p / T] + (size_t)T * row + (size_t)(p % T) * row + off;
+                const float *v = spill_kv_row_get(kv_type, vb, buf, head_dim);
                 for (int d = 0; d < head_dim; d++) o[d] = fmaf(scores[p], v[d], o[d]);
             }
         }
+    free(buf);
 }
 
 /* (v, i) ranks before (w, j): larger value, then lower index; NaN counts as -inf */

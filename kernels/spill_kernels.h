@@ -127,17 +127,29 @@ void spill_rope(float *x, int n_heads, int head_dim, int rot_dims, int pos, floa
                 int adjacent);
 /* Causal attention of n_tok query tokens (positions pos0..pos0+n_tok-1) over a paged KV cache:
  * blocks[i] holds positions [i*T, (i+1)*T): T rows of keys (kv_dim = n_kv_heads*head_dim) then T rows
- * of values. out and q are (n_tok, n_heads*head_dim); scores is scratch of pos0+n_tok floats. The
+ * of values, in the cache's element type (F32, F16 or BF16; sums in F32). out and q are (n_tok, n_heads*head_dim); scores is scratch of pos0+n_tok floats. The
  * reference (one thread) for the GPU kernel; the forward pass runs the same math in parallel. */
 /* The k (<= n) largest of n values, largest first, the lower index first among equals; NaN counts as
  * -inf (so with fewer than k finite values the rest are -inf and NaN entries by index). The GPU's
  * top-k kernel's twin. */
 void spill_topk(const float *x, int n, int k, int *idx, float *val);
-/* Write n_tok tokens' K and V rows (kv_dim each) at positions pos0.. into the paged cache: blocks[b]
- * holds T positions of K, then T of V (runtime/kv.c's layout for one layer). */
-void spill_kv_store_paged(float *const *blocks, int T, int kv_dim, int pos0, int n_tok, const float *k, const float *v);
-void spill_attention_paged(float *out, const float *q, const float *const *blocks, int T, int n_tok, int pos0,
-                           int n_heads, int n_kv_heads, int head_dim, float scale, float *scores);
+/* The KV cache's element types: F32 (the default), F16 and BF16. spill_kv_type_bytes: bytes of one
+ * element, 0 for any other type; spill_kv_type_parse: "f32", "f16" or "bf16" (any case), -1 for
+ * anything else; spill_kv_type_name: the same lower-case names. */
+uint32_t spill_kv_type_bytes(spill_dtype t);
+int spill_kv_type_parse(const char *name, spill_dtype *out);
+const char *spill_kv_type_name(spill_dtype t);
+/* n floats into the cache's type: F16 and BF16 round to nearest even (spill_fp32_to_fp16/_bf16). */
+void spill_kv_row_put(spill_dtype t, void *dst, const float *src, int n);
+/* a row of n cached values as floats: the row itself when t is F32, else converted into buf. Readers
+ * call it once per row, so the type is decided per row, never per value. */
+const float *spill_kv_row_get(spill_dtype t, const void *src, float *buf, int n);
+/* Write n_tok tokens' K and V rows (kv_dim each) at positions pos0.. into the paged cache, converted to
+ * kv_type: blocks[b] holds T positions of K, then T of V (runtime/kv.c's layout for one layer). */
+void spill_kv_store_paged(void *const *blocks, spill_dtype kv_type, int T, int kv_dim, int pos0, int n_tok,
+                          const float *k, const float *v);
+void spill_attention_paged(float *out, const float *q, const void *const *blocks, spill_dtype kv_type, int T, int n_tok,
+                           int pos0, int n_heads, int n_kv_heads, int head_dim, float scale, float *scores);
 /* Flash-decoding attention: the same result as spill_attention_paged (to float rounding) with no
  * scores scratch. The positions of each (query token, KV head) are cut into `splits` chunks
  * (spill_flash_splits: enough chunks to give the GPU about SPILL_FLASH_BLOCKS blocks at small batch,
@@ -158,8 +170,8 @@ int spill_flash_chunk(int max_len, int splits);
 uint64_t spill_flash_partial_floats(int n_heads, int n_kv_heads, int head_dim);
 /* partial: rows x splits x hd outputs, then rows x splits x (max, sum); rows = n_tok * n_heads */
 void spill_flash_combine(float *out, const float *partial, int rows, int splits, int hd);
-int spill_flash_attention(float *out, const float *q, const float *const *blocks, int T, int n_tok, int pos0, int n_heads,
-                          int n_kv_heads, int head_dim, float scale, float *partial);
+int spill_flash_attention(float *out, const float *q, const void *const *blocks, spill_dtype kv_type, int T, int n_tok,
+                          int pos0, int n_heads, int n_kv_heads, int head_dim, float scale, float *partial);
 /* Decode's matmul on weights as the file holds them (F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q4_K, Q6_K):
  * out[t*ldo + r] = dot(row r of w, x[t]) for n_tok <= SPILL_GEMV_MAX_TOK tokens of `cols` F32 values,
  * each block dequantized to F32 as it is read, F32 sums. The CPU twin of kernels/cuda/gemv.cu (same

@@ -38,6 +38,7 @@ typedef struct spill_device_params {
     void (*trace)(void *ctx, const char *name, int layer, const float *x, int64_t n);
     void *trace_ctx;
     int cuda_graphs; /* cuda: decode steps replayed as CUDA graphs where the plan allows */
+    spill_dtype kv_type; /* the KV cache's elements: F32, F16 or BF16 */
 } spill_device_params;
 
 extern const spill_device_iface spill_cpu_device;  /* forward.c */

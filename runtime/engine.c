@@ -82,7 +82,8 @@ static uint64_t plan_slack(const spill_plan *plan, int n_layers) {
 /* The plan for the budget left once the device's work buffers and the arena's rounding are taken. */
 static int make_plan(spill_engine *e, const spill_engine_params *p, spill_err *err) {
     const spill_placer_iface *placer = e->dev_iface->placer;
-    if (spill_model_regions(&e->model, spill_placer_bytes, placer, e->n_ctx, 1, &e->regions, &e->n_regions, err))
+    if (spill_model_regions(&e->model, spill_placer_bytes, placer, e->n_ctx, 1, p->kv_type, &e->regions, &e->n_regions,
+                            err))
         return -1;
     uint64_t budget = e->hbm_budget;
     if (budget) {
@@ -207,6 +208,10 @@ int spill_engine_open(const spill_engine_params *given, spill_engine **out, spil
                            "yet; use -c/--ctx-size %d or less", p.model, hp->sliding_window, hp->sliding_window);
         goto fail;
     }
+    if (!spill_kv_type_bytes(p.kv_type)) {
+        spill_err_set(err, "--kv-type: type %d (%s) is not one of f32|f16|bf16", (int)p.kv_type, spill_dtype_name(p.kv_type));
+        goto fail;
+    }
     if (make_plan(e, &p, err)) goto fail;
     if (!(e->pool = spill_pool_create(e->threads))) {
         spill_err_set(err, "cannot start %d threads", e->threads);
@@ -243,7 +248,7 @@ int spill_engine_open(const spill_engine_params *given, spill_engine **out, spil
     }
     spill_device_params dp = {&e->model, e->regions, &e->plan, e->mem, e->pool, e->n_ctx, e->batch,
                               p.n_seqs > 0 ? p.n_seqs : 1, p.kv_block, p.kv_blocks, read_mapped, disk_mode, p.trace,
-                              p.trace_ctx, p.cuda_graphs};
+                              p.trace_ctx, p.cuda_graphs, p.kv_type};
     if (p.trace && e->dev_iface != &spill_cpu_device) {
         spill_err_set(err, "tracing intermediate tensors runs on the CPU only (--device cpu)");
         goto fail;

@@ -45,6 +45,7 @@ typedef struct spill_engine_params {
     int n_seqs;          /* sequences the KV cache holds at once; 0 = 1 */
     int kv_block;        /* tokens per KV block (a power of two); 0 = the default */
     int kv_blocks;       /* physical KV blocks in all; 0 = enough for n_seqs full contexts */
+    spill_dtype kv_type; /* K and V elements: SPILL_DT_F32 (0, the default), SPILL_DT_F16 or SPILL_DT_BF16 */
     int threads;         /* CPU threads; 0 = every online CPU */
     int quiet;           /* no progress lines on stderr */
     int cuda_graphs;     /* cuda: replay decode steps as CUDA graphs (the default; SPILL_CUDA_GRAPHS) */

@@ -22,6 +22,7 @@ typedef struct cpu_state {
     float *k, *v;   /* (batch, kv_dim) */
     float *hb, *hb2; /* (batch, ffn_dim) */
     float *att;     /* (threads, n_ctx) attention scores */
+    float *kv_rows; /* (threads, head_dim) a 16-bit cache's K or V row as floats */
     float *logits;  /* (batch, vocab) of the tokens whose outputs a step keeps */
     int n_out;      /* how many the last step kept */
     int *out_row;   /* (batch) the batch row of each kept output */
@@ -59,6 +60,7 @@ static int buffers(cpu_state *s, buffer *b) {
     b[n++] = (buffer){"activations", B * ff * 4, (void **)&s->hb};
     b[n++] = (buffer){"activations", B * ff * 4, (void **)&s->hb2};
     b[n++] = (buffer){"attention scores", nth * (uint64_t)s->n_ctx * 4, (void **)&s->att};
+    b[n++] = (buffer){"attention K/V rows", nth * (uint64_t)hp->head_dim * 4, (void **)&s->kv_rows};
     b[n++] = (buffer){"logits", B * (uint64_t)hp->vocab * 4, (void **)&s->logits};
     b[n++] = (buffer){"output rows", B * sizeof(int), (void **)&s->out_row};
     b[n++] = (buffer){"activations", B * act_row, (void **)&s->act};
@@ -100,7 +102,8 @@ int spill_cpu_open(const spill_device_params *p, spill_device *out, spill_err *e
         goto fail;
     }
     for (int l = 0; l < L; l++) kv_hbm[l] = p->plan->region[spill_region_kv(L, l)].hbm_bytes;
-    int rc = spill_kv_init(&s->kv, s->mem, L, spill_hparams_kv_dim(hp), s->n_ctx, p->n_seqs, p->kv_block, p->kv_blocks, kv_hbm, err);
+    int rc = spill_kv_init(&s->kv, s->mem, p->kv_type, L, spill_hparams_kv_dim(hp), s->n_ctx, p->n_seqs, p->kv_block,
+                           p->kv_blocks, kv_hbm, err);
     free(kv_hbm);
     if (rc || spill_kv_seq_open(&s->kv, 0, err)) goto fail;
     if (spill_cpu_placer_open(&s->placer, p->plan->ring_slots, err) ||
@@ -145,11 +148,15 @@ static void attn_worker(void *ctx, int ith, int nth) {
     const attn_job *j = ctx;
     cpu_state *s = j->s;
     const spill_hparams *hp = s->hp;
-    int hd = hp->head_dim, kv_dim = spill_hparams_kv_dim(hp), q_dim = spill_hparams_q_dim(hp);
+    int hd = hp->head_dim, q_dim = spill_hparams_q_dim(hp);
     int group = hp->n_heads / hp->n_kv_heads;
     float scale = 1.0f / sqrtf((float)hd);
     const spill_kv *kv = &s->kv;
-    float *att = s->att + (int64_t)ith * s->n_ctx;
+    float *att = s->att + (int64_t)ith * s->n_ctx, *row = s->kv_rows + (int64_t)ith * hd;
+    /* a row of the cache is kv->row_bytes; a head's part of it starts kvh * hd elements in. F32 rows are
+       read where they lie; 16-bit ones are widened a row at a time (spill_kv_row_get) */
+    size_t rb = kv->row_bytes, eb = spill_kv_type_bytes(kv->type);
+    spill_dtype kt = kv->type;
     int units = j->b->n * hp->n_heads;
     for (int u = ith; u < units; u += nth) {
         int t = u / hp->n_heads, h = u % hp->n_heads, kvh = h / group;
@@ -157,18 +164,18 @@ static void attn_worker(void *ctx, int ith, int nth) {
         const float *q = s->q + (int64_t)t * q_dim + (int64_t)h * hd;
         /* through the block table, one block of T positions at a time */
         for (int p0 = 0; p0 < len; p0 += kv->T) {
-            const float *kb = spill_kv_k(kv, seq, j->layer, p0) + (int64_t)kvh * hd;
+            const uint8_t *kb = spill_kv_k(kv, seq, j->layer, p0) + (size_t)kvh * hd * eb;
             int end = p0 + kv->T < len ? p0 + kv->T : len;
-            for (int p = p0; p < end; p++) att[p] = spill_dot_f32(q, kb + (int64_t)(p - p0) * kv_dim, hd);
+            for (int p = p0; p < end; p++) att[p] = spill_dot_f32(q, spill_kv_row_get(kt, kb + (size_t)(p - p0) * rb, row, hd), hd);
         }
         spill_softmax(att, len, scale);
         float *out = s->xb + (int64_t)t * q_dim + (int64_t)h * hd;
         for (int d = 0; d < hd; d++) out[d] = 0;
         for (int p0 = 0; p0 < len; p0 += kv->T) {
-            const float *vb = spill_kv_v(kv, seq, j->layer, p0) + (int64_t)kvh * hd;
+            const uint8_t *vb = spill_kv_v(kv, seq, j->layer, p0) + (size_t)kvh * hd * eb;
             int end = p0 + kv->T < len ? p0 + kv->T : len;
             for (int p = p0; p < end; p++) {
-                const float *v = vb + (int64_t)(p - p0) * kv_dim;
+                const float *v = spill_kv_row_get(kt, vb + (size_t)(p - p0) * rb, row, hd);
                 float a = att[p];
                 for (int d = 0; d < hd; d++) out[d] = fmaf(a, v[d], out[d]);
             }
@@ -226,8 +233,8 @@ static int cpu_forward(void *ctx, const spill_batch *b, spill_err *err) {
             const float *cs = s->rope_cs + (int64_t)t * hp->rope_dims;
             spill_rope_apply(s->q + (int64_t)t * q_dim, hp->n_heads, hd, hp->rope_dims, cs, hp->rope_adjacent);
             spill_rope_apply(s->k + (int64_t)t * kv_dim, hp->n_kv_heads, hd, hp->rope_dims, cs, hp->rope_adjacent);
-            memcpy(spill_kv_k(&s->kv, b->seq[t], l, b->pos[t]), s->k + (int64_t)t * kv_dim, sizeof(float) * (size_t)kv_dim);
-            memcpy(spill_kv_v(&s->kv, b->seq[t], l, b->pos[t]), s->v + (int64_t)t * kv_dim, sizeof(float) * (size_t)kv_dim);
+            spill_kv_row_put(s->kv.type, spill_kv_k(&s->kv, b->seq[t], l, b->pos[t]), s->k + (int64_t)t * kv_dim, kv_dim);
+            spill_kv_row_put(s->kv.type, spill_kv_v(&s->kv, b->seq[t], l, b->pos[t]), s->v + (int64_t)t * kv_dim, kv_dim);
         }
         TRACE("Qcur", l, s->q, (int64_t)n * q_dim);
         TRACE("Kcur", l, s->k, (int64_t)n * kv_dim);

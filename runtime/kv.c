@@ -3,9 +3,11 @@
 
 static void set_err_oom(spill_err *err) { spill_err_set(err, "out of memory for the KV cache's tables"); }
 
-int spill_kv_init(spill_kv *kv, spill_mem *mem, int L, int kv_dim, int n_ctx, int max_seqs, int T, int max_blocks,
-                  const uint64_t *hbm_bytes, spill_err *err) {
+int spill_kv_init(spill_kv *kv, spill_mem *mem, spill_dtype type, int L, int kv_dim, int n_ctx, int max_seqs, int T,
+                  int max_blocks, const uint64_t *hbm_bytes, spill_err *err) {
     memset(kv, 0, sizeof *kv);
+    uint32_t eb = spill_kv_type_bytes(type);
+    if (!eb) return spill_err_set(err, "--kv-type: type %d (%s) is not one of f32|f16|bf16", (int)type, spill_dtype_name(type));
     if (T == 0) T = SPILL_KV_BLOCK_DEFAULT;
     if (T < 1 || T > 65536 || (T & (T - 1)))
         return spill_err_set(err, "--kv-block %d: a block holds a power of two of tokens, 1..65536", T);
@@ -20,7 +22,9 @@ int spill_kv_init(spill_kv *kv, spill_mem *mem, int L, int kv_dim, int n_ctx, in
     kv->max_seqs = max_seqs;
     kv->blocks_per_seq = (n_ctx + T - 1) / T;
     kv->max_blocks = max_blocks ? max_blocks : kv->blocks_per_seq * max_seqs;
-    kv->part_bytes = 2ull * (uint64_t)T * (uint64_t)kv_dim * sizeof(float);
+    kv->type = type;
+    kv->row_bytes = (uint64_t)kv_dim * eb;
+    kv->part_bytes = 2ull * (uint64_t)T * kv->row_bytes;
     size_t parts = (size_t)kv->max_blocks * (size_t)L;
     kv->ref = calloc((size_t)kv->max_blocks, sizeof *kv->ref);
     kv->part = calloc(parts, sizeof *kv->part);
@@ -85,7 +89,7 @@ static int demote_oldest(spill_kv *kv, int l, spill_err *err) {
     }
     if (best == SIZE_MAX) return 0;
     spill_placement pl = {SPILL_TIER_HOST, -1, SPILL_PLACE_CPU_READS | SPILL_PLACE_GPU_READS};
-    float *h = spill_mem_alloc_uninit(kv->mem, kv->part_bytes, pl, "KV block (demoted to host memory)", err);
+    void *h = spill_mem_alloc_uninit(kv->mem, kv->part_bytes, pl, "KV block (demoted to host memory)", err);
     if (!h) return -1;
     memcpy(h, kv->part[best], kv->part_bytes);
     spill_mem_put(kv->mem, kv->part[best], kv->part_bytes);

@@ -8,6 +8,10 @@
  * blocks (a common prompt prefix is stored once), and the first write into a shared block copies
  * it (copy-on-write). When a sequence ends its blocks are released, discarded and freed.
  *
+ * Elements are F32 (the default), F16 or BF16 (spill_kv_init's type): a 16-bit cache holds twice the
+ * context in the same bytes. Writers round each float to the type (spill_kv_row_put: nearest even),
+ * readers widen a row at a time (spill_kv_row_get) and sum in F32.
+ *
  * Placement: each layer may keep hbm_blocks[l] blocks in HBM (the plan's HBM bytes for that
  * layer's KV region over the block size). New blocks go to HBM; when a layer's allowance is used
  * up, its oldest HBM block is demoted to host memory (copied), so HBM holds the most recent window
@@ -20,6 +24,7 @@
 #define SPILL_KV_H
 
 #include "spill_alloc.h"
+#include "spill_kernels.h"
 
 #define SPILL_KV_BLOCK_DEFAULT 64
 
@@ -36,9 +41,11 @@ typedef struct spill_kv_stats {
 typedef struct spill_kv {
     spill_mem *mem;
     int L, kv_dim, T, n_ctx, max_seqs, max_blocks, blocks_per_seq;
+    spill_dtype type;    /* of every K and V element: SPILL_DT_F32, _F16 or _BF16 */
+    uint64_t row_bytes;  /* one position's K (or V) of one layer: kv_dim elements */
     uint64_t part_bytes; /* one (block, layer): K and V for T tokens */
     int *ref;            /* (max_blocks) references; 0 = free */
-    float **part;        /* (max_blocks * L) -> K[T][kv_dim] then V[T][kv_dim] */
+    void **part;         /* (max_blocks * L) -> K[T][kv_dim] then V[T][kv_dim], of `type` */
     uint8_t *tier;       /* (max_blocks * L) */
     uint64_t *stamp;     /* (max_blocks * L) allocation order, to find the oldest HBM part */
     uint64_t clock;
@@ -49,9 +56,9 @@ typedef struct spill_kv {
 } spill_kv;
 
 /* hbm_bytes: (L) HBM allowance per layer, or NULL for none. block_tokens 0 = the default.
- * max_blocks 0 = enough for max_seqs full sequences without sharing. */
-int spill_kv_init(spill_kv *kv, spill_mem *mem, int n_layers, int kv_dim, int n_ctx, int max_seqs, int block_tokens,
-                  int max_blocks, const uint64_t *hbm_bytes, spill_err *err);
+ * max_blocks 0 = enough for max_seqs full sequences without sharing. type: F32, F16 or BF16. */
+int spill_kv_init(spill_kv *kv, spill_mem *mem, spill_dtype type, int n_layers, int kv_dim, int n_ctx, int max_seqs,
+                  int block_tokens, int max_blocks, const uint64_t *hbm_bytes, spill_err *err);
 void spill_kv_free(spill_kv *kv);
 
 /* Start a sequence (empty). */
@@ -74,13 +81,14 @@ int spill_kv_blocks_needed(const spill_kv *kv, int seq, int pos, int n);
 /* positions written to seq, -1 when it is not open */
 static inline int spill_kv_len(const spill_kv *kv, int seq) { return seq >= 0 && seq < kv->max_seqs ? kv->len[seq] : -1; }
 
-/* Keys of (seq, layer) at position pos; the values are T * kv_dim floats further. */
-static inline float *spill_kv_k(const spill_kv *kv, int seq, int layer, int pos) {
+/* Keys of (seq, layer) at position pos: kv_dim elements of kv->type (row_bytes); the values are
+ * T * row_bytes further. */
+static inline uint8_t *spill_kv_k(const spill_kv *kv, int seq, int layer, int pos) {
     int b = kv->table[seq][pos / kv->T];
-    return kv->part[(size_t)b * (size_t)kv->L + (size_t)layer] + (size_t)(pos % kv->T) * (size_t)kv->kv_dim;
+    return (uint8_t *)kv->part[(size_t)b * (size_t)kv->L + (size_t)layer] + (size_t)(pos % kv->T) * kv->row_bytes;
 }
-static inline float *spill_kv_v(const spill_kv *kv, int seq, int layer, int pos) {
-    return spill_kv_k(kv, seq, layer, pos) + (size_t)kv->T * (size_t)kv->kv_dim;
+static inline uint8_t *spill_kv_v(const spill_kv *kv, int seq, int layer, int pos) {
+    return spill_kv_k(kv, seq, layer, pos) + (size_t)kv->T * kv->row_bytes;
 }
 
 #endif

@@ -254,9 +254,11 @@ void spill_model_free(spill_model *m) {
 }
 
 int spill_model_regions(const spill_model *m, uint64_t (*bytes)(const void *ctx, const spill_weight *w),
-                        const void *ctx, int n_ctx, int batch, spill_region **out, int *n, spill_err *err) {
+                        const void *ctx, int n_ctx, int batch, spill_dtype kv_type, spill_region **out, int *n,
+                        spill_err *err) {
     spill_shape s;
     if (spill_shape_from_weights(&m->w, &m->hp, bytes, ctx, &s, err)) return -1;
+    s.kv_elem_bytes = (int)spill_kv_type_bytes(kv_type);
     snprintf(s.arch, sizeof s.arch, "%s", m->arch);
     int rc = spill_shape_regions(&s, n_ctx, batch, out, n, err);
     spill_shape_free(&s);

@@ -50,9 +50,10 @@ void spill_model_free(spill_model *m);
  * and the reads it guards is not caught. */
 int spill_model_check_files(const spill_model *m, spill_err *err);
 
-/* The regions of this model for a KV cache of n_ctx tokens x batch sequences, each weight counted
+/* The regions of this model for a KV cache of n_ctx tokens x batch sequences of kv_type, each weight counted
  * as bytes(ctx, w) — what the device that will hold it takes (place.h: spill_placer_bytes). */
 int spill_model_regions(const spill_model *m, uint64_t (*bytes)(const void *ctx, const spill_weight *w),
-                        const void *ctx, int n_ctx, int batch, spill_region **out, int *n, spill_err *err);
+                        const void *ctx, int n_ctx, int batch, spill_dtype kv_type, spill_region **out, int *n,
+                        spill_err *err);
 
 #endif

@@ -35,7 +35,7 @@ int spill_region_tensors(spill_weights *w, const spill_hparams *hp, int r, spill
 int spill_shape_from_gguf(const spill_gguf *g, spill_shape *s, spill_err *err) {
     memset(s, 0, sizeof *s);
     if (spill_gguf_arch(g, s->arch, sizeof s->arch, err) || spill_gguf_hparams_read(g, s->arch, &s->hp, err)) return -1;
-    s->kv_elem_bytes = 4; /* the runtime keeps K and V in F32 */
+    s->kv_elem_bytes = 4; /* K and V in F32, the runtime's default (--kv-type) */
     if (alloc_layers(s, err)) return -1;
     uint64_t by_type[64] = {0};
     for (uint64_t i = 0; i < g->n_tensors; i++) {
@@ -83,7 +83,7 @@ int spill_shape_from_config(const char *path, const char *dtype, spill_shape *s,
     snprintf(s->arch, sizeof s->arch, "%s", c.arch);
     snprintf(s->dtype, sizeof s->dtype, "%s", c.dtype);
     s->hp = c.hp;
-    s->kv_elem_bytes = 2; /* a GPU keeps K and V in 16 bits */
+    s->kv_elem_bytes = 4; /* K and V in F32, the runtime's default (--kv-type) */
     if (alloc_layers(s, err)) return -1;
     uint64_t eb = (uint64_t)c.dtype_bytes;
     /* every tensor of the table, at the checkpoint's element size */
@@ -110,7 +110,7 @@ int spill_shape_from_weights(const spill_weights *w, const spill_hparams *hp,
                              spill_err *err) {
     memset(s, 0, sizeof *s);
     s->hp = *hp;
-    s->kv_elem_bytes = 4; /* the runtime keeps K and V in F32 */
+    s->kv_elem_bytes = 4; /* K and V in F32, the runtime's default (--kv-type) */
     if (alloc_layers(s, err)) return -1;
     for (int l = 0; l < hp->n_layers; l++)
         for (int i = 0; i < SPILL_LAYER_TENSORS; i++) {

@@ -35,7 +35,7 @@ typedef struct spill_shape {
     spill_hparams hp;
     uint64_t *layer_bytes, *layer_params; /* (n_layers) */
     uint64_t embd_bytes, embd_params, output_bytes, output_params, norm_bytes;
-    int kv_elem_bytes; /* bytes per cached K or V element */
+    int kv_elem_bytes; /* bytes per cached K or V element: 4 (F32, what the shape_from_* give) or 2 (--kv-type f16/bf16) */
 } spill_shape;
 
 /* Sizes from the tensors of a GGUF file (exact), hyperparameters from its metadata. */

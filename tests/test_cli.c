@@ -13,11 +13,23 @@ static void test_help(void **s) {
     const char *flags[] = {"--model", "--prompt", "--file", "--n-predict", "--temp", "--top-k", "--top-p", "--seed",
                            "--chat", "--threads", "--ctx-size", "--batch-size", "--policy", "--backend", "--no-mmap",
                            "--verbose", "--help", "--device", "--hbm-budget", "--host-limit", "--alloc-log",
-                           "--n-parallel", "--kv-block", "--profile", "--profile-file", "--tokenizer-pre"};
+                           "--n-parallel", "--kv-block", "--kv-type", "--profile", "--profile-file", "--tokenizer-pre",
+                           "--cuda-graphs", "--draft-skip", "--draft-k", "--draft-file", "--disk-io"};
     for (size_t i = 0; i < sizeof flags / sizeof *flags; i++) {
         if (!strstr(r->out, flags[i])) fprintf(stderr, "--help does not explain %s\n", flags[i]);
         assert_non_null(strstr(r->out, flags[i]));
     }
+    /* the README's flag list is --help's, word for word */
+    const char *list = strstr(r->out, "  -m, --model");
+    assert_non_null(list);
+    FILE *f = fopen(SPILL_FIXTURES_DIR "/../../README.md", "rb");
+    assert_non_null(f);
+    static char readme[1 << 17];
+    size_t n = fread(readme, 1, sizeof readme - 1, f);
+    fclose(f);
+    readme[n] = 0;
+    if (!strstr(readme, list)) fprintf(stderr, "README.md's flag list is not spill-generate --help's; paste this:\n%s", list);
+    assert_non_null(strstr(readme, list));
 }
 
 static void test_bad_flags(void **s) {
@@ -33,6 +45,7 @@ static void test_bad_flags(void **s) {
         {"--backend teleport", "cuda-managed"}, /* lists the backends there are */
         {"--device tpu", "--device"},
         {"--host-limit", "needs a value"},
+        {"--kv-type q8_0", "--kv-type: 'q8_0' is not one of f32|f16|bf16"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
         run_result *r = run_generate(cases[i].args);
@@ -122,6 +135,18 @@ static void test_greedy_run(void **s) {
     snprintf(args, sizeof args, "-m '%s' -p 'Once upon a time' --temp 0 -n 20 -t 1 --no-mmap", stories_path());
     r = run_generate(args);
     assert_string_equal(r->out, first);
+    /* a 16-bit KV cache (flag or variable): stories260K's greedy text is F32's, and -v names the type */
+    snprintf(args, sizeof args, "-m '%s' -p 'Once upon a time' --temp 0 -n 20 -t 2 --kv-type f16 -v", stories_path());
+    r = run_generate(args);
+    assert_int_equal(r->status, 0);
+    assert_string_equal(r->out, first);
+    assert_non_null(strstr(r->err, "KV blocks of 64 tokens (f16, "));
+    snprintf(args, sizeof args, "--help >/dev/null; SPILL_KV_TYPE=bf16 '" SPILL_BIN_DIR "/spill-generate' -m '%s' "
+             "-p 'Once upon a time' --temp 0 -n 20 -t 2 -v", stories_path());
+    r = run_generate(args);
+    assert_int_equal(r->status, 0);
+    assert_string_equal(r->out, first);
+    assert_non_null(strstr(r->err, "(bf16, "));
     /* a seed reproduces a sampled run */
     snprintf(args, sizeof args, "-m '%s' --temp 1 --seed 9 -n 30", stories_path());
     char sampled[65536];

@@ -6,7 +6,9 @@
  * checks is what placement must never change: every policy and budget - regions in HBM, in host
  * memory, split by rows between the two (two GEMMs into one output), streamed through the ring -
  * gives the same greedy tokens, stories260K (F32) gives the CPU path's, and the F32 Hugging Face
- * fixtures (Qwen2 biases, Llama-3 RoPE table) give the CPU's logits.
+ * fixtures (Qwen2 biases, Llama-3 RoPE table) give the CPU's logits. With the KV cache in F16 and
+ * BF16 (--kv-type) stories260K gives the CPU's tokens at the same type, and the GPU's work buffers at a
+ * 128k context (Llama-3.1-70B's shape) grow only by the block table.
  *
  * The stand-in runtime runs the compute stream at once but holds back every copy issued on the
  * prefetch stream until someone waits for it (an event recorded after it, or a synchronize): a step
@@ -23,7 +25,10 @@
 #include <math.h>
 
 #include "cuda_generate_settings.h"
+#include "device.h"
 #include "engine.h"
+#include "place.h"
+#include "../runtime/cuda/forward_cuda.h" /* spill_cu_buffers: the GPU's work buffers, by name and size */
 #include "spill_backend.h"
 #include "spill_cuda_ops.h"
 #include "test_util.h"
@@ -385,23 +390,25 @@ int spill_cu_get_rows(float *out, const void *table, spill_dtype type, int64_t c
     return submit(stream, (fake_op){run_get_rows, {out, (void *)table, (void *)ids}, {type, cols, n}, {0}}, err);
 }
 static void run_kv_store(const fake_op *o) {
-    spill_kv_store_paged(o->p[0], (int)o->i[0], (int)o->i[1], (int)o->i[2], (int)o->i[3], o->p[1], o->p[2]);
+    spill_kv_store_paged(o->p[0], (spill_dtype)o->i[4], (int)o->i[0], (int)o->i[1], (int)o->i[2], (int)o->i[3], o->p[1], o->p[2]);
 }
-int spill_cu_kv_store(float *const *blocks, int T, int kv_dim, int pos0, int n_tok, const float *k, const float *v,
-                      void *stream, spill_err *err) {
-    return submit(stream, (fake_op){run_kv_store, {(void *)blocks, (void *)k, (void *)v}, {T, kv_dim, pos0, n_tok}, {0}}, err);
+int spill_cu_kv_store(void *const *blocks, spill_dtype kv_type, int T, int kv_dim, int pos0, int n_tok, const float *k,
+                      const float *v, void *stream, spill_err *err) {
+    return submit(stream, (fake_op){run_kv_store, {(void *)blocks, (void *)k, (void *)v}, {T, kv_dim, pos0, n_tok, kv_type}, {0}},
+                  err);
 }
 static void run_attention(const fake_op *o) {
     /* the GPU kernel's twin: its splits and its bounded partial buffer, as forward_cuda.c sized it */
-    int rc = spill_flash_attention(o->p[0], o->p[1], o->p[2], (int)o->i[0], (int)o->i[1], (int)o->i[2], (int)o->i[3],
-                                   (int)o->i[4], (int)o->i[5], o->f[0], o->p[3]);
+    int rc = spill_flash_attention(o->p[0], o->p[1], o->p[2], (spill_dtype)o->i[6], (int)o->i[0], (int)o->i[1], (int)o->i[2],
+                                   (int)o->i[3], (int)o->i[4], (int)o->i[5], o->f[0], o->p[3]);
     assert_int_equal(rc, 0);
 }
-int spill_cu_attention(float *out, const float *q, const float *const *blocks, int T, int n_tok, int pos0, int n_heads,
-                       int n_kv_heads, int head_dim, float scale, float *partial, void *stream, spill_err *err) {
+int spill_cu_attention(float *out, const float *q, const void *const *blocks, spill_dtype kv_type, int T, int n_tok,
+                       int pos0, int n_heads, int n_kv_heads, int head_dim, float scale, float *partial, void *stream,
+                       spill_err *err) {
     return submit(stream,
-                  (fake_op){run_attention, {out, (void *)q, (void *)blocks, partial}, {T, n_tok, pos0, n_heads, n_kv_heads, head_dim},
-                            {scale}},
+                  (fake_op){run_attention, {out, (void *)q, (void *)blocks, partial},
+                            {T, n_tok, pos0, n_heads, n_kv_heads, head_dim, kv_type}, {scale}},
                   err);
 }
 struct spill_cu_blas {
@@ -528,6 +535,8 @@ static spill_mem *gpu_mem(uint64_t budget) {
     return mem;
 }
 
+static spill_dtype emu_kv_type = SPILL_DT_F32; /* the KV cache's elements in open_gpu */
+
 /* the engine on the stand-in GPU */
 static spill_engine *open_gpu(const char *path, const char *policy, const char *profile, uint64_t budget, int ctx, int batch,
                               int n_seqs, int kv_block, spill_mem *mem) {
@@ -545,6 +554,7 @@ static spill_engine *open_gpu(const char *path, const char *policy, const char *
     p.batch = batch;
     p.n_seqs = n_seqs;
     p.kv_block = kv_block;
+    p.kv_type = emu_kv_type;
     p.threads = 1;
     p.quiet = 1;
     p.cuda_graphs = fake_graphs;
@@ -720,6 +730,73 @@ static void test_graphs(void **s) {
     assert_true(n_refused > refused0 || spoilt.graphs_made == 0);
     assert_memory_equal(spoilt.tokens, off.tokens, sizeof spoilt.tokens);
     assert_int_equal(cudaPeekAtLastError(), cudaSuccess); /* the refused capture left no error behind */
+}
+
+/* --kv-type f16 / bf16: the GPU path's store and attention (their stand-ins are the CPU twins over the
+   16-bit cache) give the CPU path's tokens at each type, whatever the placement */
+static void test_stories_kv16(void **s) {
+    (void)s;
+    int prompt[64];
+    int np = prompt_ids(stories_path(), "Once upon a time", prompt, 64);
+    const spill_dtype types[] = {SPILL_DT_F16, SPILL_DT_BF16};
+    for (int k = 0; k < 2; k++) {
+        spill_err err = {{0}};
+        spill_engine_params p = spill_engine_defaults();
+        p.model = stories_path();
+        p.ctx = 64;
+        p.batch = 32;
+        p.threads = 1;
+        p.kv_type = types[k];
+        p.quiet = 1;
+        spill_engine *e;
+        if (spill_engine_open(&p, &e, &err)) fail_msg("%s", err.msg);
+        assert_int_equal(spill_engine_forward(e, 0, prompt, np, 0, &err), 0);
+        int cpu[N_GEN], pos = np, V = spill_engine_model(e)->hp.vocab;
+        for (int g = 0; g < N_GEN; g++) {
+            cpu[g] = argmax_logit(spill_engine_logits(e), V);
+            assert_int_equal(spill_engine_forward(e, 0, &cpu[g], 1, pos++, &err), 0);
+        }
+        spill_engine_free(e);
+        emu_kv_type = types[k];
+        const char *policies[] = {"host", "pin", "stream"};
+        for (int i = 0; i < 3; i++)
+            for (int batch = 1; batch <= 8; batch += 7) {
+                run_info r;
+                run_gpu(stories_path(), policies[i], 64u << 20, prompt, np, batch, &r);
+                char what[64];
+                snprintf(what, sizeof what, "stories %s cache, %s, batch %d", spill_kv_type_name(types[k]), policies[i], batch);
+                print_run(what, &r);
+                assert_memory_equal(r.tokens, cpu, sizeof cpu);
+            }
+        emu_kv_type = SPILL_DT_F32;
+    }
+}
+
+/* The GPU's work buffers (what the engine takes off the HBM budget before planning) at a 128k context:
+   flash-decoding's partials are bounded by the heads, so only the block table (a pointer per block of
+   64 positions per layer, on the GPU and beside it on the host) grows with the context. Llama-3.1-70B's
+   shape, batches of 32. */
+static void test_work_buffers_128k(void **s) {
+    (void)s;
+    spill_hparams hp = {.n_layers = 80, .dim = 8192, .n_heads = 64, .n_kv_heads = 8, .head_dim = 128, .ffn_dim = 28672,
+                        .vocab = 128256, .ctx_train = 131072, .rope_dims = 128};
+    spill_cu_buffer a[SPILL_CU_BUFFERS], b[SPILL_CU_BUFFERS];
+    int na = spill_cu_buffers(&hp, 4096, 32, 0, 1, NULL, a), nb = spill_cu_buffers(&hp, 131072, 32, 0, 1, NULL, b);
+    assert_int_equal(na, nb);
+    uint64_t total = 0;
+    for (int i = 0; i < nb; i++) {
+        total += b[i].bytes;
+        if (strstr(b[i].what, "KV block table")) /* a pointer per block of 64 positions per layer */
+            assert_int_equal(b[i].bytes, sizeof(void *) * 80 * (131072 / SPILL_KV_BLOCK_DEFAULT));
+        else
+            assert_int_equal(b[i].bytes, a[i].bytes); /* the same at 4096 positions as at 131072 */
+    }
+    uint64_t (*work)(const spill_hparams *, int, int, int) = spill_cuda_device.placer->work_bytes;
+    uint64_t w4k = work(&hp, 4096, 32, 0), w128k = work(&hp, 131072, 32, 0);
+    printf("GPU work buffers, 70B shape, batch 32: %.1f MiB in all at 131072 positions; HBM with the arena's rounding "
+           "%.1f MiB at 4096, %.1f MiB at 131072\n", total / 1048576.0, w4k / 1048576.0, w128k / 1048576.0);
+    assert_true(total < 96ull << 20);
+    assert_true(w128k < 128ull << 20 && w128k - w4k <= 16ull << 20);
 }
 
 /* a ring on pageable host memory (the system backend) is refused: copies from pageable memory are
@@ -947,6 +1024,8 @@ int main(void) {
         cmocka_unit_test(test_ring_refused_on_pageable),
         cmocka_unit_test(test_graphs),
         cmocka_unit_test(test_stories_matches_cpu),
+        cmocka_unit_test(test_stories_kv16),
+        cmocka_unit_test(test_work_buffers_128k),
         cmocka_unit_test(test_smollm2_placements),
         cmocka_unit_test(test_hf_fixtures),
         cmocka_unit_test(test_parallel_sequences),

@@ -1,11 +1,11 @@
 /* gpu: every CUDA operation against its CPU twin on random inputs, with the tolerance it is held to:
  *   rmsnorm, swiglu, add, get_rows (all types): 1e-5 relative (the same arithmetic, other rounding)
  *   rope (both conventions, with and without a frequency table): 1e-4 (cosf/sinf differ in the last bits)
- *   softmax: 1e-5; argmax: the same index; KV store, top-k: exact
+ *   softmax: 1e-5; argmax: the same index; KV store (F32, and F16 / BF16 rounded to nearest even), top-k: exact
  *   fused dequantize-GEMV vs its twin (kernels/gemv.c): 1e-6 of the largest output (the same decoder and
  *   order of sums); BF16 tiles for prefill: equal to the twin's
  *   flash-decoding attention over a paged KV cache vs its twin (kernels/flash.c): 1e-5, decode with many
- *   splits, batched decode, prefill, a 128k context
+ *   splits, batched decode, prefill, a 128k context; the cache in F32, F16 and BF16
  *   gemm (cuBLAS, F16 and BF16 weights): 2e-2 relative to the largest output, because the GPU rounds the
  *   activations to the weight type and the CPU keeps them in F32 (BF16) or F16 (F16)
  * Skips with the driver's reason without a device. */
@@ -167,35 +167,43 @@ static void test_get_rows(void **s) {
 }
 
 /* flash-decoding on the GPU vs its twin (kernels/flash.c, itself checked against the plain attention
-   in test_twins): blocks of T positions, out of order in memory as a block table leaves them */
-static void attention_case(int T, int NT, int POS0, int H, int KVH, int HD) {
+   in test_twins): a cache of kt (F32, F16, BF16) in blocks of T positions, out of order in memory as a
+   block table leaves them */
+static void attention_case_t(spill_dtype kt, int T, int NT, int POS0, int H, int KVH, int HD) {
     spill_err err = {{0}};
     int len = POS0 + NT, NB = (len + T - 1) / T, KV = KVH * HD;
-    size_t bfl = (size_t)2 * T * KV, nq = (size_t)NT * H * HD;
+    size_t bfl = (size_t)2 * T * KV, nq = (size_t)NT * H * HD, eb = spill_kv_type_bytes(kt), bb = bfl * eb;
     uint64_t pf = spill_flash_partial_floats(H, KVH, HD);
-    float *kv = malloc(sizeof(float) * bfl * NB), *q = malloc(sizeof(float) * nq), *ref = malloc(sizeof(float) * nq);
+    float *kvf = malloc(sizeof(float) * bfl * NB), *q = malloc(sizeof(float) * nq), *ref = malloc(sizeof(float) * nq);
     float *got = malloc(sizeof(float) * nq), *partial = malloc(sizeof(float) * pf), *scores = malloc(sizeof(float) * len);
-    const float **host_blocks = malloc(sizeof(float *) * NB), **dev_blocks = malloc(sizeof(float *) * NB);
-    assert_true(kv && q && ref && got && partial && scores && host_blocks && dev_blocks);
-    rnd(kv, bfl * NB, 20 + (uint64_t)len), rnd(q, nq, 30);
-    for (int i = 0; i < NB; i++) host_blocks[i] = kv + (size_t)((i * 7) % NB) * bfl;
+    uint8_t *kv = malloc(bb * NB);
+    const void **host_blocks = malloc(sizeof(void *) * NB), **dev_blocks = malloc(sizeof(void *) * NB);
+    assert_true(kvf && kv && q && ref && got && partial && scores && host_blocks && dev_blocks);
+    rnd(kvf, bfl * NB, 20 + (uint64_t)len), rnd(q, nq, 30);
+    for (int i = 0; i < NB; i++) spill_kv_row_put(kt, kv + (size_t)i * bb, kvf + (size_t)i * bfl, (int)bfl);
+    for (int i = 0; i < NB; i++) host_blocks[i] = kv + (size_t)((i * 7) % NB) * bb;
     float scale = 1.0f / sqrtf((float)HD);
-    assert_int_equal(spill_flash_attention(ref, q, host_blocks, T, NT, POS0, H, KVH, HD, scale, partial), 0);
-    spill_attention_paged(got, q, host_blocks, T, NT, POS0, H, KVH, HD, scale, scores);
+    assert_int_equal(spill_flash_attention(ref, q, host_blocks, kt, T, NT, POS0, H, KVH, HD, scale, partial), 0);
+    spill_attention_paged(got, q, host_blocks, kt, T, NT, POS0, H, KVH, HD, scale, scores);
     close_to(got, ref, nq, 1e-5, "twin vs plain attention");
-    float *dkv = dev(kv, sizeof(float) * bfl * NB), *dq = dev(q, sizeof(float) * nq), *dout = dev(NULL, sizeof(float) * nq);
+    uint8_t *dkv = dev(kv, bb * NB);
+    float *dq = dev(q, sizeof(float) * nq), *dout = dev(NULL, sizeof(float) * nq);
     float *dpartial = dev(NULL, sizeof(float) * pf);
-    for (int i = 0; i < NB; i++) dev_blocks[i] = dkv + (host_blocks[i] - kv);
-    void *dtable = dev(dev_blocks, sizeof(float *) * NB);
-    if (spill_cu_attention(dout, dq, (const float *const *)dtable, T, NT, POS0, H, KVH, HD, scale, dpartial, NULL, &err))
+    for (int i = 0; i < NB; i++) dev_blocks[i] = dkv + ((const uint8_t *)host_blocks[i] - kv);
+    void *dtable = dev(dev_blocks, sizeof(void *) * NB);
+    if (spill_cu_attention(dout, dq, (const void *const *)dtable, kt, T, NT, POS0, H, KVH, HD, scale, dpartial, NULL, &err))
         fail_msg("%s", err.msg);
     back(got, dout, sizeof(float) * nq);
-    char what[128];
-    snprintf(what, sizeof what, "attention (%d tokens at %d, %d heads, %d kv, %d dims, %d splits)", NT, POS0, H, KVH, HD,
-             spill_flash_splits(NT, KVH, len));
+    char what[160];
+    snprintf(what, sizeof what, "attention, %s cache (%d tokens at %d, %d heads, %d kv, %d dims, %d splits)",
+             spill_kv_type_name(kt), NT, POS0, H, KVH, HD, spill_flash_splits(NT, KVH, len));
     close_to(got, ref, nq, 1e-5, what);
     cudaFree(dkv), cudaFree(dq), cudaFree(dout), cudaFree(dpartial), cudaFree(dtable);
-    free(kv), free(q), free(ref), free(got), free(partial), free(scores), free(host_blocks), free(dev_blocks);
+    free(kvf), free(kv), free(q), free(ref), free(got), free(partial), free(scores), free(host_blocks), free(dev_blocks);
+}
+
+static void attention_case(int T, int NT, int POS0, int H, int KVH, int HD) {
+    attention_case_t(SPILL_DT_F32, T, NT, POS0, H, KVH, HD);
 }
 
 static void test_attention(void **s) {
@@ -210,27 +218,50 @@ static void test_attention(void **s) {
     attention_case(16, 1, 131071, 8, 1, 256);  /* 128k context, head size 256: more than 48 KiB of shared memory */
 }
 
-static void test_kv_store(void **s) {
+/* the cache in F16 and BF16 (--kv-type): the kernel widens each element as it loads the tile */
+static void test_attention_kv16(void **s) {
     (void)s;
+    const spill_dtype types[] = {SPILL_DT_F16, SPILL_DT_BF16};
+    for (int i = 0; i < 2; i++) {
+        attention_case_t(types[i], 16, 1, 4000, 32, 8, 128);  /* decode: many splits and the combine */
+        attention_case_t(types[i], 16, 8, 2000, 64, 8, 128);  /* batched decode, Llama-3-70B's heads */
+        attention_case_t(types[i], 16, 102, 2, 3, 1, 24);     /* prefill: a chunk edge inside a tile */
+        attention_case_t(types[i], 7, 5, 333, 14, 2, 24);     /* odd block size and head size */
+        attention_case_t(types[i], 16, 1, 131071, 8, 1, 256); /* 128k context, head size 256 */
+    }
+}
+
+/* the store at each element type: F32 a copy, F16 / BF16 rounded to nearest even as the twin rounds */
+static void kv_store_case(spill_dtype kt) {
     spill_err err = {{0}};
     enum { T = 4, NB = 3, KV = 96, NT = 5, POS0 = 2 };
-    static float blocks[NB][2 * T * KV], ref[NB][2 * T * KV], k[NT * KV], v[NT * KV];
-    rnd(blocks[0], NB * 2 * T * KV, 40);
-    memcpy(ref, blocks, sizeof ref);
+    size_t bb = (size_t)2 * T * KV * spill_kv_type_bytes(kt);
+    static float init[NB * 2 * T * KV], k[NT * KV], v[NT * KV];
+    static uint8_t blocks[NB * 2 * T * KV * 4], ref[NB * 2 * T * KV * 4], got[NB * 2 * T * KV * 4];
+    rnd(init, NB * 2 * T * KV, 40);
+    spill_kv_row_put(kt, blocks, init, NB * 2 * T * KV);
+    memcpy(ref, blocks, bb * NB);
     rnd(k, NT * KV, 41), rnd(v, NT * KV, 42);
     int order[NB] = {2, 0, 1};
-    float *host_blocks[NB];
-    for (int i = 0; i < NB; i++) host_blocks[i] = ref[order[i]];
-    spill_kv_store_paged(host_blocks, T, KV, POS0, NT, k, v);
-    float *dblocks = dev(blocks, sizeof blocks), *dk = dev(k, sizeof k), *dv = dev(v, sizeof v);
-    float *dev_blocks[NB];
-    for (int i = 0; i < NB; i++) dev_blocks[i] = dblocks + (size_t)order[i] * 2 * T * KV;
+    void *host_blocks[NB];
+    for (int i = 0; i < NB; i++) host_blocks[i] = ref + (size_t)order[i] * bb;
+    spill_kv_store_paged(host_blocks, kt, T, KV, POS0, NT, k, v);
+    uint8_t *dblocks = dev(blocks, bb * NB);
+    float *dk = dev(k, sizeof k), *dv = dev(v, sizeof v);
+    void *dev_blocks[NB];
+    for (int i = 0; i < NB; i++) dev_blocks[i] = dblocks + (size_t)order[i] * bb;
     void *dtable = dev(dev_blocks, sizeof dev_blocks);
-    if (spill_cu_kv_store((float *const *)dtable, T, KV, POS0, NT, dk, dv, NULL, &err)) fail_msg("%s", err.msg);
-    static float got[NB][2 * T * KV];
-    back(got, dblocks, sizeof got);
-    assert_memory_equal(got, ref, sizeof got); /* a copy: exact, and nothing else touched */
+    if (spill_cu_kv_store((void *const *)dtable, kt, T, KV, POS0, NT, dk, dv, NULL, &err)) fail_msg("%s", err.msg);
+    back(got, dblocks, bb * NB);
+    assert_memory_equal(got, ref, bb * NB); /* exact, and nothing else touched */
     cudaFree(dblocks), cudaFree(dk), cudaFree(dv), cudaFree(dtable);
+}
+
+static void test_kv_store(void **s) {
+    (void)s;
+    kv_store_case(SPILL_DT_F32);
+    kv_store_case(SPILL_DT_F16);
+    kv_store_case(SPILL_DT_BF16);
 }
 
 static void test_gemm(void **s) {
@@ -312,6 +343,7 @@ int main(void) {
         cmocka_unit_test(test_rope_softmax_argmax),
         cmocka_unit_test(test_get_rows),
         cmocka_unit_test(test_attention),
+        cmocka_unit_test(test_attention_kv16),
         cmocka_unit_test(test_kv_store),
         cmocka_unit_test(test_topk),
         cmocka_unit_test(test_gemm),

@@ -1,6 +1,7 @@
 /* The paged KV cache on its own: blocks on demand, copy-on-write forks that share a prefix and
  * diverge, release and reuse, running out of blocks, and the HBM window (newest blocks in HBM, the
- * oldest demoted to host memory) on the emulated backend. */
+ * oldest demoted to host memory) on the emulated backend; each with the cache in F32, F16 and BF16
+ * (a 16-bit part is half the bytes, values come back within the type's rounding, to nearest even). */
 #include <math.h>
 
 #include "kv.h"
@@ -15,28 +16,78 @@ static spill_mem *open_mem(void) {
     return m;
 }
 
+static const spill_dtype kv_types[] = {SPILL_DT_F32, SPILL_DT_F16, SPILL_DT_BF16};
+
+/* a recognisable, not exactly representable value for (tag, layer, d): rounded by a 16-bit cache */
+static float val(float tag, int l, int d) { return (tag + l * 0.5f + d) * 1.0009765625f + 0.0001f; }
+/* the largest error a cache of type t may make on x: half an ulp (F16 keeps 11 bits, BF16 8) */
+static double rounding(spill_dtype t, float x) {
+    return t == SPILL_DT_F32 ? 0 : fabs(x) * (t == SPILL_DT_F16 ? 0x1p-11 : 0x1p-8) * (1 + 1e-6);
+}
+
 /* write a recognisable value for (seq, layer, pos) into K and V */
 static void put(spill_kv *kv, int seq, int pos, float tag) {
+    float k[64], v[64];
+    assert_true(kv->kv_dim <= 64);
     for (int l = 0; l < kv->L; l++) {
-        float *k = spill_kv_k(kv, seq, l, pos), *v = spill_kv_v(kv, seq, l, pos);
-        for (int d = 0; d < kv->kv_dim; d++) k[d] = tag + l * 0.5f + d, v[d] = -(tag + l * 0.5f + d);
+        for (int d = 0; d < kv->kv_dim; d++) k[d] = val(tag, l, d), v[d] = -val(tag, l, d);
+        spill_kv_row_put(kv->type, spill_kv_k(kv, seq, l, pos), k, kv->kv_dim);
+        spill_kv_row_put(kv->type, spill_kv_v(kv, seq, l, pos), v, kv->kv_dim);
     }
 }
 
 static int has(const spill_kv *kv, int seq, int pos, float tag) {
-    for (int l = 0; l < kv->L; l++)
-        for (int d = 0; d < kv->kv_dim; d++)
-            if (spill_kv_k(kv, seq, l, pos)[d] != tag + l * 0.5f + d || spill_kv_v(kv, seq, l, pos)[d] != -(tag + l * 0.5f + d))
-                return 0;
+    float kb[64], vb[64];
+    for (int l = 0; l < kv->L; l++) {
+        const float *k = spill_kv_row_get(kv->type, spill_kv_k(kv, seq, l, pos), kb, kv->kv_dim);
+        const float *v = spill_kv_row_get(kv->type, spill_kv_v(kv, seq, l, pos), vb, kv->kv_dim);
+        for (int d = 0; d < kv->kv_dim; d++) {
+            float x = val(tag, l, d);
+            if (fabs(k[d] - x) > rounding(kv->type, x) || fabs(v[d] + x) > rounding(kv->type, x)) return 0;
+        }
+    }
     return 1;
 }
 
-static void test_blocks_and_cow(void **s) {
+/* store and read back: within half an ulp, ties to even, and the F32 cache exact */
+static void test_round_trip(void **s) {
     (void)s;
+    float x[256], back[256];
+    uint16_t h[256];
+    uint64_t r = 7;
+    for (int i = 0; i < 256; i++) {
+        r = r * 6364136223846793005ull + 1442695040888963407ull;
+        x[i] = ((float)(r >> 40) / (float)(1 << 24) - 0.5f) * (float)(1 << (i % 16));
+    }
+    for (int t = 0; t < 3; t++) {
+        spill_dtype kt = kv_types[t];
+        uint8_t row[1024];
+        spill_kv_row_put(kt, row, x, 256);
+        const float *y = spill_kv_row_get(kt, row, back, 256);
+        if (kt == SPILL_DT_F32) assert_ptr_equal(y, (const float *)row); /* F32 rows are read in place */
+        for (int i = 0; i < 256; i++) assert_true(fabs(y[i] - x[i]) <= rounding(kt, x[i]));
+    }
+    /* ties go to the even neighbour: 1 + 2^-11 is halfway between F16's 1 and 1 + 2^-10 */
+    float ties[4] = {1 + 0x1p-11f, 1 + 3 * 0x1p-11f, 1 + 0x1p-8f, 1 + 3 * 0x1p-8f};
+    spill_kv_row_put(SPILL_DT_F16, h, ties, 2);
+    assert_true(spill_fp16_to_fp32(h[0]) == 1.0f && spill_fp16_to_fp32(h[1]) == 1 + 0x1p-9f);
+    spill_kv_row_put(SPILL_DT_BF16, h, ties + 2, 2);
+    assert_true(spill_bf16_to_fp32(h[0]) == 1.0f && spill_bf16_to_fp32(h[1]) == 1 + 0x1p-6f);
+    /* the names the flags take */
+    spill_dtype t;
+    assert_int_equal(spill_kv_type_parse("BF16", &t), 0);
+    assert_int_equal(t, SPILL_DT_BF16);
+    assert_int_equal(spill_kv_type_parse("q8_0", &t), -1);
+    assert_int_equal(spill_kv_type_bytes(SPILL_DT_F16), 2);
+    assert_int_equal(spill_kv_type_bytes(SPILL_DT_Q8_0), 0);
+}
+
+static void blocks_and_cow(spill_dtype kt) {
     spill_mem *m = open_mem();
     spill_kv kv;
     spill_err err = {{0}};
-    assert_int_equal(spill_kv_init(&kv, m, 3, 8, 64, 4, 4, 0, NULL, &err), 0);
+    assert_int_equal(spill_kv_init(&kv, m, kt, 3, 8, 64, 4, 4, 0, NULL, &err), 0);
+    assert_int_equal(kv.part_bytes, 2ull * 4 * 8 * spill_kv_type_bytes(kt));
     assert_int_equal(kv.blocks_per_seq, 16);
     assert_int_equal(spill_kv_seq_open(&kv, 0, &err), 0);
     /* a 10-token prompt: blocks 0, 1, 2 (the last half full) */
@@ -90,13 +141,18 @@ static void test_blocks_and_cow(void **s) {
     spill_mem_free(m);
 }
 
+static void test_blocks_and_cow(void **s) {
+    (void)s;
+    for (int t = 0; t < 3; t++) blocks_and_cow(kv_types[t]);
+}
+
 static void test_out_of_blocks(void **s) {
     (void)s;
     spill_mem *m = open_mem();
     spill_kv kv;
     spill_err err = {{0}};
     /* 5 blocks of 4 tokens in all: one full sequence (16 positions = 4 blocks) plus one block */
-    assert_int_equal(spill_kv_init(&kv, m, 2, 4, 16, 2, 4, 5, NULL, &err), 0);
+    assert_int_equal(spill_kv_init(&kv, m, SPILL_DT_F32, 2, 4, 16, 2, 4, 5, NULL, &err), 0);
     assert_int_equal(spill_kv_seq_open(&kv, 0, &err), 0);
     assert_int_equal(spill_kv_seq_open(&kv, 1, &err), 0);
     assert_int_equal(spill_kv_prepare(&kv, 0, 0, 16, &err), 0);
@@ -109,20 +165,23 @@ static void test_out_of_blocks(void **s) {
     assert_int_equal(spill_kv_prepare(&kv, 1, 4, 1, &err), 0);
     spill_kv_free(&kv);
     /* bad block sizes */
-    assert_int_equal(spill_kv_init(&kv, m, 2, 4, 16, 1, 3, 0, NULL, &err), -1);
+    assert_int_equal(spill_kv_init(&kv, m, SPILL_DT_F32, 2, 4, 16, 1, 3, 0, NULL, &err), -1);
     assert_non_null(strstr(err.msg, "power of two"));
+    /* a type the cache does not hold */
+    assert_int_equal(spill_kv_init(&kv, m, SPILL_DT_Q8_0, 2, 4, 16, 1, 4, 0, NULL, &err), -1);
+    assert_non_null(strstr(err.msg, "f32|f16|bf16"));
     spill_mem_free(m);
 }
 
-static void test_hbm_window(void **s) {
-    (void)s;
+static void hbm_window(spill_dtype kt) {
     spill_mem *m = open_mem();
     spill_kv kv;
     spill_err err = {{0}};
     int L = 2, D = 16, T = 8;
-    uint64_t part = 2ull * T * D * sizeof(float);
+    uint64_t part = 2ull * T * D * spill_kv_type_bytes(kt); /* half the F32 part's bytes at F16 and BF16 */
     uint64_t hbm[2] = {3 * part, 0}; /* layer 0 keeps 3 blocks in HBM, layer 1 none */
-    assert_int_equal(spill_kv_init(&kv, m, L, D, 128, 1, T, 0, hbm, &err), 0);
+    assert_int_equal(spill_kv_init(&kv, m, kt, L, D, 128, 1, T, 0, hbm, &err), 0);
+    assert_int_equal(kv.part_bytes, part);
     assert_int_equal(spill_kv_seq_open(&kv, 0, &err), 0);
     for (int p = 0; p < 6 * T; p++) {
         assert_int_equal(spill_kv_prepare(&kv, 0, p, 1, &err), 0);
@@ -150,15 +209,19 @@ static void test_hbm_window(void **s) {
     spill_mem_free(m);
 }
 
-/* the reference attention (the GPU kernel's CPU twin) reads through the block table and equals a
-   plain attention over contiguous K and V */
-static void test_attention_reference(void **s) {
+static void test_hbm_window(void **s) {
     (void)s;
+    for (int t = 0; t < 3; t++) hbm_window(kv_types[t]);
+}
+
+/* the reference attention (the GPU kernel's CPU twin) reads through the block table and equals a
+   plain attention over contiguous K and V (as the cache holds them: rounded to its type) */
+static void attention_reference(spill_dtype kt) {
     spill_mem *m = open_mem();
     spill_kv kv;
     spill_err err = {{0}};
     enum { H = 4, KVH = 2, HD = 8, D = KVH * HD, NT = 3, POS0 = 9, LEN = POS0 + NT };
-    assert_int_equal(spill_kv_init(&kv, m, 1, D, 64, 2, 4, 0, NULL, &err), 0);
+    assert_int_equal(spill_kv_init(&kv, m, kt, 1, D, 64, 2, 4, 0, NULL, &err), 0);
     assert_int_equal(spill_kv_seq_open(&kv, 1, &err), 0);
     assert_int_equal(spill_kv_prepare(&kv, 1, 0, LEN, &err), 0);
     float K[LEN][D], V[LEN][D], q[NT * H * HD], got[NT * H * HD], scores[LEN];
@@ -168,14 +231,19 @@ static void test_attention_reference(void **s) {
             r = r * 6364136223846793005ull + 1442695040888963407ull;
             K[p][d] = (float)(r >> 40) / (float)(1 << 24) - 0.5f;
             V[p][d] = (float)((r >> 20) & 0xFFFF) / 65536.0f - 0.5f;
-            spill_kv_k(&kv, 1, 0, p)[d] = K[p][d];
-            spill_kv_v(&kv, 1, 0, p)[d] = V[p][d];
         }
+    for (int p = 0; p < LEN; p++) { /* stored, then read back as the cache rounded them */
+        float row[D];
+        spill_kv_row_put(kt, spill_kv_k(&kv, 1, 0, p), K[p], D);
+        spill_kv_row_put(kt, spill_kv_v(&kv, 1, 0, p), V[p], D);
+        memcpy(K[p], spill_kv_row_get(kt, spill_kv_k(&kv, 1, 0, p), row, D), sizeof row);
+        memcpy(V[p], spill_kv_row_get(kt, spill_kv_v(&kv, 1, 0, p), row, D), sizeof row);
+    }
     for (int i = 0; i < NT * H * HD; i++) q[i] = (float)((i * 37) % 17) / 17.0f - 0.5f;
-    const float *blocks[16];
+    const void *blocks[16];
     for (int b = 0; b * kv.T < LEN; b++) blocks[b] = kv.part[(size_t)kv.table[1][b] * (size_t)kv.L];
     float scale = 1.0f / sqrtf(HD);
-    spill_attention_paged(got, q, blocks, kv.T, NT, POS0, H, KVH, HD, scale, scores);
+    spill_attention_paged(got, q, blocks, kt, kv.T, NT, POS0, H, KVH, HD, scale, scores);
     for (int t = 0; t < NT; t++)
         for (int h = 0; h < H; h++) {
             int len = POS0 + t + 1, kvh = h / (H / KVH);
@@ -197,19 +265,28 @@ static void test_attention_reference(void **s) {
     enum { SP = POS0 - 2 };
     float k2[NT * D], v2[NT * D];
     for (int i = 0; i < NT * D; i++) k2[i] = (float)i, v2[i] = -(float)i;
-    float *wblocks[16];
+    void *wblocks[16];
     for (int b = 0; b * kv.T < LEN; b++) wblocks[b] = kv.part[(size_t)kv.table[1][b] * (size_t)kv.L];
     assert_true(SP / kv.T != (SP + NT - 1) / kv.T);
-    spill_kv_store_paged(wblocks, kv.T, D, SP, NT, k2, v2);
+    spill_kv_store_paged(wblocks, kt, kv.T, D, SP, NT, k2, v2);
+    uint8_t want[D * 4];
+    float row[D];
     for (int t = 0; t < NT; t++) {
-        assert_memory_equal(spill_kv_k(&kv, 1, 0, SP + t), k2 + t * D, sizeof(float) * D);
-        assert_memory_equal(spill_kv_v(&kv, 1, 0, SP + t), v2 + t * D, sizeof(float) * D);
+        spill_kv_row_put(kt, want, k2 + t * D, D);
+        assert_memory_equal(spill_kv_k(&kv, 1, 0, SP + t), want, kv.row_bytes);
+        spill_kv_row_put(kt, want, v2 + t * D, D);
+        assert_memory_equal(spill_kv_v(&kv, 1, 0, SP + t), want, kv.row_bytes);
     }
     /* the positions on either side are untouched */
-    assert_memory_equal(spill_kv_k(&kv, 1, 0, SP - 1), K[SP - 1], sizeof(float) * D);
-    assert_memory_equal(spill_kv_v(&kv, 1, 0, SP + NT), V[SP + NT], sizeof(float) * D);
+    assert_memory_equal(spill_kv_row_get(kt, spill_kv_k(&kv, 1, 0, SP - 1), row, D), K[SP - 1], sizeof(float) * D);
+    assert_memory_equal(spill_kv_row_get(kt, spill_kv_v(&kv, 1, 0, SP + NT), row, D), V[SP + NT], sizeof(float) * D);
     spill_kv_free(&kv);
     spill_mem_free(m);
+}
+
+static void test_attention_reference(void **s) {
+    (void)s;
+    for (int t = 0; t < 3; t++) attention_reference(kv_types[t]);
 }
 
 /* A new block in the decode loop is not zeroed: it is written before it is read, and on the GPU the
@@ -236,7 +313,7 @@ static void test_blocks_not_zeroed(void **s) {
     spill_mem *m = spill_mem_wrap(leaf, &mc, "counting zero calls", &err);
     assert_non_null(m);
     spill_kv kv;
-    assert_int_equal(spill_kv_init(&kv, m, 3, 8, 64, 2, 4, 0, NULL, &err), 0);
+    assert_int_equal(spill_kv_init(&kv, m, SPILL_DT_F16, 3, 8, 64, 2, 4, 0, NULL, &err), 0);
     assert_int_equal(spill_kv_seq_open(&kv, 0, &err), 0);
     zc_calls = 0;
     for (int pos = 0; pos < 20; pos++) { /* five blocks of 4 tokens, one token a step */
@@ -252,6 +329,7 @@ static void test_blocks_not_zeroed(void **s) {
 
 int main(void) {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_round_trip),
         cmocka_unit_test(test_blocks_and_cow),
         cmocka_unit_test(test_out_of_blocks),
         cmocka_unit_test(test_hbm_window),

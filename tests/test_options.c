@@ -14,6 +14,7 @@ static void test_defaults(void **state) {
     assert_int_equal(o.host_node, -1);
     assert_int_equal(o.log, 0);
     assert_string_equal(o.memgetinfo, "real");
+    assert_string_equal(o.kv_type, "f32");
     /* every entry has a variable named after it and a doc line */
     for (int i = 0; spill_option_table[i].name; i++) {
         const spill_option_def *d = &spill_option_table[i];
@@ -46,6 +47,8 @@ static void test_env_and_flags(void **state) {
     assert_int_equal(o.host_limit, 3ull << 29);
     assert_int_equal(spill_options_set(&o, "SPILL_STATS", "on", &err), 0);
     assert_int_equal(o.stats, 1);
+    assert_int_equal(spill_options_set(&o, "kv-type", "BF16", &err), 0);
+    assert_string_equal(o.kv_type, "bf16");
     unsetenv("SPILL_HBM_BUDGET");
     unsetenv("SPILL_BACKEND");
     unsetenv("SPILL_LOG");
@@ -63,6 +66,8 @@ static void test_bad_values(void **state) {
     assert_non_null(strstr(err.msg, "80 gigs"));
     assert_int_equal(spill_options_set(&o, "backend", "teleport", &err), -1);
     assert_non_null(strstr(err.msg, "cuda-managed")); /* lists what is accepted */
+    assert_int_equal(spill_options_set(&o, "kv-type", "q8", &err), -1);
+    assert_non_null(strstr(err.msg, "--kv-type")), assert_non_null(strstr(err.msg, "f32|f16|bf16"));
     assert_int_equal(spill_options_set(&o, "threads", "4x", &err), -1);
     assert_int_equal(spill_options_set(&o, "log", "maybe", &err), -1);
     assert_int_equal(spill_options_set(&o, "hbm-budget", "-1G", &err), -1);

@@ -29,6 +29,7 @@ static void regions_70b(spill_region **r, int *n, int ctx) {
     spill_shape s;
     spill_err err = {{0}};
     if (spill_shape_from_config(cfg_path, NULL, &s, &err)) fail_msg("%s", err.msg);
+    s.kv_elem_bytes = 2; /* the deployment these cases model: a 16-bit cache (--kv-type bf16) */
     assert_int_equal(spill_shape_regions(&s, ctx, 1, r, n, &err), 0);
     spill_shape_free(&s);
 }
@@ -62,6 +63,9 @@ static void test_shape(void **s) {
     uint64_t w = spill_shape_weight_bytes(&sh);
     /* Llama-3-70B in BF16 is about 141 GB */
     assert_true(w > 138 * GB && w < 143 * GB);
+    /* K and V in F32 unless --kv-type says otherwise, as the runtime keeps them */
+    assert_int_equal(spill_shape_kv_bytes_per_token(&sh), 2ull * 80 * 8 * 128 * 4);
+    sh.kv_elem_bytes = 2;
     assert_int_equal(spill_shape_kv_bytes_per_token(&sh), 2ull * 80 * 8 * 128 * 2);
     spill_shape_free(&sh);
     /* bad configs name the file and the problem */
@@ -77,6 +81,39 @@ static void test_shape(void **s) {
     assert_int_equal(spill_shape_from_config(cfg_path, "int4", &sh, &err), -1);
     assert_non_null(strstr(err.msg, "int4"));
     unlink("/tmp/spill-cfg-bad.json");
+}
+
+/* Llama-3.1-70B at a 128k context: the KV regions at F16 (--kv-type) are half the F32 ones (40 GiB
+   instead of 80), and every policy plans either way */
+static void test_kv_type_128k(void **s) {
+    (void)s;
+    spill_shape sh;
+    spill_err err = {{0}};
+    assert_int_equal(spill_shape_from_config(cfg_path, NULL, &sh, &err), 0);
+    spill_region *r[2];
+    int n[2];
+    assert_int_equal(spill_shape_regions(&sh, 131072, 1, &r[0], &n[0], &err), 0);
+    sh.kv_elem_bytes = 2;
+    assert_int_equal(spill_shape_regions(&sh, 131072, 1, &r[1], &n[1], &err), 0);
+    int L = sh.hp.n_layers;
+    uint64_t kv[2] = {0, 0};
+    for (int l = 0; l < L; l++) {
+        uint64_t b32 = r[0][spill_region_kv(L, l)].bytes, b16 = r[1][spill_region_kv(L, l)].bytes;
+        assert_int_equal(b16 * 2, b32);
+        kv[0] += b32, kv[1] += b16;
+    }
+    assert_int_equal(kv[0], 80ull << 30);
+    assert_int_equal(kv[1], 40ull << 30);
+    const char *policies[] = {"pin", "stream", "auto"};
+    for (int t = 0; t < 2; t++)
+        for (int p = 0; p < 3; p++) {
+            spill_plan plan = make(policies[p], "gh200-144", 140 * GB, 0, 1, r[t], n[t]);
+            assert_true(hbm_bytes(&plan, r[t]) <= 140 * GB);
+            spill_plan_free(&plan);
+        }
+    spill_regions_free(r[0]);
+    spill_regions_free(r[1]);
+    spill_shape_free(&sh);
 }
 
 static void test_pin_budgets(void **s) {
@@ -416,7 +453,7 @@ static void test_spill_plan_cli(void **s) {
     (void)s;
     static char out[1 << 17];
     char cmd[1024];
-    snprintf(cmd, sizeof cmd, SPILL_BIN_DIR "/spill-plan --config %s --ctx 8192 --hbm-budget 90G", cfg_path);
+    snprintf(cmd, sizeof cmd, SPILL_BIN_DIR "/spill-plan --config %s --ctx 8192 --hbm-budget 90G --kv-type bf16", cfg_path);
     assert_int_equal(run_capture(cmd, 1, out, sizeof out), 0);
     assert_non_null(strstr(out, "not measured"));
     assert_non_null(strstr(out, "auto chooses pin for decode and stream for prefill"));
@@ -429,7 +466,8 @@ static void test_spill_plan_cli(void **s) {
     const char *b1 = strstr(bd, "B=1: "), *b8 = strstr(bd, "B=8: ");
     assert_non_null(b1), assert_non_null(b8);
     assert_true(atof(b8 + 5) > 4 * atof(b1 + 5));
-    snprintf(cmd, sizeof cmd, SPILL_BIN_DIR "/spill-plan --config %s --profile h100-pcie --policy stream --json", cfg_path);
+    snprintf(cmd, sizeof cmd, SPILL_BIN_DIR "/spill-plan --config %s --profile h100-pcie --policy stream --kv-type bf16 --json",
+             cfg_path);
     assert_int_equal(run_capture(cmd, 1, out, sizeof out), 0);
     assert_true(out[0] == '{');
     assert_non_null(strstr(out, "\"ring_slots\": 3"));
@@ -450,9 +488,22 @@ static void test_spill_plan_cli(void **s) {
     snprintf(cmd, sizeof cmd, SPILL_BIN_DIR "/spill-plan --config %s --hbm-budget lots", cfg_path);
     assert_int_equal(run_capture(cmd, 1, out, sizeof out), 2);
     assert_non_null(strstr(out, "--hbm-budget"));
+    /* --kv-type: the KV bytes at 128k context halve at f16; a type it does not know is named with the choices */
+    snprintf(cmd, sizeof cmd, SPILL_BIN_DIR "/spill-plan --config %s --ctx 131072 --json", cfg_path);
+    assert_int_equal(run_capture(cmd, 1, out, sizeof out), 0);
+    assert_non_null(strstr(out, "\"kv_bytes\": 85899345920, \"kv_type\": \"f32\""));
+    snprintf(cmd, sizeof cmd, SPILL_BIN_DIR "/spill-plan --config %s --ctx 131072 --kv-type f16 --json", cfg_path);
+    assert_int_equal(run_capture(cmd, 1, out, sizeof out), 0);
+    assert_non_null(strstr(out, "\"kv_bytes\": 42949672960, \"kv_type\": \"f16\""));
+    snprintf(cmd, sizeof cmd, SPILL_BIN_DIR "/spill-plan --config %s --ctx 131072 --kv-type bf16", cfg_path);
+    assert_int_equal(run_capture(cmd, 1, out, sizeof out), 0);
+    assert_non_null(strstr(out, "KV cache (bf16) 40.00 GiB for 131072 tokens"));
+    snprintf(cmd, sizeof cmd, SPILL_BIN_DIR "/spill-plan --config %s --kv-type q8_0", cfg_path);
+    assert_int_equal(run_capture(cmd, 1, out, sizeof out), 2);
+    assert_non_null(strstr(out, "--kv-type")), assert_non_null(strstr(out, "f32|f16|bf16"));
     assert_int_equal(run_capture(SPILL_BIN_DIR "/spill-plan --help", 1, out, sizeof out), 0);
     const char *flags[] = {"--model", "--config", "--dtype", "--profile", "--profile-file", "--hbm-budget", "--ctx",
-                           "--batch", "--prompt-tokens", "--policy", "--json"};
+                           "--kv-type", "--batch", "--prompt-tokens", "--policy", "--json"};
     for (size_t i = 0; i < sizeof flags / sizeof *flags; i++) assert_non_null(strstr(out, flags[i]));
     /* a GGUF header: the shared stories260K file plans without reading weights */
     if (!access(stories_path(), R_OK)) {
@@ -467,6 +518,7 @@ int main(void) {
     write_file(cfg_path, llama70b);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_shape),
+        cmocka_unit_test(test_kv_type_128k),
         cmocka_unit_test(test_pin_budgets),
         cmocka_unit_test(test_stream_ring),
         cmocka_unit_test(test_auto_and_fault),

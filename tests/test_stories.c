@@ -1,11 +1,15 @@
 /* stories260K end to end on the CPU: the greedy continuation independent implementations produce,
  * SentencePiece tokenization round trips, and the same tokens whether weights are mapped or copied,
- * prompts run batched or token by token, with 1 thread or 3. */
+ * prompts run batched or token by token, with 1 thread or 3; and with the KV cache in F16 and BF16
+ * (--kv-type): the same text as F32 and the same tokens on every path, in half the cache's bytes. */
 #include "engine.h"
 #include "sampler.h"
 #include "test_util.h"
 
 static const char *EXPECT = ", there was a little girl named Lily. She loved to play outside in the park.";
+
+static spill_dtype gen_kv_type = SPILL_DT_F32; /* the KV cache's elements in generate() */
+static uint64_t gen_kv_bytes;                  /* the KV bytes the last generate() held at its end */
 
 /* Greedy-generate n tokens after prompt; returns malloc'd text. */
 static char *generate(int use_mmap, int batch, int threads, int n, int *ids_out) {
@@ -19,6 +23,7 @@ static char *generate(int use_mmap, int batch, int threads, int n, int *ids_out)
     p.ctx = 256;
     p.batch = batch;
     p.threads = threads;
+    p.kv_type = gen_kv_type;
     p.quiet = 1;
     spill_engine *e;
     if (spill_engine_open(&p, &e, &err)) fail_msg("%s", err.msg);
@@ -42,6 +47,7 @@ static char *generate(int use_mmap, int batch, int threads, int n, int *ids_out)
     spill_engine_stats es;
     spill_mem_get_stats(mem, &ms);
     spill_engine_get_stats(e, &es);
+    gen_kv_bytes = es.kv.bytes[SPILL_TIER_HOST];
     if (use_mmap) assert_true(ms.registered[SPILL_TIER_HOST] > 1000000); /* weights read in place */
     else assert_true(ms.tier[SPILL_TIER_HOST].current > es.kv.bytes[SPILL_TIER_HOST] + 1000000); /* copies */
     assert_int_equal(es.mapped, use_mmap ? ms.registered[SPILL_TIER_HOST] : 0);
@@ -72,6 +78,36 @@ static void test_paths_agree(void **state) {
     free(generate(1, 3, 3, 40, c)); /* odd batch size, three threads */
     assert_memory_equal(a, b, sizeof a);
     assert_memory_equal(a, c, sizeof a);
+}
+
+/* --kv-type f16 / bf16: stories260K's greedy text is F32's (its logits' margins are wide enough for
+ * the cache's rounding: asserted over the first tokens), and at each type every path (mapped or
+ * copied, batched or not, 1 or 3 threads) gives the same tokens, in half the KV bytes */
+static void test_kv_types(void **state) {
+    (void)state;
+    int ref[40];
+    gen_kv_type = SPILL_DT_F32;
+    free(generate(1, 32, 2, 40, ref));
+    uint64_t bytes32 = gen_kv_bytes;
+    const spill_dtype types[] = {SPILL_DT_F16, SPILL_DT_BF16};
+    for (int i = 0; i < 2; i++) {
+        int a[40], b[40], c[40];
+        gen_kv_type = types[i];
+        char *text = generate(1, 32, 2, 40, a);
+        printf("%s cache: %s\n", spill_kv_type_name(types[i]), text);
+        assert_int_equal(gen_kv_bytes * 2, bytes32);
+        free(generate(0, 1, 1, 40, b));
+        free(generate(1, 3, 3, 40, c));
+        assert_memory_equal(a, b, sizeof a);
+        assert_memory_equal(a, c, sizeof a);
+        int same = 0;
+        while (same < 40 && a[same] == ref[same]) same++;
+        printf("%s cache: the first %d of 40 tokens are F32's\n", spill_kv_type_name(types[i]), same);
+        assert_memory_equal(text, EXPECT, strlen(EXPECT));
+        assert_true(same >= 20);
+        free(text);
+    }
+    gen_kv_type = SPILL_DT_F32;
 }
 
 /* The trace hook sees every intermediate of every layer, in order, and the last one is the logits. */
@@ -173,6 +209,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_greedy_continuation),
         cmocka_unit_test(test_paths_agree),
+        cmocka_unit_test(test_kv_types),
         cmocka_unit_test(test_spm_round_trip),
         cmocka_unit_test(test_trace_hook),
         cmocka_unit_test(test_context_full_is_an_error),

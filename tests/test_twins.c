@@ -3,7 +3,9 @@
  *   flash-decoding attention (kernels/flash.c) vs spill_attention_paged: decode at long context (many
  *   splits), prefill (one split, and splits with empty chunks and chunk edges inside a tile of query
  *   tokens), GQA groups of 1, 3 and 4, a 128k
- *   context; the partial buffer never written past spill_flash_partial_floats.
+ *   context; the partial buffer never written past spill_flash_partial_floats. The same with the
+ *   cache in F16 and BF16: flash equals the reference over the same 16-bit cache to 1e-5, and both are
+ *   within the 16-bit rounding of the F32 cache's result.
  *   fused dequantize-GEMV (kernels/gemv.c) vs dequantize-then-dot (spill_dequant_row, double sums):
  *   every format the GPU keeps (F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q4_K, Q6_K), 1..8 tokens, odd row
  *   counts, rows not a multiple of 32 values (16-bit and F32), an output with rows further apart;
@@ -28,22 +30,29 @@ static void close_to(const float *a, const float *b, size_t n, double tol, const
     if (!(d / m <= tol)) fail_msg("%s: relative difference %.3g > %.3g", what, d / m, tol);
 }
 
-/* one attention case: a paged cache of blocks of T positions, laid out in memory in reverse order */
-static void flash_case(int T, int n_tok, int pos0, int H, int KVH, int HD, int want_splits_min, int want_splits_max) {
+/* one attention case: a paged cache of kt (F32, F16, BF16) in blocks of T positions, laid out in memory in
+ * reverse order */
+static void flash_case_t(spill_dtype kt, int T, int n_tok, int pos0, int H, int KVH, int HD, int want_splits_min,
+                         int want_splits_max) {
     int len = pos0 + n_tok, nb = (len + T - 1) / T, kv_dim = KVH * HD;
-    size_t bfl = (size_t)2 * T * kv_dim;
-    float *kv = malloc(sizeof(float) * bfl * (size_t)nb);
-    const float **blocks = malloc(sizeof(float *) * (size_t)nb);
+    size_t bfl = (size_t)2 * T * kv_dim, eb = spill_kv_type_bytes(kt);
+    float *kvf = malloc(sizeof(float) * bfl * (size_t)nb);
+    uint8_t *kv = malloc(eb * bfl * (size_t)nb);
+    const void **blocks = malloc(sizeof(void *) * (size_t)nb), **fblocks = malloc(sizeof(void *) * (size_t)nb);
     float *q = malloc(sizeof(float) * (size_t)n_tok * H * HD), *ref = malloc(sizeof(float) * (size_t)n_tok * H * HD);
     float *got = malloc(sizeof(float) * (size_t)n_tok * H * HD), *scores = malloc(sizeof(float) * (size_t)len);
-    assert_non_null(kv), assert_non_null(blocks), assert_non_null(q), assert_non_null(ref), assert_non_null(got);
-    assert_non_null(scores);
-    rnd(kv, bfl * (size_t)nb, 11 + (uint64_t)len);
+    assert_non_null(kvf), assert_non_null(kv), assert_non_null(blocks), assert_non_null(fblocks), assert_non_null(q);
+    assert_non_null(ref), assert_non_null(got), assert_non_null(scores);
+    rnd(kvf, bfl * (size_t)nb, 11 + (uint64_t)len);
     rnd(q, (size_t)n_tok * H * HD, 12 + (uint64_t)H);
     for (int i = 0; i < (int)((size_t)n_tok * H * HD); i++) q[i] *= 3; /* peaked softmax: the max matters */
-    for (int b = 0; b < nb; b++) blocks[b] = kv + (size_t)(nb - 1 - b) * bfl;
+    for (int b = 0; b < nb; b++) {
+        spill_kv_row_put(kt, kv + (size_t)b * bfl * eb, kvf + (size_t)b * bfl, (int)bfl);
+        blocks[b] = kv + (size_t)(nb - 1 - b) * bfl * eb;
+        fblocks[b] = kvf + (size_t)(nb - 1 - b) * bfl;
+    }
     float scale = 1.0f / sqrtf((float)HD);
-    spill_attention_paged(ref, q, blocks, T, n_tok, pos0, H, KVH, HD, scale, scores);
+    spill_attention_paged(ref, q, blocks, kt, T, n_tok, pos0, H, KVH, HD, scale, scores);
     int splits = spill_flash_splits(n_tok, KVH, len);
     printf("T %d, %d tokens at %d, %d heads (%d kv) of %d: %d splits of %d positions\n", T, n_tok, pos0, H, KVH, HD, splits,
            spill_flash_chunk(len, splits));
@@ -53,12 +62,36 @@ static void flash_case(int T, int n_tok, int pos0, int H, int KVH, int HD, int w
     float *partial = malloc(sizeof(float) * (size_t)(pf + 64));
     assert_non_null(partial);
     for (int i = 0; i < 64; i++) partial[pf + i] = 12345.0f;
-    assert_int_equal(spill_flash_attention(got, q, blocks, T, n_tok, pos0, H, KVH, HD, scale, partial), 0);
+    assert_int_equal(spill_flash_attention(got, q, blocks, kt, T, n_tok, pos0, H, KVH, HD, scale, partial), 0);
     for (int i = 0; i < 64; i++) assert_true(partial[pf + i] == 12345.0f);
-    char what[96];
-    snprintf(what, sizeof what, "flash vs paged attention (%d tokens at %d)", n_tok, pos0);
-    close_to(got, ref, (size_t)n_tok * H * HD, 1e-5, what);
-    free(kv), free(blocks), free(q), free(ref), free(got), free(scores), free(partial);
+    char what[128];
+    snprintf(what, sizeof what, "flash vs paged attention, %s cache (%d tokens at %d)", spill_kv_type_name(kt), n_tok, pos0);
+    /* over 128k positions the two orders of summing part ways by a little more */
+    close_to(got, ref, (size_t)n_tok * H * HD, len > 65536 ? 3e-5 : 1e-5, what);
+    if (kt != SPILL_DT_F32) {
+        /* the 16-bit cache against the F32 one: its rounding (half an ulp: 2^-11 of a value in F16,
+           2^-8 in BF16), through scores of a peaked softmax */
+        spill_attention_paged(ref, q, (const void *const *)fblocks, SPILL_DT_F32, T, n_tok, pos0, H, KVH, HD, scale, scores);
+        snprintf(what, sizeof what, "%s cache vs F32 cache (%d tokens at %d)", spill_kv_type_name(kt), n_tok, pos0);
+        close_to(got, ref, (size_t)n_tok * H * HD, kt == SPILL_DT_F16 ? 4e-3 : 3e-2, what);
+    }
+    free(kvf), free(kv), free(blocks), free(fblocks), free(q), free(ref), free(got), free(scores), free(partial);
+}
+
+static void flash_case(int T, int n_tok, int pos0, int H, int KVH, int HD, int want_splits_min, int want_splits_max) {
+    flash_case_t(SPILL_DT_F32, T, n_tok, pos0, H, KVH, HD, want_splits_min, want_splits_max);
+}
+
+/* the cache in F16 and BF16: decode with many splits, prefill with a causal tile, a group of 4 */
+static void test_flash_kv16(void **s) {
+    (void)s;
+    const spill_dtype types[] = {SPILL_DT_F16, SPILL_DT_BF16};
+    for (int i = 0; i < 2; i++) {
+        flash_case_t(types[i], 16, 1, 1000, 8, 2, 64, 16, 16);
+        flash_case_t(types[i], 16, 100, 2, 3, 1, 24, 2, 2);
+        flash_case_t(types[i], 7, 3, 300, 12, 3, 24, 5, 5);
+        flash_case_t(types[i], 256, 1, 131071, 4, 1, 32, 512, 512);
+    }
 }
 
 static void test_flash_decode(void **s) {
@@ -164,6 +197,7 @@ int main(void) {
         cmocka_unit_test(test_flash_decode),
         cmocka_unit_test(test_flash_prefill),
         cmocka_unit_test(test_flash_128k),
+        cmocka_unit_test(test_flash_kv16),
         cmocka_unit_test(test_gemv_formats),
         cmocka_unit_test(test_gemv_ragged),
     };

@@ -19,6 +19,8 @@
 /* ---- spill-generate (tools/cli_generate.c) ---- */
 #define SPILL_GENERATE_DEFAULT_PROMPT "Once upon a time"
 #define SPILL_DEFAULT_MODEL_NAME "SmolLM2-135M-Instruct.Q4_1.gguf" /* in ~/.cache/spill/ */
+/* room in the flag tables built at run time, the end marker included (checked as they are built) */
+#define SPILL_CLI_MAX_ARGS 48
 
 typedef struct spill_generate_opts {
     const char *model, *prompt, *prompt_file, *profile, *profile_file, *draft_skip, *draft_file, *disk_io; /* NULL: not given */

@@ -68,6 +68,7 @@ static void make_args(spill_bench_opts *o, bench_flags *f, spill_arg *a) {
     ARG(0, "json", SPILL_ARG_FLAG, &f->json, 0, 0, NULL, "JSON instead of the markdown table");
     ARG(0, "csv", SPILL_ARG_FLAG, &f->csv, 0, 0, NULL, "CSV instead of the markdown table");
     ARG('h', "help", SPILL_ARG_HELP, &f->help, 0, 0, NULL, "this text");
+    SPILL_ASSERT(n < SPILL_CLI_MAX_ARGS);
     a[n] = (spill_arg)SPILL_ARG_END;
 #undef ARG
 }
@@ -75,7 +76,7 @@ static void make_args(spill_bench_opts *o, bench_flags *f, spill_arg *a) {
 void spill_bench_usage(FILE *f) {
     spill_bench_opts o;
     bench_flags fl;
-    spill_arg args[32];
+    spill_arg args[SPILL_CLI_MAX_ARGS];
     make_args(&o, &fl, args);
     spill_args_usage(args, usage_head, f);
 }
@@ -95,7 +96,7 @@ static int check_policies(const char *v, spill_err *err) {
 int spill_bench_cli(spill_bench_opts *o, int argc, char **argv, FILE *help_out, spill_err *err) {
     *o = (spill_bench_opts){.size = 256u << 20, .prompt = 512, .gen = 128, .draft_k = 3, .disk_io = "uring,mmap"};
     bench_flags f = {.budgets = "25%,50%,75%,100%", .policies = "fault,pin,stream,auto", .device = "cpu"};
-    spill_arg args[32];
+    spill_arg args[SPILL_CLI_MAX_ARGS];
     make_args(o, &f, args);
     const char *cmd = argc >= 2 ? argv[1] : "";
     if (!strcmp(cmd, "tiers")) {

@@ -45,10 +45,13 @@ static void make_args(spill_generate_opts *o, int *help, spill_arg *a) {
     ARG(0, "draft-k", SPILL_ARG_INT, &o->draft_k, 1, 64, "K", "tokens the draft proposes per round (default: 3; at most --batch-size - 1)");
     ARG(0, "draft-file", SPILL_ARG_STRING, &o->draft_file, 0, 0, "FILE", "where the draft's calibration is read and written (default: beside the model)");
     ARG(0, "kv-block", SPILL_ARG_INT, &o->kv_block, 1, 65536, "N", "tokens per KV cache block, a power of two (default: 64)");
+    ARG(0, "kv-type", SPILL_ARG_OPTION, &o->env, 0, 0, "TYPE", "KV cache elements: f32, f16 or bf16 (half the bytes: twice the context; default: f32)");
     ARG(0, "device", SPILL_ARG_OPTION, &o->env, 0, 0, "NAME", "where the forward pass runs: auto, cpu or cuda (default: auto = cpu;\n"
         "docs/status.md says what has run on a GPU). cuda multiplies every weight through\n"
         "cuBLAS over memory placed by the plan (default policy pin, profile gh200-96 on a\n"
         "Grace machine, else h100-pcie, budget: free HBM minus SPILL_HBM_RESERVE)");
+    ARG(0, "cuda-graphs", SPILL_ARG_OPTION, &o->env, 0, 0, "0|1", "with --device cuda: replay each decode step as one CUDA graph where the\n"
+        "plan allows (no ring, no disk tier) (default: 1; never run on a GPU yet)");
     ARG_G(0, "policy", SPILL_ARG_OPTION, &o->env, 0, 0, "NAME", "placement policy: host (everything in host memory, the CPU's default),\n"
         "fault, pin, stream or auto (see spill-plan --help). On the CPU, HBM is emulated in\n"
         "host memory so that any plan runs, with the same tokens", &o->policy_set);
@@ -73,6 +76,7 @@ static void make_args(spill_generate_opts *o, int *help, spill_arg *a) {
     ARG(0, "no-mmap", SPILL_ARG_UNSET, &o->use_mmap, 0, 0, NULL, "copy weights into memory from the allocator instead of reading the file in place");
     ARG('v', "verbose", SPILL_ARG_FLAG, &o->verbose, 0, 0, NULL, "print model details, the plan and the backend on stderr");
     ARG('h', "help", SPILL_ARG_HELP, help, 0, 0, NULL, "show this help");
+    SPILL_ASSERT(n < SPILL_CLI_MAX_ARGS);
     a[n] = (spill_arg)SPILL_ARG_END;
 #undef ARG
 #undef ARG_G
@@ -82,7 +86,7 @@ int spill_generate_cli(spill_generate_opts *o, const spill_options *env, int arg
                        spill_err *err) {
     *o = (spill_generate_opts){.n_predict = 128, .top_k = 40, .temp = 0.8f, .top_p = 0.95f, .batch = 32, .use_mmap = 1,
                                .n_parallel = 1, .draft_k = 3, .env = *env};
-    spill_arg args[32];
+    spill_arg args[SPILL_CLI_MAX_ARGS];
     int help = 0;
     make_args(o, &help, args);
     int rc = spill_args_parse(args, argc, argv, 1, usage_head, help_out, err);

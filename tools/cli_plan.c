@@ -33,6 +33,8 @@ int spill_plan_cli(spill_plan_opts *o, const spill_options *env, int argc, char 
          "host memory for weights (the mapped file's pages included) and the KV\ncache: layers past it are read from "
          "the model file every step, a few\nahead (the disk tier; default: no limit)"),
         SPILL_ARG(0, "ctx", SPILL_ARG_INT, &o->ctx, 1, 1 << 24, "N", "context length in tokens for the KV cache (default: the model's)"),
+        SPILL_ARG(0, "kv-type", SPILL_ARG_OPTION, &o->env, 0, 0, "TYPE",
+         "the KV cache's elements: f32, f16 or bf16 (as spill-generate; default: f32)"),
         SPILL_ARG(0, "batch", SPILL_ARG_INT, &o->batch, 1, 1 << 24, "B", "sequences decoded together (default: 1)"),
         SPILL_ARG(0, "prompt-tokens", SPILL_ARG_INT, &o->prompt, 1, 1 << 24, "N", "prompt length for the prefill prediction (default: 512)"),
         SPILL_ARG(0, "policy", SPILL_ARG_STRING, &o->policy, 0, 0, "P",

@@ -27,10 +27,12 @@ static void make_args(spill_server_opts *o, int *help, spill_arg *a) {
     ARG(0, "prefill-chunk", SPILL_ARG_INT, &o->chunk, 1, 4096, "N", "prompt tokens of one request per step (default: the batch)");
     ARG(0, "max-waiting", SPILL_ARG_INT, &o->max_waiting, 1, 1 << 20, "N", "requests queued beyond the running ones before 429 (default: 64)");
     ARG(0, "kv-block", SPILL_ARG_INT, &o->kv_block, 1, 65536, "N", "tokens per KV cache block, a power of two (default: 64)");
+    ARG(0, "kv-type", SPILL_ARG_OPTION, &o->env, 0, 0, "TYPE", "KV cache elements: f32, f16 or bf16 (as spill-generate)");
     ARG(0, "kv-blocks", SPILL_ARG_INT, &o->kv_blocks, 1, 1 << 24, "N", "KV cache blocks in all (default: every slot's whole context); fewer\n"
         "admit fewer requests at once and preempt (recompute) when they run out");
     ARG('t', "threads", SPILL_ARG_INT, &o->threads, 1, 1024, "N", "CPU threads (default: $SPILL_THREADS, else all online CPUs)");
     ARG(0, "device", SPILL_ARG_OPTION, &o->env, 0, 0, "NAME", "where the forward pass runs: auto, cpu or cuda (as spill-generate)");
+    ARG(0, "cuda-graphs", SPILL_ARG_OPTION, &o->env, 0, 0, "0|1", "decode steps as CUDA graphs with --device cuda (as spill-generate)");
     ARG_G(0, "policy", SPILL_ARG_OPTION, &o->env, 0, 0, "NAME", "placement policy: host, fault, pin, stream or auto (as spill-generate)",
           &o->policy_set);
     ARG(0, "profile", SPILL_ARG_STRING, &o->profile, 0, 0, "NAME", "hardware profile the plan is made for, or auto (as spill-generate)");
@@ -41,6 +43,7 @@ static void make_args(spill_server_opts *o, int *help, spill_arg *a) {
     ARG(0, "tokenizer-pre", SPILL_ARG_OPTION, &o->env, 0, 0, "TYPE", "GGUF: tokenize as this tokenizer.ggml.pre type (as spill-generate)");
     ARG(0, "no-mmap", SPILL_ARG_UNSET, &o->use_mmap, 0, 0, NULL, "copy weights into memory instead of reading the file in place");
     ARG('h', "help", SPILL_ARG_HELP, help, 0, 0, NULL, "show this help");
+    SPILL_ASSERT(n < SPILL_CLI_MAX_ARGS);
     a[n] = (spill_arg)SPILL_ARG_END;
 #undef ARG
 #undef ARG_G
@@ -49,7 +52,7 @@ static void make_args(spill_server_opts *o, int *help, spill_arg *a) {
 int spill_server_cli(spill_server_opts *o, const spill_options *env, int argc, char **argv, FILE *help_out,
                      spill_err *err) {
     *o = (spill_server_opts){.host = "127.0.0.1", .port = 8080, .batch = 64, .parallel = 16, .use_mmap = 1, .env = *env};
-    spill_arg args[32];
+    spill_arg args[SPILL_CLI_MAX_ARGS];
     int help = 0;
     make_args(o, &help, args);
     int rc = spill_args_parse(args, argc, argv, 1, usage_head, help_out, err);

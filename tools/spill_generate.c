@@ -278,8 +278,9 @@ static void describe(spill_engine *e, const int *toks, int n_prompt, uint64_t se
     fprintf(stderr, "\nspill: prompt tokens:");
     for (int i = 0; i < n_prompt; i++) fprintf(stderr, " %d", toks[i]);
     const spill_kv *kv = spill_engine_kv(e);
-    fprintf(stderr, "\nspill: %d threads, context %d, KV blocks of %d tokens (%.1f KiB per layer), seed %llu\n",
-            spill_engine_threads(e), spill_engine_ctx(e), kv->T, kv->part_bytes / 1024.0, (unsigned long long)seed);
+    fprintf(stderr, "\nspill: %d threads, context %d, KV blocks of %d tokens (%s, %.1f KiB per layer), seed %llu\n",
+            spill_engine_threads(e), spill_engine_ctx(e), kv->T, spill_kv_type_name(kv->type), kv->part_bytes / 1024.0,
+            (unsigned long long)seed);
 }
 
 int main(int argc, char **argv) {
@@ -334,6 +335,8 @@ int main(int argc, char **argv) {
     ep.batch = o.batch;
     ep.n_seqs = o.n_parallel;
     ep.kv_block = o.kv_block;
+    SPILL_ASSERT(spill_kv_type_parse(o.env.kv_type, &ep.kv_type) == 0); /* the option table checked it */
+    ep.cuda_graphs = o.env.cuda_graphs;
     ep.threads = o.threads ? o.threads : o.env.threads;
     ep.tokenizer_pre = o.env.tokenizer_pre[0] ? o.env.tokenizer_pre : NULL;
     if (o.profile || o.profile_file) {

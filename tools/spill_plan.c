@@ -112,6 +112,9 @@ int main(int argc, char **argv) {
         return 1;
     }
     if (!ctx) ctx = s.hp.ctx_train;
+    spill_dtype kv_type;
+    SPILL_ASSERT(spill_kv_type_parse(o.kv_type, &kv_type) == 0); /* the option table checked it */
+    s.kv_elem_bytes = (int)spill_kv_type_bytes(kv_type);
     spill_region *r = NULL;
     int n = 0;
     if (spill_shape_regions(&s, ctx, batch, &r, &n, &err)) {
@@ -134,9 +137,9 @@ int main(int argc, char **argv) {
         spill_json_write_str(stdout, model ? model : config);
         printf(", \"arch\": ");
         spill_json_write_str(stdout, s.arch);
-        printf(", \"dtype\": \"%s\", \"layers\": %d, \"weight_bytes\": %.0f, \"kv_bytes\": %llu, \"ctx\": %d, "
-               "\"batch\": %d},\n",
-               s.dtype, s.hp.n_layers, weights, (unsigned long long)kv, ctx, batch);
+        printf(", \"dtype\": \"%s\", \"layers\": %d, \"weight_bytes\": %.0f, \"kv_bytes\": %llu, \"kv_type\": \"%s\", "
+               "\"ctx\": %d, \"batch\": %d},\n",
+               s.dtype, s.hp.n_layers, weights, (unsigned long long)kv, spill_kv_type_name(kv_type), ctx, batch);
         printf("  \"profile\": ");
         spill_json_write_str(stdout, prof.name);
         printf(",\n  \"unified\": %s", prof.unified ? "true" : "false");
@@ -171,9 +174,9 @@ int main(int argc, char **argv) {
             }
         printf("\n  ]}\n}\n");
     } else {
-        printf("model:   %s (%s, %s): %d layers, %.2f GiB of weights; KV cache %.2f GiB for %d tokens x %d sequence%s\n",
-               model ? model : config, s.arch, s.dtype, s.hp.n_layers, gib(weights), gib((double)kv), ctx, batch,
-               batch == 1 ? "" : "s");
+        printf("model:   %s (%s, %s): %d layers, %.2f GiB of weights; KV cache (%s) %.2f GiB for %d tokens x %d sequence%s\n",
+               model ? model : config, s.arch, s.dtype, s.hp.n_layers, gib(weights), spill_kv_type_name(kv_type),
+               gib((double)kv), ctx, batch, batch == 1 ? "" : "s");
         printf("profile: %s (%s); HBM budget %.2f GiB\n", prof.name, prof.source, gib((double)budget));
         if (!strcmp(profile, "auto") && !profile_file) printf("         chosen for this machine: %s\n", why);
         if (prof.unified)

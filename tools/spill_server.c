@@ -31,6 +31,8 @@ static int open_engine(const opts *o, spill_profile *prof, spill_engine **e, spi
     p.n_seqs = o->parallel;
     p.kv_block = o->kv_block;
     p.kv_blocks = o->kv_blocks;
+    SPILL_ASSERT(spill_kv_type_parse(o->env.kv_type, &p.kv_type) == 0); /* the option table checked it */
+    p.cuda_graphs = o->env.cuda_graphs;
     p.threads = o->threads ? o->threads : o->env.threads;
     if (o->profile || o->profile_file) {
         if (o->profile_file ? spill_profile_load(o->profile_file, prof, err) : spill_profile_named(o->profile, prof, NULL, 0, err))

@@ -5,7 +5,11 @@
 // online softmax (running max, running sum, unnormalised output) per row. There is
 // no scores scratch: memory is bounded by the model's shape, not by the context (128k fits). At small
 // batch the positions are split so that the GPU gets about SPILL_FLASH_BLOCKS blocks; the splits'
-// partial results are then weighed together by a second small kernel.
+// partial results are then weighed together by a second small kernel. The cache's elements are F32,
+// F16 or BF16 (the kernel is a template on the type); they are widened to F32 as the tile is loaded,
+// so every sum is in F32, as in the twin.
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
 #include <math.h>
 
 #include "cuda_check.cuh"
@@ -21,9 +25,15 @@ static size_t flash_shared_floats(int rows, int hd) {
            (size_t)rows * SPILL_FLASH_TILE + 3 * (size_t)rows;
 }
 
+template <typename E> __device__ static inline float kv_to_float(E x);
+template <> __device__ inline float kv_to_float<float>(float x) { return x; }
+template <> __device__ inline float kv_to_float<__half>(__half x) { return __half2float(x); }
+template <> __device__ inline float kv_to_float<__nv_bfloat16>(__nv_bfloat16 x) { return __bfloat162float(x); }
+
 // grid (split, KV head, tile of query tokens); row qr = ti * group + g is token t0 + ti, head kvh * group + g
+template <typename E>
 __global__ static void __launch_bounds__(FLASH_THREADS)
-    flash_kernel(float *out, float *partial, const float *q, const float *const *blocks, int T, int n_tok, int pos0,
+    flash_kernel(float *out, float *partial, const float *q, const void *const *blocks, int T, int n_tok, int pos0,
                  int n_heads, int group, int hd, int kv_dim, float scale, int splits, int chunk) {
     extern __shared__ float sh[];
     const int sp = blockIdx.x, kvh = blockIdx.y, t0 = blockIdx.z * SPILL_FLASH_QTILE;
@@ -43,9 +53,9 @@ __global__ static void __launch_bounds__(FLASH_THREADS)
         // the tile's K and V rows, coalesced: consecutive threads read consecutive values of a row
         for (int i = threadIdx.x; i < n * hd; i += blockDim.x) {
             int j = i / hd, d = i % hd, p = pt + j;
-            const float *kb = blocks[p / T] + (size_t)(p % T) * kv_dim + (size_t)kvh * hd;
-            k_s[j * ks + d] = kb[d];
-            v_s[j * hd + d] = kb[(size_t)T * kv_dim + d];
+            const E *kb = (const E *)blocks[p / T] + (size_t)(p % T) * kv_dim + (size_t)kvh * hd;
+            k_s[j * ks + d] = kv_to_float<E>(kb[d]);
+            v_s[j * hd + d] = kv_to_float<E>(kb[(size_t)T * kv_dim + d]);
         }
         __syncthreads();
         for (int i = threadIdx.x; i < rows * n; i += blockDim.x) {
@@ -123,26 +133,46 @@ __global__ static void flash_combine_kernel(float *out, const float *partial, in
     }
 }
 
-extern "C" int spill_cu_attention(float *out, const float *q, const float *const *blocks, int T, int n_tok, int pos0,
-                                  int n_heads, int n_kv_heads, int head_dim, float scale, float *partial, void *stream,
-                                  spill_err *err) {
+// one element type's launch of the flash kernel (its shared memory raised past 48 KiB when needed)
+template <typename E>
+static int flash_launch(dim3 grid, size_t shared, cudaStream_t stream, float *out, float *partial, const float *q,
+                        const void *const *blocks, int T, int n_tok, int pos0, int n_heads, int group, int hd, int kv_dim,
+                        float scale, int splits, int chunk, spill_err *err) {
+    if (shared > 48 * 1024 && SPILL_CU_CHECK(cudaFuncSetAttribute((const void *)flash_kernel<E>,
+                                                                  cudaFuncAttributeMaxDynamicSharedMemorySize, (int)shared),
+                                             err))
+        return -1;
+    flash_kernel<E><<<grid, FLASH_THREADS, shared, stream>>>(out, partial, q, blocks, T, n_tok, pos0, n_heads, group, hd,
+                                                             kv_dim, scale, splits, chunk);
+    SPILL_CU_LAUNCHED("attention");
+    return 0;
+}
+
+extern "C" int spill_cu_attention(float *out, const float *q, const void *const *blocks, spill_dtype kv_type, int T,
+                                  int n_tok, int pos0, int n_heads, int n_kv_heads, int head_dim, float scale,
+                                  float *partial, void *stream, spill_err *err) {
     if (n_tok <= 0 || n_tok > 65535 || pos0 < 0 || T <= 0 || n_heads <= 0 || n_kv_heads <= 0 || n_heads % n_kv_heads ||
         head_dim <= 0)
         return spill_err_set(err, "attention: %d tokens at %d, %d heads (%d kv) of %d, blocks of %d", n_tok, pos0, n_heads,
                              n_kv_heads, head_dim, T);
+    if (kv_type != SPILL_DT_F32 && kv_type != SPILL_DT_F16 && kv_type != SPILL_DT_BF16)
+        return spill_err_set(err, "attention: a KV cache of %s; f32, f16 or bf16", spill_dtype_name(kv_type));
     const int group = n_heads / n_kv_heads, max_len = pos0 + n_tok;
     const int splits = spill_flash_splits(n_tok, n_kv_heads, max_len), chunk = spill_flash_chunk(max_len, splits);
     const int tiles = (n_tok + SPILL_FLASH_QTILE - 1) / SPILL_FLASH_QTILE;
     const size_t shared = sizeof(float) * flash_shared_floats(min(n_tok, SPILL_FLASH_QTILE) * group, head_dim);
-    if (shared > 48 * 1024 && SPILL_CU_CHECK(cudaFuncSetAttribute((const void *)flash_kernel,
-                                                                  cudaFuncAttributeMaxDynamicSharedMemorySize, (int)shared),
-                                             err))
-        return -1;
     dim3 grid((unsigned)splits, (unsigned)n_kv_heads, (unsigned)tiles);
-    flash_kernel<<<grid, FLASH_THREADS, shared, (cudaStream_t)stream>>>(out, partial, q, blocks, T, n_tok, pos0, n_heads,
-                                                                         group, head_dim, n_kv_heads * head_dim, scale,
-                                                                         splits, chunk);
-    SPILL_CU_LAUNCHED("attention");
+    cudaStream_t st = (cudaStream_t)stream;
+    const int kv_dim = n_kv_heads * head_dim;
+    int rc = kv_type == SPILL_DT_F16
+                 ? flash_launch<__half>(grid, shared, st, out, partial, q, blocks, T, n_tok, pos0, n_heads, group, head_dim,
+                                        kv_dim, scale, splits, chunk, err)
+             : kv_type == SPILL_DT_BF16
+                 ? flash_launch<__nv_bfloat16>(grid, shared, st, out, partial, q, blocks, T, n_tok, pos0, n_heads, group,
+                                               head_dim, kv_dim, scale, splits, chunk, err)
+                 : flash_launch<float>(grid, shared, st, out, partial, q, blocks, T, n_tok, pos0, n_heads, group, head_dim,
+                                       kv_dim, scale, splits, chunk, err);
+    if (rc) return -1;
     if (splits > 1) {
         flash_combine_kernel<<<n_tok * n_heads, FLASH_THREADS, 0, (cudaStream_t)stream>>>(out, partial, n_tok * n_heads,
                                                                                           splits, head_dim);

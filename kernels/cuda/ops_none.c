@@ -35,9 +35,10 @@ int spill_cu_get_rows(float *out, const void *table, spill_dtype type, int64_t c
     (void)out, (void)table, (void)type, (void)cols, (void)ids, (void)n, (void)stream;
     return NO_CUDA("get_rows");
 }
-int spill_cu_attention(float *out, const float *q, const float *const *blocks, int T, int n_tok, int pos0, int n_heads,
-                       int n_kv_heads, int head_dim, float scale, float *partial, void *stream, spill_err *err) {
-    (void)out, (void)q, (void)blocks, (void)T, (void)n_tok, (void)pos0, (void)n_heads, (void)n_kv_heads, (void)head_dim;
+int spill_cu_attention(float *out, const float *q, const void *const *blocks, spill_dtype kv_type, int T, int n_tok,
+                       int pos0, int n_heads, int n_kv_heads, int head_dim, float scale, float *partial, void *stream,
+                       spill_err *err) {
+    (void)out, (void)q, (void)blocks, (void)kv_type, (void)T, (void)n_tok, (void)pos0, (void)n_heads, (void)n_kv_heads, (void)head_dim;
     (void)scale, (void)partial, (void)stream;
     return NO_CUDA("attention");
 }
@@ -61,9 +62,9 @@ int spill_cu_gemm_ld(spill_cu_blas *b, float *out, int64_t ldo, const void *w, s
         (void)stream;
     return NO_CUDA("gemm");
 }
-int spill_cu_kv_store(float *const *blocks, int T, int kv_dim, int pos0, int n_tok, const float *k, const float *v,
-                      void *stream, spill_err *err) {
-    (void)blocks, (void)T, (void)kv_dim, (void)pos0, (void)n_tok, (void)k, (void)v, (void)stream;
+int spill_cu_kv_store(void *const *blocks, spill_dtype kv_type, int T, int kv_dim, int pos0, int n_tok, const float *k,
+                      const float *v, void *stream, spill_err *err) {
+    (void)blocks, (void)kv_type, (void)T, (void)kv_dim, (void)pos0, (void)n_tok, (void)k, (void)v, (void)stream;
     return NO_CUDA("kv_store");
 }
 int spill_cu_topk(const float *x, int n, int k, int *idx, float *val, void *stream, spill_err *err) {

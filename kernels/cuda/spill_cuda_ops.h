@@ -65,14 +65,16 @@ int spill_cu_add_rows(float *out, const float *bias, int rows, int cols, void *s
 int spill_cu_get_rows(float *out, const void *table, spill_dtype type, int64_t cols, const int *ids, int n,
                       void *stream, spill_err *err);
 /* Causal attention over the paged KV cache, flash-decoding: as spill_flash_attention (kernels/flash.c,
- * its twin; the same result as spill_attention_paged). blocks is a device array of device pointers;
- * partial is scratch of spill_flash_partial_floats(n_heads, n_kv_heads, head_dim) floats, whatever the
- * context. n_tok <= 65535. */
-int spill_cu_attention(float *out, const float *q, const float *const *blocks, int T, int n_tok, int pos0, int n_heads,
-                       int n_kv_heads, int head_dim, float scale, float *partial, void *stream, spill_err *err);
-/* K and V rows of n_tok tokens into the paged cache, as spill_kv_store_paged; blocks is a device array */
-int spill_cu_kv_store(float *const *blocks, int T, int kv_dim, int pos0, int n_tok, const float *k, const float *v,
-                      void *stream, spill_err *err);
+ * its twin; the same result as spill_attention_paged). blocks is a device array of device pointers to
+ * elements of kv_type (F32, F16 or BF16; sums in F32); partial is scratch of
+ * spill_flash_partial_floats(n_heads, n_kv_heads, head_dim) floats, whatever the context. n_tok <= 65535. */
+int spill_cu_attention(float *out, const float *q, const void *const *blocks, spill_dtype kv_type, int T, int n_tok,
+                       int pos0, int n_heads, int n_kv_heads, int head_dim, float scale, float *partial, void *stream,
+                       spill_err *err);
+/* K and V rows of n_tok tokens into the paged cache, rounded to kv_type (nearest even), as
+ * spill_kv_store_paged; blocks is a device array */
+int spill_cu_kv_store(void *const *blocks, spill_dtype kv_type, int T, int kv_dim, int pos0, int n_tok, const float *k,
+                      const float *v, void *stream, spill_err *err);
 /* the k largest of n values into idx[k], val[k] (device), ordered as spill_topk */
 int spill_cu_topk(const float *x, int n, int k, int *idx, float *val, void *stream, spill_err *err);
 /* *out = the index of the largest of n values (the first, on ties) */

@@ -48,7 +48,8 @@ int spill_cuda_open(const spill_device_params *p, spill_device *out, spill_err *
         goto fail;
     }
     for (int l = 0; l < L; l++) kv_hbm[l] = p->plan->region[spill_region_kv(L, l)].hbm_bytes;
-    int rc = spill_kv_init(&s->kv, s->mem, L, spill_hparams_kv_dim(hp), s->n_ctx, p->n_seqs, p->kv_block, p->kv_blocks, kv_hbm, err);
+    int rc = spill_kv_init(&s->kv, s->mem, p->kv_type, L, spill_hparams_kv_dim(hp), s->n_ctx, p->n_seqs, p->kv_block,
+                           p->kv_blocks, kv_hbm, err);
     free(kv_hbm);
     if (rc || spill_kv_seq_open(&s->kv, 0, err)) goto fail;
     if (spill_cu_queue_create(&s->queue, err) || spill_cu_queue_create(&s->copy_queue, err) ||
@@ -153,10 +154,10 @@ static int gpu_body(spill_cu_state *s, const int *tokens, int n, int pos, const 
             spill_cu_rope(s->k, n, hp->n_kv_heads, hd, hp->rope_dims, pos, hp->rope_base, s->rope_freq, hp->rope_adjacent, q,
                           err))
             return -1;
-        const float **lblocks = s->blocks_dev + (size_t)l * (size_t)bps;
-        if (spill_cu_kv_store((float *const *)lblocks, s->kv.T, kv_dim, pos, n, s->k, s->v, q, err) ||
-            spill_cu_attention(s->xb, s->q, lblocks, s->kv.T, n, pos, hp->n_heads, hp->n_kv_heads, hd, scale, s->attn_partial, q,
-                               err) ||
+        void *const *lblocks = s->blocks_dev + (size_t)l * (size_t)bps;
+        if (spill_cu_kv_store(lblocks, s->kv.type, s->kv.T, kv_dim, pos, n, s->k, s->v, q, err) ||
+            spill_cu_attention(s->xb, s->q, (const void *const *)lblocks, s->kv.type, s->kv.T, n, pos, hp->n_heads,
+                               hp->n_kv_heads, hd, scale, s->attn_partial, q, err) ||
             mm(s, s->xb2, &lw->wo, s->xb, n, err) || spill_cu_add(s->x, s->xb2, (int64_t)n * dim, q, err))
             return -1;
         /* feed-forward: norm -> gate, up -> silu(gate) * up -> down -> residual */
@@ -222,7 +223,7 @@ static int gpu_run(spill_cu_state *s, int seq, const int *tokens, int n, int pos
     for (int l = 0; l < L; l++)
         for (int b = 0; b < n_blocks; b++)
             s->blocks_host[(size_t)l * (size_t)bps + (size_t)b] = spill_kv_k(&s->kv, seq, l, b * s->kv.T);
-    if (spill_cu_copy_async((void *)s->blocks_dev, s->blocks_host, sizeof(float *) * (size_t)L * (size_t)bps, q, err) ||
+    if (spill_cu_copy_async((void *)s->blocks_dev, s->blocks_host, sizeof(void *) * (size_t)L * (size_t)bps, q, err) ||
         spill_cu_copy_async(s->ids, tokens, sizeof(int) * (size_t)n, q, err))
         return -1;
     int k = graph_fits(s, n) ? gpu_body_graph(s, tokens, n, pos, keep, skip, err) : gpu_body(s, tokens, n, pos, keep, skip, err);

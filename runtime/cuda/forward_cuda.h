@@ -42,8 +42,8 @@ typedef struct spill_cu_state {
     void *scratch16;
     void *wtile; /* (spill_cu_tile_elems) BF16: rows of a quantized weight expanded for prefill's cuBLAS */
     int *ids;
-    const float **blocks_dev; /* (n_layers * blocks per sequence) the KV block table */
-    const float **blocks_host; /* the same in host memory the GPU can copy from */
+    void **blocks_dev; /* (n_layers * blocks per sequence) the KV block table: each block's first K element */
+    void **blocks_host; /* the same in host memory the GPU can copy from */
     float *logits_host;        /* (batch, vocab) the kept outputs of the last step */
     int n_out;
     uint64_t act_bytes;

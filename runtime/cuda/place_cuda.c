@@ -128,7 +128,7 @@ int spill_cu_buffers(const spill_hparams *hp, int n_ctx, int batch, int kv_block
     uint64_t kv_dim = (uint64_t)spill_hparams_kv_dim(hp), dim = (uint64_t)hp->dim, ff = (uint64_t)hp->ffn_dim;
     uint64_t wide = q_dim > dim ? q_dim : dim, widest = wide > ff ? wide : ff;
     uint64_t T = (uint64_t)(kv_block > 0 ? kv_block : SPILL_KV_BLOCK_DEFAULT);
-    uint64_t table = sizeof(float *) * (uint64_t)hp->n_layers * (((uint64_t)n_ctx + T - 1) / T);
+    uint64_t table = sizeof(void *) * (uint64_t)hp->n_layers * (((uint64_t)n_ctx + T - 1) / T);
     int n = 0;
 #define BUF(what, bytes, tier, field) b[n++] = (spill_cu_buffer){what, bytes, tier, s ? (void **)&s->field : NULL}
     BUF("activations", B * dim * 4, SPILL_TIER_HBM, x);

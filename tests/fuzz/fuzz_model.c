@@ -20,7 +20,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     FUZZ_CHECK(m.hp.n_layers > 0 && m.hp.dim > 0 && m.hp.vocab > 0);
     spill_region *r = NULL;
     int n = 0;
-    if (spill_model_regions(&m, file_bytes, NULL, 16, 1, &r, &n, &err) == 0) FUZZ_CHECK(n > 0);
+    if (spill_model_regions(&m, file_bytes, NULL, 16, 1, SPILL_DT_F32, &r, &n, &err) == 0) FUZZ_CHECK(n > 0);
     free(r);
     int *ids = NULL, nid = 0;
     if (spill_tokenize(&m.tok, "Once upon a time", 16, 1, 1, &ids, &nid, &err) == 0)
