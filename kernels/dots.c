@@ -41,12 +41,20 @@ int spill_dots_tiled(spill_dtype w) {
     return 0;
 }
 
-/* the tiles whose activations have block scales to convert first */
-static int scaled(spill_dtype w) { return (w == SPILL_DT_Q8_0 || w == SPILL_DT_Q4_0 || w == SPILL_DT_Q4_1) && spill_dots_tiled(w); }
-
-size_t spill_dots_scales_len(spill_dtype w, int64_t n, int nt) {
-    return scaled(w) ? (size_t)(nt / T) * (size_t)(n / SPILL_QK) * 8 : 0;
+/* the tiles that take something prepared once per matmul: the activations' block scales as floats
+   (Q8_0, Q4_0, Q4_1), or F16 activations widened to floats (exactly; widening them in the tile, once
+   per row, made F16 tiles half as fast as BF16's) */
+static int scaled(spill_dtype w) {
+    return (w == SPILL_DT_Q8_0 || w == SPILL_DT_Q4_0 || w == SPILL_DT_Q4_1 || w == SPILL_DT_F16) && spill_dots_tiled(w);
 }
+
+/* floats prepared per tile of T tokens */
+static size_t per_tile(spill_dtype w, int64_t n) {
+    if (!scaled(w)) return 0;
+    return w == SPILL_DT_F16 ? (size_t)T * (size_t)n : (size_t)(n / SPILL_QK) * 8;
+}
+
+size_t spill_dots_scales_len(spill_dtype w, int64_t n, int nt) { return (size_t)(nt / T) * per_tile(w, n); }
 
 void spill_dots_prepare(spill_dtype w, int64_t n, const void *act, uint64_t stride, int nt, float *sc) {
 #if defined(SPILL_DOT_AVX2)
@@ -63,7 +71,7 @@ void spill_vec_dots(spill_dtype w, int64_t n, const void *wrow, const void *act,
     if ((sc || !scaled(w)) && spill_dots_tiled(w))
         for (; t + T <= nt; t += T)
             spill_dots4_avx2(w, n, wrow, (const uint8_t *)act + (uint64_t)t * stride, stride,
-                             sc + (size_t)(t / T) * (size_t)(n / SPILL_QK) * 8, out + (int64_t)t * ldo, ldo);
+                             sc ? sc + (size_t)(t / T) * per_tile(w, n) : NULL, out + (int64_t)t * ldo, ldo);
 #else
     (void)sc;
 #endif

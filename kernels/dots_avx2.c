@@ -79,8 +79,9 @@ static void dots_q4_1(int64_t n, const spill_block_q4_1 *x, const uint8_t *act, 
 
 /* F32, F16 and BF16 weights: 8 weights widened to floats once for the 4 tokens. Each token's lanes get
  * the one-token dot's fused multiply-adds in the same order (kernels/dot_avx2.c: dot_f32, dot_f16,
- * dot_bf16), then the same sum and the same scalar tail, so the result is the same bits. F16 weights
- * meet F16 activations (widened exactly), F32 and BF16 ones F32 activations. */
+ * dot_bf16), then the same sum and the same scalar tail, so the result is the same bits. F32 and BF16
+ * weights meet F32 activations; F16 ones F16 activations, widened (exactly) once per matmul by
+ * spill_dots_prepare_avx2 into sc. */
 static inline __attribute__((always_inline)) __m256 wide8(spill_dtype w, const void *p, int64_t i) {
     if (w == SPILL_DT_F16) return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)((const uint16_t *)p + i)));
     if (w == SPILL_DT_BF16)
@@ -95,7 +96,7 @@ static inline __attribute__((always_inline)) float wide1(spill_dtype w, const vo
 }
 static inline __attribute__((always_inline)) void dots_wide(spill_dtype w, int64_t n, const void *wrow, const uint8_t *act,
                                                             uint64_t stride, float *out, int64_t ldo) {
-    const spill_dtype a = w == SPILL_DT_F16 ? SPILL_DT_F16 : SPILL_DT_F32; /* the activations' type */
+    const spill_dtype a = SPILL_DT_F32; /* the activations' type: F16 ones come widened (act = sc, stride n) */
     const size_t wbytes = w == SPILL_DT_F32 ? 4 : 2;
     __m256 acc[T];
     for (int t = 0; t < T; t++) acc[t] = _mm256_setzero_ps();
@@ -113,6 +114,16 @@ static inline __attribute__((always_inline)) void dots_wide(spill_dtype w, int64
 }
 
 void spill_dots_prepare_avx2(spill_dtype w, int64_t n, const void *act, uint64_t stride, int nt, float *sc) {
+    if (w == SPILL_DT_F16) { /* the activations widened, token after token, exactly as the one-token dot widens them */
+        for (int t = 0; t < nt / T * T; t++) {
+            const uint16_t *a = (const uint16_t *)((const uint8_t *)act + (uint64_t)t * stride);
+            float *o = sc + (size_t)t * (size_t)n;
+            int64_t i = 0;
+            for (; i + 8 <= n; i += 8) _mm256_storeu_ps(o + i, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(a + i))));
+            for (; i < n; i++) o[i] = h2f(a[i]);
+        }
+        return;
+    }
     int64_t nb = n / SPILL_QK;
     for (int tile = 0; tile < nt / T; tile++) {
         float *s = sc + (size_t)tile * (size_t)nb * 8;
@@ -138,7 +149,7 @@ void spill_dots4_avx2(spill_dtype w, int64_t n, const void *wrow, const void *ac
     case SPILL_DT_Q8_0: dots_signed(0, n, wrow, act, stride, sc, out, ldo); break;
     case SPILL_DT_Q4_0: dots_signed(1, n, wrow, act, stride, sc, out, ldo); break;
     case SPILL_DT_F32: dots_wide(SPILL_DT_F32, n, wrow, act, stride, out, ldo); break;
-    case SPILL_DT_F16: dots_wide(SPILL_DT_F16, n, wrow, act, stride, out, ldo); break;
+    case SPILL_DT_F16: dots_wide(SPILL_DT_F16, n, wrow, (const uint8_t *)sc, sizeof(float) * (uint64_t)n, out, ldo); break;
     case SPILL_DT_BF16: dots_wide(SPILL_DT_BF16, n, wrow, act, stride, out, ldo); break;
     default: dots_q4_1(n, wrow, act, stride, sc, out, ldo); break;
     }

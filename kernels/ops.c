@@ -19,9 +19,10 @@ typedef struct {
     int64_t ldo; /* out[t * ldo + r] */
 } matmul_job;
 
-/* floats of activation scales a worker keeps on its stack for the tiled dots (kernels/dots.c): 32 KiB,
- * enough for one tile of 4 tokens up to 32768 columns; a larger batch goes in chunks of tokens */
-#define SCALES_CAP 8192
+/* floats a worker keeps on its stack for what the tiled dots prepare once per matmul (kernels/dots.c:
+ * the activations' block scales, or F16 activations widened): 128 KiB, enough for 20 tokens of 1536
+ * F16 columns or 4 tokens of 131072 Q8 ones; a larger batch goes in chunks of tokens */
+#define SCALES_CAP 32768
 
 static void matmul_worker(void *ctx, int ith, int nth) {
     const matmul_job *j = ctx;
