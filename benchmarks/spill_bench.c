@@ -111,38 +111,55 @@ static int cpu_copy(spill_mem *mem, size_t bytes, int reps, spill_bw_result *r, 
     return 0;
 }
 
-/* multiply-adds the CPU does per second in the forward pass's own matmul (Q8_0 weights, a batch
-   of 32 tokens: the prefill case, where compute rather than memory sets the pace) */
-static double cpu_flops(spill_pool *pool) {
-    enum { R = 1024, C = 1024, B = 32 };
-    uint64_t rb = spill_dtype_row_bytes(SPILL_DT_Q8_0, C), ab = spill_act_bytes(SPILL_DT_Q8_0, C);
-    uint8_t *w = malloc(rb * R), *act = malloc(ab * B);
-    float *x = malloc(sizeof(float) * C), *out = malloc(sizeof(float) * R * B);
-    if (!w || !x || !out || !act) {
-        free(w), free(x), free(out), free(act);
-        return 0;
+/* multiply-adds per second of the forward pass's own matmul for weights of type t at B tokens, over
+   `wbytes` of weights (1024 columns), for `secs` seconds; 0 when out of memory */
+static double cpu_macs(spill_pool *pool, spill_dtype t, size_t wbytes, int B, double secs) {
+    enum { C = 1024 };
+    uint64_t rb = spill_dtype_row_bytes(t, C), ab = spill_act_bytes(t, C);
+    int R = (int)(wbytes / rb);
+    uint8_t *w = malloc(rb * (uint64_t)R), *act = malloc(ab * (uint64_t)B);
+    float *x = malloc(sizeof(float) * C), *out = malloc(sizeof(float) * (size_t)R * (size_t)B);
+    double f = 0;
+    if (w && x && out && act) {
+        for (int r = 0; r < R; r++) {
+            if (r >= 64) { /* 64 rows quantized (the K-quants' reference quantizer is slow), then repeated */
+                memcpy(w + (uint64_t)r * rb, w + (uint64_t)(r % 64) * rb, rb);
+                continue;
+            }
+            for (int c = 0; c < C; c++) x[c] = (float)((r * 31 + c) % 17) * 0.01f - 0.08f;
+            spill_quantize_row_ref(t, x, w + (uint64_t)r * rb, C);
+        }
+        for (int b = 0; b < B; b++) spill_act_quantize(t, x, act + (uint64_t)b * ab, C);
+        spill_matmul(pool, out, w, t, R, C, act, B);
+        double t0 = spill_now();
+        int it = 0;
+        while (spill_now() - t0 < secs) {
+            spill_matmul(pool, out, w, t, R, C, act, B);
+            it++;
+        }
+        f = (double)R * C * B * it / (spill_now() - t0);
     }
-    for (int r = 0; r < R; r++) {
-        for (int c = 0; c < C; c++) x[c] = (float)((r * 31 + c) % 17) * 0.01f - 0.08f;
-        spill_quantize_row_ref(SPILL_DT_Q8_0, x, w + (uint64_t)r * rb, C);
-    }
-    for (int t = 0; t < B; t++) spill_act_quantize(SPILL_DT_Q8_0, x, act + (uint64_t)t * ab, C);
-    spill_matmul(pool, out, w, SPILL_DT_Q8_0, R, C, act, B);
-    double t0 = spill_now();
-    int it = 0;
-    while (spill_now() - t0 < 0.3) {
-        spill_matmul(pool, out, w, SPILL_DT_Q8_0, R, C, act, B);
-        it++;
-    }
-    double f = 2.0 * R * C * B * it / (spill_now() - t0);
     free(w), free(x), free(out), free(act);
     return f;
 }
+
+/* FLOP/s of the CPU in the forward pass's own matmul (Q8_0 weights, a batch of 32 tokens: the prefill
+   case, where compute rather than memory sets the pace) */
+static double cpu_flops(spill_pool *pool) { return 2.0 * cpu_macs(pool, SPILL_DT_Q8_0, 1u << 20, 32, 0.3); }
+
+/* The rate per weight format at 1 token and at SPILL_CPU_RATE_BATCH over 8 MiB of weights (more than
+   a core's caches hold: read from memory, as decode reads them; small matrices would measure the
+   thread pool's hand-offs instead): what the cost model charges a region of that format on the CPU
+   (spill_profile.cpu_rate) */
+static const spill_dtype rate_types[] = {SPILL_DT_F32, SPILL_DT_F16, SPILL_DT_BF16, SPILL_DT_Q8_0,
+                                         SPILL_DT_Q4_0, SPILL_DT_Q4_1, SPILL_DT_Q4_K, SPILL_DT_Q6_K};
+enum { N_RATE_TYPES = (int)(sizeof rate_types / sizeof *rate_types) };
 
 typedef struct tiers_result {
     spill_bw_result r[SPILL_TOPO_MAX_NODES + SPILL_GPU_BW_MAX + 3];
     int n;
     double cpu_flops;
+    double rate_one[N_RATE_TYPES], rate_batch[N_RATE_TYPES]; /* MAC/s, 0: not measured */
     spill_topology topo;
     char gpu_note[1100];
 } tiers_result;
@@ -212,6 +229,12 @@ static int run_tiers(size_t bytes, int reps, int threads, tiers_result *t, int q
         if (!rc) t->n++;
     }
     if (!rc && !stop) t->cpu_flops = cpu_flops(pool);
+    for (int i = 0; i < N_RATE_TYPES && !rc && !stop; i++) {
+        if (!quiet) fprintf(stderr, "spill-bench: cpu matmul %s at 1 and %d tokens\n", spill_dtype_name(rate_types[i]),
+                            SPILL_CPU_RATE_BATCH);
+        t->rate_one[i] = cpu_macs(pool, rate_types[i], 8u << 20, 1, 0.15);
+        t->rate_batch[i] = cpu_macs(pool, rate_types[i], 8u << 20, SPILL_CPU_RATE_BATCH, 0.15);
+    }
     if (!rc && !stop) {
         rc = disk_read(disk_file, bytes, reps, &t->r[t->n], quiet, err);
         if (!rc) t->n++;
@@ -260,6 +283,14 @@ static void tiers_profile(const tiers_result *t, spill_profile *p) {
     p->capacity[SPILL_TIER_HOST] = host_cap;
     p->read_bw[SPILL_TIER_HOST][SPILL_PROC_CPU] = cpu_bw;
     p->flops[SPILL_PROC_CPU] = t->cpu_flops;
+    p->n_cpu_rates = 0;
+    for (int i = 0; i < N_RATE_TYPES && p->n_cpu_rates < SPILL_CPU_RATE_FORMATS; i++)
+        if (t->rate_one[i] > 0 && t->rate_batch[i] > 0) {
+            struct spill_cpu_rate *c = &p->cpu_rate[p->n_cpu_rates++];
+            snprintf(c->format, sizeof c->format, "%s", spill_dtype_name(rate_types[i]));
+            c->one = t->rate_one[i];
+            c->batch = t->rate_batch[i];
+        }
     const spill_bw_result *disk = find(t, "disk reads");
     if (disk) p->disk_bw = disk->med;
     const spill_bw_result *hbm = find(t, "gpu reads hbm");
@@ -305,7 +336,12 @@ static void print_tiers(const tiers_result *t, fmt f, FILE *o) {
                 fprintf(o, "}");
             }
         }
-        fprintf(o, "\n], \"cpu_flops\": %.6g, \"gpu_note\": ", t->cpu_flops);
+        fprintf(o, "\n], \"cpu_flops\": %.6g, \"cpu_rates\": {", t->cpu_flops);
+        for (int i = 0, k = 0; i < N_RATE_TYPES; i++)
+            if (t->rate_one[i] > 0)
+                fprintf(o, "%s\"%s\": {\"one\": %.6g, \"batch\": %.6g}", k++ ? ", " : "", spill_dtype_name(rate_types[i]),
+                        t->rate_one[i], t->rate_batch[i]);
+        fprintf(o, "}, \"gpu_note\": ");
         spill_json_write_str(o, t->gpu_note);
         fprintf(o, "}\n");
         return;
@@ -326,6 +362,10 @@ static void print_tiers(const tiers_result *t, fmt f, FILE *o) {
             fprintf(o, "| %s | - | - | - | not measured: %s |\n", t->r[i].name, t->r[i].note);
     }
     fprintf(o, "| cpu matmul (Q8_0, 32 tokens) | %.1f GFLOP/s | | | |\n", t->cpu_flops / 1e9);
+    for (int i = 0; i < N_RATE_TYPES; i++)
+        if (t->rate_one[i] > 0)
+            fprintf(o, "| cpu matmul %s, 8 MiB of weights | %.2f GMAC/s at 1 token | | | %.2f GMAC/s at %d tokens |\n",
+                    spill_dtype_name(rate_types[i]), t->rate_one[i] / 1e9, t->rate_batch[i] / 1e9, SPILL_CPU_RATE_BATCH);
     if (t->gpu_note[0]) fprintf(o, "\nGPU: %s\n", t->gpu_note);
 }
 

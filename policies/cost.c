@@ -3,7 +3,9 @@
  * prediction. Assumptions (docs/policies.md):
  *  - a step runs region by region; a region takes max(its reads / its tier's bandwidth, its FLOPs /
  *    the processor's throughput); a region split between HBM and host memory reads both parts at
- *    once, so it takes the longer of the two;
+ *    once, so it takes the longer of the two. On the CPU the throughput is the profile's measured
+ *    multiply-add rate for the region's weight format (1 token, or a batch) where it has one: spill's
+ *    CPU matmul is compute-bound at decode, at a rate that differs by format;
  *  - a GEMM re-reads its weights once per 128 tokens (tile width), so a prefill of n tokens reads a
  *    weight ceil(n/128) times; decode at batch b <= 128 reads it once;
  *  - streamed regions are read from HBM; their transfers run on the copy engine beside compute, so
@@ -46,7 +48,11 @@ spill_prediction spill_cost_predict(const spill_region *r, const spill_plan *pla
         /* two memory systems read at once on a GPU; with no GPU, "HBM" is the same host memory
            standing in for it, so the two parts take turns on one memory bus */
         double mem = prof->has_gpu ? fmax(in_hbm * reads / bh, in_host * reads / bc) : in_hbm * reads / bh + in_host * reads / bc;
-        exec += fmax(mem, 2.0 * (double)r[i].params * tok / flops);
+        /* the CPU at its measured rate for the region's format where the profile has one (its matmul
+           is compute-bound at decode, well below the memory's rate), else at its dense flops */
+        double rate = proc == SPILL_PROC_CPU ? spill_profile_cpu_rate(prof, r[i].format, tok) : 0;
+        double compute = rate > 0 ? (double)r[i].params * tok / rate : 2.0 * (double)r[i].params * tok / flops;
+        exec += fmax(mem, compute);
         out.read[SPILL_TIER_HBM] += in_hbm * reads;
         out.read[SPILL_TIER_HOST] += in_host * reads;
         total_bytes += (double)r[i].bytes;

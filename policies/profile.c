@@ -158,6 +158,28 @@ int spill_profile_load(const char *path, spill_profile *p, spill_err *err) {
         goto out;
     }
     if (!spill_json_get(link, "fault")) p->fault_bw = p->link_h2d / 4;
+    const spill_json *rates = spill_json_get(j, "cpu_rates");
+    if (rates) {
+        if (rates->type != SPILL_JSON_OBJECT) {
+            spill_err_set(err, "%s: \"cpu_rates\" must be an object {\"FORMAT\": {\"one\": MAC/s, \"batch\": MAC/s}}", path);
+            goto out;
+        }
+        for (size_t i = 0; i < rates->n; i++) {
+            const spill_json *r = &rates->items[i];
+            const char *f = rates->keys[i];
+            if (p->n_cpu_rates == SPILL_CPU_RATE_FORMATS || strlen(f) >= sizeof p->cpu_rate[0].format ||
+                r->type != SPILL_JSON_OBJECT) {
+                spill_err_set(err, "%s: \"cpu_rates\": at most %d formats, each a name of under %d characters with "
+                                   "{\"one\": MAC/s, \"batch\": MAC/s}", path, SPILL_CPU_RATE_FORMATS,
+                              (int)sizeof p->cpu_rate[0].format);
+                goto out;
+            }
+            struct spill_cpu_rate *c = &p->cpu_rate[p->n_cpu_rates];
+            snprintf(c->format, sizeof c->format, "%s", f);
+            if (num(r, "one", &c->one, 1, path, err) || num(r, "batch", &c->batch, 1, path, err)) goto out;
+            p->n_cpu_rates++;
+        }
+    }
     const spill_json *disk = spill_json_get(j, "disk");
     if (disk && (disk->type != SPILL_JSON_OBJECT || num(disk, "read", &p->disk_bw, 1, path, err))) {
         if (disk->type != SPILL_JSON_OBJECT) spill_err_set(err, "%s: \"disk\" must be an object {\"read\": bytes/s}", path);
@@ -184,8 +206,24 @@ void spill_profile_write(const spill_profile *p, FILE *f) {
             p->read_bw[SPILL_TIER_HOST][SPILL_PROC_CPU]);
     fprintf(f, "  \"link\": {\"h2d\": %.6g, \"d2h\": %.6g, \"fault\": %.6g},\n", p->link_h2d, p->link_d2h, p->fault_bw);
     if (p->disk_bw > 0) fprintf(f, "  \"disk\": {\"read\": %.6g},\n", p->disk_bw);
+    if (p->n_cpu_rates) {
+        fprintf(f, "  \"cpu_rates\": {");
+        for (int i = 0; i < p->n_cpu_rates; i++) {
+            fprintf(f, "%s\n    ", i ? "," : "");
+            spill_json_write_str(f, p->cpu_rate[i].format);
+            fprintf(f, ": {\"one\": %.6g, \"batch\": %.6g}", p->cpu_rate[i].one, p->cpu_rate[i].batch);
+        }
+        fprintf(f, "\n  },\n");
+    }
     fprintf(f, "  \"grain\": %llu,\n  \"flops\": {\"gpu\": %.6g, \"cpu\": %.6g}\n}\n", (unsigned long long)p->grain,
             p->flops[SPILL_PROC_GPU], p->flops[SPILL_PROC_CPU]);
+}
+
+double spill_profile_cpu_rate(const spill_profile *p, const char *format, int tokens) {
+    if (!format) return 0;
+    for (int i = 0; i < p->n_cpu_rates; i++)
+        if (!strcasecmp(p->cpu_rate[i].format, format)) return tokens < 4 ? p->cpu_rate[i].one : p->cpu_rate[i].batch;
+    return 0;
 }
 
 /* ---- choosing a profile from what the machine says of itself ---- */

@@ -38,9 +38,14 @@ typedef struct spill_region {
     double reads_per_step; /* how much of it one decode step at batch 1 reads, in units of its size
                               (1 for a weight matrix; ~0 for an embedding table, read one row at a time) */
     uint64_t params;       /* weights: multiply-adds per token (its element count); 0 otherwise */
+    const char *format;    /* weights: the format most of its multiply-adds are in ("Q4_1", "BF16", ...) as
+                              the device holds them, for the CPU's rate per format; NULL: unknown */
 } spill_region;
 
 typedef enum spill_proc { SPILL_PROC_GPU, SPILL_PROC_CPU, SPILL_PROC_COUNT } spill_proc;
+
+#define SPILL_CPU_RATE_FORMATS 12
+#define SPILL_CPU_RATE_BATCH 32
 
 /* A machine, as the cost model sees it. Bandwidths in bytes/s, compute in FLOP/s, both the
  * achievable figures (docs/policies.md cites where each built-in number comes from). */
@@ -58,6 +63,16 @@ typedef struct spill_profile {
     double disk_bw;                              /* sequential reads of the model file with O_DIRECT: the
                                                     third tier (0: unknown, no disk plans costed) */
     double flops[SPILL_PROC_COUNT];              /* dense 16-bit multiply-add throughput */
+    /* The CPU's multiply-adds per second in spill's own matmul, per weight format, over weights read
+       from memory: at 1 token (decode) and at SPILL_CPU_RATE_BATCH tokens (prefill). Measured by
+       spill-bench tiers; a region whose format is here is costed at its rate rather than at flops
+       (none in the built-in profiles). On the CPU decode is bound by these rates more than by the
+       memory's. */
+    struct spill_cpu_rate {
+        char format[12];
+        double one, batch;
+    } cpu_rate[SPILL_CPU_RATE_FORMATS];
+    int n_cpu_rates;
 } spill_profile;
 
 /* Built-in profiles: gh200-96, gh200-144, gb200, gb300, gb10, h100-pcie, h200-pcie, cpu.
@@ -91,6 +106,9 @@ int spill_profile_pick(const spill_platform_facts *f, spill_profile *out, char *
 int spill_profile_load(const char *path, spill_profile *out, spill_err *err);
 /* Write a profile as JSON that spill_profile_load reads back. */
 void spill_profile_write(const spill_profile *p, FILE *f);
+/* The CPU's multiply-add rate for weights of `format` at `tokens` tokens (the 1-token rate below 4
+ * tokens, where the matmul has no tiles, else the batch rate); 0 when the profile has none for it. */
+double spill_profile_cpu_rate(const spill_profile *p, const char *format, int tokens);
 
 typedef struct spill_phase {
     int prefill; /* 1: a prompt of `tokens` tokens in one step; 0: one decode step of `tokens` sequences */

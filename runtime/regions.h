@@ -35,6 +35,8 @@ typedef struct spill_shape {
     spill_hparams hp;
     uint64_t *layer_bytes, *layer_params; /* (n_layers) */
     uint64_t embd_bytes, embd_params, output_bytes, output_params, norm_bytes;
+    char (*layer_format)[12];              /* (n_layers) the format most of a layer's multiply-adds are in */
+    char embd_format[12], output_format[12]; /* "" when unknown */
     int kv_elem_bytes; /* bytes per cached K or V element: 4 (F32, what the shape_from_* give) or 2 (--kv-type f16/bf16) */
 } spill_shape;
 

@@ -138,12 +138,12 @@ static void test_plan(void **s) {
     assert_int_equal(n, 2 * L + 3);
     memset(r, 0, sizeof r);
     for (int l = 0; l < L; l++) {
-        r[spill_region_layer(L, l)] = (spill_region){"blk", 100 << 20, l, SPILL_REGION_WEIGHT, 1.0, 50 << 20};
-        r[spill_region_kv(L, l)] = (spill_region){"kv", 1 << 20, l, SPILL_REGION_KV, 1.0, 0};
+        r[spill_region_layer(L, l)] = (spill_region){"blk", 100 << 20, l, SPILL_REGION_WEIGHT, 1.0, 50 << 20, NULL};
+        r[spill_region_kv(L, l)] = (spill_region){"kv", 1 << 20, l, SPILL_REGION_KV, 1.0, 0, NULL};
     }
-    r[spill_region_embd(L)] = (spill_region){"token_embd", 50 << 20, -1, SPILL_REGION_WEIGHT, 1e-4, 0};
-    r[spill_region_output(L)] = (spill_region){"output", 50 << 20, -1, SPILL_REGION_WEIGHT, 1.0, 25 << 20};
-    r[spill_region_out_norm(L)] = (spill_region){"output_norm", 4096, -1, SPILL_REGION_WEIGHT, 1.0, 0};
+    r[spill_region_embd(L)] = (spill_region){"token_embd", 50 << 20, -1, SPILL_REGION_WEIGHT, 1e-4, 0, NULL};
+    r[spill_region_output(L)] = (spill_region){"output", 50 << 20, -1, SPILL_REGION_WEIGHT, 1.0, 25 << 20, NULL};
+    r[spill_region_out_norm(L)] = (spill_region){"output_norm", 4096, -1, SPILL_REGION_WEIGHT, 1.0, 0, NULL};
     spill_profile prof;
     spill_err err = {{0}};
     assert_int_equal(spill_profile_builtin("cpu", &prof, &err), 0);

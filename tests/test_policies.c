@@ -301,6 +301,96 @@ static void test_profiles(void **s) {
     unlink("/tmp/spill-profile-bad.json");
 }
 
+/* The CPU's measured rate per weight format (spill-bench tiers): regions carry their format (a
+ * config's checkpoint type, or what a GGUF's layers mostly hold), a profile's cpu_rates survive JSON,
+ * bad ones are refused, and the cost model charges a CPU decode step params / rate for a format it
+ * has (1-token rate), params x tokens / batch rate for a prefill, and flops for one it has not. */
+static void test_cpu_rates(void **s) {
+    (void)s;
+    spill_err err = {{0}};
+    spill_region *r;
+    int n;
+    regions_70b(&r, &n, 4096);
+    int L = 80;
+    assert_string_equal(r[spill_region_layer(L, 0)].format, "BF16");
+    assert_string_equal(r[spill_region_output(L)].format, "BF16");
+    assert_null(r[spill_region_kv(L, 0)].format);
+    spill_profile p, q;
+    assert_int_equal(spill_profile_builtin("cpu", &p, &err), 0);
+    assert_int_equal(p.n_cpu_rates, 0);
+    spill_plan_params pp = {"host", {0, 0}, 1, &p, {0, 1, NULL}};
+    spill_plan plan;
+    assert_int_equal(spill_plan_make(r, n, &pp, &plan, &err), 0);
+    double by_flops = plan.predicted.step_s;
+    spill_plan_free(&plan);
+    p.cpu_rate[0] = (struct spill_cpu_rate){"BF16", 2e9, 8e9};
+    p.n_cpu_rates = 1;
+    /* JSON round trip */
+    char path[] = "/tmp/spill-profile-XXXXXX";
+    int fd = mkstemp(path);
+    FILE *f = fdopen(fd, "w");
+    spill_profile_write(&p, f);
+    fclose(f);
+    if (spill_profile_load(path, &q, &err)) fail_msg("%s", err.msg);
+    unlink(path);
+    assert_int_equal(q.n_cpu_rates, 1);
+    assert_string_equal(q.cpu_rate[0].format, "BF16");
+    assert_true(q.cpu_rate[0].one == 2e9 && q.cpu_rate[0].batch == 8e9);
+    assert_true(spill_profile_cpu_rate(&q, "bf16", 1) == 2e9 && spill_profile_cpu_rate(&q, "BF16", 32) == 8e9);
+    assert_true(spill_profile_cpu_rate(&q, "Q4_1", 1) == 0 && spill_profile_cpu_rate(&q, NULL, 1) == 0);
+    /* decode: every BF16 multiply-add at 2 GMAC/s, slower than reading 141 GB at the cpu profile's rate */
+    uint64_t params = 0, bytes = 0;
+    for (int i = 0; i < n; i++)
+        if (r[i].kind == SPILL_REGION_WEIGHT) params += r[i].params, bytes += r[i].bytes;
+    assert_int_equal(spill_plan_make(r, n, &pp, &plan, &err), 0);
+    double step = plan.predicted.step_s;
+    spill_plan_free(&plan);
+    printf("70B BF16 decode on the cpu profile: %.2f s a token at flops, %.2f s at 2 GMAC/s (%.2f s of compute, %.2f s "
+           "of reads)\n", by_flops, step, params / 2e9, bytes / p.read_bw[SPILL_TIER_HOST][SPILL_PROC_CPU]);
+    assert_true(params / 2e9 > bytes / p.read_bw[SPILL_TIER_HOST][SPILL_PROC_CPU]);
+    assert_true(fabs(step - params / 2e9) <= 0.02 * step); /* the KV cache and the norms are the rest */
+    assert_true(step > 1.5 * by_flops);
+    /* prefill: the batch rate */
+    spill_plan_params pf = {"host", {0, 0}, 1, &p, {1, 512, NULL}};
+    assert_int_equal(spill_plan_make(r, n, &pf, &plan, &err), 0);
+    double pre = plan.predicted.step_s;
+    spill_plan_free(&plan);
+    assert_true(pre >= 0.98 * params * 512.0 / 8e9);
+    /* bad rates name the field */
+    write_file("/tmp/spill-profile-bad.json",
+               "{\"name\": \"x\", \"has_gpu\": false, \"hbm\": {\"capacity\": 0, \"gpu_read\": 1, \"cpu_read\": 1},"
+               " \"host\": {\"capacity\": 1, \"gpu_read\": 1, \"cpu_read\": 1}, \"link\": {\"h2d\": 1, \"d2h\": 1},"
+               " \"flops\": {\"gpu\": 1, \"cpu\": 1}, \"cpu_rates\": {\"Q4_1\": {\"one\": -1, \"batch\": 1}}}");
+    assert_int_equal(spill_profile_load("/tmp/spill-profile-bad.json", &q, &err), -1);
+    assert_non_null(strstr(err.msg, "\"one\""));
+    write_file("/tmp/spill-profile-bad.json",
+               "{\"name\": \"x\", \"has_gpu\": false, \"hbm\": {\"capacity\": 0, \"gpu_read\": 1, \"cpu_read\": 1},"
+               " \"host\": {\"capacity\": 1, \"gpu_read\": 1, \"cpu_read\": 1}, \"link\": {\"h2d\": 1, \"d2h\": 1},"
+               " \"flops\": {\"gpu\": 1, \"cpu\": 1}, \"cpu_rates\": [1, 2]}");
+    assert_int_equal(spill_profile_load("/tmp/spill-profile-bad.json", &q, &err), -1);
+    assert_non_null(strstr(err.msg, "cpu_rates"));
+    unlink("/tmp/spill-profile-bad.json");
+    spill_regions_free(r);
+    /* a GGUF's regions: the format of each layer's matrices as the file holds them */
+    const char *files[][3] = {{stories_path(), "F32", "F32"}, {smollm_path(), "Q4_1", "Q8_0"}};
+    for (int i = 0; i < 2; i++) {
+        if (access(files[i][0], R_OK)) {
+            printf("SKIPPED part: %s is not there\n", files[i][0]);
+            continue;
+        }
+        spill_gguf g;
+        spill_shape sh;
+        assert_int_equal(spill_gguf_open(&g, files[i][0], &err), 0);
+        assert_int_equal(spill_shape_from_gguf(&g, &sh, &err), 0);
+        assert_int_equal(spill_shape_regions(&sh, 64, 1, &r, &n, &err), 0);
+        int nl = sh.hp.n_layers;
+        spill_shape_free(&sh);
+        spill_gguf_close(&g);
+        for (int l = 0; l < nl; l++) assert_string_equal(r[spill_region_layer(nl, l)].format, files[i][1]);
+        assert_string_equal(r[spill_region_embd(nl)].format, files[i][2]);
+        spill_regions_free(r);
+    }
+}
 
 /* Grace Blackwell and the one-pool machine, on Llama-3.1-70B's config (its published hyperparameters,
  * 128k context with llama3 RoPE scaling): every new profile gives a plan and a prediction; on GB10
@@ -523,6 +613,7 @@ int main(void) {
         cmocka_unit_test(test_stream_ring),
         cmocka_unit_test(test_auto_and_fault),
         cmocka_unit_test(test_profiles),
+        cmocka_unit_test(test_cpu_rates),
         cmocka_unit_test(test_spill_plan_cli),
         cmocka_unit_test(test_grace_blackwell),
         cmocka_unit_test(test_profile_pick),
