@@ -160,7 +160,8 @@ def main():
             "link": {"h2d": 3.75e11, "d2h": 2.97e11, "fault": 5e10}, "flops": {"gpu": 9e14, "cpu": 3e12},
             "grain": 2097152, "disk": {"read": 5e9}}
     put("profile", "gh200.json", json.dumps(prof, indent=1))
-    cpu = dict(prof, name="cpu", has_gpu=False, hbm={"capacity": 0, "gpu_read": 0, "cpu_read": 0})
+    cpu = dict(prof, name="cpu", has_gpu=False, hbm={"capacity": 0, "gpu_read": 0, "cpu_read": 0},
+               cpu_rates={"Q4_1": {"one": 8.6e9, "batch": 1.6e10}, "BF16": {"one": 6.3e9, "batch": 1.6e10}})
     del cpu["disk"]
     put("profile", "cpu.json", json.dumps(cpu))
     # SPILL_* options: NAME=VALUE lines
