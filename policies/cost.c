@@ -40,8 +40,10 @@ spill_prediction spill_cost_predict(const spill_region *r, const spill_plan *pla
         double reads;
         if (r[i].kind == SPILL_REGION_WEIGHT) reads = r[i].reads_per_step < 1 ? r[i].reads_per_step * tok : passes * r[i].reads_per_step;
         else reads = r[i].reads_per_step;
-        /* the part in HBM and the part in host memory are read at the same time */
-        double in_hbm = rp->streamed || fault ? (double)r[i].bytes : (double)rp->hbm_bytes;
+        /* the part in HBM and the part in host memory are read at the same time. A draft step on
+           the CPU (no GPU) reads a streamed layer where it lives, with no copy (runtime/place.c) */
+        int copied = rp->streamed && !(ph.skip && !prof->has_gpu);
+        double in_hbm = copied || fault ? (double)r[i].bytes : (double)rp->hbm_bytes;
         double in_host = (double)r[i].bytes - in_hbm;
         double bh = prof->read_bw[SPILL_TIER_HBM][proc] > 0 ? prof->read_bw[SPILL_TIER_HBM][proc] : 1e-30;
         double bc = prof->read_bw[SPILL_TIER_HOST][proc] > 0 ? prof->read_bw[SPILL_TIER_HOST][proc] : 1e-30;
@@ -57,7 +59,7 @@ spill_prediction spill_cost_predict(const spill_region *r, const spill_plan *pla
         out.read[SPILL_TIER_HOST] += in_host * reads;
         total_bytes += (double)r[i].bytes;
         if (rp->on_disk) disk += (double)r[i].bytes * reads / (prof->disk_bw > 0 ? prof->disk_bw : 1e-30);
-        if (rp->streamed) {
+        if (copied) {
             double link = prof->link_h2d > 0 ? prof->link_h2d : prof->read_bw[SPILL_TIER_HOST][proc];
             xfer += (double)r[i].bytes / link;
             out.moved += (double)r[i].bytes;

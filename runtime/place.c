@@ -295,6 +295,15 @@ const spill_layer *spill_exec_begin(spill_exec *x, int l, spill_err *err) {
             return lw;
         }
     }
+    if (x->skip && x->n_slots && x->placer.iface->drafts_in_place) {
+        /* a draft step leaves the ring as the last whole step left it (its next layers prefetched)
+           and reads each layer where it lives: a streamed one from its home in host memory */
+        const uint64_t *held = x->placed->region[r];
+        if (streamed) x->st.read[SPILL_TIER_HOST] += held[SPILL_TIER_HBM] + held[SPILL_TIER_HOST];
+        else
+            for (int t = 0; t < SPILL_TIER_COUNT; t++) x->st.read[t] += held[t];
+        return &x->placed->w.layers[l];
+    }
     int want[64], n_want = 0; /* with layers skipped: the streamed layers to run next, in order */
     if (x->skip && x->n_slots) {
         for (int i = 1; i <= L && n_want < x->ahead && n_want < 64; i++) {
@@ -349,7 +358,7 @@ void spill_exec_skip(spill_exec *x, const uint8_t *skip) { x->skip = skip; }
 int spill_exec_end(spill_exec *x, int l, spill_err *err) {
     if (l < 0 || l >= x->hp->n_layers) return 0;
     spill_disk_release(x->disk, l);
-    if (!x->n_slots) return 0;
+    if (!x->n_slots || (x->skip && x->placer.iface->drafts_in_place)) return 0; /* a draft used no slot */
     int si = x->slot_of[l];
     if (!is_streamed(x, l) || si < 0) return 0;
     return x->placer.iface->done(x->placer.ctx, si, err);

@@ -36,6 +36,8 @@ typedef struct spill_placer_iface {
     const char *device; /* "cpu", "cuda": for messages */
     uint64_t align;     /* each placed tensor starts on this boundary */
     int split_lookups;  /* a table read one row per token (the embedding) may be split between tiers */
+    int drafts_in_place; /* a draft step (layers skipped: speculative decoding) reads streamed layers
+                            where they live rather than copying them through the ring */
     /* the type the device multiplies a weight in; vectors are F32 on every device */
     spill_dtype (*held_type)(const spill_weight *w);
     /* HBM the device's work buffers take beside the plan's regions, from the table it allocates them

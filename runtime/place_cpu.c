@@ -127,6 +127,8 @@ const spill_placer_iface spill_cpu_placer = {
     .device = "cpu",
     .align = 64,
     .split_lookups = 1,
+    /* the ring's homes are host memory the CPU reads as fast as a slot: a copy would only add one */
+    .drafts_in_place = 1,
     .held_type = cpu_held_type,
     .work_bytes = cpu_work_bytes,
     .in_place = cpu_in_place,

@@ -113,6 +113,7 @@ const spill_placer_iface spill_cuda_placer = {
     .device = "GPU",
     .align = 256,
     .split_lookups = 0, /* rows are looked up by one kernel over one table */
+    .drafts_in_place = 0, /* the homes are managed host memory: read in place they would migrate */
     .held_type = gpu_held_type,
     .work_bytes = gpu_work_bytes,
     .in_place = gpu_in_place,
