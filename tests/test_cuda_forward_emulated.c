@@ -638,20 +638,35 @@ static void print_run(const char *what, const run_info *r) {
     printf("\n");
 }
 
+/* stories260K's greedy tokens on the CPU device (context 64, prompt in one batch, one thread) with
+   the KV cache in kv_type: what every GPU placement must give */
+static void cpu_tokens(spill_dtype kv_type, const int *prompt, int np, int *out) {
+    spill_err err = {{0}};
+    spill_engine_params p = spill_engine_defaults();
+    p.model = stories_path();
+    p.ctx = 64;
+    p.batch = 32;
+    p.threads = 1;
+    p.kv_type = kv_type;
+    p.quiet = 1;
+    spill_engine *e;
+    if (spill_engine_open(&p, &e, &err)) fail_msg("%s", err.msg);
+    assert_int_equal(spill_engine_forward(e, 0, prompt, np, 0, &err), 0);
+    int pos = np, V = spill_engine_model(e)->hp.vocab;
+    for (int g = 0; g < N_GEN; g++) {
+        out[g] = argmax_logit(spill_engine_logits(e), V);
+        assert_int_equal(spill_engine_forward(e, 0, &out[g], 1, pos++, &err), 0);
+    }
+    spill_engine_free(e);
+}
+
 /* stories260K is F32: the GPU multiplies in F32 as the CPU does, so the tokens are the CPU's */
 static void test_stories_matches_cpu(void **s) {
     (void)s;
     int prompt[64];
     int np = prompt_ids(stories_path(), "Once upon a time", prompt, 64);
-    spill_err err = {{0}};
-    spill_engine *e = open_engine(stories_path(), 64, 32, 1);
-    assert_int_equal(spill_engine_forward(e, 0, prompt, np, 0, &err), 0);
-    int cpu[N_GEN], pos = np, V = spill_engine_model(e)->hp.vocab;
-    for (int g = 0; g < N_GEN; g++) {
-        cpu[g] = argmax_logit(spill_engine_logits(e), V);
-        assert_int_equal(spill_engine_forward(e, 0, &cpu[g], 1, pos++, &err), 0);
-    }
-    spill_engine_free(e);
+    int cpu[N_GEN];
+    cpu_tokens(SPILL_DT_F32, prompt, np, cpu);
     const char *policies[] = {"host", "fault", "pin", "stream", "auto"};
     for (int p = 0; p < 5; p++)
         for (int batch = 1; batch <= 8; batch += 7) {
@@ -740,23 +755,8 @@ static void test_stories_kv16(void **s) {
     int np = prompt_ids(stories_path(), "Once upon a time", prompt, 64);
     const spill_dtype types[] = {SPILL_DT_F16, SPILL_DT_BF16};
     for (int k = 0; k < 2; k++) {
-        spill_err err = {{0}};
-        spill_engine_params p = spill_engine_defaults();
-        p.model = stories_path();
-        p.ctx = 64;
-        p.batch = 32;
-        p.threads = 1;
-        p.kv_type = types[k];
-        p.quiet = 1;
-        spill_engine *e;
-        if (spill_engine_open(&p, &e, &err)) fail_msg("%s", err.msg);
-        assert_int_equal(spill_engine_forward(e, 0, prompt, np, 0, &err), 0);
-        int cpu[N_GEN], pos = np, V = spill_engine_model(e)->hp.vocab;
-        for (int g = 0; g < N_GEN; g++) {
-            cpu[g] = argmax_logit(spill_engine_logits(e), V);
-            assert_int_equal(spill_engine_forward(e, 0, &cpu[g], 1, pos++, &err), 0);
-        }
-        spill_engine_free(e);
+        int cpu[N_GEN];
+        cpu_tokens(types[k], prompt, np, cpu);
         emu_kv_type = types[k];
         const char *policies[] = {"host", "pin", "stream"};
         for (int i = 0; i < 3; i++)

@@ -264,6 +264,23 @@ static void test_auto_and_fault(void **s) {
     spill_regions_free(r);
 }
 
+/* A profile that is whole but for one thing: has_gpu, the GPU's HBM read rate and more members as
+ * given; loading it fails with a message that names `expect`. */
+static void profile_refused(const char *has_gpu, const char *hbm_read, const char *more, const char *expect) {
+    char text[1024];
+    snprintf(text, sizeof text,
+             "{\"name\": \"x\", \"has_gpu\": %s, \"hbm\": {\"capacity\": 1, \"gpu_read\": %s, \"cpu_read\": 1},"
+             " \"host\": {\"capacity\": 1, \"gpu_read\": 1, \"cpu_read\": 1}, \"link\": {\"h2d\": 1, \"d2h\": 1},"
+             " \"flops\": {\"gpu\": 1, \"cpu\": 1}%s}",
+             has_gpu, hbm_read, more);
+    write_file("/tmp/spill-profile-bad.json", text);
+    spill_profile p;
+    spill_err err = {{0}};
+    assert_int_equal(spill_profile_load("/tmp/spill-profile-bad.json", &p, &err), -1);
+    if (!strstr(err.msg, expect)) fail_msg("'%s' does not name %s", err.msg, expect);
+    unlink("/tmp/spill-profile-bad.json");
+}
+
 static void test_profiles(void **s) {
     (void)s;
     spill_err err = {{0}};
@@ -292,13 +309,7 @@ static void test_profiles(void **s) {
     write_file("/tmp/spill-profile-bad.json", "{\"name\": \"x\", \"has_gpu\": true}");
     assert_int_equal(spill_profile_load("/tmp/spill-profile-bad.json", &p, &err), -1);
     assert_non_null(strstr(err.msg, "\"hbm\""));
-    write_file("/tmp/spill-profile-bad.json",
-               "{\"name\": \"x\", \"has_gpu\": true, \"hbm\": {\"capacity\": 1, \"gpu_read\": -5, \"cpu_read\": 1},"
-               " \"host\": {\"capacity\": 1, \"gpu_read\": 1, \"cpu_read\": 1}, \"link\": {\"h2d\": 1, \"d2h\": 1},"
-               " \"flops\": {\"gpu\": 1, \"cpu\": 1}}");
-    assert_int_equal(spill_profile_load("/tmp/spill-profile-bad.json", &p, &err), -1);
-    assert_non_null(strstr(err.msg, "gpu_read"));
-    unlink("/tmp/spill-profile-bad.json");
+    profile_refused("true", "-5", "", "gpu_read");
 }
 
 /* The CPU's measured rate per weight format (spill-bench tiers): regions carry their format (a
@@ -357,19 +368,8 @@ static void test_cpu_rates(void **s) {
     spill_plan_free(&plan);
     assert_true(pre >= 0.98 * params * 512.0 / 8e9);
     /* bad rates name the field */
-    write_file("/tmp/spill-profile-bad.json",
-               "{\"name\": \"x\", \"has_gpu\": false, \"hbm\": {\"capacity\": 0, \"gpu_read\": 1, \"cpu_read\": 1},"
-               " \"host\": {\"capacity\": 1, \"gpu_read\": 1, \"cpu_read\": 1}, \"link\": {\"h2d\": 1, \"d2h\": 1},"
-               " \"flops\": {\"gpu\": 1, \"cpu\": 1}, \"cpu_rates\": {\"Q4_1\": {\"one\": -1, \"batch\": 1}}}");
-    assert_int_equal(spill_profile_load("/tmp/spill-profile-bad.json", &q, &err), -1);
-    assert_non_null(strstr(err.msg, "\"one\""));
-    write_file("/tmp/spill-profile-bad.json",
-               "{\"name\": \"x\", \"has_gpu\": false, \"hbm\": {\"capacity\": 0, \"gpu_read\": 1, \"cpu_read\": 1},"
-               " \"host\": {\"capacity\": 1, \"gpu_read\": 1, \"cpu_read\": 1}, \"link\": {\"h2d\": 1, \"d2h\": 1},"
-               " \"flops\": {\"gpu\": 1, \"cpu\": 1}, \"cpu_rates\": [1, 2]}");
-    assert_int_equal(spill_profile_load("/tmp/spill-profile-bad.json", &q, &err), -1);
-    assert_non_null(strstr(err.msg, "cpu_rates"));
-    unlink("/tmp/spill-profile-bad.json");
+    profile_refused("false", "1", ", \"cpu_rates\": {\"Q4_1\": {\"one\": -1, \"batch\": 1}}", "\"one\"");
+    profile_refused("false", "1", ", \"cpu_rates\": [1, 2]", "cpu_rates");
     spill_regions_free(r);
     /* a GGUF's regions: the format of each layer's matrices as the file holds them */
     const char *files[][3] = {{stories_path(), "F32", "F32"}, {smollm_path(), "Q4_1", "Q8_0"}};
