@@ -68,10 +68,13 @@ void spill_vec_dots(spill_dtype w, int64_t n, const void *wrow, const void *act,
                     const float *sc, float *out, int64_t ldo) {
     int t = 0;
 #if defined(SPILL_DOT_AVX2)
-    if ((sc || !scaled(w)) && spill_dots_tiled(w))
-        for (; t + T <= nt; t += T)
-            spill_dots4_avx2(w, n, wrow, (const uint8_t *)act + (uint64_t)t * stride, stride,
-                             sc ? sc + (size_t)(t / T) * per_tile(w, n) : NULL, out + (int64_t)t * ldo, ldo);
+    if (spill_dots_tiled(w)) {
+        size_t pt = per_tile(w, n); /* once per row, not once per tile */
+        if (sc || !pt)
+            for (; t + T <= nt; t += T)
+                spill_dots4_avx2(w, n, wrow, (const uint8_t *)act + (uint64_t)t * stride, stride,
+                                 pt ? sc + (size_t)(t / T) * pt : NULL, out + (int64_t)t * ldo, ldo);
+    }
 #else
     (void)sc;
 #endif
