@@ -352,9 +352,28 @@ static void test_full_disk(void **state) {
 
 /* ---- SIGINT to spill-generate ---- */
 
-/* Start spill-generate with args, SIGINT once `after_ms` passed or, when wait_out, once stdout has
- * something past the prompt; its exit status (or 1000 + the signal that ended it) and its stderr. */
-static int run_interrupted(const char *const *args, int after_ms, int wait_out, char *err_text, size_t cap,
+enum { WAIT_TIME, WAIT_OUTPUT, WAIT_LOADING };
+
+/* Does the file at path hold needle (within its first 64 KiB)? */
+static int file_has(const char *path, const char *needle) {
+    char buf[1 << 16];
+    FILE *f = fopen(path, "r");
+    if (!f) return 0;
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = 0;
+    return strstr(buf, needle) != NULL;
+}
+
+static long file_size(const char *path) {
+    struct stat sb;
+    return stat(path, &sb) ? -1 : (long)sb.st_size;
+}
+
+/* Start spill-generate with args and SIGINT it: after `after_ms` (WAIT_TIME), once stdout has
+ * something past the prompt (WAIT_OUTPUT), or once stderr says the load began (WAIT_LOADING); its exit
+ * status (or 1000 + the signal that ended it) and its stderr. */
+static int run_interrupted(const char *const *args, int after_ms, int wait, char *err_text, size_t cap,
                            const char *out_path) {
     char err_path[512];
     snprintf(err_path, sizeof err_path, "%s/gen.err", dir);
@@ -371,13 +390,15 @@ static int run_interrupted(const char *const *args, int after_ms, int wait_out, 
         execv(argv[0], argv);
         _exit(127);
     }
-    if (wait_out) {
+    if (wait == WAIT_LOADING) {
+        for (int k = 0; k < 20000 && !file_has(err_path, "spill: loading "); k++) usleep(200);
+    } else if (wait == WAIT_OUTPUT) {
         struct stat sb;
         for (int k = 0; k < 20000; k++) { /* the prompt is "Once"; generated text follows it */
             if (!stat(out_path, &sb) && sb.st_size > 40) break;
             usleep(1000);
         }
-    } else if (after_ms) {
+    } else {
         usleep((useconds_t)after_ms * 1000);
     }
     kill(pid, SIGINT);
@@ -398,7 +419,7 @@ static void test_sigint(void **state) {
     /* during the decode: the text so far, the report, exit 0, and the allocation log whole */
     const char *decode_args[] = {"-m", stories_path(), "-p", "Once", "-n", "1000000", "--temp", "0.8", "--ctx-size", "2048",
                                  "--alloc-log", log, NULL};
-    int rc = run_interrupted(decode_args, 0, 1, err, sizeof err, out);
+    int rc = run_interrupted(decode_args, 0, WAIT_OUTPUT, err, sizeof err, out);
     if (rc != 0) fail_msg("spill-generate ended with %d after SIGINT during the decode:\n%s", rc, err);
     assert_non_null(strstr(err, "spill: interrupted"));
     assert_non_null(strstr(err, "decode"));
@@ -415,13 +436,24 @@ static void test_sigint(void **state) {
     assert_int_equal(spill_synth_parse("tiny:vocab=32000:type=f32", &spec, &serr), 0);
     assert_int_equal(spill_synth_write(&spec, big, 1, NULL, &serr), 0);
     const char *load_args[] = {"-m", big, "--no-mmap", "-p", "Once", "-n", "1000000", "--temp", "0.8", NULL};
-    int saw_load = 0;
-    for (int ms = 1; ms <= 100 && !(saw_load && ms > 40); ms += 3) {
-        rc = run_interrupted(load_args, ms, 0, err, sizeof err, out);
+    /* at moments around the load, timed: any outcome but a crash */
+    for (int ms = 1; ms <= 60; ms += 7) {
+        rc = run_interrupted(load_args, ms, WAIT_TIME, err, sizeof err, out);
         /* 1000 + SIGINT: it came before main took the signal (the default action, nothing begun) */
         if (rc != 0 && rc != 130 && rc != 1000 + SIGINT) fail_msg("SIGINT after %d ms: exit %d\n%s", ms, rc, err);
+        if (rc == 130 && !strstr(err, "interrupted while loading")) fail_msg("SIGINT after %d ms: exit 130 but\n%s", ms, err);
+        assert_null(strstr(err, "AddressSanitizer"));
+    }
+    /* once the load has said it began (waited for, not timed): 130 and nothing generated. The load of
+       this 70 MiB file takes tens of milliseconds, the wait polls every 0.2 ms; a machine busy enough
+       to let the whole load pass unseen gets more tries, and each one is checked anyway */
+    int saw_load = 0;
+    for (int k = 0; k < 10 && !saw_load; k++) {
+        rc = run_interrupted(load_args, 0, WAIT_LOADING, err, sizeof err, out);
+        if (rc != 0 && rc != 130) fail_msg("SIGINT once loading: exit %d\n%s", rc, err);
         if (rc == 130) {
-            if (!strstr(err, "interrupted while loading")) fail_msg("SIGINT after %d ms: exit 130 but\n%s", ms, err);
+            if (!strstr(err, "interrupted while loading")) fail_msg("SIGINT once loading: exit 130 but\n%s", err);
+            assert_int_equal(file_size(out), 0); /* nothing generated, not even the prompt */
             saw_load = 1;
         }
         assert_null(strstr(err, "AddressSanitizer"));
