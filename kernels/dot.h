@@ -36,10 +36,12 @@ extern const spill_dot_table spill_dot_neon_dotprod;
 const spill_dot_table *spill_dot_table_of(spill_isa isa);
 
 #if defined(SPILL_DOT_AVX2)
-/* kernels/dots_avx2.c: 4 tokens' scales as floats, and one row against 4 tokens */
+/* kernels/dots_avx2.c: 4 tokens' scales as floats; nr rows (rb bytes apart) against 4 tokens
+ * (out[t * ldo + r]); nr rows against one token (out[r]; 0 when w has no such kernel) */
 void spill_dots_prepare_avx2(spill_dtype w, int64_t n, const void *act, uint64_t stride, int nt, float *sc);
-void spill_dots4_avx2(spill_dtype w, int64_t n, const void *wrow, const void *act, uint64_t stride, const float *sc,
-                      float *out, int64_t ldo);
+void spill_dots4_avx2(spill_dtype w, int64_t n, const void *wrows, uint64_t rb, int nr, const void *act, uint64_t stride,
+                      const float *sc, float *out, int64_t ldo);
+int spill_dots_rows_avx2(spill_dtype w, int64_t n, const void *wrows, uint64_t rb, int nr, const void *act, float *out);
 #endif
 
 static inline float spill_hsum8(const float a[8]) {

@@ -10,7 +10,10 @@
  * exact, and the float steps (scale product, fused multiply-add per lane, the pairwise reduction, the
  * Q4_1 min term) are the same operations in the same order. So batching never changes a greedy token,
  * and tests/test_quant.c compares this with spill_vec_dot for every type, length and tile remainder.
- * F32, F16 and BF16 rows are widened to floats once for the tile's tokens (no scales to prepare).
+ * F32, F16 and BF16 rows are widened to floats once for the tile's tokens (no scales to prepare),
+ * two rows per tile, and against a single token four rows go together: their sums are independent
+ * chains, so the FMA units need not wait out one chain's latency (that wait held 16-bit decode and
+ * prefill below what memory and the FMA units allow).
  * The tiles are AVX2 (kernels/dots_avx2.c), used when kernels/cpu.c chose AVX2 for this CPU; other
  * types, CPUs and architectures (NEON has no tile yet) take spill_vec_dot per token. */
 #include "dot.h"
@@ -51,7 +54,9 @@ static int scaled(spill_dtype w) {
 /* floats prepared per tile of T tokens */
 static size_t per_tile(spill_dtype w, int64_t n) {
     if (!scaled(w)) return 0;
-    return w == SPILL_DT_F16 ? (size_t)T * (size_t)n : (size_t)(n / SPILL_QK) * 8;
+    if (w == SPILL_DT_F16) return (size_t)T * (size_t)n;
+    /* block scales; Q4_0 also 8 * the sum of each lane's activations, per block and token */
+    return (size_t)(n / SPILL_QK) * (w == SPILL_DT_Q4_0 ? 8 + 8 * T : 8);
 }
 
 size_t spill_dots_scales_len(spill_dtype w, int64_t n, int nt) { return (size_t)(nt / T) * per_tile(w, n); }
@@ -64,19 +69,24 @@ void spill_dots_prepare(spill_dtype w, int64_t n, const void *act, uint64_t stri
 #endif
 }
 
-void spill_vec_dots(spill_dtype w, int64_t n, const void *wrow, const void *act, uint64_t stride, int nt,
-                    const float *sc, float *out, int64_t ldo) {
+void spill_vec_dots(spill_dtype w, int64_t n, const void *wrows, uint64_t row_bytes, int nr, const void *act,
+                    uint64_t stride, int nt, const float *sc, float *out, int64_t ldo) {
+    const uint8_t *w8 = wrows, *a8 = act;
     int t = 0;
 #if defined(SPILL_DOT_AVX2)
     if (spill_dots_tiled(w)) {
-        size_t pt = per_tile(w, n); /* once per row, not once per tile */
+        size_t pt = per_tile(w, n); /* once per call, not once per tile */
         if (sc || !pt)
             for (; t + T <= nt; t += T)
-                spill_dots4_avx2(w, n, wrow, (const uint8_t *)act + (uint64_t)t * stride, stride,
+                spill_dots4_avx2(w, n, w8, row_bytes, nr, a8 + (uint64_t)t * stride, stride,
                                  pt ? sc + (size_t)(t / T) * pt : NULL, out + (int64_t)t * ldo, ldo);
+        for (; t < nt; t++)
+            if (!spill_dots_rows_avx2(w, n, w8, row_bytes, nr, a8 + (uint64_t)t * stride, out + (int64_t)t * ldo)) break;
     }
 #else
     (void)sc;
 #endif
-    dots_each(w, n, wrow, (const uint8_t *)act + (uint64_t)t * stride, stride, nt - t, out + (int64_t)t * ldo, ldo);
+    for (int r = 0; r < nr; r++)
+        dots_each(w, n, w8 + (uint64_t)r * row_bytes, a8 + (uint64_t)t * stride, stride, nt - t, out + (int64_t)t * ldo + r,
+                  ldo);
 }

@@ -1,5 +1,6 @@
-/* The AVX2 tiles of kernels/dots.c: one weight row against 4 tokens (Q8_0, Q4_0, Q4_1, F32, F16, BF16), each token's
- * result bit-identical to the one-token dot. Compiled with AVX2, FMA and F16C enabled whatever the
+/* The AVX2 tiles of kernels/dots.c: weight rows against 4 tokens (Q8_0, Q4_0, Q4_1 one row at a time; F32,
+ * F16, BF16 two), and several F32/F16/BF16 rows against one token; each result bit-identical to the
+ * one-token dot. Compiled with AVX2, FMA and F16C enabled whatever the
  * build machine; kernels/dots.c calls it only when kernels/cpu.c chose AVX2 for this CPU. */
 #include "dot_avx2.h"
 
@@ -18,6 +19,10 @@ static inline __m256 lanes_us(__m256i u, __m256i s) {
 
 #define PREFETCH_AHEAD 4096
 
+/* v stays in a register: the compiler would otherwise fold its load into every instruction that uses it,
+   and the loads, not the multiply-adds, would bound the loop */
+#define KEEP(v) __asm__("" : "+x"(v))
+
 /* sc, in every function below: the activations' block scales as floats, 4 tokens side by side:
  * sc[(tile * nb + i) * 8 + t] is token t's d in block i, [.. + 4 + t] its s (Q8_1). Converted once per
  * matmul (spill_dots_prepare_avx2), not once per row. */
@@ -30,8 +35,10 @@ static inline __m256 lanes_us(__m256i u, __m256i s) {
         for (int t = 0; t < T; t++) acc[t] = _mm256_fmadd_ps(_mm256_broadcast_ss(&dt_[t]), lanes[t], acc[t]); \
     } while (0)
 
-/* Q8_0 and Q4_0 weights against Q8_0 activations: the weight's signed values, their magnitudes
- * against the activations with the weight's signs (maddubs takes unsigned x signed) */
+/* Q8_0 and Q4_0 weights against Q8_0 activations. Q8_0: the weight's magnitudes against the
+ * activations with the weight's signs (maddubs takes unsigned x signed). Q4_0: the unsigned nibbles q
+ * against the activations, less 8 * sum(y) per lane, which spill_dots_prepare_avx2 made once per matmul
+ * (sc past the scales): the same exact integers as (q - 8) * y, in fewer instructions. */
 static inline __attribute__((always_inline)) void dots_signed(int q4, int64_t n, const void *xv, const uint8_t *act,
                                                               uint64_t stride, const float *sc, float *out, int64_t ldo) {
     __m256 acc[T], l[T];
@@ -42,14 +49,24 @@ static inline __attribute__((always_inline)) void dots_signed(int q4, int64_t n,
     }
     const spill_block_q8_0 *x8 = xv;
     const spill_block_q4_0 *x4 = xv;
-    for (int64_t i = 0; i < n / SPILL_QK; i++) {
+    const int64_t nb = n / SPILL_QK;
+    const __m256i ones = _mm256_set1_epi16(1);
+    const int32_t *ysum8 = (const int32_t *)(sc + nb * 8); /* [block][token][lane] */
+    for (int64_t i = 0; i < nb; i++) {
         const void *xb = q4 ? (const void *)(x4 + i) : (const void *)(x8 + i);
         _mm_prefetch((const char *)xb + PREFETCH_AHEAD, _MM_HINT_T0);
-        __m256i qx = q4 ? _mm256_sub_epi8(nibbles(x4[i].qs), _mm256_set1_epi8(8))
-                        : _mm256_loadu_si256((const __m256i *)x8[i].qs);
-        __m256i ax = _mm256_sign_epi8(qx, qx);
         __m128 d4 = _mm_mul_ps(_mm_set1_ps(h2f(q4 ? x4[i].d : x8[i].d)), _mm_loadu_ps(sc + i * 8));
-        for (int t = 0; t < T; t++) l[t] = lanes_us(ax, _mm256_sign_epi8(_mm256_loadu_si256((const __m256i *)y[t][i].qs), qx));
+        if (q4) {
+            __m256i qx = nibbles(x4[i].qs);
+            for (int t = 0; t < T; t++) {
+                __m256i p = _mm256_madd_epi16(_mm256_maddubs_epi16(qx, _mm256_loadu_si256((const __m256i *)y[t][i].qs)), ones);
+                l[t] = _mm256_cvtepi32_ps(_mm256_sub_epi32(p, _mm256_loadu_si256((const __m256i *)(ysum8 + (i * T + t) * 8))));
+            }
+        } else {
+            __m256i qx = _mm256_loadu_si256((const __m256i *)x8[i].qs);
+            __m256i ax = _mm256_sign_epi8(qx, qx);
+            for (int t = 0; t < T; t++) l[t] = lanes_us(ax, _mm256_sign_epi8(_mm256_loadu_si256((const __m256i *)y[t][i].qs), qx));
+        }
         TILE_FMA(acc, d4, l);
     }
     for (int t = 0; t < T; t++) out[(int64_t)t * ldo] = hsum(acc[t]);
@@ -94,22 +111,148 @@ static inline __attribute__((always_inline)) float wide1(spill_dtype w, const vo
     if (w == SPILL_DT_BF16) return spill_bf16_to_fp32(((const uint16_t *)p)[i]);
     return ((const float *)p)[i];
 }
-static inline __attribute__((always_inline)) void dots_wide(spill_dtype w, int64_t n, const void *wrow, const uint8_t *act,
-                                                            uint64_t stride, float *out, int64_t ldo) {
+/* R rows (1 or 2) against the 4 tokens: R * 4 independent chains of fused multiply-adds. With one row
+ * the 4 chains, each waiting out the latency of the one before it, left the FMA units half idle;
+ * a second row doubles the chains and reuses each activation load. */
+static inline __attribute__((always_inline)) void dots_wide(spill_dtype w, int R, int64_t n, const uint8_t *wrow,
+                                                            uint64_t rb, const uint8_t *act, uint64_t stride, float *out,
+                                                            int64_t ldo) {
     const spill_dtype a = SPILL_DT_F32; /* the activations' type: F16 ones come widened (act = sc, stride n) */
     const size_t wbytes = w == SPILL_DT_F32 ? 4 : 2;
-    __m256 acc[T];
-    for (int t = 0; t < T; t++) acc[t] = _mm256_setzero_ps();
+    __m256 acc[2][T];
+    for (int r = 0; r < R; r++)
+        for (int t = 0; t < T; t++) acc[r][t] = _mm256_setzero_ps();
+    const int64_t line = 64 / (int64_t)wbytes; /* values per cache line: one prefetch each */
     int64_t i = 0;
     for (; i + 8 <= n; i += 8) {
-        _mm_prefetch((const char *)wrow + (size_t)i * wbytes + SPILL_PREFETCH_AHEAD, _MM_HINT_T0);
-        __m256 x = wide8(w, wrow, i);
-        for (int t = 0; t < T; t++) acc[t] = _mm256_fmadd_ps(x, wide8(a, act + (uint64_t)t * stride, i), acc[t]);
+        __m256 x[2];
+        for (int r = 0; r < R; r++) {
+            if (i % line == 0)
+                _mm_prefetch((const char *)wrow + r * rb + (size_t)i * wbytes + SPILL_PREFETCH_AHEAD, _MM_HINT_T0);
+            x[r] = wide8(w, wrow + r * rb, i);
+        }
+        for (int t = 0; t < T; t++) {
+            __m256 y = wide8(a, act + (uint64_t)t * stride, i);
+            KEEP(y); /* loaded once for both rows, not folded into each multiply-add */
+            for (int r = 0; r < R; r++) acc[r][t] = _mm256_fmadd_ps(x[r], y, acc[r][t]);
+        }
     }
-    for (int t = 0; t < T; t++) {
-        float s = hsum(acc[t]);
-        for (int64_t k = i; k < n; k++) s = fmaf(wide1(w, wrow, k), wide1(a, act + (uint64_t)t * stride, k), s);
-        out[(int64_t)t * ldo] = s;
+    for (int r = 0; r < R; r++)
+        for (int t = 0; t < T; t++) {
+            float s = hsum(acc[r][t]);
+            for (int64_t k = i; k < n; k++) s = fmaf(wide1(w, wrow + r * rb, k), wide1(a, act + (uint64_t)t * stride, k), s);
+            out[(int64_t)t * ldo + r] = s;
+        }
+}
+
+/* R rows against one token (F32, F16, BF16; F16 weights meet F16 activations as the one-token dot's
+ * do): R chains instead of one. A single row's chain did one fused multiply-add per 8 values and
+ * waited for it, so a 16-bit decode ran at about 5 GMAC/s, below what memory delivers. Each row's
+ * chain is the one-token dot's, so the results are its bits. Prefetched once per 64-byte line. */
+static inline __attribute__((always_inline)) void rows_wide(spill_dtype w, int R, int64_t n, const uint8_t *wrow,
+                                                            uint64_t rb, const void *act, float *out) {
+    const spill_dtype a = w == SPILL_DT_F16 ? SPILL_DT_F16 : SPILL_DT_F32;
+    const size_t wbytes = w == SPILL_DT_F32 ? 4 : 2;
+    const int64_t line = 64 / (int64_t)wbytes; /* values per cache line */
+    __m256 acc[4];
+    for (int r = 0; r < R; r++) acc[r] = _mm256_setzero_ps();
+    int64_t i = 0;
+    for (; i + line <= n; i += line) {
+        for (int r = 0; r < R; r++)
+            _mm_prefetch((const char *)wrow + r * rb + (size_t)i * wbytes + SPILL_PREFETCH_AHEAD, _MM_HINT_T0);
+        for (int64_t k = i; k < i + line; k += 8) {
+            __m256 y = wide8(a, act, k);
+            for (int r = 0; r < R; r++) acc[r] = _mm256_fmadd_ps(wide8(w, wrow + r * rb, k), y, acc[r]);
+        }
+    }
+    for (; i + 8 <= n; i += 8) {
+        __m256 y = wide8(a, act, i);
+        for (int r = 0; r < R; r++) acc[r] = _mm256_fmadd_ps(wide8(w, wrow + r * rb, i), y, acc[r]);
+    }
+    for (int r = 0; r < R; r++) {
+        float s = hsum(acc[r]);
+        for (int64_t k = i; k < n; k++) s = fmaf(wide1(w, wrow + r * rb, k), wide1(a, act, k), s);
+        out[r] = s;
+    }
+}
+
+/* R rows of Q8_0, Q4_0 or Q4_1 against one token: the token's block is loaded and its scales converted
+ * once for the R rows. Q4_0 rows skip the one-token dot's re-centring of each nibble (q - 8) and the
+ * sign juggling maddubs needs for signed x signed: the lanes are taken as sum(q * y) - 8 * sum(y), with
+ * sum(y) per lane made once per block for all R rows. Both are exact integers, the same ones, so every
+ * row's result is the one-token dot's bits. */
+static inline __attribute__((always_inline)) void rows_quant(spill_dtype w, int R, int64_t n, const uint8_t *wrow,
+                                                             uint64_t rb, const void *act, float *out) {
+    __m256 acc[4];
+    float summs[4] = {0, 0, 0, 0};
+    for (int r = 0; r < R; r++) acc[r] = _mm256_setzero_ps();
+    const __m256i ones = _mm256_set1_epi16(1);
+    for (int64_t i = 0; i < n / SPILL_QK; i++) {
+        if (w == SPILL_DT_Q4_1) {
+            const spill_block_q8_1 *y = (const spill_block_q8_1 *)act + i;
+            __m256i yq = _mm256_loadu_si256((const __m256i *)y->qs);
+            float dy = h2f(y->d), sy = h2f(y->s);
+            for (int r = 0; r < R; r++) {
+                const spill_block_q4_1 *x = (const spill_block_q4_1 *)(wrow + r * rb) + i;
+                _mm_prefetch((const char *)x + SPILL_PREFETCH_AHEAD, _MM_HINT_T0);
+                summs[r] = fmaf(h2f(x->m), sy, summs[r]);
+                __m256 d = _mm256_set1_ps(h2f(x->d) * dy);
+                __m256 l = _mm256_cvtepi32_ps(_mm256_madd_epi16(_mm256_maddubs_epi16(nibbles(x->qs), yq), ones));
+                acc[r] = _mm256_fmadd_ps(d, l, acc[r]);
+            }
+        } else {
+            const spill_block_q8_0 *y = (const spill_block_q8_0 *)act + i;
+            __m256i yq = _mm256_loadu_si256((const __m256i *)y->qs);
+            float dy = h2f(y->d);
+            __m256i ysum8 = w == SPILL_DT_Q4_0 ? _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_set1_epi8(8), yq), ones)
+                                               : _mm256_setzero_si256();
+            for (int r = 0; r < R; r++) {
+                __m256i li;
+                uint16_t xd;
+                if (w == SPILL_DT_Q4_0) {
+                    const spill_block_q4_0 *x = (const spill_block_q4_0 *)(wrow + r * rb) + i;
+                    _mm_prefetch((const char *)x + SPILL_PREFETCH_AHEAD, _MM_HINT_T0);
+                    xd = x->d;
+                    li = _mm256_sub_epi32(_mm256_madd_epi16(_mm256_maddubs_epi16(nibbles(x->qs), yq), ones), ysum8);
+                } else {
+                    const spill_block_q8_0 *x = (const spill_block_q8_0 *)(wrow + r * rb) + i;
+                    _mm_prefetch((const char *)x + SPILL_PREFETCH_AHEAD, _MM_HINT_T0);
+                    xd = x->d;
+                    __m256i qx = _mm256_loadu_si256((const __m256i *)x->qs);
+                    li = _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_sign_epi8(qx, qx), _mm256_sign_epi8(yq, qx)), ones);
+                }
+                acc[r] = _mm256_fmadd_ps(_mm256_set1_ps(h2f(xd) * dy), _mm256_cvtepi32_ps(li), acc[r]);
+            }
+        }
+    }
+    for (int r = 0; r < R; r++) out[r] = w == SPILL_DT_Q4_1 ? hsum(acc[r]) + summs[r] : hsum(acc[r]);
+}
+
+#define ROWS_QUANT(w)                                                                                   \
+    do {                                                                                                \
+        int r_ = 0;                                                                                     \
+        for (; r_ + 4 <= nr; r_ += 4) rows_quant(w, 4, n, wrow + (uint64_t)r_ * rb, rb, act, out + r_); \
+        for (; r_ < nr; r_++) rows_quant(w, 1, n, wrow + (uint64_t)r_ * rb, rb, act, out + r_);          \
+    } while (0)
+
+#define ROWS_WIDE(w)                                                                                   \
+    do {                                                                                               \
+        int r_ = 0;                                                                                    \
+        for (; r_ + 4 <= nr; r_ += 4) rows_wide(w, 4, n, wrow + (uint64_t)r_ * rb, rb, act, out + r_); \
+        for (; r_ + 2 <= nr; r_ += 2) rows_wide(w, 2, n, wrow + (uint64_t)r_ * rb, rb, act, out + r_); \
+        for (; r_ < nr; r_++) rows_wide(w, 1, n, wrow + (uint64_t)r_ * rb, rb, act, out + r_);          \
+    } while (0)
+
+int spill_dots_rows_avx2(spill_dtype w, int64_t n, const void *wrows, uint64_t rb, int nr, const void *act, float *out) {
+    const uint8_t *wrow = wrows;
+    switch (w) {
+    case SPILL_DT_F32: ROWS_WIDE(SPILL_DT_F32); return 1;
+    case SPILL_DT_F16: ROWS_WIDE(SPILL_DT_F16); return 1;
+    case SPILL_DT_BF16: ROWS_WIDE(SPILL_DT_BF16); return 1;
+    case SPILL_DT_Q8_0: ROWS_QUANT(SPILL_DT_Q8_0); return 1;
+    case SPILL_DT_Q4_0: ROWS_QUANT(SPILL_DT_Q4_0); return 1;
+    case SPILL_DT_Q4_1: ROWS_QUANT(SPILL_DT_Q4_1); return 1;
+    default: return 0;
     }
 }
 
@@ -125,8 +268,10 @@ void spill_dots_prepare_avx2(spill_dtype w, int64_t n, const void *act, uint64_t
         return;
     }
     int64_t nb = n / SPILL_QK;
+    const int64_t per = nb * (w == SPILL_DT_Q4_0 ? 8 + 8 * T : 8); /* floats per tile: scales, then Q4_0's sums */
     for (int tile = 0; tile < nt / T; tile++) {
-        float *s = sc + (size_t)tile * (size_t)nb * 8;
+        float *s = sc + (size_t)tile * (size_t)per;
+        int32_t *ysum8 = (int32_t *)(s + nb * 8);
         for (int t = 0; t < T; t++) {
             const uint8_t *a = (const uint8_t *)act + (uint64_t)(tile * T + t) * stride;
             for (int64_t i = 0; i < nb; i++) {
@@ -135,22 +280,41 @@ void spill_dots_prepare_avx2(spill_dtype w, int64_t n, const void *act, uint64_t
                     s[i * 8 + t] = h2f(b->d);
                     s[i * 8 + 4 + t] = h2f(b->s);
                 } else {
-                    s[i * 8 + t] = h2f(((const spill_block_q8_0 *)a + i)->d);
+                    const spill_block_q8_0 *b = (const spill_block_q8_0 *)a + i;
+                    s[i * 8 + t] = h2f(b->d);
                     s[i * 8 + 4 + t] = 0;
+                    if (w == SPILL_DT_Q4_0) { /* 8 * (the sum of each lane's 4 values): maddubs of 8s, then pairs */
+                        __m256i y = _mm256_loadu_si256((const __m256i *)b->qs);
+                        __m256i l = _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_set1_epi8(8), y), _mm256_set1_epi16(1));
+                        _mm256_storeu_si256((__m256i *)(ysum8 + (i * T + t) * 8), l);
+                    }
                 }
             }
         }
     }
 }
 
-void spill_dots4_avx2(spill_dtype w, int64_t n, const void *wrow, const void *act, uint64_t stride, const float *sc,
-                      float *out, int64_t ldo) {
+#define TILE_WIDE(w, act, stride)                                                                             \
+    do {                                                                                                      \
+        int r_ = 0;                                                                                           \
+        for (; r_ + 2 <= nr; r_ += 2) dots_wide(w, 2, n, wrow + (uint64_t)r_ * rb, rb, (const uint8_t *)(act), stride, out + r_, ldo); \
+        for (; r_ < nr; r_++) dots_wide(w, 1, n, wrow + (uint64_t)r_ * rb, rb, (const uint8_t *)(act), stride, out + r_, ldo);          \
+    } while (0)
+
+void spill_dots4_avx2(spill_dtype w, int64_t n, const void *wrows, uint64_t rb, int nr, const void *act, uint64_t stride,
+                      const float *sc, float *out, int64_t ldo) {
+    const uint8_t *wrow = wrows;
     switch (w) {
-    case SPILL_DT_Q8_0: dots_signed(0, n, wrow, act, stride, sc, out, ldo); break;
-    case SPILL_DT_Q4_0: dots_signed(1, n, wrow, act, stride, sc, out, ldo); break;
-    case SPILL_DT_F32: dots_wide(SPILL_DT_F32, n, wrow, act, stride, out, ldo); break;
-    case SPILL_DT_F16: dots_wide(SPILL_DT_F16, n, wrow, (const uint8_t *)sc, sizeof(float) * (uint64_t)n, out, ldo); break;
-    case SPILL_DT_BF16: dots_wide(SPILL_DT_BF16, n, wrow, act, stride, out, ldo); break;
-    default: dots_q4_1(n, wrow, act, stride, sc, out, ldo); break;
+    case SPILL_DT_F32: TILE_WIDE(SPILL_DT_F32, act, stride); return;
+    case SPILL_DT_F16: TILE_WIDE(SPILL_DT_F16, (const uint8_t *)sc, sizeof(float) * (uint64_t)n); return;
+    case SPILL_DT_BF16: TILE_WIDE(SPILL_DT_BF16, act, stride); return;
+    default: break;
+    }
+    for (int r = 0; r < nr; r++, wrow += rb, out++) {
+        switch (w) {
+        case SPILL_DT_Q8_0: dots_signed(0, n, wrow, act, stride, sc, out, ldo); break;
+        case SPILL_DT_Q4_0: dots_signed(1, n, wrow, act, stride, sc, out, ldo); break;
+        default: dots_q4_1(n, (const spill_block_q4_1 *)wrow, act, stride, sc, out, ldo); break;
+        }
     }
 }

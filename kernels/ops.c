@@ -30,14 +30,14 @@ static void matmul_worker(void *ctx, int ith, int nth) {
     int64_t r0 = j->rows * ith / nth, r1 = j->rows * (ith + 1) / nth;
     size_t per_tile = spill_dots_scales_len(j->wtype, j->cols, SPILL_DOTS_TILE);
     if (j->batch < SPILL_DOTS_TILE || !spill_dots_tiled(j->wtype) || per_tile > SCALES_CAP) {
-        for (int64_t r = r0; r < r1; r++) {
-            const void *wr = j->w + (uint64_t)r * j->row_bytes;
-            for (int t = 0; t < j->batch; t++)
-                j->out[(int64_t)t * j->ldo + r] = spill_vec_dot(j->wtype, j->cols, wr, j->act + (uint64_t)t * j->act_stride);
+        for (int64_t r = r0; r < r1; r += SPILL_DOTS_ROWS) {
+            int nr = r1 - r < SPILL_DOTS_ROWS ? (int)(r1 - r) : SPILL_DOTS_ROWS;
+            spill_vec_dots(j->wtype, j->cols, j->w + (uint64_t)r * j->row_bytes, j->row_bytes, nr, j->act, j->act_stride,
+                           j->batch, NULL, j->out + r, j->ldo);
         }
         return;
     }
-    /* the row decoded once for several tokens (kernels/dots.c), the same bits as one by one; each row
+    /* the rows decoded once for several tokens (kernels/dots.c), the same bits as one by one; each row
        meets every token of the chunk while it is in L1 */
     float sc[SCALES_CAP];
     int chunk = per_tile ? (int)(SCALES_CAP / per_tile) * SPILL_DOTS_TILE : j->batch;
@@ -45,9 +45,11 @@ static void matmul_worker(void *ctx, int ith, int nth) {
         int nt = j->batch - t0 < chunk ? j->batch - t0 : chunk;
         const uint8_t *act = j->act + (uint64_t)t0 * j->act_stride;
         spill_dots_prepare(j->wtype, j->cols, act, j->act_stride, nt, sc);
-        for (int64_t r = r0; r < r1; r++)
-            spill_vec_dots(j->wtype, j->cols, j->w + (uint64_t)r * j->row_bytes, act, j->act_stride, nt, sc,
-                           j->out + (int64_t)t0 * j->ldo + r, j->ldo);
+        for (int64_t r = r0; r < r1; r += SPILL_DOTS_ROWS) {
+            int nr = r1 - r < SPILL_DOTS_ROWS ? (int)(r1 - r) : SPILL_DOTS_ROWS;
+            spill_vec_dots(j->wtype, j->cols, j->w + (uint64_t)r * j->row_bytes, j->row_bytes, nr, act, j->act_stride, nt,
+                           sc, j->out + (int64_t)t0 * j->ldo + r, j->ldo);
+        }
     }
 }
 

@@ -83,16 +83,19 @@ float spill_vec_dot_isa(spill_isa isa, spill_dtype wtype, int64_t n, const void 
 /* 1 when spill_vec_dot uses SIMD kernels on this CPU */
 int spill_kernels_simd(void);
 
-/* One weight row against nt tokens: out[t * ldo] = spill_vec_dot(w, n, wrow, act + t * stride), bit for
- * bit, with the row decoded once per SPILL_DOTS_TILE tokens where spill_dots_tiled(w) (kernels/dots.c).
- * sc holds the activations' scales as floats, made once per matmul by spill_dots_prepare into
- * spill_dots_scales_len(w, n, nt) floats (0: none needed, sc may be NULL). */
+/* nr weight rows (row_bytes apart) against nt tokens: out[t * ldo + r] = spill_vec_dot(w, n, row r,
+ * act + t * stride), bit for bit, with each row decoded once per SPILL_DOTS_TILE tokens where
+ * spill_dots_tiled(w), and several rows' independent sums interleaved (kernels/dots.c). sc holds the
+ * activations' scales as floats, made once per matmul by spill_dots_prepare into
+ * spill_dots_scales_len(w, n, nt) floats (0: none needed, sc may be NULL). Pass a few rows at a time
+ * (SPILL_DOTS_ROWS): each row meets all nt tokens while it is in L1. */
 #define SPILL_DOTS_TILE 4
+#define SPILL_DOTS_ROWS 4
 int spill_dots_tiled(spill_dtype w);
 size_t spill_dots_scales_len(spill_dtype w, int64_t n, int nt);
 void spill_dots_prepare(spill_dtype w, int64_t n, const void *act, uint64_t stride, int nt, float *sc);
-void spill_vec_dots(spill_dtype w, int64_t n, const void *wrow, const void *act, uint64_t stride, int nt,
-                    const float *sc, float *out, int64_t ldo);
+void spill_vec_dots(spill_dtype w, int64_t n, const void *wrows, uint64_t row_bytes, int nr, const void *act,
+                    uint64_t stride, int nt, const float *sc, float *out, int64_t ldo);
 
 /* Scalar references used by tests: quantize a float row to a weight type (round to nearest). */
 void spill_quantize_row_ref(spill_dtype type, const float *x, void *out, int64_t n);

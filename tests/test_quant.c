@@ -121,9 +121,12 @@ static void test_matmul_threads_equal_dots(void **s) {
         }
 }
 
-/* The tiled products (one row against several tokens, kernels/dots.c) equal spill_vec_dot per token bit
- * for bit, for every type, at every batch size around the tile (remainders 0..3), with an output stride,
- * and with hostile extremes (-128 in a Q8_0 weight, large scales). */
+/* The tiled products (rows against several tokens, kernels/dots.c) equal spill_vec_dot per row and token
+ * bit for bit, for every type, at every batch size around the tile (remainders 0..3), for 1 to 5 rows
+ * at once (the kernels' row groups of 4, 2 and 1), with an output stride, and with hostile extremes
+ * (-128 in a Q8_0 weight, large scales). */
+#define NR_MAX 5
+#define LDO 7
 static void test_dots_tiled_equal_dot(void **s) {
     (void)s;
     spill_dtype types[] = {SPILL_DT_Q8_0, SPILL_DT_Q4_0, SPILL_DT_Q4_1, SPILL_DT_F16, SPILL_DT_BF16, SPILL_DT_F32,
@@ -135,31 +138,38 @@ static void test_dots_tiled_equal_dot(void **s) {
         int blk = (int)spill_dtype_block_values(t);
         for (int n = blk; n <= 1536; n += blk * (blk >= 256 ? 2 : 13)) {
             uint64_t rb = spill_dtype_row_bytes(t, (uint64_t)n), ab = spill_act_bytes(t, n);
-            uint8_t *w = malloc(rb), *a = malloc(ab * 11);
-            float *tmp = malloc(sizeof(float) * (size_t)n), out[11 * 3], want[11];
-            for (int i = 0; i < n; i++) tmp[i] = frand() * (float)(1 + n % 5);
-            spill_quantize_row_ref(t, tmp, w, n);
+            uint8_t *w = malloc(rb * NR_MAX), *a = malloc(ab * 11);
+            float *tmp = malloc(sizeof(float) * (size_t)n), out[11 * LDO], want[NR_MAX][11];
+            for (int r = 0; r < NR_MAX; r++) {
+                for (int i = 0; i < n; i++) tmp[i] = frand() * (float)(1 + (n + r) % 5);
+                spill_quantize_row_ref(t, tmp, w + rb * (uint64_t)r, n);
+            }
             if (t == SPILL_DT_Q8_0) ((spill_block_q8_0 *)w)[0].qs[3] = -128;
             for (int b = 0; b < 11; b++) {
                 for (int i = 0; i < n; i++) tmp[i] = frand() * (b == 5 ? 1000.0f : 3.0f);
                 spill_act_quantize(t, tmp, a + ab * (uint64_t)b, n);
-                want[b] = spill_vec_dot(t, n, w, a + ab * (uint64_t)b);
+                for (int r = 0; r < NR_MAX; r++) want[r][b] = spill_vec_dot(t, n, w + rb * (uint64_t)r, a + ab * (uint64_t)b);
             }
-            for (int nt = 1; nt <= 11; nt++) {
-                for (int i = 0; i < 11 * 3; i++) out[i] = -1.0f;
-                float *sc = malloc(sizeof(float) * (spill_dots_scales_len(t, n, nt) + 1));
-                spill_dots_prepare(t, n, a, ab, nt, sc);
-                spill_vec_dots(t, n, w, a, ab, nt, sc, out, 3);
-                free(sc);
-                for (int b = 0; b < nt; b++) {
-                    if (out[b * 3] != want[b])
-                        fprintf(stderr, "%s n=%d nt=%d token %d: tiled %.9g, one by one %.9g\n", spill_dtype_name(t), n,
-                                nt, b, out[b * 3], want[b]);
-                    assert_true(out[b * 3] == want[b]);
-                    assert_true(out[b * 3 + 1] == -1.0f && out[b * 3 + 2] == -1.0f); /* nothing between rows */
+            for (int nr = 1; nr <= NR_MAX; nr++)
+                for (int nt = 1; nt <= 11; nt++) {
+                    for (int i = 0; i < 11 * LDO; i++) out[i] = -1.0f;
+                    float *sc = malloc(sizeof(float) * (spill_dots_scales_len(t, n, nt) + 1));
+                    spill_dots_prepare(t, n, a, ab, nt, sc);
+                    spill_vec_dots(t, n, w, rb, nr, a, ab, nt, sc, out, LDO);
+                    free(sc);
+                    for (int b = 0; b < 11; b++)
+                        for (int r = 0; r < LDO; r++) {
+                            float got = out[b * LDO + r];
+                            if (b >= nt || r >= nr) { /* nothing between rows' outputs, nothing past the batch */
+                                assert_true(got == -1.0f);
+                                continue;
+                            }
+                            if (got != want[r][b])
+                                fprintf(stderr, "%s n=%d nr=%d nt=%d row %d token %d: tiled %.9g, one by one %.9g\n",
+                                        spill_dtype_name(t), n, nr, nt, r, b, got, want[r][b]);
+                            assert_true(got == want[r][b]);
+                        }
                 }
-                assert_true(nt == 11 || out[nt * 3] == -1.0f);                   /* nothing past the batch */
-            }
             free(w);
             free(a);
             free(tmp);
