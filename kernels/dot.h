@@ -17,9 +17,18 @@
 /* dot(weight row of n values, the activation converted for it by spill_act_quantize) */
 typedef float (*spill_dot_fn)(int64_t n, const void *w, const void *act);
 
+/* nr rows of w (rb bytes apart) against one activation: out[r] = that table's dot of row r, bit for
+ * bit, several rows' sums interleaved (independent chains, the activation loaded once); returns 0,
+ * computing nothing, for a type it has no such kernel for */
+typedef int (*spill_rows_fn)(spill_dtype w, int64_t n, const void *wrows, uint64_t rb, int nr, const void *act, float *out);
+
 typedef struct spill_dot_table {
     spill_dot_fn f32, f16, bf16, q8_0, q4_0, q4_1, q4_k, q6_k;
+    spill_rows_fn rows; /* NULL: one row at a time */
 } spill_dot_table;
+
+/* the active table's rows kernel (kernels/dot.c): 0 when it has none for w */
+int spill_vec_dot_rows(spill_dtype w, int64_t n, const void *wrows, uint64_t rb, int nr, const void *act, float *out);
 
 extern const spill_dot_table spill_dot_portable;
 #if defined(SPILL_DOT_AVX2)

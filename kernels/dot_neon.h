@@ -135,4 +135,97 @@ static float dot_kquant(spill_dtype t, int64_t n, const void *row, const float *
 static float dot_q4_k(int64_t n, const void *w, const void *act) { return dot_kquant(SPILL_DT_Q4_K, n, w, act); }
 static float dot_q6_k(int64_t n, const void *w, const void *act) { return dot_kquant(SPILL_DT_Q6_K, n, w, act); }
 
-const spill_dot_table DOT_TABLE = {dot_f32, dot_f16, dot_bf16, dot_q8_0, dot_q4_0, dot_q4_1, dot_q4_k, dot_q6_k};
+/* R rows against one token (the table's rows kernel, kernels/dot.h): each row's steps are its dot's
+ * above, in the same order, so the results are their bits; the token's values are loaded (and
+ * converted) once for the R rows, and the rows' sums are independent chains. */
+static inline float32x4_t wide4(spill_dtype w, const void *p, int64_t i) {
+    if (w == SPILL_DT_F16) return f16x4((const uint16_t *)p + i);
+    if (w == SPILL_DT_BF16) return bf16x4((const uint16_t *)p + i);
+    return vld1q_f32((const float *)p + i);
+}
+static inline float wide1(spill_dtype w, const void *p, int64_t i) {
+    if (w == SPILL_DT_F16) return h2f(((const uint16_t *)p)[i]);
+    if (w == SPILL_DT_BF16) return spill_bf16_to_fp32(((const uint16_t *)p)[i]);
+    return ((const float *)p)[i];
+}
+
+static inline __attribute__((always_inline)) void rows_wide(spill_dtype w, int R, int64_t n, const uint8_t *wrow,
+                                                            uint64_t rb, const void *act, float *out) {
+    const spill_dtype a = w == SPILL_DT_F16 ? SPILL_DT_F16 : SPILL_DT_F32;
+    float32x4_t lo[4], hi[4];
+    for (int r = 0; r < R; r++) lo[r] = hi[r] = vdupq_n_f32(0);
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        float32x4_t y0 = wide4(a, act, i), y1 = wide4(a, act, i + 4);
+        for (int r = 0; r < R; r++) {
+            const uint8_t *x = wrow + r * rb;
+            PREFETCH(x + (size_t)i * (w == SPILL_DT_F32 ? 4 : 2));
+            lo[r] = vfmaq_f32(lo[r], wide4(w, x, i), y0);
+            hi[r] = vfmaq_f32(hi[r], wide4(w, x, i + 4), y1);
+        }
+    }
+    for (int r = 0; r < R; r++) {
+        float s = hsum(lo[r], hi[r]);
+        for (int64_t k = i; k < n; k++) s = fmaf(wide1(w, wrow + r * rb, k), wide1(a, act, k), s);
+        out[r] = s;
+    }
+}
+
+static inline __attribute__((always_inline)) void rows_quant(spill_dtype w, int R, int64_t n, const uint8_t *wrow,
+                                                             uint64_t rb, const void *act, float *out) {
+    float32x4_t lo[4], hi[4];
+    float summs[4] = {0, 0, 0, 0};
+    for (int r = 0; r < R; r++) lo[r] = hi[r] = vdupq_n_f32(0);
+    const int8x16_t eight = vdupq_n_s8(8);
+    for (int64_t i = 0; i < n / SPILL_QK; i++) {
+        const int8_t *yq = w == SPILL_DT_Q4_1 ? ((const spill_block_q8_1 *)act)[i].qs : ((const spill_block_q8_0 *)act)[i].qs;
+        float dy = h2f(w == SPILL_DT_Q4_1 ? ((const spill_block_q8_1 *)act)[i].d : ((const spill_block_q8_0 *)act)[i].d);
+        float sy = w == SPILL_DT_Q4_1 ? h2f(((const spill_block_q8_1 *)act)[i].s) : 0;
+        int8x16_t y0 = vld1q_s8(yq), y1 = vld1q_s8(yq + 16);
+        for (int r = 0; r < R; r++) {
+            const uint8_t *row = wrow + r * rb;
+            if (w == SPILL_DT_Q8_0) {
+                const spill_block_q8_0 *x = (const spill_block_q8_0 *)row + i;
+                PREFETCH(x);
+                block_fma(&lo[r], &hi[r], h2f(x->d) * dy, vld1q_s8(x->qs), vld1q_s8(x->qs + 16), y0, y1);
+            } else if (w == SPILL_DT_Q4_0) {
+                const spill_block_q4_0 *x = (const spill_block_q4_0 *)row + i;
+                PREFETCH(x);
+                uint8x16_t q = vld1q_u8(x->qs);
+                int8x16_t x0 = vsubq_s8(vreinterpretq_s8_u8(vandq_u8(q, vdupq_n_u8(15))), eight);
+                int8x16_t x1 = vsubq_s8(vreinterpretq_s8_u8(vshrq_n_u8(q, 4)), eight);
+                block_fma(&lo[r], &hi[r], h2f(x->d) * dy, x0, x1, y0, y1);
+            } else {
+                const spill_block_q4_1 *x = (const spill_block_q4_1 *)row + i;
+                PREFETCH(x);
+                summs[r] = fmaf(h2f(x->m), sy, summs[r]);
+                uint8x16_t q = vld1q_u8(x->qs);
+                int8x16_t x0 = vreinterpretq_s8_u8(vandq_u8(q, vdupq_n_u8(15))), x1 = vreinterpretq_s8_u8(vshrq_n_u8(q, 4));
+                block_fma(&lo[r], &hi[r], h2f(x->d) * dy, x0, x1, y0, y1);
+            }
+        }
+    }
+    for (int r = 0; r < R; r++) out[r] = w == SPILL_DT_Q4_1 ? hsum(lo[r], hi[r]) + summs[r] : hsum(lo[r], hi[r]);
+}
+
+#define ROWS_OF(kernel, w)                                                                        \
+    do {                                                                                          \
+        int r_ = 0;                                                                               \
+        for (; r_ + 4 <= nr; r_ += 4) kernel(w, 4, n, wrow + (uint64_t)r_ * rb, rb, act, out + r_); \
+        for (; r_ < nr; r_++) kernel(w, 1, n, wrow + (uint64_t)r_ * rb, rb, act, out + r_);          \
+    } while (0)
+
+static int dot_rows(spill_dtype w, int64_t n, const void *wrows, uint64_t rb, int nr, const void *act, float *out) {
+    const uint8_t *wrow = wrows;
+    switch (w) {
+    case SPILL_DT_F32: ROWS_OF(rows_wide, SPILL_DT_F32); return 1;
+    case SPILL_DT_F16: ROWS_OF(rows_wide, SPILL_DT_F16); return 1;
+    case SPILL_DT_BF16: ROWS_OF(rows_wide, SPILL_DT_BF16); return 1;
+    case SPILL_DT_Q8_0: ROWS_OF(rows_quant, SPILL_DT_Q8_0); return 1;
+    case SPILL_DT_Q4_0: ROWS_OF(rows_quant, SPILL_DT_Q4_0); return 1;
+    case SPILL_DT_Q4_1: ROWS_OF(rows_quant, SPILL_DT_Q4_1); return 1;
+    default: return 0;
+    }
+}
+
+const spill_dot_table DOT_TABLE = {dot_f32, dot_f16, dot_bf16, dot_q8_0, dot_q4_0, dot_q4_1, dot_q4_k, dot_q6_k, dot_rows};

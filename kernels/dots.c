@@ -15,7 +15,8 @@
  * chains, so the FMA units need not wait out one chain's latency (that wait held 16-bit decode and
  * prefill below what memory and the FMA units allow).
  * The tiles are AVX2 (kernels/dots_avx2.c), used when kernels/cpu.c chose AVX2 for this CPU; other
- * types, CPUs and architectures (NEON has no tile yet) take spill_vec_dot per token. */
+ * types, CPUs and architectures (NEON has no tile yet) take the tokens one at a time, several rows
+ * at once where the chosen table has a rows kernel (AVX2, NEON), else one row at a time. */
 #include "dot.h"
 
 #include <stdatomic.h>
@@ -80,12 +81,12 @@ void spill_vec_dots(spill_dtype w, int64_t n, const void *wrows, uint64_t row_by
             for (; t + T <= nt; t += T)
                 spill_dots4_avx2(w, n, w8, row_bytes, nr, a8 + (uint64_t)t * stride, stride,
                                  pt ? sc + (size_t)(t / T) * pt : NULL, out + (int64_t)t * ldo, ldo);
-        for (; t < nt; t++)
-            if (!spill_dots_rows_avx2(w, n, w8, row_bytes, nr, a8 + (uint64_t)t * stride, out + (int64_t)t * ldo)) break;
     }
 #else
     (void)sc;
 #endif
+    for (; t < nt; t++)
+        if (!spill_vec_dot_rows(w, n, w8, row_bytes, nr, a8 + (uint64_t)t * stride, out + (int64_t)t * ldo)) break;
     for (int r = 0; r < nr; r++)
         dots_each(w, n, w8 + (uint64_t)r * row_bytes, a8 + (uint64_t)t * stride, stride, nt - t, out + (int64_t)t * ldo + r,
                   ldo);
