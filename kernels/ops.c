@@ -3,11 +3,17 @@
 #include "spill_kernels.h"
 
 #include <float.h>
+#include <stdatomic.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
+/* A matmul's work is cut into units of (a chunk of tokens, a chunk of rows), token chunk first, that
+ * the threads take in turn from a shared counter: a thread that runs slower (a busy core, a neighbour
+ * on the same host) takes fewer. A static split in halves left the other thread waiting out the
+ * slower one on every matmul (perf: ~9% of a 2-thread SmolLM2 decode in the caller's wait). Which
+ * thread computes a row never changes its bits. */
 typedef struct {
     float *out;
     const uint8_t *w;
@@ -16,7 +22,11 @@ typedef struct {
     const uint8_t *act;
     uint64_t act_stride, row_bytes;
     int batch;
-    int64_t ldo; /* out[t * ldo + r] */
+    int64_t ldo;                            /* out[t * ldo + r] */
+    int tiled;                              /* prepared tiles (kernels/dots.c), else one token at a time */
+    int tok_chunk;                          /* tokens per unit */
+    int64_t row_chunk, row_units, units;    /* rows per unit, units per token chunk, all units */
+    _Atomic int64_t next;                   /* the next unit to take */
 } matmul_job;
 
 /* floats a worker keeps on its stack for what the tiled dots prepare once per matmul (kernels/dots.c:
@@ -25,30 +35,26 @@ typedef struct {
 #define SCALES_CAP 32768
 
 static void matmul_worker(void *ctx, int ith, int nth) {
-    const matmul_job *j = ctx;
-    /* contiguous row ranges per thread: each thread streams its own slice of the weights */
-    int64_t r0 = j->rows * ith / nth, r1 = j->rows * (ith + 1) / nth;
-    size_t per_tile = spill_dots_scales_len(j->wtype, j->cols, SPILL_DOTS_TILE);
-    if (j->batch < SPILL_DOTS_TILE || !spill_dots_tiled(j->wtype) || per_tile > SCALES_CAP) {
-        for (int64_t r = r0; r < r1; r += SPILL_DOTS_ROWS) {
-            int nr = r1 - r < SPILL_DOTS_ROWS ? (int)(r1 - r) : SPILL_DOTS_ROWS;
-            spill_vec_dots(j->wtype, j->cols, j->w + (uint64_t)r * j->row_bytes, j->row_bytes, nr, j->act, j->act_stride,
-                           j->batch, NULL, j->out + r, j->ldo);
-        }
-        return;
-    }
-    /* the rows decoded once for several tokens (kernels/dots.c), the same bits as one by one; each row
-       meets every token of the chunk while it is in L1 */
+    matmul_job *j = ctx;
+    (void)ith, (void)nth;
     float sc[SCALES_CAP];
-    int chunk = per_tile ? (int)(SCALES_CAP / per_tile) * SPILL_DOTS_TILE : j->batch;
-    for (int t0 = 0; t0 < j->batch; t0 += chunk) {
-        int nt = j->batch - t0 < chunk ? j->batch - t0 : chunk;
+    int64_t prepared = -1; /* the token chunk sc holds */
+    for (;;) {
+        int64_t u = atomic_fetch_add_explicit(&j->next, 1, memory_order_relaxed);
+        if (u >= j->units) return;
+        int64_t tc = u / j->row_units, r0 = (u % j->row_units) * j->row_chunk;
+        int64_t r1 = r0 + j->row_chunk < j->rows ? r0 + j->row_chunk : j->rows;
+        int t0 = (int)tc * j->tok_chunk, nt = j->batch - t0 < j->tok_chunk ? j->batch - t0 : j->tok_chunk;
         const uint8_t *act = j->act + (uint64_t)t0 * j->act_stride;
-        spill_dots_prepare(j->wtype, j->cols, act, j->act_stride, nt, sc);
+        if (j->tiled && prepared != tc) { /* the rows decoded once for several tokens, the same bits as one by one */
+            spill_dots_prepare(j->wtype, j->cols, act, j->act_stride, nt, sc);
+            prepared = tc;
+        }
+        /* a few rows at a time, each meeting every token of the chunk while it is in L1 */
         for (int64_t r = r0; r < r1; r += SPILL_DOTS_ROWS) {
             int nr = r1 - r < SPILL_DOTS_ROWS ? (int)(r1 - r) : SPILL_DOTS_ROWS;
             spill_vec_dots(j->wtype, j->cols, j->w + (uint64_t)r * j->row_bytes, j->row_bytes, nr, act, j->act_stride, nt,
-                           sc, j->out + (int64_t)t0 * j->ldo + r, j->ldo);
+                           j->tiled ? sc : NULL, j->out + (int64_t)t0 * j->ldo + r, j->ldo);
         }
     }
 }
@@ -61,9 +67,23 @@ void spill_matmul(spill_pool *pool, float *out, const void *w, spill_dtype wtype
 void spill_matmul_ld(spill_pool *pool, float *out, int64_t ldo, const void *w, spill_dtype wtype, int64_t rows,
                      int64_t cols, const void *act, int batch) {
     SPILL_ASSERT(ldo >= rows);
-    matmul_job j = {out, w, wtype, rows, cols, act, spill_act_bytes(wtype, cols),
-                    spill_dtype_row_bytes(wtype, (uint64_t)cols), batch, ldo};
+    if (batch < 1 || rows < 1) return;
+    matmul_job j = {.out = out, .w = w, .wtype = wtype, .rows = rows, .cols = cols, .act = act,
+                    .act_stride = spill_act_bytes(wtype, cols), .row_bytes = spill_dtype_row_bytes(wtype, (uint64_t)cols),
+                    .batch = batch, .ldo = ldo};
     SPILL_ASSERT(j.row_bytes > 0);
+    size_t per_tile = spill_dots_scales_len(wtype, cols, SPILL_DOTS_TILE);
+    j.tiled = batch >= SPILL_DOTS_TILE && spill_dots_tiled(wtype) && per_tile <= SCALES_CAP;
+    j.tok_chunk = j.tiled && per_tile ? (int)(SCALES_CAP / per_tile) * SPILL_DOTS_TILE : batch;
+    if (j.tok_chunk > batch) j.tok_chunk = batch;
+    /* 8 units of rows per thread (a multiple of the rows taken together), so that a slower thread
+       leaves at most about an eighth of its share to the others */
+    int nth = spill_pool_size(pool);
+    int64_t rc = (rows + (int64_t)nth * 8 - 1) / ((int64_t)nth * 8);
+    j.row_chunk = (rc + SPILL_DOTS_ROWS - 1) / SPILL_DOTS_ROWS * SPILL_DOTS_ROWS;
+    j.row_units = (rows + j.row_chunk - 1) / j.row_chunk;
+    j.units = j.row_units * ((batch + j.tok_chunk - 1) / j.tok_chunk);
+    atomic_init(&j.next, 0);
     spill_pool_run(pool, matmul_worker, &j);
 }
 

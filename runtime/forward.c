@@ -166,6 +166,12 @@ static void attn_worker(void *ctx, int ith, int nth) {
         for (int p0 = 0; p0 < len; p0 += kv->T) {
             const uint8_t *kb = spill_kv_k(kv, seq, j->layer, p0) + (size_t)kvh * hd * eb;
             int end = p0 + kv->T < len ? p0 + kv->T : len;
+            if (kt == SPILL_DT_F32 || kt == SPILL_DT_BF16) {
+                /* the block's keys as rows of a matrix against q: several positions' sums at once, each
+                   the same bits as the one-position dot (products and sums in the same order) */
+                spill_vec_dots(kt, hd, kb, rb, end - p0, q, 0, 1, NULL, att + p0, 1);
+                continue;
+            }
             for (int p = p0; p < end; p++) att[p] = spill_dot_f32(q, spill_kv_row_get(kt, kb + (size_t)(p - p0) * rb, row, hd), hd);
         }
         spill_softmax(att, len, scale);
