@@ -51,7 +51,7 @@ static inline __attribute__((always_inline)) void dots_signed(int q4, int64_t n,
     const spill_block_q4_0 *x4 = xv;
     const int64_t nb = n / SPILL_QK;
     const __m256i ones = _mm256_set1_epi16(1);
-    const int32_t *ysum8 = (const int32_t *)(sc + nb * 8); /* [block][token][lane] */
+    const int16_t *ysum8 = (const int16_t *)(sc + nb * 8); /* [block][token][lane] */
     for (int64_t i = 0; i < nb; i++) {
         const void *xb = q4 ? (const void *)(x4 + i) : (const void *)(x8 + i);
         _mm_prefetch((const char *)xb + PREFETCH_AHEAD, _MM_HINT_T0);
@@ -60,7 +60,8 @@ static inline __attribute__((always_inline)) void dots_signed(int q4, int64_t n,
             __m256i qx = nibbles(x4[i].qs);
             for (int t = 0; t < T; t++) {
                 __m256i p = _mm256_madd_epi16(_mm256_maddubs_epi16(qx, _mm256_loadu_si256((const __m256i *)y[t][i].qs)), ones);
-                l[t] = _mm256_cvtepi32_ps(_mm256_sub_epi32(p, _mm256_loadu_si256((const __m256i *)(ysum8 + (i * T + t) * 8))));
+                __m256i y8 = _mm256_cvtepi16_epi32(_mm_loadu_si128((const __m128i *)(ysum8 + (i * T + t) * 8)));
+                l[t] = _mm256_cvtepi32_ps(_mm256_sub_epi32(p, y8));
             }
         } else {
             __m256i qx = _mm256_loadu_si256((const __m256i *)x8[i].qs);
@@ -268,10 +269,10 @@ void spill_dots_prepare_avx2(spill_dtype w, int64_t n, const void *act, uint64_t
         return;
     }
     int64_t nb = n / SPILL_QK;
-    const int64_t per = nb * (w == SPILL_DT_Q4_0 ? 8 + 8 * T : 8); /* floats per tile: scales, then Q4_0's sums */
+    const int64_t per = nb * (w == SPILL_DT_Q4_0 ? 8 + 4 * T : 8); /* floats per tile: scales, then Q4_0's sums */
     for (int tile = 0; tile < nt / T; tile++) {
         float *s = sc + (size_t)tile * (size_t)per;
-        int32_t *ysum8 = (int32_t *)(s + nb * 8);
+        int16_t *ysum8 = (int16_t *)(s + nb * 8); /* |8 * 4 * 128| fits 16 bits */
         for (int t = 0; t < T; t++) {
             const uint8_t *a = (const uint8_t *)act + (uint64_t)(tile * T + t) * stride;
             for (int64_t i = 0; i < nb; i++) {
@@ -286,7 +287,9 @@ void spill_dots_prepare_avx2(spill_dtype w, int64_t n, const void *act, uint64_t
                     if (w == SPILL_DT_Q4_0) { /* 8 * (the sum of each lane's 4 values): maddubs of 8s, then pairs */
                         __m256i y = _mm256_loadu_si256((const __m256i *)b->qs);
                         __m256i l = _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_set1_epi8(8), y), _mm256_set1_epi16(1));
-                        _mm256_storeu_si256((__m256i *)(ysum8 + (i * T + t) * 8), l);
+                        int32_t l32[8];
+                        _mm256_storeu_si256((__m256i *)l32, l);
+                        for (int k = 0; k < 8; k++) ysum8[(i * T + t) * 8 + k] = (int16_t)l32[k];
                     }
                 }
             }
