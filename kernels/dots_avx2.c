@@ -27,6 +27,11 @@ static inline __m256 lanes_us(__m256i u, __m256i s) {
  * sc[(tile * nb + i) * 8 + t] is token t's d in block i, [.. + 4 + t] its s (Q8_1). Converted once per
  * matmul (spill_dots_prepare_avx2), not once per row. */
 
+/* 8 * (the sum of each lane's 4 activations), what Q4_0's unsigned nibbles subtract: exact integers */
+static inline __m256i sums8(__m256i y) {
+    return _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_set1_epi8(8), y), _mm256_set1_epi16(1));
+}
+
 /* out[t] for the 4 tokens, given the block's integer lanes per token and the scale products d4 */
 #define TILE_FMA(acc, d4, lanes)                                                             \
     do {                                                                                     \
@@ -205,8 +210,7 @@ static inline __attribute__((always_inline)) void rows_quant(spill_dtype w, int 
             const spill_block_q8_0 *y = (const spill_block_q8_0 *)act + i;
             __m256i yq = _mm256_loadu_si256((const __m256i *)y->qs);
             float dy = h2f(y->d);
-            __m256i ysum8 = w == SPILL_DT_Q4_0 ? _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_set1_epi8(8), yq), ones)
-                                               : _mm256_setzero_si256();
+            __m256i ysum8 = w == SPILL_DT_Q4_0 ? sums8(yq) : _mm256_setzero_si256();
             for (int r = 0; r < R; r++) {
                 __m256i li;
                 uint16_t xd;
@@ -229,30 +233,23 @@ static inline __attribute__((always_inline)) void rows_quant(spill_dtype w, int 
     for (int r = 0; r < R; r++) out[r] = w == SPILL_DT_Q4_1 ? hsum(acc[r]) + summs[r] : hsum(acc[r]);
 }
 
-#define ROWS_QUANT(w)                                                                                   \
-    do {                                                                                                \
-        int r_ = 0;                                                                                     \
-        for (; r_ + 4 <= nr; r_ += 4) rows_quant(w, 4, n, wrow + (uint64_t)r_ * rb, rb, act, out + r_); \
-        for (; r_ < nr; r_++) rows_quant(w, 1, n, wrow + (uint64_t)r_ * rb, rb, act, out + r_);          \
-    } while (0)
-
-#define ROWS_WIDE(w)                                                                                   \
-    do {                                                                                               \
-        int r_ = 0;                                                                                    \
-        for (; r_ + 4 <= nr; r_ += 4) rows_wide(w, 4, n, wrow + (uint64_t)r_ * rb, rb, act, out + r_); \
-        for (; r_ + 2 <= nr; r_ += 2) rows_wide(w, 2, n, wrow + (uint64_t)r_ * rb, rb, act, out + r_); \
-        for (; r_ < nr; r_++) rows_wide(w, 1, n, wrow + (uint64_t)r_ * rb, rb, act, out + r_);          \
+/* nr rows in groups of 4, then one at a time (the kernel inlined for each group size) */
+#define ROWS_OF(kernel, w)                                                                        \
+    do {                                                                                          \
+        int r_ = 0;                                                                               \
+        for (; r_ + 4 <= nr; r_ += 4) kernel(w, 4, n, wrow + (uint64_t)r_ * rb, rb, act, out + r_); \
+        for (; r_ < nr; r_++) kernel(w, 1, n, wrow + (uint64_t)r_ * rb, rb, act, out + r_);          \
     } while (0)
 
 int spill_dots_rows_avx2(spill_dtype w, int64_t n, const void *wrows, uint64_t rb, int nr, const void *act, float *out) {
     const uint8_t *wrow = wrows;
     switch (w) {
-    case SPILL_DT_F32: ROWS_WIDE(SPILL_DT_F32); return 1;
-    case SPILL_DT_F16: ROWS_WIDE(SPILL_DT_F16); return 1;
-    case SPILL_DT_BF16: ROWS_WIDE(SPILL_DT_BF16); return 1;
-    case SPILL_DT_Q8_0: ROWS_QUANT(SPILL_DT_Q8_0); return 1;
-    case SPILL_DT_Q4_0: ROWS_QUANT(SPILL_DT_Q4_0); return 1;
-    case SPILL_DT_Q4_1: ROWS_QUANT(SPILL_DT_Q4_1); return 1;
+    case SPILL_DT_F32: ROWS_OF(rows_wide, SPILL_DT_F32); return 1;
+    case SPILL_DT_F16: ROWS_OF(rows_wide, SPILL_DT_F16); return 1;
+    case SPILL_DT_BF16: ROWS_OF(rows_wide, SPILL_DT_BF16); return 1;
+    case SPILL_DT_Q8_0: ROWS_OF(rows_quant, SPILL_DT_Q8_0); return 1;
+    case SPILL_DT_Q4_0: ROWS_OF(rows_quant, SPILL_DT_Q4_0); return 1;
+    case SPILL_DT_Q4_1: ROWS_OF(rows_quant, SPILL_DT_Q4_1); return 1;
     default: return 0;
     }
 }
@@ -286,7 +283,7 @@ void spill_dots_prepare_avx2(spill_dtype w, int64_t n, const void *act, uint64_t
                     s[i * 8 + 4 + t] = 0;
                     if (w == SPILL_DT_Q4_0) { /* 8 * (the sum of each lane's 4 values): maddubs of 8s, then pairs */
                         __m256i y = _mm256_loadu_si256((const __m256i *)b->qs);
-                        __m256i l = _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_set1_epi8(8), y), _mm256_set1_epi16(1));
+                        __m256i l = sums8(y);
                         int32_t l32[8];
                         _mm256_storeu_si256((__m256i *)l32, l);
                         for (int k = 0; k < 8; k++) ysum8[(i * T + t) * 8 + k] = (int16_t)l32[k];
