@@ -37,9 +37,11 @@ typedef struct spill_region {
     spill_region_kind kind;
     double reads_per_step; /* how much of it one decode step at batch 1 reads, in units of its size
                               (1 for a weight matrix; ~0 for an embedding table, read one row at a time) */
-    uint64_t params;       /* weights: multiply-adds per token (its element count); 0 otherwise */
-    const char *format;    /* weights: the format most of its multiply-adds are in ("Q4_1", "BF16", ...) as
-                              the device holds them, for the CPU's rate per format; NULL: unknown */
+    uint64_t params;       /* multiply-adds per token: a weight's element count; a KV cache's attention
+                              (scores and value sums of every query head over the whole context); else 0 */
+    const char *format;    /* the format most of its multiply-adds are in ("Q4_1", "BF16", ...) as the device
+                              holds them (a KV cache: "F32", attention's arithmetic), for the CPU's rate per
+                              format; NULL: unknown */
 } spill_region;
 
 typedef enum spill_proc { SPILL_PROC_GPU, SPILL_PROC_CPU, SPILL_PROC_COUNT } spill_proc;

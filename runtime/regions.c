@@ -183,6 +183,10 @@ int spill_shape_regions(const spill_shape *s, int ctx, int batch, spill_region *
     char *nm = (char *)(r + nr), *fm = nm + names;
     uint64_t kv_layer = 2ull * (uint64_t)s->hp.n_kv_heads * (uint64_t)s->hp.head_dim * (uint64_t)s->kv_elem_bytes *
                         (uint64_t)(ctx > 0 ? ctx : 1) * (uint64_t)(batch > 0 ? batch : 1);
+    /* attention's multiply-adds per token and layer, at the full context: each query head's scores
+       against ctx keys and its sum of ctx values. The arithmetic is F32 whatever the cache holds (16-bit
+       rows are widened), so the CPU's F32 rate prices it (policies/cost.c) */
+    uint64_t attn_macs = 2ull * (uint64_t)(ctx > 0 ? ctx : 1) * (uint64_t)s->hp.n_heads * (uint64_t)s->hp.head_dim;
     for (int l = 0; l < L; l++) {
         int w = spill_region_layer(L, l), k = spill_region_kv(L, l);
         snprintf(nm + (size_t)w * 16, 16, "blk.%d", l);
@@ -190,7 +194,7 @@ int spill_shape_regions(const spill_shape *s, int ctx, int batch, spill_region *
         r[w] = (spill_region){nm + (size_t)w * 16, s->layer_bytes[l], l, SPILL_REGION_WEIGHT, 1.0, s->layer_params[l],
                               fm[(size_t)w * 12] ? fm + (size_t)w * 12 : NULL};
         snprintf(nm + (size_t)k * 16, 16, "kv.%d", l);
-        r[k] = (spill_region){nm + (size_t)k * 16, kv_layer, l, SPILL_REGION_KV, 1.0, 0, NULL};
+        r[k] = (spill_region){nm + (size_t)k * 16, kv_layer, l, SPILL_REGION_KV, 1.0, attn_macs, "F32"};
     }
     /* an untied embedding is read one row per token; a tied one is also the head, read whole */
     int tied = s->hp.tied;

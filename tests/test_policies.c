@@ -325,7 +325,9 @@ static void test_cpu_rates(void **s) {
     int L = 80;
     assert_string_equal(r[spill_region_layer(L, 0)].format, "BF16");
     assert_string_equal(r[spill_region_output(L)].format, "BF16");
-    assert_null(r[spill_region_kv(L, 0)].format);
+    /* a KV cache's multiply-adds: 64 query heads of 128 against 4096 keys and 4096 values, in F32 */
+    assert_string_equal(r[spill_region_kv(L, 0)].format, "F32");
+    assert_true(r[spill_region_kv(L, 0)].params == 2ull * 4096 * 64 * 128);
     spill_profile p, q;
     assert_int_equal(spill_profile_builtin("cpu", &p, &err), 0);
     assert_int_equal(p.n_cpu_rates, 0);
@@ -361,6 +363,14 @@ static void test_cpu_rates(void **s) {
     assert_true(params / 2e9 > bytes / p.read_bw[SPILL_TIER_HOST][SPILL_PROC_CPU]);
     assert_true(fabs(step - params / 2e9) <= 0.02 * step); /* the KV cache and the norms are the rest */
     assert_true(step > 1.5 * by_flops);
+    /* attention on the CPU at the F32 rate: 80 layers' worth at 1 GMAC/s adds 80 * 67M / 1e9 s */
+    p.cpu_rate[1] = (struct spill_cpu_rate){"F32", 1e9, 4e9};
+    p.n_cpu_rates = 2;
+    assert_int_equal(spill_plan_make(r, n, &pp, &plan, &err), 0);
+    double with_attn = plan.predicted.step_s, attn = 80.0 * (double)r[spill_region_kv(L, 0)].params / 1e9;
+    spill_plan_free(&plan);
+    assert_true(fabs(with_attn - step - attn) <= 0.05 * attn);
+    p.n_cpu_rates = 1;
     /* prefill: the batch rate */
     spill_plan_params pf = {"host", {0, 0}, 1, &p, {1, 512, NULL}};
     assert_int_equal(spill_plan_make(r, n, &pf, &plan, &err), 0);
