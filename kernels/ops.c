@@ -51,6 +51,12 @@ static void matmul_worker(void *ctx, int ith, int nth) {
             spill_dots_prepare(j->wtype, j->cols, act, j->act_stride, nt, sc);
             prepared = tc;
         }
+        if (nt == 1) { /* one token: the unit's rows in one call (the rows kernel takes them 4 at a time);
+                          calls of 4 rows each spent ~5% of a SmolLM2 decode in the calls themselves */
+            spill_vec_dots(j->wtype, j->cols, j->w + (uint64_t)r0 * j->row_bytes, j->row_bytes, (int)(r1 - r0), act,
+                           j->act_stride, 1, NULL, j->out + (int64_t)t0 * j->ldo + r0, j->ldo);
+            continue;
+        }
         /* a few rows at a time, each meeting every token of the chunk while it is in L1 */
         for (int64_t r = r0; r < r1; r += SPILL_DOTS_ROWS) {
             int nr = r1 - r < SPILL_DOTS_ROWS ? (int)(r1 - r) : SPILL_DOTS_ROWS;
