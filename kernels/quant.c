@@ -136,10 +136,17 @@ spill_dtype spill_act_type(spill_dtype w) {
 
 uint64_t spill_act_bytes(spill_dtype w, int64_t n) { return spill_dtype_row_bytes(spill_act_type(w), (uint64_t)n); }
 
-/* amax/127 scale, values multiplied by 127/amax and rounded half-to-even (the SIMD rounding mode) */
+/* amax/127 scale, values multiplied by 127/amax and rounded half-to-even (the SIMD rounding mode).
+ * `a > amax ? a : amax` rather than fmaxf: the same value while amax is a number (it starts at 0, and
+ * both skip a NaN input), but fmaxf is a library call on x86-64 (its NaN rule is not maxss's), 32 of
+ * them a block, before every matmul on the calling thread while the others wait; this one the
+ * compiler keeps in registers. */
 static void quantize_q8(const float *x, int8_t *qs, uint16_t *d_out, uint16_t *s_out) {
     float amax = 0;
-    for (int j = 0; j < SPILL_QK; j++) amax = fmaxf(amax, fabsf(x[j]));
+    for (int j = 0; j < SPILL_QK; j++) {
+        float a = fabsf(x[j]);
+        amax = a > amax ? a : amax;
+    }
     float d = amax / 127.f;
     float id = amax != 0.0f ? 127.f / amax : 0.0f;
     int sum = 0;

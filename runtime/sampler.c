@@ -88,7 +88,7 @@ int spill_sampler_sample(spill_sampler *s, float *logits) {
 static int candidates(spill_sampler *s, float *logits) {
     int n = s->n_vocab;
     float max = -INFINITY;
-    for (int i = 0; i < n; i++) max = fmaxf(max, logits[i]);
+    for (int i = 0; i < n; i++) max = logits[i] > max ? logits[i] : max; /* fmaxf, without its library call */
     double sum = 0;
     for (int i = 0; i < n; i++) {
         s->cand[i].p = expf((logits[i] - max) / s->temp);
