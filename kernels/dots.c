@@ -56,8 +56,9 @@ static int scaled(spill_dtype w) {
 static size_t per_tile(spill_dtype w, int64_t n) {
     if (!scaled(w)) return 0;
     if (w == SPILL_DT_F16) return (size_t)T * (size_t)n;
-    /* block scales; Q4_0 also 8 * the sum of each lane's activations, per block and token */
-    return (size_t)(n / SPILL_QK) * (w == SPILL_DT_Q4_0 ? 8 + 4 * T : 8); /* the sums as 16-bit lanes */
+    /* block scales; Q4_0 also 8 * the sum of each pair of activations (16 lanes of 16 bits), per block
+       and token */
+    return (size_t)(n / SPILL_QK) * (w == SPILL_DT_Q4_0 ? 8 + 8 * T : 8);
 }
 
 size_t spill_dots_scales_len(spill_dtype w, int64_t n, int nt) { return (size_t)(nt / T) * per_tile(w, n); }

@@ -27,10 +27,11 @@ static inline __m256 lanes_us(__m256i u, __m256i s) {
  * sc[(tile * nb + i) * 8 + t] is token t's d in block i, [.. + 4 + t] its s (Q8_1). Converted once per
  * matmul (spill_dots_prepare_avx2), not once per row. */
 
-/* 8 * (the sum of each lane's 4 activations), what Q4_0's unsigned nibbles subtract: exact integers */
-static inline __m256i sums8(__m256i y) {
-    return _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_set1_epi8(8), y), _mm256_set1_epi16(1));
-}
+/* 8 * (the sum of each pair of activations), 16 lanes: what Q4_0's unsigned nibbles subtract from
+   maddubs's pair sums; exact (|15 * 127 * 2| + |8 * 127 * 2| fits 16 bits) */
+static inline __m256i pairs8(__m256i y) { return _mm256_maddubs_epi16(_mm256_set1_epi8(8), y); }
+/* the same summed over each lane's 4 activations, 8 lanes of 32 bits */
+static inline __m256i sums8(__m256i y) { return _mm256_madd_epi16(pairs8(y), _mm256_set1_epi16(1)); }
 
 /* out[t] for the 4 tokens, given the block's integer lanes per token and the scale products d4 */
 #define TILE_FMA(acc, d4, lanes)                                                             \
@@ -42,8 +43,10 @@ static inline __m256i sums8(__m256i y) {
 
 /* Q8_0 and Q4_0 weights against Q8_0 activations. Q8_0: the weight's magnitudes against the
  * activations with the weight's signs (maddubs takes unsigned x signed). Q4_0: the unsigned nibbles q
- * against the activations, less 8 * sum(y) per lane, which spill_dots_prepare_avx2 made once per matmul
- * (sc past the scales): the same exact integers as (q - 8) * y, in fewer instructions. */
+ * against the activations, less 8 * (y + y') per pair of 16-bit lanes, which spill_dots_prepare_avx2
+ * made once per matmul (sc past the scales), then the pairs summed: the same exact integers as
+ * (q - 8) * y, in fewer instructions (subtracting in 16 bits before the pairs are summed saves
+ * widening prepared 32-bit sums for every token). */
 static inline __attribute__((always_inline)) void dots_signed(int q4, int64_t n, const void *xv, const uint8_t *act,
                                                               uint64_t stride, const float *sc, float *out, int64_t ldo) {
     __m256 acc[T], l[T];
@@ -56,7 +59,7 @@ static inline __attribute__((always_inline)) void dots_signed(int q4, int64_t n,
     const spill_block_q4_0 *x4 = xv;
     const int64_t nb = n / SPILL_QK;
     const __m256i ones = _mm256_set1_epi16(1);
-    const int16_t *ysum8 = (const int16_t *)(sc + nb * 8); /* [block][token][lane] */
+    const __m256i *ypairs8 = (const __m256i *)(sc + nb * 8); /* [block][token]: 16 lanes */
     for (int64_t i = 0; i < nb; i++) {
         const void *xb = q4 ? (const void *)(x4 + i) : (const void *)(x8 + i);
         _mm_prefetch((const char *)xb + PREFETCH_AHEAD, _MM_HINT_T0);
@@ -64,9 +67,9 @@ static inline __attribute__((always_inline)) void dots_signed(int q4, int64_t n,
         if (q4) {
             __m256i qx = nibbles(x4[i].qs);
             for (int t = 0; t < T; t++) {
-                __m256i p = _mm256_madd_epi16(_mm256_maddubs_epi16(qx, _mm256_loadu_si256((const __m256i *)y[t][i].qs)), ones);
-                __m256i y8 = _mm256_cvtepi16_epi32(_mm_loadu_si128((const __m128i *)(ysum8 + (i * T + t) * 8)));
-                l[t] = _mm256_cvtepi32_ps(_mm256_sub_epi32(p, y8));
+                __m256i p = _mm256_maddubs_epi16(qx, _mm256_loadu_si256((const __m256i *)y[t][i].qs));
+                p = _mm256_sub_epi16(p, _mm256_loadu_si256(ypairs8 + i * T + t));
+                l[t] = _mm256_cvtepi32_ps(_mm256_madd_epi16(p, ones));
             }
         } else {
             __m256i qx = _mm256_loadu_si256((const __m256i *)x8[i].qs);
@@ -266,10 +269,10 @@ void spill_dots_prepare_avx2(spill_dtype w, int64_t n, const void *act, uint64_t
         return;
     }
     int64_t nb = n / SPILL_QK;
-    const int64_t per = nb * (w == SPILL_DT_Q4_0 ? 8 + 4 * T : 8); /* floats per tile: scales, then Q4_0's sums */
+    const int64_t per = nb * (w == SPILL_DT_Q4_0 ? 8 + 8 * T : 8); /* floats per tile: scales, then Q4_0's sums */
     for (int tile = 0; tile < nt / T; tile++) {
         float *s = sc + (size_t)tile * (size_t)per;
-        int16_t *ysum8 = (int16_t *)(s + nb * 8); /* |8 * 4 * 128| fits 16 bits */
+        __m256i *ypairs8 = (__m256i *)(s + nb * 8); /* [block][token]: 16 lanes (loaded unaligned) */
         for (int t = 0; t < T; t++) {
             const uint8_t *a = (const uint8_t *)act + (uint64_t)(tile * T + t) * stride;
             for (int64_t i = 0; i < nb; i++) {
@@ -281,13 +284,8 @@ void spill_dots_prepare_avx2(spill_dtype w, int64_t n, const void *act, uint64_t
                     const spill_block_q8_0 *b = (const spill_block_q8_0 *)a + i;
                     s[i * 8 + t] = h2f(b->d);
                     s[i * 8 + 4 + t] = 0;
-                    if (w == SPILL_DT_Q4_0) { /* 8 * (the sum of each lane's 4 values): maddubs of 8s, then pairs */
-                        __m256i y = _mm256_loadu_si256((const __m256i *)b->qs);
-                        __m256i l = sums8(y);
-                        int32_t l32[8];
-                        _mm256_storeu_si256((__m256i *)l32, l);
-                        for (int k = 0; k < 8; k++) ysum8[(i * T + t) * 8 + k] = (int16_t)l32[k];
-                    }
+                    if (w == SPILL_DT_Q4_0) /* 8 * (the sum of each pair of values) */
+                        _mm256_storeu_si256(ypairs8 + i * T + t, pairs8(_mm256_loadu_si256((const __m256i *)b->qs)));
                 }
             }
         }
