@@ -97,7 +97,8 @@ static float dot_bf16(int64_t n, const void *wv, const void *av) {
 static float dot_q4_k(int64_t n, const void *w, const void *act) { return spill_dot_kquant(SPILL_DT_Q4_K, n, w, act); }
 static float dot_q6_k(int64_t n, const void *w, const void *act) { return spill_dot_kquant(SPILL_DT_Q6_K, n, w, act); }
 
-const spill_dot_table spill_dot_portable = {dot_f32, dot_f16, dot_bf16, dot_q8_0, dot_q4_0, dot_q4_1, dot_q4_k, dot_q6_k, NULL};
+const spill_dot_table spill_dot_portable = {dot_f32,  dot_f16,  dot_bf16, dot_q8_0, dot_q4_0,
+                                            dot_q4_1, dot_q4_k, dot_q6_k, NULL,     NULL};
 
 static spill_dot_fn dot_fn(const spill_dot_table *t, spill_dtype w) {
     spill_dot_fn f = NULL;
@@ -134,6 +135,12 @@ float spill_vec_dot(spill_dtype w, int64_t n, const void *wrow, const void *act)
 int spill_vec_dot_rows(spill_dtype w, int64_t n, const void *wrows, uint64_t rb, int nr, const void *act, float *out) {
     spill_rows_fn f = active()->rows;
     return f ? f(w, n, wrows, rb, nr, act, out) : 0;
+}
+
+int spill_vec_dot_tile(spill_dtype w, int64_t n, const void *wrows, uint64_t rb, int nr, const void *act, uint64_t stride,
+                       float *out, int64_t ldo) {
+    spill_tile_fn f = active()->tile;
+    return f ? f(w, n, wrows, rb, nr, act, stride, out, ldo) : 0;
 }
 
 float spill_vec_dot_scalar(spill_dtype w, int64_t n, const void *wrow, const void *act) {

@@ -22,13 +22,24 @@ typedef float (*spill_dot_fn)(int64_t n, const void *w, const void *act);
  * computing nothing, for a type it has no such kernel for */
 typedef int (*spill_rows_fn)(spill_dtype w, int64_t n, const void *wrows, uint64_t rb, int nr, const void *act, float *out);
 
+/* nr rows against SPILL_DOTS_TILE tokens (act + t * stride): out[t * ldo + r] = that table's dot, bit
+ * for bit, each row decoded once for the tokens; returns 0, computing nothing, for a type it has no
+ * such kernel for */
+typedef int (*spill_tile_fn)(spill_dtype w, int64_t n, const void *wrows, uint64_t rb, int nr, const void *act,
+                             uint64_t stride, float *out, int64_t ldo);
+
 typedef struct spill_dot_table {
     spill_dot_fn f32, f16, bf16, q8_0, q4_0, q4_1, q4_k, q6_k;
     spill_rows_fn rows; /* NULL: one row at a time */
+    spill_tile_fn tile; /* NULL: one token at a time. AVX2's tiles, which take scales prepared once per
+                           matmul, are called by kernels/dots.c directly (spill_dots4_avx2) */
 } spill_dot_table;
 
 /* the active table's rows kernel (kernels/dot.c): 0 when it has none for w */
 int spill_vec_dot_rows(spill_dtype w, int64_t n, const void *wrows, uint64_t rb, int nr, const void *act, float *out);
+/* the active table's tile kernel: 0 when it has none for w */
+int spill_vec_dot_tile(spill_dtype w, int64_t n, const void *wrows, uint64_t rb, int nr, const void *act, uint64_t stride,
+                       float *out, int64_t ldo);
 
 extern const spill_dot_table spill_dot_portable;
 #if defined(SPILL_DOT_AVX2)

@@ -117,4 +117,4 @@ static float dot_q4_k(int64_t n, const void *w, const void *act) { return dot_kq
 static float dot_q6_k(int64_t n, const void *w, const void *act) { return dot_kquant(SPILL_DT_Q6_K, n, w, act); }
 
 const spill_dot_table spill_dot_avx2 = {dot_f32,  dot_f16,  dot_bf16, dot_q8_0,
-                                        dot_q4_0, dot_q4_1, dot_q4_k, dot_q6_k, spill_dots_rows_avx2};
+                                        dot_q4_0, dot_q4_1, dot_q4_k, dot_q6_k, spill_dots_rows_avx2, NULL};

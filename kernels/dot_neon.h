@@ -228,4 +228,104 @@ static int dot_rows(spill_dtype w, int64_t n, const void *wrows, uint64_t rb, in
     }
 }
 
-const spill_dot_table DOT_TABLE = {dot_f32, dot_f16, dot_bf16, dot_q8_0, dot_q4_0, dot_q4_1, dot_q4_k, dot_q6_k, dot_rows};
+/* One row against SPILL_DOTS_TILE tokens (the table's tile kernel, kernels/dot.h: prefill, batched
+ * decode, speculative verification). The rows kernel above already shares a token's block among 4 rows;
+ * here a row's block is decoded once (nibbles split and re-centred, its scales converted) for the 4
+ * tokens, which the rows kernel did once per token. Each token's steps are its dot's above in the same
+ * order (the same scale product, block_fma, min term and sum), so the results are their bits. Never
+ * timed on an Arm CPU (only run under qemu-aarch64, where tests/test_quant.c checks the bits). */
+#define TT SPILL_DOTS_TILE
+static inline __attribute__((always_inline)) void tile_quant(spill_dtype w, int64_t n, const uint8_t *row,
+                                                             const uint8_t *act, uint64_t stride, float *out,
+                                                             int64_t ldo) {
+    float32x4_t lo[TT], hi[TT];
+    float summs[TT];
+    for (int t = 0; t < TT; t++) lo[t] = hi[t] = vdupq_n_f32(0), summs[t] = 0;
+    const int8x16_t eight = vdupq_n_s8(8);
+    for (int64_t i = 0; i < n / SPILL_QK; i++) {
+        int8x16_t x0, x1;
+        float dx, mx = 0;
+        if (w == SPILL_DT_Q8_0) {
+            const spill_block_q8_0 *x = (const spill_block_q8_0 *)row + i;
+            PREFETCH(x);
+            dx = h2f(x->d);
+            x0 = vld1q_s8(x->qs), x1 = vld1q_s8(x->qs + 16);
+        } else if (w == SPILL_DT_Q4_0) {
+            const spill_block_q4_0 *x = (const spill_block_q4_0 *)row + i;
+            PREFETCH(x);
+            dx = h2f(x->d);
+            uint8x16_t q = vld1q_u8(x->qs);
+            x0 = vsubq_s8(vreinterpretq_s8_u8(vandq_u8(q, vdupq_n_u8(15))), eight);
+            x1 = vsubq_s8(vreinterpretq_s8_u8(vshrq_n_u8(q, 4)), eight);
+        } else {
+            const spill_block_q4_1 *x = (const spill_block_q4_1 *)row + i;
+            PREFETCH(x);
+            dx = h2f(x->d), mx = h2f(x->m);
+            uint8x16_t q = vld1q_u8(x->qs);
+            x0 = vreinterpretq_s8_u8(vandq_u8(q, vdupq_n_u8(15))), x1 = vreinterpretq_s8_u8(vshrq_n_u8(q, 4));
+        }
+        for (int t = 0; t < TT; t++) {
+            const uint8_t *a = act + (uint64_t)t * stride;
+            const int8_t *yq;
+            float dy;
+            if (w == SPILL_DT_Q4_1) {
+                const spill_block_q8_1 *y = (const spill_block_q8_1 *)a + i;
+                summs[t] = fmaf(mx, h2f(y->s), summs[t]);
+                yq = y->qs, dy = h2f(y->d);
+            } else {
+                const spill_block_q8_0 *y = (const spill_block_q8_0 *)a + i;
+                yq = y->qs, dy = h2f(y->d);
+            }
+            block_fma(&lo[t], &hi[t], dx * dy, x0, x1, vld1q_s8(yq), vld1q_s8(yq + 16));
+        }
+    }
+    for (int t = 0; t < TT; t++) out[(int64_t)t * ldo] = w == SPILL_DT_Q4_1 ? hsum(lo[t], hi[t]) + summs[t] : hsum(lo[t], hi[t]);
+}
+
+/* F32, F16 and BF16: one row's 8 values widened once for the 4 tokens (F16 rows meet F16 activations,
+ * BF16 and F32 rows F32 ones, as in the dots above) */
+static inline __attribute__((always_inline)) void tile_wide(spill_dtype w, int64_t n, const uint8_t *row,
+                                                            const uint8_t *act, uint64_t stride, float *out,
+                                                            int64_t ldo) {
+    const spill_dtype a = w == SPILL_DT_F16 ? SPILL_DT_F16 : SPILL_DT_F32;
+    float32x4_t lo[TT], hi[TT];
+    for (int t = 0; t < TT; t++) lo[t] = hi[t] = vdupq_n_f32(0);
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        PREFETCH(row + (size_t)i * (w == SPILL_DT_F32 ? 4 : 2));
+        float32x4_t x0 = wide4(w, row, i), x1 = wide4(w, row, i + 4);
+        for (int t = 0; t < TT; t++) {
+            const uint8_t *y = act + (uint64_t)t * stride;
+            lo[t] = vfmaq_f32(lo[t], x0, wide4(a, y, i));
+            hi[t] = vfmaq_f32(hi[t], x1, wide4(a, y, i + 4));
+        }
+    }
+    for (int t = 0; t < TT; t++) {
+        const uint8_t *y = act + (uint64_t)t * stride;
+        float s = hsum(lo[t], hi[t]);
+        for (int64_t k = i; k < n; k++) s = fmaf(wide1(w, row, k), wide1(a, y, k), s);
+        out[(int64_t)t * ldo] = s;
+    }
+}
+
+#define TILE_OF(kernel, w)                                                                     \
+    do {                                                                                       \
+        for (int r_ = 0; r_ < nr; r_++) kernel(w, n, wrow + (uint64_t)r_ * rb, act8, stride, out + r_, ldo); \
+    } while (0)
+
+static int dot_tile(spill_dtype w, int64_t n, const void *wrows, uint64_t rb, int nr, const void *act, uint64_t stride,
+                    float *out, int64_t ldo) {
+    const uint8_t *wrow = wrows, *act8 = act;
+    switch (w) {
+    case SPILL_DT_F32: TILE_OF(tile_wide, SPILL_DT_F32); return 1;
+    case SPILL_DT_F16: TILE_OF(tile_wide, SPILL_DT_F16); return 1;
+    case SPILL_DT_BF16: TILE_OF(tile_wide, SPILL_DT_BF16); return 1;
+    case SPILL_DT_Q8_0: TILE_OF(tile_quant, SPILL_DT_Q8_0); return 1;
+    case SPILL_DT_Q4_0: TILE_OF(tile_quant, SPILL_DT_Q4_0); return 1;
+    case SPILL_DT_Q4_1: TILE_OF(tile_quant, SPILL_DT_Q4_1); return 1;
+    default: return 0;
+    }
+}
+
+const spill_dot_table DOT_TABLE = {dot_f32,  dot_f16,  dot_bf16, dot_q8_0, dot_q4_0,
+                                   dot_q4_1, dot_q4_k, dot_q6_k, dot_rows, dot_tile};

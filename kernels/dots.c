@@ -14,9 +14,10 @@
  * two rows per tile, and against a single token four rows go together: their sums are independent
  * chains, so the FMA units need not wait out one chain's latency (that wait held 16-bit decode and
  * prefill below what memory and the FMA units allow).
- * The tiles are AVX2 (kernels/dots_avx2.c), used when kernels/cpu.c chose AVX2 for this CPU; other
- * types, CPUs and architectures (NEON has no tile yet) take the tokens one at a time, several rows
- * at once where the chosen table has a rows kernel (AVX2, NEON), else one row at a time. */
+ * The tiles are AVX2 (kernels/dots_avx2.c), used when kernels/cpu.c chose AVX2 for this CPU, and NEON
+ * (kernels/dot_neon.h, the table's `tile`: one row against 4 tokens, nothing prepared); other types,
+ * CPUs and architectures take the tokens one at a time, several rows at once where the chosen table
+ * has a rows kernel (AVX2, NEON), else one row at a time. */
 #include "dot.h"
 
 #include <stdatomic.h>
@@ -86,6 +87,9 @@ void spill_vec_dots(spill_dtype w, int64_t n, const void *wrows, uint64_t row_by
 #else
     (void)sc;
 #endif
+    for (; t + T <= nt; t += T) /* a table's own tiles (NEON), which need nothing prepared */
+        if (!spill_vec_dot_tile(w, n, w8, row_bytes, nr, a8 + (uint64_t)t * stride, stride, out + (int64_t)t * ldo, ldo))
+            break;
     for (; t < nt; t++)
         if (!spill_vec_dot_rows(w, n, w8, row_bytes, nr, a8 + (uint64_t)t * stride, out + (int64_t)t * ldo)) break;
     for (int r = 0; r < nr; r++)
