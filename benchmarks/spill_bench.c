@@ -8,6 +8,7 @@
  * Speeds are measured here; predictions (the cost model's) are printed next to them and labelled.
  * Long runs report progress on stderr; Ctrl-C stops and prints what was measured so far. */
 #include <errno.h>
+#include <math.h>
 #include <signal.h>
 #include <strings.h>
 #include <time.h>
@@ -114,8 +115,10 @@ static int cpu_copy(spill_mem *mem, size_t bytes, int reps, spill_bw_result *r, 
 /* multiply-adds per second of the forward pass's own matmul for weights of type t at B tokens, over a
  * stack of `wbytes` or more of weights shaped as decode meets them: layers of a Llama with a 1024-wide
  * hidden state (q and o 1024 x 1024, k and v 256 x 1024, gate and up 2816 x 1024, down 1024 x 2816),
- * each matrix multiplied in turn with its activations quantized first, as runtime/forward.c does. The
- * median of 5 timed passes of at least `secs` / 5 each; 0 when out of memory.
+ * each matrix multiplied in turn with its activations quantized first, as runtime/forward.c does (the
+ * first layer's weights quantized, the others copies of it). At one token the median of 3 timed passes
+ * of at least `secs` / 3 each, after one untimed; at more, one pass of at least `secs` after one
+ * untimed (compute-bound, steadier, and slow for the K-quants); 0 when out of memory.
  * A single 8 MiB matrix, what this measured before, sat largely in the L3 cache and had none of a
  * step's smaller matrices and hand-offs: the cost model built on it predicted SmolLM2's 4- and 8-bit
  * decode 16-41% fast (docs/results.md). */
@@ -136,7 +139,8 @@ static double cpu_macs(spill_pool *pool, spill_dtype t, size_t wbytes, int B, do
         int R = shape[i % STACK_MATS][0], C = shape[i % STACK_MATS][1];
         uint64_t rb = spill_dtype_row_bytes(t, (uint64_t)C);
         ok = (w[i] = malloc(rb * (uint64_t)R)) != NULL;
-        for (int r = 0; r < R && ok; r++) {
+        if (ok && i >= STACK_MATS) memcpy(w[i], w[i % STACK_MATS], rb * (uint64_t)R);
+        for (int r = 0; r < R && ok && i < STACK_MATS; r++) {
             if (r >= 64) { /* 64 rows quantized (the K-quants' reference quantizer is slow), then repeated */
                 memcpy(w[i] + (uint64_t)r * rb, w[i] + (uint64_t)(r % 64) * rb, rb);
                 continue;
@@ -147,8 +151,9 @@ static double cpu_macs(spill_pool *pool, spill_dtype t, size_t wbytes, int B, do
         macs += (double)R * C * B;
     }
     if (ok) {
-        double v[5];
-        for (int k = -1; k < 5 && !stop; k++) { /* a first pass untimed: the pages touched, the threads awake */
+        double v[3] = {0, 0, 0};
+        int timed = B > 1 ? 1 : 3;
+        for (int k = -1; k < timed && !stop; k++) { /* a first pass untimed: the pages touched, the threads awake */
             double t0 = spill_now(), done = 0;
             do {
                 for (int i = 0; i < n; i++) {
@@ -158,16 +163,13 @@ static double cpu_macs(spill_pool *pool, spill_dtype t, size_t wbytes, int B, do
                     spill_matmul(pool, out, w[i], t, R, C, act, B);
                 }
                 done += macs;
-            } while (k >= 0 && spill_now() - t0 < secs / 5);
+            } while (k >= 0 && spill_now() - t0 < secs / timed);
             if (k >= 0) v[k] = done / (spill_now() - t0);
         }
-        if (!stop) {
-            for (int a = 1; a < 5; a++) /* the median */
-                for (int b = a; b > 0 && v[b] < v[b - 1]; b--) {
-                    double tmp = v[b];
-                    v[b] = v[b - 1], v[b - 1] = tmp;
-                }
-            f = v[2];
+        if (!stop && timed == 1) f = v[0];
+        if (!stop && timed == 3) { /* the median of 3 */
+            double lo = fmin(v[0], fmin(v[1], v[2])), hi = fmax(v[0], fmax(v[1], v[2]));
+            f = v[0] + v[1] + v[2] - lo - hi;
         }
     }
     for (int i = 0; w && i < n; i++) free(w[i]);
@@ -175,25 +177,13 @@ static double cpu_macs(spill_pool *pool, spill_dtype t, size_t wbytes, int B, do
     return f;
 }
 
-/* The one-token rate's stack: 4 times the L3 cache or 64 MiB, whichever is more (at most 512 MiB), so
-   that decode's rate is measured on weights read from memory, as a model's are. (A VM may report
-   its host's L3: this 8 MiB one says 64.) */
-static size_t decode_stack_bytes(void) {
-    long l3 = -1;
-#ifdef _SC_LEVEL3_CACHE_SIZE
-    l3 = sysconf(_SC_LEVEL3_CACHE_SIZE);
-#endif
-    size_t b = (size_t)64 << 20;
-    if (l3 > 0 && (size_t)l3 * 4 > b) b = (size_t)l3 * 4;
-    return b < ((size_t)512 << 20) ? b : (size_t)512 << 20;
-}
-
 /* FLOP/s of the CPU in the forward pass's own matmul (Q8_0 weights, a batch of 32 tokens: the prefill
    case, where compute rather than memory sets the pace) */
 static double cpu_flops(spill_pool *pool) { return 2.0 * cpu_macs(pool, SPILL_DT_Q8_0, 1u << 20, 32, 0.3); }
 
-/* The rate per weight format at 1 token (over decode_stack_bytes() of layers: read from memory, as
-   decode reads them) and at SPILL_CPU_RATE_BATCH (over about 8 MiB: compute sets that pace): what the
+/* The rate per weight format at 1 token (over --size bytes of layers, the bandwidth measurements' size:
+   at the default 256 MiB, read from memory as decode reads them; a --size within the caches measures
+   cached weights) and at SPILL_CPU_RATE_BATCH (over about 8 MiB: compute sets that pace): what the
    cost model charges a region of that format on the CPU (spill_profile.cpu_rate) */
 static const spill_dtype rate_types[] = {SPILL_DT_F32, SPILL_DT_F16, SPILL_DT_BF16, SPILL_DT_Q8_0,
                                          SPILL_DT_Q4_0, SPILL_DT_Q4_1, SPILL_DT_Q4_K, SPILL_DT_Q6_K};
@@ -204,6 +194,7 @@ typedef struct tiers_result {
     int n;
     double cpu_flops;
     double rate_one[N_RATE_TYPES], rate_batch[N_RATE_TYPES]; /* MAC/s, 0: not measured */
+    size_t stack_bytes;                                      /* the one-token rate's weights */
     spill_topology topo;
     char gpu_note[1100];
 } tiers_result;
@@ -273,10 +264,11 @@ static int run_tiers(size_t bytes, int reps, int threads, tiers_result *t, int q
         if (!rc) t->n++;
     }
     if (!rc && !stop) t->cpu_flops = cpu_flops(pool);
+    t->stack_bytes = bytes;
     for (int i = 0; i < N_RATE_TYPES && !rc && !stop; i++) {
         if (!quiet) fprintf(stderr, "spill-bench: cpu matmul %s at 1 and %d tokens\n", spill_dtype_name(rate_types[i]),
                             SPILL_CPU_RATE_BATCH);
-        t->rate_one[i] = cpu_macs(pool, rate_types[i], decode_stack_bytes(), 1, 0.25);
+        t->rate_one[i] = cpu_macs(pool, rate_types[i], bytes, 1, 0.25);
         t->rate_batch[i] = cpu_macs(pool, rate_types[i], 8u << 20, SPILL_CPU_RATE_BATCH, 0.25);
     }
     if (!rc && !stop) {
@@ -409,7 +401,7 @@ static void print_tiers(const tiers_result *t, fmt f, FILE *o) {
     for (int i = 0; i < N_RATE_TYPES; i++)
         if (t->rate_one[i] > 0)
             fprintf(o, "| cpu matmul %s, 1024-wide layers | %.2f GMAC/s at 1 token (%.0f MiB) | | | %.2f GMAC/s at %d "
-                       "tokens |\n", spill_dtype_name(rate_types[i]), t->rate_one[i] / 1e9, mib((double)decode_stack_bytes()),
+                       "tokens |\n", spill_dtype_name(rate_types[i]), t->rate_one[i] / 1e9, mib((double)t->stack_bytes),
                     t->rate_batch[i] / 1e9, SPILL_CPU_RATE_BATCH);
     if (t->gpu_note[0]) fprintf(o, "\nGPU: %s\n", t->gpu_note);
 }
