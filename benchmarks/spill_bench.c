@@ -241,7 +241,8 @@ static int disk_read(const char *file, size_t bytes, int reps, spill_bw_result *
 
 static const char *disk_file; /* --disk-file (cli.h) */
 
-static int run_tiers(size_t bytes, int reps, int threads, tiers_result *t, int quiet, spill_err *err) {
+/* stack: the one-token rates' weights (cpu_macs) */
+static int run_tiers(size_t bytes, size_t stack, int reps, int threads, tiers_result *t, int quiet, spill_err *err) {
     memset(t, 0, sizeof *t);
     if (spill_topology_read(&t->topo, err)) return -1;
     spill_mem *mem = spill_mem_create("host", err);
@@ -264,11 +265,11 @@ static int run_tiers(size_t bytes, int reps, int threads, tiers_result *t, int q
         if (!rc) t->n++;
     }
     if (!rc && !stop) t->cpu_flops = cpu_flops(pool);
-    t->stack_bytes = bytes;
+    t->stack_bytes = stack;
     for (int i = 0; i < N_RATE_TYPES && !rc && !stop; i++) {
         if (!quiet) fprintf(stderr, "spill-bench: cpu matmul %s at 1 and %d tokens\n", spill_dtype_name(rate_types[i]),
                             SPILL_CPU_RATE_BATCH);
-        t->rate_one[i] = cpu_macs(pool, rate_types[i], bytes, 1, 0.25);
+        t->rate_one[i] = cpu_macs(pool, rate_types[i], stack, 1, 0.25);
         t->rate_batch[i] = cpu_macs(pool, rate_types[i], 8u << 20, SPILL_CPU_RATE_BATCH, 0.25);
     }
     if (!rc && !stop) {
@@ -952,7 +953,9 @@ static int run_placement(place_opts *po) {
         tiers_result t;
         fprintf(stderr, "spill-bench: measuring this machine's tiers first (spill-bench tiers --profile-out F.json and "
                         "--profile-file F.json skip this)\n");
-        if (run_tiers((size_t)128 << 20, 3, po->cli.threads, &t, 1, &err)) {
+        /* a quick profile: the one-token rates over 8 MiB (cached: optimistic); a measured one
+           (tiers --profile-out, --profile-file) rates them over --size */
+        if (run_tiers((size_t)128 << 20, (size_t)8 << 20, 3, po->cli.threads, &t, 1, &err)) {
             fprintf(stderr, "spill-bench: %s\n", err.msg);
             if (synth_path[0]) remove(synth_path);
             return 1;
@@ -1128,7 +1131,7 @@ int main(int argc, char **argv) {
     signal(SIGINT, on_sigint);
     if (po.cli.cmd == SPILL_BENCH_TIERS) {
         tiers_result t;
-        if (run_tiers((size_t)po.cli.size, po.cli.tier_reps, po.cli.threads, &t, 0, &err)) {
+        if (run_tiers((size_t)po.cli.size, (size_t)po.cli.size, po.cli.tier_reps, po.cli.threads, &t, 0, &err)) {
             fprintf(stderr, "spill-bench: %s\n", err.msg);
             return 1;
         }
