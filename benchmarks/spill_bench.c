@@ -8,7 +8,6 @@
  * Speeds are measured here; predictions (the cost model's) are printed next to them and labelled.
  * Long runs report progress on stderr; Ctrl-C stops and prints what was measured so far. */
 #include <errno.h>
-#include <math.h>
 #include <signal.h>
 #include <strings.h>
 #include <time.h>
@@ -168,8 +167,8 @@ static double cpu_macs(spill_pool *pool, spill_dtype t, size_t wbytes, int B, do
         }
         if (!stop && timed == 1) f = v[0];
         if (!stop && timed == 3) { /* the median of 3 */
-            double lo = fmin(v[0], fmin(v[1], v[2])), hi = fmax(v[0], fmax(v[1], v[2]));
-            f = v[0] + v[1] + v[2] - lo - hi;
+            qsort(v, 3, sizeof *v, cmp_d);
+            f = v[1];
         }
     }
     for (int i = 0; w && i < n; i++) free(w[i]);
