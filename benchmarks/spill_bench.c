@@ -240,8 +240,9 @@ static int disk_read(const char *file, size_t bytes, int reps, spill_bw_result *
 
 static const char *disk_file; /* --disk-file (cli.h) */
 
-/* stack: the one-token rates' weights (cpu_macs) */
-static int run_tiers(size_t bytes, size_t stack, int reps, int threads, tiers_result *t, int quiet, spill_err *err) {
+/* stack: the one-token rates' weights (cpu_macs); want: which of rate_types to rate (NULL: all) */
+static int run_tiers(size_t bytes, size_t stack, const int *want, int reps, int threads, tiers_result *t, int quiet,
+                     spill_err *err) {
     memset(t, 0, sizeof *t);
     if (spill_topology_read(&t->topo, err)) return -1;
     spill_mem *mem = spill_mem_create("host", err);
@@ -266,6 +267,7 @@ static int run_tiers(size_t bytes, size_t stack, int reps, int threads, tiers_re
     if (!rc && !stop) t->cpu_flops = cpu_flops(pool);
     t->stack_bytes = stack;
     for (int i = 0; i < N_RATE_TYPES && !rc && !stop; i++) {
+        if (want && !want[i]) continue;
         if (!quiet) fprintf(stderr, "spill-bench: cpu matmul %s at 1 and %d tokens\n", spill_dtype_name(rate_types[i]),
                             SPILL_CPU_RATE_BATCH);
         t->rate_one[i] = cpu_macs(pool, rate_types[i], stack, 1, 0.25);
@@ -940,21 +942,43 @@ static int run_placement(place_opts *po) {
     }
     /* the machine: a profile file, or a quick measurement of this one */
     spill_profile prof;
-    double cpu_bw;
+    double cpu_bw = 0;
+    if (po->cli.profile_file && spill_profile_load(po->cli.profile_file, &prof, &err)) {
+        fprintf(stderr, "spill-bench: %s\n", err.msg);
+        if (synth_path[0]) remove(synth_path);
+        return 2;
+    }
+    /* what 100% means: the model's weights plus its KV cache for this run (the file read before the
+       machine is measured: a bad file is refused at once) */
+    spill_gguf g;
+    spill_shape sh;
+    if (spill_gguf_open(&g, model, &err) || spill_shape_from_gguf(&g, &sh, &err)) {
+        fprintf(stderr, "spill-bench: %s\n", err.msg);
+        if (synth_path[0]) remove(synth_path);
+        return 1;
+    }
+    double full = (double)spill_shape_weight_bytes(&sh) +
+                  (double)spill_shape_kv_bytes_per_token(&sh) * (po->cli.prompt + po->cli.gen);
+    int ctx_train = sh.hp.ctx_train;
+    po->n_layers = sh.hp.n_layers;
+    /* the formats the cost model will charge: the model's, and F32 (attention over the KV cache) */
+    int want[N_RATE_TYPES] = {0};
+    for (int i = 0; i < N_RATE_TYPES; i++) {
+        const char *name = spill_dtype_name(rate_types[i]);
+        want[i] = rate_types[i] == SPILL_DT_F32 || !strcmp(sh.embd_format, name) || !strcmp(sh.output_format, name);
+        for (int l = 0; l < sh.hp.n_layers && !want[i]; l++) want[i] = !strcmp(sh.layer_format[l], name);
+    }
+    spill_shape_free(&sh);
+    spill_gguf_close(&g);
     if (po->cli.profile_file) {
-        if (spill_profile_load(po->cli.profile_file, &prof, &err)) {
-            fprintf(stderr, "spill-bench: %s\n", err.msg);
-            if (synth_path[0]) remove(synth_path);
-            return 2;
-        }
         cpu_bw = prof.read_bw[SPILL_TIER_HOST][SPILL_PROC_CPU];
     } else {
         tiers_result t;
         fprintf(stderr, "spill-bench: measuring this machine's tiers first (spill-bench tiers --profile-out F.json and "
                         "--profile-file F.json skip this)\n");
-        /* a quick profile: the one-token rates over 8 MiB (cached: optimistic); a measured one
-           (tiers --profile-out, --profile-file) rates them over --size */
-        if (run_tiers((size_t)128 << 20, (size_t)8 << 20, 3, po->cli.threads, &t, 1, &err)) {
+        /* a quick profile: the one-token rates over 8 MiB (cached: optimistic), of the model's formats
+           only; a measured one (tiers --profile-out, --profile-file) rates every format over --size */
+        if (run_tiers((size_t)128 << 20, (size_t)8 << 20, want, 3, po->cli.threads, &t, 1, &err)) {
             fprintf(stderr, "spill-bench: %s\n", err.msg);
             if (synth_path[0]) remove(synth_path);
             return 1;
@@ -975,20 +999,6 @@ static int run_placement(place_opts *po) {
     } else {
         plan_prof = prof;
     }
-    /* what 100% means: the model's weights plus its KV cache for this run */
-    spill_gguf g;
-    spill_shape sh;
-    if (spill_gguf_open(&g, model, &err) || spill_shape_from_gguf(&g, &sh, &err)) {
-        fprintf(stderr, "spill-bench: %s\n", err.msg);
-        if (synth_path[0]) remove(synth_path);
-        return 1;
-    }
-    double full = (double)spill_shape_weight_bytes(&sh) +
-                  (double)spill_shape_kv_bytes_per_token(&sh) * (po->cli.prompt + po->cli.gen);
-    int ctx_train = sh.hp.ctx_train;
-    po->n_layers = sh.hp.n_layers;
-    spill_shape_free(&sh);
-    spill_gguf_close(&g);
     uint8_t *skip = NULL;
     if (po->cli.draft_skip) {
         spill_engine_params dp = spill_engine_defaults();
@@ -1130,7 +1140,17 @@ int main(int argc, char **argv) {
     signal(SIGINT, on_sigint);
     if (po.cli.cmd == SPILL_BENCH_TIERS) {
         tiers_result t;
-        if (run_tiers((size_t)po.cli.size, (size_t)po.cli.size, po.cli.tier_reps, po.cli.threads, &t, 0, &err)) {
+        int want[N_RATE_TYPES];
+        for (int i = 0; i < N_RATE_TYPES; i++) { /* --formats: checked against the same names (tools/cli_bench.c) */
+            const char *name = spill_dtype_name(rate_types[i]), *c = po.cli.formats;
+            want[i] = !*c;
+            while (*c && !want[i]) {
+                size_t l = strcspn(c, ",");
+                want[i] = l == strlen(name) && !strncasecmp(c, name, l);
+                c += l + (c[l] == ',');
+            }
+        }
+        if (run_tiers((size_t)po.cli.size, (size_t)po.cli.size, want, po.cli.tier_reps, po.cli.threads, &t, 0, &err)) {
             fprintf(stderr, "spill-bench: %s\n", err.msg);
             return 1;
         }

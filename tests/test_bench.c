@@ -10,7 +10,7 @@ static char out[1 << 18];
 
 static void test_tiers(void **s) {
     (void)s;
-    assert_int_equal(run_capture(SPILL_BIN_DIR "/spill-bench tiers --size 8M --reps 5 --json --profile-out /tmp/spill-bench-prof.json 2>/dev/null",
+    assert_int_equal(run_capture(SPILL_BIN_DIR "/spill-bench tiers --size 8M --reps 5 --formats Q8_0,Q4_K --json --profile-out /tmp/spill-bench-prof.json 2>/dev/null",
                                  0, out, sizeof out), 0);
     spill_json *j;
     spill_err err = {{0}};
@@ -26,6 +26,11 @@ static void test_tiers(void **s) {
     if (spill_profile_load("/tmp/spill-bench-prof.json", &p, &err)) fail_msg("%s", err.msg);
     assert_true(p.read_bw[SPILL_TIER_HOST][SPILL_PROC_CPU] > 0);
     assert_true(p.flops[SPILL_PROC_CPU] > 0);
+    /* the rates of the formats asked for, both tokens counts */
+    assert_int_equal(p.n_cpu_rates, 2);
+    assert_string_equal(p.cpu_rate[0].format, "Q8_0");
+    assert_string_equal(p.cpu_rate[1].format, "Q4_K");
+    for (int i = 0; i < 2; i++) assert_true(p.cpu_rate[i].one > 0 && p.cpu_rate[i].batch > 0);
     assert_non_null(strstr(p.name, "measured-"));
     /* spill-plan plans with it */
     char cmd[1024];
@@ -34,8 +39,13 @@ static void test_tiers(void **s) {
     assert_non_null(strstr(out, "measured-"));
     unlink("/tmp/spill-bench-prof.json");
     /* the markdown table */
-    assert_int_equal(run_capture(SPILL_BIN_DIR "/spill-bench tiers --size 4M 2>/dev/null", 0, out, sizeof out), 0);
+    assert_int_equal(run_capture(SPILL_BIN_DIR "/spill-bench tiers --size 4M --formats q4_0,f32 2>/dev/null", 0, out, sizeof out), 0);
     assert_non_null(strstr(out, "| cpu reads host node"));
+    /* --formats: the formats named are rated, no other */
+    assert_non_null(strstr(out, "| cpu matmul Q4_0,"));
+    assert_non_null(strstr(out, "| cpu matmul F32,"));
+    assert_null(strstr(out, "| cpu matmul Q8_0,"));
+    assert_null(strstr(out, "| cpu matmul F16,"));
 }
 
 static void test_placement(void **s) {
@@ -111,6 +121,8 @@ static void test_bad_flags(void **s) {
         {"frobnicate", "unknown command"},
         {"tiers --reps 2", "--reps"},
         {"tiers --size lots", "--size"},
+        {"tiers --formats Q4_0,Q5_0", "'Q5_0' is not one of"},
+        {"tiers --formats ''", "--formats: an empty list"},
         {"placement", "-m MODEL.gguf or --synthetic"},
         {"placement --synthetic gpt5", "llama3-70b"},
         {"placement --synthetic tiny:layers=0", "layers=1..1024"},
@@ -127,7 +139,7 @@ static void test_bad_flags(void **s) {
     }
     assert_int_equal(run_capture(SPILL_BIN_DIR "/spill-bench --help", 0, out, sizeof out), 0);
     const char *flags[] = {"--size", "--reps", "--profile-out", "--synthetic", "--budgets", "--policies", "--device",
-                           "--prompt-tokens", "--gen-tokens", "--profile-file", "--plan-profile", "--plot", "--json", "--csv"};
+                           "--prompt-tokens", "--gen-tokens", "--formats", "--profile-file", "--plan-profile", "--plot", "--json", "--csv"};
     for (size_t i = 0; i < sizeof flags / sizeof *flags; i++) assert_non_null(strstr(out, flags[i]));
 }
 

@@ -76,6 +76,7 @@ typedef struct spill_bench_opts {
     uint64_t size; /* 1M..64G */
     int tier_reps; /* 5..64 */
     const char *profile_out, *disk_file;
+    char formats[128]; /* --formats: known names only, comma-separated; "" for all */
     /* placement (-m or --synthetic, exactly one) */
     const char *model, *synthetic, *profile_file, *plot, *plan_profile;
     char budgets[256], policies[256]; /* policies: known names only, comma-separated */

@@ -25,7 +25,7 @@ static const char usage_head[] =
 
 /* the flags that are not options as they are: the program's reads them through spill_bench_opts */
 typedef struct bench_flags {
-    const char *budgets, *policies, *device;
+    const char *budgets, *policies, *device, *formats;
     int json, csv, help;
 } bench_flags;
 
@@ -39,6 +39,8 @@ static void make_args(spill_bench_opts *o, bench_flags *f, spill_arg *a) {
         "tiers: write what was measured as a hardware profile (spill-plan --profile-file F)");
     ARG(0, "disk-file", SPILL_ARG_STRING, &o->disk_file, 0, 0, "F", "tiers: measure the disk by reading F (e.g. a model file; default: a\n"
         "temporary file of --size in $TMPDIR, else /var/tmp)");
+    ARG(0, "formats", SPILL_ARG_STRING, &f->formats, 0, 0, "LIST", "tiers: rate the CPU matmul for these weight formats only, from F32,\n"
+        "F16, BF16, Q8_0, Q4_0, Q4_1, Q4_K, Q6_K (default: all; placement rates\nits model's own)");
     ARG('m', "model", SPILL_ARG_STRING, &o->model, 0, 0, "F", "placement: a GGUF model");
     ARG(0, "synthetic", SPILL_ARG_STRING, &o->synthetic, 0, 0, "SPEC", "placement: a model of this shape with random weights instead of a file:\n"
         "llama3-70b, llama3-8b, llama3.2-1b or tiny, with :layers=N, :vocab=N,\n:type=f32|bf16|f16|q8_0|q4_0|q4_k|q6_k");
@@ -79,6 +81,19 @@ void spill_bench_usage(FILE *f) {
     spill_arg args[SPILL_CLI_MAX_ARGS];
     make_args(&o, &fl, args);
     spill_args_usage(args, usage_head, f);
+}
+
+/* the comma-separated format list names formats spill-bench rates */
+static const char *const bench_formats[] = {"F32", "F16", "BF16", "Q8_0", "Q4_0", "Q4_1", "Q4_K", "Q6_K", NULL};
+static int check_formats(const char *v, spill_err *err) {
+    for (const char *c = v; *c;) {
+        size_t l = strcspn(c, ",");
+        int ok = 0;
+        for (int k = 0; bench_formats[k]; k++) ok |= strlen(bench_formats[k]) == l && !strncasecmp(c, bench_formats[k], l);
+        if (!ok) return spill_err_set(err, "--formats: '%.*s' is not one of F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q4_K, Q6_K", (int)l, c);
+        c += l + (c[l] == ',');
+    }
+    return 0;
 }
 
 /* the comma-separated policy list names known policies only */
@@ -123,6 +138,14 @@ int spill_bench_cli(spill_bench_opts *o, int argc, char **argv, FILE *help_out, 
     snprintf(o->budgets, sizeof o->budgets, "%s", f.budgets);
     if (check_policies(f.policies, err)) return -1;
     snprintf(o->policies, sizeof o->policies, "%s", f.policies);
+    if (f.formats) {
+        if (!*f.formats) return spill_err_set(err, "--formats: an empty list");
+        if (strlen(f.formats) >= sizeof o->formats)
+            return spill_err_set(err, "--formats: a list of at most %d characters, got %zu", (int)sizeof o->formats - 1,
+                                 strlen(f.formats));
+        if (check_formats(f.formats, err)) return -1;
+        snprintf(o->formats, sizeof o->formats, "%s", f.formats);
+    }
     o->tier_reps = o->reps ? o->reps : 5;
     if (!o->reps) o->reps = 1;
     if (o->cmd == SPILL_BENCH_TIERS && o->tier_reps < 5)
