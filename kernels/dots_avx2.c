@@ -167,8 +167,8 @@ static inline __attribute__((always_inline)) void rows_wide(spill_dtype w, int R
     for (int r = 0; r < R; r++) acc[r] = _mm256_setzero_ps();
     int64_t i = 0;
     for (; i + line <= n; i += line) {
-        for (int r = 0; r < R; r++)
-            _mm_prefetch((const char *)wrow + r * rb + (size_t)i * wbytes + SPILL_PREFETCH_AHEAD, _MM_HINT_T0);
+        const uint8_t *pf = spill_rows_prefetch_at(wrow, rb, R, (uint64_t)i * wbytes);
+        for (int r = 0; r < R; r++) _mm_prefetch((const char *)pf + r * rb, _MM_HINT_T0);
         for (int64_t k = i; k < i + line; k += 8) {
             __m256 y = wide8(a, act, k);
             for (int r = 0; r < R; r++) acc[r] = _mm256_fmadd_ps(wide8(w, wrow + r * rb, k), y, acc[r]);
