@@ -9,7 +9,7 @@ beside the measurement. Speed is measured here, never asserted by a test.
 
   pip install llama-cpp-python gguf numpy
   python3 benchmarks/peers/bench_formats.py [-m MODEL.gguf] [--formats q4_1,q8_0,q4_0,f16,bf16]
-        [--threads T] [--reps 3] [--prompt-tokens 126] [--gen-tokens 64] [--json]
+        [--threads T] [--reps 3] [--prompt-tokens 126] [--gen-tokens 64] [--tiers-size 256M] [--json]
 
 The rewritten files go to ~/.cache/spill/formats/ (made once, from the model's weights dequantized:
 a Q4_1 weight rewritten as F16 holds the Q4_1 values, so every format computes the same model). The
@@ -101,6 +101,9 @@ def main():
     ap.add_argument("--prompt-tokens", type=int, default=126)
     ap.add_argument("--gen-tokens", type=int, default=64)
     ap.add_argument("--reps", type=int, default=3)
+    ap.add_argument("--tiers-size", default="256M",
+                    help="spill-bench tiers --size: the read bandwidth's buffer and the one-token rates' stack; "
+                         "make it several times the L3 cache (a machine with a 260 MiB L3 needs 1G or more)")
     ap.add_argument("--json", action="store_true")
     a = ap.parse_args()
     try:
@@ -115,7 +118,7 @@ def main():
 
     with tempfile.TemporaryDirectory() as td:
         prof = os.path.join(td, "profile.json")
-        r = subprocess.run([a.spill_bench, "tiers", "--size", "256M", "--reps", "5", "--profile-out", prof],
+        r = subprocess.run([a.spill_bench, "tiers", "--size", a.tiers_size, "--reps", "5", "--profile-out", prof],
                            capture_output=True, text=True)
         if r.returncode:
             sys.exit("spill-bench tiers failed:\n" + r.stderr)
