@@ -83,30 +83,25 @@ void spill_bench_usage(FILE *f) {
     spill_args_usage(args, usage_head, f);
 }
 
-/* the comma-separated format list names formats spill-bench rates */
-static const char *const bench_formats[] = {"F32", "F16", "BF16", "Q8_0", "Q4_0", "Q4_1", "Q4_K", "Q6_K", NULL};
-static int check_formats(const char *v, spill_err *err) {
+/* a comma-separated list (of --flag) whose every item is one of names (case aside); the error lists them */
+static int check_list(const char *flag, const char *v, const char *const *names, spill_err *err) {
     for (const char *c = v; *c;) {
         size_t l = strcspn(c, ",");
         int ok = 0;
-        for (int k = 0; bench_formats[k]; k++) ok |= strlen(bench_formats[k]) == l && !strncasecmp(c, bench_formats[k], l);
-        if (!ok) return spill_err_set(err, "--formats: '%.*s' is not one of F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q4_K, Q6_K", (int)l, c);
+        for (int k = 0; names[k]; k++) ok |= strlen(names[k]) == l && !strncasecmp(c, names[k], l);
+        if (!ok) {
+            char known[256] = "";
+            for (int k = 0; names[k]; k++)
+                snprintf(known + strlen(known), sizeof known - strlen(known), "%s%s", k ? ", " : "", names[k]);
+            return spill_err_set(err, "--%s: '%.*s' is not one of %s", flag, (int)l, c, known);
+        }
         c += l + (c[l] == ',');
     }
     return 0;
 }
 
-/* the comma-separated policy list names known policies only */
-static int check_policies(const char *v, spill_err *err) {
-    for (const char *c = v; *c;) {
-        size_t l = strcspn(c, ",");
-        int ok = 0;
-        for (int k = 0; spill_policy_names[k]; k++) ok |= strlen(spill_policy_names[k]) == l && !strncasecmp(c, spill_policy_names[k], l);
-        if (!ok) return spill_err_set(err, "--policies: '%.*s' is not one of fault, pin, stream, auto, host", (int)l, c);
-        c += l + (c[l] == ',');
-    }
-    return 0;
-}
+/* the formats spill-bench tiers rates (benchmarks/spill_bench.c: rate_types) */
+static const char *const bench_formats[] = {"F32", "F16", "BF16", "Q8_0", "Q4_0", "Q4_1", "Q4_K", "Q6_K", NULL};
 
 int spill_bench_cli(spill_bench_opts *o, int argc, char **argv, FILE *help_out, spill_err *err) {
     *o = (spill_bench_opts){.size = 256u << 20, .prompt = 512, .gen = 128, .draft_k = 3, .disk_io = "uring,mmap"};
@@ -136,14 +131,14 @@ int spill_bench_cli(spill_bench_opts *o, int argc, char **argv, FILE *help_out, 
         return spill_err_set(err, "--policies: a list of at most %d characters, got %zu", (int)sizeof o->policies - 1,
                              strlen(f.policies));
     snprintf(o->budgets, sizeof o->budgets, "%s", f.budgets);
-    if (check_policies(f.policies, err)) return -1;
+    if (check_list("policies", f.policies, spill_policy_names, err)) return -1;
     snprintf(o->policies, sizeof o->policies, "%s", f.policies);
     if (f.formats) {
         if (!*f.formats) return spill_err_set(err, "--formats: an empty list");
         if (strlen(f.formats) >= sizeof o->formats)
             return spill_err_set(err, "--formats: a list of at most %d characters, got %zu", (int)sizeof o->formats - 1,
                                  strlen(f.formats));
-        if (check_formats(f.formats, err)) return -1;
+        if (check_list("formats", f.formats, bench_formats, err)) return -1;
         snprintf(o->formats, sizeof o->formats, "%s", f.formats);
     }
     o->tier_reps = o->reps ? o->reps : 5;
