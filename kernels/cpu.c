@@ -6,6 +6,8 @@
 #include "dot.h"
 
 #include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
 
 #if defined(__x86_64__) || defined(__i386__)
 #include <cpuid.h>
@@ -54,6 +56,40 @@ static int cpu_has_avx2_fma_f16c(void) {
     return (b >> 5) & 1;
 }
 #endif
+
+#if defined(SPILL_DOT_AVX512)
+/* AVX-512 F, VL and DQ, with the OS saving the opmask and all 32 512-bit registers (XCR0 bits 5-7) */
+static int cpu_has_avx512(void) {
+    if (!cpu_has_avx2_fma_f16c()) return 0;
+    unsigned a, b, c, d;
+    if (!__get_cpuid_count(7, 0, &a, &b, &c, &d)) return 0;
+    int f = (b >> 16) & 1, dq = (b >> 17) & 1, vl = (b >> 31) & 1;
+    if (!(f && dq && vl)) return 0;
+    unsigned lo, hi;
+    __asm__ volatile("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
+    (void)hi;
+    return (lo & 0xe6) == 0xe6;
+}
+
+int spill_cpu_avx512(void) {
+    static atomic_int known; /* 0: not asked yet, 1: no, 2: yes */
+    int k = atomic_load_explicit(&known, memory_order_relaxed);
+    if (!k) {
+        const char *e = getenv("SPILL_AVX512"); /* 0: keep to the AVX2 tiles (tests compare both) */
+        k = (e && !strcmp(e, "0")) || !cpu_has_avx512() ? 1 : 2;
+        atomic_store_explicit(&known, k, memory_order_relaxed);
+    }
+    return k == 2;
+}
+#endif
+
+int spill_kernels_avx512(void) {
+#if defined(SPILL_DOT_AVX512)
+    return spill_isa_best() == SPILL_ISA_AVX2 && spill_cpu_avx512();
+#else
+    return 0;
+#endif
+}
 
 static int cpu_has(spill_isa isa) {
     switch (isa) {

@@ -63,6 +63,14 @@ void spill_dots4_avx2(spill_dtype w, int64_t n, const void *wrows, uint64_t rb, 
                       const float *sc, float *out, int64_t ldo);
 int spill_dots_rows_avx2(spill_dtype w, int64_t n, const void *wrows, uint64_t rb, int nr, const void *act, float *out);
 #endif
+#if defined(SPILL_DOT_AVX512)
+/* kernels/cpu.c: AVX-512 F, VL and DQ usable here (and SPILL_AVX512 is not 0) */
+int spill_cpu_avx512(void);
+/* kernels/dots_avx512.c: spill_dots4_avx2's F32, F16, BF16 tiles (F32 activations; F16 ones widened),
+   the same bits in 512-bit registers */
+void spill_dots4_wide_avx512(spill_dtype w, int64_t n, const void *wrows, uint64_t rb, int nr, const void *act,
+                             uint64_t stride, float *out, int64_t ldo);
+#endif
 
 static inline float spill_hsum8(const float a[8]) {
     float r0 = a[0] + a[4], r1 = a[1] + a[5], r2 = a[2] + a[6], r3 = a[3] + a[7];

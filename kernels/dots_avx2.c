@@ -302,6 +302,13 @@ void spill_dots_prepare_avx2(spill_dtype w, int64_t n, const void *act, uint64_t
 void spill_dots4_avx2(spill_dtype w, int64_t n, const void *wrows, uint64_t rb, int nr, const void *act, uint64_t stride,
                       const float *sc, float *out, int64_t ldo) {
     const uint8_t *wrow = wrows;
+#if defined(SPILL_DOT_AVX512)
+    if ((w == SPILL_DT_F32 || w == SPILL_DT_F16 || w == SPILL_DT_BF16) && spill_cpu_avx512()) {
+        if (w == SPILL_DT_F16) spill_dots4_wide_avx512(w, n, wrows, rb, nr, sc, sizeof(float) * (uint64_t)n, out, ldo);
+        else spill_dots4_wide_avx512(w, n, wrows, rb, nr, act, stride, out, ldo);
+        return;
+    }
+#endif
     switch (w) {
     case SPILL_DT_F32: TILE_WIDE(SPILL_DT_F32, act, stride); return;
     case SPILL_DT_F16: TILE_WIDE(SPILL_DT_F16, (const uint8_t *)sc, sizeof(float) * (uint64_t)n); return;

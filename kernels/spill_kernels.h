@@ -82,6 +82,9 @@ spill_isa spill_isa_best(void);
 float spill_vec_dot_isa(spill_isa isa, spill_dtype wtype, int64_t n, const void *wrow, const void *act);
 /* 1 when spill_vec_dot uses SIMD kernels on this CPU */
 int spill_kernels_simd(void);
+/* 1 when the F32, F16 and BF16 tiles of batched matmuls run in 512-bit registers (x86-64 with AVX-512
+   F, VL and DQ, unless SPILL_AVX512=0); the same bits either way */
+int spill_kernels_avx512(void);
 
 /* nr weight rows (row_bytes apart) against nt tokens: out[t * ldo + r] = spill_vec_dot(w, n, row r,
  * act + t * stride), bit for bit, with each row decoded once per SPILL_DOTS_TILE tokens where

@@ -189,7 +189,10 @@ static void test_simd_equals_portable(void **s) {
     static float w[NMAX], x[NMAX];
     static uint8_t wq[NMAX * 4], xq[NMAX * 4];
     int simd = 0;
-    printf("dot products used here: %s\n", spill_isa_name(spill_isa_best()));
+    printf("dot products used here: %s; F32/F16/BF16 tiles in 512-bit registers: %s\n", spill_isa_name(spill_isa_best()),
+           spill_kernels_avx512() ? "yes" : "no");
+    const char *e = getenv("SPILL_AVX512");
+    if (e && !strcmp(e, "0")) assert_int_equal(spill_kernels_avx512(), 0); /* test_quant_avx2: turned off */
     for (int isa = 1; isa < SPILL_ISA_COUNT; isa++) {
         if (!spill_isa_available((spill_isa)isa)) {
             printf("%s: not in this build or not on this CPU\n", spill_isa_name((spill_isa)isa));
