@@ -952,8 +952,10 @@ static int run_placement(place_opts *po) {
        machine is measured: a bad file is refused at once) */
     spill_gguf g;
     spill_shape sh;
-    if (spill_gguf_open(&g, model, &err) || spill_shape_from_gguf(&g, &sh, &err)) {
+    int opened = !spill_gguf_open(&g, model, &err);
+    if (!opened || spill_shape_from_gguf(&g, &sh, &err)) {
         fprintf(stderr, "spill-bench: %s\n", err.msg);
+        if (opened) spill_gguf_close(&g);
         if (synth_path[0]) remove(synth_path);
         return 1;
     }
@@ -970,6 +972,12 @@ static int run_placement(place_opts *po) {
     }
     spill_shape_free(&sh);
     spill_gguf_close(&g);
+    if (po->cli.prompt + po->cli.gen > ctx_train) {
+        fprintf(stderr, "spill-bench: --prompt-tokens %d + --gen-tokens %d exceed the model's context of %d\n", po->cli.prompt,
+                po->cli.gen, ctx_train);
+        if (synth_path[0]) remove(synth_path);
+        return 2;
+    }
     if (po->cli.profile_file) {
         cpu_bw = prof.read_bw[SPILL_TIER_HOST][SPILL_PROC_CPU];
     } else {
@@ -1012,12 +1020,6 @@ static int run_placement(place_opts *po) {
             return 2;
         }
         po->skip = skip;
-    }
-    if (po->cli.prompt + po->cli.gen > ctx_train) {
-        fprintf(stderr, "spill-bench: --prompt-tokens %d + --gen-tokens %d exceed the model's context of %d\n", po->cli.prompt,
-                po->cli.gen, ctx_train);
-        if (synth_path[0]) remove(synth_path);
-        return 2;
     }
     if (po->cli.host_limits) {
         int rc = run_disk_sweep(po, model, &prof, full);

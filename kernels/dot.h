@@ -88,9 +88,17 @@ static inline float spill_hsum8(const float a[8]) {
  * landed in the call's own rows when rows are shorter than 4 KiB (a 1024-wide F16 row is 2 KiB), which
  * are being read anyway. One-token matmul over a 256 MiB stack of 1024-wide layers, 2 threads, the x86
  * dev VM, 3 interleaved runs each: F16 6.4-7.6 -> 9.4-10.4 GMAC/s, BF16 5.9-7.4 -> 8.9-9.9. */
-static inline const uint8_t *spill_rows_prefetch_at(const uint8_t *wrow, uint64_t rb, int R, uint64_t off) {
+/* (off + SPILL_PREFETCH_AHEAD - rb) % rb, for off < rb, needs no division in the loop: wrap is
+   spill_rows_prefetch_wrap(rb), taken once per call */
+static inline uint64_t spill_rows_prefetch_wrap(uint64_t rb) {
+    return rb && rb <= SPILL_PREFETCH_AHEAD ? (SPILL_PREFETCH_AHEAD - rb) % rb : 0;
+}
+static inline const uint8_t *spill_rows_prefetch_at(const uint8_t *wrow, uint64_t rb, int R, uint64_t off, uint64_t wrap) {
     uint64_t ahead = off + SPILL_PREFETCH_AHEAD;
-    return ahead < rb ? wrow + ahead : wrow + (uint64_t)R * rb + (ahead - rb) % rb;
+    if (ahead < rb) return wrow + ahead;
+    uint64_t o = rb <= SPILL_PREFETCH_AHEAD ? off + wrap : ahead - rb; /* < 2 rb, resp. < rb */
+    if (o >= rb) o -= rb;
+    return wrow + (uint64_t)R * rb + o;
 }
 
 #endif

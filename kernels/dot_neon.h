@@ -154,11 +154,11 @@ static inline __attribute__((always_inline)) void rows_wide(spill_dtype w, int R
     const spill_dtype a = w == SPILL_DT_F16 ? SPILL_DT_F16 : SPILL_DT_F32;
     float32x4_t lo[4], hi[4];
     for (int r = 0; r < R; r++) lo[r] = hi[r] = vdupq_n_f32(0);
-    const uint64_t wbytes = w == SPILL_DT_F32 ? 4 : 2;
+    const uint64_t wbytes = w == SPILL_DT_F32 ? 4 : 2, wrap = spill_rows_prefetch_wrap(rb);
     int64_t i = 0;
     for (; i + 8 <= n; i += 8) {
         float32x4_t y0 = wide4(a, act, i), y1 = wide4(a, act, i + 4);
-        const uint8_t *pf = spill_rows_prefetch_at(wrow, rb, R, (uint64_t)i * wbytes);
+        const uint8_t *pf = spill_rows_prefetch_at(wrow, rb, R, (uint64_t)i * wbytes, wrap);
         for (int r = 0; r < R; r++) {
             const uint8_t *x = wrow + r * rb;
             __builtin_prefetch(pf + r * rb);

@@ -163,11 +163,12 @@ static inline __attribute__((always_inline)) void rows_wide(spill_dtype w, int R
     const spill_dtype a = w == SPILL_DT_F16 ? SPILL_DT_F16 : SPILL_DT_F32;
     const size_t wbytes = w == SPILL_DT_F32 ? 4 : 2;
     const int64_t line = 64 / (int64_t)wbytes; /* values per cache line */
+    const uint64_t wrap = spill_rows_prefetch_wrap(rb);
     __m256 acc[4];
     for (int r = 0; r < R; r++) acc[r] = _mm256_setzero_ps();
     int64_t i = 0;
     for (; i + line <= n; i += line) {
-        const uint8_t *pf = spill_rows_prefetch_at(wrow, rb, R, (uint64_t)i * wbytes);
+        const uint8_t *pf = spill_rows_prefetch_at(wrow, rb, R, (uint64_t)i * wbytes, wrap);
         for (int r = 0; r < R; r++) _mm_prefetch((const char *)pf + r * rb, _MM_HINT_T0);
         for (int64_t k = i; k < i + line; k += 8) {
             __m256 y = wide8(a, act, k);
