@@ -71,12 +71,33 @@ static int cpu_has_avx512(void) {
     return (lo & 0xe6) == 0xe6;
 }
 
+/* and BW and VNNI (vpdpbusd) */
+static int cpu_has_avx512_vnni(void) {
+    unsigned a, b, c, d;
+    if (!cpu_has_avx512() || !__get_cpuid_count(7, 0, &a, &b, &c, &d)) return 0;
+    return ((b >> 30) & 1) && ((c >> 11) & 1);
+}
+
+static int avx512_off(void) {
+    const char *e = getenv("SPILL_AVX512"); /* 0: keep to the AVX2 tiles (tests compare both) */
+    return e && !strcmp(e, "0");
+}
+
+int spill_cpu_avx512_vnni(void) {
+    static atomic_int known; /* 0: not asked yet, 1: no, 2: yes */
+    int k = atomic_load_explicit(&known, memory_order_relaxed);
+    if (!k) {
+        k = avx512_off() || !cpu_has_avx512_vnni() ? 1 : 2;
+        atomic_store_explicit(&known, k, memory_order_relaxed);
+    }
+    return k == 2;
+}
+
 int spill_cpu_avx512(void) {
     static atomic_int known; /* 0: not asked yet, 1: no, 2: yes */
     int k = atomic_load_explicit(&known, memory_order_relaxed);
     if (!k) {
-        const char *e = getenv("SPILL_AVX512"); /* 0: keep to the AVX2 tiles (tests compare both) */
-        k = (e && !strcmp(e, "0")) || !cpu_has_avx512() ? 1 : 2;
+        k = avx512_off() || !cpu_has_avx512() ? 1 : 2;
         atomic_store_explicit(&known, k, memory_order_relaxed);
     }
     return k == 2;
@@ -86,6 +107,14 @@ int spill_cpu_avx512(void) {
 int spill_kernels_avx512(void) {
 #if defined(SPILL_DOT_AVX512)
     return spill_isa_best() == SPILL_ISA_AVX2 && spill_cpu_avx512();
+#else
+    return 0;
+#endif
+}
+
+int spill_kernels_avx512_vnni(void) {
+#if defined(SPILL_DOT_AVX512) && defined(SPILL_DOT_AVX512_VNNI)
+    return spill_isa_best() == SPILL_ISA_AVX2 && spill_cpu_avx512_vnni();
 #else
     return 0;
 #endif

@@ -66,6 +66,13 @@ int spill_dots_rows_avx2(spill_dtype w, int64_t n, const void *wrows, uint64_t r
 #if defined(SPILL_DOT_AVX512)
 /* kernels/cpu.c: AVX-512 F, VL and DQ usable here (and SPILL_AVX512 is not 0) */
 int spill_cpu_avx512(void);
+/* kernels/cpu.c: and BW and VNNI */
+int spill_cpu_avx512_vnni(void);
+/* kernels/dots_vnni.c: spill_dots4_avx2's Q8_0, Q4_0, Q4_1 tiles, the same bits with vpdpbusd in 512-bit
+   registers, for ntiles (1 or 2) tiles of 4 tokens at once (tile k's tokens from act + 4k * stride, its
+   prepared floats at sc + k * pt, made by spill_dots_prepare_avx2 as they are where this is true) */
+void spill_dots_quant_vnni(spill_dtype w, int ntiles, int64_t n, const void *wrows, uint64_t rb, int nr, const void *act,
+                           uint64_t stride, const float *sc, size_t pt, float *out, int64_t ldo);
 /* kernels/dots_avx512.c: spill_dots4_avx2's F32, F16, BF16 tiles (F32 activations; F16 ones widened),
    the same bits in 512-bit registers */
 void spill_dots4_wide_avx512(spill_dtype w, int64_t n, const void *wrows, uint64_t rb, int nr, const void *act,

@@ -57,9 +57,13 @@ static int scaled(spill_dtype w) {
 static size_t per_tile(spill_dtype w, int64_t n) {
     if (!scaled(w)) return 0;
     if (w == SPILL_DT_F16) return (size_t)T * (size_t)n;
-    /* block scales; Q4_0 also 8 * the sum of each pair of activations (16 lanes of 16 bits), per block
-       and token */
-    return (size_t)(n / SPILL_QK) * (w == SPILL_DT_Q4_0 ? 8 + 8 * T : 8);
+    /* block scales; Q4_0 also the sums of its activations (16 lanes of 16 bits, or 8 of 32 for the VNNI
+       tiles), per block and token; Q8_0 for the VNNI tiles its activations + 128 */
+    int more = w == SPILL_DT_Q4_0;
+#if defined(SPILL_DOT_AVX512_VNNI)
+    more |= w == SPILL_DT_Q8_0 && spill_cpu_avx512_vnni();
+#endif
+    return (size_t)(n / SPILL_QK) * (more ? 8 + 8 * T : 8);
 }
 
 size_t spill_dots_scales_len(spill_dtype w, int64_t n, int nt) { return (size_t)(nt / T) * per_tile(w, n); }
@@ -79,6 +83,12 @@ void spill_vec_dots(spill_dtype w, int64_t n, const void *wrows, uint64_t row_by
 #if defined(SPILL_DOT_AVX2)
     if (spill_dots_tiled(w)) {
         size_t pt = per_tile(w, n); /* once per call, not once per tile */
+#if defined(SPILL_DOT_AVX512_VNNI)
+        if (sc && (w == SPILL_DT_Q8_0 || w == SPILL_DT_Q4_0 || w == SPILL_DT_Q4_1) && spill_cpu_avx512_vnni())
+            for (; t + 2 * T <= nt; t += 2 * T) /* two tiles at once */
+                spill_dots_quant_vnni(w, 2, n, w8, row_bytes, nr, a8 + (uint64_t)t * stride, stride,
+                                      sc + (size_t)(t / T) * pt, pt, out + (int64_t)t * ldo, ldo);
+#endif
         if (sc || !pt)
             for (; t + T <= nt; t += T)
                 spill_dots4_avx2(w, n, w8, row_bytes, nr, a8 + (uint64_t)t * stride, stride,

@@ -270,10 +270,16 @@ void spill_dots_prepare_avx2(spill_dtype w, int64_t n, const void *act, uint64_t
         return;
     }
     int64_t nb = n / SPILL_QK;
-    const int64_t per = nb * (w == SPILL_DT_Q4_0 ? 8 + 8 * T : 8); /* floats per tile: scales, then Q4_0's sums */
+#if defined(SPILL_DOT_AVX512_VNNI)
+    const int vnni = w != SPILL_DT_Q4_1 && spill_cpu_avx512_vnni(); /* what kernels/dots_vnni.c takes */
+#else
+    const int vnni = 0;
+#endif
+    /* floats per tile: scales, then Q4_0's sums or (VNNI) Q8_0's values + 128, 32 bytes per block and token */
+    const int64_t per = nb * (w == SPILL_DT_Q4_0 || vnni ? 8 + 8 * T : 8);
     for (int tile = 0; tile < nt / T; tile++) {
         float *s = sc + (size_t)tile * (size_t)per;
-        __m256i *ypairs8 = (__m256i *)(s + nb * 8); /* [block][token]: 16 lanes (loaded unaligned) */
+        __m256i *ypairs8 = (__m256i *)(s + nb * 8); /* [block][token]: 32 bytes (loaded unaligned) */
         for (int t = 0; t < T; t++) {
             const uint8_t *a = (const uint8_t *)act + (uint64_t)(tile * T + t) * stride;
             for (int64_t i = 0; i < nb; i++) {
@@ -285,8 +291,13 @@ void spill_dots_prepare_avx2(spill_dtype w, int64_t n, const void *act, uint64_t
                     const spill_block_q8_0 *b = (const spill_block_q8_0 *)a + i;
                     s[i * 8 + t] = h2f(b->d);
                     s[i * 8 + 4 + t] = 0;
-                    if (w == SPILL_DT_Q4_0) /* 8 * (the sum of each pair of values) */
-                        _mm256_storeu_si256(ypairs8 + i * T + t, pairs8(_mm256_loadu_si256((const __m256i *)b->qs)));
+                    __m256i y = _mm256_loadu_si256((const __m256i *)b->qs);
+                    if (vnni && w == SPILL_DT_Q8_0) /* y + 128: unsigned, as vpdpbusd takes it */
+                        _mm256_storeu_si256(ypairs8 + i * T + t, _mm256_xor_si256(y, _mm256_set1_epi8((char)0x80)));
+                    else if (vnni) /* -8 * (the sum of each lane's 4 values), 8 lanes of 32 bits */
+                        _mm256_storeu_si256(ypairs8 + i * T + t, _mm256_sub_epi32(_mm256_setzero_si256(), sums8(y)));
+                    else if (w == SPILL_DT_Q4_0) /* 8 * (the sum of each pair of values), 16 lanes of 16 bits */
+                        _mm256_storeu_si256(ypairs8 + i * T + t, pairs8(y));
                 }
             }
         }
@@ -307,6 +318,12 @@ void spill_dots4_avx2(spill_dtype w, int64_t n, const void *wrows, uint64_t rb, 
     if ((w == SPILL_DT_F32 || w == SPILL_DT_F16 || w == SPILL_DT_BF16) && spill_cpu_avx512()) {
         if (w == SPILL_DT_F16) spill_dots4_wide_avx512(w, n, wrows, rb, nr, sc, sizeof(float) * (uint64_t)n, out, ldo);
         else spill_dots4_wide_avx512(w, n, wrows, rb, nr, act, stride, out, ldo);
+        return;
+    }
+#endif
+#if defined(SPILL_DOT_AVX512_VNNI)
+    if ((w == SPILL_DT_Q8_0 || w == SPILL_DT_Q4_0 || w == SPILL_DT_Q4_1) && spill_cpu_avx512_vnni()) {
+        spill_dots_quant_vnni(w, 1, n, wrows, rb, nr, act, stride, sc, 0, out, ldo);
         return;
     }
 #endif

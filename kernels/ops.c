@@ -30,9 +30,10 @@ typedef struct {
 } matmul_job;
 
 /* floats a worker keeps on its stack for what the tiled dots prepare once per matmul (kernels/dots.c:
- * the activations' block scales and Q4_0's activation sums, or F16 activations widened): 320 KiB,
- * enough for 52 tokens of 1536 F16 columns, 4 tokens of 327680 Q8_0 ones or of 65536 Q4_0 ones (a
- * 405B model's 53248-wide down projection); a larger batch goes in chunks of tokens */
+ * the activations' block scales and Q4_0's activation sums (with AVX-512 VNNI also Q8_0's values), or
+ * F16 activations widened): 320 KiB, enough for 52 tokens of 1536 F16 columns, 4 tokens of 327680
+ * Q8_0 ones (65536 with VNNI) or of 65536 Q4_0 ones (a 405B model's 53248-wide down projection); a
+ * larger batch goes in chunks of tokens */
 #define SCALES_CAP 81920
 
 static void matmul_worker(void *ctx, int ith, int nth) {

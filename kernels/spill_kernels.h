@@ -85,6 +85,9 @@ int spill_kernels_simd(void);
 /* 1 when the F32, F16 and BF16 tiles of batched matmuls run in 512-bit registers (x86-64 with AVX-512
    F, VL and DQ, unless SPILL_AVX512=0); the same bits either way */
 int spill_kernels_avx512(void);
+/* 1 when the Q8_0, Q4_0 and Q4_1 tiles of batched matmuls run in 512-bit registers with VNNI (AVX-512 F,
+   VL, DQ, BW and VNNI, unless SPILL_AVX512=0); the same bits either way */
+int spill_kernels_avx512_vnni(void);
 
 /* nr weight rows (row_bytes apart) against nt tokens: out[t * ldo + r] = spill_vec_dot(w, n, row r,
  * act + t * stride), bit for bit, with each row decoded once per SPILL_DOTS_TILE tokens where

@@ -189,10 +189,15 @@ static void test_simd_equals_portable(void **s) {
     static float w[NMAX], x[NMAX];
     static uint8_t wq[NMAX * 4], xq[NMAX * 4];
     int simd = 0;
-    printf("dot products used here: %s; F32/F16/BF16 tiles in 512-bit registers: %s\n", spill_isa_name(spill_isa_best()),
-           spill_kernels_avx512() ? "yes" : "no");
+    printf("dot products used here: %s; F32/F16/BF16 tiles in 512-bit registers: %s; Q8_0/Q4_0/Q4_1 tiles with "
+           "AVX-512 VNNI: %s\n",
+           spill_isa_name(spill_isa_best()), spill_kernels_avx512() ? "yes" : "no", spill_kernels_avx512_vnni() ? "yes" : "no");
     const char *e = getenv("SPILL_AVX512");
-    if (e && !strcmp(e, "0")) assert_int_equal(spill_kernels_avx512(), 0); /* test_quant_avx2: turned off */
+    if (e && !strcmp(e, "0")) { /* test_quant_avx2: turned off */
+        assert_int_equal(spill_kernels_avx512(), 0);
+        assert_int_equal(spill_kernels_avx512_vnni(), 0);
+    }
+    if (spill_kernels_avx512_vnni()) assert_int_equal(spill_kernels_avx512(), 1);
     for (int isa = 1; isa < SPILL_ISA_COUNT; isa++) {
         if (!spill_isa_available((spill_isa)isa)) {
             printf("%s: not in this build or not on this CPU\n", spill_isa_name((spill_isa)isa));
