@@ -48,15 +48,25 @@ int spill_dots_tiled(spill_dtype w) {
 
 /* the tiles that take something prepared once per matmul: the activations' block scales as floats
    (Q8_0, Q4_0, Q4_1), or F16 activations widened to floats (exactly; widening them in the tile, once
-   per row, made F16 tiles half as fast as BF16's) */
+   per row, made F16 tiles half as fast as BF16's); with AVX-512 the F32, F16 and BF16 tiles' activations
+   laid out in pairs of tokens (kernels/dots_avx512.c) */
+static int wide512(spill_dtype w) {
+#if defined(SPILL_DOT_AVX512)
+    return (w == SPILL_DT_F32 || w == SPILL_DT_F16 || w == SPILL_DT_BF16) && spill_cpu_avx512();
+#else
+    (void)w;
+    return 0;
+#endif
+}
 static int scaled(spill_dtype w) {
-    return (w == SPILL_DT_Q8_0 || w == SPILL_DT_Q4_0 || w == SPILL_DT_Q4_1 || w == SPILL_DT_F16) && spill_dots_tiled(w);
+    return (w == SPILL_DT_Q8_0 || w == SPILL_DT_Q4_0 || w == SPILL_DT_Q4_1 || w == SPILL_DT_F16 || wide512(w)) &&
+           spill_dots_tiled(w);
 }
 
 /* floats prepared per tile of T tokens */
 static size_t per_tile(spill_dtype w, int64_t n) {
     if (!scaled(w)) return 0;
-    if (w == SPILL_DT_F16) return (size_t)T * (size_t)n;
+    if (w == SPILL_DT_F16 || wide512(w)) return (size_t)T * (size_t)n;
     /* block scales; Q4_0 also the sums of its activations (16 lanes of 16 bits, or 8 of 32 for the VNNI
        tiles), per block and token; Q8_0 for the VNNI tiles its activations + 128 */
     int more = w == SPILL_DT_Q4_0;
@@ -88,6 +98,11 @@ void spill_vec_dots(spill_dtype w, int64_t n, const void *wrows, uint64_t row_by
             for (; t + 2 * T <= nt; t += 2 * T) /* two tiles at once */
                 spill_dots_quant_vnni(w, 2, n, w8, row_bytes, nr, a8 + (uint64_t)t * stride, stride,
                                       sc + (size_t)(t / T) * pt, pt, out + (int64_t)t * ldo, ldo);
+#endif
+#if defined(SPILL_DOT_AVX512)
+        if (sc && wide512(w))
+            for (; t + 2 * T <= nt; t += 2 * T) /* two tiles at once */
+                spill_dots_wide_avx512(w, 2, n, w8, row_bytes, nr, sc + (size_t)(t / T) * pt, pt, out + (int64_t)t * ldo, ldo);
 #endif
         if (sc || !pt)
             for (; t + T <= nt; t += T)

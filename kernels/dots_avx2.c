@@ -259,6 +259,12 @@ int spill_dots_rows_avx2(spill_dtype w, int64_t n, const void *wrows, uint64_t r
 }
 
 void spill_dots_prepare_avx2(spill_dtype w, int64_t n, const void *act, uint64_t stride, int nt, float *sc) {
+#if defined(SPILL_DOT_AVX512)
+    if ((w == SPILL_DT_F32 || w == SPILL_DT_F16 || w == SPILL_DT_BF16) && spill_cpu_avx512()) {
+        spill_dots_prepare_wide_avx512(w, n, act, stride, nt, sc);
+        return;
+    }
+#endif
     if (w == SPILL_DT_F16) { /* the activations widened, token after token, exactly as the one-token dot widens them */
         for (int t = 0; t < nt / T * T; t++) {
             const uint16_t *a = (const uint16_t *)((const uint8_t *)act + (uint64_t)t * stride);
@@ -316,8 +322,7 @@ void spill_dots4_avx2(spill_dtype w, int64_t n, const void *wrows, uint64_t rb, 
     const uint8_t *wrow = wrows;
 #if defined(SPILL_DOT_AVX512)
     if ((w == SPILL_DT_F32 || w == SPILL_DT_F16 || w == SPILL_DT_BF16) && spill_cpu_avx512()) {
-        if (w == SPILL_DT_F16) spill_dots4_wide_avx512(w, n, wrows, rb, nr, sc, sizeof(float) * (uint64_t)n, out, ldo);
-        else spill_dots4_wide_avx512(w, n, wrows, rb, nr, act, stride, out, ldo);
+        spill_dots_wide_avx512(w, 1, n, wrows, rb, nr, sc, 0, out, ldo);
         return;
     }
 #endif

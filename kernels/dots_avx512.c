@@ -5,8 +5,9 @@
  * Bit-identical to the AVX2 tile, hence to the one-token dot: every (row, token) keeps its own chain of
  * 8 lanes, each lane the same fused multiply-adds in the same order; a 512-bit register simply holds two
  * such chains side by side (the same row against tokens t and t + 1), so one instruction advances two
- * chains. Four rows at once: 16 chains in 8 registers, each row's 8 weights widened once into both
- * halves of a register, each pair of tokens' activations loaded once for the four rows. The sums are
+ * chains. Four rows against 8 tokens at once (two tiles): 32 chains in 16 registers, each row's 8
+ * weights widened once into both halves of a register for the 8 tokens, each pair of tokens'
+ * activations (prepared side by side once per matmul) loaded once for the four rows. The sums are
  * then taken chain by chain exactly as the one-token dot takes its 8 lanes (spill_hsum8), then the
  * same scalar tail. */
 #include "dot.h"
@@ -27,57 +28,98 @@ static inline __attribute__((always_inline)) __m512 wide8x2(spill_dtype w, const
     return _mm512_broadcast_f32x8(_mm256_loadu_ps((const float *)p + i));
 }
 
-static inline float wide1(spill_dtype w, const uint8_t *p, int64_t i) {
+static inline float wide1(spill_dtype w, const uint8_t *p, int64_t i) { /* the one-token dot's widening */
     if (w == SPILL_DT_F16) return _cvtsh_ss(((const uint16_t *)p)[i]);
     if (w == SPILL_DT_BF16) return spill_bf16_to_fp32(((const uint16_t *)p)[i]);
     return ((const float *)p)[i];
 }
 
-/* R rows (1..4) against the 4 tokens (F32 activations: F16 ones come widened by the caller) */
-static inline __attribute__((always_inline)) void tile(spill_dtype w, int R, int64_t n, const uint8_t *wrow, uint64_t rb,
-                                                       const uint8_t *act, uint64_t stride, float *out, int64_t ldo) {
+/* The activations as the tile takes them, made once per matmul by spill_dots_prepare_avx2 (F16 ones
+ * widened exactly, F32 ones copied): per tile of 4 tokens, for each 8 values from i (while i + 8 <= n)
+ * the 4 tokens' 8 floats side by side, so a pair of tokens is one 512-bit load; then each token's values
+ * after the last full 8. Loading two tokens' 8 floats into one register took a load and an insert per
+ * pair, as many instructions as the multiply-adds themselves. */
+static inline const float *pair_at(const float *tile, int64_t i, int h) { return tile + i * 4 + h * 16; }
+static inline const float *tail_at(const float *tile, int64_t n, int t) {
+    int64_t n8 = n & ~(int64_t)7;
+    return tile + 4 * n8 + t * (n - n8) - n8; /* indexed by the value's own index k >= n8 */
+}
+
+/* R rows (1..4) against K tiles of 4 tokens (tile k's prepared floats at sc + k * pt): each row's 8
+ * weights widened once for 4 K tokens, each pair of tokens loaded once for the R rows */
+static inline __attribute__((always_inline)) void tile(spill_dtype w, int R, int K, int64_t n, const uint8_t *wrow,
+                                                       uint64_t rb, const float *sc, size_t pt, float *out, int64_t ldo) {
     const size_t wbytes = w == SPILL_DT_F32 ? 4 : 2;
     const int64_t line = 64 / (int64_t)wbytes;
-    __m512 acc[4][T / 2]; /* acc[r][p]: row r against tokens 2p (low half) and 2p + 1 (high half) */
+    const int P = 2 * K;
+    __m512 acc[4][T]; /* acc[r][p]: row r against tokens 2p (low half) and 2p + 1 (high half) */
     for (int r = 0; r < R; r++)
-        for (int p = 0; p < T / 2; p++) acc[r][p] = _mm512_setzero_ps();
-    const float *a[T];
-    for (int t = 0; t < T; t++) a[t] = (const float *)(act + (uint64_t)t * stride);
+        for (int p = 0; p < P; p++) acc[r][p] = _mm512_setzero_ps();
     int64_t i = 0;
     for (; i + 8 <= n; i += 8) {
-        __m512 y[T / 2];
-        for (int p = 0; p < T / 2; p++)
-            y[p] = _mm512_insertf32x8(_mm512_castps256_ps512(_mm256_loadu_ps(a[2 * p] + i)), _mm256_loadu_ps(a[2 * p + 1] + i), 1);
+        __m512 y[T];
+        for (int p = 0; p < P; p++) y[p] = _mm512_loadu_ps(pair_at(sc + (p / 2) * pt, i, p % 2));
         for (int r = 0; r < R; r++) {
             if (i % line == 0)
                 _mm_prefetch((const char *)wrow + r * rb + (size_t)i * wbytes + SPILL_PREFETCH_AHEAD, _MM_HINT_T0);
             __m512 x = wide8x2(w, wrow + r * rb, i);
-            for (int p = 0; p < T / 2; p++) acc[r][p] = _mm512_fmadd_ps(x, y[p], acc[r][p]);
+            for (int p = 0; p < P; p++) acc[r][p] = _mm512_fmadd_ps(x, y[p], acc[r][p]);
         }
     }
     for (int r = 0; r < R; r++)
-        for (int t = 0; t < T; t++) {
+        for (int t = 0; t < 4 * K; t++) {
             float l[16];
             _mm512_storeu_ps(l, acc[r][t / 2]);
             float s = spill_hsum8(l + 8 * (t % 2));
-            for (int64_t k = i; k < n; k++) s = fmaf(wide1(w, wrow + r * rb, k), a[t][k], s);
+            const float *a = tail_at(sc + (t / 4) * pt, n, t % 4);
+            for (int64_t k = i; k < n; k++) s = fmaf(wide1(w, wrow + r * rb, k), a[k], s);
             out[(int64_t)t * ldo + r] = s;
         }
 }
 
-#define TILES(w)                                                                                                   \
-    do {                                                                                                           \
-        int r_ = 0;                                                                                                \
-        for (; r_ + 4 <= nr; r_ += 4) tile(w, 4, n, wrow + (uint64_t)r_ * rb, rb, act, stride, out + r_, ldo);    \
-        for (; r_ < nr; r_++) tile(w, 1, n, wrow + (uint64_t)r_ * rb, rb, act, stride, out + r_, ldo);             \
+#define TILES(w, K)                                                                                              \
+    do {                                                                                                         \
+        int r_ = 0;                                                                                              \
+        for (; r_ + 4 <= nr; r_ += 4) tile(w, 4, K, n, wrow + (uint64_t)r_ * rb, rb, sc, pt, out + r_, ldo);    \
+        for (; r_ < nr; r_++) tile(w, 1, K, n, wrow + (uint64_t)r_ * rb, rb, sc, pt, out + r_, ldo);             \
     } while (0)
 
-void spill_dots4_wide_avx512(spill_dtype w, int64_t n, const void *wrows, uint64_t rb, int nr, const void *actv,
-                             uint64_t stride, float *out, int64_t ldo) {
-    const uint8_t *wrow = wrows, *act = actv;
+void spill_dots_wide_avx512(spill_dtype w, int ntiles, int64_t n, const void *wrows, uint64_t rb, int nr, const float *sc,
+                            size_t pt, float *out, int64_t ldo) {
+    const uint8_t *wrow = wrows;
+    if (ntiles == 2) {
+        switch (w) {
+        case SPILL_DT_F16: TILES(SPILL_DT_F16, 2); break;
+        case SPILL_DT_BF16: TILES(SPILL_DT_BF16, 2); break;
+        default: TILES(SPILL_DT_F32, 2); break;
+        }
+        return;
+    }
     switch (w) {
-    case SPILL_DT_F16: TILES(SPILL_DT_F16); break;
-    case SPILL_DT_BF16: TILES(SPILL_DT_BF16); break;
-    default: TILES(SPILL_DT_F32); break;
+    case SPILL_DT_F16: TILES(SPILL_DT_F16, 1); break;
+    case SPILL_DT_BF16: TILES(SPILL_DT_BF16, 1); break;
+    default: TILES(SPILL_DT_F32, 1); break;
+    }
+}
+
+/* the prepared activations above, for nt / 4 tiles of tokens at act + t * stride (F16 or F32) */
+void spill_dots_prepare_wide_avx512(spill_dtype w, int64_t n, const void *act, uint64_t stride, int nt, float *sc) {
+    const int64_t n8 = n & ~(int64_t)7;
+    for (int k = 0; k < nt / T; k++) {
+        float *tile = sc + (size_t)k * T * (size_t)n;
+        for (int t = 0; t < T; t++) {
+            const uint8_t *a = (const uint8_t *)act + (uint64_t)(k * T + t) * stride;
+            float *tail = (float *)tail_at(tile, n, t);
+            if (w == SPILL_DT_F16) {
+                const uint16_t *h = (const uint16_t *)a;
+                for (int64_t i = 0; i < n8; i += 8)
+                    _mm256_storeu_ps(tile + i * 4 + t * 8, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(h + i))));
+                for (int64_t i = n8; i < n; i++) tail[i] = _cvtsh_ss(h[i]);
+            } else {
+                const float *f = (const float *)a;
+                for (int64_t i = 0; i < n8; i += 8) _mm256_storeu_ps(tile + i * 4 + t * 8, _mm256_loadu_ps(f + i));
+                for (int64_t i = n8; i < n; i++) tail[i] = f[i];
+            }
+        }
     }
 }
