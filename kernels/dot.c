@@ -98,7 +98,7 @@ static float dot_q4_k(int64_t n, const void *w, const void *act) { return spill_
 static float dot_q6_k(int64_t n, const void *w, const void *act) { return spill_dot_kquant(SPILL_DT_Q6_K, n, w, act); }
 
 const spill_dot_table spill_dot_portable = {dot_f32,  dot_f16,  dot_bf16, dot_q8_0, dot_q4_0,
-                                            dot_q4_1, dot_q4_k, dot_q6_k, NULL,     NULL};
+                                            dot_q4_1, dot_q4_k, dot_q6_k, NULL,     NULL, NULL};
 
 static spill_dot_fn dot_fn(const spill_dot_table *t, spill_dtype w) {
     spill_dot_fn f = NULL;
@@ -153,5 +153,10 @@ float spill_vec_dot_isa(spill_isa isa, spill_dtype w, int64_t n, const void *wro
 }
 
 float spill_dot_f32(const float *a, const float *b, int n) { return active()->f32(n, a, b); }
+
+void spill_act_quantize(spill_dtype w, const float *x, void *out, int64_t n) {
+    spill_act_fn f = active()->act;
+    if (!f || !f(spill_act_type(w), x, out, n)) spill_act_quantize_portable(w, x, out, n);
+}
 
 int spill_kernels_simd(void) { return spill_isa_best() != SPILL_ISA_PORTABLE; }

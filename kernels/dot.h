@@ -28,11 +28,19 @@ typedef int (*spill_rows_fn)(spill_dtype w, int64_t n, const void *wrows, uint64
 typedef int (*spill_tile_fn)(spill_dtype w, int64_t n, const void *wrows, uint64_t rb, int nr, const void *act,
                              uint64_t stride, float *out, int64_t ldo);
 
+/* spill_act_quantize_portable's work for activation type at (Q8_0, Q8_1, F16), the same bits for every
+ * input but NaN; returns 0, writing nothing, for a type it has no kernel for. Q8_0/Q8_1: per block the
+ * largest |x| (a NaN skipped, as the portable loop does), d = amax / 127, each value x * (127 / amax)
+ * rounded half to even (the default rounding mode, as nearbyintf rounds), d and Q8_1's d * sum as F16
+ * by the portable conversion; F16: each value rounded to nearest even, as spill_fp32_to_fp16 does */
+typedef int (*spill_act_fn)(spill_dtype at, const float *x, void *out, int64_t n);
+
 typedef struct spill_dot_table {
     spill_dot_fn f32, f16, bf16, q8_0, q4_0, q4_1, q4_k, q6_k;
     spill_rows_fn rows; /* NULL: one row at a time */
     spill_tile_fn tile; /* NULL: one token at a time. AVX2's tiles, which take scales prepared once per
                            matmul, are called by kernels/dots.c directly (spill_dots4_avx2) */
+    spill_act_fn act;   /* NULL: the portable one */
 } spill_dot_table;
 
 /* the active table's rows kernel (kernels/dot.c): 0 when it has none for w */

@@ -116,5 +116,56 @@ static float dot_kquant(spill_dtype t, int64_t n, const void *row, const float *
 static float dot_q4_k(int64_t n, const void *w, const void *act) { return dot_kquant(SPILL_DT_Q4_K, n, w, act); }
 static float dot_q6_k(int64_t n, const void *w, const void *act) { return dot_kquant(SPILL_DT_Q6_K, n, w, act); }
 
+/* kernels/dot.h spill_act_fn: 8 values per instruction; the amax's maximum is exact whatever the order */
+static int act_avx2(spill_dtype at, const float *x, void *out, int64_t n) {
+    if (at == SPILL_DT_F16) {
+        uint16_t *h = out;
+        int64_t i = 0;
+        for (; i + 8 <= n; i += 8)
+            _mm_storeu_si128((__m128i *)(h + i), _mm256_cvtps_ph(_mm256_loadu_ps(x + i), _MM_FROUND_TO_NEAREST_INT));
+        for (; i < n; i++) h[i] = spill_fp32_to_fp16(x[i]);
+        return 1;
+    }
+    if (at != SPILL_DT_Q8_0 && at != SPILL_DT_Q8_1) return 0;
+    const __m256 nosign = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
+    const __m256i order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
+    for (int64_t b = 0; b < n / SPILL_QK; b++) {
+        const float *v = x + b * SPILL_QK;
+        __m256 f[4], m = _mm256_setzero_ps();
+        for (int k = 0; k < 4; k++) {
+            f[k] = _mm256_loadu_ps(v + 8 * k);
+            m = _mm256_max_ps(_mm256_and_ps(f[k], nosign), m); /* a NaN lane keeps m's */
+        }
+        __m128 m4 = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
+        m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
+        m4 = _mm_max_ss(m4, _mm_shuffle_ps(m4, m4, 1));
+        float amax = _mm_cvtss_f32(m4);
+        float d = amax / 127.f, id = amax != 0.0f ? 127.f / amax : 0.0f;
+        __m256 idv = _mm256_set1_ps(id);
+        __m256i q[4], sum = _mm256_setzero_si256();
+        for (int k = 0; k < 4; k++) {
+            q[k] = _mm256_cvtps_epi32(_mm256_mul_ps(f[k], idv)); /* the current rounding mode: nearbyintf's */
+            sum = _mm256_add_epi32(sum, q[k]);
+        }
+        /* |q| <= 127: packing saturates nothing; the permutation undoes the packs' lane interleaving */
+        __m256i q16 = _mm256_packs_epi16(_mm256_packs_epi32(q[0], q[1]), _mm256_packs_epi32(q[2], q[3]));
+        q16 = _mm256_permutevar8x32_epi32(q16, order);
+        if (at == SPILL_DT_Q8_1) {
+            spill_block_q8_1 *o = (spill_block_q8_1 *)out + b;
+            _mm256_storeu_si256((__m256i *)o->qs, q16);
+            __m128i s4 = _mm_add_epi32(_mm256_castsi256_si128(sum), _mm256_extracti128_si256(sum, 1));
+            s4 = _mm_add_epi32(s4, _mm_shuffle_epi32(s4, 0x4e));
+            s4 = _mm_add_epi32(s4, _mm_shuffle_epi32(s4, 0xb1));
+            o->d = spill_fp32_to_fp16(d);
+            o->s = spill_fp32_to_fp16(d * (float)_mm_cvtsi128_si32(s4));
+        } else {
+            spill_block_q8_0 *o = (spill_block_q8_0 *)out + b;
+            _mm256_storeu_si256((__m256i *)o->qs, q16);
+            o->d = spill_fp32_to_fp16(d);
+        }
+    }
+    return 1;
+}
+
 const spill_dot_table spill_dot_avx2 = {dot_f32,  dot_f16,  dot_bf16, dot_q8_0,
-                                        dot_q4_0, dot_q4_1, dot_q4_k, dot_q6_k, spill_dots_rows_avx2, NULL};
+                                        dot_q4_0, dot_q4_1, dot_q4_k, dot_q6_k, spill_dots_rows_avx2, NULL, act_avx2};

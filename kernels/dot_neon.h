@@ -329,5 +329,45 @@ static int dot_tile(spill_dtype w, int64_t n, const void *wrows, uint64_t rb, in
     }
 }
 
+/* kernels/dot.h spill_act_fn: 4 values per instruction. FMAXNM takes the number when a lane is a (quiet)
+   NaN, as the portable loop skips it; FCVTN and FCVTNS round to nearest even (Linux starts threads with
+   FPCR's rounding mode at that, and flushes no F16 subnormal), as the portable conversion and nearbyintf
+   do */
+static int act_neon(spill_dtype at, const float *x, void *out, int64_t n) {
+    if (at == SPILL_DT_F16) {
+        uint16_t *h = out;
+        int64_t i = 0;
+        for (; i + 4 <= n; i += 4) vst1_u16(h + i, vreinterpret_u16_f16(vcvt_f16_f32(vld1q_f32(x + i))));
+        for (; i < n; i++) h[i] = spill_fp32_to_fp16(x[i]);
+        return 1;
+    }
+    if (at != SPILL_DT_Q8_0 && at != SPILL_DT_Q8_1) return 0;
+    for (int64_t b = 0; b < n / SPILL_QK; b++) {
+        const float *v = x + b * SPILL_QK;
+        float32x4_t f[8], m = vdupq_n_f32(0);
+        for (int k = 0; k < 8; k++) {
+            f[k] = vld1q_f32(v + 4 * k);
+            m = vmaxnmq_f32(m, vabsq_f32(f[k]));
+        }
+        float amax = vmaxnmvq_f32(m);
+        float d = amax / 127.f, id = amax != 0.0f ? 127.f / amax : 0.0f;
+        int32x4_t sum = vdupq_n_s32(0);
+        int8_t *qs = at == SPILL_DT_Q8_1 ? ((spill_block_q8_1 *)out + b)->qs : ((spill_block_q8_0 *)out + b)->qs;
+        for (int k = 0; k < 8; k += 2) {
+            int32x4_t q0 = vcvtnq_s32_f32(vmulq_n_f32(f[k], id)), q1 = vcvtnq_s32_f32(vmulq_n_f32(f[k + 1], id));
+            sum = vaddq_s32(sum, vaddq_s32(q0, q1));
+            vst1_s8(qs + 4 * k, vqmovn_s16(vcombine_s16(vqmovn_s32(q0), vqmovn_s32(q1))));
+        }
+        if (at == SPILL_DT_Q8_1) {
+            spill_block_q8_1 *o = (spill_block_q8_1 *)out + b;
+            o->d = spill_fp32_to_fp16(d);
+            o->s = spill_fp32_to_fp16(d * (float)vaddvq_s32(sum));
+        } else {
+            ((spill_block_q8_0 *)out + b)->d = spill_fp32_to_fp16(d);
+        }
+    }
+    return 1;
+}
+
 const spill_dot_table DOT_TABLE = {dot_f32,  dot_f16,  dot_bf16, dot_q8_0, dot_q4_0,
-                                   dot_q4_1, dot_q4_k, dot_q6_k, dot_rows, dot_tile};
+                                   dot_q4_1, dot_q4_k, dot_q6_k, dot_rows, dot_tile, act_neon};

@@ -158,7 +158,7 @@ static void quantize_q8(const float *x, int8_t *qs, uint16_t *d_out, uint16_t *s
     if (s_out) *s_out = spill_fp32_to_fp16(d * (float)sum);
 }
 
-void spill_act_quantize(spill_dtype w, const float *x, void *out, int64_t n) {
+void spill_act_quantize_portable(spill_dtype w, const float *x, void *out, int64_t n) {
     switch (spill_act_type(w)) {
     case SPILL_DT_Q8_0: {
         spill_block_q8_0 *b = out;
@@ -186,7 +186,7 @@ void spill_quantize_row_ref(spill_dtype t, const float *x, void *out, int64_t n)
     case SPILL_DT_F32: memcpy(out, x, (size_t)n * 4); return;
     case SPILL_DT_F16: for (int64_t i = 0; i < n; i++) ((uint16_t *)out)[i] = spill_fp32_to_fp16(x[i]); return;
     case SPILL_DT_BF16: for (int64_t i = 0; i < n; i++) ((uint16_t *)out)[i] = spill_fp32_to_bf16(x[i]); return;
-    case SPILL_DT_Q8_0: spill_act_quantize(SPILL_DT_Q8_0, x, out, n); return;
+    case SPILL_DT_Q8_0: spill_act_quantize_portable(SPILL_DT_Q8_0, x, out, n); return;
     case SPILL_DT_Q4_0: {
         spill_block_q4_0 *b = out;
         for (int64_t i = 0; i < n / SPILL_QK; i++) {

@@ -234,6 +234,52 @@ static void test_simd_equals_portable(void **s) {
     if (!simd) printf("no SIMD dot products to compare on this machine\n");
 }
 
+/* The activations' conversion this CPU runs (SIMD where it has it) equals the portable one byte for byte:
+ * Q8_0, Q8_1 and F16, sizes with and without a tail after the last full vector, values from F16
+ * subnormals to past F16's range (infinity), halfway cases of the rounding, all-zero blocks, and
+ * blocks whose largest value is negative. */
+static void test_act_quantize_equals_portable(void **s) {
+    (void)s;
+    static const spill_dtype weights[] = {SPILL_DT_Q8_0, SPILL_DT_Q4_1, SPILL_DT_F16}; /* -> Q8_0, Q8_1, F16 */
+    enum { NMAX = 32 * 9 + 5 };
+    static float x[NMAX];
+    static uint8_t got[NMAX * 4], want[NMAX * 4];
+    int checked = 0;
+    for (unsigned wi = 0; wi < sizeof weights / sizeof *weights; wi++) {
+        spill_dtype w = weights[wi];
+        int step = spill_act_type(w) == SPILL_DT_F16 ? 1 : 32;
+        for (int n = step; n <= NMAX; n += step * (step == 1 ? 7 : 1)) {
+            for (int trial = 0; trial < 6; trial++) {
+                float scale = trial == 0 ? 1e-6f : trial == 1 ? 70000.0f : trial == 2 ? 1.0f : 30.0f;
+                for (int i = 0; i < n; i++) x[i] = frand() * scale;
+                if (trial == 3)
+                    for (int i = 0; i < n; i++) x[i] = (float)((int)(frand() * 8)) * 0.5f + 0.25f; /* ties */
+                if (trial == 4)
+                    for (int i = 0; i < n && i < 32; i++) x[i] = 0; /* a zero block */
+                if (trial == 5 && n >= 32) x[7] = -100; /* the largest magnitude negative */
+                if (trial == 2 && step == 1)
+                    for (int i = 0; i < n; i++) x[i] = ldexpf(1.0f + (float)(i % 1024) / 1024.0f, -24 + i % 8) * (i % 2 ? -1 : 1);
+                uint64_t nb = spill_act_bytes(w, n);
+                memset(got, 0xa5, nb + 8);
+                memset(want, 0x5a, nb + 8);
+                spill_act_quantize(w, x, got, n);
+                spill_act_quantize_portable(w, x, want, n);
+                if (memcmp(got, want, nb))
+                    for (uint64_t b = 0; b < nb; b++)
+                        if (got[b] != want[b]) {
+                            fprintf(stderr, "%s n=%d trial %d: byte %llu: %u, portable %u\n", spill_dtype_name(spill_act_type(w)), n,
+                                    trial, (unsigned long long)b, got[b], want[b]);
+                            break;
+                        }
+                assert_memory_equal(got, want, nb);
+                assert_int_equal(got[nb], 0xa5); /* nothing written past the row */
+                checked++;
+            }
+        }
+    }
+    printf("%d activation rows converted as the portable code converts them (%s)\n", checked, spill_isa_name(spill_isa_best()));
+}
+
 static void test_type_table(void **s) {
     (void)s;
     assert_int_equal(spill_dtype_row_bytes(SPILL_DT_Q4_1, 64), 40);
@@ -253,6 +299,7 @@ int main(void) {
         cmocka_unit_test(test_f16), cmocka_unit_test(test_bf16), cmocka_unit_test(test_f32),
         cmocka_unit_test(test_dequant_q4_1_error_bound), cmocka_unit_test(test_matmul_threads_equal_dots),
         cmocka_unit_test(test_simd_equals_portable), cmocka_unit_test(test_dots_tiled_equal_dot), cmocka_unit_test(test_type_table),
+        cmocka_unit_test(test_act_quantize_equals_portable),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
