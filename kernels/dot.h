@@ -29,8 +29,8 @@ typedef int (*spill_tile_fn)(spill_dtype w, int64_t n, const void *wrows, uint64
                              uint64_t stride, float *out, int64_t ldo);
 
 /* spill_act_quantize_portable's work for activation type at (Q8_0, Q8_1, F16), the same bits for every
- * input but NaN; returns 0, writing nothing, for a type it has no kernel for. Q8_0/Q8_1: per block the
- * largest |x| (a NaN skipped, as the portable loop does), d = amax / 127, each value x * (127 / amax)
+ * finite input; returns 0, writing nothing, for a type it has no kernel for. Q8_0/Q8_1: per block the
+ * largest |x| (a NaN skipped, as the portable loop does), d = amax / 127, each value x * spill_q8_factor
  * rounded half to even (the default rounding mode, as nearbyintf rounds), d and Q8_1's d * sum as F16
  * by the portable conversion; F16: each value rounded to nearest even, as spill_fp32_to_fp16 does */
 typedef int (*spill_act_fn)(spill_dtype at, const float *x, void *out, int64_t n);
@@ -88,6 +88,15 @@ void spill_dots_wide_avx512(spill_dtype w, int ntiles, int64_t n, const void *wr
                             size_t pt, float *out, int64_t ldo);
 void spill_dots_prepare_wide_avx512(spill_dtype w, int64_t n, const void *act, uint64_t stride, int nt, float *sc);
 #endif
+
+/* The factor a Q8 block's values are multiplied by before rounding (spill_act_quantize_portable and its
+ * SIMD twins): 127 / amax, and 0 where that is not a finite number (amax 0, or so small, an all-subnormal
+ * block, that 127 / amax overflows: its values would become infinities, which no integer conversion
+ * defines; its scale d = amax / 127 is an F16 0 anyway) */
+static inline float spill_q8_factor(float amax) {
+    float id = amax != 0.0f ? 127.f / amax : 0.0f;
+    return id <= 3.4e38f ? id : 0.0f;
+}
 
 static inline float spill_hsum8(const float a[8]) {
     float r0 = a[0] + a[4], r1 = a[1] + a[5], r2 = a[2] + a[6], r3 = a[3] + a[7];

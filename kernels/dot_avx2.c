@@ -140,7 +140,7 @@ static int act_avx2(spill_dtype at, const float *x, void *out, int64_t n) {
         m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
         m4 = _mm_max_ss(m4, _mm_shuffle_ps(m4, m4, 1));
         float amax = _mm_cvtss_f32(m4);
-        float d = amax / 127.f, id = amax != 0.0f ? 127.f / amax : 0.0f;
+        float d = amax / 127.f, id = spill_q8_factor(amax);
         __m256 idv = _mm256_set1_ps(id);
         __m256i q[4], sum = _mm256_setzero_si256();
         for (int k = 0; k < 4; k++) {

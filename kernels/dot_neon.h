@@ -350,7 +350,7 @@ static int act_neon(spill_dtype at, const float *x, void *out, int64_t n) {
             m = vmaxnmq_f32(m, vabsq_f32(f[k]));
         }
         float amax = vmaxnmvq_f32(m);
-        float d = amax / 127.f, id = amax != 0.0f ? 127.f / amax : 0.0f;
+        float d = amax / 127.f, id = spill_q8_factor(amax);
         int32x4_t sum = vdupq_n_s32(0);
         int8_t *qs = at == SPILL_DT_Q8_1 ? ((spill_block_q8_1 *)out + b)->qs : ((spill_block_q8_0 *)out + b)->qs;
         for (int k = 0; k < 8; k += 2) {

@@ -111,7 +111,7 @@ static inline __attribute__((always_inline)) void tile(spill_dtype w, int R, int
     /* Q4_1's min term, each (row, token) the same chain of fused multiply-adds as the one-token dot's, in a
        pass of its own: in the loop above its registers made the compiler keep accumulators on the stack */
     for (int64_t i = 0; w == SPILL_DT_Q4_1 && i < nb; i++) {
-        __m256 sy8 = _mm256_zextps128_ps256(_mm_loadu_ps(sc + i * 8 + 4));
+        __m256 sy8 = _mm256_insertf128_ps(_mm256_setzero_ps(), _mm_loadu_ps(sc + i * 8 + 4), 0);
         if (K == 2) sy8 = _mm256_insertf128_ps(sy8, _mm_loadu_ps(sc + pt + i * 8 + 4), 1);
         for (int r = 0; r < R; r++) {
             const spill_block_q4_1 *x = (const spill_block_q4_1 *)(wrow + r * rb) + i;

@@ -1,6 +1,6 @@
 /* Block formats: sizes, dequantization, the activations' conversion, reference quantizers. The dot
  * products on them are in kernels/dot.c and its SIMD twins (kernels/dot.h). */
-#include "spill_kernels.h"
+#include "dot.h"
 
 #include <math.h>
 
@@ -148,7 +148,7 @@ static void quantize_q8(const float *x, int8_t *qs, uint16_t *d_out, uint16_t *s
         amax = a > amax ? a : amax;
     }
     float d = amax / 127.f;
-    float id = amax != 0.0f ? 127.f / amax : 0.0f;
+    float id = spill_q8_factor(amax);
     int sum = 0;
     for (int j = 0; j < SPILL_QK; j++) {
         qs[j] = (int8_t)nearbyintf(x[j] * id);

@@ -58,7 +58,7 @@ spill_dtype spill_act_type(spill_dtype wtype);
 uint64_t spill_act_bytes(spill_dtype wtype, int64_t n);
 void spill_act_quantize(spill_dtype wtype, const float *x, void *out, int64_t n);
 /* the same in portable C: spill_act_quantize (SIMD where the CPU has it) equals it bit for bit for every
-   input but NaN (a NaN activation gives NaN products either way) */
+   finite input (a NaN or infinite activation gives NaN or infinite products either way) */
 void spill_act_quantize_portable(spill_dtype wtype, const float *x, void *out, int64_t n);
 /* dot(weight row, converted activation) over n values */
 float spill_vec_dot(spill_dtype wtype, int64_t n, const void *wrow, const void *act);
