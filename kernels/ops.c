@@ -25,21 +25,28 @@ typedef struct {
     int64_t ldo;                            /* out[t * ldo + r] */
     int tiled;                              /* prepared tiles (kernels/dots.c), else one token at a time */
     int tok_chunk;                          /* tokens per unit */
+    float *prep;                            /* when not NULL: prep_len floats per worker (ith) for what the
+                                               tiles prepare, past what a worker's stack holds */
+    size_t prep_len;
     int64_t row_chunk, row_units, units;    /* rows per unit, units per token chunk, all units */
     _Atomic int64_t next;                   /* the next unit to take */
 } matmul_job;
 
-/* floats a worker keeps on its stack for what the tiled dots prepare once per matmul (kernels/dots.c:
- * the activations' block scales and Q4_0's activation sums (with AVX-512 VNNI also Q8_0's values), or
- * F16 activations widened): 320 KiB, enough for 52 tokens of 1536 F16 columns, 4 tokens of 327680
- * Q8_0 ones (65536 with VNNI) or of 65536 Q4_0 ones (a 405B model's 53248-wide down projection); a
- * larger batch goes in chunks of tokens */
+/* floats prepared per token chunk (kernels/dots.c: the activations' block scales and Q4_0's activation
+ * sums (with AVX-512 VNNI also Q8_0's values), or F16 activations widened, or with AVX-512 the 16-bit
+ * and F32 activations in pairs of tokens): 320 KiB, on the worker's stack. A chunk's prepared
+ * activations are read once per block of rows, so they must stay in L2 while the weights stream: at
+ * 14336 columns, chunks of 8 tokens ran F16/BF16/F32 at 44/44/36 GMAC/s and chunks sized for 1 MiB at
+ * 24/21/22 (docs/results.md). A chunk is never fewer than two tiles (the widest tiles take 8 tokens);
+ * where two tiles need more than SCALES_CAP (F32/F16/BF16 past 10240 columns) a worker prepares them on
+ * the heap. A larger batch goes in chunks of tokens. */
 #define SCALES_CAP 81920
 
 static void matmul_worker(void *ctx, int ith, int nth) {
     matmul_job *j = ctx;
-    (void)ith, (void)nth;
-    float sc[SCALES_CAP];
+    (void)nth;
+    float stack[SCALES_CAP];
+    float *sc = j->prep ? j->prep + (size_t)ith * j->prep_len : stack;
     int64_t prepared = -1; /* the token chunk sc holds */
     for (;;) {
         int64_t u = atomic_fetch_add_explicit(&j->next, 1, memory_order_relaxed);
@@ -81,18 +88,33 @@ void spill_matmul_ld(spill_pool *pool, float *out, int64_t ldo, const void *w, s
                     .batch = batch, .ldo = ldo};
     SPILL_ASSERT(j.row_bytes > 0);
     size_t per_tile = spill_dots_scales_len(wtype, cols, SPILL_DOTS_TILE);
-    j.tiled = batch >= SPILL_DOTS_TILE && spill_dots_tiled(wtype) && per_tile <= SCALES_CAP;
-    j.tok_chunk = j.tiled && per_tile ? (int)(SCALES_CAP / per_tile) * SPILL_DOTS_TILE : batch;
-    if (j.tok_chunk > batch) j.tok_chunk = batch;
+    j.tiled = batch >= SPILL_DOTS_TILE && spill_dots_tiled(wtype);
+    j.tok_chunk = batch;
+    int nth = spill_pool_size(pool);
+    if (j.tiled && per_tile) {
+        /* tokens per chunk: what SCALES_CAP holds, never fewer than two tiles */
+        size_t tiles = SCALES_CAP / per_tile;
+        if (tiles < 2) tiles = 2;
+        if (tiles * SPILL_DOTS_TILE < (size_t)batch) j.tok_chunk = (int)tiles * SPILL_DOTS_TILE;
+        size_t need = (size_t)(j.tok_chunk / SPILL_DOTS_TILE) * per_tile;
+        if (need > SCALES_CAP) {
+            j.prep_len = need;
+            j.prep = malloc(sizeof(float) * need * (size_t)nth);
+            if (!j.prep) { /* no memory for the prepared tiles: one token at a time, the same bits */
+                j.tiled = 0;
+                j.tok_chunk = batch;
+            }
+        }
+    }
     /* 8 units of rows per thread (a multiple of the rows taken together), so that a slower thread
        leaves at most about an eighth of its share to the others */
-    int nth = spill_pool_size(pool);
     int64_t rc = (rows + (int64_t)nth * 8 - 1) / ((int64_t)nth * 8);
     j.row_chunk = (rc + SPILL_DOTS_ROWS - 1) / SPILL_DOTS_ROWS * SPILL_DOTS_ROWS;
     j.row_units = (rows + j.row_chunk - 1) / j.row_chunk;
     j.units = j.row_units * ((batch + j.tok_chunk - 1) / j.tok_chunk);
     atomic_init(&j.next, 0);
     spill_pool_run(pool, matmul_worker, &j);
+    free(j.prep);
 }
 
 void spill_rmsnorm(float *out, const float *x, const float *w, int n, float eps) {

@@ -82,10 +82,11 @@ static void test_dequant_q4_1_error_bound(void **s) {
 
 static void test_matmul_threads_equal_dots(void **s) {
     (void)s;
-    /* batches below, at and past the tile, and columns so wide that the workers split the batch into
-       chunks of tokens (kernels/ops.c keeps 32 KiB of scales on its stack) */
-    spill_dtype types[] = {SPILL_DT_Q4_1, SPILL_DT_Q8_0, SPILL_DT_Q4_0, SPILL_DT_F16};
-    int shapes[][3] = {{77, 256, 3}, {77, 256, 37}, {9, 16384, 11}};
+    /* batches below, at and past the tile, columns so wide that the workers split the batch into chunks
+       of tokens (kernels/ops.c prepares at most 320 KiB per chunk on a worker's stack), and so wide that
+       two tiles' prepared activations (F32/F16/BF16, 8 x 24576 floats) go on the heap */
+    spill_dtype types[] = {SPILL_DT_Q4_1, SPILL_DT_Q8_0, SPILL_DT_Q4_0, SPILL_DT_F16, SPILL_DT_BF16, SPILL_DT_F32};
+    int shapes[][3] = {{77, 256, 3}, {77, 256, 37}, {9, 16384, 11}, {5, 24576, 19}};
     for (unsigned ti = 0; ti < sizeof types / sizeof *types; ti++)
         for (unsigned si = 0; si < sizeof shapes / sizeof *shapes; si++) {
             spill_dtype t = types[ti];
