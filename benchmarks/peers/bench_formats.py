@@ -2,7 +2,7 @@
 """Every weight format against llama.cpp in one run (issue 16): the default model rewritten as F16,
 BF16, Q8_0 and Q4_0 (its own Q4_1 kept), then for each file spill-bench placement (policy host: every
 weight in host memory, as llama.cpp's CPU path holds it) and llama.cpp (llama-cpp-python) on the same
-file, the same token ids, the same threads, interleaved format by format. Reported per format: prefill
+file, the same token ids, the same threads, one run of each in turn --reps times. Reported per format: prefill
 and decode of both, their ratios, spill's decode as a percentage of the read-bandwidth bound (the
 bytes a token reads over the measured host read bandwidth) and the cost model's decode prediction
 beside the measurement. Speed is measured here, never asserted by a test.
@@ -18,6 +18,7 @@ every placement run then uses for its bound and its prediction.
 """
 import argparse
 import json
+import statistics
 import os
 import subprocess
 import sys
@@ -128,22 +129,36 @@ def main():
             pa = argparse.Namespace(spill_bench=a.spill_bench, model=paths[f], prompt_tokens=a.prompt_tokens,
                                     gen_tokens=a.gen_tokens, threads=a.threads, reps=a.reps, budgets="100%",
                                     policies="host")
-            # spill first, then the peer, per format: both see the same machine within minutes
+            # spill, then the peer, one run each, --reps times: the two see the same minute of a machine
+            # whose speed drifts, and each rep gives a paired ratio; the medians are reported
+            one = argparse.Namespace(**{**vars(pa), "reps": 1})
             cmd = [a.spill_bench, "placement", "-m", pa.model, "--prompt-tokens", str(pa.prompt_tokens),
-                   "--gen-tokens", str(pa.gen_tokens), "-t", str(pa.threads), "--reps", str(pa.reps),
+                   "--gen-tokens", str(pa.gen_tokens), "-t", str(pa.threads), "--reps", "1",
                    "--budgets", "100%", "--policies", "host", "--profile-file", prof, "--json"]
-            r = subprocess.run(cmd, capture_output=True, text=True)
-            if r.returncode:
-                sys.exit(f"spill-bench placement failed on {f}:\n" + r.stderr)
-            s = json.loads(r.stdout)["results"][0]
-            peer, err = llamacpp.llama_point(pa, 0, False)
+            runs, peers, err = [], [], None
+            for _ in range(a.reps):
+                r = subprocess.run(cmd, capture_output=True, text=True)
+                if r.returncode:
+                    sys.exit(f"spill-bench placement failed on {f}:\n" + r.stderr)
+                runs.append(json.loads(r.stdout)["results"][0])
+                if err is None:
+                    peer, err = llamacpp.llama_point(one, 0, False)
+                    if peer:
+                        peers.append(peer)
+            med = lambda k: statistics.median(x[k] for x in runs) if all(x.get(k) is not None for x in runs) else None
+            s = {k: med(k) for k in ("prefill_tok_s", "decode_tok_s", "bound_decode_tok_s", "percent_of_bound",
+                                     "predicted_decode_tok_s")}
+            s["error"] = next((x["error"] for x in runs if x.get("error")), None)
             row = {"format": f, "file_mib": os.path.getsize(paths[f]) / 2**20, "spill_prefill": s.get("prefill_tok_s"),
                    "spill_decode": s.get("decode_tok_s"), "bound_decode": s.get("bound_decode_tok_s"),
                    "percent_of_bound": s.get("percent_of_bound"), "predicted_decode": s.get("predicted_decode_tok_s"),
                    "error": s.get("error")}
-            if peer:
-                row.update(peer_prefill=peer[0], peer_decode=peer[1])
-            else:
+            if peers and not s["error"]:
+                row.update(peer_prefill=statistics.median(p[0] for p in peers),
+                           peer_decode=statistics.median(p[1] for p in peers),
+                           prefill_ratio=statistics.median(x["prefill_tok_s"] / p[0] for x, p in zip(runs, peers)),
+                           decode_ratio=statistics.median(x["decode_tok_s"] / p[1] for x, p in zip(runs, peers)))
+            if err:
                 row["peer_error"] = " ".join(err)
             rows.append(row)
     if a.json:
@@ -151,7 +166,8 @@ def main():
                           "gen_tokens": a.gen_tokens, "reps": a.reps, "llama_cpp": llama_cpp.__version__,
                           "rows": rows}, indent=1))
         return
-    print(f"{a.prompt_tokens}-token prompt, {a.gen_tokens} greedy tokens, {a.threads} threads, median of {a.reps}; "
+    print(f"{a.prompt_tokens}-token prompt, {a.gen_tokens} greedy tokens, {a.threads} threads, median of {a.reps} "
+          f"(spill and llama.cpp alternated, one run each; a ratio is the median of the {a.reps} paired ratios); "
           f"llama.cpp = llama-cpp-python {llama_cpp.__version__}; spill policy host")
     print()
     print("| format | file MiB | spill prefill | llama.cpp prefill | ratio | spill decode | llama.cpp decode | ratio "
@@ -162,8 +178,8 @@ def main():
             print(f"| {r['format']} | {r['file_mib']:.0f} | error: {r['error']} |||||||||")
             continue
         pp, pd = r.get("peer_prefill"), r.get("peer_decode")
-        rp = f"{r['spill_prefill'] / pp:.2f}" if pp else "-"
-        rd = f"{r['spill_decode'] / pd:.2f}" if pd else "-"
+        rp = f"{r['prefill_ratio']:.2f}" if pp else "-"
+        rd = f"{r['decode_ratio']:.2f}" if pd else "-"
         pe = (f"{100 * (r['predicted_decode'] - r['spill_decode']) / r['spill_decode']:+.0f}%"
               if r.get("predicted_decode") else "-")
         print(f"| {r['format']} | {r['file_mib']:.0f} | {r['spill_prefill']:.1f} | {pp and f'{pp:.1f}' or '-'} | {rp} "
