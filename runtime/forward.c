@@ -3,6 +3,9 @@
 #include "forward.h"
 
 #include <math.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
 
 typedef struct cpu_state {
     const spill_model *m;
@@ -21,8 +24,11 @@ typedef struct cpu_state {
     float *q;       /* (batch, q_dim) */
     float *k, *v;   /* (batch, kv_dim) */
     float *hb, *hb2; /* (batch, ffn_dim) */
-    float *att;     /* (threads, n_ctx) attention scores */
+    float *att;     /* (threads, att_rows, n_ctx) attention scores */
     float *kv_rows; /* (threads, head_dim) a 16-bit cache's K or V row as floats */
+    float *att_q;   /* (threads, 2, att_rows, head_dim) a unit's queries gathered, and as the tiles prepare them */
+    int *att_tile;  /* (batch) first token of each tile of a step's attention */
+    int att_rows;   /* query rows (tokens x heads of one KV head) a unit of attention takes */
     float *logits;  /* (batch, vocab) of the tokens whose outputs a step keeps */
     int n_out;      /* how many the last step kept */
     int *out_row;   /* (batch) the batch row of each kept output */
@@ -34,6 +40,17 @@ typedef struct cpu_state {
     void (*trace)(void *ctx, const char *name, int layer, const float *x, int64_t n);
     void *trace_ctx;
 } cpu_state;
+
+#define ATT_ROWS_MAX 24
+/* query rows per unit: up to ATT_ROWS_MAX, fewer where the scores (rows x n_ctx floats per thread)
+   would pass 4 MiB. SPILL_ATT_ROWS=N sets it (1..ATT_ROWS_MAX), for tests of the tiling's edges (a
+   KV head's query heads split across units, tiles of one token) and for measurements */
+static int att_rows(int n_ctx) {
+    const char *env = getenv("SPILL_ATT_ROWS");
+    int64_t r = ((int64_t)1 << 20) / (n_ctx > 0 ? n_ctx : 1);
+    if (env && *env) r = atoi(env);
+    return r < 1 ? 1 : r > ATT_ROWS_MAX ? ATT_ROWS_MAX : (int)r;
+}
 
 typedef struct buffer {
     const char *what;
@@ -59,8 +76,11 @@ static int buffers(cpu_state *s, buffer *b) {
     b[n++] = (buffer){"activations", B * kv_dim * 4, (void **)&s->v};
     b[n++] = (buffer){"activations", B * ff * 4, (void **)&s->hb};
     b[n++] = (buffer){"activations", B * ff * 4, (void **)&s->hb2};
-    b[n++] = (buffer){"attention scores", nth * (uint64_t)s->n_ctx * 4, (void **)&s->att};
+    uint64_t R = (uint64_t)s->att_rows;
+    b[n++] = (buffer){"attention scores", nth * R * (uint64_t)s->n_ctx * 4, (void **)&s->att};
     b[n++] = (buffer){"attention K/V rows", nth * (uint64_t)hp->head_dim * 4, (void **)&s->kv_rows};
+    b[n++] = (buffer){"attention queries", nth * 2 * R * (uint64_t)hp->head_dim * 4, (void **)&s->att_q};
+    b[n++] = (buffer){"attention tiles", B * sizeof(int), (void **)&s->att_tile};
     b[n++] = (buffer){"logits", B * (uint64_t)hp->vocab * 4, (void **)&s->logits};
     b[n++] = (buffer){"output rows", B * sizeof(int), (void **)&s->out_row};
     b[n++] = (buffer){"activations", B * act_row, (void **)&s->act};
@@ -74,7 +94,7 @@ static void cpu_free(void *ctx) {
     spill_cpu_placer_close(&s->placer); /* the prefetch thread's copies are done before the ring goes */
     spill_exec_free(&s->exec);
     spill_placed_free(&s->placed);
-    buffer b[16];
+    buffer b[24];
     int n = buffers(s, b);
     for (int i = 0; i < n; i++)
         if (*b[i].dst) spill_mem_put(s->mem, *b[i].dst, b[i].bytes);
@@ -88,7 +108,8 @@ int spill_cpu_open(const spill_device_params *p, spill_device *out, spill_err *e
     if (!s) return spill_err_set(err, "out of memory");
     *s = (cpu_state){.m = p->model, .hp = hp, .pool = p->pool, .mem = p->mem, .n_ctx = p->n_ctx,
                      .max_batch = p->batch, .trace = p->trace, .trace_ctx = p->trace_ctx};
-    buffer b[16];
+    s->att_rows = att_rows(s->n_ctx);
+    buffer b[24];
     int n = buffers(s, b);
     for (int i = 0; i < n; i++) {
         if (!(*b[i].dst = spill_mem_alloc(s->mem, b[i].bytes, spill_placement_host(), b[i].what, err))) goto fail;
@@ -180,57 +201,111 @@ static void matmul(cpu_state *s, float *out, const float *x, int n, const spill_
     }
 }
 
+/* Attention of a step. A unit of work is a tile of up to `qt` consecutive tokens of one sequence and
+ * `hq` query heads of one KV head's group: its queries (qt x hq rows) meet each cached K and V row once,
+ * where one (token, head) per unit read every row once per query (at a 1000-token prompt, attention was
+ * half of a prefill's time). Each query's scores, softmax and weighted sum of values are the same
+ * operations in the same order as one query at a time (the tiled products equal the one-token dot bit
+ * for bit, kernels/dots.c; each output sums its positions in order), so the tiling never changes a bit. */
 typedef struct attn_job {
     cpu_state *s;
     const spill_batch *b;
     int layer;
+    int n_tiles, qt, hq, hsplit; /* token tiles (s->att_tile), tokens and heads per unit, units per KV head */
+    int64_t units;
+    _Atomic int64_t next; /* the next unit to take: the costliest (latest positions) first */
 } attn_job;
 
-/* One (token, head) pair per unit of work: scores against every cached key of the token's sequence up
- * to its position, softmax, then the weighted sum of values. */
+static inline void axpy(float *restrict out, float a, const float *restrict v, int n) {
+    for (int d = 0; d < n; d++) out[d] = fmaf(a, v[d], out[d]);
+}
+
 static void attn_worker(void *ctx, int ith, int nth) {
-    const attn_job *j = ctx;
+    attn_job *j = ctx;
+    (void)nth;
     cpu_state *s = j->s;
     const spill_hparams *hp = s->hp;
+    const spill_batch *b = j->b;
     int hd = hp->head_dim, q_dim = spill_hparams_q_dim(hp);
-    int group = hp->n_heads / hp->n_kv_heads;
+    int group = hp->n_heads / hp->n_kv_heads, R = s->att_rows;
     float scale = 1.0f / sqrtf((float)hd);
     const spill_kv *kv = &s->kv;
-    float *att = s->att + (int64_t)ith * s->n_ctx, *row = s->kv_rows + (int64_t)ith * hd;
-    /* a row of the cache is kv->row_bytes; a head's part of it starts kvh * hd elements in. F32 rows are
-       read where they lie; 16-bit ones are widened a row at a time (spill_kv_row_get) */
+    int64_t n_ctx = s->n_ctx;
+    float *att = s->att + (int64_t)ith * R * n_ctx, *row = s->kv_rows + (int64_t)ith * hd;
+    float *qb = s->att_q + (int64_t)ith * 2 * R * hd, *prep = qb + (int64_t)R * hd;
+    float *outp[ATT_ROWS_MAX];
+    int lens[ATT_ROWS_MAX];
+    /* a row of the cache is kv->row_bytes; a head's part of it starts kvh * hd elements in. F32 and BF16
+       rows are read where they lie; F16 ones are widened a row at a time (spill_kv_row_get) */
     size_t rb = kv->row_bytes, eb = spill_kv_type_bytes(kv->type);
     spill_dtype kt = kv->type;
-    int units = j->b->n * hp->n_heads;
-    for (int u = ith; u < units; u += nth) {
-        int t = u / hp->n_heads, h = u % hp->n_heads, kvh = h / group;
-        int seq = j->b->seq[t], len = j->b->pos[t] + 1;
-        const float *q = s->q + (int64_t)t * q_dim + (int64_t)h * hd;
-        /* through the block table, one block of T positions at a time */
+    int per_tile = hp->n_kv_heads * j->hsplit;
+    for (;;) {
+        int64_t u = atomic_fetch_add_explicit(&j->next, 1, memory_order_relaxed);
+        if (u >= j->units) return;
+        int tile = j->n_tiles - 1 - (int)(u / per_tile), kvh = (int)(u % per_tile) / j->hsplit;
+        int h0 = kvh * group + (int)(u % j->hsplit) * j->hq, nh = j->hq;
+        int t0 = s->att_tile[tile], t1 = tile + 1 < j->n_tiles ? s->att_tile[tile + 1] : b->n;
+        int seq = b->seq[t0], nq = (t1 - t0) * nh, len = b->pos[t1 - 1] + 1;
+        /* query row i: token t0 + i / nh, head h0 + i % nh */
+        for (int i = 0; i < nq; i++) {
+            int t = t0 + i / nh, h = h0 + i % nh;
+            memcpy(qb + (int64_t)i * hd, s->q + (int64_t)t * q_dim + (int64_t)h * hd, sizeof(float) * (size_t)hd);
+            outp[i] = s->xb + (int64_t)t * q_dim + (int64_t)h * hd;
+            lens[i] = b->pos[t] + 1;
+        }
+        /* scores: through the block table, one block of T positions at a time; a query's scores past
+           its own position are computed with the tile's and never read */
+        const float *sc = NULL;
+        if ((kt == SPILL_DT_F32 || kt == SPILL_DT_BF16) && spill_dots_scales_len(kt, hd, nq)) {
+            spill_dots_prepare(kt, hd, qb, sizeof(float) * (uint64_t)hd, nq, prep);
+            sc = prep;
+        }
         for (int p0 = 0; p0 < len; p0 += kv->T) {
             const uint8_t *kb = spill_kv_k(kv, seq, j->layer, p0) + (size_t)kvh * hd * eb;
             int end = p0 + kv->T < len ? p0 + kv->T : len;
             if (kt == SPILL_DT_F32 || kt == SPILL_DT_BF16) {
-                /* the block's keys as rows of a matrix against q: several positions' sums at once, each
-                   the same bits as the one-position dot (products and sums in the same order) */
-                spill_vec_dots(kt, hd, kb, rb, end - p0, q, 0, 1, NULL, att + p0, 1);
+                /* the block's keys as rows of a matrix against the queries */
+                spill_vec_dots(kt, hd, kb, rb, end - p0, qb, sizeof(float) * (uint64_t)hd, nq, sc, att + p0, n_ctx);
                 continue;
             }
-            for (int p = p0; p < end; p++) att[p] = spill_dot_f32(q, spill_kv_row_get(kt, kb + (size_t)(p - p0) * rb, row, hd), hd);
+            for (int p = p0; p < end; p++) {
+                const float *k = spill_kv_row_get(kt, kb + (size_t)(p - p0) * rb, row, hd);
+                for (int i = 0; i < nq; i++) att[i * n_ctx + p] = spill_dot_f32(qb + (int64_t)i * hd, k, hd);
+            }
         }
-        spill_softmax(att, len, scale);
-        float *out = s->xb + (int64_t)t * q_dim + (int64_t)h * hd;
-        for (int d = 0; d < hd; d++) out[d] = 0;
+        for (int i = 0; i < nq; i++) {
+            spill_softmax(att + i * n_ctx, lens[i], scale);
+            memset(outp[i], 0, sizeof(float) * (size_t)hd);
+        }
+        /* values: each row once for every query that sees it, each query's sum in position order */
         for (int p0 = 0; p0 < len; p0 += kv->T) {
             const uint8_t *vb = spill_kv_v(kv, seq, j->layer, p0) + (size_t)kvh * hd * eb;
             int end = p0 + kv->T < len ? p0 + kv->T : len;
             for (int p = p0; p < end; p++) {
                 const float *v = spill_kv_row_get(kt, vb + (size_t)(p - p0) * rb, row, hd);
-                float a = att[p];
-                for (int d = 0; d < hd; d++) out[d] = fmaf(a, v[d], out[d]);
+                for (int i = 0; i < nq; i++)
+                    if (p < lens[i]) axpy(outp[i], att[i * n_ctx + p], v, hd);
             }
         }
     }
+}
+
+/* The step's attention over the pool: token tiles of at most qt tokens, each of one sequence. */
+static void attention(cpu_state *s, const spill_batch *b, int layer) {
+    const spill_hparams *hp = s->hp;
+    int group = hp->n_heads / hp->n_kv_heads;
+    attn_job j = {.s = s, .b = b, .layer = layer};
+    /* heads per unit: the whole group where it fits, else the largest divisor of it that does */
+    j.hq = group < s->att_rows ? group : s->att_rows;
+    while (group % j.hq) j.hq--;
+    j.hsplit = group / j.hq;
+    j.qt = s->att_rows / j.hq;
+    for (int t = 0; t < b->n; t++)
+        if (t == 0 || b->seq[t] != b->seq[t - 1] || t - s->att_tile[j.n_tiles - 1] == j.qt) s->att_tile[j.n_tiles++] = t;
+    j.units = (int64_t)j.n_tiles * hp->n_kv_heads * j.hsplit;
+    atomic_init(&j.next, 0);
+    spill_pool_run(s->pool, attn_worker, &j);
 }
 
 #define TRACE(name, layer, x, count)                                                       \
@@ -289,8 +364,7 @@ static int cpu_forward(void *ctx, const spill_batch *b, spill_err *err) {
         TRACE("Qcur", l, s->q, (int64_t)n * q_dim);
         TRACE("Kcur", l, s->k, (int64_t)n * kv_dim);
         TRACE("Vcur", l, s->v, (int64_t)n * kv_dim);
-        attn_job aj = {s, b, l};
-        spill_pool_run(s->pool, attn_worker, &aj);
+        attention(s, b, l);
         TRACE("kqv_out", l, s->xb, (int64_t)n * q_dim);
         s->act_src = NULL;
         matmul(s, s->xb2, s->xb, n, &lw->wo);

@@ -135,14 +135,32 @@ static void test_prefill_beside_decode(void **s) {
     for (int i = 0; i < N_SEQ; i++) free(r[i].logits);
 }
 
-/* every token's logits from one step equal each prefix's last logits */
-static void test_all_outputs(void **s) {
-    (void)s;
+/* every token's logits from one step equal each prefix's last logits, for every KV cache type, across
+   KV blocks, and whatever the attention's tiling (runtime/forward.c: SPILL_ATT_ROWS query rows per unit;
+   stories260K has 2 query heads per KV head, so 1 splits a group across units and 3 and 5 leave odd tiles) */
+static void all_outputs(spill_dtype kv_type, int kv_block, const char *att_rows) {
     spill_err err = {{0}};
-    spill_engine *e = open_n(1, 32, 0), *ref = open_n(1, 32, 0);
+    if (att_rows)
+        setenv("SPILL_ATT_ROWS", att_rows, 1);
+    else
+        unsetenv("SPILL_ATT_ROWS");
+    spill_engine *e, *ref;
+    for (int k = 0; k < 2; k++) {
+        spill_engine_params p = spill_engine_defaults();
+        p.model = stories_path();
+        p.ctx = 128;
+        p.batch = 32;
+        p.kv_block = kv_block;
+        p.kv_type = kv_type;
+        p.threads = 2;
+        p.quiet = 1;
+        if (spill_engine_open(&p, k ? &ref : &e, &err)) fail_msg("%s", err.msg);
+    }
+    unsetenv("SPILL_ATT_ROWS");
     const spill_model *m = spill_engine_model(e);
     int V = m->hp.vocab, *t, n;
     assert_int_equal(spill_tokenize(&m->tok, prompts[2], strlen(prompts[2]), 1, 1, &t, &n, &err), 0);
+    assert_true(n > 5);
     int seq[MAXP] = {0}, pos[MAXP];
     uint8_t out[MAXP];
     for (int i = 0; i < n; i++) pos[i] = i, out[i] = 1;
@@ -156,6 +174,14 @@ static void test_all_outputs(void **s) {
     free(t);
     spill_engine_free(e);
     spill_engine_free(ref);
+}
+
+static void test_all_outputs(void **s) {
+    (void)s;
+    spill_dtype kv[] = {SPILL_DT_F32, SPILL_DT_F16, SPILL_DT_BF16};
+    const char *rows[] = {NULL, "1", "3", "5"};
+    for (int k = 0; k < 3; k++)
+        for (int r = 0; r < 4; r++) all_outputs(kv[k], r & 1 ? 4 : 0, rows[r]);
 }
 
 static void test_bad_batches(void **s) {
