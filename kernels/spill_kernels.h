@@ -195,6 +195,9 @@ void spill_gemv(float *out, int64_t ldo, const void *w, spill_dtype type, int64_
  * cuBLAS. BF16, not F16: F16 overflows past 65504, which activations and some weights reach. */
 void spill_dequant_bf16(uint16_t *out, const void *w, spill_dtype type, int64_t rows, int64_t cols);
 /* In place: x = softmax(x * scale) over n values */
+/* e^x as softmax and SwiGLU compute it (kernels/ops.c): float operations only, the same bits on every
+ * CPU, within 2 ulp of expf; 0 below -87.33, infinity above 88.72 */
+float spill_expf(float x);
 void spill_softmax(float *x, int n, float scale);
 /* out = silu(gate) * up */
 void spill_swiglu(float *out, const float *gate, const float *up, int n);

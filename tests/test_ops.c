@@ -1,0 +1,110 @@
+/* The element-wise ops of the forward pass (kernels/ops.c): spill_expf against libm's exp, softmax and
+ * SwiGLU against a double reference, and their vectorized loops against the scalar definition bit for
+ * bit (the compiler turns their loops into AVX-512, AVX2 or NEON code; every lane must do what the
+ * scalar code says, which is what makes the results the same on every CPU). */
+#include "spill_kernels.h"
+#include "test_util.h"
+
+#include <float.h>
+#include <math.h>
+
+static float ulp_of(double v) { return (float)(nextafterf((float)fabs(v), INFINITY) - (float)fabs(v)); }
+
+/* within 2 ulp of the exact value over the whole normal range, exactly 1 at 0, the edges as documented */
+static void test_expf_accuracy(void **s) {
+    (void)s;
+    double worst = 0;
+    float at = 0;
+    for (float x = -87.3f; x < 88.7f; x += 1.0f / 4096) { /* ~720,000 points, every binade of the result */
+        double want = exp((double)x);
+        float got = spill_expf(x);
+        double e = fabs((double)got - want) / ulp_of(want);
+        if (e > worst) worst = e, at = x;
+    }
+    for (int i = 0; i < 200000; i++) { /* small |x|: r near 0, where the polynomial's first terms decide */
+        float x = ((float)i - 100000.0f) * 1e-6f;
+        double want = exp((double)x), e = fabs((double)spill_expf(x) - want) / ulp_of(want);
+        if (e > worst) worst = e, at = x;
+    }
+    printf("spill_expf: worst %.3f ulp at %g\n", worst, (double)at);
+    assert_true(worst <= 2.0);
+    assert_true(spill_expf(0.0f) == 1.0f);
+    assert_true(spill_expf(-0.0f) == 1.0f);
+    assert_true(spill_expf(-INFINITY) == 0.0f);
+    assert_true(spill_expf(-100.0f) == 0.0f);
+    assert_true(spill_expf(INFINITY) == INFINITY);
+    assert_true(spill_expf(89.0f) == INFINITY);
+    assert_true(isnan(spill_expf(NAN)));
+    assert_true(spill_expf(88.7f) > 1e38f && spill_expf(88.7f) < INFINITY);
+    assert_true(spill_expf(-87.3f) > 0.0f && spill_expf(-87.3f) >= FLT_MIN);
+}
+
+static uint64_t rng = 88172645463325252ull;
+static float frand(float lo, float hi) {
+    rng ^= rng << 13, rng ^= rng >> 7, rng ^= rng << 17;
+    return lo + (hi - lo) * (float)(rng >> 40) / (float)(1 << 24);
+}
+
+/* softmax: the scalar definition (kernels/ops.c) bit for bit at every length around the vector widths,
+   and the exact softmax within a few ulp */
+static void test_softmax(void **s) {
+    (void)s;
+    for (int n = 1; n <= 300; n += n < 40 ? 1 : 13) {
+        float x[300], got[300], want[300];
+        float scale = 0.125f;
+        for (int i = 0; i < n; i++) x[i] = frand(-400, 400); /* scaled: -50..50, some weights under 2^-126 */
+        memcpy(got, x, sizeof(float) * (size_t)n);
+        spill_softmax(got, n, scale);
+        /* the definition, one value at a time */
+        float max = -INFINITY;
+        for (int i = 0; i < n; i++) {
+            want[i] = x[i] * scale;
+            max = want[i] > max ? want[i] : max;
+        }
+        double acc[8] = {0};
+        for (int i = 0; i < n; i++) acc[i % 8] += (double)(want[i] = spill_expf(want[i] - max));
+        float inv = (float)(1.0 / (((acc[0] + acc[4]) + (acc[2] + acc[6])) + ((acc[1] + acc[5]) + (acc[3] + acc[7]))));
+        for (int i = 0; i < n; i++) want[i] *= inv;
+        assert_memory_equal(got, want, sizeof(float) * (size_t)n);
+        /* against the exact softmax */
+        /* of the same arguments (x * scale - max, rounded to float as the kernel has them) */
+        double sum = 0, total = 0;
+        for (int i = 0; i < n; i++) sum += exp((double)(x[i] * scale - max));
+        for (int i = 0; i < n; i++) {
+            double p = exp((double)(x[i] * scale - max)) / sum;
+            if (!(fabs(got[i] - p) <= 4 * ulp_of(p) + 1e-38)) printf("n %d i %d got %a want %a\n", n, i, (double)got[i], p);
+            assert_true(fabs(got[i] - p) <= 4 * ulp_of(p) + 1e-38);
+            total += got[i];
+        }
+        assert_true(fabs(total - 1.0) < 1e-5);
+    }
+    float one[1] = {-3e38f}; /* a single score, however large, has all the weight */
+    spill_softmax(one, 1, 1.0f);
+    assert_true(one[0] == 1.0f);
+}
+
+static void test_swiglu(void **s) {
+    (void)s;
+    enum { N = 1001 };
+    float g[N], u[N], got[N];
+    for (int i = 0; i < N; i++) g[i] = frand(-100, 100), u[i] = frand(-3, 3);
+    g[0] = 0, g[1] = -0.0f, g[2] = 1e-30f, g[3] = -89.5f, g[4] = 89.5f;
+    spill_swiglu(got, g, u, N);
+    for (int i = 0; i < N; i++) {
+        float want = g[i] / (1.0f + spill_expf(-g[i])) * u[i];
+        assert_memory_equal(&got[i], &want, sizeof(float));
+        double exact = (double)g[i] / (1.0 + exp(-(double)g[i])) * u[i];
+        if (!(fabs(got[i] - exact) <= 6 * ulp_of(exact) + 1e-36)) printf("g %a u %a got %a want %a\n", (double)g[i], (double)u[i], (double)got[i], exact);
+        assert_true(fabs(got[i] - exact) <= 6 * ulp_of(exact) + 1e-36);
+    }
+    assert_true(got[3] == 0.0f || got[3] == -0.0f); /* silu of a large negative gate: 0, not NaN */
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_expf_accuracy),
+        cmocka_unit_test(test_softmax),
+        cmocka_unit_test(test_swiglu),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
