@@ -296,14 +296,21 @@ static void attention(cpu_state *s, const spill_batch *b, int layer) {
     const spill_hparams *hp = s->hp;
     int group = hp->n_heads / hp->n_kv_heads;
     attn_job j = {.s = s, .b = b, .layer = layer};
-    /* heads per unit: the whole group where it fits, else the largest divisor of it that does */
-    j.hq = group < s->att_rows ? group : s->att_rows;
-    while (group % j.hq) j.hq--;
-    j.hsplit = group / j.hq;
-    j.qt = s->att_rows / j.hq;
-    for (int t = 0; t < b->n; t++)
-        if (t == 0 || b->seq[t] != b->seq[t - 1] || t - s->att_tile[j.n_tiles - 1] == j.qt) s->att_tile[j.n_tiles++] = t;
-    j.units = (int64_t)j.n_tiles * hp->n_kv_heads * j.hsplit;
+    /* heads per unit: the whole group where it fits, else the largest divisor of it that does; fewer
+       where that leaves under 4 units a thread (a decode step of one sequence is n_kv_heads units: 3
+       of SmolLM2's on 2 threads kept one waiting a third of the time) */
+    int nth = spill_pool_size(s->pool);
+    for (int hq = group < s->att_rows ? group : s->att_rows;; hq--) {
+        if (group % hq) continue;
+        j.hq = hq;
+        j.hsplit = group / hq;
+        j.qt = s->att_rows / hq;
+        j.n_tiles = 0;
+        for (int t = 0; t < b->n; t++)
+            if (t == 0 || b->seq[t] != b->seq[t - 1] || t - s->att_tile[j.n_tiles - 1] == j.qt) s->att_tile[j.n_tiles++] = t;
+        j.units = (int64_t)j.n_tiles * hp->n_kv_heads * j.hsplit;
+        if (hq == 1 || j.units >= 4 * (int64_t)nth) break;
+    }
     atomic_init(&j.next, 0);
     spill_pool_run(s->pool, attn_worker, &j);
 }
