@@ -197,27 +197,37 @@ static inline float exp_f(float x) {
 
 float spill_expf(float x) { return exp_f(x); }
 
-/* The maximum in 16 lanes (the same value in any order); the exponentials' sum in double, in 8 lanes
- * (position i in lane i % 8) added in a fixed order at the end: the same bits on every machine, and
- * loops the compiler vectorizes (one chain of double adds took 4 cycles a position). */
-void spill_softmax(float *x, int n, float scale) {
+/* The maximum in 16 lanes: the same value in any order (a NaN is passed over, as `x > max ? x : max`
+ * does), and a loop the compiler vectorizes. -INFINITY for n < 1. */
+float spill_maxf(const float *x, int n) {
     float m[16];
     for (int k = 0; k < 16; k++) m[k] = -INFINITY;
-    for (int i = 0; i < n; i++) x[i] *= scale;
     int i = 0;
     for (; i + 16 <= n; i += 16)
         for (int k = 0; k < 16; k++) m[k] = x[i + k] > m[k] ? x[i + k] : m[k];
     for (int k = 0; i + k < n; k++) m[k] = x[i + k] > m[k] ? x[i + k] : m[k];
     float max = -INFINITY;
     for (int k = 0; k < 16; k++) max = m[k] > max ? m[k] : max;
-    for (i = 0; i < n; i++) x[i] = exp_f(x[i] - max);
+    return max;
+}
+
+/* y[i] = e^((x[i] - shift) / div) and their sum in double, in 8 lanes (position i in lane i % 8) added in
+ * a fixed order at the end: the same bits on every machine, and loops the compiler vectorizes (one
+ * chain of double adds took 4 cycles a position). y may be x. */
+double spill_exp_sum(float *y, const float *x, int n, float shift, float div) {
+    for (int i = 0; i < n; i++) y[i] = exp_f((x[i] - shift) / div);
     double acc[8] = {0};
-    for (i = 0; i + 8 <= n; i += 8)
-        for (int k = 0; k < 8; k++) acc[k] += (double)x[i + k];
-    for (int k = 0; i + k < n; k++) acc[k] += (double)x[i + k];
-    double sum = ((acc[0] + acc[4]) + (acc[2] + acc[6])) + ((acc[1] + acc[5]) + (acc[3] + acc[7]));
-    float inv = (float)(1.0 / sum);
-    for (i = 0; i < n; i++) x[i] *= inv;
+    int i = 0;
+    for (; i + 8 <= n; i += 8)
+        for (int k = 0; k < 8; k++) acc[k] += (double)y[i + k];
+    for (int k = 0; i + k < n; k++) acc[k] += (double)y[i + k];
+    return ((acc[0] + acc[4]) + (acc[2] + acc[6])) + ((acc[1] + acc[5]) + (acc[3] + acc[7]));
+}
+
+void spill_softmax(float *x, int n, float scale) {
+    for (int i = 0; i < n; i++) x[i] *= scale;
+    float inv = (float)(1.0 / spill_exp_sum(x, x, n, spill_maxf(x, n), 1.0f));
+    for (int i = 0; i < n; i++) x[i] *= inv;
 }
 
 void spill_swiglu(float *out, const float *gate, const float *up, int n) {

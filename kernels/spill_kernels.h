@@ -198,6 +198,11 @@ void spill_dequant_bf16(uint16_t *out, const void *w, spill_dtype type, int64_t 
 /* e^x as softmax and SwiGLU compute it (kernels/ops.c): float operations only, the same bits on every
  * CPU, within 2 ulp of expf; 0 below -87.33, infinity above 88.72 */
 float spill_expf(float x);
+/* the largest of x[0..n) (NaNs passed over; -INFINITY when none), in vectorized lanes */
+float spill_maxf(const float *x, int n);
+/* y[i] = spill_expf((x[i] - shift) / div) for i < n (y may be x), and their sum in double, added in 8
+ * lanes in a fixed order: the same bits on every CPU */
+double spill_exp_sum(float *y, const float *x, int n, float shift, float div);
 void spill_softmax(float *x, int n, float scale);
 /* out = silu(gate) * up */
 void spill_swiglu(float *out, const float *gate, const float *up, int n);

@@ -14,7 +14,7 @@ typedef struct spill_sampler {
     uint64_t rng;
     int n_vocab;
     spill_prob *cand; /* (n_vocab) scratch: candidates sorted by probability */
-    float *prob;      /* (n_vocab) scratch for top-k: the probabilities in id order */
+    float *prob;      /* (n_vocab) scratch: the probabilities in id order */
     int *top_id;      /* (top_k) scratch for top-k */
     float *top_p_val; /* (top_k) */
 } spill_sampler;
