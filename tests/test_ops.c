@@ -100,11 +100,36 @@ static void test_swiglu(void **s) {
     assert_true(got[3] == 0.0f || got[3] == -0.0f); /* silu of a large negative gate: 0, not NaN */
 }
 
+/* the maximum passes NaNs over, at any position around the 16 lanes; the exponentials' sum divides
+   before exp, as the sampler's temperature needs */
+static void test_max_and_exp_sum(void **s) {
+    (void)s;
+    float x[70];
+    assert_true(spill_maxf(x, 0) == -INFINITY);
+    for (int n = 1; n <= 70; n++)
+        for (int at = 0; at < n; at++) {
+            for (int i = 0; i < n; i++) x[i] = (float)((i * 7) % 11) - 20.0f;
+            x[at] = 5.0f;
+            if (at + 1 < n) x[at + 1] = NAN;
+            assert_true(spill_maxf(x, n) == 5.0f);
+        }
+    float y[70];
+    for (int i = 0; i < 70; i++) x[i] = (float)i / 10.0f;
+    double sum = spill_exp_sum(y, x, 70, 6.9f, 0.7f), want = 0;
+    for (int i = 0; i < 70; i++) {
+        float e = spill_expf((x[i] - 6.9f) / 0.7f);
+        assert_memory_equal(&y[i], &e, sizeof e);
+        want += exp(((double)x[i] - 6.9) / 0.7);
+    }
+    assert_true(fabs(sum - want) < 1e-5 * want);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_expf_accuracy),
         cmocka_unit_test(test_softmax),
         cmocka_unit_test(test_swiglu),
+        cmocka_unit_test(test_max_and_exp_sum),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
