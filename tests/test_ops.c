@@ -104,7 +104,7 @@ static void test_swiglu(void **s) {
    before exp, as the sampler's temperature needs */
 static void test_max_and_exp_sum(void **s) {
     (void)s;
-    float x[70];
+    float x[70] = {0};
     assert_true(spill_maxf(x, 0) == -INFINITY);
     for (int n = 1; n <= 70; n++)
         for (int at = 0; at < n; at++) {
