@@ -83,24 +83,27 @@ static int avx512_off(void) {
     return e && !strcmp(e, "0");
 }
 
-int spill_cpu_avx512_vnni(void) {
-    static atomic_int known; /* 0: not asked yet, 1: no, 2: yes */
-    int k = atomic_load_explicit(&known, memory_order_relaxed);
+/* A CPU feature asked once (CPUID traps to the hypervisor in a VM and costs microseconds; getenv
+ * walks the environment) and kept in *known: 0 not asked yet, 1 no, 2 yes. */
+static int asked_once(atomic_int *known, int (*has)(void)) {
+    int k = atomic_load_explicit(known, memory_order_relaxed);
     if (!k) {
-        k = avx512_off() || !cpu_has_avx512_vnni() ? 1 : 2;
-        atomic_store_explicit(&known, k, memory_order_relaxed);
+        k = has() ? 2 : 1;
+        atomic_store_explicit(known, k, memory_order_relaxed);
     }
     return k == 2;
 }
+static int avx512_vnni_usable(void) { return !avx512_off() && cpu_has_avx512_vnni(); }
+static int avx512_usable(void) { return !avx512_off() && cpu_has_avx512(); }
+
+int spill_cpu_avx512_vnni(void) {
+    static atomic_int known;
+    return asked_once(&known, avx512_vnni_usable);
+}
 
 int spill_cpu_avx512(void) {
-    static atomic_int known; /* 0: not asked yet, 1: no, 2: yes */
-    int k = atomic_load_explicit(&known, memory_order_relaxed);
-    if (!k) {
-        k = avx512_off() || !cpu_has_avx512() ? 1 : 2;
-        atomic_store_explicit(&known, k, memory_order_relaxed);
-    }
-    return k == 2;
+    static atomic_int known;
+    return asked_once(&known, avx512_usable);
 }
 #endif
 
@@ -138,10 +141,9 @@ static int cpu_has(spill_isa isa) {
 
 int spill_isa_available(spill_isa isa) {
     if ((int)isa < 0 || (int)isa >= SPILL_ISA_COUNT) return 0;
-    /* asked once per ISA: CPUID traps to the hypervisor in a VM and costs microseconds */
-    static atomic_int known[SPILL_ISA_COUNT]; /* 0: not asked yet, 1: no, 2: yes */
+    static atomic_int known[SPILL_ISA_COUNT];
     int k = atomic_load_explicit(&known[isa], memory_order_relaxed);
-    if (!k) {
+    if (!k) { /* asked once per ISA */
         k = spill_dot_table_of(isa) != NULL && cpu_has(isa) ? 2 : 1;
         atomic_store_explicit(&known[isa], k, memory_order_relaxed);
     }
