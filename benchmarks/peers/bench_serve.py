@@ -84,13 +84,14 @@ def main():
     ap.add_argument("--max-tokens", type=int, default=64)
     ap.add_argument("--ctx", type=int, default=2048, help="context per sequence (spill) / in all (llama.cpp)")
     ap.add_argument("--bin", default=os.path.join(ROOT, "build"))
+    ap.add_argument("--spill-args", default="", help="more spill-server options, e.g. \"--prefill-chunk 8\"")
     ap.add_argument("--plot")
     ap.add_argument("--json")
     a = ap.parse_args()
     maxc = max(int(c) for c in a.concurrency.split(","))
     sp, lp = free_port(), free_port()
     spill = subprocess.Popen([os.path.join(a.bin, "spill-server"), "-m", a.model, "--port", str(sp), "-t", str(a.threads),
-                              "--parallel", str(min(maxc, 256)), "-c", str(a.ctx), "--max-waiting", "4096"],
+                              "--parallel", str(min(maxc, 256)), "-c", str(a.ctx), "--max-waiting", "4096"] + a.spill_args.split(),
                              stderr=subprocess.DEVNULL)
     peer = subprocess.Popen([sys.executable, "-m", "llama_cpp.server", "--model", a.model, "--host", "127.0.0.1", "--port",
                              str(lp), "--n_threads", str(a.threads), "--n_threads_batch", str(a.threads), "--n_ctx",
