@@ -16,7 +16,7 @@ typedef struct run {
     float *logits; /* (N_GEN, vocab): the logits each generated token was picked from */
 } run;
 
-static spill_engine *open_n(int n_seqs, int batch, int kv_block) {
+static spill_engine *open_kv(int n_seqs, int batch, int kv_block, spill_dtype kv_type) {
     spill_err err = {{0}};
     spill_engine_params p = spill_engine_defaults();
     p.model = stories_path();
@@ -24,12 +24,15 @@ static spill_engine *open_n(int n_seqs, int batch, int kv_block) {
     p.batch = batch;
     p.n_seqs = n_seqs;
     p.kv_block = kv_block;
+    p.kv_type = kv_type;
     p.threads = 2;
     p.quiet = 1;
     spill_engine *e;
     if (spill_engine_open(&p, &e, &err)) fail_msg("%s", err.msg);
     return e;
 }
+
+static spill_engine *open_n(int n_seqs, int batch, int kv_block) { return open_kv(n_seqs, batch, kv_block, SPILL_DT_F32); }
 
 /* each prompt alone, on an engine of its own */
 static void alone(run *r, int V) {
@@ -144,18 +147,7 @@ static void all_outputs(spill_dtype kv_type, int kv_block, const char *att_rows)
         setenv("SPILL_ATT_ROWS", att_rows, 1);
     else
         unsetenv("SPILL_ATT_ROWS");
-    spill_engine *e, *ref;
-    for (int k = 0; k < 2; k++) {
-        spill_engine_params p = spill_engine_defaults();
-        p.model = stories_path();
-        p.ctx = 128;
-        p.batch = 32;
-        p.kv_block = kv_block;
-        p.kv_type = kv_type;
-        p.threads = 2;
-        p.quiet = 1;
-        if (spill_engine_open(&p, k ? &ref : &e, &err)) fail_msg("%s", err.msg);
-    }
+    spill_engine *e = open_kv(1, 32, kv_block, kv_type), *ref = open_kv(1, 32, kv_block, kv_type);
     unsetenv("SPILL_ATT_ROWS");
     const spill_model *m = spill_engine_model(e);
     int V = m->hp.vocab, *t, n;
