@@ -171,8 +171,13 @@ void spill_rope(float *x, int n_heads, int head_dim, int rot_dims, int pos, floa
  * past 88.72 infinity, NaN for NaN. */
 static inline float exp_f(float x) {
     const float shift = 0x1.8p23f, log2e = 0x1.715476p+0f, ln2_hi = 0x1.62e4p-1f, ln2_lo = 0x1.7f7d1cp-20f;
-    float t = fmaf(x, log2e, shift), n = t - shift;
-    float r = fmaf(n, -ln2_hi, x);
+    /* computed on x kept within [-88, 89] (NaN becomes -88), so that n fits the exponent's arithmetic
+       (an int conversion of inf or NaN, or (n + 127) << 23 past 2^31, is undefined); the selects at the
+       end give what x itself asks for outside it; inside it nothing changes */
+    float xc = x > -88.0f ? x : -88.0f;
+    xc = xc < 89.0f ? xc : 89.0f;
+    float t = fmaf(xc, log2e, shift), n = t - shift;
+    float r = fmaf(n, -ln2_hi, xc);
     r = fmaf(n, -ln2_lo, r);
     float p = 1.0f / 5040;
     p = fmaf(p, r, 1.0f / 720);

@@ -24,11 +24,13 @@ typedef struct cpu_state {
     float *q;       /* (batch, q_dim) */
     float *k, *v;   /* (batch, kv_dim) */
     float *hb, *hb2; /* (batch, ffn_dim) */
-    float *att;     /* (threads, att_rows, n_ctx) attention scores */
+    float *att;     /* (threads, att_rows, att_ld) attention scores */
     float *kv_rows; /* (threads, head_dim) a 16-bit cache's K or V row as floats */
     float *att_q;   /* (threads, 2, att_rows, head_dim) a unit's queries gathered, and as the tiles prepare them */
     int *att_tile;  /* (batch) first token of each tile of a step's attention */
     int att_rows;   /* query rows (tokens x heads of one KV head) a unit of attention takes */
+    int64_t att_ld; /* floats from one query row's scores to the next: n_ctx and 16 more, so that rows
+                       n_ctx apart (a power of two) do not meet in the same cache sets */
     float *logits;  /* (batch, vocab) of the tokens whose outputs a step keeps */
     int n_out;      /* how many the last step kept */
     int *out_row;   /* (batch) the batch row of each kept output */
@@ -42,12 +44,12 @@ typedef struct cpu_state {
 } cpu_state;
 
 #define ATT_ROWS_MAX 24
-/* query rows per unit: up to ATT_ROWS_MAX, fewer where the scores (rows x n_ctx floats per thread)
-   would pass 4 MiB. SPILL_ATT_ROWS=N sets it (1..ATT_ROWS_MAX), for tests of the tiling's edges (a
+/* query rows per unit: up to ATT_ROWS_MAX, fewer where the scores (rows x att_ld floats per thread)
+   would pass 1 MiB. SPILL_ATT_ROWS=N sets it (1..ATT_ROWS_MAX), for tests of the tiling's edges (a
    KV head's query heads split across units, tiles of one token) and for measurements */
 static int att_rows(int n_ctx) {
     const char *env = getenv("SPILL_ATT_ROWS");
-    int64_t r = ((int64_t)1 << 20) / (n_ctx > 0 ? n_ctx : 1);
+    int64_t r = ((int64_t)1 << 18) / (n_ctx > 0 ? n_ctx : 1);
     if (env && *env) r = atoi(env);
     return r < 1 ? 1 : r > ATT_ROWS_MAX ? ATT_ROWS_MAX : (int)r;
 }
@@ -77,7 +79,7 @@ static int buffers(cpu_state *s, buffer *b) {
     b[n++] = (buffer){"activations", B * ff * 4, (void **)&s->hb};
     b[n++] = (buffer){"activations", B * ff * 4, (void **)&s->hb2};
     uint64_t R = (uint64_t)s->att_rows;
-    b[n++] = (buffer){"attention scores", nth * R * (uint64_t)s->n_ctx * 4, (void **)&s->att};
+    b[n++] = (buffer){"attention scores", nth * R * (uint64_t)s->att_ld * 4, (void **)&s->att};
     b[n++] = (buffer){"attention K/V rows", nth * (uint64_t)hp->head_dim * 4, (void **)&s->kv_rows};
     b[n++] = (buffer){"attention queries", nth * 2 * R * (uint64_t)hp->head_dim * 4, (void **)&s->att_q};
     b[n++] = (buffer){"attention tiles", B * sizeof(int), (void **)&s->att_tile};
@@ -109,6 +111,7 @@ int spill_cpu_open(const spill_device_params *p, spill_device *out, spill_err *e
     *s = (cpu_state){.m = p->model, .hp = hp, .pool = p->pool, .mem = p->mem, .n_ctx = p->n_ctx,
                      .max_batch = p->batch, .trace = p->trace, .trace_ctx = p->trace_ctx};
     s->att_rows = att_rows(s->n_ctx);
+    s->att_ld = (int64_t)s->n_ctx + 16;
     buffer b[24];
     int n = buffers(s, b);
     for (int i = 0; i < n; i++) {
@@ -230,13 +233,14 @@ static void attn_worker(void *ctx, int ith, int nth) {
     int group = hp->n_heads / hp->n_kv_heads, R = s->att_rows;
     float scale = 1.0f / sqrtf((float)hd);
     const spill_kv *kv = &s->kv;
-    int64_t n_ctx = s->n_ctx;
-    float *att = s->att + (int64_t)ith * R * n_ctx, *row = s->kv_rows + (int64_t)ith * hd;
+    int64_t ld = s->att_ld;
+    float *att = s->att + (int64_t)ith * R * ld, *row = s->kv_rows + (int64_t)ith * hd;
     float *qb = s->att_q + (int64_t)ith * 2 * R * hd, *prep = qb + (int64_t)R * hd;
     float *outp[ATT_ROWS_MAX];
     int lens[ATT_ROWS_MAX];
     /* a row of the cache is kv->row_bytes; a head's part of it starts kvh * hd elements in. F32 and BF16
-       rows are read where they lie; F16 ones are widened a row at a time (spill_kv_row_get) */
+       keys are read where they lie (the tiles take BF16 rows), F16 keys and 16-bit values are widened a
+       row at a time (spill_kv_row_get) */
     size_t rb = kv->row_bytes, eb = spill_kv_type_bytes(kv->type);
     spill_dtype kt = kv->type;
     int per_tile = hp->n_kv_heads * j->hsplit;
@@ -266,16 +270,16 @@ static void attn_worker(void *ctx, int ith, int nth) {
             int end = p0 + kv->T < len ? p0 + kv->T : len;
             if (kt == SPILL_DT_F32 || kt == SPILL_DT_BF16) {
                 /* the block's keys as rows of a matrix against the queries */
-                spill_vec_dots(kt, hd, kb, rb, end - p0, qb, sizeof(float) * (uint64_t)hd, nq, sc, att + p0, n_ctx);
+                spill_vec_dots(kt, hd, kb, rb, end - p0, qb, sizeof(float) * (uint64_t)hd, nq, sc, att + p0, ld);
                 continue;
             }
             for (int p = p0; p < end; p++) {
                 const float *k = spill_kv_row_get(kt, kb + (size_t)(p - p0) * rb, row, hd);
-                for (int i = 0; i < nq; i++) att[i * n_ctx + p] = spill_dot_f32(qb + (int64_t)i * hd, k, hd);
+                for (int i = 0; i < nq; i++) att[i * ld + p] = spill_dot_f32(qb + (int64_t)i * hd, k, hd);
             }
         }
         for (int i = 0; i < nq; i++) {
-            spill_softmax(att + i * n_ctx, lens[i], scale);
+            spill_softmax(att + i * ld, lens[i], scale);
             memset(outp[i], 0, sizeof(float) * (size_t)hd);
         }
         /* values: each row once for every query that sees it, each query's sum in position order */
@@ -285,7 +289,7 @@ static void attn_worker(void *ctx, int ith, int nth) {
             for (int p = p0; p < end; p++) {
                 const float *v = spill_kv_row_get(kt, vb + (size_t)(p - p0) * rb, row, hd);
                 for (int i = 0; i < nq; i++)
-                    if (p < lens[i]) axpy(outp[i], att[i * n_ctx + p], v, hd);
+                    if (p < lens[i]) axpy(outp[i], att[i * ld + p], v, hd);
             }
         }
     }

@@ -140,7 +140,9 @@ static void test_prefill_beside_decode(void **s) {
 
 /* every token's logits from one step equal each prefix's last logits, for every KV cache type, across
    KV blocks, and whatever the attention's tiling (runtime/forward.c: SPILL_ATT_ROWS query rows per unit;
-   stories260K has 2 query heads per KV head, so 1 splits a group across units and 3 and 5 leave odd tiles) */
+   stories260K has 2 query heads per KV head: 1 splits a group across units, 3 makes tiles of one token
+   and 5 of two; by default a unit takes the whole prompt, over 8 query rows: two tiles of the products
+   at once) */
 static void all_outputs(spill_dtype kv_type, int kv_block, const char *att_rows) {
     spill_err err = {{0}};
     if (att_rows)
@@ -173,7 +175,8 @@ static void test_all_outputs(void **s) {
     spill_dtype kv[] = {SPILL_DT_F32, SPILL_DT_F16, SPILL_DT_BF16};
     const char *rows[] = {NULL, "1", "3", "5"};
     for (int k = 0; k < 3; k++)
-        for (int r = 0; r < 4; r++) all_outputs(kv[k], r & 1 ? 4 : 0, rows[r]);
+        for (int r = 0; r < 4; r++)
+            for (int blk = 0; blk < 2; blk++) all_outputs(kv[k], blk ? 4 : 0, rows[r]);
 }
 
 static void test_bad_batches(void **s) {
