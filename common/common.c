@@ -2,6 +2,7 @@
 
 #include <ctype.h>
 #include <errno.h>
+#include <math.h>
 #include <stdarg.h>
 #include <time.h>
 
@@ -20,7 +21,8 @@ int spill_parse_size(const char *s, uint64_t *out) {
     errno = 0;
     char *end = NULL;
     double v = strtod(s, &end);
-    if (errno || end == s || v < 0) return -1;
+    /* !(v >= 0) also turns away NaN ("nan", "nanK"), whose conversion to an integer is undefined */
+    if (errno || end == s || !(v >= 0) || !isfinite(v)) return -1;
     uint64_t mul = 1;
     if (*end) {
         switch (toupper((unsigned char)*end)) {
@@ -36,7 +38,7 @@ int spill_parse_size(const char *s, uint64_t *out) {
         if (*end) return -1;
     }
     double bytes = v * (double)mul;
-    if (bytes >= 18446744073709551615.0) return -1;
+    if (!(bytes < 18446744073709551615.0)) return -1;
     *out = (uint64_t)bytes;
     return 0;
 }

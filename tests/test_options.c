@@ -71,6 +71,18 @@ static void test_bad_values(void **state) {
     assert_int_equal(spill_options_set(&o, "threads", "4x", &err), -1);
     assert_int_equal(spill_options_set(&o, "log", "maybe", &err), -1);
     assert_int_equal(spill_options_set(&o, "hbm-budget", "-1G", &err), -1);
+    /* not numbers of bytes: NaN (its conversion to an integer is undefined; the fuzzer found it), infinity,
+     * and what overflows 64 bits */
+    const char *not_sizes[] = {"nan", "NaNG", "-nan", "inf", "infinity", "1e30", "17179869184G", "20000000T"};
+    for (size_t i = 0; i < sizeof not_sizes / sizeof not_sizes[0]; i++) {
+        uint64_t v = 7;
+        assert_int_equal(spill_parse_size(not_sizes[i], &v), -1);
+        assert_int_equal(v, 7);
+        assert_int_equal(spill_options_set(&o, "host-limit", not_sizes[i], &err), -1);
+    }
+    uint64_t v = 0;
+    assert_int_equal(spill_parse_size("1.5K", &v), 0), assert_int_equal(v, 1536);
+    assert_int_equal(spill_parse_size("2GiB", &v), 0), assert_int_equal(v, 2ull << 30);
     assert_int_equal(spill_options_set(&o, "no-such-option", "1", &err), -1);
     assert_non_null(strstr(err.msg, "no-such-option"));
     assert_int_equal(spill_options_set(&o, "backend", NULL, &err), -1);
