@@ -9,7 +9,9 @@
 # Exits 2 with a message on a machine without a usable NVIDIA GPU, 1 when a step failed (the file
 # says which), 0 when every step ran. Each step gets what is left of the time and is cut off there;
 # a step cut off is recorded as such. Environment: SPILL_BUILD (default build-gpu), SPILL_SMOLLM (the
-# SmolLM2 GGUF; default ~/.cache/spill/...), GPU_CHECK_OUT (default docs/results-gpu.md).
+# SmolLM2 GGUF; default ~/.cache/spill/...), GPU_CHECK_OUT (default docs/results-gpu.md),
+# SPILL_GPU_PREBUILT=1 (SPILL_BUILD was built elsewhere, e.g. by scripts/gpu-pack.sh on a machine with
+# the dev packages: no build step here).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
@@ -108,11 +110,17 @@ step() {
     return $rc
 }
 
-# ---- build: only for this GPU's architecture (the fat binary for five is CI's job, and slow)
-arch_flag=()
-[ -n "$cc" ] && arch_flag=(-DCMAKE_CUDA_ARCHITECTURES="$cc")
-step "Build" 240 bash -c "cmake -S . -B '$build' -DCMAKE_BUILD_TYPE=Release -DBUILD_TESTING=ON -DSPILL_CUDA=ON ${arch_flag[*]} >/dev/null && cmake --build '$build' -j $(nproc) 2>&1 | grep -E 'error|warning|Built target spill-(generate|bench)' ; exit \${PIPESTATUS[0]}" ||
-    { mv "$out.tmp" "$out"; echo "gpu-check: the build failed; see $out" >&2; exit 1; }
+if [ "${SPILL_GPU_PREBUILT:-0}" = 1 ]; then
+    [ -x "$build/spill-generate" ] && [ -x "$build/tests/test_cuda_device" ] ||
+        { rm -f "$out.tmp"; echo "gpu-check: SPILL_GPU_PREBUILT=1 but $build holds no spill build" >&2; exit 1; }
+    { echo "## Build"; echo; echo "Prebuilt: $(cat "$build/PREBUILT" 2>/dev/null || echo "$build, built elsewhere")"; echo; } >>"$out.tmp"
+else
+    # ---- build: only for this GPU's architecture (the fat binary for five is CI's job, and slow)
+    arch_flag=()
+    [ -n "$cc" ] && arch_flag=(-DCMAKE_CUDA_ARCHITECTURES="$cc")
+    step "Build" 240 bash -c "cmake -S . -B '$build' -DCMAKE_BUILD_TYPE=Release -DBUILD_TESTING=ON -DSPILL_CUDA=ON ${arch_flag[*]} >/dev/null && cmake --build '$build' -j $(nproc) 2>&1 | grep -E 'error|warning|Built target spill-(generate|bench)' ; exit \${PIPESTATUS[0]}" ||
+        { mv "$out.tmp" "$out"; echo "gpu-check: the build failed; see $out" >&2; exit 1; }
+fi
 
 # the CUDA runtime's view: test_cuda_device skips (77) when cudaGetDeviceCount finds nothing usable
 "$build/tests/test_cuda_device" >"$log/dev" 2>&1
@@ -126,7 +134,20 @@ bench=$root/$build/spill-bench
 gen=$root/$build/spill-generate
 prof=$root/$build/gpu-profile.json
 
-step "Every gpu test (ctest -L gpu)" 150 bash -c "cd '$build' && ctest -L gpu --output-on-failure --timeout 140"
+if command -v ctest >/dev/null; then
+    step "Every gpu test (ctest -L gpu)" 150 bash -c "cd '$build' && ctest -L gpu --output-on-failure --timeout 140"
+else
+    # no CTest here: the same tests by hand (their environments are the plain ones but for the shim's)
+    for t in test_cuda_device test_cuda_alloc test_cuda_ops test_cuda_generate; do
+        step "gpu test $t (no ctest on this machine)" 60 bash -c "cd '$build/tests' && ./$t"
+    done
+    step "gpu test test_preload_gpu (no ctest on this machine)" 60 env LD_PRELOAD="$root/$build/libspill-preload.so" \
+        SPILL_HBM_BUDGET=256M SPILL_STATS=1 "$build/tests/test_preload_gpu"
+fi
+# PyTorch's pluggable allocator with the python that has torch (ctest's may be another python)
+if python3 -c 'import torch' >/dev/null 2>&1; then
+    step "PyTorch through the shim's allocator ($(command -v python3))" 60 python3 tests/preload_torch.py "$root/$build/libspill-preload.so"
+fi
 grep -hE "max difference|equal to the twin|SKIPPED" "$build/Testing/Temporary/LastTest.log" 2>/dev/null | sort -u >"$log/diffs"
 if [ -s "$log/diffs" ]; then
     { echo "Each GPU kernel against its CPU twin (test_cuda_ops):"; echo; echo '```'; cat "$log/diffs"; echo '```'; echo; } >>"$out.tmp"
@@ -152,7 +173,14 @@ else
     echo "## SmolLM2" >>"$out.tmp"
     echo >>"$out.tmp"
     echo "Not run: $smollm is not there (scripts/fetch-model.sh fetches it where there is a network)." >>"$out.tmp"
+    echo "stories260K (tests/models) instead: the GPU's greedy text against the CPU's, graphs on and off." >>"$out.tmp"
     echo >>"$out.tmp"
+    stories=$root/tests/models/stories260k-f32.gguf
+    step "stories260K on the CPU (spill-generate, greedy)" 20 "$gen" -m "$stories" -p "Once upon a time" --temp 0 -n 64 --device cpu
+    step "stories260K on the GPU, CUDA graphs on (policy pin)" 20 env SPILL_CUDA_GRAPHS=1 "$gen" -m "$stories" \
+        -p "Once upon a time" --temp 0 -n 64 --device cuda --policy pin
+    step "stories260K on the GPU, CUDA graphs off (policy stream)" 20 env SPILL_CUDA_GRAPHS=0 "$gen" -m "$stories" \
+        -p "Once upon a time" --temp 0 -n 64 --device cuda --policy stream
 fi
 # 70B-shaped layers (Llama-3-70B's dimensions, two layers, written to a temporary GGUF by one CPU
 # thread first: a Q4_K layer is ~0.45 GB, a BF16 one ~1.7 GB): what a layer costs in each tier
