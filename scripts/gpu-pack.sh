@@ -34,7 +34,7 @@ pack)
     # has its own, matching its driver)
     find "$build" -type f \( -perm -u+x -o -name '*.so' \) -not -path '*/CMakeFiles/*' -print0 |
         xargs -0 ldd 2>/dev/null | awk '$2 == "=>" && $3 ~ /^\// {print $3}' | sort -u |
-        grep -vE '/(libc|libm|libdl|libpthread|librt|libresolv|ld-linux[^/]*|libgcc_s|libstdc\+\+|libcuda|libcublas[A-Za-z]*|libcudart)\.so' |
+        grep -vE '/(libc|libm|libdl|libpthread|librt|libresolv|ld-linux[^/]*|libgcc_s|libstdc\+\+|libcuda|libcublas[A-Za-z]*|libcudart|libspill[-_A-Za-z]*)\.so' |
         while read -r l; do cp -L "$l" "$stage/lib/"; done
     {
         echo "built by scripts/gpu-pack.sh on $(uname -m) $(hostname), $(date -u '+%Y-%m-%d %H:%M') UTC"
