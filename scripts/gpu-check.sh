@@ -114,6 +114,7 @@ if [ "${SPILL_GPU_PREBUILT:-0}" = 1 ]; then
     [ -x "$build/spill-generate" ] && [ -x "$build/tests/test_cuda_device" ] ||
         { rm -f "$out.tmp"; echo "gpu-check: SPILL_GPU_PREBUILT=1 but $build holds no spill build" >&2; exit 1; }
     { echo "## Build"; echo; echo "Prebuilt: $(cat "$build/PREBUILT" 2>/dev/null || echo "$build, built elsewhere")"; echo; } >>"$out.tmp"
+    unset SPILL_GPU_PREBUILT # not a runtime option: spill's programs would warn about it
 else
     # ---- build: only for this GPU's architecture (the fat binary for five is CI's job, and slow)
     arch_flag=()
@@ -192,7 +193,7 @@ step "Placement sweep: 2 Llama-3-70B-shaped layers, BF16" 90 "$bench" placement 
 {
     echo "## Not measured by this script"
     echo
-    echo "- The preload shim under PyTorch: test_preload_torch in the gpu tests above (it skips, saying so, without torch)."
+    echo "- SmolLM2 when its file is absent (scripts/fetch-model.sh needs a network), the peers (llama.cpp, vLLM) on the GPU."
     echo
     echo "## Summary"
     echo

@@ -185,7 +185,8 @@ static void attention_case_t(spill_dtype kt, int T, int NT, int POS0, int H, int
     float scale = 1.0f / sqrtf((float)HD);
     assert_int_equal(spill_flash_attention(ref, q, host_blocks, kt, T, NT, POS0, H, KVH, HD, scale, partial), 0);
     spill_attention_paged(got, q, host_blocks, kt, T, NT, POS0, H, KVH, HD, scale, scores);
-    close_to(got, ref, nq, 1e-5, "twin vs plain attention");
+    /* as in test_twins: over 64k positions the two orders of summation part by more (seen on an H200 host: 1.24e-5) */
+    close_to(got, ref, nq, len > 65536 ? 3e-5 : 1e-5, "twin vs plain attention");
     uint8_t *dkv = dev(kv, bb * NB);
     float *dq = dev(q, sizeof(float) * nq), *dout = dev(NULL, sizeof(float) * nq);
     float *dpartial = dev(NULL, sizeof(float) * pf);
