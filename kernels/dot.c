@@ -94,8 +94,8 @@ static float dot_bf16(int64_t n, const void *wv, const void *av) {
     return s;
 }
 
-static float dot_q4_k(int64_t n, const void *w, const void *act) { return spill_dot_kquant(SPILL_DT_Q4_K, n, w, act); }
-static float dot_q6_k(int64_t n, const void *w, const void *act) { return spill_dot_kquant(SPILL_DT_Q6_K, n, w, act); }
+static float dot_q4_k(int64_t n, const void *w, const void *act) { return spill_dot_q4_k_q8_k(n, w, act); }
+static float dot_q6_k(int64_t n, const void *w, const void *act) { return spill_dot_q6_k_q8_k(n, w, act); }
 
 const spill_dot_table spill_dot_portable = {dot_f32,  dot_f16,  dot_bf16, dot_q8_0, dot_q4_0,
                                             dot_q4_1, dot_q4_k, dot_q6_k, NULL,     NULL, NULL};

@@ -100,21 +100,76 @@ static float dot_bf16(int64_t n, const void *wv, const void *av) {
     return s;
 }
 
-/* K-quants: a super-block dequantized by the portable code, then multiplied in 8 lanes */
-static float dot_kquant(spill_dtype t, int64_t n, const void *row, const float *x) {
-    float y[SPILL_QK_K];
-    __m256 acc = _mm256_setzero_ps();
-    for (int64_t i = 0; i < n / SPILL_QK_K; i++) {
-        if (t == SPILL_DT_Q4_K) spill_dequant_q4_k((const spill_block_q4_k *)row + i, y);
-        else spill_dequant_q6_k((const spill_block_q6_k *)row + i, y);
-        const float *xb = x + i * SPILL_QK_K;
-        for (int k = 0; k < SPILL_QK_K; k += 8) acc = _mm256_fmadd_ps(_mm256_loadu_ps(y + k), _mm256_loadu_ps(xb + k), acc);
-    }
-    return hsum(acc);
+static inline int32_t hsum_i32(__m256i v) {
+    __m128i s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0x4E));
+    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0xB1));
+    return _mm_cvtsi128_si32(s);
 }
 
-static float dot_q4_k(int64_t n, const void *w, const void *act) { return dot_kquant(SPILL_DT_Q4_K, n, w, act); }
-static float dot_q6_k(int64_t n, const void *w, const void *act) { return dot_kquant(SPILL_DT_Q6_K, n, w, act); }
+/* K-quants against Q8_K (kernels/kquant.c): maddubs multiplies the unsigned 4- or 6-bit values with
+ * the signed activations (|sum of 2| <= 63 * 127 * 2: no saturation), madd applies each sub-block's
+ * scale; the block's int32 sum is exact, and the float steps are the portable ones */
+static float dot_q4_k(int64_t n, const void *wv, const void *av) {
+    const spill_block_q4_k *x = wv;
+    const spill_block_q8_k *y = av;
+    const __m256i m4 = _mm256_set1_epi8(0xF);
+    float acc = 0;
+    for (int64_t i = 0; i < n / SPILL_QK_K; i++) {
+        _mm_prefetch((const char *)(x + i) + SPILL_PREFETCH_AHEAD, _MM_HINT_T0);
+        const uint8_t *q = x[i].qs;
+        const int8_t *a = y[i].qs;
+        __m256i sumv = _mm256_setzero_si256();
+        int32_t summ = 0;
+        int sc[8], mn[8];
+        spill_q4_k_scales(x[i].scales, sc, mn);
+        for (int j = 0; j < 8; j++) summ += mn[j] * (y[i].bsums[2 * j] + y[i].bsums[2 * j + 1]);
+        for (int j = 0; j < 8; j += 2, q += 32, a += 64) {
+            __m256i qb = _mm256_loadu_si256((const __m256i *)q);
+            __m256i lo = _mm256_and_si256(qb, m4), hi = _mm256_and_si256(_mm256_srli_epi16(qb, 4), m4);
+            __m256i p0 = _mm256_maddubs_epi16(lo, _mm256_loadu_si256((const __m256i *)a));
+            __m256i p1 = _mm256_maddubs_epi16(hi, _mm256_loadu_si256((const __m256i *)(a + 32)));
+            sumv = _mm256_add_epi32(sumv, _mm256_madd_epi16(p0, _mm256_set1_epi16((short)sc[j])));
+            sumv = _mm256_add_epi32(sumv, _mm256_madd_epi16(p1, _mm256_set1_epi16((short)sc[j + 1])));
+        }
+        acc = fmaf(spill_fp16_to_fp32(x[i].d) * y[i].d, (float)hsum_i32(sumv), acc);
+        acc = fmaf(-(spill_fp16_to_fp32(x[i].dmin) * y[i].d), (float)summ, acc);
+    }
+    return acc;
+}
+
+static float dot_q6_k(int64_t n, const void *wv, const void *av) {
+    const spill_block_q6_k *x = wv;
+    const spill_block_q8_k *y = av;
+    const __m256i m4 = _mm256_set1_epi8(0xF), m2 = _mm256_set1_epi8(0x30);
+    float acc = 0;
+    for (int64_t i = 0; i < n / SPILL_QK_K; i++) {
+        _mm_prefetch((const char *)(x + i) + SPILL_PREFETCH_AHEAD, _MM_HINT_T0);
+        const uint8_t *ql = x[i].ql, *qh = x[i].qh;
+        const int8_t *a = y[i].qs, *sc = x[i].scales;
+        __m256i sumv = _mm256_setzero_si256();
+        int32_t offset = 0; /* sum_g sc_g * bsum_g: the values' 32 taken off at the end */
+        for (int g = 0; g < 16; g++) offset += sc[g] * y[i].bsums[g];
+        for (int half = 0; half < 2; half++, ql += 64, qh += 32, a += 128) {
+            __m256i l0 = _mm256_loadu_si256((const __m256i *)ql), l1 = _mm256_loadu_si256((const __m256i *)(ql + 32));
+            __m256i h = _mm256_loadu_si256((const __m256i *)qh);
+            __m256i q[4] = {
+                _mm256_or_si256(_mm256_and_si256(l0, m4), _mm256_and_si256(_mm256_slli_epi16(h, 4), m2)),
+                _mm256_or_si256(_mm256_and_si256(l1, m4), _mm256_and_si256(_mm256_slli_epi16(h, 2), m2)),
+                _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l0, 4), m4), _mm256_and_si256(h, m2)),
+                _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l1, 4), m4), _mm256_and_si256(_mm256_srli_epi16(h, 2), m2)),
+            };
+            for (int k = 0; k < 4; k++) {
+                int g = 8 * half + 2 * k; /* values 0-15 of the quarter have scale g, 16-31 g + 1 */
+                __m256i p = _mm256_maddubs_epi16(q[k], _mm256_loadu_si256((const __m256i *)(a + 32 * k)));
+                __m256i s = _mm256_set_m128i(_mm_set1_epi16(sc[g + 1]), _mm_set1_epi16(sc[g]));
+                sumv = _mm256_add_epi32(sumv, _mm256_madd_epi16(p, s));
+            }
+        }
+        acc = fmaf(spill_fp16_to_fp32(x[i].d) * y[i].d, (float)(hsum_i32(sumv) - 32 * offset), acc);
+    }
+    return acc;
+}
 
 /* kernels/dot.h spill_act_fn: 8 values per instruction; the amax's maximum is exact whatever the order */
 static int act_avx2(spill_dtype at, const float *x, void *out, int64_t n) {

@@ -116,24 +116,65 @@ static float dot_bf16(int64_t n, const void *wv, const void *av) {
     return s;
 }
 
-/* K-quants: a super-block dequantized by the portable code, then multiplied in 8 lanes */
-static float dot_kquant(spill_dtype t, int64_t n, const void *row, const float *x) {
-    float y[SPILL_QK_K];
-    float32x4_t lo = vdupq_n_f32(0), hi = vdupq_n_f32(0);
+/* K-quants against Q8_K (kernels/kquant.c): the 4- and 6-bit values are non-negative int8, each
+ * sub-block's products summed exactly (SUM4, then across the lanes), scaled in int32 as the portable
+ * code does; the float steps are the portable ones */
+static float dot_q4_k(int64_t n, const void *wv, const void *av) {
+    const spill_block_q4_k *x = wv;
+    const spill_block_q8_k *y = av;
+    const uint8x16_t m4 = vdupq_n_u8(0xF);
+    float acc = 0;
     for (int64_t i = 0; i < n / SPILL_QK_K; i++) {
-        if (t == SPILL_DT_Q4_K) spill_dequant_q4_k((const spill_block_q4_k *)row + i, y);
-        else spill_dequant_q6_k((const spill_block_q6_k *)row + i, y);
-        const float *xb = x + i * SPILL_QK_K;
-        for (int k = 0; k < SPILL_QK_K; k += 8) {
-            lo = vfmaq_f32(lo, vld1q_f32(y + k), vld1q_f32(xb + k));
-            hi = vfmaq_f32(hi, vld1q_f32(y + k + 4), vld1q_f32(xb + k + 4));
+        PREFETCH(x + i);
+        const uint8_t *q = x[i].qs;
+        const int8_t *a = y[i].qs;
+        int32_t sumi = 0, summ = 0;
+        int sc[8], mn[8];
+        spill_q4_k_scales(x[i].scales, sc, mn);
+        for (int j = 0; j < 8; j++) summ += mn[j] * (y[i].bsums[2 * j] + y[i].bsums[2 * j + 1]);
+        for (int j = 0; j < 8; j += 2, q += 32, a += 64) {
+            uint8x16_t q0 = vld1q_u8(q), q1 = vld1q_u8(q + 16);
+            int32x4_t s0 = vaddq_s32(SUM4(vreinterpretq_s8_u8(vandq_u8(q0, m4)), vld1q_s8(a)),
+                                     SUM4(vreinterpretq_s8_u8(vandq_u8(q1, m4)), vld1q_s8(a + 16)));
+            int32x4_t s1 = vaddq_s32(SUM4(vreinterpretq_s8_u8(vshrq_n_u8(q0, 4)), vld1q_s8(a + 32)),
+                                     SUM4(vreinterpretq_s8_u8(vshrq_n_u8(q1, 4)), vld1q_s8(a + 48)));
+            sumi += sc[j] * vaddvq_s32(s0) + sc[j + 1] * vaddvq_s32(s1);
         }
+        acc = fmaf(spill_fp16_to_fp32(x[i].d) * y[i].d, (float)sumi, acc);
+        acc = fmaf(-(spill_fp16_to_fp32(x[i].dmin) * y[i].d), (float)summ, acc);
     }
-    return hsum(lo, hi);
+    return acc;
 }
 
-static float dot_q4_k(int64_t n, const void *w, const void *act) { return dot_kquant(SPILL_DT_Q4_K, n, w, act); }
-static float dot_q6_k(int64_t n, const void *w, const void *act) { return dot_kquant(SPILL_DT_Q6_K, n, w, act); }
+static float dot_q6_k(int64_t n, const void *wv, const void *av) {
+    const spill_block_q6_k *x = wv;
+    const spill_block_q8_k *y = av;
+    const uint8x16_t m4 = vdupq_n_u8(0xF), m2 = vdupq_n_u8(0x30);
+    float acc = 0;
+    for (int64_t i = 0; i < n / SPILL_QK_K; i++) {
+        PREFETCH(x + i);
+        const uint8_t *ql = x[i].ql, *qh = x[i].qh;
+        const int8_t *a = y[i].qs, *sc = x[i].scales;
+        int32_t sumi = 0;
+        for (int half = 0; half < 2; half++, ql += 64, qh += 32, a += 128)
+            for (int e = 0; e < 2; e++) { /* values 16e..16e+15 of each quarter */
+                uint8x16_t l0 = vld1q_u8(ql + 16 * e), l1 = vld1q_u8(ql + 32 + 16 * e), h = vld1q_u8(qh + 16 * e);
+                uint8x16_t q[4] = {
+                    vorrq_u8(vandq_u8(l0, m4), vandq_u8(vshlq_n_u8(h, 4), m2)),
+                    vorrq_u8(vandq_u8(l1, m4), vandq_u8(vshlq_n_u8(h, 2), m2)),
+                    vorrq_u8(vshrq_n_u8(l0, 4), vandq_u8(h, m2)),
+                    vorrq_u8(vshrq_n_u8(l1, 4), vandq_u8(vshrq_n_u8(h, 2), m2)),
+                };
+                for (int k = 0; k < 4; k++) {
+                    int g = 8 * half + 2 * k + e;
+                    int32_t d = vaddvq_s32(SUM4(vreinterpretq_s8_u8(q[k]), vld1q_s8(a + 32 * k + 16 * e)));
+                    sumi += sc[g] * (d - 32 * y[i].bsums[g]);
+                }
+            }
+        acc = fmaf(spill_fp16_to_fp32(x[i].d) * y[i].d, (float)sumi, acc);
+    }
+    return acc;
+}
 
 /* R rows against one token (the table's rows kernel, kernels/dot.h): each row's steps are its dot's
  * above, in the same order, so the results are their bits; the token's values are loaded (and

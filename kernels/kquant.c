@@ -3,34 +3,24 @@
  *         super-scales; x = d*sc*q - dmin*m, q in 0..15                       144 bytes
  *   Q6_K: 16 sub-blocks of 16 values, each with an int8 scale under one fp16 super-scale;
  *         x = d*sc*(q - 32), q in 0..63 (4 low bits in ql, 2 high bits in qh)  210 bytes
- * The dot products multiply the dequantized block with an F32 activation; a fused integer path is
- * a later step. The quantizers are simple min/max ones (valid files, not llama.cpp's optimised
+ * The dot products are integer ones against activations quantized to Q8_K (below). The quantizers are simple min/max ones (valid files, not llama.cpp's optimised
  * search); they exist for the tests and the synthetic models. */
 #include <math.h>
 
-#include "spill_kernels.h"
+#include "dot.h"
 
 _Static_assert(sizeof(spill_block_q4_k) == 144, "q4_K block is 144 bytes");
 _Static_assert(sizeof(spill_block_q6_k) == 210, "q6_K block is 210 bytes");
 
-static void scale_min_k4(int j, const uint8_t *q, int *d, int *m) {
-    if (j < 4) {
-        *d = q[j] & 63;
-        *m = q[j + 4] & 63;
-    } else {
-        *d = (q[j + 4] & 0xF) | ((q[j - 4] >> 6) << 4);
-        *m = (q[j + 4] >> 4) | ((q[j] >> 6) << 4);
-    }
-}
+_Static_assert(sizeof(spill_block_q8_k) == 292, "q8_K block is 292 bytes");
 
 void spill_dequant_q4_k(const spill_block_q4_k *b, float *y) {
     float d = spill_fp16_to_fp32(b->d), dmin = spill_fp16_to_fp32(b->dmin);
     const uint8_t *q = b->qs;
+    int sc[8], mn[8];
+    spill_q4_k_scales(b->scales, sc, mn);
     for (int j = 0; j < 8; j += 2) { /* two sub-blocks share 32 bytes: low nibbles, then high */
-        int sc0, m0, sc1, m1;
-        scale_min_k4(j, b->scales, &sc0, &m0);
-        scale_min_k4(j + 1, b->scales, &sc1, &m1);
-        float d0 = d * (float)sc0, n0 = dmin * (float)m0, d1 = d * (float)sc1, n1 = dmin * (float)m1;
+        float d0 = d * (float)sc[j], n0 = dmin * (float)mn[j], d1 = d * (float)sc[j + 1], n1 = dmin * (float)mn[j + 1];
         for (int l = 0; l < 32; l++) y[l] = d0 * (float)(q[l] & 0xF) - n0;
         for (int l = 0; l < 32; l++) y[32 + l] = d1 * (float)(q[l] >> 4) - n1;
         y += 64;
@@ -61,17 +51,82 @@ void spill_dequant_q6_k(const spill_block_q6_k *b, float *y) {
     }
 }
 
-/* dot of n values of a K-quant row with F32 activations: block by block, 8 lanes as elsewhere */
-float spill_dot_kquant(spill_dtype t, int64_t n, const void *row, const float *x) {
-    float acc[8] = {0}, y[256];
-    for (int64_t i = 0; i < n / 256; i++) {
-        if (t == SPILL_DT_Q4_K) spill_dequant_q4_k((const spill_block_q4_k *)row + i, y);
-        else spill_dequant_q6_k((const spill_block_q6_k *)row + i, y);
-        const float *xb = x + i * 256;
-        for (int k = 0; k < 256; k += 8)
-            for (int l = 0; l < 8; l++) acc[l] = fmaf(y[k + l], xb[k + l], acc[l]);
+/* Activations as Q8_K: amax/127 in F32, values times 127/amax rounded half-to-even (as Q8_0's), and
+ * the sums of each 16. F32 rather than Q8_0's fp16 scale: one per 256 values costs nothing. */
+void spill_quantize_q8_k(const float *x, spill_block_q8_k *out, int64_t n) {
+    for (int64_t i = 0; i < n / SPILL_QK_K; i++, x += SPILL_QK_K) {
+        float amax = 0;
+        for (int j = 0; j < SPILL_QK_K; j++) {
+            float a = fabsf(x[j]);
+            amax = a > amax ? a : amax;
+        }
+        float id = spill_q8_factor(amax);
+        out[i].d = amax / 127.f;
+        for (int g = 0; g < SPILL_QK_K / 16; g++) {
+            int sum = 0;
+            for (int j = 16 * g; j < 16 * g + 16; j++) {
+                out[i].qs[j] = (int8_t)nearbyintf(x[j] * id);
+                sum += out[i].qs[j];
+            }
+            out[i].bsums[g] = (int16_t)sum;
+        }
     }
-    return ((acc[0] + acc[4]) + (acc[2] + acc[6])) + ((acc[1] + acc[5]) + (acc[3] + acc[7]));
+}
+
+/* sum of x*d*(sc*q - m) over a block is d*sum_j sc_j*sum(q*a) - dmin*sum_j m_j*sum(a), times a's scale;
+ * |sum_j sc_j*sum(q*a)| <= 8 * 63 * 32 * 15 * 127, far inside int32 */
+float spill_dot_q4_k_q8_k(int64_t n, const void *row, const void *act) {
+    const spill_block_q4_k *x = row;
+    const spill_block_q8_k *y = act;
+    float acc = 0;
+    for (int64_t i = 0; i < n / SPILL_QK_K; i++) {
+        const uint8_t *q = x[i].qs;
+        const int8_t *a = y[i].qs;
+        int32_t sumi = 0, summ = 0;
+        int sc[8], mn[8];
+        spill_q4_k_scales(x[i].scales, sc, mn);
+        for (int j = 0; j < 8; j += 2, q += 32, a += 64) {
+            int d0 = 0, d1 = 0;
+            for (int l = 0; l < 32; l++) {
+                d0 += (q[l] & 0xF) * a[l];
+                d1 += (q[l] >> 4) * a[l + 32];
+            }
+            sumi += sc[j] * d0 + sc[j + 1] * d1;
+        }
+        for (int j = 0; j < 8; j++) summ += mn[j] * (y[i].bsums[2 * j] + y[i].bsums[2 * j + 1]);
+        acc = fmaf(spill_fp16_to_fp32(x[i].d) * y[i].d, (float)sumi, acc);
+        acc = fmaf(-(spill_fp16_to_fp32(x[i].dmin) * y[i].d), (float)summ, acc);
+    }
+    return acc;
+}
+
+/* value v of a Q6_K block has scale sc[v / 16]; sum(sc*(q - 32)*a) = sum_g sc_g*(sum(q*a) - 32*bsum_g),
+ * at most 16 * 128 * 16 * 63 * 127 in magnitude: inside int32 */
+float spill_dot_q6_k_q8_k(int64_t n, const void *row, const void *act) {
+    const spill_block_q6_k *x = row;
+    const spill_block_q8_k *y = act;
+    float acc = 0;
+    for (int64_t i = 0; i < n / SPILL_QK_K; i++) {
+        const uint8_t *ql = x[i].ql, *qh = x[i].qh;
+        const int8_t *a = y[i].qs;
+        int32_t sumi = 0;
+        for (int half = 0; half < 2; half++, ql += 64, qh += 32, a += 128) {
+            for (int k = 0; k < 4; k++) { /* quarter k: 32 values, two groups of 16 */
+                const uint8_t *lo = ql + (k & 1) * 32;
+                int d[2] = {0, 0};
+                for (int l = 0; l < 32; l++) {
+                    int q = (k >= 2 ? lo[l] >> 4 : lo[l] & 0xF) | (((qh[l] >> (2 * k)) & 3) << 4);
+                    d[l / 16] += q * a[32 * k + l];
+                }
+                for (int h = 0; h < 2; h++) {
+                    int g = 8 * half + 2 * k + h;
+                    sumi += x[i].scales[g] * (d[h] - 32 * y[i].bsums[g]);
+                }
+            }
+        }
+        acc = fmaf(spill_fp16_to_fp32(x[i].d) * y[i].d, (float)sumi, acc);
+    }
+    return acc;
 }
 
 static int clampi(int v, int lo, int hi) { return v < lo ? lo : v > hi ? hi : v; }

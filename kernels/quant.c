@@ -39,7 +39,7 @@ uint32_t spill_dtype_block_values(uint32_t t) {
     switch (t) {
     case SPILL_DT_F32: case SPILL_DT_F16: case SPILL_DT_BF16: return 1;
     case SPILL_DT_Q4_0: case SPILL_DT_Q4_1: case SPILL_DT_Q8_0: case SPILL_DT_Q8_1: return SPILL_QK;
-    case SPILL_DT_Q4_K: case SPILL_DT_Q6_K: return SPILL_QK_K;
+    case SPILL_DT_Q4_K: case SPILL_DT_Q6_K: case SPILL_DT_Q8_K: return SPILL_QK_K;
     default: return 0;
     }
 }
@@ -54,6 +54,7 @@ uint32_t spill_dtype_block_bytes(uint32_t t) {
     case SPILL_DT_Q8_1: return sizeof(spill_block_q8_1);
     case SPILL_DT_Q4_K: return sizeof(spill_block_q4_k);
     case SPILL_DT_Q6_K: return sizeof(spill_block_q6_k);
+    case SPILL_DT_Q8_K: return sizeof(spill_block_q8_k);
     default: return 0;
     }
 }
@@ -120,6 +121,12 @@ void spill_dequant_row(spill_dtype t, const void *row, float *out, int64_t n) {
     case SPILL_DT_Q6_K:
         for (int64_t i = 0; i < n / SPILL_QK_K; i++) spill_dequant_q6_k((const spill_block_q6_k *)row + i, out + i * SPILL_QK_K);
         return;
+    case SPILL_DT_Q8_K: {
+        const spill_block_q8_k *b = row;
+        for (int64_t i = 0; i < n / SPILL_QK_K; i++)
+            for (int j = 0; j < SPILL_QK_K; j++) out[i * SPILL_QK_K + j] = b[i].d * (float)b[i].qs[j];
+        return;
+    }
     default:
         SPILL_ASSERT(!"dequant of an unsupported type");
     }
@@ -130,6 +137,7 @@ spill_dtype spill_act_type(spill_dtype w) {
     case SPILL_DT_Q4_1: return SPILL_DT_Q8_1;
     case SPILL_DT_Q4_0: case SPILL_DT_Q8_0: return SPILL_DT_Q8_0;
     case SPILL_DT_F16: return SPILL_DT_F16;
+    case SPILL_DT_Q4_K: case SPILL_DT_Q6_K: return SPILL_DT_Q8_K;
     default: return SPILL_DT_F32;
     }
 }
@@ -175,6 +183,9 @@ void spill_act_quantize_portable(spill_dtype w, const float *x, void *out, int64
         for (int64_t i = 0; i < n; i++) h[i] = spill_fp32_to_fp16(x[i]);
         return;
     }
+    case SPILL_DT_Q8_K:
+        spill_quantize_q8_k(x, out, n);
+        return;
     default:
         memcpy(out, x, (size_t)n * 4);
         return;

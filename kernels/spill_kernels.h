@@ -19,6 +19,7 @@ typedef enum spill_dtype {
     SPILL_DT_Q8_1 = 9, /* activations only */
     SPILL_DT_Q4_K = 12,
     SPILL_DT_Q6_K = 14,
+    SPILL_DT_Q8_K = 15, /* activations only: what Q4_K and Q6_K rows are multiplied with */
     SPILL_DT_BF16 = 30,
 } spill_dtype;
 
@@ -38,7 +39,16 @@ void spill_dequant_q4_k(const spill_block_q4_k *b, float *y);
 void spill_dequant_q6_k(const spill_block_q6_k *b, float *y);
 void spill_quantize_q4_k(const float *x, spill_block_q4_k *b);
 void spill_quantize_q6_k(const float *x, spill_block_q6_k *b);
-float spill_dot_kquant(spill_dtype t, int64_t n, const void *row, const float *x);
+/* Activations for the K-quants: 256 values as int8 under one F32 scale (amax/127), with the sum of
+ * each 16 of them (the Q4_K minima and Q6_K's offset of 32 are applied through these sums). */
+typedef struct { float d; int8_t qs[SPILL_QK_K]; int16_t bsums[SPILL_QK_K / 16]; } spill_block_q8_k;
+/* the portable integer dots of a Q4_K / Q6_K row with a Q8_K row: each super-block's products are
+ * summed exactly in int32, then scaled in one float step per block; the SIMD ones (kernels/dot_avx2.c,
+ * kernels/dot_neon.h) find the same integers and take the same float steps, so they equal these bit for bit */
+float spill_dot_q4_k_q8_k(int64_t n, const void *row, const void *act);
+float spill_dot_q6_k_q8_k(int64_t n, const void *row, const void *act);
+/* x quantized to Q8_K, n a multiple of 256 */
+void spill_quantize_q8_k(const float *x, spill_block_q8_k *out, int64_t n);
 
 /* 1 if the loader may accept this type for a weight tensor. */
 int spill_dtype_supported(uint32_t type);

@@ -50,6 +50,20 @@ static void check_type(spill_dtype t, int n) {
         assert_true(fabs(got - ref) <= tol);
         /* quantization stays within half a step of the input for the 8-bit activations, plus the
          * rounding of the scale to fp16 (|q| <= 127 times a relative 2^-11) */
+        /* Q8_K: within half a step of the 256 values' amax/127 (an F32 scale), and each 16's sum kept */
+        if (spill_act_type(t) == SPILL_DT_Q8_K) {
+            const spill_block_q8_k *b = (const spill_block_q8_k *)xq;
+            for (int i = 0; i < n / 256; i++) {
+                float amax = 0;
+                for (int j = 0; j < 256; j++) amax = fmaxf(amax, fabsf(x[i * 256 + j]));
+                for (int j = 0; j < 256; j++) assert_true(fabsf(xd[i * 256 + j] - x[i * 256 + j]) <= amax / 127 * 0.5f * 1.0001f + 1e-30f);
+                for (int g = 0; g < 16; g++) {
+                    int sum = 0;
+                    for (int j = 0; j < 16; j++) sum += b[i].qs[16 * g + j];
+                    assert_int_equal(b[i].bsums[g], sum);
+                }
+            }
+        }
         if (spill_act_type(t) == SPILL_DT_Q8_0 && trial != 1)
             for (int i = 0; i < n; i++) {
                 float amax = 0;
@@ -66,6 +80,8 @@ static void test_q4_1(void **s) { (void)s; check_type(SPILL_DT_Q4_1, 256); check
 static void test_f16(void **s) { (void)s; check_type(SPILL_DT_F16, 100); check_type(SPILL_DT_F16, 577); }
 static void test_bf16(void **s) { (void)s; check_type(SPILL_DT_BF16, 64); check_type(SPILL_DT_BF16, 333); }
 static void test_f32(void **s) { (void)s; check_type(SPILL_DT_F32, 7); check_type(SPILL_DT_F32, 1000); }
+static void test_q4_k(void **s) { (void)s; check_type(SPILL_DT_Q4_K, 256); check_type(SPILL_DT_Q4_K, 2816); }
+static void test_q6_k(void **s) { (void)s; check_type(SPILL_DT_Q6_K, 256); check_type(SPILL_DT_Q6_K, 2816); }
 
 static void test_dequant_q4_1_error_bound(void **s) {
     (void)s;
@@ -85,7 +101,8 @@ static void test_matmul_threads_equal_dots(void **s) {
     /* batches below, at and past the tile, columns so wide that the workers split the batch into chunks
        of tokens (kernels/ops.c prepares at most 320 KiB per chunk on a worker's stack), and so wide that
        two tiles' prepared activations (F32/F16/BF16, 8 x 24576 floats) go on the heap */
-    spill_dtype types[] = {SPILL_DT_Q4_1, SPILL_DT_Q8_0, SPILL_DT_Q4_0, SPILL_DT_F16, SPILL_DT_BF16, SPILL_DT_F32};
+    spill_dtype types[] = {SPILL_DT_Q4_1, SPILL_DT_Q8_0, SPILL_DT_Q4_0, SPILL_DT_F16, SPILL_DT_BF16, SPILL_DT_F32,
+                           SPILL_DT_Q4_K, SPILL_DT_Q6_K};
     int shapes[][3] = {{77, 256, 3}, {77, 256, 37}, {9, 16384, 11}, {5, 24576, 19}};
     for (unsigned ti = 0; ti < sizeof types / sizeof *types; ti++)
         for (unsigned si = 0; si < sizeof shapes / sizeof *shapes; si++) {
@@ -303,7 +320,7 @@ static void test_type_table(void **s) {
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_q8_0), cmocka_unit_test(test_q4_0), cmocka_unit_test(test_q4_1),
-        cmocka_unit_test(test_f16), cmocka_unit_test(test_bf16), cmocka_unit_test(test_f32),
+        cmocka_unit_test(test_f16), cmocka_unit_test(test_bf16), cmocka_unit_test(test_f32), cmocka_unit_test(test_q4_k), cmocka_unit_test(test_q6_k),
         cmocka_unit_test(test_dequant_q4_1_error_bound), cmocka_unit_test(test_matmul_threads_equal_dots),
         cmocka_unit_test(test_simd_equals_portable), cmocka_unit_test(test_dots_tiled_equal_dot), cmocka_unit_test(test_type_table),
         cmocka_unit_test(test_act_quantize_equals_portable),
