@@ -180,8 +180,10 @@ else
     step "stories260K on the CPU (spill-generate, greedy)" 20 "$gen" -m "$stories" -p "Once upon a time" --temp 0 -n 64 --device cpu
     step "stories260K on the GPU, CUDA graphs on (policy pin)" 20 env SPILL_CUDA_GRAPHS=1 "$gen" -m "$stories" \
         -p "Once upon a time" --temp 0 -n 64 --device cuda --policy pin
-    step "stories260K on the GPU, CUDA graphs off (policy stream)" 20 env SPILL_CUDA_GRAPHS=0 "$gen" -m "$stories" \
-        -p "Once upon a time" --temp 0 -n 64 --device cuda --policy stream
+    step "stories260K on the GPU, CUDA graphs off (policy pin)" 20 env SPILL_CUDA_GRAPHS=0 "$gen" -m "$stories" \
+        -p "Once upon a time" --temp 0 -n 64 --device cuda --policy pin
+    step "stories260K on the GPU, layers streamed (policy stream, 256K budget)" 20 "$gen" -m "$stories" \
+        -p "Once upon a time" --temp 0 -n 64 --device cuda --policy stream --hbm-budget 256K
 fi
 # 70B-shaped layers (Llama-3-70B's dimensions, two layers, written to a temporary GGUF by one CPU
 # thread first: a Q4_K layer is ~0.45 GB, a BF16 one ~1.7 GB): what a layer costs in each tier
