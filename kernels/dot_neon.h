@@ -351,6 +351,72 @@ static inline __attribute__((always_inline)) void tile_wide(spill_dtype w, int64
     }
 }
 
+/* K-quants: one row's super-block unpacked once (4-bit values and scales, or 6-bit values) for the 4
+ * tokens; per token the integer sums and float steps of dot_q4_k / dot_q6_k above, so each result is theirs */
+static void tile_q4_k(spill_dtype w, int64_t n, const uint8_t *row, const uint8_t *act, uint64_t stride, float *out,
+                      int64_t ldo) {
+    (void)w;
+    const spill_block_q4_k *x = (const spill_block_q4_k *)row;
+    const uint8x16_t m4 = vdupq_n_u8(0xF);
+    float acc[TT] = {0};
+    for (int64_t i = 0; i < n / SPILL_QK_K; i++) {
+        PREFETCH(x + i);
+        int sc[8], mn[8];
+        spill_q4_k_scales(x[i].scales, sc, mn);
+        int8x16_t q[16]; /* sub-block j's 32 values: q[2j], q[2j + 1] */
+        for (int p = 0; p < 4; p++)
+            for (int e = 0; e < 2; e++) {
+                uint8x16_t b = vld1q_u8(x[i].qs + 32 * p + 16 * e);
+                q[4 * p + e] = vreinterpretq_s8_u8(vandq_u8(b, m4));
+                q[4 * p + 2 + e] = vreinterpretq_s8_u8(vshrq_n_u8(b, 4));
+            }
+        float dx = spill_fp16_to_fp32(x[i].d), mx = spill_fp16_to_fp32(x[i].dmin);
+        for (int t = 0; t < TT; t++) {
+            const spill_block_q8_k *y = (const spill_block_q8_k *)(act + (uint64_t)t * stride) + i;
+            int32_t sumi = 0, summ = 0;
+            for (int j = 0; j < 8; j++)
+                sumi += sc[j] * vaddvq_s32(vaddq_s32(SUM4(q[2 * j], vld1q_s8(y->qs + 32 * j)),
+                                                     SUM4(q[2 * j + 1], vld1q_s8(y->qs + 32 * j + 16))));
+            for (int j = 0; j < 8; j++) summ += mn[j] * (y->bsums[2 * j] + y->bsums[2 * j + 1]);
+            acc[t] = fmaf(dx * y->d, (float)sumi, acc[t]);
+            acc[t] = fmaf(-(mx * y->d), (float)summ, acc[t]);
+        }
+    }
+    for (int t = 0; t < TT; t++) out[(int64_t)t * ldo] = acc[t];
+}
+
+static void tile_q6_k(spill_dtype w, int64_t n, const uint8_t *row, const uint8_t *act, uint64_t stride, float *out,
+                      int64_t ldo) {
+    (void)w;
+    const spill_block_q6_k *x = (const spill_block_q6_k *)row;
+    const uint8x16_t m4 = vdupq_n_u8(0xF), m2 = vdupq_n_u8(0x30);
+    float acc[TT] = {0};
+    for (int64_t i = 0; i < n / SPILL_QK_K; i++) {
+        PREFETCH(x + i);
+        const int8_t *sc = x[i].scales;
+        int8x16_t q[16]; /* group g's 16 values (scale sc[g]): q[g] */
+        for (int half = 0; half < 2; half++)
+            for (int e = 0; e < 2; e++) {
+                const uint8_t *ql = x[i].ql + 64 * half + 16 * e, *qh = x[i].qh + 32 * half + 16 * e;
+                uint8x16_t l0 = vld1q_u8(ql), l1 = vld1q_u8(ql + 32), h = vld1q_u8(qh);
+                int g = 8 * half + e;
+                q[g] = vreinterpretq_s8_u8(vorrq_u8(vandq_u8(l0, m4), vandq_u8(vshlq_n_u8(h, 4), m2)));
+                q[g + 2] = vreinterpretq_s8_u8(vorrq_u8(vandq_u8(l1, m4), vandq_u8(vshlq_n_u8(h, 2), m2)));
+                q[g + 4] = vreinterpretq_s8_u8(vorrq_u8(vshrq_n_u8(l0, 4), vandq_u8(h, m2)));
+                q[g + 6] = vreinterpretq_s8_u8(vorrq_u8(vshrq_n_u8(l1, 4), vandq_u8(vshrq_n_u8(h, 2), m2)));
+            }
+        float dx = spill_fp16_to_fp32(x[i].d);
+        for (int t = 0; t < TT; t++) {
+            const spill_block_q8_k *y = (const spill_block_q8_k *)(act + (uint64_t)t * stride) + i;
+            int32_t sumi = 0;
+            for (int g = 0; g < 16; g++)
+                sumi += sc[g] * (vaddvq_s32(SUM4(q[g], vld1q_s8(y->qs + 16 * g))) - 32 * y->bsums[g]);
+            acc[t] = fmaf(dx * y->d, (float)sumi, acc[t]);
+        }
+    }
+    for (int t = 0; t < TT; t++) out[(int64_t)t * ldo] = acc[t];
+}
+
 #define TILE_OF(kernel, w)                                                                     \
     do {                                                                                       \
         for (int r_ = 0; r_ < nr; r_++) kernel(w, n, wrow + (uint64_t)r_ * rb, act8, stride, out + r_, ldo); \
@@ -366,6 +432,8 @@ static int dot_tile(spill_dtype w, int64_t n, const void *wrows, uint64_t rb, in
     case SPILL_DT_Q8_0: TILE_OF(tile_quant, SPILL_DT_Q8_0); return 1;
     case SPILL_DT_Q4_0: TILE_OF(tile_quant, SPILL_DT_Q4_0); return 1;
     case SPILL_DT_Q4_1: TILE_OF(tile_quant, SPILL_DT_Q4_1); return 1;
+    case SPILL_DT_Q4_K: TILE_OF(tile_q4_k, SPILL_DT_Q4_K); return 1;
+    case SPILL_DT_Q6_K: TILE_OF(tile_q6_k, SPILL_DT_Q6_K); return 1;
     default: return 0;
     }
 }

@@ -40,7 +40,7 @@ int spill_dots_tiled(spill_dtype w) {
     }
     if (a == 2)
         return w == SPILL_DT_Q8_0 || w == SPILL_DT_Q4_0 || w == SPILL_DT_Q4_1 || w == SPILL_DT_F32 || w == SPILL_DT_F16 ||
-               w == SPILL_DT_BF16;
+               w == SPILL_DT_BF16 || w == SPILL_DT_Q4_K || w == SPILL_DT_Q6_K;
 #endif
     (void)w;
     return 0;
