@@ -12,6 +12,8 @@
 #ifndef SPILL_KERNELS_DOT_H
 #define SPILL_KERNELS_DOT_H
 
+#include <math.h>
+
 #include "spill_kernels.h"
 
 /* dot(weight row of n values, the activation converted for it by spill_act_quantize) */
@@ -101,6 +103,21 @@ static inline void spill_q4_k_scales(const uint8_t *q, int sc[8], int mn[8]) {
         sc[j + 4] = (q[j + 8] & 0xF) | ((q[j] >> 6) << 4);
         mn[j + 4] = (q[j + 8] >> 4) | ((q[j + 4] >> 6) << 4);
     }
+}
+
+/* How a K-quant super-block against Q8_K ends, in every implementation (so they agree bit for bit):
+ * Q4_K: sumi = sum_j sc_j * sum(q * a) over the block, exact in int32; the minima come in through the
+ * activations' 16-value sums. Q6_K: sumi = sum_g sc_g * sum(q * a); its values' offset of 32 likewise. */
+static inline float spill_q4_k_block(float acc, float dx, float mx, const spill_block_q8_k *y, int32_t sumi, const int mn[8]) {
+    int32_t summ = 0;
+    for (int j = 0; j < 8; j++) summ += mn[j] * (y->bsums[2 * j] + y->bsums[2 * j + 1]);
+    acc = fmaf(dx * y->d, (float)sumi, acc);
+    return fmaf(-(mx * y->d), (float)summ, acc);
+}
+static inline float spill_q6_k_block(float acc, float dx, const spill_block_q8_k *y, int32_t sumi, const int8_t *sc) {
+    int32_t offset = 0;
+    for (int g = 0; g < 16; g++) offset += sc[g] * y->bsums[g];
+    return fmaf(dx * y->d, (float)(sumi - 32 * offset), acc);
 }
 
 static inline float spill_q8_factor(float amax) {

@@ -120,10 +120,8 @@ static float dot_q4_k(int64_t n, const void *wv, const void *av) {
         const uint8_t *q = x[i].qs;
         const int8_t *a = y[i].qs;
         __m256i sumv = _mm256_setzero_si256();
-        int32_t summ = 0;
         int sc[8], mn[8];
         spill_q4_k_scales(x[i].scales, sc, mn);
-        for (int j = 0; j < 8; j++) summ += mn[j] * (y[i].bsums[2 * j] + y[i].bsums[2 * j + 1]);
         for (int j = 0; j < 8; j += 2, q += 32, a += 64) {
             __m256i qb = _mm256_loadu_si256((const __m256i *)q);
             __m256i lo = _mm256_and_si256(qb, m4), hi = _mm256_and_si256(_mm256_srli_epi16(qb, 4), m4);
@@ -132,8 +130,7 @@ static float dot_q4_k(int64_t n, const void *wv, const void *av) {
             sumv = _mm256_add_epi32(sumv, _mm256_madd_epi16(p0, _mm256_set1_epi16((short)sc[j])));
             sumv = _mm256_add_epi32(sumv, _mm256_madd_epi16(p1, _mm256_set1_epi16((short)sc[j + 1])));
         }
-        acc = fmaf(spill_fp16_to_fp32(x[i].d) * y[i].d, (float)hsum_i32(sumv), acc);
-        acc = fmaf(-(spill_fp16_to_fp32(x[i].dmin) * y[i].d), (float)summ, acc);
+        acc = spill_q4_k_block(acc, spill_fp16_to_fp32(x[i].d), spill_fp16_to_fp32(x[i].dmin), y + i, hsum_i32(sumv), mn);
     }
     return acc;
 }
@@ -148,8 +145,6 @@ static float dot_q6_k(int64_t n, const void *wv, const void *av) {
         const uint8_t *ql = x[i].ql, *qh = x[i].qh;
         const int8_t *a = y[i].qs, *sc = x[i].scales;
         __m256i sumv = _mm256_setzero_si256();
-        int32_t offset = 0; /* sum_g sc_g * bsum_g: the values' 32 taken off at the end */
-        for (int g = 0; g < 16; g++) offset += sc[g] * y[i].bsums[g];
         for (int half = 0; half < 2; half++, ql += 64, qh += 32, a += 128) {
             __m256i l0 = _mm256_loadu_si256((const __m256i *)ql), l1 = _mm256_loadu_si256((const __m256i *)(ql + 32));
             __m256i h = _mm256_loadu_si256((const __m256i *)qh);
@@ -166,7 +161,7 @@ static float dot_q6_k(int64_t n, const void *wv, const void *av) {
                 sumv = _mm256_add_epi32(sumv, _mm256_madd_epi16(p, s));
             }
         }
-        acc = fmaf(spill_fp16_to_fp32(x[i].d) * y[i].d, (float)(hsum_i32(sumv) - 32 * offset), acc);
+        acc = spill_q6_k_block(acc, spill_fp16_to_fp32(x[i].d), y + i, hsum_i32(sumv), sc);
     }
     return acc;
 }

@@ -128,10 +128,9 @@ static float dot_q4_k(int64_t n, const void *wv, const void *av) {
         PREFETCH(x + i);
         const uint8_t *q = x[i].qs;
         const int8_t *a = y[i].qs;
-        int32_t sumi = 0, summ = 0;
+        int32_t sumi = 0;
         int sc[8], mn[8];
         spill_q4_k_scales(x[i].scales, sc, mn);
-        for (int j = 0; j < 8; j++) summ += mn[j] * (y[i].bsums[2 * j] + y[i].bsums[2 * j + 1]);
         for (int j = 0; j < 8; j += 2, q += 32, a += 64) {
             uint8x16_t q0 = vld1q_u8(q), q1 = vld1q_u8(q + 16);
             int32x4_t s0 = vaddq_s32(SUM4(vreinterpretq_s8_u8(vandq_u8(q0, m4)), vld1q_s8(a)),
@@ -140,8 +139,7 @@ static float dot_q4_k(int64_t n, const void *wv, const void *av) {
                                      SUM4(vreinterpretq_s8_u8(vshrq_n_u8(q1, 4)), vld1q_s8(a + 48)));
             sumi += sc[j] * vaddvq_s32(s0) + sc[j + 1] * vaddvq_s32(s1);
         }
-        acc = fmaf(spill_fp16_to_fp32(x[i].d) * y[i].d, (float)sumi, acc);
-        acc = fmaf(-(spill_fp16_to_fp32(x[i].dmin) * y[i].d), (float)summ, acc);
+        acc = spill_q4_k_block(acc, spill_fp16_to_fp32(x[i].d), spill_fp16_to_fp32(x[i].dmin), y + i, sumi, mn);
     }
     return acc;
 }
@@ -167,11 +165,10 @@ static float dot_q6_k(int64_t n, const void *wv, const void *av) {
                 };
                 for (int k = 0; k < 4; k++) {
                     int g = 8 * half + 2 * k + e;
-                    int32_t d = vaddvq_s32(SUM4(vreinterpretq_s8_u8(q[k]), vld1q_s8(a + 32 * k + 16 * e)));
-                    sumi += sc[g] * (d - 32 * y[i].bsums[g]);
+                    sumi += sc[g] * vaddvq_s32(SUM4(vreinterpretq_s8_u8(q[k]), vld1q_s8(a + 32 * k + 16 * e)));
                 }
             }
-        acc = fmaf(spill_fp16_to_fp32(x[i].d) * y[i].d, (float)sumi, acc);
+        acc = spill_q6_k_block(acc, spill_fp16_to_fp32(x[i].d), y + i, sumi, sc);
     }
     return acc;
 }
@@ -373,13 +370,11 @@ static void tile_q4_k(spill_dtype w, int64_t n, const uint8_t *row, const uint8_
         float dx = spill_fp16_to_fp32(x[i].d), mx = spill_fp16_to_fp32(x[i].dmin);
         for (int t = 0; t < TT; t++) {
             const spill_block_q8_k *y = (const spill_block_q8_k *)(act + (uint64_t)t * stride) + i;
-            int32_t sumi = 0, summ = 0;
+            int32_t sumi = 0;
             for (int j = 0; j < 8; j++)
                 sumi += sc[j] * vaddvq_s32(vaddq_s32(SUM4(q[2 * j], vld1q_s8(y->qs + 32 * j)),
                                                      SUM4(q[2 * j + 1], vld1q_s8(y->qs + 32 * j + 16))));
-            for (int j = 0; j < 8; j++) summ += mn[j] * (y->bsums[2 * j] + y->bsums[2 * j + 1]);
-            acc[t] = fmaf(dx * y->d, (float)sumi, acc[t]);
-            acc[t] = fmaf(-(mx * y->d), (float)summ, acc[t]);
+            acc[t] = spill_q4_k_block(acc[t], dx, mx, y, sumi, mn);
         }
     }
     for (int t = 0; t < TT; t++) out[(int64_t)t * ldo] = acc[t];
@@ -410,8 +405,8 @@ static void tile_q6_k(spill_dtype w, int64_t n, const uint8_t *row, const uint8_
             const spill_block_q8_k *y = (const spill_block_q8_k *)(act + (uint64_t)t * stride) + i;
             int32_t sumi = 0;
             for (int g = 0; g < 16; g++)
-                sumi += sc[g] * (vaddvq_s32(SUM4(q[g], vld1q_s8(y->qs + 16 * g))) - 32 * y->bsums[g]);
-            acc[t] = fmaf(dx * y->d, (float)sumi, acc[t]);
+                sumi += sc[g] * vaddvq_s32(SUM4(q[g], vld1q_s8(y->qs + 16 * g)));
+            acc[t] = spill_q6_k_block(acc[t], dx, y, sumi, sc);
         }
     }
     for (int t = 0; t < TT; t++) out[(int64_t)t * ldo] = acc[t];

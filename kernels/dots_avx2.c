@@ -346,10 +346,7 @@ static void dots_q4_k(int64_t n, const spill_block_q4_k *x, const uint8_t *act, 
             __m256i sumv = _mm256_setzero_si256();
             for (int j = 0; j < 8; j++)
                 sumv = _mm256_add_epi32(sumv, _mm256_madd_epi16(_mm256_maddubs_epi16(q[j], _mm256_loadu_si256((const __m256i *)(y->qs + 32 * j))), s16[j]));
-            int32_t summ = 0;
-            for (int j = 0; j < 8; j++) summ += mn[j] * (y->bsums[2 * j] + y->bsums[2 * j + 1]);
-            acc[t] = fmaf(dx * y->d, (float)hsum_i32(sumv), acc[t]);
-            acc[t] = fmaf(-(mx * y->d), (float)summ, acc[t]);
+            acc[t] = spill_q4_k_block(acc[t], dx, mx, y, hsum_i32(sumv), mn);
         }
     }
     for (int t = 0; t < T; t++) out[(int64_t)t * ldo] = acc[t];
@@ -379,9 +376,7 @@ static void dots_q6_k(int64_t n, const spill_block_q6_k *x, const uint8_t *act, 
             __m256i sumv = _mm256_setzero_si256();
             for (int k = 0; k < 8; k++)
                 sumv = _mm256_add_epi32(sumv, _mm256_madd_epi16(_mm256_maddubs_epi16(q[k], _mm256_loadu_si256((const __m256i *)(y->qs + 32 * k))), s16[k]));
-            int32_t offset = 0;
-            for (int g = 0; g < 16; g++) offset += sc[g] * y->bsums[g];
-            acc[t] = fmaf(dx * y->d, (float)(hsum_i32(sumv) - 32 * offset), acc[t]);
+            acc[t] = spill_q6_k_block(acc[t], dx, y, hsum_i32(sumv), sc);
         }
     }
     for (int t = 0; t < T; t++) out[(int64_t)t * ldo] = acc[t];

@@ -82,7 +82,7 @@ float spill_dot_q4_k_q8_k(int64_t n, const void *row, const void *act) {
     for (int64_t i = 0; i < n / SPILL_QK_K; i++) {
         const uint8_t *q = x[i].qs;
         const int8_t *a = y[i].qs;
-        int32_t sumi = 0, summ = 0;
+        int32_t sumi = 0;
         int sc[8], mn[8];
         spill_q4_k_scales(x[i].scales, sc, mn);
         for (int j = 0; j < 8; j += 2, q += 32, a += 64) {
@@ -93,9 +93,7 @@ float spill_dot_q4_k_q8_k(int64_t n, const void *row, const void *act) {
             }
             sumi += sc[j] * d0 + sc[j + 1] * d1;
         }
-        for (int j = 0; j < 8; j++) summ += mn[j] * (y[i].bsums[2 * j] + y[i].bsums[2 * j + 1]);
-        acc = fmaf(spill_fp16_to_fp32(x[i].d) * y[i].d, (float)sumi, acc);
-        acc = fmaf(-(spill_fp16_to_fp32(x[i].dmin) * y[i].d), (float)summ, acc);
+        acc = spill_q4_k_block(acc, spill_fp16_to_fp32(x[i].d), spill_fp16_to_fp32(x[i].dmin), y + i, sumi, mn);
     }
     return acc;
 }
@@ -118,13 +116,10 @@ float spill_dot_q6_k_q8_k(int64_t n, const void *row, const void *act) {
                     int q = (k >= 2 ? lo[l] >> 4 : lo[l] & 0xF) | (((qh[l] >> (2 * k)) & 3) << 4);
                     d[l / 16] += q * a[32 * k + l];
                 }
-                for (int h = 0; h < 2; h++) {
-                    int g = 8 * half + 2 * k + h;
-                    sumi += x[i].scales[g] * (d[h] - 32 * y[i].bsums[g]);
-                }
+                for (int h = 0; h < 2; h++) sumi += x[i].scales[8 * half + 2 * k + h] * d[h];
             }
         }
-        acc = fmaf(spill_fp16_to_fp32(x[i].d) * y[i].d, (float)sumi, acc);
+        acc = spill_q6_k_block(acc, spill_fp16_to_fp32(x[i].d), y + i, sumi, x[i].scales);
     }
     return acc;
 }
