@@ -91,10 +91,6 @@ void spill_dots_wide_avx512(spill_dtype w, int ntiles, int64_t n, const void *wr
 void spill_dots_prepare_wide_avx512(spill_dtype w, int64_t n, const void *act, uint64_t stride, int nt, float *sc);
 #endif
 
-/* The factor a Q8 block's values are multiplied by before rounding (spill_act_quantize_portable and its
- * SIMD twins): 127 / amax, and 0 where that is not a finite number (amax 0, or so small, an all-subnormal
- * block, that 127 / amax overflows: its values would become infinities, which no integer conversion
- * defines; its scale d = amax / 127 is an F16 0 anyway) */
 /* a Q4_K block's 8 6-bit scales and mins, unpacked from its 12 bytes (kernels/kquant.c) */
 static inline void spill_q4_k_scales(const uint8_t *q, int sc[8], int mn[8]) {
     for (int j = 0; j < 4; j++) {
@@ -120,6 +116,10 @@ static inline float spill_q6_k_block(float acc, float dx, const spill_block_q8_k
     return fmaf(dx * y->d, (float)(sumi - 32 * offset), acc);
 }
 
+/* The factor a Q8 block's values are multiplied by before rounding (spill_act_quantize_portable and its
+ * SIMD twins): 127 / amax, and 0 where that is not a finite number (amax 0, or so small, an all-subnormal
+ * block, that 127 / amax overflows: its values would become infinities, which no integer conversion
+ * defines; its scale d = amax / 127 is an F16 0 anyway) */
 static inline float spill_q8_factor(float amax) {
     float id = amax != 0.0f ? 127.f / amax : 0.0f;
     return id <= 3.4e38f ? id : 0.0f;

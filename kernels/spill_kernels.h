@@ -63,7 +63,7 @@ uint64_t spill_dtype_row_bytes(uint32_t type, uint64_t n);
 void spill_dequant_row(spill_dtype type, const void *row, float *out, int64_t n);
 
 /* A weight row of type W is multiplied with an activation vector converted to W's partner type:
- * Q4_1 -> Q8_1, Q4_0/Q8_0 -> Q8_0, F16 -> F16, BF16, Q4_K, Q6_K and F32 -> F32. */
+ * Q4_1 -> Q8_1, Q4_0/Q8_0 -> Q8_0, Q4_K/Q6_K -> Q8_K, F16 -> F16, BF16 and F32 -> F32. */
 spill_dtype spill_act_type(spill_dtype wtype);
 uint64_t spill_act_bytes(spill_dtype wtype, int64_t n);
 void spill_act_quantize(spill_dtype wtype, const float *x, void *out, int64_t n);

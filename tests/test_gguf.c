@@ -146,6 +146,7 @@ static void test_targeted_corruptions(void **state) {
         {"bad tensor type", ti_type, 77, 4, "type 77"},
         {"Q4_K on 64-wide rows (not whole 256-value blocks)", ti_type, 12, 4, "Q4_K"},
         {"a K-quant type spill does not read", ti_type, 11, 4, "Q3_K"},
+        {"Q8_K, an activations-only type, as a weight", ti_type, 15, 4, "Q8_K"},
         {"offset past end", ti_off, 1ull << 40, 8, "ends at byte"},
         {"unaligned offset", ti_off, 3, 8, "alignment"},
     };

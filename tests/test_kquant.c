@@ -33,7 +33,7 @@ static void roundtrip(spill_dtype t, double tol) {
     /* the dot product is the dot of the dequantized row with the activations as they are quantized
      * (Q8_K: 8 bits under one scale per 256 values, within half a step of a), so it is near the F32 dot */
     assert_int_equal(spill_act_type(t), SPILL_DT_Q8_K);
-    uint8_t aq[(N / 256) * sizeof(spill_block_q8_k)];
+    spill_block_q8_k aq[N / 256];
     float ad[N];
     spill_act_quantize(t, a, aq, N);
     spill_dequant_row(SPILL_DT_Q8_K, aq, ad, N);

@@ -196,6 +196,70 @@ static void test_dots_tiled_equal_dot(void **s) {
     printf("types with a tiled kernel in this build: %d\n", tiled);
 }
 
+/* K-quant blocks at the extremes the file formats allow, which spill's own quantizer never writes:
+ * Q4_K scales and mins of 63 with every value 15, Q6_K scales of -128 and 127 (llama.cpp's files have
+ * negative ones) with every value 63 or 0, activations of +-127: every instruction set's dot and the
+ * tiles equal the portable dot, which equals the dequantized dot (no int16 or int32 overflow anywhere) */
+static void test_kquant_extremes(void **s) {
+    (void)s;
+    enum { NB = 3, N = 256 * NB };
+    static spill_block_q4_k w4[NB];
+    static spill_block_q6_k w6[NB];
+    static spill_block_q8_k a[4][NB];
+    static float wd[N], ad[N];
+    for (int b = 0; b < NB; b++) {
+        w4[b].d = spill_fp32_to_fp16(0.5f), w4[b].dmin = spill_fp32_to_fp16(b == 1 ? 0.25f : -0.125f);
+        memset(w4[b].scales, 0xFF, sizeof w4[b].scales); /* every 6-bit scale and min 63 */
+        memset(w4[b].qs, b == 2 ? 0x0F : 0xFF, sizeof w4[b].qs);
+        w6[b].d = spill_fp32_to_fp16(b == 1 ? -0.75f : 0.5f);
+        memset(w6[b].ql, b == 2 ? 0x00 : 0xFF, sizeof w6[b].ql);
+        memset(w6[b].qh, b == 2 ? 0x00 : 0xFF, sizeof w6[b].qh);
+        for (int g = 0; g < 16; g++) w6[b].scales[g] = (int8_t)(g % 2 ? 127 : -128);
+    }
+    for (int t = 0; t < 4; t++)
+        for (int b = 0; b < NB; b++) {
+            a[t][b].d = 0.01f * (float)(t + 1);
+            for (int g = 0; g < 16; g++) {
+                int sum = 0;
+                for (int j = 0; j < 16; j++) {
+                    int v = 16 * g + j;
+                    a[t][b].qs[v] = (int8_t)(t == 0 ? 127 : t == 1 ? -127 : (v + t) % 3 == 0 ? -127 : 127);
+                    sum += a[t][b].qs[v];
+                }
+                a[t][b].bsums[g] = (int16_t)sum;
+            }
+        }
+    const void *rows[2] = {w4, w6};
+    spill_dtype types[2] = {SPILL_DT_Q4_K, SPILL_DT_Q6_K};
+    for (int k = 0; k < 2; k++) {
+        spill_dtype ty = types[k];
+        spill_dequant_row(ty, rows[k], wd, N);
+        float want[4];
+        for (int t = 0; t < 4; t++) {
+            spill_dequant_row(SPILL_DT_Q8_K, a[t], ad, N);
+            double ref = 0, mag = 0;
+            for (int i = 0; i < N; i++) ref += (double)wd[i] * ad[i], mag += fabs((double)wd[i] * ad[i]);
+            want[t] = spill_vec_dot_scalar(ty, N, rows[k], a[t]);
+            if (fabs(want[t] - ref) > 1e-5 * mag)
+                fail_msg("%s extremes, token %d: portable %.9g, dequantized %.9g", spill_dtype_name(ty), t, want[t], ref);
+            for (int isa = 1; isa < SPILL_ISA_COUNT; isa++) {
+                if (!spill_isa_available((spill_isa)isa)) continue;
+                float got = spill_vec_dot_isa((spill_isa)isa, ty, N, rows[k], a[t]);
+                if (memcmp(&got, &want[t], sizeof got))
+                    fail_msg("%s %s extremes, token %d: %.9g, portable %.9g", spill_isa_name((spill_isa)isa),
+                             spill_dtype_name(ty), t, got, want[t]);
+            }
+        }
+        float out[4], *sc = malloc(sizeof(float) * (spill_dots_scales_len(ty, N, 4) + 1));
+        spill_dots_prepare(ty, N, a, sizeof a[0], 4, sc);
+        spill_vec_dots(ty, N, rows[k], spill_dtype_row_bytes(ty, N), 1, a, sizeof a[0], 4, sc, out, 1);
+        free(sc);
+        for (int t = 0; t < 4; t++)
+            if (memcmp(&out[t], &want[t], sizeof out[t]))
+                fail_msg("%s extremes, tile token %d: %.9g, one by one %.9g", spill_dtype_name(ty), t, out[t], want[t]);
+    }
+}
+
 /* Every instruction set's dot products that this build has and this CPU runs equal the portable C
  * ones bit for bit: every format, sizes of 1 to 33 blocks (float formats: any size, so that the
  * tails after the last 8 values are covered), scales from tiny (F16 subnormals) to large. */
@@ -320,7 +384,7 @@ static void test_type_table(void **s) {
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_q8_0), cmocka_unit_test(test_q4_0), cmocka_unit_test(test_q4_1),
-        cmocka_unit_test(test_f16), cmocka_unit_test(test_bf16), cmocka_unit_test(test_f32), cmocka_unit_test(test_q4_k), cmocka_unit_test(test_q6_k),
+        cmocka_unit_test(test_f16), cmocka_unit_test(test_bf16), cmocka_unit_test(test_f32), cmocka_unit_test(test_q4_k), cmocka_unit_test(test_q6_k), cmocka_unit_test(test_kquant_extremes),
         cmocka_unit_test(test_dequant_q4_1_error_bound), cmocka_unit_test(test_matmul_threads_equal_dots),
         cmocka_unit_test(test_simd_equals_portable), cmocka_unit_test(test_dots_tiled_equal_dot), cmocka_unit_test(test_type_table),
         cmocka_unit_test(test_act_quantize_equals_portable),
