@@ -11,6 +11,10 @@ beside the measurement. Speed is measured here, never asserted by a test.
   python3 benchmarks/peers/bench_formats.py [-m MODEL.gguf] [--formats q4_1,q8_0,q4_0,f16,bf16]
         [--threads T] [--reps 3] [--prompt-tokens 126] [--gen-tokens 64] [--tiers-size 256M] [--json]
 
+K-quants: the default model's 576-wide rows hold no 256-value block, so make a model that can with
+llama.cpp's own quantizer (benchmarks/peers/make_kquant_model.py) and name its format:
+  python3 benchmarks/peers/bench_formats.py -m ~/.cache/spill/formats/llama-1b-4L.Q4_K_M.gguf --formats q4_k_m
+
 The rewritten files go to ~/.cache/spill/formats/ (made once, from the model's weights dequantized:
 a Q4_1 weight rewritten as F16 holds the Q4_1 values, so every format computes the same model). The
 host read bandwidth comes from `spill-bench tiers`, run once first and written as a profile that
@@ -112,7 +116,10 @@ def main():
     except ImportError:
         sys.exit("llama-cpp-python is not installed: pip install llama-cpp-python gguf numpy")
     formats = [f.strip().lower() for f in a.formats.split(",") if f.strip()]
-    bad = [f for f in formats if f not in FORMATS]
+    # the model's own format (its file name's, e.g. Q4_K_M from make_kquant_model.py) is measured as it is
+    base = os.path.basename(a.model)
+    own = base.split(".")[-2].lower() if base.count(".") >= 2 else ""
+    bad = [f for f in formats if f not in FORMATS and f != own]
     if bad:
         sys.exit(f"--formats: {', '.join(bad)} not among {', '.join(FORMATS)}")
     paths = {f: model_for(a, f) for f in formats}
