@@ -100,70 +100,17 @@ static float dot_bf16(int64_t n, const void *wv, const void *av) {
     return s;
 }
 
-static inline int32_t hsum_i32(__m256i v) {
-    __m128i s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
-    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0x4E));
-    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0xB1));
-    return _mm_cvtsi128_si32(s);
-}
-
-/* K-quants against Q8_K (kernels/kquant.c): maddubs multiplies the unsigned 4- or 6-bit values with
- * the signed activations (|sum of 2| <= 63 * 127 * 2: no saturation), madd applies each sub-block's
- * scale; the block's int32 sum is exact, and the float steps are the portable ones */
+/* K-quants: one row against one token (kernels/dot_avx2.h) */
 static float dot_q4_k(int64_t n, const void *wv, const void *av) {
-    const spill_block_q4_k *x = wv;
-    const spill_block_q8_k *y = av;
-    const __m256i m4 = _mm256_set1_epi8(0xF);
-    float acc = 0;
-    for (int64_t i = 0; i < n / SPILL_QK_K; i++) {
-        _mm_prefetch((const char *)(x + i) + SPILL_PREFETCH_AHEAD, _MM_HINT_T0);
-        const uint8_t *q = x[i].qs;
-        const int8_t *a = y[i].qs;
-        __m256i sumv = _mm256_setzero_si256();
-        int sc[8], mn[8];
-        spill_q4_k_scales(x[i].scales, sc, mn);
-        for (int j = 0; j < 8; j += 2, q += 32, a += 64) {
-            __m256i qb = _mm256_loadu_si256((const __m256i *)q);
-            __m256i lo = _mm256_and_si256(qb, m4), hi = _mm256_and_si256(_mm256_srli_epi16(qb, 4), m4);
-            __m256i p0 = _mm256_maddubs_epi16(lo, _mm256_loadu_si256((const __m256i *)a));
-            __m256i p1 = _mm256_maddubs_epi16(hi, _mm256_loadu_si256((const __m256i *)(a + 32)));
-            sumv = _mm256_add_epi32(sumv, _mm256_madd_epi16(p0, _mm256_set1_epi16((short)sc[j])));
-            sumv = _mm256_add_epi32(sumv, _mm256_madd_epi16(p1, _mm256_set1_epi16((short)sc[j + 1])));
-        }
-        acc = spill_q4_k_block(acc, spill_fp16_to_fp32(x[i].d), spill_fp16_to_fp32(x[i].dmin), y + i, hsum_i32(sumv), mn);
-    }
-    return acc;
+    float r;
+    kq_q4_k(n, wv, av, 0, 1, &r, 1);
+    return r;
 }
 
 static float dot_q6_k(int64_t n, const void *wv, const void *av) {
-    const spill_block_q6_k *x = wv;
-    const spill_block_q8_k *y = av;
-    const __m256i m4 = _mm256_set1_epi8(0xF), m2 = _mm256_set1_epi8(0x30);
-    float acc = 0;
-    for (int64_t i = 0; i < n / SPILL_QK_K; i++) {
-        _mm_prefetch((const char *)(x + i) + SPILL_PREFETCH_AHEAD, _MM_HINT_T0);
-        const uint8_t *ql = x[i].ql, *qh = x[i].qh;
-        const int8_t *a = y[i].qs, *sc = x[i].scales;
-        __m256i sumv = _mm256_setzero_si256();
-        for (int half = 0; half < 2; half++, ql += 64, qh += 32, a += 128) {
-            __m256i l0 = _mm256_loadu_si256((const __m256i *)ql), l1 = _mm256_loadu_si256((const __m256i *)(ql + 32));
-            __m256i h = _mm256_loadu_si256((const __m256i *)qh);
-            __m256i q[4] = {
-                _mm256_or_si256(_mm256_and_si256(l0, m4), _mm256_and_si256(_mm256_slli_epi16(h, 4), m2)),
-                _mm256_or_si256(_mm256_and_si256(l1, m4), _mm256_and_si256(_mm256_slli_epi16(h, 2), m2)),
-                _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l0, 4), m4), _mm256_and_si256(h, m2)),
-                _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l1, 4), m4), _mm256_and_si256(_mm256_srli_epi16(h, 2), m2)),
-            };
-            for (int k = 0; k < 4; k++) {
-                int g = 8 * half + 2 * k; /* values 0-15 of the quarter have scale g, 16-31 g + 1 */
-                __m256i p = _mm256_maddubs_epi16(q[k], _mm256_loadu_si256((const __m256i *)(a + 32 * k)));
-                __m256i s = _mm256_set_m128i(_mm_set1_epi16(sc[g + 1]), _mm_set1_epi16(sc[g]));
-                sumv = _mm256_add_epi32(sumv, _mm256_madd_epi16(p, s));
-            }
-        }
-        acc = spill_q6_k_block(acc, spill_fp16_to_fp32(x[i].d), y + i, hsum_i32(sumv), sc);
-    }
-    return acc;
+    float r;
+    kq_q6_k(n, wv, av, 0, 1, &r, 1);
+    return r;
 }
 
 /* kernels/dot.h spill_act_fn: 8 values per instruction; the amax's maximum is exact whatever the order */

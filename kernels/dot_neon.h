@@ -116,61 +116,78 @@ static float dot_bf16(int64_t n, const void *wv, const void *av) {
     return s;
 }
 
-/* K-quants against Q8_K (kernels/kquant.c): the 4- and 6-bit values are non-negative int8, each
- * sub-block's products summed exactly (SUM4, then across the lanes), scaled in int32 as the portable
- * code does; the float steps are the portable ones */
-static float dot_q4_k(int64_t n, const void *wv, const void *av) {
-    const spill_block_q4_k *x = wv;
-    const spill_block_q8_k *y = av;
+/* K-quants against Q8_K (kernels/kquant.c): one row against nt <= SPILL_DOTS_TILE tokens (1: the dot; 4:
+ * the table's tile). A super-block is unpacked once (Q4_K's nibbles and scales, Q6_K's 6-bit values: all
+ * non-negative int8), every token's products summed exactly in int32 (SUM4, then across the lanes), then
+ * the float steps of kernels/dot.h, so the results equal the portable dots. */
+static inline void kq_q4_k(int64_t n, const spill_block_q4_k *x, const uint8_t *act, uint64_t stride, int nt, float *out,
+                           int64_t ldo) {
     const uint8x16_t m4 = vdupq_n_u8(0xF);
-    float acc = 0;
+    float acc[SPILL_DOTS_TILE] = {0};
     for (int64_t i = 0; i < n / SPILL_QK_K; i++) {
         PREFETCH(x + i);
-        const uint8_t *q = x[i].qs;
-        const int8_t *a = y[i].qs;
-        int32_t sumi = 0;
         int sc[8], mn[8];
         spill_q4_k_scales(x[i].scales, sc, mn);
-        for (int j = 0; j < 8; j += 2, q += 32, a += 64) {
-            uint8x16_t q0 = vld1q_u8(q), q1 = vld1q_u8(q + 16);
-            int32x4_t s0 = vaddq_s32(SUM4(vreinterpretq_s8_u8(vandq_u8(q0, m4)), vld1q_s8(a)),
-                                     SUM4(vreinterpretq_s8_u8(vandq_u8(q1, m4)), vld1q_s8(a + 16)));
-            int32x4_t s1 = vaddq_s32(SUM4(vreinterpretq_s8_u8(vshrq_n_u8(q0, 4)), vld1q_s8(a + 32)),
-                                     SUM4(vreinterpretq_s8_u8(vshrq_n_u8(q1, 4)), vld1q_s8(a + 48)));
-            sumi += sc[j] * vaddvq_s32(s0) + sc[j + 1] * vaddvq_s32(s1);
+        int8x16_t q[16]; /* sub-block j's 32 values: q[2j], q[2j + 1] */
+        for (int p = 0; p < 4; p++)
+            for (int e = 0; e < 2; e++) {
+                uint8x16_t b = vld1q_u8(x[i].qs + 32 * p + 16 * e);
+                q[4 * p + e] = vreinterpretq_s8_u8(vandq_u8(b, m4));
+                q[4 * p + 2 + e] = vreinterpretq_s8_u8(vshrq_n_u8(b, 4));
+            }
+        float dx = spill_fp16_to_fp32(x[i].d), mx = spill_fp16_to_fp32(x[i].dmin);
+        for (int t = 0; t < nt; t++) {
+            const spill_block_q8_k *y = (const spill_block_q8_k *)(act + (uint64_t)t * stride) + i;
+            int32_t sumi = 0;
+            for (int j = 0; j < 8; j++)
+                sumi += sc[j] * vaddvq_s32(vaddq_s32(SUM4(q[2 * j], vld1q_s8(y->qs + 32 * j)),
+                                                     SUM4(q[2 * j + 1], vld1q_s8(y->qs + 32 * j + 16))));
+            acc[t] = spill_q4_k_block(acc[t], dx, mx, y, sumi, mn);
         }
-        acc = spill_q4_k_block(acc, spill_fp16_to_fp32(x[i].d), spill_fp16_to_fp32(x[i].dmin), y + i, sumi, mn);
     }
-    return acc;
+    for (int t = 0; t < nt; t++) out[(int64_t)t * ldo] = acc[t];
+}
+
+static inline void kq_q6_k(int64_t n, const spill_block_q6_k *x, const uint8_t *act, uint64_t stride, int nt, float *out,
+                           int64_t ldo) {
+    const uint8x16_t m4 = vdupq_n_u8(0xF), m2 = vdupq_n_u8(0x30);
+    float acc[SPILL_DOTS_TILE] = {0};
+    for (int64_t i = 0; i < n / SPILL_QK_K; i++) {
+        PREFETCH(x + i);
+        const int8_t *sc = x[i].scales;
+        int8x16_t q[16]; /* group g's 16 values (scale sc[g]): q[g] */
+        for (int half = 0; half < 2; half++)
+            for (int e = 0; e < 2; e++) {
+                const uint8_t *ql = x[i].ql + 64 * half + 16 * e, *qh = x[i].qh + 32 * half + 16 * e;
+                uint8x16_t l0 = vld1q_u8(ql), l1 = vld1q_u8(ql + 32), h = vld1q_u8(qh);
+                int g = 8 * half + e;
+                q[g] = vreinterpretq_s8_u8(vorrq_u8(vandq_u8(l0, m4), vandq_u8(vshlq_n_u8(h, 4), m2)));
+                q[g + 2] = vreinterpretq_s8_u8(vorrq_u8(vandq_u8(l1, m4), vandq_u8(vshlq_n_u8(h, 2), m2)));
+                q[g + 4] = vreinterpretq_s8_u8(vorrq_u8(vshrq_n_u8(l0, 4), vandq_u8(h, m2)));
+                q[g + 6] = vreinterpretq_s8_u8(vorrq_u8(vshrq_n_u8(l1, 4), vandq_u8(vshrq_n_u8(h, 2), m2)));
+            }
+        float dx = spill_fp16_to_fp32(x[i].d);
+        for (int t = 0; t < nt; t++) {
+            const spill_block_q8_k *y = (const spill_block_q8_k *)(act + (uint64_t)t * stride) + i;
+            int32_t sumi = 0;
+            for (int g = 0; g < 16; g++)
+                sumi += sc[g] * vaddvq_s32(SUM4(q[g], vld1q_s8(y->qs + 16 * g)));
+            acc[t] = spill_q6_k_block(acc[t], dx, y, sumi, sc);
+        }
+    }
+    for (int t = 0; t < nt; t++) out[(int64_t)t * ldo] = acc[t];
+}
+
+static float dot_q4_k(int64_t n, const void *wv, const void *av) {
+    float r;
+    kq_q4_k(n, wv, av, 0, 1, &r, 1);
+    return r;
 }
 
 static float dot_q6_k(int64_t n, const void *wv, const void *av) {
-    const spill_block_q6_k *x = wv;
-    const spill_block_q8_k *y = av;
-    const uint8x16_t m4 = vdupq_n_u8(0xF), m2 = vdupq_n_u8(0x30);
-    float acc = 0;
-    for (int64_t i = 0; i < n / SPILL_QK_K; i++) {
-        PREFETCH(x + i);
-        const uint8_t *ql = x[i].ql, *qh = x[i].qh;
-        const int8_t *a = y[i].qs, *sc = x[i].scales;
-        int32_t sumi = 0;
-        for (int half = 0; half < 2; half++, ql += 64, qh += 32, a += 128)
-            for (int e = 0; e < 2; e++) { /* values 16e..16e+15 of each quarter */
-                uint8x16_t l0 = vld1q_u8(ql + 16 * e), l1 = vld1q_u8(ql + 32 + 16 * e), h = vld1q_u8(qh + 16 * e);
-                uint8x16_t q[4] = {
-                    vorrq_u8(vandq_u8(l0, m4), vandq_u8(vshlq_n_u8(h, 4), m2)),
-                    vorrq_u8(vandq_u8(l1, m4), vandq_u8(vshlq_n_u8(h, 2), m2)),
-                    vorrq_u8(vshrq_n_u8(l0, 4), vandq_u8(h, m2)),
-                    vorrq_u8(vshrq_n_u8(l1, 4), vandq_u8(vshrq_n_u8(h, 2), m2)),
-                };
-                for (int k = 0; k < 4; k++) {
-                    int g = 8 * half + 2 * k + e;
-                    sumi += sc[g] * vaddvq_s32(SUM4(vreinterpretq_s8_u8(q[k]), vld1q_s8(a + 32 * k + 16 * e)));
-                }
-            }
-        acc = spill_q6_k_block(acc, spill_fp16_to_fp32(x[i].d), y + i, sumi, sc);
-    }
-    return acc;
+    float r;
+    kq_q6_k(n, wv, av, 0, 1, &r, 1);
+    return r;
 }
 
 /* R rows against one token (the table's rows kernel, kernels/dot.h): each row's steps are its dot's
@@ -348,68 +365,16 @@ static inline __attribute__((always_inline)) void tile_wide(spill_dtype w, int64
     }
 }
 
-/* K-quants: one row's super-block unpacked once (4-bit values and scales, or 6-bit values) for the 4
- * tokens; per token the integer sums and float steps of dot_q4_k / dot_q6_k above, so each result is theirs */
 static void tile_q4_k(spill_dtype w, int64_t n, const uint8_t *row, const uint8_t *act, uint64_t stride, float *out,
                       int64_t ldo) {
     (void)w;
-    const spill_block_q4_k *x = (const spill_block_q4_k *)row;
-    const uint8x16_t m4 = vdupq_n_u8(0xF);
-    float acc[TT] = {0};
-    for (int64_t i = 0; i < n / SPILL_QK_K; i++) {
-        PREFETCH(x + i);
-        int sc[8], mn[8];
-        spill_q4_k_scales(x[i].scales, sc, mn);
-        int8x16_t q[16]; /* sub-block j's 32 values: q[2j], q[2j + 1] */
-        for (int p = 0; p < 4; p++)
-            for (int e = 0; e < 2; e++) {
-                uint8x16_t b = vld1q_u8(x[i].qs + 32 * p + 16 * e);
-                q[4 * p + e] = vreinterpretq_s8_u8(vandq_u8(b, m4));
-                q[4 * p + 2 + e] = vreinterpretq_s8_u8(vshrq_n_u8(b, 4));
-            }
-        float dx = spill_fp16_to_fp32(x[i].d), mx = spill_fp16_to_fp32(x[i].dmin);
-        for (int t = 0; t < TT; t++) {
-            const spill_block_q8_k *y = (const spill_block_q8_k *)(act + (uint64_t)t * stride) + i;
-            int32_t sumi = 0;
-            for (int j = 0; j < 8; j++)
-                sumi += sc[j] * vaddvq_s32(vaddq_s32(SUM4(q[2 * j], vld1q_s8(y->qs + 32 * j)),
-                                                     SUM4(q[2 * j + 1], vld1q_s8(y->qs + 32 * j + 16))));
-            acc[t] = spill_q4_k_block(acc[t], dx, mx, y, sumi, mn);
-        }
-    }
-    for (int t = 0; t < TT; t++) out[(int64_t)t * ldo] = acc[t];
+    kq_q4_k(n, (const spill_block_q4_k *)row, act, stride, TT, out, ldo);
 }
 
 static void tile_q6_k(spill_dtype w, int64_t n, const uint8_t *row, const uint8_t *act, uint64_t stride, float *out,
                       int64_t ldo) {
     (void)w;
-    const spill_block_q6_k *x = (const spill_block_q6_k *)row;
-    const uint8x16_t m4 = vdupq_n_u8(0xF), m2 = vdupq_n_u8(0x30);
-    float acc[TT] = {0};
-    for (int64_t i = 0; i < n / SPILL_QK_K; i++) {
-        PREFETCH(x + i);
-        const int8_t *sc = x[i].scales;
-        int8x16_t q[16]; /* group g's 16 values (scale sc[g]): q[g] */
-        for (int half = 0; half < 2; half++)
-            for (int e = 0; e < 2; e++) {
-                const uint8_t *ql = x[i].ql + 64 * half + 16 * e, *qh = x[i].qh + 32 * half + 16 * e;
-                uint8x16_t l0 = vld1q_u8(ql), l1 = vld1q_u8(ql + 32), h = vld1q_u8(qh);
-                int g = 8 * half + e;
-                q[g] = vreinterpretq_s8_u8(vorrq_u8(vandq_u8(l0, m4), vandq_u8(vshlq_n_u8(h, 4), m2)));
-                q[g + 2] = vreinterpretq_s8_u8(vorrq_u8(vandq_u8(l1, m4), vandq_u8(vshlq_n_u8(h, 2), m2)));
-                q[g + 4] = vreinterpretq_s8_u8(vorrq_u8(vshrq_n_u8(l0, 4), vandq_u8(h, m2)));
-                q[g + 6] = vreinterpretq_s8_u8(vorrq_u8(vshrq_n_u8(l1, 4), vandq_u8(vshrq_n_u8(h, 2), m2)));
-            }
-        float dx = spill_fp16_to_fp32(x[i].d);
-        for (int t = 0; t < TT; t++) {
-            const spill_block_q8_k *y = (const spill_block_q8_k *)(act + (uint64_t)t * stride) + i;
-            int32_t sumi = 0;
-            for (int g = 0; g < 16; g++)
-                sumi += sc[g] * vaddvq_s32(SUM4(q[g], vld1q_s8(y->qs + 16 * g)));
-            acc[t] = spill_q6_k_block(acc[t], dx, y, sumi, sc);
-        }
-    }
-    for (int t = 0; t < TT; t++) out[(int64_t)t * ldo] = acc[t];
+    kq_q6_k(n, (const spill_block_q6_k *)row, act, stride, TT, out, ldo);
 }
 
 #define TILE_OF(kernel, w)                                                                     \

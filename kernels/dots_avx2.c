@@ -317,71 +317,6 @@ void spill_dots_prepare_avx2(spill_dtype w, int64_t n, const void *act, uint64_t
         for (; r_ < nr; r_++) dots_wide(w, 1, n, wrow + (uint64_t)r_ * rb, rb, (const uint8_t *)(act), stride, out + r_, ldo);          \
     } while (0)
 
-static inline int32_t hsum_i32(__m256i v) {
-    __m128i s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
-    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0x4E));
-    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0xB1));
-    return _mm_cvtsi128_si32(s);
-}
-
-/* K-quants: one row's super-block unpacked (nibbles, 6-bit values, scales) once for the 4 tokens; per
- * token the integer sums and float steps of kernels/dot_avx2.c's dots, so each result is theirs */
-static void dots_q4_k(int64_t n, const spill_block_q4_k *x, const uint8_t *act, uint64_t stride, float *out, int64_t ldo) {
-    const __m256i m4 = _mm256_set1_epi8(0xF);
-    float acc[T] = {0};
-    for (int64_t i = 0; i < n / SPILL_QK_K; i++) {
-        _mm_prefetch((const char *)(x + i) + PREFETCH_AHEAD, _MM_HINT_T0);
-        int sc[8], mn[8];
-        spill_q4_k_scales(x[i].scales, sc, mn);
-        __m256i q[8], s16[8];
-        for (int p = 0; p < 4; p++) {
-            __m256i qb = _mm256_loadu_si256((const __m256i *)(x[i].qs + 32 * p));
-            q[2 * p] = _mm256_and_si256(qb, m4);
-            q[2 * p + 1] = _mm256_and_si256(_mm256_srli_epi16(qb, 4), m4);
-        }
-        for (int j = 0; j < 8; j++) s16[j] = _mm256_set1_epi16((short)sc[j]);
-        float dx = spill_fp16_to_fp32(x[i].d), mx = spill_fp16_to_fp32(x[i].dmin);
-        for (int t = 0; t < T; t++) {
-            const spill_block_q8_k *y = (const spill_block_q8_k *)(act + (uint64_t)t * stride) + i;
-            __m256i sumv = _mm256_setzero_si256();
-            for (int j = 0; j < 8; j++)
-                sumv = _mm256_add_epi32(sumv, _mm256_madd_epi16(_mm256_maddubs_epi16(q[j], _mm256_loadu_si256((const __m256i *)(y->qs + 32 * j))), s16[j]));
-            acc[t] = spill_q4_k_block(acc[t], dx, mx, y, hsum_i32(sumv), mn);
-        }
-    }
-    for (int t = 0; t < T; t++) out[(int64_t)t * ldo] = acc[t];
-}
-
-static void dots_q6_k(int64_t n, const spill_block_q6_k *x, const uint8_t *act, uint64_t stride, float *out, int64_t ldo) {
-    const __m256i m4 = _mm256_set1_epi8(0xF), m2 = _mm256_set1_epi8(0x30);
-    float acc[T] = {0};
-    for (int64_t i = 0; i < n / SPILL_QK_K; i++) {
-        _mm_prefetch((const char *)(x + i) + PREFETCH_AHEAD, _MM_HINT_T0);
-        const int8_t *sc = x[i].scales;
-        __m256i q[8], s16[8];
-        for (int half = 0; half < 2; half++) {
-            const uint8_t *ql = x[i].ql + 64 * half, *qh = x[i].qh + 32 * half;
-            __m256i l0 = _mm256_loadu_si256((const __m256i *)ql), l1 = _mm256_loadu_si256((const __m256i *)(ql + 32));
-            __m256i h = _mm256_loadu_si256((const __m256i *)qh);
-            q[4 * half] = _mm256_or_si256(_mm256_and_si256(l0, m4), _mm256_and_si256(_mm256_slli_epi16(h, 4), m2));
-            q[4 * half + 1] = _mm256_or_si256(_mm256_and_si256(l1, m4), _mm256_and_si256(_mm256_slli_epi16(h, 2), m2));
-            q[4 * half + 2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l0, 4), m4), _mm256_and_si256(h, m2));
-            q[4 * half + 3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l1, 4), m4),
-                                              _mm256_and_si256(_mm256_srli_epi16(h, 2), m2));
-        }
-        for (int k = 0; k < 8; k++) s16[k] = _mm256_set_m128i(_mm_set1_epi16(sc[2 * k + 1]), _mm_set1_epi16(sc[2 * k]));
-        float dx = spill_fp16_to_fp32(x[i].d);
-        for (int t = 0; t < T; t++) {
-            const spill_block_q8_k *y = (const spill_block_q8_k *)(act + (uint64_t)t * stride) + i;
-            __m256i sumv = _mm256_setzero_si256();
-            for (int k = 0; k < 8; k++)
-                sumv = _mm256_add_epi32(sumv, _mm256_madd_epi16(_mm256_maddubs_epi16(q[k], _mm256_loadu_si256((const __m256i *)(y->qs + 32 * k))), s16[k]));
-            acc[t] = spill_q6_k_block(acc[t], dx, y, hsum_i32(sumv), sc);
-        }
-    }
-    for (int t = 0; t < T; t++) out[(int64_t)t * ldo] = acc[t];
-}
-
 void spill_dots4_avx2(spill_dtype w, int64_t n, const void *wrows, uint64_t rb, int nr, const void *act, uint64_t stride,
                       const float *sc, float *out, int64_t ldo) {
     const uint8_t *wrow = wrows;
@@ -407,8 +342,9 @@ void spill_dots4_avx2(spill_dtype w, int64_t n, const void *wrows, uint64_t rb, 
         switch (w) {
         case SPILL_DT_Q8_0: dots_signed(0, n, wrow, act, stride, sc, out, ldo); break;
         case SPILL_DT_Q4_0: dots_signed(1, n, wrow, act, stride, sc, out, ldo); break;
-        case SPILL_DT_Q4_K: dots_q4_k(n, (const spill_block_q4_k *)wrow, act, stride, out, ldo); break;
-        case SPILL_DT_Q6_K: dots_q6_k(n, (const spill_block_q6_k *)wrow, act, stride, out, ldo); break;
+        /* K-quants: a super-block unpacked once for the 4 tokens (kernels/dot_avx2.h) */
+        case SPILL_DT_Q4_K: kq_q4_k(n, (const spill_block_q4_k *)wrow, act, stride, T, out, ldo); break;
+        case SPILL_DT_Q6_K: kq_q6_k(n, (const spill_block_q6_k *)wrow, act, stride, T, out, ldo); break;
         default: dots_q4_1(n, (const spill_block_q4_1 *)wrow, act, stride, sc, out, ldo); break;
         }
     }

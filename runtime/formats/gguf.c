@@ -193,7 +193,7 @@ static int parse(spill_gguf *g, spill_err *err) {
         }
         if (rd(&c, &t->type, 4, what) || rd(&c, &t->offset, 8, what)) return -1;
         uint32_t bv = spill_dtype_block_values(t->type);
-        if (!bv || t->type == SPILL_DT_Q8_1 || t->type == SPILL_DT_Q8_K)
+        if (!bv || !spill_dtype_supported(t->type)) /* unknown, or activations only (Q8_1, Q8_K) */
             return spill_err_set(err, "%s: %s has type %u (%s), which spill does not read", g->path, what, t->type,
                                  spill_dtype_name(t->type));
         if (t->ne[0] % bv)
