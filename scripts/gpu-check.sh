@@ -135,20 +135,7 @@ bench=$root/$build/spill-bench
 gen=$root/$build/spill-generate
 prof=$root/$build/gpu-profile.json
 
-if command -v ctest >/dev/null; then
-    step "Every gpu test (ctest -L gpu)" 150 bash -c "cd '$build' && ctest -L gpu --output-on-failure --timeout 140"
-else
-    # no CTest here: the same tests by hand (their environments are the plain ones but for the shim's)
-    for t in test_cuda_device test_cuda_alloc test_cuda_ops test_cuda_generate; do
-        step "gpu test $t (no ctest on this machine)" 60 bash -c "cd '$build/tests' && ./$t"
-    done
-    step "gpu test test_preload_gpu (no ctest on this machine)" 60 env LD_PRELOAD="$root/$build/libspill-preload.so" \
-        SPILL_HBM_BUDGET=256M SPILL_STATS=1 "$build/tests/test_preload_gpu"
-fi
-# PyTorch's pluggable allocator with the python that has torch (ctest's may be another python)
-if python3 -c 'import torch' >/dev/null 2>&1; then
-    step "PyTorch through the shim's allocator ($(command -v python3))" 60 python3 tests/preload_torch.py "$root/$build/libspill-preload.so"
-fi
+step "Every gpu test (ctest -L gpu)" 150 bash -c "cd '$build' && ctest -L gpu --output-on-failure --timeout 140"
 grep -hE "max difference|equal to the twin|SKIPPED" "$build/Testing/Temporary/LastTest.log" 2>/dev/null | sort -u >"$log/diffs"
 if [ -s "$log/diffs" ]; then
     { echo "Each GPU kernel against its CPU twin (test_cuda_ops):"; echo; echo '```'; cat "$log/diffs"; echo '```'; echo; } >>"$out.tmp"
