@@ -83,6 +83,13 @@ int spill_cpu_avx512_vnni(void);
    prepared floats at sc + k * pt, made by spill_dots_prepare_avx2 as they are where this is true) */
 void spill_dots_quant_vnni(spill_dtype w, int ntiles, int64_t n, const void *wrows, uint64_t rb, int nr, const void *act,
                            uint64_t stride, const float *sc, size_t pt, float *out, int64_t ldo);
+/* kernels/dots_vnni.c: the K-quants' tiles (Q4_K, Q6_K), the same bits as the one-token dot, for ntiles (1 or 2)
+   tiles of 4 tokens at once; their activations as spill_dots_prepare_kquant_vnni laid them out (tile k's at
+   sc + k * pt, SPILL_KQ_PREP floats per 256-value block) */
+#define SPILL_KQ_PREP (4 + 256 + 32)
+void spill_dots_prepare_kquant_vnni(int64_t n, const void *act, uint64_t stride, int nt, float *sc);
+void spill_dots_kquant_vnni(spill_dtype w, int ntiles, int64_t n, const void *wrows, uint64_t rb, int nr, const float *sc,
+                            size_t pt, float *out, int64_t ldo);
 /* kernels/dots_avx512.c: spill_dots4_avx2's F32, F16, BF16 tiles, the same bits in 512-bit registers, for
    ntiles (1 or 2) tiles of 4 tokens at once, the activations as spill_dots_prepare_wide_avx512 made them
    (tile k's at sc + k * pt) */

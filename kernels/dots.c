@@ -58,8 +58,18 @@ static int wide512(spill_dtype w) {
     return 0;
 #endif
 }
+/* the K-quants' VNNI tiles (kernels/dots_vnni.c), which take their activations laid out in pairs of tokens */
+static int kq_vnni(spill_dtype w) {
+#if defined(SPILL_DOT_AVX512_VNNI)
+    return (w == SPILL_DT_Q4_K || w == SPILL_DT_Q6_K) && spill_cpu_avx512_vnni();
+#else
+    (void)w;
+    return 0;
+#endif
+}
 static int scaled(spill_dtype w) {
-    return (w == SPILL_DT_Q8_0 || w == SPILL_DT_Q4_0 || w == SPILL_DT_Q4_1 || w == SPILL_DT_F16 || wide512(w)) &&
+    return (w == SPILL_DT_Q8_0 || w == SPILL_DT_Q4_0 || w == SPILL_DT_Q4_1 || w == SPILL_DT_F16 || wide512(w) ||
+            kq_vnni(w)) &&
            spill_dots_tiled(w);
 }
 
@@ -67,6 +77,7 @@ static int scaled(spill_dtype w) {
 static size_t per_tile(spill_dtype w, int64_t n) {
     if (!scaled(w)) return 0;
     if (w == SPILL_DT_F16 || wide512(w)) return (size_t)T * (size_t)n;
+    if (kq_vnni(w)) return (size_t)(n / SPILL_QK_K) * SPILL_KQ_PREP;
     /* block scales; Q4_0 also the sums of its activations (16 lanes of 16 bits, or 8 of 32 for the VNNI
        tiles), per block and token; Q8_0 for the VNNI tiles its activations + 128 */
     int more = w == SPILL_DT_Q4_0;
@@ -80,7 +91,14 @@ size_t spill_dots_scales_len(spill_dtype w, int64_t n, int nt) { return (size_t)
 
 void spill_dots_prepare(spill_dtype w, int64_t n, const void *act, uint64_t stride, int nt, float *sc) {
 #if defined(SPILL_DOT_AVX2)
-    if (scaled(w)) spill_dots_prepare_avx2(w, n, act, stride, nt, sc);
+    if (!scaled(w)) return;
+#if defined(SPILL_DOT_AVX512_VNNI)
+    if (kq_vnni(w)) {
+        spill_dots_prepare_kquant_vnni(n, act, stride, nt, sc);
+        return;
+    }
+#endif
+    spill_dots_prepare_avx2(w, n, act, stride, nt, sc);
 #else
     (void)w, (void)n, (void)act, (void)stride, (void)nt, (void)sc;
 #endif
@@ -98,6 +116,12 @@ void spill_vec_dots(spill_dtype w, int64_t n, const void *wrows, uint64_t row_by
             for (; t + 2 * T <= nt; t += 2 * T) /* two tiles at once */
                 spill_dots_quant_vnni(w, 2, n, w8, row_bytes, nr, a8 + (uint64_t)t * stride, stride,
                                       sc + (size_t)(t / T) * pt, pt, out + (int64_t)t * ldo, ldo);
+        if (sc && kq_vnni(w)) {
+            for (; t + 2 * T <= nt; t += 2 * T) /* two tiles at once */
+                spill_dots_kquant_vnni(w, 2, n, w8, row_bytes, nr, sc + (size_t)(t / T) * pt, pt, out + (int64_t)t * ldo, ldo);
+            for (; t + T <= nt; t += T)
+                spill_dots_kquant_vnni(w, 1, n, w8, row_bytes, nr, sc + (size_t)(t / T) * pt, pt, out + (int64_t)t * ldo, ldo);
+        }
 #endif
 #if defined(SPILL_DOT_AVX512)
         if (sc && wide512(w))

@@ -154,3 +154,182 @@ void spill_dots_quant_vnni(spill_dtype w, int ntiles, int64_t n, const void *wro
     default: TILES(SPILL_DT_Q4_1, 1); break;
     }
 }
+
+/* ---- The K-quants (Q4_K, Q6_K) against Q8_K activations, 8 or 4 tokens at once ----
+ *
+ * The AVX2 tile (kq_q4_k / kq_q6_k in kernels/dot_avx2.h) unpacks a super-block once for 4 tokens but
+ * then, per token, sums each sub-block in 256-bit registers, reduces 8 lanes and ends the block with
+ * scalar work (the minima's or the offset's sums, two fused multiply-adds). Here a 512-bit register
+ * holds a pair of tokens (as the tiles above), each sub-block's scale goes in with VNNI's vpdpwssd
+ * (the 16-bit pairs that vpmaddubsw made, times the scale, added to 32-bit lanes: exact), the 8 tokens'
+ * lane sums are reduced together, and the block's float steps run for 8 tokens in one 256-bit register.
+ * The integers are exact, so every sum is the portable one's, and the float steps are the same
+ * operations (kernels/dot.h, spill_q4_k_block / spill_q6_k_block) in the same order: the same bits.
+ *
+ * spill_dots_prepare_kquant_vnni lays out each tile of 4 tokens once per matmul, per super-block
+ * (SPILL_KQ_PREP floats): the tokens' scales d (4 floats), their values in pairs of tokens, sub-block by
+ * sub-block (pair p, sub-block j: token 2p's 32 bytes, then token 2p + 1's: one 512-bit load), and
+ * their 16-value sums in pairs of tokens (64 bytes a pair). */
+void spill_dots_prepare_kquant_vnni(int64_t n, const void *act, uint64_t stride, int nt, float *sc) {
+    const int64_t nb = n / SPILL_QK_K;
+    for (int tile = 0; tile < nt / T; tile++) {
+        float *s = sc + (size_t)tile * (size_t)nb * SPILL_KQ_PREP;
+        for (int64_t i = 0; i < nb; i++) {
+            float *b = s + i * SPILL_KQ_PREP;
+            uint8_t *qs = (uint8_t *)(b + 4), *bs = (uint8_t *)(b + 4 + 256);
+            for (int t = 0; t < T; t++) {
+                const spill_block_q8_k *y =
+                    (const spill_block_q8_k *)((const uint8_t *)act + (uint64_t)(tile * T + t) * stride) + i;
+                int p = t / 2, h = t % 2;
+                b[t] = y->d;
+                for (int j = 0; j < 8; j++)
+                    _mm256_storeu_si256((__m256i *)(qs + (p * 8 + j) * 64 + h * 32),
+                                        _mm256_loadu_si256((const __m256i *)(y->qs + 32 * j)));
+                _mm256_storeu_si256((__m256i *)(bs + p * 64 + h * 32), _mm256_loadu_si256((const __m256i *)y->bsums));
+            }
+        }
+    }
+}
+
+/* four registers of token pairs (v_p: token 2p's 8 lanes, then token 2p + 1's) to the 8 tokens' sums, in
+ * the order 0, 2, 4, 6, 1, 3, 5, 7 (KQ_ORDER) */
+static inline __m256i kq_reduce(__m512i v0, __m512i v1, __m512i v2, __m512i v3) {
+    __m512i a = _mm512_add_epi32(_mm512_unpacklo_epi32(v0, v1), _mm512_unpackhi_epi32(v0, v1));
+    __m512i b = _mm512_add_epi32(_mm512_unpacklo_epi32(v2, v3), _mm512_unpackhi_epi32(v2, v3));
+    /* each 128-bit lane: the four registers' sums of that lane's 4 values */
+    __m512i c = _mm512_add_epi32(_mm512_unpacklo_epi64(a, b), _mm512_unpackhi_epi64(a, b));
+    /* 128-bit lanes 0 + 1: the even tokens' sums; 2 + 3: the odd ones' */
+    __m512i d = _mm512_add_epi32(c, _mm512_shuffle_i32x4(c, c, _MM_SHUFFLE(2, 3, 0, 1)));
+    return _mm512_castsi512_si256(_mm512_shuffle_i32x4(d, d, _MM_SHUFFLE(2, 0, 2, 0)));
+}
+#define KQ_ORDER 0, 2, 4, 6, 1, 3, 5, 7
+
+/* a Q4_K block's 8 scales and 8 mins (spill_q4_k_scales), as 16-bit lanes 0-7 and 8-15 of a register */
+static inline __m256i q4_k_scales16(const uint8_t *q) {
+    /* bytes 0-3 scales 0-3, 4-7 mins 0-3; 8-11: scales 4-7 (low 4 bits of 8-11, high 2 of 0-3),
+       12-15: mins 4-7 (high 4 bits of 8-11, high 2 of 4-7) */
+    __m128i v = _mm_loadu_si128((const __m128i *)q); /* 12 bytes; the 4 after them are the block's values */
+    __m128i lo = _mm_and_si128(v, _mm_set1_epi8(63));
+    __m128i top = _mm_srli_epi16(_mm_and_si128(v, _mm_set1_epi8((char)0xC0)), 2); /* high 2 bits, at bits 4-5 */
+    __m128i b8 = _mm_shuffle_epi8(v, _mm_setr_epi8(8, 9, 10, 11, 8, 9, 10, 11, -1, -1, -1, -1, -1, -1, -1, -1));
+    __m128i low4 = _mm_and_si128(_mm_blend_epi16(b8, _mm_srli_epi16(b8, 4), 0x0C), _mm_set1_epi8(15));
+    __m128i hi = _mm_or_si128(low4, top); /* bytes 0-3 scales 4-7, 4-7 mins 4-7 */
+    /* scales 0-7 then mins 0-7 */
+    __m128i sm = _mm_unpacklo_epi32(lo, hi);                        /* sc0-3, sc4-7, mn0-3, mn4-7 */
+    return _mm256_cvtepu8_epi16(sm);
+}
+
+static inline __attribute__((always_inline)) void kq_tile(spill_dtype w, int R, int K, int64_t n, const uint8_t *wrow,
+                                                          uint64_t rb, const float *sc, size_t pt, float *out,
+                                                          int64_t ldo) {
+    const int64_t nb = n / SPILL_QK_K;
+    const __m512i m4 = _mm512_set1_epi8(0xF), m2 = _mm512_set1_epi8(0x30);
+    const __m256i order = _mm256_setr_epi32(KQ_ORDER);
+    __m256 acc[4];
+    for (int r = 0; r < R; r++) acc[r] = _mm256_setzero_ps();
+    for (int64_t i = 0; i < nb; i++) {
+        const float *bk[2] = {sc + i * SPILL_KQ_PREP, sc + pt + i * SPILL_KQ_PREP};
+        __m256 d8 = _mm256_castps128_ps256(_mm_loadu_ps(bk[0]));
+        d8 = _mm256_insertf128_ps(d8, K == 2 ? _mm_loadu_ps(bk[1]) : _mm_setzero_ps(), 1);
+        const __m256 yd = _mm256_permutevar8x32_ps(d8, order);
+#define Y(p, j) _mm512_loadu_si512((const uint8_t *)(bk[(p) / 2] + 4) + ((p) % 2 * 8 + (j)) * 64)
+#define BS(p) _mm512_loadu_si512((const uint8_t *)(bk[(p) / 2] + 4 + 256) + (p) % 2 * 64)
+        for (int r = 0; r < R; r++) {
+            __m512i si[4], sm[4];
+            for (int p = 0; p < 4; p++) si[p] = sm[p] = _mm512_setzero_si512();
+            float dx, mx = 0;
+            if (w == SPILL_DT_Q4_K) {
+                const spill_block_q4_k *x = (const spill_block_q4_k *)(wrow + r * rb) + i;
+                _mm_prefetch((const char *)x + SPILL_PREFETCH_AHEAD, _MM_HINT_T0);
+                _mm_prefetch((const char *)x + SPILL_PREFETCH_AHEAD + 64, _MM_HINT_T0);
+                dx = h2f(x->d), mx = h2f(x->dmin);
+                __m512i s16 = _mm512_castsi256_si512(q4_k_scales16(x->scales));
+                for (int q = 0; q < 4; q++) { /* sub-blocks 2q (low nibbles) and 2q + 1 (high) share 32 bytes */
+                    __m512i qb = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)(x->qs + 32 * q)));
+                    __m512i lo = _mm512_and_si512(qb, m4), hi = _mm512_and_si512(_mm512_srli_epi16(qb, 4), m4);
+                    __m512i slo = _mm512_permutexvar_epi16(_mm512_set1_epi16((short)(2 * q)), s16);
+                    __m512i shi = _mm512_permutexvar_epi16(_mm512_set1_epi16((short)(2 * q + 1)), s16);
+                    for (int p = 0; p < 2 * K; p++) {
+                        si[p] = _mm512_dpwssd_epi32(si[p], _mm512_maddubs_epi16(lo, Y(p, 2 * q)), slo);
+                        si[p] = _mm512_dpwssd_epi32(si[p], _mm512_maddubs_epi16(hi, Y(p, 2 * q + 1)), shi);
+                    }
+                }
+                /* the minima: lane j of each token, mn_j * (its 16-value sums 2j and 2j + 1) */
+                const __m512i mins = _mm512_permutexvar_epi16(
+                    _mm512_set_epi16(15, 15, 14, 14, 13, 13, 12, 12, 11, 11, 10, 10, 9, 9, 8, 8, 15, 15, 14, 14, 13, 13,
+                                     12, 12, 11, 11, 10, 10, 9, 9, 8, 8),
+                    s16);
+                for (int p = 0; p < 2 * K; p++) sm[p] = _mm512_madd_epi16(BS(p), mins);
+            } else {
+                const spill_block_q6_k *x = (const spill_block_q6_k *)(wrow + r * rb) + i;
+                _mm_prefetch((const char *)x + SPILL_PREFETCH_AHEAD, _MM_HINT_T0);
+                _mm_prefetch((const char *)x + SPILL_PREFETCH_AHEAD + 64, _MM_HINT_T0);
+                _mm_prefetch((const char *)x + SPILL_PREFETCH_AHEAD + 128, _MM_HINT_T0);
+                dx = h2f(x->d);
+                /* 16 scales as 16-bit lanes in both 256-bit halves */
+                __m512i s16 = _mm512_broadcast_i64x4(_mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)x->scales)));
+                for (int half = 0; half < 2; half++) {
+                    const uint8_t *ql = x->ql + 64 * half, *qh = x->qh + 32 * half;
+                    __m512i l0 = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)ql));
+                    __m512i l1 = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)(ql + 32)));
+                    __m512i h = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)qh));
+                    __m512i q[4];
+                    q[0] = _mm512_or_si512(_mm512_and_si512(l0, m4), _mm512_and_si512(_mm512_slli_epi16(h, 4), m2));
+                    q[1] = _mm512_or_si512(_mm512_and_si512(l1, m4), _mm512_and_si512(_mm512_slli_epi16(h, 2), m2));
+                    q[2] = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(l0, 4), m4), _mm512_and_si512(h, m2));
+                    q[3] = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(l1, 4), m4),
+                                           _mm512_and_si512(_mm512_srli_epi16(h, 2), m2));
+                    for (int k4 = 0; k4 < 4; k4++) {
+                        int k = 4 * half + k4; /* values 0-15 of sub-block k have scale 2k, 16-31 scale 2k + 1 */
+                        __m512i sk = _mm512_permutexvar_epi16(
+                            _mm512_set_epi16(2 * k + 17, 2 * k + 17, 2 * k + 17, 2 * k + 17, 2 * k + 17, 2 * k + 17,
+                                             2 * k + 17, 2 * k + 17, 2 * k + 16, 2 * k + 16, 2 * k + 16, 2 * k + 16,
+                                             2 * k + 16, 2 * k + 16, 2 * k + 16, 2 * k + 16, 2 * k + 1, 2 * k + 1, 2 * k + 1,
+                                             2 * k + 1, 2 * k + 1, 2 * k + 1, 2 * k + 1, 2 * k + 1, 2 * k, 2 * k, 2 * k,
+                                             2 * k, 2 * k, 2 * k, 2 * k, 2 * k),
+                            s16);
+                        for (int p = 0; p < 2 * K; p++)
+                            si[p] = _mm512_dpwssd_epi32(si[p], _mm512_maddubs_epi16(q[k4], Y(p, k)), sk);
+                    }
+                }
+                /* the offset of 32: -32 * sc_g times the token's 16-value sum g, in the same integer sum */
+                const __m512i m32 = _mm512_sub_epi16(_mm512_setzero_si512(), _mm512_slli_epi16(s16, 5));
+                for (int p = 0; p < 2 * K; p++) si[p] = _mm512_dpwssd_epi32(si[p], BS(p), m32);
+            }
+            const __m256 dd = _mm256_mul_ps(_mm256_set1_ps(dx), yd);
+            acc[r] = _mm256_fmadd_ps(dd, _mm256_cvtepi32_ps(kq_reduce(si[0], si[1], si[2], si[3])), acc[r]);
+            if (w == SPILL_DT_Q4_K) {
+                const __m256 md = _mm256_mul_ps(_mm256_set1_ps(mx), yd);
+                acc[r] = _mm256_fnmadd_ps(md, _mm256_cvtepi32_ps(kq_reduce(sm[0], sm[1], sm[2], sm[3])), acc[r]);
+            }
+        }
+#undef Y
+#undef BS
+    }
+    static const int tok[8] = {KQ_ORDER};
+    for (int r = 0; r < R; r++) {
+        float a[8];
+        _mm256_storeu_ps(a, acc[r]);
+        for (int l = 0; l < 8; l++)
+            if (tok[l] < 4 * K) out[(int64_t)tok[l] * ldo + r] = a[l];
+    }
+}
+
+#define KQ_TILES(w, K)                                                                                           \
+    do {                                                                                                          \
+        int r_ = 0;                                                                                               \
+        for (; r_ + 4 <= nr; r_ += 4) kq_tile(w, 4, K, n, wrow + (uint64_t)r_ * rb, rb, sc, pt, out + r_, ldo);   \
+        for (; r_ < nr; r_++) kq_tile(w, 1, K, n, wrow + (uint64_t)r_ * rb, rb, sc, pt, out + r_, ldo);            \
+    } while (0)
+
+void spill_dots_kquant_vnni(spill_dtype w, int ntiles, int64_t n, const void *wrows, uint64_t rb, int nr, const float *sc,
+                            size_t pt, float *out, int64_t ldo) {
+    const uint8_t *wrow = wrows;
+    if (w == SPILL_DT_Q4_K) {
+        if (ntiles == 2) KQ_TILES(SPILL_DT_Q4_K, 2);
+        else KQ_TILES(SPILL_DT_Q4_K, 1);
+    } else {
+        if (ntiles == 2) KQ_TILES(SPILL_DT_Q6_K, 2);
+        else KQ_TILES(SPILL_DT_Q6_K, 1);
+    }
+}
