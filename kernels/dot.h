@@ -86,7 +86,7 @@ void spill_dots_quant_vnni(spill_dtype w, int ntiles, int64_t n, const void *wro
 /* kernels/dots_vnni.c: the K-quants' tiles (Q4_K, Q6_K), the same bits as the one-token dot, for ntiles (1 or 2)
    tiles of 4 tokens at once; their activations as spill_dots_prepare_kquant_vnni laid them out (tile k's at
    sc + k * pt, SPILL_KQ_PREP floats per 256-value block) */
-#define SPILL_KQ_PREP (4 + 256 + 32)
+#define SPILL_KQ_PREP (4 + 256 + 32 + 16)
 void spill_dots_prepare_kquant_vnni(int64_t n, const void *act, uint64_t stride, int nt, float *sc);
 void spill_dots_kquant_vnni(spill_dtype w, int ntiles, int64_t n, const void *wrows, uint64_t rb, int nr, const float *sc,
                             size_t pt, float *out, int64_t ldo);

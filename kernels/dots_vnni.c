@@ -168,8 +168,9 @@ void spill_dots_quant_vnni(spill_dtype w, int ntiles, int64_t n, const void *wro
  *
  * spill_dots_prepare_kquant_vnni lays out each tile of 4 tokens once per matmul, per super-block
  * (SPILL_KQ_PREP floats): the tokens' scales d (4 floats), their values in pairs of tokens, sub-block by
- * sub-block (pair p, sub-block j: token 2p's 32 bytes, then token 2p + 1's: one 512-bit load), and
- * their 16-value sums in pairs of tokens (64 bytes a pair). */
+ * sub-block (pair p, sub-block j: token 2p's 32 bytes, then token 2p + 1's: one 512-bit load), their
+ * 16-value sums in pairs of tokens (64 bytes a pair; Q6_K's offset), and their 32-value sums (Q4_K's
+ * minima), for each two sub-blocks the 4 tokens' two sums side by side (16 bytes). */
 void spill_dots_prepare_kquant_vnni(int64_t n, const void *act, uint64_t stride, int nt, float *sc) {
     const int64_t nb = n / SPILL_QK_K;
     for (int tile = 0; tile < nt / T; tile++) {
@@ -186,6 +187,8 @@ void spill_dots_prepare_kquant_vnni(int64_t n, const void *act, uint64_t stride,
                     _mm256_storeu_si256((__m256i *)(qs + (p * 8 + j) * 64 + h * 32),
                                         _mm256_loadu_si256((const __m256i *)(y->qs + 32 * j)));
                 _mm256_storeu_si256((__m256i *)(bs + p * 64 + h * 32), _mm256_loadu_si256((const __m256i *)y->bsums));
+                int16_t *ps = (int16_t *)(b + 4 + 256 + 32); /* [j pair][token][2]: 32-value sums j = 2jp, 2jp + 1 */
+                for (int j = 0; j < 8; j++) ps[(j / 2) * 8 + t * 2 + j % 2] = (int16_t)(y->bsums[2 * j] + y->bsums[2 * j + 1]);
             }
         }
     }
@@ -219,6 +222,20 @@ static inline __m256i q4_k_scales16(const uint8_t *q) {
     return _mm256_cvtepu8_epi16(sm);
 }
 
+/* a permutation of 16-bit lanes: in 128-bit lanes 0 and 2, four of a then four of b; in 1 and 3, c and d */
+static inline __m512i idx16(int a, int b, int c, int d) {
+    const long long r = 0x0001000100010001LL;
+    return _mm512_set_epi64(d * r, c * r, b * r, a * r, d * r, c * r, b * r, a * r);
+}
+
+/* two sub-blocks' products with a pair of tokens: u and v unsigned weights (< 64), ya and yb the tokens'
+ * int8 values; each 32-bit lane of vpdpbusd is the exact sum of 4 products (|.| <= 4 * 63 * 127 < 2^15),
+ * packed to 16 bits: in each 128-bit lane, u's 4 sums then v's, ready for vpdpwssd with their scales */
+static inline __m512i sums2(__m512i u, __m512i ya, __m512i v, __m512i yb) {
+    return _mm512_packs_epi32(_mm512_dpbusd_epi32(_mm512_setzero_si512(), u, ya),
+                              _mm512_dpbusd_epi32(_mm512_setzero_si512(), v, yb));
+}
+
 static inline __attribute__((always_inline)) void kq_tile(spill_dtype w, int R, int K, int64_t n, const uint8_t *wrow,
                                                           uint64_t rb, const float *sc, size_t pt, float *out,
                                                           int64_t ldo) {
@@ -235,8 +252,9 @@ static inline __attribute__((always_inline)) void kq_tile(spill_dtype w, int R, 
 #define Y(p, j) _mm512_loadu_si512((const uint8_t *)(bk[(p) / 2] + 4) + ((p) % 2 * 8 + (j)) * 64)
 #define BS(p) _mm512_loadu_si512((const uint8_t *)(bk[(p) / 2] + 4 + 256) + (p) % 2 * 64)
         for (int r = 0; r < R; r++) {
-            __m512i si[4], sm[4];
-            for (int p = 0; p < 4; p++) si[p] = sm[p] = _mm512_setzero_si512();
+            __m512i si[4];
+            for (int p = 0; p < 4; p++) si[p] = _mm512_setzero_si512();
+            __m256i sm = _mm256_setzero_si256(); /* Q4_K: the minima's sums, in KQ_ORDER */
             float dx, mx = 0;
             if (w == SPILL_DT_Q4_K) {
                 const spill_block_q4_k *x = (const spill_block_q4_k *)(wrow + r * rb) + i;
@@ -247,19 +265,20 @@ static inline __attribute__((always_inline)) void kq_tile(spill_dtype w, int R, 
                 for (int q = 0; q < 4; q++) { /* sub-blocks 2q (low nibbles) and 2q + 1 (high) share 32 bytes */
                     __m512i qb = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)(x->qs + 32 * q)));
                     __m512i lo = _mm512_and_si512(qb, m4), hi = _mm512_and_si512(_mm512_srli_epi16(qb, 4), m4);
-                    __m512i slo = _mm512_permutexvar_epi16(_mm512_set1_epi16((short)(2 * q)), s16);
-                    __m512i shi = _mm512_permutexvar_epi16(_mm512_set1_epi16((short)(2 * q + 1)), s16);
-                    for (int p = 0; p < 2 * K; p++) {
-                        si[p] = _mm512_dpwssd_epi32(si[p], _mm512_maddubs_epi16(lo, Y(p, 2 * q)), slo);
-                        si[p] = _mm512_dpwssd_epi32(si[p], _mm512_maddubs_epi16(hi, Y(p, 2 * q + 1)), shi);
-                    }
+                    __m512i sq = _mm512_permutexvar_epi16(idx16(2 * q, 2 * q + 1, 2 * q, 2 * q + 1), s16);
+                    for (int p = 0; p < 2 * K; p++)
+                        si[p] = _mm512_dpwssd_epi32(si[p], sums2(lo, Y(p, 2 * q), hi, Y(p, 2 * q + 1)), sq);
                 }
-                /* the minima: lane j of each token, mn_j * (its 16-value sums 2j and 2j + 1) */
-                const __m512i mins = _mm512_permutexvar_epi16(
-                    _mm512_set_epi16(15, 15, 14, 14, 13, 13, 12, 12, 11, 11, 10, 10, 9, 9, 8, 8, 15, 15, 14, 14, 13, 13,
-                                     12, 12, 11, 11, 10, 10, 9, 9, 8, 8),
-                    s16);
-                for (int p = 0; p < 2 * K; p++) sm[p] = _mm512_madd_epi16(BS(p), mins);
+                /* the minima: each token's sum over j of mn_j times its 32-value sum j, two j a time */
+                const __m256i mn = _mm512_castsi512_si256(s16); /* 32-bit lane 4 + jp: mn_2jp, mn_2jp+1 */
+                __m256i summ = _mm256_setzero_si256();
+                for (int jp = 0; jp < 4; jp++) {
+                    __m256i v = _mm256_castsi128_si256(_mm_loadu_si128((const __m128i *)(bk[0] + 4 + 256 + 32) + jp));
+                    v = _mm256_inserti128_si256(
+                        v, K == 2 ? _mm_loadu_si128((const __m128i *)(bk[1] + 4 + 256 + 32) + jp) : _mm_setzero_si128(), 1);
+                    summ = _mm256_add_epi32(summ, _mm256_madd_epi16(v, _mm256_permutevar8x32_epi32(mn, _mm256_set1_epi32(4 + jp))));
+                }
+                sm = _mm256_permutevar8x32_epi32(summ, order);
             } else {
                 const spill_block_q6_k *x = (const spill_block_q6_k *)(wrow + r * rb) + i;
                 _mm_prefetch((const char *)x + SPILL_PREFETCH_AHEAD, _MM_HINT_T0);
@@ -279,17 +298,12 @@ static inline __attribute__((always_inline)) void kq_tile(spill_dtype w, int R, 
                     q[2] = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(l0, 4), m4), _mm512_and_si512(h, m2));
                     q[3] = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(l1, 4), m4),
                                            _mm512_and_si512(_mm512_srli_epi16(h, 2), m2));
-                    for (int k4 = 0; k4 < 4; k4++) {
-                        int k = 4 * half + k4; /* values 0-15 of sub-block k have scale 2k, 16-31 scale 2k + 1 */
-                        __m512i sk = _mm512_permutexvar_epi16(
-                            _mm512_set_epi16(2 * k + 17, 2 * k + 17, 2 * k + 17, 2 * k + 17, 2 * k + 17, 2 * k + 17,
-                                             2 * k + 17, 2 * k + 17, 2 * k + 16, 2 * k + 16, 2 * k + 16, 2 * k + 16,
-                                             2 * k + 16, 2 * k + 16, 2 * k + 16, 2 * k + 16, 2 * k + 1, 2 * k + 1, 2 * k + 1,
-                                             2 * k + 1, 2 * k + 1, 2 * k + 1, 2 * k + 1, 2 * k + 1, 2 * k, 2 * k, 2 * k,
-                                             2 * k, 2 * k, 2 * k, 2 * k, 2 * k),
-                            s16);
+                    for (int k4 = 0; k4 < 4; k4 += 2) {
+                        /* sub-blocks k and k + 1: values 0-15 of sub-block k have scale 2k, 16-31 scale 2k + 1 */
+                        int k = 4 * half + k4;
+                        __m512i sk = _mm512_permutexvar_epi16(idx16(2 * k, 2 * k + 2, 2 * k + 1, 2 * k + 3), s16);
                         for (int p = 0; p < 2 * K; p++)
-                            si[p] = _mm512_dpwssd_epi32(si[p], _mm512_maddubs_epi16(q[k4], Y(p, k)), sk);
+                            si[p] = _mm512_dpwssd_epi32(si[p], sums2(q[k4], Y(p, k), q[k4 + 1], Y(p, k + 1)), sk);
                     }
                 }
                 /* the offset of 32: -32 * sc_g times the token's 16-value sum g, in the same integer sum */
@@ -300,7 +314,7 @@ static inline __attribute__((always_inline)) void kq_tile(spill_dtype w, int R, 
             acc[r] = _mm256_fmadd_ps(dd, _mm256_cvtepi32_ps(kq_reduce(si[0], si[1], si[2], si[3])), acc[r]);
             if (w == SPILL_DT_Q4_K) {
                 const __m256 md = _mm256_mul_ps(_mm256_set1_ps(mx), yd);
-                acc[r] = _mm256_fnmadd_ps(md, _mm256_cvtepi32_ps(kq_reduce(sm[0], sm[1], sm[2], sm[3])), acc[r]);
+                acc[r] = _mm256_fnmadd_ps(md, _mm256_cvtepi32_ps(sm), acc[r]);
             }
         }
 #undef Y
