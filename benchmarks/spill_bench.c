@@ -479,7 +479,7 @@ static void finish_row(row *r, const spill_engine *e, const spill_profile *prof,
     r->ok = 1;
 }
 
-/* The measurement of one point, on either engine: po->cli.prompt made-up tokens in batches of 32, then
+/* The measurement of one point, on either engine: po->cli.prompt made-up tokens in batches of 64 (spill_engine_prefill), then
  * po->cli.gen greedy tokens; speeds, bytes as placed, and weight bytes read per decode step into r. */
 static int measure(spill_engine *e, const place_opts *po, row *r, spill_err *err) {
     int vocab = spill_engine_model(e)->hp.vocab;
@@ -494,10 +494,7 @@ static int measure(spill_engine *e, const place_opts *po, row *r, spill_err *err
      * the first row of a sweep measured 4438 prefill tok/s, the same plan in the third row 19074) */
     if (spill_engine_forward(e, 0, toks, 1, 0, err)) goto out;
     double t0 = spill_now();
-    for (int i = 0; i < po->cli.prompt && !stop; i += 32) {
-        int nb = po->cli.prompt - i < 32 ? po->cli.prompt - i : 32;
-        if (spill_engine_forward(e, 0, toks + i, nb, i, err)) goto out;
-    }
+    if (spill_engine_prefill(e, 0, toks, po->cli.prompt, 0, &stop, err)) goto out;
     double t1 = spill_now();
     spill_engine_stats x0, x1;
     spill_engine_get_stats(e, &x0);
@@ -552,10 +549,7 @@ static int measure_draft(spill_engine *e, const place_opts *po, row *r, spill_er
     }
     bench_prompt(spill_engine_model(e), toks, po->cli.prompt);
     if (spill_kv_truncate(spill_engine_kv(e), 0, 0, err) || spill_spec_init(&sp, e, 0, po->skip, po->cli.draft_k, err)) goto out;
-    for (int i = 0; i < po->cli.prompt - 1 && !stop; i += 32) {
-        int nb = po->cli.prompt - 1 - i < 32 ? po->cli.prompt - 1 - i : 32;
-        if (spill_engine_forward(e, 0, toks + i, nb, i, err)) goto out;
-    }
+    if (po->cli.prompt > 1 && spill_engine_prefill(e, 0, toks, po->cli.prompt - 1, 0, &stop, err)) goto out;
     int last = toks[po->cli.prompt - 1], pos = po->cli.prompt - 1, got = 0;
     double t0 = spill_now();
     while (got < po->cli.gen && !stop) {
@@ -595,7 +589,7 @@ static void run_point(const place_opts *po, const char *model, const spill_profi
     p.profile = plan_prof;
     p.hbm_budget = r->budget;
     p.ctx = po->cli.prompt + po->cli.gen;
-    p.batch = 32;
+    p.batch = 64;
     p.threads = po->cli.threads;
     p.quiet = 1;
     spill_engine *e = NULL;
@@ -838,7 +832,7 @@ static int run_disk_sweep(const place_opts *po, const char *model, const spill_p
             p.host_limit = limit;
             p.disk_io = io;
             p.ctx = po->cli.prompt + po->cli.gen;
-            p.batch = 32;
+            p.batch = 64;
             p.threads = po->cli.threads;
             p.quiet = 1;
             spill_engine *e = NULL;

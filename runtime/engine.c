@@ -24,6 +24,7 @@ struct spill_engine {
     int n_ctx, batch, threads;
     uint64_t hbm_budget;
     int *seq_buf, *pos_buf; /* (batch) for spill_engine_forward's one-sequence step */
+    uint8_t *no_out;        /* (batch) zeros: a prompt chunk that keeps no logits (spill_engine_prefill) */
     int n_out;              /* outputs the last step kept */
 };
 
@@ -192,7 +193,7 @@ int spill_engine_open(const spill_engine_params *given, spill_engine **out, spil
     else if (spill_profile_builtin("cpu", &e->profile, err)) goto fail;
     if (choose_device(e, &p, &read_mapped, err) || open_mem(e, &p, err) || check_caps(e, err)) goto fail;
     e->hbm_budget = p.hbm_budget;
-    e->batch = p.batch > 0 ? p.batch : 32;
+    e->batch = p.batch > 0 ? p.batch : 64;
     long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
     e->threads = p.threads > 0 ? p.threads : ncpu > 0 ? (int)ncpu : 1;
     if (!p.quiet) fprintf(stderr, "spill: loading %s\n", p.model);
@@ -219,7 +220,8 @@ int spill_engine_open(const spill_engine_params *given, spill_engine **out, spil
     }
     e->seq_buf = malloc(sizeof(int) * (size_t)e->batch);
     e->pos_buf = malloc(sizeof(int) * (size_t)e->batch);
-    if (!e->seq_buf || !e->pos_buf) {
+    e->no_out = calloc((size_t)e->batch, 1);
+    if (!e->seq_buf || !e->pos_buf || !e->no_out) {
         spill_err_set(err, "out of memory");
         goto fail;
     }
@@ -292,6 +294,7 @@ void spill_engine_free(spill_engine *e) {
     if (e->own_mem) spill_mem_free(e->mem);
     free(e->seq_buf);
     free(e->pos_buf);
+    free(e->no_out);
     free(e);
 }
 
@@ -339,6 +342,20 @@ int spill_engine_forward(spill_engine *e, int seq, const int *tokens, int n, int
     for (int t = 0; t < n; t++) e->seq_buf[t] = seq, e->pos_buf[t] = pos + t;
     spill_batch b = {n, tokens, e->seq_buf, e->pos_buf, NULL, NULL};
     return spill_engine_step(e, &b, err);
+}
+
+int spill_engine_prefill(spill_engine *e, int seq, const int *tokens, int n, int pos, volatile const sig_atomic_t *stop,
+                         spill_err *err) {
+    if (n < 1) return spill_err_set(err, "prefill: %d tokens; at least 1 needed", n);
+    for (int i = 0; i < n; i += e->batch) {
+        if (stop && *stop) return 0;
+        int nb = n - i < e->batch ? n - i : e->batch;
+        for (int t = 0; t < nb; t++) e->seq_buf[t] = seq, e->pos_buf[t] = pos + i + t;
+        /* only the last token's logits are wanted: the chunks before it skip the output matmul */
+        spill_batch b = {nb, tokens + i, e->seq_buf, e->pos_buf, i + nb < n ? e->no_out : NULL, NULL};
+        if (spill_engine_step(e, &b, err)) return -1;
+    }
+    return 0;
 }
 
 float *spill_engine_logits(spill_engine *e) { return e->dev.iface->logits(e->dev.ctx, e->n_out > 0 ? e->n_out - 1 : 0); }

@@ -16,6 +16,8 @@
 #ifndef SPILL_ENGINE_H
 #define SPILL_ENGINE_H
 
+#include <signal.h>
+
 #include "kv.h"
 #include "model.h"
 #include "spill_alloc.h"
@@ -41,7 +43,7 @@ typedef struct spill_engine_params {
     const char *alloc_log; /* CSV of backend calls, or NULL */
     int use_mmap;        /* weights the plan leaves in host memory are read where they lie in the file */
     int ctx;             /* positions per sequence; 0 = min(4096, the model's) */
-    int batch;           /* tokens per forward step (prefill chunk); 0 = 32 */
+    int batch;           /* tokens per forward step (prefill chunk); 0 = 64 */
     int n_seqs;          /* sequences the KV cache holds at once; 0 = 1 */
     int kv_block;        /* tokens per KV block (a power of two); 0 = the default */
     int kv_blocks;       /* physical KV blocks in all; 0 = enough for n_seqs full contexts */
@@ -85,6 +87,12 @@ int spill_engine_step(spill_engine *e, const spill_batch *b, spill_err *err);
  * sequence, keeping the last token's logits. Sequence 0 is open; others start by spill_kv_fork or
  * spill_kv_seq_open on spill_engine_kv. */
 int spill_engine_forward(spill_engine *e, int seq, const int *tokens, int n, int pos, spill_err *err);
+/* A prompt: tokens[0..n) of sequence seq from position pos, in steps of the engine's batch, keeping the
+ * last token's logits only (the steps before the last compute none: the output matmul, a vocabulary's
+ * worth of rows, is not repeated per step). When stop is not NULL and *stop becomes nonzero between
+ * steps, it returns 0 with the prompt partly run. */
+int spill_engine_prefill(spill_engine *e, int seq, const int *tokens, int n, int pos, volatile const sig_atomic_t *stop,
+                         spill_err *err);
 /* (vocab) the last kept output's logits of the last step, in host memory; the caller may change them
  * (a sampler scales them in place) until the next step overwrites them */
 float *spill_engine_logits(spill_engine *e);

@@ -33,7 +33,7 @@ static void make_args(spill_generate_opts *o, int *help, spill_arg *a) {
         "user turn and stop at the end of the assistant's turn");
     ARG('t', "threads", SPILL_ARG_INT, &o->threads, 1, 1024, "N", "CPU threads (default: $SPILL_THREADS, else all online CPUs)");
     ARG('c', "ctx-size", SPILL_ARG_INT, &o->ctx, 1, 1 << 24, "N", "context length in tokens: prompt plus generated (default: min(4096, the model's))");
-    ARG('b', "batch-size", SPILL_ARG_INT, &o->batch, 1, 4096, "N", "prompt tokens processed per forward step (default: 32)");
+    ARG('b', "batch-size", SPILL_ARG_INT, &o->batch, 1, 4096, "N", "prompt tokens processed per forward step (default: 64)");
     ARG(0, "n-parallel", SPILL_ARG_INT, &o->n_parallel, 1, 64, "N", "generate N continuations of the prompt (1..64, default 1); they share\n"
         "the prompt's KV blocks, and each samples with seed S+i. With N > 1 the texts are\n"
         "printed one after another when all are done, not streamed");
@@ -84,7 +84,7 @@ static void make_args(spill_generate_opts *o, int *help, spill_arg *a) {
 
 int spill_generate_cli(spill_generate_opts *o, const spill_options *env, int argc, char **argv, FILE *help_out,
                        spill_err *err) {
-    *o = (spill_generate_opts){.n_predict = 128, .top_k = 40, .temp = 0.8f, .top_p = 0.95f, .batch = 32, .use_mmap = 1,
+    *o = (spill_generate_opts){.n_predict = 128, .top_k = 40, .temp = 0.8f, .top_p = 0.95f, .batch = 64, .use_mmap = 1,
                                .n_parallel = 1, .draft_k = 3, .env = *env};
     spill_arg args[SPILL_CLI_MAX_ARGS];
     int help = 0;

@@ -380,8 +380,7 @@ int main(int argc, char **argv) {
     double t0 = spill_now();
     /* with a draft the last prompt token starts the first round */
     int n_pre = spec_on ? n_prompt - 1 : n_prompt;
-    for (int i = 0; i < n_pre && !interrupted; i += o.batch)
-        if (spill_engine_forward(e, 0, toks + i, n_pre - i < o.batch ? n_pre - i : o.batch, i, &err)) goto out;
+    if (n_pre > 0 && spill_engine_prefill(e, 0, toks, n_pre, 0, &interrupted, &err)) goto out;
     double t1 = spill_now();
     if (spec_on) {
         if (decode_spec(e, &smp, &sp, &o, toks, n_prompt, &n_gen, &err)) goto out;
