@@ -30,7 +30,7 @@ typedef int (*spill_rows_fn)(spill_dtype w, int64_t n, const void *wrows, uint64
 typedef int (*spill_tile_fn)(spill_dtype w, int64_t n, const void *wrows, uint64_t rb, int nr, const void *act,
                              uint64_t stride, float *out, int64_t ldo);
 
-/* spill_act_quantize_portable's work for activation type at (Q8_0, Q8_1, F16), the same bits for every
+/* spill_act_quantize_portable's work for activation type at (Q8_0, Q8_1, F16, Q8_K), the same bits for every
  * finite input; returns 0, writing nothing, for a type it has no kernel for. Q8_0/Q8_1: per block the
  * largest |x| (a NaN skipped, as the portable loop does), d = amax / 127, each value x * spill_q8_factor
  * rounded half to even (the default rounding mode, as nearbyintf rounds), d and Q8_1's d * sum as F16

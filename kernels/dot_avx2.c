@@ -123,9 +123,35 @@ static int act_avx2(spill_dtype at, const float *x, void *out, int64_t n) {
         for (; i < n; i++) h[i] = spill_fp32_to_fp16(x[i]);
         return 1;
     }
-    if (at != SPILL_DT_Q8_0 && at != SPILL_DT_Q8_1) return 0;
     const __m256 nosign = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
     const __m256i order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
+    if (at == SPILL_DT_Q8_K) { /* spill_quantize_q8_k: 256 values under one F32 scale, the sum of each 16 */
+        for (int64_t b = 0; b < n / SPILL_QK_K; b++) {
+            const float *v = x + b * SPILL_QK_K;
+            spill_block_q8_k *o = (spill_block_q8_k *)out + b;
+            __m256 m = _mm256_setzero_ps();
+            for (int k = 0; k < SPILL_QK_K / 8; k++) m = _mm256_max_ps(_mm256_and_ps(_mm256_loadu_ps(v + 8 * k), nosign), m);
+            __m128 m4 = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
+            m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
+            m4 = _mm_max_ss(m4, _mm_shuffle_ps(m4, m4, 1));
+            float amax = _mm_cvtss_f32(m4);
+            o->d = amax / 127.f;
+            __m256 idv = _mm256_set1_ps(spill_q8_factor(amax));
+            for (int c = 0; c < SPILL_QK_K / 32; c++) { /* 32 values: two 16-value sums */
+                __m256i q[4];
+                for (int k = 0; k < 4; k++) q[k] = _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(v + 32 * c + 8 * k), idv));
+                __m256i q8 = _mm256_packs_epi16(_mm256_packs_epi32(q[0], q[1]), _mm256_packs_epi32(q[2], q[3]));
+                _mm256_storeu_si256((__m256i *)(o->qs + 32 * c), _mm256_permutevar8x32_epi32(q8, order));
+                __m256i t = _mm256_hadd_epi32(_mm256_add_epi32(q[0], q[1]), _mm256_add_epi32(q[2], q[3]));
+                t = _mm256_hadd_epi32(t, t); /* 128-bit halves: first 16's sum over 4 lanes, second's */
+                __m128i s = _mm_add_epi32(_mm256_castsi256_si128(t), _mm256_extracti128_si256(t, 1));
+                o->bsums[2 * c] = (int16_t)_mm_cvtsi128_si32(s);
+                o->bsums[2 * c + 1] = (int16_t)_mm_extract_epi32(s, 1);
+            }
+        }
+        return 1;
+    }
+    if (at != SPILL_DT_Q8_0 && at != SPILL_DT_Q8_1) return 0;
     for (int64_t b = 0; b < n / SPILL_QK; b++) {
         const float *v = x + b * SPILL_QK;
         __m256 f[4], m = _mm256_setzero_ps();

@@ -317,33 +317,33 @@ static void test_simd_equals_portable(void **s) {
 }
 
 /* The activations' conversion this CPU runs (SIMD where it has it) equals the portable one byte for byte:
- * Q8_0, Q8_1 and F16, sizes with and without a tail after the last full vector, values from F16
+ * Q8_0, Q8_1, F16 and Q8_K, sizes with and without a tail after the last full vector, values from F16
  * subnormals to past F16's range (infinity), halfway cases of the rounding (Q8: a block whose factor
  * is exactly 1, its values k + 0.5), all-zero blocks, all-subnormal blocks (127 / amax overflows), and
  * blocks whose largest value is negative. */
 static void test_act_quantize_equals_portable(void **s) {
     (void)s;
-    static const spill_dtype weights[] = {SPILL_DT_Q8_0, SPILL_DT_Q4_1, SPILL_DT_F16}; /* -> Q8_0, Q8_1, F16 */
-    enum { NMAX = 32 * 9 + 5 };
+    static const spill_dtype weights[] = {SPILL_DT_Q8_0, SPILL_DT_Q4_1, SPILL_DT_F16, SPILL_DT_Q4_K}; /* -> Q8_0, Q8_1, F16, Q8_K */
+    enum { NMAX = 256 * 3 + 5 };
     static float x[NMAX];
     static uint8_t got[NMAX * 4], want[NMAX * 4];
     int checked = 0;
     for (unsigned wi = 0; wi < sizeof weights / sizeof *weights; wi++) {
         spill_dtype w = weights[wi];
-        int step = spill_act_type(w) == SPILL_DT_F16 ? 1 : 32;
+        int step = (int)spill_dtype_block_values(spill_act_type(w)); /* F16 1, Q8_0/Q8_1 32, Q8_K 256 */
         for (int n = step; n <= NMAX; n += step * (step == 1 ? 7 : 1)) {
             for (int trial = 0; trial < 6; trial++) {
                 float scale = trial == 0 ? 1e-6f : trial == 1 ? 70000.0f : trial == 2 ? 1.0f : 30.0f;
                 for (int i = 0; i < n; i++) x[i] = frand() * scale;
                 if (trial == 3 && step == 1)
                     for (int i = 0; i < n; i++) x[i] = (float)((int)(frand() * 8)) * 0.5f + 0.25f; /* ties */
-                if (trial == 3 && step == 32)
+                if (trial == 3 && step >= 32)
                     for (int i = 0; i < n; i++) /* factor 1 (amax 127): every value a tie k + 0.5 */
-                        x[i] = i % 32 == 0 ? 127.0f : (float)((int)(frand() * 120)) + 0.5f;
-                if (trial == 0 && step == 32)
-                    for (int i = 0; i < n && i < 64; i++) x[i] = frand() * 1e-39f; /* subnormal blocks */
+                        x[i] = i % step == 0 ? 127.0f : (float)((int)(frand() * 120)) + 0.5f;
+                if (trial == 0 && step >= 32)
+                    for (int i = 0; i < n && i < 2 * step; i++) x[i] = frand() * 1e-39f; /* subnormal blocks */
                 if (trial == 4)
-                    for (int i = 0; i < n && i < 32; i++) x[i] = 0; /* a zero block */
+                    for (int i = 0; i < n && i < (step > 1 ? step : 32); i++) x[i] = 0; /* a zero block */
                 if (trial == 5 && n >= 32) x[7] = -100; /* the largest magnitude negative */
                 if (trial == 2 && step == 1)
                     for (int i = 0; i < n; i++) x[i] = ldexpf(1.0f + (float)(i % 1024) / 1024.0f, -24 + i % 8) * (i % 2 ? -1 : 1);
