@@ -90,6 +90,9 @@ void spill_dots_quant_vnni(spill_dtype w, int ntiles, int64_t n, const void *wro
 void spill_dots_prepare_kquant_vnni(int64_t n, const void *act, uint64_t stride, int nt, float *sc);
 void spill_dots_kquant_vnni(spill_dtype w, int ntiles, int64_t n, const void *wrows, uint64_t rb, int nr, const float *sc,
                             size_t pt, float *out, int64_t ldo);
+/* kernels/dots_vnni.c: the K-quants against one token, 8 rows at a time (out[r] the one-token dot's bits);
+   returns the rows it did (a multiple of 8), the caller does the rest */
+int spill_dots_kquant_rows_vnni(spill_dtype w, int64_t n, const void *wrows, uint64_t rb, int nr, const void *act, float *out);
 /* kernels/dots_avx512.c: spill_dots4_avx2's F32, F16, BF16 tiles, the same bits in 512-bit registers, for
    ntiles (1 or 2) tiles of 4 tokens at once, the activations as spill_dots_prepare_wide_avx512 made them
    (tile k's at sc + k * pt) */

@@ -254,6 +254,19 @@ int spill_dots_rows_avx2(spill_dtype w, int64_t n, const void *wrows, uint64_t r
     case SPILL_DT_Q8_0: ROWS_OF(rows_quant, SPILL_DT_Q8_0); return 1;
     case SPILL_DT_Q4_0: ROWS_OF(rows_quant, SPILL_DT_Q4_0); return 1;
     case SPILL_DT_Q4_1: ROWS_OF(rows_quant, SPILL_DT_Q4_1); return 1;
+    case SPILL_DT_Q4_K:
+    case SPILL_DT_Q6_K: {
+        int r = 0;
+#if defined(SPILL_DOT_AVX512_VNNI)
+        if (spill_cpu_avx512_vnni()) r = spill_dots_kquant_rows_vnni(w, n, wrows, rb, nr, act, out); /* 8 rows at a time */
+#endif
+        for (; r < nr; r++) {
+            const void *row = wrow + (uint64_t)r * rb;
+            if (w == SPILL_DT_Q4_K) kq_q4_k(n, row, act, 0, 1, out + r, 1);
+            else kq_q6_k(n, row, act, 0, 1, out + r, 1);
+        }
+        return 1;
+    }
     default: return 0;
     }
 }

@@ -347,3 +347,109 @@ void spill_dots_kquant_vnni(spill_dtype w, int ntiles, int64_t n, const void *wr
         else KQ_TILES(SPILL_DT_Q6_K, 1);
     }
 }
+
+/* ---- The K-quants against one token (decode), 8 rows at once ----
+ * Rows 2p and 2p + 1 in register p's two halves, the token's values in both; otherwise the tile's steps:
+ * two sub-blocks' vpdpbusd sums packed and scaled by vpdpwssd, the 8 rows' lane sums reduced together,
+ * the block's float steps for 8 rows in one 256-bit register (each row's scales in its own lane; the
+ * products dx * d as the portable dot forms them). The same bits as the one-token dot. */
+static inline __m512i idx16r(int a, int b, int c, int d) { /* idx16 for the low half, 16 further on for the high */
+    const long long r = 0x0001000100010001LL;
+    return _mm512_set_epi64((d + 16) * r, (c + 16) * r, (b + 16) * r, (a + 16) * r, d * r, c * r, b * r, a * r);
+}
+static inline __m512i two_rows(const uint8_t *a, const uint8_t *b) {
+    return _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)a)),
+                              _mm256_loadu_si256((const __m256i *)b), 1);
+}
+
+static inline __attribute__((always_inline)) void kq_rows8(spill_dtype w, int64_t n, const uint8_t *wrow, uint64_t rb,
+                                                           const spill_block_q8_k *y, float *out) {
+    const int64_t nb = n / SPILL_QK_K;
+    const __m512i m4 = _mm512_set1_epi8(0xF), m2 = _mm512_set1_epi8(0x30);
+    const __m256i order = _mm256_setr_epi32(KQ_ORDER);
+    __m256 acc = _mm256_setzero_ps();
+    for (int64_t i = 0; i < nb; i++) {
+        const spill_block_q8_k *yb = y + i;
+        __m512i yq[8];
+        for (int j = 0; j < 8; j++) yq[j] = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)(yb->qs + 32 * j)));
+        const __m512i bs = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)yb->bsums));
+        __m512i si[4], sm[4];
+        float dxs[8], mxs[8];
+        if (w == SPILL_DT_Q4_K) {
+            /* the token's 32-value sums, as 16-bit lanes 8-15 of each half (where the rows' mins are) */
+            __m128i ps = _mm256_cvtepi32_epi16(_mm256_madd_epi16(_mm512_castsi512_si256(bs), _mm256_set1_epi16(1)));
+            const __m512i psv = _mm512_broadcast_i64x4(_mm256_inserti128_si256(_mm256_setzero_si256(), ps, 1));
+            for (int p = 0; p < 4; p++) {
+                const spill_block_q4_k *xa = (const spill_block_q4_k *)(wrow + (uint64_t)(2 * p) * rb) + i;
+                const spill_block_q4_k *xb = (const spill_block_q4_k *)(wrow + (uint64_t)(2 * p + 1) * rb) + i;
+                _mm_prefetch((const char *)xa + SPILL_PREFETCH_AHEAD, _MM_HINT_T0);
+                _mm_prefetch((const char *)xa + SPILL_PREFETCH_AHEAD + 64, _MM_HINT_T0);
+                _mm_prefetch((const char *)xb + SPILL_PREFETCH_AHEAD, _MM_HINT_T0);
+                _mm_prefetch((const char *)xb + SPILL_PREFETCH_AHEAD + 64, _MM_HINT_T0);
+                dxs[2 * p] = h2f(xa->d), dxs[2 * p + 1] = h2f(xb->d);
+                mxs[2 * p] = h2f(xa->dmin), mxs[2 * p + 1] = h2f(xb->dmin);
+                __m512i s16 = _mm512_inserti64x4(_mm512_castsi256_si512(q4_k_scales16(xa->scales)), q4_k_scales16(xb->scales), 1);
+                si[p] = _mm512_setzero_si512();
+                for (int q = 0; q < 4; q++) {
+                    __m512i qb = two_rows(xa->qs + 32 * q, xb->qs + 32 * q);
+                    __m512i lo = _mm512_and_si512(qb, m4), hi = _mm512_and_si512(_mm512_srli_epi16(qb, 4), m4);
+                    __m512i sq = _mm512_permutexvar_epi16(idx16r(2 * q, 2 * q + 1, 2 * q, 2 * q + 1), s16);
+                    si[p] = _mm512_dpwssd_epi32(si[p], sums2(lo, yq[2 * q], hi, yq[2 * q + 1]), sq);
+                }
+                sm[p] = _mm512_madd_epi16(s16, psv); /* each row's mn_j times the token's sum j */
+            }
+        } else {
+            for (int p = 0; p < 4; p++) {
+                const spill_block_q6_k *xa = (const spill_block_q6_k *)(wrow + (uint64_t)(2 * p) * rb) + i;
+                const spill_block_q6_k *xb = (const spill_block_q6_k *)(wrow + (uint64_t)(2 * p + 1) * rb) + i;
+                for (int c = 0; c < 4; c++) {
+                    _mm_prefetch((const char *)xa + SPILL_PREFETCH_AHEAD + 64 * c, _MM_HINT_T0);
+                    _mm_prefetch((const char *)xb + SPILL_PREFETCH_AHEAD + 64 * c, _MM_HINT_T0);
+                }
+                dxs[2 * p] = h2f(xa->d), dxs[2 * p + 1] = h2f(xb->d);
+                __m512i s16 = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)xa->scales))),
+                                                 _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)xb->scales)), 1);
+                si[p] = _mm512_setzero_si512();
+                for (int half = 0; half < 2; half++) {
+                    __m512i l0 = two_rows(xa->ql + 64 * half, xb->ql + 64 * half);
+                    __m512i l1 = two_rows(xa->ql + 64 * half + 32, xb->ql + 64 * half + 32);
+                    __m512i h = two_rows(xa->qh + 32 * half, xb->qh + 32 * half);
+                    __m512i qv[4];
+                    qv[0] = _mm512_or_si512(_mm512_and_si512(l0, m4), _mm512_and_si512(_mm512_slli_epi16(h, 4), m2));
+                    qv[1] = _mm512_or_si512(_mm512_and_si512(l1, m4), _mm512_and_si512(_mm512_slli_epi16(h, 2), m2));
+                    qv[2] = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(l0, 4), m4), _mm512_and_si512(h, m2));
+                    qv[3] = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(l1, 4), m4),
+                                            _mm512_and_si512(_mm512_srli_epi16(h, 2), m2));
+                    for (int k4 = 0; k4 < 4; k4 += 2) {
+                        int k = 4 * half + k4;
+                        __m512i sk = _mm512_permutexvar_epi16(idx16r(2 * k, 2 * k + 2, 2 * k + 1, 2 * k + 3), s16);
+                        si[p] = _mm512_dpwssd_epi32(si[p], sums2(qv[k4], yq[k], qv[k4 + 1], yq[k + 1]), sk);
+                    }
+                }
+                /* the offset of 32: -32 * sc_g times the token's 16-value sum g */
+                si[p] = _mm512_dpwssd_epi32(si[p], bs, _mm512_sub_epi16(_mm512_setzero_si512(), _mm512_slli_epi16(s16, 5)));
+            }
+        }
+        const __m256 yd = _mm256_set1_ps(yb->d);
+        const __m256 dd = _mm256_mul_ps(_mm256_permutevar8x32_ps(_mm256_loadu_ps(dxs), order), yd);
+        acc = _mm256_fmadd_ps(dd, _mm256_cvtepi32_ps(kq_reduce(si[0], si[1], si[2], si[3])), acc);
+        if (w == SPILL_DT_Q4_K) {
+            const __m256 md = _mm256_mul_ps(_mm256_permutevar8x32_ps(_mm256_loadu_ps(mxs), order), yd);
+            acc = _mm256_fnmadd_ps(md, _mm256_cvtepi32_ps(kq_reduce(sm[0], sm[1], sm[2], sm[3])), acc);
+        }
+    }
+    static const int row[8] = {KQ_ORDER};
+    float a[8];
+    _mm256_storeu_ps(a, acc);
+    for (int l = 0; l < 8; l++) out[row[l]] = a[l];
+}
+
+int spill_dots_kquant_rows_vnni(spill_dtype w, int64_t n, const void *wrows, uint64_t rb, int nr, const void *act, float *out) {
+    const uint8_t *wrow = wrows;
+    int r = 0;
+    for (; r + 8 <= nr; r += 8) {
+        if (w == SPILL_DT_Q4_K) kq_rows8(SPILL_DT_Q4_K, n, wrow + (uint64_t)r * rb, rb, act, out + r);
+        else kq_rows8(SPILL_DT_Q6_K, n, wrow + (uint64_t)r * rb, rb, act, out + r);
+    }
+    return r; /* rows done; the caller does the rest */
+}

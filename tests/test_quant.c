@@ -140,11 +140,11 @@ static void test_matmul_threads_equal_dots(void **s) {
 }
 
 /* The tiled products (rows against several tokens, kernels/dots.c) equal spill_vec_dot per row and token
- * bit for bit, for every type, at every batch size around the tile (remainders 0..3), for 1 to 5 rows
- * at once (the kernels' row groups of 4, 2 and 1), with an output stride, and with hostile extremes
+ * bit for bit, for every type, at every batch size around the tile (remainders 0..3), for 1 to 11 rows
+ * at once (the kernels' row groups of 8, 4, 2 and 1), with an output stride, and with hostile extremes
  * (-128 in a Q8_0 weight, large scales). */
-#define NR_MAX 5
-#define LDO 7
+#define NR_MAX 11
+#define LDO 13
 static void test_dots_tiled_equal_dot(void **s) {
     (void)s;
     spill_dtype types[] = {SPILL_DT_Q8_0, SPILL_DT_Q4_0, SPILL_DT_Q4_1, SPILL_DT_F16, SPILL_DT_BF16, SPILL_DT_F32,
