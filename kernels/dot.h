@@ -86,7 +86,6 @@ void spill_dots_quant_vnni(spill_dtype w, int ntiles, int64_t n, const void *wro
 /* kernels/dots_vnni.c: the K-quants' tiles (Q4_K, Q6_K), the same bits as the one-token dot, for ntiles (1 or 2)
    tiles of 4 tokens at once; their activations as spill_dots_prepare_kquant_vnni laid them out (tile k's at
    sc + k * pt, SPILL_KQ_PREP floats per 256-value block) */
-#define SPILL_KQ_PREP (4 + 256 + 32 + 16)
 void spill_dots_prepare_kquant_vnni(int64_t n, const void *act, uint64_t stride, int nt, float *sc);
 void spill_dots_kquant_vnni(spill_dtype w, int ntiles, int64_t n, const void *wrows, uint64_t rb, int nr, const float *sc,
                             size_t pt, float *out, int64_t ldo);
@@ -100,6 +99,10 @@ void spill_dots_wide_avx512(spill_dtype w, int ntiles, int64_t n, const void *wr
                             size_t pt, float *out, int64_t ldo);
 void spill_dots_prepare_wide_avx512(spill_dtype w, int64_t n, const void *act, uint64_t stride, int nt, float *sc);
 #endif
+
+/* floats per 256-value block and tile of 4 tokens that the K-quants' VNNI tiles take prepared (kernels/dots_vnni.c:
+   the tokens' scales, their values in pairs of tokens, their 16- and 32-value sums) */
+#define SPILL_KQ_PREP (4 + 256 + 32 + 16)
 
 /* a Q4_K block's 8 6-bit scales and mins, unpacked from its 12 bytes (kernels/kquant.c) */
 static inline void spill_q4_k_scales(const uint8_t *q, int sc[8], int mn[8]) {
