@@ -9,7 +9,7 @@ beside the measurement. Speed is measured here, never asserted by a test.
 
   pip install llama-cpp-python gguf numpy
   python3 benchmarks/peers/bench_formats.py [-m MODEL.gguf] [--formats q4_1,q8_0,q4_0,f16,bf16]
-        [--threads T] [--reps 3] [--prompt-tokens 126] [--gen-tokens 64] [--tiers-size 256M] [--json]
+        [--threads T] [--reps 3] [--prompt-tokens 126] [--gen-tokens 64] [--tiers-size 256M] [--profile-once] [--json]
 
 K-quants: the default model's 576-wide rows hold no 256-value block, so make a model that can with
 llama.cpp's own quantizer (benchmarks/peers/make_kquant_model.py) and name its format:
@@ -17,8 +17,9 @@ llama.cpp's own quantizer (benchmarks/peers/make_kquant_model.py) and name its f
 
 The rewritten files go to ~/.cache/spill/formats/ (made once, from the model's weights dequantized:
 a Q4_1 weight rewritten as F16 holds the Q4_1 values, so every format computes the same model). The
-host read bandwidth comes from `spill-bench tiers`, run once first and written as a profile that
-every placement run then uses for its bound and its prediction.
+host read bandwidth comes from `spill-bench tiers`, run before each format's runs (or once first, with
+--profile-once) and written as a profile that the placement runs then use for their bound and
+prediction: measured minutes before, not a quarter of an hour, on a machine whose speed drifts.
 """
 import argparse
 import json
@@ -106,6 +107,8 @@ def main():
     ap.add_argument("--prompt-tokens", type=int, default=126)
     ap.add_argument("--gen-tokens", type=int, default=64)
     ap.add_argument("--reps", type=int, default=3)
+    ap.add_argument("--profile-once", action="store_true",
+                    help="measure the machine (spill-bench tiers) once at the start, not before each format")
     ap.add_argument("--tiers-size", default="256M",
                     help="spill-bench tiers --size: the read bandwidth's buffer and the one-token rates' stack; "
                          "make it several times the L3 cache (a machine with a 260 MiB L3 needs 1G or more)")
@@ -126,12 +129,17 @@ def main():
 
     with tempfile.TemporaryDirectory() as td:
         prof = os.path.join(td, "profile.json")
-        r = subprocess.run([a.spill_bench, "tiers", "--size", a.tiers_size, "--reps", "5", "--profile-out", prof],
-                           capture_output=True, text=True)
-        if r.returncode:
-            sys.exit("spill-bench tiers failed:\n" + r.stderr)
+
+        def measure():
+            r = subprocess.run([a.spill_bench, "tiers", "--size", a.tiers_size, "--reps", "5", "--profile-out", prof],
+                               capture_output=True, text=True)
+            if r.returncode:
+                sys.exit("spill-bench tiers failed:\n" + r.stderr)
+
         rows = []
-        for f in formats:
+        for k, f in enumerate(formats):
+            if k == 0 or not a.profile_once:
+                measure()
             print(f"bench_formats: {f} ({paths[f]})", file=sys.stderr)
             pa = argparse.Namespace(spill_bench=a.spill_bench, model=paths[f], prompt_tokens=a.prompt_tokens,
                                     gen_tokens=a.gen_tokens, threads=a.threads, reps=a.reps, budgets="100%",
