@@ -236,11 +236,21 @@ static inline __m512i sums2(__m512i u, __m512i ya, __m512i v, __m512i yb) {
                               _mm512_dpbusd_epi32(_mm512_setzero_si512(), v, yb));
 }
 
+/* a quarter of Q6_K's 6-bit values from 64 bytes of low nibbles (l0, l1) and 32 of high bits (h): q[k]
+ * holds sub-block k's 32 values (0-63, unsigned), per 256-bit half as the bytes were loaded there */
+static inline void q6_k_values(__m512i l0, __m512i l1, __m512i h, __m512i q[4]) {
+    const __m512i m4 = _mm512_set1_epi8(0xF), m2 = _mm512_set1_epi8(0x30);
+    q[0] = _mm512_or_si512(_mm512_and_si512(l0, m4), _mm512_and_si512(_mm512_slli_epi16(h, 4), m2));
+    q[1] = _mm512_or_si512(_mm512_and_si512(l1, m4), _mm512_and_si512(_mm512_slli_epi16(h, 2), m2));
+    q[2] = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(l0, 4), m4), _mm512_and_si512(h, m2));
+    q[3] = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(l1, 4), m4), _mm512_and_si512(_mm512_srli_epi16(h, 2), m2));
+}
+
 static inline __attribute__((always_inline)) void kq_tile(spill_dtype w, int R, int K, int64_t n, const uint8_t *wrow,
                                                           uint64_t rb, const float *sc, size_t pt, float *out,
                                                           int64_t ldo) {
     const int64_t nb = n / SPILL_QK_K;
-    const __m512i m4 = _mm512_set1_epi8(0xF), m2 = _mm512_set1_epi8(0x30);
+    const __m512i m4 = _mm512_set1_epi8(0xF);
     const __m256i order = _mm256_setr_epi32(KQ_ORDER);
     __m256 acc[4];
     for (int r = 0; r < R; r++) acc[r] = _mm256_setzero_ps();
@@ -293,11 +303,7 @@ static inline __attribute__((always_inline)) void kq_tile(spill_dtype w, int R, 
                     __m512i l1 = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)(ql + 32)));
                     __m512i h = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)qh));
                     __m512i q[4];
-                    q[0] = _mm512_or_si512(_mm512_and_si512(l0, m4), _mm512_and_si512(_mm512_slli_epi16(h, 4), m2));
-                    q[1] = _mm512_or_si512(_mm512_and_si512(l1, m4), _mm512_and_si512(_mm512_slli_epi16(h, 2), m2));
-                    q[2] = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(l0, 4), m4), _mm512_and_si512(h, m2));
-                    q[3] = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(l1, 4), m4),
-                                           _mm512_and_si512(_mm512_srli_epi16(h, 2), m2));
+                    q6_k_values(l0, l1, h, q);
                     for (int k4 = 0; k4 < 4; k4 += 2) {
                         /* sub-blocks k and k + 1: values 0-15 of sub-block k have scale 2k, 16-31 scale 2k + 1 */
                         int k = 4 * half + k4;
@@ -365,7 +371,7 @@ static inline __m512i two_rows(const uint8_t *a, const uint8_t *b) {
 static inline __attribute__((always_inline)) void kq_rows8(spill_dtype w, int64_t n, const uint8_t *wrow, uint64_t rb,
                                                            const spill_block_q8_k *y, float *out) {
     const int64_t nb = n / SPILL_QK_K;
-    const __m512i m4 = _mm512_set1_epi8(0xF), m2 = _mm512_set1_epi8(0x30);
+    const __m512i m4 = _mm512_set1_epi8(0xF);
     const __m256i order = _mm256_setr_epi32(KQ_ORDER);
     __m256 acc = _mm256_setzero_ps();
     for (int64_t i = 0; i < nb; i++) {
@@ -415,11 +421,7 @@ static inline __attribute__((always_inline)) void kq_rows8(spill_dtype w, int64_
                     __m512i l1 = two_rows(xa->ql + 64 * half + 32, xb->ql + 64 * half + 32);
                     __m512i h = two_rows(xa->qh + 32 * half, xb->qh + 32 * half);
                     __m512i qv[4];
-                    qv[0] = _mm512_or_si512(_mm512_and_si512(l0, m4), _mm512_and_si512(_mm512_slli_epi16(h, 4), m2));
-                    qv[1] = _mm512_or_si512(_mm512_and_si512(l1, m4), _mm512_and_si512(_mm512_slli_epi16(h, 2), m2));
-                    qv[2] = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(l0, 4), m4), _mm512_and_si512(h, m2));
-                    qv[3] = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(l1, 4), m4),
-                                            _mm512_and_si512(_mm512_srli_epi16(h, 2), m2));
+                    q6_k_values(l0, l1, h, qv);
                     for (int k4 = 0; k4 < 4; k4 += 2) {
                         int k = 4 * half + k4;
                         __m512i sk = _mm512_permutexvar_epi16(idx16r(2 * k, 2 * k + 2, 2 * k + 1, 2 * k + 3), s16);
