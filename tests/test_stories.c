@@ -204,6 +204,42 @@ static void test_context_full_is_an_error(void **state) {
     spill_engine_free(NULL); /* a no-op */
 }
 
+/* spill_engine_prefill: a prompt over several steps keeps the last token's logits only, and they are
+ * the bits token-by-token forwarding gives; a stop flag already set runs nothing; no tokens is an error */
+static void test_prefill(void **state) {
+    (void)state;
+    spill_err err = {{0}};
+    spill_engine_params p = spill_engine_defaults();
+    p.model = stories_path();
+    p.ctx = 64;
+    p.threads = 2;
+    p.quiet = 1;
+    spill_engine *a, *b;
+    p.batch = 3;
+    if (spill_engine_open(&p, &a, &err)) fail_msg("%s", err.msg);
+    p.batch = 1;
+    if (spill_engine_open(&p, &b, &err)) fail_msg("%s", err.msg);
+    const spill_model *m = spill_engine_model(a);
+    const char *prompt = "Once upon a time, there was a little girl named Lily";
+    int *toks = NULL, nt = 0;
+    assert_int_equal(spill_tokenize(&m->tok, prompt, strlen(prompt), 1, 1, &toks, &nt, &err), 0);
+    assert_true(nt > 7); /* three steps or more at a batch of 3 */
+    volatile sig_atomic_t stop = 1;
+    assert_int_equal(spill_engine_prefill(a, 0, toks, nt, 0, &stop, &err), 0);
+    assert_int_equal(spill_kv_len(spill_engine_kv(a), 0), 0); /* stopped before the first step */
+    stop = 0;
+    assert_int_equal(spill_engine_prefill(a, 0, toks, nt, 0, &stop, &err), 0);
+    assert_int_equal(spill_kv_len(spill_engine_kv(a), 0), nt);
+    assert_int_equal(spill_engine_n_outputs(a), 1);
+    for (int i = 0; i < nt; i++) assert_int_equal(spill_engine_forward(b, 0, toks + i, 1, i, &err), 0);
+    assert_memory_equal(spill_engine_logits(a), spill_engine_logits(b), sizeof(float) * (size_t)m->hp.vocab);
+    assert_int_equal(spill_engine_prefill(a, 0, toks, 0, nt, NULL, &err), -1);
+    assert_non_null(strstr(err.msg, "prefill"));
+    free(toks);
+    spill_engine_free(a);
+    spill_engine_free(b);
+}
+
 int main(void) {
     require_file(stories_path(), "the small test models live in tests/models");
     const struct CMUnitTest tests[] = {
@@ -213,6 +249,7 @@ int main(void) {
         cmocka_unit_test(test_spm_round_trip),
         cmocka_unit_test(test_trace_hook),
         cmocka_unit_test(test_context_full_is_an_error),
+        cmocka_unit_test(test_prefill),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
