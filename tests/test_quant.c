@@ -140,10 +140,11 @@ static void test_matmul_threads_equal_dots(void **s) {
 }
 
 /* The tiled products (rows against several tokens, kernels/dots.c) equal spill_vec_dot per row and token
- * bit for bit, for every type, at every batch size around the tile (remainders 0..3), for 1 to 11 rows
+ * bit for bit, for every type,  at every batch size up to 19 tokens (tiles one and two at a time, remainders 0..3), for 1 to 11 rows
  * at once (the kernels' row groups of 8, 4, 2 and 1), with an output stride, and with hostile extremes
  * (-128 in a Q8_0 weight, large scales). */
 #define NR_MAX 11
+#define NT_MAX 19 /* 16-token calls (K-quant VNNI) and a remainder of 3 */
 #define LDO 13
 static void test_dots_tiled_equal_dot(void **s) {
     (void)s;
@@ -156,26 +157,26 @@ static void test_dots_tiled_equal_dot(void **s) {
         int blk = (int)spill_dtype_block_values(t);
         for (int n = blk; n <= 1536; n += blk * (blk >= 256 ? 2 : 13)) {
             uint64_t rb = spill_dtype_row_bytes(t, (uint64_t)n), ab = spill_act_bytes(t, n);
-            uint8_t *w = malloc(rb * NR_MAX), *a = malloc(ab * 11);
-            float *tmp = malloc(sizeof(float) * (size_t)n), out[11 * LDO], want[NR_MAX][11];
+            uint8_t *w = malloc(rb * NR_MAX), *a = malloc(ab * NT_MAX);
+            float *tmp = malloc(sizeof(float) * (size_t)n), out[NT_MAX * LDO], want[NR_MAX][NT_MAX];
             for (int r = 0; r < NR_MAX; r++) {
                 for (int i = 0; i < n; i++) tmp[i] = frand() * (float)(1 + (n + r) % 5);
                 spill_quantize_row_ref(t, tmp, w + rb * (uint64_t)r, n);
             }
             if (t == SPILL_DT_Q8_0) ((spill_block_q8_0 *)w)[0].qs[3] = -128;
-            for (int b = 0; b < 11; b++) {
+            for (int b = 0; b < NT_MAX; b++) {
                 for (int i = 0; i < n; i++) tmp[i] = frand() * (b == 5 ? 1000.0f : 3.0f);
                 spill_act_quantize(t, tmp, a + ab * (uint64_t)b, n);
                 for (int r = 0; r < NR_MAX; r++) want[r][b] = spill_vec_dot(t, n, w + rb * (uint64_t)r, a + ab * (uint64_t)b);
             }
             for (int nr = 1; nr <= NR_MAX; nr++)
-                for (int nt = 1; nt <= 11; nt++) {
-                    for (int i = 0; i < 11 * LDO; i++) out[i] = -1.0f;
+                for (int nt = 1; nt <= NT_MAX; nt++) {
+                    for (int i = 0; i < NT_MAX * LDO; i++) out[i] = -1.0f;
                     float *sc = malloc(sizeof(float) * (spill_dots_scales_len(t, n, nt) + 1));
                     spill_dots_prepare(t, n, a, ab, nt, sc);
                     spill_vec_dots(t, n, w, rb, nr, a, ab, nt, sc, out, LDO);
                     free(sc);
-                    for (int b = 0; b < 11; b++)
+                    for (int b = 0; b < NT_MAX; b++)
                         for (int r = 0; r < LDO; r++) {
                             float got = out[b * LDO + r];
                             if (b >= nt || r >= nr) { /* nothing between rows' outputs, nothing past the batch */
