@@ -140,7 +140,7 @@ static void test_matmul_threads_equal_dots(void **s) {
 }
 
 /* The tiled products (rows against several tokens, kernels/dots.c) equal spill_vec_dot per row and token
- * bit for bit, for every type,  at every batch size up to 19 tokens (tiles one and two at a time, remainders 0..3), for 1 to 11 rows
+ * bit for bit, for every type, at every batch size up to 19 tokens (tiles one and two at a time, remainders 0..3), for 1 to 11 rows
  * at once (the kernels' row groups of 8, 4, 2 and 1), with an output stride, and with hostile extremes
  * (-128 in a Q8_0 weight, large scales). */
 #define NR_MAX 11
