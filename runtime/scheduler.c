@@ -31,7 +31,8 @@ struct spill_sched {
     spill_engine *e;
     const spill_model *m;
     spill_kv *kv;
-    int n_slots, batch, chunk, max_waiting, ctx;
+    int n_slots, batch, chunk, budget, max_waiting, ctx;
+    int n_dec; /* decoding tokens at the head of the batch build() made */
     req **running;     /* (n_slots) by slot */
     req *wait_head, *wait_tail;
     int n_waiting, n_running, next_id;
@@ -226,15 +227,19 @@ static int preempt(spill_sched *s) {
 
 /* The batch: one token of each decoding sequence, then prompt chunks; 0 tokens when nothing runs. */
 static int build(spill_sched *s) {
-    int n = 0;
-    for (int pass = 0; pass < 2; pass++)
-        for (int i = 0; i < s->n_slots && n < s->batch; i++) {
+    int n = 0, cap = s->batch;
+    for (int pass = 0; pass < 2; pass++) {
+        if (pass == 1) { /* beside decoding sequences, prompts get the budget at most */
+            s->n_dec = n;
+            if (n && s->budget > 0 && n + s->budget < cap) cap = n + s->budget;
+        }
+        for (int i = 0; i < s->n_slots && n < cap; i++) {
             req *r = s->running[i];
             if (!r || r->cancelled) continue;
             int left = r->n_tokens - r->computed;
             if ((pass == 0) != (left == 1)) continue; /* decode first, then prefill */
             int c = left < s->chunk ? left : s->chunk;
-            if (c > s->batch - n) c = s->batch - n;
+            if (c > cap - n) c = cap - n;
             for (int k = 0; k < c; k++) {
                 s->tok[n] = r->tokens[r->computed + k];
                 s->seq[n] = r->slot;
@@ -244,6 +249,7 @@ static int build(spill_sched *s) {
                 n++;
             }
         }
+    }
     return n;
 }
 
@@ -333,6 +339,7 @@ static int step(spill_sched *s) {
     s->in_step = 0;
     s->st.steps++;
     s->st.step_tokens += (uint64_t)n;
+    if (s->n_dec && n - s->n_dec > s->st.max_mixed_prompt) s->st.max_mixed_prompt = n - s->n_dec;
     s->st.busy_s += dt;
     pthread_mutex_unlock(&s->lock);
     /* what each request fed is in the cache now; the ones whose last token ran sample the next. When
@@ -397,6 +404,7 @@ int spill_sched_open(spill_sched **out, spill_engine *e, const spill_sched_param
     s->n_slots = s->kv->max_seqs;
     s->batch = spill_engine_batch(e);
     s->chunk = p && p->prefill_chunk > 0 && p->prefill_chunk < s->batch ? p->prefill_chunk : s->batch;
+    s->budget = p && p->prefill_budget > 0 ? p->prefill_budget : 0;
     s->max_waiting = p && p->max_waiting > 0 ? p->max_waiting : 64;
     s->ctx = spill_engine_ctx(e);
     s->running = calloc((size_t)s->n_slots, sizeof *s->running);

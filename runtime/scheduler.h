@@ -49,12 +49,16 @@ typedef struct spill_request {
 typedef struct spill_sched_params {
     int max_waiting;  /* requests queued beyond the running ones before submit says "full"; 0 = 64 */
     int prefill_chunk; /* prompt tokens of one sequence per step; 0 = the engine's batch */
+    int prefill_budget; /* prompt tokens of all sequences per step while others decode (bounding the time
+                           between their tokens); 0 = only the batch bounds them. With nothing decoding,
+                           prompts fill the batch */
 } spill_sched_params;
 
 typedef struct spill_sched_stats {
     uint64_t requests, finished, cancelled, preempted, rejected; /* since the start */
     uint64_t prompt_tokens, generated_tokens, reused_tokens;     /* reused: prompt positions shared, not computed */
     uint64_t steps, step_tokens;                                 /* step_tokens / steps = the mean batch */
+    int max_mixed_prompt;                                        /* most prompt tokens a step held beside decoding ones */
     double busy_s;                                               /* time spent in engine steps */
     int running, waiting;                                        /* now */
     int kv_blocks_free, kv_blocks;                               /* now */

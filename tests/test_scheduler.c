@@ -1,7 +1,8 @@
 /* Continuous batching (runtime/scheduler.c) on stories260K: many requests at once, more than there
  * are slots, give each the text it gets alone (greedy); preemption when the KV cache runs out does
  * not change a token; a cancelled request frees its blocks; stop strings end the text before them
- * and are never streamed in part; a full queue says so; prompts that begin alike share blocks. */
+ * and are never streamed in part; a full queue says so; prompts that begin alike share blocks; beside
+ * decoding sequences a step holds no more prompt tokens than the prefill budget. */
 #include <pthread.h>
 
 #include "engine.h"
@@ -159,6 +160,43 @@ static void test_many_requests(void **s) {
     run_all(4, 0, &pre); /* six requests on four slots: two wait */
 }
 
+/* --prefill-budget: beside decoding sequences a step holds at most that many prompt tokens, and every
+ * text is the one it gets alone; without a budget a prompt joins decoding sequences whole */
+static int mixed_prompt(const spill_sched_params *sp) {
+    static char ref[N_P][4096];
+    for (int i = 0; i < N_P; i++) alone(prompts[i], MAX_TOK, ref[i], sizeof ref[i]);
+    spill_engine *e = engine(4, 0);
+    spill_sched *s;
+    spill_err err = {{0}};
+    assert_int_equal(spill_sched_open(&s, e, sp, &err), 0);
+    out o[N_P];
+    for (int i = 0; i < N_P; i++) {
+        out_init(&o[i]);
+        submit(s, e, prompts[i], MAX_TOK, NULL, 0, &o[i]);
+        if (i == 0) wait_running(&o[0]); /* the others' prompts come while it decodes */
+    }
+    for (int i = 0; i < N_P; i++) {
+        out_wait(&o[i]);
+        if (strcmp(o[i].text, ref[i])) fail_msg("'%s': scheduled '%s' vs alone '%s'", prompts[i], o[i].text, ref[i]);
+    }
+    spill_sched_stats st;
+    spill_sched_get_stats(s, &st);
+    spill_sched_free(s);
+    spill_engine_free(e);
+    return st.max_mixed_prompt;
+}
+
+static void test_prefill_budget(void **s) {
+    (void)s;
+    spill_sched_params sp = {0, 0, 2};
+    int m = mixed_prompt(&sp);
+    printf("budget 2: at most %d prompt tokens beside decoding ones\n", m);
+    assert_true(m >= 1 && m <= 2);
+    m = mixed_prompt(NULL);
+    printf("no budget: at most %d prompt tokens beside decoding ones\n", m);
+    assert_true(m > 2);
+}
+
 static void test_preemption(void **s) {
     (void)s;
     uint64_t pre;
@@ -215,7 +253,7 @@ static void test_queue_full_and_sharing(void **s) {
     spill_engine *e = engine(1, 0);
     spill_sched *sc;
     spill_err err = {{0}};
-    spill_sched_params sp = {1, 0};
+    spill_sched_params sp = {1, 0, 0};
     assert_int_equal(spill_sched_open(&sc, e, &sp, &err), 0);
     /* one slot, one waiting place: with the first running and the second waiting, a third is refused */
     out o[3];
@@ -283,7 +321,8 @@ static void test_drain(void **s) {
 int main(void) {
     require_file(stories_path(), "the small test models live in tests/models");
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_many_requests),    cmocka_unit_test(test_preemption),
+        cmocka_unit_test(test_many_requests),
+        cmocka_unit_test(test_prefill_budget),    cmocka_unit_test(test_preemption),
         cmocka_unit_test(test_cancel_and_stop),  cmocka_unit_test(test_queue_full_and_sharing),
         cmocka_unit_test(test_drain),
     };

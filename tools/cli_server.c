@@ -25,6 +25,8 @@ static void make_args(spill_server_opts *o, int *help, spill_arg *a) {
     ARG('P', "parallel", SPILL_ARG_INT, &o->parallel, 1, 256, "N", "sequences decoded at once: the slots (default: 16); more requests wait");
     ARG('b', "batch-size", SPILL_ARG_INT, &o->batch, 1, 4096, "N", "tokens per engine step, decode and prompt chunks together (default: 64)");
     ARG(0, "prefill-chunk", SPILL_ARG_INT, &o->chunk, 1, 4096, "N", "prompt tokens of one request per step (default: the batch)");
+    ARG(0, "prefill-budget", SPILL_ARG_INT, &o->budget, 0, 4096, "N", "prompt tokens of all requests per step while others decode: bounds the\n"
+        "time between their tokens (default: 8; 0 = the batch); with nothing decoding, prompts fill the batch");
     ARG(0, "max-waiting", SPILL_ARG_INT, &o->max_waiting, 1, 1 << 20, "N", "requests queued beyond the running ones before 429 (default: 64)");
     ARG(0, "kv-block", SPILL_ARG_INT, &o->kv_block, 1, 65536, "N", "tokens per KV cache block, a power of two (default: 64)");
     ARG(0, "kv-type", SPILL_ARG_OPTION, &o->env, 0, 0, "TYPE", "KV cache elements: f32, f16 or bf16 (as spill-generate)");
@@ -51,7 +53,8 @@ static void make_args(spill_server_opts *o, int *help, spill_arg *a) {
 
 int spill_server_cli(spill_server_opts *o, const spill_options *env, int argc, char **argv, FILE *help_out,
                      spill_err *err) {
-    *o = (spill_server_opts){.host = "127.0.0.1", .port = 8080, .batch = 64, .parallel = 16, .use_mmap = 1, .env = *env};
+    *o = (spill_server_opts){.host = "127.0.0.1", .port = 8080, .batch = 64, .parallel = 16, .budget = 8, .use_mmap = 1,
+                             .env = *env};
     spill_arg args[SPILL_CLI_MAX_ARGS];
     int help = 0;
     make_args(o, &help, args);

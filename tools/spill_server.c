@@ -77,7 +77,7 @@ int main(int argc, char **argv) {
     spill_http *h = NULL;
     int status = 1;
     if (open_engine(&o, &prof, &e, &err)) goto out;
-    spill_sched_params sp = {o.max_waiting, o.chunk};
+    spill_sched_params sp = {o.max_waiting, o.chunk, o.budget};
     if (spill_sched_open(&s, e, &sp, &err)) goto out;
     char name_buf[4096];
     snprintf(name_buf, sizeof name_buf, "%s", o.model);
