@@ -8,8 +8,11 @@
  * Speeds are measured here; predictions (the cost model's) are printed next to them and labelled.
  * Long runs report progress on stderr; Ctrl-C stops and prints what was measured so far. */
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <strings.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -423,9 +426,11 @@ typedef struct row {
     double bound_tok_s, pred_decode, pred_prefill;
     uint64_t tokens_hash;   /* the greedy tokens decoded, hashed: equal runs decode the same text */
     double disk_tok;        /* bytes read from disk per decoded token (the disk tier) */
+    double storage_tok;     /* bytes the kernel fetched from storage for this process per decoded token
+                               (/proc/self/io read_bytes; -1: unknown): what the page-cache path reads */
     double disk_bw_now;     /* the disk tier: the model file read with O_DIRECT just before and after the row */
     int disk_layers, disk_direct;
-    char host_limit[32], disk_io[8];
+    char host_limit[32], disk_io[16];
     /* --draft-skip: decode with the self-speculative draft on the same engine */
     double draft_tok_s, accept, tau, pred_draft;
 } row;
@@ -481,6 +486,22 @@ static void finish_row(row *r, const spill_engine *e, const spill_profile *prof,
 
 /* The measurement of one point, on either engine: po->cli.prompt made-up tokens in batches of 64 (spill_engine_prefill), then
  * po->cli.gen greedy tokens; speeds, bytes as placed, and weight bytes read per decode step into r. */
+/* The bytes the kernel has fetched from storage for this process (/proc/self/io read_bytes: page-cache
+ * misses and direct reads alike); -1 where the kernel does not say. */
+static double storage_read_bytes(void) {
+    FILE *f = fopen("/proc/self/io", "r");
+    if (!f) return -1;
+    char line[128];
+    double v = -1;
+    while (fgets(line, sizeof line, f))
+        if (!strncmp(line, "read_bytes:", 11)) {
+            v = strtod(line + 11, NULL);
+            break;
+        }
+    fclose(f);
+    return v;
+}
+
 static int measure(spill_engine *e, const place_opts *po, row *r, spill_err *err) {
     int vocab = spill_engine_model(e)->hp.vocab;
     int *toks = malloc(sizeof(int) * (size_t)po->cli.prompt), n_dec = 0, rc = -1;
@@ -495,7 +516,7 @@ static int measure(spill_engine *e, const place_opts *po, row *r, spill_err *err
     if (spill_engine_forward(e, 0, toks, 1, 0, err)) goto out;
     double t0 = spill_now();
     if (spill_engine_prefill(e, 0, toks, po->cli.prompt, 0, &stop, err)) goto out;
-    double t1 = spill_now();
+    double t1 = spill_now(), io0 = storage_read_bytes();
     spill_engine_stats x0, x1;
     spill_engine_get_stats(e, &x0);
     int next = argmax(spill_engine_logits(e), vocab);
@@ -506,11 +527,12 @@ static int measure(spill_engine *e, const place_opts *po, row *r, spill_err *err
         next = argmax(spill_engine_logits(e), vocab);
         n_dec++;
     }
-    double t2 = spill_now();
+    double t2 = spill_now(), io1 = storage_read_bytes();
     if (stop) {
         spill_err_set(err, "interrupted before this point was measured");
         goto out;
     }
+    r->storage_tok = n_dec && io0 >= 0 && io1 >= io0 ? (io1 - io0) / n_dec : -1;
     spill_engine_get_stats(e, &x1);
     r->prefill_tok_s = po->cli.prompt / (t1 - t0);
     r->decode_tok_s = n_dec ? n_dec / (t2 - t1) : 0;
@@ -792,6 +814,170 @@ static void disk_rate_now(const char *model, double *bw) {
     *bw = spill_disk_bench(model, 1ull << 30, 1, v, &direct, &err) ? 0 : v[0];
 }
 
+/* --disk-io pagecache: the comparison the disk tier is for, as a machine with no more memory than the
+ * host limit has it. The whole model is mapped and read in place (no disk tier), in a child process
+ * held to the limit by a memory cgroup, so the mapped file's pages compete for that memory with
+ * everything else the process holds and the kernel's page cache decides what is read again. Needs a
+ * memory cgroup this process may create: root, with cgroup v1's memory hierarchy or v2's memory
+ * controller. */
+static int put_text(const char *dir, const char *file, const char *text, spill_err *err) {
+    char path[600];
+    snprintf(path, sizeof path, "%s/%s", dir, file);
+    int fd = open(path, O_WRONLY | O_CLOEXEC);
+    ssize_t n = fd < 0 ? -1 : write(fd, text, strlen(text));
+    int e = errno;
+    if (fd >= 0) close(fd);
+    if (n != (ssize_t)strlen(text)) {
+        spill_err_set(err, "--disk-io pagecache: cannot write '%s' to %s: %s", text, path, strerror(e));
+        return -1;
+    }
+    return 0;
+}
+
+static int cgroup_make(uint64_t limit, char *dir, size_t dn, spill_err *err) {
+    char v[32];
+    snprintf(v, sizeof v, "%llu", (unsigned long long)limit);
+    if (!access("/sys/fs/cgroup/memory/memory.limit_in_bytes", F_OK)) {
+        snprintf(dir, dn, "/sys/fs/cgroup/memory/spill-bench-%d", (int)getpid());
+    } else {
+        /* v2: a child of this process's own cgroup ("0::/path" in /proc/self/cgroup) */
+        char line[256] = "", own[256] = "";
+        FILE *f = fopen("/proc/self/cgroup", "r");
+        while (f && fgets(line, sizeof line, f))
+            if (!strncmp(line, "0::", 3)) {
+                snprintf(own, sizeof own, "%s", line + 3);
+                own[strcspn(own, "\n")] = 0;
+            }
+        if (f) fclose(f);
+        if (!own[0]) {
+            spill_err_set(err, "--disk-io pagecache: no memory cgroup to use (neither cgroup v1's "
+                               "/sys/fs/cgroup/memory nor a v2 entry in /proc/self/cgroup)");
+            return -1;
+        }
+        snprintf(dir, dn, "/sys/fs/cgroup%s/spill-bench-%d", strcmp(own, "/") ? own : "", (int)getpid());
+    }
+    if (mkdir(dir, 0755) && errno != EEXIST) {
+        spill_err_set(err, "--disk-io pagecache: cannot create the memory cgroup %s: %s (it needs root and a writable "
+                           "cgroup hierarchy)", dir, strerror(errno));
+        return -1;
+    }
+    char probe[600];
+    snprintf(probe, sizeof probe, "%s/memory.limit_in_bytes", dir);
+    const char *knob = !access(probe, F_OK) ? "memory.limit_in_bytes" : "memory.max";
+    snprintf(probe, sizeof probe, "%s/%s", dir, knob);
+    if (access(probe, F_OK)) {
+        spill_err_set(err, "--disk-io pagecache: %s has no memory limit (the memory controller is not enabled in its "
+                           "parent's cgroup.subtree_control)", dir);
+        rmdir(dir);
+        return -1;
+    }
+    if (put_text(dir, knob, v, err)) {
+        rmdir(dir);
+        return -1;
+    }
+    return 0;
+}
+
+/* The model's pages out of the page cache, so that the row starts with none of them in memory. */
+static void drop_cached(const char *path) {
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return;
+    posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED);
+    close(fd);
+}
+
+static void measure_pagecache(const place_opts *po, const char *model, uint64_t limit, row *r) {
+    spill_err err = {{0}};
+    char dir[512];
+    if (cgroup_make(limit, dir, sizeof dir, &err)) {
+        snprintf(r->error, sizeof r->error, "%s", err.msg);
+        return;
+    }
+    int fd[2];
+    if (pipe(fd)) {
+        snprintf(r->error, sizeof r->error, "--disk-io pagecache: pipe: %s", strerror(errno));
+        rmdir(dir);
+        return;
+    }
+    fflush(stdout);
+    fflush(stderr);
+    pid_t pid = fork();
+    if (pid == 0) {
+        close(fd[0]);
+        row out = *r;
+        char pidtext[32];
+        snprintf(pidtext, sizeof pidtext, "%d", (int)getpid());
+        spill_engine *e = NULL;
+        int rc = put_text(dir, "cgroup.procs", pidtext, &err);
+        if (!rc) {
+            struct stat st;
+            if (!stat(model, &st) && S_ISDIR(st.st_mode)) {
+                spill_err_set(&err, "--disk-io pagecache: one model file (GGUF) only, not a directory");
+                rc = -1;
+            } else {
+                drop_cached(model);
+            }
+        }
+        if (!rc) {
+            spill_engine_params p = spill_engine_defaults();
+            p.model = model;
+            p.device = "cpu";
+            p.policy = "host";
+            p.ctx = po->cli.prompt + po->cli.gen;
+            p.batch = 64;
+            p.threads = po->cli.threads;
+            p.quiet = 1;
+            rc = spill_engine_open(&p, &e, &err) || measure(e, po, &out, &err);
+        }
+        if (rc) {
+            snprintf(out.error, sizeof out.error, "%s", err.msg);
+        } else {
+            out.ok = 1;
+            out.disk_tok = out.storage_tok;
+            out.disk_layers = 0;
+            out.disk_direct = 0;
+        }
+        spill_engine_free(e);
+        const char *b = (const char *)&out;
+        size_t left = sizeof out;
+        while (left) {
+            ssize_t n = write(fd[1], b, left);
+            if (n <= 0) break;
+            b += n;
+            left -= (size_t)n;
+        }
+        _exit(0);
+    }
+    close(fd[1]);
+    row got;
+    size_t have = 0;
+    while (pid > 0 && have < sizeof got) {
+        ssize_t n = read(fd[0], (char *)&got + have, sizeof got - have);
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0) break;
+        have += (size_t)n;
+    }
+    close(fd[0]);
+    int status = 0;
+    while (pid > 0 && waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+    }
+    if (pid < 0) {
+        snprintf(r->error, sizeof r->error, "--disk-io pagecache: fork: %s", strerror(errno));
+    } else if (have == sizeof got) {
+        *r = got;
+    } else if (WIFSIGNALED(status)) {
+        snprintf(r->error, sizeof r->error,
+                 "--disk-io pagecache: the run was killed by signal %d in a memory cgroup of %.1f MiB (what the "
+                 "process itself holds does not fit that limit beside the page cache; raise it)", WTERMSIG(status),
+                 mib((double)limit));
+    } else {
+        snprintf(r->error, sizeof r->error, "--disk-io pagecache: the run ended without a result (exit status %d)",
+                 WIFEXITED(status) ? WEXITSTATUS(status) : -1);
+    }
+    /* the cgroup goes once its last process has gone (v1 may need a moment to let go) */
+    for (int i = 0; i < 50 && rmdir(dir) && errno == EBUSY; i++) usleep(20000);
+}
+
 /* --host-limits: the disk tier. For each host limit (the first row: none, everything in memory) and
  * each --disk-io mode, the host policy with that limit: the layers past it are read from the model file
  * every step. The bound is the disk's measured rate over the bytes a token reads from it. */
@@ -819,7 +1005,7 @@ static int run_disk_sweep(const place_opts *po, const char *model, const spill_p
             memset(r, 0, sizeof *r);
             snprintf(r->policy, sizeof r->policy, "host");
             snprintf(r->host_limit, sizeof r->host_limit, "%.31s", h);
-            snprintf(r->disk_io, sizeof r->disk_io, "%.7s", limit ? io : "-");
+            snprintf(r->disk_io, sizeof r->disk_io, "%.15s", limit ? io : "-");
             r->budget = limit;
             r->budget_frac = limit ? (double)limit / full : 1;
             fprintf(stderr, "spill-bench: host limit %s (%.1f MiB), %s ...", h, mib((double)limit), limit ? io : "in memory");
@@ -841,6 +1027,20 @@ static int run_disk_sweep(const place_opts *po, const char *model, const spill_p
                measured just before and just after the row */
             double bw_before = 0, bw_after = 0;
             if (limit) disk_rate_now(model, &bw_before);
+            if (limit && !strcasecmp(io, "pagecache")) {
+                measure_pagecache(po, model, limit, r);
+                if (r->ok) {
+                    disk_rate_now(model, &bw_after);
+                    r->disk_bw_now = bw_before > 0 && bw_after > 0 ? (bw_before + bw_after) / 2 : bw_before + bw_after;
+                    double bw = r->disk_bw_now > 0 ? r->disk_bw_now : prof->disk_bw;
+                    r->bound_tok_s = r->disk_tok > 0 && bw > 0 ? bw / r->disk_tok : 0;
+                    fprintf(stderr, " decode %.2f tok/s\n", r->decode_tok_s);
+                } else {
+                    fprintf(stderr, " %s\n", r->error);
+                }
+                n++;
+                continue;
+            }
             if (spill_engine_open(&p, &e, &err) || measure(e, po, r, &err)) {
                 snprintf(r->error, sizeof r->error, "%s", err.msg);
                 fprintf(stderr, " %s\n", r->error);
@@ -901,15 +1101,30 @@ static int run_disk_sweep(const place_opts *po, const char *model, const spill_p
             snprintf(bound, sizeof bound, "%.2f", r->bound_tok_s);
             snprintf(pct, sizeof pct, "%.0f%%", 100 * r->decode_tok_s / r->bound_tok_s);
         }
-        fprintf(o, "| %s | %s | %d | %.1f | %.2f | %s | %s | %s | %.2f | %s |\n", lim,
-                !r->budget ? "-" : !strcmp(r->disk_io, "mmap") ? "mmap, pages dropped" : r->disk_direct ? "O_DIRECT + io_uring" : "io_uring, page cache",
-                r->disk_layers, mib(r->disk_tok), r->decode_tok_s, bwnow, bound, pct, r->pred_decode,
+        int pc = !strcmp(r->disk_io, "pagecache");
+        char layers[32] = "all mapped", disk[32] = "?", pred[32] = "-";
+        if (!pc) snprintf(layers, sizeof layers, "%d", r->disk_layers);
+        if (r->disk_tok >= 0) snprintf(disk, sizeof disk, "%.1f", mib(r->disk_tok));
+        if (!pc) snprintf(pred, sizeof pred, "%.2f", r->pred_decode);
+        fprintf(o, "| %s | %s | %s | %s | %.2f | %s | %s | %s | %s | %s |\n", lim,
+                !r->budget ? "-" : !strcmp(r->disk_io, "mmap") ? "mmap, pages dropped" : pc ? "mmap, page cache held to the limit" : r->disk_direct ? "O_DIRECT + io_uring" : "io_uring, page cache",
+                layers, disk, r->decode_tok_s, bwnow, bound, pct, pred,
                 !rows[0].ok ? "?" : r->tokens_hash == rows[0].tokens_hash ? "yes" : "NO");
+    }
+    /* the disk tier against the page cache at each limit */
+    for (int i = 0; i < n; i++) {
+        if (!rows[i].ok || strcmp(rows[i].disk_io, "uring")) continue;
+        for (int j = 0; j < n; j++)
+            if (rows[j].ok && !strcmp(rows[j].disk_io, "pagecache") && rows[j].budget == rows[i].budget && rows[j].decode_tok_s > 0)
+                fprintf(o, "\nat host limit %s: the disk tier (io_uring) decodes %.2fx as fast as the page cache held to the "
+                           "same limit\n", rows[i].host_limit, rows[i].decode_tok_s / rows[j].decode_tok_s);
     }
     fprintf(o, "\nmodel %s, %d prompt tokens, %d generated, %d threads; disk %.2f GB/s (%s); limits are fractions of weights + "
                "KV cache (%.1f MiB); the bound is the disk's rate over the bytes a token reads from it, the rate being the "
                "model file read with O_DIRECT just before and after each row (\"disk GB/s then\"); predictions are the "
-               "cost model's, with the profile's disk rate\n", po->cli.synthetic ? po->cli.synthetic : model, po->cli.prompt, po->cli.gen, po->cli.threads, prof->disk_bw / 1e9,
+               "cost model's, with the profile's disk rate; \"mmap, page cache held to the limit\" (--disk-io pagecache) maps "
+               "the whole model in a process whose memory cgroup allows only the limit, its disk bytes the storage "
+               "reads the kernel counted for it (/proc/self/io)\n", po->cli.synthetic ? po->cli.synthetic : model, po->cli.prompt, po->cli.gen, po->cli.threads, prof->disk_bw / 1e9,
             prof->source, mib(full));
     return 0;
 }

@@ -61,7 +61,9 @@ static void make_args(spill_bench_opts *o, bench_flags *f, spill_arg *a) {
         "of weights + KV cache, or sizes) with the host policy: the layers past each\n"
         "limit are read from the model file every step (the disk tier); the first row is\n"
         "the run with everything in memory");
-    ARG(0, "disk-io", SPILL_ARG_STRING, &o->disk_io, 0, 0, "LIST", "placement with --host-limits: uring, mmap or both (default uring,mmap)");
+    ARG(0, "disk-io", SPILL_ARG_STRING, &o->disk_io, 0, 0, "LIST", "placement with --host-limits, how layers past the limit are read: uring (O_DIRECT + io_uring), mmap (through "
+        "the mapping, pages dropped after each use) or pagecache (the whole model mapped, in a child process held to the limit "
+        "by a memory cgroup: needs root), or a list (default uring,mmap,pagecache)");
     ARG(0, "draft-skip", SPILL_ARG_STRING, &o->draft_skip, 0, 0, "N|LIST", "placement: also decode with a self-speculative draft that skips these\n"
         "layers (a count chosen by calibration, or a list; see spill-generate --help) and\n"
         "report its speed, acceptance and the cost model's predicted speedup");
@@ -104,7 +106,7 @@ static int check_list(const char *flag, const char *v, const char *const *names,
 static const char *const bench_formats[] = {"F32", "F16", "BF16", "Q8_0", "Q4_0", "Q4_1", "Q4_K", "Q6_K", NULL};
 
 int spill_bench_cli(spill_bench_opts *o, int argc, char **argv, FILE *help_out, spill_err *err) {
-    *o = (spill_bench_opts){.size = 256u << 20, .prompt = 512, .gen = 128, .draft_k = 3, .disk_io = "uring,mmap"};
+    *o = (spill_bench_opts){.size = 256u << 20, .prompt = 512, .gen = 128, .draft_k = 3, .disk_io = "uring,mmap,pagecache"};
     bench_flags f = {.budgets = "25%,50%,75%,100%", .policies = "fault,pin,stream,auto", .device = "cpu"};
     spill_arg args[SPILL_CLI_MAX_ARGS];
     make_args(o, &f, args);
