@@ -2,7 +2,7 @@
  * build runs it too): the kernels' thread pool, the arena with its adaptors (limit, statistics) under
  * eight threads of concurrent allocate/free, and the KV cache with forked sequences read by the pool's
  * workers, both in engine steps and through the scheduler with submitters and cancellers on other
- * threads. The preload shim's eight-thread test is test_preload (tests/test_preload_prog.c), which the
+ * threads, and one tokenizer used by eight threads at once. The preload shim's eight-thread test is test_preload (tests/test_preload_prog.c), which the
  * TSan job runs too. Each test checks results as well, so that a race that corrupts shows here even
  * without TSan. */
 #include <pthread.h>
@@ -14,6 +14,7 @@
 #include "spill_alloc.h"
 #include "spill_kernels.h"
 #include "test_util.h"
+#include "tokenizer.h"
 
 /* ---- the thread pool ---- */
 
@@ -268,12 +269,64 @@ static void test_kv_forked_scheduler(void **state) {
     spill_engine_free(e);
 }
 
+/* ---- one tokenizer on several threads (spill-server tokenizes on every connection's thread) ---- */
+
+typedef struct tok_job {
+    const spill_tokenizer *t;
+    const char *text;
+    const int *want;
+    int n_want, bad;
+} tok_job;
+
+static void *tok_worker(void *arg) {
+    tok_job *j = arg;
+    for (int r = 0; r < 300; r++) {
+        int *ids = NULL, n = 0;
+        spill_err err = {{0}};
+        if (spill_tokenize(j->t, j->text, strlen(j->text), 0, 0, &ids, &n, &err) || n != j->n_want ||
+            memcmp(ids, j->want, sizeof(int) * (size_t)n))
+            j->bad++;
+        free(ids);
+    }
+    return NULL;
+}
+
+static void test_tokenizer_threads(void **state) {
+    (void)state;
+    spill_tokenizer t;
+    spill_err err = {{0}};
+    /* GPT-2's byte-level BPE: its pre-tokenizer is a regular expression */
+    if (spill_tokenizer_init_json(&t, SPILL_FIXTURES_DIR "/tokenizers/hf/gpt2/tokenizer.json", &err)) fail_msg("%s", err.msg);
+    const char *texts[4] = {"Once upon a time, in a small village by the sea, there lived an old fisherman who",
+                            "The history of the printing press begins in the fifteenth century, when",
+                            "Explain how a refrigerator keeps food cold, step by step. It's 42 degrees!",
+                            "  spaces   and\ttabs\nand lines: 'quoted' words, numbers 12345 and more"};
+    int *want[4], n_want[4];
+    for (int i = 0; i < 4; i++)
+        if (spill_tokenize(&t, texts[i], strlen(texts[i]), 0, 0, &want[i], &n_want[i], &err)) fail_msg("%s", err.msg);
+    pthread_t th[8];
+    tok_job jobs[8];
+    for (int i = 0; i < 8; i++) {
+        jobs[i] = (tok_job){&t, texts[i % 4], want[i % 4], n_want[i % 4], 0};
+        assert_int_equal(pthread_create(&th[i], NULL, tok_worker, &jobs[i]), 0);
+    }
+    int bad = 0;
+    for (int i = 0; i < 8; i++) {
+        pthread_join(th[i], NULL);
+        bad += jobs[i].bad;
+    }
+    for (int i = 0; i < 4; i++) free(want[i]);
+    spill_tokenizer_free(&t);
+    assert_int_equal(bad, 0);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_pool),
         cmocka_unit_test(test_arena_eight_threads),
         cmocka_unit_test(test_kv_forked_engine),
         cmocka_unit_test(test_kv_forked_scheduler),
+        cmocka_unit_test(test_tokenizer_threads),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -4,6 +4,8 @@
  * fixed pattern (tokenizer_hf.c builds them); ByteLevel and Metaspace also rewrite the text. */
 #include "tok_internal.h"
 
+#include <pthread.h>
+
 typedef enum { PT_SPLIT, PT_BYTELEVEL, PT_METASPACE } pt_kind;
 
 typedef struct {
@@ -34,15 +36,17 @@ uint32_t spill_byte_to_cp(unsigned char b) {
     return 256u + n;
 }
 
+static int cp_table[324];
+static pthread_once_t cp_once = PTHREAD_ONCE_INIT;
+
+static void cp_table_init(void) {
+    for (int i = 0; i < 324; i++) cp_table[i] = -1;
+    for (int b = 0; b < 256; b++) cp_table[spill_byte_to_cp((unsigned char)b)] = b;
+}
+
 int spill_cp_to_byte(uint32_t cp) {
-    static int table[324];
-    static int ready;
-    if (!ready) { /* idempotent, so a race writes the same values */
-        for (int i = 0; i < 324; i++) table[i] = -1;
-        for (int b = 0; b < 256; b++) table[spill_byte_to_cp((unsigned char)b)] = b;
-        ready = 1;
-    }
-    return cp < 324 ? table[cp] : -1;
+    pthread_once(&cp_once, cp_table_init); /* tokenizers run on several threads at once (spill-server) */
+    return cp < 324 ? cp_table[cp] : -1;
 }
 
 spill_pretok *spill_pretok_new(void) { return calloc(1, sizeof(spill_pretok)); }

@@ -2,12 +2,15 @@
 #include "regex.h"
 
 #include <pcre2.h>
+#include <pthread.h>
 
 #include "unicode.h"
 
 struct spill_regex {
     pcre2_code *code;
-    pcre2_match_data *md; /* one per regex: a tokenizer is used by one thread at a time */
+    pcre2_match_data *md; /* one per regex, used under lock: spill-server tokenizes on every connection's
+                             thread at once, and two matches in one match data left a thread looping */
+    pthread_mutex_t lock;
     char what[160];
 };
 
@@ -86,7 +89,8 @@ spill_regex *spill_regex_compile(const char *pattern, size_t pattern_len, int li
     /* JIT where the platform has it (x86-64 and aarch64 do); the interpreter otherwise */
     (void)pcre2_jit_compile(re->code, PCRE2_JIT_COMPLETE);
     re->md = pcre2_match_data_create_from_pattern(re->code, NULL);
-    if (!re->md) {
+    if (!re->md || pthread_mutex_init(&re->lock, NULL)) {
+        pcre2_match_data_free(re->md);
         pcre2_code_free(re->code);
         free(re);
         spill_err_set(err, "out of memory compiling %s", what);
@@ -97,6 +101,7 @@ spill_regex *spill_regex_compile(const char *pattern, size_t pattern_len, int li
 
 void spill_regex_free(spill_regex *re) {
     if (!re) return;
+    pthread_mutex_destroy(&re->lock);
     pcre2_match_data_free(re->md);
     pcre2_code_free(re->code);
     free(re);
@@ -104,16 +109,21 @@ void spill_regex_free(spill_regex *re) {
 
 static int find_opts(const spill_regex *re, const char *s, size_t n, size_t from, uint32_t opts, size_t *ms,
                      size_t *me, spill_err *err) {
-    int rc = pcre2_match(re->code, (PCRE2_SPTR)s, n, from, opts | PCRE2_NO_UTF_CHECK, re->md, NULL);
+    spill_regex *w = (spill_regex *)re; /* the match data and its lock: scratch, not the pattern */
+    pthread_mutex_lock(&w->lock);
+    int rc = pcre2_match(re->code, (PCRE2_SPTR)s, n, from, opts | PCRE2_NO_UTF_CHECK, w->md, NULL);
+    if (rc >= 0) {
+        PCRE2_SIZE *ov = pcre2_get_ovector_pointer(w->md);
+        *ms = ov[0];
+        *me = ov[1];
+    }
+    pthread_mutex_unlock(&w->lock);
     if (rc == PCRE2_ERROR_NOMATCH) return 0;
     if (rc < 0) {
         PCRE2_UCHAR msg[256];
         pcre2_get_error_message(rc, msg, sizeof msg);
         return spill_err_set(err, "%s: matching failed: %s", re->what, (const char *)msg);
     }
-    PCRE2_SIZE *ov = pcre2_get_ovector_pointer(re->md);
-    *ms = ov[0];
-    *me = ov[1];
     return 1;
 }
 
