@@ -52,6 +52,7 @@ struct spill_sched {
     int *tok, *seq, *pos;
     uint8_t *out;
     req **owner; /* (batch) the request each output belongs to */
+    int *order;   /* (n_slots) the slots with prompt left, by admission */
 };
 
 const char *spill_finish_name(spill_finish f) {
@@ -225,29 +226,48 @@ static int preempt(spill_sched *s) {
     return 0;
 }
 
-/* The batch: one token of each decoding sequence, then prompt chunks; 0 tokens when nothing runs. */
+/* The batch: one token of each decoding sequence, then prompt chunks, the longest-admitted prompt first
+ * (in slot order a newcomer in a low slot would take the budget step after step from one admitted
+ * earlier in a high one: at 16 clients asking 4 tokens each, a prompt waited 22 s); 0 tokens when
+ * nothing runs. */
 static int build(spill_sched *s) {
-    int n = 0, cap = s->batch;
-    for (int pass = 0; pass < 2; pass++) {
-        if (pass == 1) { /* beside decoding sequences, prompts get the budget at most */
-            s->n_dec = n;
-            if (n && s->budget > 0 && n + s->budget < cap) cap = n + s->budget;
-        }
-        for (int i = 0; i < s->n_slots && n < cap; i++) {
-            req *r = s->running[i];
-            if (!r || r->cancelled) continue;
-            int left = r->n_tokens - r->computed;
-            if ((pass == 0) != (left == 1)) continue; /* decode first, then prefill */
-            int c = left < s->chunk ? left : s->chunk;
-            if (c > cap - n) c = cap - n;
-            for (int k = 0; k < c; k++) {
-                s->tok[n] = r->tokens[r->computed + k];
-                s->seq[n] = r->slot;
-                s->pos[n] = r->computed + k;
-                s->out[n] = r->computed + k == r->n_tokens - 1;
-                s->owner[n] = r;
-                n++;
+    int n = 0, cap = s->batch, n_pre = 0;
+    for (int i = 0; i < s->n_slots; i++) {
+        req *r = s->running[i];
+        if (!r || r->cancelled || r->n_tokens - r->computed < 1) continue;
+        if (r->n_tokens - r->computed > 1) {
+            /* prompts to feed, by admission (insertion into a list of at most n_slots) */
+            int k = n_pre++;
+            while (k > 0 && s->running[s->order[k - 1]]->admitted > r->admitted) {
+                s->order[k] = s->order[k - 1];
+                k--;
             }
+            s->order[k] = i;
+            continue;
+        }
+        if (n == cap) continue;
+        s->tok[n] = r->tokens[r->computed];
+        s->seq[n] = r->slot;
+        s->pos[n] = r->computed;
+        s->out[n] = 1;
+        s->owner[n] = r;
+        n++;
+    }
+    s->n_dec = n;
+    /* beside decoding sequences, prompts get the budget at most */
+    if (n && s->budget > 0 && n + s->budget < cap) cap = n + s->budget;
+    for (int j = 0; j < n_pre && n < cap; j++) {
+        req *r = s->running[s->order[j]];
+        int left = r->n_tokens - r->computed;
+        int c = left < s->chunk ? left : s->chunk;
+        if (c > cap - n) c = cap - n;
+        for (int k = 0; k < c; k++) {
+            s->tok[n] = r->tokens[r->computed + k];
+            s->seq[n] = r->slot;
+            s->pos[n] = r->computed + k;
+            s->out[n] = r->computed + k == r->n_tokens - 1;
+            s->owner[n] = r;
+            n++;
         }
     }
     return n;
@@ -413,9 +433,10 @@ int spill_sched_open(spill_sched **out, spill_engine *e, const spill_sched_param
     s->pos = malloc(sizeof(int) * (size_t)s->batch);
     s->out = malloc((size_t)s->batch);
     s->owner = malloc(sizeof *s->owner * (size_t)s->batch);
+    s->order = malloc(sizeof(int) * (size_t)s->n_slots);
     pthread_mutex_init(&s->lock, NULL);
     pthread_cond_init(&s->cv, NULL);
-    if (!s->running || !s->tok || !s->seq || !s->pos || !s->out || !s->owner) {
+    if (!s->running || !s->tok || !s->seq || !s->pos || !s->out || !s->owner || !s->order) {
         spill_sched_free(s);
         return spill_err_set(err, "out of memory");
     }
@@ -450,7 +471,7 @@ void spill_sched_free(spill_sched *s) {
     spill_sched_stop(s, 0);
     pthread_mutex_destroy(&s->lock);
     pthread_cond_destroy(&s->cv);
-    free(s->running), free(s->tok), free(s->seq), free(s->pos), free(s->out), free(s->owner);
+    free(s->running), free(s->tok), free(s->seq), free(s->pos), free(s->out), free(s->owner), free(s->order);
     free(s);
 }
 

@@ -2,7 +2,8 @@
  * are slots, give each the text it gets alone (greedy); preemption when the KV cache runs out does
  * not change a token; a cancelled request frees its blocks; stop strings end the text before them
  * and are never streamed in part; a full queue says so; prompts that begin alike share blocks; beside
- * decoding sequences a step holds no more prompt tokens than the prefill budget. */
+ * decoding sequences a step holds no more prompt tokens than the prefill budget, given to prompts in
+ * the order they were admitted. */
 #include <pthread.h>
 
 #include "engine.h"
@@ -94,7 +95,7 @@ static void alone(const char *prompt, int max_tokens, char *text, size_t cap) {
     const spill_model *m = spill_engine_model(e);
     int *t, n;
     assert_int_equal(spill_tokenize(&m->tok, prompt, strlen(prompt), 1, 1, &t, &n, &err), 0);
-    assert_int_equal(spill_engine_forward(e, 0, t, n, 0, &err), 0);
+    assert_int_equal(spill_engine_prefill(e, 0, t, n, 0, NULL, &err), 0); /* in batch-sized chunks */
     size_t len = 0;
     text[0] = 0;
     for (int g = 0; g < max_tokens; g++) {
@@ -195,6 +196,75 @@ static void test_prefill_budget(void **s) {
     m = mixed_prompt(NULL);
     printf("no budget: at most %d prompt tokens beside decoding ones\n", m);
     assert_true(m > 2);
+}
+
+/* Prompts are fed in the order their requests were admitted: one admitted into a high slot is not
+ * starved by newcomers that keep landing in the low slots as short requests come and go (before,
+ * slot order gave them the budget step after step). A decodes in slot 0; two holders keep slots 1 and
+ * 2 while a long prompt L takes slot 3; then the holders go and short requests come one after another
+ * into slots 1 and 2. L must have its first token before 40 of them have finished (with the budget of
+ * 2 tokens, its prompt takes about 40 steps; starved, it took one token per short request). */
+static void test_prompt_order(void **s) {
+    (void)s;
+    char text[512] = "";
+    for (int i = 0; i < 6; i++) strcat(text, "Tom had a red ball and a big box. ");
+    char ref[4096];
+    alone(text, 4, ref, sizeof ref);
+    spill_engine *e = engine(4, 0);
+    spill_sched *sc;
+    spill_err err = {{0}};
+    spill_sched_params sp = {0, 0, 2};
+    assert_int_equal(spill_sched_open(&sc, e, &sp, &err), 0);
+    out a, h[2], l;
+    out_init(&a);
+    submit(sc, e, prompts[0], 200, NULL, 0, &a);
+    wait_running(&a);
+    for (int i = 0; i < 2; i++) {
+        out_init(&h[i]);
+        submit(sc, e, prompts[1 + i], 200, NULL, 0, &h[i]);
+        wait_running(&h[i]);
+    }
+    out_init(&l);
+    submit(sc, e, text, 4, NULL, 0, &l);
+    spill_sched_stats st;
+    for (int k = 0; k < 20000; k++) {
+        spill_sched_get_stats(sc, &st);
+        if (st.running == 4) break;
+        usleep(1000);
+    }
+    assert_int_equal(st.running, 4);
+    for (int i = 0; i < 2; i++) spill_sched_cancel(sc, h[i].id);
+    int done = 0, have_l = 0;
+    out f[2];
+    for (int i = 0; i < 2; i++) {
+        out_init(&f[i]);
+        submit(sc, e, prompts[3 + i], 1, NULL, 0, &f[i]);
+    }
+    while (done < 40) {
+        pthread_mutex_lock(&l.lock);
+        have_l = l.tokens > 0 || l.done;
+        pthread_mutex_unlock(&l.lock);
+        if (have_l) break;
+        for (int i = 0; i < 2; i++) {
+            pthread_mutex_lock(&f[i].lock);
+            int fd = f[i].done;
+            pthread_mutex_unlock(&f[i].lock);
+            if (!fd) continue;
+            done++;
+            out_init(&f[i]);
+            submit(sc, e, prompts[3 + (done + i) % 3], 1, NULL, 0, &f[i]);
+        }
+        usleep(200);
+    }
+    printf("the long prompt's first token after %d short requests had finished\n", done);
+    if (!have_l) fail_msg("the long prompt had no token after %d short requests came and went in lower slots", done);
+    out_wait(&l);
+    assert_string_equal(l.text, ref);
+    for (int i = 0; i < 2; i++) out_wait(&f[i]);
+    spill_sched_cancel(sc, a.id);
+    out_wait(&a);
+    spill_sched_free(sc);
+    spill_engine_free(e);
 }
 
 static void test_preemption(void **s) {
@@ -324,7 +394,7 @@ int main(void) {
         cmocka_unit_test(test_many_requests),
         cmocka_unit_test(test_prefill_budget),    cmocka_unit_test(test_preemption),
         cmocka_unit_test(test_cancel_and_stop),  cmocka_unit_test(test_queue_full_and_sharing),
-        cmocka_unit_test(test_drain),
+        cmocka_unit_test(test_drain),            cmocka_unit_test(test_prompt_order),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
