@@ -48,20 +48,26 @@ static void test_tiers(void **s) {
     assert_null(strstr(out, "| cpu matmul F16,"));
 }
 
+/* spill-bench placement on stories260K with these flags and --json; the results array, n rows long
+ * (the document to free in *doc) */
+static const spill_json *placement_rows(const char *flags, size_t n, spill_json **doc) {
+    char cmd[2048];
+    snprintf(cmd, sizeof cmd, SPILL_BIN_DIR "/spill-bench placement -m '%s' %s --json 2>/dev/null", stories_path(), flags);
+    assert_int_equal(run_capture(cmd, 0, out, sizeof out), 0);
+    spill_err err = {{0}};
+    if (spill_json_parse(out, strlen(out), "placement", doc, &err)) fail_msg("%s\n%s", err.msg, out);
+    const spill_json *res = spill_json_get_type(*doc, "results", SPILL_JSON_ARRAY);
+    assert_non_null(res);
+    assert_int_equal(res->n, n);
+    return res;
+}
+
 static void test_placement(void **s) {
     (void)s;
     char cmd[2048];
-    snprintf(cmd, sizeof cmd,
-             SPILL_BIN_DIR "/spill-bench placement -m '%s' --prompt-tokens 16 --gen-tokens 8 --budgets 8M,64M "
-                           "--policies pin,stream,auto --json --plot /tmp/spill-bench-plot.svg 2>/dev/null",
-             stories_path());
-    assert_int_equal(run_capture(cmd, 0, out, sizeof out), 0);
     spill_json *j;
-    spill_err err = {{0}};
-    if (spill_json_parse(out, strlen(out), "placement", &j, &err)) fail_msg("%s\n%s", err.msg, out);
-    const spill_json *res = spill_json_get_type(j, "results", SPILL_JSON_ARRAY);
-    assert_non_null(res);
-    assert_int_equal(res->n, 6);
+    const spill_json *res = placement_rows("--prompt-tokens 16 --gen-tokens 8 --budgets 8M,64M --policies pin,stream,auto "
+                                           "--plot /tmp/spill-bench-plot.svg", 6, &j);
     for (size_t i = 0; i < res->n; i++) {
         const spill_json *r = &res->items[i];
         if (spill_json_get(r, "error")) fail_msg("point %zu failed: %s", i, spill_json_get(r, "error")->str);
@@ -120,17 +126,9 @@ static void test_synthetic(void **s) {
 static void test_disk_sweep(void **s) {
     (void)s;
     char cmd[2048];
-    snprintf(cmd, sizeof cmd,
-             SPILL_BIN_DIR "/spill-bench placement -m '%s' --prompt-tokens 8 --gen-tokens 4 --host-limits 16M "
-                           "--disk-io uring,mmap,pagecache --json 2>/dev/null",
-             stories_path());
-    assert_int_equal(run_capture(cmd, 0, out, sizeof out), 0);
     spill_json *j;
-    spill_err err = {{0}};
-    if (spill_json_parse(out, strlen(out), "placement", &j, &err)) fail_msg("%s\n%s", err.msg, out);
-    const spill_json *res = spill_json_get_type(j, "results", SPILL_JSON_ARRAY);
-    assert_non_null(res);
-    assert_int_equal(res->n, 4);
+    const spill_json *res =
+        placement_rows("--prompt-tokens 8 --gen-tokens 4 --host-limits 16M --disk-io uring,mmap,pagecache", 4, &j);
     const char *io[] = {"-", "uring", "mmap", "pagecache"};
     for (size_t i = 0; i < res->n; i++) {
         const spill_json *r = &res->items[i];
