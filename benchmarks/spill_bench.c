@@ -886,9 +886,10 @@ static void drop_cached(const char *path) {
     close(fd);
 }
 
-static void measure_pagecache(const place_opts *po, const char *model, uint64_t limit, row *r) {
+static void measure_pagecache(const spill_engine_params *p, const place_opts *po, uint64_t limit, row *r) {
     spill_err err = {{0}};
     char dir[512];
+    const char *model = p->model;
     if (cgroup_make(limit, dir, sizeof dir, &err)) {
         snprintf(r->error, sizeof r->error, "%s", err.msg);
         return;
@@ -918,17 +919,7 @@ static void measure_pagecache(const place_opts *po, const char *model, uint64_t 
                 drop_cached(model);
             }
         }
-        if (!rc) {
-            spill_engine_params p = spill_engine_defaults();
-            p.model = model;
-            p.device = "cpu";
-            p.policy = "host";
-            p.ctx = po->cli.prompt + po->cli.gen;
-            p.batch = 64;
-            p.threads = po->cli.threads;
-            p.quiet = 1;
-            rc = spill_engine_open(&p, &e, &err) || measure(e, po, &out, &err);
-        }
+        if (!rc) rc = spill_engine_open(p, &e, &err) || measure(e, po, &out, &err);
         if (rc) {
             snprintf(out.error, sizeof out.error, "%s", err.msg);
         } else {
@@ -1028,31 +1019,24 @@ static int run_disk_sweep(const place_opts *po, const char *model, const spill_p
             double bw_before = 0, bw_after = 0;
             if (limit) disk_rate_now(model, &bw_before);
             if (limit && !strcasecmp(io, "pagecache")) {
-                measure_pagecache(po, model, limit, r);
-                if (r->ok) {
-                    disk_rate_now(model, &bw_after);
-                    r->disk_bw_now = bw_before > 0 && bw_after > 0 ? (bw_before + bw_after) / 2 : bw_before + bw_after;
-                    double bw = r->disk_bw_now > 0 ? r->disk_bw_now : prof->disk_bw;
-                    r->bound_tok_s = r->disk_tok > 0 && bw > 0 ? bw / r->disk_tok : 0;
-                    fprintf(stderr, " decode %.2f tok/s\n", r->decode_tok_s);
-                } else {
-                    fprintf(stderr, " %s\n", r->error);
-                }
-                n++;
-                continue;
-            }
-            if (spill_engine_open(&p, &e, &err) || measure(e, po, r, &err)) {
+                p.host_limit = 0; /* the whole model mapped: the memory cgroup holds the limit */
+                p.disk_io = NULL;
+                measure_pagecache(&p, po, limit, r);
+            } else if (spill_engine_open(&p, &e, &err) || measure(e, po, r, &err)) {
                 snprintf(r->error, sizeof r->error, "%s", err.msg);
-                fprintf(stderr, " %s\n", r->error);
             } else {
                 r->pred_decode = spill_cost_predict(spill_engine_regions(e, NULL), spill_engine_plan(e), prof,
                                                     (spill_phase){0, 1, NULL}).tok_s;
+                r->ok = 1;
+            }
+            if (r->ok) {
                 if (limit) disk_rate_now(model, &bw_after);
                 r->disk_bw_now = bw_before > 0 && bw_after > 0 ? (bw_before + bw_after) / 2 : bw_before + bw_after;
                 double bw = r->disk_bw_now > 0 ? r->disk_bw_now : prof->disk_bw;
                 r->bound_tok_s = r->disk_tok > 0 && bw > 0 ? bw / r->disk_tok : 0;
-                r->ok = 1;
                 fprintf(stderr, " decode %.2f tok/s\n", r->decode_tok_s);
+            } else {
+                fprintf(stderr, " %s\n", r->error);
             }
             spill_engine_free(e);
             n++;
@@ -1111,13 +1095,19 @@ static int run_disk_sweep(const place_opts *po, const char *model, const spill_p
                 layers, disk, r->decode_tok_s, bwnow, bound, pct, pred,
                 !rows[0].ok ? "?" : r->tokens_hash == rows[0].tokens_hash ? "yes" : "NO");
     }
-    /* the disk tier against the page cache at each limit */
+    /* the disk tier against the page cache at each limit: the k-th uring row with the k-th pagecache row of
+       the same limit (--disk-io may name each more than once) */
     for (int i = 0; i < n; i++) {
-        if (!rows[i].ok || strcmp(rows[i].disk_io, "uring")) continue;
-        for (int j = 0; j < n; j++)
-            if (rows[j].ok && !strcmp(rows[j].disk_io, "pagecache") && rows[j].budget == rows[i].budget && rows[j].decode_tok_s > 0)
+        if (strcmp(rows[i].disk_io, "uring")) continue;
+        int k = 0;
+        for (int j = 0; j < i; j++) k += rows[j].budget == rows[i].budget && !strcmp(rows[j].disk_io, "uring");
+        for (int j = 0; j < n; j++) {
+            if (rows[j].budget != rows[i].budget || strcmp(rows[j].disk_io, "pagecache") || k--) continue;
+            if (rows[i].ok && rows[j].ok && rows[j].decode_tok_s > 0)
                 fprintf(o, "\nat host limit %s: the disk tier (io_uring) decodes %.2fx as fast as the page cache held to the "
                            "same limit\n", rows[i].host_limit, rows[i].decode_tok_s / rows[j].decode_tok_s);
+            break;
+        }
     }
     fprintf(o, "\nmodel %s, %d prompt tokens, %d generated, %d threads; disk %.2f GB/s (%s); limits are fractions of weights + "
                "KV cache (%.1f MiB); the bound is the disk's rate over the bytes a token reads from it, the rate being the "
