@@ -21,6 +21,8 @@
 #include "dot.h"
 
 #include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
 
 #define T SPILL_DOTS_TILE
 
@@ -82,7 +84,8 @@ static size_t per_tile(spill_dtype w, int64_t n) {
        tiles), per block and token; Q8_0 for the VNNI tiles its activations + 128 */
     int more = w == SPILL_DT_Q4_0;
 #if defined(SPILL_DOT_AVX512_VNNI)
-    more |= w == SPILL_DT_Q8_0 && spill_cpu_avx512_vnni();
+    /* and for the panel (kernels/dots_vnni.c) Q8_0's -128 * the lane sums */
+    if (w == SPILL_DT_Q8_0 && spill_cpu_avx512_vnni()) return (size_t)(n / SPILL_QK) * (8 + 16 * T);
 #endif
     return (size_t)(n / SPILL_QK) * (more ? 8 + 8 * T : 8);
 }
@@ -144,4 +147,40 @@ void spill_vec_dots(spill_dtype w, int64_t n, const void *wrows, uint64_t row_by
     for (int r = 0; r < nr; r++)
         dots_each(w, n, w8 + (uint64_t)r * row_bytes, a8 + (uint64_t)t * stride, stride, nt - t, out + (int64_t)t * ldo + r,
                   ldo);
+}
+
+int spill_dots_panel_ok(spill_dtype w) {
+#if defined(SPILL_DOT_AVX512_VNNI)
+    /* SPILL_PANEL=0 keeps to the tiles (benchmarks compare both; the bits are the same), asked once */
+    static atomic_int off; /* 0: not asked yet, 1: panels, 2: tiles only */
+    int o = atomic_load_explicit(&off, memory_order_relaxed);
+    if (!o) {
+        const char *e = getenv("SPILL_PANEL");
+        o = e && !strcmp(e, "0") ? 2 : 1;
+        atomic_store_explicit(&off, o, memory_order_relaxed);
+    }
+    return o == 1 && (w == SPILL_DT_Q8_0 || w == SPILL_DT_Q4_0 || w == SPILL_DT_Q4_1) && spill_dots_tiled(w) &&
+           spill_cpu_avx512_vnni();
+#else
+    (void)w;
+    return 0;
+#endif
+}
+
+void spill_vec_dots_panel(spill_dtype w, int64_t n, const void *wrows, uint64_t row_bytes, int nr, const void *act,
+                          uint64_t stride, int nt, const float *sc, void *panel, float *out, int64_t ldo) {
+    int t = 0;
+#if defined(SPILL_DOT_AVX512_VNNI)
+    SPILL_ASSERT(nr >= 1 && nr <= SPILL_DOTS_PANEL);
+    if (sc && nt >= T && spill_dots_panel_ok(w)) {
+        t = nt / T * T; /* the tokens spill_dots_prepare laid out: whole tiles */
+        spill_dots_panel_pack_vnni(w, n, wrows, row_bytes, nr, panel);
+        spill_dots_panel_vnni(w, n, panel, nr, act, stride, t, sc, per_tile(w, n), out, ldo);
+    }
+#else
+    (void)panel;
+#endif
+    if (t < nt)
+        spill_vec_dots(w, n, wrows, row_bytes, nr, (const uint8_t *)act + (uint64_t)t * stride, stride, nt - t, NULL,
+                       out + (int64_t)t * ldo, ldo);
 }

@@ -294,8 +294,9 @@ void spill_dots_prepare_avx2(spill_dtype w, int64_t n, const void *act, uint64_t
 #else
     const int vnni = 0;
 #endif
-    /* floats per tile: scales, then Q4_0's sums or (VNNI) Q8_0's values + 128, 32 bytes per block and token */
-    const int64_t per = nb * (w == SPILL_DT_Q4_0 || vnni ? 8 + 8 * T : 8);
+    /* floats per tile: scales, then Q4_0's sums or (VNNI) Q8_0's values + 128, 32 bytes per block and token,
+       and (VNNI) Q8_0's -128 * (the sum of each lane's 4 values), 8 lanes of 32 bits per block and token */
+    const int64_t per = nb * (vnni && w == SPILL_DT_Q8_0 ? 8 + 16 * T : w == SPILL_DT_Q4_0 || vnni ? 8 + 8 * T : 8);
     for (int tile = 0; tile < nt / T; tile++) {
         float *s = sc + (size_t)tile * (size_t)per;
         __m256i *ypairs8 = (__m256i *)(s + nb * 8); /* [block][token]: 32 bytes (loaded unaligned) */
@@ -311,8 +312,11 @@ void spill_dots_prepare_avx2(spill_dtype w, int64_t n, const void *act, uint64_t
                     s[i * 8 + t] = h2f(b->d);
                     s[i * 8 + 4 + t] = 0;
                     __m256i y = _mm256_loadu_si256((const __m256i *)b->qs);
-                    if (vnni && w == SPILL_DT_Q8_0) /* y + 128: unsigned, as vpdpbusd takes it */
+                    if (vnni && w == SPILL_DT_Q8_0) { /* y + 128: unsigned, as vpdpbusd takes it */
                         _mm256_storeu_si256(ypairs8 + i * T + t, _mm256_xor_si256(y, _mm256_set1_epi8((char)0x80)));
+                        __m256i s1 = _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_set1_epi8(1), y), _mm256_set1_epi16(1));
+                        _mm256_storeu_si256(ypairs8 + nb * T + i * T + t, _mm256_slli_epi32(_mm256_sub_epi32(_mm256_setzero_si256(), s1), 7));
+                    }
                     else if (vnni) /* -8 * (the sum of each lane's 4 values), 8 lanes of 32 bits */
                         _mm256_storeu_si256(ypairs8 + i * T + t, _mm256_sub_epi32(_mm256_setzero_si256(), sums8(y)));
                     else if (w == SPILL_DT_Q4_0) /* 8 * (the sum of each pair of values), 16 lanes of 16 bits */

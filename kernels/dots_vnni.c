@@ -22,6 +22,7 @@
 
 #include <immintrin.h>
 #include <stddef.h>
+#include <string.h>
 
 #define T SPILL_DOTS_TILE
 
@@ -454,4 +455,180 @@ int spill_dots_kquant_rows_vnni(spill_dtype w, int64_t n, const void *wrows, uin
         else kq_rows8(SPILL_DT_Q6_K, n, wrow + (uint64_t)r * rb, rb, act, out + r);
     }
     return r; /* rows done; the caller does the rest */
+}
+
+/* ---- Rows in lanes: 16 rows of Q8_0, Q4_0 or Q4_1 against any number of prepared tokens ----
+ *
+ * The tiles above keep a (row, token)'s 8 lanes side by side, so every block pays a scale product and
+ * a conversion per pair of tokens for each row, and the rows' 4-bit values are unpacked again for
+ * every call. Here a 512-bit register holds one lane of 16 rows: lane group l (values 4l..4l+3 of a
+ * block) of rows 0-15 against one token, whose 4 bytes of that group come broadcast from memory in the
+ * instruction itself (vpdpbusd's {1to16} operand). One scale product then serves the 16 rows and the 8
+ * lane groups of a block, and a token's 8 lane registers end in the same pairwise sum as spill_hsum8,
+ * done across registers. Every number is the one-token dot's: the lane's exact integer sum of 4
+ * products, converted, fused-multiply-added with the product dx * dy in block order; Q4_1's min term
+ * in its own chain of fused multiply-adds; the same reduction.
+ *
+ * spill_dots_panel_pack_vnni lays the 16 rows out once (per matmul and chunk of tokens), per block:
+ * 8 x 64 bytes, lane group l's 4 bytes of each row, as unsigned bytes (4-bit values as they are;
+ * Q8_0's values + 128, whose excess -128 * (the token's sum of the group's 4 values) is the lane's
+ * starting value, as Q4_0's -8 * that sum is), then the 16 rows' d as floats, then (Q4_1) their m. */
+#define PANEL_BLOCK (8 * 64 + 64 + 64)
+
+size_t spill_dots_panel_bytes(int64_t n) { return (size_t)(n / SPILL_QK) * PANEL_BLOCK; }
+
+/* rows 4m..4m+3's 16 bytes at off (m = 0..3) turned so that o[c] holds dword c of all 16 rows: lane
+   4j + k holds row 4k + j (PANEL_ROW); 4 loads and 12 inserts, then the 4 x 4 transposes within 128-bit
+   lanes */
+static inline void rows16(const uint8_t *const rp[16], size_t off, __m512i o[4]) {
+    __m512i z[4];
+    for (int m = 0; m < 4; m++) {
+        __m512i v = _mm512_castsi128_si512(_mm_loadu_si128((const __m128i *)(rp[4 * m] + off)));
+        v = _mm512_inserti32x4(v, _mm_loadu_si128((const __m128i *)(rp[4 * m + 1] + off)), 1);
+        v = _mm512_inserti32x4(v, _mm_loadu_si128((const __m128i *)(rp[4 * m + 2] + off)), 2);
+        z[m] = _mm512_inserti32x4(v, _mm_loadu_si128((const __m128i *)(rp[4 * m + 3] + off)), 3);
+    }
+    __m512i t0 = _mm512_unpacklo_epi32(z[0], z[1]), t1 = _mm512_unpackhi_epi32(z[0], z[1]);
+    __m512i t2 = _mm512_unpacklo_epi32(z[2], z[3]), t3 = _mm512_unpackhi_epi32(z[2], z[3]);
+    o[0] = _mm512_unpacklo_epi64(t0, t2), o[1] = _mm512_unpackhi_epi64(t0, t2);
+    o[2] = _mm512_unpacklo_epi64(t1, t3), o[3] = _mm512_unpackhi_epi64(t1, t3);
+}
+/* rows16's o[0] alone */
+static inline __m512i rows16_first(const uint8_t *const rp[16], size_t off) {
+    __m512i z[4];
+    for (int m = 0; m < 4; m++) {
+        __m512i v = _mm512_castsi128_si512(_mm_loadu_si128((const __m128i *)(rp[4 * m] + off)));
+        v = _mm512_inserti32x4(v, _mm_loadu_si128((const __m128i *)(rp[4 * m + 1] + off)), 1);
+        v = _mm512_inserti32x4(v, _mm_loadu_si128((const __m128i *)(rp[4 * m + 2] + off)), 2);
+        z[m] = _mm512_inserti32x4(v, _mm_loadu_si128((const __m128i *)(rp[4 * m + 3] + off)), 3);
+    }
+    return _mm512_unpacklo_epi64(_mm512_unpacklo_epi32(z[0], z[1]), _mm512_unpacklo_epi32(z[2], z[3]));
+}
+/* the row in lane p of a panel's registers (its own inverse) */
+#define PANEL_ROW(p) (4 * ((p) % 4) + (p) / 4)
+
+void spill_dots_panel_pack_vnni(spill_dtype w, int64_t n, const void *wrows, uint64_t rb, int nr, void *panelv) {
+    const int64_t nb = n / SPILL_QK;
+    const size_t xbytes = w == SPILL_DT_Q8_0 ? sizeof(spill_block_q8_0) : w == SPILL_DT_Q4_0 ? sizeof(spill_block_q4_0)
+                                                                                            : sizeof(spill_block_q4_1);
+    const size_t qoff = w == SPILL_DT_Q4_1 ? offsetof(spill_block_q4_1, qs) : w == SPILL_DT_Q4_0
+                                                                                  ? offsetof(spill_block_q4_0, qs)
+                                                                                  : offsetof(spill_block_q8_0, qs);
+    const uint8_t *next[16];
+    for (int p = 0; p < 16; p++) next[p] = (const uint8_t *)wrows + (uint64_t)(16 + p) * rb; /* the next panel's rows */
+    const uint8_t *rr[16]; /* rows past nr read row 0 (their d is 0 and their results are not stored) */
+    for (int r = 0; r < 16; r++) rr[r] = (const uint8_t *)wrows + (r < nr ? (uint64_t)r * rb : 0);
+    const __m512i m4 = _mm512_set1_epi8(15);
+    uint8_t *panel = panelv;
+    for (int64_t i = 0; i < nb; i++) {
+        const uint64_t bo = (uint64_t)i * xbytes;
+        uint8_t *pb = panel + (size_t)i * PANEL_BLOCK;
+        for (int p = 0; p < 16; p++) _mm_prefetch((const char *)next[p] + bo, _MM_HINT_T0);
+        /* the first 4 bytes of each row's block: d (and Q4_1's m) */
+        __m512i dm = rows16_first(rr, bo);
+        _mm512_storeu_ps(pb + 512, _mm512_cvtph_ps(_mm512_cvtepi32_epi16(dm)));
+        if (w == SPILL_DT_Q4_1) _mm512_storeu_ps(pb + 576, _mm512_cvtph_ps(_mm512_cvtepi32_epi16(_mm512_srli_epi32(dm, 16))));
+        __m512i q[8];
+        rows16(rr, bo + qoff, q);
+        if (w == SPILL_DT_Q8_0) {
+            rows16(rr, bo + qoff + 16, q + 4);
+            for (int l = 0; l < 8; l++) _mm512_storeu_si512(pb + 64 * l, _mm512_xor_si512(q[l], _mm512_set1_epi8((char)0x80)));
+        } else {
+            /* bytes 4c..4c+3: values 4c.. in their low nibbles (group c), 16 + 4c.. in the high (group 4 + c) */
+            for (int c = 0; c < 4; c++) {
+                _mm512_storeu_si512(pb + 64 * c, _mm512_and_si512(q[c], m4));
+                _mm512_storeu_si512(pb + 64 * (4 + c), _mm512_and_si512(_mm512_srli_epi16(q[c], 4), m4));
+            }
+        }
+    }
+}
+
+static inline int32_t ld32(const void *p) {
+    int32_t v;
+    memcpy(&v, p, sizeof v);
+    return v;
+}
+
+/* U (1 or 2) tokens against the packed panel: token u's activations at a[u] (its Q8_0/Q8_1 row), its
+ * prepared floats at s[u] (s[u][i * 8] its d in block i, s[u][i * 8 + 4] Q4_1's s), its lanes' starting
+ * values at c[u] (Q4_0, Q8_0: c[u][i * cs + l]); out[u][r] for r < nr */
+static inline __attribute__((always_inline)) void panel_tokens(spill_dtype w, int U, int64_t nb, const uint8_t *panel,
+                                                               const uint8_t *const a[2], const float *const s[2],
+                                                               const int32_t *const c[2], int64_t cs, float *const out[2],
+                                                               int nr) {
+    const size_t ybytes = w == SPILL_DT_Q4_1 ? sizeof(spill_block_q8_1) : sizeof(spill_block_q8_0);
+    const size_t yqs = w == SPILL_DT_Q4_1 ? offsetof(spill_block_q8_1, qs) : offsetof(spill_block_q8_0, qs);
+    __m512 acc[2][8], sm[2];
+    for (int u = 0; u < U; u++) {
+        for (int l = 0; l < 8; l++) acc[u][l] = _mm512_setzero_ps();
+        sm[u] = _mm512_setzero_ps();
+    }
+    for (int64_t i = 0; i < nb; i++) {
+        const uint8_t *pb = panel + (size_t)i * PANEL_BLOCK;
+        const __m512 d = _mm512_loadu_ps(pb + 512);
+        __m512 dd[2];
+        const uint8_t *y[2];
+        for (int u = 0; u < U; u++) {
+            dd[u] = _mm512_mul_ps(d, _mm512_set1_ps(s[u][i * 8]));
+            y[u] = a[u] + (uint64_t)i * ybytes + yqs;
+        }
+        for (int l = 0; l < 8; l++) {
+            const __m512i q = _mm512_loadu_si512(pb + 64 * l);
+            for (int u = 0; u < U; u++) {
+                __m512i z = w == SPILL_DT_Q4_1 ? _mm512_setzero_si512() : _mm512_set1_epi32(c[u][i * cs + l]);
+                __m512i v = _mm512_dpbusd_epi32(z, q, _mm512_set1_epi32(ld32(y[u] + 4 * l)));
+                acc[u][l] = _mm512_fmadd_ps(dd[u], _mm512_cvtepi32_ps(v), acc[u][l]);
+            }
+        }
+        if (w == SPILL_DT_Q4_1) {
+            const __m512 m = _mm512_loadu_ps(pb + 576);
+            for (int u = 0; u < U; u++) sm[u] = _mm512_fmadd_ps(m, _mm512_set1_ps(s[u][i * 8 + 4]), sm[u]);
+        }
+    }
+    const __mmask16 live = (__mmask16)((1u << nr) - 1);
+    const __m512i rows = _mm512_setr_epi32(PANEL_ROW(0), PANEL_ROW(1), PANEL_ROW(2), PANEL_ROW(3), PANEL_ROW(4),
+                                           PANEL_ROW(5), PANEL_ROW(6), PANEL_ROW(7), PANEL_ROW(8), PANEL_ROW(9),
+                                           PANEL_ROW(10), PANEL_ROW(11), PANEL_ROW(12), PANEL_ROW(13), PANEL_ROW(14),
+                                           PANEL_ROW(15));
+    for (int u = 0; u < U; u++) {
+        /* spill_hsum8: (l0 + l4) + (l2 + l6), then + ((l1 + l5) + (l3 + l7)) */
+        __m512 r0 = _mm512_add_ps(acc[u][0], acc[u][4]), r1 = _mm512_add_ps(acc[u][1], acc[u][5]);
+        __m512 r2 = _mm512_add_ps(acc[u][2], acc[u][6]), r3 = _mm512_add_ps(acc[u][3], acc[u][7]);
+        __m512 t = _mm512_add_ps(_mm512_add_ps(r0, r2), _mm512_add_ps(r1, r3));
+        if (w == SPILL_DT_Q4_1) t = _mm512_add_ps(t, sm[u]);
+        _mm512_mask_storeu_ps(out[u], live, _mm512_permutexvar_ps(rows, t)); /* lane p held row PANEL_ROW(p) */
+    }
+}
+
+#define PANEL_RUN(w)                                                                                              \
+    do {                                                                                                          \
+        int t_ = 0;                                                                                               \
+        for (; t_ + 2 <= nt; t_ += 2) {                                                                           \
+            const uint8_t *a_[2];                                                                                 \
+            const float *s_[2];                                                                                   \
+            const int32_t *c_[2];                                                                                 \
+            float *o_[2];                                                                                         \
+            for (int u = 0; u < 2; u++) {                                                                         \
+                int tt = t_ + u;                                                                                  \
+                a_[u] = act + (uint64_t)tt * stride;                                                              \
+                s_[u] = sc + (size_t)(tt / T) * pt + tt % T;                                                      \
+                c_[u] = (const int32_t *)(sc + (size_t)(tt / T) * pt + cofs) + (tt % T) * 8;                       \
+                o_[u] = out + (int64_t)tt * ldo;                                                                  \
+            }                                                                                                     \
+            panel_tokens(w, 2, nb, panel, a_, s_, c_, 8 * T, o_, nr);                                             \
+        }                                                                                                         \
+    } while (0)
+
+void spill_dots_panel_vnni(spill_dtype w, int64_t n, const void *panel, int nr, const void *actv, uint64_t stride, int nt,
+                           const float *sc, size_t pt, float *out, int64_t ldo) {
+    const uint8_t *act = actv;
+    const int64_t nb = n / SPILL_QK;
+    /* where the lanes' starting values are in a tile's prepared floats (spill_dots_prepare_avx2): past the
+       scales for Q4_0; past the scales and the values + 128 for Q8_0 */
+    const size_t cofs = (size_t)nb * 8 + (w == SPILL_DT_Q8_0 ? (size_t)nb * 8 * T : 0);
+    switch (w) {
+    case SPILL_DT_Q8_0: PANEL_RUN(SPILL_DT_Q8_0); break;
+    case SPILL_DT_Q4_0: PANEL_RUN(SPILL_DT_Q4_0); break;
+    default: PANEL_RUN(SPILL_DT_Q4_1); break;
+    }
 }

@@ -28,6 +28,9 @@ typedef struct {
     float *prep;                            /* when not NULL: prep_len floats per worker (ith) for what the
                                                tiles prepare, past what a worker's stack holds */
     size_t prep_len;
+    uint8_t *panel;                         /* when not NULL: panel_len bytes per worker for the rows laid out
+                                               in lanes (kernels/dots_vnni.c), 16 rows at a time */
+    size_t panel_len;
     int64_t row_chunk, row_units, units;    /* rows per unit, units per token chunk, all units */
     _Atomic int64_t next;                   /* the next unit to take */
 } matmul_job;
@@ -63,6 +66,15 @@ static void matmul_worker(void *ctx, int ith, int nth) {
                           calls of 4 rows each spent ~5% of a SmolLM2 decode in the calls themselves */
             spill_vec_dots(j->wtype, j->cols, j->w + (uint64_t)r0 * j->row_bytes, j->row_bytes, (int)(r1 - r0), act,
                            j->act_stride, 1, NULL, j->out + (int64_t)t0 * j->ldo + r0, j->ldo);
+            continue;
+        }
+        if (j->panel) { /* 16 rows laid out in lanes, meeting every token of the chunk */
+            for (int64_t r = r0; r < r1; r += SPILL_DOTS_PANEL) {
+                int nr = r1 - r < SPILL_DOTS_PANEL ? (int)(r1 - r) : SPILL_DOTS_PANEL;
+                spill_vec_dots_panel(j->wtype, j->cols, j->w + (uint64_t)r * j->row_bytes, j->row_bytes, nr, act,
+                                     j->act_stride, nt, sc, j->panel + (size_t)ith * j->panel_len,
+                                     j->out + (int64_t)t0 * j->ldo + r, j->ldo);
+            }
             continue;
         }
         /* a few rows at a time, each meeting every token of the chunk while it is in L1 */
@@ -106,15 +118,23 @@ void spill_matmul_ld(spill_pool *pool, float *out, int64_t ldo, const void *w, s
             }
         }
     }
+    /* batches of 8 tokens or more: Q8_0, Q4_0 and Q4_1 rows laid out 16 at a time in a panel per worker
+       (kernels/dots_vnni.c); without the memory for it, the tiles, the same bits */
+    if (j.tiled && batch >= 2 * SPILL_DOTS_TILE && spill_dots_panel_ok(wtype)) {
+        j.panel_len = (spill_dots_panel_bytes(cols) + 63) / 64 * 64;
+        j.panel = aligned_alloc(64, j.panel_len * (size_t)nth);
+    }
     /* 8 units of rows per thread (a multiple of the rows taken together), so that a slower thread
        leaves at most about an eighth of its share to the others */
     int64_t rc = (rows + (int64_t)nth * 8 - 1) / ((int64_t)nth * 8);
-    j.row_chunk = (rc + SPILL_DOTS_ROWS - 1) / SPILL_DOTS_ROWS * SPILL_DOTS_ROWS;
+    int together = j.panel ? SPILL_DOTS_PANEL : SPILL_DOTS_ROWS;
+    j.row_chunk = (rc + together - 1) / together * together;
     j.row_units = (rows + j.row_chunk - 1) / j.row_chunk;
     j.units = j.row_units * ((batch + j.tok_chunk - 1) / j.tok_chunk);
     atomic_init(&j.next, 0);
     spill_pool_run(pool, matmul_worker, &j);
     free(j.prep);
+    free(j.panel);
 }
 
 void spill_rmsnorm(float *out, const float *x, const float *w, int n, float eps) {

@@ -116,6 +116,16 @@ void spill_dots_prepare(spill_dtype w, int64_t n, const void *act, uint64_t stri
 void spill_vec_dots(spill_dtype w, int64_t n, const void *wrows, uint64_t row_bytes, int nr, const void *act,
                     uint64_t stride, int nt, const float *sc, float *out, int64_t ldo);
 
+/* The same for up to SPILL_DOTS_PANEL rows with the rows in the lanes of 512-bit registers (kernels/dots_vnni.c:
+ * Q8_0, Q4_0 and Q4_1 where spill_dots_panel_ok(w), AVX-512 with VNNI): the rows are laid out once in
+ * panel (spill_dots_panel_bytes(n) bytes, 64-byte aligned) and meet every token; one scale product serves
+ * 16 rows. The same bits as spill_vec_dots. sc as spill_dots_prepare made it for these nt tokens. */
+#define SPILL_DOTS_PANEL 16
+int spill_dots_panel_ok(spill_dtype w);
+size_t spill_dots_panel_bytes(int64_t n);
+void spill_vec_dots_panel(spill_dtype w, int64_t n, const void *wrows, uint64_t row_bytes, int nr, const void *act,
+                          uint64_t stride, int nt, const float *sc, void *panel, float *out, int64_t ldo);
+
 /* Scalar references used by tests: quantize a float row to a weight type (round to nearest). */
 void spill_quantize_row_ref(spill_dtype type, const float *x, void *out, int64_t n);
 

@@ -261,6 +261,52 @@ static void test_kquant_extremes(void **s) {
     }
 }
 
+/* Batched matmuls of Q8_0, Q4_0 and Q4_1 at the ends of their ranges (which the panels of
+ * kernels/dots_vnni.c take 16 rows at a time, Q8_0's values shifted by 128): weights of -128 and 127,
+ * nibbles of 0 and 15, activations of -127 and 127, large and tiny scales; every result equal to the
+ * one-token dot, for 16 rows and for 16 + 7 (a panel with 9 rows left empty). */
+static void test_matmul_extremes(void **s) {
+    (void)s;
+    spill_dtype types[] = {SPILL_DT_Q8_0, SPILL_DT_Q4_0, SPILL_DT_Q4_1};
+    const int cols = 96, batch = 12, nb = cols / SPILL_QK;
+    for (unsigned ti = 0; ti < 3; ti++)
+        for (int rows = 16; rows <= 23; rows += 7) {
+            spill_dtype t = types[ti];
+            uint64_t rb = spill_dtype_row_bytes(t, cols), ab = spill_act_bytes(t, cols), xb = rb / (uint64_t)nb;
+            uint8_t *w = calloc((size_t)rows, rb), *a = calloc((size_t)batch, ab);
+            float *tmp = malloc(sizeof(float) * cols), *out = malloc(sizeof(float) * (size_t)(rows * batch));
+            for (int r = 0; r < rows; r++)
+                for (int b = 0; b < nb; b++) {
+                    uint8_t *blk = w + rb * (uint64_t)r + (uint64_t)b * xb;
+                    uint16_t d = (uint16_t)((r + b) % 3 == 0 ? 0x7bff : (r + b) % 3 == 1 ? 0x0400 : 0x3c00); /* 65504, 2^-14, 1 */
+                    memcpy(blk, &d, 2);
+                    if (t == SPILL_DT_Q8_0) {
+                        for (int k = 0; k < SPILL_QK; k++) blk[2 + k] = (uint8_t)((k + r) % 2 ? 0x80 : 0x7f); /* -128, 127 */
+                    } else {
+                        int off = t == SPILL_DT_Q4_1 ? 4 : 2;
+                        if (t == SPILL_DT_Q4_1) memcpy(blk + 2, &d, 2); /* m */
+                        for (int k = 0; k < SPILL_QK / 2; k++)
+                            blk[off + k] = (uint8_t)((k + r) % 3 == 0 ? 0x0f : (k + r) % 3 == 1 ? 0xf0 : 0);
+                    }
+                }
+            for (int b = 0; b < batch; b++) {
+                for (int i = 0; i < cols; i++) tmp[i] = (i + b) % 2 ? 1.0f : -1.0f;
+                spill_act_quantize(t, tmp, a + ab * (uint64_t)b, cols);
+            }
+            spill_pool *p = spill_pool_create(2);
+            spill_matmul(p, out, w, t, rows, cols, a, batch);
+            for (int b = 0; b < batch; b++)
+                for (int r = 0; r < rows; r++) {
+                    float d = spill_vec_dot(t, cols, w + rb * (uint64_t)r, a + ab * (uint64_t)b);
+                    if (memcmp(&out[b * rows + r], &d, sizeof d))
+                        fail_msg("%s extremes, %d rows, token %d row %d: %.9g, one by one %.9g", spill_dtype_name(t), rows, b,
+                                 r, out[b * rows + r], d);
+                }
+            spill_pool_free(p);
+            free(w), free(a), free(tmp), free(out);
+        }
+}
+
 /* Every instruction set's dot products that this build has and this CPU runs equal the portable C
  * ones bit for bit: every format, sizes of 1 to 33 blocks (float formats: any size, so that the
  * tails after the last 8 values are covered), scales from tiny (F16 subnormals) to large. */
@@ -387,6 +433,7 @@ int main(void) {
         cmocka_unit_test(test_q8_0), cmocka_unit_test(test_q4_0), cmocka_unit_test(test_q4_1),
         cmocka_unit_test(test_f16), cmocka_unit_test(test_bf16), cmocka_unit_test(test_f32), cmocka_unit_test(test_q4_k), cmocka_unit_test(test_q6_k), cmocka_unit_test(test_kquant_extremes),
         cmocka_unit_test(test_dequant_q4_1_error_bound), cmocka_unit_test(test_matmul_threads_equal_dots),
+        cmocka_unit_test(test_matmul_extremes),
         cmocka_unit_test(test_simd_equals_portable), cmocka_unit_test(test_dots_tiled_equal_dot), cmocka_unit_test(test_type_table),
         cmocka_unit_test(test_act_quantize_equals_portable),
     };

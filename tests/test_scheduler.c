@@ -20,6 +20,7 @@ typedef struct out {
     spill_finish finish;
     int done;
     int cancel_after; /* cancel itself once this many tokens arrived (0 = never) */
+    int hold;         /* while set, the sink (the scheduler's thread) waits after a call */
     spill_sched *sched;
     int id;
 } out;
@@ -40,6 +41,7 @@ static void sink(void *user, const char *text, size_t len, int n_tokens, spill_f
         pthread_cond_broadcast(&o->cv);
     }
     int cancel = o->cancel_after && o->tokens >= o->cancel_after && !o->done;
+    while (o->hold) pthread_cond_wait(&o->cv, &o->lock);
     pthread_mutex_unlock(&o->lock);
     if (cancel) spill_sched_cancel(o->sched, o->id);
 }
@@ -350,9 +352,14 @@ static void test_queue_full_and_sharing(void **s) {
                         "One day, she saw a big red ball";
     out p1, p2;
     out_init(&p1), out_init(&p2);
+    p1.hold = 1; /* the scheduler waits in p1's first token until p2 is queued: p1 is still running then */
     submit(sc, e, longp, 30, NULL, 0, &p1);
     wait_running(&p1); /* its prompt is in the cache */
     submit(sc, e, longp, 30, NULL, 0, &p2);
+    pthread_mutex_lock(&p1.lock);
+    p1.hold = 0;
+    pthread_cond_broadcast(&p1.cv);
+    pthread_mutex_unlock(&p1.lock);
     out_wait(&p1), out_wait(&p2);
     assert_string_equal(p1.text, p2.text);
     spill_sched_stats st;
