@@ -175,7 +175,9 @@ void spill_vec_dots_panel(spill_dtype w, int64_t n, const void *wrows, uint64_t 
     if (sc && nt >= T && spill_dots_panel_ok(w)) {
         t = nt / T * T; /* the tokens spill_dots_prepare laid out: whole tiles */
         spill_dots_panel_pack_vnni(w, n, wrows, row_bytes, nr, panel);
-        spill_dots_panel_vnni(w, n, panel, nr, act, stride, t, sc, per_tile(w, n), out, ldo);
+        /* the rows after these (the next panel's, where the caller goes on), fetched while these compute */
+        spill_dots_panel_vnni(w, n, panel, nr, act, stride, t, sc, per_tile(w, n), out, ldo,
+                              (const uint8_t *)wrows + (uint64_t)nr * row_bytes, (uint64_t)SPILL_DOTS_PANEL * row_bytes);
     }
 #else
     (void)panel;

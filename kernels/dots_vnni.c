@@ -514,8 +514,6 @@ void spill_dots_panel_pack_vnni(spill_dtype w, int64_t n, const void *wrows, uin
     const size_t qoff = w == SPILL_DT_Q4_1 ? offsetof(spill_block_q4_1, qs) : w == SPILL_DT_Q4_0
                                                                                   ? offsetof(spill_block_q4_0, qs)
                                                                                   : offsetof(spill_block_q8_0, qs);
-    const uint8_t *next[16];
-    for (int p = 0; p < 16; p++) next[p] = (const uint8_t *)wrows + (uint64_t)(16 + p) * rb; /* the next panel's rows */
     const uint8_t *rr[16]; /* rows past nr read row 0 (their d is 0 and their results are not stored) */
     for (int r = 0; r < 16; r++) rr[r] = (const uint8_t *)wrows + (r < nr ? (uint64_t)r * rb : 0);
     const __m512i m4 = _mm512_set1_epi8(15);
@@ -523,7 +521,6 @@ void spill_dots_panel_pack_vnni(spill_dtype w, int64_t n, const void *wrows, uin
     for (int64_t i = 0; i < nb; i++) {
         const uint64_t bo = (uint64_t)i * xbytes;
         uint8_t *pb = panel + (size_t)i * PANEL_BLOCK;
-        for (int p = 0; p < 16; p++) _mm_prefetch((const char *)next[p] + bo, _MM_HINT_T0);
         /* the first 4 bytes of each row's block: d (and Q4_1's m) */
         __m512i dm = rows16_first(rr, bo);
         _mm512_storeu_ps(pb + 512, _mm512_cvtph_ps(_mm512_cvtepi32_epi16(dm)));
@@ -555,7 +552,7 @@ static inline int32_t ld32(const void *p) {
 static inline __attribute__((always_inline)) void panel_tokens(spill_dtype w, int U, int64_t nb, const uint8_t *panel,
                                                                const uint8_t *const a[2], const float *const s[2],
                                                                const int32_t *const c[2], int64_t cs, float *const out[2],
-                                                               int nr) {
+                                                               int nr, const uint8_t *pf, uint64_t pflen) {
     const size_t ybytes = w == SPILL_DT_Q4_1 ? sizeof(spill_block_q8_1) : sizeof(spill_block_q8_0);
     const size_t yqs = w == SPILL_DT_Q4_1 ? offsetof(spill_block_q8_1, qs) : offsetof(spill_block_q8_0, qs);
     __m512 acc[2][8], sm[2];
@@ -563,8 +560,11 @@ static inline __attribute__((always_inline)) void panel_tokens(spill_dtype w, in
         for (int l = 0; l < 8; l++) acc[u][l] = _mm512_setzero_ps();
         sm[u] = _mm512_setzero_ps();
     }
+    const uint64_t per = (pflen + (uint64_t)nb - 1) / (uint64_t)nb;
     for (int64_t i = 0; i < nb; i++) {
         const uint8_t *pb = panel + (size_t)i * PANEL_BLOCK;
+        for (uint64_t k = (uint64_t)i * per; k < (uint64_t)(i + 1) * per && k < pflen; k += 64)
+            _mm_prefetch((const char *)pf + k, _MM_HINT_T0);
         const __m512 d = _mm512_loadu_ps(pb + 512);
         __m512 dd[2];
         const uint8_t *y[2];
@@ -615,13 +615,16 @@ static inline __attribute__((always_inline)) void panel_tokens(spill_dtype w, in
                 c_[u] = (const int32_t *)(sc + (size_t)(tt / T) * pt + cofs) + (tt % T) * 8;                       \
                 o_[u] = out + (int64_t)tt * ldo;                                                                  \
             }                                                                                                     \
-            panel_tokens(w, 2, nb, panel, a_, s_, c_, 8 * T, o_, nr);                                             \
+            /* the next rows, a stretch of pflen bytes, prefetched across the tokens' work: each pair its share */ \
+            uint64_t p0_ = pflen * (uint64_t)t_ / (uint64_t)nt, p1_ = pflen * (uint64_t)(t_ + 2) / (uint64_t)nt;  \
+            panel_tokens(w, 2, nb, panel, a_, s_, c_, 8 * T, o_, nr, pf + p0_, p1_ - p0_);                        \
         }                                                                                                         \
     } while (0)
 
 void spill_dots_panel_vnni(spill_dtype w, int64_t n, const void *panel, int nr, const void *actv, uint64_t stride, int nt,
-                           const float *sc, size_t pt, float *out, int64_t ldo) {
-    const uint8_t *act = actv;
+                           const float *sc, size_t pt, float *out, int64_t ldo, const void *next, uint64_t next_len) {
+    const uint8_t *act = actv, *pf = next;
+    const uint64_t pflen = next ? next_len : 0;
     const int64_t nb = n / SPILL_QK;
     /* where the lanes' starting values are in a tile's prepared floats (spill_dots_prepare_avx2): past the
        scales for Q4_0; past the scales and the values + 128 for Q8_0 */
