@@ -87,9 +87,16 @@ void spill_dots_quant_vnni(spill_dtype w, int ntiles, int64_t n, const void *wro
    then an even number of tokens against it, their prepared floats (tile k's at sc + k * pt) as
    spill_dots_prepare_avx2 made them where spill_cpu_avx512_vnni(); meanwhile next_len bytes from next
    (the next rows the caller will lay out; NULL for none) are prefetched */
+size_t spill_dots_qpanel_bytes(int64_t n);
 void spill_dots_panel_pack_vnni(spill_dtype w, int64_t n, const void *wrows, uint64_t rb, int nr, void *panel);
 void spill_dots_panel_vnni(spill_dtype w, int64_t n, const void *panel, int nr, const void *act, uint64_t stride, int nt,
                            const float *sc, size_t pt, float *out, int64_t ldo, const void *next, uint64_t next_len);
+/* kernels/dots_vnni.c: the same for Q4_K and Q6_K (spill_dots_kpanel_bytes(n)); the tokens in whole tiles of 4,
+   prepared by spill_dots_prepare_kquant_vnni */
+size_t spill_dots_kpanel_bytes(int64_t n);
+void spill_dots_kpanel_pack_vnni(spill_dtype w, int64_t n, const void *wrows, uint64_t rb, int nr, void *panel);
+void spill_dots_kpanel_vnni(spill_dtype w, int64_t n, const void *panel, int nr, const void *act, uint64_t stride, int nt,
+                            const float *sc, size_t pt, float *out, int64_t ldo, const void *next, uint64_t next_len);
 /* kernels/dots_vnni.c: the K-quants' tiles (Q4_K, Q6_K), the same bits as the one-token dot, for ntiles (1 or 2)
    tiles of 4 tokens at once; their activations as spill_dots_prepare_kquant_vnni laid them out (tile k's at
    sc + k * pt, SPILL_KQ_PREP floats per 256-value block) */

@@ -159,10 +159,19 @@ int spill_dots_panel_ok(spill_dtype w) {
         o = e && !strcmp(e, "0") ? 2 : 1;
         atomic_store_explicit(&off, o, memory_order_relaxed);
     }
-    return o == 1 && (w == SPILL_DT_Q8_0 || w == SPILL_DT_Q4_0 || w == SPILL_DT_Q4_1) && spill_dots_tiled(w) &&
+    return o == 1 && (w == SPILL_DT_Q8_0 || w == SPILL_DT_Q4_0 || w == SPILL_DT_Q4_1 || kq_vnni(w)) && spill_dots_tiled(w) &&
            spill_cpu_avx512_vnni();
 #else
     (void)w;
+    return 0;
+#endif
+}
+
+size_t spill_dots_panel_bytes(spill_dtype w, int64_t n) {
+#if defined(SPILL_DOT_AVX512_VNNI)
+    return kq_vnni(w) ? spill_dots_kpanel_bytes(n) : spill_dots_qpanel_bytes(n);
+#else
+    (void)w, (void)n;
     return 0;
 #endif
 }
@@ -174,10 +183,17 @@ void spill_vec_dots_panel(spill_dtype w, int64_t n, const void *wrows, uint64_t 
     SPILL_ASSERT(nr >= 1 && nr <= SPILL_DOTS_PANEL);
     if (sc && nt >= T && spill_dots_panel_ok(w)) {
         t = nt / T * T; /* the tokens spill_dots_prepare laid out: whole tiles */
-        spill_dots_panel_pack_vnni(w, n, wrows, row_bytes, nr, panel);
         /* the rows after these (the next panel's, where the caller goes on), fetched while these compute */
-        spill_dots_panel_vnni(w, n, panel, nr, act, stride, t, sc, per_tile(w, n), out, ldo,
-                              (const uint8_t *)wrows + (uint64_t)nr * row_bytes, (uint64_t)SPILL_DOTS_PANEL * row_bytes);
+        const uint8_t *next = (const uint8_t *)wrows + (uint64_t)nr * row_bytes;
+        if (kq_vnni(w)) {
+            spill_dots_kpanel_pack_vnni(w, n, wrows, row_bytes, nr, panel);
+            spill_dots_kpanel_vnni(w, n, panel, nr, act, stride, t, sc, per_tile(w, n), out, ldo, next,
+                                   (uint64_t)SPILL_DOTS_PANEL * row_bytes);
+        } else {
+            spill_dots_panel_pack_vnni(w, n, wrows, row_bytes, nr, panel);
+            spill_dots_panel_vnni(w, n, panel, nr, act, stride, t, sc, per_tile(w, n), out, ldo, next,
+                                  (uint64_t)SPILL_DOTS_PANEL * row_bytes);
+        }
     }
 #else
     (void)panel;

@@ -475,7 +475,7 @@ int spill_dots_kquant_rows_vnni(spill_dtype w, int64_t n, const void *wrows, uin
  * starting value, as Q4_0's -8 * that sum is), then the 16 rows' d as floats, then (Q4_1) their m. */
 #define PANEL_BLOCK (8 * 64 + 64 + 64)
 
-size_t spill_dots_panel_bytes(int64_t n) { return (size_t)(n / SPILL_QK) * PANEL_BLOCK; }
+size_t spill_dots_qpanel_bytes(int64_t n) { return (size_t)(n / SPILL_QK) * PANEL_BLOCK; }
 
 /* rows 4m..4m+3's 16 bytes at off (m = 0..3) turned so that o[c] holds dword c of all 16 rows: lane
    4j + k holds row 4k + j (PANEL_ROW); 4 loads and 12 inserts, then the 4 x 4 transposes within 128-bit
@@ -633,5 +633,187 @@ void spill_dots_panel_vnni(spill_dtype w, int64_t n, const void *panel, int nr, 
     case SPILL_DT_Q8_0: PANEL_RUN(SPILL_DT_Q8_0); break;
     case SPILL_DT_Q4_0: PANEL_RUN(SPILL_DT_Q4_0); break;
     default: PANEL_RUN(SPILL_DT_Q4_1); break;
+    }
+}
+
+/* ---- Rows in lanes for the K-quants (Q4_K, Q6_K) against Q8_K ----
+ *
+ * The same layout: lane group g (values 4g..4g+3 of a 256-value super-block) of 16 rows in a register,
+ * the token's 4 bytes broadcast. A sub-block's (Q4_K: 32 values; Q6_K: 16) lane groups are summed
+ * exactly by chained vpdpbusd, multiplied by the rows' scales (vpmulld) and added: the one-token dot's
+ * integer sumi; Q4_K's minima (sum of mn_j times the token's 32-value sums) and Q6_K's offset (sum of
+ * sc_g times the token's 16-value sums) by vpdpwssd on 16-bit pairs; then the block's float steps
+ * (spill_q4_k_block / spill_q6_k_block) for 16 rows in one register. The same bits.
+ *
+ * The panel per super-block: 64 lane groups x 64 bytes of unsigned values (Q4_K 0-15, Q6_K 0-63), the
+ * scales as 32-bit lanes (Q4_K 8, Q6_K 16), the 16-bit pairs (Q4_K: mn_2k, mn_2k+1; Q6_K: sc_2k,
+ * sc_2k+1; 4 or 8 of them), d (and Q4_K's dmin) as floats. */
+#define KPANEL_SC (64 * 64)
+#define KPANEL_PAIRS (KPANEL_SC + 16 * 64)
+#define KPANEL_D (KPANEL_PAIRS + 8 * 64)
+#define KPANEL_BLOCK (KPANEL_D + 2 * 64)
+
+size_t spill_dots_kpanel_bytes(int64_t n) { return (size_t)(n / SPILL_QK_K) * KPANEL_BLOCK; }
+
+/* byte k of each 32-bit lane, sign-extended (Q6_K's scales) or not (masked by the caller) */
+static inline __m512i sbyte(__m512i v, int k) { return _mm512_srai_epi32(_mm512_slli_epi32(v, 24 - 8 * k), 24); }
+static inline __m512i ubyte(__m512i v, int k) { return _mm512_and_si512(_mm512_srli_epi32(v, 8 * k), _mm512_set1_epi32(255)); }
+/* a in the low 16 bits of each lane, b in the high */
+static inline __m512i pair16(__m512i a, __m512i b) {
+    return _mm512_or_si512(_mm512_and_si512(a, _mm512_set1_epi32(0xffff)), _mm512_slli_epi32(b, 16));
+}
+
+void spill_dots_kpanel_pack_vnni(spill_dtype w, int64_t n, const void *wrows, uint64_t rb, int nr, void *panelv) {
+    const int64_t nb = n / SPILL_QK_K;
+    const size_t xbytes = w == SPILL_DT_Q4_K ? sizeof(spill_block_q4_k) : sizeof(spill_block_q6_k);
+    const uint8_t *rr[16]; /* rows past nr read row 0 (their results are not stored) */
+    for (int r = 0; r < 16; r++) rr[r] = (const uint8_t *)wrows + (r < nr ? (uint64_t)r * rb : 0);
+    const __m512i m4 = _mm512_set1_epi8(15), m2 = _mm512_set1_epi8(0x30);
+    uint8_t *panel = panelv;
+    for (int64_t i = 0; i < nb; i++) {
+        const uint64_t bo = (uint64_t)i * xbytes;
+        uint8_t *pb = panel + (size_t)i * KPANEL_BLOCK;
+        __m512i *q = (__m512i *)pb, *sc = (__m512i *)(pb + KPANEL_SC), *pairs = (__m512i *)(pb + KPANEL_PAIRS);
+        if (w == SPILL_DT_Q4_K) {
+            __m512i dm = rows16_first(rr, bo); /* d, dmin */
+            _mm512_storeu_ps(pb + KPANEL_D, _mm512_cvtph_ps(_mm512_cvtepi32_epi16(dm)));
+            _mm512_storeu_ps(pb + KPANEL_D + 64, _mm512_cvtph_ps(_mm512_cvtepi32_epi16(_mm512_srli_epi32(dm, 16))));
+            __m512i s[4]; /* the 12 scale bytes (and 4 of the values) */
+            rows16(rr, bo + offsetof(spill_block_q4_k, scales), s);
+            __m512i scv[8], mnv[8];
+            const __m512i b63 = _mm512_set1_epi32(63), b15 = _mm512_set1_epi32(15);
+            for (int j = 0; j < 4; j++) { /* as spill_q4_k_scales */
+                scv[j] = _mm512_and_si512(_mm512_srli_epi32(s[0], 8 * j), b63);
+                mnv[j] = _mm512_and_si512(_mm512_srli_epi32(s[1], 8 * j), b63);
+                scv[j + 4] = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi32(s[2], 8 * j), b15),
+                                             _mm512_slli_epi32(_mm512_and_si512(_mm512_srli_epi32(s[0], 8 * j + 6), _mm512_set1_epi32(3)), 4));
+                mnv[j + 4] = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi32(s[2], 8 * j + 4), b15),
+                                             _mm512_slli_epi32(_mm512_and_si512(_mm512_srli_epi32(s[1], 8 * j + 6), _mm512_set1_epi32(3)), 4));
+            }
+            for (int j = 0; j < 8; j++) _mm512_storeu_si512(sc + j, scv[j]);
+            for (int k = 0; k < 4; k++) _mm512_storeu_si512(pairs + k, pair16(mnv[2 * k], mnv[2 * k + 1]));
+            /* values: qs chunk c (bytes 4c..4c+3) of sub-block pair jp = c / 8: low nibbles are lane group
+               16 jp + c % 8 (sub-block 2 jp), high nibbles 16 jp + 8 + c % 8 */
+            for (int m = 0; m < 8; m++) {
+                __m512i o[4];
+                rows16(rr, bo + offsetof(spill_block_q4_k, qs) + 16 * (uint64_t)m, o);
+                for (int k = 0; k < 4; k++) {
+                    int c = 4 * m + k, g = 16 * (c / 8) + c % 8;
+                    _mm512_storeu_si512(q + g, _mm512_and_si512(o[k], m4));
+                    _mm512_storeu_si512(q + g + 8, _mm512_and_si512(_mm512_srli_epi16(o[k], 4), m4));
+                }
+            }
+        } else {
+            __m512i s[4];
+            rows16(rr, bo + offsetof(spill_block_q6_k, scales), s); /* 16 signed scales */
+            __m512i scv[16];
+            for (int g = 0; g < 16; g++) scv[g] = sbyte(s[g / 4], g % 4);
+            for (int g = 0; g < 16; g++) _mm512_storeu_si512(sc + g, scv[g]);
+            for (int k = 0; k < 8; k++) _mm512_storeu_si512(pairs + k, pair16(scv[2 * k], scv[2 * k + 1]));
+            __m512i dd[4]; /* bytes 194..209 of each block: d is the top half of dword 3 */
+            rows16(rr, bo + offsetof(spill_block_q6_k, d) - 14, dd);
+            _mm512_storeu_ps(pb + KPANEL_D, _mm512_cvtph_ps(_mm512_cvtepi32_epi16(_mm512_srli_epi32(dd[3], 16))));
+            for (int h = 0; h < 2; h++) {
+                __m512i l0[8], l1[8], hb[8];
+                for (int m = 0; m < 2; m++) {
+                    rows16(rr, bo + offsetof(spill_block_q6_k, ql) + 64 * (uint64_t)h + 16 * (uint64_t)m, l0 + 4 * m);
+                    rows16(rr, bo + offsetof(spill_block_q6_k, ql) + 64 * (uint64_t)h + 32 + 16 * (uint64_t)m, l1 + 4 * m);
+                    rows16(rr, bo + offsetof(spill_block_q6_k, qh) + 32 * (uint64_t)h + 16 * (uint64_t)m, hb + 4 * m);
+                }
+                /* chunk k (l = 4k..4k+3) of this half: values 128h + l, + 32, + 64, + 96 (as spill_dequant_q6_k) */
+                for (int k = 0; k < 8; k++) {
+                    __m512i L0 = l0[k], L1 = l1[k], H = hb[k];
+                    _mm512_storeu_si512(q + 32 * h + k, _mm512_or_si512(_mm512_and_si512(L0, m4), _mm512_and_si512(_mm512_slli_epi16(H, 4), m2)));
+                    _mm512_storeu_si512(q + 32 * h + 8 + k, _mm512_or_si512(_mm512_and_si512(L1, m4), _mm512_and_si512(_mm512_slli_epi16(H, 2), m2)));
+                    _mm512_storeu_si512(q + 32 * h + 16 + k,
+                                        _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(L0, 4), m4), _mm512_and_si512(H, m2)));
+                    _mm512_storeu_si512(q + 32 * h + 24 + k, _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(L1, 4), m4),
+                                                                             _mm512_and_si512(_mm512_srli_epi16(H, 2), m2)));
+                }
+            }
+        }
+    }
+}
+
+/* 4 tokens (a prepared tile: floats at sc, SPILL_KQ_PREP per super-block; activations at act + t * stride)
+   against the K-quant panel; out[t * ldo + r] for r < nr */
+static inline __attribute__((always_inline)) void kpanel_tile(spill_dtype w, int64_t nb, const uint8_t *panel,
+                                                              const uint8_t *act, uint64_t stride, const float *sc,
+                                                              float *out, int64_t ldo, int nr, const uint8_t *pf,
+                                                              uint64_t pflen) {
+    enum { U = 4 };
+    __m512 acc[U];
+    for (int u = 0; u < U; u++) acc[u] = _mm512_setzero_ps();
+    const uint64_t per = (pflen + (uint64_t)nb - 1) / (uint64_t)nb;
+    for (int64_t i = 0; i < nb; i++) {
+        const uint8_t *pb = panel + (size_t)i * KPANEL_BLOCK;
+        for (uint64_t k = (uint64_t)i * per; k < (uint64_t)(i + 1) * per && k < pflen; k += 64)
+            _mm_prefetch((const char *)pf + k, _MM_HINT_T0);
+        const __m512i *q = (const __m512i *)pb, *scl = (const __m512i *)(pb + KPANEL_SC);
+        const __m512i *pairs = (const __m512i *)(pb + KPANEL_PAIRS);
+        const spill_block_q8_k *y[U];
+        for (int u = 0; u < U; u++) y[u] = (const spill_block_q8_k *)(act + (uint64_t)u * stride) + i;
+        __m512i sumi[U], side[U];
+        for (int u = 0; u < U; u++) sumi[u] = side[u] = _mm512_setzero_si512();
+        const int G = w == SPILL_DT_Q4_K ? 8 : 16, per_g = 64 / G; /* lane groups per scale */
+        for (int gs = 0; gs < G; gs += 2) {
+            for (int u = 0; u < U; u++) {
+                __m512i a0 = _mm512_setzero_si512(), a1 = _mm512_setzero_si512();
+                for (int l = 0; l < per_g; l++) {
+                    a0 = _mm512_dpbusd_epi32(a0, _mm512_loadu_si512(q + gs * per_g + l),
+                                             _mm512_set1_epi32(ld32(y[u]->qs + 4 * (gs * per_g + l))));
+                    a1 = _mm512_dpbusd_epi32(a1, _mm512_loadu_si512(q + (gs + 1) * per_g + l),
+                                             _mm512_set1_epi32(ld32(y[u]->qs + 4 * ((gs + 1) * per_g + l))));
+                }
+                sumi[u] = _mm512_add_epi32(sumi[u], _mm512_add_epi32(_mm512_mullo_epi32(a0, _mm512_loadu_si512(scl + gs)),
+                                                                     _mm512_mullo_epi32(a1, _mm512_loadu_si512(scl + gs + 1))));
+            }
+        }
+        const float *b = sc + i * SPILL_KQ_PREP;
+        if (w == SPILL_DT_Q4_K) {
+            /* the minima: mn_2k, mn_2k+1 against the token's 32-value sums 2k, 2k + 1 (prepared as 16-bit pairs) */
+            const int32_t *ps = (const int32_t *)(b + 4 + 256 + 32);
+            for (int k = 0; k < 4; k++)
+                for (int u = 0; u < U; u++)
+                    side[u] = _mm512_dpwssd_epi32(side[u], _mm512_loadu_si512(pairs + k), _mm512_set1_epi32(ps[k * 4 + u]));
+            const __m512 dx = _mm512_loadu_ps(pb + KPANEL_D), mx = _mm512_loadu_ps(pb + KPANEL_D + 64);
+            for (int u = 0; u < U; u++) {
+                const __m512 yd = _mm512_set1_ps(b[u]);
+                acc[u] = _mm512_fmadd_ps(_mm512_mul_ps(dx, yd), _mm512_cvtepi32_ps(sumi[u]), acc[u]);
+                acc[u] = _mm512_fnmadd_ps(_mm512_mul_ps(mx, yd), _mm512_cvtepi32_ps(side[u]), acc[u]);
+            }
+        } else {
+            /* the offset of 32: sc_g times the token's 16-value sums, two g at once */
+            for (int k = 0; k < 8; k++)
+                for (int u = 0; u < U; u++)
+                    side[u] = _mm512_dpwssd_epi32(side[u], _mm512_loadu_si512(pairs + k), _mm512_set1_epi32(ld32(y[u]->bsums + 2 * k)));
+            const __m512 dx = _mm512_loadu_ps(pb + KPANEL_D);
+            for (int u = 0; u < U; u++) {
+                const __m512i t = _mm512_sub_epi32(sumi[u], _mm512_slli_epi32(side[u], 5));
+                acc[u] = _mm512_fmadd_ps(_mm512_mul_ps(dx, _mm512_set1_ps(b[u])), _mm512_cvtepi32_ps(t), acc[u]);
+            }
+        }
+    }
+    const __mmask16 live = (__mmask16)((1u << nr) - 1);
+    const __m512i rows = _mm512_setr_epi32(PANEL_ROW(0), PANEL_ROW(1), PANEL_ROW(2), PANEL_ROW(3), PANEL_ROW(4),
+                                           PANEL_ROW(5), PANEL_ROW(6), PANEL_ROW(7), PANEL_ROW(8), PANEL_ROW(9),
+                                           PANEL_ROW(10), PANEL_ROW(11), PANEL_ROW(12), PANEL_ROW(13), PANEL_ROW(14),
+                                           PANEL_ROW(15));
+    for (int u = 0; u < U; u++) _mm512_mask_storeu_ps(out + (int64_t)u * ldo, live, _mm512_permutexvar_ps(rows, acc[u]));
+}
+
+void spill_dots_kpanel_vnni(spill_dtype w, int64_t n, const void *panel, int nr, const void *actv, uint64_t stride, int nt,
+                            const float *sc, size_t pt, float *out, int64_t ldo, const void *next, uint64_t next_len) {
+    const uint8_t *act = actv, *pf = next;
+    const uint64_t pflen = next ? next_len : 0;
+    const int64_t nb = n / SPILL_QK_K;
+    for (int t = 0; t + T <= nt; t += T) {
+        uint64_t p0 = pflen * (uint64_t)t / (uint64_t)nt, p1 = pflen * (uint64_t)(t + T) / (uint64_t)nt;
+        if (w == SPILL_DT_Q4_K)
+            kpanel_tile(SPILL_DT_Q4_K, nb, panel, act + (uint64_t)t * stride, stride, sc + (size_t)(t / T) * pt,
+                        out + (int64_t)t * ldo, ldo, nr, pf + p0, p1 - p0);
+        else
+            kpanel_tile(SPILL_DT_Q6_K, nb, panel, act + (uint64_t)t * stride, stride, sc + (size_t)(t / T) * pt,
+                        out + (int64_t)t * ldo, ldo, nr, pf + p0, p1 - p0);
     }
 }

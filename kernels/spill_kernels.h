@@ -117,12 +117,12 @@ void spill_vec_dots(spill_dtype w, int64_t n, const void *wrows, uint64_t row_by
                     uint64_t stride, int nt, const float *sc, float *out, int64_t ldo);
 
 /* The same for up to SPILL_DOTS_PANEL rows with the rows in the lanes of 512-bit registers (kernels/dots_vnni.c:
- * Q8_0, Q4_0 and Q4_1 where spill_dots_panel_ok(w), AVX-512 with VNNI): the rows are laid out once in
- * panel (spill_dots_panel_bytes(n) bytes, 64-byte aligned) and meet every token; one scale product serves
+ * Q8_0, Q4_0, Q4_1, Q4_K and Q6_K where spill_dots_panel_ok(w), AVX-512 with VNNI): the rows are laid
+ * out once in panel (spill_dots_panel_bytes(w, n) bytes) and meet every token; one scale product serves
  * 16 rows. The same bits as spill_vec_dots. sc as spill_dots_prepare made it for these nt tokens. */
 #define SPILL_DOTS_PANEL 16
 int spill_dots_panel_ok(spill_dtype w);
-size_t spill_dots_panel_bytes(int64_t n);
+size_t spill_dots_panel_bytes(spill_dtype w, int64_t n);
 void spill_vec_dots_panel(spill_dtype w, int64_t n, const void *wrows, uint64_t row_bytes, int nr, const void *act,
                           uint64_t stride, int nt, const float *sc, void *panel, float *out, int64_t ldo);
 
