@@ -158,9 +158,13 @@ static inline float spill_hsum8(const float a[8]) {
 }
 
 /* Weights stream from memory once per token and the hardware prefetcher does not run far enough
- * ahead of it, so the SIMD kernels ask for the bytes 4 KiB ahead. Measured on the 2-core x86 dev VM,
- * SmolLM2 Q4_1 decode, 2 threads: none 67 tok/s, 512 B 89, 2 KiB 171, 4 KiB 189, 8 KiB 168. */
-#define SPILL_PREFETCH_AHEAD 4096
+ * ahead of it, so the SIMD kernels ask for the bytes 8 KiB ahead. Measured on the 2-core x86 dev VM,
+ * SmolLM2 Q4_1 decode, 2 threads: none 67 tok/s, 512 B 89, 2 KiB 171, 4 KiB 189, 8 KiB 168 (2026-11);
+ * on the same VM running faster (2026-12-04, host reads at 46 GB/s), decode at 4 / 8 / 16 KiB, two
+ * rounds: SmolLM2 Q4_1 235, 218 / 232, 219 / 209, 201 tok/s; Q8_0 183, 183 / 210, 206 / 185, 184; BF16
+ * 135, 139 / 140, 146 / 143, 146; a Llama-3.2-1B-shaped Q4_K_M 134, 128 / 162, 158 / 174, 165. 8 KiB is
+ * never the worst and gains most where one thread's reads were short of misses in flight. */
+#define SPILL_PREFETCH_AHEAD 8192
 
 /* Where a kernel that walks R rows of rb bytes side by side (rows r at wrow + r * rb), now at byte off of
  * each, prefetches row 0's bytes (row r's: the result + r * rb): SPILL_PREFETCH_AHEAD along the row,
