@@ -251,9 +251,19 @@ int spill_dots_rows_avx2(spill_dtype w, int64_t n, const void *wrows, uint64_t r
     case SPILL_DT_F32: ROWS_OF(rows_wide, SPILL_DT_F32); return 1;
     case SPILL_DT_F16: ROWS_OF(rows_wide, SPILL_DT_F16); return 1;
     case SPILL_DT_BF16: ROWS_OF(rows_wide, SPILL_DT_BF16); return 1;
-    case SPILL_DT_Q8_0: ROWS_OF(rows_quant, SPILL_DT_Q8_0); return 1;
-    case SPILL_DT_Q4_0: ROWS_OF(rows_quant, SPILL_DT_Q4_0); return 1;
-    case SPILL_DT_Q4_1: ROWS_OF(rows_quant, SPILL_DT_Q4_1); return 1;
+    case SPILL_DT_Q8_0:
+    case SPILL_DT_Q4_0:
+    case SPILL_DT_Q4_1: {
+        int r = 0;
+#if defined(SPILL_DOT_AVX512_VNNI)
+        if (spill_cpu_avx512_vnni()) r = spill_dots_quant_rows_vnni(w, n, wrows, rb, nr, act, out); /* 8 rows at a time */
+#endif
+        wrow += (uint64_t)r * rb, out += r, nr -= r;
+        if (w == SPILL_DT_Q8_0) ROWS_OF(rows_quant, SPILL_DT_Q8_0);
+        else if (w == SPILL_DT_Q4_0) ROWS_OF(rows_quant, SPILL_DT_Q4_0);
+        else ROWS_OF(rows_quant, SPILL_DT_Q4_1);
+        return 1;
+    }
     case SPILL_DT_Q4_K:
     case SPILL_DT_Q6_K: {
         int r = 0;

@@ -817,3 +817,96 @@ void spill_dots_kpanel_vnni(spill_dtype w, int64_t n, const void *panel, int nr,
                         out + (int64_t)t * ldo, ldo, nr, pf + p0, p1 - p0);
     }
 }
+
+/* ---- Q8_0, Q4_0 and Q4_1 against one token (decode), 8 rows at once ----
+ * Rows 2p and 2p + 1 in register p's two halves, the token's block in both, one vpdpbusd for a block of
+ * two rows (the AVX2 rows kernel takes maddubs, madd and, for Q8_0, two sign instructions per row): Q4_0's
+ * and Q4_1's nibbles as they are, Q8_0's values + 128, each lane starting from the token's -8 or -128
+ * times its sum. The 8 rows' scales are converted together, their products with the token's scale made
+ * in one register (each the one-token dot's float product) and spread to the pairs by a permutation;
+ * Q4_1's min terms go in one register of 8 rows' chains. The same bits as the one-token dot. */
+static inline __attribute__((always_inline)) void q_rows8(spill_dtype w, int64_t n, const uint8_t *wrow, uint64_t rb,
+                                                          const void *act, float *out) {
+    const int64_t nb = n / SPILL_QK;
+    const size_t xbytes = w == SPILL_DT_Q8_0 ? sizeof(spill_block_q8_0) : w == SPILL_DT_Q4_0 ? sizeof(spill_block_q4_0)
+                                                                                            : sizeof(spill_block_q4_1);
+    const size_t qoff = w == SPILL_DT_Q4_1 ? offsetof(spill_block_q4_1, qs) : w == SPILL_DT_Q4_0
+                                                                                  ? offsetof(spill_block_q4_0, qs)
+                                                                                  : offsetof(spill_block_q8_0, qs);
+    const long long s4 = 0x0004000400040004LL; /* 128-bit lanes 1 and 3 shifted by 4: the high nibbles */
+    const __m512i shift = _mm512_set_epi64(s4, s4, 0, 0, s4, s4, 0, 0), m4 = _mm512_set1_epi8(15);
+    __m512i spread[4]; /* pair p: lanes 0-7 from row 2p's product, 8-15 from row 2p + 1's */
+    for (int p = 0; p < 4; p++)
+        spread[p] = _mm512_set_epi32(2 * p + 1, 2 * p + 1, 2 * p + 1, 2 * p + 1, 2 * p + 1, 2 * p + 1, 2 * p + 1, 2 * p + 1,
+                                     2 * p, 2 * p, 2 * p, 2 * p, 2 * p, 2 * p, 2 * p, 2 * p);
+    __m512 acc[4];
+    for (int p = 0; p < 4; p++) acc[p] = _mm512_setzero_ps();
+    __m256 summs = _mm256_setzero_ps(); /* Q4_1: lane r, row r's sum of m * s */
+    for (int64_t i = 0; i < nb; i++) {
+        const uint8_t *yq;
+        float dy, sy = 0;
+        if (w == SPILL_DT_Q4_1) {
+            const spill_block_q8_1 *y = (const spill_block_q8_1 *)act + i;
+            yq = (const uint8_t *)y->qs, dy = h2f(y->d), sy = h2f(y->s);
+        } else {
+            const spill_block_q8_0 *y = (const spill_block_q8_0 *)act + i;
+            yq = (const uint8_t *)y->qs, dy = h2f(y->d);
+        }
+        const __m512i yb = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)yq));
+        __m512i start = _mm512_setzero_si512();
+        if (w == SPILL_DT_Q8_0) /* -128 * each lane's sum of 4 values */
+            start = _mm512_sub_epi32(start, _mm512_slli_epi32(_mm512_dpbusd_epi32(_mm512_setzero_si512(), _mm512_set1_epi8(1), yb), 7));
+        else if (w == SPILL_DT_Q4_0)
+            start = _mm512_sub_epi32(start, _mm512_slli_epi32(_mm512_dpbusd_epi32(_mm512_setzero_si512(), _mm512_set1_epi8(1), yb), 3));
+        /* the 8 rows' d (and m) at once */
+        __m128i dh = _mm_setzero_si128(), mh = _mm_setzero_si128();
+        for (int r = 0; r < 8; r++) {
+            const uint8_t *x = wrow + (uint64_t)r * rb + (uint64_t)i * xbytes;
+            _mm_prefetch((const char *)x + SPILL_PREFETCH_AHEAD, _MM_HINT_T0);
+            uint16_t d, m = 0;
+            memcpy(&d, x, 2);
+            if (w == SPILL_DT_Q4_1) memcpy(&m, x + 2, 2);
+            dh = _mm_insert_epi16(dh, d, r);
+            mh = _mm_insert_epi16(mh, m, r);
+        }
+        const __m512 dd = _mm512_castps256_ps512(_mm256_mul_ps(_mm256_cvtph_ps(dh), _mm256_set1_ps(dy)));
+        if (w == SPILL_DT_Q4_1) summs = _mm256_fmadd_ps(_mm256_cvtph_ps(mh), _mm256_set1_ps(sy), summs);
+        for (int p = 0; p < 4; p++) {
+            const uint8_t *xa = wrow + (uint64_t)(2 * p) * rb + (uint64_t)i * xbytes + qoff;
+            const uint8_t *xb = xa + rb;
+            __m512i q;
+            if (w == SPILL_DT_Q8_0) {
+                q = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)xa)),
+                                       _mm256_loadu_si256((const __m256i *)xb), 1);
+                q = _mm512_xor_si512(q, _mm512_set1_epi8((char)0x80));
+            } else {
+                q = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)xa))),
+                                       _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)xb)), 1);
+                q = _mm512_and_si512(_mm512_srlv_epi16(q, shift), m4);
+            }
+            const __m512i l = _mm512_dpbusd_epi32(start, q, yb);
+            acc[p] = _mm512_fmadd_ps(_mm512_permutexvar_ps(spread[p], dd), _mm512_cvtepi32_ps(l), acc[p]);
+        }
+    }
+    float sm[8];
+    _mm256_storeu_ps(sm, summs);
+    for (int p = 0; p < 4; p++) {
+        float lanes[16];
+        _mm512_storeu_ps(lanes, acc[p]);
+        for (int h = 0; h < 2; h++) {
+            float s = spill_hsum8(lanes + 8 * h);
+            out[2 * p + h] = w == SPILL_DT_Q4_1 ? s + sm[2 * p + h] : s;
+        }
+    }
+}
+
+int spill_dots_quant_rows_vnni(spill_dtype w, int64_t n, const void *wrows, uint64_t rb, int nr, const void *act, float *out) {
+    const uint8_t *wrow = wrows;
+    int r = 0;
+    for (; r + 8 <= nr; r += 8) {
+        if (w == SPILL_DT_Q8_0) q_rows8(SPILL_DT_Q8_0, n, wrow + (uint64_t)r * rb, rb, act, out + r);
+        else if (w == SPILL_DT_Q4_0) q_rows8(SPILL_DT_Q4_0, n, wrow + (uint64_t)r * rb, rb, act, out + r);
+        else q_rows8(SPILL_DT_Q4_1, n, wrow + (uint64_t)r * rb, rb, act, out + r);
+    }
+    return r; /* rows done; the caller does the rest */
+}

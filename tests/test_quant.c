@@ -98,12 +98,13 @@ static void test_dequant_q4_1_error_bound(void **s) {
 
 static void test_matmul_threads_equal_dots(void **s) {
     (void)s;
-    /* batches below, at and past the tile, columns so wide that the workers split the batch into chunks
+    /* one token (rows 8 at a time where the one-token kernels take them so), batches below, at and past the
+       tile, columns so wide that the workers split the batch into chunks
        of tokens (kernels/ops.c prepares at most 320 KiB per chunk on a worker's stack), and so wide that
        two tiles' prepared activations (F32/F16/BF16, 8 x 24576 floats) go on the heap */
     spill_dtype types[] = {SPILL_DT_Q4_1, SPILL_DT_Q8_0, SPILL_DT_Q4_0, SPILL_DT_F16, SPILL_DT_BF16, SPILL_DT_F32,
                            SPILL_DT_Q4_K, SPILL_DT_Q6_K};
-    int shapes[][3] = {{77, 256, 3}, {77, 256, 37}, {9, 16384, 11}, {5, 24576, 19}};
+    int shapes[][3] = {{77, 256, 3}, {77, 256, 37}, {9, 16384, 11}, {5, 24576, 19}, {77, 256, 1}, {45, 2048, 1}};
     for (unsigned ti = 0; ti < sizeof types / sizeof *types; ti++)
         for (unsigned si = 0; si < sizeof shapes / sizeof *shapes; si++) {
             spill_dtype t = types[ti];
@@ -268,43 +269,44 @@ static void test_kquant_extremes(void **s) {
 static void test_matmul_extremes(void **s) {
     (void)s;
     spill_dtype types[] = {SPILL_DT_Q8_0, SPILL_DT_Q4_0, SPILL_DT_Q4_1};
-    const int cols = 96, batch = 12, nb = cols / SPILL_QK;
-    for (unsigned ti = 0; ti < 3; ti++)
-        for (int rows = 16; rows <= 23; rows += 7) {
-            spill_dtype t = types[ti];
-            uint64_t rb = spill_dtype_row_bytes(t, cols), ab = spill_act_bytes(t, cols), xb = rb / (uint64_t)nb;
-            uint8_t *w = calloc((size_t)rows, rb), *a = calloc((size_t)batch, ab);
-            float *tmp = malloc(sizeof(float) * cols), *out = malloc(sizeof(float) * (size_t)(rows * batch));
-            for (int r = 0; r < rows; r++)
-                for (int b = 0; b < nb; b++) {
-                    uint8_t *blk = w + rb * (uint64_t)r + (uint64_t)b * xb;
-                    uint16_t d = (uint16_t)((r + b) % 3 == 0 ? 0x7bff : (r + b) % 3 == 1 ? 0x0400 : 0x3c00); /* 65504, 2^-14, 1 */
-                    memcpy(blk, &d, 2);
-                    if (t == SPILL_DT_Q8_0) {
-                        for (int k = 0; k < SPILL_QK; k++) blk[2 + k] = (uint8_t)((k + r) % 2 ? 0x80 : 0x7f); /* -128, 127 */
-                    } else {
-                        int off = t == SPILL_DT_Q4_1 ? 4 : 2;
-                        if (t == SPILL_DT_Q4_1) memcpy(blk + 2, &d, 2); /* m */
-                        for (int k = 0; k < SPILL_QK / 2; k++)
-                            blk[off + k] = (uint8_t)((k + r) % 3 == 0 ? 0x0f : (k + r) % 3 == 1 ? 0xf0 : 0);
+    const int cols = 96, nb = cols / SPILL_QK;
+    for (int batch = 1; batch <= 12; batch += 11)
+        for (unsigned ti = 0; ti < 3; ti++)
+            for (int rows = 16; rows <= 23; rows += 7) {
+                spill_dtype t = types[ti];
+                uint64_t rb = spill_dtype_row_bytes(t, cols), ab = spill_act_bytes(t, cols), xb = rb / (uint64_t)nb;
+                uint8_t *w = calloc((size_t)rows, rb), *a = calloc((size_t)batch, ab);
+                float *tmp = malloc(sizeof(float) * cols), *out = malloc(sizeof(float) * (size_t)(rows * batch));
+                for (int r = 0; r < rows; r++)
+                    for (int b = 0; b < nb; b++) {
+                        uint8_t *blk = w + rb * (uint64_t)r + (uint64_t)b * xb;
+                        uint16_t d = (uint16_t)((r + b) % 3 == 0 ? 0x7bff : (r + b) % 3 == 1 ? 0x0400 : 0x3c00); /* 65504, 2^-14, 1 */
+                        memcpy(blk, &d, 2);
+                        if (t == SPILL_DT_Q8_0) {
+                            for (int k = 0; k < SPILL_QK; k++) blk[2 + k] = (uint8_t)((k + r) % 2 ? 0x80 : 0x7f); /* -128, 127 */
+                        } else {
+                            int off = t == SPILL_DT_Q4_1 ? 4 : 2;
+                            if (t == SPILL_DT_Q4_1) memcpy(blk + 2, &d, 2); /* m */
+                            for (int k = 0; k < SPILL_QK / 2; k++)
+                                blk[off + k] = (uint8_t)((k + r) % 3 == 0 ? 0x0f : (k + r) % 3 == 1 ? 0xf0 : 0);
+                        }
                     }
+                for (int b = 0; b < batch; b++) {
+                    for (int i = 0; i < cols; i++) tmp[i] = (i + b) % 2 ? 1.0f : -1.0f;
+                    spill_act_quantize(t, tmp, a + ab * (uint64_t)b, cols);
                 }
-            for (int b = 0; b < batch; b++) {
-                for (int i = 0; i < cols; i++) tmp[i] = (i + b) % 2 ? 1.0f : -1.0f;
-                spill_act_quantize(t, tmp, a + ab * (uint64_t)b, cols);
+                spill_pool *p = spill_pool_create(2);
+                spill_matmul(p, out, w, t, rows, cols, a, batch);
+                for (int b = 0; b < batch; b++)
+                    for (int r = 0; r < rows; r++) {
+                        float d = spill_vec_dot(t, cols, w + rb * (uint64_t)r, a + ab * (uint64_t)b);
+                        if (memcmp(&out[b * rows + r], &d, sizeof d))
+                            fail_msg("%s extremes, %d rows, token %d row %d: %.9g, one by one %.9g", spill_dtype_name(t), rows, b,
+                                     r, out[b * rows + r], d);
+                    }
+                spill_pool_free(p);
+                free(w), free(a), free(tmp), free(out);
             }
-            spill_pool *p = spill_pool_create(2);
-            spill_matmul(p, out, w, t, rows, cols, a, batch);
-            for (int b = 0; b < batch; b++)
-                for (int r = 0; r < rows; r++) {
-                    float d = spill_vec_dot(t, cols, w + rb * (uint64_t)r, a + ab * (uint64_t)b);
-                    if (memcmp(&out[b * rows + r], &d, sizeof d))
-                        fail_msg("%s extremes, %d rows, token %d row %d: %.9g, one by one %.9g", spill_dtype_name(t), rows, b,
-                                 r, out[b * rows + r], d);
-                }
-            spill_pool_free(p);
-            free(w), free(a), free(tmp), free(out);
-        }
 }
 
 /* Every instruction set's dot products that this build has and this CPU runs equal the portable C
