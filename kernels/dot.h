@@ -106,6 +106,9 @@ void spill_dots_kquant_vnni(spill_dtype w, int ntiles, int64_t n, const void *wr
 /* kernels/dots_vnni.c: Q8_0, Q4_0 and Q4_1 against one token, 8 rows at a time (out[r] the one-token dot's bits);
    returns the rows it did (a multiple of 8), the caller does the rest */
 int spill_dots_quant_rows_vnni(spill_dtype w, int64_t n, const void *wrows, uint64_t rb, int nr, const void *act, float *out);
+/* the same against nt tokens (act + t * stride, out + t * ldo), up to 3 at once sharing each row pair's loads */
+int spill_dots_quant_rows_multi_vnni(spill_dtype w, int64_t n, const void *wrows, uint64_t rb, int nr, const void *act,
+                                     uint64_t stride, int nt, float *out, int64_t ldo);
 /* kernels/dots_vnni.c: the K-quants against one token, 8 rows at a time (out[r] the one-token dot's bits);
    returns the rows it did (a multiple of 8), the caller does the rest */
 int spill_dots_kquant_rows_vnni(spill_dtype w, int64_t n, const void *wrows, uint64_t rb, int nr, const void *act, float *out);

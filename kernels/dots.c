@@ -139,6 +139,18 @@ void spill_vec_dots(spill_dtype w, int64_t n, const void *wrows, uint64_t row_by
 #else
     (void)sc;
 #endif
+#if defined(SPILL_DOT_AVX512_VNNI)
+    /* the tokens past the tiles (or fewer than a tile), 8 rows and up to 3 tokens at once */
+    if (t < nt && (w == SPILL_DT_Q8_0 || w == SPILL_DT_Q4_0 || w == SPILL_DT_Q4_1) && spill_dots_tiled(w) &&
+        spill_cpu_avx512_vnni()) {
+        int done = spill_dots_quant_rows_multi_vnni(w, n, w8, row_bytes, nr, a8 + (uint64_t)t * stride, stride, nt - t,
+                                                    out + (int64_t)t * ldo, ldo);
+        if (done) { /* the rows left over, one token at a time below */
+            w8 += (uint64_t)done * row_bytes, out += done, nr -= done;
+            if (!nr) return;
+        }
+    }
+#endif
     for (; t + T <= nt; t += T) /* a table's own tiles (NEON), which need nothing prepared */
         if (!spill_vec_dot_tile(w, n, w8, row_bytes, nr, a8 + (uint64_t)t * stride, stride, out + (int64_t)t * ldo, ldo))
             break;
@@ -147,6 +159,16 @@ void spill_vec_dots(spill_dtype w, int64_t n, const void *wrows, uint64_t row_by
     for (int r = 0; r < nr; r++)
         dots_each(w, n, w8 + (uint64_t)r * row_bytes, a8 + (uint64_t)t * stride, stride, nt - t, out + (int64_t)t * ldo + r,
                   ldo);
+}
+
+int spill_dots_rows_together(spill_dtype w) {
+#if defined(SPILL_DOT_AVX512_VNNI)
+    if ((w == SPILL_DT_Q8_0 || w == SPILL_DT_Q4_0 || w == SPILL_DT_Q4_1 || w == SPILL_DT_Q4_K || w == SPILL_DT_Q6_K) &&
+        spill_dots_tiled(w) && spill_cpu_avx512_vnni())
+        return 8;
+#endif
+    (void)w;
+    return SPILL_DOTS_ROWS;
 }
 
 int spill_dots_panel_ok(spill_dtype w) {

@@ -825,39 +825,47 @@ void spill_dots_kpanel_vnni(spill_dtype w, int64_t n, const void *panel, int nr,
  * times its sum. The 8 rows' scales are converted together, their products with the token's scale made
  * in one register (each the one-token dot's float product) and spread to the pairs by a permutation;
  * Q4_1's min terms go in one register of 8 rows' chains. The same bits as the one-token dot. */
-static inline __attribute__((always_inline)) void q_rows8(spill_dtype w, int64_t n, const uint8_t *wrow, uint64_t rb,
-                                                          const void *act, float *out) {
+static inline __attribute__((always_inline)) void q_rows8(spill_dtype w, int U, int64_t n, const uint8_t *wrow, uint64_t rb,
+                                                          const uint8_t *act, uint64_t stride, float *out, int64_t ldo) {
+    enum { UMAX = 3 }; /* tokens at once: each row pair's loads and nibbles serve them all */
     const int64_t nb = n / SPILL_QK;
     const size_t xbytes = w == SPILL_DT_Q8_0 ? sizeof(spill_block_q8_0) : w == SPILL_DT_Q4_0 ? sizeof(spill_block_q4_0)
                                                                                             : sizeof(spill_block_q4_1);
     const size_t qoff = w == SPILL_DT_Q4_1 ? offsetof(spill_block_q4_1, qs) : w == SPILL_DT_Q4_0
                                                                                   ? offsetof(spill_block_q4_0, qs)
                                                                                   : offsetof(spill_block_q8_0, qs);
+    const size_t ybytes = w == SPILL_DT_Q4_1 ? sizeof(spill_block_q8_1) : sizeof(spill_block_q8_0);
     const long long s4 = 0x0004000400040004LL; /* 128-bit lanes 1 and 3 shifted by 4: the high nibbles */
     const __m512i shift = _mm512_set_epi64(s4, s4, 0, 0, s4, s4, 0, 0), m4 = _mm512_set1_epi8(15);
     __m512i spread[4]; /* pair p: lanes 0-7 from row 2p's product, 8-15 from row 2p + 1's */
     for (int p = 0; p < 4; p++)
         spread[p] = _mm512_set_epi32(2 * p + 1, 2 * p + 1, 2 * p + 1, 2 * p + 1, 2 * p + 1, 2 * p + 1, 2 * p + 1, 2 * p + 1,
                                      2 * p, 2 * p, 2 * p, 2 * p, 2 * p, 2 * p, 2 * p, 2 * p);
-    __m512 acc[4];
-    for (int p = 0; p < 4; p++) acc[p] = _mm512_setzero_ps();
-    __m256 summs = _mm256_setzero_ps(); /* Q4_1: lane r, row r's sum of m * s */
+    __m512 acc[UMAX][4];
+    __m256 summs[UMAX]; /* Q4_1: lane r, row r's sum of m * s */
+    for (int u = 0; u < U; u++) {
+        for (int p = 0; p < 4; p++) acc[u][p] = _mm512_setzero_ps();
+        summs[u] = _mm256_setzero_ps();
+    }
     for (int64_t i = 0; i < nb; i++) {
-        const uint8_t *yq;
-        float dy, sy = 0;
-        if (w == SPILL_DT_Q4_1) {
-            const spill_block_q8_1 *y = (const spill_block_q8_1 *)act + i;
-            yq = (const uint8_t *)y->qs, dy = h2f(y->d), sy = h2f(y->s);
-        } else {
-            const spill_block_q8_0 *y = (const spill_block_q8_0 *)act + i;
-            yq = (const uint8_t *)y->qs, dy = h2f(y->d);
+        __m512i yb[UMAX], start[UMAX];
+        float dy[UMAX], sy[UMAX];
+        for (int u = 0; u < U; u++) {
+            const uint8_t *y = act + (uint64_t)u * stride + (uint64_t)i * ybytes, *yq;
+            if (w == SPILL_DT_Q4_1) {
+                const spill_block_q8_1 *y1 = (const spill_block_q8_1 *)y;
+                yq = (const uint8_t *)y1->qs, dy[u] = h2f(y1->d), sy[u] = h2f(y1->s);
+            } else {
+                const spill_block_q8_0 *y0 = (const spill_block_q8_0 *)y;
+                yq = (const uint8_t *)y0->qs, dy[u] = h2f(y0->d), sy[u] = 0;
+            }
+            yb[u] = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)yq));
+            start[u] = _mm512_setzero_si512();
+            if (w == SPILL_DT_Q8_0) /* -128 * each lane's sum of 4 values */
+                start[u] = _mm512_sub_epi32(start[u], _mm512_slli_epi32(_mm512_dpbusd_epi32(_mm512_setzero_si512(), _mm512_set1_epi8(1), yb[u]), 7));
+            else if (w == SPILL_DT_Q4_0)
+                start[u] = _mm512_sub_epi32(start[u], _mm512_slli_epi32(_mm512_dpbusd_epi32(_mm512_setzero_si512(), _mm512_set1_epi8(1), yb[u]), 3));
         }
-        const __m512i yb = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)yq));
-        __m512i start = _mm512_setzero_si512();
-        if (w == SPILL_DT_Q8_0) /* -128 * each lane's sum of 4 values */
-            start = _mm512_sub_epi32(start, _mm512_slli_epi32(_mm512_dpbusd_epi32(_mm512_setzero_si512(), _mm512_set1_epi8(1), yb), 7));
-        else if (w == SPILL_DT_Q4_0)
-            start = _mm512_sub_epi32(start, _mm512_slli_epi32(_mm512_dpbusd_epi32(_mm512_setzero_si512(), _mm512_set1_epi8(1), yb), 3));
         /* the 8 rows' d (and m) at once */
         __m128i dh = _mm_setzero_si128(), mh = _mm_setzero_si128();
         for (int r = 0; r < 8; r++) {
@@ -869,8 +877,12 @@ static inline __attribute__((always_inline)) void q_rows8(spill_dtype w, int64_t
             dh = _mm_insert_epi16(dh, d, r);
             mh = _mm_insert_epi16(mh, m, r);
         }
-        const __m512 dd = _mm512_castps256_ps512(_mm256_mul_ps(_mm256_cvtph_ps(dh), _mm256_set1_ps(dy)));
-        if (w == SPILL_DT_Q4_1) summs = _mm256_fmadd_ps(_mm256_cvtph_ps(mh), _mm256_set1_ps(sy), summs);
+        const __m256 dx = _mm256_cvtph_ps(dh), mx = _mm256_cvtph_ps(mh);
+        __m512 dd[UMAX];
+        for (int u = 0; u < U; u++) {
+            dd[u] = _mm512_castps256_ps512(_mm256_mul_ps(dx, _mm256_set1_ps(dy[u])));
+            if (w == SPILL_DT_Q4_1) summs[u] = _mm256_fmadd_ps(mx, _mm256_set1_ps(sy[u]), summs[u]);
+        }
         for (int p = 0; p < 4; p++) {
             const uint8_t *xa = wrow + (uint64_t)(2 * p) * rb + (uint64_t)i * xbytes + qoff;
             const uint8_t *xb = xa + rb;
@@ -884,29 +896,59 @@ static inline __attribute__((always_inline)) void q_rows8(spill_dtype w, int64_t
                                        _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)xb)), 1);
                 q = _mm512_and_si512(_mm512_srlv_epi16(q, shift), m4);
             }
-            const __m512i l = _mm512_dpbusd_epi32(start, q, yb);
-            acc[p] = _mm512_fmadd_ps(_mm512_permutexvar_ps(spread[p], dd), _mm512_cvtepi32_ps(l), acc[p]);
+            for (int u = 0; u < U; u++) {
+                const __m512i l = _mm512_dpbusd_epi32(start[u], q, yb[u]);
+                acc[u][p] = _mm512_fmadd_ps(_mm512_permutexvar_ps(spread[p], dd[u]), _mm512_cvtepi32_ps(l), acc[u][p]);
+            }
         }
     }
-    float sm[8];
-    _mm256_storeu_ps(sm, summs);
-    for (int p = 0; p < 4; p++) {
-        float lanes[16];
-        _mm512_storeu_ps(lanes, acc[p]);
-        for (int h = 0; h < 2; h++) {
-            float s = spill_hsum8(lanes + 8 * h);
-            out[2 * p + h] = w == SPILL_DT_Q4_1 ? s + sm[2 * p + h] : s;
+    for (int u = 0; u < U; u++) {
+        float sm[8];
+        _mm256_storeu_ps(sm, summs[u]);
+        for (int p = 0; p < 4; p++) {
+            float lanes[16];
+            _mm512_storeu_ps(lanes, acc[u][p]);
+            for (int h = 0; h < 2; h++) {
+                float s = spill_hsum8(lanes + 8 * h);
+                out[(int64_t)u * ldo + 2 * p + h] = w == SPILL_DT_Q4_1 ? s + sm[2 * p + h] : s;
+            }
         }
     }
 }
 
-int spill_dots_quant_rows_vnni(spill_dtype w, int64_t n, const void *wrows, uint64_t rb, int nr, const void *act, float *out) {
-    const uint8_t *wrow = wrows;
+#define Q_ROWS8(w, U) q_rows8(w, U, n, wrow + (uint64_t)r * rb, rb, act + (uint64_t)t * stride, stride, out + (int64_t)t * ldo + r, ldo)
+
+/* nr rows against nt tokens (token t at act + t * stride, its results at out + t * ldo), 8 rows and up to 3
+   tokens at a time; returns the rows done (a multiple of 8) for every token */
+int spill_dots_quant_rows_multi_vnni(spill_dtype w, int64_t n, const void *wrows, uint64_t rb, int nr, const void *actv,
+                                     uint64_t stride, int nt, float *out, int64_t ldo) {
+    const uint8_t *wrow = wrows, *act = actv;
     int r = 0;
-    for (; r + 8 <= nr; r += 8) {
-        if (w == SPILL_DT_Q8_0) q_rows8(SPILL_DT_Q8_0, n, wrow + (uint64_t)r * rb, rb, act, out + r);
-        else if (w == SPILL_DT_Q4_0) q_rows8(SPILL_DT_Q4_0, n, wrow + (uint64_t)r * rb, rb, act, out + r);
-        else q_rows8(SPILL_DT_Q4_1, n, wrow + (uint64_t)r * rb, rb, act, out + r);
-    }
-    return r; /* rows done; the caller does the rest */
+    for (; r + 8 <= nr; r += 8)
+        for (int t = 0; t < nt;) {
+            int U = nt - t >= 3 ? 3 : nt - t;
+            switch (w) {
+            case SPILL_DT_Q8_0:
+                if (U == 3) Q_ROWS8(SPILL_DT_Q8_0, 3);
+                else if (U == 2) Q_ROWS8(SPILL_DT_Q8_0, 2);
+                else Q_ROWS8(SPILL_DT_Q8_0, 1);
+                break;
+            case SPILL_DT_Q4_0:
+                if (U == 3) Q_ROWS8(SPILL_DT_Q4_0, 3);
+                else if (U == 2) Q_ROWS8(SPILL_DT_Q4_0, 2);
+                else Q_ROWS8(SPILL_DT_Q4_0, 1);
+                break;
+            default:
+                if (U == 3) Q_ROWS8(SPILL_DT_Q4_1, 3);
+                else if (U == 2) Q_ROWS8(SPILL_DT_Q4_1, 2);
+                else Q_ROWS8(SPILL_DT_Q4_1, 1);
+                break;
+            }
+            t += U;
+        }
+    return r;
+}
+
+int spill_dots_quant_rows_vnni(spill_dtype w, int64_t n, const void *wrows, uint64_t rb, int nr, const void *act, float *out) {
+    return spill_dots_quant_rows_multi_vnni(w, n, wrows, rb, nr, act, 0, 1, out, 0);
 }

@@ -31,6 +31,7 @@ typedef struct {
     uint8_t *panel;                         /* when not NULL: panel_len bytes per worker for the rows laid out
                                                in lanes (kernels/dots_vnni.c), 16 rows at a time */
     size_t panel_len;
+    int rows_together;                      /* rows per call without a panel (spill_dots_rows_together) */
     int64_t row_chunk, row_units, units;    /* rows per unit, units per token chunk, all units */
     _Atomic int64_t next;                   /* the next unit to take */
 } matmul_job;
@@ -78,8 +79,8 @@ static void matmul_worker(void *ctx, int ith, int nth) {
             continue;
         }
         /* a few rows at a time, each meeting every token of the chunk while it is in L1 */
-        for (int64_t r = r0; r < r1; r += SPILL_DOTS_ROWS) {
-            int nr = r1 - r < SPILL_DOTS_ROWS ? (int)(r1 - r) : SPILL_DOTS_ROWS;
+        for (int64_t r = r0; r < r1; r += j->rows_together) {
+            int nr = r1 - r < j->rows_together ? (int)(r1 - r) : j->rows_together;
             spill_vec_dots(j->wtype, j->cols, j->w + (uint64_t)r * j->row_bytes, j->row_bytes, nr, act, j->act_stride, nt,
                            j->tiled ? sc : NULL, j->out + (int64_t)t0 * j->ldo + r, j->ldo);
         }
@@ -127,7 +128,8 @@ void spill_matmul_ld(spill_pool *pool, float *out, int64_t ldo, const void *w, s
     /* 8 units of rows per thread (a multiple of the rows taken together), so that a slower thread
        leaves at most about an eighth of its share to the others */
     int64_t rc = (rows + (int64_t)nth * 8 - 1) / ((int64_t)nth * 8);
-    int together = j.panel ? SPILL_DOTS_PANEL : SPILL_DOTS_ROWS;
+    j.rows_together = spill_dots_rows_together(wtype);
+    int together = j.panel ? SPILL_DOTS_PANEL : j.rows_together;
     j.row_chunk = (rc + together - 1) / together * together;
     j.row_units = (rows + j.row_chunk - 1) / j.row_chunk;
     j.units = j.row_units * ((batch + j.tok_chunk - 1) / j.tok_chunk);

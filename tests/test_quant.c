@@ -104,7 +104,7 @@ static void test_matmul_threads_equal_dots(void **s) {
        two tiles' prepared activations (F32/F16/BF16, 8 x 24576 floats) go on the heap */
     spill_dtype types[] = {SPILL_DT_Q4_1, SPILL_DT_Q8_0, SPILL_DT_Q4_0, SPILL_DT_F16, SPILL_DT_BF16, SPILL_DT_F32,
                            SPILL_DT_Q4_K, SPILL_DT_Q6_K};
-    int shapes[][3] = {{77, 256, 3}, {77, 256, 37}, {9, 16384, 11}, {5, 24576, 19}, {77, 256, 1}, {45, 2048, 1}};
+    int shapes[][3] = {{77, 256, 3}, {77, 256, 37}, {9, 16384, 11}, {5, 24576, 19}, {77, 256, 1}, {45, 2048, 1}, {45, 512, 2}, {45, 512, 6}};
     for (unsigned ti = 0; ti < sizeof types / sizeof *types; ti++)
         for (unsigned si = 0; si < sizeof shapes / sizeof *shapes; si++) {
             spill_dtype t = types[ti];
@@ -270,7 +270,7 @@ static void test_matmul_extremes(void **s) {
     (void)s;
     spill_dtype types[] = {SPILL_DT_Q8_0, SPILL_DT_Q4_0, SPILL_DT_Q4_1};
     const int cols = 96, nb = cols / SPILL_QK;
-    for (int batch = 1; batch <= 12; batch += 11)
+    for (int bi = 0, batch = 1; bi < 3; bi++, batch = bi == 1 ? 2 : 12) /* one token, two, a panel */
         for (unsigned ti = 0; ti < 3; ti++)
             for (int rows = 16; rows <= 23; rows += 7) {
                 spill_dtype t = types[ti];
