@@ -655,9 +655,8 @@ void spill_dots_panel_vnni(spill_dtype w, int64_t n, const void *panel, int nr, 
 
 size_t spill_dots_kpanel_bytes(int64_t n) { return (size_t)(n / SPILL_QK_K) * KPANEL_BLOCK; }
 
-/* byte k of each 32-bit lane, sign-extended (Q6_K's scales) or not (masked by the caller) */
+/* byte k of each 32-bit lane, sign-extended (Q6_K's scales) */
 static inline __m512i sbyte(__m512i v, int k) { return _mm512_srai_epi32(_mm512_slli_epi32(v, 24 - 8 * k), 24); }
-static inline __m512i ubyte(__m512i v, int k) { return _mm512_and_si512(_mm512_srli_epi32(v, 8 * k), _mm512_set1_epi32(255)); }
 /* a in the low 16 bits of each lane, b in the high */
 static inline __m512i pair16(__m512i a, __m512i b) {
     return _mm512_or_si512(_mm512_and_si512(a, _mm512_set1_epi32(0xffff)), _mm512_slli_epi32(b, 16));
