@@ -218,7 +218,7 @@ void spill_vec_dots_panel(spill_dtype w, int64_t n, const void *wrows, uint64_t 
         }
     }
 #else
-    (void)panel;
+    (void)panel, (void)sc;
 #endif
     if (t < nt)
         spill_vec_dots(w, n, wrows, row_bytes, nr, (const uint8_t *)act + (uint64_t)t * stride, stride, nt - t, NULL,
