@@ -40,7 +40,7 @@ static inline void kq_q4_k(int64_t n, const spill_block_q4_k *x, const uint8_t *
     const __m256i m4 = _mm256_set1_epi8(0xF);
     float acc[SPILL_DOTS_TILE] = {0};
     for (int64_t i = 0; i < n / SPILL_QK_K; i++) {
-        _mm_prefetch((const char *)(x + i) + SPILL_PREFETCH_AHEAD, _MM_HINT_T0);
+        spill_prefetch_block(x + i, sizeof *x);
         int sc[8], mn[8];
         spill_q4_k_scales(x[i].scales, sc, mn);
         __m256i q[8], s16[8]; /* sub-block j: two sub-blocks share 32 bytes, low nibbles then high */
@@ -68,7 +68,7 @@ static inline void kq_q6_k(int64_t n, const spill_block_q6_k *x, const uint8_t *
     const __m256i m4 = _mm256_set1_epi8(0xF), m2 = _mm256_set1_epi8(0x30);
     float acc[SPILL_DOTS_TILE] = {0};
     for (int64_t i = 0; i < n / SPILL_QK_K; i++) {
-        _mm_prefetch((const char *)(x + i) + SPILL_PREFETCH_AHEAD, _MM_HINT_T0);
+        spill_prefetch_block(x + i, sizeof *x);
         const int8_t *sc = x[i].scales;
         __m256i q[8], s16[8]; /* quarter k of half h: q[4h + k]; its values 0-15 have scale 8h + 2k, 16-31 the next */
         for (int half = 0; half < 2; half++) {

@@ -125,7 +125,7 @@ static inline void kq_q4_k(int64_t n, const spill_block_q4_k *x, const uint8_t *
     const uint8x16_t m4 = vdupq_n_u8(0xF);
     float acc[SPILL_DOTS_TILE] = {0};
     for (int64_t i = 0; i < n / SPILL_QK_K; i++) {
-        PREFETCH(x + i);
+        spill_prefetch_block(x + i, sizeof *x);
         int sc[8], mn[8];
         spill_q4_k_scales(x[i].scales, sc, mn);
         int8x16_t q[16]; /* sub-block j's 32 values: q[2j], q[2j + 1] */
@@ -153,7 +153,7 @@ static inline void kq_q6_k(int64_t n, const spill_block_q6_k *x, const uint8_t *
     const uint8x16_t m4 = vdupq_n_u8(0xF), m2 = vdupq_n_u8(0x30);
     float acc[SPILL_DOTS_TILE] = {0};
     for (int64_t i = 0; i < n / SPILL_QK_K; i++) {
-        PREFETCH(x + i);
+        spill_prefetch_block(x + i, sizeof *x);
         const int8_t *sc = x[i].scales;
         int8x16_t q[16]; /* group g's 16 values (scale sc[g]): q[g] */
         for (int half = 0; half < 2; half++)

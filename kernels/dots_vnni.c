@@ -269,8 +269,7 @@ static inline __attribute__((always_inline)) void kq_tile(spill_dtype w, int R, 
             float dx, mx = 0;
             if (w == SPILL_DT_Q4_K) {
                 const spill_block_q4_k *x = (const spill_block_q4_k *)(wrow + r * rb) + i;
-                _mm_prefetch((const char *)x + SPILL_PREFETCH_AHEAD, _MM_HINT_T0);
-                _mm_prefetch((const char *)x + SPILL_PREFETCH_AHEAD + 64, _MM_HINT_T0);
+                spill_prefetch_block(x, sizeof *x);
                 dx = h2f(x->d), mx = h2f(x->dmin);
                 __m512i s16 = _mm512_castsi256_si512(q4_k_scales16(x->scales));
                 for (int q = 0; q < 4; q++) { /* sub-blocks 2q (low nibbles) and 2q + 1 (high) share 32 bytes */
@@ -292,9 +291,7 @@ static inline __attribute__((always_inline)) void kq_tile(spill_dtype w, int R, 
                 sm = _mm256_permutevar8x32_epi32(summ, order);
             } else {
                 const spill_block_q6_k *x = (const spill_block_q6_k *)(wrow + r * rb) + i;
-                _mm_prefetch((const char *)x + SPILL_PREFETCH_AHEAD, _MM_HINT_T0);
-                _mm_prefetch((const char *)x + SPILL_PREFETCH_AHEAD + 64, _MM_HINT_T0);
-                _mm_prefetch((const char *)x + SPILL_PREFETCH_AHEAD + 128, _MM_HINT_T0);
+                spill_prefetch_block(x, sizeof *x);
                 dx = h2f(x->d);
                 /* 16 scales as 16-bit lanes in both 256-bit halves */
                 __m512i s16 = _mm512_broadcast_i64x4(_mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)x->scales)));
@@ -389,10 +386,8 @@ static inline __attribute__((always_inline)) void kq_rows8(spill_dtype w, int64_
             for (int p = 0; p < 4; p++) {
                 const spill_block_q4_k *xa = (const spill_block_q4_k *)(wrow + (uint64_t)(2 * p) * rb) + i;
                 const spill_block_q4_k *xb = (const spill_block_q4_k *)(wrow + (uint64_t)(2 * p + 1) * rb) + i;
-                _mm_prefetch((const char *)xa + SPILL_PREFETCH_AHEAD, _MM_HINT_T0);
-                _mm_prefetch((const char *)xa + SPILL_PREFETCH_AHEAD + 64, _MM_HINT_T0);
-                _mm_prefetch((const char *)xb + SPILL_PREFETCH_AHEAD, _MM_HINT_T0);
-                _mm_prefetch((const char *)xb + SPILL_PREFETCH_AHEAD + 64, _MM_HINT_T0);
+                spill_prefetch_block(xa, sizeof *xa);
+                spill_prefetch_block(xb, sizeof *xb);
                 dxs[2 * p] = h2f(xa->d), dxs[2 * p + 1] = h2f(xb->d);
                 mxs[2 * p] = h2f(xa->dmin), mxs[2 * p + 1] = h2f(xb->dmin);
                 __m512i s16 = _mm512_inserti64x4(_mm512_castsi256_si512(q4_k_scales16(xa->scales)), q4_k_scales16(xb->scales), 1);
@@ -409,10 +404,8 @@ static inline __attribute__((always_inline)) void kq_rows8(spill_dtype w, int64_
             for (int p = 0; p < 4; p++) {
                 const spill_block_q6_k *xa = (const spill_block_q6_k *)(wrow + (uint64_t)(2 * p) * rb) + i;
                 const spill_block_q6_k *xb = (const spill_block_q6_k *)(wrow + (uint64_t)(2 * p + 1) * rb) + i;
-                for (int c = 0; c < 4; c++) {
-                    _mm_prefetch((const char *)xa + SPILL_PREFETCH_AHEAD + 64 * c, _MM_HINT_T0);
-                    _mm_prefetch((const char *)xb + SPILL_PREFETCH_AHEAD + 64 * c, _MM_HINT_T0);
-                }
+                spill_prefetch_block(xa, sizeof *xa);
+                spill_prefetch_block(xb, sizeof *xb);
                 dxs[2 * p] = h2f(xa->d), dxs[2 * p + 1] = h2f(xb->d);
                 __m512i s16 = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)xa->scales))),
                                                  _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)xb->scales)), 1);
