@@ -28,6 +28,15 @@
 
 static inline float h2f(uint16_t h) { return _cvtsh_ss(h); }
 
+/* a Q8_0, Q4_0 or Q4_1 block's size, and where its values begin */
+static inline size_t qblock_bytes(spill_dtype w) {
+    return w == SPILL_DT_Q8_0 ? sizeof(spill_block_q8_0) : w == SPILL_DT_Q4_0 ? sizeof(spill_block_q4_0) : sizeof(spill_block_q4_1);
+}
+static inline size_t qblock_qs(spill_dtype w) {
+    return w == SPILL_DT_Q4_1 ? offsetof(spill_block_q4_1, qs) : w == SPILL_DT_Q4_0 ? offsetof(spill_block_q4_0, qs)
+                                                                                  : offsetof(spill_block_q8_0, qs);
+}
+
 /* the 32 unsigned nibbles of a 4-bit block (value j in byte j) in both 256-bit halves */
 static inline __m512i nibbles2(const uint8_t *qs) {
     const long long s4 = 0x0004000400040004LL; /* each 16-bit lane shifted by 0 in 128-bit lanes 0, 2; by 4 in 1, 3 */
@@ -59,8 +68,7 @@ static inline __attribute__((always_inline)) void tile(spill_dtype w, int R, int
         summs[r] = _mm256_setzero_ps();
     }
     const int64_t nb = n / SPILL_QK;
-    const size_t xbytes = w == SPILL_DT_Q8_0 ? sizeof(spill_block_q8_0) : w == SPILL_DT_Q4_0 ? sizeof(spill_block_q4_0)
-                                                                                            : sizeof(spill_block_q4_1);
+    const size_t xbytes = qblock_bytes(w);
     const size_t ybytes = w == SPILL_DT_Q4_1 ? sizeof(spill_block_q8_1) : sizeof(spill_block_q8_0);
     const size_t yqs = w == SPILL_DT_Q4_1 ? offsetof(spill_block_q8_1, qs) : offsetof(spill_block_q8_0, qs);
     const __m512i b128 = _mm512_set1_epi8((char)0x80);
@@ -470,17 +478,20 @@ int spill_dots_kquant_rows_vnni(spill_dtype w, int64_t n, const void *wrows, uin
 
 size_t spill_dots_qpanel_bytes(int64_t n) { return (size_t)(n / SPILL_QK) * PANEL_BLOCK; }
 
-/* rows 4m..4m+3's 16 bytes at off (m = 0..3) turned so that o[c] holds dword c of all 16 rows: lane
-   4j + k holds row 4k + j (PANEL_ROW); 4 loads and 12 inserts, then the 4 x 4 transposes within 128-bit
-   lanes */
-static inline void rows16(const uint8_t *const rp[16], size_t off, __m512i o[4]) {
-    __m512i z[4];
+/* z[m]: rows 4m..4m+3's 16 bytes at off, a row per 128-bit lane (4 loads, 3 of them inserted) */
+static inline void rows16_load(const uint8_t *const rp[16], size_t off, __m512i z[4]) {
     for (int m = 0; m < 4; m++) {
         __m512i v = _mm512_castsi128_si512(_mm_loadu_si128((const __m128i *)(rp[4 * m] + off)));
         v = _mm512_inserti32x4(v, _mm_loadu_si128((const __m128i *)(rp[4 * m + 1] + off)), 1);
         v = _mm512_inserti32x4(v, _mm_loadu_si128((const __m128i *)(rp[4 * m + 2] + off)), 2);
         z[m] = _mm512_inserti32x4(v, _mm_loadu_si128((const __m128i *)(rp[4 * m + 3] + off)), 3);
     }
+}
+/* 16 rows' 16 bytes at off turned so that o[c] holds dword c of all 16 rows: lane 4j + k holds row 4k + j
+   (PANEL_ROW); the 4 x 4 transposes within 128-bit lanes */
+static inline void rows16(const uint8_t *const rp[16], size_t off, __m512i o[4]) {
+    __m512i z[4];
+    rows16_load(rp, off, z);
     __m512i t0 = _mm512_unpacklo_epi32(z[0], z[1]), t1 = _mm512_unpackhi_epi32(z[0], z[1]);
     __m512i t2 = _mm512_unpacklo_epi32(z[2], z[3]), t3 = _mm512_unpackhi_epi32(z[2], z[3]);
     o[0] = _mm512_unpacklo_epi64(t0, t2), o[1] = _mm512_unpackhi_epi64(t0, t2);
@@ -489,12 +500,7 @@ static inline void rows16(const uint8_t *const rp[16], size_t off, __m512i o[4])
 /* rows16's o[0] alone */
 static inline __m512i rows16_first(const uint8_t *const rp[16], size_t off) {
     __m512i z[4];
-    for (int m = 0; m < 4; m++) {
-        __m512i v = _mm512_castsi128_si512(_mm_loadu_si128((const __m128i *)(rp[4 * m] + off)));
-        v = _mm512_inserti32x4(v, _mm_loadu_si128((const __m128i *)(rp[4 * m + 1] + off)), 1);
-        v = _mm512_inserti32x4(v, _mm_loadu_si128((const __m128i *)(rp[4 * m + 2] + off)), 2);
-        z[m] = _mm512_inserti32x4(v, _mm_loadu_si128((const __m128i *)(rp[4 * m + 3] + off)), 3);
-    }
+    rows16_load(rp, off, z);
     return _mm512_unpacklo_epi64(_mm512_unpacklo_epi32(z[0], z[1]), _mm512_unpacklo_epi32(z[2], z[3]));
 }
 /* the row in lane p of a panel's registers (its own inverse) */
@@ -502,11 +508,8 @@ static inline __m512i rows16_first(const uint8_t *const rp[16], size_t off) {
 
 void spill_dots_panel_pack_vnni(spill_dtype w, int64_t n, const void *wrows, uint64_t rb, int nr, void *panelv) {
     const int64_t nb = n / SPILL_QK;
-    const size_t xbytes = w == SPILL_DT_Q8_0 ? sizeof(spill_block_q8_0) : w == SPILL_DT_Q4_0 ? sizeof(spill_block_q4_0)
-                                                                                            : sizeof(spill_block_q4_1);
-    const size_t qoff = w == SPILL_DT_Q4_1 ? offsetof(spill_block_q4_1, qs) : w == SPILL_DT_Q4_0
-                                                                                  ? offsetof(spill_block_q4_0, qs)
-                                                                                  : offsetof(spill_block_q8_0, qs);
+    const size_t xbytes = qblock_bytes(w);
+    const size_t qoff = qblock_qs(w);
     const uint8_t *rr[16]; /* rows past nr read row 0 (their d is 0 and their results are not stored) */
     for (int r = 0; r < 16; r++) rr[r] = (const uint8_t *)wrows + (r < nr ? (uint64_t)r * rb : 0);
     const __m512i m4 = _mm512_set1_epi8(15);
@@ -821,11 +824,8 @@ static inline __attribute__((always_inline)) void q_rows8(spill_dtype w, int U, 
                                                           const uint8_t *act, uint64_t stride, float *out, int64_t ldo) {
     enum { UMAX = 3 }; /* tokens at once: each row pair's loads and nibbles serve them all */
     const int64_t nb = n / SPILL_QK;
-    const size_t xbytes = w == SPILL_DT_Q8_0 ? sizeof(spill_block_q8_0) : w == SPILL_DT_Q4_0 ? sizeof(spill_block_q4_0)
-                                                                                            : sizeof(spill_block_q4_1);
-    const size_t qoff = w == SPILL_DT_Q4_1 ? offsetof(spill_block_q4_1, qs) : w == SPILL_DT_Q4_0
-                                                                                  ? offsetof(spill_block_q4_0, qs)
-                                                                                  : offsetof(spill_block_q8_0, qs);
+    const size_t xbytes = qblock_bytes(w);
+    const size_t qoff = qblock_qs(w);
     const size_t ybytes = w == SPILL_DT_Q4_1 ? sizeof(spill_block_q8_1) : sizeof(spill_block_q8_0);
     const long long s4 = 0x0004000400040004LL; /* 128-bit lanes 1 and 3 shifted by 4: the high nibbles */
     const __m512i shift = _mm512_set_epi64(s4, s4, 0, 0, s4, s4, 0, 0), m4 = _mm512_set1_epi8(15);
