@@ -309,6 +309,41 @@ static void test_matmul_extremes(void **s) {
             }
 }
 
+/* Batched matmuls of F32, F16 and BF16 rows of any width (the tiles take the values past the last 8 one
+ * by one, as the one-token dot does): every result equal to the one-token dot */
+static void test_matmul_float_widths(void **s) {
+    (void)s;
+    spill_dtype types[] = {SPILL_DT_F32, SPILL_DT_F16, SPILL_DT_BF16};
+    int shapes[][3] = {{19, 77, 9}, {33, 5, 12}, {16, 1003, 8}, {21, 3, 16}};
+    for (unsigned ti = 0; ti < 3; ti++)
+        for (unsigned si = 0; si < sizeof shapes / sizeof *shapes; si++) {
+            spill_dtype t = types[ti];
+            int rows = shapes[si][0], cols = shapes[si][1], batch = shapes[si][2];
+            uint64_t rb = spill_dtype_row_bytes(t, (uint64_t)cols), ab = spill_act_bytes(t, cols);
+            uint8_t *w = malloc(rb * (uint64_t)rows), *a = malloc(ab * (uint64_t)batch);
+            float *tmp = malloc(sizeof(float) * (size_t)cols), *out = malloc(sizeof(float) * (size_t)(rows * batch));
+            for (int r = 0; r < rows; r++) {
+                for (int i = 0; i < cols; i++) tmp[i] = frand();
+                spill_quantize_row_ref(t, tmp, w + rb * (uint64_t)r, cols);
+            }
+            for (int b = 0; b < batch; b++) {
+                for (int i = 0; i < cols; i++) tmp[i] = frand();
+                spill_act_quantize(t, tmp, a + ab * (uint64_t)b, cols);
+            }
+            spill_pool *p = spill_pool_create(2);
+            spill_matmul(p, out, w, t, rows, cols, a, batch);
+            for (int b = 0; b < batch; b++)
+                for (int r = 0; r < rows; r++) {
+                    float d = spill_vec_dot(t, cols, w + rb * (uint64_t)r, a + ab * (uint64_t)b);
+                    if (memcmp(&out[b * rows + r], &d, sizeof d))
+                        fail_msg("%s %d x %d, %d tokens: token %d row %d: %.9g, one by one %.9g", spill_dtype_name(t), rows,
+                                 cols, batch, b, r, out[b * rows + r], d);
+                }
+            spill_pool_free(p);
+            free(w), free(a), free(tmp), free(out);
+        }
+}
+
 /* Every instruction set's dot products that this build has and this CPU runs equal the portable C
  * ones bit for bit: every format, sizes of 1 to 33 blocks (float formats: any size, so that the
  * tails after the last 8 values are covered), scales from tiny (F16 subnormals) to large. */
@@ -436,6 +471,7 @@ int main(void) {
         cmocka_unit_test(test_f16), cmocka_unit_test(test_bf16), cmocka_unit_test(test_f32), cmocka_unit_test(test_q4_k), cmocka_unit_test(test_q6_k), cmocka_unit_test(test_kquant_extremes),
         cmocka_unit_test(test_dequant_q4_1_error_bound), cmocka_unit_test(test_matmul_threads_equal_dots),
         cmocka_unit_test(test_matmul_extremes),
+        cmocka_unit_test(test_matmul_float_widths),
         cmocka_unit_test(test_simd_equals_portable), cmocka_unit_test(test_dots_tiled_equal_dot), cmocka_unit_test(test_type_table),
         cmocka_unit_test(test_act_quantize_equals_portable),
     };
