@@ -510,7 +510,7 @@ void spill_dots_panel_pack_vnni(spill_dtype w, int64_t n, const void *wrows, uin
     const int64_t nb = n / SPILL_QK;
     const size_t xbytes = qblock_bytes(w);
     const size_t qoff = qblock_qs(w);
-    const uint8_t *rr[16]; /* rows past nr read row 0 (their d is 0 and their results are not stored) */
+    const uint8_t *rr[16]; /* rows past nr read row 0 again (their results are not stored) */
     for (int r = 0; r < 16; r++) rr[r] = (const uint8_t *)wrows + (r < nr ? (uint64_t)r * rb : 0);
     const __m512i m4 = _mm512_set1_epi8(15);
     uint8_t *panel = panelv;
@@ -571,7 +571,7 @@ static inline __attribute__((always_inline)) void panel_tokens(spill_dtype w, in
         for (int l = 0; l < 8; l++) {
             const __m512i q = _mm512_loadu_si512(pb + 64 * l);
             for (int u = 0; u < U; u++) {
-                __m512i z = w == SPILL_DT_Q4_1 ? _mm512_setzero_si512() : _mm512_set1_epi32(c[u][i * cs + l]);
+                __m512i z = w == SPILL_DT_Q4_1 ? _mm512_setzero_si512() : _mm512_set1_epi32(ld32(c[u] + i * cs + l));
                 __m512i v = _mm512_dpbusd_epi32(z, q, _mm512_set1_epi32(ld32(y[u] + 4 * l)));
                 acc[u][l] = _mm512_fmadd_ps(dd[u], _mm512_cvtepi32_ps(v), acc[u][l]);
             }
@@ -619,7 +619,7 @@ static inline __attribute__((always_inline)) void panel_tokens(spill_dtype w, in
 
 void spill_dots_panel_vnni(spill_dtype w, int64_t n, const void *panel, int nr, const void *actv, uint64_t stride, int nt,
                            const float *sc, size_t pt, float *out, int64_t ldo, const void *next, uint64_t next_len) {
-    const uint8_t *act = actv, *pf = next;
+    const uint8_t *act = actv, *pf = next ? next : (const uint8_t *)panel; /* nothing to prefetch: pflen 0 */
     const uint64_t pflen = next ? next_len : 0;
     const int64_t nb = n / SPILL_QK;
     /* where the lanes' starting values are in a tile's prepared floats (spill_dots_prepare_avx2): past the
@@ -767,10 +767,10 @@ static inline __attribute__((always_inline)) void kpanel_tile(spill_dtype w, int
         const float *b = sc + i * SPILL_KQ_PREP;
         if (w == SPILL_DT_Q4_K) {
             /* the minima: mn_2k, mn_2k+1 against the token's 32-value sums 2k, 2k + 1 (prepared as 16-bit pairs) */
-            const int32_t *ps = (const int32_t *)(b + 4 + 256 + 32);
+            const uint8_t *ps = (const uint8_t *)(b + 4 + 256 + 32); /* [pair of sub-blocks][token]: two int16 */
             for (int k = 0; k < 4; k++)
                 for (int u = 0; u < U; u++)
-                    side[u] = _mm512_dpwssd_epi32(side[u], _mm512_loadu_si512(pairs + k), _mm512_set1_epi32(ps[k * 4 + u]));
+                    side[u] = _mm512_dpwssd_epi32(side[u], _mm512_loadu_si512(pairs + k), _mm512_set1_epi32(ld32(ps + 4 * (k * 4 + u))));
             const __m512 dx = _mm512_loadu_ps(pb + KPANEL_D), mx = _mm512_loadu_ps(pb + KPANEL_D + 64);
             for (int u = 0; u < U; u++) {
                 const __m512 yd = _mm512_set1_ps(b[u]);
@@ -799,7 +799,7 @@ static inline __attribute__((always_inline)) void kpanel_tile(spill_dtype w, int
 
 void spill_dots_kpanel_vnni(spill_dtype w, int64_t n, const void *panel, int nr, const void *actv, uint64_t stride, int nt,
                             const float *sc, size_t pt, float *out, int64_t ldo, const void *next, uint64_t next_len) {
-    const uint8_t *act = actv, *pf = next;
+    const uint8_t *act = actv, *pf = next ? next : (const uint8_t *)panel; /* nothing to prefetch: pflen 0 */
     const uint64_t pflen = next ? next_len : 0;
     const int64_t nb = n / SPILL_QK_K;
     for (int t = 0; t + T <= nt; t += T) {

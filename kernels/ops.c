@@ -119,7 +119,7 @@ void spill_matmul_ld(spill_pool *pool, float *out, int64_t ldo, const void *w, s
             }
         }
     }
-    /* batches of 8 tokens or more: Q8_0, Q4_0 and Q4_1 rows laid out 16 at a time in a panel per worker
+    /* batches of 8 tokens or more: Q8_0, Q4_0, Q4_1, Q4_K and Q6_K rows laid out 16 at a time in a panel per worker
        (kernels/dots_vnni.c); without the memory for it, the tiles, the same bits */
     if (j.tiled && batch >= 2 * SPILL_DOTS_TILE && spill_dots_panel_ok(wtype)) {
         j.panel_len = (spill_dots_panel_bytes(wtype, cols) + 63) / 64 * 64;

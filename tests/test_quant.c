@@ -344,6 +344,53 @@ static void test_matmul_float_widths(void **s) {
         }
 }
 
+/* Batched matmuls of Q4_K and Q6_K (the panels of kernels/dots_vnni.c at 8 tokens and more, the one-token
+ * kernels below) over blocks of arbitrary bytes: every scale byte, Q6_K's scales negative as often as not
+ * (files made elsewhere have them; spill's own quantizer never writes one), activations at +-127; every
+ * result equal to the one-token dot, for 16 rows and 16 + 7, 1, 3 and 12 tokens */
+static void test_matmul_kquant_bytes(void **s) {
+    (void)s;
+    spill_dtype types[] = {SPILL_DT_Q4_K, SPILL_DT_Q6_K};
+    const int cols = 512;
+    uint32_t rng = 12345;
+    for (unsigned ti = 0; ti < 2; ti++)
+        for (int rows = 16; rows <= 23; rows += 7)
+            for (int bi = 0, batch = 1; bi < 3; bi++, batch = bi == 1 ? 3 : 12) {
+                spill_dtype t = types[ti];
+                uint64_t rb = spill_dtype_row_bytes(t, cols), ab = spill_act_bytes(t, cols);
+                uint8_t *w = malloc(rb * (uint64_t)rows), *a = malloc(ab * (uint64_t)batch);
+                float *tmp = malloc(sizeof(float) * cols), *out = malloc(sizeof(float) * (size_t)(rows * batch));
+                for (uint64_t k = 0; k < rb * (uint64_t)rows; k++) {
+                    rng = rng * 1103515245u + 12345u;
+                    w[k] = (uint8_t)(rng >> 16);
+                }
+                /* scales that are finite and not huge: d (and Q4_K's dmin) of 1/64, 1 or 2^-14 */
+                uint64_t bb = rb / (uint64_t)(cols / SPILL_QK_K);
+                for (int r = 0; r < rows; r++)
+                    for (int b = 0; b < cols / SPILL_QK_K; b++) {
+                        uint8_t *blk = w + rb * (uint64_t)r + (uint64_t)b * bb;
+                        uint16_t d = (uint16_t)((r + b) % 3 == 0 ? 0x2400 : (r + b) % 3 == 1 ? 0x3c00 : 0x0400);
+                        if (t == SPILL_DT_Q4_K) memcpy(blk, &d, 2), memcpy(blk + 2, &d, 2);
+                        else memcpy(blk + offsetof(spill_block_q6_k, d), &d, 2);
+                    }
+                for (int b = 0; b < batch; b++) {
+                    for (int i = 0; i < cols; i++) tmp[i] = (i * 7 + b) % 3 ? 1.0f : -1.0f;
+                    spill_act_quantize(t, tmp, a + ab * (uint64_t)b, cols);
+                }
+                spill_pool *p = spill_pool_create(2);
+                spill_matmul(p, out, w, t, rows, cols, a, batch);
+                for (int b = 0; b < batch; b++)
+                    for (int r = 0; r < rows; r++) {
+                        float d = spill_vec_dot(t, cols, w + rb * (uint64_t)r, a + ab * (uint64_t)b);
+                        if (memcmp(&out[b * rows + r], &d, sizeof d))
+                            fail_msg("%s bytes, %d rows, %d tokens: token %d row %d: %.9g, one by one %.9g", spill_dtype_name(t),
+                                     rows, batch, b, r, out[b * rows + r], d);
+                    }
+                spill_pool_free(p);
+                free(w), free(a), free(tmp), free(out);
+            }
+}
+
 /* Every instruction set's dot products that this build has and this CPU runs equal the portable C
  * ones bit for bit: every format, sizes of 1 to 33 blocks (float formats: any size, so that the
  * tails after the last 8 values are covered), scales from tiny (F16 subnormals) to large. */
@@ -472,6 +519,7 @@ int main(void) {
         cmocka_unit_test(test_dequant_q4_1_error_bound), cmocka_unit_test(test_matmul_threads_equal_dots),
         cmocka_unit_test(test_matmul_extremes),
         cmocka_unit_test(test_matmul_float_widths),
+        cmocka_unit_test(test_matmul_kquant_bytes),
         cmocka_unit_test(test_simd_equals_portable), cmocka_unit_test(test_dots_tiled_equal_dot), cmocka_unit_test(test_type_table),
         cmocka_unit_test(test_act_quantize_equals_portable),
     };
