@@ -198,6 +198,11 @@ size_t spill_dots_panel_bytes(spill_dtype w, int64_t n) {
 #endif
 }
 
+int spill_dots_panel_from(spill_dtype w) {
+    if (!spill_dots_panel_ok(w)) return 0;
+    return w == SPILL_DT_Q4_1 ? T : 2 * T;
+}
+
 void spill_vec_dots_panel(spill_dtype w, int64_t n, const void *wrows, uint64_t row_bytes, int nr, const void *act,
                           uint64_t stride, int nt, const float *sc, void *panel, float *out, int64_t ldo) {
     int t = 0;

@@ -119,9 +119,10 @@ void spill_matmul_ld(spill_pool *pool, float *out, int64_t ldo, const void *w, s
             }
         }
     }
-    /* batches of 8 tokens or more: Q8_0, Q4_0, Q4_1, Q4_K and Q6_K rows laid out 16 at a time in a panel per worker
-       (kernels/dots_vnni.c); without the memory for it, the tiles, the same bits */
-    if (j.tiled && batch >= 2 * SPILL_DOTS_TILE && spill_dots_panel_ok(wtype)) {
+    /* batches of 8 tokens or more (Q4_1: 4): Q8_0, Q4_0, Q4_1, Q4_K and Q6_K rows laid out 16 at a time in a panel
+       per worker (kernels/dots_vnni.c); without the memory for it, the tiles, the same bits */
+    int panel_from = j.tiled ? spill_dots_panel_from(wtype) : 0;
+    if (panel_from && batch >= panel_from) {
         j.panel_len = (spill_dots_panel_bytes(wtype, cols) + 63) / 64 * 64;
         j.panel = aligned_alloc(64, j.panel_len * (size_t)nth);
     }

@@ -125,6 +125,10 @@ void spill_vec_dots(spill_dtype w, int64_t n, const void *wrows, uint64_t row_by
  * 16 rows. The same bits as spill_vec_dots. sc as spill_dots_prepare made it for these nt tokens. */
 #define SPILL_DOTS_PANEL 16
 int spill_dots_panel_ok(spill_dtype w);
+/* The fewest tokens for which a matmul lays its rows out in panels (0: never): where the panels beat the
+ * tiles on the matmul harness (docs/results.md): Q4_1 from one tile (its tiles spend a second
+ * product on the block minimum), the others from two. */
+int spill_dots_panel_from(spill_dtype w);
 size_t spill_dots_panel_bytes(spill_dtype w, int64_t n);
 void spill_vec_dots_panel(spill_dtype w, int64_t n, const void *wrows, uint64_t row_bytes, int nr, const void *act,
                           uint64_t stride, int nt, const float *sc, void *panel, float *out, int64_t ldo);
