@@ -17,6 +17,7 @@
  *    LRU driver evicting under a cyclic scan larger than memory misses on every page, so every byte
  *    migrates every step at the fault-driven rate. */
 #include <math.h>
+#include <string.h>
 #include <strings.h>
 
 #include "spill_policy.h"
@@ -37,9 +38,15 @@ spill_prediction spill_cost_predict(const spill_region *r, const spill_plan *pla
         const spill_region_plan *rp = &plan->region[i];
         if (!r[i].bytes) continue;
         if (ph.skip && r[i].layer >= 0 && ph.skip[r[i].layer]) continue; /* a draft step leaves the layer out */
+        /* a draft with a reduced vocabulary reads that share of the head's rows (on the CPU; the GPU's
+           head computes every row, runtime/engine.h): "output", or a tied embedding read whole */
+        int head = r[i].layer < 0 && r[i].kind == SPILL_REGION_WEIGHT && r[i].name &&
+                   (!strcmp(r[i].name, "output") || (!strcmp(r[i].name, "token_embd") && r[i].reads_per_step >= 1));
+        double share = proc == SPILL_PROC_CPU && head && ph.head_share > 0 && ph.head_share < 1 ? ph.head_share : 1;
         double reads;
         if (r[i].kind == SPILL_REGION_WEIGHT) reads = r[i].reads_per_step < 1 ? r[i].reads_per_step * tok : passes * r[i].reads_per_step;
         else reads = r[i].reads_per_step;
+        reads *= share;
         /* the part in HBM and the part in host memory are read at the same time. A draft step on
            the CPU (no GPU) reads a streamed layer where it lives, with no copy (runtime/place.c) */
         int copied = rp->streamed && !(ph.skip && !prof->has_gpu);
@@ -53,7 +60,7 @@ spill_prediction spill_cost_predict(const spill_region *r, const spill_plan *pla
         /* the CPU at its measured rate for the region's format where the profile has one (its matmul
            is compute-bound at decode, well below the memory's rate), else at its dense flops */
         double rate = proc == SPILL_PROC_CPU ? spill_profile_cpu_rate(prof, r[i].format, tok) : 0;
-        double compute = rate > 0 ? (double)r[i].params * tok / rate : 2.0 * (double)r[i].params * tok / flops;
+        double compute = (rate > 0 ? (double)r[i].params * tok / rate : 2.0 * (double)r[i].params * tok / flops) * share;
         exec += fmax(mem, compute);
         out.read[SPILL_TIER_HBM] += in_hbm * reads;
         out.read[SPILL_TIER_HOST] += in_host * reads;
@@ -86,8 +93,8 @@ spill_prediction spill_cost_predict(const spill_region *r, const spill_plan *pla
 }
 
 double spill_cost_spec_tok_s(const spill_region *r, const spill_plan *plan, const spill_profile *prof, const uint8_t *skip,
-                             int k, double tau) {
-    spill_phase draft = {0, 1, skip}, verify = {0, k + 1, NULL};
+                             double head_share, int k, double tau) {
+    spill_phase draft = {0, 1, skip, head_share}, verify = {0, k + 1, NULL, 1};
     double td = spill_cost_predict(r, plan, prof, draft).step_s, tv = spill_cost_predict(r, plan, prof, verify).step_s;
     double round = k * td + tv;
     return round > 0 ? tau / round : 0;

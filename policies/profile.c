@@ -222,7 +222,16 @@ void spill_profile_write(const spill_profile *p, FILE *f) {
 double spill_profile_cpu_rate(const spill_profile *p, const char *format, int tokens) {
     if (!format) return 0;
     for (int i = 0; i < p->n_cpu_rates; i++)
-        if (!strcasecmp(p->cpu_rate[i].format, format)) return tokens < 4 ? p->cpu_rate[i].one : p->cpu_rate[i].batch;
+        if (!strcasecmp(p->cpu_rate[i].format, format)) {
+            double one = p->cpu_rate[i].one, batch = p->cpu_rate[i].batch;
+            if (tokens <= 1 || !(batch > 0)) return one;
+            if (!(one > 0) || tokens >= 32) return batch;
+            /* seconds per weight at t tokens: a + b t through (1, 1/one) and (32, 32/batch); b >= 0 */
+            double b = (32.0 / batch - 1.0 / one) / 31.0;
+            if (b < 0) b = 0;
+            double a = 1.0 / one - b;
+            return tokens / (a + b * tokens);
+        }
     return 0;
 }
 

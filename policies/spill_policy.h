@@ -108,8 +108,11 @@ int spill_profile_pick(const spill_platform_facts *f, spill_profile *out, char *
 int spill_profile_load(const char *path, spill_profile *out, spill_err *err);
 /* Write a profile as JSON that spill_profile_load reads back. */
 void spill_profile_write(const spill_profile *p, FILE *f);
-/* The CPU's multiply-add rate for weights of `format` at `tokens` tokens (the 1-token rate below 4
- * tokens, where the matmul has no tiles, else the batch rate); 0 when the profile has none for it. */
+/* The CPU's multiply-add rate for weights of `format` at `tokens` tokens; 0 when the profile has none
+ * for it. A matmul's time per weight is taken as a + b * tokens, a line through the two measured points
+ * (`one` at 1 token, `batch` at 32): the first token pays for reading and decoding the weights, each
+ * further one for its products. So 1 token gets `one`, 32 and more get `batch`, and the few tokens of
+ * a speculative verification or a small server batch what lies between (docs/policies.md). */
 double spill_profile_cpu_rate(const spill_profile *p, const char *format, int tokens);
 
 typedef struct spill_phase {
@@ -117,6 +120,8 @@ typedef struct spill_phase {
     int tokens;
     const uint8_t *skip; /* (n_layers) or NULL: layers the step leaves out (a layer-skip draft): their
                             weights and KV are not read, their streamed copies not made */
+    double head_share;   /* 0 or 1: the whole output head; else the share of its rows the step reads (a
+                            draft's reduced vocabulary, --draft-vocab) */
 } spill_phase;
 
 typedef enum spill_action_kind {
@@ -198,10 +203,11 @@ spill_prediction spill_cost_predict(const spill_region *regions, const spill_pla
                                     spill_phase phase);
 
 /* Self-speculative decoding: predicted tokens per second when each round runs k draft steps (the
- * layers in skip left out) and one verification step of k+1 tokens, and yields tau tokens on
- * average (1 <= tau <= k+1; measured, or (1 - a^(k+1)) / (1 - a) for a per-token acceptance a). */
+ * layers in skip left out, head_share of the head's rows read: 1 for all) and one verification step of
+ * k+1 tokens, and yields tau tokens on average (1 <= tau <= k+1; measured, or (1 - a^(k+1)) / (1 - a)
+ * for a per-token acceptance a). */
 double spill_cost_spec_tok_s(const spill_region *regions, const spill_plan *plan, const spill_profile *profile,
-                             const uint8_t *skip, int k, double tau);
+                             const uint8_t *skip, double head_share, int k, double tau);
 
 const char *spill_action_name(spill_action_kind k);
 /* "hbm gpu-reads read-mostly" */

@@ -107,7 +107,7 @@ static int make_plan(spill_engine *e, const spill_engine_params *p, spill_err *e
                                  mib(aside), mib(aside + 2 * SPILL_ARENA_GRAIN));
         host -= aside;
     }
-    spill_plan_params pp = {p->policy, {budget, host}, p->use_mmap, &e->profile, {0, 1, NULL}};
+    spill_plan_params pp = {p->policy, {budget, host}, p->use_mmap, &e->profile, {0, 1, NULL, 1}};
     if (spill_plan_make(e->regions, e->n_regions, &pp, &e->plan, err)) return -1;
     /* the budget limits what alloc/ really holds, and its arena rounds to 2 MiB chunks per placement:
        plan again with that slack taken off, so that carrying the plan out stays within the budget */
@@ -340,7 +340,7 @@ int spill_engine_step(spill_engine *e, const spill_batch *b, spill_err *err) {
 int spill_engine_forward(spill_engine *e, int seq, const int *tokens, int n, int pos, spill_err *err) {
     if (n < 1 || n > e->batch) return spill_err_set(err, "forward: batch of %d tokens; 1..%d allowed", n, e->batch);
     for (int t = 0; t < n; t++) e->seq_buf[t] = seq, e->pos_buf[t] = pos + t;
-    spill_batch b = {n, tokens, e->seq_buf, e->pos_buf, NULL, NULL};
+    spill_batch b = {n, tokens, e->seq_buf, e->pos_buf, NULL, NULL, 0};
     return spill_engine_step(e, &b, err);
 }
 
@@ -352,7 +352,7 @@ int spill_engine_prefill(spill_engine *e, int seq, const int *tokens, int n, int
         int nb = n - i < e->batch ? n - i : e->batch;
         for (int t = 0; t < nb; t++) e->seq_buf[t] = seq, e->pos_buf[t] = pos + i + t;
         /* only the last token's logits are wanted: the chunks before it skip the output matmul */
-        spill_batch b = {nb, tokens + i, e->seq_buf, e->pos_buf, i + nb < n ? e->no_out : NULL, NULL};
+        spill_batch b = {nb, tokens + i, e->seq_buf, e->pos_buf, i + nb < n ? e->no_out : NULL, NULL, 0};
         if (spill_engine_step(e, &b, err)) return -1;
     }
     return 0;

@@ -182,7 +182,8 @@ static void swiglu(cpu_state *s, float *out, const float *gate, const float *up,
 }
 
 /* out (n, w->rows) = x (n, w->cols) @ w^T, converting x once per activation type */
-static void matmul(cpu_state *s, float *out, const float *x, int n, const spill_weight *w) {
+/* out (n, ldo): w's rows of each token's output, from x (n, w->cols) */
+static void matmul_ld(cpu_state *s, float *out, int64_t ldo, const float *x, int n, const spill_weight *w) {
     spill_dtype at = spill_act_type(w->type);
     uint64_t stride = spill_act_bytes(w->type, w->cols);
     if (s->act_src != x || s->act_type != at) {
@@ -196,12 +197,16 @@ static void matmul(cpu_state *s, float *out, const float *x, int n, const spill_
         s->act_type = at;
     }
     if (w->split >= w->rows) {
-        spill_matmul(s->pool, out, w->data, w->type, w->rows, w->cols, s->act, n);
+        spill_matmul_ld(s->pool, out, ldo, w->data, w->type, w->rows, w->cols, s->act, n);
     } else {
         /* split between tiers: the leading rows from one, the rest from the other */
-        if (w->split > 0) spill_matmul_ld(s->pool, out, w->rows, w->data, w->type, w->split, w->cols, s->act, n);
-        spill_matmul_ld(s->pool, out + w->split, w->rows, w->data_hi, w->type, w->rows - w->split, w->cols, s->act, n);
+        if (w->split > 0) spill_matmul_ld(s->pool, out, ldo, w->data, w->type, w->split, w->cols, s->act, n);
+        spill_matmul_ld(s->pool, out + w->split, ldo, w->data_hi, w->type, w->rows - w->split, w->cols, s->act, n);
     }
+}
+
+static void matmul(cpu_state *s, float *out, const float *x, int n, const spill_weight *w) {
+    matmul_ld(s, out, w->rows, x, n, w);
 }
 
 /* Attention of a step. A unit of work is a tile of up to `qt` consecutive tokens of one sequence and
@@ -410,7 +415,19 @@ static int cpu_forward(void *ctx, const spill_batch *b, spill_err *err) {
     if (!s->n_out) return 0;
     TRACE("result_norm", -1, s->xb, (int64_t)s->n_out * dim);
     s->act_src = NULL;
-    matmul(s, s->logits, s->xb, s->n_out, &W->output);
+    if (b->head_rows > 0 && b->head_rows < hp->vocab) {
+        /* the leading rows only (a draft's vocabulary), in place in each output's row of vocab logits */
+        spill_weight part = W->output;
+        part.rows = b->head_rows;
+        if (part.split > part.rows) part.split = part.rows;
+        matmul_ld(s, s->logits, hp->vocab, s->xb, s->n_out, &part);
+        for (int i = 0; i < s->n_out; i++) {
+            float *row = s->logits + (size_t)i * (size_t)hp->vocab;
+            for (int v = b->head_rows; v < hp->vocab; v++) row[v] = -INFINITY;
+        }
+    } else {
+        matmul(s, s->logits, s->xb, s->n_out, &W->output);
+    }
     TRACE("result_output", -1, s->logits, (int64_t)s->n_out * hp->vocab);
     spill_exec_head(&s->exec);
     return 0;

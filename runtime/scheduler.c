@@ -350,7 +350,7 @@ static int step(spill_sched *s) {
     s->in_step = n > 0;
     pthread_mutex_unlock(&s->lock);
     if (!n) return 0;
-    spill_batch b = {n, s->tok, s->seq, s->pos, s->out, NULL};
+    spill_batch b = {n, s->tok, s->seq, s->pos, s->out, NULL, 0};
     spill_err err = {{0}};
     double t0 = spill_now();
     int rc = spill_engine_step(s->e, &b, &err);

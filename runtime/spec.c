@@ -8,7 +8,7 @@
 #include "spill_file.h"
 #include "spill_json.h"
 
-int spill_spec_init(spill_spec *sp, spill_engine *e, int seq, const uint8_t *skip, int k, spill_err *err) {
+int spill_spec_init(spill_spec *sp, spill_engine *e, int seq, const uint8_t *skip, int k, int draft_vocab, spill_err *err) {
     memset(sp, 0, sizeof *sp);
     const spill_hparams *hp = &spill_engine_model(e)->hp;
     int batch = spill_engine_batch(e);
@@ -18,11 +18,15 @@ int spill_spec_init(spill_spec *sp, spill_engine *e, int seq, const uint8_t *ski
     int n_skip = 0;
     for (int l = 0; l < hp->n_layers; l++) n_skip += skip[l] != 0;
     if (!n_skip) return spill_err_set(err, "--draft-skip: the draft skips no layer, so it is the model itself");
+    if (draft_vocab < 0 || draft_vocab > hp->vocab)
+        return spill_err_set(err, "--draft-vocab %d: the draft's vocabulary must be 1..%d (this model's), or 0 for all of it",
+                             draft_vocab, hp->vocab);
     sp->e = e;
     sp->seq = seq;
     sp->k = k;
     sp->n_layers = hp->n_layers;
     sp->vocab = hp->vocab;
+    sp->head_rows = draft_vocab < hp->vocab ? draft_vocab : 0;
     sp->skip = malloc((size_t)hp->n_layers);
     sp->q = malloc(sizeof(float) * (size_t)k * (size_t)hp->vocab);
     sp->p = malloc(sizeof(float) * (size_t)hp->vocab);
@@ -60,7 +64,7 @@ int spill_spec_round(spill_spec *sp, spill_sampler *smp, int last, int pos, int 
     int cur = last;
     for (int i = 0; i < k; i++) {
         int p = pos + i;
-        spill_batch b = {.n = 1, .token = &cur, .seq = &sp->seq, .pos = &p, .skip = sp->skip};
+        spill_batch b = {.n = 1, .token = &cur, .seq = &sp->seq, .pos = &p, .skip = sp->skip, .head_rows = sp->head_rows};
         if (spill_engine_step(e, &b, err)) return -1;
         float *q = sp->q + (size_t)i * (size_t)V;
         spill_sampler_probs(smp, spill_engine_logits(e), q);

@@ -30,6 +30,7 @@ typedef struct spill_spec_stats {
 typedef struct spill_spec {
     spill_engine *e;
     int seq, k, n_layers, vocab;
+    int head_rows; /* the draft's vocabulary: tokens [0, head_rows) (0: all), spill_batch.head_rows */
     uint8_t *skip; /* (n_layers) */
     float *q;      /* (k, vocab) the draft's distributions */
     float *p;      /* (vocab) the model's distribution at one position */
@@ -39,8 +40,12 @@ typedef struct spill_spec {
     spill_spec_stats st;
 } spill_spec;
 
-/* skip: (n_layers) 1 = the draft skips the layer. k: proposals per round, 1..the engine's batch - 1. */
-int spill_spec_init(spill_spec *sp, spill_engine *e, int seq, const uint8_t *skip, int k, spill_err *err);
+/* skip: (n_layers) 1 = the draft skips the layer. k: proposals per round, 1..the engine's batch - 1.
+ * draft_vocab: 0 (the whole vocabulary), or the draft proposes only tokens [0, draft_vocab) and its head
+ * reads only their rows (--draft-vocab; byte-pair vocabularies number their tokens in the order the
+ * merges were learned, so the low ids are the frequent ones). The output stays exact: the rule below
+ * holds for any draft distribution, one that gives the other tokens no mass included. */
+int spill_spec_init(spill_spec *sp, spill_engine *e, int seq, const uint8_t *skip, int k, int draft_vocab, spill_err *err);
 void spill_spec_free(spill_spec *sp);
 
 /* One round. Sequence seq holds positions [0, pos) and `last` is the token at pos, not yet run. Writes

@@ -75,7 +75,7 @@ static void test_decode_batches(void **s) {
             tok[n] = r[i].prompt[k], seq[n] = i, pos[n] = k, out[n] = k == r[i].np - 1;
             n++;
         }
-    spill_batch b = {n, tok, seq, pos, out, NULL};
+    spill_batch b = {n, tok, seq, pos, out, NULL, 0};
     assert_int_equal(spill_engine_step(e, &b, &err), 0);
     assert_int_equal(spill_engine_n_outputs(e), N_SEQ);
     /* then one token of every sequence per step */
@@ -88,7 +88,7 @@ static void test_decode_batches(void **s) {
             assert_int_equal(next[i], r[i].tokens[g]);
         }
         for (int i = 0; i < N_SEQ; i++) tok[i] = next[i], seq[i] = i, pos[i] = r[i].np + g, out[i] = 1;
-        spill_batch d = {N_SEQ, tok, seq, pos, out, NULL};
+        spill_batch d = {N_SEQ, tok, seq, pos, out, NULL, 0};
         assert_int_equal(spill_engine_step(e, &d, &err), 0);
     }
     printf("%d sequences decoded together: the logits of each, bit for bit, as alone\n", N_SEQ);
@@ -126,7 +126,7 @@ static void test_prefill_beside_decode(void **s) {
             tok[n] = next1, seq[n] = 1, pos[n] = r[2].np + g1, out[n] = 1, n++;
             g1++;
         }
-        spill_batch b = {n, tok, seq, pos, out, NULL};
+        spill_batch b = {n, tok, seq, pos, out, NULL, 0};
         assert_int_equal(spill_engine_step(e, &b, &err), 0);
         int o = 0;
         if (g0 < N_GEN - 1) next0 = argmax_logit(spill_engine_logits_at(e, o++), V), g0++;
@@ -158,7 +158,7 @@ static void all_outputs(spill_dtype kv_type, int kv_block, const char *att_rows)
     int seq[MAXP] = {0}, pos[MAXP];
     uint8_t out[MAXP];
     for (int i = 0; i < n; i++) pos[i] = i, out[i] = 1;
-    spill_batch b = {n, t, seq, pos, out, NULL};
+    spill_batch b = {n, t, seq, pos, out, NULL, 0};
     assert_int_equal(spill_engine_step(e, &b, &err), 0);
     assert_int_equal(spill_engine_n_outputs(e), n);
     for (int i = 0; i < n; i++) {
@@ -196,7 +196,7 @@ static void test_bad_batches(void **s) {
         {1, {1}, {0}, {500}, "context is full"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
-        spill_batch b = {cases[i].n, cases[i].tok, cases[i].seq, cases[i].pos, NULL, NULL};
+        spill_batch b = {cases[i].n, cases[i].tok, cases[i].seq, cases[i].pos, NULL, NULL, 0};
         assert_int_equal(spill_engine_step(e, &b, &err), -1);
         if (!strstr(err.msg, cases[i].expect)) fail_msg("case %zu: '%s' lacks '%s'", i, err.msg, cases[i].expect);
     }

@@ -14,7 +14,7 @@ static void test_help(void **s) {
                            "--chat", "--threads", "--ctx-size", "--batch-size", "--policy", "--backend", "--no-mmap",
                            "--verbose", "--help", "--device", "--hbm-budget", "--host-limit", "--alloc-log",
                            "--n-parallel", "--kv-block", "--kv-type", "--profile", "--profile-file", "--tokenizer-pre",
-                           "--cuda-graphs", "--draft-skip", "--draft-k", "--draft-file", "--disk-io"};
+                           "--cuda-graphs", "--draft-skip", "--draft-k", "--draft-vocab", "--draft-file", "--disk-io"};
     for (size_t i = 0; i < sizeof flags / sizeof *flags; i++) {
         if (!strstr(r->out, flags[i])) fprintf(stderr, "--help does not explain %s\n", flags[i]);
         assert_non_null(strstr(r->out, flags[i]));

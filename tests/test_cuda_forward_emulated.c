@@ -983,7 +983,7 @@ static void test_parallel_sequences(void **s) {
     int btok[N], bseq[N], bpos[N];
     uint8_t bout[N];
     for (int i = 0; i < N; i++) btok[i] = 40 + i, bseq[i] = i, bpos[i] = np + STEPS, bout[i] = 1;
-    spill_batch bb = {N, btok, bseq, bpos, bout, NULL};
+    spill_batch bb = {N, btok, bseq, bpos, bout, NULL, 0};
     assert_int_equal(spill_engine_step(e, &bb, &err), 0);
     for (int i = 0; i < N; i++) memcpy(cpu_batch[i], spill_engine_logits_at(e, i), sizeof(float) * (size_t)V);
     spill_engine_free(e);

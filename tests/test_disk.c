@@ -149,7 +149,7 @@ static void test_plan(void **s) {
     assert_int_equal(spill_profile_builtin("cpu", &prof, &err), 0);
     prof.disk_bw = 2e9;
     /* 908 MiB in all; a limit of 600 MiB: 4 layers go (400 MiB, less a 300 MiB ring of 3 slots) ... */
-    spill_plan_params pp = {"host", {0, 600ull << 20}, 1, &prof, {0, 1, NULL}};
+    spill_plan_params pp = {"host", {0, 600ull << 20}, 1, &prof, {0, 1, NULL, 1}};
     spill_plan plan;
     assert_int_equal(spill_plan_make(r, n, &pp, &plan, &err), 0);
     int on[L], k = 0;

@@ -1,10 +1,14 @@
 /* Self-speculative decoding (runtime/spec.c).
  *  - greedy: the tokens are plain greedy decoding's, on every test model (stories260K, the tiny
  *    Llama-3 and Qwen2 Hugging Face fixtures, SmolLM2 when fetched) and every policy (host, pin and
- *    stream at budgets where the ring turns), for several skip sets and k;
+ *    stream at budgets where the ring turns), for several skip sets and k, and with a draft that
+ *    proposes from a quarter of the vocabulary (--draft-vocab);
+ *  - a step with spill_batch.head_rows: the kept rows' logits are the whole head's, bit for bit, and
+ *    the others -inf;
  *  - sampling: the first two tokens' joint distribution over many seeded runs matches the model's
- *    exact one (computed by plain steps) by a chi-square test, at two sampler settings and two k; the
- *    same test refuses the draft's own proposals, so it can tell;
+ *    exact one (computed by plain steps) by a chi-square test, at three sampler settings and k, one
+ *    with a draft vocabulary of three quarters of the tokens (whose q gives the rest no mass); the same test
+ *    refuses the draft's own proposals, so it can tell;
  *  - the draft really skips: a streamed skipped layer is not fetched (bytes read per step), and on
  *    the CPU a draft reads streamed layers in place, copying nothing into the ring;
  *  - calibration: the per-layer similarities are in [-1, 1], written beside the model once and read
@@ -61,13 +65,13 @@ static void plain_greedy(spill_engine *e, const int *prompt, int np, int *out) {
 }
 
 /* the prompt but its last token, then rounds from the last prompt token */
-static void spec_greedy(spill_engine *e, const int *prompt, int np, const uint8_t *skip, int k, int *out,
+static void spec_greedy(spill_engine *e, const int *prompt, int np, const uint8_t *skip, int k, int draft_vocab, int *out,
                         spill_spec_stats *st) {
     spill_err err = {{0}};
     spill_sampler smp;
     spill_spec sp;
     assert_int_equal(spill_sampler_init(&smp, spill_engine_model(e)->hp.vocab, 0, 0, 1, 1, &err), 0);
-    if (spill_spec_init(&sp, e, 0, skip, k, &err)) fail_msg("%s", err.msg);
+    if (spill_spec_init(&sp, e, 0, skip, k, draft_vocab, &err)) fail_msg("%s", err.msg);
     if (np > 1) assert_int_equal(spill_engine_forward(e, 0, prompt, np - 1, 0, &err), 0);
     int last = prompt[np - 1], pos = np - 1, got = 0, buf[64];
     while (got < N_GEN) {
@@ -90,24 +94,26 @@ static void greedy_identical(const setup *s, const char *prompt, const uint8_t *
     int np = prompt_of(e, prompt, tp);
     plain_greedy(e, tp, np, ref);
     spill_engine_free(e);
-    const int ks[] = {1, 3, 6};
+    /* k, and the draft's vocabulary in quarters of the model's (0: all of it) */
+    const int ks[] = {1, 3, 6, 3}, quarters[] = {0, 0, 0, 1};
     for (int si = 0; si < n_skips; si++)
-        for (int ki = 0; ki < 3; ki++) {
+        for (int ki = 0; ki < 4; ki++) {
             e = open_setup(s, 32, 2, &prof);
+            int dv = spill_engine_model(e)->hp.vocab / 4 * quarters[ki];
             spill_spec_stats st;
-            spec_greedy(e, tp, np, skips[si], ks[ki], got, &st);
+            spec_greedy(e, tp, np, skips[si], ks[ki], dv, got, &st);
             spill_engine_free(e);
             if (memcmp(got, ref, sizeof ref)) {
-                fprintf(stderr, "%s %s %s skip set %d k %d:\n", s->model, s->policy ? s->policy : "-", s->budget ? s->budget : "",
-                        si, ks[ki]);
+                fprintf(stderr, "%s %s %s skip set %d k %d draft vocabulary %d:\n", s->model, s->policy ? s->policy : "-",
+                        s->budget ? s->budget : "", si, ks[ki], dv);
                 for (int i = 0; i < N_GEN; i++) fprintf(stderr, " %d/%d", got[i], ref[i]);
                 fprintf(stderr, "\n");
                 fail();
             }
             assert_true(st.produced >= N_GEN && st.accepted <= st.drafted);
-            printf("%s %s%s%s skip set %d k %d: the same %d tokens, %llu of %llu proposals kept\n", s->model,
-                   s->policy ? s->policy : "default", s->budget ? " " : "", s->budget ? s->budget : "", si, ks[ki], N_GEN,
-                   (unsigned long long)st.accepted, (unsigned long long)st.drafted);
+            printf("%s %s%s%s skip set %d k %d draft vocabulary %d: the same %d tokens, %llu of %llu proposals kept\n",
+                   s->model, s->policy ? s->policy : "default", s->budget ? " " : "", s->budget ? s->budget : "", si, ks[ki],
+                   dv, N_GEN, (unsigned long long)st.accepted, (unsigned long long)st.drafted);
         }
 }
 
@@ -215,14 +221,14 @@ static double chi_square(const law *lw, const int *count, int N, double *critica
     return stat;
 }
 
-static void sample_pairs(spill_engine *e, const int *tp, int np, const uint8_t *skip, int k, float temp, int top_k,
-                         float top_p, int N, int draft_only, int *count, spill_spec_stats *st) {
+static void sample_pairs(spill_engine *e, const int *tp, int np, const uint8_t *skip, int k, int draft_vocab, float temp,
+                         int top_k, float top_p, int N, int draft_only, int *count, spill_spec_stats *st) {
     spill_err err = {{0}};
     int V = spill_engine_model(e)->hp.vocab;
     spill_sampler smp;
     spill_spec sp;
     assert_int_equal(spill_sampler_init(&smp, V, temp, top_k, top_p, 12345, &err), 0);
-    if (spill_spec_init(&sp, e, 0, skip, k, &err)) fail_msg("%s", err.msg);
+    if (spill_spec_init(&sp, e, 0, skip, k, draft_vocab, &err)) fail_msg("%s", err.msg);
     assert_int_equal(spill_kv_truncate(spill_engine_kv(e), 0, 0, &err), 0);
     assert_int_equal(spill_engine_forward(e, 0, tp, np - 1, 0, &err), 0);
     float *q = malloc(sizeof(float) * (size_t)V);
@@ -231,7 +237,7 @@ static void sample_pairs(spill_engine *e, const int *tp, int np, const uint8_t *
         int x[2], got = 0, buf[16], last = tp[np - 1], pos = np - 1;
         while (got < 2) {
             if (draft_only) { /* the draft's own proposal, kept unchecked: what the test must refuse */
-                spill_batch b = {.n = 1, .token = &last, .seq = &sp.seq, .pos = &pos, .skip = skip};
+                spill_batch b = {.n = 1, .token = &last, .seq = &sp.seq, .pos = &pos, .skip = skip, .head_rows = draft_vocab};
                 assert_int_equal(spill_engine_step(e, &b, &err), 0);
                 spill_sampler_probs(&smp, spill_engine_logits(e), q);
                 buf[0] = spill_sampler_draw(&smp, q);
@@ -262,7 +268,10 @@ static void test_sampling_exact(void **state) {
     spill_engine *e = open_setup(&s, 16, 1, &prof);
     int tp[MAXP], np = prompt_of(e, "Once upon a time, there was a", tp), V = spill_engine_model(e)->hp.vocab;
     static const uint8_t skip[5] = {0, 1, 0, 1, 0};
-    const struct { float temp; int top_k; float top_p; int k; } cases[] = {{1.0f, 0, 1.0f, 1}, {0.8f, 20, 0.9f, 3}};
+    /* the last: the draft proposes from the first three quarters of the vocabulary only (stories260K's
+       first 259 ids are control and byte tokens, so a smaller one would leave it nothing likely) */
+    const struct { float temp; int top_k; float top_p; int k, quarters; } cases[] = {
+        {1.0f, 0, 1.0f, 1, 4}, {0.8f, 20, 0.9f, 3, 4}, {1.0f, 0, 1.0f, 2, 3}};
     const int N = 12000;
     int *count = malloc(sizeof(int) * (size_t)V * (size_t)V);
     for (size_t c = 0; c < sizeof cases / sizeof *cases; c++) {
@@ -273,18 +282,28 @@ static void test_sampling_exact(void **state) {
         spill_sampler_free(&smp);
         spill_spec_stats st;
         double crit;
+        int dv = cases[c].quarters < 4 ? V / 4 * cases[c].quarters : 0;
         memset(count, 0, sizeof(int) * (size_t)V * (size_t)V);
-        sample_pairs(e, tp, np, skip, cases[c].k, cases[c].temp, cases[c].top_k, cases[c].top_p, N, 0, count, &st);
+        sample_pairs(e, tp, np, skip, cases[c].k, dv, cases[c].temp, cases[c].top_k, cases[c].top_p, N, 0, count, &st);
         double stat = chi_square(&lw, count, N, &crit);
-        printf("temp %.1f top-k %d top-p %.1f k %d: chi-square %.1f (critical %.1f at p=1e-4), %llu of %llu proposals kept\n",
-               cases[c].temp, cases[c].top_k, cases[c].top_p, cases[c].k, stat, crit, (unsigned long long)st.accepted,
-               (unsigned long long)st.drafted);
+        printf("temp %.1f top-k %d top-p %.1f k %d draft vocabulary %d: chi-square %.1f (critical %.1f at p=1e-4), %llu of %llu "
+               "proposals kept\n", cases[c].temp, cases[c].top_k, cases[c].top_p, cases[c].k, dv, stat, crit,
+               (unsigned long long)st.accepted, (unsigned long long)st.drafted);
+        if (dv) { /* tokens past the draft's vocabulary came out (from refusals), as the law says they must */
+            double beyond = 0;
+            int seen = 0;
+            for (int x1 = 0; x1 < V; x1++)
+                for (int x2 = 0; x2 < V; x2++)
+                    if (x1 >= dv || x2 >= dv) beyond += lw.joint[(size_t)x1 * V + x2], seen += count[(size_t)x1 * V + x2];
+            printf("  pairs with a token past it: %d of %d, the law says %.1f\n", seen, N, beyond * N);
+            assert_true(beyond * N > 50 && seen > 0);
+        }
         assert_true(stat < crit);
         /* the rule was exercised both ways */
         assert_true(st.accepted > 0 && st.accepted < st.drafted);
         /* power: the draft's own proposals are refused by the same test */
         memset(count, 0, sizeof(int) * (size_t)V * (size_t)V);
-        sample_pairs(e, tp, np, skip, cases[c].k, cases[c].temp, cases[c].top_k, cases[c].top_p, N, 1, count, &st);
+        sample_pairs(e, tp, np, skip, cases[c].k, dv, cases[c].temp, cases[c].top_k, cases[c].top_p, N, 1, count, &st);
         double stat_d = chi_square(&lw, count, N, &crit);
         printf("  the draft alone: chi-square %.1f\n", stat_d);
         assert_true(stat_d > crit);
@@ -404,10 +423,49 @@ static void test_parse(void **state) {
     spill_engine *e = open_setup(&s, 4, 1, &prof);
     spill_spec sp;
     uint8_t sk[5] = {0, 1, 0, 0, 0}, none[5] = {0};
-    assert_int_equal(spill_spec_init(&sp, e, 0, sk, 4, &err), -1);
+    assert_int_equal(spill_spec_init(&sp, e, 0, sk, 4, 0, &err), -1);
     assert_non_null(strstr(err.msg, "--draft-k 4"));
-    assert_int_equal(spill_spec_init(&sp, e, 0, none, 2, &err), -1);
+    assert_int_equal(spill_spec_init(&sp, e, 0, none, 2, 0, &err), -1);
     assert_non_null(strstr(err.msg, "skips no layer"));
+    int V = spill_engine_model(e)->hp.vocab;
+    assert_int_equal(spill_spec_init(&sp, e, 0, sk, 2, V + 1, &err), -1);
+    assert_non_null(strstr(err.msg, "--draft-vocab"));
+    assert_int_equal(spill_spec_init(&sp, e, 0, sk, 2, -1, &err), -1);
+    /* the whole vocabulary is no reduction */
+    assert_int_equal(spill_spec_init(&sp, e, 0, sk, 2, V, &err), 0);
+    assert_int_equal(sp.head_rows, 0);
+    spill_spec_free(&sp);
+    spill_engine_free(e);
+}
+
+/* A step with head_rows computes those tokens' logits exactly as the whole head does, and -inf for the
+ * rest; on a prefill of several kept outputs too. */
+static void test_head_rows(void **state) {
+    (void)state;
+    spill_err err = {{0}};
+    spill_profile prof;
+    setup s = {stories_path(), "host", NULL, NULL};
+    spill_engine *e = open_setup(&s, 8, 2, &prof);
+    int V = spill_engine_model(e)->hp.vocab, R = V / 3 + 1;
+    int tok[3] = {1, 403, 89}, seq[3] = {0, 0, 0}, pos[3] = {0, 1, 2};
+    uint8_t out[3] = {1, 0, 1};
+    float *full = malloc(sizeof(float) * (size_t)V * 2);
+    for (int pass = 0; pass < 2; pass++) {
+        assert_int_equal(spill_kv_truncate(spill_engine_kv(e), 0, 0, &err), 0);
+        spill_batch b = {.n = 3, .token = tok, .seq = seq, .pos = pos, .out = out, .head_rows = pass ? R : 0};
+        assert_int_equal(spill_engine_step(e, &b, &err), 0);
+        assert_int_equal(spill_engine_n_outputs(e), 2);
+        for (int i = 0; i < 2; i++) {
+            const float *l = spill_engine_logits_at(e, i);
+            if (!pass) {
+                memcpy(full + (size_t)i * V, l, sizeof(float) * (size_t)V);
+                continue;
+            }
+            assert_memory_equal(l, full + (size_t)i * V, sizeof(float) * (size_t)R);
+            for (int v = R; v < V; v++) assert_true(isinf(l[v]) && l[v] < 0);
+        }
+    }
+    free(full);
     spill_engine_free(e);
 }
 
@@ -420,6 +478,7 @@ int main(int argc, char **argv) {
     }
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_parse),
+        cmocka_unit_test(test_head_rows),
         cmocka_unit_test(test_calibration),
         cmocka_unit_test(test_skip_reads_less),
         cmocka_unit_test(test_greedy_stories),

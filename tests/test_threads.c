@@ -171,7 +171,7 @@ static void test_kv_forked_engine(void **state) {
     for (int step = 0; step < 12; step++) {
         for (int s = 0; s < 4; s++) tok[s] = next[s], seq[s] = s, pos[s] = 20 + step;
         uint8_t out[4] = {1, 1, 1, 1};
-        spill_batch b = {4, tok, seq, pos, out, NULL};
+        spill_batch b = {4, tok, seq, pos, out, NULL, 0};
         if (spill_engine_step(e, &b, &err)) fail_msg("%s", err.msg);
         for (int s = 0; s < 4; s++) next[s] = argmax_logit(spill_engine_logits_at(e, s), vocab);
         /* the same history gives the same greedy token in every fork */

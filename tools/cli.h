@@ -24,7 +24,7 @@
 
 typedef struct spill_generate_opts {
     const char *model, *prompt, *prompt_file, *profile, *profile_file, *draft_skip, *draft_file, *disk_io; /* NULL: not given */
-    int n_predict, top_k, threads, chat, verbose, ctx, batch, use_mmap, n_parallel, kv_block, draft_k;
+    int n_predict, top_k, threads, chat, verbose, ctx, batch, use_mmap, n_parallel, kv_block, draft_k, draft_vocab;
     int seed_set, policy_set; /* --seed, --policy given */
     float temp, top_p;
     uint64_t seed;
@@ -80,7 +80,7 @@ typedef struct spill_bench_opts {
     /* placement (-m or --synthetic, exactly one) */
     const char *model, *synthetic, *profile_file, *plot, *plan_profile;
     char budgets[256], policies[256]; /* policies: known names only, comma-separated */
-    int prompt, gen, reps, draft_k;
+    int prompt, gen, reps, draft_k, draft_vocab;
     int threads; /* 0: not given (the program's default: SPILL_THREADS, else every online CPU) */
     int cuda;    /* --device cuda: asked for; whether there is a GPU is the program's to find out */
     const char *host_limits, *disk_io, *draft_skip;

@@ -68,6 +68,7 @@ static void make_args(spill_bench_opts *o, bench_flags *f, spill_arg *a) {
         "layers (a count chosen by calibration, or a list; see spill-generate --help) and\n"
         "report its speed, acceptance and the cost model's predicted speedup");
     ARG(0, "draft-k", SPILL_ARG_INT, &o->draft_k, 1, 63, "K", "placement: proposals per round with --draft-skip (default 3)");
+    ARG(0, "draft-vocab", SPILL_ARG_INT, &o->draft_vocab, 0, 1 << 30, "N", "placement: the draft proposes only tokens 0..N-1 (see spill-generate --help; default 0: all)");
     ARG(0, "plot", SPILL_ARG_STRING, &o->plot, 0, 0, "F.svg", "decode tok/s vs budget, one line per policy, the bound dashed");
     ARG(0, "json", SPILL_ARG_FLAG, &f->json, 0, 0, NULL, "JSON instead of the markdown table");
     ARG(0, "csv", SPILL_ARG_FLAG, &f->csv, 0, 0, NULL, "CSV instead of the markdown table");

@@ -205,7 +205,7 @@ static int decode_parallel(spill_engine *e, const opts *o, int n_prompt, int *n_
         /* in steps of at most the engine's batch */
         for (int k = 0; k < live; k += spill_engine_batch(e)) {
             int nb = live - k < spill_engine_batch(e) ? live - k : spill_engine_batch(e);
-            spill_batch b = {nb, tok + k, seq + k, pos + k, NULL, NULL};
+            spill_batch b = {nb, tok + k, seq + k, pos + k, NULL, NULL, 0};
             uint8_t keep[64];
             for (int t = 0; t < nb; t++) keep[t] = 1;
             b.out = keep;
@@ -353,7 +353,7 @@ int main(int argc, char **argv) {
         int L = spill_engine_model(e)->hp.n_layers;
         uint8_t *skip = calloc((size_t)L, 1);
         int bad = !skip || spill_draft_resolve(&ep, L, o.draft_skip, o.draft_file, 0, skip, &err) ||
-                  spill_spec_init(&sp, e, 0, skip, o.draft_k, &err);
+                  spill_spec_init(&sp, e, 0, skip, o.draft_k, o.draft_vocab, &err);
         free(skip);
         if (bad) {
             if (!err.msg[0]) spill_err_set(&err, "out of memory");
@@ -395,12 +395,14 @@ int main(int argc, char **argv) {
     report(e, n_prompt, n_gen, n_fwd, t0, t1, t2, o.env.stats);
     if (spec_on) {
         const spill_spec_stats *ss = &sp.st;
+        char vocab_note[64] = "";
+        if (sp.head_rows) snprintf(vocab_note, sizeof vocab_note, ", draft vocabulary %d of %d", sp.head_rows, sp.vocab);
         fprintf(stderr, "spill: draft: %llu of %llu proposals kept (acceptance %.1f%%), %.2f tokens per verification step "
-                        "(%llu rounds of k=%d); time in the draft %.2f s, in verification %.2f s\n",
+                        "(%llu rounds of k=%d%s); time in the draft %.2f s, in verification %.2f s\n",
                 (unsigned long long)ss->accepted, (unsigned long long)ss->drafted,
                 ss->drafted ? 100.0 * (double)ss->accepted / (double)ss->drafted : 0.0,
                 ss->rounds ? (double)ss->produced / (double)ss->rounds : 0.0, (unsigned long long)ss->rounds, o.draft_k,
-                ss->draft_s, ss->verify_s);
+                vocab_note, ss->draft_s, ss->verify_s);
     }
     status = 0;
 out:

@@ -27,7 +27,7 @@ static void run_policy(const char *policy, const spill_region *r, int n, const s
     memset(out, 0, sizeof *out);
     out->policy = policy;
     for (int ph = 0; ph < 2; ph++) {
-        spill_plan_params p = {policy, {budget, host_limit}, map, prof, {ph, ph ? prompt : batch, NULL}};
+        spill_plan_params p = {policy, {budget, host_limit}, map, prof, {ph, ph ? prompt : batch, NULL, 1}};
         spill_err err;
         out->ok[ph] = !spill_plan_make(r, n, &p, &out->plan[ph], &err);
         if (!out->ok[ph]) snprintf(out->err[ph], sizeof out->err[ph], "%s", err.msg);
@@ -208,7 +208,7 @@ int main(int argc, char **argv) {
             spill_region *rb = NULL;
             int nb = 0;
             spill_plan pb;
-            spill_plan_params pp = {shown->policy, {budget, host_limit}, 1, &prof, {0, B, NULL}};
+            spill_plan_params pp = {shown->policy, {budget, host_limit}, 1, &prof, {0, B, NULL, 1}};
             if (spill_shape_regions(&s, ctx, B, &rb, &nb, &err) || spill_plan_make(rb, nb, &pp, &pb, &err)) {
                 printf(" B=%d: does not fit", B);
             } else {

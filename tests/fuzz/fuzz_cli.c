@@ -70,7 +70,7 @@ static void check_generate(const spill_generate_opts *o) {
     FUZZ_CHECK(o->batch >= 1 && o->batch <= 4096);
     FUZZ_CHECK(o->n_parallel >= 1 && o->n_parallel <= 64);
     FUZZ_CHECK(pow2_or_0(o->kv_block) && o->kv_block <= 65536);
-    FUZZ_CHECK(o->draft_k >= 1 && o->draft_k <= 64);
+    FUZZ_CHECK(o->draft_k >= 1 && o->draft_k <= 64 && o->draft_vocab >= 0 && o->draft_vocab <= 1 << 30);
     FUZZ_CHECK(!(o->draft_skip && o->n_parallel > 1));
     FUZZ_CHECK(isfinite(o->temp) && o->temp >= 0 && o->temp <= 100);
     FUZZ_CHECK(o->top_p > 0 && o->top_p <= 1);
@@ -117,7 +117,7 @@ static void check_bench(const spill_bench_opts *o, char **argv, int argc) {
     FUZZ_CHECK(o->reps >= 1 && o->reps <= 64);
     FUZZ_CHECK(o->prompt >= 1 && o->prompt <= 1 << 20 && o->gen >= 1 && o->gen <= 1 << 20);
     FUZZ_CHECK(o->threads == 0 || (o->threads >= 1 && o->threads <= 1024));
-    FUZZ_CHECK(o->draft_k >= 1 && o->draft_k <= 63 && flag(o->cuda));
+    FUZZ_CHECK(o->draft_k >= 1 && o->draft_k <= 63 && o->draft_vocab >= 0 && o->draft_vocab <= 1 << 30 && flag(o->cuda));
     FUZZ_CHECK(o->cmd != SPILL_BENCH_PLACEMENT || !o->model != !o->synthetic);
     FUZZ_CHECK(from_argv(o->profile_out, NULL) && from_argv(o->disk_file, NULL) && from_argv(o->model, NULL));
     FUZZ_CHECK(from_argv(o->synthetic, NULL) && from_argv(o->profile_file, NULL) && from_argv(o->plot, NULL));
