@@ -446,7 +446,7 @@ typedef struct row {
 
 typedef struct place_opts {
     spill_bench_opts cli; /* the command line (cli.h) */
-    int n_layers;
+    int n_layers, vocab;
     uint8_t *skip; /* --draft-skip, resolved once */
 } place_opts;
 
@@ -719,7 +719,7 @@ static void print_rows(const row *rows, int n, fmt f, const place_opts *po, cons
         for (int l = 0; l < po->n_layers; l++)
             if (po->skip[l] && ns++ < 64) snprintf(list + strlen(list), sizeof list - strlen(list), "%s%d", ns > 1 ? "," : "", l);
         char vocab_note[96] = "";
-        if (po->cli.draft_vocab) snprintf(vocab_note, sizeof vocab_note, ", proposing tokens 0..%d only", po->cli.draft_vocab - 1);
+        if (po->cli.draft_vocab > 0 && po->cli.draft_vocab < po->vocab) snprintf(vocab_note, sizeof vocab_note, ", proposing tokens 0..%d only", po->cli.draft_vocab - 1);
         fprintf(o, "\nSelf-speculative decoding: the draft skips %d of %d layers (%s)%s, %d proposals per round; greedy, so the "
                    "tokens are plain decoding's.\n\n", ns, po->n_layers, list, vocab_note, po->cli.draft_k);
         fprintf(o, "| budget | policy | decode tok/s | with draft tok/s | proposals kept | tokens/round | speedup | "
@@ -1181,6 +1181,7 @@ static int run_placement(place_opts *po) {
                   (double)spill_shape_kv_bytes_per_token(&sh) * (po->cli.prompt + po->cli.gen);
     int ctx_train = sh.hp.ctx_train;
     po->n_layers = sh.hp.n_layers;
+    po->vocab = sh.hp.vocab;
     /* the formats the cost model will charge: the model's, and F32 (attention over the KV cache) */
     int want[N_RATE_TYPES] = {0};
     for (int i = 0; i < N_RATE_TYPES; i++) {

@@ -225,9 +225,10 @@ double spill_profile_cpu_rate(const spill_profile *p, const char *format, int to
         if (!strcasecmp(p->cpu_rate[i].format, format)) {
             double one = p->cpu_rate[i].one, batch = p->cpu_rate[i].batch;
             if (tokens <= 1 || !(batch > 0)) return one;
-            if (!(one > 0) || tokens >= 32) return batch;
-            /* seconds per weight at t tokens: a + b t through (1, 1/one) and (32, 32/batch); b >= 0 */
-            double b = (32.0 / batch - 1.0 / one) / 31.0;
+            const double B = SPILL_CPU_RATE_BATCH;
+            if (!(one > 0) || tokens >= SPILL_CPU_RATE_BATCH) return batch;
+            /* seconds per weight at t tokens: a + b t through (1, 1/one) and (B, B/batch); b >= 0 */
+            double b = (B / batch - 1.0 / one) / (B - 1);
             if (b < 0) b = 0;
             double a = 1.0 / one - b;
             return tokens / (a + b * tokens);

@@ -181,8 +181,8 @@ static void swiglu(cpu_state *s, float *out, const float *gate, const float *up,
     spill_pool_run(s->pool, swiglu_worker, &j);
 }
 
-/* out (n, w->rows) = x (n, w->cols) @ w^T, converting x once per activation type */
-/* out (n, ldo): w's rows of each token's output, from x (n, w->cols) */
+/* out (n, ldo): x (n, w->cols) @ w^T, w's rows of each token's output in the first w->rows of its row of
+   ldo, converting x once per activation type */
 static void matmul_ld(cpu_state *s, float *out, int64_t ldo, const float *x, int n, const spill_weight *w) {
     spill_dtype at = spill_act_type(w->type);
     uint64_t stride = spill_act_bytes(w->type, w->cols);
@@ -429,7 +429,7 @@ static int cpu_forward(void *ctx, const spill_batch *b, spill_err *err) {
         matmul(s, s->logits, s->xb, s->n_out, &W->output);
     }
     TRACE("result_output", -1, s->logits, (int64_t)s->n_out * hp->vocab);
-    spill_exec_head(&s->exec);
+    spill_exec_head(&s->exec, b->head_rows > 0 && b->head_rows < hp->vocab ? (double)b->head_rows / hp->vocab : 1);
     return 0;
 }
 

@@ -375,9 +375,10 @@ void spill_exec_embd(spill_exec *x, const int *tokens, int n) {
     }
 }
 
-void spill_exec_head(spill_exec *x) {
+void spill_exec_head(spill_exec *x, double share) {
     int L = x->hp->n_layers;
     const uint64_t *head = x->placed->region[spill_region_head(L, x->hp->tied)];
     const uint64_t *norm = x->placed->region[spill_region_out_norm(L)];
-    for (int t = 0; t < SPILL_TIER_COUNT; t++) x->st.read[t] += head[t] + norm[t];
+    if (!(share > 0 && share < 1)) share = 1;
+    for (int t = 0; t < SPILL_TIER_COUNT; t++) x->st.read[t] += (uint64_t)((double)head[t] * share) + norm[t];
 }

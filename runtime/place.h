@@ -138,6 +138,7 @@ void spill_exec_skip(spill_exec *x, const uint8_t *skip);
 int spill_exec_end(spill_exec *x, int l, spill_err *err);
 /* Reads outside the layer stack: the embedding rows of one step, and the head and final norm. */
 void spill_exec_embd(spill_exec *x, const int *tokens, int n);
-void spill_exec_head(spill_exec *x);
+/* share: the part of the head's rows the step multiplied (1: all; a draft's reduced vocabulary less) */
+void spill_exec_head(spill_exec *x, double share);
 
 #endif

@@ -2,7 +2,7 @@
  *  - greedy: the tokens are plain greedy decoding's, on every test model (stories260K, the tiny
  *    Llama-3 and Qwen2 Hugging Face fixtures, SmolLM2 when fetched) and every policy (host, pin and
  *    stream at budgets where the ring turns), for several skip sets and k, and with a draft that
- *    proposes from a quarter of the vocabulary (--draft-vocab);
+ *    proposes from three quarters of the vocabulary (--draft-vocab);
  *  - a step with spill_batch.head_rows: the kept rows' logits are the whole head's, bit for bit, and
  *    the others -inf;
  *  - sampling: the first two tokens' joint distribution over many seeded runs matches the model's
@@ -94,8 +94,9 @@ static void greedy_identical(const setup *s, const char *prompt, const uint8_t *
     int np = prompt_of(e, prompt, tp);
     plain_greedy(e, tp, np, ref);
     spill_engine_free(e);
-    /* k, and the draft's vocabulary in quarters of the model's (0: all of it) */
-    const int ks[] = {1, 3, 6, 3}, quarters[] = {0, 0, 0, 1};
+    /* k, and the draft's vocabulary in quarters of the model's (0: all of it; stories260K's first 259 ids
+       are control and byte tokens, so three quarters leave its draft something to propose) */
+    const int ks[] = {1, 3, 6, 3}, quarters[] = {0, 0, 0, 3};
     for (int si = 0; si < n_skips; si++)
         for (int ki = 0; ki < 4; ki++) {
             e = open_setup(s, 32, 2, &prof);
@@ -447,6 +448,8 @@ static void test_head_rows(void **state) {
     setup s = {stories_path(), "host", NULL, NULL};
     spill_engine *e = open_setup(&s, 8, 2, &prof);
     int V = spill_engine_model(e)->hp.vocab, R = V / 3 + 1;
+    spill_engine_stats st[3];
+    spill_engine_get_stats(e, &st[0]);
     int tok[3] = {1, 403, 89}, seq[3] = {0, 0, 0}, pos[3] = {0, 1, 2};
     uint8_t out[3] = {1, 0, 1};
     float *full = malloc(sizeof(float) * (size_t)V * 2);
@@ -454,6 +457,7 @@ static void test_head_rows(void **state) {
         assert_int_equal(spill_kv_truncate(spill_engine_kv(e), 0, 0, &err), 0);
         spill_batch b = {.n = 3, .token = tok, .seq = seq, .pos = pos, .out = out, .head_rows = pass ? R : 0};
         assert_int_equal(spill_engine_step(e, &b, &err), 0);
+        spill_engine_get_stats(e, &st[pass + 1]);
         assert_int_equal(spill_engine_n_outputs(e), 2);
         for (int i = 0; i < 2; i++) {
             const float *l = spill_engine_logits_at(e, i);
@@ -465,6 +469,13 @@ static void test_head_rows(void **state) {
             for (int v = R; v < V; v++) assert_true(isinf(l[v]) && l[v] < 0);
         }
     }
+    /* the bytes read count a third of the head's rows (stories260K's head is its tied embedding, F32) */
+    uint64_t whole = st[1].read[SPILL_TIER_HOST] - st[0].read[SPILL_TIER_HOST];
+    uint64_t part = st[2].read[SPILL_TIER_HOST] - st[1].read[SPILL_TIER_HOST];
+    uint64_t head = (uint64_t)V * (uint64_t)spill_engine_model(e)->hp.dim * 4;
+    printf("a step reads %llu bytes, with the head's first %d of %d rows %llu\n", (unsigned long long)whole, R, V,
+           (unsigned long long)part);
+    assert_true(whole - part > head / 2 && whole - part < head);
     free(full);
     spill_engine_free(e);
 }

@@ -43,8 +43,8 @@ static void make_args(spill_generate_opts *o, int *help, spill_arg *a) {
         "state least, found by a calibration run once and kept in MODEL.spill-draft.json;\n"
         "LIST: these layers, e.g. 3,5,10-14 (one layer: 7,). Off by default");
     ARG(0, "draft-k", SPILL_ARG_INT, &o->draft_k, 1, 64, "K", "tokens the draft proposes per round (default: 3; at most --batch-size - 1)");
-    ARG(0, "draft-vocab", SPILL_ARG_INT, &o->draft_vocab, 0, 1 << 30, "N", "the draft proposes only tokens 0..N-1 and its output head reads only\n"
-        "their rows (a small model's head is a large share of its bytes; byte-pair\n"
+    ARG(0, "draft-vocab", SPILL_ARG_INT, &o->draft_vocab, 0, 1 << 30, "N", "the draft proposes only tokens 0..N-1 and on the CPU its output head\n"
+        "reads only their rows (a small model's head is a large share of its bytes; byte-pair\n"
         "vocabularies give the frequent tokens the low ids). The text stays exact.\n"
         "Default 0: the whole vocabulary");
     ARG(0, "draft-file", SPILL_ARG_STRING, &o->draft_file, 0, 0, "FILE", "where the draft's calibration is read and written (default: beside the model)");

@@ -176,7 +176,7 @@ static int gpu_body(spill_cu_state *s, const int *tokens, int n, int pos, const 
             return -1;
     if (k) {
         if (mm(s, s->logits, &W->output, s->xb, k, err)) return -1;
-        spill_exec_head(&s->exec);
+        spill_exec_head(&s->exec, 1); /* every row, whatever spill_batch.head_rows says */
     }
     return k;
 }
