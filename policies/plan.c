@@ -327,8 +327,11 @@ static int spill_policy_known(const char *name) {
  * cache planned there and the disk ring do not fit it, whole layers go to disk — evenly spaced, so
  * that reads have compute between them — until they do. The ring: up to disk_ahead + 1 slots of the
  * largest layer on disk (one being read by the computation, the others being filled), and fewer than
- * the layers on disk. */
-static int plan_disk(const spill_region *r, int n, const spill_plan_params *p, spill_plan *out, spill_err *err) {
+ * the layers on disk. With a GPU, a streamed layer's home counts as host memory and may go to disk
+ * too: it then leaves the HBM ring, and the GPU reads it where its disk slot holds it (as it reads the
+ * host-tier layers of a pin plan), so each of its bytes crosses the link once per step either way. */
+static int plan_disk(const spill_region *r, int n, const spill_plan_params *p, const spill_profile *prof,
+                     spill_plan *out, spill_err *err) {
     uint64_t limit = p->budget[SPILL_TIER_HOST];
     if (!limit) return 0;
     int L = out->n_layers;
@@ -341,9 +344,10 @@ static int plan_disk(const spill_region *r, int n, const spill_plan_params *p, s
         return spill_err_set(err, "out of memory");
     }
     for (int l = 0; l < L; l++) movable[l] = 1;
+    int gpu = prof && prof->has_gpu;
     for (int i = 0; i < n; i++) {
         const spill_region_plan *rp = &out->region[i];
-        if (rp->streamed) {
+        if (rp->streamed && !(gpu && is_layer_weight(&r[i]))) {
             if (r[i].layer >= 0) movable[r[i].layer] = 0;
             continue;
         }
@@ -391,8 +395,15 @@ static int plan_disk(const spill_region *r, int n, const spill_plan_params *p, s
         if ((long)(seen + 1) * want / n_movable > (long)seen * want / n_movable) {
             for (int i = 0; i < n; i++)
                 if (is_layer_weight(&r[i]) && r[i].layer == l) {
-                    out->region[i].on_disk = 1;
-                    out->region[i].in_place = 1; /* its home is still the mapped file (tiny vectors) */
+                    spill_region_plan *rp = &out->region[i];
+                    if (rp->streamed) { /* out of the HBM ring: the GPU reads it from its disk slot */
+                        rp->streamed = 0;
+                        rp->prefetch_at = -1;
+                        rp->tier = SPILL_TIER_HOST;
+                        rp->advice = (rp->advice & ~(unsigned)SPILL_PLACE_READ_MOSTLY) | SPILL_PLACE_GPU_READS;
+                    }
+                    rp->on_disk = 1;
+                    rp->in_place = 1; /* its home is still the mapped file (tiny vectors) */
                     out->disk_bytes += r[i].bytes;
                 }
             n_disk++;
@@ -474,7 +485,7 @@ static int plan_once(const char *name, const spill_region *r, int n, const spill
         spill_plan_free(out);
         return -1;
     }
-    if (!rc && plan_disk(r, n, p, out, err)) rc = -1;
+    if (!rc && plan_disk(r, n, p, prof, out, err)) rc = -1;
     if (rc) {
         spill_plan_free(out);
         return -1;

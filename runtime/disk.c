@@ -46,6 +46,9 @@ struct spill_disk {
     spill_layer *view; /* (n_slots) */
     chunk rec[QD];
     int inflight;
+    spill_disk_reuse_fn reuse;
+    void *reuse_ctx;
+    spill_disk_alloc slots; /* .alloc NULL: from mem */
 #ifdef SPILL_HAVE_URING
     struct io_uring ring;
     int have_ring;
@@ -187,7 +190,8 @@ void spill_disk_free(spill_disk *d) {
         io_uring_queue_exit(&d->ring);
     }
 #endif
-    if (d->alloc) spill_mem_put(d->mem, d->alloc, d->alloc_bytes);
+    if (d->alloc && d->slots.alloc) d->slots.free(d->slots.ctx, d->alloc, d->alloc_bytes);
+    else if (d->alloc) spill_mem_put(d->mem, d->alloc, d->alloc_bytes);
     for (int i = 0; i < d->n_files; i++)
         if (d->fd[i] >= 0) close(d->fd[i]);
     if (d->layers)
@@ -208,10 +212,11 @@ void spill_disk_free(spill_disk *d) {
 }
 
 int spill_disk_open(spill_disk **out, const spill_model *m, const spill_plan *plan, const spill_layer *placed,
-                    spill_mem *mem, spill_disk_mode mode, spill_err *err) {
+                    spill_mem *mem, spill_disk_mode mode, const spill_disk_alloc *slots, spill_err *err) {
     *out = NULL;
     spill_disk *d = calloc(1, sizeof *d);
     if (!d) return spill_err_set(err, "out of memory");
+    if (slots) d->slots = *slots;
     d->m = m;
     d->placed = placed;
     d->mem = mem;
@@ -242,7 +247,17 @@ int spill_disk_open(spill_disk **out, const spill_model *m, const spill_plan *pl
     d->alloc_bytes = d->slot_bytes * (uint64_t)d->n_slots + ALIGN;
     char what[64];
     snprintf(what, sizeof what, "disk ring of %d layer slots", d->n_slots);
-    if (!(d->alloc = spill_mem_alloc(mem, d->alloc_bytes, spill_placement_host(), what, err))) goto fail;
+    /* who reads the layers where they lie (the GPU: accessed-by); never read-mostly: written every step */
+    spill_placement pl = spill_placement_host();
+    for (int l = 0; l < d->L; l++)
+        if (d->on[l]) pl.flags |= plan->region[spill_region_layer(d->L, l)].advice & SPILL_PLACE_GPU_READS;
+    if (d->slots.alloc) {
+        void *p = NULL;
+        if (d->slots.alloc(d->slots.ctx, d->alloc_bytes, &p, err)) goto fail;
+        d->alloc = p;
+    } else if (!(d->alloc = spill_mem_alloc(mem, d->alloc_bytes, pl, what, err))) {
+        goto fail;
+    }
     d->base = (uint8_t *)(((uintptr_t)d->alloc + ALIGN - 1) & ~(uintptr_t)(ALIGN - 1));
 #ifdef SPILL_HAVE_URING
     int rc = io_uring_queue_init(QD, &d->ring, 0);
@@ -263,6 +278,16 @@ fail:
 }
 
 int spill_disk_is_on(const spill_disk *d, int layer) { return d && layer >= 0 && layer < d->L && d->on[layer]; }
+
+void spill_disk_set_reuse(spill_disk *d, spill_disk_reuse_fn reuse, void *ctx) {
+    if (!d) return;
+    d->reuse = reuse;
+    d->reuse_ctx = ctx;
+}
+
+int spill_disk_slot(const spill_disk *d, int l) {
+    return spill_disk_is_on(d, l) && d->mode != SPILL_DISK_MMAP ? d->slot_of[l] : -1;
+}
 
 static void io_failed(spill_disk *d, const chunk *c, int e) {
     d->slot_err[c->slot] = e ? e : EIO;
@@ -356,6 +381,8 @@ int spill_disk_fetch(spill_disk *d, int l, spill_err *err) {
     if (!spill_disk_is_on(d, l) || d->mode == SPILL_DISK_MMAP || d->slot_of[l] >= 0) return 0;
     int s = pick_slot(d);
     if (s < 0) return 0; /* every slot in use: fetched when its turn comes */
+    /* a slot that held a layer: the device's computation may still be reading it */
+    if (d->slot_layer[s] >= 0 && d->reuse && d->reuse(d->reuse_ctx, s, err)) return -1;
     if (d->slot_layer[s] >= 0) d->slot_of[d->slot_layer[s]] = -1;
     d->slot_layer[s] = l;
     d->slot_of[l] = s;
@@ -381,7 +408,6 @@ int spill_disk_fetch(spill_disk *d, int l, spill_err *err) {
             v->t[i].data = slot + dl->tensor_off[i];
             v->t[i].data_hi = v->t[i].data;
         }
-    (void)err;
     return 0;
 }
 

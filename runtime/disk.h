@@ -48,9 +48,25 @@ typedef struct spill_disk_stats {
 typedef struct spill_disk spill_disk;
 
 /* The ring for a plan with layers on disk (plan->disk_slots > 0); weights: the model's as placed (the
- * vectors of a disk layer are used from there). Slots come from mem, in host memory. */
+ * vectors of a disk layer are used from there). Slots come from mem, in host memory, with the advice
+ * the plan gave the layers on disk (a GPU reads them where they are). */
+typedef struct spill_disk_alloc {
+    int (*alloc)(void *ctx, size_t bytes, void **out, spill_err *err);
+    void (*free)(void *ctx, void *p, size_t bytes);
+    void *ctx;
+} spill_disk_alloc;
+/* slots: where the slots come from when not from mem (NULL: mem): a GPU's pinned host memory, which
+ * O_DIRECT can read into and the GPU reads in place (managed memory is neither safe for O_DIRECT nor
+ * meant to be rewritten every step) */
 int spill_disk_open(spill_disk **out, const spill_model *m, const spill_plan *plan, const spill_layer *placed,
-                    spill_mem *mem, spill_disk_mode mode, spill_err *err);
+                    spill_mem *mem, spill_disk_mode mode, const spill_disk_alloc *slots, spill_err *err);
+/* A device whose computation runs behind the host (a GPU's queue) may still be reading a slot the host
+ * released: `reuse(ctx, slot)` is called before reads into a slot that held a layer, and must return
+ * once the computation is done with it. NULL (the CPU): released means done. */
+typedef int (*spill_disk_reuse_fn)(void *ctx, int slot, spill_err *err);
+void spill_disk_set_reuse(spill_disk *d, spill_disk_reuse_fn reuse, void *ctx);
+/* The slot layer l is in (held, being read or read), -1 none. */
+int spill_disk_slot(const spill_disk *d, int l);
 void spill_disk_free(spill_disk *d);
 int spill_disk_is_on(const spill_disk *d, int layer);
 /* Start reading layer l into a free slot (none: the oldest not in use); a no-op when it is there or

@@ -242,12 +242,6 @@ int spill_engine_open(const spill_engine_params *given, spill_engine **out, spil
                       e->plan.chosen, e->plan.ring_slots, spill_mem_backend_name(e->mem));
         goto fail;
     }
-    if (e->plan.disk_slots && e->dev_iface != &spill_cpu_device) {
-        spill_err_set(err, "--host-limit %.1f MiB puts %.1f MiB of layers on disk, and the disk tier runs with --device "
-                           "cpu only in this build (docs/disk.md); raise --host-limit", mib(p.host_limit),
-                      mib(e->plan.disk_bytes));
-        goto fail;
-    }
     spill_device_params dp = {&e->model, e->regions, &e->plan, e->mem, e->pool, e->n_ctx, e->batch,
                               p.n_seqs > 0 ? p.n_seqs : 1, p.kv_block, p.kv_blocks, read_mapped, disk_mode, p.trace,
                               p.trace_ctx, p.cuda_graphs, p.kv_type};

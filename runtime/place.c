@@ -59,7 +59,10 @@ static int place_region(const spill_placer *p, spill_placed *out, int pass, cons
         if (split > rows) split = rows;
         uint8_t *lo = split ? take(block_of(out, SPILL_TIER_HBM, rp->advice), (uint64_t)split * rb, pi->align) : NULL;
         uint8_t *hi = NULL;
-        int in_place = split < rows && rp->in_place && t == s->type && pi->in_place(p->ctx, s, rp->streamed);
+        /* a matrix on disk stays where the file maps it on every device: the disk tier finds it in the file
+           by its address and the computation reads it from a disk slot, never from there */
+        int in_place = split < rows && rp->in_place && t == s->type &&
+                       ((rp->on_disk && rows > 1) || pi->in_place(p->ctx, s, rp->streamed));
         if (in_place) hi = (uint8_t *)s->data + (uint64_t)split * rb;
         else if (split < rows) hi = take(block_of(out, SPILL_TIER_HOST, rp->advice), (uint64_t)(rows - split) * rb, pi->align);
         held[SPILL_TIER_HBM] += (uint64_t)split * rb;
@@ -266,7 +269,11 @@ static int disk_ahead(spill_exec *x, int l, spill_err *err) {
 
 int spill_exec_open_disk(spill_exec *x, const spill_model *m, spill_disk_mode mode, spill_err *err) {
     if (x->plan->disk_slots <= 0) return 0;
-    if (spill_disk_open(&x->disk, m, x->plan, x->placed->w.layers, x->mem, mode, err)) return -1;
+    const spill_placer_iface *pi = x->placer.iface;
+    spill_disk_alloc slots = {pi->disk_alloc, pi->disk_free, x->placer.ctx};
+    if (spill_disk_open(&x->disk, m, x->plan, x->placed->w.layers, x->mem, mode, pi->disk_alloc ? &slots : NULL, err))
+        return -1;
+    if (x->placer.iface->disk_reuse) spill_disk_set_reuse(x->disk, x->placer.iface->disk_reuse, x->placer.ctx);
     return disk_ahead(x, x->hp->n_layers - 1, err); /* the first step's */
 }
 
@@ -280,21 +287,27 @@ void spill_exec_free(spill_exec *x) {
     memset(x, 0, sizeof *x);
 }
 
+/* layer l from its disk slot (its reads waited for) */
+static const spill_layer *disk_layer(spill_exec *x, int l, int r, spill_err *err) {
+    const spill_layer *lw = spill_disk_begin(x->disk, l, err);
+    if (lw) x->st.read[SPILL_TIER_HOST] += x->placed->region[r][SPILL_TIER_HOST];
+    return lw;
+}
+
 const spill_layer *spill_exec_begin(spill_exec *x, int l, spill_err *err) {
     const spill_plan *p = x->plan;
     int L = x->hp->n_layers, r = spill_region_layer(L, l);
     const spill_step *step = p->steps ? &p->steps[l] : NULL;
     int streamed = is_streamed(x, l) && x->n_slots;
     x->st.layers_run++;
+    int on_disk = spill_disk_is_on(x->disk, l);
     if (x->disk) {
         if (spill_disk_hold(x->disk, l, err)) return NULL;
         if (disk_ahead(x, l, err)) return NULL;
-        if (spill_disk_is_on(x->disk, l)) {
-            const spill_layer *lw = spill_disk_begin(x->disk, l, err);
-            if (lw) x->st.read[SPILL_TIER_HOST] += x->placed->region[r][SPILL_TIER_HOST];
-            return lw;
-        }
     }
+    /* a layer on disk is read from its disk slot; the ring's actions planned at its step still run
+       (unless a CPU draft, which leaves the ring alone) */
+    if (on_disk && (!x->n_slots || (x->skip && x->placer.iface->drafts_in_place))) return disk_layer(x, l, r, err);
     if (x->skip && x->n_slots && x->placer.iface->drafts_in_place) {
         /* a draft step leaves the ring as the last whole step left it (its next layers prefetched)
            and reads each layer where it lives: a streamed one from its home in host memory */
@@ -339,6 +352,7 @@ const spill_layer *spill_exec_begin(spill_exec *x, int l, spill_err *err) {
         if (step->act[a].kind == SPILL_ACT_PREFETCH && al >= 0 && al != l && is_streamed(x, al) && ring_fetch(x, al, err))
             return NULL;
     }
+    if (on_disk) return disk_layer(x, l, r, err);
     if (!streamed) {
         const uint64_t *held = x->placed->region[r];
         for (int t = 0; t < SPILL_TIER_COUNT; t++) x->st.read[t] += held[t];
@@ -357,6 +371,8 @@ void spill_exec_skip(spill_exec *x, const uint8_t *skip) { x->skip = skip; }
 
 int spill_exec_end(spill_exec *x, int l, spill_err *err) {
     if (l < 0 || l >= x->hp->n_layers) return 0;
+    int ds = spill_disk_slot(x->disk, l);
+    if (ds >= 0 && x->placer.iface->disk_done && x->placer.iface->disk_done(x->placer.ctx, ds, err)) return -1;
     spill_disk_release(x->disk, l);
     if (!x->n_slots || (x->skip && x->placer.iface->drafts_in_place)) return 0; /* a draft used no slot */
     int si = x->slot_of[l];

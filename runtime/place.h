@@ -54,6 +54,14 @@ typedef struct spill_placer_iface {
     int (*fetch)(void *ctx, int slot, const spill_copy *copies, int n, spill_err *err);
     int (*wait)(void *ctx, int slot, spill_err *err);
     int (*done)(void *ctx, int slot, spill_err *err);
+    /* the disk tier's slots, for a device whose computation runs behind the host (NULL: the CPU, where
+       a layer is done when spill_exec_end is called): mark that the computation queued so far is what
+       reads disk slot `slot`; wait on the host until it is done, before reads overwrite the slot */
+    int (*disk_done)(void *ctx, int slot, spill_err *err);
+    int (*disk_reuse)(void *ctx, int slot, spill_err *err);
+    /* the disk slots' memory (NULL: the engine's allocator, in host memory) */
+    int (*disk_alloc)(void *ctx, size_t bytes, void **out, spill_err *err);
+    void (*disk_free)(void *ctx, void *p, size_t bytes);
 } spill_placer_iface;
 
 typedef struct spill_placer {

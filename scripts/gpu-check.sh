@@ -154,6 +154,11 @@ if [ -r "$smollm" ]; then
         --temp 0 -n 128 --device cuda --policy pin
     step "CUDA-graph decode off (SmolLM2, policy pin)" 30 env SPILL_CUDA_GRAPHS=0 "$gen" -m "$smollm" -p "The capital of France is" \
         --temp 0 -n 128 --device cuda --policy pin
+    # the disk tier under a GPU plan (written 2026-12-05, never run on a GPU before): the host limit sends
+    # most streamed layers to disk, the GPU reads them from pinned disk slots; the text must be the one
+    # of "SmolLM2 on the GPU" above, and the closing lines say how many layers came from disk
+    step "SmolLM2 on the GPU, layers on disk (stream, 24M budget, --host-limit 64M)" 40 "$gen" -m "$smollm" \
+        -p "The capital of France is" --temp 0 -n 32 --device cuda --policy stream --hbm-budget 24M --host-limit 64M -c 512
     step "Placement sweep: SmolLM2 (Q4_1, kept Q4_1 on the GPU)" 90 "$bench" placement -m "$smollm" --device cuda \
         "${profile_args[@]}" --budgets 25%,50%,100% --policies fault,pin,stream,auto --prompt-tokens 128 --gen-tokens 32 \
         --plot "$root/$build/placement-smollm2-gpu.svg"

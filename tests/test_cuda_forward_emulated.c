@@ -62,7 +62,7 @@ typedef struct fake_event {
     int upto;       /* the queue length at the record */
 } fake_event;
 
-static int n_streams, n_deferred, n_flushed, n_waits;
+static int n_streams, n_deferred, n_flushed, n_waits, n_event_syncs, n_pinned;
 static int n_captures, n_refused, n_graph_launches, n_instantiated, n_updated;
 static int capturing;       /* streams in capture mode: an allocation now is refused (thread-local capture) */
 static int fake_spoil_next; /* the next capture is spoilt by a call inside it that a graph cannot hold */
@@ -242,6 +242,17 @@ cudaError_t cudaStreamWaitEvent(cudaStream_t s, cudaEvent_t e, unsigned int flag
     }
     return cudaSuccess;
 }
+/* the host waits for what was queued before the record: deferred copies run; the compute stream ran already */
+cudaError_t cudaEventSynchronize(cudaEvent_t e) {
+    fake_event *ev = (fake_event *)e;
+    if (capturing) return cudaErrorStreamCaptureUnsupported; /* a host wait inside a capture */
+    if (ev->s && ev->s->lazy) {
+        flush(ev->s, ev->upto);
+        ev->upto = 0;
+    }
+    n_event_syncs++;
+    return cudaSuccess;
+}
 /* ---- graphs: a capture records the stand-in kernels; a launch runs them in order ---- */
 cudaError_t cudaStreamBeginCapture(cudaStream_t s, enum cudaStreamCaptureMode mode) {
     fake_stream *f = (fake_stream *)s;
@@ -336,6 +347,7 @@ cudaError_t cudaGraphLaunch(cudaGraphExec_t exec, cudaStream_t s) {
 
 cudaError_t cudaMallocHost(void **p, size_t n) {
     *p = malloc(n);
+    n_pinned += *p != NULL;
     return *p ? cudaSuccess : cudaErrorMemoryAllocation;
 }
 cudaError_t cudaFreeHost(void *p) {
@@ -485,8 +497,8 @@ enum { N_GEN = 12 };
 typedef struct run_info {
     int tokens[N_GEN];
     uint64_t hbm, host, prefetched, read_hbm, read_host, mapped;
-    int slots, split_calls;
-    uint64_t graph_launches, graphs_made;
+    int slots, split_calls, disk_layers;
+    uint64_t graph_launches, graphs_made, disk_used;
     char chosen[32];
 } run_info;
 static int fake_graphs = 1; /* the engine's cuda_graphs for the next open_gpu */
@@ -536,6 +548,7 @@ static spill_mem *gpu_mem(uint64_t budget) {
 }
 
 static spill_dtype emu_kv_type = SPILL_DT_F32; /* the KV cache's elements in open_gpu */
+static uint64_t emu_host_limit;                  /* --host-limit in open_gpu (0: none) */
 
 /* the engine on the stand-in GPU */
 static spill_engine *open_gpu(const char *path, const char *policy, const char *profile, uint64_t budget, int ctx, int batch,
@@ -555,6 +568,7 @@ static spill_engine *open_gpu(const char *path, const char *policy, const char *
     p.n_seqs = n_seqs;
     p.kv_block = kv_block;
     p.kv_type = emu_kv_type;
+    p.host_limit = emu_host_limit;
     p.threads = 1;
     p.quiet = 1;
     p.cuda_graphs = fake_graphs;
@@ -609,6 +623,8 @@ static void run_gpu_opt(const char *path, const char *policy, uint64_t budget, c
     out->graph_launches = st.graph_launches;
     out->graphs_made = st.graphs_made;
     out->split_calls = last_blas->split_calls;
+    out->disk_layers = st.disk_layers;
+    out->disk_used = st.disk_used;
     snprintf(out->chosen, sizeof out->chosen, "%s", spill_engine_plan(e)->chosen);
     /* what alloc/ holds in HBM stays inside the budget */
     spill_mem_stats ms;
@@ -703,6 +719,58 @@ static void test_stories_matches_cpu(void **s) {
         printf("  %.2f MiB read from the mapped file\n", r.mapped / 1048576.0);
         assert_memory_equal(r.tokens, cpu, sizeof cpu);
         if (!strcmp(mapped_policies[p], "host")) assert_true(r.mapped > 0 && r.mapped == r.host);
+    }
+}
+
+/* The disk tier under a GPU plan: a host limit below the layers the plan leaves in host memory sends
+ * some to disk - pin's (all in host memory at this budget) and stream's (their homes: such a layer
+ * leaves the HBM ring) - and the kernels read them where their disk slots hold them; the host refills
+ * a slot only after waiting on the event recorded after the kernels that read it (the stand-in's
+ * compute runs at once, so what this checks is the plumbing and the tokens, not the race). */
+static void test_disk_tier(void **s) {
+    (void)s;
+    int prompt[64];
+    int np = prompt_ids(stories_path(), "Once upon a time", prompt, 64);
+    int cpu[N_GEN];
+    cpu_tokens(SPILL_DT_F32, prompt, np, cpu);
+    const struct { const char *policy; uint64_t budget; } cases[] = {{"pin", 5u << 19}, {"stream", 64u << 20}};
+    const uint64_t limits[] = {900u << 10, 700u << 10, 500u << 10};
+    for (int c = 0; c < 2; c++) {
+        int with_disk = 0;
+        for (int i = 0; i < 3; i++) {
+            /* which limits put layers on disk under this plan (the planner refuses one too small) */
+            spill_err err = {{0}};
+            spill_profile prof;
+            assert_int_equal(spill_profile_builtin(SPILL_GEN_PROFILE, &prof, &err), 0);
+            spill_mem *mem = gpu_mem(cases[c].budget);
+            spill_engine_params p = spill_engine_defaults();
+            p.model = stories_path(), p.device = "cuda", p.mem = mem, p.policy = cases[c].policy, p.profile = &prof;
+            p.hbm_budget = cases[c].budget, p.host_limit = limits[i], p.ctx = SPILL_GEN_CTX, p.batch = 4, p.threads = 1;
+            p.quiet = 1;
+            spill_engine *e = NULL;
+            int opened = !spill_engine_open(&p, &e, &err);
+            int on_disk = opened && spill_engine_plan(e)->disk_slots > 0;
+            if (!opened) printf("%s, host limit %llu KiB: %s\n", cases[c].policy, (unsigned long long)(limits[i] >> 10), err.msg);
+            spill_engine_free(e);
+            spill_mem_free(mem);
+            if (!on_disk) continue;
+            emu_host_limit = limits[i];
+            int syncs = n_event_syncs, pinned = n_pinned;
+            run_info r;
+            run_gpu(stories_path(), cases[c].policy, cases[c].budget, prompt, np, 4, &r);
+            emu_host_limit = 0;
+            char what[64];
+            snprintf(what, sizeof what, "stories %s, host limit %llu KiB", cases[c].policy, (unsigned long long)(limits[i] >> 10));
+            print_run(what, &r);
+            printf("  %d layers on disk, %.2f MiB of tensors read from it, %d waits on the host before a disk slot was "
+                   "read into again\n", r.disk_layers, r.disk_used / 1048576.0, n_event_syncs - syncs);
+            assert_memory_equal(r.tokens, cpu, sizeof cpu);
+            assert_true(r.disk_layers > 0 && r.disk_used > 0);
+            assert_true(n_event_syncs > syncs); /* slots were reused, each after its kernels' event */
+            assert_true(n_pinned > pinned);     /* the slots are pinned host memory (cudaMallocHost) */
+            with_disk++;
+        }
+        assert_true(with_disk > 0);
     }
 }
 
@@ -1023,6 +1091,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_ring_refused_on_pageable),
         cmocka_unit_test(test_graphs),
+        cmocka_unit_test(test_disk_tier),
         cmocka_unit_test(test_stories_matches_cpu),
         cmocka_unit_test(test_stories_kv16),
         cmocka_unit_test(test_work_buffers_128k),

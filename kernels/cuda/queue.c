@@ -46,6 +46,21 @@ int spill_cu_queue_wait(void *queue, void *event, spill_err *err) {
     return 0;
 }
 
+int spill_cu_event_sync(void *event, spill_err *err) {
+    SPILL_CU_TRY(cudaEventSynchronize((cudaEvent_t)event));
+    return 0;
+}
+
+int spill_cu_host_alloc(void **p, size_t n, spill_err *err) {
+    *p = NULL;
+    SPILL_CU_TRY(cudaMallocHost(p, n));
+    return 0;
+}
+
+void spill_cu_host_free(void *p) {
+    if (p) (void)cudaFreeHost(p);
+}
+
 int spill_cu_copy_async(void *dst, const void *src, size_t n, void *queue, spill_err *err) {
     SPILL_CU_TRY(cudaMemcpyAsync(dst, src, n, cudaMemcpyDefault, (cudaStream_t)queue));
     return 0;

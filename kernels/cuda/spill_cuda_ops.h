@@ -28,6 +28,12 @@ void spill_cu_event_free(void *event);
 int spill_cu_event_record(void *event, void *queue, spill_err *err);
 /* what is queued on `queue` from now on waits for the event */
 int spill_cu_queue_wait(void *queue, void *event, spill_err *err);
+/* the host waits until the event has completed (at once for one never recorded) */
+int spill_cu_event_sync(void *event, spill_err *err);
+/* pinned host memory (cudaMallocHost: page-locked, page-aligned, read by the GPU in place through the
+ * same pointer under unified addressing) */
+int spill_cu_host_alloc(void **p, size_t n, spill_err *err);
+void spill_cu_host_free(void *p);
 int spill_cu_copy_async(void *dst, const void *src, size_t n, void *queue, spill_err *err);
 /* synchronous */
 int spill_cu_copy(void *dst, const void *src, size_t n, spill_err *err);

@@ -25,6 +25,8 @@ static void gpu_free(void *ctx) {
         spill_cu_event_free(s->ready ? s->ready[i] : NULL);
         spill_cu_event_free(s->used ? s->used[i] : NULL);
     }
+    for (int i = 0; i < s->n_disk_events; i++) spill_cu_event_free(s->disk_used[i]);
+    free(s->disk_used);
     spill_cu_blas_destroy(s->blas);
     free(s->ready), free(s->used), free(s->stage), free(s->stage_row), free(s->logits_host);
     free(s);
@@ -68,11 +70,21 @@ int spill_cuda_open(const spill_device_params *p, spill_device *out, spill_err *
             s->n_events++;
             goto fail;
         }
+    /* one per disk slot: the host refills a slot only once the kernels that read it have run */
+    int dslots = p->plan->disk_slots > 0 ? p->plan->disk_slots : 0;
+    if (!(s->disk_used = calloc((size_t)dslots + 1, sizeof(void *)))) {
+        spill_err_set(err, "out of memory");
+        goto fail;
+    }
+    for (; s->n_disk_events < dslots; s->n_disk_events++)
+        if (spill_cu_event_create(&s->disk_used[s->n_disk_events], err)) goto fail;
     spill_placer placer = {&spill_cuda_placer, s};
     if (spill_place(&placer, p->model, p->regions, p->plan, s->mem, &s->placed, err)) goto fail;
     free(s->stage), free(s->stage_row);
     s->stage = NULL, s->stage_row = NULL, s->stage_cap = 0, s->stage_row_cap = 0;
-    if (spill_exec_init(&s->exec, placer, hp, p->plan, &s->placed, s->mem, err)) goto fail;
+    if (spill_exec_init(&s->exec, placer, hp, p->plan, &s->placed, s->mem, err) ||
+        spill_exec_open_disk(&s->exec, p->model, p->disk_mode, err))
+        goto fail;
     spill_cu_buffer b[SPILL_CU_BUFFERS];
     int n = spill_cu_buffers(hp, s->n_ctx, s->max_batch, s->kv.T, p->model->rope_freq != NULL, s, b);
     for (int i = 0; i < n; i++) {
@@ -279,6 +291,13 @@ static void gpu_stats(void *ctx, spill_engine_stats *out) {
         out->graph_launches += launched;
         out->graphs_made += made;
     }
+    spill_disk_stats ds;
+    spill_disk_get_stats(s->exec.disk, &ds);
+    out->disk_read = ds.read;
+    out->disk_used = ds.used;
+    out->disk_wait_s = ds.wait_s;
+    out->disk_direct = ds.direct;
+    for (int l = 0; l < s->hp->n_layers; l++) out->disk_layers += spill_disk_is_on(s->exec.disk, l);
 }
 
 const spill_device_iface spill_cuda_device = {

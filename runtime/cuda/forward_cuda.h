@@ -29,6 +29,8 @@ typedef struct spill_cu_state {
     void *copy_queue; /* the ring's copies */
     int n_events;
     void **ready, **used; /* (n_events) per ring slot: copied, done reading */
+    int n_disk_events;
+    void **disk_used;     /* (n_disk_events) per disk slot: the computation done reading it */
     uint8_t *stage;   /* host-side conversion of weights before their copy */
     size_t stage_cap;
     float *stage_row;

@@ -109,6 +109,37 @@ static int gpu_done(void *ctx, int slot, spill_err *err) {
     return spill_cu_event_record(s->used[slot], s->queue, err);
 }
 
+/* The disk tier: the kernels read a layer where its disk slot holds it (host memory the GPU reads in
+ * place, as it reads the host-tier layers of a pin plan); the host waits for them before the slot's
+ * next reads. Never run on a GPU (docs/disk.md). */
+static int gpu_disk_done(void *ctx, int slot, spill_err *err) {
+    spill_cu_state *s = ctx;
+    SPILL_ASSERT(slot >= 0 && slot < s->n_disk_events);
+    return spill_cu_event_record(s->disk_used[slot], s->queue, err);
+}
+
+static int gpu_disk_reuse(void *ctx, int slot, spill_err *err) {
+    spill_cu_state *s = ctx;
+    SPILL_ASSERT(slot >= 0 && slot < s->n_disk_events);
+    return spill_cu_event_sync(s->disk_used[slot], err);
+}
+
+/* Pinned: O_DIRECT reads into it, the GPU reads it in place. Managed memory (the default backend's host
+ * memory) would be rewritten every step through migrations, and is no safe target for O_DIRECT. */
+static int gpu_disk_alloc(void *ctx, size_t bytes, void **out, spill_err *err) {
+    (void)ctx;
+    spill_err why = {{0}};
+    if (spill_cu_host_alloc(out, bytes, &why))
+        return spill_err_set(err, "the disk tier's %.1f MiB of pinned slots: %.400s (pinned memory is limited by "
+                                  "RLIMIT_MEMLOCK and physical memory)", (double)bytes / 1048576.0, why.msg);
+    return 0;
+}
+
+static void gpu_disk_free(void *ctx, void *p, size_t bytes) {
+    (void)ctx, (void)bytes;
+    spill_cu_host_free(p);
+}
+
 const spill_placer_iface spill_cuda_placer = {
     .device = "GPU",
     .align = 256,
@@ -121,6 +152,10 @@ const spill_placer_iface spill_cuda_placer = {
     .fetch = gpu_fetch,
     .wait = gpu_wait,
     .done = gpu_done,
+    .disk_done = gpu_disk_done,
+    .disk_reuse = gpu_disk_reuse,
+    .disk_alloc = gpu_disk_alloc,
+    .disk_free = gpu_disk_free,
 };
 
 int spill_cu_buffers(const spill_hparams *hp, int n_ctx, int batch, int kv_block, int has_rope_freq,
