@@ -47,4 +47,7 @@ int spill_cpu_open(const spill_device_params *p, spill_device *out, spill_err *e
 /* Fails with a message that suggests --device cpu when there is no usable GPU or CUDA build. */
 int spill_cuda_open(const spill_device_params *p, spill_device *out, spill_err *err);
 
+/* The placement's and the ring's numbers and the disk tier's, as every device reports them (place.c) */
+void spill_exec_stats_into(const spill_exec *x, const spill_placed *placed, spill_engine_stats *out);
+
 #endif

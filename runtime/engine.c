@@ -233,6 +233,14 @@ int spill_engine_open(const spill_engine_params *given, spill_engine **out, spil
         }
         disk_mode = SPILL_DISK_MMAP;
     }
+    /* the mmap comparison hands the mapped file's pages to the computation and drops them when the host
+       is done with a layer: a GPU would read pageable file pages (no ATS: an illegal address), or lose
+       them while its kernels still run */
+    if (disk_mode == SPILL_DISK_MMAP && e->plan.disk_slots > 0 && e->dev_iface == &spill_cuda_device) {
+        spill_err_set(err, "--disk-io mmap reads layers through the file's mapping, which the GPU cannot be handed; "
+                           "with --device cuda the disk tier reads with uring (O_DIRECT into pinned slots)");
+        goto fail;
+    }
     /* the ring's copies come from the streamed layers' homes in host memory; from pageable memory the
        GPU stages each copy and the host waits for it, so the ring could not run beside the layers */
     if (e->plan.ring_slots > 0 && e->dev_iface == &spill_cuda_device && (spill_mem_caps(e->mem) & SPILL_MEM_HOST_PAGEABLE)) {

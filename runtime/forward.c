@@ -442,23 +442,9 @@ static spill_kv *cpu_kv(void *ctx) { return &((cpu_state *)ctx)->kv; }
 static void cpu_stats(void *ctx, spill_engine_stats *out) {
     cpu_state *s = ctx;
     memset(out, 0, sizeof *out);
-    memcpy(out->weights, s->placed.bytes, sizeof out->weights);
-    out->mapped = s->placed.mapped;
-    memcpy(out->read, s->exec.st.read, sizeof out->read);
-    out->prefetched = s->exec.st.prefetched;
-    out->wait_s = s->exec.st.wait_s;
-    out->ring_slots = s->exec.n_slots;
-    out->ring_ahead = s->exec.ahead;
-    out->slot_bytes = s->exec.slot_bytes;
+    spill_exec_stats_into(&s->exec, &s->placed, out);
     out->act_bytes = s->act_bytes;
     out->kv = s->kv.st;
-    spill_disk_stats ds;
-    spill_disk_get_stats(s->exec.disk, &ds);
-    out->disk_read = ds.read;
-    out->disk_used = ds.used;
-    out->disk_wait_s = ds.wait_s;
-    out->disk_direct = ds.direct;
-    for (int l = 0; l < s->hp->n_layers; l++) out->disk_layers += spill_disk_is_on(s->exec.disk, l);
 }
 
 const spill_device_iface spill_cpu_device = {

@@ -1,6 +1,8 @@
 /* Placing weights and running the plan's steps, for any device (see place.h). */
 #include "place.h"
 
+#include "device.h"
+
 #include <math.h>
 #include <unistd.h>
 
@@ -397,4 +399,23 @@ void spill_exec_head(spill_exec *x, double share) {
     const uint64_t *norm = x->placed->region[spill_region_out_norm(L)];
     if (!(share > 0 && share < 1)) share = 1;
     for (int t = 0; t < SPILL_TIER_COUNT; t++) x->st.read[t] += (uint64_t)((double)head[t] * share) + norm[t];
+}
+
+void spill_exec_stats_into(const spill_exec *x, const spill_placed *placed, spill_engine_stats *out) {
+    memcpy(out->weights, placed->bytes, sizeof out->weights);
+    out->mapped = placed->mapped;
+    memcpy(out->read, x->st.read, sizeof out->read);
+    out->prefetched = x->st.prefetched;
+    out->wait_s = x->st.wait_s;
+    out->ring_slots = x->n_slots;
+    out->ring_ahead = x->ahead;
+    out->slot_bytes = x->slot_bytes;
+    spill_disk_stats ds;
+    spill_disk_get_stats(x->disk, &ds);
+    out->disk_read = ds.read;
+    out->disk_used = ds.used;
+    out->disk_wait_s = ds.wait_s;
+    out->disk_direct = ds.direct;
+    out->disk_layers = 0;
+    for (int l = 0; l < x->hp->n_layers; l++) out->disk_layers += spill_disk_is_on(x->disk, l);
 }

@@ -187,6 +187,63 @@ static void test_plan(void **s) {
     assert_non_null(strstr(err.msg, "308.0 MiB")); /* 108 MiB that stay and two slots of 100 */
 }
 
+/* With a GPU, a streamed layer's home counts as host memory and may go to disk: it leaves the ring (not
+ * streamed, host tier, read by the GPU in place, never read-mostly); on a CPU-only profile streamed
+ * layers never go (the CPU's ring copies from homes the disk tier does not fill). */
+static void test_plan_gpu(void **s) {
+    (void)s;
+    enum { L = 8 };
+    int n = spill_region_count(L);
+    spill_region r[64];
+    assert_true(n <= 64);
+    for (int l = 0; l < L; l++) {
+        r[spill_region_layer(L, l)] = (spill_region){"blk", 100 << 20, l, SPILL_REGION_WEIGHT, 1.0, 50 << 20, NULL};
+        r[spill_region_kv(L, l)] = (spill_region){"kv", 1 << 20, l, SPILL_REGION_KV, 1.0, 0, NULL};
+    }
+    r[spill_region_embd(L)] = (spill_region){"token_embd", 50 << 20, -1, SPILL_REGION_WEIGHT, 1e-4, 0, NULL};
+    r[spill_region_output(L)] = (spill_region){"output", 50 << 20, -1, SPILL_REGION_WEIGHT, 1.0, 25 << 20, NULL};
+    r[spill_region_out_norm(L)] = (spill_region){"output_norm", 4096, -1, SPILL_REGION_WEIGHT, 1.0, 0, NULL};
+    spill_profile gpu;
+    spill_err err = {{0}};
+    assert_int_equal(spill_profile_builtin("h100-pcie", &gpu, &err), 0);
+    /* stream with HBM for the head and a ring: every layer streamed; the host limit sends some to disk */
+    spill_plan_params pp = {"stream", {400ull << 20, 600ull << 20}, 1, &gpu, {0, 1, NULL, 1}};
+    spill_plan plan;
+    if (spill_plan_make(r, n, &pp, &plan, &err)) fail_msg("%s", err.msg);
+    int on = 0, ring = 0;
+    for (int l = 0; l < L; l++) {
+        const spill_region_plan *rp = &plan.region[spill_region_layer(L, l)];
+        if (rp->on_disk) {
+            on++;
+            assert_false(rp->streamed);
+            assert_int_equal(rp->tier, SPILL_TIER_HOST);
+            assert_true((rp->advice & SPILL_PLACE_GPU_READS) && !(rp->advice & SPILL_PLACE_READ_MOSTLY));
+            assert_int_equal(rp->prefetch_at, -1);
+        }
+        ring += rp->streamed;
+    }
+    printf("stream on h100-pcie, host limit 600 MiB: %d of %d layers on disk, %d still streamed; host %.0f MiB\n", on, L,
+           ring, plan.bytes[SPILL_TIER_HOST] / 1048576.0);
+    assert_true(on > 0 && plan.disk_slots > 0);
+    assert_true(plan.bytes[SPILL_TIER_HOST] <= 600ull << 20);
+    assert_int_equal(plan.disk_bytes, (uint64_t)on * (100 << 20));
+    /* the cost: the disk's bytes at its rate at least, and no copy of a layer on disk */
+    assert_true(plan.predicted.step_s >= (double)plan.disk_bytes / gpu.disk_bw * 0.999);
+    spill_plan_free(&plan);
+    /* the same plan on a CPU-only profile keeps its streamed layers out of the disk tier */
+    spill_profile cpu;
+    assert_int_equal(spill_profile_builtin("cpu", &cpu, &err), 0);
+    pp.profile = &cpu;
+    if (!spill_plan_make(r, n, &pp, &plan, &err)) {
+        for (int l = 0; l < L; l++) {
+            const spill_region_plan *rp = &plan.region[spill_region_layer(L, l)];
+            assert_false(rp->streamed && rp->on_disk);
+            if (rp->on_disk) assert_false(rp->tier != SPILL_TIER_HOST);
+        }
+        spill_plan_free(&plan);
+    }
+}
+
 static void test_bad_flags(void **s) {
     (void)s;
     spill_err err = {{0}};
@@ -230,6 +287,7 @@ int main(int argc, char **argv) {
     }
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_plan),
+        cmocka_unit_test(test_plan_gpu),
         cmocka_unit_test(test_bad_flags),
         cmocka_unit_test(test_stories),
         cmocka_unit_test(test_hf),

@@ -275,14 +275,8 @@ static spill_kv *gpu_kv(void *ctx) { return &((spill_cu_state *)ctx)->kv; }
 static void gpu_stats(void *ctx, spill_engine_stats *out) {
     spill_cu_state *s = ctx;
     memset(out, 0, sizeof *out);
-    memcpy(out->weights, s->placed.bytes, sizeof out->weights);
-    out->mapped = s->placed.mapped;
-    memcpy(out->read, s->exec.st.read, sizeof out->read);
-    out->prefetched = s->exec.st.prefetched;
+    spill_exec_stats_into(&s->exec, &s->placed, out);
     out->wait_s = 0; /* the compute queue waits on events; nothing on the host measures it */
-    out->ring_slots = s->exec.n_slots;
-    out->ring_ahead = s->exec.ahead;
-    out->slot_bytes = s->exec.slot_bytes;
     out->act_bytes = s->act_bytes;
     out->kv = s->kv.st;
     for (int i = 0; i < 2; i++) {
@@ -291,13 +285,6 @@ static void gpu_stats(void *ctx, spill_engine_stats *out) {
         out->graph_launches += launched;
         out->graphs_made += made;
     }
-    spill_disk_stats ds;
-    spill_disk_get_stats(s->exec.disk, &ds);
-    out->disk_read = ds.read;
-    out->disk_used = ds.used;
-    out->disk_wait_s = ds.wait_s;
-    out->disk_direct = ds.direct;
-    for (int l = 0; l < s->hp->n_layers; l++) out->disk_layers += spill_disk_is_on(s->exec.disk, l);
 }
 
 const spill_device_iface spill_cuda_device = {

@@ -131,7 +131,7 @@ static int gpu_disk_alloc(void *ctx, size_t bytes, void **out, spill_err *err) {
     spill_err why = {{0}};
     if (spill_cu_host_alloc(out, bytes, &why))
         return spill_err_set(err, "the disk tier's %.1f MiB of pinned slots: %.400s (pinned memory is limited by "
-                                  "RLIMIT_MEMLOCK and physical memory)", (double)bytes / 1048576.0, why.msg);
+                                  "physical memory)", (double)bytes / 1048576.0, why.msg);
     return 0;
 }
 
