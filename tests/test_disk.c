@@ -129,14 +129,12 @@ static void test_no_o_direct(void **s) {
     unsetenv("SPILL_DISK_NO_DIRECT");
 }
 
-/* planning alone: evenly spaced layers, the ring counted, the error, the cost */
-static void test_plan(void **s) {
-    (void)s;
-    enum { L = 8 };
-    spill_region r[2 * L + 3];
+/* 8 layers of 100 MiB (1 MiB of KV each), a 50 MiB embedding and head: the planning tests' model */
+enum { L = 8 };
+static int plan_regions(spill_region r[2 * L + 3]) {
     int n = spill_region_count(L);
     assert_int_equal(n, 2 * L + 3);
-    memset(r, 0, sizeof r);
+    memset(r, 0, sizeof(spill_region) * (size_t)n);
     for (int l = 0; l < L; l++) {
         r[spill_region_layer(L, l)] = (spill_region){"blk", 100 << 20, l, SPILL_REGION_WEIGHT, 1.0, 50 << 20, NULL};
         r[spill_region_kv(L, l)] = (spill_region){"kv", 1 << 20, l, SPILL_REGION_KV, 1.0, 0, NULL};
@@ -144,6 +142,14 @@ static void test_plan(void **s) {
     r[spill_region_embd(L)] = (spill_region){"token_embd", 50 << 20, -1, SPILL_REGION_WEIGHT, 1e-4, 0, NULL};
     r[spill_region_output(L)] = (spill_region){"output", 50 << 20, -1, SPILL_REGION_WEIGHT, 1.0, 25 << 20, NULL};
     r[spill_region_out_norm(L)] = (spill_region){"output_norm", 4096, -1, SPILL_REGION_WEIGHT, 1.0, 0, NULL};
+    return n;
+}
+
+/* planning alone: evenly spaced layers, the ring counted, the error, the cost */
+static void test_plan(void **s) {
+    (void)s;
+    spill_region r[2 * L + 3];
+    int n = plan_regions(r);
     spill_profile prof;
     spill_err err = {{0}};
     assert_int_equal(spill_profile_builtin("cpu", &prof, &err), 0);
@@ -192,17 +198,8 @@ static void test_plan(void **s) {
  * layers never go (the CPU's ring copies from homes the disk tier does not fill). */
 static void test_plan_gpu(void **s) {
     (void)s;
-    enum { L = 8 };
-    int n = spill_region_count(L);
-    spill_region r[64];
-    assert_true(n <= 64);
-    for (int l = 0; l < L; l++) {
-        r[spill_region_layer(L, l)] = (spill_region){"blk", 100 << 20, l, SPILL_REGION_WEIGHT, 1.0, 50 << 20, NULL};
-        r[spill_region_kv(L, l)] = (spill_region){"kv", 1 << 20, l, SPILL_REGION_KV, 1.0, 0, NULL};
-    }
-    r[spill_region_embd(L)] = (spill_region){"token_embd", 50 << 20, -1, SPILL_REGION_WEIGHT, 1e-4, 0, NULL};
-    r[spill_region_output(L)] = (spill_region){"output", 50 << 20, -1, SPILL_REGION_WEIGHT, 1.0, 25 << 20, NULL};
-    r[spill_region_out_norm(L)] = (spill_region){"output_norm", 4096, -1, SPILL_REGION_WEIGHT, 1.0, 0, NULL};
+    spill_region r[2 * L + 3];
+    int n = plan_regions(r);
     spill_profile gpu;
     spill_err err = {{0}};
     assert_int_equal(spill_profile_builtin("h100-pcie", &gpu, &err), 0);
