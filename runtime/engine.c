@@ -2,6 +2,7 @@
  * freed in the reverse. */
 #include "engine.h"
 
+#include <math.h>
 #include <strings.h>
 #include <unistd.h>
 
@@ -336,6 +337,13 @@ int spill_engine_step(spill_engine *e, const spill_batch *b, spill_err *err) {
     if (spill_model_check_files(&e->model, err) || check_batch(e, b, err) || e->dev.iface->forward(e->dev.ctx, b, err))
         return -1;
     for (int t = 0; t < b->n; t++) e->n_out += b->out ? b->out[t] != 0 : t == b->n - 1;
+    /* head_rows: the other logits -inf, whatever rows the device computed (the GPU computes them all) */
+    int V = e->model.hp.vocab;
+    if (b->head_rows > 0 && b->head_rows < V)
+        for (int i = 0; i < e->n_out; i++) {
+            float *row = e->dev.iface->logits(e->dev.ctx, i);
+            for (int v = b->head_rows; v < V; v++) row[v] = -INFINITY;
+        }
     return 0;
 }
 

@@ -81,9 +81,9 @@ typedef struct spill_batch {
        the hidden state passes it unchanged, its KV entries at these positions are not written, and a
        streamed one is not fetched */
     const uint8_t *skip;
-    /* 0, or 1..vocab-1: the head computes the logits of tokens [0, head_rows) only and the others are
-       -INFINITY (a draft's reduced vocabulary, spec.h: a vocabulary's worth of head rows is a large
-       part of a small model's bytes). A hint: the GPU computes every row. */
+    /* 0, or 1..vocab-1: the logits of tokens [0, head_rows) only; the others are -INFINITY on every device
+       (a draft's reduced vocabulary, spec.h: a vocabulary's worth of head rows is a large part of a small
+       model's bytes). The CPU's head multiplies only those rows; the GPU's computes every row. */
     int head_rows;
 } spill_batch;
 int spill_engine_step(spill_engine *e, const spill_batch *b, spill_err *err);

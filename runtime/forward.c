@@ -420,11 +420,7 @@ static int cpu_forward(void *ctx, const spill_batch *b, spill_err *err) {
         spill_weight part = W->output;
         part.rows = b->head_rows;
         if (part.split > part.rows) part.split = part.rows;
-        matmul_ld(s, s->logits, hp->vocab, s->xb, s->n_out, &part);
-        for (int i = 0; i < s->n_out; i++) {
-            float *row = s->logits + (size_t)i * (size_t)hp->vocab;
-            for (int v = b->head_rows; v < hp->vocab; v++) row[v] = -INFINITY;
-        }
+        matmul_ld(s, s->logits, hp->vocab, s->xb, s->n_out, &part); /* the rest: -inf, spill_engine_step */
     } else {
         matmul(s, s->logits, s->xb, s->n_out, &W->output);
     }

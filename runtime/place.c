@@ -275,7 +275,7 @@ int spill_exec_open_disk(spill_exec *x, const spill_model *m, spill_disk_mode mo
     spill_disk_alloc slots = {pi->disk_alloc, pi->disk_free, x->placer.ctx};
     if (spill_disk_open(&x->disk, m, x->plan, x->placed->w.layers, x->mem, mode, pi->disk_alloc ? &slots : NULL, err))
         return -1;
-    if (x->placer.iface->disk_reuse) spill_disk_set_reuse(x->disk, x->placer.iface->disk_reuse, x->placer.ctx);
+    if (pi->disk_reuse) spill_disk_set_reuse(x->disk, pi->disk_reuse, x->placer.ctx);
     return disk_ahead(x, x->hp->n_layers - 1, err); /* the first step's */
 }
 

@@ -66,10 +66,8 @@ int spill_spec_round(spill_spec *sp, spill_sampler *smp, int last, int pos, int 
         int p = pos + i;
         spill_batch b = {.n = 1, .token = &cur, .seq = &sp->seq, .pos = &p, .skip = sp->skip, .head_rows = sp->head_rows};
         if (spill_engine_step(e, &b, err)) return -1;
-        float *q = sp->q + (size_t)i * (size_t)V, *logits = spill_engine_logits(e);
-        /* the draft's vocabulary on every device: the GPU computes every row of the head */
-        for (int v = sp->head_rows ? sp->head_rows : V; v < V; v++) logits[v] = -INFINITY;
-        spill_sampler_probs(smp, logits, q);
+        float *q = sp->q + (size_t)i * (size_t)V;
+        spill_sampler_probs(smp, spill_engine_logits(e), q); /* past head_rows: -inf on every device */
         sp->tok[i + 1] = cur = spill_sampler_draw(smp, q);
     }
     double t1 = spill_now();

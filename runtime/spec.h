@@ -42,8 +42,8 @@ typedef struct spill_spec {
 
 /* skip: (n_layers) 1 = the draft skips the layer. k: proposals per round, 1..the engine's batch - 1.
  * draft_vocab: 0 (the whole vocabulary), or the draft proposes only tokens [0, draft_vocab) and its head
- * reads only their rows on the CPU (the GPU computes every row; the draft masks the rest on every device;
- * --draft-vocab; byte-pair vocabularies number their tokens in the order the
+ * reads only their rows on the CPU (the GPU computes every row; spill_engine_step makes the rest -inf on
+ * every device; --draft-vocab; byte-pair vocabularies number their tokens in the order the
  * merges were learned, so the low ids are the frequent ones). The output stays exact: the rule below
  * holds for any draft distribution, one that gives the other tokens no mass included. */
 int spill_spec_init(spill_spec *sp, spill_engine *e, int seq, const uint8_t *skip, int k, int draft_vocab, spill_err *err);
