@@ -123,6 +123,21 @@ int spill_kernels_avx512_vnni(void) {
 #endif
 }
 
+void spill_attn_values(float *const *out, const float *att, int64_t ld, const int *lens, int nq, const float *v, int64_t vs,
+                       int p0, int np, int hd) {
+#if defined(SPILL_DOT_AVX512)
+    if (spill_kernels_avx512()) {
+        spill_attn_values_avx512(out, att, ld, lens, nq, v, vs, p0, np, hd);
+        return;
+    }
+#endif
+#if defined(SPILL_DOT_NEON)
+    spill_attn_values_neon(out, att, ld, lens, nq, v, vs, p0, np, hd);
+#else
+    spill_attn_values_c(out, att, ld, lens, nq, v, vs, p0, np, hd);
+#endif
+}
+
 static int cpu_has(spill_isa isa) {
     switch (isa) {
     case SPILL_ISA_PORTABLE: return 1;

@@ -73,6 +73,17 @@ void spill_dots4_avx2(spill_dtype w, int64_t n, const void *wrows, uint64_t rb, 
                       const float *sc, float *out, int64_t ldo);
 int spill_dots_rows_avx2(spill_dtype w, int64_t n, const void *wrows, uint64_t rb, int nr, const void *act, float *out);
 #endif
+/* spill_attn_values: the portable loop (kernels/ops.c) and its SIMD twins (kernels/attn_values.h), the same bits */
+void spill_attn_values_c(float *const *out, const float *att, int64_t ld, const int *lens, int nq, const float *v, int64_t vs,
+                         int p0, int np, int hd);
+#if defined(SPILL_DOT_AVX512)
+void spill_attn_values_avx512(float *const *out, const float *att, int64_t ld, const int *lens, int nq, const float *v,
+                              int64_t vs, int p0, int np, int hd);
+#endif
+#if defined(__aarch64__)
+void spill_attn_values_neon(float *const *out, const float *att, int64_t ld, const int *lens, int nq, const float *v,
+                            int64_t vs, int p0, int np, int hd);
+#endif
 #if defined(SPILL_DOT_AVX512)
 /* kernels/cpu.c: AVX-512 F, VL and DQ usable here (and SPILL_AVX512 is not 0) */
 int spill_cpu_avx512(void);
@@ -84,7 +95,7 @@ int spill_cpu_avx512_vnni(void);
 void spill_dots_quant_vnni(spill_dtype w, int ntiles, int64_t n, const void *wrows, uint64_t rb, int nr, const void *act,
                            uint64_t stride, const float *sc, size_t pt, float *out, int64_t ldo);
 /* kernels/dots_vnni.c: nr <= 16 rows of Q8_0, Q4_0 or Q4_1 laid out in a panel (spill_dots_panel_bytes(n)),
-   then an even number of tokens against it, their prepared floats (tile k's at sc + k * pt) as
+   then any number of tokens against it (two at a time, an odd one last), their prepared floats (tile k's at sc + k * pt) as
    spill_dots_prepare_avx2 made them where spill_cpu_avx512_vnni(); meanwhile next_len bytes from next
    (the next rows the caller will lay out; NULL for none) are prefetched */
 size_t spill_dots_qpanel_bytes(int64_t n);

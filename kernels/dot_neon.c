@@ -10,3 +10,12 @@ static inline int32x4_t sum4_neon(int8x16_t a, int8x16_t b) {
 #define SUM4(a, b) sum4_neon(a, b)
 #define DOT_TABLE spill_dot_neon
 #include "dot_neon.h"
+
+#define AV_VEC float32x4_t
+#define AV_W 4
+#define AV_LOAD(p) vld1q_f32(p)
+#define AV_STORE(p, x) vst1q_f32(p, x)
+#define AV_SET1(f) vdupq_n_f32(f)
+#define AV_FMA(b, x, acc) vfmaq_f32(acc, b, x)
+#define AV_NAME spill_attn_values_neon
+#include "attn_values.h"

@@ -90,7 +90,11 @@ static size_t per_tile(spill_dtype w, int64_t n) {
     return (size_t)(n / SPILL_QK) * (more ? 8 + 8 * T : 8);
 }
 
-size_t spill_dots_scales_len(spill_dtype w, int64_t n, int nt) { return (size_t)(nt / T) * per_tile(w, n); }
+size_t spill_dots_scales_len(spill_dtype w, int64_t n, int nt) {
+    /* Q8_0, Q4_0 and Q4_1 also lay out a partial last tile (for the panels) */
+    int partial = w == SPILL_DT_Q8_0 || w == SPILL_DT_Q4_0 || w == SPILL_DT_Q4_1;
+    return (size_t)(partial ? (nt + T - 1) / T : nt / T) * per_tile(w, n);
+}
 
 void spill_dots_prepare(spill_dtype w, int64_t n, const void *act, uint64_t stride, int nt, float *sc) {
 #if defined(SPILL_DOT_AVX2)
@@ -209,7 +213,8 @@ void spill_vec_dots_panel(spill_dtype w, int64_t n, const void *wrows, uint64_t 
 #if defined(SPILL_DOT_AVX512_VNNI)
     SPILL_ASSERT(nr >= 1 && nr <= SPILL_DOTS_PANEL);
     if (sc && nt >= T && spill_dots_panel_ok(w)) {
-        t = nt / T * T; /* the tokens spill_dots_prepare laid out: whole tiles */
+        /* the tokens spill_dots_prepare laid out: the K-quants' whole tiles, the others' every token */
+        t = kq_vnni(w) ? nt / T * T : nt;
         /* the rows after these (the next panel's, where the caller goes on), fetched while these compute */
         const uint8_t *next = (const uint8_t *)wrows + (uint64_t)nr * row_bytes;
         if (kq_vnni(w)) {

@@ -307,10 +307,12 @@ void spill_dots_prepare_avx2(spill_dtype w, int64_t n, const void *act, uint64_t
     /* floats per tile: scales, then Q4_0's sums or (VNNI) Q8_0's values + 128, 32 bytes per block and token,
        and (VNNI) Q8_0's -128 * (the sum of each lane's 4 values), 8 lanes of 32 bits per block and token */
     const int64_t per = nb * (vnni && w == SPILL_DT_Q8_0 ? 8 + 16 * T : w == SPILL_DT_Q4_0 || vnni ? 8 + 8 * T : 8);
-    for (int tile = 0; tile < nt / T; tile++) {
+    /* and the tokens past the last whole tile in a partial one (spill_dots_scales_len counts it), which only
+       the panels read (kernels/dots_vnni.c: they take tokens one or two at a time) */
+    for (int tile = 0; tile < (nt + T - 1) / T; tile++) {
         float *s = sc + (size_t)tile * (size_t)per;
         __m256i *ypairs8 = (__m256i *)(s + nb * 8); /* [block][token]: 32 bytes (loaded unaligned) */
-        for (int t = 0; t < T; t++) {
+        for (int t = 0; t < T && tile * T + t < nt; t++) {
             const uint8_t *a = (const uint8_t *)act + (uint64_t)(tile * T + t) * stride;
             for (int64_t i = 0; i < nb; i++) {
                 if (w == SPILL_DT_Q4_1) {

@@ -123,3 +123,12 @@ void spill_dots_prepare_wide_avx512(spill_dtype w, int64_t n, const void *act, u
         }
     }
 }
+
+#define AV_VEC __m512
+#define AV_W 16
+#define AV_LOAD(p) _mm512_loadu_ps(p)
+#define AV_STORE(p, x) _mm512_storeu_ps(p, x)
+#define AV_SET1(f) _mm512_set1_ps(f)
+#define AV_FMA(b, x, acc) _mm512_fmadd_ps(b, x, acc)
+#define AV_NAME spill_attn_values_avx512
+#include "attn_values.h"

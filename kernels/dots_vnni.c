@@ -615,6 +615,14 @@ static inline __attribute__((always_inline)) void panel_tokens(spill_dtype w, in
             uint64_t p0_ = pflen * (uint64_t)t_ / (uint64_t)nt, p1_ = pflen * (uint64_t)(t_ + 2) / (uint64_t)nt;  \
             panel_tokens(w, 2, nb, panel, a_, s_, c_, 8 * T, o_, nr, pf + p0_, p1_ - p0_);                        \
         }                                                                                                         \
+        if (t_ < nt) { /* an odd token last */                                                                    \
+            const uint8_t *a_[2] = {act + (uint64_t)t_ * stride, NULL};                                           \
+            const float *s_[2] = {sc + (size_t)(t_ / T) * pt + t_ % T, NULL};                                     \
+            const int32_t *c_[2] = {(const int32_t *)(sc + (size_t)(t_ / T) * pt + cofs) + (t_ % T) * 8, NULL};   \
+            float *o_[2] = {out + (int64_t)t_ * ldo, NULL};                                                       \
+            uint64_t p0_ = pflen * (uint64_t)t_ / (uint64_t)nt;                                                   \
+            panel_tokens(w, 1, nb, panel, a_, s_, c_, 8 * T, o_, nr, pf + p0_, pflen - p0_);                      \
+        }                                                                                                         \
     } while (0)
 
 void spill_dots_panel_vnni(spill_dtype w, int64_t n, const void *panel, int nr, const void *actv, uint64_t stride, int nt,

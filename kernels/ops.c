@@ -1,6 +1,7 @@
 /* Float ops of the forward pass. Reductions that decide a normalisation (RMSNorm, softmax) sum in
  * double, as the reference implementations do, so that long rows do not lose precision. */
 #include "spill_kernels.h"
+#include "dot.h"
 
 #include <float.h>
 #include <stdatomic.h>
@@ -109,7 +110,7 @@ void spill_matmul_ld(spill_pool *pool, float *out, int64_t ldo, const void *w, s
         size_t tiles = SCALES_CAP / per_tile;
         if (tiles < 2) tiles = 2;
         if (tiles * SPILL_DOTS_TILE < (size_t)batch) j.tok_chunk = (int)tiles * SPILL_DOTS_TILE;
-        size_t need = (size_t)(j.tok_chunk / SPILL_DOTS_TILE) * per_tile;
+        size_t need = spill_dots_scales_len(wtype, cols, j.tok_chunk); /* Q8_0, Q4_0, Q4_1: a partial tile too */
         if (need > SCALES_CAP) {
             j.prep_len = need;
             j.prep = malloc(sizeof(float) * need * (size_t)nth);
@@ -256,6 +257,18 @@ void spill_softmax(float *x, int n, float scale) {
     for (int i = 0; i < n; i++) x[i] *= scale;
     float inv = (float)(1.0 / spill_exp_sum(x, x, n, spill_maxf(x, n), 1.0f));
     for (int i = 0; i < n; i++) x[i] *= inv;
+}
+
+void spill_attn_values_c(float *const *out, const float *att, int64_t ld, const int *lens, int nq, const float *v, int64_t vs,
+                         int p0, int np, int hd) {
+    for (int p = p0; p < p0 + np; p++) {
+        const float *vp = v + (int64_t)(p - p0) * vs;
+        for (int i = 0; i < nq; i++) {
+            if (p >= lens[i]) continue;
+            float a = att[(int64_t)i * ld + p], *o = out[i];
+            for (int d = 0; d < hd; d++) o[d] = fmaf(a, vp[d], o[d]);
+        }
+    }
 }
 
 void spill_swiglu(float *out, const float *gate, const float *up, int n) {

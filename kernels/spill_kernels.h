@@ -231,6 +231,12 @@ float spill_maxf(const float *x, int n);
  * lanes in a fixed order: the same bits on every CPU */
 double spill_exp_sum(float *y, const float *x, int n, float shift, float div);
 void spill_softmax(float *x, int n, float scale);
+/* Attention's weighted sum of values over a block of np positions from p0: for each query i < nq and
+ * position p0 <= p < p0 + np with p < lens[i], out[i][d] = fmaf(att[i * ld + p], v[(p - p0) * vs + d],
+ * out[i][d]) for d < hd, positions in increasing order (the same bits on every CPU; SIMD where there
+ * is one, the sums kept in registers across the block) */
+void spill_attn_values(float *const *out, const float *att, int64_t ld, const int *lens, int nq, const float *v, int64_t vs,
+                       int p0, int np, int hd);
 /* out = silu(gate) * up */
 void spill_swiglu(float *out, const float *gate, const float *up, int n);
 /* out += x */

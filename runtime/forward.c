@@ -224,10 +224,6 @@ typedef struct attn_job {
     _Atomic int64_t next; /* the next unit to take: the costliest (latest positions) first */
 } attn_job;
 
-static inline void axpy(float *restrict out, float a, const float *restrict v, int n) {
-    for (int d = 0; d < n; d++) out[d] = fmaf(a, v[d], out[d]);
-}
-
 static void attn_worker(void *ctx, int ith, int nth) {
     attn_job *j = ctx;
     (void)nth;
@@ -287,15 +283,18 @@ static void attn_worker(void *ctx, int ith, int nth) {
             spill_softmax(att + i * ld, lens[i], scale);
             memset(outp[i], 0, sizeof(float) * (size_t)hd);
         }
-        /* values: each row once for every query that sees it, each query's sum in position order */
+        /* values: each row once for every query that sees it, each query's sum in position order (F32
+           rows where they lie, a block at a time; 16-bit ones widened a row at a time) */
         for (int p0 = 0; p0 < len; p0 += kv->T) {
             const uint8_t *vb = spill_kv_v(kv, seq, j->layer, p0) + (size_t)kvh * hd * eb;
             int end = p0 + kv->T < len ? p0 + kv->T : len;
-            for (int p = p0; p < end; p++) {
-                const float *v = spill_kv_row_get(kt, vb + (size_t)(p - p0) * rb, row, hd);
-                for (int i = 0; i < nq; i++)
-                    if (p < lens[i]) axpy(outp[i], att[i * ld + p], v, hd);
+            if (kt == SPILL_DT_F32) {
+                spill_attn_values(outp, att, ld, lens, nq, (const float *)vb, (int64_t)(rb / sizeof(float)), p0, end - p0, hd);
+                continue;
             }
+            for (int p = p0; p < end; p++)
+                spill_attn_values(outp, att, ld, lens, nq, spill_kv_row_get(kt, vb + (size_t)(p - p0) * rb, row, hd), hd, p,
+                                  1, hd);
         }
     }
 }

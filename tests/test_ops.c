@@ -124,12 +124,48 @@ static void test_max_and_exp_sum(void **s) {
     assert_true(fabs(sum - want) < 1e-5 * want);
 }
 
+/* attention's value sums (spill_attn_values, SIMD where the CPU has it) equal the scalar definition bit
+   for bit: any width (registers and the elements past them), any number of queries (groups of 4 and the
+   rest), strided rows, queries that see none, part or all of the block */
+static void test_attn_values(void **s) {
+    (void)s;
+    enum { NQ = 9, NP = 37, HD = 136, VS = 141, LD = 80 };
+    static float v[NP * VS], att[NQ * LD], got[NQ][HD], want[NQ][HD];
+    uint32_t r = 12345;
+    for (int i = 0; i < NP * VS; i++) v[i] = (float)((r = r * 1664525u + 1013904223u) >> 8) / (1 << 24) - 0.5f;
+    for (int i = 0; i < NQ * LD; i++) att[i] = (float)((r = r * 1664525u + 1013904223u) >> 8) / (1 << 24);
+    static const int hds[] = {1, 3, 4, 16, 20, 64, 80, 96, 128, 136};
+    static const int nps[] = {1, 7, 16, 37};
+    int checked = 0;
+    for (size_t h = 0; h < sizeof hds / sizeof *hds; h++)
+        for (size_t k = 0; k < sizeof nps / sizeof *nps; k++)
+            for (int nq = 1; nq <= NQ; nq++) {
+                int hd = hds[h], np = nps[k], p0 = 40, lens[NQ];
+                float *outp[NQ];
+                for (int i = 0; i < nq; i++) {
+                    lens[i] = p0 + np - (i * 5) % (np + 3) + 1; /* past the block, inside it, or before it */
+                    outp[i] = got[i];
+                    for (int d = 0; d < hd; d++) got[i][d] = want[i][d] = (float)(i - d) / 7.0f;
+                }
+                for (int p = p0; p < p0 + np; p++)
+                    for (int i = 0; i < nq; i++)
+                        if (p < lens[i])
+                            for (int d = 0; d < hd; d++)
+                                want[i][d] = fmaf(att[i * LD + p], v[(p - p0) * VS + d], want[i][d]);
+                spill_attn_values(outp, att, LD, lens, nq, v, VS, p0, np, hd);
+                for (int i = 0; i < nq; i++) assert_memory_equal(got[i], want[i], sizeof(float) * (size_t)hd);
+                checked++;
+            }
+    assert_int_equal(checked, 10 * 4 * NQ);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_expf_accuracy),
         cmocka_unit_test(test_softmax),
         cmocka_unit_test(test_swiglu),
         cmocka_unit_test(test_max_and_exp_sum),
+        cmocka_unit_test(test_attn_values),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -105,8 +105,10 @@ static void test_matmul_threads_equal_dots(void **s) {
     spill_dtype types[] = {SPILL_DT_Q4_1, SPILL_DT_Q8_0, SPILL_DT_Q4_0, SPILL_DT_F16, SPILL_DT_BF16, SPILL_DT_F32,
                            SPILL_DT_Q4_K, SPILL_DT_Q6_K};
     int shapes[][3] = {{77, 256, 3}, {77, 256, 37}, {9, 16384, 11}, {5, 24576, 19}, {77, 256, 1}, {45, 2048, 1}, {45, 512, 2}, {45, 512, 6},
-                       /* 4, 5 and 7 tokens: Q4_1's panels from one tile on, the rest one by one */
+                       /* 4, 5 and 7 tokens: Q4_1's panels from one tile on (an odd token last) */
                        {45, 512, 4}, {45, 512, 5}, {45, 512, 7},
+                       /* a partial last tile in the panels: two tokens, three */
+                       {45, 512, 10}, {45, 512, 15},
                        /* widths that only F32, F16 and BF16 rows take: the values past the last 8 */
                        {19, 77, 9}, {33, 5, 12}, {16, 1003, 8}, {21, 3, 16}};
     for (unsigned ti = 0; ti < sizeof types / sizeof *types; ti++)
@@ -294,7 +296,7 @@ static void test_matmul_extremes(void **s) {
     (void)s;
     spill_dtype types[] = {SPILL_DT_Q8_0, SPILL_DT_Q4_0, SPILL_DT_Q4_1};
     const int cols = 96, nb = cols / SPILL_QK;
-    for (int bi = 0, batch = 1; bi < 3; bi++, batch = bi == 1 ? 2 : 12) /* one token, two, a panel */
+    for (int bi = 0, batch = 1; bi < 3; bi++, batch = bi == 1 ? 2 : 13) /* one token, two, a panel (an odd token last) */
         for (unsigned ti = 0; ti < 3; ti++)
             for (int rows = 16; rows <= 23; rows += 7) {
                 spill_dtype t = types[ti];
