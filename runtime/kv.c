@@ -32,9 +32,14 @@ int spill_kv_init(spill_kv *kv, spill_mem *mem, spill_dtype type, int L, int kv_
     kv->stamp = calloc(parts, sizeof *kv->stamp);
     kv->hbm_cap = calloc((size_t)L, sizeof(int));
     kv->hbm_used = calloc((size_t)L, sizeof(int));
+    /* freed host parts kept for reuse: up to SPILL_KV_SPARE_BYTES, never more than the cache's parts */
+    uint64_t sc = SPILL_KV_SPARE_BYTES / kv->part_bytes;
+    kv->spare_cap = sc > parts ? (int)parts : (int)sc;
+    kv->spare = kv->spare_cap ? calloc((size_t)kv->spare_cap, sizeof *kv->spare) : NULL;
     kv->table = calloc((size_t)max_seqs, sizeof *kv->table);
     kv->len = malloc(sizeof(int) * (size_t)max_seqs);
-    if (!kv->ref || !kv->part || !kv->tier || !kv->stamp || !kv->hbm_cap || !kv->hbm_used || !kv->table || !kv->len) {
+    if (!kv->ref || !kv->part || !kv->tier || !kv->stamp || !kv->hbm_cap || !kv->hbm_used || !kv->table || !kv->len ||
+        (kv->spare_cap && !kv->spare)) {
         spill_kv_free(kv);
         set_err_oom(err);
         return -1;
@@ -56,18 +61,31 @@ int spill_kv_init(spill_kv *kv, spill_mem *mem, spill_dtype type, int L, int kv_
 
 static void part_free(spill_kv *kv, size_t i) {
     if (!kv->part[i]) return;
-    spill_err err;
-    /* the contents are dead: say so to the backend (it may drop the pages), then give it back */
-    (void)spill_mem_discard(kv->mem, kv->part[i], kv->part_bytes, &err);
-    spill_mem_put(kv->mem, kv->part[i], kv->part_bytes);
+    if (kv->tier[i] == SPILL_TIER_HOST && kv->n_spare < kv->spare_cap) {
+        kv->spare[kv->n_spare++] = kv->part[i]; /* kept for the next host part (its contents are dead) */
+    } else {
+        spill_err err;
+        /* the contents are dead: say so to the backend (it may drop the pages), then give it back */
+        (void)spill_mem_discard(kv->mem, kv->part[i], kv->part_bytes, &err);
+        spill_mem_put(kv->mem, kv->part[i], kv->part_bytes);
+    }
     kv->st.bytes[kv->tier[i]] -= kv->part_bytes;
     if (kv->tier[i] == SPILL_TIER_HBM) kv->hbm_used[i % (size_t)kv->L]--;
     kv->part[i] = NULL;
 }
 
+/* a host part: a spare one, else a new one */
+static void *host_part(spill_kv *kv, const char *what, spill_err *err) {
+    if (kv->n_spare) return kv->spare[--kv->n_spare];
+    spill_placement pl = {SPILL_TIER_HOST, -1, SPILL_PLACE_CPU_READS | SPILL_PLACE_GPU_READS};
+    return spill_mem_alloc_uninit(kv->mem, kv->part_bytes, pl, what, err);
+}
+
 void spill_kv_free(spill_kv *kv) {
     if (kv->part)
         for (size_t i = 0; i < (size_t)kv->max_blocks * (size_t)kv->L; i++) part_free(kv, i);
+    while (kv->n_spare) spill_mem_put(kv->mem, kv->spare[--kv->n_spare], kv->part_bytes);
+    free(kv->spare);
     for (int s = 0; kv->table && s < kv->max_seqs; s++) free(kv->table[s]);
     free(kv->table);
     free(kv->len);
@@ -88,8 +106,7 @@ static int demote_oldest(spill_kv *kv, int l, spill_err *err) {
         if (kv->part[i] && kv->tier[i] == SPILL_TIER_HBM && (best == SIZE_MAX || kv->stamp[i] < kv->stamp[best])) best = i;
     }
     if (best == SIZE_MAX) return 0;
-    spill_placement pl = {SPILL_TIER_HOST, -1, SPILL_PLACE_CPU_READS | SPILL_PLACE_GPU_READS};
-    void *h = spill_mem_alloc_uninit(kv->mem, kv->part_bytes, pl, "KV block (demoted to host memory)", err);
+    void *h = host_part(kv, "KV block (demoted to host memory)", err);
     if (!h) return -1;
     memcpy(h, kv->part[best], kv->part_bytes);
     spill_mem_put(kv->mem, kv->part[best], kv->part_bytes);
@@ -124,7 +141,9 @@ static int block_new(spill_kv *kv, int *out, spill_err *err) {
         snprintf(what, sizeof what, "KV block %d, layer %d (%s)", b, l, spill_tier_name(t));
         /* written (kv_store) before attention reads a position of it: no zeroing, which on the GPU
            was a cudaMemset and a device synchronize per new block in the decode loop (issue 21) */
-        if (!(kv->part[i] = spill_mem_alloc_uninit(kv->mem, kv->part_bytes, pl, what, err))) goto fail;
+        if (t == SPILL_TIER_HOST) kv->part[i] = host_part(kv, what, err);
+        else kv->part[i] = spill_mem_alloc_uninit(kv->mem, kv->part_bytes, pl, what, err);
+        if (!kv->part[i]) goto fail;
         kv->tier[i] = (uint8_t)t;
         kv->stamp[i] = ++kv->clock;
         if (t == SPILL_TIER_HBM) kv->hbm_used[l]++;

@@ -27,6 +27,9 @@
 #include "spill_kernels.h"
 
 #define SPILL_KV_BLOCK_DEFAULT 64
+/* host memory of freed blocks the cache keeps for its next ones, at most (the rest goes back to the
+   allocator at once; all of it at spill_kv_free) */
+#define SPILL_KV_SPARE_BYTES ((uint64_t)64 << 20)
 
 typedef struct spill_kv_stats {
     uint64_t blocks_in_use, blocks_peak; /* physical blocks referenced by some sequence */
@@ -50,6 +53,9 @@ typedef struct spill_kv {
     uint64_t *stamp;     /* (max_blocks * L) allocation order, to find the oldest HBM part */
     uint64_t clock;
     int *hbm_cap, *hbm_used; /* (L) */
+    void **spare;        /* (spare_cap) host parts freed and kept for the next blocks: a fresh 2 MiB chunk
+                            costs a page fault per 4 KiB on first write (3% of a 16-sequence step) */
+    int n_spare, spare_cap;
     int **table;         /* (max_seqs) -> (blocks_per_seq) physical ids, -1 = none */
     int *len;            /* (max_seqs) positions written; -1 = sequence not live */
     spill_kv_stats st;

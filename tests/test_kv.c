@@ -124,10 +124,18 @@ static void blocks_and_cow(spill_dtype kt) {
     assert_int_equal(kv.st.bytes[SPILL_TIER_HOST], 0);
     spill_mem_stats ms;
     spill_mem_get_stats(m, &ms);
-    assert_int_equal(ms.tier[SPILL_TIER_HOST].current, 0); /* every block went back to the allocator */
-    /* reuse after release */
+    /* every block went back to the allocator but the spare parts the cache keeps for its next blocks */
+    assert_true(kv.n_spare > 0 && kv.n_spare <= kv.spare_cap);
+    assert_int_equal(ms.tier[SPILL_TIER_HOST].current, (uint64_t)kv.n_spare * kv.part_bytes);
+    /* reuse after release: the spare parts first */
+    void *spare = kv.spare[kv.n_spare - 1];
+    int n_spare = kv.n_spare;
     assert_int_equal(spill_kv_seq_open(&kv, 1, &err), 0);
     assert_int_equal(spill_kv_prepare(&kv, 1, 0, 64, &err), 0);
+    assert_true(kv.n_spare < n_spare);
+    int found = 0;
+    for (int b = 0; b < kv.max_blocks * kv.L; b++) found |= kv.part[b] == spare;
+    assert_true(found);
     assert_int_equal(kv.st.blocks_in_use, 16);
     /* errors: past the context, a sequence not open, one opened twice, forking onto a live one */
     assert_int_equal(spill_kv_prepare(&kv, 1, 60, 5, &err), -1);
@@ -138,6 +146,8 @@ static void blocks_and_cow(spill_dtype kt) {
     assert_int_equal(spill_kv_seq_open(&kv, 9, &err), -1);
     assert_int_equal(spill_kv_fork(&kv, 1, 1, &err), -1);
     spill_kv_free(&kv);
+    spill_mem_get_stats(m, &ms);
+    assert_int_equal(ms.tier[SPILL_TIER_HOST].current, 0); /* the spare parts too */
     spill_mem_free(m);
 }
 
