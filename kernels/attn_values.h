@@ -21,9 +21,13 @@ static inline __attribute__((always_inline)) void av_group(int NI, int NV, float
         common = e[i] < common ? e[i] : common;
         for (int k2 = 0; k2 < NV; k2++) acc[i][k2] = AV_LOAD(out[i] + d0 + AV_W * k2);
     }
+    /* the rows SPILL_PREFETCH_AHEAD bytes on, within the block (a long context's values come from memory) */
+    const int ahead = (int)((SPILL_PREFETCH_AHEAD + 4 * vs - 1) / (4 * vs));
     int p = 0;
     for (; p < common; p++) {
         const float *vp = v + (int64_t)p * vs + d0;
+        if (p + ahead < np)
+            for (int b = 0; b < 4 * AV_W * NV; b += 64) __builtin_prefetch((const char *)(vp + (int64_t)ahead * vs) + b);
         AV_VEC x[4];
         for (int k = 0; k < NV; k++) x[k] = AV_LOAD(vp + AV_W * k);
         for (int i = 0; i < NI; i++) {

@@ -123,6 +123,18 @@ int spill_kernels_avx512_vnni(void) {
 #endif
 }
 
+void spill_scores_f32(int64_t n, const float *rows, int64_t rs, int nr, const float *q, int64_t qs, int nq, float *out,
+                      int64_t ldo) {
+#if defined(SPILL_DOT_AVX512)
+    if (spill_kernels_avx512()) {
+        spill_scores_f32_avx512(n, rows, rs, nr, q, qs, nq, out, ldo);
+        return;
+    }
+#endif
+    spill_vec_dots(SPILL_DT_F32, n, rows, sizeof(float) * (uint64_t)rs, nr, q, sizeof(float) * (uint64_t)qs, nq, NULL, out,
+                   ldo);
+}
+
 void spill_attn_values(float *const *out, const float *att, int64_t ld, const int *lens, int nq, const float *v, int64_t vs,
                        int p0, int np, int hd) {
 #if defined(SPILL_DOT_AVX512)

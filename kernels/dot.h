@@ -77,6 +77,10 @@ int spill_dots_rows_avx2(spill_dtype w, int64_t n, const void *wrows, uint64_t r
 void spill_attn_values_c(float *const *out, const float *att, int64_t ld, const int *lens, int nq, const float *v, int64_t vs,
                          int p0, int np, int hd);
 #if defined(SPILL_DOT_AVX512)
+/* kernels/dots_avx512.c: F32 rows against nq queries (query i at q + i * qs), out[i * ldo + r] the one-token
+   dot's bits, two rows per register */
+void spill_scores_f32_avx512(int64_t n, const float *rows, int64_t rs, int nr, const float *q, int64_t qs, int nq, float *out,
+                             int64_t ldo);
 void spill_attn_values_avx512(float *const *out, const float *att, int64_t ld, const int *lens, int nq, const float *v,
                               int64_t vs, int p0, int np, int hd);
 #endif

@@ -124,6 +124,58 @@ void spill_dots_prepare_wide_avx512(spill_dtype w, int64_t n, const void *act, u
     }
 }
 
+/* Attention's scores against F32 keys: nr rows (row r at rows + r * rs) against nq <= 4 queries, out[i * ldo
+ * + r] the one-token dot's bits (spill_dot_f32: 8 lanes of fused multiply-adds, spill_hsum8, then the
+ * values past the last 8 one by one). Two rows share a register (row r in the low 8 lanes, r + 1 in the
+ * high), each loaded once for the queries, whose 8 values come broadcast into both halves; the 8 lanes
+ * are then summed pairwise within each half as spill_hsum8 does. The rows kernel took one query at a
+ * time, loading every row again for each (23% of a 16-sequence decode at 400 positions). */
+static inline __attribute__((always_inline)) void scores2(int NQ, int64_t n, const float *r0, const float *r1, const float *q,
+                                                          int64_t qs, float *out, int64_t ldo, int two) {
+    __m512 acc[4];
+    for (int i = 0; i < NQ; i++) acc[i] = _mm512_setzero_ps();
+    int64_t c = 0;
+    for (; c + 8 <= n; c += 8) {
+        __m512 k = _mm512_insertf32x8(_mm512_castps256_ps512(_mm256_loadu_ps(r0 + c)), _mm256_loadu_ps(r1 + c), 1);
+        for (int i = 0; i < NQ; i++)
+            acc[i] = _mm512_fmadd_ps(k, _mm512_broadcast_f32x8(_mm256_loadu_ps(q + i * qs + c)), acc[i]);
+    }
+    for (int i = 0; i < NQ; i++) {
+        /* per half: (l0 + l4, l1 + l5, l2 + l6, l3 + l7), then (r0 + r2, r1 + r3), then their sum */
+        __m512 t = _mm512_add_ps(acc[i], _mm512_shuffle_f32x4(acc[i], acc[i], _MM_SHUFFLE(2, 3, 0, 1)));
+        __m512 u = _mm512_add_ps(t, _mm512_permute_ps(t, _MM_SHUFFLE(1, 0, 3, 2)));
+        __m512 v = _mm512_add_ps(u, _mm512_permute_ps(u, _MM_SHUFFLE(2, 3, 0, 1)));
+        float s0 = _mm512_cvtss_f32(v), s1 = _mm256_cvtss_f32(_mm512_extractf32x8_ps(v, 1));
+        for (int64_t j = c; j < n; j++) s0 = fmaf(r0[j], q[i * qs + j], s0), s1 = fmaf(r1[j], q[i * qs + j], s1);
+        out[(int64_t)i * ldo] = s0;
+        if (two) out[(int64_t)i * ldo + 1] = s1;
+    }
+}
+
+void spill_scores_f32_avx512(int64_t n, const float *rows, int64_t rs, int nr, const float *q, int64_t qs, int nq, float *out,
+                             int64_t ldo) {
+    for (int i0 = 0; i0 < nq; i0 += 4) {
+        int m = nq - i0 < 4 ? nq - i0 : 4;
+        const float *qi = q + (int64_t)i0 * qs;
+        float *o = out + (int64_t)i0 * ldo;
+        /* the keys SPILL_PREFETCH_AHEAD bytes of rows on (a KV cache past the caches is read from memory:
+           16 sequences at 400 positions are 295 MB of SmolLM2's K and V per step) */
+        int64_t ahead = (SPILL_PREFETCH_AHEAD + 4 * rs - 1) / (4 * rs);
+        for (int r = 0; r < nr; r += 2) {
+            const float *r0 = rows + (int64_t)r * rs, *r1 = r + 1 < nr ? r0 + rs : r0;
+            for (int64_t p = r + ahead; p < r + ahead + 2 && p < nr; p++)
+                for (int64_t b = 0; b < 4 * n; b += 64) _mm_prefetch((const char *)(rows + p * rs) + b, _MM_HINT_T0);
+            int two = r + 1 < nr;
+            switch (m) {
+            case 1: scores2(1, n, r0, r1, qi, qs, o + r, ldo, two); break;
+            case 2: scores2(2, n, r0, r1, qi, qs, o + r, ldo, two); break;
+            case 3: scores2(3, n, r0, r1, qi, qs, o + r, ldo, two); break;
+            default: scores2(4, n, r0, r1, qi, qs, o + r, ldo, two); break;
+            }
+        }
+    }
+}
+
 #define AV_VEC __m512
 #define AV_W 16
 #define AV_LOAD(p) _mm512_loadu_ps(p)

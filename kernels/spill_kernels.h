@@ -235,6 +235,11 @@ void spill_softmax(float *x, int n, float scale);
  * position p0 <= p < p0 + np with p < lens[i], out[i][d] = fmaf(att[i * ld + p], v[(p - p0) * vs + d],
  * out[i][d]) for d < hd, positions in increasing order (the same bits on every CPU; SIMD where there
  * is one, the sums kept in registers across the block) */
+/* Attention's scores against F32 keys: nr rows of n floats (row r at rows + r * rs) against nq queries
+ * (query i at q + i * qs), out[i * ldo + r] = spill_dot_f32 of the two, bit for bit (with AVX-512 two rows
+ * per register, each loaded once for every query; else spill_vec_dots) */
+void spill_scores_f32(int64_t n, const float *rows, int64_t rs, int nr, const float *q, int64_t qs, int nq, float *out,
+                      int64_t ldo);
 void spill_attn_values(float *const *out, const float *att, int64_t ld, const int *lens, int nq, const float *v, int64_t vs,
                        int p0, int np, int hd);
 /* out = silu(gate) * up */

@@ -269,6 +269,10 @@ static void attn_worker(void *ctx, int ith, int nth) {
         for (int p0 = 0; p0 < len; p0 += kv->T) {
             const uint8_t *kb = spill_kv_k(kv, seq, j->layer, p0) + (size_t)kvh * hd * eb;
             int end = p0 + kv->T < len ? p0 + kv->T : len;
+            if (kt == SPILL_DT_F32 && !sc) { /* fewer queries than a tile: two keys per register (AVX-512) */
+                spill_scores_f32(hd, (const float *)kb, (int64_t)(rb / sizeof(float)), end - p0, qb, hd, nq, att + p0, ld);
+                continue;
+            }
             if (kt == SPILL_DT_F32 || kt == SPILL_DT_BF16) {
                 /* the block's keys as rows of a matrix against the queries */
                 spill_vec_dots(kt, hd, kb, rb, end - p0, qb, sizeof(float) * (uint64_t)hd, nq, sc, att + p0, ld);

@@ -159,6 +159,34 @@ static void test_attn_values(void **s) {
     assert_int_equal(checked, 10 * 4 * NQ);
 }
 
+/* attention's scores against F32 keys (spill_scores_f32, two keys per register with AVX-512) equal
+   spill_dot_f32 per key and query bit for bit: widths with and without values past the last 8, odd and
+   even numbers of keys, 1 to 9 queries (groups of 4 and the rest), strided keys and outputs */
+static void test_scores_f32(void **s) {
+    (void)s;
+    enum { NR = 13, RS = 141, NQ = 9, QS = 137, LD = 19 };
+    static float k[NR * RS], q[NQ * QS], out[NQ * LD];
+    uint32_t r = 777;
+    for (int i = 0; i < NR * RS; i++) k[i] = (float)((r = r * 1664525u + 1013904223u) >> 8) / (1 << 24) - 0.5f;
+    for (int i = 0; i < NQ * QS; i++) q[i] = (float)((r = r * 1664525u + 1013904223u) >> 8) / (1 << 24) - 0.5f;
+    static const int ns[] = {1, 7, 8, 20, 64, 80, 128, 136};
+    int checked = 0;
+    for (size_t a = 0; a < sizeof ns / sizeof *ns; a++)
+        for (int nr = 1; nr <= NR; nr += 3)
+            for (int nq = 1; nq <= NQ; nq++) {
+                for (int i = 0; i < NQ * LD; i++) out[i] = -1.0f;
+                spill_scores_f32(ns[a], k, RS, nr, q, QS, nq, out, LD);
+                for (int i = 0; i < nq; i++)
+                    for (int j = 0; j < nr; j++) {
+                        float want = spill_dot_f32(k + j * RS, q + i * QS, ns[a]);
+                        assert_memory_equal(&out[i * LD + j], &want, sizeof want);
+                    }
+                assert_true(out[nq > 1 ? (nq - 1) * LD + nr : nr] == -1.0f); /* nothing past the keys */
+                checked++;
+            }
+    assert_int_equal(checked, 8 * 5 * NQ);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_expf_accuracy),
@@ -166,6 +194,7 @@ int main(void) {
         cmocka_unit_test(test_swiglu),
         cmocka_unit_test(test_max_and_exp_sum),
         cmocka_unit_test(test_attn_values),
+        cmocka_unit_test(test_scores_f32),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
