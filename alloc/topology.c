@@ -3,8 +3,11 @@
 #include "spill_json.h"
 #include "spill_topology.h"
 
+#include <errno.h>
 #include <hwloc.h>
 #include <numa.h>
+#include <sched.h>
+#include <string.h>
 #include <unistd.h>
 
 static void read_cpu_model(char *buf, size_t len) {
@@ -190,4 +193,37 @@ void spill_topology_print_json(const spill_topology *t, const char *extra, FILE 
     spill_json_write_str(f, t->gpu_note);
     if (extra && *extra) fprintf(f, ",\n  %s", extra);
     fprintf(f, "\n}\n");
+}
+
+int spill_numa_bind(int node, const char *flag, int *n_cpus, spill_err *err) {
+    cpu_set_t allowed;
+    CPU_ZERO(&allowed);
+    if (sched_getaffinity(0, sizeof allowed, &allowed)) return spill_err_set(err, "%s: sched_getaffinity failed", flag);
+    if (numa_available() < 0) {
+        if (node != 0) return spill_err_set(err, "%s %d: this kernel has no NUMA support, so node 0 is the only one (nodes: 0)", flag, node);
+        *n_cpus = CPU_COUNT(&allowed);
+        return 0;
+    }
+    /* the nodes with CPUs this process may use, for the message */
+    char nodes[256] = "";
+    size_t len = 0;
+    int usable = 0, max = numa_max_node();
+    struct bitmask *cpus = numa_allocate_cpumask();
+    if (!cpus) return spill_err_set(err, "%s: out of memory", flag);
+    for (int n = 0; n <= max; n++) {
+        int k = 0;
+        if (numa_node_to_cpus(n, cpus) == 0)
+            for (unsigned c = 0; c < cpus->size && c < CPU_SETSIZE; c++) k += numa_bitmask_isbitset(cpus, c) && CPU_ISSET(c, &allowed);
+        if (!k) continue;
+        if (len < sizeof nodes - 16) len += (size_t)snprintf(nodes + len, sizeof nodes - len, "%s%d", len ? ", " : "", n);
+        if (n == node) usable = k;
+    }
+    numa_free_cpumask(cpus);
+    if (node < 0 || node > max || !usable)
+        return spill_err_set(err, "%s %d: not a NUMA node with CPUs this process may run on (nodes: %s)", flag, node,
+                             *nodes ? nodes : "none");
+    if (numa_run_on_node(node)) return spill_err_set(err, "%s %d: numa_run_on_node failed: %s", flag, node, strerror(errno));
+    numa_set_preferred(node);
+    *n_cpus = usable;
+    return 0;
 }

@@ -21,7 +21,7 @@ const spill_option_def spill_option_table[] = {
     {"host-limit", "SPILL_HOST_LIMIT", SPILL_OPT_SIZE, "0", NULL,
      "most host memory spill may allocate; 0 = what the machine has available"},
     {"host-node", "SPILL_HOST_NODE", SPILL_OPT_INT, "-1", NULL,
-     "host NUMA node for host-tier memory; -1 = the GPU's nearest node, or the system's choice"},
+     "host NUMA node the forward pass's threads run on and host memory is taken from first; -1 = the system's choice"},
     {"threads", "SPILL_THREADS", SPILL_OPT_INT, "0", NULL, "CPU threads for the forward pass; 0 = one per core"},
     {"alloc-log", "SPILL_ALLOC_LOG", SPILL_OPT_STRING, "", NULL,
      "write a CSV line per backend call (alloc, free, advise, prefetch, discard) to this file"},

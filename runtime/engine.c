@@ -9,6 +9,7 @@
 #include "device.h"
 #include "platform.h"
 #include "spill_platform.h"
+#include "spill_topology.h"
 
 struct spill_engine {
     const spill_device_iface *dev_iface;
@@ -37,6 +38,7 @@ spill_engine_params spill_engine_defaults(void) {
     p.use_mmap = 1;
     p.hbm_reserve = 1ull << 30;
     p.cuda_graphs = 1;
+    p.host_node = -1;
     return p;
 }
 
@@ -196,6 +198,16 @@ int spill_engine_open(const spill_engine_params *given, spill_engine **out, spil
     e->hbm_budget = p.hbm_budget;
     e->batch = p.batch > 0 ? p.batch : 64;
     long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+    if (p.host_node < -1) {
+        spill_err_set(err, "--host-node %d: a NUMA node's number, or -1 for the system's choice", p.host_node);
+        goto fail;
+    }
+    if (p.host_node >= 0) { /* before the model's pages are read, so that they land on that node too */
+        int node_cpus;
+        if (spill_numa_bind(p.host_node, "--host-node", &node_cpus, err)) goto fail;
+        ncpu = node_cpus;
+        if (!p.quiet) fprintf(stderr, "spill: threads and host memory on NUMA node %d (%d CPUs)\n", p.host_node, node_cpus);
+    }
     e->threads = p.threads > 0 ? p.threads : ncpu > 0 ? (int)ncpu : 1;
     if (!p.quiet) fprintf(stderr, "spill: loading %s\n", p.model);
     if (spill_model_load_with(&e->model, p.model, p.tokenizer_pre, err)) goto fail;

@@ -14,7 +14,8 @@ static void test_help(void **s) {
                            "--chat", "--threads", "--ctx-size", "--batch-size", "--policy", "--backend", "--no-mmap",
                            "--verbose", "--help", "--device", "--hbm-budget", "--host-limit", "--alloc-log",
                            "--n-parallel", "--kv-block", "--kv-type", "--profile", "--profile-file", "--tokenizer-pre",
-                           "--cuda-graphs", "--draft-skip", "--draft-k", "--draft-vocab", "--draft-file", "--disk-io"};
+                           "--cuda-graphs", "--draft-skip", "--draft-k", "--draft-vocab", "--draft-file", "--disk-io",
+                           "--host-node"};
     for (size_t i = 0; i < sizeof flags / sizeof *flags; i++) {
         if (!strstr(r->out, flags[i])) fprintf(stderr, "--help does not explain %s\n", flags[i]);
         assert_non_null(strstr(r->out, flags[i]));
@@ -182,6 +183,18 @@ static void test_memory_flags(void **s) {
     unlink("/tmp/spill-cli-alloc.csv");
     assert_true(allocs >= 2);
     assert_int_equal(allocs, frees); /* everything obtained was given back */
+    /* --host-node: a node that is not there names the flag and the nodes there are; node 0 runs */
+    snprintf(args, sizeof args, "-m '%s' -p hi --temp 0 -n 4 --host-node 4096", stories_path());
+    r = run_generate(args);
+    assert_int_equal(r->status, 1);
+    assert_non_null(strstr(r->err, "--host-node 4096"));
+    assert_non_null(strstr(r->err, "nodes: 0"));
+    assert_string_equal(r->out, "");
+    snprintf(args, sizeof args, "-m '%s' -p hi --temp 0 -n 4 --host-node 0", stories_path());
+    r = run_generate(args);
+    assert_int_equal(r->status, 0);
+    assert_non_null(strstr(r->err, "on NUMA node 0"));
+    assert_non_null(strstr(r->out, "hi"));
 }
 
 int main(void) {

@@ -2,6 +2,10 @@
 #include "spill_topology.h"
 #include "test_util.h"
 
+#include <pthread.h>
+#include <sched.h>
+#include <sys/wait.h>
+
 
 static void test_read(void **state) {
     (void)state;
@@ -27,6 +31,50 @@ static void test_read(void **state) {
     }
 }
 
+
+static void *affinity_of_thread(void *arg) {
+    cpu_set_t *set = arg;
+    CPU_ZERO(set);
+    pthread_getaffinity_np(pthread_self(), sizeof *set, set);
+    return NULL;
+}
+
+/* spill_numa_bind (--host-node): the caller and the threads it starts afterwards run on the node's CPUs
+   only; a node that is not there, or a negative one, is an error naming the flag and the nodes. In a
+   child process, whose affinity the rest of the tests do not inherit. */
+static void test_numa_bind(void **state) {
+    (void)state;
+    spill_topology t;
+    spill_err err;
+    assert_int_equal(spill_topology_read(&t, &err), 0);
+    int node = -1, node_cpus = 0;
+    for (int i = 0; i < t.n_nodes && node < 0; i++)
+        if (t.node[i].n_cpus > 0) node = t.node[i].id, node_cpus = t.node[i].n_cpus;
+    assert_true(node >= 0);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        spill_err e;
+        int n = 0;
+        if (spill_numa_bind(4096, "--host-node", &n, &e) == 0 || !strstr(e.msg, "--host-node 4096") || !strstr(e.msg, "nodes"))
+            _exit(10);
+        if (spill_numa_bind(-3, "--host-node", &n, &e) == 0) _exit(11);
+        if (spill_numa_bind(node, "--host-node", &n, &e)) _exit(12);
+        if (n < 1 || n > node_cpus) _exit(13);
+        cpu_set_t mine, theirs;
+        CPU_ZERO(&mine);
+        if (sched_getaffinity(0, sizeof mine, &mine) || CPU_COUNT(&mine) != n) _exit(14);
+        pthread_t th;
+        if (pthread_create(&th, NULL, affinity_of_thread, &theirs) || pthread_join(th, NULL)) _exit(15);
+        if (!CPU_EQUAL(&mine, &theirs)) _exit(16); /* a thread started afterwards: the same CPUs */
+        _exit(0);
+    }
+    int status = 0;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    if (!WIFEXITED(status) || WEXITSTATUS(status)) fprintf(stderr, "numa_bind child: status %d\n", WEXITSTATUS(status));
+    assert_true(WIFEXITED(status));
+    assert_int_equal(WEXITSTATUS(status), 0);
+}
 
 static void test_spill_info(void **state) {
     (void)state;
@@ -68,7 +116,7 @@ static void test_spill_info(void **state) {
 
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_read),
+        cmocka_unit_test(test_read), cmocka_unit_test(test_numa_bind),
         cmocka_unit_test(test_spill_info),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -32,6 +32,9 @@ static void make_args(spill_generate_opts *o, int *help, spill_arg *a) {
     ARG(0, "chat", SPILL_ARG_FLAG, &o->chat, 0, 0, NULL, "wrap the prompt in the model's chat template (ChatML for SmolLM2) as one\n"
         "user turn and stop at the end of the assistant's turn");
     ARG('t', "threads", SPILL_ARG_INT, &o->threads, 1, 1024, "N", "CPU threads (default: $SPILL_THREADS, else all online CPUs)");
+    ARG(0, "host-node", SPILL_ARG_OPTION, &o->env, 0, 0, "N", "host NUMA node to run the threads on and take host memory from first\n"
+        "(the weights beside the threads that read them; default: -1, the system's\n"
+        "choice; with it, -t defaults to that node's CPUs)");
     ARG('c', "ctx-size", SPILL_ARG_INT, &o->ctx, 1, 1 << 24, "N", "context length in tokens: prompt plus generated (default: min(4096, the model's))");
     ARG('b', "batch-size", SPILL_ARG_INT, &o->batch, 1, 4096, "N", "prompt tokens processed per forward step (default: 64)");
     ARG(0, "n-parallel", SPILL_ARG_INT, &o->n_parallel, 1, 64, "N", "generate N continuations of the prompt (1..64, default 1); they share\n"

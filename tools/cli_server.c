@@ -33,6 +33,7 @@ static void make_args(spill_server_opts *o, int *help, spill_arg *a) {
     ARG(0, "kv-blocks", SPILL_ARG_INT, &o->kv_blocks, 1, 1 << 24, "N", "KV cache blocks in all (default: every slot's whole context); fewer\n"
         "admit fewer requests at once and preempt (recompute) when they run out");
     ARG('t', "threads", SPILL_ARG_INT, &o->threads, 1, 1024, "N", "CPU threads (default: $SPILL_THREADS, else all online CPUs)");
+    ARG(0, "host-node", SPILL_ARG_OPTION, &o->env, 0, 0, "N", "host NUMA node for the threads and host memory (as spill-generate)");
     ARG(0, "device", SPILL_ARG_OPTION, &o->env, 0, 0, "NAME", "where the forward pass runs: auto, cpu or cuda (as spill-generate)");
     ARG(0, "cuda-graphs", SPILL_ARG_OPTION, &o->env, 0, 0, "0|1", "decode steps as CUDA graphs with --device cuda (as spill-generate)");
     ARG_G(0, "policy", SPILL_ARG_OPTION, &o->env, 0, 0, "NAME", "placement policy: host, fault, pin, stream or auto (as spill-generate)",

@@ -338,6 +338,7 @@ int main(int argc, char **argv) {
     SPILL_ASSERT(spill_kv_type_parse(o.env.kv_type, &ep.kv_type) == 0); /* the option table checked it */
     ep.cuda_graphs = o.env.cuda_graphs;
     ep.threads = o.threads ? o.threads : o.env.threads;
+    ep.host_node = o.env.host_node;
     ep.tokenizer_pre = o.env.tokenizer_pre[0] ? o.env.tokenizer_pre : NULL;
     if (o.profile || o.profile_file) {
         if (o.profile_file ? spill_profile_load(o.profile_file, &prof, &err)

@@ -34,6 +34,7 @@ static int open_engine(const opts *o, spill_profile *prof, spill_engine **e, spi
     SPILL_ASSERT(spill_kv_type_parse(o->env.kv_type, &p.kv_type) == 0); /* the option table checked it */
     p.cuda_graphs = o->env.cuda_graphs;
     p.threads = o->threads ? o->threads : o->env.threads;
+    p.host_node = o->env.host_node;
     if (o->profile || o->profile_file) {
         if (o->profile_file ? spill_profile_load(o->profile_file, prof, err) : spill_profile_named(o->profile, prof, NULL, 0, err))
             return -1;
