@@ -181,6 +181,41 @@ static void swiglu(cpu_state *s, float *out, const float *gate, const float *up,
     spill_pool_run(s->pool, swiglu_worker, &j);
 }
 
+/* RMSNorm of n tokens (out = norm(x) * nw) and, for n > 1, each token's activations for w quantized by
+ * the same thread (what matmul would do next, over the pool): one parallel pass where a 16-token step
+ * had every token's norm on the calling thread while the others waited */
+typedef struct norm_job {
+    cpu_state *s;
+    float *out;
+    const float *x, *nw;
+    const spill_weight *w;
+    int n;
+    uint64_t stride;
+} norm_job;
+
+static void norm_worker(void *ctx, int ith, int nth) {
+    const norm_job *j = ctx;
+    const spill_hparams *hp = j->s->hp;
+    for (int t = ith; t < j->n; t += nth) {
+        float *o = j->out + (int64_t)t * hp->dim;
+        spill_rmsnorm(o, j->x + (int64_t)t * hp->dim, j->nw, hp->dim, hp->eps);
+        spill_act_quantize(j->w->type, o, j->s->act + t * j->stride, j->w->cols);
+    }
+}
+
+static void norm_quant(cpu_state *s, float *out, const float *x, const float *nw, int n, const spill_weight *w) {
+    const spill_hparams *hp = s->hp;
+    if (n == 1 || w->cols != hp->dim) {
+        for (int t = 0; t < n; t++) spill_rmsnorm(out + (int64_t)t * hp->dim, x + (int64_t)t * hp->dim, nw, hp->dim, hp->eps);
+        s->act_src = NULL;
+        return;
+    }
+    norm_job j = {s, out, x, nw, w, n, spill_act_bytes(w->type, w->cols)};
+    spill_pool_run(s->pool, norm_worker, &j);
+    s->act_src = out; /* matmul finds them quantized for w's type */
+    s->act_type = spill_act_type(w->type);
+}
+
 /* out (n, ldo): x (n, w->cols) @ w^T, w's rows of each token's output in the first w->rows of its row of
    ldo, converting x once per activation type */
 static void matmul_ld(cpu_state *s, float *out, int64_t ldo, const float *x, int n, const spill_weight *w) {
@@ -362,9 +397,8 @@ static int cpu_forward(void *ctx, const spill_batch *b, spill_err *err) {
         const spill_layer *lw = spill_exec_begin(&s->exec, l, err);
         if (!lw) return -1;
         /* attention: norm -> q, k, v -> rope -> cache -> softmax(q k^T) v -> output -> residual */
-        for (int t = 0; t < n; t++) spill_rmsnorm(s->xb + (int64_t)t * dim, s->x + (int64_t)t * dim, lw->attn_norm.data, dim, hp->eps);
+        norm_quant(s, s->xb, s->x, lw->attn_norm.data, n, &lw->wq);
         TRACE("attn_norm", l, s->xb, (int64_t)n * dim);
-        s->act_src = NULL;
         matmul(s, s->q, s->xb, n, &lw->wq);
         matmul(s, s->k, s->xb, n, &lw->wk);
         matmul(s, s->v, s->xb, n, &lw->wv);
@@ -392,9 +426,8 @@ static int cpu_forward(void *ctx, const spill_batch *b, spill_err *err) {
         TRACE("ffn_inp", l, s->x, (int64_t)n * dim);
 
         /* feed-forward: norm -> gate, up -> silu(gate) * up -> down -> residual */
-        for (int t = 0; t < n; t++) spill_rmsnorm(s->xb + (int64_t)t * dim, s->x + (int64_t)t * dim, lw->ffn_norm.data, dim, hp->eps);
+        norm_quant(s, s->xb, s->x, lw->ffn_norm.data, n, &lw->w_gate);
         TRACE("ffn_norm", l, s->xb, (int64_t)n * dim);
-        s->act_src = NULL;
         matmul(s, s->hb, s->xb, n, &lw->w_gate);
         matmul(s, s->hb2, s->xb, n, &lw->w_up);
         TRACE("ffn_gate", l, s->hb, (int64_t)n * ff);
