@@ -45,12 +45,14 @@ typedef struct spill_topology {
 } spill_topology;
 
 int spill_topology_read(spill_topology *t, spill_err *err);
-/* Run the calling thread, and the threads it starts from now on, on host NUMA node `node`'s CPUs, and
- * allocate their memory there first (numa_run_on_node + numa_set_preferred): the forward pass's threads
- * beside the weights they read. *n_cpus: that node's CPUs this process may use. An error names
- * `flag` and the nodes there are when the node does not exist, has no CPUs the process may use, or
- * the kernel has no NUMA support (then only node 0 is accepted, and nothing changes). */
-int spill_numa_bind(int node, const char *flag, int *n_cpus, spill_err *err);
+/* Run the calling thread, and the threads it starts from now on, on host NUMA node `node`'s CPUs (those
+ * of them the thread may already use: sched_setaffinity), and allocate their memory there first
+ * (numa_set_preferred): the forward pass's threads beside the weights they read. For good: nothing
+ * undoes it. *n_cpus: the CPUs it now runs on; *bound: 0 where the process has no NUMA policy (no
+ * kernel support, qemu-user, or get_mempolicy refused), which accepts node 0 alone and changes
+ * nothing. An error names `flag` and the nodes there are when the node does not exist or has no CPUs
+ * the process may use (a GPU's memory node). */
+int spill_numa_bind(int node, const char *flag, int *n_cpus, int *bound, spill_err *err);
 void spill_topology_print(const spill_topology *t, FILE *f);
 /* extra: more members of the object (already JSON: "\"key\": value, ..."), or NULL */
 void spill_topology_print_json(const spill_topology *t, const char *extra, FILE *f);

@@ -195,35 +195,49 @@ void spill_topology_print_json(const spill_topology *t, const char *extra, FILE 
     fprintf(f, "\n}\n");
 }
 
-int spill_numa_bind(int node, const char *flag, int *n_cpus, spill_err *err) {
+int spill_numa_bind(int node, const char *flag, int *n_cpus, int *bound, spill_err *err) {
+    *bound = 0;
     cpu_set_t allowed;
     CPU_ZERO(&allowed);
-    if (sched_getaffinity(0, sizeof allowed, &allowed)) return spill_err_set(err, "%s: sched_getaffinity failed", flag);
+    if (sched_getaffinity(0, sizeof allowed, &allowed))
+        return spill_err_set(err, "%s: sched_getaffinity failed: %s", flag, strerror(errno));
     if (numa_available() < 0) {
-        if (node != 0) return spill_err_set(err, "%s %d: this kernel has no NUMA support, so node 0 is the only one (nodes: 0)", flag, node);
+        /* no NUMA policy for this process: no kernel support (or qemu-user), or get_mempolicy refused (a
+           container's seccomp profile); node 0 is then taken to be the machine, and nothing is bound */
+        if (node != 0)
+            return spill_err_set(err, "%s %d: NUMA policy is not available to this process (no kernel support, or "
+                                      "get_mempolicy refused), so node 0 is the only one (nodes: 0)", flag, node);
         *n_cpus = CPU_COUNT(&allowed);
         return 0;
     }
-    /* the nodes with CPUs this process may use, for the message */
+    /* the nodes with CPUs this process may use (for the message), and node's among them */
     char nodes[256] = "";
     size_t len = 0;
-    int usable = 0, max = numa_max_node();
+    int max = numa_max_node();
+    cpu_set_t mine;
+    CPU_ZERO(&mine);
     struct bitmask *cpus = numa_allocate_cpumask();
     if (!cpus) return spill_err_set(err, "%s: out of memory", flag);
     for (int n = 0; n <= max; n++) {
-        int k = 0;
+        cpu_set_t set;
+        CPU_ZERO(&set);
         if (numa_node_to_cpus(n, cpus) == 0)
-            for (unsigned c = 0; c < cpus->size && c < CPU_SETSIZE; c++) k += numa_bitmask_isbitset(cpus, c) && CPU_ISSET(c, &allowed);
-        if (!k) continue;
+            for (unsigned c = 0; c < cpus->size && c < CPU_SETSIZE; c++)
+                if (numa_bitmask_isbitset(cpus, c) && CPU_ISSET(c, &allowed)) CPU_SET(c, &set);
+        if (!CPU_COUNT(&set)) continue;
         if (len < sizeof nodes - 16) len += (size_t)snprintf(nodes + len, sizeof nodes - len, "%s%d", len ? ", " : "", n);
-        if (n == node) usable = k;
+        if (n == node) mine = set;
     }
     numa_free_cpumask(cpus);
-    if (node < 0 || node > max || !usable)
+    if (node < 0 || node > max || !CPU_COUNT(&mine))
         return spill_err_set(err, "%s %d: not a NUMA node with CPUs this process may run on (nodes: %s)", flag, node,
                              *nodes ? nodes : "none");
-    if (numa_run_on_node(node)) return spill_err_set(err, "%s %d: numa_run_on_node failed: %s", flag, node, strerror(errno));
+    /* the node's CPUs within the process's own mask (numa_run_on_node would take all of the node's,
+       widening a taskset) */
+    if (sched_setaffinity(0, sizeof mine, &mine))
+        return spill_err_set(err, "%s %d: sched_setaffinity failed: %s", flag, node, strerror(errno));
     numa_set_preferred(node);
-    *n_cpus = usable;
+    *n_cpus = CPU_COUNT(&mine);
+    *bound = 1;
     return 0;
 }

@@ -374,6 +374,12 @@ static inline __m512i two_rows(const uint8_t *a, const uint8_t *b) {
                               _mm256_loadu_si256((const __m256i *)b), 1);
 }
 
+/* every cache line of `bytes` at p */
+static inline void prefetch_lines(const uint8_t *p, size_t bytes) {
+    for (size_t off = 0; off < bytes; off += 64) _mm_prefetch((const char *)p + off, _MM_HINT_T0);
+    _mm_prefetch((const char *)p + bytes - 1, _MM_HINT_T0);
+}
+
 static inline __attribute__((always_inline)) void kq_rows8(spill_dtype w, int64_t n, const uint8_t *wrow, uint64_t rb,
                                                            const spill_block_q8_k *y, float *out) {
     const int64_t nb = n / SPILL_QK_K;
@@ -387,7 +393,7 @@ static inline __attribute__((always_inline)) void kq_rows8(spill_dtype w, int64_
     const uint64_t wrap = spill_rows_prefetch_wrap(rb);
     for (int64_t i = 0; i < nb; i++) {
         const spill_block_q8_k *yb = y + i;
-        const uint8_t *pf = spill_rows_prefetch_at(wrow, rb, 8, (uint64_t)i * xbytes, wrap) - SPILL_PREFETCH_AHEAD;
+        const uint8_t *pf = spill_rows_prefetch_at(wrow, rb, 8, (uint64_t)i * xbytes, wrap);
         __m512i yq[8];
         for (int j = 0; j < 8; j++) yq[j] = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)(yb->qs + 32 * j)));
         const __m512i bs = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)yb->bsums));
@@ -400,8 +406,8 @@ static inline __attribute__((always_inline)) void kq_rows8(spill_dtype w, int64_
             for (int p = 0; p < 4; p++) {
                 const spill_block_q4_k *xa = (const spill_block_q4_k *)(wrow + (uint64_t)(2 * p) * rb) + i;
                 const spill_block_q4_k *xb = (const spill_block_q4_k *)(wrow + (uint64_t)(2 * p + 1) * rb) + i;
-                spill_prefetch_block(pf + (uint64_t)(2 * p) * rb, sizeof *xa);
-                spill_prefetch_block(pf + (uint64_t)(2 * p + 1) * rb, sizeof *xb);
+                prefetch_lines(pf + (uint64_t)(2 * p) * rb, sizeof *xa);
+                prefetch_lines(pf + (uint64_t)(2 * p + 1) * rb, sizeof *xb);
                 dxs[2 * p] = h2f(xa->d), dxs[2 * p + 1] = h2f(xb->d);
                 mxs[2 * p] = h2f(xa->dmin), mxs[2 * p + 1] = h2f(xb->dmin);
                 __m512i s16 = _mm512_inserti64x4(_mm512_castsi256_si512(q4_k_scales16(xa->scales)), q4_k_scales16(xb->scales), 1);
@@ -418,8 +424,8 @@ static inline __attribute__((always_inline)) void kq_rows8(spill_dtype w, int64_
             for (int p = 0; p < 4; p++) {
                 const spill_block_q6_k *xa = (const spill_block_q6_k *)(wrow + (uint64_t)(2 * p) * rb) + i;
                 const spill_block_q6_k *xb = (const spill_block_q6_k *)(wrow + (uint64_t)(2 * p + 1) * rb) + i;
-                spill_prefetch_block(pf + (uint64_t)(2 * p) * rb, sizeof *xa);
-                spill_prefetch_block(pf + (uint64_t)(2 * p + 1) * rb, sizeof *xb);
+                prefetch_lines(pf + (uint64_t)(2 * p) * rb, sizeof *xa);
+                prefetch_lines(pf + (uint64_t)(2 * p + 1) * rb, sizeof *xb);
                 dxs[2 * p] = h2f(xa->d), dxs[2 * p + 1] = h2f(xb->d);
                 __m512i s16 = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)xa->scales))),
                                                  _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)xb->scales)), 1);

@@ -203,10 +203,13 @@ int spill_engine_open(const spill_engine_params *given, spill_engine **out, spil
         goto fail;
     }
     if (p.host_node >= 0) { /* before the model's pages are read, so that they land on that node too */
-        int node_cpus;
-        if (spill_numa_bind(p.host_node, "--host-node", &node_cpus, err)) goto fail;
+        int node_cpus, bound;
+        if (spill_numa_bind(p.host_node, "--host-node", &node_cpus, &bound, err)) goto fail;
         ncpu = node_cpus;
-        if (!p.quiet) fprintf(stderr, "spill: threads and host memory on NUMA node %d (%d CPUs)\n", p.host_node, node_cpus);
+        if (!p.quiet && bound)
+            fprintf(stderr, "spill: threads and host memory on NUMA node %d (%d CPUs)\n", p.host_node, node_cpus);
+        else if (!p.quiet)
+            fprintf(stderr, "spill: --host-node 0: no NUMA policy for this process; nothing bound\n");
     }
     e->threads = p.threads > 0 ? p.threads : ncpu > 0 ? (int)ncpu : 1;
     if (!p.quiet) fprintf(stderr, "spill: loading %s\n", p.model);

@@ -50,8 +50,8 @@ typedef struct spill_engine_params {
     spill_dtype kv_type; /* K and V elements: SPILL_DT_F32 (0, the default), SPILL_DT_F16 or SPILL_DT_BF16 */
     int threads;         /* CPU threads; 0 = every online CPU (with host_node: that node's) */
     int host_node;       /* host NUMA node the threads run on and host memory is taken from first (the
-                            process's threads from spill_engine_open on: spill_numa_bind); -1 (the
-                            default) = the system's choice */
+                            calling thread and every thread it starts from spill_engine_open on, for
+                            good: spill_numa_bind); -1 (the default) = the system's choice */
     int quiet;           /* no progress lines on stderr */
     int cuda_graphs;     /* cuda: replay decode steps as CUDA graphs (the default; SPILL_CUDA_GRAPHS) */
     const char *tokenizer_pre; /* GGUF: read tokenizer.ggml.pre as this known type; NULL = as written */

@@ -39,34 +39,50 @@ static void *affinity_of_thread(void *arg) {
     return NULL;
 }
 
-/* spill_numa_bind (--host-node): the caller and the threads it starts afterwards run on the node's CPUs
-   only; a node that is not there, or a negative one, is an error naming the flag and the nodes. In a
-   child process, whose affinity the rest of the tests do not inherit. */
+/* spill_numa_bind (--host-node): the caller and the threads it starts afterwards run on the node's CPUs,
+   never on a CPU the process was not allowed before (a taskset of one CPU stays one CPU); a node that is
+   not there, or a negative one, is an error naming the flag and the nodes. In a child process, whose
+   affinity the rest of the tests do not inherit. */
 static void test_numa_bind(void **state) {
     (void)state;
     spill_topology t;
     spill_err err;
     assert_int_equal(spill_topology_read(&t, &err), 0);
-    int node = -1, node_cpus = 0;
+    int node = -1;
     for (int i = 0; i < t.n_nodes && node < 0; i++)
-        if (t.node[i].n_cpus > 0) node = t.node[i].id, node_cpus = t.node[i].n_cpus;
+        if (t.node[i].n_cpus > 0) node = t.node[i].id;
     assert_true(node >= 0);
     pid_t pid = fork();
     assert_true(pid >= 0);
     if (pid == 0) {
         spill_err e;
-        int n = 0;
-        if (spill_numa_bind(4096, "--host-node", &n, &e) == 0 || !strstr(e.msg, "--host-node 4096") || !strstr(e.msg, "nodes"))
+        int n = 0, bound = 0;
+        if (spill_numa_bind(4096, "--host-node", &n, &bound, &e) == 0 || !strstr(e.msg, "--host-node 4096") ||
+            !strstr(e.msg, "nodes"))
             _exit(10);
-        if (spill_numa_bind(-3, "--host-node", &n, &e) == 0) _exit(11);
-        if (spill_numa_bind(node, "--host-node", &n, &e)) _exit(12);
-        if (n < 1 || n > node_cpus) _exit(13);
-        cpu_set_t mine, theirs;
+        if (spill_numa_bind(-3, "--host-node", &n, &bound, &e) == 0) _exit(11);
+        cpu_set_t before, mine, theirs, both;
+        CPU_ZERO(&before);
+        if (sched_getaffinity(0, sizeof before, &before)) _exit(12);
+        if (spill_numa_bind(node, "--host-node", &n, &bound, &e)) _exit(13);
         CPU_ZERO(&mine);
-        if (sched_getaffinity(0, sizeof mine, &mine) || CPU_COUNT(&mine) != n) _exit(14);
+        if (sched_getaffinity(0, sizeof mine, &mine) || CPU_COUNT(&mine) != n || n < 1) _exit(14);
+        CPU_AND(&both, &mine, &before);
+        if (!CPU_EQUAL(&both, &mine)) _exit(15); /* only CPUs it had */
+        if (!bound && !CPU_EQUAL(&mine, &before)) _exit(16); /* no NUMA policy: nothing changed */
         pthread_t th;
-        if (pthread_create(&th, NULL, affinity_of_thread, &theirs) || pthread_join(th, NULL)) _exit(15);
-        if (!CPU_EQUAL(&mine, &theirs)) _exit(16); /* a thread started afterwards: the same CPUs */
+        if (pthread_create(&th, NULL, affinity_of_thread, &theirs) || pthread_join(th, NULL)) _exit(17);
+        if (!CPU_EQUAL(&mine, &theirs)) _exit(18); /* a thread started afterwards: the same CPUs */
+        /* one CPU of the node allowed (as under taskset -c): the binding keeps it at that one */
+        int one = -1;
+        for (int c = 0; c < CPU_SETSIZE && one < 0; c++)
+            if (CPU_ISSET(c, &mine)) one = c;
+        cpu_set_t single;
+        CPU_ZERO(&single);
+        CPU_SET(one, &single);
+        if (sched_setaffinity(0, sizeof single, &single)) _exit(19);
+        if (spill_numa_bind(node, "--host-node", &n, &bound, &e) || n != 1) _exit(20);
+        if (sched_getaffinity(0, sizeof mine, &mine) || !CPU_EQUAL(&mine, &single)) _exit(21);
         _exit(0);
     }
     int status = 0;
