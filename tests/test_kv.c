@@ -219,6 +219,55 @@ static void hbm_window(spill_dtype kt) {
     spill_mem_free(m);
 }
 
+/* A released block's host parts are kept as spares and the next host part comes from them, a demotion's
+   included: with HBM full, releasing an old (demoted) block leaves two spares and HBM as it was; the
+   next block demotes the oldest HBM part into one spare and puts its host layer into the other */
+static void test_spares_in_demotion(void **s) {
+    (void)s;
+    spill_mem *m = open_mem();
+    spill_kv kv;
+    spill_err err = {{0}};
+    int L = 2, D = 16, T = 8;
+    uint64_t part = 2ull * T * D * 4;
+    uint64_t hbm[2] = {3 * part, 0}; /* layer 0 keeps 3 blocks in HBM, layer 1 none */
+    assert_int_equal(spill_kv_init(&kv, m, SPILL_DT_F32, L, D, 128, 2, T, 0, hbm, &err), 0);
+    assert_true(kv.spare_cap >= 2);
+    assert_int_equal(spill_kv_seq_open(&kv, 1, &err), 0);
+    assert_int_equal(spill_kv_seq_open(&kv, 0, &err), 0);
+    for (int p = 0; p < T; p++) { /* sequence 1's block first: the oldest */
+        assert_int_equal(spill_kv_prepare(&kv, 1, p, 1, &err), 0);
+        put(&kv, 1, p, 1000.0f + (float)p);
+    }
+    for (int p = 0; p < 3 * T; p++) { /* sequence 0's three: the third demotes sequence 1's */
+        assert_int_equal(spill_kv_prepare(&kv, 0, p, 1, &err), 0);
+        put(&kv, 0, p, (float)p);
+    }
+    assert_int_equal(kv.st.demoted, 1);
+    assert_int_equal(kv.hbm_used[0], 3);
+    assert_int_equal(kv.n_spare, 0);
+    spill_kv_release(&kv, 1); /* both of its parts in host memory now: two spares, HBM still full */
+    assert_int_equal(kv.n_spare, 2);
+    assert_int_equal(kv.hbm_used[0], 3);
+    void *a = kv.spare[0], *b = kv.spare[1];
+    for (int p = 3 * T; p < 4 * T; p++) {
+        assert_int_equal(spill_kv_prepare(&kv, 0, p, 1, &err), 0);
+        put(&kv, 0, p, (float)p);
+    }
+    assert_int_equal(kv.st.demoted, 2);
+    assert_int_equal(kv.n_spare, 0); /* the demotion's host part and the new block's layer 1 */
+    int b0 = kv.table[0][0], b3 = kv.table[0][3];
+    assert_true(kv.part[(size_t)b0 * L + 0] == a || kv.part[(size_t)b0 * L + 0] == b); /* demoted into a spare */
+    assert_true(kv.part[(size_t)b3 * L + 1] == a || kv.part[(size_t)b3 * L + 1] == b);
+    assert_int_equal(kv.tier[(size_t)b0 * L + 0], SPILL_TIER_HOST);
+    for (int p = 0; p < 4 * T; p++) assert_true(has(&kv, 0, p, (float)p)); /* the contents moved with it */
+    spill_kv_free(&kv);
+    spill_mem_stats ms;
+    spill_mem_get_stats(m, &ms);
+    assert_int_equal(ms.tier[SPILL_TIER_HBM].current, 0);
+    assert_int_equal(ms.tier[SPILL_TIER_HOST].current, 0);
+    spill_mem_free(m);
+}
+
 static void test_hbm_window(void **s) {
     (void)s;
     for (int t = 0; t < 3; t++) hbm_window(kv_types[t]);
@@ -343,6 +392,7 @@ int main(void) {
         cmocka_unit_test(test_blocks_and_cow),
         cmocka_unit_test(test_out_of_blocks),
         cmocka_unit_test(test_hbm_window),
+        cmocka_unit_test(test_spares_in_demotion),
         cmocka_unit_test(test_blocks_not_zeroed),
         cmocka_unit_test(test_attention_reference),
     };
