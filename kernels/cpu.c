@@ -150,6 +150,20 @@ void spill_attn_values(float *const *out, const float *att, int64_t ld, const in
 #endif
 }
 
+void spill_widen_rows(spill_dtype t, const void *src, uint64_t stride, int nr, int n, float *dst) {
+#if defined(SPILL_DOT_AVX2)
+    if (spill_isa_best() == SPILL_ISA_AVX2) {
+        spill_widen_rows_avx2(t, src, stride, nr, n, dst);
+        return;
+    }
+#endif
+#if defined(SPILL_DOT_NEON)
+    spill_widen_rows_neon(t, src, stride, nr, n, dst);
+#else
+    spill_widen_rows_c(t, src, stride, nr, n, dst);
+#endif
+}
+
 static int cpu_has(spill_isa isa) {
     switch (isa) {
     case SPILL_ISA_PORTABLE: return 1;
@@ -178,8 +192,17 @@ int spill_isa_available(spill_isa isa) {
 }
 
 spill_isa spill_isa_best(void) {
+    /* asked once: the attention kernels ask per KV block */
+    static atomic_int known; /* 0 not asked yet, else the ISA + 1 */
+    int k = atomic_load_explicit(&known, memory_order_relaxed);
+    if (k) return (spill_isa)(k - 1);
     static const spill_isa order[] = {SPILL_ISA_NEON_DOTPROD, SPILL_ISA_NEON, SPILL_ISA_AVX2};
+    spill_isa best = SPILL_ISA_PORTABLE;
     for (size_t i = 0; i < sizeof order / sizeof *order; i++)
-        if (spill_isa_available(order[i])) return order[i];
-    return SPILL_ISA_PORTABLE;
+        if (spill_isa_available(order[i])) {
+            best = order[i];
+            break;
+        }
+    atomic_store_explicit(&known, (int)best + 1, memory_order_relaxed);
+    return best;
 }

@@ -73,6 +73,14 @@ void spill_dots4_avx2(spill_dtype w, int64_t n, const void *wrows, uint64_t rb, 
                       const float *sc, float *out, int64_t ldo);
 int spill_dots_rows_avx2(spill_dtype w, int64_t n, const void *wrows, uint64_t rb, int nr, const void *act, float *out);
 #endif
+/* spill_widen_rows: the portable loop (kernels/ops.c) and its SIMD twins, the same values */
+void spill_widen_rows_c(spill_dtype t, const void *src, uint64_t stride, int nr, int n, float *dst);
+#if defined(SPILL_DOT_AVX2)
+void spill_widen_rows_avx2(spill_dtype t, const void *src, uint64_t stride, int nr, int n, float *dst);
+#endif
+#if defined(__aarch64__)
+void spill_widen_rows_neon(spill_dtype t, const void *src, uint64_t stride, int nr, int n, float *dst);
+#endif
 /* spill_attn_values: the portable loop (kernels/ops.c) and its SIMD twins (kernels/attn_values.h), the same bits */
 void spill_attn_values_c(float *const *out, const float *att, int64_t ld, const int *lens, int nq, const float *v, int64_t vs,
                          int p0, int np, int hd);

@@ -271,6 +271,10 @@ void spill_attn_values_c(float *const *out, const float *att, int64_t ld, const 
     }
 }
 
+void spill_widen_rows_c(spill_dtype t, const void *src, uint64_t stride, int nr, int n, float *dst) {
+    for (int r = 0; r < nr; r++) spill_dequant_row(t, (const uint8_t *)src + (uint64_t)r * stride, dst + (int64_t)r * n, n);
+}
+
 void spill_swiglu(float *out, const float *gate, const float *up, int n) {
     for (int i = 0; i < n; i++) {
         float g = gate[i];

@@ -25,7 +25,7 @@ typedef struct cpu_state {
     float *k, *v;   /* (batch, kv_dim) */
     float *hb, *hb2; /* (batch, ffn_dim) */
     float *att;     /* (threads, att_rows, att_ld) attention scores */
-    float *kv_rows; /* (threads, head_dim) a 16-bit cache's K or V row as floats */
+    float *kv_rows; /* (threads, ATT_WIDE, head_dim) a 16-bit cache's K or V rows as floats */
     float *att_q;   /* (threads, 2, att_rows, head_dim) a unit's queries gathered, and as the tiles prepare them */
     int *att_tile;  /* (batch) first token of each tile of a step's attention */
     int att_rows;   /* query rows (tokens x heads of one KV head) a unit of attention takes */
@@ -44,6 +44,8 @@ typedef struct cpu_state {
 } cpu_state;
 
 #define ATT_ROWS_MAX 24
+/* a 16-bit cache's K or V rows widened to floats at a time (a thread's 32 x head_dim floats stay in L1) */
+#define ATT_WIDE 32
 /* query rows per unit: up to ATT_ROWS_MAX, fewer where the scores (rows x att_ld floats per thread)
    would pass 1 MiB. SPILL_ATT_ROWS=N sets it (1..ATT_ROWS_MAX), for tests of the tiling's edges (a
    KV head's query heads split across units, tiles of one token) and for measurements */
@@ -80,7 +82,7 @@ static int buffers(cpu_state *s, buffer *b) {
     b[n++] = (buffer){"activations", B * ff * 4, (void **)&s->hb2};
     uint64_t R = (uint64_t)s->att_rows;
     b[n++] = (buffer){"attention scores", nth * R * (uint64_t)s->att_ld * 4, (void **)&s->att};
-    b[n++] = (buffer){"attention K/V rows", nth * (uint64_t)hp->head_dim * 4, (void **)&s->kv_rows};
+    b[n++] = (buffer){"attention K/V rows", nth * ATT_WIDE * (uint64_t)hp->head_dim * 4, (void **)&s->kv_rows};
     b[n++] = (buffer){"attention queries", nth * 2 * R * (uint64_t)hp->head_dim * 4, (void **)&s->att_q};
     b[n++] = (buffer){"attention tiles", B * sizeof(int), (void **)&s->att_tile};
     b[n++] = (buffer){"logits", B * (uint64_t)hp->vocab * 4, (void **)&s->logits};
@@ -270,15 +272,15 @@ static void attn_worker(void *ctx, int ith, int nth) {
     float scale = 1.0f / sqrtf((float)hd);
     const spill_kv *kv = &s->kv;
     int64_t ld = s->att_ld;
-    float *att = s->att + (int64_t)ith * R * ld, *row = s->kv_rows + (int64_t)ith * hd;
+    float *att = s->att + (int64_t)ith * R * ld, *row = s->kv_rows + (int64_t)ith * ATT_WIDE * hd;
     float *qb = s->att_q + (int64_t)ith * 2 * R * hd, *prep = qb + (int64_t)R * hd;
     float *outp[ATT_ROWS_MAX];
     int lens[ATT_ROWS_MAX];
     /* a row of the cache is kv->row_bytes; a head's part of it starts kvh * hd elements in. F32 and BF16
-       keys are read where they lie (the tiles take BF16 rows), F16 keys and 16-bit values are widened a
-       row at a time (spill_kv_row_get) */
+       keys are read where they lie (the tiles take BF16 rows), F16 keys and 16-bit values are widened
+       ATT_WIDE rows at a time (spill_widen_rows, exact) and go through the F32 kernels */
     size_t rb = kv->row_bytes, eb = spill_kv_type_bytes(kv->type);
-    spill_dtype kt = kv->type;
+    spill_dtype kt = kv->type, st = kt == SPILL_DT_BF16 ? SPILL_DT_BF16 : SPILL_DT_F32; /* the keys the products read */
     int per_tile = hp->n_kv_heads * j->hsplit;
     for (;;) {
         int64_t u = atomic_fetch_add_explicit(&j->next, 1, memory_order_relaxed);
@@ -297,25 +299,31 @@ static void attn_worker(void *ctx, int ith, int nth) {
         /* scores: through the block table, one block of T positions at a time; a query's scores past
            its own position are computed with the tile's and never read */
         const float *sc = NULL;
-        if ((kt == SPILL_DT_F32 || kt == SPILL_DT_BF16) && spill_dots_scales_len(kt, hd, nq)) {
-            spill_dots_prepare(kt, hd, qb, sizeof(float) * (uint64_t)hd, nq, prep);
+        if (spill_dots_scales_len(st, hd, nq)) {
+            spill_dots_prepare(st, hd, qb, sizeof(float) * (uint64_t)hd, nq, prep);
             sc = prep;
         }
         for (int p0 = 0; p0 < len; p0 += kv->T) {
             const uint8_t *kb = spill_kv_k(kv, seq, j->layer, p0) + (size_t)kvh * hd * eb;
             int end = p0 + kv->T < len ? p0 + kv->T : len;
-            if (kt == SPILL_DT_F32 && !sc) { /* fewer queries than a tile: two keys per register (AVX-512) */
-                spill_scores_f32(hd, (const float *)kb, (int64_t)(rb / sizeof(float)), end - p0, qb, hd, nq, att + p0, ld);
-                continue;
-            }
-            if (kt == SPILL_DT_F32 || kt == SPILL_DT_BF16) {
-                /* the block's keys as rows of a matrix against the queries */
+            if (kt == SPILL_DT_BF16) { /* the block's keys as rows of a matrix against the queries */
                 spill_vec_dots(kt, hd, kb, rb, end - p0, qb, sizeof(float) * (uint64_t)hd, nq, sc, att + p0, ld);
                 continue;
             }
-            for (int p = p0; p < end; p++) {
-                const float *k = spill_kv_row_get(kt, kb + (size_t)(p - p0) * rb, row, hd);
-                for (int i = 0; i < nq; i++) att[i * ld + p] = spill_dot_f32(qb + (int64_t)i * hd, k, hd);
+            int wide = kt == SPILL_DT_F32 ? kv->T : ATT_WIDE; /* F32: the whole block where it lies */
+            for (int c0 = p0; c0 < end; c0 += wide) {
+                int nc = end - c0 < wide ? end - c0 : wide;
+                const float *k = (const float *)(kb + (size_t)(c0 - p0) * rb);
+                int64_t ks = (int64_t)(rb / sizeof(float));
+                if (kt != SPILL_DT_F32) { /* F16: widened */
+                    spill_widen_rows(kt, kb + (size_t)(c0 - p0) * rb, rb, nc, hd, row);
+                    k = row, ks = hd;
+                }
+                if (!sc) /* fewer queries than a tile: two keys per register (AVX-512) */
+                    spill_scores_f32(hd, k, ks, nc, qb, hd, nq, att + c0, ld);
+                else
+                    spill_vec_dots(SPILL_DT_F32, hd, k, sizeof(float) * (uint64_t)ks, nc, qb, sizeof(float) * (uint64_t)hd,
+                                   nq, sc, att + c0, ld);
             }
         }
         for (int i = 0; i < nq; i++) {
@@ -323,7 +331,7 @@ static void attn_worker(void *ctx, int ith, int nth) {
             memset(outp[i], 0, sizeof(float) * (size_t)hd);
         }
         /* values: each row once for every query that sees it, each query's sum in position order (F32
-           rows where they lie, a block at a time; 16-bit ones widened a row at a time) */
+           rows where they lie, a block at a time; 16-bit ones widened ATT_WIDE rows at a time) */
         for (int p0 = 0; p0 < len; p0 += kv->T) {
             const uint8_t *vb = spill_kv_v(kv, seq, j->layer, p0) + (size_t)kvh * hd * eb;
             int end = p0 + kv->T < len ? p0 + kv->T : len;
@@ -331,9 +339,11 @@ static void attn_worker(void *ctx, int ith, int nth) {
                 spill_attn_values(outp, att, ld, lens, nq, (const float *)vb, (int64_t)(rb / sizeof(float)), p0, end - p0, hd);
                 continue;
             }
-            for (int p = p0; p < end; p++)
-                spill_attn_values(outp, att, ld, lens, nq, spill_kv_row_get(kt, vb + (size_t)(p - p0) * rb, row, hd), hd, p,
-                                  1, hd);
+            for (int c0 = p0; c0 < end; c0 += ATT_WIDE) {
+                int nc = end - c0 < ATT_WIDE ? end - c0 : ATT_WIDE;
+                spill_widen_rows(kt, vb + (size_t)(c0 - p0) * rb, rb, nc, hd, row);
+                spill_attn_values(outp, att, ld, lens, nq, row, hd, c0, nc, hd);
+            }
         }
     }
 }

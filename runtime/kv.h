@@ -10,7 +10,7 @@
  *
  * Elements are F32 (the default), F16 or BF16 (spill_kv_init's type): a 16-bit cache holds twice the
  * context in the same bytes. Writers round each float to the type (spill_kv_row_put: nearest even),
- * readers widen a row at a time (spill_kv_row_get) and sum in F32.
+ * readers widen to F32 (spill_kv_row_get a row, spill_widen_rows many) and sum in F32.
  *
  * Placement: each layer may keep hbm_blocks[l] blocks in HBM (the plan's HBM bytes for that
  * layer's KV region over the block size). New blocks go to HBM; when a layer's allowance is used

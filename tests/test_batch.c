@@ -179,6 +179,37 @@ static void test_all_outputs(void **s) {
             for (int blk = 0; blk < 2; blk++) all_outputs(kv[k], blk ? 4 : 0, rows[r]);
 }
 
+/* A context past one KV block and past the 32 rows a 16-bit cache widens at a time (runtime/forward.c
+   ATT_WIDE): 100 positions fed in steps of up to 32 tokens (queries in tiles, every output kept) give
+   each position the logits a token-by-token run gives it, for every KV cache type */
+static void test_long_context(void **s) {
+    (void)s;
+    spill_err err = {{0}};
+    spill_dtype kv[] = {SPILL_DT_F32, SPILL_DT_F16, SPILL_DT_BF16};
+    enum { N = 100, STEP = 32 };
+    for (int k = 0; k < 3; k++) {
+        spill_engine *e = open_kv(1, STEP, 0, kv[k]), *ref = open_kv(1, STEP, 0, kv[k]);
+        int V = spill_engine_model(e)->hp.vocab, tok[N], seq[STEP] = {0}, pos[STEP];
+        uint8_t out[STEP];
+        for (int i = 0; i < N; i++) tok[i] = 1 + (i * 37) % (V - 1);
+        int checked = 0;
+        for (int t0 = 0; t0 < N; t0 += STEP) {
+            int n = N - t0 < STEP ? N - t0 : STEP;
+            for (int i = 0; i < n; i++) pos[i] = t0 + i, out[i] = 1;
+            spill_batch b = {n, tok + t0, seq, pos, out, NULL, 0};
+            assert_int_equal(spill_engine_step(e, &b, &err), 0);
+            for (int i = 0; i < n; i++) {
+                assert_int_equal(spill_engine_forward(ref, 0, &tok[t0 + i], 1, t0 + i, &err), 0);
+                assert_memory_equal(spill_engine_logits_at(e, i), spill_engine_logits(ref), sizeof(float) * (size_t)V);
+                checked++;
+            }
+        }
+        assert_int_equal(checked, N);
+        spill_engine_free(e);
+        spill_engine_free(ref);
+    }
+}
+
 static void test_bad_batches(void **s) {
     (void)s;
     spill_err err = {{0}};
@@ -235,7 +266,7 @@ int main(void) {
     require_file(stories_path(), "the small test models live in tests/models");
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_decode_batches),  cmocka_unit_test(test_prefill_beside_decode),
-        cmocka_unit_test(test_all_outputs),     cmocka_unit_test(test_bad_batches),
+        cmocka_unit_test(test_all_outputs),     cmocka_unit_test(test_bad_batches), cmocka_unit_test(test_long_context),
         cmocka_unit_test(test_prefix_fork),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -187,6 +187,36 @@ static void test_scores_f32(void **s) {
     assert_int_equal(checked, 8 * 5 * NQ);
 }
 
+/* 16-bit rows widened (the SIMD twin where the CPU has one) give spill_dequant_row's floats, bit for bit:
+   every finite F16 and BF16 value's bits (subnormals included), rows apart in memory, every tail length */
+static void test_widen_rows(void **s) {
+    (void)s;
+    enum { NR = 5, N = 75, RS = 83 };
+    static uint16_t src[NR * RS];
+    static float got[NR * N], want[NR * N];
+    spill_dtype types[] = {SPILL_DT_F16, SPILL_DT_BF16};
+    uint32_t r = 4242;
+    int checked = 0;
+    for (int k = 0; k < 2; k++)
+        for (int pass = 0; pass < 4; pass++) {
+            for (int i = 0; i < NR * RS; i++) {
+                uint16_t h = (uint16_t)((r = r * 1664525u + 1013904223u) >> 16);
+                if (pass == 1) h &= 0x83ff; /* F16 subnormals and zeros; BF16 small numbers */
+                int exp_max = types[k] == SPILL_DT_F16 ? ((h >> 10) & 0x1f) == 0x1f : ((h >> 7) & 0xff) == 0xff;
+                if (exp_max) h ^= 0x4000; /* no infinities or NaNs */
+                src[i] = h;
+            }
+            for (int n = 1; n <= N; n += pass == 3 ? 1 : 37) {
+                for (int i = 0; i < NR * N; i++) got[i] = -7.0f, want[i] = -7.0f;
+                spill_widen_rows(types[k], src, RS * 2, NR, n, got);
+                for (int j = 0; j < NR; j++) spill_dequant_row(types[k], src + j * RS, want + j * n, n);
+                assert_memory_equal(got, want, sizeof(float) * NR * N); /* nothing past nr rows of n written */
+                checked++;
+            }
+        }
+    assert_int_equal(checked, 2 * (3 * 3 + N));
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_expf_accuracy),
@@ -195,6 +225,7 @@ int main(void) {
         cmocka_unit_test(test_max_and_exp_sum),
         cmocka_unit_test(test_attn_values),
         cmocka_unit_test(test_scores_f32),
+        cmocka_unit_test(test_widen_rows),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
