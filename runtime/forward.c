@@ -154,12 +154,22 @@ typedef struct quant_job {
     const float *x;
     int n;
     uint64_t stride;
+    float *normed;     /* when not NULL: each token's RMSNorm of x (times nw) first, here (norm_quant) */
+    const float *nw;
 } quant_job;
 
 static void quant_worker(void *ctx, int ith, int nth) {
     const quant_job *j = ctx;
-    for (int t = ith; t < j->n; t += nth)
-        spill_act_quantize(j->w->type, j->x + (int64_t)t * j->w->cols, j->s->act + t * j->stride, j->w->cols);
+    const spill_hparams *hp = j->s->hp;
+    for (int t = ith; t < j->n; t += nth) {
+        const float *x = j->x + (int64_t)t * j->w->cols;
+        if (j->normed) {
+            float *o = j->normed + (int64_t)t * hp->dim;
+            spill_rmsnorm(o, x, j->nw, hp->dim, hp->eps);
+            x = o;
+        }
+        spill_act_quantize(j->w->type, x, j->s->act + t * j->stride, j->w->cols);
+    }
 }
 
 typedef struct swiglu_job {
@@ -186,25 +196,6 @@ static void swiglu(cpu_state *s, float *out, const float *gate, const float *up,
 /* RMSNorm of n tokens (out = norm(x) * nw) and, for n > 1, each token's activations for w quantized by
  * the same thread (what matmul would do next, over the pool): one parallel pass where a 16-token step
  * had every token's norm on the calling thread while the others waited */
-typedef struct norm_job {
-    cpu_state *s;
-    float *out;
-    const float *x, *nw;
-    const spill_weight *w;
-    int n;
-    uint64_t stride;
-} norm_job;
-
-static void norm_worker(void *ctx, int ith, int nth) {
-    const norm_job *j = ctx;
-    const spill_hparams *hp = j->s->hp;
-    for (int t = ith; t < j->n; t += nth) {
-        float *o = j->out + (int64_t)t * hp->dim;
-        spill_rmsnorm(o, j->x + (int64_t)t * hp->dim, j->nw, hp->dim, hp->eps);
-        spill_act_quantize(j->w->type, o, j->s->act + t * j->stride, j->w->cols);
-    }
-}
-
 static void norm_quant(cpu_state *s, float *out, const float *x, const float *nw, int n, const spill_weight *w) {
     const spill_hparams *hp = s->hp;
     if (n == 1 || w->cols != hp->dim) {
@@ -212,8 +203,8 @@ static void norm_quant(cpu_state *s, float *out, const float *x, const float *nw
         s->act_src = NULL;
         return;
     }
-    norm_job j = {s, out, x, nw, w, n, spill_act_bytes(w->type, w->cols)};
-    spill_pool_run(s->pool, norm_worker, &j);
+    quant_job j = {s, w, x, n, spill_act_bytes(w->type, w->cols), out, nw};
+    spill_pool_run(s->pool, quant_worker, &j);
     s->act_src = out; /* matmul finds them quantized for w's type */
     s->act_type = spill_act_type(w->type);
 }
@@ -227,7 +218,7 @@ static void matmul_ld(cpu_state *s, float *out, int64_t ldo, const float *x, int
         if (n == 1) {
             spill_act_quantize(w->type, x, s->act, w->cols);
         } else {
-            quant_job j = {s, w, x, n, stride};
+            quant_job j = {s, w, x, n, stride, NULL, NULL};
             spill_pool_run(s->pool, quant_worker, &j);
         }
         s->act_src = x;
