@@ -254,8 +254,12 @@ static int build(spill_sched *s) {
         n++;
     }
     s->n_dec = n;
-    /* beside decoding sequences, prompts get the budget at most */
-    if (n && s->budget > 0 && n + s->budget < cap) cap = n + s->budget;
+    /* beside decoding sequences, prompts get the budget, or what fills the step to n_slots tokens (a step
+       of every slot decoding: no longer than the steps a full server makes anyway) if that is more */
+    if (n && s->budget > 0) {
+        int allow = n + s->budget > s->n_slots ? n + s->budget : s->n_slots;
+        if (allow < cap) cap = allow;
+    }
     for (int j = 0; j < n_pre && n < cap; j++) {
         req *r = s->running[s->order[j]];
         int left = r->n_tokens - r->computed;

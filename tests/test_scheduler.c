@@ -163,19 +163,21 @@ static void test_many_requests(void **s) {
     run_all(4, 0, &pre); /* six requests on four slots: two wait */
 }
 
-/* --prefill-budget: beside decoding sequences a step holds at most that many prompt tokens, and every
- * text is the one it gets alone; without a budget a prompt joins decoding sequences whole */
-static int mixed_prompt(const spill_sched_params *sp) {
+/* --prefill-budget: beside decoding sequences a step holds at most that many prompt tokens, or as many
+ * as fill it to one token per slot where that is more, and every text is the one it gets alone; without
+ * a budget a prompt joins decoding sequences whole */
+static int mixed_prompt(int n_slots, const spill_sched_params *sp) {
     static char ref[N_P][4096];
-    for (int i = 0; i < N_P; i++) alone(prompts[i], MAX_TOK, ref[i], sizeof ref[i]);
-    spill_engine *e = engine(4, 0);
+    enum { LONG = 160 }; /* the first request still decodes when the others come (stories260K is fast) */
+    for (int i = 0; i < N_P; i++) alone(prompts[i], i ? MAX_TOK : LONG, ref[i], sizeof ref[i]);
+    spill_engine *e = engine(n_slots, 0);
     spill_sched *s;
     spill_err err = {{0}};
     assert_int_equal(spill_sched_open(&s, e, sp, &err), 0);
     out o[N_P];
     for (int i = 0; i < N_P; i++) {
         out_init(&o[i]);
-        submit(s, e, prompts[i], MAX_TOK, NULL, 0, &o[i]);
+        submit(s, e, prompts[i], i ? MAX_TOK : LONG, NULL, 0, &o[i]);
         if (i == 0) wait_running(&o[0]); /* the others' prompts come while it decodes */
     }
     for (int i = 0; i < N_P; i++) {
@@ -192,12 +194,17 @@ static int mixed_prompt(const spill_sched_params *sp) {
 static void test_prefill_budget(void **s) {
     (void)s;
     spill_sched_params sp = {0, 0, 2};
-    int m = mixed_prompt(&sp);
-    printf("budget 2: at most %d prompt tokens beside decoding ones\n", m);
+    int m = mixed_prompt(3, &sp); /* the budget is more than what fills a step to 3 */
+    printf("3 slots, budget 2: at most %d prompt tokens beside decoding ones\n", m);
     assert_true(m >= 1 && m <= 2);
-    m = mixed_prompt(NULL);
-    printf("no budget: at most %d prompt tokens beside decoding ones\n", m);
-    assert_true(m > 2);
+    /* 4 slots, budget 1: beside one decoding sequence, 3 prompt tokens fill the step to 4; never more */
+    sp.prefill_budget = 1;
+    m = mixed_prompt(4, &sp);
+    printf("4 slots, budget 1: at most %d prompt tokens beside decoding ones\n", m);
+    assert_true(m >= 2 && m <= 3);
+    m = mixed_prompt(4, NULL);
+    printf("4 slots, no budget: at most %d prompt tokens beside decoding ones\n", m);
+    assert_true(m > 3);
 }
 
 /* Prompts are fed in the order their requests were admitted: one admitted into a high slot is not
