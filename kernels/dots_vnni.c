@@ -490,61 +490,91 @@ int spill_dots_kquant_rows_vnni(spill_dtype w, int64_t n, const void *wrows, uin
 
 size_t spill_dots_qpanel_bytes(int64_t n) { return (size_t)(n / SPILL_QK) * PANEL_BLOCK; }
 
-/* z[m]: rows 4m..4m+3's 16 bytes at off, a row per 128-bit lane (4 loads, 3 of them inserted) */
-static inline void rows16_load(const uint8_t *const rp[16], size_t off, __m512i z[4]) {
+/* z[m]: rows 4m..4m+3's 16 bytes at off, a row per 128-bit lane (4 loads, 3 of them inserted). Row r at
+   w + r * rb: 16 rows addressed from 4 bases and two strides, where an array of 16 pointers kept the
+   compiler moving them between vector and general registers on every load */
+static inline __attribute__((always_inline)) void rows16_load(const uint8_t *w, uint64_t rb, size_t off, __m512i z[4]) {
+    const uint64_t rb3 = 3 * rb;
     for (int m = 0; m < 4; m++) {
-        __m512i v = _mm512_castsi128_si512(_mm_loadu_si128((const __m128i *)(rp[4 * m] + off)));
-        v = _mm512_inserti32x4(v, _mm_loadu_si128((const __m128i *)(rp[4 * m + 1] + off)), 1);
-        v = _mm512_inserti32x4(v, _mm_loadu_si128((const __m128i *)(rp[4 * m + 2] + off)), 2);
-        z[m] = _mm512_inserti32x4(v, _mm_loadu_si128((const __m128i *)(rp[4 * m + 3] + off)), 3);
+        const uint8_t *q = w + off + (uint64_t)(4 * m) * rb;
+        __m512i v = _mm512_castsi128_si512(_mm_loadu_si128((const __m128i *)q));
+        v = _mm512_inserti32x4(v, _mm_loadu_si128((const __m128i *)(q + rb)), 1);
+        v = _mm512_inserti32x4(v, _mm_loadu_si128((const __m128i *)(q + 2 * rb)), 2);
+        z[m] = _mm512_inserti32x4(v, _mm_loadu_si128((const __m128i *)(q + rb3)), 3);
     }
 }
 /* 16 rows' 16 bytes at off turned so that o[c] holds dword c of all 16 rows: lane 4j + k holds row 4k + j
    (PANEL_ROW); the 4 x 4 transposes within 128-bit lanes */
-static inline void rows16(const uint8_t *const rp[16], size_t off, __m512i o[4]) {
+static inline __attribute__((always_inline)) void rows16(const uint8_t *w, uint64_t rb, size_t off, __m512i o[4]) {
     __m512i z[4];
-    rows16_load(rp, off, z);
+    rows16_load(w, rb, off, z);
     __m512i t0 = _mm512_unpacklo_epi32(z[0], z[1]), t1 = _mm512_unpackhi_epi32(z[0], z[1]);
     __m512i t2 = _mm512_unpacklo_epi32(z[2], z[3]), t3 = _mm512_unpackhi_epi32(z[2], z[3]);
     o[0] = _mm512_unpacklo_epi64(t0, t2), o[1] = _mm512_unpackhi_epi64(t0, t2);
     o[2] = _mm512_unpacklo_epi64(t1, t3), o[3] = _mm512_unpackhi_epi64(t1, t3);
 }
 /* rows16's o[0] alone */
-static inline __m512i rows16_first(const uint8_t *const rp[16], size_t off) {
+static inline __attribute__((always_inline)) __m512i rows16_first(const uint8_t *w, uint64_t rb, size_t off) {
     __m512i z[4];
-    rows16_load(rp, off, z);
+    rows16_load(w, rb, off, z);
     return _mm512_unpacklo_epi64(_mm512_unpacklo_epi32(z[0], z[1]), _mm512_unpacklo_epi32(z[2], z[3]));
 }
 /* the row in lane p of a panel's registers (its own inverse) */
 #define PANEL_ROW(p) (4 * ((p) % 4) + (p) / 4)
 
-void spill_dots_panel_pack_vnni(spill_dtype w, int64_t n, const void *wrows, uint64_t rb, int nr, void *panelv) {
-    const int64_t nb = n / SPILL_QK;
-    const size_t xbytes = qblock_bytes(w);
+/* block i of 16 rows laid out: the rows' block at bw + r * rb; w a constant in each caller */
+static inline __attribute__((always_inline)) void panel_pack_block(spill_dtype w, const uint8_t *bw, uint64_t rb, uint8_t *pb) {
     const size_t qoff = qblock_qs(w);
-    const uint8_t *rr[16]; /* rows past nr read row 0 again (their results are not stored) */
-    for (int r = 0; r < 16; r++) rr[r] = (const uint8_t *)wrows + (r < nr ? (uint64_t)r * rb : 0);
     const __m512i m4 = _mm512_set1_epi8(15);
-    uint8_t *panel = panelv;
-    for (int64_t i = 0; i < nb; i++) {
-        const uint64_t bo = (uint64_t)i * xbytes;
-        uint8_t *pb = panel + (size_t)i * PANEL_BLOCK;
-        /* the first 4 bytes of each row's block: d (and Q4_1's m) */
-        __m512i dm = rows16_first(rr, bo);
-        _mm512_storeu_ps(pb + 512, _mm512_cvtph_ps(_mm512_cvtepi32_epi16(dm)));
-        if (w == SPILL_DT_Q4_1) _mm512_storeu_ps(pb + 576, _mm512_cvtph_ps(_mm512_cvtepi32_epi16(_mm512_srli_epi32(dm, 16))));
-        __m512i q[8];
-        rows16(rr, bo + qoff, q);
-        if (w == SPILL_DT_Q8_0) {
-            rows16(rr, bo + qoff + 16, q + 4);
-            for (int l = 0; l < 8; l++) _mm512_storeu_si512(pb + 64 * l, _mm512_xor_si512(q[l], _mm512_set1_epi8((char)0x80)));
-        } else {
-            /* bytes 4c..4c+3: values 4c.. in their low nibbles (group c), 16 + 4c.. in the high (group 4 + c) */
-            for (int c = 0; c < 4; c++) {
-                _mm512_storeu_si512(pb + 64 * c, _mm512_and_si512(q[c], m4));
-                _mm512_storeu_si512(pb + 64 * (4 + c), _mm512_and_si512(_mm512_srli_epi16(q[c], 4), m4));
-            }
+    /* the first 4 bytes of each row's block: d (and Q4_1's m) */
+    __m512i dm = rows16_first(bw, rb, 0);
+    _mm512_storeu_ps(pb + 512, _mm512_cvtph_ps(_mm512_cvtepi32_epi16(dm)));
+    if (w == SPILL_DT_Q4_1) _mm512_storeu_ps(pb + 576, _mm512_cvtph_ps(_mm512_cvtepi32_epi16(_mm512_srli_epi32(dm, 16))));
+    __m512i q[8];
+    rows16(bw, rb, qoff, q);
+    if (w == SPILL_DT_Q8_0) {
+        rows16(bw, rb, qoff + 16, q + 4);
+        for (int l = 0; l < 8; l++) _mm512_storeu_si512(pb + 64 * l, _mm512_xor_si512(q[l], _mm512_set1_epi8((char)0x80)));
+    } else {
+        /* bytes 4c..4c+3: values 4c.. in their low nibbles (group c), 16 + 4c.. in the high (group 4 + c) */
+        for (int c = 0; c < 4; c++) {
+            _mm512_storeu_si512(pb + 64 * c, _mm512_and_si512(q[c], m4));
+            _mm512_storeu_si512(pb + 64 * (4 + c), _mm512_and_si512(_mm512_srli_epi16(q[c], 4), m4));
         }
+    }
+}
+
+/* The blocks of nr rows (row r at wr + r * rb, blocks of xb bytes) laid out one after another, pb bytes
+ * each in the panel, by PACK(block's rows, their stride, the panel's block). With 16 rows the rows are
+ * read where they lie; with fewer, each block's rows are copied first and rows nr..15 repeat row 0 (their
+ * results are not stored). */
+#define PACK_ROWS(nb, wr, rb, nr, xb, panel, pbytes, PACK)                                                      \
+    do {                                                                                                      \
+        if ((nr) == 16) {                                                                                     \
+            for (int64_t i_ = 0; i_ < (nb); i_++)                                                             \
+                PACK((const uint8_t *)(wr) + (uint64_t)i_ * (xb), (rb), (uint8_t *)(panel) + (size_t)i_ * (pbytes)); \
+        } else {                                                                                              \
+            uint8_t tmp_[16 * 256];                                                                           \
+            for (int64_t i_ = 0; i_ < (nb); i_++) {                                                           \
+                for (int r_ = 0; r_ < 16; r_++)                                                               \
+                    memcpy(tmp_ + (size_t)r_ * (xb),                                                          \
+                           (const uint8_t *)(wr) + (r_ < (nr) ? (uint64_t)r_ * (rb) : 0) + (uint64_t)i_ * (xb), (xb)); \
+                PACK(tmp_, (uint64_t)(xb), (uint8_t *)(panel) + (size_t)i_ * (pbytes));                       \
+            }                                                                                                 \
+        }                                                                                                     \
+    } while (0)
+
+#define PACK_Q8_0(bw, rb, pb) panel_pack_block(SPILL_DT_Q8_0, bw, rb, pb)
+#define PACK_Q4_0(bw, rb, pb) panel_pack_block(SPILL_DT_Q4_0, bw, rb, pb)
+#define PACK_Q4_1(bw, rb, pb) panel_pack_block(SPILL_DT_Q4_1, bw, rb, pb)
+
+void spill_dots_panel_pack_vnni(spill_dtype w, int64_t n, const void *wrows, uint64_t rb, int nr, void *panel) {
+    const int64_t nb = n / SPILL_QK;
+    const size_t xb = qblock_bytes(w);
+    switch (w) {
+    case SPILL_DT_Q8_0: PACK_ROWS(nb, wrows, rb, nr, xb, panel, PANEL_BLOCK, PACK_Q8_0); break;
+    case SPILL_DT_Q4_0: PACK_ROWS(nb, wrows, rb, nr, xb, panel, PANEL_BLOCK, PACK_Q4_0); break;
+    default: PACK_ROWS(nb, wrows, rb, nr, xb, panel, PANEL_BLOCK, PACK_Q4_1); break;
     }
 }
 
@@ -678,23 +708,17 @@ static inline __m512i pair16(__m512i a, __m512i b) {
     return _mm512_or_si512(_mm512_and_si512(a, _mm512_set1_epi32(0xffff)), _mm512_slli_epi32(b, 16));
 }
 
-void spill_dots_kpanel_pack_vnni(spill_dtype w, int64_t n, const void *wrows, uint64_t rb, int nr, void *panelv) {
-    const int64_t nb = n / SPILL_QK_K;
-    const size_t xbytes = w == SPILL_DT_Q4_K ? sizeof(spill_block_q4_k) : sizeof(spill_block_q6_k);
-    const uint8_t *rr[16]; /* rows past nr read row 0 (their results are not stored) */
-    for (int r = 0; r < 16; r++) rr[r] = (const uint8_t *)wrows + (r < nr ? (uint64_t)r * rb : 0);
+/* a super-block of 16 rows laid out: the rows' block at bw + r * rb; w a constant in each caller */
+static inline __attribute__((always_inline)) void kpanel_pack_block(spill_dtype w, const uint8_t *bw, uint64_t rb, uint8_t *pb) {
     const __m512i m4 = _mm512_set1_epi8(15), m2 = _mm512_set1_epi8(0x30);
-    uint8_t *panel = panelv;
-    for (int64_t i = 0; i < nb; i++) {
-        const uint64_t bo = (uint64_t)i * xbytes;
-        uint8_t *pb = panel + (size_t)i * KPANEL_BLOCK;
+    {
         __m512i *q = (__m512i *)pb, *sc = (__m512i *)(pb + KPANEL_SC), *pairs = (__m512i *)(pb + KPANEL_PAIRS);
         if (w == SPILL_DT_Q4_K) {
-            __m512i dm = rows16_first(rr, bo); /* d, dmin */
+            __m512i dm = rows16_first(bw, rb, 0); /* d, dmin */
             _mm512_storeu_ps(pb + KPANEL_D, _mm512_cvtph_ps(_mm512_cvtepi32_epi16(dm)));
             _mm512_storeu_ps(pb + KPANEL_D + 64, _mm512_cvtph_ps(_mm512_cvtepi32_epi16(_mm512_srli_epi32(dm, 16))));
             __m512i s[4]; /* the 12 scale bytes (and 4 of the values) */
-            rows16(rr, bo + offsetof(spill_block_q4_k, scales), s);
+            rows16(bw, rb, offsetof(spill_block_q4_k, scales), s);
             __m512i scv[8], mnv[8];
             const __m512i b63 = _mm512_set1_epi32(63), b15 = _mm512_set1_epi32(15);
             for (int j = 0; j < 4; j++) { /* as spill_q4_k_scales */
@@ -711,7 +735,7 @@ void spill_dots_kpanel_pack_vnni(spill_dtype w, int64_t n, const void *wrows, ui
                16 jp + c % 8 (sub-block 2 jp), high nibbles 16 jp + 8 + c % 8 */
             for (int m = 0; m < 8; m++) {
                 __m512i o[4];
-                rows16(rr, bo + offsetof(spill_block_q4_k, qs) + 16 * (uint64_t)m, o);
+                rows16(bw, rb, offsetof(spill_block_q4_k, qs) + 16 * (uint64_t)m, o);
                 for (int k = 0; k < 4; k++) {
                     int c = 4 * m + k, g = 16 * (c / 8) + c % 8;
                     _mm512_storeu_si512(q + g, _mm512_and_si512(o[k], m4));
@@ -720,20 +744,20 @@ void spill_dots_kpanel_pack_vnni(spill_dtype w, int64_t n, const void *wrows, ui
             }
         } else {
             __m512i s[4];
-            rows16(rr, bo + offsetof(spill_block_q6_k, scales), s); /* 16 signed scales */
+            rows16(bw, rb, offsetof(spill_block_q6_k, scales), s); /* 16 signed scales */
             __m512i scv[16];
             for (int g = 0; g < 16; g++) scv[g] = sbyte(s[g / 4], g % 4);
             for (int g = 0; g < 16; g++) _mm512_storeu_si512(sc + g, scv[g]);
             for (int k = 0; k < 8; k++) _mm512_storeu_si512(pairs + k, pair16(scv[2 * k], scv[2 * k + 1]));
             __m512i dd[4]; /* bytes 194..209 of each block: d is the top half of dword 3 */
-            rows16(rr, bo + offsetof(spill_block_q6_k, d) - 14, dd);
+            rows16(bw, rb, offsetof(spill_block_q6_k, d) - 14, dd);
             _mm512_storeu_ps(pb + KPANEL_D, _mm512_cvtph_ps(_mm512_cvtepi32_epi16(_mm512_srli_epi32(dd[3], 16))));
             for (int h = 0; h < 2; h++) {
                 __m512i l0[8], l1[8], hb[8];
                 for (int m = 0; m < 2; m++) {
-                    rows16(rr, bo + offsetof(spill_block_q6_k, ql) + 64 * (uint64_t)h + 16 * (uint64_t)m, l0 + 4 * m);
-                    rows16(rr, bo + offsetof(spill_block_q6_k, ql) + 64 * (uint64_t)h + 32 + 16 * (uint64_t)m, l1 + 4 * m);
-                    rows16(rr, bo + offsetof(spill_block_q6_k, qh) + 32 * (uint64_t)h + 16 * (uint64_t)m, hb + 4 * m);
+                    rows16(bw, rb, offsetof(spill_block_q6_k, ql) + 64 * (uint64_t)h + 16 * (uint64_t)m, l0 + 4 * m);
+                    rows16(bw, rb, offsetof(spill_block_q6_k, ql) + 64 * (uint64_t)h + 32 + 16 * (uint64_t)m, l1 + 4 * m);
+                    rows16(bw, rb, offsetof(spill_block_q6_k, qh) + 32 * (uint64_t)h + 16 * (uint64_t)m, hb + 4 * m);
                 }
                 /* chunk k (l = 4k..4k+3) of this half: values 128h + l, + 32, + 64, + 96 (as spill_dequant_q6_k) */
                 for (int k = 0; k < 8; k++) {
@@ -748,6 +772,17 @@ void spill_dots_kpanel_pack_vnni(spill_dtype w, int64_t n, const void *wrows, ui
             }
         }
     }
+}
+
+#define PACK_Q4_K(bw, rb, pb) kpanel_pack_block(SPILL_DT_Q4_K, bw, rb, pb)
+#define PACK_Q6_K(bw, rb, pb) kpanel_pack_block(SPILL_DT_Q6_K, bw, rb, pb)
+
+void spill_dots_kpanel_pack_vnni(spill_dtype w, int64_t n, const void *wrows, uint64_t rb, int nr, void *panel) {
+    const int64_t nb = n / SPILL_QK_K;
+    if (w == SPILL_DT_Q4_K)
+        PACK_ROWS(nb, wrows, rb, nr, sizeof(spill_block_q4_k), panel, KPANEL_BLOCK, PACK_Q4_K);
+    else
+        PACK_ROWS(nb, wrows, rb, nr, sizeof(spill_block_q6_k), panel, KPANEL_BLOCK, PACK_Q6_K);
 }
 
 /* 4 tokens (a prepared tile: floats at sc, SPILL_KQ_PREP per super-block; activations at act + t * stride)
