@@ -191,24 +191,12 @@ static int act_avx2(spill_dtype at, const float *x, void *out, int64_t n) {
 }
 
 /* 16-bit rows widened 8 values an instruction: F16 by F16C, BF16 by a shift into the high half (both exact) */
-void spill_widen_rows_avx2(spill_dtype t, const void *src, uint64_t stride, int nr, int n, float *dst) {
-    if (t != SPILL_DT_F16 && t != SPILL_DT_BF16) {
-        spill_widen_rows_c(t, src, stride, nr, n, dst);
-        return;
-    }
-    for (int r = 0; r < nr; r++) {
-        const uint16_t *h = (const uint16_t *)((const uint8_t *)src + (uint64_t)r * stride);
-        float *o = dst + (int64_t)r * n;
-        int i = 0;
-        if (t == SPILL_DT_F16)
-            for (; i + 8 <= n; i += 8) _mm256_storeu_ps(o + i, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(h + i))));
-        else
-            for (; i + 8 <= n; i += 8)
-                _mm256_storeu_si256((__m256i *)(o + i),
-                                    _mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)(h + i))), 16));
-        if (i < n) spill_dequant_row(t, h + i, o + i, n - i);
-    }
-}
+#define WR_W 8
+#define WR_F16(h, o) _mm256_storeu_ps(o, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(h))))
+#define WR_BF16(h, o) \
+    _mm256_storeu_si256((__m256i *)(o), _mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)(h))), 16))
+#define WR_NAME spill_widen_rows_avx2
+#include "widen_rows.h"
 
 const spill_dot_table spill_dot_avx2 = {dot_f32,  dot_f16,  dot_bf16, dot_q8_0,
                                         dot_q4_0, dot_q4_1, dot_q4_k, dot_q6_k, spill_dots_rows_avx2, NULL, act_avx2};

@@ -21,19 +21,8 @@ static inline int32x4_t sum4_neon(int8x16_t a, int8x16_t b) {
 #include "attn_values.h"
 
 /* 16-bit rows widened 4 values an instruction: F16 by FCVTL, BF16 by a shift into the high half (both exact) */
-void spill_widen_rows_neon(spill_dtype t, const void *src, uint64_t stride, int nr, int n, float *dst) {
-    if (t != SPILL_DT_F16 && t != SPILL_DT_BF16) {
-        spill_widen_rows_c(t, src, stride, nr, n, dst);
-        return;
-    }
-    for (int r = 0; r < nr; r++) {
-        const uint16_t *h = (const uint16_t *)((const uint8_t *)src + (uint64_t)r * stride);
-        float *o = dst + (int64_t)r * n;
-        int i = 0;
-        if (t == SPILL_DT_F16)
-            for (; i + 4 <= n; i += 4) vst1q_f32(o + i, vcvt_f32_f16(vreinterpret_f16_u16(vld1_u16(h + i))));
-        else
-            for (; i + 4 <= n; i += 4) vst1q_u32((uint32_t *)(o + i), vshll_n_u16(vld1_u16(h + i), 16));
-        if (i < n) spill_dequant_row(t, h + i, o + i, n - i);
-    }
-}
+#define WR_W 4
+#define WR_F16(h, o) vst1q_f32(o, vcvt_f32_f16(vreinterpret_f16_u16(vld1_u16(h))))
+#define WR_BF16(h, o) vst1q_u32((uint32_t *)(o), vshll_n_u16(vld1_u16(h), 16))
+#define WR_NAME spill_widen_rows_neon
+#include "widen_rows.h"
