@@ -190,7 +190,7 @@ static int act_avx2(spill_dtype at, const float *x, void *out, int64_t n) {
     return 1;
 }
 
-/* 16-bit rows widened 8 values an instruction: F16 by F16C, BF16 by a shift into the high half (both exact) */
+/* 16-bit rows widened 8 values an instruction: F16 by F16C, BF16 by a shift into the high half (both exact; kernels/widen_rows.h) */
 #define WR_W 8
 #define WR_F16(h, o) _mm256_storeu_ps(o, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(h))))
 #define WR_BF16(h, o) \

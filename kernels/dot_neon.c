@@ -20,7 +20,7 @@ static inline int32x4_t sum4_neon(int8x16_t a, int8x16_t b) {
 #define AV_NAME spill_attn_values_neon
 #include "attn_values.h"
 
-/* 16-bit rows widened 4 values an instruction: F16 by FCVTL, BF16 by a shift into the high half (both exact) */
+/* 16-bit rows widened 4 values an instruction: F16 by FCVTL, BF16 by a shift into the high half (both exact; kernels/widen_rows.h) */
 #define WR_W 4
 #define WR_F16(h, o) vst1q_f32(o, vcvt_f32_f16(vreinterpret_f16_u16(vld1_u16(h))))
 #define WR_BF16(h, o) vst1q_u32((uint32_t *)(o), vshll_n_u16(vld1_u16(h), 16))

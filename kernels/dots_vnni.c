@@ -554,7 +554,8 @@ static inline __attribute__((always_inline)) void panel_pack_block(spill_dtype w
             for (int64_t i_ = 0; i_ < (nb); i_++)                                                             \
                 PACK((const uint8_t *)(wr) + (uint64_t)i_ * (xb), (rb), (uint8_t *)(panel) + (size_t)i_ * (pbytes)); \
         } else {                                                                                              \
-            uint8_t tmp_[16 * 256];                                                                           \
+            uint8_t tmp_[16 * 256]; /* the largest block, Q6_K's 210 bytes, 16 times */                    \
+            _Static_assert(16 * sizeof(spill_block_q6_k) <= sizeof tmp_, "a block of 16 rows fits");           \
             for (int64_t i_ = 0; i_ < (nb); i_++) {                                                           \
                 for (int r_ = 0; r_ < 16; r_++)                                                               \
                     memcpy(tmp_ + (size_t)r_ * (xb),                                                          \

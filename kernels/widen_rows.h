@@ -1,8 +1,8 @@
 /* 16-bit rows widened to floats, written once for any SIMD width and compiled by the file that includes
  * it (kernels/dot_avx2.c with F16C, 8 values a step; kernels/dot_neon.c, 4). The includer defines WR_W
  * (values a step), WR_F16(h, o) and WR_BF16(h, o) (WR_W values at h widened into o) and WR_NAME, the
- * function's name. Exact, as spill_widen_rows_c (kernels/ops.c): the tail goes through spill_dequant_row,
- * other types wholly. */
+ * function's name. Exact, as spill_widen_rows_c (kernels/ops.c) but for F16 signalling NaNs (returned
+ * quiet): the tail goes through spill_dequant_row, other types wholly. */
 void WR_NAME(spill_dtype t, const void *src, uint64_t stride, int nr, int n, float *dst) {
     if (t != SPILL_DT_F16 && t != SPILL_DT_BF16) {
         spill_widen_rows_c(t, src, stride, nr, n, dst);
