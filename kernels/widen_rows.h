@@ -8,8 +8,15 @@ void WR_NAME(spill_dtype t, const void *src, uint64_t stride, int nr, int n, flo
         spill_widen_rows_c(t, src, stride, nr, n, dst);
         return;
     }
+    /* the rows come from memory (a long context's K and V): the first ones asked for at once, then each
+       SPILL_PREFETCH_AHEAD bytes on, within the nr rows */
+    const int ahead = (int)((SPILL_PREFETCH_AHEAD + stride - 1) / stride);
+    for (int r = 0; r < ahead && r < nr; r++)
+        for (int b = 0; b < 2 * n; b += 64) __builtin_prefetch((const uint8_t *)src + (uint64_t)r * stride + b);
     for (int r = 0; r < nr; r++) {
         const uint16_t *h = (const uint16_t *)((const uint8_t *)src + (uint64_t)r * stride);
+        if (r + ahead < nr)
+            for (int b = 0; b < 2 * n; b += 64) __builtin_prefetch((const uint8_t *)h + (uint64_t)ahead * stride + b);
         float *o = dst + (int64_t)r * n;
         int i = 0;
         if (t == SPILL_DT_F16)

@@ -179,16 +179,18 @@ static void test_all_outputs(void **s) {
             for (int blk = 0; blk < 2; blk++) all_outputs(kv[k], blk ? 4 : 0, rows[r]);
 }
 
-/* A context past one KV block and past the 32 rows a 16-bit cache widens at a time (runtime/forward.c
-   ATT_WIDE): 100 positions fed in steps of up to 32 tokens (queries in tiles, every output kept) give
-   each position the logits a token-by-token run gives it, for every KV cache type */
+/* A context past one KV block and past the 64 rows a 16-bit cache widens at a time (runtime/forward.c
+   ATT_WIDE; within a block of 128): 100 positions fed in steps of up to 32 tokens (queries in tiles,
+   every output kept) give each position the logits a token-by-token run gives it, for every KV cache
+   type and blocks of 64 and 128 positions */
 static void test_long_context(void **s) {
     (void)s;
     spill_err err = {{0}};
     spill_dtype kv[] = {SPILL_DT_F32, SPILL_DT_F16, SPILL_DT_BF16};
     enum { N = 100, STEP = 32 };
-    for (int k = 0; k < 3; k++) {
-        spill_engine *e = open_kv(1, STEP, 0, kv[k]), *ref = open_kv(1, STEP, 0, kv[k]);
+    for (int k = 0; k < 6; k++) {
+        int blk = k < 3 ? 64 : 128;
+        spill_engine *e = open_kv(1, STEP, blk, kv[k % 3]), *ref = open_kv(1, STEP, blk, kv[k % 3]);
         int V = spill_engine_model(e)->hp.vocab, tok[N], seq[STEP] = {0}, pos[STEP];
         uint8_t out[STEP];
         for (int i = 0; i < N; i++) tok[i] = 1 + (i * 37) % (V - 1);
