@@ -15,15 +15,22 @@
  * on the same host) takes fewer. A static split in halves left the other thread waiting out the
  * slower one on every matmul (perf: ~9% of a 2-thread SmolLM2 decode in the caller's wait). Which
  * thread computes a row never changes its bits. */
+#define MATMUL_PARTS 4 /* the most matrices one job takes (q, k and v; gate and up) */
 typedef struct {
     float *out;
     const uint8_t *w;
+    int64_t rows, ldo;      /* out[t * ldo + r] */
+    int64_t row_units;      /* units of rows per token chunk */
+} matmul_part;
+
+typedef struct {
+    matmul_part part[MATMUL_PARTS];
+    int n_parts;
     spill_dtype wtype;
-    int64_t rows, cols;
+    int64_t cols;
     const uint8_t *act;
     uint64_t act_stride, row_bytes;
     int batch;
-    int64_t ldo;                            /* out[t * ldo + r] */
     int tiled;                              /* prepared tiles (kernels/dots.c), else one token at a time */
     int tok_chunk;                          /* tokens per unit */
     float *prep;                            /* when not NULL: prep_len floats per worker (ith) for what the
@@ -33,7 +40,7 @@ typedef struct {
                                                in lanes (kernels/dots_vnni.c), 16 rows at a time */
     size_t panel_len;
     int rows_together;                      /* rows per call without a panel (spill_dots_rows_together) */
-    int64_t row_chunk, row_units, units;    /* rows per unit, units per token chunk, all units */
+    int64_t row_chunk, row_units, units;    /* rows per unit, units per token chunk (all parts), all units */
     _Atomic int64_t next;                   /* the next unit to take */
 } matmul_job;
 
@@ -52,38 +59,40 @@ static void matmul_worker(void *ctx, int ith, int nth) {
     (void)nth;
     float stack[SCALES_CAP];
     float *sc = j->prep ? j->prep + (size_t)ith * j->prep_len : stack;
-    int64_t prepared = -1; /* the token chunk sc holds */
+    int64_t prepared = -1; /* the token chunk sc holds: the same for every part, which share the activations */
     for (;;) {
         int64_t u = atomic_fetch_add_explicit(&j->next, 1, memory_order_relaxed);
         if (u >= j->units) return;
-        int64_t tc = u / j->row_units, r0 = (u % j->row_units) * j->row_chunk;
-        int64_t r1 = r0 + j->row_chunk < j->rows ? r0 + j->row_chunk : j->rows;
+        int64_t tc = u / j->row_units, ru = u % j->row_units;
+        const matmul_part *pt = j->part;
+        while (ru >= pt->row_units) ru -= pt->row_units, pt++;
+        int64_t r0 = ru * j->row_chunk, r1 = r0 + j->row_chunk < pt->rows ? r0 + j->row_chunk : pt->rows;
         int t0 = (int)tc * j->tok_chunk, nt = j->batch - t0 < j->tok_chunk ? j->batch - t0 : j->tok_chunk;
         const uint8_t *act = j->act + (uint64_t)t0 * j->act_stride;
+        float *out = pt->out + (int64_t)t0 * pt->ldo;
         if (j->tiled && prepared != tc) { /* the rows decoded once for several tokens, the same bits as one by one */
             spill_dots_prepare(j->wtype, j->cols, act, j->act_stride, nt, sc);
             prepared = tc;
         }
         if (nt == 1) { /* one token: the unit's rows in one call (the rows kernel takes them 4 at a time);
                           calls of 4 rows each spent ~5% of a SmolLM2 decode in the calls themselves */
-            spill_vec_dots(j->wtype, j->cols, j->w + (uint64_t)r0 * j->row_bytes, j->row_bytes, (int)(r1 - r0), act,
-                           j->act_stride, 1, NULL, j->out + (int64_t)t0 * j->ldo + r0, j->ldo);
+            spill_vec_dots(j->wtype, j->cols, pt->w + (uint64_t)r0 * j->row_bytes, j->row_bytes, (int)(r1 - r0), act,
+                           j->act_stride, 1, NULL, out + r0, pt->ldo);
             continue;
         }
         if (j->panel) { /* 16 rows laid out in lanes, meeting every token of the chunk */
             for (int64_t r = r0; r < r1; r += SPILL_DOTS_PANEL) {
                 int nr = r1 - r < SPILL_DOTS_PANEL ? (int)(r1 - r) : SPILL_DOTS_PANEL;
-                spill_vec_dots_panel(j->wtype, j->cols, j->w + (uint64_t)r * j->row_bytes, j->row_bytes, nr, act,
-                                     j->act_stride, nt, sc, j->panel + (size_t)ith * j->panel_len,
-                                     j->out + (int64_t)t0 * j->ldo + r, j->ldo);
+                spill_vec_dots_panel(j->wtype, j->cols, pt->w + (uint64_t)r * j->row_bytes, j->row_bytes, nr, act,
+                                     j->act_stride, nt, sc, j->panel + (size_t)ith * j->panel_len, out + r, pt->ldo);
             }
             continue;
         }
         /* a few rows at a time, each meeting every token of the chunk while it is in L1 */
         for (int64_t r = r0; r < r1; r += j->rows_together) {
             int nr = r1 - r < j->rows_together ? (int)(r1 - r) : j->rows_together;
-            spill_vec_dots(j->wtype, j->cols, j->w + (uint64_t)r * j->row_bytes, j->row_bytes, nr, act, j->act_stride, nt,
-                           j->tiled ? sc : NULL, j->out + (int64_t)t0 * j->ldo + r, j->ldo);
+            spill_vec_dots(j->wtype, j->cols, pt->w + (uint64_t)r * j->row_bytes, j->row_bytes, nr, act, j->act_stride, nt,
+                           j->tiled ? sc : NULL, out + r, pt->ldo);
         }
     }
 }
@@ -95,11 +104,22 @@ void spill_matmul(spill_pool *pool, float *out, const void *w, spill_dtype wtype
 
 void spill_matmul_ld(spill_pool *pool, float *out, int64_t ldo, const void *w, spill_dtype wtype, int64_t rows,
                      int64_t cols, const void *act, int batch) {
-    SPILL_ASSERT(ldo >= rows);
+    spill_matmul_part p = {out, ldo, w, rows};
+    spill_matmul_parts(pool, &p, 1, wtype, cols, act, batch);
+}
+
+void spill_matmul_parts(spill_pool *pool, const spill_matmul_part *parts, int n_parts, spill_dtype wtype, int64_t cols,
+                        const void *act, int batch) {
+    SPILL_ASSERT(n_parts >= 1 && n_parts <= MATMUL_PARTS);
+    int64_t rows = 0;
+    for (int i = 0; i < n_parts; i++) {
+        SPILL_ASSERT(parts[i].ldo >= parts[i].rows && parts[i].rows >= 0);
+        rows += parts[i].rows;
+    }
     if (batch < 1 || rows < 1) return;
-    matmul_job j = {.out = out, .w = w, .wtype = wtype, .rows = rows, .cols = cols, .act = act,
+    matmul_job j = {.n_parts = n_parts, .wtype = wtype, .cols = cols, .act = act,
                     .act_stride = spill_act_bytes(wtype, cols), .row_bytes = spill_dtype_row_bytes(wtype, (uint64_t)cols),
-                    .batch = batch, .ldo = ldo};
+                    .batch = batch};
     SPILL_ASSERT(j.row_bytes > 0);
     size_t per_tile = spill_dots_scales_len(wtype, cols, SPILL_DOTS_TILE);
     j.tiled = batch >= SPILL_DOTS_TILE && spill_dots_tiled(wtype);
@@ -127,13 +147,17 @@ void spill_matmul_ld(spill_pool *pool, float *out, int64_t ldo, const void *w, s
         j.panel_len = (spill_dots_panel_bytes(wtype, cols) + 63) / 64 * 64;
         j.panel = aligned_alloc(64, j.panel_len * (size_t)nth);
     }
-    /* 8 units of rows per thread (a multiple of the rows taken together), so that a slower thread
-       leaves at most about an eighth of its share to the others */
+    /* 8 units of rows per thread over all the parts (a multiple of the rows taken together), so that a
+       slower thread leaves at most about an eighth of its share to the others */
     int64_t rc = (rows + (int64_t)nth * 8 - 1) / ((int64_t)nth * 8);
     j.rows_together = spill_dots_rows_together(wtype);
     int together = j.panel ? SPILL_DOTS_PANEL : j.rows_together;
     j.row_chunk = (rc + together - 1) / together * together;
-    j.row_units = (rows + j.row_chunk - 1) / j.row_chunk;
+    for (int i = 0; i < n_parts; i++) {
+        j.part[i] = (matmul_part){parts[i].out, parts[i].w, parts[i].rows, parts[i].ldo,
+                                  (parts[i].rows + j.row_chunk - 1) / j.row_chunk};
+        j.row_units += j.part[i].row_units;
+    }
     j.units = j.row_units * ((batch + j.tok_chunk - 1) / j.tok_chunk);
     atomic_init(&j.next, 0);
     spill_pool_run(pool, matmul_worker, &j);

@@ -152,6 +152,17 @@ void spill_matmul(spill_pool *pool, float *out, const void *w, spill_dtype wtype
 /* The same with out[t*ldo + r]: a block of rows of a wider result (a weight split between tiers). */
 void spill_matmul_ld(spill_pool *pool, float *out, int64_t ldo, const void *w, spill_dtype wtype, int64_t rows,
                      int64_t cols, const void *act, int batch);
+/* Several matrices of one type and width against the same activations in one pass over the pool (a
+ * layer's q, k and v; gate and up): part i's rows into parts[i].out[t * ldo + r]; 1 to 4 parts. Each
+ * result the bits of spill_matmul_ld on that part alone. */
+typedef struct spill_matmul_part {
+    float *out;
+    int64_t ldo;
+    const void *w;
+    int64_t rows;
+} spill_matmul_part;
+void spill_matmul_parts(spill_pool *pool, const spill_matmul_part *parts, int n_parts, spill_dtype wtype, int64_t cols,
+                        const void *act, int batch);
 /* out = x / rms(x) * w */
 void spill_rmsnorm(float *out, const float *x, const float *w, int n, float eps);
 /* Rotary embedding in two steps, so that one position's angles serve every head of every layer.

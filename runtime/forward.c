@@ -212,19 +212,22 @@ static void norm_quant(cpu_state *s, float *out, const float *x, const float *nw
 
 /* out (n, ldo): x (n, w->cols) @ w^T, w's rows of each token's output in the first w->rows of its row of
    ldo, converting x once per activation type */
-static void matmul_ld(cpu_state *s, float *out, int64_t ldo, const float *x, int n, const spill_weight *w) {
+/* x (n tokens) converted for w's type into s->act, unless it is there already */
+static void act_for(cpu_state *s, const float *x, int n, const spill_weight *w) {
     spill_dtype at = spill_act_type(w->type);
-    uint64_t stride = spill_act_bytes(w->type, w->cols);
-    if (s->act_src != x || s->act_type != at) {
-        if (n == 1) {
-            spill_act_quantize(w->type, x, s->act, w->cols);
-        } else {
-            quant_job j = {s, w, x, n, stride, NULL, NULL};
-            spill_pool_run(s->pool, quant_worker, &j);
-        }
-        s->act_src = x;
-        s->act_type = at;
+    if (s->act_src == x && s->act_type == at) return;
+    if (n == 1) {
+        spill_act_quantize(w->type, x, s->act, w->cols);
+    } else {
+        quant_job j = {s, w, x, n, spill_act_bytes(w->type, w->cols), NULL, NULL};
+        spill_pool_run(s->pool, quant_worker, &j);
     }
+    s->act_src = x;
+    s->act_type = at;
+}
+
+static void matmul_ld(cpu_state *s, float *out, int64_t ldo, const float *x, int n, const spill_weight *w) {
+    act_for(s, x, n, w);
     if (w->split >= w->rows) {
         spill_matmul_ld(s->pool, out, ldo, w->data, w->type, w->rows, w->cols, s->act, n);
     } else {
@@ -236,6 +239,23 @@ static void matmul_ld(cpu_state *s, float *out, int64_t ldo, const float *x, int
 
 static void matmul(cpu_state *s, float *out, const float *x, int n, const spill_weight *w) {
     matmul_ld(s, out, w->rows, x, n, w);
+}
+
+/* k matrices against the same x: in one pass over the pool where they share a type and width and none
+   is split between tiers (a layer's q, k, v; gate, up: one wait for the slowest thread instead of k),
+   else one by one; the same bits either way */
+static void matmuls(cpu_state *s, int k, float *const *out, const float *x, int n, const spill_weight *const *w) {
+    int together = k <= 4;
+    for (int i = 0; i < k && together; i++)
+        together = w[i]->type == w[0]->type && w[i]->cols == w[0]->cols && w[i]->split >= w[i]->rows;
+    if (!together) {
+        for (int i = 0; i < k; i++) matmul(s, out[i], x, n, w[i]);
+        return;
+    }
+    act_for(s, x, n, w[0]);
+    spill_matmul_part p[4];
+    for (int i = 0; i < k; i++) p[i] = (spill_matmul_part){out[i], w[i]->rows, w[i]->data, w[i]->rows};
+    spill_matmul_parts(s->pool, p, k, w[0]->type, w[0]->cols, s->act, n);
 }
 
 /* Attention of a step. A unit of work is a tile of up to `qt` consecutive tokens of one sequence and
@@ -401,9 +421,9 @@ static int cpu_forward(void *ctx, const spill_batch *b, spill_err *err) {
         /* attention: norm -> q, k, v -> rope -> cache -> softmax(q k^T) v -> output -> residual */
         norm_quant(s, s->xb, s->x, lw->attn_norm.data, n, &lw->wq);
         TRACE("attn_norm", l, s->xb, (int64_t)n * dim);
-        matmul(s, s->q, s->xb, n, &lw->wq);
-        matmul(s, s->k, s->xb, n, &lw->wk);
-        matmul(s, s->v, s->xb, n, &lw->wv);
+        float *qkv[] = {s->q, s->k, s->v};
+        const spill_weight *wqkv[] = {&lw->wq, &lw->wk, &lw->wv};
+        matmuls(s, 3, qkv, s->xb, n, wqkv);
         if (lw->bq.data) { /* Qwen2's q/k/v biases */
             spill_add_rows(s->q, lw->bq.data, n, q_dim);
             spill_add_rows(s->k, lw->bk.data, n, kv_dim);
@@ -430,8 +450,9 @@ static int cpu_forward(void *ctx, const spill_batch *b, spill_err *err) {
         /* feed-forward: norm -> gate, up -> silu(gate) * up -> down -> residual */
         norm_quant(s, s->xb, s->x, lw->ffn_norm.data, n, &lw->w_gate);
         TRACE("ffn_norm", l, s->xb, (int64_t)n * dim);
-        matmul(s, s->hb, s->xb, n, &lw->w_gate);
-        matmul(s, s->hb2, s->xb, n, &lw->w_up);
+        float *gu[] = {s->hb, s->hb2};
+        const spill_weight *wgu[] = {&lw->w_gate, &lw->w_up};
+        matmuls(s, 2, gu, s->xb, n, wgu);
         TRACE("ffn_gate", l, s->hb, (int64_t)n * ff);
         TRACE("ffn_up", l, s->hb2, (int64_t)n * ff);
         swiglu(s, s->hb, s->hb, s->hb2, n, ff);

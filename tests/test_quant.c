@@ -147,6 +147,58 @@ static void test_matmul_threads_equal_dots(void **s) {
         }
 }
 
+/* Several matrices in one pass (spill_matmul_parts: a layer's q, k, v) give each part's rows the
+   one-token dot's bits, into a row of ldo floats per token that is wider than the part (nothing past its
+   rows written), on 1 and 3 threads, for one token, a batch past the panels and a partial tile */
+static void test_matmul_parts(void **s) {
+    (void)s;
+    spill_dtype types[] = {SPILL_DT_Q4_1, SPILL_DT_Q8_0, SPILL_DT_Q4_0, SPILL_DT_F16, SPILL_DT_F32, SPILL_DT_Q4_K};
+    enum { COLS = 512, NP = 3, LDO = 100 };
+    const int rows[NP] = {45, 16, 7}, batches[] = {1, 5, 16, 19};
+    for (unsigned ti = 0; ti < sizeof types / sizeof *types; ti++) {
+        spill_dtype t = types[ti];
+        uint64_t rb = spill_dtype_row_bytes(t, COLS), ab = spill_act_bytes(t, COLS);
+        float tmp[COLS];
+        uint8_t *w[NP];
+        for (int i = 0; i < NP; i++) {
+            w[i] = malloc(rb * (uint64_t)rows[i]);
+            for (int r = 0; r < rows[i]; r++) {
+                for (int k = 0; k < COLS; k++) tmp[k] = frand();
+                spill_quantize_row_ref(t, tmp, w[i] + rb * (uint64_t)r, COLS);
+            }
+        }
+        uint8_t *a = malloc(ab * 19);
+        for (int b = 0; b < 19; b++) {
+            for (int k = 0; k < COLS; k++) tmp[k] = frand();
+            spill_act_quantize(t, tmp, a + ab * (uint64_t)b, COLS);
+        }
+        float *out = malloc(sizeof(float) * NP * LDO * 19);
+        for (int th = 1; th <= 3; th += 2) {
+            spill_pool *p = spill_pool_create(th);
+            for (unsigned bi = 0; bi < sizeof batches / sizeof *batches; bi++) {
+                int batch = batches[bi];
+                for (int i = 0; i < NP * LDO * 19; i++) out[i] = -99.0f;
+                spill_matmul_part parts[NP];
+                for (int i = 0; i < NP; i++) parts[i] = (spill_matmul_part){out + i * LDO * 19, LDO, w[i], rows[i]};
+                spill_matmul_parts(p, parts, NP, t, COLS, a, batch);
+                for (int i = 0; i < NP; i++)
+                    for (int b = 0; b < 19; b++)
+                        for (int r = 0; r < LDO; r++) {
+                            float got = out[i * LDO * 19 + b * LDO + r];
+                            if (b < batch && r < rows[i])
+                                assert_true(got == spill_vec_dot(t, COLS, w[i] + rb * (uint64_t)r, a + ab * (uint64_t)b));
+                            else
+                                assert_true(got == -99.0f);
+                        }
+            }
+            spill_pool_free(p);
+        }
+        for (int i = 0; i < NP; i++) free(w[i]);
+        free(a);
+        free(out);
+    }
+}
+
 /* The tiled products (rows against several tokens, kernels/dots.c) equal spill_vec_dot per row and token
  * bit for bit, for every type, at every batch size up to 19 tokens (tiles one and two at a time, remainders 0..3), for 1 to 11 rows
  * at once (the kernels' row groups of 8, 4, 2 and 1), with an output stride, and with hostile extremes
@@ -489,7 +541,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_q8_0), cmocka_unit_test(test_q4_0), cmocka_unit_test(test_q4_1),
         cmocka_unit_test(test_f16), cmocka_unit_test(test_bf16), cmocka_unit_test(test_f32), cmocka_unit_test(test_q4_k), cmocka_unit_test(test_q6_k), cmocka_unit_test(test_kquant_extremes),
-        cmocka_unit_test(test_dequant_q4_1_error_bound), cmocka_unit_test(test_matmul_threads_equal_dots),
+        cmocka_unit_test(test_dequant_q4_1_error_bound), cmocka_unit_test(test_matmul_threads_equal_dots), cmocka_unit_test(test_matmul_parts),
         cmocka_unit_test(test_matmul_extremes),
         cmocka_unit_test(test_matmul_kquant_bytes),
         cmocka_unit_test(test_simd_equals_portable), cmocka_unit_test(test_dots_tiled_equal_dot), cmocka_unit_test(test_type_table),
