@@ -210,8 +210,6 @@ static void norm_quant(cpu_state *s, float *out, const float *x, const float *nw
     s->act_type = spill_act_type(w->type);
 }
 
-/* out (n, ldo): x (n, w->cols) @ w^T, w's rows of each token's output in the first w->rows of its row of
-   ldo, converting x once per activation type */
 /* x (n tokens) converted for w's type into s->act, unless it is there already */
 static void act_for(cpu_state *s, const float *x, int n, const spill_weight *w) {
     spill_dtype at = spill_act_type(w->type);
@@ -226,6 +224,8 @@ static void act_for(cpu_state *s, const float *x, int n, const spill_weight *w) 
     s->act_type = at;
 }
 
+/* out (n, ldo): x (n, w->cols) @ w^T, w's rows of each token's output in the first w->rows of its row of
+   ldo, converting x once per activation type */
 static void matmul_ld(cpu_state *s, float *out, int64_t ldo, const float *x, int n, const spill_weight *w) {
     act_for(s, x, n, w);
     if (w->split >= w->rows) {
