@@ -105,11 +105,43 @@ int spill_cpu_avx512(void) {
     static atomic_int known;
     return asked_once(&known, avx512_usable);
 }
+
+/* AVX-512 BF16 (CPUID leaf 7, sub-leaf 1, EAX bit 5) with AVX-512 F, VL, DQ, BW, and vdpbf16ps giving the
+   bits kernels/dot.h defines */
+static int avx512_bf16_usable(void) {
+#if defined(SPILL_DOT_AVX512_BF16)
+    const char *e = getenv("SPILL_DPBF16"); /* 0: the fused multiply-adds (tests compare both) */
+    if ((e && !strcmp(e, "0")) || !avx512_vnni_usable()) return 0; /* VNNI's check includes BW */
+    unsigned a, b, c, d;
+    if (!__get_cpuid_count(7, 1, &a, &b, &c, &d) || !((a >> 5) & 1)) return 0;
+    return spill_dpbf16_matches();
+#else
+    return 0;
+#endif
+}
+
+int spill_cpu_avx512_bf16(void) {
+    static atomic_int known;
+    return asked_once(&known, avx512_bf16_usable);
+}
+
+int spill_cpu_wide512(spill_dtype w) {
+    if (w == SPILL_DT_F32 || w == SPILL_DT_F16) return spill_cpu_avx512();
+    return w == SPILL_DT_BF16 && spill_cpu_avx512_bf16();
+}
 #endif
 
 int spill_kernels_avx512(void) {
 #if defined(SPILL_DOT_AVX512)
     return spill_isa_best() == SPILL_ISA_AVX2 && spill_cpu_avx512();
+#else
+    return 0;
+#endif
+}
+
+int spill_kernels_avx512_bf16(void) {
+#if defined(SPILL_DOT_AVX512)
+    return spill_isa_best() == SPILL_ISA_AVX2 && spill_cpu_avx512_bf16();
 #else
     return 0;
 #endif

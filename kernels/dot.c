@@ -82,15 +82,20 @@ static float dot_f16(int64_t n, const void *wv, const void *av) {
     return s;
 }
 
+/* BF16 rows meet BF16 activations (kernels/dot.h): lane l of each 16 values takes the products of values
+   2l + 1 and 2l, in that order, each added with its own rounding (two BF16 values' product is exact in
+   F32, so a fused multiply-add is that addition): one step of AVX-512 BF16's vdpbf16ps */
 static float dot_bf16(int64_t n, const void *wv, const void *av) {
-    const uint16_t *x = wv;
-    const float *y = av;
+    const uint16_t *x = wv, *y = av;
     float acc[8] = {0};
     int64_t i = 0;
-    for (; i + 8 <= n; i += 8)
-        for (int l = 0; l < 8; l++) acc[l] = fmaf(spill_bf16_to_fp32(x[i + l]), y[i + l], acc[l]);
+    for (; i + 16 <= n; i += 16)
+        for (int l = 0; l < 8; l++) {
+            acc[l] = fmaf(spill_bf16_to_fp32(x[i + 2 * l + 1]), spill_bf16_to_fp32(y[i + 2 * l + 1]), acc[l]);
+            acc[l] = fmaf(spill_bf16_to_fp32(x[i + 2 * l]), spill_bf16_to_fp32(y[i + 2 * l]), acc[l]);
+        }
     float s = spill_hsum8(acc);
-    for (; i < n; i++) s = fmaf(spill_bf16_to_fp32(x[i]), y[i], s);
+    for (; i < n; i++) s = fmaf(spill_bf16_to_fp32(x[i]), spill_bf16_to_fp32(y[i]), s);
     return s;
 }
 

@@ -5,7 +5,9 @@
  *
  * The shape they all share: 8 float lanes; lane l of a 32-value block of integers is the exact
  * integer sum of the 4 products of values 4l..4l+3, multiplied by the block's scale and added to the
- * lane with one fused multiply-add; float formats fused-multiply-add value i into lane i % 8. At the
+ * lane with one fused multiply-add; F32 and F16 fused-multiply-add value i into lane i % 8; BF16 (whose
+ * activations are BF16 too) adds to lane l of each 16 values the products of values 2l + 1 then 2l, each
+ * with its own rounding, which is what AVX-512 BF16's vdpbf16ps does (kernels/dots_bf16.c). At the
  * end the lanes are reduced pairwise: (l, l+4), then (0+2, 1+3); values after the last full 8 are
  * added one by one. This is the shape llama.cpp's x86 kernels have, so spill and its peer round
  * alike, and it is what both AVX2 (8 lanes) and NEON (two registers of 4) do naturally. */
@@ -101,6 +103,22 @@ void spill_attn_values_neon(float *const *out, const float *att, int64_t ld, con
 int spill_cpu_avx512(void);
 /* kernels/cpu.c: and BW and VNNI */
 int spill_cpu_avx512_vnni(void);
+/* 1 when the F32/F16/BF16 tiles of w run in 512-bit registers: F32 and F16 with AVX-512 (kernels/dots_avx512.c),
+   BF16 with AVX-512 BF16 that passed spill_dpbf16_matches() (kernels/dots_bf16.c) */
+int spill_cpu_wide512(spill_dtype w);
+/* AVX-512 BF16 on this CPU, its vdpbf16ps giving kernels/dot.h's BF16 bits (asked once; SPILL_DPBF16=0 or
+   SPILL_AVX512=0 turn it off) */
+int spill_cpu_avx512_bf16(void);
+/* kernels/dots_bf16.c: 1 when this CPU's vdpbf16ps gives kernels/dot.h's BF16 lanes on values that tell the
+   possible orders and roundings apart */
+int spill_dpbf16_matches(void);
+/* kernels/dots_bf16.c: BF16 rows against ntiles (1 or 2) tiles of 4 tokens with vdpbf16ps, the activations
+   as spill_dots_prepare_bf16_avx512 laid them out (tile k's at sc + k * pt floats; it lays out a partial last
+   tile too, zeros for its missing tokens), the results of the first nt <= 4 * ntiles tokens stored: the
+   one-token dot's bits */
+void spill_dots_bf16_avx512(int ntiles, int nt, int64_t n, const void *wrows, uint64_t rb, int nr, const float *sc,
+                            size_t pt, float *out, int64_t ldo);
+void spill_dots_prepare_bf16_avx512(int64_t n, const void *act, uint64_t stride, int nt, float *sc);
 /* kernels/dots_vnni.c: spill_dots4_avx2's Q8_0, Q4_0, Q4_1 tiles, the same bits with vpdpbusd in 512-bit
    registers, for ntiles (1 or 2) tiles of 4 tokens at once (tile k's tokens from act + 4k * stride, its
    prepared floats at sc + k * pt, made by spill_dots_prepare_avx2 as they are where this is true) */
@@ -179,6 +197,15 @@ static inline float spill_q6_k_block(float acc, float dx, const spill_block_q8_k
 static inline float spill_q8_factor(float amax) {
     float id = amax != 0.0f ? 127.f / amax : 0.0f;
     return id <= 3.4e38f ? id : 0.0f;
+}
+
+/* An activation for BF16 weights: rounded to nearest even (spill_fp32_to_bf16), a subnormal to a zero of
+ * its sign, as AVX-512 BF16's vcvtneps2bf16 does (it takes subnormal inputs as zero) */
+static inline uint16_t spill_bf16_act(float f) {
+    uint32_t u;
+    memcpy(&u, &f, 4);
+    if ((u & 0x7f800000u) == 0) return (uint16_t)((u >> 16) & 0x8000);
+    return spill_fp32_to_bf16(f);
 }
 
 static inline float spill_hsum8(const float a[8]) {

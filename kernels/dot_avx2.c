@@ -81,22 +81,19 @@ static float dot_f16(int64_t n, const void *wv, const void *av) {
     return s;
 }
 
-static inline __m256 bf16x8(const uint16_t *p) {
-    __m256i w = _mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)p));
-    return _mm256_castsi256_ps(_mm256_slli_epi32(w, 16));
-}
-
 static float dot_bf16(int64_t n, const void *wv, const void *av) {
-    const uint16_t *x = wv;
-    const float *y = av;
+    const uint16_t *x = wv, *y = av;
     __m256 acc = _mm256_setzero_ps();
     int64_t i = 0;
-    for (; i + 8 <= n; i += 8) {
+    for (; i + 16 <= n; i += 16) {
         _mm_prefetch((const char *)(x + i) + SPILL_PREFETCH_AHEAD, _MM_HINT_T0);
-        acc = _mm256_fmadd_ps(bf16x8(x + i), _mm256_loadu_ps(y + i), acc);
+        __m256 xo, xe, yo, ye;
+        bf16_pairs(x + i, &xo, &xe);
+        bf16_pairs(y + i, &yo, &ye);
+        acc = _mm256_fmadd_ps(xe, ye, _mm256_fmadd_ps(xo, yo, acc));
     }
     float s = hsum(acc);
-    for (; i < n; i++) s = fmaf(spill_bf16_to_fp32(x[i]), y[i], s);
+    for (; i < n; i++) s = fmaf(spill_bf16_to_fp32(x[i]), spill_bf16_to_fp32(y[i]), s);
     return s;
 }
 
@@ -121,6 +118,24 @@ static int act_avx2(spill_dtype at, const float *x, void *out, int64_t n) {
         for (; i + 8 <= n; i += 8)
             _mm_storeu_si128((__m128i *)(h + i), _mm256_cvtps_ph(_mm256_loadu_ps(x + i), _MM_FROUND_TO_NEAREST_INT));
         for (; i < n; i++) h[i] = spill_fp32_to_fp16(x[i]);
+        return 1;
+    }
+    if (at == SPILL_DT_BF16) { /* spill_bf16_act, 8 values an instruction */
+        uint16_t *h = out;
+        const __m256i expo = _mm256_set1_epi32(0x7f800000), abs = _mm256_set1_epi32(0x7fffffff);
+        int64_t i = 0;
+        for (; i + 8 <= n; i += 8) {
+            __m256i u = _mm256_loadu_si256((const __m256i *)(x + i)), hi = _mm256_srli_epi32(u, 16);
+            __m256i r = _mm256_add_epi32(u, _mm256_add_epi32(_mm256_set1_epi32(0x7fff), _mm256_and_si256(hi, _mm256_set1_epi32(1))));
+            r = _mm256_srli_epi32(r, 16);
+            __m256i nan = _mm256_cmpgt_epi32(_mm256_and_si256(u, abs), expo); /* |u| > infinity's bits */
+            __m256i sub = _mm256_cmpeq_epi32(_mm256_and_si256(u, expo), _mm256_setzero_si256());
+            r = _mm256_blendv_epi8(r, _mm256_or_si256(hi, _mm256_set1_epi32(0x40)), nan);
+            r = _mm256_blendv_epi8(r, _mm256_and_si256(hi, _mm256_set1_epi32(0x8000)), sub);
+            __m256i p = _mm256_permute4x64_epi64(_mm256_packus_epi32(r, r), 0x08); /* each 32 bits' low half, in order */
+            _mm_storeu_si128((__m128i *)(h + i), _mm256_castsi256_si128(p));
+        }
+        for (; i < n; i++) h[i] = spill_bf16_act(x[i]);
         return 1;
     }
     const __m256 nosign = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));

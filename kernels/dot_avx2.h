@@ -16,6 +16,14 @@ static inline float hsum(__m256 v) {
     return spill_hsum8(a);
 }
 
+/* 16 BF16 values from p as the two sets of 8 floats kernels/dot.h's BF16 lanes take: odd has value
+ * 2l + 1 in lane l, even value 2l (both exact: a BF16 value is an F32's high half) */
+static inline void bf16_pairs(const uint16_t *p, __m256 *odd, __m256 *even) {
+    __m256i v = _mm256_loadu_si256((const __m256i *)p);
+    *odd = _mm256_castsi256_ps(_mm256_and_si256(v, _mm256_set1_epi32((int)0xffff0000u)));
+    *even = _mm256_castsi256_ps(_mm256_slli_epi32(v, 16));
+}
+
 /* 32 unsigned nibbles of a 4-bit block, value j in byte j */
 static inline __m256i nibbles(const uint8_t *qs) {
     __m128i b = _mm_loadu_si128((const __m128i *)qs);

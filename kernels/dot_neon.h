@@ -101,18 +101,34 @@ static float dot_f16(int64_t n, const void *wv, const void *av) {
 
 static inline float32x4_t bf16x4(const uint16_t *p) { return vreinterpretq_f32_u32(vshll_n_u16(vld1_u16(p), 16)); }
 
+/* 8 BF16 values from p as the two sets of 4 floats kernels/dot.h's BF16 lanes take: odd has value 2l + 1
+   in lane l, even value 2l (both exact) */
+static inline void bf16_pairs(const uint16_t *p, float32x4_t *odd, float32x4_t *even) {
+    uint32x4_t v = vreinterpretq_u32_u16(vld1q_u16(p));
+    *odd = vreinterpretq_f32_u32(vandq_u32(v, vdupq_n_u32(0xffff0000u)));
+    *even = vreinterpretq_f32_u32(vshlq_n_u32(v, 16));
+}
+
+/* lanes lo, hi of 16 BF16 weights x against 16 BF16 activations y (kernels/dot.h: the odd value of each
+   pair, then the even one) */
+static inline void bf16_step(float32x4_t *lo, float32x4_t *hi, const uint16_t *x, const uint16_t *y) {
+    float32x4_t xo, xe, yo, ye;
+    bf16_pairs(x, &xo, &xe), bf16_pairs(y, &yo, &ye);
+    *lo = vfmaq_f32(vfmaq_f32(*lo, xo, yo), xe, ye);
+    bf16_pairs(x + 8, &xo, &xe), bf16_pairs(y + 8, &yo, &ye);
+    *hi = vfmaq_f32(vfmaq_f32(*hi, xo, yo), xe, ye);
+}
+
 static float dot_bf16(int64_t n, const void *wv, const void *av) {
-    const uint16_t *x = wv;
-    const float *y = av;
+    const uint16_t *x = wv, *y = av;
     float32x4_t lo = vdupq_n_f32(0), hi = vdupq_n_f32(0);
     int64_t i = 0;
-    for (; i + 8 <= n; i += 8) {
+    for (; i + 16 <= n; i += 16) {
         PREFETCH(x + i);
-        lo = vfmaq_f32(lo, bf16x4(x + i), vld1q_f32(y + i));
-        hi = vfmaq_f32(hi, bf16x4(x + i + 4), vld1q_f32(y + i + 4));
+        bf16_step(&lo, &hi, x + i, y + i);
     }
     float s = hsum(lo, hi);
-    for (; i < n; i++) s = fmaf(spill_bf16_to_fp32(x[i]), y[i], s);
+    for (; i < n; i++) s = fmaf(spill_bf16_to_fp32(x[i]), spill_bf16_to_fp32(y[i]), s);
     return s;
 }
 
@@ -206,6 +222,27 @@ static inline float wide1(spill_dtype w, const void *p, int64_t i) {
 
 static inline __attribute__((always_inline)) void rows_wide(spill_dtype w, int R, int64_t n, const uint8_t *wrow,
                                                             uint64_t rb, const void *act, float *out) {
+    if (w == SPILL_DT_BF16) { /* BF16 activations, lanes of pairs */
+        const uint16_t *y = act;
+        float32x4_t lo[4], hi[4];
+        for (int r = 0; r < R; r++) lo[r] = hi[r] = vdupq_n_f32(0);
+        const uint64_t wrap = spill_rows_prefetch_wrap(rb);
+        int64_t i = 0;
+        for (; i + 16 <= n; i += 16) {
+            const uint8_t *pf = spill_rows_prefetch_at(wrow, rb, R, (uint64_t)i * 2, wrap);
+            for (int r = 0; r < R; r++) {
+                __builtin_prefetch(pf + r * rb);
+                bf16_step(&lo[r], &hi[r], (const uint16_t *)(wrow + r * rb) + i, y + i);
+            }
+        }
+        for (int r = 0; r < R; r++) {
+            const uint16_t *x = (const uint16_t *)(wrow + r * rb);
+            float s = hsum(lo[r], hi[r]);
+            for (int64_t k = i; k < n; k++) s = fmaf(spill_bf16_to_fp32(x[k]), spill_bf16_to_fp32(y[k]), s);
+            out[r] = s;
+        }
+        return;
+    }
     const spill_dtype a = w == SPILL_DT_F16 ? SPILL_DT_F16 : SPILL_DT_F32;
     float32x4_t lo[4], hi[4];
     for (int r = 0; r < R; r++) lo[r] = hi[r] = vdupq_n_f32(0);
@@ -339,11 +376,37 @@ static inline __attribute__((always_inline)) void tile_quant(spill_dtype w, int6
     for (int t = 0; t < TT; t++) out[(int64_t)t * ldo] = w == SPILL_DT_Q4_1 ? hsum(lo[t], hi[t]) + summs[t] : hsum(lo[t], hi[t]);
 }
 
-/* F32, F16 and BF16: one row's 8 values widened once for the 4 tokens (F16 rows meet F16 activations,
- * BF16 and F32 rows F32 ones, as in the dots above) */
+/* F32, F16 and BF16: one row's 8 (BF16: 16) values widened once for the 4 tokens (F16 rows meet F16
+ * activations, BF16 rows BF16 ones, F32 rows F32 ones, as in the dots above) */
 static inline __attribute__((always_inline)) void tile_wide(spill_dtype w, int64_t n, const uint8_t *row,
                                                             const uint8_t *act, uint64_t stride, float *out,
                                                             int64_t ldo) {
+    if (w == SPILL_DT_BF16) { /* BF16 activations, lanes of pairs: each token's steps are dot_bf16's */
+        const uint16_t *x = (const uint16_t *)row;
+        float32x4_t lo[TT], hi[TT];
+        for (int t = 0; t < TT; t++) lo[t] = hi[t] = vdupq_n_f32(0);
+        int64_t i = 0;
+        for (; i + 16 <= n; i += 16) {
+            PREFETCH(x + i);
+            float32x4_t xo0, xe0, xo1, xe1;
+            bf16_pairs(x + i, &xo0, &xe0), bf16_pairs(x + i + 8, &xo1, &xe1);
+            for (int t = 0; t < TT; t++) {
+                const uint16_t *y = (const uint16_t *)(act + (uint64_t)t * stride) + i;
+                float32x4_t yo, ye;
+                bf16_pairs(y, &yo, &ye);
+                lo[t] = vfmaq_f32(vfmaq_f32(lo[t], xo0, yo), xe0, ye);
+                bf16_pairs(y + 8, &yo, &ye);
+                hi[t] = vfmaq_f32(vfmaq_f32(hi[t], xo1, yo), xe1, ye);
+            }
+        }
+        for (int t = 0; t < TT; t++) {
+            const uint16_t *y = (const uint16_t *)(act + (uint64_t)t * stride);
+            float s = hsum(lo[t], hi[t]);
+            for (int64_t k = i; k < n; k++) s = fmaf(spill_bf16_to_fp32(x[k]), spill_bf16_to_fp32(y[k]), s);
+            out[(int64_t)t * ldo] = s;
+        }
+        return;
+    }
     const spill_dtype a = w == SPILL_DT_F16 ? SPILL_DT_F16 : SPILL_DT_F32;
     float32x4_t lo[TT], hi[TT];
     for (int t = 0; t < TT; t++) lo[t] = hi[t] = vdupq_n_f32(0);

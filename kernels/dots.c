@@ -54,7 +54,7 @@ int spill_dots_tiled(spill_dtype w) {
    laid out in pairs of tokens (kernels/dots_avx512.c) */
 static int wide512(spill_dtype w) {
 #if defined(SPILL_DOT_AVX512)
-    return (w == SPILL_DT_F32 || w == SPILL_DT_F16 || w == SPILL_DT_BF16) && spill_cpu_avx512();
+    return spill_cpu_wide512(w);
 #else
     (void)w;
     return 0;
@@ -91,8 +91,8 @@ static size_t per_tile(spill_dtype w, int64_t n) {
 }
 
 size_t spill_dots_scales_len(spill_dtype w, int64_t n, int nt) {
-    /* Q8_0, Q4_0 and Q4_1 also lay out a partial last tile (for the panels) */
-    int partial = w == SPILL_DT_Q8_0 || w == SPILL_DT_Q4_0 || w == SPILL_DT_Q4_1;
+    /* Q8_0, Q4_0 and Q4_1 also lay out a partial last tile (for the panels), BF16 with vdpbf16ps for its tile */
+    int partial = w == SPILL_DT_Q8_0 || w == SPILL_DT_Q4_0 || w == SPILL_DT_Q4_1 || (w == SPILL_DT_BF16 && wide512(w));
     return (size_t)(partial ? (nt + T - 1) / T : nt / T) * per_tile(w, n);
 }
 
@@ -139,6 +139,12 @@ void spill_vec_dots(spill_dtype w, int64_t n, const void *wrows, uint64_t row_by
             for (; t + T <= nt; t += T)
                 spill_dots4_avx2(w, n, w8, row_bytes, nr, a8 + (uint64_t)t * stride, stride,
                                  pt ? sc + (size_t)(t / T) * pt : NULL, out + (int64_t)t * ldo, ldo);
+#if defined(SPILL_DOT_AVX512_BF16)
+        if (sc && t < nt && w == SPILL_DT_BF16 && wide512(w)) { /* the last 1-3 tokens: a tile padded with zeros */
+            spill_dots_bf16_avx512(1, nt - t, n, w8, row_bytes, nr, sc + (size_t)(t / T) * pt, pt, out + (int64_t)t * ldo, ldo);
+            t = nt;
+        }
+#endif
     }
 #else
     (void)sc;

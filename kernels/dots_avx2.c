@@ -123,9 +123,40 @@ static inline __attribute__((always_inline)) float wide1(spill_dtype w, const vo
 /* R rows (1 or 2) against the 4 tokens: R * 4 independent chains of fused multiply-adds. With one row
  * the 4 chains, each waiting out the latency of the one before it, left the FMA units half idle;
  * a second row doubles the chains and reuses each activation load. */
+static inline __attribute__((always_inline)) void dots_bf16(int R, int64_t n, const uint8_t *wrow, uint64_t rb,
+                                                            const uint8_t *act, uint64_t stride, float *out, int64_t ldo) {
+    __m256 acc[2][T];
+    for (int r = 0; r < R; r++)
+        for (int t = 0; t < T; t++) acc[r][t] = _mm256_setzero_ps();
+    int64_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        __m256 xo[2], xe[2];
+        for (int r = 0; r < R; r++) {
+            if (i % 32 == 0) _mm_prefetch((const char *)wrow + r * rb + (size_t)i * 2 + SPILL_PREFETCH_AHEAD, _MM_HINT_T0);
+            bf16_pairs((const uint16_t *)(wrow + r * rb) + i, &xo[r], &xe[r]);
+        }
+        for (int t = 0; t < T; t++) {
+            __m256 yo, ye;
+            bf16_pairs((const uint16_t *)(act + (uint64_t)t * stride) + i, &yo, &ye);
+            for (int r = 0; r < R; r++) acc[r][t] = _mm256_fmadd_ps(xe[r], ye, _mm256_fmadd_ps(xo[r], yo, acc[r][t]));
+        }
+    }
+    for (int r = 0; r < R; r++)
+        for (int t = 0; t < T; t++) {
+            float s = hsum(acc[r][t]);
+            const uint16_t *x = (const uint16_t *)(wrow + r * rb), *y = (const uint16_t *)(act + (uint64_t)t * stride);
+            for (int64_t k = i; k < n; k++) s = fmaf(spill_bf16_to_fp32(x[k]), spill_bf16_to_fp32(y[k]), s);
+            out[(int64_t)t * ldo + r] = s;
+        }
+}
+
 static inline __attribute__((always_inline)) void dots_wide(spill_dtype w, int R, int64_t n, const uint8_t *wrow,
                                                             uint64_t rb, const uint8_t *act, uint64_t stride, float *out,
                                                             int64_t ldo) {
+    if (w == SPILL_DT_BF16) { /* BF16 activations, lanes of pairs (kernels/dot.h) */
+        dots_bf16(R, n, wrow, rb, act, stride, out, ldo);
+        return;
+    }
     const spill_dtype a = SPILL_DT_F32; /* the activations' type: F16 ones come widened (act = sc, stride n) */
     const size_t wbytes = w == SPILL_DT_F32 ? 4 : 2;
     __m256 acc[2][T];
@@ -158,8 +189,46 @@ static inline __attribute__((always_inline)) void dots_wide(spill_dtype w, int R
  * do): R chains instead of one. A single row's chain did one fused multiply-add per 8 values and
  * waited for it, so a 16-bit decode ran at about 5 GMAC/s, below what memory delivers. Each row's
  * chain is the one-token dot's, so the results are its bits. Prefetched once per 64-byte line. */
+static inline __attribute__((always_inline)) void rows_bf16(int R, int64_t n, const uint8_t *wrow, uint64_t rb,
+                                                            const uint16_t *act, float *out) {
+    const uint64_t wrap = spill_rows_prefetch_wrap(rb);
+    __m256 acc[4];
+    for (int r = 0; r < R; r++) acc[r] = _mm256_setzero_ps();
+    int64_t i = 0;
+    for (; i + 32 <= n; i += 32) { /* a 64-byte line of each row */
+        const uint8_t *pf = spill_rows_prefetch_at(wrow, rb, R, (uint64_t)i * 2, wrap);
+        for (int r = 0; r < R; r++) _mm_prefetch((const char *)pf + r * rb, _MM_HINT_T0);
+        for (int64_t k = i; k < i + 32; k += 16) {
+            __m256 yo, ye, xo, xe;
+            bf16_pairs(act + k, &yo, &ye);
+            for (int r = 0; r < R; r++) {
+                bf16_pairs((const uint16_t *)(wrow + r * rb) + k, &xo, &xe);
+                acc[r] = _mm256_fmadd_ps(xe, ye, _mm256_fmadd_ps(xo, yo, acc[r]));
+            }
+        }
+    }
+    for (; i + 16 <= n; i += 16) {
+        __m256 yo, ye, xo, xe;
+        bf16_pairs(act + i, &yo, &ye);
+        for (int r = 0; r < R; r++) {
+            bf16_pairs((const uint16_t *)(wrow + r * rb) + i, &xo, &xe);
+            acc[r] = _mm256_fmadd_ps(xe, ye, _mm256_fmadd_ps(xo, yo, acc[r]));
+        }
+    }
+    for (int r = 0; r < R; r++) {
+        float s = hsum(acc[r]);
+        const uint16_t *x = (const uint16_t *)(wrow + r * rb);
+        for (int64_t k = i; k < n; k++) s = fmaf(spill_bf16_to_fp32(x[k]), spill_bf16_to_fp32(act[k]), s);
+        out[r] = s;
+    }
+}
+
 static inline __attribute__((always_inline)) void rows_wide(spill_dtype w, int R, int64_t n, const uint8_t *wrow,
                                                             uint64_t rb, const void *act, float *out) {
+    if (w == SPILL_DT_BF16) { /* BF16 activations, lanes of pairs (kernels/dot.h) */
+        rows_bf16(R, n, wrow, rb, act, out);
+        return;
+    }
     const spill_dtype a = w == SPILL_DT_F16 ? SPILL_DT_F16 : SPILL_DT_F32;
     const size_t wbytes = w == SPILL_DT_F32 ? 4 : 2;
     const int64_t line = 64 / (int64_t)wbytes; /* values per cache line */
@@ -283,7 +352,13 @@ int spill_dots_rows_avx2(spill_dtype w, int64_t n, const void *wrows, uint64_t r
 
 void spill_dots_prepare_avx2(spill_dtype w, int64_t n, const void *act, uint64_t stride, int nt, float *sc) {
 #if defined(SPILL_DOT_AVX512)
-    if ((w == SPILL_DT_F32 || w == SPILL_DT_F16 || w == SPILL_DT_BF16) && spill_cpu_avx512()) {
+    if (spill_cpu_wide512(w)) {
+#if defined(SPILL_DOT_AVX512_BF16)
+        if (w == SPILL_DT_BF16) {
+            spill_dots_prepare_bf16_avx512(n, act, stride, nt, sc);
+            return;
+        }
+#endif
         spill_dots_prepare_wide_avx512(w, n, act, stride, nt, sc);
         return;
     }
@@ -350,7 +425,7 @@ void spill_dots4_avx2(spill_dtype w, int64_t n, const void *wrows, uint64_t rb, 
                       const float *sc, float *out, int64_t ldo) {
     const uint8_t *wrow = wrows;
 #if defined(SPILL_DOT_AVX512)
-    if ((w == SPILL_DT_F32 || w == SPILL_DT_F16 || w == SPILL_DT_BF16) && spill_cpu_avx512()) {
+    if (spill_cpu_wide512(w)) {
         spill_dots_wide_avx512(w, 1, n, wrows, rb, nr, sc, 0, out, ldo);
         return;
     }

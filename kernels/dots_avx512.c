@@ -87,17 +87,22 @@ static inline __attribute__((always_inline)) void tile(spill_dtype w, int R, int
 void spill_dots_wide_avx512(spill_dtype w, int ntiles, int64_t n, const void *wrows, uint64_t rb, int nr, const float *sc,
                             size_t pt, float *out, int64_t ldo) {
     const uint8_t *wrow = wrows;
+#if defined(SPILL_DOT_AVX512_BF16)
+    if (w == SPILL_DT_BF16) { /* BF16 activations, two products a lane (kernels/dots_bf16.c) */
+        spill_dots_bf16_avx512(ntiles, 4 * ntiles, n, wrows, rb, nr, sc, pt, out, ldo);
+        return;
+    }
+#endif
+    SPILL_ASSERT(w != SPILL_DT_BF16); /* its activations are BF16: the tiles below take F32 or F16 ones */
     if (ntiles == 2) {
         switch (w) {
         case SPILL_DT_F16: TILES(SPILL_DT_F16, 2); break;
-        case SPILL_DT_BF16: TILES(SPILL_DT_BF16, 2); break;
         default: TILES(SPILL_DT_F32, 2); break;
         }
         return;
     }
     switch (w) {
     case SPILL_DT_F16: TILES(SPILL_DT_F16, 1); break;
-    case SPILL_DT_BF16: TILES(SPILL_DT_BF16, 1); break;
     default: TILES(SPILL_DT_F32, 1); break;
     }
 }

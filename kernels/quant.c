@@ -137,6 +137,7 @@ spill_dtype spill_act_type(spill_dtype w) {
     case SPILL_DT_Q4_1: return SPILL_DT_Q8_1;
     case SPILL_DT_Q4_0: case SPILL_DT_Q8_0: return SPILL_DT_Q8_0;
     case SPILL_DT_F16: return SPILL_DT_F16;
+    case SPILL_DT_BF16: return SPILL_DT_BF16;
     case SPILL_DT_Q4_K: case SPILL_DT_Q6_K: return SPILL_DT_Q8_K;
     default: return SPILL_DT_F32;
     }
@@ -181,6 +182,11 @@ void spill_act_quantize_portable(spill_dtype w, const float *x, void *out, int64
     case SPILL_DT_F16: {
         uint16_t *h = out;
         for (int64_t i = 0; i < n; i++) h[i] = spill_fp32_to_fp16(x[i]);
+        return;
+    }
+    case SPILL_DT_BF16: {
+        uint16_t *h = out;
+        for (int64_t i = 0; i < n; i++) h[i] = spill_bf16_act(x[i]);
         return;
     }
     case SPILL_DT_Q8_K:

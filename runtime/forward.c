@@ -288,11 +288,12 @@ static void attn_worker(void *ctx, int ith, int nth) {
     float *qb = s->att_q + (int64_t)ith * 2 * R * hd, *prep = qb + (int64_t)R * hd;
     float *outp[ATT_ROWS_MAX];
     int lens[ATT_ROWS_MAX];
-    /* a row of the cache is kv->row_bytes; a head's part of it starts kvh * hd elements in. F32 and BF16
-       keys are read where they lie (the tiles take BF16 rows), F16 keys and 16-bit values are widened
-       ATT_WIDE rows at a time (spill_widen_rows, exact) and go through the F32 kernels */
+    /* a row of the cache is kv->row_bytes; a head's part of it starts kvh * hd elements in. F32 keys are
+       read where they lie, 16-bit keys and values are widened ATT_WIDE rows at a time (spill_widen_rows,
+       exact) and go through the F32 kernels (the BF16 matmul kernels take BF16 activations, not F32
+       queries) */
     size_t rb = kv->row_bytes, eb = spill_kv_type_bytes(kv->type);
-    spill_dtype kt = kv->type, st = kt == SPILL_DT_BF16 ? SPILL_DT_BF16 : SPILL_DT_F32; /* the keys the products read */
+    spill_dtype kt = kv->type, st = SPILL_DT_F32; /* the keys the products read */
     int per_tile = hp->n_kv_heads * j->hsplit;
     for (;;) {
         int64_t u = atomic_fetch_add_explicit(&j->next, 1, memory_order_relaxed);
@@ -318,16 +319,12 @@ static void attn_worker(void *ctx, int ith, int nth) {
         for (int p0 = 0; p0 < len; p0 += kv->T) {
             const uint8_t *kb = spill_kv_k(kv, seq, j->layer, p0) + (size_t)kvh * hd * eb;
             int end = p0 + kv->T < len ? p0 + kv->T : len;
-            if (kt == SPILL_DT_BF16) { /* the block's keys as rows of a matrix against the queries */
-                spill_vec_dots(kt, hd, kb, rb, end - p0, qb, sizeof(float) * (uint64_t)hd, nq, sc, att + p0, ld);
-                continue;
-            }
             int wide = kt == SPILL_DT_F32 ? kv->T : ATT_WIDE; /* F32: the whole block where it lies */
             for (int c0 = p0; c0 < end; c0 += wide) {
                 int nc = end - c0 < wide ? end - c0 : wide;
                 const float *k = (const float *)(kb + (size_t)(c0 - p0) * rb);
                 int64_t ks = (int64_t)(rb / sizeof(float));
-                if (kt != SPILL_DT_F32) { /* F16: widened */
+                if (kt != SPILL_DT_F32) { /* F16, BF16: widened */
                     spill_widen_rows(kt, kb + (size_t)(c0 - p0) * rb, rb, nc, hd, row);
                     k = row, ks = hd;
                 }

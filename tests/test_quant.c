@@ -427,14 +427,17 @@ static void test_simd_equals_portable(void **s) {
     static float w[NMAX], x[NMAX];
     static uint8_t wq[NMAX * 4], xq[NMAX * 4];
     int simd = 0;
-    printf("dot products used here: %s; F32/F16/BF16 tiles in 512-bit registers: %s; Q8_0/Q4_0/Q4_1 tiles with "
+    printf("dot products used here: %s; F32/F16 tiles in 512-bit registers: %s; BF16 tiles with vdpbf16ps: %s; Q8_0/Q4_0/Q4_1 tiles with "
            "AVX-512 VNNI: %s\n",
-           spill_isa_name(spill_isa_best()), spill_kernels_avx512() ? "yes" : "no", spill_kernels_avx512_vnni() ? "yes" : "no");
+           spill_isa_name(spill_isa_best()), spill_kernels_avx512() ? "yes" : "no", spill_kernels_avx512_bf16() ? "yes" : "no",
+           spill_kernels_avx512_vnni() ? "yes" : "no");
     const char *e = getenv("SPILL_AVX512");
     if (e && !strcmp(e, "0")) { /* test_quant_avx2: turned off */
         assert_int_equal(spill_kernels_avx512(), 0);
         assert_int_equal(spill_kernels_avx512_vnni(), 0);
+        assert_int_equal(spill_kernels_avx512_bf16(), 0);
     }
+    if (spill_kernels_avx512_bf16()) assert_int_equal(spill_kernels_avx512_vnni(), 1);
     if (spill_kernels_avx512_vnni()) assert_int_equal(spill_kernels_avx512(), 1);
     for (int isa = 1; isa < SPILL_ISA_COUNT; isa++) {
         if (!spill_isa_available((spill_isa)isa)) {
@@ -472,14 +475,81 @@ static void test_simd_equals_portable(void **s) {
     if (!simd) printf("no SIMD dot products to compare on this machine\n");
 }
 
+/* BF16 weights meet BF16 activations (kernels/dot.h): lane l of each 16 values adds the product of
+ * values 2l + 1, then that of 2l, each with its own rounding (vdpbf16ps's order), the 8 lanes are summed
+ * pairwise, the values past the last 16 added one by one. Written out here on values where the other
+ * order (or a lane per value, as F32 takes them) gives other bits, and compared with every instruction
+ * set's dot, the active one's tiles (vdpbf16ps where the CPU has it and passed its check) and its rows. */
+static float bf16_dot_ref(const uint16_t *w, const uint16_t *a, int n) {
+    float acc[8] = {0};
+    int i = 0;
+    for (; i + 16 <= n; i += 16)
+        for (int l = 0; l < 8; l++) {
+            acc[l] = fmaf(spill_bf16_to_fp32(w[i + 2 * l + 1]), spill_bf16_to_fp32(a[i + 2 * l + 1]), acc[l]);
+            acc[l] = fmaf(spill_bf16_to_fp32(w[i + 2 * l]), spill_bf16_to_fp32(a[i + 2 * l]), acc[l]);
+        }
+    float s = ((acc[0] + acc[4]) + (acc[2] + acc[6])) + ((acc[1] + acc[5]) + (acc[3] + acc[7]));
+    for (; i < n; i++) s = fmaf(spill_bf16_to_fp32(w[i]), spill_bf16_to_fp32(a[i]), s);
+    return s;
+}
+static void test_bf16_lanes(void **s) {
+    (void)s;
+    enum { N = 16 * 9 + 5, NT = 11 };
+    static uint16_t w[4][N], a[NT][N];
+    float x[N];
+    int differ = 0, checked = 0;
+    for (int trial = 0; trial < 40; trial++) {
+        for (int r = 0; r < 4; r++) {
+            for (int i = 0; i < N; i++) /* large and small products side by side: the order of additions shows */
+                x[i] = frand() * (i % 3 == 0 ? 4096.0f : 1.0f) * (float)(1 + trial % 4);
+            spill_quantize_row_ref(SPILL_DT_BF16, x, w[r], N);
+        }
+        for (int t = 0; t < NT; t++) {
+            for (int i = 0; i < N; i++) x[i] = frand() * (i % 5 == 1 ? 1e-3f : 3.0f);
+            spill_act_quantize(SPILL_DT_BF16, x, a[t], N);
+            for (int i = 0; i < N; i++) /* the activations are x rounded to BF16 */
+                assert_true(a[t][i] == spill_fp32_to_bf16(x[i]));
+        }
+        float out[NT * 4];
+        float *sc = malloc(sizeof(float) * (spill_dots_scales_len(SPILL_DT_BF16, N, NT) + 1));
+        spill_dots_prepare(SPILL_DT_BF16, N, a, sizeof a[0], NT, sc);
+        spill_vec_dots(SPILL_DT_BF16, N, w, sizeof w[0], 4, a, sizeof a[0], NT, sc, out, 4);
+        free(sc);
+        for (int t = 0; t < NT; t++)
+            for (int r = 0; r < 4; r++) {
+                float want = bf16_dot_ref(w[r], a[t], N);
+                assert_true(spill_vec_dot_scalar(SPILL_DT_BF16, N, w[r], a[t]) == want);
+                for (int isa = 1; isa < SPILL_ISA_COUNT; isa++)
+                    if (spill_isa_available((spill_isa)isa))
+                        assert_true(spill_vec_dot_isa((spill_isa)isa, SPILL_DT_BF16, N, w[r], a[t]) == want);
+                if (out[t * 4 + r] != want)
+                    fail_msg("trial %d row %d token %d: tiled %.9g, want %.9g", trial, r, t, out[t * 4 + r], want);
+                /* the even product first, or one lane per value: what the definition is not */
+                float acc[8] = {0}, other;
+                for (int i = 0; i + 16 <= N; i += 16)
+                    for (int l = 0; l < 8; l++) {
+                        acc[l] = fmaf(spill_bf16_to_fp32(w[r][i + 2 * l]), spill_bf16_to_fp32(a[t][i + 2 * l]), acc[l]);
+                        acc[l] = fmaf(spill_bf16_to_fp32(w[r][i + 2 * l + 1]), spill_bf16_to_fp32(a[t][i + 2 * l + 1]), acc[l]);
+                    }
+                other = ((acc[0] + acc[4]) + (acc[2] + acc[6])) + ((acc[1] + acc[5]) + (acc[3] + acc[7]));
+                for (int i = N / 16 * 16; i < N; i++) other = fmaf(spill_bf16_to_fp32(w[r][i]), spill_bf16_to_fp32(a[t][i]), other);
+                differ += other != want;
+                checked++;
+            }
+    }
+    printf("BF16 dots with the pairs' order written out: %d, vdpbf16ps tiles: %s; %d would differ in the other order\n",
+           checked, spill_kernels_avx512_bf16() ? "yes" : "no", differ);
+    assert_true(differ > checked / 10); /* the values tell the orders apart */
+}
+
 /* The activations' conversion this CPU runs (SIMD where it has it) equals the portable one byte for byte:
- * Q8_0, Q8_1, F16 and Q8_K, sizes with and without a tail after the last full vector, values from F16
+ * Q8_0, Q8_1, F16, Q8_K and BF16 (which flushes F32 subnormals to zero), sizes with and without a tail after the last full vector, values from F16
  * subnormals to past F16's range (infinity), halfway cases of the rounding (Q8: a block whose factor
  * is exactly 1, its values k + 0.5), all-zero blocks, all-subnormal blocks (127 / amax overflows), and
  * blocks whose largest value is negative. */
 static void test_act_quantize_equals_portable(void **s) {
     (void)s;
-    static const spill_dtype weights[] = {SPILL_DT_Q8_0, SPILL_DT_Q4_1, SPILL_DT_F16, SPILL_DT_Q4_K}; /* -> Q8_0, Q8_1, F16, Q8_K */
+    static const spill_dtype weights[] = {SPILL_DT_Q8_0, SPILL_DT_Q4_1, SPILL_DT_F16, SPILL_DT_Q4_K, SPILL_DT_BF16}; /* -> Q8_0, Q8_1, F16, Q8_K, BF16 */
     enum { NMAX = 256 * 3 + 5 };
     static float x[NMAX];
     static uint8_t got[NMAX * 4], want[NMAX * 4];
@@ -503,6 +573,9 @@ static void test_act_quantize_equals_portable(void **s) {
                 if (trial == 5 && n >= 32) x[7] = -100; /* the largest magnitude negative */
                 if (trial == 2 && step == 1)
                     for (int i = 0; i < n; i++) x[i] = ldexpf(1.0f + (float)(i % 1024) / 1024.0f, -24 + i % 8) * (i % 2 ? -1 : 1);
+                if (trial == 5 && step == 1) /* F32 subnormals (BF16: to zeros of their sign), ties of BF16's rounding, the largest floats */
+                    for (int i = 0; i < n; i++)
+                        x[i] = i % 4 == 0 ? frand() * 1e-39f : i % 4 == 1 ? ldexpf(1.0f + 0x1p-8f, i % 60 - 30) : i % 4 == 2 ? 3.4e38f * frand() : x[i];
                 uint64_t nb = spill_act_bytes(w, n);
                 memset(got, 0xa5, nb + 8);
                 memset(want, 0x5a, nb + 8);
@@ -545,7 +618,7 @@ int main(void) {
         cmocka_unit_test(test_matmul_extremes),
         cmocka_unit_test(test_matmul_kquant_bytes),
         cmocka_unit_test(test_simd_equals_portable), cmocka_unit_test(test_dots_tiled_equal_dot), cmocka_unit_test(test_type_table),
-        cmocka_unit_test(test_act_quantize_equals_portable),
+        cmocka_unit_test(test_act_quantize_equals_portable), cmocka_unit_test(test_bf16_lanes),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
