@@ -113,6 +113,7 @@ static int avx512_bf16_usable(void) {
     const char *e = getenv("SPILL_DPBF16"); /* 0: the fused multiply-adds (tests compare both) */
     if ((e && !strcmp(e, "0")) || !avx512_vnni_usable()) return 0; /* VNNI's check includes BW */
     unsigned a, b, c, d;
+    if (!__get_cpuid_count(7, 0, &a, &b, &c, &d) || a < 1) return 0; /* no sub-leaf 1 */
     if (!__get_cpuid_count(7, 1, &a, &b, &c, &d) || !((a >> 5) & 1)) return 0;
     return spill_dpbf16_matches();
 #else

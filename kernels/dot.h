@@ -10,7 +10,8 @@
  * with its own rounding, which is what AVX-512 BF16's vdpbf16ps does (kernels/dots_bf16.c). At the
  * end the lanes are reduced pairwise: (l, l+4), then (0+2, 1+3); values after the last full 8 are
  * added one by one. This is the shape llama.cpp's x86 kernels have, so spill and its peer round
- * alike, and it is what both AVX2 (8 lanes) and NEON (two registers of 4) do naturally. */
+ * alike, and it is what both AVX2 (8 lanes) and NEON (two registers of 4) do naturally. (BF16: the
+ * values after the last full 16.) */
 #ifndef SPILL_KERNELS_DOT_H
 #define SPILL_KERNELS_DOT_H
 
@@ -119,6 +120,12 @@ int spill_dpbf16_matches(void);
 void spill_dots_bf16_avx512(int ntiles, int nt, int64_t n, const void *wrows, uint64_t rb, int nr, const float *sc,
                             size_t pt, float *out, int64_t ldo);
 void spill_dots_prepare_bf16_avx512(int64_t n, const void *act, uint64_t stride, int nt, float *sc);
+/* kernels/dots_bf16.c: the one-token BF16 dot and nr rows against one token with vdpbf16ps (256-bit: the 8
+   lanes of kernels/dot.h), for kernels/dot_avx2.c where spill_cpu_avx512_bf16() */
+float spill_dot_bf16_dpbf16(int64_t n, const uint16_t *x, const uint16_t *y);
+void spill_rows_bf16_dpbf16(int64_t n, const void *wrows, uint64_t rb, int nr, const uint16_t *act, float *out);
+/* floats a tile of 4 tokens' BF16 activations takes, prepared for spill_dots_bf16_avx512: 4 * n values of 2 bytes */
+#define SPILL_BF16_TILE_FLOATS(n) ((size_t)2 * (size_t)(n))
 /* kernels/dots_vnni.c: spill_dots4_avx2's Q8_0, Q4_0, Q4_1 tiles, the same bits with vpdpbusd in 512-bit
    registers, for ntiles (1 or 2) tiles of 4 tokens at once (tile k's tokens from act + 4k * stride, its
    prepared floats at sc + k * pt, made by spill_dots_prepare_avx2 as they are where this is true) */
@@ -153,7 +160,7 @@ int spill_dots_quant_rows_multi_vnni(spill_dtype w, int64_t n, const void *wrows
 /* kernels/dots_vnni.c: the K-quants against one token, 8 rows at a time (out[r] the one-token dot's bits);
    returns the rows it did (a multiple of 8), the caller does the rest */
 int spill_dots_kquant_rows_vnni(spill_dtype w, int64_t n, const void *wrows, uint64_t rb, int nr, const void *act, float *out);
-/* kernels/dots_avx512.c: spill_dots4_avx2's F32, F16, BF16 tiles, the same bits in 512-bit registers, for
+/* kernels/dots_avx512.c: spill_dots4_avx2's F32 and F16 tiles (BF16: handed to kernels/dots_bf16.c), the same bits in 512-bit registers, for
    ntiles (1 or 2) tiles of 4 tokens at once, the activations as spill_dots_prepare_wide_avx512 made them
    (tile k's at sc + k * pt) */
 void spill_dots_wide_avx512(spill_dtype w, int ntiles, int64_t n, const void *wrows, uint64_t rb, int nr, const float *sc,

@@ -83,6 +83,9 @@ static float dot_f16(int64_t n, const void *wv, const void *av) {
 
 static float dot_bf16(int64_t n, const void *wv, const void *av) {
     const uint16_t *x = wv, *y = av;
+#if defined(SPILL_DOT_AVX512_BF16)
+    if (spill_cpu_avx512_bf16()) return spill_dot_bf16_dpbf16(n, x, y); /* the tiles' instruction: kernels/dots_bf16.c */
+#endif
     __m256 acc = _mm256_setzero_ps();
     int64_t i = 0;
     for (; i + 16 <= n; i += 16) {

@@ -6,7 +6,8 @@
  * rate. Here a row's block is decoded once and multiplied with SPILL_DOTS_TILE tokens, and the
  * activations' block scales are converted to floats once per matmul (spill_dots_prepare).
  *
- * Each token's result is bit-identical to spill_vec_dot on that token: the integer block sums are
+ * Each token's result is bit-identical to spill_vec_dot on that token (on one CPU: BF16's vdpbf16ps, where
+ * the CPU has it, flushes subnormal sums that other CPUs' kernels keep, kernels/dots_bf16.c): the integer block sums are
  * exact, and the float steps (scale product, fused multiply-add per lane, the pairwise reduction, the
  * Q4_1 min term) are the same operations in the same order. So batching never changes a greedy token,
  * and tests/test_quant.c compares this with spill_vec_dot for every type, length and tile remainder.
@@ -78,6 +79,7 @@ static int scaled(spill_dtype w) {
 /* floats prepared per tile of T tokens */
 static size_t per_tile(spill_dtype w, int64_t n) {
     if (!scaled(w)) return 0;
+    if (w == SPILL_DT_BF16) return SPILL_BF16_TILE_FLOATS(n); /* scaled(): vdpbf16ps's tiles */
     if (w == SPILL_DT_F16 || wide512(w)) return (size_t)T * (size_t)n;
     if (kq_vnni(w)) return (size_t)(n / SPILL_QK_K) * SPILL_KQ_PREP;
     /* block scales; Q4_0 also the sums of its activations (16 lanes of 16 bits, or 8 of 32 for the VNNI

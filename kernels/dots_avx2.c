@@ -103,11 +103,12 @@ static void dots_q4_1(int64_t n, const spill_block_q4_1 *x, const uint8_t *act, 
     for (int t = 0; t < T; t++) out[(int64_t)t * ldo] = hsum(acc[t]) + sm[t];
 }
 
-/* F32, F16 and BF16 weights: 8 weights widened to floats once for the 4 tokens. Each token's lanes get
- * the one-token dot's fused multiply-adds in the same order (kernels/dot_avx2.c: dot_f32, dot_f16,
- * dot_bf16), then the same sum and the same scalar tail, so the result is the same bits. F32 and BF16
+/* F32, F16 and BF16 weights: 8 weights (BF16: 16) widened to floats once for the 4 tokens. Each token's
+ * lanes get the one-token dot's fused multiply-adds in the same order (kernels/dot_avx2.c: dot_f32,
+ * dot_f16, dot_bf16), then the same sum and the same scalar tail, so the result is the same bits. F32
  * weights meet F32 activations; F16 ones F16 activations, widened (exactly) once per matmul by
- * spill_dots_prepare_avx2 into sc. */
+ * spill_dots_prepare_avx2 into sc; BF16 ones BF16 activations as they are, each 16 values split into
+ * the odd and even ones of kernels/dot.h's pairs (dots_bf16). */
 static inline __attribute__((always_inline)) __m256 wide8(spill_dtype w, const void *p, int64_t i) {
     if (w == SPILL_DT_F16) return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)((const uint16_t *)p + i)));
     if (w == SPILL_DT_BF16)
@@ -120,9 +121,6 @@ static inline __attribute__((always_inline)) float wide1(spill_dtype w, const vo
     if (w == SPILL_DT_BF16) return spill_bf16_to_fp32(((const uint16_t *)p)[i]);
     return ((const float *)p)[i];
 }
-/* R rows (1 or 2) against the 4 tokens: R * 4 independent chains of fused multiply-adds. With one row
- * the 4 chains, each waiting out the latency of the one before it, left the FMA units half idle;
- * a second row doubles the chains and reuses each activation load. */
 static inline __attribute__((always_inline)) void dots_bf16(int R, int64_t n, const uint8_t *wrow, uint64_t rb,
                                                             const uint8_t *act, uint64_t stride, float *out, int64_t ldo) {
     __m256 acc[2][T];
@@ -150,6 +148,9 @@ static inline __attribute__((always_inline)) void dots_bf16(int R, int64_t n, co
         }
 }
 
+/* R rows (1 or 2) against the 4 tokens: R * 4 independent chains of fused multiply-adds. With one row
+ * the 4 chains, each waiting out the latency of the one before it, left the FMA units half idle;
+ * a second row doubles the chains and reuses each activation load. */
 static inline __attribute__((always_inline)) void dots_wide(spill_dtype w, int R, int64_t n, const uint8_t *wrow,
                                                             uint64_t rb, const uint8_t *act, uint64_t stride, float *out,
                                                             int64_t ldo) {
@@ -185,10 +186,6 @@ static inline __attribute__((always_inline)) void dots_wide(spill_dtype w, int R
         }
 }
 
-/* R rows against one token (F32, F16, BF16; F16 weights meet F16 activations as the one-token dot's
- * do): R chains instead of one. A single row's chain did one fused multiply-add per 8 values and
- * waited for it, so a 16-bit decode ran at about 5 GMAC/s, below what memory delivers. Each row's
- * chain is the one-token dot's, so the results are its bits. Prefetched once per 64-byte line. */
 static inline __attribute__((always_inline)) void rows_bf16(int R, int64_t n, const uint8_t *wrow, uint64_t rb,
                                                             const uint16_t *act, float *out) {
     const uint64_t wrap = spill_rows_prefetch_wrap(rb);
@@ -223,6 +220,10 @@ static inline __attribute__((always_inline)) void rows_bf16(int R, int64_t n, co
     }
 }
 
+/* R rows against one token (F32, F16, BF16; F16 weights meet F16 activations as the one-token dot's
+ * do): R chains instead of one. A single row's chain did one fused multiply-add per 8 values and
+ * waited for it, so a 16-bit decode ran at about 5 GMAC/s, below what memory delivers. Each row's
+ * chain is the one-token dot's, so the results are its bits. Prefetched once per 64-byte line. */
 static inline __attribute__((always_inline)) void rows_wide(spill_dtype w, int R, int64_t n, const uint8_t *wrow,
                                                             uint64_t rb, const void *act, float *out) {
     if (w == SPILL_DT_BF16) { /* BF16 activations, lanes of pairs (kernels/dot.h) */
@@ -319,7 +320,15 @@ int spill_dots_rows_avx2(spill_dtype w, int64_t n, const void *wrows, uint64_t r
     switch (w) {
     case SPILL_DT_F32: ROWS_OF(rows_wide, SPILL_DT_F32); return 1;
     case SPILL_DT_F16: ROWS_OF(rows_wide, SPILL_DT_F16); return 1;
-    case SPILL_DT_BF16: ROWS_OF(rows_wide, SPILL_DT_BF16); return 1;
+    case SPILL_DT_BF16:
+#if defined(SPILL_DOT_AVX512_BF16)
+        if (spill_cpu_avx512_bf16()) { /* the tiles' instruction (kernels/dots_bf16.c): the same bits alone or batched */
+            spill_rows_bf16_dpbf16(n, wrows, rb, nr, act, out);
+            return 1;
+        }
+#endif
+        ROWS_OF(rows_wide, SPILL_DT_BF16);
+        return 1;
     case SPILL_DT_Q8_0:
     case SPILL_DT_Q4_0:
     case SPILL_DT_Q4_1: {

@@ -1,4 +1,5 @@
-/* The F32, F16 and BF16 tiles of kernels/dots_avx2.c (rows against 4 tokens) in 512-bit registers, for
+/* The F32 and F16 tiles of kernels/dots_avx2.c (rows against 4 tokens) in 512-bit registers (BF16's, which
+ * take BF16 activations and vdpbf16ps, are kernels/dots_bf16.c), for
  * CPUs with AVX-512 (F, VL, DQ). Compiled with those instructions enabled for this file only
  * (CMakeLists.txt); kernels/dots_avx2.c calls it only where spill_cpu_avx512() is true.
  *
@@ -21,16 +22,11 @@
 static inline __attribute__((always_inline)) __m512 wide8x2(spill_dtype w, const uint8_t *p, int64_t i) {
     if (w == SPILL_DT_F16)
         return _mm512_cvtph_ps(_mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)((const uint16_t *)p + i))));
-    if (w == SPILL_DT_BF16)
-        return _mm512_castsi512_ps(_mm512_slli_epi32(
-            _mm512_cvtepu16_epi32(_mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)((const uint16_t *)p + i)))),
-            16));
     return _mm512_broadcast_f32x8(_mm256_loadu_ps((const float *)p + i));
 }
 
 static inline float wide1(spill_dtype w, const uint8_t *p, int64_t i) { /* the one-token dot's widening */
     if (w == SPILL_DT_F16) return _cvtsh_ss(((const uint16_t *)p)[i]);
-    if (w == SPILL_DT_BF16) return spill_bf16_to_fp32(((const uint16_t *)p)[i]);
     return ((const float *)p)[i];
 }
 

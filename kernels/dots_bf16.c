@@ -10,9 +10,11 @@
  * zero; the products of two BF16 values are exact. spill_dpbf16_matches() checks at start-up that this
  * CPU's instruction gives those bits on values where the other orders (or one rounding for both
  * products) would not; where it does not, the BF16 tiles stay with the fused multiply-adds of
- * kernels/dots_avx2.c. Not the same bits: subnormal weights (taken as zero here) or sums that fall
- * into the subnormal range (flushed here); activations are never subnormal (spill_bf16_act), and a
- * trained model's BF16 weights are not either.
+ * kernels/dots_avx2.c. Not the same bits as the other CPUs' kernels: subnormal weights (taken as zero
+ * here) or sums that fall into the subnormal range (flushed here): activations are never subnormal
+ * (spill_bf16_act), a trained model's BF16 weights are not either, and a lane's sum below 2^-126 needs
+ * weights and activations around 1e-19 (tests/test_quant.c checks that case on one CPU). On one CPU the
+ * bits do not depend on the batch: the one-token dot and rows take the instruction too (below).
  *
  * Layout as kernels/dots_avx512.c: a 512-bit accumulator holds two chains, one row against tokens t and
  * t + 1, the row's 16 values broadcast into both halves and each pair of tokens' 16 values side by side,
@@ -36,7 +38,7 @@ static inline const uint16_t *tail_at(const uint16_t *tile, int64_t n, int t) {
 void spill_dots_prepare_bf16_avx512(int64_t n, const void *act, uint64_t stride, int nt, float *sc) {
     const int64_t n16 = n & ~(int64_t)15;
     for (int k = 0; k < (nt + T - 1) / T; k++) { /* a partial last tile too, its missing tokens zeros */
-        uint16_t *tile = (uint16_t *)(sc + (size_t)k * T * (size_t)n); /* T * n floats a tile: twice what it needs */
+        uint16_t *tile = (uint16_t *)(sc + (size_t)k * SPILL_BF16_TILE_FLOATS(n));
         for (int t = 0; t < T; t++) {
             const uint16_t *a = (const uint16_t *)((const uint8_t *)act + (uint64_t)(k * T + t) * stride);
             uint16_t *tail = (uint16_t *)tail_at(tile, n, t);
@@ -96,6 +98,58 @@ void spill_dots_bf16_avx512(int ntiles, int nt, int64_t n, const void *wrows, ui
     const uint8_t *wrow = wrows;
     if (ntiles == 2) TILES(2);
     else TILES(1);
+}
+
+/* One token: the 8 lanes are a 256-bit register's, 16 values an instruction. Where the tiles take
+   vdpbf16ps the one-token dot and rows do too (kernels/dot_avx2.c asks spill_cpu_avx512_bf16), so that on
+   one CPU a token's result is the same bits alone or in a batch, flushed subnormals included. */
+float spill_dot_bf16_dpbf16(int64_t n, const uint16_t *x, const uint16_t *y) {
+    __m256 acc = _mm256_setzero_ps();
+    int64_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        _mm_prefetch((const char *)(x + i) + SPILL_PREFETCH_AHEAD, _MM_HINT_T0);
+        acc = _mm256_dpbf16_ps(acc, (__m256bh)_mm256_loadu_si256((const __m256i *)(x + i)),
+                               (__m256bh)_mm256_loadu_si256((const __m256i *)(y + i)));
+    }
+    float l[8];
+    _mm256_storeu_ps(l, acc);
+    float s = spill_hsum8(l);
+    for (; i < n; i++) s = fmaf(spill_bf16_to_fp32(x[i]), spill_bf16_to_fp32(y[i]), s);
+    return s;
+}
+
+/* R rows (1..4) against one token: R chains, the token's 16 values loaded once for the R rows, each row
+   prefetched along its 64-byte lines (kernels/dot.h spill_rows_prefetch_at) */
+static inline __attribute__((always_inline)) void rows(int R, int64_t n, const uint8_t *wrow, uint64_t rb, const uint16_t *y,
+                                                       float *out) {
+    const uint64_t wrap = spill_rows_prefetch_wrap(rb);
+    __m256 acc[4];
+    for (int r = 0; r < R; r++) acc[r] = _mm256_setzero_ps();
+    int64_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        if (i % 32 == 0) {
+            const uint8_t *pf = spill_rows_prefetch_at(wrow, rb, R, (uint64_t)i * 2, wrap);
+            for (int r = 0; r < R; r++) _mm_prefetch((const char *)pf + r * rb, _MM_HINT_T0);
+        }
+        __m256bh yv = (__m256bh)_mm256_loadu_si256((const __m256i *)(y + i));
+        for (int r = 0; r < R; r++)
+            acc[r] = _mm256_dpbf16_ps(acc[r], (__m256bh)_mm256_loadu_si256((const __m256i *)((const uint16_t *)(wrow + r * rb) + i)), yv);
+    }
+    for (int r = 0; r < R; r++) {
+        float l[8];
+        _mm256_storeu_ps(l, acc[r]);
+        float s = spill_hsum8(l);
+        const uint16_t *x = (const uint16_t *)(wrow + r * rb);
+        for (int64_t k = i; k < n; k++) s = fmaf(spill_bf16_to_fp32(x[k]), spill_bf16_to_fp32(y[k]), s);
+        out[r] = s;
+    }
+}
+
+void spill_rows_bf16_dpbf16(int64_t n, const void *wrows, uint64_t rb, int nr, const uint16_t *act, float *out) {
+    const uint8_t *wrow = wrows;
+    int r = 0;
+    for (; r + 4 <= nr; r += 4) rows(4, n, wrow + (uint64_t)r * rb, rb, act, out + r);
+    for (; r < nr; r++) rows(1, n, wrow + (uint64_t)r * rb, rb, act, out + r);
 }
 
 /* kernels/dot.h's BF16 lane step, written out: what the instruction must give */

@@ -64,7 +64,8 @@ void spill_dequant_row(spill_dtype type, const void *row, float *out, int64_t n)
 
 /* A weight row of type W is multiplied with an activation vector converted to W's partner type:
  * Q4_1 -> Q8_1, Q4_0/Q8_0 -> Q8_0, Q4_K/Q6_K -> Q8_K, F16 -> F16, BF16 -> BF16 (rounded to nearest
- * even, subnormals to zero, as llama.cpp's and the GPU's BF16 products take them), F32 -> F32. */
+ * even as llama.cpp's and the GPU's BF16 products round them; subnormals to zero, as AVX-512 BF16's
+ * conversion does), F32 -> F32. */
 spill_dtype spill_act_type(spill_dtype wtype);
 uint64_t spill_act_bytes(spill_dtype wtype, int64_t n);
 void spill_act_quantize(spill_dtype wtype, const float *x, void *out, int64_t n);
@@ -99,9 +100,9 @@ int spill_kernels_simd(void);
 /* 1 when the F32 and F16 tiles of batched matmuls run in 512-bit registers (x86-64 with AVX-512 F, VL
    and DQ, unless SPILL_AVX512=0); the same bits either way */
 int spill_kernels_avx512(void);
-/* 1 when the BF16 tiles of batched matmuls take AVX-512 BF16's vdpbf16ps (this CPU has it, its bits are
-   the portable dot's, checked at start-up, and neither SPILL_AVX512 nor SPILL_DPBF16 is 0); the same bits
-   either way */
+/* 1 when BF16 matmuls take AVX-512 BF16's vdpbf16ps (this CPU has it, its bits are the portable dot's,
+   checked at start-up, and neither SPILL_AVX512 nor SPILL_DPBF16 is 0); the same bits either way but
+   where a lane's sum falls below 2^-126, which the instruction flushes to zero (kernels/dots_bf16.c) */
 int spill_kernels_avx512_bf16(void);
 /* 1 when the Q8_0, Q4_0 and Q4_1 tiles of batched matmuls run in 512-bit registers with VNNI (AVX-512 F,
    VL, DQ, BW and VNNI, unless SPILL_AVX512=0); the same bits either way */

@@ -537,6 +537,31 @@ static void test_bf16_lanes(void **s) {
                 checked++;
             }
     }
+    /* values around 1e-19, whose lanes' sums fall below 2^-126 (vdpbf16ps flushes them, the fused
+       multiply-adds keep them): on this CPU a token's result is still the same alone, in a tile, in rows */
+    for (int trial = 0; trial < 4; trial++) {
+        for (int r = 0; r < 4; r++) {
+            for (int i = 0; i < N; i++) x[i] = frand() * 1e-19f;
+            spill_quantize_row_ref(SPILL_DT_BF16, x, w[r], N);
+        }
+        for (int t = 0; t < NT; t++) {
+            for (int i = 0; i < N; i++) x[i] = frand() * 1e-19f;
+            spill_act_quantize(SPILL_DT_BF16, x, a[t], N);
+        }
+        float out[NT * 4], one[4];
+        float *sc = malloc(sizeof(float) * (spill_dots_scales_len(SPILL_DT_BF16, N, NT) + 1));
+        spill_dots_prepare(SPILL_DT_BF16, N, a, sizeof a[0], NT, sc);
+        spill_vec_dots(SPILL_DT_BF16, N, w, sizeof w[0], 4, a, sizeof a[0], NT, sc, out, 4);
+        free(sc);
+        for (int t = 0; t < NT; t++) {
+            spill_vec_dots(SPILL_DT_BF16, N, w, sizeof w[0], 4, a[t], sizeof a[0], 1, NULL, one, 1);
+            for (int r = 0; r < 4; r++) {
+                float alone = spill_vec_dot(SPILL_DT_BF16, N, w[r], a[t]);
+                if (out[t * 4 + r] != alone || one[r] != alone)
+                    fail_msg("tiny values, row %d token %d: tiled %.9g, rows %.9g, alone %.9g", r, t, out[t * 4 + r], one[r], alone);
+            }
+        }
+    }
     printf("BF16 dots with the pairs' order written out: %d, vdpbf16ps tiles: %s; %d would differ in the other order\n",
            checked, spill_kernels_avx512_bf16() ? "yes" : "no", differ);
     assert_true(differ > checked / 10); /* the values tell the orders apart */
