@@ -202,6 +202,10 @@ static void test_prefill_budget(void **s) {
     m = mixed_prompt(4, &sp);
     printf("4 slots, budget 1: at most %d prompt tokens beside decoding ones\n", m);
     assert_true(m >= 2 && m <= 3);
+    /* 16 slots, 6 requests, budget 1: the step fills to one token per running sequence (6), not per slot */
+    m = mixed_prompt(16, &sp);
+    printf("16 slots, 6 requests, budget 1: at most %d prompt tokens beside decoding ones\n", m);
+    assert_true(m >= 1 && m <= N_P - 1);
     m = mixed_prompt(4, NULL);
     printf("4 slots, no budget: at most %d prompt tokens beside decoding ones\n", m);
     assert_true(m > 3);
