@@ -523,7 +523,11 @@ int spill_sched_submit(spill_sched *s, const spill_request *q, spill_sched_sink 
         r->n_stop++;
     }
     pthread_mutex_lock(&s->lock);
-    if (s->stopping || s->n_waiting >= s->max_waiting) {
+    /* requests that free slots take at the next step are not waiting for one: only those beyond the free
+       slots count against max_waiting (else a burst arriving between two steps was refused with a slot
+       still free: one slot, one waiting place, six requests at once got one 200 and five 429s) */
+    int free_slots = s->n_slots - s->n_running;
+    if (s->stopping || s->n_waiting - free_slots >= s->max_waiting) {
         *full = 1;
         s->st.rejected++;
         int stopping = s->stopping;

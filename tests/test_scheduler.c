@@ -356,6 +356,32 @@ static void test_queue_full_and_sharing(void **s) {
     if (!o[2].done) spill_sched_cancel(sc, id);
     spill_sched_free(sc);
     spill_engine_free(e);
+    /* two slots, one waiting place, the scheduler held inside a step (in the first request's first token):
+       two more requests are taken, the second of them bound for the free slot, not for the waiting place;
+       a third is refused (before, the second was: the free slot did not count) */
+    e = engine(2, 0);
+    assert_int_equal(spill_sched_open(&sc, e, &sp, &err), 0);
+    out h, q[3];
+    out_init(&h);
+    for (int i = 0; i < 3; i++) out_init(&q[i]);
+    h.hold = 1;
+    submit(sc, e, prompts[0], 8, NULL, 0, &h);
+    wait_running(&h);
+    submit(sc, e, prompts[1], 8, NULL, 0, &q[0]);
+    submit(sc, e, prompts[2], 8, NULL, 0, &q[1]); /* failed the test before the fix */
+    assert_int_equal(spill_tokenize(&m->tok, prompts[3], strlen(prompts[3]), 1, 1, &t, &n, &err), 0);
+    spill_request r3 = {t, n, 4, 0, 1, 0, 1, NULL, 0};
+    int rc3 = spill_sched_submit(sc, &r3, sink, &q[2], &id, &full, &err);
+    free(t);
+    assert_true(rc3 != 0 && full);
+    pthread_mutex_lock(&h.lock);
+    h.hold = 0;
+    pthread_cond_broadcast(&h.cv);
+    pthread_mutex_unlock(&h.lock);
+    out_wait(&h), out_wait(&q[0]), out_wait(&q[1]);
+    assert_true(h.done && q[0].done && q[1].done);
+    spill_sched_free(sc);
+    spill_engine_free(e);
     /* two slots: the second request with the same long prompt shares the first's blocks */
     e = engine(2, 0);
     assert_int_equal(spill_sched_open(&sc, e, NULL, &err), 0);
