@@ -369,6 +369,7 @@ static void test_queue_full_and_sharing(void **s) {
     wait_running(&h);
     submit(sc, e, prompts[1], 8, NULL, 0, &q[0]);
     submit(sc, e, prompts[2], 8, NULL, 0, &q[1]); /* failed the test before the fix */
+    m = spill_engine_model(e); /* this engine's (the first one's is freed) */
     assert_int_equal(spill_tokenize(&m->tok, prompts[3], strlen(prompts[3]), 1, 1, &t, &n, &err), 0);
     spill_request r3 = {t, n, 4, 0, 1, 0, 1, NULL, 0};
     int rc3 = spill_sched_submit(sc, &r3, sink, &q[2], &id, &full, &err);
