@@ -48,6 +48,9 @@ typedef struct spill_dot_table {
     spill_act_fn act;   /* NULL: the portable one */
 } spill_dot_table;
 
+/* floats a tile of 4 tokens' BF16 activations takes, prepared for spill_dots_bf16_avx512: 4 * n values of 2 bytes */
+#define SPILL_BF16_TILE_FLOATS(n) ((size_t)2 * (size_t)(n))
+
 /* the active table's rows kernel (kernels/dot.c): 0 when it has none for w */
 int spill_vec_dot_rows(spill_dtype w, int64_t n, const void *wrows, uint64_t rb, int nr, const void *act, float *out);
 /* the active table's tile kernel: 0 when it has none for w */
@@ -124,8 +127,7 @@ void spill_dots_prepare_bf16_avx512(int64_t n, const void *act, uint64_t stride,
    lanes of kernels/dot.h), for kernels/dot_avx2.c where spill_cpu_avx512_bf16() */
 float spill_dot_bf16_dpbf16(int64_t n, const uint16_t *x, const uint16_t *y);
 void spill_rows_bf16_dpbf16(int64_t n, const void *wrows, uint64_t rb, int nr, const uint16_t *act, float *out);
-/* floats a tile of 4 tokens' BF16 activations takes, prepared for spill_dots_bf16_avx512: 4 * n values of 2 bytes */
-#define SPILL_BF16_TILE_FLOATS(n) ((size_t)2 * (size_t)(n))
+
 /* kernels/dots_vnni.c: spill_dots4_avx2's Q8_0, Q4_0, Q4_1 tiles, the same bits with vpdpbusd in 512-bit
    registers, for ntiles (1 or 2) tiles of 4 tokens at once (tile k's tokens from act + 4k * stride, its
    prepared floats at sc + k * pt, made by spill_dots_prepare_avx2 as they are where this is true) */
