@@ -99,7 +99,6 @@ static float dot_f16(int64_t n, const void *wv, const void *av) {
     return s;
 }
 
-static inline float32x4_t bf16x4(const uint16_t *p) { return vreinterpretq_f32_u32(vshll_n_u16(vld1_u16(p), 16)); }
 
 /* 8 BF16 values from p as the two sets of 4 floats kernels/dot.h's BF16 lanes take: odd has value 2l + 1
    in lane l, even value 2l (both exact) */
@@ -211,12 +210,10 @@ static float dot_q6_k(int64_t n, const void *wv, const void *av) {
  * converted) once for the R rows, and the rows' sums are independent chains. */
 static inline float32x4_t wide4(spill_dtype w, const void *p, int64_t i) {
     if (w == SPILL_DT_F16) return f16x4((const uint16_t *)p + i);
-    if (w == SPILL_DT_BF16) return bf16x4((const uint16_t *)p + i);
-    return vld1q_f32((const float *)p + i);
+    return vld1q_f32((const float *)p + i); /* BF16 takes its own loops (bf16_step) */
 }
 static inline float wide1(spill_dtype w, const void *p, int64_t i) {
     if (w == SPILL_DT_F16) return h2f(((const uint16_t *)p)[i]);
-    if (w == SPILL_DT_BF16) return spill_bf16_to_fp32(((const uint16_t *)p)[i]);
     return ((const float *)p)[i];
 }
 

@@ -111,14 +111,10 @@ static void dots_q4_1(int64_t n, const spill_block_q4_1 *x, const uint8_t *act, 
  * the odd and even ones of kernels/dot.h's pairs (dots_bf16). */
 static inline __attribute__((always_inline)) __m256 wide8(spill_dtype w, const void *p, int64_t i) {
     if (w == SPILL_DT_F16) return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)((const uint16_t *)p + i)));
-    if (w == SPILL_DT_BF16)
-        return _mm256_castsi256_ps(
-            _mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)((const uint16_t *)p + i))), 16));
-    return _mm256_loadu_ps((const float *)p + i);
+    return _mm256_loadu_ps((const float *)p + i); /* BF16 takes dots_bf16 / rows_bf16 */
 }
 static inline __attribute__((always_inline)) float wide1(spill_dtype w, const void *p, int64_t i) {
     if (w == SPILL_DT_F16) return h2f(((const uint16_t *)p)[i]);
-    if (w == SPILL_DT_BF16) return spill_bf16_to_fp32(((const uint16_t *)p)[i]);
     return ((const float *)p)[i];
 }
 static inline __attribute__((always_inline)) void dots_bf16(int R, int64_t n, const uint8_t *wrow, uint64_t rb,
@@ -192,19 +188,11 @@ static inline __attribute__((always_inline)) void rows_bf16(int R, int64_t n, co
     __m256 acc[4];
     for (int r = 0; r < R; r++) acc[r] = _mm256_setzero_ps();
     int64_t i = 0;
-    for (; i + 32 <= n; i += 32) { /* a 64-byte line of each row */
-        const uint8_t *pf = spill_rows_prefetch_at(wrow, rb, R, (uint64_t)i * 2, wrap);
-        for (int r = 0; r < R; r++) _mm_prefetch((const char *)pf + r * rb, _MM_HINT_T0);
-        for (int64_t k = i; k < i + 32; k += 16) {
-            __m256 yo, ye, xo, xe;
-            bf16_pairs(act + k, &yo, &ye);
-            for (int r = 0; r < R; r++) {
-                bf16_pairs((const uint16_t *)(wrow + r * rb) + k, &xo, &xe);
-                acc[r] = _mm256_fmadd_ps(xe, ye, _mm256_fmadd_ps(xo, yo, acc[r]));
-            }
-        }
-    }
     for (; i + 16 <= n; i += 16) {
+        if (i % 32 == 0) { /* a 64-byte line of each row */
+            const uint8_t *pf = spill_rows_prefetch_at(wrow, rb, R, (uint64_t)i * 2, wrap);
+            for (int r = 0; r < R; r++) _mm_prefetch((const char *)pf + r * rb, _MM_HINT_T0);
+        }
         __m256 yo, ye, xo, xe;
         bf16_pairs(act + i, &yo, &ye);
         for (int r = 0; r < R; r++) {

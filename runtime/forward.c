@@ -293,7 +293,7 @@ static void attn_worker(void *ctx, int ith, int nth) {
        exact) and go through the F32 kernels (the BF16 matmul kernels take BF16 activations, not F32
        queries) */
     size_t rb = kv->row_bytes, eb = spill_kv_type_bytes(kv->type);
-    spill_dtype kt = kv->type, st = SPILL_DT_F32; /* the keys the products read */
+    spill_dtype kt = kv->type;
     int per_tile = hp->n_kv_heads * j->hsplit;
     for (;;) {
         int64_t u = atomic_fetch_add_explicit(&j->next, 1, memory_order_relaxed);
@@ -312,8 +312,8 @@ static void attn_worker(void *ctx, int ith, int nth) {
         /* scores: through the block table, one block of T positions at a time; a query's scores past
            its own position are computed with the tile's and never read */
         const float *sc = NULL;
-        if (spill_dots_scales_len(st, hd, nq)) {
-            spill_dots_prepare(st, hd, qb, sizeof(float) * (uint64_t)hd, nq, prep);
+        if (spill_dots_scales_len(SPILL_DT_F32, hd, nq)) {
+            spill_dots_prepare(SPILL_DT_F32, hd, qb, sizeof(float) * (uint64_t)hd, nq, prep);
             sc = prep;
         }
         for (int p0 = 0; p0 < len; p0 += kv->T) {
