@@ -99,7 +99,6 @@ static float dot_f16(int64_t n, const void *wv, const void *av) {
     return s;
 }
 
-
 /* 8 BF16 values from p as the two sets of 4 floats kernels/dot.h's BF16 lanes take: odd has value 2l + 1
    in lane l, even value 2l (both exact) */
 static inline void bf16_pairs(const uint16_t *p, float32x4_t *odd, float32x4_t *even) {
