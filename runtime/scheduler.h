@@ -50,8 +50,8 @@ typedef struct spill_sched_params {
     int max_waiting;  /* requests queued beyond the running ones and the free slots before submit says "full"; 0 = 64 */
     int prefill_chunk; /* prompt tokens of one sequence per step; 0 = the engine's batch */
     int prefill_budget; /* prompt tokens of all sequences per step while others decode (bounding the time
-                           between their tokens), or as many as fill the step to one token per slot where
-                           that is more; 0 = only the batch bounds them. With nothing decoding, prompts
+                           between their tokens), or as many as fill the step to one token per running
+                           sequence where that is more; 0 = only the batch bounds them. With nothing decoding, prompts
                            fill the batch */
 } spill_sched_params;
 

@@ -164,7 +164,7 @@ static void test_many_requests(void **s) {
 }
 
 /* --prefill-budget: beside decoding sequences a step holds at most that many prompt tokens, or as many
- * as fill it to one token per slot where that is more, and every text is the one it gets alone; without
+ * as fill it to one token per running sequence where that is more, and every text is the one it gets alone; without
  * a budget a prompt joins decoding sequences whole */
 static int mixed_prompt(int n_slots, const spill_sched_params *sp) {
     static char ref[N_P][4096];
