@@ -160,7 +160,7 @@ void spill_matmul_parts(spill_pool *pool, const spill_matmul_part *parts, int n_
     }
     j.units = j.row_units * ((batch + j.tok_chunk - 1) / j.tok_chunk);
     atomic_init(&j.next, 0);
-    spill_pool_run(pool, matmul_worker, &j);
+    spill_pool_share(pool, matmul_worker, &j);
     free(j.prep);
     free(j.panel);
 }

@@ -157,12 +157,14 @@ typedef struct quant_job {
     uint64_t stride;
     float *normed;     /* when not NULL: each token's RMSNorm of x (times nw) first, here (norm_quant) */
     const float *nw;
+    atomic_int next;   /* the next token to take */
 } quant_job;
 
 static void quant_worker(void *ctx, int ith, int nth) {
-    const quant_job *j = ctx;
+    quant_job *j = ctx;
+    (void)ith, (void)nth;
     const spill_hparams *hp = j->s->hp;
-    for (int t = ith; t < j->n; t += nth) {
+    for (int t; (t = atomic_fetch_add_explicit(&j->next, 1, memory_order_relaxed)) < j->n;) {
         const float *x = j->x + (int64_t)t * j->w->cols;
         if (j->normed) {
             float *o = j->normed + (int64_t)t * hp->dim;
@@ -176,13 +178,17 @@ static void quant_worker(void *ctx, int ith, int nth) {
 typedef struct swiglu_job {
     float *out;
     const float *gate, *up;
-    int64_t n;
+    int64_t n, per;      /* values in all, per unit (a multiple of 16) */
+    _Atomic int64_t next; /* the next unit to take */
 } swiglu_job;
 
 static void swiglu_worker(void *ctx, int ith, int nth) {
-    const swiglu_job *j = ctx;
-    int64_t per = ((j->n + nth - 1) / nth + 15) / 16 * 16, b = per * ith, e = b + per < j->n ? b + per : j->n;
-    if (b < e) spill_swiglu(j->out + b, j->gate + b, j->up + b, (int)(e - b));
+    swiglu_job *j = ctx;
+    (void)ith, (void)nth;
+    for (int64_t u; (u = atomic_fetch_add_explicit(&j->next, 1, memory_order_relaxed)) * j->per < j->n;) {
+        int64_t b = u * j->per, e = b + j->per < j->n ? b + j->per : j->n;
+        spill_swiglu(j->out + b, j->gate + b, j->up + b, (int)(e - b));
+    }
 }
 
 static void swiglu(cpu_state *s, float *out, const float *gate, const float *up, int n, int ff) {
@@ -190,8 +196,10 @@ static void swiglu(cpu_state *s, float *out, const float *gate, const float *up,
         spill_swiglu(out, gate, up, ff);
         return;
     }
-    swiglu_job j = {out, gate, up, (int64_t)n * ff};
-    spill_pool_run(s->pool, swiglu_worker, &j);
+    /* 4 units a thread: a thread the OS has not scheduled leaves its share to the others */
+    int64_t all = (int64_t)n * ff, units = 4 * (int64_t)spill_pool_size(s->pool);
+    swiglu_job j = {out, gate, up, all, ((all + units - 1) / units + 15) / 16 * 16, 0};
+    spill_pool_share(s->pool, swiglu_worker, &j);
 }
 
 /* RMSNorm of n tokens (out = norm(x) * nw) and, for n > 1, each token's activations for w quantized by
@@ -204,8 +212,8 @@ static void norm_quant(cpu_state *s, float *out, const float *x, const float *nw
         s->act_src = NULL;
         return;
     }
-    quant_job j = {s, w, x, n, spill_act_bytes(w->type, w->cols), out, nw};
-    spill_pool_run(s->pool, quant_worker, &j);
+    quant_job j = {s, w, x, n, spill_act_bytes(w->type, w->cols), out, nw, 0};
+    spill_pool_share(s->pool, quant_worker, &j);
     s->act_src = out; /* matmul finds them quantized for w's type */
     s->act_type = spill_act_type(w->type);
 }
@@ -217,8 +225,8 @@ static void act_for(cpu_state *s, const float *x, int n, const spill_weight *w) 
     if (n == 1) {
         spill_act_quantize(w->type, x, s->act, w->cols);
     } else {
-        quant_job j = {s, w, x, n, spill_act_bytes(w->type, w->cols), NULL, NULL};
-        spill_pool_run(s->pool, quant_worker, &j);
+        quant_job j = {s, w, x, n, spill_act_bytes(w->type, w->cols), NULL, NULL, 0};
+        spill_pool_share(s->pool, quant_worker, &j);
     }
     s->act_src = x;
     s->act_type = at;
@@ -378,7 +386,7 @@ static void attention(cpu_state *s, const spill_batch *b, int layer) {
         if (hq == 1 || j.units >= 4 * (int64_t)nth) break;
     }
     atomic_init(&j.next, 0);
-    spill_pool_run(s->pool, attn_worker, &j);
+    spill_pool_share(s->pool, attn_worker, &j);
 }
 
 #define TRACE(name, layer, x, count)                                                       \

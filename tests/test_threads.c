@@ -5,8 +5,14 @@
  * threads, and one tokenizer used by eight threads at once. The preload shim's eight-thread test is test_preload (tests/test_preload_prog.c), which the
  * TSan job runs too. Each test checks results as well, so that a race that corrupts shows here even
  * without TSan. */
+#include <dirent.h>
+#include <errno.h>
 #include <pthread.h>
+#include <semaphore.h>
+#include <signal.h>
 #include <stdatomic.h>
+#include <sys/syscall.h>
+#include <time.h>
 
 #include "engine.h"
 #include "kv.h"
@@ -50,6 +56,141 @@ static void test_pool(void **state) {
         }
         spill_pool_free(p);
     }
+}
+
+/* spill_pool_share: units from a counter, each done exactly once, by at most nth distinct threads, and
+ * the pool's spill_pool_run jobs in between still reach every thread */
+enum { SHARE_UNITS = 997 };
+typedef struct share_job {
+    atomic_int next;
+    atomic_int done[SHARE_UNITS];
+    atomic_int by[8]; /* fn calls per ith */
+    atomic_llong sum;
+} share_job;
+
+static void share_fn(void *ctx, int ith, int nth) {
+    share_job *j = ctx;
+    assert_true(ith >= 0 && ith < nth && nth <= 8);
+    atomic_fetch_add(&j->by[ith], 1);
+    for (int u; (u = atomic_fetch_add_explicit(&j->next, 1, memory_order_relaxed)) < SHARE_UNITS;) {
+        atomic_fetch_add(&j->done[u], 1);
+        atomic_fetch_add(&j->sum, (long long)u * u);
+    }
+}
+
+/* returns how many fn calls came from workers (ith > 0) */
+static int share_once(spill_pool *p) {
+    static share_job j;
+    memset(&j, 0, sizeof j);
+    spill_pool_share(p, share_fn, &j);
+    long long want = 0;
+    for (int u = 0; u < SHARE_UNITS; u++) {
+        assert_int_equal(atomic_load(&j.done[u]), 1);
+        want += (long long)u * u;
+    }
+    assert_int_equal(atomic_load(&j.sum), want);
+    assert_int_equal(atomic_load(&j.by[0]), 1); /* the caller always runs it */
+    int workers = 0;
+    for (int i = 1; i < 8; i++) {
+        assert_in_range(atomic_load(&j.by[i]), 0, 1);
+        workers += atomic_load(&j.by[i]);
+    }
+    assert_in_range(workers, 0, spill_pool_size(p) - 1);
+    return workers;
+}
+
+static void test_pool_share(void **state) {
+    (void)state;
+    for (int size = 1; size <= 8; size *= 2) {
+        spill_pool *p = spill_pool_create(size);
+        assert_non_null(p);
+        int64_t slots[8];
+        for (int round = 0; round < 300; round++) {
+            share_once(p);
+            pool_job j = {slots, round, 0};
+            spill_pool_run(p, pool_fn, &j); /* the share jobs between left every thread in step */
+            assert_int_equal(atomic_load(&j.calls), size);
+        }
+        spill_pool_free(p);
+    }
+}
+
+/* A worker the OS does not run is not waited for: the pool's 3 workers are held in a
+ * signal handler (as a preempted thread is held off its core) while share jobs run; without that rule
+ * the first job would wait for good and the alarm would end the test. Then they go on and take part
+ * again. */
+static sem_t held_arrived, held_release;
+static void hold_handler(int sig) {
+    (void)sig;
+    int e = errno;
+    sem_post(&held_arrived);
+    while (sem_wait(&held_release) && errno == EINTR) {
+    }
+    errno = e;
+}
+
+/* the process's thread ids but the caller's, n at most; returns how many */
+static int thread_ids(pid_t *ids, int n) {
+    pid_t self = (pid_t)syscall(SYS_gettid);
+    int k = 0;
+    DIR *d = opendir("/proc/self/task");
+    assert_non_null(d);
+    for (struct dirent *e; (e = readdir(d)) && k < n;) {
+        pid_t tid = (pid_t)atoi(e->d_name);
+        if (tid > 0 && tid != self) ids[k++] = tid;
+    }
+    closedir(d);
+    return k;
+}
+
+static void test_pool_share_absent_workers(void **state) {
+    (void)state;
+    /* the pool's workers: the threads that are new after it is made (a sanitizer's own threads are not
+       held: they were there before) */
+    pid_t before[64], after[64], workers[8];
+    int nb = thread_ids(before, 64);
+    spill_pool *p = spill_pool_create(4);
+    assert_non_null(p);
+    int na = thread_ids(after, 64), held = 0;
+    for (int i = 0; i < na; i++) {
+        int old = 0;
+        for (int k = 0; k < nb; k++) old |= after[i] == before[k];
+        if (!old && held < 8) workers[held++] = after[i];
+    }
+    assert_int_equal(held, 3);
+    share_once(p);
+    usleep(200 * 1000); /* the workers past their spinning, asleep (none between its lock and its wait) */
+    assert_int_equal(sem_init(&held_arrived, 0, 0), 0);
+    assert_int_equal(sem_init(&held_release, 0, 0), 0);
+    struct sigaction sa = {0}, old;
+    sa.sa_handler = hold_handler;
+    sigemptyset(&sa.sa_mask);
+    assert_int_equal(sigaction(SIGUSR1, &sa, &old), 0);
+    for (int i = 0; i < held; i++) assert_int_equal(syscall(SYS_tgkill, getpid(), workers[i], SIGUSR1), 0);
+    for (int i = 0; i < held; i++) {
+        struct timespec until;
+        clock_gettime(CLOCK_REALTIME, &until);
+        until.tv_sec += 30;
+        int rc;
+        while ((rc = sem_timedwait(&held_arrived, &until)) && errno == EINTR) {
+        }
+        assert_int_equal(rc, 0); /* each worker is in the handler */
+    }
+    alarm(60); /* a pool that waits for the held workers fails here instead of hanging */
+    for (int k = 0; k < 50; k++) assert_int_equal(share_once(p), 0);
+    alarm(0);
+    for (int i = 0; i < held; i++) sem_post(&held_release);
+    int joined = 0;
+    for (int k = 0; k < 200; k++) joined += share_once(p);
+    int64_t slots[8];
+    pool_job j = {slots, 1, 0};
+    spill_pool_run(p, pool_fn, &j);
+    assert_int_equal(atomic_load(&j.calls), 4);
+    printf("workers joined %d of 600 possible share calls after release\n", joined);
+    assert_int_equal(sigaction(SIGUSR1, &old, NULL), 0);
+    sem_destroy(&held_arrived);
+    sem_destroy(&held_release);
+    spill_pool_free(p);
 }
 
 /* ---- the arena and adaptors: 8 threads allocating and freeing at once ---- */
@@ -323,6 +464,8 @@ static void test_tokenizer_threads(void **state) {
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_pool),
+        cmocka_unit_test(test_pool_share),
+        cmocka_unit_test(test_pool_share_absent_workers),
         cmocka_unit_test(test_arena_eight_threads),
         cmocka_unit_test(test_kv_forked_engine),
         cmocka_unit_test(test_kv_forked_scheduler),
