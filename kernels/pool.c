@@ -15,7 +15,8 @@
  * than the fn and ctx it then reads); fn and ctx are written before the job's number is published
  * (release) and read after entering (acquire); leaving is a release decrement, and the caller reuses
  * nothing of the job before it has seen no one inside (acquire). The spinning only decides how soon a
- * worker notices, never whether. */
+ * worker notices, never whether. The number is 32 bits: a worker that did not run at all while 2^32
+ * jobs went by would take the last for the one it saw (hours of jobs at a microsecond each). */
 #include "spill_kernels.h"
 
 #include <pthread.h>
@@ -33,6 +34,7 @@ struct spill_pool {
     pthread_cond_t wake;
     _Atomic uint64_t job; /* number << 32 | CLOSED | workers inside */
     atomic_int pending;   /* spill_pool_run: workers still to run the current job */
+    atomic_int sleepers;  /* workers on (or about to wait on) the condition variable */
     atomic_int stop;
     uint32_t number;      /* the caller's count of jobs */
     int all;              /* the current job is spill_pool_run's */
@@ -53,9 +55,14 @@ static void *worker(void *arg) {
         int spins = 0;
         while ((uint32_t)((w = atomic_load_explicit(&p->job, memory_order_acquire)) >> 32) == seen && !atomic_load(&p->stop)) {
             if (++spins < SPIN_ITERS) continue;
+            /* counted before the job word is looked at again (both sequentially consistent): a caller
+               that publishes a job and then sees no sleeper had published it before this look */
             pthread_mutex_lock(&p->lock);
+            atomic_fetch_add(&p->sleepers, 1);
             while ((uint32_t)(atomic_load(&p->job) >> 32) == seen && !atomic_load(&p->stop)) pthread_cond_wait(&p->wake, &p->lock);
+            atomic_fetch_sub(&p->sleepers, 1);
             pthread_mutex_unlock(&p->lock);
+            spins = 0;
         }
         if (atomic_load(&p->stop)) return NULL;
         seen = (uint32_t)(w >> 32);
@@ -79,21 +86,30 @@ spill_pool *spill_pool_create(int n_threads) {
     spill_pool *p = calloc(1, sizeof *p);
     if (!p) return NULL;
     p->n = n_threads;
-    pthread_mutex_init(&p->lock, NULL);
-    pthread_cond_init(&p->wake, NULL);
     p->threads = calloc((size_t)n_threads, sizeof *p->threads);
-    if (!p->threads) {
+    if (!p->threads || pthread_mutex_init(&p->lock, NULL)) {
+        free(p->threads);
+        free(p);
+        return NULL;
+    }
+    if (pthread_cond_init(&p->wake, NULL)) {
+        pthread_mutex_destroy(&p->lock);
+        free(p->threads);
         free(p);
         return NULL;
     }
     for (int i = 1; i < n_threads; i++) {
         worker_arg *wa = malloc(sizeof *wa);
-        SPILL_ASSERT(wa);
-        wa->p = p;
-        wa->ith = i;
-        if (pthread_create(&p->threads[i], NULL, worker, wa)) {
+        if (wa) {
+            wa->p = p;
+            wa->ith = i;
+        }
+        if (!wa || pthread_create(&p->threads[i], NULL, worker, wa)) {
             free(wa);
-            p->n = i; /* run with the threads we got */
+            /* run with the threads we got (spill_pool_size says how many); workers read n only
+               inside a job, and none has started one yet */
+            fprintf(stderr, "spill: could start only %d of %d threads; running with %d\n", i, n_threads, i);
+            p->n = i;
             break;
         }
     }
@@ -126,10 +142,16 @@ static void run(spill_pool *p, spill_pool_fn fn, void *ctx, int all) {
     p->all = all;
     if (all) atomic_store_explicit(&p->pending, p->n - 1, memory_order_relaxed);
     uint64_t number = ++p->number;
-    pthread_mutex_lock(&p->lock);
-    atomic_store_explicit(&p->job, number << 32, memory_order_release);
-    pthread_cond_broadcast(&p->wake);
-    pthread_mutex_unlock(&p->lock);
+    /* sequentially consistent (a release store as well): with the worker's count of sleepers, either
+       this caller sees the sleeper or the sleeper sees this number. Spinning workers need no lock, so
+       the caller takes it only when one sleeps: a worker holding it, preempted, would stall the caller
+       for a time slice, which is what share jobs exist to avoid */
+    atomic_store(&p->job, number << 32);
+    if (atomic_load(&p->sleepers)) {
+        pthread_mutex_lock(&p->lock);
+        pthread_cond_broadcast(&p->wake);
+        pthread_mutex_unlock(&p->lock);
+    }
     fn(ctx, 0, p->n);
     if (all)
         while (atomic_load_explicit(&p->pending, memory_order_acquire) > 0) sched_yield();

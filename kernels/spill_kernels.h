@@ -142,7 +142,10 @@ void spill_vec_dots_panel(spill_dtype w, int64_t n, const void *wrows, uint64_t 
 /* Scalar references used by tests: quantize a float row to a weight type (round to nearest). */
 void spill_quantize_row_ref(spill_dtype type, const float *x, void *out, int64_t n);
 
-/* ---- thread pool: run fn(ctx, i, n) for i in [0, n) workers, the caller included ---- */
+/* ---- thread pool: run fn(ctx, i, n) for i in [0, n) workers, the caller included ----
+ * One thread issues a pool's jobs, one job at a time: fn must not issue a job on the same pool (a
+ * nested job would overwrite the current one's word). spill_pool_create may start fewer threads than
+ * asked when the system refuses (it says so on stderr): spill_pool_size is the truth. */
 typedef struct spill_pool spill_pool;
 spill_pool *spill_pool_create(int n_threads);
 void spill_pool_free(spill_pool *p);

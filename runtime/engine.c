@@ -147,9 +147,10 @@ static int choose_device(spill_engine *e, spill_engine_params *p, int *read_mapp
     snprintf(e->device, sizeof e->device, "cuda");
     spill_gpu_info gpu;
     spill_err gerr;
-    if (!e->dev_iface->placer || spill_gpu_query(0, &gpu, &gerr))
-        return spill_err_set(err, "--device cuda: %s; run on the CPU with --device cpu",
-                             e->dev_iface->placer ? gerr.msg : "this build of spill has no CUDA support");
+    if (!e->dev_iface->placer || spill_gpu_query(0, &gpu, &gerr)) {
+        const char *why = e->dev_iface->placer ? gerr.msg : "this build of spill has no CUDA support";
+        return spill_err_set(err, "--device cuda: %s%s", why, strstr(why, "--device cpu") ? "" : "; run on the CPU with --device cpu");
+    }
     if (!p->policy) p->policy = "pin"; /* a GPU run fills HBM */
     if (!p->profile && spill_profile_named("auto", &e->profile, NULL, 0, err)) return -1; /* from the attributes */
     if (!p->hbm_budget) p->hbm_budget = gpu.free_mem > p->hbm_reserve ? gpu.free_mem - p->hbm_reserve : 0;
@@ -234,6 +235,7 @@ int spill_engine_open(const spill_engine_params *given, spill_engine **out, spil
         spill_err_set(err, "cannot start %d threads", e->threads);
         goto fail;
     }
+    e->threads = spill_pool_size(e->pool); /* fewer where the system refused some */
     e->seq_buf = malloc(sizeof(int) * (size_t)e->batch);
     e->pos_buf = malloc(sizeof(int) * (size_t)e->batch);
     e->no_out = calloc((size_t)e->batch, 1);

@@ -59,33 +59,48 @@ static void test_pool(void **state) {
 }
 
 /* spill_pool_share: units from a counter, each done exactly once, by at most nth distinct threads, and
- * the pool's spill_pool_run jobs in between still reach every thread */
-enum { SHARE_UNITS = 997 };
+ * the pool's spill_pool_run jobs in between still reach every thread. The job lives on the caller's
+ * stack and is overwritten with junk once spill_pool_share returns, as the forward pass's jobs are
+ * reused: a worker that came in after the return would find no magic (counted in late_calls). Each
+ * unit's result is also a plain store, which the caller may read only through the pool's
+ * release/acquire pairs (TSan, or a weakly ordered CPU, sees it when they are missing). */
+enum { SHARE_UNITS = 997, SHARE_MAGIC = 0x5eed };
 typedef struct share_job {
+    int magic;
     atomic_int next;
     atomic_int done[SHARE_UNITS];
+    long long plain[SHARE_UNITS];
     atomic_int by[8]; /* fn calls per ith */
     atomic_llong sum;
 } share_job;
+static atomic_int late_calls;
 
 static void share_fn(void *ctx, int ith, int nth) {
     share_job *j = ctx;
+    if (j->magic != SHARE_MAGIC) {
+        atomic_fetch_add(&late_calls, 1);
+        return;
+    }
     assert_true(ith >= 0 && ith < nth && nth <= 8);
     atomic_fetch_add(&j->by[ith], 1);
     for (int u; (u = atomic_fetch_add_explicit(&j->next, 1, memory_order_relaxed)) < SHARE_UNITS;) {
         atomic_fetch_add(&j->done[u], 1);
+        j->plain[u] = (long long)u * u + 1;
         atomic_fetch_add(&j->sum, (long long)u * u);
     }
+    if (j->magic != SHARE_MAGIC) atomic_fetch_add(&late_calls, 1); /* the job went while we were in it */
 }
 
 /* returns how many fn calls came from workers (ith > 0) */
 static int share_once(spill_pool *p) {
-    static share_job j;
+    share_job j;
     memset(&j, 0, sizeof j);
+    j.magic = SHARE_MAGIC;
     spill_pool_share(p, share_fn, &j);
     long long want = 0;
     for (int u = 0; u < SHARE_UNITS; u++) {
         assert_int_equal(atomic_load(&j.done[u]), 1);
+        assert_int_equal(j.plain[u], (long long)u * u + 1);
         want += (long long)u * u;
     }
     assert_int_equal(atomic_load(&j.sum), want);
@@ -96,6 +111,8 @@ static int share_once(spill_pool *p) {
         workers += atomic_load(&j.by[i]);
     }
     assert_in_range(workers, 0, spill_pool_size(p) - 1);
+    memset(&j, 0xa5, sizeof j); /* the job's memory goes to other uses */
+    assert_int_equal(atomic_load(&late_calls), 0);
     return workers;
 }
 
