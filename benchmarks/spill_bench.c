@@ -368,7 +368,7 @@ static void tiers_profile(const tiers_result *t, spill_profile *p) {
     p->read_bw[SPILL_TIER_HBM][SPILL_PROC_CPU] = p->link_d2h;
     const spill_bw_result *pf = find(t, "prefetch host -> device");
     p->fault_bw = (pf ? pf->med : p->link_h2d) / 4; /* an assumption: faults reach a quarter of prefetch */
-    /* GPU FLOPs are not measured yet (no cuBLAS here): Hopper's BF16 dense peak x 0.7, else 100 TFLOP/s */
+    /* GPU FLOPs are not measured yet (tiers has no GEMM): Hopper's BF16 dense peak x 0.7, else 100 TFLOP/s */
     p->flops[SPILL_PROC_GPU] = g->info.cc_major == 9 ? 0.7 * 989e12 : 100e12;
 }
 
@@ -984,6 +984,19 @@ static void measure_pagecache(const spill_engine_params *p, const place_opts *po
     for (int i = 0; i < 50 && rmdir(dir) && errno == EBUSY; i++) usleep(20000);
 }
 
+/* where the plot goes must take a file now, not after the sweep; the lists were checked by the parser */
+static int check_plot(const place_opts *po) {
+    if (!po->cli.plot) return 0;
+    spill_file_out out;
+    spill_err err = {{0}};
+    if (spill_file_begin(&out, po->cli.plot, "--plot", &err)) {
+        fprintf(stderr, "spill-bench: %s\n", err.msg);
+        return 2;
+    }
+    spill_file_abort(&out);
+    return 0;
+}
+
 /* --host-limits: the disk tier. For each host limit (the first row: none, everything in memory) and
  * each --disk-io mode, the host policy with that limit: the layers past it are read from the model file
  * every step. The bound is the disk's measured rate over the bytes a token reads from it. */
@@ -995,10 +1008,9 @@ static int run_disk_sweep(const place_opts *po, const char *model, const spill_p
     char *sl = NULL;
     for (char *h = strtok_r(list, ",", &sl); h && n < 64 && !stop; h = strtok_r(NULL, ",", &sl)) {
         uint64_t limit = 0;
-        size_t len = strlen(h);
         if (strcmp(h, "none")) {
-            if (len && h[len - 1] == '%') limit = (uint64_t)(atof(h) / 100.0 * full);
-            else if (spill_parse_size(h, &limit)) {
+            double frac_;
+            if (spill_bench_parse_share(h, full, &limit, &frac_)) {
                 fprintf(stderr, "spill-bench: --host-limits: '%s' is neither a percentage nor a size\n", h);
                 return 2;
             }
@@ -1138,6 +1150,7 @@ static int run_placement(place_opts *po) {
     spill_err err = {{0}};
     char synth_path[256] = "";
     const char *model = po->cli.model;
+    if (check_plot(po)) return 2;
     if (po->cli.synthetic) {
         spill_synth_spec s;
         if (spill_synth_parse(po->cli.synthetic, &s, &err)) {
@@ -1259,13 +1272,7 @@ static int run_placement(place_opts *po) {
     for (; b && n < 256 && !stop; b = strtok_r(NULL, ",", &sb)) {
         double frac;
         uint64_t bytes;
-        size_t len = strlen(b);
-        if (len && b[len - 1] == '%') {
-            frac = atof(b) / 100.0;
-            bytes = (uint64_t)(frac * full);
-        } else if (!spill_parse_size(b, &bytes)) {
-            frac = (double)bytes / full;
-        } else {
+        if (spill_bench_parse_share(b, full, &bytes, &frac)) {
             fprintf(stderr, "spill-bench: --budgets: '%s' is neither a percentage nor a size\n", b);
             if (synth_path[0]) remove(synth_path);
             return 2;

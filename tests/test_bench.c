@@ -174,6 +174,13 @@ static void test_bad_flags(void **s) {
         {"placement --synthetic tiny --device cuda", "--device cpu"}, /* no GPU here: it says what to use */
         {"placement --synthetic tiny --device tpu", "cpu or cuda"},
         {"placement -m /nonexistent.gguf --profile-file /nonexistent.json", "/nonexistent.json"},
+        /* every list entry before anything is measured (a negative percentage once became 16 EiB) */
+        {"placement --synthetic tiny --budgets -5%", "--budgets: '-5%' is neither"},
+        {"placement --synthetic tiny --budgets 50%,abc", "'abc' is neither"},
+        {"placement --synthetic tiny --budgets 2000%", "from 0% to 1000%"},
+        {"placement --synthetic tiny --host-limits 50%,-1", "--host-limits: '-1' is neither"},
+        {"placement --synthetic tiny --host-limits 50% --disk-io uring,bad", "--disk-io: 'bad' is not one of"},
+        {"placement --synthetic tiny --plot /nonexistent/x.svg", "--plot /nonexistent/x.svg"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
         char cmd[512];

@@ -1,4 +1,5 @@
 /* spill-bench's command line (cli.h): tiers and placement, and serve. */
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -103,6 +104,39 @@ static int check_list(const char *flag, const char *v, const char *const *names,
     return 0;
 }
 
+int spill_bench_parse_share(const char *s, double full, uint64_t *bytes, double *frac) {
+    size_t len = strlen(s);
+    if (len > 1 && s[len - 1] == '%') {
+        char *end;
+        errno = 0;
+        double pct = strtod(s, &end);
+        if (errno || end != s + len - 1 || !(pct >= 0 && pct <= 1000)) return -1;
+        *frac = pct / 100.0;
+        *bytes = (uint64_t)(*frac * full);
+        return 0;
+    }
+    if (!len || spill_parse_size(s, bytes)) return -1;
+    *frac = full > 0 ? (double)*bytes / full : 0;
+    return 0;
+}
+
+/* a comma-separated list of percentages or sizes (--budgets; --host-limits, where "none" is one too) */
+static int check_shares(const char *flag, const char *v, int none_ok, spill_err *err) {
+    if (!*v) return spill_err_set(err, "--%s: an empty list", flag);
+    for (const char *c = v;;) {
+        size_t l = strcspn(c, ",");
+        char e[64];
+        uint64_t b;
+        double f;
+        if (l >= sizeof e || (!(none_ok && l == 4 && !strncmp(c, "none", 4)) &&
+                              (snprintf(e, sizeof e, "%.*s", (int)l, c), spill_bench_parse_share(e, 1, &b, &f))))
+            return spill_err_set(err, "--%s: '%.*s' is neither a percentage from 0%% to 1000%% nor a size (e.g. 512M)", flag,
+                                 (int)l, c);
+        if (!c[l]) return 0;
+        c += l + 1;
+    }
+}
+
 /* the formats spill-bench tiers rates (benchmarks/spill_bench.c: rate_types) */
 static const char *const bench_formats[] = {"F32", "F16", "BF16", "Q8_0", "Q4_0", "Q4_1", "Q4_K", "Q6_K", NULL};
 
@@ -133,7 +167,12 @@ int spill_bench_cli(spill_bench_opts *o, int argc, char **argv, FILE *help_out, 
     if (strlen(f.policies) >= sizeof o->policies)
         return spill_err_set(err, "--policies: a list of at most %d characters, got %zu", (int)sizeof o->policies - 1,
                              strlen(f.policies));
+    if (check_shares("budgets", f.budgets, 0, err)) return -1;
     snprintf(o->budgets, sizeof o->budgets, "%s", f.budgets);
+    if (o->host_limits && check_shares("host-limits", o->host_limits, 1, err)) return -1;
+    static const char *const disk_modes[] = {"uring", "mmap", "pagecache", NULL};
+    if (!*o->disk_io) return spill_err_set(err, "--disk-io: an empty list");
+    if (check_list("disk-io", o->disk_io, disk_modes, err)) return -1;
     if (check_list("policies", f.policies, spill_policy_names, err)) return -1;
     snprintf(o->policies, sizeof o->policies, "%s", f.policies);
     if (f.formats) {
@@ -187,7 +226,11 @@ int spill_bench_serve_cli(spill_bench_serve_opts *o, int argc, char **argv, FILE
     if (!rest) return spill_err_set(err, "out of memory");
     int nr = 0;
     for (int i = 0; i < argc; i++) {
-        if (!strcmp(argv[i], "--url") && i + 1 < argc && o->n_urls < SPILL_BENCH_SERVE_MAX_URLS) {
+        if (!strcmp(argv[i], "--url") && i + 1 < argc) {
+            if (o->n_urls == SPILL_BENCH_SERVE_MAX_URLS) {
+                free(rest);
+                return spill_err_set(err, "--url: at most %d servers, got more", SPILL_BENCH_SERVE_MAX_URLS);
+            }
             o->url[o->n_urls++] = argv[++i];
             continue;
         }
@@ -214,8 +257,10 @@ int spill_bench_serve_cli(spill_bench_serve_opts *o, int argc, char **argv, FILE
         snprintf(buf, sizeof buf, "%s", labels);
         char *save = NULL;
         int u = 0;
-        for (char *t = strtok_r(buf, ",", &save); t && u < o->n_urls; t = strtok_r(NULL, ",", &save))
+        for (char *t = strtok_r(buf, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
+            if (u == o->n_urls) return spill_err_set(err, "--labels '%s': more labels than the %d --url", labels, o->n_urls);
             snprintf(o->label[u++], sizeof o->label[0], "%s", t);
+        }
     }
     return 0;
 }
