@@ -47,6 +47,9 @@ static void test_bad_flags(void **s) {
         {"--device tpu", "--device"},
         {"--host-limit", "needs a value"},
         {"--kv-type q8_0", "--kv-type: 'q8_0' is not one of f32|f16|bf16"},
+        /* spelled wrong: said before the model loads */
+        {"--draft-skip abc", "--draft-skip 'abc': give a count"},
+        {"--disk-io foo", "--disk-io 'foo': uring or mmap"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
         run_result *r = run_generate(cases[i].args);
@@ -60,13 +63,18 @@ static void test_bad_flags(void **s) {
     if (spill_gpu_count(&n_gpu, &gerr)) {
         run_result *c = run_generate("--device cuda -p hi");
         assert_int_equal(c->status, 1);
-        assert_non_null(strstr(c->err, "--device cpu"));
+        const char *adv = strstr(c->err, "--device cpu");
+        assert_non_null(adv);
+        assert_null(strstr(adv + 1, "--device cpu")); /* said once */
         assert_string_equal(c->out, "");
     }
     /* the environment goes through the same parser */
     run_result *r = run_generate("--help >/dev/null; SPILL_HBM_BUDGET=huge '" SPILL_BIN_DIR "/spill-generate' -p hi");
     assert_int_equal(r->status, 2);
     assert_non_null(strstr(r->err, "SPILL_HBM_BUDGET"));
+    r = run_generate("--help >/dev/null; SPILL_THREADS=-3 '" SPILL_BIN_DIR "/spill-generate' -p hi");
+    assert_int_equal(r->status, 2);
+    assert_non_null(strstr(r->err, "SPILL_THREADS: '-3'"));
 }
 
 static void test_bad_model_files(void **s) {

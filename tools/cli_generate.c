@@ -103,6 +103,11 @@ int spill_generate_cli(spill_generate_opts *o, const spill_options *env, int arg
                              o->n_parallel);
     if (o->kv_block & (o->kv_block - 1))
         return spill_err_set(err, "--kv-block expects a power of two, got %d", o->kv_block);
+    /* the spellings before the model loads; the layer numbers against the model after */
+    if (o->draft_skip && (!*o->draft_skip || o->draft_skip[strspn(o->draft_skip, "0123456789,-")]))
+        return spill_err_set(err, "--draft-skip '%s': give a count (8) or layers (3,5,10-14)", o->draft_skip);
+    if (o->disk_io && strcasecmp(o->disk_io, "uring") && strcasecmp(o->disk_io, "mmap"))
+        return spill_err_set(err, "--disk-io '%s': uring or mmap", o->disk_io);
     spill_sampler smp; /* the sampling flags are checked before time goes into a load */
     if (spill_sampler_init(&smp, 1, o->temp, o->top_k, o->top_p, 1, err)) return -1;
     spill_sampler_free(&smp);

@@ -38,7 +38,7 @@ int spill_plan_cli(spill_plan_opts *o, const spill_options *env, int argc, char 
         SPILL_ARG(0, "batch", SPILL_ARG_INT, &o->batch, 1, 1 << 24, "B", "sequences decoded together (default: 1)"),
         SPILL_ARG(0, "prompt-tokens", SPILL_ARG_INT, &o->prompt, 1, 1 << 24, "N", "prompt length for the prefill prediction (default: 512)"),
         SPILL_ARG(0, "policy", SPILL_ARG_STRING, &o->policy, 0, 0, "P",
-         "fault, pin, stream, auto, or all (default: all: the predictions side by\nside, and auto's plan region by region)"),
+         "host, fault, pin, stream, auto, or all (default: all: the predictions side\nby side, and auto's plan region by region)"),
         SPILL_ARG(0, "json", SPILL_ARG_FLAG, &o->json, 0, 0, NULL, "the same as JSON on stdout"),
         SPILL_ARG('h', "help", SPILL_ARG_HELP, &help, 0, 0, NULL, "this text"),
         SPILL_ARG_END,
@@ -47,6 +47,7 @@ int spill_plan_cli(spill_plan_opts *o, const spill_options *env, int argc, char 
     if (rc) return rc;
     if (!!o->model == !!o->config)
         return spill_err_set(err, "give a model with -m MODEL.gguf / -m HF_DIR, or --config config.json (one of them)");
+    if (o->dtype && !o->config) return spill_err_set(err, "--dtype is for --config (a model file has its own types)");
     int is_policy = !strcasecmp(o->policy, "all");
     for (int i = 0; spill_policy_names[i]; i++) is_policy |= !strcasecmp(o->policy, spill_policy_names[i]);
     if (!is_policy) return spill_err_set(err, "--policy '%s' is not one of fault, pin, stream, auto, host, all", o->policy);

@@ -1,4 +1,7 @@
 /* spill-server's command line (cli.h). */
+#include <arpa/inet.h>
+#include <strings.h>
+
 #include "cli.h"
 #include "spill_args.h"
 
@@ -9,7 +12,7 @@ static const char usage_head[] =
     "events with \"stream\": true), GET /v1/models, /health and /metrics (Prometheus text). Requests are\n"
     "batched continuously: every running sequence advances in one step. A full queue answers 429 with\n"
     "Retry-After; SIGTERM finishes what is running, then exits. Every SPILL_* variable (spill-info\n"
-    "--options) sets the flag of the same name.\n"
+    "--options) is read too; a flag of the same name wins.\n"
     "\n";
 
 static void make_args(spill_server_opts *o, int *help, spill_arg *a) {
@@ -18,7 +21,7 @@ static void make_args(spill_server_opts *o, int *help, spill_arg *a) {
 #define ARG_G(...) a[n++] = (spill_arg)SPILL_ARG_G(__VA_ARGS__)
     ARG('m', "model", SPILL_ARG_STRING, &o->model, 0, 0, "PATH", "GGUF file or Hugging Face directory (default: $SPILL_MODEL, else\n"
         "~/.cache/spill/" SPILL_DEFAULT_MODEL_NAME ", fetched once by scripts/fetch-model.sh)");
-    ARG(0, "host", SPILL_ARG_STRING, &o->host, 0, 0, "ADDR", "the address to listen on (default: 127.0.0.1; 0.0.0.0 for every interface)");
+    ARG(0, "host", SPILL_ARG_STRING, &o->host, 0, 0, "ADDR", "the IPv4 address to listen on (default: 127.0.0.1; 0.0.0.0 for every\ninterface; localhost means 127.0.0.1)");
     ARG(0, "port", SPILL_ARG_INT, &o->port, 0, 65535, "N", "the port (default: 8080; 0 = any free port, printed on stderr)");
     ARG(0, "name", SPILL_ARG_STRING, &o->name, 0, 0, "NAME", "the model's name in /v1/models and the answers (default: the file's)");
     ARG('c', "ctx-size", SPILL_ARG_INT, &o->ctx, 1, 1 << 24, "N", "context of each sequence in tokens (default: min(4096, the model's))");
@@ -63,5 +66,10 @@ int spill_server_cli(spill_server_opts *o, const spill_options *env, int argc, c
     int rc = spill_args_parse(args, argc, argv, 1, usage_head, help_out, err);
     if (rc) return rc;
     if (o->kv_block & (o->kv_block - 1)) return spill_err_set(err, "--kv-block expects a power of two, got %d", o->kv_block);
+    /* the address before the model loads (a minute for a large one), not after */
+    if (!strcasecmp(o->host, "localhost")) o->host = "127.0.0.1";
+    struct in_addr a4;
+    if (inet_pton(AF_INET, o->host, &a4) != 1)
+        return spill_err_set(err, "--host '%s' is not an IPv4 address (e.g. 127.0.0.1, 0.0.0.0 or localhost)", o->host);
     return 0;
 }
