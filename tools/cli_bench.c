@@ -132,7 +132,7 @@ static int check_shares(const char *flag, const char *v, int none_ok, spill_err 
                               (snprintf(e, sizeof e, "%.*s", (int)l, c), spill_bench_parse_share(e, 1, &b, &f))))
             return spill_err_set(err, "--%s: '%.*s' is neither a percentage from 0%% to 1000%% nor a size (e.g. 512M)", flag,
                                  (int)l, c);
-        if (!c[l]) return 0;
+        if (!c[l] || !c[l + 1]) return 0; /* a trailing comma is allowed, as in the other lists */
         c += l + 1;
     }
 }

@@ -3,7 +3,9 @@
  * environment; --help's text goes to a discarding stream. After a parse that says "run", what the
  * program goes on to use must hold: numbers in their ranges, enums valid, strings pointing into argv
  * (or at the defaults) and the cross-flag rules each program checks before it loads anything. */
+#include <arpa/inet.h>
 #include <math.h>
+#include <stdio.h>
 #include <string.h>
 #include <strings.h>
 
@@ -48,6 +50,7 @@ static void check_env(const spill_options *e) {
     FUZZ_CHECK(terminated(e->policy, sizeof e->policy) && choice_ok("policy", e->policy));
     FUZZ_CHECK(terminated(e->alloc_log, sizeof e->alloc_log));
     FUZZ_CHECK(terminated(e->tokenizer_pre, sizeof e->tokenizer_pre));
+    FUZZ_CHECK(e->threads >= 0 && e->threads <= 1024 && e->host_node >= -1);
 }
 
 static int pow2_or_0(int x) { return x >= 0 && !(x & (x - 1)); }
@@ -72,6 +75,8 @@ static void check_generate(const spill_generate_opts *o) {
     FUZZ_CHECK(pow2_or_0(o->kv_block) && o->kv_block <= 65536);
     FUZZ_CHECK(o->draft_k >= 1 && o->draft_k <= 64 && o->draft_vocab >= 0 && o->draft_vocab <= 1 << 30);
     FUZZ_CHECK(!(o->draft_skip && o->n_parallel > 1));
+    FUZZ_CHECK(!o->draft_skip || (*o->draft_skip && !o->draft_skip[strspn(o->draft_skip, "0123456789,-")]));
+    FUZZ_CHECK(!o->disk_io || !strcasecmp(o->disk_io, "uring") || !strcasecmp(o->disk_io, "mmap"));
     FUZZ_CHECK(isfinite(o->temp) && o->temp >= 0 && o->temp <= 100);
     FUZZ_CHECK(o->top_p > 0 && o->top_p <= 1);
     FUZZ_CHECK(flag(o->chat) && flag(o->verbose) && flag(o->use_mmap) && flag(o->seed_set) && flag(o->policy_set));
@@ -86,12 +91,15 @@ static void check_plan(const spill_plan_opts *o) {
     FUZZ_CHECK(o->ctx == 0 || (o->ctx >= 1 && o->ctx <= 1 << 24));
     FUZZ_CHECK(o->batch >= 1 && o->batch <= 1 << 24 && o->prompt >= 1 && o->prompt <= 1 << 24);
     FUZZ_CHECK(flag(o->json) && flag(o->budget_set));
+    FUZZ_CHECK(!o->dtype || o->config);
     check_env(&o->env);
 }
 
 static void check_server(const spill_server_opts *o) {
     FUZZ_CHECK(from_argv(o->model, NULL) && from_argv(o->profile, NULL) && from_argv(o->profile_file, NULL));
     FUZZ_CHECK(from_argv(o->name, NULL) && o->host);
+    struct in_addr a4;
+    FUZZ_CHECK(inet_pton(AF_INET, o->host, &a4) == 1); /* checked before the model loads */
     FUZZ_CHECK(o->port >= 0 && o->port <= 65535);
     FUZZ_CHECK(o->ctx == 0 || (o->ctx >= 1 && o->ctx <= 1 << 24));
     FUZZ_CHECK(o->batch >= 1 && o->batch <= 4096 && o->parallel >= 1 && o->parallel <= 256);
@@ -109,6 +117,28 @@ static int list_ok(const char *list, const char *def, char **argv, int argc) {
     return !strcmp(list, def) || is_word(list, argv, argc);
 }
 
+/* every entry a percentage (0-1000%) or a size ("none" too where none_ok), or every entry a word of words */
+static int entries_ok(const char *list, int none_ok, const char *const *words) {
+    if (!*list) return 0;
+    for (const char *c = list;;) {
+        size_t l = strcspn(c, ",");
+        char e[64];
+        if (l >= sizeof e) return 0;
+        snprintf(e, sizeof e, "%.*s", (int)l, c);
+        uint64_t b;
+        double f;
+        int ok = 0;
+        if (words)
+            for (int k = 0; words[k]; k++) ok |= !strcasecmp(e, words[k]);
+        else
+            ok = (none_ok && !strcmp(e, "none")) ||
+                 (!spill_bench_parse_share(e, 1e9, &b, &f) && (e[l - 1] != '%' || (f >= 0 && f <= 10)));
+        if (!ok) return 0;
+        if (!c[l] || !c[l + 1]) return 1; /* a trailing comma is allowed, as in every list */
+        c += l + 1;
+    }
+}
+
 static void check_bench(const spill_bench_opts *o, char **argv, int argc) {
     FUZZ_CHECK(o->cmd == SPILL_BENCH_TIERS || o->cmd == SPILL_BENCH_PLACEMENT);
     FUZZ_CHECK(o->f == SPILL_BENCH_TABLE || o->f == SPILL_BENCH_JSON || o->f == SPILL_BENCH_CSV);
@@ -123,6 +153,9 @@ static void check_bench(const spill_bench_opts *o, char **argv, int argc) {
     FUZZ_CHECK(from_argv(o->synthetic, NULL) && from_argv(o->profile_file, NULL) && from_argv(o->plot, NULL));
     FUZZ_CHECK(from_argv(o->plan_profile, NULL) && from_argv(o->host_limits, NULL) && from_argv(o->draft_skip, NULL));
     FUZZ_CHECK(o->disk_io);
+    static const char *const modes[] = {"uring", "mmap", "pagecache", NULL};
+    FUZZ_CHECK(entries_ok(o->budgets, 0, NULL) && (!o->host_limits || entries_ok(o->host_limits, 1, NULL)));
+    FUZZ_CHECK(entries_ok(o->disk_io, 0, modes));
     /* the lists the run splits: whole, and the policies known */
     FUZZ_CHECK(list_ok(o->budgets, "25%,50%,75%,100%", argv, argc));
     FUZZ_CHECK(list_ok(o->policies, "fault,pin,stream,auto", argv, argc));
