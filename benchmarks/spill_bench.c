@@ -1009,8 +1009,7 @@ static int run_disk_sweep(const place_opts *po, const char *model, const spill_p
     for (char *h = strtok_r(list, ",", &sl); h && n < 64 && !stop; h = strtok_r(NULL, ",", &sl)) {
         uint64_t limit = 0;
         if (strcmp(h, "none")) {
-            double frac_;
-            if (spill_bench_parse_share(h, full, &limit, &frac_)) {
+            if (spill_bench_parse_share(h, full, &limit, NULL)) {
                 fprintf(stderr, "spill-bench: --host-limits: '%s' is neither a percentage nor a size\n", h);
                 return 2;
             }

@@ -89,7 +89,7 @@ typedef struct spill_bench_opts {
 /* argv[1] is the command; "serve" is spill_bench_serve_cli's. */
 int spill_bench_cli(spill_bench_opts *o, int argc, char **argv, FILE *help_out, spill_err *err);
 /* one entry of --budgets or --host-limits: a percentage of full ("25%", 0% to 1000%) or a size ("512M");
-   0 with *bytes and *frac (bytes / full) set, or -1 */
+   0 with *bytes and *frac (bytes / full; frac may be NULL) set, or -1 */
 int spill_bench_parse_share(const char *s, double full, uint64_t *bytes, double *frac);
 /* The usage of tiers and placement (spill-bench -h, and on stderr before an unknown command). */
 void spill_bench_usage(FILE *f);

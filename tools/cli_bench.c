@@ -111,12 +111,12 @@ int spill_bench_parse_share(const char *s, double full, uint64_t *bytes, double 
         errno = 0;
         double pct = strtod(s, &end);
         if (errno || end != s + len - 1 || !(pct >= 0 && pct <= 1000)) return -1;
-        *frac = pct / 100.0;
-        *bytes = (uint64_t)(*frac * full);
+        *bytes = (uint64_t)(pct / 100.0 * full);
+        if (frac) *frac = pct / 100.0;
         return 0;
     }
     if (!len || spill_parse_size(s, bytes)) return -1;
-    *frac = full > 0 ? (double)*bytes / full : 0;
+    if (frac) *frac = full > 0 ? (double)*bytes / full : 0;
     return 0;
 }
 
@@ -127,9 +127,12 @@ static int check_shares(const char *flag, const char *v, int none_ok, spill_err 
         size_t l = strcspn(c, ",");
         char e[64];
         uint64_t b;
-        double f;
-        if (l >= sizeof e || (!(none_ok && l == 4 && !strncmp(c, "none", 4)) &&
-                              (snprintf(e, sizeof e, "%.*s", (int)l, c), spill_bench_parse_share(e, 1, &b, &f))))
+        int ok = l < sizeof e;
+        if (ok) {
+            snprintf(e, sizeof e, "%.*s", (int)l, c);
+            ok = (none_ok && !strcmp(e, "none")) || !spill_bench_parse_share(e, 1, &b, NULL);
+        }
+        if (!ok)
             return spill_err_set(err, "--%s: '%.*s' is neither a percentage from 0%% to 1000%% nor a size (e.g. 512M)", flag,
                                  (int)l, c);
         if (!c[l] || !c[l + 1]) return 0; /* a trailing comma is allowed, as in the other lists */
