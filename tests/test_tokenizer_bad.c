@@ -312,6 +312,41 @@ static void test_bad_gguf(void **s) {
     assert_int_equal(gguf_try(&k, &err), 0);
 }
 
+/* a control token whose text is not valid UTF-8 ("\xBF\xBD", the tail of U+FFFD) cuts the repaired
+ * text in the middle of a character: the piece before it is refused with a message, never given to
+ * the regex engine (PCRE2 runs without its own UTF-8 check; found by fuzz_gguf as a read past the
+ * end and an endless loop) */
+static void test_token_cuts_character(void **s) {
+    (void)s;
+    static const char *const cut_toks[] = {"<s>", "a", "b", "ab", "\xC4\xA0", "\xBF\xBD"};
+    static const int32_t cut_types[] = {3, 1, 1, 1, 1, 3};
+    const char *merges[] = {"a b"};
+    static const char *const pres[] = {"default", "gpt-2", "llama-bpe", "qwen2"};
+    for (size_t p = 0; p < sizeof pres / sizeof *pres; p++) {
+        gbuf k = {0};
+        kv_str(&k, "tokenizer.ggml.model", "gpt2"), kv_str(&k, "tokenizer.ggml.pre", pres[p]);
+        kv_strs(&k, "tokenizer.ggml.tokens", cut_toks, 6), kv_i32s(&k, "tokenizer.ggml.token_type", cut_types, 6);
+        kv_strs(&k, "tokenizer.ggml.merges", merges, 1), kv_u32(&k, "tokenizer.ggml.bos_token_id", 0);
+        const char *path = gguf_write(&k);
+        spill_gguf g;
+        spill_tokenizer t;
+        spill_err err = {{0}};
+        if (spill_gguf_open(&g, path, &err) || spill_tokenizer_init(&t, &g, &err)) fail_msg("%s: %s", pres[p], err.msg);
+        int *ids = NULL, n = 0;
+        /* valid text: the control token never matches inside a character */
+        assert_int_equal(spill_tokenize(&t, "ab \xC3\xA9", 5, 0, 1, &ids, &n, &err), 0);
+        for (int i = 0; i < n; i++) assert_true(ids[i] >= 0 && ids[i] < 5);
+        free(ids);
+        ids = NULL;
+        /* "\xFF" becomes U+FFFD (EF BF BD) and the control token takes its last two bytes */
+        int rc = spill_tokenize(&t, "ab\xFF", 3, 0, 1, &ids, &n, &err);
+        if (rc != -1 || !strstr(err.msg, "not valid UTF-8")) fail_msg("%s: %s", pres[p], rc ? err.msg : "(accepted)");
+        assert_null(ids);
+        spill_tokenizer_free(&t);
+        spill_gguf_close(&g);
+    }
+}
+
 /* random bytes, special-token fragments and long runs: tokenizing never fails, decoding neither */
 static void fuzz_one(const spill_tokenizer *t, const char *name) {
     unsigned seed = 12345;
@@ -422,6 +457,7 @@ int main(void) {
         cmocka_unit_test(test_deep_and_bad_bytes),
         cmocka_unit_test(test_bad_configs),
         cmocka_unit_test(test_bad_gguf),
+        cmocka_unit_test(test_token_cuts_character),
         cmocka_unit_test(test_fuzz_text),
         cmocka_unit_test(test_long_text),
     };

@@ -220,7 +220,7 @@ static int run_op(const dec_op *op, const spill_pieces *in, spill_pieces *out, i
         for (int i = 0; i < in->n; i++) {
             const char *s = in->text + in->p[i].off;
             size_t n = in->p[i].len, off = out->len, done = 0, ms, me;
-            spill_regex_iter it = {0, SIZE_MAX};
+            spill_regex_iter it = SPILL_REGEX_ITER_INIT;
             int rc;
             while ((rc = spill_regex_next(op->re, s, n, &it, &ms, &me, err)) == 1) {
                 spill_pieces_put(out, s + done, ms - done);

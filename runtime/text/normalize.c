@@ -204,7 +204,7 @@ static int run_op(const nz_op *op, cpbuf *cur, cpbuf *nxt, spill_err *err) {
             for (int k = 0; k < l; k++) idx[o++] = i;
         }
         idx[len] = cur->n;
-        spill_regex_iter it = {0, SIZE_MAX};
+        spill_regex_iter it = SPILL_REGEX_ITER_INIT;
         size_t ms, me, done = 0;
         int rc;
         while ((rc = spill_regex_next(op->re, s, len, &it, &ms, &me, err)) == 1) {

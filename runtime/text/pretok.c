@@ -139,7 +139,7 @@ static int spans_push(spans *a, size_t s, size_t e, int hit) {
 /* matches and the text between them, covering s[0..n) */
 static int find_spans(const spill_regex *re, const char *s, size_t n, spans *out, spill_err *err) {
     out->n = 0;
-    spill_regex_iter it = {0, SIZE_MAX};
+    spill_regex_iter it = SPILL_REGEX_ITER_INIT;
     size_t ms, me, prev = 0;
     int rc;
     while ((rc = spill_regex_next(re, s, n, &it, &ms, &me, err)) == 1) {
@@ -229,7 +229,10 @@ typedef struct {
 static int reserve(char **b, size_t *cap, size_t n) {
     if (n <= *cap) return 0;
     size_t nc = *cap ? *cap : 256;
-    while (nc < n) nc *= 2;
+    while (nc < n) {
+        if (nc > SIZE_MAX / 2) return -1;
+        nc *= 2;
+    }
     char *nb = realloc(*b, nc);
     if (!nb) return -1;
     *b = nb;

@@ -127,13 +127,29 @@ static int find_opts(const spill_regex *re, const char *s, size_t n, size_t from
     return 1;
 }
 
+/* PCRE2 runs with PCRE2_NO_UTF_CHECK (its own check would scan the rest of the text at every match:
+ * quadratic over a long prompt), so the text is checked here, once. Valid text in gives valid pieces
+ * out, but an added token whose text is not valid UTF-8 (a hostile tokenizer) can cut a character in
+ * two: such a piece is refused, never matched. */
+static int check_utf8(const spill_regex *re, const char *s, size_t n, spill_err *err) {
+    if (spill_utf8_valid(s, n)) return 0;
+    return spill_err_set(err, "%s: a %zu-byte piece of the text is not valid UTF-8 (an added token whose text is "
+                              "not valid UTF-8 can cut a character in two); it is refused rather than matched",
+                         re->what, n);
+}
+
 int spill_regex_find(const spill_regex *re, const char *s, size_t n, size_t from, size_t *ms, size_t *me,
                      spill_err *err) {
+    if (check_utf8(re, s, n, err)) return -1;
     return find_opts(re, s, n, from, 0, ms, me, err);
 }
 
 int spill_regex_next(const spill_regex *re, const char *s, size_t n, spill_regex_iter *it, size_t *ms, size_t *me,
                      spill_err *err) {
+    if (!it->checked) {
+        if (check_utf8(re, s, n, err)) return -1;
+        it->checked = 1;
+    }
     for (;;) {
         if (it->pos > n) return 0;
         int rc = find_opts(re, s, n, it->pos, 0, ms, me, err);
