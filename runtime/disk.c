@@ -5,6 +5,7 @@
 #include <fcntl.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <strings.h>
 #include <unistd.h>
 
 #ifdef SPILL_HAVE_URING
@@ -533,4 +534,11 @@ out:
     free(buf);
     spill_disk_free(d);
     return rc;
+}
+
+int spill_disk_mode_parse(const char *name, spill_disk_mode *mode, spill_err *err) {
+    if (!name || !*name || !strcasecmp(name, "uring")) *mode = SPILL_DISK_URING;
+    else if (!strcasecmp(name, "mmap")) *mode = SPILL_DISK_MMAP;
+    else return spill_err_set(err, "--disk-io '%s': uring or mmap", name);
+    return 0;
 }

@@ -243,14 +243,8 @@ int spill_engine_open(const spill_engine_params *given, spill_engine **out, spil
         spill_err_set(err, "out of memory");
         goto fail;
     }
-    spill_disk_mode disk_mode = SPILL_DISK_URING;
-    if (p.disk_io && *p.disk_io && strcasecmp(p.disk_io, "uring")) {
-        if (strcasecmp(p.disk_io, "mmap")) {
-            spill_err_set(err, "--disk-io '%s': uring or mmap", p.disk_io);
-            goto fail;
-        }
-        disk_mode = SPILL_DISK_MMAP;
-    }
+    spill_disk_mode disk_mode;
+    if (spill_disk_mode_parse(p.disk_io, &disk_mode, err)) goto fail;
     /* the mmap comparison hands the mapped file's pages to the computation and drops them when the host
        is done with a layer: a GPU would read pageable file pages (no ATS: an illegal address), or lose
        them while its kernels still run */

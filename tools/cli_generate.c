@@ -2,6 +2,7 @@
 #include <string.h>
 
 #include "cli.h"
+#include "disk.h"
 #include "sampler.h"
 #include "spill_args.h"
 
@@ -106,8 +107,8 @@ int spill_generate_cli(spill_generate_opts *o, const spill_options *env, int arg
     /* the spellings before the model loads; the layer numbers against the model after */
     if (o->draft_skip && (!*o->draft_skip || o->draft_skip[strspn(o->draft_skip, "0123456789,-")]))
         return spill_err_set(err, "--draft-skip '%s': give a count (8) or layers (3,5,10-14)", o->draft_skip);
-    if (o->disk_io && strcasecmp(o->disk_io, "uring") && strcasecmp(o->disk_io, "mmap"))
-        return spill_err_set(err, "--disk-io '%s': uring or mmap", o->disk_io);
+    spill_disk_mode disk_mode;
+    if (spill_disk_mode_parse(o->disk_io, &disk_mode, err)) return -1;
     spill_sampler smp; /* the sampling flags are checked before time goes into a load */
     if (spill_sampler_init(&smp, 1, o->temp, o->top_k, o->top_p, 1, err)) return -1;
     spill_sampler_free(&smp);
