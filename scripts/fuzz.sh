@@ -30,12 +30,24 @@ run_one() {
   ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
     "$build/tests/fuzz/fuzz_$t" -max_total_time="$secs" -print_final_stats=1 -rss_limit_mb=2048 -timeout=20 \
     -artifact_prefix="$crashes/" "${dirs[@]}" >"$log" 2>&1 || rc=$?
-  local execs cov ft
-  execs=$(grep -o 'stat::number_of_executed_units: *[0-9]*' "$log" | grep -o '[0-9]*$' | tail -1)
-  cov=$(grep -o 'cov: [0-9]*' "$log" | tail -1 | grep -o '[0-9]*')
-  ft=$(grep -o 'ft: [0-9]*' "$log" | tail -1 | grep -o '[0-9]*')
+  local execs cov ft seed
+  # (a crash while the corpus loads leaves no cov/ft lines: nothing found is not an error here)
+  seed=$(grep -o 'INFO: Seed: [0-9]*' "$log" | grep -o '[0-9]*$' | head -1 || true)
+  execs=$(grep -o 'stat::number_of_executed_units: *[0-9]*' "$log" | grep -o '[0-9]*$' | tail -1 || true)
+  cov=$(grep -o 'cov: [0-9]*' "$log" | tail -1 | grep -o '[0-9]*' || true)
+  ft=$(grep -o 'ft: [0-9]*' "$log" | tail -1 | grep -o '[0-9]*' || true)
   printf 'fuzz: %-15s %10s executions  cov %6s  ft %6s  %s\n' "$t" "${execs:-?}" "${cov:-?}" "${ft:-?}" \
-    "$([ $rc = 0 ] && echo ok || echo "CRASH (rc $rc): see $log and $crashes/")"
+    "$([ $rc = 0 ] && echo ok || echo "CRASH (rc $rc$([ $rc = 70 ] && echo ': a timeout'), -seed=${seed:-?}): see $log and $crashes/")"
+  if [ $rc != 0 ]; then
+    # what a CI log needs to reproduce it: the report and the input (base64, when small)
+    { echo "fuzz: $t: the end of $log:"; { grep -v '^#\|^INFO\|^"' "$log" || true; } | tail -n 40
+      local a
+      a=$(ls -t "$crashes"/ 2>/dev/null | head -1 || true)
+      if [ -n "$a" ] && [ "$(stat -c %s "$crashes/$a")" -le 16384 ]; then
+        echo "fuzz: $t: the input, $crashes/$a (base64; base64 -d > f and run build-fuzz/tests/fuzz/fuzz_$t f):"
+        base64 -w 100 "$crashes/$a"
+      fi; } >&2
+  fi
   return $rc
 }
 
