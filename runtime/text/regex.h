@@ -21,7 +21,8 @@ void spill_regex_free(spill_regex *re);
 
 /* Find the next match in s[0..n) starting at or after `from` (a character boundary). Returns 1 and
  * the match [*ms, *me), 0 when there is none, -1 with a message when the engine fails (a match
- * limit) or s[0..n) is not valid UTF-8 (checked on every call). An empty match is reported like any other; spill_regex_next steps over it. */
+ * limit) or s[0..n) is not valid UTF-8 (checked on every call). An empty match is reported like any
+ * other; spill_regex_next steps over it. */
 int spill_regex_find(const spill_regex *re, const char *s, size_t n, size_t from, size_t *ms, size_t *me,
                      spill_err *err);
 
@@ -29,8 +30,8 @@ int spill_regex_find(const spill_regex *re, const char *s, size_t n, size_t from
  * library's): the search resumes where the last match ended, and an empty match right at the end
  * of the previous match is skipped by stepping one character. Start with it = SPILL_REGEX_ITER_INIT.
  * Returns 1 with a match, 0 at the end, -1 on an engine error or when s[0..n) is not valid UTF-8
- * (checked on the first call: PCRE2 is run without its own check, whose undefined behaviour on
- * invalid UTF-8 is a read past the end). */
+ * (checked on the first call: PCRE2 runs without its own check, and given invalid UTF-8 it may read
+ * past the end). */
 typedef struct spill_regex_iter {
     size_t pos, last_end;
     int checked; /* s[0..n) found valid UTF-8 */
