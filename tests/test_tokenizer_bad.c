@@ -347,6 +347,52 @@ static void test_token_cuts_character(void **s) {
     }
 }
 
+/* a Replace decoder after ByteFallback or ByteLevel: in a stream a token alone may be part of a
+ * character; the pattern runs over the valid runs and the other bytes pass as they are (the regex
+ * layer refuses invalid UTF-8) */
+static void test_replace_after_bytes(void **s) {
+    (void)s;
+    static const char fallback[] =
+        "{\"version\":\"1.0\",\"added_tokens\":[],\"normalizer\":null,\"pre_tokenizer\":null,\"post_processor\":null,"
+        "\"decoder\":{\"type\":\"Sequence\",\"decoders\":[{\"type\":\"ByteFallback\"},{\"type\":\"Fuse\"},"
+        "{\"type\":\"Replace\",\"pattern\":{\"String\":\"\\u2581\"},\"content\":\" \"}]},"
+        "\"model\":{\"type\":\"BPE\",\"byte_fallback\":true,\"vocab\":{\"<unk>\":0,\"<0xE2>\":1,\"<0x82>\":2,"
+        "\"<0xAC>\":3,\"\\u2581a\":4},\"merges\":[]}}";
+    static const char bytelevel[] =
+        "{\"version\":\"1.0\",\"added_tokens\":[],\"normalizer\":null,\"pre_tokenizer\":null,\"post_processor\":null,"
+        "\"decoder\":{\"type\":\"Sequence\",\"decoders\":[{\"type\":\"ByteLevel\"},"
+        "{\"type\":\"Replace\",\"pattern\":{\"String\":\"a\"},\"content\":\"b\"}]},"
+        "\"model\":{\"type\":\"BPE\",\"vocab\":{\"a\":0,\"\\u00c3\":1,\"\\u00c3a\":2,\"\\u00a9\":3},\"merges\":[\"\\u00c3 a\"]}}";
+    spill_tokenizer t;
+    spill_err err = {{0}};
+    char buf[16];
+    if (spill_tokenizer_init_json(&t, write_file("tokenizer.json", fallback, strlen(fallback)), &err))
+        fail_msg("%s", err.msg);
+    assert_int_equal(spill_token_to_bytes(&t, 1, buf, sizeof buf), 1); /* E2 alone: the byte, not nothing */
+    assert_int_equal((unsigned char)buf[0], 0xE2);
+    assert_int_equal(spill_token_to_bytes(&t, 4, buf, sizeof buf), 2);
+    assert_memory_equal(buf, " a", 2);
+    int ids[] = {1, 2, 3, 4};
+    char *out = NULL;
+    size_t len = 0;
+    if (spill_detokenize(&t, ids, 4, 0, &out, &len, &err)) fail_msg("%s", err.msg);
+    assert_int_equal(len, 5);
+    assert_memory_equal(out, "\xE2\x82\xAC a", 5);
+    free(out);
+    spill_tokenizer_free(&t);
+    if (spill_tokenizer_init_json(&t, write_file("tokenizer.json", bytelevel, strlen(bytelevel)), &err))
+        fail_msg("%s", err.msg);
+    /* "Ãa" is the bytes C3 61: a lead byte, then 'a', which the Replace still reaches */
+    assert_int_equal(spill_token_to_bytes(&t, 2, buf, sizeof buf), 2);
+    assert_memory_equal(buf, "\xC3" "b", 2);
+    int ids2[] = {1, 3};
+    if (spill_detokenize(&t, ids2, 2, 0, &out, &len, &err)) fail_msg("%s", err.msg);
+    assert_int_equal(len, 2);
+    assert_memory_equal(out, "\xC3\xA9", 2); /* "é" once whole */
+    free(out);
+    spill_tokenizer_free(&t);
+}
+
 /* random bytes, special-token fragments and long runs: tokenizing never fails, decoding neither */
 static void fuzz_one(const spill_tokenizer *t, const char *name) {
     unsigned seed = 12345;
@@ -458,6 +504,7 @@ int main(void) {
         cmocka_unit_test(test_bad_configs),
         cmocka_unit_test(test_bad_gguf),
         cmocka_unit_test(test_token_cuts_character),
+        cmocka_unit_test(test_replace_after_bytes),
         cmocka_unit_test(test_fuzz_text),
         cmocka_unit_test(test_long_text),
     };

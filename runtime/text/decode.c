@@ -115,6 +115,21 @@ static void put_lossy(spill_pieces *out, const char *s, size_t n) {
 }
 
 /* one step; stream: the list is one token from the middle of a text */
+/* Replace over s[0..n), valid UTF-8: each match becomes the content */
+static int replace_run(const dec_op *op, const char *s, size_t n, spill_pieces *out, spill_err *err) {
+    spill_regex_iter it = SPILL_REGEX_ITER_INIT;
+    size_t done = 0, ms, me;
+    int rc;
+    while ((rc = spill_regex_next(op->re, s, n, &it, &ms, &me, err)) == 1) {
+        spill_pieces_put(out, s + done, ms - done);
+        spill_pieces_put(out, op->content, op->content_len);
+        done = me;
+    }
+    if (rc < 0) return -1;
+    spill_pieces_put(out, s + done, n - done);
+    return 0;
+}
+
 static int run_op(const dec_op *op, const spill_pieces *in, spill_pieces *out, int stream, int joined, spill_err *err) {
     spill_pieces_clear(out);
     switch (op->kind) {
@@ -219,16 +234,18 @@ static int run_op(const dec_op *op, const spill_pieces *in, spill_pieces *out, i
     case DEC_REPLACE:
         for (int i = 0; i < in->n; i++) {
             const char *s = in->text + in->p[i].off;
-            size_t n = in->p[i].len, off = out->len, done = 0, ms, me;
-            spill_regex_iter it = SPILL_REGEX_ITER_INIT;
-            int rc;
-            while ((rc = spill_regex_next(op->re, s, n, &it, &ms, &me, err)) == 1) {
-                spill_pieces_put(out, s + done, ms - done);
-                spill_pieces_put(out, op->content, op->content_len);
-                done = me;
+            size_t n = in->p[i].len, off = out->len, a = 0;
+            /* a stream's token after ByteLevel or ByteFallback may be part of a character: the
+             * pattern runs over each valid run, the bytes between them pass as they are (PCRE2 is
+             * never given invalid UTF-8, regex.h) */
+            while (a < n) {
+                size_t b = a;
+                int l;
+                while (b < n && (l = spill_utf8_valid_at(s + b, n - b)) > 0) b += (size_t)l;
+                if (b > a && replace_run(op, s + a, b - a, out, err)) return -1;
+                if (b < n) spill_pieces_put(out, s + b++, 1);
+                a = b;
             }
-            if (rc < 0) return -1;
-            spill_pieces_put(out, s + done, n - done);
             spill_pieces_add(out, off, out->len - off, 0, -1);
         }
         break;
