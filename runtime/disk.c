@@ -537,7 +537,7 @@ out:
 }
 
 int spill_disk_mode_parse(const char *name, spill_disk_mode *mode, spill_err *err) {
-    if (!name || !*name || !strcasecmp(name, "uring")) *mode = SPILL_DISK_URING;
+    if (!name || !strcasecmp(name, "uring")) *mode = SPILL_DISK_URING;
     else if (!strcasecmp(name, "mmap")) *mode = SPILL_DISK_MMAP;
     else return spill_err_set(err, "--disk-io '%s': uring or mmap", name);
     return 0;

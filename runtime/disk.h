@@ -25,9 +25,10 @@
 
 typedef enum spill_disk_mode { SPILL_DISK_URING, SPILL_DISK_MMAP } spill_disk_mode;
 
-/* --disk-io's spelling: "uring" (also NULL or ""; the default) or "mmap", any case. The one place
- * the names are checked: spill-generate's command line before the load, the engine for the library's
- * callers. Returns -1 with a message naming the flag otherwise. */
+/* --disk-io's spelling: "uring" (also NULL: the default) or "mmap", any case. The one place the
+ * names are checked: spill-generate's command line before the load, the engine for the library's
+ * callers (where "" also means the default). Returns -1 with a message naming the flag otherwise
+ * ("" from a command line included). */
 int spill_disk_mode_parse(const char *name, spill_disk_mode *mode, spill_err *err);
 
 typedef struct spill_disk_span {

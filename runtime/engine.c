@@ -244,7 +244,7 @@ int spill_engine_open(const spill_engine_params *given, spill_engine **out, spil
         goto fail;
     }
     spill_disk_mode disk_mode;
-    if (spill_disk_mode_parse(p.disk_io, &disk_mode, err)) goto fail;
+    if (spill_disk_mode_parse(p.disk_io && *p.disk_io ? p.disk_io : NULL, &disk_mode, err)) goto fail;
     /* the mmap comparison hands the mapped file's pages to the computation and drops them when the host
        is done with a layer: a GPU would read pageable file pages (no ATS: an illegal address), or lose
        them while its kernels still run */

@@ -50,6 +50,7 @@ static void test_bad_flags(void **s) {
         /* spelled wrong: said before the model loads */
         {"--draft-skip abc", "--draft-skip 'abc': give a count"},
         {"--disk-io foo", "--disk-io 'foo': uring or mmap"},
+        {"--disk-io ''", "--disk-io '': uring or mmap"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
         run_result *r = run_generate(cases[i].args);
