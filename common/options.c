@@ -20,9 +20,9 @@ const spill_option_def spill_option_table[] = {
      "HBM left to the CUDA context, cuBLAS workspaces and other programs when the budget is automatic"},
     {"host-limit", "SPILL_HOST_LIMIT", SPILL_OPT_SIZE, "0", NULL,
      "most host memory spill may allocate; 0 = what the machine has available"},
-    {"host-node", "SPILL_HOST_NODE", SPILL_OPT_INT, "-1", NULL,
+    {"host-node", "SPILL_HOST_NODE", SPILL_OPT_INT, "-1", "-1..",
      "host NUMA node the forward pass's threads run on and host memory is taken from first; -1 = the system's choice"},
-    {"threads", "SPILL_THREADS", SPILL_OPT_INT, "0", NULL, "CPU threads for the forward pass, 0 to 1024; 0 = all online CPUs"},
+    {"threads", "SPILL_THREADS", SPILL_OPT_INT, "0", "0..1024", "CPU threads for the forward pass; 0 = all online CPUs"},
     {"alloc-log", "SPILL_ALLOC_LOG", SPILL_OPT_STRING, "", NULL,
      "write a CSV line per backend call (alloc, free, advise, prefetch, discard) to this file"},
     {"log", "SPILL_LOG", SPILL_OPT_BOOL, "0", NULL, "diagnostic messages on stderr"},
@@ -103,11 +103,14 @@ static int parse_into(spill_options *o, int i, const char *value, const char *wh
         long v = strtol(value, &end, 10);
         if (errno || end == value || *end || v < INT_MIN / 2 || v > INT_MAX / 2)
             return spill_err_set(err, "%s: '%s' is not an integer", who, value);
-        /* the ranges the flags of the same name take (-t 1..1024, 0 here meaning every CPU) */
-        if (!strcmp(d->name, "threads") && (v < 0 || v > 1024))
-            return spill_err_set(err, "%s: '%s' is not 0 (all online CPUs) to 1024", who, value);
-        if (!strcmp(d->name, "host-node") && v < -1)
-            return spill_err_set(err, "%s: '%s' is not a NUMA node (0 or more; -1 for the system's choice)", who, value);
+        /* the table's range, "lo..hi" or "lo.." (the flags of the same name take the same) */
+        if (d->choices) {
+            char *hi = NULL;
+            long lo = strtol(d->choices, &hi, 10);
+            int has_hi = hi[0] == '.' && hi[1] == '.' && hi[2];
+            if (v < lo || (has_hi && v > strtol(hi + 2, NULL, 10)))
+                return spill_err_set(err, "%s: '%s' is outside %s (%s)", who, value, d->choices, d->doc);
+        }
         int iv = (int)v;
         memcpy(dst, &iv, sizeof iv);
         return 0;

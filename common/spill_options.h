@@ -44,7 +44,7 @@ typedef struct spill_option_def {
     const char *env;
     spill_option_type type;
     const char *def;     /* default, as text, parsed by the same code as everything else */
-    const char *choices; /* SPILL_OPT_CHOICE: "a|b|c" */
+    const char *choices; /* SPILL_OPT_CHOICE: "a|b|c"; SPILL_OPT_INT: the range, "lo..hi" or "lo..", or NULL */
     const char *doc;
 } spill_option_def;
 
