@@ -1,7 +1,7 @@
 /* The CPU twins of kernels/cuda/gemv.cu: the fused dequantize-GEMV of decode, and the expansion of
  * quantized rows to BF16 tiles for prefill's cuBLAS. They decode the blocks with the GPU's own
  * decoder (kernels/cuda/dequant.cuh, compiled here as C) and sum in the GPU's order: lane L of a
- * warp takes chunks L, L+32, ... of the row, then the 32 lanes are added by a butterfly. */
+ * warp takes pieces L, L+32, ... of 8 values of the row, then the 32 lanes are added by a butterfly. */
 #include "spill_kernels.h"
 #include "cuda/dequant.cuh"
 

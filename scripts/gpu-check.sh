@@ -9,7 +9,8 @@
 # Exits 2 with a message on a machine without a usable NVIDIA GPU, 1 when a step failed (the file
 # says which), 0 when every step ran. Each step gets what is left of the time and is cut off there;
 # a step cut off is recorded as such. Environment: SPILL_BUILD (default build-gpu), SPILL_SMOLLM (the
-# SmolLM2 GGUF; default ~/.cache/spill/...), GPU_CHECK_OUT (default docs/results-gpu.md),
+# SmolLM2 GGUF; default ~/.cache/spill/...; GPU_CHECK_DISK_ARGS: the --hbm-budget and --host-limit
+# that put its layers on disk), GPU_CHECK_OUT (default docs/results-gpu.md),
 # SPILL_GPU_PREBUILT=1 (SPILL_BUILD was built elsewhere, e.g. by scripts/gpu-pack.sh on a machine with
 # the dev packages: no build step here).
 set -uo pipefail
@@ -141,6 +142,10 @@ if [ -s "$log/diffs" ]; then
     { echo "Each GPU kernel against its CPU twin (test_cuda_ops):"; echo; echo '```'; cat "$log/diffs"; echo '```'; echo; } >>"$out.tmp"
 fi
 
+# the fused dequantize-GEMV alone, every format, 1 to 8 tokens: decode's speed with the weights in HBM
+[ -x "$root/$build/spill-gemv-bench" ] &&
+    step "Decode GEMV per format (spill-gemv-bench)" 60 "$root/$build/spill-gemv-bench"
+
 step "Tier bandwidths (spill-bench tiers)" 60 "$bench" tiers --size 256M --reps 5 --profile-out "$prof"
 [ -s "$prof" ] || prof=""
 profile_args=()
@@ -157,8 +162,11 @@ if [ -r "$smollm" ]; then
     # the disk tier under a GPU plan (written 2026-12-05, never run on a GPU before): the host limit sends
     # most streamed layers to disk, the GPU reads them from pinned disk slots; the text must be the one
     # of "SmolLM2 on the GPU" above, and the closing lines say how many layers came from disk
-    step "SmolLM2 on the GPU, layers on disk (stream, 24M budget, --host-limit 64M)" 40 "$gen" -m "$smollm" \
-        -p "The capital of France is" --temp 0 -n 32 --device cuda --policy stream --hbm-budget 24M --host-limit 64M -c 512
+    # (GPU_CHECK_DISK_ARGS: the budget and limit for a smaller SmolLM2, e.g. scripts/gguf_first_layers.py's)
+    disk_args=${GPU_CHECK_DISK_ARGS:---hbm-budget 24M --host-limit 64M}
+    # shellcheck disable=SC2086 # the arguments are words
+    step "SmolLM2 on the GPU, layers on disk (stream, $disk_args)" 40 "$gen" -m "$smollm" \
+        -p "The capital of France is" --temp 0 -n 32 --device cuda --policy stream $disk_args -c 512
     step "Placement sweep: SmolLM2 (Q4_1, kept Q4_1 on the GPU)" 90 "$bench" placement -m "$smollm" --device cuda \
         "${profile_args[@]}" --budgets 25%,50%,100% --policies fault,pin,stream,auto --prompt-tokens 128 --gen-tokens 32 \
         --plot "$root/$build/placement-smollm2-gpu.svg"

@@ -2,8 +2,10 @@
 // spill_dequant_bf16 are the CPU twins, kernels/gemv.c).
 // Decode (a few tokens): a fused dequantize-GEMV. Decode reads every weight once per token, so bytes
 // are speed: a Q4 weight read as Q4 moves a quarter of what its F16 expansion would. One warp per row;
-// lane L decodes chunks L, L+32, ... of 32 values (kernels/cuda/dequant.cuh) into registers and
+// lane L decodes pieces L, L+32, ... of 8 values (kernels/cuda/dequant.cuh) into registers and
 // multiplies them with each token's activations; the lanes are summed by a butterfly of shuffles.
+// A warp's 32 lanes thus read 256 consecutive values of the row and of each token's activations at a
+// time (one Q4_K super-block; the activations as two float4 loads a lane where they are aligned).
 // Prefill (many tokens): a weight is reused by every token, so rows are expanded to BF16 tiles that
 // cuBLAS multiplies (spill_cu_gemm_ld); BF16 because F16 overflows past 65504.
 #include <cuda_bf16.h>
@@ -17,22 +19,29 @@
 template <int NT>
 __global__ static void __launch_bounds__(GEMV_WARPS * 32)
     gemv_kernel(float *out, long long ldo, const uint8_t *w, int type, long long rows, long long cols, size_t rb,
-                const float *x) {
+                const float *x, int xvec) {
     const long long r = (long long)blockIdx.x * GEMV_WARPS + threadIdx.x / 32;
     const int lane = threadIdx.x % 32;
     if (r >= rows) return; // a whole warp leaves together: the shuffles below see full warps
     const uint8_t *row = w + (size_t)r * rb;
-    const long long nch = (cols + SPILL_DQ_CHUNK - 1) / SPILL_DQ_CHUNK;
-    float acc[NT], v[SPILL_DQ_CHUNK];
+    const long long np = (cols + SPILL_DQ_CHUNK - 1) / SPILL_DQ_CHUNK;
+    float acc[NT], v[SPILL_DQ_CHUNK], xv[SPILL_DQ_CHUNK];
     for (int t = 0; t < NT; t++) acc[t] = 0;
-    for (long long c = lane; c < nch; c += 32) {
+    for (long long c = lane; c < np; c += 32) {
         int n = spill_dq_chunk(type, row, cols, c, v);
         for (int t = 0; t < NT; t++) {
             const float *xc = x + (size_t)t * cols + (size_t)c * SPILL_DQ_CHUNK;
+            if (xvec) { // 16-byte aligned, whole pieces: two 16-byte loads
+                const float4 a = ((const float4 *)xc)[0], b = ((const float4 *)xc)[1];
+                xv[0] = a.x, xv[1] = a.y, xv[2] = a.z, xv[3] = a.w, xv[4] = b.x, xv[5] = b.y, xv[6] = b.z, xv[7] = b.w;
+            } else {
+#pragma unroll
+                for (int j = 0; j < SPILL_DQ_CHUNK; j++) xv[j] = j < n ? xc[j] : 0.0f;
+            }
             float a = acc[t];
 #pragma unroll
             for (int j = 0; j < SPILL_DQ_CHUNK; j++) // constant indices keep v in registers
-                if (j < n) a = fmaf(v[j], xc[j], a);
+                if (j < n) a = fmaf(v[j], xv[j], a);
             acc[t] = a;
         }
     }
@@ -45,7 +54,9 @@ __global__ static void __launch_bounds__(GEMV_WARPS * 32)
 template <int NT>
 static void gemv_launch(float *out, long long ldo, const uint8_t *w, int type, long long rows, long long cols, size_t rb,
                         const float *x, cudaStream_t stream) {
-    gemv_kernel<NT><<<spill_cu_blocks(rows, GEMV_WARPS), GEMV_WARPS * 32, 0, stream>>>(out, ldo, w, type, rows, cols, rb, x);
+    const int xvec = ((uintptr_t)x & 15) == 0 && cols % SPILL_DQ_CHUNK == 0;
+    gemv_kernel<NT><<<spill_cu_blocks(rows, GEMV_WARPS), GEMV_WARPS * 32, 0, stream>>>(out, ldo, w, type, rows, cols, rb, x,
+                                                                                        xvec);
 }
 
 static int check_shape(const char *what, spill_dtype type, int64_t rows, int64_t cols, size_t *rb, spill_err *err) {
@@ -80,7 +91,7 @@ extern "C" int spill_cu_gemv(float *out, int64_t ldo, const void *w, spill_dtype
     return 0;
 }
 
-// one thread per chunk of 32 values
+// one thread per piece of 8 values
 __global__ static void dequant_bf16_kernel(__nv_bfloat16 *out, const uint8_t *w, int type, long long rows, long long cols,
                                            size_t rb) {
     const long long nch = (cols + SPILL_DQ_CHUNK - 1) / SPILL_DQ_CHUNK;

@@ -1,5 +1,5 @@
 // Embedding lookup: rows of a table, dequantized to F32 (the token embedding may be quantized). One
-// thread per chunk of 32 values, decoded by kernels/cuda/dequant.cuh as the GEMV decodes them.
+// thread per piece of 8 values, decoded by kernels/cuda/dequant.cuh as the GEMV decodes them.
 #include "cuda_check.cuh"
 #include "dequant.cuh"
 #include "spill_cuda_ops.h"
