@@ -10,7 +10,7 @@
 # says which), 0 when every step ran. Each step gets what is left of the time and is cut off there;
 # a step cut off is recorded as such. Environment: SPILL_BUILD (default build-gpu), SPILL_SMOLLM (the
 # SmolLM2 GGUF; default ~/.cache/spill/...; GPU_CHECK_DISK_ARGS: the --hbm-budget and --host-limit
-# that put its layers on disk), GPU_CHECK_OUT (default docs/results-gpu.md),
+# that put its layers on disk; GPU_CHECK_SMOLLM_BUDGETS: its placement sweep's budgets), GPU_CHECK_OUT (default docs/results-gpu.md),
 # SPILL_GPU_PREBUILT=1 (SPILL_BUILD was built elsewhere, e.g. by scripts/gpu-pack.sh on a machine with
 # the dev packages: no build step here).
 set -uo pipefail
@@ -168,7 +168,7 @@ if [ -r "$smollm" ]; then
     step "SmolLM2 on the GPU, layers on disk (stream, $disk_args)" 40 "$gen" -m "$smollm" \
         -p "The capital of France is" --temp 0 -n 32 --device cuda --policy stream $disk_args -c 512
     step "Placement sweep: SmolLM2 (Q4_1, kept Q4_1 on the GPU)" 90 "$bench" placement -m "$smollm" --device cuda \
-        "${profile_args[@]}" --budgets 25%,50%,100% --policies fault,pin,stream,auto --prompt-tokens 128 --gen-tokens 32 \
+        "${profile_args[@]}" --budgets "${GPU_CHECK_SMOLLM_BUDGETS:-25%,50%,100%}" --policies fault,pin,stream,auto --prompt-tokens 128 --gen-tokens 32 \
         --plot "$root/$build/placement-smollm2-gpu.svg"
 else
     echo "## SmolLM2" >>"$out.tmp"

@@ -328,6 +328,23 @@ static void test_gemv(void **s) {
             snprintf(what, sizeof what, "gemv %s, %d tokens", spill_dtype_name(types[k]), nt);
             close_to(got, ref, (size_t)LDO * nt, 1e-6, what);
         }
+        /* weights 2 bytes and activations 4 bytes past an alignment of 16: the kernel that tests each
+           load's address (the aligned ones above are chosen per format) */
+        uint8_t *dw_odd = dev(NULL, rb * R + 16);
+        float *dx_odd = dev(NULL, sizeof x + 16);
+        assert_int_equal(cudaMemcpy(dw_odd + 2, w, rb * R, cudaMemcpyHostToDevice), cudaSuccess);
+        assert_int_equal(cudaMemcpy(dx_odd + 1, x, sizeof x, cudaMemcpyHostToDevice), cudaSuccess);
+        for (int nt = 1; nt <= SPILL_GEMV_MAX_TOK; nt += 4) {
+            memset(ref, 0, sizeof ref);
+            spill_gemv(ref, LDO, w, types[k], R, C, x, nt);
+            assert_int_equal(cudaMemset(dout, 0, sizeof got), cudaSuccess);
+            if (spill_cu_gemv(dout, LDO, dw_odd + 2, types[k], R, C, dx_odd + 1, nt, NULL, &err)) fail_msg("%s", err.msg);
+            back(got, dout, sizeof got);
+            char what[80];
+            snprintf(what, sizeof what, "gemv %s, %d tokens, unaligned", spill_dtype_name(types[k]), nt);
+            close_to(got, ref, (size_t)LDO * nt, 1e-6, what);
+        }
+        cudaFree(dw_odd), cudaFree(dx_odd);
         spill_dequant_bf16(bref, w, types[k], R, C);
         void *dbf = dev(NULL, sizeof bgot);
         if (spill_cu_dequant_bf16(dbf, dw, types[k], R, C, NULL, &err)) fail_msg("%s", err.msg);
