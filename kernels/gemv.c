@@ -15,7 +15,7 @@ void spill_gemv(float *out, int64_t ldo, const void *w, spill_dtype type, int64_
         const uint8_t *row = (const uint8_t *)w + (uint64_t)r * rb;
         memset(lane, 0, sizeof lane);
         for (int64_t c = 0; c < nch; c++) {
-            int n = spill_dq_chunk(type, 0, row, cols, c, v);
+            int n = spill_dq_chunk(type, row, cols, c, v);
             for (int t = 0; t < n_tok; t++) {
                 const float *xc = x + (int64_t)t * cols + c * SPILL_DQ_CHUNK;
                 float acc = lane[c % 32][t];
@@ -39,7 +39,7 @@ void spill_dequant_bf16(uint16_t *out, const void *w, spill_dtype type, int64_t 
     SPILL_ASSERT(rb);
     for (int64_t r = 0; r < rows; r++)
         for (int64_t c = 0; c < nch; c++) {
-            int n = spill_dq_chunk(type, 0, (const uint8_t *)w + (uint64_t)r * rb, cols, c, v);
+            int n = spill_dq_chunk(type, (const uint8_t *)w + (uint64_t)r * rb, cols, c, v);
             for (int j = 0; j < n; j++) out[r * cols + c * SPILL_DQ_CHUNK + j] = spill_fp32_to_bf16(v[j]);
         }
 }

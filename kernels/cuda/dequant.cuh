@@ -48,15 +48,14 @@ SPILL_DQ_HOST_FN int spill_dq_supported(int type) {
            type == SPILL_DT_Q4_0 || type == SPILL_DT_Q4_1 || type == SPILL_DT_Q4_K || type == SPILL_DT_Q6_K;
 }
 
-/* the 8 bytes at p as a little-endian integer (every target spill builds for is little-endian). On
- * the GPU one load as wide as p's alignment allows: al is what the caller knows p to be a multiple of
- * (8, 4 or 2: one load of that width, no test; 1: tested here) */
-SPILL_DQ_FN uint64_t spill_dq_ld8(const uint8_t *p, int al) {
+/* the 8 bytes at p as a little-endian integer (every target spill builds for is little-endian): on
+ * the GPU one load as wide as p's alignment allows */
+SPILL_DQ_FN uint64_t spill_dq_ld8(const uint8_t *p) {
 #ifdef __CUDACC__
     const uintptr_t a = (uintptr_t)p;
-    if (al >= 8 || (al == 1 && (a & 7) == 0)) return *(const unsigned long long *)p;
-    if (al == 4 || (al == 1 && (a & 3) == 0)) return *(const unsigned *)p | (uint64_t) * (const unsigned *)(p + 4) << 32;
-    if (al == 2 || (al == 1 && (a & 1) == 0)) {
+    if ((a & 7) == 0) return *(const unsigned long long *)p;
+    if ((a & 3) == 0) return *(const unsigned *)p | (uint64_t) * (const unsigned *)(p + 4) << 32;
+    if ((a & 1) == 0) {
         const unsigned short *h = (const unsigned short *)p;
         return h[0] | (uint64_t)h[1] << 16 | (uint64_t)h[2] << 32 | (uint64_t)h[3] << 48;
     }
@@ -65,40 +64,25 @@ SPILL_DQ_FN uint64_t spill_dq_ld8(const uint8_t *p, int al) {
     for (int i = 0; i < 8; i++) v |= (uint64_t)p[i] << (8 * i);
     return v;
 #else
-    (void)al;
     uint64_t v;
     memcpy(&v, p, 8);
     return v;
 #endif
 }
 
-/* whether a matrix at w with rows of `cols` values may be decoded with al16 set (see spill_dq_chunk) */
-SPILL_DQ_HOST_FN int spill_dq_al16(int type, const void *w, int64_t cols) {
-    if ((uintptr_t)w % 16) return 0;
-    if (type == SPILL_DT_F32 || type == SPILL_DT_F16 || type == SPILL_DT_BF16) return cols % SPILL_DQ_CHUNK == 0;
-    return 1; /* rows of whole blocks: Q4_K 144 bytes each, Q4_1 20, Q8_0 34, Q4_0 18, Q6_K 210 */
-}
-
-/* Q4_K's 6-bit scale and min of sub-block j (0..7), from the 12 bytes that pack them: bytes 0-3 in
- * bits 32-63 of h0 (the block's first 8 bytes), bytes 4-11 in h1 (its next 8) */
-SPILL_DQ_FN void spill_dq_scale_min_k4(int j, uint64_t h0, uint64_t h1, int *d, int *m) {
-#define SPILL_DQ_SC(i) ((int)((i) < 4 ? (h0 >> (32 + 8 * (i))) & 0xFF : (h1 >> (8 * ((i) - 4))) & 0xFF))
+/* Q4_K's 6-bit scale and min of sub-block j (0..7), packed in 12 bytes */
+SPILL_DQ_FN void spill_dq_scale_min_k4(int j, const uint8_t *q, int *d, int *m) {
     if (j < 4) {
-        *d = SPILL_DQ_SC(j) & 63;
-        *m = SPILL_DQ_SC(j + 4) & 63;
+        *d = q[j] & 63;
+        *m = q[j + 4] & 63;
     } else {
-        *d = (SPILL_DQ_SC(j + 4) & 0xF) | ((SPILL_DQ_SC(j - 4) >> 6) << 4);
-        *m = (SPILL_DQ_SC(j + 4) >> 4) | ((SPILL_DQ_SC(j) >> 6) << 4);
+        *d = (q[j + 4] & 0xF) | ((q[j - 4] >> 6) << 4);
+        *m = (q[j + 4] >> 4) | ((q[j] >> 6) << 4);
     }
-#undef SPILL_DQ_SC
 }
 
-/* v[0..8) = piece c of a row of `cols` values of `type`; returns how many are real (8 but at a short end).
- * al16: the caller checked that the matrix starts at a multiple of 16 bytes and that its rows hold
- * whole pieces (spill_dq_al16), so every row starts where each load below may be as wide as the
- * format's layout allows (Q4_K and 8-value pieces of F32/F16/BF16: 8 bytes; Q4_1: 4; the others: 2),
- * a width known at compile time; 0: each load tests its address */
-SPILL_DQ_FN int spill_dq_chunk(int type, int al16, const uint8_t *row, int64_t cols, int64_t c, float *v) {
+/* v[0..8) = piece c of a row of `cols` values of `type`; returns how many are real (8 but at a short end) */
+SPILL_DQ_FN int spill_dq_chunk(int type, const uint8_t *row, int64_t cols, int64_t c, float *v) {
     switch (type) {
     case SPILL_DT_F32:
     case SPILL_DT_F16:
@@ -109,7 +93,7 @@ SPILL_DQ_FN int spill_dq_chunk(int type, int al16, const uint8_t *row, int64_t c
         if (n == SPILL_DQ_CHUNK) { /* whole: 32 or 16 bytes in wide loads */
             SPILL_DQ_UNROLL
             for (int i = 0; i < es; i++) {
-                uint64_t w = spill_dq_ld8(p + 8 * i, al16 ? 8 : 1);
+                uint64_t w = spill_dq_ld8(p + 8 * i);
                 if (type == SPILL_DT_F32) {
                     uint32_t lo = (uint32_t)w, hi = (uint32_t)(w >> 32);
                     float flo, fhi;
@@ -141,7 +125,7 @@ SPILL_DQ_FN int spill_dq_chunk(int type, int al16, const uint8_t *row, int64_t c
     case SPILL_DT_Q8_0: { /* quarter c % 4 of block c / 4 */
         const spill_block_q8_0 *b = (const spill_block_q8_0 *)row + c / 4;
         const float d = SPILL_DQ_H2F(b->d);
-        const uint64_t w = spill_dq_ld8((const uint8_t *)b->qs + 8 * (c % 4), al16 ? 2 : 1);
+        const uint64_t w = spill_dq_ld8((const uint8_t *)b->qs + 8 * (c % 4));
         SPILL_DQ_UNROLL
         for (int j = 0; j < 8; j++) v[j] = d * SPILL_DQ_U2F(((w >> (8 * j)) & 0xFF) ^ 0x80, 128.0f);
         return 8;
@@ -152,13 +136,13 @@ SPILL_DQ_FN int spill_dq_chunk(int type, int al16, const uint8_t *row, int64_t c
         if (type == SPILL_DT_Q4_0) {
             const spill_block_q4_0 *b = (const spill_block_q4_0 *)row + c / 4;
             const float d = SPILL_DQ_H2F(b->d);
-            const uint64_t w = spill_dq_ld8(b->qs + 8 * (q & 1), al16 ? 2 : 1);
+            const uint64_t w = spill_dq_ld8(b->qs + 8 * (q & 1));
             SPILL_DQ_UNROLL
             for (int j = 0; j < 8; j++) v[j] = d * SPILL_DQ_U2F((w >> (8 * j + sh)) & 15, 8.0f);
         } else {
             const spill_block_q4_1 *b = (const spill_block_q4_1 *)row + c / 4;
             const float d = SPILL_DQ_H2F(b->d), m = SPILL_DQ_H2F(b->m);
-            const uint64_t w = spill_dq_ld8(b->qs + 8 * (q & 1), al16 ? 4 : 1);
+            const uint64_t w = spill_dq_ld8(b->qs + 8 * (q & 1));
             SPILL_DQ_UNROLL
             for (int j = 0; j < 8; j++) v[j] = fmaf(d, SPILL_DQ_U2F((w >> (8 * j + sh)) & 15, 0.0f), m);
         }
@@ -167,14 +151,11 @@ SPILL_DQ_FN int spill_dq_chunk(int type, int al16, const uint8_t *row, int64_t c
     case SPILL_DT_Q4_K: { /* sub-block j = (c % 32) / 4 of super-block c / 32, its quarter c % 4 */
         const spill_block_q4_k *b = (const spill_block_q4_k *)row + c / 32;
         const int j = (int)(c % 32) / 4, part = (int)(c % 4);
-        /* the block's first 16 bytes: d, dmin and the 12 bytes of scales and minima */
-        const uint64_t h0 = spill_dq_ld8((const uint8_t *)b, al16 ? 8 : 1), h1 = spill_dq_ld8((const uint8_t *)b + 8, al16 ? 8 : 1);
         int sc, mn;
-        spill_dq_scale_min_k4(j, h0, h1, &sc, &mn);
-        const float d = SPILL_DQ_H2F((uint16_t)h0) * SPILL_DQ_U2F(sc, 0.0f);
-        const float m = SPILL_DQ_H2F((uint16_t)(h0 >> 16)) * SPILL_DQ_U2F(mn, 0.0f);
+        spill_dq_scale_min_k4(j, b->scales, &sc, &mn);
+        const float d = SPILL_DQ_H2F(b->d) * SPILL_DQ_U2F(sc, 0.0f), m = SPILL_DQ_H2F(b->dmin) * SPILL_DQ_U2F(mn, 0.0f);
         /* two sub-blocks share 32 bytes: the even one their low nibbles, the odd one the high */
-        const uint64_t w = spill_dq_ld8(b->qs + (j / 2) * 32 + part * 8, al16 ? 8 : 1);
+        const uint64_t w = spill_dq_ld8(b->qs + (j / 2) * 32 + part * 8);
         const int sh = (j & 1) * 4;
         SPILL_DQ_UNROLL
         for (int l = 0; l < 8; l++) v[l] = fmaf(d, SPILL_DQ_U2F((w >> (8 * l + sh)) & 15, 0.0f), -m);
@@ -183,8 +164,8 @@ SPILL_DQ_FN int spill_dq_chunk(int type, int al16, const uint8_t *row, int64_t c
     default: { /* Q6_K: per 128 values, quarter k of 32 takes ql's low or high nibbles and qh's bits 2k, 2k+1 */
         const spill_block_q6_k *b = (const spill_block_q6_k *)row + c / 32;
         const int jj = (int)(c % 32) / 4, part = (int)(c % 4), half = jj / 4, k = jj % 4;
-        const uint64_t wl = spill_dq_ld8(b->ql + half * 64 + (k & 1) * 32 + part * 8, al16 ? 2 : 1);
-        const uint64_t wh = spill_dq_ld8(b->qh + half * 32 + part * 8, al16 ? 2 : 1);
+        const uint64_t wl = spill_dq_ld8(b->ql + half * 64 + (k & 1) * 32 + part * 8);
+        const uint64_t wh = spill_dq_ld8(b->qh + half * 32 + part * 8);
         const float ds = SPILL_DQ_H2F(b->d) * (float)b->scales[half * 8 + k * 2 + part / 2];
         const int shl = k >= 2 ? 4 : 0, shh = 2 * k;
         SPILL_DQ_UNROLL

@@ -16,98 +16,47 @@
 
 #define GEMV_WARPS 4
 
-// The decoded pieces of U iterations are loaded before any is multiplied, so that a warp has U
-// pieces' bytes in flight (a Q4_K piece is 4 bytes: one at a time, the loads' latency, not the bus,
-// set the pace); the sums still run piece after piece in the twin's order. TYPE < 0: the format is
-// an argument (rows whose loads need their addresses tested; rare: spill's buffers are aligned).
-template <int NT, int TYPE>
+template <int NT>
 __global__ static void __launch_bounds__(GEMV_WARPS * 32)
-    gemv_kernel(float *out, long long ldo, const uint8_t *w, int rtype, long long rows, long long cols, size_t rb,
-                const float *x) {
-    constexpr int U = NT <= 2 ? 4 : 2;
-    constexpr int AL = TYPE >= 0; // the host checked spill_dq_al16 and that x is 16-byte aligned
-    const int type = TYPE >= 0 ? TYPE : rtype;
+    gemv_kernel(float *out, long long ldo, const uint8_t *w, int type, long long rows, long long cols, size_t rb,
+                const float *x, int xvec) {
     const long long r = (long long)blockIdx.x * GEMV_WARPS + threadIdx.x / 32;
     const int lane = threadIdx.x % 32;
     if (r >= rows) return; // a whole warp leaves together: the shuffles below see full warps
     const uint8_t *row = w + (size_t)r * rb;
     const long long np = (cols + SPILL_DQ_CHUNK - 1) / SPILL_DQ_CHUNK;
-    float acc[NT];
-#pragma unroll
+    float acc[NT], v[SPILL_DQ_CHUNK], xv[SPILL_DQ_CHUNK];
     for (int t = 0; t < NT; t++) acc[t] = 0;
-    long long c = lane;
-    for (; c + 32 * (U - 1) < np; c += 32 * U) {
-        float v[U][SPILL_DQ_CHUNK];
-        int n[U];
-#pragma unroll
-        for (int u = 0; u < U; u++) n[u] = spill_dq_chunk(type, AL, row, cols, c + 32 * u, v[u]);
-#pragma unroll
-        for (int t = 0; t < NT; t++) {
-            float a = acc[t];
-#pragma unroll
-            for (int u = 0; u < U; u++) {
-                const float *xc = x + (size_t)t * cols + (size_t)(c + 32 * u) * SPILL_DQ_CHUNK;
-                float xv[SPILL_DQ_CHUNK];
-                if (AL) { // whole pieces, 16-byte aligned: two 16-byte loads
-                    const float4 p = ((const float4 *)xc)[0], q = ((const float4 *)xc)[1];
-                    xv[0] = p.x, xv[1] = p.y, xv[2] = p.z, xv[3] = p.w, xv[4] = q.x, xv[5] = q.y, xv[6] = q.z, xv[7] = q.w;
-                } else {
-#pragma unroll
-                    for (int j = 0; j < SPILL_DQ_CHUNK; j++) xv[j] = j < n[u] ? xc[j] : 0.0f;
-                }
-#pragma unroll
-                for (int j = 0; j < SPILL_DQ_CHUNK; j++) // constant indices keep v in registers
-                    if (j < n[u]) a = fmaf(v[u][j], xv[j], a);
-            }
-            acc[t] = a;
-        }
-    }
-    for (; c < np; c += 32) { // the last pieces, one at a time
-        float v[SPILL_DQ_CHUNK];
-        const int n = spill_dq_chunk(type, AL, row, cols, c, v);
-#pragma unroll
+    for (long long c = lane; c < np; c += 32) {
+        int n = spill_dq_chunk(type, row, cols, c, v);
         for (int t = 0; t < NT; t++) {
             const float *xc = x + (size_t)t * cols + (size_t)c * SPILL_DQ_CHUNK;
+            if (xvec) { // 16-byte aligned, whole pieces: two 16-byte loads
+                const float4 a = ((const float4 *)xc)[0], b = ((const float4 *)xc)[1];
+                xv[0] = a.x, xv[1] = a.y, xv[2] = a.z, xv[3] = a.w, xv[4] = b.x, xv[5] = b.y, xv[6] = b.z, xv[7] = b.w;
+            } else {
+#pragma unroll
+                for (int j = 0; j < SPILL_DQ_CHUNK; j++) xv[j] = j < n ? xc[j] : 0.0f;
+            }
             float a = acc[t];
 #pragma unroll
-            for (int j = 0; j < SPILL_DQ_CHUNK; j++)
-                if (j < n) a = fmaf(v[j], xc[j], a);
+            for (int j = 0; j < SPILL_DQ_CHUNK; j++) // constant indices keep v in registers
+                if (j < n) a = fmaf(v[j], xv[j], a);
             acc[t] = a;
         }
     }
     for (int off = 16; off; off >>= 1)
-#pragma unroll
         for (int t = 0; t < NT; t++) acc[t] += __shfl_xor_sync(0xffffffffu, acc[t], off);
     if (lane == 0)
-#pragma unroll
         for (int t = 0; t < NT; t++) out[(size_t)t * ldo + r] = acc[t];
 }
 
-template <int NT, int TYPE>
+template <int NT>
 static void gemv_launch(float *out, long long ldo, const uint8_t *w, int type, long long rows, long long cols, size_t rb,
                         const float *x, cudaStream_t stream) {
-    gemv_kernel<NT, TYPE><<<spill_cu_blocks(rows, GEMV_WARPS), GEMV_WARPS * 32, 0, stream>>>(out, ldo, w, type, rows, cols,
-                                                                                              rb, x);
-}
-
-// one kernel per token count (the accumulators stay in registers) and, for aligned operands, per format
-template <int NT>
-static void gemv_dispatch(float *out, long long ldo, const uint8_t *w, int type, long long rows, long long cols, size_t rb,
-                          const float *x, cudaStream_t st) {
-    if (((uintptr_t)x & 15) || !spill_dq_al16(type, w, cols)) {
-        gemv_launch<NT, -1>(out, ldo, w, type, rows, cols, rb, x, st);
-        return;
-    }
-    switch (type) {
-    case SPILL_DT_F32: gemv_launch<NT, SPILL_DT_F32>(out, ldo, w, type, rows, cols, rb, x, st); break;
-    case SPILL_DT_F16: gemv_launch<NT, SPILL_DT_F16>(out, ldo, w, type, rows, cols, rb, x, st); break;
-    case SPILL_DT_BF16: gemv_launch<NT, SPILL_DT_BF16>(out, ldo, w, type, rows, cols, rb, x, st); break;
-    case SPILL_DT_Q8_0: gemv_launch<NT, SPILL_DT_Q8_0>(out, ldo, w, type, rows, cols, rb, x, st); break;
-    case SPILL_DT_Q4_0: gemv_launch<NT, SPILL_DT_Q4_0>(out, ldo, w, type, rows, cols, rb, x, st); break;
-    case SPILL_DT_Q4_1: gemv_launch<NT, SPILL_DT_Q4_1>(out, ldo, w, type, rows, cols, rb, x, st); break;
-    case SPILL_DT_Q4_K: gemv_launch<NT, SPILL_DT_Q4_K>(out, ldo, w, type, rows, cols, rb, x, st); break;
-    default: gemv_launch<NT, SPILL_DT_Q6_K>(out, ldo, w, type, rows, cols, rb, x, st); break;
-    }
+    const int xvec = ((uintptr_t)x & 15) == 0 && cols % SPILL_DQ_CHUNK == 0;
+    gemv_kernel<NT><<<spill_cu_blocks(rows, GEMV_WARPS), GEMV_WARPS * 32, 0, stream>>>(out, ldo, w, type, rows, cols, rb, x,
+                                                                                        xvec);
 }
 
 static int check_shape(const char *what, spill_dtype type, int64_t rows, int64_t cols, size_t *rb, spill_err *err) {
@@ -127,15 +76,15 @@ extern "C" int spill_cu_gemv(float *out, int64_t ldo, const void *w, spill_dtype
                              (long long)ldo, (long long)rows);
     const uint8_t *wb = (const uint8_t *)w;
     cudaStream_t st = (cudaStream_t)stream;
-    switch (n_tok) {
-    case 1: gemv_dispatch<1>(out, ldo, wb, type, rows, cols, rb, x, st); break;
-    case 2: gemv_dispatch<2>(out, ldo, wb, type, rows, cols, rb, x, st); break;
-    case 3: gemv_dispatch<3>(out, ldo, wb, type, rows, cols, rb, x, st); break;
-    case 4: gemv_dispatch<4>(out, ldo, wb, type, rows, cols, rb, x, st); break;
-    case 5: gemv_dispatch<5>(out, ldo, wb, type, rows, cols, rb, x, st); break;
-    case 6: gemv_dispatch<6>(out, ldo, wb, type, rows, cols, rb, x, st); break;
-    case 7: gemv_dispatch<7>(out, ldo, wb, type, rows, cols, rb, x, st); break;
-    default: gemv_dispatch<8>(out, ldo, wb, type, rows, cols, rb, x, st); break;
+    switch (n_tok) { // one kernel per token count: the accumulators stay in registers
+    case 1: gemv_launch<1>(out, ldo, wb, type, rows, cols, rb, x, st); break;
+    case 2: gemv_launch<2>(out, ldo, wb, type, rows, cols, rb, x, st); break;
+    case 3: gemv_launch<3>(out, ldo, wb, type, rows, cols, rb, x, st); break;
+    case 4: gemv_launch<4>(out, ldo, wb, type, rows, cols, rb, x, st); break;
+    case 5: gemv_launch<5>(out, ldo, wb, type, rows, cols, rb, x, st); break;
+    case 6: gemv_launch<6>(out, ldo, wb, type, rows, cols, rb, x, st); break;
+    case 7: gemv_launch<7>(out, ldo, wb, type, rows, cols, rb, x, st); break;
+    default: gemv_launch<8>(out, ldo, wb, type, rows, cols, rb, x, st); break;
     }
     static_assert(SPILL_GEMV_MAX_TOK == 8, "one case per token count");
     SPILL_CU_LAUNCHED("gemv");
@@ -144,13 +93,13 @@ extern "C" int spill_cu_gemv(float *out, int64_t ldo, const void *w, spill_dtype
 
 // one thread per piece of 8 values
 __global__ static void dequant_bf16_kernel(__nv_bfloat16 *out, const uint8_t *w, int type, long long rows, long long cols,
-                                           size_t rb, int al16) {
+                                           size_t rb) {
     const long long nch = (cols + SPILL_DQ_CHUNK - 1) / SPILL_DQ_CHUNK;
     const long long k = (long long)blockIdx.x * blockDim.x + threadIdx.x;
     if (k >= rows * nch) return;
     const long long r = k / nch, c = k % nch;
     float v[SPILL_DQ_CHUNK];
-    int n = spill_dq_chunk(type, al16, w + (size_t)r * rb, cols, c, v);
+    int n = spill_dq_chunk(type, w + (size_t)r * rb, cols, c, v);
     __nv_bfloat16 *o = out + (size_t)r * cols + (size_t)c * SPILL_DQ_CHUNK;
 #pragma unroll
     for (int j = 0; j < SPILL_DQ_CHUNK; j++)
@@ -163,8 +112,7 @@ extern "C" int spill_cu_dequant_bf16(void *out, const void *w, spill_dtype type,
     if (check_shape("dequant_bf16", type, rows, cols, &rb, err)) return -1;
     long long n = rows * ((cols + SPILL_DQ_CHUNK - 1) / SPILL_DQ_CHUNK);
     dequant_bf16_kernel<<<spill_cu_blocks(n, 256), 256, 0, (cudaStream_t)stream>>>((__nv_bfloat16 *)out, (const uint8_t *)w,
-                                                                                   (int)type, rows, cols, rb,
-                                                                                   spill_dq_al16(type, w, cols));
+                                                                                   (int)type, rows, cols, rb);
     SPILL_CU_LAUNCHED("dequant_bf16");
     return 0;
 }
