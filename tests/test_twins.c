@@ -178,13 +178,13 @@ static void test_gemv_formats(void **s) {
     for (size_t k = 0; k < sizeof gemv_types / sizeof *gemv_types; k++) {
         spill_dtype t = gemv_types[k];
         int kq = t == SPILL_DT_Q4_K || t == SPILL_DT_Q6_K;
-        gemv_case(t, 37, kq ? 768 : 96, 1, 37);      /* decode: one token, odd rows, fewer chunks than lanes */
-        gemv_case(t, 5, kq ? 2304 : 1120, 3, 9);     /* more chunks than lanes, an output with rows 9 apart */
-        gemv_case(t, 11, kq ? 256 : 32, 8, 11);      /* the most tokens, one chunk or one super-block */
+        gemv_case(t, 37, kq ? 768 : 96, 1, 37);      /* decode: one token, odd rows, fewer pieces than lanes (K-quants: 3 a lane) */
+        gemv_case(t, 5, kq ? 2304 : 1120, 3, 9);     /* more pieces than lanes, an output with rows 9 apart */
+        gemv_case(t, 11, kq ? 256 : 32, 8, 11);      /* the most tokens, one block or one super-block */
     }
 }
 
-/* F32 and 16-bit rows need not hold whole chunks of 32 */
+/* F32 and 16-bit rows need not hold whole pieces of 8 */
 static void test_gemv_ragged(void **s) {
     (void)s;
     gemv_case(SPILL_DT_F32, 7, 45, 2, 7);

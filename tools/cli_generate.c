@@ -59,7 +59,7 @@ static void make_args(spill_generate_opts *o, int *help, spill_arg *a) {
         "cuBLAS over memory placed by the plan (default policy pin, profile gh200-96 on a\n"
         "Grace machine, else h100-pcie, budget: free HBM minus SPILL_HBM_RESERVE)");
     ARG(0, "cuda-graphs", SPILL_ARG_OPTION, &o->env, 0, 0, "0|1", "with --device cuda: replay each decode step as one CUDA graph where the\n"
-        "plan allows (no ring, no disk tier) (default: 1; run on an H200: docs/results-gpu.md)");
+        "plan allows (no ring, no disk tier) (default: 1; run on an H200 and an H100: docs/results-gpu.md)");
     ARG_G(0, "policy", SPILL_ARG_OPTION, &o->env, 0, 0, "NAME", "placement policy: host (everything in host memory, the CPU's default),\n"
         "fault, pin, stream or auto (see spill-plan --help). On the CPU, HBM is emulated in\n"
         "host memory so that any plan runs, with the same tokens", &o->policy_set);
