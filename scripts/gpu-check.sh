@@ -9,8 +9,9 @@
 # Exits 2 with a message on a machine without a usable NVIDIA GPU, 1 when a step failed (the file
 # says which), 0 when every step ran. Each step gets what is left of the time and is cut off there;
 # a step cut off is recorded as such. Environment: SPILL_BUILD (default build-gpu), SPILL_SMOLLM (the
-# SmolLM2 GGUF; default ~/.cache/spill/...; GPU_CHECK_DISK_ARGS: the --hbm-budget and --host-limit
-# that put its layers on disk; GPU_CHECK_SMOLLM_BUDGETS: its placement sweep's budgets), GPU_CHECK_OUT (default docs/results-gpu.md),
+# SmolLM2 GGUF; default ~/.cache/spill/...), GPU_CHECK_DISK_ARGS (the --hbm-budget and --host-limit
+# that put its layers on disk), GPU_CHECK_SMOLLM_BUDGETS (its placement sweep's budgets: a SmolLM2 cut
+# by scripts/gguf_first_layers.py needs sizes, docs/gpu.md), GPU_CHECK_OUT (default docs/results-gpu.md),
 # SPILL_GPU_PREBUILT=1 (SPILL_BUILD was built elsewhere, e.g. by scripts/gpu-pack.sh on a machine with
 # the dev packages: no build step here).
 set -uo pipefail
@@ -190,8 +191,8 @@ step "Placement sweep: 2 Llama-3-70B-shaped layers, BF16" 90 "$bench" placement 
 # the cause is not known, so it runs after everything else has been written down.
 if [ -r "$smollm" ]; then
     # the host limit sends most streamed layers to disk, the GPU reads them from pinned disk slots; the
-    # text must be the one of "SmolLM2 on the GPU" above, and the closing lines say how many layers came from disk
-    # (GPU_CHECK_DISK_ARGS: the budget and limit for a smaller SmolLM2, e.g. scripts/gguf_first_layers.py's)
+    # text must be the one of "SmolLM2 on the GPU" above, and the closing lines say how many layers
+    # came from disk
     disk_args=${GPU_CHECK_DISK_ARGS:---hbm-budget 24M --host-limit 64M}
     # shellcheck disable=SC2086 # the arguments are words
     step "SmolLM2 on the GPU, layers on disk (stream, $disk_args)" 40 "$gen" -m "$smollm" \

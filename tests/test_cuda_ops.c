@@ -328,8 +328,8 @@ static void test_gemv(void **s) {
             snprintf(what, sizeof what, "gemv %s, %d tokens", spill_dtype_name(types[k]), nt);
             close_to(got, ref, (size_t)LDO * nt, 1e-6, what);
         }
-        /* weights 2 bytes and activations 4 bytes past an alignment of 16: the kernel that tests each
-           load's address (the aligned ones above are chosen per format) */
+        /* weights 2 bytes and activations 4 bytes past an alignment of 16: the decoder's loads take
+           the width each address allows, and the activations are read one float at a time */
         uint8_t *dw_odd = dev(NULL, rb * R + 16);
         float *dx_odd = dev(NULL, sizeof x + 16);
         assert_int_equal(cudaMemcpy(dw_odd + 2, w, rb * R, cudaMemcpyHostToDevice), cudaSuccess);
