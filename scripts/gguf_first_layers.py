@@ -20,7 +20,10 @@ def main():
         n = int(sys.argv[2])
     except ValueError:
         sys.exit(f"gguf_first_layers: N '{sys.argv[2]}' is not a number")
-    from gguf import GGUFReader, GGUFValueType, GGUFWriter
+    from gguf import GGUFReader, GGUFWriter
+
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    from gguf_meta import copy_fields, finish
 
     r = GGUFReader(src)
     arch = bytes(r.fields["general.architecture"].parts[-1]).decode()
@@ -30,33 +33,14 @@ def main():
         sys.exit(f"gguf_first_layers: {src} has {have} layers; N must be 1..{have}, not {n}")
     tmp = dst + ".tmp"
     w = GGUFWriter(tmp, arch)
-    for name, f in r.fields.items():
-        if name.startswith("GGUF.") or name in ("general.architecture", "general.alignment"):
-            continue
-        t = f.types[0]
-        if name == key:
-            w.add_key_value(name, n, t)
-        elif t == GGUFValueType.ARRAY:
-            if f.types[1] == GGUFValueType.STRING:
-                v = [bytes(f.parts[i]).decode("utf-8", "surrogateescape") for i in f.data]
-            else:
-                v = [f.parts[i].tolist()[0] for i in f.data]
-            w.add_array(name, v)
-        elif t == GGUFValueType.STRING:
-            w.add_key_value(name, bytes(f.parts[f.data[0]]).decode("utf-8", "surrogateescape"), t)
-        else:
-            w.add_key_value(name, f.parts[f.data[0]].tolist()[0], t)
+    copy_fields(r, w, {key: n})
     kept = 0
     for t in r.tensors:
         if t.name.startswith("blk.") and int(t.name.split(".")[1]) >= n:
             continue
         w.add_tensor(t.name, t.data, raw_shape=t.data.shape, raw_dtype=t.tensor_type)
         kept += 1
-    w.write_header_to_file()
-    w.write_kv_data_to_file()
-    w.write_tensors_to_file()
-    w.close()
-    os.replace(tmp, dst)
+    finish(w, tmp, dst)
     print(f"gguf_first_layers: {dst}: {n} of {have} layers, {kept} tensors, {os.path.getsize(dst) / 2**20:.1f} MiB")
 
 

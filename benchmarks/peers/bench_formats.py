@@ -34,6 +34,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
 sys.path.insert(0, HERE)
 import llamacpp  # noqa: E402  (the same llama.cpp loop and token ids as the placement peer)
+sys.path.insert(0, os.path.join(ROOT, "scripts"))
+from gguf_meta import copy_fields, finish  # noqa: E402  (the metadata copy, shared with gguf_first_layers.py)
 
 FORMATS = ["q4_1", "q8_0", "q4_0", "f16", "bf16"]
 
@@ -43,26 +45,13 @@ def rewrite(src, fmt, dst):
     stay F32, as llama.cpp does); metadata as it was"""
     import numpy as np
     from gguf import GGMLQuantizationType as Q
-    from gguf import GGUFReader, GGUFValueType, GGUFWriter, quants
+    from gguf import GGUFReader, GGUFWriter, quants
     qtype = {"q8_0": Q.Q8_0, "q4_0": Q.Q4_0, "q4_1": Q.Q4_1, "f16": Q.F16, "bf16": Q.BF16}[fmt]
     r = GGUFReader(src)
     arch = bytes(r.fields["general.architecture"].parts[-1]).decode()
     tmp = dst + ".tmp"
     w = GGUFWriter(tmp, arch)
-    for name, f in r.fields.items():
-        if name.startswith("GGUF.") or name in ("general.architecture", "general.alignment"):
-            continue
-        t = f.types[0]
-        if t == GGUFValueType.ARRAY:
-            if f.types[1] == GGUFValueType.STRING:
-                v = [bytes(f.parts[i]).decode("utf-8", "surrogateescape") for i in f.data]
-            else:
-                v = [f.parts[i].tolist()[0] for i in f.data]
-            w.add_array(name, v)
-        elif t == GGUFValueType.STRING:
-            w.add_key_value(name, bytes(f.parts[f.data[0]]).decode("utf-8", "surrogateescape"), t)
-        else:
-            w.add_key_value(name, f.parts[f.data[0]].tolist()[0], t)
+    copy_fields(r, w)
     for t in r.tensors:
         shape = [int(x) for x in reversed(t.shape)]
         a = quants.dequantize(t.data, t.tensor_type).astype(np.float32).reshape(shape)
@@ -74,11 +63,7 @@ def rewrite(src, fmt, dst):
                 w.add_tensor(t.name, q, raw_shape=q.shape, raw_dtype=qtype)
         else:
             w.add_tensor(t.name, a)
-    w.write_header_to_file()
-    w.write_kv_data_to_file()
-    w.write_tensors_to_file()
-    w.close()
-    os.replace(tmp, dst)
+    finish(w, tmp, dst)
 
 
 def model_for(args, fmt):
