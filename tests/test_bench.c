@@ -171,6 +171,9 @@ static void test_bad_flags(void **s) {
         {"placement --synthetic gpt5", "llama3-70b"},
         {"placement --synthetic tiny:layers=0", "layers=1..1024"},
         {"placement --synthetic tiny --policies yolo", "yolo"},
+        {"placement --synthetic tiny --policies ''", "--policies: an empty list"},
+        {"placement --synthetic tiny --policies pin,,auto", "--policies: '' is not one of"},
+        {"placement --synthetic tiny --budgets 50%,,25%", "--budgets: '' is neither"},
         {"placement --synthetic tiny --device cuda", "--device cpu"}, /* no GPU here: it says what to use */
         {"placement --synthetic tiny --device tpu", "cpu or cuda"},
         {"placement -m /nonexistent.gguf --profile-file /nonexistent.json", "/nonexistent.json"},

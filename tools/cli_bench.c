@@ -87,21 +87,33 @@ void spill_bench_usage(FILE *f) {
     spill_args_usage(args, usage_head, f);
 }
 
-/* a comma-separated list (of --flag) whose every item is one of names (case aside); the error lists them */
-static int check_list(const char *flag, const char *v, const char *const *names, spill_err *err) {
-    for (const char *c = v; *c;) {
+/* each item of a comma-separated list (of --flag) checked by ok(item, ctx): an empty list or item is
+   refused, a trailing comma allowed; the error says the item and what the flag takes (takes) */
+static int check_items(const char *flag, const char *v, int (*ok)(const char *item, const void *ctx), const void *ctx,
+                       const char *takes, spill_err *err) {
+    if (!*v) return spill_err_set(err, "--%s: an empty list", flag);
+    for (const char *c = v;;) {
         size_t l = strcspn(c, ",");
-        int ok = 0;
-        for (int k = 0; names[k]; k++) ok |= strlen(names[k]) == l && !strncasecmp(c, names[k], l);
-        if (!ok) {
-            char known[256] = "";
-            for (int k = 0; names[k]; k++)
-                snprintf(known + strlen(known), sizeof known - strlen(known), "%s%s", k ? ", " : "", names[k]);
-            return spill_err_set(err, "--%s: '%.*s' is not one of %s", flag, (int)l, c, known);
-        }
-        c += l + (c[l] == ',');
+        char e[64];
+        if (!l || l >= sizeof e || (snprintf(e, sizeof e, "%.*s", (int)l, c), !ok(e, ctx)))
+            return spill_err_set(err, "--%s: '%.*s' is %s", flag, (int)l, c, takes);
+        if (!c[l] || !c[l + 1]) return 0;
+        c += l + 1;
     }
+}
+
+static int is_name(const char *item, const void *names) {
+    for (const char *const *n = names; *n; n++)
+        if (!strcasecmp(item, *n)) return 1;
     return 0;
+}
+
+/* a list whose every item is one of names (case aside); the error lists them */
+static int check_list(const char *flag, const char *v, const char *const *names, spill_err *err) {
+    char takes[256] = "not one of ";
+    for (int k = 0; names[k]; k++)
+        snprintf(takes + strlen(takes), sizeof takes - strlen(takes), "%s%s", k ? ", " : "", names[k]);
+    return check_items(flag, v, is_name, names, takes, err);
 }
 
 int spill_bench_parse_share(const char *s, double full, uint64_t *bytes, double *frac) {
@@ -120,24 +132,14 @@ int spill_bench_parse_share(const char *s, double full, uint64_t *bytes, double 
     return 0;
 }
 
-/* a comma-separated list of percentages or sizes (--budgets; --host-limits, where "none" is one too) */
+static int is_share(const char *item, const void *none_ok) {
+    uint64_t b;
+    return (*(const int *)none_ok && !strcmp(item, "none")) || !spill_bench_parse_share(item, 1, &b, NULL);
+}
+
+/* a list of percentages or sizes (--budgets; --host-limits, where "none" is one too) */
 static int check_shares(const char *flag, const char *v, int none_ok, spill_err *err) {
-    if (!*v) return spill_err_set(err, "--%s: an empty list", flag);
-    for (const char *c = v;;) {
-        size_t l = strcspn(c, ",");
-        char e[64];
-        uint64_t b;
-        int ok = l < sizeof e;
-        if (ok) {
-            snprintf(e, sizeof e, "%.*s", (int)l, c);
-            ok = (none_ok && !strcmp(e, "none")) || !spill_bench_parse_share(e, 1, &b, NULL);
-        }
-        if (!ok)
-            return spill_err_set(err, "--%s: '%.*s' is neither a percentage from 0%% to 1000%% nor a size (e.g. 512M)", flag,
-                                 (int)l, c);
-        if (!c[l] || !c[l + 1]) return 0; /* a trailing comma is allowed, as in the other lists */
-        c += l + 1;
-    }
+    return check_items(flag, v, is_share, &none_ok, "neither a percentage from 0% to 1000% nor a size (e.g. 512M)", err);
 }
 
 /* the formats spill-bench tiers rates (benchmarks/spill_bench.c: rate_types) */
@@ -174,12 +176,10 @@ int spill_bench_cli(spill_bench_opts *o, int argc, char **argv, FILE *help_out, 
     snprintf(o->budgets, sizeof o->budgets, "%s", f.budgets);
     if (o->host_limits && check_shares("host-limits", o->host_limits, 1, err)) return -1;
     static const char *const disk_modes[] = {"uring", "mmap", "pagecache", NULL};
-    if (!*o->disk_io) return spill_err_set(err, "--disk-io: an empty list");
     if (check_list("disk-io", o->disk_io, disk_modes, err)) return -1;
     if (check_list("policies", f.policies, spill_policy_names, err)) return -1;
     snprintf(o->policies, sizeof o->policies, "%s", f.policies);
     if (f.formats) {
-        if (!*f.formats) return spill_err_set(err, "--formats: an empty list");
         if (strlen(f.formats) >= sizeof o->formats)
             return spill_err_set(err, "--formats: a list of at most %d characters, got %zu", (int)sizeof o->formats - 1,
                                  strlen(f.formats));
