@@ -485,7 +485,8 @@ static int plan_once(const char *name, const spill_region *r, int n, const spill
         spill_plan_free(out);
         return -1;
     }
-    if (!rc && plan_disk(r, n, p, prof, out, err)) rc = -1;
+    /* auto's plan is one of its sub-plans, each already through the disk tier */
+    if (!rc && strcasecmp(name, "auto") && plan_disk(r, n, p, prof, out, err)) rc = -1;
     if (rc) {
         spill_plan_free(out);
         return -1;

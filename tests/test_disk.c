@@ -179,6 +179,21 @@ static void test_plan(void **s) {
     assert_int_equal(plan.region[spill_region_embd(L)].on_disk, 0);
     /* the cost: at least the disk bytes at the disk's rate */
     assert_true(plan.predicted.step_s >= (double)plan.disk_bytes / prof.disk_bw * 0.999);
+    /* every policy under the same limit; auto's sub-plan was sent to disk once, not again on top
+       (auto once counted its disk layers out of host memory twice: 2^64 - 34 MiB in spill-plan) */
+    static const char *const pols[] = {"fault", "pin", "auto"};
+    for (int i = 0; i < 3; i++) {
+        spill_plan_params pq = pp;
+        pq.policy = pols[i];
+        spill_plan q;
+        if (spill_plan_make(r, n, &pq, &q, &err)) fail_msg("%s: %s", pols[i], err.msg);
+        printf("%s: host %.0f MiB, disk %.0f MiB, %d slots\n", pols[i], q.bytes[SPILL_TIER_HOST] / 1048576.0,
+               q.disk_bytes / 1048576.0, q.disk_slots);
+        assert_true(q.bytes[SPILL_TIER_HOST] <= 600ull << 20);
+        assert_int_equal(q.disk_bytes, plan.disk_bytes);
+        assert_int_equal(q.bytes[SPILL_TIER_HOST], plan.bytes[SPILL_TIER_HOST]);
+        spill_plan_free(&q);
+    }
     spill_plan_free(&plan);
     /* no limit, or a limit everything fits in: no disk */
     pp.budget[SPILL_TIER_HOST] = 2000ull << 20;
