@@ -98,7 +98,7 @@ static void *client_main(void *arg) {
         /* the prompt as a JSON string (the prompts are plain ASCII without quotes or backslashes) */
         snprintf(prompt, sizeof prompt, "%s", L->prompts[i % L->n_prompts]);
         snprintf(body, sizeof body, "{\"model\": \"bench\", \"prompt\": \"%s\", \"max_tokens\": %d, \"temperature\": 0, "
-                                    "\"stream\": true}", prompt, L->max_tokens);
+                                    "\"stream\": true, \"stream_options\": {\"include_usage\": true}}", prompt, L->max_tokens);
         client_ctx *c = calloc(1, sizeof *c);
         if (!c) break;
         c->s = s;

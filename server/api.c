@@ -58,6 +58,64 @@ static int integer(const spill_json *j, const char *key, int64_t lo, int64_t hi,
     return 0;
 }
 
+/* OpenAI's fields that spill-server does not do: taken at their "off" value, refused with a 400 naming
+   them otherwise, so that no client gets an answer other than the one it asked for without knowing */
+static int is_off(const spill_json *v) {
+    switch (v->type) {
+    case SPILL_JSON_BOOL: return !v->boolean;
+    case SPILL_JSON_NUMBER: return v->number == 0;
+    case SPILL_JSON_STRING: return v->len == 0;
+    case SPILL_JSON_ARRAY:
+    case SPILL_JSON_OBJECT: return v->n == 0;
+    default: return 1;
+    }
+}
+
+static int unsupported(const spill_json *j, int chat, spill_api_err *e) {
+    enum { B = 1 << SPILL_JSON_BOOL, N = 1 << SPILL_JSON_NUMBER, S = 1 << SPILL_JSON_STRING, A = 1 << SPILL_JSON_ARRAY,
+           O = 1 << SPILL_JSON_OBJECT };
+    static const struct {
+        const char *key;
+        unsigned types; /* the types it may have */
+        const char *type_name, *what;
+    } f[] = {
+        {"logprobs", B | N, "a boolean or a number", "log probabilities"},
+        {"top_logprobs", N, "a number", "log probabilities"},
+        {"echo", B, "a boolean", "echoing the prompt"},
+        {"logit_bias", O, "an object", "logit biases"},
+        {"frequency_penalty", N, "a number", "penalties"},
+        {"presence_penalty", N, "a number", "penalties"},
+        {"suffix", S, "a string", "suffixes"},
+        {"tools", A, "an array", "tool calls"},
+        {"functions", A, "an array", "function calls"},
+    };
+    for (size_t i = 0; i < sizeof f / sizeof *f; i++) {
+        const spill_json *v = spill_json_get(j, f[i].key);
+        if (!v || v->type == SPILL_JSON_NULL) continue;
+        if (!(f[i].types & 1u << v->type))
+            return fail(e, 400, f[i].key, "'%s' must be %s, not %s", f[i].key, f[i].type_name,
+                        spill_json_type_name(v->type));
+        /* a completion's "logprobs": 0 still asks for the chosen token's */
+        int off = is_off(v) && !(!chat && !strcmp(f[i].key, "logprobs") && v->type == SPILL_JSON_NUMBER);
+        if (!off) return fail(e, 400, f[i].key, "'%s': spill-server does not do %s; leave it out", f[i].key, f[i].what);
+    }
+    const spill_json *best = spill_json_get(j, "best_of");
+    if (best && best->type != SPILL_JSON_NULL && !(best->type == SPILL_JSON_NUMBER && best->is_int && best->integer == 1))
+        return fail(e, 400, "best_of", "'best_of': spill-server generates one answer per request (1 only)");
+    const spill_json *tc = spill_json_get(j, "tool_choice");
+    if (tc && tc->type != SPILL_JSON_NULL &&
+        !(tc->type == SPILL_JSON_STRING && (!strcmp(tc->str, "none") || !strcmp(tc->str, "auto"))))
+        return fail(e, 400, "tool_choice", "'tool_choice': spill-server does not do tool calls (\"none\" or \"auto\" only)");
+    const spill_json *rf = spill_json_get(j, "response_format");
+    if (rf && rf->type != SPILL_JSON_NULL) {
+        const spill_json *t = rf->type == SPILL_JSON_OBJECT ? spill_json_get(rf, "type") : NULL;
+        if (!t || t->type != SPILL_JSON_STRING || strcmp(t->str, "text"))
+            return fail(e, 400, "response_format",
+                        "'response_format': spill-server writes plain text only ({\"type\": \"text\"})");
+    }
+    return 0;
+}
+
 /* "prompt": a string, an array of one string, token ids, or an array of one array of ids */
 static int read_prompt(const spill_json *p, const spill_model *m, spill_api_req *r, spill_api_err *e) {
     if (p->type == SPILL_JSON_ARRAY && p->n == 1 &&
@@ -70,18 +128,56 @@ static int read_prompt(const spill_json *p, const spill_model *m, spill_api_req 
     }
     if (p->type != SPILL_JSON_ARRAY) return want(p, SPILL_JSON_STRING, "prompt", e);
     if (p->n == 0) return fail(e, 400, "prompt", "'prompt' is empty");
+    if (p->items[0].type == SPILL_JSON_STRING || p->items[0].type == SPILL_JSON_ARRAY)
+        return fail(e, 400, "prompt", "'prompt' holds %zu prompts; spill-server takes one per request", p->n);
     for (size_t i = 0; i < p->n; i++)
         if (p->items[i].type != SPILL_JSON_NUMBER)
-            return fail(e, 400, "prompt", "'prompt' must be a string or token ids, one prompt per request; item %zu is "
-                                          "not a token id", i);
+            return fail(e, 400, "prompt", "'prompt' must be a string or token ids; item %zu is %s, not a token id", i,
+                        spill_json_type_name(p->items[i].type));
     if (!(r->tokens = malloc(sizeof(int) * p->n))) return fail(e, 500, NULL, "out of memory");
     for (size_t i = 0; i < p->n; i++) {
         const spill_json *t = &p->items[i];
         if (!t->is_int || t->integer < 0 || t->integer >= m->hp.vocab)
-            return fail(e, 400, "prompt", "'prompt' token %zu is not an id of this model's vocabulary", i);
+            return fail(e, 400, "prompt", "'prompt' item %zu (%g) is not a token id of this model's vocabulary (0..%d)",
+                        i, t->number, m->hp.vocab - 1);
         r->tokens[i] = (int)t->integer;
     }
     r->n_tokens = (int)p->n;
+    return 0;
+}
+
+/* a message's content: a string, or OpenAI's array of parts, whose text parts are joined by newlines (as
+   vLLM joins them) into *own */
+static int read_content(const spill_json *c, const char *key, const char **out, char **own, spill_api_err *e) {
+    if (c->type == SPILL_JSON_STRING) {
+        *out = c->str;
+        return 0;
+    }
+    if (c->type != SPILL_JSON_ARRAY) return fail(e, 400, key, "'%s' must be a string or an array of text parts, not %s",
+                                                 key, spill_json_type_name(c->type));
+    size_t len = 0;
+    for (size_t k = 0; k < c->n; k++) {
+        const spill_json *part = &c->items[k], *type = NULL, *text = NULL;
+        if (part->type == SPILL_JSON_OBJECT) {
+            type = spill_json_get(part, "type");
+            text = spill_json_get(part, "text");
+        }
+        if (!type || type->type != SPILL_JSON_STRING || strcmp(type->str, "text") || !text ||
+            text->type != SPILL_JSON_STRING)
+            return fail(e, 400, key, "'%s[%zu]' is not a text part ({\"type\": \"text\", \"text\": \"...\"}); "
+                                     "spill-server takes text only", key, k);
+        len += text->len + 1;
+    }
+    char *buf = malloc(len + 1), *w = buf;
+    if (!buf) return fail(e, 500, NULL, "out of memory");
+    for (size_t k = 0; k < c->n; k++) {
+        const spill_json *text = spill_json_get(&c->items[k], "text");
+        if (k) *w++ = '\n';
+        memcpy(w, text->str, text->len);
+        w += text->len;
+    }
+    *w = 0;
+    *out = *own = buf;
     return 0;
 }
 
@@ -90,8 +186,9 @@ static int read_messages(const spill_json *msgs, const spill_model *m, spill_api
     if (msgs->n == 0) return fail(e, 400, "messages", "'messages' is empty");
     if (msgs->n > 4096) return fail(e, 400, "messages", "'messages' holds %zu messages; 4096 is the most", msgs->n);
     spill_chat_msg *cm = calloc(msgs->n, sizeof *cm);
-    if (!cm) return fail(e, 500, NULL, "out of memory");
+    char **own = calloc(msgs->n, sizeof *own);
     int rc = 0;
+    if (!cm || !own) rc = fail(e, 500, NULL, "out of memory");
     for (size_t i = 0; i < msgs->n && !rc; i++) {
         const spill_json *it = &msgs->items[i];
         char key[64];
@@ -104,14 +201,22 @@ static int read_messages(const spill_json *msgs, const spill_model *m, spill_api
         snprintf(key, sizeof key, "messages[%zu].role", i);
         if (!role) rc = fail(e, 400, key, "'%s' is missing", key);
         else if (want(role, SPILL_JSON_STRING, key, e)) rc = -1;
+        else if (strcmp(role->str, "system") && strcmp(role->str, "developer") && strcmp(role->str, "user") &&
+                 strcmp(role->str, "assistant"))
+            rc = fail(e, 400, key, "'%s' is '%.32s'; spill-server takes system, developer, user or assistant (no tool "
+                                   "calls)", key, role->str);
         snprintf(key, sizeof key, "messages[%zu].content", i);
         if (!rc && !content) rc = fail(e, 400, key, "'%s' is missing", key);
-        else if (!rc && want(content, SPILL_JSON_STRING, key, e)) rc = -1;
-        if (!rc) cm[i] = (spill_chat_msg){role->str, content->str};
+        const char *text = NULL;
+        if (!rc) rc = read_content(content, key, &text, &own[i], e);
+        /* OpenAI's "developer" is the system turn of its newer models */
+        if (!rc) cm[i] = (spill_chat_msg){!strcmp(role->str, "developer") ? "system" : role->str, text};
     }
     spill_err err = {{0}};
     if (!rc && spill_chat_format_messages(m->chat_template, cm, (int)msgs->n, &r->prompt, &err))
         rc = fail(e, 400, "messages", "%s", err.msg);
+    for (size_t i = 0; own && i < msgs->n; i++) free(own[i]);
+    free(own);
     free(cm);
     return rc;
 }
@@ -131,12 +236,14 @@ int spill_api_parse(int chat, const char *body, size_t len, const spill_model *m
         fail(e, 400, NULL, "%s", err.msg);
         goto out;
     }
-    if (want(j, SPILL_JSON_OBJECT, "the request body", e)) goto out;
-    const spill_json *model = spill_json_get(j, "model");
-    if (model && model->type != SPILL_JSON_NULL) {
-        if (want(model, SPILL_JSON_STRING, "model", e)) goto out;
-        snprintf(r->model, sizeof r->model, "%s", model->str);
+    if (j->type != SPILL_JSON_OBJECT) {
+        fail(e, 400, NULL, "the request body must be an object, not %s", spill_json_type_name(j->type));
+        goto out;
     }
+    /* any model name is taken (clients often hard-code one); the answer names the model that served it */
+    const spill_json *model = spill_json_get(j, "model");
+    if (model && model->type != SPILL_JSON_NULL && want(model, SPILL_JSON_STRING, "model", e)) goto out;
+    if (unsupported(j, chat, e)) goto out;
     /* the prompt */
     if (chat) {
         const spill_json *msgs = spill_json_get(j, "messages");
@@ -171,6 +278,19 @@ int spill_api_parse(int chat, const char *body, size_t len, const spill_model *m
     if (stream && stream->type != SPILL_JSON_NULL) {
         if (want(stream, SPILL_JSON_BOOL, "stream", e)) goto out;
         r->stream = stream->boolean;
+    }
+    const spill_json *so = spill_json_get(j, "stream_options");
+    if (so && so->type != SPILL_JSON_NULL) {
+        if (want(so, SPILL_JSON_OBJECT, "stream_options", e)) goto out;
+        if (!r->stream) {
+            fail(e, 400, "stream_options", "'stream_options' is only allowed when 'stream' is true");
+            goto out;
+        }
+        const spill_json *iu = spill_json_get(so, "include_usage");
+        if (iu && iu->type != SPILL_JSON_NULL) {
+            if (want(iu, SPILL_JSON_BOOL, "stream_options.include_usage", e)) goto out;
+            r->include_usage = iu->boolean;
+        }
     }
     const spill_json *stop = spill_json_get(j, "stop");
     if (stop && stop->type != SPILL_JSON_NULL) {
@@ -207,8 +327,8 @@ int spill_api_parse(int chat, const char *body, size_t len, const spill_model *m
     if (r->n_tokens >= ctx) {
         e->status = 400;
         snprintf(e->param, sizeof e->param, "%s", chat ? "messages" : "prompt");
-        snprintf(e->msg, sizeof e->msg, "the prompt is %d tokens but the context holds %d (context_length_exceeded)",
-                 r->n_tokens, ctx);
+        snprintf(e->msg, sizeof e->msg, "the prompt is %d tokens; the context holds %d, so a prompt may have at most %d "
+                 "(one position is left for the answer) (context_length_exceeded)", r->n_tokens, ctx, ctx - 1);
         goto out;
     }
     rc = 0;
@@ -326,11 +446,16 @@ void spill_api_write_chunk(FILE *f, const spill_api_req *r, const char *id, long
         spill_api_write_str(f, text, len);
         fputs(", \"logprobs\": null", f);
     }
-    if (finish != SPILL_FINISH_NONE) {
-        fprintf(f, ", \"finish_reason\": \"%s\"}], ", reason(finish));
+    if (finish == SPILL_FINISH_NONE) {
+        fputs(", \"finish_reason\": null}]}\n\n", f);
+        return;
+    }
+    fprintf(f, ", \"finish_reason\": \"%s\"}]}\n\n", reason(finish));
+    if (r->include_usage) { /* OpenAI's last chunk: no choices, the usage */
+        fputs("data: ", f);
+        head(f, r->chat ? "chat.completion.chunk" : "text_completion", id, created, model);
+        fputs(", \"choices\": [], ", f);
         usage(f, prompt_tokens, completion_tokens);
         fputs("}\n\n", f);
-    } else {
-        fputs(", \"finish_reason\": null}]}\n\n", f);
     }
 }

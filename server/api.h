@@ -24,13 +24,14 @@ typedef struct spill_api_req {
     char *stop[SPILL_API_MAX_STOP];
     int n_stop;
     int stream;
-    char model[128];    /* as the client named it (echoed back) */
+    int include_usage;  /* stream_options.include_usage: a last chunk with the usage */
 } spill_api_req;
 
 typedef struct spill_api_err {
     int status;          /* HTTP status: 400, 404, 405, 413 ... */
     char param[64];      /* the field at fault, or "" */
     char msg[1024];
+    char allow[16];      /* a 405's Allow header, or "" */
 } spill_api_err;
 
 /* Parse and check a request body for /v1/completions (chat 0) or /v1/chat/completions (chat 1) against
@@ -46,7 +47,8 @@ void spill_api_write_error(FILE *f, const spill_api_err *e);
 void spill_api_write_response(FILE *f, const spill_api_req *r, const char *id, long created, const char *model,
                               const char *text, size_t len, spill_finish finish, int prompt_tokens, int completion_tokens);
 /* One server-sent event "data: {...}\n\n" of a stream: first (chat: the assistant's role), a piece of
- * text, or the last one with the finish reason (and usage). */
+ * text, or the last one with the finish reason (then, with include_usage, one with no choices and the
+ * usage). */
 void spill_api_write_chunk(FILE *f, const spill_api_req *r, const char *id, long created, const char *model, int first,
                            const char *text, size_t len, spill_finish finish, int prompt_tokens, int completion_tokens);
 /* s[0..n) as a JSON string literal; bytes that are not UTF-8 become U+FFFD. */

@@ -17,6 +17,7 @@ struct spill_http {
     spill_http_params p;
     char model_name[256];
     double t0;
+    long created; /* when it started, in seconds since the epoch: /v1/models' "created" */
     pthread_mutex_t lock;
     int active, draining, next_id;
     uint64_t http_requests, http_errors;
@@ -33,7 +34,7 @@ typedef struct gen {
     int done;
     spill_finish finish;
     int n_prompt, n_gen, first;
-    spill_api_req req;  /* chat, stream, the model's name as asked */
+    spill_api_req req;  /* chat, stream, include_usage */
     char id[40], model[256];
     long created;
     spill_http *h;
@@ -81,7 +82,7 @@ static void sink(void *user, const char *text, size_t len, int n_tokens, spill_f
         FILE *f = open_memstream(&ev, &evn);
         if (f) {
             if (finish == SPILL_FINISH_ERROR) {
-                spill_api_err e = {500, "", ""};
+                spill_api_err e = {.status = 500};
                 snprintf(e.msg, sizeof e.msg, "%.*s", (int)(len > 900 ? 900 : len), text);
                 fputs("data: ", f);
                 spill_api_write_error(f, &e);
@@ -160,7 +161,7 @@ static void stream_done(void *cls) {
 /* ---- responses ---- */
 
 static enum MHD_Result send_buf(struct MHD_Connection *c, int status, const char *type, char *body, size_t n,
-                                int retry_after) {
+                                int retry_after, const char *allow) {
     struct MHD_Response *r = MHD_create_response_from_buffer(n, body, MHD_RESPMEM_MUST_FREE);
     if (!r) {
         free(body);
@@ -172,6 +173,7 @@ static enum MHD_Result send_buf(struct MHD_Connection *c, int status, const char
         snprintf(s, sizeof s, "%d", retry_after);
         MHD_add_response_header(r, "Retry-After", s);
     }
+    if (allow) MHD_add_response_header(r, "Allow", allow); /* a 405's (RFC 9110) */
     enum MHD_Result rc = MHD_queue_response(c, (unsigned)status, r);
     MHD_destroy_response(r);
     return rc;
@@ -187,25 +189,27 @@ static enum MHD_Result send_error(spill_http *h, struct MHD_Connection *c, const
     pthread_mutex_lock(&h->lock);
     h->http_errors++;
     pthread_mutex_unlock(&h->lock);
-    return send_buf(c, e->status, "application/json", body, n, e->status == 429 || e->status == 503 ? h->p.retry_after_s : 0);
+    return send_buf(c, e->status, "application/json", body, n, e->status == 429 || e->status == 503 ? h->p.retry_after_s : 0,
+                    e->allow[0] ? e->allow : NULL);
 }
 
 static enum MHD_Result send_text(struct MHD_Connection *c, int status, const char *type, const char *text) {
     char *b = strdup(text);
-    return b ? send_buf(c, status, type, b, strlen(b), 0) : MHD_NO;
+    return b ? send_buf(c, status, type, b, strlen(b), 0, NULL) : MHD_NO;
 }
 
-static enum MHD_Result models(spill_http *h, struct MHD_Connection *c) {
+/* GET /v1/models (one: 0) and GET /v1/models/{id} (one: 1) */
+static enum MHD_Result models(spill_http *h, struct MHD_Connection *c, int one) {
     char *body = NULL;
     size_t n = 0;
     FILE *f = open_memstream(&body, &n);
     if (!f) return MHD_NO;
-    fputs("{\"object\": \"list\", \"data\": [{\"id\": ", f);
+    fputs(one ? "{\"id\": " : "{\"object\": \"list\", \"data\": [{\"id\": ", f);
     spill_api_write_str(f, h->model_name, strlen(h->model_name));
-    fprintf(f, ", \"object\": \"model\", \"created\": %ld, \"owned_by\": \"spill\", \"context_length\": %d}]}",
-            (long)time(NULL) - (long)(spill_now() - h->t0), spill_engine_ctx(h->p.engine));
+    fprintf(f, ", \"object\": \"model\", \"created\": %ld, \"owned_by\": \"spill\", \"context_length\": %d}%s",
+            h->created, spill_engine_ctx(h->p.engine), one ? "" : "]}");
     fclose(f);
-    return send_buf(c, 200, "application/json", body, n, 0);
+    return send_buf(c, 200, "application/json", body, n, 0, NULL);
 }
 
 /* Prometheus text exposition */
@@ -256,7 +260,7 @@ static enum MHD_Result metrics(spill_http *h, struct MHD_Connection *c) {
             (unsigned long long)es.weights[SPILL_TIER_HBM], (unsigned long long)es.weights[SPILL_TIER_HOST]);
 #undef M
     fclose(f);
-    return send_buf(c, 200, "text/plain; version=0.0.4", body, n, 0);
+    return send_buf(c, 200, "text/plain; version=0.0.4", body, n, 0, NULL);
 }
 
 /* POST /v1/completions and /v1/chat/completions */
@@ -281,11 +285,11 @@ static enum MHD_Result generate(spill_http *h, struct MHD_Connection *c, int cha
     pthread_mutex_unlock(&h->lock);
     if (draining) {
         gen_unref(g);
-        spill_api_err busy = {503, "", "the server is shutting down"};
+        spill_api_err busy = {.status = 503, .msg = "the server is shutting down"};
         return send_error(h, c, &busy);
     }
     snprintf(g->id, sizeof g->id, "%s-%d", chat ? "chatcmpl" : "cmpl", id);
-    snprintf(g->model, sizeof g->model, "%s", g->req.model[0] ? g->req.model : h->model_name);
+    snprintf(g->model, sizeof g->model, "%s", h->model_name);
     g->created = (long)time(NULL);
     g->n_prompt = g->req.n_tokens;
     const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
@@ -302,7 +306,7 @@ static enum MHD_Result generate(spill_http *h, struct MHD_Connection *c, int cha
         h->active--;
         pthread_mutex_unlock(&h->lock);
         gen_unref(g);
-        spill_api_err ee = {full ? 429 : 400, "", ""};
+        spill_api_err ee = {.status = full ? 429 : 400};
         snprintf(ee.msg, sizeof ee.msg, "%s", err.msg);
         if (full && strstr(err.msg, "shutting down")) ee.status = 503;
         return send_error(h, c, &ee);
@@ -329,7 +333,7 @@ static enum MHD_Result generate(spill_http *h, struct MHD_Connection *c, int cha
         spill_sched_cancel(h->p.sched, g->sched_id);
         rc = MHD_NO;
     } else if (g->finish == SPILL_FINISH_ERROR) {
-        spill_api_err ee = {500, "", ""};
+        spill_api_err ee = {.status = 500};
         snprintf(ee.msg, sizeof ee.msg, "%.900s", g->buf ? g->buf : "generation failed");
         rc = send_error(h, c, &ee);
     } else {
@@ -342,7 +346,7 @@ static enum MHD_Result generate(spill_http *h, struct MHD_Connection *c, int cha
             spill_api_write_response(f, &g->req, g->id, g->created, g->model, g->buf ? g->buf : "", g->len, g->finish,
                                      g->n_prompt, g->n_gen);
             fclose(f);
-            rc = send_buf(c, 200, "application/json", out, n, 0);
+            rc = send_buf(c, 200, "application/json", out, n, 0, NULL);
         }
     }
     pthread_mutex_lock(&h->lock);
@@ -403,7 +407,15 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
     }
     if (!strcmp(url, "/v1/models")) {
         if (!get) goto not_allowed;
-        return models(h, c);
+        return models(h, c, 0);
+    }
+    if (!strncmp(url, "/v1/models/", 11)) {
+        if (!get) goto not_allowed;
+        if (!strcmp(url + 11, h->model_name)) return models(h, c, 1);
+        spill_api_err e = {.status = 404, .param = "model"};
+        snprintf(e.msg, sizeof e.msg, "the model '%.200s' does not exist; this server has '%.200s'", url + 11,
+                 h->model_name);
+        return send_error(h, c, &e);
     }
     if (!strcmp(url, "/metrics")) {
         if (!get) goto not_allowed;
@@ -413,22 +425,23 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
     if (chat || !strcmp(url, "/v1/completions")) {
         if (!post) goto not_allowed;
         if (b->too_big) {
-            spill_api_err e = {413, "", ""};
+            spill_api_err e = {.status = 413};
             snprintf(e.msg, sizeof e.msg, "the request body is larger than %zu bytes", h->p.max_body);
             return send_error(h, c, &e);
         }
         return generate(h, c, chat, b->buf ? b->buf : "", b->len);
     }
     {
-        spill_api_err e = {404, "", ""};
+        spill_api_err e = {.status = 404};
         snprintf(e.msg, sizeof e.msg, "no route %.200s %.200s (the API has /v1/completions, /v1/chat/completions, "
-                                      "/v1/models, /health, /metrics)", method, url);
+                                      "/v1/models, /v1/models/{id}, /health, /metrics)", method, url);
         return send_error(h, c, &e);
     }
 not_allowed: {
-    spill_api_err e = {405, "", ""};
-    snprintf(e.msg, sizeof e.msg, "%.200s takes %s, not %.20s", url,
-             !strcmp(url, "/v1/completions") || !strcmp(url, "/v1/chat/completions") ? "POST" : "GET", method);
+    spill_api_err e = {.status = 405};
+    const char *allow = !strcmp(url, "/v1/completions") || !strcmp(url, "/v1/chat/completions") ? "POST" : "GET";
+    snprintf(e.msg, sizeof e.msg, "%.200s takes %s, not %.20s", url, allow, method);
+    snprintf(e.allow, sizeof e.allow, "%s", allow);
     return send_error(h, c, &e);
 }
 }
@@ -451,6 +464,7 @@ int spill_http_start(spill_http **out, const spill_http_params *p, spill_err *er
     if (!h->p.retry_after_s) h->p.retry_after_s = 1;
     snprintf(h->model_name, sizeof h->model_name, "%s", p->model_name ? p->model_name : "spill");
     h->t0 = spill_now();
+    h->created = (long)time(NULL);
     pthread_mutex_init(&h->lock, NULL);
     struct sockaddr_in addr;
     memset(&addr, 0, sizeof addr);

@@ -167,6 +167,23 @@ try:
     streamed = "".join(c.choices[0].delta.content or "" for c in
                        client.chat.completions.create(model="x", messages=msgs, max_tokens=16, temperature=0, stream=True))
     check(streamed == whole.choices[0].message.content, "openai chat: streamed equals whole")
+    check(whole.model == os.path.basename(MODEL), f"the answer names the model that served it, not the one asked for "
+          f"({whole.model!r})")
+    # usage in a stream only when asked, in a last chunk with no choices (OpenAI's stream_options)
+    chunks = list(client.chat.completions.create(model="x", messages=msgs, max_tokens=16, temperature=0, stream=True,
+                                                 stream_options={"include_usage": True}))
+    check(not chunks[-1].choices and chunks[-1].usage and chunks[-1].usage.total_tokens == whole.usage.total_tokens
+          and all(c.usage is None for c in chunks[:-1]), "include_usage: a last chunk with the usage and no choices")
+    check(all(getattr(c, "usage", None) is None for c in
+              client.chat.completions.create(model="x", messages=msgs, max_tokens=4, temperature=0, stream=True)),
+          "a stream without include_usage carries no usage")
+    # content as text parts (joined by newlines) and the developer role (the system turn)
+    def chat_text(m):
+        return client.chat.completions.create(model="x", messages=m, max_tokens=12, temperature=0).choices[0].message.content
+    plain = chat_text([{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Once upon\na time"}])
+    parts = chat_text([{"role": "developer", "content": [{"type": "text", "text": "Be brief."}]},
+                       {"role": "user", "content": [{"type": "text", "text": "Once upon"}, {"type": "text", "text": "a time"}]}])
+    check(parts == plain, "chat: text parts and the developer role read as one string and the system role")
     # stop sequences and seeds
     cut = ref[PROMPTS[0]]
     word = cut.split()[3] if len(cut.split()) > 3 else None
@@ -220,10 +237,35 @@ try:
     bad("/v1/completions", {"prompt": "hi", "n": 3}, 400, "n")
     bad("/v1/completions", {"max_tokens": 3}, 400, "prompt")
     bad("/v1/completions", {"prompt": "word " * 400}, 400, "prompt")  # longer than the context of 256
-    bad("/v1/chat/completions", {"messages": [{"role": "wizard", "content": "hi"}]}, 400, "messages")
+    bad("/v1/chat/completions", {"messages": [{"role": "wizard", "content": "hi"}]}, 400, "messages[0].role")
     bad("/v1/chat/completions", {"messages": "hi"}, 400, "messages")
+    bad("/v1/completions", {"prompt": ["hi", "there"]}, 400, "prompt")
+    # what spill-server does not do is refused, not ignored; at its "off" value it is taken
+    bad("/v1/completions", {"prompt": "hi", "logprobs": 2}, 400, "logprobs")
+    bad("/v1/completions", {"prompt": "hi", "echo": True}, 400, "echo")
+    bad("/v1/completions", {"prompt": "hi", "logit_bias": {"1": -100}}, 400, "logit_bias")
+    bad("/v1/completions", {"prompt": "hi", "frequency_penalty": 1}, 400, "frequency_penalty")
+    bad("/v1/completions", {"prompt": "hi", "presence_penalty": "x"}, 400, "presence_penalty")
+    bad("/v1/completions", {"prompt": "hi", "best_of": 2}, 400, "best_of")
+    bad("/v1/completions", {"prompt": "hi", "stream_options": {"include_usage": True}}, 400, "stream_options")
+    bad("/v1/chat/completions", {"messages": [{"role": "user", "content": "hi"}], "logprobs": True}, 400, "logprobs")
+    bad("/v1/chat/completions", {"messages": [{"role": "user", "content": "hi"}], "tools": [{"type": "function"}]}, 400,
+        "tools")
+    bad("/v1/chat/completions", {"messages": [{"role": "user", "content": "hi"}], "response_format": {"type": "json_object"}},
+        400, "response_format")
+    bad("/v1/chat/completions", {"messages": [{"role": "tool", "content": "hi"}]}, 400, "messages[0].role")
+    bad("/v1/chat/completions", {"messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "x"}}]}]},
+        400, "messages[0].content")
+    st, _, _ = http(srv.url + "/v1/completions", {"prompt": "hi", "max_tokens": 1, "logprobs": None, "echo": False,
+                                                  "logit_bias": {}, "frequency_penalty": 0, "best_of": 1})
+    check(st == 200, "those fields at their off values are taken")
     bad("/v1/nothing", {"prompt": "hi"}, 404)
     bad("/v1/completions", None, 405, method="GET")
+    st, hd, _ = http(srv.url + "/v1/models", {}, "POST")
+    check(st == 405 and hd.get("Allow") == "GET", "a 405 says what is allowed (Allow: GET)")
+    st, _, body = http(srv.url + "/v1/models/" + os.path.basename(MODEL))
+    check(st == 200 and json.loads(body)["id"] == os.path.basename(MODEL), "/v1/models/{id} answers for the model")
+    bad("/v1/models/nope", None, 404, "model", method="GET")
     bad("/v1/completions", b"{\"prompt\": \"" + b"x" * (9 << 20) + b"\"}", 413)
     st, _, _ = http(srv.url + "/health")
     check(st == 200, "the server is still healthy after the bad requests")

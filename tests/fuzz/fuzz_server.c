@@ -27,11 +27,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         FUZZ_CHECK(r.n_tokens > 0 && r.n_tokens < ctx && r.tokens);
         for (int i = 0; i < r.n_tokens; i++) FUZZ_CHECK(r.tokens[i] >= 0 && r.tokens[i] < model.hp.vocab);
         FUZZ_CHECK(r.n_stop >= 0 && r.n_stop <= SPILL_API_MAX_STOP && r.max_tokens >= 0);
-        FUZZ_CHECK(memchr(r.model, 0, sizeof r.model));
+        FUZZ_CHECK(r.include_usage == 0 || (r.include_usage == 1 && r.stream));
         const char *text = r.prompt ? r.prompt : "";
-        spill_api_write_response(fuzz_null(), &r, "id", 0, r.model, text, strlen(text), SPILL_FINISH_STOP, r.n_tokens, 1);
-        spill_api_write_chunk(fuzz_null(), &r, "id", 0, r.model, 1, text, strlen(text), SPILL_FINISH_NONE, 0, 0);
-        spill_api_write_chunk(fuzz_null(), &r, "id", 0, r.model, 0, "", 0, SPILL_FINISH_LENGTH, r.n_tokens, 1);
+        spill_api_write_response(fuzz_null(), &r, "id", 0, "model", text, strlen(text), SPILL_FINISH_STOP, r.n_tokens, 1);
+        spill_api_write_chunk(fuzz_null(), &r, "id", 0, "model", 1, text, strlen(text), SPILL_FINISH_NONE, 0, 0);
+        spill_api_write_chunk(fuzz_null(), &r, "id", 0, "model", 0, "", 0, SPILL_FINISH_LENGTH, r.n_tokens, 1);
     } else {
         FUZZ_CHECK(e.status >= 400 && e.status < 600 && e.msg[0]);
         spill_api_write_error(fuzz_null(), &e);

@@ -183,6 +183,12 @@ def main():
     put("server", "chat", b"\1" + json.dumps({"model": "m", "messages": [{"role": "system", "content": "Be brief."},
                                                                           {"role": "user", "content": "Hi"}],
                                                "max_tokens": 4, "stop": "x", "stream": False}).encode())
+    put("server", "chat-parts", b"\1" + json.dumps({"messages": [{"role": "developer", "content": "Be brief."},
+                                                                {"role": "user", "content": [{"type": "text", "text": "Hi"},
+                                                                                             {"type": "text", "text": "there"}]}],
+                                                     "stream": True, "stream_options": {"include_usage": True},
+                                                     "logprobs": False, "logit_bias": {}, "frequency_penalty": 0,
+                                                     "tool_choice": "none", "response_format": {"type": "text"}}).encode())
 
 
 def write_cli():
