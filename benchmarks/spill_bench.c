@@ -1145,6 +1145,16 @@ static int run_disk_sweep(const place_opts *po, const char *model, const spill_p
     return 0;
 }
 
+
+/* the temporary --synthetic model and what a draft left beside it (its calibration) */
+static void drop_synth(const char *path) {
+    if (!path[0]) return;
+    char cal[4200];
+    spill_draft_path(path, cal, sizeof cal);
+    remove(cal);
+    remove(path);
+}
+
 static int run_placement(place_opts *po) {
     spill_err err = {{0}};
     char synth_path[256] = "";
@@ -1175,7 +1185,7 @@ static int run_placement(place_opts *po) {
     double cpu_bw = 0;
     if (po->cli.profile_file && spill_profile_load(po->cli.profile_file, &prof, &err)) {
         fprintf(stderr, "spill-bench: %s\n", err.msg);
-        if (synth_path[0]) remove(synth_path);
+        drop_synth(synth_path);
         return 2;
     }
     /* what 100% means: the model's weights plus its KV cache for this run (the file read before the
@@ -1186,7 +1196,7 @@ static int run_placement(place_opts *po) {
     if (!opened || spill_shape_from_gguf(&g, &sh, &err)) {
         fprintf(stderr, "spill-bench: %s\n", err.msg);
         if (opened) spill_gguf_close(&g);
-        if (synth_path[0]) remove(synth_path);
+        drop_synth(synth_path);
         return 1;
     }
     double full = (double)spill_shape_weight_bytes(&sh) +
@@ -1206,7 +1216,7 @@ static int run_placement(place_opts *po) {
     if (po->cli.prompt + po->cli.gen > ctx_train) {
         fprintf(stderr, "spill-bench: --prompt-tokens %d + --gen-tokens %d exceed the model's context of %d\n", po->cli.prompt,
                 po->cli.gen, ctx_train);
-        if (synth_path[0]) remove(synth_path);
+        drop_synth(synth_path);
         return 2;
     }
     if (po->cli.profile_file) {
@@ -1219,7 +1229,7 @@ static int run_placement(place_opts *po) {
            only; a measured one (tiers --profile-out, --profile-file) rates every format over --size */
         if (run_tiers((size_t)128 << 20, (size_t)8 << 20, want, 3, po->cli.threads, &t, 1, &err)) {
             fprintf(stderr, "spill-bench: %s\n", err.msg);
-            if (synth_path[0]) remove(synth_path);
+            drop_synth(synth_path);
             return 1;
         }
         tiers_profile(&t, &prof);
@@ -1232,7 +1242,7 @@ static int run_placement(place_opts *po) {
     if (pp_name) {
         if (spill_profile_builtin(pp_name, &plan_prof, &err)) {
             fprintf(stderr, "spill-bench: %s\n", err.msg);
-            if (synth_path[0]) remove(synth_path);
+            drop_synth(synth_path);
             return 2;
         }
     } else {
@@ -1247,14 +1257,14 @@ static int run_placement(place_opts *po) {
             spill_draft_resolve(&dp, po->n_layers, po->cli.draft_skip, NULL, 0, skip, &err)) {
             fprintf(stderr, "spill-bench: %s\n", err.msg[0] ? err.msg : "out of memory");
             free(skip);
-            if (synth_path[0]) remove(synth_path);
+            drop_synth(synth_path);
             return 2;
         }
         po->skip = skip;
     }
     if (po->cli.host_limits) {
         int rc = run_disk_sweep(po, model, &prof, full);
-        if (synth_path[0]) remove(synth_path);
+        drop_synth(synth_path);
         return rc;
     }
     row rows[256];
@@ -1273,7 +1283,7 @@ static int run_placement(place_opts *po) {
         uint64_t bytes;
         if (spill_bench_parse_share(b, full, &bytes, &frac)) {
             fprintf(stderr, "spill-bench: --budgets: '%s' is neither a percentage nor a size\n", b);
-            if (synth_path[0]) remove(synth_path);
+            drop_synth(synth_path);
             return 2;
         }
         snprintf(pl, sizeof pl, "%s", po->cli.policies);
@@ -1319,7 +1329,7 @@ static int run_placement(place_opts *po) {
         fprintf(stderr, "spill-bench: %s\n", err.msg);
         rc = 1;
     }
-    if (synth_path[0]) remove(synth_path);
+    drop_synth(synth_path);
     free(skip);
     po->skip = NULL;
     return rc;

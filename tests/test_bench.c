@@ -176,6 +176,7 @@ static void test_bad_flags(void **s) {
         {"placement --synthetic tiny --budgets 50%,,25%", "--budgets: '' is neither"},
         {"placement --synthetic tiny --device cuda", "--device cpu"}, /* no GPU here: it says what to use */
         {"placement --synthetic tiny --device tpu", "cpu or cuda"},
+        {"placement --synthetic tiny --plan-profile bogus", "--plan-profile 'bogus' is not built in (known: gh200-96"},
         {"placement -m /nonexistent.gguf --profile-file /nonexistent.json", "/nonexistent.json"},
         /* every list entry before anything is measured (a negative percentage once became 16 EiB) */
         {"placement --synthetic tiny --budgets -5%", "--budgets: '-5%' is neither"},

@@ -49,6 +49,7 @@ static void test_bad_flags(void **s) {
         {"--kv-type q8_0", "--kv-type: 'q8_0' is not one of f32|f16|bf16"},
         /* spelled wrong: said before the model loads */
         {"--draft-skip abc", "--draft-skip 'abc': give a count"},
+        {"--draft-vocab 100", "--draft-vocab is for self-speculative decoding: give --draft-skip N too"},
         {"--disk-io foo", "--disk-io 'foo': uring or mmap"},
         {"--disk-io ''", "--disk-io '': uring or mmap"},
     };

@@ -604,6 +604,9 @@ static void test_spill_plan_cli(void **s) {
     snprintf(cmd, sizeof cmd, SPILL_BIN_DIR "/spill-plan --config %s --hbm-budget lots", cfg_path);
     assert_int_equal(run_capture(cmd, 1, out, sizeof out), 2);
     assert_non_null(strstr(out, "--hbm-budget"));
+    snprintf(cmd, sizeof cmd, SPILL_BIN_DIR "/spill-plan --config %s --dtype q8", cfg_path);
+    assert_int_equal(run_capture(cmd, 1, out, sizeof out), 2);
+    assert_non_null(strstr(out, "--dtype 'q8': bf16, f16 or f32"));
     /* --kv-type: the KV bytes at 128k context halve at f16; a type it does not know is named with the choices */
     snprintf(cmd, sizeof cmd, SPILL_BIN_DIR "/spill-plan --config %s --ctx 131072 --json", cfg_path);
     assert_int_equal(run_capture(cmd, 1, out, sizeof out), 0);

@@ -193,6 +193,15 @@ int spill_bench_cli(spill_bench_opts *o, int argc, char **argv, FILE *help_out, 
     if (o->size < (1u << 20) || o->size > (64ull << 30)) return spill_err_set(err, "--size expects 1M..64G");
     if (!strcasecmp(f.device, "cuda")) o->cuda = 1;
     else if (strcasecmp(f.device, "cpu")) return spill_err_set(err, "--device %s: cpu or cuda", f.device);
+    spill_profile pp;
+    if (o->plan_profile && spill_profile_builtin(o->plan_profile, &pp, err)) {
+        char why[sizeof err->msg];
+        snprintf(why, sizeof why, "%s", err->msg);
+        const char *known = strstr(why, "(known: ");
+        int n = known ? (int)strcspn(known, ";)") : 0; /* the list, not profile.c's --profile-file advice */
+        return spill_err_set(err, "--plan-profile '%s' is not built in %.*s%s", o->plan_profile, n, known ? known : "",
+                             n ? ")" : "");
+    }
     if (o->cmd == SPILL_BENCH_PLACEMENT && !!o->model == !!o->synthetic)
         return spill_err_set(err, "placement needs -m MODEL.gguf or --synthetic SPEC (one of them)");
     return 0;

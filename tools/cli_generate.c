@@ -93,7 +93,7 @@ static void make_args(spill_generate_opts *o, int *help, spill_arg *a) {
 int spill_generate_cli(spill_generate_opts *o, const spill_options *env, int argc, char **argv, FILE *help_out,
                        spill_err *err) {
     *o = (spill_generate_opts){.n_predict = 128, .top_k = 40, .temp = 0.8f, .top_p = 0.95f, .batch = 64, .use_mmap = 1,
-                               .n_parallel = 1, .draft_k = 3, .env = *env};
+                               .n_parallel = 1, .env = *env};
     spill_arg args[SPILL_CLI_MAX_ARGS];
     int help = 0;
     make_args(o, &help, args);
@@ -102,6 +102,11 @@ int spill_generate_cli(spill_generate_opts *o, const spill_options *env, int arg
     if (o->draft_skip && o->n_parallel > 1)
         return spill_err_set(err, "--draft-skip decodes one sequence; it cannot be combined with --n-parallel %d",
                              o->n_parallel);
+    /* the draft's settings without a draft would be ignored without a word */
+    if (!o->draft_skip && (o->draft_k || o->draft_vocab || o->draft_file))
+        return spill_err_set(err, "%s is for self-speculative decoding: give --draft-skip N too",
+                             o->draft_k ? "--draft-k" : o->draft_vocab ? "--draft-vocab" : "--draft-file");
+    if (!o->draft_k) o->draft_k = 3;
     if (o->kv_block & (o->kv_block - 1))
         return spill_err_set(err, "--kv-block expects a power of two, got %d", o->kv_block);
     /* the spellings before the model loads; the layer numbers against the model after */

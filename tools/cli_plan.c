@@ -48,6 +48,10 @@ int spill_plan_cli(spill_plan_opts *o, const spill_options *env, int argc, char 
     if (!!o->model == !!o->config)
         return spill_err_set(err, "give a model with -m MODEL.gguf / -m HF_DIR, or --config config.json (one of them)");
     if (o->dtype && !o->config) return spill_err_set(err, "--dtype is for --config (a model file has its own types)");
+    static const char *const dtypes[] = {"bf16", "f16", "f32", "bfloat16", "float16", "float32", NULL};
+    int is_dtype = !o->dtype;
+    for (int i = 0; dtypes[i] && !is_dtype; i++) is_dtype = !strcasecmp(o->dtype, dtypes[i]);
+    if (!is_dtype) return spill_err_set(err, "--dtype '%s': bf16, f16 or f32", o->dtype);
     int is_policy = !strcasecmp(o->policy, "all");
     for (int i = 0; spill_policy_names[i]; i++) is_policy |= !strcasecmp(o->policy, spill_policy_names[i]);
     if (!is_policy) return spill_err_set(err, "--policy '%s' is not one of fault, pin, stream, auto, host, all", o->policy);
