@@ -38,8 +38,8 @@ static void make_args(spill_bench_opts *o, bench_flags *f, spill_arg *a) {
         "least 5; placement: default 1, the median of N runs of each point)");
     ARG(0, "profile-out", SPILL_ARG_STRING, &o->profile_out, 0, 0, "F",
         "tiers: write what was measured as a hardware profile (spill-plan --profile-file F)");
-    ARG(0, "disk-file", SPILL_ARG_STRING, &o->disk_file, 0, 0, "F", "tiers: measure the disk by reading F (e.g. a model file; default: a\n"
-        "temporary file of --size in $TMPDIR, else /var/tmp)");
+    ARG(0, "disk-file", SPILL_ARG_STRING, &o->disk_file, 0, 0, "F", "tiers (and placement's own, without --profile-file): measure the disk by\n"
+        "reading F (e.g. a model file; default: a temporary file of --size in $TMPDIR,\nelse /var/tmp)");
     ARG(0, "formats", SPILL_ARG_STRING, &f->formats, 0, 0, "LIST", "tiers: rate the CPU matmul for these weight formats only, from F32,\n"
         "F16, BF16, Q8_0, Q4_0, Q4_1, Q4_K, Q6_K (default: all; placement rates\nits model's own)");
     ARG('m', "model", SPILL_ARG_STRING, &o->model, 0, 0, "F", "placement: a GGUF model");
@@ -52,7 +52,7 @@ static void make_args(spill_bench_opts *o, bench_flags *f, spill_arg *a) {
         "plans carried out by the GPU (docs/status.md says what has run on a GPU)");
     ARG(0, "prompt-tokens", SPILL_ARG_INT, &o->prompt, 1, 1 << 20, "N", "prompt length for prefill (default 512)");
     ARG(0, "gen-tokens", SPILL_ARG_INT, &o->gen, 1, 1 << 20, "N", "tokens decoded (default 128)");
-    ARG('t', "threads", SPILL_ARG_INT, &o->threads, 1, 1024, "N", "CPU threads (default: all)");
+    ARG('t', "threads", SPILL_ARG_INT, &o->threads, 1, 1024, "N", "CPU threads (default: $SPILL_THREADS, else all online CPUs)");
     ARG(0, "profile-file", SPILL_ARG_STRING, &o->profile_file, 0, 0, "F",
         "hardware profile for predictions and the bound (default: measure now)");
     ARG(0, "plan-profile", SPILL_ARG_STRING, &o->plan_profile, 0, 0, "NAME",

@@ -56,13 +56,14 @@ static void make_args(spill_generate_opts *o, int *help, spill_arg *a) {
     ARG(0, "kv-type", SPILL_ARG_OPTION, &o->env, 0, 0, "TYPE", "KV cache elements: f32, f16 or bf16 (half the bytes: twice the context; default: f32)");
     ARG(0, "device", SPILL_ARG_OPTION, &o->env, 0, 0, "NAME", "where the forward pass runs: auto, cpu or cuda (default: auto = cpu;\n"
         "docs/status.md says what has run on a GPU). cuda multiplies every weight through\n"
-        "cuBLAS over memory placed by the plan (default policy pin, profile gh200-96 on a\n"
-        "Grace machine, else h100-pcie, budget: free HBM minus SPILL_HBM_RESERVE)");
+        "cuBLAS over memory placed by the plan (default policy pin, profile auto: the one\n"
+        "this machine's GPU matches, budget: free HBM minus SPILL_HBM_RESERVE)");
     ARG(0, "cuda-graphs", SPILL_ARG_OPTION, &o->env, 0, 0, "0|1", "with --device cuda: replay each decode step as one CUDA graph where the\n"
         "plan allows (no ring, no disk tier) (default: 1; run on an H200 and an H100: docs/results-gpu.md)");
     ARG_G(0, "policy", SPILL_ARG_OPTION, &o->env, 0, 0, "NAME", "placement policy: host (everything in host memory, the CPU's default),\n"
         "fault, pin, stream or auto (see spill-plan --help). On the CPU, HBM is emulated in\n"
-        "host memory so that any plan runs, with the same tokens", &o->policy_set);
+        "host memory so that any plan runs, with the same tokens; give it --hbm-budget (and\n"
+        "a GPU --profile such as gh200-96) for the plan to put anything there", &o->policy_set);
     ARG(0, "profile", SPILL_ARG_STRING, &o->profile, 0, 0, "NAME", "hardware profile the plan is made for: gh200-96, gh200-144, gb200, gb300,\n"
         "gb10, h100-pcie, h200-pcie, cpu, or auto: the one this machine's GPU matches\n"
         "(default: cpu; with --device cuda, auto)");

@@ -38,7 +38,7 @@ int spill_plan_cli(spill_plan_opts *o, const spill_options *env, int argc, char 
         SPILL_ARG(0, "batch", SPILL_ARG_INT, &o->batch, 1, 1 << 24, "B", "sequences decoded together (default: 1)"),
         SPILL_ARG(0, "prompt-tokens", SPILL_ARG_INT, &o->prompt, 1, 1 << 24, "N", "prompt length for the prefill prediction (default: 512)"),
         SPILL_ARG(0, "policy", SPILL_ARG_STRING, &o->policy, 0, 0, "P",
-         "host, fault, pin, stream, auto, or all (default: all: the predictions side\nby side, and auto's plan region by region)"),
+         "host, fault, pin, stream, auto, or all (default: all: fault, pin, stream\nand auto's predictions side by side, and auto's plan region by region)"),
         SPILL_ARG(0, "json", SPILL_ARG_FLAG, &o->json, 0, 0, NULL, "the same as JSON on stdout"),
         SPILL_ARG('h', "help", SPILL_ARG_HELP, &help, 0, 0, NULL, "this text"),
         SPILL_ARG_END,
