@@ -176,6 +176,12 @@ void spill_attn_values(float *const *out, const float *att, int64_t ld, const in
         return;
     }
 #endif
+#if defined(SPILL_DOT_AVX2)
+    if (spill_isa_best() == SPILL_ISA_AVX2) {
+        spill_attn_values_avx2(out, att, ld, lens, nq, v, vs, p0, np, hd);
+        return;
+    }
+#endif
 #if defined(SPILL_DOT_NEON)
     spill_attn_values_neon(out, att, ld, lens, nq, v, vs, p0, np, hd);
 #else

@@ -98,6 +98,10 @@ void spill_scores_f32_avx512(int64_t n, const float *rows, int64_t rs, int nr, c
 void spill_attn_values_avx512(float *const *out, const float *att, int64_t ld, const int *lens, int nq, const float *v,
                               int64_t vs, int p0, int np, int hd);
 #endif
+#if defined(SPILL_DOT_AVX2)
+void spill_attn_values_avx2(float *const *out, const float *att, int64_t ld, const int *lens, int nq, const float *v,
+                            int64_t vs, int p0, int np, int hd);
+#endif
 #if defined(__aarch64__)
 void spill_attn_values_neon(float *const *out, const float *att, int64_t ld, const int *lens, int nq, const float *v,
                             int64_t vs, int p0, int np, int hd);

@@ -450,3 +450,13 @@ void spill_dots4_avx2(spill_dtype w, int64_t n, const void *wrows, uint64_t rb, 
         }
     }
 }
+
+/* attention's weighted sum of values in 256-bit registers (kernels/attn_values.h: the portable loop's bits) */
+#define AV_VEC __m256
+#define AV_W 8
+#define AV_LOAD(p) _mm256_loadu_ps(p)
+#define AV_STORE(p, x) _mm256_storeu_ps(p, x)
+#define AV_SET1(f) _mm256_set1_ps(f)
+#define AV_FMA(b, x, acc) _mm256_fmadd_ps(b, x, acc)
+#define AV_NAME spill_attn_values_avx2
+#include "attn_values.h"
