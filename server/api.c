@@ -201,16 +201,14 @@ static int read_messages(const spill_json *msgs, const spill_model *m, spill_api
         snprintf(key, sizeof key, "messages[%zu].role", i);
         if (!role) rc = fail(e, 400, key, "'%s' is missing", key);
         else if (want(role, SPILL_JSON_STRING, key, e)) rc = -1;
-        else if (strcmp(role->str, "system") && strcmp(role->str, "developer") && strcmp(role->str, "user") &&
-                 strcmp(role->str, "assistant"))
+        else if (!spill_chat_role(role->str))
             rc = fail(e, 400, key, "'%s' is '%.32s'; spill-server takes system, developer, user or assistant (no tool "
                                    "calls)", key, role->str);
         snprintf(key, sizeof key, "messages[%zu].content", i);
         if (!rc && !content) rc = fail(e, 400, key, "'%s' is missing", key);
         const char *text = NULL;
         if (!rc) rc = read_content(content, key, &text, &own[i], e);
-        /* OpenAI's "developer" is the system turn of its newer models */
-        if (!rc) cm[i] = (spill_chat_msg){!strcmp(role->str, "developer") ? "system" : role->str, text};
+        if (!rc) cm[i] = (spill_chat_msg){role->str, text};
     }
     spill_err err = {{0}};
     if (!rc && spill_chat_format_messages(m->chat_template, cm, (int)msgs->n, &r->prompt, &err))

@@ -44,6 +44,11 @@ static void test_llama3(void **s) {
     assert_string_equal(out, want);
     assert_int_equal(strlen(out), strlen(want)); /* no stray bytes after the header */
     free(out);
+    /* OpenAI's developer role is written as the system turn */
+    spill_chat_msg dev[] = {{"developer", "S"}, {"user", "U"}};
+    assert_int_equal(spill_chat_format_messages(str(tmpl), dev, 2, &out, &err), 0);
+    assert_string_equal(out, want);
+    free(out);
 }
 
 static void test_refusals(void **s) {

@@ -108,11 +108,15 @@ static int is_name(const char *item, const void *names) {
     return 0;
 }
 
+/* names as "a, b, c" after what out holds */
+static void list_names(const char *const *names, char *out, size_t n) {
+    for (int k = 0; names[k]; k++) snprintf(out + strlen(out), n - strlen(out), "%s%s", k ? ", " : "", names[k]);
+}
+
 /* a list whose every item is one of names (case aside); the error lists them */
 static int check_list(const char *flag, const char *v, const char *const *names, spill_err *err) {
     char takes[256] = "not one of ";
-    for (int k = 0; names[k]; k++)
-        snprintf(takes + strlen(takes), sizeof takes - strlen(takes), "%s%s", k ? ", " : "", names[k]);
+    list_names(names, takes, sizeof takes);
     return check_items(flag, v, is_name, names, takes, err);
 }
 
@@ -193,14 +197,10 @@ int spill_bench_cli(spill_bench_opts *o, int argc, char **argv, FILE *help_out, 
     if (o->size < (1u << 20) || o->size > (64ull << 30)) return spill_err_set(err, "--size expects 1M..64G");
     if (!strcasecmp(f.device, "cuda")) o->cuda = 1;
     else if (strcasecmp(f.device, "cpu")) return spill_err_set(err, "--device %s: cpu or cuda", f.device);
-    spill_profile pp;
-    if (o->plan_profile && spill_profile_builtin(o->plan_profile, &pp, err)) {
-        char why[sizeof err->msg];
-        snprintf(why, sizeof why, "%s", err->msg);
-        const char *known = strstr(why, "(known: ");
-        int n = known ? (int)strcspn(known, ";)") : 0; /* the list, not profile.c's --profile-file advice */
-        return spill_err_set(err, "--plan-profile '%s' is not built in %.*s%s", o->plan_profile, n, known ? known : "",
-                             n ? ")" : "");
+    if (o->plan_profile && !is_name(o->plan_profile, spill_profile_names)) {
+        char known[256] = "";
+        list_names(spill_profile_names, known, sizeof known);
+        return spill_err_set(err, "--plan-profile '%s' is not built in (known: %s)", o->plan_profile, known);
     }
     if (o->cmd == SPILL_BENCH_PLACEMENT && !!o->model == !!o->synthetic)
         return spill_err_set(err, "placement needs -m MODEL.gguf or --synthetic SPEC (one of them)");

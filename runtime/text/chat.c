@@ -26,15 +26,23 @@ int spill_chat_format(spill_str tmpl, const char *prompt, char **out, spill_err 
     return spill_chat_format_messages(tmpl, &m, 1, out, err);
 }
 
+const char *spill_chat_role(const char *role) {
+    static const char *const roles[] = {"system", "user", "assistant"};
+    for (int i = 0; i < 3; i++)
+        if (!strcmp(role, roles[i])) return roles[i];
+    return !strcmp(role, "developer") ? "system" : NULL;
+}
+
 int spill_chat_format_messages(spill_str tmpl, const spill_chat_msg *msgs, int n, char **out, spill_err *err) {
     char *buf = NULL;
     size_t len = 0, cap = 0;
     int bad = 0;
     const char *mark;
     for (int i = 0; i < n; i++)
-        if (strcmp(msgs[i].role, "system") && strcmp(msgs[i].role, "user") && strcmp(msgs[i].role, "assistant"))
-            return spill_err_set(err, "messages[%d].role '%.32s' is not system, user or assistant", i, msgs[i].role);
-    int has_system = n > 0 && !strcmp(msgs[0].role, "system");
+        if (!spill_chat_role(msgs[i].role))
+            return spill_err_set(err, "messages[%d].role '%.32s' is not system, developer, user or assistant", i,
+                                 msgs[i].role);
+    int has_system = n > 0 && !strcmp(spill_chat_role(msgs[0].role), "system");
     if (tmpl.len == 0 || find_in(tmpl, "<|im_start|>")) {
         /* ChatML. A template that writes a literal default system turn (SmolLM2 does) gets it too. */
         const char *sys = "<|im_start|>system\n";
@@ -50,7 +58,7 @@ int spill_chat_format_messages(spill_str tmpl, const spill_chat_msg *msgs, int n
         }
         for (int i = 0; i < n; i++) {
             bad |= append(&buf, &len, &cap, "<|im_start|>", sizeof "<|im_start|>" - 1);
-            bad |= append(&buf, &len, &cap, msgs[i].role, strlen(msgs[i].role));
+            bad |= append(&buf, &len, &cap, spill_chat_role(msgs[i].role), strlen(spill_chat_role(msgs[i].role)));
             bad |= append(&buf, &len, &cap, "\n", sizeof "\n" - 1);
             bad |= append(&buf, &len, &cap, msgs[i].content, strlen(msgs[i].content));
             bad |= append(&buf, &len, &cap, "<|im_end|>\n", sizeof "<|im_end|>\n" - 1);
@@ -59,7 +67,7 @@ int spill_chat_format_messages(spill_str tmpl, const spill_chat_msg *msgs, int n
     } else if (find_in(tmpl, "<|start_header_id|>")) {
         for (int i = 0; i < n; i++) {
             bad |= append(&buf, &len, &cap, "<|start_header_id|>", sizeof "<|start_header_id|>" - 1);
-            bad |= append(&buf, &len, &cap, msgs[i].role, strlen(msgs[i].role));
+            bad |= append(&buf, &len, &cap, spill_chat_role(msgs[i].role), strlen(spill_chat_role(msgs[i].role)));
             bad |= append(&buf, &len, &cap, "<|end_header_id|>\n\n", sizeof "<|end_header_id|>\n\n" - 1);
             bad |= append(&buf, &len, &cap, msgs[i].content, strlen(msgs[i].content));
             bad |= append(&buf, &len, &cap, "<|eot_id|>", sizeof "<|eot_id|>" - 1);

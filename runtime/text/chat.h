@@ -11,7 +11,11 @@ typedef enum { SPILL_CHAT_CHATML, SPILL_CHAT_LLAMA3 } spill_chat_kind;
  * but not understood is an error that says so; no template means ChatML. */
 int spill_chat_format(spill_str tmpl, const char *prompt, char **out, spill_err *err);
 
-/* A conversation: role "system", "user" or "assistant", and the text. */
+/* The role a turn is written as: "system", "user" or "assistant" as they are, OpenAI's "developer" (the
+ * system turn of its newer models) as "system"; NULL for any other. */
+const char *spill_chat_role(const char *role);
+
+/* A conversation: a role spill_chat_role knows, and the text. */
 typedef struct spill_chat_msg {
     const char *role;
     const char *content;
