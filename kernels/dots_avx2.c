@@ -1,5 +1,5 @@
-/* The AVX2 tiles of kernels/dots.c: weight rows against 4 tokens (Q8_0, Q4_0, Q4_1, Q4_K, Q6_K one row at a time; F32,
- * F16, BF16 two), and several F32/F16/BF16 rows against one token; each result bit-identical to the
+/* The AVX2 tiles of kernels/dots.c: weight rows against 4 tokens (Q4_K, Q6_K one row at a time; Q8_0, Q4_0, Q4_1,
+ * F32, F16, BF16 two, each token's activations loaded once for both), and several F32/F16/BF16 rows against one token; each result bit-identical to the
  * one-token dot. Compiled with AVX2, FMA and F16C enabled whatever the
  * build machine; kernels/dots.c calls it only when kernels/cpu.c chose AVX2 for this CPU. */
 #include "dot_avx2.h"
@@ -33,74 +33,122 @@ static inline __m256i pairs8(__m256i y) { return _mm256_maddubs_epi16(_mm256_set
 /* the same summed over each lane's 4 activations, 8 lanes of 32 bits */
 static inline __m256i sums8(__m256i y) { return _mm256_madd_epi16(pairs8(y), _mm256_set1_epi16(1)); }
 
-/* out[t] for the 4 tokens, given the block's integer lanes per token and the scale products d4 */
-#define TILE_FMA(acc, d4, lanes)                                                             \
-    do {                                                                                     \
-        float dt_[4];                                                                        \
-        _mm_storeu_ps(dt_, d4);                                                              \
-        for (int t = 0; t < T; t++) acc[t] = _mm256_fmadd_ps(_mm256_broadcast_ss(&dt_[t]), lanes[t], acc[t]); \
-    } while (0)
+/* the 8 sums spill_hsum8 makes of acc[0..7] (kernels/dot.h: the same additions in the same order, so the
+ * same bits), 8 accumulators at once: acc[k]'s sum lands in lane k / 2 + 4 * (k % 2). With two rows of 4
+ * tokens as acc[2 * t + r], lane 4 * r + t. Storing each accumulator and adding its lanes one by one cost
+ * about as much as a 576-wide row's whole tile of 4 tokens did in multiply-adds. */
+static inline __m256 hsum8x8(const __m256 acc[8]) {
+    __m256 p[4], q[2];
+    for (int m = 0; m < 4; m++) /* lane j, j + 4 of each: [acc[2m]'s 4 sums | acc[2m + 1]'s] */
+        p[m] = _mm256_add_ps(_mm256_permute2f128_ps(acc[2 * m], acc[2 * m + 1], 0x20),
+                             _mm256_permute2f128_ps(acc[2 * m], acc[2 * m + 1], 0x31));
+    for (int m = 0; m < 2; m++) /* (r0 + r2), (r1 + r3) of each */
+        q[m] = _mm256_add_ps(_mm256_shuffle_ps(p[2 * m], p[2 * m + 1], 0x44), _mm256_shuffle_ps(p[2 * m], p[2 * m + 1], 0xEE));
+    return _mm256_add_ps(_mm256_shuffle_ps(q[0], q[1], 0x88), _mm256_shuffle_ps(q[0], q[1], 0xDD));
+}
 
-/* Q8_0 and Q4_0 weights against Q8_0 activations. Q8_0: the weight's magnitudes against the
+/* acc[2 * t + r] (R = 2) or acc[t] (R = 1), plus add[4 * r + t] when add is given (Q4_1's min term), to
+   out[t * ldo + r] */
+static inline __attribute__((always_inline)) void tile_store(int R, const __m256 *acc, const float *add, float *out,
+                                                             int64_t ldo) {
+    if (R == 2) {
+        __m256 s = hsum8x8(acc);
+        if (add) s = _mm256_add_ps(s, _mm256_loadu_ps(add));
+        float o[8];
+        _mm256_storeu_ps(o, s);
+        for (int r = 0; r < 2; r++)
+            for (int t = 0; t < T; t++) out[(int64_t)t * ldo + r] = o[4 * r + t];
+        return;
+    }
+    for (int t = 0; t < T; t++) out[(int64_t)t * ldo] = add ? hsum(acc[t]) + add[t] : hsum(acc[t]);
+}
+
+/* sums[4 * r + t] = spill_hsum8(acc[r][t]) for R (1 or 2) rows of the 4 tokens */
+static inline __attribute__((always_inline)) void sums_of(int R, __m256 acc[2][T], float sums[8]) {
+    if (R == 2) {
+        __m256 a[8];
+        for (int t = 0; t < T; t++) a[2 * t] = acc[0][t], a[2 * t + 1] = acc[1][t];
+        _mm256_storeu_ps(sums, hsum8x8(a));
+        return;
+    }
+    for (int t = 0; t < T; t++) sums[t] = hsum(acc[0][t]);
+}
+
+/* Q8_0 and Q4_0 weights against Q8_0 activations, R rows (1 or 2) against the 4 tokens: each token's
+ * block loaded once for the R rows. Q8_0: the weight's magnitudes against the
  * activations with the weight's signs (maddubs takes unsigned x signed). Q4_0: the unsigned nibbles q
  * against the activations, less 8 * (y + y') per pair of 16-bit lanes, which spill_dots_prepare_avx2
  * made once per matmul (sc past the scales), then the pairs summed: the same exact integers as
  * (q - 8) * y, in fewer instructions (subtracting in 16 bits before the pairs are summed saves
  * widening prepared 32-bit sums for every token). */
-static inline __attribute__((always_inline)) void dots_signed(int q4, int64_t n, const void *xv, const uint8_t *act,
-                                                              uint64_t stride, const float *sc, float *out, int64_t ldo) {
-    __m256 acc[T], l[T];
+static inline __attribute__((always_inline)) void dots_signed(int q4, int R, int64_t n, const uint8_t *wrow, uint64_t rb,
+                                                              const uint8_t *act, uint64_t stride, const float *sc,
+                                                              float *out, int64_t ldo) {
+    __m256 acc[2 * T];
     const spill_block_q8_0 *y[T];
-    for (int t = 0; t < T; t++) {
-        acc[t] = _mm256_setzero_ps();
-        y[t] = (const spill_block_q8_0 *)(act + (uint64_t)t * stride);
-    }
-    const spill_block_q8_0 *x8 = xv;
-    const spill_block_q4_0 *x4 = xv;
+    for (int k = 0; k < R * T; k++) acc[k] = _mm256_setzero_ps();
+    for (int t = 0; t < T; t++) y[t] = (const spill_block_q8_0 *)(act + (uint64_t)t * stride);
     const int64_t nb = n / SPILL_QK;
     const __m256i ones = _mm256_set1_epi16(1);
     const __m256i *ypairs8 = (const __m256i *)(sc + nb * 8); /* [block][token]: 16 lanes */
     for (int64_t i = 0; i < nb; i++) {
-        const void *xb = q4 ? (const void *)(x4 + i) : (const void *)(x8 + i);
-        _mm_prefetch((const char *)xb + PREFETCH_AHEAD, _MM_HINT_T0);
-        __m128 d4 = _mm_mul_ps(_mm_set1_ps(h2f(q4 ? x4[i].d : x8[i].d)), _mm_loadu_ps(sc + i * 8));
-        if (q4) {
-            __m256i qx = nibbles(x4[i].qs);
-            for (int t = 0; t < T; t++) {
-                __m256i p = _mm256_maddubs_epi16(qx, _mm256_loadu_si256((const __m256i *)y[t][i].qs));
-                p = _mm256_sub_epi16(p, _mm256_loadu_si256(ypairs8 + i * T + t));
-                l[t] = _mm256_cvtepi32_ps(_mm256_madd_epi16(p, ones));
-            }
-        } else {
-            __m256i qx = _mm256_loadu_si256((const __m256i *)x8[i].qs);
-            __m256i ax = _mm256_sign_epi8(qx, qx);
-            for (int t = 0; t < T; t++) l[t] = lanes_us(ax, _mm256_sign_epi8(_mm256_loadu_si256((const __m256i *)y[t][i].qs), qx));
+        __m256i qx[2];
+        float d[2][4];
+        for (int r = 0; r < R; r++) {
+            const spill_block_q8_0 *x8 = (const spill_block_q8_0 *)(wrow + r * rb) + i;
+            const spill_block_q4_0 *x4 = (const spill_block_q4_0 *)(wrow + r * rb) + i;
+            const void *xb = q4 ? (const void *)x4 : (const void *)x8;
+            _mm_prefetch((const char *)xb + PREFETCH_AHEAD, _MM_HINT_T0);
+            _mm_storeu_ps(d[r], _mm_mul_ps(_mm_set1_ps(h2f(q4 ? x4->d : x8->d)), _mm_loadu_ps(sc + i * 8)));
+            qx[r] = q4 ? nibbles(x4->qs) : _mm256_loadu_si256((const __m256i *)x8->qs);
         }
-        TILE_FMA(acc, d4, l);
+        for (int t = 0; t < T; t++) {
+            __m256i yq = _mm256_loadu_si256((const __m256i *)y[t][i].qs);
+            __m256i yp = q4 ? _mm256_loadu_si256(ypairs8 + i * T + t) : _mm256_setzero_si256();
+            for (int r = 0; r < R; r++) {
+                __m256 l;
+                if (q4)
+                    l = _mm256_cvtepi32_ps(_mm256_madd_epi16(_mm256_sub_epi16(_mm256_maddubs_epi16(qx[r], yq), yp), ones));
+                else
+                    l = lanes_us(_mm256_sign_epi8(qx[r], qx[r]), _mm256_sign_epi8(yq, qx[r]));
+                __m256 *a = &acc[R == 2 ? 2 * t + r : t];
+                *a = _mm256_fmadd_ps(_mm256_broadcast_ss(&d[r][t]), l, *a);
+            }
+        }
     }
-    for (int t = 0; t < T; t++) out[(int64_t)t * ldo] = hsum(acc[t]);
+    tile_store(R, acc, NULL, out, ldo);
 }
 
-static void dots_q4_1(int64_t n, const spill_block_q4_1 *x, const uint8_t *act, uint64_t stride, const float *sc,
-                      float *out, int64_t ldo) {
-    __m256 acc[T], l[T];
-    __m128 summs = _mm_setzero_ps(); /* lane t: token t's sum of m * s, each step a fused multiply-add */
+static inline __attribute__((always_inline)) void dots_q4_1(int R, int64_t n, const uint8_t *wrow, uint64_t rb,
+                                                            const uint8_t *act, uint64_t stride, const float *sc,
+                                                            float *out, int64_t ldo) {
+    __m256 acc[2 * T];
+    __m128 summs[2] = {_mm_setzero_ps(), _mm_setzero_ps()}; /* lane t: token t's sum of m * s, each step a fused multiply-add */
     const spill_block_q8_1 *y[T];
-    for (int t = 0; t < T; t++) {
-        acc[t] = _mm256_setzero_ps();
-        y[t] = (const spill_block_q8_1 *)(act + (uint64_t)t * stride);
-    }
+    for (int k = 0; k < R * T; k++) acc[k] = _mm256_setzero_ps();
+    for (int t = 0; t < T; t++) y[t] = (const spill_block_q8_1 *)(act + (uint64_t)t * stride);
     for (int64_t i = 0; i < n / SPILL_QK; i++) {
-        _mm_prefetch((const char *)(x + i) + PREFETCH_AHEAD, _MM_HINT_T0);
-        __m256i qx = nibbles(x[i].qs);
-        summs = _mm_fmadd_ps(_mm_set1_ps(h2f(x[i].m)), _mm_loadu_ps(sc + i * 8 + 4), summs);
-        __m128 d4 = _mm_mul_ps(_mm_set1_ps(h2f(x[i].d)), _mm_loadu_ps(sc + i * 8));
-        for (int t = 0; t < T; t++) l[t] = lanes_us(qx, _mm256_loadu_si256((const __m256i *)y[t][i].qs));
-        TILE_FMA(acc, d4, l);
+        __m256i qx[2];
+        float d[2][4];
+        for (int r = 0; r < R; r++) {
+            const spill_block_q4_1 *x = (const spill_block_q4_1 *)(wrow + r * rb) + i;
+            _mm_prefetch((const char *)x + PREFETCH_AHEAD, _MM_HINT_T0);
+            qx[r] = nibbles(x->qs);
+            summs[r] = _mm_fmadd_ps(_mm_set1_ps(h2f(x->m)), _mm_loadu_ps(sc + i * 8 + 4), summs[r]);
+            _mm_storeu_ps(d[r], _mm_mul_ps(_mm_set1_ps(h2f(x->d)), _mm_loadu_ps(sc + i * 8)));
+        }
+        for (int t = 0; t < T; t++) {
+            __m256i yq = _mm256_loadu_si256((const __m256i *)y[t][i].qs);
+            for (int r = 0; r < R; r++) {
+                __m256 *a = &acc[R == 2 ? 2 * t + r : t];
+                *a = _mm256_fmadd_ps(_mm256_broadcast_ss(&d[r][t]), lanes_us(qx[r], yq), *a);
+            }
+        }
     }
-    float sm[4];
-    _mm_storeu_ps(sm, summs);
-    for (int t = 0; t < T; t++) out[(int64_t)t * ldo] = hsum(acc[t]) + sm[t];
+    float sm[8];
+    _mm_storeu_ps(sm, summs[0]);
+    _mm_storeu_ps(sm + 4, summs[1]);
+    tile_store(R, acc, sm, out, ldo);
 }
 
 /* F32, F16 and BF16 weights: 8 weights (BF16: 16) widened to floats once for the 4 tokens. Each token's
@@ -135,9 +183,11 @@ static inline __attribute__((always_inline)) void dots_bf16(int R, int64_t n, co
             for (int r = 0; r < R; r++) acc[r][t] = _mm256_fmadd_ps(xe[r], ye, _mm256_fmadd_ps(xo[r], yo, acc[r][t]));
         }
     }
+    float sums[8];
+    sums_of(R, acc, sums);
     for (int r = 0; r < R; r++)
         for (int t = 0; t < T; t++) {
-            float s = hsum(acc[r][t]);
+            float s = sums[4 * r + t];
             const uint16_t *x = (const uint16_t *)(wrow + r * rb), *y = (const uint16_t *)(act + (uint64_t)t * stride);
             for (int64_t k = i; k < n; k++) s = fmaf(spill_bf16_to_fp32(x[k]), spill_bf16_to_fp32(y[k]), s);
             out[(int64_t)t * ldo + r] = s;
@@ -174,9 +224,11 @@ static inline __attribute__((always_inline)) void dots_wide(spill_dtype w, int R
             for (int r = 0; r < R; r++) acc[r][t] = _mm256_fmadd_ps(x[r], y, acc[r][t]);
         }
     }
+    float sums[8];
+    sums_of(R, acc, sums);
     for (int r = 0; r < R; r++)
         for (int t = 0; t < T; t++) {
-            float s = hsum(acc[r][t]);
+            float s = sums[4 * r + t];
             for (int64_t k = i; k < n; k++) s = fmaf(wide1(w, wrow + r * rb, k), wide1(a, act + (uint64_t)t * stride, k), s);
             out[(int64_t)t * ldo + r] = s;
         }
@@ -418,6 +470,14 @@ void spill_dots_prepare_avx2(spill_dtype w, int64_t n, const void *act, uint64_t
         for (; r_ < nr; r_++) dots_wide(w, 1, n, wrow + (uint64_t)r_ * rb, rb, (const uint8_t *)(act), stride, out + r_, ldo);          \
     } while (0)
 
+/* two rows at a time, then the odd one */
+#define TILE_QUANT(kernel, ...)                                                                              \
+    do {                                                                                                     \
+        int r_ = 0;                                                                                          \
+        for (; r_ + 2 <= nr; r_ += 2) kernel(__VA_ARGS__, 2, n, wrow + (uint64_t)r_ * rb, rb, act, stride, sc, out + r_, ldo); \
+        if (r_ < nr) kernel(__VA_ARGS__, 1, n, wrow + (uint64_t)r_ * rb, rb, act, stride, sc, out + r_, ldo);             \
+    } while (0)
+
 void spill_dots4_avx2(spill_dtype w, int64_t n, const void *wrows, uint64_t rb, int nr, const void *act, uint64_t stride,
                       const float *sc, float *out, int64_t ldo) {
     const uint8_t *wrow = wrows;
@@ -437,17 +497,20 @@ void spill_dots4_avx2(spill_dtype w, int64_t n, const void *wrows, uint64_t rb, 
     case SPILL_DT_F32: TILE_WIDE(SPILL_DT_F32, act, stride); return;
     case SPILL_DT_F16: TILE_WIDE(SPILL_DT_F16, (const uint8_t *)sc, sizeof(float) * (uint64_t)n); return;
     case SPILL_DT_BF16: TILE_WIDE(SPILL_DT_BF16, act, stride); return;
+    case SPILL_DT_Q8_0: TILE_QUANT(dots_signed, 0); return;
+    case SPILL_DT_Q4_0: TILE_QUANT(dots_signed, 1); return;
+    case SPILL_DT_Q4_1: {
+        int r = 0;
+        for (; r + 2 <= nr; r += 2) dots_q4_1(2, n, wrow + (uint64_t)r * rb, rb, act, stride, sc, out + r, ldo);
+        if (r < nr) dots_q4_1(1, n, wrow + (uint64_t)r * rb, rb, act, stride, sc, out + r, ldo);
+        return;
+    }
     default: break;
     }
+    /* K-quants: a super-block unpacked once for the 4 tokens (kernels/dot_avx2.h) */
     for (int r = 0; r < nr; r++, wrow += rb, out++) {
-        switch (w) {
-        case SPILL_DT_Q8_0: dots_signed(0, n, wrow, act, stride, sc, out, ldo); break;
-        case SPILL_DT_Q4_0: dots_signed(1, n, wrow, act, stride, sc, out, ldo); break;
-        /* K-quants: a super-block unpacked once for the 4 tokens (kernels/dot_avx2.h) */
-        case SPILL_DT_Q4_K: kq_q4_k(n, (const spill_block_q4_k *)wrow, act, stride, T, out, ldo); break;
-        case SPILL_DT_Q6_K: kq_q6_k(n, (const spill_block_q6_k *)wrow, act, stride, T, out, ldo); break;
-        default: dots_q4_1(n, (const spill_block_q4_1 *)wrow, act, stride, sc, out, ldo); break;
-        }
+        if (w == SPILL_DT_Q4_K) kq_q4_k(n, (const spill_block_q4_k *)wrow, act, stride, T, out, ldo);
+        else kq_q6_k(n, (const spill_block_q6_k *)wrow, act, stride, T, out, ldo);
     }
 }
 
