@@ -304,6 +304,13 @@ finally:
     if srv.p.poll() is None:
         srv.p.kill()
 
+# wrong flags: exit 2 with the flag or name in the message, before any model is read or port taken
+for args, want in ((["--profile", "no-such-profile"], "no-such-profile"), (["--profile-file", "/nonexistent/p.json"], "/nonexistent/p.json"),
+                   (["--parallel", "0"], "--parallel")):
+    r = subprocess.run([BIN, "-m", MODEL, "--port", "0", *args], stderr=subprocess.PIPE, stdout=subprocess.DEVNULL,
+                       text=True, timeout=60)
+    check(r.returncode == 2 and want in r.stderr, f"{' '.join(args)}: exit 2 naming {want} (got {r.returncode}: {r.stderr.strip()[:200]})")
+
 # a full queue: one slot, one waiting place; the rest get 429 with Retry-After
 srv = Server("--parallel", "1", "--max-waiting", "1", "--ctx-size", "256")
 try:

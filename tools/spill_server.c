@@ -14,7 +14,7 @@
 
 typedef spill_server_opts opts;
 
-static int open_engine(const opts *o, spill_profile *prof, spill_engine **e, spill_err *err) {
+static int open_engine(const opts *o, const spill_profile *prof, spill_engine **e, spill_err *err) {
     spill_engine_params p = spill_engine_defaults();
     p.model = o->model;
     p.device = o->env.device;
@@ -35,11 +35,7 @@ static int open_engine(const opts *o, spill_profile *prof, spill_engine **e, spi
     p.cuda_graphs = o->env.cuda_graphs;
     p.threads = o->threads ? o->threads : o->env.threads;
     p.host_node = o->env.host_node;
-    if (o->profile || o->profile_file) {
-        if (o->profile_file ? spill_profile_load(o->profile_file, prof, err) : spill_profile_named(o->profile, prof, NULL, 0, err))
-            return -1;
-        p.profile = prof;
-    }
+    p.profile = prof;
     return spill_engine_open(&p, e, err);
 }
 
@@ -77,7 +73,13 @@ int main(int argc, char **argv) {
     spill_sched *s = NULL;
     spill_http *h = NULL;
     int status = 1;
-    if (open_engine(&o, &prof, &e, &err)) goto out;
+    /* a profile that is not there is a wrong flag, as in spill-generate: exit 2 */
+    if ((o.profile || o.profile_file) &&
+        (o.profile_file ? spill_profile_load(o.profile_file, &prof, &err) : spill_profile_named(o.profile, &prof, NULL, 0, &err))) {
+        status = 2;
+        goto out;
+    }
+    if (open_engine(&o, o.profile || o.profile_file ? &prof : NULL, &e, &err)) goto out;
     spill_sched_params sp = {o.max_waiting, o.chunk, o.budget};
     if (spill_sched_open(&s, e, &sp, &err)) goto out;
     char name_buf[4096];
