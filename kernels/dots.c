@@ -12,7 +12,7 @@
  * Q4_1 min term) are the same operations in the same order. So batching never changes a greedy token,
  * and tests/test_quant.c compares this with spill_vec_dot for every type, length and tile remainder.
  * F32, F16 and BF16 rows are widened to floats once for the tile's tokens (no scales to prepare),
- * two rows per tile, and against a single token four rows go together: their sums are independent
+ * two or three rows per tile, and against a single token four rows go together: their sums are independent
  * chains, so the FMA units need not wait out one chain's latency (that wait held 16-bit decode and
  * prefill below what memory and the FMA units allow).
  * The tiles are AVX2 (kernels/dots_avx2.c), used when kernels/cpu.c chose AVX2 for this CPU, and NEON
@@ -179,7 +179,8 @@ int spill_dots_rows_together(spill_dtype w) {
         spill_dots_tiled(w) && spill_cpu_avx512_vnni())
         return 8;
 #endif
-    (void)w;
+    /* AVX2's F32 and F16 tiles take 3 rows at a time (kernels/dots_avx2.c) */
+    if ((w == SPILL_DT_F16 || w == SPILL_DT_F32) && spill_dots_tiled(w) && !wide512(w)) return 6;
     return SPILL_DOTS_ROWS;
 }
 

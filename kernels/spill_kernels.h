@@ -117,7 +117,8 @@ int spill_kernels_avx512_vnni(void);
 #define SPILL_DOTS_TILE 4
 #define SPILL_DOTS_ROWS 4
 /* the rows to pass at a time for w: SPILL_DOTS_ROWS, or 8 where the one-token kernels take 8 rows at once
-   (Q8_0, Q4_0, Q4_1, Q4_K, Q6_K with AVX-512 VNNI), so that tokens past the tiles use them too */
+   (Q8_0, Q4_0, Q4_1, Q4_K, Q6_K with AVX-512 VNNI), so that tokens past the tiles use them too, or 6
+   where the tiles take 3 (F32, F16 with AVX2 and without AVX-512) */
 int spill_dots_rows_together(spill_dtype w);
 int spill_dots_tiled(spill_dtype w);
 size_t spill_dots_scales_len(spill_dtype w, int64_t n, int nt);
