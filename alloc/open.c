@@ -1,12 +1,21 @@
 /* Opening an allocator by backend name, or "auto" from the device's attributes. Kept apart from
  * the arena (alloc.c) so that the preload shim, which brings its own leaf backend, links without
  * the CUDA backends. */
+#include <string.h>
 #include <strings.h>
 
 #include "spill_backend.h"
 #ifdef SPILL_HAVE_CUDA
 #include "spill_platform.h"
 #endif
+
+/* a GPU backend asked for by name that could not start: the name in the error, and what to use instead */
+static int gpu_leaf(const char *name, int rc, spill_err *err) {
+    if (!rc || !strncmp(err->msg, "backend '", 9)) return rc;
+    char msg[sizeof err->msg];
+    snprintf(msg, sizeof msg, "%s", err->msg);
+    return spill_err_set(err, "memory backend '%s' needs a GPU (%s); without one use host or auto", name, msg);
+}
 
 static int choose_leaf(const spill_mem_config *cfg, spill_backend *leaf, char *why, size_t why_len,
                        spill_err *err) {
@@ -22,16 +31,16 @@ static int choose_leaf(const spill_mem_config *cfg, spill_backend *leaf, char *w
     }
     if (!strcasecmp(name, "cuda-managed")) {
         snprintf(why, why_len, "asked for by name");
-        return spill_backend_cuda_managed_init(leaf, dev, err);
+        return gpu_leaf(name, spill_backend_cuda_managed_init(leaf, dev, err), err);
     }
     if (!strcasecmp(name, "cuda-device")) {
         snprintf(why, why_len, "asked for by name");
-        return spill_backend_cuda_device_init(leaf, dev, err);
+        return gpu_leaf(name, spill_backend_cuda_device_init(leaf, dev, err), err);
     }
     if (!strcasecmp(name, "system")) {
 #ifdef SPILL_HAVE_CUDA
         spill_gpu_info g;
-        if (spill_gpu_query(dev, &g, err)) return -1;
+        if (spill_gpu_query(dev, &g, err)) return gpu_leaf(name, -1, err);
         if (!g.pageable_memory_access)
             return spill_err_set(err, "backend 'system': GPU %d (%s) cannot read pageable host memory "
                                       "(cudaDevAttrPageableMemoryAccess = 0); use cuda-managed",
