@@ -137,6 +137,8 @@ void spill_vec_dots(spill_dtype w, int64_t n, const void *wrows, uint64_t row_by
             for (; t + 2 * T <= nt; t += 2 * T) /* two tiles at once */
                 spill_dots_wide_avx512(w, 2, n, w8, row_bytes, nr, sc + (size_t)(t / T) * pt, pt, out + (int64_t)t * ldo, ldo);
 #endif
+        if (sc && w == SPILL_DT_Q4_0 && !t) /* without VNNI: the rows unpacked once for the tiles */
+            t = spill_dots_q4_0_unpacked_avx2(n, w8, row_bytes, nr, a8, stride, nt, sc, pt, out, ldo);
         if (sc || !pt)
             for (; t + T <= nt; t += T)
                 spill_dots4_avx2(w, n, w8, row_bytes, nr, a8 + (uint64_t)t * stride, stride,
