@@ -9,9 +9,15 @@
 #include "spill_platform.h"
 #endif
 
-/* a GPU backend asked for by name that could not start: the name in the error, and what to use instead */
+/* a GPU backend asked for by name where no GPU can be used: the name in the error, and what to use
+   instead (with a GPU there, its own error stands) */
 static int gpu_leaf(const char *name, int rc, spill_err *err) {
-    if (!rc || !strncmp(err->msg, "backend '", 9)) return rc;
+    if (!rc || !err || !strncmp(err->msg, "backend '", 9)) return rc;
+#ifdef SPILL_HAVE_CUDA
+    int n = 0;
+    spill_err cerr;
+    if (!spill_gpu_count(&n, &cerr) && n > 0) return rc;
+#endif
     char msg[sizeof err->msg];
     snprintf(msg, sizeof msg, "%s", err->msg);
     return spill_err_set(err, "memory backend '%s' needs a GPU (%s); without one use host or auto", name, msg);

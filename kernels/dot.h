@@ -78,7 +78,8 @@ void spill_dots_prepare_avx2(spill_dtype w, int64_t n, const void *act, uint64_t
 void spill_dots4_avx2(spill_dtype w, int64_t n, const void *wrows, uint64_t rb, int nr, const void *act, uint64_t stride,
                       const float *sc, float *out, int64_t ldo);
 /* Q4_0 rows against nt >= 8 tokens with each row unpacked once (kernels/dots_avx2.c); returns the tokens
-   done (whole tiles), 0 where nt or the rows are too many for it */
+   done (whole tiles), 0 where nt is too few or the rows too many (more than 4 rows of 16384 values: then
+   Q4_0's own tile, which unpacks them for every 4 tokens) */
 int spill_dots_q4_0_unpacked_avx2(int64_t n, const void *wrows, uint64_t rb, int nr, const void *act, uint64_t stride,
                                   int nt, const float *sc, size_t pt, float *out, int64_t ldo);
 int spill_dots_rows_avx2(spill_dtype w, int64_t n, const void *wrows, uint64_t rb, int nr, const void *act, float *out);

@@ -175,14 +175,14 @@ void spill_vec_dots(spill_dtype w, int64_t n, const void *wrows, uint64_t row_by
                   ldo);
 }
 
-int spill_dots_rows_together(spill_dtype w) {
+int spill_dots_rows_together(spill_dtype w, int batch) {
 #if defined(SPILL_DOT_AVX512_VNNI)
     if ((w == SPILL_DT_Q8_0 || w == SPILL_DT_Q4_0 || w == SPILL_DT_Q4_1 || w == SPILL_DT_Q4_K || w == SPILL_DT_Q6_K) &&
         spill_dots_tiled(w) && spill_cpu_avx512_vnni())
         return 8;
 #endif
     /* AVX2's F32 and F16 tiles take 3 rows at a time (kernels/dots_avx2.c) */
-    if ((w == SPILL_DT_F16 || w == SPILL_DT_F32) && spill_dots_tiled(w) && !wide512(w)) return 6;
+    if ((w == SPILL_DT_F16 || w == SPILL_DT_F32) && batch >= T && spill_dots_tiled(w) && !wide512(w)) return 6;
     return SPILL_DOTS_ROWS;
 }
 

@@ -1,7 +1,7 @@
-/* The AVX2 tiles of kernels/dots.c: weight rows against 4 tokens (Q4_K, Q6_K one row at a time; Q8_0, Q4_0, Q4_1,
- * F32, F16, BF16 two, each token's activations loaded once for both), and several F32/F16/BF16 rows against one token; each result bit-identical to the
- * one-token dot. Compiled with AVX2, FMA and F16C enabled whatever the
- * build machine; kernels/dots.c calls it only when kernels/cpu.c chose AVX2 for this CPU. */
+/* The AVX2 tiles of kernels/dots.c: weight rows against 4 tokens (Q4_K, Q6_K one row at a time; Q8_0, Q4_0,
+ * Q4_1, BF16 two, F32, F16 three, each token's activations loaded once for the rows), and several rows against
+ * one token; each result bit-identical to the one-token dot. Compiled with AVX2, FMA and F16C enabled whatever
+ * the build machine; kernels/dots.c calls it only when kernels/cpu.c chose AVX2 for this CPU. */
 #include "dot_avx2.h"
 
 #define T SPILL_DOTS_TILE
@@ -222,7 +222,7 @@ static inline __attribute__((always_inline)) void dots_wide(spill_dtype w, int R
         }
         for (int t = 0; t < T; t++) {
             __m256 y = wide8(a, act + (uint64_t)t * stride, i);
-            KEEP(y); /* loaded once for both rows, not folded into each multiply-add */
+            KEEP(y); /* loaded once for the rows, not folded into each multiply-add */
             for (int r = 0; r < R; r++) acc[r][t] = _mm256_fmadd_ps(x[r], y, acc[r][t]);
         }
     }
@@ -349,11 +349,14 @@ static inline __attribute__((always_inline)) void rows_quant(spill_dtype w, int 
     for (int r = 0; r < R; r++) out[r] = w == SPILL_DT_Q4_1 ? hsum(acc[r]) + summs[r] : hsum(acc[r]);
 }
 
-/* nr rows in groups of 4, then one at a time (the kernel inlined for each group size) */
+/* nr rows in groups of 4, then 2, then one (the kernel inlined for each group size): the 6 rows a matmul
+   passes at a time for F32 and F16 tiles (spill_dots_rows_together) meet the tokens past the last tile as
+   4 + 2, not 4 + 1 + 1 (a row alone is one chain waiting on itself) */
 #define ROWS_OF(kernel, w)                                                                        \
     do {                                                                                          \
         int r_ = 0;                                                                               \
         for (; r_ + 4 <= nr; r_ += 4) kernel(w, 4, n, wrow + (uint64_t)r_ * rb, rb, act, out + r_); \
+        if (r_ + 2 <= nr) kernel(w, 2, n, wrow + (uint64_t)r_ * rb, rb, act, out + r_), r_ += 2;     \
         for (; r_ < nr; r_++) kernel(w, 1, n, wrow + (uint64_t)r_ * rb, rb, act, out + r_);          \
     } while (0)
 

@@ -150,7 +150,7 @@ void spill_matmul_parts(spill_pool *pool, const spill_matmul_part *parts, int n_
     /* 8 units of rows per thread over all the parts (a multiple of the rows taken together), so that a
        slower thread leaves at most about an eighth of its share to the others */
     int64_t rc = (rows + (int64_t)nth * 8 - 1) / ((int64_t)nth * 8);
-    j.rows_together = spill_dots_rows_together(wtype);
+    j.rows_together = spill_dots_rows_together(wtype, batch);
     int together = j.panel ? SPILL_DOTS_PANEL : j.rows_together;
     j.row_chunk = (rc + together - 1) / together * together;
     for (int i = 0; i < n_parts; i++) {

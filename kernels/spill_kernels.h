@@ -116,10 +116,11 @@ int spill_kernels_avx512_vnni(void);
  * (SPILL_DOTS_ROWS): each row meets all nt tokens while it is in L1. */
 #define SPILL_DOTS_TILE 4
 #define SPILL_DOTS_ROWS 4
-/* the rows to pass at a time for w: SPILL_DOTS_ROWS, or 8 where the one-token kernels take 8 rows at once
-   (Q8_0, Q4_0, Q4_1, Q4_K, Q6_K with AVX-512 VNNI), so that tokens past the tiles use them too, or 6
-   where the tiles take 3 (F32, F16 with AVX2 and without AVX-512) */
-int spill_dots_rows_together(spill_dtype w);
+/* the rows to pass at a time for w in a matmul of batch tokens: SPILL_DOTS_ROWS, or 8 where the one-token
+   kernels take 8 rows at once (Q8_0, Q4_0, Q4_1, Q4_K, Q6_K with AVX-512 VNNI), so that tokens past the
+   tiles use them too, or 6 where the tiles take 3 and the batch fills a tile (F32, F16 with AVX2 and
+   without AVX-512; fewer tokens take the one-token kernels, 4 rows at a time) */
+int spill_dots_rows_together(spill_dtype w, int batch);
 int spill_dots_tiled(spill_dtype w);
 size_t spill_dots_scales_len(spill_dtype w, int64_t n, int nt);
 void spill_dots_prepare(spill_dtype w, int64_t n, const void *act, uint64_t stride, int nt, float *sc);
