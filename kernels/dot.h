@@ -196,16 +196,24 @@ static inline void spill_q4_k_scales(const uint8_t *q, int sc[8], int mn[8]) {
 /* How a K-quant super-block against Q8_K ends, in every implementation (so they agree bit for bit):
  * Q4_K: sumi = sum_j sc_j * sum(q * a) over the block, exact in int32; the minima come in through the
  * activations' 16-value sums. Q6_K: sumi = sum_g sc_g * sum(q * a); its values' offset of 32 likewise. */
+/* the float steps, given the exact integers: summ = sum_j mn_j * (the activations' sums of sub-block j),
+   offset = sum_g sc_g * (the activations' sums of group g) (SIMD kernels may sum them in any order) */
+static inline float spill_q4_k_end(float acc, float dx, float mx, float yd, int32_t sumi, int32_t summ) {
+    acc = fmaf(dx * yd, (float)sumi, acc);
+    return fmaf(-(mx * yd), (float)summ, acc);
+}
+static inline float spill_q6_k_end(float acc, float dx, float yd, int32_t sumi, int32_t offset) {
+    return fmaf(dx * yd, (float)(sumi - 32 * offset), acc);
+}
 static inline float spill_q4_k_block(float acc, float dx, float mx, const spill_block_q8_k *y, int32_t sumi, const int mn[8]) {
     int32_t summ = 0;
     for (int j = 0; j < 8; j++) summ += mn[j] * (y->bsums[2 * j] + y->bsums[2 * j + 1]);
-    acc = fmaf(dx * y->d, (float)sumi, acc);
-    return fmaf(-(mx * y->d), (float)summ, acc);
+    return spill_q4_k_end(acc, dx, mx, y->d, sumi, summ);
 }
 static inline float spill_q6_k_block(float acc, float dx, const spill_block_q8_k *y, int32_t sumi, const int8_t *sc) {
     int32_t offset = 0;
     for (int g = 0; g < 16; g++) offset += sc[g] * y->bsums[g];
-    return fmaf(dx * y->d, (float)(sumi - 32 * offset), acc);
+    return spill_q6_k_end(acc, dx, y->d, sumi, offset);
 }
 
 /* The factor a Q8 block's values are multiplied by before rounding (spill_act_quantize_portable and its
