@@ -468,20 +468,28 @@ void spill_dots_prepare_avx2(spill_dtype w, int64_t n, const void *act, uint64_t
     }
 }
 
+/* nr rows of Q8_0, Q4_0 or Q4_1 against the 4 tokens: two rows at a time, then the odd one */
+static inline __attribute__((always_inline)) void quant_rows(spill_dtype w, int64_t n, const uint8_t *wrow, uint64_t rb,
+                                                             int nr, const uint8_t *act, uint64_t stride, const float *sc,
+                                                             float *out, int64_t ldo) {
+    int r = 0;
+    for (; r < nr; r += 2) {
+        int R = nr - r >= 2 ? 2 : 1;
+        const uint8_t *x = wrow + (uint64_t)r * rb;
+        if (w == SPILL_DT_Q4_1) {
+            if (R == 2) dots_q4_1(2, n, x, rb, act, stride, sc, out + r, ldo);
+            else dots_q4_1(1, n, x, rb, act, stride, sc, out + r, ldo);
+        } else if (R == 2) dots_signed(w == SPILL_DT_Q4_0, 2, n, x, rb, act, stride, sc, out + r, ldo);
+        else dots_signed(w == SPILL_DT_Q4_0, 1, n, x, rb, act, stride, sc, out + r, ldo);
+    }
+}
+
 #define TILE_WIDE(w, act, stride)                                                                             \
     do {                                                                                                      \
         int r_ = 0;                                                                                           \
         for (; r_ + 3 <= nr && w != SPILL_DT_BF16; r_ += 3) dots_wide(w, 3, n, wrow + (uint64_t)r_ * rb, rb, (const uint8_t *)(act), stride, out + r_, ldo); \
         for (; r_ + 2 <= nr; r_ += 2) dots_wide(w, 2, n, wrow + (uint64_t)r_ * rb, rb, (const uint8_t *)(act), stride, out + r_, ldo); \
         for (; r_ < nr; r_++) dots_wide(w, 1, n, wrow + (uint64_t)r_ * rb, rb, (const uint8_t *)(act), stride, out + r_, ldo);          \
-    } while (0)
-
-/* two rows at a time, then the odd one */
-#define TILE_QUANT(kernel, ...)                                                                              \
-    do {                                                                                                     \
-        int r_ = 0;                                                                                          \
-        for (; r_ + 2 <= nr; r_ += 2) kernel(__VA_ARGS__, 2, n, wrow + (uint64_t)r_ * rb, rb, act, stride, sc, out + r_, ldo); \
-        if (r_ < nr) kernel(__VA_ARGS__, 1, n, wrow + (uint64_t)r_ * rb, rb, act, stride, sc, out + r_, ldo);             \
     } while (0)
 
 void spill_dots4_avx2(spill_dtype w, int64_t n, const void *wrows, uint64_t rb, int nr, const void *act, uint64_t stride,
@@ -503,14 +511,9 @@ void spill_dots4_avx2(spill_dtype w, int64_t n, const void *wrows, uint64_t rb, 
     case SPILL_DT_F32: TILE_WIDE(SPILL_DT_F32, act, stride); return;
     case SPILL_DT_F16: TILE_WIDE(SPILL_DT_F16, (const uint8_t *)sc, sizeof(float) * (uint64_t)n); return;
     case SPILL_DT_BF16: TILE_WIDE(SPILL_DT_BF16, act, stride); return;
-    case SPILL_DT_Q8_0: TILE_QUANT(dots_signed, 0); return;
-    case SPILL_DT_Q4_0: TILE_QUANT(dots_signed, 1); return;
-    case SPILL_DT_Q4_1: {
-        int r = 0;
-        for (; r + 2 <= nr; r += 2) dots_q4_1(2, n, wrow + (uint64_t)r * rb, rb, act, stride, sc, out + r, ldo);
-        if (r < nr) dots_q4_1(1, n, wrow + (uint64_t)r * rb, rb, act, stride, sc, out + r, ldo);
-        return;
-    }
+    case SPILL_DT_Q8_0: quant_rows(SPILL_DT_Q8_0, n, wrow, rb, nr, act, stride, sc, out, ldo); return;
+    case SPILL_DT_Q4_0: quant_rows(SPILL_DT_Q4_0, n, wrow, rb, nr, act, stride, sc, out, ldo); return;
+    case SPILL_DT_Q4_1: quant_rows(SPILL_DT_Q4_1, n, wrow, rb, nr, act, stride, sc, out, ldo); return;
     default: break;
     }
     /* K-quants: a super-block unpacked once for the 4 tokens (kernels/dot_avx2.h) */
@@ -547,9 +550,7 @@ int spill_dots_q4_0_unpacked_avx2(int64_t n, const void *wrows, uint64_t rb, int
         const uint8_t *a = (const uint8_t *)act + (uint64_t)t * stride;
         const float *s = sc + (size_t)(t / T) * pt; /* Q4_0's prepared tile: its block scales, as Q8_0's */
         float *o = out + (int64_t)t * ldo;
-        int r = 0;
-        for (; r + 2 <= nr; r += 2) dots_signed(0, 2, n, wrow + (uint64_t)r * rb8, rb8, a, stride, s, o + r, ldo);
-        if (r < nr) dots_signed(0, 1, n, wrow + (uint64_t)r * rb8, rb8, a, stride, s, o + r, ldo);
+        quant_rows(SPILL_DT_Q8_0, n, wrow, rb8, nr, a, stride, s, o, ldo);
     }
     return t;
 }

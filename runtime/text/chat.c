@@ -57,8 +57,9 @@ int spill_chat_format_messages(spill_str tmpl, const spill_chat_msg *msgs, int n
             }
         }
         for (int i = 0; i < n; i++) {
+            const char *role = spill_chat_role(msgs[i].role); /* developer: system */
             bad |= append(&buf, &len, &cap, "<|im_start|>", sizeof "<|im_start|>" - 1);
-            bad |= append(&buf, &len, &cap, spill_chat_role(msgs[i].role), strlen(spill_chat_role(msgs[i].role)));
+            bad |= append(&buf, &len, &cap, role, strlen(role));
             bad |= append(&buf, &len, &cap, "\n", sizeof "\n" - 1);
             bad |= append(&buf, &len, &cap, msgs[i].content, strlen(msgs[i].content));
             bad |= append(&buf, &len, &cap, "<|im_end|>\n", sizeof "<|im_end|>\n" - 1);
@@ -66,8 +67,9 @@ int spill_chat_format_messages(spill_str tmpl, const spill_chat_msg *msgs, int n
         bad |= append(&buf, &len, &cap, "<|im_start|>assistant\n", sizeof "<|im_start|>assistant\n" - 1);
     } else if (find_in(tmpl, "<|start_header_id|>")) {
         for (int i = 0; i < n; i++) {
+            const char *role = spill_chat_role(msgs[i].role); /* developer: system */
             bad |= append(&buf, &len, &cap, "<|start_header_id|>", sizeof "<|start_header_id|>" - 1);
-            bad |= append(&buf, &len, &cap, spill_chat_role(msgs[i].role), strlen(spill_chat_role(msgs[i].role)));
+            bad |= append(&buf, &len, &cap, role, strlen(role));
             bad |= append(&buf, &len, &cap, "<|end_header_id|>\n\n", sizeof "<|end_header_id|>\n\n" - 1);
             bad |= append(&buf, &len, &cap, msgs[i].content, strlen(msgs[i].content));
             bad |= append(&buf, &len, &cap, "<|eot_id|>", sizeof "<|eot_id|>" - 1);
