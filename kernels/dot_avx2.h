@@ -51,90 +51,201 @@ static inline void hsum2_i32(__m256i s, __m256i m, int32_t *si, int32_t *mi) {
     *mi = _mm_extract_epi32(q, 1);
 }
 
+/* 4 tokens' two sums each reduced at once: s[t]'s 8 lanes added up in lane t, m[t]'s in lane 4 + t */
+static inline __m256i hsum4x2_i32(const __m256i s[4], const __m256i m[4]) {
+    __m256i a = _mm256_hadd_epi32(_mm256_hadd_epi32(s[0], s[1]), _mm256_hadd_epi32(s[2], s[3])); /* s_t's halves: lanes t, 4 + t */
+    __m256i b = _mm256_hadd_epi32(_mm256_hadd_epi32(m[0], m[1]), _mm256_hadd_epi32(m[2], m[3]));
+    return _mm256_add_epi32(_mm256_permute2x128_si256(a, b, 0x20), _mm256_permute2x128_si256(a, b, 0x31));
+}
+
+/* v where it is: the sums below are added in the order written. Integer sums may be reassociated, and
+   GCC did (-O3): it made every product of a super-block first and added them up in a tree at the end,
+   spilling most of them to the stack (one thread, Q4_K, 4 tokens: 38 GMAC/s against 49 in order) */
+static inline __m256i in_order(__m256i v) {
+    __asm__("" : "+x"(v));
+    return v;
+}
+
 /* 16-bit value j of v (8 values, the same in both halves) in all 16 lanes */
 static inline __m256i pick16(__m256i v, int j) {
     return _mm256_shuffle_epi8(v, _mm256_set1_epi16((short)(((2 * j + 1) << 8) | (2 * j))));
 }
 
-static inline void kq_q4_k(int64_t n, const spill_block_q4_k *x, const uint8_t *act, uint64_t stride, int nt, float *out,
-                           int64_t ldo) {
-    const __m256i m4 = _mm256_set1_epi8(0xF);
-    float acc[SPILL_DOTS_TILE] = {0};
-    for (int64_t i = 0; i < n / SPILL_QK_K; i++) {
-        spill_prefetch_block(x + i, sizeof *x);
-        /* kernels/dot.h's spill_q4_k_scales four bytes at a time: a, b, c the 12 bytes of scales */
-        uint32_t a, b, c;
-        memcpy(&a, x[i].scales, 4), memcpy(&b, x[i].scales + 4, 4), memcpy(&c, x[i].scales + 8, 4);
-        uint64_t scb = (a & 0x3f3f3f3fu) | (uint64_t)((c & 0x0f0f0f0fu) | ((a >> 2) & 0x30303030u)) << 32;
-        uint64_t mnb = (b & 0x3f3f3f3fu) | (uint64_t)(((c >> 4) & 0x0f0f0f0fu) | ((b >> 2) & 0x30303030u)) << 32;
-        __m256i sc16 = _mm256_broadcastsi128_si256(_mm_cvtepu8_epi16(_mm_cvtsi64_si128((long long)scb)));
-        __m128i mnv = _mm_cvtsi64_si128((long long)mnb);
-        __m256i mn2 = _mm256_cvtepu8_epi16(_mm_unpacklo_epi8(mnv, mnv)); /* mn_j in lanes 2j, 2j + 1 */
-        __m256i sumv[SPILL_DOTS_TILE];
-        for (int t = 0; t < nt; t++) sumv[t] = _mm256_setzero_si256();
-        for (int p = 0; p < 4; p++) { /* 64 values: sub-block 2p in the low nibbles, 2p + 1 in the high */
-            __m256i qb = _mm256_loadu_si256((const __m256i *)(x[i].qs + 32 * p));
-            __m256i ql = _mm256_and_si256(qb, m4), qh = _mm256_and_si256(_mm256_srli_epi16(qb, 4), m4);
-            __m256i sl = pick16(sc16, 2 * p), sh = pick16(sc16, 2 * p + 1);
-            for (int t = 0; t < nt; t++) {
-                const spill_block_q8_k *y = (const spill_block_q8_k *)(act + (uint64_t)t * stride) + i;
-                __m256i lo = _mm256_madd_epi16(_mm256_maddubs_epi16(ql, _mm256_loadu_si256((const __m256i *)(y->qs + 64 * p))), sl);
-                __m256i hi = _mm256_madd_epi16(_mm256_maddubs_epi16(qh, _mm256_loadu_si256((const __m256i *)(y->qs + 64 * p + 32))), sh);
-                sumv[t] = _mm256_add_epi32(sumv[t], _mm256_add_epi32(lo, hi));
-            }
-        }
-        float dx = spill_fp16_to_fp32(x[i].d), mx = spill_fp16_to_fp32(x[i].dmin);
-        for (int t = 0; t < nt; t++) {
-            const spill_block_q8_k *y = (const spill_block_q8_k *)(act + (uint64_t)t * stride) + i;
-            int32_t sumi, summ;
-            hsum2_i32(sumv[t], _mm256_madd_epi16(_mm256_loadu_si256((const __m256i *)y->bsums), mn2), &sumi, &summ);
-            acc[t] = spill_q4_k_end(acc[t], dx, mx, y->d, sumi, summ);
-        }
-    }
-    for (int t = 0; t < nt; t++) out[(int64_t)t * ldo] = acc[t];
+/* the float steps of 4 lanes at once, given each lane's two exact sums (s[k], m[k]): lane k of acc gets
+ * spill_q4_k_end (q6 = 0: s is sumi, m summ) or spill_q6_k_end (q6 = 1: s - 32 * m) of dx[k], mx[k],
+ * yd[k]: the same products, the same fused steps, so the same bits as each lane ending alone */
+static inline __attribute__((always_inline)) __m128 kq_end4(int q6, const __m256i *s, const __m256i *m, const float *dx,
+                                                          const float *mx, const float *yd, __m128 acc) {
+    __m256i r = hsum4x2_i32(s, m);
+    __m128i lo = _mm256_castsi256_si128(r), hi = _mm256_extracti128_si256(r, 1);
+    __m128 y = _mm_loadu_ps(yd), d = _mm_mul_ps(_mm_loadu_ps(dx), y);
+    if (q6) return _mm_fmadd_ps(d, _mm_cvtepi32_ps(_mm_sub_epi32(lo, _mm_slli_epi32(hi, 5))), acc);
+    acc = _mm_fmadd_ps(d, _mm_cvtepi32_ps(lo), acc);
+    return _mm_fmadd_ps(_mm_xor_ps(_mm_mul_ps(_mm_loadu_ps(mx), y), _mm_set1_ps(-0.0f)), _mm_cvtepi32_ps(hi), acc);
 }
 
-static inline void kq_q6_k(int64_t n, const spill_block_q6_k *x, const uint8_t *act, uint64_t stride, int nt, float *out,
-                           int64_t ldo) {
-    const __m256i m4 = _mm256_set1_epi8(0xF), m2 = _mm256_set1_epi8(0x30);
-    float acc[SPILL_DOTS_TILE] = {0};
+/* R rows (rb bytes apart) of a K-quant against TT tokens of Q8_K (stride bytes apart) into out[t * ldo + r],
+ * R x TT = 1 (the dot), or 4: a row and 4 tokens (the tile, kernels/dots_avx2.c), 4 rows and a token (its
+ * rows). A row's values are unpacked once for the TT tokens and a token's loaded once for the R rows; the
+ * 4 lanes (k = r * TT + t) end together (kq_end4), a lone one as spill_q4_k_end / spill_q6_k_end. Two rows
+ * and 4 tokens measured no faster than one: the multiplies, two per 32 values and lane, bound both. */
+static inline __attribute__((always_inline)) void kq_q4_k(int R, int TT, int64_t n, const uint8_t *row, uint64_t rb,
+                                                        const uint8_t *act, uint64_t stride, float *out, int64_t ldo) {
+    const __m256i m4 = _mm256_set1_epi8(0xF);
+    const int L = R * TT; /* 1 or 4 */
+    __m128 acc = _mm_setzero_ps();
+    float acc1 = 0;
     for (int64_t i = 0; i < n / SPILL_QK_K; i++) {
-        spill_prefetch_block(x + i, sizeof *x);
-        const int8_t *sc = x[i].scales;
-        __m128i sc8 = _mm_loadu_si128((const __m128i *)sc);
-        __m256i sc16 = _mm256_cvtepi8_epi16(sc8); /* for the offset: scale g in lane g */
-        __m256i sumv[SPILL_DOTS_TILE];
-        for (int t = 0; t < nt; t++) sumv[t] = _mm256_setzero_si256();
-        /* quarter k of half h: values 0-15 have scale 8h + 2k, 16-31 the next */
-        for (int half = 0; half < 2; half++) {
-            const uint8_t *ql = x[i].ql + 64 * half, *qh = x[i].qh + 32 * half;
-            __m256i l0 = _mm256_loadu_si256((const __m256i *)ql), l1 = _mm256_loadu_si256((const __m256i *)(ql + 32));
-            __m256i h = _mm256_loadu_si256((const __m256i *)qh);
-            __m256i q[4];
-            q[0] = _mm256_or_si256(_mm256_and_si256(l0, m4), _mm256_and_si256(_mm256_slli_epi16(h, 4), m2));
-            q[1] = _mm256_or_si256(_mm256_and_si256(l1, m4), _mm256_and_si256(_mm256_slli_epi16(h, 2), m2));
-            q[2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l0, 4), m4), _mm256_and_si256(h, m2));
-            q[3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l1, 4), m4), _mm256_and_si256(_mm256_srli_epi16(h, 2), m2));
-            for (int k = 0; k < 4; k++) {
-                int g = 8 * half + 2 * k; /* scale g in the low 8 lanes, g + 1 in the high 8 */
-                __m256i s = _mm256_cvtepi8_epi16(_mm_shuffle_epi8(sc8, _mm_set_epi64x(0x0101010101010101LL * (g + 1),
-                                                                                    0x0101010101010101LL * g)));
-                for (int t = 0; t < nt; t++) {
-                    const spill_block_q8_k *y = (const spill_block_q8_k *)(act + (uint64_t)t * stride) + i;
-                    sumv[t] = _mm256_add_epi32(sumv[t], _mm256_madd_epi16(_mm256_maddubs_epi16(q[k], _mm256_loadu_si256(
-                                                                                 (const __m256i *)(y->qs + 128 * half + 32 * k))), s));
+        const spill_block_q4_k *x[4];
+        const spill_block_q8_k *y[4];
+        __m256i sc16[4], mn2[4];
+        _Pragma("GCC unroll 4")
+        for (int r = 0; r < R; r++) {
+            x[r] = (const spill_block_q4_k *)(row + (uint64_t)r * rb) + i;
+            spill_prefetch_block(x[r], sizeof *x[r]);
+            /* kernels/dot.h's spill_q4_k_scales four bytes at a time: a, b, c the 12 bytes of scales */
+            uint32_t a, b, c;
+            memcpy(&a, x[r]->scales, 4), memcpy(&b, x[r]->scales + 4, 4), memcpy(&c, x[r]->scales + 8, 4);
+            uint64_t scb = (a & 0x3f3f3f3fu) | (uint64_t)((c & 0x0f0f0f0fu) | ((a >> 2) & 0x30303030u)) << 32;
+            uint64_t mnb = (b & 0x3f3f3f3fu) | (uint64_t)(((c >> 4) & 0x0f0f0f0fu) | ((b >> 2) & 0x30303030u)) << 32;
+            sc16[r] = _mm256_broadcastsi128_si256(_mm_cvtepu8_epi16(_mm_cvtsi64_si128((long long)scb)));
+            __m128i mnv = _mm_cvtsi64_si128((long long)mnb);
+            mn2[r] = _mm256_cvtepu8_epi16(_mm_unpacklo_epi8(mnv, mnv)); /* mn_j in lanes 2j, 2j + 1 */
+        }
+        _Pragma("GCC unroll 4")
+        for (int t = 0; t < TT; t++) y[t] = (const spill_block_q8_k *)(act + (uint64_t)t * stride) + i;
+        __m256i sumv[4];
+        _Pragma("GCC unroll 4")
+        for (int k = 0; k < L; k++) sumv[k] = _mm256_setzero_si256();
+        _Pragma("GCC unroll 4")
+        for (int p = 0; p < 4; p++) /* 64 values: sub-block 2p in the low nibbles, 2p + 1 in the high */
+            _Pragma("GCC unroll 4")
+            for (int h = 0; h < 2; h++) {
+                __m256i q[4], sc[4];
+                _Pragma("GCC unroll 4")
+                for (int r = 0; r < R; r++) {
+                    __m256i qb = _mm256_loadu_si256((const __m256i *)(x[r]->qs + 32 * p));
+                    q[r] = _mm256_and_si256(h ? _mm256_srli_epi16(qb, 4) : qb, m4);
+                    sc[r] = pick16(sc16[r], 2 * p + h);
+                }
+                _Pragma("GCC unroll 4")
+                for (int t = 0; t < TT; t++) {
+                    __m256i yv = _mm256_loadu_si256((const __m256i *)(y[t]->qs + 64 * p + 32 * h));
+                    _Pragma("GCC unroll 4")
+                    for (int r = 0; r < R; r++)
+                        sumv[r * TT + t] = in_order(_mm256_add_epi32(sumv[r * TT + t], _mm256_madd_epi16(_mm256_maddubs_epi16(q[r], yv), sc[r])));
                 }
             }
+        if (L == 1) {
+            int32_t sumi, summ;
+            hsum2_i32(sumv[0], _mm256_madd_epi16(_mm256_loadu_si256((const __m256i *)y[0]->bsums), mn2[0]), &sumi, &summ);
+            acc1 = spill_q4_k_end(acc1, spill_fp16_to_fp32(x[0]->d), spill_fp16_to_fp32(x[0]->dmin), y[0]->d, sumi, summ);
+            continue;
         }
-        float dx = spill_fp16_to_fp32(x[i].d);
-        for (int t = 0; t < nt; t++) {
-            const spill_block_q8_k *y = (const spill_block_q8_k *)(act + (uint64_t)t * stride) + i;
-            int32_t sumi, offset;
-            hsum2_i32(sumv[t], _mm256_madd_epi16(_mm256_loadu_si256((const __m256i *)y->bsums), sc16), &sumi, &offset);
-            acc[t] = spill_q6_k_end(acc[t], dx, y->d, sumi, offset);
+        __m256i mv[4];
+        float dx[4], mx[4], yd[4];
+        _Pragma("GCC unroll 4")
+        for (int r = 0; r < R; r++) {
+            float d = h2f(x[r]->d), dm = h2f(x[r]->dmin);
+            _Pragma("GCC unroll 4")
+            for (int t = 0; t < TT; t++) {
+                mv[r * TT + t] = _mm256_madd_epi16(_mm256_loadu_si256((const __m256i *)y[t]->bsums), mn2[r]);
+                dx[r * TT + t] = d, mx[r * TT + t] = dm, yd[r * TT + t] = y[t]->d;
+            }
         }
+        acc = kq_end4(0, sumv, mv, dx, mx, yd, acc);
     }
-    for (int t = 0; t < nt; t++) out[(int64_t)t * ldo] = acc[t];
+    if (L == 1) {
+        out[0] = acc1;
+        return;
+    }
+    float o[4];
+    _mm_storeu_ps(o, acc);
+    _Pragma("GCC unroll 4")
+    for (int r = 0; r < R; r++)
+        _Pragma("GCC unroll 4")
+        for (int t = 0; t < TT; t++) out[(int64_t)t * ldo + r] = o[r * TT + t];
+}
+
+static inline __attribute__((always_inline)) void kq_q6_k(int R, int TT, int64_t n, const uint8_t *row, uint64_t rb,
+                                                        const uint8_t *act, uint64_t stride, float *out, int64_t ldo) {
+    const __m256i m4 = _mm256_set1_epi8(0xF), m2 = _mm256_set1_epi8(0x30);
+    const int L = R * TT; /* 1 or 4 */
+    __m128 acc = _mm_setzero_ps();
+    float acc1 = 0;
+    for (int64_t i = 0; i < n / SPILL_QK_K; i++) {
+        const spill_block_q6_k *x[4];
+        const spill_block_q8_k *y[4];
+        __m128i sc8[4];
+        _Pragma("GCC unroll 4")
+        for (int r = 0; r < R; r++) {
+            x[r] = (const spill_block_q6_k *)(row + (uint64_t)r * rb) + i;
+            spill_prefetch_block(x[r], sizeof *x[r]);
+            sc8[r] = _mm_loadu_si128((const __m128i *)x[r]->scales);
+        }
+        _Pragma("GCC unroll 4")
+        for (int t = 0; t < TT; t++) y[t] = (const spill_block_q8_k *)(act + (uint64_t)t * stride) + i;
+        __m256i sumv[4];
+        _Pragma("GCC unroll 4")
+        for (int k = 0; k < L; k++) sumv[k] = _mm256_setzero_si256();
+        /* quarter k of half h: values 0-15 have scale 8h + 2k, 16-31 the next; a quarter's 6-bit values are
+           4 bits of ql (the low or high nibbles of its first or second 32 bytes) and 2 of qh */
+        _Pragma("GCC unroll 4")
+        for (int half = 0; half < 2; half++)
+            _Pragma("GCC unroll 4")
+            for (int k = 0; k < 4; k++) {
+                int g = 8 * half + 2 * k;
+                __m256i q[4], sc[4];
+                _Pragma("GCC unroll 4")
+                for (int r = 0; r < R; r++) {
+                    __m256i l = _mm256_loadu_si256((const __m256i *)(x[r]->ql + 64 * half + 32 * (k & 1)));
+                    __m256i hb = _mm256_loadu_si256((const __m256i *)(x[r]->qh + 32 * half));
+                    l = k & 2 ? _mm256_srli_epi16(l, 4) : l;
+                    hb = k == 0 ? _mm256_slli_epi16(hb, 4) : k == 1 ? _mm256_slli_epi16(hb, 2) : k == 3 ? _mm256_srli_epi16(hb, 2) : hb;
+                    q[r] = _mm256_or_si256(_mm256_and_si256(l, m4), _mm256_and_si256(hb, m2));
+                    sc[r] = _mm256_cvtepi8_epi16(_mm_shuffle_epi8(sc8[r], _mm_set_epi64x(0x0101010101010101LL * (g + 1),
+                                                                                       0x0101010101010101LL * g)));
+                }
+                _Pragma("GCC unroll 4")
+                for (int t = 0; t < TT; t++) {
+                    __m256i yv = _mm256_loadu_si256((const __m256i *)(y[t]->qs + 128 * half + 32 * k));
+                    _Pragma("GCC unroll 4")
+                    for (int r = 0; r < R; r++)
+                        sumv[r * TT + t] = in_order(_mm256_add_epi32(sumv[r * TT + t], _mm256_madd_epi16(_mm256_maddubs_epi16(q[r], yv), sc[r])));
+                }
+            }
+        /* the offset: scale g times the activations' 16-value sum g */
+        if (L == 1) {
+            int32_t sumi, offset;
+            hsum2_i32(sumv[0], _mm256_madd_epi16(_mm256_loadu_si256((const __m256i *)y[0]->bsums), _mm256_cvtepi8_epi16(sc8[0])),
+                      &sumi, &offset);
+            acc1 = spill_q6_k_end(acc1, spill_fp16_to_fp32(x[0]->d), y[0]->d, sumi, offset);
+            continue;
+        }
+        __m256i ov[4];
+        float dx[4], yd[4];
+        _Pragma("GCC unroll 4")
+        for (int r = 0; r < R; r++) {
+            __m256i sc16 = _mm256_cvtepi8_epi16(sc8[r]);
+            float d = h2f(x[r]->d);
+            _Pragma("GCC unroll 4")
+            for (int t = 0; t < TT; t++) {
+                ov[r * TT + t] = _mm256_madd_epi16(_mm256_loadu_si256((const __m256i *)y[t]->bsums), sc16);
+                dx[r * TT + t] = d, yd[r * TT + t] = y[t]->d;
+            }
+        }
+        acc = kq_end4(1, sumv, ov, dx, dx, yd, acc);
+    }
+    if (L == 1) {
+        out[0] = acc1;
+        return;
+    }
+    float o[4];
+    _mm_storeu_ps(o, acc);
+    _Pragma("GCC unroll 4")
+    for (int r = 0; r < R; r++)
+        _Pragma("GCC unroll 4")
+        for (int t = 0; t < TT; t++) out[(int64_t)t * ldo + r] = o[r * TT + t];
 }
 
 #endif
