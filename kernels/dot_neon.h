@@ -132,8 +132,9 @@ static float dot_bf16(int64_t n, const void *wv, const void *av) {
 
 /* K-quants against Q8_K (kernels/kquant.c): one row against nt <= SPILL_DOTS_TILE tokens (1: the dot; 4:
  * the table's tile). A super-block is unpacked once (Q4_K's nibbles and scales, Q6_K's 6-bit values: all
- * non-negative int8), every token's products summed exactly in int32 (SUM4, then across the lanes), then
- * the float steps of kernels/dot.h, so the results equal the portable dots. */
+ * non-negative int8), every token's products summed exactly in int32 (SUM4's lanes times their scale, then
+ * across the lanes once per super-block: the same integers in another order), then the float steps of
+ * kernels/dot.h, so the results equal the portable dots. */
 static inline void kq_q4_k(int64_t n, const spill_block_q4_k *x, const uint8_t *act, uint64_t stride, int nt, float *out,
                            int64_t ldo) {
     const uint8x16_t m4 = vdupq_n_u8(0xF);
@@ -152,11 +153,11 @@ static inline void kq_q4_k(int64_t n, const spill_block_q4_k *x, const uint8_t *
         float dx = spill_fp16_to_fp32(x[i].d), mx = spill_fp16_to_fp32(x[i].dmin);
         for (int t = 0; t < nt; t++) {
             const spill_block_q8_k *y = (const spill_block_q8_k *)(act + (uint64_t)t * stride) + i;
-            int32_t sumi = 0;
+            int32x4_t s = vdupq_n_s32(0); /* each sub-block's 4 lanes times its scale, added across once */
             for (int j = 0; j < 8; j++)
-                sumi += sc[j] * vaddvq_s32(vaddq_s32(SUM4(q[2 * j], vld1q_s8(y->qs + 32 * j)),
-                                                     SUM4(q[2 * j + 1], vld1q_s8(y->qs + 32 * j + 16))));
-            acc[t] = spill_q4_k_block(acc[t], dx, mx, y, sumi, mn);
+                s = vmlaq_n_s32(s, vaddq_s32(SUM4(q[2 * j], vld1q_s8(y->qs + 32 * j)), SUM4(q[2 * j + 1], vld1q_s8(y->qs + 32 * j + 16))),
+                                sc[j]);
+            acc[t] = spill_q4_k_block(acc[t], dx, mx, y, vaddvq_s32(s), mn);
         }
     }
     for (int t = 0; t < nt; t++) out[(int64_t)t * ldo] = acc[t];
@@ -183,10 +184,9 @@ static inline void kq_q6_k(int64_t n, const spill_block_q6_k *x, const uint8_t *
         float dx = spill_fp16_to_fp32(x[i].d);
         for (int t = 0; t < nt; t++) {
             const spill_block_q8_k *y = (const spill_block_q8_k *)(act + (uint64_t)t * stride) + i;
-            int32_t sumi = 0;
-            for (int g = 0; g < 16; g++)
-                sumi += sc[g] * vaddvq_s32(SUM4(q[g], vld1q_s8(y->qs + 16 * g)));
-            acc[t] = spill_q6_k_block(acc[t], dx, y, sumi, sc);
+            int32x4_t s = vdupq_n_s32(0);
+            for (int g = 0; g < 16; g++) s = vmlaq_n_s32(s, SUM4(q[g], vld1q_s8(y->qs + 16 * g)), sc[g]);
+            acc[t] = spill_q6_k_block(acc[t], dx, y, vaddvq_s32(s), sc);
         }
     }
     for (int t = 0; t < nt; t++) out[(int64_t)t * ldo] = acc[t];
