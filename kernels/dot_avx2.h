@@ -32,12 +32,13 @@ static inline __m256i nibbles(const uint8_t *qs) {
     return _mm256_and_si256(both, _mm256_set1_epi8(15));
 }
 
-/* K-quants against Q8_K (kernels/kquant.c): one row against nt <= SPILL_DOTS_TILE tokens (nt = 1: the
- * dot, dot_avx2.c; 4: the tile, dots_avx2.c). A super-block's scales are unpacked once for the tokens,
- * its values 64 at a time (Q4_K's nibbles, Q6_K's 6-bit values, which maddubs takes as unsigned), and
- * every token's products summed exactly in int32 (|maddubs pair| <= 2 * 63 * 127: no saturation; madd
- * applies the scales), its minimum (Q4_K) or offset (Q6_K) term too, from the activations' 16-value
- * sums with one madd, then kernels/dot.h's float steps: the results equal the portable dots. The
+/* K-quants against Q8_K (kernels/kquant.c): R rows against TT tokens (kq_q4_k, kq_q6_k below: the dot,
+ * a row against the tile's 4 tokens, 4 rows against one token). A super-block's scales are unpacked once
+ * for the tokens, its values 32 at a time (Q4_K's nibbles, Q6_K's 6-bit values, which maddubs takes as
+ * unsigned), and every token's products summed exactly in int32 (|maddubs pair| <= 2 * 63 * 128: no
+ * saturation; madd applies the scales), its minimum (Q4_K) or offset (Q6_K) term too, from the
+ * activations' 16-value sums with one madd, then kernels/dot.h's float steps: the results equal the
+ * portable dots. The
  * integers are exact whatever order they are added in; the scalar loops over the scales and sums that
  * the portable dot has took as long as the vector work (one thread, Q4_K 1536 x 1536 in cache: 15 GMAC/s
  * at one token, 22 at 32, before they were vectorized). */
@@ -51,7 +52,8 @@ static inline void hsum2_i32(__m256i s, __m256i m, int32_t *si, int32_t *mi) {
     *mi = _mm_extract_epi32(q, 1);
 }
 
-/* 4 tokens' two sums each reduced at once: s[t]'s 8 lanes added up in lane t, m[t]'s in lane 4 + t */
+/* 4 lanes' two sums each (a row against 4 tokens, or 4 rows against a token) reduced at once: s[k]'s 8
+   lanes added up in lane k, m[k]'s in lane 4 + k */
 static inline __m256i hsum4x2_i32(const __m256i s[4], const __m256i m[4]) {
     __m256i a = _mm256_hadd_epi32(_mm256_hadd_epi32(s[0], s[1]), _mm256_hadd_epi32(s[2], s[3])); /* s_t's halves: lanes t, 4 + t */
     __m256i b = _mm256_hadd_epi32(_mm256_hadd_epi32(m[0], m[1]), _mm256_hadd_epi32(m[2], m[3]));
@@ -60,7 +62,8 @@ static inline __m256i hsum4x2_i32(const __m256i s[4], const __m256i m[4]) {
 
 /* v where it is: the sums below are added in the order written. Integer sums may be reassociated, and
    GCC did (-O3): it made every product of a super-block first and added them up in a tree at the end,
-   spilling most of them to the stack (one thread, Q4_K, 4 tokens: 38 GMAC/s against 49 in order) */
+   spilling most of them to the stack (one thread, Q4_K, a row against 4 tokens: 38 GMAC/s against 55-57
+   in order, docs/results.md) */
 static inline __m256i in_order(__m256i v) {
     __asm__("" : "+x"(v));
     return v;

@@ -166,9 +166,9 @@ void spill_dots_quant_vnni(spill_dtype w, int ntiles, int64_t n, const void *wro
 
 /* ---- The K-quants (Q4_K, Q6_K) against Q8_K activations, 8 or 4 tokens at once ----
  *
- * The AVX2 tile (kq_q4_k / kq_q6_k in kernels/dot_avx2.h) unpacks a super-block once for 4 tokens but
- * then, per token, sums each sub-block in 256-bit registers, reduces 8 lanes and ends the block with
- * scalar work (the minima's or the offset's sums, two fused multiply-adds). Here a 512-bit register
+ * The AVX2 tile (kq_q4_k / kq_q6_k in kernels/dot_avx2.h) unpacks a super-block once for 4 tokens,
+ * sums each token's sub-blocks in 256-bit registers (a scale per vpmaddwd) and ends the block for the 4
+ * tokens in one 128-bit register. Here a 512-bit register
  * holds a pair of tokens (as the tiles above), each sub-block's scale goes in with VNNI's vpdpwssd
  * (the 16-bit pairs that vpmaddubsw made, times the scale, added to 32-bit lanes: exact), the 8 tokens'
  * lane sums are reduced together, and the block's float steps run for 8 tokens in one 256-bit register.
