@@ -87,6 +87,20 @@ static inline __attribute__((always_inline)) __m128 kq_end4(int q6, const __m256
     return _mm_fmadd_ps(_mm_xor_ps(_mm_mul_ps(_mm_loadu_ps(mx), y), _mm_set1_ps(-0.0f)), _mm_cvtepi32_ps(hi), acc);
 }
 
+/* the results of R x TT lanes (kq_end4's, or a lone lane's acc1) into out[t * ldo + r] */
+static inline __attribute__((always_inline)) void kq_out(int R, int TT, __m128 acc, float acc1, float *out, int64_t ldo) {
+    if (R * TT == 1) {
+        out[0] = acc1;
+        return;
+    }
+    float o[4];
+    _mm_storeu_ps(o, acc);
+    _Pragma("GCC unroll 4")
+    for (int r = 0; r < R; r++)
+        _Pragma("GCC unroll 4")
+        for (int t = 0; t < TT; t++) out[(int64_t)t * ldo + r] = o[r * TT + t];
+}
+
 /* R rows (rb bytes apart) of a K-quant against TT tokens of Q8_K (stride bytes apart) into out[t * ldo + r],
  * R x TT = 1 (the dot), or 4: a row and 4 tokens (the tile, kernels/dots_avx2.c), 4 rows and a token (its
  * rows). A row's values are unpacked once for the TT tokens and a token's loaded once for the R rows; the
@@ -158,16 +172,7 @@ static inline __attribute__((always_inline)) void kq_q4_k(int R, int TT, int64_t
         }
         acc = kq_end4(0, sumv, mv, dx, mx, yd, acc);
     }
-    if (L == 1) {
-        out[0] = acc1;
-        return;
-    }
-    float o[4];
-    _mm_storeu_ps(o, acc);
-    _Pragma("GCC unroll 4")
-    for (int r = 0; r < R; r++)
-        _Pragma("GCC unroll 4")
-        for (int t = 0; t < TT; t++) out[(int64_t)t * ldo + r] = o[r * TT + t];
+    kq_out(R, TT, acc, acc1, out, ldo);
 }
 
 static inline __attribute__((always_inline)) void kq_q6_k(int R, int TT, int64_t n, const uint8_t *row, uint64_t rb,
@@ -239,16 +244,7 @@ static inline __attribute__((always_inline)) void kq_q6_k(int R, int TT, int64_t
         }
         acc = kq_end4(1, sumv, ov, dx, dx, yd, acc);
     }
-    if (L == 1) {
-        out[0] = acc1;
-        return;
-    }
-    float o[4];
-    _mm_storeu_ps(o, acc);
-    _Pragma("GCC unroll 4")
-    for (int r = 0; r < R; r++)
-        _Pragma("GCC unroll 4")
-        for (int t = 0; t < TT; t++) out[(int64_t)t * ldo + r] = o[r * TT + t];
+    kq_out(R, TT, acc, acc1, out, ldo);
 }
 
 #endif
