@@ -156,7 +156,7 @@ static inline __attribute__((always_inline)) void kq_q4_k(int R, int TT, int64_t
         if (L == 1) {
             int32_t sumi, summ;
             hsum2_i32(sumv[0], _mm256_madd_epi16(_mm256_loadu_si256((const __m256i *)y[0]->bsums), mn2[0]), &sumi, &summ);
-            acc1 = spill_q4_k_end(acc1, spill_fp16_to_fp32(x[0]->d), spill_fp16_to_fp32(x[0]->dmin), y[0]->d, sumi, summ);
+            acc1 = spill_q4_k_end(acc1, h2f(x[0]->d), h2f(x[0]->dmin), y[0]->d, sumi, summ);
             continue;
         }
         __m256i mv[4];
@@ -227,7 +227,7 @@ static inline __attribute__((always_inline)) void kq_q6_k(int R, int TT, int64_t
             int32_t sumi, offset;
             hsum2_i32(sumv[0], _mm256_madd_epi16(_mm256_loadu_si256((const __m256i *)y[0]->bsums), _mm256_cvtepi8_epi16(sc8[0])),
                       &sumi, &offset);
-            acc1 = spill_q6_k_end(acc1, spill_fp16_to_fp32(x[0]->d), y[0]->d, sumi, offset);
+            acc1 = spill_q6_k_end(acc1, h2f(x[0]->d), y[0]->d, sumi, offset);
             continue;
         }
         __m256i ov[4];
@@ -245,6 +245,13 @@ static inline __attribute__((always_inline)) void kq_q6_k(int R, int TT, int64_t
         acc = kq_end4(1, sumv, ov, dx, dx, yd, acc);
     }
     kq_out(R, TT, acc, acc1, out, ldo);
+}
+
+/* kq_q4_k or kq_q6_k, as w is */
+static inline __attribute__((always_inline)) void kq_rows(spill_dtype w, int R, int TT, int64_t n, const uint8_t *row, uint64_t rb,
+                                                        const uint8_t *act, uint64_t stride, float *out, int64_t ldo) {
+    if (w == SPILL_DT_Q4_K) kq_q4_k(R, TT, n, row, rb, act, stride, out, ldo);
+    else kq_q6_k(R, TT, n, row, rb, act, stride, out, ldo);
 }
 
 #endif

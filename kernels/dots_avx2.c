@@ -393,14 +393,9 @@ int spill_dots_rows_avx2(spill_dtype w, int64_t n, const void *wrows, uint64_t r
 #if defined(SPILL_DOT_AVX512_VNNI)
         if (spill_cpu_avx512_vnni()) r = spill_dots_kquant_rows_vnni(w, n, wrows, rb, nr, act, out); /* 8 rows at a time */
 #endif
-        for (; r + 4 <= nr; r += 4) { /* 4 rows at once: the token's values loaded once for them, one float step for 4 */
-            if (w == SPILL_DT_Q4_K) kq_q4_k(4, 1, n, wrow + (uint64_t)r * rb, rb, act, 0, out + r, 1);
-            else kq_q6_k(4, 1, n, wrow + (uint64_t)r * rb, rb, act, 0, out + r, 1);
-        }
-        for (; r < nr; r++) {
-            if (w == SPILL_DT_Q4_K) kq_q4_k(1, 1, n, wrow + (uint64_t)r * rb, rb, act, 0, out + r, 1);
-            else kq_q6_k(1, 1, n, wrow + (uint64_t)r * rb, rb, act, 0, out + r, 1);
-        }
+        for (; r + 4 <= nr; r += 4) /* 4 rows at once: the token's values loaded once for them, one float step for 4 */
+            kq_rows(w, 4, 1, n, wrow + (uint64_t)r * rb, rb, act, 0, out + r, 1);
+        for (; r < nr; r++) kq_rows(w, 1, 1, n, wrow + (uint64_t)r * rb, rb, act, 0, out + r, 1);
         return 1;
     }
     default: return 0;
@@ -521,10 +516,7 @@ void spill_dots4_avx2(spill_dtype w, int64_t n, const void *wrows, uint64_t rb, 
     }
     /* K-quants: a row's super-blocks unpacked once for the 4 tokens (kernels/dot_avx2.h; two rows at a time
        measured the same: the multiplies, two per 32 values and token, bound it) */
-    for (int r = 0; r < nr; r++) {
-        if (w == SPILL_DT_Q4_K) kq_q4_k(1, T, n, wrow + (uint64_t)r * rb, rb, act, stride, out + r, ldo);
-        else kq_q6_k(1, T, n, wrow + (uint64_t)r * rb, rb, act, stride, out + r, ldo);
-    }
+    for (int r = 0; r < nr; r++) kq_rows(w, 1, T, n, wrow + (uint64_t)r * rb, rb, act, stride, out + r, ldo);
 }
 
 /* Q4_0 rows against 2 tiles of tokens or more: each row's nibbles unpacked once into Q8_0 blocks (the same
