@@ -31,6 +31,15 @@ static inline __m256i nibbles(const uint8_t *qs) {
     __m256i both = _mm256_set_m128i(_mm_srli_epi16(b, 4), b);
     return _mm256_and_si256(both, _mm256_set1_epi8(15));
 }
+/* the same nibbles with the 16 bytes loaded into both halves at once and the upper half shifted by 4 (a
+   byte's high nibble comes down; what the next byte brings in is masked off): one instruction fewer.
+   The rows kernels take it (one thread, 1536 x 1536 in cache: Q4_0 22 -> 25, Q4_1 23 -> 24.5 GMAC/s); in
+   the 4-token tiles it measured 5% slower for Q4_1 (33.2 -> 31.6), so they keep nibbles(). */
+static inline __m256i nibbles_bcast(const uint8_t *qs) {
+    __m256i both = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)qs));
+    both = _mm256_srlv_epi64(both, _mm256_setr_epi64x(0, 0, 4, 4));
+    return _mm256_and_si256(both, _mm256_set1_epi8(15));
+}
 
 /* K-quants against Q8_K (kernels/kquant.c): R rows against TT tokens (kq_q4_k, kq_q6_k below: the dot,
  * a row against the tile's 4 tokens, 4 rows against one token). A super-block's scales are unpacked once

@@ -333,7 +333,7 @@ static inline __attribute__((always_inline)) void rows_quant(spill_dtype w, int 
             __m256i yq = _mm256_loadu_si256((const __m256i *)y->qs);
             for (int r = 0; r < R; r++) {
                 const spill_block_q4_1 *x = (const spill_block_q4_1 *)(wrow + r * rb) + i;
-                __m256 l = _mm256_cvtepi32_ps(_mm256_madd_epi16(_mm256_maddubs_epi16(nibbles(x->qs), yq), ones));
+                __m256 l = _mm256_cvtepi32_ps(_mm256_madd_epi16(_mm256_maddubs_epi16(nibbles_bcast(x->qs), yq), ones));
                 acc[r] = _mm256_fmadd_ps(_mm256_broadcast_ss(&d[2 * r]), l, acc[r]);
             }
         } else {
@@ -348,7 +348,7 @@ static inline __attribute__((always_inline)) void rows_quant(spill_dtype w, int 
                     const spill_block_q4_0 *x = (const spill_block_q4_0 *)(wrow + r * rb) + i;
                     _mm_prefetch((const char *)x + SPILL_PREFETCH_AHEAD, _MM_HINT_T0);
                     xd = x->d;
-                    li = _mm256_sub_epi32(_mm256_madd_epi16(_mm256_maddubs_epi16(nibbles(x->qs), yq), ones), ysum8);
+                    li = _mm256_sub_epi32(_mm256_madd_epi16(_mm256_maddubs_epi16(nibbles_bcast(x->qs), yq), ones), ysum8);
                 } else {
                     const spill_block_q8_0 *x = (const spill_block_q8_0 *)(wrow + r * rb) + i;
                     _mm_prefetch((const char *)x + SPILL_PREFETCH_AHEAD, _MM_HINT_T0);
