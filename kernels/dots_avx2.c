@@ -317,16 +317,15 @@ static inline __attribute__((always_inline)) void rows_quant(spill_dtype w, int 
     for (int64_t i = 0; i < n / SPILL_QK; i++) {
         if (w == SPILL_DT_Q4_1) {
             const spill_block_q8_1 *y = (const spill_block_q8_1 *)act + i;
-            __m128i h = _mm_setzero_si128(); /* lane r: row r's d and m */
+            int32_t dms[4] = {0, 0, 0, 0}; /* row r's d and m */
             for (int r = 0; r < R; r++) {
                 const spill_block_q4_1 *x = (const spill_block_q4_1 *)(wrow + r * rb) + i;
                 _mm_prefetch((const char *)x + SPILL_PREFETCH_AHEAD, _MM_HINT_T0);
-                int32_t dm;
-                memcpy(&dm, x, sizeof dm);
-                h = _mm_insert_epi32(h, dm, r & 3);
+                memcpy(&dms[r], x, sizeof dms[r]);
             }
             _Static_assert(offsetof(spill_block_q4_1, m) == sizeof(uint16_t), "a Q4_1 block starts with d, then m");
-            const __m256 dm = _mm256_cvtph_ps(h); /* lane 2r: row r's d, lane 2r + 1 its m */
+            /* lane 2r: row r's d, lane 2r + 1 its m */
+            const __m256 dm = _mm256_cvtph_ps(_mm_setr_epi32(dms[0], dms[1], dms[2], dms[3]));
             float d[8];
             _mm256_storeu_ps(d, _mm256_mul_ps(dm, _mm256_set1_ps(h2f(y->d))));
             summs = _mm256_fmadd_ps(dm, _mm256_set1_ps(h2f(y->s)), summs);
