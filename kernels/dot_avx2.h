@@ -78,6 +78,19 @@ static inline __m256i in_order(__m256i v) {
     return v;
 }
 
+/* 32 values of each of R rows (unsigned, q[r], with their 16-bit scales sc[r]) against the 32 values at
+   off of each of TT tokens' Q8_K blocks: lane r * TT + t of sumv gains the scaled products, in order */
+static inline __attribute__((always_inline)) void kq_mac(int R, int TT, const __m256i *q, const __m256i *sc,
+                                                         const spill_block_q8_k *const *y, int off, __m256i *sumv) {
+    _Pragma("GCC unroll 4")
+    for (int t = 0; t < TT; t++) {
+        __m256i yv = _mm256_loadu_si256((const __m256i *)(y[t]->qs + off));
+        _Pragma("GCC unroll 4")
+        for (int r = 0; r < R; r++)
+            sumv[r * TT + t] = in_order(_mm256_add_epi32(sumv[r * TT + t], _mm256_madd_epi16(_mm256_maddubs_epi16(q[r], yv), sc[r])));
+    }
+}
+
 /* 16-bit value j of v (8 values, the same in both halves) in all 16 lanes */
 static inline __m256i pick16(__m256i v, int j) {
     return _mm256_shuffle_epi8(v, _mm256_set1_epi16((short)(((2 * j + 1) << 8) | (2 * j))));
@@ -154,13 +167,7 @@ static inline __attribute__((always_inline)) void kq_q4_k(int R, int TT, int64_t
                     q[r] = _mm256_and_si256(h ? _mm256_srli_epi16(qb, 4) : qb, m4);
                     sc[r] = pick16(sc16[r], 2 * p + h);
                 }
-                _Pragma("GCC unroll 4")
-                for (int t = 0; t < TT; t++) {
-                    __m256i yv = _mm256_loadu_si256((const __m256i *)(y[t]->qs + 64 * p + 32 * h));
-                    _Pragma("GCC unroll 4")
-                    for (int r = 0; r < R; r++)
-                        sumv[r * TT + t] = in_order(_mm256_add_epi32(sumv[r * TT + t], _mm256_madd_epi16(_mm256_maddubs_epi16(q[r], yv), sc[r])));
-                }
+                kq_mac(R, TT, q, sc, y, 64 * p + 32 * h, sumv);
             }
         if (L == 1) {
             int32_t sumi, summ;
@@ -223,13 +230,7 @@ static inline __attribute__((always_inline)) void kq_q6_k(int R, int TT, int64_t
                     sc[r] = _mm256_cvtepi8_epi16(_mm_shuffle_epi8(sc8[r], _mm_set_epi64x(0x0101010101010101LL * (g + 1),
                                                                                        0x0101010101010101LL * g)));
                 }
-                _Pragma("GCC unroll 4")
-                for (int t = 0; t < TT; t++) {
-                    __m256i yv = _mm256_loadu_si256((const __m256i *)(y[t]->qs + 128 * half + 32 * k));
-                    _Pragma("GCC unroll 4")
-                    for (int r = 0; r < R; r++)
-                        sumv[r * TT + t] = in_order(_mm256_add_epi32(sumv[r * TT + t], _mm256_madd_epi16(_mm256_maddubs_epi16(q[r], yv), sc[r])));
-                }
+                kq_mac(R, TT, q, sc, y, 128 * half + 32 * k, sumv);
             }
         /* the offset: scale g times the activations' 16-value sum g */
         if (L == 1) {
