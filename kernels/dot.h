@@ -251,7 +251,7 @@ static inline float spill_hsum8(const float a[8]) {
 /* every cache line of a block of `bytes` at x, SPILL_PREFETCH_AHEAD further on: a K-quant block (144 or
  * 210 bytes) spans 3 or 4 lines, and prefetching only the first two of a Q4_K block left one-token Q4_K
  * at 51 GMAC/s against 75-81 with all of them (65536 x 2048 rows from memory, 2 threads) */
-static inline void spill_prefetch_block(const void *x, size_t bytes) {
+static inline __attribute__((always_inline)) void spill_prefetch_block(const void *x, size_t bytes) {
     const char *p = (const char *)x + SPILL_PREFETCH_AHEAD;
     for (size_t off = 0; off < bytes; off += 64) __builtin_prefetch(p + off);
     __builtin_prefetch(p + bytes - 1);
@@ -274,6 +274,27 @@ static inline const uint8_t *spill_rows_prefetch_at(const uint8_t *wrow, uint64_
     uint64_t o = rb <= SPILL_PREFETCH_AHEAD ? off + wrap : ahead - rb; /* < 2 rb, resp. < rb */
     if (o >= rb) o -= rb;
     return wrow + (uint64_t)R * rb + o;
+}
+
+/* The R lines of a kernel that walks R rows side by side, now at byte off (a multiple of 64) of each,
+ * the rows packed (row r at wrow + r * rb, as a matmul's are). Where the R rows lie within
+ * SPILL_PREFETCH_AHEAD of each other, they are one stretch read R lines per step: prefetched as one
+ * stream, R lines per step, SPILL_PREFETCH_AHEAD past the stretch's start plus off * R, which runs on into
+ * the next call's rows without a seam; longer rows as spill_rows_prefetch_at says. A stand-alone copy of
+ * the F16 rows kernel, one-token matmul over a 256 MiB stack of 576 x 576 layers, 2 threads, the x86 dev
+ * VM, three interleaved rounds: rows 4 at a time prefetched as spill_rows_prefetch_at has them 18-21 GB/s,
+ * 8 at a time the same way 17-19, 8 at a time as one stream 19-25 (docs/results.md). */
+/* always inlined: gcc 12 otherwise keeps it out of line, finds it does nothing but prefetch (no side
+   effects to gcc), and deletes the calls: the kernels ran with no prefetch at all (clang kept them) */
+static inline __attribute__((always_inline)) void spill_rows_prefetch(const uint8_t *wrow, uint64_t rb, int R, uint64_t off,
+                                                                      uint64_t wrap) {
+    if ((uint64_t)(R - 1) * rb < SPILL_PREFETCH_AHEAD) {
+        const uint8_t *p = wrow + SPILL_PREFETCH_AHEAD + off * (uint64_t)R;
+        for (int r = 0; r < R; r++) __builtin_prefetch(p + 64 * r);
+        return;
+    }
+    const uint8_t *p = spill_rows_prefetch_at(wrow, rb, R, off, wrap);
+    for (int r = 0; r < R; r++) __builtin_prefetch(p + (uint64_t)r * rb);
 }
 
 #endif

@@ -110,7 +110,9 @@ static void test_matmul_threads_equal_dots(void **s) {
                        /* a partial last tile in the panels: two tokens, three */
                        {45, 512, 10}, {45, 512, 15},
                        /* widths that only F32, F16 and BF16 rows take: the values past the last 8 */
-                       {19, 77, 9}, {33, 5, 12}, {16, 1003, 8}, {21, 3, 16}};
+                       {19, 77, 9}, {33, 5, 12}, {16, 1003, 8}, {21, 3, 16},
+                       /* and one token: rows 8, 4, 2 and 1 at a time with the values past the last 8 */
+                       {31, 77, 1}, {23, 1003, 1}};
     for (unsigned ti = 0; ti < sizeof types / sizeof *types; ti++)
         for (unsigned si = 0; si < sizeof shapes / sizeof *shapes; si++) {
             spill_dtype t = types[ti];
