@@ -283,9 +283,9 @@ static inline const uint8_t *spill_rows_prefetch_at(const uint8_t *wrow, uint64_
  * the next call's rows without a seam; longer rows as spill_rows_prefetch_at says. A stand-alone copy of
  * the F16 rows kernel, one-token matmul over a 256 MiB stack of 576 x 576 layers, 2 threads, the x86 dev
  * VM, three interleaved rounds: rows 4 at a time prefetched as spill_rows_prefetch_at has them 18-21 GB/s,
- * 8 at a time the same way 17-19, 8 at a time as one stream 19-25 (docs/results.md). */
-/* always inlined: gcc 12 otherwise keeps it out of line, finds it does nothing but prefetch (no side
-   effects to gcc), and deletes the calls: the kernels ran with no prefetch at all (clang kept them) */
+ * 8 at a time the same way 17-19, 8 at a time as one stream 19-25 (docs/results.md). Always inlined: gcc 12
+ * otherwise kept it out of line, found it did nothing but prefetch (no side effects to gcc) and deleted
+ * its calls, so the kernels ran with no prefetch at all (clang kept them). */
 static inline __attribute__((always_inline)) void spill_rows_prefetch(const uint8_t *wrow, uint64_t rb, int R, uint64_t off,
                                                                       uint64_t wrap) {
     if ((uint64_t)(R - 1) * rb < SPILL_PREFETCH_AHEAD) {
