@@ -164,6 +164,9 @@ void spill_scores_f32(int64_t n, const float *rows, int64_t rs, int nr, const fl
         return;
     }
 #endif
+#if defined(SPILL_DOT_AVX2)
+    if (spill_isa_best() == SPILL_ISA_AVX2 && spill_scores_f32_avx2(n, rows, rs, nr, q, qs, nq, out, ldo)) return;
+#endif
     spill_vec_dots(SPILL_DT_F32, n, rows, sizeof(float) * (uint64_t)rs, nr, q, sizeof(float) * (uint64_t)qs, nq, NULL, out,
                    ldo);
 }

@@ -104,6 +104,9 @@ void spill_attn_values_avx512(float *const *out, const float *att, int64_t ld, c
                               int64_t vs, int p0, int np, int hd);
 #endif
 #if defined(SPILL_DOT_AVX2)
+/* attention's scores against F32 keys for 1-3 queries (kernels/dots_avx2.c); 0 for other counts */
+int spill_scores_f32_avx2(int64_t n, const float *rows, int64_t rs, int nr, const float *q, int64_t qs, int nq, float *out,
+                          int64_t ldo);
 void spill_attn_values_avx2(float *const *out, const float *att, int64_t ld, const int *lens, int nq, const float *v,
                             int64_t vs, int p0, int np, int hd);
 #endif

@@ -573,6 +573,64 @@ int spill_dots_q4_0_unpacked_avx2(int64_t n, const void *wrows, uint64_t rb, int
     return t;
 }
 
+/* Attention's scores against F32 keys for fewer queries than a tile (decode: one token's query heads of one
+ * KV head): nr rows (row r at rows + r * rs) against nq <= 3 queries, out[i * ldo + r] the one-token dot's
+ * bits (spill_dot_f32: 8 lanes of fused multiply-adds, spill_hsum8, then the values past the last 8 one by
+ * one). R rows at a time against the NQ queries (R * NQ <= 8 chains), each key's 8 values loaded once for
+ * the queries and the chains' sums reduced together (hsum8x8). The rows kernel took one query at a time,
+ * loading every row again for each, with a call per query. */
+static inline __attribute__((always_inline)) void scores_rows(int R, int NQ, int64_t n, const float *rows, int64_t rs,
+                                                              const float *q, int64_t qs, float *out, int64_t ldo) {
+    __m256 acc[16];
+    for (int k = 0; k < 16; k++) acc[k] = _mm256_setzero_ps();
+    int64_t c = 0;
+    for (; c + 8 <= n; c += 8)
+        for (int i = 0; i < NQ; i++) {
+            __m256 y = _mm256_loadu_ps(q + i * qs + c);
+            KEEP(y); /* loaded once for the rows */
+            for (int r = 0; r < R; r++) acc[r * NQ + i] = _mm256_fmadd_ps(_mm256_loadu_ps(rows + r * rs + c), y, acc[r * NQ + i]);
+        }
+    float sums[16];
+    _mm256_storeu_ps(sums, hsum8x8(acc)); /* acc[k]'s sum in lane k / 2 + 4 * (k % 2) */
+    if (R * NQ > 8) _mm256_storeu_ps(sums + 8, hsum8x8(acc + 8));
+    for (int r = 0; r < R; r++)
+        for (int i = 0; i < NQ; i++) {
+            int k = r * NQ + i;
+            float s = sums[k / 8 * 8 + k % 8 / 2 + 4 * (k % 2)];
+            for (int64_t j = c; j < n; j++) s = fmaf(rows[r * rs + j], q[i * qs + j], s);
+            out[(int64_t)i * ldo + r] = s;
+        }
+}
+
+int spill_scores_f32_avx2(int64_t n, const float *rows, int64_t rs, int nr, const float *q, int64_t qs, int nq, float *out,
+                          int64_t ldo) {
+    if (nq < 1 || nq > 3) return 0;
+    /* the keys SPILL_PREFETCH_AHEAD bytes of rows on (a long context's K cache is read from memory) */
+    const int64_t ahead = (SPILL_PREFETCH_AHEAD + 4 * rs - 1) / (4 * rs);
+    const int R = nq == 1 ? 8 : nq == 2 ? 6 : 4;
+    int r = 0;
+    for (; r < nr; r += R) {
+        for (int64_t p = r + ahead; p < r + ahead + R && p < nr; p++)
+            for (int64_t b = 0; b < 4 * n; b += 64) _mm_prefetch((const char *)(rows + p * rs) + b, _MM_HINT_T0);
+        const float *k = rows + (int64_t)r * rs;
+        int left = nr - r;
+        if (nq == 1) {
+            if (left >= 8) scores_rows(8, 1, n, k, rs, q, qs, out + r, ldo);
+            else
+                for (int j = 0; j < left; j++) scores_rows(1, 1, n, k + j * rs, rs, q, qs, out + r + j, ldo);
+        } else if (nq == 2) {
+            if (left >= 6) scores_rows(6, 2, n, k, rs, q, qs, out + r, ldo);
+            else
+                for (int j = 0; j < left; j++) scores_rows(1, 2, n, k + j * rs, rs, q, qs, out + r + j, ldo);
+        } else {
+            if (left >= 4) scores_rows(4, 3, n, k, rs, q, qs, out + r, ldo);
+            else
+                for (int j = 0; j < left; j++) scores_rows(1, 3, n, k + j * rs, rs, q, qs, out + r + j, ldo);
+        }
+    }
+    return 1;
+}
+
 /* attention's weighted sum of values in 256-bit registers (kernels/attn_values.h: the portable loop's bits) */
 #define AV_VEC __m256
 #define AV_W 8
