@@ -576,7 +576,7 @@ int spill_dots_q4_0_unpacked_avx2(int64_t n, const void *wrows, uint64_t rb, int
 /* Attention's scores against F32 keys for fewer queries than a tile (decode: one token's query heads of one
  * KV head): nr rows (row r at rows + r * rs) against nq <= 3 queries, out[i * ldo + r] the one-token dot's
  * bits (spill_dot_f32: 8 lanes of fused multiply-adds, spill_hsum8, then the values past the last 8 one by
- * one). R rows at a time against the NQ queries (R * NQ <= 8 chains), each key's 8 values loaded once for
+ * one). R rows at a time against the NQ queries (R * NQ <= 12 chains), each key's 8 values loaded once for
  * the queries and the chains' sums reduced together (hsum8x8). The rows kernel took one query at a time,
  * loading every row again for each, with a call per query. */
 static inline __attribute__((always_inline)) void scores_rows(int R, int NQ, int64_t n, const float *rows, int64_t rs,
