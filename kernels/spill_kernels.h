@@ -265,7 +265,8 @@ void spill_softmax(float *x, int n, float scale);
  * is one, the sums kept in registers across the block) */
 /* Attention's scores against F32 keys: nr rows of n floats (row r at rows + r * rs) against nq queries
  * (query i at q + i * qs), out[i * ldo + r] = spill_dot_f32 of the two, bit for bit (with AVX-512 two rows
- * per register, each loaded once for every query; else spill_vec_dots) */
+ * per register, each loaded once for every query; with AVX2 and 1-3 queries 8, 6 or 4 rows at a time, each
+ * loaded once for the queries; else spill_vec_dots) */
 void spill_scores_f32(int64_t n, const float *rows, int64_t rs, int nr, const float *q, int64_t qs, int nq, float *out,
                       int64_t ldo);
 void spill_attn_values(float *const *out, const float *att, int64_t ld, const int *lens, int nq, const float *v, int64_t vs,

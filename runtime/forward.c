@@ -336,7 +336,7 @@ static void attn_worker(void *ctx, int ith, int nth) {
                     spill_widen_rows(kt, kb + (size_t)(c0 - p0) * rb, rb, nc, hd, row);
                     k = row, ks = hd;
                 }
-                if (!sc) /* fewer queries than a tile: two keys per register (AVX-512) */
+                if (!sc) /* fewer queries than a tile (AVX-512: two keys per register; AVX2: each key once for them) */
                     spill_scores_f32(hd, k, ks, nc, qb, hd, nq, att + c0, ld);
                 else
                     spill_vec_dots(SPILL_DT_F32, hd, k, sizeof(float) * (uint64_t)ks, nc, qb, sizeof(float) * (uint64_t)hd,

@@ -159,9 +159,10 @@ static void test_attn_values(void **s) {
     assert_int_equal(checked, 13 * 4 * NQ);
 }
 
-/* attention's scores against F32 keys (spill_scores_f32, two keys per register with AVX-512) equal
-   spill_dot_f32 per key and query bit for bit: widths with and without values past the last 8, odd and
-   even numbers of keys, 1 to 9 queries (groups of 4 and the rest), strided keys and outputs */
+/* attention's scores against F32 keys (spill_scores_f32: two keys per register with AVX-512, groups of 8, 6
+   or 4 keys against 1, 2 or 3 queries with AVX2) equal spill_dot_f32 per key and query bit for bit: widths
+   with and without values past the last 8, odd and even numbers of keys, whole groups and the keys left
+   over, 1 to 9 queries (groups of 4 and the rest), strided keys and outputs */
 static void test_scores_f32(void **s) {
     (void)s;
     enum { NR = 13, RS = 141, NQ = 9, QS = 137, LD = 19 };
