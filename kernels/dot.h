@@ -83,6 +83,14 @@ void spill_dots4_avx2(spill_dtype w, int64_t n, const void *wrows, uint64_t rb, 
 int spill_dots_q4_0_unpacked_avx2(int64_t n, const void *wrows, uint64_t rb, int nr, const void *act, uint64_t stride,
                                   int nt, const float *sc, size_t pt, float *out, int64_t ldo);
 int spill_dots_rows_avx2(spill_dtype w, int64_t n, const void *wrows, uint64_t rb, int nr, const void *act, float *out);
+/* kernels/dots_avx2.c: nr <= 16 rows of Q8_0, Q4_0 or Q4_1 laid out in a panel with the rows in the lanes of
+   256-bit registers (spill_dots_qpanel_bytes_avx2(w, n) bytes), then any number of tokens against it, one at
+   a time for each 8 rows, their prepared floats (tile k's at sc + k * pt) as spill_dots_prepare_avx2 made
+   them without AVX-512 VNNI; meanwhile next_len bytes from next (NULL for none) are prefetched */
+size_t spill_dots_qpanel_bytes_avx2(spill_dtype w, int64_t n);
+void spill_dots_panel_pack_avx2(spill_dtype w, int64_t n, const void *wrows, uint64_t rb, int nr, void *panel);
+void spill_dots_panel_avx2(spill_dtype w, int64_t n, const void *panel, int nr, const void *act, uint64_t stride, int nt,
+                           const float *sc, size_t pt, float *out, int64_t ldo, const void *next, uint64_t next_len);
 #endif
 /* spill_widen_rows: the portable loop (kernels/ops.c) and its SIMD twins, the same values */
 void spill_widen_rows_c(spill_dtype t, const void *src, uint64_t stride, int nr, int n, float *dst);

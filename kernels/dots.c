@@ -26,6 +26,10 @@
 #include <string.h>
 
 #define T SPILL_DOTS_TILE
+/* the fewest tokens for which the AVX2 panel (kernels/dots_avx2.c) takes Q4_1, Q4_0 and Q8_0: where it beat the
+   tiles on the matmul harness, rows 576 and 1536 wide (docs/results.md). Q8_0's lanes take one more
+   instruction than the 4-bit ones' (its signs), so its panel needs more tokens to pay for laying it out. */
+#define PANEL_FROM_AVX2(w) ((w) == SPILL_DT_Q4_1 ? T : (w) == SPILL_DT_Q4_0 ? 2 * T : 3 * T)
 
 static void dots_each(spill_dtype w, int64_t n, const void *wrow, const uint8_t *act, uint64_t stride, int nt,
                       float *out, int64_t ldo) {
@@ -70,6 +74,17 @@ static int kq_vnni(spill_dtype w) {
     return 0;
 #endif
 }
+#if defined(SPILL_DOT_AVX2)
+/* the Q8_0, Q4_0, Q4_1 panel of kernels/dots_vnni.c */
+static int vnni_panel(spill_dtype w) {
+#if defined(SPILL_DOT_AVX512_VNNI)
+    return (w == SPILL_DT_Q8_0 || w == SPILL_DT_Q4_0 || w == SPILL_DT_Q4_1) && spill_dots_tiled(w) && spill_cpu_avx512_vnni();
+#else
+    (void)w;
+    return 0;
+#endif
+}
+#endif
 static int scaled(spill_dtype w) {
     return (w == SPILL_DT_Q8_0 || w == SPILL_DT_Q4_0 || w == SPILL_DT_Q4_1 || w == SPILL_DT_F16 || wide512(w) ||
             kq_vnni(w)) &&
@@ -186,8 +201,18 @@ int spill_dots_rows_together(spill_dtype w, int batch) {
     return SPILL_DOTS_ROWS;
 }
 
+/* the AVX2 panel (kernels/dots_avx2.c) where the VNNI one is not taken */
+static int qpanel_avx2(spill_dtype w) {
+#if defined(SPILL_DOT_AVX2)
+    return (w == SPILL_DT_Q8_0 || w == SPILL_DT_Q4_0 || w == SPILL_DT_Q4_1) && spill_dots_tiled(w) && !vnni_panel(w);
+#else
+    (void)w;
+    return 0;
+#endif
+}
+
 int spill_dots_panel_ok(spill_dtype w) {
-#if defined(SPILL_DOT_AVX512_VNNI)
+#if defined(SPILL_DOT_AVX2)
     /* SPILL_PANEL=0 keeps to the tiles (benchmarks compare both; the bits are the same), asked once */
     static atomic_int off; /* 0: not asked yet, 1: panels, 2: tiles only */
     int o = atomic_load_explicit(&off, memory_order_relaxed);
@@ -196,8 +221,7 @@ int spill_dots_panel_ok(spill_dtype w) {
         o = e && !strcmp(e, "0") ? 2 : 1;
         atomic_store_explicit(&off, o, memory_order_relaxed);
     }
-    return o == 1 && (w == SPILL_DT_Q8_0 || w == SPILL_DT_Q4_0 || w == SPILL_DT_Q4_1 || kq_vnni(w)) && spill_dots_tiled(w) &&
-           spill_cpu_avx512_vnni();
+    return o == 1 && (vnni_panel(w) || kq_vnni(w) || qpanel_avx2(w));
 #else
     (void)w;
     return 0;
@@ -206,36 +230,45 @@ int spill_dots_panel_ok(spill_dtype w) {
 
 size_t spill_dots_panel_bytes(spill_dtype w, int64_t n) {
 #if defined(SPILL_DOT_AVX512_VNNI)
-    return kq_vnni(w) ? spill_dots_kpanel_bytes(n) : spill_dots_qpanel_bytes(n);
-#else
+    if (kq_vnni(w)) return spill_dots_kpanel_bytes(n);
+    if (vnni_panel(w)) return spill_dots_qpanel_bytes(n);
+#endif
+#if defined(SPILL_DOT_AVX2)
+    if (qpanel_avx2(w)) return spill_dots_qpanel_bytes_avx2(w, n);
+#endif
     (void)w, (void)n;
     return 0;
-#endif
 }
 
 int spill_dots_panel_from(spill_dtype w) {
     if (!spill_dots_panel_ok(w)) return 0;
+    if (qpanel_avx2(w)) return PANEL_FROM_AVX2(w);
     return w == SPILL_DT_Q4_1 ? T : 2 * T;
 }
 
 void spill_vec_dots_panel(spill_dtype w, int64_t n, const void *wrows, uint64_t row_bytes, int nr, const void *act,
                           uint64_t stride, int nt, const float *sc, void *panel, float *out, int64_t ldo) {
     int t = 0;
-#if defined(SPILL_DOT_AVX512_VNNI)
+#if defined(SPILL_DOT_AVX2)
     SPILL_ASSERT(nr >= 1 && nr <= SPILL_DOTS_PANEL);
     if (sc && nt >= T && spill_dots_panel_ok(w)) {
         /* the tokens spill_dots_prepare laid out: the K-quants' whole tiles, the others' every token */
         t = kq_vnni(w) ? nt / T * T : nt;
         /* the rows after these (the next panel's, where the caller goes on), fetched while these compute */
         const uint8_t *next = (const uint8_t *)wrows + (uint64_t)nr * row_bytes;
+        const uint64_t next_len = (uint64_t)SPILL_DOTS_PANEL * row_bytes;
+#if defined(SPILL_DOT_AVX512_VNNI)
         if (kq_vnni(w)) {
             spill_dots_kpanel_pack_vnni(w, n, wrows, row_bytes, nr, panel);
-            spill_dots_kpanel_vnni(w, n, panel, nr, act, stride, t, sc, per_tile(w, n), out, ldo, next,
-                                   (uint64_t)SPILL_DOTS_PANEL * row_bytes);
-        } else {
+            spill_dots_kpanel_vnni(w, n, panel, nr, act, stride, t, sc, per_tile(w, n), out, ldo, next, next_len);
+        } else if (vnni_panel(w)) {
             spill_dots_panel_pack_vnni(w, n, wrows, row_bytes, nr, panel);
-            spill_dots_panel_vnni(w, n, panel, nr, act, stride, t, sc, per_tile(w, n), out, ldo, next,
-                                  (uint64_t)SPILL_DOTS_PANEL * row_bytes);
+            spill_dots_panel_vnni(w, n, panel, nr, act, stride, t, sc, per_tile(w, n), out, ldo, next, next_len);
+        } else
+#endif
+        {
+            spill_dots_panel_pack_avx2(w, n, wrows, row_bytes, nr, panel);
+            spill_dots_panel_avx2(w, n, panel, nr, act, stride, t, sc, per_tile(w, n), out, ldo, next, next_len);
         }
     }
 #else

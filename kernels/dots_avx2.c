@@ -573,6 +573,178 @@ int spill_dots_q4_0_unpacked_avx2(int64_t n, const void *wrows, uint64_t rb, int
     return t;
 }
 
+/* ---- Rows in lanes: 16 rows of Q8_0, Q4_0 or Q4_1 against any number of prepared tokens ----
+ *
+ * The tiles above keep a (row, token)'s 8 lanes side by side: every block pays, for each row and token, a
+ * scale product broadcast from memory, and each row's 4-bit values are unpacked again for every 4 tokens.
+ * Here (as kernels/dots_vnni.c's panel does in 512-bit registers) a register holds one lane of 8 rows: lane
+ * group l (values 4l..4l+3 of a block) of the 8 rows against one token, whose 4 bytes of the group come
+ * broadcast. One scale product serves the 8 rows and 8 lane groups of a block, and a token's 8 lane
+ * registers end in spill_hsum8's pairwise sum, done across registers. Every number is the one-token dot's:
+ * the lane's exact integer sum of 4 products (maddubs, Q4_0's 8 * (y + y') subtracted from the pairs, madd),
+ * converted, fused-multiply-added with the product dx * dy in block order; Q4_1's min term in its own chain
+ * of fused multiply-adds, added after the sum.
+ *
+ * spill_dots_panel_pack_avx2 lays the rows out once per matmul and chunk of tokens, rows 0-7 then rows
+ * 8-15 (each half's blocks one after another), per block: 8 x 32 bytes, lane group l's 4 bytes of each
+ * row, as unsigned bytes (4-bit values as they are; Q8_0's magnitudes, then its values for their signs,
+ * 8 x 32 more), then the 8 rows' d as floats, then (Q4_1) their m. A half of 8 rows meets one token at a
+ * time: 8 lane registers, the scale product and Q4_1's sum of m * s take 10 of the 16. */
+static inline size_t qpanel_w(spill_dtype w) { return w == SPILL_DT_Q8_0 ? 512 : 256; }
+static inline size_t qpanel_block(spill_dtype w) { return qpanel_w(w) + 32 + (w == SPILL_DT_Q4_1 ? 32 : 0); }
+
+size_t spill_dots_qpanel_bytes_avx2(spill_dtype w, int64_t n) { return 2 * (size_t)(n / SPILL_QK) * qpanel_block(w); }
+
+/* 8 rows' 16 bytes at x[r] + off turned so that o[c] holds dword c of rows 0-7, in row order: rows m and
+   m + 4 in the halves of z[m], then the 4 x 4 transposes within 128-bit lanes */
+static inline __attribute__((always_inline)) void rows8(const uint8_t *const x[8], size_t off, __m256i o[4]) {
+    __m256i z[4];
+    for (int m = 0; m < 4; m++)
+        z[m] = _mm256_set_m128i(_mm_loadu_si128((const __m128i *)(x[m + 4] + off)), _mm_loadu_si128((const __m128i *)(x[m] + off)));
+    __m256i t0 = _mm256_unpacklo_epi32(z[0], z[1]), t1 = _mm256_unpackhi_epi32(z[0], z[1]);
+    __m256i t2 = _mm256_unpacklo_epi32(z[2], z[3]), t3 = _mm256_unpackhi_epi32(z[2], z[3]);
+    o[0] = _mm256_unpacklo_epi64(t0, t2), o[1] = _mm256_unpackhi_epi64(t0, t2);
+    o[2] = _mm256_unpacklo_epi64(t1, t3), o[3] = _mm256_unpackhi_epi64(t1, t3);
+}
+
+/* one block of 8 rows (row r's block at x[r]) laid out at pb; w a constant in each caller */
+static inline __attribute__((always_inline)) void qpanel_pack_block(spill_dtype w, const uint8_t *const x[8], uint8_t *pb) {
+    _Static_assert(offsetof(spill_block_q8_0, d) == 0 && offsetof(spill_block_q4_0, d) == 0 &&
+                       offsetof(spill_block_q4_1, d) == 0 && offsetof(spill_block_q4_1, m) == 2,
+                   "the blocks start with d (Q4_1: then m)");
+    const size_t qoff = w == SPILL_DT_Q8_0 ? offsetof(spill_block_q8_0, qs)
+                        : w == SPILL_DT_Q4_0 ? offsetof(spill_block_q4_0, qs)
+                                             : offsetof(spill_block_q4_1, qs);
+    uint16_t d[8], m[8];
+    for (int r = 0; r < 8; r++) {
+        memcpy(&d[r], x[r], 2);
+        memcpy(&m[r], x[r] + 2, 2);
+    }
+    _mm256_storeu_ps((float *)(pb + qpanel_w(w)), _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)d)));
+    if (w == SPILL_DT_Q4_1) _mm256_storeu_ps((float *)(pb + qpanel_w(w) + 32), _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)m)));
+    __m256i q[8];
+    rows8(x, qoff, q);
+    if (w == SPILL_DT_Q8_0) {
+        rows8(x, qoff + 16, q + 4);
+        for (int l = 0; l < 8; l++) {
+            _mm256_storeu_si256((__m256i *)(pb + 32 * l), _mm256_sign_epi8(q[l], q[l]));
+            _mm256_storeu_si256((__m256i *)(pb + 256 + 32 * l), q[l]);
+        }
+    } else {
+        /* bytes 4c..4c+3: values 4c.. in their low nibbles (group c), 16 + 4c.. in the high (group 4 + c) */
+        const __m256i m4 = _mm256_set1_epi8(15);
+        for (int c = 0; c < 4; c++) {
+            _mm256_storeu_si256((__m256i *)(pb + 32 * c), _mm256_and_si256(q[c], m4));
+            _mm256_storeu_si256((__m256i *)(pb + 32 * (4 + c)), _mm256_and_si256(_mm256_srli_epi16(q[c], 4), m4));
+        }
+    }
+}
+
+static inline __attribute__((always_inline)) void qpanel_pack(spill_dtype w, int64_t nb, const uint8_t *wrows, uint64_t rb,
+                                                              int nr, uint8_t *panel) {
+    const size_t xb = w == SPILL_DT_Q8_0 ? sizeof(spill_block_q8_0) : w == SPILL_DT_Q4_0 ? sizeof(spill_block_q4_0)
+                                                                                         : sizeof(spill_block_q4_1);
+    for (int h = 0; h < (nr > 8 ? 2 : 1); h++) {
+        const uint8_t *x[8]; /* rows past nr repeat row 0: their lanes are computed, never stored */
+        for (int r = 0; r < 8; r++) x[r] = wrows + (8 * h + r < nr ? (uint64_t)(8 * h + r) * rb : 0);
+        uint8_t *half = panel + (size_t)h * (size_t)nb * qpanel_block(w);
+        for (int64_t i = 0; i < nb; i++) {
+            qpanel_pack_block(w, x, half + (size_t)i * qpanel_block(w));
+            for (int r = 0; r < 8; r++) x[r] += xb;
+        }
+    }
+}
+
+void spill_dots_panel_pack_avx2(spill_dtype w, int64_t n, const void *wrows, uint64_t rb, int nr, void *panel) {
+    const int64_t nb = n / SPILL_QK;
+    switch (w) {
+    case SPILL_DT_Q8_0: qpanel_pack(SPILL_DT_Q8_0, nb, wrows, rb, nr, panel); break;
+    case SPILL_DT_Q4_0: qpanel_pack(SPILL_DT_Q4_0, nb, wrows, rb, nr, panel); break;
+    default: qpanel_pack(SPILL_DT_Q4_1, nb, wrows, rb, nr, panel); break;
+    }
+}
+
+static inline int32_t ld32(const void *p) {
+    int32_t v;
+    memcpy(&v, p, sizeof v);
+    return v;
+}
+
+/* one token against a half of the panel (8 rows): its activations at a (its Q8_0/Q8_1 row), its prepared
+ * floats at s (s[i * 8] its d in block i, s[i * 8 + 4] Q4_1's s), Q4_0's 8 * (the sums of its pairs of
+ * values) at pairs (block i's 32 bytes at pairs + i * 32 * T); o[r] for the 8 rows. Meanwhile pflen bytes
+ * from pf are prefetched, a share per block. */
+static inline __attribute__((always_inline)) void qpanel_token(spill_dtype w, int64_t nb, const uint8_t *half, const uint8_t *a,
+                                                               const float *s, const uint8_t *pairs, float o[8],
+                                                               const uint8_t *pf, uint64_t pflen) {
+    const size_t ybytes = w == SPILL_DT_Q4_1 ? sizeof(spill_block_q8_1) : sizeof(spill_block_q8_0);
+    const size_t yqs = w == SPILL_DT_Q4_1 ? offsetof(spill_block_q8_1, qs) : offsetof(spill_block_q8_0, qs);
+    const size_t pbk = qpanel_block(w), qw = qpanel_w(w);
+    const __m256i ones = _mm256_set1_epi16(1);
+    __m256 acc[8], sm = _mm256_setzero_ps();
+    for (int l = 0; l < 8; l++) acc[l] = _mm256_setzero_ps();
+    const uint64_t per = (pflen + (uint64_t)nb - 1) / (uint64_t)nb;
+    for (int64_t i = 0; i < nb; i++) {
+        const uint8_t *pb = half + (size_t)i * pbk;
+        for (uint64_t k = (uint64_t)i * per; k < (uint64_t)(i + 1) * per && k < pflen; k += 64)
+            _mm_prefetch((const char *)pf + k, _MM_HINT_T0);
+        const __m256 dd = _mm256_mul_ps(_mm256_loadu_ps((const float *)(pb + qw)), _mm256_set1_ps(s[i * 8]));
+        const uint8_t *y = a + (uint64_t)i * ybytes + yqs;
+        for (int l = 0; l < 8; l++) {
+            const __m256i yv = _mm256_set1_epi32(ld32(y + 4 * l));
+            const __m256i q = _mm256_loadu_si256((const __m256i *)(pb + 32 * l));
+            __m256i p;
+            if (w == SPILL_DT_Q8_0) /* |x| against y with x's sign: maddubs takes unsigned x signed */
+                p = _mm256_maddubs_epi16(q, _mm256_sign_epi8(yv, _mm256_loadu_si256((const __m256i *)(pb + 256 + 32 * l))));
+            else
+                p = _mm256_maddubs_epi16(q, yv);
+            if (w == SPILL_DT_Q4_0) p = _mm256_sub_epi16(p, _mm256_set1_epi32(ld32(pairs + (size_t)i * 32 * T + 4 * l)));
+            acc[l] = _mm256_fmadd_ps(dd, _mm256_cvtepi32_ps(_mm256_madd_epi16(p, ones)), acc[l]);
+        }
+        if (w == SPILL_DT_Q4_1) sm = _mm256_fmadd_ps(_mm256_loadu_ps((const float *)(pb + qw + 32)), _mm256_set1_ps(s[i * 8 + 4]), sm);
+    }
+    /* spill_hsum8: (l0 + l4) + (l2 + l6), then + ((l1 + l5) + (l3 + l7)) */
+    __m256 r0 = _mm256_add_ps(acc[0], acc[4]), r1 = _mm256_add_ps(acc[1], acc[5]);
+    __m256 r2 = _mm256_add_ps(acc[2], acc[6]), r3 = _mm256_add_ps(acc[3], acc[7]);
+    __m256 t = _mm256_add_ps(_mm256_add_ps(r0, r2), _mm256_add_ps(r1, r3));
+    if (w == SPILL_DT_Q4_1) t = _mm256_add_ps(t, sm);
+    _mm256_storeu_ps(o, t);
+}
+
+static inline __attribute__((always_inline)) void qpanel_run(spill_dtype w, int64_t nb, const uint8_t *panel, int nr,
+                                                             const uint8_t *act, uint64_t stride, int nt, const float *sc,
+                                                             size_t pt, float *out, int64_t ldo, const uint8_t *pf,
+                                                             uint64_t pflen) {
+    const int halves = nr > 8 ? 2 : 1, passes = halves * nt;
+    for (int h = 0; h < halves; h++) {
+        const uint8_t *half = panel + (size_t)h * (size_t)nb * qpanel_block(w);
+        const int rows = nr - 8 * h < 8 ? nr - 8 * h : 8;
+        for (int t = 0; t < nt; t++) {
+            const float *s = sc + (size_t)(t / T) * pt;
+            const uint8_t *pairs = (const uint8_t *)(s + (size_t)nb * 8) + (size_t)(t % T) * 32;
+            const int k = h * nt + t; /* the next rows, a stretch of pflen bytes, prefetched across the passes */
+            const uint64_t p0 = pflen * (uint64_t)k / (uint64_t)passes, p1 = pflen * (uint64_t)(k + 1) / (uint64_t)passes;
+            float o[8];
+            qpanel_token(w, nb, half, act + (uint64_t)t * stride, s + t % T, pairs, o, pf + p0, p1 - p0);
+            float *dst = out + (int64_t)t * ldo + 8 * h;
+            if (rows == 8) memcpy(dst, o, sizeof o);
+            else memcpy(dst, o, sizeof(float) * (size_t)rows);
+        }
+    }
+}
+
+void spill_dots_panel_avx2(spill_dtype w, int64_t n, const void *panel, int nr, const void *act, uint64_t stride, int nt,
+                           const float *sc, size_t pt, float *out, int64_t ldo, const void *next, uint64_t next_len) {
+    const uint8_t *pf = next ? next : (const uint8_t *)panel; /* nothing to prefetch: pflen 0 */
+    const uint64_t pflen = next ? next_len : 0;
+    const int64_t nb = n / SPILL_QK;
+    switch (w) {
+    case SPILL_DT_Q8_0: qpanel_run(SPILL_DT_Q8_0, nb, panel, nr, act, stride, nt, sc, pt, out, ldo, pf, pflen); break;
+    case SPILL_DT_Q4_0: qpanel_run(SPILL_DT_Q4_0, nb, panel, nr, act, stride, nt, sc, pt, out, ldo, pf, pflen); break;
+    default: qpanel_run(SPILL_DT_Q4_1, nb, panel, nr, act, stride, nt, sc, pt, out, ldo, pf, pflen); break;
+    }
+}
+
 /* Attention's scores against F32 keys for fewer queries than a tile (decode: one token's query heads of one
  * KV head): nr rows (row r at rows + r * rs) against nq <= 3 queries, out[i * ldo + r] the one-token dot's
  * bits (spill_dot_f32: 8 lanes of fused multiply-adds, spill_hsum8, then the values past the last 8 one by

@@ -140,8 +140,9 @@ void spill_matmul_parts(spill_pool *pool, const spill_matmul_part *parts, int n_
             }
         }
     }
-    /* batches of 8 tokens or more (Q4_1: 4): Q8_0, Q4_0, Q4_1, Q4_K and Q6_K rows laid out 16 at a time in a panel
-       per worker (kernels/dots_vnni.c); without the memory for it, the tiles, the same bits */
+    /* batches of spill_dots_panel_from(wtype) tokens or more: Q8_0, Q4_0, Q4_1 (AVX-512 VNNI or AVX2), Q4_K and
+       Q6_K (VNNI) rows laid out 16 at a time in a panel per worker (kernels/dots_vnni.c, kernels/dots_avx2.c);
+       without the memory for it, the tiles, the same bits */
     int panel_from = j.tiled ? spill_dots_panel_from(wtype) : 0;
     if (panel_from && batch >= panel_from) {
         j.panel_len = (spill_dots_panel_bytes(wtype, cols) + 63) / 64 * 64;

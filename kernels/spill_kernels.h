@@ -127,15 +127,17 @@ void spill_dots_prepare(spill_dtype w, int64_t n, const void *act, uint64_t stri
 void spill_vec_dots(spill_dtype w, int64_t n, const void *wrows, uint64_t row_bytes, int nr, const void *act,
                     uint64_t stride, int nt, const float *sc, float *out, int64_t ldo);
 
-/* The same for up to SPILL_DOTS_PANEL rows with the rows in the lanes of 512-bit registers (kernels/dots_vnni.c:
- * Q8_0, Q4_0, Q4_1, Q4_K and Q6_K where spill_dots_panel_ok(w), AVX-512 with VNNI): the rows are laid
- * out once in panel (spill_dots_panel_bytes(w, n) bytes) and meet every token; one scale product serves
- * 16 rows. The same bits as spill_vec_dots. sc as spill_dots_prepare made it for these nt tokens. */
+/* The same for up to SPILL_DOTS_PANEL rows with the rows in the lanes of SIMD registers where
+ * spill_dots_panel_ok(w): Q8_0, Q4_0, Q4_1, Q4_K and Q6_K in 512-bit registers with AVX-512 VNNI
+ * (kernels/dots_vnni.c), Q8_0, Q4_0 and Q4_1 in 256-bit ones, 8 rows each, with AVX2 alone
+ * (kernels/dots_avx2.c). The rows are laid out once in panel (spill_dots_panel_bytes(w, n) bytes) and
+ * meet every token; one scale product serves 16 (AVX2: 8) rows. The same bits as spill_vec_dots. sc as
+ * spill_dots_prepare made it for these nt tokens. */
 #define SPILL_DOTS_PANEL 16
 int spill_dots_panel_ok(spill_dtype w);
 /* The fewest tokens for which a matmul lays its rows out in panels (0: never): where the panels beat the
  * tiles on the matmul harness (docs/results.md): Q4_1 from one tile (its tiles spend a second
- * product on the block minimum), the others from two. */
+ * product on the block minimum), the others from two (AVX2's Q8_0 panel from three). */
 int spill_dots_panel_from(spill_dtype w);
 size_t spill_dots_panel_bytes(spill_dtype w, int64_t n);
 void spill_vec_dots_panel(spill_dtype w, int64_t n, const void *wrows, uint64_t row_bytes, int nr, const void *act,
