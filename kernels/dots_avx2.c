@@ -595,6 +595,12 @@ static inline size_t qpanel_block(spill_dtype w) { return qpanel_w(w) + 32 + (w 
 
 size_t spill_dots_qpanel_bytes_avx2(spill_dtype w, int64_t n) { return 2 * (size_t)(n / SPILL_QK) * qpanel_block(w); }
 
+static inline int32_t ld32(const void *p) {
+    int32_t v;
+    memcpy(&v, p, sizeof v);
+    return v;
+}
+
 /* 8 rows' 16 bytes at x[r] + off turned so that o[c] holds dword c of rows 0-7, in row order: rows m and
    m + 4 in the halves of z[m], then the 4 x 4 transposes within 128-bit lanes */
 static inline __attribute__((always_inline)) void rows8(const uint8_t *const x[8], size_t off, __m256i o[4]) {
@@ -615,13 +621,14 @@ static inline __attribute__((always_inline)) void qpanel_pack_block(spill_dtype 
     const size_t qoff = w == SPILL_DT_Q8_0 ? offsetof(spill_block_q8_0, qs)
                         : w == SPILL_DT_Q4_0 ? offsetof(spill_block_q4_0, qs)
                                              : offsetof(spill_block_q4_1, qs);
-    uint16_t d[8], m[8];
-    for (int r = 0; r < 8; r++) {
-        memcpy(&d[r], x[r], 2);
-        memcpy(&m[r], x[r] + 2, 2);
-    }
-    _mm256_storeu_ps((float *)(pb + qpanel_w(w)), _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)d)));
-    if (w == SPILL_DT_Q4_1) _mm256_storeu_ps((float *)(pb + qpanel_w(w) + 32), _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)m)));
+    /* each row's first 4 bytes (d, then m or the first values) in a lane, then the 8 d's in the low half, the
+       8 second halves in the high one */
+    __m256i dm = _mm256_setr_epi32(ld32(x[0]), ld32(x[1]), ld32(x[2]), ld32(x[3]), ld32(x[4]), ld32(x[5]), ld32(x[6]), ld32(x[7]));
+    dm = _mm256_shuffle_epi8(dm, _mm256_setr_epi8(0, 1, 4, 5, 8, 9, 12, 13, 2, 3, 6, 7, 10, 11, 14, 15,
+                                                  0, 1, 4, 5, 8, 9, 12, 13, 2, 3, 6, 7, 10, 11, 14, 15));
+    dm = _mm256_permute4x64_epi64(dm, 0xD8);
+    _mm256_storeu_ps((float *)(pb + qpanel_w(w)), _mm256_cvtph_ps(_mm256_castsi256_si128(dm)));
+    if (w == SPILL_DT_Q4_1) _mm256_storeu_ps((float *)(pb + qpanel_w(w) + 32), _mm256_cvtph_ps(_mm256_extracti128_si256(dm, 1)));
     __m256i q[8];
     rows8(x, qoff, q);
     if (w == SPILL_DT_Q8_0) {
@@ -662,12 +669,6 @@ void spill_dots_panel_pack_avx2(spill_dtype w, int64_t n, const void *wrows, uin
     case SPILL_DT_Q4_0: qpanel_pack(SPILL_DT_Q4_0, nb, wrows, rb, nr, panel); break;
     default: qpanel_pack(SPILL_DT_Q4_1, nb, wrows, rb, nr, panel); break;
     }
-}
-
-static inline int32_t ld32(const void *p) {
-    int32_t v;
-    memcpy(&v, p, sizeof v);
-    return v;
 }
 
 /* one token against a half of the panel (8 rows): its activations at a (its Q8_0/Q8_1 row), its prepared
