@@ -27,9 +27,10 @@
 
 #define T SPILL_DOTS_TILE
 /* the fewest tokens for which the AVX2 panel (kernels/dots_avx2.c) takes Q4_1, Q4_0 and Q8_0: where it beat the
-   tiles on the matmul harness, rows 576 and 1536 wide (docs/results.md). Q8_0's lanes take one more
-   instruction than the 4-bit ones' (its signs), so its panel needs more tokens to pay for laying it out. */
-#define PANEL_FROM_AVX2(w) ((w) == SPILL_DT_Q4_1 ? T : (w) == SPILL_DT_Q4_0 ? 2 * T : 3 * T)
+   one-token rows kernel and the tiles on the matmul harness, rows 576 and 1536 wide (docs/results.md). Q8_0's
+   lanes take one more instruction than the 4-bit ones' (its signs), and its tiles are the fastest, so its
+   panel needs more tokens to pay for laying it out. */
+#define PANEL_FROM_AVX2(w) ((w) == SPILL_DT_Q8_0 ? 3 * T : 2)
 
 static void dots_each(spill_dtype w, int64_t n, const void *wrow, const uint8_t *act, uint64_t stride, int nt,
                       float *out, int64_t ldo) {
@@ -251,7 +252,7 @@ void spill_vec_dots_panel(spill_dtype w, int64_t n, const void *wrows, uint64_t 
     int t = 0;
 #if defined(SPILL_DOT_AVX2)
     SPILL_ASSERT(nr >= 1 && nr <= SPILL_DOTS_PANEL);
-    if (sc && nt >= T && spill_dots_panel_ok(w)) {
+    if (sc && spill_dots_panel_ok(w) && nt >= (kq_vnni(w) ? T : 2)) {
         /* the tokens spill_dots_prepare laid out: the K-quants' whole tiles, the others' every token */
         t = kq_vnni(w) ? nt / T * T : nt;
         /* the rows after these (the next panel's, where the caller goes on), fetched while these compute */

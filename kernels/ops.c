@@ -122,7 +122,9 @@ void spill_matmul_parts(spill_pool *pool, const spill_matmul_part *parts, int n_
                     .batch = batch};
     SPILL_ASSERT(j.row_bytes > 0);
     size_t per_tile = spill_dots_scales_len(wtype, cols, SPILL_DOTS_TILE);
-    j.tiled = batch >= SPILL_DOTS_TILE && spill_dots_tiled(wtype);
+    /* prepared activations for the tiles, and for the panels, which may take fewer tokens than a tile */
+    const int panel_from = spill_dots_panel_from(wtype);
+    j.tiled = (batch >= SPILL_DOTS_TILE || (panel_from && batch >= panel_from)) && spill_dots_tiled(wtype);
     j.tok_chunk = batch;
     int nth = spill_pool_size(pool);
     if (j.tiled && per_tile) {
@@ -143,8 +145,7 @@ void spill_matmul_parts(spill_pool *pool, const spill_matmul_part *parts, int n_
     /* batches of spill_dots_panel_from(wtype) tokens or more: Q8_0, Q4_0, Q4_1 (AVX-512 VNNI or AVX2), Q4_K and
        Q6_K (VNNI) rows laid out 16 at a time in a panel per worker (kernels/dots_vnni.c, kernels/dots_avx2.c);
        without the memory for it, the tiles, the same bits */
-    int panel_from = j.tiled ? spill_dots_panel_from(wtype) : 0;
-    if (panel_from && batch >= panel_from) {
+    if (j.tiled && panel_from && batch >= panel_from) {
         j.panel_len = (spill_dots_panel_bytes(wtype, cols) + 63) / 64 * 64;
         j.panel = aligned_alloc(64, j.panel_len * (size_t)nth);
     }

@@ -137,7 +137,8 @@ void spill_vec_dots(spill_dtype w, int64_t n, const void *wrows, uint64_t row_by
 int spill_dots_panel_ok(spill_dtype w);
 /* The fewest tokens for which a matmul lays its rows out in panels (0: never): where the panels beat the
  * tiles on the matmul harness (docs/results.md): Q4_1 from one tile (its tiles spend a second
- * product on the block minimum), the others from two (AVX2's Q8_0 panel from three). */
+ * product on the block minimum), the others from two; without VNNI (the AVX2 panel) Q4_1 and Q4_0 from
+ * 2 tokens, Q8_0 from three tiles. */
 int spill_dots_panel_from(spill_dtype w);
 size_t spill_dots_panel_bytes(spill_dtype w, int64_t n);
 void spill_vec_dots_panel(spill_dtype w, int64_t n, const void *wrows, uint64_t row_bytes, int nr, const void *act,
