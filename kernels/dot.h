@@ -153,7 +153,7 @@ void spill_rows_bf16_dpbf16(int64_t n, const void *wrows, uint64_t rb, int nr, c
    prepared floats at sc + k * pt, made by spill_dots_prepare_avx2 as they are where this is true) */
 void spill_dots_quant_vnni(spill_dtype w, int ntiles, int64_t n, const void *wrows, uint64_t rb, int nr, const void *act,
                            uint64_t stride, const float *sc, size_t pt, float *out, int64_t ldo);
-/* kernels/dots_vnni.c: nr <= 16 rows of Q8_0, Q4_0 or Q4_1 laid out in a panel (spill_dots_panel_bytes(n)),
+/* kernels/dots_vnni.c: nr <= 16 rows of Q8_0, Q4_0 or Q4_1 laid out in a panel (spill_dots_qpanel_bytes(n)),
    then any number of tokens against it (two at a time, an odd one last), their prepared floats (tile k's at sc + k * pt) as
    spill_dots_prepare_avx2 made them where spill_cpu_avx512_vnni(); meanwhile next_len bytes from next
    (the next rows the caller will lay out; NULL for none) are prefetched */

@@ -28,8 +28,9 @@
 #define T SPILL_DOTS_TILE
 /* the fewest tokens for which the AVX2 panel (kernels/dots_avx2.c) takes Q4_1, Q4_0 and Q8_0: where it beat the
    one-token rows kernel and the tiles on the matmul harness, rows 576 and 1536 wide (docs/results.md). Q8_0's
-   lanes take one more instruction than the 4-bit ones' (its signs), and its tiles are the fastest, so its
-   panel needs more tokens to pay for laying it out. */
+   lanes take one more instruction than Q4_1's (its signs), it lays out twice the bytes of the 4-bit panels
+   and its tiles are the fastest, so its panel needs more tokens to pay for laying it out. A chunk of a
+   batch's tokens goes to the panel only with as many (spill_vec_dots_panel). */
 #define PANEL_FROM_AVX2(w) ((w) == SPILL_DT_Q8_0 ? 3 * T : 2)
 
 static void dots_each(spill_dtype w, int64_t n, const void *wrow, const uint8_t *act, uint64_t stride, int nt,
@@ -252,7 +253,7 @@ void spill_vec_dots_panel(spill_dtype w, int64_t n, const void *wrows, uint64_t 
     int t = 0;
 #if defined(SPILL_DOT_AVX2)
     SPILL_ASSERT(nr >= 1 && nr <= SPILL_DOTS_PANEL);
-    if (sc && spill_dots_panel_ok(w) && nt >= (kq_vnni(w) ? T : 2)) {
+    if (sc && spill_dots_panel_ok(w) && nt >= (qpanel_avx2(w) ? PANEL_FROM_AVX2(w) : T)) {
         /* the tokens spill_dots_prepare laid out: the K-quants' whole tiles, the others' every token */
         t = kq_vnni(w) ? nt / T * T : nt;
         /* the rows after these (the next panel's, where the caller goes on), fetched while these compute */

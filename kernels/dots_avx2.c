@@ -457,7 +457,7 @@ void spill_dots_prepare_avx2(spill_dtype w, int64_t n, const void *act, uint64_t
        and (VNNI) Q8_0's -128 * (the sum of each lane's 4 values), 8 lanes of 32 bits per block and token */
     const int64_t per = nb * (vnni && w == SPILL_DT_Q8_0 ? 8 + 16 * T : w == SPILL_DT_Q4_0 || vnni ? 8 + 8 * T : 8);
     /* and the tokens past the last whole tile in a partial one (spill_dots_scales_len counts it), which only
-       the panels read (kernels/dots_vnni.c: they take tokens one or two at a time) */
+       the panels read (kernels/dots_vnni.c: they take tokens one or two at a time; the AVX2 panel below one) */
     for (int tile = 0; tile < (nt + T - 1) / T; tile++) {
         float *s = sc + (size_t)tile * (size_t)per;
         __m256i *ypairs8 = (__m256i *)(s + nb * 8); /* [block][token]: 32 bytes (loaded unaligned) */

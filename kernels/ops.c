@@ -37,7 +37,7 @@ typedef struct {
                                                tiles prepare, past what a worker's stack holds */
     size_t prep_len;
     uint8_t *panel;                         /* when not NULL: panel_len bytes per worker for the rows laid out
-                                               in lanes (kernels/dots_vnni.c), 16 rows at a time */
+                                               in lanes (kernels/dots_vnni.c, dots_avx2.c), 16 rows at a time */
     size_t panel_len;
     int rows_together;                      /* rows per call without a panel (spill_dots_rows_together) */
     int64_t row_chunk, row_units, units;    /* rows per unit, units per token chunk (all parts), all units */
@@ -144,7 +144,7 @@ void spill_matmul_parts(spill_pool *pool, const spill_matmul_part *parts, int n_
     }
     /* batches of spill_dots_panel_from(wtype) tokens or more: Q8_0, Q4_0, Q4_1 (AVX-512 VNNI or AVX2), Q4_K and
        Q6_K (VNNI) rows laid out 16 at a time in a panel per worker (kernels/dots_vnni.c, kernels/dots_avx2.c);
-       without the memory for it, the tiles, the same bits */
+       without the memory for it, the tiles (below a tile's tokens the one-token kernels), the same bits */
     if (j.tiled && panel_from && batch >= panel_from) {
         j.panel_len = (spill_dots_panel_bytes(wtype, cols) + 63) / 64 * 64;
         j.panel = aligned_alloc(64, j.panel_len * (size_t)nth);

@@ -343,7 +343,8 @@ static void matmul_equals_dots(spill_dtype t, const uint8_t *w, int rows, int co
 }
 
 /* Batched matmuls of Q8_0, Q4_0 and Q4_1 at the ends of their ranges (which the panels of
- * kernels/dots_vnni.c take 16 rows at a time, Q8_0's values shifted by 128): weights of -128 and 127,
+ * kernels/dots_vnni.c take 16 rows at a time, Q8_0's values shifted by 128, and those of kernels/dots_avx2.c
+ * 8 rows at a time, Q8_0's signs moved onto the activations): weights of -128 and 127,
  * nibbles of 0 and 15, activations of -127 and 127, large and tiny scales; every result equal to the
  * one-token dot, for 16 rows and for 16 + 7 (a panel with 9 rows left empty). */
 static void test_matmul_extremes(void **s) {
@@ -378,6 +379,64 @@ static void test_matmul_extremes(void **s) {
                 matmul_equals_dots(t, w, rows, cols, a, batch, "extremes");
                 free(w), free(a), free(tmp);
             }
+}
+
+/* spill_vec_dots_panel called directly, as kernels/ops.c calls it, for Q8_0, Q4_0 and Q4_1: every row
+ * count of a panel (1-16: one half or two, a half full or not) against token counts on both sides of
+ * the panels' thresholds and of a tile (a partial last tile included), each result the one-token dot's
+ * bits, nothing written past the nr rows of a token's output row or past its tokens. Where the CPU has
+ * no panel (spill_dots_panel_ok false) the call falls back to the tiles and must give the same. */
+static void test_panel_equal_dots(void **s) {
+    (void)s;
+    spill_dtype types[] = {SPILL_DT_Q8_0, SPILL_DT_Q4_0, SPILL_DT_Q4_1};
+    const int widths[] = {64, 576}, counts[] = {1, 2, 3, 4, 5, 8, 9, 11, 12, 13, 19};
+    enum { PNR = 16, PLDO = 21, PNT = 19 };
+    const float sentinel = -12345.0f;
+    for (unsigned ti = 0; ti < 3; ti++)
+        for (unsigned wi = 0; wi < 2; wi++) {
+            spill_dtype t = types[ti];
+            const int cols = widths[wi];
+            uint64_t rb = spill_dtype_row_bytes(t, (uint64_t)cols), ab = spill_act_bytes(t, cols);
+            uint8_t *w = malloc(rb * PNR), *a = malloc(ab * PNT);
+            float *tmp = malloc(sizeof(float) * (size_t)cols), *out = malloc(sizeof(float) * PLDO * (PNT + 1));
+            size_t plen = spill_dots_panel_bytes(t, cols);
+            void *panel = aligned_alloc(64, (plen + 63) / 64 * 64 + 64);
+            assert_non_null(w), assert_non_null(a), assert_non_null(tmp), assert_non_null(out), assert_non_null(panel);
+            for (int r = 0; r < PNR; r++) {
+                for (int i = 0; i < cols; i++) tmp[i] = frand();
+                spill_quantize_row_ref(t, tmp, w + rb * (uint64_t)r, cols);
+            }
+            for (int b = 0; b < PNT; b++) {
+                for (int i = 0; i < cols; i++) tmp[i] = frand() * (1 + b % 3);
+                spill_act_quantize(t, tmp, a + ab * (uint64_t)b, cols);
+            }
+            for (unsigned ci = 0; ci < sizeof counts / sizeof *counts; ci++) {
+                const int nt = counts[ci];
+                size_t slen = spill_dots_scales_len(t, cols, nt);
+                float *sc = malloc(sizeof(float) * (slen ? slen : 1));
+                assert_non_null(sc);
+                spill_dots_prepare(t, cols, a, ab, nt, sc);
+                for (int nr = 1; nr <= PNR; nr++) {
+                    for (int k = 0; k < PLDO * (PNT + 1); k++) out[k] = sentinel;
+                    spill_vec_dots_panel(t, cols, w, rb, nr, a, ab, nt, slen ? sc : NULL, panel, out, PLDO);
+                    for (int b = 0; b < PNT + 1; b++)
+                        for (int r = 0; r < PLDO; r++) {
+                            float got = out[b * PLDO + r];
+                            if (b < nt && r < nr) {
+                                float d = spill_vec_dot(t, cols, w + rb * (uint64_t)r, a + ab * (uint64_t)b);
+                                if (got != d)
+                                    fail_msg("%s, %d wide, %d rows, %d tokens: row %d token %d %.9g, the dot %.9g",
+                                             spill_dtype_name(t), cols, nr, nt, r, b, got, d);
+                            } else if (got != sentinel) {
+                                fail_msg("%s, %d wide, %d rows, %d tokens: wrote row %d token %d", spill_dtype_name(t),
+                                         cols, nr, nt, r, b);
+                            }
+                        }
+                }
+                free(sc);
+            }
+            free(w), free(a), free(tmp), free(out), free(panel);
+        }
 }
 
 /* Batched matmuls of Q4_K and Q6_K (the panels of kernels/dots_vnni.c at 8 tokens and more, the one-token
@@ -643,6 +702,7 @@ int main(void) {
         cmocka_unit_test(test_f16), cmocka_unit_test(test_bf16), cmocka_unit_test(test_f32), cmocka_unit_test(test_q4_k), cmocka_unit_test(test_q6_k), cmocka_unit_test(test_kquant_extremes),
         cmocka_unit_test(test_dequant_q4_1_error_bound), cmocka_unit_test(test_matmul_threads_equal_dots), cmocka_unit_test(test_matmul_parts),
         cmocka_unit_test(test_matmul_extremes),
+        cmocka_unit_test(test_panel_equal_dots),
         cmocka_unit_test(test_matmul_kquant_bytes),
         cmocka_unit_test(test_simd_equals_portable), cmocka_unit_test(test_dots_tiled_equal_dot), cmocka_unit_test(test_type_table),
         cmocka_unit_test(test_act_quantize_equals_portable), cmocka_unit_test(test_bf16_lanes),
