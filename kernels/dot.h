@@ -16,6 +16,7 @@
 #define SPILL_KERNELS_DOT_H
 
 #include <math.h>
+#include <string.h>
 
 #include "spill_kernels.h"
 
@@ -243,6 +244,14 @@ static inline uint16_t spill_bf16_act(float f) {
     memcpy(&u, &f, 4);
     if ((u & 0x7f800000u) == 0) return (uint16_t)((u >> 16) & 0x8000);
     return spill_fp32_to_bf16(f);
+}
+
+/* 4 bytes from p as one int32 (unaligned): a lane group's 4 values, broadcast by the panels (kernels/dots_vnni.c,
+   kernels/dots_avx2.c) */
+static inline int32_t spill_ld32(const void *p) {
+    int32_t v;
+    memcpy(&v, p, sizeof v);
+    return v;
 }
 
 static inline float spill_hsum8(const float a[8]) {

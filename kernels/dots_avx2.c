@@ -595,12 +595,6 @@ static inline size_t qpanel_block(spill_dtype w) { return qpanel_w(w) + 32 + (w 
 
 size_t spill_dots_qpanel_bytes_avx2(spill_dtype w, int64_t n) { return 2 * (size_t)(n / SPILL_QK) * qpanel_block(w); }
 
-static inline int32_t ld32(const void *p) {
-    int32_t v;
-    memcpy(&v, p, sizeof v);
-    return v;
-}
-
 /* 8 rows' 16 bytes at x[r] + off turned so that o[c] holds dword c of rows 0-7, in row order: rows m and
    m + 4 in the halves of z[m], then the 4 x 4 transposes within 128-bit lanes */
 static inline __attribute__((always_inline)) void rows8(const uint8_t *const x[8], size_t off, __m256i o[4]) {
@@ -623,7 +617,7 @@ static inline __attribute__((always_inline)) void qpanel_pack_block(spill_dtype 
                                              : offsetof(spill_block_q4_1, qs);
     /* each row's first 4 bytes (d, then m or the first values) in a lane, then the 8 d's in the low half, the
        8 second halves in the high one */
-    __m256i dm = _mm256_setr_epi32(ld32(x[0]), ld32(x[1]), ld32(x[2]), ld32(x[3]), ld32(x[4]), ld32(x[5]), ld32(x[6]), ld32(x[7]));
+    __m256i dm = _mm256_setr_epi32(spill_ld32(x[0]), spill_ld32(x[1]), spill_ld32(x[2]), spill_ld32(x[3]), spill_ld32(x[4]), spill_ld32(x[5]), spill_ld32(x[6]), spill_ld32(x[7]));
     dm = _mm256_shuffle_epi8(dm, _mm256_setr_epi8(0, 1, 4, 5, 8, 9, 12, 13, 2, 3, 6, 7, 10, 11, 14, 15,
                                                   0, 1, 4, 5, 8, 9, 12, 13, 2, 3, 6, 7, 10, 11, 14, 15));
     dm = _mm256_permute4x64_epi64(dm, 0xD8);
@@ -692,14 +686,14 @@ static inline __attribute__((always_inline)) void qpanel_token(spill_dtype w, in
         const __m256 dd = _mm256_mul_ps(_mm256_loadu_ps((const float *)(pb + qw)), _mm256_set1_ps(s[i * 8]));
         const uint8_t *y = a + (uint64_t)i * ybytes + yqs;
         for (int l = 0; l < 8; l++) {
-            const __m256i yv = _mm256_set1_epi32(ld32(y + 4 * l));
+            const __m256i yv = _mm256_set1_epi32(spill_ld32(y + 4 * l));
             const __m256i q = _mm256_loadu_si256((const __m256i *)(pb + 32 * l));
             __m256i p;
             if (w == SPILL_DT_Q8_0) /* |x| against y with x's sign: maddubs takes unsigned x signed */
                 p = _mm256_maddubs_epi16(q, _mm256_sign_epi8(yv, _mm256_loadu_si256((const __m256i *)(pb + 256 + 32 * l))));
             else
                 p = _mm256_maddubs_epi16(q, yv);
-            if (w == SPILL_DT_Q4_0) p = _mm256_sub_epi16(p, _mm256_set1_epi32(ld32(pairs + (size_t)i * 32 * T + 4 * l)));
+            if (w == SPILL_DT_Q4_0) p = _mm256_sub_epi16(p, _mm256_set1_epi32(spill_ld32(pairs + (size_t)i * 32 * T + 4 * l)));
             acc[l] = _mm256_fmadd_ps(dd, _mm256_cvtepi32_ps(_mm256_madd_epi16(p, ones)), acc[l]);
         }
         if (w == SPILL_DT_Q4_1) sm = _mm256_fmadd_ps(_mm256_loadu_ps((const float *)(pb + qw + 32)), _mm256_set1_ps(s[i * 8 + 4]), sm);

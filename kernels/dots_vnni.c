@@ -579,12 +579,6 @@ void spill_dots_panel_pack_vnni(spill_dtype w, int64_t n, const void *wrows, uin
     }
 }
 
-static inline int32_t ld32(const void *p) {
-    int32_t v;
-    memcpy(&v, p, sizeof v);
-    return v;
-}
-
 /* U (1 or 2) tokens against the packed panel: token u's activations at a[u] (its Q8_0/Q8_1 row), its
  * prepared floats at s[u] (s[u][i * 8] its d in block i, s[u][i * 8 + 4] Q4_1's s), its lanes' starting
  * values at c[u] (Q4_0, Q8_0: c[u][i * cs + l]); out[u][r] for r < nr */
@@ -614,8 +608,8 @@ static inline __attribute__((always_inline)) void panel_tokens(spill_dtype w, in
         for (int l = 0; l < 8; l++) {
             const __m512i q = _mm512_loadu_si512(pb + 64 * l);
             for (int u = 0; u < U; u++) {
-                __m512i z = w == SPILL_DT_Q4_1 ? _mm512_setzero_si512() : _mm512_set1_epi32(ld32(c[u] + i * cs + l));
-                __m512i v = _mm512_dpbusd_epi32(z, q, _mm512_set1_epi32(ld32(y[u] + 4 * l)));
+                __m512i z = w == SPILL_DT_Q4_1 ? _mm512_setzero_si512() : _mm512_set1_epi32(spill_ld32(c[u] + i * cs + l));
+                __m512i v = _mm512_dpbusd_epi32(z, q, _mm512_set1_epi32(spill_ld32(y[u] + 4 * l)));
                 acc[u][l] = _mm512_fmadd_ps(dd[u], _mm512_cvtepi32_ps(v), acc[u][l]);
             }
         }
@@ -812,9 +806,9 @@ static inline __attribute__((always_inline)) void kpanel_tile(spill_dtype w, int
                 __m512i a0 = _mm512_setzero_si512(), a1 = _mm512_setzero_si512();
                 for (int l = 0; l < per_g; l++) {
                     a0 = _mm512_dpbusd_epi32(a0, _mm512_loadu_si512(q + gs * per_g + l),
-                                             _mm512_set1_epi32(ld32(y[u]->qs + 4 * (gs * per_g + l))));
+                                             _mm512_set1_epi32(spill_ld32(y[u]->qs + 4 * (gs * per_g + l))));
                     a1 = _mm512_dpbusd_epi32(a1, _mm512_loadu_si512(q + (gs + 1) * per_g + l),
-                                             _mm512_set1_epi32(ld32(y[u]->qs + 4 * ((gs + 1) * per_g + l))));
+                                             _mm512_set1_epi32(spill_ld32(y[u]->qs + 4 * ((gs + 1) * per_g + l))));
                 }
                 sumi[u] = _mm512_add_epi32(sumi[u], _mm512_add_epi32(_mm512_mullo_epi32(a0, _mm512_loadu_si512(scl + gs)),
                                                                      _mm512_mullo_epi32(a1, _mm512_loadu_si512(scl + gs + 1))));
@@ -826,7 +820,7 @@ static inline __attribute__((always_inline)) void kpanel_tile(spill_dtype w, int
             const uint8_t *ps = (const uint8_t *)(b + 4 + 256 + 32); /* [pair of sub-blocks][token]: two int16 */
             for (int k = 0; k < 4; k++)
                 for (int u = 0; u < U; u++)
-                    side[u] = _mm512_dpwssd_epi32(side[u], _mm512_loadu_si512(pairs + k), _mm512_set1_epi32(ld32(ps + 4 * (k * 4 + u))));
+                    side[u] = _mm512_dpwssd_epi32(side[u], _mm512_loadu_si512(pairs + k), _mm512_set1_epi32(spill_ld32(ps + 4 * (k * 4 + u))));
             const __m512 dx = _mm512_loadu_ps(pb + KPANEL_D), mx = _mm512_loadu_ps(pb + KPANEL_D + 64);
             for (int u = 0; u < U; u++) {
                 const __m512 yd = _mm512_set1_ps(b[u]);
@@ -837,7 +831,7 @@ static inline __attribute__((always_inline)) void kpanel_tile(spill_dtype w, int
             /* the offset of 32: sc_g times the token's 16-value sums, two g at once */
             for (int k = 0; k < 8; k++)
                 for (int u = 0; u < U; u++)
-                    side[u] = _mm512_dpwssd_epi32(side[u], _mm512_loadu_si512(pairs + k), _mm512_set1_epi32(ld32(y[u]->bsums + 2 * k)));
+                    side[u] = _mm512_dpwssd_epi32(side[u], _mm512_loadu_si512(pairs + k), _mm512_set1_epi32(spill_ld32(y[u]->bsums + 2 * k)));
             const __m512 dx = _mm512_loadu_ps(pb + KPANEL_D);
             for (int u = 0; u < U; u++) {
                 const __m512i t = _mm512_sub_epi32(sumi[u], _mm512_slli_epi32(side[u], 5));
