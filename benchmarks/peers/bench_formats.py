@@ -9,7 +9,7 @@ beside the measurement. Speed is measured here, never asserted by a test.
 
   pip install llama-cpp-python gguf numpy
   python3 benchmarks/peers/bench_formats.py [-m MODEL.gguf] [--formats q4_1,q8_0,q4_0,f16,bf16]
-        [--threads T] [--reps 3] [--prompt-tokens 126] [--gen-tokens 64] [--tiers-size 256M] [--profile-once] [--json]
+        [--threads T] [--reps 3] [--prompt-tokens 126] [--gen-tokens 64] [--tiers-size model|SIZE] [--profile-once] [--json]
 
 K-quants: the default model's 576-wide rows hold no 256-value block, so make a model that can with
 llama.cpp's own quantizer (benchmarks/peers/make_kquant_model.py) and name its format:
@@ -18,8 +18,11 @@ llama.cpp's own quantizer (benchmarks/peers/make_kquant_model.py) and name its f
 The rewritten files go to ~/.cache/spill/formats/ (made once, from the model's weights dequantized:
 a Q4_1 weight rewritten as F16 holds the Q4_1 values, so every format computes the same model). The
 host read bandwidth comes from `spill-bench tiers`, run before each format's runs (or once first, with
---profile-once) and written as a profile that the placement runs then use for their bound and
-prediction: measured minutes before, not a quarter of an hour, on a machine whose speed drifts.
+--profile-once and a fixed --tiers-size) and written as a profile that the placement runs then use for
+their bound and prediction: measured minutes before, not a quarter of an hour, on a machine whose speed
+drifts. By default tiers measures over each file's own size: on a machine whose last-level cache holds
+the model (a 260 MiB L3 holds every format of the default model but F16/BF16), decode reads much of it
+from that cache, and a profile measured over 256 MiB from DRAM predicted Q4_0 26% slow (docs/results.md).
 """
 import argparse
 import json
@@ -94,9 +97,13 @@ def main():
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--profile-once", action="store_true",
                     help="measure the machine (spill-bench tiers) once at the start, not before each format")
-    ap.add_argument("--tiers-size", default="256M",
-                    help="spill-bench tiers --size: the read bandwidth's buffer and the one-token rates' stack; "
-                         "make it several times the L3 cache (a machine with a 260 MiB L3 needs 1G or more)")
+    ap.add_argument("--tiers-size", default="model",
+                    help="spill-bench tiers --size: the read bandwidth's buffer and the one-token rates' stack. "
+                         "'model' (the default): each format's own file size, measured before that format's runs "
+                         "(--profile-once then only applies to a fixed size), so the bound and the prediction see "
+                         "the bytes as the machine serves a model of that size: from DRAM, or partly from a "
+                         "last-level cache that holds it (the cost model has no cache tier of its own). A fixed "
+                         "size several times the L3 (a machine with a 260 MiB L3 needs 1G or more) gives DRAM's")
     ap.add_argument("--json", action="store_true")
     a = ap.parse_args()
     try:
@@ -115,16 +122,19 @@ def main():
     with tempfile.TemporaryDirectory() as td:
         prof = os.path.join(td, "profile.json")
 
-        def measure():
-            r = subprocess.run([a.spill_bench, "tiers", "--size", a.tiers_size, "--reps", "5", "--profile-out", prof],
+        def measure(size):
+            r = subprocess.run([a.spill_bench, "tiers", "--size", size, "--reps", "5", "--profile-out", prof],
                                capture_output=True, text=True)
             if r.returncode:
                 sys.exit("spill-bench tiers failed:\n" + r.stderr)
 
-        rows = []
+        by_model = a.tiers_size == "model"
+        rows, sizes = [], {}
         for k, f in enumerate(formats):
-            if k == 0 or not a.profile_once:
-                measure()
+            # the file's size in whole MiB, never under 16 (the rates' stack of layers needs a few)
+            sizes[f] = f"{max(16, -(-os.path.getsize(paths[f]) // 2**20))}M" if by_model else a.tiers_size
+            if k == 0 or by_model or not a.profile_once:
+                measure(sizes[f])
             print(f"bench_formats: {f} ({paths[f]})", file=sys.stderr)
             pa = argparse.Namespace(spill_bench=a.spill_bench, model=paths[f], prompt_tokens=a.prompt_tokens,
                                     gen_tokens=a.gen_tokens, threads=a.threads, reps=a.reps, budgets="100%",
@@ -149,7 +159,8 @@ def main():
             s = {k: med(k) for k in ("prefill_tok_s", "decode_tok_s", "bound_decode_tok_s", "percent_of_bound",
                                      "predicted_decode_tok_s")}
             s["error"] = next((x["error"] for x in runs if x.get("error")), None)
-            row = {"format": f, "file_mib": os.path.getsize(paths[f]) / 2**20, "spill_prefill": s.get("prefill_tok_s"),
+            row = {"format": f, "file_mib": os.path.getsize(paths[f]) / 2**20, "tiers_size": sizes[f],
+                   "spill_prefill": s.get("prefill_tok_s"),
                    "spill_decode": s.get("decode_tok_s"), "bound_decode": s.get("bound_decode_tok_s"),
                    "percent_of_bound": s.get("percent_of_bound"), "predicted_decode": s.get("predicted_decode_tok_s"),
                    "error": s.get("error")}
@@ -168,7 +179,9 @@ def main():
         return
     print(f"{a.prompt_tokens}-token prompt, {a.gen_tokens} greedy tokens, {a.threads} threads, median of {a.reps} "
           f"(spill and llama.cpp alternated, one run each; a ratio is the median of the {a.reps} paired ratios); "
-          f"llama.cpp = llama-cpp-python {llama_cpp.__version__}; spill policy host")
+          f"llama.cpp = llama-cpp-python {llama_cpp.__version__}; spill policy host; the read bound and the "
+          f"prediction from spill-bench tiers --size "
+          f"{'each file' + chr(39) + 's size' if by_model else a.tiers_size}")
     print()
     print("| format | file MiB | spill prefill | llama.cpp prefill | ratio | spill decode | llama.cpp decode | ratio "
           "| % of read bound | predicted decode | prediction error |")
