@@ -177,11 +177,11 @@ def main():
                           "gen_tokens": a.gen_tokens, "reps": a.reps, "llama_cpp": llama_cpp.__version__,
                           "rows": rows}, indent=1))
         return
+    tiers = "each file's size" if by_model else a.tiers_size
     print(f"{a.prompt_tokens}-token prompt, {a.gen_tokens} greedy tokens, {a.threads} threads, median of {a.reps} "
           f"(spill and llama.cpp alternated, one run each; a ratio is the median of the {a.reps} paired ratios); "
           f"llama.cpp = llama-cpp-python {llama_cpp.__version__}; spill policy host; the read bound and the "
-          f"prediction from spill-bench tiers --size "
-          f"{'each file' + chr(39) + 's size' if by_model else a.tiers_size}")
+          f"prediction from spill-bench tiers --size {tiers}")
     print()
     print("| format | file MiB | spill prefill | llama.cpp prefill | ratio | spill decode | llama.cpp decode | ratio "
           "| % of read bound | predicted decode | prediction error |")
