@@ -9,7 +9,7 @@ beside the measurement. Speed is measured here, never asserted by a test.
 
   pip install llama-cpp-python gguf numpy
   python3 benchmarks/peers/bench_formats.py [-m MODEL.gguf] [--formats q4_1,q8_0,q4_0,f16,bf16]
-        [--threads T] [--reps 3] [--prompt-tokens 126] [--gen-tokens 64] [--tiers-size model|SIZE] [--profile-once] [--json]
+        [--threads T] [--reps 3] [--prompt-tokens 126] [--gen-tokens 64] [--tiers-size model|SIZE] [--profile-per rep|format] [--profile-once] [--json]
 
 K-quants: the default model's 576-wide rows hold no 256-value block, so make a model that can with
 llama.cpp's own quantizer (benchmarks/peers/make_kquant_model.py) and name its format:
@@ -17,10 +17,12 @@ llama.cpp's own quantizer (benchmarks/peers/make_kquant_model.py) and name its f
 
 The rewritten files go to ~/.cache/spill/formats/ (made once, from the model's weights dequantized:
 a Q4_1 weight rewritten as F16 holds the Q4_1 values, so every format computes the same model). The
-host read bandwidth comes from `spill-bench tiers`, run before each format's runs (or once first, with
---profile-once and a fixed --tiers-size) and written as a profile that the placement runs then use for
-their bound and prediction: measured minutes before, not a quarter of an hour, on a machine whose speed
-drifts. By default tiers measures over each file's own size: on a machine whose last-level cache holds
+host read bandwidth comes from `spill-bench tiers`, run right before each of spill's runs (or before
+each format's runs with --profile-per format, or once first with --profile-once and a fixed
+--tiers-size) and written as a profile that the run then uses for its bound and prediction: measured
+seconds before, on a machine whose speed drifts. A prediction is compared with the run that followed
+its profile, and the error reported is the median of those paired errors (a profile measured once per
+format had put Q8_0 25% fast when the machine slowed between it and the runs). By default tiers measures over each file's own size: on a machine whose last-level cache holds
 the model (a 260 MiB L3 holds every format of the default model but F16/BF16), decode reads much of it
 from that cache, and a profile measured over 256 MiB from DRAM predicted Q4_0 26% slow (docs/results.md).
 """
@@ -69,6 +71,22 @@ def rewrite(src, fmt, dst):
     finish(w, tmp, dst)
 
 
+def layer_widths(path):
+    """the model's hidden width, k/v rows and feed-forward width (spill-bench tiers --stack-shape), or None"""
+    from gguf import GGUFReader
+    r = GGUFReader(path)
+    arch = bytes(r.fields["general.architecture"].parts[-1]).decode()
+
+    def num(key):
+        f = r.fields.get(f"{arch}.{key}")
+        return int(f.parts[-1][0]) if f else None
+    d, ff, nh = num("embedding_length"), num("feed_forward_length"), num("attention.head_count")
+    nkv = num("attention.head_count_kv") or nh
+    hd = num("attention.key_length") or (d // nh if d and nh else None)
+    w = (d, nkv * hd if nkv and hd else None, ff)
+    return w if all(x and x % 32 == 0 for x in w) else None
+
+
 def model_for(args, fmt):
     base = os.path.basename(args.model)
     stem = base.split(".")[0]
@@ -96,7 +114,11 @@ def main():
     ap.add_argument("--gen-tokens", type=int, default=64)
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--profile-once", action="store_true",
-                    help="measure the machine (spill-bench tiers) once at the start, not before each format")
+                    help="measure the machine (spill-bench tiers) once at the start (with a fixed --tiers-size)")
+    ap.add_argument("--profile-per", choices=("rep", "format"), default="rep",
+                    help="measure the machine before each of spill's runs (rep, the default: each run's bound and "
+                         "prediction from the minute it ran in, the error the median of the paired errors) or "
+                         "once before each format's runs (format)")
     ap.add_argument("--tiers-size", default="model",
                     help="spill-bench tiers --size: the read bandwidth's buffer and the one-token rates' stack. "
                          "'model' (the default): each format's own file size, measured before that format's runs "
@@ -122,8 +144,12 @@ def main():
     with tempfile.TemporaryDirectory() as td:
         prof = os.path.join(td, "profile.json")
 
+        # the one-token rates over layers of the model's own widths (SmolLM2: 576, 192, 1536)
+        widths = layer_widths(a.model)
+        shape = ["--stack-shape", ",".join(map(str, widths))] if widths else []
+
         def measure(size):
-            r = subprocess.run([a.spill_bench, "tiers", "--size", size, "--reps", "5", "--profile-out", prof],
+            r = subprocess.run([a.spill_bench, "tiers", "--size", size, "--reps", "5", "--profile-out", prof] + shape,
                                capture_output=True, text=True)
             if r.returncode:
                 sys.exit("spill-bench tiers failed:\n" + r.stderr)
@@ -133,7 +159,8 @@ def main():
         for k, f in enumerate(formats):
             # the file's size in whole MiB, never under 16 (the rates' stack of layers needs a few)
             sizes[f] = f"{max(16, -(-os.path.getsize(paths[f]) // 2**20))}M" if by_model else a.tiers_size
-            if k == 0 or by_model or not a.profile_once:
+            per_rep = a.profile_per == "rep" and not a.profile_once
+            if not per_rep and (k == 0 or by_model or not a.profile_once):
                 measure(sizes[f])
             print(f"bench_formats: {f} ({paths[f]})", file=sys.stderr)
             pa = argparse.Namespace(spill_bench=a.spill_bench, model=paths[f], prompt_tokens=a.prompt_tokens,
@@ -147,6 +174,8 @@ def main():
                    "--budgets", "100%", "--policies", "host", "--profile-file", prof, "--json"]
             runs, peers, err = [], [], None
             for _ in range(a.reps):
+                if per_rep:
+                    measure(sizes[f])
                 r = subprocess.run(cmd, capture_output=True, text=True)
                 if r.returncode:
                     sys.exit(f"spill-bench placement failed on {f}:\n" + r.stderr)
@@ -159,10 +188,14 @@ def main():
             s = {k: med(k) for k in ("prefill_tok_s", "decode_tok_s", "bound_decode_tok_s", "percent_of_bound",
                                      "predicted_decode_tok_s")}
             s["error"] = next((x["error"] for x in runs if x.get("error")), None)
+            # the prediction's error: each run against the prediction from its own profile, the median of those
+            pred_err = (statistics.median(x["predicted_decode_tok_s"] / x["decode_tok_s"] - 1 for x in runs)
+                        if all(x.get("predicted_decode_tok_s") and x.get("decode_tok_s") for x in runs) else None)
             row = {"format": f, "file_mib": os.path.getsize(paths[f]) / 2**20, "tiers_size": sizes[f],
                    "spill_prefill": s.get("prefill_tok_s"),
                    "spill_decode": s.get("decode_tok_s"), "bound_decode": s.get("bound_decode_tok_s"),
                    "percent_of_bound": s.get("percent_of_bound"), "predicted_decode": s.get("predicted_decode_tok_s"),
+                   "prediction_error": pred_err, "profile_per": "once" if a.profile_once else a.profile_per,
                    "error": s.get("error")}
             if peers and not s["error"]:
                 row.update(peer_prefill=statistics.median(p[0] for p in peers),
@@ -178,10 +211,13 @@ def main():
                           "rows": rows}, indent=1))
         return
     tiers = "each file's size" if by_model else a.tiers_size
+    when = ("once, first" if a.profile_once else
+            "before each of spill's runs; the error is the median of each run's against its own profile's prediction"
+            if a.profile_per == "rep" else "before each format's runs")
     print(f"{a.prompt_tokens}-token prompt, {a.gen_tokens} greedy tokens, {a.threads} threads, median of {a.reps} "
           f"(spill and llama.cpp alternated, one run each; a ratio is the median of the {a.reps} paired ratios); "
           f"llama.cpp = llama-cpp-python {llama_cpp.__version__}; spill policy host; the read bound and the "
-          f"prediction from spill-bench tiers --size {tiers}")
+          f"prediction from spill-bench tiers --size {tiers}, measured {when}")
     print()
     print("| format | file MiB | spill prefill | llama.cpp prefill | ratio | spill decode | llama.cpp decode | ratio "
           "| % of read bound | predicted decode | prediction error |")
@@ -193,8 +229,7 @@ def main():
         pp, pd = r.get("peer_prefill"), r.get("peer_decode")
         rp = f"{r['prefill_ratio']:.2f}" if pp else "-"
         rd = f"{r['decode_ratio']:.2f}" if pd else "-"
-        pe = (f"{100 * (r['predicted_decode'] - r['spill_decode']) / r['spill_decode']:+.0f}%"
-              if r.get("predicted_decode") else "-")
+        pe = f"{100 * r['prediction_error']:+.0f}%" if r.get("prediction_error") is not None else "-"
         print(f"| {r['format']} | {r['file_mib']:.0f} | {r['spill_prefill']:.1f} | {pp and f'{pp:.1f}' or '-'} | {rp} "
               f"| {r['spill_decode']:.1f} | {pd and f'{pd:.1f}' or '-'} | {rd} | {r['percent_of_bound']:.0f}% "
               f"| {r['predicted_decode']:.1f} | {pe} |")
