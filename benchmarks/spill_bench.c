@@ -124,26 +124,39 @@ static int cpu_copy(spill_mem *mem, size_t bytes, int reps, spill_bw_result *r, 
 }
 
 /* multiply-adds per second of the forward pass's own matmul for weights of type t at B tokens, over a
- * stack of `wbytes` or more of weights shaped as decode meets them: layers of a Llama with a 1024-wide
- * hidden state (q and o 1024 x 1024, k and v 256 x 1024, gate and up 2816 x 1024, down 1024 x 2816),
- * each matrix multiplied in turn with its activations quantized first, as runtime/forward.c does (the
- * first layer's weights quantized, the others copies of it). At one token the median of 3 timed passes
- * of at least `secs` / 3 each, after one untimed; at more, one pass of at least `secs` after one
- * untimed (compute-bound, steadier, and slow for the K-quants); 0 when out of memory.
+ * stack of `wbytes` or more of weights shaped as decode meets them: layers of a Llama whose widths are
+ * stack_shape (hidden D, k/v rows KV, feed-forward FF; by default 1024, 256, 2816: q and o D x D, k and
+ * v KV x D, gate and up FF x D, down D x FF), in the forward pass's four passes a layer (q, k, v in one,
+ * o, gate and up in one, down: runtime/forward.c's matmuls), the activations quantized once before each
+ * (the first layer's weights quantized, the others copies of it). A format whose blocks do not divide D
+ * and FF (the K-quants' 256 values at SmolLM2's 576) is rated at the default widths. At one token the
+ * median of 3 timed passes of at least `secs` / 3 each, after one untimed; at more, one pass of at least
+ * `secs` after one untimed (compute-bound, steadier, and slow for the K-quants); 0 when out of memory.
  * A single 8 MiB matrix, what this measured before, sat largely in the L3 cache and had none of a
  * step's smaller matrices and hand-offs: the cost model built on it predicted SmolLM2's 4- and 8-bit
- * decode 16-41% fast (docs/results.md). */
-enum { STACK_DIM = 1024, STACK_KV = 256, STACK_FF = 2816, STACK_MATS = 7 };
+ * decode 16-41% fast (docs/results.md); the 1024-wide stack in seven passes a layer still put SmolLM2's
+ * 576-wide 4-bit decode 12-15% fast (docs/results.md, eighth session). */
+enum { STACK_MATS = 7, STACK_GROUPS = 4 };
+static int stack_shape[3] = {1024, 256, 2816};
+/* the widths type t is rated at: stack_shape, or the default where t's blocks do not divide D and FF */
+static void stack_dims(spill_dtype t, int d[3]) {
+    uint32_t bv = spill_dtype_block_values(t);
+    int fits = bv <= 1 || (stack_shape[0] % (int)bv == 0 && stack_shape[2] % (int)bv == 0);
+    d[0] = fits ? stack_shape[0] : 1024, d[1] = fits ? stack_shape[1] : 256, d[2] = fits ? stack_shape[2] : 2816;
+}
 static double cpu_macs(spill_pool *pool, spill_dtype t, size_t wbytes, int B, double secs) {
-    static const int shape[STACK_MATS][2] = {{STACK_DIM, STACK_DIM}, {STACK_KV, STACK_DIM}, {STACK_KV, STACK_DIM},
-                                             {STACK_DIM, STACK_DIM}, {STACK_FF, STACK_DIM}, {STACK_FF, STACK_DIM},
-                                             {STACK_DIM, STACK_FF}};
+    int dims[3];
+    stack_dims(t, dims);
+    const int D = dims[0], KV = dims[1], FF = dims[2];
+    const int shape[STACK_MATS][2] = {{D, D}, {KV, D}, {KV, D}, {D, D}, {FF, D}, {FF, D}, {D, FF}};
+    /* the passes: matrices [first, first + count) share their activations */
+    static const int group[STACK_GROUPS][2] = {{0, 3}, {3, 1}, {4, 2}, {6, 1}};
     uint64_t layer = 0;
     for (int m = 0; m < STACK_MATS; m++) layer += spill_dtype_row_bytes(t, (uint64_t)shape[m][1]) * (uint64_t)shape[m][0];
-    int L = (int)((wbytes + layer - 1) / layer), n = L * STACK_MATS;
+    int L = (int)((wbytes + layer - 1) / layer), n = L * STACK_MATS, wide = D > FF ? D : FF, rmax = wide > KV ? wide : KV;
     uint8_t **w = calloc((size_t)n, sizeof *w);
-    uint8_t *act = malloc(spill_act_bytes(t, STACK_FF) * (uint64_t)B);
-    float *x = malloc(sizeof(float) * STACK_FF), *out = malloc(sizeof(float) * STACK_FF * (size_t)B);
+    uint8_t *act = malloc(spill_act_bytes(t, wide) * (uint64_t)B);
+    float *x = malloc(sizeof(float) * (size_t)wide), *out = malloc(sizeof(float) * (size_t)rmax * 3 * (size_t)B);
     double f = 0, macs = 0;
     int ok = w && act && x && out;
     for (int i = 0; i < n && ok; i++) {
@@ -167,11 +180,18 @@ static double cpu_macs(spill_pool *pool, spill_dtype t, size_t wbytes, int B, do
         for (int k = -1; k < timed && !stop; k++) { /* a first pass untimed: the pages touched, the threads awake */
             double t0 = spill_now(), done = 0;
             do {
-                for (int i = 0; i < n; i++) {
-                    int R = shape[i % STACK_MATS][0], C = shape[i % STACK_MATS][1];
-                    uint64_t ab = spill_act_bytes(t, C);
-                    for (int b = 0; b < B; b++) spill_act_quantize(t, x, act + (uint64_t)b * ab, C);
-                    spill_matmul(pool, out, w[i], t, R, C, act, B);
+                for (int l = 0; l < L; l++) {
+                    for (int g = 0; g < STACK_GROUPS; g++) {
+                        int m0 = group[g][0], cnt = group[g][1], C = shape[m0][1];
+                        uint64_t ab = spill_act_bytes(t, C);
+                        for (int b = 0; b < B; b++) spill_act_quantize(t, x, act + (uint64_t)b * ab, C);
+                        spill_matmul_part p[3];
+                        for (int m = 0; m < cnt; m++) {
+                            int R = shape[m0 + m][0];
+                            p[m] = (spill_matmul_part){out + (size_t)m * (size_t)rmax * (size_t)B, R, w[l * STACK_MATS + m0 + m], R};
+                        }
+                        spill_matmul_parts(pool, p, cnt, t, C, act, B);
+                    }
                 }
                 done += macs;
             } while (k >= 0 && spill_now() - t0 < secs / timed);
@@ -206,6 +226,7 @@ typedef struct tiers_result {
     double cpu_flops;
     double rate_one[N_RATE_TYPES], rate_batch[N_RATE_TYPES]; /* MAC/s, 0: not measured */
     size_t stack_bytes;                                      /* the one-token rate's weights */
+    int stack[N_RATE_TYPES][3];                              /* the widths each format was rated at */
     spill_topology topo;
     char gpu_note[1100];
 } tiers_result;
@@ -282,6 +303,7 @@ static int run_tiers(size_t bytes, size_t stack, const int *want, int reps, int 
         if (want && !want[i]) continue;
         if (!quiet) fprintf(stderr, "spill-bench: cpu matmul %s at 1 and %d tokens\n", spill_dtype_name(rate_types[i]),
                             SPILL_CPU_RATE_BATCH);
+        stack_dims(rate_types[i], t->stack[i]);
         t->rate_one[i] = cpu_macs(pool, rate_types[i], stack, 1, 0.25);
         t->rate_batch[i] = cpu_macs(pool, rate_types[i], 8u << 20, SPILL_CPU_RATE_BATCH, 0.25);
     }
@@ -389,8 +411,9 @@ static void print_tiers(const tiers_result *t, fmt f, FILE *o) {
         fprintf(o, "\n], \"cpu_flops\": %.6g, \"cpu_rates\": {", t->cpu_flops);
         for (int i = 0, k = 0; i < N_RATE_TYPES; i++)
             if (t->rate_one[i] > 0)
-                fprintf(o, "%s\"%s\": {\"one\": %.6g, \"batch\": %.6g}", k++ ? ", " : "", spill_dtype_name(rate_types[i]),
-                        t->rate_one[i], t->rate_batch[i]);
+                fprintf(o, "%s\"%s\": {\"one\": %.6g, \"batch\": %.6g, \"layer_widths\": [%d, %d, %d]}", k++ ? ", " : "",
+                        spill_dtype_name(rate_types[i]), t->rate_one[i], t->rate_batch[i], t->stack[i][0], t->stack[i][1],
+                        t->stack[i][2]);
         fprintf(o, "}, \"gpu_note\": ");
         spill_json_write_str(o, t->gpu_note);
         fprintf(o, "}\n");
@@ -414,9 +437,9 @@ static void print_tiers(const tiers_result *t, fmt f, FILE *o) {
     fprintf(o, "| cpu matmul (Q8_0, 32 tokens) | %.1f GFLOP/s | | | |\n", t->cpu_flops / 1e9);
     for (int i = 0; i < N_RATE_TYPES; i++)
         if (t->rate_one[i] > 0)
-            fprintf(o, "| cpu matmul %s, 1024-wide layers | %.2f GMAC/s at 1 token (%.0f MiB) | | | %.2f GMAC/s at %d "
-                       "tokens |\n", spill_dtype_name(rate_types[i]), t->rate_one[i] / 1e9, mib((double)t->stack_bytes),
-                    t->rate_batch[i] / 1e9, SPILL_CPU_RATE_BATCH);
+            fprintf(o, "| cpu matmul %s, layers %d,%d,%d wide | %.2f GMAC/s at 1 token (%.0f MiB) | | | %.2f GMAC/s at %d "
+                       "tokens |\n", spill_dtype_name(rate_types[i]), t->stack[i][0], t->stack[i][1], t->stack[i][2],
+                    t->rate_one[i] / 1e9, mib((double)t->stack_bytes), t->rate_batch[i] / 1e9, SPILL_CPU_RATE_BATCH);
     if (t->gpu_note[0]) fprintf(o, "\nGPU: %s\n", t->gpu_note);
 }
 
@@ -1204,6 +1227,10 @@ static int run_placement(place_opts *po) {
     int ctx_train = sh.hp.ctx_train;
     po->n_layers = sh.hp.n_layers;
     po->vocab = sh.hp.vocab;
+    /* its own quick profile rates the matmul over layers of the model's widths */
+    const int own[3] = {sh.hp.dim, spill_hparams_kv_dim(&sh.hp), sh.hp.ffn_dim};
+    if (own[0] % 32 == 0 && own[1] % 32 == 0 && own[2] % 32 == 0 && own[0] > 0 && own[1] > 0 && own[2] > 0)
+        memcpy(stack_shape, own, sizeof own);
     /* the formats the cost model will charge: the model's, and F32 (attention over the KV cache) */
     int want[N_RATE_TYPES] = {0};
     for (int i = 0; i < N_RATE_TYPES; i++) {
@@ -1377,6 +1404,7 @@ int main(int argc, char **argv) {
     signal(SIGINT, on_sigint);
     if (po.cli.cmd == SPILL_BENCH_TIERS) {
         tiers_result t;
+        memcpy(stack_shape, po.cli.stack_shape, sizeof stack_shape);
         int want[N_RATE_TYPES];
         for (int i = 0; i < N_RATE_TYPES; i++) { /* --formats: checked against the same names (tools/cli_bench.c) */
             const char *name = spill_dtype_name(rate_types[i]), *c = po.cli.formats;

@@ -46,6 +46,26 @@ static void test_tiers(void **s) {
     assert_non_null(strstr(out, "| cpu matmul F32,"));
     assert_null(strstr(out, "| cpu matmul Q8_0,"));
     assert_null(strstr(out, "| cpu matmul F16,"));
+    /* --stack-shape: the widths the rates are measured over; the K-quants' 256-value blocks do not divide
+       576, so Q4_K is rated at the default widths */
+    assert_int_equal(run_capture(SPILL_BIN_DIR "/spill-bench tiers --size 4M --formats q4_1,q4_k --stack-shape 576,192,1536 "
+                                               "--json 2>/dev/null",
+                                 0, out, sizeof out), 0);
+    if (spill_json_parse(out, strlen(out), "tiers", &j, &err)) fail_msg("%s\n%s", err.msg, out);
+    const spill_json *rates = spill_json_get_type(j, "cpu_rates", SPILL_JSON_OBJECT);
+    assert_non_null(rates);
+    const char *fmt[2] = {"Q4_1", "Q4_K"};
+    const int want[2][3] = {{576, 192, 1536}, {1024, 256, 2816}};
+    for (int i = 0; i < 2; i++) {
+        const spill_json *r = spill_json_get_type(rates, fmt[i], SPILL_JSON_OBJECT);
+        assert_non_null(r);
+        const spill_json *one = spill_json_get_type(r, "one", SPILL_JSON_NUMBER);
+        assert_true(one && one->number > 0);
+        const spill_json *lw = spill_json_get_type(r, "layer_widths", SPILL_JSON_ARRAY);
+        assert_true(lw && lw->n == 3);
+        for (int k = 0; k < 3; k++) assert_int_equal((int)lw->items[k].number, want[i][k]);
+    }
+    spill_json_free(j);
 }
 
 /* spill-bench placement on stories260K with these flags and --json; the results array, n rows long
@@ -167,6 +187,9 @@ static void test_bad_flags(void **s) {
         {"tiers --size lots", "--size"},
         {"tiers --formats Q4_0,Q5_0", "'Q5_0' is not one of"},
         {"tiers --formats ''", "--formats: an empty list"},
+        {"tiers --stack-shape 576,192", "--stack-shape expects three widths"},
+        {"tiers --stack-shape 576,190,1536", "190 is not a multiple of 32"},
+        {"tiers --stack-shape 576,192,1536x", "--stack-shape expects three widths"},
         {"placement", "-m MODEL.gguf or --synthetic"},
         {"placement --synthetic gpt5", "llama3-70b"},
         {"placement --synthetic tiny:layers=0", "layers=1..1024"},

@@ -77,6 +77,7 @@ typedef struct spill_bench_opts {
     int tier_reps; /* 5..64 */
     const char *profile_out, *disk_file;
     char formats[128]; /* --formats: known names only, comma-separated; "" for all */
+    int stack_shape[3]; /* --stack-shape DIM,KV,FF: the one-token rates' layer widths (default 1024,256,2816) */
     /* placement (-m or --synthetic, exactly one) */
     const char *model, *synthetic, *profile_file, *plot, *plan_profile;
     char budgets[256], policies[256]; /* policies: known names only, comma-separated */
