@@ -190,6 +190,8 @@ static void test_bad_flags(void **s) {
         {"tiers --stack-shape 576,192", "--stack-shape expects three widths"},
         {"tiers --stack-shape 576,190,1536", "190 is not a multiple of 32"},
         {"tiers --stack-shape 576,192,1536x", "--stack-shape expects three widths"},
+        {"tiers --stack-shape 576,-192,1536", "--stack-shape expects three widths"},
+        {"tiers --stack-shape 576,192,99999999999999999999", "99999999999999999999 is not a multiple of 32"},
         {"placement", "-m MODEL.gguf or --synthetic"},
         {"placement --synthetic gpt5", "llama3-70b"},
         {"placement --synthetic tiny:layers=0", "layers=1..1024"},

@@ -1,4 +1,5 @@
 /* spill-bench's command line (cli.h): tiers and placement, and serve. */
+#include <ctype.h>
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -44,9 +45,9 @@ static void make_args(spill_bench_opts *o, bench_flags *f, spill_arg *a) {
         "F16, BF16, Q8_0, Q4_0, Q4_1, Q4_K, Q6_K (default: all; placement rates\nits model's own)");
     ARG(0, "stack-shape", SPILL_ARG_STRING, &f->stack, 0, 0, "D,KV,FF",
         "tiers: the widths of the layers the CPU matmul is rated over: hidden D,\n"
-        "k/v rows KV, feed-forward FF (default 1024,256,2816; a model's own make the\n"
-        "rates its decode meets: SmolLM2-135M is 576,192,1536). Formats whose blocks\n"
-        "do not divide D and FF are rated at the default");
+        "k/v rows KV, feed-forward FF (default 1024,256,2816; a model's own widths give\n"
+        "the rates its decode meets: SmolLM2-135M's are 576,192,1536). Formats whose\n"
+        "blocks do not divide D and FF are rated at the default");
     ARG('m', "model", SPILL_ARG_STRING, &o->model, 0, 0, "F", "placement: a GGUF model");
     ARG(0, "synthetic", SPILL_ARG_STRING, &o->synthetic, 0, 0, "SPEC", "placement: a model of this shape with random weights instead of a file:\n"
         "llama3-70b, llama3-8b, llama3.2-1b or tiny, with :layers=N, :vocab=N,\n:type=f32|bf16|f16|q8_0|q4_0|q4_k|q6_k");
@@ -197,13 +198,18 @@ int spill_bench_cli(spill_bench_opts *o, int argc, char **argv, FILE *help_out, 
     }
     o->stack_shape[0] = 1024, o->stack_shape[1] = 256, o->stack_shape[2] = 2816;
     if (f.stack) {
-        int v[3], end = 0;
-        if (sscanf(f.stack, "%d,%d,%d%n", &v[0], &v[1], &v[2], &end) != 3 || f.stack[end])
-            return spill_err_set(err, "--stack-shape expects three widths D,KV,FF (e.g. 576,192,1536), got '%s'", f.stack);
+        const char *c = f.stack;
         for (int i = 0; i < 3; i++) {
-            if (v[i] < 32 || v[i] > 65536 || v[i] % 32)
-                return spill_err_set(err, "--stack-shape: %d is not a multiple of 32 in 32..65536", v[i]);
-            o->stack_shape[i] = v[i];
+            char *end;
+            errno = 0;
+            long v = isdigit((unsigned char)*c) ? strtol(c, &end, 10) : -1;
+            if (v < 0 || *end != (i < 2 ? ',' : '\0'))
+                return spill_err_set(err, "--stack-shape expects three widths D,KV,FF (e.g. 576,192,1536), got '%s'",
+                                     f.stack);
+            if (errno || v < 32 || v > 65536 || v % 32)
+                return spill_err_set(err, "--stack-shape: %.*s is not a multiple of 32 in 32..65536", (int)(end - c), c);
+            o->stack_shape[i] = (int)v;
+            c = end + 1;
         }
     }
     o->tier_reps = o->reps ? o->reps : 5;

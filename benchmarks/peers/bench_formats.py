@@ -22,7 +22,9 @@ each format's runs with --profile-per format, or once first with --profile-once 
 --tiers-size) and written as a profile that the run then uses for its bound and prediction: measured
 seconds before, on a machine whose speed drifts. A prediction is compared with the run that followed
 its profile, and the error reported is the median of those paired errors (a profile measured once per
-format had put Q8_0 25% fast when the machine slowed between it and the runs). By default tiers measures over each file's own size: on a machine whose last-level cache holds
+format had put Q8_0 25% fast when the machine slowed between it and the runs). The one-token rates
+are measured over layers of the model's own widths (tiers --stack-shape). By default tiers measures
+over each file's own size: on a machine whose last-level cache holds
 the model (a 260 MiB L3 holds every format of the default model but F16/BF16), decode reads much of it
 from that cache, and a profile measured over 256 MiB from DRAM predicted Q4_0 26% slow (docs/results.md).
 """
