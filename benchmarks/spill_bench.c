@@ -137,16 +137,16 @@ static int cpu_copy(spill_mem *mem, size_t bytes, int reps, spill_bw_result *r, 
  * decode 16-41% fast (docs/results.md); the 1024-wide stack in seven passes a layer still put SmolLM2's
  * 576-wide 4-bit decode 12-15% fast (docs/results.md, eighth session). */
 enum { STACK_MATS = 7, STACK_GROUPS = 4 };
-static int stack_shape[3] = {1024, 256, 2816};
-/* the widths type t is rated at: stack_shape, or the default where t's blocks do not divide D and FF */
-static void stack_dims(spill_dtype t, int d[3]) {
+static const int stack_default[3] = {1024, 256, 2816};
+/* the widths type t is rated at: shape, or the default where t's blocks do not divide D and FF */
+static void stack_dims(spill_dtype t, const int shape[3], int d[3]) {
     uint32_t bv = spill_dtype_block_values(t);
-    int fits = bv <= 1 || (stack_shape[0] % (int)bv == 0 && stack_shape[2] % (int)bv == 0);
-    d[0] = fits ? stack_shape[0] : 1024, d[1] = fits ? stack_shape[1] : 256, d[2] = fits ? stack_shape[2] : 2816;
+    int fits = bv <= 1 || (shape[0] % (int)bv == 0 && shape[2] % (int)bv == 0);
+    memcpy(d, fits ? shape : stack_default, sizeof stack_default);
 }
-static double cpu_macs(spill_pool *pool, spill_dtype t, size_t wbytes, int B, double secs) {
+static double cpu_macs(spill_pool *pool, spill_dtype t, const int stack_shape[3], size_t wbytes, int B, double secs) {
     int dims[3];
-    stack_dims(t, dims);
+    stack_dims(t, stack_shape, dims);
     const int D = dims[0], KV = dims[1], FF = dims[2];
     const int shape[STACK_MATS][2] = {{D, D}, {KV, D}, {KV, D}, {D, D}, {FF, D}, {FF, D}, {D, FF}};
     /* the passes: matrices [first, first + count) share their activations */
@@ -188,7 +188,8 @@ static double cpu_macs(spill_pool *pool, spill_dtype t, size_t wbytes, int B, do
                         spill_matmul_part p[3];
                         for (int m = 0; m < cnt; m++) {
                             int R = shape[m0 + m][0];
-                            p[m] = (spill_matmul_part){out + (size_t)m * (size_t)rmax * (size_t)B, R, w[l * STACK_MATS + m0 + m], R};
+                            float *o = out + (size_t)m * (size_t)rmax * (size_t)B;
+                            p[m] = (spill_matmul_part){o, R, w[l * STACK_MATS + m0 + m], R};
                         }
                         spill_matmul_parts(pool, p, cnt, t, C, act, B);
                     }
@@ -210,7 +211,7 @@ static double cpu_macs(spill_pool *pool, spill_dtype t, size_t wbytes, int B, do
 
 /* FLOP/s of the CPU in the forward pass's own matmul (Q8_0 weights, a batch of 32 tokens: the prefill
    case, where compute rather than memory sets the pace) */
-static double cpu_flops(spill_pool *pool) { return 2.0 * cpu_macs(pool, SPILL_DT_Q8_0, 1u << 20, 32, 0.3); }
+static double cpu_flops(spill_pool *pool) { return 2.0 * cpu_macs(pool, SPILL_DT_Q8_0, stack_default, 1u << 20, 32, 0.3); }
 
 /* The rate per weight format at 1 token (over --size bytes of layers, the bandwidth measurements' size:
    at the default 256 MiB, read from memory as decode reads them; a --size within the caches measures
@@ -273,9 +274,10 @@ static int disk_read(const char *file, size_t bytes, int reps, spill_bw_result *
 
 static const char *disk_file; /* --disk-file (cli.h) */
 
-/* stack: the one-token rates' weights (cpu_macs); want: which of rate_types to rate (NULL: all) */
-static int run_tiers(size_t bytes, size_t stack, const int *want, int reps, int threads, tiers_result *t, int quiet,
-                     spill_err *err) {
+/* stack: the one-token rates' weights (cpu_macs); shape: their layers' widths (D, KV, FF); want: which of rate_types
+   to rate (NULL: all) */
+static int run_tiers(size_t bytes, size_t stack, const int shape[3], const int *want, int reps, int threads,
+                     tiers_result *t, int quiet, spill_err *err) {
     memset(t, 0, sizeof *t);
     if (spill_topology_read(&t->topo, err)) return -1;
     spill_mem *mem = spill_mem_create("host", err);
@@ -303,9 +305,9 @@ static int run_tiers(size_t bytes, size_t stack, const int *want, int reps, int 
         if (want && !want[i]) continue;
         if (!quiet) fprintf(stderr, "spill-bench: cpu matmul %s at 1 and %d tokens\n", spill_dtype_name(rate_types[i]),
                             SPILL_CPU_RATE_BATCH);
-        stack_dims(rate_types[i], t->stack[i]);
-        t->rate_one[i] = cpu_macs(pool, rate_types[i], stack, 1, 0.25);
-        t->rate_batch[i] = cpu_macs(pool, rate_types[i], 8u << 20, SPILL_CPU_RATE_BATCH, 0.25);
+        stack_dims(rate_types[i], shape, t->stack[i]);
+        t->rate_one[i] = cpu_macs(pool, rate_types[i], shape, stack, 1, 0.25);
+        t->rate_batch[i] = cpu_macs(pool, rate_types[i], shape, 8u << 20, SPILL_CPU_RATE_BATCH, 0.25);
     }
     if (!rc && !stop) {
         rc = disk_read(disk_file, bytes, reps, &t->r[t->n], quiet, err);
@@ -1228,9 +1230,9 @@ static int run_placement(place_opts *po) {
     po->n_layers = sh.hp.n_layers;
     po->vocab = sh.hp.vocab;
     /* its own quick profile rates the matmul over layers of the model's widths */
-    const int own[3] = {sh.hp.dim, spill_hparams_kv_dim(&sh.hp), sh.hp.ffn_dim};
-    if (own[0] % 32 == 0 && own[1] % 32 == 0 && own[2] % 32 == 0 && own[0] > 0 && own[1] > 0 && own[2] > 0)
-        memcpy(stack_shape, own, sizeof own);
+    int own[3] = {sh.hp.dim, spill_hparams_kv_dim(&sh.hp), sh.hp.ffn_dim};
+    if (!(own[0] % 32 == 0 && own[1] % 32 == 0 && own[2] % 32 == 0 && own[0] > 0 && own[1] > 0 && own[2] > 0))
+        memcpy(own, stack_default, sizeof own);
     /* the formats the cost model will charge: the model's, and F32 (attention over the KV cache) */
     int want[N_RATE_TYPES] = {0};
     for (int i = 0; i < N_RATE_TYPES; i++) {
@@ -1254,7 +1256,7 @@ static int run_placement(place_opts *po) {
                         "--profile-file F.json skip this)\n");
         /* a quick profile: the one-token rates over 8 MiB (cached: optimistic), of the model's formats
            only; a measured one (tiers --profile-out, --profile-file) rates every format over --size */
-        if (run_tiers((size_t)128 << 20, (size_t)8 << 20, want, 3, po->cli.threads, &t, 1, &err)) {
+        if (run_tiers((size_t)128 << 20, (size_t)8 << 20, own, want, 3, po->cli.threads, &t, 1, &err)) {
             fprintf(stderr, "spill-bench: %s\n", err.msg);
             drop_synth(synth_path);
             return 1;
@@ -1404,7 +1406,6 @@ int main(int argc, char **argv) {
     signal(SIGINT, on_sigint);
     if (po.cli.cmd == SPILL_BENCH_TIERS) {
         tiers_result t;
-        memcpy(stack_shape, po.cli.stack_shape, sizeof stack_shape);
         int want[N_RATE_TYPES];
         for (int i = 0; i < N_RATE_TYPES; i++) { /* --formats: checked against the same names (tools/cli_bench.c) */
             const char *name = spill_dtype_name(rate_types[i]), *c = po.cli.formats;
@@ -1415,7 +1416,7 @@ int main(int argc, char **argv) {
                 c += l + (c[l] == ',');
             }
         }
-        if (run_tiers((size_t)po.cli.size, (size_t)po.cli.size, want, po.cli.tier_reps, po.cli.threads, &t, 0, &err)) {
+        if (run_tiers((size_t)po.cli.size, (size_t)po.cli.size, po.cli.stack_shape, want, po.cli.tier_reps, po.cli.threads, &t, 0, &err)) {
             fprintf(stderr, "spill-bench: %s\n", err.msg);
             return 1;
         }

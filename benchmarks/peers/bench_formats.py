@@ -157,12 +157,14 @@ def main():
                 sys.exit("spill-bench tiers failed:\n" + r.stderr)
 
         by_model = a.tiers_size == "model"
+        # when the machine is measured: before each of spill's runs, before each format's, or once first
+        # (--profile-once, which needs a fixed size: at each file's own size it is each format's)
+        mode = ("format" if by_model else "once") if a.profile_once else a.profile_per
         rows, sizes = [], {}
         for k, f in enumerate(formats):
             # the file's size in whole MiB, never under 16 (the rates' stack of layers needs a few)
             sizes[f] = f"{max(16, -(-os.path.getsize(paths[f]) // 2**20))}M" if by_model else a.tiers_size
-            per_rep = a.profile_per == "rep" and not a.profile_once
-            if not per_rep and (k == 0 or by_model or not a.profile_once):
+            if mode == "format" or (mode == "once" and k == 0):
                 measure(sizes[f])
             print(f"bench_formats: {f} ({paths[f]})", file=sys.stderr)
             pa = argparse.Namespace(spill_bench=a.spill_bench, model=paths[f], prompt_tokens=a.prompt_tokens,
@@ -176,7 +178,7 @@ def main():
                    "--budgets", "100%", "--policies", "host", "--profile-file", prof, "--json"]
             runs, peers, err = [], [], None
             for _ in range(a.reps):
-                if per_rep:
+                if mode == "rep":
                     measure(sizes[f])
                 r = subprocess.run(cmd, capture_output=True, text=True)
                 if r.returncode:
@@ -197,7 +199,7 @@ def main():
                    "spill_prefill": s.get("prefill_tok_s"),
                    "spill_decode": s.get("decode_tok_s"), "bound_decode": s.get("bound_decode_tok_s"),
                    "percent_of_bound": s.get("percent_of_bound"), "predicted_decode": s.get("predicted_decode_tok_s"),
-                   "prediction_error": pred_err, "profile_per": "once" if a.profile_once else a.profile_per,
+                   "prediction_error": pred_err, "profile_per": mode,
                    "error": s.get("error")}
             if peers and not s["error"]:
                 row.update(peer_prefill=statistics.median(p[0] for p in peers),
@@ -213,9 +215,11 @@ def main():
                           "rows": rows}, indent=1))
         return
     tiers = "each file's size" if by_model else a.tiers_size
-    when = ("once, first" if a.profile_once else
-            "before each of spill's runs; the error is the median of each run's against its own profile's prediction"
-            if a.profile_per == "rep" else "before each format's runs")
+    when = {"once": "once, first", "format": "before each format's runs",
+            "rep": "before each of spill's runs; the error is the median of each run's against its own profile's "
+                   "prediction"}[mode]
+    if widths:
+        when += "; the one-token rates over layers " + ",".join(map(str, widths)) + " wide"
     print(f"{a.prompt_tokens}-token prompt, {a.gen_tokens} greedy tokens, {a.threads} threads, median of {a.reps} "
           f"(spill and llama.cpp alternated, one run each; a ratio is the median of the {a.reps} paired ratios); "
           f"llama.cpp = llama-cpp-python {llama_cpp.__version__}; spill policy host; the read bound and the "
