@@ -385,6 +385,7 @@ float *spill_engine_logits_at(spill_engine *e, int i) {
     return e->dev.iface->logits(e->dev.ctx, i);
 }
 int spill_engine_n_outputs(const spill_engine *e) { return e->n_out; }
+spill_pool *spill_engine_pool(spill_engine *e) { return e->pool; }
 spill_kv *spill_engine_kv(spill_engine *e) { return e->dev.iface->kv(e->dev.ctx); }
 void spill_engine_get_stats(const spill_engine *e, spill_engine_stats *out) { e->dev.iface->stats(e->dev.ctx, out); }
 const spill_model *spill_engine_model(const spill_engine *e) { return &e->model; }

@@ -106,6 +106,9 @@ float *spill_engine_logits(spill_engine *e);
 /* the i-th kept output of the last step (0 <= i < spill_engine_n_outputs) */
 float *spill_engine_logits_at(spill_engine *e, int i);
 int spill_engine_n_outputs(const spill_engine *e);
+/* the engine's thread pool, idle between steps: the caller's own parallel work (the scheduler samples
+ * a step's outputs over it) may run on it from the thread that runs the steps */
+spill_pool *spill_engine_pool(spill_engine *e);
 spill_kv *spill_engine_kv(spill_engine *e);
 
 typedef struct spill_engine_stats {

@@ -3,7 +3,7 @@
  * not change a token; a cancelled request frees its blocks; stop strings end the text before them
  * and are never streamed in part; a full queue says so; prompts that begin alike share blocks; beside
  * decoding sequences a step holds no more prompt tokens than the prefill budget, given to prompts in
- * the order they were admitted. */
+ * the order they were admitted; seeded sampling gives each request together the text it gets alone. */
 #include <pthread.h>
 
 #include "engine.h"
@@ -161,6 +161,51 @@ static void test_many_requests(void **s) {
     (void)s;
     uint64_t pre;
     run_all(4, 0, &pre); /* six requests on four slots: two wait */
+}
+
+/* Sampled, not greedy: each request draws with its own seeded sampler, and a step's outputs are
+ * sampled over the engine's pool, so six requests at once give each the text it gets alone with the
+ * same seed; and the seeds matter (not every text is the greedy one). */
+static void sampled(spill_sched *s, spill_engine *e, int i, out *o) {
+    spill_err err = {{0}};
+    const spill_model *m = spill_engine_model(e);
+    int *t, n, id, full;
+    assert_int_equal(spill_tokenize(&m->tok, prompts[i], strlen(prompts[i]), 1, 1, &t, &n, &err), 0);
+    spill_request r = {t, n, MAX_TOK, 1.0f, 0.95f, 40, 1000 + (uint64_t)i, NULL, 0};
+    out_init(o);
+    o->sched = s;
+    if (spill_sched_submit(s, &r, sink, o, &id, &full, &err)) fail_msg("%s", err.msg);
+    o->id = id;
+    free(t);
+}
+
+static void test_sampled_together(void **st) {
+    (void)st;
+    static char ref[N_P][4096], greedy[N_P][4096];
+    spill_engine *e = engine(N_P, 0);
+    spill_sched *s;
+    spill_err err = {{0}};
+    assert_int_equal(spill_sched_open(&s, e, NULL, &err), 0);
+    out o[N_P];
+    int differ = 0;
+    for (int i = 0; i < N_P; i++) { /* one at a time */
+        sampled(s, e, i, &o[i]);
+        out_wait(&o[i]);
+        snprintf(ref[i], sizeof ref[i], "%s", o[i].text);
+        alone(prompts[i], MAX_TOK, greedy[i], sizeof greedy[i]);
+        differ += strcmp(ref[i], greedy[i]) != 0;
+    }
+    for (int i = 0; i < N_P; i++) sampled(s, e, i, &o[i]);
+    for (int i = 0; i < N_P; i++) {
+        out_wait(&o[i]);
+        if (strcmp(o[i].text, ref[i])) fail_msg("'%s': sampled together '%s' vs alone '%s'", prompts[i], o[i].text, ref[i]);
+    }
+    spill_sched_stats sst;
+    spill_sched_get_stats(s, &sst);
+    assert_true((double)sst.step_tokens / (double)sst.steps > 1.5); /* steps held several sequences */
+    assert_true(differ > 0);
+    spill_sched_free(s);
+    spill_engine_free(e);
 }
 
 /* --prefill-budget: beside decoding sequences a step holds at most that many prompt tokens, or as many
@@ -436,7 +481,7 @@ static void test_drain(void **s) {
 int main(void) {
     require_file(stories_path(), "the small test models live in tests/models");
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_many_requests),
+        cmocka_unit_test(test_many_requests),    cmocka_unit_test(test_sampled_together),
         cmocka_unit_test(test_prefill_budget),    cmocka_unit_test(test_preemption),
         cmocka_unit_test(test_cancel_and_stop),  cmocka_unit_test(test_queue_full_and_sharing),
         cmocka_unit_test(test_drain),            cmocka_unit_test(test_prompt_order),
