@@ -137,7 +137,7 @@ static int cpu_copy(spill_mem *mem, size_t bytes, int reps, spill_bw_result *r, 
  * decode 16-41% fast (docs/results.md); the 1024-wide stack in seven passes a layer still put SmolLM2's
  * 576-wide 4-bit decode 12-15% fast (docs/results.md, eighth session). */
 enum { STACK_MATS = 7, STACK_GROUPS = 4 };
-static const int stack_default[3] = {1024, 256, 2816};
+static const int stack_default[3] = SPILL_BENCH_STACK_DEFAULT;
 /* the widths type t is rated at: shape, or the default where t's blocks do not divide D and FF */
 static void stack_dims(spill_dtype t, const int shape[3], int d[3]) {
     uint32_t bv = spill_dtype_block_values(t);

@@ -69,6 +69,9 @@ int spill_server_cli(spill_server_opts *o, const spill_options *env, int argc, c
 typedef enum spill_bench_cmd { SPILL_BENCH_NONE, SPILL_BENCH_TIERS, SPILL_BENCH_PLACEMENT } spill_bench_cmd;
 typedef enum spill_bench_fmt { SPILL_BENCH_TABLE, SPILL_BENCH_JSON, SPILL_BENCH_CSV } spill_bench_fmt;
 
+/* the layer widths (hidden, k/v rows, feed-forward) spill-bench rates the CPU matmul over by default */
+#define SPILL_BENCH_STACK_DEFAULT {1024, 256, 2816}
+
 typedef struct spill_bench_opts {
     spill_bench_cmd cmd; /* SPILL_BENCH_NONE after an error about argv[1]: print the usage to stderr too */
     spill_bench_fmt f;
@@ -77,7 +80,7 @@ typedef struct spill_bench_opts {
     int tier_reps; /* 5..64 */
     const char *profile_out, *disk_file;
     char formats[128]; /* --formats: known names only, comma-separated; "" for all */
-    int stack_shape[3]; /* --stack-shape DIM,KV,FF: the one-token rates' layer widths (default 1024,256,2816) */
+    int stack_shape[3]; /* --stack-shape DIM,KV,FF: the one-token rates' layer widths (SPILL_BENCH_STACK_DEFAULT) */
     /* placement (-m or --synthetic, exactly one) */
     const char *model, *synthetic, *profile_file, *plot, *plan_profile;
     char budgets[256], policies[256]; /* policies: known names only, comma-separated */

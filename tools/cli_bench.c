@@ -196,7 +196,8 @@ int spill_bench_cli(spill_bench_opts *o, int argc, char **argv, FILE *help_out, 
         if (check_list("formats", f.formats, bench_formats, err)) return -1;
         snprintf(o->formats, sizeof o->formats, "%s", f.formats);
     }
-    o->stack_shape[0] = 1024, o->stack_shape[1] = 256, o->stack_shape[2] = 2816;
+    const int stack_default[3] = SPILL_BENCH_STACK_DEFAULT;
+    memcpy(o->stack_shape, stack_default, sizeof o->stack_shape);
     if (f.stack) {
         const char *c = f.stack;
         for (int i = 0; i < 3; i++) {
