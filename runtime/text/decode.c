@@ -114,10 +114,9 @@ static void put_lossy(spill_pieces *out, const char *s, size_t n) {
     free(fixed);
 }
 
-/* one step; stream: the list is one token from the middle of a text */
-/* Replace over s[0..n), valid UTF-8: each match becomes the content */
+/* Replace over s[0..n), a run run_op found valid UTF-8: each match becomes the content */
 static int replace_run(const dec_op *op, const char *s, size_t n, spill_pieces *out, spill_err *err) {
-    spill_regex_iter it = SPILL_REGEX_ITER_INIT;
+    spill_regex_iter it = SPILL_REGEX_ITER_CHECKED;
     size_t done = 0, ms, me;
     int rc;
     while ((rc = spill_regex_next(op->re, s, n, &it, &ms, &me, err)) == 1) {
@@ -130,6 +129,7 @@ static int replace_run(const dec_op *op, const char *s, size_t n, spill_pieces *
     return 0;
 }
 
+/* one step; stream: the list is one token from the middle of a text */
 static int run_op(const dec_op *op, const spill_pieces *in, spill_pieces *out, int stream, int joined, spill_err *err) {
     spill_pieces_clear(out);
     switch (op->kind) {

@@ -37,6 +37,8 @@ typedef struct spill_regex_iter {
     int checked; /* s[0..n) found valid UTF-8 */
 } spill_regex_iter;
 #define SPILL_REGEX_ITER_INIT {0, SIZE_MAX, 0}
+/* for a caller that has just found s[0..n) valid UTF-8 itself: the text is not scanned again */
+#define SPILL_REGEX_ITER_CHECKED {0, SIZE_MAX, 1}
 int spill_regex_next(const spill_regex *re, const char *s, size_t n, spill_regex_iter *it, size_t *ms, size_t *me,
                      spill_err *err);
 
