@@ -277,6 +277,17 @@ static inline __attribute__((always_inline)) void spill_prefetch_block(const voi
     __builtin_prefetch(p + bytes - 1);
 }
 
+/* Attention's F32 key rows (row p at rows + p * rs floats, n floats of it used) SPILL_PREFETCH_AHEAD bytes
+ * of rows on (a long context's K cache is read from memory: 16 sequences at 400 positions are 295 MB of
+ * SmolLM2's K and V per step): a scores kernel at rows [r, r + R) asks for every line of the R rows
+ * from r + spill_key_rows_ahead(rs) on, those below nr. */
+static inline int64_t spill_key_rows_ahead(int64_t rs) { return (SPILL_PREFETCH_AHEAD + 4 * rs - 1) / (4 * rs); }
+static inline __attribute__((always_inline)) void spill_prefetch_key_rows(const float *rows, int64_t rs, int64_t n,
+                                                                          int64_t from, int R, int64_t nr) {
+    for (int64_t p = from; p < from + R && p < nr; p++)
+        for (int64_t b = 0; b < 4 * n; b += 64) __builtin_prefetch((const char *)(rows + p * rs) + b);
+}
+
 /* Where a kernel that walks R rows of rb bytes side by side (rows r at wrow + r * rb), now at byte off of
  * each, prefetches row 0's bytes (row r's: the result + r * rb): SPILL_PREFETCH_AHEAD along the row,
  * and past the row's end on into the row R further on, the one the next call walks. Straight ahead

@@ -504,12 +504,14 @@ static inline __attribute__((always_inline)) void quant_rows(spill_dtype w, int6
     }
 }
 
-#define TILE_WIDE(w, act, stride)                                                                             \
-    do {                                                                                                      \
-        int r_ = 0;                                                                                           \
-        for (; r_ + 3 <= nr && w != SPILL_DT_BF16; r_ += 3) dots_wide(w, 3, n, wrow + (uint64_t)r_ * rb, rb, (const uint8_t *)(act), stride, out + r_, ldo); \
-        for (; r_ + 2 <= nr; r_ += 2) dots_wide(w, 2, n, wrow + (uint64_t)r_ * rb, rb, (const uint8_t *)(act), stride, out + r_, ldo); \
-        for (; r_ < nr; r_++) dots_wide(w, 1, n, wrow + (uint64_t)r_ * rb, rb, (const uint8_t *)(act), stride, out + r_, ldo);          \
+#define TILE_WIDE(w, act, stride)                                                                                     \
+    do {                                                                                                              \
+        const uint8_t *a_ = (const uint8_t *)(act);                                                                   \
+        int r_ = 0;                                                                                                   \
+        for (; r_ + 3 <= nr && w != SPILL_DT_BF16; r_ += 3)                                                           \
+            dots_wide(w, 3, n, wrow + (uint64_t)r_ * rb, rb, a_, stride, out + r_, ldo);                              \
+        for (; r_ + 2 <= nr; r_ += 2) dots_wide(w, 2, n, wrow + (uint64_t)r_ * rb, rb, a_, stride, out + r_, ldo);    \
+        for (; r_ < nr; r_++) dots_wide(w, 1, n, wrow + (uint64_t)r_ * rb, rb, a_, stride, out + r_, ldo);            \
     } while (0)
 
 void spill_dots4_avx2(spill_dtype w, int64_t n, const void *wrows, uint64_t rb, int nr, const void *act, uint64_t stride,
@@ -617,7 +619,8 @@ static inline __attribute__((always_inline)) void qpanel_pack_block(spill_dtype 
                                              : offsetof(spill_block_q4_1, qs);
     /* each row's first 4 bytes (d, then m or the first values) in a lane, then the 8 d's in the low half, the
        8 second halves in the high one */
-    __m256i dm = _mm256_setr_epi32(spill_ld32(x[0]), spill_ld32(x[1]), spill_ld32(x[2]), spill_ld32(x[3]), spill_ld32(x[4]), spill_ld32(x[5]), spill_ld32(x[6]), spill_ld32(x[7]));
+    __m256i dm = _mm256_setr_epi32(spill_ld32(x[0]), spill_ld32(x[1]), spill_ld32(x[2]), spill_ld32(x[3]),
+                                   spill_ld32(x[4]), spill_ld32(x[5]), spill_ld32(x[6]), spill_ld32(x[7]));
     dm = _mm256_shuffle_epi8(dm, _mm256_setr_epi8(0, 1, 4, 5, 8, 9, 12, 13, 2, 3, 6, 7, 10, 11, 14, 15,
                                                   0, 1, 4, 5, 8, 9, 12, 13, 2, 3, 6, 7, 10, 11, 14, 15));
     dm = _mm256_permute4x64_epi64(dm, 0xD8);
@@ -772,13 +775,11 @@ static inline __attribute__((always_inline)) void scores_rows(int R, int NQ, int
 int spill_scores_f32_avx2(int64_t n, const float *rows, int64_t rs, int nr, const float *q, int64_t qs, int nq, float *out,
                           int64_t ldo) {
     if (nq < 1 || nq > 3) return 0;
-    /* the keys SPILL_PREFETCH_AHEAD bytes of rows on (a long context's K cache is read from memory) */
-    const int64_t ahead = (SPILL_PREFETCH_AHEAD + 4 * rs - 1) / (4 * rs);
+    const int64_t ahead = spill_key_rows_ahead(rs);
     const int R = nq == 1 ? 8 : nq == 2 ? 6 : 4;
     int r = 0;
     for (; r < nr; r += R) {
-        for (int64_t p = r + ahead; p < r + ahead + R && p < nr; p++)
-            for (int64_t b = 0; b < 4 * n; b += 64) _mm_prefetch((const char *)(rows + p * rs) + b, _MM_HINT_T0);
+        spill_prefetch_key_rows(rows, rs, n, r + ahead, R, nr);
         const float *k = rows + (int64_t)r * rs;
         int left = nr - r;
         if (nq == 1) {

@@ -159,13 +159,10 @@ void spill_scores_f32_avx512(int64_t n, const float *rows, int64_t rs, int nr, c
         int m = nq - i0 < 4 ? nq - i0 : 4;
         const float *qi = q + (int64_t)i0 * qs;
         float *o = out + (int64_t)i0 * ldo;
-        /* the keys SPILL_PREFETCH_AHEAD bytes of rows on (a KV cache past the caches is read from memory:
-           16 sequences at 400 positions are 295 MB of SmolLM2's K and V per step) */
-        int64_t ahead = (SPILL_PREFETCH_AHEAD + 4 * rs - 1) / (4 * rs);
+        const int64_t ahead = spill_key_rows_ahead(rs);
         for (int r = 0; r < nr; r += 2) {
             const float *r0 = rows + (int64_t)r * rs, *r1 = r + 1 < nr ? r0 + rs : r0;
-            for (int64_t p = r + ahead; p < r + ahead + 2 && p < nr; p++)
-                for (int64_t b = 0; b < 4 * n; b += 64) _mm_prefetch((const char *)(rows + p * rs) + b, _MM_HINT_T0);
+            spill_prefetch_key_rows(rows, rs, n, r + ahead, 2, nr);
             int two = r + 1 < nr;
             switch (m) {
             case 1: scores2(1, n, r0, r1, qi, qs, o + r, ldo, two); break;
