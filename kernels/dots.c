@@ -203,17 +203,9 @@ int spill_dots_rows_together(spill_dtype w, int batch) {
     return SPILL_DOTS_ROWS;
 }
 
-/* the AVX2 panel (kernels/dots_avx2.c) where the VNNI one is not taken */
-static int qpanel_avx2(spill_dtype w) {
-#if defined(SPILL_DOT_AVX2)
-    return (w == SPILL_DT_Q8_0 || w == SPILL_DT_Q4_0 || w == SPILL_DT_Q4_1) && spill_dots_tiled(w) && !vnni_panel(w);
-#else
-    (void)w;
-    return 0;
-#endif
-}
-
-int spill_dots_panel_ok(spill_dtype w) {
+/* which panel a matmul of w takes, asked once per call of the functions below */
+typedef enum { PANEL_NONE, PANEL_KQ_VNNI, PANEL_VNNI, PANEL_AVX2 } panel_kind;
+static panel_kind panel_of(spill_dtype w) {
 #if defined(SPILL_DOT_AVX2)
     /* SPILL_PANEL=0 keeps to the tiles (benchmarks compare both; the bits are the same), asked once */
     static atomic_int off; /* 0: not asked yet, 1: panels, 2: tiles only */
@@ -223,29 +215,38 @@ int spill_dots_panel_ok(spill_dtype w) {
         o = e && !strcmp(e, "0") ? 2 : 1;
         atomic_store_explicit(&off, o, memory_order_relaxed);
     }
-    return o == 1 && (vnni_panel(w) || kq_vnni(w) || qpanel_avx2(w));
+    if (o != 1) return PANEL_NONE;
+    if (kq_vnni(w)) return PANEL_KQ_VNNI;
+    if (vnni_panel(w)) return PANEL_VNNI;
+    /* the AVX2 panel (kernels/dots_avx2.c) where the VNNI one is not taken */
+    if ((w == SPILL_DT_Q8_0 || w == SPILL_DT_Q4_0 || w == SPILL_DT_Q4_1) && spill_dots_tiled(w)) return PANEL_AVX2;
 #else
     (void)w;
-    return 0;
 #endif
+    return PANEL_NONE;
 }
 
+int spill_dots_panel_ok(spill_dtype w) { return panel_of(w) != PANEL_NONE; }
+
 size_t spill_dots_panel_bytes(spill_dtype w, int64_t n) {
+    switch (panel_of(w)) {
 #if defined(SPILL_DOT_AVX512_VNNI)
-    if (kq_vnni(w)) return spill_dots_kpanel_bytes(n);
-    if (vnni_panel(w)) return spill_dots_qpanel_bytes(n);
+    case PANEL_KQ_VNNI: return spill_dots_kpanel_bytes(n);
+    case PANEL_VNNI: return spill_dots_qpanel_bytes(n);
 #endif
 #if defined(SPILL_DOT_AVX2)
-    if (qpanel_avx2(w)) return spill_dots_qpanel_bytes_avx2(w, n);
+    case PANEL_AVX2: return spill_dots_qpanel_bytes_avx2(w, n);
 #endif
-    (void)w, (void)n;
-    return 0;
+    default: return 0;
+    }
 }
 
 int spill_dots_panel_from(spill_dtype w) {
-    if (!spill_dots_panel_ok(w)) return 0;
-    if (qpanel_avx2(w)) return PANEL_FROM_AVX2(w);
-    return w == SPILL_DT_Q4_1 ? T : 2 * T;
+    switch (panel_of(w)) {
+    case PANEL_NONE: return 0;
+    case PANEL_AVX2: return PANEL_FROM_AVX2(w);
+    default: return w == SPILL_DT_Q4_1 ? T : 2 * T;
+    }
 }
 
 void spill_vec_dots_panel(spill_dtype w, int64_t n, const void *wrows, uint64_t row_bytes, int nr, const void *act,
@@ -253,24 +254,30 @@ void spill_vec_dots_panel(spill_dtype w, int64_t n, const void *wrows, uint64_t 
     int t = 0;
 #if defined(SPILL_DOT_AVX2)
     SPILL_ASSERT(nr >= 1 && nr <= SPILL_DOTS_PANEL);
-    if (sc && spill_dots_panel_ok(w) && nt >= (qpanel_avx2(w) ? PANEL_FROM_AVX2(w) : T)) {
+    const panel_kind k = sc ? panel_of(w) : PANEL_NONE;
+    if (k != PANEL_NONE && nt >= (k == PANEL_AVX2 ? PANEL_FROM_AVX2(w) : T)) {
         /* the tokens spill_dots_prepare laid out: the K-quants' whole tiles, the others' every token */
-        t = kq_vnni(w) ? nt / T * T : nt;
+        t = k == PANEL_KQ_VNNI ? nt / T * T : nt;
         /* the rows after these (the next panel's, where the caller goes on), fetched while these compute */
         const uint8_t *next = (const uint8_t *)wrows + (uint64_t)nr * row_bytes;
         const uint64_t next_len = (uint64_t)SPILL_DOTS_PANEL * row_bytes;
+        const size_t pt = per_tile(w, n);
+        switch (k) {
 #if defined(SPILL_DOT_AVX512_VNNI)
-        if (kq_vnni(w)) {
+        case PANEL_KQ_VNNI:
             spill_dots_kpanel_pack_vnni(w, n, wrows, row_bytes, nr, panel);
-            spill_dots_kpanel_vnni(w, n, panel, nr, act, stride, t, sc, per_tile(w, n), out, ldo, next, next_len);
-        } else if (vnni_panel(w)) {
+            spill_dots_kpanel_vnni(w, n, panel, nr, act, stride, t, sc, pt, out, ldo, next, next_len);
+            break;
+        case PANEL_VNNI:
             spill_dots_panel_pack_vnni(w, n, wrows, row_bytes, nr, panel);
-            spill_dots_panel_vnni(w, n, panel, nr, act, stride, t, sc, per_tile(w, n), out, ldo, next, next_len);
-        } else
+            spill_dots_panel_vnni(w, n, panel, nr, act, stride, t, sc, pt, out, ldo, next, next_len);
+            break;
 #endif
-        {
+        default:
+            SPILL_ASSERT(k == PANEL_AVX2);
             spill_dots_panel_pack_avx2(w, n, wrows, row_bytes, nr, panel);
-            spill_dots_panel_avx2(w, n, panel, nr, act, stride, t, sc, per_tile(w, n), out, ldo, next, next_len);
+            spill_dots_panel_avx2(w, n, panel, nr, act, stride, t, sc, pt, out, ldo, next, next_len);
+            break;
         }
     }
 #else
