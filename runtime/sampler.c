@@ -68,9 +68,9 @@ static int kept(const spill_sampler *s, int k, double *mass) {
 }
 
 /* softmax at the temperature, then the k most likely sorted into s->cand; returns k */
-static int candidates(spill_sampler *s, float *logits);
+static int candidates(spill_sampler *s, const float *logits);
 
-int spill_sampler_sample(spill_sampler *s, float *logits) {
+int spill_sampler_sample(spill_sampler *s, const float *logits) {
     int n = s->n_vocab;
     if (s->temp == 0) return argmax(logits, n);
     int k = candidates(s, logits);
@@ -85,7 +85,7 @@ int spill_sampler_sample(spill_sampler *s, float *logits) {
     return s->cand[keep - 1].id;
 }
 
-static int candidates(spill_sampler *s, float *logits) {
+static int candidates(spill_sampler *s, const float *logits) {
     int n = s->n_vocab;
     /* in vectorized loops (kernels/ops.c): one expf call per word of the vocabulary and a chain of
        double adds took ~6% of a 16-sequence batched decode, on the calling thread while the others waited */
@@ -104,7 +104,7 @@ static int candidates(spill_sampler *s, float *logits) {
     return k;
 }
 
-void spill_sampler_probs(spill_sampler *s, float *logits, float *probs) {
+void spill_sampler_probs(spill_sampler *s, const float *logits, float *probs) {
     int n = s->n_vocab;
     memset(probs, 0, sizeof(float) * (size_t)n);
     if (s->temp == 0) {
@@ -129,4 +129,19 @@ int spill_sampler_draw(spill_sampler *s, const float *probs) {
         if (r < acc) return i;
     }
     return last;
+}
+
+void spill_sampler_logprobs(spill_sampler *s, const float *logits, int id, int n_top, spill_token_logprob *out) {
+    int n = s->n_vocab;
+    if (n_top < 0) n_top = 0;
+    if (n_top > SPILL_MAX_TOP_LOGPROBS) n_top = SPILL_MAX_TOP_LOGPROBS;
+    if (n_top > n) n_top = n;
+    /* log(sum e^(l - max)) + max, the sum in double (s->prob is scratch here) */
+    float mx = spill_maxf(logits, n);
+    double lse = (double)mx + log(spill_exp_sum(s->prob, logits, n, mx, 1.0f));
+    out->id = id;
+    out->logprob = (float)((double)logits[id] - lse);
+    out->n_top = n_top;
+    if (n_top) spill_topk(logits, n, n_top, out->top_id, out->top_logprob);
+    for (int i = 0; i < n_top; i++) out->top_logprob[i] = (float)((double)out->top_logprob[i] - lse);
 }

@@ -19,14 +19,29 @@ typedef struct spill_sampler {
     float *top_p_val; /* (top_k) */
 } spill_sampler;
 
+/* A generated token's log probability under the model, and the most likely tokens at its place
+ * (OpenAI's logprobs / top_logprobs): the log-softmax of the logits as the model gave them, before
+ * temperature, top-k and top-p, as OpenAI and vLLM report it. */
+enum { SPILL_MAX_TOP_LOGPROBS = 20 };
+typedef struct spill_token_logprob {
+    int id;
+    float logprob;
+    int n_top;                                 /* <= SPILL_MAX_TOP_LOGPROBS */
+    int top_id[SPILL_MAX_TOP_LOGPROBS];        /* most likely first, the lower id first among equals */
+    float top_logprob[SPILL_MAX_TOP_LOGPROBS];
+} spill_token_logprob;
+
 int spill_sampler_init(spill_sampler *s, int n_vocab, float temp, int top_k, float top_p, uint64_t seed, spill_err *err);
 void spill_sampler_free(spill_sampler *s);
-/* logits are modified (scaled and normalised) */
-int spill_sampler_sample(spill_sampler *s, float *logits);
+/* logits are read, not written: spill_sampler_logprobs may read them after */
+int spill_sampler_sample(spill_sampler *s, const float *logits);
 /* The distribution sample draws from, written out: probs (n_vocab) gets each token's probability
- * after temperature, top-k and top-p (0 for the tokens they cut; greedy: 1 for the argmax). logits
- * are modified as by sample. Speculative decoding (spec.h) compares these. */
-void spill_sampler_probs(spill_sampler *s, float *logits, float *probs);
+ * after temperature, top-k and top-p (0 for the tokens they cut; greedy: 1 for the argmax).
+ * Speculative decoding (spec.h) compares these. */
+void spill_sampler_probs(spill_sampler *s, const float *logits, float *probs);
+/* token id's log probability under logits (n_vocab of them) and the n_top (<= SPILL_MAX_TOP_LOGPROBS)
+ * most likely tokens', into out; the sampler's scratch is used, its state (the generator) is not. */
+void spill_sampler_logprobs(spill_sampler *s, const float *logits, int id, int n_top, spill_token_logprob *out);
 /* A token drawn from probs (n_vocab, summing to about 1; the mass may be any positive total). */
 int spill_sampler_draw(spill_sampler *s, const float *probs);
 /* uniform in [0, 1) */

@@ -17,6 +17,11 @@ typedef struct req {
     char *text;        /* generated text */
     size_t text_len, text_cap, sent; /* sent: bytes given to the sink */
     int tokens_unsent;
+    int logprobs, top_logprobs;
+    spill_token_logprob *lp; /* (cap_lp) each generated token's, when asked */
+    size_t *lp_end;          /* where each one's text ends in text[] */
+    int n_lp, cap_lp, lp_sent;
+    spill_token_logprob next_lp; /* the token just sampled, until take_token keeps it */
     spill_sched_sink sink;
     void *user;
     int slot;          /* the engine's sequence, -1 while waiting */
@@ -76,6 +81,8 @@ static void req_free(req *r) {
     free(r->stop);
     free(r->tokens);
     free(r->text);
+    free(r->lp);
+    free(r->lp_end);
     free(r);
 }
 
@@ -137,10 +144,19 @@ static size_t safe_end(const req *r) {
 static void emit(req *r, int final) {
     size_t end = final ? r->text_len : safe_end(r);
     if (end < r->sent) end = r->sent;
-    if (end > r->sent || r->tokens_unsent || final) {
-        r->sink(r->user, r->text + r->sent, end - r->sent, r->tokens_unsent, final ? r->finish : SPILL_FINISH_NONE);
+    /* the log probabilities of the tokens whose text is all sent with this; at the end also those of
+       tokens that a stop string cut, for the part of their text before it */
+    int lp_to = r->lp_sent;
+    if (!(final && r->finish == SPILL_FINISH_ERROR))
+        while (lp_to < r->n_lp &&
+               (r->lp_end[lp_to] <= end || (final && (lp_to ? r->lp_end[lp_to - 1] : 0) < end)))
+            lp_to++;
+    if (end > r->sent || r->tokens_unsent || lp_to > r->lp_sent || final) {
+        r->sink(r->user, r->text + r->sent, end - r->sent, r->tokens_unsent, r->lp ? r->lp + r->lp_sent : NULL,
+                lp_to - r->lp_sent, final ? r->finish : SPILL_FINISH_NONE);
         r->sent = end;
         r->tokens_unsent = 0;
+        r->lp_sent = lp_to;
     }
 }
 
@@ -329,6 +345,11 @@ static void take_token(spill_sched *s, req *r, int id) {
         snprintf(r->error, sizeof r->error, "out of memory");
         return;
     }
+    if (r->logprobs) { /* room was made at submit: max_tokens */
+        SPILL_ASSERT(r->n_lp < r->cap_lp);
+        r->lp[r->n_lp] = r->next_lp;
+        r->lp_end[r->n_lp++] = r->text_len;
+    }
     if (r->n_stop && find_stop(r)) r->finish = SPILL_FINISH_STOP;
     else if (r->n_gen >= r->max_tokens || r->n_tokens >= s->ctx) r->finish = SPILL_FINISH_LENGTH;
 }
@@ -346,8 +367,12 @@ typedef struct sample_job {
 static void sample_worker(void *ctx, int ith, int nth) {
     sample_job *j = ctx;
     (void)ith, (void)nth;
-    for (int i; (i = atomic_fetch_add_explicit(&j->next, 1, memory_order_relaxed)) < j->n;)
-        j->s->picked[i] = spill_sampler_sample(&j->s->pick_req[i]->smp, j->s->pick_logits[i]);
+    for (int i; (i = atomic_fetch_add_explicit(&j->next, 1, memory_order_relaxed)) < j->n;) {
+        req *r = j->s->pick_req[i];
+        const float *logits = j->s->pick_logits[i];
+        int id = j->s->picked[i] = spill_sampler_sample(&r->smp, logits);
+        if (r->logprobs) spill_sampler_logprobs(&r->smp, logits, id, r->top_logprobs, &r->next_lp);
+    }
 }
 
 static int step(spill_sched *s) {
@@ -531,6 +556,8 @@ int spill_sched_submit(spill_sched *s, const spill_request *q, spill_sched_sink 
     for (int i = 0; i < q->n_prompt; i++)
         if (q->prompt[i] < 0 || q->prompt[i] >= s->m->hp.vocab)
             return spill_err_set(err, "token id %d is outside the vocabulary of %d", q->prompt[i], s->m->hp.vocab);
+    if (q->logprobs && (q->top_logprobs < 0 || q->top_logprobs > SPILL_MAX_TOP_LOGPROBS))
+        return spill_err_set(err, "top_logprobs %d is out of range; use 0 to %d", q->top_logprobs, SPILL_MAX_TOP_LOGPROBS);
     req *r = calloc(1, sizeof *r);
     if (!r) return spill_err_set(err, "out of memory");
     r->slot = -1;
@@ -545,7 +572,13 @@ int spill_sched_submit(spill_sched *s, const spill_request *q, spill_sched_sink 
     }
     r->tokens = malloc(sizeof(int) * (size_t)r->cap);
     r->stop = q->n_stop ? calloc((size_t)q->n_stop, sizeof *r->stop) : NULL;
-    if (!r->tokens || (q->n_stop && !r->stop)) {
+    if ((r->logprobs = q->logprobs != 0)) {
+        r->top_logprobs = q->top_logprobs;
+        r->cap_lp = max_tokens;
+        r->lp = malloc(sizeof *r->lp * (size_t)max_tokens);
+        r->lp_end = malloc(sizeof *r->lp_end * (size_t)max_tokens);
+    }
+    if (!r->tokens || (q->n_stop && !r->stop) || (r->logprobs && (!r->lp || !r->lp_end))) {
         req_free(r);
         return spill_err_set(err, "out of memory");
     }

@@ -18,6 +18,7 @@
 #define SPILL_SCHEDULER_H
 
 #include "engine.h"
+#include "sampler.h"
 
 typedef struct spill_sched spill_sched;
 
@@ -32,8 +33,11 @@ const char *spill_finish_name(spill_finish f); /* "stop", "length", "cancelled",
 
 /* Called on the scheduler's thread: text (len bytes, may be 0) generated since the last call and
  * n_tokens tokens, and, on the last call, finish != NONE. Must not call back into the scheduler
- * except spill_sched_cancel. */
-typedef void (*spill_sched_sink)(void *user, const char *text, size_t len, int n_tokens, spill_finish finish);
+ * except spill_sched_cancel. A request that asked for log probabilities gets those of the tokens
+ * whose text is complete in what was sent (n_lp of them at lp, valid during the call): with a stop
+ * string, the tokens that wrote any of the text before it; the others get none (lp NULL). */
+typedef void (*spill_sched_sink)(void *user, const char *text, size_t len, int n_tokens, const spill_token_logprob *lp,
+                                 int n_lp, spill_finish finish);
 
 typedef struct spill_request {
     const int *prompt; /* token ids, with the model's BOS if it wants one */
@@ -44,6 +48,8 @@ typedef struct spill_request {
     uint64_t seed;
     const char *const *stop; /* stop strings; the text ends before the first one found */
     int n_stop;
+    int logprobs;      /* 1: each generated token's log probability to the sink, */
+    int top_logprobs;  /* with this many most likely alternatives (0..SPILL_MAX_TOP_LOGPROBS) */
 } spill_request;
 
 typedef struct spill_sched_params {

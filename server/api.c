@@ -71,7 +71,7 @@ static int is_off(const spill_json *v) {
     }
 }
 
-static int unsupported(const spill_json *j, int chat, spill_api_err *e) {
+static int unsupported(const spill_json *j, spill_api_err *e) {
     enum { B = 1 << SPILL_JSON_BOOL, N = 1 << SPILL_JSON_NUMBER, S = 1 << SPILL_JSON_STRING, A = 1 << SPILL_JSON_ARRAY,
            O = 1 << SPILL_JSON_OBJECT };
     static const struct {
@@ -79,8 +79,6 @@ static int unsupported(const spill_json *j, int chat, spill_api_err *e) {
         unsigned types; /* the types it may have */
         const char *type_name, *what;
     } f[] = {
-        {"logprobs", B | N, "a boolean or a number", "log probabilities"},
-        {"top_logprobs", N, "a number", "log probabilities"},
         {"echo", B, "a boolean", "echoing the prompt"},
         {"logit_bias", O, "an object", "logit biases"},
         {"frequency_penalty", N, "a number", "penalties"},
@@ -95,9 +93,7 @@ static int unsupported(const spill_json *j, int chat, spill_api_err *e) {
         if (!(f[i].types & 1u << v->type))
             return fail(e, 400, f[i].key, "'%s' must be %s, not %s", f[i].key, f[i].type_name,
                         spill_json_type_name(v->type));
-        /* a completion's "logprobs": 0 still asks for the chosen token's */
-        int off = is_off(v) && !(!chat && !strcmp(f[i].key, "logprobs") && v->type == SPILL_JSON_NUMBER);
-        if (!off) return fail(e, 400, f[i].key, "'%s': spill-server does not do %s; leave it out", f[i].key, f[i].what);
+        if (!is_off(v)) return fail(e, 400, f[i].key, "'%s': spill-server does not do %s; leave it out", f[i].key, f[i].what);
     }
     const spill_json *best = spill_json_get(j, "best_of");
     if (best && best->type != SPILL_JSON_NULL && !(best->type == SPILL_JSON_NUMBER && best->is_int && best->integer == 1))
@@ -241,7 +237,7 @@ int spill_api_parse(int chat, const char *body, size_t len, const spill_model *m
     /* any model name is taken (clients often hard-code one); the answer names the model that served it */
     const spill_json *model = spill_json_get(j, "model");
     if (model && model->type != SPILL_JSON_NULL && want(model, SPILL_JSON_STRING, "model", e)) goto out;
-    if (unsupported(j, chat, e)) goto out;
+    if (unsupported(j, e)) goto out;
     /* the prompt */
     if (chat) {
         const spill_json *msgs = spill_json_get(j, "messages");
@@ -272,6 +268,31 @@ int spill_api_parse(int chat, const char *body, size_t len, const spill_model *m
     if (given) r->top_k = (int)v;
     if (integer(j, "seed", INT64_MIN, INT64_MAX, &v, &r->seed_set, e)) goto out;
     r->seed = (uint64_t)v;
+    /* log probabilities: a completion's "logprobs" is how many alternatives (and asks for the chosen
+       token's too, 0 included); a chat's is a boolean, "top_logprobs" the alternatives */
+    if (chat) {
+        const spill_json *lp = spill_json_get(j, "logprobs");
+        if (lp && lp->type != SPILL_JSON_NULL) {
+            if (want(lp, SPILL_JSON_BOOL, "logprobs", e)) goto out;
+            r->logprobs = lp->boolean;
+        }
+        if (integer(j, "top_logprobs", 0, SPILL_MAX_TOP_LOGPROBS, &v, &given, e)) goto out;
+        if (given && !r->logprobs) {
+            fail(e, 400, "top_logprobs", "'top_logprobs' needs 'logprobs': true");
+            goto out;
+        }
+        if (given) r->top_logprobs = (int)v;
+    } else {
+        if (integer(j, "logprobs", 0, SPILL_MAX_TOP_LOGPROBS, &v, &given, e)) goto out;
+        r->logprobs = given;
+        if (given) r->top_logprobs = (int)v;
+        const spill_json *tl = spill_json_get(j, "top_logprobs");
+        if (tl && tl->type != SPILL_JSON_NULL) {
+            fail(e, 400, "top_logprobs", "'top_logprobs' is a chat completion's; a completion's 'logprobs' is the number of "
+                                         "alternatives");
+            goto out;
+        }
+    }
     const spill_json *stream = spill_json_get(j, "stream");
     if (stream && stream->type != SPILL_JSON_NULL) {
         if (want(stream, SPILL_JSON_BOOL, "stream", e)) goto out;
@@ -383,6 +404,90 @@ void spill_api_write_str(FILE *f, const char *s, size_t n) {
     fputc('"', f);
 }
 
+/* JSON has no infinity: a token the logits rule out (-inf) gets OpenAI's -9999 */
+static void write_lp(FILE *f, float x) { fprintf(f, "%.9g", isfinite(x) ? x : -9999.0f); }
+
+static void write_bytes(FILE *f, const char *b, int n) {
+    fputc('[', f);
+    for (int i = 0; i < n; i++) fprintf(f, i ? ", %d" : "%d", (unsigned char)b[i]);
+    fputc(']', f);
+}
+
+/* a token's text (a piece of a character comes out as U+FFFD, its bytes in "bytes") */
+static int token_text(const spill_tokenizer *tok, int id, char *buf, int cap) {
+    int n = spill_token_to_bytes(tok, id, buf, cap);
+    return n < 0 ? 0 : n > cap ? cap : n;
+}
+
+/* "logprobs": a completion's {"tokens", "token_logprobs", "top_logprobs"}, a chat's {"content": [...]};
+ * null when not asked for */
+static void write_logprobs(FILE *f, const spill_api_req *r, const spill_tokenizer *tok, const spill_token_logprob *lp,
+                           int n) {
+    if (!r->logprobs || !tok) {
+        fputs("null", f);
+        return;
+    }
+    char b[256];
+    if (r->chat) {
+        fputs("{\"content\": [", f);
+        for (int i = 0; i < n; i++) {
+            int bn = token_text(tok, lp[i].id, b, (int)sizeof b);
+            fputs(i ? ", {\"token\": " : "{\"token\": ", f);
+            spill_api_write_str(f, b, (size_t)bn);
+            fputs(", \"logprob\": ", f);
+            write_lp(f, lp[i].logprob);
+            fputs(", \"bytes\": ", f);
+            write_bytes(f, b, bn);
+            fputs(", \"top_logprobs\": [", f);
+            for (int k = 0; k < lp[i].n_top; k++) {
+                int tn = token_text(tok, lp[i].top_id[k], b, (int)sizeof b);
+                fputs(k ? ", {\"token\": " : "{\"token\": ", f);
+                spill_api_write_str(f, b, (size_t)tn);
+                fputs(", \"logprob\": ", f);
+                write_lp(f, lp[i].top_logprob[k]);
+                fputs(", \"bytes\": ", f);
+                write_bytes(f, b, tn);
+                fputc('}', f);
+            }
+            fputs("]}", f);
+        }
+        fputs("], \"refusal\": null}", f);
+        return;
+    }
+    fputs("{\"tokens\": [", f);
+    for (int i = 0; i < n; i++) {
+        if (i) fputs(", ", f);
+        int bn = token_text(tok, lp[i].id, b, (int)sizeof b);
+        spill_api_write_str(f, b, (size_t)bn);
+    }
+    fputs("], \"token_logprobs\": [", f);
+    for (int i = 0; i < n; i++) {
+        if (i) fputs(", ", f);
+        write_lp(f, lp[i].logprob);
+    }
+    /* one object per token, its alternatives' texts to their log probabilities (two tokens with one
+       text: the likelier one's) */
+    fputs("], \"top_logprobs\": [", f);
+    for (int i = 0; i < n; i++) {
+        fputs(i ? ", {" : "{", f);
+        char seen[SPILL_MAX_TOP_LOGPROBS][256];
+        int seen_len[SPILL_MAX_TOP_LOGPROBS], n_seen = 0;
+        for (int k = 0; k < lp[i].n_top; k++) {
+            char *t = seen[n_seen];
+            int tn = token_text(tok, lp[i].top_id[k], t, (int)sizeof seen[0]), dup = 0;
+            for (int q = 0; q < n_seen && !dup; q++) dup = seen_len[q] == tn && !memcmp(seen[q], t, (size_t)tn);
+            if (dup) continue;
+            seen_len[n_seen++] = tn;
+            if (n_seen > 1) fputs(", ", f);
+            spill_api_write_str(f, t, (size_t)tn);
+            fputs(": ", f);
+            write_lp(f, lp[i].top_logprob[k]);
+        }
+        fputc('}', f);
+    }
+    fputs("]}", f);
+}
+
 static const char *reason(spill_finish f) { return f == SPILL_FINISH_LENGTH ? "length" : "stop"; }
 
 static void usage(FILE *f, int p, int c) {
@@ -409,7 +514,8 @@ void spill_api_write_error(FILE *f, const spill_api_err *e) {
 }
 
 void spill_api_write_response(FILE *f, const spill_api_req *r, const char *id, long created, const char *model,
-                              const char *text, size_t len, spill_finish finish, int prompt_tokens, int completion_tokens) {
+                              const char *text, size_t len, const spill_tokenizer *tok, const spill_token_logprob *lp,
+                              int n_lp, spill_finish finish, int prompt_tokens, int completion_tokens) {
     head(f, r->chat ? "chat.completion" : "text_completion", id, created, model);
     fputs(", \"choices\": [{\"index\": 0, ", f);
     if (r->chat) {
@@ -419,15 +525,17 @@ void spill_api_write_response(FILE *f, const spill_api_req *r, const char *id, l
     } else {
         fputs("\"text\": ", f);
         spill_api_write_str(f, text, len);
-        fputs(", \"logprobs\": null", f);
     }
+    fputs(", \"logprobs\": ", f);
+    write_logprobs(f, r, tok, lp, n_lp);
     fprintf(f, ", \"finish_reason\": \"%s\"}], ", reason(finish));
     usage(f, prompt_tokens, completion_tokens);
     fputs("}", f);
 }
 
 void spill_api_write_chunk(FILE *f, const spill_api_req *r, const char *id, long created, const char *model, int first,
-                           const char *text, size_t len, spill_finish finish, int prompt_tokens, int completion_tokens) {
+                           const char *text, size_t len, const spill_tokenizer *tok, const spill_token_logprob *lp,
+                           int n_lp, spill_finish finish, int prompt_tokens, int completion_tokens) {
     fputs("data: ", f);
     head(f, r->chat ? "chat.completion.chunk" : "text_completion", id, created, model);
     fputs(", \"choices\": [{\"index\": 0, ", f);
@@ -442,8 +550,9 @@ void spill_api_write_chunk(FILE *f, const spill_api_req *r, const char *id, long
     } else {
         fputs("\"text\": ", f);
         spill_api_write_str(f, text, len);
-        fputs(", \"logprobs\": null", f);
     }
+    fputs(", \"logprobs\": ", f);
+    write_logprobs(f, r, tok, lp, n_lp);
     if (finish == SPILL_FINISH_NONE) {
         fputs(", \"finish_reason\": null}]}\n\n", f);
         return;

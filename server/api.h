@@ -25,6 +25,8 @@ typedef struct spill_api_req {
     int n_stop;
     int stream;
     int include_usage;  /* stream_options.include_usage: a last chunk with the usage */
+    int logprobs;       /* each token's log probability, */
+    int top_logprobs;   /* with this many alternatives (a completion's "logprobs", a chat's "top_logprobs") */
 } spill_api_req;
 
 typedef struct spill_api_err {
@@ -43,14 +45,17 @@ void spill_api_req_free(spill_api_req *r);
 
 /* {"error": {"message", "type", "param", "code"}} */
 void spill_api_write_error(FILE *f, const spill_api_err *e);
-/* A whole (non-streamed) response. */
+/* A whole (non-streamed) response; with r->logprobs, the n_lp tokens' log probabilities at lp, their
+ * texts from tok. */
 void spill_api_write_response(FILE *f, const spill_api_req *r, const char *id, long created, const char *model,
-                              const char *text, size_t len, spill_finish finish, int prompt_tokens, int completion_tokens);
+                              const char *text, size_t len, const spill_tokenizer *tok, const spill_token_logprob *lp,
+                              int n_lp, spill_finish finish, int prompt_tokens, int completion_tokens);
 /* One server-sent event "data: {...}\n\n" of a stream: first (chat: the assistant's role), a piece of
- * text, or the last one with the finish reason (then, with include_usage, one with no choices and the
- * usage). */
+ * text (and its tokens' log probabilities, as above), or the last one with the finish reason (then,
+ * with include_usage, one with no choices and the usage). */
 void spill_api_write_chunk(FILE *f, const spill_api_req *r, const char *id, long created, const char *model, int first,
-                           const char *text, size_t len, spill_finish finish, int prompt_tokens, int completion_tokens);
+                           const char *text, size_t len, const spill_tokenizer *tok, const spill_token_logprob *lp,
+                           int n_lp, spill_finish finish, int prompt_tokens, int completion_tokens);
 /* s[0..n) as a JSON string literal; bytes that are not UTF-8 become U+FFFD. */
 void spill_api_write_str(FILE *f, const char *s, size_t n);
 

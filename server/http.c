@@ -34,7 +34,10 @@ typedef struct gen {
     int done;
     spill_finish finish;
     int n_prompt, n_gen, first;
-    spill_api_req req;  /* chat, stream, include_usage */
+    spill_api_req req;  /* chat, stream, include_usage, logprobs */
+    const spill_tokenizer *tok;
+    spill_token_logprob *lp; /* not streamed: the tokens' log probabilities so far, when asked */
+    int n_lp, cap_lp;
     char id[40], model[256];
     long created;
     spill_http *h;
@@ -51,6 +54,7 @@ static void gen_unref(gen *g) {
     pthread_mutex_destroy(&g->lock);
     pthread_cond_destroy(&g->cv);
     free(g->buf);
+    free(g->lp);
     free(g);
 }
 
@@ -70,13 +74,23 @@ static void gen_append(gen *g, const char *s, size_t n) {
 }
 
 /* the scheduler's sink, on its thread */
-static void sink(void *user, const char *text, size_t len, int n_tokens, spill_finish finish) {
+static void sink(void *user, const char *text, size_t len, int n_tokens, const spill_token_logprob *lp, int n_lp,
+                 spill_finish finish) {
     gen *g = user;
     pthread_mutex_lock(&g->lock);
     g->n_gen += n_tokens;
     if (!g->req.stream) {
         gen_append(g, text, len);
-    } else if (len || finish != SPILL_FINISH_NONE || g->first) {
+        if (n_lp && g->n_lp + n_lp > g->cap_lp) {
+            int cap = (g->n_lp + n_lp) * 2;
+            spill_token_logprob *p = realloc(g->lp, sizeof *p * (size_t)cap);
+            if (p) g->lp = p, g->cap_lp = cap;
+        }
+        if (n_lp && g->n_lp + n_lp <= g->cap_lp) { /* out of memory: the log probabilities are cut short, as the text */
+            memcpy(g->lp + g->n_lp, lp, sizeof *lp * (size_t)n_lp);
+            g->n_lp += n_lp;
+        }
+    } else if (len || n_lp || finish != SPILL_FINISH_NONE || g->first) {
         char *ev = NULL;
         size_t evn = 0;
         FILE *f = open_memstream(&ev, &evn);
@@ -89,7 +103,8 @@ static void sink(void *user, const char *text, size_t len, int n_tokens, spill_f
                 fputs("\n\n", f);
             } else {
                 int fin = finish == SPILL_FINISH_CANCELLED ? SPILL_FINISH_STOP : finish;
-                spill_api_write_chunk(f, &g->req, g->id, g->created, g->model, g->first, text, len, fin, g->n_prompt,
+                spill_api_write_chunk(f, &g->req, g->id, g->created, g->model, g->first, text, len, g->tok, lp, n_lp, fin,
+                                      g->n_prompt,
                                       g->n_gen);
             }
             if (finish != SPILL_FINISH_NONE) fputs("data: [DONE]\n\n", f);
@@ -292,11 +307,12 @@ static enum MHD_Result generate(spill_http *h, struct MHD_Connection *c, int cha
     snprintf(g->model, sizeof g->model, "%s", h->model_name);
     g->created = (long)time(NULL);
     g->n_prompt = g->req.n_tokens;
+    g->tok = &m->tok;
     const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
     g->fd = ci ? ci->connect_fd : -1;
     spill_request r = {g->req.tokens, g->req.n_tokens, g->req.max_tokens, g->req.temperature, g->req.top_p,
                        g->req.top_k, g->req.seed_set ? g->req.seed : (uint64_t)time(NULL) ^ (uint64_t)id,
-                       (const char *const *)g->req.stop, g->req.n_stop};
+                       (const char *const *)g->req.stop, g->req.n_stop, g->req.logprobs, g->req.top_logprobs};
     spill_err err = {{0}};
     int full = 0;
     g->refs++; /* the sink's, once submitted */
@@ -343,7 +359,8 @@ static enum MHD_Result generate(spill_http *h, struct MHD_Connection *c, int cha
         if (!f) {
             rc = MHD_NO;
         } else {
-            spill_api_write_response(f, &g->req, g->id, g->created, g->model, g->buf ? g->buf : "", g->len, g->finish,
+            spill_api_write_response(f, &g->req, g->id, g->created, g->model, g->buf ? g->buf : "", g->len, g->tok,
+                                     g->lp, g->n_lp, g->finish,
                                      g->n_prompt, g->n_gen);
             fclose(f);
             rc = send_buf(c, 200, "application/json", out, n, 0, NULL);

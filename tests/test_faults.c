@@ -190,7 +190,9 @@ typedef struct result {
     spill_finish finish;
 } result;
 
-static void sink(void *user, const char *text, size_t len, int n_tokens, spill_finish finish) {
+static void sink(void *user, const char *text, size_t len, int n_tokens, const spill_token_logprob *lp,
+                 int n_lp, spill_finish finish) {
+    (void)lp, (void)n_lp;
     result *r = user;
     pthread_mutex_lock(&r->lock);
     if (r->len + len < sizeof r->text) memcpy(r->text + r->len, text, len), r->len += len;
@@ -263,7 +265,7 @@ static void test_kv_exhausted_at_admission(void **state) {
     /* a request that the whole cache cannot hold is refused at once, with the numbers */
     spill_engine *e;
     spill_sched *s = sched_open(&e, 6);
-    spill_request big = {p[0], 40, 100, 0.0f, 1.0f, 0, 0, NULL, 0};
+    spill_request big = {p[0], 40, 100, 0.0f, 1.0f, 0, 0, NULL, 0, 0, 0};
     result r;
     memset(&r, 0, sizeof r);
     int id, full = 0;

@@ -3,7 +3,8 @@
  * not change a token; a cancelled request frees its blocks; stop strings end the text before them
  * and are never streamed in part; a full queue says so; prompts that begin alike share blocks; beside
  * decoding sequences a step holds no more prompt tokens than the prefill budget, given to prompts in
- * the order they were admitted; seeded sampling gives each request together the text it gets alone. */
+ * the order they were admitted; seeded sampling gives each request together the text it gets alone;
+ * log probabilities are the logits' log-softmax, and cover the text a stop string leaves. */
 #include <pthread.h>
 
 #include "engine.h"
@@ -17,6 +18,8 @@ typedef struct out {
     char text[4096];
     size_t len;
     int tokens, calls;
+    spill_token_logprob lp[64]; /* the log probabilities received, in order */
+    int n_lp;
     spill_finish finish;
     int done;
     int cancel_after; /* cancel itself once this many tokens arrived (0 = never) */
@@ -25,9 +28,11 @@ typedef struct out {
     int id;
 } out;
 
-static void sink(void *user, const char *text, size_t len, int n_tokens, spill_finish finish) {
+static void sink(void *user, const char *text, size_t len, int n_tokens, const spill_token_logprob *lp,
+                 int n_lp, spill_finish finish) {
     out *o = user;
     pthread_mutex_lock(&o->lock);
+    for (int i = 0; i < n_lp && o->n_lp < 64; i++) o->lp[o->n_lp++] = lp[i];
     if (o->len + len < sizeof o->text) {
         memcpy(o->text + o->len, text, len);
         o->len += len;
@@ -117,7 +122,7 @@ static int submit(spill_sched *s, spill_engine *e, const char *prompt, int max_t
     const spill_model *m = spill_engine_model(e);
     int *t, n, id, full;
     assert_int_equal(spill_tokenize(&m->tok, prompt, strlen(prompt), 1, 1, &t, &n, &err), 0);
-    spill_request r = {t, n, max_tokens, 0, 1, 0, 1, stop, n_stop};
+    spill_request r = {t, n, max_tokens, 0, 1, 0, 1, stop, n_stop, 0, 0};
     o->sched = s;
     int rc = spill_sched_submit(s, &r, sink, o, &id, &full, &err);
     free(t);
@@ -171,7 +176,7 @@ static void sampled(spill_sched *s, spill_engine *e, int i, out *o) {
     const spill_model *m = spill_engine_model(e);
     int *t, n, id, full;
     assert_int_equal(spill_tokenize(&m->tok, prompts[i], strlen(prompts[i]), 1, 1, &t, &n, &err), 0);
-    spill_request r = {t, n, MAX_TOK, 1.0f, 0.95f, 40, 1000 + (uint64_t)i, NULL, 0};
+    spill_request r = {t, n, MAX_TOK, 1.0f, 0.95f, 40, 1000 + (uint64_t)i, NULL, 0, 0, 0};
     out_init(o);
     o->sched = s;
     if (spill_sched_submit(s, &r, sink, o, &id, &full, &err)) fail_msg("%s", err.msg);
@@ -370,7 +375,7 @@ static void test_cancel_and_stop(void **s) {
     /* a prompt too long for the context is refused at once */
     int big[300], id, full;
     for (int i = 0; i < 300; i++) big[i] = 5;
-    spill_request r = {big, 300, 4, 0, 1, 0, 1, NULL, 0};
+    spill_request r = {big, 300, 4, 0, 1, 0, 1, NULL, 0, 0, 0};
     assert_int_equal(spill_sched_submit(sc, &r, sink, &b, &id, &full, &err), -1);
     assert_int_equal(full, 0);
     assert_non_null(strstr(err.msg, "context"));
@@ -394,7 +399,7 @@ static void test_queue_full_and_sharing(void **s) {
     const spill_model *m = spill_engine_model(e);
     int *t, n, id, full, refused = 0;
     assert_int_equal(spill_tokenize(&m->tok, prompts[1], strlen(prompts[1]), 1, 1, &t, &n, &err), 0);
-    spill_request r = {t, n, 4, 0, 1, 0, 1, NULL, 0};
+    spill_request r = {t, n, 4, 0, 1, 0, 1, NULL, 0, 0, 0};
     for (int k = 0; k < 3 && !refused; k++) refused = spill_sched_submit(sc, &r, sink, &o[2], &id, &full, &err) != 0;
     free(t);
     assert_true(refused && full);
@@ -418,7 +423,7 @@ static void test_queue_full_and_sharing(void **s) {
     submit(sc, e, prompts[2], 8, NULL, 0, &q[1]); /* failed the test before the fix */
     m = spill_engine_model(e); /* this engine's (the first one's is freed) */
     assert_int_equal(spill_tokenize(&m->tok, prompts[3], strlen(prompts[3]), 1, 1, &t, &n, &err), 0);
-    spill_request r3 = {t, n, 4, 0, 1, 0, 1, NULL, 0};
+    spill_request r3 = {t, n, 4, 0, 1, 0, 1, NULL, 0, 0, 0};
     int rc3 = spill_sched_submit(sc, &r3, sink, &q[2], &id, &full, &err);
     free(t);
     assert_true(rc3 != 0 && full);
@@ -473,10 +478,167 @@ static void test_drain(void **s) {
         assert_int_not_equal(o[i].finish, SPILL_FINISH_CANCELLED);
     }
     int t = 1, id, full;
-    spill_request r = {&t, 1, 4, 0, 1, 0, 1, NULL, 0};
+    spill_request r = {&t, 1, 4, 0, 1, 0, 1, NULL, 0, 0, 0};
     assert_int_equal(spill_sched_submit(sc, &r, sink, &o[0], &id, &full, &err), -1);
     assert_non_null(strstr(err.msg, "shutting down"));
     spill_sched_free(sc);
+    spill_engine_free(e);
+}
+
+/* Log probabilities, greedy, the reference computed here from the logits the sequence gets alone:
+ * each token's log-softmax (in double) and the TOP most likely, the lower id first among equals. */
+enum { TOP = 5 };
+typedef struct lp_ref {
+    int id, top[TOP];
+    double lp, top_lp[TOP];
+    char bytes[64];
+    int n_bytes;
+} lp_ref;
+
+static int alone_lp(const char *prompt, int max_tokens, lp_ref *ref) {
+    spill_err err = {{0}};
+    spill_engine *e = engine(1, 0);
+    const spill_model *m = spill_engine_model(e);
+    const int V = m->hp.vocab;
+    int *t, n, g = 0;
+    assert_int_equal(spill_tokenize(&m->tok, prompt, strlen(prompt), 1, 1, &t, &n, &err), 0);
+    assert_int_equal(spill_engine_prefill(e, 0, t, n, 0, NULL, &err), 0);
+    for (; g < max_tokens; g++) {
+        const float *l = spill_engine_logits(e);
+        int id = argmax_logit(l, V);
+        if (spill_token_is_eog(&m->tok, id)) break;
+        double mx = l[0], sum = 0;
+        for (int i = 1; i < V; i++) mx = l[i] > mx ? l[i] : mx;
+        for (int i = 0; i < V; i++) sum += exp((double)l[i] - mx);
+        double lse = mx + log(sum);
+        lp_ref *r = &ref[g];
+        r->id = id;
+        r->lp = (double)l[id] - lse;
+        for (int k = 0; k < TOP; k++) { /* the largest not taken yet, the lower id first */
+            int best = -1;
+            for (int i = 0; i < V; i++) {
+                int taken = 0;
+                for (int j = 0; j < k; j++) taken |= r->top[j] == i;
+                if (!taken && (best < 0 || l[i] > l[best])) best = i;
+            }
+            r->top[k] = best;
+            r->top_lp[k] = (double)l[best] - lse;
+        }
+        r->n_bytes = spill_token_to_bytes(&m->tok, id, r->bytes, (int)sizeof r->bytes);
+        assert_int_equal(spill_engine_forward(e, 0, &id, 1, n + g, &err), 0);
+    }
+    free(t);
+    spill_engine_free(e);
+    return g;
+}
+
+static void submit_lp(spill_sched *s, spill_engine *e, const char *prompt, float temp, int logprobs, int top,
+                      const char *const *stop, int n_stop, out *o) {
+    spill_err err = {{0}};
+    const spill_model *m = spill_engine_model(e);
+    int *t, n, id, full;
+    assert_int_equal(spill_tokenize(&m->tok, prompt, strlen(prompt), 1, 1, &t, &n, &err), 0);
+    spill_request r = {t, n, MAX_TOK, temp, 1, temp > 0 ? 40 : 0, 7, stop, n_stop, logprobs, top};
+    out_init(o);
+    o->sched = s;
+    if (spill_sched_submit(s, &r, sink, o, &id, &full, &err)) fail_msg("%s", err.msg);
+    o->id = id;
+    free(t);
+}
+
+/* the records' token texts, joined */
+static size_t lp_join(const spill_model *m, const out *o, int upto, char *buf, size_t cap) {
+    size_t len = 0;
+    for (int k = 0; k < upto; k++)
+        len += (size_t)spill_token_to_bytes(&m->tok, o->lp[k].id, buf + len, (int)(cap - len));
+    buf[len] = 0;
+    return len;
+}
+
+/* Several requests in one batch: greedy with TOP alternatives and with none get the reference's log
+ * probabilities; one that did not ask gets none; one with a stop string gets the records of the tokens
+ * that wrote the text before it; a sampled one's chosen token's log probability is its alternative's. */
+static void test_logprobs(void **st) {
+    (void)st;
+    static lp_ref ref[MAX_TOK];
+    int n_ref = alone_lp(prompts[0], MAX_TOK, ref);
+    assert_true(n_ref > 4);
+    char text[1024];
+    size_t tl = 0;
+    for (int g = 0; g < n_ref; g++) memcpy(text + tl, ref[g].bytes, (size_t)ref[g].n_bytes), tl += (size_t)ref[g].n_bytes;
+    text[tl] = 0;
+    /* a stop string that begins inside a token: three bytes from a token's second one on, found
+       first there; the records then end with that token */
+    char stop[4] = {0};
+    int cut = -1;
+    for (int g = n_ref / 2, start = 0; g < n_ref && cut < 0; g++) {
+        start = 0;
+        for (int k = 0; k < g; k++) start += ref[k].n_bytes;
+        if (ref[g].n_bytes < 2 || (size_t)start + 4 > tl) continue;
+        memcpy(stop, text + start + 1, 3);
+        if (strstr(text, stop) == text + start + 1) cut = g;
+    }
+    assert_true(cut >= 0);
+    const char *stops[] = {stop};
+    spill_engine *e = engine(4, 0);
+    const spill_model *m = spill_engine_model(e);
+    spill_sched *s;
+    spill_err err = {{0}};
+    assert_int_equal(spill_sched_open(&s, e, NULL, &err), 0);
+    static out o[5];
+    submit_lp(s, e, prompts[0], 0, 1, TOP, NULL, 0, &o[0]);
+    submit_lp(s, e, prompts[0], 0, 1, 0, NULL, 0, &o[1]);
+    submit_lp(s, e, prompts[0], 0, 0, 0, NULL, 0, &o[2]);
+    submit_lp(s, e, prompts[0], 0, 1, 2, stops, 1, &o[3]);
+    submit_lp(s, e, prompts[1], 1.0f, 1, 3, NULL, 0, &o[4]);
+    for (int i = 0; i < 5; i++) out_wait(&o[i]);
+    char joined[2048];
+    for (int i = 0; i < 2; i++) {
+        assert_string_equal(o[i].text, text);
+        assert_int_equal(o[i].n_lp, n_ref);
+        for (int g = 0; g < n_ref; g++) {
+            const spill_token_logprob *r = &o[i].lp[g];
+            assert_int_equal(r->id, ref[g].id);
+            if (fabs(r->logprob - ref[g].lp) > 1e-4) fail_msg("token %d: logprob %.7g, the reference %.7g", g, r->logprob, ref[g].lp);
+            assert_true(r->logprob <= 0);
+            assert_int_equal(r->n_top, i == 0 ? TOP : 0);
+            for (int k = 0; k < r->n_top; k++) {
+                assert_int_equal(r->top_id[k], ref[g].top[k]);
+                if (fabs(r->top_logprob[k] - ref[g].top_lp[k]) > 1e-4)
+                    fail_msg("token %d, alternative %d: %.7g, the reference %.7g", g, k, r->top_logprob[k], ref[g].top_lp[k]);
+            }
+        }
+        lp_join(m, &o[i], o[i].n_lp, joined, sizeof joined);
+        assert_string_equal(joined, text);
+    }
+    assert_int_equal(o[2].n_lp, 0);
+    /* the stop string: the text ends before it; the records cover it, the last one reaching into it */
+    const char *hit = strstr(text, stop);
+    assert_non_null(hit);
+    assert_int_equal(o[3].len, (size_t)(hit - text));
+    assert_true(o[3].n_lp > 0);
+    size_t all = lp_join(m, &o[3], o[3].n_lp, joined, sizeof joined);
+    assert_memory_equal(joined, text, o[3].len);
+    assert_true(all >= o[3].len);
+    assert_true(lp_join(m, &o[3], o[3].n_lp - 1, joined, sizeof joined) < o[3].len);
+    assert_int_equal(o[3].n_lp, cut + 1);
+    for (int g = 0; g < o[3].n_lp; g++) assert_int_equal(o[3].lp[g].id, ref[g].id);
+    /* sampled: the chosen token's log probability is the one its alternative shows */
+    assert_int_equal(o[4].n_lp, o[4].tokens);
+    lp_join(m, &o[4], o[4].n_lp, joined, sizeof joined);
+    assert_string_equal(joined, o[4].text);
+    int off_top = 0;
+    for (int g = 0; g < o[4].n_lp; g++) {
+        const spill_token_logprob *r = &o[4].lp[g];
+        assert_int_equal(r->n_top, 3);
+        for (int k = 0; k < 3; k++) {
+            if (k) assert_true(r->top_logprob[k] <= r->top_logprob[k - 1]);
+            if (r->top_id[k] == r->id) assert_true(r->top_logprob[k] == r->logprob);
+        }
+        off_top += r->id != r->top_id[0];
+    }
+    assert_true(off_top > 0); /* temperature 1 drew something else than the most likely at least once */
+    spill_sched_free(s);
     spill_engine_free(e);
 }
 
@@ -487,6 +649,7 @@ int main(void) {
         cmocka_unit_test(test_prefill_budget),    cmocka_unit_test(test_preemption),
         cmocka_unit_test(test_cancel_and_stop),  cmocka_unit_test(test_queue_full_and_sharing),
         cmocka_unit_test(test_drain),            cmocka_unit_test(test_prompt_order),
+        cmocka_unit_test(test_logprobs),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

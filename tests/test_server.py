@@ -195,6 +195,47 @@ try:
     b = client.completions.create(model="x", prompt=PROMPTS[1], max_tokens=16, temperature=0.9, seed=7).choices[0].text
     check(a == b, "the same seed gives the same sampled text")
 
+    # log probabilities: a completion's logprobs=N, a chat's logprobs + top_logprobs; greedy, so each
+    # token is its first alternative; streamed the same as whole (stories260K writes ASCII: the tokens'
+    # texts join to the text)
+    r = client.completions.create(model="x", prompt=PROMPTS[0], max_tokens=24, temperature=0, logprobs=3)
+    lp = r.choices[0].logprobs
+    n = r.usage.completion_tokens
+    check(r.choices[0].text == ref[PROMPTS[0]] and "".join(lp.tokens) == r.choices[0].text
+          and len(lp.tokens) == len(lp.token_logprobs) == len(lp.top_logprobs) == n,
+          "completion logprobs: one entry per generated token, their texts the text")
+    check(all(x <= 0 for x in lp.token_logprobs) and all(len(d) == 3 for d in lp.top_logprobs)
+          and all(abs(d[t] - x) < 1e-6 and abs(max(d.values()) - x) < 1e-6
+                  for t, x, d in zip(lp.tokens, lp.token_logprobs, lp.top_logprobs)),
+          "completion logprobs: the chosen token is the likeliest of 3 alternatives, with the same log probability")
+    toks, vals = [], []
+    for chunk in client.completions.create(model="x", prompt=PROMPTS[0], max_tokens=24, temperature=0, logprobs=3,
+                                           stream=True):
+        if chunk.choices and chunk.choices[0].logprobs:
+            toks += chunk.choices[0].logprobs.tokens
+            vals += chunk.choices[0].logprobs.token_logprobs
+    check(toks == lp.tokens and vals == lp.token_logprobs, "completion logprobs: streamed equals whole")
+    st, _, body = http(srv.url + "/v1/completions", {"prompt": PROMPTS[0], "max_tokens": 4, "temperature": 0, "logprobs": 0})
+    d = json.loads(body)["choices"][0]["logprobs"] if st == 200 else {}
+    check(len(d.get("token_logprobs", [])) == 4 and d["top_logprobs"] == [{}] * 4,
+          "completion logprobs=0: the chosen tokens' only")
+    whole = client.chat.completions.create(model="x", messages=msgs, max_tokens=16, temperature=0, logprobs=True,
+                                           top_logprobs=2)
+    content = whole.choices[0].logprobs.content
+    check("".join(c.token for c in content) == whole.choices[0].message.content and len(content) == whole.usage.completion_tokens
+          and all(c.bytes == list(c.token.encode()) and len(c.top_logprobs) == 2 and c.top_logprobs[0].token == c.token
+                  and c.top_logprobs[0].logprob == c.logprob >= c.top_logprobs[1].logprob for c in content),
+          "chat logprobs: each token with its bytes and 2 alternatives, itself the first")
+    streamed = []
+    for chunk in client.chat.completions.create(model="x", messages=msgs, max_tokens=16, temperature=0, logprobs=True,
+                                                top_logprobs=2, stream=True):
+        if chunk.choices and chunk.choices[0].logprobs:
+            streamed += chunk.choices[0].logprobs.content
+    check([(c.token, c.logprob) for c in streamed] == [(c.token, c.logprob) for c in content],
+          "chat logprobs: streamed equals whole")
+    plain_chat = client.chat.completions.create(model="x", messages=msgs, max_tokens=4, temperature=0)
+    check(plain_chat.choices[0].logprobs is None, "chat: no logprobs unless asked")
+
     # a client that goes away: its request is cancelled, its blocks freed
     cancelled0 = metric(srv, "spill_requests_cancelled_total")
     proc = subprocess.Popen(["curl", "-sN", "-X", "POST", srv.url + "/v1/completions", "-H", "Content-Type: application/json",
@@ -241,14 +282,16 @@ try:
     bad("/v1/chat/completions", {"messages": "hi"}, 400, "messages")
     bad("/v1/completions", {"prompt": ["hi", "there"]}, 400, "prompt")
     # what spill-server does not do is refused, not ignored; at its "off" value it is taken
-    bad("/v1/completions", {"prompt": "hi", "logprobs": 2}, 400, "logprobs")
+    bad("/v1/completions", {"prompt": "hi", "logprobs": 21}, 400, "logprobs")
+    bad("/v1/completions", {"prompt": "hi", "logprobs": 2, "top_logprobs": 2}, 400, "top_logprobs")
+    bad("/v1/chat/completions", {"messages": [{"role": "user", "content": "hi"}], "logprobs": 2}, 400, "logprobs")
+    bad("/v1/chat/completions", {"messages": [{"role": "user", "content": "hi"}], "top_logprobs": 2}, 400, "top_logprobs")
     bad("/v1/completions", {"prompt": "hi", "echo": True}, 400, "echo")
     bad("/v1/completions", {"prompt": "hi", "logit_bias": {"1": -100}}, 400, "logit_bias")
     bad("/v1/completions", {"prompt": "hi", "frequency_penalty": 1}, 400, "frequency_penalty")
     bad("/v1/completions", {"prompt": "hi", "presence_penalty": "x"}, 400, "presence_penalty")
     bad("/v1/completions", {"prompt": "hi", "best_of": 2}, 400, "best_of")
     bad("/v1/completions", {"prompt": "hi", "stream_options": {"include_usage": True}}, 400, "stream_options")
-    bad("/v1/chat/completions", {"messages": [{"role": "user", "content": "hi"}], "logprobs": True}, 400, "logprobs")
     bad("/v1/chat/completions", {"messages": [{"role": "user", "content": "hi"}], "tools": [{"type": "function"}]}, 400,
         "tools")
     bad("/v1/chat/completions", {"messages": [{"role": "user", "content": "hi"}], "response_format": {"type": "json_object"}},

@@ -349,7 +349,9 @@ typedef struct sched_out {
     spill_finish finish;
 } sched_out;
 
-static void sched_sink(void *user, const char *text, size_t len, int n_tokens, spill_finish finish) {
+static void sched_sink(void *user, const char *text, size_t len, int n_tokens, const spill_token_logprob *lp,
+                       int n_lp, spill_finish finish) {
+    (void)lp, (void)n_lp;
     (void)text, (void)len;
     sched_out *o = user;
     pthread_mutex_lock(&o->lock);
@@ -374,7 +376,7 @@ static void *submit_worker(void *arg) {
         sched_out *o = &w->out[r];
         pthread_mutex_init(&o->lock, NULL);
         pthread_cond_init(&o->cv, NULL);
-        spill_request req = {prompt, 40, 8 + r, 0.0f, 1.0f, 0, (uint64_t)r, NULL, 0};
+        spill_request req = {prompt, 40, 8 + r, 0.0f, 1.0f, 0, (uint64_t)r, NULL, 0, 0, 0};
         spill_err err = {{0}};
         int full = 0;
         while (spill_sched_submit(w->s, &req, sched_sink, o, &ids[r], &full, &err)) {
