@@ -345,8 +345,20 @@ static void take_token(spill_sched *s, req *r, int id) {
         snprintf(r->error, sizeof r->error, "out of memory");
         return;
     }
-    if (r->logprobs) { /* room was made at submit: max_tokens */
-        SPILL_ASSERT(r->n_lp < r->cap_lp);
+    if (r->logprobs) { /* grown as tokens come: a long context's max_tokens would hold megabytes per request */
+        if (r->n_lp == r->cap_lp) {
+            int cap = r->cap_lp ? 2 * r->cap_lp : 16; /* test_logprobs grows it once */
+            spill_token_logprob *lp = realloc(r->lp, sizeof *lp * (size_t)cap);
+            if (lp) r->lp = lp;
+            size_t *end = lp ? realloc(r->lp_end, sizeof *end * (size_t)cap) : NULL;
+            if (end) r->lp_end = end;
+            if (!lp || !end) {
+                r->finish = SPILL_FINISH_ERROR;
+                snprintf(r->error, sizeof r->error, "out of memory for the log probabilities");
+                return;
+            }
+            r->cap_lp = cap;
+        }
         r->lp[r->n_lp] = r->next_lp;
         r->lp_end[r->n_lp++] = r->text_len;
     }
@@ -572,13 +584,9 @@ int spill_sched_submit(spill_sched *s, const spill_request *q, spill_sched_sink 
     }
     r->tokens = malloc(sizeof(int) * (size_t)r->cap);
     r->stop = q->n_stop ? calloc((size_t)q->n_stop, sizeof *r->stop) : NULL;
-    if ((r->logprobs = q->logprobs != 0)) {
-        r->top_logprobs = q->top_logprobs;
-        r->cap_lp = max_tokens;
-        r->lp = malloc(sizeof *r->lp * (size_t)max_tokens);
-        r->lp_end = malloc(sizeof *r->lp_end * (size_t)max_tokens);
-    }
-    if (!r->tokens || (q->n_stop && !r->stop) || (r->logprobs && (!r->lp || !r->lp_end))) {
+    r->logprobs = q->logprobs != 0;
+    r->top_logprobs = q->top_logprobs;
+    if (!r->tokens || (q->n_stop && !r->stop)) {
         req_free(r);
         return spill_err_set(err, "out of memory");
     }
