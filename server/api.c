@@ -277,15 +277,21 @@ int spill_api_parse(int chat, const char *body, size_t len, const spill_model *m
             r->logprobs = lp->boolean;
         }
         if (integer(j, "top_logprobs", 0, SPILL_MAX_TOP_LOGPROBS, &v, &given, e)) goto out;
-        if (given && !r->logprobs) {
+        if (given && v && !r->logprobs) { /* 0 is its off value, which some clients always send */
             fail(e, 400, "top_logprobs", "'top_logprobs' needs 'logprobs': true");
             goto out;
         }
-        if (given) r->top_logprobs = (int)v;
+        if (given && r->logprobs) r->top_logprobs = (int)v;
     } else {
-        if (integer(j, "logprobs", 0, SPILL_MAX_TOP_LOGPROBS, &v, &given, e)) goto out;
-        r->logprobs = given;
-        if (given) r->top_logprobs = (int)v;
+        const spill_json *lp = spill_json_get(j, "logprobs");
+        if (lp && lp->type == SPILL_JSON_BOOL && !lp->boolean) {
+            /* false: off, as some clients send it */
+        } else if (integer(j, "logprobs", 0, SPILL_MAX_TOP_LOGPROBS, &v, &given, e)) {
+            goto out;
+        } else if (given) {
+            r->logprobs = 1;
+            r->top_logprobs = (int)v;
+        }
         const spill_json *tl = spill_json_get(j, "top_logprobs");
         if (tl && tl->type != SPILL_JSON_NULL) {
             fail(e, 400, "top_logprobs", "'top_logprobs' is a chat completion's; a completion's 'logprobs' is the number of "

@@ -299,6 +299,11 @@ try:
     bad("/v1/chat/completions", {"messages": [{"role": "tool", "content": "hi"}]}, 400, "messages[0].role")
     bad("/v1/chat/completions", {"messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "x"}}]}]},
         400, "messages[0].content")
+    st, _, _ = http(srv.url + "/v1/chat/completions", {"messages": [{"role": "user", "content": "hi"}], "max_tokens": 1,
+                                                       "logprobs": False, "top_logprobs": 0})
+    check(st == 200, "chat: logprobs false with top_logprobs 0 (their off values) is taken")
+    st, _, _ = http(srv.url + "/v1/completions", {"prompt": "hi", "max_tokens": 1, "logprobs": False})
+    check(st == 200, "completion: logprobs false is taken as off")
     st, _, _ = http(srv.url + "/v1/completions", {"prompt": "hi", "max_tokens": 1, "logprobs": None, "echo": False,
                                                   "logit_bias": {}, "frequency_penalty": 0, "best_of": 1})
     check(st == 200, "those fields at their off values are taken")
