@@ -229,6 +229,7 @@ static panel_kind panel_of(spill_dtype w) {
 int spill_dots_panel_ok(spill_dtype w) { return panel_of(w) != PANEL_NONE; }
 
 size_t spill_dots_panel_bytes(spill_dtype w, int64_t n) {
+    (void)n; /* no panels on this CPU's build */
     switch (panel_of(w)) {
 #if defined(SPILL_DOT_AVX512_VNNI)
     case PANEL_KQ_VNNI: return spill_dots_kpanel_bytes(n);
