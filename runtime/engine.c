@@ -147,13 +147,15 @@ static int choose_device(spill_engine *e, spill_engine_params *p, int *read_mapp
     snprintf(e->device, sizeof e->device, "cuda");
     spill_gpu_info gpu;
     spill_err gerr;
-    int n_gpus;
     if (!e->dev_iface->placer)
         return spill_err_set(err, "--device cuda: this build of spill has no CUDA support; run on the CPU with --device cpu");
-    /* no driver or no device: the platform's message already points to --device cpu */
-    if (spill_gpu_count(&n_gpus, &gerr)) return spill_err_set(err, "--device cuda: %s", gerr.msg);
-    if (spill_gpu_query(0, &gpu, &gerr))
-        return spill_err_set(err, "--device cuda: %s; run on the CPU with --device cpu", gerr.msg);
+    if (spill_gpu_query(0, &gpu, &gerr)) {
+        /* no driver or no device (spill_gpu_count fails too): the platform's message points to --device cpu */
+        int n_gpus;
+        spill_err cerr;
+        int none = spill_gpu_count(&n_gpus, &cerr) != 0;
+        return spill_err_set(err, "--device cuda: %s%s", gerr.msg, none ? "" : "; run on the CPU with --device cpu");
+    }
     if (!p->policy) p->policy = "pin"; /* a GPU run fills HBM */
     if (!p->profile && spill_profile_named("auto", &e->profile, NULL, 0, err)) return -1; /* from the attributes */
     if (!p->hbm_budget) p->hbm_budget = gpu.free_mem > p->hbm_reserve ? gpu.free_mem - p->hbm_reserve : 0;

@@ -413,8 +413,13 @@ void spill_api_write_str(FILE *f, const char *s, size_t n) {
 /* JSON has no infinity: a token the logits rule out (-inf) gets OpenAI's -9999 */
 static void write_lp(FILE *f, float x) { fprintf(f, "%.9g", isfinite(x) ? x : -9999.0f); }
 
-static void write_bytes(FILE *f, const char *b, int n) {
-    fputc('[', f);
+/* a chat's token entry, left open for what follows: {"token", "logprob", "bytes" */
+static void chat_token(FILE *f, const char *b, int n, float lp) {
+    fputs("{\"token\": ", f);
+    spill_api_write_str(f, b, (size_t)n);
+    fputs(", \"logprob\": ", f);
+    write_lp(f, lp);
+    fputs(", \"bytes\": [", f);
     for (int i = 0; i < n; i++) fprintf(f, i ? ", %d" : "%d", (unsigned char)b[i]);
     fputc(']', f);
 }
@@ -437,22 +442,12 @@ static void write_logprobs(FILE *f, const spill_api_req *r, const spill_tokenize
     if (r->chat) {
         fputs("{\"content\": [", f);
         for (int i = 0; i < n; i++) {
-            int bn = token_text(tok, lp[i].id, b, (int)sizeof b);
-            fputs(i ? ", {\"token\": " : "{\"token\": ", f);
-            spill_api_write_str(f, b, (size_t)bn);
-            fputs(", \"logprob\": ", f);
-            write_lp(f, lp[i].logprob);
-            fputs(", \"bytes\": ", f);
-            write_bytes(f, b, bn);
+            if (i) fputs(", ", f);
+            chat_token(f, b, token_text(tok, lp[i].id, b, (int)sizeof b), lp[i].logprob);
             fputs(", \"top_logprobs\": [", f);
             for (int k = 0; k < lp[i].n_top; k++) {
-                int tn = token_text(tok, lp[i].top_id[k], b, (int)sizeof b);
-                fputs(k ? ", {\"token\": " : "{\"token\": ", f);
-                spill_api_write_str(f, b, (size_t)tn);
-                fputs(", \"logprob\": ", f);
-                write_lp(f, lp[i].top_logprob[k]);
-                fputs(", \"bytes\": ", f);
-                write_bytes(f, b, tn);
+                if (k) fputs(", ", f);
+                chat_token(f, b, token_text(tok, lp[i].top_id[k], b, (int)sizeof b), lp[i].top_logprob[k]);
                 fputc('}', f);
             }
             fputs("]}", f);

@@ -95,25 +95,62 @@ static const char *prompts[] = {"Once upon a time", "The little dog", "Lily and 
                                 "One day, a big bird", "Tom had a red ball", "The sun was hot and"};
 enum { N_P = 6, MAX_TOK = 24 };
 
-/* greedy text of a prompt, alone: the reference */
-static void alone(const char *prompt, int max_tokens, char *text, size_t cap) {
+/* Log probabilities, greedy, the reference computed here from the logits the sequence gets alone:
+ * each token's log-softmax (in double) and the TOP most likely, the lower id first among equals. */
+enum { TOP = 5 };
+typedef struct lp_ref {
+    int id, top[TOP], n_bytes; /* n_bytes: its text's */
+    double lp, top_lp[TOP];
+} lp_ref;
+
+/* greedy text of a prompt, alone: the reference; with ref, each token's log probabilities too. Returns
+ * the tokens generated. */
+static int alone_ref(const char *prompt, int max_tokens, char *text, size_t cap, lp_ref *ref) {
     spill_err err = {{0}};
     spill_engine *e = engine(1, 0);
     const spill_model *m = spill_engine_model(e);
-    int *t, n;
+    const int V = m->hp.vocab;
+    int *t, n, g = 0;
     assert_int_equal(spill_tokenize(&m->tok, prompt, strlen(prompt), 1, 1, &t, &n, &err), 0);
     assert_int_equal(spill_engine_prefill(e, 0, t, n, 0, NULL, &err), 0); /* in batch-sized chunks */
     size_t len = 0;
     text[0] = 0;
-    for (int g = 0; g < max_tokens; g++) {
-        int id = argmax_logit(spill_engine_logits(e), m->hp.vocab);
+    for (; g < max_tokens; g++) {
+        const float *l = spill_engine_logits(e);
+        int id = argmax_logit(l, V);
         if (spill_token_is_eog(&m->tok, id)) break;
-        len += (size_t)spill_token_to_bytes(&m->tok, id, text + len, (int)(cap - len));
+        int nb = spill_token_to_bytes(&m->tok, id, text + len, (int)(cap - len));
+        len += (size_t)nb;
         text[len] = 0;
+        if (ref) {
+            ref[g].n_bytes = nb;
+            double mx = l[0], sum = 0;
+            for (int i = 1; i < V; i++) mx = l[i] > mx ? l[i] : mx;
+            for (int i = 0; i < V; i++) sum += exp((double)l[i] - mx);
+            double lse = mx + log(sum);
+            lp_ref *r = &ref[g];
+            r->id = id;
+            r->lp = (double)l[id] - lse;
+            for (int k = 0; k < TOP; k++) { /* the largest not taken yet, the lower id first */
+                int best = -1;
+                for (int i = 0; i < V; i++) {
+                    int taken = 0;
+                    for (int j = 0; j < k; j++) taken |= r->top[j] == i;
+                    if (!taken && (best < 0 || l[i] > l[best])) best = i;
+                }
+                r->top[k] = best;
+                r->top_lp[k] = (double)l[best] - lse;
+            }
+        }
         assert_int_equal(spill_engine_forward(e, 0, &id, 1, n + g, &err), 0);
     }
     free(t);
     spill_engine_free(e);
+    return g;
+}
+
+static void alone(const char *prompt, int max_tokens, char *text, size_t cap) {
+    alone_ref(prompt, max_tokens, text, cap, NULL);
 }
 
 static int submit(spill_sched *s, spill_engine *e, const char *prompt, int max_tokens, const char *const *stop, int n_stop,
@@ -485,53 +522,6 @@ static void test_drain(void **s) {
     spill_engine_free(e);
 }
 
-/* Log probabilities, greedy, the reference computed here from the logits the sequence gets alone:
- * each token's log-softmax (in double) and the TOP most likely, the lower id first among equals. */
-enum { TOP = 5 };
-typedef struct lp_ref {
-    int id, top[TOP];
-    double lp, top_lp[TOP];
-    char bytes[64];
-    int n_bytes;
-} lp_ref;
-
-static int alone_lp(const char *prompt, int max_tokens, lp_ref *ref) {
-    spill_err err = {{0}};
-    spill_engine *e = engine(1, 0);
-    const spill_model *m = spill_engine_model(e);
-    const int V = m->hp.vocab;
-    int *t, n, g = 0;
-    assert_int_equal(spill_tokenize(&m->tok, prompt, strlen(prompt), 1, 1, &t, &n, &err), 0);
-    assert_int_equal(spill_engine_prefill(e, 0, t, n, 0, NULL, &err), 0);
-    for (; g < max_tokens; g++) {
-        const float *l = spill_engine_logits(e);
-        int id = argmax_logit(l, V);
-        if (spill_token_is_eog(&m->tok, id)) break;
-        double mx = l[0], sum = 0;
-        for (int i = 1; i < V; i++) mx = l[i] > mx ? l[i] : mx;
-        for (int i = 0; i < V; i++) sum += exp((double)l[i] - mx);
-        double lse = mx + log(sum);
-        lp_ref *r = &ref[g];
-        r->id = id;
-        r->lp = (double)l[id] - lse;
-        for (int k = 0; k < TOP; k++) { /* the largest not taken yet, the lower id first */
-            int best = -1;
-            for (int i = 0; i < V; i++) {
-                int taken = 0;
-                for (int j = 0; j < k; j++) taken |= r->top[j] == i;
-                if (!taken && (best < 0 || l[i] > l[best])) best = i;
-            }
-            r->top[k] = best;
-            r->top_lp[k] = (double)l[best] - lse;
-        }
-        r->n_bytes = spill_token_to_bytes(&m->tok, id, r->bytes, (int)sizeof r->bytes);
-        assert_int_equal(spill_engine_forward(e, 0, &id, 1, n + g, &err), 0);
-    }
-    free(t);
-    spill_engine_free(e);
-    return g;
-}
-
 static void submit_lp(spill_sched *s, spill_engine *e, const char *prompt, float temp, int logprobs, int top,
                       const char *const *stop, int n_stop, out *o) {
     spill_err err = {{0}};
@@ -561,12 +551,10 @@ static size_t lp_join(const spill_model *m, const out *o, int upto, char *buf, s
 static void test_logprobs(void **st) {
     (void)st;
     static lp_ref ref[MAX_TOK];
-    int n_ref = alone_lp(prompts[0], MAX_TOK, ref);
-    assert_true(n_ref > 4);
     char text[1024];
-    size_t tl = 0;
-    for (int g = 0; g < n_ref; g++) memcpy(text + tl, ref[g].bytes, (size_t)ref[g].n_bytes), tl += (size_t)ref[g].n_bytes;
-    text[tl] = 0;
+    int n_ref = alone_ref(prompts[0], MAX_TOK, text, sizeof text, ref);
+    assert_true(n_ref > 4);
+    const size_t tl = strlen(text);
     /* a stop string that begins inside a token: three bytes from a token's second one on, found
        first there; the records then end with that token */
     char stop[4] = {0};
