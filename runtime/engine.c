@@ -91,11 +91,13 @@ static int make_plan(spill_engine *e, const spill_engine_params *p, spill_err *e
         return -1;
     uint64_t budget = e->hbm_budget;
     if (budget) {
-        uint64_t w = placer->work_bytes(&e->model.hp, e->n_ctx, e->batch, p->kv_block);
+        int n_seqs = p->n_seqs > 0 ? p->n_seqs : 1;
+        uint64_t w = placer->work_bytes(&e->model.hp, e->n_ctx, e->batch, n_seqs, p->kv_block);
         if (w >= budget)
             return spill_err_set(err, "an HBM budget of %.1f MiB does not hold the %s's work buffers (%.1f MiB for a "
-                                      "context of %d and batches of %d); raise --hbm-budget or lower -c/--ctx-size or "
-                                      "-b/--batch-size", mib(budget), placer->device, mib(w), e->n_ctx, e->batch);
+                                      "context of %d, batches of %d and %d sequences); raise --hbm-budget or lower "
+                                      "-c/--ctx-size, -b/--batch-size or the sequences (--parallel, --n-parallel)",
+                                 mib(budget), placer->device, mib(w), e->n_ctx, e->batch, n_seqs);
         budget -= w;
     }
     /* the host limit: what the plan may put in host memory. When the engine's own allocator enforces the

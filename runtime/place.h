@@ -41,8 +41,9 @@ typedef struct spill_placer_iface {
     /* the type the device multiplies a weight in; vectors are F32 on every device */
     spill_dtype (*held_type)(const spill_weight *w);
     /* HBM the device's work buffers take beside the plan's regions, from the table it allocates them
-       by: activations, scores, logits, the KV block table (0: they live in host memory) */
-    uint64_t (*work_bytes)(const spill_hparams *hp, int n_ctx, int batch, int kv_block);
+       by: activations, scores, logits, the KV block table (0: they live in host memory); n_seqs: the
+       sequences the KV cache holds, of which a step may run up to `batch` */
+    uint64_t (*work_bytes)(const spill_hparams *hp, int n_ctx, int batch, int n_seqs, int kv_block);
     /* may the device read this bound tensor where it lies, as it is? streamed: as the source of the
        ring's copies rather than as a matmul's operand */
     int (*in_place)(void *ctx, const spill_weight *w, int streamed);

@@ -9,8 +9,8 @@
 
 static spill_dtype cpu_held_type(const spill_weight *w) { return w->rows == 1 ? SPILL_DT_F32 : w->type; }
 
-static uint64_t cpu_work_bytes(const spill_hparams *hp, int n_ctx, int batch, int kv_block) {
-    (void)hp, (void)n_ctx, (void)batch, (void)kv_block;
+static uint64_t cpu_work_bytes(const spill_hparams *hp, int n_ctx, int batch, int n_seqs, int kv_block) {
+    (void)hp, (void)n_ctx, (void)batch, (void)n_seqs, (void)kv_block;
     return 0; /* the CPU's work buffers live in host memory */
 }
 

@@ -160,6 +160,12 @@ if [ -r "$smollm" ]; then
         --temp 0 -n 128 --device cuda --policy pin
     step "CUDA-graph decode off (SmolLM2, policy pin)" 30 env SPILL_CUDA_GRAPHS=0 "$gen" -m "$smollm" -p "The capital of France is" \
         --temp 0 -n 128 --device cuda --policy pin
+    # Steps of several sequences (issue 17): with the layers streamed, 16 sequences a step should read
+    # each weight once per step, so their aggregate decode tok/s is well above one sequence's
+    step "Steps of 16 sequences (SmolLM2, policy stream, 40M)" 40 "$gen" -m "$smollm" -p "The capital of France is" \
+        --temp 0 -n 64 -c 512 --device cuda --policy stream --hbm-budget 40M --n-parallel 16
+    step "One sequence (SmolLM2, policy stream, 40M)" 30 "$gen" -m "$smollm" -p "The capital of France is" \
+        --temp 0 -n 64 -c 512 --device cuda --policy stream --hbm-budget 40M
     step "Placement sweep: SmolLM2 (Q4_1, kept Q4_1 on the GPU)" 90 "$bench" placement -m "$smollm" --device cuda \
         "${profile_args[@]}" --budgets "${GPU_CHECK_SMOLLM_BUDGETS:-25%,50%,100%}" --policies fault,pin,stream,auto --prompt-tokens 128 --gen-tokens 32 \
         --plot "$root/$build/placement-smollm2-gpu.svg"

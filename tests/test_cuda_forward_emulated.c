@@ -868,7 +868,7 @@ static void test_work_buffers_128k(void **s) {
     spill_hparams hp = {.n_layers = 80, .dim = 8192, .n_heads = 64, .n_kv_heads = 8, .head_dim = 128, .ffn_dim = 28672,
                         .vocab = 128256, .ctx_train = 131072, .rope_dims = 128};
     spill_cu_buffer a[SPILL_CU_BUFFERS], b[SPILL_CU_BUFFERS];
-    int na = spill_cu_buffers(&hp, 4096, 32, 0, 1, NULL, a), nb = spill_cu_buffers(&hp, 131072, 32, 0, 1, NULL, b);
+    int na = spill_cu_buffers(&hp, 4096, 32, 1, 0, 1, NULL, a), nb = spill_cu_buffers(&hp, 131072, 32, 1, 0, 1, NULL, b);
     assert_int_equal(na, nb);
     uint64_t total = 0;
     for (int i = 0; i < nb; i++) {
@@ -878,12 +878,22 @@ static void test_work_buffers_128k(void **s) {
         else
             assert_int_equal(b[i].bytes, a[i].bytes); /* the same at 4096 positions as at 131072 */
     }
-    uint64_t (*work)(const spill_hparams *, int, int, int) = spill_cuda_device.placer->work_bytes;
-    uint64_t w4k = work(&hp, 4096, 32, 0), w128k = work(&hp, 131072, 32, 0);
+    uint64_t (*work)(const spill_hparams *, int, int, int, int) = spill_cuda_device.placer->work_bytes;
+    uint64_t w4k = work(&hp, 4096, 32, 1, 0), w128k = work(&hp, 131072, 32, 1, 0);
     printf("GPU work buffers, 70B shape, batch 32: %.1f MiB in all at 131072 positions; HBM with the arena's rounding "
            "%.1f MiB at 4096, %.1f MiB at 131072\n", total / 1048576.0, w4k / 1048576.0, w128k / 1048576.0);
     assert_true(total < 96ull << 20);
     assert_true(w128k < 128ull << 20 && w128k - w4k <= 16ull << 20);
+    /* a step of several sequences lists each one's blocks: the table holds as many as a step may run
+       (the batch's tokens or the cache's sequences, the fewer) */
+    for (int seqs = 2; seqs <= 64; seqs *= 2) {
+        spill_cu_buffer c[SPILL_CU_BUFFERS];
+        int nc = spill_cu_buffers(&hp, 131072, 32, seqs, 0, 1, NULL, c);
+        assert_int_equal(nc, nb);
+        for (int i = 0; i < nc; i++)
+            assert_int_equal(c[i].bytes, strstr(c[i].what, "KV block table") ? b[i].bytes * (uint64_t)(seqs < 32 ? seqs : 32)
+                                                                              : b[i].bytes);
+    }
 }
 
 /* a ring on pageable host memory (the system backend) is refused: copies from pageable memory are
@@ -1035,7 +1045,11 @@ static void test_hf_fixtures(void **s) {
 
 /* --n-parallel on the GPU: three sequences forked from one prompt share its KV blocks (the prompt
  * ends inside a block, so the first new token of each copies that block on write); each continues
- * with its own tokens, and each one's logits must be the CPU's for the same sequence. */
+ * with its own tokens, and each one's logits must be the CPU's for the same sequence. Then two steps
+ * of all three at once: one token each (a decode step), and runs of 3, 1 and 2 tokens with some
+ * outputs dropped (prompt chunks beside decoding); their logits must be the CPU's for the same steps,
+ * and a step streams each layer through the ring once, as one sequence's step does, not once per
+ * sequence. */
 static void test_parallel_sequences(void **s) {
     (void)s;
     int prompt[64];
@@ -1073,36 +1087,70 @@ static void test_parallel_sequences(void **s) {
     spill_batch bb = {N, btok, bseq, bpos, bout, NULL, 0};
     assert_int_equal(spill_engine_step(e, &bb, &err), 0);
     for (int i = 0; i < N; i++) memcpy(cpu_batch[i], spill_engine_logits_at(e, i), sizeof(float) * (size_t)V);
+    /* runs of 3, 1 and 2 tokens, the first and fourth outputs dropped; the third sequence's run starts
+       one position back (it writes its last position again, as after a rejected draft) */
+    enum { M = 6 };
+    static float cpu_mixed[M][512];
+    int P = np + STEPS + 1;
+    int mtok[M] = {50, 51, 52, 53, 54, 55}, mseq[M] = {0, 0, 0, 1, 2, 2}, mpos[M] = {P, P + 1, P + 2, P, P - 1, P};
+    uint8_t mout[M] = {0, 1, 1, 0, 1, 1};
+    spill_batch mb = {M, mtok, mseq, mpos, mout, NULL, 0};
+    assert_int_equal(spill_engine_step(e, &mb, &err), 0);
+    assert_int_equal(spill_engine_n_outputs(e), 4);
+    for (int i = 0; i < 4; i++) memcpy(cpu_mixed[i], spill_engine_logits_at(e, i), sizeof(float) * (size_t)V);
     spill_engine_free(e);
-    /* the GPU path, streamed through the ring too */
-    spill_mem *mem = gpu_mem(64u << 20);
-    e = open_gpu(stories_path(), "stream", "h100-pcie", 64u << 20, 64, 8, N, KVB, mem);
-    assert_int_equal(spill_engine_forward(e, 0, prompt, np, 0, &err), 0);
-    for (int i = 1; i < N; i++) assert_int_equal(spill_kv_fork(spill_engine_kv(e), 0, i, &err), 0);
-    double worst = 0;
-    for (int k = 0; k < STEPS; k++)
+    /* the GPU path: streamed through the ring, and all in HBM with the decode steps as CUDA graphs */
+    for (int streamed = 1; streamed >= 0; streamed--) {
+        spill_mem *mem = gpu_mem(64u << 20);
+        e = open_gpu(stories_path(), streamed ? "stream" : "pin", "h100-pcie", 64u << 20, 64, 8, N, KVB, mem);
+        assert_int_equal(spill_engine_forward(e, 0, prompt, np, 0, &err), 0);
+        for (int i = 1; i < N; i++) assert_int_equal(spill_kv_fork(spill_engine_kv(e), 0, i, &err), 0);
+        double worst = 0;
+        spill_engine_stats st, st0;
+        uint64_t one_seq = 0; /* bytes one sequence's decode step streams through the ring */
+        for (int k = 0; k < STEPS; k++)
+            for (int i = 0; i < N; i++) {
+                int tok = 10 + 7 * i + 3 * k;
+                spill_engine_get_stats(e, &st0);
+                assert_int_equal(spill_engine_forward(e, i, &tok, 1, np + k, &err), 0);
+                spill_engine_get_stats(e, &st);
+                one_seq = st.prefetched - st0.prefetched;
+                const float *got = spill_engine_logits(e);
+                worst = fmax(worst, max_abs_diff(got, cpu[k][i], (size_t)V));
+            }
+        assert_true(streamed ? one_seq > 0 : one_seq == 0);
+        spill_engine_get_stats(e, &st0);
+        assert_int_equal(spill_engine_step(e, &bb, &err), 0);
+        spill_engine_get_stats(e, &st);
+        assert_int_equal(st.prefetched - st0.prefetched, one_seq); /* the weights once for all N */
+        /* a decode step of N sequences is a graph (of other kernels than one sequence's: made anew) */
+        assert_int_equal(st.graph_launches - st0.graph_launches, !streamed);
+        assert_int_equal(st.graphs_made - st0.graphs_made, !streamed);
+        assert_int_equal(spill_engine_n_outputs(e), N);
         for (int i = 0; i < N; i++) {
-            int tok = 10 + 7 * i + 3 * k;
-            assert_int_equal(spill_engine_forward(e, i, &tok, 1, np + k, &err), 0);
-            const float *got = spill_engine_logits(e);
-            worst = fmax(worst, max_abs_diff(got, cpu[k][i], (size_t)V));
+            const float *got = spill_engine_logits_at(e, i);
+            worst = fmax(worst, max_abs_diff(got, cpu_batch[i], (size_t)V));
         }
-    assert_int_equal(spill_engine_step(e, &bb, &err), 0);
-    assert_int_equal(spill_engine_n_outputs(e), N);
-    for (int i = 0; i < N; i++) {
-        const float *got = spill_engine_logits_at(e, i);
-        worst = fmax(worst, max_abs_diff(got, cpu_batch[i], (size_t)V));
+        spill_engine_get_stats(e, &st0);
+        assert_int_equal(spill_engine_step(e, &mb, &err), 0);
+        spill_engine_get_stats(e, &st);
+        assert_int_equal(st.prefetched - st0.prefetched, one_seq);
+        assert_int_equal(st.graph_launches, st0.graph_launches); /* runs of several tokens go eagerly */
+        assert_int_equal(spill_engine_n_outputs(e), 4);
+        for (int i = 0; i < 4; i++) worst = fmax(worst, max_abs_diff(spill_engine_logits_at(e, i), cpu_mixed[i], (size_t)V));
+        spill_engine_get_stats(e, &st);
+        printf("%s: %d sequences x %d steps and two batched steps: logits within %.2e of the CPU's; %llu blocks copied "
+               "on write; %llu bytes through the ring per step, whatever its sequences; %llu graph launches\n",
+               streamed ? "stream" : "pin", N, STEPS, worst, (unsigned long long)st.kv.cow_copies,
+               (unsigned long long)one_seq, (unsigned long long)st.graph_launches);
+        assert_true(worst < 1e-4);
+        assert_true(st.kv.cow_copies >= N - 1);
+        assert_true(streamed ? st.graph_launches == 0 : st.graph_launches > STEPS * N);
+        int tok = 1;
+        assert_int_equal(spill_engine_forward(e, N, &tok, 1, np, &err), -1); /* no such sequence */
+        spill_engine_free(e);
+        spill_mem_free(mem);
     }
-    spill_engine_stats st;
-    spill_engine_get_stats(e, &st);
-    printf("%d sequences x %d steps and one batched step: logits within %.2e of the CPU's; %llu blocks copied on write\n", N, STEPS, worst,
-           (unsigned long long)st.kv.cow_copies);
-    assert_true(worst < 1e-4);
-    assert_true(st.kv.cow_copies >= N - 1);
-    int tok = 1;
-    assert_int_equal(spill_engine_forward(e, N, &tok, 1, np, &err), -1); /* no such sequence */
-    spill_engine_free(e);
-    spill_mem_free(mem);
 }
 
 int main(void) {

@@ -17,7 +17,7 @@ static void gpu_free(void *ctx) {
     spill_exec_free(&s->exec);
     spill_placed_free(&s->placed);
     spill_cu_buffer b[SPILL_CU_BUFFERS];
-    int n = spill_cu_buffers(s->hp, s->n_ctx, s->max_batch, s->kv.T, s->m->rope_freq != NULL, s, b);
+    int n = spill_cu_buffers(s->hp, s->n_ctx, s->max_batch, s->n_seqs, s->kv.T, s->m->rope_freq != NULL, s, b);
     for (int i = 0; i < n; i++)
         if (*b[i].dst) spill_mem_put(s->mem, *b[i].dst, b[i].bytes);
     spill_kv_free(&s->kv);
@@ -28,7 +28,7 @@ static void gpu_free(void *ctx) {
     for (int i = 0; i < s->n_disk_events; i++) spill_cu_event_free(s->disk_used[i]);
     free(s->disk_used);
     spill_cu_blas_destroy(s->blas);
-    free(s->ready), free(s->used), free(s->stage), free(s->stage_row), free(s->logits_host);
+    free(s->ready), free(s->used), free(s->stage), free(s->stage_row), free(s->logits_host), free(s->runs), free(s->keep);
     free(s);
 }
 
@@ -40,7 +40,8 @@ int spill_cuda_open(const spill_device_params *p, spill_device *out, spill_err *
     spill_cu_state *s = calloc(1, sizeof *s);
     if (!s) return spill_err_set(err, "out of memory");
     *s = (spill_cu_state){.m = p->model, .hp = hp, .mem = p->mem, .n_ctx = p->n_ctx, .max_batch = p->batch,
-                          .read_mapped = p->read_mapped};
+                          .n_seqs = p->n_seqs, .read_mapped = p->read_mapped};
+    s->max_runs = spill_cu_max_runs(p->batch, p->n_seqs);
     int L = hp->n_layers;
     /* the KV cache first (its block size sizes the block table): the plan's HBM bytes per layer, the
        rest in host memory the GPU reads */
@@ -86,7 +87,7 @@ int spill_cuda_open(const spill_device_params *p, spill_device *out, spill_err *
         spill_exec_open_disk(&s->exec, p->model, p->disk_mode, err))
         goto fail;
     spill_cu_buffer b[SPILL_CU_BUFFERS];
-    int n = spill_cu_buffers(hp, s->n_ctx, s->max_batch, s->kv.T, p->model->rope_freq != NULL, s, b);
+    int n = spill_cu_buffers(hp, s->n_ctx, s->max_batch, s->n_seqs, s->kv.T, p->model->rope_freq != NULL, s, b);
     for (int i = 0; i < n; i++) {
         spill_placement pl = {b[i].tier, -1, SPILL_PLACE_GPU_READS};
         if (!(*b[i].dst = spill_mem_alloc(s->mem, b[i].bytes, pl, b[i].what, err))) goto fail;
@@ -94,7 +95,9 @@ int spill_cuda_open(const spill_device_params *p, spill_device *out, spill_err *
     }
     if (s->rope_freq && spill_cu_copy(s->rope_freq, p->model->rope_freq, sizeof(float) * (size_t)(hp->rope_dims / 2), err))
         goto fail;
-    if (!(s->logits_host = malloc(sizeof(float) * (size_t)hp->vocab * (size_t)s->max_batch))) {
+    s->runs = calloc((size_t)s->max_runs, sizeof *s->runs);
+    s->keep = calloc((size_t)(s->max_batch > 0 ? s->max_batch : 1), 1);
+    if (!s->runs || !s->keep || !(s->logits_host = malloc(sizeof(float) * (size_t)hp->vocab * (size_t)s->max_batch))) {
         spill_err_set(err, "out of memory");
         goto fail;
     }
@@ -135,17 +138,18 @@ static int mm(spill_cu_state *s, float *out, const spill_weight *w, const float 
     return mm_rows(s, out + w->split, w->rows, w->data_hi, w->type, w->rows - w->split, w->cols, x, n, err);
 }
 
-/* The kernels of one run, from the embedding lookup to the kept tokens' logits on the GPU: what a
- * CUDA graph holds. No synchronize, no copy from or to pageable memory, no allocation in here. Returns
- * the number of kept tokens, or -1. */
-static int gpu_body(spill_cu_state *s, const int *tokens, int n, int pos, const uint8_t *keep, const uint8_t *skip,
-                    spill_err *err) {
+/* The kernels of one step, from the embedding lookup to the kept tokens' logits on the GPU: what a
+ * CUDA graph holds. Its n tokens are s->runs[0..n_runs); `stride` is the length of each layer's row
+ * of the block table. No synchronize, no copy from or to pageable memory, no allocation in here.
+ * Returns the number of kept tokens, or -1. */
+static int gpu_body(spill_cu_state *s, const int *tokens, int n, int n_runs, int stride, const uint8_t *keep,
+                    const uint8_t *skip, spill_err *err) {
     const spill_hparams *hp = s->hp;
     const spill_weights *W = &s->placed.w;
     void *q = s->queue;
     int dim = hp->dim, hd = hp->head_dim, q_dim = spill_hparams_q_dim(hp), kv_dim = spill_hparams_kv_dim(hp);
     float scale = 1.0f / sqrtf((float)hd);
-    int L = hp->n_layers, bps = s->kv.blocks_per_seq;
+    int L = hp->n_layers;
     if (spill_cu_get_rows(s->x, W->tok_embd.data, W->tok_embd.type, dim, s->ids, n, q, err)) return -1;
     spill_exec_embd(&s->exec, tokens, n);
     spill_exec_skip(&s->exec, skip);
@@ -162,16 +166,22 @@ static int gpu_body(spill_cu_state *s, const int *tokens, int n, int pos, const 
                             spill_cu_add_rows(s->k, lw->bk.data, n, kv_dim, q, err) ||
                             spill_cu_add_rows(s->v, lw->bv.data, n, kv_dim, q, err)))
             return -1;
-        if (spill_cu_rope(s->q, n, hp->n_heads, hd, hp->rope_dims, pos, hp->rope_base, s->rope_freq, hp->rope_adjacent, q, err) ||
-            spill_cu_rope(s->k, n, hp->n_kv_heads, hd, hp->rope_dims, pos, hp->rope_base, s->rope_freq, hp->rope_adjacent, q,
-                          err))
-            return -1;
-        void *const *lblocks = s->blocks_dev + (size_t)l * (size_t)bps;
-        if (spill_cu_kv_store(lblocks, s->kv.type, s->kv.T, kv_dim, pos, n, s->k, s->v, q, err) ||
-            spill_cu_attention(s->xb, s->q, (const void *const *)lblocks, s->kv.type, s->kv.T, n, pos, hp->n_heads,
-                               hp->n_kv_heads, hd, scale, s->attn_partial, q, err) ||
-            mm(s, s->xb2, &lw->wo, s->xb, n, err) || spill_cu_add(s->x, s->xb2, (int64_t)n * dim, q, err))
-            return -1;
+        /* each run at its own positions, over its own blocks */
+        for (int r = 0; r < n_runs; r++) {
+            const spill_cu_run *u = &s->runs[r];
+            float *qr = s->q + (size_t)u->t0 * (size_t)q_dim, *kr = s->k + (size_t)u->t0 * (size_t)kv_dim;
+            void *const *rb = s->blocks_dev + (size_t)l * (size_t)stride + (size_t)u->table;
+            if (spill_cu_rope(qr, u->n, hp->n_heads, hd, hp->rope_dims, u->pos, hp->rope_base, s->rope_freq, hp->rope_adjacent, q,
+                              err) ||
+                spill_cu_rope(kr, u->n, hp->n_kv_heads, hd, hp->rope_dims, u->pos, hp->rope_base, s->rope_freq,
+                              hp->rope_adjacent, q, err) ||
+                spill_cu_kv_store(rb, s->kv.type, s->kv.T, kv_dim, u->pos, u->n, kr, s->v + (size_t)u->t0 * (size_t)kv_dim, q,
+                                  err) ||
+                spill_cu_attention(s->xb + (size_t)u->t0 * (size_t)q_dim, qr, (const void *const *)rb, s->kv.type, s->kv.T,
+                                   u->n, u->pos, hp->n_heads, hp->n_kv_heads, hd, scale, s->attn_partial, q, err))
+                return -1;
+        }
+        if (mm(s, s->xb2, &lw->wo, s->xb, n, err) || spill_cu_add(s->x, s->xb2, (int64_t)n * dim, q, err)) return -1;
         /* feed-forward: norm -> gate, up -> silu(gate) * up -> down -> residual */
         if (spill_cu_rmsnorm(s->xb, s->x, lw->ffn_norm.data, n, dim, hp->eps, q, err) ||
             mm(s, s->hb, &lw->w_gate, s->xb, n, err) || mm(s, s->hb2, &lw->w_up, s->xb, n, err) ||
@@ -193,24 +203,26 @@ static int gpu_body(spill_cu_state *s, const int *tokens, int n, int pos, const 
     return k;
 }
 
-/* Whether a run is replayed as a CUDA graph: decode steps (one token), when graphs are on and nothing
- * in the step is the host's to do between layers (a ring of streamed layers waits on events and
- * issues copies on a second queue; the disk tier reads files), so the kernels are the whole step. */
-static int graph_fits(const spill_cu_state *s, int n) {
-    return s->graphs && n == 1 && s->exec.n_slots == 0 && !s->exec.disk;
+/* Whether a step is replayed as a CUDA graph: decode steps (one token per sequence), when graphs are on
+ * and nothing in the step is the host's to do between layers (a ring of streamed layers waits on
+ * events and issues copies on a second queue; the disk tier reads files), so the kernels are the whole
+ * step. A step with another number of sequences than the last has other kernels: the graph is made
+ * anew (spill_cu_graph_end). */
+static int graph_fits(const spill_cu_state *s, int n, int n_runs) {
+    return s->graphs && n == n_runs && s->exec.n_slots == 0 && !s->exec.disk;
 }
 
-/* Capture the run into a graph and launch it. A capture the runtime refuses (something in the step a
+/* Capture the step into a graph and launch it. A capture the runtime refuses (something in the step a
  * graph cannot hold) turns graphs off for the rest of this engine's life, said once on stderr, and
- * the run goes eagerly: nothing captured ran. */
-static int gpu_body_graph(spill_cu_state *s, const int *tokens, int n, int pos, const uint8_t *keep, const uint8_t *skip,
-                          spill_err *err) {
+ * the step goes eagerly: nothing captured ran. */
+static int gpu_body_graph(spill_cu_state *s, const int *tokens, int n, int n_runs, int stride, const uint8_t *keep,
+                          const uint8_t *skip, spill_err *err) {
     spill_cu_graph *g = s->graph[skip != NULL]; /* drafts (layers skipped) and whole steps: two shapes */
     spill_err cerr = {{0}}, eerr = {{0}};
     spill_exec_stats before = s->exec.st;
     int k = -1;
     if (!spill_cu_graph_begin(g, s->queue, &cerr)) {
-        k = gpu_body(s, tokens, n, pos, keep, skip, &cerr);
+        k = gpu_body(s, tokens, n, n_runs, stride, keep, skip, &cerr);
         int ended = spill_cu_graph_end(g, s->queue, k >= 0, &eerr);
         if (k >= 0 && !ended) return k;
         if (k >= 0) cerr = eerr;
@@ -218,52 +230,50 @@ static int gpu_body_graph(spill_cu_state *s, const int *tokens, int n, int pos, 
     fprintf(stderr, "spill: CUDA graphs off from here: %s\n", cerr.msg);
     s->graphs = 0;
     s->exec.st = before; /* what the capture counted did not run */
-    return gpu_body(s, tokens, n, pos, keep, skip, err);
+    return gpu_body(s, tokens, n, n_runs, stride, keep, skip, err);
 }
 
-/* One sequence's run of a batch: tokens[0..n) at positions pos..; keep[i] says which outputs to keep. */
-static int gpu_run(spill_cu_state *s, int seq, const int *tokens, int n, int pos, const uint8_t *keep, const uint8_t *skip,
-                   spill_err *err) {
-    const spill_hparams *hp = s->hp;
-    /* (a copy-on-write here is a CPU memcpy of blocks the GPU wrote: the previous call synchronized) */
-    if (spill_kv_prepare(&s->kv, seq, pos, n, err)) return -1;
-    void *q = s->queue;
-    int L = hp->n_layers, bps = s->kv.blocks_per_seq;
-    int n_blocks = (pos + n + s->kv.T - 1) / s->kv.T;
-    /* every layer's blocks in table order, in one copy (the previous call's copy ended with its sync);
-       the copies from host memory stay outside a graph */
-    for (int l = 0; l < L; l++)
-        for (int b = 0; b < n_blocks; b++)
-            s->blocks_host[(size_t)l * (size_t)bps + (size_t)b] = spill_kv_k(&s->kv, seq, l, b * s->kv.T);
-    if (spill_cu_copy_async((void *)s->blocks_dev, s->blocks_host, sizeof(void *) * (size_t)L * (size_t)bps, q, err) ||
-        spill_cu_copy_async(s->ids, tokens, sizeof(int) * (size_t)n, q, err))
-        return -1;
-    int k = graph_fits(s, n) ? gpu_body_graph(s, tokens, n, pos, keep, skip, err) : gpu_body(s, tokens, n, pos, keep, skip, err);
-    if (k < 0) return -1;
-    if (k) {
-        if (spill_cu_copy_async(s->logits_host + (size_t)s->n_out * (size_t)hp->vocab, s->logits,
-                                sizeof(float) * (size_t)hp->vocab * (size_t)k, q, err))
-            return -1;
-        s->n_out += k;
-    }
-    return spill_cu_queue_sync(q, err);
-}
-
-/* A batch as runs of one sequence each (the engine checked it). Each run reads the weights once: the
- * GPU does not yet batch tokens of different sequences into one step (docs/status.md). */
+/* A step: every token of the batch in one pass over the layers, each weight read once for all of
+ * them. The engine checked the batch: each sequence's tokens are one run, at consecutive positions. */
 static int gpu_forward(void *ctx, const spill_batch *b, spill_err *err) {
     spill_cu_state *s = ctx;
+    const spill_hparams *hp = s->hp;
     s->n_out = 0;
+    /* the runs, each sequence's positions writable (blocks allocated, shared ones copied: a CPU memcpy
+       of blocks the GPU wrote, which the previous step's sync has made safe), then their block lists */
+    int n_runs = 0, stride = 0, T = s->kv.T;
     for (int t = 0; t < b->n;) {
         int e = t;
         while (e + 1 < b->n && b->seq[e + 1] == b->seq[t]) e++;
-        uint8_t keep[4096];
-        SPILL_ASSERT(e - t + 1 <= (int)sizeof keep);
-        for (int i = t; i <= e; i++) keep[i - t] = b->out ? b->out[i] != 0 : i == b->n - 1;
-        if (gpu_run(s, b->seq[t], b->token + t, e - t + 1, b->pos[t], keep, b->skip, err)) return -1;
+        SPILL_ASSERT(n_runs < s->max_runs);
+        spill_cu_run *u = &s->runs[n_runs++];
+        *u = (spill_cu_run){b->seq[t], t, e - t + 1, b->pos[t], stride};
+        if (spill_kv_prepare(&s->kv, u->seq, u->pos, u->n, err)) return -1;
+        stride += (u->pos + u->n + T - 1) / T;
         t = e + 1;
     }
-    return 0;
+    SPILL_ASSERT(b->n <= s->max_batch && stride <= s->max_runs * s->kv.blocks_per_seq);
+    for (int l = 0; l < hp->n_layers; l++)
+        for (int r = 0; r < n_runs; r++) {
+            const spill_cu_run *u = &s->runs[r];
+            void **row = s->blocks_host + (size_t)l * (size_t)stride + (size_t)u->table;
+            for (int p = 0; p < u->pos + u->n; p += T) *row++ = spill_kv_k(&s->kv, u->seq, l, p);
+        }
+    for (int t = 0; t < b->n; t++) s->keep[t] = b->out ? b->out[t] != 0 : t == b->n - 1;
+    /* the table and the ids in one copy each (the previous step's ended with its sync); the copies from
+       host memory stay outside a graph */
+    void *q = s->queue;
+    if (spill_cu_copy_async((void *)s->blocks_dev, s->blocks_host, sizeof(void *) * (size_t)hp->n_layers * (size_t)stride, q,
+                            err) ||
+        spill_cu_copy_async(s->ids, b->token, sizeof(int) * (size_t)b->n, q, err))
+        return -1;
+    int k = graph_fits(s, b->n, n_runs) ? gpu_body_graph(s, b->token, b->n, n_runs, stride, s->keep, b->skip, err)
+                                        : gpu_body(s, b->token, b->n, n_runs, stride, s->keep, b->skip, err);
+    if (k < 0) return -1;
+    if (k && spill_cu_copy_async(s->logits_host, s->logits, sizeof(float) * (size_t)hp->vocab * (size_t)k, q, err))
+        return -1;
+    s->n_out = k;
+    return spill_cu_queue_sync(q, err);
 }
 
 static float *gpu_logits(void *ctx, int i) {

@@ -10,8 +10,11 @@
  * two matmuls into the two parts of the output. A streamed layer is copied into a ring slot on a
  * second queue while the layer before it runs: an event per slot says "copied" (the compute queue
  * waits on it) and another "used" (the copy queue waits on it before overwriting the slot). The KV
- * cache is runtime/kv.c's, its blocks where the plan puts each layer's cache; the block table goes
- * to the GPU once per forward call, and a step's K and V go into their blocks in one launch.
+ * cache is runtime/kv.c's, its blocks where the plan puts each layer's cache. A step is one pass over
+ * the layers for all its tokens, whatever sequences they belong to: each weight is read (and streamed)
+ * once per step. Its runs (one sequence's consecutive tokens each) share every matmul and element-wise
+ * operation; RoPE, the cache stores and attention are launched per run, over the run's own block list.
+ * The block table (every run's blocks, layer by layer) goes to the GPU once per step.
  * What has and has not run on a GPU: docs/status.md. */
 #ifndef SPILL_FORWARD_CUDA_H
 #define SPILL_FORWARD_CUDA_H
@@ -19,11 +22,23 @@
 #include "device.h"
 #include "spill_cuda_ops.h"
 
+/* One sequence's consecutive tokens in a step: tokens [t0, t0 + n) at positions pos.., its blocks at
+ * `table` in each layer's row of the block table */
+typedef struct spill_cu_run {
+    int seq, t0, n, pos, table;
+} spill_cu_run;
+
+/* the sequences one step may hold: at most one run per token and one per sequence */
+static inline int spill_cu_max_runs(int batch, int n_seqs) {
+    int b = batch > 0 ? batch : 1, s = n_seqs > 0 ? n_seqs : 1;
+    return b < s ? b : s;
+}
+
 typedef struct spill_cu_state {
     const spill_model *m;
     const spill_hparams *hp;
     spill_mem *mem;
-    int n_ctx, max_batch;
+    int n_ctx, max_batch, n_seqs;
     int read_mapped; /* the GPU reads the mapped file where the plan leaves weights in host memory (ATS) */
     void *queue;      /* compute */
     void *copy_queue; /* the ring's copies */
@@ -44,8 +59,12 @@ typedef struct spill_cu_state {
     void *scratch16;
     void *wtile; /* (spill_cu_tile_elems) BF16: rows of a quantized weight expanded for prefill's cuBLAS */
     int *ids;
-    void **blocks_dev; /* (n_layers * blocks per sequence) the KV block table: each block's first K element */
+    void **blocks_dev;  /* (n_layers * max_runs * blocks per sequence) the KV block table: each block's first K
+                           element, a step's runs side by side in each layer's row */
     void **blocks_host; /* the same in host memory the GPU can copy from */
+    int max_runs;       /* sequences a step may hold: spill_cu_max_runs */
+    spill_cu_run *runs; /* (max_runs) the current step's */
+    uint8_t *keep;      /* (max_batch) which tokens' logits the current step keeps */
     float *logits_host;        /* (batch, vocab) the kept outputs of the last step */
     int n_out;
     uint64_t act_bytes;
@@ -64,7 +83,7 @@ enum { SPILL_CU_BUFFERS = 16 };
 /* The BF16 tile: whole rows of the widest matrix, at most SPILL_CU_TILE_ELEMS values (8 MiB), at least one row */
 #define SPILL_CU_TILE_ELEMS (4u << 20)
 uint64_t spill_cu_tile_elems(const spill_hparams *hp);
-int spill_cu_buffers(const spill_hparams *hp, int n_ctx, int batch, int kv_block, int has_rope_freq,
+int spill_cu_buffers(const spill_hparams *hp, int n_ctx, int batch, int n_seqs, int kv_block, int has_rope_freq,
                      spill_cu_state *s, spill_cu_buffer *b);
 
 extern const spill_placer_iface spill_cuda_placer;

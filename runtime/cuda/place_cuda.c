@@ -31,9 +31,9 @@ uint64_t spill_cu_tile_elems(const spill_hparams *hp) {
 
 /* What the arena will hold for these buffers: a large one rounds up to whole chunks of its own; the
  * small ones are packed into shared chunks, where each chunk loses less than the largest of them. */
-static uint64_t gpu_work_bytes(const spill_hparams *hp, int n_ctx, int batch, int kv_block) {
+static uint64_t gpu_work_bytes(const spill_hparams *hp, int n_ctx, int batch, int n_seqs, int kv_block) {
     spill_cu_buffer b[SPILL_CU_BUFFERS];
-    int n = spill_cu_buffers(hp, n_ctx, batch, kv_block, 1, NULL, b);
+    int n = spill_cu_buffers(hp, n_ctx, batch, n_seqs, kv_block, 1, NULL, b);
     uint64_t large = 0, small = 0, widest = 0;
     for (int i = 0; i < n; i++) {
         if (b[i].tier != SPILL_TIER_HBM || !b[i].bytes) continue;
@@ -158,13 +158,15 @@ const spill_placer_iface spill_cuda_placer = {
     .disk_free = gpu_disk_free,
 };
 
-int spill_cu_buffers(const spill_hparams *hp, int n_ctx, int batch, int kv_block, int has_rope_freq,
+int spill_cu_buffers(const spill_hparams *hp, int n_ctx, int batch, int n_seqs, int kv_block, int has_rope_freq,
                      spill_cu_state *s, spill_cu_buffer *b) {
     uint64_t B = (uint64_t)(batch > 0 ? batch : 1), q_dim = (uint64_t)spill_hparams_q_dim(hp);
     uint64_t kv_dim = (uint64_t)spill_hparams_kv_dim(hp), dim = (uint64_t)hp->dim, ff = (uint64_t)hp->ffn_dim;
     uint64_t wide = q_dim > dim ? q_dim : dim, widest = wide > ff ? wide : ff;
     uint64_t T = (uint64_t)(kv_block > 0 ? kv_block : SPILL_KV_BLOCK_DEFAULT);
-    uint64_t table = sizeof(void *) * (uint64_t)hp->n_layers * (((uint64_t)n_ctx + T - 1) / T);
+    /* a step's runs (one per sequence in it) list their blocks side by side, layer by layer */
+    uint64_t runs = (uint64_t)spill_cu_max_runs(batch, n_seqs);
+    uint64_t table = sizeof(void *) * (uint64_t)hp->n_layers * runs * (((uint64_t)n_ctx + T - 1) / T);
     int n = 0;
 #define BUF(what, bytes, tier, field) b[n++] = (spill_cu_buffer){what, bytes, tier, s ? (void **)&s->field : NULL}
     BUF("activations", B * dim * 4, SPILL_TIER_HBM, x);
