@@ -375,6 +375,20 @@ void spill_api_req_free(spill_api_req *r) {
 
 /* ---- writing ---- */
 
+/* the length of the whole, shortest-form UTF-8 sequence at s[0..n), or 0 where there is none */
+static int utf8_seq(const unsigned char *s, size_t n) {
+    unsigned char c = s[0];
+    int len = c < 0x80 ? 1 : c >= 0xF0 && c <= 0xF4 ? 4 : c >= 0xE0 && c < 0xF0 ? 3 : c >= 0xC2 && c < 0xE0 ? 2 : 0;
+    if (len <= 1 || (size_t)len > n) return len == 1 ? 1 : 0;
+    uint32_t cp = len == 4 ? c & 7u : len == 3 ? c & 15u : c & 31u;
+    for (int k = 1; k < len; k++) {
+        if ((s[k] & 0xC0) != 0x80) return 0;
+        cp = cp << 6 | (s[k] & 63u);
+    }
+    if ((len == 3 && cp < 0x800) || (len == 4 && (cp < 0x10000 || cp > 0x10FFFF)) || (cp >= 0xD800 && cp < 0xE000)) return 0;
+    return len;
+}
+
 void spill_api_write_str(FILE *f, const char *s, size_t n) {
     fputc('"', f);
     for (size_t i = 0; i < n;) {
@@ -390,16 +404,8 @@ void spill_api_write_str(FILE *f, const char *s, size_t n) {
             continue;
         }
         /* a whole, shortest-form UTF-8 sequence passes; anything else is U+FFFD */
-        int len = c >= 0xF0 && c <= 0xF4 ? 4 : c >= 0xE0 ? 3 : c >= 0xC2 && c < 0xE0 ? 2 : 0;
-        uint32_t cp = len == 4 ? c & 7u : len == 3 ? c & 15u : c & 31u;
-        int ok = len > 0 && i + (size_t)len <= n;
-        for (int k = 1; ok && k < len; k++) {
-            unsigned char d = (unsigned char)s[i + (size_t)k];
-            ok = (d & 0xC0) == 0x80;
-            cp = cp << 6 | (d & 63u);
-        }
-        if (ok) ok = !(len == 3 && cp < 0x800) && !(len == 4 && (cp < 0x10000 || cp > 0x10FFFF)) && !(cp >= 0xD800 && cp < 0xE000);
-        if (ok) {
+        int len = utf8_seq((const unsigned char *)s + i, n - i);
+        if (len) {
             fwrite(s + i, 1, (size_t)len, f);
             i += (size_t)len;
         } else {
@@ -408,6 +414,16 @@ void spill_api_write_str(FILE *f, const char *s, size_t n) {
         }
     }
     fputc('"', f);
+}
+
+/* the characters s[0..n) is written as (each byte that is not UTF-8 one U+FFFD) */
+static size_t utf8_chars(const char *s, size_t n) {
+    size_t chars = 0;
+    for (size_t i = 0; i < n; chars++) {
+        int len = utf8_seq((const unsigned char *)s + i, n - i);
+        i += len ? (size_t)len : 1;
+    }
+    return chars;
 }
 
 /* JSON has no infinity: a token the logits rule out (-inf) gets OpenAI's -9999 */
@@ -430,10 +446,11 @@ static int token_text(const spill_tokenizer *tok, int id, char *buf, int cap) {
     return n < 0 ? 0 : n > cap ? cap : n;
 }
 
-/* "logprobs": a completion's {"tokens", "token_logprobs", "top_logprobs"}, a chat's {"content": [...]};
- * null when not asked for */
+/* "logprobs": a completion's {"tokens", "token_logprobs", "top_logprobs", "text_offset"}, a chat's
+ * {"content": [...]}; null when not asked for. *offset: the characters of the tokens before these (a
+ * stream's earlier chunks), moved past them. */
 static void write_logprobs(FILE *f, const spill_api_req *r, const spill_tokenizer *tok, const spill_token_logprob *lp,
-                           int n) {
+                           int n, size_t *offset) {
     if (!r->logprobs || !tok) {
         fputs("null", f);
         return;
@@ -486,6 +503,12 @@ static void write_logprobs(FILE *f, const spill_api_req *r, const spill_tokenize
         }
         fputc('}', f);
     }
+    /* where each token's text begins in the completion's text, in characters as vLLM counts them */
+    fputs("], \"text_offset\": [", f);
+    for (int i = 0; i < n; i++) {
+        fprintf(f, i ? ", %zu" : "%zu", *offset);
+        *offset += utf8_chars(b, (size_t)token_text(tok, lp[i].id, b, (int)sizeof b));
+    }
     fputs("]}", f);
 }
 
@@ -517,6 +540,7 @@ void spill_api_write_error(FILE *f, const spill_api_err *e) {
 void spill_api_write_response(FILE *f, const spill_api_req *r, const char *id, long created, const char *model,
                               const char *text, size_t len, const spill_tokenizer *tok, const spill_token_logprob *lp,
                               int n_lp, spill_finish finish, int prompt_tokens, int completion_tokens) {
+    size_t offset = 0;
     head(f, r->chat ? "chat.completion" : "text_completion", id, created, model);
     fputs(", \"choices\": [{\"index\": 0, ", f);
     if (r->chat) {
@@ -528,7 +552,7 @@ void spill_api_write_response(FILE *f, const spill_api_req *r, const char *id, l
         spill_api_write_str(f, text, len);
     }
     fputs(", \"logprobs\": ", f);
-    write_logprobs(f, r, tok, lp, n_lp);
+    write_logprobs(f, r, tok, lp, n_lp, &offset);
     fprintf(f, ", \"finish_reason\": \"%s\"}], ", reason(finish));
     usage(f, prompt_tokens, completion_tokens);
     fputs("}", f);
@@ -536,7 +560,7 @@ void spill_api_write_response(FILE *f, const spill_api_req *r, const char *id, l
 
 void spill_api_write_chunk(FILE *f, const spill_api_req *r, const char *id, long created, const char *model, int first,
                            const char *text, size_t len, const spill_tokenizer *tok, const spill_token_logprob *lp,
-                           int n_lp, spill_finish finish, int prompt_tokens, int completion_tokens) {
+                           int n_lp, size_t *text_offset, spill_finish finish, int prompt_tokens, int completion_tokens) {
     fputs("data: ", f);
     head(f, r->chat ? "chat.completion.chunk" : "text_completion", id, created, model);
     fputs(", \"choices\": [{\"index\": 0, ", f);
@@ -553,7 +577,7 @@ void spill_api_write_chunk(FILE *f, const spill_api_req *r, const char *id, long
         spill_api_write_str(f, text, len);
     }
     fputs(", \"logprobs\": ", f);
-    write_logprobs(f, r, tok, lp, n_lp);
+    write_logprobs(f, r, tok, lp, n_lp, text_offset);
     if (finish == SPILL_FINISH_NONE) {
         fputs(", \"finish_reason\": null}]}\n\n", f);
         return;

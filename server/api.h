@@ -52,10 +52,11 @@ void spill_api_write_response(FILE *f, const spill_api_req *r, const char *id, l
                               int n_lp, spill_finish finish, int prompt_tokens, int completion_tokens);
 /* One server-sent event "data: {...}\n\n" of a stream: first (chat: the assistant's role), a piece of
  * text (and its tokens' log probabilities, as above), or the last one with the finish reason (then,
- * with include_usage, one with no choices and the usage). */
+ * with include_usage, one with no choices and the usage). *text_offset: the characters of the tokens
+ * whose log probabilities earlier chunks listed (0 at the first), moved past this chunk's. */
 void spill_api_write_chunk(FILE *f, const spill_api_req *r, const char *id, long created, const char *model, int first,
                            const char *text, size_t len, const spill_tokenizer *tok, const spill_token_logprob *lp,
-                           int n_lp, spill_finish finish, int prompt_tokens, int completion_tokens);
+                           int n_lp, size_t *text_offset, spill_finish finish, int prompt_tokens, int completion_tokens);
 /* s[0..n) as a JSON string literal; bytes that are not UTF-8 become U+FFFD. */
 void spill_api_write_str(FILE *f, const char *s, size_t n);
 

@@ -34,6 +34,7 @@ typedef struct gen {
     int done;
     spill_finish finish;
     int n_prompt, n_gen, first;
+    size_t text_offset; /* stream: the characters of the tokens whose log probabilities were sent */
     spill_api_req req;  /* chat, stream, include_usage, logprobs */
     const spill_tokenizer *tok;
     spill_token_logprob *lp; /* not streamed: the tokens' log probabilities so far, when asked */
@@ -103,9 +104,8 @@ static void sink(void *user, const char *text, size_t len, int n_tokens, const s
                 fputs("\n\n", f);
             } else {
                 int fin = finish == SPILL_FINISH_CANCELLED ? SPILL_FINISH_STOP : finish;
-                spill_api_write_chunk(f, &g->req, g->id, g->created, g->model, g->first, text, len, g->tok, lp, n_lp, fin,
-                                      g->n_prompt,
-                                      g->n_gen);
+                spill_api_write_chunk(f, &g->req, g->id, g->created, g->model, g->first, text, len, g->tok, lp, n_lp,
+                                      &g->text_offset, fin, g->n_prompt, g->n_gen);
             }
             if (finish != SPILL_FINISH_NONE) fputs("data: [DONE]\n\n", f);
             if (!fclose(f)) gen_append(g, ev, evn);

@@ -208,13 +208,16 @@ try:
           and all(abs(d[t] - x) < 1e-6 and abs(max(d.values()) - x) < 1e-6
                   for t, x, d in zip(lp.tokens, lp.token_logprobs, lp.top_logprobs)),
           "completion logprobs: the chosen token is the likeliest of 3 alternatives, with the same log probability")
-    toks, vals = [], []
+    toks, vals, offs = [], [], []
     for chunk in client.completions.create(model="x", prompt=PROMPTS[0], max_tokens=24, temperature=0, logprobs=3,
                                            stream=True):
         if chunk.choices and chunk.choices[0].logprobs:
             toks += chunk.choices[0].logprobs.tokens
             vals += chunk.choices[0].logprobs.token_logprobs
+            offs += chunk.choices[0].logprobs.text_offset
     check(toks == lp.tokens and vals == lp.token_logprobs, "completion logprobs: streamed equals whole")
+    check(lp.text_offset == [sum(len(t) for t in lp.tokens[:i]) for i in range(n)] and offs == lp.text_offset,
+          "completion logprobs: text_offset is where each token's text begins, streamed or whole")
     st, _, body = http(srv.url + "/v1/completions", {"prompt": PROMPTS[0], "max_tokens": 4, "temperature": 0, "logprobs": 0})
     d = json.loads(body)["choices"][0]["logprobs"] if st == 200 else {}
     check(len(d.get("token_logprobs", [])) == 4 and d["top_logprobs"] == [{}] * 4,

@@ -41,10 +41,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         }
         spill_api_write_response(fuzz_null(), &r, "id", 0, "model", text, strlen(text), &model.tok, lp, n_lp,
                                  SPILL_FINISH_STOP, r.n_tokens, 1);
-        spill_api_write_chunk(fuzz_null(), &r, "id", 0, "model", 1, text, strlen(text), &model.tok, lp, n_lp,
+        size_t offset = 0;
+        spill_api_write_chunk(fuzz_null(), &r, "id", 0, "model", 1, text, strlen(text), &model.tok, lp, n_lp, &offset,
                               SPILL_FINISH_NONE, 0, 0);
-        spill_api_write_chunk(fuzz_null(), &r, "id", 0, "model", 0, "", 0, &model.tok, NULL, 0, SPILL_FINISH_LENGTH,
-                              r.n_tokens, 1);
+        spill_api_write_chunk(fuzz_null(), &r, "id", 0, "model", 0, "", 0, &model.tok, NULL, 0, &offset,
+                              SPILL_FINISH_LENGTH, r.n_tokens, 1);
     } else {
         FUZZ_CHECK(e.status >= 400 && e.status < 600 && e.msg[0]);
         spill_api_write_error(fuzz_null(), &e);
