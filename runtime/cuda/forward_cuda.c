@@ -101,6 +101,7 @@ int spill_cuda_open(const spill_device_params *p, spill_device *out, spill_err *
         spill_err_set(err, "out of memory");
         goto fail;
     }
+    s->graph_max_tok = s->max_batch;
     if ((s->graphs = p->cuda_graphs) &&
         (spill_cu_graph_create(&s->graph[0], err) || spill_cu_graph_create(&s->graph[1], err)))
         goto fail;
@@ -209,12 +210,14 @@ static int gpu_body(spill_cu_state *s, const int *tokens, int n, int n_runs, int
  * step. A step with another number of sequences than the last has other kernels: the graph is made
  * anew (spill_cu_graph_end). */
 static int graph_fits(const spill_cu_state *s, int n, int n_runs) {
-    return s->graphs && n == n_runs && s->exec.n_slots == 0 && !s->exec.disk;
+    return s->graphs && n == n_runs && n <= s->graph_max_tok && s->exec.n_slots == 0 && !s->exec.disk;
 }
 
 /* Capture the step into a graph and launch it. A capture the runtime refuses (something in the step a
- * graph cannot hold) turns graphs off for the rest of this engine's life, said once on stderr, and
- * the step goes eagerly: nothing captured ran. */
+ * graph cannot hold) turns graphs off, said on stderr, and the step goes eagerly: nothing captured
+ * ran. Off for steps of this many tokens and more: a wider step may hold what a narrower one does not
+ * (a quantized weight goes through cuBLAS past SPILL_GEMV_MAX_TOK tokens, which a cuBLAS before 12.2
+ * cannot capture), so one-token steps keep theirs; a refused one-token step turns them off for good. */
 static int gpu_body_graph(spill_cu_state *s, const int *tokens, int n, int n_runs, int stride, const uint8_t *keep,
                           const uint8_t *skip, spill_err *err) {
     spill_cu_graph *g = s->graph[skip != NULL]; /* drafts (layers skipped) and whole steps: two shapes */
@@ -227,8 +230,10 @@ static int gpu_body_graph(spill_cu_state *s, const int *tokens, int n, int n_run
         if (k >= 0 && !ended) return k;
         if (k >= 0) cerr = eerr;
     }
-    fprintf(stderr, "spill: CUDA graphs off from here: %s\n", cerr.msg);
-    s->graphs = 0;
+    s->graph_max_tok = n - 1;
+    if (n > 1) fprintf(stderr, "spill: CUDA graphs off from here for steps of %d tokens or more: %s\n", n, cerr.msg);
+    else fprintf(stderr, "spill: CUDA graphs off from here: %s\n", cerr.msg);
+    s->graphs = n > 1;
     s->exec.st = before; /* what the capture counted did not run */
     return gpu_body(s, tokens, n, n_runs, stride, keep, skip, err);
 }
@@ -265,13 +270,20 @@ static int gpu_forward(void *ctx, const spill_batch *b, spill_err *err) {
     void *q = s->queue;
     if (spill_cu_copy_async((void *)s->blocks_dev, s->blocks_host, sizeof(void *) * (size_t)hp->n_layers * (size_t)stride, q,
                             err) ||
-        spill_cu_copy_async(s->ids, b->token, sizeof(int) * (size_t)b->n, q, err))
+        spill_cu_copy_async(s->ids, b->token, sizeof(int) * (size_t)b->n, q, err)) {
+        spill_err ignored;
+        spill_cu_queue_sync(q, &ignored);
         return -1;
+    }
     int k = graph_fits(s, b->n, n_runs) ? gpu_body_graph(s, b->token, b->n, n_runs, stride, s->keep, b->skip, err)
                                         : gpu_body(s, b->token, b->n, n_runs, stride, s->keep, b->skip, err);
-    if (k < 0) return -1;
-    if (k && spill_cu_copy_async(s->logits_host, s->logits, sizeof(float) * (size_t)hp->vocab * (size_t)k, q, err))
+    if (k < 0 ||
+        (k && spill_cu_copy_async(s->logits_host, s->logits, sizeof(float) * (size_t)hp->vocab * (size_t)k, q, err))) {
+        /* what was queued before the failure runs out before the caller frees the blocks it writes */
+        spill_err ignored;
+        spill_cu_queue_sync(q, &ignored);
         return -1;
+    }
     s->n_out = k;
     return spill_cu_queue_sync(q, err);
 }

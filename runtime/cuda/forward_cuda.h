@@ -69,6 +69,7 @@ typedef struct spill_cu_state {
     int n_out;
     uint64_t act_bytes;
     int graphs;              /* decode steps replayed as CUDA graphs (turned off if a capture is refused) */
+    int graph_max_tok;       /* the widest step a graph may hold: a refused capture of a wider step lowers it */
     spill_cu_graph *graph[2]; /* whole steps, and drafts' steps with layers skipped */
 } spill_cu_state;
 
