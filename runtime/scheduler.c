@@ -1,6 +1,7 @@
 /* Continuous batching (see sched.h). */
 #include "scheduler.h"
 
+#include <math.h>
 #include <pthread.h>
 #include <stdatomic.h>
 
@@ -22,6 +23,7 @@ typedef struct req {
     size_t *lp_end;          /* where each one's text ends in text[] */
     int n_lp, cap_lp, lp_sent;
     spill_token_logprob next_lp; /* the token just sampled, until take_token keeps it */
+    spill_token_logprob *plp; /* (n_prompt) the prompt's, while they are wanted and not sent */
     spill_sched_sink sink;
     void *user;
     int slot;          /* the engine's sequence, -1 while waiting */
@@ -61,6 +63,7 @@ struct spill_sched {
     req **pick_req; /* (batch) the requests that sample this step, in output order */
     float **pick_logits;
     int *picked;
+    int *pick_pos; /* (batch) the position each output is at */
     int *order;   /* (n_slots) the slots with prompt left, by admission */
 };
 
@@ -83,6 +86,7 @@ static void req_free(req *r) {
     free(r->text);
     free(r->lp);
     free(r->lp_end);
+    free(r->plp);
     free(r);
 }
 
@@ -213,7 +217,7 @@ static int blocks_for(const spill_sched *s, int n) { return (n + s->kv->T - 1) /
 static void admit(spill_sched *s) {
     while (s->wait_head && s->n_running < s->n_slots) {
         req *r = s->wait_head;
-        int src, reuse = shared_prefix(s, r, &src);
+        int src = -1, reuse = r->plp ? 0 : shared_prefix(s, r, &src); /* plp: every position's logits */
         /* the rest of the prompt, and one block to decode into */
         int need = blocks_for(s, r->n_tokens) - reuse / s->kv->T + 1;
         if (s->n_running && need > spill_kv_blocks_free(s->kv)) break;
@@ -291,7 +295,7 @@ static int build(spill_sched *s) {
             s->tok[n] = r->tokens[r->computed + k];
             s->seq[n] = r->slot;
             s->pos[n] = r->computed + k;
-            s->out[n] = r->computed + k == r->n_tokens - 1;
+            s->out[n] = r->computed + k == r->n_tokens - 1 || (r->plp && r->computed + k < r->n_prompt - 1);
             s->owner[n] = r;
             n++;
         }
@@ -378,13 +382,35 @@ typedef struct sample_job {
 
 static void sample_worker(void *ctx, int ith, int nth) {
     sample_job *j = ctx;
+    spill_sched *s = j->s;
     (void)ith, (void)nth;
     for (int i; (i = atomic_fetch_add_explicit(&j->next, 1, memory_order_relaxed)) < j->n;) {
-        req *r = j->s->pick_req[i];
-        const float *logits = j->s->pick_logits[i];
-        int id = j->s->picked[i] = spill_sampler_sample(&r->smp, logits);
-        if (r->logprobs) spill_sampler_logprobs(&r->smp, logits, id, r->top_logprobs, &r->next_lp);
+        req *r = s->pick_req[i];
+        /* a request's outputs are consecutive and share its sampler's scratch: whoever takes the first
+           does them all (a prompt's log probabilities, then its sample) */
+        if (i && s->pick_req[i - 1] == r) continue;
+        for (int k = i; k < j->n && s->pick_req[k] == r; k++) {
+            const float *logits = s->pick_logits[k];
+            int p = s->pick_pos[k];
+            s->picked[k] = -1;
+            if (p < r->n_tokens - 1) { /* a prompt position: the next prompt token's log probability */
+                spill_sampler_logprobs(&r->smp, logits, r->tokens[p + 1], r->top_logprobs, &r->plp[p + 1]);
+                continue;
+            }
+            if (!r->max_tokens) continue; /* the prompt only */
+            int id = s->picked[k] = spill_sampler_sample(&r->smp, logits);
+            if (r->logprobs) spill_sampler_logprobs(&r->smp, logits, id, r->top_logprobs, &r->next_lp);
+        }
     }
+}
+
+/* the prompt's log probabilities, once all are computed: a sink call of their own, before any text */
+static void send_prompt_lp(req *r) {
+    if (!r->plp || r->computed < r->n_prompt || r->finish == SPILL_FINISH_ERROR) return;
+    r->plp[0] = (spill_token_logprob){.id = r->tokens[0], .logprob = NAN};
+    r->sink(r->user, "", 0, 0, r->plp, r->n_prompt, SPILL_FINISH_NONE);
+    free(r->plp);
+    r->plp = NULL;
 }
 
 static int step(spill_sched *s) {
@@ -433,6 +459,7 @@ static int step(spill_sched *s) {
         if (s->out[t]) {
             s->pick_req[o] = s->owner[t];
             s->pick_logits[o] = spill_engine_logits_at(s->e, o);
+            s->pick_pos[o] = s->pos[t];
             o++;
         }
     sample_job sj = {s, o, 0};
@@ -448,8 +475,14 @@ static int step(spill_sched *s) {
         }
         r->computed++;
         if (!s->out[t]) continue;
+        int id = s->picked[o++];
+        if (s->pos[t] < r->n_tokens - 1) continue; /* a prompt position's log probability */
+        if (!r->max_tokens) {
+            r->finish = SPILL_FINISH_LENGTH;
+            continue;
+        }
         int before = r->n_gen;
-        take_token(s, r, s->picked[o++]);
+        take_token(s, r, id);
         generated += r->n_gen - before;
     }
     pthread_mutex_lock(&s->lock);
@@ -459,6 +492,7 @@ static int step(spill_sched *s) {
     for (int t = 0; t < n; t++) {
         req *r = s->owner[t];
         if (t + 1 < n && s->owner[t + 1] == r) continue;
+        send_prompt_lp(r);
         if (r->finish != SPILL_FINISH_NONE) finish(s, r, r->finish, 0);
         else if (s->out[t]) emit(r, 0);
     }
@@ -510,11 +544,12 @@ int spill_sched_open(spill_sched **out, spill_engine *e, const spill_sched_param
     s->pick_req = malloc(sizeof *s->pick_req * (size_t)s->batch);
     s->pick_logits = malloc(sizeof *s->pick_logits * (size_t)s->batch);
     s->picked = malloc(sizeof(int) * (size_t)s->batch);
+    s->pick_pos = malloc(sizeof(int) * (size_t)s->batch);
     s->order = malloc(sizeof(int) * (size_t)s->n_slots);
     pthread_mutex_init(&s->lock, NULL);
     pthread_cond_init(&s->cv, NULL);
     if (!s->running || !s->tok || !s->seq || !s->pos || !s->out || !s->owner || !s->order || !s->pick_req || !s->pick_logits ||
-        !s->picked) {
+        !s->picked || !s->pick_pos) {
         spill_sched_free(s);
         return spill_err_set(err, "out of memory");
     }
@@ -550,7 +585,7 @@ void spill_sched_free(spill_sched *s) {
     pthread_mutex_destroy(&s->lock);
     pthread_cond_destroy(&s->cv);
     free(s->running), free(s->tok), free(s->seq), free(s->pos), free(s->out), free(s->owner), free(s->order);
-    free(s->pick_req), free(s->pick_logits), free(s->picked);
+    free(s->pick_req), free(s->pick_logits), free(s->picked), free(s->pick_pos);
     free(s);
 }
 
@@ -560,7 +595,9 @@ int spill_sched_submit(spill_sched *s, const spill_request *q, spill_sched_sink 
     if (q->n_prompt < 1) return spill_err_set(err, "the prompt is empty (no tokens, and the model adds no BOS)");
     if (q->n_prompt >= s->ctx)
         return spill_err_set(err, "the prompt is %d tokens but the context holds %d", q->n_prompt, s->ctx);
-    int max_tokens = q->max_tokens > 0 && q->max_tokens < s->ctx - q->n_prompt ? q->max_tokens : s->ctx - q->n_prompt;
+    int max_tokens = q->max_tokens < 0                                         ? 0
+                     : q->max_tokens > 0 && q->max_tokens < s->ctx - q->n_prompt ? q->max_tokens
+                                                                                 : s->ctx - q->n_prompt;
     int need = blocks_for(s, q->n_prompt + max_tokens);
     if (need > s->kv->max_blocks)
         return spill_err_set(err, "the prompt and max_tokens need %d KV blocks of %d tokens; the cache has %d in all", need,
@@ -568,7 +605,7 @@ int spill_sched_submit(spill_sched *s, const spill_request *q, spill_sched_sink 
     for (int i = 0; i < q->n_prompt; i++)
         if (q->prompt[i] < 0 || q->prompt[i] >= s->m->hp.vocab)
             return spill_err_set(err, "token id %d is outside the vocabulary of %d", q->prompt[i], s->m->hp.vocab);
-    if (q->logprobs && (q->top_logprobs < 0 || q->top_logprobs > SPILL_MAX_TOP_LOGPROBS))
+    if ((q->logprobs || q->prompt_logprobs) && (q->top_logprobs < 0 || q->top_logprobs > SPILL_MAX_TOP_LOGPROBS))
         return spill_err_set(err, "top_logprobs %d is out of range; use 0 to %d", q->top_logprobs, SPILL_MAX_TOP_LOGPROBS);
     req *r = calloc(1, sizeof *r);
     if (!r) return spill_err_set(err, "out of memory");
@@ -586,7 +623,8 @@ int spill_sched_submit(spill_sched *s, const spill_request *q, spill_sched_sink 
     r->stop = q->n_stop ? calloc((size_t)q->n_stop, sizeof *r->stop) : NULL;
     r->logprobs = q->logprobs != 0;
     r->top_logprobs = q->top_logprobs;
-    if (!r->tokens || (q->n_stop && !r->stop)) {
+    if (q->prompt_logprobs) r->plp = calloc((size_t)q->n_prompt, sizeof *r->plp);
+    if (!r->tokens || (q->n_stop && !r->stop) || (q->prompt_logprobs && !r->plp)) {
         req_free(r);
         return spill_err_set(err, "out of memory");
     }

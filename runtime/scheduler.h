@@ -35,14 +35,19 @@ const char *spill_finish_name(spill_finish f); /* "stop", "length", "cancelled",
  * n_tokens tokens, and, on the last call, finish != NONE. Must not call back into the scheduler
  * except spill_sched_cancel. A request that asked for log probabilities gets those of the tokens
  * whose text is complete in what was sent (n_lp of them at lp, valid during the call): with a stop
- * string, the tokens that wrote any of the text before it; the others get none (lp NULL). */
+ * string, the tokens that wrote any of the text before it; the others get none (lp NULL). A request
+ * that asked for its prompt's log probabilities gets them first, in a call of their own (no text, no
+ * tokens; unless it fails or is cancelled before its prompt is computed): n_lp = its n_prompt records,
+ * the first with logprob NaN (no token comes before it), each other token's under the logits of the
+ * position before it, with top_logprobs alternatives. */
 typedef void (*spill_sched_sink)(void *user, const char *text, size_t len, int n_tokens, const spill_token_logprob *lp,
                                  int n_lp, spill_finish finish);
 
 typedef struct spill_request {
     const int *prompt; /* token ids, with the model's BOS if it wants one */
     int n_prompt;
-    int max_tokens;    /* at most this many generated tokens (clamped to the context) */
+    int max_tokens;    /* at most this many generated tokens (clamped to the context); 0: until the context ends;
+                          -1: none (the prompt is computed for its log probabilities: prompt_logprobs) */
     float temp, top_p; /* as spill_sampler_init */
     int top_k;
     uint64_t seed;
@@ -50,6 +55,9 @@ typedef struct spill_request {
     int n_stop;
     int logprobs;      /* 1: each generated token's log probability to the sink, */
     int top_logprobs;  /* with this many most likely alternatives (0..SPILL_MAX_TOP_LOGPROBS) */
+    int prompt_logprobs; /* 1: the prompt's tokens' log probabilities too, before the rest (with top_logprobs
+                            alternatives); such a prompt shares no other sequence's blocks, its every
+                            position's logits being needed (OpenAI's echo with logprobs) */
 } spill_request;
 
 typedef struct spill_sched_params {

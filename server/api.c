@@ -79,7 +79,6 @@ static int unsupported(const spill_json *j, spill_api_err *e) {
         unsigned types; /* the types it may have */
         const char *type_name, *what;
     } f[] = {
-        {"echo", B, "a boolean", "echoing the prompt"},
         {"logit_bias", O, "an object", "logit biases"},
         {"frequency_penalty", N, "a number", "penalties"},
         {"presence_penalty", N, "a number", "penalties"},
@@ -111,6 +110,8 @@ static int unsupported(const spill_json *j, spill_api_err *e) {
     }
     return 0;
 }
+
+static int token_text(const spill_tokenizer *tok, int id, char *buf, int cap);
 
 /* "prompt": a string, an array of one string, token ids, or an array of one array of ids */
 static int read_prompt(const spill_json *p, const spill_model *m, spill_api_req *r, spill_api_err *e) {
@@ -257,8 +258,17 @@ int spill_api_parse(int chat, const char *body, size_t len, const spill_model *m
     /* the sampling settings */
     int64_t v = 0;
     int given = 0;
-    if (integer(j, "max_tokens", 1, 1 << 24, &v, &given, e)) goto out;
-    if (given) r->max_tokens = (int)v;
+    const spill_json *echo = spill_json_get(j, "echo");
+    if (echo && echo->type != SPILL_JSON_NULL) {
+        if (want(echo, SPILL_JSON_BOOL, "echo", e)) goto out;
+        if (chat && echo->boolean) {
+            fail(e, 400, "echo", "'echo' is a completion's (/v1/completions); a chat completion does not echo");
+            goto out;
+        }
+        r->echo = echo->boolean;
+    }
+    if (integer(j, "max_tokens", r->echo ? 0 : 1, 1 << 24, &v, &given, e)) goto out;
+    if (given) r->max_tokens = v ? (int)v : -1; /* echo's 0: the prompt's log probabilities only */
     if (integer(j, "max_completion_tokens", 1, 1 << 24, &v, &given, e)) goto out;
     if (given) r->max_tokens = (int)v;
     if (integer(j, "n", 1, 1, &v, NULL, e)) goto out;
@@ -349,6 +359,18 @@ int spill_api_parse(int chat, const char *body, size_t len, const spill_model *m
         fail(e, 400, chat ? "messages" : "prompt", "the prompt has no tokens");
         goto out;
     }
+    if (r->echo) { /* the prompt as given, or its tokens' texts */
+        if (r->prompt) {
+            r->echo_len = strlen(r->prompt);
+            if (!(r->echo_text = strdup(r->prompt))) goto oom;
+        } else {
+            char b[256];
+            FILE *f = open_memstream(&r->echo_text, &r->echo_len);
+            if (!f) goto oom;
+            for (int i = 0; i < r->n_tokens; i++) fwrite(b, 1, (size_t)token_text(&m->tok, r->tokens[i], b, (int)sizeof b), f);
+            if (fclose(f)) goto oom;
+        }
+    }
     if (r->n_tokens >= ctx) {
         e->status = 400;
         snprintf(e->param, sizeof e->param, "%s", chat ? "messages" : "prompt");
@@ -369,6 +391,7 @@ out:
 void spill_api_req_free(spill_api_req *r) {
     free(r->prompt);
     free(r->tokens);
+    free(r->echo_text);
     for (int i = 0; i < r->n_stop; i++) free(r->stop[i]);
     memset(r, 0, sizeof *r);
 }
@@ -479,14 +502,19 @@ static void write_logprobs(FILE *f, const spill_api_req *r, const spill_tokenize
         spill_api_write_str(f, b, (size_t)bn);
     }
     fputs("], \"token_logprobs\": [", f);
-    for (int i = 0; i < n; i++) {
+    for (int i = 0; i < n; i++) { /* NaN: an echoed prompt's first token, which nothing comes before */
         if (i) fputs(", ", f);
-        write_lp(f, lp[i].logprob);
+        if (isnan(lp[i].logprob)) fputs("null", f);
+        else write_lp(f, lp[i].logprob);
     }
     /* one object per token, its alternatives' texts to their log probabilities (two tokens with one
        text: the likelier one's) */
     fputs("], \"top_logprobs\": [", f);
     for (int i = 0; i < n; i++) {
+        if (isnan(lp[i].logprob)) {
+            fputs(i ? ", null" : "null", f);
+            continue;
+        }
         fputs(i ? ", {" : "{", f);
         char seen[SPILL_MAX_TOP_LOGPROBS][256];
         int seen_len[SPILL_MAX_TOP_LOGPROBS], n_seen = 0;

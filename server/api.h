@@ -16,7 +16,7 @@ typedef struct spill_api_req {
     char *prompt;       /* the text the model continues: the chat template applied for chat */
     int *tokens;        /* the prompt's ids, with the tokenizer's own BOS */
     int n_tokens;
-    int max_tokens;     /* 0: until the context ends */
+    int max_tokens;     /* 0: until the context ends; -1: none (a completion's max_tokens 0, with echo) */
     float temperature, top_p;
     int top_k;
     uint64_t seed;
@@ -27,6 +27,10 @@ typedef struct spill_api_req {
     int include_usage;  /* stream_options.include_usage: a last chunk with the usage */
     int logprobs;       /* each token's log probability, */
     int top_logprobs;   /* with this many alternatives (a completion's "logprobs", a chat's "top_logprobs") */
+    int echo;           /* a completion's echo: its text begins with the prompt's, its log probabilities with
+                           the prompt tokens' (the first one's null) */
+    char *echo_text;    /* the prompt as given, or its token ids' texts joined */
+    size_t echo_len;
 } spill_api_req;
 
 typedef struct spill_api_err {

@@ -103,9 +103,20 @@ static void sink(void *user, const char *text, size_t len, int n_tokens, const s
                 spill_api_write_error(f, &e);
                 fputs("\n\n", f);
             } else {
+                if (g->first && g->req.echo) {
+                    /* the prompt, in a chunk of its own; with logprobs, this first call carries the prompt
+                       tokens' (spill_request.prompt_logprobs) */
+                    int n_plp = g->req.logprobs ? n_lp : 0;
+                    spill_api_write_chunk(f, &g->req, g->id, g->created, g->model, 1, g->req.echo_text, g->req.echo_len,
+                                          g->tok, lp, n_plp, &g->text_offset, SPILL_FINISH_NONE, g->n_prompt, g->n_gen);
+                    lp = n_lp > n_plp ? lp + n_plp : NULL;
+                    n_lp -= n_plp;
+                    g->first = 0;
+                }
                 int fin = finish == SPILL_FINISH_CANCELLED ? SPILL_FINISH_STOP : finish;
-                spill_api_write_chunk(f, &g->req, g->id, g->created, g->model, g->first, text, len, g->tok, lp, n_lp,
-                                      &g->text_offset, fin, g->n_prompt, g->n_gen);
+                if (len || n_lp || finish != SPILL_FINISH_NONE || g->first)
+                    spill_api_write_chunk(f, &g->req, g->id, g->created, g->model, g->first, text, len, g->tok, lp, n_lp,
+                                          &g->text_offset, fin, g->n_prompt, g->n_gen);
             }
             if (finish != SPILL_FINISH_NONE) fputs("data: [DONE]\n\n", f);
             if (!fclose(f)) gen_append(g, ev, evn);
@@ -312,7 +323,9 @@ static enum MHD_Result generate(spill_http *h, struct MHD_Connection *c, int cha
     g->fd = ci ? ci->connect_fd : -1;
     spill_request r = {g->req.tokens, g->req.n_tokens, g->req.max_tokens, g->req.temperature, g->req.top_p,
                        g->req.top_k, g->req.seed_set ? g->req.seed : (uint64_t)time(NULL) ^ (uint64_t)id,
-                       (const char *const *)g->req.stop, g->req.n_stop, g->req.logprobs, g->req.top_logprobs};
+                       (const char *const *)g->req.stop, g->req.n_stop, g->req.logprobs, g->req.top_logprobs,
+                       g->req.echo && g->req.logprobs};
+    if (g->req.echo && !g->req.stream) gen_append(g, g->req.echo_text, g->req.echo_len); /* the text begins with it */
     spill_err err = {{0}};
     int full = 0;
     g->refs++; /* the sink's, once submitted */

@@ -4,7 +4,8 @@
  * and are never streamed in part; a full queue says so; prompts that begin alike share blocks; beside
  * decoding sequences a step holds no more prompt tokens than the prefill budget, given to prompts in
  * the order they were admitted; seeded sampling gives each request together the text it gets alone;
- * log probabilities are the logits' log-softmax, and cover the text a stop string leaves. */
+ * log probabilities are the logits' log-softmax, and cover the text a stop string leaves; a prompt's
+ * own (echo) are every position's, as computed alone. */
 #include <pthread.h>
 
 #include "engine.h"
@@ -103,6 +104,26 @@ typedef struct lp_ref {
     double lp, top_lp[TOP];
 } lp_ref;
 
+/* token id's log probability under the logits l and the TOP most likely */
+static void fill_ref(const float *l, int V, int id, lp_ref *r) {
+    double mx = l[0], sum = 0;
+    for (int i = 1; i < V; i++) mx = l[i] > mx ? l[i] : mx;
+    for (int i = 0; i < V; i++) sum += exp((double)l[i] - mx);
+    double lse = mx + log(sum);
+    r->id = id;
+    r->lp = (double)l[id] - lse;
+    for (int k = 0; k < TOP; k++) { /* the largest not taken yet, the lower id first */
+        int best = -1;
+        for (int i = 0; i < V; i++) {
+            int taken = 0;
+            for (int j = 0; j < k; j++) taken |= r->top[j] == i;
+            if (!taken && (best < 0 || l[i] > l[best])) best = i;
+        }
+        r->top[k] = best;
+        r->top_lp[k] = (double)l[best] - lse;
+    }
+}
+
 /* greedy text of a prompt, alone: the reference; with ref, each token's log probabilities too. Returns
  * the tokens generated. */
 static int alone_ref(const char *prompt, int max_tokens, char *text, size_t cap, lp_ref *ref) {
@@ -124,23 +145,7 @@ static int alone_ref(const char *prompt, int max_tokens, char *text, size_t cap,
         text[len] = 0;
         if (ref) {
             ref[g].n_bytes = nb;
-            double mx = l[0], sum = 0;
-            for (int i = 1; i < V; i++) mx = l[i] > mx ? l[i] : mx;
-            for (int i = 0; i < V; i++) sum += exp((double)l[i] - mx);
-            double lse = mx + log(sum);
-            lp_ref *r = &ref[g];
-            r->id = id;
-            r->lp = (double)l[id] - lse;
-            for (int k = 0; k < TOP; k++) { /* the largest not taken yet, the lower id first */
-                int best = -1;
-                for (int i = 0; i < V; i++) {
-                    int taken = 0;
-                    for (int j = 0; j < k; j++) taken |= r->top[j] == i;
-                    if (!taken && (best < 0 || l[i] > l[best])) best = i;
-                }
-                r->top[k] = best;
-                r->top_lp[k] = (double)l[best] - lse;
-            }
+            fill_ref(l, V, id, &ref[g]);
         }
         assert_int_equal(spill_engine_forward(e, 0, &id, 1, n + g, &err), 0);
     }
@@ -159,7 +164,7 @@ static int submit(spill_sched *s, spill_engine *e, const char *prompt, int max_t
     const spill_model *m = spill_engine_model(e);
     int *t, n, id, full;
     assert_int_equal(spill_tokenize(&m->tok, prompt, strlen(prompt), 1, 1, &t, &n, &err), 0);
-    spill_request r = {t, n, max_tokens, 0, 1, 0, 1, stop, n_stop, 0, 0};
+    spill_request r = {t, n, max_tokens, 0, 1, 0, 1, stop, n_stop, 0, 0, 0};
     o->sched = s;
     int rc = spill_sched_submit(s, &r, sink, o, &id, &full, &err);
     free(t);
@@ -213,7 +218,7 @@ static void sampled(spill_sched *s, spill_engine *e, int i, out *o) {
     const spill_model *m = spill_engine_model(e);
     int *t, n, id, full;
     assert_int_equal(spill_tokenize(&m->tok, prompts[i], strlen(prompts[i]), 1, 1, &t, &n, &err), 0);
-    spill_request r = {t, n, MAX_TOK, 1.0f, 0.95f, 40, 1000 + (uint64_t)i, NULL, 0, 0, 0};
+    spill_request r = {t, n, MAX_TOK, 1.0f, 0.95f, 40, 1000 + (uint64_t)i, NULL, 0, 0, 0, 0};
     out_init(o);
     o->sched = s;
     if (spill_sched_submit(s, &r, sink, o, &id, &full, &err)) fail_msg("%s", err.msg);
@@ -412,7 +417,7 @@ static void test_cancel_and_stop(void **s) {
     /* a prompt too long for the context is refused at once */
     int big[300], id, full;
     for (int i = 0; i < 300; i++) big[i] = 5;
-    spill_request r = {big, 300, 4, 0, 1, 0, 1, NULL, 0, 0, 0};
+    spill_request r = {big, 300, 4, 0, 1, 0, 1, NULL, 0, 0, 0, 0};
     assert_int_equal(spill_sched_submit(sc, &r, sink, &b, &id, &full, &err), -1);
     assert_int_equal(full, 0);
     assert_non_null(strstr(err.msg, "context"));
@@ -436,7 +441,7 @@ static void test_queue_full_and_sharing(void **s) {
     const spill_model *m = spill_engine_model(e);
     int *t, n, id, full, refused = 0;
     assert_int_equal(spill_tokenize(&m->tok, prompts[1], strlen(prompts[1]), 1, 1, &t, &n, &err), 0);
-    spill_request r = {t, n, 4, 0, 1, 0, 1, NULL, 0, 0, 0};
+    spill_request r = {t, n, 4, 0, 1, 0, 1, NULL, 0, 0, 0, 0};
     for (int k = 0; k < 3 && !refused; k++) refused = spill_sched_submit(sc, &r, sink, &o[2], &id, &full, &err) != 0;
     free(t);
     assert_true(refused && full);
@@ -460,7 +465,7 @@ static void test_queue_full_and_sharing(void **s) {
     submit(sc, e, prompts[2], 8, NULL, 0, &q[1]); /* failed the test before the fix */
     m = spill_engine_model(e); /* this engine's (the first one's is freed) */
     assert_int_equal(spill_tokenize(&m->tok, prompts[3], strlen(prompts[3]), 1, 1, &t, &n, &err), 0);
-    spill_request r3 = {t, n, 4, 0, 1, 0, 1, NULL, 0, 0, 0};
+    spill_request r3 = {t, n, 4, 0, 1, 0, 1, NULL, 0, 0, 0, 0};
     int rc3 = spill_sched_submit(sc, &r3, sink, &q[2], &id, &full, &err);
     free(t);
     assert_true(rc3 != 0 && full);
@@ -515,7 +520,7 @@ static void test_drain(void **s) {
         assert_int_not_equal(o[i].finish, SPILL_FINISH_CANCELLED);
     }
     int t = 1, id, full;
-    spill_request r = {&t, 1, 4, 0, 1, 0, 1, NULL, 0, 0, 0};
+    spill_request r = {&t, 1, 4, 0, 1, 0, 1, NULL, 0, 0, 0, 0};
     assert_int_equal(spill_sched_submit(sc, &r, sink, &o[0], &id, &full, &err), -1);
     assert_non_null(strstr(err.msg, "shutting down"));
     spill_sched_free(sc);
@@ -528,7 +533,7 @@ static void submit_lp(spill_sched *s, spill_engine *e, const char *prompt, float
     const spill_model *m = spill_engine_model(e);
     int *t, n, id, full;
     assert_int_equal(spill_tokenize(&m->tok, prompt, strlen(prompt), 1, 1, &t, &n, &err), 0);
-    spill_request r = {t, n, MAX_TOK, temp, 1, temp > 0 ? 40 : 0, 7, stop, n_stop, logprobs, top};
+    spill_request r = {t, n, MAX_TOK, temp, 1, temp > 0 ? 40 : 0, 7, stop, n_stop, logprobs, top, 0};
     out_init(o);
     o->sched = s;
     if (spill_sched_submit(s, &r, sink, o, &id, &full, &err)) fail_msg("%s", err.msg);
@@ -630,6 +635,105 @@ static void test_logprobs(void **st) {
     spill_engine_free(e);
 }
 
+/* each token's log probability after the ones before it, alone and one token a step: ref[i] for
+ * tok[i], i >= 1 */
+static void positions_ref(const int *tok, int n, lp_ref *ref) {
+    spill_err err = {{0}};
+    spill_engine *e = engine(1, 0);
+    const int V = spill_engine_model(e)->hp.vocab;
+    for (int i = 0; i + 1 < n; i++) {
+        assert_int_equal(spill_engine_forward(e, 0, &tok[i], 1, i, &err), 0);
+        fill_ref(spill_engine_logits(e), V, tok[i + 1], &ref[i + 1]);
+    }
+    spill_engine_free(e);
+}
+
+/* A prompt's own log probabilities (OpenAI's echo with logprobs): a prompt that is a greedy run's
+ * prompt and text, in chunks of 4 tokens beside that run still decoding (whose blocks it could share),
+ * gets every position's, equal to those of the tokens fed one at a time alone, in one sink call before
+ * anything else; max_tokens -1 generates nothing; with max_tokens, the generated tokens follow as
+ * they would without. */
+static void test_prompt_logprobs(void **st) {
+    (void)st;
+    static lp_ref gen[MAX_TOK], ref[64];
+    char text[1024];
+    int n_gen = alone_ref(prompts[2], MAX_TOK, text, sizeof text, gen);
+    assert_true(n_gen > 16);
+    spill_engine *e = engine(3, 0);
+    const spill_model *m = spill_engine_model(e);
+    spill_err err = {{0}};
+    int *pt, np;
+    assert_int_equal(spill_tokenize(&m->tok, prompts[2], strlen(prompts[2]), 1, 1, &pt, &np, &err), 0);
+    int full[64], n = 0;
+    for (int i = 0; i < np; i++) full[n++] = pt[i];
+    for (int g = 0; g < n_gen && n < 40; g++) full[n++] = gen[g].id;
+    free(pt);
+    positions_ref(full, n, ref);
+    for (int g = 0; g < n - np; g++) /* the reference agrees with the greedy run's own */
+        if (fabs(ref[np + g].lp - gen[g].lp) > 1e-4) fail_msg("position %d: %.7g, greedy %.7g", np + g, ref[np + g].lp, gen[g].lp);
+    spill_sched_params sp = {0, 4, 0};
+    spill_sched *s;
+    assert_int_equal(spill_sched_open(&s, e, &sp, &err), 0);
+    static out a, b, c;
+    out_init(&a), out_init(&b), out_init(&c);
+    submit(s, e, prompts[2], MAX_TOK, NULL, 0, &a);
+    /* a has computed more than a block of what b and c begin with */
+    for (int k = 0; k < 20000; k++) {
+        pthread_mutex_lock(&a.lock);
+        int got = a.tokens >= 12 || a.done;
+        pthread_mutex_unlock(&a.lock);
+        if (got) break;
+        usleep(500);
+    }
+    int id, full_q;
+    spill_request rb = {full, n, -1, 0, 1, 0, 1, NULL, 0, 1, TOP, 1};
+    spill_request rc = {full, n, 3, 0, 1, 0, 1, NULL, 0, 0, 0, 1};
+    b.sched = c.sched = s;
+    if (spill_sched_submit(s, &rb, sink, &b, &id, &full_q, &err)) fail_msg("%s", err.msg);
+    if (spill_sched_submit(s, &rc, sink, &c, &id, &full_q, &err)) fail_msg("%s", err.msg);
+    out_wait(&a), out_wait(&b), out_wait(&c);
+    assert_string_equal(a.text, text);
+    spill_sched_stats ss;
+    spill_sched_get_stats(s, &ss);
+    assert_int_equal(ss.reused_tokens, 0);
+    /* b: the prompt's records, nothing generated */
+    assert_int_equal(b.finish, SPILL_FINISH_LENGTH);
+    assert_int_equal(b.tokens, 0);
+    assert_int_equal(b.len, 0);
+    assert_int_equal(b.n_lp, n);
+    assert_int_equal(b.lp[0].id, full[0]);
+    assert_true(isnan(b.lp[0].logprob));
+    assert_int_equal(b.lp[0].n_top, 0);
+    for (int i = 1; i < n; i++) {
+        const spill_token_logprob *r = &b.lp[i];
+        assert_int_equal(r->id, full[i]);
+        if (fabs(r->logprob - ref[i].lp) > 1e-4) fail_msg("position %d: logprob %.7g, the reference %.7g", i, r->logprob, ref[i].lp);
+        assert_int_equal(r->n_top, TOP);
+        for (int k = 0; k < TOP; k++) {
+            assert_int_equal(r->top_id[k], ref[i].top[k]);
+            if (fabs(r->top_logprob[k] - ref[i].top_lp[k]) > 1e-4)
+                fail_msg("position %d, alternative %d: %.7g, the reference %.7g", i, k, r->top_logprob[k], ref[i].top_lp[k]);
+        }
+    }
+    /* c: the prompt's records (no alternatives) first, then 3 tokens, which the ones it gets without asked */
+    assert_int_equal(c.finish, SPILL_FINISH_LENGTH);
+    assert_int_equal(c.tokens, 3);
+    assert_int_equal(c.n_lp, n);
+    for (int i = 1; i < n; i++) {
+        assert_int_equal(c.lp[i].n_top, 0);
+        assert_true(fabs(c.lp[i].logprob - b.lp[i].logprob) <= 1e-6);
+    }
+    out d;
+    out_init(&d);
+    spill_request rd = {full, n, 3, 0, 1, 0, 1, NULL, 0, 0, 0, 0};
+    if (spill_sched_submit(s, &rd, sink, &d, &id, &full_q, &err)) fail_msg("%s", err.msg);
+    out_wait(&d);
+    assert_int_equal(d.n_lp, 0);
+    assert_string_equal(c.text, d.text);
+    spill_sched_free(s);
+    spill_engine_free(e);
+}
+
 int main(void) {
     require_file(stories_path(), "the small test models live in tests/models");
     const struct CMUnitTest tests[] = {
@@ -637,7 +741,7 @@ int main(void) {
         cmocka_unit_test(test_prefill_budget),    cmocka_unit_test(test_preemption),
         cmocka_unit_test(test_cancel_and_stop),  cmocka_unit_test(test_queue_full_and_sharing),
         cmocka_unit_test(test_drain),            cmocka_unit_test(test_prompt_order),
-        cmocka_unit_test(test_logprobs),
+        cmocka_unit_test(test_logprobs),         cmocka_unit_test(test_prompt_logprobs),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -222,6 +222,51 @@ try:
     d = json.loads(body)["choices"][0]["logprobs"] if st == 200 else {}
     check(len(d.get("token_logprobs", [])) == 4 and d["top_logprobs"] == [{}] * 4,
           "completion logprobs=0: the chosen tokens' only")
+
+    # echo, as lm-evaluation-harness scores a continuation: the text and the log probabilities begin with
+    # the prompt's (the first token's null); a prompt that is a greedy run's prompt and text gets the
+    # log probabilities that run's tokens had (one position's logits, computed in a prompt or a decode
+    # step, are the same bits); max_tokens 0 generates nothing; token ids are echoed as their texts
+    n_p = r.usage.prompt_tokens
+    e = client.completions.create(model="x", prompt=PROMPTS[0], max_tokens=24, temperature=0, logprobs=3, echo=True)
+    el = e.choices[0].logprobs
+    check(e.choices[0].text == PROMPTS[0] + ref[PROMPTS[0]] and e.usage.prompt_tokens == n_p
+          and len(el.tokens) == len(el.token_logprobs) == len(el.top_logprobs) == len(el.text_offset) == n_p + n
+          and el.token_logprobs[0] is None and el.top_logprobs[0] is None
+          and el.tokens[n_p:] == lp.tokens and el.token_logprobs[n_p:] == lp.token_logprobs
+          and el.text_offset == [sum(len(t) for t in el.tokens[:i]) for i in range(n_p + n)],
+          "echo: the prompt's text and tokens first, the first one's log probability null")
+    check(all(x <= 0 and len(d) == 3 and abs(max(d.values()) - d.get(t, max(d.values()))) < 1e-6
+              and (t not in d or abs(d[t] - x) < 1e-6)
+              for t, x, d in zip(el.tokens[1:], el.token_logprobs[1:], el.top_logprobs[1:])),
+          "echo: each prompt token's log probability and 3 alternatives, its own the same where listed")
+    f = client.completions.create(model="x", prompt=PROMPTS[0] + ref[PROMPTS[0]], max_tokens=0, logprobs=1, echo=True)
+    fl = f.choices[0].logprobs
+    check(f.choices[0].text == PROMPTS[0] + ref[PROMPTS[0]] and f.usage.completion_tokens == 0
+          and f.choices[0].finish_reason == "length" and fl.tokens[n_p:] == lp.tokens
+          and max(abs(a - b) for a, b in zip(fl.token_logprobs[n_p:], lp.token_logprobs)) < 1e-5,
+          "echo with max_tokens 0: a greedy run's text as a prompt gets that run's log probabilities")
+    st, _, body = http(srv.url + "/v1/completions", {"prompt": [1, 300, 301, 302], "max_tokens": 0, "logprobs": 2,
+                                                     "echo": True})
+    d = json.loads(body)["choices"][0] if st == 200 else {}
+    check(st == 200 and len(d["logprobs"]["tokens"]) == 4 and "".join(d["logprobs"]["tokens"]) == d["text"]
+          and d["logprobs"]["token_logprobs"][0] is None and all(x < 0 for x in d["logprobs"]["token_logprobs"][1:]),
+          "echo of token ids: their texts, and their log probabilities")
+    text, toks, vals, offs = "", [], [], []
+    for chunk in client.completions.create(model="x", prompt=PROMPTS[0], max_tokens=24, temperature=0, logprobs=3,
+                                           echo=True, stream=True):
+        if chunk.choices:
+            text += chunk.choices[0].text
+        if chunk.choices and chunk.choices[0].logprobs:
+            toks += chunk.choices[0].logprobs.tokens
+            vals += chunk.choices[0].logprobs.token_logprobs
+            offs += chunk.choices[0].logprobs.text_offset
+    check(text == e.choices[0].text and toks == el.tokens and vals == el.token_logprobs and offs == el.text_offset,
+          "echo: streamed equals whole")
+    e = client.completions.create(model="x", prompt=PROMPTS[0], max_tokens=24, temperature=0, echo=True)
+    check(e.choices[0].text == PROMPTS[0] + ref[PROMPTS[0]] and e.choices[0].logprobs is None,
+          "echo without logprobs: the text only")
+
     whole = client.chat.completions.create(model="x", messages=msgs, max_tokens=16, temperature=0, logprobs=True,
                                            top_logprobs=2)
     content = whole.choices[0].logprobs.content
@@ -289,7 +334,9 @@ try:
     bad("/v1/completions", {"prompt": "hi", "logprobs": 2, "top_logprobs": 2}, 400, "top_logprobs")
     bad("/v1/chat/completions", {"messages": [{"role": "user", "content": "hi"}], "logprobs": 2}, 400, "logprobs")
     bad("/v1/chat/completions", {"messages": [{"role": "user", "content": "hi"}], "top_logprobs": 2}, 400, "top_logprobs")
-    bad("/v1/completions", {"prompt": "hi", "echo": True}, 400, "echo")
+    bad("/v1/chat/completions", {"messages": [{"role": "user", "content": "hi"}], "echo": True}, 400, "echo")
+    bad("/v1/completions", {"prompt": "hi", "echo": 1}, 400, "echo")
+    bad("/v1/completions", {"prompt": "hi", "max_tokens": 0}, 400, "max_tokens")  # 0 only with echo
     bad("/v1/completions", {"prompt": "hi", "logit_bias": {"1": -100}}, 400, "logit_bias")
     bad("/v1/completions", {"prompt": "hi", "frequency_penalty": 1}, 400, "frequency_penalty")
     bad("/v1/completions", {"prompt": "hi", "presence_penalty": "x"}, 400, "presence_penalty")

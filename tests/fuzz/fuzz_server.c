@@ -27,22 +27,24 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     if (spill_api_parse(chat, (const char *)data + 1, size - 1, &model, ctx, &r, &e) == 0) {
         FUZZ_CHECK(r.n_tokens > 0 && r.n_tokens < ctx && r.tokens);
         for (int i = 0; i < r.n_tokens; i++) FUZZ_CHECK(r.tokens[i] >= 0 && r.tokens[i] < model.hp.vocab);
-        FUZZ_CHECK(r.n_stop >= 0 && r.n_stop <= SPILL_API_MAX_STOP && r.max_tokens >= 0);
+        FUZZ_CHECK(r.n_stop >= 0 && r.n_stop <= SPILL_API_MAX_STOP && (r.max_tokens >= 0 || (r.max_tokens == -1 && r.echo)));
+        FUZZ_CHECK(!r.echo || (!chat && r.echo_text));
         FUZZ_CHECK(r.include_usage == 0 || (r.include_usage == 1 && r.stream));
         FUZZ_CHECK(r.top_logprobs >= 0 && r.top_logprobs <= SPILL_MAX_TOP_LOGPROBS && (r.logprobs || !r.top_logprobs));
-        const char *text = r.prompt ? r.prompt : "";
+        const char *text = r.echo ? r.echo_text : r.prompt ? r.prompt : "";
+        size_t len = r.echo ? r.echo_len : strlen(text);
         /* log probabilities of the prompt's tokens stand in for generated ones: every id and byte sequence */
         spill_token_logprob lp[8];
         int n_lp = r.n_tokens < 8 ? r.n_tokens : 8;
         for (int i = 0; i < n_lp; i++) {
-            lp[i] = (spill_token_logprob){.id = r.tokens[i], .logprob = i ? -0.5f * (float)i : -INFINITY,
+            lp[i] = (spill_token_logprob){.id = r.tokens[i], .logprob = i ? -0.5f * (float)i : r.echo ? NAN : -INFINITY,
                                           .n_top = r.top_logprobs};
             for (int k = 0; k < r.top_logprobs; k++) lp[i].top_id[k] = r.tokens[(i + k) % r.n_tokens], lp[i].top_logprob[k] = -1;
         }
-        spill_api_write_response(fuzz_null(), &r, "id", 0, "model", text, strlen(text), &model.tok, lp, n_lp,
+        spill_api_write_response(fuzz_null(), &r, "id", 0, "model", text, len, &model.tok, lp, n_lp,
                                  SPILL_FINISH_STOP, r.n_tokens, 1);
         size_t offset = 0;
-        spill_api_write_chunk(fuzz_null(), &r, "id", 0, "model", 1, text, strlen(text), &model.tok, lp, n_lp, &offset,
+        spill_api_write_chunk(fuzz_null(), &r, "id", 0, "model", 1, text, len, &model.tok, lp, n_lp, &offset,
                               SPILL_FINISH_NONE, 0, 0);
         spill_api_write_chunk(fuzz_null(), &r, "id", 0, "model", 0, "", 0, &model.tok, NULL, 0, &offset,
                               SPILL_FINISH_LENGTH, r.n_tokens, 1);
