@@ -132,13 +132,16 @@ int spill_sampler_draw(spill_sampler *s, const float *probs) {
 }
 
 void spill_sampler_logprobs(spill_sampler *s, const float *logits, int id, int n_top, spill_token_logprob *out) {
-    int n = s->n_vocab;
+    spill_logprobs(logits, s->n_vocab, s->prob, id, n_top, out);
+}
+
+void spill_logprobs(const float *logits, int n, float *scratch, int id, int n_top, spill_token_logprob *out) {
     if (n_top < 0) n_top = 0;
     if (n_top > SPILL_MAX_TOP_LOGPROBS) n_top = SPILL_MAX_TOP_LOGPROBS;
     if (n_top > n) n_top = n;
-    /* log(sum e^(l - max)) + max, the sum in double (s->prob is scratch here) */
+    /* log(sum e^(l - max)) + max, the sum in double */
     float mx = spill_maxf(logits, n);
-    double lse = (double)mx + log(spill_exp_sum(s->prob, logits, n, mx, 1.0f));
+    double lse = (double)mx + log(spill_exp_sum(scratch, logits, n, mx, 1.0f));
     out->id = id;
     out->logprob = (float)((double)logits[id] - lse);
     out->n_top = n_top;

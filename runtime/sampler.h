@@ -42,6 +42,8 @@ void spill_sampler_probs(spill_sampler *s, const float *logits, float *probs);
 /* token id's log probability under logits (n_vocab of them) and the n_top (<= SPILL_MAX_TOP_LOGPROBS)
  * most likely tokens', into out; the sampler's scratch is used, its state (the generator) is not. */
 void spill_sampler_logprobs(spill_sampler *s, const float *logits, int id, int n_top, spill_token_logprob *out);
+/* the same with the caller's scratch (n_vocab floats) and no sampler: any thread may run it on its own */
+void spill_logprobs(const float *logits, int n_vocab, float *scratch, int id, int n_top, spill_token_logprob *out);
 /* A token drawn from probs (n_vocab, summing to about 1; the mass may be any positive total). */
 int spill_sampler_draw(spill_sampler *s, const float *probs);
 /* uniform in [0, 1) */

@@ -64,6 +64,7 @@ struct spill_sched {
     float **pick_logits;
     int *picked;
     int *pick_pos; /* (batch) the position each output is at */
+    float *lp_scratch; /* (the pool's threads, vocab) a prompt position's log probabilities (echo) */
     int *order;   /* (n_slots) the slots with prompt left, by admission */
 };
 
@@ -383,24 +384,21 @@ typedef struct sample_job {
 static void sample_worker(void *ctx, int ith, int nth) {
     sample_job *j = ctx;
     spill_sched *s = j->s;
-    (void)ith, (void)nth;
+    (void)nth;
     for (int i; (i = atomic_fetch_add_explicit(&j->next, 1, memory_order_relaxed)) < j->n;) {
         req *r = s->pick_req[i];
-        /* a request's outputs are consecutive and share its sampler's scratch: whoever takes the first
-           does them all (a prompt's log probabilities, then its sample) */
-        if (i && s->pick_req[i - 1] == r) continue;
-        for (int k = i; k < j->n && s->pick_req[k] == r; k++) {
-            const float *logits = s->pick_logits[k];
-            int p = s->pick_pos[k];
-            s->picked[k] = -1;
-            if (p < r->n_tokens - 1) { /* a prompt position: the next prompt token's log probability */
-                spill_sampler_logprobs(&r->smp, logits, r->tokens[p + 1], r->top_logprobs, &r->plp[p + 1]);
-                continue;
-            }
-            if (!r->max_tokens) continue; /* the prompt only */
-            int id = s->picked[k] = spill_sampler_sample(&r->smp, logits);
-            if (r->logprobs) spill_sampler_logprobs(&r->smp, logits, id, r->top_logprobs, &r->next_lp);
+        const float *logits = s->pick_logits[i];
+        int p = s->pick_pos[i];
+        s->picked[i] = -1;
+        if (p < r->n_tokens - 1) { /* a prompt position: the next prompt token's log probability, with this
+                                      thread's scratch (a request's one sample a step has its sampler's) */
+            spill_logprobs(logits, s->m->hp.vocab, s->lp_scratch + (size_t)ith * (size_t)s->m->hp.vocab, r->tokens[p + 1],
+                           r->top_logprobs, &r->plp[p + 1]);
+            continue;
         }
+        if (!r->max_tokens) continue; /* the prompt only */
+        int id = s->picked[i] = spill_sampler_sample(&r->smp, logits);
+        if (r->logprobs) spill_sampler_logprobs(&r->smp, logits, id, r->top_logprobs, &r->next_lp);
     }
 }
 
@@ -545,11 +543,12 @@ int spill_sched_open(spill_sched **out, spill_engine *e, const spill_sched_param
     s->pick_logits = malloc(sizeof *s->pick_logits * (size_t)s->batch);
     s->picked = malloc(sizeof(int) * (size_t)s->batch);
     s->pick_pos = malloc(sizeof(int) * (size_t)s->batch);
+    s->lp_scratch = malloc(sizeof(float) * (size_t)spill_pool_size(spill_engine_pool(e)) * (size_t)s->m->hp.vocab);
     s->order = malloc(sizeof(int) * (size_t)s->n_slots);
     pthread_mutex_init(&s->lock, NULL);
     pthread_cond_init(&s->cv, NULL);
     if (!s->running || !s->tok || !s->seq || !s->pos || !s->out || !s->owner || !s->order || !s->pick_req || !s->pick_logits ||
-        !s->picked || !s->pick_pos) {
+        !s->picked || !s->pick_pos || !s->lp_scratch) {
         spill_sched_free(s);
         return spill_err_set(err, "out of memory");
     }
@@ -585,7 +584,7 @@ void spill_sched_free(spill_sched *s) {
     pthread_mutex_destroy(&s->lock);
     pthread_cond_destroy(&s->cv);
     free(s->running), free(s->tok), free(s->seq), free(s->pos), free(s->out), free(s->owner), free(s->order);
-    free(s->pick_req), free(s->pick_logits), free(s->picked), free(s->pick_pos);
+    free(s->pick_req), free(s->pick_logits), free(s->picked), free(s->pick_pos), free(s->lp_scratch);
     free(s);
 }
 

@@ -81,6 +81,7 @@ static void sink(void *user, const char *text, size_t len, int n_tokens, const s
     pthread_mutex_lock(&g->lock);
     g->n_gen += n_tokens;
     if (!g->req.stream) {
+        if (finish == SPILL_FINISH_ERROR) g->len = 0; /* the answer is the message alone (not after an echoed prompt) */
         gen_append(g, text, len);
         if (n_lp && g->n_lp + n_lp > g->cap_lp) {
             int cap = (g->n_lp + n_lp) * 2;
@@ -103,7 +104,7 @@ static void sink(void *user, const char *text, size_t len, int n_tokens, const s
                 spill_api_write_error(f, &e);
                 fputs("\n\n", f);
             } else {
-                if (g->first && g->req.echo) {
+                if (g->first && g->req.echo && finish != SPILL_FINISH_CANCELLED) {
                     /* the prompt, in a chunk of its own; with logprobs, this first call carries the prompt
                        tokens' (spill_request.prompt_logprobs) */
                     int n_plp = g->req.logprobs ? n_lp : 0;

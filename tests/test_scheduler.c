@@ -21,6 +21,7 @@ typedef struct out {
     int tokens, calls;
     spill_token_logprob lp[64]; /* the log probabilities received, in order */
     int n_lp;
+    int lp_call, lp_call_len; /* the first call that brought log probabilities, counted from 1, and its text's length */
     spill_finish finish;
     int done;
     int cancel_after; /* cancel itself once this many tokens arrived (0 = never) */
@@ -33,6 +34,7 @@ static void sink(void *user, const char *text, size_t len, int n_tokens, const s
                  int n_lp, spill_finish finish) {
     out *o = user;
     pthread_mutex_lock(&o->lock);
+    if (n_lp && !o->lp_call) o->lp_call = o->calls + 1, o->lp_call_len = (int)len;
     for (int i = 0; i < n_lp && o->n_lp < 64; i++) o->lp[o->n_lp++] = lp[i];
     if (o->len + len < sizeof o->text) {
         memcpy(o->text + o->len, text, len);
@@ -650,8 +652,8 @@ static void positions_ref(const int *tok, int n, lp_ref *ref) {
 
 /* A prompt's own log probabilities (OpenAI's echo with logprobs): a prompt that is a greedy run's
  * prompt and text, in chunks of 4 tokens beside that run still decoding (whose blocks it could share),
- * gets every position's, equal to those of the tokens fed one at a time alone, in one sink call before
- * anything else; max_tokens -1 generates nothing; with max_tokens, the generated tokens follow as
+ * gets every position's, equal to those of the tokens fed one at a time alone (and, bit for bit, to
+ * those the run had for the tokens it generated), in one sink call before anything else; max_tokens -1 generates nothing; with max_tokens, the generated tokens follow as
  * they would without. */
 static void test_prompt_logprobs(void **st) {
     (void)st;
@@ -676,7 +678,7 @@ static void test_prompt_logprobs(void **st) {
     assert_int_equal(spill_sched_open(&s, e, &sp, &err), 0);
     static out a, b, c;
     out_init(&a), out_init(&b), out_init(&c);
-    submit(s, e, prompts[2], MAX_TOK, NULL, 0, &a);
+    submit_lp(s, e, prompts[2], 0, 1, TOP, NULL, 0, &a);
     /* a has computed more than a block of what b and c begin with */
     for (int k = 0; k < 20000; k++) {
         pthread_mutex_lock(&a.lock);
@@ -701,6 +703,8 @@ static void test_prompt_logprobs(void **st) {
     assert_int_equal(b.tokens, 0);
     assert_int_equal(b.len, 0);
     assert_int_equal(b.n_lp, n);
+    assert_int_equal(b.lp_call, 1); /* first, alone */
+    assert_int_equal(b.lp_call_len, 0);
     assert_int_equal(b.lp[0].id, full[0]);
     assert_true(isnan(b.lp[0].logprob));
     assert_int_equal(b.lp[0].n_top, 0);
@@ -715,10 +719,20 @@ static void test_prompt_logprobs(void **st) {
                 fail_msg("position %d, alternative %d: %.7g, the reference %.7g", i, k, r->top_logprob[k], ref[i].top_lp[k]);
         }
     }
+    /* the positions a generated decoding: the same logits' bits (a token's result does not depend on the
+       batch), so the same records exactly */
+    assert_true(a.n_lp >= n - np);
+    for (int g = 0; g < n - np; g++) {
+        assert_int_equal(b.lp[np + g].id, a.lp[g].id);
+        assert_true(b.lp[np + g].logprob == a.lp[g].logprob);
+        for (int k = 0; k < TOP; k++) assert_true(b.lp[np + g].top_logprob[k] == a.lp[g].top_logprob[k]);
+    }
     /* c: the prompt's records (no alternatives) first, then 3 tokens, which the ones it gets without asked */
     assert_int_equal(c.finish, SPILL_FINISH_LENGTH);
     assert_int_equal(c.tokens, 3);
     assert_int_equal(c.n_lp, n);
+    assert_int_equal(c.lp_call, 1);
+    assert_int_equal(c.lp_call_len, 0);
     for (int i = 1; i < n; i++) {
         assert_int_equal(c.lp[i].n_top, 0);
         assert_true(fabs(c.lp[i].logprob - b.lp[i].logprob) <= 1e-6);
