@@ -19,7 +19,7 @@ typedef struct out {
     char text[4096];
     size_t len;
     int tokens, calls;
-    spill_token_logprob lp[64]; /* the log probabilities received, in order */
+    spill_token_logprob lp[96]; /* the log probabilities received, in order */
     int n_lp;
     int lp_call, lp_call_len; /* the first call that brought log probabilities, counted from 1, and its text's length */
     spill_finish finish;
@@ -35,7 +35,7 @@ static void sink(void *user, const char *text, size_t len, int n_tokens, const s
     out *o = user;
     pthread_mutex_lock(&o->lock);
     if (n_lp && !o->lp_call) o->lp_call = o->calls + 1, o->lp_call_len = (int)len;
-    for (int i = 0; i < n_lp && o->n_lp < 64; i++) o->lp[o->n_lp++] = lp[i];
+    for (int i = 0; i < n_lp && o->n_lp < 96; i++) o->lp[o->n_lp++] = lp[i];
     if (o->len + len < sizeof o->text) {
         memcpy(o->text + o->len, text, len);
         o->len += len;
@@ -748,6 +748,63 @@ static void test_prompt_logprobs(void **st) {
     spill_engine_free(e);
 }
 
+/* An echo request preempted in the middle of its prompt (the KV cache short by a block) is computed
+ * again from its start and still gets every position's log probabilities, once. */
+static void test_prompt_logprobs_preempted(void **st) {
+    (void)st;
+    spill_err err = {{0}};
+    spill_engine *e = engine(2, 6);
+    const spill_model *m = spill_engine_model(e);
+    /* b's prompt: the prompts one after another, twice: 5 blocks of 16 */
+    int bt[96], n = 0;
+    for (int rep = 0; rep < 2; rep++)
+        for (int i = 0; i < N_P; i++) {
+            int *t, k;
+            assert_int_equal(spill_tokenize(&m->tok, prompts[i], strlen(prompts[i]), rep == 0 && i == 0, 1, &t, &k, &err), 0);
+            for (int j = 0; j < k && n < 72; j++) bt[n++] = t[j];
+            free(t);
+        }
+    assert_true(n > 64);
+    static lp_ref ref[96];
+    positions_ref(bt, n, ref);
+    spill_sched_params sp = {0, 4, 0};
+    spill_sched *s;
+    assert_int_equal(spill_sched_open(&s, e, &sp, &err), 0);
+    /* h holds the scheduler in its last call, so that a and b are admitted in one step with all six
+       blocks free: a takes one, then a second at its 16th position; b takes a block every 4 steps and
+       finds none for its fifth, so it (the later admitted) gives its blocks back and waits for a */
+    static out h, a, b;
+    out_init(&h), out_init(&a), out_init(&b);
+    h.hold = 1;
+    submit(s, e, prompts[1], 1, NULL, 0, &h);
+    wait_running(&h); /* in its last call (one token), held there */
+    submit(s, e, prompts[0], 80, NULL, 0, &a);
+    int id, full;
+    spill_request rb = {bt, n, -1, 0, 1, 0, 1, NULL, 0, 0, 2, 1};
+    b.sched = s;
+    if (spill_sched_submit(s, &rb, sink, &b, &id, &full, &err)) fail_msg("%s", err.msg);
+    pthread_mutex_lock(&h.lock);
+    h.hold = 0;
+    pthread_cond_broadcast(&h.cv);
+    pthread_mutex_unlock(&h.lock);
+    out_wait(&a), out_wait(&b);
+    spill_sched_stats ss;
+    spill_sched_get_stats(s, &ss);
+    assert_true(ss.preempted >= 1);
+    assert_int_equal(b.finish, SPILL_FINISH_LENGTH);
+    assert_int_equal(b.lp_call, 1);
+    assert_int_equal(b.n_lp, n);
+    assert_true(isnan(b.lp[0].logprob));
+    for (int i = 1; i < n; i++) {
+        assert_int_equal(b.lp[i].id, bt[i]);
+        assert_int_equal(b.lp[i].n_top, 2);
+        assert_int_equal(b.lp[i].top_id[0], ref[i].top[0]);
+        if (fabs(b.lp[i].logprob - ref[i].lp) > 1e-4) fail_msg("position %d: logprob %.7g, the reference %.7g", i, b.lp[i].logprob, ref[i].lp);
+    }
+    spill_sched_free(s);
+    spill_engine_free(e);
+}
+
 int main(void) {
     require_file(stories_path(), "the small test models live in tests/models");
     const struct CMUnitTest tests[] = {
@@ -756,6 +813,7 @@ int main(void) {
         cmocka_unit_test(test_cancel_and_stop),  cmocka_unit_test(test_queue_full_and_sharing),
         cmocka_unit_test(test_drain),            cmocka_unit_test(test_prompt_order),
         cmocka_unit_test(test_logprobs),         cmocka_unit_test(test_prompt_logprobs),
+        cmocka_unit_test(test_prompt_logprobs_preempted),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
