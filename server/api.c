@@ -363,12 +363,12 @@ int spill_api_parse(int chat, const char *body, size_t len, const spill_model *m
         if (r->prompt) {
             r->echo_len = strlen(r->prompt);
             if (!(r->echo_text = strdup(r->prompt))) goto oom;
-        } else {
-            char b[256];
-            FILE *f = open_memstream(&r->echo_text, &r->echo_len);
-            if (!f) goto oom;
-            for (int i = 0; i < r->n_tokens; i++) fwrite(b, 1, (size_t)token_text(&m->tok, r->tokens[i], b, (int)sizeof b), f);
-            if (fclose(f)) goto oom;
+        } else { /* as the tokenizer detokenizes them: no text for special tokens, SentencePiece's first space dropped */
+            spill_err derr;
+            if (spill_detokenize(&m->tok, r->tokens, r->n_tokens, 1, &r->echo_text, &r->echo_len, &derr)) {
+                fail(e, 400, "prompt", "echo: the prompt's token ids do not detokenize: %s", derr.msg);
+                goto out;
+            }
         }
     }
     if (r->n_tokens >= ctx) {

@@ -330,7 +330,10 @@ static enum MHD_Result generate(spill_http *h, struct MHD_Connection *c, int cha
     spill_err err = {{0}};
     int full = 0;
     g->refs++; /* the sink's, once submitted */
-    if (spill_sched_submit(h->p.sched, &r, sink, g, &g->sched_id, &full, &err)) {
+    if (g->req.echo && g->req.max_tokens < 0 && !g->req.logprobs) {
+        /* the prompt back and nothing more: no need of the model (sched_id stays 0, which no request has) */
+        sink(g, "", 0, 0, NULL, 0, SPILL_FINISH_LENGTH);
+    } else if (spill_sched_submit(h->p.sched, &r, sink, g, &g->sched_id, &full, &err)) {
         g->refs--;
         pthread_mutex_lock(&h->lock);
         h->active--;

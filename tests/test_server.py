@@ -249,9 +249,11 @@ try:
     st, _, body = http(srv.url + "/v1/completions", {"prompt": [1, 300, 301, 302], "max_tokens": 0, "logprobs": 2,
                                                      "echo": True})
     d = json.loads(body)["choices"][0] if st == 200 else {}
+    # echoed as the tokenizer detokenizes them (for a GGUF, as llama.cpp does: the BOS gives no text and the
+    # space after it stays, so here the text is the tokens' texts joined)
     check(st == 200 and len(d["logprobs"]["tokens"]) == 4 and "".join(d["logprobs"]["tokens"]) == d["text"]
           and d["logprobs"]["token_logprobs"][0] is None and all(x < 0 for x in d["logprobs"]["token_logprobs"][1:]),
-          "echo of token ids: their texts, and their log probabilities")
+          "echo of token ids: their detokenized text, and their log probabilities")
     text, toks, vals, offs = "", [], [], []
     for chunk in client.completions.create(model="x", prompt=PROMPTS[0], max_tokens=24, temperature=0, logprobs=3,
                                            echo=True, stream=True):
@@ -266,6 +268,15 @@ try:
     e = client.completions.create(model="x", prompt=PROMPTS[0], max_tokens=24, temperature=0, echo=True)
     check(e.choices[0].text == PROMPTS[0] + ref[PROMPTS[0]] and e.choices[0].logprobs is None,
           "echo without logprobs: the text only")
+    # the prompt back and nothing asked of the model: answered without a request to the scheduler
+    before = metric(srv, "spill_requests_total")
+    e = client.completions.create(model="x", prompt=PROMPTS[1], max_tokens=0, echo=True)
+    chunks = [c.choices[0].text for c in client.completions.create(model="x", prompt=PROMPTS[1], max_tokens=0,
+                                                                   echo=True, stream=True) if c.choices]
+    check(e.choices[0].text == PROMPTS[1] and e.choices[0].finish_reason == "length"
+          and e.usage.completion_tokens == 0 and e.usage.prompt_tokens > 0 and "".join(chunks) == PROMPTS[1]
+          and metric(srv, "spill_requests_total") == before,
+          "echo with max_tokens 0 and no logprobs: the prompt back, whole and streamed, without the model")
 
     whole = client.chat.completions.create(model="x", messages=msgs, max_tokens=16, temperature=0, logprobs=True,
                                            top_logprobs=2)
