@@ -27,7 +27,58 @@ int spill_sampler_init(spill_sampler *s, int n_vocab, float temp, int top_k, flo
     return 0;
 }
 
+int spill_sampler_adjust(spill_sampler *s, const spill_logit_adjust *a, spill_err *err) {
+    if (!a || (!a->n_bias && a->presence == 0 && a->frequency == 0)) return 0;
+    const int n = s->n_vocab;
+    if (a->n_bias < 0 || a->n_bias > n) return spill_err_set(err, "logit bias: %d entries; at most one per token (%d)", a->n_bias, n);
+    for (int i = 0; i < a->n_bias; i++) {
+        if (a->bias_id[i] < 0 || a->bias_id[i] >= n)
+            return spill_err_set(err, "logit bias: token %d is not in the vocabulary (0..%d)", a->bias_id[i], n - 1);
+        if (!(a->bias[i] >= -100 && a->bias[i] <= 100))
+            return spill_err_set(err, "logit bias %g for token %d is out of range; use -100 to 100", a->bias[i], a->bias_id[i]);
+    }
+    if (!(a->presence >= -2 && a->presence <= 2))
+        return spill_err_set(err, "presence penalty %g is out of range; use -2 to 2", a->presence);
+    if (!(a->frequency >= -2 && a->frequency <= 2))
+        return spill_err_set(err, "frequency penalty %g is out of range; use -2 to 2", a->frequency);
+    int pen = a->presence != 0 || a->frequency != 0;
+    int *id = a->n_bias ? malloc(sizeof *id * (size_t)a->n_bias) : NULL, *count = pen ? calloc((size_t)n, sizeof *count) : NULL;
+    int *seen = pen ? malloc(sizeof *seen * (size_t)n) : NULL;
+    float *bias = a->n_bias ? malloc(sizeof *bias * (size_t)a->n_bias) : NULL, *adj = malloc(sizeof *adj * (size_t)n);
+    if ((a->n_bias && (!id || !bias)) || (pen && (!count || !seen)) || !adj) {
+        free(id), free(count), free(seen), free(bias), free(adj);
+        return spill_err_set(err, "out of memory for the sampler's logit changes");
+    }
+    if (a->n_bias) memcpy(id, a->bias_id, sizeof *id * (size_t)a->n_bias), memcpy(bias, a->bias, sizeof *bias * (size_t)a->n_bias);
+    free(s->bias_id), free(s->bias), free(s->count), free(s->seen), free(s->adj);
+    s->bias_id = id, s->bias = bias, s->n_bias = a->n_bias, s->count = count, s->seen = seen, s->adj = adj, s->n_seen = 0;
+    s->presence = a->presence, s->frequency = a->frequency;
+    return 0;
+}
+
+void spill_sampler_accept(spill_sampler *s, int id) {
+    if (!s->count || id < 0 || id >= s->n_vocab) return;
+    if (!s->count[id]++) s->seen[s->n_seen++] = id;
+}
+
+/* the logits the sampler picks from: the model's, or a copy with spill_sampler_adjust's changes */
+static const float *adjusted(spill_sampler *s, const float *logits) {
+    if (!s->adj) return logits;
+    memcpy(s->adj, logits, sizeof *s->adj * (size_t)s->n_vocab);
+    for (int i = 0; i < s->n_bias; i++) s->adj[s->bias_id[i]] += s->bias[i];
+    for (int i = 0; i < s->n_seen; i++) {
+        int id = s->seen[i];
+        s->adj[id] -= s->presence + (float)s->count[id] * s->frequency;
+    }
+    return s->adj;
+}
+
 void spill_sampler_free(spill_sampler *s) {
+    free(s->bias_id);
+    free(s->bias);
+    free(s->count);
+    free(s->seen);
+    free(s->adj);
     free(s->cand);
     free(s->prob);
     free(s->top_id);
@@ -72,6 +123,7 @@ static int candidates(spill_sampler *s, const float *logits);
 
 int spill_sampler_sample(spill_sampler *s, const float *logits) {
     int n = s->n_vocab;
+    logits = adjusted(s, logits);
     if (s->temp == 0) return argmax(logits, n);
     int k = candidates(s, logits);
     double mass;
@@ -106,6 +158,7 @@ static int candidates(spill_sampler *s, const float *logits) {
 
 void spill_sampler_probs(spill_sampler *s, const float *logits, float *probs) {
     int n = s->n_vocab;
+    logits = adjusted(s, logits);
     memset(probs, 0, sizeof(float) * (size_t)n);
     if (s->temp == 0) {
         probs[argmax(logits, n)] = 1;

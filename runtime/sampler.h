@@ -17,7 +17,28 @@ typedef struct spill_sampler {
     float *prob;      /* (n_vocab) scratch: the probabilities in id order */
     int *top_id;      /* (top_k) scratch for top-k */
     float *top_p_val; /* (top_k) */
+    /* spill_sampler_adjust's changes to the logits (none until it is called) */
+    int n_bias;
+    int *bias_id;     /* (n_bias) */
+    float *bias;      /* (n_bias) */
+    float presence, frequency;
+    int *count;       /* (n_vocab, with a penalty) times each token was taken (spill_sampler_accept) */
+    int *seen;        /* (n_vocab, with a penalty) the tokens taken, each once, in the order first taken */
+    int n_seen;
+    float *adj;       /* (n_vocab, when adjusting) scratch: the logits changed */
 } spill_sampler;
+
+/* OpenAI's logit_bias, presence_penalty and frequency_penalty: what the sampler does to the logits
+ * before it picks (greedy too) and before spill_sampler_probs. A token's logit gets its bias added, and
+ * for a token taken c > 0 times so far (spill_sampler_accept: the generated tokens, as OpenAI's
+ * formula counts them, not the prompt's), presence + c * frequency subtracted. Log probabilities
+ * (spill_sampler_logprobs) stay the model's own, as vLLM and OpenAI report them. */
+typedef struct spill_logit_adjust {
+    const int *bias_id;  /* ids in [0, n_vocab) */
+    const float *bias;   /* each in [-100, 100] */
+    int n_bias;
+    float presence, frequency; /* each in [-2, 2]; 0: off */
+} spill_logit_adjust;
 
 /* A generated token's log probability under the model, and the most likely tokens at its place
  * (OpenAI's logprobs / top_logprobs): the log-softmax of the logits as the model gave them, before
@@ -32,6 +53,10 @@ typedef struct spill_token_logprob {
 } spill_token_logprob;
 
 int spill_sampler_init(spill_sampler *s, int n_vocab, float temp, int top_k, float top_p, uint64_t seed, spill_err *err);
+/* Takes a copy of a (NULL: nothing changed); -1 with err naming the bad value, the sampler unchanged. */
+int spill_sampler_adjust(spill_sampler *s, const spill_logit_adjust *a, spill_err *err);
+/* A token taken (generated): counted for the penalties; a no-op without them. */
+void spill_sampler_accept(spill_sampler *s, int id);
 void spill_sampler_free(spill_sampler *s);
 /* logits are read, not written: spill_sampler_logprobs may read them after */
 int spill_sampler_sample(spill_sampler *s, const float *logits);

@@ -341,6 +341,7 @@ static void take_token(spill_sched *s, req *r, int id) {
     }
     r->n_gen++;
     r->tokens_unsent++;
+    spill_sampler_accept(&r->smp, id); /* the penalties count generated tokens */
     r->tokens[r->n_tokens++] = id; /* room was made at submit: prompt + max_tokens */
     char piece[512];
     int pl = spill_token_to_bytes(tok, id, piece, sizeof piece);
@@ -614,7 +615,8 @@ int spill_sched_submit(spill_sched *s, const spill_request *q, spill_sched_sink 
     r->n_prompt = r->n_tokens = q->n_prompt;
     r->max_tokens = max_tokens;
     r->cap = q->n_prompt + max_tokens + 1;
-    if (spill_sampler_init(&r->smp, s->m->hp.vocab, q->temp, q->top_k, q->top_p, q->seed, err)) {
+    if (spill_sampler_init(&r->smp, s->m->hp.vocab, q->temp, q->top_k, q->top_p, q->seed, err) ||
+        spill_sampler_adjust(&r->smp, q->adjust, err)) {
         req_free(r);
         return -1;
     }

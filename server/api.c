@@ -1,6 +1,7 @@
 /* The OpenAI-compatible API's requests and responses (see api.h). */
 #include "api.h"
 
+#include <errno.h>
 #include <math.h>
 #include <stdarg.h>
 
@@ -79,9 +80,6 @@ static int unsupported(const spill_json *j, spill_api_err *e) {
         unsigned types; /* the types it may have */
         const char *type_name, *what;
     } f[] = {
-        {"logit_bias", O, "an object", "logit biases"},
-        {"frequency_penalty", N, "a number", "penalties"},
-        {"presence_penalty", N, "a number", "penalties"},
         {"suffix", S, "a string", "suffixes"},
         {"tools", A, "an array", "tool calls"},
         {"functions", A, "an array", "function calls"},
@@ -112,6 +110,35 @@ static int unsupported(const spill_json *j, spill_api_err *e) {
 }
 
 static int token_text(const spill_tokenizer *tok, int id, char *buf, int cap);
+
+/* "logit_bias": {"token id": bias, ...}, the ids written in decimal as OpenAI's clients send them */
+static int read_logit_bias(const spill_json *b, const spill_model *m, spill_api_req *r, spill_api_err *e) {
+    if (!b || b->type == SPILL_JSON_NULL) return 0;
+    if (want(b, SPILL_JSON_OBJECT, "logit_bias", e)) return -1;
+    if (b->n == 0) return 0;
+    if (b->n > SPILL_API_MAX_BIAS)
+        return fail(e, 400, "logit_bias", "'logit_bias' has %zu entries; at most %d", b->n, SPILL_API_MAX_BIAS);
+    r->bias_id = malloc(sizeof *r->bias_id * b->n);
+    r->bias = malloc(sizeof *r->bias * b->n);
+    if (!r->bias_id || !r->bias) return fail(e, 500, NULL, "out of memory");
+    for (size_t i = 0; i < b->n; i++) {
+        const char *k = b->keys[i];
+        char *end;
+        errno = 0;
+        long id = k[0] >= '0' && k[0] <= '9' ? strtol(k, &end, 10) : -1;
+        if (id < 0 || errno || *end || end - k != (ptrdiff_t)strlen(k) || id >= m->hp.vocab)
+            return fail(e, 400, "logit_bias", "'logit_bias': \"%.40s\" is not a token id of this model (0..%d)", k,
+                        m->hp.vocab - 1);
+        const spill_json *v = &b->items[i];
+        if (v->type != SPILL_JSON_NUMBER || !(v->number >= -100 && v->number <= 100))
+            return fail(e, 400, "logit_bias", "'logit_bias': token %ld's bias must be a number in [-100, 100]", id);
+        for (int q = 0; q < r->n_bias; q++)
+            if (r->bias_id[q] == id) return fail(e, 400, "logit_bias", "'logit_bias': token %ld is given twice", id);
+        r->bias_id[r->n_bias] = (int)id;
+        r->bias[r->n_bias++] = (float)v->number;
+    }
+    return 0;
+}
 
 /* "prompt": a string, an array of one string, token ids, or an array of one array of ids */
 static int read_prompt(const spill_json *p, const spill_model *m, spill_api_req *r, spill_api_err *e) {
@@ -278,6 +305,10 @@ int spill_api_parse(int chat, const char *body, size_t len, const spill_model *m
     if (given) r->top_k = (int)v;
     if (integer(j, "seed", INT64_MIN, INT64_MAX, &v, &r->seed_set, e)) goto out;
     r->seed = (uint64_t)v;
+    /* what the sampler does to the logits (spill_logit_adjust), in OpenAI's ranges */
+    if (num(j, "presence_penalty", -2, 2, &r->presence_penalty, e) ||
+        num(j, "frequency_penalty", -2, 2, &r->frequency_penalty, e) || read_logit_bias(spill_json_get(j, "logit_bias"), m, r, e))
+        goto out;
     /* log probabilities: a completion's "logprobs" is how many alternatives (and asks for the chosen
        token's too, 0 included); a chat's is a boolean, "top_logprobs" the alternatives */
     if (chat) {
@@ -392,6 +423,8 @@ void spill_api_req_free(spill_api_req *r) {
     free(r->prompt);
     free(r->tokens);
     free(r->echo_text);
+    free(r->bias_id);
+    free(r->bias);
     for (int i = 0; i < r->n_stop; i++) free(r->stop[i]);
     memset(r, 0, sizeof *r);
 }

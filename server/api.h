@@ -9,7 +9,7 @@
 #include "model.h"
 #include "scheduler.h"
 
-enum { SPILL_API_MAX_STOP = 4 };
+enum { SPILL_API_MAX_STOP = 4, SPILL_API_MAX_BIAS = 1024 /* logit_bias entries */ };
 
 typedef struct spill_api_req {
     int chat;           /* /v1/chat/completions (else /v1/completions) */
@@ -29,8 +29,12 @@ typedef struct spill_api_req {
     int top_logprobs;   /* with this many alternatives (a completion's "logprobs", a chat's "top_logprobs") */
     int echo;           /* a completion's echo: its text begins with the prompt's, its log probabilities with
                            the prompt tokens' (the first one's null) */
-    char *echo_text;    /* the prompt as given, or its token ids' texts joined */
+    char *echo_text;    /* the prompt as given, or its token ids detokenized */
     size_t echo_len;
+    float presence_penalty, frequency_penalty; /* OpenAI's, in [-2, 2] (spill_logit_adjust) */
+    int *bias_id;       /* logit_bias: (n_bias) token ids, each once, */
+    float *bias;        /* and what is added to their logits, in [-100, 100] */
+    int n_bias;         /* <= SPILL_API_MAX_BIAS */
 } spill_api_req;
 
 typedef struct spill_api_err {

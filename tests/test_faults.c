@@ -250,7 +250,7 @@ static void test_kv_exhausted_at_admission(void **state) {
     for (int k = 0; k < 3; k++)
         for (int i = 0; i < 40; i++) p[k][i] = i ? 1 + (i * 13 + k * 101) % 500 : 1;
     spill_request req[3];
-    for (int k = 0; k < 3; k++) req[k] = (spill_request){p[k], 40, 40, 0.0f, 1.0f, 0, 0, NULL, 0, 0, 0, 0};
+    for (int k = 0; k < 3; k++) req[k] = (spill_request){p[k], 40, 40, 0.0f, 1.0f, 0, 0, NULL, 0, 0, 0, 0, NULL};
     /* alone, with room for everyone */
     result alone[3], tight[3];
     run_requests(0, 3, req, alone);
@@ -265,7 +265,7 @@ static void test_kv_exhausted_at_admission(void **state) {
     /* a request that the whole cache cannot hold is refused at once, with the numbers */
     spill_engine *e;
     spill_sched *s = sched_open(&e, 6);
-    spill_request big = {p[0], 40, 100, 0.0f, 1.0f, 0, 0, NULL, 0, 0, 0, 0};
+    spill_request big = {p[0], 40, 100, 0.0f, 1.0f, 0, 0, NULL, 0, 0, 0, 0, NULL};
     result r;
     memset(&r, 0, sizeof r);
     int id, full = 0;

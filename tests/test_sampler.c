@@ -1,6 +1,7 @@
 /* Sampler: greedy is argmax (lowest id on ties), a seed reproduces a run, top-k 1 and a tiny
  * top-p reduce to greedy, temperature 1 follows the softmax, bad settings are refused; the top-k
- * twin of the GPU kernel equals a full sort, and top-k draws follow the softmax over the k kept. */
+ * twin of the GPU kernel equals a full sort, and top-k draws follow the softmax over the k kept; logit
+ * bias and presence/frequency penalties change what is picked, not the log probabilities. */
 #include "sampler.h"
 #include "spill_kernels.h"
 #include "test_util.h"
@@ -173,13 +174,105 @@ static void test_bad_settings(void **s) {
     assert_int_equal(spill_sampler_init(&smp, 4, 1, 0, 1.5f, 1, &err), -1);
 }
 
+/* logit_bias and the penalties: greedy and a drawn token follow the changed logits, the log
+ * probabilities stay the model's, the counts are of accepted tokens only */
+static void test_adjust(void **s) {
+    (void)s;
+    spill_sampler smp;
+    spill_err err = {{0}};
+    float l[6] = {2.0f, 1.8f, 1.7f, 0.0f, -1.0f, 1.0f}, before[6];
+    memcpy(before, l, sizeof l);
+    assert_int_equal(spill_sampler_init(&smp, 6, 0, 0, 1, 1, &err), 0);
+    int bid[2] = {4, 0};
+    float bias[2] = {3.5f, -100.0f};
+    spill_logit_adjust a = {bid, bias, 2, 0.15f, 0.1f};
+    assert_int_equal(spill_sampler_adjust(&smp, &a, &err), 0);
+    bid[0] = 1; /* copied: the caller's arrays may go */
+    assert_int_equal(spill_sampler_sample(&smp, l), 4); /* -1 + 3.5 = 2.5 beats 1.8; 0 is banned */
+    assert_memory_equal(l, before, sizeof l);           /* the logits are read, not written */
+    spill_sampler_accept(&smp, 4);                      /* 4: 2.5 - 0.25 = 2.25 still first */
+    assert_int_equal(spill_sampler_sample(&smp, l), 4);
+    spill_sampler_accept(&smp, 4);                      /* 2.5 - 0.35 = 2.15 */
+    assert_int_equal(spill_sampler_sample(&smp, l), 4);
+    spill_sampler_accept(&smp, 4);                      /* 2.5 - 0.45 = 2.05 */
+    assert_int_equal(spill_sampler_sample(&smp, l), 4);
+    spill_sampler_accept(&smp, 4);                      /* 2.5 - 0.55 = 1.95 */
+    assert_int_equal(spill_sampler_sample(&smp, l), 4);
+    spill_sampler_accept(&smp, 4);                      /* 2.5 - 0.65 = 1.85: 1 (1.8) is still below */
+    assert_int_equal(spill_sampler_sample(&smp, l), 4);
+    spill_sampler_accept(&smp, 4);                      /* 2.5 - 0.75 = 1.75 < 1.8 */
+    assert_int_equal(spill_sampler_sample(&smp, l), 1);
+    spill_sampler_accept(&smp, 1);                      /* 1: 1.8 - 0.25 = 1.55 < 1.7 */
+    assert_int_equal(spill_sampler_sample(&smp, l), 4);
+    spill_token_logprob lp;
+    spill_sampler_logprobs(&smp, l, 0, 1, &lp);
+    assert_int_equal(lp.top_id[0], 0); /* the model's own: token 0 first, not banned */
+    float probs[6];
+    spill_sampler_probs(&smp, l, probs);
+    assert_true(probs[4] == 1 && probs[0] == 0);
+    spill_sampler_free(&smp);
+
+    /* drawn at temperature 1 with token 0 banned and 3 raised to the top: 3 comes most, 0 never */
+    assert_int_equal(spill_sampler_init(&smp, 6, 1.0f, 0, 1, 7, &err), 0);
+    int b3[2] = {0, 3};
+    float v3[2] = {-100, 5};
+    spill_logit_adjust a3 = {b3, v3, 2, 0, 0};
+    assert_int_equal(spill_sampler_adjust(&smp, &a3, &err), 0);
+    int hist[6] = {0};
+    for (int i = 0; i < 4000; i++) hist[spill_sampler_sample(&smp, l)]++;
+    assert_int_equal(hist[0], 0);
+    for (int k = 1; k < 6; k++)
+        if (k != 3) assert_true(hist[3] > 10 * hist[k]);
+    spill_sampler_probs(&smp, l, probs);
+    assert_true(probs[0] == 0 && probs[3] > 0.9f);
+    spill_sampler_accept(&smp, 3); /* no penalty: nothing counted, nothing changes */
+    assert_null(smp.count);
+    spill_sampler_free(&smp);
+
+    /* a negative penalty (allowed down to -2) favours what was taken */
+    assert_int_equal(spill_sampler_init(&smp, 6, 0, 0, 1, 1, &err), 0);
+    spill_logit_adjust neg = {NULL, NULL, 0, -0.5f, 0};
+    assert_int_equal(spill_sampler_adjust(&smp, &neg, &err), 0);
+    spill_sampler_accept(&smp, 2);
+    assert_int_equal(spill_sampler_sample(&smp, l), 2); /* 1.7 + 0.5 = 2.2 beats 2.0 */
+    spill_sampler_free(&smp);
+}
+
+static void test_adjust_refused(void **s) {
+    (void)s;
+    spill_sampler smp;
+    spill_err err = {{0}};
+    assert_int_equal(spill_sampler_init(&smp, 6, 0, 0, 1, 1, &err), 0);
+    int id = 6;
+    float b = 1, big = 100.5f, nan = NAN;
+    spill_logit_adjust a = {&id, &b, 1, 0, 0};
+    assert_int_equal(spill_sampler_adjust(&smp, &a, &err), -1);
+    assert_non_null(strstr(err.msg, "token 6"));
+    id = 2;
+    a.bias = &big;
+    assert_int_equal(spill_sampler_adjust(&smp, &a, &err), -1);
+    assert_non_null(strstr(err.msg, "-100 to 100"));
+    a.bias = &nan;
+    assert_int_equal(spill_sampler_adjust(&smp, &a, &err), -1);
+    spill_logit_adjust p = {NULL, NULL, 0, 2.5f, 0}, f = {NULL, NULL, 0, 0, -2.01f}, q = {NULL, NULL, 0, NAN, 0};
+    assert_int_equal(spill_sampler_adjust(&smp, &p, &err), -1);
+    assert_non_null(strstr(err.msg, "presence penalty"));
+    assert_int_equal(spill_sampler_adjust(&smp, &f, &err), -1);
+    assert_non_null(strstr(err.msg, "frequency penalty"));
+    assert_int_equal(spill_sampler_adjust(&smp, &q, &err), -1);
+    assert_null(smp.adj); /* refused: nothing taken */
+    float l[6] = {0, 1, 2, 3, 4, 5};
+    assert_int_equal(spill_sampler_sample(&smp, l), 5);
+    spill_sampler_free(&smp);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_greedy), cmocka_unit_test(test_seed_reproduces),
         cmocka_unit_test(test_topk_topp_reduce_to_greedy), cmocka_unit_test(test_distribution),
         cmocka_unit_test(test_topk_distribution),
         cmocka_unit_test(test_bad_settings), cmocka_unit_test(test_topk_twin),
-        cmocka_unit_test(test_topk_few_finite),
+        cmocka_unit_test(test_topk_few_finite), cmocka_unit_test(test_adjust), cmocka_unit_test(test_adjust_refused),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

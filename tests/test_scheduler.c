@@ -166,7 +166,7 @@ static int submit(spill_sched *s, spill_engine *e, const char *prompt, int max_t
     const spill_model *m = spill_engine_model(e);
     int *t, n, id, full;
     assert_int_equal(spill_tokenize(&m->tok, prompt, strlen(prompt), 1, 1, &t, &n, &err), 0);
-    spill_request r = {t, n, max_tokens, 0, 1, 0, 1, stop, n_stop, 0, 0, 0};
+    spill_request r = {t, n, max_tokens, 0, 1, 0, 1, stop, n_stop, 0, 0, 0, NULL};
     o->sched = s;
     int rc = spill_sched_submit(s, &r, sink, o, &id, &full, &err);
     free(t);
@@ -220,7 +220,7 @@ static void sampled(spill_sched *s, spill_engine *e, int i, out *o) {
     const spill_model *m = spill_engine_model(e);
     int *t, n, id, full;
     assert_int_equal(spill_tokenize(&m->tok, prompts[i], strlen(prompts[i]), 1, 1, &t, &n, &err), 0);
-    spill_request r = {t, n, MAX_TOK, 1.0f, 0.95f, 40, 1000 + (uint64_t)i, NULL, 0, 0, 0, 0};
+    spill_request r = {t, n, MAX_TOK, 1.0f, 0.95f, 40, 1000 + (uint64_t)i, NULL, 0, 0, 0, 0, NULL};
     out_init(o);
     o->sched = s;
     if (spill_sched_submit(s, &r, sink, o, &id, &full, &err)) fail_msg("%s", err.msg);
@@ -419,7 +419,7 @@ static void test_cancel_and_stop(void **s) {
     /* a prompt too long for the context is refused at once */
     int big[300], id, full;
     for (int i = 0; i < 300; i++) big[i] = 5;
-    spill_request r = {big, 300, 4, 0, 1, 0, 1, NULL, 0, 0, 0, 0};
+    spill_request r = {big, 300, 4, 0, 1, 0, 1, NULL, 0, 0, 0, 0, NULL};
     assert_int_equal(spill_sched_submit(sc, &r, sink, &b, &id, &full, &err), -1);
     assert_int_equal(full, 0);
     assert_non_null(strstr(err.msg, "context"));
@@ -443,7 +443,7 @@ static void test_queue_full_and_sharing(void **s) {
     const spill_model *m = spill_engine_model(e);
     int *t, n, id, full, refused = 0;
     assert_int_equal(spill_tokenize(&m->tok, prompts[1], strlen(prompts[1]), 1, 1, &t, &n, &err), 0);
-    spill_request r = {t, n, 4, 0, 1, 0, 1, NULL, 0, 0, 0, 0};
+    spill_request r = {t, n, 4, 0, 1, 0, 1, NULL, 0, 0, 0, 0, NULL};
     for (int k = 0; k < 3 && !refused; k++) refused = spill_sched_submit(sc, &r, sink, &o[2], &id, &full, &err) != 0;
     free(t);
     assert_true(refused && full);
@@ -467,7 +467,7 @@ static void test_queue_full_and_sharing(void **s) {
     submit(sc, e, prompts[2], 8, NULL, 0, &q[1]); /* failed the test before the fix */
     m = spill_engine_model(e); /* this engine's (the first one's is freed) */
     assert_int_equal(spill_tokenize(&m->tok, prompts[3], strlen(prompts[3]), 1, 1, &t, &n, &err), 0);
-    spill_request r3 = {t, n, 4, 0, 1, 0, 1, NULL, 0, 0, 0, 0};
+    spill_request r3 = {t, n, 4, 0, 1, 0, 1, NULL, 0, 0, 0, 0, NULL};
     int rc3 = spill_sched_submit(sc, &r3, sink, &q[2], &id, &full, &err);
     free(t);
     assert_true(rc3 != 0 && full);
@@ -522,7 +522,7 @@ static void test_drain(void **s) {
         assert_int_not_equal(o[i].finish, SPILL_FINISH_CANCELLED);
     }
     int t = 1, id, full;
-    spill_request r = {&t, 1, 4, 0, 1, 0, 1, NULL, 0, 0, 0, 0};
+    spill_request r = {&t, 1, 4, 0, 1, 0, 1, NULL, 0, 0, 0, 0, NULL};
     assert_int_equal(spill_sched_submit(sc, &r, sink, &o[0], &id, &full, &err), -1);
     assert_non_null(strstr(err.msg, "shutting down"));
     spill_sched_free(sc);
@@ -535,7 +535,7 @@ static void submit_lp(spill_sched *s, spill_engine *e, const char *prompt, float
     const spill_model *m = spill_engine_model(e);
     int *t, n, id, full;
     assert_int_equal(spill_tokenize(&m->tok, prompt, strlen(prompt), 1, 1, &t, &n, &err), 0);
-    spill_request r = {t, n, MAX_TOK, temp, 1, temp > 0 ? 40 : 0, 7, stop, n_stop, logprobs, top, 0};
+    spill_request r = {t, n, MAX_TOK, temp, 1, temp > 0 ? 40 : 0, 7, stop, n_stop, logprobs, top, 0, NULL};
     out_init(o);
     o->sched = s;
     if (spill_sched_submit(s, &r, sink, o, &id, &full, &err)) fail_msg("%s", err.msg);
@@ -688,8 +688,8 @@ static void test_prompt_logprobs(void **st) {
         usleep(500);
     }
     int id, full_q;
-    spill_request rb = {full, n, -1, 0, 1, 0, 1, NULL, 0, 1, TOP, 1};
-    spill_request rc = {full, n, 3, 0, 1, 0, 1, NULL, 0, 0, 0, 1};
+    spill_request rb = {full, n, -1, 0, 1, 0, 1, NULL, 0, 1, TOP, 1, NULL};
+    spill_request rc = {full, n, 3, 0, 1, 0, 1, NULL, 0, 0, 0, 1, NULL};
     b.sched = c.sched = s;
     if (spill_sched_submit(s, &rb, sink, &b, &id, &full_q, &err)) fail_msg("%s", err.msg);
     if (spill_sched_submit(s, &rc, sink, &c, &id, &full_q, &err)) fail_msg("%s", err.msg);
@@ -739,7 +739,7 @@ static void test_prompt_logprobs(void **st) {
     }
     out d;
     out_init(&d);
-    spill_request rd = {full, n, 3, 0, 1, 0, 1, NULL, 0, 0, 0, 0};
+    spill_request rd = {full, n, 3, 0, 1, 0, 1, NULL, 0, 0, 0, 0, NULL};
     if (spill_sched_submit(s, &rd, sink, &d, &id, &full_q, &err)) fail_msg("%s", err.msg);
     out_wait(&d);
     assert_int_equal(d.n_lp, 0);
@@ -780,7 +780,7 @@ static void test_prompt_logprobs_preempted(void **st) {
     wait_running(&h); /* in its last call (one token), held there */
     submit(s, e, prompts[0], 80, NULL, 0, &a);
     int id, full;
-    spill_request rb = {bt, n, -1, 0, 1, 0, 1, NULL, 0, 0, 2, 1};
+    spill_request rb = {bt, n, -1, 0, 1, 0, 1, NULL, 0, 0, 2, 1, NULL};
     b.sched = s;
     if (spill_sched_submit(s, &rb, sink, &b, &id, &full, &err)) fail_msg("%s", err.msg);
     pthread_mutex_lock(&h.lock);
@@ -805,6 +805,103 @@ static void test_prompt_logprobs_preempted(void **st) {
     spill_engine_free(e);
 }
 
+/* greedy alone with a's changes made here by hand (bias added, presence + count * frequency taken off
+ * the generated tokens' logits), each token's log probability under the model's own logits in ref */
+static int adjusted_ref(const char *prompt, const spill_logit_adjust *a, int *ids, lp_ref *ref) {
+    spill_err err = {{0}};
+    spill_engine *e = engine(1, 0);
+    const spill_model *m = spill_engine_model(e);
+    const int V = m->hp.vocab;
+    int *t, n, g = 0, *count = calloc((size_t)V, sizeof *count);
+    float *adj = malloc(sizeof *adj * (size_t)V);
+    assert_non_null(count);
+    assert_non_null(adj);
+    assert_int_equal(spill_tokenize(&m->tok, prompt, strlen(prompt), 1, 1, &t, &n, &err), 0);
+    assert_int_equal(spill_engine_prefill(e, 0, t, n, 0, NULL, &err), 0);
+    for (; g < MAX_TOK; g++) {
+        const float *l = spill_engine_logits(e);
+        for (int i = 0; i < V; i++) adj[i] = l[i] - (count[i] ? a->presence + (float)count[i] * a->frequency : 0.0f);
+        for (int k = 0; k < a->n_bias; k++) adj[a->bias_id[k]] += a->bias[k];
+        int id = argmax_logit(adj, V);
+        if (spill_token_is_eog(&m->tok, id)) break;
+        ids[g] = id;
+        fill_ref(l, V, id, &ref[g]);
+        count[id]++;
+        assert_int_equal(spill_engine_forward(e, 0, &id, 1, n + g, &err), 0);
+    }
+    free(t);
+    free(count);
+    free(adj);
+    spill_engine_free(e);
+    return g;
+}
+
+/* logit_bias and the penalties: a penalized greedy request beside a plain one and one whose bias
+ * forces a token: the first picks what the hand-made reference picks, with the model's own log
+ * probabilities; the plain one is untouched by its neighbours; the forced one writes that token only */
+static void test_logit_adjust(void **st) {
+    (void)st;
+    char plain[1024];
+    alone(prompts[2], MAX_TOK, plain, sizeof plain);
+    static lp_ref ref[MAX_TOK];
+    int ids[MAX_TOK];
+    int bias_id[2] = {300, 0};
+    float bias[2] = {1.5f, -100.0f};
+    spill_logit_adjust a = {bias_id, bias, 2, 0.7f, 0.5f};
+    int n_ref = adjusted_ref(prompts[2], &a, ids, ref);
+    assert_true(n_ref >= 8);
+    spill_engine *e = engine(4, 0);
+    const spill_model *m = spill_engine_model(e);
+    spill_sched *s;
+    spill_err err = {{0}};
+    assert_int_equal(spill_sched_open(&s, e, NULL, &err), 0);
+    static out o[3];
+    int *t, n, id, full;
+    assert_int_equal(spill_tokenize(&m->tok, prompts[2], strlen(prompts[2]), 1, 1, &t, &n, &err), 0);
+    int force_id = 301;
+    float force = 100;
+    spill_logit_adjust f = {&force_id, &force, 1, 0, 0};
+    spill_request r[3] = {{t, n, MAX_TOK, 0, 1, 0, 1, NULL, 0, 1, TOP, 0, &a},
+                          {t, n, MAX_TOK, 0, 1, 0, 1, NULL, 0, 0, 0, 0, NULL},
+                          {t, n, MAX_TOK, 0.8f, 0.9f, 20, 5, NULL, 0, 0, 0, 0, &f}};
+    for (int i = 0; i < 3; i++) {
+        out_init(&o[i]);
+        o[i].sched = s;
+        if (spill_sched_submit(s, &r[i], sink, &o[i], &id, &full, &err)) fail_msg("%s", err.msg);
+        o[i].id = id;
+    }
+    bias_id[0] = 5, force_id = 7; /* the scheduler took copies */
+    for (int i = 0; i < 3; i++) out_wait(&o[i]);
+    assert_int_equal(o[0].n_lp, n_ref);
+    int repeats = 0;
+    for (int g = 0; g < n_ref; g++) {
+        assert_int_equal(o[0].lp[g].id, ids[g]);
+        if (fabs(o[0].lp[g].logprob - ref[g].lp) > 1e-4) fail_msg("token %d: logprob %.7g, the model's %.7g", g, o[0].lp[g].logprob, ref[g].lp);
+        assert_int_equal(o[0].lp[g].top_id[0], ref[g].top[0]);
+        for (int k = 0; k < g; k++) repeats += ids[k] == ids[g];
+    }
+    assert_string_not_equal(o[0].text, plain);
+    assert_string_equal(o[1].text, plain);
+    char piece[64], forced[64 * MAX_TOK] = {0};
+    int pl = spill_token_to_bytes(&m->tok, 301, piece, (int)sizeof piece);
+    assert_true(pl > 0 && pl < (int)sizeof piece);
+    piece[pl] = 0;
+    for (int g = 0; g < MAX_TOK; g++) strcat(forced, piece);
+    assert_string_equal(o[2].text, forced);
+    assert_int_equal(o[2].tokens, MAX_TOK);
+    /* a bad bias is refused at submit, naming the token */
+    int bad_id = m->hp.vocab;
+    spill_logit_adjust bad = {&bad_id, &force, 1, 0, 0};
+    r[1].adjust = &bad;
+    assert_int_equal(spill_sched_submit(s, &r[1], sink, &o[1], &id, &full, &err), -1);
+    assert_non_null(strstr(err.msg, "not in the vocabulary"));
+    assert_int_equal(full, 0);
+    free(t);
+    spill_sched_free(s);
+    spill_engine_free(e);
+    print_message("penalized greedy: %d tokens, %d repeats of an earlier one\n", n_ref, repeats);
+}
+
 int main(void) {
     require_file(stories_path(), "the small test models live in tests/models");
     const struct CMUnitTest tests[] = {
@@ -813,7 +910,7 @@ int main(void) {
         cmocka_unit_test(test_cancel_and_stop),  cmocka_unit_test(test_queue_full_and_sharing),
         cmocka_unit_test(test_drain),            cmocka_unit_test(test_prompt_order),
         cmocka_unit_test(test_logprobs),         cmocka_unit_test(test_prompt_logprobs),
-        cmocka_unit_test(test_prompt_logprobs_preempted),
+        cmocka_unit_test(test_prompt_logprobs_preempted), cmocka_unit_test(test_logit_adjust),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -278,6 +278,32 @@ try:
           and metric(srv, "spill_requests_total") == before,
           "echo with max_tokens 0 and no logprobs: the prompt back, whole and streamed, without the model")
 
+    # logit_bias: +100 on one token makes it the only one written (sampled, in a chat too), -100 bans it
+    forced = client.completions.create(model="x", prompt=PROMPTS[2], max_tokens=8, temperature=0.9, seed=3,
+                                       logit_bias={"301": 100}, logprobs=0)
+    ft = forced.choices[0].logprobs.tokens
+    chat_forced = client.chat.completions.create(model="x", messages=msgs, max_tokens=4, logit_bias={"301": 100})
+    banned = client.completions.create(model="x", prompt=PROMPTS[2], max_tokens=8, temperature=0, logit_bias={"301": -100},
+                                       logprobs=0)
+    check(len(ft) == 8 and len(set(ft)) == 1 and forced.choices[0].text == ft[0] * 8
+          and chat_forced.choices[0].message.content == ft[0] * 4
+          and ft[0] not in banned.choices[0].logprobs.tokens,
+          "logit_bias: +100 writes that token only, -100 never")
+    # presence and frequency penalties (greedy): each pick is the best of the listed alternatives after
+    # taking presence + count * frequency off those already written, while the log probabilities are
+    # the model's own, so some picks are not the likeliest listed
+    pen = client.completions.create(model="x", prompt=PROMPTS[2], max_tokens=24, temperature=0, logprobs=5,
+                                    presence_penalty=1.0, frequency_penalty=0.5)
+    pl, seen, ok, moved = pen.choices[0].logprobs, {}, True, 0
+    for tok_, lp_, top_ in zip(pl.tokens, pl.token_logprobs, pl.top_logprobs):
+        def score(t, v):
+            return v - (1.0 + 0.5 * seen[t] if t in seen else 0.0)
+        ok = ok and all(score(t, v) <= score(tok_, lp_) + 1e-4 for t, v in top_.items())
+        moved += max(top_, key=top_.get) != tok_
+        seen[tok_] = seen.get(tok_, 0) + 1
+    check(ok and moved > 0 and len(pl.tokens) == 24 and pen.choices[0].text != ref[PROMPTS[2]][:len(pen.choices[0].text)],
+          f"presence/frequency penalties: every pick the best after the penalties, {moved} of 24 not the likeliest")
+
     whole = client.chat.completions.create(model="x", messages=msgs, max_tokens=16, temperature=0, logprobs=True,
                                            top_logprobs=2)
     content = whole.choices[0].logprobs.content
@@ -348,8 +374,17 @@ try:
     bad("/v1/chat/completions", {"messages": [{"role": "user", "content": "hi"}], "echo": True}, 400, "echo")
     bad("/v1/completions", {"prompt": "hi", "echo": 1}, 400, "echo")
     bad("/v1/completions", {"prompt": "hi", "max_tokens": 0}, 400, "max_tokens")  # 0 only with echo
-    bad("/v1/completions", {"prompt": "hi", "logit_bias": {"1": -100}}, 400, "logit_bias")
-    bad("/v1/completions", {"prompt": "hi", "frequency_penalty": 1}, 400, "frequency_penalty")
+    bad("/v1/completions", {"prompt": "hi", "logit_bias": {"abc": 1}}, 400, "logit_bias")
+    bad("/v1/completions", {"prompt": "hi", "logit_bias": {"1x": 1}}, 400, "logit_bias")
+    bad("/v1/completions", {"prompt": "hi", "logit_bias": {"512": 1}}, 400, "logit_bias")  # the vocabulary is 512
+    bad("/v1/completions", {"prompt": "hi", "logit_bias": {"-1": 1}}, 400, "logit_bias")
+    bad("/v1/completions", {"prompt": "hi", "logit_bias": {"1": 100.5}}, 400, "logit_bias")
+    bad("/v1/completions", {"prompt": "hi", "logit_bias": {"1": "up"}}, 400, "logit_bias")
+    bad("/v1/completions", {"prompt": "hi", "logit_bias": [1, 2]}, 400, "logit_bias")
+    bad("/v1/completions", {"prompt": "hi", "logit_bias": {str(i): 1 for i in range(1025)}}, 400, "logit_bias")
+    bad("/v1/completions", {"prompt": "hi", "frequency_penalty": 2.5}, 400, "frequency_penalty")
+    bad("/v1/chat/completions", {"messages": [{"role": "user", "content": "hi"}], "presence_penalty": -3}, 400,
+        "presence_penalty")
     bad("/v1/completions", {"prompt": "hi", "presence_penalty": "x"}, 400, "presence_penalty")
     bad("/v1/completions", {"prompt": "hi", "best_of": 2}, 400, "best_of")
     bad("/v1/completions", {"prompt": "hi", "stream_options": {"include_usage": True}}, 400, "stream_options")

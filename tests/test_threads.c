@@ -376,7 +376,7 @@ static void *submit_worker(void *arg) {
         sched_out *o = &w->out[r];
         pthread_mutex_init(&o->lock, NULL);
         pthread_cond_init(&o->cv, NULL);
-        spill_request req = {prompt, 40, 8 + r, 0.0f, 1.0f, 0, (uint64_t)r, NULL, 0, 0, 0, 0};
+        spill_request req = {prompt, 40, 8 + r, 0.0f, 1.0f, 0, (uint64_t)r, NULL, 0, 0, 0, 0, NULL};
         spill_err err = {{0}};
         int full = 0;
         while (spill_sched_submit(w->s, &req, sched_sink, o, &ids[r], &full, &err)) {

@@ -29,6 +29,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         for (int i = 0; i < r.n_tokens; i++) FUZZ_CHECK(r.tokens[i] >= 0 && r.tokens[i] < model.hp.vocab);
         FUZZ_CHECK(r.n_stop >= 0 && r.n_stop <= SPILL_API_MAX_STOP && (r.max_tokens >= 0 || (r.max_tokens == -1 && r.echo)));
         FUZZ_CHECK(!r.echo || (!chat && r.echo_text));
+        FUZZ_CHECK(r.n_bias >= 0 && r.n_bias <= SPILL_API_MAX_BIAS && (r.n_bias == 0 || (r.bias_id && r.bias)));
+        for (int i = 0; i < r.n_bias; i++) {
+            FUZZ_CHECK(r.bias_id[i] >= 0 && r.bias_id[i] < model.hp.vocab && r.bias[i] >= -100 && r.bias[i] <= 100);
+            for (int k = 0; k < i; k++) FUZZ_CHECK(r.bias_id[k] != r.bias_id[i]);
+        }
+        FUZZ_CHECK(r.presence_penalty >= -2 && r.presence_penalty <= 2 && r.frequency_penalty >= -2 && r.frequency_penalty <= 2);
         FUZZ_CHECK(r.include_usage == 0 || (r.include_usage == 1 && r.stream));
         FUZZ_CHECK(r.top_logprobs >= 0 && r.top_logprobs <= SPILL_MAX_TOP_LOGPROBS && (r.logprobs || !r.top_logprobs));
         const char *text = r.echo ? r.echo_text : r.prompt ? r.prompt : "";
