@@ -15,7 +15,7 @@ static void test_help(void **s) {
                            "--verbose", "--help", "--device", "--hbm-budget", "--host-limit", "--alloc-log",
                            "--n-parallel", "--kv-block", "--kv-type", "--profile", "--profile-file", "--tokenizer-pre",
                            "--cuda-graphs", "--draft-skip", "--draft-k", "--draft-vocab", "--draft-file", "--disk-io",
-                           "--host-node"};
+                           "--host-node", "--presence-penalty", "--frequency-penalty"};
     for (size_t i = 0; i < sizeof flags / sizeof *flags; i++) {
         if (!strstr(r->out, flags[i])) fprintf(stderr, "--help does not explain %s\n", flags[i]);
         assert_non_null(strstr(r->out, flags[i]));
@@ -52,6 +52,10 @@ static void test_bad_flags(void **s) {
         {"--draft-vocab 100", "--draft-vocab is for self-speculative decoding: give --draft-skip N too"},
         {"--disk-io foo", "--disk-io 'foo': uring or mmap"},
         {"--disk-io ''", "--disk-io '': uring or mmap"},
+        {"--presence-penalty 3", "--presence-penalty 3 is out of range; use -2 to 2"},
+        {"--frequency-penalty -2.5", "--frequency-penalty -2.5 is out of range"},
+        {"--presence-penalty nan", "--presence-penalty"},
+        {"--frequency-penalty 1 --draft-skip 2", "--frequency-penalty cannot be combined with --draft-skip"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
         run_result *r = run_generate(cases[i].args);
@@ -158,6 +162,24 @@ static void test_greedy_run(void **s) {
     assert_int_equal(r->status, 0);
     assert_string_equal(r->out, first);
     assert_non_null(strstr(r->err, "(bf16, "));
+    /* penalties: greedy turns away from what it wrote (another text), the same for each of
+       --n-parallel's sequences as for one alone */
+    snprintf(args, sizeof args, "-m '%s' -p 'Once upon a time' --temp 0 -n 40 -t 2 --presence-penalty 2 "
+             "--frequency-penalty 2", stories_path());
+    r = run_generate(args);
+    assert_int_equal(r->status, 0);
+    char pen[65536];
+    strcpy(pen, r->out);
+    assert_string_not_equal(pen, first);
+    assert_memory_equal(pen, "Once upon a time", 16);
+    snprintf(args, sizeof args, "-m '%s' -p 'Once upon a time' --temp 0 -n 40 -t 2 --presence-penalty 2 "
+             "--frequency-penalty 2 --n-parallel 2", stories_path());
+    r = run_generate(args);
+    assert_int_equal(r->status, 0);
+    pen[strcspn(pen, "\n")] = 0;
+    const char *at = strstr(r->out, pen);
+    assert_non_null(at);
+    assert_non_null(strstr(at + strlen(pen), pen));
     /* a seed reproduces a sampled run */
     snprintf(args, sizeof args, "-m '%s' --temp 1 --seed 9 -n 30", stories_path());
     char sampled[65536];

@@ -27,6 +27,7 @@ typedef struct spill_generate_opts {
     int n_predict, top_k, threads, chat, verbose, ctx, batch, use_mmap, n_parallel, kv_block, draft_k, draft_vocab;
     int seed_set, policy_set; /* --seed, --policy given */
     float temp, top_p;
+    float presence_penalty, frequency_penalty; /* spill_logit_adjust's; 0: off */
     uint64_t seed;
     spill_options env; /* the SPILL_* table: defaults < environment < the flags */
 } spill_generate_opts;

@@ -28,6 +28,10 @@ static void make_args(spill_generate_opts *o, int *help, spill_arg *a) {
     ARG(0, "temp", SPILL_ARG_FLOAT, &o->temp, 0, 0, "T", "sampling temperature; 0 is greedy and deterministic (default: 0.8)");
     ARG(0, "top-k", SPILL_ARG_INT, &o->top_k, 0, 1 << 24, "K", "sample only among the K most likely tokens; 0 = all (default: 40)");
     ARG(0, "top-p", SPILL_ARG_FLOAT, &o->top_p, 0, 0, "P", "sample only among the most likely tokens whose mass reaches P (default: 0.95)");
+    ARG(0, "presence-penalty", SPILL_ARG_FLOAT, &o->presence_penalty, 0, 0, "P", "take P off the logit of every token already generated (-2 to 2,\n"
+        "as OpenAI's presence_penalty; the prompt's tokens do not count; default: 0, off)");
+    ARG(0, "frequency-penalty", SPILL_ARG_FLOAT, &o->frequency_penalty, 0, 0, "F", "take F times its count off the logit of every token already\n"
+        "generated (-2 to 2, as OpenAI's frequency_penalty; default: 0, off)");
     ARG_G(0, "seed", SPILL_ARG_U64, &o->seed, 0, 0, "S", "seed for sampling; the same seed gives the same text (default: from the clock)",
         &o->seed_set);
     ARG(0, "chat", SPILL_ARG_FLAG, &o->chat, 0, 0, NULL, "wrap the prompt in the model's chat template (ChatML for SmolLM2) as one\n"
@@ -108,6 +112,15 @@ int spill_generate_cli(spill_generate_opts *o, const spill_options *env, int arg
         return spill_err_set(err, "%s is for self-speculative decoding: give --draft-skip N too",
                              o->draft_k ? "--draft-k" : o->draft_vocab ? "--draft-vocab" : "--draft-file");
     if (!o->draft_k) o->draft_k = 3;
+    if (!(o->presence_penalty >= -2 && o->presence_penalty <= 2) || !(o->frequency_penalty >= -2 && o->frequency_penalty <= 2))
+        return spill_err_set(err, "--%s-penalty %g is out of range; use -2 to 2",
+                             o->presence_penalty >= -2 && o->presence_penalty <= 2 ? "frequency" : "presence",
+                             o->presence_penalty >= -2 && o->presence_penalty <= 2 ? o->frequency_penalty : o->presence_penalty);
+    /* a draft's proposals are checked against the target's distribution a round at a time, which the
+       penalties would change within the round */
+    if (o->draft_skip && (o->presence_penalty != 0 || o->frequency_penalty != 0))
+        return spill_err_set(err, "--%s-penalty cannot be combined with --draft-skip (speculative decoding)",
+                             o->presence_penalty != 0 ? "presence" : "frequency");
     if (o->kv_block & (o->kv_block - 1))
         return spill_err_set(err, "--kv-block expects a power of two, got %d", o->kv_block);
     /* the spellings before the model loads; the layer numbers against the model after */

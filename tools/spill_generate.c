@@ -75,6 +75,7 @@ static int decode_one(spill_engine *e, spill_sampler *smp, const opts *o, int n_
         int next = spill_sampler_sample(smp, spill_engine_logits(e));
         if (spill_token_is_eog(&m->tok, next)) break;
         (*n_gen)++;
+        spill_sampler_accept(smp, next);
         int pl = spill_token_to_bytes(&m->tok, next, piece, sizeof piece);
         fwrite(piece, 1, (size_t)(pl < (int)sizeof piece ? pl : (int)sizeof piece), stdout);
         fflush(stdout);
@@ -156,7 +157,9 @@ static int decode_parallel(spill_engine *e, const opts *o, int n_prompt, int *n_
             goto out;
         }
         memcpy(l, logits0, sizeof(float) * (size_t)V);
+        spill_logit_adjust pen = {NULL, NULL, 0, o->presence_penalty, o->frequency_penalty};
         int bad = spill_sampler_init(&sq[i].smp, V, o->temp, o->top_k, o->top_p, o->seed + (uint64_t)i, err) ||
+                  spill_sampler_adjust(&sq[i].smp, &pen, err) ||
                   (i && spill_kv_fork(kv, 0, i, err));
         if (!bad) sq[i].next = spill_sampler_sample(&sq[i].smp, l);
         free(l);
@@ -192,6 +195,7 @@ static int decode_parallel(spill_engine *e, const opts *o, int n_prompt, int *n_
                 q->len += (size_t)pl;
                 q->count++;
                 (*n_gen)++;
+                spill_sampler_accept(&q->smp, q->next);
             }
             if (pl < 0 || q->count >= o->n_predict || p >= n_ctx) {
                 q->done = 1;
@@ -349,7 +353,10 @@ int main(int argc, char **argv) {
         ep.profile = &prof;
     }
     if (spill_engine_open(&ep, &e, &err)) goto out;
-    if (spill_sampler_init(&smp, spill_engine_model(e)->hp.vocab, o.temp, o.top_k, o.top_p, o.seed, &err)) goto out;
+    spill_logit_adjust pen = {NULL, NULL, 0, o.presence_penalty, o.frequency_penalty};
+    if (spill_sampler_init(&smp, spill_engine_model(e)->hp.vocab, o.temp, o.top_k, o.top_p, o.seed, &err) ||
+        spill_sampler_adjust(&smp, &pen, &err))
+        goto out;
     if (o.draft_skip) {
         int L = spill_engine_model(e)->hp.n_layers;
         uint8_t *skip = calloc((size_t)L, 1);
