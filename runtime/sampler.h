@@ -53,7 +53,8 @@ typedef struct spill_token_logprob {
 } spill_token_logprob;
 
 int spill_sampler_init(spill_sampler *s, int n_vocab, float temp, int top_k, float top_p, uint64_t seed, spill_err *err);
-/* Takes a copy of a (NULL: nothing changed); -1 with err naming the bad value, the sampler unchanged. */
+/* Takes a copy of a (NULL or all off: nothing changed, an earlier call's changes stay; once per sampler
+ * is the use); -1 with err naming the bad value, the sampler unchanged. */
 int spill_sampler_adjust(spill_sampler *s, const spill_logit_adjust *a, spill_err *err);
 /* A token taken (generated): counted for the penalties; a no-op without them. */
 void spill_sampler_accept(spill_sampler *s, int id);

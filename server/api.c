@@ -397,7 +397,7 @@ int spill_api_parse(int chat, const char *body, size_t len, const spill_model *m
         } else { /* as the tokenizer detokenizes them: no text for special tokens, SentencePiece's first space dropped */
             spill_err derr;
             if (spill_detokenize(&m->tok, r->tokens, r->n_tokens, 1, &r->echo_text, &r->echo_len, &derr)) {
-                fail(e, 400, "prompt", "echo: the prompt's token ids do not detokenize: %s", derr.msg);
+                fail(e, 500, NULL, "echo: %s", derr.msg); /* the ids were checked: only memory can fail here */
                 goto out;
             }
         }

@@ -850,6 +850,13 @@ static void test_logit_adjust(void **st) {
     spill_logit_adjust a = {bias_id, bias, 2, 0.7f, 0.5f};
     int n_ref = adjusted_ref(prompts[2], &a, ids, ref);
     assert_true(n_ref >= 8);
+    /* the penalties matter here: the bias alone picks otherwise */
+    static lp_ref bias_ref[MAX_TOK];
+    int bias_ids[MAX_TOK], differ = 0;
+    spill_logit_adjust bias_only = {bias_id, bias, 2, 0, 0};
+    int n_bias = adjusted_ref(prompts[2], &bias_only, bias_ids, bias_ref);
+    for (int g = 0; g < n_ref && g < n_bias; g++) differ += ids[g] != bias_ids[g];
+    assert_true(differ > 0 || n_bias != n_ref);
     spill_engine *e = engine(4, 0);
     const spill_model *m = spill_engine_model(e);
     spill_sched *s;

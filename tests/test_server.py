@@ -254,6 +254,13 @@ try:
     check(st == 200 and len(d["logprobs"]["tokens"]) == 4 and "".join(d["logprobs"]["tokens"]) == d["text"]
           and d["logprobs"]["token_logprobs"][0] is None and all(x < 0 for x in d["logprobs"]["token_logprobs"][1:]),
           "echo of token ids: their detokenized text, and their log probabilities")
+    # without the BOS, llama.cpp's detokenize drops SentencePiece's first space, which the tokens' texts have
+    st, _, body = http(srv.url + "/v1/completions", {"prompt": [300, 301, 302], "max_tokens": 0, "logprobs": 0,
+                                                     "echo": True})
+    d = json.loads(body)["choices"][0] if st == 200 else {}
+    check(st == 200 and "".join(d["logprobs"]["tokens"]).startswith(" ")
+          and d["text"] == "".join(d["logprobs"]["tokens"])[1:],
+          "echo of token ids without a BOS: SentencePiece's first space dropped, as the tokenizer detokenizes")
     text, toks, vals, offs = "", [], [], []
     for chunk in client.completions.create(model="x", prompt=PROMPTS[0], max_tokens=24, temperature=0, logprobs=3,
                                            echo=True, stream=True):
@@ -380,6 +387,7 @@ try:
     bad("/v1/completions", {"prompt": "hi", "logit_bias": {"-1": 1}}, 400, "logit_bias")
     bad("/v1/completions", {"prompt": "hi", "logit_bias": {"1": 100.5}}, 400, "logit_bias")
     bad("/v1/completions", {"prompt": "hi", "logit_bias": {"1": "up"}}, 400, "logit_bias")
+    bad("/v1/completions", {"prompt": "hi", "logit_bias": {"7": 1, "07": 1}}, 400, "logit_bias")  # one token twice
     bad("/v1/completions", {"prompt": "hi", "logit_bias": [1, 2]}, 400, "logit_bias")
     bad("/v1/completions", {"prompt": "hi", "logit_bias": {str(i): 1 for i in range(1025)}}, 400, "logit_bias")
     bad("/v1/completions", {"prompt": "hi", "frequency_penalty": 2.5}, 400, "frequency_penalty")

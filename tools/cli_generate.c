@@ -31,7 +31,8 @@ static void make_args(spill_generate_opts *o, int *help, spill_arg *a) {
     ARG(0, "presence-penalty", SPILL_ARG_FLOAT, &o->presence_penalty, 0, 0, "P", "take P off the logit of every token already generated (-2 to 2,\n"
         "as OpenAI's presence_penalty; the prompt's tokens do not count; default: 0, off)");
     ARG(0, "frequency-penalty", SPILL_ARG_FLOAT, &o->frequency_penalty, 0, 0, "F", "take F times its count off the logit of every token already\n"
-        "generated (-2 to 2, as OpenAI's frequency_penalty; default: 0, off)");
+        "generated (-2 to 2, as OpenAI's frequency_penalty; default: 0, off); neither\n"
+        "penalty goes with --draft-skip");
     ARG_G(0, "seed", SPILL_ARG_U64, &o->seed, 0, 0, "S", "seed for sampling; the same seed gives the same text (default: from the clock)",
         &o->seed_set);
     ARG(0, "chat", SPILL_ARG_FLAG, &o->chat, 0, 0, NULL, "wrap the prompt in the model's chat template (ChatML for SmolLM2) as one\n"
