@@ -34,13 +34,16 @@ int spill_sampler_adjust(spill_sampler *s, const spill_logit_adjust *a, spill_er
     for (int i = 0; i < a->n_bias; i++) {
         if (a->bias_id[i] < 0 || a->bias_id[i] >= n)
             return spill_err_set(err, "logit bias: token %d is not in the vocabulary (0..%d)", a->bias_id[i], n - 1);
-        if (!(a->bias[i] >= -100 && a->bias[i] <= 100))
-            return spill_err_set(err, "logit bias %g for token %d is out of range; use -100 to 100", a->bias[i], a->bias_id[i]);
+        if (!(fabsf(a->bias[i]) <= SPILL_LOGIT_BIAS_MAX))
+            return spill_err_set(err, "logit bias %g for token %d is out of range; use -%d to %d", a->bias[i], a->bias_id[i],
+                                 SPILL_LOGIT_BIAS_MAX, SPILL_LOGIT_BIAS_MAX);
     }
-    if (!(a->presence >= -2 && a->presence <= 2))
-        return spill_err_set(err, "presence penalty %g is out of range; use -2 to 2", a->presence);
-    if (!(a->frequency >= -2 && a->frequency <= 2))
-        return spill_err_set(err, "frequency penalty %g is out of range; use -2 to 2", a->frequency);
+    if (!(fabsf(a->presence) <= SPILL_PENALTY_MAX))
+        return spill_err_set(err, "presence penalty %g is out of range; use -%d to %d", a->presence, SPILL_PENALTY_MAX,
+                             SPILL_PENALTY_MAX);
+    if (!(fabsf(a->frequency) <= SPILL_PENALTY_MAX))
+        return spill_err_set(err, "frequency penalty %g is out of range; use -%d to %d", a->frequency, SPILL_PENALTY_MAX,
+                             SPILL_PENALTY_MAX);
     int pen = a->presence != 0 || a->frequency != 0;
     int *id = a->n_bias ? malloc(sizeof *id * (size_t)a->n_bias) : NULL, *count = pen ? calloc((size_t)n, sizeof *count) : NULL;
     int *seen = pen ? malloc(sizeof *seen * (size_t)n) : NULL;

@@ -33,6 +33,7 @@ typedef struct spill_sampler {
  * for a token taken c > 0 times so far (spill_sampler_accept: the generated tokens, as OpenAI's
  * formula counts them, not the prompt's), presence + c * frequency subtracted. Log probabilities
  * (spill_sampler_logprobs) stay the model's own, as vLLM and OpenAI report them. */
+enum { SPILL_LOGIT_BIAS_MAX = 100, SPILL_PENALTY_MAX = 2 }; /* OpenAI's ranges: [-max, max] */
 typedef struct spill_logit_adjust {
     const int *bias_id;  /* ids in [0, n_vocab) */
     const float *bias;   /* each in [-100, 100] */

@@ -595,6 +595,8 @@ int spill_sched_submit(spill_sched *s, const spill_request *q, spill_sched_sink 
     if (q->n_prompt < 1) return spill_err_set(err, "the prompt is empty (no tokens, and the model adds no BOS)");
     if (q->n_prompt >= s->ctx)
         return spill_err_set(err, "the prompt is %d tokens but the context holds %d", q->n_prompt, s->ctx);
+    if (q->max_tokens < 0 && !q->prompt_logprobs)
+        return spill_err_set(err, "max_tokens -1 generates nothing; without prompt_logprobs there is nothing to compute");
     int max_tokens = q->max_tokens < 0                                         ? 0
                      : q->max_tokens > 0 && q->max_tokens < s->ctx - q->n_prompt ? q->max_tokens
                                                                                  : s->ctx - q->n_prompt;

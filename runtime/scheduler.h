@@ -47,7 +47,8 @@ typedef struct spill_request {
     const int *prompt; /* token ids, with the model's BOS if it wants one */
     int n_prompt;
     int max_tokens;    /* at most this many generated tokens (clamped to the context); 0: until the context ends;
-                          -1: none (the prompt is computed for its log probabilities: prompt_logprobs) */
+                          -1: none (the prompt is computed for its log probabilities: prompt_logprobs, which
+                          -1 needs) */
     float temp, top_p; /* as spill_sampler_init */
     int top_k;
     uint64_t seed;

@@ -109,8 +109,6 @@ static int unsupported(const spill_json *j, spill_api_err *e) {
     return 0;
 }
 
-static int token_text(const spill_tokenizer *tok, int id, char *buf, int cap);
-
 /* "logit_bias": {"token id": bias, ...}, the ids written in decimal as OpenAI's clients send them */
 static int read_logit_bias(const spill_json *b, const spill_model *m, spill_api_req *r, spill_api_err *e) {
     if (!b || b->type == SPILL_JSON_NULL) return 0;
@@ -126,12 +124,13 @@ static int read_logit_bias(const spill_json *b, const spill_model *m, spill_api_
         char *end;
         errno = 0;
         long id = k[0] >= '0' && k[0] <= '9' ? strtol(k, &end, 10) : -1;
-        if (id < 0 || errno || *end || end - k != (ptrdiff_t)strlen(k) || id >= m->hp.vocab)
+        if (id < 0 || errno || *end || id >= m->hp.vocab)
             return fail(e, 400, "logit_bias", "'logit_bias': \"%.40s\" is not a token id of this model (0..%d)", k,
                         m->hp.vocab - 1);
         const spill_json *v = &b->items[i];
-        if (v->type != SPILL_JSON_NUMBER || !(v->number >= -100 && v->number <= 100))
-            return fail(e, 400, "logit_bias", "'logit_bias': token %ld's bias must be a number in [-100, 100]", id);
+        if (v->type != SPILL_JSON_NUMBER || !(fabs(v->number) <= SPILL_LOGIT_BIAS_MAX))
+            return fail(e, 400, "logit_bias", "'logit_bias': token %ld's bias must be a number in [-%d, %d]", id,
+                        SPILL_LOGIT_BIAS_MAX, SPILL_LOGIT_BIAS_MAX);
         for (int q = 0; q < r->n_bias; q++)
             if (r->bias_id[q] == id) return fail(e, 400, "logit_bias", "'logit_bias': token %ld is given twice", id);
         r->bias_id[r->n_bias] = (int)id;
@@ -306,8 +305,8 @@ int spill_api_parse(int chat, const char *body, size_t len, const spill_model *m
     if (integer(j, "seed", INT64_MIN, INT64_MAX, &v, &r->seed_set, e)) goto out;
     r->seed = (uint64_t)v;
     /* what the sampler does to the logits (spill_logit_adjust), in OpenAI's ranges */
-    if (num(j, "presence_penalty", -2, 2, &r->presence_penalty, e) ||
-        num(j, "frequency_penalty", -2, 2, &r->frequency_penalty, e) || read_logit_bias(spill_json_get(j, "logit_bias"), m, r, e))
+    if (num(j, "presence_penalty", -SPILL_PENALTY_MAX, SPILL_PENALTY_MAX, &r->presence_penalty, e) ||
+        num(j, "frequency_penalty", -SPILL_PENALTY_MAX, SPILL_PENALTY_MAX, &r->frequency_penalty, e) || read_logit_bias(spill_json_get(j, "logit_bias"), m, r, e))
         goto out;
     /* log probabilities: a completion's "logprobs" is how many alternatives (and asks for the chosen
        token's too, 0 included); a chat's is a boolean, "top_logprobs" the alternatives */

@@ -903,6 +903,11 @@ static void test_logit_adjust(void **st) {
     assert_int_equal(spill_sched_submit(s, &r[1], sink, &o[1], &id, &full, &err), -1);
     assert_non_null(strstr(err.msg, "not in the vocabulary"));
     assert_int_equal(full, 0);
+    /* nothing generated and no log probabilities asked for: nothing to compute, refused */
+    r[1].adjust = NULL;
+    r[1].max_tokens = -1;
+    assert_int_equal(spill_sched_submit(s, &r[1], sink, &o[1], &id, &full, &err), -1);
+    assert_non_null(strstr(err.msg, "nothing to compute"));
     free(t);
     spill_sched_free(s);
     spill_engine_free(e);

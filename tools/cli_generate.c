@@ -1,4 +1,5 @@
 /* spill-generate's command line (cli.h). */
+#include <math.h>
 #include <string.h>
 
 #include "cli.h"
@@ -113,10 +114,11 @@ int spill_generate_cli(spill_generate_opts *o, const spill_options *env, int arg
         return spill_err_set(err, "%s is for self-speculative decoding: give --draft-skip N too",
                              o->draft_k ? "--draft-k" : o->draft_vocab ? "--draft-vocab" : "--draft-file");
     if (!o->draft_k) o->draft_k = 3;
-    if (!(o->presence_penalty >= -2 && o->presence_penalty <= 2) || !(o->frequency_penalty >= -2 && o->frequency_penalty <= 2))
-        return spill_err_set(err, "--%s-penalty %g is out of range; use -2 to 2",
-                             o->presence_penalty >= -2 && o->presence_penalty <= 2 ? "frequency" : "presence",
-                             o->presence_penalty >= -2 && o->presence_penalty <= 2 ? o->frequency_penalty : o->presence_penalty);
+    const float pen[2] = {o->presence_penalty, o->frequency_penalty};
+    for (int i = 0; i < 2; i++)
+        if (!(fabsf(pen[i]) <= SPILL_PENALTY_MAX))
+            return spill_err_set(err, "--%s-penalty %g is out of range; use -%d to %d", i ? "frequency" : "presence", pen[i],
+                                 SPILL_PENALTY_MAX, SPILL_PENALTY_MAX);
     /* a draft's proposals are checked against the target's distribution a round at a time, which the
        penalties would change within the round */
     if (o->draft_skip && (o->presence_penalty != 0 || o->frequency_penalty != 0))
