@@ -9,9 +9,16 @@
 
 #include "spill_kernels.h"
 
-int spill_flash_splits(int n_tok, int n_kv_heads, int max_len) {
+int spill_flash_tiles(spill_flash_tile *tiles, int t0, int n_tok, int pos0, int table) {
+    int n = 0;
+    for (int t = 0; t < n_tok; t += SPILL_FLASH_QTILE)
+        tiles[n++] = (spill_flash_tile){t0 + t, n_tok - t < SPILL_FLASH_QTILE ? n_tok - t : SPILL_FLASH_QTILE, pos0 + t, table};
+    return n;
+}
+
+int spill_flash_splits(int n_tiles, int n_kv_heads, int max_len) {
     /* blocks before splitting: one per tile of query tokens and KV head */
-    int64_t rows = (int64_t)((n_tok + SPILL_FLASH_QTILE - 1) / SPILL_FLASH_QTILE) * n_kv_heads;
+    int64_t rows = (int64_t)n_tiles * n_kv_heads;
     if (rows <= 0 || rows * 2 > SPILL_FLASH_BLOCKS) return 1;
     int64_t s = SPILL_FLASH_BLOCKS / rows;
     int64_t by_len = ((int64_t)max_len + SPILL_FLASH_MIN_CHUNK - 1) / SPILL_FLASH_MIN_CHUNK;
@@ -111,10 +118,11 @@ void spill_flash_combine(float *out, const float *partial, int rows, int splits,
     }
 }
 
-int spill_flash_attention(float *out, const float *q, const void *const *blocks, spill_dtype kv_type, int T, int n_tok,
-                          int pos0, int n_heads, int n_kv_heads, int head_dim, float scale, float *partial) {
-    int group = n_heads / n_kv_heads, kv_dim = n_kv_heads * head_dim, hd = head_dim, max_len = pos0 + n_tok;
-    int splits = spill_flash_splits(n_tok, n_kv_heads, max_len), chunk = spill_flash_chunk(max_len, splits);
+int spill_flash_attention_tiles(float *out, const float *q, const void *const *blocks, spill_dtype kv_type, int T,
+                                const spill_flash_tile *tiles, int n_tiles, int n_tok, int max_len, int n_heads,
+                                int n_kv_heads, int head_dim, float scale, float *partial) {
+    int group = n_heads / n_kv_heads, kv_dim = n_kv_heads * head_dim, hd = head_dim;
+    int splits = spill_flash_splits(n_tiles, n_kv_heads, max_len), chunk = spill_flash_chunk(max_len, splits);
     int qrows = SPILL_FLASH_QTILE * group;
     SPILL_ASSERT(spill_kv_type_bytes(kv_type));
     /* o, m, l of the rows, then the tile's K and V rows as floats */
@@ -123,14 +131,18 @@ int spill_flash_attention(float *out, const float *q, const void *const *blocks,
     float *m = o + (int64_t)qrows * hd, *l = m + qrows, *tile = l + qrows;
     int64_t rows = (int64_t)n_tok * n_heads;
     float *ml = partial + rows * splits * hd;
-    for (int t0 = 0; t0 < n_tok; t0 += SPILL_FLASH_QTILE)
+    for (int ti = 0; ti < n_tiles; ti++)
         for (int kvh = 0; kvh < n_kv_heads; kvh++)
             for (int sp = 0; sp < splits; sp++) {
-                int nt = n_tok - t0 < SPILL_FLASH_QTILE ? n_tok - t0 : SPILL_FLASH_QTILE;
-                int len0 = pos0 + t0 + 1, last = len0 + nt - 1; /* the first and the last token's lengths */
+                const spill_flash_tile *u = &tiles[ti];
+                int t0 = u->t0, nt = u->nt;
+                SPILL_ASSERT(nt >= 1 && nt <= SPILL_FLASH_QTILE && t0 >= 0 && t0 + nt <= n_tok && u->pos0 >= 0 &&
+                             u->pos0 + nt <= max_len);
+                int len0 = u->pos0 + 1, last = len0 + nt - 1; /* the first and the last token's lengths */
                 int p0 = sp * chunk, p1 = p0 + chunk < last ? p0 + chunk : last;
                 const float *qt = q + ((int64_t)t0 * n_heads + (int64_t)kvh * group) * hd;
-                flash_block(qt, n_heads * hd, blocks, kv_type, T, kv_dim, hd, group, kvh, nt, len0, p0, p1, scale, o, m, l, tile);
+                flash_block(qt, n_heads * hd, blocks + u->table, kv_type, T, kv_dim, hd, group, kvh, nt, len0, p0, p1, scale,
+                            o, m, l, tile);
                 for (int qr = 0; qr < nt * group; qr++) {
                     int64_t r = (int64_t)(t0 + qr / group) * n_heads + (int64_t)kvh * group + qr % group;
                     if (splits == 1) {
@@ -144,4 +156,15 @@ int spill_flash_attention(float *out, const float *q, const void *const *blocks,
     free(o);
     if (splits > 1) spill_flash_combine(out, partial, (int)rows, splits, hd);
     return 0;
+}
+
+int spill_flash_attention(float *out, const float *q, const void *const *blocks, spill_dtype kv_type, int T, int n_tok,
+                          int pos0, int n_heads, int n_kv_heads, int head_dim, float scale, float *partial) {
+    spill_flash_tile *tiles = malloc(sizeof *tiles * (size_t)((n_tok + SPILL_FLASH_QTILE - 1) / SPILL_FLASH_QTILE + 1));
+    if (!tiles) return -1;
+    int n = spill_flash_tiles(tiles, 0, n_tok, pos0, 0);
+    int rc = spill_flash_attention_tiles(out, q, blocks, kv_type, T, tiles, n, n_tok, pos0 + n_tok, n_heads, n_kv_heads,
+                                         head_dim, scale, partial);
+    free(tiles);
+    return rc;
 }

@@ -234,14 +234,30 @@ void spill_attention_paged(float *out, const float *q, const void *const *blocks
 #define SPILL_FLASH_QTILE 4
 #define SPILL_FLASH_MIN_CHUNK 64
 #define SPILL_FLASH_BLOCKS 512
-int spill_flash_splits(int n_tok, int n_kv_heads, int max_len);
+/* A tile of a step's attention: nt (1..SPILL_FLASH_QTILE) consecutive tokens of one sequence, rows
+ * t0.. of q and out, at positions pos0.., that sequence's block list at blocks + table. A step of many
+ * sequences is one launch over all their tiles. */
+typedef struct spill_flash_tile {
+    int t0, nt, pos0, table;
+} spill_flash_tile;
+/* the tiles of one run of n_tok tokens (rows t0.., positions pos0.., its blocks at `table`) into
+ * tiles[0..], (n_tok + SPILL_FLASH_QTILE - 1) / SPILL_FLASH_QTILE of them; returns how many */
+int spill_flash_tiles(spill_flash_tile *tiles, int t0, int n_tok, int pos0, int table);
+/* chunks per (tile, KV head) for n_tiles tiles whose longest sequence has max_len positions */
+int spill_flash_splits(int n_tiles, int n_kv_heads, int max_len);
 /* positions per chunk: max_len / splits rounded up to whole tiles */
 int spill_flash_chunk(int max_len, int splits);
 uint64_t spill_flash_partial_floats(int n_heads, int n_kv_heads, int head_dim);
 /* partial: rows x splits x hd outputs, then rows x splits x (max, sum); rows = n_tok * n_heads */
 void spill_flash_combine(float *out, const float *partial, int rows, int splits, int hd);
+/* one sequence's n_tok tokens at pos0.. (blocks: its block list) */
 int spill_flash_attention(float *out, const float *q, const void *const *blocks, spill_dtype kv_type, int T, int n_tok,
                           int pos0, int n_heads, int n_kv_heads, int head_dim, float scale, float *partial);
+/* a step's tiles (spill_flash_tiles of each run) over the n_tok rows of q and out; no tile reaches
+ * past max_len positions (pos0 + nt <= max_len), which with n_tiles sets the splits */
+int spill_flash_attention_tiles(float *out, const float *q, const void *const *blocks, spill_dtype kv_type, int T,
+                                const spill_flash_tile *tiles, int n_tiles, int n_tok, int max_len, int n_heads,
+                                int n_kv_heads, int head_dim, float scale, float *partial);
 /* Decode's matmul on weights as the file holds them (F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q4_K, Q6_K):
  * out[t*ldo + r] = dot(row r of w, x[t]) for n_tok <= SPILL_GEMV_MAX_TOK tokens of `cols` F32 values,
  * each block dequantized to F32 as it is read, F32 sums. The CPU twin of kernels/cuda/gemv.cu (same

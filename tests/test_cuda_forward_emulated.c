@@ -63,6 +63,7 @@ typedef struct fake_event {
 } fake_event;
 
 static int n_streams, n_deferred, n_flushed, n_waits, n_event_syncs, n_pinned;
+static int n_attention_runs; /* attention launches that ran: one per layer and step, whatever the sequences */
 static int n_captures, n_refused, n_graph_launches, n_instantiated, n_updated;
 static int capturing;       /* streams in capture mode: an allocation now is refused (thread-local capture) */
 static int fake_spoil_next; /* the next capture is spoilt by a call inside it that a graph cannot hold */
@@ -366,16 +367,28 @@ static void run_rmsnorm(const fake_op *o) {
 int spill_cu_rmsnorm(float *out, const float *x, const float *w, int n_rows, int dim, float eps, void *stream, spill_err *err) {
     return submit(stream, (fake_op){run_rmsnorm, {out, (void *)x, (void *)w}, {n_rows, dim}, {eps}}, err);
 }
+static void run_rmsnorm_rows(const fake_op *o) {
+    const int *rows = o->p[3]; /* read when the launch runs, as the kernel does */
+    int n_rows = (int)o->i[0], dim = (int)o->i[1];
+    for (int r = 0; r < n_rows; r++)
+        spill_rmsnorm((float *)o->p[0] + (size_t)r * dim, (const float *)o->p[1] + (size_t)rows[r] * dim, o->p[2], dim, o->f[0]);
+}
+int spill_cu_rmsnorm_rows(float *out, const float *x, const int *rows, const float *w, int n_rows, int dim, float eps,
+                          void *stream, spill_err *err) {
+    return submit(stream, (fake_op){run_rmsnorm_rows, {out, (void *)x, (void *)w, (void *)rows}, {n_rows, dim}, {eps}}, err);
+}
 static void run_rope(const fake_op *o) {
     int n_tok = (int)o->i[0], n_heads = (int)o->i[1], head_dim = (int)o->i[2];
+    const int *pos = o->p[2]; /* read when the launch runs: the step's layout copied before it */
     for (int t = 0; t < n_tok; t++) {
         float *v = (float *)o->p[0] + (size_t)t * n_heads * head_dim;
-        spill_rope(v, n_heads, head_dim, (int)o->i[3], (int)o->i[4] + t, o->f[0], o->p[1], (int)o->i[5]);
+        spill_rope(v, n_heads, head_dim, (int)o->i[3], pos[t], o->f[0], o->p[1], (int)o->i[5]);
     }
 }
-int spill_cu_rope(float *x, int n_tok, int n_heads, int head_dim, int rot_dims, int pos0, float base, const float *inv_freq,
-                  int adjacent, void *stream, spill_err *err) {
-    return submit(stream, (fake_op){run_rope, {x, (void *)inv_freq}, {n_tok, n_heads, head_dim, rot_dims, pos0, adjacent}, {base}},
+int spill_cu_rope(float *x, int n_tok, int n_heads, int head_dim, int rot_dims, const int *pos, float base,
+                  const float *inv_freq, int adjacent, void *stream, spill_err *err) {
+    return submit(stream,
+                  (fake_op){run_rope, {x, (void *)inv_freq, (void *)pos}, {n_tok, n_heads, head_dim, rot_dims, 0, adjacent}, {base}},
                   err);
 }
 static void run_swiglu(const fake_op *o) { spill_swiglu(o->p[0], o->p[1], o->p[2], (int)o->i[0]); }
@@ -403,25 +416,33 @@ int spill_cu_get_rows(float *out, const void *table, spill_dtype type, int64_t c
     return submit(stream, (fake_op){run_get_rows, {out, (void *)table, (void *)ids}, {type, cols, n}, {0}}, err);
 }
 static void run_kv_store(const fake_op *o) {
-    spill_kv_store_paged(o->p[0], (spill_dtype)o->i[4], (int)o->i[0], (int)o->i[1], (int)o->i[2], (int)o->i[3], o->p[1], o->p[2]);
+    void *const *blocks = o->p[0];
+    const int *pos = o->p[3], *table = o->p[4];
+    int kv_dim = (int)o->i[1];
+    for (int t = 0; t < (int)o->i[3]; t++)
+        spill_kv_store_paged(blocks + table[t], (spill_dtype)o->i[4], (int)o->i[0], kv_dim, pos[t], 1,
+                             (const float *)o->p[1] + (size_t)t * kv_dim, (const float *)o->p[2] + (size_t)t * kv_dim);
 }
-int spill_cu_kv_store(void *const *blocks, spill_dtype kv_type, int T, int kv_dim, int pos0, int n_tok, const float *k,
-                      const float *v, void *stream, spill_err *err) {
-    return submit(stream, (fake_op){run_kv_store, {(void *)blocks, (void *)k, (void *)v}, {T, kv_dim, pos0, n_tok, kv_type}, {0}},
+int spill_cu_kv_store(void *const *blocks, spill_dtype kv_type, int T, int kv_dim, const int *pos, const int *table, int n_tok,
+                      const float *k, const float *v, void *stream, spill_err *err) {
+    return submit(stream,
+                  (fake_op){run_kv_store, {(void *)blocks, (void *)k, (void *)v, (void *)pos, (void *)table}, {T, kv_dim, 0, n_tok, kv_type},
+                            {0}},
                   err);
 }
 static void run_attention(const fake_op *o) {
     /* the GPU kernel's twin: its splits and its bounded partial buffer, as forward_cuda.c sized it */
-    int rc = spill_flash_attention(o->p[0], o->p[1], o->p[2], (spill_dtype)o->i[6], (int)o->i[0], (int)o->i[1], (int)o->i[2],
-                                   (int)o->i[3], (int)o->i[4], (int)o->i[5], o->f[0], o->p[3]);
+    int rc = spill_flash_attention_tiles(o->p[0], o->p[1], o->p[2], (spill_dtype)o->i[7], (int)o->i[0], o->p[4], (int)o->i[1],
+                                         (int)o->i[2], (int)o->i[3], (int)o->i[4], (int)o->i[5], (int)o->i[6], o->f[0], o->p[3]);
     assert_int_equal(rc, 0);
+    n_attention_runs++;
 }
-int spill_cu_attention(float *out, const float *q, const void *const *blocks, spill_dtype kv_type, int T, int n_tok,
-                       int pos0, int n_heads, int n_kv_heads, int head_dim, float scale, float *partial, void *stream,
-                       spill_err *err) {
+int spill_cu_attention(float *out, const float *q, const void *const *blocks, spill_dtype kv_type, int T,
+                       const spill_flash_tile *tiles, int n_tiles, int n_tok, int max_len, int n_heads, int n_kv_heads,
+                       int head_dim, float scale, float *partial, void *stream, spill_err *err) {
     return submit(stream,
-                  (fake_op){run_attention, {out, (void *)q, (void *)blocks, partial},
-                            {T, n_tok, pos0, n_heads, n_kv_heads, head_dim, kv_type}, {scale}},
+                  (fake_op){run_attention, {out, (void *)q, (void *)blocks, partial, (void *)tiles},
+                            {T, n_tiles, n_tok, max_len, n_heads, n_kv_heads, head_dim, kv_type}, {scale}},
                   err);
 }
 struct spill_cu_blas {
@@ -1120,20 +1141,26 @@ static void test_parallel_sequences(void **s) {
             }
         assert_true(streamed ? one_seq > 0 : one_seq == 0);
         spill_engine_get_stats(e, &st0);
+        int attn0 = n_attention_runs, upd0 = n_updated, L = spill_engine_model(e)->hp.n_layers;
         assert_int_equal(spill_engine_step(e, &bb, &err), 0);
         spill_engine_get_stats(e, &st);
+        assert_int_equal(n_attention_runs - attn0, L); /* one attention launch per layer for all N */
         assert_int_equal(st.prefetched - st0.prefetched, one_seq); /* the weights once for all N */
-        /* a decode step of N sequences is a graph (of other kernels than one sequence's: made anew) */
+        /* a decode step of N sequences is a graph of the same kernels as one sequence's (each one launch
+           for all N; only grid sizes differ): the one-sequence graph updated in place, not made anew */
         assert_int_equal(st.graph_launches - st0.graph_launches, !streamed);
-        assert_int_equal(st.graphs_made - st0.graphs_made, !streamed);
+        assert_int_equal(st.graphs_made - st0.graphs_made, 0);
+        assert_int_equal(n_updated - upd0, !streamed);
         assert_int_equal(spill_engine_n_outputs(e), N);
         for (int i = 0; i < N; i++) {
             const float *got = spill_engine_logits_at(e, i);
             worst = fmax(worst, max_abs_diff(got, cpu_batch[i], (size_t)V));
         }
         spill_engine_get_stats(e, &st0);
+        attn0 = n_attention_runs;
         assert_int_equal(spill_engine_step(e, &mb, &err), 0);
         spill_engine_get_stats(e, &st);
+        assert_int_equal(n_attention_runs - attn0, L);
         assert_int_equal(st.prefetched - st0.prefetched, one_seq);
         assert_int_equal(st.graph_launches, st0.graph_launches); /* runs of several tokens go eagerly */
         assert_int_equal(spill_engine_n_outputs(e), 4);

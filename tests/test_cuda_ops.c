@@ -5,7 +5,9 @@
  *   fused dequantize-GEMV vs its twin (kernels/gemv.c): 1e-6 of the largest output (the same decoder and
  *   order of sums); BF16 tiles for prefill: equal to the twin's
  *   flash-decoding attention over a paged KV cache vs its twin (kernels/flash.c): 1e-5, decode with many
- *   splits, batched decode, prefill, a 128k context; the cache in F32, F16 and BF16
+ *   splits, batched decode, prefill, a 128k context; the cache in F32, F16 and BF16; a step of several
+ *   sequences in one launch (each its own length, tokens and block list) vs the twin's same step
+ *   rope and the KV store with each token at its own position (and block list), rmsnorm of gathered rows
  *   gemm (cuBLAS, F16 and BF16 weights): F16 2e-2 relative to the largest output; BF16 1e-3, since both
  *   sides round the activations to BF16 (the CPU's BF16 kernels take BF16 activations since 2026-12-05;
  *   before, F32 ones, hence the wider bound then) and differ only in the order of their F32 sums
@@ -55,6 +57,13 @@ static void test_norm_and_elementwise(void **s) {
     assert_int_equal(spill_cu_rmsnorm(dy, dx, dw, R, D, 1e-5f, NULL, &err), 0);
     back(got, dy, sizeof got);
     close_to(got, ref, R * D, 1e-5, "rmsnorm");
+    /* gathered rows (the head's kept tokens): rows 6, 0 and 3, in that order */
+    int rows[3] = {6, 0, 3}, *drows = dev(rows, sizeof rows);
+    for (int r = 0; r < 3; r++) spill_rmsnorm(ref + r * D, x + rows[r] * D, w, D, 1e-5f);
+    assert_int_equal(spill_cu_rmsnorm_rows(dy, dx, drows, dw, 3, D, 1e-5f, NULL, &err), 0);
+    back(got, dy, sizeof(float) * 3 * D);
+    close_to(got, ref, 3 * D, 1e-5, "rmsnorm of gathered rows");
+    cudaFree(drows);
     spill_swiglu(ref, x, u, R * D);
     assert_int_equal(spill_cu_swiglu(dy, dx, du, R * D, NULL, &err), 0);
     back(got, dy, sizeof got);
@@ -83,14 +92,15 @@ static void test_rope_softmax_argmax(void **s) {
         int adjacent = variant & 1, table = variant >> 1;
         rnd(x, sizeof x / 4, 10 + (uint64_t)variant);
         memcpy(ref, x, sizeof x);
-        for (int t = 0; t < T; t++) {
-            spill_rope(ref + t * H * HD, H, HD, HD, 100 + t, 10000.0f, table ? freq : NULL, adjacent);
-        }
+        /* each token at its own position: a step of several sequences */
+        int pos[T] = {100, 101, 7, 3000, 0};
+        for (int t = 0; t < T; t++) spill_rope(ref + t * H * HD, H, HD, HD, pos[t], 10000.0f, table ? freq : NULL, adjacent);
         float *dx = dev(x, sizeof x);
-        assert_int_equal(spill_cu_rope(dx, T, H, HD, HD, 100, 10000.0f, table ? dfreq : NULL, adjacent, NULL, &err), 0);
+        int *dpos = dev(pos, sizeof pos);
+        assert_int_equal(spill_cu_rope(dx, T, H, HD, HD, dpos, 10000.0f, table ? dfreq : NULL, adjacent, NULL, &err), 0);
         back(got, dx, sizeof got);
         close_to(got, ref, sizeof x / 4, 1e-4, adjacent ? "rope (adjacent)" : "rope (rotate-half)");
-        cudaFree(dx);
+        cudaFree(dx), cudaFree(dpos);
     }
     cudaFree(dfreq);
     enum { SR = 3, SN = 5000 };
@@ -193,14 +203,20 @@ static void attention_case_t(spill_dtype kt, int T, int NT, int POS0, int H, int
     float *dpartial = dev(NULL, sizeof(float) * pf);
     for (int i = 0; i < NB; i++) dev_blocks[i] = dkv + ((const uint8_t *)host_blocks[i] - kv);
     void *dtable = dev(dev_blocks, sizeof(void *) * NB);
-    if (spill_cu_attention(dout, dq, (const void *const *)dtable, kt, T, NT, POS0, H, KVH, HD, scale, dpartial, NULL, &err))
+    spill_flash_tile *tiles = malloc(sizeof *tiles * (size_t)NT);
+    assert_non_null(tiles);
+    int n_tiles = spill_flash_tiles(tiles, 0, NT, POS0, 0);
+    void *dtiles = dev(tiles, sizeof *tiles * (size_t)n_tiles);
+    if (spill_cu_attention(dout, dq, (const void *const *)dtable, kt, T, dtiles, n_tiles, NT, len, H, KVH, HD, scale, dpartial,
+                           NULL, &err))
         fail_msg("%s", err.msg);
     back(got, dout, sizeof(float) * nq);
     char what[160];
     snprintf(what, sizeof what, "attention, %s cache (%d tokens at %d, %d heads, %d kv, %d dims, %d splits)",
-             spill_kv_type_name(kt), NT, POS0, H, KVH, HD, spill_flash_splits(NT, KVH, len));
+             spill_kv_type_name(kt), NT, POS0, H, KVH, HD, spill_flash_splits(n_tiles, KVH, len));
     close_to(got, ref, nq, 1e-5, what);
-    cudaFree(dkv), cudaFree(dq), cudaFree(dout), cudaFree(dpartial), cudaFree(dtable);
+    cudaFree(dkv), cudaFree(dq), cudaFree(dout), cudaFree(dpartial), cudaFree(dtable), cudaFree(dtiles);
+    free(tiles);
     free(kvf), free(kv), free(q), free(ref), free(got), free(partial), free(scores), free(host_blocks), free(dev_blocks);
 }
 
@@ -233,10 +249,72 @@ static void test_attention_kv16(void **s) {
     }
 }
 
-/* the store at each element type: F32 a copy, F16 / BF16 rounded to nearest even as the twin rounds */
+/* A step of several sequences in one launch against the twin's same step (test_twins holds the twin
+ * to each sequence alone): each sequence its own length, tokens and block list in one table */
+static void attention_step_case(spill_dtype kt, int T, int n_seq, const int *n_tok, const int *pos0, int H, int KVH, int HD) {
+    spill_err err = {{0}};
+    int KV = KVH * HD, rows = 0, max_len = 0, NB = 0, n_tiles = 0;
+    int *table = malloc(sizeof(int) * (size_t)n_seq);
+    assert_non_null(table);
+    for (int i = 0; i < n_seq; i++) {
+        int len = pos0[i] + n_tok[i];
+        table[i] = NB, NB += (len + T - 1) / T, rows += n_tok[i];
+        if (len > max_len) max_len = len;
+    }
+    size_t bfl = (size_t)2 * T * KV, nq = (size_t)rows * H * HD, eb = spill_kv_type_bytes(kt), bb = bfl * eb;
+    uint64_t pf = spill_flash_partial_floats(H, KVH, HD);
+    float *kvf = malloc(sizeof(float) * bfl * NB), *q = malloc(sizeof(float) * nq), *ref = malloc(sizeof(float) * nq);
+    float *got = malloc(sizeof(float) * nq), *partial = malloc(sizeof(float) * pf);
+    uint8_t *kv = malloc(bb * NB);
+    const void **host_blocks = malloc(sizeof(void *) * NB), **dev_blocks = malloc(sizeof(void *) * NB);
+    spill_flash_tile *tiles = malloc(sizeof *tiles * (size_t)rows);
+    assert_true(kvf && kv && q && ref && got && partial && host_blocks && dev_blocks && tiles);
+    rnd(kvf, bfl * NB, 60 + (uint64_t)NB), rnd(q, nq, 61);
+    for (int i = 0; i < NB; i++) spill_kv_row_put(kt, kv + (size_t)i * bb, kvf + (size_t)i * bfl, (int)bfl);
+    for (int i = 0; i < NB; i++) host_blocks[i] = kv + (size_t)(NB - 1 - i) * bb; /* out of order */
+    for (int i = 0, t0 = 0; i < n_seq; t0 += n_tok[i++])
+        n_tiles += spill_flash_tiles(tiles + n_tiles, t0, n_tok[i], pos0[i], table[i]);
+    float scale = 1.0f / sqrtf((float)HD);
+    assert_int_equal(spill_flash_attention_tiles(ref, q, host_blocks, kt, T, tiles, n_tiles, rows, max_len, H, KVH, HD, scale,
+                                                 partial),
+                     0);
+    uint8_t *dkv = dev(kv, bb * NB);
+    float *dq = dev(q, sizeof(float) * nq), *dout = dev(NULL, sizeof(float) * nq), *dpartial = dev(NULL, sizeof(float) * pf);
+    for (int i = 0; i < NB; i++) dev_blocks[i] = dkv + ((const uint8_t *)host_blocks[i] - kv);
+    void *dtable = dev(dev_blocks, sizeof(void *) * NB), *dtiles = dev(tiles, sizeof *tiles * (size_t)n_tiles);
+    if (spill_cu_attention(dout, dq, (const void *const *)dtable, kt, T, dtiles, n_tiles, rows, max_len, H, KVH, HD, scale,
+                           dpartial, NULL, &err))
+        fail_msg("%s", err.msg);
+    back(got, dout, sizeof(float) * nq);
+    char what[160];
+    snprintf(what, sizeof what, "attention, a step of %d sequences, %s cache (%d tiles, longest %d, %d splits)", n_seq,
+             spill_kv_type_name(kt), n_tiles, max_len, spill_flash_splits(n_tiles, KVH, max_len));
+    close_to(got, ref, nq, 1e-5, what);
+    cudaFree(dkv), cudaFree(dq), cudaFree(dout), cudaFree(dpartial), cudaFree(dtable), cudaFree(dtiles);
+    free(table), free(kvf), free(kv), free(q), free(ref), free(got), free(partial), free(host_blocks), free(dev_blocks);
+    free(tiles);
+}
+
+static void test_attention_step(void **s) {
+    (void)s;
+    int n16[16], p16[16];
+    for (int i = 0; i < 16; i++) n16[i] = 1, p16[i] = 4 + (i * 2999) / 15;
+    attention_step_case(SPILL_DT_F32, 16, 16, n16, p16, 32, 8, 128); /* decode of 16, Llama-3-8B's heads */
+    attention_step_case(SPILL_DT_BF16, 16, 16, n16, p16, 64, 8, 128);
+    int nm[4] = {6, 1, 3, 9}, pm[4] = {0, 700, 65, 130}; /* prompt chunks beside decoding tokens */
+    attention_step_case(SPILL_DT_F32, 7, 4, nm, pm, 12, 3, 24);
+    attention_step_case(SPILL_DT_F16, 16, 4, nm, pm, 14, 2, 24);
+    int nb[3] = {300, 1, 450}, pb[3] = {20, 90, 3}; /* tiles enough for one split */
+    attention_step_case(SPILL_DT_F32, 16, 3, nb, pb, 4, 2, 32);
+}
+
+/* the store at each element type: F32 a copy, F16 / BF16 rounded to nearest even as the twin rounds;
+   one launch for two sequences: three tokens of the first (blocks 0-1 of the table), then two of the
+   second (its block 2), each at its own position */
 static void kv_store_case(spill_dtype kt) {
     spill_err err = {{0}};
-    enum { T = 4, NB = 3, KV = 96, NT = 5, POS0 = 2 };
+    enum { T = 4, NB = 3, KV = 96, NT = 5 };
+    int pos[NT] = {2, 3, 4, 1, 2}, tab[NT] = {0, 0, 0, 2, 2};
     size_t bb = (size_t)2 * T * KV * spill_kv_type_bytes(kt);
     static float init[NB * 2 * T * KV], k[NT * KV], v[NT * KV];
     static uint8_t blocks[NB * 2 * T * KV * 4], ref[NB * 2 * T * KV * 4], got[NB * 2 * T * KV * 4];
@@ -247,16 +325,17 @@ static void kv_store_case(spill_dtype kt) {
     int order[NB] = {2, 0, 1};
     void *host_blocks[NB];
     for (int i = 0; i < NB; i++) host_blocks[i] = ref + (size_t)order[i] * bb;
-    spill_kv_store_paged(host_blocks, kt, T, KV, POS0, NT, k, v);
+    for (int t = 0; t < NT; t++) spill_kv_store_paged(host_blocks + tab[t], kt, T, KV, pos[t], 1, k + t * KV, v + t * KV);
     uint8_t *dblocks = dev(blocks, bb * NB);
     float *dk = dev(k, sizeof k), *dv = dev(v, sizeof v);
     void *dev_blocks[NB];
     for (int i = 0; i < NB; i++) dev_blocks[i] = dblocks + (size_t)order[i] * bb;
     void *dtable = dev(dev_blocks, sizeof dev_blocks);
-    if (spill_cu_kv_store((void *const *)dtable, kt, T, KV, POS0, NT, dk, dv, NULL, &err)) fail_msg("%s", err.msg);
+    int *dpos = dev(pos, sizeof pos), *dtab = dev(tab, sizeof tab);
+    if (spill_cu_kv_store((void *const *)dtable, kt, T, KV, dpos, dtab, NT, dk, dv, NULL, &err)) fail_msg("%s", err.msg);
     back(got, dblocks, bb * NB);
     assert_memory_equal(got, ref, bb * NB); /* exact, and nothing else touched */
-    cudaFree(dblocks), cudaFree(dk), cudaFree(dv), cudaFree(dtable);
+    cudaFree(dblocks), cudaFree(dk), cudaFree(dv), cudaFree(dtable), cudaFree(dpos), cudaFree(dtab);
 }
 
 static void test_kv_store(void **s) {
@@ -363,6 +442,7 @@ int main(void) {
         cmocka_unit_test(test_get_rows),
         cmocka_unit_test(test_attention),
         cmocka_unit_test(test_attention_kv16),
+        cmocka_unit_test(test_attention_step),
         cmocka_unit_test(test_kv_store),
         cmocka_unit_test(test_topk),
         cmocka_unit_test(test_gemm),

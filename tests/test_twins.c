@@ -5,7 +5,9 @@
  *   tokens), GQA groups of 1, 3 and 4, a 128k
  *   context; the partial buffer never written past spill_flash_partial_floats. The same with the
  *   cache in F16 and BF16: flash equals the reference over the same 16-bit cache to 1e-5, and both are
- *   within the 16-bit rounding of the F32 cache's result.
+ *   within the 16-bit rounding of the F32 cache's result. A step of several sequences in one call
+ *   (decode of 16 at lengths 5 to 3000, prompt chunks beside decoding tokens, one split when the tiles
+ *   fill the GPU): each sequence's rows as that sequence alone gives them.
  *   fused dequantize-GEMV (kernels/gemv.c) vs dequantize-then-dot (spill_dequant_row, double sums):
  *   every format the GPU keeps (F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q4_K, Q6_K), 1..8 tokens, odd row
  *   counts, rows not a multiple of 32 values (16-bit and F32), an output with rows further apart;
@@ -53,7 +55,7 @@ static void flash_case_t(spill_dtype kt, int T, int n_tok, int pos0, int H, int 
     }
     float scale = 1.0f / sqrtf((float)HD);
     spill_attention_paged(ref, q, blocks, kt, T, n_tok, pos0, H, KVH, HD, scale, scores);
-    int splits = spill_flash_splits(n_tok, KVH, len);
+    int splits = spill_flash_splits((n_tok + SPILL_FLASH_QTILE - 1) / SPILL_FLASH_QTILE, KVH, len);
     printf("T %d, %d tokens at %d, %d heads (%d kv) of %d: %d splits of %d positions\n", T, n_tok, pos0, H, KVH, HD, splits,
            spill_flash_chunk(len, splits));
     assert_in_range(splits, want_splits_min, want_splits_max);
@@ -115,6 +117,76 @@ static void test_flash_128k(void **s) {
     (void)s;
     flash_case(256, 1, 131071, 4, 1, 32, 512, 512);
     assert_true(spill_flash_partial_floats(64, 8, 128) * 4 < 9u << 20); /* Llama-3-70B's shape: under 9 MiB */
+}
+
+/* A step of several sequences in one call (spill_flash_attention_tiles, the GPU's one launch per
+ * layer): each sequence with its own blocks (one table, each sequence's list at its offset, blocks
+ * out of order in memory), its own length and its own tokens in the step. Each sequence's rows must
+ * be what spill_attention_paged gives for that sequence alone; the splits are the whole step's (short
+ * sequences get empty chunks), and the partial buffer is never written past its bound. */
+static void flash_step_case(spill_dtype kt, int T, int n_seq, const int *n_tok, const int *pos0, int H, int KVH, int HD,
+                            int want_splits) {
+    int kv_dim = KVH * HD, rows = 0, max_len = 0, nb = 0, n_tiles = 0;
+    size_t bfl = (size_t)2 * T * kv_dim, eb = spill_kv_type_bytes(kt);
+    int *table = malloc(sizeof(int) * (size_t)n_seq);
+    assert_non_null(table);
+    for (int i = 0; i < n_seq; i++) {
+        int len = pos0[i] + n_tok[i];
+        table[i] = nb, nb += (len + T - 1) / T, rows += n_tok[i];
+        if (len > max_len) max_len = len;
+    }
+    uint8_t *kv = malloc(eb * bfl * (size_t)nb);
+    float *kvf = malloc(sizeof(float) * bfl * (size_t)nb), *q = malloc(sizeof(float) * (size_t)rows * H * HD);
+    float *ref = malloc(sizeof(float) * (size_t)rows * H * HD), *got = malloc(sizeof(float) * (size_t)rows * H * HD);
+    float *scores = malloc(sizeof(float) * (size_t)max_len);
+    const void **blocks = malloc(sizeof(void *) * (size_t)nb);
+    spill_flash_tile *tiles = malloc(sizeof *tiles * (size_t)rows);
+    assert_true(kv && kvf && q && ref && got && scores && blocks && tiles);
+    rnd(kvf, bfl * (size_t)nb, 51 + (uint64_t)nb);
+    rnd(q, (size_t)rows * H * HD, 52);
+    for (int i = 0; i < rows * H * HD; i++) q[i] *= 3;
+    for (int b = 0; b < nb; b++) {
+        spill_kv_row_put(kt, kv + (size_t)b * bfl * eb, kvf + (size_t)b * bfl, (int)bfl);
+        blocks[b] = kv + (size_t)(nb - 1 - b) * bfl * eb; /* out of order in memory */
+    }
+    float scale = 1.0f / sqrtf((float)HD);
+    for (int i = 0, t0 = 0; i < n_seq; t0 += n_tok[i++]) {
+        size_t at = (size_t)t0 * H * HD;
+        spill_attention_paged(ref + at, q + at, blocks + table[i], kt, T, n_tok[i], pos0[i], H, KVH, HD, scale, scores);
+        n_tiles += spill_flash_tiles(tiles + n_tiles, t0, n_tok[i], pos0[i], table[i]);
+    }
+    int splits = spill_flash_splits(n_tiles, KVH, max_len);
+    printf("%d sequences, %d tokens, %d tiles, longest %d: %d splits\n", n_seq, rows, n_tiles, max_len, splits);
+    assert_int_equal(splits, want_splits);
+    uint64_t pf = spill_flash_partial_floats(H, KVH, HD);
+    if (splits > 1) assert_true((uint64_t)rows * H * splits * (HD + 2) <= pf);
+    float *partial = malloc(sizeof(float) * (size_t)(pf + 64));
+    assert_non_null(partial);
+    for (int i = 0; i < 64; i++) partial[pf + i] = 12345.0f;
+    assert_int_equal(spill_flash_attention_tiles(got, q, blocks, kt, T, tiles, n_tiles, rows, max_len, H, KVH, HD, scale,
+                                                 partial),
+                     0);
+    for (int i = 0; i < 64; i++) assert_true(partial[pf + i] == 12345.0f);
+    char what[128];
+    snprintf(what, sizeof what, "a step of %d sequences, %s cache, vs each alone", n_seq, spill_kv_type_name(kt));
+    close_to(got, ref, (size_t)rows * H * HD, 1e-5, what);
+    free(table), free(kv), free(kvf), free(q), free(ref), free(got), free(scores), free(blocks), free(tiles), free(partial);
+}
+
+static void test_flash_step(void **s) {
+    (void)s;
+    /* decode of 16 sequences, 5 to 3000 positions: split 8 ways, the short ones' later chunks empty */
+    int n16[16], p16[16];
+    for (int i = 0; i < 16; i++) n16[i] = 1, p16[i] = 4 + (i * 2999) / 15;
+    flash_step_case(SPILL_DT_F32, 16, 16, n16, p16, 8, 4, 64, 8);
+    flash_step_case(SPILL_DT_BF16, 16, 16, n16, p16, 8, 4, 64, 8);
+    /* prompt chunks beside decoding tokens: runs of 6, 1, 3 and 9 tokens, one at position 0 */
+    int nm[4] = {6, 1, 3, 9}, pm[4] = {0, 700, 65, 130};
+    flash_step_case(SPILL_DT_F32, 7, 4, nm, pm, 12, 3, 24, 11);
+    flash_step_case(SPILL_DT_F16, 16, 4, nm, pm, 12, 3, 24, 11);
+    /* many tiles fill the GPU alone: one split */
+    int nb[3] = {300, 1, 450}, pb[3] = {20, 90, 3};
+    flash_step_case(SPILL_DT_F32, 16, 3, nb, pb, 4, 2, 32, 1);
 }
 
 static const spill_dtype gemv_types[] = {SPILL_DT_F32,  SPILL_DT_F16,  SPILL_DT_BF16, SPILL_DT_Q8_0,
@@ -198,6 +270,7 @@ int main(void) {
         cmocka_unit_test(test_flash_prefill),
         cmocka_unit_test(test_flash_128k),
         cmocka_unit_test(test_flash_kv16),
+        cmocka_unit_test(test_flash_step),
         cmocka_unit_test(test_gemv_formats),
         cmocka_unit_test(test_gemv_ragged),
     };

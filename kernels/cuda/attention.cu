@@ -1,5 +1,7 @@
 // Flash-decoding attention over the paged KV cache; the CPU twin is kernels/flash.c, step for step.
-// One block per (split of the positions, KV head, tile of up to SPILL_FLASH_QTILE query tokens): it
+// One block per (split of the positions, KV head, tile of up to SPILL_FLASH_QTILE query tokens of one
+// sequence: a step of many sequences is one launch over all their tiles, each tile naming its tokens,
+// positions and block list in a device array): it
 // loads a tile of SPILL_FLASH_TILE K and V rows into shared memory once and scores it against every
 // query head of the KV head's group for every token of its tile (causal within the tile), keeping an
 // online softmax (running max, running sum, unnormalised output) per row. There is
@@ -30,17 +32,19 @@ template <> __device__ inline float kv_to_float<float>(float x) { return x; }
 template <> __device__ inline float kv_to_float<__half>(__half x) { return __half2float(x); }
 template <> __device__ inline float kv_to_float<__nv_bfloat16>(__nv_bfloat16 x) { return __bfloat162float(x); }
 
-// grid (split, KV head, tile of query tokens); row qr = ti * group + g is token t0 + ti, head kvh * group + g
+// grid (split, KV head, tile); row qr = ti * group + g is token t0 + ti, head kvh * group + g
 template <typename E>
 __global__ static void __launch_bounds__(FLASH_THREADS)
-    flash_kernel(float *out, float *partial, const float *q, const void *const *blocks, int T, int n_tok, int pos0,
-                 int n_heads, int group, int hd, int kv_dim, float scale, int splits, int chunk) {
+    flash_kernel(float *out, float *partial, const float *q, const void *const *table, const spill_flash_tile *tiles,
+                 int T, int n_tok, int n_heads, int group, int hd, int kv_dim, float scale, int splits, int chunk) {
     extern __shared__ float sh[];
-    const int sp = blockIdx.x, kvh = blockIdx.y, t0 = blockIdx.z * SPILL_FLASH_QTILE;
-    const int nt = min(SPILL_FLASH_QTILE, n_tok - t0), rows = nt * group, rh = rows * hd, ks = hd + 1;
+    const spill_flash_tile tile = tiles[blockIdx.z];
+    const void *const *blocks = table + tile.table;
+    const int sp = blockIdx.x, kvh = blockIdx.y, t0 = tile.t0;
+    const int nt = tile.nt, rows = nt * group, rh = rows * hd, ks = hd + 1;
     float *q_s = sh, *o_s = q_s + rh, *k_s = o_s + rh, *v_s = k_s + SPILL_FLASH_TILE * ks;
     float *s_s = v_s + SPILL_FLASH_TILE * hd, *m_s = s_s + rows * SPILL_FLASH_TILE, *l_s = m_s + rows, *c_s = l_s + rows;
-    const int len0 = pos0 + t0 + 1, p0 = sp * chunk, p1 = min(p0 + chunk, len0 + nt - 1);
+    const int len0 = tile.pos0 + 1, p0 = sp * chunk, p1 = min(p0 + chunk, len0 + nt - 1);
     for (int i = threadIdx.x; i < rh; i += blockDim.x) {
         int ti = i / (group * hd), rest = i % (group * hd);
         q_s[i] = q[((size_t)(t0 + ti) * n_heads + (size_t)kvh * group) * hd + rest];
@@ -136,41 +140,42 @@ __global__ static void flash_combine_kernel(float *out, const float *partial, in
 // one element type's launch of the flash kernel (its shared memory raised past 48 KiB when needed)
 template <typename E>
 static int flash_launch(dim3 grid, size_t shared, cudaStream_t stream, float *out, float *partial, const float *q,
-                        const void *const *blocks, int T, int n_tok, int pos0, int n_heads, int group, int hd, int kv_dim,
-                        float scale, int splits, int chunk, spill_err *err) {
+                        const void *const *blocks, const spill_flash_tile *tiles, int T, int n_tok, int n_heads, int group,
+                        int hd, int kv_dim, float scale, int splits, int chunk, spill_err *err) {
     if (shared > 48 * 1024 && SPILL_CU_CHECK(cudaFuncSetAttribute((const void *)flash_kernel<E>,
                                                                   cudaFuncAttributeMaxDynamicSharedMemorySize, (int)shared),
                                              err))
         return -1;
-    flash_kernel<E><<<grid, FLASH_THREADS, shared, stream>>>(out, partial, q, blocks, T, n_tok, pos0, n_heads, group, hd,
-                                                             kv_dim, scale, splits, chunk);
+    flash_kernel<E><<<grid, FLASH_THREADS, shared, stream>>>(out, partial, q, blocks, tiles, T, n_tok, n_heads, group,
+                                                             hd, kv_dim, scale, splits, chunk);
     SPILL_CU_LAUNCHED("attention");
     return 0;
 }
 
 extern "C" int spill_cu_attention(float *out, const float *q, const void *const *blocks, spill_dtype kv_type, int T,
-                                  int n_tok, int pos0, int n_heads, int n_kv_heads, int head_dim, float scale,
-                                  float *partial, void *stream, spill_err *err) {
-    if (n_tok <= 0 || n_tok > 65535 || pos0 < 0 || T <= 0 || n_heads <= 0 || n_kv_heads <= 0 || n_heads % n_kv_heads ||
-        head_dim <= 0)
-        return spill_err_set(err, "attention: %d tokens at %d, %d heads (%d kv) of %d, blocks of %d", n_tok, pos0, n_heads,
-                             n_kv_heads, head_dim, T);
+                                  const spill_flash_tile *tiles, int n_tiles, int n_tok, int max_len, int n_heads,
+                                  int n_kv_heads, int head_dim, float scale, float *partial, void *stream, spill_err *err) {
+    if (n_tiles <= 0 || n_tiles > 65535 || n_tiles > n_tok || max_len <= 0 || T <= 0 || n_heads <= 0 || n_kv_heads <= 0 ||
+        n_heads % n_kv_heads || head_dim <= 0)
+        return spill_err_set(err, "attention: %d tiles of %d tokens, %d positions, %d heads (%d kv) of %d, blocks of %d",
+                             n_tiles, n_tok, max_len, n_heads, n_kv_heads, head_dim, T);
     if (kv_type != SPILL_DT_F32 && kv_type != SPILL_DT_F16 && kv_type != SPILL_DT_BF16)
         return spill_err_set(err, "attention: a KV cache of %s; f32, f16 or bf16", spill_dtype_name(kv_type));
-    const int group = n_heads / n_kv_heads, max_len = pos0 + n_tok;
-    const int splits = spill_flash_splits(n_tok, n_kv_heads, max_len), chunk = spill_flash_chunk(max_len, splits);
-    const int tiles = (n_tok + SPILL_FLASH_QTILE - 1) / SPILL_FLASH_QTILE;
-    const size_t shared = sizeof(float) * flash_shared_floats(min(n_tok, SPILL_FLASH_QTILE) * group, head_dim);
-    dim3 grid((unsigned)splits, (unsigned)n_kv_heads, (unsigned)tiles);
+    const int group = n_heads / n_kv_heads;
+    const int splits = spill_flash_splits(n_tiles, n_kv_heads, max_len), chunk = spill_flash_chunk(max_len, splits);
+    /* the widest tile: every tile holds a token, so none holds more than the tokens the others leave */
+    const int widest = min(SPILL_FLASH_QTILE, n_tok - n_tiles + 1);
+    const size_t shared = sizeof(float) * flash_shared_floats(widest * group, head_dim);
+    dim3 grid((unsigned)splits, (unsigned)n_kv_heads, (unsigned)n_tiles);
     cudaStream_t st = (cudaStream_t)stream;
     const int kv_dim = n_kv_heads * head_dim;
     int rc = kv_type == SPILL_DT_F16
-                 ? flash_launch<__half>(grid, shared, st, out, partial, q, blocks, T, n_tok, pos0, n_heads, group, head_dim,
+                 ? flash_launch<__half>(grid, shared, st, out, partial, q, blocks, tiles, T, n_tok, n_heads, group, head_dim,
                                         kv_dim, scale, splits, chunk, err)
              : kv_type == SPILL_DT_BF16
-                 ? flash_launch<__nv_bfloat16>(grid, shared, st, out, partial, q, blocks, T, n_tok, pos0, n_heads, group,
+                 ? flash_launch<__nv_bfloat16>(grid, shared, st, out, partial, q, blocks, tiles, T, n_tok, n_heads, group,
                                                head_dim, kv_dim, scale, splits, chunk, err)
-                 : flash_launch<float>(grid, shared, st, out, partial, q, blocks, T, n_tok, pos0, n_heads, group, head_dim,
+                 : flash_launch<float>(grid, shared, st, out, partial, q, blocks, tiles, T, n_tok, n_heads, group, head_dim,
                                        kv_dim, scale, splits, chunk, err);
     if (rc) return -1;
     if (splits > 1) {

@@ -8,9 +8,14 @@ int spill_cu_rmsnorm(float *out, const float *x, const float *w, int n_rows, int
     (void)out, (void)x, (void)w, (void)n_rows, (void)dim, (void)eps, (void)stream;
     return NO_CUDA("rmsnorm");
 }
-int spill_cu_rope(float *x, int n_tok, int n_heads, int head_dim, int rot_dims, int pos0, float base,
+int spill_cu_rmsnorm_rows(float *out, const float *x, const int *rows, const float *w, int n_rows, int dim, float eps,
+                          void *stream, spill_err *err) {
+    (void)out, (void)x, (void)rows, (void)w, (void)n_rows, (void)dim, (void)eps, (void)stream;
+    return NO_CUDA("rmsnorm");
+}
+int spill_cu_rope(float *x, int n_tok, int n_heads, int head_dim, int rot_dims, const int *pos, float base,
                   const float *inv_freq, int adjacent, void *stream, spill_err *err) {
-    (void)x, (void)n_tok, (void)n_heads, (void)head_dim, (void)rot_dims, (void)pos0, (void)base, (void)inv_freq;
+    (void)x, (void)n_tok, (void)n_heads, (void)head_dim, (void)rot_dims, (void)pos, (void)base, (void)inv_freq;
     (void)adjacent, (void)stream;
     return NO_CUDA("rope");
 }
@@ -35,10 +40,11 @@ int spill_cu_get_rows(float *out, const void *table, spill_dtype type, int64_t c
     (void)out, (void)table, (void)type, (void)cols, (void)ids, (void)n, (void)stream;
     return NO_CUDA("get_rows");
 }
-int spill_cu_attention(float *out, const float *q, const void *const *blocks, spill_dtype kv_type, int T, int n_tok,
-                       int pos0, int n_heads, int n_kv_heads, int head_dim, float scale, float *partial, void *stream,
-                       spill_err *err) {
-    (void)out, (void)q, (void)blocks, (void)kv_type, (void)T, (void)n_tok, (void)pos0, (void)n_heads, (void)n_kv_heads, (void)head_dim;
+int spill_cu_attention(float *out, const float *q, const void *const *blocks, spill_dtype kv_type, int T,
+                       const spill_flash_tile *tiles, int n_tiles, int n_tok, int max_len, int n_heads, int n_kv_heads,
+                       int head_dim, float scale, float *partial, void *stream, spill_err *err) {
+    (void)out, (void)q, (void)blocks, (void)kv_type, (void)T, (void)tiles, (void)n_tiles, (void)n_tok, (void)max_len;
+    (void)n_heads, (void)n_kv_heads, (void)head_dim;
     (void)scale, (void)partial, (void)stream;
     return NO_CUDA("attention");
 }
@@ -62,9 +68,9 @@ int spill_cu_gemm_ld(spill_cu_blas *b, float *out, int64_t ldo, const void *w, s
         (void)stream;
     return NO_CUDA("gemm");
 }
-int spill_cu_kv_store(void *const *blocks, spill_dtype kv_type, int T, int kv_dim, int pos0, int n_tok, const float *k,
-                      const float *v, void *stream, spill_err *err) {
-    (void)blocks, (void)kv_type, (void)T, (void)kv_dim, (void)pos0, (void)n_tok, (void)k, (void)v, (void)stream;
+int spill_cu_kv_store(void *const *blocks, spill_dtype kv_type, int T, int kv_dim, const int *pos, const int *table,
+                      int n_tok, const float *k, const float *v, void *stream, spill_err *err) {
+    (void)blocks, (void)kv_type, (void)T, (void)kv_dim, (void)pos, (void)table, (void)n_tok, (void)k, (void)v, (void)stream;
     return NO_CUDA("kv_store");
 }
 int spill_cu_topk(const float *x, int n, int k, int *idx, float *val, void *stream, spill_err *err) {

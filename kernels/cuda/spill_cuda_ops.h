@@ -55,9 +55,14 @@ void spill_cu_graph_counts(const spill_cu_graph *g, uint64_t *launches, uint64_t
 /* out[r] = x[r] / rms(x[r]) * w for n_rows rows of dim values */
 int spill_cu_rmsnorm(float *out, const float *x, const float *w, int n_rows, int dim, float eps, void *stream,
                      spill_err *err);
-/* RoPE in place on n_tok rows of n_heads x head_dim, token t at position pos0 + t; inv_freq (device,
- * rot_dims/2 values) or NULL for base^(-2i/rot_dims); adjacent pairs (GGUF Llama) or rotate-half */
-int spill_cu_rope(float *x, int n_tok, int n_heads, int head_dim, int rot_dims, int pos0, float base,
+/* the same of gathered rows: out[r] = x[rows[r]] / rms(x[rows[r]]) * w, rows a device array of n_rows
+ * (<= 65535) row indices */
+int spill_cu_rmsnorm_rows(float *out, const float *x, const int *rows, const float *w, int n_rows, int dim, float eps,
+                          void *stream, spill_err *err);
+/* RoPE in place on n_tok rows of n_heads x head_dim, token t at position pos[t] (device); inv_freq
+ * (device, rot_dims/2 values) or NULL for base^(-2i/rot_dims); adjacent pairs (GGUF Llama) or
+ * rotate-half. Twin: spill_rope, token by token. */
+int spill_cu_rope(float *x, int n_tok, int n_heads, int head_dim, int rot_dims, const int *pos, float base,
                   const float *inv_freq, int adjacent, void *stream, spill_err *err);
 /* in place: each of `rows` rows of n values becomes softmax(row * scale) */
 int spill_cu_softmax(float *x, int rows, int n, float scale, void *stream, spill_err *err);
@@ -70,17 +75,22 @@ int spill_cu_add_rows(float *out, const float *bias, int rows, int cols, void *s
 /* out[i] = row ids[i] of a table of `cols`-wide rows, dequantized (F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q4_K, Q6_K) */
 int spill_cu_get_rows(float *out, const void *table, spill_dtype type, int64_t cols, const int *ids, int n,
                       void *stream, spill_err *err);
-/* Causal attention over the paged KV cache, flash-decoding: as spill_flash_attention (kernels/flash.c,
- * its twin; the same result as spill_attention_paged). blocks is a device array of device pointers to
- * elements of kv_type (F32, F16 or BF16; sums in F32); partial is scratch of
- * spill_flash_partial_floats(n_heads, n_kv_heads, head_dim) floats, whatever the context. n_tok <= 65535. */
-int spill_cu_attention(float *out, const float *q, const void *const *blocks, spill_dtype kv_type, int T, int n_tok,
-                       int pos0, int n_heads, int n_kv_heads, int head_dim, float scale, float *partial, void *stream,
-                       spill_err *err);
-/* K and V rows of n_tok tokens into the paged cache, rounded to kv_type (nearest even), as
- * spill_kv_store_paged; blocks is a device array */
-int spill_cu_kv_store(void *const *blocks, spill_dtype kv_type, int T, int kv_dim, int pos0, int n_tok, const float *k,
-                      const float *v, void *stream, spill_err *err);
+/* Causal attention over the paged KV cache, flash-decoding, for a whole step in one launch: as
+ * spill_flash_attention_tiles (kernels/flash.c, its twin; per sequence the same result as
+ * spill_attention_paged). tiles is a device array of n_tiles tiles (spill_flash_tiles of each of the
+ * step's sequences) over the n_tok rows of q and out, none reaching past max_len positions; each
+ * tile's sequence has its block list at blocks + tile.table, a device array of device pointers to
+ * elements of kv_type (F32, F16 or BF16; sums in F32). partial is scratch of
+ * spill_flash_partial_floats(n_heads, n_kv_heads, head_dim) floats, whatever the context and the
+ * number of sequences. n_tiles <= 65535. */
+int spill_cu_attention(float *out, const float *q, const void *const *blocks, spill_dtype kv_type, int T,
+                       const spill_flash_tile *tiles, int n_tiles, int n_tok, int max_len, int n_heads, int n_kv_heads,
+                       int head_dim, float scale, float *partial, void *stream, spill_err *err);
+/* K and V rows of n_tok tokens into the paged cache, rounded to kv_type (nearest even): token t at
+ * position pos[t] of the sequence whose block list is at blocks + table[t] (pos, table and blocks are
+ * device arrays), as spill_kv_store_paged token by token */
+int spill_cu_kv_store(void *const *blocks, spill_dtype kv_type, int T, int kv_dim, const int *pos, const int *table,
+                      int n_tok, const float *k, const float *v, void *stream, spill_err *err);
 /* the k largest of n values into idx[k], val[k] (device), ordered as spill_topk */
 int spill_cu_topk(const float *x, int n, int k, int *idx, float *val, void *stream, spill_err *err);
 /* *out = the index of the largest of n values (the first, on ties) */

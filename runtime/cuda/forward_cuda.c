@@ -28,7 +28,7 @@ static void gpu_free(void *ctx) {
     for (int i = 0; i < s->n_disk_events; i++) spill_cu_event_free(s->disk_used[i]);
     free(s->disk_used);
     spill_cu_blas_destroy(s->blas);
-    free(s->ready), free(s->used), free(s->stage), free(s->stage_row), free(s->logits_host), free(s->runs), free(s->keep);
+    free(s->ready), free(s->used), free(s->stage), free(s->stage_row), free(s->logits_host), free(s->runs);
     free(s);
 }
 
@@ -96,8 +96,7 @@ int spill_cuda_open(const spill_device_params *p, spill_device *out, spill_err *
     if (s->rope_freq && spill_cu_copy(s->rope_freq, p->model->rope_freq, sizeof(float) * (size_t)(hp->rope_dims / 2), err))
         goto fail;
     s->runs = calloc((size_t)s->max_runs, sizeof *s->runs);
-    s->keep = calloc((size_t)(s->max_batch > 0 ? s->max_batch : 1), 1);
-    if (!s->runs || !s->keep || !(s->logits_host = malloc(sizeof(float) * (size_t)hp->vocab * (size_t)s->max_batch))) {
+    if (!s->runs || !(s->logits_host = malloc(sizeof(float) * (size_t)hp->vocab * (size_t)s->max_batch))) {
         spill_err_set(err, "out of memory");
         goto fail;
     }
@@ -140,18 +139,19 @@ static int mm(spill_cu_state *s, float *out, const spill_weight *w, const float 
 }
 
 /* The kernels of one step, from the embedding lookup to the kept tokens' logits on the GPU: what a
- * CUDA graph holds. Its n tokens are s->runs[0..n_runs); `stride` is the length of each layer's row
- * of the block table. No synchronize, no copy from or to pageable memory, no allocation in here.
- * Returns the number of kept tokens, or -1. */
-static int gpu_body(spill_cu_state *s, const int *tokens, int n, int n_runs, int stride, const uint8_t *keep,
-                    const uint8_t *skip, spill_err *err) {
+ * CUDA graph holds. Its n tokens, their positions, block lists and attention tiles are in s->step_dev
+ * (gpu_forward laid them out); `stride` is the length of each layer's row of the block table. Each
+ * operation is one launch for all of the step's sequences. No synchronize, no copy from or to pageable
+ * memory, no allocation in here. Returns the number of kept tokens, or -1. */
+static int gpu_body(spill_cu_state *s, const int *tokens, int n, int stride, const uint8_t *skip, spill_err *err) {
     const spill_hparams *hp = s->hp;
     const spill_weights *W = &s->placed.w;
     void *q = s->queue;
     int dim = hp->dim, hd = hp->head_dim, q_dim = spill_hparams_q_dim(hp), kv_dim = spill_hparams_kv_dim(hp);
     float scale = 1.0f / sqrtf((float)hd);
     int L = hp->n_layers;
-    if (spill_cu_get_rows(s->x, W->tok_embd.data, W->tok_embd.type, dim, s->ids, n, q, err)) return -1;
+    spill_cu_step st = spill_cu_step_layout(s->step_dev, s->max_batch);
+    if (spill_cu_get_rows(s->x, W->tok_embd.data, W->tok_embd.type, dim, st.ids, n, q, err)) return -1;
     spill_exec_embd(&s->exec, tokens, n);
     spill_exec_skip(&s->exec, skip);
     for (int l = 0; l < L; l++) {
@@ -167,21 +167,16 @@ static int gpu_body(spill_cu_state *s, const int *tokens, int n, int n_runs, int
                             spill_cu_add_rows(s->k, lw->bk.data, n, kv_dim, q, err) ||
                             spill_cu_add_rows(s->v, lw->bv.data, n, kv_dim, q, err)))
             return -1;
-        /* each run at its own positions, over its own blocks */
-        for (int r = 0; r < n_runs; r++) {
-            const spill_cu_run *u = &s->runs[r];
-            float *qr = s->q + (size_t)u->t0 * (size_t)q_dim, *kr = s->k + (size_t)u->t0 * (size_t)kv_dim;
-            void *const *rb = s->blocks_dev + (size_t)l * (size_t)stride + (size_t)u->table;
-            if (spill_cu_rope(qr, u->n, hp->n_heads, hd, hp->rope_dims, u->pos, hp->rope_base, s->rope_freq, hp->rope_adjacent, q,
-                              err) ||
-                spill_cu_rope(kr, u->n, hp->n_kv_heads, hd, hp->rope_dims, u->pos, hp->rope_base, s->rope_freq,
-                              hp->rope_adjacent, q, err) ||
-                spill_cu_kv_store(rb, s->kv.type, s->kv.T, kv_dim, u->pos, u->n, kr, s->v + (size_t)u->t0 * (size_t)kv_dim, q,
-                                  err) ||
-                spill_cu_attention(s->xb + (size_t)u->t0 * (size_t)q_dim, qr, (const void *const *)rb, s->kv.type, s->kv.T,
-                                   u->n, u->pos, hp->n_heads, hp->n_kv_heads, hd, scale, s->attn_partial, q, err))
-                return -1;
-        }
+        /* every sequence at its own positions, over its own blocks: one launch each for the whole step */
+        void *const *rb = s->blocks_dev + (size_t)l * (size_t)stride;
+        if (spill_cu_rope(s->q, n, hp->n_heads, hd, hp->rope_dims, st.pos, hp->rope_base, s->rope_freq, hp->rope_adjacent, q,
+                          err) ||
+            spill_cu_rope(s->k, n, hp->n_kv_heads, hd, hp->rope_dims, st.pos, hp->rope_base, s->rope_freq, hp->rope_adjacent,
+                          q, err) ||
+            spill_cu_kv_store(rb, s->kv.type, s->kv.T, kv_dim, st.pos, st.table, n, s->k, s->v, q, err) ||
+            spill_cu_attention(s->xb, s->q, (const void *const *)rb, s->kv.type, s->kv.T, st.tiles, s->n_tiles, n, s->max_len,
+                               hp->n_heads, hp->n_kv_heads, hd, scale, s->attn_partial, q, err))
+            return -1;
         if (mm(s, s->xb2, &lw->wo, s->xb, n, err) || spill_cu_add(s->x, s->xb2, (int64_t)n * dim, q, err)) return -1;
         /* feed-forward: norm -> gate, up -> silu(gate) * up -> down -> residual */
         if (spill_cu_rmsnorm(s->xb, s->x, lw->ffn_norm.data, n, dim, hp->eps, q, err) ||
@@ -191,14 +186,12 @@ static int gpu_body(spill_cu_state *s, const int *tokens, int n, int n_runs, int
             return -1;
         if (spill_exec_end(&s->exec, l, err)) return -1;
     }
-    /* head: the kept tokens only, their rows gathered by one norm each, then one GEMM */
-    int k = 0;
-    for (int t = 0; t < n; t++)
-        if (keep[t] && spill_cu_rmsnorm(s->xb + (size_t)k++ * dim, s->x + (size_t)t * dim, W->out_norm.data, 1, dim, hp->eps,
-                                        q, err))
-            return -1;
+    /* head: the kept tokens' rows gathered by one norm, then one GEMM */
+    int k = s->n_kept;
     if (k) {
-        if (mm(s, s->logits, &W->output, s->xb, k, err)) return -1;
+        if (spill_cu_rmsnorm_rows(s->xb, s->x, st.kept, W->out_norm.data, k, dim, hp->eps, q, err) ||
+            mm(s, s->logits, &W->output, s->xb, k, err))
+            return -1;
         spill_exec_head(&s->exec, 1); /* every row, whatever spill_batch.head_rows says */
     }
     return k;
@@ -218,14 +211,13 @@ static int graph_fits(const spill_cu_state *s, int n, int n_runs) {
  * ran. Off for steps of this many tokens and more: a wider step may hold what a narrower one does not
  * (a quantized weight goes through cuBLAS past SPILL_GEMV_MAX_TOK tokens, which a cuBLAS before 12.2
  * cannot capture), so one-token steps keep theirs; a refused one-token step turns them off for good. */
-static int gpu_body_graph(spill_cu_state *s, const int *tokens, int n, int n_runs, int stride, const uint8_t *keep,
-                          const uint8_t *skip, spill_err *err) {
+static int gpu_body_graph(spill_cu_state *s, const int *tokens, int n, int stride, const uint8_t *skip, spill_err *err) {
     spill_cu_graph *g = s->graph[skip != NULL]; /* drafts (layers skipped) and whole steps: two shapes */
     spill_err cerr = {{0}}, eerr = {{0}};
     spill_exec_stats before = s->exec.st;
     int k = -1;
     if (!spill_cu_graph_begin(g, s->queue, &cerr)) {
-        k = gpu_body(s, tokens, n, n_runs, stride, keep, skip, &cerr);
+        k = gpu_body(s, tokens, n, stride, skip, &cerr);
         int ended = spill_cu_graph_end(g, s->queue, k >= 0, &eerr);
         if (k >= 0 && !ended) return k;
         if (k >= 0) cerr = eerr;
@@ -235,7 +227,7 @@ static int gpu_body_graph(spill_cu_state *s, const int *tokens, int n, int n_run
     else fprintf(stderr, "spill: CUDA graphs off from here: %s\n", cerr.msg);
     s->graphs = n > 1;
     s->exec.st = before; /* what the capture counted did not run */
-    return gpu_body(s, tokens, n, n_runs, stride, keep, skip, err);
+    return gpu_body(s, tokens, n, stride, skip, err);
 }
 
 /* A step: every token of the batch in one pass over the layers, each weight read once for all of
@@ -264,19 +256,31 @@ static int gpu_forward(void *ctx, const spill_batch *b, spill_err *err) {
             void **row = s->blocks_host + (size_t)l * (size_t)stride + (size_t)u->table;
             for (int p = 0; p < u->pos + u->n; p += T) *row++ = spill_kv_k(&s->kv, u->seq, l, p);
         }
-    for (int t = 0; t < b->n; t++) s->keep[t] = b->out ? b->out[t] != 0 : t == b->n - 1;
-    /* the table and the ids in one copy each (the previous step's ended with its sync); the copies from
-       host memory stay outside a graph */
+    /* the step's layout: each token's id, position and block list, the kept rows, attention's tiles */
+    spill_cu_step st = spill_cu_step_layout(s->step_host, s->max_batch);
+    memcpy(st.ids, b->token, sizeof(int) * (size_t)b->n);
+    s->n_tiles = 0, s->max_len = 0, s->n_kept = 0;
+    for (int r = 0; r < n_runs; r++) {
+        const spill_cu_run *u = &s->runs[r];
+        for (int i = 0; i < u->n; i++) st.pos[u->t0 + i] = u->pos + i, st.table[u->t0 + i] = u->table;
+        s->n_tiles += spill_flash_tiles(st.tiles + s->n_tiles, u->t0, u->n, u->pos, u->table);
+        if (u->pos + u->n > s->max_len) s->max_len = u->pos + u->n;
+    }
+    for (int t = 0; t < b->n; t++)
+        if (b->out ? b->out[t] != 0 : t == b->n - 1) st.kept[s->n_kept++] = t;
+    SPILL_ASSERT(s->n_tiles <= b->n);
+    /* the table and the layout in one copy each (the previous step's ended with its sync); the copies
+       from host memory stay outside a graph */
     void *q = s->queue;
     if (spill_cu_copy_async((void *)s->blocks_dev, s->blocks_host, sizeof(void *) * (size_t)hp->n_layers * (size_t)stride, q,
                             err) ||
-        spill_cu_copy_async(s->ids, b->token, sizeof(int) * (size_t)b->n, q, err)) {
+        spill_cu_copy_async(s->step_dev, s->step_host, sizeof(int) * SPILL_CU_STEP_INTS((size_t)s->max_batch), q, err)) {
         spill_err ignored;
         spill_cu_queue_sync(q, &ignored);
         return -1;
     }
-    int k = graph_fits(s, b->n, n_runs) ? gpu_body_graph(s, b->token, b->n, n_runs, stride, s->keep, b->skip, err)
-                                        : gpu_body(s, b->token, b->n, n_runs, stride, s->keep, b->skip, err);
+    int k = graph_fits(s, b->n, n_runs) ? gpu_body_graph(s, b->token, b->n, stride, b->skip, err)
+                                        : gpu_body(s, b->token, b->n, stride, b->skip, err);
     if (k < 0 ||
         (k && spill_cu_copy_async(s->logits_host, s->logits, sizeof(float) * (size_t)hp->vocab * (size_t)k, q, err))) {
         /* what was queued before the failure runs out before the caller frees the blocks it writes */

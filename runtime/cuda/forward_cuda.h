@@ -28,6 +28,21 @@ typedef struct spill_cu_run {
     int seq, t0, n, pos, table;
 } spill_cu_run;
 
+/* A step's layout in its int buffer of SPILL_CU_STEP_INTS(B) ints, for a batch of at most B tokens:
+ * what the kernels read per token from device memory, so a step of many sequences is one launch per
+ * operation and a decode step's graph keeps its arguments from step to step */
+#define SPILL_CU_STEP_INTS(B) (4 * (B) + 4 * (B)) /* four per token, then at most one tile per token */
+typedef struct spill_cu_step {
+    int *ids;                /* token ids */
+    int *pos;                /* each token's position */
+    int *table;              /* where each token's sequence lists its blocks in a layer's row of the block table */
+    int *kept;               /* the rows whose logits the step keeps */
+    spill_flash_tile *tiles; /* attention's tiles (spill_flash_tiles of each run) */
+} spill_cu_step;
+static inline spill_cu_step spill_cu_step_layout(int *buf, int B) {
+    return (spill_cu_step){buf, buf + B, buf + 2 * B, buf + 3 * B, (spill_flash_tile *)(buf + 4 * B)};
+}
+
 /* the sequences one step may hold: at most one run per token and one per sequence */
 static inline int spill_cu_max_runs(int batch, int n_seqs) {
     int b = batch > 0 ? batch : 1, s = n_seqs > 0 ? n_seqs : 1;
@@ -58,13 +73,16 @@ typedef struct spill_cu_state {
     float *x, *xb, *xb2, *q, *k, *v, *hb, *hb2, *logits, *attn_partial, *rope_freq;
     void *scratch16;
     void *wtile; /* (spill_cu_tile_elems) BF16: rows of a quantized weight expanded for prefill's cuBLAS */
-    int *ids;
+    /* (SPILL_CU_STEP_INTS(max_batch)) the step's layout, laid out by spill_cu_step_layout: token ids,
+       each token's position and block-list offset, the kept tokens' rows, the attention tiles; built in
+       step_host, copied to step_dev in one copy per step */
+    int *step_dev, *step_host;
+    int n_tiles, max_len, n_kept; /* the current step's tiles, longest sequence and kept tokens */
     void **blocks_dev;  /* (n_layers * max_runs * blocks per sequence) the KV block table: each block's first K
                            element, a step's runs side by side in each layer's row */
     void **blocks_host; /* the same in host memory the GPU can copy from */
     int max_runs;       /* sequences a step may hold: spill_cu_max_runs */
     spill_cu_run *runs; /* (max_runs) the current step's */
-    uint8_t *keep;      /* (max_batch) which tokens' logits the current step keeps */
     float *logits_host;        /* (batch, vocab) the kept outputs of the last step */
     int n_out;
     uint64_t act_bytes;
@@ -80,7 +98,7 @@ typedef struct spill_cu_buffer {
     spill_tier tier;
     void **dst;
 } spill_cu_buffer;
-enum { SPILL_CU_BUFFERS = 16 };
+enum { SPILL_CU_BUFFERS = 17 };
 /* The BF16 tile: whole rows of the widest matrix, at most SPILL_CU_TILE_ELEMS values (8 MiB), at least one row */
 #define SPILL_CU_TILE_ELEMS (4u << 20)
 uint64_t spill_cu_tile_elems(const spill_hparams *hp);

@@ -183,7 +183,8 @@ int spill_cu_buffers(const spill_hparams *hp, int n_ctx, int batch, int n_seqs, 
         attn_partial);
     BUF("16-bit activations", B * widest * 2, SPILL_TIER_HBM, scratch16);
     BUF("BF16 weight tile (prefill of quantized weights)", 2 * spill_cu_tile_elems(hp), SPILL_TIER_HBM, wtile);
-    BUF("token ids", B * sizeof(int), SPILL_TIER_HBM, ids);
+    BUF("step layout (token ids, positions, attention tiles)", SPILL_CU_STEP_INTS(B) * sizeof(int), SPILL_TIER_HBM, step_dev);
+    BUF("step layout (host side)", SPILL_CU_STEP_INTS(B) * sizeof(int), SPILL_TIER_HOST, step_host);
     BUF("KV block table", table, SPILL_TIER_HBM, blocks_dev);
     BUF("KV block table (host side)", table, SPILL_TIER_HOST, blocks_host);
     if (has_rope_freq) BUF("RoPE frequencies", sizeof(float) * (uint64_t)(hp->rope_dims / 2), SPILL_TIER_HBM, rope_freq);
