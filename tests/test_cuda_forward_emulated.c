@@ -8,7 +8,9 @@
  * gives the same greedy tokens, stories260K (F32) gives the CPU path's, and the F32 Hugging Face
  * fixtures (Qwen2 biases, Llama-3 RoPE table) give the CPU's logits. With the KV cache in F16 and
  * BF16 (--kv-type) stories260K gives the CPU's tokens at the same type, and the GPU's work buffers at a
- * 128k context (Llama-3.1-70B's shape) grow only by the block table.
+ * 128k context (Llama-3.1-70B's shape) grow only by the block table. Steps of several sequences
+ * give the CPU's logits with one attention launch a layer for all of them, also when a long sequence
+ * beside short ones splits the positions.
  *
  * The stand-in runtime runs the compute stream at once but holds back every copy issued on the
  * prefetch stream until someone waits for it (an event recorded after it, or a synchronize): a step
@@ -64,6 +66,7 @@ typedef struct fake_event {
 
 static int n_streams, n_deferred, n_flushed, n_waits, n_event_syncs, n_pinned;
 static int n_attention_runs; /* attention launches that ran: one per layer and step, whatever the sequences */
+static int n_attention_split; /* of those, the ones whose positions were split (flash-decoding's combine) */
 static int n_captures, n_refused, n_graph_launches, n_instantiated, n_updated;
 static int capturing;       /* streams in capture mode: an allocation now is refused (thread-local capture) */
 static int fake_spoil_next; /* the next capture is spoilt by a call inside it that a graph cannot hold */
@@ -436,6 +439,7 @@ static void run_attention(const fake_op *o) {
                                          (int)o->i[2], (int)o->i[3], (int)o->i[4], (int)o->i[5], (int)o->i[6], o->f[0], o->p[3]);
     assert_int_equal(rc, 0);
     n_attention_runs++;
+    n_attention_split += spill_flash_splits((int)o->i[1], (int)o->i[5], (int)o->i[3]) > 1;
 }
 int spill_cu_attention(float *out, const float *q, const void *const *blocks, spill_dtype kv_type, int T,
                        const spill_flash_tile *tiles, int n_tiles, int n_tok, int max_len, int n_heads, int n_kv_heads,
@@ -1199,6 +1203,74 @@ static void test_parallel_sequences(void **s) {
     }
 }
 
+/* A long sequence beside short ones in one step, with the positions split (the GPU's splits > 1
+ * come from the longest sequence): the short sequences' later chunks are empty and the combine skips
+ * them. A decode step of all three and a step of runs of 2, 1 and 3 tokens; every kept output must be
+ * the CPU engine's for the same steps. */
+static void test_long_beside_short(void **s) {
+    (void)s;
+    enum { N = 3, CTX = 256, KVB = 16, MAXP = 160 };
+    const int len[N] = {150, 3, 40};
+    static int ids[N][MAXP];
+    for (int i = 0; i < N; i++)
+        for (int t = 0; t < MAXP; t++) ids[i][t] = 1 + (t * 13 + i * 5) % 500;
+    int dtok[N] = {7, 8, 9}, dseq[N] = {0, 1, 2}, dpos[N];
+    uint8_t dout[N] = {1, 1, 1};
+    for (int i = 0; i < N; i++) dpos[i] = len[i];
+    enum { M = 6 };
+    int mtok[M] = {20, 21, 22, 23, 24, 25}, mseq[M] = {0, 0, 1, 2, 2, 2};
+    int mpos[M] = {len[0] + 1, len[0] + 2, len[1] + 1, len[2] + 1, len[2] + 2, len[2] + 3};
+    uint8_t mout[M] = {0, 1, 1, 1, 0, 1};
+    spill_batch db = {N, dtok, dseq, dpos, dout, NULL, 0}, mb = {M, mtok, mseq, mpos, mout, NULL, 0};
+    static float want[N + 4][512];
+    spill_err err = {{0}};
+    int V = 0;
+    for (int gpu = 0; gpu < 2; gpu++) {
+        spill_mem *mem = NULL;
+        spill_engine *e;
+        if (gpu) {
+            mem = gpu_mem(64u << 20);
+            e = open_gpu(stories_path(), "pin", "h100-pcie", 64u << 20, CTX, 32, N, KVB, mem);
+        } else {
+            spill_engine_params p = spill_engine_defaults();
+            p.model = stories_path();
+            p.ctx = CTX, p.batch = 32, p.n_seqs = N, p.kv_block = KVB, p.threads = 1, p.quiet = 1;
+            if (spill_engine_open(&p, &e, &err)) fail_msg("%s", err.msg);
+            V = spill_engine_model(e)->hp.vocab;
+            assert_true(V <= 512);
+        }
+        for (int i = 1; i < N; i++) assert_int_equal(spill_kv_seq_open(spill_engine_kv(e), i, &err), 0);
+        for (int i = 0; i < N; i++)
+            for (int t = 0; t < len[i]; t += 32) /* the prompts in chunks of the batch */
+                if (spill_engine_forward(e, i, ids[i] + t, len[i] - t < 32 ? len[i] - t : 32, t, &err))
+                    fail_msg("%s: %s", gpu ? "gpu" : "cpu", err.msg);
+        int split0 = n_attention_split, L = spill_engine_model(e)->hp.n_layers;
+        assert_int_equal(spill_engine_step(e, &db, &err), 0);
+        assert_int_equal(spill_engine_n_outputs(e), N);
+        if (gpu) assert_int_equal(n_attention_split - split0, L); /* every layer's attention split */
+        double worst = 0;
+        for (int i = 0; i < N; i++) {
+            if (gpu) worst = fmax(worst, max_abs_diff(spill_engine_logits_at(e, i), want[i], (size_t)V));
+            else memcpy(want[i], spill_engine_logits_at(e, i), sizeof(float) * (size_t)V);
+        }
+        split0 = n_attention_split;
+        assert_int_equal(spill_engine_step(e, &mb, &err), 0);
+        assert_int_equal(spill_engine_n_outputs(e), 4);
+        if (gpu) assert_int_equal(n_attention_split - split0, L);
+        for (int i = 0; i < 4; i++) {
+            if (gpu) worst = fmax(worst, max_abs_diff(spill_engine_logits_at(e, i), want[N + i], (size_t)V));
+            else memcpy(want[N + i], spill_engine_logits_at(e, i), sizeof(float) * (size_t)V);
+        }
+        if (gpu) {
+            printf("a sequence of %d positions beside ones of %d and %d, positions split: logits within %.2e of the CPU's\n",
+                   len[0], len[1], len[2], worst);
+            assert_true(worst < 1e-4);
+        }
+        spill_engine_free(e);
+        spill_mem_free(mem);
+    }
+}
+
 int main(void) {
     require_file(stories_path(), "the small test models live in tests/models");
     const struct CMUnitTest tests[] = {
@@ -1211,6 +1283,7 @@ int main(void) {
         cmocka_unit_test(test_smollm2_placements),
         cmocka_unit_test(test_hf_fixtures),
         cmocka_unit_test(test_parallel_sequences),
+        cmocka_unit_test(test_long_beside_short),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

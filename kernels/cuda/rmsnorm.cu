@@ -24,7 +24,7 @@ extern "C" int spill_cu_rmsnorm(float *out, const float *x, const float *w, int 
 
 extern "C" int spill_cu_rmsnorm_rows(float *out, const float *x, const int *rows, const float *w, int n_rows, int dim,
                                      float eps, void *stream, spill_err *err) {
-    if (n_rows <= 0 || n_rows > 65535 || dim <= 0) return spill_err_set(err, "rmsnorm: %d rows of %d", n_rows, dim);
+    if (n_rows <= 0 || dim <= 0) return spill_err_set(err, "rmsnorm: %d rows of %d", n_rows, dim);
     rmsnorm_kernel<<<n_rows, SPILL_CU_ROW_THREADS, 0, (cudaStream_t)stream>>>(out, x, rows, w, dim, eps);
     SPILL_CU_LAUNCHED("rmsnorm");
     return 0;

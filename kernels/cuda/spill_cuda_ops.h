@@ -56,7 +56,7 @@ void spill_cu_graph_counts(const spill_cu_graph *g, uint64_t *launches, uint64_t
 int spill_cu_rmsnorm(float *out, const float *x, const float *w, int n_rows, int dim, float eps, void *stream,
                      spill_err *err);
 /* the same of gathered rows: out[r] = x[rows[r]] / rms(x[rows[r]]) * w, rows a device array of n_rows
- * (<= 65535) row indices */
+ * row indices */
 int spill_cu_rmsnorm_rows(float *out, const float *x, const int *rows, const float *w, int n_rows, int dim, float eps,
                           void *stream, spill_err *err);
 /* RoPE in place on n_tok rows of n_heads x head_dim, token t at position pos[t] (device); inv_freq

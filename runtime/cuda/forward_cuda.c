@@ -200,8 +200,10 @@ static int gpu_body(spill_cu_state *s, const int *tokens, int n, int stride, con
 /* Whether a step is replayed as a CUDA graph: decode steps (one token per sequence), when graphs are on
  * and nothing in the step is the host's to do between layers (a ring of streamed layers waits on
  * events and issues copies on a second queue; the disk tier reads files), so the kernels are the whole
- * step. A step with another number of sequences than the last has other kernels: the graph is made
- * anew (spill_cu_graph_end). */
+ * step. A step with another number of sequences than the last has the same kernels with other grid
+ * sizes, and spill_cu_graph_end updates the executable graph in place; where the kernels differ
+ * (attention's combine appears or goes with the splits, or cuBLAS picks other kernels for another
+ * width) the update is refused and the graph is made anew. */
 static int graph_fits(const spill_cu_state *s, int n, int n_runs) {
     return s->graphs && n == n_runs && n <= s->graph_max_tok && s->exec.n_slots == 0 && !s->exec.disk;
 }
