@@ -121,7 +121,8 @@ float spill_dot_bf16_dpbf16(int64_t n, const uint16_t *x, const uint16_t *y) {
 /* R rows (1..8) against one token: R chains, the token's 16 values loaded once for the R rows, the rows
    prefetched along their 64-byte lines (kernels/dot.h spill_rows_prefetch: short rows as one stream).
    8 rows, not 4: vdpbf16ps's latency (6 cycles on Zen 4) left 4 chains waiting on it; SmolLM2 BF16
-   decode on a 2-vCPU Zen 4 VM, 2 threads: 62-65 -> see docs/results.md (2026-12-07) */
+   decode on a 2-vCPU Zen 4 VM, 2 threads, three alternated rounds: 66-71 -> 70-79 tok/s (docs/results.md,
+   2026-12-07) */
 static inline __attribute__((always_inline)) void rows(int R, int64_t n, const uint8_t *wrow, uint64_t rb, const uint16_t *y,
                                                        float *out) {
     const uint64_t wrap = spill_rows_prefetch_wrap(rb);
