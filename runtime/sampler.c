@@ -28,7 +28,7 @@ int spill_sampler_init(spill_sampler *s, int n_vocab, float temp, int top_k, flo
 }
 
 int spill_sampler_adjust(spill_sampler *s, const spill_logit_adjust *a, spill_err *err) {
-    if (!a || (!a->n_bias && a->presence == 0 && a->frequency == 0)) return 0;
+    if (!a || (!a->n_bias && a->presence == 0 && a->frequency == 0 && (a->repeat == 0 || a->repeat == 1))) return 0;
     const int n = s->n_vocab;
     if (a->n_bias < 0 || a->n_bias > n) return spill_err_set(err, "logit bias: %d entries; at most one per token (%d)", a->n_bias, n);
     for (int i = 0; i < a->n_bias; i++) {
@@ -44,24 +44,63 @@ int spill_sampler_adjust(spill_sampler *s, const spill_logit_adjust *a, spill_er
     if (!(fabsf(a->frequency) <= SPILL_PENALTY_MAX))
         return spill_err_set(err, "frequency penalty %g is out of range; use -%d to %d", a->frequency, SPILL_PENALTY_MAX,
                              SPILL_PENALTY_MAX);
-    int pen = a->presence != 0 || a->frequency != 0;
+    if (!(a->repeat >= 0 && a->repeat <= SPILL_REPEAT_MAX))
+        return spill_err_set(err, "repetition penalty %g is out of range; use a value above 0, at most %g (1: off)", a->repeat,
+                             (double)SPILL_REPEAT_MAX);
+    if (a->repeat_window < 0 || a->repeat_window > SPILL_REPEAT_WINDOW_MAX)
+        return spill_err_set(err, "repetition penalty window %d is out of range; use 0 (every token) or 1 to %d",
+                             a->repeat_window, SPILL_REPEAT_WINDOW_MAX);
+    int pen = a->presence != 0 || a->frequency != 0, rep = a->repeat != 0 && a->repeat != 1;
+    size_t win = rep && a->repeat_window > 0 ? (size_t)a->repeat_window : 0;
     int *id = a->n_bias ? malloc(sizeof *id * (size_t)a->n_bias) : NULL, *count = pen ? calloc((size_t)n, sizeof *count) : NULL;
     int *seen = pen ? malloc(sizeof *seen * (size_t)n) : NULL;
+    int *rcount = rep ? calloc((size_t)n, sizeof *rcount) : NULL, *rlist = rep ? malloc(sizeof *rlist * (size_t)n) : NULL;
+    int *rpos = rep ? malloc(sizeof *rpos * (size_t)n) : NULL, *ring = win ? malloc(sizeof *ring * win) : NULL;
     float *bias = a->n_bias ? malloc(sizeof *bias * (size_t)a->n_bias) : NULL, *adj = malloc(sizeof *adj * (size_t)n);
-    if ((a->n_bias && (!id || !bias)) || (pen && (!count || !seen)) || !adj) {
-        free(id), free(count), free(seen), free(bias), free(adj);
+    if ((a->n_bias && (!id || !bias)) || (pen && (!count || !seen)) || (rep && (!rcount || !rlist || !rpos)) ||
+        (win && !ring) || !adj) {
+        free(id), free(count), free(seen), free(bias), free(adj), free(rcount), free(rlist), free(rpos), free(ring);
         return spill_err_set(err, "out of memory for the sampler's logit changes");
     }
     if (a->n_bias) memcpy(id, a->bias_id, sizeof *id * (size_t)a->n_bias), memcpy(bias, a->bias, sizeof *bias * (size_t)a->n_bias);
     free(s->bias_id), free(s->bias), free(s->count), free(s->seen), free(s->adj);
+    free(s->rcount), free(s->rlist), free(s->rpos), free(s->ring);
     s->bias_id = id, s->bias = bias, s->n_bias = a->n_bias, s->count = count, s->seen = seen, s->adj = adj, s->n_seen = 0;
     s->presence = a->presence, s->frequency = a->frequency;
+    s->repeat = rep ? a->repeat : 0, s->window = (int)win;
+    s->rcount = rcount, s->rlist = rlist, s->rpos = rpos, s->ring = ring, s->n_rlist = 0, s->ring_at = 0, s->ring_n = 0;
     return 0;
 }
 
+/* id enters the repetition window; the oldest token leaves it once it is full */
+static void window_push(spill_sampler *s, int id) {
+    if (!s->rcount || id < 0 || id >= s->n_vocab) return;
+    if (s->window) {
+        if (s->ring_n == s->window) {
+            int old = s->ring[s->ring_at];
+            if (!--s->rcount[old]) { /* out of the list: the last entry takes its place */
+                int at = s->rpos[old], last = s->rlist[--s->n_rlist];
+                s->rlist[at] = last, s->rpos[last] = at;
+            }
+        } else {
+            s->ring_n++;
+        }
+        s->ring[s->ring_at] = id;
+        s->ring_at = (s->ring_at + 1) % s->window;
+    }
+    if (!s->rcount[id]++) s->rpos[id] = s->n_rlist, s->rlist[s->n_rlist++] = id;
+}
+
 void spill_sampler_accept(spill_sampler *s, int id) {
+    window_push(s, id);
     if (!s->count || id < 0 || id >= s->n_vocab) return;
     if (!s->count[id]++) s->seen[s->n_seen++] = id;
+}
+
+void spill_sampler_context(spill_sampler *s, const int *ids, int n) {
+    if (!s->rcount) return;
+    if (s->window && n > s->window) ids += n - s->window, n = s->window; /* the rest would leave at once */
+    for (int i = 0; i < n; i++) window_push(s, ids[i]);
 }
 
 /* the logits the sampler picks from: the model's, or a copy with spill_sampler_adjust's changes */
@@ -69,6 +108,10 @@ static const float *adjusted(spill_sampler *s, const float *logits) {
     if (!s->adj) return logits;
     memcpy(s->adj, logits, sizeof *s->adj * (size_t)s->n_vocab);
     for (int i = 0; i < s->n_bias; i++) s->adj[s->bias_id[i]] += s->bias[i];
+    for (int i = 0; i < s->n_rlist; i++) {
+        float *l = &s->adj[s->rlist[i]];
+        *l = *l > 0 ? *l / s->repeat : *l * s->repeat;
+    }
     for (int i = 0; i < s->n_seen; i++) {
         int id = s->seen[i];
         s->adj[id] -= s->presence + (float)s->count[id] * s->frequency;
@@ -82,6 +125,10 @@ void spill_sampler_free(spill_sampler *s) {
     free(s->count);
     free(s->seen);
     free(s->adj);
+    free(s->rcount);
+    free(s->rlist);
+    free(s->rpos);
+    free(s->ring);
     free(s->cand);
     free(s->prob);
     free(s->top_id);

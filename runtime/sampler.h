@@ -25,20 +25,37 @@ typedef struct spill_sampler {
     int *count;       /* (n_vocab, with a penalty) times each token was taken (spill_sampler_accept) */
     int *seen;        /* (n_vocab, with a penalty) the tokens taken, each once, in the order first taken */
     int n_seen;
+    float repeat;     /* the repetition penalty; 0: off */
+    int window;       /* its window: the last `window` tokens, the prompt's included; 0: all of them */
+    int *rcount;      /* (n_vocab, with it) times each token is in the window */
+    int *rlist;       /* (n_vocab, with it) the tokens in the window, each once (rpos: where in rlist) */
+    int *rpos;        /* (n_vocab, with it) */
+    int n_rlist;
+    int *ring;        /* (window, with one) the window's tokens, oldest at ring[ring_at] once full */
+    int ring_at, ring_n;
     float *adj;       /* (n_vocab, when adjusting) scratch: the logits changed */
 } spill_sampler;
 
-/* OpenAI's logit_bias, presence_penalty and frequency_penalty: what the sampler does to the logits
- * before it picks (greedy too) and before spill_sampler_probs. A token's logit gets its bias added, and
- * for a token taken c > 0 times so far (spill_sampler_accept: the generated tokens, as OpenAI's
- * formula counts them, not the prompt's), presence + c * frequency subtracted. Log probabilities
- * (spill_sampler_logprobs) stay the model's own, as vLLM and OpenAI report them. */
+/* OpenAI's logit_bias, presence_penalty and frequency_penalty, and the repetition penalty of llama.cpp
+ * (repeat_penalty) and vLLM/Hugging Face (repetition_penalty): what the sampler does to the logits
+ * before it picks (greedy too) and before spill_sampler_probs, in this order:
+ * - a token's logit gets its bias added;
+ * - a token in the repetition window (the last `repeat_window` tokens of the prompt and what was
+ *   generated: spill_sampler_context and spill_sampler_accept) has its logit divided by `repeat` when
+ *   positive, multiplied by it when not (CTRL's penalty, as llama.cpp, vLLM and transformers apply it);
+ * - a token taken c > 0 times so far (spill_sampler_accept: the generated tokens, as OpenAI's formula
+ *   counts them, not the prompt's) has presence + c * frequency subtracted.
+ * Log probabilities (spill_sampler_logprobs) stay the model's own, as vLLM and OpenAI report them. */
 enum { SPILL_LOGIT_BIAS_MAX = 100, SPILL_PENALTY_MAX = 2 }; /* OpenAI's ranges: [-max, max] */
+#define SPILL_REPEAT_MAX 10.0f                               /* repeat in (0, 10] */
+enum { SPILL_REPEAT_WINDOW_MAX = 1 << 24 };
 typedef struct spill_logit_adjust {
     const int *bias_id;  /* ids in [0, n_vocab) */
     const float *bias;   /* each in [-100, 100] */
     int n_bias;
     float presence, frequency; /* each in [-2, 2]; 0: off */
+    float repeat;        /* in (0, 10]; 0 or 1: off */
+    int repeat_window;   /* the last this many tokens (>= 1); 0: every token of the sequence */
 } spill_logit_adjust;
 
 /* A generated token's log probability under the model, and the most likely tokens at its place
@@ -59,6 +76,9 @@ int spill_sampler_init(spill_sampler *s, int n_vocab, float temp, int top_k, flo
 int spill_sampler_adjust(spill_sampler *s, const spill_logit_adjust *a, spill_err *err);
 /* A token taken (generated): counted for the penalties; a no-op without them. */
 void spill_sampler_accept(spill_sampler *s, int id);
+/* The tokens before the first generated one (the prompt), in order: they enter the repetition window
+ * only (presence and frequency count generated tokens); a no-op without a repetition penalty. */
+void spill_sampler_context(spill_sampler *s, const int *ids, int n);
 void spill_sampler_free(spill_sampler *s);
 /* logits are read, not written: spill_sampler_logprobs may read them after */
 int spill_sampler_sample(spill_sampler *s, const float *logits);

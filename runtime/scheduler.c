@@ -622,6 +622,7 @@ int spill_sched_submit(spill_sched *s, const spill_request *q, spill_sched_sink 
         req_free(r);
         return -1;
     }
+    spill_sampler_context(&r->smp, q->prompt, q->n_prompt); /* the repetition penalty counts the prompt too */
     r->tokens = malloc(sizeof(int) * (size_t)r->cap);
     r->stop = q->n_stop ? calloc((size_t)q->n_stop, sizeof *r->stop) : NULL;
     r->logprobs = q->logprobs != 0;

@@ -109,6 +109,32 @@ static int unsupported(const spill_json *j, spill_api_err *e) {
     return 0;
 }
 
+/* The repetition penalty, in either server's spelling: vLLM's "repetition_penalty" (over the prompt and
+   every generated token) or llama.cpp's "repeat_penalty" (over the last "repeat_last_n" tokens, 64 unless
+   given; -1: all of them, 0: the penalty off). 1 is off in both. */
+static int read_repeat(const spill_json *j, spill_api_req *r, spill_api_err *e) {
+    static const char *const key[2] = {"repetition_penalty", "repeat_penalty"};
+    float p[2] = {0, 0};
+    int given[2];
+    for (int i = 0; i < 2; i++) {
+        const spill_json *v = spill_json_get(j, key[i]);
+        given[i] = v && v->type != SPILL_JSON_NULL;
+        if (num(j, key[i], 0, SPILL_REPEAT_MAX, &p[i], e)) return -1;
+        if (given[i] && !(p[i] > 0))
+            return fail(e, 400, key[i], "'%s' is 0; it must be above 0 (1 is off)", key[i]);
+    }
+    if (given[0] && given[1])
+        return fail(e, 400, "repeat_penalty", "'repetition_penalty' and 'repeat_penalty' are the same setting; give one");
+    int64_t n = 64;
+    int n_given = 0;
+    if (integer(j, "repeat_last_n", -1, SPILL_REPEAT_WINDOW_MAX, &n, &n_given, e)) return -1;
+    if (!given[0] && !given[1]) return 0;
+    r->repeat_penalty = given[0] ? p[0] : p[1];
+    r->repeat_window = n_given ? (n < 0 ? 0 : (int)n) : given[0] ? 0 : 64;
+    if (n_given && n == 0) r->repeat_penalty = 0; /* llama.cpp's "off" */
+    return 0;
+}
+
 /* "logit_bias": {"token id": bias, ...}, the ids written in decimal as OpenAI's clients send them */
 static int read_logit_bias(const spill_json *b, const spill_model *m, spill_api_req *r, spill_api_err *e) {
     if (!b || b->type == SPILL_JSON_NULL) return 0;
@@ -306,7 +332,8 @@ int spill_api_parse(int chat, const char *body, size_t len, const spill_model *m
     r->seed = (uint64_t)v;
     /* what the sampler does to the logits (spill_logit_adjust), in OpenAI's ranges */
     if (num(j, "presence_penalty", -SPILL_PENALTY_MAX, SPILL_PENALTY_MAX, &r->presence_penalty, e) ||
-        num(j, "frequency_penalty", -SPILL_PENALTY_MAX, SPILL_PENALTY_MAX, &r->frequency_penalty, e) || read_logit_bias(spill_json_get(j, "logit_bias"), m, r, e))
+        num(j, "frequency_penalty", -SPILL_PENALTY_MAX, SPILL_PENALTY_MAX, &r->frequency_penalty, e) ||
+        read_logit_bias(spill_json_get(j, "logit_bias"), m, r, e) || read_repeat(j, r, e))
         goto out;
     /* log probabilities: a completion's "logprobs" is how many alternatives (and asks for the chosen
        token's too, 0 included); a chat's is a boolean, "top_logprobs" the alternatives */

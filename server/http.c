@@ -323,7 +323,7 @@ static enum MHD_Result generate(spill_http *h, struct MHD_Connection *c, int cha
     const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
     g->fd = ci ? ci->connect_fd : -1;
     spill_logit_adjust adjust = {g->req.bias_id, g->req.bias, g->req.n_bias, g->req.presence_penalty,
-                                 g->req.frequency_penalty};
+                                 g->req.frequency_penalty, g->req.repeat_penalty, g->req.repeat_window};
     spill_request r = {g->req.tokens, g->req.n_tokens, g->req.max_tokens, g->req.temperature, g->req.top_p,
                        g->req.top_k, g->req.seed_set ? g->req.seed : (uint64_t)time(NULL) ^ (uint64_t)id,
                        (const char *const *)g->req.stop, g->req.n_stop, g->req.logprobs, g->req.top_logprobs,

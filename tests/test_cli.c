@@ -15,7 +15,8 @@ static void test_help(void **s) {
                            "--verbose", "--help", "--device", "--hbm-budget", "--host-limit", "--alloc-log",
                            "--n-parallel", "--kv-block", "--kv-type", "--profile", "--profile-file", "--tokenizer-pre",
                            "--cuda-graphs", "--draft-skip", "--draft-k", "--draft-vocab", "--draft-file", "--disk-io",
-                           "--host-node", "--presence-penalty", "--frequency-penalty"};
+                           "--host-node", "--presence-penalty", "--frequency-penalty",
+                           "--repeat-penalty", "--repeat-last-n"};
     for (size_t i = 0; i < sizeof flags / sizeof *flags; i++) {
         if (!strstr(r->out, flags[i])) fprintf(stderr, "--help does not explain %s\n", flags[i]);
         assert_non_null(strstr(r->out, flags[i]));
@@ -56,6 +57,11 @@ static void test_bad_flags(void **s) {
         {"--frequency-penalty -2.5", "--frequency-penalty -2.5 is out of range"},
         {"--presence-penalty nan", "--presence-penalty"},
         {"--frequency-penalty 1 --draft-skip 2", "--frequency-penalty cannot be combined with --draft-skip"},
+        {"--repeat-penalty 0", "--repeat-penalty 0 is out of range; use a value above 0, at most 10"},
+        {"--repeat-penalty 11", "--repeat-penalty 11 is out of range"},
+        {"--repeat-penalty nan", "--repeat-penalty"},
+        {"--repeat-last-n -2", "--repeat-last-n"},
+        {"--repeat-penalty 1.2 --draft-skip 2", "--repeat-penalty cannot be combined with --draft-skip"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
         run_result *r = run_generate(cases[i].args);
@@ -162,15 +168,20 @@ static void test_greedy_run(void **s) {
     assert_int_equal(r->status, 0);
     assert_string_equal(r->out, first);
     assert_non_null(strstr(r->err, "(bf16, "));
-    /* penalties: greedy turns away from what it wrote (another text), the same for each of
-       --n-parallel's sequences as for one alone */
+    /* penalties: greedy turns away from what it wrote (another text than plain greedy's 40 tokens), the
+       same for each of --n-parallel's sequences as for one alone */
+    snprintf(args, sizeof args, "-m '%s' -p 'Once upon a time' --temp 0 -n 40 -t 2", stories_path());
+    r = run_generate(args);
+    assert_int_equal(r->status, 0);
+    char plain40[65536];
+    strcpy(plain40, r->out);
     snprintf(args, sizeof args, "-m '%s' -p 'Once upon a time' --temp 0 -n 40 -t 2 --presence-penalty 2 "
              "--frequency-penalty 2", stories_path());
     r = run_generate(args);
     assert_int_equal(r->status, 0);
     char pen[65536];
     strcpy(pen, r->out);
-    assert_string_not_equal(pen, first);
+    assert_string_not_equal(pen, plain40);
     assert_memory_equal(pen, "Once upon a time", 16);
     snprintf(args, sizeof args, "-m '%s' -p 'Once upon a time' --temp 0 -n 40 -t 2 --presence-penalty 2 "
              "--frequency-penalty 2 --n-parallel 2", stories_path());
@@ -180,6 +191,31 @@ static void test_greedy_run(void **s) {
     const char *at = strstr(r->out, pen);
     assert_non_null(at);
     assert_non_null(strstr(at + strlen(pen), pen));
+    /* the repetition penalty: another text, the same for each of --n-parallel's sequences as for one
+       alone; its window matters (every token against the last 8); a window of 0 turns it off */
+    const char *rep_flags[3] = {"--repeat-penalty 1.5 --repeat-last-n -1", "--repeat-penalty 1.5 --repeat-last-n 8",
+                                "--repeat-penalty 1.5 --repeat-last-n 0"};
+    char rep[2][65536];
+    for (int i = 0; i < 3; i++) {
+        snprintf(args, sizeof args, "-m '%s' -p 'Once upon a time' --temp 0 -n 40 -t 2 %s", stories_path(), rep_flags[i]);
+        r = run_generate(args);
+        assert_int_equal(r->status, 0);
+        if (i == 2) {
+            assert_string_equal(r->out, plain40);
+            break;
+        }
+        strcpy(rep[i], r->out);
+        assert_string_not_equal(rep[i], plain40);
+        snprintf(args, sizeof args, "-m '%s' -p 'Once upon a time' --temp 0 -n 40 -t 2 %s --n-parallel 2", stories_path(),
+                 rep_flags[i]);
+        r = run_generate(args);
+        assert_int_equal(r->status, 0);
+        rep[i][strcspn(rep[i], "\n")] = 0;
+        at = strstr(r->out, rep[i]);
+        assert_non_null(at);
+        assert_non_null(strstr(at + strlen(rep[i]), rep[i]));
+    }
+    assert_string_not_equal(rep[0], rep[1]);
     /* a seed reproduces a sampled run */
     snprintf(args, sizeof args, "-m '%s' --temp 1 --seed 9 -n 30", stories_path());
     char sampled[65536];

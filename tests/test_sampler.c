@@ -185,7 +185,7 @@ static void test_adjust(void **s) {
     assert_int_equal(spill_sampler_init(&smp, 6, 0, 0, 1, 1, &err), 0);
     int bid[2] = {4, 0};
     float bias[2] = {3.5f, -100.0f};
-    spill_logit_adjust a = {bid, bias, 2, 0.15f, 0.1f};
+    spill_logit_adjust a = {bid, bias, 2, 0.15f, 0.1f, 0, 0};
     assert_int_equal(spill_sampler_adjust(&smp, &a, &err), 0);
     bid[0] = 1; /* copied: the caller's arrays may go */
     assert_int_equal(spill_sampler_sample(&smp, l), 4); /* -1 + 3.5 = 2.5 beats 1.8; 0 is banned */
@@ -216,7 +216,7 @@ static void test_adjust(void **s) {
     assert_int_equal(spill_sampler_init(&smp, 6, 1.0f, 0, 1, 7, &err), 0);
     int b3[2] = {0, 3};
     float v3[2] = {-100, 5};
-    spill_logit_adjust a3 = {b3, v3, 2, 0, 0};
+    spill_logit_adjust a3 = {b3, v3, 2, 0, 0, 0, 0};
     assert_int_equal(spill_sampler_adjust(&smp, &a3, &err), 0);
     int hist[6] = {0};
     for (int i = 0; i < 4000; i++) hist[spill_sampler_sample(&smp, l)]++;
@@ -231,7 +231,7 @@ static void test_adjust(void **s) {
 
     /* a negative penalty (allowed down to -2) favours what was taken */
     assert_int_equal(spill_sampler_init(&smp, 6, 0, 0, 1, 1, &err), 0);
-    spill_logit_adjust neg = {NULL, NULL, 0, -0.5f, 0};
+    spill_logit_adjust neg = {NULL, NULL, 0, -0.5f, 0, 0, 0};
     assert_int_equal(spill_sampler_adjust(&smp, &neg, &err), 0);
     spill_sampler_accept(&smp, 2);
     assert_int_equal(spill_sampler_sample(&smp, l), 2); /* 1.7 + 0.5 = 2.2 beats 2.0 */
@@ -245,7 +245,7 @@ static void test_adjust_refused(void **s) {
     assert_int_equal(spill_sampler_init(&smp, 6, 0, 0, 1, 1, &err), 0);
     int id = 6;
     float b = 1, big = 100.5f, nan = NAN;
-    spill_logit_adjust a = {&id, &b, 1, 0, 0};
+    spill_logit_adjust a = {&id, &b, 1, 0, 0, 0, 0};
     assert_int_equal(spill_sampler_adjust(&smp, &a, &err), -1);
     assert_non_null(strstr(err.msg, "token 6"));
     id = 2;
@@ -254,7 +254,8 @@ static void test_adjust_refused(void **s) {
     assert_non_null(strstr(err.msg, "-100 to 100"));
     a.bias = &nan;
     assert_int_equal(spill_sampler_adjust(&smp, &a, &err), -1);
-    spill_logit_adjust p = {NULL, NULL, 0, 2.5f, 0}, f = {NULL, NULL, 0, 0, -2.01f}, q = {NULL, NULL, 0, NAN, 0};
+    spill_logit_adjust p = {NULL, NULL, 0, 2.5f, 0, 0, 0}, f = {NULL, NULL, 0, 0, -2.01f, 0, 0},
+                       q = {NULL, NULL, 0, NAN, 0, 0, 0};
     assert_int_equal(spill_sampler_adjust(&smp, &p, &err), -1);
     assert_non_null(strstr(err.msg, "presence penalty"));
     assert_int_equal(spill_sampler_adjust(&smp, &f, &err), -1);
@@ -266,6 +267,108 @@ static void test_adjust_refused(void **s) {
     spill_sampler_free(&smp);
 }
 
+/* what the sampler should pick from, written out the slow way: the bias added, the tokens among the
+   last `window` of hist (0: all) divided or multiplied by repeat, presence + c * frequency off each of
+   the n_gen last of hist (the generated ones) */
+static void repeat_reference(const float *l, int V, const int *hist, int n_hist, int n_gen, const spill_logit_adjust *a,
+                             float *out) {
+    memcpy(out, l, sizeof(float) * (size_t)V);
+    for (int i = 0; i < a->n_bias; i++) out[a->bias_id[i]] += a->bias[i];
+    int from = a->repeat_window && n_hist > a->repeat_window ? n_hist - a->repeat_window : 0;
+    for (int t = 0; t < V; t++) {
+        int in = 0, c = 0;
+        for (int i = from; i < n_hist; i++) in |= hist[i] == t;
+        for (int i = n_hist - n_gen; i < n_hist; i++) c += hist[i] == t;
+        if (in) out[t] = out[t] > 0 ? out[t] / a->repeat : out[t] * a->repeat;
+        if (c) out[t] -= a->presence + (float)c * a->frequency;
+    }
+}
+
+static void assert_probs_of(spill_sampler *smp, const float *l, const float *want_logits, int V) {
+    float probs[16], want[16], mx = want_logits[0];
+    double sum = 0;
+    for (int i = 1; i < V; i++) mx = want_logits[i] > mx ? want_logits[i] : mx;
+    for (int i = 0; i < V; i++) sum += want[i] = expf(want_logits[i] - mx);
+    spill_sampler_probs(smp, l, probs);
+    for (int i = 0; i < V; i++) assert_float_equal(probs[i], (float)(want[i] / sum), 1e-5);
+}
+
+static void test_repeat(void **s) {
+    (void)s;
+    spill_sampler smp;
+    spill_err err = {{0}};
+    enum { V = 8 };
+    float l[V] = {2.0f, 1.5f, -0.5f, 1.0f, -2.0f, 0.5f, 1.9f, 0.0f}, want[V];
+    /* greedy: the prompt's 0 (2.0 / 2 = 1.0) gives way to 6 (1.9); once 6 is taken too, 1 (1.5) */
+    assert_int_equal(spill_sampler_init(&smp, V, 0, 0, 1, 1, &err), 0);
+    spill_logit_adjust g = {NULL, NULL, 0, 0, 0, 2.0f, 0};
+    assert_int_equal(spill_sampler_adjust(&smp, &g, &err), 0);
+    assert_int_equal(spill_sampler_sample(&smp, l), 0);
+    int prompt[3] = {0, 4, 0};
+    spill_sampler_context(&smp, prompt, 3);
+    assert_int_equal(spill_sampler_sample(&smp, l), 6);
+    spill_sampler_accept(&smp, 6);
+    assert_int_equal(spill_sampler_sample(&smp, l), 1);
+    assert_null(smp.count); /* no presence or frequency penalty: nothing counted for them */
+    spill_sampler_free(&smp);
+
+    /* a window of 5 tokens beside a bias and both OpenAI penalties: after every token of a random
+       run (a prompt of 7, then 60 generated) the distribution is the reference's */
+    int bid[1] = {3};
+    float bias[1] = {0.7f};
+    spill_logit_adjust a = {bid, bias, 1, 0.2f, 0.05f, 1.6f, 5};
+    int hist[80];
+    uint64_t r = 12345;
+    for (int w = 0; w < 2; w++) { /* the window, then every token */
+        a.repeat_window = w ? 0 : 5;
+        assert_int_equal(spill_sampler_init(&smp, V, 1.0f, 0, 1, 1, &err), 0);
+        assert_int_equal(spill_sampler_adjust(&smp, &a, &err), 0);
+        for (int i = 0; i < 7; i++) hist[i] = (int)((r = r * 6364136223846793005ull + 1442695040888963407ull) >> 61);
+        spill_sampler_context(&smp, hist, 7);
+        int n = 7;
+        for (int k = 0; k <= 60; k++) {
+            repeat_reference(l, V, hist, n, k, &a, want);
+            assert_probs_of(&smp, l, want, V);
+            if (k == 60) break;
+            hist[n++] = (int)((r = r * 6364136223846793005ull + 1442695040888963407ull) >> 61);
+            spill_sampler_accept(&smp, hist[n - 1]);
+        }
+        assert_int_equal(smp.n_rlist, w ? V : smp.n_rlist); /* every token, sooner or later */
+        assert_true(w || smp.n_rlist <= 5);
+        spill_sampler_free(&smp);
+    }
+
+    /* a prompt longer than the window: only its last tokens count */
+    assert_int_equal(spill_sampler_init(&smp, V, 0, 0, 1, 1, &err), 0);
+    spill_logit_adjust two = {NULL, NULL, 0, 0, 0, 3.0f, 2};
+    assert_int_equal(spill_sampler_adjust(&smp, &two, &err), 0);
+    int longp[4] = {0, 6, 1, 3};
+    spill_sampler_context(&smp, longp, 4);
+    assert_int_equal(spill_sampler_sample(&smp, l), 0); /* 0 and 6 left the window: 2.0 is first again */
+    spill_sampler_accept(&smp, 0);                      /* the window is {3, 0}: 6 (1.9) */
+    assert_int_equal(spill_sampler_sample(&smp, l), 6);
+    spill_sampler_free(&smp);
+
+    /* 1 is off: nothing allocated, the logits as they are */
+    assert_int_equal(spill_sampler_init(&smp, V, 0, 0, 1, 1, &err), 0);
+    spill_logit_adjust off = {NULL, NULL, 0, 0, 0, 1.0f, 64};
+    assert_int_equal(spill_sampler_adjust(&smp, &off, &err), 0);
+    spill_sampler_context(&smp, prompt, 3);
+    assert_null(smp.rcount);
+    assert_null(smp.adj);
+    assert_int_equal(spill_sampler_sample(&smp, l), 0);
+    /* refused: out of range, NaN, a bad window; the sampler unchanged */
+    spill_logit_adjust bad[5] = {{NULL, NULL, 0, 0, 0, -0.5f, 0}, {NULL, NULL, 0, 0, 0, 10.5f, 0}, {NULL, NULL, 0, 0, 0, NAN, 0},
+                                 {NULL, NULL, 0, 0, 0, 1.2f, -1}, {NULL, NULL, 0, 0, 0, 1.2f, SPILL_REPEAT_WINDOW_MAX + 1}};
+    for (int i = 0; i < 5; i++) {
+        err.msg[0] = 0;
+        assert_int_equal(spill_sampler_adjust(&smp, &bad[i], &err), -1);
+        assert_non_null(strstr(err.msg, i < 3 ? "repetition penalty " : "repetition penalty window"));
+        assert_null(smp.rcount);
+    }
+    spill_sampler_free(&smp);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_greedy), cmocka_unit_test(test_seed_reproduces),
@@ -273,6 +376,7 @@ int main(void) {
         cmocka_unit_test(test_topk_distribution),
         cmocka_unit_test(test_bad_settings), cmocka_unit_test(test_topk_twin),
         cmocka_unit_test(test_topk_few_finite), cmocka_unit_test(test_adjust), cmocka_unit_test(test_adjust_refused),
+        cmocka_unit_test(test_repeat),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -805,8 +805,10 @@ static void test_prompt_logprobs_preempted(void **st) {
     spill_engine_free(e);
 }
 
-/* greedy alone with a's changes made here by hand (bias added, presence + count * frequency taken off
- * the generated tokens' logits), each token's log probability under the model's own logits in ref */
+/* greedy alone with a's changes made here by hand (bias added; the logits of the tokens among the last
+ * repeat_window of the prompt and the text divided by repeat when positive, multiplied when not;
+ * presence + count * frequency taken off the generated tokens' logits), each token's log probability
+ * under the model's own logits in ref */
 static int adjusted_ref(const char *prompt, const spill_logit_adjust *a, int *ids, lp_ref *ref) {
     spill_err err = {{0}};
     spill_engine *e = engine(1, 0);
@@ -820,8 +822,17 @@ static int adjusted_ref(const char *prompt, const spill_logit_adjust *a, int *id
     assert_int_equal(spill_engine_prefill(e, 0, t, n, 0, NULL, &err), 0);
     for (; g < MAX_TOK; g++) {
         const float *l = spill_engine_logits(e);
-        for (int i = 0; i < V; i++) adj[i] = l[i] - (count[i] ? a->presence + (float)count[i] * a->frequency : 0.0f);
+        memcpy(adj, l, sizeof *adj * (size_t)V);
         for (int k = 0; k < a->n_bias; k++) adj[a->bias_id[k]] += a->bias[k];
+        if (a->repeat != 0 && a->repeat != 1) { /* the window: the last repeat_window of t, then ids */
+            int len = n + g, from = a->repeat_window && len > a->repeat_window ? len - a->repeat_window : 0;
+            for (int i = 0; i < V; i++) {
+                int in = 0;
+                for (int k = from; k < len && !in; k++) in = (k < n ? t[k] : ids[k - n]) == i;
+                if (in) adj[i] = adj[i] > 0 ? adj[i] / a->repeat : adj[i] * a->repeat;
+            }
+        }
+        for (int i = 0; i < V; i++) adj[i] -= count[i] ? a->presence + (float)count[i] * a->frequency : 0.0f;
         int id = argmax_logit(adj, V);
         if (spill_token_is_eog(&m->tok, id)) break;
         ids[g] = id;
@@ -847,13 +858,20 @@ static void test_logit_adjust(void **st) {
     int ids[MAX_TOK];
     int bias_id[2] = {300, 0};
     float bias[2] = {1.5f, -100.0f};
-    spill_logit_adjust a = {bias_id, bias, 2, 0.7f, 0.5f};
+    spill_logit_adjust a = {bias_id, bias, 2, 0.7f, 0.5f, 0, 0};
     int n_ref = adjusted_ref(prompts[2], &a, ids, ref);
+    /* the repetition penalty over the last 16 tokens, the prompt's among them at first (without them the
+       picks differ) */
+    static lp_ref rep_ref[MAX_TOK];
+    int rep_ids[MAX_TOK];
+    spill_logit_adjust rep = {NULL, NULL, 0, 0, 0, 1.8f, 16};
+    int n_rep = adjusted_ref(prompts[2], &rep, rep_ids, rep_ref);
+    assert_true(n_rep >= 8);
     assert_true(n_ref >= 8);
     /* the penalties matter here: the bias alone picks otherwise */
     static lp_ref bias_ref[MAX_TOK];
     int bias_ids[MAX_TOK], differ = 0;
-    spill_logit_adjust bias_only = {bias_id, bias, 2, 0, 0};
+    spill_logit_adjust bias_only = {bias_id, bias, 2, 0, 0, 0, 0};
     int n_bias = adjusted_ref(prompts[2], &bias_only, bias_ids, bias_ref);
     for (int g = 0; g < n_ref && g < n_bias; g++) differ += ids[g] != bias_ids[g];
     assert_true(differ > 0 || n_bias != n_ref);
@@ -862,24 +880,34 @@ static void test_logit_adjust(void **st) {
     spill_sched *s;
     spill_err err = {{0}};
     assert_int_equal(spill_sched_open(&s, e, NULL, &err), 0);
-    static out o[3];
+    static out o[4];
     int *t, n, id, full;
     assert_int_equal(spill_tokenize(&m->tok, prompts[2], strlen(prompts[2]), 1, 1, &t, &n, &err), 0);
     int force_id = 301;
     float force = 100;
-    spill_logit_adjust f = {&force_id, &force, 1, 0, 0};
-    spill_request r[3] = {{t, n, MAX_TOK, 0, 1, 0, 1, NULL, 0, 1, TOP, 0, &a},
+    spill_logit_adjust f = {&force_id, &force, 1, 0, 0, 0, 0};
+    spill_request r[4] = {{t, n, MAX_TOK, 0, 1, 0, 1, NULL, 0, 1, TOP, 0, &a},
                           {t, n, MAX_TOK, 0, 1, 0, 1, NULL, 0, 0, 0, 0, NULL},
-                          {t, n, MAX_TOK, 0.8f, 0.9f, 20, 5, NULL, 0, 0, 0, 0, &f}};
-    for (int i = 0; i < 3; i++) {
+                          {t, n, MAX_TOK, 0.8f, 0.9f, 20, 5, NULL, 0, 0, 0, 0, &f},
+                          {t, n, MAX_TOK, 0, 1, 0, 1, NULL, 0, 1, TOP, 0, &rep}};
+    for (int i = 0; i < 4; i++) {
         out_init(&o[i]);
         o[i].sched = s;
         if (spill_sched_submit(s, &r[i], sink, &o[i], &id, &full, &err)) fail_msg("%s", err.msg);
         o[i].id = id;
     }
     bias_id[0] = 5, force_id = 7; /* the scheduler took copies */
-    for (int i = 0; i < 3; i++) out_wait(&o[i]);
+    for (int i = 0; i < 4; i++) out_wait(&o[i]);
     assert_int_equal(o[0].n_lp, n_ref);
+    assert_int_equal(o[3].n_lp, n_rep);
+    int rep_differ = 0;
+    for (int g = 0; g < n_rep; g++) {
+        assert_int_equal(o[3].lp[g].id, rep_ids[g]);
+        if (fabs(o[3].lp[g].logprob - rep_ref[g].lp) > 1e-4) fail_msg("token %d: logprob %.7g, the model's %.7g", g, o[3].lp[g].logprob, rep_ref[g].lp);
+        rep_differ += rep_ids[g] != rep_ref[g].top[0]; /* picked other than the model's likeliest */
+    }
+    assert_true(rep_differ > 0);      /* the penalty changed a pick */
+    assert_string_not_equal(o[3].text, plain);
     int repeats = 0;
     for (int g = 0; g < n_ref; g++) {
         assert_int_equal(o[0].lp[g].id, ids[g]);
@@ -898,7 +926,7 @@ static void test_logit_adjust(void **st) {
     assert_int_equal(o[2].tokens, MAX_TOK);
     /* a bad bias is refused at submit, naming the token */
     int bad_id = m->hp.vocab;
-    spill_logit_adjust bad = {&bad_id, &force, 1, 0, 0};
+    spill_logit_adjust bad = {&bad_id, &force, 1, 0, 0, 0, 0};
     r[1].adjust = &bad;
     assert_int_equal(spill_sched_submit(s, &r[1], sink, &o[1], &id, &full, &err), -1);
     assert_non_null(strstr(err.msg, "not in the vocabulary"));

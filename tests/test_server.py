@@ -311,6 +311,29 @@ try:
     check(ok and moved > 0 and len(pl.tokens) == 24 and pen.choices[0].text != ref[PROMPTS[2]][:len(pen.choices[0].text)],
           f"presence/frequency penalties: every pick the best after the penalties, {moved} of 24 not the likeliest")
 
+    # the repetition penalty in vLLM's spelling (over the prompt and the text) and llama.cpp's (over the last
+    # repeat_last_n tokens, 64 unless given; 0 turns it off): the text spill-generate writes with the same flags
+    gen = os.path.join(os.path.dirname(BIN), "spill-generate")
+
+    def cli(*flags):
+        out = subprocess.run([gen, "-m", MODEL, "-p", PROMPTS[2], "-n", "24", "--temp", "0", "-t", "2", *flags],
+                             capture_output=True, text=True, timeout=120)
+        ok_ = out.returncode == 0 and out.stdout.startswith(PROMPTS[2]) and out.stdout.endswith("\n")
+        return out.stdout[len(PROMPTS[2]):-1] if ok_ else f"spill-generate failed: {out.stderr[-300:]}"
+
+    def rep(**extra):
+        return client.completions.create(model="x", prompt=PROMPTS[2], max_tokens=24, temperature=0,
+                                         extra_body=extra).choices[0].text
+    rep_all, rep_8 = rep(repetition_penalty=1.5), rep(repeat_penalty=1.5, repeat_last_n=8)
+    check(rep_all == cli("--repeat-penalty", "1.5", "--repeat-last-n", "-1") and rep_all != ref[PROMPTS[2]]
+          and rep(repeat_penalty=1.5) == cli("--repeat-penalty", "1.5")
+          and rep_8 == cli("--repeat-penalty", "1.5", "--repeat-last-n", "8") and rep_8 not in (ref[PROMPTS[2]], rep_all)
+          and rep(repeat_penalty=1.5, repeat_last_n=0) == ref[PROMPTS[2]] and rep(repetition_penalty=1) == ref[PROMPTS[2]],
+          "repetition_penalty/repeat_penalty: spill-generate's text with the same --repeat-penalty/--repeat-last-n")
+    rep_chat = client.chat.completions.create(model="x", messages=msgs, max_tokens=8, temperature=0,
+                                              extra_body={"repetition_penalty": 1.3})
+    check(rep_chat.choices[0].message.content != "", "repetition_penalty in a chat")
+
     whole = client.chat.completions.create(model="x", messages=msgs, max_tokens=16, temperature=0, logprobs=True,
                                            top_logprobs=2)
     content = whole.choices[0].logprobs.content
@@ -394,6 +417,14 @@ try:
     bad("/v1/chat/completions", {"messages": [{"role": "user", "content": "hi"}], "presence_penalty": -3}, 400,
         "presence_penalty")
     bad("/v1/completions", {"prompt": "hi", "presence_penalty": "x"}, 400, "presence_penalty")
+    bad("/v1/completions", {"prompt": "hi", "repetition_penalty": 0}, 400, "repetition_penalty")
+    bad("/v1/completions", {"prompt": "hi", "repetition_penalty": 10.5}, 400, "repetition_penalty")
+    bad("/v1/chat/completions", {"messages": [{"role": "user", "content": "hi"}], "repeat_penalty": -1}, 400,
+        "repeat_penalty")
+    bad("/v1/completions", {"prompt": "hi", "repeat_penalty": "x"}, 400, "repeat_penalty")
+    bad("/v1/completions", {"prompt": "hi", "repeat_penalty": 1.1, "repetition_penalty": 1.1}, 400, "repeat_penalty")
+    bad("/v1/completions", {"prompt": "hi", "repeat_penalty": 1.1, "repeat_last_n": -2}, 400, "repeat_last_n")
+    bad("/v1/completions", {"prompt": "hi", "repeat_penalty": 1.1, "repeat_last_n": 1.5}, 400, "repeat_last_n")
     bad("/v1/completions", {"prompt": "hi", "best_of": 2}, 400, "best_of")
     bad("/v1/completions", {"prompt": "hi", "stream_options": {"include_usage": True}}, 400, "stream_options")
     bad("/v1/chat/completions", {"messages": [{"role": "user", "content": "hi"}], "tools": [{"type": "function"}]}, 400,

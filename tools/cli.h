@@ -28,6 +28,8 @@ typedef struct spill_generate_opts {
     int seed_set, policy_set; /* --seed, --policy given */
     float temp, top_p;
     float presence_penalty, frequency_penalty; /* spill_logit_adjust's; 0: off */
+    float repeat_penalty; /* 1: off */
+    int repeat_last_n;    /* its window; -1: the whole context, 0: the penalty off */
     uint64_t seed;
     spill_options env; /* the SPILL_* table: defaults < environment < the flags */
 } spill_generate_opts;

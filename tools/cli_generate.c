@@ -34,6 +34,12 @@ static void make_args(spill_generate_opts *o, int *help, spill_arg *a) {
     ARG(0, "frequency-penalty", SPILL_ARG_FLOAT, &o->frequency_penalty, 0, 0, "F", "take F times its count off the logit of every token already\n"
         "generated (-2 to 2, as OpenAI's frequency_penalty; default: 0, off); neither\n"
         "penalty goes with --draft-skip");
+    ARG(0, "repeat-penalty", SPILL_ARG_FLOAT, &o->repeat_penalty, 0, 0, "R", "divide the logit of every token among the last --repeat-last-n of the\n"
+        "prompt and the text by R when it is positive, multiply it by R when not\n"
+        "(above 0, at most 10; as llama.cpp's --repeat-penalty and vLLM's\n"
+        "repetition_penalty; not with --draft-skip; default: 1, off)");
+    ARG(0, "repeat-last-n", SPILL_ARG_INT, &o->repeat_last_n, -1, SPILL_REPEAT_WINDOW_MAX, "N", "how many of the last tokens --repeat-penalty looks at; -1: every\n"
+        "token of the prompt and the text, 0: the penalty off (default: 64)");
     ARG_G(0, "seed", SPILL_ARG_U64, &o->seed, 0, 0, "S", "seed for sampling; the same seed gives the same text (default: from the clock)",
         &o->seed_set);
     ARG(0, "chat", SPILL_ARG_FLAG, &o->chat, 0, 0, NULL, "wrap the prompt in the model's chat template (ChatML for SmolLM2) as one\n"
@@ -99,8 +105,8 @@ static void make_args(spill_generate_opts *o, int *help, spill_arg *a) {
 
 int spill_generate_cli(spill_generate_opts *o, const spill_options *env, int argc, char **argv, FILE *help_out,
                        spill_err *err) {
-    *o = (spill_generate_opts){.n_predict = 128, .top_k = 40, .temp = 0.8f, .top_p = 0.95f, .batch = 64, .use_mmap = 1,
-                               .n_parallel = 1, .env = *env};
+    *o = (spill_generate_opts){.n_predict = 128, .top_k = 40, .temp = 0.8f, .top_p = 0.95f, .repeat_penalty = 1,
+                               .repeat_last_n = 64, .batch = 64, .use_mmap = 1, .n_parallel = 1, .env = *env};
     spill_arg args[SPILL_CLI_MAX_ARGS];
     int help = 0;
     make_args(o, &help, args);
@@ -121,9 +127,13 @@ int spill_generate_cli(spill_generate_opts *o, const spill_options *env, int arg
                                  SPILL_PENALTY_MAX, SPILL_PENALTY_MAX);
     /* a draft's proposals are checked against the target's distribution a round at a time, which the
        penalties would change within the round */
-    if (o->draft_skip && (o->presence_penalty != 0 || o->frequency_penalty != 0))
+    if (!(o->repeat_penalty > 0 && o->repeat_penalty <= SPILL_REPEAT_MAX))
+        return spill_err_set(err, "--repeat-penalty %g is out of range; use a value above 0, at most %g (1: off)",
+                             o->repeat_penalty, (double)SPILL_REPEAT_MAX);
+    if (o->repeat_last_n == 0) o->repeat_penalty = 1; /* llama.cpp's way to turn it off */
+    if (o->draft_skip && (o->presence_penalty != 0 || o->frequency_penalty != 0 || o->repeat_penalty != 1))
         return spill_err_set(err, "--%s-penalty cannot be combined with --draft-skip (speculative decoding)",
-                             o->presence_penalty != 0 ? "presence" : "frequency");
+                             o->presence_penalty != 0 ? "presence" : o->frequency_penalty != 0 ? "frequency" : "repeat");
     if (o->kv_block & (o->kv_block - 1))
         return spill_err_set(err, "--kv-block expects a power of two, got %d", o->kv_block);
     /* the spellings before the model loads; the layer numbers against the model after */

@@ -139,7 +139,8 @@ typedef struct par_seq {
     size_t len;
 } par_seq;
 
-static int decode_parallel(spill_engine *e, const opts *o, int n_prompt, int *n_gen, int *n_fwd, spill_err *err) {
+static int decode_parallel(spill_engine *e, const opts *o, const int *toks, int n_prompt, int *n_gen, int *n_fwd,
+                           spill_err *err) {
     const spill_model *m = spill_engine_model(e);
     spill_kv *kv = spill_engine_kv(e);
     int N = o->n_parallel, V = m->hp.vocab, n_ctx = spill_engine_ctx(e), rc = -1;
@@ -157,10 +158,12 @@ static int decode_parallel(spill_engine *e, const opts *o, int n_prompt, int *n_
             goto out;
         }
         memcpy(l, logits0, sizeof(float) * (size_t)V);
-        spill_logit_adjust pen = {NULL, NULL, 0, o->presence_penalty, o->frequency_penalty};
+        spill_logit_adjust pen = {NULL, NULL, 0, o->presence_penalty, o->frequency_penalty, o->repeat_penalty,
+                                  o->repeat_last_n < 0 ? 0 : o->repeat_last_n};
         int bad = spill_sampler_init(&sq[i].smp, V, o->temp, o->top_k, o->top_p, o->seed + (uint64_t)i, err) ||
                   spill_sampler_adjust(&sq[i].smp, &pen, err) ||
                   (i && spill_kv_fork(kv, 0, i, err));
+        if (!bad) spill_sampler_context(&sq[i].smp, toks, n_prompt);
         if (!bad) sq[i].next = spill_sampler_sample(&sq[i].smp, l);
         free(l);
         if (bad) goto out;
@@ -353,7 +356,8 @@ int main(int argc, char **argv) {
         ep.profile = &prof;
     }
     if (spill_engine_open(&ep, &e, &err)) goto out;
-    spill_logit_adjust pen = {NULL, NULL, 0, o.presence_penalty, o.frequency_penalty};
+    spill_logit_adjust pen = {NULL, NULL, 0, o.presence_penalty, o.frequency_penalty, o.repeat_penalty,
+                              o.repeat_last_n < 0 ? 0 : o.repeat_last_n};
     if (spill_sampler_init(&smp, spill_engine_model(e)->hp.vocab, o.temp, o.top_k, o.top_p, o.seed, &err) ||
         spill_sampler_adjust(&smp, &pen, &err))
         goto out;
@@ -380,6 +384,7 @@ int main(int argc, char **argv) {
         goto out;
     }
     if (o.verbose || o.env.log) describe(e, toks, n_prompt, o.seed);
+    spill_sampler_context(&smp, toks, n_prompt); /* the repetition penalty counts the prompt too */
     if (o.n_parallel == 1) {
         fputs(o.prompt, stdout);
         if (o.chat) fputc('\n', stdout);
@@ -394,7 +399,7 @@ int main(int argc, char **argv) {
         if (decode_spec(e, &smp, &sp, &o, toks, n_prompt, &n_gen, &err)) goto out;
         n_fwd = n_gen;
     } else if (o.n_parallel == 1 ? decode_one(e, &smp, &o, n_prompt, &n_gen, &n_fwd, &err)
-                                 : decode_parallel(e, &o, n_prompt, &n_gen, &n_fwd, &err)) {
+                                 : decode_parallel(e, &o, toks, n_prompt, &n_gen, &n_fwd, &err)) {
         goto out;
     }
     double t2 = spill_now();

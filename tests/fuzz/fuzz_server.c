@@ -35,6 +35,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
             for (int k = 0; k < i; k++) FUZZ_CHECK(r.bias_id[k] != r.bias_id[i]);
         }
         FUZZ_CHECK(r.presence_penalty >= -2 && r.presence_penalty <= 2 && r.frequency_penalty >= -2 && r.frequency_penalty <= 2);
+        FUZZ_CHECK(r.repeat_penalty >= 0 && r.repeat_penalty <= SPILL_REPEAT_MAX && r.repeat_window >= 0 &&
+                   r.repeat_window <= SPILL_REPEAT_WINDOW_MAX);
         FUZZ_CHECK(r.include_usage == 0 || (r.include_usage == 1 && r.stream));
         FUZZ_CHECK(r.top_logprobs >= 0 && r.top_logprobs <= SPILL_MAX_TOP_LOGPROBS && (r.logprobs || !r.top_logprobs));
         const char *text = r.echo ? r.echo_text : r.prompt ? r.prompt : "";
