@@ -95,10 +95,13 @@ static void *client_main(void *arg) {
         sample *s = &L->samples[i];
         char body[8192];
         char prompt[4096];
-        /* the prompt as a JSON string (the prompts are plain ASCII without quotes or backslashes) */
+        /* the prompt as a JSON string (the prompts are plain ASCII without quotes or backslashes);
+           repeat_penalty 1 (off) because llama-cpp-python's server applies 1.1 unless told, while spill-server
+           and OpenAI's API default to no penalty: both servers then decode plain greedy */
         snprintf(prompt, sizeof prompt, "%s", L->prompts[i % L->n_prompts]);
         snprintf(body, sizeof body, "{\"model\": \"bench\", \"prompt\": \"%s\", \"max_tokens\": %d, \"temperature\": 0, "
-                                    "\"stream\": true, \"stream_options\": {\"include_usage\": true}}", prompt, L->max_tokens);
+                                    "\"repeat_penalty\": 1, \"stream\": true, \"stream_options\": {\"include_usage\": true}}",
+                 prompt, L->max_tokens);
         client_ctx *c = calloc(1, sizeof *c);
         if (!c) break;
         c->s = s;
