@@ -125,12 +125,12 @@ int spill_generate_cli(spill_generate_opts *o, const spill_options *env, int arg
         if (!(fabsf(pen[i]) <= SPILL_PENALTY_MAX))
             return spill_err_set(err, "--%s-penalty %g is out of range; use -%d to %d", i ? "frequency" : "presence", pen[i],
                                  SPILL_PENALTY_MAX, SPILL_PENALTY_MAX);
-    /* a draft's proposals are checked against the target's distribution a round at a time, which the
-       penalties would change within the round */
     if (!(o->repeat_penalty > 0 && o->repeat_penalty <= SPILL_REPEAT_MAX))
         return spill_err_set(err, "--repeat-penalty %g is out of range; use a value above 0, at most %g (1: off)",
                              o->repeat_penalty, (double)SPILL_REPEAT_MAX);
     if (o->repeat_last_n == 0) o->repeat_penalty = 1; /* llama.cpp's way to turn it off */
+    /* a draft's proposals are checked against the target's distribution a round at a time, which the
+       penalties would change within the round */
     if (o->draft_skip && (o->presence_penalty != 0 || o->frequency_penalty != 0 || o->repeat_penalty != 1))
         return spill_err_set(err, "--%s-penalty cannot be combined with --draft-skip (speculative decoding)",
                              o->presence_penalty != 0 ? "presence" : o->frequency_penalty != 0 ? "frequency" : "repeat");
