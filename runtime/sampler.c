@@ -44,13 +44,14 @@ int spill_sampler_adjust(spill_sampler *s, const spill_logit_adjust *a, spill_er
     if (!(fabsf(a->frequency) <= SPILL_PENALTY_MAX))
         return spill_err_set(err, "frequency penalty %g is out of range; use -%d to %d", a->frequency, SPILL_PENALTY_MAX,
                              SPILL_PENALTY_MAX);
-    if (!(a->repeat >= 0 && a->repeat <= SPILL_REPEAT_MAX))
-        return spill_err_set(err, "repetition penalty %g is out of range; use a value above 0, at most %g (1: off)", a->repeat,
-                             (double)SPILL_REPEAT_MAX);
-    if (a->repeat_window < 0 || a->repeat_window > SPILL_REPEAT_WINDOW_MAX)
+    int rep = a->repeat != 0 && a->repeat != 1;
+    if (rep && !(a->repeat >= SPILL_REPEAT_MIN && a->repeat <= SPILL_REPEAT_MAX))
+        return spill_err_set(err, "repetition penalty %g is out of range; use %g to %g (1: off)", a->repeat,
+                             (double)SPILL_REPEAT_MIN, (double)SPILL_REPEAT_MAX);
+    if (rep && (a->repeat_window < 0 || a->repeat_window > SPILL_REPEAT_WINDOW_MAX))
         return spill_err_set(err, "repetition penalty window %d is out of range; use 0 (every token) or 1 to %d",
                              a->repeat_window, SPILL_REPEAT_WINDOW_MAX);
-    int pen = a->presence != 0 || a->frequency != 0, rep = a->repeat != 0 && a->repeat != 1;
+    int pen = a->presence != 0 || a->frequency != 0;
     size_t win = rep && a->repeat_window > 0 ? (size_t)a->repeat_window : 0;
     int *id = a->n_bias ? malloc(sizeof *id * (size_t)a->n_bias) : NULL, *count = pen ? calloc((size_t)n, sizeof *count) : NULL;
     int *seen = pen ? malloc(sizeof *seen * (size_t)n) : NULL;

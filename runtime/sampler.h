@@ -47,14 +47,15 @@ typedef struct spill_sampler {
  *   counts them, not the prompt's) has presence + c * frequency subtracted.
  * Log probabilities (spill_sampler_logprobs) stay the model's own, as vLLM and OpenAI report them. */
 enum { SPILL_LOGIT_BIAS_MAX = 100, SPILL_PENALTY_MAX = 2 }; /* OpenAI's ranges: [-max, max] */
-#define SPILL_REPEAT_MAX 10.0f                               /* repeat in (0, 10] */
+#define SPILL_REPEAT_MIN 0.001f /* repeat in [0.001, 10]: below, a positive logit divided by it could overflow */
+#define SPILL_REPEAT_MAX 10.0f
 enum { SPILL_REPEAT_WINDOW_MAX = 1 << 24 };
 typedef struct spill_logit_adjust {
     const int *bias_id;  /* ids in [0, n_vocab) */
     const float *bias;   /* each in [-100, 100] */
     int n_bias;
     float presence, frequency; /* each in [-2, 2]; 0: off */
-    float repeat;        /* in (0, 10]; 0 or 1: off */
+    float repeat;        /* in [0.001, 10]; 0 or 1: off */
     int repeat_window;   /* the last this many tokens (>= 1); 0: every token of the sequence */
 } spill_logit_adjust;
 

@@ -617,8 +617,11 @@ int spill_sched_submit(spill_sched *s, const spill_request *q, spill_sched_sink 
     r->n_prompt = r->n_tokens = q->n_prompt;
     r->max_tokens = max_tokens;
     r->cap = q->n_prompt + max_tokens + 1;
+    /* a repetition window at least as long as the sequence can grow is every token: no ring that size */
+    spill_logit_adjust adj = q->adjust ? *q->adjust : (spill_logit_adjust){0};
+    if (adj.repeat_window >= r->cap) adj.repeat_window = 0;
     if (spill_sampler_init(&r->smp, s->m->hp.vocab, q->temp, q->top_k, q->top_p, q->seed, err) ||
-        spill_sampler_adjust(&r->smp, q->adjust, err)) {
+        spill_sampler_adjust(&r->smp, q->adjust ? &adj : NULL, err)) {
         req_free(r);
         return -1;
     }

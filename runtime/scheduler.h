@@ -59,7 +59,8 @@ typedef struct spill_request {
     int prompt_logprobs; /* 1: the prompt's tokens' log probabilities too, before the rest (with top_logprobs
                             alternatives); such a prompt shares no other sequence's blocks, its every
                             position's logits being needed (OpenAI's echo with logprobs) */
-    const spill_logit_adjust *adjust; /* logit bias, presence and frequency penalties (copied); NULL: none */
+    const spill_logit_adjust *adjust; /* logit bias, presence, frequency and repetition penalties (copied; the
+                                         prompt enters the repetition window at submit); NULL: none */
 } spill_request;
 
 typedef struct spill_sched_params {

@@ -111,7 +111,7 @@ static int unsupported(const spill_json *j, spill_api_err *e) {
 
 /* The repetition penalty, in either server's spelling: vLLM's "repetition_penalty" (over the prompt and
    every generated token) or llama.cpp's "repeat_penalty" (over the last "repeat_last_n" tokens, 64 unless
-   given; -1: all of them, 0: the penalty off). 1 is off in both. */
+   given; -1: all of them, 0: the penalty off; a window with vLLM's spelling too). 1 is off in both. */
 static int read_repeat(const spill_json *j, spill_api_req *r, spill_api_err *e) {
     static const char *const key[2] = {"repetition_penalty", "repeat_penalty"};
     float p[2] = {0, 0};
@@ -119,9 +119,11 @@ static int read_repeat(const spill_json *j, spill_api_req *r, spill_api_err *e) 
     for (int i = 0; i < 2; i++) {
         const spill_json *v = spill_json_get(j, key[i]);
         given[i] = v && v->type != SPILL_JSON_NULL;
-        if (num(j, key[i], 0, SPILL_REPEAT_MAX, &p[i], e)) return -1;
-        if (given[i] && !(p[i] > 0))
-            return fail(e, 400, key[i], "'%s' is 0; it must be above 0 (1 is off)", key[i]);
+        if (given[i] && want(v, SPILL_JSON_NUMBER, key[i], e)) return -1;
+        if (given[i] && !(v->number >= SPILL_REPEAT_MIN && v->number <= SPILL_REPEAT_MAX))
+            return fail(e, 400, key[i], "'%s' is %g; it must be in [%g, %g] (1 is off)", key[i], v->number,
+                        (double)SPILL_REPEAT_MIN, (double)SPILL_REPEAT_MAX);
+        if (given[i]) p[i] = (float)v->number;
     }
     if (given[0] && given[1])
         return fail(e, 400, "repeat_penalty", "'repetition_penalty' and 'repeat_penalty' are the same setting; give one");

@@ -32,7 +32,7 @@ typedef struct spill_api_req {
     char *echo_text;    /* the prompt as given, or its token ids detokenized */
     size_t echo_len;
     float presence_penalty, frequency_penalty; /* OpenAI's, in [-2, 2] (spill_logit_adjust) */
-    float repeat_penalty; /* vLLM's repetition_penalty or llama.cpp's repeat_penalty, in (0, 10]; 0: off */
+    float repeat_penalty; /* vLLM's repetition_penalty or llama.cpp's repeat_penalty, in [0.001, 10]; 0: off */
     int repeat_window;    /* its window in tokens (spill_logit_adjust's repeat_window; 0: every token) */
     int *bias_id;       /* logit_bias: (n_bias) token ids, each once, */
     float *bias;        /* and what is added to their logits, in [-100, 100] */

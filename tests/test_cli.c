@@ -57,7 +57,8 @@ static void test_bad_flags(void **s) {
         {"--frequency-penalty -2.5", "--frequency-penalty -2.5 is out of range"},
         {"--presence-penalty nan", "--presence-penalty"},
         {"--frequency-penalty 1 --draft-skip 2", "--frequency-penalty cannot be combined with --draft-skip"},
-        {"--repeat-penalty 0", "--repeat-penalty 0 is out of range; use a value above 0, at most 10"},
+        {"--repeat-penalty 0", "--repeat-penalty 0 is out of range; use 0.001 to 10"},
+        {"--repeat-penalty 0.0005", "--repeat-penalty 0.0005 is out of range"},
         {"--repeat-penalty 11", "--repeat-penalty 11 is out of range"},
         {"--repeat-penalty nan", "--repeat-penalty"},
         {"--repeat-last-n -2", "--repeat-last-n"},
@@ -216,6 +217,23 @@ static void test_greedy_run(void **s) {
         assert_non_null(strstr(at + strlen(rep[i]), rep[i]));
     }
     assert_string_not_equal(rep[0], rep[1]);
+    /* the default window is 64 tokens: 110 tokens in, not the same text as every token's */
+    char rep_all[65536];
+    for (int i = 0; i < 2; i++) {
+        snprintf(args, sizeof args, "-m '%s' -p 'Once upon a time' --temp 0 -n 110 -t 2 --repeat-penalty 1.5%s",
+                 stories_path(), i ? "" : " --repeat-last-n -1");
+        r = run_generate(args);
+        assert_int_equal(r->status, 0);
+        if (!i) strcpy(rep_all, r->out);
+    }
+    assert_string_not_equal(r->out, rep_all);
+    snprintf(args, sizeof args, "-m '%s' -p 'Once upon a time' --temp 0 -n 110 -t 2 --repeat-penalty 1.5 --repeat-last-n 64",
+             stories_path());
+    char rep_64[65536];
+    strcpy(rep_64, r->out);
+    r = run_generate(args);
+    assert_int_equal(r->status, 0);
+    assert_string_equal(r->out, rep_64);
     /* a seed reproduces a sampled run */
     snprintf(args, sizeof args, "-m '%s' --temp 1 --seed 9 -n 30", stories_path());
     char sampled[65536];

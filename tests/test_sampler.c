@@ -358,12 +358,13 @@ static void test_repeat(void **s) {
     assert_null(smp.adj);
     assert_int_equal(spill_sampler_sample(&smp, l), 0);
     /* refused: out of range, NaN, a bad window; the sampler unchanged */
-    spill_logit_adjust bad[5] = {{NULL, NULL, 0, 0, 0, -0.5f, 0}, {NULL, NULL, 0, 0, 0, 10.5f, 0}, {NULL, NULL, 0, 0, 0, NAN, 0},
-                                 {NULL, NULL, 0, 0, 0, 1.2f, -1}, {NULL, NULL, 0, 0, 0, 1.2f, SPILL_REPEAT_WINDOW_MAX + 1}};
-    for (int i = 0; i < 5; i++) {
+    spill_logit_adjust bad[6] = {{NULL, NULL, 0, 0, 0, -0.5f, 0}, {NULL, NULL, 0, 0, 0, 10.5f, 0}, {NULL, NULL, 0, 0, 0, NAN, 0},
+                                 {NULL, NULL, 0, 0, 0, 0.0005f, 0}, {NULL, NULL, 0, 0, 0, 1.2f, -1},
+                                 {NULL, NULL, 0, 0, 0, 1.2f, SPILL_REPEAT_WINDOW_MAX + 1}};
+    for (int i = 0; i < 6; i++) {
         err.msg[0] = 0;
         assert_int_equal(spill_sampler_adjust(&smp, &bad[i], &err), -1);
-        assert_non_null(strstr(err.msg, i < 3 ? "repetition penalty " : "repetition penalty window"));
+        assert_non_null(strstr(err.msg, i < 4 ? "repetition penalty " : "repetition penalty window"));
         assert_null(smp.rcount);
     }
     spill_sampler_free(&smp);

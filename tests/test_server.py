@@ -327,6 +327,7 @@ try:
     rep_all, rep_8 = rep(repetition_penalty=1.5), rep(repeat_penalty=1.5, repeat_last_n=8)
     check(rep_all == cli("--repeat-penalty", "1.5", "--repeat-last-n", "-1") and rep_all != ref[PROMPTS[2]]
           and rep(repeat_penalty=1.5) == cli("--repeat-penalty", "1.5")
+          and rep(repeat_penalty=1.5, repeat_last_n=1 << 24) == rep_all
           and rep_8 == cli("--repeat-penalty", "1.5", "--repeat-last-n", "8") and rep_8 not in (ref[PROMPTS[2]], rep_all)
           and rep(repeat_penalty=1.5, repeat_last_n=0) == ref[PROMPTS[2]] and rep(repetition_penalty=1) == ref[PROMPTS[2]],
           "repetition_penalty/repeat_penalty: spill-generate's text with the same --repeat-penalty/--repeat-last-n")
@@ -419,6 +420,7 @@ try:
     bad("/v1/completions", {"prompt": "hi", "presence_penalty": "x"}, 400, "presence_penalty")
     bad("/v1/completions", {"prompt": "hi", "repetition_penalty": 0}, 400, "repetition_penalty")
     bad("/v1/completions", {"prompt": "hi", "repetition_penalty": 10.5}, 400, "repetition_penalty")
+    bad("/v1/completions", {"prompt": "hi", "repetition_penalty": 1e-50}, 400, "repetition_penalty")
     bad("/v1/chat/completions", {"messages": [{"role": "user", "content": "hi"}], "repeat_penalty": -1}, 400,
         "repeat_penalty")
     bad("/v1/completions", {"prompt": "hi", "repeat_penalty": "x"}, 400, "repeat_penalty")

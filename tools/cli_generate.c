@@ -36,7 +36,7 @@ static void make_args(spill_generate_opts *o, int *help, spill_arg *a) {
         "penalty goes with --draft-skip");
     ARG(0, "repeat-penalty", SPILL_ARG_FLOAT, &o->repeat_penalty, 0, 0, "R", "divide the logit of every token among the last --repeat-last-n of the\n"
         "prompt and the text by R when it is positive, multiply it by R when not\n"
-        "(above 0, at most 10; as llama.cpp's --repeat-penalty and vLLM's\n"
+        "(0.001 to 10; as llama.cpp's --repeat-penalty and vLLM's\n"
         "repetition_penalty; not with --draft-skip; default: 1, off)");
     ARG(0, "repeat-last-n", SPILL_ARG_INT, &o->repeat_last_n, -1, SPILL_REPEAT_WINDOW_MAX, "N", "how many of the last tokens --repeat-penalty looks at; -1: every\n"
         "token of the prompt and the text, 0: the penalty off (default: 64)");
@@ -125,9 +125,9 @@ int spill_generate_cli(spill_generate_opts *o, const spill_options *env, int arg
         if (!(fabsf(pen[i]) <= SPILL_PENALTY_MAX))
             return spill_err_set(err, "--%s-penalty %g is out of range; use -%d to %d", i ? "frequency" : "presence", pen[i],
                                  SPILL_PENALTY_MAX, SPILL_PENALTY_MAX);
-    if (!(o->repeat_penalty > 0 && o->repeat_penalty <= SPILL_REPEAT_MAX))
-        return spill_err_set(err, "--repeat-penalty %g is out of range; use a value above 0, at most %g (1: off)",
-                             o->repeat_penalty, (double)SPILL_REPEAT_MAX);
+    if (!(o->repeat_penalty >= SPILL_REPEAT_MIN && o->repeat_penalty <= SPILL_REPEAT_MAX))
+        return spill_err_set(err, "--repeat-penalty %g is out of range; use %g to %g (1: off)", o->repeat_penalty,
+                             (double)SPILL_REPEAT_MIN, (double)SPILL_REPEAT_MAX);
     if (o->repeat_last_n == 0) o->repeat_penalty = 1; /* llama.cpp's way to turn it off */
     /* a draft's proposals are checked against the target's distribution a round at a time, which the
        penalties would change within the round */

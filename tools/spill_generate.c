@@ -159,7 +159,7 @@ static int decode_parallel(spill_engine *e, const opts *o, const int *toks, int 
         }
         memcpy(l, logits0, sizeof(float) * (size_t)V);
         spill_logit_adjust pen = {NULL, NULL, 0, o->presence_penalty, o->frequency_penalty, o->repeat_penalty,
-                                  o->repeat_last_n < 0 ? 0 : o->repeat_last_n};
+                                  o->repeat_last_n < 0 || o->repeat_last_n >= n_ctx ? 0 : o->repeat_last_n};
         int bad = spill_sampler_init(&sq[i].smp, V, o->temp, o->top_k, o->top_p, o->seed + (uint64_t)i, err) ||
                   spill_sampler_adjust(&sq[i].smp, &pen, err) ||
                   (i && spill_kv_fork(kv, 0, i, err));
@@ -357,7 +357,7 @@ int main(int argc, char **argv) {
     }
     if (spill_engine_open(&ep, &e, &err)) goto out;
     spill_logit_adjust pen = {NULL, NULL, 0, o.presence_penalty, o.frequency_penalty, o.repeat_penalty,
-                              o.repeat_last_n < 0 ? 0 : o.repeat_last_n};
+                              o.repeat_last_n < 0 || o.repeat_last_n >= spill_engine_ctx(e) ? 0 : o.repeat_last_n};
     if (spill_sampler_init(&smp, spill_engine_model(e)->hp.vocab, o.temp, o.top_k, o.top_p, o.seed, &err) ||
         spill_sampler_adjust(&smp, &pen, &err))
         goto out;
