@@ -29,6 +29,7 @@ typedef struct req {
     int slot;          /* the engine's sequence, -1 while waiting */
     int computed;      /* positions of tokens[] in the KV cache */
     int cancelled;
+    int leader;        /* a sibling of spill_sched_submit_n: the first's id, until admitted (else 0) */
     uint64_t admitted; /* admission order, for choosing whom to preempt */
     spill_finish finish;
     char error[256];
@@ -218,6 +219,14 @@ static int blocks_for(const spill_sched *s, int n) { return (n + s->kv->T - 1) /
 static void admit(spill_sched *s) {
     while (s->wait_head && s->n_running < s->n_slots) {
         req *r = s->wait_head;
+        if (r->leader && !r->plp && r->n_tokens - 1 >= s->kv->T) {
+            /* a sibling (spill_sched_submit_n) waits while its first computes the prompt they share, then
+               shares its blocks rather than computing it again */
+            const req *l = NULL;
+            for (int i = 0; i < s->n_slots && !l; i++)
+                if (s->running[i] && s->running[i]->id == r->leader) l = s->running[i];
+            if (l && !l->cancelled && l->computed < r->n_tokens - 1) break;
+        }
         int src = -1, reuse = r->plp ? 0 : shared_prefix(s, r, &src); /* plp: every position's logits */
         /* the rest of the prompt, and one block to decode into */
         int need = blocks_for(s, r->n_tokens) - reuse / s->kv->T + 1;
@@ -228,6 +237,7 @@ static void admit(spill_sched *s) {
         if (reuse ? spill_kv_fork_prefix(s->kv, src, slot, reuse, &err) : spill_kv_seq_open(s->kv, slot, &err)) break;
         queue_pop(s);
         r->slot = slot;
+        r->leader = 0;
         r->computed = reuse;
         r->admitted = ++s->admit_clock;
         s->running[slot] = r;
@@ -589,9 +599,67 @@ void spill_sched_free(spill_sched *s) {
     free(s);
 }
 
+/* one request's record, checked against the scheduler's fixed sizes (no lock) */
+static req *req_new(spill_sched *s, const spill_request *q, uint64_t seed, spill_sched_sink sink, void *user,
+                    spill_err *err) {
+    int max_tokens = q->max_tokens < 0                                         ? 0
+                     : q->max_tokens > 0 && q->max_tokens < s->ctx - q->n_prompt ? q->max_tokens
+                                                                                 : s->ctx - q->n_prompt;
+    req *r = calloc(1, sizeof *r);
+    if (!r) {
+        spill_err_set(err, "out of memory");
+        return NULL;
+    }
+    r->slot = -1;
+    r->sink = sink;
+    r->user = user;
+    r->n_prompt = r->n_tokens = q->n_prompt;
+    r->max_tokens = max_tokens;
+    r->cap = q->n_prompt + max_tokens + 1;
+    /* a repetition window at least as long as the sequence can grow is every token: no ring that size */
+    spill_logit_adjust adj = q->adjust ? *q->adjust : (spill_logit_adjust){0};
+    if (adj.repeat_window >= r->cap) adj.repeat_window = 0;
+    if (spill_sampler_init(&r->smp, s->m->hp.vocab, q->temp, q->top_k, q->top_p, seed, err) ||
+        spill_sampler_adjust(&r->smp, q->adjust ? &adj : NULL, err)) {
+        req_free(r);
+        return NULL;
+    }
+    spill_sampler_context(&r->smp, q->prompt, q->n_prompt); /* the repetition penalty counts the prompt too */
+    r->tokens = malloc(sizeof(int) * (size_t)r->cap);
+    r->stop = q->n_stop ? calloc((size_t)q->n_stop, sizeof *r->stop) : NULL;
+    r->logprobs = q->logprobs != 0;
+    r->top_logprobs = q->top_logprobs;
+    if (q->prompt_logprobs) r->plp = calloc((size_t)q->n_prompt, sizeof *r->plp);
+    if (!r->tokens || (q->n_stop && !r->stop) || (q->prompt_logprobs && !r->plp)) {
+        req_free(r);
+        spill_err_set(err, "out of memory");
+        return NULL;
+    }
+    memcpy(r->tokens, q->prompt, sizeof(int) * (size_t)q->n_prompt);
+    for (int i = 0; i < q->n_stop; i++) {
+        if (!q->stop[i][0]) continue; /* an empty stop string would stop everything at once */
+        if (!(r->stop[r->n_stop] = strdup(q->stop[i]))) {
+            req_free(r);
+            spill_err_set(err, "out of memory");
+            return NULL;
+        }
+        r->n_stop++;
+    }
+    return r;
+}
+
 int spill_sched_submit(spill_sched *s, const spill_request *q, spill_sched_sink sink, void *user, int *id, int *full,
                        spill_err *err) {
+    return spill_sched_submit_n(s, q, 1, sink, &user, id, full, err);
+}
+
+int spill_sched_submit_n(spill_sched *s, const spill_request *q, int n, spill_sched_sink sink, void *const *users, int *ids,
+                         int *full, spill_err *err) {
     *full = 0;
+    if (n < 1) return spill_err_set(err, "n is %d; at least 1 sequence", n);
+    if (n > s->n_slots + s->max_waiting)
+        return spill_err_set(err, "n is %d; this server runs %d sequences and queues %d more", n, s->n_slots,
+                             s->max_waiting);
     if (q->n_prompt < 1) return spill_err_set(err, "the prompt is empty (no tokens, and the model adds no BOS)");
     if (q->n_prompt >= s->ctx)
         return spill_err_set(err, "the prompt is %d tokens but the context holds %d", q->n_prompt, s->ctx);
@@ -609,62 +677,42 @@ int spill_sched_submit(spill_sched *s, const spill_request *q, spill_sched_sink 
             return spill_err_set(err, "token id %d is outside the vocabulary of %d", q->prompt[i], s->m->hp.vocab);
     if ((q->logprobs || q->prompt_logprobs) && (q->top_logprobs < 0 || q->top_logprobs > SPILL_MAX_TOP_LOGPROBS))
         return spill_err_set(err, "top_logprobs %d is out of range; use 0 to %d", q->top_logprobs, SPILL_MAX_TOP_LOGPROBS);
-    req *r = calloc(1, sizeof *r);
-    if (!r) return spill_err_set(err, "out of memory");
-    r->slot = -1;
-    r->sink = sink;
-    r->user = user;
-    r->n_prompt = r->n_tokens = q->n_prompt;
-    r->max_tokens = max_tokens;
-    r->cap = q->n_prompt + max_tokens + 1;
-    /* a repetition window at least as long as the sequence can grow is every token: no ring that size */
-    spill_logit_adjust adj = q->adjust ? *q->adjust : (spill_logit_adjust){0};
-    if (adj.repeat_window >= r->cap) adj.repeat_window = 0;
-    if (spill_sampler_init(&r->smp, s->m->hp.vocab, q->temp, q->top_k, q->top_p, q->seed, err) ||
-        spill_sampler_adjust(&r->smp, q->adjust ? &adj : NULL, err)) {
-        req_free(r);
-        return -1;
-    }
-    spill_sampler_context(&r->smp, q->prompt, q->n_prompt); /* the repetition penalty counts the prompt too */
-    r->tokens = malloc(sizeof(int) * (size_t)r->cap);
-    r->stop = q->n_stop ? calloc((size_t)q->n_stop, sizeof *r->stop) : NULL;
-    r->logprobs = q->logprobs != 0;
-    r->top_logprobs = q->top_logprobs;
-    if (q->prompt_logprobs) r->plp = calloc((size_t)q->n_prompt, sizeof *r->plp);
-    if (!r->tokens || (q->n_stop && !r->stop) || (q->prompt_logprobs && !r->plp)) {
-        req_free(r);
-        return spill_err_set(err, "out of memory");
-    }
-    memcpy(r->tokens, q->prompt, sizeof(int) * (size_t)q->n_prompt);
-    for (int i = 0; i < q->n_stop; i++) {
-        if (!q->stop[i][0]) continue; /* an empty stop string would stop everything at once */
-        if (!(r->stop[r->n_stop] = strdup(q->stop[i]))) {
-            req_free(r);
-            return spill_err_set(err, "out of memory");
+    req **rs = calloc((size_t)n, sizeof *rs);
+    if (!rs) return spill_err_set(err, "out of memory");
+    for (int i = 0; i < n; i++)
+        if (!(rs[i] = req_new(s, q, q->seed + (uint64_t)i, sink, users[i], err))) {
+            while (i--) req_free(rs[i]);
+            free(rs);
+            return -1;
         }
-        r->n_stop++;
-    }
     pthread_mutex_lock(&s->lock);
     /* requests that free slots take at the next step are not waiting for one: only those beyond the free
        slots count against max_waiting (else a burst arriving between two steps was refused with a slot
-       still free: one slot, one waiting place, six requests at once got one 200 and five 429s) */
+       still free: one slot, one waiting place, six requests at once got one 200 and five 429s); n
+       siblings go in together or not at all */
     int free_slots = s->n_slots - s->n_running;
-    if (s->stopping || s->n_waiting - free_slots >= s->max_waiting) {
+    if (s->stopping || s->n_waiting + n - free_slots > s->max_waiting) {
         *full = 1;
-        s->st.rejected++;
+        s->st.rejected += (uint64_t)n;
         int stopping = s->stopping;
         pthread_mutex_unlock(&s->lock);
-        req_free(r);
+        for (int i = 0; i < n; i++) req_free(rs[i]);
+        free(rs);
         return spill_err_set(err, stopping ? "the server is shutting down" : "%d requests are waiting already; retry later",
                              s->max_waiting);
     }
-    r->id = ++s->next_id;
-    *id = r->id;
-    queue_push(s, r, 0);
-    s->st.requests++;
-    s->st.prompt_tokens += (uint64_t)q->n_prompt;
+    for (int i = 0; i < n; i++) {
+        req *r = rs[i];
+        r->id = ++s->next_id;
+        r->leader = i ? rs[0]->id : 0;
+        ids[i] = r->id;
+        queue_push(s, r, 0);
+    }
+    s->st.requests += (uint64_t)n;
+    s->st.prompt_tokens += (uint64_t)q->n_prompt * (uint64_t)n;
     pthread_cond_broadcast(&s->cv);
     pthread_mutex_unlock(&s->lock);
+    free(rs);
     return 0;
 }
 

@@ -92,9 +92,6 @@ static int unsupported(const spill_json *j, spill_api_err *e) {
                         spill_json_type_name(v->type));
         if (!is_off(v)) return fail(e, 400, f[i].key, "'%s': spill-server does not do %s; leave it out", f[i].key, f[i].what);
     }
-    const spill_json *best = spill_json_get(j, "best_of");
-    if (best && best->type != SPILL_JSON_NULL && !(best->type == SPILL_JSON_NUMBER && best->is_int && best->integer == 1))
-        return fail(e, 400, "best_of", "'best_of': spill-server generates one answer per request (1 only)");
     const spill_json *tc = spill_json_get(j, "tool_choice");
     if (tc && tc->type != SPILL_JSON_NULL &&
         !(tc->type == SPILL_JSON_STRING && (!strcmp(tc->str, "none") || !strcmp(tc->str, "auto"))))
@@ -325,7 +322,15 @@ int spill_api_parse(int chat, const char *body, size_t len, const spill_model *m
     if (given) r->max_tokens = v ? (int)v : -1; /* echo's 0: the prompt's log probabilities only */
     if (integer(j, "max_completion_tokens", 1, 1 << 24, &v, &given, e)) goto out;
     if (given) r->max_tokens = (int)v;
-    if (integer(j, "n", 1, 1, &v, NULL, e)) goto out;
+    if (integer(j, "n", 1, SPILL_API_MAX_N, &v, &given, e)) goto out;
+    r->n = given ? (int)v : 1;
+    /* best_of: OpenAI's ranking of more sequences than are sent is not done; as many as n is n */
+    if (integer(j, "best_of", 1, SPILL_API_MAX_N, &v, &given, e)) goto out;
+    if (given && v != r->n) {
+        fail(e, 400, "best_of", "'best_of' is %lld; spill-server sends every sequence it generates, so it must equal n (%d)",
+             (long long)v, r->n);
+        goto out;
+    }
     if (num(j, "temperature", 0, 2, &r->temperature, e) || num(j, "top_p", 0, 1, &r->top_p, e)) goto out;
     if (r->top_p == 0) r->top_p = 1e-6f; /* "only the likeliest token" */
     if (integer(j, "top_k", 0, 1 << 24, &v, &given, e)) goto out;
@@ -627,32 +632,36 @@ void spill_api_write_error(FILE *f, const spill_api_err *e) {
 }
 
 void spill_api_write_response(FILE *f, const spill_api_req *r, const char *id, long created, const char *model,
-                              const char *text, size_t len, const spill_tokenizer *tok, const spill_token_logprob *lp,
-                              int n_lp, spill_finish finish, int prompt_tokens, int completion_tokens) {
-    size_t offset = 0;
+                              const spill_api_choice *ch, int n, const spill_tokenizer *tok, int prompt_tokens,
+                              int completion_tokens) {
     head(f, r->chat ? "chat.completion" : "text_completion", id, created, model);
-    fputs(", \"choices\": [{\"index\": 0, ", f);
-    if (r->chat) {
-        fputs("\"message\": {\"role\": \"assistant\", \"content\": ", f);
-        spill_api_write_str(f, text, len);
-        fputs("}", f);
-    } else {
-        fputs("\"text\": ", f);
-        spill_api_write_str(f, text, len);
+    fputs(", \"choices\": [", f);
+    for (int i = 0; i < n; i++) {
+        size_t offset = 0;
+        fprintf(f, "%s{\"index\": %d, ", i ? ", " : "", i);
+        if (r->chat) {
+            fputs("\"message\": {\"role\": \"assistant\", \"content\": ", f);
+            spill_api_write_str(f, ch[i].text, ch[i].len);
+            fputs("}", f);
+        } else {
+            fputs("\"text\": ", f);
+            spill_api_write_str(f, ch[i].text, ch[i].len);
+        }
+        fputs(", \"logprobs\": ", f);
+        write_logprobs(f, r, tok, ch[i].lp, ch[i].n_lp, &offset);
+        fprintf(f, ", \"finish_reason\": \"%s\"}", reason(ch[i].finish));
     }
-    fputs(", \"logprobs\": ", f);
-    write_logprobs(f, r, tok, lp, n_lp, &offset);
-    fprintf(f, ", \"finish_reason\": \"%s\"}], ", reason(finish));
+    fputs("], ", f);
     usage(f, prompt_tokens, completion_tokens);
     fputs("}", f);
 }
 
-void spill_api_write_chunk(FILE *f, const spill_api_req *r, const char *id, long created, const char *model, int first,
-                           const char *text, size_t len, const spill_tokenizer *tok, const spill_token_logprob *lp,
-                           int n_lp, size_t *text_offset, spill_finish finish, int prompt_tokens, int completion_tokens) {
+void spill_api_write_chunk(FILE *f, const spill_api_req *r, const char *id, long created, const char *model, int index,
+                           int first, const char *text, size_t len, const spill_tokenizer *tok,
+                           const spill_token_logprob *lp, int n_lp, size_t *text_offset, spill_finish finish) {
     fputs("data: ", f);
     head(f, r->chat ? "chat.completion.chunk" : "text_completion", id, created, model);
-    fputs(", \"choices\": [{\"index\": 0, ", f);
+    fprintf(f, ", \"choices\": [{\"index\": %d, ", index);
     if (r->chat) {
         fputs("\"delta\": {", f);
         if (first) fputs("\"role\": \"assistant\"", f);
@@ -667,16 +676,15 @@ void spill_api_write_chunk(FILE *f, const spill_api_req *r, const char *id, long
     }
     fputs(", \"logprobs\": ", f);
     write_logprobs(f, r, tok, lp, n_lp, text_offset);
-    if (finish == SPILL_FINISH_NONE) {
-        fputs(", \"finish_reason\": null}]}\n\n", f);
-        return;
-    }
-    fprintf(f, ", \"finish_reason\": \"%s\"}]}\n\n", reason(finish));
-    if (r->include_usage) { /* OpenAI's last chunk: no choices, the usage */
-        fputs("data: ", f);
-        head(f, r->chat ? "chat.completion.chunk" : "text_completion", id, created, model);
-        fputs(", \"choices\": [], ", f);
-        usage(f, prompt_tokens, completion_tokens);
-        fputs("}\n\n", f);
-    }
+    if (finish == SPILL_FINISH_NONE) fputs(", \"finish_reason\": null}]}\n\n", f);
+    else fprintf(f, ", \"finish_reason\": \"%s\"}]}\n\n", reason(finish));
+}
+
+void spill_api_write_usage_chunk(FILE *f, const spill_api_req *r, const char *id, long created, const char *model,
+                                 int prompt_tokens, int completion_tokens) {
+    fputs("data: ", f);
+    head(f, r->chat ? "chat.completion.chunk" : "text_completion", id, created, model);
+    fputs(", \"choices\": [], ", f);
+    usage(f, prompt_tokens, completion_tokens);
+    fputs("}\n\n", f);
 }

@@ -9,7 +9,7 @@
 #include "model.h"
 #include "scheduler.h"
 
-enum { SPILL_API_MAX_STOP = 4, SPILL_API_MAX_BIAS = 1024 /* logit_bias entries */ };
+enum { SPILL_API_MAX_STOP = 4, SPILL_API_MAX_BIAS = 1024 /* logit_bias entries */, SPILL_API_MAX_N = 64 /* choices */ };
 
 typedef struct spill_api_req {
     int chat;           /* /v1/chat/completions (else /v1/completions) */
@@ -17,6 +17,7 @@ typedef struct spill_api_req {
     int *tokens;        /* the prompt's ids, with the tokenizer's own BOS */
     int n_tokens;
     int max_tokens;     /* 0: until the context ends; -1: none (a completion's max_tokens 0, with echo) */
+    int n;              /* choices: sequences of the prompt, choice i sampled with seed + i */
     float temperature, top_p;
     int top_k;
     uint64_t seed;
@@ -55,18 +56,29 @@ void spill_api_req_free(spill_api_req *r);
 
 /* {"error": {"message", "type", "param", "code"}} */
 void spill_api_write_error(FILE *f, const spill_api_err *e);
-/* A whole (non-streamed) response; with r->logprobs, the n_lp tokens' log probabilities at lp, their
- * texts from tok. */
+/* One choice of a response: its text, the log probabilities of its tokens when asked, how it ended. */
+typedef struct spill_api_choice {
+    const char *text;
+    size_t len;
+    const spill_token_logprob *lp;
+    int n_lp;
+    spill_finish finish;
+} spill_api_choice;
+/* A whole (non-streamed) response: n choices (index 0..n-1); with r->logprobs, each one's tokens' log
+ * probabilities, their texts from tok; the usage counts the prompt once and every choice's tokens. */
 void spill_api_write_response(FILE *f, const spill_api_req *r, const char *id, long created, const char *model,
-                              const char *text, size_t len, const spill_tokenizer *tok, const spill_token_logprob *lp,
-                              int n_lp, spill_finish finish, int prompt_tokens, int completion_tokens);
-/* One server-sent event "data: {...}\n\n" of a stream: first (chat: the assistant's role), a piece of
- * text (and its tokens' log probabilities, as above), or the last one with the finish reason (then,
- * with include_usage, one with no choices and the usage). *text_offset: the characters of the tokens
- * whose log probabilities earlier chunks listed (0 at the first), moved past this chunk's. */
-void spill_api_write_chunk(FILE *f, const spill_api_req *r, const char *id, long created, const char *model, int first,
-                           const char *text, size_t len, const spill_tokenizer *tok, const spill_token_logprob *lp,
-                           int n_lp, size_t *text_offset, spill_finish finish, int prompt_tokens, int completion_tokens);
+                              const spill_api_choice *ch, int n, const spill_tokenizer *tok, int prompt_tokens,
+                              int completion_tokens);
+/* One server-sent event "data: {...}\n\n" of a stream, for choice `index`: first (chat: the assistant's
+ * role), a piece of text (and its tokens' log probabilities, as above), or the last one with the finish
+ * reason. *text_offset: the characters of the choice's tokens whose log probabilities earlier chunks
+ * listed (0 at the first), moved past this chunk's. */
+void spill_api_write_chunk(FILE *f, const spill_api_req *r, const char *id, long created, const char *model, int index,
+                           int first, const char *text, size_t len, const spill_tokenizer *tok,
+                           const spill_token_logprob *lp, int n_lp, size_t *text_offset, spill_finish finish);
+/* OpenAI's last event with stream_options.include_usage: no choices, the usage. */
+void spill_api_write_usage_chunk(FILE *f, const spill_api_req *r, const char *id, long created, const char *model,
+                                 int prompt_tokens, int completion_tokens);
 /* s[0..n) as a JSON string literal; bytes that are not UTF-8 become U+FFFD. */
 void spill_api_write_str(FILE *f, const char *s, size_t n);
 

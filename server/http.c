@@ -24,27 +24,38 @@ struct spill_http {
 };
 
 /* A generation in flight: what the scheduler's sink writes and the connection's thread sends. Held
- * by the sink (until its last call) and by the HTTP side (until the answer is sent or abandoned). */
-typedef struct gen {
+ * by each choice's sink (until its last call) and by the HTTP side (until the answer is sent or
+ * abandoned). OpenAI's n: one request of the scheduler's a choice (spill_sched_submit_n). */
+typedef struct gen gen;
+typedef struct choice {
+    gen *g;
+    int index, sched_id, first, n_gen;
+    spill_finish finish;     /* NONE until its last call */
+    char *text;              /* not streamed: the text so far */
+    size_t len, cap;
+    spill_token_logprob *lp; /* not streamed: the tokens' log probabilities so far, when asked */
+    int n_lp, cap_lp;
+    size_t text_offset;      /* stream: the characters of the tokens whose log probabilities were sent */
+} choice;
+
+struct gen {
     pthread_mutex_t lock;
     pthread_cond_t cv;
     int refs;
-    char *buf;          /* stream: server-sent events not sent yet; else: the text so far */
+    char *buf;          /* stream: server-sent events not sent yet */
     size_t len, cap, off;
-    int done;
-    spill_finish finish;
-    int n_prompt, n_gen, first;
-    size_t text_offset; /* stream: the characters of the tokens whose log probabilities were sent */
-    spill_api_req req;  /* chat, stream, include_usage, logprobs */
+    int n, n_done, done; /* choices; those finished; all of them finished */
+    int failed;          /* a choice ended in an error */
+    choice *ch;
+    int n_prompt;
+    spill_api_req req;  /* chat, stream, include_usage, logprobs, n */
     const spill_tokenizer *tok;
-    spill_token_logprob *lp; /* not streamed: the tokens' log probabilities so far, when asked */
-    int n_lp, cap_lp;
     char id[40], model[256];
     long created;
     spill_http *h;
     spill_sched *sched;
-    int sched_id, fd;
-} gen;
+    int fd;
+};
 
 static void gen_unref(gen *g) {
     pthread_mutex_lock(&g->lock);
@@ -55,44 +66,58 @@ static void gen_unref(gen *g) {
     pthread_mutex_destroy(&g->lock);
     pthread_cond_destroy(&g->cv);
     free(g->buf);
-    free(g->lp);
+    for (int i = 0; i < g->n; i++) free(g->ch[i].text), free(g->ch[i].lp);
+    free(g->ch);
     free(g);
 }
 
-/* under g->lock */
-static void gen_append(gen *g, const char *s, size_t n) {
-    if (g->off && g->off == g->len) g->off = g->len = 0; /* all sent: start over */
-    if (g->len + n + 1 > g->cap) {
-        size_t cap = (g->len + n + 1) * 2;
-        char *b = realloc(g->buf, cap);
-        if (!b) return; /* out of memory: the text is cut short rather than the server brought down */
-        g->buf = b;
-        g->cap = cap;
+/* s[0..n) after *buf's *len bytes, kept NUL-terminated; out of memory: the text is cut short rather than
+   the server brought down */
+static void append(char **buf, size_t *len, size_t *cap, const char *s, size_t n) {
+    if (*len + n + 1 > *cap) {
+        size_t c = (*len + n + 1) * 2;
+        char *b = realloc(*buf, c);
+        if (!b) return;
+        *buf = b;
+        *cap = c;
     }
-    memcpy(g->buf + g->len, s, n);
-    g->len += n;
-    g->buf[g->len] = 0;
+    memcpy(*buf + *len, s, n);
+    *len += n;
+    (*buf)[*len] = 0;
 }
 
-/* the scheduler's sink, on its thread */
+/* under g->lock: events to send */
+static void gen_append(gen *g, const char *s, size_t n) {
+    if (g->off && g->off == g->len) g->off = g->len = 0; /* all sent: start over */
+    append(&g->buf, &g->len, &g->cap, s, n);
+}
+
+static void cancel_all(gen *g) {
+    for (int i = 0; i < g->n; i++) spill_sched_cancel(g->sched, g->ch[i].sched_id); /* a no-op once finished */
+}
+
+/* the scheduler's sink, on its thread: one choice's text */
 static void sink(void *user, const char *text, size_t len, int n_tokens, const spill_token_logprob *lp, int n_lp,
                  spill_finish finish) {
-    gen *g = user;
+    choice *c = user;
+    gen *g = c->g;
     pthread_mutex_lock(&g->lock);
-    g->n_gen += n_tokens;
+    c->n_gen += n_tokens;
+    int last = finish != SPILL_FINISH_NONE, all = last && g->n_done + 1 == g->n;
+    if (finish == SPILL_FINISH_ERROR) g->failed = 1;
     if (!g->req.stream) {
-        if (finish == SPILL_FINISH_ERROR) g->len = 0; /* the answer is the message alone (not after an echoed prompt) */
-        gen_append(g, text, len);
-        if (n_lp && g->n_lp + n_lp > g->cap_lp) {
-            int cap = (g->n_lp + n_lp) * 2;
-            spill_token_logprob *p = realloc(g->lp, sizeof *p * (size_t)cap);
-            if (p) g->lp = p, g->cap_lp = cap;
+        if (finish == SPILL_FINISH_ERROR) c->len = 0; /* the answer is the message alone (not after an echoed prompt) */
+        append(&c->text, &c->len, &c->cap, text, len);
+        if (n_lp && c->n_lp + n_lp > c->cap_lp) {
+            int cap = (c->n_lp + n_lp) * 2;
+            spill_token_logprob *p = realloc(c->lp, sizeof *p * (size_t)cap);
+            if (p) c->lp = p, c->cap_lp = cap;
         }
-        if (n_lp && g->n_lp + n_lp <= g->cap_lp) { /* out of memory: the log probabilities are cut short, as the text */
-            memcpy(g->lp + g->n_lp, lp, sizeof *lp * (size_t)n_lp);
-            g->n_lp += n_lp;
+        if (n_lp && c->n_lp + n_lp <= c->cap_lp) { /* out of memory: the log probabilities are cut short, as the text */
+            memcpy(c->lp + c->n_lp, lp, sizeof *lp * (size_t)n_lp);
+            c->n_lp += n_lp;
         }
-    } else if (len || n_lp || finish != SPILL_FINISH_NONE || g->first) {
+    } else if (len || n_lp || last || c->first) {
         char *ev = NULL;
         size_t evn = 0;
         FILE *f = open_memstream(&ev, &evn);
@@ -104,31 +129,38 @@ static void sink(void *user, const char *text, size_t len, int n_tokens, const s
                 spill_api_write_error(f, &e);
                 fputs("\n\n", f);
             } else {
-                if (g->first && g->req.echo && finish != SPILL_FINISH_CANCELLED) {
+                if (c->first && g->req.echo && finish != SPILL_FINISH_CANCELLED) {
                     /* the prompt, in a chunk of its own; with logprobs, this first call carries the prompt
                        tokens' (spill_request.prompt_logprobs) */
                     int n_plp = g->req.logprobs ? n_lp : 0;
-                    spill_api_write_chunk(f, &g->req, g->id, g->created, g->model, 1, g->req.echo_text, g->req.echo_len,
-                                          g->tok, lp, n_plp, &g->text_offset, SPILL_FINISH_NONE, g->n_prompt, g->n_gen);
+                    spill_api_write_chunk(f, &g->req, g->id, g->created, g->model, c->index, 1, g->req.echo_text,
+                                          g->req.echo_len, g->tok, lp, n_plp, &c->text_offset, SPILL_FINISH_NONE);
                     lp = n_lp > n_plp ? lp + n_plp : NULL;
                     n_lp -= n_plp;
-                    g->first = 0;
+                    c->first = 0;
                 }
                 int fin = finish == SPILL_FINISH_CANCELLED ? SPILL_FINISH_STOP : finish;
-                if (len || n_lp || finish != SPILL_FINISH_NONE || g->first)
-                    spill_api_write_chunk(f, &g->req, g->id, g->created, g->model, g->first, text, len, g->tok, lp, n_lp,
-                                          &g->text_offset, fin, g->n_prompt, g->n_gen);
+                if (len || n_lp || last || c->first)
+                    spill_api_write_chunk(f, &g->req, g->id, g->created, g->model, c->index, c->first, text, len, g->tok,
+                                          lp, n_lp, &c->text_offset, fin);
             }
-            if (finish != SPILL_FINISH_NONE) fputs("data: [DONE]\n\n", f);
+            if (all) { /* the last choice's end: the usage (with include_usage, none after an error), then the end */
+                if (g->req.include_usage && !g->failed) {
+                    int gen_tokens = 0;
+                    for (int i = 0; i < g->n; i++) gen_tokens += g->ch[i].n_gen;
+                    spill_api_write_usage_chunk(f, &g->req, g->id, g->created, g->model, g->n_prompt, gen_tokens);
+                }
+                fputs("data: [DONE]\n\n", f);
+            }
             if (!fclose(f)) gen_append(g, ev, evn);
             free(ev);
         }
-        g->first = 0;
+        c->first = 0;
     }
-    int last = finish != SPILL_FINISH_NONE;
     if (last) {
-        g->done = 1;
-        g->finish = finish;
+        c->finish = finish;
+        g->n_done++;
+        g->done = all;
     }
     pthread_cond_broadcast(&g->cv);
     pthread_mutex_unlock(&g->lock);
@@ -161,7 +193,7 @@ static ssize_t stream_reader(void *cls, uint64_t pos, char *buf, size_t max) {
     while (g->off == g->len && !g->done)
         if (wait_news(g)) {
             pthread_mutex_unlock(&g->lock);
-            spill_sched_cancel(g->sched, g->sched_id);
+            cancel_all(g);
             return MHD_CONTENT_READER_END_WITH_ERROR;
         }
     if (g->off == g->len) {
@@ -177,7 +209,7 @@ static ssize_t stream_reader(void *cls, uint64_t pos, char *buf, size_t max) {
 
 static void stream_done(void *cls) {
     gen *g = cls;
-    spill_sched_cancel(g->sched, g->sched_id); /* a no-op when it finished */
+    cancel_all(g); /* a no-op for those finished */
     spill_http *h = g->h;
     gen_unref(g);
     pthread_mutex_lock(&h->lock);
@@ -300,12 +332,17 @@ static enum MHD_Result generate(spill_http *h, struct MHD_Connection *c, int cha
     g->refs = 1; /* the HTTP side's */
     g->h = h;
     g->sched = h->p.sched;
-    g->first = 1;
     const spill_model *m = spill_engine_model(h->p.engine);
     if (spill_api_parse(chat, body, len, m, spill_engine_ctx(h->p.engine), &g->req, &e)) {
         gen_unref(g);
         return send_error(h, c, &e);
     }
+    if (!(g->ch = calloc((size_t)g->req.n, sizeof *g->ch))) {
+        gen_unref(g);
+        return MHD_NO;
+    }
+    g->n = g->req.n;
+    for (int i = 0; i < g->n; i++) g->ch[i] = (choice){.g = g, .index = i, .first = 1};
     pthread_mutex_lock(&h->lock);
     int draining = h->draining, id = ++h->next_id;
     if (!draining) h->active++;
@@ -325,18 +362,21 @@ static enum MHD_Result generate(spill_http *h, struct MHD_Connection *c, int cha
     spill_logit_adjust adjust = {g->req.bias_id, g->req.bias, g->req.n_bias, g->req.presence_penalty,
                                  g->req.frequency_penalty, g->req.repeat_penalty, g->req.repeat_window};
     spill_request r = {g->req.tokens, g->req.n_tokens, g->req.max_tokens, g->req.temperature, g->req.top_p,
-                       g->req.top_k, g->req.seed_set ? g->req.seed : (uint64_t)time(NULL) ^ (uint64_t)id,
+                       g->req.top_k, g->req.seed_set ? g->req.seed : (uint64_t)time(NULL) ^ (uint64_t)id << 20,
                        (const char *const *)g->req.stop, g->req.n_stop, g->req.logprobs, g->req.top_logprobs,
                        g->req.echo && g->req.logprobs, &adjust};
-    if (g->req.echo && !g->req.stream) gen_append(g, g->req.echo_text, g->req.echo_len); /* the text begins with it */
+    if (g->req.echo && !g->req.stream) /* each text begins with it */
+        for (int i = 0; i < g->n; i++) append(&g->ch[i].text, &g->ch[i].len, &g->ch[i].cap, g->req.echo_text, g->req.echo_len);
     spill_err err = {{0}};
-    int full = 0;
-    g->refs++; /* the sink's, once submitted */
+    int full = 0, ids[SPILL_API_MAX_N] = {0};
+    void *users[SPILL_API_MAX_N];
+    for (int i = 0; i < g->n; i++) users[i] = &g->ch[i];
+    g->refs += g->n; /* the sinks', once submitted */
     if (g->req.echo && g->req.max_tokens < 0 && !g->req.logprobs) {
         /* the prompt back and nothing more: no need of the model (sched_id stays 0, which no request has) */
-        sink(g, "", 0, 0, NULL, 0, SPILL_FINISH_LENGTH);
-    } else if (spill_sched_submit(h->p.sched, &r, sink, g, &g->sched_id, &full, &err)) {
-        g->refs--;
+        for (int i = 0; i < g->n; i++) sink(&g->ch[i], "", 0, 0, NULL, 0, SPILL_FINISH_LENGTH);
+    } else if (spill_sched_submit_n(h->p.sched, &r, g->n, sink, users, ids, &full, &err)) {
+        g->refs -= g->n;
         pthread_mutex_lock(&h->lock);
         h->active--;
         pthread_mutex_unlock(&h->lock);
@@ -344,8 +384,10 @@ static enum MHD_Result generate(spill_http *h, struct MHD_Connection *c, int cha
         spill_api_err ee = {.status = full ? 429 : 400};
         snprintf(ee.msg, sizeof ee.msg, "%s", err.msg);
         if (full && strstr(err.msg, "shutting down")) ee.status = 503;
+        if (!full && !strncmp(err.msg, "n is", 4)) snprintf(ee.param, sizeof ee.param, "n");
         return send_error(h, c, &ee);
     }
+    for (int i = 0; i < g->n; i++) g->ch[i].sched_id = ids[i]; /* read by cancel_all only, on this side */
     if (g->req.stream) {
         struct MHD_Response *resp = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 4096, stream_reader, g, stream_done);
         if (!resp) {
@@ -365,22 +407,29 @@ static enum MHD_Result generate(spill_http *h, struct MHD_Connection *c, int cha
     pthread_mutex_unlock(&g->lock);
     enum MHD_Result rc;
     if (gone) {
-        spill_sched_cancel(h->p.sched, g->sched_id);
+        cancel_all(g);
         rc = MHD_NO;
-    } else if (g->finish == SPILL_FINISH_ERROR) {
+    } else if (g->failed) {
         spill_api_err ee = {.status = 500};
-        snprintf(ee.msg, sizeof ee.msg, "%.900s", g->buf ? g->buf : "generation failed");
+        for (int i = 0; i < g->n; i++)
+            if (g->ch[i].finish == SPILL_FINISH_ERROR)
+                snprintf(ee.msg, sizeof ee.msg, "%.900s", g->ch[i].text ? g->ch[i].text : "generation failed");
         rc = send_error(h, c, &ee);
     } else {
         char *out = NULL;
         size_t n = 0;
         FILE *f = open_memstream(&out, &n);
+        spill_api_choice ch[SPILL_API_MAX_N];
+        int gen_tokens = 0;
+        for (int i = 0; i < g->n; i++) {
+            const choice *ci = &g->ch[i];
+            ch[i] = (spill_api_choice){ci->text ? ci->text : "", ci->len, ci->lp, ci->n_lp, ci->finish};
+            gen_tokens += ci->n_gen;
+        }
         if (!f) {
             rc = MHD_NO;
         } else {
-            spill_api_write_response(f, &g->req, g->id, g->created, g->model, g->buf ? g->buf : "", g->len, g->tok,
-                                     g->lp, g->n_lp, g->finish,
-                                     g->n_prompt, g->n_gen);
+            spill_api_write_response(f, &g->req, g->id, g->created, g->model, ch, g->n, g->tok, g->n_prompt, gen_tokens);
             fclose(f);
             rc = send_buf(c, 200, "application/json", out, n, 0, NULL);
         }

@@ -942,6 +942,92 @@ static void test_logit_adjust(void **st) {
     print_message("penalized greedy: %d tokens, %d repeats of an earlier one\n", n_ref, repeats);
 }
 
+/* OpenAI's n (spill_sched_submit_n): n sequences of one prompt, sequence i sampled with seed + i, each
+ * the text that seed gives alone; the siblings wait for the first to compute the prompt and share its
+ * blocks (every position but the last, which each computes for its own logits); greedy siblings are
+ * the greedy text; n beyond the slots and the queue is refused as such, a queue that cannot take all n
+ * takes none. */
+static void test_n_siblings(void **st) {
+    (void)st;
+    enum { N = 3 };
+    const char *prompt = "Lily and Ben went to the park. They saw a big dog and a little cat.";
+    spill_engine *e = engine(4, 0);
+    const spill_model *m = spill_engine_model(e);
+    spill_sched *s;
+    spill_err err = {{0}};
+    spill_sched_params sp = {.max_waiting = 2};
+    assert_int_equal(spill_sched_open(&s, e, &sp, &err), 0);
+    int *t, n, ids[N], full;
+    assert_int_equal(spill_tokenize(&m->tok, prompt, strlen(prompt), 1, 1, &t, &n, &err), 0);
+    assert_true(n - 1 >= 16); /* longer than a block: there is something to share */
+    static out one[N], o[N];
+    spill_request r = {t, n, MAX_TOK, 1.0f, 0.95f, 40, 500, NULL, 0, 0, 0, 0, NULL};
+    for (int i = 0; i < N; i++) { /* alone, seed 500 + i */
+        spill_request ri = r;
+        ri.seed = 500 + (uint64_t)i;
+        out_init(&one[i]);
+        one[i].sched = s;
+        if (spill_sched_submit(s, &ri, sink, &one[i], &one[i].id, &full, &err)) fail_msg("%s", err.msg);
+        out_wait(&one[i]);
+    }
+    assert_true(strcmp(one[0].text, one[1].text) || strcmp(one[0].text, one[2].text)); /* the seeds matter */
+    spill_sched_stats st0, st1;
+    spill_sched_get_stats(s, &st0);
+    void *users[N];
+    for (int i = 0; i < N; i++) out_init(&o[i]), o[i].sched = s, users[i] = &o[i];
+    if (spill_sched_submit_n(s, &r, N, sink, users, ids, &full, &err)) fail_msg("%s", err.msg);
+    for (int i = 0; i < N; i++) {
+        out_wait(&o[i]);
+        if (strcmp(o[i].text, one[i].text)) fail_msg("sibling %d: '%s' vs alone '%s'", i, o[i].text, one[i].text);
+    }
+    spill_sched_get_stats(s, &st1);
+    printf("n = %d: %llu prompt positions shared (%d tokens a prompt)\n", N,
+           (unsigned long long)(st1.reused_tokens - st0.reused_tokens), n);
+    assert_int_equal(st1.reused_tokens - st0.reused_tokens, (uint64_t)(N - 1) * (uint64_t)(n - 1));
+    assert_int_equal(st1.requests - st0.requests, N);
+    /* greedy: two of the greedy text */
+    char ref[4096];
+    alone(prompt, MAX_TOK, ref, sizeof ref);
+    r.temp = 0;
+    for (int i = 0; i < 2; i++) out_init(&o[i]), o[i].sched = s;
+    if (spill_sched_submit_n(s, &r, 2, sink, users, ids, &full, &err)) fail_msg("%s", err.msg);
+    for (int i = 0; i < 2; i++) {
+        out_wait(&o[i]);
+        if (strcmp(o[i].text, ref)) fail_msg("greedy sibling %d: '%s' vs alone '%s'", i, o[i].text, ref);
+    }
+    /* 4 slots and 2 places in the queue: 7 is never possible, which is not "retry later" */
+    void *many[7] = {0};
+    int many_ids[7];
+    assert_int_equal(spill_sched_submit_n(s, &r, 7, sink, many, many_ids, &full, &err), -1);
+    assert_int_equal(full, 0);
+    assert_non_null(strstr(err.msg, "n is 7"));
+    assert_int_equal(spill_sched_submit_n(s, &r, 0, sink, many, many_ids, &full, &err), -1);
+    /* all or none: the scheduler held inside a step with one request running and three waiting for the
+       three free slots, 3 more would leave 3 waiting beyond them, 1 more than the queue's 2 places */
+    out held[4];
+    for (int i = 0; i < 4; i++) out_init(&held[i]), held[i].sched = s;
+    held[0].hold = 1;
+    if (spill_sched_submit(s, &r, sink, &held[0], &held[0].id, &full, &err)) fail_msg("%s", err.msg);
+    wait_running(&held[0]);
+    for (int i = 1; i < 4; i++)
+        if (spill_sched_submit(s, &r, sink, &held[i], &held[i].id, &full, &err)) fail_msg("%s", err.msg);
+    spill_sched_get_stats(s, &st0);
+    void *three[3] = {&o[0], &o[1], &o[2]};
+    assert_int_equal(spill_sched_submit_n(s, &r, 3, sink, three, ids, &full, &err), -1);
+    assert_int_equal(full, 1);
+    spill_sched_get_stats(s, &st1);
+    assert_int_equal(st1.requests, st0.requests);
+    assert_int_equal(st1.waiting, 3);
+    pthread_mutex_lock(&held[0].lock);
+    held[0].hold = 0;
+    pthread_cond_broadcast(&held[0].cv);
+    pthread_mutex_unlock(&held[0].lock);
+    for (int i = 0; i < 4; i++) out_wait(&held[i]);
+    free(t);
+    spill_sched_free(s);
+    spill_engine_free(e);
+}
+
 int main(void) {
     require_file(stories_path(), "the small test models live in tests/models");
     const struct CMUnitTest tests[] = {
@@ -951,6 +1037,7 @@ int main(void) {
         cmocka_unit_test(test_drain),            cmocka_unit_test(test_prompt_order),
         cmocka_unit_test(test_logprobs),         cmocka_unit_test(test_prompt_logprobs),
         cmocka_unit_test(test_prompt_logprobs_preempted), cmocka_unit_test(test_logit_adjust),
+        cmocka_unit_test(test_n_siblings),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -352,28 +352,60 @@ try:
     plain_chat = client.chat.completions.create(model="x", messages=msgs, max_tokens=4, temperature=0)
     check(plain_chat.choices[0].logprobs is None, "chat: no logprobs unless asked")
 
-    # a client that goes away: its request is cancelled, its blocks freed
-    cancelled0 = metric(srv, "spill_requests_cancelled_total")
-    proc = subprocess.Popen(["curl", "-sN", "-X", "POST", srv.url + "/v1/completions", "-H", "Content-Type: application/json",
-                             "-d", json.dumps({"prompt": PROMPTS[2], "max_tokens": 200, "temperature": 0, "stream": True})],
-                            stdout=subprocess.PIPE, text=True)
-    for _ in range(6):
-        proc.stdout.readline()  # a few events arrived
-    proc.kill()
-    proc.wait()
-    deadline = time.time() + 20
-    while time.time() < deadline and metric(srv, "spill_requests_cancelled_total") == cancelled0:
-        time.sleep(0.1)
-    check(metric(srv, "spill_requests_cancelled_total") == cancelled0 + 1, "a client that went away cancelled its request")
-    deadline = time.time() + 10
-    used = None
-    while time.time() < deadline:
-        _, _, text = http(srv.url + "/metrics")
-        used = int(re.search(r'spill_kv_blocks\{state="used"\} (\d+)', text).group(1))
-        if used == 0:
-            break
-        time.sleep(0.1)
-    check(used == 0, "its KV blocks are free again")
+    # a client that goes away: its request is cancelled (each of its n choices), its blocks freed
+    for n in (1, 2):
+        cancelled0 = metric(srv, "spill_requests_cancelled_total")
+        proc = subprocess.Popen(["curl", "-sN", "-X", "POST", srv.url + "/v1/completions", "-H", "Content-Type: application/json",
+                                 "-d", json.dumps({"prompt": PROMPTS[2], "max_tokens": 200, "temperature": 0, "stream": True, "n": n})],
+                                stdout=subprocess.PIPE, text=True)
+        for _ in range(6):
+            proc.stdout.readline()  # a few events arrived
+        proc.kill()
+        proc.wait()
+        deadline = time.time() + 20
+        while time.time() < deadline and metric(srv, "spill_requests_cancelled_total") < cancelled0 + n:
+            time.sleep(0.1)
+        check(metric(srv, "spill_requests_cancelled_total") == cancelled0 + n,
+              f"n={n}: a client that went away cancelled its request")
+        deadline = time.time() + 10
+        used = None
+        while time.time() < deadline:
+            _, _, text = http(srv.url + "/metrics")
+            used = int(re.search(r'spill_kv_blocks\{state="used"\} (\d+)', text).group(1))
+            if used == 0:
+                break
+            time.sleep(0.1)
+        check(used == 0, f"n={n}: its KV blocks are free again")
+
+    # n: choices of one prompt, choice i sampled with seed + i (the text that seed gives alone); the prompt
+    # computed once, the other choices sharing its KV blocks; usage counts the prompt once
+    p = "Lily and Ben went to the park. They saw a big dog and a little cat."
+    alone = [client.completions.create(model="x", prompt=p, max_tokens=16, temperature=1.0, seed=40 + i) for i in range(3)]
+    reused0 = metric(srv, "spill_prompt_tokens_reused_total")
+    r = client.completions.create(model="x", prompt=p, max_tokens=16, temperature=1.0, seed=40, n=3, best_of=3)
+    reused = metric(srv, "spill_prompt_tokens_reused_total") - reused0
+    check([c.index for c in r.choices] == [0, 1, 2] and [c.text for c in r.choices] == [a.choices[0].text for a in alone],
+          "n=3: choice i is the text seed + i gives alone")
+    check(len({a.choices[0].text for a in alone}) > 1, "n=3: the seeds give different texts")
+    check(r.usage.prompt_tokens == alone[0].usage.prompt_tokens
+          and r.usage.completion_tokens == sum(a.usage.completion_tokens for a in alone),
+          f"n=3: usage counts the prompt once and every choice's tokens ({r.usage})")
+    check(reused >= 2 * (alone[0].usage.prompt_tokens - 1) and alone[0].usage.prompt_tokens > 16,
+          f"n=3: the other two choices shared the prompt's positions ({reused:.0f})")
+    msgs = [{"role": "user", "content": "Tell me a story."}]
+    one = client.chat.completions.create(model="x", messages=msgs, max_tokens=12, temperature=0)
+    chunks = list(client.chat.completions.create(model="x", messages=msgs, max_tokens=12, temperature=0, n=2, stream=True,
+                                                 stream_options={"include_usage": True}))
+    per, fin = {}, {}
+    for ch in chunks:
+        for c in ch.choices:
+            per[c.index] = per.get(c.index, "") + (c.delta.content or "")
+            fin[c.index] = c.finish_reason or fin.get(c.index)
+    with_usage = [i for i, ch in enumerate(chunks) if ch.usage]
+    check(per == {0: one.choices[0].message.content, 1: one.choices[0].message.content} and fin[0] and fin[1],
+          "a streamed chat with n=2, greedy: both choices are the greedy text, each with its finish reason")
+    check(with_usage == [len(chunks) - 1] and chunks[-1].usage.completion_tokens == 2 * one.usage.completion_tokens,
+          "... and the usage comes once, last, with both choices' tokens")
 
     # bad requests: a 400 naming the field, as JSON
     def bad(path, body, status, param=None, method=None):
@@ -391,7 +423,8 @@ try:
     bad("/v1/completions", {"prompt": "hi", "temperature": 5}, 400, "temperature")
     bad("/v1/completions", {"prompt": "hi", "stop": [1, 2]}, 400, "stop")
     bad("/v1/completions", {"prompt": "hi", "stream": "yes"}, 400, "stream")
-    bad("/v1/completions", {"prompt": "hi", "n": 3}, 400, "n")
+    bad("/v1/completions", {"prompt": "hi", "n": 65}, 400, "n")
+    bad("/v1/completions", {"prompt": "hi", "n": 0}, 400, "n")
     bad("/v1/completions", {"max_tokens": 3}, 400, "prompt")
     bad("/v1/completions", {"prompt": "word " * 400}, 400, "prompt")  # longer than the context of 256
     bad("/v1/chat/completions", {"messages": [{"role": "wizard", "content": "hi"}]}, 400, "messages[0].role")
@@ -428,6 +461,7 @@ try:
     bad("/v1/completions", {"prompt": "hi", "repeat_penalty": 1.1, "repeat_last_n": -2}, 400, "repeat_last_n")
     bad("/v1/completions", {"prompt": "hi", "repeat_penalty": 1.1, "repeat_last_n": 1.5}, 400, "repeat_last_n")
     bad("/v1/completions", {"prompt": "hi", "best_of": 2}, 400, "best_of")
+    bad("/v1/completions", {"prompt": "hi", "n": 2, "best_of": 3}, 400, "best_of")
     bad("/v1/completions", {"prompt": "hi", "stream_options": {"include_usage": True}}, 400, "stream_options")
     bad("/v1/chat/completions", {"messages": [{"role": "user", "content": "hi"}], "tools": [{"type": "function"}]}, 400,
         "tools")
@@ -514,6 +548,11 @@ try:
         t.join()
     check(codes.count(200) >= 2 and codes.count(429) >= 1 and all(r for r in retry),
           f"a full queue: 429 with Retry-After (codes {sorted(codes)})")
+    # n beyond one slot and one waiting place is never possible: a 400, not "retry later"; 2 fit
+    st, _, text = http(srv.url + "/v1/completions", {"prompt": "hi", "max_tokens": 2, "n": 3})
+    check(st == 400 and json.loads(text)["error"]["param"] == "n", f"n=3 on one slot and one place: 400 naming n ({st})")
+    st, _, text = http(srv.url + "/v1/completions", {"prompt": "hi", "max_tokens": 2, "n": 2})
+    check(st == 200 and len(json.loads(text)["choices"]) == 2, f"n=2 there: two choices ({st})")
 finally:
     srv.stop()
 

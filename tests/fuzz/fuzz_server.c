@@ -49,13 +49,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
                                           .n_top = r.top_logprobs};
             for (int k = 0; k < r.top_logprobs; k++) lp[i].top_id[k] = r.tokens[(i + k) % r.n_tokens], lp[i].top_logprob[k] = -1;
         }
-        spill_api_write_response(fuzz_null(), &r, "id", 0, "model", text, len, &model.tok, lp, n_lp,
-                                 SPILL_FINISH_STOP, r.n_tokens, 1);
+        FUZZ_CHECK(r.n >= 1 && r.n <= SPILL_API_MAX_N);
+        spill_api_choice ch[2] = {{text, len, lp, n_lp, SPILL_FINISH_STOP}, {"", 0, NULL, 0, SPILL_FINISH_LENGTH}};
+        spill_api_write_response(fuzz_null(), &r, "id", 0, "model", ch, 2, &model.tok, r.n_tokens, 1);
         size_t offset = 0;
-        spill_api_write_chunk(fuzz_null(), &r, "id", 0, "model", 1, text, len, &model.tok, lp, n_lp, &offset,
-                              SPILL_FINISH_NONE, 0, 0);
-        spill_api_write_chunk(fuzz_null(), &r, "id", 0, "model", 0, "", 0, &model.tok, NULL, 0, &offset,
-                              SPILL_FINISH_LENGTH, r.n_tokens, 1);
+        spill_api_write_chunk(fuzz_null(), &r, "id", 0, "model", 0, 1, text, len, &model.tok, lp, n_lp, &offset,
+                              SPILL_FINISH_NONE);
+        spill_api_write_chunk(fuzz_null(), &r, "id", 0, "model", 1, 0, "", 0, &model.tok, NULL, 0, &offset,
+                              SPILL_FINISH_LENGTH);
+        spill_api_write_usage_chunk(fuzz_null(), &r, "id", 0, "model", r.n_tokens, 1);
     } else {
         FUZZ_CHECK(e.status >= 400 && e.status < 600 && e.msg[0]);
         spill_api_write_error(fuzz_null(), &e);
