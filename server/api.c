@@ -324,11 +324,11 @@ int spill_api_parse(int chat, const char *body, size_t len, const spill_model *m
     if (given) r->max_tokens = (int)v;
     if (integer(j, "n", 1, SPILL_API_MAX_N, &v, &given, e)) goto out;
     r->n = given ? (int)v : 1;
-    /* best_of: OpenAI's ranking of more sequences than are sent is not done; as many as n is n */
+    /* best_of: that many sequences, the n likeliest per token sent (checked against stream below) */
     if (integer(j, "best_of", 1, SPILL_API_MAX_N, &v, &given, e)) goto out;
-    if (given && v != r->n) {
-        fail(e, 400, "best_of", "'best_of' is %lld; spill-server sends every sequence it generates, so it must equal n (%d)",
-             (long long)v, r->n);
+    r->best_of = given ? (int)v : r->n;
+    if (r->best_of < r->n) {
+        fail(e, 400, "best_of", "'best_of' is %d but n is %d; best_of must be at least n", r->best_of, r->n);
         goto out;
     }
     if (num(j, "temperature", 0, 2, &r->temperature, e) || num(j, "top_p", 0, 1, &r->top_p, e)) goto out;
@@ -377,6 +377,10 @@ int spill_api_parse(int chat, const char *body, size_t len, const spill_model *m
     if (stream && stream->type != SPILL_JSON_NULL) {
         if (want(stream, SPILL_JSON_BOOL, "stream", e)) goto out;
         r->stream = stream->boolean;
+    }
+    if (r->stream && r->best_of > r->n) {
+        fail(e, 400, "best_of", "'best_of' above n picks the best sequences once all have ended; it cannot be streamed");
+        goto out;
     }
     const spill_json *so = spill_json_get(j, "stream_options");
     if (so && so->type != SPILL_JSON_NULL) {

@@ -17,7 +17,9 @@ typedef struct spill_api_req {
     int *tokens;        /* the prompt's ids, with the tokenizer's own BOS */
     int n_tokens;
     int max_tokens;     /* 0: until the context ends; -1: none (a completion's max_tokens 0, with echo) */
-    int n;              /* choices: sequences of the prompt, choice i sampled with seed + i */
+    int n;              /* choices sent */
+    int best_of;        /* sequences generated (>= n), sequence i sampled with seed + i; above n, the n with the
+                           highest mean log probability a token are sent (not streamed) */
     float temperature, top_p;
     int top_k;
     uint64_t seed;

@@ -5,6 +5,7 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <math.h>
 #include <microhttpd.h>
 #include <pthread.h>
 #include <sys/socket.h>
@@ -323,6 +324,27 @@ static enum MHD_Result metrics(spill_http *h, struct MHD_Connection *c) {
 }
 
 /* POST /v1/completions and /v1/chat/completions */
+/* a sequence's mean log probability a token (of those it generated; -inf for none) */
+static double mean_logprob(const gen *g, const choice *c) {
+    int k = g->req.echo && g->req.logprobs ? g->n_prompt : 0; /* the prompt's records come first */
+    if (k > c->n_lp) k = c->n_lp;
+    double sum = 0;
+    for (int i = k; i < c->n_lp; i++) sum += c->lp[i].logprob;
+    return c->n_lp > k ? sum / (c->n_lp - k) : -INFINITY;
+}
+
+/* the sequences in the order they are sent: as generated when all are (best_of = n), else the likeliest a
+   token first, the lower index first among equals (best_of's ranking) */
+static void best_first(const gen *g, int *order) {
+    double score[SPILL_API_MAX_N];
+    for (int i = 0; i < g->n; i++) order[i] = i, score[i] = g->n > g->req.n ? mean_logprob(g, &g->ch[i]) : 0;
+    for (int i = 1; i < g->n; i++) /* insertion sort: stable, and n is at most 64 */
+        for (int k = i; k > 0 && score[order[k]] > score[order[k - 1]]; k--) {
+            int t = order[k];
+            order[k] = order[k - 1], order[k - 1] = t;
+        }
+}
+
 static enum MHD_Result generate(spill_http *h, struct MHD_Connection *c, int chat, const char *body, size_t len) {
     spill_api_err e;
     gen *g = calloc(1, sizeof *g);
@@ -337,11 +359,11 @@ static enum MHD_Result generate(spill_http *h, struct MHD_Connection *c, int cha
         gen_unref(g);
         return send_error(h, c, &e);
     }
-    if (!(g->ch = calloc((size_t)g->req.n, sizeof *g->ch))) {
+    if (!(g->ch = calloc((size_t)g->req.best_of, sizeof *g->ch))) {
         gen_unref(g);
         return MHD_NO;
     }
-    g->n = g->req.n;
+    g->n = g->req.best_of; /* sequences: best_of, of which n are sent */
     for (int i = 0; i < g->n; i++) g->ch[i] = (choice){.g = g, .index = i, .first = 1};
     pthread_mutex_lock(&h->lock);
     int draining = h->draining, id = ++h->next_id;
@@ -363,7 +385,7 @@ static enum MHD_Result generate(spill_http *h, struct MHD_Connection *c, int cha
                                  g->req.frequency_penalty, g->req.repeat_penalty, g->req.repeat_window};
     spill_request r = {g->req.tokens, g->req.n_tokens, g->req.max_tokens, g->req.temperature, g->req.top_p,
                        g->req.top_k, g->req.seed_set ? g->req.seed : (uint64_t)time(NULL) ^ (uint64_t)id << 20,
-                       (const char *const *)g->req.stop, g->req.n_stop, g->req.logprobs, g->req.top_logprobs,
+                       (const char *const *)g->req.stop, g->req.n_stop, g->req.logprobs || g->n > g->req.n, g->req.top_logprobs,
                        g->req.echo && g->req.logprobs, &adjust};
     if (g->req.echo && !g->req.stream) /* each text begins with it */
         for (int i = 0; i < g->n; i++) append(&g->ch[i].text, &g->ch[i].len, &g->ch[i].cap, g->req.echo_text, g->req.echo_len);
@@ -420,16 +442,17 @@ static enum MHD_Result generate(spill_http *h, struct MHD_Connection *c, int cha
         size_t n = 0;
         FILE *f = open_memstream(&out, &n);
         spill_api_choice ch[SPILL_API_MAX_N];
-        int gen_tokens = 0;
-        for (int i = 0; i < g->n; i++) {
-            const choice *ci = &g->ch[i];
+        int gen_tokens = 0, order[SPILL_API_MAX_N];
+        for (int i = 0; i < g->n; i++) gen_tokens += g->ch[i].n_gen; /* every sequence generated, sent or not */
+        best_first(g, order);
+        for (int i = 0; i < g->req.n; i++) {
+            const choice *ci = &g->ch[order[i]];
             ch[i] = (spill_api_choice){ci->text ? ci->text : "", ci->len, ci->lp, ci->n_lp, ci->finish};
-            gen_tokens += ci->n_gen;
         }
         if (!f) {
             rc = MHD_NO;
         } else {
-            spill_api_write_response(f, &g->req, g->id, g->created, g->model, ch, g->n, g->tok, g->n_prompt, gen_tokens);
+            spill_api_write_response(f, &g->req, g->id, g->created, g->model, ch, g->req.n, g->tok, g->n_prompt, gen_tokens);
             fclose(f);
             rc = send_buf(c, 200, "application/json", out, n, 0, NULL);
         }

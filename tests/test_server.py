@@ -380,7 +380,8 @@ try:
     # n: choices of one prompt, choice i sampled with seed + i (the text that seed gives alone); the prompt
     # computed once, the other choices sharing its KV blocks; usage counts the prompt once
     p = "Lily and Ben went to the park. They saw a big dog and a little cat."
-    alone = [client.completions.create(model="x", prompt=p, max_tokens=16, temperature=1.0, seed=40 + i) for i in range(3)]
+    alone = [client.completions.create(model="x", prompt=p, max_tokens=16, temperature=1.0, seed=40 + i, logprobs=0)
+             for i in range(3)]
     reused0 = metric(srv, "spill_prompt_tokens_reused_total")
     r = client.completions.create(model="x", prompt=p, max_tokens=16, temperature=1.0, seed=40, n=3, best_of=3)
     reused = metric(srv, "spill_prompt_tokens_reused_total") - reused0
@@ -392,6 +393,18 @@ try:
           f"n=3: usage counts the prompt once and every choice's tokens ({r.usage})")
     check(reused >= 2 * (alone[0].usage.prompt_tokens - 1) and alone[0].usage.prompt_tokens > 16,
           f"n=3: the other two choices shared the prompt's positions ({reused:.0f})")
+    # best_of 3, n 2: the same three sequences, the two with the highest mean log probability a token
+    # sent, likeliest first (their log probabilities only when asked); usage counts all three
+    mean = [sum(a.choices[0].logprobs.token_logprobs) / len(a.choices[0].logprobs.token_logprobs) for a in alone]
+    rank = sorted(range(3), key=lambda i: -mean[i])
+    r = client.completions.create(model="x", prompt=p, max_tokens=16, temperature=1.0, seed=40, n=2, best_of=3)
+    check([c.text for c in r.choices] == [alone[i].choices[0].text for i in rank[:2]]
+          and [c.index for c in r.choices] == [0, 1] and all(c.logprobs is None for c in r.choices),
+          f"best_of=3, n=2: the two likeliest a token of the three, likeliest first (means {[round(x, 3) for x in mean]})")
+    check(r.usage.completion_tokens == sum(a.usage.completion_tokens for a in alone), "best_of=3: usage counts all three")
+    r = client.completions.create(model="x", prompt=p, max_tokens=16, temperature=1.0, seed=40, best_of=3, logprobs=0)
+    check(r.choices[0].logprobs.token_logprobs == alone[rank[0]].choices[0].logprobs.token_logprobs,
+          "best_of=3 with logprobs: the chosen sequence's own")
     msgs = [{"role": "user", "content": "Tell me a story."}]
     one = client.chat.completions.create(model="x", messages=msgs, max_tokens=12, temperature=0)
     chunks = list(client.chat.completions.create(model="x", messages=msgs, max_tokens=12, temperature=0, n=2, stream=True,
@@ -460,8 +473,8 @@ try:
     bad("/v1/completions", {"prompt": "hi", "repeat_penalty": 1.1, "repetition_penalty": 1.1}, 400, "repeat_penalty")
     bad("/v1/completions", {"prompt": "hi", "repeat_penalty": 1.1, "repeat_last_n": -2}, 400, "repeat_last_n")
     bad("/v1/completions", {"prompt": "hi", "repeat_penalty": 1.1, "repeat_last_n": 1.5}, 400, "repeat_last_n")
-    bad("/v1/completions", {"prompt": "hi", "best_of": 2}, 400, "best_of")
-    bad("/v1/completions", {"prompt": "hi", "n": 2, "best_of": 3}, 400, "best_of")
+    bad("/v1/completions", {"prompt": "hi", "n": 3, "best_of": 2}, 400, "best_of")
+    bad("/v1/completions", {"prompt": "hi", "best_of": 2, "stream": True}, 400, "best_of")
     bad("/v1/completions", {"prompt": "hi", "stream_options": {"include_usage": True}}, 400, "stream_options")
     bad("/v1/chat/completions", {"messages": [{"role": "user", "content": "hi"}], "tools": [{"type": "function"}]}, 400,
         "tools")
