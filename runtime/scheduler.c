@@ -182,15 +182,6 @@ static void queue_push(spill_sched *s, req *r, int front) {
     s->n_waiting++;
 }
 
-static req *queue_pop(spill_sched *s) {
-    req *r = s->wait_head;
-    if (!r) return NULL;
-    s->wait_head = r->next;
-    if (!s->wait_head) s->wait_tail = NULL;
-    s->n_waiting--;
-    return r;
-}
-
 static void release_slot(spill_sched *s, req *r) {
     if (r->slot < 0) return;
     spill_kv_release(s->kv, r->slot);
@@ -215,17 +206,27 @@ static int shared_prefix(spill_sched *s, const req *r, int *src) {
 
 static int blocks_for(const spill_sched *s, int n) { return (n + s->kv->T - 1) / s->kv->T; }
 
-/* Admit from the front of the queue while a slot is free and the KV cache holds the prompt. */
+/* a sibling (spill_sched_submit_n) whose first is computing the prompt they share: it waits, to share
+   the first's blocks rather than compute the prompt again */
+static int waits_for_first(const spill_sched *s, const req *r) {
+    if (!r->leader || r->plp || r->n_tokens - 1 < s->kv->T) return 0;
+    for (int i = 0; i < s->n_slots; i++) {
+        const req *l = s->running[i];
+        if (l && l->id == r->leader) return !l->cancelled && l->computed < r->n_tokens - 1;
+    }
+    return 0; /* the first has ended (or waits, preempted: then it is ahead in the queue) */
+}
+
+/* Admit in the queue's order while a slot is free and the KV cache holds the prompt; siblings that wait
+   for their first are stepped past (they keep their place at the front). */
 static void admit(spill_sched *s) {
-    while (s->wait_head && s->n_running < s->n_slots) {
-        req *r = s->wait_head;
-        if (r->leader && !r->plp && r->n_tokens - 1 >= s->kv->T) {
-            /* a sibling (spill_sched_submit_n) waits while its first computes the prompt they share, then
-               shares its blocks rather than computing it again */
-            const req *l = NULL;
-            for (int i = 0; i < s->n_slots && !l; i++)
-                if (s->running[i] && s->running[i]->id == r->leader) l = s->running[i];
-            if (l && !l->cancelled && l->computed < r->n_tokens - 1) break;
+    req **pp = &s->wait_head, *prev = NULL;
+    while (*pp && s->n_running < s->n_slots) {
+        req *r = *pp;
+        if (waits_for_first(s, r)) {
+            prev = r;
+            pp = &r->next;
+            continue;
         }
         int src = -1, reuse = r->plp ? 0 : shared_prefix(s, r, &src); /* plp: every position's logits */
         /* the rest of the prompt, and one block to decode into */
@@ -235,7 +236,9 @@ static void admit(spill_sched *s) {
         while (s->running[slot]) slot++;
         spill_err err;
         if (reuse ? spill_kv_fork_prefix(s->kv, src, slot, reuse, &err) : spill_kv_seq_open(s->kv, slot, &err)) break;
-        queue_pop(s);
+        *pp = r->next; /* out of the queue */
+        if (s->wait_tail == r) s->wait_tail = prev;
+        s->n_waiting--;
         r->slot = slot;
         r->leader = 0;
         r->computed = reuse;
@@ -328,6 +331,14 @@ static int blocks_needed(spill_sched *s, int n) {
 /* a request is over: its blocks go back at once, its sink hears the reason */
 static void finish(spill_sched *s, req *r, spill_finish f, int locked) {
     if (!locked) pthread_mutex_lock(&s->lock);
+    /* siblings waiting for its prompt take their share of it before its blocks go (it may end in the step
+       that computed the prompt: max_tokens 1, an end-of-generation or stop string at once) */
+    if (f != SPILL_FINISH_ERROR && r->slot >= 0)
+        for (const req *w = s->wait_head; w; w = w->next)
+            if (w->leader == r->id) {
+                admit(s);
+                break;
+            }
     release_slot(s, r);
     s->st.finished++;
     if (f == SPILL_FINISH_CANCELLED) s->st.cancelled++;
@@ -693,7 +704,7 @@ int spill_sched_submit_n(spill_sched *s, const spill_request *q, int n, spill_sc
     int free_slots = s->n_slots - s->n_running;
     if (s->stopping || s->n_waiting + n - free_slots > s->max_waiting) {
         *full = 1;
-        s->st.rejected += (uint64_t)n;
+        s->st.rejected++;
         int stopping = s->stopping;
         pthread_mutex_unlock(&s->lock);
         for (int i = 0; i < n; i++) req_free(rs[i]);

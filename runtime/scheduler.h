@@ -5,7 +5,8 @@
  *  - Admission: a waiting request gets a sequence slot when one is free and the KV cache has the
  *    blocks its prompt needs. A prompt that begins like a running sequence's (at least one KV block)
  *    shares that sequence's blocks (copy-on-write) and prefills only the rest; siblings of one
- *    submission (spill_sched_submit_n) wait at the front of the queue for the first to compute it.
+ *    submission (spill_sched_submit_n) keep their place at the front of the queue while the first
+ *    computes it (admission steps past them), then share it.
  *  - Each step: decode tokens first, then prefill chunks, up to the engine's batch.
  *  - When the KV cache cannot hold a step, the most recently admitted sequence is preempted: its blocks
  *    are freed and it goes back to the front of the queue with what it generated so far, to be
@@ -97,8 +98,8 @@ int spill_sched_submit(spill_sched *s, const spill_request *r, spill_sched_sink 
 /* n requests of one prompt (OpenAI's n): request i samples with seed + i, its sink called with users[i],
  * its id in ids[i]. All are queued or none (*full when the queue cannot take all n; -1 without *full
  * when n exceeds the slots and the queue's places together). The first computes the prompt; the others
- * wait for it, then share its blocks (copy-on-write), unless the prompt is shorter than a block or its
- * every position's logits are wanted (prompt_logprobs). */
+ * wait for it, then share its blocks (copy-on-write; also when it ends in the step that computed it),
+ * unless the prompt is shorter than a block or its every position's logits are wanted (prompt_logprobs). */
 int spill_sched_submit_n(spill_sched *s, const spill_request *r, int n, spill_sched_sink sink, void *const *users, int *ids,
                          int *full, spill_err *err);
 /* The request ends with SPILL_FINISH_CANCELLED at the next step (or at once when still waiting). */

@@ -56,6 +56,7 @@ struct gen {
     spill_http *h;
     spill_sched *sched;
     int fd;
+    int cancelling; /* a choice failed and the others were cancelled (the HTTP side's) */
 };
 
 static void gen_unref(gen *g) {
@@ -105,6 +106,7 @@ static void sink(void *user, const char *text, size_t len, int n_tokens, const s
     pthread_mutex_lock(&g->lock);
     c->n_gen += n_tokens;
     int last = finish != SPILL_FINISH_NONE, all = last && g->n_done + 1 == g->n;
+    int after_error = g->failed; /* streamed: once a choice failed, the others (being cancelled) send nothing */
     if (finish == SPILL_FINISH_ERROR) g->failed = 1;
     if (!g->req.stream) {
         if (finish == SPILL_FINISH_ERROR) c->len = 0; /* the answer is the message alone (not after an echoed prompt) */
@@ -119,6 +121,7 @@ static void sink(void *user, const char *text, size_t len, int n_tokens, const s
             c->n_lp += n_lp;
         }
     } else if (len || n_lp || last || c->first) {
+        if (after_error) len = 0, n_lp = 0, c->first = 0;
         char *ev = NULL;
         size_t evn = 0;
         FILE *f = open_memstream(&ev, &evn);
@@ -129,7 +132,7 @@ static void sink(void *user, const char *text, size_t len, int n_tokens, const s
                 fputs("data: ", f);
                 spill_api_write_error(f, &e);
                 fputs("\n\n", f);
-            } else {
+            } else if (!after_error) {
                 if (c->first && g->req.echo && finish != SPILL_FINISH_CANCELLED) {
                     /* the prompt, in a chunk of its own; with logprobs, this first call carries the prompt
                        tokens' (spill_request.prompt_logprobs) */
@@ -197,14 +200,18 @@ static ssize_t stream_reader(void *cls, uint64_t pos, char *buf, size_t max) {
             cancel_all(g);
             return MHD_CONTENT_READER_END_WITH_ERROR;
         }
+    int cancel = g->failed && !g->cancelling; /* the answer has failed: the other choices stop */
+    if (cancel) g->cancelling = 1;
     if (g->off == g->len) {
         pthread_mutex_unlock(&g->lock);
+        if (cancel) cancel_all(g);
         return MHD_CONTENT_READER_END_OF_STREAM;
     }
     size_t n = g->len - g->off < max ? g->len - g->off : max;
     memcpy(buf, g->buf + g->off, n);
     g->off += n;
     pthread_mutex_unlock(&g->lock);
+    if (cancel) cancel_all(g);
     return (ssize_t)n;
 }
 
@@ -425,17 +432,18 @@ static enum MHD_Result generate(spill_http *h, struct MHD_Connection *c, int cha
     /* not streamed: wait for the end here (this connection's own thread), then answer at once */
     pthread_mutex_lock(&g->lock);
     int gone = 0;
-    while (!g->done && !gone) gone = wait_news(g);
+    while (!g->done && !g->failed && !gone) gone = wait_news(g);
+    int failed = g->failed;
+    spill_api_err ee = {.status = 500, .msg = "generation failed"};
+    for (int i = 0; failed && i < g->n; i++) /* the sinks of the others may still run: read under the lock */
+        if (g->ch[i].finish == SPILL_FINISH_ERROR && g->ch[i].text)
+            snprintf(ee.msg, sizeof ee.msg, "%.900s", g->ch[i].text);
     pthread_mutex_unlock(&g->lock);
     enum MHD_Result rc;
+    if (gone || failed) cancel_all(g); /* a failed answer is the error: the other choices stop */
     if (gone) {
-        cancel_all(g);
         rc = MHD_NO;
-    } else if (g->failed) {
-        spill_api_err ee = {.status = 500};
-        for (int i = 0; i < g->n; i++)
-            if (g->ch[i].finish == SPILL_FINISH_ERROR)
-                snprintf(ee.msg, sizeof ee.msg, "%.900s", g->ch[i].text ? g->ch[i].text : "generation failed");
+    } else if (failed) {
         rc = send_error(h, c, &ee);
     } else {
         char *out = NULL;

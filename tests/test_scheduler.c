@@ -944,9 +944,9 @@ static void test_logit_adjust(void **st) {
 
 /* OpenAI's n (spill_sched_submit_n): n sequences of one prompt, sequence i sampled with seed + i, each
  * the text that seed gives alone; the siblings wait for the first to compute the prompt and share its
- * blocks (every position but the last, which each computes for its own logits); greedy siblings are
- * the greedy text; n beyond the slots and the queue is refused as such, a queue that cannot take all n
- * takes none. */
+ * blocks (every position but the last, which each computes for its own logits), also when the first
+ * ends in the step that computed it; greedy siblings are the greedy text; n beyond the slots and the
+ * queue is refused as such, a queue that cannot take all n takes none (and one that can, all). */
 static void test_n_siblings(void **st) {
     (void)st;
     enum { N = 3 };
@@ -1018,11 +1018,24 @@ static void test_n_siblings(void **st) {
     spill_sched_get_stats(s, &st1);
     assert_int_equal(st1.requests, st0.requests);
     assert_int_equal(st1.waiting, 3);
+    for (int i = 0; i < 2; i++) out_init(&o[i]), o[i].sched = s; /* 2 leave exactly 2 beyond the free slots: taken */
+    if (spill_sched_submit_n(s, &r, 2, sink, users, ids, &full, &err)) fail_msg("%s", err.msg);
+    spill_sched_get_stats(s, &st1);
+    assert_int_equal(st1.waiting, 5);
     pthread_mutex_lock(&held[0].lock);
     held[0].hold = 0;
     pthread_cond_broadcast(&held[0].cv);
     pthread_mutex_unlock(&held[0].lock);
     for (int i = 0; i < 4; i++) out_wait(&held[i]);
+    for (int i = 0; i < 2; i++) out_wait(&o[i]), assert_string_equal(o[i].text, ref);
+    /* a first that ends in the step that computed the prompt (max_tokens 1) still leaves it to the others */
+    r.max_tokens = 1;
+    spill_sched_get_stats(s, &st0);
+    for (int i = 0; i < N; i++) out_init(&o[i]), o[i].sched = s;
+    if (spill_sched_submit_n(s, &r, N, sink, users, ids, &full, &err)) fail_msg("%s", err.msg);
+    for (int i = 0; i < N; i++) out_wait(&o[i]), assert_int_equal(o[i].tokens, 1);
+    spill_sched_get_stats(s, &st1);
+    assert_int_equal(st1.reused_tokens - st0.reused_tokens, (uint64_t)(N - 1) * (uint64_t)(n - 1));
     free(t);
     spill_sched_free(s);
     spill_engine_free(e);
