@@ -610,12 +610,10 @@ void spill_sched_free(spill_sched *s) {
     free(s);
 }
 
-/* one request's record, checked against the scheduler's fixed sizes (no lock) */
-static req *req_new(spill_sched *s, const spill_request *q, uint64_t seed, spill_sched_sink sink, void *user,
-                    spill_err *err) {
-    int max_tokens = q->max_tokens < 0                                         ? 0
-                     : q->max_tokens > 0 && q->max_tokens < s->ctx - q->n_prompt ? q->max_tokens
-                                                                                 : s->ctx - q->n_prompt;
+/* one request's record (max_tokens: q's, clamped to the context), checked against the scheduler's fixed
+   sizes (no lock) */
+static req *req_new(spill_sched *s, const spill_request *q, int max_tokens, uint64_t seed, spill_sched_sink sink,
+                    void *user, spill_err *err) {
     req *r = calloc(1, sizeof *r);
     if (!r) {
         spill_err_set(err, "out of memory");
@@ -691,7 +689,7 @@ int spill_sched_submit_n(spill_sched *s, const spill_request *q, int n, spill_sc
     req **rs = calloc((size_t)n, sizeof *rs);
     if (!rs) return spill_err_set(err, "out of memory");
     for (int i = 0; i < n; i++)
-        if (!(rs[i] = req_new(s, q, q->seed + (uint64_t)i, sink, users[i], err))) {
+        if (!(rs[i] = req_new(s, q, max_tokens, q->seed + (uint64_t)i, sink, users[i], err))) {
             while (i--) req_free(rs[i]);
             free(rs);
             return -1;
