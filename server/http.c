@@ -98,6 +98,13 @@ static void cancel_all(gen *g) {
     for (int i = 0; i < g->n; i++) spill_sched_cancel(g->sched, g->ch[i].sched_id); /* a no-op once finished */
 }
 
+/* the usage's completion tokens: every sequence's, sent or not (best_of), under g->lock or once all ended */
+static int generated(const gen *g) {
+    int n = 0;
+    for (int i = 0; i < g->n; i++) n += g->ch[i].n_gen;
+    return n;
+}
+
 /* the scheduler's sink, on its thread: one choice's text */
 static void sink(void *user, const char *text, size_t len, int n_tokens, const spill_token_logprob *lp, int n_lp,
                  spill_finish finish) {
@@ -150,9 +157,7 @@ static void sink(void *user, const char *text, size_t len, int n_tokens, const s
             }
             if (all) { /* the last choice's end: the usage (with include_usage, none after an error), then the end */
                 if (g->req.include_usage && !g->failed) {
-                    int gen_tokens = 0;
-                    for (int i = 0; i < g->n; i++) gen_tokens += g->ch[i].n_gen;
-                    spill_api_write_usage_chunk(f, &g->req, g->id, g->created, g->model, g->n_prompt, gen_tokens);
+                    spill_api_write_usage_chunk(f, &g->req, g->id, g->created, g->model, g->n_prompt, generated(g));
                 }
                 fputs("data: [DONE]\n\n", f);
             }
@@ -450,8 +455,7 @@ static enum MHD_Result generate(spill_http *h, struct MHD_Connection *c, int cha
         size_t n = 0;
         FILE *f = open_memstream(&out, &n);
         spill_api_choice ch[SPILL_API_MAX_N];
-        int gen_tokens = 0, order[SPILL_API_MAX_N];
-        for (int i = 0; i < g->n; i++) gen_tokens += g->ch[i].n_gen; /* every sequence generated, sent or not */
+        int order[SPILL_API_MAX_N];
         best_first(g, order);
         for (int i = 0; i < g->req.n; i++) {
             const choice *ci = &g->ch[order[i]];
@@ -460,7 +464,7 @@ static enum MHD_Result generate(spill_http *h, struct MHD_Connection *c, int cha
         if (!f) {
             rc = MHD_NO;
         } else {
-            spill_api_write_response(f, &g->req, g->id, g->created, g->model, ch, g->req.n, g->tok, g->n_prompt, gen_tokens);
+            spill_api_write_response(f, &g->req, g->id, g->created, g->model, ch, g->req.n, g->tok, g->n_prompt, generated(g));
             fclose(f);
             rc = send_buf(c, 200, "application/json", out, n, 0, NULL);
         }
