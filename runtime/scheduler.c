@@ -223,7 +223,7 @@ static void admit(spill_sched *s) {
     req **pp = &s->wait_head, *prev = NULL;
     while (*pp && s->n_running < s->n_slots) {
         req *r = *pp;
-        if (waits_for_first(s, r)) {
+        if (r->cancelled || waits_for_first(s, r)) { /* a cancelled one leaves the queue at the next step */
             prev = r;
             pp = &r->next;
             continue;
@@ -332,8 +332,9 @@ static int blocks_needed(spill_sched *s, int n) {
 static void finish(spill_sched *s, req *r, spill_finish f, int locked) {
     if (!locked) pthread_mutex_lock(&s->lock);
     /* siblings waiting for its prompt take their share of it before its blocks go (it may end in the step
-       that computed the prompt: max_tokens 1, an end-of-generation or stop string at once) */
-    if (f != SPILL_FINISH_ERROR && r->slot >= 0)
+       that computed the prompt: max_tokens 1, an end-of-generation or stop string at once); not when it was
+       cancelled (its siblings were too: the client went away) or failed */
+    if ((f == SPILL_FINISH_STOP || f == SPILL_FINISH_LENGTH) && r->slot >= 0)
         for (const req *w = s->wait_head; w; w = w->next)
             if (w->leader == r->id) {
                 admit(s);

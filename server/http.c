@@ -133,7 +133,7 @@ static void sink(void *user, const char *text, size_t len, int n_tokens, const s
         size_t evn = 0;
         FILE *f = open_memstream(&ev, &evn);
         if (f) {
-            if (finish == SPILL_FINISH_ERROR) {
+            if (finish == SPILL_FINISH_ERROR && !after_error) { /* one error event, whichever choice fails first */
                 spill_api_err e = {.status = 500};
                 snprintf(e.msg, sizeof e.msg, "%.*s", (int)(len > 900 ? 900 : len), text);
                 fputs("data: ", f);
@@ -411,6 +411,7 @@ static enum MHD_Result generate(spill_http *h, struct MHD_Connection *c, int cha
         for (int i = 0; i < g->n; i++) sink(&g->ch[i], "", 0, 0, NULL, 0, SPILL_FINISH_LENGTH);
     } else if (spill_sched_submit_n(h->p.sched, &r, g->n, sink, users, ids, &full, &err)) {
         g->refs -= g->n;
+        const int best_of = g->n > g->req.n; /* read before g may go */
         pthread_mutex_lock(&h->lock);
         h->active--;
         pthread_mutex_unlock(&h->lock);
@@ -418,7 +419,11 @@ static enum MHD_Result generate(spill_http *h, struct MHD_Connection *c, int cha
         spill_api_err ee = {.status = full ? 429 : 400};
         snprintf(ee.msg, sizeof ee.msg, "%s", err.msg);
         if (full && strstr(err.msg, "shutting down")) ee.status = 503;
-        if (!full && !strncmp(err.msg, "n is", 4)) snprintf(ee.param, sizeof ee.param, "n");
+        if (!full && !strncmp(err.msg, "n is", 4)) {
+            /* best_of is what went to the scheduler when it exceeds n: name it */
+            if (best_of) snprintf(ee.msg, sizeof ee.msg, "best_of%.*s", (int)sizeof ee.msg - 8, err.msg + 1);
+            snprintf(ee.param, sizeof ee.param, "%s", best_of ? "best_of" : "n");
+        }
         return send_error(h, c, &ee);
     }
     for (int i = 0; i < g->n; i++) g->ch[i].sched_id = ids[i]; /* read by cancel_all only, on this side */

@@ -947,6 +947,54 @@ static void test_logit_adjust(void **st) {
  * blocks (every position but the last, which each computes for its own logits), also when the first
  * ends in the step that computed it; greedy siblings are the greedy text; n beyond the slots and the
  * queue is refused as such, a queue that cannot take all n takes none (and one that can, all). */
+/* Siblings wait in the queue while their first computes the prompt; a client that goes away cancels them
+   all. The first's end must not let the cancelled siblings in (each would fork the prompt's blocks for
+   nothing, and one placed in a slot the step had passed was never finished when the scheduler stopped
+   without draining): every choice ends cancelled and no prompt position is shared. */
+static void test_cancelled_siblings(void **st) {
+    (void)st;
+    enum { N = 3 };
+    const char *prompt = "Lily and Ben went to the park. They saw a big dog and a little cat.";
+    spill_engine *e = engine(4, 0);
+    const spill_model *m = spill_engine_model(e);
+    spill_sched *s;
+    spill_err err = {{0}};
+    spill_sched_params sp = {.max_waiting = 2};
+    assert_int_equal(spill_sched_open(&s, e, &sp, &err), 0);
+    int *t, n, ids[N], full;
+    assert_int_equal(spill_tokenize(&m->tok, prompt, strlen(prompt), 1, 1, &t, &n, &err), 0);
+    assert_true(n - 1 >= 16); /* longer than a block: the siblings wait for the first */
+    spill_request r = {t, n, MAX_TOK, 0.0f, 1.0f, 0, 7, NULL, 0, 0, 0, 0, NULL};
+    static out o[N];
+    void *users[N];
+    for (int i = 0; i < N; i++) out_init(&o[i]), o[i].sched = s, users[i] = &o[i];
+    o[0].hold = 1; /* the scheduler waits in the first's first token: its siblings are still queued */
+    spill_sched_stats st0, st1;
+    spill_sched_get_stats(s, &st0);
+    if (spill_sched_submit_n(s, &r, N, sink, users, ids, &full, &err)) fail_msg("%s", err.msg);
+    wait_running(&o[0]);
+    spill_sched_get_stats(s, &st1);
+    assert_int_equal(st1.waiting, N - 1);
+    for (int i = 0; i < N; i++) spill_sched_cancel(s, ids[i]);
+    pthread_mutex_lock(&o[0].lock);
+    o[0].hold = 0;
+    pthread_cond_broadcast(&o[0].cv);
+    pthread_mutex_unlock(&o[0].lock);
+    for (int i = 0; i < N; i++) {
+        out_wait(&o[i]);
+        assert_int_equal(o[i].finish, SPILL_FINISH_CANCELLED);
+    }
+    spill_sched_get_stats(s, &st1);
+    assert_int_equal(st1.reused_tokens, st0.reused_tokens); /* no sibling was let in */
+    assert_int_equal(st1.cancelled - st0.cancelled, N);
+    assert_int_equal(st1.running, 0);
+    assert_int_equal(st1.waiting, 0);
+    assert_int_equal(st1.kv_blocks_free, st1.kv_blocks);
+    spill_sched_free(s);
+    free(t);
+    spill_engine_free(e);
+}
+
 static void test_n_siblings(void **st) {
     (void)st;
     enum { N = 3 };
@@ -1051,6 +1099,7 @@ int main(void) {
         cmocka_unit_test(test_logprobs),         cmocka_unit_test(test_prompt_logprobs),
         cmocka_unit_test(test_prompt_logprobs_preempted), cmocka_unit_test(test_logit_adjust),
         cmocka_unit_test(test_n_siblings),
+        cmocka_unit_test(test_cancelled_siblings),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -566,6 +566,11 @@ try:
     check(st == 400 and json.loads(text)["error"]["param"] == "n", f"n=3 on one slot and one place: 400 naming n ({st})")
     st, _, text = http(srv.url + "/v1/completions", {"prompt": "hi", "max_tokens": 2, "n": 2})
     check(st == 200 and len(json.loads(text)["choices"]) == 2, f"n=2 there: two choices ({st})")
+    # best_of is what runs when it exceeds n: the 400 names it, not n
+    st, _, text = http(srv.url + "/v1/completions", {"prompt": "hi", "max_tokens": 2, "n": 1, "best_of": 3})
+    err = json.loads(text).get("error", {}) if text else {}
+    check(st == 400 and err.get("param") == "best_of" and err.get("message", "").startswith("best_of is 3"),
+          f"best_of=3 on one slot and one place: 400 naming best_of ({st}: {text[:120]})")
 finally:
     srv.stop()
 
