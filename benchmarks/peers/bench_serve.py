@@ -6,7 +6,10 @@ run, taking turns at each concurrency): aggregate tok/s, time to first token and
 
   pip install 'llama-cpp-python[server]'
   python3 benchmarks/peers/bench_serve.py [-m MODEL.gguf] [--threads 2] [--concurrency 1,2,4,8,16,32]
-        [--max-tokens 64] [--plot docs/serve-smollm2-cpu.svg] [--json out.json]
+        [--max-tokens 64] [--parallel N] [--plot docs/serve-smollm2-cpu.svg] [--json out.json]
+
+spill-server runs with its own defaults (16 slots) unless --parallel or --spill-args say otherwise; the
+peer with llama-cpp-python's (one request at a time).
 
 Both servers listen on loopback only and are stopped at the end. Speed is measured, never asserted."""
 import argparse
@@ -84,14 +87,19 @@ def main():
     ap.add_argument("--max-tokens", type=int, default=64)
     ap.add_argument("--ctx", type=int, default=2048, help="context per sequence (spill) / in all (llama.cpp)")
     ap.add_argument("--bin", default=os.path.join(ROOT, "build"))
+    ap.add_argument("--parallel", type=int, default=0,
+                    help="spill-server's slots (sequences decoded at once); default: the server's own (16), as a "
+                         "user who starts it gets; more slots than the CPU can feed in one step lengthen every "
+                         "step, and so the time between tokens, for no more throughput")
     ap.add_argument("--spill-args", default="", help="more spill-server options, e.g. \"--prefill-chunk 8\"")
     ap.add_argument("--plot")
     ap.add_argument("--json")
     a = ap.parse_args()
     maxc = max(int(c) for c in a.concurrency.split(","))
     sp, lp = free_port(), free_port()
+    slots = ["--parallel", str(a.parallel)] if a.parallel > 0 else []
     spill = subprocess.Popen([os.path.join(a.bin, "spill-server"), "-m", a.model, "--port", str(sp), "-t", str(a.threads),
-                              "--parallel", str(min(maxc, 256)), "-c", str(a.ctx), "--max-waiting", "4096"] + a.spill_args.split(),
+                              "-c", str(a.ctx), "--max-waiting", str(max(64, 2 * maxc))] + slots + a.spill_args.split(),
                              stderr=subprocess.DEVNULL)
     peer = subprocess.Popen([sys.executable, "-m", "llama_cpp.server", "--model", a.model, "--host", "127.0.0.1", "--port",
                              str(lp), "--n_threads", str(a.threads), "--n_threads_batch", str(a.threads), "--n_ctx",
