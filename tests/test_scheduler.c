@@ -947,6 +947,19 @@ static void test_logit_adjust(void **st) {
  * blocks (every position but the last, which each computes for its own logits), also when the first
  * ends in the step that computed it; greedy siblings are the greedy text; n beyond the slots and the
  * queue is refused as such, a queue that cannot take all n takes none (and one that can, all). */
+/* n's tests: 4 slots, 2 places in the queue, and a prompt longer than a KV block (16 tokens) */
+static const char *const SIBLINGS_PROMPT = "Lily and Ben went to the park. They saw a big dog and a little cat.";
+static spill_engine *siblings_open(spill_sched **s, int **t, int *n) {
+    spill_engine *e = engine(4, 0);
+    spill_err err = {{0}};
+    spill_sched_params sp = {.max_waiting = 2};
+    assert_int_equal(spill_sched_open(s, e, &sp, &err), 0);
+    const char *p = SIBLINGS_PROMPT;
+    assert_int_equal(spill_tokenize(&spill_engine_model(e)->tok, p, strlen(p), 1, 1, t, n, &err), 0);
+    assert_true(*n - 1 >= 16); /* longer than a block: the siblings wait for the first, then share it */
+    return e;
+}
+
 /* Siblings wait in the queue while their first computes the prompt; a client that goes away cancels them
    all. The first's end must not let the cancelled siblings in (each would fork the prompt's blocks for
    nothing, and one placed in a slot the step had passed was never finished when the scheduler stopped
@@ -954,16 +967,10 @@ static void test_logit_adjust(void **st) {
 static void test_cancelled_siblings(void **st) {
     (void)st;
     enum { N = 3 };
-    const char *prompt = "Lily and Ben went to the park. They saw a big dog and a little cat.";
-    spill_engine *e = engine(4, 0);
-    const spill_model *m = spill_engine_model(e);
     spill_sched *s;
-    spill_err err = {{0}};
-    spill_sched_params sp = {.max_waiting = 2};
-    assert_int_equal(spill_sched_open(&s, e, &sp, &err), 0);
     int *t, n, ids[N], full;
-    assert_int_equal(spill_tokenize(&m->tok, prompt, strlen(prompt), 1, 1, &t, &n, &err), 0);
-    assert_true(n - 1 >= 16); /* longer than a block: the siblings wait for the first */
+    spill_engine *e = siblings_open(&s, &t, &n);
+    spill_err err = {{0}};
     spill_request r = {t, n, MAX_TOK, 0.0f, 1.0f, 0, 7, NULL, 0, 0, 0, 0, NULL};
     static out o[N];
     void *users[N];
@@ -998,16 +1005,11 @@ static void test_cancelled_siblings(void **st) {
 static void test_n_siblings(void **st) {
     (void)st;
     enum { N = 3 };
-    const char *prompt = "Lily and Ben went to the park. They saw a big dog and a little cat.";
-    spill_engine *e = engine(4, 0);
-    const spill_model *m = spill_engine_model(e);
     spill_sched *s;
-    spill_err err = {{0}};
-    spill_sched_params sp = {.max_waiting = 2};
-    assert_int_equal(spill_sched_open(&s, e, &sp, &err), 0);
     int *t, n, ids[N], full;
-    assert_int_equal(spill_tokenize(&m->tok, prompt, strlen(prompt), 1, 1, &t, &n, &err), 0);
-    assert_true(n - 1 >= 16); /* longer than a block: there is something to share */
+    spill_engine *e = siblings_open(&s, &t, &n);
+    spill_err err = {{0}};
+    const char *prompt = SIBLINGS_PROMPT;
     static out one[N], o[N];
     spill_request r = {t, n, MAX_TOK, 1.0f, 0.95f, 40, 500, NULL, 0, 0, 0, 0, NULL};
     for (int i = 0; i < N; i++) { /* alone, seed 500 + i */
