@@ -310,13 +310,16 @@ static inline __attribute__((always_inline)) void rows_quant(spill_dtype w, int 
     __m256 summs = _mm256_setzero_ps(); /* Q4_1: lane 2r + 1 is row r's sum of m * s */
     for (int r = 0; r < R; r++) acc[r] = _mm256_setzero_ps();
     const __m256i ones = _mm256_set1_epi16(1);
+    const uint64_t bs = w == SPILL_DT_Q4_1 ? sizeof(spill_block_q4_1)
+                        : w == SPILL_DT_Q4_0 ? sizeof(spill_block_q4_0)
+                                             : sizeof(spill_block_q8_0);
     for (int64_t i = 0; i < n / SPILL_QK; i++) {
+        spill_rows_prefetch_blocks(wrow, rb, R, (uint64_t)i * bs, bs);
         if (w == SPILL_DT_Q4_1) {
             const spill_block_q8_1 *y = (const spill_block_q8_1 *)act + i;
             int32_t dms[4] = {0, 0, 0, 0}; /* row r's d and m */
             for (int r = 0; r < R; r++) {
                 const spill_block_q4_1 *x = (const spill_block_q4_1 *)(wrow + r * rb) + i;
-                _mm_prefetch((const char *)x + SPILL_PREFETCH_AHEAD, _MM_HINT_T0);
                 memcpy(&dms[r], x, sizeof dms[r]);
             }
             _Static_assert(offsetof(spill_block_q4_1, m) == sizeof(uint16_t), "a Q4_1 block starts with d, then m");
@@ -341,12 +344,10 @@ static inline __attribute__((always_inline)) void rows_quant(spill_dtype w, int 
                 uint16_t xd;
                 if (w == SPILL_DT_Q4_0) {
                     const spill_block_q4_0 *x = (const spill_block_q4_0 *)(wrow + r * rb) + i;
-                    _mm_prefetch((const char *)x + SPILL_PREFETCH_AHEAD, _MM_HINT_T0);
                     xd = x->d;
                     li = _mm256_sub_epi32(_mm256_madd_epi16(_mm256_maddubs_epi16(nibbles_bcast(x->qs), yq), ones), ysum8);
                 } else {
                     const spill_block_q8_0 *x = (const spill_block_q8_0 *)(wrow + r * rb) + i;
-                    _mm_prefetch((const char *)x + SPILL_PREFETCH_AHEAD, _MM_HINT_T0);
                     xd = x->d;
                     __m256i qx = _mm256_loadu_si256((const __m256i *)x->qs);
                     li = _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_sign_epi8(qx, qx), _mm256_sign_epi8(yq, qx)), ones);
@@ -371,22 +372,26 @@ static inline __attribute__((always_inline)) void rows_quant(spill_dtype w, int 
         for (; r_ < nr; r_++) kernel(w, 1, n, wrow + (uint64_t)r_ * rb, rb, act, out + r_);          \
     } while (0)
 
-/* 16-bit and F32 rows 8 at a time first (8 chains of fused multiply-adds, 8 rows' lines in flight, short
-   rows prefetched as one stream: spill_rows_prefetch), then as ROWS_OF. SmolLM2 decode, 2 threads, medians
-   of 5 interleaved runs: F16 82.5 -> 89.3 tok/s, BF16 78.6 -> 91.8 (docs/results.md) */
-#define ROWS_OF8(kernel, w)                                                                              \
+/* 16-bit and F32 rows 6 at a time first (6 chains of fused multiply-adds, 6 rows' lines in flight, short
+   rows prefetched as one stream: spill_rows_prefetch), then as ROWS_OF. 8 at a time, on a 2-vCPU Zen 3 VM
+   (SmolLM2 decode, 2 threads, medians of 5 interleaved runs: F16 82.5 -> 89.3 tok/s, BF16 78.6 -> 91.8
+   against 4 rows prefetched along each row; a stand-alone copy of the kernel there: 6 rows as one stream
+   22.5-25.3 GB/s, 8 rows 19.0-25.0) ran slower than 4, 5 or 6 on a 2-vCPU Zen 4 VM (AVX2 only), 3
+   interleaved rounds of 200 tokens: BF16 67-69 tok/s with 8, 95-97 with 6, 91-105 with 4; F16 75-78,
+   94-96, 93-101 (docs/results.md, 2026-12-07) */
+#define ROWS_OF6(kernel, w)                                                                              \
     do {                                                                                                 \
-        int r8_ = nr / 8 * 8;                                                                            \
-        for (int r_ = 0; r_ < r8_; r_ += 8) kernel(w, 8, n, wrow + (uint64_t)r_ * rb, rb, act, out + r_); \
-        wrow += (uint64_t)r8_ * rb, out += r8_, nr -= r8_;                                               \
+        int r6_ = nr / 6 * 6;                                                                            \
+        for (int r_ = 0; r_ < r6_; r_ += 6) kernel(w, 6, n, wrow + (uint64_t)r_ * rb, rb, act, out + r_); \
+        wrow += (uint64_t)r6_ * rb, out += r6_, nr -= r6_;                                               \
         ROWS_OF(kernel, w);                                                                              \
     } while (0)
 
 int spill_dots_rows_avx2(spill_dtype w, int64_t n, const void *wrows, uint64_t rb, int nr, const void *act, float *out) {
     const uint8_t *wrow = wrows;
     switch (w) {
-    case SPILL_DT_F32: ROWS_OF8(rows_wide, SPILL_DT_F32); return 1;
-    case SPILL_DT_F16: ROWS_OF8(rows_wide, SPILL_DT_F16); return 1;
+    case SPILL_DT_F32: ROWS_OF6(rows_wide, SPILL_DT_F32); return 1;
+    case SPILL_DT_F16: ROWS_OF6(rows_wide, SPILL_DT_F16); return 1;
     case SPILL_DT_BF16:
 #if defined(SPILL_DOT_AVX512_BF16)
         if (spill_cpu_avx512_bf16()) { /* the tiles' instruction (kernels/dots_bf16.c): the same bits alone or batched */
@@ -394,7 +399,7 @@ int spill_dots_rows_avx2(spill_dtype w, int64_t n, const void *wrows, uint64_t r
             return 1;
         }
 #endif
-        ROWS_OF8(rows_wide, SPILL_DT_BF16);
+        ROWS_OF6(rows_wide, SPILL_DT_BF16);
         return 1;
     case SPILL_DT_Q8_0:
     case SPILL_DT_Q4_0:
@@ -404,7 +409,9 @@ int spill_dots_rows_avx2(spill_dtype w, int64_t n, const void *wrows, uint64_t r
         if (spill_cpu_avx512_vnni()) r = spill_dots_quant_rows_vnni(w, n, wrows, rb, nr, act, out); /* 8 rows at a time */
 #endif
         wrow += (uint64_t)r * rb, out += r, nr -= r;
-        if (w == SPILL_DT_Q8_0) ROWS_OF(rows_quant, SPILL_DT_Q8_0);
+        if (w == SPILL_DT_Q8_0 && 3 * rb >= SPILL_PREFETCH_AHEAD) /* long rows: one stream, one row at a time */
+            for (int r_ = 0; r_ < nr; r_++) rows_quant(SPILL_DT_Q8_0, 1, n, wrow + (uint64_t)r_ * rb, rb, act, out + r_);
+        else if (w == SPILL_DT_Q8_0) ROWS_OF(rows_quant, SPILL_DT_Q8_0);
         else if (w == SPILL_DT_Q4_0) ROWS_OF(rows_quant, SPILL_DT_Q4_0);
         else ROWS_OF(rows_quant, SPILL_DT_Q4_1);
         return 1;
