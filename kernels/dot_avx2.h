@@ -136,12 +136,12 @@ static inline __attribute__((always_inline)) void kq_q4_k(int R, int TT, int64_t
     float acc1 = 0;
     for (int64_t i = 0; i < n / SPILL_QK_K; i++) {
         const spill_block_q4_k *x[4];
+        spill_rows_prefetch_blocks(row, rb, R, (uint64_t)i * sizeof **x, sizeof **x); /* as one stream (kernels/dot.h) */
         const spill_block_q8_k *y[4];
         __m256i sc16[4], mn2[4];
         _Pragma("GCC unroll 4")
         for (int r = 0; r < R; r++) {
             x[r] = (const spill_block_q4_k *)(row + (uint64_t)r * rb) + i;
-            spill_prefetch_block(x[r], sizeof *x[r]);
             /* kernels/dot.h's spill_q4_k_scales four bytes at a time: a, b, c the 12 bytes of scales */
             uint32_t a, b, c;
             memcpy(&a, x[r]->scales, 4), memcpy(&b, x[r]->scales + 4, 4), memcpy(&c, x[r]->scales + 8, 4);
@@ -199,12 +199,12 @@ static inline __attribute__((always_inline)) void kq_q6_k(int R, int TT, int64_t
     float acc1 = 0;
     for (int64_t i = 0; i < n / SPILL_QK_K; i++) {
         const spill_block_q6_k *x[4];
+        spill_rows_prefetch_blocks(row, rb, R, (uint64_t)i * sizeof **x, sizeof **x); /* as one stream (kernels/dot.h) */
         const spill_block_q8_k *y[4];
         __m128i sc8[4];
         _Pragma("GCC unroll 4")
         for (int r = 0; r < R; r++) {
             x[r] = (const spill_block_q6_k *)(row + (uint64_t)r * rb) + i;
-            spill_prefetch_block(x[r], sizeof *x[r]);
             sc8[r] = _mm_loadu_si128((const __m128i *)x[r]->scales);
         }
         _Pragma("GCC unroll 4")
