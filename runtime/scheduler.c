@@ -658,6 +658,11 @@ static req *req_new(spill_sched *s, const spill_request *q, int max_tokens, uint
     return r;
 }
 
+void spill_sched_limits(const spill_sched *s, int *slots, int *max_waiting) {
+    *slots = s->n_slots; /* both fixed at open */
+    *max_waiting = s->max_waiting;
+}
+
 int spill_sched_submit(spill_sched *s, const spill_request *q, spill_sched_sink sink, void *user, int *id, int *full,
                        spill_err *err) {
     return spill_sched_submit_n(s, q, 1, sink, &user, id, full, err);

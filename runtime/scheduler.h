@@ -102,6 +102,9 @@ int spill_sched_submit(spill_sched *s, const spill_request *r, spill_sched_sink 
  * unless the prompt is shorter than a block or its every position's logits are wanted (prompt_logprobs). */
 int spill_sched_submit_n(spill_sched *s, const spill_request *r, int n, spill_sched_sink sink, void *const *users, int *ids,
                          int *full, spill_err *err);
+/* The most sequences one submission may carry: the slots and the queue's places beyond them (a
+ * spill_sched_submit_n with more is refused at once, full or not). */
+void spill_sched_limits(const spill_sched *s, int *slots, int *max_waiting);
 /* The request ends with SPILL_FINISH_CANCELLED at the next step (or at once when still waiting). */
 void spill_sched_cancel(spill_sched *s, int id);
 /* No more submissions; drain 1: finish what runs and what waits, then stop; 0: cancel them. Waits. */
