@@ -331,7 +331,8 @@ static inline __attribute__((always_inline)) void spill_rows_prefetch(const uint
 /* The same one stream for a kernel that walks R rows of quantized blocks side by side, now at byte off of
  * each, step bytes of each per call: the stretch's lines from SPILL_PREFETCH_AHEAD past its start plus
  * off * R, step * R bytes of them (consecutive calls' addresses at most 64 bytes apart, so every line is
- * asked for). Rows SPILL_PREFETCH_AHEAD apart or more are R streams: each row's own bytes ahead. The
+ * asked for). Where the group's first and last rows lie SPILL_PREFETCH_AHEAD apart or more, R streams:
+ * every line of each row's step bytes, SPILL_PREFETCH_AHEAD on (a K-quant block spans 3 or 4). The
  * AVX2 one-token Q8_0 kernel, 4 rows of 1536 (1632 bytes) against one token, 64 MiB of rows from
  * memory, one thread, a 2-vCPU Zen 4 VM: each row prefetched 8 KiB ahead (into the rows 5 on) 10.9-11.9
  * GB/s, as one stream 19.2-20.5, one row at a time 17-19 (docs/results.md, 2026-12-07). */
@@ -342,7 +343,8 @@ static inline __attribute__((always_inline)) void spill_rows_prefetch_blocks(con
         for (uint64_t b = 0; b < step * (uint64_t)R; b += 64) __builtin_prefetch(p + b);
         return;
     }
-    for (int r = 0; r < R; r++) __builtin_prefetch(wrow + (uint64_t)r * rb + off + SPILL_PREFETCH_AHEAD);
+    for (int r = 0; r < R; r++)
+        for (uint64_t b = 0; b < step; b += 64) __builtin_prefetch(wrow + (uint64_t)r * rb + off + SPILL_PREFETCH_AHEAD + b);
 }
 
 #endif

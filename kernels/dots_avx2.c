@@ -361,9 +361,8 @@ static inline __attribute__((always_inline)) void rows_quant(spill_dtype w, int 
     for (int r = 0; r < R; r++) out[r] = w == SPILL_DT_Q4_1 ? hsum(acc[r]) + sm[2 * r + 1] : hsum(acc[r]);
 }
 
-/* nr rows in groups of 4, then 2, then one (the kernel inlined for each group size): the 6 rows a matmul
-   passes at a time for F32 and F16 tiles (spill_dots_rows_together) meet the tokens past the last tile as
-   4 + 2, not 4 + 1 + 1 (a row alone is one chain waiting on itself) */
+/* nr rows in groups of 4, then 2, then one (the kernel inlined for each group size): 2 rows left over
+   go as a pair, not 1 + 1 (a row alone is one chain waiting on itself) */
 #define ROWS_OF(kernel, w)                                                                        \
     do {                                                                                          \
         int r_ = 0;                                                                               \
@@ -409,7 +408,10 @@ int spill_dots_rows_avx2(spill_dtype w, int64_t n, const void *wrows, uint64_t r
         if (spill_cpu_avx512_vnni()) r = spill_dots_quant_rows_vnni(w, n, wrows, rb, nr, act, out); /* 8 rows at a time */
 #endif
         wrow += (uint64_t)r * rb, out += r, nr -= r;
-        if (w == SPILL_DT_Q8_0 && 3 * rb >= SPILL_PREFETCH_AHEAD) /* long rows: one stream, one row at a time */
+        /* long rows: one stream, one row at a time (Q8_0 rows 8192 wide, 4 at a time 14.6-14.9 GB/s, one
+           17.3-19.1: docs/results.md); Q4_0 and Q4_1 keep 4, for their shared work per block (not measured
+           on long rows) */
+        if (w == SPILL_DT_Q8_0 && 3 * rb >= SPILL_PREFETCH_AHEAD)
             for (int r_ = 0; r_ < nr; r_++) rows_quant(SPILL_DT_Q8_0, 1, n, wrow + (uint64_t)r_ * rb, rb, act, out + r_);
         else if (w == SPILL_DT_Q8_0) ROWS_OF(rows_quant, SPILL_DT_Q8_0);
         else if (w == SPILL_DT_Q4_0) ROWS_OF(rows_quant, SPILL_DT_Q4_0);

@@ -377,17 +377,6 @@ static enum MHD_Result generate(spill_http *h, struct MHD_Connection *c, int cha
     }
     g->n = g->req.best_of; /* sequences: best_of, of which n are sent */
     for (int i = 0; i < g->n; i++) g->ch[i] = (choice){.g = g, .index = i, .first = 1};
-    int slots, queue;
-    spill_sched_limits(h->p.sched, &slots, &queue);
-    if (g->n > slots + queue) { /* more than the server could ever hold at once: no retry helps */
-        const char *name = g->n > g->req.n ? "best_of" : "n";
-        spill_api_err big = {.status = 400};
-        snprintf(big.msg, sizeof big.msg, "%s is %d; this server runs %d sequences and queues %d more", name, g->n, slots,
-                 queue);
-        snprintf(big.param, sizeof big.param, "%s", name);
-        gen_unref(g);
-        return send_error(h, c, &big);
-    }
     pthread_mutex_lock(&h->lock);
     int draining = h->draining, id = ++h->next_id;
     if (!draining) h->active++;
@@ -417,18 +406,27 @@ static enum MHD_Result generate(spill_http *h, struct MHD_Connection *c, int cha
     void *users[SPILL_API_MAX_N];
     for (int i = 0; i < g->n; i++) users[i] = &g->ch[i];
     g->refs += g->n; /* the sinks', once submitted */
+    int slots, queue;
+    spill_sched_limits(h->p.sched, &slots, &queue);
     if (g->req.echo && g->req.max_tokens < 0 && !g->req.logprobs) {
         /* the prompt back and nothing more: no need of the model (sched_id stays 0, which no request has) */
         for (int i = 0; i < g->n; i++) sink(&g->ch[i], "", 0, 0, NULL, 0, SPILL_FINISH_LENGTH);
-    } else if (spill_sched_submit_n(h->p.sched, &r, g->n, sink, users, ids, &full, &err)) {
+    } else if (g->n > slots + queue || spill_sched_submit_n(h->p.sched, &r, g->n, sink, users, ids, &full, &err)) {
         g->refs -= g->n;
         pthread_mutex_lock(&h->lock);
         h->active--;
         pthread_mutex_unlock(&h->lock);
-        gen_unref(g);
         spill_api_err ee = {.status = full ? 429 : 400};
-        snprintf(ee.msg, sizeof ee.msg, "%s", err.msg);
-        if (full && strstr(err.msg, "shutting down")) ee.status = 503;
+        if (g->n > slots + queue) { /* more than the server could ever hold at once: no retry helps */
+            const char *name = g->n > g->req.n ? "best_of" : "n";
+            snprintf(ee.msg, sizeof ee.msg, "%s is %d; this server runs %d sequences and queues %d more", name, g->n,
+                     slots, queue);
+            snprintf(ee.param, sizeof ee.param, "%s", name);
+        } else {
+            snprintf(ee.msg, sizeof ee.msg, "%s", err.msg);
+            if (full && strstr(err.msg, "shutting down")) ee.status = 503;
+        }
+        gen_unref(g);
         return send_error(h, c, &ee);
     }
     for (int i = 0; i < g->n; i++) g->ch[i].sched_id = ids[i]; /* read by cancel_all only, on this side */

@@ -98,7 +98,7 @@ static void test_dequant_q4_1_error_bound(void **s) {
 
 static void test_matmul_threads_equal_dots(void **s) {
     (void)s;
-    /* one token (rows 8 at a time where the one-token kernels take them so), batches below, at and past the
+    /* one token (rows 8 or 6 at a time where the one-token kernels take them so), batches below, at and past the
        tile, columns so wide that the workers split the batch into chunks
        of tokens (kernels/ops.c prepares at most 320 KiB per chunk on a worker's stack), and so wide that
        two tiles' prepared activations (F32/F16/BF16, 8 x 24576 floats) go on the heap */
@@ -111,8 +111,12 @@ static void test_matmul_threads_equal_dots(void **s) {
                        {45, 512, 10}, {45, 512, 15},
                        /* widths that only F32, F16 and BF16 rows take: the values past the last 8 */
                        {19, 77, 9}, {33, 5, 12}, {16, 1003, 8}, {21, 3, 16},
-                       /* and one token: rows 8, 4, 2 and 1 at a time with the values past the last 8 */
-                       {31, 77, 1}, {23, 1003, 1}};
+                       /* and one token: rows 8 (VNNI, vdpbf16ps) or 6 (AVX2's F32, F16, BF16), 4, 2 and 1 at a time with
+                          the values past the last 8 */
+                       {31, 77, 1}, {23, 1003, 1},
+                       /* one token against rows over 8 KiB apart in a group of 4: AVX2 Q8_0 one row at a time, the
+                          others' prefetch along each row */
+                       {9, 16384, 1}};
     for (unsigned ti = 0; ti < sizeof types / sizeof *types; ti++)
         for (unsigned si = 0; si < sizeof shapes / sizeof *shapes; si++) {
             spill_dtype t = types[ti];
