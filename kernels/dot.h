@@ -343,6 +343,7 @@ static inline __attribute__((always_inline)) void spill_rows_prefetch_blocks(con
         for (uint64_t b = 0; b < step * (uint64_t)R; b += 64) __builtin_prefetch(p + b);
         return;
     }
+    /* not spill_prefetch_block: its extra ask for a block's last byte is the next call's first line here */
     for (int r = 0; r < R; r++)
         for (uint64_t b = 0; b < step; b += 64) __builtin_prefetch(wrow + (uint64_t)r * rb + off + SPILL_PREFETCH_AHEAD + b);
 }

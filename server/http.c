@@ -408,16 +408,17 @@ static enum MHD_Result generate(spill_http *h, struct MHD_Connection *c, int cha
     g->refs += g->n; /* the sinks', once submitted */
     int slots, queue;
     spill_sched_limits(h->p.sched, &slots, &queue);
+    const int too_many = g->n > slots + queue; /* more than the server could ever hold at once: no retry helps */
     if (g->req.echo && g->req.max_tokens < 0 && !g->req.logprobs) {
         /* the prompt back and nothing more: no need of the model (sched_id stays 0, which no request has) */
         for (int i = 0; i < g->n; i++) sink(&g->ch[i], "", 0, 0, NULL, 0, SPILL_FINISH_LENGTH);
-    } else if (g->n > slots + queue || spill_sched_submit_n(h->p.sched, &r, g->n, sink, users, ids, &full, &err)) {
+    } else if (too_many || spill_sched_submit_n(h->p.sched, &r, g->n, sink, users, ids, &full, &err)) {
         g->refs -= g->n;
         pthread_mutex_lock(&h->lock);
         h->active--;
         pthread_mutex_unlock(&h->lock);
         spill_api_err ee = {.status = full ? 429 : 400};
-        if (g->n > slots + queue) { /* more than the server could ever hold at once: no retry helps */
+        if (too_many) {
             const char *name = g->n > g->req.n ? "best_of" : "n";
             snprintf(ee.msg, sizeof ee.msg, "%s is %d; this server runs %d sequences and queues %d more", name, g->n,
                      slots, queue);
