@@ -288,8 +288,9 @@ static inline __attribute__((always_inline)) void spill_prefetch_key_rows(const 
         for (int64_t b = 0; b < 4 * n; b += 64) __builtin_prefetch((const char *)(rows + p * rs) + b);
 }
 
-/* Where a kernel that walks R rows of rb bytes side by side (rows r at wrow + r * rb), now at byte off of
- * each, prefetches row 0's bytes (row r's: the result + r * rb): SPILL_PREFETCH_AHEAD along the row,
+/* (The NEON kernels' prefetch, kernels/dot_neon.h; x86's one-token kernels ask for one stream instead,
+ * spill_rows_prefetch_blocks below, which was never measured on Arm.) Where a kernel that walks R rows of
+ * rb bytes side by side (rows r at wrow + r * rb), now at byte off of each, prefetches row 0's bytes (row r's: the result + r * rb): SPILL_PREFETCH_AHEAD along the row,
  * and past the row's end on into the row R further on, the one the next call walks. Straight ahead
  * landed in the call's own rows when rows are shorter than 4 KiB (a 1024-wide F16 row is 2 KiB), which
  * are being read anyway. One-token matmul over a 256 MiB stack of 1024-wide layers, 2 threads, the x86
@@ -307,45 +308,43 @@ static inline const uint8_t *spill_rows_prefetch_at(const uint8_t *wrow, uint64_
     return wrow + (uint64_t)R * rb + o;
 }
 
-/* The R lines of a kernel that walks R rows side by side, now at byte off (a multiple of 64) of each,
- * the rows packed (row r at wrow + r * rb, as a matmul's are). Where the R rows lie within
- * SPILL_PREFETCH_AHEAD of each other, they are one stretch read R lines per step: prefetched as one
- * stream, R lines per step, SPILL_PREFETCH_AHEAD past the stretch's start plus off * R, which runs on into
- * the next call's rows without a seam; longer rows as spill_rows_prefetch_at says. A stand-alone copy of
- * the F16 rows kernel, one-token matmul over a 256 MiB stack of 576 x 576 layers, 2 threads, the x86 dev
- * VM, three interleaved rounds: rows 4 at a time prefetched as spill_rows_prefetch_at has them 18-21 GB/s,
- * 8 at a time the same way 17-19, 8 at a time as one stream 19-25 (docs/results.md). Always inlined: gcc 12
- * otherwise kept it out of line, found it did nothing but prefetch (no side effects to gcc) and deleted
- * its calls, so the kernels ran with no prefetch at all (clang kept them). */
-static inline __attribute__((always_inline)) void spill_rows_prefetch(const uint8_t *wrow, uint64_t rb, int R, uint64_t off,
-                                                                      uint64_t wrap) {
-    if ((uint64_t)(R - 1) * rb < SPILL_PREFETCH_AHEAD) {
-        const uint8_t *p = wrow + SPILL_PREFETCH_AHEAD + off * (uint64_t)R;
-        for (int r = 0; r < R; r++) __builtin_prefetch(p + 64 * r);
-        return;
-    }
-    const uint8_t *p = spill_rows_prefetch_at(wrow, rb, R, off, wrap);
-    for (int r = 0; r < R; r++) __builtin_prefetch(p + (uint64_t)r * rb);
+/* One-token kernels walk R rows side by side (row r at wrow + r * rb, as a matmul's rows are packed), now
+ * at byte off of each, and ask for the lines they will read as ONE stream: the stretch of R rows is
+ * prefetched in order, R times as fast as the kernel walks a row, running on into the next call's rows
+ * without a seam. It runs spill_rows_stream_ahead(rb, R) = (R - 1) * rb + SPILL_PREFETCH_AHEAD bytes
+ * past the stretch's start: row R - 1's first line is then asked for SPILL_PREFETCH_AHEAD bytes of
+ * stream before it is read, the least lead of any line (the stream at SPILL_PREFETCH_AHEAD alone gave 8
+ * BF16 rows of 576 a lead of 128 bytes). The lines go to L2 (some wait up to twice the stretch before
+ * they are read) except where the caller says into_l1. Measured on a 2-vCPU Zen 4 VM with AVX-512, 256
+ * MiB of rows from memory, one thread, best of 5, two or three alternated rounds (docs/results.md,
+ * 2026-12-07), GB/s:
+ * - R streams, each row SPILL_PREFETCH_AHEAD ahead along itself (what the 8-row AVX-512 kernels did):
+ *   Q8_0 8 rows (VNNI) of 576 6.9, of 1536 9.2-11.4, of 8192 17.6-18.3; as this stream 20-23.6,
+ *   20.9-24.9, 20.9-22.7. Q4_K 8 rows of 1536 10-12 -> 17-18; Q6_K 8 rows of 2048 11.7 -> 20-28.
+ * - L2 against L1, the same stream: VNNI Q8_0 of 1536 20.9-22.5 / 15.9-17.3, BF16 8 rows of 1536
+ *   19.3-20.2 / 14.7-15.8, AVX2 Q6_K 4 rows of 1536 17-19 / 9.5; but AVX2's Q4_0, Q4_1 and Q8_0 rows
+ *   (rows_quant, 4 at a time, compute-bound near the memory's rate) 13-15 / 15-16.6 at 1536: they ask
+ *   for L1. */
+/* the end to give spill_rows_prefetch_blocks where a caller's rows go on past the kernel's (a lone dot) */
+#define SPILL_ROWS_NO_END ((const uint8_t *)UINTPTR_MAX)
+static inline uint64_t spill_rows_stream_ahead(uint64_t rb, int R) {
+    return (uint64_t)(R - 1) * rb + SPILL_PREFETCH_AHEAD;
 }
 
-/* The same one stream for a kernel that walks R rows of quantized blocks side by side, now at byte off of
- * each, step bytes of each per call: the stretch's lines from SPILL_PREFETCH_AHEAD past its start plus
- * off * R, step * R bytes of them (consecutive calls' addresses at most 64 bytes apart, so every line is
- * asked for). Where the group's first and last rows lie SPILL_PREFETCH_AHEAD apart or more, R streams:
- * every line of each row's step bytes, SPILL_PREFETCH_AHEAD on (a K-quant block spans 3 or 4). The
- * AVX2 one-token Q8_0 kernel, 4 rows of 1536 (1632 bytes) against one token, 64 MiB of rows from
- * memory, one thread, a 2-vCPU Zen 4 VM: each row prefetched 8 KiB ahead (into the rows 5 on) 10.9-11.9
- * GB/s, as one stream 19.2-20.5, one row at a time 17-19 (docs/results.md, 2026-12-07). */
+/* The stream's step for a kernel at byte off of each row that reads step bytes of each (a block), or
+ * that calls it once per 64 bytes of each row (step 64): the step * R bytes at
+ * wrow + spill_rows_stream_ahead(rb, R) + off * R, into L1 where into_l1 (a constant), else L2 (consecutive calls' addresses at most 64 bytes
+ * apart, so every line is asked for). Always inlined: gcc 12 otherwise kept such a helper out of line,
+ * found it did nothing but prefetch (no side effects to gcc) and deleted its calls. */
 static inline __attribute__((always_inline)) void spill_rows_prefetch_blocks(const uint8_t *wrow, uint64_t rb, int R,
-                                                                             uint64_t off, uint64_t step) {
-    if ((uint64_t)(R - 1) * rb < SPILL_PREFETCH_AHEAD) {
-        const uint8_t *p = wrow + SPILL_PREFETCH_AHEAD + off * (uint64_t)R;
-        for (uint64_t b = 0; b < step * (uint64_t)R; b += 64) __builtin_prefetch(p + b);
-        return;
-    }
-    /* not spill_prefetch_block: its extra ask for a block's last byte is the next call's first line here */
-    for (int r = 0; r < R; r++)
-        for (uint64_t b = 0; b < step; b += 64) __builtin_prefetch(wrow + (uint64_t)r * rb + off + SPILL_PREFETCH_AHEAD + b);
+                                                                             uint64_t off, uint64_t step, int into_l1,
+                                                                             const uint8_t *end) {
+    const uint8_t *p = wrow + spill_rows_stream_ahead(rb, R) + off * (uint64_t)R;
+    if (p >= end) return; /* past the call's rows: another thread's, or no one's */
+    if (into_l1)
+        for (uint64_t b = 0; b < step * (uint64_t)R; b += 64) __builtin_prefetch(p + b, 0, 3);
+    else
+        for (uint64_t b = 0; b < step * (uint64_t)R; b += 64) __builtin_prefetch(p + b, 0, 2);
 }
 
 #endif

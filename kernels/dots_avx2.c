@@ -237,13 +237,12 @@ static inline __attribute__((always_inline)) void dots_wide(spill_dtype w, int R
 }
 
 static inline __attribute__((always_inline)) void rows_bf16(int R, int64_t n, const uint8_t *wrow, uint64_t rb,
-                                                            const uint16_t *act, float *out) {
-    const uint64_t wrap = spill_rows_prefetch_wrap(rb);
+                                                            const uint16_t *act, float *out, const uint8_t *end) {
     __m256 acc[8];
     for (int r = 0; r < R; r++) acc[r] = _mm256_setzero_ps();
     int64_t i = 0;
     for (; i + 16 <= n; i += 16) {
-        if (i % 32 == 0) spill_rows_prefetch(wrow, rb, R, (uint64_t)i * 2, wrap); /* a 64-byte line of each row */
+        if (i % 32 == 0) spill_rows_prefetch_blocks(wrow, rb, R, (uint64_t)i * 2, 64, 0, end); /* a 64-byte line of each row */
         __m256 yo, ye, xo, xe;
         bf16_pairs(act + i, &yo, &ye);
         for (int r = 0; r < R; r++) {
@@ -264,20 +263,19 @@ static inline __attribute__((always_inline)) void rows_bf16(int R, int64_t n, co
  * waited for it, so a 16-bit decode ran at about 5 GMAC/s, below what memory delivers. Each row's
  * chain is the one-token dot's, so the results are its bits. Prefetched once per 64-byte line. */
 static inline __attribute__((always_inline)) void rows_wide(spill_dtype w, int R, int64_t n, const uint8_t *wrow,
-                                                            uint64_t rb, const void *act, float *out) {
+                                                            uint64_t rb, const void *act, float *out, const uint8_t *end) {
     if (w == SPILL_DT_BF16) { /* BF16 activations, lanes of pairs (kernels/dot.h) */
-        rows_bf16(R, n, wrow, rb, act, out);
+        rows_bf16(R, n, wrow, rb, act, out, end);
         return;
     }
     const spill_dtype a = w == SPILL_DT_F16 ? SPILL_DT_F16 : SPILL_DT_F32;
     const size_t wbytes = w == SPILL_DT_F32 ? 4 : 2;
     const int64_t line = 64 / (int64_t)wbytes; /* values per cache line */
-    const uint64_t wrap = spill_rows_prefetch_wrap(rb);
     __m256 acc[8];
     for (int r = 0; r < R; r++) acc[r] = _mm256_setzero_ps();
     int64_t i = 0;
     for (; i + line <= n; i += line) {
-        spill_rows_prefetch(wrow, rb, R, (uint64_t)i * wbytes, wrap);
+        spill_rows_prefetch_blocks(wrow, rb, R, (uint64_t)i * wbytes, 64, 0, end);
         for (int64_t k = i; k < i + line; k += 8) {
             __m256 y = wide8(a, act, k);
             for (int r = 0; r < R; r++) acc[r] = _mm256_fmadd_ps(wide8(w, wrow + r * rb, k), y, acc[r]);
@@ -305,7 +303,7 @@ static inline __attribute__((always_inline)) void rows_wide(spill_dtype w, int R
  * their d's gathered the same way measured 27 -> 23 GMAC/s for Q8_0 and no change for Q4_0, and the
  * same gathering in Q4_1's 4-token tile (dots_q4_1) no change: the pairs' multiplies bound it. */
 static inline __attribute__((always_inline)) void rows_quant(spill_dtype w, int R, int64_t n, const uint8_t *wrow,
-                                                             uint64_t rb, const void *act, float *out) {
+                                                             uint64_t rb, const void *act, float *out, const uint8_t *end) {
     __m256 acc[4];
     __m256 summs = _mm256_setzero_ps(); /* Q4_1: lane 2r + 1 is row r's sum of m * s */
     for (int r = 0; r < R; r++) acc[r] = _mm256_setzero_ps();
@@ -314,7 +312,7 @@ static inline __attribute__((always_inline)) void rows_quant(spill_dtype w, int 
                         : w == SPILL_DT_Q4_0 ? sizeof(spill_block_q4_0)
                                              : sizeof(spill_block_q8_0);
     for (int64_t i = 0; i < n / SPILL_QK; i++) {
-        spill_rows_prefetch_blocks(wrow, rb, R, (uint64_t)i * bs, bs);
+        spill_rows_prefetch_blocks(wrow, rb, R, (uint64_t)i * bs, bs, 1, end);
         if (w == SPILL_DT_Q4_1) {
             const spill_block_q8_1 *y = (const spill_block_q8_1 *)act + i;
             int32_t dms[4] = {0, 0, 0, 0}; /* row r's d and m */
@@ -366,13 +364,13 @@ static inline __attribute__((always_inline)) void rows_quant(spill_dtype w, int 
 #define ROWS_OF(kernel, w)                                                                        \
     do {                                                                                          \
         int r_ = 0;                                                                               \
-        for (; r_ + 4 <= nr; r_ += 4) kernel(w, 4, n, wrow + (uint64_t)r_ * rb, rb, act, out + r_); \
-        if (r_ + 2 <= nr) kernel(w, 2, n, wrow + (uint64_t)r_ * rb, rb, act, out + r_), r_ += 2;     \
-        for (; r_ < nr; r_++) kernel(w, 1, n, wrow + (uint64_t)r_ * rb, rb, act, out + r_);          \
+        for (; r_ + 4 <= nr; r_ += 4) kernel(w, 4, n, wrow + (uint64_t)r_ * rb, rb, act, out + r_, end); \
+        if (r_ + 2 <= nr) kernel(w, 2, n, wrow + (uint64_t)r_ * rb, rb, act, out + r_, end), r_ += 2;    \
+        for (; r_ < nr; r_++) kernel(w, 1, n, wrow + (uint64_t)r_ * rb, rb, act, out + r_, end);          \
     } while (0)
 
 /* 16-bit and F32 rows 6 at a time first (6 chains of fused multiply-adds, 6 rows' lines in flight, short
-   rows prefetched as one stream: spill_rows_prefetch), then as ROWS_OF. 8 at a time, on a 2-vCPU Zen 3 VM
+   rows prefetched as one stream: spill_rows_prefetch_blocks), then as ROWS_OF. 8 at a time, on a 2-vCPU Zen 3 VM
    (SmolLM2 decode, 2 threads, medians of 5 interleaved runs: F16 82.5 -> 89.3 tok/s, BF16 78.6 -> 91.8
    against 4 rows prefetched along each row; a stand-alone copy of the kernel there: 6 rows as one stream
    22.5-25.3 GB/s, 8 rows 19.0-25.0) ran slower than 4, 5 or 6 on a 2-vCPU Zen 4 VM (AVX2 only), 3
@@ -381,13 +379,13 @@ static inline __attribute__((always_inline)) void rows_quant(spill_dtype w, int 
 #define ROWS_OF6(kernel, w)                                                                              \
     do {                                                                                                 \
         int r6_ = nr / 6 * 6;                                                                            \
-        for (int r_ = 0; r_ < r6_; r_ += 6) kernel(w, 6, n, wrow + (uint64_t)r_ * rb, rb, act, out + r_); \
+        for (int r_ = 0; r_ < r6_; r_ += 6) kernel(w, 6, n, wrow + (uint64_t)r_ * rb, rb, act, out + r_, end); \
         wrow += (uint64_t)r6_ * rb, out += r6_, nr -= r6_;                                               \
         ROWS_OF(kernel, w);                                                                              \
     } while (0)
 
 int spill_dots_rows_avx2(spill_dtype w, int64_t n, const void *wrows, uint64_t rb, int nr, const void *act, float *out) {
-    const uint8_t *wrow = wrows;
+    const uint8_t *wrow = wrows, *end = wrow + (uint64_t)nr * rb; /* where the prefetch stream stops */
     switch (w) {
     case SPILL_DT_F32: ROWS_OF6(rows_wide, SPILL_DT_F32); return 1;
     case SPILL_DT_F16: ROWS_OF6(rows_wide, SPILL_DT_F16); return 1;
@@ -408,12 +406,7 @@ int spill_dots_rows_avx2(spill_dtype w, int64_t n, const void *wrows, uint64_t r
         if (spill_cpu_avx512_vnni()) r = spill_dots_quant_rows_vnni(w, n, wrows, rb, nr, act, out); /* 8 rows at a time */
 #endif
         wrow += (uint64_t)r * rb, out += r, nr -= r;
-        /* long rows: one stream, one row at a time (Q8_0 rows 8192 wide, 4 at a time 14.6-14.9 GB/s, one
-           17.3-19.1: docs/results.md); Q4_0 and Q4_1 keep 4, for their shared work per block (not measured
-           on long rows) */
-        if (w == SPILL_DT_Q8_0 && 3 * rb >= SPILL_PREFETCH_AHEAD)
-            for (int r_ = 0; r_ < nr; r_++) rows_quant(SPILL_DT_Q8_0, 1, n, wrow + (uint64_t)r_ * rb, rb, act, out + r_);
-        else if (w == SPILL_DT_Q8_0) ROWS_OF(rows_quant, SPILL_DT_Q8_0);
+        if (w == SPILL_DT_Q8_0) ROWS_OF(rows_quant, SPILL_DT_Q8_0);
         else if (w == SPILL_DT_Q4_0) ROWS_OF(rows_quant, SPILL_DT_Q4_0);
         else ROWS_OF(rows_quant, SPILL_DT_Q4_1);
         return 1;
@@ -425,8 +418,8 @@ int spill_dots_rows_avx2(spill_dtype w, int64_t n, const void *wrows, uint64_t r
         if (spill_cpu_avx512_vnni()) r = spill_dots_kquant_rows_vnni(w, n, wrows, rb, nr, act, out); /* 8 rows at a time */
 #endif
         for (; r + 4 <= nr; r += 4) /* 4 rows at once: the token's values loaded once for them, one float step for 4 */
-            kq_rows(w, 4, 1, n, wrow + (uint64_t)r * rb, rb, act, 0, out + r, 1);
-        for (; r < nr; r++) kq_rows(w, 1, 1, n, wrow + (uint64_t)r * rb, rb, act, 0, out + r, 1);
+            kq_rows(w, 4, 1, n, wrow + (uint64_t)r * rb, rb, act, 0, out + r, 1, end);
+        for (; r < nr; r++) kq_rows(w, 1, 1, n, wrow + (uint64_t)r * rb, rb, act, 0, out + r, 1, end);
         return 1;
     }
     default: return 0;
@@ -549,7 +542,7 @@ void spill_dots4_avx2(spill_dtype w, int64_t n, const void *wrows, uint64_t rb, 
     }
     /* K-quants: a row's super-blocks unpacked once for the 4 tokens (kernels/dot_avx2.h; two rows at a time
        measured the same: the multiplies, two per 32 values and token, bound it) */
-    for (int r = 0; r < nr; r++) kq_rows(w, 1, T, n, wrow + (uint64_t)r * rb, rb, act, stride, out + r, ldo);
+    for (int r = 0; r < nr; r++) kq_rows(w, 1, T, n, wrow + (uint64_t)r * rb, rb, act, stride, out + r, ldo, wrow + (uint64_t)nr * rb);
 }
 
 /* Q4_0 rows against 2 tiles of tokens or more: each row's nibbles unpacked once into Q8_0 blocks (the same

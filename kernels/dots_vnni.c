@@ -374,26 +374,16 @@ static inline __m512i two_rows(const uint8_t *a, const uint8_t *b) {
                               _mm256_loadu_si256((const __m256i *)b), 1);
 }
 
-/* every cache line of `bytes` at p (inlined: a call in kq_rows8's loop spilled its 512-bit registers around it, 2.5x slower) */
-static inline __attribute__((always_inline)) void prefetch_lines(const uint8_t *p, size_t bytes) {
-    for (size_t off = 0; off < bytes; off += 64) _mm_prefetch((const char *)p + off, _MM_HINT_T0);
-    _mm_prefetch((const char *)p + bytes - 1, _MM_HINT_T0);
-}
-
 static inline __attribute__((always_inline)) void kq_rows8(spill_dtype w, int64_t n, const uint8_t *wrow, uint64_t rb,
-                                                           const spill_block_q8_k *y, float *out) {
+                                                           const spill_block_q8_k *y, float *out, const uint8_t *end) {
     const int64_t nb = n / SPILL_QK_K;
     const __m512i m4 = _mm512_set1_epi8(0xF);
     const __m256i order = _mm256_setr_epi32(KQ_ORDER);
     __m256 acc = _mm256_setzero_ps();
-    /* prefetched SPILL_PREFETCH_AHEAD on along the 8 rows walked side by side, into the next 8 rows where a
-       row is shorter (spill_rows_prefetch_at): a Llama-1B row of 2048 Q4_K values is 1152 bytes, and 8 KiB
-       on along each row itself reached rows 7 to 14 on, never the 16th */
     const size_t xbytes = w == SPILL_DT_Q4_K ? sizeof(spill_block_q4_k) : sizeof(spill_block_q6_k);
-    const uint64_t wrap = spill_rows_prefetch_wrap(rb);
     for (int64_t i = 0; i < nb; i++) {
         const spill_block_q8_k *yb = y + i;
-        const uint8_t *pf = spill_rows_prefetch_at(wrow, rb, 8, (uint64_t)i * xbytes, wrap);
+        spill_rows_prefetch_blocks(wrow, rb, 8, (uint64_t)i * xbytes, xbytes, 0, end); /* as one stream (kernels/dot.h) */
         __m512i yq[8];
         for (int j = 0; j < 8; j++) yq[j] = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)(yb->qs + 32 * j)));
         const __m512i bs = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)yb->bsums));
@@ -406,8 +396,6 @@ static inline __attribute__((always_inline)) void kq_rows8(spill_dtype w, int64_
             for (int p = 0; p < 4; p++) {
                 const spill_block_q4_k *xa = (const spill_block_q4_k *)(wrow + (uint64_t)(2 * p) * rb) + i;
                 const spill_block_q4_k *xb = (const spill_block_q4_k *)(wrow + (uint64_t)(2 * p + 1) * rb) + i;
-                prefetch_lines(pf + (uint64_t)(2 * p) * rb, sizeof *xa);
-                prefetch_lines(pf + (uint64_t)(2 * p + 1) * rb, sizeof *xb);
                 dxs[2 * p] = h2f(xa->d), dxs[2 * p + 1] = h2f(xb->d);
                 mxs[2 * p] = h2f(xa->dmin), mxs[2 * p + 1] = h2f(xb->dmin);
                 __m512i s16 = _mm512_inserti64x4(_mm512_castsi256_si512(q4_k_scales16(xa->scales)), q4_k_scales16(xb->scales), 1);
@@ -424,8 +412,6 @@ static inline __attribute__((always_inline)) void kq_rows8(spill_dtype w, int64_
             for (int p = 0; p < 4; p++) {
                 const spill_block_q6_k *xa = (const spill_block_q6_k *)(wrow + (uint64_t)(2 * p) * rb) + i;
                 const spill_block_q6_k *xb = (const spill_block_q6_k *)(wrow + (uint64_t)(2 * p + 1) * rb) + i;
-                prefetch_lines(pf + (uint64_t)(2 * p) * rb, sizeof *xa);
-                prefetch_lines(pf + (uint64_t)(2 * p + 1) * rb, sizeof *xb);
                 dxs[2 * p] = h2f(xa->d), dxs[2 * p + 1] = h2f(xb->d);
                 __m512i s16 = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)xa->scales))),
                                                  _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)xb->scales)), 1);
@@ -461,11 +447,11 @@ static inline __attribute__((always_inline)) void kq_rows8(spill_dtype w, int64_
 }
 
 int spill_dots_kquant_rows_vnni(spill_dtype w, int64_t n, const void *wrows, uint64_t rb, int nr, const void *act, float *out) {
-    const uint8_t *wrow = wrows;
+    const uint8_t *wrow = wrows, *end = wrow + (uint64_t)nr * rb;
     int r = 0;
     for (; r + 8 <= nr; r += 8) {
-        if (w == SPILL_DT_Q4_K) kq_rows8(SPILL_DT_Q4_K, n, wrow + (uint64_t)r * rb, rb, act, out + r);
-        else kq_rows8(SPILL_DT_Q6_K, n, wrow + (uint64_t)r * rb, rb, act, out + r);
+        if (w == SPILL_DT_Q4_K) kq_rows8(SPILL_DT_Q4_K, n, wrow + (uint64_t)r * rb, rb, act, out + r, end);
+        else kq_rows8(SPILL_DT_Q6_K, n, wrow + (uint64_t)r * rb, rb, act, out + r, end);
     }
     return r; /* rows done; the caller does the rest */
 }
@@ -871,7 +857,8 @@ void spill_dots_kpanel_vnni(spill_dtype w, int64_t n, const void *panel, int nr,
  * in one register (each the one-token dot's float product) and spread to the pairs by a permutation;
  * Q4_1's min terms go in one register of 8 rows' chains. The same bits as the one-token dot. */
 static inline __attribute__((always_inline)) void q_rows8(spill_dtype w, int U, int64_t n, const uint8_t *wrow, uint64_t rb,
-                                                          const uint8_t *act, uint64_t stride, float *out, int64_t ldo) {
+                                                          const uint8_t *act, uint64_t stride, float *out, int64_t ldo,
+                                                          const uint8_t *end) {
     enum { UMAX = 3 }; /* tokens at once: each row pair's loads and nibbles serve them all */
     const int64_t nb = n / SPILL_QK;
     const size_t xbytes = qblock_bytes(w);
@@ -915,13 +902,13 @@ static inline __attribute__((always_inline)) void q_rows8(spill_dtype w, int U, 
 #define DM(r)                                                                                 \
     do {                                                                                      \
         const uint8_t *x = wrow + (uint64_t)(r) * rb + (uint64_t)i * xbytes;                  \
-        _mm_prefetch((const char *)x + SPILL_PREFETCH_AHEAD, _MM_HINT_T0);                    \
         uint16_t d_, m_ = 0;                                                                  \
         memcpy(&d_, x, 2);                                                                    \
         if (w == SPILL_DT_Q4_1) memcpy(&m_, x + 2, 2);                                        \
         dh = _mm_insert_epi16(dh, (short)d_, r);                                              \
         mh = _mm_insert_epi16(mh, (short)m_, r);                                              \
     } while (0)
+        spill_rows_prefetch_blocks(wrow, rb, 8, (uint64_t)i * xbytes, xbytes, 0, end); /* as one stream (kernels/dot.h) */
         DM(0); DM(1); DM(2); DM(3); DM(4); DM(5); DM(6); DM(7);
 #undef DM
         const __m256 dx = _mm256_cvtph_ps(dh), mx = _mm256_cvtph_ps(mh);
@@ -963,13 +950,13 @@ static inline __attribute__((always_inline)) void q_rows8(spill_dtype w, int U, 
     }
 }
 
-#define Q_ROWS8(w, U) q_rows8(w, U, n, wrow + (uint64_t)r * rb, rb, act + (uint64_t)t * stride, stride, out + (int64_t)t * ldo + r, ldo)
+#define Q_ROWS8(w, U) q_rows8(w, U, n, wrow + (uint64_t)r * rb, rb, act + (uint64_t)t * stride, stride, out + (int64_t)t * ldo + r, ldo, end)
 
 /* nr rows against nt tokens (token t at act + t * stride, its results at out + t * ldo), 8 rows and up to 3
    tokens at a time; returns the rows done (a multiple of 8) for every token */
 int spill_dots_quant_rows_multi_vnni(spill_dtype w, int64_t n, const void *wrows, uint64_t rb, int nr, const void *actv,
                                      uint64_t stride, int nt, float *out, int64_t ldo) {
-    const uint8_t *wrow = wrows, *act = actv;
+    const uint8_t *wrow = wrows, *act = actv, *end = wrow + (uint64_t)nr * rb;
     int r = 0;
     for (; r + 8 <= nr; r += 8)
         for (int t = 0; t < nt;) {
