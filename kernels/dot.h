@@ -289,8 +289,9 @@ static inline __attribute__((always_inline)) void spill_prefetch_key_rows(const 
 }
 
 /* (The NEON kernels' prefetch, kernels/dot_neon.h; x86's one-token kernels ask for one stream instead,
- * spill_rows_prefetch_blocks below, which was never measured on Arm.) Where a kernel that walks R rows of
- * rb bytes side by side (rows r at wrow + r * rb), now at byte off of each, prefetches row 0's bytes (row r's: the result + r * rb): SPILL_PREFETCH_AHEAD along the row,
+ * spill_rows_prefetch_blocks below, which was never measured on Arm.) Where a kernel that walks R rows
+ * of rb bytes side by side (rows r at wrow + r * rb), now at byte off of each, prefetches row 0's bytes
+ * (row r's: the result + r * rb): SPILL_PREFETCH_AHEAD along the row,
  * and past the row's end on into the row R further on, the one the next call walks. Straight ahead
  * landed in the call's own rows when rows are shorter than 4 KiB (a 1024-wide F16 row is 2 KiB), which
  * are being read anyway. One-token matmul over a 256 MiB stack of 1024-wide layers, 2 threads, the x86
@@ -331,16 +332,17 @@ static inline const uint8_t *spill_rows_prefetch_at(const uint8_t *wrow, uint64_
  * stop F16 decoded 2-6% slower than with the old prefetch (92-99 against 96-104 tok/s); with it, at
  * par (96-98 against 95-102), Q8_0 and BF16 unchanged by it. Asking for a call's first stretch at
  * once (which no stream reached) measured within the noise, so it is not done. */
-/* the end to give spill_rows_prefetch_blocks where a caller's rows go on past the kernel's (a lone dot) */
-#define SPILL_ROWS_NO_END ((const uint8_t *)UINTPTR_MAX)
 static inline uint64_t spill_rows_stream_ahead(uint64_t rb, int R) {
     return (uint64_t)(R - 1) * rb + SPILL_PREFETCH_AHEAD;
 }
 
+/* the end to give spill_rows_prefetch_blocks where a caller's rows go on past the kernel's (a lone dot) */
+#define SPILL_ROWS_NO_END ((const uint8_t *)UINTPTR_MAX)
+
 /* The stream's step for a kernel at byte off of each row that reads step bytes of each (a block), or
  * that calls it once per 64 bytes of each row (step 64): the step * R bytes at
- * wrow + spill_rows_stream_ahead(rb, R) + off * R, into L1 where into_l1 (a constant), else L2 (consecutive calls' addresses at most 64 bytes
- * apart, so every line is asked for). Always inlined: gcc 12 otherwise kept such a helper out of line,
+ * wrow + spill_rows_stream_ahead(rb, R) + off * R (consecutive calls' addresses at most 64 bytes apart,
+ * so every line is asked for), into L1 where into_l1 (a constant), else L2; none at or past end. Always inlined: gcc 12 otherwise kept such a helper out of line,
  * found it did nothing but prefetch (no side effects to gcc) and deleted its calls. */
 static inline __attribute__((always_inline)) void spill_rows_prefetch_blocks(const uint8_t *wrow, uint64_t rb, int R,
                                                                              uint64_t off, uint64_t step, int into_l1,
