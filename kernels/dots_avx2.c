@@ -407,7 +407,7 @@ int spill_dots_rows_avx2(spill_dtype w, int64_t n, const void *wrows, uint64_t r
 #endif
         wrow += (uint64_t)r * rb, out += r, nr -= r;
         /* long rows 4 at a time too: with the stream ahead of the last row (kernels/dot.h), Q8_0 rows 8192
-           wide 16.6-21.1 GB/s, one at a time 12.1-13.4 (a Zen 4 VM, docs/results.md, 2026-12-07) */
+           wide 16.6-21.1 GB/s, one at a time 13.0-13.4 (a Zen 4 VM, docs/results.md, 2026-12-07) */
         if (w == SPILL_DT_Q8_0) ROWS_OF(rows_quant, SPILL_DT_Q8_0);
         else if (w == SPILL_DT_Q4_0) ROWS_OF(rows_quant, SPILL_DT_Q4_0);
         else ROWS_OF(rows_quant, SPILL_DT_Q4_1);
