@@ -326,29 +326,25 @@ static inline const uint8_t *spill_rows_prefetch_at(const uint8_t *wrow, uint64_
  *   19.3-20.2 / 14.7-15.8, AVX2 Q6_K 4 rows of 1536 17-19 / 9.5; but AVX2's Q4_0, Q4_1 and Q8_0 rows
  *   (rows_quant, 4 at a time, compute-bound near the memory's rate) 13-15 / 15-16.6 at 1536: they ask
  *   for L1.
- * The stream stops at end, the call's last row: a matmul's rows are cut into units of about
- * rows / (8 * threads) that the threads take in turn, so past a unit's end lie rows that another thread
- * reads (a SmolLM2 576 x 576 F16 unit is 41 KiB, and 6 rows' stream runs 14 KiB ahead). Without the
- * stop F16 decoded 2-6% slower than with the old prefetch (92-99 against 96-104 tok/s); with it, at
- * par (96-98 against 95-102), Q8_0 and BF16 unchanged by it. Asking for a call's first stretch at
- * once (which no stream reached) measured within the noise, so it is not done. */
+ * The stream does not stop at the call's last row: it runs on into the rows after them, which a
+ * matmul's next call reads next (the next few rows for a batch's tokens, or the thread's next unit:
+ * kernels/ops.c gives each thread a run of consecutive units). Stopping it there (commit fb7bb79) left
+ * batched steps, which call a kernel for 4-8 rows at a time, with no prefetch at all: 2 and 3 tokens
+ * took 2-3x one token's time (docs/results.md). Asking for a call's first stretch at once (which no
+ * stream reached) measured within the noise, so it is not done. */
 static inline uint64_t spill_rows_stream_ahead(uint64_t rb, int R) {
     return (uint64_t)(R - 1) * rb + SPILL_PREFETCH_AHEAD;
 }
 
-/* the end to give spill_rows_prefetch_blocks where a caller's rows go on past the kernel's (a lone dot) */
-#define SPILL_ROWS_NO_END ((const uint8_t *)UINTPTR_MAX)
-
 /* The stream's step for a kernel at byte off of each row that reads step bytes of each (a block), or
  * that calls it once per 64 bytes of each row (step 64): the step * R bytes at
  * wrow + spill_rows_stream_ahead(rb, R) + off * R (consecutive calls' addresses at most 64 bytes apart,
- * so every line is asked for), into L1 where into_l1 (a constant), else L2; none at or past end. Always inlined: gcc 12 otherwise kept such a helper out of line,
- * found it did nothing but prefetch (no side effects to gcc) and deleted its calls. */
+ * so every line is asked for), into L1 where into_l1 (a constant), else L2. Always inlined: gcc 12
+ * otherwise kept such a helper out of line, found it did nothing but prefetch (no side effects to gcc)
+ * and deleted its calls. */
 static inline __attribute__((always_inline)) void spill_rows_prefetch_blocks(const uint8_t *wrow, uint64_t rb, int R,
-                                                                             uint64_t off, uint64_t step, int into_l1,
-                                                                             const uint8_t *end) {
+                                                                             uint64_t off, uint64_t step, int into_l1) {
     const uint8_t *p = wrow + spill_rows_stream_ahead(rb, R) + off * (uint64_t)R;
-    if (p >= end) return; /* past the call's rows: another thread's, or no one's */
     if (into_l1)
         for (uint64_t b = 0; b < step * (uint64_t)R; b += 64) __builtin_prefetch(p + b, 0, 3);
     else

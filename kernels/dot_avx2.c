@@ -103,13 +103,13 @@ static float dot_bf16(int64_t n, const void *wv, const void *av) {
 /* K-quants: one row against one token (kernels/dot_avx2.h) */
 static float dot_q4_k(int64_t n, const void *wv, const void *av) {
     float r;
-    kq_q4_k(1, 1, n, wv, 0, av, 0, &r, 1, SPILL_ROWS_NO_END);
+    kq_q4_k(1, 1, n, wv, 0, av, 0, &r, 1);
     return r;
 }
 
 static float dot_q6_k(int64_t n, const void *wv, const void *av) {
     float r;
-    kq_q6_k(1, 1, n, wv, 0, av, 0, &r, 1, SPILL_ROWS_NO_END);
+    kq_q6_k(1, 1, n, wv, 0, av, 0, &r, 1);
     return r;
 }
 

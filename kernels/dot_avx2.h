@@ -129,15 +129,14 @@ static inline __attribute__((always_inline)) void kq_out(int R, int TT, __m128 a
  * 4 lanes (k = r * TT + t) end together (kq_end4), a lone one as spill_q4_k_end / spill_q6_k_end. Two rows
  * and 4 tokens measured no faster than one: the multiplies, two per 32 values and lane, bound both. */
 static inline __attribute__((always_inline)) void kq_q4_k(int R, int TT, int64_t n, const uint8_t *row, uint64_t rb,
-                                                        const uint8_t *act, uint64_t stride, float *out, int64_t ldo,
-                                                        const uint8_t *end) {
+                                                        const uint8_t *act, uint64_t stride, float *out, int64_t ldo) {
     const __m256i m4 = _mm256_set1_epi8(0xF);
     const int L = R * TT; /* 1 or 4 */
     __m128 acc = _mm_setzero_ps();
     float acc1 = 0;
     for (int64_t i = 0; i < n / SPILL_QK_K; i++) {
         const spill_block_q4_k *x[4];
-        spill_rows_prefetch_blocks(row, rb, R, (uint64_t)i * sizeof **x, sizeof **x, 0, end); /* as one stream (kernels/dot.h) */
+        spill_rows_prefetch_blocks(row, rb, R, (uint64_t)i * sizeof **x, sizeof **x, 0); /* as one stream (kernels/dot.h) */
         const spill_block_q8_k *y[4];
         __m256i sc16[4], mn2[4];
         _Pragma("GCC unroll 4")
@@ -193,15 +192,14 @@ static inline __attribute__((always_inline)) void kq_q4_k(int R, int TT, int64_t
 }
 
 static inline __attribute__((always_inline)) void kq_q6_k(int R, int TT, int64_t n, const uint8_t *row, uint64_t rb,
-                                                        const uint8_t *act, uint64_t stride, float *out, int64_t ldo,
-                                                        const uint8_t *end) {
+                                                        const uint8_t *act, uint64_t stride, float *out, int64_t ldo) {
     const __m256i m4 = _mm256_set1_epi8(0xF), m2 = _mm256_set1_epi8(0x30);
     const int L = R * TT; /* 1 or 4 */
     __m128 acc = _mm_setzero_ps();
     float acc1 = 0;
     for (int64_t i = 0; i < n / SPILL_QK_K; i++) {
         const spill_block_q6_k *x[4];
-        spill_rows_prefetch_blocks(row, rb, R, (uint64_t)i * sizeof **x, sizeof **x, 0, end); /* as one stream (kernels/dot.h) */
+        spill_rows_prefetch_blocks(row, rb, R, (uint64_t)i * sizeof **x, sizeof **x, 0); /* as one stream (kernels/dot.h) */
         const spill_block_q8_k *y[4];
         __m128i sc8[4];
         _Pragma("GCC unroll 4")
@@ -261,10 +259,9 @@ static inline __attribute__((always_inline)) void kq_q6_k(int R, int TT, int64_t
 
 /* kq_q4_k or kq_q6_k, as w is */
 static inline __attribute__((always_inline)) void kq_rows(spill_dtype w, int R, int TT, int64_t n, const uint8_t *row, uint64_t rb,
-                                                        const uint8_t *act, uint64_t stride, float *out, int64_t ldo,
-                                                        const uint8_t *end) {
-    if (w == SPILL_DT_Q4_K) kq_q4_k(R, TT, n, row, rb, act, stride, out, ldo, end);
-    else kq_q6_k(R, TT, n, row, rb, act, stride, out, ldo, end);
+                                                        const uint8_t *act, uint64_t stride, float *out, int64_t ldo) {
+    if (w == SPILL_DT_Q4_K) kq_q4_k(R, TT, n, row, rb, act, stride, out, ldo);
+    else kq_q6_k(R, TT, n, row, rb, act, stride, out, ldo);
 }
 
 #endif

@@ -237,12 +237,12 @@ static inline __attribute__((always_inline)) void dots_wide(spill_dtype w, int R
 }
 
 static inline __attribute__((always_inline)) void rows_bf16(int R, int64_t n, const uint8_t *wrow, uint64_t rb,
-                                                            const uint16_t *act, float *out, const uint8_t *end) {
+                                                            const uint16_t *act, float *out) {
     __m256 acc[8];
     for (int r = 0; r < R; r++) acc[r] = _mm256_setzero_ps();
     int64_t i = 0;
     for (; i + 16 <= n; i += 16) {
-        if (i % 32 == 0) spill_rows_prefetch_blocks(wrow, rb, R, (uint64_t)i * 2, 64, 0, end); /* a 64-byte line of each row */
+        if (i % 32 == 0) spill_rows_prefetch_blocks(wrow, rb, R, (uint64_t)i * 2, 64, 0); /* a 64-byte line of each row */
         __m256 yo, ye, xo, xe;
         bf16_pairs(act + i, &yo, &ye);
         for (int r = 0; r < R; r++) {
@@ -263,9 +263,9 @@ static inline __attribute__((always_inline)) void rows_bf16(int R, int64_t n, co
  * waited for it, so a 16-bit decode ran at about 5 GMAC/s, below what memory delivers. Each row's
  * chain is the one-token dot's, so the results are its bits. Prefetched once per 64-byte line. */
 static inline __attribute__((always_inline)) void rows_wide(spill_dtype w, int R, int64_t n, const uint8_t *wrow,
-                                                            uint64_t rb, const void *act, float *out, const uint8_t *end) {
+                                                            uint64_t rb, const void *act, float *out) {
     if (w == SPILL_DT_BF16) { /* BF16 activations, lanes of pairs (kernels/dot.h) */
-        rows_bf16(R, n, wrow, rb, act, out, end);
+        rows_bf16(R, n, wrow, rb, act, out);
         return;
     }
     const spill_dtype a = w == SPILL_DT_F16 ? SPILL_DT_F16 : SPILL_DT_F32;
@@ -275,7 +275,7 @@ static inline __attribute__((always_inline)) void rows_wide(spill_dtype w, int R
     for (int r = 0; r < R; r++) acc[r] = _mm256_setzero_ps();
     int64_t i = 0;
     for (; i + line <= n; i += line) {
-        spill_rows_prefetch_blocks(wrow, rb, R, (uint64_t)i * wbytes, 64, 0, end);
+        spill_rows_prefetch_blocks(wrow, rb, R, (uint64_t)i * wbytes, 64, 0);
         for (int64_t k = i; k < i + line; k += 8) {
             __m256 y = wide8(a, act, k);
             for (int r = 0; r < R; r++) acc[r] = _mm256_fmadd_ps(wide8(w, wrow + r * rb, k), y, acc[r]);
@@ -303,7 +303,7 @@ static inline __attribute__((always_inline)) void rows_wide(spill_dtype w, int R
  * their d's gathered the same way measured 27 -> 23 GMAC/s for Q8_0 and no change for Q4_0, and the
  * same gathering in Q4_1's 4-token tile (dots_q4_1) no change: the pairs' multiplies bound it. */
 static inline __attribute__((always_inline)) void rows_quant(spill_dtype w, int R, int64_t n, const uint8_t *wrow,
-                                                             uint64_t rb, const void *act, float *out, const uint8_t *end) {
+                                                             uint64_t rb, const void *act, float *out) {
     __m256 acc[4];
     __m256 summs = _mm256_setzero_ps(); /* Q4_1: lane 2r + 1 is row r's sum of m * s */
     for (int r = 0; r < R; r++) acc[r] = _mm256_setzero_ps();
@@ -312,7 +312,7 @@ static inline __attribute__((always_inline)) void rows_quant(spill_dtype w, int 
                         : w == SPILL_DT_Q4_0 ? sizeof(spill_block_q4_0)
                                              : sizeof(spill_block_q8_0);
     for (int64_t i = 0; i < n / SPILL_QK; i++) {
-        spill_rows_prefetch_blocks(wrow, rb, R, (uint64_t)i * bs, bs, 1, end);
+        spill_rows_prefetch_blocks(wrow, rb, R, (uint64_t)i * bs, bs, 1);
         if (w == SPILL_DT_Q4_1) {
             const spill_block_q8_1 *y = (const spill_block_q8_1 *)act + i;
             int32_t dms[4] = {0, 0, 0, 0}; /* row r's d and m */
@@ -364,9 +364,9 @@ static inline __attribute__((always_inline)) void rows_quant(spill_dtype w, int 
 #define ROWS_OF(kernel, w)                                                                        \
     do {                                                                                          \
         int r_ = 0;                                                                               \
-        for (; r_ + 4 <= nr; r_ += 4) kernel(w, 4, n, wrow + (uint64_t)r_ * rb, rb, act, out + r_, end); \
-        if (r_ + 2 <= nr) kernel(w, 2, n, wrow + (uint64_t)r_ * rb, rb, act, out + r_, end), r_ += 2;    \
-        for (; r_ < nr; r_++) kernel(w, 1, n, wrow + (uint64_t)r_ * rb, rb, act, out + r_, end);          \
+        for (; r_ + 4 <= nr; r_ += 4) kernel(w, 4, n, wrow + (uint64_t)r_ * rb, rb, act, out + r_); \
+        if (r_ + 2 <= nr) kernel(w, 2, n, wrow + (uint64_t)r_ * rb, rb, act, out + r_), r_ += 2;    \
+        for (; r_ < nr; r_++) kernel(w, 1, n, wrow + (uint64_t)r_ * rb, rb, act, out + r_);          \
     } while (0)
 
 /* 16-bit and F32 rows 6 at a time first (6 chains of fused multiply-adds, 6 rows' lines in flight, short
@@ -379,13 +379,13 @@ static inline __attribute__((always_inline)) void rows_quant(spill_dtype w, int 
 #define ROWS_OF6(kernel, w)                                                                              \
     do {                                                                                                 \
         int r6_ = nr / 6 * 6;                                                                            \
-        for (int r_ = 0; r_ < r6_; r_ += 6) kernel(w, 6, n, wrow + (uint64_t)r_ * rb, rb, act, out + r_, end); \
+        for (int r_ = 0; r_ < r6_; r_ += 6) kernel(w, 6, n, wrow + (uint64_t)r_ * rb, rb, act, out + r_); \
         wrow += (uint64_t)r6_ * rb, out += r6_, nr -= r6_;                                               \
         ROWS_OF(kernel, w);                                                                              \
     } while (0)
 
 int spill_dots_rows_avx2(spill_dtype w, int64_t n, const void *wrows, uint64_t rb, int nr, const void *act, float *out) {
-    const uint8_t *wrow = wrows, *end = wrow + (uint64_t)nr * rb; /* where the prefetch stream stops */
+    const uint8_t *wrow = wrows;
     switch (w) {
     case SPILL_DT_F32: ROWS_OF6(rows_wide, SPILL_DT_F32); return 1;
     case SPILL_DT_F16: ROWS_OF6(rows_wide, SPILL_DT_F16); return 1;
@@ -420,8 +420,8 @@ int spill_dots_rows_avx2(spill_dtype w, int64_t n, const void *wrows, uint64_t r
         if (spill_cpu_avx512_vnni()) r = spill_dots_kquant_rows_vnni(w, n, wrows, rb, nr, act, out); /* 8 rows at a time */
 #endif
         for (; r + 4 <= nr; r += 4) /* 4 rows at once: the token's values loaded once for them, one float step for 4 */
-            kq_rows(w, 4, 1, n, wrow + (uint64_t)r * rb, rb, act, 0, out + r, 1, end);
-        for (; r < nr; r++) kq_rows(w, 1, 1, n, wrow + (uint64_t)r * rb, rb, act, 0, out + r, 1, end);
+            kq_rows(w, 4, 1, n, wrow + (uint64_t)r * rb, rb, act, 0, out + r, 1);
+        for (; r < nr; r++) kq_rows(w, 1, 1, n, wrow + (uint64_t)r * rb, rb, act, 0, out + r, 1);
         return 1;
     }
     default: return 0;
@@ -544,7 +544,7 @@ void spill_dots4_avx2(spill_dtype w, int64_t n, const void *wrows, uint64_t rb, 
     }
     /* K-quants: a row's super-blocks unpacked once for the 4 tokens (kernels/dot_avx2.h; two rows at a time
        measured the same: the multiplies, two per 32 values and token, bound it) */
-    for (int r = 0; r < nr; r++) kq_rows(w, 1, T, n, wrow + (uint64_t)r * rb, rb, act, stride, out + r, ldo, wrow + (uint64_t)nr * rb);
+    for (int r = 0; r < nr; r++) kq_rows(w, 1, T, n, wrow + (uint64_t)r * rb, rb, act, stride, out + r, ldo);
 }
 
 /* Q4_0 rows against 2 tiles of tokens or more: each row's nibbles unpacked once into Q8_0 blocks (the same

@@ -124,12 +124,12 @@ float spill_dot_bf16_dpbf16(int64_t n, const uint16_t *x, const uint16_t *y) {
    decode on a 2-vCPU Zen 4 VM, 2 threads, three alternated rounds: 66-71 -> 70-79 tok/s (docs/results.md,
    2026-12-07) */
 static inline __attribute__((always_inline)) void rows(int R, int64_t n, const uint8_t *wrow, uint64_t rb, const uint16_t *y,
-                                                       float *out, const uint8_t *end) {
+                                                       float *out) {
     __m256 acc[8];
     for (int r = 0; r < R; r++) acc[r] = _mm256_setzero_ps();
     int64_t i = 0;
     for (; i + 16 <= n; i += 16) {
-        if (i % 32 == 0) spill_rows_prefetch_blocks(wrow, rb, R, (uint64_t)i * 2, 64, 0, end);
+        if (i % 32 == 0) spill_rows_prefetch_blocks(wrow, rb, R, (uint64_t)i * 2, 64, 0);
         __m256bh yv = (__m256bh)_mm256_loadu_si256((const __m256i *)(y + i));
         for (int r = 0; r < R; r++)
             acc[r] = _mm256_dpbf16_ps(acc[r], (__m256bh)_mm256_loadu_si256((const __m256i *)((const uint16_t *)(wrow + r * rb) + i)), yv);
@@ -145,11 +145,11 @@ static inline __attribute__((always_inline)) void rows(int R, int64_t n, const u
 }
 
 void spill_rows_bf16_dpbf16(int64_t n, const void *wrows, uint64_t rb, int nr, const uint16_t *act, float *out) {
-    const uint8_t *wrow = wrows, *end = wrow + (uint64_t)nr * rb;
+    const uint8_t *wrow = wrows;
     int r = 0;
-    for (; r + 8 <= nr; r += 8) rows(8, n, wrow + (uint64_t)r * rb, rb, act, out + r, end);
-    for (; r + 4 <= nr; r += 4) rows(4, n, wrow + (uint64_t)r * rb, rb, act, out + r, end);
-    for (; r < nr; r++) rows(1, n, wrow + (uint64_t)r * rb, rb, act, out + r, end);
+    for (; r + 8 <= nr; r += 8) rows(8, n, wrow + (uint64_t)r * rb, rb, act, out + r);
+    for (; r + 4 <= nr; r += 4) rows(4, n, wrow + (uint64_t)r * rb, rb, act, out + r);
+    for (; r < nr; r++) rows(1, n, wrow + (uint64_t)r * rb, rb, act, out + r);
 }
 
 /* kernels/dot.h's BF16 lane step, written out: what the instruction must give */

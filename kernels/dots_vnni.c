@@ -375,7 +375,7 @@ static inline __m512i two_rows(const uint8_t *a, const uint8_t *b) {
 }
 
 static inline __attribute__((always_inline)) void kq_rows8(spill_dtype w, int64_t n, const uint8_t *wrow, uint64_t rb,
-                                                           const spill_block_q8_k *y, float *out, const uint8_t *end) {
+                                                           const spill_block_q8_k *y, float *out) {
     const int64_t nb = n / SPILL_QK_K;
     const __m512i m4 = _mm512_set1_epi8(0xF);
     const __m256i order = _mm256_setr_epi32(KQ_ORDER);
@@ -383,7 +383,7 @@ static inline __attribute__((always_inline)) void kq_rows8(spill_dtype w, int64_
     const size_t xbytes = w == SPILL_DT_Q4_K ? sizeof(spill_block_q4_k) : sizeof(spill_block_q6_k);
     for (int64_t i = 0; i < nb; i++) {
         const spill_block_q8_k *yb = y + i;
-        spill_rows_prefetch_blocks(wrow, rb, 8, (uint64_t)i * xbytes, xbytes, 0, end); /* as one stream (kernels/dot.h) */
+        spill_rows_prefetch_blocks(wrow, rb, 8, (uint64_t)i * xbytes, xbytes, 0); /* as one stream (kernels/dot.h) */
         __m512i yq[8];
         for (int j = 0; j < 8; j++) yq[j] = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)(yb->qs + 32 * j)));
         const __m512i bs = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)yb->bsums));
@@ -447,11 +447,11 @@ static inline __attribute__((always_inline)) void kq_rows8(spill_dtype w, int64_
 }
 
 int spill_dots_kquant_rows_vnni(spill_dtype w, int64_t n, const void *wrows, uint64_t rb, int nr, const void *act, float *out) {
-    const uint8_t *wrow = wrows, *end = wrow + (uint64_t)nr * rb;
+    const uint8_t *wrow = wrows;
     int r = 0;
     for (; r + 8 <= nr; r += 8) {
-        if (w == SPILL_DT_Q4_K) kq_rows8(SPILL_DT_Q4_K, n, wrow + (uint64_t)r * rb, rb, act, out + r, end);
-        else kq_rows8(SPILL_DT_Q6_K, n, wrow + (uint64_t)r * rb, rb, act, out + r, end);
+        if (w == SPILL_DT_Q4_K) kq_rows8(SPILL_DT_Q4_K, n, wrow + (uint64_t)r * rb, rb, act, out + r);
+        else kq_rows8(SPILL_DT_Q6_K, n, wrow + (uint64_t)r * rb, rb, act, out + r);
     }
     return r; /* rows done; the caller does the rest */
 }
@@ -857,8 +857,7 @@ void spill_dots_kpanel_vnni(spill_dtype w, int64_t n, const void *panel, int nr,
  * in one register (each the one-token dot's float product) and spread to the pairs by a permutation;
  * Q4_1's min terms go in one register of 8 rows' chains. The same bits as the one-token dot. */
 static inline __attribute__((always_inline)) void q_rows8(spill_dtype w, int U, int64_t n, const uint8_t *wrow, uint64_t rb,
-                                                          const uint8_t *act, uint64_t stride, float *out, int64_t ldo,
-                                                          const uint8_t *end) {
+                                                          const uint8_t *act, uint64_t stride, float *out, int64_t ldo) {
     enum { UMAX = 3 }; /* tokens at once: each row pair's loads and nibbles serve them all */
     const int64_t nb = n / SPILL_QK;
     const size_t xbytes = qblock_bytes(w);
@@ -908,7 +907,7 @@ static inline __attribute__((always_inline)) void q_rows8(spill_dtype w, int U, 
         dh = _mm_insert_epi16(dh, (short)d_, r);                                              \
         mh = _mm_insert_epi16(mh, (short)m_, r);                                              \
     } while (0)
-        spill_rows_prefetch_blocks(wrow, rb, 8, (uint64_t)i * xbytes, xbytes, 0, end); /* as one stream (kernels/dot.h) */
+        spill_rows_prefetch_blocks(wrow, rb, 8, (uint64_t)i * xbytes, xbytes, 0); /* as one stream (kernels/dot.h) */
         DM(0); DM(1); DM(2); DM(3); DM(4); DM(5); DM(6); DM(7);
 #undef DM
         const __m256 dx = _mm256_cvtph_ps(dh), mx = _mm256_cvtph_ps(mh);
@@ -950,13 +949,13 @@ static inline __attribute__((always_inline)) void q_rows8(spill_dtype w, int U, 
     }
 }
 
-#define Q_ROWS8(w, U) q_rows8(w, U, n, wrow + (uint64_t)r * rb, rb, act + (uint64_t)t * stride, stride, out + (int64_t)t * ldo + r, ldo, end)
+#define Q_ROWS8(w, U) q_rows8(w, U, n, wrow + (uint64_t)r * rb, rb, act + (uint64_t)t * stride, stride, out + (int64_t)t * ldo + r, ldo)
 
 /* nr rows against nt tokens (token t at act + t * stride, its results at out + t * ldo), 8 rows and up to 3
    tokens at a time; returns the rows done (a multiple of 8) for every token */
 int spill_dots_quant_rows_multi_vnni(spill_dtype w, int64_t n, const void *wrows, uint64_t rb, int nr, const void *actv,
                                      uint64_t stride, int nt, float *out, int64_t ldo) {
-    const uint8_t *wrow = wrows, *act = actv, *end = wrow + (uint64_t)nr * rb;
+    const uint8_t *wrow = wrows, *act = actv;
     int r = 0;
     for (; r + 8 <= nr; r += 8)
         for (int t = 0; t < nt;) {

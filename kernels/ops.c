@@ -10,11 +10,17 @@
 #include <string.h>
 #include <strings.h>
 
-/* A matmul's work is cut into units of (a chunk of tokens, a chunk of rows), token chunk first, that
- * the threads take in turn from a shared counter: a thread that runs slower (a busy core, a neighbour
- * on the same host) takes fewer. A static split in halves left the other thread waiting out the
- * slower one on every matmul (perf: ~9% of a 2-thread SmolLM2 decode in the caller's wait). Which
- * thread computes a row never changes its bits. */
+/* A matmul's work is cut into units of (a chunk of tokens, a chunk of rows), token chunk first, and
+ * the units into as many runs of consecutive units as threads (at most LANES runs). A thread takes its
+ * own run's units in order, then the units left in the others' runs, each run from a counter of its
+ * own: a thread that runs slower (a busy core, a neighbour on the same host) takes fewer. A static split
+ * in halves left the other thread waiting out the slower one on every matmul (perf: ~9% of a 2-thread
+ * SmolLM2 decode in the caller's wait). With one counter for all, the threads took units in turn, so a
+ * thread's next rows were rarely the rows after its last: its prefetch stream (kernels/dot.h), which
+ * runs on past a call's rows, asked for the other thread's, and stopping it at the call's end left
+ * batched steps without any (2-vCPU Zen 4 VM, SmolLM2, 2 threads: Q4_0 decode 181-206 -> 288-292
+ * tok/s with runs, docs/results.md). Which thread computes a row never changes its bits. */
+#define LANES 64 /* runs of units: more threads share them (each its ith % LANES first) */
 #define MATMUL_PARTS 4 /* the most matrices one job takes (q, k and v; gate and up) */
 typedef struct {
     float *out;
@@ -41,7 +47,10 @@ typedef struct {
     size_t panel_len;
     int rows_together;                      /* rows per call without a panel (spill_dots_rows_together) */
     int64_t row_chunk, row_units, units;    /* rows per unit, units per token chunk (all parts), all units */
-    _Atomic int64_t next;                   /* the next unit to take */
+    int lanes;                              /* the units cut into this many runs, one per thread (at most LANES) */
+    struct {
+        _Alignas(64) _Atomic int64_t next;  /* the run's next unit to take (a line of its own) */
+    } lane[LANES];
 } matmul_job;
 
 /* floats prepared per token chunk (kernels/dots.c: the activations' block scales and Q4_0's activation
@@ -54,15 +63,22 @@ typedef struct {
  * the heap. A larger batch goes in chunks of tokens. */
 #define SCALES_CAP 81920
 
+static int64_t lane_end(const matmul_job *j, int l) { return j->units * (l + 1) / j->lanes; }
+
 static void matmul_worker(void *ctx, int ith, int nth) {
     matmul_job *j = ctx;
     (void)nth;
     float stack[SCALES_CAP];
     float *sc = j->prep ? j->prep + (size_t)ith * j->prep_len : stack;
     int64_t prepared = -1; /* the token chunk sc holds: the same for every part, which share the activations */
+    int l = ith % j->lanes, left = j->lanes; /* its own run first, then the others' */
     for (;;) {
-        int64_t u = atomic_fetch_add_explicit(&j->next, 1, memory_order_relaxed);
-        if (u >= j->units) return;
+        int64_t u = atomic_fetch_add_explicit(&j->lane[l].next, 1, memory_order_relaxed);
+        if (u >= lane_end(j, l)) {
+            if (--left == 0) return;
+            l = (l + 1) % j->lanes;
+            continue;
+        }
         int64_t tc = u / j->row_units, ru = u % j->row_units;
         const matmul_part *pt = j->part;
         while (ru >= pt->row_units) ru -= pt->row_units, pt++;
@@ -161,7 +177,8 @@ void spill_matmul_parts(spill_pool *pool, const spill_matmul_part *parts, int n_
         j.row_units += j.part[i].row_units;
     }
     j.units = j.row_units * ((batch + j.tok_chunk - 1) / j.tok_chunk);
-    atomic_init(&j.next, 0);
+    j.lanes = nth < LANES ? nth : LANES;
+    for (int l = 0; l < j.lanes; l++) atomic_init(&j.lane[l].next, j.units * l / j.lanes);
     spill_pool_share(pool, matmul_worker, &j);
     free(j.prep);
     free(j.panel);

@@ -158,7 +158,7 @@ int spill_pool_size(const spill_pool *p);
 typedef void (*spill_pool_fn)(void *ctx, int ith, int nth);
 /* every thread runs fn once (fn may split work by ith / nth); returns when all have */
 void spill_pool_run(spill_pool *p, spill_pool_fn fn, void *ctx);
-/* fn takes its work from a shared counter until none is left: it runs on the caller and on the workers
+/* fn takes its work from shared counters until none is left: it runs on the caller and on the workers
    that come before the caller's fn returns, never on one that comes later (a worker the OS has not
    scheduled is not waited for); returns when every fn that started has returned. ith is still unique
    per thread (per-thread scratch), but fewer than nth threads may take part */
