@@ -18,8 +18,9 @@
  * SmolLM2 decode in the caller's wait). With one counter for all, the threads took units in turn, so a
  * thread's next rows were rarely the rows after its last: its prefetch stream (kernels/dot.h), which
  * runs on past a call's rows, asked for the other thread's, and stopping it at the call's end left
- * batched steps without any (2-vCPU Zen 4 VM, SmolLM2, 2 threads: Q4_0 decode 181-206 -> 288-292
- * tok/s with runs, docs/results.md). Which thread computes a row never changes its bits. */
+ * batched steps without any. The runs and the stream running on, measured together only (2-vCPU Zen 4
+ * VM, SmolLM2, 2 threads): Q4_0 decode 181-206 -> 288-292 tok/s (docs/results.md). Which thread
+ * computes a row never changes its bits. */
 #define LANES 64 /* runs of units: more threads share them (each its ith % LANES first) */
 #define MATMUL_PARTS 4 /* the most matrices one job takes (q, k and v; gate and up) */
 typedef struct {
