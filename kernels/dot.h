@@ -327,11 +327,12 @@ static inline const uint8_t *spill_rows_prefetch_at(const uint8_t *wrow, uint64_
  *   (rows_quant, 4 at a time, compute-bound near the memory's rate) 13-15 / 15-16.6 at 1536: they ask
  *   for L1.
  * The stream does not stop at the call's last row: it runs on into the rows after them, which a
- * matmul's next call reads next (the next few rows for a batch's tokens, or the thread's next unit:
- * kernels/ops.c gives each thread a run of consecutive units). Stopping it there (commit fb7bb79) left
- * batched steps, which call a kernel for 4-8 rows at a time, with no prefetch at all: 2 and 3 tokens
- * took 2-3x one token's time (docs/results.md). Asking for a call's first stretch at once (which no
- * stream reached) measured within the noise, so it is not done. */
+ * matmul's next call reads next within a matrix (the next few rows for a batch's tokens, or the
+ * thread's next unit: kernels/ops.c gives each thread a run of consecutive units). Stopping it there
+ * (commit fb7bb79) left batched steps, which call a kernel for 4-8 rows at a time, with no prefetch
+ * at all for rows under 8 KiB: 2 and 3 tokens took 2-3x one token's time (docs/results.md). Asking for
+ * a call's first stretch at once (which no stream reached) measured within the noise, so it is not
+ * done. */
 static inline uint64_t spill_rows_stream_ahead(uint64_t rb, int R) {
     return (uint64_t)(R - 1) * rb + SPILL_PREFETCH_AHEAD;
 }

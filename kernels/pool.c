@@ -3,7 +3,7 @@
  * thread costs tens of microseconds, which would dominate a 135M-parameter model.
  *
  * Two kinds of job. spill_pool_run: every thread runs fn once (a split by ith / nth is allowed), so
- * the caller waits for each worker to come. spill_pool_share: fn takes its work from a counter of its
+ * the caller waits for each worker to come. spill_pool_share: fn takes its work from counters of its
  * own, so whoever comes does it all; once the caller's fn returns (nothing left to take) the job is
  * closed, a worker that had not come by then skips it, and the caller waits only for those inside.
  * On a machine with more runnable threads than cores a worker may not run for a scheduler's time
