@@ -155,7 +155,8 @@ static void test_matmul_threads_equal_dots(void **s) {
 
 /* Several matrices in one pass (spill_matmul_parts: a layer's q, k, v) give each part's rows the
    one-token dot's bits, into a row of ldo floats per token that is wider than the part (nothing past its
-   rows written), on 1 and 3 threads, for one token, a batch past the panels and a partial tile */
+   rows written), on 1, 3 and 65 threads (more threads than kernels/ops.c's 64 runs of units, so some
+   share a run), for one token, a batch past the panels and a partial tile */
 static void test_matmul_parts(void **s) {
     (void)s;
     spill_dtype types[] = {SPILL_DT_Q4_1, SPILL_DT_Q8_0, SPILL_DT_Q4_0, SPILL_DT_F16, SPILL_DT_F32, SPILL_DT_Q4_K};
@@ -179,8 +180,9 @@ static void test_matmul_parts(void **s) {
             spill_act_quantize(t, tmp, a + ab * (uint64_t)b, COLS);
         }
         float *out = malloc(sizeof(float) * NP * LDO * 19);
-        for (int th = 1; th <= 3; th += 2) {
-            spill_pool *p = spill_pool_create(th);
+        const int threads[] = {1, 3, 65};
+        for (unsigned hi = 0; hi < sizeof threads / sizeof *threads; hi++) {
+            spill_pool *p = spill_pool_create(threads[hi]);
             for (unsigned bi = 0; bi < sizeof batches / sizeof *batches; bi++) {
                 int batch = batches[bi];
                 for (int i = 0; i < NP * LDO * 19; i++) out[i] = -99.0f;
