@@ -365,7 +365,7 @@ static inline __attribute__((always_inline)) void rows_quant(spill_dtype w, int 
     do {                                                                                          \
         int r_ = 0;                                                                               \
         for (; r_ + 4 <= nr; r_ += 4) kernel(w, 4, n, wrow + (uint64_t)r_ * rb, rb, act, out + r_); \
-        if (r_ + 2 <= nr) kernel(w, 2, n, wrow + (uint64_t)r_ * rb, rb, act, out + r_), r_ += 2;    \
+        if (r_ + 2 <= nr) kernel(w, 2, n, wrow + (uint64_t)r_ * rb, rb, act, out + r_), r_ += 2;     \
         for (; r_ < nr; r_++) kernel(w, 1, n, wrow + (uint64_t)r_ * rb, rb, act, out + r_);          \
     } while (0)
 

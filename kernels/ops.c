@@ -49,10 +49,14 @@ typedef struct {
     int rows_together;                      /* rows per call without a panel (spill_dots_rows_together) */
     int64_t row_chunk, row_units, units;    /* rows per unit, units per token chunk (all parts), all units */
     int lanes;                              /* the units cut into this many runs, one per thread (at most LANES) */
-    struct {
-        _Alignas(64) _Atomic int64_t next;  /* the run's next unit to take (a line of its own) */
-    } lane[LANES];
+    struct matmul_lane *lane;               /* each run's counter */
 } matmul_job;
+
+/* a run's next unit to take, on a line of its own; kept out of matmul_job, whose initializer zeroes it on
+   every matmul */
+struct matmul_lane {
+    _Alignas(64) _Atomic int64_t next;
+};
 
 /* floats prepared per token chunk (kernels/dots.c: the activations' block scales and Q4_0's activation
  * sums (with AVX-512 VNNI also Q8_0's values), or F16 activations widened, or with AVX-512 the 16-bit
@@ -73,11 +77,13 @@ static void matmul_worker(void *ctx, int ith, int nth) {
     float *sc = j->prep ? j->prep + (size_t)ith * j->prep_len : stack;
     int64_t prepared = -1; /* the token chunk sc holds: the same for every part, which share the activations */
     int l = ith % j->lanes, left = j->lanes; /* its own run first, then the others' */
+    int64_t end = lane_end(j, l);
     for (;;) {
         int64_t u = atomic_fetch_add_explicit(&j->lane[l].next, 1, memory_order_relaxed);
-        if (u >= lane_end(j, l)) {
+        if (u >= end) {
             if (--left == 0) return;
             l = (l + 1) % j->lanes;
+            end = lane_end(j, l);
             continue;
         }
         int64_t tc = u / j->row_units, ru = u % j->row_units;
@@ -178,8 +184,10 @@ void spill_matmul_parts(spill_pool *pool, const spill_matmul_part *parts, int n_
         j.row_units += j.part[i].row_units;
     }
     j.units = j.row_units * ((batch + j.tok_chunk - 1) / j.tok_chunk);
+    struct matmul_lane lanes[LANES]; /* only the first j.lanes are used, so only they are set */
     j.lanes = nth < LANES ? nth : LANES;
-    for (int l = 0; l < j.lanes; l++) atomic_init(&j.lane[l].next, j.units * l / j.lanes);
+    j.lane = lanes;
+    for (int l = 0; l < j.lanes; l++) atomic_init(&lanes[l].next, j.units * l / j.lanes);
     spill_pool_share(pool, matmul_worker, &j);
     free(j.prep);
     free(j.panel);
