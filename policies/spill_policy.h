@@ -209,6 +209,20 @@ spill_prediction spill_cost_predict(const spill_region *regions, const spill_pla
 double spill_cost_spec_tok_s(const spill_region *regions, const spill_plan *plan, const spill_profile *profile,
                              const uint8_t *skip, double head_share, int k, double tau);
 
+/* Pacing a server's steps to a target time (spill-server --itl-target, policies/pace.c): a step of n
+ * tokens is predicted to take a + b n seconds, fitted over the steps seen with the older ones weighing
+ * less. Zero-initialized: nothing seen. */
+typedef struct spill_pace {
+    double s0, s1, s2, sy, sxy; /* the steps' weighted count, sums of n, n^2, seconds and n * seconds */
+} spill_pace;
+/* one step of `tokens` tokens that took `seconds` (ignored unless tokens >= 1 and seconds finite, >= 0) */
+void spill_pace_add(spill_pace *p, int tokens, double seconds);
+/* predicted seconds of a step of `tokens` tokens (0 when nothing was seen) */
+double spill_pace_predict(const spill_pace *p, int tokens);
+/* the most tokens (1..max_tokens) a step may hold to be predicted within target_s; 1 when nothing was
+ * seen yet or when even one token is predicted over it */
+int spill_pace_cap(const spill_pace *p, double target_s, int max_tokens);
+
 const char *spill_action_name(spill_action_kind k);
 /* "hbm gpu-reads read-mostly" */
 void spill_advice_str(spill_tier tier, unsigned advice, char *buf, size_t len);

@@ -6,6 +6,7 @@
 #include <stdatomic.h>
 
 #include "sampler.h"
+#include "spill_policy.h"
 
 typedef struct req {
     int id;
@@ -42,6 +43,9 @@ struct spill_sched {
     spill_kv *kv;
     int n_slots, batch, chunk, budget, max_waiting, ctx;
     int n_dec; /* decoding tokens at the head of the batch build() made */
+    double target;  /* --itl-target in seconds (0: none) */
+    spill_pace pace; /* the steps' times, for the target */
+    int cap;        /* with a target: the most tokens a step may hold beside decoding ones (from pace) */
     req **running;     /* (n_slots) by slot */
     req *wait_head, *wait_tail;
     int n_waiting, n_running, next_id;
@@ -221,7 +225,8 @@ static int waits_for_first(const spill_sched *s, const req *r) {
    for their first are stepped past (they keep their place at the front). */
 static void admit(spill_sched *s) {
     req **pp = &s->wait_head, *prev = NULL;
-    while (*pp && s->n_running < s->n_slots) {
+    /* with a target step time, no more running sequences than a step's predicted tokens */
+    while (*pp && s->n_running < s->n_slots && (!s->target || s->n_running < s->cap)) {
         req *r = *pp;
         if (r->cancelled || waits_for_first(s, r)) { /* a cancelled one leaves the queue at the next step */
             prev = r;
@@ -245,6 +250,7 @@ static void admit(spill_sched *s) {
         r->admitted = ++s->admit_clock;
         s->running[slot] = r;
         s->n_running++;
+        if (s->n_running > s->st.max_running) s->st.max_running = s->n_running;
         s->st.reused_tokens += (uint64_t)reuse;
     }
 }
@@ -298,6 +304,12 @@ static int build(spill_sched *s) {
        --parallel 32 at 16 clients, the tail of their inter-token latency */
     if (n && s->budget > 0) {
         int allow = n + s->budget > s->n_running ? n + s->budget : s->n_running;
+        if (allow < cap) cap = allow;
+    }
+    /* with a target step time, prompts beside decoding tokens only up to the predicted tokens, but at
+       least one a step, so that a prompt admitted before the prediction shrank still goes on */
+    if (n && s->target) {
+        int allow = s->cap > n + 1 ? s->cap : n + 1;
         if (allow < cap) cap = allow;
     }
     for (int j = 0; j < n_pre && n < cap; j++) {
@@ -472,6 +484,11 @@ static int step(spill_sched *s) {
     s->st.step_tokens += (uint64_t)n;
     if (s->n_dec && n - s->n_dec > s->st.max_mixed_prompt) s->st.max_mixed_prompt = n - s->n_dec;
     s->st.busy_s += dt;
+    if (s->target && !rc) {
+        spill_pace_add(&s->pace, n, dt);
+        s->cap = spill_pace_cap(&s->pace, s->target, s->batch);
+        s->st.step_cap = s->cap;
+    }
     pthread_mutex_unlock(&s->lock);
     /* what each request fed is in the cache now; the ones whose last token ran sample the next. When
        the step failed, every request in it ends with the engine's message. */
@@ -554,6 +571,9 @@ int spill_sched_open(spill_sched **out, spill_engine *e, const spill_sched_param
     s->batch = spill_engine_batch(e);
     s->chunk = p && p->prefill_chunk > 0 && p->prefill_chunk < s->batch ? p->prefill_chunk : s->batch;
     s->budget = p && p->prefill_budget > 0 ? p->prefill_budget : 0;
+    s->target = p && p->itl_target_ms > 0 ? p->itl_target_ms / 1000.0 : 0;
+    s->cap = 1; /* nothing measured yet: one sequence first (only read with a target) */
+    s->st.step_cap = s->target ? 1 : 0;
     s->max_waiting = p && p->max_waiting > 0 ? p->max_waiting : 64;
     s->ctx = spill_engine_ctx(e);
     s->running = calloc((size_t)s->n_slots, sizeof *s->running);

@@ -72,6 +72,12 @@ typedef struct spill_sched_params {
                            between their tokens), or as many as fill the step to one token per running
                            sequence where that is more; 0 = only the batch bounds them. With nothing decoding, prompts
                            fill the batch */
+    double itl_target_ms; /* > 0: a target for an engine step's time, hence the time between a sequence's
+                             tokens. Steps' times are fitted as a + b * tokens (policies/pace.c); a request is
+                             admitted only while the running sequences are fewer than the tokens a step may
+                             hold within the target, and prompts beside decoding tokens fill a step only up
+                             to that (at least one token a step). The first request runs alone until a step
+                             has been timed. 0: no target */
 } spill_sched_params;
 
 typedef struct spill_sched_stats {
@@ -79,6 +85,8 @@ typedef struct spill_sched_stats {
     uint64_t prompt_tokens, generated_tokens, reused_tokens;     /* reused: prompt positions shared, not computed */
     uint64_t steps, step_tokens;                                 /* step_tokens / steps = the mean batch */
     int max_mixed_prompt;                                        /* most prompt tokens a step held beside decoding ones */
+    int max_running;                                             /* most sequences running at once */
+    int step_cap;                                                /* itl_target_ms: the tokens a step may hold now (else 0) */
     double busy_s;                                               /* time spent in engine steps */
     int running, waiting;                                        /* now */
     int kv_blocks_free, kv_blocks;                               /* now */

@@ -320,6 +320,8 @@ static enum MHD_Result metrics(spill_http *h, struct MHD_Connection *c) {
       st.busy_s > 0 ? (double)st.generated_tokens / st.busy_s : 0.0);
     M("spill_queue_length", "gauge", "Requests waiting for a slot.", " %d", st.waiting);
     M("spill_requests_running", "gauge", "Requests holding a slot.", " %d", st.running);
+    M("spill_step_token_cap", "gauge", "With --itl-target: the tokens a step may hold within it, as timed so far (0: no target).",
+      " %d", st.step_cap);
     M("spill_http_active", "gauge", "Answers not fully sent yet.", " %d", active);
     fprintf(f, "# HELP spill_kv_blocks KV cache blocks by state.\n# TYPE spill_kv_blocks gauge\n"
                "spill_kv_blocks{state=\"free\"} %d\nspill_kv_blocks{state=\"used\"} %d\n",

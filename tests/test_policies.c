@@ -632,6 +632,35 @@ static void test_spill_plan_cli(void **s) {
     }
 }
 
+/* policies/pace.c: the step-time fit behind spill-server --itl-target */
+static void test_pace(void **st) {
+    (void)st;
+    spill_pace p = {0};
+    assert_int_equal(spill_pace_cap(&p, 0.02, 64), 1); /* nothing seen: one sequence */
+    assert_true(spill_pace_predict(&p, 8) == 0);
+    /* steps of one size: each token at the mean time per token */
+    for (int i = 0; i < 5; i++) spill_pace_add(&p, 8, 0.012);
+    assert_true(fabs(spill_pace_predict(&p, 16) - 0.024) < 1e-9);
+    assert_int_equal(spill_pace_cap(&p, 0.018, 64), 12);
+    /* steps of many sizes on a line, 4 ms a step and 1 ms a token: the line, whatever came before */
+    for (int k = 0; k < 400; k++) spill_pace_add(&p, 1 + k % 16, 0.004 + 0.001 * (1 + k % 16));
+    assert_true(fabs(spill_pace_predict(&p, 20) - 0.024) < 1e-5);
+    assert_int_equal(spill_pace_cap(&p, 0.0185, 64), 14);
+    assert_int_equal(spill_pace_cap(&p, 1.0, 64), 64);    /* never more than the batch */
+    assert_int_equal(spill_pace_cap(&p, 0.001, 64), 1);   /* even one token over the target: one */
+    assert_int_equal(spill_pace_cap(&p, 0.0185, 0), 1);
+    /* what cannot be a step is not counted */
+    spill_pace q = p;
+    spill_pace_add(&p, 0, 1.0);
+    spill_pace_add(&p, 4, NAN);
+    spill_pace_add(&p, 4, -1.0);
+    spill_pace_add(&p, 4, INFINITY);
+    assert_memory_equal(&p, &q, sizeof p);
+    /* a machine twice as slow: the fit follows it within a hundred steps */
+    for (int k = 0; k < 100; k++) spill_pace_add(&p, 1 + k % 16, 2 * (0.004 + 0.001 * (1 + k % 16)));
+    assert_int_equal(spill_pace_cap(&p, 0.037, 64), 14);
+}
+
 int main(void) {
     snprintf(cfg_path, sizeof cfg_path, "/tmp/spill-70b-%d.json", (int)getpid());
     write_file(cfg_path, llama70b);
@@ -647,6 +676,7 @@ int main(void) {
         cmocka_unit_test(test_grace_blackwell),
         cmocka_unit_test(test_profile_pick),
         cmocka_unit_test(test_spec_cost),
+        cmocka_unit_test(test_pace),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
     unlink(cfg_path);

@@ -5,7 +5,8 @@
  * decoding sequences a step holds no more prompt tokens than the prefill budget, given to prompts in
  * the order they were admitted; seeded sampling gives each request together the text it gets alone;
  * log probabilities are the logits' log-softmax, and cover the text a stop string leaves; a prompt's
- * own (echo) are every position's, as computed alone. */
+ * own (echo) are every position's, as computed alone; a target step time (--itl-target) admits requests
+ * only while the steps it has timed leave room, and changes no text. */
 #include <pthread.h>
 
 #include "engine.h"
@@ -289,7 +290,7 @@ static int mixed_prompt(int n_slots, const spill_sched_params *sp) {
 
 static void test_prefill_budget(void **s) {
     (void)s;
-    spill_sched_params sp = {0, 0, 2};
+    spill_sched_params sp = {0, 0, 2, 0};
     int m = mixed_prompt(3, &sp); /* the budget is more than what fills a step to 3 */
     printf("3 slots, budget 2: at most %d prompt tokens beside decoding ones\n", m);
     assert_true(m >= 1 && m <= 2);
@@ -322,7 +323,7 @@ static void test_prompt_order(void **s) {
     spill_engine *e = engine(4, 0);
     spill_sched *sc;
     spill_err err = {{0}};
-    spill_sched_params sp = {0, 0, 2};
+    spill_sched_params sp = {0, 0, 2, 0};
     assert_int_equal(spill_sched_open(&sc, e, &sp, &err), 0);
     out a, h[2], l;
     out_init(&a);
@@ -432,7 +433,7 @@ static void test_queue_full_and_sharing(void **s) {
     spill_engine *e = engine(1, 0);
     spill_sched *sc;
     spill_err err = {{0}};
-    spill_sched_params sp = {1, 0, 0};
+    spill_sched_params sp = {1, 0, 0, 0};
     assert_int_equal(spill_sched_open(&sc, e, &sp, &err), 0);
     /* one slot, one waiting place: with the first running and the second waiting, a third is refused */
     out o[3];
@@ -673,7 +674,7 @@ static void test_prompt_logprobs(void **st) {
     positions_ref(full, n, ref);
     for (int g = 0; g < n - np; g++) /* the reference agrees with the greedy run's own */
         if (fabs(ref[np + g].lp - gen[g].lp) > 1e-4) fail_msg("position %d: %.7g, greedy %.7g", np + g, ref[np + g].lp, gen[g].lp);
-    spill_sched_params sp = {0, 4, 0};
+    spill_sched_params sp = {0, 4, 0, 0};
     spill_sched *s;
     assert_int_equal(spill_sched_open(&s, e, &sp, &err), 0);
     static out a, b, c;
@@ -767,7 +768,7 @@ static void test_prompt_logprobs_preempted(void **st) {
     assert_true(n > 64);
     static lp_ref ref[96];
     positions_ref(bt, n, ref);
-    spill_sched_params sp = {0, 4, 0};
+    spill_sched_params sp = {0, 4, 0, 0};
     spill_sched *s;
     assert_int_equal(spill_sched_open(&s, e, &sp, &err), 0);
     /* h holds the scheduler in its last call, so that a and b are admitted in one step with all six
@@ -1091,6 +1092,50 @@ static void test_n_siblings(void **st) {
     spill_engine_free(e);
 }
 
+/* --itl-target: with a target no step can meet, requests run one at a time (each admitted only when the
+ * one before is gone) and still get the text they get alone; with a target every step meets, the
+ * first runs alone until a step is timed, then the others join it; without one, no cap is reported */
+static int paced(double target_ms, int *cap) {
+    static char ref[N_P][4096];
+    for (int i = 0; i < N_P; i++) alone(prompts[i], MAX_TOK, ref[i], sizeof ref[i]);
+    spill_engine *e = engine(N_P, 0);
+    spill_sched *s;
+    spill_err err = {{0}};
+    spill_sched_params sp = {0, 0, 0, target_ms};
+    assert_int_equal(spill_sched_open(&s, e, &sp, &err), 0);
+    out o[N_P];
+    for (int i = 0; i < N_P; i++) {
+        out_init(&o[i]);
+        submit(s, e, prompts[i], MAX_TOK, NULL, 0, &o[i]);
+    }
+    for (int i = 0; i < N_P; i++) {
+        out_wait(&o[i]);
+        if (strcmp(o[i].text, ref[i])) fail_msg("'%s': paced '%s' vs alone '%s'", prompts[i], o[i].text, ref[i]);
+    }
+    spill_sched_stats st;
+    spill_sched_get_stats(s, &st);
+    printf("target %g ms: at most %d running at once, %llu steps, a step's cap now %d tokens\n", target_ms, st.max_running,
+           (unsigned long long)st.steps, st.step_cap);
+    assert_int_equal(st.finished, N_P);
+    assert_int_equal(st.kv_blocks_free, st.kv_blocks);
+    *cap = st.step_cap;
+    spill_sched_free(s);
+    spill_engine_free(e);
+    return st.max_running;
+}
+
+static void test_itl_target(void **st) {
+    (void)st;
+    int cap;
+    assert_int_equal(paced(1e-6, &cap), 1); /* every step is over a nanosecond */
+    assert_int_equal(cap, 1);
+    int most = paced(1e6, &cap); /* and under 1000 s */
+    assert_true(most > 1);
+    assert_int_equal(cap, 32); /* the engine's batch */
+    assert_true(paced(0, &cap) > 1);
+    assert_int_equal(cap, 0);
+}
+
 int main(void) {
     require_file(stories_path(), "the small test models live in tests/models");
     const struct CMUnitTest tests[] = {
@@ -1101,7 +1146,7 @@ int main(void) {
         cmocka_unit_test(test_logprobs),         cmocka_unit_test(test_prompt_logprobs),
         cmocka_unit_test(test_prompt_logprobs_preempted), cmocka_unit_test(test_logit_adjust),
         cmocka_unit_test(test_n_siblings),
-        cmocka_unit_test(test_cancelled_siblings),
+        cmocka_unit_test(test_cancelled_siblings), cmocka_unit_test(test_itl_target),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -536,9 +536,31 @@ finally:
     if srv.p.poll() is None:
         srv.p.kill()
 
+# --itl-target: with a target of 1 ms (more than a step of stories260K takes here alone, less than 8
+# at once may), eight requests at once each get the reference text, and /metrics shows the step's cap
+srv = Server("--parallel", "4", "--ctx-size", "256", "--kv-block", "16", "--itl-target", "1")
+try:
+    paced = {}
+
+    def paced_one(p):
+        st, _, text = http(srv.url + "/v1/completions", {"prompt": p, "max_tokens": 24, "temperature": 0})
+        paced[p] = json.loads(text)["choices"][0]["text"] if st == 200 else f"HTTP {st}: {text[:120]}"
+
+    threads = [threading.Thread(target=paced_one, args=(p,)) for p in PROMPTS]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    check(all(paced.get(p) == ref[p] for p in PROMPTS), "--itl-target 1: eight requests at once, each the reference text"
+          + "".join(f"; {p!r}: {paced.get(p)!r} vs {ref[p]!r}" for p in PROMPTS if paced.get(p) != ref[p]))
+    cap = metric(srv, "spill_step_token_cap")
+    check(cap is not None and 1 <= cap <= 64, f"--itl-target: /metrics has spill_step_token_cap within 1..64 (got {cap})")
+finally:
+    srv.stop()
+
 # wrong flags: exit 2 with the flag or name in the message, before any model is read or port taken
 for args, want in ((["--profile", "no-such-profile"], "no-such-profile"), (["--profile-file", "/nonexistent/p.json"], "/nonexistent/p.json"),
-                   (["--parallel", "0"], "--parallel")):
+                   (["--parallel", "0"], "--parallel"), (["--itl-target", "-5"], "--itl-target")):
     r = subprocess.run([BIN, "-m", MODEL, "--port", "0", *args], stderr=subprocess.PIPE, stdout=subprocess.DEVNULL,
                        text=True, timeout=60)
     check(r.returncode == 2 and want in r.stderr, f"{' '.join(args)}: exit 2 naming {want} (got {r.returncode}: {r.stderr.strip()[:200]})")

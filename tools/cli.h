@@ -61,6 +61,7 @@ int spill_plan_cli(spill_plan_opts *o, const spill_options *env, int argc, char 
 typedef struct spill_server_opts {
     const char *model, *host, *profile, *profile_file, *name;
     int port, ctx, batch, parallel, kv_block, kv_blocks, max_waiting, chunk, budget, threads, use_mmap;
+    int itl_target; /* --itl-target, ms (0: none) */
     int policy_set; /* --policy given */
     spill_options env;
 } spill_server_opts;

@@ -31,6 +31,10 @@ static void make_args(spill_server_opts *o, int *help, spill_arg *a) {
     ARG(0, "prefill-budget", SPILL_ARG_INT, &o->budget, 0, 4096, "N", "prompt tokens of all requests per step while others decode: bounds the\n"
         "time between their tokens (default: 8; 0 = the batch); more where that fills the step to one token per\n"
         "running sequence; with nothing decoding, prompts fill the batch");
+    ARG(0, "itl-target", SPILL_ARG_INT, &o->itl_target, 0, 600000, "MS", "aim for engine steps of at most MS milliseconds, the time between a\n"
+        "request's tokens: requests wait in the queue while the running ones fill a step as timed so far\n"
+        "(the first runs alone until a step is timed), and prompts fill a step only up to it (default: 0,\n"
+        "no target: --parallel and --prefill-budget alone bound a step)");
     ARG(0, "max-waiting", SPILL_ARG_INT, &o->max_waiting, 1, 1 << 20, "N", "requests queued beyond the running ones and the free slots before 429 (default: 64)");
     ARG(0, "kv-block", SPILL_ARG_INT, &o->kv_block, 1, 65536, "N", "tokens per KV cache block, a power of two (default: 64)");
     ARG(0, "kv-type", SPILL_ARG_OPTION, &o->env, 0, 0, "TYPE", "KV cache elements: f32, f16 or bf16 (as spill-generate)");

@@ -80,7 +80,7 @@ int main(int argc, char **argv) {
         goto out;
     }
     if (open_engine(&o, o.profile || o.profile_file ? &prof : NULL, &e, &err)) goto out;
-    spill_sched_params sp = {o.max_waiting, o.chunk, o.budget};
+    spill_sched_params sp = {o.max_waiting, o.chunk, o.budget, o.itl_target};
     if (spill_sched_open(&s, e, &sp, &err)) goto out;
     char name_buf[4096];
     snprintf(name_buf, sizeof name_buf, "%s", o.model);
