@@ -45,7 +45,7 @@ struct spill_sched {
     int n_dec; /* decoding tokens at the head of the batch build() made */
     double target;  /* --itl-target in seconds (0: none) */
     spill_pace pace; /* the steps' times, for the target */
-    int cap;        /* with a target: the most tokens a step may hold beside decoding ones (from pace) */
+    int cap;        /* with a target: the most tokens a step may hold (from pace) */
     req **running;     /* (n_slots) by slot */
     req *wait_head, *wait_tail;
     int n_waiting, n_running, next_id;

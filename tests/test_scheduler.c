@@ -176,13 +176,8 @@ static int submit(spill_sched *s, spill_engine *e, const char *prompt, int max_t
     return id;
 }
 
-static void run_all(int n_seqs, int kv_blocks, uint64_t *preempted) {
-    static char ref[N_P][4096];
-    for (int i = 0; i < N_P; i++) alone(prompts[i], MAX_TOK, ref[i], sizeof ref[i]);
-    spill_engine *e = engine(n_seqs, kv_blocks);
-    spill_sched *s;
-    spill_err err = {{0}};
-    assert_int_equal(spill_sched_open(&s, e, NULL, &err), 0);
+/* every prompt submitted at once (MAX_TOK tokens, greedy): each gets ref[i], the text it gets alone */
+static void all_as_alone(spill_sched *s, spill_engine *e, char ref[N_P][4096]) {
     out o[N_P];
     for (int i = 0; i < N_P; i++) {
         out_init(&o[i]);
@@ -193,6 +188,16 @@ static void run_all(int n_seqs, int kv_blocks, uint64_t *preempted) {
         if (strcmp(o[i].text, ref[i])) fail_msg("'%s': scheduled '%s' vs alone '%s'", prompts[i], o[i].text, ref[i]);
         assert_true(o[i].finish == SPILL_FINISH_LENGTH || o[i].finish == SPILL_FINISH_STOP);
     }
+}
+
+static void run_all(int n_seqs, int kv_blocks, uint64_t *preempted) {
+    static char ref[N_P][4096];
+    for (int i = 0; i < N_P; i++) alone(prompts[i], MAX_TOK, ref[i], sizeof ref[i]);
+    spill_engine *e = engine(n_seqs, kv_blocks);
+    spill_sched *s;
+    spill_err err = {{0}};
+    assert_int_equal(spill_sched_open(&s, e, NULL, &err), 0);
+    all_as_alone(s, e, ref);
     spill_sched_stats st;
     spill_sched_get_stats(s, &st);
     printf("%d slots, %d KV blocks: %llu steps, mean batch %.1f tokens, %llu preempted, %llu tokens generated\n", n_seqs,
@@ -1103,15 +1108,7 @@ static int paced(double target_ms, int *cap) {
     spill_err err = {{0}};
     spill_sched_params sp = {0, 0, 0, target_ms};
     assert_int_equal(spill_sched_open(&s, e, &sp, &err), 0);
-    out o[N_P];
-    for (int i = 0; i < N_P; i++) {
-        out_init(&o[i]);
-        submit(s, e, prompts[i], MAX_TOK, NULL, 0, &o[i]);
-    }
-    for (int i = 0; i < N_P; i++) {
-        out_wait(&o[i]);
-        if (strcmp(o[i].text, ref[i])) fail_msg("'%s': paced '%s' vs alone '%s'", prompts[i], o[i].text, ref[i]);
-    }
+    all_as_alone(s, e, ref);
     spill_sched_stats st;
     spill_sched_get_stats(s, &st);
     printf("target %g ms: at most %d running at once, %llu steps, a step's cap now %d tokens\n", target_ms, st.max_running,
