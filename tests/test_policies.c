@@ -641,7 +641,7 @@ static void test_pace(void **st) {
     /* steps of one size: each token at the mean time per token */
     for (int i = 0; i < 5; i++) spill_pace_add(&p, 8, 0.012);
     assert_true(fabs(spill_pace_predict(&p, 16) - 0.024) < 1e-9);
-    assert_int_equal(spill_pace_cap(&p, 0.018, 64), 12);
+    assert_int_equal(spill_pace_cap(&p, 0.0185, 64), 12); /* 12 tokens at 0.018 s, 13 at 0.0195: off the boundary */
     /* steps of many sizes on a line, 4 ms a step and 1 ms a token: the line, whatever came before */
     for (int k = 0; k < 400; k++) spill_pace_add(&p, 1 + k % 16, 0.004 + 0.001 * (1 + k % 16));
     assert_true(fabs(spill_pace_predict(&p, 20) - 0.024) < 1e-5);
