@@ -44,8 +44,7 @@ struct spill_sched {
     int n_slots, batch, chunk, budget, max_waiting, ctx;
     int n_dec; /* decoding tokens at the head of the batch build() made */
     double target;  /* --itl-target in seconds (0: none) */
-    spill_pace pace; /* the steps' times, for the target */
-    int cap;        /* with a target: the most tokens a step may hold (from pace) */
+    spill_pace pace; /* the steps' times, for the target; st.step_cap the most tokens a step may hold */
     req **running;     /* (n_slots) by slot */
     req *wait_head, *wait_tail;
     int n_waiting, n_running, next_id;
@@ -226,7 +225,7 @@ static int waits_for_first(const spill_sched *s, const req *r) {
 static void admit(spill_sched *s) {
     req **pp = &s->wait_head, *prev = NULL;
     /* with a target step time, no more running sequences than a step's predicted tokens */
-    while (*pp && s->n_running < s->n_slots && (!s->target || s->n_running < s->cap)) {
+    while (*pp && s->n_running < s->n_slots && (!s->target || s->n_running < s->st.step_cap)) {
         req *r = *pp;
         if (r->cancelled || waits_for_first(s, r)) { /* a cancelled one leaves the queue at the next step */
             prev = r;
@@ -309,7 +308,7 @@ static int build(spill_sched *s) {
     /* with a target step time, prompts beside decoding tokens only up to the predicted tokens, but at
        least one a step, so that a prompt admitted before the prediction shrank still goes on */
     if (n && s->target) {
-        int allow = s->cap > n + 1 ? s->cap : n + 1;
+        int allow = s->st.step_cap > n + 1 ? s->st.step_cap : n + 1;
         if (allow < cap) cap = allow;
     }
     for (int j = 0; j < n_pre && n < cap; j++) {
@@ -486,8 +485,7 @@ static int step(spill_sched *s) {
     s->st.busy_s += dt;
     if (s->target && !rc) {
         spill_pace_add(&s->pace, n, dt);
-        s->cap = spill_pace_cap(&s->pace, s->target, s->batch);
-        s->st.step_cap = s->cap;
+        s->st.step_cap = spill_pace_cap(&s->pace, s->target, s->batch);
     }
     pthread_mutex_unlock(&s->lock);
     /* what each request fed is in the cache now; the ones whose last token ran sample the next. When
@@ -572,8 +570,7 @@ int spill_sched_open(spill_sched **out, spill_engine *e, const spill_sched_param
     s->chunk = p && p->prefill_chunk > 0 && p->prefill_chunk < s->batch ? p->prefill_chunk : s->batch;
     s->budget = p && p->prefill_budget > 0 ? p->prefill_budget : 0;
     s->target = p && p->itl_target_ms > 0 ? p->itl_target_ms / 1000.0 : 0;
-    s->cap = 1; /* nothing measured yet: one sequence first (only read with a target) */
-    s->st.step_cap = s->target ? 1 : 0;
+    s->st.step_cap = s->target ? 1 : 0; /* nothing timed yet: one sequence first */
     s->max_waiting = p && p->max_waiting > 0 ? p->max_waiting : 64;
     s->ctx = spill_engine_ctx(e);
     s->running = calloc((size_t)s->n_slots, sizeof *s->running);
